@@ -1,0 +1,31 @@
+/**
+ * The public description of a cluster, as loaded from `keys/cluster.json`
+ * (see src/crypto/keyring.ts for the file format and its validation).
+ * Pure data: the core reads it, never loads it.
+ */
+export interface ReplicaInfo {
+  id: number;
+  /** WebSocket URL the replica listens on, e.g. ws://127.0.0.1:7001 */
+  url: string;
+  /** 32-byte raw ed25519 public key. */
+  publicKey: Uint8Array;
+}
+
+export interface ClientInfo {
+  id: number;
+  publicKey: Uint8Array;
+}
+
+export interface ClusterConfig {
+  /** Names this cluster; part of every signature's domain tag, so messages cannot cross clusters. */
+  clusterId: string;
+  f: number;
+  /** n = 3f + 1 entries, ids 0..n-1 in order. */
+  replicas: ReplicaInfo[];
+  /** Clients allowed to submit requests; ids unique, not necessarily dense. */
+  clients: ClientInfo[];
+}
+
+export function replicaCount(cluster: ClusterConfig): number {
+  return cluster.replicas.length;
+}

@@ -1,0 +1,47 @@
+/**
+ * ed25519 and SHA-256 through @noble (pure JavaScript): portable to browsers, used for key
+ * generation, the client SDK's fallback path and cross-checks. No node-only imports here.
+ *
+ * Verification uses the strict RFC 8032 branch (`zip215: false`), which accepts the signatures
+ * OpenSSL accepts for honestly generated keys. Replicas always verify with one backend
+ * (node:crypto), so that every correct replica judges a client's signature the same way.
+ */
+import * as ed from '@noble/ed25519';
+import { sha256 as nobleSha256, sha512 } from '@noble/hashes/sha2.js';
+import { PUBLIC_KEY_BYTES, SECRET_KEY_BYTES, SIGNATURE_BYTES, type Signer, type Verifier } from './types.ts';
+
+ed.hashes.sha512 = sha512;
+
+export function nobleDerivePublicKey(secretKey: Uint8Array): Uint8Array {
+  if (secretKey.length !== SECRET_KEY_BYTES) throw new RangeError(`ed25519 secret key must be ${SECRET_KEY_BYTES} bytes`);
+  return ed.getPublicKey(secretKey);
+}
+
+export function createNobleSigner(secretKey: Uint8Array): Signer {
+  const secret = new Uint8Array(secretKey);
+  const publicKey = nobleDerivePublicKey(secret);
+  return {
+    publicKey,
+    sign: (data) => ed.sign(data, secret),
+  };
+}
+
+export class NobleVerifier implements Verifier {
+  verify(publicKey: Uint8Array, data: Uint8Array, signature: Uint8Array): boolean {
+    if (publicKey.length !== PUBLIC_KEY_BYTES || signature.length !== SIGNATURE_BYTES) return false;
+    try {
+      return ed.verify(signature, data, publicKey, { zip215: false });
+    } catch {
+      return false;
+    }
+  }
+}
+
+/** A fresh random 32-byte secret key (uses the platform's CSPRNG). */
+export function randomSecretKey(): Uint8Array {
+  return ed.utils.randomSecretKey();
+}
+
+export function sha256Portable(data: Uint8Array): Uint8Array {
+  return nobleSha256(data);
+}

@@ -1,0 +1,73 @@
+/**
+ * ed25519 and SHA-256 through Node's built-in `node:crypto` (OpenSSL): the replica hot path.
+ * KeyObjects are built once per key and cached; rebuilding them per call halves the speed.
+ */
+import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { PUBLIC_KEY_BYTES, SECRET_KEY_BYTES, SIGNATURE_BYTES, type Signer, type Verifier } from './types.ts';
+
+// DER prefixes that wrap a raw 32-byte ed25519 key as PKCS#8 (private) or SPKI (public).
+const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+
+export function nodePrivateKey(secretKey: Uint8Array): KeyObject {
+  if (secretKey.length !== SECRET_KEY_BYTES) throw new RangeError(`ed25519 secret key must be ${SECRET_KEY_BYTES} bytes`);
+  return createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, secretKey]), format: 'der', type: 'pkcs8' });
+}
+
+export function nodePublicKey(publicKey: Uint8Array): KeyObject {
+  if (publicKey.length !== PUBLIC_KEY_BYTES) throw new RangeError(`ed25519 public key must be ${PUBLIC_KEY_BYTES} bytes`);
+  return createPublicKey({ key: Buffer.concat([SPKI_PREFIX, publicKey]), format: 'der', type: 'spki' });
+}
+
+/** Raw 32-byte public key of a secret key. */
+export function nodeDerivePublicKey(secretKey: Uint8Array): Uint8Array {
+  const der = createPublicKey(nodePrivateKey(secretKey)).export({ format: 'der', type: 'spki' });
+  return new Uint8Array(der.subarray(der.length - PUBLIC_KEY_BYTES));
+}
+
+export function createNodeSigner(secretKey: Uint8Array): Signer {
+  const key = nodePrivateKey(secretKey);
+  const publicKey = nodeDerivePublicKey(secretKey);
+  return {
+    publicKey,
+    sign: (data) => new Uint8Array(sign(null, data, key)),
+  };
+}
+
+/** Verifier with a bounded cache of public KeyObjects (keyed by the raw key's hex). */
+export class NodeVerifier implements Verifier {
+  private readonly keys = new Map<string, KeyObject | null>();
+  constructor(private readonly cacheKeysMax = 4096) {}
+
+  verify(publicKey: Uint8Array, data: Uint8Array, signature: Uint8Array): boolean {
+    if (publicKey.length !== PUBLIC_KEY_BYTES || signature.length !== SIGNATURE_BYTES) return false;
+    const id = Buffer.from(publicKey.buffer, publicKey.byteOffset, publicKey.length).toString('hex');
+    let key = this.keys.get(id);
+    if (key === undefined) {
+      try {
+        key = nodePublicKey(publicKey);
+      } catch {
+        key = null; // not a valid curve point
+      }
+      if (this.keys.size >= this.cacheKeysMax) this.keys.clear();
+      this.keys.set(id, key);
+    }
+    if (key === null) return false;
+    try {
+      return verify(null, data, key, signature);
+    } catch {
+      return false;
+    }
+  }
+}
+
+export function sha256(data: Uint8Array): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(data).digest());
+}
+
+/** SHA-256 over the concatenation of the parts, without concatenating them first. */
+export function sha256Parts(parts: readonly Uint8Array[]): Uint8Array {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p);
+  return new Uint8Array(h.digest());
+}
