@@ -1,0 +1,132 @@
+/**
+ * `keygen`: generates a keyring (cluster.json and one private key file per replica and client).
+ *
+ *   npm run keygen -- --replicas 4 --clients 4 --out keys
+ *   pbft keygen --replicas 7 --host 10.0.0.5 --base-port 9000 --force
+ *
+ * Every failure, including a bad flag, prints exactly one line `keygen: <message>` on stderr and
+ * exits with status 1.
+ */
+import { Command, CommanderError } from 'commander';
+import { generateKeyring, KeyringError } from '../crypto/keyring.ts';
+
+export interface KeygenIo {
+  /** Receives one line of the success summary (without newline). */
+  out(line: string): void;
+  /** Receives the single error line (without newline). */
+  err(line: string): void;
+}
+
+const processIo: KeygenIo = {
+  out: (line) => process.stdout.write(line + '\n'),
+  err: (line) => process.stderr.write(line + '\n'),
+};
+
+interface KeygenFlags {
+  replicas: string;
+  clients: string;
+  out: string;
+  host: string;
+  basePort: string;
+  clusterId?: string;
+  force?: boolean;
+}
+
+/** Raised for a flag that does not parse; reported like any other keygen error. */
+class FlagError extends Error {}
+
+function oneLine(text: string): string {
+  return text.replace(/\s+/g, ' ').trim();
+}
+
+/** Parses a non-negative integer flag; ranges (3f+1, ports) are checked by generateKeyring. */
+function parseCount(flag: string, value: string): number {
+  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(Number(value))) {
+    const shown = value.length > 40 ? value.slice(0, 40) + '...' : value;
+    throw new FlagError(`${flag} must be a non-negative integer; got "${shown}"`);
+  }
+  return Number(value);
+}
+
+function errorMessage(err: unknown): string {
+  if (err instanceof KeyringError || err instanceof FlagError) return err.message;
+  if (err instanceof Error) return err.message.split('\n')[0] ?? err.name;
+  return String(err);
+}
+
+/** Runs keygen with parsed flags and prints the summary; throws on any failure. */
+function runKeygen(flags: KeygenFlags, io: KeygenIo): void {
+  const replicas = parseCount('--replicas', flags.replicas);
+  const clients = parseCount('--clients', flags.clients);
+  const basePort = parseCount('--base-port', flags.basePort);
+  const result = generateKeyring({
+    replicas,
+    clients,
+    out: flags.out,
+    host: flags.host,
+    basePort,
+    ...(flags.clusterId !== undefined ? { clusterId: flags.clusterId } : {}),
+    force: flags.force === true,
+  });
+  const { cluster } = result;
+  io.out(`keygen: wrote keyring to ${flags.out} (cluster ${cluster.clusterId})`);
+  io.out(`  f = ${cluster.f}, ${cluster.replicas.length} replicas:`);
+  for (const r of cluster.replicas) io.out(`    replica ${r.id}  ${r.url}`);
+  io.out(`  ${cluster.clients.length} client${cluster.clients.length === 1 ? '' : 's'}`);
+  if (result.removed.length > 0) io.out(`  removed ${result.removed.length} stale file(s)`);
+}
+
+/**
+ * Adds the keygen flags and action to `command`. Errors go through `command.error`, so they print
+ * one `keygen: ...` line and exit 1 (or throw a CommanderError when exitOverride is set).
+ */
+function configureKeygenCommand(command: Command, io: KeygenIo): Command {
+  return command
+    .description('generate a keyring: cluster.json (public) and one private key file per replica and client')
+    .option('--replicas <n>', 'number of replicas, 3f+1 with f >= 1', '4')
+    .option('--clients <n>', 'number of clients', '4')
+    .option('--out <dir>', 'directory to write the keyring to', 'keys')
+    .option('--host <host>', 'host in every replica URL', '127.0.0.1')
+    .option('--base-port <port>', 'replica i listens at base-port + i', '7001')
+    .option('--cluster-id <id>', 'cluster id (default: 16 random bytes, hex)')
+    .option('--force', 'overwrite an existing keyring and remove stale key files')
+    .allowExcessArguments(false)
+    .configureOutput({
+      writeOut: (str) => io.out(str.replace(/\n$/, '')),
+      writeErr: (str) => io.err(str.replace(/\n$/, '')),
+      outputError: (str, write) => write(`keygen: ${oneLine(str.replace(/^error:\s*/, ''))}\n`),
+    })
+    .action(function (this: Command) {
+      try {
+        runKeygen(this.opts<KeygenFlags>(), io);
+      } catch (err) {
+        this.error(errorMessage(err), { exitCode: 1, code: 'keygen.failed' });
+      }
+    });
+}
+
+/** Registers `keygen` as a subcommand of a commander program (used by the `pbft` CLI). */
+export function addKeygenCommand(program: Command, io: KeygenIo = processIo): Command {
+  return configureKeygenCommand(program.command('keygen'), io);
+}
+
+/**
+ * Entry point of scripts/keygen.ts. `argv` is process.argv style (node, script, ...flags).
+ * Returns the exit status: 0 on success or --help, 1 on any error.
+ */
+export function keygenMain(argv: readonly string[] = process.argv, io: KeygenIo = processIo): number {
+  const command = configureKeygenCommand(new Command('keygen'), io).exitOverride();
+  try {
+    command.parse(argv, { from: 'node' });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help' || err.code === 'commander.version') {
+        return 0;
+      }
+      return 1; // already reported through outputError
+    }
+    io.err(`keygen: ${oneLine(errorMessage(err))}`);
+    return 1;
+  }
+}

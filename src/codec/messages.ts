@@ -1,0 +1,430 @@
+/**
+ * CBOR wire format of protocol messages (positional arrays, a small integer tag first).
+ *
+ * Frame (one WebSocket message):
+ *   signed message        [0, body, sig]
+ *   pre-prepare + batch   [0, body, sig, [[requestBody, requestSig], ...]]
+ *   link message          [1, [tag, ...fields]]
+ *
+ * Signed bodies:
+ *   request     [1, client, timestamp, op]
+ *   reply       [2, view, client, timestamp, replica, result]
+ *   pre-prepare [3, view, seq, digest, replica]
+ *   prepare     [4, view, seq, digest, replica]
+ *   commit      [5, view, seq, digest, replica]
+ *   checkpoint  [6, seq, digest, replica]
+ *   view-change [7, view, replica, checkpointCert, [[prePrepare, [prepare, ...]], ...]]
+ *   new-view    [8, view, replica, [viewChange, ...], [prePrepare, ...]]
+ * where a nested signed message is [body, sig] and checkpointCert is [seq, digest, [checkpoint, ...]].
+ *
+ * Decoding never throws on peer input: it returns { ok: false, reason }.
+ */
+import type {
+  CheckpointCert,
+  CheckpointMsg,
+  CommitMsg,
+  CommittedEntry,
+  Frame,
+  LinkMessage,
+  PreparedCert,
+  PrepareMsg,
+  PrePrepareMsg,
+  RequestMsg,
+  Signed,
+  SignedMessage,
+  SignedType,
+  StatePart,
+  StateReply,
+  ViewChangeMsg,
+} from '../core/messages.ts';
+import {
+  asArray,
+  asBytes,
+  asUint,
+  decodeCbor,
+  encodeCbor,
+  fail,
+  guarded,
+  type Decoded,
+} from './cbor.ts';
+
+export const DIGEST_LENGTH = 32;
+export const SIGNATURE_LENGTH = 64;
+
+/** Structural bounds applied while decoding (the core applies protocol bounds on top). */
+export const CODEC_LIMITS = {
+  opBytesMax: 4 * 1024 * 1024,
+  resultBytesMax: 4 * 1024 * 1024,
+  batchRequestsMax: 8192,
+  certsMax: 8192,
+  signaturesMax: 1024,
+  listMax: 1 << 20,
+  blobBytesMax: 64 * 1024 * 1024,
+} as const;
+
+const TAG: Record<SignedType, number> = {
+  request: 1,
+  reply: 2,
+  preprepare: 3,
+  prepare: 4,
+  commit: 5,
+  checkpoint: 6,
+  viewchange: 7,
+  newview: 8,
+};
+
+// --- encoding ----------------------------------------------------------------------------------
+
+const pair = (s: Signed): [Uint8Array, Uint8Array] => [s.body, s.sig];
+
+function checkpointCertArray(c: CheckpointCert): unknown[] {
+  return [c.seq, c.digest, c.proof.map(pair)];
+}
+
+function bodyArray(msg: SignedMessage): unknown[] {
+  switch (msg.type) {
+    case 'request':
+      return [TAG.request, msg.client, msg.timestamp, msg.op];
+    case 'reply':
+      return [TAG.reply, msg.view, msg.client, msg.timestamp, msg.replica, msg.result];
+    case 'preprepare':
+    case 'prepare':
+    case 'commit':
+      return [TAG[msg.type], msg.view, msg.seq, msg.digest, msg.replica];
+    case 'checkpoint':
+      return [TAG.checkpoint, msg.seq, msg.digest, msg.replica];
+    case 'viewchange':
+      return [
+        TAG.viewchange,
+        msg.view,
+        msg.replica,
+        checkpointCertArray(msg.checkpoint),
+        msg.prepared.map((c) => [pair(c.prePrepare), c.prepares.map(pair)]),
+      ];
+    case 'newview':
+      return [TAG.newview, msg.view, msg.replica, msg.viewChanges.map(pair), msg.prePrepares.map(pair)];
+    default:
+      return assertNever(msg);
+  }
+}
+
+export function assertNever(x: never): never {
+  throw new Error(`unexpected value ${JSON.stringify(x)}`);
+}
+
+/** CBOR body of a signed message (the bytes that are signed). */
+export function encodeBody(msg: SignedMessage): Uint8Array {
+  return encodeCbor(bodyArray(msg));
+}
+
+export function encodeSignedFrame(signed: Signed, batch?: readonly Signed<RequestMsg>[]): Uint8Array {
+  if (batch === undefined) return encodeCbor([0, signed.body, signed.sig]);
+  return encodeCbor([0, signed.body, signed.sig, batch.map(pair)]);
+}
+
+function committedEntryArray(e: CommittedEntry): unknown[] {
+  return [e.seq, e.commits.map(pair), e.batch.map(pair)];
+}
+
+function statePartArray(p: StatePart): unknown[] {
+  switch (p.kind) {
+    case 'meta':
+      return [0];
+    case 'leaves':
+      return [1, p.groups];
+    case 'partitions':
+      return [2, p.indices];
+    default:
+      return assertNever(p);
+  }
+}
+
+function stateReplyArray(r: StateReply): unknown[] {
+  switch (r.kind) {
+    case 'meta':
+      return [0, checkpointCertArray(r.checkpoint), r.partitionCount, r.groupDigests, r.clients];
+    case 'leaves':
+      return [1, r.groups.map((g) => [g.group, g.leaves])];
+    case 'partitions':
+      return [2, r.indices, r.compressed, r.rawBytes];
+    case 'unavailable':
+      return [3, checkpointCertArray(r.stable)];
+    default:
+      return assertNever(r);
+  }
+}
+
+function linkArray(m: LinkMessage): unknown[] {
+  switch (m.type) {
+    case 'fetch':
+      return [20, m.from, m.to];
+    case 'fetched':
+      return [21, m.entries.map(committedEntryArray), checkpointCertArray(m.stable)];
+    case 'batchreq':
+      return [22, m.seq, m.digest];
+    case 'batch':
+      return [23, m.seq, m.digest, m.batch.map(pair)];
+    case 'statereq':
+      return [24, m.seq, statePartArray(m.part)];
+    case 'state':
+      return [25, m.seq, stateReplyArray(m.reply)];
+    case 'newviewreq':
+      return [26, m.view];
+    default:
+      return assertNever(m);
+  }
+}
+
+export function encodeLinkFrame(msg: LinkMessage): Uint8Array {
+  return encodeCbor([1, linkArray(msg)]);
+}
+
+// --- decoding ----------------------------------------------------------------------------------
+
+const asDigest = (v: unknown, what: string): Uint8Array => asBytes(v, what, DIGEST_LENGTH);
+
+function bodyFrom(arr: unknown[]): SignedMessage {
+  const tag = asUint(arr[0], 'type', 255);
+  switch (tag) {
+    case TAG.request:
+      if (arr.length !== 4) fail('request: wrong arity');
+      return {
+        type: 'request',
+        client: asUint(arr[1], 'request.client'),
+        timestamp: asUint(arr[2], 'request.timestamp'),
+        op: asBytes(arr[3], 'request.op', undefined, CODEC_LIMITS.opBytesMax),
+      };
+    case TAG.reply:
+      if (arr.length !== 6) fail('reply: wrong arity');
+      return {
+        type: 'reply',
+        view: asUint(arr[1], 'reply.view'),
+        client: asUint(arr[2], 'reply.client'),
+        timestamp: asUint(arr[3], 'reply.timestamp'),
+        replica: asUint(arr[4], 'reply.replica'),
+        result: asBytes(arr[5], 'reply.result', undefined, CODEC_LIMITS.resultBytesMax),
+      };
+    case TAG.preprepare:
+    case TAG.prepare:
+    case TAG.commit: {
+      if (arr.length !== 5) fail('phase message: wrong arity');
+      const type = tag === TAG.preprepare ? 'preprepare' : tag === TAG.prepare ? 'prepare' : 'commit';
+      return {
+        type,
+        view: asUint(arr[1], `${type}.view`),
+        seq: asUint(arr[2], `${type}.seq`),
+        digest: asDigest(arr[3], `${type}.digest`),
+        replica: asUint(arr[4], `${type}.replica`),
+      };
+    }
+    case TAG.checkpoint:
+      if (arr.length !== 4) fail('checkpoint: wrong arity');
+      return {
+        type: 'checkpoint',
+        seq: asUint(arr[1], 'checkpoint.seq'),
+        digest: asDigest(arr[2], 'checkpoint.digest'),
+        replica: asUint(arr[3], 'checkpoint.replica'),
+      };
+    case TAG.viewchange: {
+      if (arr.length !== 5) fail('viewchange: wrong arity');
+      const certs = asArray(arr[4], 'viewchange.prepared', CODEC_LIMITS.certsMax);
+      return {
+        type: 'viewchange',
+        view: asUint(arr[1], 'viewchange.view'),
+        replica: asUint(arr[2], 'viewchange.replica'),
+        checkpoint: checkpointCertFrom(arr[3], 'viewchange.checkpoint'),
+        prepared: certs.map((c) => preparedCertFrom(c)),
+      };
+    }
+    case TAG.newview: {
+      if (arr.length !== 5) fail('newview: wrong arity');
+      return {
+        type: 'newview',
+        view: asUint(arr[1], 'newview.view'),
+        replica: asUint(arr[2], 'newview.replica'),
+        viewChanges: asArray(arr[3], 'newview.viewChanges', CODEC_LIMITS.signaturesMax).map((p) =>
+          nestedSigned(p, 'viewchange', 'newview.viewChange'),
+        ),
+        prePrepares: asArray(arr[4], 'newview.prePrepares', CODEC_LIMITS.certsMax).map((p) =>
+          nestedSigned(p, 'preprepare', 'newview.prePrepare'),
+        ),
+      };
+    }
+    default:
+      return fail(`unknown message type ${tag}`);
+  }
+}
+
+function preparedCertFrom(v: unknown): PreparedCert {
+  const arr = asArray(v, 'preparedCert', 2);
+  if (arr.length !== 2) fail('preparedCert: wrong arity');
+  return {
+    prePrepare: nestedSigned(arr[0], 'preprepare', 'preparedCert.prePrepare'),
+    prepares: asArray(arr[1], 'preparedCert.prepares', CODEC_LIMITS.signaturesMax).map((p) =>
+      nestedSigned(p, 'prepare', 'preparedCert.prepare'),
+    ),
+  };
+}
+
+function checkpointCertFrom(v: unknown, what: string): CheckpointCert {
+  const arr = asArray(v, what, 3);
+  if (arr.length !== 3) fail(`${what}: wrong arity`);
+  return {
+    seq: asUint(arr[0], `${what}.seq`),
+    digest: asDigest(arr[1], `${what}.digest`),
+    proof: asArray(arr[2], `${what}.proof`, CODEC_LIMITS.signaturesMax).map((p) =>
+      nestedSigned(p, 'checkpoint', `${what}.proof`),
+    ),
+  };
+}
+
+type MsgOf<K extends SignedType> = Extract<SignedMessage, { type: K }>;
+
+function signedFrom(body: Uint8Array, sig: Uint8Array): Signed {
+  const decoded = decodeCbor(body);
+  if (!decoded.ok) fail(decoded.reason);
+  return { msg: bodyFrom(asArray(decoded.value, 'body', 8)), body, sig };
+}
+
+function nestedSigned<K extends SignedType>(v: unknown, type: K, what: string): Signed<MsgOf<K>> {
+  const arr = asArray(v, what, 2);
+  if (arr.length !== 2) fail(`${what}: expected [body, sig]`);
+  const signed = signedFrom(asBytes(arr[0], `${what}.body`), asBytes(arr[1], `${what}.sig`, SIGNATURE_LENGTH));
+  if (signed.msg.type !== type) fail(`${what}: expected ${type}, got ${signed.msg.type}`);
+  return signed as Signed<MsgOf<K>>;
+}
+
+/** Decodes a standalone signed body (e.g. for tests and tools). */
+export function decodeBody(body: Uint8Array): Decoded<SignedMessage> {
+  return guarded(() => {
+    const decoded = decodeCbor(body);
+    if (!decoded.ok) fail(decoded.reason);
+    return bodyFrom(asArray(decoded.value, 'body', 8));
+  });
+}
+
+function committedEntryFrom(v: unknown): CommittedEntry {
+  const arr = asArray(v, 'entry', 3);
+  if (arr.length !== 3) fail('entry: wrong arity');
+  return {
+    seq: asUint(arr[0], 'entry.seq'),
+    commits: asArray(arr[1], 'entry.commits', CODEC_LIMITS.signaturesMax).map((p) =>
+      nestedSigned(p, 'commit', 'entry.commit'),
+    ) as Signed<CommitMsg>[],
+    batch: asArray(arr[2], 'entry.batch', CODEC_LIMITS.batchRequestsMax).map((p) =>
+      nestedSigned(p, 'request', 'entry.request'),
+    ) as Signed<RequestMsg>[],
+  };
+}
+
+function uintList(v: unknown, what: string): number[] {
+  return asArray(v, what, CODEC_LIMITS.listMax).map((x) => asUint(x, what));
+}
+
+function statePartFrom(v: unknown): StatePart {
+  const arr = asArray(v, 'statePart', 2);
+  switch (asUint(arr[0], 'statePart.kind', 255)) {
+    case 0:
+      return { kind: 'meta' };
+    case 1:
+      return { kind: 'leaves', groups: uintList(arr[1], 'statePart.groups') };
+    case 2:
+      return { kind: 'partitions', indices: uintList(arr[1], 'statePart.indices') };
+    default:
+      return fail('statePart: unknown kind');
+  }
+}
+
+function digestList(v: unknown, what: string): Uint8Array[] {
+  return asArray(v, what, CODEC_LIMITS.listMax).map((d) => asDigest(d, what));
+}
+
+function stateReplyFrom(v: unknown): StateReply {
+  const arr = asArray(v, 'stateReply', 5);
+  switch (asUint(arr[0], 'stateReply.kind', 255)) {
+    case 0:
+      return {
+        kind: 'meta',
+        checkpoint: checkpointCertFrom(arr[1], 'state.checkpoint'),
+        partitionCount: asUint(arr[2], 'state.partitionCount', 1 << 20),
+        groupDigests: digestList(arr[3], 'state.groupDigests'),
+        clients: asBytes(arr[4], 'state.clients', undefined, CODEC_LIMITS.blobBytesMax),
+      };
+    case 1:
+      return {
+        kind: 'leaves',
+        groups: asArray(arr[1], 'state.groups', CODEC_LIMITS.listMax).map((g) => {
+          const ga = asArray(g, 'state.group', 2);
+          return { group: asUint(ga[0], 'state.group.index'), leaves: digestList(ga[1], 'state.group.leaves') };
+        }),
+      };
+    case 2:
+      return {
+        kind: 'partitions',
+        indices: uintList(arr[1], 'state.indices'),
+        compressed: asBytes(arr[2], 'state.compressed', undefined, CODEC_LIMITS.blobBytesMax),
+        rawBytes: asUint(arr[3], 'state.rawBytes'),
+      };
+    case 3:
+      return { kind: 'unavailable', stable: checkpointCertFrom(arr[1], 'state.stable') };
+    default:
+      return fail('stateReply: unknown kind');
+  }
+}
+
+function linkFrom(v: unknown): LinkMessage {
+  const arr = asArray(v, 'link', 4);
+  switch (asUint(arr[0], 'link.type', 255)) {
+    case 20:
+      return { type: 'fetch', from: asUint(arr[1], 'fetch.from'), to: asUint(arr[2], 'fetch.to') };
+    case 21:
+      return {
+        type: 'fetched',
+        entries: asArray(arr[1], 'fetched.entries', CODEC_LIMITS.certsMax).map(committedEntryFrom),
+        stable: checkpointCertFrom(arr[2], 'fetched.stable'),
+      };
+    case 22:
+      return { type: 'batchreq', seq: asUint(arr[1], 'batchreq.seq'), digest: asDigest(arr[2], 'batchreq.digest') };
+    case 23:
+      return {
+        type: 'batch',
+        seq: asUint(arr[1], 'batch.seq'),
+        digest: asDigest(arr[2], 'batch.digest'),
+        batch: asArray(arr[3], 'batch.requests', CODEC_LIMITS.batchRequestsMax).map((p) =>
+          nestedSigned(p, 'request', 'batch.request'),
+        ) as Signed<RequestMsg>[],
+      };
+    case 24:
+      return { type: 'statereq', seq: asUint(arr[1], 'statereq.seq'), part: statePartFrom(arr[2]) };
+    case 25:
+      return { type: 'state', seq: asUint(arr[1], 'state.seq'), reply: stateReplyFrom(arr[2]) };
+    case 26:
+      return { type: 'newviewreq', view: asUint(arr[1], 'newviewreq.view') };
+    default:
+      return fail('link: unknown type');
+  }
+}
+
+/** Decodes one frame from a peer. Never throws. */
+export function decodeFrame(bytes: Uint8Array): Decoded<Frame> {
+  return guarded((): Frame => {
+    const decoded = decodeCbor(bytes);
+    if (!decoded.ok) fail(decoded.reason);
+    const arr = asArray(decoded.value, 'frame', 4);
+    const kind = asUint(arr[0], 'frame.kind', 1);
+    if (kind === 1) {
+      if (arr.length !== 2) fail('link frame: wrong arity');
+      return { kind: 'link', msg: linkFrom(arr[1]) };
+    }
+    if (arr.length !== 3 && arr.length !== 4) fail('signed frame: wrong arity');
+    const signed = signedFrom(asBytes(arr[1], 'frame.body'), asBytes(arr[2], 'frame.sig', SIGNATURE_LENGTH));
+    if (arr.length === 3) return { kind: 'signed', signed };
+    if (signed.msg.type !== 'preprepare') fail('frame: only a pre-prepare carries a batch');
+    const batch = asArray(arr[3], 'frame.batch', CODEC_LIMITS.batchRequestsMax).map((p) =>
+      nestedSigned(p, 'request', 'frame.batch'),
+    ) as Signed<RequestMsg>[];
+    return { kind: 'signed', signed, batch };
+  });
+}
+
+export type { PrePrepareMsg, PrepareMsg, CheckpointMsg, ViewChangeMsg };

@@ -1,0 +1,169 @@
+/**
+ * Protocol messages as discriminated unions (dispatched with exhaustive switches).
+ *
+ * Signed messages travel as `Signed<T>`: the typed message, the raw CBOR `body` bytes it was decoded
+ * from (or encoded to), and an ed25519 signature over `domainTag(clusterId, type) || body`. Bodies are
+ * never re-encoded to check a signature; digests and certificates use the raw bytes.
+ *
+ * The signer of every signed message is named inside its body (`client` for requests, `replica` for
+ * everything else), so a certificate of forwarded envelopes is self-describing.
+ *
+ * Link messages (fetching log entries and state) are not signed: they travel on authenticated
+ * replica-to-replica links, and everything they carry is checked against digests and certificates.
+ */
+
+export type Digest = Uint8Array;
+
+export interface RequestMsg {
+  type: 'request';
+  client: number;
+  /** Strictly increasing per client; orders a client's requests and makes execution at-most-once. */
+  timestamp: number;
+  /** Application operation, opaque to the protocol. */
+  op: Uint8Array;
+}
+
+export interface ReplyMsg {
+  type: 'reply';
+  /** The replica's view when it executed (or re-sent) the request: tells the client the primary. */
+  view: number;
+  client: number;
+  timestamp: number;
+  replica: number;
+  result: Uint8Array;
+}
+
+/** Signed header of a pre-prepare; the batch it orders travels beside it (bound by `digest`). */
+export interface PrePrepareMsg {
+  type: 'preprepare';
+  view: number;
+  seq: number;
+  digest: Digest;
+  replica: number;
+}
+
+export interface PrepareMsg {
+  type: 'prepare';
+  view: number;
+  seq: number;
+  digest: Digest;
+  replica: number;
+}
+
+export interface CommitMsg {
+  type: 'commit';
+  view: number;
+  seq: number;
+  digest: Digest;
+  replica: number;
+}
+
+export interface CheckpointMsg {
+  type: 'checkpoint';
+  seq: number;
+  /** Digest of the application state and the client table after executing `seq`. */
+  digest: Digest;
+  replica: number;
+}
+
+/** A prepared certificate: the pre-prepare and 2f matching prepares from distinct backups. */
+export interface PreparedCert {
+  prePrepare: Signed<PrePrepareMsg>;
+  prepares: Signed<PrepareMsg>[];
+}
+
+/** A checkpoint and its proof (2f+1 matching CHECKPOINT messages; empty for the genesis checkpoint 0). */
+export interface CheckpointCert {
+  seq: number;
+  digest: Digest;
+  proof: Signed<CheckpointMsg>[];
+}
+
+export interface ViewChangeMsg {
+  type: 'viewchange';
+  /** The view the sender wants to move to. */
+  view: number;
+  replica: number;
+  /** The sender's last stable checkpoint. */
+  checkpoint: CheckpointCert;
+  /** For every sequence number above the checkpoint that prepared at the sender, its newest certificate. */
+  prepared: PreparedCert[];
+}
+
+export interface NewViewMsg {
+  type: 'newview';
+  view: number;
+  replica: number;
+  /** 2f+1 VIEW-CHANGE messages for `view` from distinct replicas. */
+  viewChanges: Signed<ViewChangeMsg>[];
+  /** The re-issued pre-prepares, one per sequence number in (min-s, max-s], signed by the new primary. */
+  prePrepares: Signed<PrePrepareMsg>[];
+}
+
+export type SignedMessage =
+  | RequestMsg
+  | ReplyMsg
+  | PrePrepareMsg
+  | PrepareMsg
+  | CommitMsg
+  | CheckpointMsg
+  | ViewChangeMsg
+  | NewViewMsg;
+
+export type SignedType = SignedMessage['type'];
+
+export interface Signed<T extends SignedMessage = SignedMessage> {
+  msg: T;
+  /** The CBOR body exactly as signed. */
+  body: Uint8Array;
+  sig: Uint8Array;
+}
+
+/** A committed batch with its commit certificate: 2f+1 matching COMMITs from distinct replicas. */
+export interface CommittedEntry {
+  seq: number;
+  commits: Signed<CommitMsg>[];
+  batch: Signed<RequestMsg>[];
+}
+
+/** Link messages: unsigned, between replicas on authenticated links. */
+export type LinkMessage =
+  /** Ask for the committed batches with sequence numbers in [from, to]. */
+  | { type: 'fetch'; from: number; to: number }
+  /** Committed entries the peer still holds (a prefix of the range asked for), and its stable checkpoint. */
+  | { type: 'fetched'; entries: CommittedEntry[]; stable: CheckpointCert }
+  /** Ask for the batch with this digest (e.g. re-issued in a NEW-VIEW), for sequence number `seq`. */
+  | { type: 'batchreq'; seq: number; digest: Digest }
+  | { type: 'batch'; seq: number; digest: Digest; batch: Signed<RequestMsg>[] }
+  /** State transfer, step 1: the digest tree's upper level and the client table of checkpoint `seq`. */
+  | { type: 'statereq'; seq: number; part: StatePart }
+  | { type: 'state'; seq: number; reply: StateReply }
+  /** Ask the receiver to resend its NEW-VIEW for its current view (sent by a replica stuck in a lower view). */
+  | { type: 'newviewreq'; view: number };
+
+export type StatePart =
+  | { kind: 'meta' }
+  | { kind: 'leaves'; groups: number[] }
+  | { kind: 'partitions'; indices: number[] };
+
+export type StateReply =
+  | {
+      kind: 'meta';
+      /** The peer's stable checkpoint certificate for `seq` (so a newer target can be verified). */
+      checkpoint: CheckpointCert;
+      partitionCount: number;
+      /** Digest of each group of leaves; their hash is the application root. */
+      groupDigests: Digest[];
+      /** Canonical client table bytes. */
+      clients: Uint8Array;
+    }
+  | { kind: 'leaves'; groups: Array<{ group: number; leaves: Digest[] }> }
+  /** Partition contents, compressed as one blob (see deps.compress). */
+  | { kind: 'partitions'; indices: number[]; compressed: Uint8Array; rawBytes: number }
+  /** The peer does not hold checkpoint `seq`; it tells its own stable checkpoint instead. */
+  | { kind: 'unavailable'; stable: CheckpointCert };
+
+/** What arrives in one frame: a signed message (a pre-prepare with its batch), or a link message. */
+export type Frame =
+  | { kind: 'signed'; signed: Signed; batch?: Signed<RequestMsg>[] }
+  | { kind: 'link'; msg: LinkMessage };

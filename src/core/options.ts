@@ -1,0 +1,59 @@
+/** Tunables of the protocol core. Times are in ticks; the shell maps a tick to wall time (10 ms). */
+export interface ReplicaOptions {
+  /** K: a checkpoint every K sequence numbers. */
+  checkpointInterval: number;
+  /** L: the log window (h, h+L]; a multiple of K, at least 2K. */
+  windowSize: number;
+  /** Batching: a pre-prepare carries at most this many requests and bytes of requests. */
+  batchRequestsMax: number;
+  batchBytesMax: number;
+  /** Batches proposed by the primary and not yet executed, at most. */
+  inFlightBatchesMax: number;
+  /** A request waiting longer than this (doubled per consecutive view change) starts a view change. */
+  viewChangeTimeoutTicks: number;
+  viewChangeTimeoutTicksMax: number;
+  /** Period of retransmissions (own messages of stalled sequence numbers, VIEW-CHANGE, fetches). */
+  retransmitTicks: number;
+  /** How long a replica that is behind waits for the normal protocol before fetching or transferring state. */
+  catchUpTicks: number;
+  /** A state-transfer or fetch request unanswered for this long goes to another peer. */
+  fetchTimeoutTicks: number;
+  /** Committed entries per fetch reply, at most. */
+  fetchEntriesMax: number;
+  /** Raw bytes of partitions per state-transfer reply, at most. */
+  stateChunkBytesMax: number;
+  /** Largest frame the core accepts. */
+  frameBytesMax: number;
+}
+
+export const DEFAULT_REPLICA_OPTIONS: ReplicaOptions = {
+  checkpointInterval: 128,
+  windowSize: 256,
+  batchRequestsMax: 512,
+  batchBytesMax: 1024 * 1024,
+  inFlightBatchesMax: 4,
+  viewChangeTimeoutTicks: 100,
+  viewChangeTimeoutTicksMax: 6_400,
+  retransmitTicks: 25,
+  catchUpTicks: 30,
+  fetchTimeoutTicks: 50,
+  fetchEntriesMax: 64,
+  stateChunkBytesMax: 1024 * 1024,
+  frameBytesMax: 32 * 1024 * 1024,
+};
+
+export function resolveOptions(partial: Partial<ReplicaOptions> = {}): ReplicaOptions {
+  const o = { ...DEFAULT_REPLICA_OPTIONS, ...partial };
+  const positive = (name: keyof ReplicaOptions): void => {
+    const v = o[name];
+    if (!Number.isSafeInteger(v) || v <= 0) throw new RangeError(`${name} must be a positive integer, got ${v}`);
+  };
+  for (const k of Object.keys(DEFAULT_REPLICA_OPTIONS) as Array<keyof ReplicaOptions>) positive(k);
+  if (o.windowSize % o.checkpointInterval !== 0 || o.windowSize < 2 * o.checkpointInterval) {
+    throw new RangeError(`windowSize (${o.windowSize}) must be a multiple of checkpointInterval (${o.checkpointInterval}) and at least twice it`);
+  }
+  if (o.viewChangeTimeoutTicksMax < o.viewChangeTimeoutTicks) {
+    throw new RangeError('viewChangeTimeoutTicksMax must be at least viewChangeTimeoutTicks');
+  }
+  return o;
+}

@@ -1,0 +1,194 @@
+/**
+ * The durable layout of a replica: the core decides keys and values; a Storage makes them durable.
+ * Everything a replica signs is written (synced, in the turn's one batch) before it is sent.
+ *
+ *   m/view                     [view, status (0 normal, 1 view-change), viewChangeAttempts]
+ *   m/vc                       own latest VIEW-CHANGE [body, sig]
+ *   m/nv                       NEW-VIEW of the current view [body, sig]
+ *   m/stable                   stable checkpoint certificate [seq, digest, [[body, sig], ...]]
+ *   c/state                    own latest checkpoint: [seq, digest, client table bytes]
+ *   a/<index 6>                application partition bytes as of c/state
+ *   c/v/<seq 16>/<replica 4>   CHECKPOINT votes [body, sig]
+ *   l/<seq 16>/s               log slot record (see SlotRecord)
+ *   l/<seq 16>/b/<digest hex>  batch: [[body, sig], ...]
+ */
+import { asArray, asBytes, asUint, decodeCbor, encodeCbor, fail, guarded, type Decoded } from '../codec/cbor.ts';
+import { decodeBody } from '../codec/messages.ts';
+import type { WriteOp } from '../storage/types.ts';
+import type {
+  CheckpointCert,
+  CommitMsg,
+  PreparedCert,
+  PrepareMsg,
+  PrePrepareMsg,
+  RequestMsg,
+  Signed,
+  SignedMessage,
+  SignedType,
+} from './messages.ts';
+
+export const pad = (n: number, width: number): string => n.toString().padStart(width, '0');
+
+export const KEYS = {
+  view: 'm/view',
+  viewChange: 'm/vc',
+  newView: 'm/nv',
+  stable: 'm/stable',
+  checkpointState: 'c/state',
+  partition: (i: number) => `a/${pad(i, 6)}`,
+  partitionPrefix: 'a/',
+  checkpointVote: (seq: number, replica: number) => `c/v/${pad(seq, 16)}/${pad(replica, 4)}`,
+  checkpointVotePrefix: 'c/v/',
+  checkpointVotesBelow: (seq: number) => `c/v/${pad(seq, 16)}`,
+  slot: (seq: number) => `l/${pad(seq, 16)}/s`,
+  batch: (seq: number, digestHex: string) => `l/${pad(seq, 16)}/b/${digestHex}`,
+  logPrefix: 'l/',
+  logBelow: (seq: number) => `l/${pad(seq, 16)}`,
+} as const;
+
+export type Pair = [Uint8Array, Uint8Array];
+export const toPair = (s: Signed): Pair => [s.body, s.sig];
+
+export function signedFromPair<K extends SignedType>(v: unknown, type: K): Signed<Extract<SignedMessage, { type: K }>> {
+  const arr = asArray(v, 'pair', 2);
+  const body = asBytes(arr[0], 'pair.body');
+  const sig = asBytes(arr[1], 'pair.sig', 64);
+  const msg = decodeBody(body);
+  if (!msg.ok) fail(msg.reason);
+  if (msg.value.type !== type) fail(`stored ${type} has type ${msg.value.type}`);
+  return { msg: msg.value as Extract<SignedMessage, { type: K }>, body, sig };
+}
+
+export const encodePair = (s: Signed): Uint8Array => encodeCbor(toPair(s));
+
+export function decodePair<K extends SignedType>(bytes: Uint8Array, type: K): Decoded<Signed<Extract<SignedMessage, { type: K }>>> {
+  return guarded(() => {
+    const d = decodeCbor(bytes);
+    if (!d.ok) fail(d.reason);
+    return signedFromPair(d.value, type);
+  });
+}
+
+export function encodeCheckpointCert(c: CheckpointCert): Uint8Array {
+  return encodeCbor([c.seq, c.digest, c.proof.map(toPair)]);
+}
+
+export function checkpointCertFromValue(v: unknown): CheckpointCert {
+  const arr = asArray(v, 'stable', 3);
+  return {
+    seq: asUint(arr[0], 'stable.seq'),
+    digest: asBytes(arr[1], 'stable.digest', 32),
+    proof: asArray(arr[2], 'stable.proof').map((p) => signedFromPair(p, 'checkpoint')),
+  };
+}
+
+export function decodeCheckpointCert(bytes: Uint8Array): Decoded<CheckpointCert> {
+  return guarded(() => {
+    const d = decodeCbor(bytes);
+    if (!d.ok) fail(d.reason);
+    return checkpointCertFromValue(d.value);
+  });
+}
+
+export interface SlotRecord {
+  view: number;
+  prePrepare?: Signed<PrePrepareMsg>;
+  prepares: Signed<PrepareMsg>[];
+  commits: Signed<CommitMsg>[];
+  cert?: PreparedCert;
+  committedDigest?: Uint8Array;
+  commitCert?: Signed<CommitMsg>[];
+}
+
+export function encodeSlot(r: SlotRecord): Uint8Array {
+  return encodeCbor([
+    r.view,
+    r.prePrepare ? toPair(r.prePrepare) : null,
+    r.prepares.map(toPair),
+    r.commits.map(toPair),
+    r.cert ? [toPair(r.cert.prePrepare), r.cert.prepares.map(toPair)] : null,
+    r.committedDigest ?? null,
+    r.commitCert ? r.commitCert.map(toPair) : null,
+  ]);
+}
+
+export function decodeSlot(bytes: Uint8Array): Decoded<SlotRecord> {
+  return guarded(() => {
+    const d = decodeCbor(bytes);
+    if (!d.ok) fail(d.reason);
+    const a = asArray(d.value, 'slot', 7);
+    const record: SlotRecord = {
+      view: asUint(a[0], 'slot.view'),
+      prepares: asArray(a[2], 'slot.prepares').map((p) => signedFromPair(p, 'prepare')),
+      commits: asArray(a[3], 'slot.commits').map((p) => signedFromPair(p, 'commit')),
+    };
+    if (a[1] !== null) record.prePrepare = signedFromPair(a[1], 'preprepare');
+    if (a[4] !== null) {
+      const c = asArray(a[4], 'slot.cert', 2);
+      record.cert = {
+        prePrepare: signedFromPair(c[0], 'preprepare'),
+        prepares: asArray(c[1], 'slot.cert.prepares').map((p) => signedFromPair(p, 'prepare')),
+      };
+    }
+    if (a[5] !== null) record.committedDigest = asBytes(a[5], 'slot.committedDigest', 32);
+    if (a[6] !== null) record.commitCert = asArray(a[6], 'slot.commitCert').map((p) => signedFromPair(p, 'commit'));
+    return record;
+  });
+}
+
+export const encodeBatch = (requests: readonly Signed<RequestMsg>[]): Uint8Array => encodeCbor(requests.map(toPair));
+
+export function decodeBatch(bytes: Uint8Array): Decoded<Signed<RequestMsg>[]> {
+  return guarded(() => {
+    const d = decodeCbor(bytes);
+    if (!d.ok) fail(d.reason);
+    return asArray(d.value, 'batch').map((p) => signedFromPair(p, 'request'));
+  });
+}
+
+export function encodeViewState(view: number, viewChanging: boolean, attempts: number): Uint8Array {
+  return encodeCbor([view, viewChanging ? 1 : 0, attempts]);
+}
+
+export function decodeViewState(bytes: Uint8Array): Decoded<{ view: number; viewChanging: boolean; attempts: number }> {
+  return guarded(() => {
+    const d = decodeCbor(bytes);
+    if (!d.ok) fail(d.reason);
+    const a = asArray(d.value, 'view', 3);
+    return { view: asUint(a[0], 'view'), viewChanging: asUint(a[1], 'status', 1) === 1, attempts: asUint(a[2], 'attempts') };
+  });
+}
+
+export function encodeCheckpointState(seq: number, digest: Uint8Array, clients: Uint8Array): Uint8Array {
+  return encodeCbor([seq, digest, clients]);
+}
+
+export function decodeCheckpointState(bytes: Uint8Array): Decoded<{ seq: number; digest: Uint8Array; clients: Uint8Array }> {
+  return guarded(() => {
+    const d = decodeCbor(bytes);
+    if (!d.ok) fail(d.reason);
+    const a = asArray(d.value, 'checkpoint state', 3);
+    return { seq: asUint(a[0], 'seq'), digest: asBytes(a[1], 'digest', 32), clients: asBytes(a[2], 'clients') };
+  });
+}
+
+/** Collects the writes of one turn; later writes of a key replace earlier ones. */
+export class WriteSet {
+  private readonly ops = new Map<string, WriteOp>();
+  put(key: string, value: Uint8Array): void {
+    this.ops.delete(key);
+    this.ops.set(key, { type: 'put', key, value });
+  }
+  del(key: string): void {
+    this.ops.delete(key);
+    this.ops.set(key, { type: 'del', key });
+  }
+  get size(): number {
+    return this.ops.size;
+  }
+  take(): WriteOp[] {
+    const out = [...this.ops.values()];
+    this.ops.clear();
+    return out;
+  }
+}

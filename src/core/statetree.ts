@@ -1,0 +1,108 @@
+/**
+ * The digest tree over application partitions, used by checkpoints and state transfer.
+ *
+ *   leaf[i]  = H(0x00 || partition i bytes)
+ *   group[j] = H(0x01 || leaf[j*G] || ... || leaf[j*G+G-1])        (G = groupSize, last group may be short)
+ *   root     = H(0x02 || u32(partitionCount) || group[0] || ... )
+ *   state    = H(0x03 || root || H(0x04 || client table bytes))      (the digest in CHECKPOINT messages)
+ *
+ * A replica behind compares group digests first, then the leaves of differing groups, and fetches
+ * only partitions whose leaves differ.
+ */
+export type Hash = (data: Uint8Array) => Uint8Array;
+
+export function groupSizeFor(partitionCount: number): number {
+  let g = 1;
+  while (g * g < partitionCount) g *= 2;
+  return g;
+}
+
+function prefixed(tag: number, parts: readonly Uint8Array[], extra?: Uint8Array): Uint8Array {
+  let len = 1 + (extra?.length ?? 0);
+  for (const p of parts) len += p.length;
+  const out = new Uint8Array(len);
+  out[0] = tag;
+  let off = 1;
+  if (extra) {
+    out.set(extra, off);
+    off += extra.length;
+  }
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+export function leafDigest(hash: Hash, partition: Uint8Array): Uint8Array {
+  return hash(prefixed(0x00, [partition]));
+}
+
+export function groupDigest(hash: Hash, leaves: readonly Uint8Array[]): Uint8Array {
+  return hash(prefixed(0x01, leaves));
+}
+
+export function rootDigest(hash: Hash, partitionCount: number, groups: readonly Uint8Array[]): Uint8Array {
+  const count = new Uint8Array(4);
+  new DataView(count.buffer).setUint32(0, partitionCount);
+  return hash(prefixed(0x02, groups, count));
+}
+
+export function stateDigest(hash: Hash, root: Uint8Array, clientTable: Uint8Array): Uint8Array {
+  return hash(prefixed(0x03, [root, hash(prefixed(0x04, [clientTable]))]));
+}
+
+export class StateTree {
+  readonly groupSize: number;
+  readonly groupCount: number;
+  readonly leaves: Uint8Array[];
+  readonly groups: Uint8Array[];
+  root: Uint8Array;
+  private readonly dirtyGroups = new Set<number>();
+
+  constructor(
+    private readonly hash: Hash,
+    readonly partitionCount: number,
+    leaves: Uint8Array[],
+    groups?: Uint8Array[],
+  ) {
+    if (leaves.length !== partitionCount) throw new RangeError('leaf count differs from partition count');
+    this.groupSize = groupSizeFor(partitionCount);
+    this.groupCount = Math.ceil(partitionCount / this.groupSize);
+    this.leaves = leaves;
+    if (groups) {
+      this.groups = groups;
+    } else {
+      this.groups = [];
+      for (let j = 0; j < this.groupCount; j++) this.groups.push(groupDigest(hash, this.groupLeaves(j)));
+    }
+    this.root = rootDigest(hash, partitionCount, this.groups);
+  }
+
+  static fromPartitions(hash: Hash, partitions: readonly Uint8Array[]): StateTree {
+    return new StateTree(hash, partitions.length, partitions.map((p) => leafDigest(hash, p)));
+  }
+
+  groupLeaves(group: number): Uint8Array[] {
+    return this.leaves.slice(group * this.groupSize, Math.min(this.partitionCount, (group + 1) * this.groupSize));
+  }
+
+  setLeaf(index: number, digest: Uint8Array): void {
+    this.leaves[index] = digest;
+    this.dirtyGroups.add(Math.floor(index / this.groupSize));
+  }
+
+  /** Recomputes dirty groups and the root; returns the root. */
+  commit(): Uint8Array {
+    if (this.dirtyGroups.size === 0) return this.root;
+    for (const j of this.dirtyGroups) this.groups[j] = groupDigest(this.hash, this.groupLeaves(j));
+    this.dirtyGroups.clear();
+    this.root = rootDigest(this.hash, this.partitionCount, this.groups);
+    return this.root;
+  }
+
+  clone(): StateTree {
+    this.commit();
+    return new StateTree(this.hash, this.partitionCount, this.leaves.slice(), this.groups.slice());
+  }
+}

@@ -1,0 +1,362 @@
+/**
+ * Storage on RocksDB through the `rocksdb` npm binding (abstract-leveldown API, callbacks).
+ *
+ * This is the ONLY file that may touch `rocksdb`: upstream discontinued the binding in December 2024,
+ * so everything stays behind the `Storage` interface and a maintained binding can replace this file.
+ * The binding is loaded with `createRequire` and typed by the small local declaration below on purpose:
+ * there is no ambient `declare module 'rocksdb'`, so `import ... from 'rocksdb'` elsewhere does not type-check.
+ *
+ * Things the binding does that this wrapper hides (see node_modules/rocksdb/{leveldown.js,binding.cc}):
+ * - A value that is not a Buffer is serialized with String(value): a plain Uint8Array would be stored as
+ *   "1,2,3". Values are therefore wrapped in a Buffer view (no copy; the binding copies synchronously).
+ * - An empty range bound ('' or an empty Buffer) means "no bound": `lt: ''` would scan or clear everything.
+ *   Here `lt: ''` is the empty range, as the Storage contract says.
+ * - Empty keys are rejected by abstract-leveldown; this wrapper rejects them (and keys with lone
+ *   surrogates, which UTF-8 cannot represent) itself with a StorageError, identically to MemoryStorage.
+ * - `close()` while iterators are open ends them under the caller; here close waits for operations in flight.
+ * - `db.clear()` writes with sync: false.
+ */
+import { mkdir } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, resolve } from 'node:path';
+import { StorageError } from './types.ts';
+import type { KeyRange, Storage, WriteOp } from './types.ts';
+
+// ---------------------------------------------------------------------------------------------------
+// Local declaration of the few binding functions used (rocksdb 5.2.1 / abstract-leveldown 7.2.0).
+
+type Callback = (err: Error | null | undefined) => void;
+type GetCallback = (err: Error | null | undefined, value?: Buffer) => void;
+type NextCallback = (err: Error | null | undefined, key?: string, value?: Buffer) => void;
+
+type RocksBatchOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
+
+interface RocksRangeOptions {
+  gte?: Buffer;
+  lt?: Buffer;
+}
+
+interface RocksIteratorOptions extends RocksRangeOptions {
+  keys: boolean;
+  values: boolean;
+  keyAsBuffer: boolean;
+  valueAsBuffer: boolean;
+}
+
+interface RocksIterator {
+  next(callback: NextCallback): void;
+  end(callback: Callback): void;
+}
+
+interface RocksDb {
+  open(options: { createIfMissing: boolean; errorIfExists: boolean }, callback: Callback): void;
+  close(callback: Callback): void;
+  get(key: Buffer, options: { asBuffer: true }, callback: GetCallback): void;
+  batch(ops: RocksBatchOp[], options: { sync: boolean }, callback: Callback): void;
+  iterator(options: RocksIteratorOptions): RocksIterator;
+  clear(options: RocksRangeOptions, callback: Callback): void;
+}
+
+type RocksFactory = (location: string) => RocksDb;
+
+let rocksFactory: RocksFactory | undefined;
+
+/** Loads the native binding on first open, so that a missing binary surfaces as OPEN_FAILED. */
+function loadRocks(): RocksFactory {
+  if (rocksFactory === undefined) {
+    const require = createRequire(import.meta.url);
+    rocksFactory = require('rocksdb') as RocksFactory;
+  }
+  return rocksFactory;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The callback API wrapped in promises, once.
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+function callVoid(fn: (callback: Callback) => void): Promise<void> {
+  return new Promise<void>((resolvePromise, reject) => {
+    fn((err) => (err ? reject(asError(err)) : resolvePromise()));
+  });
+}
+
+function dbGet(db: RocksDb, key: Buffer): Promise<Buffer | undefined> {
+  return new Promise<Buffer | undefined>((resolvePromise, reject) => {
+    db.get(key, { asBuffer: true }, (err, value) => {
+      if (err) {
+        if (/^NotFound/.test(err.message)) resolvePromise(undefined);
+        else reject(asError(err));
+        return;
+      }
+      resolvePromise(value);
+    });
+  });
+}
+
+/** Calls `onEntry` for every entry of the iterator, in order; ends the iterator in every case. */
+function dbIterate(
+  db: RocksDb,
+  options: RocksIteratorOptions,
+  onEntry: (key: string, value: Buffer | undefined) => void,
+): Promise<void> {
+  return new Promise<void>((resolvePromise, reject) => {
+    const iterator = db.iterator(options); // a synchronous throw rejects the promise
+    const finish = (failure: Error | undefined): void => {
+      iterator.end((endErr) => {
+        const err = failure ?? (endErr ? asError(endErr) : undefined);
+        if (err) reject(err);
+        else resolvePromise();
+      });
+    };
+    const step = (): void => {
+      // The binding answers from its cache with process.nextTick, so this recursion does not grow the stack.
+      iterator.next((err, key, value) => {
+        if (err) return finish(asError(err));
+        if (key === undefined) return finish(undefined);
+        try {
+          onEntry(key, value);
+        } catch (thrown) {
+          return finish(asError(thrown));
+        }
+        step();
+      });
+    };
+    step();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Keys, values and ranges.
+
+/** Matches an unpaired surrogate (in `u` mode a surrogate pair is one code point and does not match). */
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
+type FailureCode = 'READ_FAILED' | 'WRITE_FAILED';
+
+function keyProblem(key: unknown): string | undefined {
+  if (typeof key !== 'string') return `key must be a string, got ${typeof key}`;
+  if (key.length === 0) return 'key must not be empty';
+  if (LONE_SURROGATE.test(key)) return 'key contains a lone surrogate and has no UTF-8 encoding';
+  return undefined;
+}
+
+function encodeKey(key: string, code: FailureCode): Buffer {
+  const problem = keyProblem(key);
+  if (problem !== undefined) throw new StorageError(code, problem);
+  return Buffer.from(key, 'utf8');
+}
+
+function toBuffer(value: Uint8Array): Buffer {
+  return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+}
+
+/** The binding's range options, or undefined when the range is empty (`lt: ''`). */
+function encodeRange(range: KeyRange, code: FailureCode): RocksRangeOptions | undefined {
+  const out: RocksRangeOptions = {};
+  for (const name of ['gte', 'lt'] as const) {
+    const bound = range[name];
+    if (bound === undefined) continue;
+    if (typeof bound !== 'string') throw new StorageError(code, `range bound ${name} must be a string`);
+    if (bound === '') {
+      if (name === 'lt') return undefined; // nothing is below the empty key
+      continue; // gte '' is no lower bound; the binding would read '' as "unbounded" anyway
+    }
+    if (LONE_SURROGATE.test(bound)) {
+      throw new StorageError(code, `range bound ${name} contains a lone surrogate and has no UTF-8 encoding`);
+    }
+    out[name] = Buffer.from(bound, 'utf8');
+  }
+  return out;
+}
+
+/**
+ * A plain Uint8Array view of a Buffer the binding just made with napi_create_buffer_copy (its own
+ * ArrayBuffer, never pooled), so no copy. Plain rather than Buffer so that both Storage implementations
+ * return the same type: Buffer#slice aliases where Uint8Array#slice copies, and deepStrictEqual tells them apart.
+ */
+function toPlain(value: Buffer): Uint8Array {
+  return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*[\r\n]+\s*/g, ' ').trim();
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+export interface RocksStorageOptions {
+  /** Directory of the database. Its parent is created when missing (with createIfMissing). */
+  path: string;
+  /** Create the database (and the parent directory) when missing. Default true. */
+  createIfMissing?: boolean;
+}
+
+type State = 'new' | 'opening' | 'open' | 'closing' | 'closed';
+
+export class RocksStorage implements Storage {
+  readonly path: string;
+  readonly #createIfMissing: boolean;
+  #state: State = 'new';
+  #db: RocksDb | undefined;
+  #opening: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
+  /** Operations in flight; close() waits for them before closing the handle. */
+  readonly #inFlight = new Set<Promise<unknown>>();
+
+  constructor(options: RocksStorageOptions) {
+    this.path = resolve(options.path);
+    this.#createIfMissing = options.createIfMissing ?? true;
+  }
+
+  /** Opens the database; resolves at once when already open. A closed store may be opened again. */
+  open(): Promise<void> {
+    if (this.#opening === undefined) {
+      this.#opening = this.#open().finally(() => {
+        this.#opening = undefined;
+      });
+    }
+    return this.#opening;
+  }
+
+  async #open(): Promise<void> {
+    if (this.#closing !== undefined) await this.#closing.catch(() => undefined);
+    if (this.#state === 'open') return;
+    const before = this.#state;
+    this.#state = 'opening';
+    const fail = (cause: unknown): StorageError => {
+      this.#state = before;
+      return new StorageError('OPEN_FAILED', `cannot open RocksDB at ${this.path}: ${oneLine(asError(cause).message)}`);
+    };
+    if (this.#createIfMissing) {
+      try {
+        await mkdir(dirname(this.path), { recursive: true });
+      } catch (err) {
+        throw fail(err);
+      }
+    }
+    let db: RocksDb;
+    try {
+      db = loadRocks()(this.path);
+      await callVoid((cb) => db.open({ createIfMissing: this.#createIfMissing, errorIfExists: false }, cb));
+    } catch (err) {
+      throw fail(err);
+    }
+    this.#db = db;
+    this.#state = 'open';
+  }
+
+  /** Waits for operations in flight, then closes. Resolves at once when not open. */
+  close(): Promise<void> {
+    if (this.#closing === undefined) {
+      this.#closing = this.#close().finally(() => {
+        this.#closing = undefined;
+      });
+    }
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    if (this.#opening !== undefined) await this.#opening.catch(() => undefined);
+    if (this.#state !== 'open') return;
+    this.#state = 'closing';
+    await Promise.allSettled([...this.#inFlight]);
+    const db = this.#db;
+    this.#db = undefined;
+    this.#state = 'closed';
+    if (db === undefined) return;
+    try {
+      await callVoid((cb) => db.close(cb));
+    } catch (err) {
+      throw new StorageError('WRITE_FAILED', `closing RocksDB at ${this.path} failed: ${oneLine(asError(err).message)}`);
+    }
+  }
+
+  async write(ops: WriteOp[], options: { sync: boolean }): Promise<void> {
+    const db = this.#handle();
+    if (ops.length === 0) return;
+    const batch: RocksBatchOp[] = new Array<RocksBatchOp>(ops.length);
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]!;
+      const key = encodeKey(op.key, 'WRITE_FAILED');
+      if (op.type === 'put') {
+        if (!(op.value instanceof Uint8Array)) {
+          throw new StorageError('WRITE_FAILED', `value of op ${i} (key ${JSON.stringify(op.key)}) is not a Uint8Array`);
+        }
+        batch[i] = { type: 'put', key, value: toBuffer(op.value) };
+      } else if (op.type === 'del') {
+        batch[i] = { type: 'del', key };
+      } else {
+        throw new StorageError('WRITE_FAILED', `op ${i} has unknown type ${JSON.stringify((op as { type: unknown }).type)}`);
+      }
+    }
+    await this.#run('WRITE_FAILED', 'write', () => callVoid((cb) => db.batch(batch, { sync: options.sync }, cb)));
+  }
+
+  async get(key: string): Promise<Uint8Array | undefined> {
+    const db = this.#handle();
+    const encoded = encodeKey(key, 'READ_FAILED');
+    const value = await this.#run('READ_FAILED', 'get', () => dbGet(db, encoded));
+    return value === undefined ? undefined : toPlain(value);
+  }
+
+  async scan(range: KeyRange): Promise<Array<[string, Uint8Array]>> {
+    const db = this.#handle();
+    const bounds = encodeRange(range, 'READ_FAILED');
+    if (bounds === undefined) return [];
+    const out: Array<[string, Uint8Array]> = [];
+    const options: RocksIteratorOptions = { ...bounds, keys: true, values: true, keyAsBuffer: false, valueAsBuffer: true };
+    await this.#run('READ_FAILED', 'scan', () =>
+      dbIterate(db, options, (key, value) => {
+        out.push([key, value === undefined ? new Uint8Array(0) : toPlain(value)]);
+      }),
+    );
+    return out;
+  }
+
+  async clear(range: KeyRange): Promise<void> {
+    const db = this.#handle();
+    const bounds = encodeRange(range, 'WRITE_FAILED');
+    if (bounds === undefined) return;
+    await this.#run('WRITE_FAILED', 'clear', () => callVoid((cb) => db.clear(bounds, cb)));
+  }
+
+  async count(range: KeyRange): Promise<number> {
+    const db = this.#handle();
+    const bounds = encodeRange(range, 'READ_FAILED');
+    if (bounds === undefined) return 0;
+    let n = 0;
+    const options: RocksIteratorOptions = { ...bounds, keys: true, values: false, keyAsBuffer: true, valueAsBuffer: true };
+    await this.#run('READ_FAILED', 'count', () =>
+      dbIterate(db, options, () => {
+        n++;
+      }),
+    );
+    return n;
+  }
+
+  /** The open handle, or a StorageError saying why there is none. */
+  #handle(): RocksDb {
+    if (this.#state === 'open' && this.#db !== undefined) return this.#db;
+    if (this.#state === 'closing' || this.#state === 'closed') {
+      throw new StorageError('CLOSED', `RocksDB at ${this.path} is closed`);
+    }
+    throw new StorageError('NOT_OPEN', `RocksDB at ${this.path} is not open`);
+  }
+
+  /** Runs one binding call, tracked for close(), with its failure turned into a StorageError. */
+  async #run<T>(code: FailureCode, what: string, fn: () => Promise<T>): Promise<T> {
+    const promise = fn();
+    this.#inFlight.add(promise);
+    try {
+      return await promise;
+    } catch (err) {
+      if (err instanceof StorageError) throw err;
+      throw new StorageError(code, `${what} on RocksDB at ${this.path} failed: ${oneLine(asError(err).message)}`);
+    } finally {
+      this.#inFlight.delete(promise);
+    }
+  }
+}
