@@ -3,7 +3,7 @@
  * Everything a replica signs is written (synced, in the turn's one batch) before it is sent.
  *
  *   m/view                     [view, status (0 normal, 1 view-change), viewChangeAttempts]
- *   m/vc                       own latest VIEW-CHANGE [body, sig]
+ *   m/vc/<view 12>             own VIEW-CHANGEs of the last few views [body, sig]
  *   m/nv                       NEW-VIEW of the current view [body, sig]
  *   m/stable                   stable checkpoint certificate [seq, digest, [[body, sig], ...]]
  *   c/state                    own latest checkpoint: [seq, digest, client table bytes]
@@ -31,7 +31,8 @@ export const pad = (n: number, width: number): string => n.toString().padStart(w
 
 export const KEYS = {
   view: 'm/view',
-  viewChange: 'm/vc',
+  viewChange: (view: number) => `m/vc/${pad(view, 12)}`,
+  viewChangePrefix: 'm/vc/',
   newView: 'm/nv',
   stable: 'm/stable',
   checkpointState: 'c/state',

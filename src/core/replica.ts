@@ -85,6 +85,11 @@ export interface ReplicaDeps {
   compress(data: Uint8Array): Uint8Array;
   /** Inverse of compress; undefined when malformed or larger than `bytesMax`. */
   decompress(data: Uint8Array, bytesMax: number): Uint8Array | undefined;
+  /**
+   * Deliberately broken rules, for the simulator's negative controls only (a checker that cannot
+   * catch a broken build proves nothing). Never set by the shell or the CLI.
+   */
+  unsafeTestOnly?: { commitQuorum?: number };
 }
 
 export interface ExecutedRequest {
@@ -208,8 +213,12 @@ export class Replica {
   private stableSnapshot?: CheckpointSnapshot;
   /** A stable certificate above our execution, waiting for us to catch up. */
   private pendingStable?: CheckpointCert;
-  private readonly viewChanges = new Map<number, Signed<ViewChangeMsg>>();
+  /** VIEW-CHANGEs by sender and view (views above ours, a few per sender). */
+  private readonly viewChanges = new Map<number, Map<number, Signed<ViewChangeMsg>>>();
   private ownViewChangeFrame?: Uint8Array;
+  /** Our own recent VIEW-CHANGE frames by view, to help replicas still collecting votes for them. */
+  private readonly ownViewChangeFrames = new Map<number, Uint8Array>();
+  private readonly helpedAt = new Map<number, number>();
   private newViewDeadline?: number;
   private newViewFrame?: Uint8Array;
   private readonly aheadViews = new Map<number, number>();
@@ -607,7 +616,8 @@ export class Replica {
     const pp = slot.prePrepare.msg;
     const matching: Signed<CommitMsg>[] = [];
     for (const c of slot.commits.values()) if (bytesEqual(c.msg.digest, pp.digest)) matching.push(c);
-    if (matching.length < 2 * this.f + 1) return;
+    const quorum = this.deps.unsafeTestOnly?.commitQuorum ?? 2 * this.f + 1;
+    if (matching.length < quorum) return;
     if (slot.committedDigest) {
       if (!bytesEqual(slot.committedDigest, pp.digest)) {
         throw new ProtocolInvariantError(`seq ${slot.seq} committed with two digests`);
@@ -615,7 +625,7 @@ export class Replica {
       return;
     }
     slot.committedDigest = pp.digest;
-    slot.commitCert = matching.slice(0, 2 * this.f + 1);
+    slot.commitCert = matching.slice(0, quorum);
     this.markDirty(slot);
     this.executeReady();
   }
@@ -659,9 +669,9 @@ export class Replica {
     this.counters.batchesExecuted++;
     if (executed.length > 0) {
       this.counters.requestsExecuted += executed.length;
+      // Progress in this view: the next view change waits the base timeout again. Requests still
+      // waiting keep their own timers (no restart: a primary must not starve any client).
       this.viewChangeAttempts = 0;
-      // Progress: requests still waiting get a fresh timer.
-      for (const w of this.waiting.values()) w.since = Math.max(w.since, this.now - Math.floor(this.viewChangeTimeout() / 2));
     }
     this.events.push({ type: 'executed', seq, view: this.view, digest, requests: executed });
     if (seq % this.opts.checkpointInterval === 0) this.takeCheckpoint(seq);
@@ -854,9 +864,17 @@ export class Replica {
       if (slot.cert && slot.seq > this.h) prepared.push(slot.cert);
     }
     const vc = this.auth.sign<ViewChangeMsg>({ type: 'viewchange', view, replica: this.id, checkpoint: this.stable, prepared });
-    this.viewChanges.set(this.id, vc);
+    this.pruneViewChanges(view);
+    this.storeViewChange(vc);
     this.ownViewChangeFrame = encodeSignedFrame(vc);
-    this.writes.put(KEYS.viewChange, encodePair(vc));
+    this.ownViewChangeFrames.set(view, this.ownViewChangeFrame);
+    this.writes.put(KEYS.viewChange(view), encodePair(vc));
+    for (const v of [...this.ownViewChangeFrames.keys()]) {
+      if (v < view - 4) {
+        this.ownViewChangeFrames.delete(v);
+        this.writes.del(KEYS.viewChange(v));
+      }
+    }
     this.persistViewState();
     this.broadcast(this.ownViewChangeFrame);
     this.events.push({ type: 'view-change-started', view, reason });
@@ -870,39 +888,73 @@ export class Replica {
   private onViewChange(signed: Signed<ViewChangeMsg>): void {
     const m = signed.msg;
     if (m.view < this.view || (m.view === this.view && !this.viewChanging)) {
-      // The sender is behind: if we are in a view it has not reached, help it with our NEW-VIEW.
-      if (!this.viewChanging && this.newViewFrame && m.view <= this.view) this.sendTo(m.replica, this.newViewFrame);
+      this.helpLagging(m.replica, m.view);
       return this.reject('old-view-change');
     }
-    const previous = this.viewChanges.get(m.replica);
-    if (previous && previous.msg.view >= m.view) {
-      if (previous.msg.view === m.view) return this.reject('duplicate');
-      return this.reject('old-view-change');
-    }
+    const bySender = this.viewChanges.get(m.replica);
+    if (bySender?.has(m.view)) return this.reject('duplicate');
     const reason = checkViewChange(signed, this.ctx);
     if (reason) {
       this.misbehaved(m.replica, reason);
       return this.reject('invalid-view-change');
     }
-    this.viewChanges.set(m.replica, signed);
+    this.storeViewChange(signed);
     this.noteAhead(m.replica, m.view);
     // Its checkpoint certificate is as good as our own votes.
     if (m.checkpoint.seq > this.h) this.onStableCert(m.checkpoint);
-    // The f+1 rule: f+1 replicas want a view above ours; join the smallest of them.
+    // The f+1 rule: f+1 replicas want views above ours; join the smallest of them.
     const above: number[] = [];
-    for (const [replica, vc] of this.viewChanges) {
-      if (replica !== this.id && (vc.msg.view > this.view || (vc.msg.view === this.view && !this.viewChanging))) above.push(vc.msg.view);
+    for (const [sender, byView] of this.viewChanges) {
+      if (sender === this.id) continue;
+      let lowest = Infinity;
+      for (const v of byView.keys()) if (v > this.view && v < lowest) lowest = v;
+      if (lowest !== Infinity) above.push(lowest);
     }
     if (above.length >= this.f + 1) {
-      const target = Math.min(...above);
-      if (target > this.view || (target === this.view && !this.viewChanging)) this.startViewChange(target, 'f+1 view-changes');
+      this.startViewChange(Math.min(...above), 'f+1 view-changes');
       return;
     }
     this.afterViewChangeVote();
   }
 
+  private storeViewChange(vc: Signed<ViewChangeMsg>): void {
+    let bySender = this.viewChanges.get(vc.msg.replica);
+    if (!bySender) this.viewChanges.set(vc.msg.replica, (bySender = new Map()));
+    bySender.set(vc.msg.view, vc);
+    // Bound memory per sender: a byzantine replica can only crowd out its own messages.
+    if (bySender.size > 8) bySender.delete(Math.max(...bySender.keys()));
+  }
+
+  /** Forgets VIEW-CHANGEs for views below `view`. */
+  private pruneViewChanges(view: number): void {
+    for (const [sender, byView] of this.viewChanges) {
+      for (const v of [...byView.keys()]) if (v < view) byView.delete(v);
+      if (byView.size === 0) this.viewChanges.delete(sender);
+    }
+  }
+
+  /**
+   * A replica still collecting VIEW-CHANGEs for a view we left: send it our NEW-VIEW if we entered a
+   * later view, our own VIEW-CHANGE for its view (so it can reach 2f+1) and our newest one (so the
+   * f+1 rule can pull it forward). At most once per retransmission period per replica.
+   */
+  private helpLagging(peer: number, view: number): void {
+    const last = this.helpedAt.get(peer);
+    if (last !== undefined && this.now - last < this.opts.retransmitTicks) return;
+    this.helpedAt.set(peer, this.now);
+    if (!this.viewChanging && this.newViewFrame) this.sendTo(peer, this.newViewFrame);
+    const old = this.ownViewChangeFrames.get(view);
+    if (old) this.sendTo(peer, old);
+    if (this.viewChanging && this.ownViewChangeFrame && this.ownViewChangeFrame !== old) this.sendTo(peer, this.ownViewChangeFrame);
+  }
+
   private viewChangesFor(view: number): Signed<ViewChangeMsg>[] {
-    return [...this.viewChanges.values()].filter((vc) => vc.msg.view === view);
+    const out: Signed<ViewChangeMsg>[] = [];
+    for (const byView of this.viewChanges.values()) {
+      const vc = byView.get(view);
+      if (vc) out.push(vc);
+    }
+    return out;
   }
 
   /** With 2f+1 VIEW-CHANGEs for our view: start the new-view timer; the new primary sends NEW-VIEW. */
@@ -973,7 +1025,7 @@ export class Replica {
     this.queue = [];
     this.queued.clear();
     this.aheadViews.clear();
-    for (const [replica, vc] of this.viewChanges) if (vc.msg.view <= view) this.viewChanges.delete(replica);
+    this.pruneViewChanges(view + 1);
     if (checkpoint.seq > this.h) this.onStableCert(checkpoint);
     // Votes of earlier views no longer count; prepared certificates and commits stay.
     for (const slot of this.slots.values()) {
@@ -1494,12 +1546,18 @@ export class Replica {
         votes.set(v.value.msg.replica, v.value);
       }
     }
-    const vcBytes = byKey.get(KEYS.viewChange);
-    if (vcBytes && this.viewChanging) {
-      const vc = decodePair(vcBytes, 'viewchange');
-      if (vc.ok && vc.value.msg.view === this.view) {
-        this.viewChanges.set(this.id, vc.value);
-        this.ownViewChangeFrame = encodeSignedFrame(vc.value);
+    for (const [key, value] of byKey) {
+      if (!key.startsWith(KEYS.viewChangePrefix)) continue;
+      const vc = decodePair(value, 'viewchange');
+      if (!vc.ok || vc.value.msg.replica !== this.id) {
+        corrupt(`own view-change ${key}`);
+        continue;
+      }
+      const frame = encodeSignedFrame(vc.value);
+      this.ownViewChangeFrames.set(vc.value.msg.view, frame);
+      if (this.viewChanging && vc.value.msg.view === this.view) {
+        this.storeViewChange(vc.value);
+        this.ownViewChangeFrame = frame;
       }
     }
     const nvBytes = byKey.get(KEYS.newView);

@@ -1,0 +1,532 @@
+/**
+ * PBFT normal-case operation (Castro & Liskov, OSDI 1999 §4.2; TOCS 2002 §2.3), one test per rule,
+ * driving a real Replica one message at a time.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { encodeResult } from '../../src/app/kv-ops.ts';
+import { concatBytes, domainTag } from '../../src/core/auth.ts';
+import { primaryOf } from '../../src/core/viewchange.ts';
+import { NobleVerifier } from '../../src/crypto/noble.ts';
+import {
+  agree,
+  cas,
+  enterViewByNewView,
+  frame,
+  get,
+  hex,
+  othersThan,
+  put,
+  result,
+  sameBytes,
+  TestCluster,
+  type Node,
+} from './harness.ts';
+
+const k1 = new TestCluster({ f: 1 });
+
+/** The primary of view 0 (replica 0) after a client request: its PRE-PREPARE output. */
+function proposeAtPrimary(k: TestCluster, node: Node, client: number, ts: number, key = `k${client}`) {
+  const req = k.request(client, ts, put(key, `v${ts}`));
+  node.fromClient(client, frame(req));
+  return { req, out: node.flush() };
+}
+
+describe('normal case: the primary', () => {
+  test('the primary of view v is replica v mod n', () => {
+    for (const n of [4, 7, 10]) for (let v = 0; v < 25; v++) assert.equal(primaryOf(v, n), v % n);
+
+    // A backup in view 0 forwards to replica 0; after a NEW-VIEW for view 5 (n = 4), to replica 1.
+    const node = k1.node(2);
+    assert.equal(node.replica.primary, 0);
+    node.fromClient(0, frame(k1.request(0, 1, put('a', '1'))));
+    assert.deepEqual(node.flush().of('request').map((m) => m.to), [0]);
+
+    const entered = enterViewByNewView(node, 5);
+    assert.equal(entered.eventsOf('view-entered')[0]?.primary, 1);
+    assert.equal(node.replica.view, 5);
+    assert.equal(node.replica.primary, 1);
+    node.fromClient(1, frame(k1.request(1, 1, put('b', '1'))));
+    assert.deepEqual(node.flush().of('request').map((m) => m.to), [1]);
+
+    // Replica 1 itself, once in view 5, orders requests: it is the primary.
+    const p = k1.node(1);
+    const vcs = [2, 3].map((r) => k1.viewChange(r, 5));
+    for (const vc of vcs) p.fromReplica(vc.msg.replica, frame(vc));
+    const joined = p.flush();
+    assert.equal(joined.distinct('newview').length, 1, 'replica 1 is the primary of view 5 and sends NEW-VIEW');
+    p.fromClient(0, frame(k1.request(0, 1, put('c', '1'))));
+    const pp = p.flush().distinct('preprepare');
+    assert.equal(pp.length, 1);
+    assert.equal(pp[0]!.signed.msg.view, 5);
+    assert.equal(pp[0]!.signed.msg.replica, 1);
+  });
+
+  test('a client request at the primary yields a PRE-PREPARE to all backups with the next sequence number and the batch digest', () => {
+    const node = k1.node(0);
+    const { req, out } = proposeAtPrimary(k1, node, 0, 1);
+    const pps = out.distinct('preprepare');
+    assert.equal(pps.length, 1);
+    const pp = pps[0]!;
+    assert.deepEqual(pp.to, [1, 2, 3]);
+    assert.equal(pp.signed.msg.view, 0);
+    assert.equal(pp.signed.msg.seq, 1);
+    assert.equal(pp.signed.msg.replica, 0);
+    assert.ok(k1.verifySigned(pp.signed), 'PRE-PREPARE signed by the primary');
+    assert.equal(pp.batch?.length, 1);
+    assert.ok(sameBytes(pp.batch![0]!.body, req.body));
+    assert.ok(sameBytes(pp.signed.msg.digest, k1.digest([req])), 'digest is the batch digest');
+
+    // The next request gets the next sequence number.
+    const second = proposeAtPrimary(k1, node, 1, 1);
+    const pp2 = second.out.distinct('preprepare');
+    assert.equal(pp2.length, 1);
+    assert.equal(pp2[0]!.signed.msg.seq, 2);
+    assert.ok(sameBytes(pp2[0]!.signed.msg.digest, k1.digest([second.req])));
+  });
+
+  test('a backup forwards a client request to the primary (and only to it)', () => {
+    const node = k1.node(3);
+    const req = k1.request(2, 1, put('x', 'y'));
+    node.fromClient(2, frame(req));
+    const out = node.flush();
+    const fwd = out.of('request');
+    assert.deepEqual(fwd.map((m) => m.to), [0]);
+    assert.ok(sameBytes(fwd[0]!.signed.body, req.body) && sameBytes(fwd[0]!.signed.sig, req.sig), 'the original signed request');
+    assert.equal(out.of('preprepare').length, 0, 'a backup does not propose');
+  });
+});
+
+describe('normal case: a backup accepts a PRE-PREPARE only', () => {
+  test('for its current view: a PRE-PREPARE of a later view is ignored', () => {
+    const node = k1.node(2);
+    const req = k1.request(0, 1, put('a', '1'));
+    node.fromReplica(1, frame(k1.prePrepare(1, 1, k1.digest([req])), [req]));
+    assert.equal(node.flush().of('prepare').length, 0);
+    assert.equal(node.rejected('future-view'), 1);
+  });
+
+  test('for its current view: a PRE-PREPARE of an earlier view is ignored', () => {
+    const node = k1.node(2);
+    enterViewByNewView(node, 1);
+    const req = k1.request(0, 1, put('a', '1'));
+    node.fromReplica(0, frame(k1.prePrepare(0, 1, k1.digest([req])), [req]));
+    assert.equal(node.flush().of('prepare').length, 0);
+    assert.equal(node.rejected('old-view'), 1);
+    // The same request from the primary of view 1 is accepted.
+    node.fromReplica(1, frame(k1.prePrepare(1, 1, k1.digest([req])), [req]));
+    assert.equal(node.flush().distinct('prepare').length, 1);
+  });
+
+  test('inside the window (h, h+L]: sequence numbers outside are ignored', () => {
+    const node = k1.node(1); // L = 8, h = 0
+    const reqs = [0, 1, 2].map((c) => k1.request(c, 1, put(`k${c}`, 'v')));
+    node.fromReplica(0, frame(k1.prePrepare(0, 9, k1.digest([reqs[0]!])), [reqs[0]!]));
+    node.fromReplica(0, frame(k1.prePrepare(0, 0, k1.digest([reqs[1]!])), [reqs[1]!]));
+    assert.equal(node.flush().of('prepare').length, 0);
+    assert.equal(node.rejected('out-of-window'), 2);
+    node.fromReplica(0, frame(k1.prePrepare(0, 8, k1.digest([reqs[2]!])), [reqs[2]!]));
+    const prepares = node.flush().distinct('prepare');
+    assert.equal(prepares.length, 1);
+    assert.equal(prepares[0]!.signed.msg.seq, 8, 'h+L is inside the window');
+  });
+
+  test('once per (view, sequence number): a second PRE-PREPARE with another digest is ignored', () => {
+    const node = k1.node(1);
+    const a = k1.request(0, 1, put('a', '1'));
+    const b = k1.request(1, 1, put('b', '1'));
+    node.fromReplica(0, frame(k1.prePrepare(0, 1, k1.digest([a])), [a]));
+    const first = node.flush().distinct('prepare');
+    assert.equal(first.length, 1);
+    node.fromReplica(0, frame(k1.prePrepare(0, 1, k1.digest([b])), [b]));
+    const second = node.flush();
+    assert.equal(second.of('prepare').length, 0, 'no second PREPARE for (0, 1)');
+    assert.equal(node.rejected('conflicting-preprepare'), 1);
+  });
+
+  test('whose digest matches the batch it carries', () => {
+    const node = k1.node(1);
+    const a = k1.request(0, 1, put('a', '1'));
+    const b = k1.request(1, 1, put('b', '1'));
+    node.fromReplica(0, frame(k1.prePrepare(0, 1, k1.digest([a])), [b]));
+    const out = node.flush();
+    assert.equal(out.of('prepare').length, 0);
+    assert.equal(node.rejected('batch-digest-mismatch'), 1);
+    assert.deepEqual(out.eventsOf('peer-misbehaved').map((e) => e.peer), [0]);
+    // A PRE-PREPARE without its batch is not accepted either.
+    node.fromReplica(0, frame(k1.prePrepare(0, 2, k1.digest([a]))));
+    assert.equal(node.flush().of('prepare').length, 0);
+    assert.equal(node.rejected('preprepare-without-batch'), 1);
+  });
+
+  test('from the primary of its view only', () => {
+    const node = k1.node(1);
+    const a = k1.request(0, 1, put('a', '1'));
+    // Replica 2 signs a pre-prepare for view 0 (whose primary is 0) and sends it on its own link.
+    node.fromReplica(2, frame(k1.prePrepare(0, 1, k1.digest([a]), 2), [a]));
+    // A pre-prepare naming the primary but signed by replica 2 (a forgery) is not accepted either.
+    node.fromReplica(0, frame(k1.prePrepare(0, 1, k1.digest([a]), 2, 0), [a]));
+    assert.equal(node.flush().of('prepare').length, 0);
+    assert.equal(node.rejected('preprepare-not-from-primary'), 1);
+    assert.equal(node.rejected('bad-signature'), 1);
+  });
+
+  test('if every request in its batch is validly signed by a client of the keyring', () => {
+    const node = k1.node(1);
+    const good = k1.request(0, 1, put('a', '1'));
+    const forged = k1.forgedRequest(1, 2, 1, put('b', '1')); // claims client 1, signed by client 2
+    node.fromReplica(0, frame(k1.prePrepare(0, 1, k1.digest([good, forged])), [good, forged]));
+    assert.equal(node.flush().of('prepare').length, 0);
+    assert.equal(node.rejected('batch-with-bad-request'), 1);
+
+    const unknown = new TestCluster({ f: 1, clients: 6 }).request(5, 1, put('c', '1')); // client 5 is not in k1's keyring
+    node.fromReplica(0, frame(k1.prePrepare(0, 2, k1.digest([unknown])), [unknown]));
+    assert.equal(node.flush().of('prepare').length, 0);
+    assert.equal(node.rejected('batch-with-bad-request'), 2);
+  });
+
+  test('a request with a bad client signature never enters a batch at the primary', () => {
+    const node = k1.node(0);
+    const forged = k1.forgedRequest(1, 2, 1, put('b', '1'));
+    node.fromClient(1, frame(forged));
+    const out = node.flush();
+    assert.equal(out.of('preprepare').length, 0);
+    assert.equal(node.rejected('bad-request-signature'), 1);
+    // A valid request afterwards is proposed alone.
+    const good = k1.request(0, 1, put('a', '1'));
+    node.fromClient(0, frame(good));
+    const pp = node.flush().distinct('preprepare');
+    assert.equal(pp.length, 1);
+    assert.deepEqual(pp[0]!.batch?.map((r) => r.msg.client), [0]);
+  });
+
+  test('on accepting a PRE-PREPARE a backup multicasts PREPARE(v, n, d) to every other replica', () => {
+    const node = k1.node(2);
+    const a = k1.request(0, 1, put('a', '1'));
+    const d = k1.digest([a]);
+    node.fromReplica(0, frame(k1.prePrepare(0, 3, d), [a]));
+    const prepares = node.flush().distinct('prepare');
+    assert.equal(prepares.length, 1);
+    const p = prepares[0]!;
+    assert.deepEqual(p.to, [0, 1, 3]);
+    assert.equal(p.signed.msg.view, 0);
+    assert.equal(p.signed.msg.seq, 3);
+    assert.ok(sameBytes(p.signed.msg.digest, d));
+    assert.equal(p.signed.msg.replica, 2);
+    assert.ok(k1.verifySigned(p.signed), 'signed by the backup');
+  });
+});
+
+for (const f of [1, 2]) {
+  const k = new TestCluster({ f });
+  const n = 3 * f + 1;
+
+  describe(`normal case: quorums with f=${f} (n=${n})`, () => {
+    test(`prepared needs the pre-prepare plus 2f matching PREPAREs from distinct backups: 2f-1 send no COMMIT, 2f do (f=${f})`, () => {
+      const node = k.node(0);
+      const { req } = proposeAtPrimary(k, node, 0, 1);
+      const d = k.digest([req]);
+      const backups = k.backups(0);
+      for (const b of backups.slice(0, 2 * f - 1)) node.fromReplica(b, frame(k.prepare(b, 0, 1, d)));
+      assert.equal(node.flush().of('commit').length, 0, '2f-1 prepares are not enough');
+      const last = backups[2 * f - 1]!;
+      node.fromReplica(last, frame(k.prepare(last, 0, 1, d)));
+      const commits = node.flush().distinct('commit');
+      assert.equal(commits.length, 1);
+      assert.deepEqual(commits[0]!.to, othersThan(n, 0));
+      assert.equal(commits[0]!.signed.msg.seq, 1);
+      assert.ok(sameBytes(commits[0]!.signed.msg.digest, d));
+    });
+
+    test(`a second PREPARE from the same replica counts once (f=${f})`, () => {
+      const node = k.node(0);
+      const { req } = proposeAtPrimary(k, node, 0, 1);
+      const d = k.digest([req]);
+      const backups = k.backups(0);
+      for (const b of backups.slice(0, 2 * f - 1)) node.fromReplica(b, frame(k.prepare(b, 0, 1, d)));
+      // The same backup again (a retransmission, re-signed) does not make 2f.
+      const again = backups[0]!;
+      node.fromReplica(again, frame(k.prepare(again, 0, 1, d)));
+      node.fromReplica(again, frame(k.prepare(again, 0, 1, d)));
+      assert.equal(node.flush().of('commit').length, 0);
+      const last = backups[2 * f - 1]!;
+      node.fromReplica(last, frame(k.prepare(last, 0, 1, d)));
+      assert.equal(node.flush().distinct('commit').length, 1);
+    });
+
+    test(`a PREPARE from the primary does not count (f=${f})`, () => {
+      const node = k.node(1);
+      const req = k.request(0, 1, put('a', '1'));
+      const d = k.digest([req]);
+      node.fromReplica(0, frame(k.prePrepare(0, 1, d), [req]));
+      const others = k.backups(0).filter((b) => b !== 1);
+      // own prepare + 2f-2 other backups + the primary's prepare: 2f messages, 2f-1 of them from backups.
+      for (const b of others.slice(0, 2 * f - 2)) node.fromReplica(b, frame(k.prepare(b, 0, 1, d)));
+      node.fromReplica(0, frame(k.prepare(0, 0, 1, d)));
+      assert.equal(node.flush().of('commit').length, 0);
+      assert.equal(node.rejected('prepare-from-primary'), 1);
+      const last = others[2 * f - 2]!;
+      node.fromReplica(last, frame(k.prepare(last, 0, 1, d)));
+      assert.equal(node.flush().distinct('commit').length, 1);
+    });
+
+    test(`a PREPARE with another digest does not count (f=${f})`, () => {
+      const node = k.node(0);
+      const { req } = proposeAtPrimary(k, node, 0, 1);
+      const d = k.digest([req]);
+      const other = k.digest([k.request(1, 1, put('zz', 'zz'))]);
+      const backups = k.backups(0);
+      for (const b of backups.slice(0, 2 * f - 1)) node.fromReplica(b, frame(k.prepare(b, 0, 1, d)));
+      const wrong = backups[2 * f - 1]!;
+      node.fromReplica(wrong, frame(k.prepare(wrong, 0, 1, other)));
+      assert.equal(node.flush().of('commit').length, 0);
+      const last = backups[2 * f]!;
+      node.fromReplica(last, frame(k.prepare(last, 0, 1, d)));
+      assert.equal(node.flush().distinct('commit').length, 1);
+    });
+
+    test(`committed-local needs prepared plus 2f+1 matching COMMITs from distinct replicas: 2f execute nothing, 2f+1 execute and REPLY (f=${f})`, () => {
+      const node = k.node(1);
+      const req = k.request(2, 1, put('key', 'value'));
+      const d = k.digest([req]);
+      node.fromReplica(0, frame(k.prePrepare(0, 1, d), [req]));
+      const others = k.backups(0).filter((b) => b !== 1);
+      for (const b of others.slice(0, 2 * f - 1)) node.fromReplica(b, frame(k.prepare(b, 0, 1, d)));
+      const prepared = node.flush();
+      assert.equal(prepared.distinct('commit').length, 1, 'the backup prepared and sent its COMMIT');
+      // Own commit + 2f-1 others = 2f; one of them duplicated, one with another digest: still 2f.
+      const senders = othersThan(n, 1);
+      for (const r of senders.slice(0, 2 * f - 1)) node.fromReplica(r, frame(k.commit(r, 0, 1, d)));
+      node.fromReplica(senders[0]!, frame(k.commit(senders[0]!, 0, 1, d)));
+      const wrong = senders[2 * f - 1]!;
+      node.fromReplica(wrong, frame(k.commit(wrong, 0, 1, k.nullDigest)));
+      const before = node.flush();
+      assert.equal(before.eventsOf('executed').length, 0);
+      assert.equal(before.replies.length, 0);
+      assert.equal(node.replica.lastExecuted, 0);
+      const last = senders[2 * f]!;
+      node.fromReplica(last, frame(k.commit(last, 0, 1, d)));
+      const after = node.flush();
+      assert.deepEqual(after.eventsOf('executed').map((e) => e.seq), [1]);
+      assert.equal(node.replica.lastExecuted, 1);
+      assert.equal(after.replies.length, 1);
+      const reply = after.replies[0]!;
+      assert.equal(reply.client, 2);
+      assert.equal(reply.signed.msg.client, 2);
+      assert.equal(reply.signed.msg.timestamp, 1);
+      assert.equal(reply.signed.msg.replica, 1);
+      assert.equal(reply.signed.msg.view, 0);
+      assert.ok(k.verifyReply(reply.signed), 'REPLY signed by the replica');
+      assert.deepEqual(result(reply.signed), { type: 'put' });
+    });
+
+    test(`COMMITs without the node having prepared execute nothing (f=${f})`, () => {
+      const node = k.node(1);
+      const req = k.request(2, 1, put('key', 'value'));
+      const d = k.digest([req]);
+      node.fromReplica(0, frame(k.prePrepare(0, 1, d), [req]));
+      // 2f+1 commits from other replicas, but no prepares: not prepared, so not committed-local.
+      for (const r of othersThan(n, 1).slice(0, 2 * f + 1)) node.fromReplica(r, frame(k.commit(r, 0, 1, d)));
+      const out = node.flush();
+      assert.equal(out.eventsOf('executed').length, 0);
+      assert.equal(out.replies.length, 0);
+      // Once prepared, the commits already received count.
+      for (const b of k.backups(0).filter((b) => b !== 1).slice(0, 2 * f - 1)) node.fromReplica(b, frame(k.prepare(b, 0, 1, d)));
+      const done = node.flush();
+      assert.deepEqual(done.eventsOf('executed').map((e) => e.seq), [1]);
+      assert.equal(done.replies.length, 1);
+    });
+  });
+}
+
+describe('normal case: execution', () => {
+  test('execution waits for every lower sequence number, then runs in order', () => {
+    const node = k1.node(1);
+    const r1 = k1.request(0, 1, put('a', 'first'));
+    const r2 = k1.request(1, 1, put('a', 'second'));
+    const two = agree(node, 0, 2, [r2]);
+    assert.equal(two.eventsOf('executed').length, 0, 'seq 2 committed but seq 1 is not');
+    assert.equal(two.replies.length, 0);
+    assert.equal(node.replica.lastExecuted, 0);
+    const one = agree(node, 0, 1, [r1]);
+    assert.deepEqual(one.eventsOf('executed').map((e) => e.seq), [1, 2]);
+    assert.deepEqual(one.replies.map((r) => r.client), [0, 1]);
+    assert.equal(node.replica.lastExecuted, 2);
+    // The state reflects the order 1 then 2.
+    const read = agree(node, 0, 3, [k1.request(2, 1, get('a'))]);
+    assert.deepEqual(result(read.replies[0]!.signed), { type: 'get', value: 'second' });
+  });
+
+  test('exactly one signed REPLY per request', () => {
+    const node = k1.node(2);
+    const req = k1.request(3, 1, put('a', '1'));
+    const d = k1.digest([req]);
+    const out = agree(node, 0, 1, [req]);
+    assert.equal(out.replies.length, 1);
+    assert.ok(k1.verifyReply(out.replies[0]!.signed));
+    // The fourth COMMIT and retransmitted PREPAREs change nothing.
+    node.fromReplica(3, frame(k1.commit(3, 0, 1, d)));
+    node.fromReplica(3, frame(k1.prepare(3, 0, 1, d)));
+    const later = node.flush();
+    assert.equal(later.replies.length, 0);
+    assert.equal(later.eventsOf('executed').length, 0);
+  });
+
+  test('a retransmitted request whose reply is cached gets the same reply again without re-executing', () => {
+    const node = k1.node(1);
+    const req = k1.request(0, 1, cas('lock', null, 'owner-0'));
+    const first = agree(node, 0, 1, [req]);
+    assert.equal(first.replies.length, 1);
+    const firstReply = first.replies[0]!;
+    assert.deepEqual(result(firstReply.signed), { type: 'cas', swapped: true, current: 'owner-0' });
+    const digestBefore = hex(node.app.digest());
+    const executedBefore = node.replica.counters.requestsExecuted;
+
+    node.fromClient(0, frame(req));
+    const again = node.flush();
+    assert.equal(again.replies.length, 1);
+    assert.equal(again.replies[0]!.client, 0);
+    assert.ok(sameBytes(again.replies[0]!.bytes, firstReply.bytes), 'the same signed REPLY');
+    // Re-executing the cas would have answered swapped: false.
+    assert.deepEqual(result(again.replies[0]!.signed), { type: 'cas', swapped: true, current: 'owner-0' });
+    assert.equal(again.eventsOf('executed').length, 0);
+    assert.equal(again.of('request').length, 0, 'not forwarded to the primary again');
+    assert.equal(node.replica.counters.requestsExecuted, executedBefore);
+    assert.equal(hex(node.app.digest()), digestBefore);
+  });
+
+  test('a request ordered again (by a faulty primary) is not executed twice', () => {
+    const node = k1.node(1);
+    const req = k1.request(0, 1, cas('lock', null, 'owner-0'));
+    agree(node, 0, 1, [req]);
+    const digestBefore = hex(node.app.digest());
+    const out = agree(node, 0, 2, [req]);
+    const executed = out.eventsOf('executed');
+    assert.deepEqual(executed.map((e) => e.seq), [2]);
+    assert.equal(executed[0]!.requests.length, 0, 'seq 2 executes nothing');
+    assert.equal(out.replies.length, 0);
+    assert.equal(hex(node.app.digest()), digestBefore);
+  });
+
+  test("a request with a timestamp older than the client's last executed one is dropped as stale", () => {
+    const node = k1.node(1);
+    agree(node, 0, 1, [k1.request(0, 5, put('a', '5'))]);
+    node.fromClient(0, frame(k1.request(0, 4, put('a', '4'))));
+    const out = node.flush();
+    assert.equal(node.rejected('stale-request'), 1);
+    assert.equal(out.replies.length, 0);
+    assert.equal(out.sent.length, 0, 'not forwarded');
+    // Also at the primary: no PRE-PREPARE.
+    const primary = k1.node(0);
+    primary.fromClient(0, frame(k1.request(0, 5, put('a', '5'))));
+    primary.flush();
+    agree(primary, 0, 1, [k1.request(0, 5, put('a', '5'))]);
+    primary.fromClient(0, frame(k1.request(0, 3, put('a', '3'))));
+    assert.equal(primary.flush().of('preprepare').length, 0);
+    assert.equal(primary.rejected('stale-request'), 1);
+  });
+});
+
+describe('normal case: batching', () => {
+  test('requests arriving in one turn while the pipeline is full go into one batch', () => {
+    const node = k1.node(0, { inFlightBatchesMax: 1 });
+    const { req: first, out } = proposeAtPrimary(k1, node, 0, 1);
+    assert.equal(out.distinct('preprepare').length, 1);
+    const waiting = [1, 2, 3].map((c) => k1.request(c, 1, put(`k${c}`, 'v')));
+    for (const r of waiting) node.fromClient(r.msg.client, frame(r));
+    assert.equal(node.flush().of('preprepare').length, 0, 'the pipeline is full');
+    const done = agree(node, 0, 1, [first]);
+    assert.deepEqual(done.eventsOf('executed').map((e) => e.seq), [1]);
+    const pp = done.distinct('preprepare');
+    assert.equal(pp.length, 1, 'one batch for the three waiting requests');
+    assert.equal(pp[0]!.signed.msg.seq, 2);
+    assert.deepEqual(pp[0]!.batch?.map((r) => r.msg.client), [1, 2, 3]);
+    assert.ok(sameBytes(pp[0]!.signed.msg.digest, k1.digest(waiting)));
+  });
+
+  test('a batch holds at most batchRequestsMax requests and several batches are in flight up to inFlightBatchesMax', () => {
+    const k = new TestCluster({ f: 1, clients: 8 });
+    const node = k.node(0, { inFlightBatchesMax: 2, batchRequestsMax: 2 });
+    const reqs = [0, 1, 2, 3, 4].map((c) => k.request(c, 1, put(`k${c}`, 'v')));
+    for (const r of reqs) node.fromClient(r.msg.client, frame(r));
+    const pps = node.flush().distinct('preprepare');
+    assert.deepEqual(
+      pps.map((p) => [p.signed.msg.seq, p.batch?.map((r) => r.msg.client)]),
+      [
+        [1, [0, 1]],
+        [2, [2, 3]],
+      ],
+    );
+    const after = agree(node, 0, 1, reqs.slice(0, 2));
+    const next = after.distinct('preprepare');
+    assert.deepEqual(
+      next.map((p) => [p.signed.msg.seq, p.batch?.map((r) => r.msg.client)]),
+      [[3, [4]]],
+    );
+  });
+});
+
+describe('normal case: cheap checks before signatures', () => {
+  test('a PREPARE for another view is rejected without a signature verification', () => {
+    const node = k1.node(1);
+    const d = k1.digest([k1.request(0, 1, put('a', '1'))]);
+    const before = node.replica.auth.verifications;
+    node.fromReplica(2, frame(k1.prepare(2, 1, 1, d)));
+    node.fromReplica(2, frame(k1.prepare(2, 7, 1, d)));
+    assert.equal(node.replica.auth.verifications, before);
+    assert.equal(node.rejected('future-view'), 2);
+  });
+
+  test('a PREPARE outside the window is rejected without a signature verification', () => {
+    const node = k1.node(1);
+    const d = k1.digest([k1.request(0, 1, put('a', '1'))]);
+    const before = node.replica.auth.verifications;
+    node.fromReplica(2, frame(k1.prepare(2, 0, 9, d)));
+    node.fromReplica(2, frame(k1.prepare(2, 0, 1000, d)));
+    assert.equal(node.replica.auth.verifications, before);
+    assert.equal(node.rejected('out-of-window'), 2);
+  });
+
+  test('a PREPARE in the view and the window is verified: a forged one is rejected', () => {
+    const node = k1.node(1);
+    const d = k1.digest([k1.request(0, 1, put('a', '1'))]);
+    const before = node.replica.auth.verifications;
+    // Claims replica 2, signed by replica 3, delivered on replica 2's link.
+    node.fromReplica(2, frame(k1.signAs(3, { type: 'prepare', view: 0, seq: 1, digest: d, replica: 2 })));
+    assert.equal(node.replica.auth.verifications, before + 1);
+    assert.equal(node.rejected('bad-signature'), 1);
+  });
+
+  test('a PRE-PREPARE for another view or outside the window is rejected without a signature verification', () => {
+    const node = k1.node(1);
+    const req = k1.request(0, 1, put('a', '1'));
+    const before = node.replica.auth.verifications;
+    node.fromReplica(2, frame(k1.prePrepare(2, 1, k1.digest([req])), [req]));
+    node.fromReplica(0, frame(k1.prePrepare(0, 20, k1.digest([req])), [req]));
+    assert.equal(node.replica.auth.verifications, before);
+    assert.equal(node.flush().of('prepare').length, 0);
+  });
+});
+
+describe('normal case: real ed25519 keys', () => {
+  test('the normal case runs with real ed25519 (node:crypto) signatures', () => {
+    const k = new TestCluster({ f: 1, real: true });
+    const node = k.node(1);
+    const req = k.request(0, 1, put('real', 'keys'));
+    const out = agree(node, 0, 1, [req]);
+    assert.equal(out.distinct('prepare').length, 1);
+    assert.equal(out.distinct('commit').length, 1);
+    assert.equal(out.replies.length, 1);
+    const reply = out.replies[0]!.signed;
+    assert.ok(k.verifyReply(reply));
+    // Byte-identical ed25519: the portable verifier accepts it too.
+    const key = k.cluster.replicas[1]!.publicKey;
+    assert.ok(new NobleVerifier().verify(key, concatBytes(domainTag(k.cluster.clusterId, 'reply'), reply.body), reply.sig));
+    assert.deepEqual(reply.msg.result, encodeResult({ type: 'put' }));
+    // A request whose ed25519 signature is over another client's key is rejected.
+    const forged = k.forgedRequest(2, 3, 1, put('x', 'y'));
+    node.fromClient(2, frame(forged));
+    assert.equal(node.flush().of('request').length, 0);
+    assert.equal(node.rejected('bad-request-signature'), 1);
+  });
+});
