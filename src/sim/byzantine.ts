@@ -1,17 +1,342 @@
-/** Byzantine replica behaviours for the simulator (filled in below). */
+/**
+ * Byzantine replica behaviours for the simulator. A byzantine replica runs the real core and then
+ * rewrites what it sends: it may drop, alter and re-sign (with its own key only), delay, equivocate,
+ * forge, replay or garble messages. Twins (two instances with one key) live in SimCluster.makeTwins.
+ */
+import { concatBytes, domainTag } from '../core/auth.ts';
+import { makeBatch } from '../core/batch.ts';
+import { decodeFrame, encodeBody, encodeSignedFrame } from '../codec/messages.ts';
 import type { OutMessage, Replica } from '../core/replica.ts';
+import type { RequestMsg, Signed, SignedMessage } from '../core/messages.ts';
 import type { Host, SimCluster } from './cluster.ts';
+import { sha256 } from './crypto.ts';
+import type { Prng } from './prng.ts';
+
+type Replies = Array<{ client: number; frame: Uint8Array }>;
 
 export interface Behavior {
   readonly name: string;
   /** Rewrites what the (real) core wanted to send. */
-  outgoing(
-    sim: SimCluster,
-    host: Host,
-    replica: Replica,
-    messages: OutMessage[],
-    replies: Array<{ client: number; frame: Uint8Array }>,
-  ): { messages: OutMessage[]; replies: Array<{ client: number; frame: Uint8Array }> };
+  outgoing(sim: SimCluster, host: Host, replica: Replica, messages: OutMessage[], replies: Replies): { messages: OutMessage[]; replies: Replies };
   /** Called every tick (to release delayed messages, inject forgeries, ...). */
   tick?(sim: SimCluster, host: Host, replica: Replica): void;
+}
+
+export const BEHAVIOR_NAMES = [
+  'silent',
+  'selective-silent',
+  'wrong-digest',
+  'wrong-result',
+  'equivocate',
+  'slow-primary',
+  'forge',
+  'replay',
+  'malformed',
+  'omit-certificates',
+  'vote-all',
+] as const;
+export type BehaviorName = (typeof BEHAVIOR_NAMES)[number];
+
+/** Signs a message with this host's key, as the real core would. */
+export function signAs(sim: SimCluster, host: Host, msg: SignedMessage): Signed {
+  const body = encodeBody(msg);
+  return { msg, body, sig: host.signer.sign(concatBytes(domainTag(sim.cluster.clusterId, msg.type), body)) };
+}
+
+function decodeSigned(frame: Uint8Array): { signed: Signed; batch?: Signed<RequestMsg>[] } | undefined {
+  const d = decodeFrame(frame);
+  return d.ok && d.value.kind === 'signed' ? { signed: d.value.signed, batch: d.value.batch } : undefined;
+}
+
+function mapMessages(messages: OutMessage[], fn: (m: OutMessage) => OutMessage | OutMessage[] | undefined): OutMessage[] {
+  const out: OutMessage[] = [];
+  for (const m of messages) {
+    const r = fn(m);
+    if (r === undefined) continue;
+    if (Array.isArray(r)) out.push(...r);
+    else out.push(r);
+  }
+  return out;
+}
+
+class Silent implements Behavior {
+  readonly name = 'silent';
+  outgoing(): { messages: OutMessage[]; replies: Replies } {
+    return { messages: [], replies: [] };
+  }
+}
+
+class SelectiveSilent implements Behavior {
+  readonly name = 'selective-silent';
+  constructor(private readonly mutedPeers: Set<number>) {}
+  outgoing(_s: SimCluster, _h: Host, _r: Replica, messages: OutMessage[], replies: Replies) {
+    return { messages: messages.filter((m) => !this.mutedPeers.has(m.to)), replies };
+  }
+}
+
+/** Alters digests in PREPARE / COMMIT / CHECKPOINT / VIEW-CHANGE / NEW-VIEW and re-signs. */
+class WrongDigest implements Behavior {
+  readonly name = 'wrong-digest';
+  constructor(private readonly prng: Prng, private readonly rate: number) {}
+  outgoing(sim: SimCluster, host: Host, _r: Replica, messages: OutMessage[], replies: Replies) {
+    const out = mapMessages(messages, (m) => {
+      if (!this.prng.chance(this.rate)) return m;
+      const d = decodeSigned(m.frame);
+      if (!d) return m;
+      const msg = d.signed.msg;
+      switch (msg.type) {
+        case 'prepare':
+        case 'commit':
+        case 'checkpoint':
+          return { to: m.to, frame: encodeSignedFrame(signAs(sim, host, { ...msg, digest: this.prng.bytes(32) })) };
+        case 'viewchange': {
+          const cert = msg.prepared[0];
+          if (!cert) return { to: m.to, frame: encodeSignedFrame(signAs(sim, host, { ...msg, checkpoint: { ...msg.checkpoint, digest: this.prng.bytes(32) } })) };
+          const forged = { ...cert.prePrepare, msg: { ...cert.prePrepare.msg, digest: this.prng.bytes(32) } };
+          return { to: m.to, frame: encodeSignedFrame(signAs(sim, host, { ...msg, prepared: [{ ...cert, prePrepare: forged }, ...msg.prepared.slice(1)] })) };
+        }
+        case 'newview': {
+          const pps = msg.prePrepares.map((pp) => signAs(sim, host, { ...pp.msg, digest: this.prng.bytes(32) }) as Signed<typeof pp.msg>);
+          return { to: m.to, frame: encodeSignedFrame(signAs(sim, host, { ...msg, prePrepares: pps })) };
+        }
+        default:
+          return m;
+      }
+    });
+    return { messages: out, replies };
+  }
+}
+
+class WrongResult implements Behavior {
+  readonly name = 'wrong-result';
+  constructor(private readonly prng: Prng) {}
+  outgoing(sim: SimCluster, host: Host, _r: Replica, messages: OutMessage[], replies: Replies) {
+    const out = replies.map((r) => {
+      const d = decodeSigned(r.frame);
+      if (!d || d.signed.msg.type !== 'reply') return r;
+      const wrong = signAs(sim, host, { ...d.signed.msg, result: this.prng.bytes(1 + this.prng.int(8)) });
+      return { client: r.client, frame: encodeSignedFrame(wrong) };
+    });
+    return { messages, replies: out };
+  }
+}
+
+/** As primary: sends a different (validly signed) batch to some of the backups. */
+class Equivocate implements Behavior {
+  readonly name = 'equivocate';
+  constructor(private readonly prng: Prng) {}
+  outgoing(sim: SimCluster, host: Host, _r: Replica, messages: OutMessage[], replies: Replies) {
+    const alternates = new Map<number, Uint8Array>();
+    const out = mapMessages(messages, (m) => {
+      const d = decodeSigned(m.frame);
+      if (!d || d.signed.msg.type !== 'preprepare' || !d.batch) return m;
+      // Backups with odd ids (relative to the sequence number) get the other batch.
+      if ((m.to + d.signed.msg.seq) % 2 === 0) return m;
+      let frame = alternates.get(d.signed.msg.seq);
+      if (!frame) {
+        const requests = this.prng.chance(0.5) ? d.batch.slice(0, d.batch.length - 1) : [...d.batch].reverse();
+        const batch = makeBatch(sha256, requests);
+        const pp = signAs(sim, host, { ...d.signed.msg, digest: batch.digest });
+        frame = encodeSignedFrame(pp, batch.requests);
+        alternates.set(d.signed.msg.seq, frame);
+      }
+      return { to: m.to, frame };
+    });
+    return { messages: out, replies };
+  }
+}
+
+/** Delays its pre-prepares to just under the view-change timeout. */
+class SlowPrimary implements Behavior {
+  readonly name = 'slow-primary';
+  private readonly held: Array<{ at: number; m: OutMessage }> = [];
+  constructor(private readonly delayTicks: number) {}
+  outgoing(sim: SimCluster, _h: Host, _r: Replica, messages: OutMessage[], replies: Replies) {
+    const out = mapMessages(messages, (m) => {
+      const d = decodeSigned(m.frame);
+      if (d && d.signed.msg.type === 'preprepare' && d.batch) {
+        this.held.push({ at: sim.now + this.delayTicks, m });
+        return undefined;
+      }
+      return m;
+    });
+    return { messages: out, replies };
+  }
+  tick(sim: SimCluster, host: Host): void {
+    while (this.held.length > 0 && this.held[0]!.at <= sim.now) sim.sendFromReplica(host.id, this.held[0]!.m.to, this.held.shift()!.m.frame);
+  }
+}
+
+/** Injects messages that claim to come from others: signed with its own key, or naming another sender. */
+class Forge implements Behavior {
+  readonly name = 'forge';
+  constructor(private readonly prng: Prng) {}
+  outgoing(_s: SimCluster, _h: Host, _r: Replica, messages: OutMessage[], replies: Replies) {
+    return { messages, replies };
+  }
+  tick(sim: SimCluster, host: Host, replica: Replica): void {
+    if (!this.prng.chance(0.05)) return;
+    const victim = this.prng.int(sim.n);
+    const to = this.prng.int(sim.n);
+    const seq = replica.lastExecuted + 1 + this.prng.int(3);
+    const digest = this.prng.bytes(32);
+    let frame: Uint8Array;
+    switch (this.prng.int(4)) {
+      case 0: // a prepare in someone else's name, signed with our key
+        frame = encodeSignedFrame(signAs(sim, host, { type: 'prepare', view: replica.view, seq, digest, replica: victim }));
+        break;
+      case 1: // a commit in someone else's name
+        frame = encodeSignedFrame(signAs(sim, host, { type: 'commit', view: replica.view, seq, digest, replica: victim }));
+        break;
+      case 2: {
+        // a client request forged with our key
+        const req = signAs(sim, host, { type: 'request', client: this.prng.int(sim.clients.length), timestamp: Number.MAX_SAFE_INTEGER - this.prng.int(1000), op: this.prng.bytes(8) });
+        frame = encodeSignedFrame(req);
+        break;
+      }
+      default: {
+        // a pre-prepare carrying a forged request, as if we were primary
+        const req = signAs(sim, host, { type: 'request', client: 0, timestamp: Number.MAX_SAFE_INTEGER, op: this.prng.bytes(8) }) as Signed<RequestMsg>;
+        const batch = makeBatch(sha256, [req]);
+        frame = encodeSignedFrame(signAs(sim, host, { type: 'preprepare', view: replica.view, seq, digest: batch.digest, replica: host.id }), [req]);
+      }
+    }
+    sim.count('forged');
+    sim.sendFromReplica(host.id, to, frame);
+  }
+}
+
+/** Re-sends messages seen earlier on the network (its own and others', old views included). */
+class Replay implements Behavior {
+  readonly name = 'replay';
+  constructor(private readonly prng: Prng) {}
+  outgoing(_s: SimCluster, _h: Host, _r: Replica, messages: OutMessage[], replies: Replies) {
+    return { messages, replies };
+  }
+  tick(sim: SimCluster, host: Host): void {
+    if (!this.prng.chance(0.1) || sim.net.recent.length === 0) return;
+    const m = sim.net.recent[this.prng.int(sim.net.recent.length)]!;
+    sim.count('replayed');
+    sim.sendFromReplica(host.id, this.prng.int(sim.n), m.bytes);
+  }
+}
+
+/** Sends garbage: random bytes, truncated and bit-flipped frames. */
+class Malformed implements Behavior {
+  readonly name = 'malformed';
+  constructor(private readonly prng: Prng) {}
+  outgoing(_s: SimCluster, _h: Host, _r: Replica, messages: OutMessage[], replies: Replies) {
+    const extra: OutMessage[] = [];
+    for (const m of messages) {
+      if (!this.prng.chance(0.1)) continue;
+      const bytes = new Uint8Array(m.frame);
+      const kind = this.prng.int(3);
+      if (kind === 0) extra.push({ to: m.to, frame: bytes.subarray(0, this.prng.int(bytes.length)) });
+      else if (kind === 1) {
+        bytes[this.prng.int(bytes.length)]! ^= 1 << this.prng.int(8);
+        extra.push({ to: m.to, frame: bytes });
+      } else extra.push({ to: m.to, frame: this.prng.bytes(this.prng.int(64)) });
+    }
+    return { messages: [...messages, ...extra], replies };
+  }
+}
+
+/** Sends VIEW-CHANGEs without its prepared certificates (hides what it prepared). */
+class OmitCertificates implements Behavior {
+  readonly name = 'omit-certificates';
+  outgoing(sim: SimCluster, host: Host, _r: Replica, messages: OutMessage[], replies: Replies) {
+    const out = mapMessages(messages, (m) => {
+      const d = decodeSigned(m.frame);
+      if (!d || d.signed.msg.type !== 'viewchange') return m;
+      return { to: m.to, frame: encodeSignedFrame(signAs(sim, host, { ...d.signed.msg, prepared: [] })) };
+    });
+    return { messages: out, replies };
+  }
+}
+
+/**
+ * Votes for everything: PREPARE and COMMIT for every (view, seq, digest) it sees proposed or
+ * prepared on the network, whatever it accepted itself. Harmless with at most f faulty replicas;
+ * with f+1 colluders and an equivocating primary it splits correct replicas (negative control).
+ */
+class VoteAll implements Behavior {
+  readonly name = 'vote-all';
+  private readonly voted = new Set<string>();
+  private lastOrder = -1;
+  outgoing(_s: SimCluster, _h: Host, _r: Replica, messages: OutMessage[], replies: Replies) {
+    return { messages, replies };
+  }
+  tick(sim: SimCluster, host: Host, replica: Replica): void {
+    for (const m of sim.net.recent) {
+      if (m.order <= this.lastOrder) continue;
+      this.lastOrder = m.order;
+      const d = decodeSigned(m.bytes);
+      if (!d) continue;
+      const msg = d.signed.msg;
+      if ((msg.type !== 'preprepare' && msg.type !== 'prepare') || msg.view < replica.view) continue;
+      const key = `${msg.view}:${msg.seq}:${Buffer.from(msg.digest).toString('hex')}`;
+      if (this.voted.has(key) || this.voted.size > 10_000) continue;
+      this.voted.add(key);
+      const votes: Signed[] = [signAs(sim, host, { type: 'commit', view: msg.view, seq: msg.seq, digest: msg.digest, replica: host.id })];
+      if (msg.view % sim.n !== host.id) {
+        votes.push(signAs(sim, host, { type: 'prepare', view: msg.view, seq: msg.seq, digest: msg.digest, replica: host.id }));
+      }
+      for (let to = 0; to < sim.n; to++) {
+        if (to === host.id) continue;
+        for (const v of votes) sim.sendFromReplica(host.id, to, encodeSignedFrame(v));
+      }
+    }
+  }
+}
+
+/** Several behaviours applied in turn. */
+export class Combined implements Behavior {
+  readonly name: string;
+  constructor(private readonly parts: Behavior[]) {
+    this.name = parts.map((p) => p.name).join('+');
+  }
+  outgoing(sim: SimCluster, host: Host, replica: Replica, messages: OutMessage[], replies: Replies) {
+    let cur = { messages, replies };
+    for (const p of this.parts) cur = p.outgoing(sim, host, replica, cur.messages, cur.replies);
+    return cur;
+  }
+  tick(sim: SimCluster, host: Host, replica: Replica): void {
+    for (const p of this.parts) p.tick?.(sim, host, replica);
+  }
+}
+
+export function makeBehavior(name: BehaviorName, prng: Prng, sim: SimCluster, self: number): Behavior {
+  switch (name) {
+    case 'silent':
+      return new Silent();
+    case 'selective-silent': {
+      const peers = new Set<number>();
+      for (let r = 0; r < sim.n; r++) if (r !== self && prng.chance(0.5)) peers.add(r);
+      return new SelectiveSilent(peers);
+    }
+    case 'wrong-digest':
+      return new WrongDigest(prng.fork(), 0.2 + prng.float() * 0.8);
+    case 'wrong-result':
+      return new WrongResult(prng.fork());
+    case 'equivocate':
+      return new Equivocate(prng.fork());
+    case 'slow-primary': {
+      const timeout = sim.opts.replica.viewChangeTimeoutTicks ?? 100;
+      return new SlowPrimary(Math.max(1, Math.floor(timeout * (0.5 + 0.4 * prng.float()))));
+    }
+    case 'forge':
+      return new Forge(prng.fork());
+    case 'replay':
+      return new Replay(prng.fork());
+    case 'malformed':
+      return new Malformed(prng.fork());
+    case 'omit-certificates':
+      return new OmitCertificates();
+    case 'vote-all':
+      return new VoteAll();
+    default: {
+      const never: never = name;
+      throw new Error(`unknown behaviour ${String(never)}`);
+    }
+  }
 }

@@ -39,7 +39,7 @@ export class Checker {
   private readonly executed = new Map<number, number>();
   requestsExecuted = 0;
 
-  constructor(private readonly issuedBy: (client: number, timestamp: number) => Uint8Array | undefined) {}
+  constructor(private readonly issuedBy: (client: number, timestamp: number) => Uint8Array[] | undefined) {}
 
   violation(kind: ViolationKind, check: string, detail: string, tick: number): void {
     if (this.violations.length < 50) this.violations.push({ kind, check, detail, tick });
@@ -77,25 +77,31 @@ export class Checker {
       }
       this.executedAt.set(key, seq);
       const issued = this.issuedBy(r.client, r.timestamp);
-      if (!issued || !bytesEqual(issued, r.op)) {
+      if (!issued || !issued.some((op) => bytesEqual(op, r.op))) {
         this.violation('correctness', 'validity', `request ${key} at seq ${seq} was not signed by its client`, tick);
       }
     }
   }
 
-  /** Called after every turn of a correct replica (within one incarnation, or against durable state). */
-  onProgress(replica: number, view: number, lastExecuted: number, tick: number): void {
+  /**
+   * Called after every turn of a correct replica, across crashes and restarts. A replica restarted
+   * behind a stable checkpoint waits for state transfer (it executes and signs nothing meanwhile);
+   * its execution is compared again once it executes.
+   */
+  onProgress(replica: number, view: number, lastExecuted: number, transferring: boolean, tick: number): void {
     const v = this.views.get(replica) ?? 0;
     if (view < v) this.violation('correctness', 'view-regression', `replica ${replica} view ${v} -> ${view}`, tick);
     this.views.set(replica, Math.max(v, view));
+    if (transferring) return;
     const e = this.executed.get(replica) ?? 0;
     if (lastExecuted < e) this.violation('correctness', 'execution-regression', `replica ${replica} executed ${e} -> ${lastExecuted}`, tick);
     this.executed.set(replica, Math.max(e, lastExecuted));
   }
 
-  /** A replica whose state was repaired (state transfer after divergence) may legitimately move back. */
-  resetProgress(replica: number, lastExecuted: number): void {
-    this.executed.set(replica, lastExecuted);
+  /** A replica whose disk was wiped starts over: its progress is measured afresh. */
+  resetProgress(replica: number): void {
+    this.executed.delete(replica);
+    this.views.delete(replica);
   }
 
   /** Replays the agreed order on a sequential model; compares executed and accepted results. */

@@ -30,6 +30,8 @@ export interface SimOptions {
   clientTimeoutTicks: number;
   /** Compress state-transfer chunks with zlib (as the shell does) or not. */
   compress: boolean;
+  /** Negative controls: a deliberately broken commit quorum at every replica. */
+  unsafeCommitQuorum?: number;
 }
 
 export const DEFAULT_SIM_OPTIONS: SimOptions = {
@@ -77,6 +79,8 @@ export interface Host {
   byzantine?: Behavior;
   incarnation: number;
   crashes: number;
+  /** Crash at the end of the next turn, after its writes are durable but before anything is sent. */
+  crashAfterPersist?: boolean;
 }
 
 export type FaultCounter = Record<string, number>;
@@ -99,6 +103,8 @@ export class SimCluster {
   keepEvents = true;
   /** Extra sources of signed requests (byzantine clients): client id -> issued ops by timestamp. */
   readonly extraIssued = new Map<number, Map<number, Uint8Array>>();
+  /** Requests a byzantine client signed twice under one timestamp: either may execute. */
+  readonly extraIssuedAlternatives = new Map<string, Uint8Array[]>();
   private readonly clientNodeBase: number;
 
   constructor(options: Partial<SimOptions> = {}) {
@@ -117,7 +123,10 @@ export class SimCluster {
       clients: clientSigners.map((s, id) => ({ id, publicKey: s.publicKey })),
     };
     this.clientNodeBase = this.n;
-    this.checker = new Checker((client, ts) => this.clients[client]?.issued.get(ts) ?? this.extraIssued.get(client)?.get(ts));
+    this.checker = new Checker((client, ts) => {
+      const single = this.clients[client]?.issued.get(ts) ?? this.extraIssued.get(client)?.get(ts);
+      return single ? [single] : this.extraIssuedAlternatives.get(`${client}:${ts}`);
+    });
     for (let id = 0; id < this.n; id++) {
       const host: Host = { id, signer: replicaSigners[id]!, disk: new SimDisk(), incarnation: 0, crashes: 0 };
       this.hosts.push(host);
@@ -154,6 +163,7 @@ export class SimCluster {
             }
           }
         : (d, max) => (d.length <= max ? d : undefined),
+      unsafeTestOnly: this.opts.unsafeCommitQuorum ? { commitQuorum: this.opts.unsafeCommitQuorum } : undefined,
     });
     replica.now = this.now;
     replica.recover(disk.entries());
@@ -191,6 +201,12 @@ export class SimCluster {
     this.count('crash');
   }
 
+  /** Crashes replica `id` after its next turn is persisted and before that turn sends anything. */
+  crashAfterPersist(id: number): void {
+    const host = this.hosts[id]!;
+    if (host.replica) host.crashAfterPersist = true;
+  }
+
   restart(id: number): void {
     const host = this.hosts[id]!;
     if (host.replica) return;
@@ -202,6 +218,7 @@ export class SimCluster {
   wipe(id: number): void {
     const host = this.hosts[id]!;
     host.disk.data.clear();
+    this.checker.resetProgress(id);
     this.count('wipe');
   }
 
@@ -227,7 +244,7 @@ export class SimCluster {
       if (r.client < this.clients.length) this.net.send(this.now, host.id, this.nodeOfClient(r.client), r.frame);
     }
     for (const event of ready.events) this.onEvent(host, replica, event);
-    if (this.isCorrect(host.id)) this.checker.onProgress(host.id, replica.view, replica.lastExecuted, this.now);
+    if (this.isCorrect(host.id)) this.checker.onProgress(host.id, replica.view, replica.lastExecuted, replica.status().transferring, this.now);
   }
 
   private onEvent(host: Host, replica: Replica, event: CoreEvent): void {
@@ -263,6 +280,14 @@ export class SimCluster {
         try {
           replica.tick();
           if (host.byzantine) host.byzantine.tick?.(this, host, replica);
+          if (host.crashAfterPersist && replica === host.replica) {
+            const ready = replica.flush();
+            disk.apply(ready.writes, ready.clears);
+            host.crashAfterPersist = false;
+            this.crash(host.id);
+            this.count('crash-after-persist');
+            continue;
+          }
           this.handleReady(host, replica, replica.flush(), disk);
         } catch (err) {
           this.onCrashError(host, err);

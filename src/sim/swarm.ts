@@ -1,0 +1,306 @@
+/**
+ * The seeded swarm, in the style of TigerBeetle's VOPR: every seed draws its own fault parameters
+ * (network loss, duplication and delay, partitions, crashes, wiped disks, byzantine replicas and
+ * clients), runs a fault phase, then a liveness phase (faults stop, the network heals, crashed
+ * replicas restart) in which every request must be answered within a bound. The same seed always
+ * replays the same run.
+ */
+import { encodeOp } from '../app/kv-ops.ts';
+import { RequestSigner } from '../client/request.ts';
+import { encodeSignedFrame } from '../codec/messages.ts';
+import { BEHAVIOR_NAMES, Combined, makeBehavior, type BehaviorName } from './byzantine.ts';
+import { SimCluster, type SimOptions } from './cluster.ts';
+import type { Violation, ViolationKind } from './checkers.ts';
+import { Prng } from './prng.ts';
+
+export interface SwarmOptions {
+  replicas: number;
+  /** Negative controls: a broken build that the checkers must catch. */
+  negative?: 'commit-quorum' | 'too-many-byzantine';
+  /** Ticks of the liveness phase before a liveness violation is declared. */
+  livenessTicksMax?: number;
+}
+
+export interface SeedReport {
+  seed: number;
+  replicas: number;
+  ticks: number;
+  faults: Record<string, number>;
+  byzantine: string[];
+  requestsCommitted: number;
+  viewChanges: number;
+  violations: Violation[];
+  /** The first violation's kind, if any. */
+  kind?: ViolationKind;
+  elapsedMs: number;
+}
+
+interface Plan {
+  loss: number;
+  duplication: number;
+  delayMax: number;
+  faultTicks: number;
+  partitions: boolean;
+  crashes: boolean;
+  crashRate: number;
+  wipe: boolean;
+  byzantine: Array<{ id: number; behaviors: BehaviorName[]; twins: boolean }>;
+  byzantineClient: boolean;
+  clients: number;
+  requestsPerClient: number;
+}
+
+function drawPlan(prng: Prng, n: number, f: number, negative: SwarmOptions['negative']): Plan {
+  const ids = prng.shuffle(Array.from({ length: n }, (_, i) => i));
+  const byzantine: Plan['byzantine'] = [];
+  if (negative === 'too-many-byzantine') {
+    // f+1 colluders: the primary of view 0 equivocates and, with f accomplices, votes for everything.
+    byzantine.push({ id: 0, behaviors: ['equivocate', 'vote-all'], twins: false });
+    for (const id of ids.filter((i) => i !== 0).slice(0, f)) byzantine.push({ id, behaviors: ['vote-all'], twins: false });
+  } else if (negative === 'commit-quorum') {
+    // f replicas that vote for everything and hide their certificates in view changes.
+    for (const id of ids.slice(0, f)) byzantine.push({ id, behaviors: ['vote-all', 'omit-certificates'], twins: false });
+  } else {
+    const byzCount = prng.int(f + 1);
+    for (let k = 0; k < byzCount; k++) {
+      const count = 1 + prng.int(2);
+      const behaviors = new Set<BehaviorName>();
+      while (behaviors.size < count) behaviors.add(prng.pick(BEHAVIOR_NAMES));
+      byzantine.push({ id: ids[k]!, behaviors: [...behaviors], twins: prng.chance(0.15) });
+    }
+  }
+  const byzCount = byzantine.length;
+  // A wiped disk forgets what the replica signed: it counts against f like a byzantine replica.
+  const wipe = byzCount < f && prng.chance(0.25);
+  return {
+    loss: prng.chance(0.2) ? 0 : prng.float() * 0.3,
+    duplication: prng.chance(0.3) ? 0 : prng.float() * 0.5,
+    delayMax: prng.range(2, 25),
+    faultTicks: prng.range(1500, 5000),
+    partitions: prng.chance(0.6),
+    crashes: prng.chance(0.5),
+    crashRate: 0.0005 + prng.float() * 0.003,
+    wipe,
+    byzantine,
+    byzantineClient: prng.chance(0.3),
+    clients: 4,
+    requestsPerClient: prng.range(15, 40),
+  };
+}
+
+/** Partition kinds: one replica isolated, a random split, the primary cut off, send-only / receive-only. */
+function applyPartition(sim: SimCluster, prng: Prng): string {
+  const n = sim.n;
+  const nodes = n + sim.clients.length;
+  const cutBoth = (a: number, b: number): void => {
+    sim.net.cutLink(a, b);
+    sim.net.cutLink(b, a);
+  };
+  const kind = prng.pick(['isolate', 'split', 'primary', 'send-only', 'receive-only'] as const);
+  switch (kind) {
+    case 'isolate': {
+      const r = prng.int(n);
+      for (let x = 0; x < nodes; x++) if (x !== r) cutBoth(r, x);
+      break;
+    }
+    case 'split': {
+      const side = Array.from({ length: nodes }, () => prng.chance(0.5));
+      for (let a = 0; a < nodes; a++) for (let b = 0; b < nodes; b++) if (side[a] !== side[b]) sim.net.cutLink(a, b);
+      break;
+    }
+    case 'primary': {
+      const views = sim.correctReplicas().map((r) => r.view);
+      const p = (views.length ? Math.max(...views) : 0) % n;
+      for (let x = 0; x < nodes; x++) if (x !== p) cutBoth(p, x);
+      break;
+    }
+    case 'send-only': {
+      const r = prng.int(n);
+      for (let x = 0; x < nodes; x++) if (x !== r) sim.net.cutLink(x, r);
+      break;
+    }
+    case 'receive-only': {
+      const r = prng.int(n);
+      for (let x = 0; x < nodes; x++) if (x !== r) sim.net.cutLink(r, x);
+      break;
+    }
+  }
+  return kind;
+}
+
+/** A byzantine client: bad signatures, reused timestamps with different operations, floods. */
+function byzantineClientTick(sim: SimCluster, prng: Prng, signer: RequestSigner, state: { ts: number }): void {
+  if (!prng.chance(0.05)) return;
+  const node = sim.clientNode(signer.clientId);
+  const to = prng.int(sim.n);
+  const issue = (ts: number, op: Uint8Array) => {
+    let issued = sim.extraIssued.get(signer.clientId);
+    if (!issued) sim.extraIssued.set(signer.clientId, (issued = new Map()));
+    issued.set(ts, op);
+    return signer.sign(ts, op);
+  };
+  switch (prng.int(3)) {
+    case 0: {
+      const req = signer.sign(++state.ts, encodeOp({ type: 'put', key: 'byz', value: 'x' }));
+      const sig = new Uint8Array(req.sig);
+      sig[prng.int(64)]! ^= 1;
+      sim.inject(node, to, encodeSignedFrame({ ...req, sig }));
+      sim.count('client-bad-signature');
+      break;
+    }
+    case 1: {
+      // Two different operations under one timestamp (only one of them is remembered as issued:
+      // whichever executes must be one the client signed, so register both under distinct keys).
+      const ts = ++state.ts;
+      const a = encodeOp({ type: 'put', key: `b${prng.int(4)}`, value: 'a' });
+      const b = encodeOp({ type: 'put', key: `b${prng.int(4)}`, value: 'b' });
+      const reqA = signer.sign(ts, a);
+      const reqB = signer.sign(ts, b);
+      // Either may be ordered; the validity check accepts the one that executes if it was signed.
+      sim.extraIssuedAlternatives.set(`${signer.clientId}:${ts}`, [a, b]);
+      sim.inject(node, to, encodeSignedFrame(reqA));
+      sim.inject(node, (to + 1) % sim.n, encodeSignedFrame(reqB));
+      sim.count('client-reused-timestamp');
+      break;
+    }
+    default: {
+      for (let i = 0; i < 20; i++) {
+        const req = issue(++state.ts, encodeOp({ type: 'get', key: `k${prng.int(8)}` }));
+        sim.inject(node, prng.int(sim.n), encodeSignedFrame(req));
+      }
+      sim.count('client-flood');
+    }
+  }
+}
+
+export function runSeed(seed: number, options: SwarmOptions): SeedReport {
+  const started = Date.now();
+  const n = options.replicas;
+  const f = (n - 1) / 3;
+  if (!Number.isInteger(f) || f < 1) throw new RangeError(`replicas must be 3f+1 with f >= 1, got ${n}`);
+  const prng = new Prng(seed ^ 0x5eed);
+  const plan = drawPlan(prng, n, f, options.negative);
+  const simOptions: Partial<SimOptions> = {
+    seed,
+    f,
+    clients: plan.clients,
+    requestsPerClient: plan.requestsPerClient,
+    network: { loss: plan.loss, duplication: plan.duplication, delayTicksMin: 1, delayTicksMax: plan.delayMax },
+    compress: prng.chance(0.3),
+  };
+  if (options.negative === 'commit-quorum') simOptions.unsafeCommitQuorum = 2 * f;
+  const sim = new SimCluster(simOptions);
+  sim.keepEvents = false;
+  if (plan.loss > 0) sim.count('network-loss');
+  if (plan.duplication > 0) sim.count('network-duplication');
+  for (const b of plan.byzantine) {
+    const behaviors = b.behaviors.map((name) => makeBehavior(name, prng.fork(), sim, b.id));
+    sim.hosts[b.id]!.byzantine = new Combined(behaviors);
+    for (const name of b.behaviors) sim.count(`byzantine-${name}`);
+    if (b.twins) {
+      const peers = Array.from({ length: n }, (_, i) => i).filter((i) => i !== b.id && prng.chance(0.5));
+      sim.makeTwins(b.id, peers);
+    }
+  }
+  const byzSigner = new RequestSigner(sim.cluster, plan.clients, sim.spareClientSigners[0]!, sim.keys.verifier);
+  const byzState = { ts: 0 };
+  const byzantineIds = new Set(plan.byzantine.map((b) => b.id));
+  const correctIds = Array.from({ length: n }, (_, i) => i).filter((i) => !byzantineIds.has(i));
+  const wipeTarget = plan.wipe ? prng.pick(correctIds) : -1;
+  const downUntil = new Map<number, number>();
+  let partitionUntil = 0;
+  let nextPartition = prng.range(50, 400);
+  let wiped = false;
+
+  const violationsAfter = (): boolean => sim.checker.violations.length > 0;
+  // Fault phase.
+  for (let t = 0; t < plan.faultTicks && !violationsAfter(); t++) {
+    if (plan.partitions) {
+      if (sim.now >= nextPartition && partitionUntil === 0) {
+        sim.count(`partition-${applyPartition(sim, prng)}`);
+        partitionUntil = sim.now + prng.range(50, 800);
+      } else if (partitionUntil !== 0 && sim.now >= partitionUntil) {
+        sim.net.heal();
+        partitionUntil = 0;
+        nextPartition = sim.now + prng.range(50, 600);
+      }
+    }
+    if (plan.crashes && prng.chance(plan.crashRate)) {
+      const id = prng.pick(correctIds);
+      if (sim.hosts[id]!.replica) {
+        if (prng.chance(0.3)) sim.crashAfterPersist(id);
+        else sim.crash(id);
+        downUntil.set(id, sim.now + prng.range(20, 1000));
+      }
+    }
+    if (wipeTarget >= 0 && !wiped && sim.now > plan.faultTicks / 3) {
+      sim.crash(wipeTarget);
+      sim.wipe(wipeTarget);
+      downUntil.set(wipeTarget, sim.now + prng.range(20, 500));
+      wiped = true;
+    }
+    for (const [id, until] of downUntil) {
+      if (sim.now >= until && !sim.hosts[id]!.replica) {
+        sim.restart(id);
+        downUntil.delete(id);
+      }
+    }
+    if (plan.byzantineClient) byzantineClientTick(sim, prng, byzSigner, byzState);
+    sim.step();
+  }
+  // Liveness phase: faults stop (byzantine replicas stay byzantine), the network heals.
+  sim.net.heal();
+  sim.net.faults = { loss: 0, duplication: 0, delayTicksMin: 1, delayTicksMax: 3 };
+  for (const h of sim.hosts) if (!h.replica && !byzantineIds.has(h.id)) sim.restart(h.id);
+  const healedAt = sim.now;
+  const bound = options.livenessTicksMax ?? 20_000;
+  const live = violationsAfter() || sim.runUntil(() => sim.allClientsDone() || violationsAfter(), bound);
+  if (!live) {
+    const stuck = sim.clients.filter((c) => !c.done).map((c) => `client ${c.id} waiting ${c.waitingFor(sim.now)} ticks, ${c.remaining} left`);
+    sim.checker.violation('liveness', 'liveness', `not every request answered within ${bound} ticks after healing at ${healedAt}: ${stuck.join('; ')}`, sim.now);
+  }
+  sim.checker.finish(sim.clients, sim.now);
+  const violations = sim.checker.violations;
+  const order: ViolationKind[] = ['crash', 'correctness', 'liveness'];
+  const kind = order.find((k) => violations.some((v) => v.kind === k));
+  return {
+    seed,
+    replicas: n,
+    ticks: sim.now,
+    faults: sim.faults,
+    byzantine: plan.byzantine.map((b) => `${b.id}:${b.behaviors.join('+')}${b.twins ? '+twins' : ''}`),
+    requestsCommitted: sim.checker.requestsExecuted,
+    viewChanges: sim.viewChanges,
+    violations,
+    kind,
+    elapsedMs: Date.now() - started,
+  };
+}
+
+export interface SwarmSummary {
+  seeds: number;
+  replicas: number;
+  ticks: number;
+  faults: Record<string, number>;
+  requestsCommitted: number;
+  viewChanges: number;
+  failures: SeedReport[];
+  elapsedMs: number;
+}
+
+export function runSwarm(firstSeed: number, count: number, options: SwarmOptions, onSeed?: (r: SeedReport) => void): SwarmSummary {
+  const started = Date.now();
+  const summary: SwarmSummary = { seeds: 0, replicas: options.replicas, ticks: 0, faults: {}, requestsCommitted: 0, viewChanges: 0, failures: [], elapsedMs: 0 };
+  for (let seed = firstSeed; seed < firstSeed + count; seed++) {
+    const r = runSeed(seed, options);
+    summary.seeds++;
+    summary.ticks += r.ticks;
+    summary.requestsCommitted += r.requestsCommitted;
+    summary.viewChanges += r.viewChanges;
+    for (const [k, v] of Object.entries(r.faults)) summary.faults[k] = (summary.faults[k] ?? 0) + v;
+    if (r.kind) summary.failures.push(r);
+    onSeed?.(r);
+  }
+  summary.elapsedMs = Date.now() - started;
+  return summary;
+}
