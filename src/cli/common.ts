@@ -1,0 +1,87 @@
+/** Shared pieces of the `pbft` commands: output, one-line errors, flag parsers. */
+import { InvalidArgumentError } from 'commander';
+
+export interface CliIo {
+  /** One line (or block) for stdout, without the trailing newline. */
+  out(text: string): void;
+  /** One line (or block) for stderr, without the trailing newline. */
+  err(text: string): void;
+}
+
+export const processIo: CliIo = {
+  out: (text) => process.stdout.write(text + '\n'),
+  err: (text) => process.stderr.write(text + '\n'),
+};
+
+/** A failure the CLI reports as one line `pbft <command>: <message>` and exit status 1. */
+export class CliError extends Error {
+  override readonly name = 'CliError';
+  readonly code = 'CLI_ERROR';
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(oneLine(message));
+  }
+}
+
+export function oneLine(text: string): string {
+  return text.replace(/\s+/g, ' ').trim();
+}
+
+/** The message of any error, as one line (never a stack trace). */
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return oneLine(err.message || err.name);
+  return oneLine(String(err));
+}
+
+/** commander argument parser: a non-negative safe integer. */
+export function parseNonNegativeInt(value: string): number {
+  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(Number(value))) {
+    throw new InvalidArgumentError('must be a non-negative integer.');
+  }
+  return Number(value);
+}
+
+/** commander argument parser: a positive safe integer. */
+export function parsePositiveInt(value: string): number {
+  const n = parseNonNegativeInt(value);
+  if (n === 0) throw new InvalidArgumentError('must be a positive integer.');
+  return n;
+}
+
+/** commander argument parser: a TCP port. */
+export function parsePort(value: string): number {
+  const n = parseNonNegativeInt(value);
+  if (n < 1 || n > 65535) throw new InvalidArgumentError('must be a port number from 1 to 65535.');
+  return n;
+}
+
+/** `host`, `host:port` or `[v6]:port` for --listen. */
+export function parseListen(value: string): { host: string; port?: number } {
+  const v6 = /^\[([0-9a-fA-F:.]+)\](?::(\d+))?$/.exec(value);
+  const plain = /^([A-Za-z0-9.-]+)(?::(\d+))?$/.exec(value);
+  const m = v6 ?? plain;
+  if (m === null || m[1] === undefined || m[1] === '') throw new InvalidArgumentError('must be HOST or HOST:PORT.');
+  if (m[2] === undefined) return { host: m[1] };
+  const port = Number(m[2]);
+  if (!(port >= 1 && port <= 65535)) throw new InvalidArgumentError('port must be from 1 to 65535.');
+  return { host: m[1], port };
+}
+
+/** host and port of a ws:// URL from the keyring (brackets removed from IPv6 hosts). */
+export function hostPortOf(url: string): { host: string; port: number } {
+  const u = new URL(url);
+  const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
+  const port = u.port !== '' ? Number(u.port) : u.protocol === 'wss:' ? 443 : 80;
+  return { host, port };
+}
+
+/** http:// base URL of a replica's status endpoints, from its ws:// URL. */
+export function httpBaseOf(url: string): string {
+  const u = new URL(url);
+  u.protocol = u.protocol === 'wss:' ? 'https:' : 'http:';
+  u.pathname = '';
+  u.search = '';
+  return u.toString().replace(/\/$/, '');
+}

@@ -1,0 +1,268 @@
+/**
+ * `pbft start`: a local development cluster. Generates a keyring when there is none, runs every
+ * replica as a child process (`pbft replica --id i`), prefixes their log lines with `[replica i]`,
+ * waits until each one answers GET /status, says how to reach them, and stops them all on Ctrl-C
+ * or SIGTERM (SIGTERM to each child, SIGKILL after 5 s), exiting 0.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { Option, type Command } from 'commander';
+import type { ClusterConfig } from '../core/cluster.ts';
+import { CLUSTER_FILE, generateKeyring, KeyringError, loadCluster, loadIdentity } from '../crypto/keyring.ts';
+import type { LogLevel } from '../util/log.ts';
+import { EXIT_WITH_PARENT_ENV } from './replica.ts';
+import { CliError, hostPortOf, httpBaseOf, parseNonNegativeInt, parsePort, parsePositiveInt, type CliIo } from './common.ts';
+
+export interface StartFlags {
+  replicas: number;
+  clients: number;
+  keys: string;
+  data: string;
+  basePort: number;
+  logLevel: LogLevel;
+  logFormat: 'json' | 'text';
+}
+
+/** How long `start` waits for every replica to answer /status. */
+const READY_TIMEOUT_MS = 60_000;
+/** After SIGTERM, children still running after this long are killed. */
+const STOP_GRACE_MS = 5_000;
+
+export function addStartCommand(program: Command, action: (flags: StartFlags) => Promise<number>, done: (code: number) => void): Command {
+  return program
+    .command('start')
+    .description('run a local cluster: one child process per replica (generates a development keyring if there is none)')
+    .option('--replicas <n>', 'number of replicas (3f+1)', parsePositiveInt, 4)
+    .option('--clients <n>', 'clients in a generated keyring', parseNonNegativeInt, 4)
+    .option('--keys <dir>', 'keyring directory', 'keys')
+    .option('--data <dir>', 'data directory: replica i stores in <dir>/replica-<i>', 'data')
+    .option('--base-port <port>', 'replica i listens at base-port + i (only for a generated keyring)', parsePort, 7001)
+    .addOption(new Option('--log-level <level>', 'least severe level the replicas log').choices(['debug', 'info', 'warn', 'error']).default('info'))
+    .addOption(new Option('--log-format <format>', 'replica log lines as text or JSON').choices(['json', 'text']).default('text'))
+    .action(async (flags: StartFlags) => {
+      done(await action(flags));
+    });
+}
+
+/** Path of the `pbft` launcher, to start the replicas with. */
+export function launcherPath(): string {
+  return fileURLToPath(new URL('../../bin/pbft.mjs', import.meta.url));
+}
+
+function keyringError(err: unknown): never {
+  if (err instanceof KeyringError) throw new CliError(err.message);
+  throw err;
+}
+
+/** Loads the keyring, or generates a development one when `<keys>/cluster.json` is missing. */
+function prepareKeyring(flags: StartFlags, io: CliIo): ClusterConfig {
+  const clusterPath = join(flags.keys, CLUSTER_FILE);
+  let cluster: ClusterConfig;
+  if (!existsSync(clusterPath)) {
+    try {
+      cluster = generateKeyring({ replicas: flags.replicas, clients: flags.clients, out: flags.keys, basePort: flags.basePort }).cluster;
+    } catch (err) {
+      keyringError(err);
+    }
+    const first = cluster.replicas[0]!.url;
+    const last = cluster.replicas[cluster.replicas.length - 1]!.url;
+    io.out(
+      `pbft start: generated a development keyring in ${flags.keys}/ (cluster ${cluster.clusterId}, ${cluster.replicas.length} replicas ${first} .. ${last}, ${cluster.clients.length} clients)`,
+    );
+  } else {
+    try {
+      cluster = loadCluster(clusterPath);
+    } catch (err) {
+      keyringError(err);
+    }
+    if (cluster.replicas.length !== flags.replicas) {
+      throw new CliError(
+        `${clusterPath} has ${cluster.replicas.length} replicas but --replicas ${flags.replicas} was given; pass --replicas ${cluster.replicas.length} or use another --keys directory`,
+      );
+    }
+  }
+  // Every replica key must load: report a bad one here, once, rather than in a child.
+  for (const r of cluster.replicas) {
+    try {
+      loadIdentity(flags.keys, 'replica', r.id);
+    } catch (err) {
+      keyringError(err);
+    }
+  }
+  return cluster;
+}
+
+/** Fails with one line when a replica's port cannot be listened on. */
+async function checkPorts(cluster: ClusterConfig): Promise<void> {
+  for (const r of cluster.replicas) {
+    const { host, port } = hostPortOf(r.url);
+    await new Promise<void>((resolve, reject) => {
+      const server = net.createServer();
+      server.once('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EADDRINUSE') {
+          reject(new CliError(`port ${port} on ${host} (replica ${r.id}) is already in use; stop what uses it, or use a keyring with other ports`));
+        } else {
+          reject(new CliError(`cannot listen on ${host}:${port} (replica ${r.id}): ${err.message}`));
+        }
+      });
+      server.listen({ host, port, exclusive: true }, () => server.close(() => resolve()));
+    });
+  }
+}
+
+interface Child {
+  id: number;
+  url: string;
+  dataDir: string;
+  proc: ChildProcess;
+  exited: boolean;
+  ready: boolean;
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function answersStatus(url: string): Promise<boolean> {
+  try {
+    const res = await fetch(`${httpBaseOf(url)}/status`, { signal: AbortSignal.timeout(1_000) });
+    await res.arrayBuffer();
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+function exitText(code: number | null, signal: NodeJS.Signals | null): string {
+  return signal !== null ? `signal ${signal}` : `code ${code}`;
+}
+
+export async function runStartCommand(flags: StartFlags, io: CliIo): Promise<number> {
+  const cluster = prepareKeyring(flags, io);
+  await checkPorts(cluster);
+
+  let stopping = false;
+  let resolveDone: (code: number) => void = () => undefined;
+  const done = new Promise<number>((resolve) => {
+    resolveDone = resolve;
+  });
+
+  const children: Child[] = cluster.replicas.map((r) => {
+    const dataDir = join(flags.data, `replica-${r.id}`);
+    const args = [
+      launcherPath(),
+      'replica',
+      '--id',
+      String(r.id),
+      '--keys',
+      flags.keys,
+      '--data',
+      dataDir,
+      '--log-level',
+      flags.logLevel,
+      '--log-format',
+      flags.logFormat,
+    ];
+    const proc = spawn(process.execPath, args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, [EXIT_WITH_PARENT_ENV]: '1' },
+    });
+    const child: Child = {
+      id: r.id,
+      url: r.url,
+      dataDir,
+      proc,
+      exited: false,
+      ready: false,
+      exit: new Promise((resolve) => {
+        proc.once('exit', (code, signal) => resolve({ code, signal }));
+        proc.once('error', () => resolve({ code: 1, signal: null }));
+      }),
+    };
+    for (const stream of [proc.stdout, proc.stderr]) {
+      if (stream === null) continue;
+      createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => io.err(`[replica ${r.id}] ${line}`));
+    }
+    proc.once('error', (err) => io.err(`pbft start: cannot start replica ${r.id}: ${err.message}`));
+    void child.exit.then(({ code, signal }) => {
+      child.exited = true;
+      if (stopping) return;
+      if (child.ready) io.err(`pbft start: replica ${r.id} exited unexpectedly (${exitText(code, signal)}); the other replicas keep running`);
+      if (children.every((c) => c.exited) && children.some((c) => c.ready)) {
+        io.err('pbft start: every replica has exited');
+        resolveDone(1);
+      }
+    });
+    return child;
+  });
+
+  const stopAll = async (): Promise<void> => {
+    stopping = true;
+    for (const c of children) if (!c.exited) c.proc.kill('SIGTERM');
+    const killer = setTimeout(() => {
+      for (const c of children) {
+        if (!c.exited) {
+          io.err(`pbft start: replica ${c.id} did not stop within ${STOP_GRACE_MS / 1000} s; killing it`);
+          c.proc.kill('SIGKILL');
+        }
+      }
+    }, STOP_GRACE_MS);
+    await Promise.all(children.map((c) => c.exit));
+    clearTimeout(killer);
+  };
+
+  let signalled = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (signalled) return;
+    signalled = true;
+    io.err(`pbft start: ${signal} received; stopping ${children.filter((c) => !c.exited).length} replicas`);
+    void stopAll().then(() => {
+      io.err('pbft start: stopped');
+      resolveDone(0);
+    });
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  // Wait until every replica answers /status (or has exited).
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  await Promise.all(
+    children.map(async (c) => {
+      while (!c.exited && !signalled && Date.now() < deadline) {
+        if (await answersStatus(c.url)) {
+          c.ready = true;
+          return;
+        }
+        await sleep(100);
+      }
+    }),
+  );
+  if (signalled) return done;
+  const ready = children.filter((c) => c.ready);
+  if (ready.length === 0) {
+    await stopAll();
+    throw new CliError('no replica could start (see the [replica i] lines above)');
+  }
+  for (const c of children) {
+    if (!c.ready && !c.exited) io.err(`pbft start: replica ${c.id} did not answer /status within ${READY_TIMEOUT_MS / 1000} s; it keeps running`);
+    else if (c.exited && !c.ready) io.err(`pbft start: replica ${c.id} could not start; the others keep running`);
+  }
+  const keysFlag = flags.keys === 'keys' ? '' : ` --keys ${flags.keys}`;
+  const lines = [
+    `pbft start: cluster ${cluster.clusterId} is ready: ${ready.length} of ${children.length} replicas running (f = ${cluster.f})`,
+    ...children.map(
+      (c) => `  replica ${c.id}  ${c.url}  ${c.ready ? `status ${httpBaseOf(c.url)}/status  pid ${c.proc.pid}` : 'NOT RUNNING'}  data ${c.dataDir}`,
+    ),
+    'Try:',
+    `  npx pbft client${keysFlag} put a 1`,
+    `  npx pbft client${keysFlag} get a`,
+    `  npx pbft status${keysFlag}`,
+    `  curl ${httpBaseOf(children[0]!.url)}/metrics`,
+    'Press Ctrl-C to stop the cluster.',
+  ];
+  io.out(lines.join('\n'));
+  return done;
+}

@@ -1,0 +1,110 @@
+/**
+ * Errors of the client SDK. Each has a `code`, so callers can switch on it without instanceof.
+ * No node-only imports (this module is part of the SDK's browser-safe import graph).
+ */
+import type { KvErrorCode } from '../app/kv-ops.ts';
+import type { ReplyMsg, Signed } from '../core/messages.ts';
+
+export type PbftClientErrorCode =
+  | 'QUORUM_FAILURE'
+  | 'TIMEOUT'
+  | 'CLIENT_CLOSED'
+  | 'CONNECT_FAILED'
+  | 'BAD_CONFIG'
+  | 'UNEXPECTED_RESULT'
+  | KvErrorCode;
+
+export class PbftClientError extends Error {
+  constructor(
+    readonly code: PbftClientErrorCode,
+    message: string,
+  ) {
+    super(message.replace(/\s*[\r\n]+\s*/g, ' '));
+    this.name = 'PbftClientError';
+  }
+}
+
+function describeReplies(replies: readonly Signed<ReplyMsg>[]): string {
+  const distinct = new Set(replies.map((r) => Array.from(r.msg.result, (b) => b.toString(16).padStart(2, '0')).join('')));
+  const from = replies.map((r) => r.msg.replica).sort((a, b) => a - b);
+  return `${replies.length} ${replies.length === 1 ? 'reply' : 'replies'} (from replicas ${from.join(', ') || 'none'}) with ${distinct.size} different ${distinct.size === 1 ? 'result' : 'results'}`;
+}
+
+/**
+ * The FAIL: the replicas answered so that no result can still be confirmed by f+1 of them.
+ * Up to f replicas may lie, so this means more than f are faulty (or the cluster is misconfigured).
+ */
+export class QuorumFailure extends PbftClientError {
+  override readonly code = 'QUORUM_FAILURE' as const;
+  constructor(
+    /** Every valid signed reply received for the request (the evidence). */
+    readonly replies: Signed<ReplyMsg>[],
+    readonly timestamp: number,
+    readonly quorum: number,
+  ) {
+    super('QUORUM_FAILURE', `quorum failure: no result can reach ${quorum} matching replies; got ${describeReplies(replies)}`);
+    this.name = 'QuorumFailure';
+  }
+}
+
+/** The deadline passed before f+1 replicas sent matching replies. */
+export class TimeoutError extends PbftClientError {
+  override readonly code = 'TIMEOUT' as const;
+  constructor(
+    readonly timeoutMs: number,
+    /** Valid signed replies received before the deadline (fewer than f+1 matching). */
+    readonly replies: Signed<ReplyMsg>[],
+    readonly timestamp: number,
+  ) {
+    super('TIMEOUT', `timed out after ${timeoutMs} ms without matching replies from f+1 replicas; got ${describeReplies(replies)}`);
+    this.name = 'TimeoutError';
+  }
+}
+
+/** The client was closed before the request completed (or the request was made after close()). */
+export class ClientClosedError extends PbftClientError {
+  override readonly code = 'CLIENT_CLOSED' as const;
+  constructor() {
+    super('CLIENT_CLOSED', 'the client is closed');
+    this.name = 'ClientClosedError';
+  }
+}
+
+/** connect() could not reach f+1 replicas in time. */
+export class ConnectError extends PbftClientError {
+  override readonly code = 'CONNECT_FAILED' as const;
+  constructor(message: string) {
+    super('CONNECT_FAILED', message);
+    this.name = 'ConnectError';
+  }
+}
+
+/** The cluster description or the key given to connect() cannot be used. */
+export class ClientConfigError extends PbftClientError {
+  override readonly code = 'BAD_CONFIG' as const;
+  constructor(message: string) {
+    super('BAD_CONFIG', message);
+    this.name = 'ClientConfigError';
+  }
+}
+
+/** The key-value store answered the operation with an error result (agreed by f+1 replicas). */
+export class KvError extends PbftClientError {
+  declare readonly code: KvErrorCode;
+  constructor(code: KvErrorCode, message: string) {
+    super(code, message);
+    this.name = 'KvError';
+  }
+}
+
+/** f+1 replicas agreed on a result that is not a valid result of the operation sent. */
+export class UnexpectedResultError extends PbftClientError {
+  override readonly code = 'UNEXPECTED_RESULT' as const;
+  constructor(
+    message: string,
+    readonly result: Uint8Array,
+  ) {
+    super('UNEXPECTED_RESULT', message);
+    this.name = 'UnexpectedResultError';
+  }
+}

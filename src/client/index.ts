@@ -1,0 +1,39 @@
+/**
+ * The package's main entry: the client SDK of the PBFT key-value store.
+ *
+ *   import { PbftClient, QuorumFailure } from 'pbft-kv';
+ *   const client = await PbftClient.connect({ cluster: 'keys/cluster.json', key: 'keys/client-0.key' });
+ *   await client.put('a', '1');
+ *   const value = await client.get('a');
+ *   await client.close();
+ *
+ * Its static import graph has no node-only module (checked by test/client/static-imports.test.ts).
+ */
+export {
+  PbftClient,
+  RETRANSMIT_MS_DEFAULT,
+  TIMEOUT_MS_DEFAULT,
+  type CasResult,
+  type ClientKey,
+  type CryptoChoice,
+  type FaultyReplyEvidence,
+  type PbftClientEvents,
+  type PbftClientOptions,
+} from './client.ts';
+export {
+  ClientClosedError,
+  ClientConfigError,
+  ConnectError,
+  KvError,
+  PbftClientError,
+  QuorumFailure,
+  TimeoutError,
+  UnexpectedResultError,
+  type PbftClientErrorCode,
+} from './errors.ts';
+export { ReplyCollector, type CollectOutcome } from './collector.ts';
+export { RequestSigner } from './request.ts';
+export { decodeResult, encodeOp, encodeResult, decodeOp, type KvOp, type KvResult, type Value } from '../app/kv-ops.ts';
+export type { ClusterConfig, ClientInfo, ReplicaInfo } from '../core/cluster.ts';
+export type { ReplyMsg, RequestMsg, Signed } from '../core/messages.ts';
+export type { Logger } from '../util/log.ts';

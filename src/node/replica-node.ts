@@ -1,0 +1,629 @@
+/**
+ * The replica shell: RocksDB + the pure PBFT core + the WebSocket transport, driven by ONE
+ * serialized loop.
+ *
+ * A loop turn:
+ *   1. hands every queued frame to `replica.receive` (the core checks size, decodes, checks the
+ *      cheap fields, and verifies signatures last),
+ *   2. calls `replica.tick()` once per `tickMs` of wall time elapsed since the last tick,
+ *   3. `flush()`es the core and performs its effects strictly in this order:
+ *        a. the writes, in one batch with `sync: true`, then the range clears,
+ *        b. messages to replicas,
+ *        c. replies to clients,
+ *        d. events (logged).
+ * Nothing the core signed leaves this process before it is durable, so a replica that crashes and
+ * restarts never signs a statement that conflicts with one it sent. Only one turn runs at a time:
+ * frames that arrive while a turn awaits the disk wait for the next turn. A failed synced write or a
+ * broken core invariant is fatal: the process logs it and exits 1 (never keeps running).
+ *
+ * GET /status (JSON) and GET /metrics (Prometheus text) are served on the replica's port.
+ */
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { KvStore } from '../app/kv.ts';
+import { asReplicatedApp, type StateMachine } from '../app/types.ts';
+import type { CoreCrypto } from '../core/auth.ts';
+import { toHex } from '../core/auth.ts';
+import type { ClusterConfig } from '../core/cluster.ts';
+import type { ReplicaOptions } from '../core/options.ts';
+import { ProtocolInvariantError, Replica, type CoreEvent, type ReplicaStatus, type Source } from '../core/replica.ts';
+import { createNodeSigner, NodeVerifier, sha256 } from '../crypto/node.ts';
+import { RocksStorage } from '../storage/rocksdb.ts';
+import type { Storage } from '../storage/types.ts';
+import { createReplicaTransport } from '../transport/replica-transport.ts';
+import {
+  TransportError,
+  type Principal,
+  type ReplicaTransport,
+  type ReplicaTransportOptions,
+  type TransportLimits,
+  type TransportStats,
+} from '../transport/types.ts';
+import type { Logger } from '../util/log.ts';
+
+export const TICK_MS_DEFAULT = 10;
+/** A turn that starts late runs at most this many ticks (a stalled process does not spin). */
+export const CATCH_UP_TICKS_MAX = 100;
+/** Frames waiting for the loop, at most (bytes); above it, new frames are dropped and counted. */
+export const INBOUND_QUEUE_BYTES_MAX = 256 * 1024 * 1024;
+/** Rejected-message counts are summarized in the log at most this often, when they changed. */
+export const REJECTED_SUMMARY_MS = 10_000;
+
+/** Test-only behaviour changes. The production CLI never sets these. */
+export interface ReplicaNodeHooks {
+  /** Replaces a reply frame before it is sent (e.g. to play a replica that lies). */
+  mutateReply?(client: number, frame: Uint8Array): Uint8Array;
+  /** Sees every core event after the turn's effects were performed. */
+  onEvent?(event: CoreEvent): void;
+}
+
+export interface ReplicaNodeOptions {
+  cluster: ClusterConfig;
+  id: number;
+  /** 32-byte ed25519 seed of this replica. */
+  secretKey: Uint8Array;
+  /** RocksDB directory of this replica. */
+  dataDir: string;
+  /** Protocol tunables (see src/core/options.ts). */
+  replica?: Partial<ReplicaOptions>;
+  /** Wall time of one core tick; default 10 ms. */
+  tickMs?: number;
+  transportLimits?: Partial<TransportLimits>;
+  /** Listen address; defaults to the host and port of this replica's URL in the cluster. */
+  listenHost?: string;
+  listenPort?: number;
+  log: Logger;
+  /** The replicated application; default a fresh KvStore. */
+  app?: StateMachine;
+  /** Test-only (see ReplicaNodeHooks). */
+  hooks?: ReplicaNodeHooks;
+}
+
+export interface ReplicaNodeDeps {
+  /** Default: RocksStorage at options.dataDir. */
+  storage?: Storage;
+  /** Builds the transport; default createReplicaTransport (tests wrap it to observe sends). */
+  createTransport?: (options: ReplicaTransportOptions) => ReplicaTransport;
+  /** Called after a fatal error was logged. Default: exit the process with status 1. */
+  onFatal?: (err: unknown) => void;
+  /** Clock in milliseconds (monotonic); default performance.now. */
+  now?: () => number;
+}
+
+export type ReplicaNodeErrorCode = 'STORAGE_OPEN_FAILED' | 'RECOVERY_FAILED' | 'ADDRESS_IN_USE' | 'LISTEN_FAILED' | 'BAD_STATE';
+
+/** A start() failure, with one line of explanation. */
+export class ReplicaNodeError extends Error {
+  override readonly name = 'ReplicaNodeError';
+  constructor(
+    readonly code: ReplicaNodeErrorCode,
+    message: string,
+  ) {
+    super(message.replace(/\s*[\r\n]+\s*/g, ' '));
+  }
+}
+
+export interface NodeStatus extends ReplicaStatus {
+  pid: number;
+  listen: string;
+  counters: Replica['counters'];
+  rejected: Record<string, number>;
+  transport: TransportStats;
+  loop: { turns: number; inboundFramesDropped: number; queuedFrames: number; storageWrites: number };
+  uptimeSeconds: number;
+}
+
+interface Queued {
+  from: Source;
+  frame: Uint8Array;
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*[\r\n]+\s*/g, ' ').trim();
+}
+
+function errorText(err: unknown): string {
+  return oneLine(err instanceof Error ? err.message : String(err));
+}
+
+/** zlib raw deflate: deterministic for equal input and zlib version. */
+export function compress(data: Uint8Array): Uint8Array {
+  const out = deflateRawSync(data);
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}
+
+/** Inverse of compress; undefined when the input is malformed or inflates beyond `bytesMax`. */
+export function decompress(data: Uint8Array, bytesMax: number): Uint8Array | undefined {
+  try {
+    const out = inflateRawSync(data, { maxOutputLength: Math.max(1, bytesMax) });
+    if (out.byteLength > bytesMax) return undefined;
+    return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A logger that drops debug and info lines while `open()` is false: a replica that cannot start says
+ * so in one line, without the transport's lifecycle chatter around it.
+ */
+function gatedLogger(inner: Logger, open: () => boolean): Logger {
+  return {
+    debug: (m, f) => (open() ? inner.debug(m, f) : undefined),
+    info: (m, f) => (open() ? inner.info(m, f) : undefined),
+    warn: (m, f) => inner.warn(m, f),
+    error: (m, f) => inner.error(m, f),
+    child: (fields) => gatedLogger(inner.child(fields), open),
+  };
+}
+
+function defaultFatal(): void {
+  process.exit(1);
+}
+
+export class ReplicaNode {
+  readonly id: number;
+  private readonly log: Logger;
+  private readonly tickMs: number;
+  private readonly storage: Storage;
+  private readonly onFatal: (err: unknown) => void;
+  private readonly createTransport: (options: ReplicaTransportOptions) => ReplicaTransport;
+  private readonly now: () => number;
+  private replica?: Replica;
+  private transport?: ReplicaTransport;
+  private state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed' = 'new';
+  private listenAddress = '';
+  /** Set once the transport listens (see gatedLogger). */
+  private listening = false;
+
+  // --- the loop -------------------------------------------------------------------------------
+  private queue: Queued[] = [];
+  private queuedBytes = 0;
+  private turnScheduled = false;
+  private currentTurn: Promise<void> | undefined;
+  private lastTickAt = 0;
+  private tickTimer: ReturnType<typeof setInterval> | undefined;
+  private summaryTimer: ReturnType<typeof setInterval> | undefined;
+  private startedAt = 0;
+  private turns = 0;
+  private storageWrites = 0;
+  private inboundFramesDropped = 0;
+  private lastRejectedSummary = '';
+
+  constructor(
+    private readonly options: ReplicaNodeOptions,
+    deps: ReplicaNodeDeps = {},
+  ) {
+    this.id = options.id;
+    this.log = options.log.child({ replica: options.id });
+    this.tickMs = options.tickMs ?? TICK_MS_DEFAULT;
+    if (!(this.tickMs > 0)) throw new RangeError(`tickMs must be positive, got ${this.tickMs}`);
+    this.storage = deps.storage ?? new RocksStorage({ path: options.dataDir });
+    this.onFatal = deps.onFatal ?? defaultFatal;
+    this.createTransport = deps.createTransport ?? createReplicaTransport;
+    this.now = deps.now ?? (() => performance.now());
+  }
+
+  /** Opens storage, recovers the core from it, starts the loop, then the transport. */
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new ReplicaNodeError('BAD_STATE', `replica ${this.id} was already started`);
+    this.state = 'starting';
+    const o = this.options;
+    try {
+      await this.storage.open();
+    } catch (err) {
+      this.state = 'stopped';
+      throw new ReplicaNodeError('STORAGE_OPEN_FAILED', `cannot open data directory ${o.dataDir}: ${errorText(err)}`);
+    }
+    const signer = createNodeSigner(o.secretKey);
+    const verifier = new NodeVerifier();
+    const self = o.cluster.replicas.find((r) => r.id === o.id);
+    try {
+      if (self === undefined) throw new Error(`replica ${o.id} is not in cluster ${o.cluster.clusterId}`);
+      const crypto: CoreCrypto = {
+        sign: (data) => signer.sign(data),
+        verify: (key, data, sig) => verifier.verify(key, data, sig),
+        hash: sha256,
+      };
+      const app = asReplicatedApp(o.app ?? new KvStore());
+      this.replica = new Replica(o.cluster, o.id, o.replica ?? {}, { crypto, app, compress, decompress });
+      const records = await this.storage.scan({});
+      this.replica.recover(records);
+    } catch (err) {
+      this.state = 'stopped';
+      await this.storage.close().catch(() => undefined);
+      throw new ReplicaNodeError('RECOVERY_FAILED', `replica ${o.id} cannot recover from ${o.dataDir}: ${errorText(err)}`);
+    }
+    const replica = this.replica;
+
+    const limits: Partial<TransportLimits> = { frameBytesMax: replica.opts.frameBytesMax, ...o.transportLimits };
+    this.transport = this.createTransport({
+      cluster: o.cluster,
+      selfId: o.id,
+      signer,
+      verifier,
+      ...(o.listenHost !== undefined ? { host: o.listenHost } : {}),
+      ...(o.listenPort !== undefined ? { port: o.listenPort } : {}),
+      limits,
+      httpHandler: (req, res) => this.serveHttp(req, res),
+      log: gatedLogger(this.log, () => this.listening),
+    });
+    this.transport.onFrame((from, frame) => this.enqueue(from, frame));
+
+    // The loop runs before the transport accepts anything: the first turn persists what recovery
+    // produced (and queues its messages, which the transport sends once peers are connected).
+    this.state = 'running';
+    this.startedAt = this.now();
+    this.lastTickAt = this.now();
+    await this.runTurn();
+    if (this.state !== 'running') throw new ReplicaNodeError('RECOVERY_FAILED', `replica ${o.id} failed in its first turn`);
+    this.tickTimer = setInterval(() => this.schedule(), this.tickMs);
+    this.summaryTimer = setInterval(() => this.summarizeRejected(), REJECTED_SUMMARY_MS);
+    this.summaryTimer.unref();
+
+    try {
+      await this.transport.start();
+    } catch (err) {
+      await this.stopInternal();
+      if (err instanceof TransportError && err.code === 'ADDRESS_IN_USE') {
+        throw new ReplicaNodeError('ADDRESS_IN_USE', `replica ${o.id}: ${err.message}`);
+      }
+      throw new ReplicaNodeError('LISTEN_FAILED', `replica ${o.id}: ${errorText(err)}`);
+    }
+    this.listening = true;
+    const defaults = new URL(self!.url);
+    const host = o.listenHost ?? defaults.hostname;
+    this.listenAddress = `${host}:${o.listenPort ?? defaults.port}`;
+    const s = replica.status();
+    this.log.info('replica started', {
+      listen: this.listenAddress,
+      url: self!.url,
+      dataDir: o.dataDir,
+      view: s.view,
+      lastExecuted: s.lastExecuted,
+      stableCheckpoint: s.stableCheckpoint.seq,
+    });
+  }
+
+  /** Stops ticking and the transport, waits for the running turn, closes storage. */
+  async stop(): Promise<void> {
+    if (this.state === 'stopped' || this.state === 'stopping') return;
+    await this.stopInternal();
+    this.log.info('replica stopped');
+  }
+
+  private async stopInternal(): Promise<void> {
+    const failed = this.state === 'failed';
+    this.state = 'stopping';
+    if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
+    if (this.summaryTimer !== undefined) clearInterval(this.summaryTimer);
+    this.tickTimer = undefined;
+    this.summaryTimer = undefined;
+    if (this.transport !== undefined) await this.transport.stop();
+    if (this.currentTurn !== undefined) await this.currentTurn;
+    this.queue = [];
+    this.queuedBytes = 0;
+    await this.storage.close().catch((err: unknown) => this.log.warn('closing storage failed', { err: errorText(err) }));
+    this.state = failed ? 'failed' : 'stopped';
+  }
+
+  status(): NodeStatus {
+    const replica = this.replica;
+    if (replica === undefined) throw new ReplicaNodeError('BAD_STATE', `replica ${this.id} is not started`);
+    const transport: TransportStats = this.transport?.stats() ?? {
+      framesIn: 0,
+      framesOut: 0,
+      bytesIn: 0,
+      bytesOut: 0,
+      framesDropped: 0,
+      handshakesRejected: {},
+      replicasConnected: [],
+      clientsConnected: 0,
+    };
+    return {
+      ...replica.status(),
+      pid: process.pid,
+      listen: this.listenAddress,
+      counters: { ...replica.counters },
+      rejected: Object.fromEntries([...replica.rejected.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1))),
+      transport,
+      loop: {
+        turns: this.turns,
+        inboundFramesDropped: this.inboundFramesDropped,
+        queuedFrames: this.queue.length,
+        storageWrites: this.storageWrites,
+      },
+      uptimeSeconds: Math.round((this.now() - this.startedAt) / 100) / 10,
+    };
+  }
+
+  // ==============================================================================================
+  // The loop
+  // ==============================================================================================
+
+  private enqueue(from: Principal, frame: Uint8Array): void {
+    if (this.state !== 'running') return;
+    if (this.queuedBytes + frame.length > INBOUND_QUEUE_BYTES_MAX) {
+      this.inboundFramesDropped++;
+      return;
+    }
+    this.queue.push({ from: { kind: from.kind, id: from.id }, frame });
+    this.queuedBytes += frame.length;
+    this.schedule();
+  }
+
+  private tickDue(): boolean {
+    return this.now() - this.lastTickAt >= this.tickMs;
+  }
+
+  /** Runs a turn soon, unless one is running or scheduled (a running turn reschedules at its end). */
+  private schedule(): void {
+    if (this.state !== 'running' || this.turnScheduled || this.currentTurn !== undefined) return;
+    if (this.queue.length === 0 && !this.tickDue()) return;
+    this.turnScheduled = true;
+    setImmediate(() => {
+      this.turnScheduled = false;
+      void this.runTurn();
+    });
+  }
+
+  private runTurn(): Promise<void> {
+    if (this.currentTurn !== undefined || this.state !== 'running') return this.currentTurn ?? Promise.resolve();
+    const turn = this.turn().then(
+      () => {
+        this.currentTurn = undefined;
+        this.schedule();
+      },
+      (err: unknown) => {
+        this.currentTurn = undefined;
+        this.fatal(err);
+      },
+    );
+    this.currentTurn = turn;
+    return turn;
+  }
+
+  private async turn(): Promise<void> {
+    const replica = this.replica!;
+    this.turns++;
+    const frames = this.queue;
+    this.queue = [];
+    this.queuedBytes = 0;
+    for (const f of frames) replica.receive(f.from, f.frame);
+
+    const elapsed = this.now() - this.lastTickAt;
+    let ticks = Math.floor(elapsed / this.tickMs);
+    if (ticks > CATCH_UP_TICKS_MAX) {
+      ticks = CATCH_UP_TICKS_MAX;
+      this.lastTickAt = this.now();
+    } else {
+      this.lastTickAt += ticks * this.tickMs;
+    }
+    for (let i = 0; i < ticks; i++) replica.tick();
+
+    const ready = replica.flush();
+    // 1. Persist: one synced batch, then garbage collection. Nothing is sent before this is durable.
+    if (ready.writes.length > 0) {
+      await this.storage.write(ready.writes, { sync: true });
+      this.storageWrites++;
+    }
+    for (const range of ready.clears) await this.storage.clear(range);
+    const transport = this.transport!;
+    // 2. Messages to replicas, 3. replies to clients.
+    for (const m of ready.messages) transport.sendToReplica(m.to, m.frame);
+    const mutate = this.options.hooks?.mutateReply;
+    for (const r of ready.replies) transport.sendToClient(r.client, mutate ? mutate(r.client, r.frame) : r.frame);
+    // 4. Events.
+    for (const event of ready.events) this.onEvent(event);
+  }
+
+  private fatal(err: unknown): void {
+    if (this.state === 'failed') return;
+    this.state = 'failed';
+    if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
+    if (this.summaryTimer !== undefined) clearInterval(this.summaryTimer);
+    const what = err instanceof ProtocolInvariantError ? 'protocol invariant broken' : 'replica loop failed';
+    const stack = err instanceof Error && err.stack !== undefined ? err.stack.split('\n').slice(1, 6).map((l) => l.trim()).join(' | ') : '';
+    this.log.error(`${what}; stopping`, { err: errorText(err), code: (err as { code?: unknown })?.code, stack });
+    this.onFatal(err);
+  }
+
+  // ==============================================================================================
+  // Events and logs
+  // ==============================================================================================
+
+  private onEvent(event: CoreEvent): void {
+    switch (event.type) {
+      case 'executed':
+        break;
+      case 'view-change-started':
+        this.log.warn('view change started', { view: event.view, reason: event.reason });
+        break;
+      case 'view-entered':
+        this.log.info('view entered', { view: event.view, primary: event.primary });
+        break;
+      case 'checkpoint-stable':
+        this.log.debug('checkpoint stable', { seq: event.seq, digest: toHex(event.digest) });
+        break;
+      case 'state-diverged':
+        this.log.error('state diverged from the stable checkpoint', {
+          seq: event.seq,
+          own: toHex(event.own),
+          agreed: toHex(event.agreed),
+        });
+        break;
+      case 'stored-state-corrupt':
+        this.log.error('stored state is corrupt', { seq: event.seq, reason: event.reason });
+        break;
+      case 'state-transfer-started':
+        this.log.info('state transfer started', { seq: event.seq, reason: event.reason });
+        break;
+      case 'state-transfer-completed':
+        this.log.info('state transfer completed', {
+          seq: event.seq,
+          partitionsFetched: event.partitionsFetched,
+          partitionCount: event.partitionCount,
+          bytes: event.bytesReceived,
+          ms: event.ticks * this.tickMs,
+        });
+        break;
+      case 'peer-misbehaved':
+        this.log.warn('peer misbehaved', { peer: event.peer, reason: event.reason });
+        break;
+      default: {
+        const never: never = event;
+        this.log.warn('unknown core event', { event: String((never as { type?: unknown }).type) });
+      }
+    }
+    this.options.hooks?.onEvent?.(event);
+  }
+
+  private summarizeRejected(): void {
+    const replica = this.replica;
+    if (replica === undefined || replica.rejected.size === 0) return;
+    const counts = Object.fromEntries([...replica.rejected.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)));
+    const key = JSON.stringify(counts);
+    if (key === this.lastRejectedSummary) return;
+    this.lastRejectedSummary = key;
+    this.log.info('rejected messages (totals)', counts);
+  }
+
+  // ==============================================================================================
+  // HTTP: /status and /metrics
+  // ==============================================================================================
+
+  private serveHttp(req: IncomingMessage, res: ServerResponse): void {
+    const path = (req.url ?? '/').split('?')[0];
+    const send = (status: number, type: string, body: string): void => {
+      res.statusCode = status;
+      res.setHeader('content-type', type);
+      res.setHeader('cache-control', 'no-store');
+      res.end(body);
+    };
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      return send(405, 'text/plain; charset=utf-8', 'method not allowed\n');
+    }
+    if (this.replica === undefined) return send(503, 'text/plain; charset=utf-8', 'starting\n');
+    if (path === '/status') return send(200, 'application/json', JSON.stringify(this.status()) + '\n');
+    if (path === '/metrics') return send(200, 'text/plain; version=0.0.4; charset=utf-8', this.metrics());
+    return send(404, 'text/plain; charset=utf-8', 'not found; try /status or /metrics\n');
+  }
+
+  /** Prometheus text exposition of the replica's counters. */
+  metrics(): string {
+    const s = this.status();
+    const lines: string[] = [];
+    const metric = (name: string, type: 'counter' | 'gauge', help: string, samples: Array<[Record<string, string>, number]>): void => {
+      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+      for (const [labels, value] of samples) {
+        const l = Object.entries(labels)
+          .map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`)
+          .join(',');
+        lines.push(`${name}${l ? `{${l}}` : ''} ${value}`);
+      }
+    };
+    const one = (value: number): Array<[Record<string, string>, number]> => [[{}, value]];
+    const c = s.counters;
+    metric('pbft_requests_executed_total', 'counter', 'Client requests executed.', one(c.requestsExecuted));
+    metric('pbft_batches_executed_total', 'counter', 'Batches (sequence numbers) executed.', one(c.batchesExecuted));
+    metric('pbft_view', 'gauge', 'Current view.', one(s.view));
+    metric('pbft_view_changing', 'gauge', '1 while a view change is in progress.', one(s.viewChanging ? 1 : 0));
+    metric('pbft_view_changes_total', 'counter', 'View changes started.', one(c.viewChanges));
+    metric('pbft_last_executed_seq', 'gauge', 'Highest sequence number executed.', one(s.lastExecuted));
+    metric('pbft_stable_checkpoint_seq', 'gauge', 'Sequence number of the stable checkpoint.', one(s.stableCheckpoint.seq));
+    metric('pbft_checkpoints_stable_total', 'counter', 'Checkpoints that became stable.', one(c.checkpointsStable));
+    metric('pbft_log_slots', 'gauge', 'Log slots held in memory.', one(s.logSlots));
+    metric('pbft_waiting_requests', 'gauge', 'Requests waiting to be executed.', one(s.waitingRequests));
+    metric(
+      'pbft_rejected_messages_total',
+      'counter',
+      'Messages rejected by the protocol core, by reason.',
+      Object.entries(s.rejected).map(([reason, n]) => [{ reason }, n]),
+    );
+    metric('pbft_divergences_total', 'counter', 'Own checkpoints that differed from the agreed stable checkpoint.', one(c.divergences));
+    metric('pbft_state_transfers_total', 'counter', 'State transfers started.', one(c.stateTransfers));
+    metric('pbft_state_transferring', 'gauge', '1 while a state transfer is in progress.', one(s.transferring ? 1 : 0));
+    metric('pbft_entries_fetched_total', 'counter', 'Committed log entries fetched from peers.', one(c.entriesFetched));
+    metric('pbft_retransmissions_total', 'counter', 'Protocol retransmissions.', one(c.retransmissions));
+    const t = s.transport;
+    metric('pbft_transport_frames_received_total', 'counter', 'Frames received.', one(t.framesIn));
+    metric('pbft_transport_frames_sent_total', 'counter', 'Frames sent.', one(t.framesOut));
+    metric('pbft_transport_received_bytes_total', 'counter', 'Bytes of frames received.', one(t.bytesIn));
+    metric('pbft_transport_sent_bytes_total', 'counter', 'Bytes of frames sent.', one(t.bytesOut));
+    metric('pbft_transport_frames_dropped_total', 'counter', 'Frames dropped by the transport.', one(t.framesDropped));
+    metric(
+      'pbft_transport_handshakes_rejected_total',
+      'counter',
+      'Connection handshakes refused, by reason.',
+      Object.entries(t.handshakesRejected).map(([reason, n]) => [{ reason }, n]),
+    );
+    metric('pbft_transport_replicas_connected', 'gauge', 'Replicas with an open outbound connection.', one(t.replicasConnected.length));
+    metric('pbft_transport_clients_connected', 'gauge', 'Authenticated client connections.', one(t.clientsConnected));
+    metric('pbft_loop_turns_total', 'counter', 'Loop turns run.', one(s.loop.turns));
+    metric('pbft_storage_synced_writes_total', 'counter', 'Synced write batches.', one(s.loop.storageWrites));
+    metric('pbft_loop_inbound_frames_dropped_total', 'counter', 'Frames dropped because the loop queue was full.', one(s.loop.inboundFramesDropped));
+    metric('pbft_uptime_seconds', 'gauge', 'Seconds since the replica started.', one(s.uptimeSeconds));
+    return lines.join('\n') + '\n';
+  }
+}
+
+// ================================================================================================
+// Running a replica as a process (used by `pbft replica` and the integration test fixtures)
+// ================================================================================================
+
+export interface ReplicaProcessOptions extends ReplicaNodeOptions {
+  /** Receives the one-line error when the replica cannot start (default: stderr). */
+  errorLine?: (line: string) => void;
+}
+
+/**
+ * Starts a ReplicaNode and keeps it running until SIGTERM or SIGINT, then stops it and exits 0.
+ * A start failure prints one line and exits 1; a fatal loop error exits 1 (see ReplicaNode).
+ */
+export async function runReplicaProcess(options: ReplicaProcessOptions): Promise<ReplicaNode> {
+  const errorLine = options.errorLine ?? ((line: string) => process.stderr.write(line + '\n'));
+  const log = options.log;
+  process.on('uncaughtException', (err) => {
+    log.error('uncaught exception; stopping', { err: errorText(err), stack: err.stack?.split('\n').slice(1, 6).map((l) => l.trim()).join(' | ') });
+    process.exit(1);
+  });
+  process.on('unhandledRejection', (err) => {
+    log.error('unhandled rejection; stopping', { err: errorText(err) });
+    process.exit(1);
+  });
+  const node = new ReplicaNode(options);
+  try {
+    await node.start();
+  } catch (err) {
+    errorLine(`pbft replica: ${errorText(err)}`);
+    process.exit(1);
+  }
+  let stoppingSince: number | undefined;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stoppingSince !== undefined) {
+      // Ctrl-C reaches the whole process group and `pbft start` also sends SIGTERM: a second signal
+      // right after the first is the same request. A later one (the stop hangs) means "now".
+      if (Date.now() - stoppingSince < 2_000) return;
+      log.warn('signal received again while stopping; exiting now', { signal });
+      process.exit(1);
+    }
+    stoppingSince = Date.now();
+    log.info('signal received; stopping', { signal });
+    const guard = setTimeout(() => {
+      log.error('stop took too long; exiting');
+      process.exit(1);
+    }, 10_000);
+    guard.unref();
+    node.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error('stop failed', { err: errorText(err) });
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  return node;
+}

@@ -1,0 +1,195 @@
+/**
+ * The client SDK against four in-process replicas (real transport and signatures): typed KV
+ * results and errors, serialized requests in call order, both signature backends, keys and
+ * clusters from files or objects, the FAIL as soon as no result can reach f+1, timeouts,
+ * close(), and following the primary after a view change.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { encodeResult } from '../../src/app/kv-ops.ts';
+import { PbftClient } from '../../src/client/client.ts';
+import { ClientClosedError, ClientConfigError, ConnectError, KvError, QuorumFailure, TimeoutError } from '../../src/client/errors.ts';
+import { generateKeyring, CLUSTER_FILE, keyFileName } from '../../src/crypto/keyring.ts';
+import { randomSecretKey } from '../../src/crypto/noble.ts';
+import { concatBytes, domainTag } from '../../src/core/auth.ts';
+import type { ReplyMsg } from '../../src/core/messages.ts';
+import { decodeFrame, encodeBody, encodeSignedFrame } from '../../src/codec/messages.ts';
+import { createNodeSigner } from '../../src/crypto/node.ts';
+import { InProcessCluster, freePorts } from '../node/inprocess-cluster.ts';
+
+let ipc: InProcessCluster;
+const clients: PbftClient[] = [];
+
+async function connect(id: number, options: Partial<Parameters<typeof PbftClient.connect>[0]> = {}): Promise<PbftClient> {
+  const c = await PbftClient.connect({ cluster: ipc.cluster, key: ipc.clientKey(id), timeoutMs: 30_000, ...options });
+  clients.push(c);
+  return c;
+}
+
+/** Makes replica `id` sign a wrong result in every reply (null: honest again). */
+function lie(id: number, tag: string | null): void {
+  const hooks = ipc.replicas[id]!.hooks;
+  if (tag === null) {
+    delete hooks.mutateReply;
+    return;
+  }
+  const signer = createNodeSigner(ipc.replicaSecrets[id]!);
+  const replyTag = domainTag(ipc.cluster.clusterId, 'reply');
+  hooks.mutateReply = (_client, frame) => {
+    const d = decodeFrame(frame);
+    if (!d.ok || d.value.kind !== 'signed') return frame;
+    const forged: ReplyMsg = { ...(d.value.signed.msg as ReplyMsg), result: encodeResult({ type: 'get', value: `${tag}` }) };
+    const body = encodeBody(forged);
+    return encodeSignedFrame({ msg: forged, body, sig: signer.sign(concatBytes(replyTag, body)) });
+  };
+}
+
+before(async () => {
+  ipc = await InProcessCluster.create({ replica: { viewChangeTimeoutTicks: 50 } });
+});
+
+after(async () => {
+  await Promise.all(clients.map((c) => c.close()));
+  await ipc?.stop();
+});
+
+test('put, get, del and cas return decoded results; a store error is a typed KvError', async () => {
+  const c = await connect(0);
+  await c.put('a', '1');
+  assert.equal(await c.get('a'), '1');
+  assert.equal(await c.get('missing'), null);
+  await c.put('bytes', Uint8Array.of(1, 2, 3));
+  assert.deepEqual(await c.get('bytes'), Uint8Array.of(1, 2, 3));
+  assert.deepEqual(await c.cas('a', '2', '3'), { swapped: false, current: '1' });
+  assert.deepEqual(await c.cas('a', '1', '3'), { swapped: true, current: '3' });
+  assert.deepEqual(await c.cas('new', null, 'x'), { swapped: true, current: 'x' });
+  assert.equal(await c.del('a'), true);
+  assert.equal(await c.del('a'), false);
+  await assert.rejects(c.put('', 'v'), (err: unknown) => err instanceof KvError && err.code === 'KEY_EMPTY');
+});
+
+test('concurrent calls on one client are serialized in call order', async () => {
+  const c = await connect(1);
+  const results = await Promise.all(Array.from({ length: 20 }, (_, i) => c.cas('counter', i === 0 ? null : String(i - 1), String(i))));
+  // Each cas expects the value the previous call wrote: all swap only if they ran in call order.
+  assert.deepEqual(
+    results.map((r) => r.swapped),
+    results.map(() => true),
+  );
+  assert.equal(await c.get('counter'), '19');
+});
+
+test("the portable signer ('noble') talks to the same replicas", async () => {
+  const c = await connect(2, { crypto: 'noble' });
+  await c.put('noble', 'yes');
+  assert.equal(await c.get('noble'), 'yes');
+});
+
+test('cluster and key from files; a key that is not in the keyring is refused', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbft-client-'));
+  try {
+    // A keyring on disk for another cluster: its key does not belong to ipc's cluster.
+    generateKeyring({ replicas: 4, clients: 1, out: join(dir, 'keys'), basePort: 1 });
+    await assert.rejects(
+      PbftClient.connect({ cluster: ipc.cluster, key: join(dir, 'keys', keyFileName('client', 0)) }),
+      (err: unknown) => err instanceof ClientConfigError && err.code === 'BAD_CONFIG',
+    );
+    await assert.rejects(
+      PbftClient.connect({ cluster: ipc.cluster, key: { id: 0, secretKey: randomSecretKey() } }),
+      (err: unknown) => err instanceof ClientConfigError && /does not match/.test(err.message),
+    );
+    await assert.rejects(
+      PbftClient.connect({ cluster: ipc.cluster, key: { id: 99, secretKey: randomSecretKey() } }),
+      (err: unknown) => err instanceof ClientConfigError && /not in the keyring/.test(err.message),
+    );
+    await assert.rejects(
+      PbftClient.connect({ cluster: join(dir, 'nowhere', CLUSTER_FILE), key: ipc.clientKey(0) }),
+      (err: unknown) => (err as { code?: string }).code === 'NOT_FOUND',
+    );
+    // A cluster nobody listens on: connect gives up with CONNECT_FAILED.
+    const ports = await freePorts(4);
+    const { cluster } = generateKeyring({ replicas: 4, clients: 1, out: join(dir, 'dead'), basePort: ports[0]! });
+    const dead = { ...cluster, replicas: cluster.replicas.map((r, i) => ({ ...r, url: `ws://127.0.0.1:${ports[i]}` })) };
+    await assert.rejects(
+      PbftClient.connect({ cluster: dead, key: join(dir, 'dead', keyFileName('client', 0)), connectTimeoutMs: 300 }),
+      (err: unknown) => err instanceof ConnectError && err.code === 'CONNECT_FAILED',
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('one lying replica: correct result and a faulty-reply event; three liars: QuorumFailure at once (no timeout)', async () => {
+  const c = await connect(0, { timeoutMs: 120_000 });
+  const seen: number[] = [];
+  c.on('faulty-reply', (e) => seen.push(e.replica));
+  lie(2, 'one liar');
+  try {
+    await c.put('q', 'truth');
+    assert.equal(await c.get('q'), 'truth');
+    const deadline = Date.now() + 20_000;
+    while (seen.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(seen.length > 0 && seen.every((r) => r === 2), `evidence against replica 2 only: ${seen.join(',')}`);
+
+    lie(1, 'liar one');
+    lie(3, 'liar three');
+    // With a 120 s deadline a TimeoutError cannot be what ends this call: the FAIL comes first.
+    await assert.rejects(c.get('q'), (err: unknown) => {
+      assert.ok(err instanceof QuorumFailure, String(err));
+      assert.equal(err.replies.length, 4);
+      return true;
+    });
+  } finally {
+    for (const id of [1, 2, 3]) lie(id, null);
+  }
+  assert.equal(await c.get('q'), 'truth');
+});
+
+test('close() fails the outstanding and queued calls with ClientClosedError', async () => {
+  const c = await connect(1, { timeoutMs: 60_000 });
+  // Replica 0 (the primary) and replica 1 stay honest but nothing can commit without 3 of 4:
+  // make the calls wait by swallowing the replies of 3 replicas.
+  for (const id of [1, 2, 3]) ipc.replicas[id]!.hooks.mutateReply = () => new Uint8Array([0]);
+  try {
+    const first = assert.rejects(c.put('closing', '1'), (err: unknown) => err instanceof ClientClosedError && err.code === 'CLIENT_CLOSED');
+    const second = assert.rejects(c.put('closing', '2'), ClientClosedError);
+    await new Promise((r) => setTimeout(r, 50));
+    await c.close();
+    await first;
+    await second;
+    await assert.rejects(c.get('closing'), ClientClosedError);
+  } finally {
+    for (const id of [1, 2, 3]) delete ipc.replicas[id]!.hooks.mutateReply;
+  }
+});
+
+test('no quorum of replies before the deadline: TimeoutError carrying the replies seen', async () => {
+  const c = await connect(2, { timeoutMs: 500, retransmitMs: 100 });
+  for (const id of [1, 2, 3]) ipc.replicas[id]!.hooks.mutateReply = () => new Uint8Array([0]);
+  try {
+    await assert.rejects(c.get('a'), (err: unknown) => {
+      assert.ok(err instanceof TimeoutError, String(err));
+      assert.equal(err.code, 'TIMEOUT');
+      assert.ok(err.replies.length <= 1);
+      return true;
+    });
+  } finally {
+    for (const id of [1, 2, 3]) delete ipc.replicas[id]!.hooks.mutateReply;
+  }
+});
+
+test('after the primary fails, the client follows the new view', async () => {
+  const c = await connect(0, { retransmitMs: 100 });
+  await c.put('before', 'view change');
+  assert.equal(c.primary, 0);
+  await ipc.replicas[0]!.node.stop();
+  await c.put('after', 'view change');
+  assert.equal(await c.get('before'), 'view change');
+  const status = (await (await fetch(`http://127.0.0.1:${ipc.ports[1]}/status`)).json()) as { view: number; primary: number };
+  assert.notEqual(status.primary, 0);
+  assert.equal(c.view, status.view, 'the client learned the new view from the replies');
+  assert.equal(c.primary, status.primary);
+});

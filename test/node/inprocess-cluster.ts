@@ -1,0 +1,185 @@
+/**
+ * Four ReplicaNodes in the test process (real transport on 127.0.0.1, real ed25519), each with an
+ * in-memory Storage wrapped so that tests can observe and fail writes, and a transport wrapped so
+ * that tests can observe sends. Fatal errors are recorded instead of exiting the process.
+ */
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import type { ClusterConfig } from '../../src/core/cluster.ts';
+import type { ReplicaOptions } from '../../src/core/options.ts';
+import { decodeFrame } from '../../src/codec/messages.ts';
+import { createNodeSigner } from '../../src/crypto/node.ts';
+import { randomSecretKey } from '../../src/crypto/noble.ts';
+import { ReplicaNode, type ReplicaNodeHooks } from '../../src/node/replica-node.ts';
+import { MemoryStorage } from '../../src/storage/memory.ts';
+import { StorageError, type KeyRange, type Storage, type WriteOp } from '../../src/storage/types.ts';
+import { createReplicaTransport } from '../../src/transport/replica-transport.ts';
+import type { ReplicaTransport } from '../../src/transport/types.ts';
+import { silentLogger } from '../../src/util/log.ts';
+
+export type EffectEvent = 'write-begin' | 'write-end' | 'clear' | 'send' | 'reply';
+
+/** A Storage that records the order of writes and can be told to fail. */
+export class ObservedStorage implements Storage {
+  failWrites = false;
+  /** Delay of every write, so that a send racing a write would be seen between begin and end. */
+  writeDelayMs = 2;
+  constructor(
+    readonly inner: Storage,
+    readonly events: EffectEvent[],
+  ) {}
+  open(): Promise<void> {
+    return this.inner.open();
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+  /** What is durable: the protocol's records (log, votes, view state), mirrored synchronously. */
+  readonly durable = new Map<string, Uint8Array>();
+
+  async write(ops: WriteOp[], options: { sync: boolean }): Promise<void> {
+    this.events.push('write-begin');
+    if (!options.sync) throw new Error('ReplicaNode must write with sync: true');
+    await new Promise((resolve) => setTimeout(resolve, this.writeDelayMs));
+    if (this.failWrites) throw new StorageError('WRITE_FAILED', 'injected write failure');
+    await this.inner.write(ops, options);
+    for (const op of ops) {
+      if (!/^(l|m|c\/v)\//.test(op.key)) continue;
+      if (op.type === 'put') this.durable.set(op.key, op.value);
+      else this.durable.delete(op.key);
+    }
+    this.events.push('write-end');
+  }
+
+  /** True when some durable protocol record contains these bytes (e.g. a signature). */
+  holds(bytes: Uint8Array): boolean {
+    for (const value of this.durable.values()) if (Buffer.from(value.buffer, value.byteOffset, value.byteLength).indexOf(bytes) >= 0) return true;
+    return false;
+  }
+  get(key: string): Promise<Uint8Array | undefined> {
+    return this.inner.get(key);
+  }
+  scan(range: KeyRange): Promise<Array<[string, Uint8Array]>> {
+    return this.inner.scan(range);
+  }
+  async clear(range: KeyRange): Promise<void> {
+    this.events.push('clear');
+    await this.inner.clear(range);
+    for (const key of [...this.durable.keys()]) {
+      if ((range.gte === undefined || key >= range.gte) && (range.lt === undefined || key < range.lt)) this.durable.delete(key);
+    }
+  }
+  count(range: KeyRange): Promise<number> {
+    return this.inner.count(range);
+  }
+}
+
+export async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<net.Server>((resolve, reject) => {
+          const s = net.createServer();
+          s.once('error', reject);
+          s.listen(0, '127.0.0.1', () => resolve(s));
+        }),
+    ),
+  );
+  const ports = servers.map((s) => (s.address() as AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  return ports;
+}
+
+export interface InProcessReplica {
+  node: ReplicaNode;
+  storage: ObservedStorage;
+  events: EffectEvent[];
+  /** Signed messages of this replica, checked at the moment they were handed to the transport. */
+  sentOwnSigned: number;
+  /** Those that were not yet durable when sent (must stay empty). */
+  sentBeforeDurable: string[];
+  fatal: unknown[];
+  hooks: ReplicaNodeHooks;
+}
+
+export class InProcessCluster {
+  readonly replicas: InProcessReplica[] = [];
+  private constructor(
+    readonly cluster: ClusterConfig,
+    readonly ports: number[],
+    readonly replicaSecrets: Uint8Array[],
+    readonly clientSecrets: Map<number, Uint8Array>,
+  ) {}
+
+  static async create(options: { replica?: Partial<ReplicaOptions>; clients?: number } = {}): Promise<InProcessCluster> {
+    const ports = await freePorts(4);
+    const replicaSecrets = ports.map(() => randomSecretKey());
+    const clientIds = Array.from({ length: options.clients ?? 3 }, (_, i) => i);
+    const clientSecrets = new Map(clientIds.map((id) => [id, randomSecretKey()]));
+    const cluster: ClusterConfig = {
+      clusterId: `inprocess-${ports[0]}`,
+      f: 1,
+      replicas: ports.map((port, id) => ({ id, url: `ws://127.0.0.1:${port}`, publicKey: createNodeSigner(replicaSecrets[id]!).publicKey })),
+      clients: clientIds.map((id) => ({ id, publicKey: createNodeSigner(clientSecrets.get(id)!).publicKey })),
+    };
+    const c = new InProcessCluster(cluster, ports, replicaSecrets, clientSecrets);
+    for (let id = 0; id < 4; id++) {
+      const events: EffectEvent[] = [];
+      const fatal: unknown[] = [];
+      const hooks: ReplicaNodeHooks = {};
+      const storage = new ObservedStorage(new MemoryStorage(), events);
+      const replica: InProcessReplica = { node: undefined as unknown as ReplicaNode, storage, events, fatal, hooks, sentOwnSigned: 0, sentBeforeDurable: [] };
+      const checkDurable = (frame: Uint8Array): void => {
+        const d = decodeFrame(frame);
+        if (!d.ok || d.value.kind !== 'signed') return;
+        const msg = d.value.signed.msg;
+        if (msg.type === 'request' || msg.type === 'reply' || msg.replica !== id) return;
+        replica.sentOwnSigned++;
+        if (!storage.holds(d.value.signed.sig)) replica.sentBeforeDurable.push(`${msg.type} ${'seq' in msg ? msg.seq : msg.view}`);
+      };
+      const node = new ReplicaNode(
+        {
+          cluster,
+          id,
+          secretKey: replicaSecrets[id]!,
+          dataDir: `(memory ${id})`,
+          log: silentLogger,
+          hooks,
+          ...(options.replica !== undefined ? { replica: options.replica } : {}),
+        },
+        {
+          storage,
+          onFatal: (err) => fatal.push(err),
+          createTransport: (opts): ReplicaTransport => {
+            const t = createReplicaTransport(opts);
+            return {
+              ...t,
+              sendToReplica(to, frame) {
+                events.push('send');
+                checkDurable(frame);
+                t.sendToReplica(to, frame);
+              },
+              sendToClient(client, frame) {
+                events.push('reply');
+                return t.sendToClient(client, frame);
+              },
+            };
+          },
+        },
+      );
+      replica.node = node;
+      c.replicas.push(replica);
+    }
+    await Promise.all(c.replicas.map((r) => r.node.start()));
+    return c;
+  }
+
+  clientKey(id: number): { id: number; secretKey: Uint8Array } {
+    return { id, secretKey: this.clientSecrets.get(id)! };
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.replicas.map((r) => r.node.stop()));
+  }
+}
