@@ -1,15 +1,109 @@
-/** `pbft sim`: replay one simulator seed or run a swarm (implemented with the swarm in src/sim/swarm.ts). */
-import type { Command } from 'commander';
+/**
+ * `pbft sim`: the deterministic simulator from the command line.
+ *   pbft sim --seed N [--replicas 4]        replays one seed and prints what happened
+ *   pbft sim --seeds 1000 [--replicas 4]    runs a swarm and prints a summary
+ * On a failure it prints the seed, the kind (crash, liveness, correctness) and the command that
+ * replays it, and exits non-zero.
+ */
+import { InvalidArgumentError, type Command } from 'commander';
+import { runSeed, runSwarm, type SeedReport, type SwarmOptions } from '../sim/swarm.ts';
+
+function positiveInt(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
+    return n;
+  };
+}
+
+function replicaCount(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || (n - 1) % 3 !== 0 || n < 4) throw new InvalidArgumentError('must be 3f+1 with f >= 1 (4, 7, 10, ...)');
+  return n;
+}
+
+function describeFailure(r: SeedReport, replicas: number, negative: string | undefined, write: (line: string) => void): void {
+  write(`FAILED seed ${r.seed}: ${r.kind} (${r.violations.length} violation${r.violations.length === 1 ? '' : 's'}); byzantine: ${r.byzantine.join(', ') || 'none'}`);
+  for (const v of r.violations.slice(0, 5)) write(`  [${v.kind}] ${v.check} at tick ${v.tick}: ${v.detail.split('\n')[0]}`);
+  write(`  replay: npx pbft sim --seed ${r.seed} --replicas ${replicas}${negative ? ` --negative ${negative}` : ''}`);
+}
+
+function formatFaults(faults: Record<string, number>): string {
+  return Object.entries(faults)
+    .sort((a, b) => a[0].localeCompare(b[0]))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
+}
 
 export function addSimCommand(program: Command): Command {
   return program
     .command('sim')
-    .description('run the deterministic simulator: one seed (--seed N) or a swarm (--seeds COUNT)')
-    .option('--seed <n>', 'replay one seed')
-    .option('--seeds <count>', 'run a swarm of seeds')
-    .option('--replicas <n>', 'replicas (3f+1)', '4')
-    .action(() => {
-      process.stderr.write('sim: not implemented yet\n');
-      process.exitCode = 1;
+    .description('run the deterministic simulator against the production core: replay one seed, or a swarm of seeds')
+    .option('--seed <n>', 'replay one seed', positiveInt('--seed'))
+    .option('--seeds <count>', 'run a swarm of this many seeds', positiveInt('--seeds'))
+    .option('--first <n>', 'first seed of the swarm', positiveInt('--first'), 1)
+    .option('--replicas <n>', 'replicas (3f+1)', replicaCount, 4)
+    .option('--negative <control>', 'run a deliberately broken build: commit-quorum | too-many-byzantine')
+    .option('--json', 'print the summary as JSON')
+    .addHelpText(
+      'after',
+      `
+Each seed draws its own faults (loss, duplication, reordering, partitions, crashes, a wiped disk,
+up to f byzantine replicas and a byzantine client), then heals the network and checks that every
+request is answered. Checkers: agreement, validity, at-most-once execution, no regression, results
+equal to a sequential key-value model, liveness.
+
+Examples:
+  npx pbft sim --seeds 1000
+  npx pbft sim --seeds 200 --replicas 7
+  npx pbft sim --seed 42`,
+    )
+    .action((opts: { seed?: number; seeds?: number; first: number; replicas: number; negative?: string; json?: boolean }) => {
+      const write = (line: string): void => void process.stdout.write(line + '\n');
+      if (opts.seed === undefined && opts.seeds === undefined) {
+        process.stderr.write('sim: give --seed N (replay one) or --seeds COUNT (run a swarm)\n');
+        process.exitCode = 1;
+        return;
+      }
+      if (opts.negative !== undefined && opts.negative !== 'commit-quorum' && opts.negative !== 'too-many-byzantine') {
+        process.stderr.write(`sim: --negative must be commit-quorum or too-many-byzantine, got '${opts.negative}'\n`);
+        process.exitCode = 1;
+        return;
+      }
+      const swarmOptions: SwarmOptions = { replicas: opts.replicas, negative: opts.negative as SwarmOptions['negative'] };
+      if (opts.seed !== undefined) {
+        const r = runSeed(opts.seed, swarmOptions);
+        if (opts.json) write(JSON.stringify(r));
+        else {
+          write(`seed ${r.seed}: ${r.replicas} replicas, ${r.ticks} ticks, ${r.requestsCommitted} requests committed, ${r.viewChanges} view changes, ${r.elapsedMs} ms`);
+          write(`byzantine: ${r.byzantine.join(', ') || 'none'}`);
+          write(`faults: ${formatFaults(r.faults)}`);
+          if (r.kind) describeFailure(r, opts.replicas, opts.negative, write);
+          else write('no violations');
+        }
+        process.exitCode = r.kind ? 1 : 0;
+        return;
+      }
+      const count = opts.seeds!;
+      let done = 0;
+      const progress = process.stderr.isTTY;
+      const summary = runSwarm(opts.first, count, swarmOptions, (r) => {
+        done++;
+        if (r.kind && !opts.json) describeFailure(r, opts.replicas, opts.negative, write);
+        if (progress && (done % 10 === 0 || done === count)) process.stderr.write(`\r${done}/${count} seeds`);
+      });
+      if (progress) process.stderr.write('\n');
+      const violations = summary.failures.reduce((sum, r) => sum + r.violations.length, 0);
+      if (opts.json) {
+        write(JSON.stringify({ ...summary, violations, failures: summary.failures.map((r) => ({ seed: r.seed, kind: r.kind, violations: r.violations })) }));
+      } else {
+        write(`seeds: ${summary.seeds} (first ${opts.first}), replicas: ${summary.replicas}, elapsed: ${(summary.elapsedMs / 1000).toFixed(1)} s`);
+        write(`simulated ticks: ${summary.ticks}`);
+        write(`requests committed: ${summary.requestsCommitted}`);
+        write(`view changes: ${summary.viewChanges}`);
+        write(`faults injected: ${formatFaults(summary.faults)}`);
+        write(`violations: ${violations} (${summary.failures.length} failing seed${summary.failures.length === 1 ? '' : 's'}${summary.failures.length ? ': ' + summary.failures.map((r) => `${r.seed} ${r.kind}`).join(', ') : ''})`);
+      }
+      process.exitCode = summary.failures.length > 0 ? 1 : 0;
     });
 }

@@ -5,7 +5,7 @@
  */
 import { concatBytes, domainTag } from '../core/auth.ts';
 import { makeBatch } from '../core/batch.ts';
-import { decodeFrame, encodeBody, encodeSignedFrame } from '../codec/messages.ts';
+import { decodeFrame, encodeBody, encodeLinkFrame, encodeSignedFrame } from '../codec/messages.ts';
 import type { OutMessage, Replica } from '../core/replica.ts';
 import type { RequestMsg, Signed, SignedMessage } from '../core/messages.ts';
 import type { Host, SimCluster } from './cluster.ts';
@@ -34,6 +34,7 @@ export const BEHAVIOR_NAMES = [
   'malformed',
   'omit-certificates',
   'vote-all',
+  'corrupt-transfer',
 ] as const;
 export type BehaviorName = (typeof BEHAVIOR_NAMES)[number];
 
@@ -130,11 +131,17 @@ class Equivocate implements Behavior {
     const out = mapMessages(messages, (m) => {
       const d = decodeSigned(m.frame);
       if (!d || d.signed.msg.type !== 'preprepare' || !d.batch) return m;
-      // Backups with odd ids (relative to the sequence number) get the other batch.
-      if ((m.to + d.signed.msg.seq) % 2 === 0) return m;
+      // Split the correct backups in two even halves (colluders know each other); the second half
+      // gets the other batch, so that each half can gather a quorum with the accomplices' votes.
+      const correct = Array.from({ length: sim.n }, (_, i) => i).filter((i) => i !== host.id && !sim.hosts[i]!.byzantine);
+      const rank = correct.indexOf(m.to);
+      if (rank < 0 || (rank + d.signed.msg.seq) % 2 === 0) return m;
       let frame = alternates.get(d.signed.msg.seq);
       if (!frame) {
-        const requests = this.prng.chance(0.5) ? d.batch.slice(0, d.batch.length - 1) : [...d.batch].reverse();
+        // Always a different digest: drop the last request (a one-request batch becomes the null request),
+        // or, for larger batches, sometimes keep them all in another order.
+        const requests =
+          d.batch.length > 1 && this.prng.chance(0.5) ? [...d.batch.slice(1), d.batch[0]!] : d.batch.slice(0, d.batch.length - 1);
         const batch = makeBatch(sha256, requests);
         const pp = signAs(sim, host, { ...d.signed.msg, digest: batch.digest });
         frame = encodeSignedFrame(pp, batch.requests);
@@ -255,37 +262,76 @@ class OmitCertificates implements Behavior {
 }
 
 /**
- * Votes for everything: PREPARE and COMMIT for every (view, seq, digest) it sees proposed or
- * prepared on the network, whatever it accepted itself. Harmless with at most f faulty replicas;
- * with f+1 colluders and an equivocating primary it splits correct replicas (negative control).
+ * Votes for everything, to each replica for whatever it was offered: when a pre-prepare (v, n, d)
+ * reaches replica X, this replica sends X a PREPARE and a COMMIT for (v, n, d); its honest core's own
+ * votes are suppressed. A correct replica counts one vote per sender per slot, so targeting matters:
+ * with an equivocating primary, each half of the correct replicas gets the accomplices' votes for its
+ * own version. Harmless with at most f faulty replicas; with f+1 colluders it splits correct replicas
+ * (the negative control).
  */
 class VoteAll implements Behavior {
   readonly name = 'vote-all';
   private readonly voted = new Set<string>();
-  private lastOrder = -1;
+  private lastSeen = -1;
   outgoing(_s: SimCluster, _h: Host, _r: Replica, messages: OutMessage[], replies: Replies) {
-    return { messages, replies };
+    const out = messages.filter((m) => {
+      const d = decodeSigned(m.frame);
+      return !d || (d.signed.msg.type !== 'prepare' && d.signed.msg.type !== 'commit');
+    });
+    return { messages: out, replies };
   }
   tick(sim: SimCluster, host: Host, replica: Replica): void {
     for (const m of sim.net.recent) {
-      if (m.order <= this.lastOrder) continue;
-      this.lastOrder = m.order;
+      if (m.delivered === undefined || m.delivered <= this.lastSeen) continue;
+      this.lastSeen = m.delivered;
+      if (m.to === host.id || m.to >= sim.n) continue;
       const d = decodeSigned(m.bytes);
-      if (!d) continue;
+      if (!d || d.signed.msg.type !== 'preprepare') continue;
       const msg = d.signed.msg;
-      if ((msg.type !== 'preprepare' && msg.type !== 'prepare') || msg.view < replica.view) continue;
-      const key = `${msg.view}:${msg.seq}:${Buffer.from(msg.digest).toString('hex')}`;
-      if (this.voted.has(key) || this.voted.size > 10_000) continue;
+      if (msg.view < replica.view) continue;
+      const key = `${m.to}:${msg.view}:${msg.seq}:${Buffer.from(msg.digest).toString('hex')}`;
+      if (this.voted.has(key)) continue;
+      if (this.voted.size > 20_000) this.voted.clear();
       this.voted.add(key);
-      const votes: Signed[] = [signAs(sim, host, { type: 'commit', view: msg.view, seq: msg.seq, digest: msg.digest, replica: host.id })];
       if (msg.view % sim.n !== host.id) {
-        votes.push(signAs(sim, host, { type: 'prepare', view: msg.view, seq: msg.seq, digest: msg.digest, replica: host.id }));
+        sim.sendFromReplica(host.id, m.to, encodeSignedFrame(signAs(sim, host, { type: 'prepare', view: msg.view, seq: msg.seq, digest: msg.digest, replica: host.id })));
       }
-      for (let to = 0; to < sim.n; to++) {
-        if (to === host.id) continue;
-        for (const v of votes) sim.sendFromReplica(host.id, to, encodeSignedFrame(v));
-      }
+      sim.sendFromReplica(host.id, m.to, encodeSignedFrame(signAs(sim, host, { type: 'commit', view: msg.view, seq: msg.seq, digest: msg.digest, replica: host.id })));
     }
+  }
+}
+
+/**
+ * Serves wrong data to replicas catching up: altered state-transfer replies (group digests,
+ * leaves, partition bytes) and fetched entries whose batch differs from the certified digest.
+ */
+class CorruptTransfer implements Behavior {
+  readonly name = 'corrupt-transfer';
+  constructor(private readonly prng: Prng) {}
+  outgoing(_s: SimCluster, _h: Host, _r: Replica, messages: OutMessage[], replies: Replies) {
+    const out = mapMessages(messages, (m) => {
+      const d = decodeFrame(m.frame);
+      if (!d.ok || d.value.kind !== 'link') return m;
+      const msg = d.value.msg;
+      const flip = (b: Uint8Array): Uint8Array => {
+        const c = new Uint8Array(b.length > 0 ? b : [0]);
+        c[this.prng.int(c.length)]! ^= 1 + this.prng.int(255);
+        return c;
+      };
+      if (msg.type === 'state') {
+        const r = msg.reply;
+        if (r.kind === 'meta') return { to: m.to, frame: encodeLinkFrame({ ...msg, reply: { ...r, groupDigests: r.groupDigests.map((g, i) => (i === 0 ? flip(g) : g)) } }) };
+        if (r.kind === 'leaves') return { to: m.to, frame: encodeLinkFrame({ ...msg, reply: { ...r, groups: r.groups.map((g) => ({ ...g, leaves: g.leaves.map(flip) })) } }) };
+        if (r.kind === 'partitions') return { to: m.to, frame: encodeLinkFrame({ ...msg, reply: { ...r, compressed: flip(r.compressed) } }) };
+      }
+      if (msg.type === 'fetched' && msg.entries.length > 0) {
+        const entries = msg.entries.map((e) => ({ ...e, batch: e.batch.slice(0, Math.max(0, e.batch.length - 1)) }));
+        return { to: m.to, frame: encodeLinkFrame({ ...msg, entries }) };
+      }
+      if (msg.type === 'batch') return { to: m.to, frame: encodeLinkFrame({ ...msg, batch: msg.batch.slice(1) }) };
+      return m;
+    });
+    return { messages: out, replies };
   }
 }
 
@@ -334,6 +380,8 @@ export function makeBehavior(name: BehaviorName, prng: Prng, sim: SimCluster, se
       return new OmitCertificates();
     case 'vote-all':
       return new VoteAll();
+    case 'corrupt-transfer':
+      return new CorruptTransfer(prng.fork());
     default: {
       const never: never = name;
       throw new Error(`unknown behaviour ${String(never)}`);

@@ -19,6 +19,8 @@ export const CALM_NETWORK: NetworkFaults = { loss: 0, duplication: 0, delayTicks
 export interface InFlight {
   at: number;
   order: number;
+  /** Position in delivery order (set when delivered). */
+  delivered?: number;
   from: number;
   to: number;
   bytes: Uint8Array;
@@ -81,6 +83,7 @@ export class SimNetwork {
   duplicated = 0;
   /** Recently delivered messages, for replay attacks. */
   readonly recent: InFlight[] = [];
+  deliveredCount = 0;
 
   constructor(private readonly prng: Prng) {}
 
@@ -129,6 +132,7 @@ export class SimNetwork {
       const top = this.heap.peek();
       if (!top || top.at > now) return;
       const m = this.heap.pop()!;
+      m.delivered = this.deliveredCount++;
       if (this.recent.length >= 512) this.recent.splice(0, 256);
       this.recent.push(m);
       yield m;

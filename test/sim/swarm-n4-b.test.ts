@@ -1,0 +1,13 @@
+/**
+ * The swarm, n = 4 (f = 1), seeds 251..500: every seed draws its own faults (network loss,
+ * duplication and reordering, partitions, crashes, a wiped disk, up to f byzantine replicas, a byzantine
+ * client) and must show zero violations of agreement, validity, at-most-once execution, no regression,
+ * the sequential model and liveness after healing. Split in two files so both cores run seeds.
+ */
+import { test } from 'node:test';
+import { swarmWithoutViolations } from './swarm-helpers.ts';
+
+test('swarm n=4: seeds 251..500 show no violation', () => {
+  const s = swarmWithoutViolations(251, 250, { replicas: 4 });
+  process.stderr.write(`swarm n=4 seeds 251..500: ${s.requestsCommitted} requests, ${s.viewChanges} view changes, ${s.ticks} ticks, ${(s.elapsedMs / 1000).toFixed(1)} s\n`);
+});
