@@ -81,14 +81,33 @@ export function isWellFormed(s: string): boolean {
   return typeof f === 'function' ? f.call(s) : !LONE_SURROGATE.test(s);
 }
 
+// Node's Buffer when present (fast, native); portable fallbacks otherwise (the SDK runs in browsers).
+const NodeBuffer = (globalThis as { Buffer?: typeof Buffer }).Buffer;
+
+/** UTF-8 byte length of a well-formed string, without allocating. */
+export function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
+      n += 4;
+      i++;
+    } else n += 3;
+  }
+  return n;
+}
+
 /** Byte length of a value: UTF-8 bytes for text. */
 export function valueByteLength(v: Value): number {
-  return typeof v === 'string' ? Buffer.byteLength(v, 'utf8') : v.length;
+  if (typeof v !== 'string') return v.length;
+  return NodeBuffer ? NodeBuffer.byteLength(v, 'utf8') : utf8Length(v);
 }
 
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
-  if (a.length > 64) return Buffer.compare(a, b) === 0;
+  if (a.length > 64 && NodeBuffer) return NodeBuffer.compare(a, b) === 0;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
 }

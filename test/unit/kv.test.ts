@@ -864,3 +864,10 @@ describe('KvStore state', () => {
     assert.equal(asReplicatedApp(s), s);
   });
 });
+
+test('the portable UTF-8 length (used where Buffer does not exist, e.g. browsers) equals the real UTF-8 length', async () => {
+  const { utf8Length } = await import('../../src/app/kv-ops.ts');
+  const samples = ['', 'a', 'é', '€', '😀', 'a😀b€é', '\u07ff\u0800\uffff', 'x'.repeat(1000) + '😀'.repeat(50)];
+  for (let cp = 0; cp < 0x11000; cp += 37) if (cp < 0xd800 || cp > 0xdfff) samples.push(String.fromCodePoint(cp));
+  for (const s of samples) assert.equal(utf8Length(s), new TextEncoder().encode(s).length, JSON.stringify(s));
+});
