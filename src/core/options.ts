@@ -20,6 +20,12 @@ export interface ReplicaOptions {
   fetchTimeoutTicks: number;
   /** Committed entries per fetch reply, at most. */
   fetchEntriesMax: number;
+  /**
+   * A replica that makes no progress asks one peer every this many ticks whether it is behind (a
+   * fetch whose reply carries the peer's stable checkpoint): how a new, wiped or restarted replica
+   * learns it must catch up even when the cluster is idle.
+   */
+  probeTicks: number;
   /** Raw bytes of partitions per state-transfer reply, at most. */
   stateChunkBytesMax: number;
   /** Largest frame the core accepts. */
@@ -38,6 +44,7 @@ export const DEFAULT_REPLICA_OPTIONS: ReplicaOptions = {
   catchUpTicks: 30,
   fetchTimeoutTicks: 50,
   fetchEntriesMax: 64,
+  probeTicks: 200,
   stateChunkBytesMax: 1024 * 1024,
   frameBytesMax: 32 * 1024 * 1024,
 };

@@ -226,6 +226,7 @@ export class Replica {
   private progressTick = 0;
   private lastRetransmit = 0;
   private fetchState?: { peer: number; at: number; cursor: number };
+  private lastProbe = -Infinity;
   private transfer?: TransferSession;
   private readonly transferCache = new Map<string, Uint8Array>();
   private peerCursor = 0;
@@ -236,6 +237,8 @@ export class Replica {
   private livePartitionsShared = false;
   private readonly unpersistedPartitions = new Set<number>();
   private lastCheckpoint: { seq: number; digest: Uint8Array };
+  /** Our latest CHECKPOINT message: retransmitted until that checkpoint is stable. */
+  private ownCheckpointFrame?: { seq: number; frame: Uint8Array };
 
   // --- effects of the current turn ------------------------------------------------------------
   private readonly writes = new WriteSet();
@@ -739,7 +742,8 @@ export class Replica {
     this.persistState(seq, digest, clients);
     const msg = this.auth.sign<CheckpointMsg>({ type: 'checkpoint', seq, digest, replica: this.id });
     this.addCheckpointVote(msg);
-    this.broadcast(encodeSignedFrame(msg));
+    this.ownCheckpointFrame = { seq, frame: encodeSignedFrame(msg) };
+    this.broadcast(this.ownCheckpointFrame.frame);
     this.checkStable(seq);
   }
 
@@ -1077,6 +1081,11 @@ export class Replica {
   // ==============================================================================================
 
   private retransmit(): void {
+    // CHECKPOINT messages lost on the way would leave the checkpoint unstable and the window full.
+    if (this.ownCheckpointFrame && this.ownCheckpointFrame.seq > this.h) {
+      this.counters.retransmissions++;
+      this.broadcast(this.ownCheckpointFrame.frame);
+    }
     if (this.viewChanging) {
       if (this.ownViewChangeFrame) {
         this.counters.retransmissions++;
@@ -1120,7 +1129,15 @@ export class Replica {
         return this.startTransfer(this.pendingStable, 'behind the stable checkpoint');
       }
     }
-    if (!stalled || this.highestSeqSeen <= this.lastExecuted) return;
+    if (!stalled) return;
+    if (this.highestSeqSeen <= this.lastExecuted) {
+      // No sign that anyone is ahead; still, a replica that stands still asks a peer now and then.
+      if (this.now - this.lastProbe < this.opts.probeTicks) return;
+      this.lastProbe = this.now;
+      const from = this.lastExecuted + 1;
+      this.sendTo(this.pickPeer(this.peerCursor++), encodeLinkFrame({ type: 'fetch', from, to: from + this.opts.fetchEntriesMax - 1 }));
+      return;
+    }
     const f = this.fetchState;
     if (f && this.now - f.at < this.opts.fetchTimeoutTicks) return;
     const from = this.lastExecuted + 1;
@@ -1171,7 +1188,8 @@ export class Replica {
   private serveFetch(peer: number, from: number, to: number): void {
     const entries: CommittedEntry[] = [];
     const last = Math.min(to, from + this.opts.fetchEntriesMax - 1);
-    for (let seq = Math.max(from, this.h + 1); seq <= last; seq++) {
+    // Entries at or below our stable checkpoint are gone; the certificate tells the peer to transfer state.
+    for (let seq = from <= this.h ? last + 1 : from; seq <= last; seq++) {
       const slot = this.slots.get(seq);
       if (!slot?.committedDigest || !slot.commitCert) break;
       const batch = this.batchFor(slot, slot.committedDigest);
@@ -1476,7 +1494,8 @@ export class Replica {
     }
     // Application state as of our last checkpoint.
     const stateBytes = byKey.get(KEYS.checkpointState);
-    let needTransfer = false;
+    /** Why the stored application state cannot be used (undefined: it can). */
+    let unusable: string | undefined;
     if (stateBytes) {
       const st = decodeCheckpointState(stateBytes);
       const table = st.ok ? ClientTable.decode(st.value.clients, (c) => this.auth.hasClient(c)) : undefined;
@@ -1485,21 +1504,21 @@ export class Replica {
           if (!key.startsWith(KEYS.partitionPrefix)) continue;
           const index = Number(key.slice(KEYS.partitionPrefix.length));
           const res = Number.isInteger(index) ? this.app.writePartition(index, value) : { ok: false as const, reason: 'bad key' };
-          if (!res.ok) needTransfer = true;
+          if (!res.ok) unusable ??= `stored partition ${key} is malformed: ${res.reason}`;
         }
         for (const [c, r] of table.records) this.clients.set(c, r);
         this.syncTree();
         this.unpersistedPartitions.clear();
         const digest = stateDigest(this.hash, this.liveTree.root, st.value.clients);
         this.lastExecuted = st.value.seq;
-        if (!bytesEqual(digest, st.value.digest)) needTransfer = true;
+        if (!bytesEqual(digest, st.value.digest)) unusable ??= `stored application state does not match its checkpoint digest (seq ${st.value.seq})`;
         else {
           this.lastCheckpoint = { seq: st.value.seq, digest };
           const snap = this.snapshotNow(st.value.seq, digest);
           this.ownCheckpoints.set(st.value.seq, snap);
           if (st.value.seq === this.stable.seq) this.stableSnapshot = snap;
         }
-      } else needTransfer = true;
+      } else unusable = 'stored checkpoint record is malformed';
     }
     if (this.stable.seq > 0 && this.stableSnapshot?.seq !== this.stable.seq) this.stableSnapshot = undefined;
     // The log above the stable checkpoint.
@@ -1544,6 +1563,9 @@ export class Replica {
         let votes = this.checkpointVotes.get(v.value.msg.seq);
         if (!votes) this.checkpointVotes.set(v.value.msg.seq, (votes = new Map()));
         votes.set(v.value.msg.replica, v.value);
+        if (v.value.msg.replica === this.id && v.value.msg.seq > (this.ownCheckpointFrame?.seq ?? -1)) {
+          this.ownCheckpointFrame = { seq: v.value.msg.seq, frame: encodeSignedFrame(v.value) };
+        }
       }
     }
     for (const [key, value] of byKey) {
@@ -1570,8 +1592,9 @@ export class Replica {
     for (const slot of this.slots.values()) if (slot.prePrepare && slot.seq > maxSeq) maxSeq = slot.seq;
     this.nextSeq = maxSeq + 1;
     this.dirtySlots.clear();
+    const needTransfer = unusable !== undefined;
     if (needTransfer || this.lastExecuted < this.h) {
-      if (needTransfer) corrupt('application state does not match its checkpoint digest');
+      if (unusable) corrupt(unusable);
       this.lastExecuted = Math.min(this.lastExecuted, this.h);
       this.startTransfer(this.stable, needTransfer ? 'stored state corrupt' : 'stored state older than the stable checkpoint');
       return;

@@ -5,6 +5,7 @@
  */
 import { decodeFrame } from '../codec/messages.ts';
 import { encodeOp, type KvOp } from '../app/kv-ops.ts';
+export type { KvOp };
 import { ReplyCollector } from '../client/collector.ts';
 import { RequestSigner } from '../client/request.ts';
 import { encodeSignedFrame } from '../codec/messages.ts';
@@ -60,6 +61,8 @@ export class SimClient {
     requests: number,
     private readonly timeoutTicks: number,
     private readonly keySpace: number,
+    /** Optional workload: the op for this client's i-th request (default: random ops on keySpace). */
+    private readonly workload?: (client: number, index: number) => KvOp,
   ) {
     this.signer = new RequestSigner(cluster, id, signer, verifier);
     this.remaining = requests;
@@ -99,7 +102,7 @@ export class SimClient {
       if (this.remaining === 0) return;
       this.remaining--;
       this.timestamp++;
-      const op = encodeOp(this.randomOp());
+      const op = encodeOp(this.workload ? this.workload(this.id, this.timestamp - 1) : this.randomOp());
       const signed = this.signer.sign(this.timestamp, op);
       this.issued.set(this.timestamp, op);
       const frame = encodeSignedFrame(signed);

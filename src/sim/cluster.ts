@@ -11,7 +11,7 @@ import type { Signer } from '../crypto/types.ts';
 import type { KeyRange, WriteOp } from '../storage/types.ts';
 import type { Behavior } from './byzantine.ts';
 import { Checker } from './checkers.ts';
-import { SimClient } from './client.ts';
+import { SimClient, type KvOp } from './client.ts';
 import { coreCrypto, SimKeyring } from './crypto.ts';
 import { SimNetwork, type NetworkFaults, CALM_NETWORK } from './network.ts';
 import { Prng } from './prng.ts';
@@ -32,6 +32,8 @@ export interface SimOptions {
   compress: boolean;
   /** Negative controls: a deliberately broken commit quorum at every replica. */
   unsafeCommitQuorum?: number;
+  /** Client workload: the op of client c's i-th request (default: random ops over keySpace). */
+  workload?: (client: number, index: number) => KvOp;
 }
 
 export const DEFAULT_SIM_OPTIONS: SimOptions = {
@@ -135,7 +137,7 @@ export class SimCluster {
     const clientPrng = this.prng.fork();
     for (let c = 0; c < this.opts.clients; c++) {
       this.clients.push(
-        new SimClient(c, this.clientNodeBase + c, this.cluster, clientSigners[c]!, this.keys.verifier, clientPrng.fork(), this.opts.requestsPerClient, this.opts.clientTimeoutTicks, this.opts.keySpace),
+        new SimClient(c, this.clientNodeBase + c, this.cluster, clientSigners[c]!, this.keys.verifier, clientPrng.fork(), this.opts.requestsPerClient, this.opts.clientTimeoutTicks, this.opts.keySpace, this.opts.workload),
       );
     }
     // Two spare client identities for byzantine clients.

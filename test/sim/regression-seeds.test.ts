@@ -18,6 +18,10 @@ const cases: Array<{ seed: number; replicas: number; bug: string }> = [
   { seed: 90, replicas: 4, bug: 'view-change deadlock (silent + forge byzantine)' },
   { seed: 110, replicas: 4, bug: 'view-change deadlock (silent slow primary)' },
   { seed: 147, replicas: 4, bug: 'view-change deadlock after restarts lost VIEW-CHANGEs (silent primary)' },
+  // CHECKPOINT messages were sent once: when the network lost enough of them, every replica held the
+  // same checkpoint but none could prove it stable, the window (h, h+L] filled up and the primary
+  // could propose nothing, forever. Fixed by retransmitting our latest CHECKPOINT until it is stable.
+  { seed: 279, replicas: 4, bug: 'window full behind a checkpoint whose votes were lost' },
 ];
 
 for (const c of cases) {
