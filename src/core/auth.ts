@@ -39,16 +39,24 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
 
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 export function toHex(bytes: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < bytes.length; i++) s += HEX[bytes[i]!];
-  return s;
+  const parts = new Array<string>(bytes.length);
+  for (let i = 0; i < bytes.length; i++) parts[i] = HEX[bytes[i]!]!;
+  return parts.join('');
 }
 
-/** Key for maps indexed by bytes (latin1 string: cheaper than hex). */
+const KEY_CHUNK = 4096;
+/**
+ * Key for maps indexed by bytes: one char per byte, built as a flat string in one call. (Appending
+ * a char at a time builds a rope of one node per byte, about 2 KB per 64-byte key, which kept a
+ * cache of 100,000 signatures at 140 MB.)
+ */
 export function bytesKey(bytes: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < bytes.length; i++) s += String.fromCharCode(bytes[i]!);
-  return s;
+  if (bytes.length <= KEY_CHUNK) return String.fromCharCode.apply(null, bytes as unknown as number[]);
+  const parts: string[] = [];
+  for (let i = 0; i < bytes.length; i += KEY_CHUNK) {
+    parts.push(String.fromCharCode.apply(null, bytes.subarray(i, i + KEY_CHUNK) as unknown as number[]));
+  }
+  return parts.join('');
 }
 
 const TYPES: SignedType[] = ['request', 'reply', 'preprepare', 'prepare', 'commit', 'checkpoint', 'viewchange', 'newview'];
