@@ -6,7 +6,8 @@ import { Option, type Command } from 'commander';
 import { KeyringError, loadIdentity } from '../crypto/keyring.ts';
 import { runReplicaProcess } from '../node/replica-node.ts';
 import { createLogger, type LogLevel } from '../util/log.ts';
-import { CliError, parseListen, parseNonNegativeInt } from './common.ts';
+import type { ReplicaOptions } from '../core/options.ts';
+import { CliError, parseListen, parseNonNegativeInt, parsePositiveInt } from './common.ts';
 
 /** Set by `pbft start` for its children: a replica exits when the process that started it is gone. */
 export const EXIT_WITH_PARENT_ENV = 'PBFT_EXIT_WITH_PARENT';
@@ -18,6 +19,15 @@ export interface ReplicaFlags {
   logLevel: LogLevel;
   logFormat: 'json' | 'text';
   listen?: { host: string; port?: number };
+  /** Tuning (benchmarks): batching and the pipeline, see src/core/options.ts; default the core's. */
+  batchRequestsMax?: number;
+  batchBytesMax?: number;
+  inFlightBatchesMax?: number;
+  /** Worker threads that verify signatures off the loop; 0 (default) verifies on the loop. */
+  verifyWorkers?: number;
+  /** Loop tuning (benchmarks; see ReplicaNodeOptions): commander's --no-* flags set them false. */
+  pipelineTurns?: boolean;
+  deferWrites?: boolean;
 }
 
 export function addReplicaCommand(program: Command, action: (flags: ReplicaFlags) => Promise<number>, done: (code: number) => void): Command {
@@ -30,6 +40,12 @@ export function addReplicaCommand(program: Command, action: (flags: ReplicaFlags
     .addOption(new Option('--log-level <level>', 'least severe level logged').choices(['debug', 'info', 'warn', 'error']).default('info'))
     .addOption(new Option('--log-format <format>', 'log lines as JSON or text').choices(['json', 'text']).default('json'))
     .option('--listen <host[:port]>', "listen address (default: host and port of the replica's URL in cluster.json)", parseListen)
+    .option('--batch-requests-max <n>', 'tuning: requests per pre-prepare, at most (default 512)', parsePositiveInt)
+    .option('--batch-bytes-max <n>', 'tuning: request bytes per pre-prepare, at most (default 1 MiB)', parsePositiveInt)
+    .option('--in-flight-batches-max <n>', 'tuning: batches proposed and not yet executed, at most (default 4)', parsePositiveInt)
+    .option('--verify-workers <n>', 'tuning: worker threads verifying signatures off the loop (default 0: on the loop)', parseNonNegativeInt)
+    .option('--no-pipeline-turns', 'tuning: do not compute turns while a synced write is in flight')
+    .option('--no-defer-writes', 'tuning: sync the writes of every turn, also of turns that send nothing')
     .action(async (flags: ReplicaFlags) => {
       done(await action(flags));
     });
@@ -48,12 +64,21 @@ export async function runReplicaCommand(flags: ReplicaFlags): Promise<number> {
     throw err;
   }
   const log = createLogger({ level: flags.logLevel, format: flags.logFormat });
+  const tuning: Partial<ReplicaOptions> = {
+    ...(flags.batchRequestsMax !== undefined ? { batchRequestsMax: flags.batchRequestsMax } : {}),
+    ...(flags.batchBytesMax !== undefined ? { batchBytesMax: flags.batchBytesMax } : {}),
+    ...(flags.inFlightBatchesMax !== undefined ? { inFlightBatchesMax: flags.inFlightBatchesMax } : {}),
+  };
   await runReplicaProcess({
     cluster: identity.cluster,
     id: flags.id,
     secretKey: identity.key.secretKey,
     dataDir: flags.data ?? join('data', `replica-${flags.id}`),
     log,
+    replica: tuning,
+    ...(flags.verifyWorkers !== undefined ? { verifyWorkers: flags.verifyWorkers } : {}),
+    ...(flags.pipelineTurns === false ? { pipelineTurns: false } : {}),
+    ...(flags.deferWrites === false ? { deferWrites: false } : {}),
     ...(flags.listen !== undefined ? { listenHost: flags.listen.host } : {}),
     ...(flags.listen?.port !== undefined ? { listenPort: flags.listen.port } : {}),
   });

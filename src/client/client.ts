@@ -360,13 +360,16 @@ export class PbftClient {
       }
       return;
     }
-    // A reply for a request accepted already: still evidence if it differs.
+    // A reply for a request accepted already: still evidence if it differs. One that agrees with the
+    // accepted result says nothing new, so its signature is not checked (the client verifies f+1
+    // replies per request, not n); one that differs is evidence only with a valid signature.
     const settled = this.settled.get(reply.msg.timestamp);
     if (settled === undefined || settled.judged.has(replica)) return;
     const m = reply.msg;
-    if (m.replica !== replica || m.client !== this.clientId || !this.requests.verifyReply(reply)) return;
+    if (m.replica !== replica || m.client !== this.clientId || bytesEqual(m.result, settled.result)) return;
+    if (!this.requests.verifyReply(reply)) return;
     settled.judged.add(replica);
-    if (!bytesEqual(m.result, settled.result)) this.emitFaulty({ replica, reply, accepted: settled.result });
+    this.emitFaulty({ replica, reply, accepted: settled.result });
   }
 
   private remember(timestamp: number, settled: Settled): void {

@@ -12,9 +12,18 @@
  *        c. replies to clients,
  *        d. events (logged).
  * Nothing the core signed leaves this process before it is durable, so a replica that crashes and
- * restarts never signs a statement that conflicts with one it sent. Only one turn runs at a time:
- * frames that arrive while a turn awaits the disk wait for the next turn. A failed synced write or a
- * broken core invariant is fatal: the process logs it and exits 1 (never keeps running).
+ * restarts never signs a statement that conflicts with one it sent. Steps 1-3 up to flush() are one
+ * synchronous computation (only one runs at a time); step 3a-d is the persist loop, in turn order:
+ *   - pipelining (default): while a synced write is in flight, later turns are computed; their
+ *     writes go to disk together in the next synced batch (one batch for all of them), and their
+ *     effects are performed after it, in order. A turn's messages therefore never leave before the
+ *     writes of that turn and of every earlier turn are durable. At most PENDING_TURNS_MAX turns wait.
+ *   - deferred writes (default): a turn that sends nothing (no message, reply, clear or event) does
+ *     not sync on its own; its writes join the batch of the next turn that sends something (at most
+ *     DEFERRED_WRITES_MS_MAX later). Losing them in a crash is the same as never having received
+ *     the frames that caused them: nothing that depended on them left the process.
+ * A failed synced write or a broken core invariant is fatal: the process logs it and exits 1 (never
+ * keeps running).
  *
  * GET /status (JSON) and GET /metrics (Prometheus text) are served on the replica's port.
  */
@@ -26,11 +35,12 @@ import type { CoreCrypto } from '../core/auth.ts';
 import { toHex } from '../core/auth.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
 import type { ReplicaOptions } from '../core/options.ts';
-import { ProtocolInvariantError, Replica, type CoreEvent, type ReplicaStatus, type Source } from '../core/replica.ts';
+import { ProtocolInvariantError, Replica, type CoreEvent, type Ready, type ReplicaStatus, type Source } from '../core/replica.ts';
 import { createNodeSigner, NodeVerifier, sha256 } from '../crypto/node.ts';
 import { RocksStorage } from '../storage/rocksdb.ts';
-import type { Storage } from '../storage/types.ts';
+import type { Storage, WriteOp } from '../storage/types.ts';
 import { createReplicaTransport } from '../transport/replica-transport.ts';
+import { VerifyPool } from './verify-pool.ts';
 import {
   TransportError,
   type Principal,
@@ -48,6 +58,10 @@ export const CATCH_UP_TICKS_MAX = 100;
 export const INBOUND_QUEUE_BYTES_MAX = 256 * 1024 * 1024;
 /** Rejected-message counts are summarized in the log at most this often, when they changed. */
 export const REJECTED_SUMMARY_MS = 10_000;
+/** Turns whose effects wait for the disk, at most; beyond it, frames wait in the inbound queue. */
+export const PENDING_TURNS_MAX = 8;
+/** Writes of turns that send nothing wait for a turn that does, at most this long (ms). */
+export const DEFERRED_WRITES_MS_MAX = 50;
 
 /** Test-only behaviour changes. The production CLI never sets these. */
 export interface ReplicaNodeHooks {
@@ -55,6 +69,8 @@ export interface ReplicaNodeHooks {
   mutateReply?(client: number, frame: Uint8Array): Uint8Array;
   /** Sees every core event after the turn's effects were performed. */
   onEvent?(event: CoreEvent): void;
+  /** Returns true to drop a frame to replica `to` instead of sending it (e.g. a primary silent towards one backup). */
+  dropOutgoing?(to: number, frame: Uint8Array): boolean;
 }
 
 export interface ReplicaNodeOptions {
@@ -77,6 +93,18 @@ export interface ReplicaNodeOptions {
   app?: StateMachine;
   /** Test-only (see ReplicaNodeHooks). */
   hooks?: ReplicaNodeHooks;
+  /** Worker threads that verify signatures before frames reach the loop; 0 (default): on the loop. */
+  verifyWorkers?: number;
+  /**
+   * Compute the next turns while the synced write of earlier ones is in flight (default true). Their
+   * writes then go to disk together in the next synced batch, and their effects follow in order.
+   */
+  pipelineTurns?: boolean;
+  /**
+   * A turn that sends nothing (no message, reply, clear or event) does not sync its writes on its own:
+   * they go in the synced batch of the next turn that sends something (default true).
+   */
+  deferWrites?: boolean;
 }
 
 export interface ReplicaNodeDeps {
@@ -109,13 +137,51 @@ export interface NodeStatus extends ReplicaStatus {
   counters: Replica['counters'];
   rejected: Record<string, number>;
   transport: TransportStats;
-  loop: { turns: number; inboundFramesDropped: number; queuedFrames: number; storageWrites: number };
+  loop: {
+    turns: number;
+    inboundFramesDropped: number;
+    queuedFrames: number;
+    storageWrites: number;
+    /** Wall time spent awaiting synced writes, milliseconds (summed over turns). */
+    storageWriteMs: number;
+  };
+  /**
+   * Signature work done on the loop for the core (counts and milliseconds); `verifiesOffloaded`:
+   * verifications the core asked for that worker threads had done (option verifyWorkers).
+   */
+  crypto: { signs: number; verifies: number; signMs: number; verifyMs: number; verifiesOffloaded: number };
+  /** Times this process found its stored state corrupt (at recovery) and state transfers it completed. */
+  storedStateCorruptions: number;
+  stateTransfersCompleted: number;
+  /** process.memoryUsage() in bytes: rss, heapTotal, heapUsed, external, arrayBuffers. */
+  memory: NodeJS.MemoryUsage;
   uptimeSeconds: number;
 }
 
 interface Queued {
   from: Source;
   frame: Uint8Array;
+}
+
+/** The effects of one computed turn, waiting for the disk. */
+interface PendingTurn {
+  ready: Ready;
+  /** Something leaves the process or must happen in order after the write: sync without waiting. */
+  urgent: boolean;
+  at: number;
+}
+
+/** The writes of several turns as one batch: in order, a later op on a key replacing an earlier one. */
+function mergeWrites(turns: readonly PendingTurn[]): WriteOp[] {
+  if (turns.length === 1) return turns[0]!.ready.writes;
+  const byKey = new Map<string, WriteOp>();
+  for (const t of turns) {
+    for (const op of t.ready.writes) {
+      byKey.delete(op.key);
+      byKey.set(op.key, op);
+    }
+  }
+  return [...byKey.values()];
 }
 
 function oneLine(text: string): string {
@@ -180,14 +246,25 @@ export class ReplicaNode {
   private queue: Queued[] = [];
   private queuedBytes = 0;
   private turnScheduled = false;
-  private currentTurn: Promise<void> | undefined;
+  /** Computed turns whose writes are not durable yet, oldest first; their effects wait. */
+  private pendingTurns: PendingTurn[] = [];
+  private pendingUrgent = 0;
+  /** The running persist loop (writes then effects of pending turns), if any. */
+  private persisting: Promise<void> | undefined;
+  private readonly pipelineTurns: boolean;
+  private readonly deferWrites: boolean;
   private lastTickAt = 0;
   private tickTimer: ReturnType<typeof setInterval> | undefined;
   private summaryTimer: ReturnType<typeof setInterval> | undefined;
   private startedAt = 0;
   private turns = 0;
   private storageWrites = 0;
+  private storageWriteMs = 0;
+  private readonly cryptoWork = { signs: 0, verifies: 0, signMs: 0, verifyMs: 0, verifiesOffloaded: 0 };
+  private pool: VerifyPool | undefined;
   private inboundFramesDropped = 0;
+  private storedStateCorruptions = 0;
+  private stateTransfersCompleted = 0;
   private lastRejectedSummary = '';
 
   constructor(
@@ -202,6 +279,8 @@ export class ReplicaNode {
     this.onFatal = deps.onFatal ?? defaultFatal;
     this.createTransport = deps.createTransport ?? createReplicaTransport;
     this.now = deps.now ?? (() => performance.now());
+    this.pipelineTurns = options.pipelineTurns ?? true;
+    this.deferWrites = options.deferWrites ?? true;
   }
 
   /** Opens storage, recovers the core from it, starts the loop, then the transport. */
@@ -220,9 +299,26 @@ export class ReplicaNode {
     const self = o.cluster.replicas.find((r) => r.id === o.id);
     try {
       if (self === undefined) throw new Error(`replica ${o.id} is not in cluster ${o.cluster.clusterId}`);
+      const work = this.cryptoWork;
       const crypto: CoreCrypto = {
-        sign: (data) => signer.sign(data),
-        verify: (key, data, sig) => verifier.verify(key, data, sig),
+        sign: (data) => {
+          const t0 = performance.now();
+          const sig = signer.sign(data);
+          work.signs++;
+          work.signMs += performance.now() - t0;
+          return sig;
+        },
+        verify: (key, data, sig) => {
+          if (this.pool !== undefined && this.pool.take(key, data, sig)) {
+            work.verifiesOffloaded++;
+            return true;
+          }
+          const t0 = performance.now();
+          const ok = verifier.verify(key, data, sig);
+          work.verifies++;
+          work.verifyMs += performance.now() - t0;
+          return ok;
+        },
         hash: sha256,
       };
       const app = asReplicatedApp(o.app ?? new KvStore());
@@ -248,14 +344,29 @@ export class ReplicaNode {
       httpHandler: (req, res) => this.serveHttp(req, res),
       log: gatedLogger(this.log, () => this.listening),
     });
-    this.transport.onFrame((from, frame) => this.enqueue(from, frame));
+    const workers = o.verifyWorkers ?? 0;
+    if (workers > 0) {
+      this.pool = new VerifyPool(o.cluster, workers, (from, frame) => this.enqueue(from, frame), (err) => this.fatal(err));
+      const pool = this.pool;
+      this.transport.onFrame((from, frame) => {
+        if (this.state !== 'running') return;
+        if (this.queuedBytes + pool.pendingBytes + frame.length > INBOUND_QUEUE_BYTES_MAX) {
+          this.inboundFramesDropped++;
+          return;
+        }
+        pool.submit(from, frame);
+      });
+    } else {
+      this.transport.onFrame((from, frame) => this.enqueue(from, frame));
+    }
 
     // The loop runs before the transport accepts anything: the first turn persists what recovery
     // produced (and queues its messages, which the transport sends once peers are connected).
     this.state = 'running';
     this.startedAt = this.now();
     this.lastTickAt = this.now();
-    await this.runTurn();
+    this.computeTurn();
+    await this.drain();
     if (this.state !== 'running') throw new ReplicaNodeError('RECOVERY_FAILED', `replica ${o.id} failed in its first turn`);
     this.tickTimer = setInterval(() => this.schedule(), this.tickMs);
     this.summaryTimer = setInterval(() => this.summarizeRejected(), REJECTED_SUMMARY_MS);
@@ -300,7 +411,12 @@ export class ReplicaNode {
     this.tickTimer = undefined;
     this.summaryTimer = undefined;
     if (this.transport !== undefined) await this.transport.stop();
-    if (this.currentTurn !== undefined) await this.currentTurn;
+    if (this.pool !== undefined) await this.pool.stop();
+    // Deferred writes are written too (nothing can be sent any more; they are merely kept).
+    if (!failed) await this.drain().catch((err: unknown) => this.log.warn('writing the last turns failed', { err: errorText(err) }));
+    else if (this.persisting !== undefined) await this.persisting.catch(() => undefined);
+    this.pendingTurns = [];
+    this.pendingUrgent = 0;
     this.queue = [];
     this.queuedBytes = 0;
     await this.storage.close().catch((err: unknown) => this.log.warn('closing storage failed', { err: errorText(err) }));
@@ -332,7 +448,16 @@ export class ReplicaNode {
         inboundFramesDropped: this.inboundFramesDropped,
         queuedFrames: this.queue.length,
         storageWrites: this.storageWrites,
+        storageWriteMs: Math.round(this.storageWriteMs * 1000) / 1000,
       },
+      crypto: {
+        ...this.cryptoWork,
+        signMs: Math.round(this.cryptoWork.signMs * 1000) / 1000,
+        verifyMs: Math.round(this.cryptoWork.verifyMs * 1000) / 1000,
+      },
+      storedStateCorruptions: this.storedStateCorruptions,
+      stateTransfersCompleted: this.stateTransfersCompleted,
+      memory: process.memoryUsage(),
       uptimeSeconds: Math.round((this.now() - this.startedAt) / 100) / 10,
     };
   }
@@ -356,34 +481,96 @@ export class ReplicaNode {
     return this.now() - this.lastTickAt >= this.tickMs;
   }
 
-  /** Runs a turn soon, unless one is running or scheduled (a running turn reschedules at its end). */
+  /**
+   * Runs a turn soon, unless one is scheduled. While a synced write is in flight, a turn runs only
+   * with pipelining on and fewer than PENDING_TURNS_MAX turns waiting (the persist loop reschedules).
+   */
   private schedule(): void {
-    if (this.state !== 'running' || this.turnScheduled || this.currentTurn !== undefined) return;
+    if (this.state !== 'running' || this.turnScheduled) return;
     if (this.queue.length === 0 && !this.tickDue()) return;
+    if (this.persisting !== undefined && (!this.pipelineTurns || this.pendingTurns.length >= PENDING_TURNS_MAX)) return;
     this.turnScheduled = true;
     setImmediate(() => {
       this.turnScheduled = false;
-      void this.runTurn();
+      if (this.state !== 'running') return;
+      this.computeTurn();
+      this.schedule();
     });
   }
 
-  private runTurn(): Promise<void> {
-    if (this.currentTurn !== undefined || this.state !== 'running') return this.currentTurn ?? Promise.resolve();
-    const turn = this.turn().then(
+  /**
+   * One turn of the protocol, synchronous: every queued frame to the core, the ticks due, then
+   * flush(). Its effects join the pending turns; the persist loop performs them after their write.
+   */
+  private computeTurn(): void {
+    let ready: Ready;
+    try {
+      ready = this.stepCore();
+    } catch (err) {
+      this.fatal(err);
+      return;
+    }
+    const urgent = ready.messages.length > 0 || ready.replies.length > 0 || ready.clears.length > 0 || ready.events.length > 0 || !this.deferWrites;
+    if (!urgent && ready.writes.length === 0) return; // nothing to write, nothing to do
+    this.pendingTurns.push({ ready, urgent, at: this.now() });
+    if (urgent) this.pendingUrgent++;
+    this.kickPersist();
+  }
+
+  /** Starts the persist loop when a pending turn is urgent, or deferred writes waited long enough. */
+  private kickPersist(force = false): void {
+    if (this.persisting !== undefined || this.pendingTurns.length === 0) return;
+    if (!force && this.pendingUrgent === 0 && this.now() - this.pendingTurns[0]!.at < DEFERRED_WRITES_MS_MAX) return;
+    this.persisting = this.persist(force).then(
       () => {
-        this.currentTurn = undefined;
-        this.schedule();
+        this.persisting = undefined;
+        if (this.state === 'running') {
+          this.kickPersist();
+          this.schedule();
+        }
       },
       (err: unknown) => {
-        this.currentTurn = undefined;
+        this.persisting = undefined;
         this.fatal(err);
       },
     );
-    this.currentTurn = turn;
-    return turn;
   }
 
-  private async turn(): Promise<void> {
+  /** Writes and performs every pending turn (deferred ones too); resolves when none is left. */
+  private async drain(): Promise<void> {
+    for (;;) {
+      if (this.persisting !== undefined) await this.persisting;
+      else if (this.pendingTurns.length > 0) this.kickPersist(true);
+      else return;
+      if (this.state === 'failed') return;
+    }
+  }
+
+  /**
+   * The persist loop. Takes the pending turns (up to and including the first with range clears, which
+   * must run after exactly the writes before them), writes all their writes in ONE synced batch,
+   * then performs each turn's effects in order: its clears, messages to replicas, replies, events.
+   * Nothing leaves the process before the writes of its turn and of every earlier turn are durable.
+   */
+  private async persist(force: boolean): Promise<void> {
+    while (this.pendingTurns.length > 0 && (force || this.pendingUrgent > 0 || this.now() - this.pendingTurns[0]!.at >= DEFERRED_WRITES_MS_MAX)) {
+      let end = this.pendingTurns.findIndex((t) => t.ready.clears.length > 0);
+      end = end < 0 ? this.pendingTurns.length : end + 1;
+      const group = this.pendingTurns.splice(0, end);
+      for (const t of group) if (t.urgent) this.pendingUrgent--;
+      this.schedule(); // room for turns again, if frames waited for it
+      const writes = mergeWrites(group);
+      if (writes.length > 0) {
+        const t0 = this.now();
+        await this.storage.write(writes, { sync: true });
+        this.storageWriteMs += this.now() - t0;
+        this.storageWrites++;
+      }
+      for (const t of group) await this.perform(t.ready);
+    }
+  }
+
+  private stepCore(): Ready {
     const replica = this.replica!;
     this.turns++;
     const frames = this.queue;
@@ -400,17 +587,20 @@ export class ReplicaNode {
       this.lastTickAt += ticks * this.tickMs;
     }
     for (let i = 0; i < ticks; i++) replica.tick();
+    return replica.flush();
+  }
 
-    const ready = replica.flush();
-    // 1. Persist: one synced batch, then garbage collection. Nothing is sent before this is durable.
-    if (ready.writes.length > 0) {
-      await this.storage.write(ready.writes, { sync: true });
-      this.storageWrites++;
-    }
+  /** The effects of one turn whose writes (and every earlier turn's) are durable. */
+  private async perform(ready: Ready): Promise<void> {
+    // 1. Garbage collection, after the writes before it.
     for (const range of ready.clears) await this.storage.clear(range);
     const transport = this.transport!;
     // 2. Messages to replicas, 3. replies to clients.
-    for (const m of ready.messages) transport.sendToReplica(m.to, m.frame);
+    const drop = this.options.hooks?.dropOutgoing;
+    for (const m of ready.messages) {
+      if (drop !== undefined && drop(m.to, m.frame)) continue;
+      transport.sendToReplica(m.to, m.frame);
+    }
     const mutate = this.options.hooks?.mutateReply;
     for (const r of ready.replies) transport.sendToClient(r.client, mutate ? mutate(r.client, r.frame) : r.frame);
     // 4. Events.
@@ -453,12 +643,14 @@ export class ReplicaNode {
         });
         break;
       case 'stored-state-corrupt':
+        this.storedStateCorruptions++;
         this.log.error('stored state is corrupt', { seq: event.seq, reason: event.reason });
         break;
       case 'state-transfer-started':
         this.log.info('state transfer started', { seq: event.seq, reason: event.reason });
         break;
       case 'state-transfer-completed':
+        this.stateTransfersCompleted++;
         this.log.info('state transfer completed', {
           seq: event.seq,
           partitionsFetched: event.partitionsFetched,
@@ -544,6 +736,8 @@ export class ReplicaNode {
     metric('pbft_divergences_total', 'counter', 'Own checkpoints that differed from the agreed stable checkpoint.', one(c.divergences));
     metric('pbft_state_transfers_total', 'counter', 'State transfers started.', one(c.stateTransfers));
     metric('pbft_state_transferring', 'gauge', '1 while a state transfer is in progress.', one(s.transferring ? 1 : 0));
+    metric('pbft_state_transfers_completed_total', 'counter', 'State transfers completed.', one(s.stateTransfersCompleted));
+    metric('pbft_stored_state_corruptions_total', 'counter', 'Times the stored state was found corrupt at recovery.', one(s.storedStateCorruptions));
     metric('pbft_entries_fetched_total', 'counter', 'Committed log entries fetched from peers.', one(c.entriesFetched));
     metric('pbft_retransmissions_total', 'counter', 'Protocol retransmissions.', one(c.retransmissions));
     const t = s.transport;

@@ -4,7 +4,8 @@
  *
  * Portable: no static `node:*` import. It uses the WebSocket constructor given in the options,
  * else `globalThis.WebSocket` (browsers, Node >= 22), else the `ws` package, loaded lazily.
- * Only the standard WebSocket API is used (on* handlers, binaryType 'arraybuffer'); the third
+ * Only the standard WebSocket API is used (on* handlers, binaryType 'arraybuffer', or 'nodebuffer'
+ * with the `ws` package loaded here, which skips a copy of every frame received); the third
  * constructor argument ({ perMessageDeflate: false, maxPayload }) is understood by `ws` and
  * ignored by browsers, and received frames are checked against frameBytesMax here as well.
  *
@@ -112,12 +113,16 @@ function messageBytes(data: unknown): Uint8Array | string | null {
   return null; // e.g. a Blob: binaryType was not honoured
 }
 
+/** The `ws` package's constructor once loaded here: its sockets deliver Buffers without a copy. */
+let wsPackage: WebSocketConstructor | undefined;
+
 async function resolveWebSocket(given: WebSocketConstructor | undefined): Promise<WebSocketConstructor> {
   if (given !== undefined) return given;
   const global = (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
   if (typeof global === 'function') return global;
   const mod = await import('ws');
-  return mod.default as unknown as WebSocketConstructor;
+  wsPackage = mod.default as unknown as WebSocketConstructor;
+  return wsPackage;
 }
 
 export function createClientTransport(options: ClientTransportOptions): ClientTransport {
@@ -274,7 +279,8 @@ export function createClientTransport(options: ClientTransportOptions): ClientTr
       scheduleReconnect(link);
       return;
     }
-    ws.binaryType = 'arraybuffer';
+    // 'nodebuffer' (ws only) hands over the received bytes as they are; 'arraybuffer' copies them.
+    ws.binaryType = Impl === wsPackage ? 'nodebuffer' : 'arraybuffer';
     link.ws = ws;
     link.state = 'connecting';
     link.closing = false;

@@ -5,7 +5,7 @@
  * resort, when the test process exits.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -111,6 +111,8 @@ export interface TestClusterOptions {
 
 export class TestCluster {
   readonly procs: (ReplicaProc | undefined)[] = [];
+  /** Output of every run of each replica (restarts included), the last 2,000 lines. */
+  private readonly history: string[][] = [];
   private readonly clients: PbftClient[] = [];
 
   private constructor(
@@ -144,8 +146,9 @@ export class TestCluster {
     return join(this.dir, `fault-${id}.json`);
   }
 
+  /** Atomically (write, then rename): a replica polling the file never reads half of it. */
   setFault(id: number, fault: FaultMode): void {
-    writeFileSync(this.faultPath(id), JSON.stringify(fault));
+    writeFileAtomic(this.faultPath(id), JSON.stringify(fault), 0o644);
   }
 
   /** Spawns replica `id` (same data directory across restarts) and waits until /status answers. */
@@ -163,9 +166,14 @@ export class TestCluster {
       }),
     );
     const output: string[] = [];
+    const history = (this.history[id] ??= []);
+    history.push(`--- started (pid ${proc.pid}) ---`);
     const collect = (chunk: Buffer): void => {
-      output.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));
+      const lines = chunk.toString('utf8').split('\n').filter((l) => l !== '');
+      output.push(...lines);
       if (output.length > 500) output.splice(0, output.length - 500);
+      history.push(...lines);
+      if (history.length > 2_000) history.splice(0, history.length - 2_000);
     };
     proc.stdout?.on('data', collect);
     proc.stderr?.on('data', collect);
@@ -235,6 +243,11 @@ export class TestCluster {
   /** Output of replica `id` (for failure messages). */
   output(id: number): string {
     return this.procs[id]?.output.join('\n') ?? '(not running)';
+  }
+
+  /** Output of every run of replica `id`, restarts included (the last 2,000 lines). */
+  allOutput(id: number): string {
+    return (this.history[id] ?? []).join('\n');
   }
 
   readExecutedLog(id: number): ExecutedRecord[] {

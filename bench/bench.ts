@@ -1,0 +1,919 @@
+/**
+ * `npm run bench`: the service measured against its own limits, in one run.
+ *
+ *   crypto     the crypto floor: requests/s of nothing but the signature work every request needs
+ *   cluster    n replica processes (default 4) x N closed-loop clients (default 64): throughput
+ *   latency    the same cluster, one closed-loop client: latency
+ *   baseline   ONE server with the same transport, signed requests and replies, KvStore and synced
+ *              RocksDB writes, no agreement: 1 client (latency) and N clients (throughput)
+ *   cluster7   7 replica processes x N clients: how throughput scales with n
+ *
+ * Replicas run as `bin/pbft.mjs replica` child processes (real WebSockets, RocksDB with sync), each
+ * with a data directory in a fresh temporary directory; clients run in worker processes
+ * (bench/client-worker.ts), one client identity per closed-loop client. Every process started
+ * here is stopped at the end, on Ctrl-C and on errors; the temporary directory is removed.
+ *
+ * See `npm run bench -- --help` for the options.
+ */
+import { spawn, fork, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { arch, availableParallelism, cpus, loadavg, platform, tmpdir, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import type { NodeStatus } from '../src/node/replica-node.ts';
+import type { FromWorker, ToWorker, WorkerInit, WorkerResult } from './client-worker.ts';
+import type { BaselineConfig } from './baseline-server.ts';
+import { measureCryptoFloor, type CryptoFloor } from './crypto-floor.ts';
+import { benchKeyring, clusterToJson, freePorts, type ClusterJson } from './lib/keys.ts';
+import { Histogram, processCpuSeconds, processRssBytes } from './lib/stats.ts';
+
+const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
+const LAUNCHER = join(REPO_ROOT, 'bin', 'pbft.mjs');
+const WORKER = join(REPO_ROOT, 'bench', 'client-worker.ts');
+const BASELINE = join(REPO_ROOT, 'bench', 'baseline-server.ts');
+const RESULTS_DIR = join(REPO_ROOT, 'bench', 'results');
+const PARTS = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7'] as const;
+type Part = (typeof PARTS)[number];
+
+// =================================================================================================
+// Options
+
+interface Options {
+  replicas: number;
+  clients: number;
+  duration: number;
+  warmup: number;
+  payload: number;
+  keyBytes: number;
+  keysPerClient: number;
+  clientProcs: number;
+  batchRequestsMax?: number;
+  batchBytesMax?: number;
+  inFlightBatchesMax?: number;
+  verifyWorkers?: number;
+  pipelineTurns: boolean;
+  deferWrites: boolean;
+  only: Part[];
+  rss: boolean;
+  rssInterval: number;
+  floorSeconds: number;
+  json: boolean;
+  jsonFile?: string;
+  profile?: string;
+  retransmitMs: number;
+  timeoutMs: number;
+}
+
+function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number.');
+  return n;
+}
+
+function nonNegativeNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('must be a non-negative number.');
+  return n;
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('must be a positive integer.');
+  return n;
+}
+
+function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('must be a non-negative integer.');
+  return n;
+}
+
+function replicaCount(value: string): number {
+  const n = positiveInt(value);
+  if (n < 4 || (n - 1) % 3 !== 0) throw new InvalidArgumentError('must be 3f+1 with f >= 1 (4, 7, ...).');
+  return n;
+}
+
+function partList(value: string): Part[] {
+  const aliases: Record<string, Part> = { floor: 'crypto', cluster4: 'cluster', scale: 'cluster7' };
+  const out: Part[] = [];
+  for (const raw of value.split(',').map((s) => s.trim()).filter((s) => s !== '')) {
+    const p = (aliases[raw] ?? raw) as Part;
+    if (!PARTS.includes(p)) throw new InvalidArgumentError(`unknown part "${raw}"; parts: ${PARTS.join(', ')}`);
+    if (!out.includes(p)) out.push(p);
+  }
+  if (out.length === 0) throw new InvalidArgumentError('name at least one part.');
+  return out;
+}
+
+function parseOptions(argv: string[]): Options {
+  const program = new Command('npm run bench --')
+    .description(
+      'Benchmark of the PBFT key-value store against its own limits: a real cluster (replica processes, WebSockets,\n' +
+        'synced RocksDB) under closed-loop clients, the unreplicated baseline, and the crypto floor, in one run.\n' +
+        'Default suite: crypto floor, cluster (4 replicas x 64 clients), latency (1 client), baseline (1 and 64\n' +
+        'clients), cluster7 (7 replicas x 64 clients); one table with the ratios and the targets.',
+    )
+    .addOption(new Option('--replicas <n>', 'replicas of the main cluster (3f+1)').argParser(replicaCount).default(4))
+    .addOption(new Option('--clients <n>', 'closed-loop clients of the throughput runs').argParser(positiveInt).default(64))
+    .addOption(new Option('--duration <s>', 'measured seconds of each run').argParser(positiveNumber))
+    .addOption(new Option('--warmup <s>', 'seconds of load before each measured window (default 2; 30 with --rss)').argParser(nonNegativeNumber))
+    .addOption(new Option('--payload <bytes>', 'value bytes of each put').argParser(nonNegativeInt).default(16))
+    .addOption(new Option('--key-bytes <bytes>', 'key bytes of each put').argParser(positiveInt).default(16))
+    .addOption(new Option('--keys-per-client <n>', 'distinct keys each client cycles through').argParser(positiveInt).default(256))
+    .addOption(new Option('--client-procs <n>', 'worker processes hosting the clients').argParser(positiveInt).default(2))
+    .addOption(new Option('--batch-requests-max <n>', 'replica tuning: requests per batch, at most (core default 512)').argParser(positiveInt))
+    .addOption(new Option('--batch-bytes-max <n>', 'replica tuning: request bytes per batch, at most (core default 1 MiB)').argParser(positiveInt))
+    .addOption(new Option('--in-flight-batches-max <n>', 'replica tuning: batches in flight, at most (core default 4)').argParser(positiveInt))
+    .addOption(new Option('--verify-workers <n>', 'replica tuning: signature-verification worker threads (default 0: on the loop)').argParser(nonNegativeInt))
+    .addOption(new Option('--no-pipeline-turns', 'replica tuning: no turns computed while a synced write is in flight'))
+    .addOption(new Option('--no-defer-writes', 'replica tuning: every turn with writes syncs, also one that sends nothing'))
+    .addOption(new Option('--only <parts>', `comma-separated parts to run: ${PARTS.join(', ')}`).argParser(partList))
+    .addOption(new Option('--rss', 'memory mode: the main cluster only, --warmup default 30, --duration default 300, replica RSS sampled every --rss-interval'))
+    .addOption(new Option('--rss-interval <s>', 'seconds between RSS samples').argParser(positiveNumber).default(5))
+    .addOption(new Option('--floor-seconds <s>', 'seconds per crypto micro-benchmark operation').argParser(positiveNumber).default(1))
+    .addOption(new Option('--json', 'write a JSON record to bench/results/'))
+    .addOption(new Option('--json-file <path>', 'write the JSON record to this file instead'))
+    .addOption(new Option('--profile <dir>', 'run replicas, baseline server and client workers with node --cpu-prof into <dir>/<run>/'))
+    .addOption(new Option('--retransmit-ms <ms>', 'client retransmission delay').argParser(positiveInt).default(300))
+    .addOption(new Option('--timeout-ms <ms>', 'client deadline per request').argParser(positiveInt).default(10_000))
+    .addHelpText(
+      'after',
+      '\nExamples:\n' +
+        '  npm run bench -- --duration 10                     the default suite, 10 s windows\n' +
+        '  npm run bench -- --only cluster,latency --json     some parts; record in bench/results/\n' +
+        '  npm run bench -- --rss                             5-minute replica memory run\n' +
+        '  npm run bench -- --only cluster --profile /tmp/p   CPU profiles (see bench/profile-top.ts)\n',
+    )
+    .exitOverride((err) => process.exit(err.exitCode))
+    .parse(argv, { from: 'node' });
+  const o = program.opts<Record<string, unknown>>();
+  const rss = o.rss === true;
+  const only = (o.only as Part[] | undefined) ?? (rss ? ['cluster'] : [...PARTS]);
+  return {
+    replicas: o.replicas as number,
+    clients: o.clients as number,
+    duration: (o.duration as number | undefined) ?? (rss ? 300 : 10),
+    warmup: (o.warmup as number | undefined) ?? (rss ? 30 : 2),
+    payload: o.payload as number,
+    keyBytes: o.keyBytes as number,
+    keysPerClient: o.keysPerClient as number,
+    clientProcs: o.clientProcs as number,
+    ...(o.batchRequestsMax !== undefined ? { batchRequestsMax: o.batchRequestsMax as number } : {}),
+    ...(o.batchBytesMax !== undefined ? { batchBytesMax: o.batchBytesMax as number } : {}),
+    ...(o.inFlightBatchesMax !== undefined ? { inFlightBatchesMax: o.inFlightBatchesMax as number } : {}),
+    ...(o.verifyWorkers !== undefined ? { verifyWorkers: o.verifyWorkers as number } : {}),
+    pipelineTurns: o.pipelineTurns !== false,
+    deferWrites: o.deferWrites !== false,
+    only,
+    rss,
+    rssInterval: o.rssInterval as number,
+    floorSeconds: o.floorSeconds as number,
+    json: o.json === true || o.jsonFile !== undefined,
+    ...(o.jsonFile !== undefined ? { jsonFile: resolve(o.jsonFile as string) } : {}),
+    ...(o.profile !== undefined ? { profile: resolve(o.profile as string) } : {}),
+    retransmitMs: o.retransmitMs as number,
+    timeoutMs: o.timeoutMs as number,
+  };
+}
+
+// =================================================================================================
+// Processes: every child is tracked, and stopped on exit, Ctrl-C and errors
+
+const children = new Set<ChildProcess>();
+const tempDirs = new Set<string>();
+
+function track<T extends ChildProcess>(proc: T): T {
+  children.add(proc);
+  proc.once('exit', () => children.delete(proc));
+  return proc;
+}
+
+function exited(proc: ChildProcess): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve();
+  return new Promise((resolvePromise) => proc.once('exit', () => resolvePromise()));
+}
+
+/** SIGTERM (a replica then stops cleanly and writes its CPU profile), SIGKILL after `graceMs`. */
+async function stopProcess(proc: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  proc.kill('SIGTERM');
+  const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs);
+  await exited(proc);
+  clearTimeout(timer);
+}
+
+function removeTempDirs(): void {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+  tempDirs.clear();
+}
+
+process.once('exit', () => {
+  for (const p of children) p.kill('SIGKILL');
+  removeTempDirs();
+});
+
+let interrupted = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (interrupted) return;
+    interrupted = true;
+    process.stderr.write(`\nbench: ${signal}: stopping ${children.size} processes\n`);
+    void Promise.all([...children].map((p) => stopProcess(p, 3_000))).finally(() => {
+      removeTempDirs();
+      process.exit(130);
+    });
+  });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+// =================================================================================================
+// Progress
+
+const tty = process.stderr.isTTY === true;
+let lastProgressLine = 0;
+
+function progress(text: string, force = false): void {
+  if (tty) {
+    process.stderr.write(`\r\x1b[2K${text}`);
+  } else if (force || Date.now() - lastProgressLine >= 5_000) {
+    lastProgressLine = Date.now();
+    process.stderr.write(text + '\n');
+  }
+}
+
+function progressDone(text: string): void {
+  if (tty) process.stderr.write(`\r\x1b[2K${text}\n`);
+  else process.stderr.write(text + '\n');
+  lastProgressLine = 0;
+}
+
+// =================================================================================================
+// Replicas and the baseline server
+
+interface Server {
+  name: string;
+  procs: ChildProcess[];
+  statusUrls: string[];
+  output: string[][];
+  /** The cluster clients talk to (the one-replica cluster for the baseline). */
+  cluster: ClusterJson;
+  keysDir: string;
+  stop(): Promise<void>;
+}
+
+function collectOutput(proc: ChildProcess, into: string[]): void {
+  const add = (chunk: Buffer): void => {
+    into.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));
+    if (into.length > 200) into.splice(0, into.length - 200);
+  };
+  proc.stdout?.on('data', add);
+  proc.stderr?.on('data', add);
+}
+
+async function getJson<T>(url: string): Promise<T | undefined> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(3_000) });
+    if (!res.ok) return undefined;
+    return (await res.json()) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * node --cpu-prof into <profile>/<run>/<name>/: one file per thread (the main thread, where the
+ * loop runs, and tsx's module-loader thread), named CPU.<date>.<time>.<pid>.<tid>.<seq>.cpuprofile.
+ */
+function profileArgs(o: Options, run: string, name: string): string[] {
+  if (o.profile === undefined) return [];
+  const dir = join(o.profile, run, name);
+  mkdirSync(dir, { recursive: true });
+  return ['--cpu-prof', `--cpu-prof-dir=${dir}`];
+}
+
+async function startCluster(o: Options, run: string, n: number, clientIdentities: number): Promise<Server> {
+  const dir = mkdtempSync(join(tmpdir(), `pbft-bench-${run}-`));
+  tempDirs.add(dir);
+  const keyring = await benchKeyring(dir, n, clientIdentities, `bench-${run}-${process.pid}`);
+  const tuning = [
+    ...(o.batchRequestsMax !== undefined ? ['--batch-requests-max', String(o.batchRequestsMax)] : []),
+    ...(o.batchBytesMax !== undefined ? ['--batch-bytes-max', String(o.batchBytesMax)] : []),
+    ...(o.inFlightBatchesMax !== undefined ? ['--in-flight-batches-max', String(o.inFlightBatchesMax)] : []),
+    ...(o.verifyWorkers !== undefined ? ['--verify-workers', String(o.verifyWorkers)] : []),
+    ...(o.pipelineTurns ? [] : ['--no-pipeline-turns']),
+    ...(o.deferWrites ? [] : ['--no-defer-writes']),
+  ];
+  const procs: ChildProcess[] = [];
+  const output: string[][] = [];
+  for (let id = 0; id < n; id++) {
+    const args = [
+      ...profileArgs(o, run, `replica-${id}`),
+      LAUNCHER,
+      'replica',
+      '--id',
+      String(id),
+      '--keys',
+      keyring.keysDir,
+      '--data',
+      join(dir, `data-${id}`),
+      '--log-level',
+      'warn',
+      ...tuning,
+    ];
+    const proc = track(spawn(process.execPath, args, { cwd: REPO_ROOT, env: { ...process.env, PBFT_EXIT_WITH_PARENT: '1' }, stdio: ['ignore', 'pipe', 'pipe'] }));
+    const lines: string[] = [];
+    collectOutput(proc, lines);
+    procs.push(proc);
+    output.push(lines);
+  }
+  const statusUrls = keyring.ports.map((p) => `http://127.0.0.1:${p}/status`);
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    for (let id = 0; id < n; id++) {
+      const p = procs[id]!;
+      if (p.exitCode !== null || p.signalCode !== null) {
+        throw new Error(`replica ${id} exited during startup:\n${output[id]!.join('\n')}`);
+      }
+    }
+    const all = await Promise.all(statusUrls.map((u) => getJson<NodeStatus>(u)));
+    if (all.every((s) => s !== undefined && s.transport.replicasConnected.length === n - 1)) break;
+    if (Date.now() > deadline) throw new Error(`${run}: replicas did not connect within 60 s`);
+    await sleep(100);
+  }
+  return {
+    name: run,
+    procs,
+    statusUrls,
+    output,
+    cluster: clusterToJson(keyring.cluster),
+    keysDir: keyring.keysDir,
+    async stop() {
+      await Promise.all(procs.map((p) => stopProcess(p)));
+      rmSync(dir, { recursive: true, force: true });
+      tempDirs.delete(dir);
+    },
+  };
+}
+
+async function startBaseline(o: Options, clientIdentities: number): Promise<Server> {
+  const run = 'baseline';
+  const dir = mkdtempSync(join(tmpdir(), 'pbft-bench-baseline-'));
+  tempDirs.add(dir);
+  // A regular keyring provides the keys; the server is replica 0 of a one-replica cluster (f = 0).
+  const keyring = await benchKeyring(dir, 4, clientIdentities, `bench-baseline-${process.pid}`);
+  const [port] = await freePorts(1);
+  const full = clusterToJson(keyring.cluster);
+  const cluster: ClusterJson = { ...full, f: 0, replicas: [{ ...full.replicas[0]!, url: `ws://127.0.0.1:${port}` }] };
+  const config: BaselineConfig = { cluster, keysDir: keyring.keysDir, dataDir: join(dir, 'data') };
+  const proc = track(
+    spawn(process.execPath, [...profileArgs(o, run, 'baseline-server'), '--import', 'tsx', BASELINE, JSON.stringify(config)], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
+  const lines: string[] = [];
+  collectOutput(proc, lines);
+  const deadline = Date.now() + 60_000;
+  while (!lines.some((l) => l.startsWith('ready '))) {
+    if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`baseline server exited during startup:\n${lines.join('\n')}`);
+    if (Date.now() > deadline) throw new Error('baseline server did not start within 60 s');
+    await sleep(50);
+  }
+  return {
+    name: run,
+    procs: [proc],
+    statusUrls: [],
+    output: [lines],
+    cluster,
+    keysDir: keyring.keysDir,
+    async stop() {
+      await stopProcess(proc);
+      rmSync(dir, { recursive: true, force: true });
+      tempDirs.delete(dir);
+    },
+  };
+}
+
+// =================================================================================================
+// One load: closed-loop clients in worker processes, warm-up, measured window
+
+interface LoadResult {
+  run: string;
+  replicas: number;
+  clients: number;
+  requests: number;
+  errors: number;
+  seconds: number;
+  requestsPerSecond: number;
+  latencyMs: { p50: number; p99: number; max: number; mean: number };
+  cpuSeconds: { servers: number; clients: number; total: number };
+  cpuSecondsPerRequest: number;
+  /** Replica (or baseline server) resident memory at the start and the end of the window, bytes. */
+  rssBytes: Array<{ start: number; end: number; max: number }>;
+  rssSamples: Array<{ t: number; bytes: number[] }>;
+  /** From replica 0's /status over the window (replicated runs only). */
+  replica0?: { batches: number; requestsPerBatch: number; syncedWrites: number; turns: number; viewChanges: number; retransmissions: number };
+  /** Work per completed request of replica 0 (the primary) and replica 1 (a backup), from /status. */
+  work?: Array<{ replica: number; verifies: number; verifiesOffloaded: number; signs: number; verifyUs: number; signUs: number; syncedWrites: number; writeWaitUs: number; turns: number }>;
+  errorSamples: string[];
+}
+
+interface WorkerHandle {
+  proc: ChildProcess;
+  completed: number;
+  next(type: FromWorker['type']): Promise<FromWorker>;
+}
+
+function startWorker(o: Options, run: string, index: number): WorkerHandle {
+  const proc = track(
+    fork(WORKER, [], {
+      cwd: REPO_ROOT,
+      execArgv: [...profileArgs(o, run, `client-worker-${index}`), '--import', 'tsx'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    }),
+  );
+  const waiting = new Map<string, Array<(m: FromWorker) => void>>();
+  let failure: Error | undefined;
+  const handle: WorkerHandle = {
+    proc,
+    completed: 0,
+    next(type) {
+      if (failure !== undefined) return Promise.reject(failure);
+      return new Promise((resolvePromise, reject) => {
+        const list = waiting.get(type) ?? [];
+        list.push(resolvePromise);
+        waiting.set(type, list);
+        proc.once('exit', (code) => reject(failure ?? new Error(`client worker ${index} exited (${code}) while waiting for ${type}`)));
+      });
+    },
+  };
+  proc.on('message', (raw: unknown) => {
+    const m = raw as FromWorker;
+    if (m.type === 'progress') handle.completed = m.completed;
+    if (m.type === 'failed') {
+      failure = new Error(`client worker ${index}: ${m.message}`);
+      for (const list of waiting.values()) list.length = 0;
+      proc.kill('SIGKILL');
+      return;
+    }
+    const list = waiting.get(m.type);
+    const resolver = list?.shift();
+    resolver?.(m);
+  });
+  return handle;
+}
+
+function post(w: WorkerHandle, m: ToWorker): void {
+  w.proc.send(m);
+}
+
+/** /status of replicas 0 (the primary in view 0) and 1. */
+async function sampleStatus(server: Server): Promise<Array<NodeStatus | undefined>> {
+  return Promise.all(server.statusUrls.slice(0, 2).map((u) => getJson<NodeStatus>(u)));
+}
+
+async function runLoad(o: Options, server: Server, run: string, clientCount: number, firstClientId: number): Promise<LoadResult> {
+  const label = `[${run}: ${server.cluster.replicas.length === 1 ? 'baseline server' : `${server.cluster.replicas.length} replicas`}, ${clientCount} client${clientCount === 1 ? '' : 's'}]`;
+  progress(`${label} connecting clients`, true);
+  const procsCount = Math.min(o.clientProcs, clientCount);
+  const workers: WorkerHandle[] = [];
+  try {
+    for (let k = 0; k < procsCount; k++) workers.push(startWorker(o, run, k));
+    const ids = Array.from({ length: clientCount }, (_, i) => firstClientId + i);
+    await Promise.all(
+      workers.map((w, k) => {
+        const init: WorkerInit = {
+          cluster: server.cluster,
+          keysDir: server.keysDir,
+          clientIds: ids.filter((_, i) => i % procsCount === k),
+          keyBytes: o.keyBytes,
+          valueBytes: o.payload,
+          keysPerClient: o.keysPerClient,
+          timeoutMs: o.timeoutMs,
+          retransmitMs: o.retransmitMs,
+        };
+        const ready = w.next('ready');
+        post(w, { type: 'init', ...init });
+        return ready;
+      }),
+    );
+    for (const w of workers) post(w, { type: 'run' });
+
+    const totalCompleted = (): number => workers.reduce((s, w) => s + w.completed, 0);
+    let lastCompleted = 0;
+    let lastAt = performance.now();
+    const rate = (): string => {
+      const now = performance.now();
+      const c = totalCompleted();
+      const r = ((c - lastCompleted) * 1000) / Math.max(1, now - lastAt);
+      lastCompleted = c;
+      lastAt = now;
+      return `${Math.round(r)} req/s`;
+    };
+    const warmupEnd = performance.now() + o.warmup * 1000;
+    while (performance.now() < warmupEnd) {
+      await sleep(Math.min(1_000, Math.max(1, warmupEnd - performance.now())));
+      progress(`${label} warm-up ${Math.min(o.warmup, o.warmup - (warmupEnd - performance.now()) / 1000).toFixed(0)}/${o.warmup} s  ${rate()}`);
+    }
+
+    // The measured window.
+    const pids = server.procs.map((p) => p.pid!);
+    const cpuStart = pids.map((pid) => processCpuSeconds(pid) ?? 0);
+    const rssStart = pids.map((pid) => processRssBytes(pid) ?? 0);
+    const rssMax = [...rssStart];
+    const statusStart = await sampleStatus(server);
+    for (const w of workers) post(w, { type: 'mark' });
+    const windowStart = performance.now();
+    const windowEnd = windowStart + o.duration * 1000;
+    const rssSamples: LoadResult['rssSamples'] = [{ t: 0, bytes: rssStart }];
+    let nextRssSample = windowStart + o.rssInterval * 1000;
+    while (performance.now() < windowEnd) {
+      await sleep(Math.min(1_000, Math.max(1, windowEnd - performance.now())));
+      const now = performance.now();
+      if (now >= nextRssSample) {
+        nextRssSample += o.rssInterval * 1000;
+        const bytes = pids.map((pid) => processRssBytes(pid) ?? 0);
+        bytes.forEach((b, i) => (rssMax[i] = Math.max(rssMax[i]!, b)));
+        rssSamples.push({ t: Math.round((now - windowStart) / 100) / 10, bytes });
+        if (o.rss) progress(`${label} RSS MiB: ${bytes.map((b) => (b / 2 ** 20).toFixed(1)).join(' ')}`, true);
+      }
+      for (const p of server.procs) {
+        if (p.exitCode !== null || p.signalCode !== null) throw new Error(`${run}: a server process exited during the run:\n${server.output.flat().slice(-20).join('\n')}`);
+      }
+      progress(`${label} measuring ${((now - windowStart) / 1000).toFixed(0)}/${o.duration} s  ${rate()}`);
+    }
+    const results = workers.map((w) => w.next('result'));
+    for (const w of workers) post(w, { type: 'stop' });
+    const cpuEnd = pids.map((pid) => processCpuSeconds(pid) ?? 0);
+    const rssEnd = pids.map((pid) => processRssBytes(pid) ?? 0);
+    rssEnd.forEach((b, i) => (rssMax[i] = Math.max(rssMax[i]!, b)));
+    const seconds = (performance.now() - windowStart) / 1000;
+    const parts = (await Promise.all(results)) as Array<{ type: 'result' } & WorkerResult>;
+    const statusEnd = await sampleStatus(server);
+
+    const histogram = Histogram.merge(parts.map((p) => p.histogram));
+    const requests = parts.reduce((s, p) => s + p.completed, 0);
+    const serverCpu = cpuEnd.reduce((s, c, i) => s + (c - cpuStart[i]!), 0);
+    const clientCpu = parts.reduce((s, p) => s + p.cpuSeconds, 0);
+    const result: LoadResult = {
+      run,
+      replicas: server.cluster.replicas.length,
+      clients: clientCount,
+      requests,
+      errors: parts.reduce((s, p) => s + p.errors, 0),
+      seconds,
+      requestsPerSecond: requests / seconds,
+      latencyMs: {
+        p50: histogram.quantileUs(0.5) / 1000,
+        p99: histogram.quantileUs(0.99) / 1000,
+        max: histogram.maxUs / 1000,
+        mean: histogram.meanUs() / 1000,
+      },
+      cpuSeconds: { servers: serverCpu, clients: clientCpu, total: serverCpu + clientCpu },
+      cpuSecondsPerRequest: requests > 0 ? (serverCpu + clientCpu) / requests : NaN,
+      rssBytes: pids.map((_, i) => ({ start: rssStart[i]!, end: rssEnd[i]!, max: rssMax[i]! })),
+      rssSamples: [...rssSamples, { t: Math.round(seconds * 10) / 10, bytes: rssEnd }],
+      errorSamples: parts.flatMap((p) => p.errorSamples).slice(0, 5),
+    };
+    const s0 = statusStart[0];
+    const e0 = statusEnd[0];
+    if (s0 !== undefined && e0 !== undefined) {
+      const batches = e0.counters.batchesExecuted - s0.counters.batchesExecuted;
+      const executed = e0.counters.requestsExecuted - s0.counters.requestsExecuted;
+      result.replica0 = {
+        batches,
+        requestsPerBatch: batches > 0 ? executed / batches : 0,
+        syncedWrites: e0.loop.storageWrites - s0.loop.storageWrites,
+        turns: e0.loop.turns - s0.loop.turns,
+        viewChanges: e0.counters.viewChanges - s0.counters.viewChanges,
+        retransmissions: e0.counters.retransmissions - s0.counters.retransmissions,
+      };
+    }
+    if (requests > 0) {
+      result.work = [];
+      for (let i = 0; i < statusStart.length; i++) {
+        const a = statusStart[i];
+        const b = statusEnd[i];
+        if (a?.crypto === undefined || b?.crypto === undefined) continue;
+        const writes = b.loop.storageWrites - a.loop.storageWrites;
+        result.work.push({
+          replica: i,
+          verifies: (b.crypto.verifies - a.crypto.verifies) / requests,
+          verifiesOffloaded: ((b.crypto.verifiesOffloaded ?? 0) - (a.crypto.verifiesOffloaded ?? 0)) / requests,
+          signs: (b.crypto.signs - a.crypto.signs) / requests,
+          verifyUs: ((b.crypto.verifyMs - a.crypto.verifyMs) * 1000) / requests,
+          signUs: ((b.crypto.signMs - a.crypto.signMs) * 1000) / requests,
+          syncedWrites: writes / requests,
+          writeWaitUs: writes > 0 ? ((b.loop.storageWriteMs - a.loop.storageWriteMs) * 1000) / writes : 0,
+          turns: (b.loop.turns - a.loop.turns) / requests,
+        });
+      }
+    }
+    progressDone(
+      `${label} ${fmt(result.requestsPerSecond, 1)} req/s, p50 ${fmt(result.latencyMs.p50, 2)} ms, p99 ${fmt(result.latencyMs.p99, 2)} ms` +
+        (result.errors > 0 ? `, ${result.errors} errors (${result.errorSamples[0] ?? ''})` : ''),
+    );
+    return result;
+  } finally {
+    for (const w of workers) if (w.proc.connected) post(w, { type: 'exit' });
+    await Promise.all(workers.map((w) => stopAfter(w.proc, 5_000)));
+  }
+}
+
+/** Waits for a process to exit by itself for up to `ms`, then stops it. */
+async function stopAfter(proc: ChildProcess, ms: number): Promise<void> {
+  await Promise.race([exited(proc), sleep(ms)]);
+  await stopProcess(proc, 3_000);
+}
+
+// =================================================================================================
+// Report
+
+function fmt(x: number, digits = 0): string {
+  if (!Number.isFinite(x)) return '-';
+  return x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+function pct(x: number): string {
+  return Number.isFinite(x) ? `${Math.round(x * 100)}%` : '-';
+}
+
+const MiB = 2 ** 20;
+
+interface Target {
+  name: string;
+  met: boolean | undefined;
+  detail: string;
+}
+
+interface Report {
+  floor?: CryptoFloor;
+  loads: LoadResult[];
+  ratios: Record<string, number>;
+  targets: Target[];
+}
+
+function find(report: Report, run: string): LoadResult | undefined {
+  return report.loads.find((l) => l.run === run);
+}
+
+function evaluate(o: Options, report: Report): void {
+  const cluster = find(report, 'cluster');
+  const latency = find(report, 'latency');
+  const baseline1 = find(report, 'baseline-1');
+  const baselineN = find(report, 'baseline');
+  const cluster7 = find(report, 'cluster7');
+  const floor = report.floor?.byReplicas[o.replicas];
+  const r = report.ratios;
+  const t = report.targets;
+  if (cluster !== undefined && floor !== undefined) {
+    r.clusterToCryptoFloor = cluster.requestsPerSecond / floor.requestsPerSecond;
+    t.push({
+      name: `${o.replicas} replicas x ${cluster.clients} clients: throughput >= 60% of the crypto floor`,
+      met: r.clusterToCryptoFloor >= 0.6,
+      detail: `${fmt(cluster.requestsPerSecond)} of ${fmt(floor.requestsPerSecond)} req/s = ${pct(r.clusterToCryptoFloor)}`,
+    });
+  }
+  if (cluster !== undefined && baselineN !== undefined) r.clusterToBaselineThroughput = cluster.requestsPerSecond / baselineN.requestsPerSecond;
+  if (latency !== undefined) {
+    t.push({
+      name: '1 client: p50 latency < 2 ms',
+      met: latency.latencyMs.p50 < 2,
+      detail: `p50 ${fmt(latency.latencyMs.p50, 2)} ms`,
+    });
+  }
+  if (latency !== undefined && baseline1 !== undefined) {
+    r.latencyP50ToBaseline = latency.latencyMs.p50 / baseline1.latencyMs.p50;
+    t.push({
+      name: '1 client: p50 latency <= 3x the baseline p50',
+      met: r.latencyP50ToBaseline <= 3,
+      detail: `${fmt(latency.latencyMs.p50, 2)} ms vs ${fmt(baseline1.latencyMs.p50, 2)} ms = ${fmt(r.latencyP50ToBaseline, 1)}x`,
+    });
+  }
+  if (cluster !== undefined && cluster7 !== undefined) {
+    r.cluster7ToCluster = cluster7.requestsPerSecond / cluster.requestsPerSecond;
+    t.push({
+      name: `7 replicas: throughput >= 50% of ${o.replicas} replicas`,
+      met: r.cluster7ToCluster >= 0.5,
+      detail: `${fmt(cluster7.requestsPerSecond)} vs ${fmt(cluster.requestsPerSecond)} req/s = ${pct(r.cluster7ToCluster)}`,
+    });
+  }
+  const floor7 = report.floor?.byReplicas[7];
+  if (cluster7 !== undefined && floor7 !== undefined) r.cluster7ToCryptoFloor = cluster7.requestsPerSecond / floor7.requestsPerSecond;
+  if (o.rss && cluster !== undefined) {
+    const growth = Math.max(...cluster.rssBytes.map((b) => b.end / b.start - 1));
+    const peak = Math.max(...cluster.rssBytes.map((b) => b.max / b.start - 1));
+    r.replicaRssGrowth = growth;
+    t.push({
+      name: `memory: replica RSS flat (within 20%) over ${fmt(cluster.seconds / 60, 1)} min`,
+      met: growth <= 0.2 && peak <= 0.2,
+      detail: `largest growth start->end ${pct(growth)}, start->peak ${pct(peak)}`,
+    });
+  }
+}
+
+function printReport(o: Options, report: Report, machine: Machine, command: string): void {
+  const out: string[] = [];
+  out.push('');
+  out.push(`pbft-kv benchmark  ${new Date().toISOString()}`);
+  out.push(`machine: ${machine.cores} cores (${machine.cpuModel}), ${fmt(machine.memoryBytes / 2 ** 30, 1)} GiB, node ${machine.node}, ${machine.platform}`);
+  out.push(`command: ${command}`);
+  out.push(`load average (1 min) of the machine: ${fmt(machine.loadAverage.start, 2)} at the start, ${fmt(machine.loadAverage.end ?? NaN, 2)} at the end (this run adds about its own process count)`);
+  const tuning =
+    [
+      o.batchRequestsMax !== undefined ? `batchRequestsMax ${o.batchRequestsMax}` : '',
+      o.batchBytesMax !== undefined ? `batchBytesMax ${o.batchBytesMax}` : '',
+      o.inFlightBatchesMax !== undefined ? `inFlightBatchesMax ${o.inFlightBatchesMax}` : '',
+      o.verifyWorkers !== undefined ? `verifyWorkers ${o.verifyWorkers}` : '',
+      o.pipelineTurns ? '' : 'no turn pipelining',
+      o.deferWrites ? '' : 'no deferred writes',
+    ]
+      .filter((s) => s !== '')
+      .join(', ') || 'replica defaults';
+  out.push(
+    `workload: put, ${o.keyBytes}-byte keys, ${o.payload}-byte values, ${o.keysPerClient} keys per client; ${o.warmup} s warm-up + ${o.duration} s measured per run; ${tuning}`,
+  );
+  const f = report.floor;
+  if (f !== undefined) {
+    out.push('');
+    out.push(
+      `crypto floor (node:crypto ed25519, one core): sign request ${fmt(f.signRequestUs, 1)} us, verify request ${fmt(f.verifyRequestUs, 1)} us, verify reply ${fmt(f.verifyReplyUs, 1)} us`,
+    );
+    for (const [n, v] of Object.entries(f.byReplicas)) {
+      const fn = (Number(n) - 1) / 3;
+      out.push(
+        `  n=${n}: sign + ${n} verify + ${fn + 1} reply verify = ${fmt(v.cpuUsPerRequest, 1)} us CPU per request -> floor ${fmt(v.requestsPerSecond)} requests/s on ${f.cores} cores`,
+      );
+    }
+  }
+  if (report.loads.length > 0) {
+    out.push('');
+    const header = ['run', 'replicas', 'clients', 'requests', 'req/s', 'p50 ms', 'p99 ms', 'max ms', 'CPU s/req', 'server CPU', 'client CPU', 'req/batch', 'RSS MiB start->end'];
+    const rows: string[][] = [header];
+    for (const l of report.loads) {
+      rows.push([
+        l.run,
+        l.replicas === 1 ? '1 (none)' : String(l.replicas),
+        String(l.clients),
+        fmt(l.requests),
+        fmt(l.requestsPerSecond, 1),
+        fmt(l.latencyMs.p50, 2),
+        fmt(l.latencyMs.p99, 2),
+        fmt(l.latencyMs.max, 2),
+        Number.isFinite(l.cpuSecondsPerRequest) ? l.cpuSecondsPerRequest.toFixed(6) : '-',
+        `${fmt(l.cpuSeconds.servers, 1)} s`,
+        `${fmt(l.cpuSeconds.clients, 1)} s`,
+        l.replica0 !== undefined ? fmt(l.replica0.requestsPerBatch, 1) : '-',
+        l.rssBytes.map((b) => `${fmt(b.start / MiB)}->${fmt(b.end / MiB)}`).join(' '),
+      ]);
+    }
+    const widths = header.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+    for (const r of rows) out.push(r.map((cell, c) => (c <= 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  '));
+    const withWork = report.loads.filter((l) => l.work !== undefined && l.work.length > 0);
+    if (withWork.length > 0) {
+      out.push('');
+      out.push('replica work per request (replica 0 = primary, replica 1 = a backup; from /status over the window)');
+      for (const l of withWork) {
+        for (const w of l.work!) {
+          out.push(
+            `  ${l.run.padEnd(9)} replica ${w.replica}: ${fmt(w.verifies, 2)} verifies on the loop (${fmt(w.verifyUs)} us)` +
+              (w.verifiesOffloaded > 0 ? ` + ${fmt(w.verifiesOffloaded, 2)} in workers` : '') +
+              `, ${fmt(w.signs, 2)} signs (${fmt(w.signUs)} us), ` +
+              `${fmt(w.syncedWrites, 3)} synced writes (${fmt(w.writeWaitUs)} us each), ${fmt(w.turns, 2)} loop turns`,
+          );
+        }
+      }
+    }
+    const errors = report.loads.filter((l) => l.errors > 0);
+    for (const l of errors) out.push(`  ${l.run}: ${l.errors} requests failed, e.g. ${l.errorSamples[0] ?? '?'}`);
+    out.push('  (CPU s/req: CPU seconds of every replica/server and client process in the window / requests completed in it)');
+  }
+  const r = report.ratios;
+  if (Object.keys(r).length > 0) {
+    out.push('');
+    out.push('ratios');
+    if (r.clusterToCryptoFloor !== undefined) out.push(`  cluster (${o.replicas} replicas) / crypto floor n=${o.replicas}      ${fmt(r.clusterToCryptoFloor, 2)}`);
+    if (r.clusterToBaselineThroughput !== undefined) out.push(`  cluster throughput / baseline throughput    ${fmt(r.clusterToBaselineThroughput, 2)}`);
+    if (r.latencyP50ToBaseline !== undefined) out.push(`  1-client p50: cluster / baseline            ${fmt(r.latencyP50ToBaseline, 2)}`);
+    if (r.cluster7ToCluster !== undefined) out.push(`  cluster7 / cluster throughput               ${fmt(r.cluster7ToCluster, 2)}`);
+    if (r.cluster7ToCryptoFloor !== undefined) out.push(`  cluster7 / crypto floor n=7                 ${fmt(r.cluster7ToCryptoFloor, 2)}`);
+    if (r.replicaRssGrowth !== undefined) out.push(`  replica RSS growth over the window          ${pct(r.replicaRssGrowth)}`);
+  }
+  if (report.targets.length > 0) {
+    out.push('');
+    out.push('targets');
+    for (const t of report.targets) out.push(`  [${t.met === true ? 'met' : 'MISSED'}] ${t.name}: ${t.detail}`);
+  }
+  const rssLoad = o.rss ? find(report, 'cluster') : undefined;
+  if (rssLoad !== undefined) {
+    out.push('');
+    out.push(`replica RSS (MiB) every ${o.rssInterval} s of the window:`);
+    out.push(`  ${'t s'.padStart(6)}  ${rssLoad.rssBytes.map((_, i) => `replica ${i}`.padStart(10)).join('')}`);
+    for (const s of rssLoad.rssSamples) out.push(`  ${fmt(s.t, 1).padStart(6)}  ${s.bytes.map((b) => fmt(b / MiB, 1).padStart(10)).join('')}`);
+  }
+  process.stdout.write(out.join('\n') + '\n');
+}
+
+interface Machine {
+  /** 1-minute load average when the run started and when it ended (other work on the machine). */
+  loadAverage: { start: number; end?: number };
+  cores: number;
+  cpuModel: string;
+  memoryBytes: number;
+  node: string;
+  platform: string;
+}
+
+function machine(): Machine {
+  return {
+    loadAverage: { start: loadavg()[0]! },
+    cores: availableParallelism(),
+    cpuModel: cpus()[0]?.model.trim() ?? 'unknown',
+    memoryBytes: totalmem(),
+    node: process.version,
+    platform: `${platform()} ${arch()}`,
+  };
+}
+
+// =================================================================================================
+// Main
+
+async function main(): Promise<void> {
+  const o = parseOptions(process.argv);
+  const command = ['npm run bench --', ...process.argv.slice(2)].join(' ');
+  const m = machine();
+  const report: Report = { loads: [], ratios: {}, targets: [] };
+  const parts = new Set(o.only);
+  const clientIds = o.clients + 1; // the throughput clients, plus one for the latency run
+
+  if (parts.has('crypto')) {
+    progress('[crypto floor] measuring sign / verify / verify reply', true);
+    report.floor = measureCryptoFloor({ seconds: o.floorSeconds, replicaCounts: [...new Set([o.replicas, 7])].sort((a, b) => a - b), valueBytes: o.payload, keyBytes: o.keyBytes });
+    const fl = report.floor.byReplicas[o.replicas]!;
+    progressDone(`[crypto floor] n=${o.replicas}: ${fmt(fl.cpuUsPerRequest, 1)} us of signature work per request -> ${fmt(fl.requestsPerSecond)} requests/s`);
+  }
+  if (parts.has('baseline')) {
+    const server = await startBaseline(o, clientIds);
+    try {
+      report.loads.push(await runLoad(o, server, 'baseline-1', 1, o.clients));
+      report.loads.push(await runLoad(o, server, 'baseline', o.clients, 0));
+    } finally {
+      await server.stop();
+    }
+  }
+  if (parts.has('cluster') || parts.has('latency')) {
+    const run = `cluster${o.replicas}`;
+    const server = await startCluster(o, run, o.replicas, clientIds);
+    try {
+      if (parts.has('cluster')) report.loads.push(await runLoad(o, server, 'cluster', o.clients, 0));
+      if (parts.has('latency')) report.loads.push(await runLoad(o, server, 'latency', 1, o.clients));
+    } finally {
+      await server.stop();
+    }
+  }
+  if (parts.has('cluster7') && o.replicas !== 7) {
+    const server = await startCluster(o, 'cluster7', 7, clientIds);
+    try {
+      report.loads.push(await runLoad(o, server, 'cluster7', o.clients, 0));
+    } finally {
+      await server.stop();
+    }
+  }
+  m.loadAverage.end = loadavg()[0]!;
+  evaluate(o, report);
+  printReport(o, report, m, command);
+  if (o.json) {
+    const record = {
+      date: new Date().toISOString(),
+      command,
+      machine: m,
+      options: o,
+      cryptoFloor: report.floor,
+      runs: report.loads,
+      ratios: report.ratios,
+      targets: report.targets,
+    };
+    let path = o.jsonFile;
+    if (path === undefined) {
+      mkdirSync(RESULTS_DIR, { recursive: true });
+      path = join(RESULTS_DIR, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+    }
+    writeFileSync(path, JSON.stringify(record, null, 2) + '\n');
+    process.stdout.write(`\nrecord written to ${path}\n`);
+  }
+  if (o.profile !== undefined) process.stdout.write(`CPU profiles in ${o.profile}/<run>/ (summarize: node --import tsx bench/profile-top.ts <file.cpuprofile>)\n`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`\nbench: ${err instanceof Error ? err.message : String(err)}\n`);
+    void Promise.all([...children].map((p) => stopProcess(p, 3_000))).finally(() => {
+      removeTempDirs();
+      process.exit(1);
+    });
+  },
+);

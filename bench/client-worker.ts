@@ -1,0 +1,175 @@
+/**
+ * A benchmark client process: hosts several closed-loop clients (one PbftClient, i.e. one client
+ * identity, each), driven by the parent (bench/bench.ts) over the IPC channel:
+ *
+ *   parent -> worker   { type: 'init', ...WorkerInit }   connect every client
+ *   worker -> parent   { type: 'ready' }
+ *   parent -> worker   { type: 'run' }                   every client starts its loop: put, await, put, ...
+ *   parent -> worker   { type: 'mark' }                  start of the measured window: counters reset
+ *   worker -> parent   { type: 'progress', completed }   every second: requests completed since 'run'
+ *   parent -> worker   { type: 'stop' }                  end of the window
+ *   worker -> parent   { type: 'result', ...WorkerResult }
+ *   parent -> worker   { type: 'exit' }                  close the clients and exit
+ *
+ * A request counts in the window when it completes between 'mark' and 'stop'; its latency is
+ * from just before it was signed to its acceptance (f+1 matching signed replies). CPU time is
+ * this process's own (process.cpuUsage) over the window. The worker exits if the parent goes away.
+ */
+import { encodeOp } from '../src/app/kv-ops.ts';
+import { PbftClient } from '../src/client/client.ts';
+import { loadPrivateKey, keyFileName } from '../src/crypto/keyring.ts';
+import { join } from 'node:path';
+import { clusterFromJson, type ClusterJson } from './lib/keys.ts';
+import { Histogram, type HistogramData } from './lib/stats.ts';
+
+export interface WorkerInit {
+  cluster: ClusterJson;
+  keysDir: string;
+  clientIds: number[];
+  keyBytes: number;
+  valueBytes: number;
+  /** Distinct keys each client cycles through (bounds the store's size). */
+  keysPerClient: number;
+  timeoutMs: number;
+  retransmitMs: number;
+}
+
+export interface WorkerResult {
+  completed: number;
+  errors: number;
+  histogram: HistogramData;
+  cpuSeconds: number;
+  windowSeconds: number;
+  errorSamples: string[];
+}
+
+export type ToWorker = ({ type: 'init' } & WorkerInit) | { type: 'run' } | { type: 'mark' } | { type: 'stop' } | { type: 'exit' };
+export type FromWorker =
+  | { type: 'ready' }
+  | { type: 'progress'; completed: number; errors: number }
+  | ({ type: 'result' } & WorkerResult)
+  | { type: 'failed'; message: string };
+
+function send(m: FromWorker): void {
+  process.send?.(m);
+}
+
+/** A key of exactly `bytes` ASCII bytes, distinct per (client, index). */
+export function benchKey(client: number, index: number, bytes: number): string {
+  const base = `c${client}k${index}`;
+  if (base.length > bytes) throw new RangeError(`key bytes ${bytes} too small for ${base}`);
+  return `c${client}k${'0'.repeat(bytes - base.length)}${index}`;
+}
+
+let clients: PbftClient[] = [];
+let running = false;
+let measuring = false;
+let completedTotal = 0;
+let errorsTotal = 0;
+let completed = 0;
+let errors = 0;
+const errorSamples: string[] = [];
+const histogram = new Histogram();
+let markCpu: NodeJS.CpuUsage | undefined;
+let markAt = 0;
+const loops: Promise<void>[] = [];
+let progressTimer: ReturnType<typeof setInterval> | undefined;
+
+async function init(m: WorkerInit): Promise<void> {
+  const cluster = clusterFromJson(m.cluster);
+  clients = await Promise.all(
+    m.clientIds.map(async (id) => {
+      const key = loadPrivateKey(join(m.keysDir, keyFileName('client', id)));
+      return PbftClient.connect({
+        cluster,
+        key: { id, secretKey: key.secretKey },
+        crypto: 'node',
+        timeoutMs: m.timeoutMs,
+        retransmitMs: m.retransmitMs,
+        // Wait for every replica: requests then reach all of them from the start.
+        connectTimeoutMs: 60_000,
+      });
+    }),
+  );
+  // Connected to f+1 at least; give the rest a moment so that the first requests see every link.
+  const n = cluster.replicas.length;
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline && clients.some((c) => c.connectedReplicas().length < n)) await new Promise((r) => setTimeout(r, 20));
+  const value = new Uint8Array(m.valueBytes);
+  for (let i = 0; i < value.length; i++) value[i] = (i * 31 + 7) & 0xff;
+  // Pre-encode the operations: the loop measures the service, not string formatting.
+  const ops = clients.map((c) => Array.from({ length: m.keysPerClient }, (_, i) => encodeOp({ type: 'put', key: benchKey(c.clientId, i, m.keyBytes), value })));
+  loopsReady = () => {
+    for (let i = 0; i < clients.length; i++) loops.push(loop(clients[i]!, ops[i]!));
+  };
+}
+
+let loopsReady: (() => void) | undefined;
+
+async function loop(client: PbftClient, ops: Uint8Array[]): Promise<void> {
+  let i = 0;
+  while (running) {
+    const op = ops[i++ % ops.length]!;
+    const start = performance.now();
+    try {
+      await client.invoke(op);
+      completedTotal++;
+      if (measuring) {
+        completed++;
+        histogram.record((performance.now() - start) * 1000);
+      }
+    } catch (err) {
+      if (!running) return;
+      errorsTotal++;
+      if (measuring) errors++;
+      if (errorSamples.length < 5) errorSamples.push(err instanceof Error ? `${err.name}: ${err.message}` : String(err));
+    }
+  }
+}
+
+process.on('message', (raw: unknown) => {
+  const m = raw as ToWorker;
+  switch (m.type) {
+    case 'init':
+      init(m).then(
+        () => send({ type: 'ready' }),
+        (err: unknown) => send({ type: 'failed', message: err instanceof Error ? err.message : String(err) }),
+      );
+      break;
+    case 'run':
+      running = true;
+      loopsReady?.();
+      progressTimer = setInterval(() => send({ type: 'progress', completed: completedTotal, errors: errorsTotal }), 1_000);
+      break;
+    case 'mark':
+      completed = 0;
+      errors = 0;
+      histogram.reset();
+      markCpu = process.cpuUsage();
+      markAt = performance.now();
+      measuring = true;
+      break;
+    case 'stop': {
+      measuring = false;
+      const cpu = process.cpuUsage(markCpu);
+      send({
+        type: 'result',
+        completed,
+        errors,
+        histogram: histogram.toData(),
+        cpuSeconds: (cpu.user + cpu.system) / 1e6,
+        windowSeconds: (performance.now() - markAt) / 1000,
+        errorSamples,
+      });
+      break;
+    }
+    case 'exit':
+      running = false;
+      if (progressTimer !== undefined) clearInterval(progressTimer);
+      void Promise.all(clients.map((c) => c.close().catch(() => undefined))).finally(() => process.exit(0));
+      setTimeout(() => process.exit(0), 3_000).unref();
+      break;
+  }
+});
+
+process.on('disconnect', () => process.exit(0));

@@ -1,0 +1,105 @@
+/**
+ * The crypto floor: the requests/s this machine could reach doing nothing but the signature work
+ * every request needs at minimum, measured with the code the clients and replicas run:
+ *
+ *   1. the client signs its request       RequestSigner.sign (encode body, domain tag, node:crypto sign)
+ *   2. each of the n replicas verifies it  NodeVerifier.verify over tag || raw body (cached KeyObject)
+ *   3. the client verifies f+1 replies      RequestSigner.verifyReply
+ *
+ *   floor requests/s = cores x 1 s / (sign + n x verify + (f+1) x verifyReply)
+ *
+ * Run alone: node --import tsx bench/crypto-floor.ts [seconds per operation, default 1]
+ */
+import { availableParallelism } from 'node:os';
+import { encodeOp } from '../src/app/kv-ops.ts';
+import { RequestSigner } from '../src/client/request.ts';
+import { concatBytes, domainTag } from '../src/core/auth.ts';
+import type { ClusterConfig } from '../src/core/cluster.ts';
+import type { ReplyMsg, RequestMsg, Signed } from '../src/core/messages.ts';
+import { encodeBody } from '../src/codec/messages.ts';
+import { nodeDerivePublicKey, createNodeSigner, NodeVerifier } from '../src/crypto/node.ts';
+import { randomBytes } from 'node:crypto';
+
+export interface CryptoFloor {
+  cores: number;
+  /** Microseconds per operation, one core. */
+  signRequestUs: number;
+  verifyRequestUs: number;
+  verifyReplyUs: number;
+  /** Per request CPU microseconds and floor requests/s, by replica count. */
+  byReplicas: Record<number, { cpuUsPerRequest: number; requestsPerSecond: number }>;
+}
+
+/**
+ * Runs `op(i)` for about `seconds` of wall time (after a short warm-up) and returns CPU microseconds
+ * per call: this process's user + system time (process.cpuUsage), so that time the machine gives to
+ * other processes meanwhile does not count (the floor is about CPU work, like CPU s/request).
+ */
+function timeOp(seconds: number, op: (i: number) => void): number {
+  for (let i = 0; i < 200; i++) op(i);
+  let calls = 0;
+  const cpu0 = process.cpuUsage();
+  const end = performance.now() + seconds * 1000;
+  while (performance.now() < end) {
+    for (let k = 0; k < 50; k++) op(calls++);
+  }
+  const cpu = process.cpuUsage(cpu0);
+  return (cpu.user + cpu.system) / calls;
+}
+
+export function measureCryptoFloor(options: { seconds?: number; replicaCounts?: number[]; valueBytes?: number; keyBytes?: number } = {}): CryptoFloor {
+  const seconds = options.seconds ?? 1;
+  const replicaCounts = options.replicaCounts ?? [4, 7];
+  const clientSecret = new Uint8Array(randomBytes(32));
+  const replicaSecret = new Uint8Array(randomBytes(32));
+  const cluster: ClusterConfig = {
+    clusterId: 'bench-crypto-floor',
+    f: 1,
+    replicas: [0, 1, 2, 3].map((id) => ({ id, url: `ws://127.0.0.1:${7001 + id}`, publicKey: nodeDerivePublicKey(replicaSecret) })),
+    clients: [{ id: 0, publicKey: nodeDerivePublicKey(clientSecret) }],
+  };
+  const clientSigner = createNodeSigner(clientSecret);
+  const replicaSigner = createNodeSigner(replicaSecret);
+  const requests = new RequestSigner(cluster, 0, clientSigner, new NodeVerifier());
+  const verifier = new NodeVerifier();
+  const requestTag = domainTag(cluster.clusterId, 'request');
+  const replyTag = domainTag(cluster.clusterId, 'reply');
+
+  // Distinct messages, like real traffic (nothing below caches results, but be honest anyway).
+  const value = new Uint8Array(options.valueBytes ?? 16).fill(7);
+  const ops = Array.from({ length: 1024 }, (_, i) => encodeOp({ type: 'put', key: `k${String(i).padStart((options.keyBytes ?? 16) - 1, '0')}`, value }));
+  const signed: Signed<RequestMsg>[] = ops.map((op, i) => requests.sign(1_000_000 + i, op));
+  const replies: Signed<ReplyMsg>[] = ops.map((_, i) => {
+    const msg: ReplyMsg = { type: 'reply', view: 0, client: 0, timestamp: 1_000_000 + i, replica: i % 4, result: Uint8Array.of(0x82, 0x01, 0xf6) };
+    const body = encodeBody(msg);
+    return { msg, body, sig: replicaSigner.sign(concatBytes(replyTag, body)) };
+  });
+  const clientKey = cluster.clients[0]!.publicKey;
+
+  let sink = 0;
+  const signRequestUs = timeOp(seconds, (i) => {
+    sink += requests.sign(2_000_000 + i, ops[i & 1023]!).sig[0]!;
+  });
+  const verifyRequestUs = timeOp(seconds, (i) => {
+    const r = signed[i & 1023]!;
+    if (verifier.verify(clientKey, concatBytes(requestTag, r.body), r.sig)) sink++;
+  });
+  const verifyReplyUs = timeOp(seconds, (i) => {
+    if (requests.verifyReply(replies[i & 1023]!)) sink++;
+  });
+  if (sink === 0) throw new Error('crypto floor: nothing verified');
+
+  const cores = availableParallelism();
+  const byReplicas: CryptoFloor['byReplicas'] = {};
+  for (const n of replicaCounts) {
+    const f = (n - 1) / 3;
+    const cpuUsPerRequest = signRequestUs + n * verifyRequestUs + (f + 1) * verifyReplyUs;
+    byReplicas[n] = { cpuUsPerRequest, requestsPerSecond: (cores * 1e6) / cpuUsPerRequest };
+  }
+  return { cores, signRequestUs, verifyRequestUs, verifyReplyUs, byReplicas };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const floor = measureCryptoFloor({ seconds: Number(process.argv[2] ?? 1) });
+  console.log(JSON.stringify(floor, null, 2));
+}

@@ -1,0 +1,100 @@
+/**
+ * Measurement helpers of the benchmark: a mergeable latency histogram (about 1% relative
+ * precision, exact maximum) and per-process CPU time and resident memory read from /proc.
+ */
+import { readFileSync } from 'node:fs';
+
+/** Bucket i holds latencies in (GROWTH^(i-1), GROWTH^i] microseconds. */
+const GROWTH = 1.01;
+const LOG_GROWTH = Math.log(GROWTH);
+
+export interface HistogramData {
+  /** [bucket index, count] pairs, sparse. */
+  buckets: Array<[number, number]>;
+  count: number;
+  sumUs: number;
+  maxUs: number;
+}
+
+export class Histogram {
+  private readonly counts = new Map<number, number>();
+  count = 0;
+  sumUs = 0;
+  maxUs = 0;
+
+  record(us: number): void {
+    const v = Math.max(1, us);
+    const i = Math.ceil(Math.log(v) / LOG_GROWTH);
+    this.counts.set(i, (this.counts.get(i) ?? 0) + 1);
+    this.count++;
+    this.sumUs += us;
+    if (us > this.maxUs) this.maxUs = us;
+  }
+
+  reset(): void {
+    this.counts.clear();
+    this.count = 0;
+    this.sumUs = 0;
+    this.maxUs = 0;
+  }
+
+  toData(): HistogramData {
+    return { buckets: [...this.counts.entries()], count: this.count, sumUs: this.sumUs, maxUs: this.maxUs };
+  }
+
+  static merge(parts: readonly HistogramData[]): Histogram {
+    const h = new Histogram();
+    for (const p of parts) {
+      for (const [i, c] of p.buckets) h.counts.set(i, (h.counts.get(i) ?? 0) + c);
+      h.count += p.count;
+      h.sumUs += p.sumUs;
+      if (p.maxUs > h.maxUs) h.maxUs = p.maxUs;
+    }
+    return h;
+  }
+
+  /** The q-quantile (0..1) in microseconds: the upper bound of its bucket, at most the maximum. */
+  quantileUs(q: number): number {
+    if (this.count === 0) return NaN;
+    const rank = Math.max(1, Math.ceil(q * this.count));
+    let seen = 0;
+    for (const i of [...this.counts.keys()].sort((a, b) => a - b)) {
+      seen += this.counts.get(i)!;
+      if (seen >= rank) return Math.min(GROWTH ** i, this.maxUs);
+    }
+    return this.maxUs;
+  }
+
+  meanUs(): number {
+    return this.count === 0 ? NaN : this.sumUs / this.count;
+  }
+}
+
+/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ: 100 on Linux). */
+export const CLOCK_TICKS_PER_SECOND = 100;
+
+/** User + system CPU seconds of a process (every thread), or undefined when it is gone. */
+export function processCpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // rest[0] is field 3 (state); utime is field 14, stime field 15.
+    const utime = Number(rest[11]);
+    const stime = Number(rest[12]);
+    return (utime + stime) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Resident set size of a process in bytes (VmRSS), or undefined when it is gone. */
+export function processRssBytes(pid: number): number | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+    return m === null ? undefined : Number(m[1]) * 1024;
+  } catch {
+    return undefined;
+  }
+}

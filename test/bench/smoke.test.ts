@@ -1,0 +1,96 @@
+/**
+ * Smoke run of `npm run bench`: every part of the default suite (crypto floor, baseline with 1 and N
+ * clients, a 4-replica cluster with N clients and with 1 client, a 7-replica cluster) with a few
+ * clients for about a second each. It checks that the run completes, prints every figure of the
+ * report and writes its JSON record, and that requests completed. No timing assertions: the numbers
+ * of a run this short on a busy machine mean nothing, only that they are there.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+import test from 'node:test';
+
+const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const proc = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'bench', 'bench.ts'), ...args], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
+    proc.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
+    proc.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** The number in a table cell such as "1,234.5", or NaN. */
+const num = (cell: string | undefined): number => Number((cell ?? '').replace(/,/g, ''));
+
+test('npm run bench: a short run of the whole suite prints every figure and writes its record', { timeout: 300_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbft-bench-smoke-'));
+  try {
+    const record = join(dir, 'record.json');
+    const args = ['--duration', '1', '--warmup', '0.3', '--clients', '4', '--client-procs', '1', '--floor-seconds', '0.1', '--json-file', record];
+    const { code, stdout, stderr } = await run(args);
+    assert.equal(code, 0, `bench exited with ${code}\nstdout:\n${stdout}\nstderr:\n${stderr}`);
+
+    // The crypto floor: per-operation microseconds and requests/s for n = 4 and 7.
+    assert.match(stdout, /sign request [\d.,]+ us, verify request [\d.,]+ us, verify reply [\d.,]+ us/);
+    assert.match(stdout, /n=4: .* floor [\d,]+ requests\/s/);
+    assert.match(stdout, /n=7: .* floor [\d,]+ requests\/s/);
+
+    // The table: one row per run, with requests, throughput, latencies and CPU s/request.
+    const rows = new Map<string, string[]>();
+    for (const line of stdout.split('\n')) {
+      const cells = line.trim().split(/\s{2,}/);
+      // The first line naming a run is its table row (later sections name runs too).
+      if (['baseline-1', 'baseline', 'cluster', 'latency', 'cluster7'].includes(cells[0]!) && !rows.has(cells[0]!)) rows.set(cells[0]!, cells);
+    }
+    for (const name of ['baseline-1', 'baseline', 'cluster', 'latency', 'cluster7']) {
+      const cells = rows.get(name);
+      assert.ok(cells !== undefined, `a row for ${name} in:\n${stdout}`);
+      const [, , clients, requests, perSecond, p50, p99, max, cpuPerRequest] = cells;
+      assert.ok(num(clients) >= 1, `${name}: clients`);
+      assert.ok(num(requests) > 0, `${name}: requests completed (${requests})`);
+      for (const [what, v] of Object.entries({ perSecond, p50, p99, max, cpuPerRequest })) {
+        assert.ok(Number.isFinite(num(v)) && num(v) > 0, `${name}: ${what} is a positive number (${v})`);
+      }
+    }
+    assert.match(stdout, /cluster \(4 replicas\) \/ crypto floor n=4\s+[\d.]+/);
+    assert.match(stdout, /cluster throughput \/ baseline throughput\s+[\d.]+/);
+    assert.match(stdout, /1-client p50: cluster \/ baseline\s+[\d.]+/);
+    assert.match(stdout, /cluster7 \/ cluster throughput\s+[\d.]+/);
+    assert.match(stdout, /^targets$/m);
+    assert.equal((stdout.match(/^\s+\[(met|MISSED)\] /gm) ?? []).length, 4, 'four targets judged');
+    assert.match(stderr, /measuring/, 'a progress line');
+
+    // The JSON record: machine, command, every run.
+    const json = JSON.parse(readFileSync(record, 'utf8')) as {
+      command: string;
+      machine: { cores: number; cpuModel: string; node: string };
+      cryptoFloor: { byReplicas: Record<string, { requestsPerSecond: number }> };
+      runs: Array<{ run: string; requests: number; cpuSecondsPerRequest: number }>;
+    };
+    assert.ok(json.machine.cores >= 1 && json.machine.cpuModel !== '' && json.machine.node.startsWith('v'));
+    assert.match(json.command, /--duration 1/);
+    assert.ok(json.cryptoFloor.byReplicas['4']!.requestsPerSecond > 0);
+    assert.deepEqual(json.runs.map((r) => r.run).sort(), ['baseline', 'baseline-1', 'cluster', 'cluster7', 'latency']);
+    for (const r of json.runs) assert.ok(r.requests > 0, `${r.run}: requests in the record`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('npm run bench -- --help describes the options', async () => {
+  const { code, stdout } = await run(['--help']);
+  assert.equal(code, 0);
+  for (const flag of ['--replicas', '--clients', '--duration', '--payload', '--batch-requests-max', '--in-flight-batches-max', '--json', '--only', '--rss', '--profile']) {
+    assert.ok(stdout.includes(flag), `--help mentions ${flag}`);
+  }
+});

@@ -1,0 +1,385 @@
+/**
+ * Recovery with real replica processes (checkpoint every 16 batches, log window 32: checkpoints,
+ * log truncation and state transfer happen during the runs). Every test ends with the agreed order
+ * (the executed-batches logs, identical wherever they overlap) replayed through the sequential model,
+ * which must reproduce every result a replica computed and every result a client accepted.
+ *
+ * 3. A backup SIGKILLed 20 times in a row at random moments (seeded) under load from four clients,
+ *    restarted from its data directory each time: it catches up, all four state digests agree at a
+ *    checkpoint, and its RocksDB holds no more than the log window allows.
+ * 4. A replica whose data directory is wiped after the cluster truncated its log catches up by state
+ *    transfer while the cluster keeps serving.
+ * 5. Corrupted state is detected and repaired by state transfer: (a) the application state of a
+ *    running replica changed outside consensus (divergence at the next checkpoint); (b) a partition
+ *    record overwritten in a stopped replica's RocksDB (with another partition's bytes, then garbage).
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { rmSync, existsSync } from 'node:fs';
+import { partitionOfKey, PARTITION_COUNT_DEFAULT } from '../../src/app/kv.ts';
+import type { PbftClient } from '../../src/client/client.ts';
+import { decodeCheckpointCert, KEYS } from '../../src/core/persist.ts';
+import { RocksStorage } from '../../src/storage/rocksdb.ts';
+import { CORRUPTED_STATE_LINE } from './fixtures/faults.ts';
+import { prng, sleep, TestCluster, waitFor } from './helpers.ts';
+import { assertAlive, checkAgainstModel, converge, KEYS_DEFAULT, quiesce, summary, testLogLevel, testSeed, withEvidence, Workload } from './workload.ts';
+
+const CLIENTS = 4;
+const K = 16;
+const L = 32;
+const REPLICA_OPTIONS = { checkpointInterval: K, windowSize: L };
+const CLIENT_TIMEOUT_MS = 30_000;
+
+const clusters: TestCluster[] = [];
+after(async () => {
+  await Promise.all(clusters.map((tc) => tc.destroy()));
+});
+
+async function cluster(name: string, faults = false): Promise<{ tc: TestCluster; clients: PbftClient[] }> {
+  const tc = await TestCluster.create({ name, executedLog: true, faults, node: { replica: REPLICA_OPTIONS, logLevel: testLogLevel() } });
+  clusters.push(tc);
+  await tc.startAll();
+  const clients = await Promise.all(Array.from({ length: CLIENTS }, (_, c) => tc.client(c, { timeoutMs: CLIENT_TIMEOUT_MS })));
+  return { tc, clients };
+}
+
+function roundRobin(workload: Workload): () => Promise<void> {
+  let rr = 0;
+  return () => workload.step(rr++ % CLIENTS);
+}
+
+/** What a stopped replica's RocksDB holds, by kind of record (see src/core/persist.ts). */
+interface StoredLayout {
+  total: number;
+  /** Sequence number of the stored stable checkpoint. */
+  h: number;
+  byKind: { meta: number; viewChanges: number; partitions: number; votes: number; slots: number; batches: number };
+  partitionIndices: number[];
+  voteSeqs: number[];
+  votesByReplica: Map<number, number>;
+  logSeqs: number[];
+  batchesBySeq: Map<number, number>;
+  unexpected: string[];
+}
+
+async function readLayout(dataDir: string): Promise<StoredLayout> {
+  const storage = new RocksStorage({ path: dataDir, createIfMissing: false });
+  await storage.open();
+  let records: Array<[string, Uint8Array]>;
+  try {
+    records = await storage.scan({});
+  } finally {
+    await storage.close();
+  }
+  // No stable checkpoint record yet: still at genesis (seq 0).
+  const stableBytes = new Map(records).get(KEYS.stable);
+  let h = 0;
+  if (stableBytes !== undefined) {
+    const stable = decodeCheckpointCert(stableBytes);
+    assert.ok(stable.ok, 'the stored stable checkpoint decodes');
+    h = stable.value.seq;
+  }
+  const layout: StoredLayout = {
+    total: records.length,
+    h,
+    byKind: { meta: 0, viewChanges: 0, partitions: 0, votes: 0, slots: 0, batches: 0 },
+    partitionIndices: [],
+    voteSeqs: [],
+    votesByReplica: new Map(),
+    logSeqs: [],
+    batchesBySeq: new Map(),
+    unexpected: [],
+  };
+  for (const [key] of records) {
+    if (key === KEYS.view || key === KEYS.newView || key === KEYS.stable || key === KEYS.checkpointState) layout.byKind.meta++;
+    else if (key.startsWith(KEYS.viewChangePrefix)) layout.byKind.viewChanges++;
+    else if (key.startsWith(KEYS.partitionPrefix)) {
+      layout.partitionIndices.push(Number(key.slice(KEYS.partitionPrefix.length)));
+      layout.byKind.partitions++;
+    } else if (key.startsWith(KEYS.checkpointVotePrefix)) {
+      const [seq, replica] = key.slice(KEYS.checkpointVotePrefix.length).split('/').map(Number) as [number, number];
+      layout.voteSeqs.push(seq);
+      layout.votesByReplica.set(replica, (layout.votesByReplica.get(replica) ?? 0) + 1);
+      layout.byKind.votes++;
+    } else if (key.startsWith(KEYS.logPrefix) && key.endsWith('/s')) {
+      layout.logSeqs.push(Number(key.slice(2, 18)));
+      layout.byKind.slots++;
+    } else if (key.startsWith(KEYS.logPrefix) && key.slice(18).startsWith('/b/')) {
+      const seq = Number(key.slice(2, 18));
+      layout.batchesBySeq.set(seq, (layout.batchesBySeq.get(seq) ?? 0) + 1);
+      layout.byKind.batches++;
+    } else layout.unexpected.push(key);
+  }
+  return layout;
+}
+
+const PARTITIONS_USED = new Set(KEYS_DEFAULT.map((k) => partitionOfKey(k, PARTITION_COUNT_DEFAULT))).size;
+const VOTES_PER_REPLICA_MAX = L / K + 2;
+/** The core keeps a few batches per sequence number (a byzantine primary can offer many). */
+const BATCHES_PER_SLOT_MAX = 4;
+
+/**
+ * Records a replica may hold for `windows` log windows: m/view, m/nv, m/stable, c/state; its own
+ * VIEW-CHANGEs of the last 5 views; the partitions the workload's keys live in; CHECKPOINT votes
+ * (L/K+2 per replica per window); per log window L slot records with a few batches each.
+ * A clean stop leaves one window. A SIGKILL between a turn's synced write and its range clears (not
+ * atomic with it; see ReplicaNode) leaves what the clears would have removed until the next
+ * checkpoint clears everything below it: allow 3 windows there.
+ */
+function storageBound(windows: number): number {
+  return 4 + 5 + PARTITIONS_USED + windows * (4 * VOTES_PER_REPLICA_MAX + L * (1 + BATCHES_PER_SLOT_MAX));
+}
+
+/** After a clean stop: exactly the window (h, h+L] of log records, votes above h, bounded counts. */
+function assertCleanLayout(layout: StoredLayout): void {
+  const { h } = layout;
+  assert.deepEqual(layout.unexpected, [], 'no unexpected records');
+  for (const i of layout.partitionIndices) assert.ok(i >= 0 && i < PARTITION_COUNT_DEFAULT, `partition record ${i}`);
+  assert.ok(layout.byKind.partitions <= PARTITIONS_USED, `${layout.byKind.partitions} partition records, the workload's keys use ${PARTITIONS_USED}`);
+  for (const seq of layout.logSeqs) assert.ok(seq > h && seq <= h + L, `log slot ${seq} is inside the window (${h}, ${h + L}]`);
+  for (const [seq, count] of layout.batchesBySeq) {
+    assert.ok(seq > h && seq <= h + L, `batch of seq ${seq} is inside the window (${h}, ${h + L}]`);
+    assert.ok(count <= BATCHES_PER_SLOT_MAX, `seq ${seq}: ${count} batches stored`);
+  }
+  for (const seq of layout.voteSeqs) assert.ok(seq > h, `checkpoint vote for ${seq} is above the stable checkpoint ${h}`);
+  for (const [replica, count] of layout.votesByReplica) assert.ok(count <= VOTES_PER_REPLICA_MAX, `replica ${replica}: ${count} checkpoint votes stored`);
+  assert.ok(layout.byKind.viewChanges <= 5, `${layout.byKind.viewChanges} view-change records`);
+  assert.ok(layout.total <= storageBound(1), `${layout.total} records stored, bound ${storageBound(1)}: ${JSON.stringify(layout.byKind)}`);
+}
+
+test('a backup SIGKILLed at 20 random moments under load: it catches up, every digest converges, results equal the model, its RocksDB stays bounded', async (t) => {
+  const seed = testSeed();
+  let tc: TestCluster | undefined;
+  await withEvidence(() => tc, seed, async () => {
+    const c = await cluster('rec-kill');
+    tc = c.tc;
+    const VICTIM = 2;
+    assert.notEqual((await tc.status(0)).primary, VICTIM, 'the victim is a backup');
+    const workload = new Workload(c.clients, seed);
+    const delays = prng(seed ^ 0x5a5a5a5a);
+    workload.start();
+    let restartedAt = 0;
+    let storedMax = 0;
+    const killedAfterMs: number[] = [];
+    for (let round = 0; round < 20; round++) {
+      const delayMs = 100 + Math.floor(delays() * 900);
+      killedAfterMs.push(delayMs);
+      await sleep(delayMs);
+      const killed = await tc.stop(VICTIM, 'SIGKILL');
+      assert.equal(killed.signal, 'SIGKILL', `round ${round}: replica ${VICTIM} was running until killed (exit code ${killed.code}):\n${tc.allOutput(VICTIM)}`);
+      assertAlive(tc, [0, 1, 3]);
+      // What the crash left on disk does not grow with the number of crashes or the history.
+      const layout = await readLayout(tc.dataDir(VICTIM));
+      assert.deepEqual(layout.unexpected, [], `round ${round}: no unexpected records`);
+      assert.ok(layout.total <= storageBound(3), `round ${round}: ${layout.total} records stored after SIGKILL, bound ${storageBound(3)}: ${JSON.stringify(layout.byKind)}`);
+      storedMax = Math.max(storedMax, layout.total);
+      const others = await tc.status(0);
+      restartedAt = others.lastExecuted;
+      await tc.start(VICTIM);
+    }
+    // Under load a little longer after the last restart, then quiet.
+    await workload.waitForOps(100, 'after the last restart');
+    await workload.stop();
+    t.diagnostic(`seed ${seed}; kill delays (ms): ${killedAfterMs.join(' ')}; ${workload.completed} operations`);
+
+    const converged = await converge(tc, roundRobin(workload), { checkpointInterval: K, aboveSeq: restartedAt, what: `replica ${VICTIM} to catch up and every digest to agree` });
+    for (const s of converged) t.diagnostic(summary(s));
+    for (const s of converged) {
+      assert.deepEqual(s.lastCheckpoint, converged[0]!.lastCheckpoint, `replica ${s.id} last checkpoint (seq and state digest)`);
+      assert.deepEqual(s.stableCheckpoint, converged[0]!.stableCheckpoint, `replica ${s.id} stable checkpoint`);
+      assert.equal(s.divergences, 0, `replica ${s.id} divergences`);
+    }
+    const model = await checkAgainstModel(tc, workload, { minLogsPerSeq: 3 });
+    assert.ok(model.lastSeq > 10 * K, `the run crossed many checkpoints (${model.lastSeq} batches)`);
+
+    // Its RocksDB after all this: the window, not the history. Stop it cleanly between two
+    // checkpoints, so that the log above the stable checkpoint is not empty.
+    const drive = roundRobin(workload);
+    const between = await waitFor(async () => {
+      const s = (await quiesce(tc!))[VICTIM]!;
+      if (s.lastExecuted - s.stableCheckpoint.seq >= 3) return s;
+      await drive();
+      return undefined;
+    }, 'a point between two checkpoints');
+    const stopped = await tc.stop(VICTIM, 'SIGTERM');
+    assert.equal(stopped.code, 0, `replica ${VICTIM} stopped cleanly:\n${tc.allOutput(VICTIM)}`);
+    const layout = await readLayout(tc.dataDir(VICTIM));
+    t.diagnostic(
+      `replica ${VICTIM} RocksDB after a clean stop at ${between.lastExecuted}: ${layout.total} records (bound ${storageBound(1)}) ${JSON.stringify(layout.byKind)}; ` +
+        `at most ${storedMax} after a SIGKILL (bound ${storageBound(3)}); ${between.lastExecuted} batches executed`,
+    );
+    assert.ok(layout.h > 0, 'a stable checkpoint is stored');
+    assert.equal(layout.h, between.stableCheckpoint.seq, 'the stored stable checkpoint is the one it reported');
+    assert.equal(layout.byKind.slots, between.lastExecuted - between.stableCheckpoint.seq, 'one log slot per batch above the stable checkpoint');
+    assertCleanLayout(layout);
+  });
+});
+
+test('a replica whose data directory is wiped after the log was truncated catches up by state transfer while the cluster keeps serving', async (t) => {
+  const seed = testSeed();
+  let tc: TestCluster | undefined;
+  await withEvidence(() => tc, seed, async () => {
+    const c = await cluster('rec-wipe');
+    tc = c.tc;
+    const VICTIM = 3;
+    const workload = new Workload(c.clients, seed);
+    workload.start();
+    // Several checkpoints past: the entries a fresh replica would need from seq 1 are gone everywhere.
+    await waitFor(async () => ((await tc!.tryStatus(0))?.stableCheckpoint.seq ?? 0) >= 4 * K, 'four checkpoints');
+    const killed = await tc.stop(VICTIM, 'SIGKILL');
+    assert.equal(killed.signal, 'SIGKILL');
+    rmSync(tc.dataDir(VICTIM), { recursive: true, force: true });
+    assert.equal(existsSync(tc.dataDir(VICTIM)), false, 'the data directory is gone');
+    const loggedBefore = tc.readExecutedLog(VICTIM).length;
+    const wipedAt = (await tc.status(0)).stableCheckpoint.seq;
+    assert.ok(wipedAt > L, `the cluster truncated its log past the window (stable checkpoint ${wipedAt})`);
+
+    await tc.start(VICTIM);
+    const fresh = await tc.status(VICTIM);
+    assert.ok(fresh.lastExecuted < wipedAt, `replica ${VICTIM} restarted with nothing (lastExecuted ${fresh.lastExecuted})`);
+    const opsAtRestart = workload.completed;
+    // The cluster keeps serving while it catches up (the load never stops).
+    const caughtUp = await waitFor(async () => {
+      const s = await tc!.tryStatus(VICTIM);
+      return s !== undefined && s.stateTransfersCompleted >= 1 && s.lastExecuted > wipedAt ? s : undefined;
+    }, `replica ${VICTIM} to transfer state`);
+    t.diagnostic(`after the wipe: ${summary(caughtUp)}`);
+    await workload.waitForOps(40, 'after the wiped replica caught up');
+    await workload.stop();
+    assert.ok(workload.completed > opsAtRestart, 'operations completed while the wiped replica caught up');
+
+    const converged = await converge(tc, roundRobin(workload), { checkpointInterval: K, aboveSeq: caughtUp.lastExecuted, what: 'every digest to agree' });
+    for (const s of converged) t.diagnostic(summary(s));
+    for (const s of converged) assert.deepEqual(s.lastCheckpoint, converged[0]!.lastCheckpoint, `replica ${s.id} last checkpoint (seq and state digest)`);
+    assert.ok(converged[VICTIM]!.stateTransfersCompleted >= 1, 'it caught up by state transfer');
+    // It did not replay the history (truncated everywhere): the first batch it executed after the
+    // wipe follows a checkpoint it received by state transfer, beyond the first log window.
+    const after = tc.readExecutedLog(VICTIM).slice(loggedBefore);
+    assert.ok(after.length > 0, 'it executed batches after the transfer');
+    const first = after[0]!.seq;
+    assert.ok(first > L && (first - 1) % K === 0, `first batch executed after the wipe: ${first} (stable checkpoint at the wipe: ${wipedAt})`);
+    await checkAgainstModel(tc, workload, { minLogsPerSeq: 3 });
+  });
+});
+
+test('a running replica whose application state is changed outside consensus reports the divergence at the next checkpoint and repairs itself by state transfer', async (t) => {
+  const seed = testSeed();
+  let tc: TestCluster | undefined;
+  await withEvidence(() => tc, seed, async () => {
+    const c = await cluster('rec-corrupt', true);
+    tc = c.tc;
+    const VICTIM = 1;
+    const workload = new Workload(c.clients, seed);
+    const drive = roundRobin(workload);
+    await workload.run(20);
+    // A key no client uses: the clients' results do not depend on it, only the state digest does.
+    tc.setFault(VICTIM, { mode: 'corrupt-state', key: 'outside-consensus', value: 'never agreed' });
+    const corruptedAt = await waitFor(async () => {
+      const line = new RegExp(`${CORRUPTED_STATE_LINE} key=\\S+ after seq=(\\d+)`).exec(tc!.output(VICTIM));
+      if (line !== null) return Number(line[1]);
+      await drive();
+      return undefined;
+    }, 'the fixture to corrupt the state');
+    tc.setFault(VICTIM, { mode: 'none' });
+    const nextCheckpoint = (Math.floor(corruptedAt / K) + 1) * K;
+
+    const detected = await waitFor(async () => {
+      const s = await tc!.tryStatus(VICTIM);
+      if (s !== undefined && s.divergences >= 1 && s.stateTransfersCompleted >= 1 && !s.transferring) return s;
+      await drive();
+      return undefined;
+    }, `replica ${VICTIM} to detect the divergence and transfer state`);
+    t.diagnostic(`corrupted after seq ${corruptedAt}; ${summary(detected)}`);
+    const logged = /state diverged from the stable checkpoint .*seq=(\d+)/.exec(tc.output(VICTIM));
+    assert.ok(logged !== null, `the replica logs the divergence:\n${tc.output(VICTIM)}`);
+    assert.equal(Number(logged[1]), nextCheckpoint, 'the divergence is detected at the first checkpoint after the corruption');
+    assert.equal(detected.divergences, 1, 'one divergence');
+
+    const converged = await converge(tc, drive, { checkpointInterval: K, aboveSeq: detected.lastCheckpoint.seq, what: 'the repaired replica to agree with the others at the next checkpoint' });
+    for (const s of converged) t.diagnostic(summary(s));
+    for (const s of converged) {
+      assert.deepEqual(s.lastCheckpoint, converged[0]!.lastCheckpoint, `replica ${s.id} last checkpoint (seq and state digest)`);
+      assert.equal(s.divergences, s.id === VICTIM ? detected.divergences : 0, `replica ${s.id} divergences`);
+    }
+    await checkAgainstModel(tc, workload, { minLogsPerSeq: 3 });
+  });
+});
+
+test('a partition record overwritten at rest (another partition, an empty partition, garbage) is detected at restart and repaired by state transfer', async (t) => {
+  const seed = testSeed();
+  let tc: TestCluster | undefined;
+  await withEvidence(() => tc, seed, async () => {
+    const c = await cluster('rec-at-rest');
+    tc = c.tc;
+    const VICTIM = 2;
+    const workload = new Workload(c.clients, seed);
+    const drive = roundRobin(workload);
+    await workload.run(25);
+
+    /**
+     * Stops the victim cleanly once all four agree on a checkpoint at which at least two partitions
+     * hold keys (k0 and k1 live in different partitions; only puts run until that checkpoint, since
+     * the stored partitions are the state as of the last checkpoint). Returns its seq.
+     */
+    let puts = 0;
+    const put = (): Promise<void> => workload.apply(0, { type: 'put', key: KEYS_DEFAULT[puts % 2]!, value: `kept-${puts++}` });
+    const stopAtCheckpoint = async (): Promise<number> => {
+      await put();
+      await put();
+      const from = (await quiesce(tc!)).at(0)!.lastExecuted;
+      const at = await converge(tc!, put, { checkpointInterval: K, aboveSeq: from, what: 'the replicas to agree on a checkpoint before the victim stops' });
+      const stopped = await tc!.stop(VICTIM, 'SIGTERM');
+      assert.equal(stopped.code, 0, `replica ${VICTIM} stopped cleanly`);
+      return at[0]!.lastCheckpoint.seq;
+    };
+
+    // Another partition's bytes fail validation (its keys belong elsewhere); garbage does not decode;
+    // an empty partition is valid bytes with the wrong content (only the digest tells).
+    const variants = ['another partition', 'garbage', 'an empty partition'] as const;
+    let previous: { key: string; bytes: Uint8Array } | undefined;
+    for (const variant of variants) {
+      const stoppedAt = await stopAtCheckpoint();
+      const storage = new RocksStorage({ path: tc.dataDir(VICTIM), createIfMissing: false });
+      await storage.open();
+      const parts = await storage.scan({ gte: KEYS.partitionPrefix, lt: 'a0' });
+      if (previous !== undefined) {
+        // The repair of the previous round was persisted over the corrupt record (bytes that are never
+        // valid for it: the empty partition, which can be, comes last and the clean restart checks it).
+        const now = parts.find(([key]) => key === previous!.key);
+        assert.ok(now !== undefined && Buffer.compare(Buffer.from(now[1]), Buffer.from(previous.bytes)) !== 0, `the record corrupted before ${variant} was repaired on disk`);
+      }
+      // Two records holding keys (an emptied partition stays stored as the 5-byte empty encoding).
+      const nonEmpty = parts.filter(([, bytes]) => bytes.length > 5);
+      assert.ok(nonEmpty.length >= 2, `two partition records with keys are stored (${nonEmpty.length} of ${parts.length})`);
+      const [victimKey] = nonEmpty[0]!;
+      const other = nonEmpty[1]!;
+      const replacement =
+        variant === 'another partition' ? other[1] : variant === 'an empty partition' ? Uint8Array.of(1, 0, 0, 0, 0) : Uint8Array.of(0xff, 0x00, 0x13, 0x37, 0x42);
+      await storage.write([{ type: 'put', key: victimKey, value: replacement }], { sync: true });
+      await storage.close();
+      previous = { key: victimKey, bytes: replacement };
+
+      await tc.start(VICTIM);
+      const restarted = await tc.status(VICTIM);
+      assert.ok(restarted.storedStateCorruptions >= 1, `${variant}: /status reports the corrupt stored state: ${summary(restarted)}`);
+      assert.match(tc.output(VICTIM), /stored state is corrupt/, `${variant}: the replica logs it`);
+      assert.ok(restarted.counters.stateTransfers >= 1, `${variant}: it started a state transfer`);
+
+      const converged = await converge(tc, drive, { checkpointInterval: K, aboveSeq: stoppedAt, what: `${variant}: the repaired replica to agree with the others at the next checkpoint` });
+      for (const s of converged) t.diagnostic(`${variant}: ${summary(s)}`);
+      assert.ok(converged[VICTIM]!.stateTransfersCompleted >= 1, `${variant}: the state transfer completed`);
+      for (const s of converged) assert.deepEqual(s.lastCheckpoint, converged[0]!.lastCheckpoint, `${variant}: replica ${s.id} last checkpoint (seq and state digest)`);
+    }
+
+    // The last repair is durable too: restarted untouched, its stored state matches its checkpoint.
+    await stopAtCheckpoint();
+    await tc.start(VICTIM);
+    const clean = await tc.status(VICTIM);
+    assert.equal(clean.storedStateCorruptions, 0, `after the repairs its stored state is sound: ${summary(clean)}`);
+    assert.equal(clean.counters.stateTransfers, 0, 'no state transfer needed after a clean restart');
+    const converged = await converge(tc, drive, { checkpointInterval: K, aboveSeq: clean.lastCheckpoint.seq, what: 'every digest to agree after a clean restart' });
+    for (const s of converged) assert.deepEqual(s.lastCheckpoint, converged[0]!.lastCheckpoint, `replica ${s.id} last checkpoint (seq and state digest)`);
+    await checkAgainstModel(tc, workload, { minLogsPerSeq: 3 });
+    assertAlive(tc);
+  });
+});
