@@ -9,7 +9,7 @@
  *   3. `flush()`es the core and performs its effects strictly in this order:
  *        a. the writes, in one batch with `sync: true`, then the range clears,
  *        b. messages to replicas,
- *        c. replies to clients,
+ *        c. replies to clients (these may leave before the write: see computeTurn),
  *        d. events (logged).
  * Nothing the core signed leaves this process before it is durable, so a replica that crashes and
  * restarts never signs a statement that conflicts with one it sent. Steps 1-3 up to flush() are one
@@ -510,7 +510,20 @@ export class ReplicaNode {
       this.fatal(err);
       return;
     }
-    const urgent = ready.messages.length > 0 || ready.replies.length > 0 || ready.clears.length > 0 || ready.events.length > 0 || !this.deferWrites;
+    // Replies go out now, before this turn's synced write: a reply states the result of a request in
+    // a committed order, which every correct replica computes alike and no later statement can
+    // contradict, so it needs nothing durable first (src/core/replica.ts, Ready). This takes one
+    // synced write off a request's latency.
+    if (ready.replies.length > 0) {
+      this.sendReplies(ready.replies);
+      ready = { ...ready, replies: [] };
+    }
+    // Events are only logged and reported, after the turn's write: they do not make a turn urgent.
+    const urgent = ready.messages.length > 0 || ready.clears.length > 0 || !this.deferWrites;
+    if (!urgent && ready.writes.length === 0 && ready.events.length > 0) {
+      for (const event of ready.events) this.onEvent(event);
+      return;
+    }
     if (!urgent && ready.writes.length === 0) return; // nothing to write, nothing to do
     this.pendingTurns.push({ ready, urgent, at: this.now() });
     if (urgent) this.pendingUrgent++;
@@ -601,10 +614,15 @@ export class ReplicaNode {
       if (drop !== undefined && drop(m.to, m.frame)) continue;
       transport.sendToReplica(m.to, m.frame);
     }
-    const mutate = this.options.hooks?.mutateReply;
-    for (const r of ready.replies) transport.sendToClient(r.client, mutate ? mutate(r.client, r.frame) : r.frame);
+    this.sendReplies(ready.replies);
     // 4. Events.
     for (const event of ready.events) this.onEvent(event);
+  }
+
+  private sendReplies(replies: Ready['replies']): void {
+    if (replies.length === 0 || this.transport === undefined) return;
+    const mutate = this.options.hooks?.mutateReply;
+    for (const r of replies) this.transport.sendToClient(r.client, mutate ? mutate(r.client, r.frame) : r.frame);
   }
 
   private fatal(err: unknown): void {

@@ -457,12 +457,34 @@ describe('normal case: batching', () => {
         [2, [2, 3]],
       ],
     );
+    // Adaptive batching: with seq 2 still in flight, the lone waiting request does not fill a batch
+    // as large as the last one (2), so it waits...
     const after = agree(node, 0, 1, reqs.slice(0, 2));
-    const next = after.distinct('preprepare');
+    assert.deepEqual(after.distinct('preprepare'), []);
+    // ...and goes out as soon as nothing is in flight.
+    const next = agree(node, 0, 2, reqs.slice(2, 4)).distinct('preprepare');
     assert.deepEqual(
       next.map((p) => [p.signed.msg.seq, p.batch?.map((r) => r.msg.client)]),
       [[3, [4]]],
     );
+  });
+
+  test('adaptive batching: with batches in flight, a new one goes out once the queue fills one as large as the last', () => {
+    const k = new TestCluster({ f: 1, clients: 8 });
+    const node = k.node(0, { inFlightBatchesMax: 4, batchRequestsMax: 8 });
+    // Low load: a request arriving with nothing in flight goes out at once, alone.
+    node.fromClient(0, frame(k.request(0, 1, put('a', '1'))));
+    assert.deepEqual(node.flush().distinct('preprepare').map((p) => p.batch?.length), [1]);
+    // Under load: requests arriving while a batch is in flight go out as soon as they fill a batch as
+    // large as the last one; here the last one held 1, so each turn proposes what it has.
+    for (const c of [1, 2, 3]) node.fromClient(c, frame(k.request(c, 1, put(`k${c}`, 'v'))));
+    assert.deepEqual(node.flush().distinct('preprepare').map((p) => p.batch?.length), [3]);
+    // The last batch held 3: two requests are not enough while batches are in flight...
+    for (const c of [4, 5]) node.fromClient(c, frame(k.request(c, 1, put(`k${c}`, 'v'))));
+    assert.deepEqual(node.flush().distinct('preprepare'), []);
+    // ...a third fills it.
+    node.fromClient(6, frame(k.request(6, 1, put('k6', 'v'))));
+    assert.deepEqual(node.flush().distinct('preprepare').map((p) => p.batch?.length), [3]);
   });
 });
 
