@@ -19,7 +19,7 @@
  */
 import { decodeResult, encodeOp, type KvOp, type KvResult, type Value } from '../app/kv-ops.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
-import type { ReplyMsg, Signed } from '../core/messages.ts';
+import type { AnyReply } from '../core/messages.ts';
 import { decodeFrame, encodeSignedFrame } from '../codec/messages.ts';
 import { createNobleSigner, NobleVerifier } from '../crypto/noble.ts';
 import type { Signer, Verifier } from '../crypto/types.ts';
@@ -36,7 +36,7 @@ import {
   TimeoutError,
   UnexpectedResultError,
 } from './errors.ts';
-import { RequestSigner } from './request.ts';
+import { RequestSigner, replyOf } from './request.ts';
 
 export const TIMEOUT_MS_DEFAULT = 10_000;
 export const RETRANSMIT_MS_DEFAULT = 300;
@@ -72,10 +72,13 @@ export interface PbftClientOptions {
   transportLimits?: Partial<TransportLimits>;
 }
 
-/** Evidence of a faulty replica: its signed reply, which differs from the accepted result. */
+/**
+ * Evidence of a faulty replica: its signed reply, which differs from the accepted result (signed on
+ * its own, or as a leaf of a signed REPLY-BATCH root with its Merkle path).
+ */
 export interface FaultyReplyEvidence {
   replica: number;
-  reply: Signed<ReplyMsg>;
+  reply: AnyReply;
   accepted: Uint8Array;
 }
 
@@ -139,11 +142,14 @@ async function loadKeyOption(key: string | ClientKey, cluster: ClusterConfig): P
   return { id: loaded.id, secretKey: loaded.secretKey };
 }
 
-async function loadCrypto(choice: CryptoChoice, secretKey: Uint8Array): Promise<{ signer: Signer; verifier: Verifier }> {
+async function loadCrypto(
+  choice: CryptoChoice,
+  secretKey: Uint8Array,
+): Promise<{ signer: Signer; verifier: Verifier; hash?: (data: Uint8Array) => Uint8Array }> {
   if (choice === 'node' || (choice === 'auto' && runningOnNode())) {
     try {
       const node = await import('../crypto/node.ts');
-      return { signer: node.createNodeSigner(secretKey), verifier: new node.NodeVerifier() };
+      return { signer: node.createNodeSigner(secretKey), verifier: new node.NodeVerifier(), hash: node.sha256 };
     } catch (err) {
       if (choice === 'node') {
         throw new ClientConfigError(`crypto 'node' is not available here: ${err instanceof Error ? err.message : String(err)}`);
@@ -195,7 +201,7 @@ export class PbftClient {
     const log = (options.log ?? silentLogger).child({ component: 'client' });
     const cluster = await loadClusterOption(options.cluster);
     const key = await loadKeyOption(options.key, cluster);
-    const { signer, verifier } = await loadCrypto(options.crypto ?? 'auto', key.secretKey);
+    const { signer, verifier, hash } = await loadCrypto(options.crypto ?? 'auto', key.secretKey);
     const entry = cluster.clients.find((c) => c.id === key.id);
     if (entry === undefined) throw new ClientConfigError(`client ${key.id} is not in the keyring of cluster "${cluster.clusterId}"`);
     if (!bytesEqual(entry.publicKey, signer.publicKey)) {
@@ -216,7 +222,7 @@ export class PbftClient {
       await transport.close();
       throw new ConnectError(`cannot reach the cluster: ${err instanceof Error ? err.message : String(err)}`);
     }
-    const requests = new RequestSigner(cluster, key.id, signer, verifier);
+    const requests = new RequestSigner(cluster, key.id, signer, verifier, hash);
     return new PbftClient(cluster, key.id, requests, transport, { timeoutMs, retransmitMs, log });
   }
 
@@ -340,8 +346,8 @@ export class PbftClient {
 
   private onFrame(replica: number, bytes: Uint8Array): void {
     const decoded = decodeFrame(bytes);
-    if (!decoded.ok || decoded.value.kind !== 'signed' || decoded.value.signed.msg.type !== 'reply') return;
-    const reply = decoded.value.signed as Signed<ReplyMsg>;
+    const reply = decoded.ok ? replyOf(decoded.value) : undefined;
+    if (reply === undefined) return;
     const p = this.pending;
     if (p !== undefined && reply.msg.timestamp === p.timestamp) {
       const outcome = p.collector.add(reply, replica);

@@ -8,7 +8,7 @@
  * disagreeing results), the answer is FAIL, carrying every reply seen.
  */
 import { bytesKey } from '../core/auth.ts';
-import type { ReplyMsg, Signed } from '../core/messages.ts';
+import type { AnyReply } from '../core/messages.ts';
 
 export type CollectOutcome =
   | { kind: 'pending' }
@@ -18,7 +18,7 @@ export type CollectOutcome =
 
 export class ReplyCollector {
   /** First valid reply of each replica. */
-  readonly replies = new Map<number, Signed<ReplyMsg>>();
+  readonly replies = new Map<number, AnyReply>();
   private readonly byResult = new Map<string, number[]>();
   settled = false;
 
@@ -27,11 +27,11 @@ export class ReplyCollector {
     private readonly f: number,
     readonly client: number,
     readonly timestamp: number,
-    private readonly verify: (reply: Signed<ReplyMsg>) => boolean,
+    private readonly verify: (reply: AnyReply) => boolean,
   ) {}
 
   /** Adds a reply that arrived on the link of replica `from`. */
-  add(reply: Signed<ReplyMsg>, from: number): CollectOutcome {
+  add(reply: AnyReply, from: number): CollectOutcome {
     if (this.settled) return { kind: 'ignored', reason: 'settled' };
     const m = reply.msg;
     if (!Number.isInteger(from) || from < 0 || from >= this.n) return { kind: 'ignored', reason: 'unknown replica' };
@@ -66,7 +66,7 @@ export class ReplyCollector {
   }
 
   /** Replicas whose reply differs from an accepted result (evidence of a faulty replica). */
-  dissenters(result: Uint8Array): Signed<ReplyMsg>[] {
+  dissenters(result: Uint8Array): AnyReply[] {
     const key = bytesKey(result);
     return [...this.replies.values()].filter((r) => bytesKey(r.msg.result) !== key);
   }

@@ -3,7 +3,7 @@
  * No node-only imports (this module is part of the SDK's browser-safe import graph).
  */
 import type { KvErrorCode } from '../app/kv-ops.ts';
-import type { ReplyMsg, Signed } from '../core/messages.ts';
+import type { AnyReply } from '../core/messages.ts';
 
 export type PbftClientErrorCode =
   | 'QUORUM_FAILURE'
@@ -24,7 +24,7 @@ export class PbftClientError extends Error {
   }
 }
 
-function describeReplies(replies: readonly Signed<ReplyMsg>[]): string {
+function describeReplies(replies: readonly AnyReply[]): string {
   const distinct = new Set(replies.map((r) => Array.from(r.msg.result, (b) => b.toString(16).padStart(2, '0')).join('')));
   const from = replies.map((r) => r.msg.replica).sort((a, b) => a - b);
   return `${replies.length} ${replies.length === 1 ? 'reply' : 'replies'} (from replicas ${from.join(', ') || 'none'}) with ${distinct.size} different ${distinct.size === 1 ? 'result' : 'results'}`;
@@ -38,7 +38,7 @@ export class QuorumFailure extends PbftClientError {
   override readonly code = 'QUORUM_FAILURE' as const;
   constructor(
     /** Every valid signed reply received for the request (the evidence). */
-    readonly replies: Signed<ReplyMsg>[],
+    readonly replies: AnyReply[],
     readonly timestamp: number,
     readonly quorum: number,
   ) {
@@ -53,7 +53,7 @@ export class TimeoutError extends PbftClientError {
   constructor(
     readonly timeoutMs: number,
     /** Valid signed replies received before the deadline (fewer than f+1 matching). */
-    readonly replies: Signed<ReplyMsg>[],
+    readonly replies: AnyReply[],
     readonly timestamp: number,
   ) {
     super('TIMEOUT', `timed out after ${timeoutMs} ms without matching replies from f+1 replicas; got ${describeReplies(replies)}`);

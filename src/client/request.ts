@@ -1,13 +1,27 @@
 /** Signed requests and reply verification, shared by the SDK and the simulator. No node-only imports. */
-import { concatBytes, domainTag } from '../core/auth.ts';
+import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
+import { bytesEqual, concatBytes, domainTag } from '../core/auth.ts';
 import { encodeBody } from '../codec/messages.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
-import type { ReplyMsg, RequestMsg, Signed } from '../core/messages.ts';
+import type { AnyReply, BatchedReply, Frame, ReplyMsg, RequestMsg, Signed } from '../core/messages.ts';
+import { replyLeaf, replyRootFromPath } from '../core/replytree.ts';
 import type { Signer, Verifier } from '../crypto/types.ts';
+
+/** The reply a frame carries (signed alone, or proven by a signed batch root), if any. */
+export function replyOf(frame: Frame): AnyReply | undefined {
+  if (frame.kind === 'reply') return frame.reply;
+  if (frame.kind === 'signed' && frame.signed.msg.type === 'reply') return frame.signed as Signed<ReplyMsg>;
+  return undefined;
+}
+
+export function isBatchedReply(reply: AnyReply): reply is BatchedReply {
+  return 'batch' in reply;
+}
 
 export class RequestSigner {
   private readonly requestTag: Uint8Array;
   private readonly replyTag: Uint8Array;
+  private readonly replyBatchTag: Uint8Array;
   private readonly replicaKeys: Uint8Array[];
 
   constructor(
@@ -15,9 +29,12 @@ export class RequestSigner {
     readonly clientId: number,
     private readonly signer: Signer,
     private readonly verifier: Verifier,
+    /** SHA-256 for reply paths (default @noble/hashes; pass node:crypto's where available: faster). */
+    private readonly hash: (data: Uint8Array) => Uint8Array = nobleSha256,
   ) {
     this.requestTag = domainTag(cluster.clusterId, 'request');
     this.replyTag = domainTag(cluster.clusterId, 'reply');
+    this.replyBatchTag = domainTag(cluster.clusterId, 'replybatch');
     this.replicaKeys = cluster.replicas.map((r) => r.publicKey);
   }
 
@@ -27,8 +44,19 @@ export class RequestSigner {
     return { msg, body, sig: this.signer.sign(concatBytes(this.requestTag, body)) };
   }
 
-  verifyReply(reply: Signed<ReplyMsg>): boolean {
+  /**
+   * True when the replica named in the reply signed it: directly, or by signing the root of its
+   * batch's reply tree that this reply's path leads to.
+   */
+  verifyReply(reply: AnyReply): boolean {
     const key = this.replicaKeys[reply.msg.replica];
-    return key !== undefined && this.verifier.verify(key, concatBytes(this.replyTag, reply.body), reply.sig);
+    if (key === undefined) return false;
+    if (!isBatchedReply(reply)) return this.verifier.verify(key, concatBytes(this.replyTag, reply.body), reply.sig);
+    const b = reply.batch.msg;
+    const m = reply.msg;
+    if (b.replica !== m.replica || b.view !== m.view) return false;
+    const root = replyRootFromPath(this.hash, replyLeaf(this.hash, m.client, m.timestamp, m.result), reply.index, b.count, reply.path);
+    if (!root || !bytesEqual(root, b.root)) return false;
+    return this.verifier.verify(key, concatBytes(this.replyBatchTag, reply.batch.body), reply.batch.sig);
   }
 }

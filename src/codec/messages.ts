@@ -4,6 +4,7 @@
  * Frame (one WebSocket message):
  *   signed message        [0, body, sig]
  *   pre-prepare + batch   [0, body, sig, [[requestBody, requestSig], ...]]
+ *   batched reply         [2, replyBatchBody, sig, [client, timestamp, result, index, [pathDigest, ...]]]
  *   link message          [1, [tag, ...fields]]
  *
  * Signed bodies:
@@ -15,11 +16,14 @@
  *   checkpoint  [6, seq, digest, replica]
  *   view-change [7, view, replica, checkpointCert, [[prePrepare, [prepare, ...]], ...]]
  *   new-view    [8, view, replica, [viewChange, ...], [prePrepare, ...]]
+ *   reply-batch [9, view, replica, seq, count, root]
  * where a nested signed message is [body, sig] and checkpointCert is [seq, digest, [checkpoint, ...]].
  *
  * Decoding never throws on peer input: it returns { ok: false, reason }.
  */
 import type {
+  BatchedReply,
+  ReplyBatchMsg,
   CheckpointCert,
   CheckpointMsg,
   CommitMsg,
@@ -71,6 +75,7 @@ const TAG: Record<SignedType, number> = {
   checkpoint: 6,
   viewchange: 7,
   newview: 8,
+  replybatch: 9,
 };
 
 // --- encoding ----------------------------------------------------------------------------------
@@ -103,6 +108,8 @@ function bodyArray(msg: SignedMessage): unknown[] {
       ];
     case 'newview':
       return [TAG.newview, msg.view, msg.replica, msg.viewChanges.map(pair), msg.prePrepares.map(pair)];
+    case 'replybatch':
+      return [TAG.replybatch, msg.view, msg.replica, msg.seq, msg.count, msg.root];
     default:
       return assertNever(msg);
   }
@@ -115,6 +122,12 @@ export function assertNever(x: never): never {
 /** CBOR body of a signed message (the bytes that are signed). */
 export function encodeBody(msg: SignedMessage): Uint8Array {
   return encodeCbor(bodyArray(msg));
+}
+
+/** A client's reply proven by the signed REPLY-BATCH of its batch and its Merkle path. */
+export function encodeBatchedReplyFrame(reply: BatchedReply): Uint8Array {
+  const m = reply.msg;
+  return encodeCbor([2, reply.batch.body, reply.batch.sig, [m.client, m.timestamp, m.result, reply.index, reply.path]]);
 }
 
 export function encodeSignedFrame(signed: Signed, batch?: readonly Signed<RequestMsg>[]): Uint8Array {
@@ -236,6 +249,16 @@ function bodyFrom(arr: unknown[]): SignedMessage {
         prepared: certs.map((c) => preparedCertFrom(c)),
       };
     }
+    case TAG.replybatch:
+      if (arr.length !== 6) fail('replybatch: wrong arity');
+      return {
+        type: 'replybatch',
+        view: asUint(arr[1], 'replybatch.view'),
+        replica: asUint(arr[2], 'replybatch.replica'),
+        seq: asUint(arr[3], 'replybatch.seq'),
+        count: asUint(arr[4], 'replybatch.count', CODEC_LIMITS.batchRequestsMax),
+        root: asDigest(arr[5], 'replybatch.root'),
+      };
     case TAG.newview: {
       if (arr.length !== 5) fail('newview: wrong arity');
       return {
@@ -411,7 +434,29 @@ export function decodeFrame(bytes: Uint8Array): Decoded<Frame> {
     const decoded = decodeCbor(bytes);
     if (!decoded.ok) fail(decoded.reason);
     const arr = asArray(decoded.value, 'frame', 4);
-    const kind = asUint(arr[0], 'frame.kind', 1);
+    const kind = asUint(arr[0], 'frame.kind', 2);
+    if (kind === 2) {
+      if (arr.length !== 4) fail('batched reply frame: wrong arity');
+      const batch = signedFrom(asBytes(arr[1], 'frame.body'), asBytes(arr[2], 'frame.sig', SIGNATURE_LENGTH));
+      if (batch.msg.type !== 'replybatch') fail('batched reply frame: expected a replybatch');
+      const r = asArray(arr[3], 'frame.reply', 5);
+      if (r.length !== 5) fail('batched reply: wrong arity');
+      const rb = batch.msg;
+      const reply: BatchedReply = {
+        msg: {
+          type: 'reply',
+          view: rb.view,
+          replica: rb.replica,
+          client: asUint(r[0], 'reply.client'),
+          timestamp: asUint(r[1], 'reply.timestamp'),
+          result: asBytes(r[2], 'reply.result', undefined, CODEC_LIMITS.resultBytesMax),
+        },
+        batch: batch as Signed<ReplyBatchMsg>,
+        index: asUint(r[3], 'reply.index', CODEC_LIMITS.batchRequestsMax),
+        path: asArray(r[4], 'reply.path', 32).map((d) => asDigest(d, 'reply.path')),
+      };
+      return { kind: 'reply', reply };
+    }
     if (kind === 1) {
       if (arr.length !== 2) fail('link frame: wrong arity');
       return { kind: 'link', msg: linkFrom(arr[1]) };

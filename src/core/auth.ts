@@ -59,7 +59,7 @@ export function bytesKey(bytes: Uint8Array): string {
   return parts.join('');
 }
 
-const TYPES: SignedType[] = ['request', 'reply', 'preprepare', 'prepare', 'commit', 'checkpoint', 'viewchange', 'newview'];
+const TYPES: SignedType[] = ['request', 'reply', 'replybatch', 'preprepare', 'prepare', 'commit', 'checkpoint', 'viewchange', 'newview'];
 
 export class Authenticator {
   private readonly tags = new Map<SignedType, Uint8Array>();
@@ -74,7 +74,12 @@ export class Authenticator {
   constructor(
     readonly cluster: ClusterConfig,
     private readonly crypto: CoreCrypto,
-    private readonly cacheEntriesMax = 50_000,
+    /**
+     * Entries per generation. The cache needs to cover a request seen directly and then inside a
+     * pre-prepare (seconds apart) and the messages a certificate can carry (at most about 2,000 per
+     * log window); a small cache fills in seconds, so a replica's memory is flat soon after start.
+     */
+    private readonly cacheEntriesMax = 8_192,
   ) {
     for (const t of TYPES) this.tags.set(t, domainTag(cluster.clusterId, t));
     for (const c of cluster.clients) this.clientKeys.set(c.id, c.publicKey);

@@ -33,6 +33,29 @@ export interface ReplyMsg {
   result: Uint8Array;
 }
 
+/**
+ * One signature for the replies of a whole executed batch: the Merkle root over one leaf per reply
+ * (see src/core/replytree.ts). Each client receives its reply with the path to this root.
+ */
+export interface ReplyBatchMsg {
+  type: 'replybatch';
+  view: number;
+  replica: number;
+  seq: number;
+  /** Number of leaves (fixes the tree's shape). */
+  count: number;
+  root: Digest;
+}
+
+/** A reply proven by a signed REPLY-BATCH and a Merkle path (what the client checks). */
+export interface BatchedReply {
+  /** The reply it states (view and replica from the batch). */
+  msg: ReplyMsg;
+  batch: Signed<ReplyBatchMsg>;
+  index: number;
+  path: Digest[];
+}
+
 /** Signed header of a pre-prepare; the batch it orders travels beside it (bound by `digest`). */
 export interface PrePrepareMsg {
   type: 'preprepare';
@@ -103,6 +126,7 @@ export interface NewViewMsg {
 export type SignedMessage =
   | RequestMsg
   | ReplyMsg
+  | ReplyBatchMsg
   | PrePrepareMsg
   | PrepareMsg
   | CommitMsg
@@ -163,7 +187,11 @@ export type StateReply =
   /** The peer does not hold checkpoint `seq`; it tells its own stable checkpoint instead. */
   | { kind: 'unavailable'; stable: CheckpointCert };
 
-/** What arrives in one frame: a signed message (a pre-prepare with its batch), or a link message. */
+/** What arrives in one frame: a signed message (a pre-prepare with its batch), a batched reply, or a link message. */
 export type Frame =
   | { kind: 'signed'; signed: Signed; batch?: Signed<RequestMsg>[] }
+  | { kind: 'reply'; reply: BatchedReply }
   | { kind: 'link'; msg: LinkMessage };
+
+/** A reply as a client receives it: signed on its own, or proven by a signed batch root. */
+export type AnyReply = Signed<ReplyMsg> | BatchedReply;

@@ -13,7 +13,8 @@
  * normal case (pre-prepare / prepare / commit), checkpoints and the log window, view change with
  * prepared certificates, plus fetching committed entries and state transfer for replicas behind.
  */
-import { decodeFrame, encodeLinkFrame, encodeSignedFrame } from '../codec/messages.ts';
+import { decodeFrame, encodeBatchedReplyFrame, encodeLinkFrame, encodeSignedFrame } from '../codec/messages.ts';
+import { buildReplyTree, replyLeaf } from './replytree.ts';
 import type { ReplicatedApp } from '../app/types.ts';
 import type { KeyRange, WriteOp } from '../storage/types.ts';
 import { Authenticator, bytesEqual, bytesKey, toHex, type CoreCrypto } from './auth.ts';
@@ -21,6 +22,8 @@ import { batchDigest, makeBatch, type Batch } from './batch.ts';
 import { ClientTable } from './clienttable.ts';
 import type { ClusterConfig } from './cluster.ts';
 import type {
+  BatchedReply,
+  ReplyBatchMsg,
   CheckpointCert,
   CheckpointMsg,
   CommitMsg,
@@ -56,7 +59,6 @@ import {
 import { resolveOptions, type ReplicaOptions } from './options.ts';
 import {
   checkCheckpointCert,
-  checkPreparedCert,
   checkViewChange,
   checkViewChangeSet,
   planNewView,
@@ -265,6 +267,8 @@ export class Replica {
     retransmissions: 0,
     /** Prepares and commits that arrived after their quorum was complete (not verified). */
     surplusVotes: 0,
+    /** Signatures that covered the replies of a whole batch (instead of one per reply). */
+    replyBatchesSigned: 0,
   };
 
   constructor(
@@ -329,6 +333,7 @@ export class Replica {
       if (from.kind !== 'replica' || from.id === this.id || from.id >= this.n) return this.reject('link-from-non-replica');
       return this.onLink(from.id, frame.msg);
     }
+    if (frame.kind === 'reply') return this.reject('unexpected-reply');
     const signed = frame.signed;
     const msg = signed.msg;
     if (msg.type === 'request') return this.onRequest(signed as Signed<RequestMsg>, from);
@@ -349,6 +354,7 @@ export class Replica {
       case 'newview':
         return this.onNewView(signed as Signed<NewViewMsg>, from.id);
       case 'reply':
+      case 'replybatch':
         return this.reject('unexpected-reply');
       default:
         return assertNever(msg);
@@ -683,13 +689,12 @@ export class Replica {
       if (record && m.timestamp <= record.timestamp) continue; // at most once
       const result = this.app.execute(m.op, { seq, client: m.client, timestamp: m.timestamp });
       this.clients.set(m.client, { timestamp: m.timestamp, result });
-      const reply = this.signReply(m.client, m.timestamp, result);
-      this.replies.push({ client: m.client, frame: reply });
       const w = this.waiting.get(m.client);
       if (w && w.req.msg.timestamp <= m.timestamp) this.waiting.delete(m.client);
       this.assigned.delete(m.client);
       executed.push({ client: m.client, timestamp: m.timestamp, op: m.op, result });
     }
+    this.replyToBatch(seq, executed);
     this.lastExecuted = seq;
     this.progressTick = this.now;
     this.counters.batchesExecuted++;
@@ -702,6 +707,35 @@ export class Replica {
     this.events.push({ type: 'executed', seq, view: this.view, digest, requests: executed });
     if (seq % this.opts.checkpointInterval === 0) this.takeCheckpoint(seq);
     if (this.pendingStable && this.pendingStable.seq <= seq) this.pendingStable = undefined;
+  }
+
+  /**
+   * Replies to the requests a batch executed: one signed REPLY for a single request; for several,
+   * one signed REPLY-BATCH over a Merkle tree of the replies, each client getting its path (one
+   * signature per batch instead of one per request).
+   */
+  private replyToBatch(seq: number, executed: ExecutedRequest[]): void {
+    if (executed.length === 0) return;
+    if (executed.length === 1) {
+      const r = executed[0]!;
+      this.replies.push({ client: r.client, frame: this.signReply(r.client, r.timestamp, r.result) });
+      return;
+    }
+    const leaves = executed.map((r) => replyLeaf(this.hash, r.client, r.timestamp, r.result));
+    const tree = buildReplyTree(this.hash, leaves);
+    const batch = this.auth.sign<ReplyBatchMsg>({ type: 'replybatch', view: this.view, replica: this.id, seq, count: leaves.length, root: tree.root });
+    this.counters.replyBatchesSigned++;
+    executed.forEach((r, index) => {
+      const reply: BatchedReply = {
+        msg: { type: 'reply', view: this.view, replica: this.id, client: r.client, timestamp: r.timestamp, result: r.result },
+        batch,
+        index,
+        path: tree.paths[index]!,
+      };
+      const frame = encodeBatchedReplyFrame(reply);
+      this.replyFrames.set(r.client, { view: this.view, timestamp: r.timestamp, frame });
+      this.replies.push({ client: r.client, frame });
+    });
   }
 
   private signReply(client: number, timestamp: number, result: Uint8Array): Uint8Array {

@@ -2,7 +2,7 @@
  * ed25519 and SHA-256 through Node's built-in `node:crypto` (OpenSSL): the replica hot path.
  * KeyObjects are built once per key and cached; rebuilding them per call halves the speed.
  */
-import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import crypto, { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { PUBLIC_KEY_BYTES, SECRET_KEY_BYTES, SIGNATURE_BYTES, type Signer, type Verifier } from './types.ts';
 
 // DER prefixes that wrap a raw 32-byte ed25519 key as PKCS#8 (private) or SPKI (public).
@@ -61,8 +61,12 @@ export class NodeVerifier implements Verifier {
   }
 }
 
+// One-shot hashing (node >= 20.12) skips building a Hash object per digest (1.3 us vs 1.9 us for 200 B).
+const oneShot = (crypto as { hash?: (algorithm: string, data: Uint8Array, encoding: 'buffer') => Buffer }).hash;
+
 export function sha256(data: Uint8Array): Uint8Array {
-  return new Uint8Array(createHash('sha256').update(data).digest());
+  const digest = oneShot ? oneShot('sha256', data, 'buffer') : createHash('sha256').update(data).digest();
+  return new Uint8Array(digest.buffer, digest.byteOffset, digest.byteLength);
 }
 
 /** SHA-256 over the concatenation of the parts, without concatenating them first. */

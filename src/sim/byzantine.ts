@@ -10,6 +10,7 @@ import type { OutMessage, Replica } from '../core/replica.ts';
 import type { RequestMsg, Signed, SignedMessage } from '../core/messages.ts';
 import type { Host, SimCluster } from './cluster.ts';
 import { sha256 } from './crypto.ts';
+import { forgeReply } from './forge.ts';
 import type { Prng } from './prng.ts';
 
 type Replies = Array<{ client: number; frame: Uint8Array }>;
@@ -113,10 +114,8 @@ class WrongResult implements Behavior {
   constructor(private readonly prng: Prng) {}
   outgoing(sim: SimCluster, host: Host, _r: Replica, messages: OutMessage[], replies: Replies) {
     const out = replies.map((r) => {
-      const d = decodeSigned(r.frame);
-      if (!d || d.signed.msg.type !== 'reply') return r;
-      const wrong = signAs(sim, host, { ...d.signed.msg, result: this.prng.bytes(1 + this.prng.int(8)) });
-      return { client: r.client, frame: encodeSignedFrame(wrong) };
+      const frame = forgeReply(r.frame, sim.cluster.clusterId, (d) => host.signer.sign(d), this.prng.bytes(1 + this.prng.int(8)));
+      return frame ? { client: r.client, frame } : r;
     });
     return { messages, replies: out };
   }

@@ -7,10 +7,10 @@ import { decodeFrame } from '../codec/messages.ts';
 import { encodeOp, type KvOp } from '../app/kv-ops.ts';
 export type { KvOp };
 import { ReplyCollector } from '../client/collector.ts';
-import { RequestSigner } from '../client/request.ts';
+import { RequestSigner, replyOf } from '../client/request.ts';
 import { encodeSignedFrame } from '../codec/messages.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
-import type { ReplyMsg, Signed } from '../core/messages.ts';
+import type { AnyReply } from '../core/messages.ts';
 import type { Signer, Verifier } from '../crypto/types.ts';
 import type { Prng } from './prng.ts';
 
@@ -26,7 +26,7 @@ export interface CompletedRequest {
 export interface FailedRequest {
   client: number;
   timestamp: number;
-  replies: Signed<ReplyMsg>[];
+  replies: AnyReply[];
 }
 
 interface Outstanding {
@@ -131,8 +131,9 @@ export class SimClient {
     const o = this.outstanding;
     if (!o) return;
     const decoded = decodeFrame(bytes);
-    if (!decoded.ok || decoded.value.kind !== 'signed' || decoded.value.signed.msg.type !== 'reply') return;
-    const outcome = o.collector.add(decoded.value.signed as Signed<ReplyMsg>, fromReplica);
+    const reply = decoded.ok ? replyOf(decoded.value) : undefined;
+    if (!reply) return;
+    const outcome = o.collector.add(reply, fromReplica);
     if (outcome.kind === 'accepted') {
       this.view = Math.max(this.view, outcome.view);
       this.completed.push({ client: this.id, timestamp: o.timestamp, op: o.op, result: outcome.result, sentAt: o.sentAt, acceptedAt: now });

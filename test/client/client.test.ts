@@ -4,6 +4,7 @@
  * clusters from files or objects, the FAIL as soon as no result can reach f+1, timeouts,
  * close(), and following the primary after a view change.
  */
+import { forgeReply } from '../../src/sim/forge.ts';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -14,9 +15,6 @@ import { PbftClient } from '../../src/client/client.ts';
 import { ClientClosedError, ClientConfigError, ConnectError, KvError, QuorumFailure, TimeoutError } from '../../src/client/errors.ts';
 import { generateKeyring, CLUSTER_FILE, keyFileName } from '../../src/crypto/keyring.ts';
 import { randomSecretKey } from '../../src/crypto/noble.ts';
-import { concatBytes, domainTag } from '../../src/core/auth.ts';
-import type { ReplyMsg } from '../../src/core/messages.ts';
-import { decodeFrame, encodeBody, encodeSignedFrame } from '../../src/codec/messages.ts';
 import { createNodeSigner } from '../../src/crypto/node.ts';
 import { InProcessCluster, freePorts } from '../node/inprocess-cluster.ts';
 
@@ -37,14 +35,8 @@ function lie(id: number, tag: string | null): void {
     return;
   }
   const signer = createNodeSigner(ipc.replicaSecrets[id]!);
-  const replyTag = domainTag(ipc.cluster.clusterId, 'reply');
-  hooks.mutateReply = (_client, frame) => {
-    const d = decodeFrame(frame);
-    if (!d.ok || d.value.kind !== 'signed') return frame;
-    const forged: ReplyMsg = { ...(d.value.signed.msg as ReplyMsg), result: encodeResult({ type: 'get', value: `${tag}` }) };
-    const body = encodeBody(forged);
-    return encodeSignedFrame({ msg: forged, body, sig: signer.sign(concatBytes(replyTag, body)) });
-  };
+  hooks.mutateReply = (_client, frame) =>
+    forgeReply(frame, ipc.cluster.clusterId, (d) => signer.sign(d), encodeResult({ type: 'get', value: `${tag}` })) ?? frame;
 }
 
 before(async () => {

@@ -6,6 +6,7 @@
  * codec and fed through `Replica.receive`. What a replica emits (`flush()`) is decoded back into
  * typed messages with their recipients, so that tests assert on observable behaviour only.
  */
+import { RequestSigner, replyOf } from '../../src/client/request.ts';
 import { createHash } from 'node:crypto';
 import { KvStore } from '../../src/app/kv.ts';
 import { decodeResult, encodeOp, type KvOp, type KvResult } from '../../src/app/kv-ops.ts';
@@ -22,7 +23,7 @@ import type {
   PreparedCert,
   PrepareMsg,
   PrePrepareMsg,
-  ReplyMsg,
+  AnyReply,
   RequestMsg,
   Signed,
   SignedMessage,
@@ -73,7 +74,8 @@ export interface Sent {
 export interface SentReply {
   client: number;
   bytes: Uint8Array;
-  signed: Signed<ReplyMsg>;
+  /** Signed on its own (one request executed), or proven by a signed batch root and a path. */
+  signed: AnyReply;
 }
 
 /** The decoded effects of one flush. */
@@ -87,14 +89,16 @@ export class Out {
       if (!d.ok) throw new Error(`replica sent an undecodable frame: ${d.reason}`);
       const frame = d.value;
       if (frame.kind === 'link') return { to: m.to, bytes: m.frame, link: frame.msg };
+      if (frame.kind === 'reply') throw new Error('replica sent a client reply to a replica');
       const s: Sent = { to: m.to, bytes: m.frame, signed: frame.signed };
       if (frame.batch) s.batch = frame.batch;
       return s;
     });
     this.replies = ready.replies.map((r) => {
       const d = decodeFrame(r.frame);
-      if (!d.ok || d.value.kind !== 'signed' || d.value.signed.msg.type !== 'reply') throw new Error('replica sent a reply that is not a signed REPLY');
-      return { client: r.client, bytes: r.frame, signed: d.value.signed as Signed<ReplyMsg> };
+      const reply = d.ok ? replyOf(d.value) : undefined;
+      if (!reply) throw new Error('replica sent a reply that is not a REPLY');
+      return { client: r.client, bytes: r.frame, signed: reply };
     });
     this.events = ready.events;
   }
@@ -390,11 +394,9 @@ export class TestCluster {
     return Array.from({ length: this.n }, (_, i) => i).filter((i) => i !== primary);
   }
 
-  /** Verifies a REPLY's signature with the replica's public key (as a client does). */
-  verifyReply(reply: Signed<ReplyMsg>): boolean {
-    const key = this.cluster.replicas[reply.msg.replica]?.publicKey;
-    if (!key) return false;
-    return this.verifier.verify(key, concatBytes(domainTag(this.cluster.clusterId, 'reply'), reply.body), reply.sig);
+  /** Verifies a reply (signed alone, or by its batch root and path) as a client does. */
+  verifyReply(reply: AnyReply): boolean {
+    return new RequestSigner(this.cluster, reply.msg.client, { publicKey: new Uint8Array(32), sign: () => new Uint8Array(64) }, this.verifier).verifyReply(reply);
   }
 
   /** Verifies any replica-signed message with the public key of the replica named in its body. */
@@ -417,7 +419,7 @@ export function linkFrame(msg: LinkMessage): Uint8Array {
   return encodeLinkFrame(msg);
 }
 
-export function result(reply: Signed<ReplyMsg>): KvResult {
+export function result(reply: AnyReply): KvResult {
   const r = decodeResult(reply.msg.result);
   if (!r.ok) throw new Error(`undecodable result: ${r.reason}`);
   return r.value;

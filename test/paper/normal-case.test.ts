@@ -541,7 +541,8 @@ describe('normal case: real ed25519 keys', () => {
     assert.equal(out.replies.length, 1);
     const reply = out.replies[0]!.signed;
     assert.ok(k.verifyReply(reply));
-    // Byte-identical ed25519: the portable verifier accepts it too.
+    // One request executed: a reply signed on its own. Byte-identical ed25519: the portable verifier accepts it too.
+    assert.ok('sig' in reply);
     const key = k.cluster.replicas[1]!.publicKey;
     assert.ok(new NobleVerifier().verify(key, concatBytes(domainTag(k.cluster.clusterId, 'reply'), reply.body), reply.sig));
     assert.deepEqual(reply.msg.result, encodeResult({ type: 'put' }));
@@ -550,5 +551,25 @@ describe('normal case: real ed25519 keys', () => {
     node.fromClient(2, frame(forged));
     assert.equal(node.flush().of('request').length, 0);
     assert.equal(node.rejected('bad-request-signature'), 1);
+  });
+});
+
+describe('normal case: replies', () => {
+  test('the replies of a batch share one signature: one REPLY-BATCH root, a verifiable path per client', () => {
+    const k = new TestCluster({ f: 1, clients: 4 });
+    const node = k.node(1);
+    const reqs = [0, 1, 2].map((c) => k.request(c, 1, put(`k${c}`, `v${c}`)));
+    const signsBefore = node.replica.counters.replyBatchesSigned;
+    const out = agree(node, 0, 1, reqs);
+    assert.deepEqual(out.replies.map((r) => r.client).sort(), [0, 1, 2]);
+    assert.equal(node.replica.counters.replyBatchesSigned - signsBefore, 1, 'one signature for the three replies');
+    for (const r of out.replies) {
+      assert.ok('batch' in r.signed, 'a batched reply');
+      assert.ok(k.verifyReply(r.signed), `client ${r.client} can verify its reply`);
+      assert.deepEqual(result(r.signed), { type: 'put' });
+    }
+    // A reply carried to another client does not verify as that client's.
+    const moved = { ...out.replies[0]!.signed, msg: { ...out.replies[0]!.signed.msg, client: 3 } };
+    assert.equal(k.verifyReply(moved), false);
   });
 });
