@@ -301,6 +301,16 @@ export function createReplicaTransport(options: ReplicaTransportOptions): Replic
       // A replica keeps one outbound connection to us: an older one from it is stale.
       if (previous !== undefined && p.kind === 'replica') closeInbound(previous, 'replaced');
       log.debug('inbound connection authenticated', { peer: describe(p) });
+      // It just proved it is up: if our link to it waits out a reconnection backoff (it restarted),
+      // dial now rather than leave its catch-up requests unanswered until the timer fires.
+      if (p.kind === 'replica') {
+        const peer = peers.get(p.id);
+        if (peer !== undefined && peer.conn === null && peer.reconnectTimer !== null) {
+          clearTimeout(peer.reconnectTimer);
+          peer.attempt = 0;
+          dial(peer);
+        }
+      }
       return;
     }
     if (!isBinary) {

@@ -528,6 +528,29 @@ describe('replica and client transports', () => {
   });
 });
 
+describe('transport: reconnection after a restart', () => {
+  test('a replica that comes back is dialled as soon as it connects to us, not after our backoff', async () => {
+    const tc = await makeCluster('redial');
+    // A minute of backoff: only the early re-dial can reconnect within the wait below.
+    const slow = { reconnectDelayMsMin: 60_000, reconnectDelayMsMax: 60_000 };
+    const nodes = [0, 1, 2, 3].map((id) => newReplica(tc, id, id === 0 ? slow : { reconnectDelayMsMin: 20, reconnectDelayMsMax: 200 }));
+    try {
+      await Promise.all(nodes.map((n) => n.transport.start()));
+      await waitFor(() => nodes[0]!.transport.stats().replicasConnected.includes(3), 'replica 0 connected to 3');
+      await nodes[3]!.transport.stop();
+      await waitFor(() => !nodes[0]!.transport.stats().replicasConnected.includes(3), 'replica 0 noticing 3 is down');
+      // Replica 0 now waits a minute before dialling 3 again, unless 3 shows up first.
+      nodes[3] = newReplica(tc, 3, { reconnectDelayMsMin: 20, reconnectDelayMsMax: 200 });
+      await nodes[3].transport.start();
+      await waitFor(() => nodes[0]!.transport.stats().replicasConnected.includes(3), 'replica 0 re-dialled 3 when 3 connected', 20_000);
+      nodes[0]!.transport.sendToReplica(3, frameOf('welcome back'));
+      await waitFor(() => nodes[3]!.received.some((r) => textOf(r.frame) === 'welcome back'), 'frame from 0 to the restarted 3', 20_000);
+    } finally {
+      await Promise.all(nodes.map((n) => n.transport.stop()));
+    }
+  });
+});
+
 describe('transport edge cases', () => {
   test('a connection that never completes the handshake is closed on timeout', async () => {
     const tc = await makeCluster('timeout-cluster');
