@@ -520,13 +520,12 @@ export class ReplicaNode {
     }
     // Events are only logged and reported, after the turn's write: they do not make a turn urgent.
     const urgent = ready.messages.length > 0 || ready.clears.length > 0 || !this.deferWrites;
-    if (!urgent && ready.writes.length === 0 && ready.events.length > 0) {
-      for (const event of ready.events) this.onEvent(event);
-      return;
+    if (urgent || ready.writes.length > 0 || ready.events.length > 0) {
+      this.pendingTurns.push({ ready, urgent, at: this.now() });
+      if (urgent) this.pendingUrgent++;
     }
-    if (!urgent && ready.writes.length === 0) return; // nothing to write, nothing to do
-    this.pendingTurns.push({ ready, urgent, at: this.now() });
-    if (urgent) this.pendingUrgent++;
+    // Every turn (also an empty tick, every 10 ms) lets deferred writes go once they waited
+    // DEFERRED_WRITES_MS_MAX: an idle replica does not keep them (and their events) back.
     this.kickPersist();
   }
 

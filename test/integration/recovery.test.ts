@@ -254,8 +254,12 @@ test('a replica whose data directory is wiped after the log was truncated catche
     assert.ok(converged[VICTIM]!.stateTransfersCompleted >= 1, 'it caught up by state transfer');
     // It did not replay the history (truncated everywhere): the first batch it executed after the
     // wipe follows a checkpoint it received by state transfer, beyond the first log window.
-    const after = tc.readExecutedLog(VICTIM).slice(loggedBefore);
-    assert.ok(after.length > 0, 'it executed batches after the transfer');
+    // /status reports the in-memory state, which runs ahead of the events a replica logs after its
+    // write (by up to one deferred-write period): wait for the log rather than read it at once.
+    const after = await waitFor(() => {
+      const entries = tc!.readExecutedLog(VICTIM).slice(loggedBefore);
+      return entries.length > 0 ? entries : undefined;
+    }, 'batches the wiped replica executed after the transfer, in its log');
     const first = after[0]!.seq;
     assert.ok(first > L && (first - 1) % K === 0, `first batch executed after the wipe: ${first} (stable checkpoint at the wipe: ${wipedAt})`);
     await checkAgainstModel(tc, workload, { minLogsPerSeq: 3 });
