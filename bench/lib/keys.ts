@@ -4,10 +4,10 @@
  * the unreplicated baseline, which cluster.json cannot describe (it requires n = 3f+1, f >= 1).
  */
 import { join } from 'node:path';
-import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import type { ClusterConfig } from '../../src/core/cluster.ts';
 import { CLUSTER_FILE, generateKeyring, serializeCluster, writeFileAtomic } from '../../src/crypto/keyring.ts';
+export { freePorts } from '../../src/transport/free-ports.ts';
+import { freePorts } from '../../src/transport/free-ports.ts';
 
 export interface ClusterJson {
   clusterId: string;
@@ -35,24 +35,6 @@ export function clusterFromJson(j: ClusterJson): ClusterConfig {
     replicas: j.replicas.map((r) => ({ id: r.id, url: r.url, publicKey: unhex(r.publicKey) })),
     clients: j.clients.map((k) => ({ id: k.id, publicKey: unhex(k.publicKey) })),
   };
-}
-
-/** `count` distinct ports that were free a moment ago on 127.0.0.1. */
-export async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<net.Server>((resolve, reject) => {
-          const s = net.createServer();
-          s.once('error', reject);
-          s.listen(0, '127.0.0.1', () => resolve(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-  return ports;
 }
 
 export interface BenchKeyring {

@@ -7,7 +7,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +15,8 @@ import type { ClusterConfig } from '../../src/core/cluster.ts';
 import { generateKeyring, serializeCluster, writeFileAtomic, CLUSTER_FILE, keyFileName } from '../../src/crypto/keyring.ts';
 import type { NodeStatus } from '../../src/node/replica-node.ts';
 import type { FaultMode, FixtureConfig } from './fixtures/faults.ts';
+export { freePorts } from '../../src/transport/free-ports.ts';
+import { freePorts } from '../../src/transport/free-ports.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const FIXTURE = fileURLToPath(new URL('./fixtures/replica.ts', import.meta.url));
@@ -34,24 +35,6 @@ export async function waitFor<T>(probe: () => Promise<T | undefined | false> | T
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(50);
   }
-}
-
-/** `count` distinct ports that were free a moment ago (bound to port 0 together, then released). */
-export async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<net.Server>((resolve, reject) => {
-          const s = net.createServer();
-          s.once('error', reject);
-          s.listen(0, '127.0.0.1', () => resolve(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-  return ports;
 }
 
 /** A base port p such that p..p+count-1 were all free a moment ago (for `pbft keygen --base-port`). */

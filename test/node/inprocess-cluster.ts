@@ -3,8 +3,6 @@
  * in-memory Storage wrapped so that tests can observe and fail writes, and a transport wrapped so
  * that tests can observe sends. Fatal errors are recorded instead of exiting the process.
  */
-import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import type { ClusterConfig } from '../../src/core/cluster.ts';
 import type { ReplicaOptions } from '../../src/core/options.ts';
 import { decodeFrame } from '../../src/codec/messages.ts';
@@ -16,6 +14,8 @@ import { StorageError, type KeyRange, type Storage, type WriteOp } from '../../s
 import { createReplicaTransport } from '../../src/transport/replica-transport.ts';
 import type { ReplicaTransport } from '../../src/transport/types.ts';
 import { silentLogger } from '../../src/util/log.ts';
+export { freePorts } from '../../src/transport/free-ports.ts';
+import { freePorts } from '../../src/transport/free-ports.ts';
 
 export type EffectEvent = 'write-begin' | 'write-end' | 'clear' | 'send' | 'reply';
 
@@ -72,23 +72,6 @@ export class ObservedStorage implements Storage {
   count(range: KeyRange): Promise<number> {
     return this.inner.count(range);
   }
-}
-
-export async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<net.Server>((resolve, reject) => {
-          const s = net.createServer();
-          s.once('error', reject);
-          s.listen(0, '127.0.0.1', () => resolve(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-  return ports;
 }
 
 export interface InProcessReplica {

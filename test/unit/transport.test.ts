@@ -1,7 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import WebSocket from 'ws';
 import type { ClusterConfig } from '../../src/core/cluster.ts';
 import type { Signer } from '../../src/crypto/types.ts';
@@ -27,6 +26,7 @@ import {
 import { createReplicaTransport } from '../../src/transport/replica-transport.ts';
 import { createClientTransport, type ClientTransport } from '../../src/transport/client-transport.ts';
 import { TransportError, type Principal, type ReplicaTransport, type TransportLimits } from '../../src/transport/types.ts';
+import { freePorts } from '../../src/transport/free-ports.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -40,23 +40,6 @@ async function waitFor(cond: () => boolean, what: string, timeoutMs = WAIT_MS): 
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
-}
-
-async function freePorts(count: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from(
-      { length: count },
-      () =>
-        new Promise<net.Server>((resolve, reject) => {
-          const s = net.createServer();
-          s.once('error', reject);
-          s.listen(0, '127.0.0.1', () => resolve(s));
-        }),
-    ),
-  );
-  const ports = servers.map((s) => (s.address() as AddressInfo).port);
-  await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-  return ports;
 }
 
 interface TestCluster {
