@@ -4,7 +4,8 @@
  * partitions whose digests differ move), for 10,000 and 100,000 keys (16-byte keys and values).
  *
  * Runs the production core in the deterministic simulator with the built-in key-value store
- * (4,096 partitions) and zlib compression as in the shell. Bytes are exact; "simulated" time is
+ * (4,096 partitions) and zlib compression as in the shell. Bytes are counted on the simulated
+ * wire (encoded frames, both directions) and as the core reports them; "simulated" time is
  * ticks x 10 ms (a tick is 10 ms in the shell) with 1-3 ticks of network delay per message, and
  * "compute" is the wall time this process spent running the whole cluster during the catch-up.
  *
@@ -12,6 +13,7 @@
  */
 import { SimCluster } from '../src/sim/cluster.ts';
 import type { KvOp } from '../src/app/kv-ops.ts';
+import { decodeFrame } from '../src/codec/messages.ts';
 
 const arg = process.argv.indexOf('--keys');
 const sizes = arg >= 0 ? process.argv[arg + 1]!.split(',').map(Number) : [10_000, 100_000];
@@ -20,7 +22,16 @@ const key = (i: number): string => `key-${i.toString().padStart(12, '0')}`; // 1
 const value = (i: number, round: number): string => `v${round}-${i.toString().padStart(13, '0')}`; // 16 bytes
 
 interface Measure {
+  /** Content bytes of the transfer replies (digests, compressed partitions, client table), from the core's event. */
   bytesReceived: number;
+  /** Content bytes of our own leaf prefixes sent with requests for leaves, from the core's event. */
+  bytesSent: number;
+  /** Wire bytes of the state-transfer frames received / sent by the lagging replica. */
+  wireIn: number;
+  wireOut: number;
+  /** Wire bytes of every frame the lagging replica received / sent until it caught up. */
+  allIn: number;
+  allOut: number;
   partitionsFetched: number;
   partitionCount: number;
   ticks: number;
@@ -32,20 +43,50 @@ interface Measure {
 function catchUp(sim: SimCluster, id: number, caughtUpTo: number): Measure {
   const started = performance.now();
   const from = sim.events.length;
+  const wire = { in: 0, out: 0, allIn: 0, allOut: 0 };
+  const send = sim.net.send.bind(sim.net);
+  sim.net.send = (now, src, dst, bytes) => {
+    if (src === id || dst === id) {
+      const d = decodeFrame(bytes);
+      const transfer = d.ok && d.value.kind === 'link' && (d.value.msg.type === 'state' || d.value.msg.type === 'statereq');
+      if (dst === id) {
+        wire.allIn += bytes.length;
+        if (transfer) wire.in += bytes.length;
+      } else {
+        wire.allOut += bytes.length;
+        if (transfer) wire.out += bytes.length;
+      }
+    }
+    send(now, src, dst, bytes);
+  };
   sim.restart(id);
   const restartMs = performance.now() - started;
   const done = sim.runUntil(() => {
     const r = sim.hosts[id]!.replica!;
     return !r.status().transferring && r.lastExecuted >= caughtUpTo;
   }, 200_000);
+  sim.net.send = send;
   if (!done) throw new Error(`replica ${id} did not catch up`);
   const computeMs = performance.now() - started;
   const completed = sim.events.slice(from).filter((e) => e.replica === id && e.event.type === 'state-transfer-completed');
   if (completed.length === 0) throw new Error('no state transfer happened');
-  const m: Measure = { bytesReceived: 0, partitionsFetched: 0, partitionCount: 0, ticks: 0, computeMs, restartMs };
+  const m: Measure = {
+    bytesReceived: 0,
+    bytesSent: 0,
+    wireIn: wire.in,
+    wireOut: wire.out,
+    allIn: wire.allIn,
+    allOut: wire.allOut,
+    partitionsFetched: 0,
+    partitionCount: 0,
+    ticks: 0,
+    computeMs,
+    restartMs,
+  };
   for (const e of completed) {
     if (e.event.type !== 'state-transfer-completed') continue;
     m.bytesReceived += e.event.bytesReceived;
+    m.bytesSent += e.event.bytesSent;
     m.partitionsFetched += e.event.partitionsFetched;
     m.partitionCount = e.event.partitionCount;
     m.ticks += e.event.ticks;
@@ -113,13 +154,16 @@ function run(keys: number): void {
   const digests = new Set(sim.hosts.map((h) => h.replica!.status().stableCheckpoint.digest));
   if (digests.size !== 1) throw new Error('digests did not converge');
 
+  const kib = (b: number): string => `${(b / 1024).toFixed(0)} KiB`;
   const fmt = (m: Measure): string =>
-    `${(m.bytesReceived / 1024).toFixed(0).padStart(7)} KiB received, ${String(m.partitionsFetched).padStart(5)}/${m.partitionCount} partitions, ` +
-    `simulated ${(m.ticks * 10).toString().padStart(5)} ms (${m.ticks} ticks), compute ${m.computeMs.toFixed(0).padStart(6)} ms (of which recovery from its own disk ${m.restartMs.toFixed(0)} ms)`;
+    `transfer frames ${kib(m.wireIn)} in / ${kib(m.wireOut)} out (content ${kib(m.bytesReceived)} / ${kib(m.bytesSent)}), ` +
+    `all frames ${kib(m.allIn)} in / ${kib(m.allOut)} out, ${m.partitionsFetched}/${m.partitionCount} partitions, ` +
+    `simulated ${m.ticks * 10} ms (${m.ticks} ticks), compute ${m.computeMs.toFixed(0)} ms (of which recovery from its own disk ${m.restartMs.toFixed(0)} ms)`;
   console.log(`${keys} keys (loaded in ${(loadMs / 1000).toFixed(1)} s of simulation, state ~${((keys * 40) / 1024 / 1024).toFixed(1)} MiB raw):`);
   console.log(`  full    (empty data dir)      ${fmt(full)}`);
   console.log(`  partial (behind by 1% keys)   ${fmt(partial)}`);
-  console.log(`  partial / full bytes: ${((100 * partial.bytesReceived) / full.bytesReceived).toFixed(1)}%`);
+  const total = (m: Measure): number => m.wireIn + m.wireOut;
+  console.log(`  partial / full transfer bytes (in + out): ${((100 * total(partial)) / total(full)).toFixed(1)}%`);
 }
 
 for (const keys of sizes) run(keys);

@@ -144,7 +144,7 @@ function statePartArray(p: StatePart): unknown[] {
     case 'meta':
       return [0];
     case 'leaves':
-      return [1, p.groups];
+      return p.have ? [1, p.groups, p.have] : [1, p.groups];
     case 'partitions':
       return [2, p.indices];
     default:
@@ -157,7 +157,7 @@ function stateReplyArray(r: StateReply): unknown[] {
     case 'meta':
       return [0, checkpointCertArray(r.checkpoint), r.partitionCount, r.groupDigests, r.clients];
     case 'leaves':
-      return [1, r.groups.map((g) => [g.group, g.leaves])];
+      return [1, r.groups.map((g) => (g.positions ? [g.group, g.leaves, g.positions] : [g.group, g.leaves]))];
     case 'partitions':
       return [2, r.indices, r.compressed, r.rawBytes];
     case 'unavailable':
@@ -345,12 +345,19 @@ function uintList(v: unknown, what: string): number[] {
 }
 
 function statePartFrom(v: unknown): StatePart {
-  const arr = asArray(v, 'statePart', 2);
+  const arr = asArray(v, 'statePart', 3);
   switch (asUint(arr[0], 'statePart.kind', 255)) {
     case 0:
       return { kind: 'meta' };
-    case 1:
-      return { kind: 'leaves', groups: uintList(arr[1], 'statePart.groups') };
+    case 1: {
+      const groups = uintList(arr[1], 'statePart.groups');
+      if (arr[2] === undefined) return { kind: 'leaves', groups };
+      const have = asArray(arr[2], 'statePart.have', CODEC_LIMITS.listMax).map((b) =>
+        asBytes(b, 'statePart.have', undefined, CODEC_LIMITS.blobBytesMax),
+      );
+      if (have.length !== groups.length) return fail('statePart.have: one entry per group');
+      return { kind: 'leaves', groups, have };
+    }
     case 2:
       return { kind: 'partitions', indices: uintList(arr[1], 'statePart.indices') };
     default:
@@ -377,8 +384,13 @@ function stateReplyFrom(v: unknown): StateReply {
       return {
         kind: 'leaves',
         groups: asArray(arr[1], 'state.groups', CODEC_LIMITS.listMax).map((g) => {
-          const ga = asArray(g, 'state.group', 2);
-          return { group: asUint(ga[0], 'state.group.index'), leaves: digestList(ga[1], 'state.group.leaves') };
+          const ga = asArray(g, 'state.group', 3);
+          const group = asUint(ga[0], 'state.group.index');
+          const leaves = digestList(ga[1], 'state.group.leaves');
+          if (ga[2] === undefined) return { group, leaves };
+          const positions = uintList(ga[2], 'state.group.positions');
+          if (positions.length !== leaves.length) return fail('state.group.positions: one per leaf');
+          return { group, leaves, positions };
         }),
       };
     case 2:

@@ -167,7 +167,11 @@ export type LinkMessage =
 
 export type StatePart =
   | { kind: 'meta' }
-  | { kind: 'leaves'; groups: number[] }
+  /**
+   * Leaf digests of these groups. `have[i]`, when present, holds the first LEAF_PREFIX_BYTES of each
+   * of the asker's own leaves of `groups[i]`: the peer sends only the leaves whose prefix differs.
+   */
+  | { kind: 'leaves'; groups: number[]; have?: Uint8Array[] }
   | { kind: 'partitions'; indices: number[] };
 
 export type StateReply =
@@ -181,7 +185,12 @@ export type StateReply =
       /** Canonical client table bytes. */
       clients: Uint8Array;
     }
-  | { kind: 'leaves'; groups: Array<{ group: number; leaves: Digest[] }> }
+  /**
+   * Leaf digests by group: every leaf of the group, or, with `positions` (for an asker that sent
+   * `have`), only those at these positions; the others matched the asker's prefixes. Either way the
+   * asker checks the whole group against its certified digest.
+   */
+  | { kind: 'leaves'; groups: Array<{ group: number; leaves: Digest[]; positions?: number[] }> }
   /** Partition contents, compressed as one blob (see deps.compress). */
   | { kind: 'partitions'; indices: number[]; compressed: Uint8Array; rawBytes: number }
   /** The peer does not hold checkpoint `seq`; it tells its own stable checkpoint instead. */

@@ -28,6 +28,7 @@ import type {
   CheckpointMsg,
   CommitMsg,
   CommittedEntry,
+  Digest,
   LinkMessage,
   NewViewMsg,
   PreparedCert,
@@ -70,7 +71,10 @@ import {
   checkGroupLeaves,
   checkMeta,
   differingGroups,
+  differingPositions,
   leafKey,
+  leafPrefixes,
+  mergeLeaves,
   packPartitions,
   partitionMatches,
   TransferSession,
@@ -117,6 +121,8 @@ export type CoreEvent =
       partitionsFetched: number;
       partitionCount: number;
       bytesReceived: number;
+      /** Bytes of our own leaf prefixes sent with requests for leaves. */
+      bytesSent: number;
       ticks: number;
     }
   | { type: 'peer-misbehaved'; peer: number; reason: string };
@@ -1338,9 +1344,16 @@ export class Replica {
     }
   }
 
+  /** A request for leaves, with the prefixes of our own leaves unless a sparse answer failed. */
+  private leavesPart(t: TransferSession, groups: number[]): StatePart {
+    if (t.fullLeaves) return { kind: 'leaves', groups };
+    return { kind: 'leaves', groups, have: groups.map((g) => leafPrefixes(this.liveTree.groupLeaves(g))) };
+  }
+
   private askTransfer(part: StatePart, newPeer = true): void {
     const t = this.transfer!;
     if (newPeer || t.peer < 0) t.peer = t.nextPeer();
+    if (part.kind === 'leaves' && part.have) for (const h of part.have) t.bytesSent += h.length;
     t.outstanding = part;
     t.requestedAt = this.now;
     this.sendTo(t.peer, encodeLinkFrame({ type: 'statereq', seq: t.target.seq, part }));
@@ -1369,10 +1382,15 @@ export class Replica {
           clients: snap.clients,
         });
       case 'leaves': {
-        const groups = part.groups
-          .filter((g) => Number.isInteger(g) && g >= 0 && g < snap.tree.groupCount)
-          .slice(0, 4096)
-          .map((g) => ({ group: g, leaves: snap.tree.groupLeaves(g) }));
+        const groups: Array<{ group: number; leaves: Digest[]; positions?: number[] }> = [];
+        part.groups.forEach((g, i) => {
+          if (!Number.isInteger(g) || g < 0 || g >= snap.tree.groupCount || groups.length >= 4096) return;
+          const leaves = snap.tree.groupLeaves(g);
+          const have = part.have?.[i];
+          if (!have) return groups.push({ group: g, leaves });
+          const positions = differingPositions(leaves, have);
+          return groups.push({ group: g, leaves: positions.map((k) => leaves[k]!), positions });
+        });
         return reply({ kind: 'leaves', groups });
       }
       case 'partitions': {
@@ -1401,7 +1419,8 @@ export class Replica {
     const bad = (reason: string): void => {
       t.badPeers.add(peer);
       this.misbehaved(peer, reason);
-      this.askTransfer(t.outstanding!, true);
+      const part = t.outstanding!;
+      this.askTransfer(part.kind === 'leaves' ? this.leavesPart(t, part.groups) : part, true);
     };
     switch (reply.kind) {
       case 'unavailable': {
@@ -1427,12 +1446,23 @@ export class Replica {
         const asked = new Set(t.outstanding.groups);
         for (const g of reply.groups) {
           if (!asked.has(g.group)) return bad('state leaves for a group not asked');
-          const reason = checkGroupLeaves(this.hash, this.app.partitionCount, g.group, g.leaves, t.meta.groupDigests[g.group]!);
-          if (reason) return bad(reason);
-          t.bytesReceived += 32 * g.leaves.length;
-          t.leaves.set(g.group, g.leaves);
+          let leaves = g.leaves;
+          if (g.positions) {
+            // A sparse answer: our own leaves fill the positions whose prefixes matched.
+            const merged = mergeLeaves(this.liveTree.groupLeaves(g.group), g.leaves, g.positions);
+            if (!merged) return bad('state leaves with malformed positions');
+            leaves = merged;
+          }
+          const reason = checkGroupLeaves(this.hash, this.app.partitionCount, g.group, leaves, t.meta.groupDigests[g.group]!);
+          if (reason) {
+            // Ask for whole groups from now on: a sparse answer can also fail by a prefix collision.
+            if (g.positions) t.fullLeaves = true;
+            return bad(reason);
+          }
+          t.bytesReceived += 32 * g.leaves.length + (g.positions ? g.positions.length : 0);
+          t.leaves.set(g.group, leaves);
           const base = g.group * this.liveTree.groupSize;
-          g.leaves.forEach((leaf, k) => {
+          leaves.forEach((leaf, k) => {
             if (!bytesEqual(leaf, this.liveTree.leaves[base + k]!)) t.partitionsNeeded.set(base + k, leaf);
           });
         }
@@ -1465,7 +1495,7 @@ export class Replica {
 
   private nextTransferStep(): void {
     const t = this.transfer!;
-    if (t.groupsNeeded.length > 0) return this.askTransfer({ kind: 'leaves', groups: t.groupsNeeded.slice(0, 256) }, false);
+    if (t.groupsNeeded.length > 0) return this.askTransfer(this.leavesPart(t, t.groupsNeeded.slice(0, 256)), false);
     // Reuse partitions received by an earlier session when they still match.
     for (const [index, leaf] of t.partitionsNeeded) {
       const cached = this.transferCache.get(leafKey(leaf));
@@ -1514,6 +1544,7 @@ export class Replica {
       partitionsFetched: t.partitionsFetched,
       partitionCount: this.app.partitionCount,
       bytesReceived: t.bytesReceived,
+      bytesSent: t.bytesSent,
       ticks: this.now - t.startedAt,
     });
     if (this.nextSeq <= this.lastExecuted) this.nextSeq = this.lastExecuted + 1;

@@ -3,7 +3,9 @@
  * 2f+1 CHECKPOINT messages, moving only the partitions whose digests differ from our own.
  *
  *   meta        group digests + client table; checked: H(root(groups), clients) = certified digest
- *   leaves      leaf digests of the groups that differ; checked against the group digests
+ *   leaves      leaf digests of the groups that differ; the asker sends a 4-byte prefix of each of
+ *               its own leaves and the peer sends only the leaves that differ; checked: the asker's
+ *               own leaves with the peer's in their places hash to the certified group digest
  *   partitions  bytes of the partitions whose leaves differ, compressed; checked against the leaves
  *
  * Every reply is checked against what the certificate implies, so a byzantine peer can only waste
@@ -35,7 +37,10 @@ export class TransferSession {
   requestedAt = 0;
   outstanding?: StatePart;
   readonly badPeers = new Set<number>();
+  /** Ask for whole groups of leaves (after a sparse answer failed its check). */
+  fullLeaves = false;
   bytesReceived = 0;
+  bytesSent = 0;
   partitionsFetched = 0;
   private peerCursor = 0;
 
@@ -92,6 +97,45 @@ export function checkGroupLeaves(
   if (leaves.length !== count) return 'state leaves: wrong count for group';
   if (!bytesEqual(groupDigest(hash, leaves), expected)) return 'state leaves do not match the group digest';
   return undefined;
+}
+
+/** Bytes of each own leaf digest sent with a request for leaves (see StatePart 'leaves'). */
+export const LEAF_PREFIX_BYTES = 4;
+
+/** The first LEAF_PREFIX_BYTES of each leaf, concatenated. */
+export function leafPrefixes(leaves: readonly Digest[]): Uint8Array {
+  const out = new Uint8Array(leaves.length * LEAF_PREFIX_BYTES);
+  leaves.forEach((leaf, k) => out.set(leaf.subarray(0, LEAF_PREFIX_BYTES), k * LEAF_PREFIX_BYTES));
+  return out;
+}
+
+/** Serving side: the positions of the leaves whose prefix differs from the asker's (all when `have` does not fit). */
+export function differingPositions(leaves: readonly Digest[], have: Uint8Array): number[] {
+  const all = leaves.map((_, k) => k);
+  if (have.length !== leaves.length * LEAF_PREFIX_BYTES) return all;
+  return all.filter((k) => {
+    const leaf = leaves[k]!;
+    for (let b = 0; b < LEAF_PREFIX_BYTES; b++) if (leaf[b] !== have[k * LEAF_PREFIX_BYTES + b]) return true;
+    return false;
+  });
+}
+
+/**
+ * Asking side: our own leaves of a group with the peer's at `positions` (strictly increasing, in
+ * range). Undefined when the positions are malformed. The caller checks the result against the
+ * certified group digest, which is what makes it trustworthy.
+ */
+export function mergeLeaves(own: readonly Digest[], leaves: readonly Digest[], positions: readonly number[]): Digest[] | undefined {
+  if (positions.length !== leaves.length) return undefined;
+  const out = own.slice();
+  let last = -1;
+  for (let i = 0; i < positions.length; i++) {
+    const k = positions[i]!;
+    if (k <= last || k >= own.length) return undefined;
+    out[k] = leaves[i]!;
+    last = k;
+  }
+  return out;
 }
 
 /** Packs partitions as [u32 length][bytes]... (the blob that is compressed). */

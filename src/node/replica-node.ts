@@ -672,7 +672,8 @@ export class ReplicaNode {
           seq: event.seq,
           partitionsFetched: event.partitionsFetched,
           partitionCount: event.partitionCount,
-          bytes: event.bytesReceived,
+          bytesReceived: event.bytesReceived,
+          bytesSent: event.bytesSent,
           ms: event.ticks * this.tickMs,
         });
         break;

@@ -320,7 +320,12 @@ class CorruptTransfer implements Behavior {
       if (msg.type === 'state') {
         const r = msg.reply;
         if (r.kind === 'meta') return { to: m.to, frame: encodeLinkFrame({ ...msg, reply: { ...r, groupDigests: r.groupDigests.map((g, i) => (i === 0 ? flip(g) : g)) } }) };
-        if (r.kind === 'leaves') return { to: m.to, frame: encodeLinkFrame({ ...msg, reply: { ...r, groups: r.groups.map((g) => ({ ...g, leaves: g.leaves.map(flip) })) } }) };
+        if (r.kind === 'leaves') {
+          // Wrong leaves, or (to an asker that sent its prefixes) the claim that none of its leaves differ.
+          const lie = (g: (typeof r.groups)[number]): typeof g =>
+            g.positions && this.prng.chance(0.5) ? { group: g.group, leaves: [], positions: [] } : { ...g, leaves: g.leaves.map(flip) };
+          return { to: m.to, frame: encodeLinkFrame({ ...msg, reply: { ...r, groups: r.groups.map(lie) } }) };
+        }
         if (r.kind === 'partitions') return { to: m.to, frame: encodeLinkFrame({ ...msg, reply: { ...r, compressed: flip(r.compressed) } }) };
       }
       if (msg.type === 'fetched' && msg.entries.length > 0) {

@@ -6,6 +6,8 @@ import { test } from 'node:test';
 import { SimCluster, type SimOptions } from '../../src/sim/cluster.ts';
 import { makeBehavior } from '../../src/sim/byzantine.ts';
 import type { CoreEvent } from '../../src/core/replica.ts';
+import type { KvOp } from '../../src/app/kv-ops.ts';
+import { decodeFrame } from '../../src/codec/messages.ts';
 
 const K = 8;
 
@@ -83,6 +85,51 @@ test('a byzantine peer serving corrupt state and corrupt log entries is detected
   // Replica 3's state is the certified one (the checkpoint digests agree with the correct replicas').
   const correct = [1, 2, 3].map((id) => sim.hosts[id]!.replica!.status().stableCheckpoint);
   assert.ok(correct.every((c) => c.digest === correct[0]!.digest && c.seq === correct[0]!.seq));
+});
+
+test('a replica behind by one key fetches one partition, and only the leaf digests that differ from its own', () => {
+  // 256 partitions in 16 groups of 16; 4 clients, 64 keys written, then replica 3 misses one more put.
+  let phase: 'load' | 'one' | 'reads' = 'load';
+  const workload = (client: number, index: number): KvOp => {
+    if (phase === 'load') return { type: 'put', key: `k${client}-${index}`, value: 'v' };
+    if (phase === 'one' && client === 0) return { type: 'put', key: 'missed', value: 'x' };
+    return { type: 'get', key: 'k0-0' };
+  };
+  const sim = cluster({ requestsPerClient: 16, partitionCount: 256, workload, compress: true });
+  assert.ok(sim.runUntil(() => sim.allClientsDone(), 20_000));
+  sim.run(100);
+  sim.crash(3);
+  phase = 'one';
+  sim.clients[0]!.remaining = 1;
+  assert.ok(sim.runUntil(() => sim.allClientsDone(), 20_000));
+  phase = 'reads';
+  const from = sim.hosts[0]!.replica!.h;
+  while (sim.hosts[0]!.replica!.h < from + sim.opts.replica.windowSize! + 2 * K) {
+    for (const c of sim.clients) c.remaining = 4;
+    assert.ok(sim.runUntil(() => sim.allClientsDone(), 20_000));
+  }
+  let leavesIn = 0;
+  let groupsIn = 0;
+  const send = sim.net.send.bind(sim.net);
+  sim.net.send = (now, src, dst, bytes) => {
+    const d = decodeFrame(bytes);
+    if (dst === 3 && d.ok && d.value.kind === 'link' && d.value.msg.type === 'state' && d.value.msg.reply.kind === 'leaves') {
+      for (const g of d.value.msg.reply.groups) {
+        groupsIn++;
+        leavesIn += g.leaves.length;
+      }
+    }
+    send(now, src, dst, bytes);
+  };
+  sim.restart(3);
+  finish(sim);
+  const done = eventsOf(sim, 3, 'state-transfer-completed');
+  assert.equal(done.length, 1);
+  assert.equal(done[0]!.partitionsFetched, 1, 'one partition differs');
+  assert.equal(groupsIn, 1, 'one group differs');
+  assert.equal(leavesIn, 1, 'one leaf digest of its 16 was sent');
+  assert.equal(done[0]!.bytesSent, 16 * 4, 'the asker sent a 4-byte prefix of each of its 16 leaves');
+  assertConverged(sim);
 });
 
 test('crash and restart, and a long partition, across several checkpoints: the replica catches up', () => {

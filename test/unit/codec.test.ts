@@ -88,6 +88,9 @@ test('link messages round-trip', () => {
     { type: 'batchreq', seq: 5, digest: digest(1) },
     { type: 'batch', seq: 5, digest: digest(1), batch: [request(1)] },
     { type: 'statereq', seq: 128, part: { kind: 'leaves', groups: [0, 3] } },
+    { type: 'statereq', seq: 128, part: { kind: 'leaves', groups: [0, 3], have: [new Uint8Array([1, 2, 3, 4]), new Uint8Array(8)] } },
+    { type: 'state', seq: 128, reply: { kind: 'leaves', groups: [{ group: 0, leaves: [digest(1), digest(2)] }] } },
+    { type: 'state', seq: 128, reply: { kind: 'leaves', groups: [{ group: 3, leaves: [digest(2)], positions: [5] }, { group: 4, leaves: [], positions: [] }] } },
     { type: 'state', seq: 128, reply: { kind: 'partitions', indices: [1, 2], compressed: new Uint8Array([1, 2, 3]), rawBytes: 9 } },
     { type: 'newviewreq', view: 4 },
   ];
@@ -96,6 +99,15 @@ test('link messages round-trip', () => {
     assert.ok(d.ok && d.value.kind === 'link');
     if (d.value.kind === 'link') assert.deepEqual(plain(d.value.msg), plain(m));
   }
+});
+
+test('a request for leaves needs one prefix string per group, and sparse leaves one position per leaf', () => {
+  const badHave = encodeLinkFrame({ type: 'statereq', seq: 1, part: { kind: 'leaves', groups: [0, 1], have: [new Uint8Array(4)] } });
+  const d1 = decodeFrame(badHave);
+  assert.ok(!d1.ok && /have/.test(d1.reason), d1.ok ? 'decoded' : d1.reason);
+  const badPositions = encodeLinkFrame({ type: 'state', seq: 1, reply: { kind: 'leaves', groups: [{ group: 0, leaves: [digest(1)], positions: [1, 2] }] } });
+  const d2 = decodeFrame(badPositions);
+  assert.ok(!d2.ok && /positions/.test(d2.reason), d2.ok ? 'decoded' : d2.reason);
 });
 
 test('changing any byte of a signed envelope makes it fail: decoding, type checks or signature verification', () => {

@@ -1,0 +1,118 @@
+/**
+ * The state-transfer checks (src/core/transfer.ts) and the digest tree they rely on: every piece a
+ * peer serves is checked against the certified checkpoint digest, and a request for leaves sends
+ * only 4-byte prefixes of the asker's own leaves so that the peer returns the differing ones.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { sha256 } from '../../src/crypto/node.ts';
+import { groupDigest, leafDigest, StateTree, stateDigest } from '../../src/core/statetree.ts';
+import {
+  checkGroupLeaves,
+  checkMeta,
+  differingGroups,
+  differingPositions,
+  LEAF_PREFIX_BYTES,
+  leafPrefixes,
+  mergeLeaves,
+  packPartitions,
+  partitionMatches,
+  unpackPartitions,
+} from '../../src/core/transfer.ts';
+import type { CheckpointCert } from '../../src/core/messages.ts';
+
+const PARTITIONS = 64; // groups of 8
+const enc = new TextEncoder();
+
+function partitions(tag: string, changed: number[] = []): Uint8Array[] {
+  return Array.from({ length: PARTITIONS }, (_, i) => enc.encode(`${changed.includes(i) ? tag : 'base'}-${i}`));
+}
+
+function certFor(tree: StateTree, clients: Uint8Array): CheckpointCert {
+  return { seq: 64, digest: stateDigest(sha256, tree.root, clients), proof: [] };
+}
+
+test('the digest tree: groups of sqrt(n) leaves, one changed partition changes exactly one group', () => {
+  const a = StateTree.fromPartitions(sha256, partitions('x'));
+  const b = StateTree.fromPartitions(sha256, partitions('y', [13]));
+  assert.equal(a.groupSize, 8);
+  assert.equal(a.groupCount, 8);
+  assert.deepEqual(differingGroups(b.groups, a), [1]);
+  assert.notDeepEqual(a.root, b.root);
+});
+
+test('meta: group digests and client table are accepted only when they hash to the certified digest', () => {
+  const tree = StateTree.fromPartitions(sha256, partitions('x'));
+  const clients = new Uint8Array([1, 2, 3]);
+  const cert = certFor(tree, clients);
+  assert.equal(checkMeta(sha256, PARTITIONS, cert, tree.groups, clients), undefined);
+  const wrongGroup = tree.groups.map((g, i) => (i === 2 ? sha256(g) : g));
+  assert.match(checkMeta(sha256, PARTITIONS, cert, wrongGroup, clients) ?? '', /does not match/);
+  assert.match(checkMeta(sha256, PARTITIONS, cert, tree.groups, new Uint8Array([1, 2])) ?? '', /does not match/);
+  assert.match(checkMeta(sha256, PARTITIONS, cert, tree.groups.slice(1), clients) ?? '', /number of groups/);
+});
+
+test('leaves: a group is accepted only when its leaves hash to its certified group digest', () => {
+  const tree = StateTree.fromPartitions(sha256, partitions('x'));
+  assert.equal(checkGroupLeaves(sha256, PARTITIONS, 3, tree.groupLeaves(3), tree.groups[3]!), undefined);
+  const swapped = tree.groupLeaves(3).reverse();
+  assert.match(checkGroupLeaves(sha256, PARTITIONS, 3, swapped, tree.groups[3]!) ?? '', /do not match/);
+  assert.match(checkGroupLeaves(sha256, PARTITIONS, 3, tree.groupLeaves(3).slice(1), tree.groups[3]!) ?? '', /wrong count/);
+});
+
+test('sparse leaves: the peer returns only the leaves whose prefix differs from the asker, and the merge restores the group', () => {
+  const own = StateTree.fromPartitions(sha256, partitions('old', [17, 20]));
+  const certified = StateTree.fromPartitions(sha256, partitions('new', [17, 20, 22]));
+  const group = 2; // partitions 16..23
+  const have = leafPrefixes(own.groupLeaves(group));
+  assert.equal(have.length, 8 * LEAF_PREFIX_BYTES);
+  const served = certified.groupLeaves(group);
+  const positions = differingPositions(served, have);
+  assert.deepEqual(positions, [1, 4, 6]);
+  const merged = mergeLeaves(
+    own.groupLeaves(group),
+    positions.map((k) => served[k]!),
+    positions,
+  );
+  assert.ok(merged);
+  assert.equal(checkGroupLeaves(sha256, PARTITIONS, group, merged, certified.groups[group]!), undefined);
+  assert.deepEqual(merged, served);
+});
+
+test('sparse leaves: a peer that claims nothing differs, or misplaces a leaf, fails the group digest check', () => {
+  const own = StateTree.fromPartitions(sha256, partitions('old'));
+  const certified = StateTree.fromPartitions(sha256, partitions('new', [9]));
+  const served = certified.groupLeaves(1);
+  const none = mergeLeaves(own.groupLeaves(1), [], []);
+  assert.match(checkGroupLeaves(sha256, PARTITIONS, 1, none!, certified.groups[1]!) ?? '', /do not match/);
+  const misplaced = mergeLeaves(own.groupLeaves(1), [served[1]!], [2]);
+  assert.match(checkGroupLeaves(sha256, PARTITIONS, 1, misplaced!, certified.groups[1]!) ?? '', /do not match/);
+});
+
+test('sparse leaves: malformed positions are refused before any hashing', () => {
+  const own = StateTree.fromPartitions(sha256, partitions('x')).groupLeaves(0);
+  const leaf = leafDigest(sha256, enc.encode('z'));
+  assert.equal(mergeLeaves(own, [leaf, leaf], [3, 3]), undefined, 'repeated position');
+  assert.equal(mergeLeaves(own, [leaf, leaf], [4, 2]), undefined, 'not increasing');
+  assert.equal(mergeLeaves(own, [leaf], [8]), undefined, 'out of the group');
+  assert.equal(mergeLeaves(own, [leaf], []), undefined, 'one position per leaf');
+});
+
+test('sparse leaves: a prefix string of the wrong size gets every leaf back', () => {
+  const leaves = StateTree.fromPartitions(sha256, partitions('x')).groupLeaves(0);
+  assert.deepEqual(differingPositions(leaves, new Uint8Array(3)), [0, 1, 2, 3, 4, 5, 6, 7]);
+  assert.deepEqual(differingPositions(leaves, leafPrefixes(leaves)), []);
+});
+
+test('partitions: packed and unpacked exactly, checked one by one against their leaf digests', () => {
+  const parts = partitions('x').slice(0, 5);
+  parts.push(new Uint8Array(0));
+  const packed = packPartitions(parts);
+  assert.deepEqual(unpackPartitions(packed, parts.length), parts);
+  assert.equal(unpackPartitions(packed, parts.length + 1), undefined, 'count too high');
+  assert.equal(unpackPartitions(packed.subarray(0, packed.length - 1), parts.length), undefined, 'truncated');
+  assert.equal(unpackPartitions(packed, parts.length - 1), undefined, 'trailing bytes');
+  assert.ok(partitionMatches(sha256, parts[2]!, leafDigest(sha256, parts[2]!)));
+  assert.ok(!partitionMatches(sha256, parts[3]!, leafDigest(sha256, parts[2]!)));
+  assert.notDeepEqual(groupDigest(sha256, [leafDigest(sha256, parts[0]!)]), leafDigest(sha256, parts[0]!), 'domain-separated');
+});
