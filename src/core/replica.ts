@@ -247,7 +247,11 @@ export class Replica {
   private liveTree: StateTree;
   private livePartitions: Uint8Array[];
   private livePartitionsShared = false;
-  private readonly unpersistedPartitions = new Set<number>();
+  /**
+   * Leaf digests of the application state on disk: the state of the last stable checkpoint we hold
+   * a snapshot of (so that after a restart we can still serve it to replicas that are behind).
+   */
+  private persistedLeaves: Uint8Array[];
   private lastCheckpoint: { seq: number; digest: Uint8Array };
   /** Our latest CHECKPOINT message: retransmitted until that checkpoint is stable. */
   private ownCheckpointFrame?: { seq: number; frame: Uint8Array };
@@ -296,6 +300,7 @@ export class Replica {
     this.livePartitions = [];
     for (let i = 0; i < this.app.partitionCount; i++) this.livePartitions.push(this.app.readPartition(i));
     this.liveTree = StateTree.fromPartitions(this.hash, this.livePartitions);
+    this.persistedLeaves = this.liveTree.leaves.slice();
     const genesis = stateDigest(this.hash, this.liveTree.root, this.clients.encode());
     this.stable = { seq: GENESIS_SEQ, digest: genesis, proof: [] };
     this.lastCheckpoint = { seq: GENESIS_SEQ, digest: genesis };
@@ -778,7 +783,6 @@ export class Replica {
       const bytes = this.app.readPartition(i);
       this.livePartitions[i] = bytes;
       this.liveTree.setLeaf(i, leafDigest(this.hash, bytes));
-      this.unpersistedPartitions.add(i);
     }
     this.liveTree.commit();
   }
@@ -788,11 +792,22 @@ export class Replica {
     return { seq, digest, tree: this.liveTree.clone(), partitions: this.livePartitions, clients: this.clients.encode() };
   }
 
-  /** Persists the application state as of now (only partitions changed since the last persist). */
-  private persistState(seq: number, digest: Uint8Array, clients: Uint8Array): void {
-    for (const i of this.unpersistedPartitions) this.writes.put(KEYS.partition(i), this.livePartitions[i]!);
-    this.unpersistedPartitions.clear();
-    this.writes.put(KEYS.checkpointState, encodeCheckpointState(seq, digest, clients));
+  /**
+   * Makes a snapshot the application state on disk (only partitions that differ from what is there).
+   * Called for the stable checkpoint, in the same batch as its certificate and the log truncation, so
+   * that a restarted replica restores its stable checkpoint, replays the log above it, and can serve
+   * the stable checkpoint's state to replicas that are behind.
+   */
+  private persistSnapshot(snap: CheckpointSnapshot): void {
+    const leaves = snap.tree.leaves;
+    for (let i = 0; i < leaves.length; i++) {
+      const leaf = leaves[i]!;
+      const onDisk = this.persistedLeaves[i]!;
+      if (leaf === onDisk || bytesEqual(leaf, onDisk)) continue;
+      this.writes.put(KEYS.partition(i), snap.partitions[i]!);
+      this.persistedLeaves[i] = leaf;
+    }
+    this.writes.put(KEYS.checkpointState, encodeCheckpointState(snap.seq, snap.digest, snap.clients));
   }
 
   private takeCheckpoint(seq: number): void {
@@ -802,7 +817,6 @@ export class Replica {
     const snapshot = this.snapshotNow(seq, digest);
     this.ownCheckpoints.set(seq, snapshot);
     this.lastCheckpoint = { seq, digest };
-    this.persistState(seq, digest, clients);
     const msg = this.auth.sign<CheckpointMsg>({ type: 'checkpoint', seq, digest, replica: this.id });
     this.addCheckpointVote(msg);
     this.ownCheckpointFrame = { seq, frame: encodeSignedFrame(msg) };
@@ -891,8 +905,10 @@ export class Replica {
   /** Moves the low watermark to cert.seq and discards everything at or below it. */
   private advanceStable(cert: CheckpointCert, snapshot: CheckpointSnapshot | undefined): void {
     this.stable = cert;
-    if (snapshot) this.stableSnapshot = snapshot;
-    else if (this.stableSnapshot && this.stableSnapshot.seq < cert.seq) this.stableSnapshot = undefined;
+    if (snapshot) {
+      this.stableSnapshot = snapshot;
+      this.persistSnapshot(snapshot);
+    } else if (this.stableSnapshot && this.stableSnapshot.seq < cert.seq) this.stableSnapshot = undefined;
     this.counters.checkpointsStable++;
     this.writes.put(KEYS.stable, encodeCheckpointCert(cert));
     for (const seq of [...this.slots.keys()]) if (seq <= cert.seq) this.slots.delete(seq);
@@ -1537,7 +1553,7 @@ export class Replica {
     this.ownCheckpoints.set(t.target.seq, snapshot);
     this.lastCheckpoint = { seq: t.target.seq, digest };
     if (this.stable.seq === t.target.seq) this.stableSnapshot = snapshot;
-    this.persistState(t.target.seq, digest, meta.clients);
+    this.persistSnapshot(snapshot);
     this.events.push({
       type: 'state-transfer-completed',
       seq: t.target.seq,
@@ -1556,8 +1572,8 @@ export class Replica {
   // ==============================================================================================
 
   /**
-   * Rebuilds the replica from what it persisted: view, stable checkpoint, application state at its
-   * last checkpoint, the log above it; then re-executes committed entries. Call once, before any
+   * Rebuilds the replica from what it persisted: view, stable checkpoint, application state at the
+   * stable checkpoint, the log above it; then re-executes committed entries. Call once, before any
    * other input. Records that do not decode are reported and skipped.
    */
   recover(records: Iterable<[string, Uint8Array]>): void {
@@ -1596,7 +1612,7 @@ export class Replica {
         }
         for (const [c, r] of table.records) this.clients.set(c, r);
         this.syncTree();
-        this.unpersistedPartitions.clear();
+        this.persistedLeaves = this.liveTree.leaves.slice();
         const digest = stateDigest(this.hash, this.liveTree.root, st.value.clients);
         this.lastExecuted = st.value.seq;
         if (!bytesEqual(digest, st.value.digest)) unusable ??= `stored application state does not match its checkpoint digest (seq ${st.value.seq})`;

@@ -7,7 +7,7 @@ import { SimCluster, type SimOptions } from '../../src/sim/cluster.ts';
 import { makeBehavior } from '../../src/sim/byzantine.ts';
 import type { CoreEvent } from '../../src/core/replica.ts';
 import type { KvOp } from '../../src/app/kv-ops.ts';
-import { decodeFrame } from '../../src/codec/messages.ts';
+import { decodeFrame, encodeLinkFrame } from '../../src/codec/messages.ts';
 
 const K = 8;
 
@@ -130,6 +130,26 @@ test('a replica behind by one key fetches one partition, and only the leaf diges
   assert.equal(leavesIn, 1, 'one leaf digest of its 16 was sent');
   assert.equal(done[0]!.bytesSent, 16 * 4, 'the asker sent a 4-byte prefix of each of its 16 leaves');
   assertConverged(sim);
+});
+
+test('a replica restarted after executing past its stable checkpoint still serves the stable checkpoint to a replica behind', () => {
+  const sim = cluster({ requestsPerClient: 120 });
+  const r1 = () => sim.hosts[1]!.replica!;
+  // Stop at a moment where replica 1 has its own checkpoint above the stable one.
+  assert.ok(sim.runUntil(() => r1().h >= 2 * K && r1().lastExecuted >= r1().h + K, 20_000), 'replica 1 ran a checkpoint ahead');
+  const stable = r1().h;
+  sim.crash(1);
+  sim.restart(1);
+  assert.equal(r1().h, stable);
+  assert.ok(r1().lastExecuted >= stable + K, 'the log above the stable checkpoint was replayed');
+  // Ask the restarted core directly, before anything else reaches it (its stable checkpoint could move on).
+  r1().receive({ kind: 'replica', id: 3 }, encodeLinkFrame({ type: 'statereq', seq: stable, part: { kind: 'meta' } }));
+  const answers = r1()
+    .flush()
+    .messages.filter((m) => m.to === 3)
+    .map((m) => decodeFrame(m.frame))
+    .flatMap((d) => (d.ok && d.value.kind === 'link' && d.value.msg.type === 'state' ? [d.value.msg.reply.kind] : []));
+  assert.deepEqual(answers, ['meta'], 'replica 1 serves the state of its stable checkpoint');
 });
 
 test('crash and restart, and a long partition, across several checkpoints: the replica catches up', () => {

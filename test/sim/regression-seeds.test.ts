@@ -22,6 +22,12 @@ const cases: Array<{ seed: number; replicas: number; bug: string }> = [
   // same checkpoint but none could prove it stable, the window (h, h+L] filled up and the primary
   // could propose nothing, forever. Fixed by retransmitting our latest CHECKPOINT until it is stable.
   { seed: 279, replicas: 4, bug: 'window full behind a checkpoint whose votes were lost' },
+  // The disk held the application state of a replica's last OWN checkpoint, not of its stable one.
+  // Two replicas restarted ahead of the stable checkpoint (16) could no longer serve its state; the
+  // other two (one wiped, one with stale state) needed exactly that state to catch up and vote for
+  // checkpoint 24, the window (16, 32] filled, and nothing moved again. Fixed by persisting the
+  // state of the stable checkpoint (with its certificate and the log truncation, in one batch).
+  { seed: 6341, replicas: 4, bug: 'nobody could serve the stable checkpoint after restarts (crashes and a wipe, no byzantine)' },
 ];
 
 for (const c of cases) {
