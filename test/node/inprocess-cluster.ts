@@ -13,7 +13,7 @@ import { MemoryStorage } from '../../src/storage/memory.ts';
 import { StorageError, type KeyRange, type Storage, type WriteOp } from '../../src/storage/types.ts';
 import { createReplicaTransport } from '../../src/transport/replica-transport.ts';
 import type { ReplicaTransport } from '../../src/transport/types.ts';
-import { silentLogger } from '../../src/util/log.ts';
+import { createLogger, silentLogger, type LogLevel } from '../../src/util/log.ts';
 export { freePorts } from '../../src/transport/free-ports.ts';
 import { freePorts } from '../../src/transport/free-ports.ts';
 
@@ -127,7 +127,10 @@ export class InProcessCluster {
           id,
           secretKey: replicaSecrets[id]!,
           dataDir: `(memory ${id})`,
-          log: silentLogger,
+          // PBFT_TEST_LOG_LEVEL=info shows the replicas' logs on stderr (to explain a failure).
+          log: process.env.PBFT_TEST_LOG_LEVEL
+            ? createLogger({ level: process.env.PBFT_TEST_LOG_LEVEL as LogLevel, format: 'text', fields: { replica: id } })
+            : silentLogger,
           hooks,
           ...(options.replica !== undefined ? { replica: options.replica } : {}),
         },
