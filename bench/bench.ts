@@ -637,8 +637,9 @@ function fmt(x: number, digits = 0): string {
   return x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
+/** A percentage with one decimal, so that a figure next to a threshold does not round onto it. */
 function pct(x: number): string {
-  return Number.isFinite(x) ? `${Math.round(x * 100)}%` : '-';
+  return Number.isFinite(x) ? `${(x * 100).toFixed(1)}%` : '-';
 }
 
 const MiB = 2 ** 20;
