@@ -25,7 +25,8 @@ import type { NodeStatus } from '../src/node/replica-node.ts';
 import type { FromWorker, ToWorker, WorkerInit, WorkerResult } from './client-worker.ts';
 import type { BaselineConfig } from './baseline-server.ts';
 import { measureCryptoFloor, type CryptoFloor } from './crypto-floor.ts';
-import { benchKeyring, clusterToJson, freePorts, type ClusterJson } from './lib/keys.ts';
+import { benchKeyring, clusterToJson, type ClusterJson } from './lib/keys.ts';
+import { freePorts } from '../src/transport/free-ports.ts';
 import { Histogram, processCpuSeconds, processRssBytes } from './lib/stats.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));

@@ -6,7 +6,6 @@
 import { join } from 'node:path';
 import type { ClusterConfig } from '../../src/core/cluster.ts';
 import { CLUSTER_FILE, generateKeyring, serializeCluster, writeFileAtomic } from '../../src/crypto/keyring.ts';
-export { freePorts } from '../../src/transport/free-ports.ts';
 import { freePorts } from '../../src/transport/free-ports.ts';
 
 export interface ClusterJson {

@@ -301,10 +301,11 @@ export class Replica {
     for (let i = 0; i < this.app.partitionCount; i++) this.livePartitions.push(this.app.readPartition(i));
     this.liveTree = StateTree.fromPartitions(this.hash, this.livePartitions);
     this.persistedLeaves = this.liveTree.leaves.slice();
-    const genesis = stateDigest(this.hash, this.liveTree.root, this.clients.encode());
+    const genesisClients = this.clients.encode();
+    const genesis = stateDigest(this.hash, this.liveTree.root, genesisClients);
     this.stable = { seq: GENESIS_SEQ, digest: genesis, proof: [] };
     this.lastCheckpoint = { seq: GENESIS_SEQ, digest: genesis };
-    const snapshot = this.snapshotNow(GENESIS_SEQ, genesis);
+    const snapshot = this.snapshotNow(GENESIS_SEQ, genesis, genesisClients);
     this.ownCheckpoints.set(GENESIS_SEQ, snapshot);
     this.stableSnapshot = snapshot;
     this.ctx = {
@@ -787,13 +788,15 @@ export class Replica {
     this.liveTree.commit();
   }
 
-  private snapshotNow(seq: number, digest: Uint8Array): CheckpointSnapshot {
+  /** The live state as a checkpoint snapshot; `clients` are the client-table bytes `digest` covers. */
+  private snapshotNow(seq: number, digest: Uint8Array, clients: Uint8Array): CheckpointSnapshot {
     this.livePartitionsShared = true;
-    return { seq, digest, tree: this.liveTree.clone(), partitions: this.livePartitions, clients: this.clients.encode() };
+    return { seq, digest, tree: this.liveTree.clone(), partitions: this.livePartitions, clients };
   }
 
   /**
-   * Makes a snapshot the application state on disk (only partitions that differ from what is there).
+   * Makes a snapshot's application state the one on disk (writing only the partitions that differ
+   * from what is there).
    * Called for the stable checkpoint, in the same batch as its certificate and the log truncation, so
    * that a restarted replica restores its stable checkpoint, replays the log above it, and can serve
    * the stable checkpoint's state to replicas that are behind.
@@ -814,7 +817,7 @@ export class Replica {
     this.syncTree();
     const clients = this.clients.encode();
     const digest = stateDigest(this.hash, this.liveTree.root, clients);
-    const snapshot = this.snapshotNow(seq, digest);
+    const snapshot = this.snapshotNow(seq, digest, clients);
     this.ownCheckpoints.set(seq, snapshot);
     this.lastCheckpoint = { seq, digest };
     const msg = this.auth.sign<CheckpointMsg>({ type: 'checkpoint', seq, digest, replica: this.id });
@@ -1549,7 +1552,7 @@ export class Replica {
       const r = this.clients.get(c);
       if (r && w.req.msg.timestamp <= r.timestamp) this.waiting.delete(c);
     }
-    const snapshot = this.snapshotNow(t.target.seq, digest);
+    const snapshot = this.snapshotNow(t.target.seq, digest, meta.clients);
     this.ownCheckpoints.set(t.target.seq, snapshot);
     this.lastCheckpoint = { seq: t.target.seq, digest };
     if (this.stable.seq === t.target.seq) this.stableSnapshot = snapshot;
@@ -1618,7 +1621,7 @@ export class Replica {
         if (!bytesEqual(digest, st.value.digest)) unusable ??= `stored application state does not match its checkpoint digest (seq ${st.value.seq})`;
         else {
           this.lastCheckpoint = { seq: st.value.seq, digest };
-          const snap = this.snapshotNow(st.value.seq, digest);
+          const snap = this.snapshotNow(st.value.seq, digest, st.value.clients);
           this.ownCheckpoints.set(st.value.seq, snap);
           if (st.value.seq === this.stable.seq) this.stableSnapshot = snap;
         }

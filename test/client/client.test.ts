@@ -16,7 +16,8 @@ import { ClientClosedError, ClientConfigError, ConnectError, KvError, QuorumFail
 import { generateKeyring, CLUSTER_FILE, keyFileName } from '../../src/crypto/keyring.ts';
 import { randomSecretKey } from '../../src/crypto/noble.ts';
 import { createNodeSigner } from '../../src/crypto/node.ts';
-import { InProcessCluster, freePorts } from '../node/inprocess-cluster.ts';
+import { InProcessCluster } from '../node/inprocess-cluster.ts';
+import { freePorts } from '../../src/transport/free-ports.ts';
 
 let ipc: InProcessCluster;
 const clients: PbftClient[] = [];

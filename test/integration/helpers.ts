@@ -15,7 +15,6 @@ import type { ClusterConfig } from '../../src/core/cluster.ts';
 import { generateKeyring, serializeCluster, writeFileAtomic, CLUSTER_FILE, keyFileName } from '../../src/crypto/keyring.ts';
 import type { NodeStatus } from '../../src/node/replica-node.ts';
 import type { FaultMode, FixtureConfig } from './fixtures/faults.ts';
-export { freePorts } from '../../src/transport/free-ports.ts';
 import { freePorts } from '../../src/transport/free-ports.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));

@@ -14,7 +14,6 @@ import { StorageError, type KeyRange, type Storage, type WriteOp } from '../../s
 import { createReplicaTransport } from '../../src/transport/replica-transport.ts';
 import type { ReplicaTransport } from '../../src/transport/types.ts';
 import { createLogger, silentLogger, type LogLevel } from '../../src/util/log.ts';
-export { freePorts } from '../../src/transport/free-ports.ts';
 import { freePorts } from '../../src/transport/free-ports.ts';
 
 export type EffectEvent = 'write-begin' | 'write-end' | 'clear' | 'send' | 'reply';
