@@ -6,7 +6,7 @@
  * replays it, and exits non-zero.
  */
 import { InvalidArgumentError, type Command } from 'commander';
-import { runSeed, runSwarm, type SeedReport, type SwarmOptions } from '../sim/swarm.ts';
+import { NEGATIVE_CONTROLS, runSeed, runSwarm, type SeedReport, type SwarmOptions } from '../sim/swarm.ts';
 
 function positiveInt(name: string) {
   return (value: string): number => {
@@ -43,7 +43,7 @@ export function addSimCommand(program: Command): Command {
     .option('--seeds <count>', 'run a swarm of this many seeds', positiveInt('--seeds'))
     .option('--first <n>', 'first seed of the swarm', positiveInt('--first'), 1)
     .option('--replicas <n>', 'replicas (3f+1)', replicaCount, 4)
-    .option('--negative <control>', 'run a deliberately broken build: commit-quorum | too-many-byzantine')
+    .option('--negative <control>', `run a deliberately broken build: ${NEGATIVE_CONTROLS.join(' | ')}`)
     .option('--json', 'print the summary as JSON')
     .addHelpText(
       'after',
@@ -65,8 +65,8 @@ Examples:
         process.exitCode = 1;
         return;
       }
-      if (opts.negative !== undefined && opts.negative !== 'commit-quorum' && opts.negative !== 'too-many-byzantine') {
-        process.stderr.write(`sim: --negative must be commit-quorum or too-many-byzantine, got '${opts.negative}'\n`);
+      if (opts.negative !== undefined && !(NEGATIVE_CONTROLS as readonly string[]).includes(opts.negative)) {
+        process.stderr.write(`sim: --negative must be one of ${NEGATIVE_CONTROLS.join(', ')}; got '${opts.negative}'\n`);
         process.exitCode = 1;
         return;
       }

@@ -3,11 +3,10 @@
  *
  *   receive(from, bytes)   a frame from an authenticated link (replica or client)
  *   tick()                 time passes (the shell maps a tick to 10 ms)
- *   flush() -> Ready       effects of everything since the last flush, to perform in order:
- *                          1. write `writes` in one synced batch, then `clears`
- *                          2. send `messages` to replicas (never before step 1 is durable)
- *                          3. send `replies` to clients (may go before step 1: a reply states the
- *                             result of a committed request, which no later statement contradicts)
+ *   flush() -> Ready       effects of everything since the last flush: `writes` (one synced batch,
+ *                          all or nothing), then `clears`; messages, replies and events, each sent
+ *                          once the writes it depends on are durable (`after`: see durability.ts,
+ *                          the one place that states what must be on disk before what leaves)
  *
  * Castro & Liskov, "Practical Byzantine Fault Tolerance" (OSDI 1999) and TOCS 2002, with signatures:
  * normal case (pre-prepare / prepare / commit), checkpoints and the log window, view change with
@@ -20,6 +19,7 @@ import type { KeyRange, WriteOp } from '../storage/types.ts';
 import { Authenticator, bytesEqual, bytesKey, toHex, type CoreCrypto } from './auth.ts';
 import { batchDigest, makeBatch, type Batch } from './batch.ts';
 import { ClientTable } from './clienttable.ts';
+import { DurabilityTracker } from './durability.ts';
 import type { ClusterConfig } from './cluster.ts';
 import type {
   BatchedReply,
@@ -97,7 +97,7 @@ export interface ReplicaDeps {
    * Deliberately broken rules, for the simulator's negative controls only (a checker that cannot
    * catch a broken build proves nothing). Never set by the shell or the CLI.
    */
-  unsafeTestOnly?: { commitQuorum?: number };
+  unsafeTestOnly?: { commitQuorum?: number; replyBeforeWrite?: boolean };
 }
 
 export interface ExecutedRequest {
@@ -109,6 +109,8 @@ export interface ExecutedRequest {
 
 export type CoreEvent =
   | { type: 'executed'; seq: number; view: number; digest: Uint8Array; requests: ExecutedRequest[] }
+  /** A batch became committed here (with our own COMMIT counted, or on a commit certificate of others). */
+  | { type: 'committed'; seq: number; digest: Uint8Array }
   | { type: 'view-change-started'; view: number; reason: string }
   | { type: 'view-entered'; view: number; primary: number }
   | { type: 'checkpoint-stable'; seq: number; digest: Uint8Array }
@@ -130,13 +132,28 @@ export type CoreEvent =
 export interface OutMessage {
   to: number;
   frame: Uint8Array;
+  /** Sent once the writes are durable through this Ready (see durability.ts). */
+  after: number;
+}
+
+export interface OutReply {
+  client: number;
+  frame: Uint8Array;
+  /** Sent once the writes are durable through this Ready (see durability.ts, rule 2). */
+  after: number;
+  /** The sequence number whose execution produced the result. */
+  seq: number;
 }
 
 export interface Ready {
+  /** 1, 2, 3, ... per incarnation: `after` fields refer to these numbers. */
+  index: number;
+  /** One synced batch, all or nothing; `clears` run after it. */
   writes: WriteOp[];
   clears: KeyRange[];
   messages: OutMessage[];
-  replies: Array<{ client: number; frame: Uint8Array }>;
+  replies: OutReply[];
+  /** Performed after this Ready's writes are durable. */
   events: CoreEvent[];
 }
 
@@ -171,6 +188,8 @@ interface Slot {
   batches: Map<string, Batch>;
   /** Tick of the last change (for retransmission). */
   touched: number;
+  /** The Ready that wrote our own COMMIT for this slot (replies of its execution wait for it). */
+  ownCommitTurn?: number;
   batchRequestedAt?: number;
 }
 
@@ -211,7 +230,7 @@ export class Replica {
   private readonly slots = new Map<number, Slot>();
   private nextSeq = 1;
   private readonly clients = new ClientTable();
-  private readonly replyFrames = new Map<number, { view: number; timestamp: number; frame: Uint8Array }>();
+  private readonly replyFrames = new Map<number, { view: number; timestamp: number; seq: number; frame: Uint8Array }>();
   private readonly waiting = new Map<number, Waiting>();
   /** Primary: clients with a waiting request not yet proposed, in arrival order. */
   private queue: number[] = [];
@@ -257,6 +276,7 @@ export class Replica {
   private ownCheckpointFrame?: { seq: number; frame: Uint8Array };
 
   // --- effects of the current turn ------------------------------------------------------------
+  private readonly durability: DurabilityTracker;
   private readonly writes = new WriteSet();
   private clears: KeyRange[] = [];
   private messages: OutMessage[] = [];
@@ -292,6 +312,7 @@ export class Replica {
     if (this.n !== 3 * this.f + 1) throw new RangeError(`cluster has ${this.n} replicas; expected 3f+1 = ${3 * this.f + 1}`);
     if (!Number.isInteger(id) || id < 0 || id >= this.n) throw new RangeError(`replica id ${id} not in 0..${this.n - 1}`);
     this.opts = resolveOptions(options);
+    this.durability = new DurabilityTracker(deps.unsafeTestOnly?.replyBeforeWrite === true);
     this.hash = deps.crypto.hash;
     this.app = deps.app;
     this.auth = new Authenticator(cluster, deps.crypto);
@@ -402,6 +423,7 @@ export class Replica {
     this.dirtySlots.clear();
     this.assertInvariants();
     const ready: Ready = {
+      index: this.durability.next(),
       writes: this.writes.take(),
       clears: this.clears,
       messages: this.messages,
@@ -650,6 +672,7 @@ export class Replica {
     this.markDirty(slot);
     const commit = this.auth.sign<CommitMsg>({ type: 'commit', view: pp.view, seq: pp.seq, digest: pp.digest, replica: this.id });
     slot.commits.set(this.id, commit);
+    slot.ownCommitTurn = this.durability.turn;
     this.broadcast(encodeSignedFrame(commit));
     this.checkCommitted(slot);
   }
@@ -671,6 +694,7 @@ export class Replica {
     slot.committedDigest = pp.digest;
     slot.commitCert = matching.slice(0, quorum);
     this.markDirty(slot);
+    this.events.push({ type: 'committed', seq: slot.seq, digest: pp.digest });
     this.executeReady();
   }
 
@@ -689,6 +713,7 @@ export class Replica {
         this.requestBatch(slot, slot.committedDigest);
         return;
       }
+      this.durability.executed(slot.ownCommitTurn);
       this.executeBatch(seq, slot.committedDigest, batch);
     }
   }
@@ -730,7 +755,7 @@ export class Replica {
     if (executed.length === 0) return;
     if (executed.length === 1) {
       const r = executed[0]!;
-      this.replies.push({ client: r.client, frame: this.signReply(r.client, r.timestamp, r.result) });
+      this.pushReply(r.client, this.signReply(r.client, r.timestamp, seq, r.result), seq);
       return;
     }
     const leaves = executed.map((r) => replyLeaf(this.hash, r.client, r.timestamp, r.result));
@@ -745,27 +770,34 @@ export class Replica {
         path: tree.paths[index]!,
       };
       const frame = encodeBatchedReplyFrame(reply);
-      this.replyFrames.set(r.client, { view: this.view, timestamp: r.timestamp, frame });
-      this.replies.push({ client: r.client, frame });
+      this.replyFrames.set(r.client, { view: this.view, timestamp: r.timestamp, seq, frame });
+      this.pushReply(r.client, frame, seq);
     });
   }
 
-  private signReply(client: number, timestamp: number, result: Uint8Array): Uint8Array {
+  private signReply(client: number, timestamp: number, seq: number, result: Uint8Array): Uint8Array {
     const reply = this.auth.sign<ReplyMsg>({ type: 'reply', view: this.view, client, timestamp, replica: this.id, result });
     const frame = encodeSignedFrame(reply);
-    this.replyFrames.set(client, { view: this.view, timestamp, frame });
+    this.replyFrames.set(client, { view: this.view, timestamp, seq, frame });
     return frame;
+  }
+
+  /** A reply to a request executed at `seq` (or earlier): it waits for what execution depended on. */
+  private pushReply(client: number, frame: Uint8Array, seq: number): void {
+    this.replies.push({ client, frame, after: this.durability.replyDependency, seq });
   }
 
   private resendReply(client: number): void {
     const record = this.clients.get(client);
     if (!record) return;
     const cached = this.replyFrames.get(client);
+    // After a state transfer the sequence number of the cached result is unknown: at most lastExecuted.
+    const seq = cached && cached.timestamp === record.timestamp ? cached.seq : this.lastExecuted;
     const frame =
       cached && cached.view === this.view && cached.timestamp === record.timestamp
         ? cached.frame
-        : this.signReply(client, record.timestamp, record.result);
-    this.replies.push({ client, frame });
+        : this.signReply(client, record.timestamp, seq, record.result);
+    this.pushReply(client, frame, seq);
   }
 
   // ==============================================================================================
@@ -1301,6 +1333,7 @@ export class Replica {
       slot.commitCert = e.commits;
       this.counters.entriesFetched++;
       this.markDirty(slot);
+      this.events.push({ type: 'committed', seq: e.seq, digest });
     }
     this.executeReady();
   }
@@ -1755,11 +1788,12 @@ export class Replica {
   }
 
   private broadcast(frame: Uint8Array): void {
-    for (let r = 0; r < this.n; r++) if (r !== this.id) this.messages.push({ to: r, frame });
+    const after = this.durability.messageAfter;
+    for (let r = 0; r < this.n; r++) if (r !== this.id) this.messages.push({ to: r, frame, after });
   }
 
   private sendTo(to: number, frame: Uint8Array): void {
-    if (to !== this.id) this.messages.push({ to, frame });
+    if (to !== this.id) this.messages.push({ to, frame, after: this.durability.messageAfter });
   }
 
   private reject(reason: string): void {
@@ -1768,6 +1802,21 @@ export class Replica {
 
   private misbehaved(peer: number, reason: string): void {
     this.events.push({ type: 'peer-misbehaved', peer, reason });
+  }
+
+  /**
+   * Every invariant, the O(window) ones too (the simulator calls this after every step; flush()
+   * checks the O(1) ones). Throws ProtocolInvariantError.
+   */
+  checkInvariants(): void {
+    this.assertInvariants();
+    const hi = this.h + this.opts.windowSize;
+    for (const seq of this.slots.keys()) {
+      if (seq <= this.h || seq > hi) throw new ProtocolInvariantError(`log slot ${seq} outside the window (${this.h}, ${hi}]`);
+    }
+    if (this.lastExecuted > this.h + this.opts.windowSize && !this.transfer) {
+      throw new ProtocolInvariantError(`executed ${this.lastExecuted} beyond the window of the stable checkpoint ${this.h}`);
+    }
   }
 
   private assertInvariants(): void {

@@ -6,24 +6,16 @@
  *   1. hands every queued frame to `replica.receive` (the core checks size, decodes, checks the
  *      cheap fields, and verifies signatures last),
  *   2. calls `replica.tick()` once per `tickMs` of wall time elapsed since the last tick,
- *   3. `flush()`es the core and performs its effects strictly in this order:
- *        a. the writes, in one batch with `sync: true`, then the range clears,
- *        b. messages to replicas,
- *        c. replies to clients (these may leave before the write: see computeTurn),
- *        d. events (logged).
- * Nothing the core signed leaves this process before it is durable, so a replica that crashes and
- * restarts never signs a statement that conflicts with one it sent. Steps 1-3 up to flush() are one
- * synchronous computation (only one runs at a time); step 3a-d is the persist loop, in turn order:
- *   - pipelining (default): while a synced write is in flight, later turns are computed; their
- *     writes go to disk together in the next synced batch (one batch for all of them), and their
- *     effects are performed after it, in order. A turn's messages therefore never leave before the
- *     writes of that turn and of every earlier turn are durable. At most PENDING_TURNS_MAX turns wait.
- *   - deferred writes (default): a turn that sends nothing (no message, reply, clear or event) does
- *     not sync on its own; its writes join the batch of the next turn that sends something (at most
- *     DEFERRED_WRITES_MS_MAX later). Losing them in a crash is the same as never having received
- *     the frames that caused them: nothing that depended on them left the process.
- * A failed synced write or a broken core invariant is fatal: the process logs it and exits 1 (never
- * keeps running).
+ *   3. `flush()`es the core and submits its Ready to the turn pipeline (src/node/pipeline.ts, the
+ *      same code the simulator runs): the turn's writes go to RocksDB in one synced batch (with
+ *      those of other turns waiting), and each message, reply and event leaves once the writes it
+ *      depends on are durable (src/core/durability.ts states the rule). A replica that crashes and
+ *      restarts therefore never contradicts a statement that left it.
+ * Steps 1-3 are one synchronous computation (only one runs at a time). While a synced write is in
+ * flight, later turns are computed (at most PENDING_TURNS_MAX wait); a turn with nothing waiting for
+ * the disk does not sync on its own (its writes join the next batch, at most DEFERRED_WRITES_MS_MAX
+ * later). A failed synced write or a broken core invariant is fatal: the process logs it and exits 1
+ * (never keeps running).
  *
  * GET /status (JSON) and GET /metrics (Prometheus text) are served on the replica's port.
  */
@@ -36,9 +28,10 @@ import { toHex } from '../core/auth.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
 import type { ReplicaOptions } from '../core/options.ts';
 import { ProtocolInvariantError, Replica, type CoreEvent, type Ready, type ReplicaStatus, type Source } from '../core/replica.ts';
+import { DEFAULT_PIPELINE_OPTIONS, TurnPipeline, type Sent, type SentReply } from './pipeline.ts';
 import { createNodeSigner, NodeVerifier, sha256 } from '../crypto/node.ts';
 import { RocksStorage } from '../storage/rocksdb.ts';
-import type { Storage, WriteOp } from '../storage/types.ts';
+import type { KeyRange, Storage, WriteOp } from '../storage/types.ts';
 import { createReplicaTransport } from '../transport/replica-transport.ts';
 import { VerifyPool } from './verify-pool.ts';
 import {
@@ -59,9 +52,9 @@ export const INBOUND_QUEUE_BYTES_MAX = 256 * 1024 * 1024;
 /** Rejected-message counts are summarized in the log at most this often, when they changed. */
 export const REJECTED_SUMMARY_MS = 10_000;
 /** Turns whose effects wait for the disk, at most; beyond it, frames wait in the inbound queue. */
-export const PENDING_TURNS_MAX = 8;
+export const PENDING_TURNS_MAX = DEFAULT_PIPELINE_OPTIONS.pendingTurnsMax;
 /** Writes of turns that send nothing wait for a turn that does, at most this long (ms). */
-export const DEFERRED_WRITES_MS_MAX = 50;
+export const DEFERRED_WRITES_MS_MAX = DEFAULT_PIPELINE_OPTIONS.deferredWritesMsMax;
 
 /** Test-only behaviour changes. The production CLI never sets these. */
 export interface ReplicaNodeHooks {
@@ -101,8 +94,8 @@ export interface ReplicaNodeOptions {
    */
   pipelineTurns?: boolean;
   /**
-   * A turn that sends nothing (no message, reply, clear or event) does not sync its writes on its own:
-   * they go in the synced batch of the next turn that sends something (default true).
+   * A turn with nothing waiting for its writes (no message or reply) does not sync them on its own:
+   * they go in the synced batch of the next turn that needs one (default true).
    */
   deferWrites?: boolean;
 }
@@ -161,27 +154,6 @@ export interface NodeStatus extends ReplicaStatus {
 interface Queued {
   from: Source;
   frame: Uint8Array;
-}
-
-/** The effects of one computed turn, waiting for the disk. */
-interface PendingTurn {
-  ready: Ready;
-  /** Something leaves the process or must happen in order after the write: sync without waiting. */
-  urgent: boolean;
-  at: number;
-}
-
-/** The writes of several turns as one batch: in order, a later op on a key replacing an earlier one. */
-function mergeWrites(turns: readonly PendingTurn[]): WriteOp[] {
-  if (turns.length === 1) return turns[0]!.ready.writes;
-  const byKey = new Map<string, WriteOp>();
-  for (const t of turns) {
-    for (const op of t.ready.writes) {
-      byKey.delete(op.key);
-      byKey.set(op.key, op);
-    }
-  }
-  return [...byKey.values()];
 }
 
 function oneLine(text: string): string {
@@ -246,13 +218,8 @@ export class ReplicaNode {
   private queue: Queued[] = [];
   private queuedBytes = 0;
   private turnScheduled = false;
-  /** Computed turns whose writes are not durable yet, oldest first; their effects wait. */
-  private pendingTurns: PendingTurn[] = [];
-  private pendingUrgent = 0;
-  /** The running persist loop (writes then effects of pending turns), if any. */
-  private persisting: Promise<void> | undefined;
-  private readonly pipelineTurns: boolean;
-  private readonly deferWrites: boolean;
+  /** Computed turns on their way to the disk and out (see pipeline.ts). */
+  private readonly pipeline: TurnPipeline;
   private lastTickAt = 0;
   private tickTimer: ReturnType<typeof setInterval> | undefined;
   private summaryTimer: ReturnType<typeof setInterval> | undefined;
@@ -279,8 +246,20 @@ export class ReplicaNode {
     this.onFatal = deps.onFatal ?? defaultFatal;
     this.createTransport = deps.createTransport ?? createReplicaTransport;
     this.now = deps.now ?? (() => performance.now());
-    this.pipelineTurns = options.pipelineTurns ?? true;
-    this.deferWrites = options.deferWrites ?? true;
+    this.pipeline = new TurnPipeline(
+      { write: (ops, clears, done) => this.writeBatch(ops, clears).then(() => done(), done) },
+      {
+        release: (messages, replies, events) => this.perform(messages, replies, events),
+        fatal: (err) => this.fatal(err),
+        written: () => this.schedule(),
+      },
+      {
+        ...DEFAULT_PIPELINE_OPTIONS,
+        pipelineTurns: options.pipelineTurns ?? true,
+        deferWrites: options.deferWrites ?? true,
+        now: this.now,
+      },
+    );
   }
 
   /** Opens storage, recovers the core from it, starts the loop, then the transport. */
@@ -367,7 +346,7 @@ export class ReplicaNode {
     this.lastTickAt = this.now();
     this.computeTurn();
     await this.drain();
-    if (this.state !== 'running') throw new ReplicaNodeError('RECOVERY_FAILED', `replica ${o.id} failed in its first turn`);
+    if (this.state !== 'running' || this.pipeline.stopped) throw new ReplicaNodeError('RECOVERY_FAILED', `replica ${o.id} failed in its first turn`);
     this.tickTimer = setInterval(() => this.schedule(), this.tickMs);
     this.summaryTimer = setInterval(() => this.summarizeRejected(), REJECTED_SUMMARY_MS);
     this.summaryTimer.unref();
@@ -412,11 +391,8 @@ export class ReplicaNode {
     this.summaryTimer = undefined;
     if (this.transport !== undefined) await this.transport.stop();
     if (this.pool !== undefined) await this.pool.stop();
-    // Deferred writes are written too (nothing can be sent any more; they are merely kept).
-    if (!failed) await this.drain().catch((err: unknown) => this.log.warn('writing the last turns failed', { err: errorText(err) }));
-    else if (this.persisting !== undefined) await this.persisting.catch(() => undefined);
-    this.pendingTurns = [];
-    this.pendingUrgent = 0;
+    // Deferred writes are written too (their effects go to a stopped transport: they are merely kept).
+    if (!failed) await this.drain();
     this.queue = [];
     this.queuedBytes = 0;
     await this.storage.close().catch((err: unknown) => this.log.warn('closing storage failed', { err: errorText(err) }));
@@ -483,12 +459,12 @@ export class ReplicaNode {
 
   /**
    * Runs a turn soon, unless one is scheduled. While a synced write is in flight, a turn runs only
-   * with pipelining on and fewer than PENDING_TURNS_MAX turns waiting (the persist loop reschedules).
+   * with pipelining on and fewer than PENDING_TURNS_MAX turns waiting (a finished write reschedules).
    */
   private schedule(): void {
     if (this.state !== 'running' || this.turnScheduled) return;
     if (this.queue.length === 0 && !this.tickDue()) return;
-    if (this.persisting !== undefined && (!this.pipelineTurns || this.pendingTurns.length >= PENDING_TURNS_MAX)) return;
+    if (!this.pipeline.canCompute) return;
     this.turnScheduled = true;
     setImmediate(() => {
       this.turnScheduled = false;
@@ -500,7 +476,8 @@ export class ReplicaNode {
 
   /**
    * One turn of the protocol, synchronous: every queued frame to the core, the ticks due, then
-   * flush(). Its effects join the pending turns; the persist loop performs them after their write.
+   * flush(); the Ready goes to the pipeline. Every turn (also an empty tick, every 10 ms) lets
+   * deferred writes go once they waited DEFERRED_WRITES_MS_MAX.
    */
   private computeTurn(): void {
     let ready: Ready;
@@ -510,76 +487,23 @@ export class ReplicaNode {
       this.fatal(err);
       return;
     }
-    // Replies go out now, before this turn's synced write: a reply states the result of a request in
-    // a committed order, which every correct replica computes alike and no later statement can
-    // contradict, so it needs nothing durable first (src/core/replica.ts, Ready). This takes one
-    // synced write off a request's latency.
-    if (ready.replies.length > 0) {
-      this.sendReplies(ready.replies);
-      ready = { ...ready, replies: [] };
-    }
-    // Events are only logged and reported, after the turn's write: they do not make a turn urgent.
-    const urgent = ready.messages.length > 0 || ready.clears.length > 0 || !this.deferWrites;
-    if (urgent || ready.writes.length > 0 || ready.events.length > 0) {
-      this.pendingTurns.push({ ready, urgent, at: this.now() });
-      if (urgent) this.pendingUrgent++;
-    }
-    // Every turn (also an empty tick, every 10 ms) lets deferred writes go once they waited
-    // DEFERRED_WRITES_MS_MAX: an idle replica does not keep them (and their events) back.
-    this.kickPersist();
+    this.pipeline.submit(ready);
   }
 
-  /** Starts the persist loop when a pending turn is urgent, or deferred writes waited long enough. */
-  private kickPersist(force = false): void {
-    if (this.persisting !== undefined || this.pendingTurns.length === 0) return;
-    if (!force && this.pendingUrgent === 0 && this.now() - this.pendingTurns[0]!.at < DEFERRED_WRITES_MS_MAX) return;
-    this.persisting = this.persist(force).then(
-      () => {
-        this.persisting = undefined;
-        if (this.state === 'running') {
-          this.kickPersist();
-          this.schedule();
-        }
-      },
-      (err: unknown) => {
-        this.persisting = undefined;
-        this.fatal(err);
-      },
-    );
+  /** Resolves once every computed turn is written and its effects performed (or the pipeline failed). */
+  private drain(): Promise<void> {
+    return new Promise((resolve) => this.pipeline.drain(resolve));
   }
 
-  /** Writes and performs every pending turn (deferred ones too); resolves when none is left. */
-  private async drain(): Promise<void> {
-    for (;;) {
-      if (this.persisting !== undefined) await this.persisting;
-      else if (this.pendingTurns.length > 0) this.kickPersist(true);
-      else return;
-      if (this.state === 'failed') return;
+  /** The pipeline's disk: one synced batch, then the range clears (garbage collection). */
+  private async writeBatch(ops: WriteOp[], clears: KeyRange[]): Promise<void> {
+    if (ops.length > 0) {
+      const t0 = this.now();
+      await this.storage.write(ops, { sync: true });
+      this.storageWriteMs += this.now() - t0;
+      this.storageWrites++;
     }
-  }
-
-  /**
-   * The persist loop. Takes the pending turns (up to and including the first with range clears, which
-   * must run after exactly the writes before them), writes all their writes in ONE synced batch,
-   * then performs each turn's effects in order: its clears, messages to replicas, replies, events.
-   * Nothing leaves the process before the writes of its turn and of every earlier turn are durable.
-   */
-  private async persist(force: boolean): Promise<void> {
-    while (this.pendingTurns.length > 0 && (force || this.pendingUrgent > 0 || this.now() - this.pendingTurns[0]!.at >= DEFERRED_WRITES_MS_MAX)) {
-      let end = this.pendingTurns.findIndex((t) => t.ready.clears.length > 0);
-      end = end < 0 ? this.pendingTurns.length : end + 1;
-      const group = this.pendingTurns.splice(0, end);
-      for (const t of group) if (t.urgent) this.pendingUrgent--;
-      this.schedule(); // room for turns again, if frames waited for it
-      const writes = mergeWrites(group);
-      if (writes.length > 0) {
-        const t0 = this.now();
-        await this.storage.write(writes, { sync: true });
-        this.storageWriteMs += this.now() - t0;
-        this.storageWrites++;
-      }
-      for (const t of group) await this.perform(t.ready);
-    }
+    for (const range of clears) await this.storage.clear(range);
   }
 
   private stepCore(): Ready {
@@ -602,26 +526,19 @@ export class ReplicaNode {
     return replica.flush();
   }
 
-  /** The effects of one turn whose writes (and every earlier turn's) are durable. */
-  private async perform(ready: Ready): Promise<void> {
-    // 1. Garbage collection, after the writes before it.
-    for (const range of ready.clears) await this.storage.clear(range);
-    const transport = this.transport!;
-    // 2. Messages to replicas, 3. replies to clients.
-    const drop = this.options.hooks?.dropOutgoing;
-    for (const m of ready.messages) {
-      if (drop !== undefined && drop(m.to, m.frame)) continue;
-      transport.sendToReplica(m.to, m.frame);
+  /** Effects whose writes are durable (from the pipeline): messages, replies, then events. */
+  private perform(messages: Sent[], replies: SentReply[], events: CoreEvent[]): void {
+    const transport = this.transport;
+    if (transport !== undefined) {
+      const drop = this.options.hooks?.dropOutgoing;
+      for (const m of messages) {
+        if (drop !== undefined && drop(m.to, m.frame)) continue;
+        transport.sendToReplica(m.to, m.frame);
+      }
+      const mutate = this.options.hooks?.mutateReply;
+      for (const r of replies) transport.sendToClient(r.client, mutate ? mutate(r.client, r.frame) : r.frame);
     }
-    this.sendReplies(ready.replies);
-    // 4. Events.
-    for (const event of ready.events) this.onEvent(event);
-  }
-
-  private sendReplies(replies: Ready['replies']): void {
-    if (replies.length === 0 || this.transport === undefined) return;
-    const mutate = this.options.hooks?.mutateReply;
-    for (const r of replies) this.transport.sendToClient(r.client, mutate ? mutate(r.client, r.frame) : r.frame);
+    for (const event of events) this.onEvent(event);
   }
 
   private fatal(err: unknown): void {
@@ -642,6 +559,7 @@ export class ReplicaNode {
   private onEvent(event: CoreEvent): void {
     switch (event.type) {
       case 'executed':
+      case 'committed':
         break;
       case 'view-change-started':
         this.log.warn('view change started', { view: event.view, reason: event.reason });

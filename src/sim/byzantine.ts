@@ -6,14 +6,15 @@
 import { concatBytes, domainTag } from '../core/auth.ts';
 import { makeBatch } from '../core/batch.ts';
 import { decodeFrame, encodeBody, encodeLinkFrame, encodeSignedFrame } from '../codec/messages.ts';
-import type { OutMessage, Replica } from '../core/replica.ts';
+import type { Replica } from '../core/replica.ts';
+import type { Sent as OutMessage, SentReply } from '../node/pipeline.ts';
 import type { RequestMsg, Signed, SignedMessage } from '../core/messages.ts';
 import type { Host, SimCluster } from './cluster.ts';
 import { sha256 } from './crypto.ts';
 import { forgeReply } from './forge.ts';
 import type { Prng } from './prng.ts';
 
-type Replies = Array<{ client: number; frame: Uint8Array }>;
+type Replies = SentReply[];
 
 export interface Behavior {
   readonly name: string;
@@ -115,7 +116,7 @@ class WrongResult implements Behavior {
   outgoing(sim: SimCluster, host: Host, _r: Replica, messages: OutMessage[], replies: Replies) {
     const out = replies.map((r) => {
       const frame = forgeReply(r.frame, sim.cluster.clusterId, (d) => host.signer.sign(d), this.prng.bytes(1 + this.prng.int(8)));
-      return frame ? { client: r.client, frame } : r;
+      return frame ? { ...r, frame } : r;
     });
     return { messages, replies: out };
   }

@@ -1,7 +1,17 @@
 /**
- * Safety and liveness checkers of the simulator.
+ * Safety and liveness checkers of the simulator. They run as things happen (the cluster calls them
+ * when an effect leaves a replica or becomes durable, and after every step), not only at the end:
  *
- * - agreement: no two correct replicas execute different batches at one sequence number;
+ * - agreement: no two correct replicas commit, or execute, different batches at one sequence number
+ *   (commits and executions are reported once the writes that record them are durable);
+ * - durability: a signed protocol message leaves a correct replica only when its simulated disk holds
+ *   it; a reply leaves only when the result is decided: every sequence number up to the one that
+ *   produced it is covered by a stable checkpoint or by COMMITs that f+1 correct replicas hold on
+ *   their disks (with the prepared certificate they imply, so that every view-change quorum
+ *   preserves it);
+ * - replies: no two correct replicas (or one, across crashes) sign different results for one
+ *   (client, timestamp); a result a client accepted is the one correct replicas signed and executed;
+ * - checkpoints: stable checkpoint digests agree;
  * - determinism: correct replicas executing the same batch produce byte-identical results;
  * - validity: only requests a client signed are executed, each (client, timestamp) at most once;
  * - no regression: a correct replica's view and executed sequence number never go back;
@@ -10,10 +20,17 @@
  * - liveness (checked by the cluster): after faults stop, every request is answered within a bound.
  */
 import { decodeOp, encodeResult } from '../app/kv-ops.ts';
+import { replyOf } from '../client/request.ts';
+import { decodeCbor } from '../codec/cbor.ts';
+import { decodeBody, decodeFrame } from '../codec/messages.ts';
 import { bytesEqual, toHex } from '../core/auth.ts';
 import type { ExecutedRequest } from '../core/replica.ts';
 import type { SimClient } from './client.ts';
+import type { SimDisk } from './disk.ts';
 import { KvModel } from './kv-model.ts';
+
+/** Signed messages a replica must hold on its disk before they leave it (durability.ts, rule 1). */
+const DURABLE_TYPES = new Set(['preprepare', 'prepare', 'commit', 'checkpoint', 'viewchange', 'newview']);
 
 export type ViolationKind = 'correctness' | 'liveness' | 'crash';
 
@@ -35,11 +52,30 @@ export class Checker {
   /** The agreed order: seq -> the first correct execution seen. */
   readonly order = new Map<number, OrderEntry>();
   private readonly executedAt = new Map<string, number>();
-  private readonly views = new Map<number, number>();
-  private readonly executed = new Map<number, number>();
+  /** Progress of each correct replica's current incarnation, and the floor it made durable. */
+  private readonly progress = new Map<number, { incarnation: number; view: number; executed: number }>();
+  private readonly durable = new Map<number, { view: number; executed: number }>();
   requestsExecuted = 0;
+  /** seq -> digest committed (durably) by a correct replica, and by whom first. */
+  private readonly committed = new Map<number, { digest: string; replica: number }>();
+  /** Sequence numbers known to be decided (see decided()). */
+  private readonly decidedSeqs = new Set<number>();
+  /** The last frame checked by onSent (a broadcast hands the same frame to every recipient). */
+  private lastSent?: { frame: Uint8Array; replica: number; ok: boolean };
+  /** Highest stable checkpoint a correct replica holds durably, and the digest of each. */
+  private stableKnown = 0;
+  private readonly stableDigests = new Map<number, string>();
+  /** "client:timestamp" -> the result correct replicas signed (the first one seen), and who. */
+  private readonly signedResults = new Map<string, { result: Uint8Array; replica: number }>();
+  /** "client:timestamp" -> the result of its execution in the agreed order. */
+  private readonly executedResults = new Map<string, Uint8Array>();
+  /** Counts of what the output checks looked at (proof that they ran). */
+  readonly checked = { messages: 0, replies: 0, accepted: 0 };
 
-  constructor(private readonly issuedBy: (client: number, timestamp: number) => Uint8Array[] | undefined) {}
+  constructor(
+    private readonly f: number,
+    private readonly issuedBy: (client: number, timestamp: number) => Uint8Array[] | undefined,
+  ) {}
 
   violation(kind: ViolationKind, check: string, detail: string, tick: number): void {
     if (this.violations.length < 50) this.violations.push({ kind, check, detail, tick });
@@ -71,6 +107,7 @@ export class Checker {
     for (const r of requests) {
       this.requestsExecuted++;
       const key = `${r.client}:${r.timestamp}`;
+      this.executedResults.set(key, r.result);
       const other = this.executedAt.get(key);
       if (other !== undefined && other !== seq) {
         this.violation('correctness', 'at-most-once', `request ${key} executed at seq ${other} and ${seq}`, tick);
@@ -83,25 +120,141 @@ export class Checker {
     }
   }
 
+  /** A correct replica's commit of `digest` at `seq` became durable. */
+  onCommitted(replica: number, seq: number, digest: Uint8Array, tick: number): void {
+    const hex = toHex(digest);
+    const prev = this.committed.get(seq);
+    if (!prev) this.committed.set(seq, { digest: hex, replica });
+    else if (prev.digest !== hex) {
+      this.violation('correctness', 'agreement', `seq ${seq}: replica ${replica} committed ${hex.slice(0, 12)}, replica ${prev.replica} committed ${prev.digest.slice(0, 12)}`, tick);
+    }
+  }
+
+  /** A correct replica's stable checkpoint became durable. */
+  onStable(replica: number, seq: number, digest: Uint8Array, tick: number): void {
+    const hex = toHex(digest);
+    const prev = this.stableDigests.get(seq);
+    if (prev === undefined) this.stableDigests.set(seq, hex);
+    else if (prev !== hex) this.violation('correctness', 'stable-checkpoint', `seq ${seq}: replica ${replica} holds stable digest ${hex.slice(0, 12)}, another ${prev.slice(0, 12)}`, tick);
+    if (seq > this.stableKnown) this.stableKnown = seq;
+  }
+
+  /** A frame leaves correct replica `replica` for another replica; `disk` is its simulated disk. */
+  onSent(replica: number, frame: Uint8Array, disk: SimDisk, tick: number): void {
+    if (this.lastSent && this.lastSent.frame === frame && this.lastSent.replica === replica) return;
+    this.lastSent = { frame, replica, ok: true };
+    // Only the signed envelope matters here: skip link frames, and do not decode a pre-prepare's batch.
+    if (frame[1] !== 0) return;
+    const outer = decodeCbor(frame);
+    if (!outer.ok || !Array.isArray(outer.value) || !(outer.value[1] instanceof Uint8Array) || !(outer.value[2] instanceof Uint8Array)) return;
+    const body = decodeBody(outer.value[1]);
+    if (!body.ok) return;
+    const m = body.value;
+    const signed = { msg: m, body: outer.value[1], sig: outer.value[2] };
+    if (!DURABLE_TYPES.has(m.type) || !('replica' in m) || m.replica !== replica) return;
+    this.checked.messages++;
+    // Superseded statements need no record of their own: a vote for a sequence number at or below the
+    // stable checkpoint on disk, or a message of a view older than the view on disk (the replica never
+    // signs in that view again; its prepared certificates are kept apart from the votes).
+    const covered = ('seq' in m && m.seq <= disk.stableSeq) || ('view' in m && m.view < disk.view);
+    if (!covered && !disk.holds(signed as Parameters<SimDisk['holds']>[0])) {
+      const where = 'seq' in m ? `seq ${m.seq}` : 'view' in m ? `view ${m.view}` : '';
+      this.violation('correctness', 'sent-before-durable', `replica ${replica} sent its ${m.type} (${where}) before its disk held it`, tick);
+    }
+  }
+
   /**
-   * Called after every turn of a correct replica, across crashes and restarts. A replica restarted
-   * behind a stable checkpoint waits for state transfer (it executes and signs nothing meanwhile);
-   * its execution is compared again once it executes.
+   * True when f+1 correct replicas durably stand behind one digest at `seq` (their own COMMIT or
+   * prepared certificate is on their disks): every view-change quorum of 2f+1 then carries it.
    */
-  onProgress(replica: number, view: number, lastExecuted: number, transferring: boolean, tick: number): void {
-    const v = this.views.get(replica) ?? 0;
-    if (view < v) this.violation('correctness', 'view-regression', `replica ${replica} view ${v} -> ${view}`, tick);
-    this.views.set(replica, Math.max(v, view));
+  private decided(seq: number, disks: readonly SimDisk[]): boolean {
+    if (this.decidedSeqs.has(seq)) return true;
+    const count = new Map<string, number>();
+    for (const disk of disks) {
+      for (const digest of new Set(disk.preparedAt(seq))) {
+        const c = (count.get(digest) ?? 0) + 1;
+        count.set(digest, c);
+        if (c >= this.f + 1) {
+          this.decidedSeqs.add(seq);
+          return true;
+        }
+      }
+    }
+    return false;
+  }
+
+  /**
+   * A reply leaves correct replica `replica`; `seq` produced its result and `stable` is the replica's
+   * stable checkpoint; `disks` are the disks of the correct replicas. The result must be decided,
+   * and the same as every other correct replica's.
+   */
+  onReplySent(replica: number, frame: Uint8Array, seq: number, stable: number, disks: readonly SimDisk[], tick: number): void {
+    const d = decodeFrame(frame);
+    const reply = d.ok ? replyOf(d.value) : undefined;
+    if (!reply) return this.violation('correctness', 'reply', `replica ${replica} sent a frame to a client that is not a reply`, tick);
+    this.checked.replies++;
+    const m = reply.msg;
+    const key = `${m.client}:${m.timestamp}`;
+    const prev = this.signedResults.get(key);
+    if (!prev) this.signedResults.set(key, { result: m.result, replica });
+    else if (!bytesEqual(prev.result, m.result)) {
+      this.violation('correctness', 'reply-conflict', `request ${key}: replica ${replica} signed a result that differs from the one replica ${prev.replica} signed`, tick);
+    }
+    for (let s = Math.max(stable, this.stableKnown) + 1; s <= seq; s++) {
+      if (!this.decided(s, disks)) {
+        this.violation('correctness', 'reply-before-decided', `replica ${replica} replied to ${key} (seq ${seq}) while fewer than f+1 correct replicas held a COMMIT for seq ${s} on disk`, tick);
+        return;
+      }
+    }
+  }
+
+  /** A client accepted `result` for its request: it must be what correct replicas signed and executed. */
+  onAccepted(client: number, timestamp: number, result: Uint8Array, tick: number): void {
+    this.checked.accepted++;
+    const key = `${client}:${timestamp}`;
+    const signed = this.signedResults.get(key);
+    if (signed && !bytesEqual(signed.result, result)) {
+      this.violation('correctness', 'client-result', `client accepted a result for ${key} that differs from the one correct replica ${signed.replica} signed`, tick);
+    }
+    const executed = this.executedResults.get(key);
+    if (executed && !bytesEqual(executed, result)) this.violation('correctness', 'client-result', `client accepted a result for ${key} that differs from its execution`, tick);
+  }
+
+  /**
+   * Called after every step for each running correct replica. Within an incarnation its view and
+   * executed sequence number never go back; across a crash they never fall below what it had made
+   * durable (reported with `onDurable`). A replica restarted behind a stable checkpoint waits for
+   * state transfer (it executes and signs nothing meanwhile); its execution is compared again once it
+   * executes.
+   */
+  onProgress(replica: number, incarnation: number, view: number, lastExecuted: number, transferring: boolean, tick: number): void {
+    let p = this.progress.get(replica);
+    if (!p || p.incarnation !== incarnation) {
+      p = { incarnation, view: 0, executed: 0 };
+      this.progress.set(replica, p);
+    }
+    const floor = this.durable.get(replica) ?? { view: 0, executed: 0 };
+    const viewMin = Math.max(p.view, floor.view);
+    if (view < viewMin) this.violation('correctness', 'view-regression', `replica ${replica} view ${viewMin} -> ${view}`, tick);
+    p.view = Math.max(p.view, view);
     if (transferring) return;
-    const e = this.executed.get(replica) ?? 0;
-    if (lastExecuted < e) this.violation('correctness', 'execution-regression', `replica ${replica} executed ${e} -> ${lastExecuted}`, tick);
-    this.executed.set(replica, Math.max(e, lastExecuted));
+    const executedMin = Math.max(p.executed, floor.executed);
+    if (lastExecuted < executedMin) this.violation('correctness', 'execution-regression', `replica ${replica} executed ${executedMin} -> ${lastExecuted}`, tick);
+    p.executed = Math.max(p.executed, lastExecuted);
+  }
+
+  /** What a correct replica has made durable: a view it moved to, a sequence number it executed. */
+  onDurable(replica: number, progress: { view?: number; executed?: number }): void {
+    const d = this.durable.get(replica) ?? { view: 0, executed: 0 };
+    if (progress.view !== undefined && progress.view > d.view) d.view = progress.view;
+    if (progress.executed !== undefined && progress.executed > d.executed) d.executed = progress.executed;
+    this.durable.set(replica, d);
   }
 
   /** A replica whose disk was wiped starts over: its progress is measured afresh. */
   resetProgress(replica: number): void {
-    this.executed.delete(replica);
-    this.views.delete(replica);
+    this.progress.delete(replica);
+    this.durable.delete(replica);
   }
 
   /** Replays the agreed order on a sequential model; compares executed and accepted results. */

@@ -1,21 +1,36 @@
 /**
- * A deterministic in-memory cluster: n production Replica cores, a simulated network, simulated
- * disks (synced at every turn, as the shell does) and simulated clients, all driven by one seeded PRNG.
- * The same seed gives the same run, bit for bit.
+ * A deterministic in-memory cluster: n production Replica cores, each behind the production turn
+ * pipeline (src/node/pipeline.ts) over a simulated disk (src/sim/disk.ts: a batch is durable only
+ * when its simulated sync completes), a simulated network and simulated clients, all driven by one
+ * seeded PRNG. The same seed gives the same run, bit for bit.
+ *
+ * A replica can crash at every point of the pipeline: at any time (`crash`), right after a turn was
+ * computed and before its writes are durable (`crash-before-write`), while a batch is being written
+ * (`crash-during-write`: the batch lands whole or not at all), and after the batch landed but before
+ * the turn's effects left (`crash-after-write-before-send`). The checkers run on what leaves each
+ * replica, at the moment it leaves (src/sim/checkers.ts).
  */
 import { KvStore } from '../app/kv.ts';
+import { decodeFrame } from '../codec/messages.ts';
+import { replyOf } from '../client/request.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
-import { Replica, type CoreEvent, type Ready } from '../core/replica.ts';
+import { Replica, type CoreEvent } from '../core/replica.ts';
 import type { ReplicaOptions } from '../core/options.ts';
 import type { Signer } from '../crypto/types.ts';
-import type { KeyRange, WriteOp } from '../storage/types.ts';
+import { DEFAULT_PIPELINE_OPTIONS, TurnPipeline, type Sent, type SentReply } from '../node/pipeline.ts';
 import type { Behavior } from './byzantine.ts';
 import { Checker } from './checkers.ts';
 import { SimClient, type KvOp } from './client.ts';
 import { coreCrypto, SimKeyring } from './crypto.ts';
+import { SimDisk } from './disk.ts';
 import { SimNetwork, type NetworkFaults, CALM_NETWORK } from './network.ts';
 import { Prng } from './prng.ts';
 import { inflateRawSync, deflateRawSync } from 'node:zlib';
+
+export { SimDisk };
+
+/** Simulated milliseconds per tick (the pipeline's clock, for deferred writes). */
+export const SIM_TICK_MS = 10;
 
 export interface SimOptions {
   seed: number;
@@ -30,8 +45,12 @@ export interface SimOptions {
   clientTimeoutTicks: number;
   /** Compress state-transfer chunks with zlib (as the shell does) or not. */
   compress: boolean;
+  /** A synced write completes 0..diskLatencyTicksMax ticks after it was issued (0: in the same tick). */
+  diskLatencyTicksMax: number;
   /** Negative controls: a deliberately broken commit quorum at every replica. */
   unsafeCommitQuorum?: number;
+  /** Negative controls: replies leave without waiting for the writes they depend on (the old shell). */
+  unsafeReplyBeforeWrite?: boolean;
   /** Client workload: the op of client c's i-th request (default: random ops over keySpace). */
   workload?: (client: number, index: number) => KvOp;
 }
@@ -47,25 +66,21 @@ export const DEFAULT_SIM_OPTIONS: SimOptions = {
   network: CALM_NETWORK,
   clientTimeoutTicks: 60,
   compress: false,
+  diskLatencyTicksMax: 0,
 };
 
-/** A simulated durable disk: a sorted map written in whole turns (the shell syncs every turn). */
-export class SimDisk {
-  readonly data = new Map<string, Uint8Array>();
-  apply(writes: WriteOp[], clears: KeyRange[]): void {
-    for (const w of writes) {
-      if (w.type === 'put') this.data.set(w.key, w.value);
-      else this.data.delete(w.key);
-    }
-    for (const range of clears) {
-      for (const key of [...this.data.keys()]) {
-        if ((range.gte === undefined || key >= range.gte) && (range.lt === undefined || key < range.lt)) this.data.delete(key);
-      }
-    }
-  }
-  entries(): Array<[string, Uint8Array]> {
-    return [...this.data.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-  }
+/** Where in the pipeline a crash falls (see the file comment). */
+export type CrashKind = 'crash' | 'crash-before-write' | 'crash-during-write' | 'crash-after-write-before-send';
+export const CRASH_KINDS: readonly CrashKind[] = ['crash', 'crash-before-write', 'crash-during-write', 'crash-after-write-before-send'];
+
+/** One running incarnation of a replica: the core, its application, its pipeline and its disk. */
+export interface Instance {
+  replica: Replica;
+  app: KvStore;
+  pipeline: TurnPipeline;
+  disk: SimDisk;
+  /** Ticks owed while the pipeline had no room for a turn (the shell's loop runs them late, too). */
+  owedTicks: number;
 }
 
 export interface Host {
@@ -73,16 +88,18 @@ export interface Host {
   signer: Signer;
   disk: SimDisk;
   replica?: Replica;
+  app?: KvStore;
+  main?: Instance;
   /** A second instance with the same key (Twins): receives from `twinPeers`, the first from the rest. */
   twin?: Replica;
+  twinInstance?: Instance;
   twinPeers?: Set<number>;
   twinDisk?: SimDisk;
-  app?: KvStore;
   byzantine?: Behavior;
   incarnation: number;
   crashes: number;
-  /** Crash at the end of the next turn, after its writes are durable but before anything is sent. */
-  crashAfterPersist?: boolean;
+  /** A crash waiting for its point in the pipeline. */
+  armed?: Exclude<CrashKind, 'crash'>;
 }
 
 export type FaultCounter = Record<string, number>;
@@ -108,6 +125,9 @@ export class SimCluster {
   /** Requests a byzantine client signed twice under one timestamp: either may execute. */
   readonly extraIssuedAlternatives = new Map<string, Uint8Array[]>();
   private readonly clientNodeBase: number;
+  private readonly diskPrng: Prng;
+  /** Results clients accepted so far, per client (checked as they arrive). */
+  private readonly acceptedSeen: number[] = [];
 
   constructor(options: Partial<SimOptions> = {}) {
     this.opts = { ...DEFAULT_SIM_OPTIONS, ...options, replica: { ...DEFAULT_SIM_OPTIONS.replica, ...options.replica } };
@@ -125,12 +145,15 @@ export class SimCluster {
       clients: clientSigners.map((s, id) => ({ id, publicKey: s.publicKey })),
     };
     this.clientNodeBase = this.n;
-    this.checker = new Checker((client, ts) => {
+    this.checker = new Checker(this.opts.f, (client, ts) => {
       const single = this.clients[client]?.issued.get(ts) ?? this.extraIssued.get(client)?.get(ts);
       return single ? [single] : this.extraIssuedAlternatives.get(`${client}:${ts}`);
     });
+    // Drawn from its own stream, so that disk timing does not shift the other random choices.
+    this.diskPrng = this.prng.fork();
     for (let id = 0; id < this.n; id++) {
-      const host: Host = { id, signer: replicaSigners[id]!, disk: new SimDisk(), incarnation: 0, crashes: 0 };
+      const disk = new SimDisk(id);
+      const host: Host = { id, signer: replicaSigners[id]!, disk, incarnation: 0, crashes: 0 };
       this.hosts.push(host);
       this.boot(host);
     }
@@ -139,6 +162,7 @@ export class SimCluster {
       this.clients.push(
         new SimClient(c, this.clientNodeBase + c, this.cluster, clientSigners[c]!, this.keys.verifier, clientPrng.fork(), this.opts.requestsPerClient, this.opts.clientTimeoutTicks, this.opts.keySpace, this.opts.workload),
       );
+      this.acceptedSeen.push(0);
     }
     // Two spare client identities for byzantine clients.
     this.spareClientSigners = clientSigners.slice(this.opts.clients);
@@ -150,8 +174,15 @@ export class SimCluster {
     this.faults[kind] = (this.faults[kind] ?? 0) + by;
   }
 
-  private newReplica(host: Host, disk: SimDisk): { replica: Replica; app: KvStore } {
+  private newInstance(host: Host, disk: SimDisk): Instance {
     const app = new KvStore({ partitionCount: this.opts.partitionCount });
+    const unsafe =
+      this.opts.unsafeCommitQuorum || this.opts.unsafeReplyBeforeWrite
+        ? {
+            ...(this.opts.unsafeCommitQuorum ? { commitQuorum: this.opts.unsafeCommitQuorum } : {}),
+            ...(this.opts.unsafeReplyBeforeWrite ? { replyBeforeWrite: true } : {}),
+          }
+        : undefined;
     const replica = new Replica(this.cluster, host.id, this.opts.replica, {
       crypto: coreCrypto(host.signer, this.keys.verifier),
       app,
@@ -165,19 +196,34 @@ export class SimCluster {
             }
           }
         : (d, max) => (d.length <= max ? d : undefined),
-      unsafeTestOnly: this.opts.unsafeCommitQuorum ? { commitQuorum: this.opts.unsafeCommitQuorum } : undefined,
+      unsafeTestOnly: unsafe,
     });
     replica.now = this.now;
     replica.recover(disk.entries());
-    return { replica, app };
+    const instance: Instance = { replica, app, disk, owedTicks: 0, pipeline: undefined as unknown as TurnPipeline };
+    instance.pipeline = new TurnPipeline(
+      {
+        write: (ops, clears, done) => {
+          disk.write({ ops, clears, done, dueAt: this.now + this.diskPrng.range(0, this.opts.diskLatencyTicksMax) });
+        },
+      },
+      {
+        release: (messages, replies, events) => this.release(host, instance, messages, replies, events),
+        fatal: (err) => this.onCrashError(host, err),
+      },
+      { ...DEFAULT_PIPELINE_OPTIONS, now: () => this.now * SIM_TICK_MS },
+    );
+    return instance;
   }
 
   private boot(host: Host): void {
-    const { replica, app } = this.newReplica(host, host.disk);
-    host.replica = replica;
-    host.app = app;
+    const inst = this.newInstance(host, host.disk);
+    host.main = inst;
+    host.replica = inst.replica;
+    host.app = inst.app;
     host.incarnation++;
-    this.handleReady(host, replica, replica.flush(), host.disk);
+    host.armed = undefined;
+    this.computeTurn(host, inst, 0);
   }
 
   isCorrect(id: number): boolean {
@@ -190,28 +236,56 @@ export class SimCluster {
     host.twinPeers = new Set(peers);
     host.twinDisk = new SimDisk();
     for (const [k, v] of host.disk.data) host.twinDisk.data.set(k, v);
-    host.twin = this.newReplica(host, host.twinDisk).replica;
+    host.twinInstance = this.newInstance(host, host.twinDisk);
+    host.twin = host.twinInstance.replica;
     this.count('twins');
   }
 
+  /**
+   * Crashes replica `id` now. A batch in flight lands whole or not at all (a crash during the write);
+   * turns not yet written are lost (a crash before the write).
+   */
   crash(id: number): void {
     const host = this.hosts[id]!;
-    if (!host.replica) return;
-    host.replica = undefined;
-    host.app = undefined;
-    host.crashes++;
-    this.count('crash');
+    const inst = host.main;
+    if (!inst) return;
+    let kind: CrashKind = 'crash';
+    if (host.disk.inFlight) kind = 'crash-during-write';
+    else if (inst.pipeline.undurableTurns > 0) kind = 'crash-before-write';
+    this.crashAt(host, kind);
   }
 
-  /** Crashes replica `id` after its next turn is persisted and before that turn sends anything. */
-  crashAfterPersist(id: number): void {
+  /**
+   * Arms a crash of replica `id` at a point of its pipeline: `crash-before-write` right after the
+   * next turn with writes is computed; `crash-during-write` while its next batch is being written;
+   * `crash-after-write-before-send` once its next batch is durable, before that batch's effects leave.
+   */
+  armCrash(id: number, kind: Exclude<CrashKind, 'crash'>): void {
     const host = this.hosts[id]!;
-    if (host.replica) host.crashAfterPersist = true;
+    if (host.main) host.armed = kind;
+  }
+
+  /** Crashes replica `id` after its next batch is durable and before anything that waited for it is sent. */
+  crashAfterPersist(id: number): void {
+    this.armCrash(id, 'crash-after-write-before-send');
+  }
+
+  private crashAt(host: Host, kind: CrashKind): void {
+    const inst = host.main;
+    if (!inst) return;
+    // During a write the batch lands whole or not at all; before the write nothing of it lands.
+    host.disk.crash(kind === 'crash-during-write' ? this.diskPrng.chance(0.5) : false);
+    host.main = undefined;
+    host.replica = undefined;
+    host.app = undefined;
+    host.armed = undefined;
+    host.crashes++;
+    this.count(kind);
   }
 
   restart(id: number): void {
     const host = this.hosts[id]!;
-    if (host.replica) return;
+    if (host.main) return;
     this.count('restart');
     this.boot(host);
   }
@@ -219,7 +293,7 @@ export class SimCluster {
   /** Wipes a crashed replica's disk (a new machine, or a lost data directory). */
   wipe(id: number): void {
     const host = this.hosts[id]!;
-    host.disk.data.clear();
+    host.disk.wipe();
     this.checker.resetProgress(id);
     this.count('wipe');
   }
@@ -233,20 +307,27 @@ export class SimCluster {
     this.net.send(this.now, from, to, frame);
   }
 
-  private handleReady(host: Host, replica: Replica, ready: Ready, disk: SimDisk): void {
-    disk.apply(ready.writes, ready.clears);
-    let { messages, replies } = ready;
+  /** What the pipeline of one instance releases: checked (correct replicas), then sent. */
+  private release(host: Host, inst: Instance, messages: Sent[], replies: SentReply[], events: CoreEvent[]): void {
+    const replica = inst.replica;
+    const correct = this.isCorrect(host.id);
+    if (correct) {
+      for (const m of messages) this.checker.onSent(host.id, m.frame, inst.disk, this.now);
+      if (replies.length > 0) {
+        const disks = this.hosts.filter((h) => this.isCorrect(h.id)).map((h) => h.disk);
+        for (const r of replies) this.checker.onReplySent(host.id, r.frame, r.seq, replica.h, disks, this.now);
+      }
+    }
     if (host.byzantine) ({ messages, replies } = host.byzantine.outgoing(this, host, replica, messages, replies));
-    const isTwin = replica === host.twin;
+    const isTwin = inst === host.twinInstance;
     for (const m of messages) {
-      if (host.twin && host.twinPeers!.has(m.to) !== isTwin) continue;
+      if (host.twinInstance && host.twinPeers!.has(m.to) !== isTwin) continue;
       this.net.send(this.now, host.id, m.to, m.frame);
     }
     for (const r of replies) {
       if (r.client < this.clients.length) this.net.send(this.now, host.id, this.nodeOfClient(r.client), r.frame);
     }
-    for (const event of ready.events) this.onEvent(host, replica, event);
-    if (this.isCorrect(host.id)) this.checker.onProgress(host.id, replica.view, replica.lastExecuted, replica.status().transferring, this.now);
+    for (const event of events) this.onEvent(host, replica, event);
   }
 
   private onEvent(host: Host, replica: Replica, event: CoreEvent): void {
@@ -254,10 +335,25 @@ export class SimCluster {
     const correct = this.isCorrect(host.id);
     switch (event.type) {
       case 'executed':
-        if (correct) this.checker.onExecuted(host.id, event.seq, event.digest, event.requests, this.now);
+        if (correct) {
+          this.checker.onExecuted(host.id, event.seq, event.digest, event.requests, this.now);
+          this.checker.onDurable(host.id, { executed: event.seq });
+        }
+        break;
+      case 'view-change-started':
+        if (correct) this.checker.onDurable(host.id, { view: event.view });
+        break;
+      case 'committed':
+        if (correct) this.checker.onCommitted(host.id, event.seq, event.digest, this.now);
+        break;
+      case 'checkpoint-stable':
+        if (correct) this.checker.onStable(host.id, event.seq, event.digest, this.now);
         break;
       case 'view-entered':
-        if (correct) this.viewChanges++;
+        if (correct) {
+          this.viewChanges++;
+          this.checker.onDurable(host.id, { view: event.view });
+        }
         break;
       case 'state-diverged':
         if (correct) this.checker.violation('correctness', 'divergence', `replica ${host.id} diverged at ${event.seq}`, this.now);
@@ -271,40 +367,100 @@ export class SimCluster {
     void replica;
   }
 
-  /** One tick: deliver due messages, tick every replica, flush, let clients act. */
+  /** Ticks the instance (`ticks` times), flushes it and submits the turn to its pipeline. */
+  private computeTurn(host: Host, inst: Instance, ticks: number): void {
+    const replica = inst.replica;
+    for (let i = 0; i < ticks; i++) {
+      replica.tick();
+      if (host.byzantine) host.byzantine.tick?.(this, host, replica);
+    }
+    inst.pipeline.submit(replica.flush());
+  }
+
+  /**
+   * One tick: deliver due messages; tick, flush and submit every replica whose pipeline has room;
+   * complete the disk writes that are due (releasing what waited for them); let clients act. Armed
+   * crashes fire at their points; the invariants are checked at the end of the step.
+   */
   step(): void {
     this.now++;
     for (const m of this.net.due(this.now)) this.deliver(m.from, m.to, m.bytes);
     for (const host of this.hosts) {
-      for (const replica of [host.replica, host.twin]) {
-        if (!replica) continue;
-        const disk = replica === host.twin ? host.twinDisk! : host.disk;
+      for (const inst of [host.main, host.twinInstance]) {
+        // (an instance that crashed earlier in this step is gone)
+        if (!inst || (inst !== host.main && inst !== host.twinInstance)) continue;
         try {
-          replica.tick();
-          if (host.byzantine) host.byzantine.tick?.(this, host, replica);
-          if (host.crashAfterPersist && replica === host.replica) {
-            const ready = replica.flush();
-            disk.apply(ready.writes, ready.clears);
-            host.crashAfterPersist = false;
-            this.crash(host.id);
-            this.count('crash-after-persist');
+          if (!inst.pipeline.canCompute) {
+            inst.owedTicks++;
             continue;
           }
-          this.handleReady(host, replica, replica.flush(), disk);
+          const ticks = 1 + inst.owedTicks;
+          inst.owedTicks = 0;
+          this.computeTurn(host, inst, ticks);
+          if (host.armed === 'crash-before-write' && inst === host.main && inst.pipeline.undurableTurns > 0) this.crashAt(host, 'crash-before-write');
+        } catch (err) {
+          this.onCrashError(host, err);
+        }
+      }
+    }
+    for (const host of this.hosts) {
+      for (const inst of [host.main, host.twinInstance]) {
+        if (!inst) continue;
+        try {
+          const w = inst.disk.inFlight;
+          if (w && w.dueAt <= this.now) {
+            if (inst === host.main && host.armed === 'crash-during-write') {
+              this.crashAt(host, 'crash-during-write');
+              continue;
+            }
+            if (inst === host.main && host.armed === 'crash-after-write-before-send') {
+              inst.disk.apply(w.ops, w.clears);
+              inst.disk.inFlight = undefined;
+              this.crashAt(host, 'crash-after-write-before-send');
+              continue;
+            }
+            inst.disk.complete();
+          }
+          inst.pipeline.kick();
         } catch (err) {
           this.onCrashError(host, err);
         }
       }
     }
     for (const c of this.clients) c.tick(this.now, (to, frame) => this.net.send(this.now, c.node, to, frame));
+    this.checkInvariants();
+  }
+
+  /** After every step: each correct replica's own invariants, and every result a client accepted. */
+  private checkInvariants(): void {
+    for (const host of this.hosts) {
+      if (!host.main || !this.isCorrect(host.id)) continue;
+      try {
+        host.main.replica.checkInvariants();
+      } catch (err) {
+        this.onCrashError(host, err);
+        continue;
+      }
+      const r = host.main.replica;
+      this.checker.onProgress(host.id, host.incarnation, r.view, r.lastExecuted, r.status().transferring, this.now);
+    }
+    this.clients.forEach((c, i) => {
+      for (let k = this.acceptedSeen[i]!; k < c.completed.length; k++) {
+        const done = c.completed[k]!;
+        this.checker.onAccepted(done.client, done.timestamp, done.result, this.now);
+      }
+      this.acceptedSeen[i] = c.completed.length;
+    });
   }
 
   private onCrashError(host: Host, err: unknown): void {
     if (this.isCorrect(host.id)) {
       this.checker.violation('crash', 'exception', `replica ${host.id}: ${err instanceof Error ? err.stack ?? err.message : String(err)}`, this.now);
     }
+    host.main = undefined;
     host.replica = undefined;
     host.twin = undefined;
+    host.twinInstance = undefined;
   }
 
   deliver(from: number, to: number, bytes: Uint8Array): void {
@@ -348,11 +504,33 @@ export class SimCluster {
     return done();
   }
 
+  /** Runs until every pipeline has written what it holds (deferred writes included), at most `maxTicks`. */
+  settle(maxTicks = 50): void {
+    const idle = (): boolean => this.hosts.every((h) => (!h.main || h.main.pipeline.idle) && (!h.twinInstance || h.twinInstance.pipeline.idle));
+    for (let i = 0; i < maxTicks && !idle(); i++) this.step();
+  }
+
+  /**
+   * Ends a run: lets every pipeline write what it holds (events of deferred writes are reported only
+   * once durable), then replays the agreed order on the sequential model and compares every result
+   * a client accepted (Checker.finish).
+   */
+  finish(): ReturnType<Checker['finish']> {
+    this.settle();
+    return this.checker.finish(this.clients, this.now);
+  }
+
   allClientsDone(): boolean {
     return this.clients.every((c) => c.done);
   }
 
   correctReplicas(): Replica[] {
     return this.hosts.filter((h) => this.isCorrect(h.id) && h.replica).map((h) => h.replica!);
+  }
+
+  /** Decodes a reply frame (for checkers and tests). */
+  static replyIn(frame: Uint8Array): ReturnType<typeof replyOf> {
+    const d = decodeFrame(frame);
+    return d.ok ? replyOf(d.value) : undefined;
   }
 }

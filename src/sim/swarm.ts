@@ -9,14 +9,17 @@ import { encodeOp } from '../app/kv-ops.ts';
 import { RequestSigner } from '../client/request.ts';
 import { encodeSignedFrame } from '../codec/messages.ts';
 import { BEHAVIOR_NAMES, Combined, makeBehavior, type BehaviorName } from './byzantine.ts';
-import { SimCluster, type SimOptions } from './cluster.ts';
+import { CRASH_KINDS, SimCluster, type SimOptions } from './cluster.ts';
 import type { Violation, ViolationKind } from './checkers.ts';
 import { Prng } from './prng.ts';
+
+export const NEGATIVE_CONTROLS = ['commit-quorum', 'too-many-byzantine', 'reply-before-write'] as const;
+export type NegativeControl = (typeof NEGATIVE_CONTROLS)[number];
 
 export interface SwarmOptions {
   replicas: number;
   /** Negative controls: a broken build that the checkers must catch. */
-  negative?: 'commit-quorum' | 'too-many-byzantine';
+  negative?: NegativeControl;
   /** Ticks of the liveness phase before a liveness violation is declared. */
   livenessTicksMax?: number;
 }
@@ -43,6 +46,8 @@ interface Plan {
   partitions: boolean;
   crashes: boolean;
   crashRate: number;
+  /** Ticks a synced write takes, at most (drawn per write). */
+  diskLatencyMax: number;
   wipe: boolean;
   byzantine: Array<{ id: number; behaviors: BehaviorName[]; twins: boolean }>;
   byzantineClient: boolean;
@@ -57,8 +62,9 @@ function drawPlan(prng: Prng, n: number, f: number, negative: SwarmOptions['nega
     // f+1 colluders: the primary of view 0 equivocates and, with f accomplices, votes for everything.
     byzantine.push({ id: 0, behaviors: ['equivocate', 'vote-all'], twins: false });
     for (const id of ids.filter((i) => i !== 0).slice(0, f)) byzantine.push({ id, behaviors: ['vote-all'], twins: false });
-  } else if (negative === 'commit-quorum') {
-    // f replicas that vote for everything and hide their certificates in view changes.
+  } else if (negative === 'commit-quorum' || negative === 'reply-before-write') {
+    // f replicas that vote for everything (COMMITs as soon as they see a pre-prepare) and hide their
+    // certificates in view changes.
     for (const id of ids.slice(0, f)) byzantine.push({ id, behaviors: ['vote-all', 'omit-certificates'], twins: false });
   } else {
     const byzCount = prng.int(f + 1);
@@ -78,8 +84,9 @@ function drawPlan(prng: Prng, n: number, f: number, negative: SwarmOptions['nega
     delayMax: prng.range(2, 25),
     faultTicks: prng.range(1500, 5000),
     partitions: prng.chance(0.6),
-    crashes: prng.chance(0.5),
+    crashes: negative === 'reply-before-write' || prng.chance(0.5),
     crashRate: 0.0005 + prng.float() * 0.003,
+    diskLatencyMax: prng.pick([0, 0, 1, 2, 4]),
     wipe,
     byzantine,
     byzantineClient: prng.chance(0.3),
@@ -187,8 +194,10 @@ export function runSeed(seed: number, options: SwarmOptions): SeedReport {
     requestsPerClient: plan.requestsPerClient,
     network: { loss: plan.loss, duplication: plan.duplication, delayTicksMin: 1, delayTicksMax: plan.delayMax },
     compress: prng.chance(0.3),
+    diskLatencyTicksMax: plan.diskLatencyMax,
   };
   if (options.negative === 'commit-quorum') simOptions.unsafeCommitQuorum = 2 * f;
+  if (options.negative === 'reply-before-write') simOptions.unsafeReplyBeforeWrite = true;
   const sim = new SimCluster(simOptions);
   sim.keepEvents = false;
   if (plan.loss > 0) sim.count('network-loss');
@@ -227,9 +236,11 @@ export function runSeed(seed: number, options: SwarmOptions): SeedReport {
     }
     if (plan.crashes && prng.chance(plan.crashRate)) {
       const id = prng.pick(correctIds);
-      if (sim.hosts[id]!.replica) {
-        if (prng.chance(0.3)) sim.crashAfterPersist(id);
-        else sim.crash(id);
+      if (sim.hosts[id]!.replica && !sim.hosts[id]!.armed) {
+        // A crash at a random moment, or armed at a point of the turn pipeline (sim.armCrash).
+        const kind = prng.pick(CRASH_KINDS);
+        if (kind === 'crash') sim.crash(id);
+        else sim.armCrash(id, kind);
         downUntil.set(id, sim.now + prng.range(20, 1000));
       }
     }
@@ -251,6 +262,7 @@ export function runSeed(seed: number, options: SwarmOptions): SeedReport {
   // Liveness phase: faults stop (byzantine replicas stay byzantine), the network heals.
   sim.net.heal();
   sim.net.faults = { loss: 0, duplication: 0, delayTicksMin: 1, delayTicksMax: 3 };
+  for (const h of sim.hosts) h.armed = undefined;
   for (const h of sim.hosts) if (!h.replica && !byzantineIds.has(h.id)) sim.restart(h.id);
   const healedAt = sim.now;
   const bound = options.livenessTicksMax ?? 20_000;
@@ -259,7 +271,7 @@ export function runSeed(seed: number, options: SwarmOptions): SeedReport {
     const stuck = sim.clients.filter((c) => !c.done).map((c) => `client ${c.id} waiting ${c.waitingFor(sim.now)} ticks, ${c.remaining} left`);
     sim.checker.violation('liveness', 'liveness', `not every request answered within ${bound} ticks after healing at ${healedAt}: ${stuck.join('; ')}`, sim.now);
   }
-  sim.checker.finish(sim.clients, sim.now);
+  sim.finish();
   const violations = sim.checker.violations;
   const order: ViolationKind[] = ['crash', 'correctness', 'liveness'];
   const kind = order.find((k) => violations.some((v) => v.kind === k));

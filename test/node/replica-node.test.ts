@@ -1,7 +1,6 @@
 /**
  * The replica shell (src/node/replica-node.ts) with four in-process nodes: effects in order
- * (persist, then send; replies may go before the write), a failed synced write is fatal and nothing
- * is sent after it,
+ * (persist, then send), a failed synced write is fatal and nothing is sent after it,
  * /status and /metrics, compression helpers, stop().
  */
 import { after, before, test } from 'node:test';
@@ -27,8 +26,9 @@ after(async () => {
 
 /**
  * True when no message to a replica left while a write was in flight, and writes always completed.
- * Replies to clients may leave before the turn's write (a reply states the result of a committed
- * request; see the Ready contract in src/core/replica.ts), so they are not checked here.
+ * A reply may leave while a later turn's write is in flight (it waits only for the write of the COMMIT
+ * it depends on: src/core/durability.ts), so replies are not checked here; the simulator checks them
+ * (src/sim/checkers.ts) and test/node/durability-scenario.test.ts checks the shell.
  */
 function persistedBeforeSent(events: EffectEvent[]): string | undefined {
   let writing = false;

@@ -145,7 +145,7 @@ export class Out {
 
   /** Concatenation of several outputs (e.g. over many ticks). */
   static merge(outs: Out[]): Out {
-    const ready: Ready = { writes: [], clears: [], messages: [], replies: [], events: [] };
+    const ready: Ready = { index: outs.at(-1)?.ready.index ?? 0, writes: [], clears: [], messages: [], replies: [], events: [] };
     for (const o of outs) {
       ready.writes.push(...o.ready.writes);
       ready.clears.push(...o.ready.clears);
@@ -254,6 +254,8 @@ export class TestCluster {
   readonly options: Partial<ReplicaOptions>;
   readonly partitionCount: number;
   readonly nullDigest: Uint8Array;
+  /** The replicas' ed25519 secret keys (only with `real`: a ReplicaNode needs them). */
+  readonly replicaSecretKeys: Uint8Array[] = [];
   private genesisCert?: CheckpointCert;
 
   constructor(spec: ClusterSpec = {}) {
@@ -266,7 +268,8 @@ export class TestCluster {
     if (spec.real) {
       // Deterministic ed25519 secret keys derived from the seed.
       const secret = (label: string): Uint8Array => new Uint8Array(createHash('sha256').update(`paper-${seed}-${label}`).digest());
-      this.replicaSigners = Array.from({ length: this.n }, (_, i) => createNodeSigner(secret(`replica-${i}`)));
+      this.replicaSecretKeys = Array.from({ length: this.n }, (_, i) => secret(`replica-${i}`));
+      this.replicaSigners = this.replicaSecretKeys.map((k) => createNodeSigner(k));
       this.clientSigners = Array.from({ length: clients }, (_, i) => createNodeSigner(secret(`client-${i}`)));
       this.verifier = new NodeVerifier();
     } else {

@@ -24,7 +24,7 @@ function runNetworkSeeds(f: number, seeds: number, requestsPerClient: number): {
     // Heal; everything must be answered.
     sim.net.faults = { loss: 0, duplication: 0, delayTicksMin: 1, delayTicksMax: 3 };
     const live = sim.runUntil(() => sim.allClientsDone(), 30_000);
-    const outcome = sim.checker.finish(sim.clients, sim.now);
+    const outcome = sim.finish();
     const where = `f=${f} seed ${seed} (loss ${loss.toFixed(2)}, duplication ${duplication.toFixed(2)}, delay <= ${delayTicksMax})`;
     assert.deepEqual(sim.checker.violations, [], `${where}: violations`);
     assert.ok(live, `${where}: not every request was answered`);

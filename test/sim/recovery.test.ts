@@ -23,7 +23,7 @@ function eventsOf<T extends CoreEvent['type']>(sim: SimCluster, replica: number,
 function finish(sim: SimCluster): void {
   assert.ok(sim.runUntil(() => sim.allClientsDone(), 40_000), 'clients did not finish');
   sim.run(300);
-  sim.checker.finish(sim.clients, sim.now);
+  sim.finish();
   assert.deepEqual(sim.checker.violations, []);
 }
 
@@ -208,7 +208,7 @@ test('bounded resources: 20,000 requests with K=64 keep the log in memory and th
     return sim.allClientsDone();
   }, 400_000);
   assert.ok(done, 'all 20,000 requests answered');
-  sim.checker.finish(sim.clients, sim.now);
+  sim.finish();
   assert.deepEqual(sim.checker.violations, []);
   assert.equal(sim.checker.requestsExecuted, 20_000);
   assert.ok(samples > 100);

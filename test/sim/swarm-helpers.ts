@@ -20,5 +20,9 @@ export function swarmWithoutViolations(first: number, count: number, options: Sw
   // The swarm must actually have exercised the protocol.
   assert.ok(summary.requestsCommitted > count * 40, `only ${summary.requestsCommitted} requests committed`);
   assert.ok(summary.viewChanges > 0, 'no view change happened');
+  // Replicas crashed at every point of the turn pipeline.
+  for (const kind of ['crash-before-write', 'crash-during-write', 'crash-after-write-before-send']) {
+    assert.ok((summary.faults[kind] ?? 0) > 0, `no ${kind} in ${count} seeds`);
+  }
   return summary;
 }

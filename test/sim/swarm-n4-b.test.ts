@@ -1,8 +1,8 @@
 /**
  * The swarm, n = 4 (f = 1), seeds 251..500: every seed draws its own faults (network loss,
- * duplication and reordering, partitions, crashes, a wiped disk, up to f byzantine replicas, a byzantine
+ * duplication and reordering, partitions, crashes at every point of the turn pipeline, a wiped disk, up to f byzantine replicas, a byzantine
  * client) and must show zero violations of agreement, validity, at-most-once execution, no regression,
- * the sequential model and liveness after healing. Split in two files so both cores run seeds.
+ * the sequential model, the durability of what left each replica, and liveness after healing. Split in two files so both cores run seeds.
  */
 import { test } from 'node:test';
 import { swarmWithoutViolations } from './swarm-helpers.ts';

@@ -1,0 +1,246 @@
+/**
+ * The turn pipeline: compute -> write -> send. The one implementation of the order in which a
+ * replica's effects reach its disk and the network, run by ReplicaNode (over RocksDB and WebSockets)
+ * and by the simulator (over its simulated disk and network, crashing replicas at every point of it).
+ *
+ *   submit(ready)   a computed turn (the core's Ready) joins the pipeline. Effects whose dependencies
+ *                   are already durable leave at once; the others wait (src/core/durability.ts says
+ *                   what each one depends on: `after`).
+ *   writing         the writes of every turn not yet written go to the disk in ONE batch (synced,
+ *                   all or nothing); a batch ends with the first turn that has range clears, which run
+ *                   after exactly the writes before them. One batch is in flight at a time; while it
+ *                   is, later turns may be computed (`pipelineTurns`), at most `pendingTurnsMax`.
+ *   releasing       when a batch is durable, every waiting effect whose `after` is now durable leaves,
+ *                   in the order the turns were submitted (events after messages and replies).
+ *   deferring       a turn with nothing waiting for the disk (`deferWrites`) does not start a write:
+ *                   its writes join the next batch, at most `deferredWritesMsMax` later. Losing them in
+ *                   a crash is the same as never having received the frames that caused them.
+ *   failing         a failed write is fatal: nothing leaves after it, and the pipeline stops.
+ *
+ * No timers and no promises: the disk calls back, and the owner calls kick() on its clock (every
+ * loop turn in the shell, every step in the simulator), so the simulator drives it deterministically.
+ */
+import type { CoreEvent, Ready } from '../core/replica.ts';
+import type { KeyRange, WriteOp } from '../storage/types.ts';
+
+/** A frame for a replica, as it leaves. */
+export interface Sent {
+  to: number;
+  frame: Uint8Array;
+}
+
+/** A frame for a client, as it leaves. */
+export interface SentReply {
+  client: number;
+  frame: Uint8Array;
+  /** The sequence number whose execution produced the result (for checkers). */
+  seq: number;
+}
+
+export interface PipelineDisk {
+  /**
+   * Makes `ops` durable in one synced batch (all or nothing), then deletes the `clears` ranges;
+   * calls `done()` once both are done, or `done(err)` if either failed. Called with one batch at a time.
+   */
+  write(ops: WriteOp[], clears: KeyRange[], done: (err?: unknown) => void): void;
+}
+
+export interface PipelineOutput {
+  /** Effects whose writes are durable, in submission order. */
+  release(messages: Sent[], replies: SentReply[], events: CoreEvent[]): void;
+  /** A write failed; the pipeline has stopped. */
+  fatal(err: unknown): void;
+  /** A batch became durable (the owner may compute turns again). */
+  written?(): void;
+}
+
+export interface PipelineOptions {
+  /** Compute later turns while a batch is in flight (default true). */
+  pipelineTurns: boolean;
+  /** Turns with nothing waiting for the disk do not start a write (default true). */
+  deferWrites: boolean;
+  deferredWritesMsMax: number;
+  pendingTurnsMax: number;
+  /** Clock in milliseconds (the simulator's is ticks x tick length). */
+  now(): number;
+}
+
+export const DEFAULT_PIPELINE_OPTIONS = {
+  pipelineTurns: true,
+  deferWrites: true,
+  deferredWritesMsMax: 50,
+  pendingTurnsMax: 8,
+} as const;
+
+interface PendingTurn {
+  index: number;
+  writes: WriteOp[];
+  clears: KeyRange[];
+  at: number;
+}
+
+type Waiting =
+  | { after: number; kind: 'message'; value: Sent }
+  | { after: number; kind: 'reply'; value: SentReply }
+  | { after: number; kind: 'event'; value: CoreEvent };
+
+/** The writes of several turns as one batch: in order, a later op on a key replacing an earlier one. */
+function mergeWrites(turns: readonly PendingTurn[]): WriteOp[] {
+  if (turns.length === 1) return turns[0]!.writes;
+  const byKey = new Map<string, WriteOp>();
+  for (const t of turns) {
+    for (const op of t.writes) {
+      byKey.delete(op.key);
+      byKey.set(op.key, op);
+    }
+  }
+  return [...byKey.values()];
+}
+
+export class TurnPipeline {
+  /** Highest Ready index submitted. */
+  private submitted = 0;
+  /** Every Ready up to this index has its writes durable. */
+  private durableThrough = 0;
+  /** Turns with writes or clears not yet handed to the disk, oldest first. */
+  private pending: PendingTurn[] = [];
+  private inFlight = false;
+  private waiting: Waiting[] = [];
+  private draining: Array<() => void> = [];
+  private failed = false;
+  /** Batches written (synced). */
+  batches = 0;
+
+  constructor(
+    private readonly disk: PipelineDisk,
+    private readonly output: PipelineOutput,
+    private readonly options: PipelineOptions,
+  ) {}
+
+  /** Every Ready up to this index is durable. */
+  get durable(): number {
+    return this.durableThrough;
+  }
+
+  /** False while the owner should not compute another turn (a batch in flight and no room). */
+  get canCompute(): boolean {
+    if (this.failed) return false;
+    if (!this.inFlight) return true;
+    return this.options.pipelineTurns && this.pending.length < this.options.pendingTurnsMax;
+  }
+
+  /** Nothing waits to be written. */
+  get idle(): boolean {
+    return !this.inFlight && this.pending.length === 0;
+  }
+
+  /** Turns whose writes are not yet durable (pending or in flight). */
+  get undurableTurns(): number {
+    return this.submitted - this.durableThrough;
+  }
+
+  get writing(): boolean {
+    return this.inFlight;
+  }
+
+  get stopped(): boolean {
+    return this.failed;
+  }
+
+  submit(ready: Ready): void {
+    if (this.failed) return;
+    if (ready.index !== this.submitted + 1) throw new Error(`turn ${ready.index} submitted after turn ${this.submitted}`);
+    this.submitted = ready.index;
+    if (ready.writes.length > 0 || ready.clears.length > 0) {
+      this.pending.push({ index: ready.index, writes: ready.writes, clears: ready.clears, at: this.options.now() });
+    } else if (!this.inFlight && this.pending.length === 0) {
+      this.durableThrough = ready.index;
+    }
+    const now: { messages: Sent[]; replies: SentReply[]; events: CoreEvent[] } = { messages: [], replies: [], events: [] };
+    for (const m of ready.messages) {
+      const value = { to: m.to, frame: m.frame };
+      if (m.after <= this.durableThrough) now.messages.push(value);
+      else this.waiting.push({ after: m.after, kind: 'message', value });
+    }
+    for (const r of ready.replies) {
+      const value = { client: r.client, frame: r.frame, seq: r.seq };
+      if (r.after <= this.durableThrough) now.replies.push(value);
+      else this.waiting.push({ after: r.after, kind: 'reply', value });
+    }
+    for (const e of ready.events) {
+      if (ready.index <= this.durableThrough) now.events.push(e);
+      else this.waiting.push({ after: ready.index, kind: 'event', value: e });
+    }
+    if (now.messages.length > 0 || now.replies.length > 0 || now.events.length > 0) this.output.release(now.messages, now.replies, now.events);
+    this.kick();
+  }
+
+  /**
+   * Starts a write when one is due: something waits for the disk, deferred writes waited long
+   * enough, deferring is off, or the pipeline is draining. Call on every turn and clock tick.
+   */
+  kick(): void {
+    if (this.failed || this.inFlight || this.pending.length === 0) return;
+    const due =
+      this.draining.length > 0 ||
+      !this.options.deferWrites ||
+      this.options.now() - this.pending[0]!.at >= this.options.deferredWritesMsMax ||
+      this.waiting.some((w) => w.kind !== 'event' && w.after > this.durableThrough);
+    if (!due) return;
+    let end = this.pending.findIndex((t) => t.clears.length > 0);
+    end = end < 0 ? this.pending.length : end + 1;
+    const group = this.pending.splice(0, end);
+    const clears = group.flatMap((t) => t.clears);
+    this.inFlight = true;
+    this.disk.write(mergeWrites(group), clears, (err) => this.onWritten(err));
+  }
+
+  /** Writes everything pending (deferred turns too); `done` runs once nothing is left or the pipeline failed. */
+  drain(done: () => void): void {
+    if (this.failed || this.idle) return done();
+    this.draining.push(done);
+    this.kick();
+  }
+
+  private onWritten(err: unknown): void {
+    this.inFlight = false;
+    if (err !== undefined) {
+      this.failed = true;
+      this.pending = [];
+      this.waiting = [];
+      const draining = this.draining;
+      this.draining = [];
+      this.output.fatal(err);
+      for (const d of draining) d();
+      return;
+    }
+    this.batches++;
+    this.durableThrough = this.pending.length > 0 ? this.pending[0]!.index - 1 : this.submitted;
+    this.release();
+    this.output.written?.();
+    if (this.failed) return;
+    if (this.idle && this.draining.length > 0) {
+      const draining = this.draining;
+      this.draining = [];
+      for (const d of draining) d();
+      return;
+    }
+    this.kick();
+  }
+
+  private release(): void {
+    if (this.waiting.length === 0) return;
+    const messages: Sent[] = [];
+    const replies: SentReply[] = [];
+    const events: CoreEvent[] = [];
+    const rest: Waiting[] = [];
+    for (const w of this.waiting) {
+      if (w.after > this.durableThrough) rest.push(w);
+      else if (w.kind === 'message') messages.push(w.value);
+      else if (w.kind === 'reply') replies.push(w.value);
+      else events.push(w.value);
+    }
+    this.waiting = rest;
+    if (messages.length > 0 || replies.length > 0 || events.length > 0) this.output.release(messages, replies, events);
+  }
+}

@@ -1,0 +1,185 @@
+/**
+ * The turn pipeline (src/node/pipeline.ts), with a disk the test completes by hand: effects leave
+ * only once the writes they depend on are durable, batches merge turns, range clears end a batch,
+ * deferred writes wait for a deadline or an urgent turn, a failed write stops everything.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { CoreEvent, Ready } from '../../src/core/replica.ts';
+import { TurnPipeline, type PipelineOptions } from '../../src/node/pipeline.ts';
+import type { KeyRange, WriteOp } from '../../src/storage/types.ts';
+
+interface Harness {
+  pipeline: TurnPipeline;
+  writes: Array<{ ops: WriteOp[]; clears: KeyRange[]; done: (err?: unknown) => void }>;
+  out: string[];
+  fatal: unknown[];
+  clock: { now: number };
+}
+
+function harness(options: Partial<PipelineOptions> = {}): Harness {
+  const h: Harness = { writes: [], out: [], fatal: [], clock: { now: 0 }, pipeline: undefined as unknown as TurnPipeline };
+  h.pipeline = new TurnPipeline(
+    { write: (ops, clears, done) => h.writes.push({ ops, clears, done }) },
+    {
+      release: (messages, replies, events) => {
+        for (const m of messages) h.out.push(`m:${new TextDecoder().decode(m.frame)}`);
+        for (const r of replies) h.out.push(`r:${new TextDecoder().decode(r.frame)}`);
+        for (const e of events) h.out.push(`e:${e.type}`);
+      },
+      fatal: (err) => h.fatal.push(err),
+    },
+    { pipelineTurns: true, deferWrites: true, deferredWritesMsMax: 50, pendingTurnsMax: 8, now: () => h.clock.now, ...options },
+  );
+  return h;
+}
+
+const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
+const put = (key: string): WriteOp => ({ type: 'put', key, value: bytes(key) });
+
+function ready(index: number, spec: { writes?: string[]; clears?: KeyRange[]; messages?: Array<[string, number]>; replies?: Array<[string, number]>; events?: number } = {}): Ready {
+  return {
+    index,
+    writes: (spec.writes ?? []).map(put),
+    clears: spec.clears ?? [],
+    messages: (spec.messages ?? []).map(([f, after]) => ({ to: 1, frame: bytes(f), after })),
+    replies: (spec.replies ?? []).map(([f, after]) => ({ client: 0, frame: bytes(f), after, seq: 1 })),
+    events: Array.from({ length: spec.events ?? 0 }, () => ({ type: 'checkpoint-stable', seq: 0, digest: new Uint8Array(32) }) as CoreEvent),
+  };
+}
+
+test('a message leaves only after the write of its turn is durable', () => {
+  const h = harness();
+  h.pipeline.submit(ready(1, { writes: ['a'], messages: [['prepare', 1]], events: 1 }));
+  assert.deepEqual(h.out, [], 'nothing leaves before the write');
+  assert.equal(h.writes.length, 1, 'the waiting message makes the write start at once');
+  assert.deepEqual(h.writes[0]!.ops.map((o) => o.key), ['a']);
+  h.writes[0]!.done();
+  assert.deepEqual(h.out, ['m:prepare', 'e:checkpoint-stable']);
+  assert.equal(h.pipeline.durable, 1);
+});
+
+test('a reply whose dependency is durable leaves at once, even while a later write is in flight', () => {
+  const h = harness();
+  h.pipeline.submit(ready(1, { writes: ['commit-1'], messages: [['commit', 1]] }));
+  h.writes[0]!.done();
+  h.pipeline.submit(ready(2, { writes: ['slot-2'], messages: [['prepare', 2]] }));
+  assert.equal(h.writes.length, 2, 'turn 2 is being written');
+  h.pipeline.submit(ready(3, { writes: ['executed'], replies: [['reply-seq1', 1], ['reply-seq2', 3]] }));
+  assert.deepEqual(h.out, ['m:commit', 'r:reply-seq1'], 'the reply that depends on turn 1 left; the one that depends on turn 3 waits');
+  h.writes[1]!.done();
+  assert.deepEqual(h.out.slice(2), ['m:prepare'], 'turn 2 is durable, turn 3 not yet');
+  assert.equal(h.writes.length, 3, 'turn 3 is written next');
+  h.writes[2]!.done();
+  assert.deepEqual(h.out.slice(3), ['r:reply-seq2']);
+});
+
+test('turns computed while a write is in flight go to disk together in one batch; a later op on a key wins', () => {
+  const h = harness();
+  h.pipeline.submit(ready(1, { writes: ['a'], messages: [['x', 1]] }));
+  h.pipeline.submit(ready(2, { writes: ['b'], messages: [['y', 2]] }));
+  h.pipeline.submit({ ...ready(3, { messages: [['z', 3]] }), writes: [{ type: 'del', key: 'a' }, put('c')] });
+  assert.equal(h.writes.length, 1);
+  h.writes[0]!.done();
+  assert.deepEqual(h.out, ['m:x']);
+  assert.equal(h.writes.length, 2);
+  assert.deepEqual(
+    h.writes[1]!.ops.map((o) => `${o.type}:${o.key}`),
+    ['put:b', 'del:a', 'put:c'],
+  );
+  h.writes[1]!.done();
+  assert.deepEqual(h.out, ['m:x', 'm:y', 'm:z']);
+});
+
+test('a batch ends with the first turn that has range clears', () => {
+  const h = harness();
+  h.pipeline.submit(ready(1, { writes: ['a'], messages: [['x', 1]] }));
+  h.pipeline.submit(ready(2, { writes: ['b'], clears: [{ gte: 'l/', lt: 'l/5' }], messages: [['y', 2]] }));
+  h.pipeline.submit(ready(3, { writes: ['c'], messages: [['z', 3]] }));
+  h.writes[0]!.done();
+  assert.deepEqual(h.writes[1]!.ops.map((o) => o.key), ['b']);
+  assert.deepEqual(h.writes[1]!.clears, [{ gte: 'l/', lt: 'l/5' }]);
+  h.writes[1]!.done();
+  assert.deepEqual(h.writes[2]!.ops.map((o) => o.key), ['c'], 'writes after the clears go in the next batch');
+});
+
+test('a turn that sends nothing defers its writes until one that does, or until the deadline', () => {
+  const h = harness();
+  h.pipeline.submit(ready(1, { writes: ['a'] }));
+  assert.equal(h.writes.length, 0, 'deferred');
+  h.clock.now = 49;
+  h.pipeline.kick();
+  assert.equal(h.writes.length, 0, 'still within the deadline');
+  h.pipeline.submit(ready(2, { writes: ['b'], messages: [['x', 2]] }));
+  assert.equal(h.writes.length, 1, 'an urgent turn takes the deferred writes along');
+  assert.deepEqual(h.writes[0]!.ops.map((o) => o.key), ['a', 'b']);
+  h.writes[0]!.done();
+  h.pipeline.submit(ready(3, { writes: ['c'] }));
+  h.clock.now = 100;
+  h.pipeline.kick();
+  assert.equal(h.writes.length, 2, 'the deadline passed');
+  // With deferring off every turn with writes is written at once.
+  const eager = harness({ deferWrites: false });
+  eager.pipeline.submit(ready(1, { writes: ['a'] }));
+  assert.equal(eager.writes.length, 1);
+});
+
+test('turns without writes are durable as soon as every earlier turn is', () => {
+  const h = harness();
+  h.pipeline.submit(ready(1, { messages: [['ping', 1]] }));
+  assert.deepEqual(h.out, ['m:ping']);
+  assert.equal(h.writes.length, 0);
+  h.pipeline.submit(ready(2, { writes: ['a'], messages: [['x', 2]] }));
+  h.pipeline.submit(ready(3, { messages: [['y', 3]] }));
+  assert.deepEqual(h.out, ['m:ping'], 'turn 3 waits for turn 2');
+  h.writes[0]!.done();
+  assert.deepEqual(h.out, ['m:ping', 'm:x', 'm:y']);
+});
+
+test('backpressure: no room for a turn while a write is in flight and too many wait (or without pipelining)', () => {
+  const h = harness({ pendingTurnsMax: 2 });
+  h.pipeline.submit(ready(1, { writes: ['a'], messages: [['x', 1]] }));
+  assert.equal(h.pipeline.canCompute, true);
+  h.pipeline.submit(ready(2, { writes: ['b'] }));
+  h.pipeline.submit(ready(3, { writes: ['c'] }));
+  assert.equal(h.pipeline.canCompute, false);
+  h.writes[0]!.done();
+  assert.equal(h.pipeline.canCompute, true);
+  const serial = harness({ pipelineTurns: false });
+  serial.pipeline.submit(ready(1, { writes: ['a'], messages: [['x', 1]] }));
+  assert.equal(serial.pipeline.canCompute, false);
+});
+
+test('a failed write is fatal: nothing leaves after it, later turns are ignored', () => {
+  const h = harness();
+  h.pipeline.submit(ready(1, { writes: ['a'], messages: [['x', 1]] }));
+  h.pipeline.submit(ready(2, { writes: ['b'], messages: [['y', 2]], replies: [['r', 0]] }));
+  assert.deepEqual(h.out, ['r:r'], 'a reply that depends on nothing left at once');
+  h.writes[0]!.done(new Error('disk full'));
+  assert.equal(h.fatal.length, 1);
+  assert.equal(h.pipeline.stopped, true);
+  h.pipeline.submit(ready(3, { messages: [['z', 0]] }));
+  assert.deepEqual(h.out, ['r:r']);
+  assert.equal(h.writes.length, 1);
+});
+
+test('drain writes deferred turns and calls back once nothing is left', () => {
+  const h = harness();
+  h.pipeline.submit(ready(1, { writes: ['a'], events: 1 }));
+  let drained = false;
+  h.pipeline.drain(() => (drained = true));
+  assert.equal(h.writes.length, 1);
+  assert.equal(drained, false);
+  h.writes[0]!.done();
+  assert.equal(drained, true);
+  assert.deepEqual(h.out, ['e:checkpoint-stable']);
+  let again = false;
+  h.pipeline.drain(() => (again = true));
+  assert.equal(again, true, 'an idle pipeline drains at once');
+});
+
+test('turns must be submitted in order', () => {
+  const h = harness();
+  h.pipeline.submit(ready(1));
+  assert.throws(() => h.pipeline.submit(ready(3)), /turn 3 submitted after turn 1/);
+});
