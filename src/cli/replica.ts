@@ -41,7 +41,7 @@ export function addReplicaCommand(program: Command, action: (flags: ReplicaFlags
     .addOption(new Option('--log-format <format>', 'log lines as JSON or text').choices(['json', 'text']).default('json'))
     .option('--listen <host[:port]>', "listen address (default: host and port of the replica's URL in cluster.json)", parseListen)
     .option('--batch-requests-max <n>', 'tuning: requests per pre-prepare, at most (default 512)', parsePositiveInt)
-    .option('--batch-bytes-max <n>', 'tuning: request bytes per pre-prepare, at most (default 1 MiB)', parsePositiveInt)
+    .option('--batch-bytes-max <n>', 'tuning: request bytes per pre-prepare this replica proposes, at most (default 1 MiB, at most 4 MiB; a larger request goes alone)', parsePositiveInt)
     .option('--in-flight-batches-max <n>', 'tuning: batches proposed and not yet executed, at most (default 4)', parsePositiveInt)
     .option('--verify-workers <n>', 'tuning: worker threads verifying signatures off the loop (default 0: on the loop)', parseNonNegativeInt)
     .option('--no-pipeline-turns', 'tuning: do not compute turns while a synced write is in flight')

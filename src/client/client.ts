@@ -26,17 +26,20 @@ import type { Signer, Verifier } from '../crypto/types.ts';
 import { createClientTransport, type ClientTransport, type WebSocketConstructor } from '../transport/client-transport.ts';
 import type { TransportLimits } from '../transport/types.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
-import { ReplyCollector } from './collector.ts';
+import { RefusalCollector, ReplyCollector } from './collector.ts';
 import {
   ClientClosedError,
   ClientConfigError,
   ConnectError,
   KvError,
   QuorumFailure,
+  RequestTooLargeError,
   TimeoutError,
   UnexpectedResultError,
 } from './errors.ts';
-import { RequestSigner, replyOf } from './request.ts';
+import { RequestSigner, refusalOf, replyOf } from './request.ts';
+import { OP_BYTES_MAX } from '../core/limits.ts';
+import type { RefusalMsg, RequestMsg, Signed } from '../core/messages.ts';
 
 export const TIMEOUT_MS_DEFAULT = 10_000;
 export const RETRANSMIT_MS_DEFAULT = 300;
@@ -94,7 +97,9 @@ export interface CasResult {
 
 interface Pending {
   timestamp: number;
+  request: Signed<RequestMsg>;
   frame: Uint8Array;
+  refusals: RefusalCollector;
   collector: ReplyCollector;
   attempt: number;
   retransmitTimer?: ReturnType<typeof setTimeout>;
@@ -304,12 +309,17 @@ export class PbftClient {
 
   private execute(op: Uint8Array): Promise<Uint8Array> {
     if (this.closed) return Promise.reject(new ClientClosedError());
+    // The replicas would refuse it (src/core/limits.ts): say so without signing or sending anything.
+    if (op.length > OP_BYTES_MAX) return Promise.reject(new RequestTooLargeError(op.length, OP_BYTES_MAX));
     const timestamp = this.nextTimestamp();
-    const frame = encodeSignedFrame(this.requests.sign(timestamp, op));
+    const request = this.requests.sign(timestamp, op);
+    const frame = encodeSignedFrame(request);
     return new Promise<Uint8Array>((resolve, reject) => {
       const p: Pending = {
         timestamp,
+        request,
         frame,
+        refusals: new RefusalCollector(this.f, this.clientId, timestamp, (r) => this.requests.verifyRefusal(r, request)),
         collector: new ReplyCollector(this.n, this.f, this.clientId, timestamp, (r) => this.requests.verifyReply(r)),
         attempt: 0,
         resolve,
@@ -346,7 +356,10 @@ export class PbftClient {
 
   private onFrame(replica: number, bytes: Uint8Array): void {
     const decoded = decodeFrame(bytes);
-    const reply = decoded.ok ? replyOf(decoded.value) : undefined;
+    if (!decoded.ok) return;
+    const refusal = refusalOf(decoded.value);
+    if (refusal !== undefined) return this.onRefusal(replica, refusal);
+    const reply = replyOf(decoded.value);
     if (reply === undefined) return;
     const p = this.pending;
     if (p !== undefined && reply.msg.timestamp === p.timestamp) {
@@ -376,6 +389,14 @@ export class PbftClient {
     if (!this.requests.verifyReply(reply)) return;
     settled.judged.add(replica);
     this.emitFaulty({ replica, reply, accepted: settled.result });
+  }
+
+  /** f+1 valid refusals of the outstanding request: at least one correct replica will never order it. */
+  private onRefusal(replica: number, refusal: Signed<RefusalMsg>): void {
+    const p = this.pending;
+    if (p === undefined || !p.refusals.add(refusal, replica)) return;
+    this.finish(p);
+    p.reject(new RequestTooLargeError(p.request.msg.op.length, refusal.msg.limit, [...p.refusals.refusedBy].sort((a, b) => a - b)));
   }
 
   private remember(timestamp: number, settled: Settled): void {

@@ -8,7 +8,7 @@
  * disagreeing results), the answer is FAIL, carrying every reply seen.
  */
 import { bytesKey } from '../core/auth.ts';
-import type { AnyReply } from '../core/messages.ts';
+import type { AnyReply, RefusalMsg, Signed } from '../core/messages.ts';
 
 export type CollectOutcome =
   | { kind: 'pending' }
@@ -69,5 +69,30 @@ export class ReplyCollector {
   dissenters(result: Uint8Array): AnyReply[] {
     const key = bytesKey(result);
     return [...this.replies.values()].filter((r) => bytesKey(r.msg.result) !== key);
+  }
+}
+
+/**
+ * Signed REFUSALs of one request (src/core/limits.ts). Once f+1 distinct replicas refused it, at
+ * least one correct replica will never order it, and no result can reach f+1: the request failed.
+ */
+export class RefusalCollector {
+  readonly refusedBy = new Set<number>();
+
+  constructor(
+    private readonly f: number,
+    readonly client: number,
+    readonly timestamp: number,
+    /** True when the refusal is validly signed and names exactly this request. */
+    private readonly verify: (refusal: Signed<RefusalMsg>) => boolean,
+  ) {}
+
+  /** Adds a refusal that arrived on the link of replica `from`; true once f+1 replicas refused. */
+  add(refusal: Signed<RefusalMsg>, from: number): boolean {
+    const m = refusal.msg;
+    if (m.replica !== from || m.client !== this.client || m.timestamp !== this.timestamp || this.refusedBy.has(from)) return false;
+    if (!this.verify(refusal)) return false;
+    this.refusedBy.add(from);
+    return this.refusedBy.size >= this.f + 1;
   }
 }

@@ -12,6 +12,7 @@ export type PbftClientErrorCode =
   | 'CONNECT_FAILED'
   | 'BAD_CONFIG'
   | 'UNEXPECTED_RESULT'
+  | 'REQUEST_TOO_LARGE'
   | KvErrorCode;
 
 export class PbftClientError extends Error {
@@ -106,5 +107,26 @@ export class UnexpectedResultError extends PbftClientError {
   ) {
     super('UNEXPECTED_RESULT', message);
     this.name = 'UnexpectedResultError';
+  }
+}
+
+/**
+ * The operation is larger than the protocol orders (OP_BYTES_MAX, src/core/limits.ts): refused by
+ * the SDK before signing, or by f+1 replicas (signed REFUSALs) when the request reached them. It was
+ * not executed and will not be.
+ */
+export class RequestTooLargeError extends PbftClientError {
+  override readonly code = 'REQUEST_TOO_LARGE' as const;
+  constructor(
+    readonly bytes: number,
+    readonly limit: number,
+    /** Replicas that refused the request (empty when the SDK refused it before sending). */
+    readonly refusedBy: number[] = [],
+  ) {
+    super(
+      'REQUEST_TOO_LARGE',
+      `operation of ${bytes} bytes exceeds the limit of ${limit} bytes${refusedBy.length > 0 ? ` (refused by replicas ${refusedBy.join(', ')})` : ''}; it was not executed`,
+    );
+    this.name = 'RequestTooLargeError';
   }
 }

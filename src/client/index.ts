@@ -27,12 +27,14 @@ export {
   KvError,
   PbftClientError,
   QuorumFailure,
+  RequestTooLargeError,
   TimeoutError,
   UnexpectedResultError,
   type PbftClientErrorCode,
 } from './errors.ts';
 export { ReplyCollector, type CollectOutcome } from './collector.ts';
 export { RequestSigner } from './request.ts';
+export { OP_BYTES_MAX } from '../core/limits.ts';
 export { decodeResult, encodeOp, encodeResult, decodeOp, type KvOp, type KvResult, type Value } from '../app/kv-ops.ts';
 export type { ClusterConfig, ClientInfo, ReplicaInfo } from '../core/cluster.ts';
 export type { ReplyMsg, RequestMsg, Signed } from '../core/messages.ts';

@@ -3,7 +3,7 @@ import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
 import { bytesEqual, concatBytes, domainTag } from '../core/auth.ts';
 import { encodeBody } from '../codec/messages.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
-import type { AnyReply, BatchedReply, Frame, ReplyMsg, RequestMsg, Signed } from '../core/messages.ts';
+import type { AnyReply, BatchedReply, Frame, RefusalMsg, ReplyMsg, RequestMsg, Signed } from '../core/messages.ts';
 import { replyLeaf, replyRootFromPath } from '../core/replytree.ts';
 import type { Signer, Verifier } from '../crypto/types.ts';
 
@@ -11,6 +11,12 @@ import type { Signer, Verifier } from '../crypto/types.ts';
 export function replyOf(frame: Frame): AnyReply | undefined {
   if (frame.kind === 'reply') return frame.reply;
   if (frame.kind === 'signed' && frame.signed.msg.type === 'reply') return frame.signed as Signed<ReplyMsg>;
+  return undefined;
+}
+
+/** The signed REFUSAL a frame carries, if any. */
+export function refusalOf(frame: Frame): Signed<RefusalMsg> | undefined {
+  if (frame.kind === 'signed' && frame.signed.msg.type === 'refusal') return frame.signed as Signed<RefusalMsg>;
   return undefined;
 }
 
@@ -22,6 +28,7 @@ export class RequestSigner {
   private readonly requestTag: Uint8Array;
   private readonly replyTag: Uint8Array;
   private readonly replyBatchTag: Uint8Array;
+  private readonly refusalTag: Uint8Array;
   private readonly replicaKeys: Uint8Array[];
 
   constructor(
@@ -35,6 +42,7 @@ export class RequestSigner {
     this.requestTag = domainTag(cluster.clusterId, 'request');
     this.replyTag = domainTag(cluster.clusterId, 'reply');
     this.replyBatchTag = domainTag(cluster.clusterId, 'replybatch');
+    this.refusalTag = domainTag(cluster.clusterId, 'refusal');
     this.replicaKeys = cluster.replicas.map((r) => r.publicKey);
   }
 
@@ -42,6 +50,15 @@ export class RequestSigner {
     const msg: RequestMsg = { type: 'request', client: this.clientId, timestamp, op };
     const body = encodeBody(msg);
     return { msg, body, sig: this.signer.sign(concatBytes(this.requestTag, body)) };
+  }
+
+  /** True when the replica named in the refusal signed it, and it refuses exactly `request`. */
+  verifyRefusal(refusal: Signed<RefusalMsg>, request: Signed<RequestMsg>): boolean {
+    const m = refusal.msg;
+    const key = this.replicaKeys[m.replica];
+    if (key === undefined || m.client !== request.msg.client || m.timestamp !== request.msg.timestamp) return false;
+    if (!bytesEqual(m.digest, this.hash(request.body))) return false;
+    return this.verifier.verify(key, concatBytes(this.refusalTag, refusal.body), refusal.sig);
   }
 
   /**

@@ -41,6 +41,7 @@ import type {
   StateReply,
   ViewChangeMsg,
 } from '../core/messages.ts';
+import type { RefusalReason } from '../core/limits.ts';
 import {
   asArray,
   asBytes,
@@ -76,7 +77,10 @@ const TAG: Record<SignedType, number> = {
   viewchange: 7,
   newview: 8,
   replybatch: 9,
+  refusal: 10,
 };
+
+const REFUSAL_REASONS: readonly RefusalReason[] = ['op-too-large'];
 
 // --- encoding ----------------------------------------------------------------------------------
 
@@ -110,6 +114,8 @@ function bodyArray(msg: SignedMessage): unknown[] {
       return [TAG.newview, msg.view, msg.replica, msg.viewChanges.map(pair), msg.prePrepares.map(pair)];
     case 'replybatch':
       return [TAG.replybatch, msg.view, msg.replica, msg.seq, msg.count, msg.root];
+    case 'refusal':
+      return [TAG.refusal, msg.replica, msg.client, msg.timestamp, msg.digest, REFUSAL_REASONS.indexOf(msg.reason), msg.limit];
     default:
       return assertNever(msg);
   }
@@ -271,6 +277,19 @@ function bodyFrom(arr: unknown[]): SignedMessage {
         prePrepares: asArray(arr[4], 'newview.prePrepares', CODEC_LIMITS.certsMax).map((p) =>
           nestedSigned(p, 'preprepare', 'newview.prePrepare'),
         ),
+      };
+    }
+    case TAG.refusal: {
+      if (arr.length !== 7) fail('refusal: wrong arity');
+      const reason = REFUSAL_REASONS[asUint(arr[5], 'refusal.reason', REFUSAL_REASONS.length - 1)]!;
+      return {
+        type: 'refusal',
+        replica: asUint(arr[1], 'refusal.replica'),
+        client: asUint(arr[2], 'refusal.client'),
+        timestamp: asUint(arr[3], 'refusal.timestamp'),
+        digest: asDigest(arr[4], 'refusal.digest'),
+        reason,
+        limit: asUint(arr[6], 'refusal.limit'),
       };
     }
     default:

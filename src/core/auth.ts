@@ -59,7 +59,20 @@ export function bytesKey(bytes: Uint8Array): string {
   return parts.join('');
 }
 
-const TYPES: SignedType[] = ['request', 'reply', 'replybatch', 'preprepare', 'prepare', 'commit', 'checkpoint', 'viewchange', 'newview'];
+/** Every signed type (a Record, so that a new type cannot be forgotten here). */
+const TYPE_SET: Record<SignedType, true> = {
+  request: true,
+  reply: true,
+  replybatch: true,
+  preprepare: true,
+  prepare: true,
+  commit: true,
+  checkpoint: true,
+  viewchange: true,
+  newview: true,
+  refusal: true,
+};
+const TYPES = Object.keys(TYPE_SET) as SignedType[];
 
 export class Authenticator {
   private readonly tags = new Map<SignedType, Uint8Array>();

@@ -33,6 +33,9 @@
  * 3. Events (executed, committed, view entered, ...) report state and are performed after the writes
  *    of their own Ready, like rule 1.
  *
+ * 4. A REFUSAL (a request the protocol will never order, e.g. too large) depends on nothing: it says
+ *    only that, and the same limits hold on every replica.
+ *
  * The simulator checks the rule from outside (src/sim/checkers.ts: no correct replica sends a signed
  * message that is not on its simulated disk, or a reply whose COMMIT is not) and crashes replicas
  * between compute and write, during the write, and after the write before the sends; the negative
@@ -62,6 +65,9 @@ export class DurabilityTracker {
   get replyDependency(): number {
     return this.unsafeReplyBeforeWrite ? 0 : this.replyAfter;
   }
+
+  /** Rule 4. */
+  readonly refusalAfter = 0;
 
   /** Ends the current Ready; returns its number. */
   next(): number {

@@ -12,6 +12,8 @@
  * replica-to-replica links, and everything they carry is checked against digests and certificates.
  */
 
+import type { RefusalReason } from './limits.ts';
+
 export type Digest = Uint8Array;
 
 export interface RequestMsg {
@@ -54,6 +56,22 @@ export interface BatchedReply {
   batch: Signed<ReplyBatchMsg>;
   index: number;
   path: Digest[];
+}
+
+/**
+ * A replica's refusal to order a request (e.g. its operation is larger than the protocol allows),
+ * sent to the client in place of a reply. `digest` is the SHA-256 of the request's body, so that a
+ * refusal speaks only of the request the client signed. A client gives up once f+1 replicas refused.
+ */
+export interface RefusalMsg {
+  type: 'refusal';
+  replica: number;
+  client: number;
+  timestamp: number;
+  digest: Digest;
+  reason: RefusalReason;
+  /** The limit the request exceeded (bytes). */
+  limit: number;
 }
 
 /** Signed header of a pre-prepare; the batch it orders travels beside it (bound by `digest`). */
@@ -132,7 +150,8 @@ export type SignedMessage =
   | CommitMsg
   | CheckpointMsg
   | ViewChangeMsg
-  | NewViewMsg;
+  | NewViewMsg
+  | RefusalMsg;
 
 export type SignedType = SignedMessage['type'];
 

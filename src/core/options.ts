@@ -1,10 +1,16 @@
+import { BATCH_BYTES_LIMIT, BATCH_REQUESTS_LIMIT } from './limits.ts';
+
 /** Tunables of the protocol core. Times are in ticks; the shell maps a tick to wall time (10 ms). */
 export interface ReplicaOptions {
   /** K: a checkpoint every K sequence numbers. */
   checkpointInterval: number;
   /** L: the log window (h, h+L]; a multiple of K, at least 2K. */
   windowSize: number;
-  /** Batching: a pre-prepare carries at most this many requests and bytes of requests. */
+  /**
+   * Batching: a pre-prepare this replica proposes carries at most this many requests and bytes of
+   * requests (a single larger request goes alone). At most BATCH_REQUESTS_LIMIT and BATCH_BYTES_LIMIT
+   * (src/core/limits.ts), which is what every replica accepts whatever its own tuning.
+   */
   batchRequestsMax: number;
   batchBytesMax: number;
   /** Batches proposed by the primary and not yet executed, at most. */
@@ -59,7 +65,9 @@ export function resolveOptions(partial: Partial<ReplicaOptions> = {}): ReplicaOp
   if (o.windowSize % o.checkpointInterval !== 0 || o.windowSize < 2 * o.checkpointInterval) {
     throw new RangeError(`windowSize (${o.windowSize}) must be a multiple of checkpointInterval (${o.checkpointInterval}) and at least twice it`);
   }
-  if (o.viewChangeTimeoutTicksMax < o.viewChangeTimeoutTicks) {
+  if (o.batchBytesMax > BATCH_BYTES_LIMIT) throw new RangeError(`batchBytesMax (${o.batchBytesMax}) must be at most ${BATCH_BYTES_LIMIT}`);
+  if (o.batchRequestsMax > BATCH_REQUESTS_LIMIT) throw new RangeError(`batchRequestsMax (${o.batchRequestsMax}) must be at most ${BATCH_REQUESTS_LIMIT}`);
+    if (o.viewChangeTimeoutTicksMax < o.viewChangeTimeoutTicks) {
     throw new RangeError('viewChangeTimeoutTicksMax must be at least viewChangeTimeoutTicks');
   }
   return o;

@@ -34,6 +34,7 @@ import type {
   PreparedCert,
   PrepareMsg,
   PrePrepareMsg,
+  RefusalMsg,
   ReplyMsg,
   RequestMsg,
   Signed,
@@ -58,6 +59,7 @@ import {
   WriteSet,
 } from './persist.ts';
 import { resolveOptions, type ReplicaOptions } from './options.ts';
+import { BATCH_BYTES_LIMIT, BATCH_REQUESTS_LIMIT, OP_BYTES_MAX, type RefusalReason } from './limits.ts';
 import {
   checkCheckpointCert,
   checkViewChange,
@@ -388,6 +390,7 @@ export class Replica {
         return this.onNewView(signed as Signed<NewViewMsg>, from.id);
       case 'reply':
       case 'replybatch':
+      case 'refusal':
         return this.reject('unexpected-reply');
       default:
         return assertNever(msg);
@@ -466,6 +469,12 @@ export class Replica {
     const m = signed.msg;
     if (from.kind === 'client' && from.id !== m.client) return this.reject('request-client-mismatch');
     if (!this.auth.hasClient(m.client)) return this.reject('unknown-client');
+    if (m.op.length > OP_BYTES_MAX) {
+      // Never ordered: refused at once (a batch could not carry it everywhere), with a signed answer.
+      this.reject('request-too-large');
+      if (from.kind === 'client') this.refuse(signed, 'op-too-large', OP_BYTES_MAX);
+      return;
+    }
     const record = this.clients.get(m.client);
     if (record && m.timestamp < record.timestamp) return this.reject('stale-request');
     if (record && m.timestamp === record.timestamp) {
@@ -484,6 +493,13 @@ export class Replica {
     if (this.viewChanging) return;
     if (this.isPrimary()) this.enqueue(m.client);
     else if (from.kind === 'client') this.sendTo(this.primary, encodeSignedFrame(signed));
+  }
+
+  /** Tells the client, in a signed REFUSAL, that its request will not be ordered. */
+  private refuse(req: Signed<RequestMsg>, reason: RefusalReason, limit: number): void {
+    const m = req.msg;
+    const refusal = this.auth.sign<RefusalMsg>({ type: 'refusal', replica: this.id, client: m.client, timestamp: m.timestamp, digest: this.hash(req.body), reason, limit });
+    this.replies.push({ client: m.client, frame: encodeSignedFrame(refusal), after: this.durability.refusalAfter, seq: this.lastExecuted });
   }
 
   private enqueue(client: number): void {
@@ -579,7 +595,7 @@ export class Replica {
       return;
     }
     if (!requests) return this.reject('preprepare-without-batch');
-    if (requests.length > this.opts.batchRequestsMax) return this.reject('batch-too-large');
+    if (requests.length > BATCH_REQUESTS_LIMIT) return this.reject('batch-too-large');
     if (!this.auth.verify(signed)) return this.reject('bad-signature');
     const batch = this.checkBatch(m.digest, requests, m.replica);
     if (!batch) return;
@@ -596,8 +612,9 @@ export class Replica {
   /** Digest and client signatures of a batch proposed by `proposer`; undefined (and counted) if invalid. */
   private checkBatch(digest: Uint8Array, requests: Signed<RequestMsg>[], proposer: number): Batch | undefined {
     const batch = makeBatch(this.hash, requests);
-    if (batch.bytes > this.opts.batchBytesMax + 64 * 1024) {
+    if (batch.bytes > BATCH_BYTES_LIMIT) {
       this.reject('batch-too-large');
+      this.misbehaved(proposer, 'batch larger than the protocol allows');
       return undefined;
     }
     if (!bytesEqual(batch.digest, digest)) {
@@ -606,6 +623,11 @@ export class Replica {
       return undefined;
     }
     for (const r of requests) {
+      if (r.msg.op.length > OP_BYTES_MAX) {
+        this.reject('batch-with-oversized-request');
+        this.misbehaved(proposer, 'batch with a request larger than the protocol allows');
+        return undefined;
+      }
       if (!this.auth.hasClient(r.msg.client) || !this.auth.verify(r)) {
         this.reject('batch-with-bad-request');
         this.misbehaved(proposer, 'batch with an unsigned request');
@@ -1302,12 +1324,16 @@ export class Replica {
   private serveFetch(peer: number, from: number, to: number): void {
     const entries: CommittedEntry[] = [];
     const last = Math.min(to, from + this.opts.fetchEntriesMax - 1);
+    // The reply must fit a frame: batches of up to a quarter of the frame limit, at least one entry.
+    const bytesMax = this.opts.frameBytesMax / 4;
+    let bytes = 0;
     // Entries at or below our stable checkpoint are gone; the certificate tells the peer to transfer state.
     for (let seq = from <= this.h ? last + 1 : from; seq <= last; seq++) {
       const slot = this.slots.get(seq);
       if (!slot?.committedDigest || !slot.commitCert) break;
       const batch = this.batchFor(slot, slot.committedDigest);
-      if (!batch) break;
+      if (!batch || (entries.length > 0 && bytes + batch.bytes > bytesMax)) break;
+      bytes += batch.bytes;
       entries.push({ seq, commits: slot.commitCert, batch: batch.requests });
     }
     this.sendTo(peer, encodeLinkFrame({ type: 'fetched', entries, stable: this.stable }));

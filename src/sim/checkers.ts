@@ -20,7 +20,7 @@
  * - liveness (checked by the cluster): after faults stop, every request is answered within a bound.
  */
 import { decodeOp, encodeResult } from '../app/kv-ops.ts';
-import { replyOf } from '../client/request.ts';
+import { refusalOf, replyOf } from '../client/request.ts';
 import { decodeCbor } from '../codec/cbor.ts';
 import { decodeBody, decodeFrame } from '../codec/messages.ts';
 import { bytesEqual, toHex } from '../core/auth.ts';
@@ -190,8 +190,9 @@ export class Checker {
    */
   onReplySent(replica: number, frame: Uint8Array, seq: number, stable: number, disks: readonly SimDisk[], tick: number): void {
     const d = decodeFrame(frame);
+    if (d.ok && refusalOf(d.value)) return;
     const reply = d.ok ? replyOf(d.value) : undefined;
-    if (!reply) return this.violation('correctness', 'reply', `replica ${replica} sent a frame to a client that is not a reply`, tick);
+    if (!reply) return this.violation('correctness', 'reply', `replica ${replica} sent a frame to a client that is neither a reply nor a refusal`, tick);
     this.checked.replies++;
     const m = reply.msg;
     const key = `${m.client}:${m.timestamp}`;

@@ -6,7 +6,7 @@
  * codec and fed through `Replica.receive`. What a replica emits (`flush()`) is decoded back into
  * typed messages with their recipients, so that tests assert on observable behaviour only.
  */
-import { RequestSigner, replyOf } from '../../src/client/request.ts';
+import { RequestSigner, refusalOf, replyOf } from '../../src/client/request.ts';
 import { createHash } from 'node:crypto';
 import { KvStore } from '../../src/app/kv.ts';
 import { decodeResult, encodeOp, type KvOp, type KvResult } from '../../src/app/kv-ops.ts';
@@ -23,6 +23,7 @@ import type {
   PreparedCert,
   PrepareMsg,
   PrePrepareMsg,
+  RefusalMsg,
   AnyReply,
   RequestMsg,
   Signed,
@@ -82,6 +83,7 @@ export interface SentReply {
 export class Out {
   readonly sent: Sent[];
   readonly replies: SentReply[];
+  readonly refusals: Array<{ client: number; signed: Signed<RefusalMsg> }>;
   readonly events: CoreEvent[];
   constructor(readonly ready: Ready) {
     this.sent = ready.messages.map((m) => {
@@ -94,12 +96,19 @@ export class Out {
       if (frame.batch) s.batch = frame.batch;
       return s;
     });
-    this.replies = ready.replies.map((r) => {
+    this.replies = [];
+    this.refusals = [];
+    for (const r of ready.replies) {
       const d = decodeFrame(r.frame);
+      const refusal = d.ok ? refusalOf(d.value) : undefined;
+      if (refusal) {
+        this.refusals.push({ client: r.client, signed: refusal });
+        continue;
+      }
       const reply = d.ok ? replyOf(d.value) : undefined;
-      if (!reply) throw new Error('replica sent a reply that is not a REPLY');
-      return { client: r.client, bytes: r.frame, signed: reply };
-    });
+      if (!reply) throw new Error('replica sent a client something that is neither a REPLY nor a REFUSAL');
+      this.replies.push({ client: r.client, bytes: r.frame, signed: reply });
+    }
     this.events = ready.events;
   }
 

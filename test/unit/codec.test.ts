@@ -54,6 +54,7 @@ function samples(): Signed[] {
   const msgs: SignedMessage[] = [
     { type: 'reply', view: 3, client: 0, timestamp: 2 ** 50, replica: 2, result: new Uint8Array([9, 9]) },
     { type: 'commit', view: 1, seq: 7, digest: digest(7), replica: 2 },
+    { type: 'refusal', replica: 2, client: 0, timestamp: 2 ** 50, digest: digest(3), reason: 'op-too-large', limit: 1_064_960 },
   ];
   return [request(1), request(2 ** 52), pp, prep, ck, vc, ...msgs.map((m) => a2.sign(m))];
 }
