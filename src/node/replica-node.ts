@@ -26,7 +26,7 @@ import { asReplicatedApp, type StateMachine } from '../app/types.ts';
 import type { CoreCrypto } from '../core/auth.ts';
 import { toHex } from '../core/auth.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
-import type { ReplicaOptions } from '../core/options.ts';
+import { resolveOptions, type ReplicaOptions } from '../core/options.ts';
 import { ProtocolInvariantError, Replica, type CoreEvent, type Ready, type ReplicaStatus, type Source } from '../core/replica.ts';
 import { DEFAULT_PIPELINE_OPTIONS, TurnPipeline, type Sent, type SentReply } from './pipeline.ts';
 import { createNodeSigner, NodeVerifier, sha256 } from '../crypto/node.ts';
@@ -111,7 +111,7 @@ export interface ReplicaNodeDeps {
   now?: () => number;
 }
 
-export type ReplicaNodeErrorCode = 'STORAGE_OPEN_FAILED' | 'RECOVERY_FAILED' | 'ADDRESS_IN_USE' | 'LISTEN_FAILED' | 'BAD_STATE';
+export type ReplicaNodeErrorCode = 'BAD_OPTIONS' | 'STORAGE_OPEN_FAILED' | 'RECOVERY_FAILED' | 'ADDRESS_IN_USE' | 'LISTEN_FAILED' | 'BAD_STATE';
 
 /** A start() failure, with one line of explanation. */
 export class ReplicaNodeError extends Error {
@@ -241,7 +241,12 @@ export class ReplicaNode {
     this.id = options.id;
     this.log = options.log.child({ replica: options.id });
     this.tickMs = options.tickMs ?? TICK_MS_DEFAULT;
-    if (!(this.tickMs > 0)) throw new RangeError(`tickMs must be positive, got ${this.tickMs}`);
+    if (!(this.tickMs > 0)) throw new ReplicaNodeError('BAD_OPTIONS', `tickMs must be positive, got ${this.tickMs}`);
+    try {
+      resolveOptions(options.replica);
+    } catch (err) {
+      throw new ReplicaNodeError('BAD_OPTIONS', `bad protocol options: ${errorText(err)}`);
+    }
     this.storage = deps.storage ?? new RocksStorage({ path: options.dataDir });
     this.onFatal = deps.onFatal ?? defaultFatal;
     this.createTransport = deps.createTransport ?? createReplicaTransport;
@@ -722,8 +727,9 @@ export async function runReplicaProcess(options: ReplicaProcessOptions): Promise
     log.error('unhandled rejection; stopping', { err: errorText(err) });
     process.exit(1);
   });
-  const node = new ReplicaNode(options);
+  let node: ReplicaNode;
   try {
+    node = new ReplicaNode(options);
     await node.start();
   } catch (err) {
     errorLine(`pbft replica: ${errorText(err)}`);
