@@ -1304,8 +1304,9 @@ export class Replica {
       case 'batchreq':
         return this.serveBatch(from, msg.seq, msg.digest);
       case 'batch': {
+        // Only a batch that a slot of ours names and lacks: a peer cannot make us store anything else.
         const slot = this.slots.get(msg.seq);
-        if (!slot || this.batchFor(slot, msg.digest)) return;
+        if (!slot || !this.expectsBatch(slot, msg.digest)) return this.reject('unexpected-batch');
         this.acceptBatch(slot, msg.digest, msg.batch, from);
         return this.executeReady();
       }
@@ -1382,6 +1383,15 @@ export class Replica {
     const slot = this.slots.get(seq);
     const batch = slot && this.batchFor(slot, digest);
     if (batch) this.sendTo(peer, encodeLinkFrame({ type: 'batch', seq, digest, batch: batch.requests }));
+  }
+
+  /** True when the slot's pre-prepare, prepared certificate or commit names this digest and its batch is missing. */
+  private expectsBatch(slot: Slot, digest: Uint8Array): boolean {
+    if (this.batchFor(slot, digest)) return false;
+    for (const named of [slot.prePrepare?.msg.digest, slot.cert?.prePrepare.msg.digest, slot.committedDigest]) {
+      if (named !== undefined && bytesEqual(named, digest)) return true;
+    }
+    return false;
   }
 
   private acceptBatch(slot: Slot, digest: Uint8Array, requests: Signed<RequestMsg>[], from: number): void {
@@ -1798,11 +1808,16 @@ export class Replica {
   private addBatch(slot: Slot, batch: Batch): void {
     const key = bytesKey(batch.digest);
     if (slot.batches.has(key)) return;
-    // A byzantine primary can offer many batches per sequence number over views; keep a few.
+    // A byzantine primary can offer many batches per sequence number over views; keep a few, in
+    // memory and on disk.
     if (slot.batches.size >= 4) {
       const keep = new Set([slot.prePrepare, slot.cert?.prePrepare].map((p) => (p ? bytesKey(p.msg.digest) : '')));
       if (slot.committedDigest) keep.add(bytesKey(slot.committedDigest));
-      for (const k of [...slot.batches.keys()]) if (!keep.has(k)) slot.batches.delete(k);
+      for (const [k, b] of [...slot.batches]) {
+        if (keep.has(k)) continue;
+        slot.batches.delete(k);
+        this.writes.del(KEYS.batch(slot.seq, toHex(b.digest)));
+      }
     }
     slot.batches.set(key, batch);
     this.writes.put(KEYS.batch(slot.seq, toHex(batch.digest)), encodeBatch(batch.requests));
