@@ -246,6 +246,8 @@ export class Replica {
   private stableSnapshot?: CheckpointSnapshot;
   /** A stable certificate above our execution, waiting for us to catch up. */
   private pendingStable?: CheckpointCert;
+  /** Pre-prepares of the current view's NEW-VIEW above our window: installed when the window reaches them. */
+  private newViewAhead: Signed<PrePrepareMsg>[] = [];
   /** VIEW-CHANGEs by sender and view (views above ours, a few per sender). */
   private readonly viewChanges = new Map<number, Map<number, Signed<ViewChangeMsg>>>();
   private ownViewChangeFrame?: Uint8Array;
@@ -725,8 +727,8 @@ export class Replica {
   // ==============================================================================================
 
   private executeReady(): void {
-    if (this.transfer) return;
-    for (;;) {
+    // (a stable certificate applied on the way may find our state diverged and start a transfer)
+    while (!this.transfer) {
       const seq = this.lastExecuted + 1;
       const slot = this.slots.get(seq);
       if (!slot || !slot.committedDigest) return;
@@ -765,7 +767,13 @@ export class Replica {
     }
     this.events.push({ type: 'executed', seq, view: this.view, digest, requests: executed });
     if (seq % this.opts.checkpointInterval === 0) this.takeCheckpoint(seq);
-    if (this.pendingStable && this.pendingStable.seq <= seq) this.pendingStable = undefined;
+    // A stable certificate learned ahead of execution (from a VIEW-CHANGE, a NEW-VIEW or a peer) now
+    // applies: it moves the window (or, if our checkpoint differs, reveals a divergence).
+    const pending = this.pendingStable;
+    if (pending && pending.seq <= seq) {
+      this.pendingStable = undefined;
+      this.onStableCert(pending);
+    }
   }
 
   /**
@@ -977,6 +985,7 @@ export class Replica {
     if (this.nextSeq <= cert.seq) this.nextSeq = cert.seq + 1;
     if (this.pendingStable && this.pendingStable.seq <= cert.seq) this.pendingStable = undefined;
     this.events.push({ type: 'checkpoint-stable', seq: cert.seq, digest: cert.digest });
+    this.installNewViewAhead();
   }
 
   // ==============================================================================================
@@ -996,6 +1005,7 @@ export class Replica {
     this.counters.viewChanges++;
     this.newViewDeadline = undefined;
     this.newViewFrame = undefined;
+    this.newViewAhead = [];
     this.assigned.clear();
     this.queue = [];
     this.queued.clear();
@@ -1172,26 +1182,12 @@ export class Replica {
       if (slot.view < view) this.resetSlotView(slot, view);
     }
     let maxSeq = this.h;
+    this.newViewAhead = [];
     for (const pp of nv.msg.prePrepares) {
       const seq = pp.msg.seq;
       if (seq > maxSeq) maxSeq = seq;
-      if (!this.inWindow(seq)) continue;
-      const slot = this.slotFor(seq);
-      slot.prePrepare = pp;
-      this.markDirty(slot);
-      if (bytesEqual(pp.msg.digest, this.ctx.nullDigest) && !this.batchFor(slot, pp.msg.digest)) {
-        this.addBatch(slot, makeBatch(this.hash, []));
-      }
-      const batch = this.batchFor(slot, pp.msg.digest);
-      if (batch) {
-        for (const r of batch.requests) this.assigned.set(r.msg.client, r.msg.timestamp);
-      }
-      if (!this.isPrimary()) {
-        const prepare = this.auth.sign<PrepareMsg>({ type: 'prepare', view, seq, digest: pp.msg.digest, replica: this.id });
-        slot.prepares.set(this.id, prepare);
-        this.broadcast(encodeSignedFrame(prepare));
-      }
-      this.checkPrepared(slot);
+      if (this.inWindow(seq)) this.installNewViewPrePrepare(pp);
+      else if (seq > this.h) this.newViewAhead.push(pp);
     }
     this.nextSeq = Math.max(maxSeq, this.lastExecuted) + 1;
     // Requests still waiting get a full timeout in the new view; the new primary proposes them.
@@ -1201,6 +1197,39 @@ export class Replica {
     }
     this.events.push({ type: 'view-entered', view, primary: this.primary });
     this.executeReady();
+  }
+
+  /** A pre-prepare of the current view's NEW-VIEW, in our window: adopt it and prepare it. */
+  private installNewViewPrePrepare(pp: Signed<PrePrepareMsg>): void {
+    const slot = this.slotFor(pp.msg.seq);
+    if (slot.prePrepare && slot.prePrepare.msg.view === pp.msg.view) return;
+    slot.prePrepare = pp;
+    this.markDirty(slot);
+    if (bytesEqual(pp.msg.digest, this.ctx.nullDigest) && !this.batchFor(slot, pp.msg.digest)) {
+      this.addBatch(slot, makeBatch(this.hash, []));
+    }
+    const batch = this.batchFor(slot, pp.msg.digest);
+    if (batch) {
+      for (const r of batch.requests) this.assigned.set(r.msg.client, r.msg.timestamp);
+    }
+    if (!this.isPrimary()) {
+      const prepare = this.auth.sign<PrepareMsg>({ type: 'prepare', view: pp.msg.view, seq: pp.msg.seq, digest: pp.msg.digest, replica: this.id });
+      slot.prepares.set(this.id, prepare);
+      this.broadcast(encodeSignedFrame(prepare));
+    }
+    this.checkPrepared(slot);
+  }
+
+  /** After the window moved: the NEW-VIEW pre-prepares it now covers. */
+  private installNewViewAhead(): void {
+    if (this.viewChanging || this.newViewAhead.length === 0) return;
+    const ahead = this.newViewAhead;
+    this.newViewAhead = [];
+    for (const pp of ahead) {
+      if (pp.msg.view !== this.view || pp.msg.seq <= this.h) continue;
+      if (this.inWindow(pp.msg.seq)) this.installNewViewPrePrepare(pp);
+      else this.newViewAhead.push(pp);
+    }
   }
 
   private resetSlotView(slot: Slot, view: number): void {
@@ -1761,7 +1790,10 @@ export class Replica {
     const nvBytes = byKey.get(KEYS.newView);
     if (nvBytes && !this.viewChanging) {
       const nv = decodePair(nvBytes, 'newview');
-      if (nv.ok && nv.value.msg.view === this.view) this.newViewFrame = encodeSignedFrame(nv.value);
+      if (nv.ok && nv.value.msg.view === this.view) {
+        this.newViewFrame = encodeSignedFrame(nv.value);
+        this.newViewAhead = nv.value.msg.prePrepares.filter((pp) => pp.msg.seq > this.h + this.opts.windowSize);
+      }
     }
     // A primary never reuses a sequence number it assigned in this view.
     let maxSeq = Math.max(this.h, this.lastExecuted);

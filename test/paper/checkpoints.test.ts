@@ -5,7 +5,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KEYS } from '../../src/core/persist.ts';
-import { agree, frame, hex, othersThan, ownCheckpoint, put, sameBytes, sha256, TestCluster, type Node, type Out } from './harness.ts';
+import { agree, frame, hex, linkFrame, othersThan, ownCheckpoint, put, sameBytes, sha256, TestCluster, type Node, type Out } from './harness.ts';
 
 const k = new TestCluster({ f: 1 });
 const K = 4;
@@ -155,5 +155,63 @@ describe('checkpoints', () => {
     assert.ok([0, 2, 3].includes(asks[0]!.to), 'asks a replica of the certificate');
     assert.equal(node.replica.counters.divergences, 1);
     assert.equal(node.replica.status().transferring, true);
+  });
+});
+
+describe('stable certificates learned ahead of execution', () => {
+  /** The stable certificate of checkpoint `seq` for the history executeUpTo produces, signed by `signers`. */
+  function certFor(seq: number, signers = [0, 2, 3]) {
+    const ref = k.node(3);
+    const outs = executeUpTo(ref, seq);
+    const digest = ownCheckpoint(outs[seq - 1]!)!.msg.digest;
+    return { seq, digest, proof: signers.map((r) => k.checkpoint(r, seq, digest)) };
+  }
+
+  test('a stable certificate above execution is applied once execution reaches it (the window moves, the log is truncated)', () => {
+    // Learned from a VIEW-CHANGE while replica 1 had executed nothing: it waits for execution.
+    const cert = certFor(K);
+    const node = k.node(1);
+    node.fromReplica(2, frame(k.viewChange(2, 1, [], cert)));
+    node.flush();
+    assert.equal(node.replica.h, 0);
+    // Replica 1 executes up to K on its own; the others' CHECKPOINT messages went by long ago.
+    const outs = executeUpTo(node, K);
+    assert.deepEqual(outs[K - 1]!.eventsOf('checkpoint-stable').map((e) => e.seq), [K], 'the pending certificate became stable');
+    assert.equal(node.replica.h, K);
+    assert.equal(node.replica.logSize, 0, 'the log at and below K is gone');
+    // The consequence: the window is (K, K+L], so a pre-prepare beyond the old window is accepted.
+    const req = k.request(0, 100, put('later', '1'));
+    node.fromReplica(0, frame(k.prePrepare(0, K + 8, k.digest([req])), [req]));
+    assert.equal(node.flush().of('prepare').length, 3);
+  });
+
+  test('pre-prepares of a NEW-VIEW above the window are kept, and prepared once the window reaches them', () => {
+    const L = 8;
+    const cert = certFor(L);
+    // In view 0 seqs L+1, L+2 prepared at replicas 0, 2, 3; replica 1 was behind (nothing executed).
+    const reqs = [L + 1, L + 2].map((seq) => k.request(0, 100 + seq, put(`p${seq}`, '1')));
+    const certs = [L + 1, L + 2].map((seq, i) => k.preparedCert(0, seq, k.digest([reqs[i]!]), [2, 3]));
+    const vcs = [0, 2, 3].map((r) => k.viewChange(r, 2, certs, cert));
+    const node = k.node(1);
+    node.fromReplica(2, frame(k.newView(2, vcs, certs.map((c) => ({ seq: c.prePrepare.msg.seq, digest: c.prePrepare.msg.digest })))));
+    const entered = node.flush();
+    assert.deepEqual(entered.eventsOf('view-entered').map((e) => e.view), [2]);
+    assert.equal(entered.of('prepare').length, 0, 'seqs L+1 and L+2 are beyond the window (0, L] for now');
+    // Replica 1 catches up: committed entries 1..L with their commit certificates.
+    const entries = [];
+    for (let seq = 1; seq <= L; seq++) {
+      const batch = [k.request(seq % 4, seq, put(`key${seq}`, `value${seq}`))];
+      const digest = k.digest(batch);
+      entries.push({ seq, batch, commits: [0, 2, 3].map((r) => k.commit(r, 0, seq, digest)) });
+    }
+    node.fromReplica(3, linkFrame({ type: 'fetched', entries, stable: k.genesis }));
+    const caught = node.flush();
+    assert.equal(node.replica.lastExecuted, L);
+    assert.equal(node.replica.h, L);
+    const prepares = caught.distinct('prepare').map((p) => [p.signed.msg.view, p.signed.msg.seq]);
+    assert.deepEqual(prepares, [
+      [2, L + 1],
+      [2, L + 2],
+    ], 'the NEW-VIEW pre-prepares are prepared now');
   });
 });
