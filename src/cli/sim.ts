@@ -48,15 +48,26 @@ export function addSimCommand(program: Command): Command {
     .addHelpText(
       'after',
       `
-Each seed draws its own faults (loss, duplication, reordering, partitions, crashes, a wiped disk,
-up to f byzantine replicas and a byzantine client), then heals the network and checks that every
-request is answered. Checkers: agreement, validity, at-most-once execution, no regression, results
-equal to a sequential key-value model, liveness.
+Each seed draws its own faults (loss, duplication, reordering, partitions, crashes at every point
+of the turn pipeline: crash, crash-before-write, crash-during-write, crash-after-write-before-send;
+slow disks, a wiped disk, a damaged disk, up to f byzantine replicas and a byzantine client), then
+heals the network and checks that every request is answered. Checkers, run as things happen:
+agreement, durability (nothing leaves a replica before what it depends on is on its disk), no
+equivocation, one result per request, accepted results equal executed ones, stable checkpoints
+agree, logs within their window, validity, at-most-once execution, no regression, results equal to
+a sequential key-value model, liveness.
+
+Negative controls (deliberately broken builds the checkers must catch):
+  commit-quorum        a commit quorum of 2f
+  too-many-byzantine   f+1 colluding replicas
+  reply-before-write   replies sent before the COMMIT they depend on is durable (the old shell)
+  ignore-lost-data     a replica behind its horizon record votes as if nothing was lost
 
 Examples:
   npx pbft sim --seeds 1000
   npx pbft sim --seeds 200 --replicas 7
-  npx pbft sim --seed 42`,
+  npx pbft sim --seed 42
+  npx pbft sim --seeds 2000 --negative reply-before-write`,
     )
     .action((opts: { seed?: number; seeds?: number; first: number; replicas: number; negative?: string; json?: boolean }) => {
       const write = (line: string): void => void process.stdout.write(line + '\n');

@@ -6,6 +6,7 @@
  *   m/vc/<view 12>             own VIEW-CHANGEs of the last few views [body, sig]
  *   m/nv                       NEW-VIEW of the current view [body, sig]
  *   m/stable                   stable checkpoint certificate [seq, digest, [[body, sig], ...]]
+ *   m/floor                    while recovering from lost state: [view, seq] it may not sign below (horizon.ts)
  *   c/state                    own latest checkpoint: [seq, digest, client table bytes]
  *   a/<index 6>                application partition bytes as of c/state
  *   c/v/<seq 16>/<replica 4>   CHECKPOINT votes [body, sig]
@@ -35,6 +36,7 @@ export const KEYS = {
   viewChangePrefix: 'm/vc/',
   newView: 'm/nv',
   stable: 'm/stable',
+  floor: 'm/floor',
   checkpointState: 'c/state',
   partition: (i: number) => `a/${pad(i, 6)}`,
   partitionPrefix: 'a/',

@@ -59,6 +59,7 @@ import {
   WriteSet,
 } from './persist.ts';
 import { resolveOptions, type ReplicaOptions } from './options.ts';
+import { decodeHorizon, decodeSignFloor, encodeSignFloor, lostAgainst, type Horizon, type SignFloor } from './horizon.ts';
 import { BATCH_BYTES_LIMIT, BATCH_REQUESTS_LIMIT, OP_BYTES_MAX, type RefusalReason } from './limits.ts';
 import {
   checkCheckpointCert,
@@ -99,7 +100,7 @@ export interface ReplicaDeps {
    * Deliberately broken rules, for the simulator's negative controls only (a checker that cannot
    * catch a broken build proves nothing). Never set by the shell or the CLI.
    */
-  unsafeTestOnly?: { commitQuorum?: number; replyBeforeWrite?: boolean };
+  unsafeTestOnly?: { commitQuorum?: number; replyBeforeWrite?: boolean; ignoreLostData?: boolean };
 }
 
 export interface ExecutedRequest {
@@ -118,6 +119,13 @@ export type CoreEvent =
   | { type: 'checkpoint-stable'; seq: number; digest: Uint8Array }
   | { type: 'state-diverged'; seq: number; own: Uint8Array; agreed: Uint8Array }
   | { type: 'stored-state-corrupt'; seq: number; reason: string }
+  /**
+   * Recovery found less than the horizon record says the replica had (or the store found its log
+   * damaged): it rejoins as a recovering replica that signs nothing below `floor` (see SignFloor).
+   */
+  | { type: 'stored-state-lost'; reasons: string[]; floor: SignFloor }
+  /** A recovering replica reached a view above its floor and a stable checkpoint at or above floor.seq. */
+  | { type: 'signing-resumed'; view: number; stable: number }
   | { type: 'state-transfer-started'; seq: number; reason: string }
   | {
       type: 'state-transfer-completed';
@@ -157,6 +165,8 @@ export interface Ready {
   replies: OutReply[];
   /** Performed after this Ready's writes are durable. */
   events: CoreEvent[];
+  /** What the replica may have signed and holds after this Ready (see horizon.ts). */
+  horizon: Horizon;
 }
 
 export interface ReplicaStatus {
@@ -171,6 +181,8 @@ export interface ReplicaStatus {
   divergences: number;
   logSlots: number;
   waitingRequests: number;
+  /** Set while recovering from lost durable state: what it does not sign yet. */
+  recovering?: SignFloor;
 }
 
 interface Slot {
@@ -246,6 +258,8 @@ export class Replica {
   private stableSnapshot?: CheckpointSnapshot;
   /** A stable certificate above our execution, waiting for us to catch up. */
   private pendingStable?: CheckpointCert;
+  /** Set while recovering from lost durable state (see SignFloor in horizon.ts). */
+  private floor?: SignFloor;
   /** Pre-prepares of the current view's NEW-VIEW above our window: installed when the window reaches them. */
   private newViewAhead: Signed<PrePrepareMsg>[] = [];
   /** VIEW-CHANGEs by sender and view (views above ours, a few per sender). */
@@ -421,6 +435,12 @@ export class Replica {
   /** Runs deferred work and returns the effects accumulated since the last flush. */
   flush(): Ready {
     this.propose();
+    const floor = this.floor;
+    if (floor && this.h >= floor.seq) {
+      this.floor = undefined;
+      this.writes.del(KEYS.floor);
+      this.events.push({ type: 'signing-resumed', view: this.view, stable: this.h });
+    }
     for (const seq of this.dirtySlots) {
       const slot = this.slots.get(seq);
       if (slot) this.writes.put(KEYS.slot(seq), encodeSlot(slotRecord(slot)));
@@ -434,6 +454,7 @@ export class Replica {
       messages: this.messages,
       replies: this.replies,
       events: this.events,
+      horizon: { view: this.view, stable: this.h, executed: this.lastExecuted },
     };
     this.clears = [];
     this.messages = [];
@@ -455,6 +476,7 @@ export class Replica {
       divergences: this.counters.divergences,
       logSlots: this.slots.size,
       waitingRequests: this.waiting.size,
+      ...(this.floor ? { recovering: { ...this.floor } } : {}),
     };
   }
 
@@ -510,9 +532,19 @@ export class Replica {
     this.queue.push(client);
   }
 
+  /** False while recovering from lost durable state, for (view, seq) it may have voted on before (see SignFloor). */
+  private mayVote(view: number, seq: number): boolean {
+    return this.floor === undefined || view > this.floor.view || seq > this.floor.seq;
+  }
+
+  /** False while recovering, until the stable checkpoint covers everything it may have prepared. */
+  private mayViewChange(): boolean {
+    return this.floor === undefined || this.h >= this.floor.seq;
+  }
+
   /** Primary: turn waiting requests into pre-prepares while the pipeline has room. */
   private propose(): void {
-    if (this.viewChanging || !this.isPrimary() || this.transfer || this.queue.length === 0) return;
+    if (this.viewChanging || !this.isPrimary() || this.transfer || this.queue.length === 0 || !this.mayVote(this.view, this.nextSeq)) return;
     let head = 0;
     while (head < this.queue.length) {
       const inFlight = this.nextSeq - 1 - this.lastExecuted;
@@ -605,9 +637,11 @@ export class Replica {
     this.addBatch(slot, batch);
     this.markDirty(slot);
     for (const r of batch.requests) this.noteWaiting(r);
-    const prepare = this.auth.sign<PrepareMsg>({ type: 'prepare', view: m.view, seq: m.seq, digest: m.digest, replica: this.id });
-    slot.prepares.set(this.id, prepare);
-    this.broadcast(encodeSignedFrame(prepare));
+    if (this.mayVote(m.view, m.seq)) {
+      const prepare = this.auth.sign<PrepareMsg>({ type: 'prepare', view: m.view, seq: m.seq, digest: m.digest, replica: this.id });
+      slot.prepares.set(this.id, prepare);
+      this.broadcast(encodeSignedFrame(prepare));
+    }
     this.checkPrepared(slot);
   }
 
@@ -694,10 +728,12 @@ export class Replica {
     slot.preparedInView = true;
     slot.cert = { prePrepare: slot.prePrepare, prepares: matching.slice(0, 2 * this.f) };
     this.markDirty(slot);
-    const commit = this.auth.sign<CommitMsg>({ type: 'commit', view: pp.view, seq: pp.seq, digest: pp.digest, replica: this.id });
-    slot.commits.set(this.id, commit);
-    slot.ownCommitTurn = this.durability.turn;
-    this.broadcast(encodeSignedFrame(commit));
+    if (this.mayVote(pp.view, pp.seq)) {
+      const commit = this.auth.sign<CommitMsg>({ type: 'commit', view: pp.view, seq: pp.seq, digest: pp.digest, replica: this.id });
+      slot.commits.set(this.id, commit);
+      slot.ownCommitTurn = this.durability.turn;
+      this.broadcast(encodeSignedFrame(commit));
+    }
     this.checkCommitted(slot);
   }
 
@@ -1009,6 +1045,13 @@ export class Replica {
     this.assigned.clear();
     this.queue = [];
     this.queued.clear();
+    if (!this.mayViewChange()) {
+      // Recovering: it follows the view but says nothing (a VIEW-CHANGE without the certificates it
+      // forgot could let a committed request be reordered).
+      this.persistViewState();
+      this.events.push({ type: 'view-change-started', view, reason: `${reason} (recovering: no VIEW-CHANGE before stable checkpoint ${this.floor!.seq})` });
+      return;
+    }
     const prepared: PreparedCert[] = [];
     for (const slot of [...this.slots.values()].sort((a, b) => a.seq - b.seq)) {
       if (slot.cert && slot.seq > this.h) prepared.push(slot.cert);
@@ -1212,7 +1255,7 @@ export class Replica {
     if (batch) {
       for (const r of batch.requests) this.assigned.set(r.msg.client, r.msg.timestamp);
     }
-    if (!this.isPrimary()) {
+    if (!this.isPrimary() && this.mayVote(pp.msg.view, pp.msg.seq)) {
       const prepare = this.auth.sign<PrepareMsg>({ type: 'prepare', view: pp.msg.view, seq: pp.msg.seq, digest: pp.msg.digest, replica: this.id });
       slot.prepares.set(this.id, prepare);
       this.broadcast(encodeSignedFrame(prepare));
@@ -1677,8 +1720,50 @@ export class Replica {
    * stable checkpoint, the log above it; then re-executes committed entries. Call once, before any
    * other input. Records that do not decode are reported and skipped.
    */
-  recover(records: Iterable<[string, Uint8Array]>): void {
-    const byKey = new Map(records);
+  recover(records: Iterable<[string, Uint8Array]>, stored: { horizon?: Uint8Array; damage?: string } = {}): void {
+    this.recoverRecords(new Map(records));
+    this.checkHorizon(stored);
+  }
+
+  /**
+   * Compares what recovery found with the horizon record (horizon.ts) and the store's own damage
+   * report. Less than recorded: the durable state is missing or damaged, and the replica rejoins as a
+   * recovering replica. Damage that no horizon record can bound: it refuses to start (throws).
+   */
+  private checkHorizon(stored: { horizon?: Uint8Array; damage?: string }): void {
+    let recorded: Horizon | undefined;
+    if (stored.horizon !== undefined) {
+      const h = decodeHorizon(stored.horizon);
+      if (!h.ok) throw new ProtocolInvariantError(`the horizon record is damaged (${h.reason}): cannot tell what this replica signed before`);
+      recorded = h.value;
+    }
+    // A stable checkpoint above what was executed covers it (state transfer brings it back).
+    const found = { view: this.view, stable: this.h, executed: Math.max(this.lastExecuted, this.h) };
+    const reasons = recorded ? lostAgainst(recorded, found) : [];
+    if (stored.damage !== undefined) reasons.unshift(stored.damage);
+    if (reasons.length === 0 || this.deps.unsafeTestOnly?.ignoreLostData) return;
+    if (!recorded) {
+      throw new ProtocolInvariantError(
+        `${stored.damage}; no horizon record bounds what this replica signed before, so it cannot rejoin safely (move the data directory aside to start it as a new, empty replica)`,
+      );
+    }
+    // Views: it may have signed in every view up to the recorded one, and in the one it recovered, unless
+    // it was already recovering (a stored floor): then only a view lost since counts.
+    const floor: SignFloor = {
+      view: found.view < recorded.view ? recorded.view : (this.floor?.view ?? found.view),
+      seq: Math.max(recorded.stable, this.h, (this.floor?.seq ?? 0) - this.opts.windowSize) + this.opts.windowSize,
+    };
+    this.floor = floor;
+    this.writes.put(KEYS.floor, encodeSignFloor(floor));
+    if (this.view < floor.view) {
+      this.view = floor.view;
+      this.viewChanging = false;
+    }
+    this.persistViewState();
+    this.events.push({ type: 'stored-state-lost', reasons, floor: { ...floor } });
+  }
+
+  private recoverRecords(byKey: Map<string, Uint8Array>): void {
     const corrupt = (what: string): void => {
       this.events.push({ type: 'stored-state-corrupt', seq: this.lastExecuted, reason: what });
     };
@@ -1786,6 +1871,12 @@ export class Replica {
         this.storeViewChange(vc.value);
         this.ownViewChangeFrame = frame;
       }
+    }
+    const floorBytes = byKey.get(KEYS.floor);
+    if (floorBytes) {
+      const f = decodeSignFloor(floorBytes);
+      if (f.ok) this.floor = f.value;
+      else throw new ProtocolInvariantError(`the recovering record is damaged (${f.reason})`);
     }
     const nvBytes = byKey.get(KEYS.newView);
     if (nvBytes && !this.viewChanging) {

@@ -15,11 +15,16 @@
  *   deferring       a turn with nothing waiting for the disk (`deferWrites`) does not start a write:
  *                   its writes join the next batch, at most `deferredWritesMsMax` later. Losing them in
  *                   a crash is the same as never having received the frames that caused them.
+ *   horizon         the replica's horizon record (src/core/horizon.ts) is rewritten after a batch and
+ *                   before its effects leave whenever a turn's view or stable checkpoint moved past
+ *                   the record; its `executed` field is refreshed at most every HORIZON_LAZY_MS,
+ *                   with a batch or on its own when nothing else is written.
  *   failing         a failed write is fatal: nothing leaves after it, and the pipeline stops.
  *
  * No timers and no promises: the disk calls back, and the owner calls kick() on its clock (every
  * loop turn in the shell, every step in the simulator), so the simulator drives it deterministically.
  */
+import { advance, encodeHorizon, HORIZON_LAZY_MS, mustPrecede, type Horizon } from '../core/horizon.ts';
 import type { CoreEvent, Ready } from '../core/replica.ts';
 import type { KeyRange, WriteOp } from '../storage/types.ts';
 
@@ -39,10 +44,11 @@ export interface SentReply {
 
 export interface PipelineDisk {
   /**
-   * Makes `ops` durable in one synced batch (all or nothing), then deletes the `clears` ranges;
-   * calls `done()` once both are done, or `done(err)` if either failed. Called with one batch at a time.
+   * Makes `ops` durable in one synced batch (all or nothing), then deletes the `clears` ranges, then
+   * (when given) replaces the horizon record durably; calls `done()` once all are done, or
+   * `done(err)` if any failed. Called with one batch at a time.
    */
-  write(ops: WriteOp[], clears: KeyRange[], done: (err?: unknown) => void): void;
+  write(ops: WriteOp[], clears: KeyRange[], horizon: Uint8Array | undefined, done: (err?: unknown) => void): void;
 }
 
 export interface PipelineOutput {
@@ -63,6 +69,8 @@ export interface PipelineOptions {
   pendingTurnsMax: number;
   /** Clock in milliseconds (the simulator's is ticks x tick length). */
   now(): number;
+  /** The horizon record on disk when the pipeline starts (undefined: none). */
+  horizonOnDisk?: Horizon;
 }
 
 export const DEFAULT_PIPELINE_OPTIONS = {
@@ -77,6 +85,7 @@ interface PendingTurn {
   writes: WriteOp[];
   clears: KeyRange[];
   at: number;
+  horizon: Horizon;
 }
 
 type Waiting =
@@ -110,12 +119,27 @@ export class TurnPipeline {
   private failed = false;
   /** Batches written (synced). */
   batches = 0;
+  /** The horizon record on disk, and the one of the latest durable turn. */
+  private horizonOnDisk: Horizon | undefined;
+  private horizonWrittenAt = -Infinity;
+  private latestDurableHorizon: Horizon | undefined;
+  /** The horizon being written with the batch in flight, and the horizon after that batch. */
+  private horizonInFlight: Horizon | undefined;
+  private groupHorizon: Horizon | undefined;
+  private latestSubmittedHorizon: Horizon | undefined;
 
   constructor(
     private readonly disk: PipelineDisk,
     private readonly output: PipelineOutput,
     private readonly options: PipelineOptions,
-  ) {}
+  ) {
+    this.horizonOnDisk = options.horizonOnDisk;
+  }
+
+  /** The horizon record as last written (tests, status). */
+  get horizon(): Horizon | undefined {
+    return this.horizonOnDisk;
+  }
 
   /** Every Ready up to this index is durable. */
   get durable(): number {
@@ -151,10 +175,12 @@ export class TurnPipeline {
     if (this.failed) return;
     if (ready.index !== this.submitted + 1) throw new Error(`turn ${ready.index} submitted after turn ${this.submitted}`);
     this.submitted = ready.index;
-    if (ready.writes.length > 0 || ready.clears.length > 0) {
-      this.pending.push({ index: ready.index, writes: ready.writes, clears: ready.clears, at: this.options.now() });
+    this.latestSubmittedHorizon = ready.horizon;
+    if (ready.writes.length > 0 || ready.clears.length > 0 || mustPrecede(this.horizonOnDisk, ready.horizon)) {
+      this.pending.push({ index: ready.index, writes: ready.writes, clears: ready.clears, at: this.options.now(), horizon: ready.horizon });
     } else if (!this.inFlight && this.pending.length === 0) {
       this.durableThrough = ready.index;
+      this.latestDurableHorizon = ready.horizon;
     }
     const now: { messages: Sent[]; replies: SentReply[]; events: CoreEvent[] } = { messages: [], replies: [], events: [] };
     for (const m of ready.messages) {
@@ -180,7 +206,8 @@ export class TurnPipeline {
    * enough, deferring is off, or the pipeline is draining. Call on every turn and clock tick.
    */
   kick(): void {
-    if (this.failed || this.inFlight || this.pending.length === 0) return;
+    if (this.failed || this.inFlight) return;
+    if (this.pending.length === 0) return this.refreshHorizon();
     const due =
       this.draining.length > 0 ||
       !this.options.deferWrites ||
@@ -191,8 +218,29 @@ export class TurnPipeline {
     end = end < 0 ? this.pending.length : end + 1;
     const group = this.pending.splice(0, end);
     const clears = group.flatMap((t) => t.clears);
+    // The horizon after the group: written with it when an upper bound moved (or lazily, when due).
+    const last = group[group.length - 1]!.horizon;
+    const horizon = group.some((t) => mustPrecede(this.horizonOnDisk, t.horizon)) || this.lazyHorizonDue(last) ? last : undefined;
+    this.write(mergeWrites(group), clears, horizon, last);
+  }
+
+  private write(ops: WriteOp[], clears: KeyRange[], next: Horizon | undefined, after: Horizon): void {
+    const horizon = next === undefined ? undefined : advance(this.horizonOnDisk, next);
     this.inFlight = true;
-    this.disk.write(mergeWrites(group), clears, (err) => this.onWritten(err));
+    this.horizonInFlight = horizon;
+    this.groupHorizon = after;
+    this.disk.write(ops, clears, horizon === undefined ? undefined : encodeHorizon(horizon), (err) => this.onWritten(err));
+  }
+
+  private lazyHorizonDue(h: Horizon): boolean {
+    const onDisk = this.horizonOnDisk;
+    return onDisk !== undefined && h.executed > onDisk.executed && this.options.now() - this.horizonWrittenAt >= HORIZON_LAZY_MS;
+  }
+
+  /** Nothing else to write: refresh the horizon's `executed` on its own when due. */
+  private refreshHorizon(): void {
+    const h = this.latestDurableHorizon;
+    if (h !== undefined && this.lazyHorizonDue(h)) this.write([], [], h, h);
   }
 
   /** Writes everything pending (deferred turns too); `done` runs once nothing is left or the pipeline failed. */
@@ -215,7 +263,13 @@ export class TurnPipeline {
       return;
     }
     this.batches++;
+    if (this.horizonInFlight !== undefined) {
+      this.horizonOnDisk = this.horizonInFlight;
+      this.horizonWrittenAt = this.options.now();
+      this.horizonInFlight = undefined;
+    }
     this.durableThrough = this.pending.length > 0 ? this.pending[0]!.index - 1 : this.submitted;
+    this.latestDurableHorizon = this.pending.length > 0 ? this.groupHorizon : this.latestSubmittedHorizon;
     this.release();
     this.output.written?.();
     if (this.failed) return;

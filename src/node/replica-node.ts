@@ -29,6 +29,7 @@ import type { ClusterConfig } from '../core/cluster.ts';
 import { resolveOptions, type ReplicaOptions } from '../core/options.ts';
 import { ProtocolInvariantError, Replica, type CoreEvent, type Ready, type ReplicaStatus, type Source } from '../core/replica.ts';
 import { DEFAULT_PIPELINE_OPTIONS, TurnPipeline, type Sent, type SentReply } from './pipeline.ts';
+import { decodeHorizon, type Horizon } from '../core/horizon.ts';
 import { createNodeSigner, NodeVerifier, sha256 } from '../crypto/node.ts';
 import { RocksStorage } from '../storage/rocksdb.ts';
 import type { KeyRange, Storage, WriteOp } from '../storage/types.ts';
@@ -145,6 +146,10 @@ export interface NodeStatus extends ReplicaStatus {
   crypto: { signs: number; verifies: number; signMs: number; verifyMs: number; verifiesOffloaded: number };
   /** Times this process found its stored state corrupt (at recovery) and state transfers it completed. */
   storedStateCorruptions: number;
+  /** Times this process found its durable state behind its horizon record or its log damaged (it then recovers). */
+  storedStateLosses: number;
+  /** Horizon record writes (src/core/horizon.ts). */
+  horizonWrites: number;
   stateTransfersCompleted: number;
   /** process.memoryUsage() in bytes: rss, heapTotal, heapUsed, external, arrayBuffers. */
   memory: NodeJS.MemoryUsage;
@@ -218,19 +223,21 @@ export class ReplicaNode {
   private queue: Queued[] = [];
   private queuedBytes = 0;
   private turnScheduled = false;
-  /** Computed turns on their way to the disk and out (see pipeline.ts). */
-  private readonly pipeline: TurnPipeline;
+  /** Computed turns on their way to the disk and out (see pipeline.ts); made by start(). */
+  private pipeline: TurnPipeline;
   private lastTickAt = 0;
   private tickTimer: ReturnType<typeof setInterval> | undefined;
   private summaryTimer: ReturnType<typeof setInterval> | undefined;
   private startedAt = 0;
   private turns = 0;
   private storageWrites = 0;
+  private horizonWrites = 0;
   private storageWriteMs = 0;
   private readonly cryptoWork = { signs: 0, verifies: 0, signMs: 0, verifyMs: 0, verifiesOffloaded: 0 };
   private pool: VerifyPool | undefined;
   private inboundFramesDropped = 0;
   private storedStateCorruptions = 0;
+  private storedStateLosses = 0;
   private stateTransfersCompleted = 0;
   private lastRejectedSummary = '';
 
@@ -251,8 +258,14 @@ export class ReplicaNode {
     this.onFatal = deps.onFatal ?? defaultFatal;
     this.createTransport = deps.createTransport ?? createReplicaTransport;
     this.now = deps.now ?? (() => performance.now());
-    this.pipeline = new TurnPipeline(
-      { write: (ops, clears, done) => this.writeBatch(ops, clears).then(() => done(), done) },
+    this.pipeline = this.createPipeline(undefined);
+  }
+
+  /** The pipeline of this incarnation, once recovery read the horizon record it starts from. */
+  private createPipeline(horizonOnDisk: Horizon | undefined): TurnPipeline {
+    const o = this.options;
+    return new TurnPipeline(
+      { write: (ops, clears, horizon, done) => this.writeBatch(ops, clears, horizon).then(() => done(), done) },
       {
         release: (messages, replies, events) => this.perform(messages, replies, events),
         fatal: (err) => this.fatal(err),
@@ -260,9 +273,10 @@ export class ReplicaNode {
       },
       {
         ...DEFAULT_PIPELINE_OPTIONS,
-        pipelineTurns: options.pipelineTurns ?? true,
-        deferWrites: options.deferWrites ?? true,
+        pipelineTurns: o.pipelineTurns ?? true,
+        deferWrites: o.deferWrites ?? true,
         now: this.now,
+        ...(horizonOnDisk !== undefined ? { horizonOnDisk } : {}),
       },
     );
   }
@@ -308,7 +322,11 @@ export class ReplicaNode {
       const app = asReplicatedApp(o.app ?? new KvStore());
       this.replica = new Replica(o.cluster, o.id, o.replica ?? {}, { crypto, app, compress, decompress });
       const records = await this.storage.scan({});
-      this.replica.recover(records);
+      const horizon = await this.storage.readHorizon();
+      const damage = this.storage.damage;
+      this.replica.recover(records, { ...(horizon !== undefined ? { horizon } : {}), ...(damage !== undefined ? { damage } : {}) });
+      const onDisk = horizon === undefined ? undefined : decodeHorizon(horizon);
+      this.pipeline = this.createPipeline(onDisk?.ok ? onDisk.value : undefined);
     } catch (err) {
       this.state = 'stopped';
       await this.storage.close().catch(() => undefined);
@@ -437,6 +455,8 @@ export class ReplicaNode {
         verifyMs: Math.round(this.cryptoWork.verifyMs * 1000) / 1000,
       },
       storedStateCorruptions: this.storedStateCorruptions,
+      storedStateLosses: this.storedStateLosses,
+      horizonWrites: this.horizonWrites,
       stateTransfersCompleted: this.stateTransfersCompleted,
       memory: process.memoryUsage(),
       uptimeSeconds: Math.round((this.now() - this.startedAt) / 100) / 10,
@@ -500,8 +520,8 @@ export class ReplicaNode {
     return new Promise((resolve) => this.pipeline.drain(resolve));
   }
 
-  /** The pipeline's disk: one synced batch, then the range clears (garbage collection). */
-  private async writeBatch(ops: WriteOp[], clears: KeyRange[]): Promise<void> {
+  /** The pipeline's disk: one synced batch, then the range clears (garbage collection), then the horizon record. */
+  private async writeBatch(ops: WriteOp[], clears: KeyRange[], horizon: Uint8Array | undefined): Promise<void> {
     if (ops.length > 0) {
       const t0 = this.now();
       await this.storage.write(ops, { sync: true });
@@ -509,6 +529,10 @@ export class ReplicaNode {
       this.storageWrites++;
     }
     for (const range of clears) await this.storage.clear(range);
+    if (horizon !== undefined) {
+      await this.storage.writeHorizon(horizon);
+      this.horizonWrites++;
+    }
   }
 
   private stepCore(): Ready {
@@ -603,6 +627,17 @@ export class ReplicaNode {
       case 'peer-misbehaved':
         this.log.warn('peer misbehaved', { peer: event.peer, reason: event.reason });
         break;
+      case 'stored-state-lost':
+        this.storedStateLosses++;
+        this.log.error('durable state is missing or damaged: rejoining as a recovering replica that signs nothing it may have signed before', {
+          reasons: event.reasons.join('; '),
+          noVotesUpToView: event.floor.view,
+          noViewChangeBeforeStable: event.floor.seq,
+        });
+        break;
+      case 'signing-resumed':
+        this.log.info('recovered: signing again', { view: event.view, stable: event.stable });
+        break;
       default: {
         const never: never = event;
         this.log.warn('unknown core event', { event: String((never as { type?: unknown }).type) });
@@ -679,6 +714,8 @@ export class ReplicaNode {
     metric('pbft_state_transferring', 'gauge', '1 while a state transfer is in progress.', one(s.transferring ? 1 : 0));
     metric('pbft_state_transfers_completed_total', 'counter', 'State transfers completed.', one(s.stateTransfersCompleted));
     metric('pbft_stored_state_corruptions_total', 'counter', 'Times the stored state was found corrupt at recovery.', one(s.storedStateCorruptions));
+    metric('pbft_stored_state_losses_total', 'counter', 'Times the durable state was found missing or damaged at start.', one(s.storedStateLosses));
+    metric('pbft_recovering', 'gauge', '1 while recovering from lost durable state (signing restricted).', one(s.recovering ? 1 : 0));
     metric('pbft_entries_fetched_total', 'counter', 'Committed log entries fetched from peers.', one(c.entriesFetched));
     metric('pbft_retransmissions_total', 'counter', 'Protocol retransmissions.', one(c.retransmissions));
     const t = s.transport;

@@ -11,6 +11,9 @@
  *   preserves it);
  * - replies: no two correct replicas (or one, across crashes) sign different results for one
  *   (client, timestamp); a result a client accepted is the one correct replicas signed and executed;
+ * - no equivocation: a correct replica never signs two different PRE-PREPAREs, PREPAREs or COMMITs
+ *   for one (view, seq), two CHECKPOINTs for one seq, or two VIEW-CHANGEs or NEW-VIEWs for one view,
+ *   across crashes and damaged disks too (a wiped replica starts over as a new one);
  * - checkpoints: stable checkpoint digests agree;
  * - determinism: correct replicas executing the same batch produce byte-identical results;
  * - validity: only requests a client signed are executed, each (client, timestamp) at most once;
@@ -69,6 +72,8 @@ export class Checker {
   private readonly signedResults = new Map<string, { result: Uint8Array; replica: number }>();
   /** "client:timestamp" -> the result of its execution in the agreed order. */
   private readonly executedResults = new Map<string, Uint8Array>();
+  /** What each correct replica signed, by statement: "replica:type:view:seq" -> digest (or body hash). */
+  private readonly statements = new Map<string, string>();
   /** Counts of what the output checks looked at (proof that they ran). */
   readonly checked = { messages: 0, replies: 0, accepted: 0 };
 
@@ -161,6 +166,27 @@ export class Checker {
       const where = 'seq' in m ? `seq ${m.seq}` : 'view' in m ? `view ${m.view}` : '';
       this.violation('correctness', 'sent-before-durable', `replica ${replica} sent its ${m.type} (${where}) before its disk held it`, tick);
     }
+    // The statement and what it says; a second, different one is an equivocation.
+    let key: string;
+    let says: string;
+    switch (m.type) {
+      case 'preprepare':
+      case 'prepare':
+      case 'commit':
+        key = `${replica}:${m.type}:${m.view}:${m.seq}`;
+        says = toHex(m.digest);
+        break;
+      case 'checkpoint':
+        key = `${replica}:checkpoint:${m.seq}`;
+        says = toHex(m.digest);
+        break;
+      default:
+        key = `${replica}:${m.type}:${'view' in m ? m.view : ''}`;
+        says = toHex(signed.body);
+    }
+    const before = this.statements.get(key);
+    if (before === undefined) this.statements.set(key, says);
+    else if (before !== says) this.violation('correctness', 'equivocation', `replica ${replica} signed two different ${m.type} messages (${key.split(':').slice(2).join(', ')})`, tick);
   }
 
   /**
@@ -252,10 +278,16 @@ export class Checker {
     this.durable.set(replica, d);
   }
 
-  /** A replica whose disk was wiped starts over: its progress is measured afresh. */
-  resetProgress(replica: number): void {
+  /**
+   * A replica whose disk was damaged or replaced: its progress is measured afresh. `forgets`: a wiped
+   * replica is a new one (it counts as faulty until it caught up), so what it signed before is forgotten
+   * too; a damaged one must still never contradict itself.
+   */
+  resetProgress(replica: number, forgets = true): void {
     this.progress.delete(replica);
     this.durable.delete(replica);
+    if (!forgets) return;
+    for (const key of [...this.statements.keys()]) if (key.startsWith(`${replica}:`)) this.statements.delete(key);
   }
 
   /** Replays the agreed order on a sequential model; compares executed and accepted results. */

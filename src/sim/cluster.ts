@@ -15,6 +15,7 @@ import { decodeFrame } from '../codec/messages.ts';
 import { replyOf } from '../client/request.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
 import { Replica, type CoreEvent } from '../core/replica.ts';
+import { decodeHorizon } from '../core/horizon.ts';
 import type { ReplicaOptions } from '../core/options.ts';
 import type { Signer } from '../crypto/types.ts';
 import { DEFAULT_PIPELINE_OPTIONS, TurnPipeline, type Sent, type SentReply } from '../node/pipeline.ts';
@@ -51,6 +52,8 @@ export interface SimOptions {
   unsafeCommitQuorum?: number;
   /** Negative controls: replies leave without waiting for the writes they depend on (the old shell). */
   unsafeReplyBeforeWrite?: boolean;
+  /** Negative controls: a replica whose durable state is behind its horizon record votes as if nothing was lost. */
+  unsafeIgnoreLostData?: boolean;
   /** Client workload: the op of client c's i-th request (default: random ops over keySpace). */
   workload?: (client: number, index: number) => KvOp;
 }
@@ -100,6 +103,8 @@ export interface Host {
   crashes: number;
   /** A crash waiting for its point in the pipeline. */
   armed?: Exclude<CrashKind, 'crash'>;
+  /** Older images of the disk's records (see keepImages / damage). */
+  images?: Array<Map<string, Uint8Array>>;
 }
 
 export type FaultCounter = Record<string, number>;
@@ -177,10 +182,11 @@ export class SimCluster {
   private newInstance(host: Host, disk: SimDisk): Instance {
     const app = new KvStore({ partitionCount: this.opts.partitionCount });
     const unsafe =
-      this.opts.unsafeCommitQuorum || this.opts.unsafeReplyBeforeWrite
+      this.opts.unsafeCommitQuorum || this.opts.unsafeReplyBeforeWrite || this.opts.unsafeIgnoreLostData
         ? {
             ...(this.opts.unsafeCommitQuorum ? { commitQuorum: this.opts.unsafeCommitQuorum } : {}),
             ...(this.opts.unsafeReplyBeforeWrite ? { replyBeforeWrite: true } : {}),
+            ...(this.opts.unsafeIgnoreLostData ? { ignoreLostData: true } : {}),
           }
         : undefined;
     const replica = new Replica(this.cluster, host.id, this.opts.replica, {
@@ -199,19 +205,20 @@ export class SimCluster {
       unsafeTestOnly: unsafe,
     });
     replica.now = this.now;
-    replica.recover(disk.entries());
+    replica.recover(disk.entries(), disk.horizon !== undefined ? { horizon: disk.horizon } : {});
+    const onDisk = disk.horizon === undefined ? undefined : decodeHorizon(disk.horizon);
     const instance: Instance = { replica, app, disk, owedTicks: 0, pipeline: undefined as unknown as TurnPipeline };
     instance.pipeline = new TurnPipeline(
       {
-        write: (ops, clears, done) => {
-          disk.write({ ops, clears, done, dueAt: this.now + this.diskPrng.range(0, this.opts.diskLatencyTicksMax) });
+        write: (ops, clears, horizon, done) => {
+          disk.write({ ops, clears, horizon, done, dueAt: this.now + this.diskPrng.range(0, this.opts.diskLatencyTicksMax) });
         },
       },
       {
         release: (messages, replies, events) => this.release(host, instance, messages, replies, events),
         fatal: (err) => this.onCrashError(host, err),
       },
-      { ...DEFAULT_PIPELINE_OPTIONS, now: () => this.now * SIM_TICK_MS },
+      { ...DEFAULT_PIPELINE_OPTIONS, now: () => this.now * SIM_TICK_MS, ...(onDisk?.ok ? { horizonOnDisk: onDisk.value } : {}) },
     );
     return instance;
   }
@@ -298,6 +305,30 @@ export class SimCluster {
     this.count('wipe');
   }
 
+  /** Keeps an image of replica `id`'s records every `everyTicks` (the last few), for damage(). */
+  keepImages(id: number, everyTicks: number): void {
+    this.imageEvery.set(id, everyTicks);
+    this.hosts[id]!.images = [];
+  }
+
+  private readonly imageEvery = new Map<number, number>();
+
+  /**
+   * Damages a crashed replica's disk: its records go back to an older image (a log truncated by
+   * damage, a restored backup), while its horizon record stays. It must notice when it restarts and
+   * never contradict what it signed before.
+   */
+  damage(id: number, image = 0): boolean {
+    const host = this.hosts[id]!;
+    const images = host.images ?? [];
+    const old = images[Math.min(image, images.length - 1)];
+    if (old === undefined || host.main) return false;
+    host.disk.revertTo(old);
+    this.checker.resetProgress(id, false);
+    this.count('disk-damage');
+    return true;
+  }
+
   private nodeOfClient(c: number): number {
     return this.clientNodeBase + c;
   }
@@ -361,6 +392,12 @@ export class SimCluster {
       case 'state-transfer-completed':
         this.count('state-transfer');
         break;
+      case 'stored-state-lost':
+        this.count('lost-state-detected');
+        break;
+      case 'signing-resumed':
+        this.count('signing-resumed');
+        break;
       default:
         break;
     }
@@ -414,7 +451,7 @@ export class SimCluster {
               continue;
             }
             if (inst === host.main && host.armed === 'crash-after-write-before-send') {
-              inst.disk.apply(w.ops, w.clears);
+              inst.disk.land(w);
               inst.disk.inFlight = undefined;
               this.crashAt(host, 'crash-after-write-before-send');
               continue;
@@ -428,6 +465,12 @@ export class SimCluster {
       }
     }
     for (const c of this.clients) c.tick(this.now, (to, frame) => this.net.send(this.now, c.node, to, frame));
+    for (const [id, every] of this.imageEvery) {
+      const host = this.hosts[id]!;
+      if (this.now % every !== 0 || !host.main) continue;
+      host.images!.push(host.disk.image());
+      if (host.images!.length > 4) host.images!.shift();
+    }
     this.checkInvariants();
   }
 

@@ -18,6 +18,8 @@ import type { KeyRange, WriteOp } from '../storage/types.ts';
 export interface DiskWrite {
   ops: WriteOp[];
   clears: KeyRange[];
+  /** The horizon record, replaced after the batch (when given). */
+  horizon: Uint8Array | undefined;
   done: (err?: unknown) => void;
   dueAt: number;
 }
@@ -44,7 +46,7 @@ export class SimDisk {
     const w = this.inFlight;
     if (!w) return;
     this.inFlight = undefined;
-    this.apply(w.ops, w.clears);
+    this.land(w);
     w.done();
   }
 
@@ -52,7 +54,13 @@ export class SimDisk {
   crash(landed: boolean): void {
     const w = this.inFlight;
     this.inFlight = undefined;
-    if (w && landed) this.apply(w.ops, w.clears);
+    if (w && landed) this.land(w);
+  }
+
+  /** The batch in flight becomes durable, and the horizon record written after it. */
+  land(w: DiskWrite): void {
+    this.apply(w.ops, w.clears);
+    if (w.horizon !== undefined) this.horizon = w.horizon;
   }
 
   apply(writes: WriteOp[], clears: KeyRange[]): void {

@@ -13,7 +13,7 @@ import { CRASH_KINDS, SimCluster, type SimOptions } from './cluster.ts';
 import type { Violation, ViolationKind } from './checkers.ts';
 import { Prng } from './prng.ts';
 
-export const NEGATIVE_CONTROLS = ['commit-quorum', 'too-many-byzantine', 'reply-before-write'] as const;
+export const NEGATIVE_CONTROLS = ['commit-quorum', 'too-many-byzantine', 'reply-before-write', 'ignore-lost-data'] as const;
 export type NegativeControl = (typeof NEGATIVE_CONTROLS)[number];
 
 export interface SwarmOptions {
@@ -49,6 +49,8 @@ interface Plan {
   /** Ticks a synced write takes, at most (drawn per write). */
   diskLatencyMax: number;
   wipe: boolean;
+  /** Revert one correct replica's records to an older image (its horizon record stays). */
+  damage: boolean;
   byzantine: Array<{ id: number; behaviors: BehaviorName[]; twins: boolean }>;
   byzantineClient: boolean;
   clients: number;
@@ -76,8 +78,11 @@ function drawPlan(prng: Prng, n: number, f: number, negative: SwarmOptions['nega
     }
   }
   const byzCount = byzantine.length;
-  // A wiped disk forgets what the replica signed: it counts against f like a byzantine replica.
-  const wipe = byzCount < f && prng.chance(0.25);
+  // A wiped disk forgets what the replica signed: it counts against f like a byzantine replica. A
+  // damaged one must notice and stay safe; it stays silent in view changes for a while, so it too is
+  // drawn only where that leaves a quorum of correct replicas (liveness).
+  const wipe = negative !== 'ignore-lost-data' && byzCount < f && prng.chance(0.25);
+  const damage = negative === 'ignore-lost-data' || (!wipe && byzCount < f && prng.chance(0.25));
   return {
     loss: prng.chance(0.2) ? 0 : prng.float() * 0.3,
     duplication: prng.chance(0.3) ? 0 : prng.float() * 0.5,
@@ -88,6 +93,7 @@ function drawPlan(prng: Prng, n: number, f: number, negative: SwarmOptions['nega
     crashRate: 0.0005 + prng.float() * 0.003,
     diskLatencyMax: prng.pick([0, 0, 1, 2, 4]),
     wipe,
+    damage,
     byzantine,
     byzantineClient: prng.chance(0.3),
     clients: 4,
@@ -198,6 +204,7 @@ export function runSeed(seed: number, options: SwarmOptions): SeedReport {
   };
   if (options.negative === 'commit-quorum') simOptions.unsafeCommitQuorum = 2 * f;
   if (options.negative === 'reply-before-write') simOptions.unsafeReplyBeforeWrite = true;
+  if (options.negative === 'ignore-lost-data') simOptions.unsafeIgnoreLostData = true;
   const sim = new SimCluster(simOptions);
   sim.keepEvents = false;
   if (plan.loss > 0) sim.count('network-loss');
@@ -216,6 +223,10 @@ export function runSeed(seed: number, options: SwarmOptions): SeedReport {
   const byzantineIds = new Set(plan.byzantine.map((b) => b.id));
   const correctIds = Array.from({ length: n }, (_, i) => i).filter((i) => !byzantineIds.has(i));
   const wipeTarget = plan.wipe ? prng.pick(correctIds) : -1;
+  const damageTarget = plan.damage ? prng.pick(correctIds) : -1;
+  if (damageTarget >= 0) sim.keepImages(damageTarget, prng.range(80, 300));
+  const damageAt = prng.range(Math.floor(plan.faultTicks / 3), Math.floor((2 * plan.faultTicks) / 3));
+  let damaged = false;
   const downUntil = new Map<number, number>();
   let partitionUntil = 0;
   let nextPartition = prng.range(50, 400);
@@ -249,6 +260,12 @@ export function runSeed(seed: number, options: SwarmOptions): SeedReport {
       sim.wipe(wipeTarget);
       downUntil.set(wipeTarget, sim.now + prng.range(20, 500));
       wiped = true;
+    }
+    if (damageTarget >= 0 && !damaged && sim.now >= damageAt) {
+      sim.crash(damageTarget);
+      sim.damage(damageTarget, prng.int(2));
+      downUntil.set(damageTarget, sim.now + prng.range(20, 300));
+      damaged = true;
     }
     for (const [id, until] of downUntil) {
       if (sim.now >= until && !sim.hosts[id]!.replica) {

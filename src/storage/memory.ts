@@ -176,6 +176,8 @@ export class MemoryStorage implements Storage {
   #durable = new SortedMap();
   /** Changes applied to #current but not yet to #durable, in order. */
   #pending: PendingChange[] = [];
+  /** The horizon record (durable when writeHorizon resolves). */
+  #horizon: Uint8Array | undefined;
 
   constructor(_options: MemoryStorageOptions = {}) {}
 
@@ -241,6 +243,17 @@ export class MemoryStorage implements Storage {
     return this.#current.count(checked);
   }
 
+  async readHorizon(): Promise<Uint8Array | undefined> {
+    this.#checkOpen();
+    return this.#horizon === undefined ? undefined : new Uint8Array(this.#horizon);
+  }
+
+  async writeHorizon(bytes: Uint8Array): Promise<void> {
+    this.#checkOpen();
+    if (!(bytes instanceof Uint8Array)) throw new StorageError('WRITE_FAILED', 'horizon record is not a Uint8Array');
+    this.#horizon = new Uint8Array(bytes);
+  }
+
   // ----- crash model -----
 
   /** Makes every write so far durable (as the OS eventually writing back its page cache would). */
@@ -261,6 +274,7 @@ export class MemoryStorage implements Storage {
     const copy = new MemoryStorage();
     copy.#current = this.#durable.clone();
     copy.#durable = this.#durable.clone();
+    copy.#horizon = this.#horizon;
     return copy;
   }
 

@@ -16,9 +16,10 @@
  * - `close()` while iterators are open ends them under the caller; here close waits for operations in flight.
  * - `db.clear()` writes with sync: false.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, open as openFile, readFile, rename } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { checkWal } from './rocksdb-wal.ts';
 import { StorageError } from './types.ts';
 import type { KeyRange, Storage, WriteOp } from './types.ts';
 
@@ -196,8 +197,13 @@ export interface RocksStorageOptions {
 
 type State = 'new' | 'opening' | 'open' | 'closing' | 'closed';
 
+/** The horizon record's file, in the database directory (RocksDB leaves files it does not know alone). */
+export const HORIZON_FILE = 'PBFT-HORIZON';
+
 export class RocksStorage implements Storage {
   readonly path: string;
+  /** Damage checkWal found in the write-ahead log at the last open (see Storage.damage). */
+  damage: string | undefined;
   readonly #createIfMissing: boolean;
   #state: State = 'new';
   #db: RocksDb | undefined;
@@ -237,6 +243,9 @@ export class RocksStorage implements Storage {
         throw fail(err);
       }
     }
+    // Before RocksDB replays its log (and silently drops everything after a damaged record).
+    const walDamage = await checkWal(this.path).catch((err: unknown) => ({ file: '?', offset: 0, reason: `cannot read: ${asError(err).message}` }));
+    this.damage = walDamage === undefined ? undefined : `write-ahead log ${walDamage.file} damaged at byte ${walDamage.offset} (${walDamage.reason}), with valid records after it`;
     let db: RocksDb;
     try {
       db = loadRocks()(this.path);
@@ -335,6 +344,42 @@ export class RocksStorage implements Storage {
       }),
     );
     return n;
+  }
+
+  async readHorizon(): Promise<Uint8Array | undefined> {
+    this.#handle();
+    try {
+      const bytes = await readFile(join(this.path, HORIZON_FILE));
+      return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new StorageError('READ_FAILED', `cannot read ${HORIZON_FILE} in ${this.path}: ${oneLine(asError(err).message)}`);
+    }
+  }
+
+  /** Write a temporary file, sync it, rename it over the record, sync the directory. */
+  async writeHorizon(bytes: Uint8Array): Promise<void> {
+    this.#handle();
+    const target = join(this.path, HORIZON_FILE);
+    const tmp = `${target}.tmp`;
+    try {
+      const file = await openFile(tmp, 'w', 0o600);
+      try {
+        await file.writeFile(bytes);
+        await file.sync();
+      } finally {
+        await file.close();
+      }
+      await rename(tmp, target);
+      const dir = await openFile(this.path, 'r');
+      try {
+        await dir.sync();
+      } finally {
+        await dir.close();
+      }
+    } catch (err) {
+      throw new StorageError('WRITE_FAILED', `cannot write ${HORIZON_FILE} in ${this.path}: ${oneLine(asError(err).message)}`);
+    }
   }
 
   /** The open handle, or a StorageError saying why there is none. */

@@ -28,6 +28,19 @@ export interface Storage {
   clear(range: KeyRange): Promise<void>;
   /** Number of keys in the range (for tests and status; may scan). */
   count(range: KeyRange): Promise<number>;
+  /**
+   * The replica's horizon record (what it may have signed, and what this store must hold: see
+   * src/core/horizon.ts), kept apart from the store's log so that damage to the log cannot hide it.
+   * Undefined when none was written.
+   */
+  readHorizon(): Promise<Uint8Array | undefined>;
+  /** Replaces the horizon record durably and atomically (after a crash, the old one or the new one). */
+  writeHorizon(bytes: Uint8Array): Promise<void>;
+  /**
+   * Damage the store found in its own log when it opened (RocksDB: a record that fails its checksum
+   * with valid records after it, i.e. acknowledged writes lost), or undefined.
+   */
+  readonly damage?: string;
 }
 
 /** Error with a code, thrown by storage implementations for failures callers handle. */

@@ -65,6 +65,12 @@ class HeldDisk implements Storage {
   count(range: KeyRange): Promise<number> {
     return this.inner.count(range);
   }
+  readHorizon(): Promise<Uint8Array | undefined> {
+    return this.inner.readHorizon();
+  }
+  writeHorizon(bytes: Uint8Array): Promise<void> {
+    return this.inner.writeHorizon(bytes);
+  }
 }
 
 /** A transport driven by the test: frames in by hand, frames out recorded. */

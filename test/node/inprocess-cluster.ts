@@ -71,6 +71,12 @@ export class ObservedStorage implements Storage {
   count(range: KeyRange): Promise<number> {
     return this.inner.count(range);
   }
+  readHorizon(): Promise<Uint8Array | undefined> {
+    return this.inner.readHorizon();
+  }
+  writeHorizon(bytes: Uint8Array): Promise<void> {
+    return this.inner.writeHorizon(bytes);
+  }
 }
 
 export interface InProcessReplica {

@@ -32,6 +32,7 @@ import type {
   ViewChangeMsg,
 } from '../../src/core/messages.ts';
 import type { ReplicaOptions } from '../../src/core/options.ts';
+import { advance, encodeHorizon, type Horizon } from '../../src/core/horizon.ts';
 import { Replica, type CoreEvent, type Ready } from '../../src/core/replica.ts';
 import { planNewView, type QuorumContext } from '../../src/core/viewchange.ts';
 import { createNodeSigner, NodeVerifier } from '../../src/crypto/node.ts';
@@ -154,7 +155,8 @@ export class Out {
 
   /** Concatenation of several outputs (e.g. over many ticks). */
   static merge(outs: Out[]): Out {
-    const ready: Ready = { index: outs.at(-1)?.ready.index ?? 0, writes: [], clears: [], messages: [], replies: [], events: [] };
+    const last = outs.at(-1)?.ready;
+    const ready: Ready = { index: last?.index ?? 0, writes: [], clears: [], messages: [], replies: [], events: [], horizon: last?.horizon ?? { view: 0, stable: 0, executed: 0 } };
     for (const o of outs) {
       ready.writes.push(...o.ready.writes);
       ready.clears.push(...o.ready.clears);
@@ -177,7 +179,10 @@ export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 /** An in-memory durable store fed with every flush's writes (then clears), as the shell does. */
 export class Disk {
   readonly data = new Map<string, Uint8Array>();
+  /** The horizon record (src/core/horizon.ts), rewritten with every flush as the pipeline would. */
+  horizon?: Horizon;
   apply(ready: Ready): void {
+    this.horizon = advance(this.horizon, ready.horizon);
     for (const w of ready.writes) {
       if (w.type === 'put') this.data.set(w.key, new Uint8Array(w.value));
       else this.data.delete(w.key);
@@ -234,12 +239,22 @@ export class Node {
   }
 
   /** A fresh Replica and KvStore rebuilt from this node's disk (a crash and restart). */
-  restart(): { node: Node; out: Out } {
+  /**
+   * A fresh Replica and KvStore rebuilt from this node's disk (a crash and restart). `records` replaces
+   * what the disk holds (damage); the horizon record is the disk's unless given.
+   */
+  restart(stored: { records?: Map<string, Uint8Array>; horizon?: Horizon | null; damage?: string } = {}): { node: Node; out: Out } {
     const app = new KvStore({ partitionCount: this.app.partitionCount });
     const replica = this.keys.newCore(this.id, app, this.options);
-    replica.recover(this.disk.entries());
+    const records = stored.records ?? this.disk.data;
+    const horizon = stored.horizon === null ? undefined : (stored.horizon ?? this.disk.horizon);
+    replica.recover(
+      [...records.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)),
+      { ...(horizon ? { horizon: encodeHorizon(horizon) } : {}), ...(stored.damage ? { damage: stored.damage } : {}) },
+    );
     const disk = new Disk();
-    for (const [k, v] of this.disk.data) disk.data.set(k, v);
+    for (const [k, v] of records) disk.data.set(k, v);
+    if (horizon) disk.horizon = horizon;
     const node = new Node(this.keys, this.id, replica, app, disk, this.options);
     return { node, out: node.flush() };
   }

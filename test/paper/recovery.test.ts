@@ -8,8 +8,10 @@ import assert from 'node:assert/strict';
 import {
   agree,
   cas,
+  enterViewByNewView,
   frame,
   hex,
+  linkFrame,
   ownCheckpoint,
   plannedNewView,
   put,
@@ -168,5 +170,110 @@ describe('recovery', () => {
     assert.deepEqual(result(out.replies[0]!.signed), { type: 'cas', swapped: true, current: 'owner' });
     assert.ok(sameBytes(out.replies[0]!.signed.msg.result, first.signed.msg.result));
     assert.equal(hex(again.app.digest()), digest);
+  });
+});
+
+describe('recovery from lost durable state (a damaged or truncated log)', () => {
+  /** Replica 2 executes seqs 1..upTo in view 0; returns the image of its records after seq `imageAt`. */
+  function run(upTo: number, imageAt: number) {
+    const node = k.node(2);
+    let image = new Map<string, Uint8Array>();
+    const reqs: ReturnType<typeof k.request>[] = [];
+    for (let seq = 1; seq <= upTo; seq++) {
+      const req = k.request(seq % 4, seq, put(`key${seq}`, `value${seq}`));
+      reqs.push(req);
+      agree(node, 0, seq, [req]);
+      if (seq === imageAt) image = new Map(node.disk.data);
+    }
+    return { node, image, reqs };
+  }
+
+  test('a restart with records behind the horizon record reports the loss and signs nothing it may have signed before', () => {
+    const { node, image } = run(3, 1);
+    assert.deepEqual(node.disk.horizon, { view: 0, stable: 0, executed: 3 });
+    const { node: again, out } = node.restart({ records: image });
+    const lost = out.eventsOf('stored-state-lost');
+    assert.equal(lost.length, 1);
+    assert.deepEqual(lost[0]!.reasons, ['executed 1 < 3 recorded']);
+    assert.deepEqual(lost[0]!.floor, { view: 0, seq: 8 }, 'no vote in view 0; no VIEW-CHANGE before stable checkpoint 0 + L');
+    assert.deepEqual(again.replica.status().recovering, { view: 0, seq: 8 });
+    // In view 0 it neither prepares nor commits (it may have, differently, before).
+    const req = k.request(0, 40, put('x', 'y'));
+    const d = k.digest([req]);
+    again.fromReplica(0, frame(k.prePrepare(0, 2, d), [req]));
+    for (const r of [1, 3]) again.fromReplica(r, frame(k.prepare(r, 0, 2, d)));
+    const quiet = again.flush();
+    assert.equal(quiet.of('prepare').length + quiet.of('commit').length, 0);
+    // Its request timer fires, and f+1 others move on: it follows the view change but sends no VIEW-CHANGE.
+    const outs = again.tick(200);
+    for (const r of [0, 3]) again.fromReplica(r, frame(k.viewChange(r, 2)));
+    outs.push(again.flush());
+    assert.equal(outs.flatMap((o) => o.of('viewchange')).length, 0);
+    assert.ok(again.replica.view >= 1 && again.replica.status().viewChanging);
+    // The floor survives another restart (and the horizon record still says what it had).
+    const { node: third, out: out3 } = again.restart();
+    assert.deepEqual(third.replica.status().recovering, { view: 0, seq: 8 });
+    assert.equal(out3.eventsOf('stored-state-lost').length, 1, 'still behind the record');
+  });
+
+  test('in a view above the floor it votes again; once its stable checkpoint passes the floor it signs everything again', () => {
+    const { node, image, reqs } = run(3, 1);
+    const { node: again } = node.restart({ records: image });
+    const view = 1;
+    const nvOut = (() => {
+      const senders = [1, 0, 3];
+      again.fromReplica(1, frame(k.newView(view, senders.map((r) => k.viewChange(r, view)), [])));
+      return again.flush();
+    })();
+    assert.equal(again.replica.view, 1);
+    assert.equal(nvOut.eventsOf('view-entered').length, 1);
+    const req = k.request(1, 50, put('in-view-1', 'y'));
+    again.fromReplica(1, frame(k.prePrepare(view, 2, k.digest([req])), [req]));
+    assert.equal(again.flush().of('prepare').length, 3, 'view 1 is above the floor: it prepares');
+    // Catch up to seq 8 on the others' certificates (the history of view 0, then view 1), and the
+    // checkpoint at 8 becomes stable: the floor is passed.
+    const ref = k.node(3);
+    const history = [...reqs.slice(0, 1)];
+    for (let seq = 2; seq <= 8; seq++) history.push(seq === 2 ? req : k.request(seq % 4, 100 + seq, put(`later${seq}`, '1')));
+    agree(ref, 0, 1, [history[0]!]);
+    enterViewByNewView(ref, view);
+    let digest8: Uint8Array | undefined;
+    for (let seq = 2; seq <= 8; seq++) {
+      const out = agree(ref, view, seq, [history[seq - 1]!]);
+      if (seq === 8) digest8 = ownCheckpoint(out)!.msg.digest;
+    }
+    const entries = [];
+    for (let seq = 2; seq <= 8; seq++) {
+      const batch = [history[seq - 1]!];
+      const d = k.digest(batch);
+      entries.push({ seq, batch, commits: [0, 1, 3].map((r) => k.commit(r, view, seq, d)) });
+    }
+    again.fromReplica(3, linkFrame({ type: 'fetched', entries, stable: k.genesis }));
+    again.flush();
+    assert.equal(again.replica.lastExecuted, 8);
+    for (const r of [0, 1, 3]) again.fromReplica(r, frame(k.checkpoint(r, 8, digest8!)));
+    const resumed = again.flush();
+    assert.equal(again.replica.h, 8);
+    assert.deepEqual(resumed.eventsOf('signing-resumed').map((e) => [e.view, e.stable]), [[1, 8]]);
+    assert.equal(again.replica.status().recovering, undefined);
+    // VIEW-CHANGE again: f+1 others move to view 2, and it joins with its own.
+    for (const r of [0, 3]) again.fromReplica(r, frame(k.viewChange(r, 2, [], again.replica.stable)));
+    assert.deepEqual(again.flush().distinct('viewchange').map((v) => [v.signed.msg.replica, v.signed.msg.view]), [[2, 2]]);
+  });
+
+  test('a damaged log with no horizon record to bound what it signed: the replica refuses to start', () => {
+    const { node } = run(2, 1);
+    assert.throws(() => node.restart({ horizon: null, damage: 'write-ahead log 000004.log damaged at byte 400 (checksum mismatch), with valid records after it' }), /no horizon record bounds what this replica signed before/);
+    // With the record, the same damage makes it a recovering replica.
+    const { out } = node.restart({ damage: 'write-ahead log 000004.log damaged at byte 400 (checksum mismatch), with valid records after it' });
+    assert.equal(out.eventsOf('stored-state-lost')[0]?.reasons[0], 'write-ahead log 000004.log damaged at byte 400 (checksum mismatch), with valid records after it');
+  });
+
+  test('an ordinary crash and restart finds nothing lost', () => {
+    const { node } = run(5, 1);
+    const { node: again, out } = node.restart();
+    assert.equal(out.eventsOf('stored-state-lost').length, 0);
+    assert.equal(again.replica.status().recovering, undefined);
+    assert.equal(again.replica.lastExecuted, 5);
   });
 });

@@ -77,3 +77,31 @@ test('replies sent before the writes they depend on (the old shell) are caught w
   const fixed = runSwarm(1, 30, { replicas: 4 });
   assert.deepEqual(fixed.failures.map((r) => r.seed), []);
 });
+
+test('a replica whose records went back to an older image (its horizon record intact) notices, stays safe and rejoins', () => {
+  const sim = new SimCluster({ seed: 21, requestsPerClient: 120, diskLatencyTicksMax: 1 });
+  sim.keepImages(2, 60);
+  sim.run(300);
+  sim.crash(2);
+  assert.ok(sim.damage(2, 0), 'an older image was kept');
+  sim.run(50);
+  sim.restart(2);
+  finish(sim);
+  assert.equal(sim.faults['lost-state-detected'], 1);
+  const lost = sim.events.filter((e) => e.replica === 2 && e.event.type === 'stored-state-lost');
+  assert.equal(lost.length, 1);
+  const floor = lost[0]!.event.type === 'stored-state-lost' ? lost[0]!.event.floor : undefined;
+  assert.ok(
+    sim.events.some((e) => e.replica === 2 && e.event.type === 'signing-resumed'),
+    `it signs again once past its floor ${JSON.stringify(floor)}: ${JSON.stringify(sim.hosts[2]!.replica!.status())}`,
+  );
+  assert.ok(sim.checker.checked.messages > 1000);
+});
+
+test('a build that ignores lost durable state is caught (a damaged replica contradicts what it signed)', () => {
+  const broken = runSwarm(1, 40, { replicas: 4, negative: 'ignore-lost-data' });
+  const caught = broken.failures.filter((r) => r.kind === 'correctness');
+  assert.ok(caught.length >= 5, `only ${caught.length} of 40 seeds caught a replica that ignored its lost state`);
+  const checks = new Set(caught.flatMap((r) => r.violations.map((v) => v.check)));
+  process.stderr.write(`ignore lost data: caught in ${caught.length}/40 seeds by ${[...checks].join(', ')}\n`);
+});

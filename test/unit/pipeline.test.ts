@@ -6,12 +6,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { CoreEvent, Ready } from '../../src/core/replica.ts';
+import { decodeHorizon, type Horizon } from '../../src/core/horizon.ts';
 import { TurnPipeline, type PipelineOptions } from '../../src/node/pipeline.ts';
 import type { KeyRange, WriteOp } from '../../src/storage/types.ts';
 
 interface Harness {
   pipeline: TurnPipeline;
-  writes: Array<{ ops: WriteOp[]; clears: KeyRange[]; done: (err?: unknown) => void }>;
+  writes: Array<{ ops: WriteOp[]; clears: KeyRange[]; horizon: Uint8Array | undefined; done: (err?: unknown) => void }>;
   out: string[];
   fatal: unknown[];
   clock: { now: number };
@@ -20,7 +21,7 @@ interface Harness {
 function harness(options: Partial<PipelineOptions> = {}): Harness {
   const h: Harness = { writes: [], out: [], fatal: [], clock: { now: 0 }, pipeline: undefined as unknown as TurnPipeline };
   h.pipeline = new TurnPipeline(
-    { write: (ops, clears, done) => h.writes.push({ ops, clears, done }) },
+    { write: (ops, clears, horizon, done) => h.writes.push({ ops, clears, horizon, done }) },
     {
       release: (messages, replies, events) => {
         for (const m of messages) h.out.push(`m:${new TextDecoder().decode(m.frame)}`);
@@ -29,7 +30,7 @@ function harness(options: Partial<PipelineOptions> = {}): Harness {
       },
       fatal: (err) => h.fatal.push(err),
     },
-    { pipelineTurns: true, deferWrites: true, deferredWritesMsMax: 50, pendingTurnsMax: 8, now: () => h.clock.now, ...options },
+    { pipelineTurns: true, deferWrites: true, deferredWritesMsMax: 50, pendingTurnsMax: 8, now: () => h.clock.now, horizonOnDisk: { view: 0, stable: 0, executed: 0 }, ...options },
   );
   return h;
 }
@@ -37,7 +38,10 @@ function harness(options: Partial<PipelineOptions> = {}): Harness {
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
 const put = (key: string): WriteOp => ({ type: 'put', key, value: bytes(key) });
 
-function ready(index: number, spec: { writes?: string[]; clears?: KeyRange[]; messages?: Array<[string, number]>; replies?: Array<[string, number]>; events?: number } = {}): Ready {
+function ready(
+  index: number,
+  spec: { writes?: string[]; clears?: KeyRange[]; messages?: Array<[string, number]>; replies?: Array<[string, number]>; events?: number; horizon?: Horizon } = {},
+): Ready {
   return {
     index,
     writes: (spec.writes ?? []).map(put),
@@ -45,6 +49,7 @@ function ready(index: number, spec: { writes?: string[]; clears?: KeyRange[]; me
     messages: (spec.messages ?? []).map(([f, after]) => ({ to: 1, frame: bytes(f), after })),
     replies: (spec.replies ?? []).map(([f, after]) => ({ client: 0, frame: bytes(f), after, seq: 1 })),
     events: Array.from({ length: spec.events ?? 0 }, () => ({ type: 'checkpoint-stable', seq: 0, digest: new Uint8Array(32) }) as CoreEvent),
+    horizon: spec.horizon ?? { view: 0, stable: 0, executed: 0 },
   };
 }
 
@@ -182,4 +187,52 @@ test('turns must be submitted in order', () => {
   const h = harness();
   h.pipeline.submit(ready(1));
   assert.throws(() => h.pipeline.submit(ready(3)), /turn 3 submitted after turn 1/);
+});
+
+test('the horizon record is rewritten with the batch, before the effects, when the view or the stable checkpoint moved', () => {
+  const h = harness();
+  h.pipeline.submit(ready(1, { writes: ['a'], messages: [['prepare', 1]], horizon: { view: 0, stable: 0, executed: 0 } }));
+  assert.equal(h.writes[0]!.horizon, undefined, 'nothing moved that bounds what was signed');
+  h.writes[0]!.done();
+  h.pipeline.submit(ready(2, { writes: ['m/view'], messages: [['viewchange', 2]], horizon: { view: 1, stable: 0, executed: 1 } }));
+  const w = h.writes[1]!;
+  assert.ok(w.horizon, 'a view change rewrites the record');
+  const written = decodeHorizon(w.horizon);
+  assert.ok(written.ok);
+  assert.deepEqual(written.value, { view: 1, stable: 0, executed: 1 });
+  assert.deepEqual(h.out, ['m:prepare'], 'the VIEW-CHANGE waits for the record too');
+  w.done();
+  assert.deepEqual(h.out, ['m:prepare', 'm:viewchange']);
+  assert.deepEqual(h.pipeline.horizon, { view: 1, stable: 0, executed: 1 });
+  // A stable checkpoint that moved, too; a turn without writes whose bound moved still waits for the record.
+  h.pipeline.submit(ready(3, { messages: [['commit', 3]], horizon: { view: 1, stable: 8, executed: 9 } }));
+  assert.equal(h.writes.length, 3);
+  assert.deepEqual(h.writes[2]!.ops, []);
+  assert.ok(h.writes[2]!.horizon);
+  assert.deepEqual(h.out.slice(2), []);
+  h.writes[2]!.done();
+  assert.deepEqual(h.out.slice(2), ['m:commit']);
+});
+
+test('the executed sequence number in the horizon is refreshed lazily, also when nothing else is written', () => {
+  const h = harness();
+  h.pipeline.submit(ready(1, { writes: ['a'], messages: [['x', 1]], horizon: { view: 0, stable: 0, executed: 1 } }));
+  assert.ok(h.writes[0]!.horizon, 'the first refresh is due at once');
+  h.writes[0]!.done();
+  h.clock.now = 100;
+  h.pipeline.submit(ready(2, { writes: ['b'], messages: [['y', 2]], horizon: { view: 0, stable: 0, executed: 2 } }));
+  assert.equal(h.writes[1]!.horizon, undefined, 'within HORIZON_LAZY_MS of the last one');
+  h.writes[1]!.done();
+  h.pipeline.kick();
+  assert.equal(h.writes.length, 2);
+  h.clock.now = 300;
+  h.pipeline.kick();
+  assert.equal(h.writes.length, 3, 'idle: the record is refreshed on its own');
+  assert.deepEqual(h.writes[2]!.ops, []);
+  const r = decodeHorizon(h.writes[2]!.horizon!);
+  assert.ok(r.ok && r.value.executed === 2);
+  h.writes[2]!.done();
+  h.clock.now = 1000;
+  h.pipeline.kick();
+  assert.equal(h.writes.length, 3, 'nothing new to record');
 });
