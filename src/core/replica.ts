@@ -1346,6 +1346,11 @@ export class Replica {
       this.sendTo(this.pickPeer(this.peerCursor++), encodeLinkFrame({ type: 'fetch', from, to: from + this.opts.fetchEntriesMax - 1 }));
       return;
     }
+    this.fetchEntries();
+  }
+
+  /** Asks a peer for the committed entries after lastExecuted that others are known to have (one fetch at a time). */
+  private fetchEntries(): void {
     const f = this.fetchState;
     if (f && this.now - f.at < this.opts.fetchTimeoutTicks) return;
     const from = this.lastExecuted + 1;
@@ -1709,6 +1714,12 @@ export class Replica {
     });
     if (this.nextSeq <= this.lastExecuted) this.nextSeq = this.lastExecuted + 1;
     this.executeReady();
+    // Entries right after the checkpoint that went by during the transfer: fetch them now, before the
+    // peers' next stable checkpoint truncates them (waiting catchUpTicks under load means another transfer).
+    if (!this.transfer && this.highestSeqSeen > this.lastExecuted && !this.slots.get(this.lastExecuted + 1)?.committedDigest) {
+      this.fetchState = undefined;
+      this.fetchEntries();
+    }
   }
 
   // ==============================================================================================
