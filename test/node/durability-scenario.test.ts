@@ -24,23 +24,20 @@ import { replyOf } from '../../src/client/request.ts';
 import { decodeFrame } from '../../src/codec/messages.ts';
 import { ReplicaNode } from '../../src/node/replica-node.ts';
 import { MemoryStorage } from '../../src/storage/memory.ts';
-import { StorageError, type KeyRange, type Storage, type WriteOp } from '../../src/storage/types.ts';
+import { StorageError, type WriteOp } from '../../src/storage/types.ts';
+import { ForwardingStorage } from './inprocess-cluster.ts';
 import type { Principal, ReplicaTransport, TransportStats } from '../../src/transport/types.ts';
 import { silentLogger } from '../../src/util/log.ts';
 import { cas, frame, put, TestCluster } from '../paper/harness.ts';
 
 /** A disk whose synced writes can be held (never completing): a crash then loses them. */
-class HeldDisk implements Storage {
+class HeldDisk extends ForwardingStorage {
   hold = false;
   private held: Array<(err: unknown) => void> = [];
-  constructor(readonly inner: MemoryStorage) {}
-  open(): Promise<void> {
-    return this.inner.open();
+  constructor(readonly memory: MemoryStorage) {
+    super(memory);
   }
-  close(): Promise<void> {
-    return this.inner.close();
-  }
-  write(ops: WriteOp[], options: { sync: boolean }): Promise<void> {
+  override write(ops: WriteOp[], options: { sync: boolean }): Promise<void> {
     if (!this.hold) return this.inner.write(ops, options);
     return new Promise<void>((_, reject) => this.held.push(reject));
   }
@@ -51,25 +48,7 @@ class HeldDisk implements Storage {
   crash(): void {
     for (const reject of this.held) reject(new StorageError('WRITE_FAILED', 'crashed before the write completed'));
     this.held = [];
-    this.inner.crash();
-  }
-  get(key: string): Promise<Uint8Array | undefined> {
-    return this.inner.get(key);
-  }
-  scan(range: KeyRange): Promise<Array<[string, Uint8Array]>> {
-    return this.inner.scan(range);
-  }
-  clear(range: KeyRange): Promise<void> {
-    return this.inner.clear(range);
-  }
-  count(range: KeyRange): Promise<number> {
-    return this.inner.count(range);
-  }
-  readHorizon(): Promise<Uint8Array | undefined> {
-    return this.inner.readHorizon();
-  }
-  writeHorizon(bytes: Uint8Array): Promise<void> {
-    return this.inner.writeHorizon(bytes);
+    this.memory.crash();
   }
 }
 

@@ -18,25 +18,56 @@ import { freePorts } from '../../src/transport/free-ports.ts';
 
 export type EffectEvent = 'write-begin' | 'write-end' | 'clear' | 'send' | 'reply';
 
-/** A Storage that records the order of writes and can be told to fail. */
-export class ObservedStorage implements Storage {
-  failWrites = false;
-  /** Delay of every write, so that a send racing a write would be seen between begin and end. */
-  writeDelayMs = 2;
-  constructor(
-    readonly inner: Storage,
-    readonly events: EffectEvent[],
-  ) {}
+/** A Storage that forwards everything to another (tests override what they watch or change). */
+export class ForwardingStorage implements Storage {
+  constructor(readonly inner: Storage) {}
   open(): Promise<void> {
     return this.inner.open();
   }
   close(): Promise<void> {
     return this.inner.close();
   }
+  write(ops: WriteOp[], options: { sync: boolean }): Promise<void> {
+    return this.inner.write(ops, options);
+  }
+  get(key: string): Promise<Uint8Array | undefined> {
+    return this.inner.get(key);
+  }
+  scan(range: KeyRange): Promise<Array<[string, Uint8Array]>> {
+    return this.inner.scan(range);
+  }
+  clear(range: KeyRange): Promise<void> {
+    return this.inner.clear(range);
+  }
+  count(range: KeyRange): Promise<number> {
+    return this.inner.count(range);
+  }
+  readHorizon(): Promise<Uint8Array | undefined> {
+    return this.inner.readHorizon();
+  }
+  writeHorizon(bytes: Uint8Array): Promise<void> {
+    return this.inner.writeHorizon(bytes);
+  }
+  get damage(): string | undefined {
+    return this.inner.damage;
+  }
+}
+
+/** A Storage that records the order of writes and can be told to fail. */
+export class ObservedStorage extends ForwardingStorage {
+  failWrites = false;
+  /** Delay of every write, so that a send racing a write would be seen between begin and end. */
+  writeDelayMs = 2;
+  constructor(
+    inner: Storage,
+    readonly events: EffectEvent[],
+  ) {
+    super(inner);
+  }
   /** What is durable: the protocol's records (log, votes, view state), mirrored synchronously. */
   readonly durable = new Map<string, Uint8Array>();
 
-  async write(ops: WriteOp[], options: { sync: boolean }): Promise<void> {
+  override async write(ops: WriteOp[], options: { sync: boolean }): Promise<void> {
     this.events.push('write-begin');
     if (!options.sync) throw new Error('ReplicaNode must write with sync: true');
     await new Promise((resolve) => setTimeout(resolve, this.writeDelayMs));
@@ -55,27 +86,13 @@ export class ObservedStorage implements Storage {
     for (const value of this.durable.values()) if (Buffer.from(value.buffer, value.byteOffset, value.byteLength).indexOf(bytes) >= 0) return true;
     return false;
   }
-  get(key: string): Promise<Uint8Array | undefined> {
-    return this.inner.get(key);
-  }
-  scan(range: KeyRange): Promise<Array<[string, Uint8Array]>> {
-    return this.inner.scan(range);
-  }
-  async clear(range: KeyRange): Promise<void> {
+
+  override async clear(range: KeyRange): Promise<void> {
     this.events.push('clear');
     await this.inner.clear(range);
     for (const key of [...this.durable.keys()]) {
       if ((range.gte === undefined || key >= range.gte) && (range.lt === undefined || key < range.lt)) this.durable.delete(key);
     }
-  }
-  count(range: KeyRange): Promise<number> {
-    return this.inner.count(range);
-  }
-  readHorizon(): Promise<Uint8Array | undefined> {
-    return this.inner.readHorizon();
-  }
-  writeHorizon(bytes: Uint8Array): Promise<void> {
-    return this.inner.writeHorizon(bytes);
   }
 }
 
