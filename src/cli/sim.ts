@@ -59,6 +59,8 @@ a sequential key-value model, liveness.
 
 Negative controls (deliberately broken builds the checkers must catch):
   commit-quorum        a commit quorum of 2f
+  prepare-quorum       prepared with 2f-1 PREPAREs
+  recovery-quorum      recovery deciding "prepared" by another threshold than the normal case
   too-many-byzantine   f+1 colluding replicas
   reply-before-write   replies sent before the COMMIT they depend on is durable (the old shell)
   ignore-lost-data     a replica behind its horizon record votes as if nothing was lost

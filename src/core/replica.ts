@@ -20,6 +20,7 @@ import { Authenticator, bytesEqual, bytesKey, toHex, type CoreCrypto } from './a
 import { batchDigest, makeBatch, type Batch } from './batch.ts';
 import { ClientTable } from './clienttable.ts';
 import { DurabilityTracker } from './durability.ts';
+import { commitQuorum, firstQuorum, preparedCertificate, quorumFor, type Quorum, type UnsafeQuorum } from './quorum.ts';
 import type { ClusterConfig } from './cluster.ts';
 import type {
   BatchedReply,
@@ -100,7 +101,7 @@ export interface ReplicaDeps {
    * Deliberately broken rules, for the simulator's negative controls only (a checker that cannot
    * catch a broken build proves nothing). Never set by the shell or the CLI.
    */
-  unsafeTestOnly?: { commitQuorum?: number; replyBeforeWrite?: boolean; ignoreLostData?: boolean };
+  unsafeTestOnly?: { quorum?: UnsafeQuorum; recoveryQuorum?: UnsafeQuorum; replyBeforeWrite?: boolean; ignoreLostData?: boolean };
 }
 
 export interface ExecutedRequest {
@@ -227,6 +228,8 @@ const GENESIS_SEQ = 0;
 export class Replica {
   readonly n: number;
   readonly f: number;
+  /** The vote thresholds (src/core/quorum.ts). */
+  readonly q: Quorum;
   readonly opts: ReplicaOptions;
   readonly auth: Authenticator;
   private readonly ctx: QuorumContext;
@@ -327,7 +330,7 @@ export class Replica {
   ) {
     this.n = cluster.replicas.length;
     this.f = cluster.f;
-    if (this.n !== 3 * this.f + 1) throw new RangeError(`cluster has ${this.n} replicas; expected 3f+1 = ${3 * this.f + 1}`);
+    this.q = quorumFor(this.n, this.f, deps.unsafeTestOnly?.quorum);
     if (!Number.isInteger(id) || id < 0 || id >= this.n) throw new RangeError(`replica id ${id} not in 0..${this.n - 1}`);
     this.opts = resolveOptions(options);
     this.durability = new DurabilityTracker(deps.unsafeTestOnly?.replyBeforeWrite === true);
@@ -350,6 +353,7 @@ export class Replica {
     this.ctx = {
       n: this.n,
       f: this.f,
+      q: this.q,
       checkpointInterval: this.opts.checkpointInterval,
       windowSize: this.opts.windowSize,
       genesisDigest: genesis,
@@ -716,19 +720,16 @@ export class Replica {
     this.checkCommitted(slot);
   }
 
-  /** prepared = the pre-prepare plus 2f matching prepares from distinct backups. */
+  /** Prepared (quorum.ts): then it commits. */
   private checkPrepared(slot: Slot): void {
-    if (slot.preparedInView || !slot.prePrepare) return;
-    const pp = slot.prePrepare.msg;
-    const matching: Signed<PrepareMsg>[] = [];
-    for (const p of slot.prepares.values()) {
-      if (p.msg.replica !== pp.replica && bytesEqual(p.msg.digest, pp.digest)) matching.push(p);
-    }
-    if (matching.length < 2 * this.f) return;
+    if (slot.preparedInView) return;
+    const cert = preparedCertificate(this.q, slot.prePrepare, slot.prepares.values());
+    if (!cert) return;
+    const pp = cert.prePrepare.msg;
     slot.preparedInView = true;
-    slot.cert = { prePrepare: slot.prePrepare, prepares: matching.slice(0, 2 * this.f) };
+    slot.cert = cert;
     this.markDirty(slot);
-    if (this.mayVote(pp.view, pp.seq)) {
+    if (this.mayVote(pp.view, pp.seq) && !slot.commits.has(this.id)) {
       const commit = this.auth.sign<CommitMsg>({ type: 'commit', view: pp.view, seq: pp.seq, digest: pp.digest, replica: this.id });
       slot.commits.set(this.id, commit);
       slot.ownCommitTurn = this.durability.turn;
@@ -737,14 +738,12 @@ export class Replica {
     this.checkCommitted(slot);
   }
 
-  /** committed-local = prepared plus 2f+1 matching commits from distinct replicas. */
+  /** Committed-local (quorum.ts): then it executes. */
   private checkCommitted(slot: Slot): void {
     if (!slot.preparedInView || !slot.prePrepare) return;
     const pp = slot.prePrepare.msg;
-    const matching: Signed<CommitMsg>[] = [];
-    for (const c of slot.commits.values()) if (bytesEqual(c.msg.digest, pp.digest)) matching.push(c);
-    const quorum = this.deps.unsafeTestOnly?.commitQuorum ?? 2 * this.f + 1;
-    if (matching.length < quorum) return;
+    const matching = commitQuorum(this.q, pp, slot.commits.values());
+    if (!matching) return;
     if (slot.committedDigest) {
       if (!bytesEqual(slot.committedDigest, pp.digest)) {
         throw new ProtocolInvariantError(`seq ${slot.seq} committed with two digests`);
@@ -752,7 +751,7 @@ export class Replica {
       return;
     }
     slot.committedDigest = pp.digest;
-    slot.commitCert = matching.slice(0, quorum);
+    slot.commitCert = matching;
     this.markDirty(slot);
     this.events.push({ type: 'committed', seq: slot.seq, digest: pp.digest });
     this.executeReady();
@@ -957,24 +956,12 @@ export class Replica {
     }
   }
 
-  /** 2f+1 matching CHECKPOINT messages make a checkpoint stable. */
+  /** Stable (quorum.ts): matching CHECKPOINTs from a quorum. */
   private checkStable(seq: number): void {
     const votes = this.checkpointVotes.get(seq);
     if (!votes || seq <= this.h) return;
-    const byDigest = new Map<string, Signed<CheckpointMsg>[]>();
-    for (const v of votes.values()) {
-      const key = bytesKey(v.msg.digest);
-      const list = byDigest.get(key) ?? [];
-      list.push(v);
-      byDigest.set(key, list);
-    }
-    for (const list of byDigest.values()) {
-      if (list.length >= 2 * this.f + 1) {
-        const proof = list.slice(0, 2 * this.f + 1);
-        this.onStableCert({ seq, digest: list[0]!.msg.digest, proof });
-        return;
-      }
-    }
+    const proof = firstQuorum(votes.values(), (v) => bytesKey(v.msg.digest), this.q.checkpoints);
+    if (proof) this.onStableCert({ seq, digest: proof[0]!.msg.digest, proof });
   }
 
   /** A verified stable checkpoint certificate, from votes, a VIEW-CHANGE, a NEW-VIEW or a peer. */
@@ -1103,7 +1090,7 @@ export class Replica {
       for (const v of byView.keys()) if (v > this.view && v < lowest) lowest = v;
       if (lowest !== Infinity) above.push(lowest);
     }
-    if (above.length >= this.f + 1) {
+    if (above.length >= this.q.join) {
       this.startViewChange(Math.min(...above), 'f+1 view-changes');
       return;
     }
@@ -1154,7 +1141,7 @@ export class Replica {
   private afterViewChangeVote(): void {
     if (!this.viewChanging) return;
     const votes = this.viewChangesFor(this.view);
-    if (votes.length < 2 * this.f + 1) return;
+    if (votes.length < this.q.viewChanges) return;
     if (this.newViewDeadline === undefined) this.newViewDeadline = this.now + this.viewChangeTimeout();
     if (this.isPrimary()) this.sendNewView(votes);
   }
@@ -1162,7 +1149,7 @@ export class Replica {
   private sendNewView(votes: Signed<ViewChangeMsg>[]): void {
     const own = votes.find((v) => v.msg.replica === this.id);
     if (!own) return;
-    const chosen = [own, ...votes.filter((v) => v !== own).sort((a, b) => a.msg.replica - b.msg.replica)].slice(0, 2 * this.f + 1);
+    const chosen = [own, ...votes.filter((v) => v !== own).sort((a, b) => a.msg.replica - b.msg.replica)].slice(0, this.q.viewChanges);
     const plan = planNewView(chosen.map((v) => v.msg), this.ctx);
     const prePrepares = plan.entries.map((e) =>
       this.auth.sign<PrePrepareMsg>({ type: 'preprepare', view: this.view, seq: e.seq, digest: e.digest, replica: this.id }),
@@ -1320,7 +1307,7 @@ export class Replica {
     }
     // Replicas that run a view we have not entered: ask one of them for its NEW-VIEW.
     const ahead = [...this.aheadViews.entries()].filter(([, v]) => v > this.view || (v === this.view && this.viewChanging));
-    if (ahead.length >= this.f + 1) {
+    if (ahead.length >= this.q.join) {
       const [peer, view] = ahead[this.peerCursor++ % ahead.length]!;
       this.sendTo(peer, encodeLinkFrame({ type: 'newviewreq', view }));
     }
@@ -1453,7 +1440,7 @@ export class Replica {
       if (m.replica >= this.n || senders.has(m.replica) || !this.auth.verify(c)) return undefined;
       senders.add(m.replica);
     }
-    return senders.size >= 2 * this.f + 1 ? first.digest : undefined;
+    return senders.size >= this.q.commits ? first.digest : undefined;
   }
 
   private serveBatch(peer: number, seq: number, digest: Uint8Array): void {
@@ -1734,6 +1721,39 @@ export class Replica {
   recover(records: Iterable<[string, Uint8Array]>, stored: { horizon?: Uint8Array; damage?: string } = {}): void {
     this.recoverRecords(new Map(records));
     this.checkHorizon(stored);
+    this.resumePrepared();
+  }
+
+  /**
+   * The slots of the current view that are prepared by the same rule as the normal case (quorum.ts)
+   * continue as they would have: a COMMIT of ours that is missing (it was not allowed while
+   * recovering, say) is signed now, and what is committed executes.
+   */
+  private resumePrepared(): void {
+    if (this.transfer) return;
+    const q = this.deps.unsafeTestOnly?.recoveryQuorum ? quorumFor(this.n, this.f, this.deps.unsafeTestOnly.recoveryQuorum) : this.q;
+    for (const slot of [...this.slots.values()].sort((a, b) => a.seq - b.seq)) {
+      if (slot.view !== this.view || slot.preparedInView || slot.seq <= this.lastExecuted) continue;
+      if (!preparedCertificate(q, slot.prePrepare, slot.prepares.values())) continue;
+      if (q === this.q) this.checkPrepared(slot);
+      else this.unsafePrepared(slot);
+    }
+    this.executeReady();
+  }
+
+  /** The negative control `recovery-quorum`: treats the slot as prepared whatever the quorum says. */
+  private unsafePrepared(slot: Slot): void {
+    const pp = slot.prePrepare!.msg;
+    slot.preparedInView = true;
+    slot.cert = { prePrepare: slot.prePrepare!, prepares: [...slot.prepares.values()] };
+    this.markDirty(slot);
+    if (!slot.commits.has(this.id)) {
+      const commit = this.auth.sign<CommitMsg>({ type: 'commit', view: pp.view, seq: pp.seq, digest: pp.digest, replica: this.id });
+      slot.commits.set(this.id, commit);
+      slot.ownCommitTurn = this.durability.turn;
+      this.broadcast(encodeSignedFrame(commit));
+    }
+    this.checkCommitted(slot);
   }
 
   /**
@@ -1842,12 +1862,7 @@ export class Replica {
         slot.cert = r.cert;
         slot.committedDigest = r.committedDigest;
         slot.commitCert = r.commitCert;
-        if (slot.prePrepare && slot.view === this.view) {
-          const pp = slot.prePrepare.msg;
-          let count = 0;
-          for (const p of slot.prepares.values()) if (p.msg.replica !== pp.replica && bytesEqual(p.msg.digest, pp.digest)) count++;
-          slot.preparedInView = count >= 2 * this.f && slot.commits.has(this.id);
-        }
+        // Whether it is prepared is decided by resumePrepared, with the normal case's rule.
       } else {
         const b = decodeBatch(value);
         if (!b.ok) {

@@ -5,12 +5,15 @@
  * so a backup rejects a NEW-VIEW whose pre-prepares differ from what the VIEW-CHANGEs imply.
  */
 import type { Authenticator } from './auth.ts';
-import { bytesEqual, bytesKey } from './auth.ts';
+import { bytesEqual } from './auth.ts';
+import type { Quorum } from './quorum.ts';
 import type { CheckpointCert, PreparedCert, Signed, ViewChangeMsg } from './messages.ts';
 
 export interface QuorumContext {
   n: number;
   f: number;
+  /** The thresholds (src/core/quorum.ts). */
+  q: Quorum;
   checkpointInterval: number;
   windowSize: number;
   /** State digest at sequence number 0 (identical on every replica: the empty state). */
@@ -36,7 +39,7 @@ export function checkCheckpointCert(cert: CheckpointCert, ctx: QuorumContext): s
     if (!ctx.auth.verify(c)) return 'checkpoint proof with a bad signature';
     senders.add(m.replica);
   }
-  return senders.size >= 2 * ctx.f + 1 ? undefined : 'checkpoint proof has fewer than 2f+1 messages';
+  return senders.size >= ctx.q.checkpoints ? undefined : 'checkpoint proof has fewer than 2f+1 messages';
 }
 
 /** The pre-prepare by the primary of its view plus 2f matching prepares from distinct backups. */
@@ -57,7 +60,7 @@ export function checkPreparedCert(cert: PreparedCert, ctx: QuorumContext): strin
     if (!ctx.auth.verify(p)) return 'prepared certificate: bad prepare signature';
     senders.add(m.replica);
   }
-  return senders.size >= 2 * ctx.f ? undefined : 'prepared certificate has fewer than 2f prepares';
+  return senders.size >= ctx.q.prepares ? undefined : 'prepared certificate has fewer than 2f prepares';
 }
 
 /** Validates a VIEW-CHANGE (its signature and everything it carries). */
@@ -133,10 +136,5 @@ export function checkViewChangeSet(
     const reason = checkViewChange(vc, ctx);
     if (reason) return `new-view carries an invalid view-change: ${reason}`;
   }
-  return senders.size >= 2 * ctx.f + 1 ? undefined : 'new-view carries fewer than 2f+1 view-changes';
-}
-
-/** Key identifying a (view, seq, digest) triple, for grouping matching votes. */
-export function voteKey(view: number, seq: number, digest: Uint8Array): string {
-  return `${view}:${seq}:${bytesKey(digest)}`;
+  return senders.size >= ctx.q.viewChanges ? undefined : 'new-view carries fewer than 2f+1 view-changes';
 }

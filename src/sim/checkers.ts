@@ -11,6 +11,7 @@
  *   preserves it);
  * - replies: no two correct replicas (or one, across crashes) sign different results for one
  *   (client, timestamp); a result a client accepted is the one correct replicas signed and executed;
+ * - prepared: two correct replicas never prepare (send COMMITs for) different digests at one (view, seq);
  * - no equivocation: a correct replica never signs two different PRE-PREPAREs, PREPAREs or COMMITs
  *   for one (view, seq), two CHECKPOINTs for one seq, or two VIEW-CHANGEs or NEW-VIEWs for one view,
  *   across crashes and damaged disks too (a wiped replica starts over as a new one);
@@ -72,6 +73,10 @@ export class Checker {
   private readonly signedResults = new Map<string, { result: Uint8Array; replica: number }>();
   /** "client:timestamp" -> the result of its execution in the agreed order. */
   private readonly executedResults = new Map<string, Uint8Array>();
+  /** Replicas whose disk was wiped: they forgot what they signed (they count as faulty until caught up). */
+  private readonly forgetful = new Set<number>();
+  /** "view:seq" -> the digest correct replicas prepared (their COMMITs say so), and the first of them. */
+  private readonly preparedDigests = new Map<string, { digest: string; replica: number }>();
   /** What each correct replica signed, by statement: "replica:type:view:seq" -> digest (or body hash). */
   private readonly statements = new Map<string, string>();
   /** Counts of what the output checks looked at (proof that they ran). */
@@ -184,6 +189,16 @@ export class Checker {
         key = `${replica}:${m.type}:${'view' in m ? m.view : ''}`;
         says = toHex(signed.body);
     }
+    // PBFT's invariant of "prepared": two correct replicas never prepare different digests for one
+    // (view, seq), and a COMMIT says its sender prepared.
+    if (m.type === 'commit' && !this.forgetful.has(replica)) {
+      const slot = `${m.view}:${m.seq}`;
+      const prepared = this.preparedDigests.get(slot);
+      if (prepared === undefined) this.preparedDigests.set(slot, { digest: says, replica });
+      else if (prepared.digest !== says) {
+        this.violation('correctness', 'prepared-conflict', `view ${m.view} seq ${m.seq}: replicas ${prepared.replica} and ${replica} prepared different digests`, tick);
+      }
+    }
     const before = this.statements.get(key);
     if (before === undefined) this.statements.set(key, says);
     else if (before !== says) this.violation('correctness', 'equivocation', `replica ${replica} signed two different ${m.type} messages (${key.split(':').slice(2).join(', ')})`, tick);
@@ -287,6 +302,7 @@ export class Checker {
     this.progress.delete(replica);
     this.durable.delete(replica);
     if (!forgets) return;
+    this.forgetful.add(replica);
     for (const key of [...this.statements.keys()]) if (key.startsWith(`${replica}:`)) this.statements.delete(key);
   }
 

@@ -14,7 +14,8 @@ import { KvStore } from '../app/kv.ts';
 import { decodeFrame } from '../codec/messages.ts';
 import { replyOf } from '../client/request.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
-import { Replica, type CoreEvent } from '../core/replica.ts';
+import { Replica, type CoreEvent, type ReplicaDeps } from '../core/replica.ts';
+import type { UnsafeQuorum } from '../core/quorum.ts';
 import { decodeHorizon } from '../core/horizon.ts';
 import type { ReplicaOptions } from '../core/options.ts';
 import type { Signer } from '../crypto/types.ts';
@@ -48,8 +49,10 @@ export interface SimOptions {
   compress: boolean;
   /** A synced write completes 0..diskLatencyTicksMax ticks after it was issued (0: in the same tick). */
   diskLatencyTicksMax: number;
-  /** Negative controls: a deliberately broken commit quorum at every replica. */
-  unsafeCommitQuorum?: number;
+  /** Negative controls: deliberately broken vote thresholds at every replica (src/core/quorum.ts). */
+  unsafeQuorum?: UnsafeQuorum;
+  /** Negative controls: broken thresholds in recovery's use of the quorum rules only. */
+  unsafeRecoveryQuorum?: UnsafeQuorum;
   /** Negative controls: replies leave without waiting for the writes they depend on (the old shell). */
   unsafeReplyBeforeWrite?: boolean;
   /** Negative controls: a replica whose durable state is behind its horizon record votes as if nothing was lost. */
@@ -181,12 +184,14 @@ export class SimCluster {
 
   private newInstance(host: Host, disk: SimDisk): Instance {
     const app = new KvStore({ partitionCount: this.opts.partitionCount });
-    const unsafe =
-      this.opts.unsafeCommitQuorum || this.opts.unsafeReplyBeforeWrite || this.opts.unsafeIgnoreLostData
+    const o = this.opts;
+    const unsafe: ReplicaDeps['unsafeTestOnly'] =
+      o.unsafeQuorum || o.unsafeRecoveryQuorum || o.unsafeReplyBeforeWrite || o.unsafeIgnoreLostData
         ? {
-            ...(this.opts.unsafeCommitQuorum ? { commitQuorum: this.opts.unsafeCommitQuorum } : {}),
-            ...(this.opts.unsafeReplyBeforeWrite ? { replyBeforeWrite: true } : {}),
-            ...(this.opts.unsafeIgnoreLostData ? { ignoreLostData: true } : {}),
+            ...(o.unsafeQuorum ? { quorum: o.unsafeQuorum } : {}),
+            ...(o.unsafeRecoveryQuorum ? { recoveryQuorum: o.unsafeRecoveryQuorum } : {}),
+            ...(o.unsafeReplyBeforeWrite ? { replyBeforeWrite: true } : {}),
+            ...(o.unsafeIgnoreLostData ? { ignoreLostData: true } : {}),
           }
         : undefined;
     const replica = new Replica(this.cluster, host.id, this.opts.replica, {

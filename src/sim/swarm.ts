@@ -13,13 +13,15 @@ import { CRASH_KINDS, SimCluster, type SimOptions } from './cluster.ts';
 import type { Violation, ViolationKind } from './checkers.ts';
 import { Prng } from './prng.ts';
 
-export const NEGATIVE_CONTROLS = ['commit-quorum', 'too-many-byzantine', 'reply-before-write', 'ignore-lost-data'] as const;
+export const NEGATIVE_CONTROLS = ['commit-quorum', 'prepare-quorum', 'recovery-quorum', 'too-many-byzantine', 'reply-before-write', 'ignore-lost-data'] as const;
 export type NegativeControl = (typeof NEGATIVE_CONTROLS)[number];
 
 export interface SwarmOptions {
   replicas: number;
   /** Negative controls: a broken build that the checkers must catch. */
   negative?: NegativeControl;
+  /** With `negative`: draw that control's faults but run the correct build (which must pass). */
+  planOnly?: boolean;
   /** Ticks of the liveness phase before a liveness violation is declared. */
   livenessTicksMax?: number;
 }
@@ -46,6 +48,8 @@ interface Plan {
   partitions: boolean;
   crashes: boolean;
   crashRate: number;
+  /** Ticks a crashed replica stays down, at most. */
+  downTicksMax: number;
   /** Ticks a synced write takes, at most (drawn per write). */
   diskLatencyMax: number;
   wipe: boolean;
@@ -64,6 +68,9 @@ function drawPlan(prng: Prng, n: number, f: number, negative: SwarmOptions['nega
     // f+1 colluders: the primary of view 0 equivocates and, with f accomplices, votes for everything.
     byzantine.push({ id: 0, behaviors: ['equivocate', 'vote-all'], twins: false });
     for (const id of ids.filter((i) => i !== 0).slice(0, f)) byzantine.push({ id, behaviors: ['vote-all'], twins: false });
+  } else if (negative === 'prepare-quorum' || negative === 'recovery-quorum') {
+    // An equivocating primary of view 0: with too small a prepare quorum, both of its versions prepare.
+    byzantine.push({ id: 0, behaviors: ['equivocate'], twins: false });
   } else if (negative === 'commit-quorum' || negative === 'reply-before-write') {
     // f replicas that vote for everything (COMMITs as soon as they see a pre-prepare) and hide their
     // certificates in view changes.
@@ -89,8 +96,11 @@ function drawPlan(prng: Prng, n: number, f: number, negative: SwarmOptions['nega
     delayMax: prng.range(2, 25),
     faultTicks: prng.range(1500, 5000),
     partitions: prng.chance(0.6),
-    crashes: negative === 'reply-before-write' || prng.chance(0.5),
-    crashRate: 0.0005 + prng.float() * 0.003,
+    crashes: negative === 'reply-before-write' || negative === 'recovery-quorum' || prng.chance(0.5),
+    // (recovery-quorum: frequent, short crashes, so that restarts fall within a view, between a
+    // pre-prepare and its quorum of prepares)
+    crashRate: negative === 'recovery-quorum' ? 0.03 : 0.0005 + prng.float() * 0.003,
+    downTicksMax: negative === 'recovery-quorum' ? 30 : 1000,
     diskLatencyMax: prng.pick([0, 0, 1, 2, 4]),
     wipe,
     damage,
@@ -202,9 +212,12 @@ export function runSeed(seed: number, options: SwarmOptions): SeedReport {
     compress: prng.chance(0.3),
     diskLatencyTicksMax: plan.diskLatencyMax,
   };
-  if (options.negative === 'commit-quorum') simOptions.unsafeCommitQuorum = 2 * f;
-  if (options.negative === 'reply-before-write') simOptions.unsafeReplyBeforeWrite = true;
-  if (options.negative === 'ignore-lost-data') simOptions.unsafeIgnoreLostData = true;
+  const broken = options.planOnly ? undefined : options.negative;
+  if (broken === 'commit-quorum') simOptions.unsafeQuorum = { commits: 2 * f };
+  if (broken === 'prepare-quorum') simOptions.unsafeQuorum = { prepares: 2 * f - 1 };
+  if (broken === 'recovery-quorum') simOptions.unsafeRecoveryQuorum = { prepares: 0 };
+  if (broken === 'reply-before-write') simOptions.unsafeReplyBeforeWrite = true;
+  if (broken === 'ignore-lost-data') simOptions.unsafeIgnoreLostData = true;
   const sim = new SimCluster(simOptions);
   sim.keepEvents = false;
   if (plan.loss > 0) sim.count('network-loss');
@@ -252,7 +265,7 @@ export function runSeed(seed: number, options: SwarmOptions): SeedReport {
         const kind = prng.pick(CRASH_KINDS);
         if (kind === 'crash') sim.crash(id);
         else sim.armCrash(id, kind);
-        downUntil.set(id, sim.now + prng.range(20, 1000));
+        downUntil.set(id, sim.now + prng.range(Math.min(20, plan.downTicksMax), plan.downTicksMax));
       }
     }
     if (wipeTarget >= 0 && !wiped && sim.now > plan.faultTicks / 3) {

@@ -33,6 +33,7 @@ import type {
 } from '../../src/core/messages.ts';
 import type { ReplicaOptions } from '../../src/core/options.ts';
 import { advance, encodeHorizon, type Horizon } from '../../src/core/horizon.ts';
+import { quorumFor } from '../../src/core/quorum.ts';
 import { Replica, type CoreEvent, type Ready } from '../../src/core/replica.ts';
 import { planNewView, type QuorumContext } from '../../src/core/viewchange.ts';
 import { createNodeSigner, NodeVerifier } from '../../src/crypto/node.ts';
@@ -347,6 +348,7 @@ export class TestCluster {
     return {
       n: this.n,
       f: this.f,
+      q: quorumFor(this.n, this.f),
       checkpointInterval: o.checkpointInterval ?? 128,
       windowSize: o.windowSize ?? 256,
       genesisDigest: this.genesis.digest,

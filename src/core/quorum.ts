@@ -1,0 +1,109 @@
+/**
+ * The vote thresholds of PBFT with n = 3f+1 replicas, written once (Castro & Liskov, TOCS 2002 §2.3;
+ * etcd-io/raft keeps its majority rule apart from the protocol in the same way), and the rules that
+ * count votes with them:
+ *
+ *   prepared         a PRE-PREPARE and `prepares` (2f) matching PREPAREs from distinct backups
+ *   committed-local  prepared, and `commits` (2f+1) matching COMMITs from distinct replicas
+ *   commit cert      `commits` (2f+1) matching COMMITs from distinct replicas (a fetched entry)
+ *   stable           `checkpoints` (2f+1) matching CHECKPOINTs from distinct replicas
+ *   new view         `viewChanges` (2f+1) VIEW-CHANGEs for one view from distinct replicas
+ *   join             `join` (f+1) replicas in views above ours: at least one of them is correct
+ *
+ * Any two sets of 2f+1 replicas share at least f+1, of which at least one is correct; that is what
+ * every rule above rests on. Nothing else in src/core writes a threshold.
+ */
+import { bytesEqual } from './auth.ts';
+import type { CommitMsg, PrepareMsg, PrePrepareMsg, PreparedCert, Signed } from './messages.ts';
+
+export interface Quorum {
+  readonly n: number;
+  readonly f: number;
+  /** PREPAREs (besides the PRE-PREPARE) that make a replica prepared. */
+  readonly prepares: number;
+  /** COMMITs that make a prepared request committed-local, and a commit certificate. */
+  readonly commits: number;
+  /** CHECKPOINTs that make a checkpoint stable. */
+  readonly checkpoints: number;
+  /** VIEW-CHANGEs a NEW-VIEW needs. */
+  readonly viewChanges: number;
+  /** Replicas in views above ours that make a replica join the smallest of those views. */
+  readonly join: number;
+}
+
+/**
+ * Deliberately broken thresholds, for the simulator's negative controls only (a checker that cannot
+ * catch a broken quorum proves nothing). Never set by the shell or the CLI.
+ */
+export interface UnsafeQuorum {
+  prepares?: number;
+  commits?: number;
+}
+
+export function quorumFor(n: number, f: number, unsafe: UnsafeQuorum = {}): Quorum {
+  if (!Number.isInteger(f) || f < 0 || n !== 3 * f + 1) throw new RangeError(`cluster has ${n} replicas; expected 3f+1 = ${3 * f + 1}`);
+  const strong = 2 * f + 1;
+  return {
+    n,
+    f,
+    prepares: unsafe.prepares ?? 2 * f,
+    commits: unsafe.commits ?? strong,
+    checkpoints: strong,
+    viewChanges: strong,
+    join: f + 1,
+  };
+}
+
+/**
+ * The prepared certificate of a slot: its PRE-PREPARE and the first `q.prepares` PREPAREs that match
+ * it (same view, sequence number and digest) from distinct backups; undefined when there are fewer.
+ * The one definition of "prepared", for the normal case and for recovery alike.
+ */
+export function preparedCertificate(
+  q: Quorum,
+  prePrepare: Signed<PrePrepareMsg> | undefined,
+  prepares: Iterable<Signed<PrepareMsg>>,
+): PreparedCert | undefined {
+  if (!prePrepare) return undefined;
+  const pp = prePrepare.msg;
+  const matching: Signed<PrepareMsg>[] = [];
+  const seen = new Set<number>();
+  for (const p of prepares) {
+    if (matching.length >= q.prepares) break;
+    const m = p.msg;
+    if (m.replica === pp.replica || seen.has(m.replica) || m.view !== pp.view || m.seq !== pp.seq || !bytesEqual(m.digest, pp.digest)) continue;
+    seen.add(m.replica);
+    matching.push(p);
+  }
+  return matching.length >= q.prepares ? { prePrepare, prepares: matching } : undefined;
+}
+
+/**
+ * The COMMITs that make (view, seq, digest) committed-local: the first `q.commits` that match it from
+ * distinct replicas; undefined when there are fewer. (The caller checks that the slot is prepared.)
+ */
+export function commitQuorum(q: Quorum, pp: PrePrepareMsg, commits: Iterable<Signed<CommitMsg>>): Signed<CommitMsg>[] | undefined {
+  const matching: Signed<CommitMsg>[] = [];
+  const seen = new Set<number>();
+  for (const c of commits) {
+    if (matching.length >= q.commits) break;
+    const m = c.msg;
+    if (seen.has(m.replica) || m.view !== pp.view || m.seq !== pp.seq || !bytesEqual(m.digest, pp.digest)) continue;
+    seen.add(m.replica);
+    matching.push(c);
+  }
+  return matching.length >= q.commits ? matching : undefined;
+}
+
+/** Groups votes by what they say and returns the first group that reaches `threshold`, if any. */
+export function firstQuorum<T>(votes: Iterable<T>, key: (vote: T) => string, threshold: number): T[] | undefined {
+  const groups = new Map<string, T[]>();
+  for (const v of votes) {
+    const k = key(v);
+    const g = groups.get(k) ?? [];
+    g.push(v);
+    groups.set(k, g);
+    if (g.length >= threshold) return g.slice(0, threshold);
+  }
+  return undefined;
+}
