@@ -20,6 +20,7 @@ import { Authenticator, bytesEqual, bytesKey, toHex, type CoreCrypto } from './a
 import { batchDigest, makeBatch, type Batch } from './batch.ts';
 import { ClientTable } from './clienttable.ts';
 import { DurabilityTracker } from './durability.ts';
+import type { RejectReason } from './rejections.ts';
 import { commitQuorum, firstQuorum, preparedCertificate, quorumFor, type Quorum, type UnsafeQuorum } from './quorum.ts';
 import type { ClusterConfig } from './cluster.ts';
 import type {
@@ -306,7 +307,8 @@ export class Replica {
   private readonly dirtySlots = new Set<number>();
 
   // --- counters (read by the shell) -----------------------------------------------------------
-  readonly rejected = new Map<string, number>();
+  /** Inputs refused, by reason (rejections.ts). */
+  readonly rejected = new Map<RejectReason, number>();
   readonly counters = {
     requestsExecuted: 0,
     batchesExecuted: 0,
@@ -1986,7 +1988,7 @@ export class Replica {
     if (to !== this.id) this.messages.push({ to, frame, after: this.durability.messageAfter });
   }
 
-  private reject(reason: string): void {
+  private reject(reason: RejectReason): void {
     this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + 1);
   }
 

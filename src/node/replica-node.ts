@@ -30,6 +30,7 @@ import { resolveOptions, type ReplicaOptions } from '../core/options.ts';
 import { ProtocolInvariantError, Replica, type CoreEvent, type Ready, type ReplicaStatus, type Source } from '../core/replica.ts';
 import { DEFAULT_PIPELINE_OPTIONS, TurnPipeline, type Sent, type SentReply } from './pipeline.ts';
 import { decodeHorizon, type Horizon } from '../core/horizon.ts';
+import { REJECT_REASONS, type RejectReason } from '../core/rejections.ts';
 import { createNodeSigner, NodeVerifier, sha256 } from '../crypto/node.ts';
 import { RocksStorage } from '../storage/rocksdb.ts';
 import type { KeyRange, Storage, WriteOp } from '../storage/types.ts';
@@ -129,7 +130,7 @@ export interface NodeStatus extends ReplicaStatus {
   pid: number;
   listen: string;
   counters: Replica['counters'];
-  rejected: Record<string, number>;
+  rejected: Partial<Record<RejectReason, number>>;
   transport: TransportStats;
   loop: {
     turns: number;
@@ -706,8 +707,8 @@ export class ReplicaNode {
     metric(
       'pbft_rejected_messages_total',
       'counter',
-      'Messages rejected by the protocol core, by reason.',
-      Object.entries(s.rejected).map(([reason, n]) => [{ reason }, n]),
+      'Messages rejected by the protocol core, by reason (every reason there is, src/core/rejections.ts).',
+      REJECT_REASONS.map((reason) => [{ reason }, s.rejected[reason] ?? 0]),
     );
     metric('pbft_divergences_total', 'counter', 'Own checkpoints that differed from the agreed stable checkpoint.', one(c.divergences));
     metric('pbft_state_transfers_total', 'counter', 'State transfers started.', one(c.stateTransfers));

@@ -17,6 +17,7 @@ import { createNodeSigner, NodeVerifier } from '../../src/crypto/node.ts';
 import { randomSecretKey } from '../../src/crypto/noble.ts';
 import type { Signer } from '../../src/crypto/types.ts';
 import type { NodeStatus } from '../../src/node/replica-node.ts';
+import type { RejectReason } from '../../src/core/rejections.ts';
 import { createClientTransport, type ClientTransport } from '../../src/transport/client-transport.ts';
 import {
   decodeHandshakeMessage,
@@ -68,10 +69,10 @@ async function statuses(): Promise<NodeStatus[]> {
   return Promise.all(REPLICAS.map((id) => tc.status(id)));
 }
 
-const rejected = (s: NodeStatus, reason: string): number => s.rejected[reason] ?? 0;
+const rejected = (s: NodeStatus, reason: RejectReason): number => s.rejected[reason] ?? 0;
 
 /** Waits until every replica counted one more rejection for `reason` than in `before`. */
-async function expectRejectedEverywhere(before: NodeStatus[], reason: string): Promise<void> {
+async function expectRejectedEverywhere(before: NodeStatus[], reason: RejectReason): Promise<void> {
   await waitFor(async () => {
     const now = await statuses();
     return now.every((s, i) => rejected(s, reason) >= rejected(before[i]!, reason) + 1);

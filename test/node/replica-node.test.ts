@@ -9,6 +9,7 @@ import { deflateRawSync } from 'node:zlib';
 import { PbftClient } from '../../src/client/client.ts';
 import { compress, decompress, type NodeStatus } from '../../src/node/replica-node.ts';
 import { StorageError } from '../../src/storage/types.ts';
+import { REJECT_REASONS } from '../../src/core/rejections.ts';
 import { InProcessCluster, type EffectEvent } from './inprocess-cluster.ts';
 
 let ipc: InProcessCluster;
@@ -86,6 +87,8 @@ test('GET /status and GET /metrics', async () => {
   assert.match(metrics, /^pbft_divergences_total 0$/m);
   assert.match(metrics, /^pbft_state_transfers_total 0$/m);
   assert.match(metrics, /^# TYPE pbft_rejected_messages_total counter$/m);
+  // Every reason there is appears, also with a count of 0 (src/core/rejections.ts).
+  for (const reason of REJECT_REASONS) assert.match(metrics, new RegExp(`^pbft_rejected_messages_total\\{reason="${reason}"\\} \\d+$`, 'm'), reason);
 
   assert.equal((await fetch(`http://127.0.0.1:${ipc.ports[1]}/nothing`)).status, 404);
   assert.equal((await fetch(`http://127.0.0.1:${ipc.ports[1]}/status`, { method: 'POST' })).status, 405);

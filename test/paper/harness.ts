@@ -34,6 +34,7 @@ import type {
 import type { ReplicaOptions } from '../../src/core/options.ts';
 import { advance, encodeHorizon, type Horizon } from '../../src/core/horizon.ts';
 import { quorumFor } from '../../src/core/quorum.ts';
+import type { RejectReason } from '../../src/core/rejections.ts';
 import { Replica, type CoreEvent, type Ready } from '../../src/core/replica.ts';
 import { planNewView, type QuorumContext } from '../../src/core/viewchange.ts';
 import { createNodeSigner, NodeVerifier } from '../../src/crypto/node.ts';
@@ -260,7 +261,7 @@ export class Node {
     return { node, out: node.flush() };
   }
 
-  rejected(reason: string): number {
+  rejected(reason: RejectReason): number {
     return this.replica.rejected.get(reason) ?? 0;
   }
 }
