@@ -25,7 +25,3 @@ export interface ClusterConfig {
   /** Clients allowed to submit requests; ids unique, not necessarily dense. */
   clients: ClientInfo[];
 }
-
-export function replicaCount(cluster: ClusterConfig): number {
-  return cluster.replicas.length;
-}

@@ -1592,7 +1592,6 @@ export class Replica {
         t.bytesReceived += reply.clients.length + 32 * reply.groupDigests.length;
         t.meta = { groupDigests: reply.groupDigests, clients: reply.clients };
         t.groupsNeeded = differingGroups(reply.groupDigests, this.liveTree);
-        t.phase = 'leaves';
         return this.nextTransferStep();
       }
       case 'leaves': {

@@ -20,10 +20,8 @@ export interface TransferMeta {
   clients: Uint8Array;
 }
 
-export type TransferPhase = 'meta' | 'leaves' | 'partitions' | 'done';
-
+/** One state transfer in progress: what it has, what it still needs, whom it asked. */
 export class TransferSession {
-  phase: TransferPhase = 'meta';
   meta?: TransferMeta;
   /** Groups whose leaves we still need. */
   groupsNeeded: number[] = [];
