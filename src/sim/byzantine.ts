@@ -9,7 +9,7 @@ import { decodeFrame, encodeBody, encodeLinkFrame, encodeSignedFrame } from '../
 import type { Replica } from '../core/replica.ts';
 import type { Sent as OutMessage, SentReply } from '../node/pipeline.ts';
 import type { RequestMsg, Signed, SignedMessage } from '../core/messages.ts';
-import type { Host, SimCluster } from './cluster.ts';
+import type { World, WorldHost } from './world.ts';
 import { sha256 } from './crypto.ts';
 import { forgeReply } from './forge.ts';
 import type { Prng } from './prng.ts';
@@ -19,9 +19,9 @@ type Replies = SentReply[];
 export interface Behavior {
   readonly name: string;
   /** Rewrites what the (real) core wanted to send. */
-  outgoing(sim: SimCluster, host: Host, replica: Replica, messages: OutMessage[], replies: Replies): { messages: OutMessage[]; replies: Replies };
+  outgoing(sim: World, host: WorldHost, replica: Replica, messages: OutMessage[], replies: Replies): { messages: OutMessage[]; replies: Replies };
   /** Called every tick (to release delayed messages, inject forgeries, ...). */
-  tick?(sim: SimCluster, host: Host, replica: Replica): void;
+  tick?(sim: World, host: WorldHost, replica: Replica): void;
 }
 
 export const BEHAVIOR_NAMES = [
@@ -41,7 +41,7 @@ export const BEHAVIOR_NAMES = [
 export type BehaviorName = (typeof BEHAVIOR_NAMES)[number];
 
 /** Signs a message with this host's key, as the real core would. */
-export function signAs(sim: SimCluster, host: Host, msg: SignedMessage): Signed {
+export function signAs(sim: World, host: WorldHost, msg: SignedMessage): Signed {
   const body = encodeBody(msg);
   return { msg, body, sig: host.signer.sign(concatBytes(domainTag(sim.cluster.clusterId, msg.type), body)) };
 }
@@ -72,7 +72,7 @@ class Silent implements Behavior {
 class SelectiveSilent implements Behavior {
   readonly name = 'selective-silent';
   constructor(private readonly mutedPeers: Set<number>) {}
-  outgoing(_s: SimCluster, _h: Host, _r: Replica, messages: OutMessage[], replies: Replies) {
+  outgoing(_s: World, _h: WorldHost, _r: Replica, messages: OutMessage[], replies: Replies) {
     return { messages: messages.filter((m) => !this.mutedPeers.has(m.to)), replies };
   }
 }
@@ -81,7 +81,7 @@ class SelectiveSilent implements Behavior {
 class WrongDigest implements Behavior {
   readonly name = 'wrong-digest';
   constructor(private readonly prng: Prng, private readonly rate: number) {}
-  outgoing(sim: SimCluster, host: Host, _r: Replica, messages: OutMessage[], replies: Replies) {
+  outgoing(sim: World, host: WorldHost, _r: Replica, messages: OutMessage[], replies: Replies) {
     const out = mapMessages(messages, (m) => {
       if (!this.prng.chance(this.rate)) return m;
       const d = decodeSigned(m.frame);
@@ -113,7 +113,7 @@ class WrongDigest implements Behavior {
 class WrongResult implements Behavior {
   readonly name = 'wrong-result';
   constructor(private readonly prng: Prng) {}
-  outgoing(sim: SimCluster, host: Host, _r: Replica, messages: OutMessage[], replies: Replies) {
+  outgoing(sim: World, host: WorldHost, _r: Replica, messages: OutMessage[], replies: Replies) {
     const out = replies.map((r) => {
       const frame = forgeReply(r.frame, sim.cluster.clusterId, (d) => host.signer.sign(d), this.prng.bytes(1 + this.prng.int(8)));
       return frame ? { ...r, frame } : r;
@@ -126,7 +126,7 @@ class WrongResult implements Behavior {
 class Equivocate implements Behavior {
   readonly name = 'equivocate';
   constructor(private readonly prng: Prng) {}
-  outgoing(sim: SimCluster, host: Host, _r: Replica, messages: OutMessage[], replies: Replies) {
+  outgoing(sim: World, host: WorldHost, _r: Replica, messages: OutMessage[], replies: Replies) {
     const alternates = new Map<number, Uint8Array>();
     const out = mapMessages(messages, (m) => {
       const d = decodeSigned(m.frame);
@@ -158,7 +158,7 @@ class SlowPrimary implements Behavior {
   readonly name = 'slow-primary';
   private readonly held: Array<{ at: number; m: OutMessage }> = [];
   constructor(private readonly delayTicks: number) {}
-  outgoing(sim: SimCluster, _h: Host, _r: Replica, messages: OutMessage[], replies: Replies) {
+  outgoing(sim: World, _h: WorldHost, _r: Replica, messages: OutMessage[], replies: Replies) {
     const out = mapMessages(messages, (m) => {
       const d = decodeSigned(m.frame);
       if (d && d.signed.msg.type === 'preprepare' && d.batch) {
@@ -169,7 +169,7 @@ class SlowPrimary implements Behavior {
     });
     return { messages: out, replies };
   }
-  tick(sim: SimCluster, host: Host): void {
+  tick(sim: World, host: WorldHost): void {
     while (this.held.length > 0 && this.held[0]!.at <= sim.now) sim.sendFromReplica(host.id, this.held[0]!.m.to, this.held.shift()!.m.frame);
   }
 }
@@ -178,10 +178,10 @@ class SlowPrimary implements Behavior {
 class Forge implements Behavior {
   readonly name = 'forge';
   constructor(private readonly prng: Prng) {}
-  outgoing(_s: SimCluster, _h: Host, _r: Replica, messages: OutMessage[], replies: Replies) {
+  outgoing(_s: World, _h: WorldHost, _r: Replica, messages: OutMessage[], replies: Replies) {
     return { messages, replies };
   }
-  tick(sim: SimCluster, host: Host, replica: Replica): void {
+  tick(sim: World, host: WorldHost, replica: Replica): void {
     if (!this.prng.chance(0.05)) return;
     const victim = this.prng.int(sim.n);
     const to = this.prng.int(sim.n);
@@ -217,10 +217,10 @@ class Forge implements Behavior {
 class Replay implements Behavior {
   readonly name = 'replay';
   constructor(private readonly prng: Prng) {}
-  outgoing(_s: SimCluster, _h: Host, _r: Replica, messages: OutMessage[], replies: Replies) {
+  outgoing(_s: World, _h: WorldHost, _r: Replica, messages: OutMessage[], replies: Replies) {
     return { messages, replies };
   }
-  tick(sim: SimCluster, host: Host): void {
+  tick(sim: World, host: WorldHost): void {
     if (!this.prng.chance(0.1) || sim.net.recent.length === 0) return;
     const m = sim.net.recent[this.prng.int(sim.net.recent.length)]!;
     sim.count('replayed');
@@ -232,7 +232,7 @@ class Replay implements Behavior {
 class Malformed implements Behavior {
   readonly name = 'malformed';
   constructor(private readonly prng: Prng) {}
-  outgoing(_s: SimCluster, _h: Host, _r: Replica, messages: OutMessage[], replies: Replies) {
+  outgoing(_s: World, _h: WorldHost, _r: Replica, messages: OutMessage[], replies: Replies) {
     const extra: OutMessage[] = [];
     for (const m of messages) {
       if (!this.prng.chance(0.1)) continue;
@@ -251,7 +251,7 @@ class Malformed implements Behavior {
 /** Sends VIEW-CHANGEs without its prepared certificates (hides what it prepared). */
 class OmitCertificates implements Behavior {
   readonly name = 'omit-certificates';
-  outgoing(sim: SimCluster, host: Host, _r: Replica, messages: OutMessage[], replies: Replies) {
+  outgoing(sim: World, host: WorldHost, _r: Replica, messages: OutMessage[], replies: Replies) {
     const out = mapMessages(messages, (m) => {
       const d = decodeSigned(m.frame);
       if (!d || d.signed.msg.type !== 'viewchange') return m;
@@ -273,14 +273,14 @@ class VoteAll implements Behavior {
   readonly name = 'vote-all';
   private readonly voted = new Set<string>();
   private lastSeen = -1;
-  outgoing(_s: SimCluster, _h: Host, _r: Replica, messages: OutMessage[], replies: Replies) {
+  outgoing(_s: World, _h: WorldHost, _r: Replica, messages: OutMessage[], replies: Replies) {
     const out = messages.filter((m) => {
       const d = decodeSigned(m.frame);
       return !d || (d.signed.msg.type !== 'prepare' && d.signed.msg.type !== 'commit');
     });
     return { messages: out, replies };
   }
-  tick(sim: SimCluster, host: Host, replica: Replica): void {
+  tick(sim: World, host: WorldHost, replica: Replica): void {
     for (const m of sim.net.recent) {
       if (m.delivered === undefined || m.delivered <= this.lastSeen) continue;
       this.lastSeen = m.delivered;
@@ -308,7 +308,7 @@ class VoteAll implements Behavior {
 class CorruptTransfer implements Behavior {
   readonly name = 'corrupt-transfer';
   constructor(private readonly prng: Prng) {}
-  outgoing(_s: SimCluster, _h: Host, _r: Replica, messages: OutMessage[], replies: Replies) {
+  outgoing(_s: World, _h: WorldHost, _r: Replica, messages: OutMessage[], replies: Replies) {
     const out = mapMessages(messages, (m) => {
       const d = decodeFrame(m.frame);
       if (!d.ok || d.value.kind !== 'link') return m;
@@ -346,17 +346,17 @@ export class Combined implements Behavior {
   constructor(private readonly parts: Behavior[]) {
     this.name = parts.map((p) => p.name).join('+');
   }
-  outgoing(sim: SimCluster, host: Host, replica: Replica, messages: OutMessage[], replies: Replies) {
+  outgoing(sim: World, host: WorldHost, replica: Replica, messages: OutMessage[], replies: Replies) {
     let cur = { messages, replies };
     for (const p of this.parts) cur = p.outgoing(sim, host, replica, cur.messages, cur.replies);
     return cur;
   }
-  tick(sim: SimCluster, host: Host, replica: Replica): void {
+  tick(sim: World, host: WorldHost, replica: Replica): void {
     for (const p of this.parts) p.tick?.(sim, host, replica);
   }
 }
 
-export function makeBehavior(name: BehaviorName, prng: Prng, sim: SimCluster, self: number): Behavior {
+export function makeBehavior(name: BehaviorName, prng: Prng, sim: World, self: number): Behavior {
   switch (name) {
     case 'silent':
       return new Silent();
