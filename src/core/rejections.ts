@@ -46,3 +46,23 @@ export const REJECT_REASONS = [
 ] as const;
 
 export type RejectReason = (typeof REJECT_REASONS)[number];
+
+/**
+ * What a peer did that no correct replica does, as a closed set of codes: carried in the
+ * `peer-misbehaved` event (with a free-form `reason` for the log) and counted per code in /metrics
+ * (`pbft_peer_misbehaviour_total{code=...}`).
+ */
+export const MISBEHAVIOURS = [
+  'batch-too-large',
+  'batch-digest-mismatch',
+  'batch-with-oversized-request',
+  'batch-with-bad-request',
+  'invalid-commit-certificate',
+  'invalid-checkpoint-certificate',
+  'invalid-view-change',
+  'invalid-new-view',
+  'new-view-mismatch',
+  'bad-state-transfer',
+] as const;
+
+export type Misbehaviour = (typeof MISBEHAVIOURS)[number];

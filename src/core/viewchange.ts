@@ -1,140 +1,243 @@
 /**
- * The view-change rules of PBFT (signature variant), as pure functions over verified inputs:
- * validating checkpoint and prepared certificates and VIEW-CHANGE messages, and computing the
- * pre-prepares a NEW-VIEW must carry. The new primary and every backup run the same computation,
- * so a backup rejects a NEW-VIEW whose pre-prepares differ from what the VIEW-CHANGEs imply.
+ * The view-change protocol (PBFT section 4.4): starting a view change, collecting VIEW-CHANGE
+ * messages, the new primary's NEW-VIEW, and entering the new view with the pre-prepares it carries.
+ * The checks and the NEW-VIEW computation themselves are pure functions in newview.ts.
  */
-import type { Authenticator } from './auth.ts';
+import { encodeSignedFrame } from '../codec/messages.ts';
 import { bytesEqual } from './auth.ts';
-import type { Quorum } from './quorum.ts';
-import type { CheckpointCert, PreparedCert, Signed, ViewChangeMsg } from './messages.ts';
+import { makeBatch } from './batch.ts';
+import type { CheckpointCert, NewViewMsg, PrePrepareMsg, PrepareMsg, PreparedCert, Signed, ViewChangeMsg } from './messages.ts';
+import { KEYS, encodePair } from './persist.ts';
+import { checkViewChange, checkViewChangeSet, planNewView, primaryOf } from './newview.ts';
+import { type ReplicaState } from './state.ts';
 
-export interface QuorumContext {
-  n: number;
-  f: number;
-  /** The thresholds (src/core/quorum.ts). */
-  q: Quorum;
-  checkpointInterval: number;
-  windowSize: number;
-  /** State digest at sequence number 0 (identical on every replica: the empty state). */
-  genesisDigest: Uint8Array;
-  /** Digest of the empty batch (the null request). */
-  nullDigest: Uint8Array;
-  auth: Authenticator;
-}
-
-export const primaryOf = (view: number, n: number): number => view % n;
-
-/** 2f+1 matching CHECKPOINT messages from distinct replicas (none needed for the genesis checkpoint). */
-export function checkCheckpointCert(cert: CheckpointCert, ctx: QuorumContext): string | undefined {
-  if (cert.seq % ctx.checkpointInterval !== 0) return 'checkpoint seq is not a multiple of the interval';
-  if (cert.seq === 0) {
-    return bytesEqual(cert.digest, ctx.genesisDigest) ? undefined : 'genesis checkpoint with a wrong digest';
+/** Stops accepting messages of the current view and asks to move to `view`. */
+export function startViewChange(rs: ReplicaState, view: number, reason: string): void {
+  if (view <= rs.view && (rs.viewChanging || view < rs.view)) return;
+  rs.view = view;
+  rs.viewStatus = 'view-change';
+  rs.timers.viewChange.backOff();
+  rs.counters.viewChanges++;
+  rs.timers.viewChange.stop();
+  rs.newViewFrame = undefined;
+  rs.newViewAhead = [];
+  rs.assigned.clear();
+  rs.queue = [];
+  rs.queued.clear();
+  if (!rs.mayViewChange()) {
+    // Recovering: it follows the view but says nothing (a VIEW-CHANGE without the certificates it
+    // forgot could let a committed request be reordered).
+    rs.persistViewState();
+    rs.events.push({ type: 'view-change-started', view, reason: `${reason} (recovering: no VIEW-CHANGE before stable checkpoint ${rs.floor!.seq})` });
+    return;
   }
-  const senders = new Set<number>();
-  for (const c of cert.proof) {
-    const m = c.msg;
-    if (m.seq !== cert.seq || !bytesEqual(m.digest, cert.digest)) return 'checkpoint proof does not match';
-    if (m.replica >= ctx.n || senders.has(m.replica)) return 'checkpoint proof sender invalid or repeated';
-    if (!ctx.auth.verify(c)) return 'checkpoint proof with a bad signature';
-    senders.add(m.replica);
+  const prepared: PreparedCert[] = [];
+  for (const slot of [...rs.slots.values()].sort((a, b) => a.seq - b.seq)) {
+    if (slot.cert && slot.seq > rs.h) prepared.push(slot.cert);
   }
-  return senders.size >= ctx.q.checkpoints ? undefined : 'checkpoint proof has fewer than 2f+1 messages';
-}
-
-/** The pre-prepare by the primary of its view plus 2f matching prepares from distinct backups. */
-export function checkPreparedCert(cert: PreparedCert, ctx: QuorumContext): string | undefined {
-  const pp = cert.prePrepare.msg;
-  const primary = primaryOf(pp.view, ctx.n);
-  if (pp.replica !== primary) return 'prepared certificate: pre-prepare not from the primary of its view';
-  if (!ctx.auth.verify(cert.prePrepare)) return 'prepared certificate: bad pre-prepare signature';
-  const senders = new Set<number>();
-  for (const p of cert.prepares) {
-    const m = p.msg;
-    if (m.view !== pp.view || m.seq !== pp.seq || !bytesEqual(m.digest, pp.digest)) {
-      return 'prepared certificate: prepare does not match';
+  const vc = rs.auth.sign<ViewChangeMsg>({ type: 'viewchange', view, replica: rs.id, checkpoint: rs.stable, prepared });
+  pruneViewChanges(rs, view);
+  rs.storeViewChange(vc);
+  rs.ownViewChangeFrame = encodeSignedFrame(vc);
+  rs.ownViewChangeFrames.set(view, rs.ownViewChangeFrame);
+  rs.writes.put(KEYS.viewChange(view), encodePair(vc));
+  for (const v of [...rs.ownViewChangeFrames.keys()]) {
+    if (v < view - 4) {
+      rs.ownViewChangeFrames.delete(v);
+      rs.writes.del(KEYS.viewChange(v));
     }
-    if (m.replica >= ctx.n || m.replica === primary || senders.has(m.replica)) {
-      return 'prepared certificate: prepare sender invalid or repeated';
-    }
-    if (!ctx.auth.verify(p)) return 'prepared certificate: bad prepare signature';
-    senders.add(m.replica);
   }
-  return senders.size >= ctx.q.prepares ? undefined : 'prepared certificate has fewer than 2f prepares';
+  rs.persistViewState();
+  rs.broadcast(rs.ownViewChangeFrame);
+  rs.events.push({ type: 'view-change-started', view, reason });
+  afterViewChangeVote(rs);
 }
 
-/** Validates a VIEW-CHANGE (its signature and everything it carries). */
-export function checkViewChange(signed: Signed<ViewChangeMsg>, ctx: QuorumContext): string | undefined {
-  const vc = signed.msg;
-  if (vc.replica >= ctx.n) return 'view-change from an unknown replica';
-  if (vc.view === 0) return 'view-change to view 0';
-  const h = vc.checkpoint.seq;
-  const seqs = new Set<number>();
-  for (const cert of vc.prepared) {
-    const pp = cert.prePrepare.msg;
-    if (pp.view >= vc.view) return 'prepared certificate from a view not below the new view';
-    if (pp.seq <= h || pp.seq > h + ctx.windowSize) return 'prepared certificate outside the window';
-    if (seqs.has(pp.seq)) return 'two prepared certificates for one sequence number';
-    seqs.add(pp.seq);
+export function onViewChange(rs: ReplicaState, signed: Signed<ViewChangeMsg>): void {
+  const m = signed.msg;
+  if (m.view < rs.view || (m.view === rs.view && !rs.viewChanging)) {
+    helpLagging(rs, m.replica, m.view);
+    return rs.reject('old-view-change');
   }
-  if (!ctx.auth.verify(signed)) return 'bad view-change signature';
-  const ckReason = checkCheckpointCert(vc.checkpoint, ctx);
-  if (ckReason) return ckReason;
-  for (const cert of vc.prepared) {
-    const reason = checkPreparedCert(cert, ctx);
-    if (reason) return reason;
+  const bySender = rs.viewChanges.get(m.replica);
+  if (bySender?.has(m.view)) return rs.reject('duplicate');
+  const reason = checkViewChange(signed, rs.ctx);
+  if (reason) {
+    rs.misbehaved(m.replica, 'invalid-view-change', reason);
+    return rs.reject('invalid-view-change');
   }
-  return undefined;
+  rs.storeViewChange(signed);
+  rs.noteAhead(m.replica, m.view);
+  // Its checkpoint certificate is as good as our own votes.
+  if (m.checkpoint.seq > rs.h) rs.onStableCert(m.checkpoint);
+  // The f+1 rule: f+1 replicas want views above ours; join the smallest of them.
+  const above: number[] = [];
+  for (const [sender, byView] of rs.viewChanges) {
+    if (sender === rs.id) continue;
+    let lowest = Infinity;
+    for (const v of byView.keys()) if (v > rs.view && v < lowest) lowest = v;
+    if (lowest !== Infinity) above.push(lowest);
+  }
+  if (above.length >= rs.q.join) {
+    startViewChange(rs, Math.min(...above), 'f+1 view-changes');
+    return;
+  }
+  afterViewChangeVote(rs);
 }
 
-export interface NewViewPlan {
-  /** The latest stable checkpoint among the VIEW-CHANGEs (min-s) with its proof. */
-  checkpoint: CheckpointCert;
-  /** One entry per sequence number in (min-s, max-s]: the digest to re-propose (null digest for gaps). */
-  entries: Array<{ seq: number; digest: Uint8Array }>;
+/** Forgets VIEW-CHANGEs for views below `view`. */
+function pruneViewChanges(rs: ReplicaState, view: number): void {
+  for (const [sender, byView] of rs.viewChanges) {
+    for (const v of [...byView.keys()]) if (v < view) byView.delete(v);
+    if (byView.size === 0) rs.viewChanges.delete(sender);
+  }
 }
 
 /**
- * PBFT's NEW-VIEW computation: min-s is the highest stable checkpoint in the set, max-s the highest
- * prepared sequence number; every sequence number in between gets the digest of its prepared
- * certificate with the highest view, or the null request when none prepared.
+ * A replica still collecting VIEW-CHANGEs for a view we left: send it our NEW-VIEW if we entered a
+ * later view, our own VIEW-CHANGE for its view (so it can reach 2f+1) and our newest one (so the
+ * f+1 rule can pull it forward). At most once per retransmission period per replica.
  */
-export function planNewView(viewChanges: readonly ViewChangeMsg[], ctx: QuorumContext): NewViewPlan {
-  let checkpoint = viewChanges[0]!.checkpoint;
-  for (const vc of viewChanges) if (vc.checkpoint.seq > checkpoint.seq) checkpoint = vc.checkpoint;
-  const minS = checkpoint.seq;
-  const best = new Map<number, PreparedCert>();
-  let maxS = minS;
-  for (const vc of viewChanges) {
-    for (const cert of vc.prepared) {
-      const pp = cert.prePrepare.msg;
-      if (pp.seq <= minS) continue;
-      const current = best.get(pp.seq);
-      if (current === undefined || pp.view > current.prePrepare.msg.view) best.set(pp.seq, cert);
-      if (pp.seq > maxS) maxS = pp.seq;
-    }
-  }
-  const entries: NewViewPlan['entries'] = [];
-  for (let seq = minS + 1; seq <= maxS; seq++) {
-    const cert = best.get(seq);
-    entries.push({ seq, digest: cert ? cert.prePrepare.msg.digest : ctx.nullDigest });
-  }
-  return { checkpoint, entries };
+function helpLagging(rs: ReplicaState, peer: number, view: number): void {
+  const last = rs.helpedAt.get(peer);
+  if (last !== undefined && rs.now - last < rs.opts.retransmitTicks) return;
+  rs.helpedAt.set(peer, rs.now);
+  if (!rs.viewChanging && rs.newViewFrame) rs.sendTo(peer, rs.newViewFrame);
+  const old = rs.ownViewChangeFrames.get(view);
+  if (old) rs.sendTo(peer, old);
+  if (rs.viewChanging && rs.ownViewChangeFrame && rs.ownViewChangeFrame !== old) rs.sendTo(peer, rs.ownViewChangeFrame);
 }
 
-/** 2f+1 VIEW-CHANGEs for `view` from distinct replicas, each valid. */
-export function checkViewChangeSet(
-  view: number,
-  viewChanges: readonly Signed<ViewChangeMsg>[],
-  ctx: QuorumContext,
-): string | undefined {
-  const senders = new Set<number>();
-  for (const vc of viewChanges) {
-    if (vc.msg.view !== view) return 'new-view carries a view-change for another view';
-    if (senders.has(vc.msg.replica)) return 'new-view carries two view-changes from one replica';
-    senders.add(vc.msg.replica);
-    const reason = checkViewChange(vc, ctx);
-    if (reason) return `new-view carries an invalid view-change: ${reason}`;
+function viewChangesFor(rs: ReplicaState, view: number): Signed<ViewChangeMsg>[] {
+  const out: Signed<ViewChangeMsg>[] = [];
+  for (const byView of rs.viewChanges.values()) {
+    const vc = byView.get(view);
+    if (vc) out.push(vc);
   }
-  return senders.size >= ctx.q.viewChanges ? undefined : 'new-view carries fewer than 2f+1 view-changes';
+  return out;
+}
+
+/** With 2f+1 VIEW-CHANGEs for our view: start the new-view timer; the new primary sends NEW-VIEW. */
+function afterViewChangeVote(rs: ReplicaState): void {
+  if (!rs.viewChanging) return;
+  const votes = viewChangesFor(rs, rs.view);
+  if (votes.length < rs.q.viewChanges) return;
+  rs.timers.viewChange.startIfStopped(rs.now);
+  if (rs.isPrimary()) sendNewView(rs, votes);
+}
+
+function sendNewView(rs: ReplicaState, votes: Signed<ViewChangeMsg>[]): void {
+  const own = votes.find((v) => v.msg.replica === rs.id);
+  if (!own) return;
+  const chosen = [own, ...votes.filter((v) => v !== own).sort((a, b) => a.msg.replica - b.msg.replica)].slice(0, rs.q.viewChanges);
+  const plan = planNewView(chosen.map((v) => v.msg), rs.ctx);
+  const prePrepares = plan.entries.map((e) =>
+    rs.auth.sign<PrePrepareMsg>({ type: 'preprepare', view: rs.view, seq: e.seq, digest: e.digest, replica: rs.id }),
+  );
+  const nv = rs.auth.sign<NewViewMsg>({ type: 'newview', view: rs.view, replica: rs.id, viewChanges: chosen, prePrepares });
+  enterView(rs, nv, plan.checkpoint);
+  rs.broadcast(rs.newViewFrame!);
+}
+
+export function onNewView(rs: ReplicaState, signed: Signed<NewViewMsg>, from: number): void {
+  const m = signed.msg;
+  if (m.replica !== primaryOf(m.view, rs.n)) return rs.reject('newview-not-from-primary');
+  if (m.view < rs.view || (m.view === rs.view && !rs.viewChanging)) return rs.reject('old-new-view');
+  if (!rs.auth.verify(signed)) return rs.reject('bad-signature');
+  const reason = checkViewChangeSet(m.view, m.viewChanges, rs.ctx);
+  if (reason) {
+    rs.misbehaved(from, 'invalid-new-view', reason);
+    return rs.reject('invalid-new-view');
+  }
+  // Recompute the pre-prepares from the VIEW-CHANGEs; reject a NEW-VIEW that differs.
+  const plan = planNewView(m.viewChanges.map((v) => v.msg), rs.ctx);
+  if (plan.entries.length !== m.prePrepares.length) {
+    rs.misbehaved(from, 'new-view-mismatch', 'new-view pre-prepares differ from the view-changes');
+    return rs.reject('invalid-new-view');
+  }
+  for (let i = 0; i < plan.entries.length; i++) {
+    const e = plan.entries[i]!;
+    const pp = m.prePrepares[i]!;
+    if (
+      pp.msg.view !== m.view ||
+      pp.msg.replica !== m.replica ||
+      pp.msg.seq !== e.seq ||
+      !bytesEqual(pp.msg.digest, e.digest) ||
+      !rs.auth.verify(pp)
+    ) {
+      rs.misbehaved(from, 'new-view-mismatch', 'new-view pre-prepares differ from the view-changes');
+      return rs.reject('invalid-new-view');
+    }
+  }
+  enterView(rs, signed, plan.checkpoint);
+}
+
+/** Enters the view of a valid NEW-VIEW: adopt its checkpoint, install its pre-prepares, prepare them. */
+function enterView(rs: ReplicaState, nv: Signed<NewViewMsg>, checkpoint: CheckpointCert): void {
+  const view = nv.msg.view;
+  rs.view = view;
+  rs.viewStatus = 'normal';
+  rs.timers.viewChange.stop();
+  rs.newViewFrame = encodeSignedFrame(nv);
+  rs.writes.put(KEYS.newView, encodePair(nv));
+  rs.persistViewState();
+  rs.assigned.clear();
+  rs.queue = [];
+  rs.queued.clear();
+  rs.aheadViews.clear();
+  pruneViewChanges(rs, view + 1);
+  if (checkpoint.seq > rs.h) rs.onStableCert(checkpoint);
+  // Votes of earlier views no longer count; prepared certificates and commits stay.
+  for (const slot of rs.slots.values()) {
+    if (slot.view < view) rs.resetSlotView(slot, view);
+  }
+  let maxSeq = rs.h;
+  rs.newViewAhead = [];
+  for (const pp of nv.msg.prePrepares) {
+    const seq = pp.msg.seq;
+    if (seq > maxSeq) maxSeq = seq;
+    if (rs.inWindow(seq)) installNewViewPrePrepare(rs, pp);
+    else if (seq > rs.h) rs.newViewAhead.push(pp);
+  }
+  rs.nextSeq = Math.max(maxSeq, rs.lastExecuted) + 1;
+  // Requests still waiting get a full timeout in the new view; the new primary proposes them.
+  for (const w of rs.waiting.values()) {
+    w.since = rs.now;
+    if (rs.isPrimary() && rs.assigned.get(w.req.msg.client) !== w.req.msg.timestamp) rs.enqueue(w.req.msg.client);
+  }
+  rs.events.push({ type: 'view-entered', view, primary: rs.primary });
+  rs.executeReady();
+}
+
+/** A pre-prepare of the current view's NEW-VIEW, in our window: adopt it and prepare it. */
+function installNewViewPrePrepare(rs: ReplicaState, pp: Signed<PrePrepareMsg>): void {
+  const slot = rs.slotFor(pp.msg.seq);
+  if (slot.prePrepare && slot.prePrepare.msg.view === pp.msg.view) return;
+  slot.prePrepare = pp;
+  rs.markDirty(slot);
+  if (bytesEqual(pp.msg.digest, rs.ctx.nullDigest) && !rs.batchFor(slot, pp.msg.digest)) {
+    rs.addBatch(slot, makeBatch(rs.hash, []));
+  }
+  const batch = rs.batchFor(slot, pp.msg.digest);
+  if (batch) {
+    for (const r of batch.requests) rs.assigned.set(r.msg.client, r.msg.timestamp);
+  }
+  if (!rs.isPrimary() && rs.mayVote(pp.msg.view, pp.msg.seq)) {
+    const prepare = rs.auth.sign<PrepareMsg>({ type: 'prepare', view: pp.msg.view, seq: pp.msg.seq, digest: pp.msg.digest, replica: rs.id });
+    slot.prepares.set(rs.id, prepare);
+    rs.broadcast(encodeSignedFrame(prepare));
+  }
+  rs.checkPrepared(slot);
+}
+
+/** After the window moved: the NEW-VIEW pre-prepares it now covers. */
+export function installNewViewAhead(rs: ReplicaState): void {
+  if (rs.viewChanging || rs.newViewAhead.length === 0) return;
+  const ahead = rs.newViewAhead;
+  rs.newViewAhead = [];
+  for (const pp of ahead) {
+    if (pp.msg.view !== rs.view || pp.msg.seq <= rs.h) continue;
+    if (rs.inWindow(pp.msg.seq)) installNewViewPrePrepare(rs, pp);
+    else rs.newViewAhead.push(pp);
+  }
 }

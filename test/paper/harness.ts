@@ -36,7 +36,7 @@ import { advance, encodeHorizon, type Horizon } from '../../src/core/horizon.ts'
 import { quorumFor } from '../../src/core/quorum.ts';
 import type { RejectReason } from '../../src/core/rejections.ts';
 import { Replica, type CoreEvent, type Ready } from '../../src/core/replica.ts';
-import { planNewView, type QuorumContext } from '../../src/core/viewchange.ts';
+import { planNewView, type QuorumContext } from '../../src/core/newview.ts';
 import { createNodeSigner, NodeVerifier } from '../../src/crypto/node.ts';
 import type { Signer, Verifier } from '../../src/crypto/types.ts';
 import { coreCrypto, sha256, SimKeyring } from '../../src/sim/crypto.ts';

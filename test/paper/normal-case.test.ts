@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { encodeResult } from '../../src/app/kv-ops.ts';
 import { concatBytes, domainTag } from '../../src/core/auth.ts';
-import { primaryOf } from '../../src/core/viewchange.ts';
+import { primaryOf } from '../../src/core/newview.ts';
 import { NobleVerifier } from '../../src/crypto/noble.ts';
 import {
   agree,

@@ -1,11 +1,11 @@
 /**
  * PBFT view changes (OSDI 1999 §4.4 and §4.5.2; TOCS 2002 §2.3.5 and §2.3.6), one test per rule,
- * driving real Replicas, plus the pure rules of src/core/viewchange.ts called directly.
+ * driving real Replicas, plus the pure rules of src/core/newview.ts called directly.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { PreparedCert, Signed, ViewChangeMsg } from '../../src/core/messages.ts';
-import { checkPreparedCert, checkViewChange, checkViewChangeSet, planNewView } from '../../src/core/viewchange.ts';
+import { checkPreparedCert, checkViewChange, checkViewChangeSet, planNewView } from '../../src/core/newview.ts';
 import {
   agree,
   frame,
@@ -411,7 +411,7 @@ describe('view change: NEW-VIEW', () => {
   });
 });
 
-describe('view change: the pure rules (src/core/viewchange.ts)', () => {
+describe('view change: the pure rules (src/core/newview.ts)', () => {
   const ctx = k.quorumContext(3);
   const d = (s: string): Uint8Array => sha256(enc(s));
 

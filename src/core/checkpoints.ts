@@ -1,0 +1,112 @@
+/**
+ * Checkpoints (PBFT section 4.3): our own CHECKPOINT every K executions, 2f+1 matching votes make
+ * one stable, and a stable checkpoint truncates the log and moves the window (h, h+L].
+ */
+import { encodeSignedFrame } from '../codec/messages.ts';
+import { bytesEqual, bytesKey } from './auth.ts';
+import { firstQuorum } from './quorum.ts';
+import type { CheckpointCert, CheckpointMsg, Signed } from './messages.ts';
+import { KEYS, encodeCheckpointCert, encodePair } from './persist.ts';
+import { stateDigest } from './statetree.ts';
+import { type ReplicaState, type CheckpointSnapshot } from './state.ts';
+
+export function takeCheckpoint(rs: ReplicaState, seq: number): void {
+  rs.syncTree();
+  const clients = rs.clients.encode();
+  const digest = stateDigest(rs.hash, rs.liveTree.root, clients);
+  const snapshot = rs.snapshotNow(seq, digest, clients);
+  rs.ownCheckpoints.set(seq, snapshot);
+  rs.lastCheckpoint = { seq, digest };
+  const msg = rs.auth.sign<CheckpointMsg>({ type: 'checkpoint', seq, digest, replica: rs.id });
+  addCheckpointVote(rs, msg);
+  rs.ownCheckpointFrame = { seq, frame: encodeSignedFrame(msg) };
+  rs.broadcast(rs.ownCheckpointFrame.frame);
+  checkStable(rs, seq);
+}
+
+export function onCheckpoint(rs: ReplicaState, signed: Signed<CheckpointMsg>): void {
+  const m = signed.msg;
+  if (m.seq % rs.opts.checkpointInterval !== 0) return rs.reject('checkpoint-not-on-interval');
+  if (m.seq <= rs.h) return rs.reject('stale-checkpoint');
+  const existing = rs.checkpointVotes.get(m.seq)?.get(m.replica);
+  if (existing) return rs.reject('duplicate');
+  if (!rs.auth.verify(signed)) return rs.reject('bad-signature');
+  if (m.seq > rs.highestSeqSeen) rs.highestSeqSeen = m.seq;
+  addCheckpointVote(rs, signed);
+  checkStable(rs, m.seq);
+}
+
+function addCheckpointVote(rs: ReplicaState, signed: Signed<CheckpointMsg>): void {
+  const m = signed.msg;
+  let votes = rs.checkpointVotes.get(m.seq);
+  if (!votes) {
+    votes = new Map();
+    rs.checkpointVotes.set(m.seq, votes);
+  }
+  votes.set(m.replica, signed);
+  rs.writes.put(KEYS.checkpointVote(m.seq, m.replica), encodePair(signed));
+  // Bound memory: each replica keeps at most (L/K + 2) pending checkpoints.
+  const perReplicaMax = rs.opts.windowSize / rs.opts.checkpointInterval + 2;
+  const mine = [...rs.checkpointVotes.entries()].filter(([, v]) => v.has(m.replica)).map(([s]) => s);
+  if (mine.length > perReplicaMax) {
+    const lowest = Math.min(...mine);
+    rs.checkpointVotes.get(lowest)!.delete(m.replica);
+    rs.writes.del(KEYS.checkpointVote(lowest, m.replica));
+    if (rs.checkpointVotes.get(lowest)!.size === 0) rs.checkpointVotes.delete(lowest);
+  }
+}
+
+/** Stable (quorum.ts): matching CHECKPOINTs from a quorum. */
+function checkStable(rs: ReplicaState, seq: number): void {
+  const votes = rs.checkpointVotes.get(seq);
+  if (!votes || seq <= rs.h) return;
+  const proof = firstQuorum(votes.values(), (v) => bytesKey(v.msg.digest), rs.q.checkpoints);
+  if (proof) onStableCert(rs, { seq, digest: proof[0]!.msg.digest, proof });
+}
+
+/** A verified stable checkpoint certificate, from votes, a VIEW-CHANGE, a NEW-VIEW or a peer. */
+export function onStableCert(rs: ReplicaState, cert: CheckpointCert): void {
+  if (cert.seq <= rs.h) return;
+  const own = rs.ownCheckpoints.get(cert.seq);
+  if (own && !rs.transfer) {
+    if (bytesEqual(own.digest, cert.digest)) return advanceStable(rs, cert, own);
+    // Audit: our state after executing cert.seq differs from what 2f+1 replicas computed.
+    rs.counters.divergences++;
+    rs.events.push({ type: 'state-diverged', seq: cert.seq, own: own.digest, agreed: cert.digest });
+    rs.ownCheckpoints.delete(cert.seq);
+    return rs.startTransfer(cert, 'state diverged from the stable checkpoint');
+  }
+  if (rs.transfer) {
+    if (cert.seq > rs.transfer.target.seq) rs.startTransfer(cert, 'newer stable checkpoint');
+    return;
+  }
+  if (cert.seq > rs.lastExecuted) {
+    // Behind: keep executing if we can; catchUp() transfers state if we stay stuck.
+    if (!rs.pendingStable || cert.seq > rs.pendingStable.seq) rs.pendingStable = cert;
+    if (cert.seq > rs.lastExecuted + rs.opts.windowSize) rs.startTransfer(cert, 'far behind the stable checkpoint');
+    return;
+  }
+  // Executed past it without a checkpoint of our own (after a state transfer): adopt the proof.
+  advanceStable(rs, cert, undefined);
+}
+
+/** Moves the low watermark to cert.seq and discards everything at or below it. */
+export function advanceStable(rs: ReplicaState, cert: CheckpointCert, snapshot: CheckpointSnapshot | undefined): void {
+  rs.stable = cert;
+  if (snapshot) {
+    rs.stableSnapshot = snapshot;
+    rs.persistSnapshot(snapshot);
+  } else if (rs.stableSnapshot && rs.stableSnapshot.seq < cert.seq) rs.stableSnapshot = undefined;
+  rs.counters.checkpointsStable++;
+  rs.writes.put(KEYS.stable, encodeCheckpointCert(cert));
+  for (const seq of [...rs.slots.keys()]) if (seq <= cert.seq) rs.slots.delete(seq);
+  for (const seq of [...rs.checkpointVotes.keys()]) if (seq <= cert.seq) rs.checkpointVotes.delete(seq);
+  for (const seq of [...rs.ownCheckpoints.keys()]) if (seq < cert.seq) rs.ownCheckpoints.delete(seq);
+  for (const seq of rs.dirtySlots) if (seq <= cert.seq) rs.dirtySlots.delete(seq);
+  rs.clears.push({ gte: KEYS.logPrefix, lt: KEYS.logBelow(cert.seq + 1) });
+  rs.clears.push({ gte: KEYS.checkpointVotePrefix, lt: KEYS.checkpointVotesBelow(cert.seq + 1) });
+  if (rs.nextSeq <= cert.seq) rs.nextSeq = cert.seq + 1;
+  if (rs.pendingStable && rs.pendingStable.seq <= cert.seq) rs.pendingStable = undefined;
+  rs.events.push({ type: 'checkpoint-stable', seq: cert.seq, digest: cert.digest });
+  rs.installNewViewAhead();
+}

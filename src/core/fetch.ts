@@ -1,0 +1,174 @@
+/**
+ * Catching up without a state transfer: retransmission of our own recent messages, fetching
+ * committed log entries (with their commit certificates) and missing batches from peers.
+ */
+import { encodeLinkFrame, encodeSignedFrame } from '../codec/messages.ts';
+import { bytesEqual } from './auth.ts';
+import { makeBatch } from './batch.ts';
+import type { CheckpointCert, CommittedEntry, RequestMsg, Signed } from './messages.ts';
+import { checkCheckpointCert } from './newview.ts';
+import { type ReplicaState, type Slot } from './state.ts';
+
+export function retransmit(rs: ReplicaState): void {
+  // CHECKPOINT messages lost on the way would leave the checkpoint unstable and the window full.
+  if (rs.ownCheckpointFrame && rs.ownCheckpointFrame.seq > rs.h) {
+    rs.counters.retransmissions++;
+    rs.broadcast(rs.ownCheckpointFrame.frame);
+  }
+  if (rs.viewChanging) {
+    if (rs.ownViewChangeFrame) {
+      rs.counters.retransmissions++;
+      rs.broadcast(rs.ownViewChangeFrame);
+    }
+  } else {
+    let budget = 16;
+    for (const slot of rs.slots.values()) {
+      if (budget === 0) break;
+      if (slot.committedDigest || slot.seq <= rs.lastExecuted || rs.now - slot.touched < rs.opts.retransmitTicks) continue;
+      if (!slot.prePrepare) continue;
+      budget--;
+      rs.counters.retransmissions++;
+      if (slot.prePrepare.msg.replica === rs.id) {
+        const batch = rs.batchFor(slot, slot.prePrepare.msg.digest);
+        rs.broadcast(encodeSignedFrame(slot.prePrepare, batch?.requests));
+      }
+      const own = slot.prepares.get(rs.id);
+      if (own) rs.broadcast(encodeSignedFrame(own));
+      const commit = slot.commits.get(rs.id);
+      if (commit) rs.broadcast(encodeSignedFrame(commit));
+      slot.touched = rs.now;
+    }
+  }
+  // Replicas that run a view we have not entered: ask one of them for its NEW-VIEW.
+  const ahead = [...rs.aheadViews.entries()].filter(([, v]) => v > rs.view || (v === rs.view && rs.viewChanging));
+  if (ahead.length >= rs.q.join) {
+    const [peer, view] = ahead[rs.peerCursor++ % ahead.length]!;
+    rs.sendTo(peer, encodeLinkFrame({ type: 'newviewreq', view }));
+  }
+}
+
+/** A replica that stopped progressing while others went on fetches committed entries, then state. */
+export function catchUp(rs: ReplicaState): void {
+  if (rs.transfer) return;
+  const stalled = rs.timers.catchUp.fired(rs.now);
+  if (rs.pendingStable && stalled && rs.lastExecuted < rs.pendingStable.seq) {
+    const next = rs.slots.get(rs.lastExecuted + 1);
+    // Entries at or below a stable checkpoint are gone at the peers: only state transfer helps.
+    if (!next?.committedDigest || rs.timers.catchUp.elapsed(rs.now) >= 2 * rs.timers.catchUp.after) {
+      return rs.startTransfer(rs.pendingStable, 'behind the stable checkpoint');
+    }
+  }
+  if (!stalled) return;
+  if (rs.highestSeqSeen <= rs.lastExecuted) {
+    // No sign that anyone is ahead; still, a replica that stands still asks a peer now and then.
+    if (!rs.timers.probe.ready(rs.now)) return;
+    rs.timers.probe.start(rs.now);
+    const from = rs.lastExecuted + 1;
+    rs.sendTo(rs.pickPeer(rs.peerCursor++), encodeLinkFrame({ type: 'fetch', from, to: from + rs.opts.fetchEntriesMax - 1 }));
+    return;
+  }
+  fetchEntries(rs);
+}
+
+/** Asks a peer for the committed entries after lastExecuted that others are known to have (one fetch at a time). */
+export function fetchEntries(rs: ReplicaState): void {
+  const f = rs.fetchState;
+  if (f && !rs.timers.fetch.ready(rs.now)) return;
+  const from = rs.lastExecuted + 1;
+  const to = Math.min(from + rs.opts.fetchEntriesMax - 1, rs.highestSeqSeen);
+  const peer = rs.pickPeer(f?.cursor ?? 0);
+  rs.fetchState = { peer, cursor: (f?.cursor ?? 0) + 1 };
+  rs.timers.fetch.start(rs.now);
+  rs.sendTo(peer, encodeLinkFrame({ type: 'fetch', from, to }));
+}
+
+export function requestBatch(rs: ReplicaState, slot: Slot, digest: Uint8Array): void {
+  if (slot.batchRequestedAt !== undefined && rs.now - slot.batchRequestedAt < rs.opts.fetchTimeoutTicks) return;
+  slot.batchRequestedAt = rs.now;
+  const peer = rs.pickPeer(rs.peerCursor++);
+  rs.sendTo(peer, encodeLinkFrame({ type: 'batchreq', seq: slot.seq, digest }));
+}
+
+export function serveFetch(rs: ReplicaState, peer: number, from: number, to: number): void {
+  const entries: CommittedEntry[] = [];
+  const last = Math.min(to, from + rs.opts.fetchEntriesMax - 1);
+  // The reply must fit a frame: batches of up to a quarter of the frame limit, at least one entry.
+  const bytesMax = rs.opts.frameBytesMax / 4;
+  let bytes = 0;
+  // Entries at or below our stable checkpoint are gone; the certificate tells the peer to transfer state.
+  for (let seq = from <= rs.h ? last + 1 : from; seq <= last; seq++) {
+    const slot = rs.slots.get(seq);
+    if (!slot?.committedDigest || !slot.commitCert) break;
+    const batch = rs.batchFor(slot, slot.committedDigest);
+    if (!batch || (entries.length > 0 && bytes + batch.bytes > bytesMax)) break;
+    bytes += batch.bytes;
+    entries.push({ seq, commits: slot.commitCert, batch: batch.requests });
+  }
+  rs.sendTo(peer, encodeLinkFrame({ type: 'fetched', entries, stable: rs.stable }));
+}
+
+export function onFetched(rs: ReplicaState, peer: number, entries: CommittedEntry[], stable: CheckpointCert): void {
+  if (rs.fetchState?.peer === peer) rs.timers.fetch.stop();
+  if (stable.seq > rs.h) {
+    const reason = checkCheckpointCert(stable, rs.ctx);
+    if (reason) return rs.misbehaved(peer, 'invalid-checkpoint-certificate', reason);
+    rs.onStableCert(stable);
+  }
+  for (const e of entries) {
+    if (e.seq <= rs.lastExecuted || !rs.inWindow(e.seq)) continue;
+    const slot = rs.slotFor(e.seq);
+    if (slot.committedDigest) continue;
+    const digest = checkCommitCert(rs, e);
+    if (!digest) return rs.misbehaved(peer, 'invalid-commit-certificate', 'fetched entry with an invalid commit certificate');
+    const batch = rs.checkBatch(digest, e.batch, peer);
+    if (!batch) return;
+    rs.addBatch(slot, batch);
+    slot.committedDigest = digest;
+    slot.commitCert = e.commits;
+    rs.counters.entriesFetched++;
+    rs.markDirty(slot);
+    rs.events.push({ type: 'committed', seq: e.seq, digest });
+  }
+  rs.executeReady();
+}
+
+/** 2f+1 matching COMMITs from distinct replicas: the digest is committed at that sequence number. */
+function checkCommitCert(rs: ReplicaState, e: CommittedEntry): Uint8Array | undefined {
+  const first = e.commits[0]?.msg;
+  if (!first || first.seq !== e.seq) return undefined;
+  const senders = new Set<number>();
+  for (const c of e.commits) {
+    const m = c.msg;
+    if (m.seq !== e.seq || m.view !== first.view || !bytesEqual(m.digest, first.digest)) return undefined;
+    if (m.replica >= rs.n || senders.has(m.replica) || !rs.auth.verify(c)) return undefined;
+    senders.add(m.replica);
+  }
+  return senders.size >= rs.q.commits ? first.digest : undefined;
+}
+
+export function serveBatch(rs: ReplicaState, peer: number, seq: number, digest: Uint8Array): void {
+  const slot = rs.slots.get(seq);
+  const batch = slot && rs.batchFor(slot, digest);
+  if (batch) rs.sendTo(peer, encodeLinkFrame({ type: 'batch', seq, digest, batch: batch.requests }));
+}
+
+/** True when the slot's pre-prepare, prepared certificate or commit names this digest and its batch is missing. */
+export function expectsBatch(rs: ReplicaState, slot: Slot, digest: Uint8Array): boolean {
+  if (rs.batchFor(slot, digest)) return false;
+  for (const named of [slot.prePrepare?.msg.digest, slot.cert?.prePrepare.msg.digest, slot.committedDigest]) {
+    if (named !== undefined && bytesEqual(named, digest)) return true;
+  }
+  return false;
+}
+
+export function acceptBatch(rs: ReplicaState, slot: Slot, digest: Uint8Array, requests: Signed<RequestMsg>[], from: number): void {
+  const batch = makeBatch(rs.hash, requests);
+  if (!bytesEqual(batch.digest, digest)) return rs.misbehaved(from, 'batch-digest-mismatch', 'batch does not match its digest');
+  // A batch named by a certificate was accepted by at least f+1 correct replicas, which checked its
+  // client signatures; checking them again here keeps only signed requests in our log regardless.
+  for (const r of requests) {
+    if (!rs.auth.hasClient(r.msg.client) || !rs.auth.verify(r)) return rs.misbehaved(from, 'batch-with-bad-request', 'batch with an unsigned request');
+  }
+  rs.addBatch(slot, batch);
+  rs.markDirty(slot);
+}

@@ -1,0 +1,140 @@
+/**
+ * The view-change rules of PBFT (signature variant), as pure functions over verified inputs:
+ * validating checkpoint and prepared certificates and VIEW-CHANGE messages, and computing the
+ * pre-prepares a NEW-VIEW must carry. The new primary and every backup run the same computation,
+ * so a backup rejects a NEW-VIEW whose pre-prepares differ from what the VIEW-CHANGEs imply.
+ */
+import type { Authenticator } from './auth.ts';
+import { bytesEqual } from './auth.ts';
+import type { Quorum } from './quorum.ts';
+import type { CheckpointCert, PreparedCert, Signed, ViewChangeMsg } from './messages.ts';
+
+export interface QuorumContext {
+  n: number;
+  f: number;
+  /** The thresholds (src/core/quorum.ts). */
+  q: Quorum;
+  checkpointInterval: number;
+  windowSize: number;
+  /** State digest at sequence number 0 (identical on every replica: the empty state). */
+  genesisDigest: Uint8Array;
+  /** Digest of the empty batch (the null request). */
+  nullDigest: Uint8Array;
+  auth: Authenticator;
+}
+
+export const primaryOf = (view: number, n: number): number => view % n;
+
+/** 2f+1 matching CHECKPOINT messages from distinct replicas (none needed for the genesis checkpoint). */
+export function checkCheckpointCert(cert: CheckpointCert, ctx: QuorumContext): string | undefined {
+  if (cert.seq % ctx.checkpointInterval !== 0) return 'checkpoint seq is not a multiple of the interval';
+  if (cert.seq === 0) {
+    return bytesEqual(cert.digest, ctx.genesisDigest) ? undefined : 'genesis checkpoint with a wrong digest';
+  }
+  const senders = new Set<number>();
+  for (const c of cert.proof) {
+    const m = c.msg;
+    if (m.seq !== cert.seq || !bytesEqual(m.digest, cert.digest)) return 'checkpoint proof does not match';
+    if (m.replica >= ctx.n || senders.has(m.replica)) return 'checkpoint proof sender invalid or repeated';
+    if (!ctx.auth.verify(c)) return 'checkpoint proof with a bad signature';
+    senders.add(m.replica);
+  }
+  return senders.size >= ctx.q.checkpoints ? undefined : 'checkpoint proof has fewer than 2f+1 messages';
+}
+
+/** The pre-prepare by the primary of its view plus 2f matching prepares from distinct backups. */
+export function checkPreparedCert(cert: PreparedCert, ctx: QuorumContext): string | undefined {
+  const pp = cert.prePrepare.msg;
+  const primary = primaryOf(pp.view, ctx.n);
+  if (pp.replica !== primary) return 'prepared certificate: pre-prepare not from the primary of its view';
+  if (!ctx.auth.verify(cert.prePrepare)) return 'prepared certificate: bad pre-prepare signature';
+  const senders = new Set<number>();
+  for (const p of cert.prepares) {
+    const m = p.msg;
+    if (m.view !== pp.view || m.seq !== pp.seq || !bytesEqual(m.digest, pp.digest)) {
+      return 'prepared certificate: prepare does not match';
+    }
+    if (m.replica >= ctx.n || m.replica === primary || senders.has(m.replica)) {
+      return 'prepared certificate: prepare sender invalid or repeated';
+    }
+    if (!ctx.auth.verify(p)) return 'prepared certificate: bad prepare signature';
+    senders.add(m.replica);
+  }
+  return senders.size >= ctx.q.prepares ? undefined : 'prepared certificate has fewer than 2f prepares';
+}
+
+/** Validates a VIEW-CHANGE (its signature and everything it carries). */
+export function checkViewChange(signed: Signed<ViewChangeMsg>, ctx: QuorumContext): string | undefined {
+  const vc = signed.msg;
+  if (vc.replica >= ctx.n) return 'view-change from an unknown replica';
+  if (vc.view === 0) return 'view-change to view 0';
+  const h = vc.checkpoint.seq;
+  const seqs = new Set<number>();
+  for (const cert of vc.prepared) {
+    const pp = cert.prePrepare.msg;
+    if (pp.view >= vc.view) return 'prepared certificate from a view not below the new view';
+    if (pp.seq <= h || pp.seq > h + ctx.windowSize) return 'prepared certificate outside the window';
+    if (seqs.has(pp.seq)) return 'two prepared certificates for one sequence number';
+    seqs.add(pp.seq);
+  }
+  if (!ctx.auth.verify(signed)) return 'bad view-change signature';
+  const ckReason = checkCheckpointCert(vc.checkpoint, ctx);
+  if (ckReason) return ckReason;
+  for (const cert of vc.prepared) {
+    const reason = checkPreparedCert(cert, ctx);
+    if (reason) return reason;
+  }
+  return undefined;
+}
+
+export interface NewViewPlan {
+  /** The latest stable checkpoint among the VIEW-CHANGEs (min-s) with its proof. */
+  checkpoint: CheckpointCert;
+  /** One entry per sequence number in (min-s, max-s]: the digest to re-propose (null digest for gaps). */
+  entries: Array<{ seq: number; digest: Uint8Array }>;
+}
+
+/**
+ * PBFT's NEW-VIEW computation: min-s is the highest stable checkpoint in the set, max-s the highest
+ * prepared sequence number; every sequence number in between gets the digest of its prepared
+ * certificate with the highest view, or the null request when none prepared.
+ */
+export function planNewView(viewChanges: readonly ViewChangeMsg[], ctx: QuorumContext): NewViewPlan {
+  let checkpoint = viewChanges[0]!.checkpoint;
+  for (const vc of viewChanges) if (vc.checkpoint.seq > checkpoint.seq) checkpoint = vc.checkpoint;
+  const minS = checkpoint.seq;
+  const best = new Map<number, PreparedCert>();
+  let maxS = minS;
+  for (const vc of viewChanges) {
+    for (const cert of vc.prepared) {
+      const pp = cert.prePrepare.msg;
+      if (pp.seq <= minS) continue;
+      const current = best.get(pp.seq);
+      if (current === undefined || pp.view > current.prePrepare.msg.view) best.set(pp.seq, cert);
+      if (pp.seq > maxS) maxS = pp.seq;
+    }
+  }
+  const entries: NewViewPlan['entries'] = [];
+  for (let seq = minS + 1; seq <= maxS; seq++) {
+    const cert = best.get(seq);
+    entries.push({ seq, digest: cert ? cert.prePrepare.msg.digest : ctx.nullDigest });
+  }
+  return { checkpoint, entries };
+}
+
+/** 2f+1 VIEW-CHANGEs for `view` from distinct replicas, each valid. */
+export function checkViewChangeSet(
+  view: number,
+  viewChanges: readonly Signed<ViewChangeMsg>[],
+  ctx: QuorumContext,
+): string | undefined {
+  const senders = new Set<number>();
+  for (const vc of viewChanges) {
+    if (vc.msg.view !== view) return 'new-view carries a view-change for another view';
+    if (senders.has(vc.msg.replica)) return 'new-view carries two view-changes from one replica';
+    senders.add(vc.msg.replica);
+    const reason = checkViewChange(vc, ctx);
+    if (reason) return `new-view carries an invalid view-change: ${reason}`;
+  }
+  return senders.size >= ctx.q.viewChanges ? undefined : 'new-view carries fewer than 2f+1 view-changes';
+}

@@ -1,0 +1,353 @@
+/**
+ * The normal case (PBFT section 4.2): client requests and batching at the primary, PRE-PREPARE /
+ * PREPARE / COMMIT, execution in sequence order, and replies. Each function takes the replica's
+ * state (state.ts); calls into other concerns go through its hooks (wired in replica.ts).
+ */
+import { encodeBatchedReplyFrame, encodeSignedFrame } from '../codec/messages.ts';
+import { buildReplyTree, replyLeaf } from './replytree.ts';
+import { bytesEqual } from './auth.ts';
+import { makeBatch, type Batch } from './batch.ts';
+import { commitQuorum, preparedCertificate } from './quorum.ts';
+import type { BatchedReply, CommitMsg, PrePrepareMsg, PrepareMsg, RefusalMsg, ReplyBatchMsg, ReplyMsg, RequestMsg, Signed } from './messages.ts';
+import { BATCH_BYTES_LIMIT, BATCH_REQUESTS_LIMIT, OP_BYTES_MAX, type RefusalReason } from './limits.ts';
+import { primaryOf } from './newview.ts';
+import { type ReplicaState, type Slot } from './state.ts';
+import type { Source, ExecutedRequest } from './types.ts';
+import { ProtocolInvariantError } from './types.ts';
+
+export function onRequest(rs: ReplicaState, signed: Signed<RequestMsg>, from: Source): void {
+  const m = signed.msg;
+  if (from.kind === 'client' && from.id !== m.client) return rs.reject('request-client-mismatch');
+  if (!rs.auth.hasClient(m.client)) return rs.reject('unknown-client');
+  if (m.op.length > OP_BYTES_MAX) {
+    // Never ordered: refused at once (a batch could not carry it everywhere), with a signed answer.
+    rs.reject('request-too-large');
+    if (from.kind === 'client') refuse(rs, signed, 'op-too-large', OP_BYTES_MAX);
+    return;
+  }
+  const record = rs.clients.get(m.client);
+  if (record && m.timestamp < record.timestamp) return rs.reject('stale-request');
+  if (record && m.timestamp === record.timestamp) {
+    // Executed already: a retransmission gets the cached reply (at-most-once execution).
+    if (from.kind === 'client') resendReply(rs, m.client);
+    return;
+  }
+  const w = rs.waiting.get(m.client);
+  if (w && m.timestamp < w.req.msg.timestamp) return rs.reject('stale-request');
+  const known = w !== undefined && w.req.msg.timestamp === m.timestamp;
+  if (known && !bytesEqual(w.req.body, signed.body)) return rs.reject('conflicting-request');
+  if (!known) {
+    if (!rs.auth.verify(signed)) return rs.reject('bad-request-signature');
+    rs.waiting.set(m.client, { req: signed, since: rs.now });
+  }
+  if (rs.viewChanging) return;
+  if (rs.isPrimary()) rs.enqueue(m.client);
+  else if (from.kind === 'client') rs.sendTo(rs.primary, encodeSignedFrame(signed));
+}
+
+/** Tells the client, in a signed REFUSAL, that its request will not be ordered. */
+function refuse(rs: ReplicaState, req: Signed<RequestMsg>, reason: RefusalReason, limit: number): void {
+  const m = req.msg;
+  const refusal = rs.auth.sign<RefusalMsg>({ type: 'refusal', replica: rs.id, client: m.client, timestamp: m.timestamp, digest: rs.hash(req.body), reason, limit });
+  rs.replies.push({ client: m.client, frame: encodeSignedFrame(refusal), after: rs.durability.refusalAfter, seq: rs.lastExecuted });
+}
+
+/** Primary: turn waiting requests into pre-prepares while the pipeline has room. */
+export function propose(rs: ReplicaState): void {
+  if (rs.viewChanging || !rs.isPrimary() || rs.transfer || rs.queue.length === 0 || !rs.mayVote(rs.view, rs.nextSeq)) return;
+  let head = 0;
+  while (head < rs.queue.length) {
+    const inFlight = rs.nextSeq - 1 - rs.lastExecuted;
+    if (inFlight >= rs.opts.inFlightBatchesMax) break;
+    if (rs.nextSeq > rs.h + rs.opts.windowSize) break;
+    // Adaptive batching: with nothing in flight, propose at once (low load: batches of one, low
+    // latency). With batches in flight, wait until the queue fills a batch as large as the last
+    // one: under load batches grow and fewer are in flight, which amortizes the per-batch
+    // signatures; when load rises faster than batches execute, several go out in a row.
+    if (inFlight > 0 && rs.queue.length - head < Math.min(rs.lastBatchSize, rs.opts.batchRequestsMax)) break;
+    const requests: Signed<RequestMsg>[] = [];
+    let bytes = 0;
+    while (head < rs.queue.length && requests.length < rs.opts.batchRequestsMax) {
+      const client = rs.queue[head]!;
+      const w = rs.waiting.get(client);
+      if (w === undefined || rs.assigned.get(client) === w.req.msg.timestamp) {
+        head++;
+        rs.queued.delete(client);
+        continue;
+      }
+      const size = w.req.body.length + w.req.sig.length;
+      if (requests.length > 0 && bytes + size > rs.opts.batchBytesMax) break;
+      head++;
+      rs.queued.delete(client);
+      requests.push(w.req);
+      rs.assigned.set(client, w.req.msg.timestamp);
+      bytes += size;
+    }
+    if (requests.length === 0) break;
+    rs.lastBatchSize = requests.length;
+    const batch = makeBatch(rs.hash, requests);
+    const seq = rs.nextSeq++;
+    const pp = rs.auth.sign<PrePrepareMsg>({ type: 'preprepare', view: rs.view, seq, digest: batch.digest, replica: rs.id });
+    const slot = rs.slotFor(seq);
+    slot.prePrepare = pp;
+    rs.addBatch(slot, batch);
+    rs.markDirty(slot);
+    rs.broadcast(encodeSignedFrame(pp, batch.requests));
+    checkPrepared(rs, slot);
+  }
+  rs.queue = rs.queue.slice(head);
+}
+
+/** Messages of the current view, in the window, in normal status; notes evidence of being behind. */
+function admitPhase(rs: ReplicaState, msg: { view: number; seq: number; replica: number }): boolean {
+  rs.noteAhead(msg.replica, msg.view, msg.seq);
+  if (msg.view !== rs.view || rs.viewChanging) {
+    rs.reject(msg.view < rs.view ? 'old-view' : 'future-view');
+    return false;
+  }
+  if (!rs.inWindow(msg.seq)) {
+    rs.reject('out-of-window');
+    return false;
+  }
+  return true;
+}
+
+export function onPrePrepare(rs: ReplicaState, signed: Signed<PrePrepareMsg>, requests: Signed<RequestMsg>[] | undefined): void {
+  const m = signed.msg;
+  if (m.replica !== primaryOf(m.view, rs.n)) return rs.reject('preprepare-not-from-primary');
+  if (!admitPhase(rs, m)) return;
+  const slot = rs.slotFor(m.seq);
+  if (slot.prePrepare) {
+    if (!bytesEqual(slot.prePrepare.msg.digest, m.digest)) return rs.reject('conflicting-preprepare');
+    // A retransmission: it may bring the batch we lack.
+    if (requests && !rs.batchFor(slot, m.digest)) rs.acceptBatch(slot, m.digest, requests, m.replica);
+    return;
+  }
+  if (!requests) return rs.reject('preprepare-without-batch');
+  if (requests.length > BATCH_REQUESTS_LIMIT) return rs.reject('batch-too-large');
+  if (!rs.auth.verify(signed)) return rs.reject('bad-signature');
+  const batch = checkBatch(rs, m.digest, requests, m.replica);
+  if (!batch) return;
+  slot.prePrepare = signed;
+  rs.addBatch(slot, batch);
+  rs.markDirty(slot);
+  for (const r of batch.requests) noteWaiting(rs, r);
+  if (rs.mayVote(m.view, m.seq)) {
+    const prepare = rs.auth.sign<PrepareMsg>({ type: 'prepare', view: m.view, seq: m.seq, digest: m.digest, replica: rs.id });
+    slot.prepares.set(rs.id, prepare);
+    rs.broadcast(encodeSignedFrame(prepare));
+  }
+  checkPrepared(rs, slot);
+}
+
+/** Digest and client signatures of a batch proposed by `proposer`; undefined (and counted) if invalid. */
+export function checkBatch(rs: ReplicaState, digest: Uint8Array, requests: Signed<RequestMsg>[], proposer: number): Batch | undefined {
+  const batch = makeBatch(rs.hash, requests);
+  if (batch.bytes > BATCH_BYTES_LIMIT) {
+    rs.reject('batch-too-large');
+    rs.misbehaved(proposer, 'batch-too-large', 'batch larger than the protocol allows');
+    return undefined;
+  }
+  if (!bytesEqual(batch.digest, digest)) {
+    rs.reject('batch-digest-mismatch');
+    rs.misbehaved(proposer, 'batch-digest-mismatch', 'batch does not match its digest');
+    return undefined;
+  }
+  for (const r of requests) {
+    if (r.msg.op.length > OP_BYTES_MAX) {
+      rs.reject('batch-with-oversized-request');
+      rs.misbehaved(proposer, 'batch-with-oversized-request', 'batch with a request larger than the protocol allows');
+      return undefined;
+    }
+    if (!rs.auth.hasClient(r.msg.client) || !rs.auth.verify(r)) {
+      rs.reject('batch-with-bad-request');
+      rs.misbehaved(proposer, 'batch-with-bad-request', 'batch with an unsigned request');
+      return undefined;
+    }
+  }
+  return batch;
+}
+
+/** A request seen in a pre-prepare is verified: wait for it too (its timer covers a stalled primary). */
+function noteWaiting(rs: ReplicaState, r: Signed<RequestMsg>): void {
+  const m = r.msg;
+  const record = rs.clients.get(m.client);
+  if (record && m.timestamp <= record.timestamp) return;
+  const w = rs.waiting.get(m.client);
+  if (w && w.req.msg.timestamp >= m.timestamp) return;
+  rs.waiting.set(m.client, { req: r, since: rs.now });
+}
+
+export function onPrepare(rs: ReplicaState, signed: Signed<PrepareMsg>): void {
+  const m = signed.msg;
+  if (m.replica === primaryOf(m.view, rs.n)) return rs.reject('prepare-from-primary');
+  if (!admitPhase(rs, m)) return;
+  const slot = rs.slotFor(m.seq);
+  if (slot.prepares.has(m.replica)) return rs.reject('duplicate');
+  // Prepared already: a further prepare changes nothing, so its signature is not worth checking.
+  if (slot.preparedInView) {
+    rs.counters.surplusVotes++;
+    return;
+  }
+  if (!rs.auth.verify(signed)) return rs.reject('bad-signature');
+  slot.prepares.set(m.replica, signed);
+  rs.markDirty(slot);
+  checkPrepared(rs, slot);
+}
+
+export function onCommit(rs: ReplicaState, signed: Signed<CommitMsg>): void {
+  const m = signed.msg;
+  if (!admitPhase(rs, m)) return;
+  const slot = rs.slotFor(m.seq);
+  if (slot.commits.has(m.replica)) return rs.reject('duplicate');
+  // Committed already (a commit certificate is kept): a further commit is not worth a signature check.
+  if (slot.committedDigest) {
+    rs.counters.surplusVotes++;
+    return;
+  }
+  if (!rs.auth.verify(signed)) return rs.reject('bad-signature');
+  slot.commits.set(m.replica, signed);
+  rs.markDirty(slot);
+  checkCommitted(rs, slot);
+}
+
+/** Prepared (quorum.ts): then it commits. */
+export function checkPrepared(rs: ReplicaState, slot: Slot): void {
+  if (slot.preparedInView) return;
+  const cert = preparedCertificate(rs.q, slot.prePrepare, slot.prepares.values());
+  if (!cert) return;
+  const pp = cert.prePrepare.msg;
+  slot.preparedInView = true;
+  slot.cert = cert;
+  rs.markDirty(slot);
+  if (rs.mayVote(pp.view, pp.seq) && !slot.commits.has(rs.id)) {
+    const commit = rs.auth.sign<CommitMsg>({ type: 'commit', view: pp.view, seq: pp.seq, digest: pp.digest, replica: rs.id });
+    slot.commits.set(rs.id, commit);
+    slot.ownCommitTurn = rs.durability.turn;
+    rs.broadcast(encodeSignedFrame(commit));
+  }
+  checkCommitted(rs, slot);
+}
+
+/** Committed-local (quorum.ts): then it executes. */
+export function checkCommitted(rs: ReplicaState, slot: Slot): void {
+  if (!slot.preparedInView || !slot.prePrepare) return;
+  const pp = slot.prePrepare.msg;
+  const matching = commitQuorum(rs.q, pp, slot.commits.values());
+  if (!matching) return;
+  if (slot.committedDigest) {
+    if (!bytesEqual(slot.committedDigest, pp.digest)) {
+      throw new ProtocolInvariantError(`seq ${slot.seq} committed with two digests`);
+    }
+    return;
+  }
+  slot.committedDigest = pp.digest;
+  slot.commitCert = matching;
+  rs.markDirty(slot);
+  rs.events.push({ type: 'committed', seq: slot.seq, digest: pp.digest });
+  executeReady(rs);
+}
+
+export function executeReady(rs: ReplicaState): void {
+  // (a stable certificate applied on the way may find our state diverged and start a transfer)
+  while (!rs.transfer) {
+    const seq = rs.lastExecuted + 1;
+    const slot = rs.slots.get(seq);
+    if (!slot || !slot.committedDigest) return;
+    const batch = rs.batchFor(slot, slot.committedDigest);
+    if (!batch) {
+      rs.requestBatch(slot, slot.committedDigest);
+      return;
+    }
+    rs.durability.executed(slot.ownCommitTurn);
+    executeBatch(rs, seq, slot.committedDigest, batch);
+  }
+}
+
+function executeBatch(rs: ReplicaState, seq: number, digest: Uint8Array, batch: Batch): void {
+  const executed: ExecutedRequest[] = [];
+  for (const req of batch.requests) {
+    const m = req.msg;
+    const record = rs.clients.get(m.client);
+    if (record && m.timestamp <= record.timestamp) continue; // at most once
+    const result = rs.app.execute(m.op, { seq, client: m.client, timestamp: m.timestamp });
+    rs.clients.set(m.client, { timestamp: m.timestamp, result });
+    const w = rs.waiting.get(m.client);
+    if (w && w.req.msg.timestamp <= m.timestamp) rs.waiting.delete(m.client);
+    rs.assigned.delete(m.client);
+    executed.push({ client: m.client, timestamp: m.timestamp, op: m.op, result });
+  }
+  replyToBatch(rs, seq, executed);
+  rs.lastExecuted = seq;
+  rs.timers.catchUp.start(rs.now);
+  rs.counters.batchesExecuted++;
+  if (executed.length > 0) {
+    rs.counters.requestsExecuted += executed.length;
+    // Progress in this view: the next view change waits the base timeout again. Requests still
+    // waiting keep their own timers (no restart: a primary must not starve any client).
+    rs.timers.viewChange.reset();
+  }
+  rs.events.push({ type: 'executed', seq, view: rs.view, digest, requests: executed });
+  if (seq % rs.opts.checkpointInterval === 0) rs.takeCheckpoint(seq);
+  // A stable certificate learned ahead of execution (from a VIEW-CHANGE, a NEW-VIEW or a peer) now
+  // applies: it moves the window (or, if our checkpoint differs, reveals a divergence).
+  const pending = rs.pendingStable;
+  if (pending && pending.seq <= seq) {
+    rs.pendingStable = undefined;
+    rs.onStableCert(pending);
+  }
+}
+
+/**
+ * Replies to the requests a batch executed: one signed REPLY for a single request; for several,
+ * one signed REPLY-BATCH over a Merkle tree of the replies, each client getting its path (one
+ * signature per batch instead of one per request).
+ */
+function replyToBatch(rs: ReplicaState, seq: number, executed: ExecutedRequest[]): void {
+  if (executed.length === 0) return;
+  if (executed.length === 1) {
+    const r = executed[0]!;
+    pushReply(rs, r.client, signReply(rs, r.client, r.timestamp, seq, r.result), seq);
+    return;
+  }
+  const leaves = executed.map((r) => replyLeaf(rs.hash, r.client, r.timestamp, r.result));
+  const tree = buildReplyTree(rs.hash, leaves);
+  const batch = rs.auth.sign<ReplyBatchMsg>({ type: 'replybatch', view: rs.view, replica: rs.id, seq, count: leaves.length, root: tree.root });
+  rs.counters.replyBatchesSigned++;
+  executed.forEach((r, index) => {
+    const reply: BatchedReply = {
+      msg: { type: 'reply', view: rs.view, replica: rs.id, client: r.client, timestamp: r.timestamp, result: r.result },
+      batch,
+      index,
+      path: tree.paths[index]!,
+    };
+    const frame = encodeBatchedReplyFrame(reply);
+    rs.replyFrames.set(r.client, { view: rs.view, timestamp: r.timestamp, seq, frame });
+    pushReply(rs, r.client, frame, seq);
+  });
+}
+
+function signReply(rs: ReplicaState, client: number, timestamp: number, seq: number, result: Uint8Array): Uint8Array {
+  const reply = rs.auth.sign<ReplyMsg>({ type: 'reply', view: rs.view, client, timestamp, replica: rs.id, result });
+  const frame = encodeSignedFrame(reply);
+  rs.replyFrames.set(client, { view: rs.view, timestamp, seq, frame });
+  return frame;
+}
+
+/** A reply to a request executed at `seq` (or earlier): it waits for what execution depended on. */
+function pushReply(rs: ReplicaState, client: number, frame: Uint8Array, seq: number): void {
+  rs.replies.push({ client, frame, after: rs.durability.replyDependency, seq });
+}
+
+function resendReply(rs: ReplicaState, client: number): void {
+  const record = rs.clients.get(client);
+  if (!record) return;
+  const cached = rs.replyFrames.get(client);
+  // After a state transfer the sequence number of the cached result is unknown: at most lastExecuted.
+  const seq = cached && cached.timestamp === record.timestamp ? cached.seq : rs.lastExecuted;
+  const frame =
+    cached && cached.view === rs.view && cached.timestamp === record.timestamp
+      ? cached.frame
+      : signReply(rs, client, record.timestamp, seq, record.result);
+  pushReply(rs, client, frame, seq);
+}

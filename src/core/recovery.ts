@@ -1,0 +1,220 @@
+/**
+ * Restart: rebuilding the replica from what it wrote (persist.ts), and checking it against the
+ * horizon record (horizon.ts). A replica that finds less than it once held signs nothing below its
+ * floor until it has caught up (SignFloor).
+ */
+import { encodeSignedFrame } from '../codec/messages.ts';
+import { bytesEqual } from './auth.ts';
+import { makeBatch } from './batch.ts';
+import { ClientTable } from './clienttable.ts';
+import { preparedCertificate, quorumFor } from './quorum.ts';
+import type { CommitMsg } from './messages.ts';
+import { KEYS, decodeBatch, decodeCheckpointCert, decodeCheckpointState, decodePair, decodeSlot, decodeViewState } from './persist.ts';
+import { decodeHorizon, decodeSignFloor, encodeSignFloor, lostAgainst, type Horizon, type SignFloor } from './horizon.ts';
+import { checkCheckpointCert } from './newview.ts';
+import { stateDigest } from './statetree.ts';
+import { type ReplicaState, type Slot } from './state.ts';
+import { ProtocolInvariantError } from './types.ts';
+
+/**
+ * The slots of the current view that are prepared by the same rule as the normal case (quorum.ts)
+ * continue as they would have: a COMMIT of ours that is missing (it was not allowed while
+ * recovering, say) is signed now, and what is committed executes.
+ */
+export function resumePrepared(rs: ReplicaState): void {
+  if (rs.transfer) return;
+  const q = rs.deps.unsafeTestOnly?.recoveryQuorum ? quorumFor(rs.n, rs.f, rs.deps.unsafeTestOnly.recoveryQuorum) : rs.q;
+  for (const slot of [...rs.slots.values()].sort((a, b) => a.seq - b.seq)) {
+    if (slot.view !== rs.view || slot.preparedInView || slot.seq <= rs.lastExecuted) continue;
+    if (!preparedCertificate(q, slot.prePrepare, slot.prepares.values())) continue;
+    if (q === rs.q) rs.checkPrepared(slot);
+    else unsafePrepared(rs, slot);
+  }
+  rs.executeReady();
+}
+
+/** The negative control `recovery-quorum`: treats the slot as prepared whatever the quorum says. */
+function unsafePrepared(rs: ReplicaState, slot: Slot): void {
+  const pp = slot.prePrepare!.msg;
+  slot.preparedInView = true;
+  slot.cert = { prePrepare: slot.prePrepare!, prepares: [...slot.prepares.values()] };
+  rs.markDirty(slot);
+  if (!slot.commits.has(rs.id)) {
+    const commit = rs.auth.sign<CommitMsg>({ type: 'commit', view: pp.view, seq: pp.seq, digest: pp.digest, replica: rs.id });
+    slot.commits.set(rs.id, commit);
+    slot.ownCommitTurn = rs.durability.turn;
+    rs.broadcast(encodeSignedFrame(commit));
+  }
+  rs.checkCommitted(slot);
+}
+
+/**
+ * Compares what recovery found with the horizon record (horizon.ts) and the store's own damage
+ * report. Less than recorded: the durable state is missing or damaged, and the replica rejoins as a
+ * recovering replica. Damage that no horizon record can bound: it refuses to start (throws).
+ */
+export function checkHorizon(rs: ReplicaState, stored: { horizon?: Uint8Array; damage?: string }): void {
+  let recorded: Horizon | undefined;
+  if (stored.horizon !== undefined) {
+    const h = decodeHorizon(stored.horizon);
+    if (!h.ok) throw new ProtocolInvariantError(`the horizon record is damaged (${h.reason}): cannot tell what this replica signed before`);
+    recorded = h.value;
+  }
+  // A stable checkpoint above what was executed covers it (state transfer brings it back).
+  const found = { view: rs.view, stable: rs.h, executed: Math.max(rs.lastExecuted, rs.h) };
+  const reasons = recorded ? lostAgainst(recorded, found) : [];
+  if (stored.damage !== undefined) reasons.unshift(stored.damage);
+  if (reasons.length === 0 || rs.deps.unsafeTestOnly?.ignoreLostData) return;
+  if (!recorded) {
+    throw new ProtocolInvariantError(
+      `${stored.damage}; no horizon record bounds what this replica signed before, so it cannot rejoin safely (move the data directory aside to start it as a new, empty replica)`,
+    );
+  }
+  // Views: it may have signed in every view up to the recorded one, and in the one it recovered, unless
+  // it was already recovering (a stored floor): then only a view lost since counts.
+  const floor: SignFloor = {
+    view: found.view < recorded.view ? recorded.view : (rs.floor?.view ?? found.view),
+    seq: Math.max(recorded.stable, rs.h, (rs.floor?.seq ?? 0) - rs.opts.windowSize) + rs.opts.windowSize,
+  };
+  rs.floor = floor;
+  rs.writes.put(KEYS.floor, encodeSignFloor(floor));
+  if (rs.view < floor.view) {
+    rs.view = floor.view;
+    rs.viewStatus = 'normal';
+  }
+  rs.persistViewState();
+  rs.events.push({ type: 'stored-state-lost', reasons, floor: { ...floor } });
+}
+
+export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>): void {
+  const corrupt = (what: string): void => {
+    rs.events.push({ type: 'stored-state-corrupt', seq: rs.lastExecuted, reason: what });
+  };
+  const viewBytes = byKey.get(KEYS.view);
+  if (viewBytes) {
+    const v = decodeViewState(viewBytes);
+    if (v.ok) {
+      rs.view = v.value.view;
+      rs.viewStatus = v.value.viewChanging ? 'view-change' : 'normal';
+      rs.timers.viewChange.attempts = v.value.attempts;
+    } else corrupt('view state');
+  }
+  const stableBytes = byKey.get(KEYS.stable);
+  if (stableBytes) {
+    const s = decodeCheckpointCert(stableBytes);
+    if (s.ok && !checkCheckpointCert(s.value, rs.ctx)) rs.stable = s.value;
+    else corrupt('stable checkpoint');
+  }
+  // Application state as of our last checkpoint.
+  const stateBytes = byKey.get(KEYS.checkpointState);
+  /** Why the stored application state cannot be used (undefined: it can). */
+  let unusable: string | undefined;
+  if (stateBytes) {
+    const st = decodeCheckpointState(stateBytes);
+    const table = st.ok ? ClientTable.decode(st.value.clients, (c) => rs.auth.hasClient(c)) : undefined;
+    if (st.ok && table) {
+      for (const [key, value] of byKey) {
+        if (!key.startsWith(KEYS.partitionPrefix)) continue;
+        const index = Number(key.slice(KEYS.partitionPrefix.length));
+        const res = Number.isInteger(index) ? rs.app.writePartition(index, value) : { ok: false as const, reason: 'bad key' };
+        if (!res.ok) unusable ??= `stored partition ${key} is malformed: ${res.reason}`;
+      }
+      for (const [c, r] of table.records) rs.clients.set(c, r);
+      rs.syncTree();
+      rs.persistedLeaves = rs.liveTree.leaves.slice();
+      const digest = stateDigest(rs.hash, rs.liveTree.root, st.value.clients);
+      rs.lastExecuted = st.value.seq;
+      if (!bytesEqual(digest, st.value.digest)) unusable ??= `stored application state does not match its checkpoint digest (seq ${st.value.seq})`;
+      else {
+        rs.lastCheckpoint = { seq: st.value.seq, digest };
+        const snap = rs.snapshotNow(st.value.seq, digest, st.value.clients);
+        rs.ownCheckpoints.set(st.value.seq, snap);
+        if (st.value.seq === rs.stable.seq) rs.stableSnapshot = snap;
+      }
+    } else unusable = 'stored checkpoint record is malformed';
+  }
+  if (rs.stable.seq > 0 && rs.stableSnapshot?.seq !== rs.stable.seq) rs.stableSnapshot = undefined;
+  // The log above the stable checkpoint.
+  for (const [key, value] of byKey) {
+    if (!key.startsWith(KEYS.logPrefix)) continue;
+    const seq = Number(key.slice(2, 18));
+    if (!(seq > rs.h)) continue;
+    if (key.endsWith('/s')) {
+      const rec = decodeSlot(value);
+      if (!rec.ok) {
+        corrupt(`log slot ${seq}`);
+        continue;
+      }
+      const slot = rs.slotFor(seq);
+      const r = rec.value;
+      slot.view = r.view;
+      slot.prePrepare = r.prePrepare;
+      for (const p of r.prepares) slot.prepares.set(p.msg.replica, p);
+      for (const c of r.commits) slot.commits.set(c.msg.replica, c);
+      slot.cert = r.cert;
+      slot.committedDigest = r.committedDigest;
+      slot.commitCert = r.commitCert;
+      // Whether it is prepared is decided by resumePrepared, with the normal case's rule.
+    } else {
+      const b = decodeBatch(value);
+      if (!b.ok) {
+        corrupt(`log batch ${seq}`);
+        continue;
+      }
+      rs.addBatch(rs.slotFor(seq), makeBatch(rs.hash, b.value));
+    }
+  }
+  for (const [key, value] of byKey) {
+    if (!key.startsWith(KEYS.checkpointVotePrefix)) continue;
+    const v = decodePair(value, 'checkpoint');
+    if (v.ok && v.value.msg.seq > rs.h) {
+      let votes = rs.checkpointVotes.get(v.value.msg.seq);
+      if (!votes) rs.checkpointVotes.set(v.value.msg.seq, (votes = new Map()));
+      votes.set(v.value.msg.replica, v.value);
+      if (v.value.msg.replica === rs.id && v.value.msg.seq > (rs.ownCheckpointFrame?.seq ?? -1)) {
+        rs.ownCheckpointFrame = { seq: v.value.msg.seq, frame: encodeSignedFrame(v.value) };
+      }
+    }
+  }
+  for (const [key, value] of byKey) {
+    if (!key.startsWith(KEYS.viewChangePrefix)) continue;
+    const vc = decodePair(value, 'viewchange');
+    if (!vc.ok || vc.value.msg.replica !== rs.id) {
+      corrupt(`own view-change ${key}`);
+      continue;
+    }
+    const frame = encodeSignedFrame(vc.value);
+    rs.ownViewChangeFrames.set(vc.value.msg.view, frame);
+    if (rs.viewChanging && vc.value.msg.view === rs.view) {
+      rs.storeViewChange(vc.value);
+      rs.ownViewChangeFrame = frame;
+    }
+  }
+  const floorBytes = byKey.get(KEYS.floor);
+  if (floorBytes) {
+    const f = decodeSignFloor(floorBytes);
+    if (f.ok) rs.floor = f.value;
+    else throw new ProtocolInvariantError(`the recovering record is damaged (${f.reason})`);
+  }
+  const nvBytes = byKey.get(KEYS.newView);
+  if (nvBytes && !rs.viewChanging) {
+    const nv = decodePair(nvBytes, 'newview');
+    if (nv.ok && nv.value.msg.view === rs.view) {
+      rs.newViewFrame = encodeSignedFrame(nv.value);
+      rs.newViewAhead = nv.value.msg.prePrepares.filter((pp) => pp.msg.seq > rs.h + rs.opts.windowSize);
+    }
+  }
+  // A primary never reuses a sequence number it assigned in this view.
+  let maxSeq = Math.max(rs.h, rs.lastExecuted);
+  for (const slot of rs.slots.values()) if (slot.prePrepare && slot.seq > maxSeq) maxSeq = slot.seq;
+  rs.nextSeq = maxSeq + 1;
+  rs.dirtySlots.clear();
+  const needTransfer = unusable !== undefined;
+  if (needTransfer || rs.lastExecuted < rs.h) {
+    if (unusable) corrupt(unusable);
+    rs.lastExecuted = Math.min(rs.lastExecuted, rs.h);
+    rs.startTransfer(rs.stable, needTransfer ? 'stored state corrupt' : 'stored state older than the stable checkpoint');
+    return;
+  }
+  rs.executeReady();
+}

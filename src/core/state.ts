@@ -1,0 +1,435 @@
+/**
+ * The replica's state and the small operations every concern uses: the log and its window (slots,
+ * batches, the outgoing effects of a turn), digests of the application state, and the owner of all
+ * protocol fields. The concerns (normal.ts, checkpoints.ts, viewchange.ts, fetch.ts,
+ * statetransfer.ts, recovery.ts) are functions over this state; they reach each other only through
+ * the abstract hooks at the end of the class, which Replica (replica.ts) wires, so that no module of
+ * the core imports another concern (the import graph stays acyclic). The fields are public to the
+ * core's modules, not an API: the shell reads `Replica`'s documented members only.
+ */
+import { Timeout } from './timeout.ts';
+import type { ReplicatedApp } from '../app/types.ts';
+import type { KeyRange } from '../storage/types.ts';
+import { Authenticator, bytesEqual, bytesKey, toHex } from './auth.ts';
+import { batchDigest, type Batch } from './batch.ts';
+import { ClientTable } from './clienttable.ts';
+import { DurabilityTracker } from './durability.ts';
+import type { Misbehaviour, RejectReason } from './rejections.ts';
+import { quorumFor, type Quorum } from './quorum.ts';
+import type { ClusterConfig } from './cluster.ts';
+import type { CheckpointCert, CheckpointMsg, CommitMsg, PrePrepareMsg, PrepareMsg, PreparedCert, RequestMsg, Signed, ViewChangeMsg } from './messages.ts';
+import { KEYS, WriteSet, encodeBatch, encodeCheckpointState, encodeViewState } from './persist.ts';
+import { resolveOptions, type ReplicaOptions } from './options.ts';
+import type { SignFloor } from './horizon.ts';
+import { primaryOf, type QuorumContext } from './newview.ts';
+import { StateTree, leafDigest, stateDigest } from './statetree.ts';
+import { TransferSession } from './transfer.ts';
+import type { ReplicaDeps, CoreEvent, OutMessage, Ready } from './types.ts';
+
+export interface Slot {
+  seq: number;
+  /** The view `prePrepare`, `prepares` and `commits` belong to. */
+  view: number;
+  prePrepare?: Signed<PrePrepareMsg>;
+  prepares: Map<number, Signed<PrepareMsg>>;
+  commits: Map<number, Signed<CommitMsg>>;
+  preparedInView: boolean;
+  /** Newest prepared certificate, from any view (carried by VIEW-CHANGE). */
+  cert?: PreparedCert;
+  /** Set once committed (in any view): the digest is final for this sequence number. */
+  committedDigest?: Uint8Array;
+  commitCert?: Signed<CommitMsg>[];
+  /** Batches known for this sequence number, by digest. */
+  batches: Map<string, Batch>;
+  /** Tick of the last change (for retransmission). */
+  touched: number;
+  /** The Ready that wrote our own COMMIT for this slot (replies of its execution wait for it). */
+  ownCommitTurn?: number;
+  batchRequestedAt?: number;
+}
+
+export interface Waiting {
+  req: Signed<RequestMsg>;
+  since: number;
+}
+
+export interface CheckpointSnapshot {
+  seq: number;
+  digest: Uint8Array;
+  tree: StateTree;
+  partitions: Uint8Array[];
+  clients: Uint8Array;
+}
+
+
+export const GENESIS_SEQ = 0;
+
+export type ViewStatus = 'normal' | 'view-change';
+
+/**
+ * The replica's timers. `viewChange` is PBFT's timer T: a request waiting `after` ticks starts a
+ * view change, and a view change whose NEW-VIEW does not come within `after` ticks of 2f+1
+ * VIEW-CHANGEs moves on to the next view; `after` doubles with each view change without progress.
+ */
+export interface Timers {
+  viewChange: Timeout;
+  /** Our recent messages are sent again (running always). */
+  retransmit: Timeout;
+  /** Armed at each execution: when it fires, the replica counts as stalled and catches up. */
+  catchUp: Timeout;
+  /** A replica that sees nobody ahead still asks a peer this often. */
+  probe: Timeout;
+  /** The fetch in flight is abandoned (and another peer asked) after this. */
+  fetch: Timeout;
+}
+
+export abstract class ReplicaState {
+  readonly n: number;
+  readonly f: number;
+  /** The vote thresholds (src/core/quorum.ts). */
+  readonly q: Quorum;
+  readonly opts: ReplicaOptions;
+  readonly auth: Authenticator;
+  readonly ctx: QuorumContext;
+  readonly hash: (d: Uint8Array) => Uint8Array;
+  readonly app: ReplicatedApp;
+
+  // --- protocol state -------------------------------------------------------------------------
+  now = 0;
+  view = 0;
+  /** PBFT's view status: 'view-change' from sending a VIEW-CHANGE until entering the new view. */
+  viewStatus: ViewStatus = 'normal';
+  lastExecuted = GENESIS_SEQ;
+  stable: CheckpointCert;
+  readonly slots = new Map<number, Slot>();
+  nextSeq = 1;
+  readonly clients = new ClientTable();
+  readonly replyFrames = new Map<number, { view: number; timestamp: number; seq: number; frame: Uint8Array }>();
+  readonly waiting = new Map<number, Waiting>();
+  /** Primary: clients with a waiting request not yet proposed, in arrival order. */
+  queue: number[] = [];
+  readonly queued = new Set<number>();
+  /** Size of the last batch proposed (adaptive batching). */
+  lastBatchSize = 0;
+  /** Requests proposed in the current view and not yet executed: client -> timestamp. */
+  readonly assigned = new Map<number, number>();
+  readonly checkpointVotes = new Map<number, Map<number, Signed<CheckpointMsg>>>();
+  readonly ownCheckpoints = new Map<number, CheckpointSnapshot>();
+  stableSnapshot?: CheckpointSnapshot;
+  /** A stable certificate above our execution, waiting for us to catch up. */
+  pendingStable?: CheckpointCert;
+  /** Set while recovering from lost durable state (see SignFloor in horizon.ts). */
+  floor?: SignFloor;
+  /** Pre-prepares of the current view's NEW-VIEW above our window: installed when the window reaches them. */
+  newViewAhead: Signed<PrePrepareMsg>[] = [];
+  /** VIEW-CHANGEs by sender and view (views above ours, a few per sender). */
+  readonly viewChanges = new Map<number, Map<number, Signed<ViewChangeMsg>>>();
+  ownViewChangeFrame?: Uint8Array;
+  /** Our own recent VIEW-CHANGE frames by view, to help replicas still collecting votes for them. */
+  readonly ownViewChangeFrames = new Map<number, Uint8Array>();
+  readonly helpedAt = new Map<number, number>();
+  newViewFrame?: Uint8Array;
+  readonly aheadViews = new Map<number, number>();
+  highestSeqSeen = 0;
+  /** The fetch of committed entries in flight (its timer: timers.fetch). */
+  fetchState?: { peer: number; cursor: number };
+  /** Every timer of the replica (timeout.ts); per-peer and per-slot rate limits are helpedAt and Slot.batchRequestedAt. */
+  readonly timers: Timers;
+  transfer?: TransferSession;
+  readonly transferCache = new Map<string, Uint8Array>();
+  peerCursor = 0;
+
+  // --- state digest bookkeeping ---------------------------------------------------------------
+  liveTree: StateTree;
+  livePartitions: Uint8Array[];
+  livePartitionsShared = false;
+  /**
+   * Leaf digests of the application state on disk: the state of the last stable checkpoint we hold
+   * a snapshot of (so that after a restart we can still serve it to replicas that are behind).
+   */
+  persistedLeaves: Uint8Array[];
+  lastCheckpoint: { seq: number; digest: Uint8Array };
+  /** Our latest CHECKPOINT message: retransmitted until that checkpoint is stable. */
+  ownCheckpointFrame?: { seq: number; frame: Uint8Array };
+
+  // --- effects of the current turn ------------------------------------------------------------
+  readonly durability: DurabilityTracker;
+  readonly writes = new WriteSet();
+  clears: KeyRange[] = [];
+  messages: OutMessage[] = [];
+  replies: Ready['replies'] = [];
+  events: CoreEvent[] = [];
+  readonly dirtySlots = new Set<number>();
+
+  // --- counters (read by the shell) -----------------------------------------------------------
+  /** Inputs refused, by reason (rejections.ts). */
+  readonly rejected = new Map<RejectReason, number>();
+  readonly counters = {
+    requestsExecuted: 0,
+    batchesExecuted: 0,
+    viewChanges: 0,
+    checkpointsStable: 0,
+    divergences: 0,
+    stateTransfers: 0,
+    entriesFetched: 0,
+    retransmissions: 0,
+    /** Prepares and commits that arrived after their quorum was complete (not verified). */
+    surplusVotes: 0,
+    /** Signatures that covered the replies of a whole batch (instead of one per reply). */
+    replyBatchesSigned: 0,
+  };
+
+
+  constructor(
+    readonly cluster: ClusterConfig,
+    readonly id: number,
+    options: Partial<ReplicaOptions>,
+    readonly deps: ReplicaDeps,
+  ) {
+    this.n = cluster.replicas.length;
+    this.f = cluster.f;
+    this.q = quorumFor(this.n, this.f, deps.unsafeTestOnly?.quorum);
+    if (!Number.isInteger(id) || id < 0 || id >= this.n) throw new RangeError(`replica id ${id} not in 0..${this.n - 1}`);
+    this.opts = resolveOptions(options);
+    this.timers = {
+      viewChange: new Timeout('view-change', this.opts.viewChangeTimeoutTicks, 'exponential', this.opts.viewChangeTimeoutTicksMax),
+      retransmit: new Timeout('retransmit', this.opts.retransmitTicks),
+      catchUp: new Timeout('catch-up', this.opts.catchUpTicks),
+      probe: new Timeout('probe', this.opts.probeTicks),
+      fetch: new Timeout('fetch', this.opts.fetchTimeoutTicks),
+    };
+    this.timers.retransmit.start(0);
+    this.timers.catchUp.start(0);
+    this.durability = new DurabilityTracker(deps.unsafeTestOnly?.replyBeforeWrite === true);
+    this.hash = deps.crypto.hash;
+    this.app = deps.app;
+    this.auth = new Authenticator(cluster, deps.crypto);
+    // Genesis: the application starts empty on every replica, so its digest is the same everywhere.
+    this.app.takeDirtyPartitions();
+    this.livePartitions = [];
+    for (let i = 0; i < this.app.partitionCount; i++) this.livePartitions.push(this.app.readPartition(i));
+    this.liveTree = StateTree.fromPartitions(this.hash, this.livePartitions);
+    this.persistedLeaves = this.liveTree.leaves.slice();
+    const genesisClients = this.clients.encode();
+    const genesis = stateDigest(this.hash, this.liveTree.root, genesisClients);
+    this.stable = { seq: GENESIS_SEQ, digest: genesis, proof: [] };
+    this.lastCheckpoint = { seq: GENESIS_SEQ, digest: genesis };
+    const snapshot = this.snapshotNow(GENESIS_SEQ, genesis, genesisClients);
+    this.ownCheckpoints.set(GENESIS_SEQ, snapshot);
+    this.stableSnapshot = snapshot;
+    this.ctx = {
+      n: this.n,
+      f: this.f,
+      q: this.q,
+      checkpointInterval: this.opts.checkpointInterval,
+      windowSize: this.opts.windowSize,
+      genesisDigest: genesis,
+      nullDigest: batchDigest(this.hash, []),
+      auth: this.auth,
+    };
+  }
+
+  get h(): number {
+    return this.stable.seq;
+  }
+
+  get primary(): number {
+    return primaryOf(this.view, this.n);
+  }
+
+  isPrimary(): boolean {
+    return this.primary === this.id;
+  }
+
+  enqueue(client: number): void {
+    if (this.queued.has(client)) return;
+    this.queued.add(client);
+    this.queue.push(client);
+  }
+
+  /** False while recovering from lost durable state, for (view, seq) it may have voted on before (see SignFloor). */
+  mayVote(view: number, seq: number): boolean {
+    return this.floor === undefined || view > this.floor.view || seq > this.floor.seq;
+  }
+
+  /** False while recovering, until the stable checkpoint covers everything it may have prepared. */
+  mayViewChange(): boolean {
+    return this.floor === undefined || this.h >= this.floor.seq;
+  }
+
+  inWindow(seq: number): boolean {
+    return seq > this.h && seq <= this.h + this.opts.windowSize;
+  }
+
+  noteAhead(replica: number, view: number, seq?: number): void {
+    if (view > this.view || (view === this.view && this.viewChanging)) {
+      this.aheadViews.set(replica, Math.max(view, this.aheadViews.get(replica) ?? 0));
+    }
+    if (seq !== undefined && seq > this.highestSeqSeen) this.highestSeqSeen = seq;
+  }
+
+  /** Brings the digest tree up to date with the partitions the application changed. */
+  syncTree(): void {
+    const dirty = this.app.takeDirtyPartitions();
+    if (dirty.length === 0) return;
+    if (this.livePartitionsShared) {
+      this.livePartitions = this.livePartitions.slice();
+      this.livePartitionsShared = false;
+    }
+    for (const i of dirty) {
+      const bytes = this.app.readPartition(i);
+      this.livePartitions[i] = bytes;
+      this.liveTree.setLeaf(i, leafDigest(this.hash, bytes));
+    }
+    this.liveTree.commit();
+  }
+
+  /** The live state as a checkpoint snapshot; `clients` are the client-table bytes `digest` covers. */
+  snapshotNow(seq: number, digest: Uint8Array, clients: Uint8Array): CheckpointSnapshot {
+    this.livePartitionsShared = true;
+    return { seq, digest, tree: this.liveTree.clone(), partitions: this.livePartitions, clients };
+  }
+
+  /**
+   * Makes a snapshot's application state the one on disk (writing only the partitions that differ
+   * from what is there).
+   * Called for the stable checkpoint, in the same batch as its certificate and the log truncation, so
+   * that a restarted replica restores its stable checkpoint, replays the log above it, and can serve
+   * the stable checkpoint's state to replicas that are behind.
+   */
+  persistSnapshot(snap: CheckpointSnapshot): void {
+    const leaves = snap.tree.leaves;
+    for (let i = 0; i < leaves.length; i++) {
+      const leaf = leaves[i]!;
+      const onDisk = this.persistedLeaves[i]!;
+      if (leaf === onDisk || bytesEqual(leaf, onDisk)) continue;
+      this.writes.put(KEYS.partition(i), snap.partitions[i]!);
+      this.persistedLeaves[i] = leaf;
+    }
+    this.writes.put(KEYS.checkpointState, encodeCheckpointState(snap.seq, snap.digest, snap.clients));
+  }
+
+  get viewChanging(): boolean {
+    return this.viewStatus === 'view-change';
+  }
+
+  persistViewState(): void {
+    this.writes.put(KEYS.view, encodeViewState(this.view, this.viewChanging, this.timers.viewChange.attempts));
+  }
+
+  storeViewChange(vc: Signed<ViewChangeMsg>): void {
+    let bySender = this.viewChanges.get(vc.msg.replica);
+    if (!bySender) this.viewChanges.set(vc.msg.replica, (bySender = new Map()));
+    bySender.set(vc.msg.view, vc);
+    // Bound memory per sender: a byzantine replica can only crowd out its own messages.
+    if (bySender.size > 8) bySender.delete(Math.max(...bySender.keys()));
+  }
+
+  resetSlotView(slot: Slot, view: number): void {
+    slot.view = view;
+    slot.prePrepare = undefined;
+    slot.prepares.clear();
+    slot.commits.clear();
+    slot.preparedInView = false;
+    this.markDirty(slot);
+  }
+
+  pickPeer(cursor: number): number {
+    const peers = this.cluster.replicas.map((r) => r.id).filter((r) => r !== this.id);
+    return peers[(this.id + cursor) % peers.length]!;
+  }
+
+  slotFor(seq: number): Slot {
+    let slot = this.slots.get(seq);
+    if (!slot) {
+      slot = {
+        seq,
+        view: this.view,
+        prepares: new Map(),
+        commits: new Map(),
+        preparedInView: false,
+        batches: new Map(),
+        touched: this.now,
+      };
+      this.slots.set(seq, slot);
+    } else if (slot.view < this.view && !this.viewChanging) {
+      this.resetSlotView(slot, this.view);
+    }
+    return slot;
+  }
+
+  batchFor(slot: Slot, digest: Uint8Array): Batch | undefined {
+    return slot.batches.get(bytesKey(digest));
+  }
+
+  addBatch(slot: Slot, batch: Batch): void {
+    const key = bytesKey(batch.digest);
+    if (slot.batches.has(key)) return;
+    // A byzantine primary can offer many batches per sequence number over views; keep a few, in
+    // memory and on disk.
+    if (slot.batches.size >= 4) {
+      const keep = new Set([slot.prePrepare, slot.cert?.prePrepare].map((p) => (p ? bytesKey(p.msg.digest) : '')));
+      if (slot.committedDigest) keep.add(bytesKey(slot.committedDigest));
+      for (const [k, b] of [...slot.batches]) {
+        if (keep.has(k)) continue;
+        slot.batches.delete(k);
+        this.writes.del(KEYS.batch(slot.seq, toHex(b.digest)));
+      }
+    }
+    slot.batches.set(key, batch);
+    this.writes.put(KEYS.batch(slot.seq, toHex(batch.digest)), encodeBatch(batch.requests));
+  }
+
+  markDirty(slot: Slot): void {
+    slot.touched = this.now;
+    this.dirtySlots.add(slot.seq);
+  }
+
+  broadcast(frame: Uint8Array): void {
+    const after = this.durability.messageAfter;
+    for (let r = 0; r < this.n; r++) if (r !== this.id) this.messages.push({ to: r, frame, after });
+  }
+
+  sendTo(to: number, frame: Uint8Array): void {
+    if (to !== this.id) this.messages.push({ to, frame, after: this.durability.messageAfter });
+  }
+
+  reject(reason: RejectReason): void {
+    this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + 1);
+  }
+
+  misbehaved(peer: number, code: Misbehaviour, reason: string): void {
+    this.events.push({ type: 'peer-misbehaved', peer, code, reason });
+  }
+
+  // --- hooks: one concern calling another (wired in replica.ts) ---------------------------------
+  abstract acceptBatch(slot: Slot, digest: Uint8Array, requests: Signed<RequestMsg>[], from: number): void;
+  abstract advanceStable(cert: CheckpointCert, snapshot: CheckpointSnapshot | undefined): void;
+  abstract checkBatch(digest: Uint8Array, requests: Signed<RequestMsg>[], proposer: number): Batch | undefined;
+  abstract checkCommitted(slot: Slot): void;
+  abstract checkPrepared(slot: Slot): void;
+  abstract executeReady(): void;
+  abstract fetchEntries(): void;
+  abstract installNewViewAhead(): void;
+  abstract onStableCert(cert: CheckpointCert): void;
+  abstract requestBatch(slot: Slot, digest: Uint8Array): void;
+  abstract startTransfer(target: CheckpointCert, reason: string): void;
+  abstract takeCheckpoint(seq: number): void;
+}
+
+export function slotRecord(slot: Slot): import('./persist.ts').SlotRecord {
+  return {
+    view: slot.view,
+    prePrepare: slot.prePrepare,
+    prepares: [...slot.prepares.values()],
+    commits: [...slot.commits.values()],
+    cert: slot.cert,
+    committedDigest: slot.committedDigest,
+    commitCert: slot.commitCert,
+  };
+}
+
+export function assertNever(x: never): never {
+  throw new Error(`unexpected ${JSON.stringify(x)}`);
+}
+

@@ -1,0 +1,83 @@
+/**
+ * Named timeouts in ticks (the core has no clock: `now` is the tick count the shell drives).
+ *
+ * A Timeout is armed at a tick and fires `after` ticks later; with exponential backoff, `after`
+ * doubles with every attempt (up to `ticksMax`) until `reset()`. Every timer of the replica is one
+ * of these objects, listed in `Timers`, so that what waits for what, and for how long, is in one
+ * place (and shows in status by name).
+ */
+
+export type TimeoutName = 'view-change' | 'retransmit' | 'probe' | 'catch-up' | 'fetch';
+
+export class Timeout {
+  /** The tick it was armed at; undefined while stopped. */
+  private armedAt: number | undefined;
+  /** `after` as it was when armed: a deadline does not move when the attempts change later. */
+  private armedFor = 0;
+  /** Consecutive attempts without a reset (backoff exponent). */
+  attempts = 0;
+
+  constructor(
+    readonly name: TimeoutName,
+    readonly ticks: number,
+    readonly backoff: 'none' | 'exponential' = 'none',
+    readonly ticksMax: number = ticks,
+  ) {
+    if (!Number.isInteger(ticks) || ticks < 1) throw new RangeError(`timeout ${name}: ticks must be a positive integer`);
+    if (ticksMax < ticks) throw new RangeError(`timeout ${name}: ticksMax below ticks`);
+  }
+
+  /** Ticks from arming to firing at the current attempt. */
+  get after(): number {
+    return this.backoff === 'none' ? this.ticks : Math.min(this.ticks * 2 ** this.attempts, this.ticksMax);
+  }
+
+  get running(): boolean {
+    return this.armedAt !== undefined;
+  }
+
+  start(now: number): void {
+    this.armedAt = now;
+    this.armedFor = this.after;
+  }
+
+  /** Arms it unless it is already running (a deadline that later events must not push back). */
+  startIfStopped(now: number): void {
+    if (this.armedAt === undefined) this.start(now);
+  }
+
+  stop(): void {
+    this.armedAt = undefined;
+  }
+
+  /** Running and `after` ticks have passed since it was armed. */
+  fired(now: number): boolean {
+    return this.armedAt !== undefined && now - this.armedAt >= this.armedFor;
+  }
+
+  /** For a rate limit: stopped (never used) or fired; the caller re-arms it when it acts. */
+  ready(now: number): boolean {
+    return this.armedAt === undefined || now - this.armedAt >= this.armedFor;
+  }
+
+  /** Ticks since it was armed (Infinity while stopped). */
+  elapsed(now: number): number {
+    return this.armedAt === undefined ? Infinity : now - this.armedAt;
+  }
+
+  /** One more attempt without success: the next `after` doubles (exponential backoff). */
+  backOff(): void {
+    this.attempts++;
+  }
+
+  reset(): void {
+    this.attempts = 0;
+  }
+
+  /** For status: name, current length, attempts, and whether it is running. */
+  describe(now: number): { name: TimeoutName; after: number; attempts: number; remaining?: number } {
+    const out: { name: TimeoutName; after: number; attempts: number; remaining?: number } = { name: this.name, after: this.after, attempts: this.attempts };
+    if (this.armedAt !== undefined) out.remaining = Math.max(0, this.armedAt + this.armedFor - now);
+    return out;
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * The core's interface: its inputs (Source, ReplicaDeps), its effects (Ready: writes, messages,
+ * replies, events, each with the turn it waits for), and its status.
+ */
+import type { Misbehaviour } from './rejections.ts';
+import type { TimeoutName } from './timeout.ts';
+import type { ReplicatedApp } from '../app/types.ts';
+import type { KeyRange, WriteOp } from '../storage/types.ts';
+import type { CoreCrypto } from './auth.ts';
+import type { UnsafeQuorum } from './quorum.ts';
+import type { Horizon, SignFloor } from './horizon.ts';
+
+export interface Source {
+  kind: 'replica' | 'client';
+  id: number;
+}
+
+export interface ReplicaDeps {
+  crypto: CoreCrypto;
+  app: ReplicatedApp;
+  /** Compression for state transfer (deterministic); identity is acceptable. */
+  compress(data: Uint8Array): Uint8Array;
+  /** Inverse of compress; undefined when malformed or larger than `bytesMax`. */
+  decompress(data: Uint8Array, bytesMax: number): Uint8Array | undefined;
+  /**
+   * Deliberately broken rules, for the simulator's negative controls only (a checker that cannot
+   * catch a broken build proves nothing). Never set by the shell or the CLI.
+   */
+  unsafeTestOnly?: { quorum?: UnsafeQuorum; recoveryQuorum?: UnsafeQuorum; replyBeforeWrite?: boolean; ignoreLostData?: boolean };
+}
+
+export interface ExecutedRequest {
+  client: number;
+  timestamp: number;
+  op: Uint8Array;
+  result: Uint8Array;
+}
+
+export type CoreEvent =
+  | { type: 'executed'; seq: number; view: number; digest: Uint8Array; requests: ExecutedRequest[] }
+  /** A batch became committed here (with our own COMMIT counted, or on a commit certificate of others). */
+  | { type: 'committed'; seq: number; digest: Uint8Array }
+  | { type: 'view-change-started'; view: number; reason: string }
+  | { type: 'view-entered'; view: number; primary: number }
+  | { type: 'checkpoint-stable'; seq: number; digest: Uint8Array }
+  | { type: 'state-diverged'; seq: number; own: Uint8Array; agreed: Uint8Array }
+  | { type: 'stored-state-corrupt'; seq: number; reason: string }
+  /**
+   * Recovery found less than the horizon record says the replica had (or the store found its log
+   * damaged): it rejoins as a recovering replica that signs nothing below `floor` (see SignFloor).
+   */
+  | { type: 'stored-state-lost'; reasons: string[]; floor: SignFloor }
+  /** A recovering replica reached a view above its floor and a stable checkpoint at or above floor.seq. */
+  | { type: 'signing-resumed'; view: number; stable: number }
+  | { type: 'state-transfer-started'; seq: number; reason: string }
+  | {
+      type: 'state-transfer-completed';
+      seq: number;
+      partitionsFetched: number;
+      partitionCount: number;
+      bytesReceived: number;
+      /** Bytes of our own leaf prefixes sent with requests for leaves. */
+      bytesSent: number;
+      ticks: number;
+    }
+  /** A peer did what no correct replica does: `code` is one of MISBEHAVIOURS (rejections.ts), `reason` the detail. */
+  | { type: 'peer-misbehaved'; peer: number; code: Misbehaviour; reason: string };
+
+export interface OutMessage {
+  to: number;
+  frame: Uint8Array;
+  /** Sent once the writes are durable through this Ready (see durability.ts). */
+  after: number;
+}
+
+export interface OutReply {
+  client: number;
+  frame: Uint8Array;
+  /** Sent once the writes are durable through this Ready (see durability.ts, rule 2). */
+  after: number;
+  /** The sequence number whose execution produced the result. */
+  seq: number;
+}
+
+export interface Ready {
+  /** 1, 2, 3, ... per incarnation: `after` fields refer to these numbers. */
+  index: number;
+  /** One synced batch, all or nothing; `clears` run after it. */
+  writes: WriteOp[];
+  clears: KeyRange[];
+  messages: OutMessage[];
+  replies: OutReply[];
+  /** Performed after this Ready's writes are durable. */
+  events: CoreEvent[];
+  /** What the replica may have signed and holds after this Ready (see horizon.ts). */
+  horizon: Horizon;
+}
+
+export interface ReplicaStatus {
+  id: number;
+  view: number;
+  primary: number;
+  /**
+   * What the replica is doing, the most pressing first: 'state-transfer' (fetching the state of a
+   * stable checkpoint), 'view-change', 'recovering' (signing nothing below its floor), or 'normal'.
+   * The fields below describe each part (they are independent: a view change can run during a transfer).
+   */
+  status: 'normal' | 'view-change' | 'state-transfer' | 'recovering';
+  viewChanging: boolean;
+  lastExecuted: number;
+  stableCheckpoint: { seq: number; digest: string };
+  lastCheckpoint: { seq: number; digest: string };
+  transferring: boolean;
+  divergences: number;
+  logSlots: number;
+  waitingRequests: number;
+  /** The replica's timers (timeout.ts), in ticks. */
+  timers: Array<{ name: TimeoutName; after: number; attempts: number; remaining?: number }>;
+  /** Set while recovering from lost durable state: what it does not sign yet. */
+  recovering?: SignFloor;
+}
+
+export class ProtocolInvariantError extends Error {}
