@@ -23,7 +23,6 @@ import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { KvStore } from '../app/kv.ts';
 import { asReplicatedApp, type StateMachine } from '../app/types.ts';
 import type { CoreCrypto } from '../core/auth.ts';
-import { toHex } from '../core/auth.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
 import { resolveOptions, type ReplicaOptions } from '../core/options.ts';
 import { ProtocolInvariantError, Replica, type CoreEvent, type Ready, type Source } from '../core/replica.ts';
@@ -35,6 +34,7 @@ import type { KeyRange, Storage, WriteOp } from '../storage/types.ts';
 import { createReplicaTransport } from '../transport/replica-transport.ts';
 import { VerifyPool } from './verify-pool.ts';
 import { renderMetrics, serveHttp, type NodeStatus } from './http.ts';
+import { errorText, gatedLogger, logCoreEvent, RejectedSummary, REJECTED_SUMMARY_MS, stackLine } from './log.ts';
 import {
   TransportError,
   type Principal,
@@ -46,14 +46,13 @@ import {
 import type { Logger } from '../util/log.ts';
 
 export type { NodeStatus } from './http.ts';
+export { REJECTED_SUMMARY_MS } from './log.ts';
 
 export const TICK_MS_DEFAULT = 10;
 /** A turn that starts late runs at most this many ticks (a stalled process does not spin). */
 export const CATCH_UP_TICKS_MAX = 100;
 /** Frames waiting for the loop, at most (bytes); above it, new frames are dropped and counted. */
 export const INBOUND_QUEUE_BYTES_MAX = 256 * 1024 * 1024;
-/** Rejected-message counts are summarized in the log at most this often, when they changed. */
-export const REJECTED_SUMMARY_MS = 10_000;
 /** Turns whose effects wait for the disk, at most; beyond it, frames wait in the inbound queue. */
 export const PENDING_TURNS_MAX = DEFAULT_PIPELINE_OPTIONS.pendingTurnsMax;
 /** Writes of turns that send nothing wait for a turn that does, at most this long (ms). */
@@ -132,14 +131,6 @@ interface Queued {
   frame: Uint8Array;
 }
 
-function oneLine(text: string): string {
-  return text.replace(/\s*[\r\n]+\s*/g, ' ').trim();
-}
-
-function errorText(err: unknown): string {
-  return oneLine(err instanceof Error ? err.message : String(err));
-}
-
 /** zlib raw deflate: deterministic for equal input and zlib version. */
 export function compress(data: Uint8Array): Uint8Array {
   const out = deflateRawSync(data);
@@ -155,20 +146,6 @@ export function decompress(data: Uint8Array, bytesMax: number): Uint8Array | und
   } catch {
     return undefined;
   }
-}
-
-/**
- * A logger that drops debug and info lines while `open()` is false: a replica that cannot start says
- * so in one line, without the transport's lifecycle chatter around it.
- */
-function gatedLogger(inner: Logger, open: () => boolean): Logger {
-  return {
-    debug: (m, f) => (open() ? inner.debug(m, f) : undefined),
-    info: (m, f) => (open() ? inner.info(m, f) : undefined),
-    warn: (m, f) => inner.warn(m, f),
-    error: (m, f) => inner.error(m, f),
-    child: (fields) => gatedLogger(inner.child(fields), open),
-  };
 }
 
 function defaultFatal(): void {
@@ -210,7 +187,7 @@ export class ReplicaNode {
   private storedStateCorruptions = 0;
   private storedStateLosses = 0;
   private stateTransfersCompleted = 0;
-  private lastRejectedSummary = '';
+  private readonly rejectedSummary: RejectedSummary;
 
   constructor(
     private readonly options: ReplicaNodeOptions,
@@ -229,6 +206,7 @@ export class ReplicaNode {
     this.onFatal = deps.onFatal ?? defaultFatal;
     this.createTransport = deps.createTransport ?? createReplicaTransport;
     this.now = deps.now ?? (() => performance.now());
+    this.rejectedSummary = new RejectedSummary(this.log);
     this.pipeline = this.createPipeline(undefined);
   }
 
@@ -342,7 +320,7 @@ export class ReplicaNode {
     await this.drain();
     if (this.state !== 'running' || this.pipeline.stopped) throw new ReplicaNodeError('RECOVERY_FAILED', `replica ${o.id} failed in its first turn`);
     this.tickTimer = setInterval(() => this.schedule(), this.tickMs);
-    this.summaryTimer = setInterval(() => this.summarizeRejected(), REJECTED_SUMMARY_MS);
+    this.summaryTimer = setInterval(() => this.rejectedSummary.summarize(this.replica?.rejected), REJECTED_SUMMARY_MS);
     this.summaryTimer.unref();
 
     try {
@@ -547,7 +525,7 @@ export class ReplicaNode {
     if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
     if (this.summaryTimer !== undefined) clearInterval(this.summaryTimer);
     const what = err instanceof ProtocolInvariantError ? 'protocol invariant broken' : 'replica loop failed';
-    const stack = err instanceof Error && err.stack !== undefined ? err.stack.split('\n').slice(1, 6).map((l) => l.trim()).join(' | ') : '';
+    const stack = err instanceof Error && err.stack !== undefined ? stackLine(err.stack) : '';
     this.log.error(`${what}; stopping`, { err: errorText(err), code: (err as { code?: unknown })?.code, stack });
     this.onFatal(err);
   }
@@ -556,75 +534,13 @@ export class ReplicaNode {
   // Events and logs
   // ==============================================================================================
 
+  /** A core event: counted for /status, logged, then shown to the test hook. */
   private onEvent(event: CoreEvent): void {
-    switch (event.type) {
-      case 'executed':
-      case 'committed':
-        break;
-      case 'view-change-started':
-        this.log.warn('view change started', { view: event.view, reason: event.reason });
-        break;
-      case 'view-entered':
-        this.log.info('view entered', { view: event.view, primary: event.primary });
-        break;
-      case 'checkpoint-stable':
-        this.log.debug('checkpoint stable', { seq: event.seq, digest: toHex(event.digest) });
-        break;
-      case 'state-diverged':
-        this.log.error('state diverged from the stable checkpoint', {
-          seq: event.seq,
-          own: toHex(event.own),
-          agreed: toHex(event.agreed),
-        });
-        break;
-      case 'stored-state-corrupt':
-        this.storedStateCorruptions++;
-        this.log.error('stored state is corrupt', { seq: event.seq, reason: event.reason });
-        break;
-      case 'state-transfer-started':
-        this.log.info('state transfer started', { seq: event.seq, reason: event.reason });
-        break;
-      case 'state-transfer-completed':
-        this.stateTransfersCompleted++;
-        this.log.info('state transfer completed', {
-          seq: event.seq,
-          partitionsFetched: event.partitionsFetched,
-          partitionCount: event.partitionCount,
-          bytesReceived: event.bytesReceived,
-          bytesSent: event.bytesSent,
-          ms: event.ticks * this.tickMs,
-        });
-        break;
-      case 'peer-misbehaved':
-        this.log.warn('peer misbehaved', { peer: event.peer, reason: event.reason });
-        break;
-      case 'stored-state-lost':
-        this.storedStateLosses++;
-        this.log.error('durable state is missing or damaged: rejoining as a recovering replica that signs nothing it may have signed before', {
-          reasons: event.reasons.join('; '),
-          noVotesUpToView: event.floor.view,
-          noViewChangeBeforeStable: event.floor.seq,
-        });
-        break;
-      case 'signing-resumed':
-        this.log.info('recovered: signing again', { view: event.view, stable: event.stable });
-        break;
-      default: {
-        const never: never = event;
-        this.log.warn('unknown core event', { event: String((never as { type?: unknown }).type) });
-      }
-    }
+    if (event.type === 'stored-state-corrupt') this.storedStateCorruptions++;
+    else if (event.type === 'state-transfer-completed') this.stateTransfersCompleted++;
+    else if (event.type === 'stored-state-lost') this.storedStateLosses++;
+    logCoreEvent(this.log, event, this.tickMs);
     this.options.hooks?.onEvent?.(event);
-  }
-
-  private summarizeRejected(): void {
-    const replica = this.replica;
-    if (replica === undefined || replica.rejected.size === 0) return;
-    const counts = Object.fromEntries([...replica.rejected.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)));
-    const key = JSON.stringify(counts);
-    if (key === this.lastRejectedSummary) return;
-    this.lastRejectedSummary = key;
-    this.log.info('rejected messages (totals)', counts);
   }
 
   /** Prometheus text exposition of the replica's counters (what GET /metrics serves). */
@@ -650,7 +566,7 @@ export async function runReplicaProcess(options: ReplicaProcessOptions): Promise
   const errorLine = options.errorLine ?? ((line: string) => process.stderr.write(line + '\n'));
   const log = options.log;
   process.on('uncaughtException', (err) => {
-    log.error('uncaught exception; stopping', { err: errorText(err), stack: err.stack?.split('\n').slice(1, 6).map((l) => l.trim()).join(' | ') });
+    log.error('uncaught exception; stopping', { err: errorText(err), stack: err.stack === undefined ? undefined : stackLine(err.stack) });
     process.exit(1);
   });
   process.on('unhandledRejection', (err) => {
