@@ -19,20 +19,19 @@
  *
  * GET /status (JSON) and GET /metrics (Prometheus text) are served on the replica's port.
  */
-import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { KvStore } from '../app/kv.ts';
 import { asReplicatedApp, type StateMachine } from '../app/types.ts';
-import type { CoreCrypto } from '../core/auth.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
 import { resolveOptions, type ReplicaOptions } from '../core/options.ts';
 import { ProtocolInvariantError, Replica, type CoreEvent, type Ready, type Source } from '../core/replica.ts';
 import { DEFAULT_PIPELINE_OPTIONS, TurnPipeline, type Sent, type SentReply } from './pipeline.ts';
 import { decodeHorizon, type Horizon } from '../core/horizon.ts';
-import { createNodeSigner, NodeVerifier, sha256 } from '../crypto/node.ts';
+import { createNodeSigner, NodeVerifier } from '../crypto/node.ts';
 import { RocksStorage } from '../storage/rocksdb.ts';
 import type { KeyRange, Storage, WriteOp } from '../storage/types.ts';
 import { createReplicaTransport } from '../transport/replica-transport.ts';
 import { VerifyPool } from './verify-pool.ts';
+import { compress, countedCrypto, decompress, type CryptoWork } from './core-deps.ts';
 import { renderMetrics, serveHttp, type NodeStatus } from './http.ts';
 import { errorText, gatedLogger, logCoreEvent, RejectedSummary, REJECTED_SUMMARY_MS, stackLine } from './log.ts';
 import {
@@ -45,6 +44,7 @@ import {
 } from '../transport/types.ts';
 import type { Logger } from '../util/log.ts';
 
+export { compress, decompress } from './core-deps.ts';
 export type { NodeStatus } from './http.ts';
 export { REJECTED_SUMMARY_MS } from './log.ts';
 
@@ -131,23 +131,6 @@ interface Queued {
   frame: Uint8Array;
 }
 
-/** zlib raw deflate: deterministic for equal input and zlib version. */
-export function compress(data: Uint8Array): Uint8Array {
-  const out = deflateRawSync(data);
-  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
-}
-
-/** Inverse of compress; undefined when the input is malformed or inflates beyond `bytesMax`. */
-export function decompress(data: Uint8Array, bytesMax: number): Uint8Array | undefined {
-  try {
-    const out = inflateRawSync(data, { maxOutputLength: Math.max(1, bytesMax) });
-    if (out.byteLength > bytesMax) return undefined;
-    return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
-  } catch {
-    return undefined;
-  }
-}
-
 function defaultFatal(): void {
   process.exit(1);
 }
@@ -181,7 +164,7 @@ export class ReplicaNode {
   private storageWrites = 0;
   private horizonWrites = 0;
   private storageWriteMs = 0;
-  private readonly cryptoWork = { signs: 0, verifies: 0, signMs: 0, verifyMs: 0, verifiesOffloaded: 0 };
+  private readonly cryptoWork: CryptoWork = { signs: 0, verifies: 0, signMs: 0, verifyMs: 0, verifiesOffloaded: 0 };
   private pool: VerifyPool | undefined;
   private inboundFramesDropped = 0;
   private storedStateCorruptions = 0;
@@ -246,28 +229,7 @@ export class ReplicaNode {
     const self = o.cluster.replicas.find((r) => r.id === o.id);
     try {
       if (self === undefined) throw new Error(`replica ${o.id} is not in cluster ${o.cluster.clusterId}`);
-      const work = this.cryptoWork;
-      const crypto: CoreCrypto = {
-        sign: (data) => {
-          const t0 = performance.now();
-          const sig = signer.sign(data);
-          work.signs++;
-          work.signMs += performance.now() - t0;
-          return sig;
-        },
-        verify: (key, data, sig) => {
-          if (this.pool !== undefined && this.pool.take(key, data, sig)) {
-            work.verifiesOffloaded++;
-            return true;
-          }
-          const t0 = performance.now();
-          const ok = verifier.verify(key, data, sig);
-          work.verifies++;
-          work.verifyMs += performance.now() - t0;
-          return ok;
-        },
-        hash: sha256,
-      };
+      const crypto = countedCrypto(signer, verifier, this.cryptoWork, () => this.pool);
       const app = asReplicatedApp(o.app ?? new KvStore());
       this.replica = new Replica(o.cluster, o.id, o.replica ?? {}, { crypto, app, compress, decompress });
       const records = await this.storage.scan({});
