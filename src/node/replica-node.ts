@@ -25,13 +25,14 @@ import type { ClusterConfig } from '../core/cluster.ts';
 import { resolveOptions, type ReplicaOptions } from '../core/options.ts';
 import { ProtocolInvariantError, Replica, type CoreEvent, type Ready, type Source } from '../core/replica.ts';
 import { DEFAULT_PIPELINE_OPTIONS, TurnPipeline, type Sent, type SentReply } from './pipeline.ts';
-import { decodeHorizon, type Horizon } from '../core/horizon.ts';
+import type { Horizon } from '../core/horizon.ts';
 import { createNodeSigner, NodeVerifier } from '../crypto/node.ts';
 import { RocksStorage } from '../storage/rocksdb.ts';
-import type { KeyRange, Storage, WriteOp } from '../storage/types.ts';
+import type { Storage } from '../storage/types.ts';
 import { createReplicaTransport } from '../transport/replica-transport.ts';
 import { VerifyPool } from './verify-pool.ts';
 import { compress, countedCrypto, decompress, type CryptoWork } from './core-deps.ts';
+import { recoverFromStorage, StorageDisk } from './disk.ts';
 import { renderMetrics, serveHttp, type NodeStatus } from './http.ts';
 import { errorText, gatedLogger, logCoreEvent, RejectedSummary, REJECTED_SUMMARY_MS, stackLine } from './log.ts';
 import {
@@ -140,6 +141,7 @@ export class ReplicaNode {
   private readonly log: Logger;
   private readonly tickMs: number;
   private readonly storage: Storage;
+  private readonly disk: StorageDisk;
   private readonly onFatal: (err: unknown) => void;
   private readonly createTransport: (options: ReplicaTransportOptions) => ReplicaTransport;
   private readonly now: () => number;
@@ -161,9 +163,6 @@ export class ReplicaNode {
   private summaryTimer: ReturnType<typeof setInterval> | undefined;
   private startedAt = 0;
   private turns = 0;
-  private storageWrites = 0;
-  private horizonWrites = 0;
-  private storageWriteMs = 0;
   private readonly cryptoWork: CryptoWork = { signs: 0, verifies: 0, signMs: 0, verifyMs: 0, verifiesOffloaded: 0 };
   private pool: VerifyPool | undefined;
   private inboundFramesDropped = 0;
@@ -189,6 +188,7 @@ export class ReplicaNode {
     this.onFatal = deps.onFatal ?? defaultFatal;
     this.createTransport = deps.createTransport ?? createReplicaTransport;
     this.now = deps.now ?? (() => performance.now());
+    this.disk = new StorageDisk(this.storage, this.now);
     this.rejectedSummary = new RejectedSummary(this.log);
     this.pipeline = this.createPipeline(undefined);
   }
@@ -197,7 +197,7 @@ export class ReplicaNode {
   private createPipeline(horizonOnDisk: Horizon | undefined): TurnPipeline {
     const o = this.options;
     return new TurnPipeline(
-      { write: (ops, clears, horizon, done) => this.writeBatch(ops, clears, horizon).then(() => done(), done) },
+      this.disk,
       {
         release: (messages, replies, events) => this.perform(messages, replies, events),
         fatal: (err) => this.fatal(err),
@@ -232,12 +232,8 @@ export class ReplicaNode {
       const crypto = countedCrypto(signer, verifier, this.cryptoWork, () => this.pool);
       const app = asReplicatedApp(o.app ?? new KvStore());
       this.replica = new Replica(o.cluster, o.id, o.replica ?? {}, { crypto, app, compress, decompress });
-      const records = await this.storage.scan({});
-      const horizon = await this.storage.readHorizon();
-      const damage = this.storage.damage;
-      this.replica.recover(records, { ...(horizon !== undefined ? { horizon } : {}), ...(damage !== undefined ? { damage } : {}) });
-      const onDisk = horizon === undefined ? undefined : decodeHorizon(horizon);
-      this.pipeline = this.createPipeline(onDisk?.ok ? onDisk.value : undefined);
+      const horizonOnDisk = await recoverFromStorage(this.replica, this.storage);
+      this.pipeline = this.createPipeline(horizonOnDisk);
     } catch (err) {
       this.state = 'stopped';
       await this.storage.close().catch(() => undefined);
@@ -357,8 +353,8 @@ export class ReplicaNode {
         turns: this.turns,
         inboundFramesDropped: this.inboundFramesDropped,
         queuedFrames: this.queue.length,
-        storageWrites: this.storageWrites,
-        storageWriteMs: Math.round(this.storageWriteMs * 1000) / 1000,
+        storageWrites: this.disk.writes,
+        storageWriteMs: Math.round(this.disk.writeMs * 1000) / 1000,
       },
       crypto: {
         ...this.cryptoWork,
@@ -367,7 +363,7 @@ export class ReplicaNode {
       },
       storedStateCorruptions: this.storedStateCorruptions,
       storedStateLosses: this.storedStateLosses,
-      horizonWrites: this.horizonWrites,
+      horizonWrites: this.disk.horizonWrites,
       stateTransfersCompleted: this.stateTransfersCompleted,
       memory: process.memoryUsage(),
       uptimeSeconds: Math.round((this.now() - this.startedAt) / 100) / 10,
@@ -429,21 +425,6 @@ export class ReplicaNode {
   /** Resolves once every computed turn is written and its effects performed (or the pipeline failed). */
   private drain(): Promise<void> {
     return new Promise((resolve) => this.pipeline.drain(resolve));
-  }
-
-  /** The pipeline's disk: one synced batch, then the range clears (garbage collection), then the horizon record. */
-  private async writeBatch(ops: WriteOp[], clears: KeyRange[], horizon: Uint8Array | undefined): Promise<void> {
-    if (ops.length > 0) {
-      const t0 = this.now();
-      await this.storage.write(ops, { sync: true });
-      this.storageWriteMs += this.now() - t0;
-      this.storageWrites++;
-    }
-    for (const range of clears) await this.storage.clear(range);
-    if (horizon !== undefined) {
-      await this.storage.writeHorizon(horizon);
-      this.horizonWrites++;
-    }
   }
 
   private stepCore(): Ready {
