@@ -23,41 +23,31 @@ import { KvStore } from '../app/kv.ts';
 import { asReplicatedApp, type StateMachine } from '../app/types.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
 import { resolveOptions, type ReplicaOptions } from '../core/options.ts';
-import { ProtocolInvariantError, Replica, type CoreEvent, type Ready, type Source } from '../core/replica.ts';
-import { DEFAULT_PIPELINE_OPTIONS, TurnPipeline, type Sent, type SentReply } from './pipeline.ts';
-import type { Horizon } from '../core/horizon.ts';
+import { ProtocolInvariantError, Replica, type CoreEvent } from '../core/replica.ts';
 import { createNodeSigner, NodeVerifier } from '../crypto/node.ts';
 import { RocksStorage } from '../storage/rocksdb.ts';
 import type { Storage } from '../storage/types.ts';
 import { createReplicaTransport } from '../transport/replica-transport.ts';
-import { VerifyPool } from './verify-pool.ts';
-import { compress, countedCrypto, decompress, type CryptoWork } from './core-deps.ts';
-import { recoverFromStorage, StorageDisk } from './disk.ts';
-import { renderMetrics, serveHttp, type NodeStatus } from './http.ts';
-import { errorText, gatedLogger, logCoreEvent, RejectedSummary, REJECTED_SUMMARY_MS, stackLine } from './log.ts';
 import {
   TransportError,
-  type Principal,
   type ReplicaTransport,
   type ReplicaTransportOptions,
   type TransportLimits,
   type TransportStats,
 } from '../transport/types.ts';
 import type { Logger } from '../util/log.ts';
+import { compress, countedCrypto, decompress, type CryptoWork } from './core-deps.ts';
+import { recoverFromStorage, StorageDisk } from './disk.ts';
+import { renderMetrics, serveHttp, type NodeStatus } from './http.ts';
+import { errorText, gatedLogger, logCoreEvent, RejectedSummary, REJECTED_SUMMARY_MS, stackLine } from './log.ts';
+import { TICK_MS_DEFAULT, TurnLoop } from './loop.ts';
+import type { Sent, SentReply } from './pipeline.ts';
+import { VerifyPool } from './verify-pool.ts';
 
 export { compress, decompress } from './core-deps.ts';
 export type { NodeStatus } from './http.ts';
 export { REJECTED_SUMMARY_MS } from './log.ts';
-
-export const TICK_MS_DEFAULT = 10;
-/** A turn that starts late runs at most this many ticks (a stalled process does not spin). */
-export const CATCH_UP_TICKS_MAX = 100;
-/** Frames waiting for the loop, at most (bytes); above it, new frames are dropped and counted. */
-export const INBOUND_QUEUE_BYTES_MAX = 256 * 1024 * 1024;
-/** Turns whose effects wait for the disk, at most; beyond it, frames wait in the inbound queue. */
-export const PENDING_TURNS_MAX = DEFAULT_PIPELINE_OPTIONS.pendingTurnsMax;
-/** Writes of turns that send nothing wait for a turn that does, at most this long (ms). */
-export const DEFERRED_WRITES_MS_MAX = DEFAULT_PIPELINE_OPTIONS.deferredWritesMsMax;
+export { CATCH_UP_TICKS_MAX, DEFERRED_WRITES_MS_MAX, INBOUND_QUEUE_BYTES_MAX, PENDING_TURNS_MAX, TICK_MS_DEFAULT } from './loop.ts';
 
 /** Test-only behaviour changes. The production CLI never sets these. */
 export interface ReplicaNodeHooks {
@@ -116,7 +106,7 @@ export interface ReplicaNodeDeps {
 
 export type ReplicaNodeErrorCode = 'BAD_OPTIONS' | 'STORAGE_OPEN_FAILED' | 'RECOVERY_FAILED' | 'ADDRESS_IN_USE' | 'LISTEN_FAILED' | 'BAD_STATE';
 
-/** A start() failure, with one line of explanation. */
+/** Why the constructor (BAD_OPTIONS), start() or status() (BAD_STATE) refused, in one line. */
 export class ReplicaNodeError extends Error {
   override readonly name = 'ReplicaNodeError';
   constructor(
@@ -125,11 +115,6 @@ export class ReplicaNodeError extends Error {
   ) {
     super(message.replace(/\s*[\r\n]+\s*/g, ' '));
   }
-}
-
-interface Queued {
-  from: Source;
-  frame: Uint8Array;
 }
 
 function defaultFatal(): void {
@@ -141,7 +126,6 @@ export class ReplicaNode {
   private readonly log: Logger;
   private readonly tickMs: number;
   private readonly storage: Storage;
-  private readonly disk: StorageDisk;
   private readonly onFatal: (err: unknown) => void;
   private readonly createTransport: (options: ReplicaTransportOptions) => ReplicaTransport;
   private readonly now: () => number;
@@ -151,25 +135,16 @@ export class ReplicaNode {
   private listenAddress = '';
   /** Set once the transport listens (see gatedLogger). */
   private listening = false;
-
-  // --- the loop -------------------------------------------------------------------------------
-  private queue: Queued[] = [];
-  private queuedBytes = 0;
-  private turnScheduled = false;
-  /** Computed turns on their way to the disk and out (see pipeline.ts); made by start(). */
-  private pipeline: TurnPipeline;
-  private lastTickAt = 0;
-  private tickTimer: ReturnType<typeof setInterval> | undefined;
-  private summaryTimer: ReturnType<typeof setInterval> | undefined;
-  private startedAt = 0;
-  private turns = 0;
-  private readonly cryptoWork: CryptoWork = { signs: 0, verifies: 0, signMs: 0, verifyMs: 0, verifiesOffloaded: 0 };
+  private readonly disk: StorageDisk;
+  private readonly loop: TurnLoop;
   private pool: VerifyPool | undefined;
-  private inboundFramesDropped = 0;
+  private summaryTimer: ReturnType<typeof setInterval> | undefined;
+  private readonly rejectedSummary: RejectedSummary;
+  private startedAt = 0;
+  private readonly cryptoWork: CryptoWork = { signs: 0, verifies: 0, signMs: 0, verifyMs: 0, verifiesOffloaded: 0 };
   private storedStateCorruptions = 0;
   private storedStateLosses = 0;
   private stateTransfersCompleted = 0;
-  private readonly rejectedSummary: RejectedSummary;
 
   constructor(
     private readonly options: ReplicaNodeOptions,
@@ -188,32 +163,20 @@ export class ReplicaNode {
     this.onFatal = deps.onFatal ?? defaultFatal;
     this.createTransport = deps.createTransport ?? createReplicaTransport;
     this.now = deps.now ?? (() => performance.now());
-    this.disk = new StorageDisk(this.storage, this.now);
     this.rejectedSummary = new RejectedSummary(this.log);
-    this.pipeline = this.createPipeline(undefined);
-  }
-
-  /** The pipeline of this incarnation, once recovery read the horizon record it starts from. */
-  private createPipeline(horizonOnDisk: Horizon | undefined): TurnPipeline {
-    const o = this.options;
-    return new TurnPipeline(
+    this.disk = new StorageDisk(this.storage, this.now);
+    this.loop = new TurnLoop(
       this.disk,
       {
-        release: (messages, replies, events) => this.perform(messages, replies, events),
+        running: () => this.state === 'running',
+        perform: (messages, replies, events) => this.perform(messages, replies, events),
         fatal: (err) => this.fatal(err),
-        written: () => this.schedule(),
       },
-      {
-        ...DEFAULT_PIPELINE_OPTIONS,
-        pipelineTurns: o.pipelineTurns ?? true,
-        deferWrites: o.deferWrites ?? true,
-        now: this.now,
-        ...(horizonOnDisk !== undefined ? { horizonOnDisk } : {}),
-      },
+      { tickMs: this.tickMs, now: this.now, pipelineTurns: options.pipelineTurns ?? true, deferWrites: options.deferWrites ?? true },
     );
   }
 
-  /** Opens storage, recovers the core from it, starts the loop, then the transport. */
+  /** Opens storage, recovers the core from it, runs the first turn, then starts the transport. */
   async start(): Promise<void> {
     if (this.state !== 'new') throw new ReplicaNodeError('BAD_STATE', `replica ${this.id} was already started`);
     this.state = 'starting';
@@ -233,7 +196,7 @@ export class ReplicaNode {
       const app = asReplicatedApp(o.app ?? new KvStore());
       this.replica = new Replica(o.cluster, o.id, o.replica ?? {}, { crypto, app, compress, decompress });
       const horizonOnDisk = await recoverFromStorage(this.replica, this.storage);
-      this.pipeline = this.createPipeline(horizonOnDisk);
+      this.loop.attach(this.replica, horizonOnDisk);
     } catch (err) {
       this.state = 'stopped';
       await this.storage.close().catch(() => undefined);
@@ -255,29 +218,17 @@ export class ReplicaNode {
     });
     const workers = o.verifyWorkers ?? 0;
     if (workers > 0) {
-      this.pool = new VerifyPool(o.cluster, workers, (from, frame) => this.enqueue(from, frame), (err) => this.fatal(err));
-      const pool = this.pool;
-      this.transport.onFrame((from, frame) => {
-        if (this.state !== 'running') return;
-        if (this.queuedBytes + pool.pendingBytes + frame.length > INBOUND_QUEUE_BYTES_MAX) {
-          this.inboundFramesDropped++;
-          return;
-        }
-        pool.submit(from, frame);
-      });
-    } else {
-      this.transport.onFrame((from, frame) => this.enqueue(from, frame));
+      this.pool = new VerifyPool(o.cluster, workers, (from, frame) => this.loop.enqueue(from, frame), (err) => this.fatal(err));
     }
+    this.transport.onFrame(this.loop.frameHandler(this.pool));
 
     // The loop runs before the transport accepts anything: the first turn persists what recovery
     // produced (and queues its messages, which the transport sends once peers are connected).
     this.state = 'running';
     this.startedAt = this.now();
-    this.lastTickAt = this.now();
-    this.computeTurn();
-    await this.drain();
-    if (this.state !== 'running' || this.pipeline.stopped) throw new ReplicaNodeError('RECOVERY_FAILED', `replica ${o.id} failed in its first turn`);
-    this.tickTimer = setInterval(() => this.schedule(), this.tickMs);
+    await this.loop.runFirstTurn();
+    if (this.state !== 'running' || this.loop.failed) throw new ReplicaNodeError('RECOVERY_FAILED', `replica ${o.id} failed in its first turn`);
+    this.loop.startTicking();
     this.summaryTimer = setInterval(() => this.rejectedSummary.summarize(this.replica?.rejected), REJECTED_SUMMARY_MS);
     this.summaryTimer.unref();
 
@@ -305,7 +256,7 @@ export class ReplicaNode {
     });
   }
 
-  /** Stops ticking and the transport, waits for the running turn, closes storage. */
+  /** Stops ticking, the transport and the verify pool, waits until every computed turn is written (unless failed), closes storage. */
   async stop(): Promise<void> {
     if (this.state === 'stopped' || this.state === 'stopping') return;
     await this.stopInternal();
@@ -315,16 +266,14 @@ export class ReplicaNode {
   private async stopInternal(): Promise<void> {
     const failed = this.state === 'failed';
     this.state = 'stopping';
-    if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
+    this.loop.stopTicking();
     if (this.summaryTimer !== undefined) clearInterval(this.summaryTimer);
-    this.tickTimer = undefined;
     this.summaryTimer = undefined;
     if (this.transport !== undefined) await this.transport.stop();
     if (this.pool !== undefined) await this.pool.stop();
     // Deferred writes are written too (their effects go to a stopped transport: they are merely kept).
-    if (!failed) await this.drain();
-    this.queue = [];
-    this.queuedBytes = 0;
+    if (!failed) await this.loop.drain();
+    this.loop.clearQueue();
     await this.storage.close().catch((err: unknown) => this.log.warn('closing storage failed', { err: errorText(err) }));
     this.state = failed ? 'failed' : 'stopped';
   }
@@ -350,9 +299,9 @@ export class ReplicaNode {
       rejected: Object.fromEntries([...replica.rejected.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1))),
       transport,
       loop: {
-        turns: this.turns,
-        inboundFramesDropped: this.inboundFramesDropped,
-        queuedFrames: this.queue.length,
+        turns: this.loop.turns,
+        inboundFramesDropped: this.loop.inboundFramesDropped,
+        queuedFrames: this.loop.queuedFrames,
         storageWrites: this.disk.writes,
         storageWriteMs: Math.round(this.disk.writeMs * 1000) / 1000,
       },
@@ -370,81 +319,9 @@ export class ReplicaNode {
     };
   }
 
-  // ==============================================================================================
-  // The loop
-  // ==============================================================================================
-
-  private enqueue(from: Principal, frame: Uint8Array): void {
-    if (this.state !== 'running') return;
-    if (this.queuedBytes + frame.length > INBOUND_QUEUE_BYTES_MAX) {
-      this.inboundFramesDropped++;
-      return;
-    }
-    this.queue.push({ from: { kind: from.kind, id: from.id }, frame });
-    this.queuedBytes += frame.length;
-    this.schedule();
-  }
-
-  private tickDue(): boolean {
-    return this.now() - this.lastTickAt >= this.tickMs;
-  }
-
-  /**
-   * Runs a turn soon, unless one is scheduled. While a synced write is in flight, a turn runs only
-   * with pipelining on and fewer than PENDING_TURNS_MAX turns waiting (a finished write reschedules).
-   */
-  private schedule(): void {
-    if (this.state !== 'running' || this.turnScheduled) return;
-    if (this.queue.length === 0 && !this.tickDue()) return;
-    if (!this.pipeline.canCompute) return;
-    this.turnScheduled = true;
-    setImmediate(() => {
-      this.turnScheduled = false;
-      if (this.state !== 'running') return;
-      this.computeTurn();
-      this.schedule();
-    });
-  }
-
-  /**
-   * One turn of the protocol, synchronous: every queued frame to the core, the ticks due, then
-   * flush(); the Ready goes to the pipeline. Every turn (also an empty tick, every 10 ms) lets
-   * deferred writes go once they waited DEFERRED_WRITES_MS_MAX.
-   */
-  private computeTurn(): void {
-    let ready: Ready;
-    try {
-      ready = this.stepCore();
-    } catch (err) {
-      this.fatal(err);
-      return;
-    }
-    this.pipeline.submit(ready);
-  }
-
-  /** Resolves once every computed turn is written and its effects performed (or the pipeline failed). */
-  private drain(): Promise<void> {
-    return new Promise((resolve) => this.pipeline.drain(resolve));
-  }
-
-  private stepCore(): Ready {
-    const replica = this.replica!;
-    this.turns++;
-    const frames = this.queue;
-    this.queue = [];
-    this.queuedBytes = 0;
-    for (const f of frames) replica.receive(f.from, f.frame);
-
-    const elapsed = this.now() - this.lastTickAt;
-    let ticks = Math.floor(elapsed / this.tickMs);
-    if (ticks > CATCH_UP_TICKS_MAX) {
-      ticks = CATCH_UP_TICKS_MAX;
-      this.lastTickAt = this.now();
-    } else {
-      this.lastTickAt += ticks * this.tickMs;
-    }
-    for (let i = 0; i < ticks; i++) replica.tick();
-    return replica.flush();
+  /** Prometheus text exposition of the replica's counters (what GET /metrics serves). */
+  metrics(): string {
+    return renderMetrics(this.status());
   }
 
   /** Effects whose writes are durable (from the pipeline): messages, replies, then events. */
@@ -462,21 +339,6 @@ export class ReplicaNode {
     for (const event of events) this.onEvent(event);
   }
 
-  private fatal(err: unknown): void {
-    if (this.state === 'failed') return;
-    this.state = 'failed';
-    if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
-    if (this.summaryTimer !== undefined) clearInterval(this.summaryTimer);
-    const what = err instanceof ProtocolInvariantError ? 'protocol invariant broken' : 'replica loop failed';
-    const stack = err instanceof Error && err.stack !== undefined ? stackLine(err.stack) : '';
-    this.log.error(`${what}; stopping`, { err: errorText(err), code: (err as { code?: unknown })?.code, stack });
-    this.onFatal(err);
-  }
-
-  // ==============================================================================================
-  // Events and logs
-  // ==============================================================================================
-
   /** A core event: counted for /status, logged, then shown to the test hook. */
   private onEvent(event: CoreEvent): void {
     if (event.type === 'stored-state-corrupt') this.storedStateCorruptions++;
@@ -486,9 +348,15 @@ export class ReplicaNode {
     this.options.hooks?.onEvent?.(event);
   }
 
-  /** Prometheus text exposition of the replica's counters (what GET /metrics serves). */
-  metrics(): string {
-    return renderMetrics(this.status());
+  private fatal(err: unknown): void {
+    if (this.state === 'failed') return;
+    this.state = 'failed';
+    this.loop.stopTicking();
+    if (this.summaryTimer !== undefined) clearInterval(this.summaryTimer);
+    const what = err instanceof ProtocolInvariantError ? 'protocol invariant broken' : 'replica loop failed';
+    const stack = err instanceof Error && err.stack !== undefined ? stackLine(err.stack) : '';
+    this.log.error(`${what}; stopping`, { err: errorText(err), code: (err as { code?: unknown })?.code, stack });
+    this.onFatal(err);
   }
 }
 
