@@ -1,23 +1,25 @@
 /**
- * The replica shell: RocksDB + the pure PBFT core + the WebSocket transport, driven by ONE
- * serialized loop.
+ * The replica shell: ReplicaNode runs one replica of the cluster, assembled from
  *
- * A loop turn:
- *   1. hands every queued frame to `replica.receive` (the core checks size, decodes, checks the
- *      cheap fields, and verifies signatures last),
- *   2. calls `replica.tick()` once per `tickMs` of wall time elapsed since the last tick,
- *   3. `flush()`es the core and submits its Ready to the turn pipeline (src/node/pipeline.ts, the
- *      same code the simulator runs): the turn's writes go to RocksDB in one synced batch (with
- *      those of other turns waiting), and each message, reply and event leaves once the writes it
- *      depends on are durable (src/core/durability.ts states the rule). A replica that crashes and
- *      restarts therefore never contradicts a statement that left it.
- * Steps 1-3 are one synchronous computation (only one runs at a time). While a synced write is in
- * flight, later turns are computed (at most PENDING_TURNS_MAX wait); a turn with nothing waiting for
- * the disk does not sync on its own (its writes join the next batch, at most DEFERRED_WRITES_MS_MAX
- * later). A failed synced write or a broken core invariant is fatal: the process logs it and exits 1
- * (never keeps running).
+ *   the core            the pure PBFT state machine (src/core/replica.ts) with the application (a
+ *                       KvStore by default), node:crypto signatures and zlib (core-deps.ts)
+ *   the disk            a Storage, RocksStorage by default (disk.ts: recovery, synced writes)
+ *   the loop            one serialized loop: frames and ticks into the core, each turn's Ready into
+ *                       the turn pipeline (loop.ts, pipeline.ts)
+ *   the transport       WebSockets to replicas and clients; its HTTP server answers GET /status and
+ *                       GET /metrics on the same port (http.ts)
+ *   the verify pool     optional worker threads that verify signatures before frames reach the loop
+ *                       (option verifyWorkers, verify-pool.ts)
+ *   the log             a line per notable core event, a periodic rejected-message summary (log.ts)
  *
- * GET /status (JSON) and GET /metrics (Prometheus text) are served on the replica's port.
+ * start() opens the storage, recovers the core from it, runs the first turn (it persists what
+ * recovery produced), then starts the transport; if any of that fails it throws a ReplicaNodeError
+ * with one line of explanation. While running, the effects the pipeline releases go out here:
+ * messages and replies to the transport, events to the /status counters and the log. An exception
+ * of the core, a failed write or a verify worker's error is fatal: it is logged, no further turn
+ * runs, and onFatal is called (default: exit the process with status 1). stop() stops ticking, the
+ * transport and the verify pool, lets every computed turn be written (unless the replica failed),
+ * and closes the storage. Signals and exit codes of a replica process: replica-process.ts.
  */
 import { KvStore } from '../app/kv.ts';
 import { asReplicatedApp, type StateMachine } from '../app/types.ts';
