@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import { Option, type Command } from 'commander';
 import { KeyringError, loadIdentity } from '../crypto/keyring.ts';
-import { runReplicaProcess } from '../node/replica-node.ts';
+import { runReplicaProcess } from '../node/replica-process.ts';
 import { createLogger, type LogLevel } from '../util/log.ts';
 import type { ReplicaOptions } from '../core/options.ts';
 import { CliError, parseListen, parseNonNegativeInt, parsePositiveInt } from './common.ts';

@@ -1,62 +1,55 @@
 /**
- * The replica shell: RocksDB + the pure PBFT core + the WebSocket transport, driven by ONE
- * serialized loop.
+ * The replica shell: ReplicaNode runs one replica of the cluster, assembled from
  *
- * A loop turn:
- *   1. hands every queued frame to `replica.receive` (the core checks size, decodes, checks the
- *      cheap fields, and verifies signatures last),
- *   2. calls `replica.tick()` once per `tickMs` of wall time elapsed since the last tick,
- *   3. `flush()`es the core and submits its Ready to the turn pipeline (src/node/pipeline.ts, the
- *      same code the simulator runs): the turn's writes go to RocksDB in one synced batch (with
- *      those of other turns waiting), and each message, reply and event leaves once the writes it
- *      depends on are durable (src/core/durability.ts states the rule). A replica that crashes and
- *      restarts therefore never contradicts a statement that left it.
- * Steps 1-3 are one synchronous computation (only one runs at a time). While a synced write is in
- * flight, later turns are computed (at most PENDING_TURNS_MAX wait); a turn with nothing waiting for
- * the disk does not sync on its own (its writes join the next batch, at most DEFERRED_WRITES_MS_MAX
- * later). A failed synced write or a broken core invariant is fatal: the process logs it and exits 1
- * (never keeps running).
+ *   the core            the pure PBFT state machine (src/core/replica.ts) with the application (a
+ *                       KvStore by default), node:crypto signatures and zlib (core-deps.ts)
+ *   the disk            a Storage, RocksStorage by default (disk.ts: recovery, synced writes)
+ *   the loop            one serialized loop: frames and ticks into the core, each turn's Ready into
+ *                       the turn pipeline (loop.ts, pipeline.ts)
+ *   the transport       WebSockets to replicas and clients; its HTTP server answers GET /status and
+ *                       GET /metrics on the same port (http.ts)
+ *   the verify pool     optional worker threads that verify signatures before frames reach the loop
+ *                       (option verifyWorkers, verify-pool.ts)
+ *   the log             a line per notable core event, a periodic rejected-message summary (log.ts)
  *
- * GET /status (JSON) and GET /metrics (Prometheus text) are served on the replica's port.
+ * start() opens the storage, recovers the core from it, runs the first turn (it persists what
+ * recovery produced), then starts the transport; if any of that fails it throws a ReplicaNodeError
+ * with one line of explanation. While running, the effects the pipeline releases go out here:
+ * messages and replies to the transport, events to the /status counters and the log. An exception
+ * of the core, a failed write or a verify worker's error is fatal: it is logged, no further turn
+ * runs, and onFatal is called (default: exit the process with status 1). stop() stops ticking, the
+ * transport and the verify pool, lets every computed turn be written (unless the replica failed),
+ * and closes the storage. Signals and exit codes of a replica process: replica-process.ts.
  */
-import { deflateRawSync, inflateRawSync } from 'node:zlib';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { KvStore } from '../app/kv.ts';
 import { asReplicatedApp, type StateMachine } from '../app/types.ts';
-import type { CoreCrypto } from '../core/auth.ts';
-import { toHex } from '../core/auth.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
 import { resolveOptions, type ReplicaOptions } from '../core/options.ts';
-import { ProtocolInvariantError, Replica, type CoreEvent, type Ready, type ReplicaStatus, type Source } from '../core/replica.ts';
-import { DEFAULT_PIPELINE_OPTIONS, TurnPipeline, type Sent, type SentReply } from './pipeline.ts';
-import { decodeHorizon, type Horizon } from '../core/horizon.ts';
-import { REJECT_REASONS, type RejectReason } from '../core/rejections.ts';
-import { createNodeSigner, NodeVerifier, sha256 } from '../crypto/node.ts';
+import { ProtocolInvariantError, Replica, type CoreEvent } from '../core/replica.ts';
+import { createNodeSigner, NodeVerifier } from '../crypto/node.ts';
 import { RocksStorage } from '../storage/rocksdb.ts';
-import type { KeyRange, Storage, WriteOp } from '../storage/types.ts';
+import type { Storage } from '../storage/types.ts';
 import { createReplicaTransport } from '../transport/replica-transport.ts';
-import { VerifyPool } from './verify-pool.ts';
 import {
   TransportError,
-  type Principal,
   type ReplicaTransport,
   type ReplicaTransportOptions,
   type TransportLimits,
   type TransportStats,
 } from '../transport/types.ts';
 import type { Logger } from '../util/log.ts';
+import { compress, countedCrypto, decompress, type CryptoWork } from './core-deps.ts';
+import { recoverFromStorage, StorageDisk } from './disk.ts';
+import { renderMetrics, serveHttp, type NodeStatus } from './http.ts';
+import { errorText, gatedLogger, logCoreEvent, RejectedSummary, REJECTED_SUMMARY_MS, stackLine } from './log.ts';
+import { TICK_MS_DEFAULT, TurnLoop } from './loop.ts';
+import type { Sent, SentReply } from './pipeline.ts';
+import { VerifyPool } from './verify-pool.ts';
 
-export const TICK_MS_DEFAULT = 10;
-/** A turn that starts late runs at most this many ticks (a stalled process does not spin). */
-export const CATCH_UP_TICKS_MAX = 100;
-/** Frames waiting for the loop, at most (bytes); above it, new frames are dropped and counted. */
-export const INBOUND_QUEUE_BYTES_MAX = 256 * 1024 * 1024;
-/** Rejected-message counts are summarized in the log at most this often, when they changed. */
-export const REJECTED_SUMMARY_MS = 10_000;
-/** Turns whose effects wait for the disk, at most; beyond it, frames wait in the inbound queue. */
-export const PENDING_TURNS_MAX = DEFAULT_PIPELINE_OPTIONS.pendingTurnsMax;
-/** Writes of turns that send nothing wait for a turn that does, at most this long (ms). */
-export const DEFERRED_WRITES_MS_MAX = DEFAULT_PIPELINE_OPTIONS.deferredWritesMsMax;
+export { compress, decompress } from './core-deps.ts';
+export type { NodeStatus } from './http.ts';
+export { REJECTED_SUMMARY_MS } from './log.ts';
+export { CATCH_UP_TICKS_MAX, DEFERRED_WRITES_MS_MAX, INBOUND_QUEUE_BYTES_MAX, PENDING_TURNS_MAX, TICK_MS_DEFAULT } from './loop.ts';
 
 /** Test-only behaviour changes. The production CLI never sets these. */
 export interface ReplicaNodeHooks {
@@ -115,7 +108,7 @@ export interface ReplicaNodeDeps {
 
 export type ReplicaNodeErrorCode = 'BAD_OPTIONS' | 'STORAGE_OPEN_FAILED' | 'RECOVERY_FAILED' | 'ADDRESS_IN_USE' | 'LISTEN_FAILED' | 'BAD_STATE';
 
-/** A start() failure, with one line of explanation. */
+/** Why the constructor (BAD_OPTIONS), start() or status() (BAD_STATE) refused, in one line. */
 export class ReplicaNodeError extends Error {
   override readonly name = 'ReplicaNodeError';
   constructor(
@@ -124,81 +117,6 @@ export class ReplicaNodeError extends Error {
   ) {
     super(message.replace(/\s*[\r\n]+\s*/g, ' '));
   }
-}
-
-export interface NodeStatus extends ReplicaStatus {
-  pid: number;
-  listen: string;
-  counters: Replica['counters'];
-  rejected: Partial<Record<RejectReason, number>>;
-  transport: TransportStats;
-  loop: {
-    turns: number;
-    inboundFramesDropped: number;
-    queuedFrames: number;
-    storageWrites: number;
-    /** Wall time spent awaiting synced writes, milliseconds (summed over turns). */
-    storageWriteMs: number;
-  };
-  /**
-   * Signature work done on the loop for the core (counts and milliseconds); `verifiesOffloaded`:
-   * verifications the core asked for that worker threads had done (option verifyWorkers).
-   */
-  crypto: { signs: number; verifies: number; signMs: number; verifyMs: number; verifiesOffloaded: number };
-  /** Times this process found its stored state corrupt (at recovery) and state transfers it completed. */
-  storedStateCorruptions: number;
-  /** Times this process found its durable state behind its horizon record or its log damaged (it then recovers). */
-  storedStateLosses: number;
-  /** Horizon record writes (src/core/horizon.ts). */
-  horizonWrites: number;
-  stateTransfersCompleted: number;
-  /** process.memoryUsage() in bytes: rss, heapTotal, heapUsed, external, arrayBuffers. */
-  memory: NodeJS.MemoryUsage;
-  uptimeSeconds: number;
-}
-
-interface Queued {
-  from: Source;
-  frame: Uint8Array;
-}
-
-function oneLine(text: string): string {
-  return text.replace(/\s*[\r\n]+\s*/g, ' ').trim();
-}
-
-function errorText(err: unknown): string {
-  return oneLine(err instanceof Error ? err.message : String(err));
-}
-
-/** zlib raw deflate: deterministic for equal input and zlib version. */
-export function compress(data: Uint8Array): Uint8Array {
-  const out = deflateRawSync(data);
-  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
-}
-
-/** Inverse of compress; undefined when the input is malformed or inflates beyond `bytesMax`. */
-export function decompress(data: Uint8Array, bytesMax: number): Uint8Array | undefined {
-  try {
-    const out = inflateRawSync(data, { maxOutputLength: Math.max(1, bytesMax) });
-    if (out.byteLength > bytesMax) return undefined;
-    return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * A logger that drops debug and info lines while `open()` is false: a replica that cannot start says
- * so in one line, without the transport's lifecycle chatter around it.
- */
-function gatedLogger(inner: Logger, open: () => boolean): Logger {
-  return {
-    debug: (m, f) => (open() ? inner.debug(m, f) : undefined),
-    info: (m, f) => (open() ? inner.info(m, f) : undefined),
-    warn: (m, f) => inner.warn(m, f),
-    error: (m, f) => inner.error(m, f),
-    child: (fields) => gatedLogger(inner.child(fields), open),
-  };
 }
 
 function defaultFatal(): void {
@@ -219,28 +137,16 @@ export class ReplicaNode {
   private listenAddress = '';
   /** Set once the transport listens (see gatedLogger). */
   private listening = false;
-
-  // --- the loop -------------------------------------------------------------------------------
-  private queue: Queued[] = [];
-  private queuedBytes = 0;
-  private turnScheduled = false;
-  /** Computed turns on their way to the disk and out (see pipeline.ts); made by start(). */
-  private pipeline: TurnPipeline;
-  private lastTickAt = 0;
-  private tickTimer: ReturnType<typeof setInterval> | undefined;
-  private summaryTimer: ReturnType<typeof setInterval> | undefined;
-  private startedAt = 0;
-  private turns = 0;
-  private storageWrites = 0;
-  private horizonWrites = 0;
-  private storageWriteMs = 0;
-  private readonly cryptoWork = { signs: 0, verifies: 0, signMs: 0, verifyMs: 0, verifiesOffloaded: 0 };
+  private readonly disk: StorageDisk;
+  private readonly loop: TurnLoop;
   private pool: VerifyPool | undefined;
-  private inboundFramesDropped = 0;
+  private summaryTimer: ReturnType<typeof setInterval> | undefined;
+  private readonly rejectedSummary: RejectedSummary;
+  private startedAt = 0;
+  private readonly cryptoWork: CryptoWork = { signs: 0, verifies: 0, signMs: 0, verifyMs: 0, verifiesOffloaded: 0 };
   private storedStateCorruptions = 0;
   private storedStateLosses = 0;
   private stateTransfersCompleted = 0;
-  private lastRejectedSummary = '';
 
   constructor(
     private readonly options: ReplicaNodeOptions,
@@ -259,30 +165,20 @@ export class ReplicaNode {
     this.onFatal = deps.onFatal ?? defaultFatal;
     this.createTransport = deps.createTransport ?? createReplicaTransport;
     this.now = deps.now ?? (() => performance.now());
-    this.pipeline = this.createPipeline(undefined);
-  }
-
-  /** The pipeline of this incarnation, once recovery read the horizon record it starts from. */
-  private createPipeline(horizonOnDisk: Horizon | undefined): TurnPipeline {
-    const o = this.options;
-    return new TurnPipeline(
-      { write: (ops, clears, horizon, done) => this.writeBatch(ops, clears, horizon).then(() => done(), done) },
+    this.rejectedSummary = new RejectedSummary(this.log);
+    this.disk = new StorageDisk(this.storage, this.now);
+    this.loop = new TurnLoop(
+      this.disk,
       {
-        release: (messages, replies, events) => this.perform(messages, replies, events),
+        running: () => this.state === 'running',
+        perform: (messages, replies, events) => this.perform(messages, replies, events),
         fatal: (err) => this.fatal(err),
-        written: () => this.schedule(),
       },
-      {
-        ...DEFAULT_PIPELINE_OPTIONS,
-        pipelineTurns: o.pipelineTurns ?? true,
-        deferWrites: o.deferWrites ?? true,
-        now: this.now,
-        ...(horizonOnDisk !== undefined ? { horizonOnDisk } : {}),
-      },
+      { tickMs: this.tickMs, now: this.now, pipelineTurns: options.pipelineTurns ?? true, deferWrites: options.deferWrites ?? true },
     );
   }
 
-  /** Opens storage, recovers the core from it, starts the loop, then the transport. */
+  /** Opens storage, recovers the core from it, runs the first turn, then starts the transport. */
   async start(): Promise<void> {
     if (this.state !== 'new') throw new ReplicaNodeError('BAD_STATE', `replica ${this.id} was already started`);
     this.state = 'starting';
@@ -298,36 +194,11 @@ export class ReplicaNode {
     const self = o.cluster.replicas.find((r) => r.id === o.id);
     try {
       if (self === undefined) throw new Error(`replica ${o.id} is not in cluster ${o.cluster.clusterId}`);
-      const work = this.cryptoWork;
-      const crypto: CoreCrypto = {
-        sign: (data) => {
-          const t0 = performance.now();
-          const sig = signer.sign(data);
-          work.signs++;
-          work.signMs += performance.now() - t0;
-          return sig;
-        },
-        verify: (key, data, sig) => {
-          if (this.pool !== undefined && this.pool.take(key, data, sig)) {
-            work.verifiesOffloaded++;
-            return true;
-          }
-          const t0 = performance.now();
-          const ok = verifier.verify(key, data, sig);
-          work.verifies++;
-          work.verifyMs += performance.now() - t0;
-          return ok;
-        },
-        hash: sha256,
-      };
+      const crypto = countedCrypto(signer, verifier, this.cryptoWork, () => this.pool);
       const app = asReplicatedApp(o.app ?? new KvStore());
       this.replica = new Replica(o.cluster, o.id, o.replica ?? {}, { crypto, app, compress, decompress });
-      const records = await this.storage.scan({});
-      const horizon = await this.storage.readHorizon();
-      const damage = this.storage.damage;
-      this.replica.recover(records, { ...(horizon !== undefined ? { horizon } : {}), ...(damage !== undefined ? { damage } : {}) });
-      const onDisk = horizon === undefined ? undefined : decodeHorizon(horizon);
-      this.pipeline = this.createPipeline(onDisk?.ok ? onDisk.value : undefined);
+      const horizonOnDisk = await recoverFromStorage(this.replica, this.storage);
+      this.loop.attach(this.replica, horizonOnDisk);
     } catch (err) {
       this.state = 'stopped';
       await this.storage.close().catch(() => undefined);
@@ -344,35 +215,23 @@ export class ReplicaNode {
       ...(o.listenHost !== undefined ? { host: o.listenHost } : {}),
       ...(o.listenPort !== undefined ? { port: o.listenPort } : {}),
       limits,
-      httpHandler: (req, res) => this.serveHttp(req, res),
+      httpHandler: (req, res) => serveHttp(req, res, { started: () => this.replica !== undefined, status: () => this.status() }),
       log: gatedLogger(this.log, () => this.listening),
     });
     const workers = o.verifyWorkers ?? 0;
     if (workers > 0) {
-      this.pool = new VerifyPool(o.cluster, workers, (from, frame) => this.enqueue(from, frame), (err) => this.fatal(err));
-      const pool = this.pool;
-      this.transport.onFrame((from, frame) => {
-        if (this.state !== 'running') return;
-        if (this.queuedBytes + pool.pendingBytes + frame.length > INBOUND_QUEUE_BYTES_MAX) {
-          this.inboundFramesDropped++;
-          return;
-        }
-        pool.submit(from, frame);
-      });
-    } else {
-      this.transport.onFrame((from, frame) => this.enqueue(from, frame));
+      this.pool = new VerifyPool(o.cluster, workers, (from, frame) => this.loop.enqueue(from, frame), (err) => this.fatal(err));
     }
+    this.transport.onFrame(this.loop.frameHandler(this.pool));
 
     // The loop runs before the transport accepts anything: the first turn persists what recovery
     // produced (and queues its messages, which the transport sends once peers are connected).
     this.state = 'running';
     this.startedAt = this.now();
-    this.lastTickAt = this.now();
-    this.computeTurn();
-    await this.drain();
-    if (this.state !== 'running' || this.pipeline.stopped) throw new ReplicaNodeError('RECOVERY_FAILED', `replica ${o.id} failed in its first turn`);
-    this.tickTimer = setInterval(() => this.schedule(), this.tickMs);
-    this.summaryTimer = setInterval(() => this.summarizeRejected(), REJECTED_SUMMARY_MS);
+    await this.loop.runFirstTurn();
+    if (this.state !== 'running' || this.loop.failed) throw new ReplicaNodeError('RECOVERY_FAILED', `replica ${o.id} failed in its first turn`);
+    this.loop.startTicking();
+    this.summaryTimer = setInterval(() => this.rejectedSummary.summarize(this.replica?.rejected), REJECTED_SUMMARY_MS);
     this.summaryTimer.unref();
 
     try {
@@ -399,7 +258,7 @@ export class ReplicaNode {
     });
   }
 
-  /** Stops ticking and the transport, waits for the running turn, closes storage. */
+  /** Stops ticking, the transport and the verify pool, waits until every computed turn is written (unless failed), closes storage. */
   async stop(): Promise<void> {
     if (this.state === 'stopped' || this.state === 'stopping') return;
     await this.stopInternal();
@@ -409,16 +268,14 @@ export class ReplicaNode {
   private async stopInternal(): Promise<void> {
     const failed = this.state === 'failed';
     this.state = 'stopping';
-    if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
+    this.loop.stopTicking();
     if (this.summaryTimer !== undefined) clearInterval(this.summaryTimer);
-    this.tickTimer = undefined;
     this.summaryTimer = undefined;
     if (this.transport !== undefined) await this.transport.stop();
     if (this.pool !== undefined) await this.pool.stop();
     // Deferred writes are written too (their effects go to a stopped transport: they are merely kept).
-    if (!failed) await this.drain();
-    this.queue = [];
-    this.queuedBytes = 0;
+    if (!failed) await this.loop.drain();
+    this.loop.clearQueue();
     await this.storage.close().catch((err: unknown) => this.log.warn('closing storage failed', { err: errorText(err) }));
     this.state = failed ? 'failed' : 'stopped';
   }
@@ -444,11 +301,11 @@ export class ReplicaNode {
       rejected: Object.fromEntries([...replica.rejected.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1))),
       transport,
       loop: {
-        turns: this.turns,
-        inboundFramesDropped: this.inboundFramesDropped,
-        queuedFrames: this.queue.length,
-        storageWrites: this.storageWrites,
-        storageWriteMs: Math.round(this.storageWriteMs * 1000) / 1000,
+        turns: this.loop.turns,
+        inboundFramesDropped: this.loop.inboundFramesDropped,
+        queuedFrames: this.loop.queuedFrames,
+        storageWrites: this.disk.writes,
+        storageWriteMs: Math.round(this.disk.writeMs * 1000) / 1000,
       },
       crypto: {
         ...this.cryptoWork,
@@ -457,103 +314,16 @@ export class ReplicaNode {
       },
       storedStateCorruptions: this.storedStateCorruptions,
       storedStateLosses: this.storedStateLosses,
-      horizonWrites: this.horizonWrites,
+      horizonWrites: this.disk.horizonWrites,
       stateTransfersCompleted: this.stateTransfersCompleted,
       memory: process.memoryUsage(),
       uptimeSeconds: Math.round((this.now() - this.startedAt) / 100) / 10,
     };
   }
 
-  // ==============================================================================================
-  // The loop
-  // ==============================================================================================
-
-  private enqueue(from: Principal, frame: Uint8Array): void {
-    if (this.state !== 'running') return;
-    if (this.queuedBytes + frame.length > INBOUND_QUEUE_BYTES_MAX) {
-      this.inboundFramesDropped++;
-      return;
-    }
-    this.queue.push({ from: { kind: from.kind, id: from.id }, frame });
-    this.queuedBytes += frame.length;
-    this.schedule();
-  }
-
-  private tickDue(): boolean {
-    return this.now() - this.lastTickAt >= this.tickMs;
-  }
-
-  /**
-   * Runs a turn soon, unless one is scheduled. While a synced write is in flight, a turn runs only
-   * with pipelining on and fewer than PENDING_TURNS_MAX turns waiting (a finished write reschedules).
-   */
-  private schedule(): void {
-    if (this.state !== 'running' || this.turnScheduled) return;
-    if (this.queue.length === 0 && !this.tickDue()) return;
-    if (!this.pipeline.canCompute) return;
-    this.turnScheduled = true;
-    setImmediate(() => {
-      this.turnScheduled = false;
-      if (this.state !== 'running') return;
-      this.computeTurn();
-      this.schedule();
-    });
-  }
-
-  /**
-   * One turn of the protocol, synchronous: every queued frame to the core, the ticks due, then
-   * flush(); the Ready goes to the pipeline. Every turn (also an empty tick, every 10 ms) lets
-   * deferred writes go once they waited DEFERRED_WRITES_MS_MAX.
-   */
-  private computeTurn(): void {
-    let ready: Ready;
-    try {
-      ready = this.stepCore();
-    } catch (err) {
-      this.fatal(err);
-      return;
-    }
-    this.pipeline.submit(ready);
-  }
-
-  /** Resolves once every computed turn is written and its effects performed (or the pipeline failed). */
-  private drain(): Promise<void> {
-    return new Promise((resolve) => this.pipeline.drain(resolve));
-  }
-
-  /** The pipeline's disk: one synced batch, then the range clears (garbage collection), then the horizon record. */
-  private async writeBatch(ops: WriteOp[], clears: KeyRange[], horizon: Uint8Array | undefined): Promise<void> {
-    if (ops.length > 0) {
-      const t0 = this.now();
-      await this.storage.write(ops, { sync: true });
-      this.storageWriteMs += this.now() - t0;
-      this.storageWrites++;
-    }
-    for (const range of clears) await this.storage.clear(range);
-    if (horizon !== undefined) {
-      await this.storage.writeHorizon(horizon);
-      this.horizonWrites++;
-    }
-  }
-
-  private stepCore(): Ready {
-    const replica = this.replica!;
-    this.turns++;
-    const frames = this.queue;
-    this.queue = [];
-    this.queuedBytes = 0;
-    for (const f of frames) replica.receive(f.from, f.frame);
-
-    const elapsed = this.now() - this.lastTickAt;
-    let ticks = Math.floor(elapsed / this.tickMs);
-    if (ticks > CATCH_UP_TICKS_MAX) {
-      ticks = CATCH_UP_TICKS_MAX;
-      this.lastTickAt = this.now();
-    } else {
-      this.lastTickAt += ticks * this.tickMs;
-    }
-    for (let i = 0; i < ticks; i++) replica.tick();
-    return replica.flush();
+  /** Prometheus text exposition of the replica's counters (what GET /metrics serves). */
+  metrics(): string {
+    return renderMetrics(this.status());
   }
 
   /** Effects whose writes are durable (from the pipeline): messages, replies, then events. */
@@ -571,233 +341,23 @@ export class ReplicaNode {
     for (const event of events) this.onEvent(event);
   }
 
-  private fatal(err: unknown): void {
-    if (this.state === 'failed') return;
-    this.state = 'failed';
-    if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
-    if (this.summaryTimer !== undefined) clearInterval(this.summaryTimer);
-    const what = err instanceof ProtocolInvariantError ? 'protocol invariant broken' : 'replica loop failed';
-    const stack = err instanceof Error && err.stack !== undefined ? err.stack.split('\n').slice(1, 6).map((l) => l.trim()).join(' | ') : '';
-    this.log.error(`${what}; stopping`, { err: errorText(err), code: (err as { code?: unknown })?.code, stack });
-    this.onFatal(err);
-  }
-
-  // ==============================================================================================
-  // Events and logs
-  // ==============================================================================================
-
+  /** A core event: counted for /status, logged, then shown to the test hook. */
   private onEvent(event: CoreEvent): void {
-    switch (event.type) {
-      case 'executed':
-      case 'committed':
-        break;
-      case 'view-change-started':
-        this.log.warn('view change started', { view: event.view, reason: event.reason });
-        break;
-      case 'view-entered':
-        this.log.info('view entered', { view: event.view, primary: event.primary });
-        break;
-      case 'checkpoint-stable':
-        this.log.debug('checkpoint stable', { seq: event.seq, digest: toHex(event.digest) });
-        break;
-      case 'state-diverged':
-        this.log.error('state diverged from the stable checkpoint', {
-          seq: event.seq,
-          own: toHex(event.own),
-          agreed: toHex(event.agreed),
-        });
-        break;
-      case 'stored-state-corrupt':
-        this.storedStateCorruptions++;
-        this.log.error('stored state is corrupt', { seq: event.seq, reason: event.reason });
-        break;
-      case 'state-transfer-started':
-        this.log.info('state transfer started', { seq: event.seq, reason: event.reason });
-        break;
-      case 'state-transfer-completed':
-        this.stateTransfersCompleted++;
-        this.log.info('state transfer completed', {
-          seq: event.seq,
-          partitionsFetched: event.partitionsFetched,
-          partitionCount: event.partitionCount,
-          bytesReceived: event.bytesReceived,
-          bytesSent: event.bytesSent,
-          ms: event.ticks * this.tickMs,
-        });
-        break;
-      case 'peer-misbehaved':
-        this.log.warn('peer misbehaved', { peer: event.peer, reason: event.reason });
-        break;
-      case 'stored-state-lost':
-        this.storedStateLosses++;
-        this.log.error('durable state is missing or damaged: rejoining as a recovering replica that signs nothing it may have signed before', {
-          reasons: event.reasons.join('; '),
-          noVotesUpToView: event.floor.view,
-          noViewChangeBeforeStable: event.floor.seq,
-        });
-        break;
-      case 'signing-resumed':
-        this.log.info('recovered: signing again', { view: event.view, stable: event.stable });
-        break;
-      default: {
-        const never: never = event;
-        this.log.warn('unknown core event', { event: String((never as { type?: unknown }).type) });
-      }
-    }
+    if (event.type === 'stored-state-corrupt') this.storedStateCorruptions++;
+    else if (event.type === 'state-transfer-completed') this.stateTransfersCompleted++;
+    else if (event.type === 'stored-state-lost') this.storedStateLosses++;
+    logCoreEvent(this.log, event, this.tickMs);
     this.options.hooks?.onEvent?.(event);
   }
 
-  private summarizeRejected(): void {
-    const replica = this.replica;
-    if (replica === undefined || replica.rejected.size === 0) return;
-    const counts = Object.fromEntries([...replica.rejected.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)));
-    const key = JSON.stringify(counts);
-    if (key === this.lastRejectedSummary) return;
-    this.lastRejectedSummary = key;
-    this.log.info('rejected messages (totals)', counts);
+  private fatal(err: unknown): void {
+    if (this.state === 'failed') return;
+    this.state = 'failed';
+    this.loop.stopTicking();
+    if (this.summaryTimer !== undefined) clearInterval(this.summaryTimer);
+    const what = err instanceof ProtocolInvariantError ? 'protocol invariant broken' : 'replica loop failed';
+    const stack = err instanceof Error && err.stack !== undefined ? stackLine(err.stack) : '';
+    this.log.error(`${what}; stopping`, { err: errorText(err), code: (err as { code?: unknown })?.code, stack });
+    this.onFatal(err);
   }
-
-  // ==============================================================================================
-  // HTTP: /status and /metrics
-  // ==============================================================================================
-
-  private serveHttp(req: IncomingMessage, res: ServerResponse): void {
-    const path = (req.url ?? '/').split('?')[0];
-    const send = (status: number, type: string, body: string): void => {
-      res.statusCode = status;
-      res.setHeader('content-type', type);
-      res.setHeader('cache-control', 'no-store');
-      res.end(body);
-    };
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.setHeader('allow', 'GET, HEAD');
-      return send(405, 'text/plain; charset=utf-8', 'method not allowed\n');
-    }
-    if (this.replica === undefined) return send(503, 'text/plain; charset=utf-8', 'starting\n');
-    if (path === '/status') return send(200, 'application/json', JSON.stringify(this.status()) + '\n');
-    if (path === '/metrics') return send(200, 'text/plain; version=0.0.4; charset=utf-8', this.metrics());
-    return send(404, 'text/plain; charset=utf-8', 'not found; try /status or /metrics\n');
-  }
-
-  /** Prometheus text exposition of the replica's counters. */
-  metrics(): string {
-    const s = this.status();
-    const lines: string[] = [];
-    const metric = (name: string, type: 'counter' | 'gauge', help: string, samples: Array<[Record<string, string>, number]>): void => {
-      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-      for (const [labels, value] of samples) {
-        const l = Object.entries(labels)
-          .map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`)
-          .join(',');
-        lines.push(`${name}${l ? `{${l}}` : ''} ${value}`);
-      }
-    };
-    const one = (value: number): Array<[Record<string, string>, number]> => [[{}, value]];
-    const c = s.counters;
-    metric('pbft_requests_executed_total', 'counter', 'Client requests executed.', one(c.requestsExecuted));
-    metric('pbft_batches_executed_total', 'counter', 'Batches (sequence numbers) executed.', one(c.batchesExecuted));
-    metric('pbft_view', 'gauge', 'Current view.', one(s.view));
-    metric('pbft_view_changing', 'gauge', '1 while a view change is in progress.', one(s.viewChanging ? 1 : 0));
-    metric('pbft_view_changes_total', 'counter', 'View changes started.', one(c.viewChanges));
-    metric('pbft_last_executed_seq', 'gauge', 'Highest sequence number executed.', one(s.lastExecuted));
-    metric('pbft_stable_checkpoint_seq', 'gauge', 'Sequence number of the stable checkpoint.', one(s.stableCheckpoint.seq));
-    metric('pbft_checkpoints_stable_total', 'counter', 'Checkpoints that became stable.', one(c.checkpointsStable));
-    metric('pbft_log_slots', 'gauge', 'Log slots held in memory.', one(s.logSlots));
-    metric('pbft_waiting_requests', 'gauge', 'Requests waiting to be executed.', one(s.waitingRequests));
-    metric(
-      'pbft_rejected_messages_total',
-      'counter',
-      'Messages rejected by the protocol core, by reason (every reason there is, src/core/rejections.ts).',
-      REJECT_REASONS.map((reason) => [{ reason }, s.rejected[reason] ?? 0]),
-    );
-    metric('pbft_divergences_total', 'counter', 'Own checkpoints that differed from the agreed stable checkpoint.', one(c.divergences));
-    metric('pbft_state_transfers_total', 'counter', 'State transfers started.', one(c.stateTransfers));
-    metric('pbft_state_transferring', 'gauge', '1 while a state transfer is in progress.', one(s.transferring ? 1 : 0));
-    metric('pbft_state_transfers_completed_total', 'counter', 'State transfers completed.', one(s.stateTransfersCompleted));
-    metric('pbft_stored_state_corruptions_total', 'counter', 'Times the stored state was found corrupt at recovery.', one(s.storedStateCorruptions));
-    metric('pbft_stored_state_losses_total', 'counter', 'Times the durable state was found missing or damaged at start.', one(s.storedStateLosses));
-    metric('pbft_recovering', 'gauge', '1 while recovering from lost durable state (signing restricted).', one(s.recovering ? 1 : 0));
-    metric('pbft_entries_fetched_total', 'counter', 'Committed log entries fetched from peers.', one(c.entriesFetched));
-    metric('pbft_retransmissions_total', 'counter', 'Protocol retransmissions.', one(c.retransmissions));
-    const t = s.transport;
-    metric('pbft_transport_frames_received_total', 'counter', 'Frames received.', one(t.framesIn));
-    metric('pbft_transport_frames_sent_total', 'counter', 'Frames sent.', one(t.framesOut));
-    metric('pbft_transport_received_bytes_total', 'counter', 'Bytes of frames received.', one(t.bytesIn));
-    metric('pbft_transport_sent_bytes_total', 'counter', 'Bytes of frames sent.', one(t.bytesOut));
-    metric('pbft_transport_frames_dropped_total', 'counter', 'Frames dropped by the transport.', one(t.framesDropped));
-    metric(
-      'pbft_transport_handshakes_rejected_total',
-      'counter',
-      'Connection handshakes refused, by reason.',
-      Object.entries(t.handshakesRejected).map(([reason, n]) => [{ reason }, n]),
-    );
-    metric('pbft_transport_replicas_connected', 'gauge', 'Replicas with an open outbound connection.', one(t.replicasConnected.length));
-    metric('pbft_transport_clients_connected', 'gauge', 'Authenticated client connections.', one(t.clientsConnected));
-    metric('pbft_loop_turns_total', 'counter', 'Loop turns run.', one(s.loop.turns));
-    metric('pbft_storage_synced_writes_total', 'counter', 'Synced write batches.', one(s.loop.storageWrites));
-    metric('pbft_loop_inbound_frames_dropped_total', 'counter', 'Frames dropped because the loop queue was full.', one(s.loop.inboundFramesDropped));
-    metric('pbft_uptime_seconds', 'gauge', 'Seconds since the replica started.', one(s.uptimeSeconds));
-    return lines.join('\n') + '\n';
-  }
-}
-
-// ================================================================================================
-// Running a replica as a process (used by `pbft replica` and the integration test fixtures)
-// ================================================================================================
-
-export interface ReplicaProcessOptions extends ReplicaNodeOptions {
-  /** Receives the one-line error when the replica cannot start (default: stderr). */
-  errorLine?: (line: string) => void;
-}
-
-/**
- * Starts a ReplicaNode and keeps it running until SIGTERM or SIGINT, then stops it and exits 0.
- * A start failure prints one line and exits 1; a fatal loop error exits 1 (see ReplicaNode).
- */
-export async function runReplicaProcess(options: ReplicaProcessOptions): Promise<ReplicaNode> {
-  const errorLine = options.errorLine ?? ((line: string) => process.stderr.write(line + '\n'));
-  const log = options.log;
-  process.on('uncaughtException', (err) => {
-    log.error('uncaught exception; stopping', { err: errorText(err), stack: err.stack?.split('\n').slice(1, 6).map((l) => l.trim()).join(' | ') });
-    process.exit(1);
-  });
-  process.on('unhandledRejection', (err) => {
-    log.error('unhandled rejection; stopping', { err: errorText(err) });
-    process.exit(1);
-  });
-  let node: ReplicaNode;
-  try {
-    node = new ReplicaNode(options);
-    await node.start();
-  } catch (err) {
-    errorLine(`pbft replica: ${errorText(err)}`);
-    process.exit(1);
-  }
-  let stoppingSince: number | undefined;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (stoppingSince !== undefined) {
-      // Ctrl-C reaches the whole process group and `pbft start` also sends SIGTERM: a second signal
-      // right after the first is the same request. A later one (the stop hangs) means "now".
-      if (Date.now() - stoppingSince < 2_000) return;
-      log.warn('signal received again while stopping; exiting now', { signal });
-      process.exit(1);
-    }
-    stoppingSince = Date.now();
-    log.info('signal received; stopping', { signal });
-    const guard = setTimeout(() => {
-      log.error('stop took too long; exiting');
-      process.exit(1);
-    }, 10_000);
-    guard.unref();
-    node.stop().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error('stop failed', { err: errorText(err) });
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
-  return node;
 }

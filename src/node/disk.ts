@@ -1,0 +1,61 @@
+/**
+ * The replica's disk (a Storage: RocksDB in production), on the two paths where the shell touches it:
+ *
+ *   recoverFromStorage   at start, every record and the horizon record go to the core's recover()
+ *                        (with the write-ahead-log damage the storage found on open, if any)
+ *   StorageDisk          the turn pipeline's disk (PipelineDisk): one synced batch of writes, then the
+ *                        range clears, then the horizon record; counts them for /status and /metrics
+ *
+ * The simulator's counterpart is src/sim/disk.ts.
+ */
+import { decodeHorizon, type Horizon } from '../core/horizon.ts';
+import type { Replica } from '../core/replica.ts';
+import type { KeyRange, Storage, WriteOp } from '../storage/types.ts';
+import type { PipelineDisk } from './pipeline.ts';
+
+/**
+ * Reads the whole durable state into `replica` (Replica.recover) and returns the horizon record on
+ * disk, decoded (undefined when there is none). Throws what the storage or recover() throws (recover()
+ * refuses a horizon record that does not decode).
+ */
+export async function recoverFromStorage(replica: Replica, storage: Storage): Promise<Horizon | undefined> {
+  const records = await storage.scan({});
+  const horizon = await storage.readHorizon();
+  const damage = storage.damage;
+  replica.recover(records, { ...(horizon !== undefined ? { horizon } : {}), ...(damage !== undefined ? { damage } : {}) });
+  const onDisk = horizon === undefined ? undefined : decodeHorizon(horizon);
+  return onDisk?.ok ? onDisk.value : undefined;
+}
+
+export class StorageDisk implements PipelineDisk {
+  /** Synced write batches. */
+  writes = 0;
+  /** Wall time spent awaiting synced writes, milliseconds. */
+  writeMs = 0;
+  /** Horizon record writes. */
+  horizonWrites = 0;
+
+  constructor(
+    private readonly storage: Storage,
+    private readonly now: () => number,
+  ) {}
+
+  write(ops: WriteOp[], clears: KeyRange[], horizon: Uint8Array | undefined, done: (err?: unknown) => void): void {
+    this.writeBatch(ops, clears, horizon).then(() => done(), done);
+  }
+
+  /** One synced batch (skipped when there are no ops), then the range clears (garbage collection), then the horizon record. */
+  private async writeBatch(ops: WriteOp[], clears: KeyRange[], horizon: Uint8Array | undefined): Promise<void> {
+    if (ops.length > 0) {
+      const t0 = this.now();
+      await this.storage.write(ops, { sync: true });
+      this.writeMs += this.now() - t0;
+      this.writes++;
+    }
+    for (const range of clears) await this.storage.clear(range);
+    if (horizon !== undefined) {
+      await this.storage.writeHorizon(horizon);
+      this.horizonWrites++;
+    }
+  }
+}

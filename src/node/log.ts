@@ -1,0 +1,117 @@
+/**
+ * What the replica shell logs, and how: the log line of each core event, the periodic summary of
+ * rejected messages, a logger that stays quiet until the replica listens, and one-line error text.
+ * The core never logs (src/util/log.ts); the shell reads its events and counters and logs them here.
+ */
+import { toHex } from '../core/auth.ts';
+import type { CoreEvent } from '../core/replica.ts';
+import type { Logger } from '../util/log.ts';
+
+/** Rejected-message counts are summarized in the log at most this often, when they changed. */
+export const REJECTED_SUMMARY_MS = 10_000;
+
+function oneLine(text: string): string {
+  return text.replace(/\s*[\r\n]+\s*/g, ' ').trim();
+}
+
+/** The message of an error (or the value) on one line. */
+export function errorText(err: unknown): string {
+  return oneLine(err instanceof Error ? err.message : String(err));
+}
+
+/** The first five frames of a stack trace (below its message line), on one line. */
+export function stackLine(stack: string): string {
+  return stack
+    .split('\n')
+    .slice(1, 6)
+    .map((l) => l.trim())
+    .join(' | ');
+}
+
+/**
+ * A logger that drops debug and info lines while `open()` is false: a replica that cannot start says
+ * so in one line, without the transport's lifecycle chatter around it.
+ */
+export function gatedLogger(inner: Logger, open: () => boolean): Logger {
+  return {
+    debug: (m, f) => (open() ? inner.debug(m, f) : undefined),
+    info: (m, f) => (open() ? inner.info(m, f) : undefined),
+    warn: (m, f) => inner.warn(m, f),
+    error: (m, f) => inner.error(m, f),
+    child: (fields) => gatedLogger(inner.child(fields), open),
+  };
+}
+
+/** The log line of a core event (none for 'executed' and 'committed'); `tickMs` turns ticks into ms. */
+export function logCoreEvent(log: Logger, event: CoreEvent, tickMs: number): void {
+  switch (event.type) {
+    case 'executed':
+    case 'committed':
+      break;
+    case 'view-change-started':
+      log.warn('view change started', { view: event.view, reason: event.reason });
+      break;
+    case 'view-entered':
+      log.info('view entered', { view: event.view, primary: event.primary });
+      break;
+    case 'checkpoint-stable':
+      log.debug('checkpoint stable', { seq: event.seq, digest: toHex(event.digest) });
+      break;
+    case 'state-diverged':
+      log.error('state diverged from the stable checkpoint', {
+        seq: event.seq,
+        own: toHex(event.own),
+        agreed: toHex(event.agreed),
+      });
+      break;
+    case 'stored-state-corrupt':
+      log.error('stored state is corrupt', { seq: event.seq, reason: event.reason });
+      break;
+    case 'state-transfer-started':
+      log.info('state transfer started', { seq: event.seq, reason: event.reason });
+      break;
+    case 'state-transfer-completed':
+      log.info('state transfer completed', {
+        seq: event.seq,
+        partitionsFetched: event.partitionsFetched,
+        partitionCount: event.partitionCount,
+        bytesReceived: event.bytesReceived,
+        bytesSent: event.bytesSent,
+        ms: event.ticks * tickMs,
+      });
+      break;
+    case 'peer-misbehaved':
+      log.warn('peer misbehaved', { peer: event.peer, reason: event.reason });
+      break;
+    case 'stored-state-lost':
+      log.error('durable state is missing or damaged: rejoining as a recovering replica that signs nothing it may have signed before', {
+        reasons: event.reasons.join('; '),
+        noVotesUpToView: event.floor.view,
+        noViewChangeBeforeStable: event.floor.seq,
+      });
+      break;
+    case 'signing-resumed':
+      log.info('recovered: signing again', { view: event.view, stable: event.stable });
+      break;
+    default: {
+      const never: never = event;
+      log.warn('unknown core event', { event: String((never as { type?: unknown }).type) });
+    }
+  }
+}
+
+/** Logs the core's rejected-message totals (one line) when they changed since the last call. */
+export class RejectedSummary {
+  private last = '';
+
+  constructor(private readonly log: Logger) {}
+
+  summarize(rejected: ReadonlyMap<string, number> | undefined): void {
+    if (rejected === undefined || rejected.size === 0) return;
+    const counts = Object.fromEntries([...rejected.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)));
+    const key = JSON.stringify(counts);
+    if (key === this.last) return;
+    this.last = key;
+    this.log.info('rejected messages (totals)', counts);
+  }
+}

@@ -1,0 +1,236 @@
+/**
+ * The replica's loop: ONE serialized loop drives the pure core and hands each turn's effects to the
+ * turn pipeline (src/node/pipeline.ts, the same code the simulator runs).
+ *
+ * Frames from the transport wait in a bounded queue (INBOUND_QUEUE_BYTES_MAX; with verifyWorkers
+ * they first pass the verify pool, which counts against the same bound; above it, frames are dropped
+ * and counted). A turn is scheduled when frames wait or a tick is due (a timer checks every tickMs),
+ * and it:
+ *   1. hands every queued frame to `replica.receive`,
+ *   2. calls `replica.tick()` once per `tickMs` of wall time elapsed since the last tick (at most
+ *      CATCH_UP_TICKS_MAX in one turn: a stalled process does not spin),
+ *   3. `flush()`es the core and submits its Ready to the pipeline: the turn's writes go to the disk
+ *      (src/node/disk.ts) in one synced batch together with those of the other turns waiting, and
+ *      each message, reply and event leaves once the writes it depends on are durable
+ *      (src/core/durability.ts states the rule).
+ * Steps 1-3 are one synchronous computation, so only one turn runs at a time. While a synced write
+ * is in flight, later turns are still computed with `pipelineTurns` (default; at most
+ * PENDING_TURNS_MAX wait) and not at all without it. With `deferWrites` (default) a turn with
+ * nothing waiting for the disk does not start a write: its writes join the next batch, which goes at
+ * the latest with the first turn DEFERRED_WRITES_MS_MAX after them (a tick runs a turn every tickMs).
+ *
+ * An exception from the core (e.g. a broken invariant) or a failed write goes to the owner's `fatal`;
+ * the owner then stops running, so no further turn is computed (and after a failed write nothing
+ * more leaves: the pipeline stops).
+ */
+import type { Horizon } from '../core/horizon.ts';
+import type { CoreEvent, Ready, Replica, Source } from '../core/replica.ts';
+import type { Principal } from '../transport/types.ts';
+import { DEFAULT_PIPELINE_OPTIONS, TurnPipeline, type PipelineDisk, type Sent, type SentReply } from './pipeline.ts';
+import type { VerifyPool } from './verify-pool.ts';
+
+export const TICK_MS_DEFAULT = 10;
+/** A turn that starts late runs at most this many ticks (a stalled process does not spin). */
+export const CATCH_UP_TICKS_MAX = 100;
+/** Frames waiting for the loop, at most (bytes); above it, new frames are dropped and counted. */
+export const INBOUND_QUEUE_BYTES_MAX = 256 * 1024 * 1024;
+/** Turns whose effects wait for the disk, at most; beyond it, frames wait in the inbound queue. */
+export const PENDING_TURNS_MAX = DEFAULT_PIPELINE_OPTIONS.pendingTurnsMax;
+/** Writes of turns that send nothing wait for a turn that does, at most this long (ms). */
+export const DEFERRED_WRITES_MS_MAX = DEFAULT_PIPELINE_OPTIONS.deferredWritesMsMax;
+
+/** The loop's owner (ReplicaNode). */
+export interface TurnLoopHost {
+  /** Frames are taken and turns computed only while this is true. */
+  running(): boolean;
+  /** Effects whose writes are durable, in turn order: messages, replies, then events. */
+  perform(messages: Sent[], replies: SentReply[], events: CoreEvent[]): void;
+  /** The core threw or a write failed; running() is expected to turn false. */
+  fatal(err: unknown): void;
+}
+
+export interface TurnLoopOptions {
+  tickMs: number;
+  /** Clock in milliseconds (monotonic). */
+  now: () => number;
+  pipelineTurns: boolean;
+  deferWrites: boolean;
+}
+
+interface Queued {
+  from: Source;
+  frame: Uint8Array;
+}
+
+export class TurnLoop {
+  /** Turns run. */
+  turns = 0;
+  /** Frames dropped because the inbound queue was full. */
+  inboundFramesDropped = 0;
+  /** Set by attach(), after recovery. */
+  private replica: Replica | undefined;
+  private queue: Queued[] = [];
+  private queuedBytes = 0;
+  private turnScheduled = false;
+  /** Computed turns on their way to the disk and out (see pipeline.ts). */
+  private pipeline: TurnPipeline;
+  private lastTickAt = 0;
+  private tickTimer: ReturnType<typeof setInterval> | undefined;
+
+  constructor(
+    private readonly disk: PipelineDisk,
+    private readonly host: TurnLoopHost,
+    private readonly options: TurnLoopOptions,
+  ) {
+    this.pipeline = this.createPipeline(undefined);
+  }
+
+  /** The recovered core: its turns go to a new pipeline that starts from the horizon record on disk. */
+  attach(replica: Replica, horizonOnDisk: Horizon | undefined): void {
+    this.replica = replica;
+    this.pipeline = this.createPipeline(horizonOnDisk);
+  }
+
+  private createPipeline(horizonOnDisk: Horizon | undefined): TurnPipeline {
+    const o = this.options;
+    return new TurnPipeline(
+      this.disk,
+      {
+        release: (messages, replies, events) => this.host.perform(messages, replies, events),
+        fatal: (err) => this.host.fatal(err),
+        written: () => this.schedule(),
+      },
+      {
+        ...DEFAULT_PIPELINE_OPTIONS,
+        pipelineTurns: o.pipelineTurns,
+        deferWrites: o.deferWrites,
+        now: o.now,
+        ...(horizonOnDisk !== undefined ? { horizonOnDisk } : {}),
+      },
+    );
+  }
+
+  /** Frames waiting for the next turn. */
+  get queuedFrames(): number {
+    return this.queue.length;
+  }
+
+  /** True once a write failed (the pipeline stopped). */
+  get failed(): boolean {
+    return this.pipeline.stopped;
+  }
+
+  /** A frame for the core: queued for the next turn unless the queue is full. */
+  enqueue(from: Principal, frame: Uint8Array): void {
+    if (!this.host.running()) return;
+    if (this.queuedBytes + frame.length > INBOUND_QUEUE_BYTES_MAX) {
+      this.inboundFramesDropped++;
+      return;
+    }
+    this.queue.push({ from: { kind: from.kind, id: from.id }, frame });
+    this.queuedBytes += frame.length;
+    this.schedule();
+  }
+
+  /**
+   * The transport's frame handler: enqueue(), or, with a verify pool, the pool first (it calls
+   * enqueue() once the frame's signatures were checked); the queue and the pool share the bound.
+   */
+  frameHandler(pool: VerifyPool | undefined): (from: Principal, frame: Uint8Array) => void {
+    if (pool === undefined) return (from, frame) => this.enqueue(from, frame);
+    return (from, frame) => {
+      if (!this.host.running()) return;
+      if (this.queuedBytes + pool.pendingBytes + frame.length > INBOUND_QUEUE_BYTES_MAX) {
+        this.inboundFramesDropped++;
+        return;
+      }
+      pool.submit(from, frame);
+    };
+  }
+
+  /** Runs the first turn now (it persists what recovery produced); resolves once it is written and its effects performed. */
+  runFirstTurn(): Promise<void> {
+    this.lastTickAt = this.options.now();
+    this.computeTurn();
+    return this.drain();
+  }
+
+  /** From now on a timer schedules a turn every tickMs (it runs when a tick is due or frames wait). */
+  startTicking(): void {
+    this.tickTimer = setInterval(() => this.schedule(), this.options.tickMs);
+  }
+
+  stopTicking(): void {
+    if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
+    this.tickTimer = undefined;
+  }
+
+  /** Resolves once every computed turn is written and its effects performed (or the pipeline failed). */
+  drain(): Promise<void> {
+    return new Promise((resolve) => this.pipeline.drain(resolve));
+  }
+
+  /** Forgets the frames waiting (the owner stopped). */
+  clearQueue(): void {
+    this.queue = [];
+    this.queuedBytes = 0;
+  }
+
+  private tickDue(): boolean {
+    return this.options.now() - this.lastTickAt >= this.options.tickMs;
+  }
+
+  /**
+   * Runs a turn soon, unless one is scheduled. While a synced write is in flight, a turn runs only
+   * with pipelining on and fewer than PENDING_TURNS_MAX turns waiting (a finished write reschedules).
+   */
+  private schedule(): void {
+    if (!this.host.running() || this.turnScheduled) return;
+    if (this.queue.length === 0 && !this.tickDue()) return;
+    if (!this.pipeline.canCompute) return;
+    this.turnScheduled = true;
+    setImmediate(() => {
+      this.turnScheduled = false;
+      if (!this.host.running()) return;
+      this.computeTurn();
+      this.schedule();
+    });
+  }
+
+  /**
+   * One turn of the protocol, synchronous: every queued frame to the core, the ticks due, then
+   * flush(); the Ready goes to the pipeline. Every turn (also an empty tick, every tickMs) lets
+   * deferred writes go once they waited DEFERRED_WRITES_MS_MAX.
+   */
+  private computeTurn(): void {
+    let ready: Ready;
+    try {
+      ready = this.stepCore();
+    } catch (err) {
+      this.host.fatal(err);
+      return;
+    }
+    this.pipeline.submit(ready);
+  }
+
+  private stepCore(): Ready {
+    const replica = this.replica!;
+    this.turns++;
+    const frames = this.queue;
+    this.queue = [];
+    this.queuedBytes = 0;
+    for (const f of frames) replica.receive(f.from, f.frame);
+
+    const { now, tickMs } = this.options;
+    const elapsed = now() - this.lastTickAt;
+    let ticks = Math.floor(elapsed / tickMs);
+    if (ticks > CATCH_UP_TICKS_MAX) {
+      ticks = CATCH_UP_TICKS_MAX;
+      this.lastTickAt = now();
+    } else {
+      this.lastTickAt += ticks * tickMs;
+    }
+    for (let i = 0; i < ticks; i++) replica.tick();
+    return replica.flush();
+  }
+}
