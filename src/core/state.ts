@@ -164,6 +164,8 @@ export abstract class ReplicaState {
   // --- counters (read by the shell) -----------------------------------------------------------
   /** Inputs refused, by reason (rejections.ts). */
   readonly rejected = new Map<RejectReason, number>();
+  /** Misbehaviour seen from peers, by code (rejections.ts). */
+  readonly misbehaviours = new Map<Misbehaviour, number>();
   readonly counters = {
     requestsExecuted: 0,
     batchesExecuted: 0,
@@ -399,6 +401,7 @@ export abstract class ReplicaState {
   }
 
   misbehaved(peer: number, code: Misbehaviour, reason: string): void {
+    this.misbehaviours.set(code, (this.misbehaviours.get(code) ?? 0) + 1);
     this.events.push({ type: 'peer-misbehaved', peer, code, reason });
   }
 

@@ -9,7 +9,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Replica, ReplicaStatus } from '../core/replica.ts';
-import { REJECT_REASONS, type RejectReason } from '../core/rejections.ts';
+import { MISBEHAVIOURS, REJECT_REASONS, type Misbehaviour, type RejectReason } from '../core/rejections.ts';
 import type { TransportStats } from '../transport/types.ts';
 
 export interface NodeStatus extends ReplicaStatus {
@@ -17,6 +17,8 @@ export interface NodeStatus extends ReplicaStatus {
   listen: string;
   counters: Replica['counters'];
   rejected: Partial<Record<RejectReason, number>>;
+  /** Misbehaviour seen from peers, by code. */
+  misbehaviour: Partial<Record<Misbehaviour, number>>;
   transport: TransportStats;
   loop: {
     turns: number;
@@ -98,6 +100,12 @@ export function renderMetrics(s: NodeStatus): string {
     'counter',
     'Messages rejected by the protocol core, by reason (every reason there is, src/core/rejections.ts).',
     REJECT_REASONS.map((reason) => [{ reason }, s.rejected[reason] ?? 0]),
+  );
+  metric(
+    'pbft_peer_misbehaviour_total',
+    'counter',
+    'Things peers did that no correct replica does, by code (every code there is, src/core/rejections.ts).',
+    MISBEHAVIOURS.map((code) => [{ code }, s.misbehaviour[code] ?? 0]),
   );
   metric('pbft_divergences_total', 'counter', 'Own checkpoints that differed from the agreed stable checkpoint.', one(c.divergences));
   metric('pbft_state_transfers_total', 'counter', 'State transfers started.', one(c.stateTransfers));

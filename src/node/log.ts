@@ -81,7 +81,7 @@ export function logCoreEvent(log: Logger, event: CoreEvent, tickMs: number): voi
       });
       break;
     case 'peer-misbehaved':
-      log.warn('peer misbehaved', { peer: event.peer, reason: event.reason });
+      log.warn('peer misbehaved', { peer: event.peer, code: event.code, reason: event.reason });
       break;
     case 'stored-state-lost':
       log.error('durable state is missing or damaged: rejoining as a recovering replica that signs nothing it may have signed before', {

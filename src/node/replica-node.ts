@@ -299,6 +299,7 @@ export class ReplicaNode {
       listen: this.listenAddress,
       counters: { ...replica.counters },
       rejected: Object.fromEntries([...replica.rejected.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1))),
+      misbehaviour: Object.fromEntries([...replica.misbehaviours.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1))),
       transport,
       loop: {
         turns: this.loop.turns,

@@ -9,7 +9,7 @@ import { deflateRawSync } from 'node:zlib';
 import { PbftClient } from '../../src/client/client.ts';
 import { compress, decompress, type NodeStatus } from '../../src/node/replica-node.ts';
 import { StorageError } from '../../src/storage/types.ts';
-import { REJECT_REASONS } from '../../src/core/rejections.ts';
+import { MISBEHAVIOURS, REJECT_REASONS } from '../../src/core/rejections.ts';
 import { InProcessCluster, type EffectEvent } from './inprocess-cluster.ts';
 
 let ipc: InProcessCluster;
@@ -89,6 +89,11 @@ test('GET /status and GET /metrics', async () => {
   assert.match(metrics, /^# TYPE pbft_rejected_messages_total counter$/m);
   // Every reason there is appears, also with a count of 0 (src/core/rejections.ts).
   for (const reason of REJECT_REASONS) assert.match(metrics, new RegExp(`^pbft_rejected_messages_total\\{reason="${reason}"\\} \\d+$`, 'm'), reason);
+  // Likewise every misbehaviour code, and /status says what the replica is doing and shows its timers.
+  for (const code of MISBEHAVIOURS) assert.match(metrics, new RegExp(`^pbft_peer_misbehaviour_total\\{code="${code}"\\} 0$`, 'm'), code);
+  assert.equal(s.status, 'normal');
+  assert.deepEqual(s.misbehaviour, {});
+  assert.ok(s.timers.some((t) => t.name === 'view-change' && t.attempts === 0));
 
   assert.equal((await fetch(`http://127.0.0.1:${ipc.ports[1]}/nothing`)).status, 404);
   assert.equal((await fetch(`http://127.0.0.1:${ipc.ports[1]}/status`, { method: 'POST' })).status, 405);
