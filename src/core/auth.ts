@@ -3,7 +3,7 @@
  * message type, and a cache of verified (signature, body) pairs so that nothing is verified twice
  * (a request seen directly and again inside a pre-prepare, prepares seen again inside a VIEW-CHANGE).
  */
-import { encodeBody } from '../codec/messages.ts';
+import { encodeBody } from './body.ts';
 import type { ClusterConfig } from './cluster.ts';
 import type { Signed, SignedMessage, SignedType } from './messages.ts';
 

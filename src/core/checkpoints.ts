@@ -2,7 +2,6 @@
  * Checkpoints (PBFT section 4.3): our own CHECKPOINT every K executions, 2f+1 matching votes make
  * one stable, and a stable checkpoint truncates the log and moves the window (h, h+L].
  */
-import { encodeSignedFrame } from '../codec/messages.ts';
 import { bytesEqual, bytesKey } from './auth.ts';
 import { firstQuorum } from './quorum.ts';
 import type { CheckpointCert, CheckpointMsg, Signed } from './messages.ts';
@@ -19,7 +18,7 @@ export function takeCheckpoint(rs: ReplicaState, seq: number): void {
   rs.lastCheckpoint = { seq, digest };
   const msg = rs.auth.sign<CheckpointMsg>({ type: 'checkpoint', seq, digest, replica: rs.id });
   addCheckpointVote(rs, msg);
-  rs.ownCheckpointFrame = { seq, frame: encodeSignedFrame(msg) };
+  rs.ownCheckpointFrame = { seq, frame: rs.frames.encodeSignedFrame(msg) };
   rs.broadcast(rs.ownCheckpointFrame.frame);
   checkStable(rs, seq);
 }

@@ -2,7 +2,6 @@
  * Catching up without a state transfer: retransmission of our own recent messages, fetching
  * committed log entries (with their commit certificates) and missing batches from peers.
  */
-import { encodeLinkFrame, encodeSignedFrame } from '../codec/messages.ts';
 import { bytesEqual } from './auth.ts';
 import { makeBatch } from './batch.ts';
 import type { CheckpointCert, CommittedEntry, RequestMsg, Signed } from './messages.ts';
@@ -30,12 +29,12 @@ export function retransmit(rs: ReplicaState): void {
       rs.counters.retransmissions++;
       if (slot.prePrepare.msg.replica === rs.id) {
         const batch = rs.batchFor(slot, slot.prePrepare.msg.digest);
-        rs.broadcast(encodeSignedFrame(slot.prePrepare, batch?.requests));
+        rs.broadcast(rs.frames.encodeSignedFrame(slot.prePrepare, batch?.requests));
       }
       const own = slot.prepares.get(rs.id);
-      if (own) rs.broadcast(encodeSignedFrame(own));
+      if (own) rs.broadcast(rs.frames.encodeSignedFrame(own));
       const commit = slot.commits.get(rs.id);
-      if (commit) rs.broadcast(encodeSignedFrame(commit));
+      if (commit) rs.broadcast(rs.frames.encodeSignedFrame(commit));
       slot.touched = rs.now;
     }
   }
@@ -43,7 +42,7 @@ export function retransmit(rs: ReplicaState): void {
   const ahead = [...rs.aheadViews.entries()].filter(([, v]) => v > rs.view || (v === rs.view && rs.viewChanging));
   if (ahead.length >= rs.q.join) {
     const [peer, view] = ahead[rs.peerCursor++ % ahead.length]!;
-    rs.sendTo(peer, encodeLinkFrame({ type: 'newviewreq', view }));
+    rs.sendTo(peer, rs.frames.encodeLinkFrame({ type: 'newviewreq', view }));
   }
 }
 
@@ -64,7 +63,7 @@ export function catchUp(rs: ReplicaState): void {
     if (!rs.timers.probe.ready(rs.now)) return;
     rs.timers.probe.start(rs.now);
     const from = rs.lastExecuted + 1;
-    rs.sendTo(rs.pickPeer(rs.peerCursor++), encodeLinkFrame({ type: 'fetch', from, to: from + rs.opts.fetchEntriesMax - 1 }));
+    rs.sendTo(rs.pickPeer(rs.peerCursor++), rs.frames.encodeLinkFrame({ type: 'fetch', from, to: from + rs.opts.fetchEntriesMax - 1 }));
     return;
   }
   fetchEntries(rs);
@@ -79,14 +78,14 @@ export function fetchEntries(rs: ReplicaState): void {
   const peer = rs.pickPeer(f?.cursor ?? 0);
   rs.fetchState = { peer, cursor: (f?.cursor ?? 0) + 1 };
   rs.timers.fetch.start(rs.now);
-  rs.sendTo(peer, encodeLinkFrame({ type: 'fetch', from, to }));
+  rs.sendTo(peer, rs.frames.encodeLinkFrame({ type: 'fetch', from, to }));
 }
 
 export function requestBatch(rs: ReplicaState, slot: Slot, digest: Uint8Array): void {
   if (slot.batchRequestedAt !== undefined && rs.now - slot.batchRequestedAt < rs.opts.fetchTimeoutTicks) return;
   slot.batchRequestedAt = rs.now;
   const peer = rs.pickPeer(rs.peerCursor++);
-  rs.sendTo(peer, encodeLinkFrame({ type: 'batchreq', seq: slot.seq, digest }));
+  rs.sendTo(peer, rs.frames.encodeLinkFrame({ type: 'batchreq', seq: slot.seq, digest }));
 }
 
 export function serveFetch(rs: ReplicaState, peer: number, from: number, to: number): void {
@@ -104,7 +103,7 @@ export function serveFetch(rs: ReplicaState, peer: number, from: number, to: num
     bytes += batch.bytes;
     entries.push({ seq, commits: slot.commitCert, batch: batch.requests });
   }
-  rs.sendTo(peer, encodeLinkFrame({ type: 'fetched', entries, stable: rs.stable }));
+  rs.sendTo(peer, rs.frames.encodeLinkFrame({ type: 'fetched', entries, stable: rs.stable }));
 }
 
 export function onFetched(rs: ReplicaState, peer: number, entries: CommittedEntry[], stable: CheckpointCert): void {
@@ -149,7 +148,7 @@ function checkCommitCert(rs: ReplicaState, e: CommittedEntry): Uint8Array | unde
 export function serveBatch(rs: ReplicaState, peer: number, seq: number, digest: Uint8Array): void {
   const slot = rs.slots.get(seq);
   const batch = slot && rs.batchFor(slot, digest);
-  if (batch) rs.sendTo(peer, encodeLinkFrame({ type: 'batch', seq, digest, batch: batch.requests }));
+  if (batch) rs.sendTo(peer, rs.frames.encodeLinkFrame({ type: 'batch', seq, digest, batch: batch.requests }));
 }
 
 /** True when the slot's pre-prepare, prepared certificate or commit names this digest and its batch is missing. */

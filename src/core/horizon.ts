@@ -16,7 +16,7 @@
  * rejoins as a recovering replica (see SignFloor) instead of voting again on what it may have voted
  * on before.
  */
-import { asArray, asUint, decodeCbor, encodeCbor, fail, guarded, type Decoded } from '../codec/cbor.ts';
+import { asArray, asUint, decodeCbor, encodeCbor, fail, guarded, type Decoded } from './encoding.ts';
 
 export interface Horizon {
   view: number;

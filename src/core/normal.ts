@@ -3,7 +3,6 @@
  * PREPARE / COMMIT, execution in sequence order, and replies. Each function takes the replica's
  * state (state.ts); calls into other concerns go through its hooks (wired in replica.ts).
  */
-import { encodeBatchedReplyFrame, encodeSignedFrame } from '../codec/messages.ts';
 import { buildReplyTree, replyLeaf } from './replytree.ts';
 import { bytesEqual } from './auth.ts';
 import { makeBatch, type Batch } from './batch.ts';
@@ -42,14 +41,14 @@ export function onRequest(rs: ReplicaState, signed: Signed<RequestMsg>, from: So
   }
   if (rs.viewChanging) return;
   if (rs.isPrimary()) rs.enqueue(m.client);
-  else if (from.kind === 'client') rs.sendTo(rs.primary, encodeSignedFrame(signed));
+  else if (from.kind === 'client') rs.sendTo(rs.primary, rs.frames.encodeSignedFrame(signed));
 }
 
 /** Tells the client, in a signed REFUSAL, that its request will not be ordered. */
 function refuse(rs: ReplicaState, req: Signed<RequestMsg>, reason: RefusalReason, limit: number): void {
   const m = req.msg;
   const refusal = rs.auth.sign<RefusalMsg>({ type: 'refusal', replica: rs.id, client: m.client, timestamp: m.timestamp, digest: rs.hash(req.body), reason, limit });
-  rs.replies.push({ client: m.client, frame: encodeSignedFrame(refusal), after: rs.durability.refusalAfter, seq: rs.lastExecuted });
+  rs.replies.push({ client: m.client, frame: rs.frames.encodeSignedFrame(refusal), after: rs.durability.refusalAfter, seq: rs.lastExecuted });
 }
 
 /** Primary: turn waiting requests into pre-prepares while the pipeline has room. */
@@ -92,7 +91,7 @@ export function propose(rs: ReplicaState): void {
     slot.prePrepare = pp;
     rs.addBatch(slot, batch);
     rs.markDirty(slot);
-    rs.broadcast(encodeSignedFrame(pp, batch.requests));
+    rs.broadcast(rs.frames.encodeSignedFrame(pp, batch.requests));
     checkPrepared(rs, slot);
   }
   rs.queue = rs.queue.slice(head);
@@ -135,7 +134,7 @@ export function onPrePrepare(rs: ReplicaState, signed: Signed<PrePrepareMsg>, re
   if (rs.mayVote(m.view, m.seq)) {
     const prepare = rs.auth.sign<PrepareMsg>({ type: 'prepare', view: m.view, seq: m.seq, digest: m.digest, replica: rs.id });
     slot.prepares.set(rs.id, prepare);
-    rs.broadcast(encodeSignedFrame(prepare));
+    rs.broadcast(rs.frames.encodeSignedFrame(prepare));
   }
   checkPrepared(rs, slot);
 }
@@ -224,7 +223,7 @@ export function checkPrepared(rs: ReplicaState, slot: Slot): void {
     const commit = rs.auth.sign<CommitMsg>({ type: 'commit', view: pp.view, seq: pp.seq, digest: pp.digest, replica: rs.id });
     slot.commits.set(rs.id, commit);
     slot.ownCommitTurn = rs.durability.turn;
-    rs.broadcast(encodeSignedFrame(commit));
+    rs.broadcast(rs.frames.encodeSignedFrame(commit));
   }
   checkCommitted(rs, slot);
 }
@@ -321,7 +320,7 @@ function replyToBatch(rs: ReplicaState, seq: number, executed: ExecutedRequest[]
       index,
       path: tree.paths[index]!,
     };
-    const frame = encodeBatchedReplyFrame(reply);
+    const frame = rs.frames.encodeBatchedReplyFrame(reply);
     rs.replyFrames.set(r.client, { view: rs.view, timestamp: r.timestamp, seq, frame });
     pushReply(rs, r.client, frame, seq);
   });
@@ -329,7 +328,7 @@ function replyToBatch(rs: ReplicaState, seq: number, executed: ExecutedRequest[]
 
 function signReply(rs: ReplicaState, client: number, timestamp: number, seq: number, result: Uint8Array): Uint8Array {
   const reply = rs.auth.sign<ReplyMsg>({ type: 'reply', view: rs.view, client, timestamp, replica: rs.id, result });
-  const frame = encodeSignedFrame(reply);
+  const frame = rs.frames.encodeSignedFrame(reply);
   rs.replyFrames.set(client, { view: rs.view, timestamp, seq, frame });
   return frame;
 }

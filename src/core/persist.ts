@@ -13,9 +13,9 @@
  *   l/<seq 16>/s               log slot record (see SlotRecord)
  *   l/<seq 16>/b/<digest hex>  batch: [[body, sig], ...]
  */
-import { asArray, asBytes, asUint, decodeCbor, encodeCbor, fail, guarded, type Decoded } from '../codec/cbor.ts';
-import { decodeBody } from '../codec/messages.ts';
-import type { WriteOp } from '../storage/types.ts';
+import { asArray, asBytes, asUint, decodeCbor, encodeCbor, fail, guarded, type Decoded } from './encoding.ts';
+import { decodeBody } from './body.ts';
+import type { WriteOp } from './ports.ts';
 import type {
   CheckpointCert,
   CommitMsg,

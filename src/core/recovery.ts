@@ -3,7 +3,6 @@
  * horizon record (horizon.ts). A replica that finds less than it once held signs nothing below its
  * floor until it has caught up (SignFloor).
  */
-import { encodeSignedFrame } from '../codec/messages.ts';
 import { bytesEqual } from './auth.ts';
 import { makeBatch } from './batch.ts';
 import { ClientTable } from './clienttable.ts';
@@ -43,7 +42,7 @@ function unsafePrepared(rs: ReplicaState, slot: Slot): void {
     const commit = rs.auth.sign<CommitMsg>({ type: 'commit', view: pp.view, seq: pp.seq, digest: pp.digest, replica: rs.id });
     slot.commits.set(rs.id, commit);
     slot.ownCommitTurn = rs.durability.turn;
-    rs.broadcast(encodeSignedFrame(commit));
+    rs.broadcast(rs.frames.encodeSignedFrame(commit));
   }
   rs.checkCommitted(slot);
 }
@@ -172,7 +171,7 @@ export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>)
       if (!votes) rs.checkpointVotes.set(v.value.msg.seq, (votes = new Map()));
       votes.set(v.value.msg.replica, v.value);
       if (v.value.msg.replica === rs.id && v.value.msg.seq > (rs.ownCheckpointFrame?.seq ?? -1)) {
-        rs.ownCheckpointFrame = { seq: v.value.msg.seq, frame: encodeSignedFrame(v.value) };
+        rs.ownCheckpointFrame = { seq: v.value.msg.seq, frame: rs.frames.encodeSignedFrame(v.value) };
       }
     }
   }
@@ -183,7 +182,7 @@ export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>)
       corrupt(`own view-change ${key}`);
       continue;
     }
-    const frame = encodeSignedFrame(vc.value);
+    const frame = rs.frames.encodeSignedFrame(vc.value);
     rs.ownViewChangeFrames.set(vc.value.msg.view, frame);
     if (rs.viewChanging && vc.value.msg.view === rs.view) {
       rs.storeViewChange(vc.value);
@@ -200,7 +199,7 @@ export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>)
   if (nvBytes && !rs.viewChanging) {
     const nv = decodePair(nvBytes, 'newview');
     if (nv.ok && nv.value.msg.view === rs.view) {
-      rs.newViewFrame = encodeSignedFrame(nv.value);
+      rs.newViewFrame = rs.frames.encodeSignedFrame(nv.value);
       rs.newViewAhead = nv.value.msg.prePrepares.filter((pp) => pp.msg.seq > rs.h + rs.opts.windowSize);
     }
   }

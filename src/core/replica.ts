@@ -21,7 +21,6 @@
  *   recovery.ts       restart from stored records, the horizon check
  *   quorum.ts         every vote threshold and certificate rule
  */
-import { decodeFrame } from '../codec/messages.ts';
 import { toHex } from './auth.ts';
 import type { CheckpointMsg, CommitMsg, LinkMessage, NewViewMsg, PrePrepareMsg, PrepareMsg, RequestMsg, Signed, ViewChangeMsg } from './messages.ts';
 import { KEYS, encodeSlot } from './persist.ts';
@@ -44,7 +43,7 @@ export class Replica extends ReplicaState {
   /** A frame from an authenticated link. Never throws on peer input. */
   receive(from: Source, bytes: Uint8Array): void {
     if (bytes.length > this.opts.frameBytesMax) return this.reject('oversized-frame');
-    const decoded = decodeFrame(bytes);
+    const decoded = this.frames.decodeFrame(bytes);
     if (!decoded.ok) return this.reject('malformed');
     const frame = decoded.value;
     if (frame.kind === 'link') {

@@ -8,8 +8,8 @@
  * core's modules, not an API: the shell reads `Replica`'s documented members only.
  */
 import { Timeout } from './timeout.ts';
-import type { ReplicatedApp } from '../app/types.ts';
-import type { KeyRange } from '../storage/types.ts';
+import type { ReplicatedApp } from './ports.ts';
+import type { KeyRange } from './ports.ts';
 import { Authenticator, bytesEqual, bytesKey, toHex } from './auth.ts';
 import { batchDigest, type Batch } from './batch.ts';
 import { ClientTable } from './clienttable.ts';
@@ -24,7 +24,7 @@ import type { SignFloor } from './horizon.ts';
 import { primaryOf, type QuorumContext } from './newview.ts';
 import { StateTree, leafDigest, stateDigest } from './statetree.ts';
 import { TransferSession } from './transfer.ts';
-import type { ReplicaDeps, CoreEvent, OutMessage, Ready } from './types.ts';
+import type { ReplicaDeps, CoreEvent, OutMessage, Ready, FrameCodec } from './types.ts';
 
 export interface Slot {
   seq: number;
@@ -92,6 +92,8 @@ export abstract class ReplicaState {
   readonly auth: Authenticator;
   readonly ctx: QuorumContext;
   readonly hash: (d: Uint8Array) => Uint8Array;
+  /** The shell's frame format (types.ts FrameCodec). */
+  readonly frames: FrameCodec;
   readonly app: ReplicatedApp;
 
   // --- protocol state -------------------------------------------------------------------------
@@ -204,6 +206,7 @@ export abstract class ReplicaState {
     this.timers.catchUp.start(0);
     this.durability = new DurabilityTracker(deps.unsafeTestOnly?.replyBeforeWrite === true);
     this.hash = deps.crypto.hash;
+    this.frames = deps.frames;
     this.app = deps.app;
     this.auth = new Authenticator(cluster, deps.crypto);
     // Genesis: the application starts empty on every replica, so its digest is the same everywhere.

@@ -2,7 +2,6 @@
  * State transfer for a replica behind the stable checkpoint: only the partitions whose digests
  * differ, compressed, checked against the certified state digest (session bookkeeping: transfer.ts).
  */
-import { encodeLinkFrame } from '../codec/messages.ts';
 import { bytesEqual } from './auth.ts';
 import { ClientTable } from './clienttable.ts';
 import type { CheckpointCert, Digest, StatePart, StateReply } from './messages.ts';
@@ -48,7 +47,7 @@ function askTransfer(rs: ReplicaState, part: StatePart, newPeer = true): void {
   if (part.kind === 'leaves' && part.have) for (const h of part.have) t.bytesSent += h.length;
   t.outstanding = part;
   t.requestedAt = rs.now;
-  rs.sendTo(t.peer, encodeLinkFrame({ type: 'statereq', seq: t.target.seq, part }));
+  rs.sendTo(t.peer, rs.frames.encodeLinkFrame({ type: 'statereq', seq: t.target.seq, part }));
 }
 
 export function driveTransfer(rs: ReplicaState): void {
@@ -59,7 +58,7 @@ export function driveTransfer(rs: ReplicaState): void {
 
 export function serveState(rs: ReplicaState, peer: number, seq: number, part: StatePart): void {
   const snap = rs.stableSnapshot;
-  const reply = (r: StateReply): void => rs.sendTo(peer, encodeLinkFrame({ type: 'state', seq, reply: r }));
+  const reply = (r: StateReply): void => rs.sendTo(peer, rs.frames.encodeLinkFrame({ type: 'state', seq, reply: r }));
   if (!snap || snap.seq !== seq || rs.stable.seq !== seq) {
     // We serve only our stable checkpoint; tell the peer which one that is.
     return reply({ kind: 'unavailable', stable: rs.stable });

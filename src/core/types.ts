@@ -2,10 +2,12 @@
  * The core's interface: its inputs (Source, ReplicaDeps), its effects (Ready: writes, messages,
  * replies, events, each with the turn it waits for), and its status.
  */
+import type { Decoded } from './encoding.ts';
+import type { BatchedReply, Frame, LinkMessage, RequestMsg, Signed } from './messages.ts';
 import type { Misbehaviour } from './rejections.ts';
 import type { TimeoutName } from './timeout.ts';
-import type { ReplicatedApp } from '../app/types.ts';
-import type { KeyRange, WriteOp } from '../storage/types.ts';
+import type { ReplicatedApp } from './ports.ts';
+import type { KeyRange, WriteOp } from './ports.ts';
 import type { CoreCrypto } from './auth.ts';
 import type { UnsafeQuorum } from './quorum.ts';
 import type { Horizon, SignFloor } from './horizon.ts';
@@ -15,7 +17,21 @@ export interface Source {
   id: number;
 }
 
+/**
+ * How messages travel on a link: the shell's wire format (src/codec/messages.ts, FRAME_CODEC). The
+ * core speaks its own message types (messages.ts) and reaches frames only through this.
+ */
+export interface FrameCodec {
+  /** One frame from a peer; never throws. */
+  decodeFrame(bytes: Uint8Array): Decoded<Frame>;
+  encodeSignedFrame(signed: Signed, batch?: readonly Signed<RequestMsg>[]): Uint8Array;
+  encodeLinkFrame(msg: LinkMessage): Uint8Array;
+  encodeBatchedReplyFrame(reply: BatchedReply): Uint8Array;
+}
+
 export interface ReplicaDeps {
+  /** The frame format (FRAME_CODEC in the shell). */
+  frames: FrameCodec;
   crypto: CoreCrypto;
   app: ReplicatedApp;
   /** Compression for state transfer (deterministic); identity is acceptable. */

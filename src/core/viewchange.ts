@@ -3,7 +3,6 @@
  * messages, the new primary's NEW-VIEW, and entering the new view with the pre-prepares it carries.
  * The checks and the NEW-VIEW computation themselves are pure functions in newview.ts.
  */
-import { encodeSignedFrame } from '../codec/messages.ts';
 import { bytesEqual } from './auth.ts';
 import { makeBatch } from './batch.ts';
 import type { CheckpointCert, NewViewMsg, PrePrepareMsg, PrepareMsg, PreparedCert, Signed, ViewChangeMsg } from './messages.ts';
@@ -38,7 +37,7 @@ export function startViewChange(rs: ReplicaState, view: number, reason: string):
   const vc = rs.auth.sign<ViewChangeMsg>({ type: 'viewchange', view, replica: rs.id, checkpoint: rs.stable, prepared });
   pruneViewChanges(rs, view);
   rs.storeViewChange(vc);
-  rs.ownViewChangeFrame = encodeSignedFrame(vc);
+  rs.ownViewChangeFrame = rs.frames.encodeSignedFrame(vc);
   rs.ownViewChangeFrames.set(view, rs.ownViewChangeFrame);
   rs.writes.put(KEYS.viewChange(view), encodePair(vc));
   for (const v of [...rs.ownViewChangeFrames.keys()]) {
@@ -178,7 +177,7 @@ function enterView(rs: ReplicaState, nv: Signed<NewViewMsg>, checkpoint: Checkpo
   rs.view = view;
   rs.viewStatus = 'normal';
   rs.timers.viewChange.stop();
-  rs.newViewFrame = encodeSignedFrame(nv);
+  rs.newViewFrame = rs.frames.encodeSignedFrame(nv);
   rs.writes.put(KEYS.newView, encodePair(nv));
   rs.persistViewState();
   rs.assigned.clear();
@@ -225,7 +224,7 @@ function installNewViewPrePrepare(rs: ReplicaState, pp: Signed<PrePrepareMsg>): 
   if (!rs.isPrimary() && rs.mayVote(pp.msg.view, pp.msg.seq)) {
     const prepare = rs.auth.sign<PrepareMsg>({ type: 'prepare', view: pp.msg.view, seq: pp.msg.seq, digest: pp.msg.digest, replica: rs.id });
     slot.prepares.set(rs.id, prepare);
-    rs.broadcast(encodeSignedFrame(prepare));
+    rs.broadcast(rs.frames.encodeSignedFrame(prepare));
   }
   rs.checkPrepared(slot);
 }

@@ -21,6 +21,7 @@
  * transport and the verify pool, lets every computed turn be written (unless the replica failed),
  * and closes the storage. Signals and exit codes of a replica process: replica-process.ts.
  */
+import { FRAME_CODEC } from '../codec/messages.ts';
 import { KvStore } from '../app/kv.ts';
 import { asReplicatedApp, type StateMachine } from '../app/types.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
@@ -196,7 +197,7 @@ export class ReplicaNode {
       if (self === undefined) throw new Error(`replica ${o.id} is not in cluster ${o.cluster.clusterId}`);
       const crypto = countedCrypto(signer, verifier, this.cryptoWork, () => this.pool);
       const app = asReplicatedApp(o.app ?? new KvStore());
-      this.replica = new Replica(o.cluster, o.id, o.replica ?? {}, { crypto, app, compress, decompress });
+      this.replica = new Replica(o.cluster, o.id, o.replica ?? {}, { crypto, app, frames: FRAME_CODEC, compress, decompress });
       const horizonOnDisk = await recoverFromStorage(this.replica, this.storage);
       this.loop.attach(this.replica, horizonOnDisk);
     } catch (err) {

@@ -10,6 +10,7 @@
  * the turn's effects left (`crash-after-write-before-send`). The checkers run on what leaves each
  * replica, at the moment it leaves (src/sim/checkers.ts).
  */
+import { FRAME_CODEC } from '../codec/messages.ts';
 import { KvStore } from '../app/kv.ts';
 import { decodeFrame } from '../codec/messages.ts';
 import { replyOf } from '../client/request.ts';
@@ -195,6 +196,7 @@ export class SimCluster {
           }
         : undefined;
     const replica = new Replica(this.cluster, host.id, this.opts.replica, {
+      frames: FRAME_CODEC,
       crypto: coreCrypto(host.signer, this.keys.verifier),
       app,
       compress: this.opts.compress ? (d) => new Uint8Array(deflateRawSync(d)) : (d) => d,

@@ -4,16 +4,10 @@
  * Implementations: RocksDB (src/storage/rocksdb.ts) and in-memory (src/storage/memory.ts); both pass
  * the compliance suite in test/unit/storage.compliance.test.ts.
  */
-export type WriteOp =
-  | { type: 'put'; key: string; value: Uint8Array }
-  | { type: 'del'; key: string };
+import type { KeyRange, WriteOp } from '../core/ports.ts';
 
-export interface KeyRange {
-  /** Inclusive lower bound. */
-  gte?: string;
-  /** Exclusive upper bound. */
-  lt?: string;
-}
+// What the core writes (src/core/ports.ts).
+export type { KeyRange, WriteOp } from '../core/ports.ts';
 
 export interface Storage {
   open(): Promise<void>;

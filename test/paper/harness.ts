@@ -10,7 +10,7 @@ import { RequestSigner, refusalOf, replyOf } from '../../src/client/request.ts';
 import { createHash } from 'node:crypto';
 import { KvStore } from '../../src/app/kv.ts';
 import { decodeResult, encodeOp, type KvOp, type KvResult } from '../../src/app/kv-ops.ts';
-import { decodeFrame, encodeLinkFrame, encodeSignedFrame, encodeBody } from '../../src/codec/messages.ts';
+import { decodeFrame, encodeLinkFrame, encodeSignedFrame, encodeBody, FRAME_CODEC } from '../../src/codec/messages.ts';
 import { Authenticator, concatBytes, domainTag } from '../../src/core/auth.ts';
 import { batchDigest } from '../../src/core/batch.ts';
 import type { ClusterConfig } from '../../src/core/cluster.ts';
@@ -316,6 +316,7 @@ export class TestCluster {
 
   newCore(id: number, app: KvStore, options: Partial<ReplicaOptions> = this.options): Replica {
     return new Replica(this.cluster, id, options, {
+      frames: FRAME_CODEC,
       crypto: coreCrypto(this.replicaSigners[id]!, this.verifier),
       app,
       compress: (d) => d,

@@ -72,3 +72,21 @@ test('src/core imports nothing with I/O and nothing from the shell, transport, s
   }
   assert.deepEqual(bad, []);
 });
+
+test('imports point inward: src/core imports only src/core and pure packages (no codec, app or storage module)', () => {
+  const outward: string[] = [];
+  const packages = new Set<string>();
+  for (const f of files.filter((p) => p.startsWith(join(SRC, 'core') + '/'))) {
+    for (const s of specifiers(f)) {
+      if (!s.startsWith('.')) {
+        packages.add(s);
+        continue;
+      }
+      const target = relative(SRC, resolve(dirname(f), s));
+      if (!target.startsWith('core/')) outward.push(`${relative(ROOT, f)} imports ${s}`);
+    }
+  }
+  assert.deepEqual(outward, []);
+  // The canonical encoding (cbor-x) and hashing are the only packages the protocol itself needs.
+  assert.deepEqual([...packages].sort().filter((p) => p !== 'cbor-x' && !p.startsWith('@noble/')), []);
+});

@@ -1,0 +1,69 @@
+/**
+ * The core's ports: what it needs from the application it replicates and what it asks of storage.
+ * Defined here, inside the core, so that the core depends on nothing outward; src/app/types.ts and
+ * src/storage/types.ts re-export them for the applications and stores that implement them.
+ */
+
+// --- the application (src/app/types.ts re-exports these for StateMachine authors) ---------------
+
+/**
+ * The deterministic application a cluster replicates.
+ *
+ * The core calls `execute` in the agreed sequence order on every replica. Implementations must be
+ * deterministic: no clocks, no randomness, no iteration over unordered containers where order leaks
+ * into results or state bytes. `execute` must not throw on a malformed operation: it returns an
+ * encoded error result instead (a client can send any bytes as an operation).
+ */
+export interface ExecuteContext {
+  /** Sequence number of the batch the request was ordered in. */
+  seq: number;
+  /** Client id of the signed request. */
+  client: number;
+  /** The request's client timestamp. */
+  timestamp: number;
+}
+
+export type Result<T = void> = { ok: true; value: T } | { ok: false; reason: string };
+
+export interface StateMachine {
+  /** Apply one operation; returns the encoded result, identical on every correct replica. */
+  execute(op: Uint8Array, ctx: ExecuteContext): Uint8Array;
+  /** Canonical bytes of the whole state: equal states give equal bytes. */
+  snapshot(): Uint8Array;
+  /** Replace the whole state with one from `snapshot()`. Leaves the state unchanged on failure. */
+  restore(snapshot: Uint8Array): Result;
+  /** Digest of the whole state (equal states give equal digests). */
+  digest(): Uint8Array;
+}
+
+/**
+ * State split into a fixed number of partitions, so that checkpoints hash and persist only what
+ * changed and state transfer moves only the partitions whose digests differ.
+ * The core builds its digest tree over `readPartition` bytes.
+ */
+export interface PartitionedState {
+  /** Fixed for the life of the machine, identical on every replica. */
+  readonly partitionCount: number;
+  /** Canonical bytes of one partition (equal contents give equal bytes). */
+  readPartition(index: number): Uint8Array;
+  /** Replace one partition with bytes produced by `readPartition` on another replica.
+   *  Validates them; leaves the state unchanged on failure. */
+  writePartition(index: number, bytes: Uint8Array): Result;
+  /** Indices (ascending) of partitions changed since the last call; clears the set. */
+  takeDirtyPartitions(): number[];
+}
+
+export type ReplicatedApp = StateMachine & PartitionedState;
+
+// --- storage: the core decides keys and values; a Storage (src/storage/types.ts) makes them durable
+
+export type WriteOp =
+  | { type: 'put'; key: string; value: Uint8Array }
+  | { type: 'del'; key: string };
+
+export interface KeyRange {
+  /** Inclusive lower bound. */
+  gte?: string;
+  /** Exclusive upper bound. */
+  lt?: string;
+}
