@@ -43,11 +43,12 @@
  *   retransmit c0 [to=...]   the client's last request again (default: to every replica)
  *   inject from=2 [to=1] preprepare|prepare|commit v=0 s=1 [batch=c0:1,c1:1] [digest=null] [signer=0] [nobatch]
  *                        a message forged by the script, signed with the key of `signer` (default: from)
- *   deliver [filter] [limit=N] [quiet]
+ *   deliver [filter] [limit=N] [quiet|silent]
  *                        delivers the matching messages pending now, oldest first; under each, what it
  *                        caused (messages sent, events, rejections, client acceptances); `quiet` prints
- *                        only the effects that are not messages
- *   stabilize [filter] [limit=N] [quiet]   deliver, again and again, until nothing matching is pending
+ *                        only the effects that are not messages, `silent` only rejections and client
+ *                        outcomes, then how many messages were delivered
+ *   stabilize [filter] [limit=N] [quiet|silent]   deliver again and again until nothing matching is pending
  *   drop [filter] [limit=N]  the network loses the matching pending messages
  *   pending [filter]         lists pending messages
  *   tick [r=1,2] [n=10]      n ticks of the listed replicas (default: all that are up)

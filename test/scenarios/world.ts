@@ -334,7 +334,7 @@ export class ScriptWorld {
     const sets = new Map<string, Set<string>>();
     for (const a of args) {
       if (['from', 'to', 'type', 'v', 's'].includes(a.key)) sets.set(a.key, new Set(a.vals));
-      else if (a.key !== 'limit' && a.key !== 'quiet') throw new ScriptError(`unknown filter '${a.key}' (from= to= type= v= s= limit=)`);
+      else if (!['limit', 'quiet', 'silent'].includes(a.key)) throw new ScriptError(`unknown filter '${a.key}' (from= to= type= v= s= limit=, quiet, silent)`);
     }
     for (const k of ['from', 'to']) for (const v of sets.get(k) ?? []) this.nodeOf(v, k);
     const has = (key: string, value: string | number | undefined): boolean => {
@@ -359,7 +359,10 @@ export class ScriptWorld {
   private deliver(args: Arg[], repeat: boolean): void {
     const match = this.matcher(args);
     let limit = this.num(args, 'limit') ?? Infinity;
-    const quiet = args.some((a) => a.key === 'quiet');
+    const silent = args.some((a) => a.key === 'silent');
+    const quiet = silent || args.some((a) => a.key === 'quiet');
+    let delivered = 0;
+    const lostAt = new Map<string, number>();
     const full = this.out;
     const kept: string[] = [];
     for (let round = 0; ; round++) {
@@ -370,6 +373,7 @@ export class ScriptWorld {
         const i = this.net.indexOf(p);
         this.net.splice(i, 1);
         limit--;
+        delivered++;
         const start = this.out.length;
         this.line(`${this.name(p.from)}->${this.name(p.to)} ${p.text}`);
         this.prefix = '  ';
@@ -377,7 +381,14 @@ export class ScriptWorld {
         this.prefix = '';
         if (quiet) {
           // Keep only what the delivery caused that is not a message: events, rejections, clients.
-          const caused = this.out.slice(start + 1).filter((l) => !/^ {2}\S+->\S+ /.test(l));
+          let caused = this.out.slice(start + 1).filter((l) => !/^ {2}\S+->\S+ /.test(l));
+          // silent: only what goes wrong or reaches a client (and a count of the rest).
+          if (silent) caused = caused.filter((l) => / (rejected|accepted|FAILED|ignored|peer-misbehaved|state-diverged) /.test(l));
+          for (const l of caused.filter((x) => x.startsWith('  (lost: '))) {
+            const who = l.slice('  (lost: '.length, l.indexOf(' is down'));
+            lostAt.set(who, (lostAt.get(who) ?? 0) + 1);
+          }
+          caused = caused.filter((x) => !x.startsWith('  (lost: '));
           kept.push(...caused.map((l) => l.slice(2)));
         }
       }
@@ -386,7 +397,9 @@ export class ScriptWorld {
     if (quiet) {
       full.length = 0;
       full.push(...kept);
-      if (kept.length === 0) full.push('(nothing but messages)');
+      for (const [who, count] of [...lostAt].sort()) full.push(`(${count} message${count > 1 ? 's' : ''} to ${who} lost: it is down)`);
+      if (silent) full.push(`(${delivered} messages delivered)`);
+      else if (kept.length === 0) full.push('(nothing but messages)');
     }
   }
 
