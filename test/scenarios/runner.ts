@@ -51,7 +51,8 @@
  *   stabilize [filter] [limit=N] [quiet|silent]   deliver again and again until nothing matching is pending
  *   drop [filter] [limit=N]  the network loses the matching pending messages
  *   pending [filter]         lists pending messages
- *   tick [r=1,2] [n=10]      n ticks of the listed replicas (default: all that are up)
+ *   tick [r=1,2] [n=10] [quiet]  n ticks of the listed replicas (default: all that are up); t= is the
+ *                            replica's own clock; quiet: events only, and a count of the sends
  *   crash 1 [lose-unsynced]  the replica's process dies: memory is gone, the write in flight lands
  *                            (lose-unsynced: it is lost too, as in a power failure)
  *   restart 1                a new core recovers from what the disk holds

@@ -327,7 +327,18 @@ export class ScriptWorld {
     if (to.length === 0) return;
     const desc = this.describe(bytes);
     for (const t of to) this.net.push({ from, to: t, bytes, ...desc });
-    this.line(`${this.prefix}${this.name(from)}->${to.map((t) => this.name(t)).join(',')} ${desc.text}`);
+    // The same recipients k times over (a broadcast and its retransmission in one turn): "(x k)".
+    let unique = to;
+    let times = 1;
+    for (let len = 1; len < to.length; len++) {
+      if (to.length % len !== 0) continue;
+      if (to.every((t, i) => t === to[i % len])) {
+        unique = to.slice(0, len);
+        times = to.length / len;
+        break;
+      }
+    }
+    this.line(`${this.prefix}${this.name(from)}->${unique.map((t) => this.name(t)).join(',')} ${desc.text}${times > 1 ? ` (x${times})` : ''}`);
   }
 
   private matcher(args: Arg[]): (p: Pending) => boolean {
@@ -363,6 +374,7 @@ export class ScriptWorld {
     const quiet = silent || args.some((a) => a.key === 'quiet');
     let delivered = 0;
     const lostAt = new Map<string, number>();
+    const rejections = new Map<string, number>();
     const full = this.out;
     const kept: string[] = [];
     for (let round = 0; ; round++) {
@@ -384,11 +396,18 @@ export class ScriptWorld {
           let caused = this.out.slice(start + 1).filter((l) => !/^ {2}\S+->\S+ /.test(l));
           // silent: only what goes wrong or reaches a client (and a count of the rest).
           if (silent) caused = caused.filter((l) => / (rejected|accepted|FAILED|ignored|peer-misbehaved|state-diverged) /.test(l));
+
           for (const l of caused.filter((x) => x.startsWith('  (lost: '))) {
             const who = l.slice('  (lost: '.length, l.indexOf(' is down'));
             lostAt.set(who, (lostAt.get(who) ?? 0) + 1);
           }
           caused = caused.filter((x) => !x.startsWith('  (lost: '));
+          // quiet: rejections are summed up at the end, by reason.
+          for (const l of caused) {
+            const m = /^ {2}\d+ rejected (\S+)(?: \(x(\d+)\))?$/.exec(l);
+            if (m) rejections.set(m[1]!, (rejections.get(m[1]!) ?? 0) + Number(m[2] ?? 1));
+          }
+          caused = caused.filter((x) => !/^ {2}\d+ rejected /.test(x));
           kept.push(...caused.map((l) => l.slice(2)));
         }
       }
@@ -397,6 +416,7 @@ export class ScriptWorld {
     if (quiet) {
       full.length = 0;
       full.push(...kept);
+      if (rejections.size > 0) full.push(`(rejected: ${[...rejections].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([r, c]) => `${r} x${c}`).join(', ')})`);
       for (const [who, count] of [...lostAt].sort()) full.push(`(${count} message${count > 1 ? 's' : ''} to ${who} lost: it is down)`);
       if (silent) full.push(`(${delivered} messages delivered)`);
       else if (kept.length === 0) full.push('(nothing but messages)');
@@ -537,10 +557,14 @@ export class ScriptWorld {
     for (const r of replies) this.send(host.id, [this.n + r.client], r.frame);
   }
 
-  /** `tick [r=1,2] [n=10]`: n ticks; each is one turn of each ticked replica that is up. */
+  /**
+   * `tick [r=1,2] [n=10] [quiet]`: n ticks; each is one turn of each ticked replica that is up (`t=` is
+   * the replica's own clock). `quiet` prints events and rejections, not messages.
+   */
   private tick(args: Arg[]): void {
     const count = this.num(args, 'n') ?? 1;
-    const hosts = this.replicasArg(args, 'tick', true);
+    const quiet = args.some((a) => a.key === 'quiet');
+    const hosts = this.replicasArg(args.filter((a) => a.key !== 'quiet'), 'tick', true);
     for (let t = 0; t < count; t++) {
       this.now++;
       for (const h of hosts) {
@@ -552,6 +576,11 @@ export class ScriptWorld {
       }
     }
     this.prefix = '';
+    if (quiet) {
+      const sent = this.out.filter((l) => /^t=\d+ \S+->\S+ /.test(l)).length;
+      this.out = this.out.filter((l) => !/^t=\d+ \S+->\S+ /.test(l));
+      if (sent > 0) this.line(`(${sent} sends)`);
+    }
     if (this.out.length === 0) this.line('(nothing happened)');
   }
 
