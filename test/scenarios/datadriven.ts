@@ -155,7 +155,7 @@ export function runDataDriven(text: string, handler: Handler, name = '<script>')
 
 /**
  * A unified diff (expected -> actual) with `context` lines around each change. Hunk headers name the
- * last command line before the hunk, as git names the enclosing function.
+ * step whose output holds the hunk's first change, as git names the enclosing function.
  */
 export function unifiedDiff(expected: string, actual: string, opts: { from?: string; to?: string; context?: number } = {}): string {
   const a = expected.split('\n');
@@ -174,8 +174,8 @@ export function unifiedDiff(expected: string, actual: string, opts: { from?: str
   let j = 0;
   while (i < n || j < m) {
     if (i < n && j < m && a[i] === b[j]) ops.push({ kind: ' ', text: a[i]!, ai: i++, bi: j++ });
-    else if (j < m && (i >= n || lcs[i]![j + 1]! >= lcs[i + 1]![j]!)) ops.push({ kind: '+', text: b[j]!, ai: i, bi: j++ });
-    else ops.push({ kind: '-', text: a[i]!, ai: i++, bi: j });
+    else if (i < n && (j >= m || lcs[i + 1]![j]! >= lcs[i]![j + 1]!)) ops.push({ kind: '-', text: a[i]!, ai: i++, bi: j });
+    else ops.push({ kind: '+', text: b[j]!, ai: i, bi: j++ });
   }
   const changed = ops.map((o, k) => (o.kind !== ' ' ? k : -1)).filter((k) => k >= 0);
   if (changed.length === 0) return '';
@@ -194,8 +194,10 @@ export function unifiedDiff(expected: string, actual: string, opts: { from?: str
     const bStart = hunk[0]!.bi;
     const aLen = hunk.filter((o) => o.kind !== '+').length;
     const bLen = hunk.filter((o) => o.kind !== '-').length;
+    // Name the step whose output holds the first change (the command line above the nearest '----').
     let label = '';
-    for (let x = aStart - 1; x >= 0; x--) {
+    const firstChange = hunk.find((o) => o.kind !== ' ')!.ai;
+    for (let x = Math.min(firstChange, n) - 1; x >= 0; x--) {
       if (a[x] === '----' && x > 0) {
         label = ` ${a[x - 1]}`;
         break;

@@ -64,7 +64,7 @@
  *   seed 54 [replicas=4]     (src/sim/trace.ts) runs a swarm seed and prints its timeline and end state
  */
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runDataDriven, ScriptError, unifiedDiff, type Directive } from './datadriven.ts';
 import { ScriptWorld } from './world.ts';
@@ -121,7 +121,7 @@ export function runScript(text: string, name: string): ScriptOutcome {
 /** Runs a golden file; rewrites it instead when asked (UPDATE_GOLDEN=1 or --rewrite). */
 export function runGoldenFile(path: string, rewrite = shouldRewrite()): ScriptOutcome {
   const text = readFileSync(path, 'utf8');
-  const outcome = runScript(text, join('test/scenarios/testdata', basename(path)));
+  const outcome = runScript(text, relative(process.cwd(), path));
   if (rewrite && outcome.actual !== text) {
     writeFileSync(path, outcome.actual);
     return { ...outcome, ok: true, diff: '', message: '' };
