@@ -1,12 +1,14 @@
 /**
  * `pbft sim`: the deterministic simulator from the command line.
  *   pbft sim --seed N [--replicas 4]        replays one seed and prints what happened
+ *   pbft sim --seed N --trace               the same, with its timeline (src/sim/trace.ts)
  *   pbft sim --seeds 1000 [--replicas 4]    runs a swarm and prints a summary
  * On a failure it prints the seed, the kind (crash, liveness, correctness) and the command that
  * replays it, and exits non-zero.
  */
 import { InvalidArgumentError, type Command } from 'commander';
 import { NEGATIVE_CONTROLS, runSeed, runSwarm, type SeedReport, type SwarmOptions } from '../sim/swarm.ts';
+import { traceSeed } from '../sim/trace.ts';
 
 function positiveInt(name: string) {
   return (value: string): number => {
@@ -45,6 +47,7 @@ export function addSimCommand(program: Command): Command {
     .option('--replicas <n>', 'replicas (3f+1)', replicaCount, 4)
     .option('--negative <control>', `run a deliberately broken build: ${NEGATIVE_CONTROLS.join(' | ')}`)
     .option('--json', 'print the summary as JSON')
+    .option('--trace', 'with --seed: print the timeline of the run (faults, view changes, checkpoints, state transfers) and every replica\'s end state')
     .addHelpText(
       'after',
       `
@@ -69,9 +72,10 @@ Examples:
   npx pbft sim --seeds 1000
   npx pbft sim --seeds 200 --replicas 7
   npx pbft sim --seed 42
+  npx pbft sim --seed 279 --trace
   npx pbft sim --seeds 2000 --negative reply-before-write`,
     )
-    .action((opts: { seed?: number; seeds?: number; first: number; replicas: number; negative?: string; json?: boolean }) => {
+    .action((opts: { seed?: number; seeds?: number; first: number; replicas: number; negative?: string; json?: boolean; trace?: boolean }) => {
       const write = (line: string): void => void process.stdout.write(line + '\n');
       if (opts.seed === undefined && opts.seeds === undefined) {
         process.stderr.write('sim: give --seed N (replay one) or --seeds COUNT (run a swarm)\n');
@@ -84,6 +88,12 @@ Examples:
         return;
       }
       const swarmOptions: SwarmOptions = { replicas: opts.replicas, negative: opts.negative as SwarmOptions['negative'] };
+      if (opts.seed !== undefined && opts.trace) {
+        const t = traceSeed(opts.seed, swarmOptions);
+        write(t.text);
+        process.exitCode = t.report.kind ? 1 : 0;
+        return;
+      }
       if (opts.seed !== undefined) {
         const r = runSeed(opts.seed, swarmOptions);
         if (opts.json) write(JSON.stringify(r));

@@ -24,6 +24,8 @@ export interface SwarmOptions {
   planOnly?: boolean;
   /** Ticks of the liveness phase before a liveness violation is declared. */
   livenessTicksMax?: number;
+  /** Called with the cluster before the run starts (src/sim/trace.ts records a seed's timeline). */
+  observe?: (sim: SimCluster) => void;
 }
 
 export interface SeedReport {
@@ -220,6 +222,7 @@ export function runSeed(seed: number, options: SwarmOptions): SeedReport {
   if (broken === 'ignore-lost-data') simOptions.unsafeIgnoreLostData = true;
   const sim = new SimCluster(simOptions);
   sim.keepEvents = false;
+  options.observe?.(sim);
   if (plan.loss > 0) sim.count('network-loss');
   if (plan.duplication > 0) sim.count('network-duplication');
   for (const b of plan.byzantine) {
