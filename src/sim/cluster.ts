@@ -10,9 +10,8 @@
  * the turn's effects left (`crash-after-write-before-send`). The checkers run on what leaves each
  * replica, at the moment it leaves (src/sim/checkers.ts).
  */
-import { FRAME_CODEC } from '../codec/messages.ts';
 import { KvStore } from '../app/kv.ts';
-import { decodeFrame } from '../codec/messages.ts';
+import { decodeFrame, FRAME_CODEC } from '../codec/messages.ts';
 import { replyOf } from '../client/request.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
 import { Replica, type CoreEvent, type ReplicaDeps } from '../core/replica.ts';
