@@ -3,12 +3,15 @@
  *
  *   npm run keygen -- --replicas 4 --clients 4 --out keys
  *   pbft keygen --replicas 7 --host 10.0.0.5 --base-port 9000 --force
+ *   pbft keygen --replica-urls ws://10.0.0.11:7001,ws://10.0.0.12:7001,ws://10.0.0.13:7001,ws://10.0.0.14:7001
+ *   pbft keygen --hosts-file hosts.config        (lines "<id> <host> <port>" or "<id> ws://host:port")
  *
  * Every failure, including a bad flag, prints exactly one line `keygen: <message>` on stderr and
  * exits with status 1.
  */
 import { Command, CommanderError } from 'commander';
-import { generateKeyring, KeyringError } from '../crypto/keyring.ts';
+import { readFileSync } from 'node:fs';
+import { generateKeyring, KeyringError, parseHostsFile } from '../crypto/keyring.ts';
 
 export interface KeygenIo {
   /** Receives one line of the success summary (without newline). */
@@ -23,11 +26,13 @@ const processIo: KeygenIo = {
 };
 
 interface KeygenFlags {
-  replicas: string;
+  replicas?: string;
   clients: string;
   out: string;
-  host: string;
-  basePort: string;
+  host?: string;
+  basePort?: string;
+  replicaUrls?: string;
+  hostsFile?: string;
   clusterId?: string;
   force?: boolean;
 }
@@ -56,15 +61,26 @@ function errorMessage(err: unknown): string {
 
 /** Runs keygen with parsed flags and prints the summary; throws on any failure. */
 function runKeygen(flags: KeygenFlags, io: KeygenIo): void {
-  const replicas = parseCount('--replicas', flags.replicas);
   const clients = parseCount('--clients', flags.clients);
-  const basePort = parseCount('--base-port', flags.basePort);
+  if (flags.replicaUrls !== undefined && flags.hostsFile !== undefined) throw new FlagError('give --replica-urls or --hosts-file, not both');
+  let replicaUrls: string[] | undefined;
+  if (flags.replicaUrls !== undefined) replicaUrls = flags.replicaUrls.split(',').map((u) => u.trim()).filter((u) => u !== '');
+  if (flags.hostsFile !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(flags.hostsFile, 'utf8');
+    } catch (err) {
+      throw new FlagError(`cannot read --hosts-file ${flags.hostsFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+    replicaUrls = parseHostsFile(text, flags.hostsFile);
+  }
   const result = generateKeyring({
-    replicas,
+    ...(flags.replicas !== undefined ? { replicas: parseCount('--replicas', flags.replicas) } : replicaUrls === undefined ? { replicas: 4 } : {}),
     clients,
     out: flags.out,
-    host: flags.host,
-    basePort,
+    ...(flags.host !== undefined ? { host: flags.host } : {}),
+    ...(flags.basePort !== undefined ? { basePort: parseCount('--base-port', flags.basePort) } : {}),
+    ...(replicaUrls !== undefined ? { replicaUrls } : {}),
     ...(flags.clusterId !== undefined ? { clusterId: flags.clusterId } : {}),
     force: flags.force === true,
   });
@@ -83,11 +99,13 @@ function runKeygen(flags: KeygenFlags, io: KeygenIo): void {
 function configureKeygenCommand(command: Command, io: KeygenIo): Command {
   return command
     .description('generate a keyring: cluster.json (public) and one private key file per replica and client')
-    .option('--replicas <n>', 'number of replicas, 3f+1 with f >= 1', '4')
+    .option('--replicas <n>', 'number of replicas, 3f+1 with f >= 1 (default: 4, or the number of URLs given)')
     .option('--clients <n>', 'number of clients', '4')
     .option('--out <dir>', 'directory to write the keyring to', 'keys')
-    .option('--host <host>', 'host in every replica URL', '127.0.0.1')
-    .option('--base-port <port>', 'replica i listens at base-port + i', '7001')
+    .option('--host <host>', 'one machine: host in every replica URL (default: 127.0.0.1)')
+    .option('--base-port <port>', 'one machine: replica i listens at base-port + i (default: 7001)')
+    .option('--replica-urls <urls>', 'many hosts: one ws://host:port per replica, comma-separated, in id order')
+    .option('--hosts-file <path>', 'many hosts: a file with one replica per line, "<id> <host> <port>" or "<id> ws://host:port"')
     .option('--cluster-id <id>', 'cluster id (default: 16 random bytes, hex)')
     .option('--force', 'overwrite an existing keyring and remove stale key files')
     .allowExcessArguments(false)

@@ -94,13 +94,20 @@ export interface Identity {
 }
 
 export interface GenerateKeyringOptions {
-  replicas: number;
+  /** 3f+1; with replicaUrls, optional (their count). */
+  replicas?: number;
   clients: number;
   out: string;
   /** Host in every replica URL; default 127.0.0.1. IPv6 literals may be given with or without brackets. */
   host?: string;
   /** Replica i listens at basePort + i; default 7001. */
   basePort?: number;
+  /**
+   * One URL per replica, in id order (replicas on many hosts): ws://host:port, the address the
+   * replica listens on and its peers and clients dial. Excludes host/basePort; `replicas`, when
+   * given, must equal its length.
+   */
+  replicaUrls?: readonly string[];
   /** Default: 16 random bytes, hex. */
   clusterId?: string;
   /** Overwrite an existing keyring and remove stale key files beyond the new counts. */
@@ -224,6 +231,57 @@ function parseReplicaUrl(value: unknown): { address: string } | { problem: strin
 
 // ---------------------------------------------------------------------------------------------
 // cluster.json
+
+/**
+ * Checks one URL per replica (keygen --replica-urls / --hosts-file): each a ws:// URL with a host
+ * and an explicit port, no two replicas at the same host:port. Returns them normalized (no
+ * trailing path); throws a KeyringError naming the replica at fault.
+ */
+export function checkReplicaUrls(urls: readonly string[]): string[] {
+  const seen = new Map<string, number>();
+  return urls.map((raw, id) => {
+    const value = raw.trim();
+    const parsed = parseReplicaUrl(value);
+    if ('problem' in parsed) throw new KeyringError('BAD_OPTION', `replica ${id}: URL ${parsed.problem}`);
+    if (!/^ws:\/\//i.test(value)) {
+      throw new KeyringError('BAD_OPTION', `replica ${id}: URL ${describe(value)}: replicas serve plain ws:// (put TLS in front with a proxy and keep ws:// here)`);
+    }
+    const url = new URL(value);
+    if ((url.pathname !== '/' && url.pathname !== '') || url.search !== '') {
+      throw new KeyringError('BAD_OPTION', `replica ${id}: URL ${describe(value)} must not have a path or query`);
+    }
+    const other = seen.get(parsed.address);
+    if (other !== undefined) throw new KeyringError('BAD_OPTION', `replicas ${other} and ${id} both use ${parsed.address}`);
+    seen.set(parsed.address, id);
+    return `ws://${url.host}`;
+  });
+}
+
+/**
+ * A hosts file (in the spirit of BFT-SMaRt's hosts.config): one replica per line, in id order,
+ * `<id> <host> <port>` or `<id> ws://host:port`; blank lines and `#` comments are ignored. Ids must
+ * be 0, 1, 2, ... in order. Returns the URLs; throws a KeyringError naming the line at fault.
+ */
+export function parseHostsFile(text: string, source: string): string[] {
+  const urls: string[] = [];
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!.replace(/#.*$/, '').trim();
+    if (line === '') continue;
+    const where = `${source}:${i + 1}`;
+    const fields = line.split(/\s+/);
+    if (!/^\d+$/.test(fields[0]!)) throw new KeyringError('BAD_OPTION', `${where}: expected "<id> <host> <port>" or "<id> ws://host:port"; got ${describe(line)}`);
+    const id = Number(fields[0]);
+    if (id !== urls.length) throw new KeyringError('BAD_OPTION', `${where}: expected replica id ${urls.length} (ids are 0, 1, 2, ... in order); got ${id}`);
+    if (fields.length === 2 && /^wss?:\/\//i.test(fields[1]!)) urls.push(fields[1]!);
+    else if (fields.length === 3 && /^\d{1,5}$/.test(fields[2]!)) {
+      const host = fields[1]!.includes(':') && !fields[1]!.startsWith('[') ? `[${fields[1]}]` : fields[1]!;
+      urls.push(`ws://${host}:${fields[2]}`);
+    } else throw new KeyringError('BAD_OPTION', `${where}: expected "<id> <host> <port>" or "<id> ws://host:port"; got ${describe(line)}`);
+  }
+  if (urls.length === 0) throw new KeyringError('BAD_OPTION', `${source}: no replicas listed`);
+  return urls;
+}
 
 /** Validates a parsed cluster.json strictly; `source` names it in error messages. */
 export function parseCluster(json: unknown, source: string): ClusterConfig {
@@ -559,8 +617,19 @@ function isReplicaCount(n: number): boolean {
  * cluster.json, each written atomically, then the directory is fsynced.
  */
 export function generateKeyring(options: GenerateKeyringOptions): GeneratedKeyring {
-  const { replicas, clients, out } = options;
-  if (!isReplicaCount(replicas)) {
+  const { clients, out } = options;
+  const urls = options.replicaUrls;
+  if (urls !== undefined) {
+    if (options.host !== undefined || options.basePort !== undefined) {
+      throw new KeyringError('BAD_OPTION', '--replica-urls gives every replica its address: do not combine it with --host or --base-port');
+    }
+    if (options.replicas !== undefined && options.replicas !== urls.length) {
+      throw new KeyringError('BAD_OPTION', `--replicas ${options.replicas} does not match the ${urls.length} replica URLs given`);
+    }
+  }
+  const replicas = urls?.length ?? options.replicas;
+  if (replicas === undefined || !isReplicaCount(replicas)) {
+    if (urls !== undefined) throw new KeyringError('BAD_REPLICA_COUNT', `give 3f+1 replica URLs with f >= 1 (4, 7, 10, ...); got ${urls.length}`);
     throw new KeyringError('BAD_REPLICA_COUNT', `--replicas must be 3f+1 with f >= 1 (4, 7, 10, ...); got ${replicas}`);
   }
   if (!Number.isSafeInteger(clients) || clients < 0) {
@@ -571,7 +640,8 @@ export function generateKeyring(options: GenerateKeyringOptions): GeneratedKeyri
   if (!Number.isSafeInteger(basePort) || basePort < 1 || basePort > 65535) {
     throw new KeyringError('BAD_OPTION', `--base-port must be an integer from 1 to 65535; got ${basePort}`);
   }
-  if (basePort + replicas - 1 > 65535) {
+  const replicaUrls = urls !== undefined ? checkReplicaUrls(urls) : undefined;
+  if (replicaUrls === undefined && basePort + replicas - 1 > 65535) {
     throw new KeyringError(
       'BAD_OPTION',
       `--base-port ${basePort} with ${replicas} replicas needs ports up to ${basePort + replicas - 1}; the maximum is 65535`,
@@ -646,7 +716,7 @@ export function generateKeyring(options: GenerateKeyringOptions): GeneratedKeyri
 
   const replicaInfos: ReplicaInfo[] = [];
   for (let id = 0; id < replicas; id++) {
-    replicaInfos.push({ id, url: `ws://${urlHost}:${basePort + id}`, publicKey: makeKey('replica', id) });
+    replicaInfos.push({ id, url: replicaUrls?.[id] ?? `ws://${urlHost}:${basePort + id}`, publicKey: makeKey('replica', id) });
   }
   const clientInfos: ClientInfo[] = [];
   for (let id = 0; id < clients; id++) clientInfos.push({ id, publicKey: makeKey('client', id) });
