@@ -105,6 +105,13 @@ async function checkPorts(cluster: ClusterConfig): Promise<void> {
       server.once('error', (err: NodeJS.ErrnoException) => {
         if (err.code === 'EADDRINUSE') {
           reject(new CliError(`port ${port} on ${host} (replica ${r.id}) is already in use; stop what uses it, or use a keyring with other ports`));
+        } else if (err.code === 'EADDRNOTAVAIL') {
+          reject(
+            new CliError(
+              `cannot listen on ${host}:${port} (replica ${r.id}): no such address on this machine; ` +
+                `this keyring puts replicas on other hosts: run \`pbft replica --id <n>\` on each host instead of \`pbft start\``,
+            ),
+          );
         } else {
           reject(new CliError(`cannot listen on ${host}:${port} (replica ${r.id}): ${err.message}`));
         }
