@@ -124,6 +124,7 @@ Examples:
         write(`simulated ticks: ${summary.ticks}`);
         write(`requests committed: ${summary.requestsCommitted}`);
         write(`view changes: ${summary.viewChanges}`);
+        if (summary.faults.pause) write(`pauses: ${summary.faults.pause}; longest time a resumed replica was out of the others' view: ${summary.pauseRecoveryTicksMax} ticks (${summary.pauseRecoveryTicksMax * 10} ms)`);
         write(`faults injected: ${formatFaults(summary.faults)}`);
         write(`violations: ${violations} (${summary.failures.length} failing seed${summary.failures.length === 1 ? '' : 's'}${summary.failures.length ? ': ' + summary.failures.map((r) => `${r.seed} ${r.kind}`).join(', ') : ''})`);
       }

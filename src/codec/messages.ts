@@ -17,6 +17,8 @@
  *   view-change [7, view, replica, checkpointCert, [[prePrepare, [prepare, ...]], ...]]
  *   new-view    [8, view, replica, [viewChange, ...], [prePrepare, ...]]
  *   reply-batch [9, view, replica, seq, count, root]
+ *   refusal     [10, replica, client, timestamp, digest, reason, limit]
+ *   suspect     [11, view, replica]
  * where a nested signed message is [body, sig] and checkpointCert is [seq, digest, [checkpoint, ...]].
  *
  * Decoding never throws on peer input: it returns { ok: false, reason }.

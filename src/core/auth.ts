@@ -71,6 +71,7 @@ const TYPE_SET: Record<SignedType, true> = {
   viewchange: true,
   newview: true,
   refusal: true,
+  suspect: true,
 };
 const TYPES = Object.keys(TYPE_SET) as SignedType[];
 

@@ -35,6 +35,7 @@ const TAG: Record<SignedType, number> = {
   newview: 8,
   replybatch: 9,
   refusal: 10,
+  suspect: 11,
 };
 
 const REFUSAL_REASONS: readonly RefusalReason[] = ['op-too-large'];
@@ -69,6 +70,8 @@ function bodyArray(msg: SignedMessage): unknown[] {
       return [TAG.newview, msg.view, msg.replica, msg.viewChanges.map(pair), msg.prePrepares.map(pair)];
     case 'replybatch':
       return [TAG.replybatch, msg.view, msg.replica, msg.seq, msg.count, msg.root];
+    case 'suspect':
+      return [TAG.suspect, msg.view, msg.replica];
     case 'refusal':
       return [TAG.refusal, msg.replica, msg.client, msg.timestamp, msg.digest, REFUSAL_REASONS.indexOf(msg.reason), msg.limit];
     default:
@@ -164,6 +167,9 @@ function bodyFrom(arr: unknown[]): SignedMessage {
         ),
       };
     }
+    case TAG.suspect:
+      if (arr.length !== 3) fail('suspect: wrong arity');
+      return { type: 'suspect', view: asUint(arr[1], 'suspect.view'), replica: asUint(arr[2], 'suspect.replica') };
     case TAG.refusal: {
       if (arr.length !== 7) fail('refusal: wrong arity');
       const reason = REFUSAL_REASONS[asUint(arr[5], 'refusal.reason', REFUSAL_REASONS.length - 1)]!;

@@ -74,6 +74,18 @@ export interface RefusalMsg {
   limit: number;
 }
 
+/**
+ * A replica suspects the primary of `view` (a request it waits for timed out). Not a promise: the
+ * replica stays in the view. f+1 suspicions for a view (at least one from a correct replica) start
+ * the view change at every correct replica (the pre-vote: one replica alone, e.g. one that was
+ * paused or partitioned and is merely behind, cannot leave a healthy view).
+ */
+export interface SuspectMsg {
+  type: 'suspect';
+  view: number;
+  replica: number;
+}
+
 /** Signed header of a pre-prepare; the batch it orders travels beside it (bound by `digest`). */
 export interface PrePrepareMsg {
   type: 'preprepare';
@@ -151,7 +163,8 @@ export type SignedMessage =
   | CheckpointMsg
   | ViewChangeMsg
   | NewViewMsg
-  | RefusalMsg;
+  | RefusalMsg
+  | SuspectMsg;
 
 export type SignedType = SignedMessage['type'];
 

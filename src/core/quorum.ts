@@ -9,6 +9,7 @@
  *   stable           `checkpoints` (2f+1) matching CHECKPOINTs from distinct replicas
  *   new view         `viewChanges` (2f+1) VIEW-CHANGEs for one view from distinct replicas
  *   join             `join` (f+1) replicas in views above ours: at least one of them is correct
+ *   suspected        `suspicions` (f+1) replicas suspect the primary of our view: one is correct
  *
  * Any two sets of 2f+1 replicas share at least f+1, of which at least one is correct; that is what
  * every rule above rests on. Nothing else in src/core writes a threshold.
@@ -29,6 +30,8 @@ export interface Quorum {
   readonly viewChanges: number;
   /** Replicas in views above ours that make a replica join the smallest of those views. */
   readonly join: number;
+  /** Replicas suspecting the primary of a view that start its view change (the pre-vote). */
+  readonly suspicions: number;
 }
 
 /**
@@ -51,6 +54,7 @@ export function quorumFor(n: number, f: number, unsafe: UnsafeQuorum = {}): Quor
     checkpoints: strong,
     viewChanges: strong,
     join: f + 1,
+    suspicions: f + 1,
   };
 }
 

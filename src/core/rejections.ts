@@ -43,6 +43,7 @@ export const REJECT_REASONS = [
   'newview-not-from-primary',
   'old-new-view',
   'invalid-new-view',
+  'suspect-other-view',
 ] as const;
 
 export type RejectReason = (typeof REJECT_REASONS)[number];

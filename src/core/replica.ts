@@ -22,7 +22,7 @@
  *   quorum.ts         every vote threshold and certificate rule
  */
 import { toHex } from './auth.ts';
-import type { CheckpointMsg, CommitMsg, LinkMessage, NewViewMsg, PrePrepareMsg, PrepareMsg, RequestMsg, Signed, ViewChangeMsg } from './messages.ts';
+import type { CheckpointMsg, CommitMsg, LinkMessage, NewViewMsg, PrePrepareMsg, PrepareMsg, RequestMsg, Signed, SuspectMsg, ViewChangeMsg } from './messages.ts';
 import { KEYS, encodeSlot } from './persist.ts';
 import { ReplicaState, slotRecord, assertNever, type Slot } from './state.ts';
 import type { Batch } from './batch.ts';
@@ -70,6 +70,8 @@ export class Replica extends ReplicaState {
         return viewchange.onViewChange(this, signed as Signed<ViewChangeMsg>);
       case 'newview':
         return viewchange.onNewView(this, signed as Signed<NewViewMsg>, from.id);
+      case 'suspect':
+        return viewchange.onSuspect(this, signed as Signed<SuspectMsg>);
       case 'reply':
       case 'replybatch':
       case 'refusal':
@@ -85,10 +87,11 @@ export class Replica extends ReplicaState {
       if (this.timers.viewChange.fired(this.now)) {
         viewchange.startViewChange(this, this.view + 1, 'new-view timeout');
       }
-    } else if (!this.transfer && this.waiting.size > 0) {
+    } else {
       let oldest = Infinity;
-      for (const w of this.waiting.values()) if (w.since < oldest) oldest = w.since;
-      if (this.now - oldest >= this.timers.viewChange.after) viewchange.startViewChange(this, this.view + 1, 'request timeout');
+      if (!this.transfer) for (const w of this.waiting.values()) if (w.since < oldest) oldest = w.since;
+      if (this.now - oldest >= this.timers.viewChange.after) viewchange.suspect(this, 'request timeout');
+      else if (this.suspicions.has(this.id)) viewchange.unsuspect(this);
     }
     if (this.timers.retransmit.fired(this.now)) {
       this.timers.retransmit.start(this.now);
@@ -143,6 +146,7 @@ export class Replica extends ReplicaState {
       divergences: this.counters.divergences,
       logSlots: this.slots.size,
       waitingRequests: this.waiting.size,
+      suspicions: [...this.suspicions.keys()].sort((a, b) => a - b),
       timers: Object.values(this.timers).map((t) => t.describe(this.now)),
       ...(this.floor ? { recovering: { ...this.floor } } : {}),
     };

@@ -124,6 +124,13 @@ export abstract class ReplicaState {
   floor?: SignFloor;
   /** Pre-prepares of the current view's NEW-VIEW above our window: installed when the window reaches them. */
   newViewAhead: Signed<PrePrepareMsg>[] = [];
+  /**
+   * The pre-vote: replicas that suspect the primary of the current view, with the tick their
+   * SUSPECT arrived (ours refreshed every tick while our timer says so); cleared on a view change.
+   */
+  readonly suspicions = new Map<number, number>();
+  /** When our SUSPECT for the current view was last sent (it is resent every retransmit period). */
+  suspectSentAt?: number;
   /** VIEW-CHANGEs by sender and view (views above ours, a few per sender). */
   readonly viewChanges = new Map<number, Map<number, Signed<ViewChangeMsg>>>();
   ownViewChangeFrame?: Uint8Array;

@@ -57,6 +57,8 @@ export type CoreEvent =
   /** A batch became committed here (with our own COMMIT counted, or on a commit certificate of others). */
   | { type: 'committed'; seq: number; digest: Uint8Array }
   | { type: 'view-change-started'; view: number; reason: string }
+  /** Our timer says the primary of `view` is faulty: we say so (SUSPECT) and stay until f+1 agree. */
+  | { type: 'primary-suspected'; view: number; reason: string }
   | { type: 'view-entered'; view: number; primary: number }
   | { type: 'checkpoint-stable'; seq: number; digest: Uint8Array }
   | { type: 'state-diverged'; seq: number; own: Uint8Array; agreed: Uint8Array }
@@ -130,6 +132,8 @@ export interface ReplicaStatus {
   divergences: number;
   logSlots: number;
   waitingRequests: number;
+  /** Replicas that suspect the primary of the current view (the view changes once f+1 do). */
+  suspicions: number[];
   /** The replica's timers (timeout.ts), in ticks. */
   timers: Array<{ name: TimeoutName; after: number; attempts: number; remaining?: number }>;
   /** Set while recovering from lost durable state: what it does not sign yet. */

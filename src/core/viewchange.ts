@@ -5,16 +5,68 @@
  */
 import { bytesEqual } from './auth.ts';
 import { makeBatch } from './batch.ts';
-import type { CheckpointCert, NewViewMsg, PrePrepareMsg, PrepareMsg, PreparedCert, Signed, ViewChangeMsg } from './messages.ts';
+import type { CheckpointCert, NewViewMsg, PrePrepareMsg, PrepareMsg, PreparedCert, Signed, SuspectMsg, ViewChangeMsg } from './messages.ts';
 import { KEYS, encodePair } from './persist.ts';
 import { checkViewChange, checkViewChangeSet, planNewView, primaryOf } from './newview.ts';
 import { type ReplicaState } from './state.ts';
+
+/**
+ * Our view-change timer fired (a request we wait for is not executed in time): we suspect the
+ * primary of our view and say so, but stay in the view. Only f+1 suspicions (ours or others', at
+ * least one from a correct replica) start the view change: a replica that is merely behind (paused,
+ * restarted, partitioned) cannot leave a view that the others find healthy; it catches up instead,
+ * and its suspicion ends when it no longer waits (`unsuspect`). Called every tick while it holds.
+ */
+export function suspect(rs: ReplicaState, reason: string): void {
+  if (rs.viewChanging) return;
+  const first = !rs.suspicions.has(rs.id);
+  rs.suspicions.set(rs.id, rs.now);
+  if (rs.suspectSentAt === undefined || rs.now - rs.suspectSentAt >= rs.opts.retransmitTicks) {
+    rs.suspectSentAt = rs.now;
+    rs.broadcast(rs.frames.encodeSignedFrame(rs.auth.sign<SuspectMsg>({ type: 'suspect', view: rs.view, replica: rs.id })));
+  }
+  if (first) rs.events.push({ type: 'primary-suspected', view: rs.view, reason });
+  checkSuspicions(rs, reason);
+}
+
+/** Our timer no longer says so: our suspicion ends (others' expire unless they resend theirs). */
+export function unsuspect(rs: ReplicaState): void {
+  rs.suspicions.delete(rs.id);
+  rs.suspectSentAt = undefined;
+}
+
+export function onSuspect(rs: ReplicaState, signed: Signed<SuspectMsg>): void {
+  const m = signed.msg;
+  if (m.view !== rs.view || rs.viewChanging) return rs.reject('suspect-other-view');
+  if (!rs.auth.verify(signed)) return rs.reject('bad-signature');
+  rs.suspicions.set(m.replica, rs.now);
+  checkSuspicions(rs, `${rs.q.suspicions} replicas suspect the primary`);
+}
+
+/**
+ * f+1 replicas against the current view's primary: start the view change. A replica counts when its
+ * SUSPECT for our view is fresh, or when it sent a VIEW-CHANGE for a view above ours (it left ours).
+ */
+function checkSuspicions(rs: ReplicaState, reason: string): void {
+  if (rs.viewChanging) return;
+  // A suspecting replica resends its SUSPECT every retransmit period; one not heard again within a
+  // base view-change timeout no longer counts (its primary recovered, or it caught up).
+  const ttl = rs.timers.viewChange.ticks;
+  for (const [replica, at] of [...rs.suspicions]) if (rs.now - at > ttl) rs.suspicions.delete(replica);
+  const against = new Set(rs.suspicions.keys());
+  for (const [sender, byView] of rs.viewChanges) {
+    if (sender !== rs.id && [...byView.keys()].some((v) => v > rs.view)) against.add(sender);
+  }
+  if (against.size >= rs.q.suspicions) startViewChange(rs, rs.view + 1, reason);
+}
 
 /** Stops accepting messages of the current view and asks to move to `view`. */
 export function startViewChange(rs: ReplicaState, view: number, reason: string): void {
   if (view <= rs.view && (rs.viewChanging || view < rs.view)) return;
   rs.view = view;
   rs.viewStatus = 'view-change';
+  rs.suspicions.clear();
+  rs.suspectSentAt = undefined;
   rs.timers.viewChange.backOff();
   rs.counters.viewChanges++;
   rs.timers.viewChange.stop();
@@ -81,6 +133,8 @@ export function onViewChange(rs: ReplicaState, signed: Signed<ViewChangeMsg>): v
     startViewChange(rs, Math.min(...above), 'f+1 view-changes');
     return;
   }
+  // A replica that left our view counts against its primary, with the suspicions (pre-vote).
+  if (!rs.viewChanging && m.view > rs.view) checkSuspicions(rs, 'suspected, and a replica left the view');
   afterViewChangeVote(rs);
 }
 
@@ -175,6 +229,8 @@ export function onNewView(rs: ReplicaState, signed: Signed<NewViewMsg>, from: nu
 function enterView(rs: ReplicaState, nv: Signed<NewViewMsg>, checkpoint: CheckpointCert): void {
   const view = nv.msg.view;
   rs.view = view;
+  rs.suspicions.clear();
+  rs.suspectSentAt = undefined;
   rs.viewStatus = 'normal';
   rs.timers.viewChange.stop();
   rs.newViewFrame = rs.frames.encodeSignedFrame(nv);

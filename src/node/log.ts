@@ -54,6 +54,9 @@ export function logCoreEvent(log: Logger, event: CoreEvent, tickMs: number): voi
     case 'view-entered':
       log.info('view entered', { view: event.view, primary: event.primary });
       break;
+    case 'primary-suspected':
+      log.warn('suspects the primary; the view changes once f+1 replicas do', { view: event.view, reason: event.reason });
+      break;
     case 'checkpoint-stable':
       log.debug('checkpoint stable', { seq: event.seq, digest: toHex(event.digest) });
       break;

@@ -6,9 +6,10 @@
  * they first pass the verify pool, which counts against the same bound; above it, frames are dropped
  * and counted). A turn is scheduled when frames wait or a tick is due (a timer checks every tickMs),
  * and it:
- *   1. hands every queued frame to `replica.receive`,
- *   2. calls `replica.tick()` once per `tickMs` of wall time elapsed since the last tick (at most
+ *   1. calls `replica.tick()` once per `tickMs` of wall time elapsed since the last tick (at most
  *      CATCH_UP_TICKS_MAX in one turn: a stalled process does not spin),
+ *   2. hands every queued frame to `replica.receive` (after the ticks: a frame that waited while the
+ *      process was paused arrives at the end of the missed time, not before it),
  *   3. `flush()`es the core and submits its Ready to the pipeline: the turn's writes go to the disk
  *      (src/node/disk.ts) in one synced batch together with those of the other turns waiting, and
  *      each message, reply and event leaves once the writes it depends on are durable
@@ -216,11 +217,9 @@ export class TurnLoop {
   private stepCore(): Ready {
     const replica = this.replica!;
     this.turns++;
-    const frames = this.queue;
-    this.queue = [];
-    this.queuedBytes = 0;
-    for (const f of frames) replica.receive(f.from, f.frame);
-
+    // Time first, then the frames: frames that waited while the process could not run (a pause, a
+    // long turn, a restart) arrive at the end of the missed time, so a request seen only now does not
+    // find its timer already expired by the ticks of that same turn.
     const { now, tickMs } = this.options;
     const elapsed = now() - this.lastTickAt;
     let ticks = Math.floor(elapsed / tickMs);
@@ -231,6 +230,11 @@ export class TurnLoop {
       this.lastTickAt += ticks * tickMs;
     }
     for (let i = 0; i < ticks; i++) replica.tick();
+
+    const frames = this.queue;
+    this.queue = [];
+    this.queuedBytes = 0;
+    for (const f of frames) replica.receive(f.from, f.frame);
     return replica.flush();
   }
 }

@@ -108,7 +108,16 @@ export interface Host {
   armed?: Exclude<CrashKind, 'crash'>;
   /** Older images of the disk's records (see keepImages / damage). */
   images?: Array<Map<string, Uint8Array>>;
+  /** Paused (SIGSTOP) until this tick: runs nothing; what arrives waits in `inbox`. */
+  pausedUntil?: number;
+  pausedSince?: number;
+  inbox?: Array<{ from: number; bytes: Uint8Array }>;
+  /** After a pause: the tick it resumed, until it is back in the view of the others (see pauseRecoveries). */
+  resumedAt?: number;
 }
+
+/** Ticks a replica runs at most in its first turn after a pause (the shell's CATCH_UP_TICKS_MAX). */
+export const PAUSE_BURST_TICKS_MAX = 100;
 
 export type FaultCounter = Record<string, number>;
 
@@ -262,6 +271,10 @@ export class SimCluster {
     const host = this.hosts[id]!;
     const inst = host.main;
     if (!inst) return;
+    host.pausedUntil = undefined;
+    host.pausedSince = undefined;
+    host.inbox = undefined;
+    host.resumedAt = undefined;
     let kind: CrashKind = 'crash';
     if (host.disk.inFlight) kind = 'crash-during-write';
     else if (inst.pipeline.undurableTurns > 0) kind = 'crash-before-write';
@@ -433,6 +446,11 @@ export class SimCluster {
         // (an instance that crashed earlier in this step is gone)
         if (!inst || (inst !== host.main && inst !== host.twinInstance)) continue;
         try {
+          if (inst === host.main && host.pausedUntil !== undefined) {
+            if (this.now < host.pausedUntil) continue;
+            this.resume(host, inst);
+            continue;
+          }
           if (!inst.pipeline.canCompute) {
             inst.owedTicks++;
             continue;
@@ -450,6 +468,7 @@ export class SimCluster {
       for (const inst of [host.main, host.twinInstance]) {
         if (!inst) continue;
         try {
+          if (inst === host.main && host.pausedUntil !== undefined) continue;
           const w = inst.disk.inFlight;
           if (w && w.dueAt <= this.now) {
             if (inst === host.main && host.armed === 'crash-during-write') {
@@ -471,6 +490,7 @@ export class SimCluster {
       }
     }
     for (const c of this.clients) c.tick(this.now, (to, frame) => this.net.send(this.now, c.node, to, frame));
+    this.trackResumed();
     for (const [id, every] of this.imageEvery) {
       const host = this.hosts[id]!;
       if (this.now % every !== 0 || !host.main) continue;
@@ -512,6 +532,62 @@ export class SimCluster {
     host.twinInstance = undefined;
   }
 
+  /**
+   * Pauses replica `id` (like SIGSTOP) for `ticks`: it computes nothing, its disk completes nothing it
+   * could see, and what arrives waits. When it resumes it runs, in one turn, a burst of the missed
+   * ticks (at most PAUSE_BURST_TICKS_MAX) and then the messages that waited: the shell's order
+   * (src/node/loop.ts). The time until it is back in the view of the others is recorded.
+   */
+  pause(id: number, ticks: number): void {
+    const host = this.hosts[id];
+    if (!host?.main || host.twin || host.pausedUntil !== undefined) return;
+    host.pausedUntil = this.now + ticks;
+    host.pausedSince = this.now;
+    host.inbox = [];
+    this.count('pause');
+  }
+
+  /** Ticks each paused replica took, after it resumed, to be in the view of the other correct replicas again. */
+  readonly pauseRecoveries: number[] = [];
+
+  private resume(host: Host, inst: Instance): void {
+    const missed = this.now - host.pausedSince!;
+    const inbox = host.inbox ?? [];
+    host.pausedUntil = undefined;
+    host.pausedSince = undefined;
+    host.inbox = undefined;
+    host.resumedAt = this.now;
+    const replica = inst.replica;
+    for (let i = 0; i < Math.min(missed, PAUSE_BURST_TICKS_MAX); i++) replica.tick();
+    for (const m of inbox) this.deliver(m.from, host.id, m.bytes);
+    inst.pipeline.submit(replica.flush());
+  }
+
+  /** Records how long a resumed replica stayed out of the view most other correct replicas are in. */
+  private trackResumed(): void {
+    for (const host of this.hosts) {
+      if (host.resumedAt === undefined) continue;
+      const r = host.replica;
+      if (!r) {
+        host.resumedAt = undefined;
+        continue;
+      }
+      const views = new Map<number, number>();
+      for (const other of this.hosts) {
+        if (other === host || !other.replica || !this.isCorrect(other.id) || other.pausedUntil !== undefined) continue;
+        const s = other.replica;
+        if (!s.viewChanging) views.set(s.view, (views.get(s.view) ?? 0) + 1);
+      }
+      let majority: number | undefined;
+      let best = 0;
+      for (const [v, c] of views) if (c > best) [majority, best] = [v, c];
+      if (majority === undefined || (!r.viewChanging && r.view === majority)) {
+        this.pauseRecoveries.push(this.now - host.resumedAt);
+        host.resumedAt = undefined;
+      }
+    }
+  }
+
   deliver(from: number, to: number, bytes: Uint8Array): void {
     if (to >= this.clientNodeBase) {
       const c = this.clients[to - this.clientNodeBase];
@@ -520,6 +596,10 @@ export class SimCluster {
     }
     const host = this.hosts[to];
     if (!host) return;
+    if (host.pausedUntil !== undefined) {
+      host.inbox!.push({ from, bytes });
+      return;
+    }
     const source = from < this.n ? { kind: 'replica' as const, id: from } : { kind: 'client' as const, id: from - this.clientNodeBase };
     let target = host.replica;
     if (host.twin && from < this.n && host.twinPeers!.has(from)) target = host.twin;

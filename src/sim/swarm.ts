@@ -36,6 +36,8 @@ export interface SeedReport {
   byzantine: string[];
   requestsCommitted: number;
   viewChanges: number;
+  /** The longest time (ticks) a paused replica took, after it resumed, to be in the others' view again (0: no pause). */
+  pauseRecoveryTicksMax: number;
   violations: Violation[];
   /** The first violation's kind, if any. */
   kind?: ViolationKind;
@@ -248,6 +250,11 @@ export function runSeed(seed: number, options: SwarmOptions): SeedReport {
   let nextPartition = prng.range(50, 400);
   let wiped = false;
 
+  // Pauses (SIGSTOP of 0.5-15 s, then a burst of missed ticks) are drawn from their own stream, so
+  // that adding them left every other draw of a seed as it was.
+  const pausePrng = new Prng(seed ^ 0x9a05e);
+  const pauses = !options.planOnly && pausePrng.chance(0.4);
+
   const violationsAfter = (): boolean => sim.checker.violations.length > 0;
   // Fault phase.
   for (let t = 0; t < plan.faultTicks && !violationsAfter(); t++) {
@@ -290,6 +297,7 @@ export function runSeed(seed: number, options: SwarmOptions): SeedReport {
       }
     }
     if (plan.byzantineClient) byzantineClientTick(sim, prng, byzSigner, byzState);
+    if (pauses && pausePrng.chance(1 / 700)) sim.pause(pausePrng.pick(correctIds), pausePrng.range(50, 1_500));
     sim.step();
   }
   // Liveness phase: faults stop (byzantine replicas stay byzantine), the network heals.
@@ -316,6 +324,7 @@ export function runSeed(seed: number, options: SwarmOptions): SeedReport {
     byzantine: plan.byzantine.map((b) => `${b.id}:${b.behaviors.join('+')}${b.twins ? '+twins' : ''}`),
     requestsCommitted: sim.checker.requestsExecuted,
     viewChanges: sim.viewChanges,
+    pauseRecoveryTicksMax: Math.max(0, ...sim.pauseRecoveries),
     violations,
     kind,
     elapsedMs: Date.now() - started,
@@ -329,19 +338,22 @@ export interface SwarmSummary {
   faults: Record<string, number>;
   requestsCommitted: number;
   viewChanges: number;
+  /** The longest time (ticks) a paused replica took, after it resumed, to be in the others' view again. */
+  pauseRecoveryTicksMax: number;
   failures: SeedReport[];
   elapsedMs: number;
 }
 
 export function runSwarm(firstSeed: number, count: number, options: SwarmOptions, onSeed?: (r: SeedReport) => void): SwarmSummary {
   const started = Date.now();
-  const summary: SwarmSummary = { seeds: 0, replicas: options.replicas, ticks: 0, faults: {}, requestsCommitted: 0, viewChanges: 0, failures: [], elapsedMs: 0 };
+  const summary: SwarmSummary = { seeds: 0, replicas: options.replicas, ticks: 0, faults: {}, requestsCommitted: 0, viewChanges: 0, pauseRecoveryTicksMax: 0, failures: [], elapsedMs: 0 };
   for (let seed = firstSeed; seed < firstSeed + count; seed++) {
     const r = runSeed(seed, options);
     summary.seeds++;
     summary.ticks += r.ticks;
     summary.requestsCommitted += r.requestsCommitted;
     summary.viewChanges += r.viewChanges;
+    summary.pauseRecoveryTicksMax = Math.max(summary.pauseRecoveryTicksMax, r.pauseRecoveryTicksMax);
     for (const [k, v] of Object.entries(r.faults)) summary.faults[k] = (summary.faults[k] ?? 0) + v;
     if (r.kind) summary.failures.push(r);
     onSeed?.(r);

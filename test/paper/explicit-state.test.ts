@@ -54,7 +54,7 @@ describe('Timeout', () => {
 });
 
 describe('status and timers', () => {
-  test('status says normal, then view-change when the request timer fires; the timer doubles', () => {
+  test('status says normal, then view-change when the request timer fires at f+1 replicas; the timer doubles', () => {
     const node = k.node(2);
     assert.equal(node.replica.status().status, 'normal');
     const vcTimer = () => node.replica.status().timers.find((t) => t.name === 'view-change')!;
@@ -63,6 +63,10 @@ describe('status and timers', () => {
     node.fromClient(0, frame(k.request(0, 1, put('a', '1'))));
     node.flush();
     node.tick(T);
+    assert.equal(node.replica.status().status, 'normal', 'one suspicion alone does not leave the view');
+    assert.deepEqual(node.replica.status().suspicions, [2]);
+    node.fromReplica(3, frame(k.suspect(3, 0)));
+    node.flush();
     const s = node.replica.status();
     assert.equal(s.status, 'view-change');
     assert.equal(s.viewChanging, true);

@@ -29,6 +29,7 @@ import type {
   Signed,
   SignedMessage,
   SignedType,
+  SuspectMsg,
   ViewChangeMsg,
 } from '../../src/core/messages.ts';
 import type { ReplicaOptions } from '../../src/core/options.ts';
@@ -240,6 +241,27 @@ export class Node {
     return outs;
   }
 
+  /**
+   * Ticks like `tick`, with the other backups' timers running alike (PBFT's setting: a client whose
+   * request is not served broadcasts it, so every correct backup waits for it): whenever this node
+   * sends a SUSPECT for view v, f other backups of v send theirs. Returns every flush's output.
+   */
+  tickWithPeers(count = 1): Out[] {
+    const outs: Out[] = [];
+    for (let i = 0; i < count; i++) {
+      this.replica.tick();
+      const out = this.flush();
+      outs.push(out);
+      for (const s of out.distinct('suspect')) {
+        const view = s.signed.msg.view;
+        const others = this.keys.backups(view).filter((b) => b !== this.id).slice(0, this.keys.f);
+        for (const b of others) this.fromReplica(b, frame(this.keys.suspect(b, view)));
+        outs.push(this.flush());
+      }
+    }
+    return outs;
+  }
+
   /** A fresh Replica and KvStore rebuilt from this node's disk (a crash and restart). */
   /**
    * A fresh Replica and KvStore rebuilt from this node's disk (a crash and restart). `records` replaces
@@ -394,6 +416,10 @@ export class TestCluster {
 
   prepare(from: number, view: number, seq: number, digest: Uint8Array): Signed<PrepareMsg> {
     return this.signAs(from, { type: 'prepare', view, seq, digest, replica: from });
+  }
+
+  suspect(from: number, view: number): Signed<SuspectMsg> {
+    return this.signAs(from, { type: 'suspect', view, replica: from });
   }
 
   commit(from: number, view: number, seq: number, digest: Uint8Array): Signed<CommitMsg> {

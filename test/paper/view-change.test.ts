@@ -24,12 +24,16 @@ import {
 const k = new TestCluster({ f: 1 });
 const T = 10; // viewChangeTimeoutTicks in SMALL_OPTIONS
 
-/** Ticks until `node` sends a VIEW-CHANGE for `view`; returns the ticks taken and that message. */
+/**
+ * Ticks (the other backups' timers running alike: they suspect when this node does) until `node`
+ * sends a VIEW-CHANGE for `view`; returns the ticks taken and that message.
+ */
 function tickUntilViewChange(node: Node, view: number, max = 1000): { ticks: number; vc: Signed<ViewChangeMsg>; out: Out } {
   for (let i = 1; i <= max; i++) {
-    const out = node.tick()[0]!;
-    const vc = out.distinct('viewchange').find((m) => m.signed.msg.view === view);
-    if (vc) return { ticks: i, vc: vc.signed, out };
+    for (const out of node.tickWithPeers()) {
+      const vc = out.distinct('viewchange').find((m) => m.signed.msg.view === view);
+      if (vc) return { ticks: i, vc: vc.signed, out };
+    }
   }
   throw new Error(`no VIEW-CHANGE for view ${view} within ${max} ticks`);
 }
@@ -46,20 +50,30 @@ function prepareAt(node: Node, seq: number, requests: ReturnType<TestCluster['re
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 
 describe('view change: starting it', () => {
-  test('a backup waiting on a verified request starts a VIEW-CHANGE for v+1 when its timer expires, and stops accepting messages of view v', () => {
+  test('a backup waiting on a verified request suspects the primary when its timer expires; with f other suspicions it starts a VIEW-CHANGE for v+1 and stops accepting messages of view v', () => {
     const node = k.node(2);
     node.fromClient(0, frame(k.request(0, 1, put('a', '1'))));
     node.flush();
     const quiet = node.tick(T - 1);
-    assert.ok(quiet.every((o) => o.of('viewchange').length === 0), 'nothing before the timeout');
-    const out = node.tick()[0]!;
+    assert.ok(quiet.every((o) => o.of('viewchange').length === 0 && o.of('suspect').length === 0), 'nothing before the timeout');
+    const alone = node.tick()[0]!;
+    const suspects = alone.distinct('suspect');
+    assert.equal(suspects.length, 1, 'a signed SUSPECT for view 0 to every other replica');
+    assert.deepEqual(suspects[0]!.to, [0, 1, 3]);
+    assert.deepEqual([suspects[0]!.signed.msg.view, suspects[0]!.signed.msg.replica], [0, 2]);
+    assert.ok(k.verifySigned(suspects[0]!.signed));
+    assert.deepEqual(alone.eventsOf('primary-suspected').map((e) => [e.view, e.reason]), [[0, 'request timeout']]);
+    assert.equal(alone.of('viewchange').length, 0, 'one suspicion alone does not leave the view');
+    assert.equal(node.replica.viewChanging, false);
+    node.fromReplica(3, frame(k.suspect(3, 0)));
+    const out = node.flush();
     const vcs = out.distinct('viewchange');
     assert.equal(vcs.length, 1);
     assert.deepEqual(vcs[0]!.to, [0, 1, 3]);
     assert.equal(vcs[0]!.signed.msg.view, 1);
     assert.equal(vcs[0]!.signed.msg.replica, 2);
     assert.ok(k.verifySigned(vcs[0]!.signed));
-    assert.deepEqual(out.eventsOf('view-change-started').map((e) => [e.view, e.reason]), [[1, 'request timeout']]);
+    assert.deepEqual(out.eventsOf('view-change-started').map((e) => [e.view, e.reason]), [[1, '2 replicas suspect the primary']]);
     assert.equal(node.replica.view, 1);
     assert.equal(node.replica.viewChanging, true);
 
@@ -528,5 +542,63 @@ describe('view change: safety', () => {
     // The new primary orders new requests after it.
     n1.fromClient(1, frame(k.request(1, 1, put('next', '1'))));
     assert.deepEqual(n1.flush().distinct('preprepare').map((p) => p.signed.msg.seq), [2]);
+  });
+});
+
+describe('view change: the pre-vote (f+1 suspicions before anyone leaves a view)', () => {
+  const waitingBackup = (id = 2): Node => {
+    const node = k.node(id, { retransmitTicks: 5 });
+    node.fromClient(0, frame(k.request(0, 1, put('a', '1'))));
+    node.flush();
+    return node;
+  };
+
+  test('a replica alone in suspecting stays in the view, resends its SUSPECT every retransmit period, and keeps voting', () => {
+    const node = waitingBackup();
+    const outs = node.tick(10 * T);
+    assert.ok(outs.every((o) => o.of('viewchange').length === 0), 'no VIEW-CHANGE alone');
+    assert.equal(node.replica.viewChanging, false);
+    const sent = outs.filter((o) => o.distinct('suspect').length > 0).length;
+    assert.ok(sent >= 2, `its SUSPECT is resent while it suspects (sent ${sent} times)`);
+    assert.equal(outs.flatMap((o) => o.eventsOf('primary-suspected')).length, 1, 'one event per suspicion, not per resend');
+    // Still in view 0: it prepares what the primary proposes, and its suspicion ends once nothing waits.
+    const r = k.request(0, 1, put('a', '1'));
+    assert.deepEqual(agree(node, 0, 1, [r]).eventsOf('executed').map((e) => e.seq), [1]);
+    node.tick();
+    assert.deepEqual(node.replica.status().suspicions, []);
+  });
+
+  test('f+1 suspicions from others start the view change even without our own timer', () => {
+    const node = k.node(1);
+    node.fromReplica(2, frame(k.suspect(2, 0)));
+    assert.equal(node.flush().of('viewchange').length, 0, 'f suspicions: not yet');
+    node.fromReplica(3, frame(k.suspect(3, 0)));
+    const out = node.flush();
+    assert.deepEqual(out.distinct('viewchange').map((v) => v.signed.msg.view), [1]);
+  });
+
+  test('suspicions that are not renewed expire: two suspicions far apart in time do not add up', () => {
+    const node = k.node(1);
+    node.fromReplica(2, frame(k.suspect(2, 0)));
+    node.flush();
+    node.tick(T + 1);
+    node.fromReplica(3, frame(k.suspect(3, 0)));
+    assert.equal(node.flush().of('viewchange').length, 0);
+    assert.deepEqual(node.replica.status().suspicions, [3]);
+  });
+
+  test('a SUSPECT of another view, a forged one, and a repeated one count for nothing', () => {
+    const node = k.node(1);
+    node.fromReplica(2, frame(k.suspect(2, 1)));
+    node.flush();
+    assert.equal(node.rejected('suspect-other-view'), 1);
+    const forged = k.suspect(2, 0);
+    node.fromReplica(3, frame({ ...forged, msg: { ...forged.msg, replica: 3 } }));
+    node.flush();
+    node.fromReplica(2, frame(k.suspect(2, 0)));
+    node.fromReplica(2, frame(k.suspect(2, 0)));
+    const out = node.flush();
+    assert.equal(out.of('viewchange').length, 0, 'one replica suspecting twice is one suspicion');
+    assert.deepEqual(node.replica.status().suspicions, [2]);
   });
 });

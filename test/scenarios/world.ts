@@ -713,6 +713,8 @@ export class ScriptWorld {
         return { type: 'replybatch', view: m.view, seq: m.seq, text: `replybatch v=${m.view} s=${m.seq}` };
       case 'refusal':
         return { type: 'refusal', text: `refusal c${m.client}:${m.timestamp} ${m.reason}` };
+      case 'suspect':
+        return { type: 'suspect', view: m.view, text: `suspect v=${m.view}` };
     }
   }
 
@@ -743,6 +745,8 @@ export class ScriptWorld {
         return `committed s=${e.seq} ${this.digestName(e.digest)}`;
       case 'view-change-started':
         return `view-change-started v=${e.view} (${e.reason})`;
+      case 'primary-suspected':
+        return `primary-suspected v=${e.view} (${e.reason})`;
       case 'view-entered':
         return `view-entered v=${e.view} primary=${e.primary}`;
       case 'checkpoint-stable':
@@ -760,7 +764,7 @@ export class ScriptWorld {
       case 'state-transfer-completed':
         return `state-transfer-completed s=${e.seq} partitions=${e.partitionsFetched}/${e.partitionCount}`;
       case 'peer-misbehaved':
-        return `peer-misbehaved ${e.peer} (${e.reason})`;
+        return `peer-misbehaved ${e.peer} ${e.code} (${e.reason})`;
     }
   }
 }
