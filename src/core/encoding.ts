@@ -18,8 +18,86 @@ export function encodeCbor(value: unknown): Uint8Array {
 
 export type Decoded<T> = { ok: true; value: T } | { ok: false; reason: string };
 
+/**
+ * Nesting deeper than any message of the protocol (a frame nests about 8 levels): deeper input is
+ * refused before the recursive decoder sees it (20,000 nested arrays would otherwise cost the
+ * decoder a stack overflow, about a millisecond, per frame).
+ */
+export const CBOR_DEPTH_MAX = 24;
+
+/**
+ * The nesting depth of the CBOR item at the start of `bytes`, scanned without recursion and without
+ * reading string contents; Infinity past `limit` (the scan stops there) or on a truncated header.
+ */
+export function cborDepth(bytes: Uint8Array, limit = CBOR_DEPTH_MAX): number {
+  // Each open container: items it still holds (-1: indefinite length, until a break byte).
+  const open: number[] = [];
+  let deepest = 0;
+  let i = 0;
+  const readUint = (info: number): number => {
+    if (info < 24) return info;
+    const width = info === 24 ? 1 : info === 25 ? 2 : info === 26 ? 4 : info === 27 ? 8 : -1;
+    if (width < 0 || i + width > bytes.length) return -1;
+    let v = 0;
+    for (let k = 0; k < width; k++) v = v * 256 + bytes[i + k]!;
+    i += width;
+    return v;
+  };
+  const enter = (count: number): boolean => {
+    open.push(count);
+    deepest = Math.max(deepest, open.length);
+    return deepest <= limit;
+  };
+  for (;;) {
+    if (i >= bytes.length) return Infinity;
+    const head = bytes[i++]!;
+    const major = head >> 5;
+    const info = head & 31;
+    if (head === 0xff) {
+      if (open.length === 0 || open[open.length - 1] !== -1) return Infinity;
+      open.pop(); // the indefinite container is complete: one item of its parent
+    } else if (info >= 28 && info <= 30) {
+      return Infinity;
+    } else if (major === 6) {
+      if (readUint(info) < 0) return Infinity;
+      continue; // a tag: its content is the next item
+    } else if (info === 31) {
+      if (major < 2 || major > 5) {
+        if (major !== 7) return Infinity; // (0xff handled above)
+      }
+      if (!enter(-1)) return Infinity;
+      continue;
+    } else {
+      const value = readUint(info);
+      if (value < 0) return Infinity;
+      if (major === 2 || major === 3) {
+        if (i + value > bytes.length) return Infinity;
+        i += value;
+      } else if (major === 4 || major === 5) {
+        const count = major === 5 ? 2 * value : value;
+        if (count > bytes.length - i) return Infinity; // more items than bytes left
+        if (!enter(count)) return Infinity;
+        if (count > 0) continue;
+        open.pop(); // empty: complete at once
+      }
+    }
+    // One item is complete: count it in its container, and close the containers it completes.
+    while (open.length > 0) {
+      const top = open[open.length - 1]!;
+      if (top === -1) break;
+      if (top > 1) {
+        open[open.length - 1] = top - 1;
+        break;
+      }
+      open.pop();
+    }
+    if (open.length === 0) return deepest;
+  }
+}
+
 /** Decodes one CBOR item; never throws. */
 export function decodeCbor(bytes: Uint8Array): Decoded<unknown> {
+  if (cborDepth(bytes) > CBOR_DEPTH_MAX) return { ok: false, reason: `cbor: nested deeper than ${CBOR_DEPTH_MAX} levels, or truncated` };
   try {
     return { ok: true, value: codec.decode(bytes) };
   } catch (err) {

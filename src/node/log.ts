@@ -43,7 +43,35 @@ export function gatedLogger(inner: Logger, open: () => boolean): Logger {
 }
 
 /** The log line of a core event (none for 'executed' and 'committed'); `tickMs` turns ticks into ms. */
-export function logCoreEvent(log: Logger, event: CoreEvent, tickMs: number): void {
+/**
+ * At most one log line per key (e.g. a peer and a misbehaviour code) per window; the lines held back
+ * are counted and reported with the next one. A peer that repeats one invalid frame thousands of
+ * times a second must not fill the disk with identical warnings.
+ */
+export class LogLimiter {
+  private readonly last = new Map<string, { at: number; held: number }>();
+
+  constructor(
+    readonly windowMs = 10_000,
+    private readonly now: () => number = Date.now,
+    private readonly keysMax = 10_000,
+  ) {}
+
+  /** undefined: hold the line back; otherwise log it, with how many were held back since the last. */
+  allow(key: string): { heldBack: number } | undefined {
+    const t = this.now();
+    const entry = this.last.get(key);
+    if (entry !== undefined && t - entry.at < this.windowMs) {
+      entry.held++;
+      return undefined;
+    }
+    if (this.last.size >= this.keysMax && entry === undefined) this.last.clear();
+    this.last.set(key, { at: t, held: 0 });
+    return { heldBack: entry?.held ?? 0 };
+  }
+}
+
+export function logCoreEvent(log: Logger, event: CoreEvent, tickMs: number, limiter?: LogLimiter): void {
   switch (event.type) {
     case 'executed':
     case 'committed':
@@ -83,9 +111,17 @@ export function logCoreEvent(log: Logger, event: CoreEvent, tickMs: number): voi
         ms: event.ticks * tickMs,
       });
       break;
-    case 'peer-misbehaved':
-      log.warn('peer misbehaved', { peer: event.peer, code: event.code, reason: event.reason });
+    case 'peer-misbehaved': {
+      const ok = limiter ? limiter.allow(`misbehaved:${event.peer}:${event.code}`) : { heldBack: 0 };
+      if (ok === undefined) break;
+      log.warn('peer misbehaved', {
+        peer: event.peer,
+        code: event.code,
+        reason: event.reason,
+        ...(ok.heldBack > 0 ? { sameSinceLastLine: ok.heldBack } : {}),
+      });
       break;
+    }
     case 'stored-state-lost':
       log.error('durable state is missing or damaged: rejoining as a recovering replica that signs nothing it may have signed before', {
         reasons: event.reasons.join('; '),

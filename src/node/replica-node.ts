@@ -42,7 +42,7 @@ import type { Logger } from '../util/log.ts';
 import { compress, countedCrypto, decompress, type CryptoWork } from './core-deps.ts';
 import { recoverFromStorage, StorageDisk } from './disk.ts';
 import { renderMetrics, serveHttp, type NodeStatus } from './http.ts';
-import { errorText, gatedLogger, logCoreEvent, RejectedSummary, REJECTED_SUMMARY_MS, stackLine } from './log.ts';
+import { errorText, gatedLogger, logCoreEvent, LogLimiter, RejectedSummary, REJECTED_SUMMARY_MS, stackLine } from './log.ts';
 import { TICK_MS_DEFAULT, TurnLoop } from './loop.ts';
 import type { Sent, SentReply } from './pipeline.ts';
 import { VerifyPool } from './verify-pool.ts';
@@ -143,6 +143,8 @@ export class ReplicaNode {
   private pool: VerifyPool | undefined;
   private summaryTimer: ReturnType<typeof setInterval> | undefined;
   private readonly rejectedSummary: RejectedSummary;
+  /** One 'peer misbehaved' line per peer and code per 10 s (the rest counted into the next line). */
+  private readonly logLimiter = new LogLimiter();
   private startedAt = 0;
   private readonly cryptoWork: CryptoWork = { signs: 0, verifies: 0, signMs: 0, verifyMs: 0, verifiesOffloaded: 0 };
   private storedStateCorruptions = 0;
@@ -348,7 +350,7 @@ export class ReplicaNode {
     if (event.type === 'stored-state-corrupt') this.storedStateCorruptions++;
     else if (event.type === 'state-transfer-completed') this.stateTransfersCompleted++;
     else if (event.type === 'stored-state-lost') this.storedStateLosses++;
-    logCoreEvent(this.log, event, this.tickMs);
+    logCoreEvent(this.log, event, this.tickMs, this.logLimiter);
     this.options.hooks?.onEvent?.(event);
   }
 
