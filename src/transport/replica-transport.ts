@@ -172,7 +172,10 @@ export function createReplicaTransport(options: ReplicaTransportOptions): Replic
   let stopPromise: Promise<void> | null = null;
   let listenPromise: Promise<void> | null = null;
 
-  const server = http.createServer((req, res) => {
+  // Slowloris: a connection that does not finish its HTTP request (the WebSocket upgrade or a GET
+  // /status) within the handshake timeout is closed; Node's defaults (60 s for the headers, checked
+  // every 30 s) let idle half-open sockets pile up.
+  const server = http.createServer({ headersTimeout: limits.handshakeTimeoutMs, requestTimeout: limits.handshakeTimeoutMs * 2, connectionsCheckingInterval: 1_000 }, (req, res) => {
     if (options.httpHandler !== undefined) {
       try {
         options.httpHandler(req, res);

@@ -657,3 +657,29 @@ test('stop() leaves no sockets, servers or timers behind', async () => {
   while (leftovers().length > 0 && Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve));
   assert.deepEqual(leftovers(), []);
 });
+
+describe('slowloris', () => {
+  test('a connection that never finishes its HTTP request is closed within the handshake timeout', async () => {
+    const tc = await makeCluster('slowloris');
+    const r = newReplica(tc, 0, { handshakeTimeoutMs: 500 });
+    await r.transport.start();
+    try {
+      const sockets = Array.from({ length: 5 }, () => net.connect(tc.ports[0]!, '127.0.0.1'));
+      const started = Date.now();
+      const closed = sockets.map(
+        (s) =>
+          new Promise<number>((resolve) => {
+            s.on('connect', () => s.write('GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n')); // and never the rest
+            s.on('error', () => undefined);
+            s.on('close', () => resolve(Date.now() - started));
+            s.on('data', () => undefined);
+          }),
+      );
+      const after = await Promise.race([Promise.all(closed), new Promise<'open'>((resolve) => setTimeout(() => resolve('open'), 10_000))]);
+      assert.notEqual(after, 'open', 'half-open connections must be closed (Node would keep them 60 s)');
+      for (const s of sockets) s.destroy();
+    } finally {
+      await r.transport.stop();
+    }
+  });
+});
