@@ -122,6 +122,7 @@ export function renderMetrics(s: NodeStatus): string {
   metric('pbft_transport_received_bytes_total', 'counter', 'Bytes of frames received.', one(t.bytesIn));
   metric('pbft_transport_sent_bytes_total', 'counter', 'Bytes of frames sent.', one(t.bytesOut));
   metric('pbft_transport_frames_dropped_total', 'counter', 'Frames dropped by the transport.', one(t.framesDropped));
+  metric('pbft_transport_silent_links_closed_total', 'counter', 'Connections closed because nothing arrived on them for silenceMsMax (then redialed).', one(t.silentLinksClosed));
   metric(
     'pbft_transport_handshakes_rejected_total',
     'counter',

@@ -287,6 +287,7 @@ export class ReplicaNode {
     const replica = this.replica;
     if (replica === undefined) throw new ReplicaNodeError('BAD_STATE', `replica ${this.id} is not started`);
     const transport: TransportStats = this.transport?.stats() ?? {
+      silentLinksClosed: 0,
       framesIn: 0,
       framesOut: 0,
       bytesIn: 0,

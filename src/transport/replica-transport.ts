@@ -16,6 +16,7 @@
  * Frames are passed by reference: a caller must not modify a frame after handing it over, and
  * a handler that keeps a received frame beyond the call should copy it if it may be modified.
  */
+import { startHeartbeat } from './heartbeat.ts';
 import http from 'node:http';
 import WebSocket, { WebSocketServer, type RawData } from 'ws';
 import type { Duplex } from 'node:stream';
@@ -133,6 +134,7 @@ export function createReplicaTransport(options: ReplicaTransportOptions): Replic
     bytesIn: 0,
     bytesOut: 0,
     framesDropped: 0,
+    silentLinksClosed: 0,
   };
   const handshakesRejected: Record<string, number> = {};
   let frameHandler: ((from: Principal, frame: Uint8Array) => void) | null = null;
@@ -304,6 +306,10 @@ export function createReplicaTransport(options: ReplicaTransportOptions): Replic
       // A replica keeps one outbound connection to us: an older one from it is stale.
       if (previous !== undefined && p.kind === 'replica') closeInbound(previous, 'replaced');
       log.debug('inbound connection authenticated', { peer: describe(p) });
+      startHeartbeat(conn.ws, limits.heartbeatMs, limits.silenceMsMax, () => {
+        counters.silentLinksClosed++;
+        log.warn('inbound link silent; closing it', { peer: describe(p), silentMs: limits.silenceMsMax });
+      });
       // It just proved it is up: if our link to it waits out a reconnection backoff (it restarted),
       // dial now rather than leave its catch-up requests unanswered until the timer fires.
       if (p.kind === 'replica') {
@@ -408,6 +414,10 @@ export function createReplicaTransport(options: ReplicaTransportOptions): Replic
       conn.pending = null;
       peer.attempt = 0;
       log.info('replica connected', { peer: peer.id });
+      startHeartbeat(conn.ws, limits.heartbeatMs, limits.silenceMsMax, () => {
+        counters.silentLinksClosed++;
+        log.warn('replica link silent; closing it and dialing again', { peer: peer.id, silentMs: limits.silenceMsMax });
+      });
       flush(peer);
       return;
     }

@@ -25,6 +25,10 @@ export interface TransportLimits {
   reconnectDelayMsMax: number;
   /** A connection that has not completed its handshake by then is closed. */
   handshakeTimeoutMs: number;
+  /** An open connection is pinged this often... */
+  heartbeatMs: number;
+  /** ...and closed (the dialer reconnects) when nothing arrived on it for this long. */
+  silenceMsMax: number;
 }
 
 export const DEFAULT_TRANSPORT_LIMITS: TransportLimits = {
@@ -34,6 +38,8 @@ export const DEFAULT_TRANSPORT_LIMITS: TransportLimits = {
   reconnectDelayMsMin: 50,
   reconnectDelayMsMax: 2_000,
   handshakeTimeoutMs: 5_000,
+  heartbeatMs: 1_000,
+  silenceMsMax: 5_000,
 };
 
 export interface TransportStats {
@@ -43,6 +49,8 @@ export interface TransportStats {
   bytesOut: number;
   /** Frames dropped because a queue was full or a frame exceeded frameBytesMax. */
   framesDropped: number;
+  /** Open connections closed because nothing arrived on them for silenceMsMax (then redialed). */
+  silentLinksClosed: number;
   /** Handshakes refused, by reason (e.g. 'cluster-mismatch', 'unknown-principal', 'bad-signature', 'timeout', 'malformed'). */
   handshakesRejected: Record<string, number>;
   /** Replica ids with an open authenticated outbound connection. */

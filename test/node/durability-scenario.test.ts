@@ -70,7 +70,7 @@ class ManualTransport implements ReplicaTransport {
     this.handler = handler;
   }
   stats(): TransportStats {
-    return { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, framesDropped: 0, handshakesRejected: {}, replicasConnected: [], clientsConnected: 0 };
+    return { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, framesDropped: 0, silentLinksClosed: 0, handshakesRejected: {}, replicasConnected: [], clientsConnected: 0 };
   }
   fromReplica(id: number, f: Uint8Array): void {
     this.handler!({ kind: 'replica', id }, f);
