@@ -1,0 +1,1090 @@
+/**
+ * A linearizability checker for histories of the key-value store (put / get / del / cas, see
+ * ./kv-model.ts for their sequential semantics), and a recorder to write such histories.
+ *
+ * Pure: no I/O, no clock, no randomness (the recorder takes the caller's clock). Used by tests and
+ * by a nemesis runner.
+ *
+ * ## Histories
+ *
+ * An array of `Op` records: which client invoked which operation on which key, when (`invoke`,
+ * `complete`: numbers from one clock), and how it ended:
+ *
+ *   'ok'       it returned `result` (put: nothing; get: value | null; del: existed; cas:
+ *              { swapped, current } with `current` the value AFTER the cas, as the store reports it).
+ *              It took effect once, at some instant between invoke and complete.
+ *   'fail'     it certainly did not take effect, and never will. Dropped before checking.
+ *   'unknown'  it may have taken effect at any instant after invoke (no upper bound: its completion
+ *              counts as +infinity, whatever `complete` says), or never. An unknown get constrains
+ *              nothing and is dropped.
+ *
+ * Every key starts absent (the runner uses fresh keys). Times: `a` precedes `b` in real time iff
+ * a.complete < b.invoke; equal times count as concurrent (the lenient reading of a coarse clock).
+ *
+ * ### Which SDK errors mean 'fail' and which 'unknown' (`outcomeOfError`)
+ *
+ * From src/client/errors.ts and src/client/client.ts:
+ *
+ *   'fail'     KvError (codes MALFORMED_OP, KEY_EMPTY, KEY_TOO_LONG, VALUE_TOO_LARGE): f+1 replicas
+ *              agreed the store executed it as an error result, and the store checks those limits
+ *              before touching any state (src/app/kv.ts `limitError`): no effect.
+ *              REQUEST_TOO_LARGE: refused by the SDK before signing or by f+1 replicas; "it was not
+ *              executed and will not be".
+ *              CONNECT_FAILED, BAD_CONFIG: raised by connect()/configuration, before any request
+ *              exists (only seen here if the runner folds connecting into an operation).
+ *   'unknown'  TIMEOUT: the request may have been ordered and executed (now or later) without f+1
+ *              matching replies reaching the client in time.
+ *              QUORUM_FAILURE: more than f replicas are faulty; anything may have happened.
+ *              CLIENT_CLOSED: the request may already have been sent when the client closed.
+ *              UNEXPECTED_RESULT: f+1 replicas agreed on a result that is not one of this
+ *              operation: it was executed, with an effect we cannot read (the runner should also
+ *              report this as a bug on its own).
+ *              Anything else (not a PbftClientError): unknown, the safe side.
+ *
+ * ## The check
+ *
+ * A KV history is linearizable iff each key's sub-history is (every operation touches one key), so
+ * keys are checked separately. Each key is checked with the algorithm of Wing & Gong as improved by
+ * Lowe (the one Porcupine uses): the calls and returns of the operations form a doubly linked list
+ * in time order; a depth-first search repeatedly linearizes one of the operations whose call comes
+ * before the first return still in the list (if the model accepts it from the current state),
+ * removes its call and return from the list, and backtracks when it meets a return (that operation
+ * had to be linearized by then). Configurations (set of linearized operations as a bitset, model
+ * state) already explored are memoized and never explored again. The search succeeds when every
+ * operation with a completion bound is linearized (those left are unknown-outcome operations, which
+ * may take effect later or never).
+ *
+ * Reductions that keep the search exact (each is justified where it is made):
+ *   - Unknown-outcome operations are tried after the completed ones (same candidates, other order),
+ *     and only where they change the state (taking effect without changing anything is the same as
+ *     being left for later or never).
+ *   - Unknown-outcome operations with the same effect (e.g. all unknown dels) are interchangeable:
+ *     only the earliest-invoked unused one of each class is ever tried.
+ *   - "Unread writes": an unknown-outcome write whose value no operation observes can matter only by
+ *     making the key exist for a del that reports existed=true. It becomes a write of the special
+ *     state UNREAD, allowed only from absent and only immediately followed by such a del; with no
+ *     such del after its invocation it is dropped.
+ *   - An unknown-outcome write of a value written by no other operation and observed by a completed
+ *     operation must take effect before that observer completes: it gets that completion bound.
+ *
+ * ## Violations
+ *
+ * For a key that is not linearizable, the result carries a small window of its operations that is
+ * already not linearizable on its own, found by relaxations that can only make a history easier to
+ * linearize (so the window's failure is evidence against the whole history):
+ *   1. the shortest prefix (by invocation) that fails, where operations still running at the cut
+ *      lose their result (reads dropped, writes become unknown-outcome);
+ *   2. then the latest left cut that still fails: operations finished before it are dropped,
+ *      operations running across it lose their result, and the key may start with any value
+ *      written by an operation invoked before the cut (or absent);
+ *   3. then greedily: drop reads, make completed writes unknown-outcome (shown with their real
+ *      outcome: failing with less information implies failing with more), trim either end, drop
+ *      unread unknown writes, while it still fails.
+ * `formatViolation` prints it as a table with an explanation: the longest consistent order the
+ * search found and why nothing can follow it.
+ */
+import type { PbftClientErrorCode } from '../client/errors.ts';
+import {
+  ABSENT,
+  type CasOutcome,
+  K_CAS,
+  K_CAS_MAYBE,
+  K_DEL,
+  K_DEL_MAYBE,
+  K_GET,
+  K_PUT,
+  K_PUT_MAYBE,
+  K_UNREAD_WRITE,
+  type KvHistoryOp,
+  type KvHistoryResult,
+  OTHER,
+  type ResultOf,
+  step,
+  ValueTable,
+  whyNot,
+} from './kv-model.ts';
+
+export type { CasOutcome, KvHistoryOp, KvHistoryResult, ResultOf } from './kv-model.ts';
+
+export type Outcome = 'ok' | 'fail' | 'unknown';
+
+/** One operation of a history (see the header). */
+export interface Op {
+  /** Unique within the history. */
+  id: number;
+  /** The process that invoked it (only displayed). */
+  client: number | string;
+  key: string;
+  op: KvHistoryOp;
+  invoke: number;
+  /** When it returned; required for 'ok', informational otherwise. */
+  complete?: number;
+  outcome: Outcome;
+  /** For 'ok': put undefined, get string | null, del boolean, cas CasOutcome. */
+  result?: KvHistoryResult;
+}
+
+export interface Violation {
+  ok: false;
+  key: string;
+  /** A small sub-history of `key` that is already not linearizable, by invocation time. */
+  window: Op[];
+  explanation: string;
+}
+
+export type CheckResult = { ok: true } | Violation;
+
+export interface CheckOptions {
+  /**
+   * Give up (throw CheckBudgetExceeded) when one search has explored this many configurations.
+   * Default: no limit.
+   */
+  maxConfigurations?: number;
+  /** Shrink the window of a violation (default true); false reports the key's whole history. */
+  minimize?: boolean;
+}
+
+/** Thrown when a search exceeds `maxConfigurations`. */
+export class CheckBudgetExceeded extends Error {
+  constructor(
+    readonly key: string,
+    readonly configurations: number,
+  ) {
+    super(`linearizability check of key ${JSON.stringify(key)} gave up after ${configurations} configurations`);
+    this.name = 'CheckBudgetExceeded';
+  }
+}
+
+// ================================================================================================
+// Recording
+
+const FAIL_CODES: ReadonlySet<string> = new Set<PbftClientErrorCode>([
+  'MALFORMED_OP',
+  'KEY_EMPTY',
+  'KEY_TOO_LONG',
+  'VALUE_TOO_LARGE',
+  'REQUEST_TOO_LARGE',
+  'CONNECT_FAILED',
+  'BAD_CONFIG',
+]);
+
+/**
+ * The outcome an SDK error implies for the operation that raised it: 'fail' only when it certainly
+ * had no effect (see the header for the mapping), 'unknown' otherwise.
+ */
+export function outcomeOfError(err: unknown): 'fail' | 'unknown' {
+  if (typeof err !== 'object' || err === null) return 'unknown';
+  const name = (err as { name?: unknown }).name;
+  const code = (err as { code?: unknown }).code;
+  const fromSdk = typeof name === 'string' && /^(PbftClientError|KvError|RequestTooLargeError|ConnectError|ClientConfigError)$/.test(name);
+  return fromSdk && typeof code === 'string' && FAIL_CODES.has(code) ? 'fail' : 'unknown';
+}
+
+/** One recorded invocation: end it exactly once with ok, fail, unknown or error. */
+export class OpHandle<R> {
+  constructor(
+    private readonly record: Op,
+    private readonly now: () => number,
+  ) {}
+
+  get id(): number {
+    return this.record.id;
+  }
+
+  /** It returned `result`. */
+  ok(result: R): void {
+    this.end('ok');
+    if (result !== undefined) this.record.result = copyResult(result as KvHistoryResult);
+  }
+
+  /** It certainly did not take effect and never will. */
+  fail(): void {
+    this.end('fail');
+  }
+
+  /** It may have taken effect (at any time after its invocation) or not. */
+  unknown(): void {
+    this.end('unknown');
+  }
+
+  /** It raised `err`: records the outcome `outcomeOfError` implies, and returns it. */
+  error(err: unknown): 'fail' | 'unknown' {
+    const outcome = outcomeOfError(err);
+    this.end(outcome);
+    return outcome;
+  }
+
+  private end(outcome: Outcome): void {
+    if (this.record.outcome !== PENDING) throw new Error(`operation ${this.record.id} already ended (${this.record.outcome})`);
+    this.record.complete = this.now();
+    this.record.outcome = outcome;
+  }
+}
+
+/** The outcome of a recorded operation that has not ended yet (read as 'unknown'). */
+const PENDING = 'pending' as unknown as Outcome;
+
+function copyResult(r: KvHistoryResult): KvHistoryResult {
+  return typeof r === 'object' && r !== null ? { swapped: r.swapped, current: r.current } : r;
+}
+
+/**
+ * Records a history with the caller's clock:
+ *
+ *   const history = new History(() => performance.now());
+ *   const h = history.invoke(client, key, { type: 'get' });
+ *   try { h.ok(await sdk.get(key)) } catch (err) { h.error(err) }
+ *   ...
+ *   checkLinearizable(history.ops());
+ */
+export class History {
+  private readonly records: Op[] = [];
+
+  constructor(private readonly now: () => number) {}
+
+  invoke<O extends KvHistoryOp>(client: number | string, key: string, op: O): OpHandle<ResultOf<O>> {
+    const record: Op = { id: this.records.length, client, key, op: copyOp(op), invoke: this.now(), outcome: PENDING };
+    this.records.push(record);
+    return new OpHandle<ResultOf<O>>(record, this.now);
+  }
+
+  /** A copy of the history so far; operations that have not ended yet are 'unknown'. */
+  ops(): Op[] {
+    return this.records.map((r) => {
+      const copy: Op = { ...r, op: copyOp(r.op) };
+      if (r.outcome === PENDING) {
+        copy.outcome = 'unknown';
+        delete copy.complete;
+      }
+      if (r.result !== undefined) copy.result = copyResult(r.result);
+      return copy;
+    });
+  }
+
+  get length(): number {
+    return this.records.length;
+  }
+}
+
+function copyOp(op: KvHistoryOp): KvHistoryOp {
+  switch (op.type) {
+    case 'put':
+      return { type: 'put', value: op.value };
+    case 'get':
+      return { type: 'get' };
+    case 'del':
+      return { type: 'del' };
+    case 'cas':
+      return { type: 'cas', expected: op.expected, next: op.next };
+  }
+}
+
+// ================================================================================================
+// Validation
+
+function isValueOrNull(v: unknown): v is string | null {
+  return v === null || typeof v === 'string';
+}
+
+/** Throws TypeError naming the first malformed record. */
+function validate(history: readonly Op[]): void {
+  const ids = new Set<number>();
+  for (const o of history) {
+    const bad: (why: string) => never = (why) => {
+      throw new TypeError(`history op ${String((o as Op | null)?.id)}: ${why}`);
+    };
+    if (typeof o !== 'object' || o === null) bad('not an object');
+    if (ids.has(o.id)) bad('duplicate id');
+    ids.add(o.id);
+    if (typeof o.key !== 'string') bad('key must be a string');
+    if (typeof o.invoke !== 'number' || !Number.isFinite(o.invoke)) bad('invoke must be a finite number');
+    if (o.outcome !== 'ok' && o.outcome !== 'fail' && o.outcome !== 'unknown') bad(`outcome must be ok, fail or unknown`);
+    const op = o.op as KvHistoryOp | undefined;
+    if (typeof op !== 'object' || op === null) bad('op missing');
+    switch (op.type) {
+      case 'put':
+        if (typeof op.value !== 'string') bad('put value must be a string');
+        break;
+      case 'get':
+      case 'del':
+        break;
+      case 'cas':
+        if (!isValueOrNull(op.expected) || !isValueOrNull(op.next)) bad('cas expected and next must be strings or null');
+        break;
+      default:
+        bad(`unknown op type ${String((op as { type?: unknown }).type)}`);
+    }
+    if (o.outcome !== 'ok') continue;
+    if (typeof o.complete !== 'number' || Number.isNaN(o.complete)) bad('an ok operation needs a completion time');
+    if (o.complete < o.invoke) bad('completes before it is invoked');
+    const r = o.result;
+    switch (op.type) {
+      case 'put':
+        break;
+      case 'get':
+        if (!isValueOrNull(r)) bad('an ok get needs a result: a string or null');
+        break;
+      case 'del':
+        if (typeof r !== 'boolean') bad('an ok del needs a boolean result (existed)');
+        break;
+      case 'cas':
+        if (typeof r !== 'object' || r === null || typeof r.swapped !== 'boolean' || !isValueOrNull(r.current)) {
+          bad('an ok cas needs a result { swapped: boolean, current: string | null }');
+        }
+        break;
+    }
+  }
+}
+
+// ================================================================================================
+// Compiling one key's (relaxed) sub-history for the search
+
+/** An operation of a (sub-)history under check; `relaxed` ones count as unknown-outcome. */
+interface Item {
+  op: Op;
+  relaxed: boolean;
+}
+
+const effectiveOutcome = (it: Item): Outcome => (it.relaxed && it.op.outcome === 'ok' ? 'unknown' : it.op.outcome);
+
+/** Operations of one key, numbered for the search: first those with a completion bound, by invocation. */
+interface Compiled {
+  n: number;
+  /** Operations 0..finite-1 have a completion bound (must be linearized); the rest do not. */
+  finite: number;
+  src: Op[];
+  kind: Int8Array;
+  a: Int32Array;
+  b: Int32Array;
+  c: Int32Array;
+  d: Int32Array;
+  call: Float64Array;
+  ret: Float64Array;
+  /** Interchangeability class of an unbounded operation (-1: none), and its rank in the class. */
+  cls: Int32Array;
+  clsRank: Int32Array;
+  classes: number;
+  /** Entries in time order: op i's call is i, its return n + i. */
+  order: Int32Array;
+  /** Items the reductions dropped as irrelevant (unread writes no del needs, no-op cas). */
+  dropped: Item[];
+  /** Value ids mentioned by the compiled operations. */
+  mentioned: Set<number>;
+}
+
+interface Row {
+  item: Item;
+  kind: number;
+  a: number;
+  b: number;
+  c: number;
+  d: number;
+  ret: number;
+  cls: string | null;
+}
+
+/**
+ * Compiles items for the search. `mayStartWith` holds the non-absent values the key may hold
+ * initially (the completion bound of observed unknown writes is only sound for other values).
+ */
+function compile(items: readonly Item[], values: ValueTable, mayStartWith: ReadonlySet<number>): Compiled {
+  const live: Item[] = [];
+  for (const it of items) {
+    const out = effectiveOutcome(it);
+    if (out === 'fail') continue;
+    if (out === 'unknown' && it.op.op.type === 'get') continue; // constrains nothing
+    live.push(it);
+  }
+
+  // Values: who may write them, who observes them.
+  const mentioned = new Set<number>();
+  const id = (v: string | null): number => {
+    const x = values.id(v);
+    if (x !== ABSENT) mentioned.add(x);
+    return x;
+  };
+  for (const it of live) {
+    const o = it.op.op;
+    if (o.type === 'put') id(o.value);
+    else if (o.type === 'cas') {
+      id(o.expected);
+      id(o.next);
+    }
+    if (effectiveOutcome(it) === 'ok') {
+      const r = it.op.result;
+      if (o.type === 'get') id(r as string | null);
+      else if (o.type === 'cas') id((r as CasOutcome).current);
+    }
+  }
+  const size = values.size;
+  const writers = new Int32Array(size);
+  const referenced = new Uint8Array(size);
+  const firstObserved = new Float64Array(size).fill(Infinity);
+  let lastDelExisted = -Infinity;
+  const observe = (v: number, definiteAt: number | undefined): void => {
+    if (v === ABSENT) return;
+    referenced[v] = 1;
+    if (definiteAt !== undefined && definiteAt < firstObserved[v]!) firstObserved[v] = definiteAt;
+  };
+  for (const it of live) {
+    const o = it.op.op;
+    const ok = effectiveOutcome(it) === 'ok';
+    const done = ok ? it.op.complete : undefined;
+    if (o.type === 'put') writers[values.id(o.value)]!++;
+    else if (o.type === 'get') {
+      if (ok) observe(values.id(it.op.result as string | null), done);
+    } else if (o.type === 'del') {
+      if (ok && it.op.result === true && it.op.complete! > lastDelExisted) lastDelExisted = it.op.complete!;
+    } else {
+      const r = ok ? (it.op.result as CasOutcome) : undefined;
+      if (o.next !== null && !(r !== undefined && !r.swapped)) writers[values.id(o.next)]!++;
+      // The expected value is observed by a cas that swapped; any cas may need it (unknown ones too).
+      observe(values.id(o.expected), r !== undefined && r.swapped ? done : undefined);
+      if (r !== undefined && !r.swapped) observe(values.id(r.current), done);
+    }
+  }
+
+  const rows: Row[] = [];
+  const dropped: Item[] = [];
+  for (const it of live) {
+    const o = it.op.op;
+    const row = (kind: number, a: number, b: number, c: number, d: number, ret: number, cls: string | null): void => {
+      rows.push({ item: it, kind, a, b, c, d, ret, cls });
+    };
+    if (effectiveOutcome(it) === 'ok') {
+      const t = it.op.complete!;
+      const r = it.op.result;
+      if (o.type === 'put') row(K_PUT, values.id(o.value), 0, 0, 0, t, null);
+      else if (o.type === 'get') row(K_GET, values.id(r as string | null), 0, 0, 0, t, null);
+      else if (o.type === 'del') row(K_DEL, r === true ? 1 : 0, 0, 0, 0, t, null);
+      else {
+        const cr = r as CasOutcome;
+        row(K_CAS, values.id(o.expected), values.id(o.next), cr.swapped ? 1 : 0, values.id(cr.current), t, null);
+      }
+      continue;
+    }
+    // Unknown outcome: no completion bound, unless one is implied (below).
+    if (o.type === 'del') {
+      row(K_DEL_MAYBE, 0, 0, 0, 0, Infinity, 'del');
+      continue;
+    }
+    if (o.type === 'get') continue;
+    const expected = o.type === 'cas' ? values.id(o.expected) : -1;
+    const v = values.id(o.type === 'put' ? o.value : o.next);
+    if (o.type === 'cas' && expected === v) {
+      dropped.push(it); // changes nothing whether it swaps or not
+      continue;
+    }
+    if (v !== ABSENT && referenced[v] === 0) {
+      // Unread write. In a linearization where it takes effect, nothing until the next change of the
+      // value observes it (an observation would be a reference): no get, no cas (either outcome
+      // reports or compares the value); a del sees only that the key exists. Removing it (and any
+      // unknown-outcome cas in between, all of which failed) leaves a linearization unless a del
+      // with existed=true needed it because the key was absent before it; and then it can move to
+      // just before that del. So: only from absent (a cas expecting a value would leave the key
+      // existing anyway), only straight before a del that reports existed=true, and not at all if
+      // no such del can come after it. All unread writes are then interchangeable.
+      if ((o.type === 'put' || expected === ABSENT) && lastDelExisted >= it.op.invoke) row(K_UNREAD_WRITE, 0, 0, 0, 0, Infinity, 'unread');
+      else dropped.push(it);
+      continue;
+    }
+    // A value observed by a completed operation and written by no one else (nor held initially):
+    // this write took effect before the first such observer completed.
+    const bound = v !== ABSENT && writers[v] === 1 && !mayStartWith.has(v) && firstObserved[v]! < Infinity ? Math.max(it.op.invoke, firstObserved[v]!) : Infinity;
+    const cls = bound < Infinity ? null : `${o.type}:${expected}:${v}`;
+    if (o.type === 'put') row(K_PUT_MAYBE, v, 0, 0, 0, bound, cls);
+    else row(K_CAS_MAYBE, expected, v, 0, 0, bound, cls);
+  }
+
+  const byInvoke = (x: Row, y: Row): number => x.item.op.invoke - y.item.op.invoke || x.item.op.id - y.item.op.id;
+  const bounded = rows.filter((r) => r.ret < Infinity).sort(byInvoke);
+  const unbounded = rows.filter((r) => r.ret === Infinity).sort(byInvoke);
+  const all = [...bounded, ...unbounded];
+  const n = all.length;
+  const c: Compiled = {
+    n,
+    finite: bounded.length,
+    src: all.map((r) => r.item.op),
+    kind: new Int8Array(n),
+    a: new Int32Array(n),
+    b: new Int32Array(n),
+    c: new Int32Array(n),
+    d: new Int32Array(n),
+    call: new Float64Array(n),
+    ret: new Float64Array(n),
+    cls: new Int32Array(n).fill(-1),
+    clsRank: new Int32Array(n),
+    classes: 0,
+    order: new Int32Array(2 * n),
+    dropped,
+    mentioned,
+  };
+  const classIds = new Map<string, { id: number; size: number }>();
+  all.forEach((r, i) => {
+    c.kind[i] = r.kind;
+    c.a[i] = r.a;
+    c.b[i] = r.b;
+    c.c[i] = r.c;
+    c.d[i] = r.d;
+    c.call[i] = r.item.op.invoke;
+    c.ret[i] = r.ret;
+    if (r.cls !== null) {
+      let k = classIds.get(r.cls);
+      if (k === undefined) classIds.set(r.cls, (k = { id: classIds.size, size: 0 }));
+      c.cls[i] = k.id;
+      c.clsRank[i] = k.size++;
+    }
+  });
+  c.classes = classIds.size;
+  // Time order; at equal times calls before returns (touching intervals are concurrent).
+  const entries = Array.from({ length: 2 * n }, (_, e) => e);
+  const time = (e: number): number => (e < n ? c.call[e]! : c.ret[e - n]!);
+  entries.sort((x, y) => time(x) - time(y) || (x < n ? 0 : 1) - (y < n ? 0 : 1) || x - y);
+  c.order.set(entries);
+  return c;
+}
+
+// ================================================================================================
+// The search
+
+/** The deepest configuration a search reached (for explanations). */
+interface Trace {
+  depth: number;
+  seq: number[];
+  init: number;
+}
+
+function mix32(x: number): number {
+  x = Math.imul(x ^ (x >>> 16), 0x7feb352d);
+  x = Math.imul(x ^ (x >>> 15), 0x846ca68b);
+  return (x ^ (x >>> 16)) | 0;
+}
+
+/**
+ * WGL/Lowe search from each initial state in turn (one memo table for all: a configuration that
+ * failed from one initial state fails from every other). True when some linearization exists.
+ */
+function search(c: Compiled, initials: readonly number[], key: string, budget: number, trace: Trace | null): boolean {
+  const { n, finite, kind, a, b, cls, clsRank, order } = c;
+  const cc = c.c;
+  const dd = c.d;
+  if (finite === 0) return true;
+  const H = 2 * n;
+  const T = 2 * n + 1;
+  const next = new Int32Array(2 * n + 2);
+  const prev = new Int32Array(2 * n + 2);
+  let p = H;
+  for (let i = 0; i < 2 * n; i++) {
+    const e = order[i]!;
+    next[p] = e;
+    prev[e] = p;
+    p = e;
+  }
+  next[p] = T;
+  prev[T] = p;
+
+  // Bitset of linearized operations: bounded ones at bits 0..finite-1, unbounded ones from word infWord0.
+  const infWord0 = (finite + 31) >>> 5;
+  const words = infWord0 + ((n - finite + 31) >>> 5);
+  const bits = new Int32Array(words);
+  const bitPos = new Int32Array(n);
+  for (let i = 0; i < n; i++) bitPos[i] = i < finite ? i : infWord0 * 32 + (i - finite);
+  const z1 = new Int32Array(n);
+  const z2 = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    z1[i] = mix32(2 * i + 0x51ed27);
+    z2[i] = mix32(2 * i + 1 + 0x2c1b3c6d);
+  }
+  let h1 = 0;
+  let h2 = 0;
+  /** First bounded op not linearized; last bounded op linearized. Words outside are all ones / zeros. */
+  let low = 0;
+  let high = -1;
+  const isSet = (i: number): boolean => (bits[i >>> 5]! & (1 << (i & 31))) !== 0;
+
+  // Memo: hash -> snapshots [state, lowWord, highWord, words lowWord..highWord, unbounded words].
+  const memo = new Map<number, Int32Array[]>();
+  let configurations = 0;
+  const memoKey = (state: number): number => {
+    const k1 = (h1 ^ Math.imul(state + 1, 0x9e3779b1)) >>> 0;
+    const k2 = (h2 ^ Math.imul(state + 1, 0x85ebca77)) & 0x1fffff;
+    return k1 * 0x200000 + k2;
+  };
+  /** Adds the current configuration; false when it was there already. */
+  const remember = (state: number): boolean => {
+    const lowW = low >>> 5;
+    const highW = high >> 5;
+    const k = memoKey(state);
+    let bucket = memo.get(k);
+    if (bucket !== undefined) {
+      outer: for (const s of bucket) {
+        if (s[0] !== state || s[1] !== lowW || s[2] !== highW) continue;
+        let j = 3;
+        for (let w = lowW; w <= highW; w++, j++) if (s[j] !== bits[w]) continue outer;
+        for (let w = infWord0; w < words; w++, j++) if (s[j] !== bits[w]) continue outer;
+        return false;
+      }
+    } else {
+      bucket = [];
+      memo.set(k, bucket);
+    }
+    const span = highW >= lowW ? highW - lowW + 1 : 0;
+    const s = new Int32Array(3 + span + (words - infWord0));
+    s[0] = state;
+    s[1] = lowW;
+    s[2] = highW;
+    let j = 3;
+    for (let w = lowW; w <= highW; w++) s[j++] = bits[w]!;
+    for (let w = infWord0; w < words; w++) s[j++] = bits[w]!;
+    bucket.push(s);
+    if (++configurations > budget) throw new CheckBudgetExceeded(key, configurations);
+    return true;
+  };
+  const flip = (op: number): void => {
+    const pos = bitPos[op]!;
+    bits[pos >>> 5]! ^= 1 << (pos & 31);
+    h1 ^= z1[op]!;
+    h2 ^= z2[op]!;
+  };
+  const used = new Int32Array(c.classes);
+  const stackOp = new Int32Array(n);
+  const stackState = new Int32Array(n);
+
+  for (const init of initials) {
+    if (!remember(init)) continue;
+    let state = init;
+    let depth = 0;
+    let done = 0;
+    let phase = 0; // 0: try bounded operations; 1: then unbounded ones (same candidates)
+    let entry = next[H]!;
+    for (;;) {
+      if (done === finite) {
+        if (trace !== null) {
+          trace.depth = depth;
+          trace.seq = Array.from(stackOp.subarray(0, depth));
+          trace.init = init;
+        }
+        return true;
+      }
+      if (entry < n) {
+        const op = entry;
+        const k = cls[op]!;
+        if ((op < finite ? 0 : 1) === phase && (k < 0 || clsRank[op] === used[k])) {
+          const ns = step(state, kind[op]!, a[op]!, b[op]!, cc[op]!, dd[op]!);
+          if (ns >= 0) {
+            flip(op);
+            const oldLow = low;
+            const oldHigh = high;
+            if (op < finite) {
+              if (op === low) while (low < finite && isSet(low)) low++;
+              if (op > high) high = op;
+            }
+            if (remember(ns)) {
+              stackOp[depth] = op;
+              stackState[depth] = state;
+              depth++;
+              state = ns;
+              if (op < finite) done++;
+              if (k >= 0) used[k]!++;
+              const ce = op;
+              const re = n + op;
+              next[prev[ce]!] = next[ce]!;
+              prev[next[ce]!] = prev[ce]!;
+              next[prev[re]!] = next[re]!;
+              prev[next[re]!] = prev[re]!;
+              if (trace !== null && depth > trace.depth) {
+                trace.depth = depth;
+                trace.seq = Array.from(stackOp.subarray(0, depth));
+                trace.init = init;
+              }
+              entry = next[H]!;
+              phase = 0;
+              continue;
+            }
+            flip(op);
+            low = oldLow;
+            high = oldHigh;
+          }
+        }
+        entry = next[entry]!;
+        continue;
+      }
+      // A return (an operation that had to be linearized by now), or the end of the list.
+      if (phase === 0 && finite < n) {
+        phase = 1;
+        entry = next[H]!;
+        continue;
+      }
+      if (depth === 0) break;
+      depth--;
+      const op = stackOp[depth]!;
+      state = stackState[depth]!;
+      const ce = op;
+      const re = n + op;
+      next[prev[re]!] = re;
+      prev[next[re]!] = re;
+      next[prev[ce]!] = ce;
+      prev[next[ce]!] = ce;
+      flip(op);
+      if (op < finite) {
+        done--;
+        if (op < low) low = op;
+        if (op === high) {
+          high--;
+          while (high >= 0 && !isSet(high)) high--;
+        }
+      }
+      const k = cls[op]!;
+      if (k >= 0) used[k]!--;
+      entry = next[op]!;
+      phase = op < finite ? 0 : 1;
+    }
+  }
+  return false;
+}
+
+// ================================================================================================
+// Checking
+
+/** The operations of one key and what the window search needs about them. */
+class KeyHistory {
+  readonly values = new ValueTable();
+  /** Non-failed operations by invocation. */
+  readonly sorted: Op[];
+  /** (invoke, value id) of every non-failed write of a value, by invocation. */
+  private readonly writes: { invoke: number; value: number }[] = [];
+
+  constructor(
+    readonly key: string,
+    readonly all: Op[],
+    private readonly budget: number,
+  ) {
+    this.sorted = all.filter((o) => o.outcome !== 'fail').sort((x, y) => x.invoke - y.invoke || x.id - y.id);
+    for (const o of this.sorted) {
+      const v = o.op.type === 'put' ? o.op.value : o.op.type === 'cas' ? o.op.next : null;
+      if (v !== null) this.writes.push({ invoke: o.invoke, value: this.values.id(v) });
+    }
+  }
+
+  /** Values the key may hold at time `cut` besides absent: written by an operation invoked by then. */
+  writtenBy(cut: number): Set<number> {
+    const out = new Set<number>();
+    for (const w of this.writes) {
+      if (w.invoke > cut) break;
+      out.add(w.value);
+    }
+    return out;
+  }
+
+  /**
+   * Initial states for a window whose left cut is `cut` (-Infinity: none, the key starts absent):
+   * absent, each possible value the window mentions, and OTHER for all it does not mention.
+   */
+  initials(cut: number, c: Compiled): { initials: number[]; possible: Set<number> } {
+    if (cut === -Infinity) return { initials: [ABSENT], possible: new Set() };
+    const possible = this.writtenBy(cut);
+    const initials = [ABSENT];
+    let other = false;
+    for (const v of possible) {
+      if (c.mentioned.has(v)) initials.push(v);
+      else other = true;
+    }
+    if (other) initials.push(OTHER);
+    return { initials, possible };
+  }
+
+  compileWindow(items: readonly Item[], cut: number): { c: Compiled; initials: number[] } {
+    const possible = cut === -Infinity ? new Set<number>() : this.writtenBy(cut);
+    const c = compile(items, this.values, possible);
+    return { c, initials: this.initials(cut, c).initials };
+  }
+
+  linearizable(items: readonly Item[], cut: number, trace: Trace | null = null): boolean {
+    const { c, initials } = this.compileWindow(items, cut);
+    return search(c, initials, this.key, this.budget, trace);
+  }
+
+  everything(): Item[] {
+    return this.sorted.map((op) => ({ op, relaxed: false }));
+  }
+
+  /** The first k operations by invocation; those not finished before the next one's invocation lose their result. */
+  prefix(k: number): Item[] {
+    const cut = k < this.sorted.length ? this.sorted[k]!.invoke : Infinity;
+    const out: Item[] = [];
+    for (const op of this.sorted.slice(0, k)) {
+      if (op.outcome === 'ok' && op.complete! < cut) out.push({ op, relaxed: false });
+      else if (op.op.type !== 'get') out.push({ op, relaxed: true });
+    }
+    return out;
+  }
+
+  /** Drops the operations that finished by `cut`; those running across it lose their result. */
+  static leftCut(items: readonly Item[], cut: number): Item[] {
+    const out: Item[] = [];
+    for (const it of items) {
+      if (effectiveOutcome(it) === 'ok' && it.op.complete! <= cut) continue;
+      if (it.op.invoke <= cut) {
+        if (it.op.op.type !== 'get') out.push({ op: it.op, relaxed: true });
+      } else out.push(it);
+    }
+    return out;
+  }
+
+  /** A small failing window (see the header), for a key known to fail. */
+  violation(minimize: boolean): Violation {
+    if (!minimize) {
+      return { ok: false, key: this.key, window: [...this.sorted], explanation: this.explain(this.everything(), -Infinity) };
+    }
+    // 1. Shortest failing prefix (failing is monotone in k: a shorter prefix is a relaxation).
+    let lo = 1;
+    let hi = this.sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.linearizable(this.prefix(mid), -Infinity)) lo = mid + 1;
+      else hi = mid;
+    }
+    let items = this.prefix(hi);
+    // 2. Latest failing left cut, at a completion time of a completed operation.
+    const ends = [...new Set(items.filter((it) => effectiveOutcome(it) === 'ok').map((it) => it.op.complete!))].sort((x, y) => x - y);
+    let cl = 0; // ends index + 1; 0 = no cut
+    let ch = ends.length;
+    const cutAt = (j: number): number => (j === 0 ? -Infinity : ends[j - 1]!);
+    while (cl < ch) {
+      const mid = (cl + ch + 1) >>> 1;
+      if (this.linearizable(KeyHistory.leftCut(items, cutAt(mid)), cutAt(mid))) ch = mid - 1;
+      else cl = mid;
+    }
+    let cut = cutAt(cl);
+    if (cl > 0) items = KeyHistory.leftCut(items, cut);
+    // 3. Greedy shrinking.
+    ({ items, cut } = this.shrink(items, cut));
+    const ids = new Set(items.map((it) => it.op.id));
+    const window = this.sorted.filter((o) => ids.has(o.id));
+    window.push(...this.failedWritesObservedBy(window));
+    window.sort((x, y) => x.invoke - y.invoke || x.id - y.id);
+    return { ok: false, key: this.key, window, explanation: this.explain(items, cut) };
+  }
+
+  private fails(items: readonly Item[], cut: number): boolean {
+    return !this.linearizable(items, cut);
+  }
+
+  /** Removes what the compile step would ignore anyway (unread unknown writes no del needs, no-op cas). */
+  private withoutIrrelevant(items: Item[], cut: number): Item[] {
+    const { c } = this.compileWindow(items, cut);
+    if (c.dropped.length === 0) return items;
+    const gone = new Set(c.dropped);
+    return items.filter((it) => !gone.has(it));
+  }
+
+  private shrink(items0: Item[], cut0: number): { items: Item[]; cut: number } {
+    let items = this.withoutIrrelevant(items0, cut0);
+    let cut = cut0;
+    const MAX_ATTEMPTS = 4000;
+    let attempts = 0;
+    const tryIt = (cand: Item[], candCut: number): boolean => {
+      if (attempts++ >= MAX_ATTEMPTS) return false;
+      if (!this.fails(cand, candCut)) return false;
+      items = this.withoutIrrelevant(cand, candCut);
+      cut = candCut;
+      return true;
+    };
+    let changed = true;
+    while (changed && attempts < MAX_ATTEMPTS) {
+      changed = false;
+      // Right trim: operations invoked after every completed operation finished.
+      const lastEnd = Math.max(-Infinity, ...items.filter((it) => effectiveOutcome(it) === 'ok').map((it) => it.op.complete!));
+      const right = items.filter((it) => it.op.invoke <= lastEnd);
+      if (right.length < items.length && tryIt(right, cut)) changed = true;
+      // Left trim: a completed operation that finished before every other one was invoked.
+      for (const it of [...items]) {
+        if (effectiveOutcome(it) !== 'ok' || !items.includes(it)) continue;
+        const end = it.op.complete!;
+        if (items.every((o) => o === it || o.op.invoke > end) && tryIt(items.filter((o) => o !== it), Math.max(cut, end))) changed = true;
+      }
+      // Drop reads; make completed writes unknown-outcome.
+      for (let i = items.length - 1; i >= 0; i--) {
+        const it = items[i];
+        if (it === undefined) continue;
+        if (it.op.op.type === 'get') {
+          if (tryIt(items.filter((o) => o !== it), cut)) changed = true;
+        } else if (!it.relaxed && it.op.outcome === 'ok') {
+          if (tryIt(items.map((o) => (o === it ? { op: o.op, relaxed: true } : o)), cut)) changed = true;
+        }
+      }
+    }
+    return { items, cut };
+  }
+
+  /** Failed writes of a value some operation of the window reports (context for the table). */
+  private failedWritesObservedBy(window: readonly Op[]): Op[] {
+    const seen = new Set<string>();
+    for (const o of window) {
+      if (o.outcome !== 'ok') continue;
+      if (o.op.type === 'get' && typeof o.result === 'string') seen.add(o.result);
+      if (o.op.type === 'cas') {
+        const r = o.result as CasOutcome;
+        if (!r.swapped && r.current !== null) seen.add(r.current);
+        if (r.swapped && o.op.expected !== null) seen.add(o.op.expected);
+      }
+    }
+    return this.all.filter((o) => o.outcome === 'fail' && seen.has(o.op.type === 'put' ? o.op.value : o.op.type === 'cas' ? (o.op.next ?? '\u0000none') : '\u0000none'));
+  }
+
+  private explain(items: readonly Item[], cut: number): string {
+    const { c, initials } = this.compileWindow(items, cut);
+    const trace: Trace = { depth: -1, seq: [], init: ABSENT };
+    const lin = search(c, initials, this.key, this.budget, trace);
+    const name = (v: number): string => this.values.describe(v);
+    const lines: string[] = [];
+    const count = new Set(items.map((it) => it.op.id)).size;
+    lines.push(
+      cut === -Infinity
+        ? `No order of ${these(count)} on key ${JSON.stringify(this.key)} is consistent with one copy of the key, starting absent.`
+        : `No order of ${these(count)} on key ${JSON.stringify(this.key)} is consistent with one copy of the key, whatever it held at t=${fmtTime(cut)} (absent, or any value written by an operation invoked by then).`,
+    );
+    if (lin) {
+      lines.push('(The search finds this window linearizable: the explanation is incomplete.)');
+      return lines.join('\n');
+    }
+    // Values reported that nothing (that may have taken effect) wrote.
+    const written = this.writtenBy(Infinity);
+    for (const it of items) {
+      const o = it.op;
+      if (o.outcome !== 'ok') continue;
+      const seen = o.op.type === 'get' ? (o.result as string | null) : o.op.type === 'cas' && !(o.result as CasOutcome).swapped ? (o.result as CasOutcome).current : null;
+      if (seen !== null && !written.has(this.values.id(seen))) {
+        lines.push(`#${o.id} reported ${JSON.stringify(seen)}, which no operation that may have taken effect ever wrote.`);
+      }
+    }
+    // Where the values the window reports come from, when their writers are outside it.
+    const inWindow = new Set(items.map((it) => it.op.id));
+    const noted = new Set<string>();
+    for (const it of items) {
+      const o = it.op;
+      if (o.outcome !== 'ok') continue;
+      const r = o.result;
+      const seen =
+        o.op.type === 'get' ? (r as string | null) : o.op.type === 'cas' ? ((r as CasOutcome).swapped ? o.op.expected : (r as CasOutcome).current) : null;
+      if (seen === null || noted.has(seen)) continue;
+      noted.add(seen);
+      const writers = this.sorted.filter((w) => !inWindow.has(w.id) && (w.op.type === 'put' ? w.op.value === seen : w.op.type === 'cas' && w.op.next === seen));
+      if (writers.length === 0) continue;
+      const list = writers.slice(0, 3).map((w) => `#${w.id} ${describeOp(w)} (client ${w.client}, t=${fmtTime(w.invoke)}..${w.outcome === 'ok' ? fmtTime(w.complete) : '?'}, ${w.outcome})`);
+      lines.push(`${JSON.stringify(seen)} was written outside the window by ${list.join(', ')}${writers.length > 3 ? ', ...' : ''}.`);
+    }
+    let state = trace.init;
+    const linearized = new Set<number>();
+    if (cut !== -Infinity) lines.push(`Starting from ${name(trace.init)}, the longest consistent order found takes ${trace.seq.length} of them:`);
+    else lines.push(`The longest consistent order found takes ${trace.seq.length} of them:`);
+    const shown = trace.seq.length > 24 ? trace.seq.length - 24 : 0;
+    if (shown > 0) lines.push(`  ... ${shown} more before`);
+    trace.seq.forEach((op, i) => {
+      state = step(state, c.kind[op]!, c.a[op]!, c.b[op]!, c.c[op]!, c.d[op]!);
+      linearized.add(op);
+      if (i >= shown) lines.push(`  #${c.src[op]!.id} ${describeOp(c.src[op]!)}${c.ret[op] === Infinity ? ' (outcome unknown)' : ''}  -> key ${state === ABSENT ? 'absent' : name(state)}`);
+    });
+    // After it: the operations that could come next, and the one that had to.
+    const n = c.n;
+    let due = -1;
+    const candidates: number[] = [];
+    for (const e of c.order) {
+      const op = e < n ? e : e - n;
+      if (linearized.has(op)) continue;
+      if (e >= n) {
+        due = op;
+        break;
+      }
+      candidates.push(op);
+    }
+    if (due >= 0) {
+      const o = c.src[due]!;
+      lines.push(`Then #${o.id} (${describeOp(o)}, completed at t=${fmtTime(c.ret[due]!)}) must take effect, but no operation that may come next fits:`);
+    } else lines.push('Then no operation that may come next fits:');
+    for (const op of candidates) {
+      if (c.ret[op] === Infinity) continue; // unknown outcome: may as well never happen
+      const o = c.src[op]!;
+      lines.push(`  #${o.id} ${describeOp(o)} -> ${describeResult(o)}: ${whyNot(state, c.kind[op]!, c.a[op]!, c.b[op]!, c.c[op]!, c.d[op]!, name)}`);
+    }
+    return lines.join('\n');
+  }
+}
+
+/**
+ * Checks a KV history (see the header). `{ ok: true }` when it is linearizable; otherwise the first
+ * key (by first appearance) that is not, with a small failing window and an explanation.
+ * Throws TypeError on a malformed history, CheckBudgetExceeded past `maxConfigurations`.
+ */
+export function checkLinearizable(history: readonly Op[], options: CheckOptions = {}): CheckResult {
+  validate(history);
+  const byKey = new Map<string, Op[]>();
+  for (const o of history) {
+    let list = byKey.get(o.key);
+    if (list === undefined) byKey.set(o.key, (list = []));
+    list.push(o);
+  }
+  const budget = options.maxConfigurations ?? Infinity;
+  for (const [key, ops] of byKey) {
+    const k = new KeyHistory(key, ops, budget);
+    if (!k.linearizable(k.everything(), -Infinity)) return k.violation(options.minimize ?? true);
+  }
+  return { ok: true };
+}
+
+// ================================================================================================
+// Formatting
+
+const these = (k: number): string => (k === 1 ? 'this operation' : `these ${k} operations`);
+const q = (v: string | null): string => (v === null ? 'null' : JSON.stringify(v));
+
+function fmtTime(t: number | undefined): string {
+  if (t === undefined || t === Infinity) return '?';
+  return Number.isInteger(t) ? String(t) : String(Math.round(t * 1000) / 1000);
+}
+
+export function describeOp(o: Op): string {
+  switch (o.op.type) {
+    case 'put':
+      return `put ${q(o.op.value)}`;
+    case 'get':
+      return 'get';
+    case 'del':
+      return 'del';
+    case 'cas':
+      return `cas ${q(o.op.expected)} -> ${q(o.op.next)}`;
+  }
+}
+
+export function describeResult(o: Op): string {
+  if (o.outcome !== 'ok') return o.outcome;
+  const r = o.result;
+  switch (o.op.type) {
+    case 'put':
+      return 'ok';
+    case 'get':
+      return q(r as string | null);
+    case 'del':
+      return `existed=${String(r)}`;
+    case 'cas': {
+      const cr = r as CasOutcome;
+      return `swapped=${cr.swapped} current=${q(cr.current)}`;
+    }
+  }
+}
+
+/** A violation as a table (client, invoke..complete, op, result) followed by its explanation. */
+export function formatViolation(result: CheckResult): string {
+  if (result.ok) return 'linearizable';
+  const rows = result.window.map((o) => [`#${o.id}`, String(o.client), `${fmtTime(o.invoke)}..${o.outcome === 'ok' ? fmtTime(o.complete) : '?'}`, describeOp(o), describeResult(o)]);
+  const head = ['op', 'client', 'invoke..complete', 'operation', 'result'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]): string => `  ${cells.map((s, i) => s.padEnd(widths[i]!)).join('  ')}`.trimEnd();
+  return [
+    `key ${JSON.stringify(result.key)} is not linearizable; the smallest failing window found (${result.window.length} operation${result.window.length === 1 ? '' : 's'}):`,
+    line(head),
+    ...rows.map(line),
+    '',
+    result.explanation,
+  ].join('\n');
+}
