@@ -53,7 +53,7 @@ export const ABSENT = 0;
  * existed = true may follow it.
  */
 export const UNREAD = 1;
-/** Some value no operation under check mentions (only ever an initial state of a window). */
+/** Any value no operation under check reads (they are indistinguishable; see compile in ./linearizability.ts). */
 export const OTHER = 2;
 /** Interned values start here. */
 export const FIRST_VALUE = 3;
@@ -76,8 +76,12 @@ export const K_DEL_MAYBE = 5;
 export const K_CAS_MAYBE = 6;
 /** An unknown-outcome write of a value nobody reads: absent -> UNREAD. */
 export const K_UNREAD_WRITE = 7;
+/** del, completed, result not used (windows of violations drop results): the key is absent after. */
+export const K_DEL_ANY = 8;
+/** cas(expected a, next b), completed, result not used: swaps if the value is a. */
+export const K_CAS_ANY = 9;
 
-export const KIND_NAMES = ['put', 'get', 'del', 'cas', 'put?', 'del?', 'cas?', 'unread-write'] as const;
+export const KIND_NAMES = ['put', 'get', 'del', 'cas', 'put?', 'del?', 'cas?', 'unread-write', 'del (result unknown)', 'cas (result unknown)'] as const;
 
 /**
  * The state after an operation of kind `kind` with arguments a..d takes effect in `state`, or -1 if
@@ -105,6 +109,10 @@ export function step(state: number, kind: number, a: number, b: number, c: numbe
       return state === a && a !== b ? b : -1;
     case K_UNREAD_WRITE:
       return state === ABSENT ? UNREAD : -1;
+    case K_DEL_ANY:
+      return ABSENT;
+    case K_CAS_ANY:
+      return state === a ? b : state;
     default:
       return -1;
   }
@@ -143,7 +151,7 @@ export class ValueTable {
   describe(id: number): string {
     if (id === ABSENT) return 'absent';
     if (id === UNREAD) return 'a value of an unknown-outcome write that nobody reads';
-    if (id === OTHER) return 'some value no operation here mentions';
+    if (id === OTHER) return 'a value no operation here reads';
     return JSON.stringify(this.value(id));
   }
 }

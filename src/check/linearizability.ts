@@ -87,9 +87,12 @@ import type { PbftClientErrorCode } from '../client/errors.ts';
 import {
   ABSENT,
   type CasOutcome,
+  FIRST_VALUE,
   K_CAS,
   K_CAS_MAYBE,
+  K_CAS_ANY,
   K_DEL,
+  K_DEL_ANY,
   K_DEL_MAYBE,
   K_GET,
   K_PUT,
@@ -100,6 +103,7 @@ import {
   OTHER,
   type ResultOf,
   step,
+  UNREAD,
   ValueTable,
   whyNot,
 } from './kv-model.ts';
@@ -134,7 +138,15 @@ export interface Violation {
 
 export type CheckResult = { ok: true } | Violation;
 
+/** Counters a check adds to (pass an object in CheckOptions.stats). */
+export interface CheckStats {
+  /** Configurations the searches entered (memo entries), over all keys and window searches. */
+  configurations: number;
+}
+
 export interface CheckOptions {
+  /** Filled in with counters of the work done. */
+  stats?: CheckStats;
   /**
    * Give up (throw CheckBudgetExceeded) when one search has explored this many configurations.
    * Default: no limit.
@@ -142,6 +154,11 @@ export interface CheckOptions {
   maxConfigurations?: number;
   /** Shrink the window of a violation (default true); false reports the key's whole history. */
   minimize?: boolean;
+  /**
+   * false: the textbook search, without the reductions described in the header (for testing them
+   * against it; exponentially slower on concurrent histories with unknown outcomes).
+   */
+  reductions?: boolean;
 }
 
 /** Thrown when a search exceeds `maxConfigurations`. */
@@ -339,13 +356,21 @@ function validate(history: readonly Op[]): void {
 // ================================================================================================
 // Compiling one key's (relaxed) sub-history for the search
 
-/** An operation of a (sub-)history under check; `relaxed` ones count as unknown-outcome. */
+/**
+ * An operation of a (sub-)history under check, possibly with less information than it has (each
+ * level a relaxation of the one before: every linearization of the stricter one is one of it):
+ *   0  as recorded;
+ *   1  a completed operation whose result is not known (it took effect, with some result);
+ *   2  an operation whose outcome is unknown (it took effect at some time after its invocation, or not).
+ */
 interface Item {
   op: Op;
-  relaxed: boolean;
+  level: 0 | 1 | 2;
 }
 
-const effectiveOutcome = (it: Item): Outcome => (it.relaxed && it.op.outcome === 'ok' ? 'unknown' : it.op.outcome);
+const effectiveOutcome = (it: Item): Outcome => (it.level === 2 && it.op.outcome === 'ok' ? 'unknown' : it.op.outcome);
+/** A completed operation whose result is used. */
+const resultKnown = (it: Item): boolean => it.level === 0 && it.op.outcome === 'ok';
 
 /** Operations of one key, numbered for the search: first those with a completion bound, by invocation. */
 interface Compiled {
@@ -366,10 +391,18 @@ interface Compiled {
   classes: number;
   /** Entries in time order: op i's call is i, its return n + i. */
   order: Int32Array;
+  /** Implied precedence (see `impliedOrder`): op i must follow pred[i] more operations, and precedes succ[succStart[i]..succStart[i+1]). */
+  pred: Int32Array;
+  succStart: Int32Array;
+  succ: Int32Array;
+  /** Some completed operation observed a value nothing could have written before it. */
+  impossible: boolean;
+  /** Compiled without reductions: search without them too. */
+  plain: boolean;
   /** Items the reductions dropped as irrelevant (unread writes no del needs, no-op cas). */
   dropped: Item[];
-  /** Value ids mentioned by the compiled operations. */
-  mentioned: Set<number>;
+  /** Value ids some compiled operation reads (reports or compares); all others map to OTHER. */
+  referenced: Set<number>;
 }
 
 interface Row {
@@ -387,33 +420,35 @@ interface Row {
  * Compiles items for the search. `mayStartWith` holds the non-absent values the key may hold
  * initially (the completion bound of observed unknown writes is only sound for other values).
  */
-function compile(items: readonly Item[], values: ValueTable, mayStartWith: ReadonlySet<number>): Compiled {
+/**
+ * How to compile: 'search' with every reduction; 'explain' the same but naming every value (no
+ * OTHER); 'plain' the textbook search, none of the reductions (for tests: exponentially slower).
+ */
+type Mode = 'search' | 'explain' | 'plain';
+
+function compile(items: readonly Item[], values: ValueTable, mayStartWith: ReadonlySet<number>, mode: Mode = 'search'): Compiled {
+  const plain = mode === 'plain';
   const live: Item[] = [];
   for (const it of items) {
     const out = effectiveOutcome(it);
     if (out === 'fail') continue;
-    if (out === 'unknown' && it.op.op.type === 'get') continue; // constrains nothing
+    if (it.op.op.type === 'get' && !resultKnown(it)) continue; // constrains nothing
     live.push(it);
   }
 
-  // Values: who may write them, who observes them.
-  const mentioned = new Set<number>();
-  const id = (v: string | null): number => {
-    const x = values.id(v);
-    if (x !== ABSENT) mentioned.add(x);
-    return x;
-  };
+  // Intern every value first (the arrays below are sized by the table), then: who may write them,
+  // who observes them.
   for (const it of live) {
     const o = it.op.op;
-    if (o.type === 'put') id(o.value);
+    if (o.type === 'put') values.id(o.value);
     else if (o.type === 'cas') {
-      id(o.expected);
-      id(o.next);
+      values.id(o.expected);
+      values.id(o.next);
     }
-    if (effectiveOutcome(it) === 'ok') {
+    if (resultKnown(it)) {
       const r = it.op.result;
-      if (o.type === 'get') id(r as string | null);
-      else if (o.type === 'cas') id((r as CasOutcome).current);
+      if (o.type === 'get') values.id(r as string | null);
+      else if (o.type === 'cas') values.id((r as CasOutcome).current);
     }
   }
   const size = values.size;
@@ -428,7 +463,7 @@ function compile(items: readonly Item[], values: ValueTable, mayStartWith: Reado
   };
   for (const it of live) {
     const o = it.op.op;
-    const ok = effectiveOutcome(it) === 'ok';
+    const ok = resultKnown(it);
     const done = ok ? it.op.complete : undefined;
     if (o.type === 'put') writers[values.id(o.value)]!++;
     else if (o.type === 'get') {
@@ -444,26 +479,54 @@ function compile(items: readonly Item[], values: ValueTable, mayStartWith: Reado
     }
   }
 
-  const rows: Row[] = [];
+  // Values nobody reads are indistinguishable to every operation (a get or cas would have to report
+  // or compare them; a del only sees that the key exists): one state, OTHER, stands for them all,
+  // so configurations that differ only in which unread value the key holds are explored once.
+  // (Not for explanations, which name the values.)
+  const canon = (v: number): number => (mode !== 'search' || v === ABSENT || referenced[v] === 1 ? v : OTHER);
+  const referencedIds = new Set<number>();
+  for (let v = FIRST_VALUE; v < size; v++) if (referenced[v] === 1) referencedIds.add(v);
+  let rows: Row[] = [];
   const dropped: Item[] = [];
   for (const it of live) {
     const o = it.op.op;
     const row = (kind: number, a: number, b: number, c: number, d: number, ret: number, cls: string | null): void => {
       rows.push({ item: it, kind, a, b, c, d, ret, cls });
     };
+    if (effectiveOutcome(it) === 'ok' && !resultKnown(it)) {
+      // Took effect, result unknown.
+      const t = it.op.complete!;
+      if (o.type === 'put') row(K_PUT, canon(values.id(o.value)), 0, 0, 0, t, null);
+      else if (o.type === 'del') row(K_DEL_ANY, 0, 0, 0, 0, t, null);
+      else if (o.type === 'cas') row(K_CAS_ANY, values.id(o.expected), canon(values.id(o.next)), 0, 0, t, null);
+      continue;
+    }
     if (effectiveOutcome(it) === 'ok') {
       const t = it.op.complete!;
       const r = it.op.result;
-      if (o.type === 'put') row(K_PUT, values.id(o.value), 0, 0, 0, t, null);
+      if (o.type === 'put') row(K_PUT, canon(values.id(o.value)), 0, 0, 0, t, null);
       else if (o.type === 'get') row(K_GET, values.id(r as string | null), 0, 0, 0, t, null);
       else if (o.type === 'del') row(K_DEL, r === true ? 1 : 0, 0, 0, 0, t, null);
       else {
         const cr = r as CasOutcome;
-        row(K_CAS, values.id(o.expected), values.id(o.next), cr.swapped ? 1 : 0, values.id(cr.current), t, null);
+        const next = values.id(o.next);
+        const current = values.id(cr.current);
+        // A swapped cas reporting a current other than its next can never fit: keep it unequal to
+        // next (two distinct unread values would both become OTHER).
+        const d = cr.swapped && current !== next ? -2 : canon(current);
+        row(K_CAS, values.id(o.expected), canon(next), cr.swapped ? 1 : 0, d, t, null);
       }
       continue;
     }
     // Unknown outcome: no completion bound, unless one is implied (below).
+    if (plain) {
+      // Each in a class of its own: the memo records which unbounded operations were used by class.
+      const own = `#${it.op.id}`;
+      if (o.type === 'put') row(K_PUT, values.id(o.value), 0, 0, 0, Infinity, own);
+      else if (o.type === 'del') row(K_DEL_ANY, 0, 0, 0, 0, Infinity, own);
+      else if (o.type === 'cas') row(K_CAS_ANY, values.id(o.expected), values.id(o.next), 0, 0, Infinity, own);
+      continue;
+    }
     if (o.type === 'del') {
       row(K_DEL_MAYBE, 0, 0, 0, 0, Infinity, 'del');
       continue;
@@ -496,6 +559,50 @@ function compile(items: readonly Item[], values: ValueTable, mayStartWith: Reado
     else row(K_CAS_MAYBE, expected, v, 0, 0, bound, cls);
   }
 
+  // An unbounded write that takes effect must be followed, next, by an operation that depends on
+  // the state it leaves (see FRESH). One that no such operation can follow (none may complete after
+  // it is invoked) never needs to take effect: drop it. Repeat: that may leave others without one.
+  while (!plain) {
+    let needAbsent = -Infinity;
+    let needExisting = -Infinity;
+    const needValue = new Map<number, number>();
+    const need = (v: number, t: number): void => {
+      if (v === ABSENT) needAbsent = Math.max(needAbsent, t);
+      else if (v >= 0) needValue.set(v, Math.max(needValue.get(v) ?? -Infinity, t));
+    };
+    for (const r of rows) {
+      if (r.kind === K_GET || r.kind === K_CAS_MAYBE || r.kind === K_CAS_ANY) need(r.a, r.ret);
+      else if (r.kind === K_DEL) {
+        if (r.a === 0) needAbsent = Math.max(needAbsent, r.ret);
+        else needExisting = Math.max(needExisting, r.ret);
+      } else if (r.kind === K_CAS) need(r.c === 1 ? r.a : r.d, r.ret);
+      else if (r.kind === K_UNREAD_WRITE) needAbsent = Math.max(needAbsent, r.ret);
+    }
+    const useless = (r: Row): boolean => {
+      if (r.ret !== Infinity) return false;
+      const t = r.item.op.invoke;
+      if (r.kind === K_DEL_MAYBE || (r.kind === K_CAS_MAYBE && r.b === ABSENT)) return needAbsent < t;
+      if (r.kind === K_PUT_MAYBE || r.kind === K_CAS_MAYBE) return (needValue.get(r.kind === K_PUT_MAYBE ? r.a : r.b) ?? -Infinity) < t && needExisting < t;
+      return false; // unread writes are only made when a del that needs them can follow
+    };
+    const keep = rows.filter((r) => !useless(r));
+    if (keep.length === rows.length) break;
+    for (const r of rows) if (useless(r)) dropped.push(r.item);
+    rows = keep;
+  }
+  // A value a completed operation observed must be held initially or written by an operation
+  // invoked before that one completed.
+  let impossible = false;
+  const firstWrite = new Map<number, number>();
+  for (const r of rows) {
+    const v = r.kind === K_PUT || r.kind === K_PUT_MAYBE ? r.a : (r.kind === K_CAS && r.c === 1) || r.kind === K_CAS_MAYBE || r.kind === K_CAS_ANY ? r.b : ABSENT;
+    if (v !== ABSENT) firstWrite.set(v, Math.min(firstWrite.get(v) ?? Infinity, r.item.op.invoke));
+  }
+  for (const r of rows) {
+    const v = r.kind === K_GET ? r.a : r.kind === K_CAS ? (r.c === 1 ? r.a : r.d) : ABSENT;
+    if (!plain && v >= FIRST_VALUE && !mayStartWith.has(v) && !((firstWrite.get(v) ?? Infinity) <= r.ret)) impossible = true;
+  }
+
   const byInvoke = (x: Row, y: Row): number => x.item.op.invoke - y.item.op.invoke || x.item.op.id - y.item.op.id;
   const bounded = rows.filter((r) => r.ret < Infinity).sort(byInvoke);
   const unbounded = rows.filter((r) => r.ret === Infinity).sort(byInvoke);
@@ -516,8 +623,13 @@ function compile(items: readonly Item[], values: ValueTable, mayStartWith: Reado
     clsRank: new Int32Array(n),
     classes: 0,
     order: new Int32Array(2 * n),
+    pred: new Int32Array(n),
+    succStart: new Int32Array(n + 1),
+    succ: new Int32Array(0),
     dropped,
-    mentioned,
+    referenced: referencedIds,
+    impossible,
+    plain,
   };
   const classIds = new Map<string, { id: number; size: number }>();
   all.forEach((r, i) => {
@@ -528,9 +640,11 @@ function compile(items: readonly Item[], values: ValueTable, mayStartWith: Reado
     c.d[i] = r.d;
     c.call[i] = r.item.op.invoke;
     c.ret[i] = r.ret;
-    if (r.cls !== null) {
-      let k = classIds.get(r.cls);
-      if (k === undefined) classIds.set(r.cls, (k = { id: classIds.size, size: 0 }));
+    // Every unbounded operation needs a class: the memo knows which were used only through them.
+    const key = r.cls ?? (r.ret === Infinity ? `#${r.item.op.id}` : null);
+    if (key !== null) {
+      let k = classIds.get(key);
+      if (k === undefined) classIds.set(key, (k = { id: classIds.size, size: 0 }));
       c.cls[i] = k.id;
       c.clsRank[i] = k.size++;
     }
@@ -541,11 +655,143 @@ function compile(items: readonly Item[], values: ValueTable, mayStartWith: Reado
   const time = (e: number): number => (e < n ? c.call[e]! : c.ret[e - n]!);
   entries.sort((x, y) => time(x) - time(y) || (x < n ? 0 : 1) - (y < n ? 0 : 1) || x - y);
   c.order.set(entries);
+  if (!plain) impliedOrder(c, values.size, mayStartWith);
   return c;
+}
+
+/**
+ * Precedence between operations with a completion bound that every linearization obeys, when a
+ * value v (not possibly held initially) has exactly one writer w and is observed by completed
+ * operations (a get that returned v, a cas that found v): just before each observer the key holds
+ * v, and only w ever makes it hold v. So w comes before every observer. Every bounded operation o
+ * has a known state after it (a put or get: its value; a del: absent; a cas: `current`). So, for o
+ * with after(o) != v:
+ *   - if o precedes an observer r in real time, o comes before w (else the key would not hold v
+ *     when r takes effect);
+ *   - if w precedes o in real time, every observer comes before o (after o the key never holds v
+ *     again).
+ * Real-time order already covers the pairs left out below. The search only gets fewer orders to
+ * try; the edges are optional (capped in number), never needed for correctness.
+ */
+function impliedOrder(c: Compiled, valueCount: number, mayStartWith: ReadonlySet<number>): void {
+  const { finite, kind, a, b, call, ret } = c;
+  const after = new Int32Array(finite);
+  const writer = new Int32Array(valueCount).fill(-1);
+  const writers = new Int32Array(valueCount);
+  const observers: number[][] = [];
+  for (let i = 0; i < finite; i++) {
+    const k = kind[i]!;
+    let written = -1;
+    let seen = -1;
+    if (k === K_PUT || k === K_PUT_MAYBE) {
+      after[i] = a[i]!;
+      written = a[i]!;
+    } else if (k === K_GET) {
+      after[i] = a[i]!;
+      seen = a[i]!;
+    } else if (k === K_DEL) after[i] = ABSENT;
+    else if (k === K_CAS) {
+      if (c.c[i] === 1) {
+        after[i] = b[i]!;
+        if (a[i] !== b[i]) written = b[i]!;
+        seen = a[i]!;
+      } else {
+        after[i] = c.d[i]!;
+        seen = c.d[i]!;
+      }
+    } else if (k === K_CAS_MAYBE) {
+      after[i] = b[i]!;
+      written = b[i]!;
+    } else if (k === K_DEL_ANY) after[i] = ABSENT;
+    else if (k === K_CAS_ANY) {
+      after[i] = -1; // swapped or not
+      if (a[i] !== b[i]) written = b[i]!; // the only possible writer of b is a writer of b
+    } else after[i] = -1;
+    if (written > ABSENT) {
+      writers[written]!++;
+      writer[written] = i;
+    }
+    if (seen > ABSENT) (observers[seen] ??= []).push(i);
+  }
+  // Unbounded operations may write values too: such a value has no unique bounded writer.
+  for (let i = finite; i < c.n; i++) {
+    const k = kind[i]!;
+    const v = k === K_PUT_MAYBE ? a[i]! : k === K_CAS_MAYBE ? b[i]! : -1;
+    if (v > ABSENT) writers[v]!++;
+  }
+  const byRet = Array.from({ length: finite }, (_, i) => i).sort((x, y) => ret[x]! - ret[y]!);
+  const from: number[] = [];
+  const to: number[] = [];
+  const cap = 64 * c.n + 1024;
+  for (let v = FIRST_VALUE; v < valueCount && from.length < cap; v++) {
+    const obs = observers[v];
+    const w = writer[v]!;
+    if (obs === undefined || writers[v] !== 1 || w < 0 || mayStartWith.has(v)) continue;
+    // w before every observer.
+    for (const r of obs) {
+      if (call[r]! <= ret[w]!) {
+        from.push(w);
+        to.push(r);
+      }
+    }
+    // o ends before some observer starts: o before w.
+    let lastObsCall = -Infinity;
+    for (const r of obs) if (call[r]! > lastObsCall) lastObsCall = call[r]!;
+    let lo = 0;
+    let hi = finite;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (ret[byRet[mid]!]! < call[w]!) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let j = lo; j < finite && from.length < cap; j++) {
+      const o = byRet[j]!;
+      if (ret[o]! >= lastObsCall) break;
+      if (o !== w && after[o] !== v && after[o]! >= 0) {
+        from.push(o);
+        to.push(w);
+      }
+    }
+    // o starts after w ended: every observer before o (bounded operations are sorted by invocation).
+    const wEnd = ret[w]!;
+    lo = 0;
+    hi = finite;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (call[mid]! <= wEnd) lo = mid + 1;
+      else hi = mid;
+    }
+    for (const r of obs) {
+      for (let o = lo; o < finite && call[o]! <= ret[r]! && from.length < cap; o++) {
+        if (o !== r && after[o] !== v && after[o]! >= 0) {
+          from.push(r);
+          to.push(o);
+        }
+      }
+    }
+  }
+  const m = from.length;
+  const start = c.succStart;
+  for (let e = 0; e < m; e++) {
+    start[from[e]! + 1]!++;
+    c.pred[to[e]!]!++;
+  }
+  for (let i = 0; i < c.n; i++) start[i + 1]! += start[i]!;
+  const fill = start.slice(0, c.n);
+  c.succ = new Int32Array(m);
+  for (let e = 0; e < m; e++) c.succ[fill[from[e]!]!++] = to[e]!;
 }
 
 // ================================================================================================
 // The search
+
+/**
+ * Added to the state right after an operation without a completion bound took effect: the next
+ * operation must depend on the state it left. If a blind write (a put, or a del of unknown result) came next
+ * instead, the earlier one could be left out of the linearization (it is optional) and everything
+ * after would stay the same; so only such orders need to be tried.
+ */
+const FRESH = 1 << 29;
 
 /** The deepest configuration a search reached (for explanations). */
 interface Trace {
@@ -561,14 +807,63 @@ function mix32(x: number): number {
 }
 
 /**
+ * Whether real-time order and the implied order (impliedOrder) together still allow some order of
+ * the bounded operations, ignoring the model: Kahn's algorithm on their union (the real-time part
+ * through the time-ordered list: an operation is free once its call comes before every return left).
+ * False means no linearization exists; found in O(n * concurrency) instead of by exhausting the
+ * search (typical of stale reads: w1 < w2 < r in real time, r reads w1, so w2 must precede w1).
+ */
+function orderable(c: Compiled): boolean {
+  const { n, finite, order, succStart, succ } = c;
+  if (c.succ.length === 0) return true;
+  const pred = c.pred.slice();
+  const H = 2 * n;
+  const next = new Int32Array(2 * n + 2);
+  const prev = new Int32Array(2 * n + 2);
+  let p = H;
+  for (let i = 0; i < 2 * n; i++) {
+    const e = order[i]!;
+    next[p] = e;
+    prev[e] = p;
+    p = e;
+  }
+  next[p] = H + 1;
+  prev[H + 1] = p;
+  let left = finite;
+  while (left > 0) {
+    let e = next[H]!;
+    while (e < n && (e >= finite || pred[e] !== 0)) e = next[e]!;
+    if (e >= n) return false; // a bounded return (or the end) before any free bounded call
+    for (let j = succStart[e]!; j < succStart[e + 1]!; j++) pred[succ[j]!]!--;
+    for (const x of [e, n + e]) {
+      next[prev[x]!] = next[x]!;
+      prev[next[x]!] = prev[x]!;
+    }
+    left--;
+  }
+  return true;
+}
+
+/**
  * WGL/Lowe search from each initial state in turn (one memo table for all: a configuration that
  * failed from one initial state fails from every other). True when some linearization exists.
+ *
+ * A configuration is (linearized bounded operations as a bitset, how many of each class of
+ * unbounded operations were used, state); since a class is always used in one order, the counts
+ * say which. Memo entries are configurations entered before: finished ones all failed (success ends
+ * the search), unfinished ones are the current path, which never repeats. Besides exact repeats, a
+ * configuration is skipped when a failed one had the same bitset and state with at most as many
+ * of each class used: it could do everything this one can (the earlier members of a class are
+ * available whenever the later ones are, with the same effect; unbounded returns never block).
  */
-function search(c: Compiled, initials: readonly number[], key: string, budget: number, trace: Trace | null): boolean {
-  const { n, finite, kind, a, b, cls, clsRank, order } = c;
+function search(c: Compiled, initials: readonly number[], key: string, budget: number, trace: Trace | null, stats?: CheckStats): boolean {
+  const { n, finite, kind, a, b, cls, clsRank, order, succStart, succ } = c;
   const cc = c.c;
   const dd = c.d;
+  const classes = c.classes;
   if (finite === 0) return true;
+  if (trace === null && (c.impossible || !orderable(c))) return false;
+  const pred = c.pred.slice();
   const H = 2 * n;
   const T = 2 * n + 1;
   const next = new Int32Array(2 * n + 2);
@@ -583,75 +878,77 @@ function search(c: Compiled, initials: readonly number[], key: string, budget: n
   next[p] = T;
   prev[T] = p;
 
-  // Bitset of linearized operations: bounded ones at bits 0..finite-1, unbounded ones from word infWord0.
-  const infWord0 = (finite + 31) >>> 5;
-  const words = infWord0 + ((n - finite + 31) >>> 5);
+  // Bitset of linearized bounded operations, with an incremental (Zobrist) hash.
+  const words = (finite + 31) >>> 5;
   const bits = new Int32Array(words);
-  const bitPos = new Int32Array(n);
-  for (let i = 0; i < n; i++) bitPos[i] = i < finite ? i : infWord0 * 32 + (i - finite);
-  const z1 = new Int32Array(n);
-  const z2 = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
+  const z1 = new Int32Array(finite);
+  const z2 = new Int32Array(finite);
+  for (let i = 0; i < finite; i++) {
     z1[i] = mix32(2 * i + 0x51ed27);
     z2[i] = mix32(2 * i + 1 + 0x2c1b3c6d);
   }
   let h1 = 0;
   let h2 = 0;
-  /** First bounded op not linearized; last bounded op linearized. Words outside are all ones / zeros. */
+  /** First bounded op not linearized; last one linearized. Words before/after them are all ones/zeros. */
   let low = 0;
   let high = -1;
   const isSet = (i: number): boolean => (bits[i >>> 5]! & (1 << (i & 31))) !== 0;
+  const used = new Int32Array(classes);
 
-  // Memo: hash -> snapshots [state, lowWord, highWord, words lowWord..highWord, unbounded words].
+  // Memo: hash of (bitset, state) -> entries [failed, state, lowWord, highWord, words lowWord..highWord, used counts].
   const memo = new Map<number, Int32Array[]>();
   let configurations = 0;
-  const memoKey = (state: number): number => {
-    const k1 = (h1 ^ Math.imul(state + 1, 0x9e3779b1)) >>> 0;
-    const k2 = (h2 ^ Math.imul(state + 1, 0x85ebca77)) & 0x1fffff;
-    return k1 * 0x200000 + k2;
-  };
-  /** Adds the current configuration; false when it was there already. */
-  const remember = (state: number): boolean => {
+  /** Enters the current configuration; undefined when it (or one that dominates it) was entered before. */
+  const enter = (state: number): Int32Array | undefined => {
     const lowW = low >>> 5;
     const highW = high >> 5;
-    const k = memoKey(state);
+    const k1 = (h1 ^ Math.imul(state + 1, 0x9e3779b1)) >>> 0;
+    const k2 = (h2 ^ Math.imul(state + 1, 0x85ebca77)) & 0x1fffff;
+    const k = k1 * 0x200000 + k2;
     let bucket = memo.get(k);
     if (bucket !== undefined) {
       outer: for (const s of bucket) {
-        if (s[0] !== state || s[1] !== lowW || s[2] !== highW) continue;
-        let j = 3;
+        if (s[1] !== state || s[2] !== lowW || s[3] !== highW) continue;
+        let j = 4;
         for (let w = lowW; w <= highW; w++, j++) if (s[j] !== bits[w]) continue outer;
-        for (let w = infWord0; w < words; w++, j++) if (s[j] !== bits[w]) continue outer;
-        return false;
+        let same = true;
+        for (let x = 0; x < classes; x++, j++) {
+          const u = s[j]!;
+          if (u !== used[x]) {
+            if (u > used[x]! || s[0] === 0) continue outer; // not dominating (or not known to fail)
+            same = false;
+          }
+        }
+        if (same || s[0] === 1) return undefined;
       }
     } else {
       bucket = [];
       memo.set(k, bucket);
     }
     const span = highW >= lowW ? highW - lowW + 1 : 0;
-    const s = new Int32Array(3 + span + (words - infWord0));
-    s[0] = state;
-    s[1] = lowW;
-    s[2] = highW;
-    let j = 3;
+    const s = new Int32Array(4 + span + classes);
+    s[1] = state;
+    s[2] = lowW;
+    s[3] = highW;
+    let j = 4;
     for (let w = lowW; w <= highW; w++) s[j++] = bits[w]!;
-    for (let w = infWord0; w < words; w++) s[j++] = bits[w]!;
+    for (let x = 0; x < classes; x++) s[j++] = used[x]!;
     bucket.push(s);
     if (++configurations > budget) throw new CheckBudgetExceeded(key, configurations);
-    return true;
+    return s;
   };
-  const flip = (op: number): void => {
-    const pos = bitPos[op]!;
-    bits[pos >>> 5]! ^= 1 << (pos & 31);
-    h1 ^= z1[op]!;
-    h2 ^= z2[op]!;
-  };
-  const used = new Int32Array(c.classes);
   const stackOp = new Int32Array(n);
   const stackState = new Int32Array(n);
+  const stackEntry: (Int32Array | undefined)[] = new Array(n + 1);
+  const finish = (ok: boolean): boolean => {
+    if (stats !== undefined) stats.configurations += configurations;
+    return ok;
+  };
 
   for (const init of initials) {
-    if (!remember(init)) continue;
+    const root = enter(init);
+    if (root === undefined) continue;
+    stackEntry[0] = root;
     let state = init;
     let depth = 0;
     let done = 0;
@@ -664,32 +961,40 @@ function search(c: Compiled, initials: readonly number[], key: string, budget: n
           trace.seq = Array.from(stackOp.subarray(0, depth));
           trace.init = init;
         }
-        return true;
+        return finish(true);
       }
       if (entry < n) {
         const op = entry;
         const k = cls[op]!;
-        if ((op < finite ? 0 : 1) === phase && (k < 0 || clsRank[op] === used[k])) {
-          const ns = step(state, kind[op]!, a[op]!, b[op]!, cc[op]!, dd[op]!);
+        if ((op < finite ? 0 : 1) === phase && pred[op] === 0 && (k < 0 || clsRank[op] === used[k])) {
+          const kd = kind[op]!;
+          let ns = -1;
+          if (state < FRESH) ns = step(state, kd, a[op]!, b[op]!, cc[op]!, dd[op]!);
+          else if (kd !== K_PUT && kd !== K_PUT_MAYBE && kd !== K_DEL_MAYBE && kd !== K_DEL_ANY) ns = step(state - FRESH, kd, a[op]!, b[op]!, cc[op]!, dd[op]!);
+          if (ns >= 0 && op >= finite && ns !== UNREAD && !c.plain) ns += FRESH;
           if (ns >= 0) {
-            flip(op);
+            // Tentatively apply, enter, and undo if it was entered before.
             const oldLow = low;
             const oldHigh = high;
             if (op < finite) {
+              bits[op >>> 5]! ^= 1 << (op & 31);
+              h1 ^= z1[op]!;
+              h2 ^= z2[op]!;
               if (op === low) while (low < finite && isSet(low)) low++;
               if (op > high) high = op;
-            }
-            if (remember(ns)) {
+            } else used[k]!++;
+            const entered = enter(ns);
+            if (entered !== undefined) {
               stackOp[depth] = op;
               stackState[depth] = state;
               depth++;
+              stackEntry[depth] = entered;
               state = ns;
               if (op < finite) done++;
-              if (k >= 0) used[k]!++;
-              const ce = op;
+              for (let e = succStart[op]!; e < succStart[op + 1]!; e++) pred[succ[e]!]!--;
               const re = n + op;
-              next[prev[ce]!] = next[ce]!;
-              prev[next[ce]!] = prev[ce]!;
+              next[prev[op]!] = next[op]!;
+              prev[next[op]!] = prev[op]!;
               next[prev[re]!] = next[re]!;
               prev[next[re]!] = prev[re]!;
               if (trace !== null && depth > trace.depth) {
@@ -701,9 +1006,13 @@ function search(c: Compiled, initials: readonly number[], key: string, budget: n
               phase = 0;
               continue;
             }
-            flip(op);
-            low = oldLow;
-            high = oldHigh;
+            if (op < finite) {
+              bits[op >>> 5]! ^= 1 << (op & 31);
+              h1 ^= z1[op]!;
+              h2 ^= z2[op]!;
+              low = oldLow;
+              high = oldHigh;
+            } else used[k]!--;
           }
         }
         entry = next[entry]!;
@@ -715,32 +1024,34 @@ function search(c: Compiled, initials: readonly number[], key: string, budget: n
         entry = next[H]!;
         continue;
       }
+      // Every continuation of this configuration failed.
+      stackEntry[depth]![0] = 1;
       if (depth === 0) break;
       depth--;
       const op = stackOp[depth]!;
       state = stackState[depth]!;
-      const ce = op;
       const re = n + op;
       next[prev[re]!] = re;
       prev[next[re]!] = re;
-      next[prev[ce]!] = ce;
-      prev[next[ce]!] = ce;
-      flip(op);
+      next[prev[op]!] = op;
+      prev[next[op]!] = op;
+      for (let e = succStart[op]!; e < succStart[op + 1]!; e++) pred[succ[e]!]!++;
       if (op < finite) {
+        bits[op >>> 5]! ^= 1 << (op & 31);
+        h1 ^= z1[op]!;
+        h2 ^= z2[op]!;
         done--;
         if (op < low) low = op;
         if (op === high) {
           high--;
           while (high >= 0 && !isSet(high)) high--;
         }
-      }
-      const k = cls[op]!;
-      if (k >= 0) used[k]!--;
+      } else used[cls[op]!]!--;
       entry = next[op]!;
       phase = op < finite ? 0 : 1;
     }
   }
-  return false;
+  return finish(false);
 }
 
 // ================================================================================================
@@ -758,6 +1069,8 @@ class KeyHistory {
     readonly key: string,
     readonly all: Op[],
     private readonly budget: number,
+    private readonly stats?: CheckStats,
+    private readonly plain = false,
   ) {
     this.sorted = all.filter((o) => o.outcome !== 'fail').sort((x, y) => x.invoke - y.invoke || x.id - y.id);
     for (const o of this.sorted) {
@@ -778,7 +1091,7 @@ class KeyHistory {
 
   /**
    * Initial states for a window whose left cut is `cut` (-Infinity: none, the key starts absent):
-   * absent, each possible value the window mentions, and OTHER for all it does not mention.
+   * absent, each possible value the window reads, and OTHER for all the others.
    */
   initials(cut: number, c: Compiled): { initials: number[]; possible: Set<number> } {
     if (cut === -Infinity) return { initials: [ABSENT], possible: new Set() };
@@ -786,26 +1099,26 @@ class KeyHistory {
     const initials = [ABSENT];
     let other = false;
     for (const v of possible) {
-      if (c.mentioned.has(v)) initials.push(v);
+      if (c.referenced.has(v)) initials.push(v);
       else other = true;
     }
     if (other) initials.push(OTHER);
     return { initials, possible };
   }
 
-  compileWindow(items: readonly Item[], cut: number): { c: Compiled; initials: number[] } {
+  compileWindow(items: readonly Item[], cut: number, explain = false): { c: Compiled; initials: number[] } {
     const possible = cut === -Infinity ? new Set<number>() : this.writtenBy(cut);
-    const c = compile(items, this.values, possible);
+    const c = compile(items, this.values, possible, this.plain ? 'plain' : explain ? 'explain' : 'search');
     return { c, initials: this.initials(cut, c).initials };
   }
 
   linearizable(items: readonly Item[], cut: number, trace: Trace | null = null): boolean {
     const { c, initials } = this.compileWindow(items, cut);
-    return search(c, initials, this.key, this.budget, trace);
+    return search(c, initials, this.key, this.budget, trace, this.stats);
   }
 
   everything(): Item[] {
-    return this.sorted.map((op) => ({ op, relaxed: false }));
+    return this.sorted.map((op) => ({ op, level: 0 }));
   }
 
   /** The first k operations by invocation; those not finished before the next one's invocation lose their result. */
@@ -813,8 +1126,8 @@ class KeyHistory {
     const cut = k < this.sorted.length ? this.sorted[k]!.invoke : Infinity;
     const out: Item[] = [];
     for (const op of this.sorted.slice(0, k)) {
-      if (op.outcome === 'ok' && op.complete! < cut) out.push({ op, relaxed: false });
-      else if (op.op.type !== 'get') out.push({ op, relaxed: true });
+      if (op.outcome === 'ok' && op.complete! < cut) out.push({ op, level: 0 });
+      else if (op.op.type !== 'get') out.push({ op, level: 2 });
     }
     return out;
   }
@@ -825,7 +1138,7 @@ class KeyHistory {
     for (const it of items) {
       if (effectiveOutcome(it) === 'ok' && it.op.complete! <= cut) continue;
       if (it.op.invoke <= cut) {
-        if (it.op.op.type !== 'get') out.push({ op: it.op, relaxed: true });
+        if (it.op.op.type !== 'get') out.push({ op: it.op, level: 2 });
       } else out.push(it);
     }
     return out;
@@ -845,15 +1158,23 @@ class KeyHistory {
       else hi = mid;
     }
     let items = this.prefix(hi);
-    // 2. Latest failing left cut, at a completion time of a completed operation.
+    // 2. Latest failing left cut, at a completion time of a completed operation (failing is monotone:
+    // a later cut is a relaxation). Galloping back from the latest cut keeps the searches on small
+    // windows: proving a large one fails can take long.
     const ends = [...new Set(items.filter((it) => effectiveOutcome(it) === 'ok').map((it) => it.op.complete!))].sort((x, y) => x - y);
-    let cl = 0; // ends index + 1; 0 = no cut
-    let ch = ends.length;
     const cutAt = (j: number): number => (j === 0 ? -Infinity : ends[j - 1]!);
-    while (cl < ch) {
-      const mid = (cl + ch + 1) >>> 1;
-      if (this.linearizable(KeyHistory.leftCut(items, cutAt(mid)), cutAt(mid))) ch = mid - 1;
-      else cl = mid;
+    const failsAt = (j: number): boolean => j === 0 || this.fails(KeyHistory.leftCut(items, cutAt(j)), cutAt(j));
+    let passing = ends.length + 1; // smallest cut index known to pass (virtual beyond the last)
+    let cl = ends.length;
+    for (let stride = 1; ; stride *= 2) {
+      if (failsAt(cl)) break;
+      passing = cl;
+      cl = Math.max(0, cl - stride);
+    }
+    while (passing - cl > 1) {
+      const mid = (cl + passing) >>> 1;
+      if (failsAt(mid)) cl = mid;
+      else passing = mid;
     }
     let cut = cutAt(cl);
     if (cl > 0) items = KeyHistory.leftCut(items, cut);
@@ -909,8 +1230,10 @@ class KeyHistory {
         if (it === undefined) continue;
         if (it.op.op.type === 'get') {
           if (tryIt(items.filter((o) => o !== it), cut)) changed = true;
-        } else if (!it.relaxed && it.op.outcome === 'ok') {
-          if (tryIt(items.map((o) => (o === it ? { op: o.op, relaxed: true } : o)), cut)) changed = true;
+        } else if (it.level < 2 && it.op.outcome === 'ok') {
+          // Forget its result (a put has none), else forget that it took effect at all.
+          const relax = (level: 1 | 2): Item[] => items.map((o) => (o === it ? { op: o.op, level } : o));
+          if ((it.level === 0 && it.op.op.type !== 'put' && tryIt(relax(1), cut)) || tryIt(relax(2), cut)) changed = true;
         }
       }
     }
@@ -933,7 +1256,8 @@ class KeyHistory {
   }
 
   private explain(items: readonly Item[], cut: number): string {
-    const { c, initials } = this.compileWindow(items, cut);
+    // With every value by name (no OTHER), for the reasons below.
+    const { c, initials } = this.compileWindow(items, cut, true);
     const trace: Trace = { depth: -1, seq: [], init: ABSENT };
     const lin = search(c, initials, this.key, this.budget, trace);
     const name = (v: number): string => this.values.describe(v);
@@ -944,6 +1268,11 @@ class KeyHistory {
         ? `No order of ${these(count)} on key ${JSON.stringify(this.key)} is consistent with one copy of the key, starting absent.`
         : `No order of ${these(count)} on key ${JSON.stringify(this.key)} is consistent with one copy of the key, whatever it held at t=${fmtTime(cut)} (absent, or any value written by an operation invoked by then).`,
     );
+    const level = new Map(items.map((it) => [it.op.id, it.level]));
+    const setAside = items.filter((it) => it.level === 1 && it.op.op.type !== 'put').map((it) => `#${it.op.id}`);
+    const unknown = items.filter((it) => it.level === 2 && it.op.outcome === 'ok').map((it) => `#${it.op.id}`);
+    if (setAside.length > 0) lines.push(`That holds even ignoring the results of ${setAside.join(', ')} (they only need to take effect).`);
+    if (unknown.length > 0) lines.push(`That holds even if ${unknown.join(', ')} may have taken effect at any time after invocation, or not at all.`);
     if (lin) {
       lines.push('(The search finds this window linearizable: the explanation is incomplete.)');
       return lines.join('\n');
@@ -983,7 +1312,9 @@ class KeyHistory {
     trace.seq.forEach((op, i) => {
       state = step(state, c.kind[op]!, c.a[op]!, c.b[op]!, c.c[op]!, c.d[op]!);
       linearized.add(op);
-      if (i >= shown) lines.push(`  #${c.src[op]!.id} ${describeOp(c.src[op]!)}${c.ret[op] === Infinity ? ' (outcome unknown)' : ''}  -> key ${state === ABSENT ? 'absent' : name(state)}`);
+      const o = c.src[op]!;
+      const note = c.ret[op] === Infinity ? ' (outcome unknown)' : level.get(o.id) === 1 && o.op.type !== 'put' ? ' (result ignored)' : '';
+      if (i >= shown) lines.push(`  #${o.id} ${describeOp(o)}${note}  -> key ${state === ABSENT ? 'absent' : name(state)}`);
     });
     // After it: the operations that could come next, and the one that had to.
     const n = c.n;
@@ -1005,7 +1336,16 @@ class KeyHistory {
     for (const op of candidates) {
       if (c.ret[op] === Infinity) continue; // unknown outcome: may as well never happen
       const o = c.src[op]!;
-      lines.push(`  #${o.id} ${describeOp(o)} -> ${describeResult(o)}: ${whyNot(state, c.kind[op]!, c.a[op]!, c.b[op]!, c.c[op]!, c.d[op]!, name)}`);
+      const before: number[] = [];
+      for (let x = 0; x < c.n; x++) {
+        if (linearized.has(x)) continue;
+        for (let e = c.succStart[x]!; e < c.succStart[x + 1]!; e++) if (c.succ[e] === op) before.push(c.src[x]!.id);
+      }
+      const why =
+        before.length > 0
+          ? `it cannot come before #${before.join(', #')} (implied by the values read: see impliedOrder)`
+          : whyNot(state, c.kind[op]!, c.a[op]!, c.b[op]!, c.c[op]!, c.d[op]!, name);
+      lines.push(`  #${o.id} ${describeOp(o)} -> ${describeResult(o)}: ${why}`);
     }
     return lines.join('\n');
   }
@@ -1026,7 +1366,7 @@ export function checkLinearizable(history: readonly Op[], options: CheckOptions 
   }
   const budget = options.maxConfigurations ?? Infinity;
   for (const [key, ops] of byKey) {
-    const k = new KeyHistory(key, ops, budget);
+    const k = new KeyHistory(key, ops, budget, options.stats, options.reductions === false);
     if (!k.linearizable(k.everything(), -Infinity)) return k.violation(options.minimize ?? true);
   }
   return { ok: true };
