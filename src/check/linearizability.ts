@@ -560,35 +560,52 @@ function compile(items: readonly Item[], values: ValueTable, mayStartWith: Reado
   }
 
   // An unbounded write that takes effect must be followed, next, by an operation that depends on
-  // the state it leaves (see FRESH). One that no such operation can follow (none may complete after
-  // it is invoked) never needs to take effect: drop it. Repeat: that may leave others without one.
+  // the state it leaves (see FRESH): one that needs that value (or absence), a del that needs the key
+  // to exist (after a value), or a cas whose result is set aside (any state matters to it). So:
+  //   - one that no such operation can follow (none completes after it is invoked) never needs to
+  //     take effect: drop it, and repeat (that may leave others without one);
+  //   - each use of a class is followed by a different such operation: a class with F of them needs
+  //     only its F earliest members (the only ones ever tried first).
   while (!plain) {
-    let needAbsent = -Infinity;
-    let needExisting = -Infinity;
-    const needValue = new Map<number, number>();
-    const need = (v: number, t: number): void => {
-      if (v === ABSENT) needAbsent = Math.max(needAbsent, t);
-      else if (v >= 0) needValue.set(v, Math.max(needValue.get(v) ?? -Infinity, t));
+    const latest = new Map<number | 'absent' | 'exists' | 'any', number>();
+    const count = new Map<number | 'absent' | 'exists' | 'any', number>();
+    const need = (what: number | 'absent' | 'exists' | 'any', t: number): void => {
+      const k = what === ABSENT ? 'absent' : what;
+      if (typeof k === 'number' && k < 0) return;
+      latest.set(k, Math.max(latest.get(k) ?? -Infinity, t));
+      count.set(k, (count.get(k) ?? 0) + 1);
     };
     for (const r of rows) {
-      if (r.kind === K_GET || r.kind === K_CAS_MAYBE || r.kind === K_CAS_ANY) need(r.a, r.ret);
-      else if (r.kind === K_DEL) {
-        if (r.a === 0) needAbsent = Math.max(needAbsent, r.ret);
-        else needExisting = Math.max(needExisting, r.ret);
-      } else if (r.kind === K_CAS) need(r.c === 1 ? r.a : r.d, r.ret);
-      else if (r.kind === K_UNREAD_WRITE) needAbsent = Math.max(needAbsent, r.ret);
+      if (r.kind === K_GET || r.kind === K_CAS_MAYBE) need(r.a, r.ret);
+      else if (r.kind === K_DEL) need(r.a === 0 ? 'absent' : 'exists', r.ret);
+      else if (r.kind === K_CAS) need(r.c === 1 ? r.a : r.d, r.ret);
+      else if (r.kind === K_UNREAD_WRITE) need('absent', r.ret);
+      else if (r.kind === K_CAS_ANY) need('any', r.ret);
     }
-    const useless = (r: Row): boolean => {
-      if (r.ret !== Infinity) return false;
-      const t = r.item.op.invoke;
-      if (r.kind === K_DEL_MAYBE || (r.kind === K_CAS_MAYBE && r.b === ABSENT)) return needAbsent < t;
-      if (r.kind === K_PUT_MAYBE || r.kind === K_CAS_MAYBE) return (needValue.get(r.kind === K_PUT_MAYBE ? r.a : r.b) ?? -Infinity) < t && needExisting < t;
-      return false; // unread writes are only made when a del that needs them can follow
+    const followers = (r: Row): { last: number; n: number } | undefined => {
+      if (r.ret !== Infinity) return undefined;
+      const of = (...ks: (number | 'absent' | 'exists' | 'any')[]): { last: number; n: number } => ({
+        last: Math.max(...ks.map((k) => latest.get(k) ?? -Infinity)),
+        n: ks.reduce<number>((sum, k) => sum + (count.get(k) ?? 0), 0),
+      });
+      if (r.kind === K_UNREAD_WRITE) return of('exists');
+      if (r.kind === K_DEL_MAYBE || (r.kind === K_CAS_MAYBE && r.b === ABSENT)) return of('absent', 'any');
+      if (r.kind === K_PUT_MAYBE || r.kind === K_CAS_MAYBE) return of(r.kind === K_PUT_MAYBE ? r.a : r.b, 'exists', 'any');
+      return undefined;
     };
-    const keep = rows.filter((r) => !useless(r));
-    if (keep.length === rows.length) break;
-    for (const r of rows) if (useless(r)) dropped.push(r.item);
-    rows = keep;
+    const rank = new Map<string, number>();
+    const useless = new Set<Row>();
+    for (const r of [...rows].sort((x, y) => x.item.op.invoke - y.item.op.invoke || x.item.op.id - y.item.op.id)) {
+      const f = followers(r);
+      if (f === undefined) continue;
+      const k = r.cls ?? `#${r.item.op.id}`;
+      const i = rank.get(k) ?? 0;
+      rank.set(k, i + 1);
+      if (f.last < r.item.op.invoke || i >= f.n) useless.add(r);
+    }
+    if (useless.size === 0) break;
+    for (const r of useless) dropped.push(r.item);
+    rows = rows.filter((r) => !useless.has(r));
   }
   // A value a completed operation observed must be held initially or written by an operation
   // invoked before that one completed.
@@ -1149,13 +1166,17 @@ class KeyHistory {
     if (!minimize) {
       return { ok: false, key: this.key, window: [...this.sorted], explanation: this.explain(this.everything(), -Infinity) };
     }
-    // 1. Shortest failing prefix (failing is monotone in k: a shorter prefix is a relaxation).
+    // 1. Shortest failing prefix (failing is monotone in k: a shorter prefix is a relaxation). When
+    // the quick checks (no search) already fail the whole history, the shortest prefix they fail
+    // will do: proving that longer prefixes are linearizable would take a search each.
+    const quick = this.quickFail(this.everything(), -Infinity);
+    const failsPrefix = (k: number): boolean => (quick ? this.quickFail(this.prefix(k), -Infinity) : this.fails(this.prefix(k), -Infinity));
     let lo = 1;
     let hi = this.sorted.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (this.linearizable(this.prefix(mid), -Infinity)) lo = mid + 1;
-      else hi = mid;
+      if (failsPrefix(mid)) hi = mid;
+      else lo = mid + 1;
     }
     let items = this.prefix(hi);
     // 2. Latest failing left cut, at a completion time of a completed operation (failing is monotone:
@@ -1179,16 +1200,23 @@ class KeyHistory {
     let cut = cutAt(cl);
     if (cl > 0) items = KeyHistory.leftCut(items, cut);
     // 3. Greedy shrinking.
-    ({ items, cut } = this.shrink(items, cut));
+    let aside: Item[];
+    ({ items, cut, aside } = this.shrink(items, cut));
     const ids = new Set(items.map((it) => it.op.id));
     const window = this.sorted.filter((o) => ids.has(o.id));
     window.push(...this.failedWritesObservedBy(window));
     window.sort((x, y) => x.invoke - y.invoke || x.id - y.id);
-    return { ok: false, key: this.key, window, explanation: this.explain(items, cut) };
+    return { ok: false, key: this.key, window, explanation: this.explain(items, cut, aside) };
   }
 
   private fails(items: readonly Item[], cut: number): boolean {
     return !this.linearizable(items, cut);
+  }
+
+  /** Fails without a search: a value observed that nothing could write, or a precedence cycle. */
+  private quickFail(items: readonly Item[], cut: number): boolean {
+    const { c } = this.compileWindow(items, cut);
+    return c.impossible || !orderable(c);
   }
 
   /** Removes what the compile step would ignore anyway (unread unknown writes no del needs, no-op cas). */
@@ -1199,14 +1227,22 @@ class KeyHistory {
     return items.filter((it) => !gone.has(it));
   }
 
-  private shrink(items0: Item[], cut0: number): { items: Item[]; cut: number } {
+  /**
+   * Greedy shrinking, keeping it failing. Most steps are relaxations. Unknown-outcome operations can
+   * also be set aside (`aside`) when the window fails without them; every other step then also
+   * checks that it still fails with them, so they could not have made it linearizable.
+   */
+  private shrink(items0: Item[], cut0: number): { items: Item[]; cut: number; aside: Item[] } {
     let items = this.withoutIrrelevant(items0, cut0);
     let cut = cut0;
+    const aside: Item[] = [];
     const MAX_ATTEMPTS = 4000;
     let attempts = 0;
+    /** A relaxation of the window: accepted when it still fails, with and without what is aside. */
     const tryIt = (cand: Item[], candCut: number): boolean => {
       if (attempts++ >= MAX_ATTEMPTS) return false;
       if (!this.fails(cand, candCut)) return false;
+      if (aside.length > 0 && !this.fails([...cand, ...aside], candCut)) return false;
       items = this.withoutIrrelevant(cand, candCut);
       cut = candCut;
       return true;
@@ -1236,8 +1272,18 @@ class KeyHistory {
           if ((it.level === 0 && it.op.op.type !== 'put' && tryIt(relax(1), cut)) || tryIt(relax(2), cut)) changed = true;
         }
       }
+      // Set aside unknown-outcome operations the window fails without.
+      for (const it of [...items]) {
+        if (effectiveOutcome(it) !== 'unknown' || attempts++ >= MAX_ATTEMPTS) continue;
+        const cand = items.filter((o) => o !== it);
+        if (this.fails(cand, cut)) {
+          items = this.withoutIrrelevant(cand, cut);
+          aside.push(it);
+          changed = true;
+        }
+      }
     }
-    return { items, cut };
+    return { items, cut, aside };
   }
 
   /** Failed writes of a value some operation of the window reports (context for the table). */
@@ -1255,7 +1301,7 @@ class KeyHistory {
     return this.all.filter((o) => o.outcome === 'fail' && seen.has(o.op.type === 'put' ? o.op.value : o.op.type === 'cas' ? (o.op.next ?? '\u0000none') : '\u0000none'));
   }
 
-  private explain(items: readonly Item[], cut: number): string {
+  private explain(items: readonly Item[], cut: number, aside: readonly Item[] = []): string {
     // With every value by name (no OTHER), for the reasons below.
     const { c, initials } = this.compileWindow(items, cut, true);
     const trace: Trace = { depth: -1, seq: [], init: ABSENT };
@@ -1271,8 +1317,14 @@ class KeyHistory {
     const level = new Map(items.map((it) => [it.op.id, it.level]));
     const setAside = items.filter((it) => it.level === 1 && it.op.op.type !== 'put').map((it) => `#${it.op.id}`);
     const unknown = items.filter((it) => it.level === 2 && it.op.outcome === 'ok').map((it) => `#${it.op.id}`);
-    if (setAside.length > 0) lines.push(`That holds even ignoring the results of ${setAside.join(', ')} (they only need to take effect).`);
+    if (setAside.length > 0) lines.push(`That holds even ignoring what ${setAside.join(', ')} returned (only that ${setAside.length === 1 ? 'it' : 'they'} took effect).`);
     if (unknown.length > 0) lines.push(`That holds even if ${unknown.join(', ')} may have taken effect at any time after invocation, or not at all.`);
+    if (aside.length > 0) {
+      const ids = aside.map((it) => `#${it.op.id}`);
+      lines.push(
+        `Left out: ${ids.slice(0, 12).join(', ')}${ids.length > 12 ? `, ... (${ids.length})` : ''}; even as operations that may or may not have taken effect, at any time after their invocation, they cannot change that.`,
+      );
+    }
     if (lin) {
       lines.push('(The search finds this window linearizable: the explanation is incomplete.)');
       return lines.join('\n');
