@@ -5,6 +5,7 @@
  * brute-force search over every order on thousands of small random histories.
  */
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import {
   CheckBudgetExceeded,
@@ -370,7 +371,7 @@ describe('non-linearizable histories are rejected, with the offending operations
 describe('input and recording', () => {
   test('malformed histories are refused with the op named', () => {
     const ok = (o: Partial<Op>): Op[] => [{ id: 5, client: 1, key: 'k', op: { type: 'get' }, invoke: 0, complete: 1, outcome: 'ok', result: null, ...o }];
-    assert.throws(() => checkLinearizable(ok({ complete: undefined })), /history op 5: an ok operation needs a completion time/);
+    assert.throws(() => checkLinearizable(ok({ complete: undefined })), /history op 5: an ok operation needs a finite completion time/);
     assert.throws(() => checkLinearizable(ok({ complete: -1 })), /completes before it is invoked/);
     assert.throws(() => checkLinearizable(ok({ result: 3 as unknown as string })), /needs a result/);
     assert.throws(() => checkLinearizable(ok({ op: { type: 'del' }, result: null })), /boolean/);
@@ -378,6 +379,24 @@ describe('input and recording', () => {
     assert.throws(() => checkLinearizable(ok({ outcome: 'maybe' as Outcome })), /outcome/);
     // fail/unknown ops need no result or completion
     assert.ok(checkLinearizable(ok({ outcome: 'unknown', complete: undefined, result: undefined })).ok);
+  });
+
+  test('src/check imports nothing with I/O (the runner and the tests share it)', () => {
+    const dir = new URL('../../src/check/', import.meta.url);
+    const files = readdirSync(dir).filter((f) => f.endsWith('.ts'));
+    assert.ok(files.includes('linearizability.ts') && files.includes('kv-model.ts'));
+    const allowed = new Set(['./kv-model.ts', './linearizability.ts', '../sim/prng.ts']);
+    for (const f of files) {
+      const text = readFileSync(new URL(f, dir), 'utf8');
+      for (const m of text.matchAll(/^(import|export)( type)?\b[^'"]*?from\s+'([^']+)'/gm)) {
+        const [, , typeOnly, spec] = m;
+        // Type-only imports vanish at run time; the SDK's error codes are one.
+        if (typeOnly !== undefined && spec === '../client/errors.ts') continue;
+        assert.ok(allowed.has(spec!), `${f} imports ${spec}`);
+      }
+    }
+    // The one module outside src/check it loads at run time imports nothing at all.
+    assert.doesNotMatch(readFileSync(new URL('../sim/prng.ts', dir), 'utf8'), /^import /m);
   });
 
   test('maxConfigurations bounds a search', () => {
