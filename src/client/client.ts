@@ -73,6 +73,12 @@ export interface PbftClientOptions {
   /** WebSocket constructor (default: globalThis.WebSocket, else the `ws` package). */
   WebSocketImpl?: WebSocketConstructor;
   transportLimits?: Partial<TransportLimits>;
+  /**
+   * Deliberately broken acceptance, for negative controls only (a checker that cannot catch a
+   * broken client proves nothing): `acceptFirstReply` takes the first reply instead of f+1
+   * matching ones. Never set by the CLI.
+   */
+  unsafeTestOnly?: { acceptFirstReply?: boolean };
 }
 
 /**
@@ -172,6 +178,7 @@ export class PbftClient {
   private readonly n: number;
   private readonly f: number;
   private readonly log: Logger;
+  private readonly acceptFirstReply: boolean;
   /** The view the client believes the cluster is in (its primary is view mod n). */
   private currentView = 0;
   private lastTimestamp = 0;
@@ -186,7 +193,7 @@ export class PbftClient {
     clientId: number,
     private readonly requests: RequestSigner,
     private readonly transport: ClientTransport,
-    options: { timeoutMs: number; retransmitMs: number; log: Logger },
+    options: { timeoutMs: number; retransmitMs: number; log: Logger; acceptFirstReply: boolean },
   ) {
     this.cluster = cluster;
     this.clientId = clientId;
@@ -195,6 +202,7 @@ export class PbftClient {
     this.timeoutMs = options.timeoutMs;
     this.retransmitMs = options.retransmitMs;
     this.log = options.log;
+    this.acceptFirstReply = options.acceptFirstReply;
     transport.onFrame((replica, frame) => this.onFrame(replica, frame));
   }
 
@@ -228,7 +236,7 @@ export class PbftClient {
       throw new ConnectError(`cannot reach the cluster: ${err instanceof Error ? err.message : String(err)}`);
     }
     const requests = new RequestSigner(cluster, key.id, signer, verifier, hash);
-    return new PbftClient(cluster, key.id, requests, transport, { timeoutMs, retransmitMs, log });
+    return new PbftClient(cluster, key.id, requests, transport, { timeoutMs, retransmitMs, log, acceptFirstReply: options.unsafeTestOnly?.acceptFirstReply === true });
   }
 
   // ----------------------------------------------------------------------------------------------
@@ -320,7 +328,7 @@ export class PbftClient {
         request,
         frame,
         refusals: new RefusalCollector(this.f, this.clientId, timestamp, (r) => this.requests.verifyRefusal(r, request)),
-        collector: new ReplyCollector(this.n, this.f, this.clientId, timestamp, (r) => this.requests.verifyReply(r)),
+        collector: new ReplyCollector(this.n, this.acceptFirstReply ? 0 : this.f, this.clientId, timestamp, (r) => this.requests.verifyReply(r)),
         attempt: 0,
         resolve,
         reject,
