@@ -53,7 +53,8 @@ export function addSimCommand(program: Command): Command {
       `
 Each seed draws its own faults (loss, duplication, reordering, partitions, crashes at every point
 of the turn pipeline: crash, crash-before-write, crash-during-write, crash-after-write-before-send;
-slow disks, a wiped disk, a damaged disk, up to f byzantine replicas and a byzantine client), then
+slow disks, a wiped disk, a damaged disk, pauses (like SIGSTOP, then a burst of the missed ticks), up
+to f byzantine replicas and a byzantine client), then
 heals the network and checks that every request is answered. Checkers, run as things happen:
 agreement, durability (nothing leaves a replica before what it depends on is on its disk), no
 equivocation, one result per request, accepted results equal executed ones, stable checkpoints
