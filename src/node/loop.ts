@@ -8,8 +8,11 @@
  * and it:
  *   1. calls `replica.tick()` once per `tickMs` of wall time elapsed since the last tick (at most
  *      CATCH_UP_TICKS_MAX in one turn: a stalled process does not spin),
- *   2. hands every queued frame to `replica.receive` (after the ticks: a frame that waited while the
- *      process was paused arrives at the end of the missed time, not before it),
+ *   2. hands queued frames to `replica.receive` (after the ticks: a frame that waited while the
+ *      process was paused arrives at the end of the missed time, not before it): at most
+ *      TURN_FRAMES_MAX, one per sender at a time, round-robin (each sender's frames wait in their own
+ *      queue, at most SOURCE_QUEUE_BYTES_MAX): a flooding peer or client cannot starve the others,
+ *      and the sockets and /status are served between turns,
  *   3. `flush()`es the core and submits its Ready to the pipeline: the turn's writes go to the disk
  *      (src/node/disk.ts) in one synced batch together with those of the other turns waiting, and
  *      each message, reply and event leaves once the writes it depends on are durable
@@ -35,6 +38,14 @@ export const TICK_MS_DEFAULT = 10;
 export const CATCH_UP_TICKS_MAX = 100;
 /** Frames waiting for the loop, at most (bytes); above it, new frames are dropped and counted. */
 export const INBOUND_QUEUE_BYTES_MAX = 256 * 1024 * 1024;
+/** Frames waiting from one sender (a replica or a client), at most (bytes): a flooder fills its own share only. */
+export const SOURCE_QUEUE_BYTES_MAX = 64 * 1024 * 1024;
+/**
+ * Frames one turn hands to the core, at most, taken round-robin across senders: a sender that
+ * floods gets a turn's share like any other, and the rest wait for the next turn, which runs after
+ * the event loop has served sockets and /status (each turn drained the whole queue before).
+ */
+export const TURN_FRAMES_MAX = 1_024;
 /** Turns whose effects wait for the disk, at most; beyond it, frames wait in the inbound queue. */
 export const PENDING_TURNS_MAX = DEFAULT_PIPELINE_OPTIONS.pendingTurnsMax;
 /** Writes of turns that send nothing wait for a turn that does, at most this long (ms). */
@@ -63,6 +74,14 @@ interface Queued {
   frame: Uint8Array;
 }
 
+/** One sender's frames, in arrival order. */
+interface SourceQueue {
+  from: Source;
+  frames: Uint8Array[];
+  head: number;
+  bytes: number;
+}
+
 export class TurnLoop {
   /** Turns run. */
   turns = 0;
@@ -70,7 +89,10 @@ export class TurnLoop {
   inboundFramesDropped = 0;
   /** Set by attach(), after recovery. */
   private replica: Replica | undefined;
-  private queue: Queued[] = [];
+  /** Frames waiting, per sender; `ready` lists the senders with frames, in round-robin order. */
+  private readonly sources = new Map<string, SourceQueue>();
+  private ready: SourceQueue[] = [];
+  private queuedCount = 0;
   private queuedBytes = 0;
   private turnScheduled = false;
   /** Computed turns on their way to the disk and out (see pipeline.ts). */
@@ -113,7 +135,7 @@ export class TurnLoop {
 
   /** Frames waiting for the next turn. */
   get queuedFrames(): number {
-    return this.queue.length;
+    return this.queuedCount;
   }
 
   /** True once a write failed (the pipeline stopped). */
@@ -128,9 +150,50 @@ export class TurnLoop {
       this.inboundFramesDropped++;
       return;
     }
-    this.queue.push({ from: { kind: from.kind, id: from.id }, frame });
+    const key = `${from.kind}:${from.id}`;
+    let q = this.sources.get(key);
+    if (q === undefined) {
+      q = { from: { kind: from.kind, id: from.id }, frames: [], head: 0, bytes: 0 };
+      this.sources.set(key, q);
+    }
+    if (q.bytes + frame.length > SOURCE_QUEUE_BYTES_MAX) {
+      this.inboundFramesDropped++;
+      return;
+    }
+    if (q.frames.length === q.head) this.ready.push(q);
+    q.frames.push(frame);
+    q.bytes += frame.length;
+    this.queuedCount++;
     this.queuedBytes += frame.length;
     this.schedule();
+  }
+
+  /** Up to TURN_FRAMES_MAX frames, one per sender at a time, round-robin. */
+  private takeFrames(): Queued[] {
+    const out: Queued[] = [];
+    while (out.length < TURN_FRAMES_MAX && this.ready.length > 0) {
+      const next: SourceQueue[] = [];
+      for (const q of this.ready) {
+        if (out.length >= TURN_FRAMES_MAX) {
+          next.push(q);
+          continue;
+        }
+        const frame = q.frames[q.head]!;
+        q.frames[q.head] = undefined as unknown as Uint8Array; // release the reference
+        q.head++;
+        q.bytes -= frame.length;
+        this.queuedCount--;
+        this.queuedBytes -= frame.length;
+        out.push({ from: q.from, frame });
+        if (q.head < q.frames.length) next.push(q);
+        else {
+          q.frames = [];
+          q.head = 0;
+        }
+      }
+      this.ready = next;
+    }
+    return out;
   }
 
   /**
@@ -173,7 +236,9 @@ export class TurnLoop {
 
   /** Forgets the frames waiting (the owner stopped). */
   clearQueue(): void {
-    this.queue = [];
+    this.sources.clear();
+    this.ready = [];
+    this.queuedCount = 0;
     this.queuedBytes = 0;
   }
 
@@ -187,7 +252,7 @@ export class TurnLoop {
    */
   private schedule(): void {
     if (!this.host.running() || this.turnScheduled) return;
-    if (this.queue.length === 0 && !this.tickDue()) return;
+    if (this.queuedCount === 0 && !this.tickDue()) return;
     if (!this.pipeline.canCompute) return;
     this.turnScheduled = true;
     setImmediate(() => {
@@ -231,10 +296,7 @@ export class TurnLoop {
     }
     for (let i = 0; i < ticks; i++) replica.tick();
 
-    const frames = this.queue;
-    this.queue = [];
-    this.queuedBytes = 0;
-    for (const f of frames) replica.receive(f.from, f.frame);
+    for (const f of this.takeFrames()) replica.receive(f.from, f.frame);
     return replica.flush();
   }
 }

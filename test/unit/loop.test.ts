@@ -1,0 +1,68 @@
+/**
+ * The replica loop's inbound queue (src/node/loop.ts): frames are taken round-robin across senders,
+ * at most TURN_FRAMES_MAX per turn, and one sender's share is bounded, so a peer or client that
+ * floods cannot starve the others nor hold the event loop for its whole backlog.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SOURCE_QUEUE_BYTES_MAX, TURN_FRAMES_MAX, TurnLoop } from '../../src/node/loop.ts';
+import type { Ready, Replica, Source } from '../../src/core/replica.ts';
+
+/** Frames received before each flush (one turn each). */
+const turnEnds: number[] = [];
+
+function fakeReplica(received: Array<{ from: Source; tag: number }>): Replica {
+  let index = 0;
+  return {
+    receive: (from: Source, frame: Uint8Array) => received.push({ from, tag: frame[0]! }),
+    tick: () => undefined,
+    flush: (): Ready => (turnEnds.push(received.length), { index: ++index, writes: [], clears: [], messages: [], replies: [], events: [], horizon: { view: 0, stable: 0, executed: 0 } }),
+  } as unknown as Replica;
+}
+
+function loopWith(received: Array<{ from: Source; tag: number }>): TurnLoop {
+  const loop = new TurnLoop(
+    { write: (_ops, _clears, _horizon, done) => setImmediate(() => done()) },
+    { running: () => true, perform: () => undefined, fatal: (err) => assert.fail(String(err)) },
+    { tickMs: 1_000_000, now: () => 0, pipelineTurns: true, deferWrites: true },
+  );
+  loop.attach(fakeReplica(received), undefined);
+  return loop;
+}
+
+test('a flooding sender gets a share of each turn; the others are served in the first turn', async () => {
+  const received: Array<{ from: Source; tag: number }> = [];
+  const loop = loopWith(received);
+  turnEnds.length = 0;
+  for (let i = 0; i < 5_000; i++) loop.enqueue({ kind: 'replica', id: 1 }, Uint8Array.of(1));
+  for (let i = 0; i < 3; i++) loop.enqueue({ kind: 'client', id: 7 }, Uint8Array.of(7));
+  loop.enqueue({ kind: 'replica', id: 2 }, Uint8Array.of(2));
+  assert.equal(loop.queuedFrames, 5_004);
+  await loop.runFirstTurn();
+  const first = received.slice(0, TURN_FRAMES_MAX);
+  assert.equal(first.filter((r) => r.tag === 7).length, 3, 'the client was served in the first turn');
+  assert.equal(first.filter((r) => r.tag === 2).length, 1);
+  assert.equal(turnEnds[0], TURN_FRAMES_MAX, 'the first turn took TURN_FRAMES_MAX frames, not the whole backlog');
+  // Each sender's frames stay in order: the client's three come before the flooder's fourth.
+  assert.deepEqual(received.slice(0, 6).map((r) => r.tag), [1, 7, 2, 1, 7, 1]);
+  // Later turns (scheduled after I/O) take the rest.
+  await new Promise<void>((resolve) => {
+    const poll = (): void => (loop.queuedFrames === 0 ? resolve() : void setTimeout(poll, 5));
+    poll();
+  });
+  assert.equal(received.length, 5_004);
+  assert.ok(turnEnds.length >= Math.ceil(5_004 / TURN_FRAMES_MAX), `${turnEnds.length} turns`);
+});
+
+test('one sender cannot fill the whole inbound bound: beyond its share its frames are dropped and counted', () => {
+  const received: Array<{ from: Source; tag: number }> = [];
+  const loop = loopWith(received);
+  const big = new Uint8Array(1024 * 1024);
+  const fits = Math.floor(SOURCE_QUEUE_BYTES_MAX / big.length);
+  for (let i = 0; i < fits + 5; i++) loop.enqueue({ kind: 'client', id: 3 }, big);
+  assert.equal(loop.inboundFramesDropped, 5);
+  loop.enqueue({ kind: 'client', id: 4 }, big);
+  assert.equal(loop.inboundFramesDropped, 5, 'another sender still gets in');
+  assert.equal(loop.queuedFrames, fits + 1);
+  loop.clearQueue();
+});
