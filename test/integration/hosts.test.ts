@@ -17,84 +17,14 @@ import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { PbftClient } from '../../src/client/client.ts';
 import { loadCluster } from '../../src/crypto/keyring.ts';
 import type { NodeStatus } from '../../src/node/replica-node.ts';
 import { freePorts } from '../../src/transport/free-ports.ts';
+import { Namespaces, probeNamespaces } from '../../src/nemesis/netns.ts';
 import { LAUNCHER, REPO_ROOT, track, waitFor, type ReplicaProc } from './helpers.ts';
 
 const N = 4;
-
-function run(cmd: string, args: string[]): { ok: boolean; out: string } {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  return { ok: r.status === 0, out: `${r.stdout ?? ''}${r.stderr ?? ''}`.trim() };
-}
-
-function must(cmd: string, args: string[]): void {
-  const r = run(cmd, args);
-  if (!r.ok) throw new Error(`${cmd} ${args.join(' ')}: ${r.out}`);
-}
-
-/** One namespace per replica on a bridge; undefined (with the reason) where that is not possible. */
-class Namespaces {
-  readonly names: string[] = [];
-  readonly bridge: string;
-  private made = false;
-
-  constructor(
-    readonly tag: string,
-    readonly subnet: string,
-  ) {
-    this.bridge = `pbr${tag}`;
-  }
-
-  static probe(): string | undefined {
-    if (process.getuid?.() !== 0) return 'needs root (ip netns)';
-    const name = `pbft-probe-${randomBytes(3).toString('hex')}`;
-    const r = run('ip', ['netns', 'add', name]);
-    if (!r.ok) return `cannot create a network namespace: ${r.out}`;
-    run('ip', ['netns', 'del', name]);
-    return undefined;
-  }
-
-  address(i: number): string {
-    return `${this.subnet}.${11 + i}`;
-  }
-
-  create(): void {
-    this.made = true;
-    must('ip', ['link', 'add', this.bridge, 'type', 'bridge']);
-    must('ip', ['addr', 'add', `${this.subnet}.1/24`, 'dev', this.bridge]);
-    must('ip', ['link', 'set', this.bridge, 'up']);
-    for (let i = 0; i < N; i++) {
-      const ns = `pbft-${this.tag}-${i}`;
-      const host = `pv${this.tag}${i}`;
-      const inner = `pi${this.tag}${i}`;
-      must('ip', ['netns', 'add', ns]);
-      this.names.push(ns);
-      must('ip', ['link', 'add', host, 'type', 'veth', 'peer', 'name', inner]);
-      must('ip', ['link', 'set', inner, 'netns', ns]);
-      must('ip', ['link', 'set', host, 'master', this.bridge]);
-      must('ip', ['link', 'set', host, 'up']);
-      must('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-      must('ip', ['-n', ns, 'addr', 'add', `${this.address(i)}/24`, 'dev', inner]);
-      must('ip', ['-n', ns, 'link', 'set', inner, 'up']);
-    }
-  }
-
-  /** Removes every namespace (their veth ends go with them) and the bridge. */
-  destroy(): string[] {
-    const left: string[] = [];
-    if (!this.made) return left;
-    for (const ns of this.names) run('ip', ['netns', 'del', ns]);
-    run('ip', ['link', 'del', this.bridge]);
-    const list = run('ip', ['netns', 'list']).out;
-    for (const ns of this.names) if (list.split('\n').some((l) => l.split(' ')[0] === ns)) left.push(ns);
-    if (run('ip', ['link', 'show', this.bridge]).ok) left.push(this.bridge);
-    return left;
-  }
-}
 
 interface Deployment {
   urls: string[];
@@ -196,13 +126,12 @@ async function exercise(name: string, deployment: Deployment): Promise<void> {
 }
 
 test('replicas in separate network namespaces, one address each, the same port', async (t) => {
-  const why = Namespaces.probe();
+  const why = probeNamespaces();
   if (why !== undefined) {
     t.skip(`network namespaces unavailable (${why}); the loopback-address test covers separate addresses`);
     return;
   }
-  const tag = randomBytes(2).toString('hex');
-  const spaces = new Namespaces(tag, `10.231.${16 + (parseInt(tag, 16) % 200)}`);
+  const spaces = new Namespaces(N);
   try {
     spaces.create();
     const urls = Array.from({ length: N }, (_, i) => `ws://${spaces.address(i)}:7001`);
