@@ -15,7 +15,7 @@
  * replaces invalid UTF-8 with U+FFFD, and its native and JS string decoders need not agree).
  * Strings must be well-formed UTF-16 (no lone surrogates): they have one UTF-8 form.
  */
-import { Encoder } from 'cbor-x';
+import { decodeCbor, encodeCbor } from '../core/encoding.ts';
 import type { Result } from './types.ts';
 
 /** A stored value: text stays text, bytes stay bytes. */
@@ -63,12 +63,6 @@ export function kvError(code: KvErrorCode): KvResult {
 const OP_TAG = { put: 0, get: 1, del: 2, cas: 3 } as const;
 const RESULT_TAG = { put: 0, get: 1, del: 2, cas: 3, error: 4 } as const;
 
-const codec = new Encoder({
-  useRecords: false,
-  mapsAsObjects: true,
-  tagUint8Array: false,
-  useFloat32: 0,
-} as ConstructorParameters<typeof Encoder>[0]);
 
 // --- helpers ------------------------------------------------------------------------------------
 
@@ -130,7 +124,7 @@ function ownValue(v: Value): Value {
 
 /** cbor-x returns Buffers that share a large backing store: return an exact-size plain copy. */
 function encodeArray(items: unknown[]): Uint8Array {
-  return new Uint8Array(codec.encode(items));
+  return new Uint8Array(encodeCbor(items));
 }
 
 function decodeCanonical<T>(
@@ -143,14 +137,11 @@ function decodeCanonical<T>(
   if (!(bytes instanceof Uint8Array)) return { ok: false, reason: `${what}: expected bytes` };
   const head = bytes[0];
   if (head === undefined || !heads.includes(head)) return { ok: false, reason: `${what}: expected a CBOR array of ${heads.map((h) => h - 0x80).join('/')} items` };
-  let items: unknown;
-  try {
-    // cbor-x caches a DataView as a property on the array it decodes: hand it a throwaway view
-    // (no copy) so the caller's array is left untouched.
-    items = codec.decode(bytes.subarray(0));
-  } catch {
-    return { ok: false, reason: `${what}: not valid CBOR` };
-  }
+  // cbor-x caches a DataView as a property on the array it decodes: hand it a throwaway view
+  // (no copy) so the caller's array is left untouched.
+  const decoded = decodeCbor(bytes.subarray(0));
+  if (!decoded.ok) return { ok: false, reason: `${what}: not valid CBOR` };
+  const items = decoded.value;
   if (!Array.isArray(items)) return { ok: false, reason: `${what}: expected an array` };
   let value: T | string;
   try {
@@ -161,7 +152,7 @@ function decodeCanonical<T>(
   if (typeof value === 'string') return { ok: false, reason: `${what}: ${value}` };
   let again: Uint8Array;
   try {
-    again = codec.encode(encode(value));
+    again = encodeCbor(encode(value));
   } catch {
     return { ok: false, reason: `${what}: not re-encodable` };
   }

@@ -17,7 +17,7 @@
  *              packets to the others dropped, theirs to it delivered), for 2-10 s
  *   netem      delay 20-200 ms with jitter, loss 2-15%, duplication 0-10% on what f replicas send
  */
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -421,19 +421,19 @@ Examples:
 }
 
 function positiveInt(v: string): number {
-  if (!/^\d+$/.test(v) || Number(v) < 1) throw new Error(`expected a positive integer, got "${v}"`);
+  if (!/^\d+$/.test(v) || Number(v) < 1) throw new InvalidArgumentError(`expected a positive integer, got "${v}"`);
   return Number(v);
 }
 
 function nonNegativeInt(v: string): number {
-  if (!/^\d+$/.test(v)) throw new Error(`expected a non-negative integer, got "${v}"`);
+  if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`expected a non-negative integer, got "${v}"`);
   return Number(v);
 }
 
 function nemesisList(v: string): Nemesis[] {
   if (v.trim() === 'none') return [];
   const list = v.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  for (const n of list) if (!(NEMESES as readonly string[]).includes(n)) throw new Error(`unknown nemesis "${n}" (known: ${NEMESES.join(', ')})`);
+  for (const n of list) if (!(NEMESES as readonly string[]).includes(n)) throw new InvalidArgumentError(`unknown nemesis "${n}" (known: ${NEMESES.join(', ')}, none)`);
   return list as Nemesis[];
 }
 
