@@ -142,7 +142,10 @@ export abstract class ReplicaState {
   highestSeqSeen = 0;
   /** The fetch of committed entries in flight (its timer: timers.fetch). */
   fetchState?: { peer: number; cursor: number };
-  /** Every timer of the replica (timeout.ts); per-peer and per-slot rate limits are helpedAt and Slot.batchRequestedAt. */
+  /**
+   * Every timer of the replica (timeout.ts); the rate limits per peer, per slot and of our own
+   * SUSPECT are helpedAt, Slot.batchRequestedAt and suspectSentAt.
+   */
   readonly timers: Timers;
   transfer?: TransferSession;
   readonly transferCache = new Map<string, Uint8Array>();

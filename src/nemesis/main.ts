@@ -281,7 +281,7 @@ export async function runNemesis(o: NemesisOptions, log: (line: string) => void 
     await monitor;
 
     // A common checkpoint: write until every replica computed its own checkpoint at the same seq.
-    finalDigests = await commonCheckpoint(set, o.clients, o.replicas, log);
+    finalDigests = await commonCheckpoint(set, o.clients, log);
     result = checkLinearizable(workload.history.ops());
   } finally {
     process.off('SIGINT', onSignal);
@@ -328,7 +328,7 @@ async function waitFor(probe: () => Promise<boolean>, ms: number, what: string):
 }
 
 /** Writes (a fresh client) until every replica's own last checkpoint is at one seq; their digests. */
-async function commonCheckpoint(set: ReplicaSet, clientId: number, n: number, log: (l: string) => void): Promise<Report['digests']> {
+async function commonCheckpoint(set: ReplicaSet, clientId: number, log: (l: string) => void): Promise<Report['digests']> {
   const client = await PbftClient.connect({ cluster: join(set.keysDir, CLUSTER_FILE), key: join(set.keysDir, keyFileName('client', clientId)), timeoutMs: 10_000 });
   try {
     const deadline = performance.now() + 120_000;
@@ -347,7 +347,6 @@ async function commonCheckpoint(set: ReplicaSet, clientId: number, n: number, lo
     return (await set.statuses(2_000)).map((s, id) => ({ id, seq: s?.lastCheckpoint.seq ?? -1, digest: s?.lastCheckpoint.digest ?? '(no answer)', lastExecuted: s?.lastExecuted ?? -1 }));
   } finally {
     await client.close().catch(() => undefined);
-    void n;
   }
 }
 

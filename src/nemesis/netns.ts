@@ -150,10 +150,6 @@ export class Namespaces {
     this.cuts.clear();
   }
 
-  get partitioned(): boolean {
-    return this.cuts.size > 0;
-  }
-
   netem(i: number, spec: NetemSpec): void {
     if (spec.rateKbit) {
       must('tc', ['-n', this.names[i]!, 'qdisc', this.netems.has(i) ? 'change' : 'add', 'dev', this.inner(i), 'root', 'tbf', 'rate', `${spec.rateKbit}kbit`, 'burst', '16kbit', 'latency', `${spec.latencyMs ?? 100}ms`]);

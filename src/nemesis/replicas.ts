@@ -35,8 +35,6 @@ export class ReplicaSet {
   readonly keysDir: string;
   private readonly procs: (Proc | undefined)[] = [];
   readonly state: ReplicaState[];
-  /** Process starts per replica (restarts included). */
-  readonly starts: number[];
 
   constructor(
     readonly dir: string,
@@ -55,7 +53,6 @@ export class ReplicaSet {
       for (const f of [CLUSTER_FILE, keyFileName('replica', i)]) copyFileSync(join(this.keysDir, f), join(own, f));
     }
     this.state = urls.map(() => 'killed' as ReplicaState);
-    this.starts = urls.map(() => 0);
   }
 
   get n(): number {
@@ -88,7 +85,6 @@ export class ReplicaSet {
     const exit = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     this.procs[i] = { child, exit, log };
     this.state[i] = 'running';
-    this.starts[i]!++;
   }
 
   /** SIGKILL, and wait until the process is gone (checked with signal 0). */

@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freeConsecutivePorts, LAUNCHER, track, waitFor } from './helpers.ts';
+import { alive, freeConsecutivePorts, LAUNCHER, track, waitFor } from './helpers.ts';
 
 interface Run {
   code: number | null;
@@ -50,15 +50,6 @@ function assertOneLineError(run: Run, pattern: RegExp, what: string): void {
   assert.equal(lines.length, 1, `${what}: one line on stderr, got:\n${run.stderr}`);
   assert.doesNotMatch(run.stderr, /^\s+at /m, `${what}: no stack trace`);
   assert.match(lines[0]!, pattern, what);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function listen(port: number): Promise<net.Server> {

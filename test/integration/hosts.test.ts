@@ -22,7 +22,7 @@ import { loadCluster } from '../../src/crypto/keyring.ts';
 import type { NodeStatus } from '../../src/node/replica-node.ts';
 import { freePorts } from '../../src/transport/free-ports.ts';
 import { Namespaces, probeNamespaces } from '../../src/nemesis/netns.ts';
-import { LAUNCHER, REPO_ROOT, track, waitFor, type ReplicaProc } from './helpers.ts';
+import { alive, LAUNCHER, REPO_ROOT, track, waitFor, type ReplicaProc } from './helpers.ts';
 
 const N = 4;
 
@@ -30,15 +30,6 @@ interface Deployment {
   urls: string[];
   /** Command prefix that puts replica i on its host (e.g. ip netns exec ns-i). */
   prefix(i: number): string[];
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function status(url: string): Promise<NodeStatus | undefined> {
