@@ -13,13 +13,13 @@
  *   pre-prepare [3, view, seq, digest, replica]
  *   prepare     [4, view, seq, digest, replica]
  *   commit      [5, view, seq, digest, replica]
- *   checkpoint  [6, seq, digest, replica]
+ *   checkpoint  [6, seq, digest, replica, epoch]
  *   view-change [7, view, replica, checkpointCert, [[prePrepare, [prepare, ...]], ...]]
  *   new-view    [8, view, replica, [viewChange, ...], [prePrepare, ...]]
  *   reply-batch [9, view, replica, seq, count, root]
  *   refusal     [10, replica, client, timestamp, digest, reason, limit]
  *   suspect     [11, view, replica]
- * where a nested signed message is [body, sig] and checkpointCert is [seq, digest, [checkpoint, ...]].
+ * where a nested signed message is [body, sig] and checkpointCert is [seq, digest, [checkpoint, ...], epoch].
  *
  * Decoding never throws on peer input: it returns { ok: false, reason }.
  */
@@ -49,7 +49,7 @@ import {
   guarded,
   type Decoded,
 } from './cbor.ts';
-import { SIGNATURE_LENGTH, CODEC_LIMITS, pair, checkpointCertArray, assertNever, asDigest, signedFrom, nestedSigned, checkpointCertFrom } from '../core/body.ts';
+import { SIGNATURE_LENGTH, CODEC_LIMITS, pair, checkpointCertArray, assertNever, asDigest, signedFrom, nestedSigned, checkpointCertFrom, epochProofArray, epochProofFrom } from '../core/body.ts';
 import type { FrameCodec } from '../core/types.ts';
 
 // The body encoding is the core's (src/core/body.ts); re-exported for the shell's and tools' convenience.
@@ -88,7 +88,7 @@ function statePartArray(p: StatePart): unknown[] {
 function stateReplyArray(r: StateReply): unknown[] {
   switch (r.kind) {
     case 'meta':
-      return [0, checkpointCertArray(r.checkpoint), r.partitionCount, r.groupDigests, r.clients];
+      return [0, checkpointCertArray(r.checkpoint), r.partitionCount, r.groupDigests, r.clients, r.membership];
     case 'leaves':
       return [1, r.groups.map((g) => (g.positions ? [g.group, g.leaves, g.positions] : [g.group, g.leaves]))];
     case 'partitions':
@@ -103,9 +103,9 @@ function stateReplyArray(r: StateReply): unknown[] {
 function linkArray(m: LinkMessage): unknown[] {
   switch (m.type) {
     case 'fetch':
-      return [20, m.from, m.to];
+      return [20, m.from, m.to, m.epoch];
     case 'fetched':
-      return [21, m.entries.map(committedEntryArray), checkpointCertArray(m.stable)];
+      return [21, m.entries.map(committedEntryArray), checkpointCertArray(m.stable), m.proofs.map(epochProofArray)];
     case 'batchreq':
       return [22, m.seq, m.digest];
     case 'batch':
@@ -171,7 +171,7 @@ function digestList(v: unknown, what: string): Uint8Array[] {
 }
 
 function stateReplyFrom(v: unknown): StateReply {
-  const arr = asArray(v, 'stateReply', 5);
+  const arr = asArray(v, 'stateReply', 6);
   switch (asUint(arr[0], 'stateReply.kind', 255)) {
     case 0:
       return {
@@ -180,6 +180,7 @@ function stateReplyFrom(v: unknown): StateReply {
         partitionCount: asUint(arr[2], 'state.partitionCount', 1 << 20),
         groupDigests: digestList(arr[3], 'state.groupDigests'),
         clients: asBytes(arr[4], 'state.clients', undefined, CODEC_LIMITS.blobBytesMax),
+        membership: asBytes(arr[5], 'state.membership', undefined, CODEC_LIMITS.blobBytesMax),
       };
     case 1:
       return {
@@ -212,12 +213,13 @@ function linkFrom(v: unknown): LinkMessage {
   const arr = asArray(v, 'link', 4);
   switch (asUint(arr[0], 'link.type', 255)) {
     case 20:
-      return { type: 'fetch', from: asUint(arr[1], 'fetch.from'), to: asUint(arr[2], 'fetch.to') };
+      return { type: 'fetch', from: asUint(arr[1], 'fetch.from'), to: asUint(arr[2], 'fetch.to'), epoch: asUint(arr[3], 'fetch.epoch') };
     case 21:
       return {
         type: 'fetched',
         entries: asArray(arr[1], 'fetched.entries', CODEC_LIMITS.certsMax).map(committedEntryFrom),
         stable: checkpointCertFrom(arr[2], 'fetched.stable'),
+        proofs: asArray(arr[3], 'fetched.proofs', 16).map((p) => epochProofFrom(p, 'fetched.proof')),
       };
     case 22:
       return { type: 'batchreq', seq: asUint(arr[1], 'batchreq.seq'), digest: asDigest(arr[2], 'batchreq.digest') };

@@ -4,7 +4,7 @@
  * (a request seen directly and again inside a pre-prepare, prepares seen again inside a VIEW-CHANGE).
  */
 import { encodeBody } from './body.ts';
-import type { ClusterConfig } from './cluster.ts';
+import { OPERATOR_CLIENT, type ClusterConfig } from './cluster.ts';
 import type { Signed, SignedMessage, SignedType } from './messages.ts';
 
 /** Cryptography the core needs; pure functions of their inputs (no I/O). */
@@ -78,7 +78,7 @@ const TYPES = Object.keys(TYPE_SET) as SignedType[];
 export class Authenticator {
   private readonly tags = new Map<SignedType, Uint8Array>();
   private readonly clientKeys = new Map<number, Uint8Array>();
-  private readonly replicaKeys: Uint8Array[];
+  private readonly replicaKeys = new Map<number, Uint8Array>();
   /** Two generations of verified signatures: bounded memory, recent entries stay. */
   private verifiedNew = new Map<string, Uint8Array>();
   private verifiedOld = new Map<string, Uint8Array>();
@@ -86,7 +86,7 @@ export class Authenticator {
   cacheHits = 0;
 
   constructor(
-    readonly cluster: ClusterConfig,
+    cluster: ClusterConfig,
     private readonly crypto: CoreCrypto,
     /**
      * Entries per generation. The cache needs to cover a request seen directly and then inside a
@@ -95,9 +95,32 @@ export class Authenticator {
      */
     private readonly cacheEntriesMax = 8_192,
   ) {
+    this.cluster = cluster;
     for (const t of TYPES) this.tags.set(t, domainTag(cluster.clusterId, t));
+    this.setKeys(cluster);
+  }
+
+  cluster: ClusterConfig;
+
+  /**
+   * Another configuration of the same cluster (a membership change): its keys replace the old ones,
+   * and the cache of verified signatures is emptied (a signature checked under a departed key must
+   * not count for whoever holds that id next).
+   */
+  setCluster(cluster: ClusterConfig): void {
+    if (cluster.clusterId !== this.cluster.clusterId) throw new RangeError('setCluster: another cluster');
+    this.cluster = cluster;
+    this.setKeys(cluster);
+    this.verifiedNew = new Map();
+    this.verifiedOld = new Map();
+  }
+
+  private setKeys(cluster: ClusterConfig): void {
+    this.clientKeys.clear();
+    this.replicaKeys.clear();
     for (const c of cluster.clients) this.clientKeys.set(c.id, c.publicKey);
-    this.replicaKeys = cluster.replicas.map((r) => r.publicKey);
+    if (cluster.operatorKey) this.clientKeys.set(OPERATOR_CLIENT, cluster.operatorKey);
+    for (const r of cluster.replicas) this.replicaKeys.set(r.id, r.publicKey);
   }
 
   hasClient(id: number): boolean {
@@ -106,7 +129,7 @@ export class Authenticator {
 
   /** Public key of the principal that must have signed this message, or undefined if unknown. */
   signerKey(msg: SignedMessage): Uint8Array | undefined {
-    return msg.type === 'request' ? this.clientKeys.get(msg.client) : this.replicaKeys[msg.replica];
+    return msg.type === 'request' ? this.clientKeys.get(msg.client) : this.replicaKeys.get(msg.replica);
   }
 
   sign<T extends SignedMessage>(msg: T): Signed<T> {

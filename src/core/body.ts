@@ -6,7 +6,7 @@
  *
  * Decoding never throws on peer input: it returns { ok: false, reason }.
  */
-import type { CheckpointCert, PreparedCert, Signed, SignedMessage, SignedType } from './messages.ts';
+import type { CheckpointCert, EpochProof, PreparedCert, Signed, SignedMessage, SignedType } from './messages.ts';
 import type { RefusalReason } from './limits.ts';
 import { asArray, asBytes, asUint, decodeCbor, encodeCbor, fail, guarded, type Decoded } from './encoding.ts';
 
@@ -42,8 +42,24 @@ const REFUSAL_REASONS: readonly RefusalReason[] = ['op-too-large'];
 
 export const pair = (s: Signed): [Uint8Array, Uint8Array] => [s.body, s.sig];
 
+export function epochProofArray(p: EpochProof): unknown[] {
+  return [p.epoch, checkpointCertArray(p.cert), p.root, p.clients, p.membership];
+}
+
+export function epochProofFrom(v: unknown, what: string): EpochProof {
+  const a = asArray(v, what, 5);
+  if (a.length !== 5) fail(`${what}: wrong arity`);
+  return {
+    epoch: asUint(a[0], `${what}.epoch`),
+    cert: checkpointCertFrom(a[1], `${what}.cert`),
+    root: asDigest(a[2], `${what}.root`),
+    clients: asDigest(a[3], `${what}.clients`),
+    membership: asBytes(a[4], `${what}.membership`, undefined, CODEC_LIMITS.blobBytesMax),
+  };
+}
+
 export function checkpointCertArray(c: CheckpointCert): unknown[] {
-  return [c.seq, c.digest, c.proof.map(pair)];
+  return [c.seq, c.digest, c.proof.map(pair), c.epoch];
 }
 
 function bodyArray(msg: SignedMessage): unknown[] {
@@ -57,7 +73,7 @@ function bodyArray(msg: SignedMessage): unknown[] {
     case 'commit':
       return [TAG[msg.type], msg.view, msg.seq, msg.digest, msg.replica];
     case 'checkpoint':
-      return [TAG.checkpoint, msg.seq, msg.digest, msg.replica];
+      return [TAG.checkpoint, msg.seq, msg.digest, msg.replica, msg.epoch];
     case 'viewchange':
       return [
         TAG.viewchange,
@@ -125,12 +141,13 @@ function bodyFrom(arr: unknown[]): SignedMessage {
       };
     }
     case TAG.checkpoint:
-      if (arr.length !== 4) fail('checkpoint: wrong arity');
+      if (arr.length !== 5) fail('checkpoint: wrong arity');
       return {
         type: 'checkpoint',
         seq: asUint(arr[1], 'checkpoint.seq'),
         digest: asDigest(arr[2], 'checkpoint.digest'),
         replica: asUint(arr[3], 'checkpoint.replica'),
+        epoch: asUint(arr[4], 'checkpoint.epoch'),
       };
     case TAG.viewchange: {
       if (arr.length !== 5) fail('viewchange: wrong arity');
@@ -200,9 +217,10 @@ export function preparedCertFrom(v: unknown): PreparedCert {
 }
 
 export function checkpointCertFrom(v: unknown, what: string): CheckpointCert {
-  const arr = asArray(v, what, 3);
-  if (arr.length !== 3) fail(`${what}: wrong arity`);
+  const arr = asArray(v, what, 4);
+  if (arr.length !== 4) fail(`${what}: wrong arity`);
   return {
+    epoch: asUint(arr[3], `${what}.epoch`),
     seq: asUint(arr[0], `${what}.seq`),
     digest: asDigest(arr[1], `${what}.digest`),
     proof: asArray(arr[2], `${what}.proof`, CODEC_LIMITS.signaturesMax).map((p) =>

@@ -7,16 +7,21 @@ import { firstQuorum } from './quorum.ts';
 import type { CheckpointCert, CheckpointMsg, Signed } from './messages.ts';
 import { KEYS, encodeCheckpointCert, encodePair } from './persist.ts';
 import { stateDigest } from './statetree.ts';
+import { decodeMembership, encodeMembership, type MemberConfig } from './membership.ts';
 import { type ReplicaState, type CheckpointSnapshot } from './state.ts';
 
 export function takeCheckpoint(rs: ReplicaState, seq: number): void {
   rs.syncTree();
   const clients = rs.clients.encode();
-  const digest = stateDigest(rs.hash, rs.liveTree.root, clients);
-  const snapshot = rs.snapshotNow(seq, digest, clients);
+  const membership = encodeMembership(rs.membership);
+  const digest = stateDigest(rs.hash, rs.liveTree.root, clients, membership);
+  const snapshot = rs.snapshotNow(seq, digest, clients, membership);
   rs.ownCheckpoints.set(seq, snapshot);
   rs.lastCheckpoint = { seq, digest };
-  const msg = rs.auth.sign<CheckpointMsg>({ type: 'checkpoint', seq, digest, replica: rs.id });
+  // Signed by the members of the configuration that ordered `seq` (the operating one): a joining
+  // replica computes its checkpoints too, and says nothing until it is a member.
+  if (!rs.isMember(rs.id)) return checkStable(rs, seq);
+  const msg = rs.auth.sign<CheckpointMsg>({ type: 'checkpoint', seq, digest, replica: rs.id, epoch: rs.membership.current.epoch });
   addCheckpointVote(rs, msg);
   rs.ownCheckpointFrame = { seq, frame: rs.frames.encodeSignedFrame(msg) };
   rs.broadcast(rs.ownCheckpointFrame.frame);
@@ -27,6 +32,9 @@ export function onCheckpoint(rs: ReplicaState, signed: Signed<CheckpointMsg>): v
   const m = signed.msg;
   if (m.seq % rs.opts.checkpointInterval !== 0) return rs.reject('checkpoint-not-on-interval');
   if (m.seq <= rs.h) return rs.reject('stale-checkpoint');
+  // Beyond the operating configuration: its signers are the next configuration's (we follow by
+  // our own checkpoint at the switch, or by a fetch that brings the epoch proof).
+  if (m.seq > rs.epochEnd) return rs.reject('out-of-window');
   const existing = rs.checkpointVotes.get(m.seq)?.get(m.replica);
   if (existing) return rs.reject('duplicate');
   if (!rs.auth.verify(signed)) return rs.reject('bad-signature');
@@ -59,8 +67,8 @@ function addCheckpointVote(rs: ReplicaState, signed: Signed<CheckpointMsg>): voi
 function checkStable(rs: ReplicaState, seq: number): void {
   const votes = rs.checkpointVotes.get(seq);
   if (!votes || seq <= rs.h) return;
-  const proof = firstQuorum(votes.values(), (v) => bytesKey(v.msg.digest), rs.q.checkpoints);
-  if (proof) onStableCert(rs, { seq, digest: proof[0]!.msg.digest, proof });
+  const proof = firstQuorum(votes.values(), (v) => `${v.msg.epoch}:${bytesKey(v.msg.digest)}`, rs.q.checkpoints);
+  if (proof) onStableCert(rs, { epoch: proof[0]!.msg.epoch, seq, digest: proof[0]!.msg.digest, proof });
 }
 
 /** A verified stable checkpoint certificate, from votes, a VIEW-CHANGE, a NEW-VIEW or a peer. */
@@ -80,7 +88,9 @@ export function onStableCert(rs: ReplicaState, cert: CheckpointCert): void {
     return;
   }
   if (cert.seq > rs.lastExecuted) {
-    // Behind: keep executing if we can; catchUp() transfers state if we stay stuck.
+    // Behind: keep executing if we can; catchUp() transfers state if we stay stuck. (A certificate
+    // of a configuration we do not know yet is from a reconfiguration we have not executed: we
+    // learn it by executing up to it, or from the state a transfer installs.)
     if (!rs.pendingStable || cert.seq > rs.pendingStable.seq) rs.pendingStable = cert;
     if (cert.seq > rs.lastExecuted + rs.opts.windowSize) rs.startTransfer(cert, 'far behind the stable checkpoint');
     return;
@@ -95,7 +105,13 @@ export function advanceStable(rs: ReplicaState, cert: CheckpointCert, snapshot: 
   if (snapshot) {
     rs.stableSnapshot = snapshot;
     rs.persistSnapshot(snapshot);
+    const config = configAt(snapshot);
+    if (config) {
+      rs.learnConfig(config);
+      if (config.since === cert.seq && config.epoch > 0) rs.storeEpochProof(rs.proofOf(cert, snapshot));
+    }
   } else if (rs.stableSnapshot && rs.stableSnapshot.seq < cert.seq) rs.stableSnapshot = undefined;
+  rs.enterEpoch();
   rs.counters.checkpointsStable++;
   rs.writes.put(KEYS.stable, encodeCheckpointCert(cert));
   for (const seq of [...rs.slots.keys()]) if (seq <= cert.seq) rs.slots.delete(seq);
@@ -109,3 +125,9 @@ export function advanceStable(rs: ReplicaState, cert: CheckpointCert, snapshot: 
   rs.events.push({ type: 'checkpoint-stable', seq: cert.seq, digest: cert.digest });
   rs.installNewViewAhead();
 }
+
+function configAt(snapshot: CheckpointSnapshot): MemberConfig | undefined {
+  const m = decodeMembership(snapshot.membership);
+  return m.ok ? m.value.current : undefined;
+}
+

@@ -20,8 +20,16 @@ export interface ClusterConfig {
   /** Names this cluster; part of every signature's domain tag, so messages cannot cross clusters. */
   clusterId: string;
   f: number;
-  /** n = 3f + 1 entries, ids 0..n-1 in order. */
+  /** The keyring's replicas: n = 3f + 1 entries, ids 0..n-1 in order (membership.ts changes them later). */
   replicas: ReplicaInfo[];
   /** Clients allowed to submit requests; ids unique, not necessarily dense. */
   clients: ClientInfo[];
+  /**
+   * The operator's 32-byte public key: reconfiguration requests (membership.ts) must be signed with
+   * its private key. Absent: the membership cannot change.
+   */
+  operatorKey?: Uint8Array;
 }
+
+/** The client id under which the operator signs reconfiguration requests (never a client's). */
+export const OPERATOR_CLIENT = 0xffff_ffff;

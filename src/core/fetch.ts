@@ -4,9 +4,8 @@
  */
 import { bytesEqual } from './auth.ts';
 import { makeBatch } from './batch.ts';
-import type { CheckpointCert, CommittedEntry, RequestMsg, Signed } from './messages.ts';
-import { checkCheckpointCert } from './newview.ts';
-import { type ReplicaState, type Slot } from './state.ts';
+import type { CheckpointCert, CommittedEntry, EpochProof, RequestMsg, Signed } from './messages.ts';
+import { UNKNOWN_EPOCH, type ReplicaState, type Slot } from './state.ts';
 
 export function retransmit(rs: ReplicaState): void {
   // CHECKPOINT messages lost on the way would leave the checkpoint unstable and the window full.
@@ -63,7 +62,7 @@ export function catchUp(rs: ReplicaState): void {
     if (!rs.timers.probe.ready(rs.now)) return;
     rs.timers.probe.start(rs.now);
     const from = rs.lastExecuted + 1;
-    rs.sendTo(rs.pickPeer(rs.peerCursor++), rs.frames.encodeLinkFrame({ type: 'fetch', from, to: from + rs.opts.fetchEntriesMax - 1 }));
+    rs.sendTo(rs.pickPeer(rs.peerCursor++), rs.frames.encodeLinkFrame({ type: 'fetch', from, to: from + rs.opts.fetchEntriesMax - 1, epoch: rs.latestEpoch }));
     return;
   }
   fetchEntries(rs);
@@ -78,7 +77,7 @@ export function fetchEntries(rs: ReplicaState): void {
   const peer = rs.pickPeer(f?.cursor ?? 0);
   rs.fetchState = { peer, cursor: (f?.cursor ?? 0) + 1 };
   rs.timers.fetch.start(rs.now);
-  rs.sendTo(peer, rs.frames.encodeLinkFrame({ type: 'fetch', from, to }));
+  rs.sendTo(peer, rs.frames.encodeLinkFrame({ type: 'fetch', from, to, epoch: rs.latestEpoch }));
 }
 
 export function requestBatch(rs: ReplicaState, slot: Slot, digest: Uint8Array): void {
@@ -88,7 +87,7 @@ export function requestBatch(rs: ReplicaState, slot: Slot, digest: Uint8Array): 
   rs.sendTo(peer, rs.frames.encodeLinkFrame({ type: 'batchreq', seq: slot.seq, digest }));
 }
 
-export function serveFetch(rs: ReplicaState, peer: number, from: number, to: number): void {
+export function serveFetch(rs: ReplicaState, peer: number, from: number, to: number, epoch: number): void {
   const entries: CommittedEntry[] = [];
   const last = Math.min(to, from + rs.opts.fetchEntriesMax - 1);
   // The reply must fit a frame: batches of up to a quarter of the frame limit, at least one entry.
@@ -103,13 +102,27 @@ export function serveFetch(rs: ReplicaState, peer: number, from: number, to: num
     bytes += batch.bytes;
     entries.push({ seq, commits: slot.commitCert, batch: batch.requests });
   }
-  rs.sendTo(peer, rs.frames.encodeLinkFrame({ type: 'fetched', entries, stable: rs.stable }));
+  // The configurations the asker has not learned, up to our stable checkpoint's (it verifies each
+  // from the one before: membership.ts).
+  const proofs: EpochProof[] = [];
+  for (let e = epoch + 1; e <= rs.stable.epoch && proofs.length < 16; e++) {
+    const p = rs.epochProofs.get(e);
+    if (!p) break;
+    proofs.push(p);
+  }
+  rs.sendTo(peer, rs.frames.encodeLinkFrame({ type: 'fetched', entries, stable: rs.stable, proofs }));
 }
 
-export function onFetched(rs: ReplicaState, peer: number, entries: CommittedEntry[], stable: CheckpointCert): void {
+export function onFetched(rs: ReplicaState, peer: number, entries: CommittedEntry[], stable: CheckpointCert, proofs: EpochProof[]): void {
   if (rs.fetchState?.peer === peer) rs.timers.fetch.stop();
+  for (const proof of proofs) {
+    const reason = rs.learnEpochProof(proof);
+    if (reason === UNKNOWN_EPOCH) break;
+    if (reason) return rs.misbehaved(peer, 'invalid-epoch-proof', reason);
+  }
   if (stable.seq > rs.h) {
-    const reason = checkCheckpointCert(stable, rs.ctx);
+    const reason = rs.checkStableCert(stable);
+    if (reason === UNKNOWN_EPOCH) return rs.reject('unknown-epoch');
     if (reason) return rs.misbehaved(peer, 'invalid-checkpoint-certificate', reason);
     rs.onStableCert(stable);
   }
@@ -139,7 +152,7 @@ function checkCommitCert(rs: ReplicaState, e: CommittedEntry): Uint8Array | unde
   for (const c of e.commits) {
     const m = c.msg;
     if (m.seq !== e.seq || m.view !== first.view || !bytesEqual(m.digest, first.digest)) return undefined;
-    if (m.replica >= rs.n || senders.has(m.replica) || !rs.auth.verify(c)) return undefined;
+    if (!rs.isMember(m.replica) || senders.has(m.replica) || !rs.auth.verify(c)) return undefined;
     senders.add(m.replica);
   }
   return senders.size >= rs.q.commits ? first.digest : undefined;

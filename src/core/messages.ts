@@ -114,9 +114,14 @@ export interface CommitMsg {
 export interface CheckpointMsg {
   type: 'checkpoint';
   seq: number;
-  /** Digest of the application state and the client table after executing `seq`. */
+  /** Digest of the application state, the client table and the membership after executing `seq`. */
   digest: Digest;
   replica: number;
+  /**
+   * The membership epoch of that state (membership.ts): a replica that has not followed a
+   * reconfiguration sees that it must learn the new configuration before using the checkpoint.
+   */
+  epoch: number;
 }
 
 /** A prepared certificate: the pre-prepare and 2f matching prepares from distinct backups. */
@@ -127,10 +132,26 @@ export interface PreparedCert {
 
 /** A checkpoint and its proof (2f+1 matching CHECKPOINT messages; empty for the genesis checkpoint 0). */
 export interface CheckpointCert {
+  /** The membership epoch of the certified state (every proof message names it too). */
+  epoch: number;
   seq: number;
   digest: Digest;
   proof: Signed<CheckpointMsg>[];
 }
+
+/**
+ * The proof that configuration `epoch` followed epoch-1: the certificate of the checkpoint at which
+ * it took effect (signed by epoch-1's replicas) and the opening of that checkpoint's state digest to
+ * the membership bytes (the application root and the client table's digest).
+ */
+export interface EpochProof {
+  epoch: number;
+  cert: CheckpointCert;
+  root: Uint8Array;
+  clients: Uint8Array;
+  membership: Uint8Array;
+}
+
 
 export interface ViewChangeMsg {
   type: 'viewchange';
@@ -185,9 +206,13 @@ export interface CommittedEntry {
 /** Link messages: unsigned, between replicas on authenticated links. */
 export type LinkMessage =
   /** Ask for the committed batches with sequence numbers in [from, to]. */
-  | { type: 'fetch'; from: number; to: number }
-  /** Committed entries the peer still holds (a prefix of the range asked for), and its stable checkpoint. */
-  | { type: 'fetched'; entries: CommittedEntry[]; stable: CheckpointCert }
+  /** `epoch`: the newest configuration the asker knows (the reply brings the proofs of later ones). */
+  | { type: 'fetch'; from: number; to: number; epoch: number }
+  /**
+   * Committed entries the peer still holds (a prefix of the range asked for), its stable checkpoint,
+   * and the proofs of the configurations after the asker's, oldest first (at most a few).
+   */
+  | { type: 'fetched'; entries: CommittedEntry[]; stable: CheckpointCert; proofs: EpochProof[] }
   /** Ask for the batch with this digest (e.g. re-issued in a NEW-VIEW), for sequence number `seq`. */
   | { type: 'batchreq'; seq: number; digest: Digest }
   | { type: 'batch'; seq: number; digest: Digest; batch: Signed<RequestMsg>[] }
@@ -216,6 +241,8 @@ export type StateReply =
       groupDigests: Digest[];
       /** Canonical client table bytes. */
       clients: Uint8Array;
+      /** Canonical membership bytes (membership.ts). */
+      membership: Uint8Array;
     }
   /**
    * Leaf digests by group: every leaf of the group, or, with `positions` (for an asker that sent

@@ -10,8 +10,19 @@ import type { Quorum } from './quorum.ts';
 import type { CheckpointCert, PreparedCert, Signed, ViewChangeMsg } from './messages.ts';
 
 export interface QuorumContext {
+  /** The membership epoch whose configuration this context checks against (membership.ts). */
+  epoch: number;
+  /** The checkpoint this epoch's configuration took effect after (its certificate is the previous epoch's). */
+  since: number;
   n: number;
   f: number;
+  /** Replica ids of the configuration, ascending. */
+  members: readonly number[];
+  isMember(id: number): boolean;
+  /** The previous epoch's context (for the certificate at `since`), when known. */
+  previous?: QuorumContext;
+  /** The last sequence number this configuration orders, once the next one is known. */
+  until?: number;
   /** The thresholds (src/core/quorum.ts). */
   q: Quorum;
   checkpointInterval: number;
@@ -23,29 +34,52 @@ export interface QuorumContext {
   auth: Authenticator;
 }
 
-export const primaryOf = (view: number, n: number): number => view % n;
+/** The primary of a view: the members take turns in ascending id order. */
+export const primaryOf = (view: number, members: readonly number[]): number => members[view % members.length]!;
 
-/** 2f+1 matching CHECKPOINT messages from distinct replicas (none needed for the genesis checkpoint). */
+/**
+ * 2f+1 matching CHECKPOINT messages from distinct replicas (none needed for the genesis checkpoint),
+ * of the configuration that ordered `seq`: the certificate's epoch, or the previous epoch for the
+ * checkpoint at which an epoch began (its state already holds the new configuration, which is how
+ * the new configuration is certified by the old one). `ctx` is the certificate's epoch, or the one
+ * before it for a boundary certificate; any other epoch is refused (ReplicaState.checkStableCert
+ * picks the context).
+ */
 export function checkCheckpointCert(cert: CheckpointCert, ctx: QuorumContext): string | undefined {
   if (cert.seq % ctx.checkpointInterval !== 0) return 'checkpoint seq is not a multiple of the interval';
   if (cert.seq === 0) {
-    return bytesEqual(cert.digest, ctx.genesisDigest) ? undefined : 'genesis checkpoint with a wrong digest';
+    return bytesEqual(cert.digest, ctx.genesisDigest) && cert.epoch === 0 ? undefined : 'genesis checkpoint with a wrong digest';
+  }
+  let signers: QuorumContext = ctx;
+  if (cert.epoch === ctx.epoch + 1) {
+    // The checkpoint at which the next configuration began, certified by this one (an epoch proof's
+    // certificate, or a replica that follows a reconfiguration it did not execute).
+    if (ctx.until !== undefined ? cert.seq !== ctx.until : cert.seq <= ctx.since) return 'checkpoint is not where the next configuration began';
+  } else if (cert.epoch !== ctx.epoch) {
+    return cert.epoch < ctx.epoch ? 'checkpoint of an earlier configuration' : 'checkpoint of a later configuration';
+  } else {
+    if (cert.seq < ctx.since) return 'checkpoint below its configuration';
+    if (ctx.until !== undefined && cert.seq >= ctx.until) return 'checkpoint beyond its configuration';
+    if (cert.seq === ctx.since && ctx.epoch > 0) {
+      if (!ctx.previous) return 'checkpoint at the start of a configuration whose predecessor is unknown';
+      signers = ctx.previous;
+    }
   }
   const senders = new Set<number>();
   for (const c of cert.proof) {
     const m = c.msg;
-    if (m.seq !== cert.seq || !bytesEqual(m.digest, cert.digest)) return 'checkpoint proof does not match';
-    if (m.replica >= ctx.n || senders.has(m.replica)) return 'checkpoint proof sender invalid or repeated';
-    if (!ctx.auth.verify(c)) return 'checkpoint proof with a bad signature';
+    if (m.seq !== cert.seq || !bytesEqual(m.digest, cert.digest) || m.epoch !== cert.epoch) return 'checkpoint proof does not match';
+    if (!signers.isMember(m.replica) || senders.has(m.replica)) return 'checkpoint proof sender invalid or repeated';
+    if (!signers.auth.verify(c)) return 'checkpoint proof with a bad signature';
     senders.add(m.replica);
   }
-  return senders.size >= ctx.q.checkpoints ? undefined : 'checkpoint proof has fewer than 2f+1 messages';
+  return senders.size >= signers.q.checkpoints ? undefined : 'checkpoint proof has fewer than 2f+1 messages';
 }
 
 /** The pre-prepare by the primary of its view plus 2f matching prepares from distinct backups. */
 export function checkPreparedCert(cert: PreparedCert, ctx: QuorumContext): string | undefined {
   const pp = cert.prePrepare.msg;
-  const primary = primaryOf(pp.view, ctx.n);
+  const primary = primaryOf(pp.view, ctx.members);
   if (pp.replica !== primary) return 'prepared certificate: pre-prepare not from the primary of its view';
   if (!ctx.auth.verify(cert.prePrepare)) return 'prepared certificate: bad pre-prepare signature';
   const senders = new Set<number>();
@@ -54,7 +88,7 @@ export function checkPreparedCert(cert: PreparedCert, ctx: QuorumContext): strin
     if (m.view !== pp.view || m.seq !== pp.seq || !bytesEqual(m.digest, pp.digest)) {
       return 'prepared certificate: prepare does not match';
     }
-    if (m.replica >= ctx.n || m.replica === primary || senders.has(m.replica)) {
+    if (!ctx.isMember(m.replica) || m.replica === primary || senders.has(m.replica)) {
       return 'prepared certificate: prepare sender invalid or repeated';
     }
     if (!ctx.auth.verify(p)) return 'prepared certificate: bad prepare signature';
@@ -66,7 +100,8 @@ export function checkPreparedCert(cert: PreparedCert, ctx: QuorumContext): strin
 /** Validates a VIEW-CHANGE (its signature and everything it carries). */
 export function checkViewChange(signed: Signed<ViewChangeMsg>, ctx: QuorumContext): string | undefined {
   const vc = signed.msg;
-  if (vc.replica >= ctx.n) return 'view-change from an unknown replica';
+  if (!ctx.isMember(vc.replica)) return 'view-change from an unknown replica';
+  if (vc.checkpoint.epoch !== ctx.epoch) return 'view-change of another configuration';
   if (vc.view === 0) return 'view-change to view 0';
   const h = vc.checkpoint.seq;
   const seqs = new Set<number>();
@@ -74,6 +109,7 @@ export function checkViewChange(signed: Signed<ViewChangeMsg>, ctx: QuorumContex
     const pp = cert.prePrepare.msg;
     if (pp.view >= vc.view) return 'prepared certificate from a view not below the new view';
     if (pp.seq <= h || pp.seq > h + ctx.windowSize) return 'prepared certificate outside the window';
+    if (ctx.until !== undefined && pp.seq > ctx.until) return 'prepared certificate beyond the end of its configuration';
     if (seqs.has(pp.seq)) return 'two prepared certificates for one sequence number';
     seqs.add(pp.seq);
   }

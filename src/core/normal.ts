@@ -13,6 +13,7 @@ import { primaryOf } from './newview.ts';
 import { type ReplicaState, type Slot } from './state.ts';
 import type { Source, ExecutedRequest } from './types.ts';
 import { ProtocolInvariantError } from './types.ts';
+import { OPERATOR_CLIENT, advanceMembership, applyReconfig, encodeReconfigResult, type Membership } from './membership.ts';
 
 export function onRequest(rs: ReplicaState, signed: Signed<RequestMsg>, from: Source): void {
   const m = signed.msg;
@@ -53,12 +54,13 @@ function refuse(rs: ReplicaState, req: Signed<RequestMsg>, reason: RefusalReason
 
 /** Primary: turn waiting requests into pre-prepares while the pipeline has room. */
 export function propose(rs: ReplicaState): void {
-  if (rs.viewChanging || !rs.isPrimary() || rs.transfer || rs.queue.length === 0 || !rs.mayVote(rs.view, rs.nextSeq)) return;
+  if (rs.viewChanging || !rs.isPrimary() || rs.transfer || !rs.mayVote(rs.view, rs.nextSeq)) return;
+  if (rs.queue.length === 0) return fillToSwitch(rs);
   let head = 0;
   while (head < rs.queue.length) {
     const inFlight = rs.nextSeq - 1 - rs.lastExecuted;
     if (inFlight >= rs.opts.inFlightBatchesMax) break;
-    if (rs.nextSeq > rs.h + rs.opts.windowSize) break;
+    if (!rs.inWindow(rs.nextSeq)) break;
     // Adaptive batching: with nothing in flight, propose at once (low load: batches of one, low
     // latency). With batches in flight, wait until the queue fills a batch as large as the last
     // one: under load batches grow and fewer are in flight, which amortizes the per-batch
@@ -84,17 +86,34 @@ export function propose(rs: ReplicaState): void {
     }
     if (requests.length === 0) break;
     rs.lastBatchSize = requests.length;
-    const batch = makeBatch(rs.hash, requests);
-    const seq = rs.nextSeq++;
-    const pp = rs.auth.sign<PrePrepareMsg>({ type: 'preprepare', view: rs.view, seq, digest: batch.digest, replica: rs.id });
-    const slot = rs.slotFor(seq);
-    slot.prePrepare = pp;
-    rs.addBatch(slot, batch);
-    rs.markDirty(slot);
-    rs.broadcast(rs.frames.encodeSignedFrame(pp, batch.requests));
-    checkPrepared(rs, slot);
+    proposeBatch(rs, requests);
   }
   rs.queue = rs.queue.slice(head);
+}
+
+function proposeBatch(rs: ReplicaState, requests: Signed<RequestMsg>[]): void {
+  const batch = makeBatch(rs.hash, requests);
+  const seq = rs.nextSeq++;
+  const pp = rs.auth.sign<PrePrepareMsg>({ type: 'preprepare', view: rs.view, seq, digest: batch.digest, replica: rs.id });
+  const slot = rs.slotFor(seq);
+  slot.prePrepare = pp;
+  rs.addBatch(slot, batch);
+  rs.markDirty(slot);
+  rs.broadcast(rs.frames.encodeSignedFrame(pp, batch.requests));
+  checkPrepared(rs, slot);
+}
+
+/**
+ * A reconfiguration takes effect after the checkpoint at the end of the operating configuration
+ * (membership.ts): with no requests to order, the primary fills the sequence numbers up to it with
+ * empty batches, so that an idle cluster reaches the switch too.
+ */
+function fillToSwitch(rs: ReplicaState): void {
+  const end = rs.epochEnd;
+  if (end === Infinity) return;
+  while (rs.nextSeq <= end && rs.inWindow(rs.nextSeq) && rs.nextSeq - 1 - rs.lastExecuted < rs.opts.inFlightBatchesMax) {
+    proposeBatch(rs, []);
+  }
 }
 
 /** Messages of the current view, in the window, in normal status; notes evidence of being behind. */
@@ -113,7 +132,7 @@ function admitPhase(rs: ReplicaState, msg: { view: number; seq: number; replica:
 
 export function onPrePrepare(rs: ReplicaState, signed: Signed<PrePrepareMsg>, requests: Signed<RequestMsg>[] | undefined): void {
   const m = signed.msg;
-  if (m.replica !== primaryOf(m.view, rs.n)) return rs.reject('preprepare-not-from-primary');
+  if (m.replica !== primaryOf(m.view, rs.members)) return rs.reject('preprepare-not-from-primary');
   if (!admitPhase(rs, m)) return;
   const slot = rs.slotFor(m.seq);
   if (slot.prePrepare) {
@@ -179,7 +198,7 @@ function noteWaiting(rs: ReplicaState, r: Signed<RequestMsg>): void {
 
 export function onPrepare(rs: ReplicaState, signed: Signed<PrepareMsg>): void {
   const m = signed.msg;
-  if (m.replica === primaryOf(m.view, rs.n)) return rs.reject('prepare-from-primary');
+  if (m.replica === primaryOf(m.view, rs.members)) return rs.reject('prepare-from-primary');
   if (!admitPhase(rs, m)) return;
   const slot = rs.slotFor(m.seq);
   if (slot.prepares.has(m.replica)) return rs.reject('duplicate');
@@ -269,7 +288,7 @@ function executeBatch(rs: ReplicaState, seq: number, digest: Uint8Array, batch: 
     const m = req.msg;
     const record = rs.clients.get(m.client);
     if (record && m.timestamp <= record.timestamp) continue; // at most once
-    const result = rs.app.execute(m.op, { seq, client: m.client, timestamp: m.timestamp });
+    const result = m.client === OPERATOR_CLIENT ? reconfigure(rs, seq, m.op) : rs.app.execute(m.op, { seq, client: m.client, timestamp: m.timestamp });
     rs.clients.set(m.client, { timestamp: m.timestamp, result });
     const w = rs.waiting.get(m.client);
     if (w && w.req.msg.timestamp <= m.timestamp) rs.waiting.delete(m.client);
@@ -278,6 +297,8 @@ function executeBatch(rs: ReplicaState, seq: number, digest: Uint8Array, batch: 
   }
   replyToBatch(rs, seq, executed);
   rs.lastExecuted = seq;
+  const membership = advanceMembership(rs.membership, seq);
+  if (membership !== rs.membership) switchMembership(rs, membership);
   rs.timers.catchUp.start(rs.now);
   rs.counters.batchesExecuted++;
   if (executed.length > 0) {
@@ -349,4 +370,30 @@ function resendReply(rs: ReplicaState, client: number): void {
       ? cached.frame
       : signReply(rs, client, record.timestamp, seq, record.result);
   pushReply(rs, client, frame, seq);
+}
+
+/** The operator's request: a change of the membership, executed like any request (membership.ts). */
+function reconfigure(rs: ReplicaState, seq: number, op: Uint8Array): Uint8Array {
+  const { membership, result } = applyReconfig(rs.membership, op, seq, rs.opts.checkpointInterval, rs.opts.windowSize);
+  rs.membership = membership;
+  if (membership.next) rs.learnConfig(membership.next);
+  rs.events.push({ type: 'reconfiguration', seq, result });
+  return encodeReconfigResult(result);
+}
+
+/**
+ * After the last batch of a configuration: the next one is the state's membership from here on
+ * (the checkpoint taken at this sequence number covers it). Clients it removed lose their entries
+ * in the reply cache, deterministically on every replica.
+ */
+function switchMembership(rs: ReplicaState, membership: Membership): void {
+  rs.membership = membership;
+  const registered = new Set(membership.current.clients.map((c) => c.id));
+  for (const id of [...rs.clients.records.keys()]) {
+    if (id !== OPERATOR_CLIENT && !registered.has(id)) {
+      rs.clients.records.delete(id);
+      rs.waiting.delete(id);
+      rs.replyFrames.delete(id);
+    }
+  }
 }

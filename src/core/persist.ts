@@ -14,9 +14,10 @@
  *   l/<seq 16>/b/<digest hex>  batch: [[body, sig], ...]
  */
 import { asArray, asBytes, asUint, decodeCbor, encodeCbor, fail, guarded, type Decoded } from './encoding.ts';
-import { decodeBody } from './body.ts';
+import { decodeBody, epochProofArray, epochProofFrom } from './body.ts';
 import type { WriteOp } from './ports.ts';
 import type {
+  EpochProof,
   CheckpointCert,
   CommitMsg,
   PreparedCert,
@@ -38,6 +39,8 @@ export const KEYS = {
   stable: 'm/stable',
   floor: 'm/floor',
   checkpointState: 'c/state',
+  epochProof: (epoch: number) => `e/${pad(epoch, 10)}`,
+  epochProofPrefix: 'e/',
   partition: (i: number) => `a/${pad(i, 6)}`,
   partitionPrefix: 'a/',
   checkpointVote: (seq: number, replica: number) => `c/v/${pad(seq, 16)}/${pad(replica, 4)}`,
@@ -73,12 +76,18 @@ export function decodePair<K extends SignedType>(bytes: Uint8Array, type: K): De
 }
 
 export function encodeCheckpointCert(c: CheckpointCert): Uint8Array {
-  return encodeCbor([c.seq, c.digest, c.proof.map(toPair)]);
+  return encodeCbor(checkpointCertToValue(c));
+}
+
+function checkpointCertToValue(c: CheckpointCert): unknown[] {
+  return [c.seq, c.digest, c.proof.map(toPair), c.epoch];
 }
 
 export function checkpointCertFromValue(v: unknown): CheckpointCert {
-  const arr = asArray(v, 'stable', 3);
+  const arr = asArray(v, 'stable', 4);
+  if (arr.length !== 4) fail('stable: wrong arity (a data directory from an older version?)');
   return {
+    epoch: asUint(arr[3], 'stable.epoch'),
     seq: asUint(arr[0], 'stable.seq'),
     digest: asBytes(arr[1], 'stable.digest', 32),
     proof: asArray(arr[2], 'stable.proof').map((p) => signedFromPair(p, 'checkpoint')),
@@ -162,16 +171,31 @@ export function decodeViewState(bytes: Uint8Array): Decoded<{ view: number; view
   });
 }
 
-export function encodeCheckpointState(seq: number, digest: Uint8Array, clients: Uint8Array): Uint8Array {
-  return encodeCbor([seq, digest, clients]);
+export function encodeCheckpointState(seq: number, digest: Uint8Array, clients: Uint8Array, membership: Uint8Array): Uint8Array {
+  return encodeCbor([seq, digest, clients, membership]);
 }
 
-export function decodeCheckpointState(bytes: Uint8Array): Decoded<{ seq: number; digest: Uint8Array; clients: Uint8Array }> {
+export function decodeCheckpointState(bytes: Uint8Array): Decoded<{ seq: number; digest: Uint8Array; clients: Uint8Array; membership: Uint8Array }> {
   return guarded(() => {
     const d = decodeCbor(bytes);
     if (!d.ok) fail(d.reason);
-    const a = asArray(d.value, 'checkpoint state', 3);
-    return { seq: asUint(a[0], 'seq'), digest: asBytes(a[1], 'digest', 32), clients: asBytes(a[2], 'clients') };
+    const a = asArray(d.value, 'checkpoint state', 4);
+    // (Three fields: a data directory from before membership was replicated state; its digest no
+    // longer matches, so the replica transfers state instead of trusting it.)
+    if (a.length !== 4) fail('checkpoint state: from an older version (no membership)');
+    return { seq: asUint(a[0], 'seq'), digest: asBytes(a[1], 'digest', 32), clients: asBytes(a[2], 'clients'), membership: asBytes(a[3], 'membership') };
+  });
+}
+
+export function encodeEpochProof(p: EpochProof): Uint8Array {
+  return encodeCbor(epochProofArray(p));
+}
+
+export function decodeEpochProof(bytes: Uint8Array): Decoded<EpochProof> {
+  return guarded(() => {
+    const d = decodeCbor(bytes);
+    if (!d.ok) fail(d.reason);
+    return epochProofFrom(d.value, 'epoch proof');
   });
 }
 

@@ -1,5 +1,6 @@
 /**
- * The vote thresholds of PBFT with n = 3f+1 replicas, written once (Castro & Liskov, TOCS 2002 §2.3;
+ * The vote thresholds of PBFT with n = 3f+1 replicas (and n = 3f+2, 3f+3 after a reconfiguration,
+ * where "2f+1" below reads ceil((n+f+1)/2)), written once (Castro & Liskov, TOCS 2002 §2.3;
  * etcd-io/raft keeps its majority rule apart from the protocol in the same way), and the rules that
  * count votes with them:
  *
@@ -44,12 +45,14 @@ export interface UnsafeQuorum {
 }
 
 export function quorumFor(n: number, f: number, unsafe: UnsafeQuorum = {}): Quorum {
-  if (!Number.isInteger(f) || f < 0 || n !== 3 * f + 1) throw new RangeError(`cluster has ${n} replicas; expected 3f+1 = ${3 * f + 1}`);
-  const strong = 2 * f + 1;
+  if (!Number.isInteger(f) || f < 0 || n < 3 * f + 1 || n > 3 * f + 3) throw new RangeError(`cluster has ${n} replicas; expected 3f+1..3f+3 for f = ${f}`);
+  // Two quorums of `strong` replicas share 2*strong - n >= f+1 of them, so at least one correct
+  // replica: strong = ceil((n+f+1)/2), which is 2f+1 for n = 3f+1 (n = 5, 6 keep f = 1: 4 votes).
+  const strong = Math.ceil((n + f + 1) / 2);
   return {
     n,
     f,
-    prepares: unsafe.prepares ?? 2 * f,
+    prepares: unsafe.prepares ?? strong - 1,
     commits: unsafe.commits ?? strong,
     checkpoints: strong,
     viewChanges: strong,

@@ -8,9 +8,9 @@ import { makeBatch } from './batch.ts';
 import { ClientTable } from './clienttable.ts';
 import { preparedCertificate, quorumFor } from './quorum.ts';
 import type { CommitMsg } from './messages.ts';
-import { KEYS, decodeBatch, decodeCheckpointCert, decodeCheckpointState, decodePair, decodeSlot, decodeViewState } from './persist.ts';
+import { KEYS, decodeBatch, decodeCheckpointCert, decodeCheckpointState, decodeEpochProof, decodePair, decodeSlot, decodeViewState } from './persist.ts';
+import { OPERATOR_CLIENT, decodeMembership } from './membership.ts';
 import { decodeHorizon, decodeSignFloor, encodeSignFloor, lostAgainst, type Horizon, type SignFloor } from './horizon.ts';
-import { checkCheckpointCert } from './newview.ts';
 import { stateDigest } from './statetree.ts';
 import { type ReplicaState, type Slot } from './state.ts';
 import { ProtocolInvariantError } from './types.ts';
@@ -98,20 +98,41 @@ export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>)
       rs.timers.viewChange.attempts = v.value.attempts;
     } else corrupt('view state');
   }
-  const stableBytes = byKey.get(KEYS.stable);
-  if (stableBytes) {
-    const s = decodeCheckpointCert(stableBytes);
-    if (s.ok && !checkCheckpointCert(s.value, rs.ctx)) rs.stable = s.value;
-    else corrupt('stable checkpoint');
+  // Configurations proven earlier (each was checked when stored), in epoch order.
+  const proofs = [...byKey].filter(([k]) => k.startsWith(KEYS.epochProofPrefix)).sort(([a], [b]) => (a < b ? -1 : 1));
+  for (const [key, value] of proofs) {
+    const p = decodeEpochProof(value);
+    const m = p.ok ? decodeMembership(p.value.membership) : undefined;
+    if (!p.ok || !m?.ok) {
+      corrupt(`epoch proof ${key}`);
+      continue;
+    }
+    rs.epochProofs.set(p.value.epoch, p.value);
+    rs.learnConfig(m.value.current);
   }
   // Application state as of our last checkpoint.
   const stateBytes = byKey.get(KEYS.checkpointState);
+  // The configurations our own state knows (checked against its digest below).
+  const stored = stateBytes ? decodeCheckpointState(stateBytes) : undefined;
+  const storedMembership = stored?.ok ? decodeMembership(stored.value.membership) : undefined;
+  if (storedMembership?.ok) {
+    rs.learnConfig(storedMembership.value.current);
+    if (storedMembership.value.next) rs.learnConfig(storedMembership.value.next);
+  }
+  const stableBytes = byKey.get(KEYS.stable);
+  if (stableBytes) {
+    const s = decodeCheckpointCert(stableBytes);
+    if (s.ok && !rs.checkStableCert(s.value)) rs.stable = s.value;
+    else corrupt('stable checkpoint');
+  }
   /** Why the stored application state cannot be used (undefined: it can). */
   let unusable: string | undefined;
   if (stateBytes) {
     const st = decodeCheckpointState(stateBytes);
-    const table = st.ok ? ClientTable.decode(st.value.clients, (c) => rs.auth.hasClient(c)) : undefined;
-    if (st.ok && table) {
+    const membership = st.ok ? decodeMembership(st.value.membership) : undefined;
+    const registered = membership?.ok ? new Set([...membership.value.current.clients.map((c) => c.id), OPERATOR_CLIENT]) : undefined;
+    const table = st.ok && registered ? ClientTable.decode(st.value.clients, (c) => registered.has(c)) : undefined;
+    if (st.ok && table && membership?.ok) {
       for (const [key, value] of byKey) {
         if (!key.startsWith(KEYS.partitionPrefix)) continue;
         const index = Number(key.slice(KEYS.partitionPrefix.length));
@@ -119,19 +140,23 @@ export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>)
         if (!res.ok) unusable ??= `stored partition ${key} is malformed: ${res.reason}`;
       }
       for (const [c, r] of table.records) rs.clients.set(c, r);
+      rs.membership = membership.value;
+      rs.learnConfig(membership.value.current);
+      if (membership.value.next) rs.learnConfig(membership.value.next);
       rs.syncTree();
       rs.persistedLeaves = rs.liveTree.leaves.slice();
-      const digest = stateDigest(rs.hash, rs.liveTree.root, st.value.clients);
+      const digest = stateDigest(rs.hash, rs.liveTree.root, st.value.clients, st.value.membership);
       rs.lastExecuted = st.value.seq;
       if (!bytesEqual(digest, st.value.digest)) unusable ??= `stored application state does not match its checkpoint digest (seq ${st.value.seq})`;
       else {
         rs.lastCheckpoint = { seq: st.value.seq, digest };
-        const snap = rs.snapshotNow(st.value.seq, digest, st.value.clients);
+        const snap = rs.snapshotNow(st.value.seq, digest, st.value.clients, st.value.membership);
         rs.ownCheckpoints.set(st.value.seq, snap);
         if (st.value.seq === rs.stable.seq) rs.stableSnapshot = snap;
       }
     } else unusable = 'stored checkpoint record is malformed';
   }
+  rs.enterEpoch();
   if (rs.stable.seq > 0 && rs.stableSnapshot?.seq !== rs.stable.seq) rs.stableSnapshot = undefined;
   // The log above the stable checkpoint.
   for (const [key, value] of byKey) {

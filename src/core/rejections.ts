@@ -44,6 +44,9 @@ export const REJECT_REASONS = [
   'old-new-view',
   'invalid-new-view',
   'suspect-other-view',
+  // membership (membership.ts)
+  'unknown-epoch',
+  'other-epoch',
 ] as const;
 
 export type RejectReason = (typeof REJECT_REASONS)[number];
@@ -64,6 +67,7 @@ export const MISBEHAVIOURS = [
   'invalid-new-view',
   'new-view-mismatch',
   'bad-state-transfer',
+  'invalid-epoch-proof',
 ] as const;
 
 export type Misbehaviour = (typeof MISBEHAVIOURS)[number];

@@ -47,14 +47,15 @@ export class Replica extends ReplicaState {
     if (!decoded.ok) return this.reject('malformed');
     const frame = decoded.value;
     if (frame.kind === 'link') {
-      if (from.kind !== 'replica' || from.id === this.id || from.id >= this.n) return this.reject('link-from-non-replica');
+      // Members, and replicas of the next configuration (joining: they catch up before they vote).
+      if (from.kind !== 'replica' || from.id === this.id || !this.isKnownReplica(from.id)) return this.reject('link-from-non-replica');
       return this.onLink(from.id, frame.msg);
     }
     if (frame.kind === 'reply') return this.reject('unexpected-reply');
     const signed = frame.signed;
     const msg = signed.msg;
     if (msg.type === 'request') return normal.onRequest(this, signed as Signed<RequestMsg>, from);
-    if (from.kind !== 'replica' || from.id === this.id || from.id >= this.n) return this.reject('protocol-message-from-non-replica');
+    if (from.kind !== 'replica' || from.id === this.id || !this.isMember(from.id)) return this.reject('protocol-message-from-non-replica');
     // Replica messages come from their signer, except a NEW-VIEW relayed to a replica that missed it.
     if (msg.type !== 'newview' && msg.replica !== from.id) return this.reject('sender-mismatch');
     switch (msg.type) {
@@ -147,6 +148,10 @@ export class Replica extends ReplicaState {
       logSlots: this.slots.size,
       waitingRequests: this.waiting.size,
       suspicions: [...this.suspicions.keys()].sort((a, b) => a - b),
+      epoch: this.epoch.epoch,
+      members: [...this.members],
+      member: this.isMember(this.id),
+      ...(this.epochEnd !== Infinity ? { nextEpoch: { epoch: this.epoch.epoch + 1, since: this.epochEnd, replicas: this.configs.get(this.epoch.epoch + 1)!.replicas.map((r) => r.id) } } : {}),
       timers: Object.values(this.timers).map((t) => t.describe(this.now)),
       ...(this.floor ? { recovering: { ...this.floor } } : {}),
     };
@@ -160,9 +165,9 @@ export class Replica extends ReplicaState {
   onLink(from: number, msg: LinkMessage): void {
     switch (msg.type) {
       case 'fetch':
-        return fetch.serveFetch(this, from, msg.from, msg.to);
+        return fetch.serveFetch(this, from, msg.from, msg.to, msg.epoch);
       case 'fetched':
-        return fetch.onFetched(this, from, msg.entries, msg.stable);
+        return fetch.onFetched(this, from, msg.entries, msg.stable, msg.proofs);
       case 'batchreq':
         return fetch.serveBatch(this, from, msg.seq, msg.digest);
       case 'batch': {
@@ -255,5 +260,8 @@ export class Replica extends ReplicaState {
   }
   takeCheckpoint(seq: number): void {
     return checkpoints.takeCheckpoint(this, seq);
+  }
+  epochEntered(): void {
+    return viewchange.renewViewChange(this);
   }
 }

@@ -17,12 +17,16 @@ import { DurabilityTracker } from './durability.ts';
 import type { Misbehaviour, RejectReason } from './rejections.ts';
 import { quorumFor, type Quorum } from './quorum.ts';
 import type { ClusterConfig } from './cluster.ts';
-import type { CheckpointCert, CheckpointMsg, CommitMsg, PrePrepareMsg, PrepareMsg, PreparedCert, RequestMsg, Signed, ViewChangeMsg } from './messages.ts';
-import { KEYS, WriteSet, encodeBatch, encodeCheckpointState, encodeViewState } from './persist.ts';
+import { clusterOf, decodeMembership, encodeMembership, genesisMembership, type MemberConfig, type Membership } from './membership.ts';
+import type { EpochProof, CheckpointCert, CheckpointMsg, CommitMsg, PrePrepareMsg, PrepareMsg, PreparedCert, RequestMsg, Signed, ViewChangeMsg } from './messages.ts';
+import { KEYS, WriteSet, encodeBatch, encodeCheckpointState, encodeEpochProof, encodeViewState } from './persist.ts';
 import { resolveOptions, type ReplicaOptions } from './options.ts';
 import type { SignFloor } from './horizon.ts';
-import { primaryOf, type QuorumContext } from './newview.ts';
-import { StateTree, leafDigest, stateDigest } from './statetree.ts';
+import { checkCheckpointCert, primaryOf, type QuorumContext } from './newview.ts';
+
+/** checkStableCert's reason for a certificate of a configuration we have not learned yet. */
+export const UNKNOWN_EPOCH = 'checkpoint of a configuration not known yet';
+import { StateTree, leafDigest, stateDigest, clientsDigest, membershipDigest, stateDigestOfParts } from './statetree.ts';
 import { TransferSession } from './transfer.ts';
 import type { ReplicaDeps, CoreEvent, OutMessage, Ready, FrameCodec } from './types.ts';
 
@@ -59,8 +63,11 @@ export interface CheckpointSnapshot {
   tree: StateTree;
   partitions: Uint8Array[];
   clients: Uint8Array;
+  /** Canonical membership bytes (membership.ts) that `digest` covers. */
+  membership: Uint8Array;
 }
 
+export type { EpochProof } from './messages.ts';
 
 export const GENESIS_SEQ = 0;
 
@@ -84,13 +91,27 @@ export interface Timers {
 }
 
 export abstract class ReplicaState {
-  readonly n: number;
-  readonly f: number;
+  // --- the configuration that orders the window (h, ...]: membership.ts ------------------------
+  /** Members of the operating configuration, and its f. */
+  n!: number;
+  f!: number;
+  /** Member ids, ascending (the primary rotation). */
+  members: readonly number[] = [];
   /** The vote thresholds (src/core/quorum.ts). */
-  readonly q: Quorum;
+  q!: Quorum;
+  /** The operating configuration: the one that orders the sequence numbers above the stable checkpoint. */
+  epoch!: MemberConfig;
+  ctx!: QuorumContext;
   readonly opts: ReplicaOptions;
+  /** Checks signatures against the operating configuration's keys. */
   readonly auth: Authenticator;
-  readonly ctx: QuorumContext;
+  /** The replicated membership as of lastExecuted (changed only by executing reconfigurations). */
+  membership: Membership;
+  /** Every configuration known to be genuine (genesis, executed, or proven), by epoch. */
+  readonly configs = new Map<number, MemberConfig>();
+  /** Proofs of the epochs after genesis (served to replicas and clients that follow later). */
+  readonly epochProofs = new Map<number, EpochProof>();
+  private readonly contexts = new Map<number, QuorumContext>();
   readonly hash: (d: Uint8Array) => Uint8Array;
   /** The shell's frame format (types.ts FrameCodec). */
   readonly frames: FrameCodec;
@@ -200,10 +221,7 @@ export abstract class ReplicaState {
     options: Partial<ReplicaOptions>,
     readonly deps: ReplicaDeps,
   ) {
-    this.n = cluster.replicas.length;
-    this.f = cluster.f;
-    this.q = quorumFor(this.n, this.f, deps.unsafeTestOnly?.quorum);
-    if (!Number.isInteger(id) || id < 0 || id >= this.n) throw new RangeError(`replica id ${id} not in 0..${this.n - 1}`);
+    if (!Number.isInteger(id) || id < 0 || id > 0xffff) throw new RangeError(`replica id ${id} not in 0..65535`);
     this.opts = resolveOptions(options);
     this.timers = {
       viewChange: new Timeout('view-change', this.opts.viewChangeTimeoutTicks, 'exponential', this.opts.viewChangeTimeoutTicksMax),
@@ -219,6 +237,8 @@ export abstract class ReplicaState {
     this.frames = deps.frames;
     this.app = deps.app;
     this.auth = new Authenticator(cluster, deps.crypto);
+    this.membership = genesisMembership(cluster);
+    this.configs.set(0, this.membership.current);
     // Genesis: the application starts empty on every replica, so its digest is the same everywhere.
     this.app.takeDirtyPartitions();
     this.livePartitions = [];
@@ -226,22 +246,164 @@ export abstract class ReplicaState {
     this.liveTree = StateTree.fromPartitions(this.hash, this.livePartitions);
     this.persistedLeaves = this.liveTree.leaves.slice();
     const genesisClients = this.clients.encode();
-    const genesis = stateDigest(this.hash, this.liveTree.root, genesisClients);
-    this.stable = { seq: GENESIS_SEQ, digest: genesis, proof: [] };
+    const genesisMembers = encodeMembership(this.membership);
+    const genesis = stateDigest(this.hash, this.liveTree.root, genesisClients, genesisMembers);
+    this.genesisDigest = genesis;
+    this.stable = { epoch: 0, seq: GENESIS_SEQ, digest: genesis, proof: [] };
     this.lastCheckpoint = { seq: GENESIS_SEQ, digest: genesis };
-    const snapshot = this.snapshotNow(GENESIS_SEQ, genesis, genesisClients);
+    const snapshot = this.snapshotNow(GENESIS_SEQ, genesis, genesisClients, genesisMembers);
     this.ownCheckpoints.set(GENESIS_SEQ, snapshot);
     this.stableSnapshot = snapshot;
-    this.ctx = {
-      n: this.n,
-      f: this.f,
-      q: this.q,
+    this.useConfig(this.membership.current);
+  }
+
+  private readonly genesisDigest: Uint8Array;
+
+  /** The verification context of a known epoch (undefined when the epoch is not known). */
+  ctxFor(epoch: number): QuorumContext | undefined {
+    const cached = this.contexts.get(epoch);
+    if (cached) return cached;
+    const config = this.configs.get(epoch);
+    if (!config) return undefined;
+    const cluster = clusterOf(this.cluster.clusterId, config);
+    const members = config.replicas.map((r) => r.id);
+    const memberSet = new Set(members);
+    const n = members.length;
+    const f = cluster.f;
+    const isOperating = this.epoch === config;
+    const ctx: QuorumContext = {
+      epoch,
+      since: config.since,
+      n,
+      f,
+      members,
+      isMember: (r) => memberSet.has(r),
+      q: quorumFor(n, f, this.deps.unsafeTestOnly?.quorum),
       checkpointInterval: this.opts.checkpointInterval,
       windowSize: this.opts.windowSize,
-      genesisDigest: genesis,
+      genesisDigest: this.genesisDigest,
       nullDigest: batchDigest(this.hash, []),
-      auth: this.auth,
+      auth: isOperating ? this.auth : new Authenticator(cluster, this.deps.crypto),
     };
+    const next = this.configs.get(epoch + 1);
+    if (next) ctx.until = next.since;
+    this.contexts.set(epoch, ctx);
+    ctx.previous = epoch > 0 ? this.ctxFor(epoch - 1) : undefined;
+    // Keep a few: the operating epoch and its neighbours are what anyone asks about.
+    for (const e of this.contexts.keys()) if (e < epoch - 2 && e !== this.epoch?.epoch) this.contexts.delete(e);
+    return ctx;
+  }
+
+  /**
+   * Checks a stable checkpoint certificate against the configuration that signed it (its epoch's,
+   * or the previous one's for the checkpoint where its epoch began); a reason when it is invalid or
+   * its epoch is one we do not know yet (`unknown-epoch`: not the sender's fault).
+   */
+  checkStableCert(cert: CheckpointCert): string | undefined {
+    const ctx = this.ctxFor(cert.epoch) ?? this.ctxFor(cert.epoch - 1);
+    if (!ctx) return UNKNOWN_EPOCH;
+    return checkCheckpointCert(cert, ctx);
+  }
+
+  /** A configuration becomes known (executed here, or proven by an EpochProof). */
+  learnConfig(config: MemberConfig): void {
+    if (this.configs.has(config.epoch)) return;
+    this.configs.set(config.epoch, config);
+    const before = this.contexts.get(config.epoch - 1);
+    if (before) before.until = config.since;
+  }
+
+  /** Makes `config` the operating configuration: quorums, keys, primary rotation. */
+  useConfig(config: MemberConfig): void {
+    this.epoch = config;
+    const cluster = clusterOf(this.cluster.clusterId, config);
+    this.auth.setCluster(cluster);
+    this.contexts.delete(config.epoch);
+    const ctx = this.ctxFor(config.epoch)!;
+    ctx.auth = this.auth;
+    this.ctx = ctx;
+    this.n = ctx.n;
+    this.f = ctx.f;
+    this.q = ctx.q;
+    this.members = ctx.members;
+  }
+
+  /** The last sequence number the operating configuration orders (Infinity until a change is known). */
+  get epochEnd(): number {
+    return this.configs.get(this.epoch.epoch + 1)?.since ?? Infinity;
+  }
+
+  isMember(id: number): boolean {
+    return this.ctx.isMember(id);
+  }
+
+  /** The newest configuration known (a fetch tells peers, whose reply brings the proofs of later ones). */
+  get latestEpoch(): number {
+    let e = 0;
+    for (const k of this.configs.keys()) if (k > e) e = k;
+    return e;
+  }
+
+  /**
+   * Learns configuration `proof.epoch` from its proof (the previous configuration must be known):
+   * the boundary checkpoint certified by the previous configuration, and the opening of its digest
+   * to the membership bytes. A reason when the proof is invalid; undefined when learned or known.
+   */
+  learnEpochProof(proof: EpochProof): string | undefined {
+    if (this.configs.has(proof.epoch) && this.epochProofs.has(proof.epoch)) return undefined;
+    const before = this.ctxFor(proof.epoch - 1);
+    if (!before || proof.epoch === 0) return UNKNOWN_EPOCH;
+    if (proof.cert.epoch !== proof.epoch) return 'epoch proof: certificate of another epoch';
+    const reason = checkCheckpointCert(proof.cert, before);
+    if (reason) return `epoch proof: ${reason}`;
+    const digest = stateDigestOfParts(this.hash, proof.root, proof.clients, membershipDigest(this.hash, proof.membership));
+    if (!bytesEqual(digest, proof.cert.digest)) return 'epoch proof: membership does not open the certified digest';
+    const m = decodeMembership(proof.membership);
+    if (!m.ok) return `epoch proof: ${m.reason}`;
+    const config = m.value.current;
+    if (config.epoch !== proof.epoch || config.since !== proof.cert.seq || m.value.next) return 'epoch proof: membership is not the start of its epoch';
+    this.learnConfig(config);
+    this.storeEpochProof(proof);
+    return undefined;
+  }
+
+  storeEpochProof(proof: EpochProof): void {
+    if (this.epochProofs.has(proof.epoch)) return;
+    this.epochProofs.set(proof.epoch, proof);
+    this.writes.put(KEYS.epochProof(proof.epoch), encodeEpochProof(proof));
+  }
+
+  /**
+   * The stable checkpoint decides the operating configuration (membership.ts): the one of its epoch.
+   * Entering a new one changes quorums, keys and the primary rotation; votes gathered under the old
+   * one for a view change are dropped (a view change in progress is asked again, in the new epoch).
+   * While the stable checkpoint's configuration is unknown (a transfer is installing it), the
+   * replica only follows: nothing is in its window (inWindow).
+   */
+  enterEpoch(): void {
+    const target = this.stable.epoch;
+    if (target === this.epoch.epoch) return;
+    const config = this.configs.get(target);
+    if (!config) return;
+    const was = this.epoch.epoch;
+    const wasMember = this.isMember(this.id);
+    this.useConfig(config);
+    this.viewChanges.clear();
+    this.suspicions.clear();
+    this.suspectSentAt = undefined;
+    this.aheadViews.clear();
+    this.helpedAt.clear();
+    this.newViewAhead = [];
+    this.events.push({ type: 'epoch-entered', epoch: target, since: config.since, replicas: [...this.members], member: this.isMember(this.id), was });
+    if (wasMember && !this.isMember(this.id)) this.events.push({ type: 'replica-removed', epoch: target });
+    this.epochEntered();
+  }
+
+  /** A replica in a configuration we know of (operating, or the next): links from it are served. */
+  isKnownReplica(id: number): boolean {
+    if (this.isMember(id)) return true;
+    const next = this.configs.get(this.epoch.epoch + 1) ?? this.membership.next;
+    return next !== undefined && next.replicas.some((r) => r.id === id);
   }
 
   get h(): number {
@@ -249,7 +411,7 @@ export abstract class ReplicaState {
   }
 
   get primary(): number {
-    return primaryOf(this.view, this.n);
+    return primaryOf(this.view, this.members);
   }
 
   isPrimary(): boolean {
@@ -264,6 +426,7 @@ export abstract class ReplicaState {
 
   /** False while recovering from lost durable state, for (view, seq) it may have voted on before (see SignFloor). */
   mayVote(view: number, seq: number): boolean {
+    if (!this.isMember(this.id)) return false;
     return this.floor === undefined || view > this.floor.view || seq > this.floor.seq;
   }
 
@@ -272,8 +435,10 @@ export abstract class ReplicaState {
     return this.floor === undefined || this.h >= this.floor.seq;
   }
 
+  /** (h, h+L], cut at the end of the operating configuration (membership.ts). */
   inWindow(seq: number): boolean {
-    return seq > this.h && seq <= this.h + this.opts.windowSize;
+    if (this.stable.epoch !== this.epoch.epoch) return false;
+    return seq > this.h && seq <= this.h + this.opts.windowSize && seq <= this.epochEnd;
   }
 
   noteAhead(replica: number, view: number, seq?: number): void {
@@ -300,9 +465,14 @@ export abstract class ReplicaState {
   }
 
   /** The live state as a checkpoint snapshot; `clients` are the client-table bytes `digest` covers. */
-  snapshotNow(seq: number, digest: Uint8Array, clients: Uint8Array): CheckpointSnapshot {
+  snapshotNow(seq: number, digest: Uint8Array, clients: Uint8Array, membership: Uint8Array): CheckpointSnapshot {
     this.livePartitionsShared = true;
-    return { seq, digest, tree: this.liveTree.clone(), partitions: this.livePartitions, clients };
+    return { seq, digest, tree: this.liveTree.clone(), partitions: this.livePartitions, clients, membership };
+  }
+
+  /** The epoch proof a snapshot at the start of its configuration gives. */
+  proofOf(cert: CheckpointCert, snap: { tree: StateTree; clients: Uint8Array; membership: Uint8Array }): EpochProof {
+    return { epoch: cert.epoch, cert, root: snap.tree.root, clients: clientsDigest(this.hash, snap.clients), membership: snap.membership };
   }
 
   /**
@@ -321,7 +491,7 @@ export abstract class ReplicaState {
       this.writes.put(KEYS.partition(i), snap.partitions[i]!);
       this.persistedLeaves[i] = leaf;
     }
-    this.writes.put(KEYS.checkpointState, encodeCheckpointState(snap.seq, snap.digest, snap.clients));
+    this.writes.put(KEYS.checkpointState, encodeCheckpointState(snap.seq, snap.digest, snap.clients, snap.membership));
   }
 
   get viewChanging(): boolean {
@@ -350,7 +520,7 @@ export abstract class ReplicaState {
   }
 
   pickPeer(cursor: number): number {
-    const peers = this.cluster.replicas.map((r) => r.id).filter((r) => r !== this.id);
+    const peers = this.members.filter((r) => r !== this.id);
     return peers[(this.id + cursor) % peers.length]!;
   }
 
@@ -401,8 +571,10 @@ export abstract class ReplicaState {
   }
 
   broadcast(frame: Uint8Array): void {
+    // Only members speak: a replica that is joining (or has left) signs no protocol message.
+    if (!this.isMember(this.id)) return;
     const after = this.durability.messageAfter;
-    for (let r = 0; r < this.n; r++) if (r !== this.id) this.messages.push({ to: r, frame, after });
+    for (const r of this.members) if (r !== this.id) this.messages.push({ to: r, frame, after });
   }
 
   sendTo(to: number, frame: Uint8Array): void {
@@ -431,6 +603,8 @@ export abstract class ReplicaState {
   abstract requestBatch(slot: Slot, digest: Uint8Array): void;
   abstract startTransfer(target: CheckpointCert, reason: string): void;
   abstract takeCheckpoint(seq: number): void;
+  /** The operating configuration changed (a view change in progress must be asked again in it). */
+  abstract epochEntered(): void;
 }
 
 export function slotRecord(slot: Slot): import('./persist.ts').SlotRecord {

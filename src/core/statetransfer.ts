@@ -5,7 +5,7 @@
 import { bytesEqual } from './auth.ts';
 import { ClientTable } from './clienttable.ts';
 import type { CheckpointCert, Digest, StatePart, StateReply } from './messages.ts';
-import { checkCheckpointCert } from './newview.ts';
+import { OPERATOR_CLIENT, decodeMembership, type Membership } from './membership.ts';
 import { leafDigest, stateDigest } from './statetree.ts';
 import { TransferSession, checkGroupLeaves, checkMeta, differingGroups, differingPositions, leafKey, leafPrefixes, mergeLeaves, packPartitions, partitionMatches, unpackPartitions } from './transfer.ts';
 import { assertNever, type ReplicaState } from './state.ts';
@@ -19,7 +19,7 @@ export function startTransfer(rs: ReplicaState, target: CheckpointCert, reason: 
     rs.advanceStable(target, undefined);
   }
   const candidates = target.proof.map((c) => c.msg.replica).filter((r) => r !== rs.id);
-  const peers = candidates.length > 0 ? candidates : rs.cluster.replicas.map((r) => r.id).filter((r) => r !== rs.id);
+  const peers = candidates.length > 0 ? candidates : rs.members.filter((r) => r !== rs.id);
   if (rs.transfer) keepReceived(rs, rs.transfer);
   rs.transfer = new TransferSession(target, rs.now, reason, peers, rs.transferCache);
   rs.counters.stateTransfers++;
@@ -71,6 +71,7 @@ export function serveState(rs: ReplicaState, peer: number, seq: number, part: St
         partitionCount: snap.tree.partitionCount,
         groupDigests: snap.tree.groups,
         clients: snap.clients,
+        membership: snap.membership,
       });
     case 'leaves': {
       const groups: Array<{ group: number; leaves: Digest[]; positions?: number[] }> = [];
@@ -115,7 +116,7 @@ export function onStateReply(rs: ReplicaState, peer: number, seq: number, reply:
   };
   switch (reply.kind) {
     case 'unavailable': {
-      if (reply.stable.seq > t.target.seq && !checkCheckpointCert(reply.stable, rs.ctx)) {
+      if (reply.stable.seq > t.target.seq && !rs.checkStableCert(reply.stable)) {
         return startTransfer(rs, reply.stable, 'newer stable checkpoint');
       }
       return askTransfer(rs, t.outstanding, true);
@@ -123,11 +124,14 @@ export function onStateReply(rs: ReplicaState, peer: number, seq: number, reply:
     case 'meta': {
       if (t.outstanding.kind !== 'meta') return;
       if (reply.partitionCount !== rs.app.partitionCount) return bad('state meta with a wrong partition count');
-      const reason = checkMeta(rs.hash, reply.partitionCount, t.target, reply.groupDigests, reply.clients);
+      const reason = checkMeta(rs.hash, reply.partitionCount, t.target, reply.groupDigests, reply.clients, reply.membership);
       if (reason) return bad(reason);
-      if (!ClientTable.decode(reply.clients, (c) => rs.auth.hasClient(c))) return bad('state meta with a malformed client table');
-      t.bytesReceived += reply.clients.length + 32 * reply.groupDigests.length;
-      t.meta = { groupDigests: reply.groupDigests, clients: reply.clients };
+      const membership = decodeMembership(reply.membership);
+      if (!membership.ok || membership.value.current.epoch !== t.target.epoch) return bad('state meta with a malformed membership');
+      const registered = registeredClients(membership.value);
+      if (!ClientTable.decode(reply.clients, (c) => registered.has(c))) return bad('state meta with a malformed client table');
+      t.bytesReceived += reply.clients.length + reply.membership.length + 32 * reply.groupDigests.length;
+      t.meta = { groupDigests: reply.groupDigests, clients: reply.clients, membership: reply.membership };
       t.groupsNeeded = differingGroups(reply.groupDigests, rs.liveTree);
       return nextTransferStep(rs);
     }
@@ -206,12 +210,18 @@ function installTransfer(rs: ReplicaState, t: TransferSession): void {
     const res = rs.app.writePartition(index, bytes);
     if (!res.ok) throw new ProtocolInvariantError(`certified partition ${index} rejected by the application: ${res.reason}`);
   }
-  const table = ClientTable.decode(meta.clients, (c) => rs.auth.hasClient(c))!;
+  const membership = decodeMembership(meta.membership);
+  if (!membership.ok) throw new ProtocolInvariantError(`certified membership does not decode: ${membership.reason}`);
+  const registered = registeredClients(membership.value);
+  const table = ClientTable.decode(meta.clients, (c) => registered.has(c))!;
   rs.clients.records.clear();
   for (const [c, r] of table.records) rs.clients.set(c, r);
   rs.replyFrames.clear();
+  rs.membership = membership.value;
+  rs.learnConfig(membership.value.current);
+  if (membership.value.next) rs.learnConfig(membership.value.next);
   rs.syncTree();
-  const digest = stateDigest(rs.hash, rs.liveTree.root, meta.clients);
+  const digest = stateDigest(rs.hash, rs.liveTree.root, meta.clients, meta.membership);
   if (!bytesEqual(digest, t.target.digest)) {
     throw new ProtocolInvariantError(`state after transfer to ${t.target.seq} does not match the certificate`);
   }
@@ -223,11 +233,15 @@ function installTransfer(rs: ReplicaState, t: TransferSession): void {
     const r = rs.clients.get(c);
     if (r && w.req.msg.timestamp <= r.timestamp) rs.waiting.delete(c);
   }
-  const snapshot = rs.snapshotNow(t.target.seq, digest, meta.clients);
+  const snapshot = rs.snapshotNow(t.target.seq, digest, meta.clients, meta.membership);
   rs.ownCheckpoints.set(t.target.seq, snapshot);
   rs.lastCheckpoint = { seq: t.target.seq, digest };
   if (rs.stable.seq === t.target.seq) rs.stableSnapshot = snapshot;
   rs.persistSnapshot(snapshot);
+  const config = membership.value.current;
+  if (config.epoch > 0 && config.since === t.target.seq) rs.storeEpochProof(rs.proofOf(t.target, snapshot));
+  // The configuration of the stable checkpoint may have been unknown until now (we only followed).
+  rs.enterEpoch();
   rs.events.push({
     type: 'state-transfer-completed',
     seq: t.target.seq,
@@ -246,4 +260,9 @@ function installTransfer(rs: ReplicaState, t: TransferSession): void {
     rs.timers.fetch.stop();
     rs.fetchEntries();
   }
+}
+
+/** Client ids a client table of this membership may hold (the operator's too). */
+function registeredClients(m: Membership): Set<number> {
+  return new Set([...m.current.clients.map((c) => c.id), OPERATOR_CLIENT]);
 }

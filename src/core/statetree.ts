@@ -4,7 +4,11 @@
  *   leaf[i]  = H(0x00 || partition i bytes)
  *   group[j] = H(0x01 || leaf[j*G] || ... || leaf[j*G+G-1])        (G = groupSize, last group may be short)
  *   root     = H(0x02 || u32(partitionCount) || group[0] || ... )
- *   state    = H(0x03 || root || H(0x04 || client table bytes))      (the digest in CHECKPOINT messages)
+ *   state    = H(0x03 || root || H(0x04 || client table bytes) || H(0x05 || membership bytes))
+ *                                                                     (the digest in CHECKPOINT messages)
+ *
+ * The membership (membership.ts) has its own digest so that an epoch proof opens the state digest to
+ * the configuration without carrying the application state or the client table.
  *
  * A replica behind compares group digests first, then the leaves of differing groups, and fetches
  * only partitions whose leaves differ.
@@ -48,8 +52,20 @@ export function rootDigest(hash: Hash, partitionCount: number, groups: readonly 
   return hash(prefixed(0x02, groups, count));
 }
 
-export function stateDigest(hash: Hash, root: Uint8Array, clientTable: Uint8Array): Uint8Array {
-  return hash(prefixed(0x03, [root, hash(prefixed(0x04, [clientTable]))]));
+export function stateDigest(hash: Hash, root: Uint8Array, clientTable: Uint8Array, membership: Uint8Array): Uint8Array {
+  return stateDigestOfParts(hash, root, clientsDigest(hash, clientTable), membershipDigest(hash, membership));
+}
+
+export function clientsDigest(hash: Hash, clientTable: Uint8Array): Uint8Array {
+  return hash(prefixed(0x04, [clientTable]));
+}
+
+export function membershipDigest(hash: Hash, membership: Uint8Array): Uint8Array {
+  return hash(prefixed(0x05, [membership]));
+}
+
+export function stateDigestOfParts(hash: Hash, root: Uint8Array, clients: Uint8Array, membership: Uint8Array): Uint8Array {
+  return hash(prefixed(0x03, [root, clients, membership]));
 }
 
 export class StateTree {

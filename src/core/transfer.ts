@@ -2,7 +2,8 @@
  * State transfer session (requester side): fetch the state of a stable checkpoint, certified by
  * 2f+1 CHECKPOINT messages, moving only the partitions whose digests differ from our own.
  *
- *   meta        group digests + client table; checked: H(root(groups), clients) = certified digest
+ *   meta        group digests + client table + membership; checked: H(root(groups), clients,
+ *               membership) = certified digest
  *   leaves      leaf digests of the groups that differ; the asker sends a 4-byte prefix of each of
  *               its own leaves and the peer sends only the leaves that differ; checked: the asker's
  *               own leaves with the peer's in their places hash to the certified group digest
@@ -18,6 +19,7 @@ import { groupDigest, groupSizeFor, leafDigest, rootDigest, stateDigest, type Ha
 export interface TransferMeta {
   groupDigests: Digest[];
   clients: Uint8Array;
+  membership: Uint8Array;
 }
 
 /** One state transfer in progress: what it has, what it still needs, whom it asked. */
@@ -68,11 +70,12 @@ export function checkMeta(
   target: CheckpointCert,
   groupDigests: Digest[],
   clients: Uint8Array,
+  membership: Uint8Array,
 ): string | undefined {
   const groupSize = groupSizeFor(partitionCount);
   if (groupDigests.length !== Math.ceil(partitionCount / groupSize)) return 'state meta: wrong number of groups';
   const root = rootDigest(hash, partitionCount, groupDigests);
-  if (!bytesEqual(stateDigest(hash, root, clients), target.digest)) return 'state meta does not match the certified digest';
+  if (!bytesEqual(stateDigest(hash, root, clients, membership), target.digest)) return 'state meta does not match the certified digest';
   return undefined;
 }
 

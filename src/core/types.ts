@@ -10,6 +10,7 @@ import type { ReplicatedApp } from './ports.ts';
 import type { KeyRange, WriteOp } from './ports.ts';
 import type { CoreCrypto } from './auth.ts';
 import type { UnsafeQuorum } from './quorum.ts';
+import type { ReconfigResult } from './membership.ts';
 import type { Horizon, SignFloor } from './horizon.ts';
 
 export interface Source {
@@ -82,7 +83,13 @@ export type CoreEvent =
       ticks: number;
     }
   /** A peer did what no correct replica does: `code` is one of MISBEHAVIOURS (rejections.ts), `reason` the detail. */
-  | { type: 'peer-misbehaved'; peer: number; code: Misbehaviour; reason: string };
+  | { type: 'peer-misbehaved'; peer: number; code: Misbehaviour; reason: string }
+  /** A reconfiguration request executed (membership.ts): `result` says whether it was refused. */
+  | { type: 'reconfiguration'; seq: number; result: ReconfigResult }
+  /** The stable checkpoint reached a new configuration: quorums, keys and the primary rotation follow it. */
+  | { type: 'epoch-entered'; epoch: number; since: number; replicas: number[]; member: boolean; was: number }
+  /** This replica is not a member of the configuration it entered: it votes no more (its data can go). */
+  | { type: 'replica-removed'; epoch: number };
 
 export interface OutMessage {
   to: number;
@@ -134,6 +141,12 @@ export interface ReplicaStatus {
   waitingRequests: number;
   /** Replicas that suspect the primary of the current view (the view changes once f+1 do). */
   suspicions: number[];
+  /** The operating configuration (membership.ts): its epoch and replica ids, and whether we are one. */
+  epoch: number;
+  members: number[];
+  member: boolean;
+  /** A reconfiguration executed and not yet in force: it takes effect after checkpoint `since`. */
+  nextEpoch?: { epoch: number; since: number; replicas: number[] };
   /** The replica's timers (timeout.ts), in ticks. */
   timers: Array<{ name: TimeoutName; after: number; attempts: number; remaining?: number }>;
   /** Set while recovering from lost durable state: what it does not sign yet. */

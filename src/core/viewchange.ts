@@ -75,6 +75,19 @@ export function startViewChange(rs: ReplicaState, view: number, reason: string):
   rs.assigned.clear();
   rs.queue = [];
   rs.queued.clear();
+  sendViewChange(rs, view, reason);
+}
+
+/**
+ * The operating configuration changed during a view change: the VIEW-CHANGEs gathered were the old
+ * configuration's, so ours is signed again with the new stable checkpoint, for the same view.
+ */
+export function renewViewChange(rs: ReplicaState): void {
+  if (!rs.viewChanging || !rs.isMember(rs.id)) return;
+  sendViewChange(rs, rs.view, 'configuration changed');
+}
+
+function sendViewChange(rs: ReplicaState, view: number, reason: string): void {
   if (!rs.mayViewChange()) {
     // Recovering: it follows the view but says nothing (a VIEW-CHANGE without the certificates it
     // forgot could let a committed request be reordered).
@@ -106,6 +119,9 @@ export function startViewChange(rs: ReplicaState, view: number, reason: string):
 
 export function onViewChange(rs: ReplicaState, signed: Signed<ViewChangeMsg>): void {
   const m = signed.msg;
+  // A VIEW-CHANGE belongs to the configuration of its stable checkpoint: another epoch's sender is
+  // behind (it will follow) or ahead (we will): neither counts here, and neither misbehaved.
+  if (m.checkpoint.epoch !== rs.epoch.epoch) return rs.reject('other-epoch');
   if (m.view < rs.view || (m.view === rs.view && !rs.viewChanging)) {
     helpLagging(rs, m.replica, m.view);
     return rs.reject('old-view-change');
@@ -194,7 +210,7 @@ function sendNewView(rs: ReplicaState, votes: Signed<ViewChangeMsg>[]): void {
 
 export function onNewView(rs: ReplicaState, signed: Signed<NewViewMsg>, from: number): void {
   const m = signed.msg;
-  if (m.replica !== primaryOf(m.view, rs.n)) return rs.reject('newview-not-from-primary');
+  if (m.replica !== primaryOf(m.view, rs.members)) return rs.reject('newview-not-from-primary');
   if (m.view < rs.view || (m.view === rs.view && !rs.viewChanging)) return rs.reject('old-new-view');
   if (!rs.auth.verify(signed)) return rs.reject('bad-signature');
   const reason = checkViewChangeSet(m.view, m.viewChanges, rs.ctx);

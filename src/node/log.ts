@@ -132,6 +132,17 @@ export function logCoreEvent(log: Logger, event: CoreEvent, tickMs: number, limi
     case 'signing-resumed':
       log.info('recovered: signing again', { view: event.view, stable: event.stable });
       break;
+    case 'reconfiguration':
+      if (event.result.ok) {
+        log.info('reconfiguration ordered', { seq: event.seq, epoch: event.result.epoch, afterCheckpoint: event.result.since, replicas: event.result.replicas.join(',') });
+      } else log.warn('reconfiguration refused', { seq: event.seq, reason: event.result.reason });
+      break;
+    case 'epoch-entered':
+      log.info('configuration entered', { epoch: event.epoch, since: event.since, replicas: event.replicas.join(','), member: event.member });
+      break;
+    case 'replica-removed':
+      log.warn('this replica is no longer a member: it votes no more; stop it and delete its data when convenient', { epoch: event.epoch });
+      break;
     default: {
       const never: never = event;
       log.warn('unknown core event', { event: String((never as { type?: unknown }).type) });

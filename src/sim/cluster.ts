@@ -11,8 +11,9 @@
  * replica, at the moment it leaves (src/sim/checkers.ts).
  */
 import { KvStore } from '../app/kv.ts';
-import { decodeFrame, FRAME_CODEC } from '../codec/messages.ts';
-import { replyOf } from '../client/request.ts';
+import { decodeFrame, encodeSignedFrame, FRAME_CODEC } from '../codec/messages.ts';
+import { replyOf, RequestSigner } from '../client/request.ts';
+import { OPERATOR_CLIENT, encodeReconfigOp, type ReconfigOp } from '../core/membership.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
 import { Replica, type CoreEvent, type ReplicaDeps } from '../core/replica.ts';
 import type { UnsafeQuorum } from '../core/quorum.ts';
@@ -59,6 +60,13 @@ export interface SimOptions {
   unsafeIgnoreLostData?: boolean;
   /** Client workload: the op of client c's i-th request (default: random ops over keySpace). */
   workload?: (client: number, index: number) => KvOp;
+  /**
+   * Hosts beyond the 3f+1 members, with ids 3f+1.., started with the genesis keyring but not in it
+   * (replicas that JOIN later: they follow as observers until a reconfiguration makes them members).
+   */
+  spareReplicas?: number;
+  /** The keyring has an operator key (reconfiguration requests: SimCluster.reconfigure). */
+  operator?: boolean;
 }
 
 export const DEFAULT_SIM_OPTIONS: SimOptions = {
@@ -153,22 +161,28 @@ export class SimCluster {
     this.net.faults = this.opts.network;
     this.n = 3 * this.opts.f + 1;
     const keyPrng = this.prng.fork();
+    const spares = this.opts.spareReplicas ?? 0;
     const replicaSigners = Array.from({ length: this.n }, () => this.keys.newKey(keyPrng));
     const clientSigners = Array.from({ length: this.opts.clients + 2 }, () => this.keys.newKey(keyPrng));
+    // (Drawn after the others, so that runs without them keep their keys.)
+    for (let i = 0; i < spares; i++) replicaSigners.push(this.keys.newKey(keyPrng));
+    this.operatorSigner = this.opts.operator ? this.keys.newKey(keyPrng) : undefined;
     this.cluster = {
       clusterId: `sim-${this.opts.seed}`,
       f: this.opts.f,
-      replicas: replicaSigners.map((s, id) => ({ id, url: `sim://${id}`, publicKey: s.publicKey })),
+      replicas: replicaSigners.slice(0, this.n).map((s, id) => ({ id, url: `sim://${id}`, publicKey: s.publicKey })),
       clients: clientSigners.map((s, id) => ({ id, publicKey: s.publicKey })),
+      ...(this.operatorSigner ? { operatorKey: this.operatorSigner.publicKey } : {}),
     };
-    this.clientNodeBase = this.n;
+    this.replicaInfo = replicaSigners.map((s, id) => ({ id, url: `sim://${id}`, publicKey: s.publicKey }));
+    this.clientNodeBase = this.n + spares;
     this.checker = new Checker(this.opts.f, (client, ts) => {
       const single = this.clients[client]?.issued.get(ts) ?? this.extraIssued.get(client)?.get(ts);
       return single ? [single] : this.extraIssuedAlternatives.get(`${client}:${ts}`);
     });
     // Drawn from its own stream, so that disk timing does not shift the other random choices.
     this.diskPrng = this.prng.fork();
-    for (let id = 0; id < this.n; id++) {
+    for (let id = 0; id < this.n + spares; id++) {
       const disk = new SimDisk(id);
       const host: Host = { id, signer: replicaSigners[id]!, disk, incarnation: 0, crashes: 0 };
       this.hosts.push(host);
@@ -186,6 +200,28 @@ export class SimCluster {
   }
 
   readonly spareClientSigners: Signer[];
+  /** The operator's key (opts.operator). */
+  readonly operatorSigner?: Signer;
+  /** Every host's id, URL and public key (members and spares). */
+  readonly replicaInfo: Array<{ id: number; url: string; publicKey: Uint8Array }>;
+  private operatorTimestamp = 0;
+
+  /**
+   * Submits a reconfiguration signed with the operator's key to every host (as the operator's
+   * client would); returns its timestamp. Registered as issued, so the checkers accept it in the order.
+   */
+  reconfigure(op: ReconfigOp): number {
+    if (!this.operatorSigner) throw new Error('reconfigure: the simulated keyring has no operator key (opts.operator)');
+    const signer = new RequestSigner(this.cluster, OPERATOR_CLIENT, this.operatorSigner, this.keys.verifier);
+    const ts = ++this.operatorTimestamp;
+    const bytes = encodeReconfigOp(op);
+    let issued = this.extraIssued.get(OPERATOR_CLIENT);
+    if (!issued) this.extraIssued.set(OPERATOR_CLIENT, (issued = new Map()));
+    issued.set(ts, bytes);
+    const frame = encodeSignedFrame(signer.sign(ts, bytes));
+    for (const h of this.hosts) this.net.send(this.now, this.clientNodeBase + OPERATOR_CLIENT, h.id, frame);
+    return ts;
+  }
 
   count(kind: string, by = 1): void {
     this.faults[kind] = (this.faults[kind] ?? 0) + by;
@@ -591,7 +627,7 @@ export class SimCluster {
   deliver(from: number, to: number, bytes: Uint8Array): void {
     if (to >= this.clientNodeBase) {
       const c = this.clients[to - this.clientNodeBase];
-      if (c && from < this.n) c.onFrame(this.now, from, bytes);
+      if (c && from < this.clientNodeBase) c.onFrame(this.now, from, bytes);
       return;
     }
     const host = this.hosts[to];
@@ -600,9 +636,9 @@ export class SimCluster {
       host.inbox!.push({ from, bytes });
       return;
     }
-    const source = from < this.n ? { kind: 'replica' as const, id: from } : { kind: 'client' as const, id: from - this.clientNodeBase };
+    const source = from < this.clientNodeBase ? { kind: 'replica' as const, id: from } : { kind: 'client' as const, id: from - this.clientNodeBase };
     let target = host.replica;
-    if (host.twin && from < this.n && host.twinPeers!.has(from)) target = host.twin;
+    if (host.twin && from < this.clientNodeBase && host.twinPeers!.has(from)) target = host.twin;
     if (!target) return;
     try {
       target.receive(source, bytes);

@@ -164,7 +164,7 @@ describe('stable certificates learned ahead of execution', () => {
     const ref = k.node(3);
     const outs = executeUpTo(ref, seq);
     const digest = ownCheckpoint(outs[seq - 1]!)!.msg.digest;
-    return { seq, digest, proof: signers.map((r) => k.checkpoint(r, seq, digest)) };
+    return { epoch: 0, seq, digest, proof: signers.map((r) => k.checkpoint(r, seq, digest)) };
   }
 
   test('a stable certificate above execution is applied once execution reaches it (the window moves, the log is truncated)', () => {
@@ -204,7 +204,7 @@ describe('stable certificates learned ahead of execution', () => {
       const digest = k.digest(batch);
       entries.push({ seq, batch, commits: [0, 2, 3].map((r) => k.commit(r, 0, seq, digest)) });
     }
-    node.fromReplica(3, linkFrame({ type: 'fetched', entries, stable: k.genesis }));
+    node.fromReplica(3, linkFrame({ type: 'fetched', entries, stable: k.genesis, proofs: [] }));
     const caught = node.flush();
     assert.equal(node.replica.lastExecuted, L);
     assert.equal(node.replica.h, L);

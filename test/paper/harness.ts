@@ -369,7 +369,12 @@ export class TestCluster {
   /** A QuorumContext for calling the pure view-change functions directly. */
   quorumContext(verifierId = 0): QuorumContext {
     const o = { ...this.options };
+    const members = Array.from({ length: this.n }, (_, i) => i);
     return {
+      epoch: 0,
+      since: 0,
+      members,
+      isMember: (r) => r >= 0 && r < this.n,
       n: this.n,
       f: this.f,
       q: quorumFor(this.n, this.f),
@@ -426,8 +431,8 @@ export class TestCluster {
     return this.signAs(from, { type: 'commit', view, seq, digest, replica: from });
   }
 
-  checkpoint(from: number, seq: number, digest: Uint8Array): Signed<CheckpointMsg> {
-    return this.signAs(from, { type: 'checkpoint', seq, digest, replica: from });
+  checkpoint(from: number, seq: number, digest: Uint8Array, epoch = 0): Signed<CheckpointMsg> {
+    return this.signAs(from, { type: 'checkpoint', seq, digest, replica: from, epoch });
   }
 
   viewChange(from: number, view: number, prepared: PreparedCert[] = [], checkpoint: CheckpointCert = this.genesis): Signed<ViewChangeMsg> {

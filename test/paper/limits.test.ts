@@ -79,7 +79,7 @@ describe('size limits', () => {
     const node = k.node(1, { frameBytesMax });
     for (let seq = 1; seq <= 3; seq++) agree(node, 0, seq, [k.request(seq, 1, new Uint8Array(700 * 1024))]);
     assert.equal(node.replica.lastExecuted, 3);
-    node.fromReplica(2, linkFrame({ type: 'fetch', from: 1, to: 3 }));
+    node.fromReplica(2, linkFrame({ type: 'fetch', from: 1, to: 3, epoch: 0 }));
     const fetched = node.flush().links('fetched');
     assert.equal(fetched.length, 1);
     assert.deepEqual(fetched[0]!.msg.entries.map((e) => e.seq), [1], 'two 700 KiB batches would exceed 1 MiB');

@@ -33,8 +33,13 @@ function proposeAtPrimary(k: TestCluster, node: Node, client: number, ts: number
 }
 
 describe('normal case: the primary', () => {
-  test('the primary of view v is replica v mod n', () => {
-    for (const n of [4, 7, 10]) for (let v = 0; v < 25; v++) assert.equal(primaryOf(v, n), v % n);
+  test('the primary of view v is replica v mod n (the members take turns in id order)', () => {
+    for (const n of [4, 7, 10]) {
+      const members = Array.from({ length: n }, (_, i) => i);
+      for (let v = 0; v < 25; v++) assert.equal(primaryOf(v, members), v % n);
+    }
+    // After a reconfiguration the ids need not be dense: the rotation goes over the members.
+    assert.deepEqual([0, 1, 2, 3, 4, 5].map((v) => primaryOf(v, [0, 2, 5, 9])), [0, 2, 5, 9, 0, 2]);
 
     // A backup in view 0 forwards to replica 0; after a NEW-VIEW for view 5 (n = 4), to replica 1.
     const node = k1.node(2);

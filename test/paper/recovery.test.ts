@@ -248,7 +248,7 @@ describe('recovery from lost durable state (a damaged or truncated log)', () => 
       const d = k.digest(batch);
       entries.push({ seq, batch, commits: [0, 1, 3].map((r) => k.commit(r, view, seq, d)) });
     }
-    again.fromReplica(3, linkFrame({ type: 'fetched', entries, stable: k.genesis }));
+    again.fromReplica(3, linkFrame({ type: 'fetched', entries, stable: k.genesis, proofs: [] }));
     again.flush();
     assert.equal(again.replica.lastExecuted, 8);
     for (const r of [0, 1, 3]) again.fromReplica(r, frame(k.checkpoint(r, 8, digest8!)));

@@ -306,16 +306,16 @@ describe('view change: NEW-VIEW', () => {
     const d2 = k.digest([r2]);
     const vcs = [k.viewChange(1, 1, [k.preparedCert(0, 2, d2)]), k.viewChange(0, 1), k.viewChange(3, 1)];
     const right = [
-      { seq: 1, digest: k.nullDigest },
-      { seq: 2, digest: d2 },
+      { epoch: 0, seq: 1, digest: k.nullDigest },
+      { epoch: 0, seq: 2, digest: d2 },
     ];
     const other = k.digest([k.request(3, 9, put('x', 'y'))]);
     const variants: Array<[string, Array<{ seq: number; digest: Uint8Array }>]> = [
-      ['another digest for a prepared request', [right[0]!, { seq: 2, digest: other }]],
-      ['a request in place of the null request', [{ seq: 1, digest: other }, right[1]!]],
+      ['another digest for a prepared request', [right[0]!, { epoch: 0, seq: 2, digest: other }]],
+      ['a request in place of the null request', [{ epoch: 0, seq: 1, digest: other }, right[1]!]],
       ['the gap left out', [right[1]!]],
-      ['an extra pre-prepare', [...right, { seq: 3, digest: other }]],
-      ['a prepared request moved to another sequence number', [{ seq: 1, digest: d2 }, { seq: 2, digest: k.nullDigest }]],
+      ['an extra pre-prepare', [...right, { epoch: 0, seq: 3, digest: other }]],
+      ['a prepared request moved to another sequence number', [{ epoch: 0, seq: 1, digest: d2 }, { epoch: 0, seq: 2, digest: k.nullDigest }]],
     ];
     for (const [what, entries] of variants) {
       const node = k.node(2);
@@ -448,16 +448,16 @@ describe('view change: the pure rules (src/core/newview.ts)', () => {
     assert.match(checkViewChange(k.viewChange(2, 1, [k.preparedCert(1, 1, d('a'))]), ctx) ?? '', /not below/);
     assert.match(checkViewChange(k.viewChange(2, 1, [k.preparedCert(0, 9, d('a'))]), ctx) ?? '', /window/);
     assert.match(checkViewChange(k.viewChange(2, 1, [k.preparedCert(0, 1, d('a')), k.preparedCert(0, 1, d('b'))]), ctx) ?? '', /two prepared/);
-    const badCheckpoint = { seq: 4, digest: d('s'), proof: [k.checkpoint(0, 4, d('s')), k.checkpoint(1, 4, d('s'))] };
+    const badCheckpoint = { epoch: 0, seq: 4, digest: d('s'), proof: [k.checkpoint(0, 4, d('s')), k.checkpoint(1, 4, d('s'))] };
     assert.match(checkViewChange(k.viewChange(2, 1, [], badCheckpoint), ctx) ?? '', /fewer than 2f\+1/);
-    const goodCheckpoint = { seq: 4, digest: d('s'), proof: [0, 1, 3].map((r) => k.checkpoint(r, 4, d('s'))) };
+    const goodCheckpoint = { epoch: 0, seq: 4, digest: d('s'), proof: [0, 1, 3].map((r) => k.checkpoint(r, 4, d('s'))) };
     assert.equal(checkViewChange(k.viewChange(2, 1, [k.preparedCert(0, 5, d('a'))], goodCheckpoint), ctx), undefined);
     assert.match(checkViewChange(k.viewChange(2, 1, [k.preparedCert(0, 4, d('a'))], goodCheckpoint), ctx) ?? '', /window/);
-    assert.match(checkViewChange(k.viewChange(2, 1, [], { seq: 0, digest: d('not genesis'), proof: [] }), ctx) ?? '', /genesis/);
+    assert.match(checkViewChange(k.viewChange(2, 1, [], { epoch: 0, seq: 0, digest: d('not genesis'), proof: [] }), ctx) ?? '', /genesis/);
   });
 
   test('planNewView: min-s is the latest stable checkpoint, max-s the highest prepared; the certificate of the highest view wins; gaps get the null request', () => {
-    const cp4 = { seq: 4, digest: d('s4'), proof: [0, 1, 2].map((r) => k.checkpoint(r, 4, d('s4'))) };
+    const cp4 = { epoch: 0, seq: 4, digest: d('s4'), proof: [0, 1, 2].map((r) => k.checkpoint(r, 4, d('s4'))) };
     const vcs: ViewChangeMsg[] = [
       k.viewChange(0, 3, [k.preparedCert(0, 3, d('old3')), k.preparedCert(0, 5, d('v0-5'))]).msg,
       k.viewChange(1, 3, [k.preparedCert(2, 5, d('v2-5')), k.preparedCert(1, 8, d('v1-8'))], cp4).msg,

@@ -58,7 +58,7 @@ test('deep nesting, truncation and bad headers are refused before decoding; real
   const r = decodeCbor(deep);
   assert.equal(r.ok, false);
   assert.match(r.ok ? '' : r.reason, /nested deeper/);
-  const sig = { msg: { type: 'checkpoint', seq: 1, digest: new Uint8Array(32), replica: 1 }, body: encodeCbor([6, 1, new Uint8Array(32), 1]), sig: new Uint8Array(64) } as const;
+  const sig = { msg: { type: 'checkpoint', seq: 1, digest: new Uint8Array(32), replica: 1, epoch: 0 }, body: encodeCbor([6, 1, new Uint8Array(32), 1, 0]), sig: new Uint8Array(64) } as const;
   assert.equal(decodeFrame(encodeSignedFrame(sig as never)).ok, true);
   assert.equal(decodeFrame(deep).ok, false);
   void started;

@@ -43,12 +43,12 @@ function samples(): Signed[] {
   const a2 = authAs(2);
   const pp = a1.sign<PrePrepareMsg>({ type: 'preprepare', view: 1, seq: 7, digest: digest(7), replica: 1 });
   const prep = a2.sign({ type: 'prepare', view: 1, seq: 7, digest: digest(7), replica: 2 });
-  const ck = a2.sign({ type: 'checkpoint', seq: 128, digest: digest(9), replica: 2 });
+  const ck = a2.sign({ type: 'checkpoint', seq: 128, digest: digest(9), replica: 2, epoch: 0 });
   const vc = a2.sign({
     type: 'viewchange',
     view: 2,
     replica: 2,
-    checkpoint: { seq: 128, digest: digest(9), proof: [ck] },
+    checkpoint: { epoch: 0, seq: 128, digest: digest(9), proof: [ck] },
     prepared: [{ prePrepare: pp as Signed<PrePrepareMsg>, prepares: [prep as Signed<never>] }],
   } as SignedMessage);
   const msgs: SignedMessage[] = [
@@ -85,7 +85,7 @@ test('a pre-prepare frame carries its batch; only a pre-prepare may carry one', 
 
 test('link messages round-trip', () => {
   const links: LinkMessage[] = [
-    { type: 'fetch', from: 1, to: 64 },
+    { type: 'fetch', from: 1, to: 64, epoch: 0 },
     { type: 'batchreq', seq: 5, digest: digest(1) },
     { type: 'batch', seq: 5, digest: digest(1), batch: [request(1)] },
     { type: 'statereq', seq: 128, part: { kind: 'leaves', groups: [0, 3] } },

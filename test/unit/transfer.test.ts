@@ -28,8 +28,10 @@ function partitions(tag: string, changed: number[] = []): Uint8Array[] {
   return Array.from({ length: PARTITIONS }, (_, i) => enc.encode(`${changed.includes(i) ? tag : 'base'}-${i}`));
 }
 
+const MEMBERSHIP = new Uint8Array([9, 9]);
+
 function certFor(tree: StateTree, clients: Uint8Array): CheckpointCert {
-  return { seq: 64, digest: stateDigest(sha256, tree.root, clients), proof: [] };
+  return { epoch: 0, seq: 64, digest: stateDigest(sha256, tree.root, clients, MEMBERSHIP), proof: [] };
 }
 
 test('the digest tree: groups of sqrt(n) leaves, one changed partition changes exactly one group', () => {
@@ -41,15 +43,16 @@ test('the digest tree: groups of sqrt(n) leaves, one changed partition changes e
   assert.notDeepEqual(a.root, b.root);
 });
 
-test('meta: group digests and client table are accepted only when they hash to the certified digest', () => {
+test('meta: group digests, client table and membership are accepted only when they hash to the certified digest', () => {
   const tree = StateTree.fromPartitions(sha256, partitions('x'));
   const clients = new Uint8Array([1, 2, 3]);
   const cert = certFor(tree, clients);
-  assert.equal(checkMeta(sha256, PARTITIONS, cert, tree.groups, clients), undefined);
+  assert.equal(checkMeta(sha256, PARTITIONS, cert, tree.groups, clients, MEMBERSHIP), undefined);
+  assert.match(checkMeta(sha256, PARTITIONS, cert, tree.groups, clients, new Uint8Array([9])) ?? '', /does not match/);
   const wrongGroup = tree.groups.map((g, i) => (i === 2 ? sha256(g) : g));
-  assert.match(checkMeta(sha256, PARTITIONS, cert, wrongGroup, clients) ?? '', /does not match/);
-  assert.match(checkMeta(sha256, PARTITIONS, cert, tree.groups, new Uint8Array([1, 2])) ?? '', /does not match/);
-  assert.match(checkMeta(sha256, PARTITIONS, cert, tree.groups.slice(1), clients) ?? '', /number of groups/);
+  assert.match(checkMeta(sha256, PARTITIONS, cert, wrongGroup, clients, MEMBERSHIP) ?? '', /does not match/);
+  assert.match(checkMeta(sha256, PARTITIONS, cert, tree.groups, new Uint8Array([1, 2]), MEMBERSHIP) ?? '', /does not match/);
+  assert.match(checkMeta(sha256, PARTITIONS, cert, tree.groups.slice(1), clients, MEMBERSHIP) ?? '', /number of groups/);
 });
 
 test('leaves: a group is accepted only when its leaves hash to its certified group digest', () => {

@@ -1,0 +1,255 @@
+/**
+ * Membership as replicated state: which replicas (id, URL, public key) and which clients make up
+ * the cluster, in numbered epochs, changed only by requests ordered through consensus.
+ *
+ * The rules (the argument is in docs/DESIGN.md, "Membership"):
+ *
+ *   - Reconfiguration requests come from the operator (the principal OPERATOR_CLIENT, whose key is
+ *     part of the configuration) and are executed like any request, at some sequence number s. One
+ *     change at a time: a second one while another is pending is refused (an error result).
+ *   - A change executed at s takes effect after the checkpoint c = the first multiple of K at or
+ *     above s + L (K the checkpoint interval, L the log window): the batches s+1..c are still
+ *     ordered by the old configuration, and c+1.. by the new one ("epoch" + 1). Why s + L: a
+ *     correct replica votes on a sequence number q only inside its window (h, h+L], h its stable
+ *     checkpoint; q > c >= s + L means h > s, so every correct replica that votes on q has a stable
+ *     checkpoint past s and knows which configuration orders q.
+ *   - No correct replica votes above c until it holds a stable checkpoint at c (the window is cut at
+ *     c): the new epoch starts from a checkpoint certified by the old configuration, whose state
+ *     digest covers the new configuration. That certificate plus the opening of the digest is an
+ *     EpochProof: a replica or client that knows epoch e verifies epoch e+1 from it, offline, and
+ *     so follows any number of reconfigurations from the genesis keyring (never from a file it is
+ *     handed later).
+ *   - f follows n: f = floor((n-1)/3), and every quorum is ceil((n+f+1)/2) (2f+1 when n = 3f+1),
+ *     so that any two quorums share a correct replica for n = 3f+1 .. 3f+3.
+ *
+ * Pure data and pure functions: no I/O, no clocks.
+ */
+import { OPERATOR_CLIENT, type ClientInfo, type ClusterConfig, type ReplicaInfo } from './cluster.ts';
+import { bytesEqual } from './auth.ts';
+import { asArray, asBytes, asString, asUint, decodeCbor, encodeCbor, fail, guarded, type Decoded } from './encoding.ts';
+
+export { OPERATOR_CLIENT };
+/** The fewest replicas a configuration may have (f = 1). */
+export const REPLICAS_MIN = 4;
+/** The most replicas a configuration may have. */
+export const REPLICAS_MAX = 64;
+/** The most clients a configuration may register. */
+export const CLIENTS_MAX = 100_000;
+const URL_BYTES_MAX = 512;
+
+export interface MemberConfig {
+  /** 0 for the keyring's configuration; +1 per change. */
+  epoch: number;
+  /** The checkpoint after which this configuration orders requests (0 for epoch 0). */
+  since: number;
+  /** Ascending ids (not necessarily dense after a removal). */
+  replicas: ReplicaInfo[];
+  /** Ascending ids. */
+  clients: ClientInfo[];
+  /** The operator's public key (32 bytes), or undefined when the keyring has none (no reconfiguration). */
+  operator?: Uint8Array;
+}
+
+/** The replicated membership: the configuration in force, and the next one once a change executed. */
+export interface Membership {
+  current: MemberConfig;
+  next?: MemberConfig;
+}
+
+export type ReconfigOp =
+  | { kind: 'add-replica'; replica: ReplicaInfo }
+  | { kind: 'remove-replica'; id: number }
+  | { kind: 'add-client'; client: ClientInfo }
+  | { kind: 'remove-client'; id: number };
+
+export type ReconfigResult =
+  | { ok: true; epoch: number; since: number; replicas: number[] }
+  | { ok: false; reason: string };
+
+/** The largest f that n replicas tolerate. */
+export function faultsFor(n: number): number {
+  return Math.floor((n - 1) / 3);
+}
+
+export function genesisMembership(cluster: ClusterConfig): Membership {
+  const sorted = <T extends { id: number }>(xs: T[]): T[] => [...xs].sort((a, b) => a.id - b.id);
+  return {
+    current: {
+      epoch: 0,
+      since: 0,
+      replicas: sorted(cluster.replicas),
+      clients: sorted(cluster.clients),
+      operator: cluster.operatorKey,
+    },
+  };
+}
+
+/** The configuration as the ClusterConfig the Authenticator and the shell know. */
+export function clusterOf(clusterId: string, c: MemberConfig): ClusterConfig {
+  return { clusterId, f: faultsFor(c.replicas.length), replicas: c.replicas, clients: c.clients, operatorKey: c.operator };
+}
+
+// --- canonical encoding ---------------------------------------------------------------------------
+
+function configToCbor(c: MemberConfig): unknown[] {
+  return [
+    c.epoch,
+    c.since,
+    c.replicas.map((r) => [r.id, r.url, r.publicKey]),
+    c.clients.map((k) => [k.id, k.publicKey]),
+    c.operator ?? new Uint8Array(0),
+  ];
+}
+
+function configFromCbor(v: unknown, what: string): MemberConfig {
+  const a = asArray(v, what, 5);
+  if (a.length !== 5) fail(`${what}: expected 5 fields`);
+  let prev = -1;
+  const replicas = asArray(a[2], `${what}.replicas`, REPLICAS_MAX).map((r, i) => {
+    const x = asArray(r, `${what}.replicas[${i}]`, 3);
+    const id = asUint(x[0], 'replica id', 0xffff);
+    if (id <= prev) fail(`${what}: replica ids not ascending`);
+    prev = id;
+    return { id, url: asString(x[1], 'replica url', URL_BYTES_MAX), publicKey: asBytes(x[2], 'replica key', 32) };
+  });
+  prev = -1;
+  const clients = asArray(a[3], `${what}.clients`, CLIENTS_MAX).map((k, i) => {
+    const x = asArray(k, `${what}.clients[${i}]`, 2);
+    const id = asUint(x[0], 'client id', OPERATOR_CLIENT - 1);
+    if (id <= prev) fail(`${what}: client ids not ascending`);
+    prev = id;
+    return { id, publicKey: asBytes(x[1], 'client key', 32) };
+  });
+  const op = asBytes(a[4], 'operator key', undefined, 32);
+  if (op.length !== 0 && op.length !== 32) fail(`${what}: operator key must be 32 bytes`);
+  if (replicas.length < REPLICAS_MIN) fail(`${what}: fewer than ${REPLICAS_MIN} replicas`);
+  return { epoch: asUint(a[0], 'epoch'), since: asUint(a[1], 'since'), replicas, clients, operator: op.length === 32 ? op : undefined };
+}
+
+/** Canonical bytes of the membership (covered by the checkpoint digest). */
+export function encodeMembership(m: Membership): Uint8Array {
+  return encodeCbor([configToCbor(m.current), m.next ? configToCbor(m.next) : null]);
+}
+
+export function decodeMembership(bytes: Uint8Array): Decoded<Membership> {
+  const d = decodeCbor(bytes);
+  if (!d.ok) return d;
+  return guarded(() => {
+    const a = asArray(d.value, 'membership', 2);
+    if (a.length !== 2) fail('membership: expected 2 fields');
+    const current = configFromCbor(a[0], 'membership.current');
+    const next = a[1] === null ? undefined : configFromCbor(a[1], 'membership.next');
+    if (next && next.epoch !== current.epoch + 1) fail('membership: next epoch is not current + 1');
+    return { current, next };
+  });
+}
+
+// --- reconfiguration requests -------------------------------------------------------------------
+
+export function encodeReconfigOp(op: ReconfigOp): Uint8Array {
+  switch (op.kind) {
+    case 'add-replica':
+      return encodeCbor(['add-replica', op.replica.id, op.replica.url, op.replica.publicKey]);
+    case 'remove-replica':
+      return encodeCbor(['remove-replica', op.id]);
+    case 'add-client':
+      return encodeCbor(['add-client', op.client.id, op.client.publicKey]);
+    case 'remove-client':
+      return encodeCbor(['remove-client', op.id]);
+  }
+}
+
+export function decodeReconfigOp(bytes: Uint8Array): Decoded<ReconfigOp> {
+  const d = decodeCbor(bytes);
+  if (!d.ok) return d;
+  return guarded((): ReconfigOp => {
+    const a = asArray(d.value, 'reconfiguration', 4);
+    const kind = asString(a[0], 'reconfiguration kind', 32);
+    switch (kind) {
+      case 'add-replica':
+        return { kind, replica: { id: asUint(a[1], 'replica id', 0xffff), url: asString(a[2], 'replica url', URL_BYTES_MAX), publicKey: asBytes(a[3], 'replica key', 32) } };
+      case 'remove-replica':
+        return { kind, id: asUint(a[1], 'replica id', 0xffff) };
+      case 'add-client':
+        return { kind, client: { id: asUint(a[1], 'client id', OPERATOR_CLIENT - 1), publicKey: asBytes(a[2], 'client key', 32) } };
+      case 'remove-client':
+        return { kind, id: asUint(a[1], 'client id', OPERATOR_CLIENT - 1) };
+      default:
+        return fail(`unknown reconfiguration '${kind.slice(0, 32)}'`);
+    }
+  });
+}
+
+export function encodeReconfigResult(r: ReconfigResult): Uint8Array {
+  return encodeCbor(r.ok ? ['ok', r.epoch, r.since, r.replicas] : ['error', r.reason]);
+}
+
+export function decodeReconfigResult(bytes: Uint8Array): Decoded<ReconfigResult> {
+  const d = decodeCbor(bytes);
+  if (!d.ok) return d;
+  return guarded((): ReconfigResult => {
+    const a = asArray(d.value, 'reconfiguration result', 4);
+    if (a[0] === 'ok') {
+      return { ok: true, epoch: asUint(a[1], 'epoch'), since: asUint(a[2], 'since'), replicas: asArray(a[3], 'replicas', REPLICAS_MAX).map((x) => asUint(x, 'replica id')) };
+    }
+    if (a[0] === 'error') return { ok: false, reason: asString(a[1], 'reason') };
+    return fail('reconfiguration result: unknown kind');
+  });
+}
+
+/** The checkpoint after which a change executed at `seq` takes effect. */
+export function switchPoint(seq: number, checkpointInterval: number, windowSize: number): number {
+  return Math.ceil((seq + windowSize) / checkpointInterval) * checkpointInterval;
+}
+
+/**
+ * Executes one reconfiguration request (deterministic; every refusal is a result, never a throw).
+ * Returns the membership after it (unchanged on refusal) and the result for the operator.
+ */
+export function applyReconfig(m: Membership, opBytes: Uint8Array, seq: number, checkpointInterval: number, windowSize: number): { membership: Membership; result: ReconfigResult } {
+  const refuse = (reason: string): { membership: Membership; result: ReconfigResult } => ({ membership: m, result: { ok: false, reason } });
+  if (m.next) return refuse(`a reconfiguration to epoch ${m.next.epoch} is pending (takes effect after checkpoint ${m.next.since})`);
+  const decoded = decodeReconfigOp(opBytes);
+  if (!decoded.ok) return refuse(`malformed reconfiguration: ${decoded.reason}`);
+  const op = decoded.value;
+  const cur = m.current;
+  let replicas = cur.replicas;
+  let clients = cur.clients;
+  const keyInUse = (key: Uint8Array): boolean => replicas.some((r) => bytesEqual(r.publicKey, key)) || clients.some((c) => bytesEqual(c.publicKey, key)) || (cur.operator !== undefined && bytesEqual(cur.operator, key));
+  switch (op.kind) {
+    case 'add-replica': {
+      if (replicas.some((r) => r.id === op.replica.id)) return refuse(`replica ${op.replica.id} is already a member`);
+      if (replicas.length >= REPLICAS_MAX) return refuse(`a configuration has at most ${REPLICAS_MAX} replicas`);
+      if (keyInUse(op.replica.publicKey)) return refuse('that public key is already in use');
+      if (replicas.some((r) => r.url === op.replica.url)) return refuse(`address ${op.replica.url} is already a member's`);
+      if (op.replica.url.length === 0) return refuse('a replica needs an address');
+      replicas = [...replicas, op.replica].sort((a, b) => a.id - b.id);
+      break;
+    }
+    case 'remove-replica': {
+      if (!replicas.some((r) => r.id === op.id)) return refuse(`replica ${op.id} is not a member`);
+      if (replicas.length - 1 < REPLICAS_MIN) return refuse(`removing replica ${op.id} would leave ${replicas.length - 1} replicas; at least ${REPLICAS_MIN} are needed`);
+      replicas = replicas.filter((r) => r.id !== op.id);
+      break;
+    }
+    case 'add-client': {
+      if (clients.some((c) => c.id === op.client.id)) return refuse(`client ${op.client.id} is already registered`);
+      if (clients.length >= CLIENTS_MAX) return refuse(`a configuration has at most ${CLIENTS_MAX} clients`);
+      if (keyInUse(op.client.publicKey)) return refuse('that public key is already in use');
+      clients = [...clients, op.client].sort((a, b) => a.id - b.id);
+      break;
+    }
+    case 'remove-client': {
+      if (!clients.some((c) => c.id === op.id)) return refuse(`client ${op.id} is not registered`);
+      clients = clients.filter((c) => c.id !== op.id);
+      break;
+    }
+  }
+  const next: MemberConfig = { epoch: cur.epoch + 1, since: switchPoint(seq, checkpointInterval, windowSize), replicas, clients, operator: cur.operator };
+  return { membership: { current: cur, next }, result: { ok: true, epoch: next.epoch, since: next.since, replicas: replicas.map((r) => r.id) } };
+}
+
+/** After executing `seq`: the pending configuration becomes the current one at its switch point. */
+export function advanceMembership(m: Membership, seq: number): Membership {
+  return m.next && m.next.since === seq ? { current: m.next } : m;
+}

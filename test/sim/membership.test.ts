@@ -1,0 +1,126 @@
+/**
+ * Membership in the simulator (src/core/membership.ts): replicas JOIN and QUIT by reconfiguration
+ * requests ordered like any other, while clients keep running, under crashes; every result a client
+ * accepted is checked against the sequential model and every checker of the swarm runs.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SimCluster } from '../../src/sim/cluster.ts';
+import { decodeReconfigResult } from '../../src/core/membership.ts';
+import type { Replica } from '../../src/core/replica.ts';
+
+function replicaOf(sim: SimCluster, id: number): Replica | undefined {
+  return sim.hosts[id]!.replica;
+}
+
+/** The correct, running members of `epoch` have entered it; every listed joiner has the state of its start. */
+function entered(sim: SimCluster, epoch: number, members: number[]): boolean {
+  return members.every((id) => {
+    const r = replicaOf(sim, id);
+    if (!r) return true; // crashed now: it follows when it restarts
+    return r.status().epoch >= epoch && r.lastExecuted >= r.h;
+  });
+}
+
+function membersOf(sim: SimCluster, id: number): number[] {
+  return replicaOf(sim, id)!.status().members;
+}
+
+function run(seed: number): { sim: SimCluster; results: string[] } {
+  const sim = new SimCluster({ seed, f: 1, spareReplicas: 3, operator: true, clients: 4, requestsPerClient: 400, keySpace: 6 });
+  sim.keepEvents = true;
+  const results: string[] = [];
+  const reconfigure = (op: Parameters<SimCluster['reconfigure']>[0], epoch: number, members: number[]): void => {
+    sim.reconfigure(op);
+    const ok = sim.runUntil(() => entered(sim, epoch, members), 4_000);
+    assert.ok(ok, `seed ${seed}: epoch ${epoch} not entered by ${members.join(',')} at tick ${sim.now}: ${members.map((id) => JSON.stringify(replicaOf(sim, id)?.status() ?? 'down')).join(' ')}`);
+  };
+  sim.run(150);
+  reconfigure({ kind: 'add-replica', replica: sim.replicaInfo[4]! }, 1, [0, 1, 2, 3, 4]);
+  assert.deepEqual(membersOf(sim, 0), [0, 1, 2, 3, 4]);
+  sim.run(100);
+  reconfigure({ kind: 'add-replica', replica: sim.replicaInfo[5]! }, 2, [0, 1, 2, 3, 4, 5]);
+  // A crash during a reconfiguration: the replica follows when it restarts.
+  sim.crash(1);
+  reconfigure({ kind: 'add-replica', replica: sim.replicaInfo[6]! }, 3, [0, 2, 3, 4, 5, 6]);
+  sim.restart(1);
+  assert.ok(sim.runUntil(() => entered(sim, 3, [1]), 4_000), `seed ${seed}: replica 1 did not follow to epoch 3`);
+  const r0 = replicaOf(sim, 0)!;
+  assert.equal(r0.n, 7);
+  assert.equal(r0.f, 2);
+  // n = 7, f = 2: two replicas down at once, and the others go on.
+  const before = r0.lastExecuted;
+  sim.crash(3);
+  sim.crash(5);
+  assert.ok(sim.runUntil(() => replicaOf(sim, 0)!.lastExecuted > before + 20 || sim.allClientsDone(), 4_000), `seed ${seed}: no progress with 2 of 7 down`);
+  sim.restart(3);
+  sim.restart(5);
+  // Replica 3 (one of the original four) quits: n = 6, f = 1.
+  reconfigure({ kind: 'remove-replica', id: 3 }, 4, [0, 1, 2, 4, 5, 6]);
+  assert.deepEqual(membersOf(sim, 0), [0, 1, 2, 4, 5, 6]);
+  // Refusals are results too: fewer than four replicas is not allowed, an unknown id is named.
+  const r = replicaOf(sim, 0)!;
+  assert.equal(r.f, 1);
+  sim.run(50);
+  // Two of six down: the quorum of six is four, still there.
+  const mid = replicaOf(sim, 0)!.lastExecuted;
+  sim.crash(4);
+  sim.crash(5);
+  assert.ok(sim.runUntil(() => replicaOf(sim, 0)!.lastExecuted > mid + 20 || sim.allClientsDone(), 4_000), `seed ${seed}: no progress with 2 of 6 down`);
+  sim.restart(4);
+  sim.restart(5);
+  sim.runUntil(() => sim.allClientsDone(), 30_000);
+  for (const e of sim.events) if (e.event.type === 'reconfiguration') results.push(`${e.replica}@${e.event.seq}:${e.event.result.ok ? 'ok' : e.event.result.reason}`);
+  return { sim, results };
+}
+
+for (const seed of [1, 2, 3, 4, 5]) {
+  test(`seed ${seed}: JOIN x3 (4 -> 7 replicas) and QUIT (-> 6) under load and crashes; every accepted result matches the sequential model`, () => {
+    const { sim } = run(seed);
+    assert.ok(sim.allClientsDone(), `seed ${seed}: clients did not finish (tick ${sim.now})`);
+    const { modelled } = sim.finish();
+    assert.deepEqual(sim.checker.violations, [], `seed ${seed}: ${JSON.stringify(sim.checker.violations.slice(0, 3))}`);
+    assert.ok(modelled >= 1_600, `seed ${seed}: only ${modelled} requests modelled`);
+    // Every member ends in epoch 4 with the same state; the removed replica votes no more.
+    sim.settle(500);
+    const members = [0, 1, 2, 4, 5, 6];
+    const stable = members.map((id) => replicaOf(sim, id)!.h);
+    const common = Math.min(...stable);
+    assert.ok(common > 0);
+    for (const id of members) {
+      const st = replicaOf(sim, id)!.status();
+      assert.equal(st.epoch, 4, `replica ${id} epoch`);
+      assert.equal(st.member, true, `replica ${id} is a member`);
+    }
+    // The joined replicas took part: they hold the stable state and executed up to the others.
+    const top = Math.max(...members.map((id) => replicaOf(sim, id)!.lastExecuted));
+    for (const id of [4, 5, 6]) assert.ok(replicaOf(sim, id)!.lastExecuted >= top - 16, `replica ${id} executed ${replicaOf(sim, id)!.lastExecuted} of ${top}`);
+    // Their votes counted: a checkpoint certificate of epoch 4 carries signatures of joined replicas.
+    const proofSigners = new Set(replicaOf(sim, 0)!.stable.proof.map((c) => c.msg.replica));
+    assert.ok([4, 5, 6].some((id) => proofSigners.has(id)), `stable proof signed by ${[...proofSigners]}`);
+    assert.equal(replicaOf(sim, 3)!.status().member, false);
+    assert.ok(sim.events.some((e) => e.replica === 3 && e.event.type === 'replica-removed'));
+  });
+}
+
+test('reconfigurations that would break the cluster are refused with a reason, in the agreed order', () => {
+  const sim = new SimCluster({ seed: 9, f: 1, spareReplicas: 1, operator: true, clients: 1, requestsPerClient: 10 });
+  sim.run(50);
+  sim.reconfigure({ kind: 'remove-replica', id: 2 });
+  sim.run(200);
+  const reasons = sim.events.filter((e) => e.replica === 0 && e.event.type === 'reconfiguration').map((e) => (e.event.type === 'reconfiguration' && !e.event.result.ok ? e.event.result.reason : 'ok'));
+  assert.equal(reasons.length, 1);
+  assert.match(reasons[0]!, /would leave 3 replicas; at least 4/);
+  // (one at a time, as a client does: a newer timestamp replaces a waiting request)
+  sim.reconfigure({ kind: 'add-replica', replica: sim.replicaInfo[0]! });
+  sim.run(150);
+  sim.reconfigure({ kind: 'remove-replica', id: 9 });
+  sim.run(150);
+  const all = sim.events.filter((e) => e.replica === 0 && e.event.type === 'reconfiguration').map((e) => (e.event.type === 'reconfiguration' && !e.event.result.ok ? e.event.result.reason : 'ok'));
+  assert.equal(all.length, 3);
+  assert.ok(all.some((r) => /already a member/.test(r)));
+  assert.ok(all.some((r) => /replica 9 is not a member/.test(r)));
+  assert.equal(replicaOf(sim, 0)!.status().epoch, 0);
+  assert.deepEqual(sim.checker.violations, []);
+  void decodeReconfigResult;
+});
