@@ -24,7 +24,7 @@ import { decodeFrame, encodeSignedFrame } from '../codec/messages.ts';
 import { createNobleSigner, NobleVerifier } from '../crypto/noble.ts';
 import type { Signer, Verifier } from '../crypto/types.ts';
 import { createClientTransport, type ClientTransport, type WebSocketConstructor } from '../transport/client-transport.ts';
-import type { TransportLimits } from '../transport/types.ts';
+import type { TransportLimits } from '../transport/portable.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
 import { RefusalCollector, ReplyCollector } from './collector.ts';
 import {

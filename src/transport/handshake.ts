@@ -22,7 +22,7 @@ import { Encoder } from 'cbor-x';
 import type { ClusterConfig } from '../core/cluster.ts';
 import type { Signer, Verifier } from '../crypto/types.ts';
 import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from '../crypto/types.ts';
-import type { Principal } from './types.ts';
+import type { Principal } from './portable.ts';
 
 export const HANDSHAKE_PROTOCOL_VERSION = 1;
 export const NONCE_BYTES = 32;
