@@ -13,9 +13,11 @@
  * - Every valid reply that differs from an accepted result, including ones arriving just after
  *   acceptance, is reported as 'faulty-reply' evidence: a signed statement of a wrong result.
  *
- * Portable: no static node-only import. On Node, signing uses node:crypto through a dynamic import
- * (about 10x faster than the pure-JS path); elsewhere @noble/ed25519. Loading the cluster or the key
- * from a file path imports the keyring module (node:fs) dynamically, only when a path is given.
+ * Portable: no node-only import, static or dynamic, so a bundler targeting browsers follows no
+ * import into node:*. What only Node can do (reading the keyring files given as paths, signing with
+ * node:crypto, about 10x faster than @noble) comes from a NodeSupport installed by the Node entry
+ * (src/client/client.ts, the package's `.`); the browser entry (src/client/browser.ts) installs none,
+ * so there the cluster and key are objects (see src/client/config.ts) and signing uses @noble.
  */
 import { decodeResult, encodeOp, type KvOp, type KvResult, type Value } from '../app/kv-ops.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
@@ -65,7 +67,7 @@ export interface PbftClientOptions {
   timeoutMs?: number;
   /** First retransmission (to every replica) after this long; default 300 ms, then backoff. */
   retransmitMs?: number;
-  /** Signature backend: 'auto' (node:crypto on Node, else @noble), 'node' or 'noble'. */
+  /** Signature backend: 'auto' (node:crypto through the Node entry, else @noble), 'node' or 'noble'. */
   crypto?: CryptoChoice;
   log?: Logger;
   /** How long connect() waits for f+1 replicas; default timeoutMs. */
@@ -131,36 +133,50 @@ function positive(name: string, value: number): number {
   return value;
 }
 
-function runningOnNode(): boolean {
-  const proc = (globalThis as { process?: { versions?: { node?: unknown } } }).process;
-  return typeof proc?.versions?.node === 'string';
+/**
+ * What only Node provides to the SDK. The Node entry installs it (installNodeSupport); without it,
+ * file paths are refused with BAD_CONFIG and signing uses @noble.
+ */
+export interface NodeSupport {
+  loadCluster(path: string): Promise<ClusterConfig>;
+  loadKey(path: string, cluster: ClusterConfig): Promise<ClientKey>;
+  /** Signer, verifier and SHA-256 on node:crypto; throws where that is not available. */
+  nodeCrypto(secretKey: Uint8Array): Promise<{ signer: Signer; verifier: Verifier; hash: (data: Uint8Array) => Uint8Array }>;
+}
+
+let nodeSupport: NodeSupport | undefined;
+
+/** Called once by the Node entry (src/client/client.ts). */
+export function installNodeSupport(support: NodeSupport): void {
+  nodeSupport = support;
+}
+
+function pathNeedsNode(what: string, path: string): ClientConfigError {
+  return new ClientConfigError(
+    `${what} "${path}" is a file path, which only the Node entry reads ("pbft-kv"); here pass the parsed JSON through ${what === 'cluster' ? 'clusterFromJson' : 'clientKeyFromJson'}()`,
+  );
 }
 
 async function loadClusterOption(cluster: string | ClusterConfig): Promise<ClusterConfig> {
   if (typeof cluster !== 'string') return cluster;
-  const keyring = await import('../crypto/keyring.ts');
-  return keyring.loadCluster(cluster);
+  if (nodeSupport === undefined) throw pathNeedsNode('cluster', cluster);
+  return nodeSupport.loadCluster(cluster);
 }
 
 async function loadKeyOption(key: string | ClientKey, cluster: ClusterConfig): Promise<ClientKey> {
   if (typeof key !== 'string') return key;
-  const keyring = await import('../crypto/keyring.ts');
-  const loaded = keyring.loadPrivateKey(key);
-  if (loaded.principal !== 'client') throw new ClientConfigError(`${key} is the key of ${loaded.principal} ${loaded.id}, not a client key`);
-  if (loaded.clusterId !== cluster.clusterId) {
-    throw new ClientConfigError(`${key} belongs to cluster "${loaded.clusterId}", not to cluster "${cluster.clusterId}"`);
-  }
-  return { id: loaded.id, secretKey: loaded.secretKey };
+  if (nodeSupport === undefined) throw pathNeedsNode('key', key);
+  return nodeSupport.loadKey(key, cluster);
 }
 
 async function loadCrypto(
   choice: CryptoChoice,
   secretKey: Uint8Array,
 ): Promise<{ signer: Signer; verifier: Verifier; hash?: (data: Uint8Array) => Uint8Array }> {
-  if (choice === 'node' || (choice === 'auto' && runningOnNode())) {
+  if (choice === 'node' || (choice === 'auto' && nodeSupport !== undefined)) {
     try {
-      const node = await import('../crypto/node.ts');
-      return { signer: node.createNodeSigner(secretKey), verifier: new node.NodeVerifier(), hash: node.sha256 };
+      if (nodeSupport === undefined) throw new Error('the SDK was not loaded through its Node entry');
+      return await nodeSupport.nodeCrypto(secretKey);
     } catch (err) {
       if (choice === 'node') {
         throw new ClientConfigError(`crypto 'node' is not available here: ${err instanceof Error ? err.message : String(err)}`);
