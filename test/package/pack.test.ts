@@ -107,11 +107,16 @@ console.log('OK');
   assert.match(run(process.execPath, ['use.mjs'], { cwd: project }), /^OK$/m);
 });
 
-test('the installed pbft bin runs the built JavaScript', () => {
-  const help = run(join(project, 'node_modules', '.bin', 'pbft'), ['--help'], { cwd: project });
+test('the installed pbft bin runs the built JavaScript; a replica without rocksdb says what to install', () => {
+  const bin = join(project, 'node_modules', '.bin', 'pbft');
+  const help = run(bin, ['--help'], { cwd: project });
   assert.match(help, /Usage: pbft/);
   assert.match(help, /replica/);
   assert.ok(!existsSync(join(project, 'node_modules', 'pbft-kv', 'src')), 'there are no sources it could run instead');
+  // The keyring of the test above (ports 1-4): the store fails to open before anything listens.
+  const res = spawnSync(bin, ['replica', '--keys', 'keys', '--id', '0', '--data', 'data-0'], { cwd: project, encoding: 'utf8', timeout: 60_000 });
+  assert.equal(res.status, 1, res.stderr);
+  assert.match(res.stderr, /rocksdb package is not installed.*npm install rocksdb/);
 });
 
 const STRICT = {
