@@ -13,8 +13,9 @@
  * - Every valid reply that differs from an accepted result, including ones arriving just after
  *   acceptance, is reported as 'faulty-reply' evidence: a signed statement of a wrong result.
  *
- * Portable: no node-only import, static or dynamic, so a bundler targeting browsers follows no
- * import into node:*. What only Node can do (reading the keyring files given as paths, signing with
+ * Portable: no module reached from here imports node:*, statically or through import(), so a
+ * bundler targeting browsers follows no import into node:* (the `ws` package, imported only where
+ * there is no global WebSocket, resolves to its browser stub there). What only Node can do (reading the keyring files given as paths, signing with
  * node:crypto, about 10x faster than @noble) comes from a NodeSupport installed by the Node entry
  * (src/client/client.ts, the package's `.`); the browser entry (src/client/browser.ts) installs none,
  * so there the cluster and key are objects (see src/client/config.ts) and signing uses @noble.
