@@ -2,22 +2,35 @@
 #   docker build -t pbft-kv .
 #   docker run --rm pbft-kv --help
 # The rocksdb package ships a prebuilt linux-x64 binary (glibc): node:20-slim needs no compiler.
-FROM node:20-slim
 
+# Build: dist/ from the sources (tsc is a dev dependency), then the production dependencies only.
+# rocksdb is an optional peer dependency of the package (clients do not need it) and a dev
+# dependency of the repository; a replica image needs it, so it becomes a dependency here before
+# the dev dependencies are pruned.
+FROM node:20-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build \
+ && npm pkg set "dependencies.rocksdb=$(npm pkg get devDependencies.rocksdb | tr -d '"')" \
+ && npm pkg delete devDependencies.rocksdb \
+ && npm prune --omit=dev
+
+FROM node:20-slim
 WORKDIR /app
 ENV NODE_ENV=production
-
-COPY package.json package-lock.json ./
-RUN npm ci --omit=dev && npm cache clean --force
-
+COPY --from=build /app/package.json ./
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+# bin/pbft.mjs runs dist/ (there is no src/ in the image).
 COPY bin ./bin
-COPY src ./src
 
 # Runs as the image's unprivileged `node` user (uid 1000, gid 1000; numeric, so that Kubernetes'
 # runAsNonRoot can check it). Data lives in a volume mounted at /data, owned by that user (a new
 # named volume takes the ownership of this directory). The keyring is mounted read-only: private
-# key files must be mode 0600 and readable by uid 1000. The root file system may be read-only if
-# /tmp stays writable (tsx caches compiled sources there).
+# key files must be mode 0600 and readable by uid 1000. The root file system may be read-only.
 RUN mkdir -p /data && chown 1000:1000 /data
 VOLUME ["/data"]
 USER 1000:1000

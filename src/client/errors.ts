@@ -80,10 +80,17 @@ export class ConnectError extends PbftClientError {
   }
 }
 
-/** The cluster description or the key given to connect() cannot be used. */
+/**
+ * The cluster description or the key given to connect() (or to clusterFromJson / clientKeyFromJson)
+ * cannot be used. `reason` says more when the keyring validation found it: 'MALFORMED' (shape or
+ * value of a field) or 'KEY_MISMATCH' (the key is not the one the keyring lists for it).
+ */
 export class ClientConfigError extends PbftClientError {
   override readonly code = 'BAD_CONFIG' as const;
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly reason?: string,
+  ) {
     super('BAD_CONFIG', message);
     this.name = 'ClientConfigError';
   }

@@ -7,7 +7,9 @@
  *   const value = await client.get('a');
  *   await client.close();
  *
- * Its static import graph has no node-only module (checked by test/client/static-imports.test.ts).
+ * On Node, `cluster` and `key` may be file paths and signing uses node:crypto (client.ts). Its
+ * static import graph has no node-only module (checked by test/client/static-imports.test.ts);
+ * for browsers use the `pbft-kv/browser` entry (browser.ts), whose whole graph has none.
  */
 export {
   PbftClient,
@@ -20,6 +22,7 @@ export {
   type PbftClientEvents,
   type PbftClientOptions,
 } from './client.ts';
+export { clientKeyFromJson, clusterFromJson } from './config.ts';
 export {
   ClientClosedError,
   ClientConfigError,
@@ -37,5 +40,5 @@ export { RequestSigner } from './request.ts';
 export { OP_BYTES_MAX } from '../core/limits.ts';
 export { decodeResult, encodeOp, encodeResult, decodeOp, type KvOp, type KvResult, type Value } from '../app/kv-ops.ts';
 export type { ClusterConfig, ClientInfo, ReplicaInfo } from '../core/cluster.ts';
-export type { ReplyMsg, RequestMsg, Signed } from '../core/messages.ts';
+export type { AnyReply, ReplyMsg, RequestMsg, Signed } from '../core/messages.ts';
 export type { Logger } from '../util/log.ts';

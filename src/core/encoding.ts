@@ -3,7 +3,9 @@
  * Plain arrays, byte strings and integers only on the wire: no records, no typed-array tags.
  * Decoding returns byte strings as views into the input: copy what you keep (`copyBytes`).
  */
-import { Encoder } from 'cbor-x';
+// 'cbor-x/encode' is cbor-x's pure-JavaScript build on Node too: the client SDK loads no native
+// addon. The replica shell enables cbor-x's native string decoder itself (replica-transport.ts).
+import { Encoder } from 'cbor-x/encode';
 
 const codec = new Encoder({
   useRecords: false,

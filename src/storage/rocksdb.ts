@@ -66,7 +66,16 @@ let rocksFactory: RocksFactory | undefined;
 function loadRocks(): RocksFactory {
   if (rocksFactory === undefined) {
     const require = createRequire(import.meta.url);
-    rocksFactory = require('rocksdb') as RocksFactory;
+    try {
+      rocksFactory = require('rocksdb') as RocksFactory;
+    } catch (err) {
+      // An optional peer dependency of the package: a client install does not have it.
+      const e = err as { code?: unknown; message?: unknown };
+      if (e.code === 'MODULE_NOT_FOUND' && String(e.message).includes("'rocksdb'")) {
+        throw new Error('the rocksdb package is not installed; replicas need it (an optional peer dependency of pbft-kv): npm install rocksdb');
+      }
+      throw err;
+    }
   }
   return rocksFactory;
 }

@@ -34,7 +34,7 @@ export interface Storage {
    * Damage the store found in its own log when it opened (RocksDB: a record that fails its checksum
    * with valid records after it, i.e. acknowledged writes lost), or undefined.
    */
-  readonly damage?: string;
+  readonly damage?: string | undefined;
 }
 
 /** Error with a code, thrown by storage implementations for failures callers handle. */

@@ -25,7 +25,7 @@ import {
   type DialerPending,
   type TransportCloseReason,
 } from './handshake.ts';
-import { DEFAULT_TRANSPORT_LIMITS, TransportError, type TransportLimits } from './types.ts';
+import { DEFAULT_TRANSPORT_LIMITS, TransportError, type TransportLimits } from './portable.ts';
 
 /** Above this many bytes buffered in a connection, send() refuses frames. */
 export const CLIENT_SEND_BUFFERED_BYTES_MAX = 4 * 1024 * 1024;

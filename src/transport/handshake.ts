@@ -18,11 +18,11 @@
  *
  * Decoding never throws on peer input: it returns `{ ok: false, reason }`.
  */
-import { Encoder } from 'cbor-x';
+import { Encoder } from 'cbor-x/encode'; // the pure-JavaScript build (see src/core/encoding.ts)
 import type { ClusterConfig } from '../core/cluster.ts';
 import type { Signer, Verifier } from '../crypto/types.ts';
 import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from '../crypto/types.ts';
-import type { Principal } from './types.ts';
+import type { Principal } from './portable.ts';
 
 export const HANDSHAKE_PROTOCOL_VERSION = 1;
 export const NONCE_BYTES = 32;

@@ -18,6 +18,10 @@
  */
 import { startHeartbeat } from './heartbeat.ts';
 import http from 'node:http';
+// cbor-x's Node entry: it installs cbor-extract's native string decoder (when installed) into the
+// decoder module every cbor-x import shares. The SDK's modules import the pure 'cbor-x/encode', so
+// only a process that runs a replica loads the native addon.
+import 'cbor-x';
 import WebSocket, { WebSocketServer, type RawData } from 'ws';
 import type { Duplex } from 'node:stream';
 import { silentLogger, type Logger } from '../util/log.ts';

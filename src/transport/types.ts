@@ -11,36 +11,10 @@ import type { ClusterConfig } from '../core/cluster.ts';
 import type { Signer, Verifier } from '../crypto/types.ts';
 import type { Logger } from '../util/log.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Principal, TransportLimits } from './portable.ts';
 
-export type Principal = { kind: 'replica'; id: number } | { kind: 'client'; id: number };
-
-export interface TransportLimits {
-  /** Largest frame accepted or sent (WebSocket maxPayload), bytes. */
-  frameBytesMax: number;
-  /** Per-peer outbound queue bounds (frames waiting while disconnected or congested). Oldest frames drop first. */
-  peerQueueFramesMax: number;
-  peerQueueBytesMax: number;
-  /** Reconnection backoff between replicas, doubled per failed attempt, with jitter. */
-  reconnectDelayMsMin: number;
-  reconnectDelayMsMax: number;
-  /** A connection that has not completed its handshake by then is closed. */
-  handshakeTimeoutMs: number;
-  /** An open connection is pinged this often... */
-  heartbeatMs: number;
-  /** ...and closed (the dialer reconnects) when nothing arrived on it for this long. */
-  silenceMsMax: number;
-}
-
-export const DEFAULT_TRANSPORT_LIMITS: TransportLimits = {
-  frameBytesMax: 32 * 1024 * 1024,
-  peerQueueFramesMax: 10_000,
-  peerQueueBytesMax: 64 * 1024 * 1024,
-  reconnectDelayMsMin: 50,
-  reconnectDelayMsMax: 2_000,
-  handshakeTimeoutMs: 5_000,
-  heartbeatMs: 1_000,
-  silenceMsMax: 5_000,
-};
+// The parts the client SDK uses live in portable.ts (no node:* types, so the SDK's declarations load without @types/node).
+export { DEFAULT_TRANSPORT_LIMITS, TransportError, type Principal, type TransportLimits } from './portable.ts';
 
 export interface TransportStats {
   framesIn: number;
@@ -84,14 +58,4 @@ export interface ReplicaTransport {
   /** Handler for every frame received from an authenticated principal. */
   onFrame(handler: (from: Principal, frame: Uint8Array) => void): void;
   stats(): TransportStats;
-}
-
-export class TransportError extends Error {
-  constructor(
-    readonly code: 'ADDRESS_IN_USE' | 'LISTEN_FAILED' | 'CLOSED' | 'HANDSHAKE_FAILED' | 'CONNECT_FAILED',
-    message: string,
-  ) {
-    super(message);
-    this.name = 'TransportError';
-  }
 }

@@ -1,0 +1,462 @@
+/**
+ * The client SDK: `PbftClient.connect({ cluster, key })`, then put/get/del/cas or invoke(op).
+ *
+ * - Each request is signed with a strictly increasing timestamp (microseconds since the epoch,
+ *   at least previous + 1). Requests from one client are serialized: replicas order a client's
+ *   requests by timestamp and keep only its latest, so one is outstanding at a time; later calls queue.
+ * - A request goes to the primary the client believes in (view mod n, learned from accepted replies);
+ *   when no result is accepted after `retransmitMs` it is broadcast to every replica, again with
+ *   exponential backoff (the backups forward it to the primary and start their view-change timers).
+ * - A result is accepted once f+1 distinct replicas sent valid, matching, signed replies
+ *   (ReplyCollector): at least one of them is correct. As soon as no result can still reach f+1,
+ *   the call fails with QuorumFailure carrying every reply; at the deadline with TimeoutError.
+ * - Every valid reply that differs from an accepted result, including ones arriving just after
+ *   acceptance, is reported as 'faulty-reply' evidence: a signed statement of a wrong result.
+ *
+ * Portable: no module reached from here imports node:*, statically or through import(), so a
+ * bundler targeting browsers follows no import into node:* (the `ws` package, imported only where
+ * there is no global WebSocket, resolves to its browser stub there). What only Node can do (reading the keyring files given as paths, signing with
+ * node:crypto, about 10x faster than @noble) comes from a NodeSupport installed by the Node entry
+ * (src/client/client.ts, the package's `.`); the browser entry (src/client/browser.ts) installs none,
+ * so there the cluster and key are objects (see src/client/config.ts) and signing uses @noble.
+ */
+import { decodeResult, encodeOp, type KvOp, type KvResult, type Value } from '../app/kv-ops.ts';
+import type { ClusterConfig } from '../core/cluster.ts';
+import type { AnyReply } from '../core/messages.ts';
+import { decodeFrame, encodeSignedFrame } from '../codec/messages.ts';
+import { createNobleSigner, NobleVerifier } from '../crypto/noble.ts';
+import type { Signer, Verifier } from '../crypto/types.ts';
+import { createClientTransport, type ClientTransport, type WebSocketConstructor } from '../transport/client-transport.ts';
+import type { TransportLimits } from '../transport/portable.ts';
+import { silentLogger, type Logger } from '../util/log.ts';
+import { RefusalCollector, ReplyCollector } from './collector.ts';
+import {
+  ClientClosedError,
+  ClientConfigError,
+  ConnectError,
+  KvError,
+  QuorumFailure,
+  RequestTooLargeError,
+  TimeoutError,
+  UnexpectedResultError,
+} from './errors.ts';
+import { RequestSigner, refusalOf, replyOf } from './request.ts';
+import { OP_BYTES_MAX } from '../core/limits.ts';
+import type { RefusalMsg, RequestMsg, Signed } from '../core/messages.ts';
+
+export const TIMEOUT_MS_DEFAULT = 10_000;
+export const RETRANSMIT_MS_DEFAULT = 300;
+/** Retransmissions back off up to this multiple of retransmitMs. */
+const RETRANSMIT_BACKOFF_MAX = 8;
+/** Accepted requests remembered for judging replies that arrive after acceptance. */
+const SETTLED_REMEMBERED_MAX = 64;
+
+export type CryptoChoice = 'auto' | 'node' | 'noble';
+
+export interface ClientKey {
+  id: number;
+  /** 32-byte ed25519 seed. */
+  secretKey: Uint8Array;
+}
+
+export interface PbftClientOptions {
+  /** Path of cluster.json, or an already-loaded cluster description. */
+  cluster: string | ClusterConfig;
+  /** Path of a client key file (client-<id>.key), or an already-loaded key. */
+  key: string | ClientKey;
+  /** Deadline of each operation; default 10,000 ms. Also bounds connect(). */
+  timeoutMs?: number;
+  /** First retransmission (to every replica) after this long; default 300 ms, then backoff. */
+  retransmitMs?: number;
+  /** Signature backend: 'auto' (node:crypto through the Node entry, else @noble), 'node' or 'noble'. */
+  crypto?: CryptoChoice;
+  log?: Logger;
+  /** How long connect() waits for f+1 replicas; default timeoutMs. */
+  connectTimeoutMs?: number;
+  /** WebSocket constructor (default: globalThis.WebSocket, else the `ws` package). */
+  WebSocketImpl?: WebSocketConstructor;
+  transportLimits?: Partial<TransportLimits>;
+  /**
+   * Deliberately broken acceptance, for negative controls only (a checker that cannot catch a
+   * broken client proves nothing): `acceptFirstReply` takes the first reply instead of f+1
+   * matching ones. Never set by the CLI.
+   */
+  unsafeTestOnly?: { acceptFirstReply?: boolean };
+}
+
+/**
+ * Evidence of a faulty replica: its signed reply, which differs from the accepted result (signed on
+ * its own, or as a leaf of a signed REPLY-BATCH root with its Merkle path).
+ */
+export interface FaultyReplyEvidence {
+  replica: number;
+  reply: AnyReply;
+  accepted: Uint8Array;
+}
+
+export interface PbftClientEvents {
+  'faulty-reply': (evidence: FaultyReplyEvidence) => void;
+}
+
+export interface CasResult {
+  swapped: boolean;
+  /** The value after the operation. */
+  current: Value | null;
+}
+
+interface Pending {
+  timestamp: number;
+  request: Signed<RequestMsg>;
+  frame: Uint8Array;
+  refusals: RefusalCollector;
+  collector: ReplyCollector;
+  attempt: number;
+  retransmitTimer?: ReturnType<typeof setTimeout>;
+  deadlineTimer?: ReturnType<typeof setTimeout>;
+  resolve(result: Uint8Array): void;
+  reject(err: Error): void;
+}
+
+interface Settled {
+  result: Uint8Array;
+  /** Replicas whose reply was already judged (accepted or reported). */
+  judged: Set<number>;
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function positive(name: string, value: number): number {
+  if (!Number.isFinite(value) || value <= 0) throw new ClientConfigError(`${name} must be a positive number, got ${value}`);
+  return value;
+}
+
+/**
+ * What only Node provides to the SDK. The Node entry installs it (installNodeSupport); without it,
+ * file paths are refused with BAD_CONFIG and signing uses @noble.
+ */
+export interface NodeSupport {
+  loadCluster(path: string): Promise<ClusterConfig>;
+  loadKey(path: string, cluster: ClusterConfig): Promise<ClientKey>;
+  /** Signer, verifier and SHA-256 on node:crypto; throws where that is not available. */
+  nodeCrypto(secretKey: Uint8Array): Promise<{ signer: Signer; verifier: Verifier; hash: (data: Uint8Array) => Uint8Array }>;
+}
+
+let nodeSupport: NodeSupport | undefined;
+
+/** Called once by the Node entry (src/client/client.ts). */
+export function installNodeSupport(support: NodeSupport): void {
+  nodeSupport = support;
+}
+
+function pathNeedsNode(what: string, path: string): ClientConfigError {
+  return new ClientConfigError(
+    `${what} "${path}" is a file path, which only the Node entry reads ("pbft-kv"); here pass the parsed JSON through ${what === 'cluster' ? 'clusterFromJson' : 'clientKeyFromJson'}()`,
+  );
+}
+
+async function loadClusterOption(cluster: string | ClusterConfig): Promise<ClusterConfig> {
+  if (typeof cluster !== 'string') return cluster;
+  if (nodeSupport === undefined) throw pathNeedsNode('cluster', cluster);
+  return nodeSupport.loadCluster(cluster);
+}
+
+async function loadKeyOption(key: string | ClientKey, cluster: ClusterConfig): Promise<ClientKey> {
+  if (typeof key !== 'string') return key;
+  if (nodeSupport === undefined) throw pathNeedsNode('key', key);
+  return nodeSupport.loadKey(key, cluster);
+}
+
+async function loadCrypto(
+  choice: CryptoChoice,
+  secretKey: Uint8Array,
+): Promise<{ signer: Signer; verifier: Verifier; hash?: (data: Uint8Array) => Uint8Array }> {
+  if (choice === 'node' || (choice === 'auto' && nodeSupport !== undefined)) {
+    try {
+      if (nodeSupport === undefined) throw new Error('the SDK was not loaded through its Node entry');
+      return await nodeSupport.nodeCrypto(secretKey);
+    } catch (err) {
+      if (choice === 'node') {
+        throw new ClientConfigError(`crypto 'node' is not available here: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+  }
+  return { signer: createNobleSigner(secretKey), verifier: new NobleVerifier() };
+}
+
+export class PbftClient {
+  readonly clientId: number;
+  readonly cluster: ClusterConfig;
+  readonly timeoutMs: number;
+  readonly retransmitMs: number;
+  private readonly n: number;
+  private readonly f: number;
+  private readonly log: Logger;
+  private readonly acceptFirstReply: boolean;
+  /** The view the client believes the cluster is in (its primary is view mod n). */
+  private currentView = 0;
+  private lastTimestamp = 0;
+  private tail: Promise<unknown> = Promise.resolve();
+  private pending: Pending | undefined;
+  private readonly settled = new Map<number, Settled>();
+  private readonly listeners = new Set<PbftClientEvents['faulty-reply']>();
+  private closed = false;
+
+  private constructor(
+    cluster: ClusterConfig,
+    clientId: number,
+    private readonly requests: RequestSigner,
+    private readonly transport: ClientTransport,
+    options: { timeoutMs: number; retransmitMs: number; log: Logger; acceptFirstReply: boolean },
+  ) {
+    this.cluster = cluster;
+    this.clientId = clientId;
+    this.n = cluster.replicas.length;
+    this.f = cluster.f;
+    this.timeoutMs = options.timeoutMs;
+    this.retransmitMs = options.retransmitMs;
+    this.log = options.log;
+    this.acceptFirstReply = options.acceptFirstReply;
+    transport.onFrame((replica, frame) => this.onFrame(replica, frame));
+  }
+
+  /** Loads the keyring entries, connects to the replicas and waits until f+1 of them are connected. */
+  static async connect(options: PbftClientOptions): Promise<PbftClient> {
+    const timeoutMs = positive('timeoutMs', options.timeoutMs ?? TIMEOUT_MS_DEFAULT);
+    const retransmitMs = positive('retransmitMs', options.retransmitMs ?? RETRANSMIT_MS_DEFAULT);
+    const connectTimeoutMs = positive('connectTimeoutMs', options.connectTimeoutMs ?? timeoutMs);
+    const log = (options.log ?? silentLogger).child({ component: 'client' });
+    const cluster = await loadClusterOption(options.cluster);
+    const key = await loadKeyOption(options.key, cluster);
+    const { signer, verifier, hash } = await loadCrypto(options.crypto ?? 'auto', key.secretKey);
+    const entry = cluster.clients.find((c) => c.id === key.id);
+    if (entry === undefined) throw new ClientConfigError(`client ${key.id} is not in the keyring of cluster "${cluster.clusterId}"`);
+    if (!bytesEqual(entry.publicKey, signer.publicKey)) {
+      throw new ClientConfigError(`the key of client ${key.id} does not match its entry in the keyring of cluster "${cluster.clusterId}"`);
+    }
+    const transport = createClientTransport({
+      cluster,
+      clientId: key.id,
+      signer,
+      verifier,
+      log,
+      ...(options.transportLimits !== undefined ? { limits: options.transportLimits } : {}),
+      ...(options.WebSocketImpl !== undefined ? { WebSocketImpl: options.WebSocketImpl } : {}),
+    });
+    try {
+      await transport.waitConnected(cluster.f + 1, connectTimeoutMs);
+    } catch (err) {
+      await transport.close();
+      throw new ConnectError(`cannot reach the cluster: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    const requests = new RequestSigner(cluster, key.id, signer, verifier, hash);
+    return new PbftClient(cluster, key.id, requests, transport, { timeoutMs, retransmitMs, log, acceptFirstReply: options.unsafeTestOnly?.acceptFirstReply === true });
+  }
+
+  // ----------------------------------------------------------------------------------------------
+  // Events
+
+  on<E extends keyof PbftClientEvents>(event: E, listener: PbftClientEvents[E]): this {
+    if (event !== 'faulty-reply') throw new TypeError(`unknown event ${String(event)}`);
+    this.listeners.add(listener);
+    return this;
+  }
+
+  off<E extends keyof PbftClientEvents>(event: E, listener: PbftClientEvents[E]): this {
+    if (event === 'faulty-reply') this.listeners.delete(listener);
+    return this;
+  }
+
+  private emitFaulty(evidence: FaultyReplyEvidence): void {
+    this.log.warn('replica sent a reply that differs from the accepted result', { replica: evidence.replica, timestamp: evidence.reply.msg.timestamp });
+    for (const listener of [...this.listeners]) {
+      try {
+        listener(evidence);
+      } catch (err) {
+        this.log.error('faulty-reply listener threw', { err });
+      }
+    }
+  }
+
+  // ----------------------------------------------------------------------------------------------
+  // Key-value operations (src/app/kv-ops.ts)
+
+  async put(key: string, value: Value): Promise<void> {
+    await this.kv({ type: 'put', key, value }, 'put');
+  }
+
+  async get(key: string): Promise<Value | null> {
+    const r = await this.kv({ type: 'get', key }, 'get');
+    return r.value;
+  }
+
+  /** Deletes the key; true when it existed. */
+  async del(key: string): Promise<boolean> {
+    const r = await this.kv({ type: 'del', key }, 'del');
+    return r.existed;
+  }
+
+  /** Sets `next` (null deletes) if the current value equals `expected` (null = absent). */
+  async cas(key: string, expected: Value | null, next: Value | null): Promise<CasResult> {
+    const r = await this.kv({ type: 'cas', key, expected, next }, 'cas');
+    return { swapped: r.swapped, current: r.current };
+  }
+
+  private async kv<T extends Exclude<KvResult['type'], 'error'>>(op: KvOp, type: T): Promise<Extract<KvResult, { type: T }>> {
+    const bytes = await this.invoke(encodeOp(op));
+    const decoded = decodeResult(bytes);
+    if (!decoded.ok) throw new UnexpectedResultError(`the agreed result of ${op.type} is not a key-value result: ${decoded.reason}`, bytes);
+    const result = decoded.value;
+    if (result.type === 'error') throw new KvError(result.code, result.message);
+    if (result.type !== type) throw new UnexpectedResultError(`the agreed result of ${op.type} is a ${result.type} result`, bytes);
+    return result as Extract<KvResult, { type: T }>;
+  }
+
+  // ----------------------------------------------------------------------------------------------
+  // Requests
+
+  /** Executes an application operation; resolves with the result f+1 replicas agreed on. */
+  invoke(op: Uint8Array): Promise<Uint8Array> {
+    if (this.closed) return Promise.reject(new ClientClosedError());
+    const run = this.tail.then(() => this.execute(op));
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  private nextTimestamp(): number {
+    const t = Math.max(Date.now() * 1000, this.lastTimestamp + 1);
+    this.lastTimestamp = t;
+    return t;
+  }
+
+  private execute(op: Uint8Array): Promise<Uint8Array> {
+    if (this.closed) return Promise.reject(new ClientClosedError());
+    // The replicas would refuse it (src/core/limits.ts): say so without signing or sending anything.
+    if (op.length > OP_BYTES_MAX) return Promise.reject(new RequestTooLargeError(op.length, OP_BYTES_MAX));
+    const timestamp = this.nextTimestamp();
+    const request = this.requests.sign(timestamp, op);
+    const frame = encodeSignedFrame(request);
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const p: Pending = {
+        timestamp,
+        request,
+        frame,
+        refusals: new RefusalCollector(this.f, this.clientId, timestamp, (r) => this.requests.verifyRefusal(r, request)),
+        collector: new ReplyCollector(this.n, this.acceptFirstReply ? 0 : this.f, this.clientId, timestamp, (r) => this.requests.verifyReply(r)),
+        attempt: 0,
+        resolve,
+        reject,
+      };
+      this.pending = p;
+      const primary = this.currentView % this.n;
+      if (!this.transport.send(primary, frame)) this.transport.broadcast(frame);
+      this.scheduleRetransmit(p);
+      p.deadlineTimer = setTimeout(() => {
+        if (this.pending !== p) return;
+        this.finish(p);
+        p.reject(new TimeoutError(this.timeoutMs, [...p.collector.replies.values()], timestamp));
+      }, this.timeoutMs);
+    });
+  }
+
+  private scheduleRetransmit(p: Pending): void {
+    const delayMs = this.retransmitMs * Math.min(2 ** p.attempt, RETRANSMIT_BACKOFF_MAX);
+    p.retransmitTimer = setTimeout(() => {
+      if (this.pending !== p) return;
+      p.attempt++;
+      const sent = this.transport.broadcast(p.frame);
+      this.log.debug('retransmitted request to every replica', { timestamp: p.timestamp, attempt: p.attempt, sent });
+      this.scheduleRetransmit(p);
+    }, delayMs);
+  }
+
+  private finish(p: Pending): void {
+    if (p.retransmitTimer !== undefined) clearTimeout(p.retransmitTimer);
+    if (p.deadlineTimer !== undefined) clearTimeout(p.deadlineTimer);
+    if (this.pending === p) this.pending = undefined;
+  }
+
+  private onFrame(replica: number, bytes: Uint8Array): void {
+    const decoded = decodeFrame(bytes);
+    if (!decoded.ok) return;
+    const refusal = refusalOf(decoded.value);
+    if (refusal !== undefined) return this.onRefusal(replica, refusal);
+    const reply = replyOf(decoded.value);
+    if (reply === undefined) return;
+    const p = this.pending;
+    if (p !== undefined && reply.msg.timestamp === p.timestamp) {
+      const outcome = p.collector.add(reply, replica);
+      if (outcome.kind === 'accepted') {
+        this.finish(p);
+        if (outcome.view > this.currentView) this.currentView = outcome.view;
+        const settled: Settled = { result: outcome.result, judged: new Set(p.collector.replies.keys()) };
+        this.remember(p.timestamp, settled);
+        p.resolve(outcome.result);
+        for (const dissent of p.collector.dissenters(outcome.result)) {
+          this.emitFaulty({ replica: dissent.msg.replica, reply: dissent, accepted: outcome.result });
+        }
+      } else if (outcome.kind === 'failed') {
+        this.finish(p);
+        p.reject(new QuorumFailure([...p.collector.replies.values()], p.timestamp, this.f + 1));
+      }
+      return;
+    }
+    // A reply for a request accepted already: still evidence if it differs. One that agrees with the
+    // accepted result says nothing new, so its signature is not checked (the client verifies f+1
+    // replies per request, not n); one that differs is evidence only with a valid signature.
+    const settled = this.settled.get(reply.msg.timestamp);
+    if (settled === undefined || settled.judged.has(replica)) return;
+    const m = reply.msg;
+    if (m.replica !== replica || m.client !== this.clientId || bytesEqual(m.result, settled.result)) return;
+    if (!this.requests.verifyReply(reply)) return;
+    settled.judged.add(replica);
+    this.emitFaulty({ replica, reply, accepted: settled.result });
+  }
+
+  /** f+1 valid refusals of the outstanding request: at least one correct replica will never order it. */
+  private onRefusal(replica: number, refusal: Signed<RefusalMsg>): void {
+    const p = this.pending;
+    if (p === undefined || !p.refusals.add(refusal, replica)) return;
+    this.finish(p);
+    p.reject(new RequestTooLargeError(p.request.msg.op.length, refusal.msg.limit, [...p.refusals.refusedBy].sort((a, b) => a - b)));
+  }
+
+  private remember(timestamp: number, settled: Settled): void {
+    this.settled.set(timestamp, settled);
+    if (this.settled.size > SETTLED_REMEMBERED_MAX) {
+      const oldest = this.settled.keys().next().value;
+      if (oldest !== undefined) this.settled.delete(oldest);
+    }
+  }
+
+  /** The view the client believes the cluster is in (learned from accepted replies). */
+  get view(): number {
+    return this.currentView;
+  }
+
+  /** The replica the client sends new requests to first: view mod n. */
+  get primary(): number {
+    return this.currentView % this.n;
+  }
+
+  /** Replica ids with an open connection. */
+  connectedReplicas(): number[] {
+    return this.transport.connectedReplicas();
+  }
+
+  /** Fails the outstanding and queued requests with ClientClosedError and closes the connections. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const p = this.pending;
+    if (p !== undefined) {
+      this.finish(p);
+      p.reject(new ClientClosedError());
+    }
+    this.listeners.clear();
+    await this.transport.close();
+  }
+}
