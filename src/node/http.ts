@@ -15,6 +15,8 @@ import type { TransportStats } from '../transport/types.ts';
 import { METRICS_CONTENT_TYPE } from './metrics.ts';
 
 export interface NodeStatus extends ReplicaStatus {
+  /** The keyring's cluster id: who asks can check it reached a replica of its own cluster. */
+  clusterId: string;
   pid: number;
   listen: string;
   counters: Replica['counters'];

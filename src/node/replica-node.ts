@@ -307,6 +307,7 @@ export class ReplicaNode {
     };
     return {
       ...replica.status(),
+      clusterId: this.options.cluster.clusterId,
       pid: process.pid,
       listen: this.listenAddress,
       counters: { ...replica.counters },

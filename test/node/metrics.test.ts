@@ -1,5 +1,6 @@
 /**
- * GET /metrics of real replicas (four in-process ReplicaNodes on 127.0.0.1): the exposition passes a
+ * GET /metrics and GET /status of real replicas (four in-process ReplicaNodes on 127.0.0.1): the
+ * README's /status table names exactly the fields served; the /metrics exposition passes a
  * strict Prometheus text parser (./prom-text.ts), keeps the families that were there before
  * prom-client, and has histograms with _bucket series for the request latency, the phases, the batch
  * size and the synced writes, with observations after a workload; process metrics (CPU, RSS,
@@ -7,6 +8,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { PbftClient } from '../../src/client/client.ts';
 import { encodeBatchedReplyFrame, encodeBody, encodeSignedFrame } from '../../src/codec/messages.ts';
 import { peekAnswer, peekRequest, peekVote } from '../../src/node/frame-peek.ts';
@@ -147,4 +149,25 @@ test('the Prometheus text parser is strict', () => {
     ['# TYPE c countr\nc 1\n', 'unknown type'],
   ];
   for (const [text, why] of bad) assert.throws(() => parsePrometheusText(text), (err: Error) => err.message.includes(why), why);
+});
+
+test("README's /status table names exactly the fields a replica's /status has", async () => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const start = readme.indexOf('### GET /status');
+  assert.ok(start >= 0, 'README has a GET /status section');
+  const section = readme.slice(start, readme.indexOf('\n#', start + 1));
+  const documented = new Map<string, boolean>();
+  for (const m of section.matchAll(/^\| `([A-Za-z]+)` \| (.*) \|$/gm)) documented.set(m[1]!, /^only while/.test(m[2]!));
+  assert.ok(documented.size > 20, `the table was found (${documented.size} rows)`);
+  for (const id of [0, 1]) {
+    const status = (await (await fetch(`http://127.0.0.1:${ipc.ports[id]}/status`)).json()) as Record<string, unknown>;
+    const served = Object.keys(status);
+    for (const field of served) assert.ok(documented.has(field), `/status field ${field} is in README's table`);
+    for (const [field, optional] of documented) {
+      if (!optional) assert.ok(served.includes(field), `README's /status field ${field} is served`);
+    }
+    assert.equal(status.clusterId, ipc.cluster.clusterId);
+    assert.equal(status.id, id);
+  }
+  assert.doesNotMatch(readme, /[^A-Za-z]uptime[^S]/, 'no field named uptime (it is uptimeSeconds)');
 });
