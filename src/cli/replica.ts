@@ -1,5 +1,5 @@
 /**
- * `pbft replica --id <n>`: runs one replica (RocksDB + PBFT core + transport) until SIGTERM/SIGINT.
+ * `pbft replica --id <n>`: runs one replica (RocksDB + PBFT core + transport) until SIGTERM, SIGINT or SIGHUP.
  */
 import { join } from 'node:path';
 import { Option, type Command } from 'commander';
@@ -33,7 +33,7 @@ export interface ReplicaFlags {
 export function addReplicaCommand(program: Command, action: (flags: ReplicaFlags) => Promise<number>, done: (code: number) => void): Command {
   return program
     .command('replica')
-    .description('run one replica until SIGTERM or SIGINT (status: GET http://<host>:<port>/status, /metrics)')
+    .description('run one replica until SIGTERM, SIGINT or SIGHUP (status: GET http://<host>:<port>/status, /metrics)')
     .requiredOption('--id <n>', 'replica id (0..n-1)', parseNonNegativeInt)
     .option('--keys <dir>', 'keyring directory: cluster.json and replica-<id>.key', 'keys')
     .option('--data <dir>', 'RocksDB directory of this replica (default: data/replica-<id>)')
