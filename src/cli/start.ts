@@ -20,7 +20,7 @@ import { Option, type Command } from 'commander';
 import type { ClusterConfig } from '../core/cluster.ts';
 import { CLUSTER_FILE, generateKeyring, KeyringError, loadCluster, loadIdentity } from '../crypto/keyring.ts';
 import type { LogLevel } from '../util/log.ts';
-import { EXIT_WITH_PARENT_ENV } from './replica.ts';
+import { EXIT_WITH_PARENT_ENV, REPLICA_ENV_VARS } from './replica.ts';
 import { CliError, hostPortOf, httpBaseOf, parseNonNegativeInt, parsePort, parsePositiveInt, type CliIo } from './common.ts';
 
 export interface StartFlags {
@@ -67,6 +67,17 @@ export function addStartCommand(program: Command, action: (flags: StartFlags) =>
     .action(async (flags: StartFlags) => {
       done(await action(flags));
     });
+}
+
+/**
+ * The environment of a replica child: start's own, without the variables `pbft replica` reads its
+ * settings from (PBFT_ID, PBFT_CONFIG, ...): start gives each child its settings as flags, and one
+ * PBFT_LISTEN or config file meant for a single replica must not reach all of them.
+ */
+export function replicaEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(env)) if (!REPLICA_ENV_VARS.has(k)) out[k] = v;
+  return out;
 }
 
 /** Path of the `pbft` launcher, to start the replicas with. */
@@ -221,7 +232,7 @@ export async function runStartCommand(flags: StartFlags, io: CliIo): Promise<num
     ];
     const proc = spawn(process.execPath, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, [EXIT_WITH_PARENT_ENV]: '1' },
+      env: { ...replicaEnv(process.env), [EXIT_WITH_PARENT_ENV]: '1' },
     });
     const child: Child = {
       id: r.id,
