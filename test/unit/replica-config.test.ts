@@ -2,11 +2,12 @@
  * `pbft replica` settings from flags, environment variables and a JSON config file (--config or
  * PBFT_CONFIG), with precedence flag > environment > file > default: parsed by the real program
  * with recording actions (test/deploy/cli-dry-run.ts); then one real replica process configured by
- * a file and the environment alone, which answers /status as that replica and stops cleanly on SIGHUP.
+ * a file and the environment alone, which answers /status as that replica, is called healthy by the
+ * container HEALTHCHECK script (deploy/healthcheck.mjs), and stops cleanly on SIGHUP.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +17,7 @@ import { replicaEnv } from '../../src/cli/start.ts';
 import { generateKeyring } from '../../src/crypto/keyring.ts';
 import { freePorts } from '../../src/transport/free-ports.ts';
 import { dryRun } from '../deploy/cli-dry-run.ts';
-import { alive, LAUNCHER, track, waitFor } from '../integration/helpers.ts';
+import { alive, LAUNCHER, REPO_ROOT, track, waitFor } from '../integration/helpers.ts';
 
 let dir: string;
 
@@ -155,6 +156,13 @@ test('a real replica configured by a file and the environment only; SIGHUP stops
   }, 'the replica to answer /status');
   assert.equal(status.id, 0);
   assert.equal(status.pid, proc.pid);
+  // The container HEALTHCHECK's script (Dockerfile) calls this real replica healthy, as replica 0.
+  const health = spawnSync('node', [join(REPO_ROOT, 'deploy', 'healthcheck.mjs')], {
+    env: { PATH: process.env.PATH ?? '', PBFT_LISTEN: `0.0.0.0:${port}`, PBFT_ID: '0' },
+    encoding: 'utf8',
+  });
+  assert.equal(health.status, 0, health.stderr);
+  assert.match(health.stdout, /^healthy: replica 0 of cluster /);
   proc.kill('SIGHUP');
   assert.equal(await exited, 0, stderr);
   assert.equal(alive(proc.pid!), false);
