@@ -12,7 +12,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Replica, ReplicaStatus } from '../core/replica.ts';
 import type { Misbehaviour, RejectReason } from '../core/rejections.ts';
 import type { TransportStats } from '../transport/types.ts';
-import { METRICS_CONTENT_TYPE } from './metrics.ts';
 
 export interface NodeStatus extends ReplicaStatus {
   /** The keyring's cluster id: who asks can check it reached a replica of its own cluster. */
@@ -48,6 +47,9 @@ export interface NodeStatus extends ReplicaStatus {
   memory: NodeJS.MemoryUsage;
   uptimeSeconds: number;
 }
+
+/** The Prometheus text format that GET /metrics serves (prom-client renders it). */
+export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 /** Where the handler gets the status from. */
 export interface StatusSource {

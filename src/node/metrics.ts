@@ -30,8 +30,6 @@ import type { NodeStatus } from './http.ts';
 import { BODY_TAG, peekAnswer, peekRequest, peekVote } from './frame-peek.ts';
 import type { Sent, SentReply } from './pipeline.ts';
 
-export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
-
 /** Requests waiting for their answer that are remembered, at most (the oldest are forgotten). */
 export const ARRIVALS_MAX = 16_384;
 /** Sequence numbers whose phases are being timed, at most (the log window is far smaller). */
