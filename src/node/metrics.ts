@@ -76,6 +76,8 @@ export class NodeMetrics {
 
   /** `now` in milliseconds (monotonic), the replica's clock. */
   constructor(private readonly now: () => number) {
+    // Started now, not at the first scrape: GC pauses and event-loop delay are observed from the start.
+    processMetrics();
     this.statusFamilies();
     const registers = [this.registry];
     this.requestDuration = new Histogram({
