@@ -5,13 +5,14 @@
  * SIGTERM or SIGHUP (SIGTERM to each child, SIGKILL after 5 s), exiting 0.
  *
  * Run by npm (`npm start`, `npx pbft start`: npm_lifecycle_event is set), it also stops them all
- * when the process that started it is gone: npm forwards SIGTERM to the shell it runs the script
- * with, and that shell dies without passing it on, which left this process and every replica
- * running. A replica that stops on its own is reported: cleanly (exit status 0, e.g. someone sent
+ * when the npm process that started it is gone: npm forwards SIGTERM to the shell it runs the
+ * script with, and that shell dies without passing it on, which left this process and every
+ * replica running; and npm dies on SIGHUP without forwarding it, leaving the shell waiting. So the
+ * parent is watched, and, when the parent is that `sh -c` shell, its parent (npm) too (Linux /proc). A replica that stops on its own is reported: cleanly (exit status 0, e.g. someone sent
  * it SIGTERM) or unexpectedly (any other status or a signal); the others keep running.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -78,6 +79,28 @@ export function replicaEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(env)) if (!REPLICA_ENV_VARS.has(k)) out[k] = v;
   return out;
+}
+
+/** The parent pid of a process (Linux /proc), or undefined where it cannot be read. */
+function parentOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the last ')'.
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    return Number.isSafeInteger(ppid) ? ppid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when the process is a shell running one command line (`sh -c ...`, as npm runs scripts). */
+function isShellC(pid: number): boolean {
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return /(^|\/)(sh|dash|bash)$/.test(argv[0] ?? '') && argv[1] === '-c';
+  } catch {
+    return false;
+  }
 }
 
 /** Path of the `pbft` launcher, to start the replicas with. */
@@ -292,10 +315,13 @@ export async function runStartCommand(flags: StartFlags, io: CliIo): Promise<num
   for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
   if (process.env.npm_lifecycle_event !== undefined) {
     const parent = process.ppid;
+    // npm runs scripts with `sh -c`: then npm is the shell's parent (dash forks rather than execs).
+    const npm = isShellC(parent) ? parentOf(parent) : undefined;
     const watch = setInterval(() => {
-      if (process.ppid !== parent) {
+      const gone = process.ppid !== parent ? parent : npm !== undefined && npm > 1 && parentOf(parent) !== npm ? npm : undefined;
+      if (gone !== undefined) {
         clearInterval(watch);
-        stopFor(`the npm process that started it (parent ${parent}) is gone`);
+        stopFor(`the npm process that started it (pid ${gone}) is gone`);
       }
     }, PARENT_CHECK_MS);
     watch.unref();

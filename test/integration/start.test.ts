@@ -1,7 +1,8 @@
 /**
  * `pbft start` as an operator meets it, on real processes (127.0.0.1):
  *   - SIGTERM to `npm start` (npm forwards it to the shell that runs the script, which dies without
- *     passing it on) stops pbft start and every replica: each pid is gone
+ *     passing it on) and SIGHUP to it (npm dies, the shell stays) stop pbft start and every
+ *     replica: each pid is gone
  *   - a replica stopped cleanly by someone else (SIGTERM, exit 0) is reported as stopped cleanly, one
  *     killed with SIGKILL as exited unexpectedly; SIGHUP to pbft start stops the rest
  *   - --base-port or --clients that an existing keyring contradicts: one line, exit 1, nothing started
@@ -64,19 +65,23 @@ async function startCluster(command: string, args: string[], cwd: string): Promi
   return { proc, stdout: () => stdout, stderr: () => stderr, startPid, replicaPids };
 }
 
-test('SIGTERM to `npm start` stops pbft start and every replica', async () => {
-  const base = await freeConsecutivePorts(4);
-  const keys = join(dir, 'npm-keys');
-  // `npm start` exactly as in package.json, with the keyring and data in the temporary directory.
-  const c = await startCluster('npm', ['start', '--', '--keys', keys, '--data', join(dir, 'npm-data'), '--base-port', String(base)], REPO_ROOT);
-  assert.ok(existsSync(join(keys, 'cluster.json')));
-  const npmExited = new Promise<number | null>((resolve) => c.proc.once('exit', (code) => resolve(code)));
-  c.proc.kill('SIGTERM');
-  await npmExited;
-  for (const pid of [c.startPid, ...c.replicaPids]) {
-    await waitFor(() => !running(pid), `process ${pid} (pbft start or a replica) to be gone; stderr:\n${c.stderr().slice(-3000)}`, 30_000);
-  }
-});
+for (const signal of ['SIGTERM', 'SIGHUP'] as const) {
+  test(`${signal} to \`npm start\` stops pbft start and every replica`, async () => {
+    const base = await freeConsecutivePorts(4);
+    const keys = join(dir, `npm-keys-${signal}`);
+    // `npm start` exactly as in package.json, with the keyring and data in the temporary directory.
+    const args = ['start', '--', '--keys', keys, '--data', join(dir, `npm-data-${signal}`), '--base-port', String(base)];
+    const c = await startCluster('npm', args, REPO_ROOT);
+    assert.ok(existsSync(join(keys, 'cluster.json')));
+    const npmExited = new Promise<number | null>((resolve) => c.proc.once('exit', (code) => resolve(code)));
+    c.proc.kill(signal);
+    await npmExited;
+    for (const pid of [c.startPid, ...c.replicaPids]) {
+      await waitFor(() => !running(pid), `process ${pid} (pbft start or a replica) to be gone; stderr:\n${c.stderr().slice(-3000)}`, 30_000);
+    }
+    assert.match(c.stderr(), /pbft start: stopped/);
+  });
+}
 
 test('a replica stopped by someone else is reported as such; SIGHUP stops pbft start and the rest', async () => {
   const base = await freeConsecutivePorts(4);
