@@ -26,6 +26,7 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 # bin/pbft.mjs runs dist/ (there is no src/ in the image).
 COPY bin ./bin
+COPY deploy/healthcheck.mjs ./deploy/healthcheck.mjs
 
 # Runs as the image's unprivileged `node` user (uid 1000, gid 1000; numeric, so that Kubernetes'
 # runAsNonRoot can check it). Data lives in a volume mounted at /data, owned by that user (a new
@@ -34,6 +35,13 @@ COPY bin ./bin
 RUN mkdir -p /data && chown 1000:1000 /data
 VOLUME ["/data"]
 USER 1000:1000
+
+# Healthy while the replica in the container answers GET /status as a replica (and as replica
+# $PBFT_ID when that is set): plain node, no TypeScript loader, so a check costs little. It asks
+# 127.0.0.1:7001 (every replica in the compose files listens there), the port of $PBFT_LISTEN, or
+# $PBFT_HEALTH_URL. Containers that run other commands (client, status) are short-lived and unaffected;
+# Kubernetes ignores HEALTHCHECK and uses the probes in deploy/k8s/.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 CMD ["node", "deploy/healthcheck.mjs"]
 
 ENTRYPOINT ["node", "bin/pbft.mjs"]
 CMD ["--help"]

@@ -32,7 +32,7 @@
  *              executed and will not be".
  *              CONNECT_FAILED, BAD_CONFIG: raised by connect()/configuration, before any request
  *              exists (only seen here if the runner folds connecting into an operation).
- *   'unknown'  TIMEOUT: the request may have been ordered and executed (now or later) without f+1
+ *   'unknown'  TIMEOUT_OUTCOME_UNKNOWN: the request may have been ordered and executed (now or later) without f+1
  *              matching replies reaching the client in time.
  *              QUORUM_FAILURE: more than f replicas are faulty; anything may have happened.
  *              CLIENT_CLOSED: the request may already have been sent when the client closed.

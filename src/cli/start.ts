@@ -1,11 +1,18 @@
 /**
  * `pbft start`: a local development cluster. Generates a keyring when there is none, runs every
  * replica as a child process (`pbft replica --id i`), prefixes their log lines with `[replica i]`,
- * waits until each one answers GET /status, says how to reach them, and stops them all on Ctrl-C
- * or SIGTERM (SIGTERM to each child, SIGKILL after 5 s), exiting 0.
+ * waits until each one answers GET /status, says how to reach them, and stops them all on Ctrl-C,
+ * SIGTERM or SIGHUP (SIGTERM to each child, SIGKILL after 5 s), exiting 0.
+ *
+ * Run by npm (`npm start`, `npx pbft start`: npm_lifecycle_event is set), it also stops them all
+ * when the npm process that started it is gone: npm forwards SIGTERM to the shell it runs the
+ * script with, and that shell dies without passing it on, which left this process and every
+ * replica running; and npm dies on SIGHUP without forwarding it, leaving the shell waiting. So the
+ * parent is watched, and, when the parent is that `sh -c` shell, its parent (npm) too (Linux /proc). A replica that stops on its own is reported: cleanly (exit status 0, e.g. someone sent
+ * it SIGTERM) or unexpectedly (any other status or a signal); the others keep running.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -14,15 +21,17 @@ import { Option, type Command } from 'commander';
 import type { ClusterConfig } from '../core/cluster.ts';
 import { CLUSTER_FILE, generateKeyring, KeyringError, loadCluster, loadIdentity } from '../crypto/keyring.ts';
 import type { LogLevel } from '../util/log.ts';
-import { EXIT_WITH_PARENT_ENV } from './replica.ts';
+import { EXIT_WITH_PARENT_ENV, REPLICA_ENV_VARS } from './replica.ts';
 import { CliError, hostPortOf, httpBaseOf, parseNonNegativeInt, parsePort, parsePositiveInt, type CliIo } from './common.ts';
 
 export interface StartFlags {
   replicas: number;
-  clients: number;
+  /** Clients in a generated keyring (default CLIENTS_DEFAULT); given with an existing keyring, it must match it. */
+  clients?: number;
   keys: string;
   data: string;
-  basePort: number;
+  /** Port of replica 0 in a generated keyring (default BASE_PORT_DEFAULT); given with an existing keyring, it must match it. */
+  basePort?: number;
   logLevel: LogLevel;
   logFormat: 'json' | 'text';
 }
@@ -31,21 +40,67 @@ export interface StartFlags {
 const READY_TIMEOUT_MS = 60_000;
 /** After SIGTERM, children still running after this long are killed. */
 const STOP_GRACE_MS = 5_000;
+export const BASE_PORT_DEFAULT = 7001;
+export const CLIENTS_DEFAULT = 4;
+/** How often a `pbft start` run by npm checks that the process that started it is still there. */
+const PARENT_CHECK_MS = 500;
+/** The signals that stop the cluster. */
+const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
 export function addStartCommand(program: Command, action: (flags: StartFlags) => Promise<number>, done: (code: number) => void): Command {
   return program
     .command('start')
-    .description('run a local cluster: one child process per replica (generates a development keyring if there is none)')
+    .description(
+      'run a local cluster: one child process per replica (generates a development keyring if there is none); ' +
+        'Ctrl-C, SIGTERM or SIGHUP stops every replica (so does the end of the npm process that ran it)',
+    )
     .option('--replicas <n>', 'number of replicas (3f+1)', parsePositiveInt, 4)
-    .option('--clients <n>', 'clients in a generated keyring', parseNonNegativeInt, 4)
+    .option('--clients <n>', `clients in a generated keyring (default: ${CLIENTS_DEFAULT}; with an existing keyring it must match it)`, parseNonNegativeInt)
     .option('--keys <dir>', 'keyring directory', 'keys')
     .option('--data <dir>', 'data directory: replica i stores in <dir>/replica-<i>', 'data')
-    .option('--base-port <port>', 'replica i listens at base-port + i (only for a generated keyring)', parsePort, 7001)
+    .option(
+      '--base-port <port>',
+      `replica i listens at base-port + i in a generated keyring (default: ${BASE_PORT_DEFAULT}); with an existing keyring it must match the keyring's ports`,
+      parsePort,
+    )
     .addOption(new Option('--log-level <level>', 'least severe level the replicas log').choices(['debug', 'info', 'warn', 'error']).default('info'))
     .addOption(new Option('--log-format <format>', 'replica log lines as text or JSON').choices(['json', 'text']).default('text'))
     .action(async (flags: StartFlags) => {
       done(await action(flags));
     });
+}
+
+/**
+ * The environment of a replica child: start's own, without the variables `pbft replica` reads its
+ * settings from (PBFT_ID, PBFT_CONFIG, ...): start gives each child its settings as flags, and one
+ * PBFT_LISTEN or config file meant for a single replica must not reach all of them.
+ */
+export function replicaEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(env)) if (!REPLICA_ENV_VARS.has(k)) out[k] = v;
+  return out;
+}
+
+/** The parent pid of a process (Linux /proc), or undefined where it cannot be read. */
+function parentOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the last ')'.
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    return Number.isSafeInteger(ppid) ? ppid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when the process is a shell running one command line (`sh -c ...`, as npm runs scripts). */
+function isShellC(pid: number): boolean {
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return /(^|\/)(sh|dash|bash)$/.test(argv[0] ?? '') && argv[1] === '-c';
+  } catch {
+    return false;
+  }
 }
 
 /** Path of the `pbft` launcher, to start the replicas with. */
@@ -64,7 +119,12 @@ function prepareKeyring(flags: StartFlags, io: CliIo): ClusterConfig {
   let cluster: ClusterConfig;
   if (!existsSync(clusterPath)) {
     try {
-      cluster = generateKeyring({ replicas: flags.replicas, clients: flags.clients, out: flags.keys, basePort: flags.basePort }).cluster;
+      cluster = generateKeyring({
+        replicas: flags.replicas,
+        clients: flags.clients ?? CLIENTS_DEFAULT,
+        out: flags.keys,
+        basePort: flags.basePort ?? BASE_PORT_DEFAULT,
+      }).cluster;
     } catch (err) {
       keyringError(err);
     }
@@ -82,6 +142,23 @@ function prepareKeyring(flags: StartFlags, io: CliIo): ClusterConfig {
     if (cluster.replicas.length !== flags.replicas) {
       throw new CliError(
         `${clusterPath} has ${cluster.replicas.length} replicas but --replicas ${flags.replicas} was given; pass --replicas ${cluster.replicas.length} or use another --keys directory`,
+      );
+    }
+    // --base-port and --clients shape a generated keyring only: given with an existing one that
+    // differs, they would be ignored, so they are refused instead.
+    if (flags.basePort !== undefined) {
+      const ports = cluster.replicas.map((r) => hostPortOf(r.url).port);
+      const wanted = ports.map((_, i) => flags.basePort! + i);
+      if (ports.some((p, i) => p !== wanted[i])) {
+        throw new CliError(
+          `${clusterPath} exists and puts the replicas at ports ${ports.join(', ')}: --base-port ${flags.basePort} applies only to a generated keyring; ` +
+            `drop --base-port, use another --keys directory, or regenerate this one (pbft keygen --out ${flags.keys} --force --base-port ${flags.basePort})`,
+        );
+      }
+    }
+    if (flags.clients !== undefined && flags.clients !== cluster.clients.length) {
+      throw new CliError(
+        `${clusterPath} exists and has ${cluster.clients.length} clients: --clients ${flags.clients} applies only to a generated keyring; drop --clients or use another --keys directory`,
       );
     }
   }
@@ -143,8 +220,11 @@ async function answersStatus(url: string): Promise<boolean> {
   }
 }
 
-function exitText(code: number | null, signal: NodeJS.Signals | null): string {
-  return signal !== null ? `signal ${signal}` : `code ${code}`;
+/** How a replica that `start` did not stop ended. */
+function exitReport(id: number, code: number | null, signal: NodeJS.Signals | null): string {
+  if (signal === null && code === 0) return `pbft start: replica ${id} stopped cleanly (exit status 0, e.g. after a SIGTERM sent to it); the other replicas keep running`;
+  const how = signal !== null ? `killed by signal ${signal}` : `exit status ${code}`;
+  return `pbft start: replica ${id} exited unexpectedly (${how}); the other replicas keep running`;
 }
 
 export async function runStartCommand(flags: StartFlags, io: CliIo): Promise<number> {
@@ -175,7 +255,7 @@ export async function runStartCommand(flags: StartFlags, io: CliIo): Promise<num
     ];
     const proc = spawn(process.execPath, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, [EXIT_WITH_PARENT_ENV]: '1' },
+      env: { ...replicaEnv(process.env), [EXIT_WITH_PARENT_ENV]: '1' },
     });
     const child: Child = {
       id: r.id,
@@ -197,7 +277,7 @@ export async function runStartCommand(flags: StartFlags, io: CliIo): Promise<num
     void child.exit.then(({ code, signal }) => {
       child.exited = true;
       if (stopping) return;
-      if (child.ready) io.err(`pbft start: replica ${r.id} exited unexpectedly (${exitText(code, signal)}); the other replicas keep running`);
+      if (child.ready) io.err(exitReport(r.id, code, signal));
       if (children.every((c) => c.exited) && children.some((c) => c.ready)) {
         io.err('pbft start: every replica has exited');
         resolveDone(1);
@@ -222,17 +302,31 @@ export async function runStartCommand(flags: StartFlags, io: CliIo): Promise<num
   };
 
   let signalled = false;
-  const onSignal = (signal: NodeJS.Signals): void => {
+  const stopFor = (why: string): void => {
     if (signalled) return;
     signalled = true;
-    io.err(`pbft start: ${signal} received; stopping ${children.filter((c) => !c.exited).length} replicas`);
+    io.err(`pbft start: ${why}; stopping ${children.filter((c) => !c.exited).length} replicas`);
     void stopAll().then(() => {
       io.err('pbft start: stopped');
       resolveDone(0);
     });
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const onSignal = (signal: NodeJS.Signals): void => stopFor(`${signal} received`);
+  for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
+  if (process.env.npm_lifecycle_event !== undefined) {
+    const parent = process.ppid;
+    // npm runs scripts with `sh -c`: then npm is the shell's parent (dash forks rather than execs).
+    const npm = isShellC(parent) ? parentOf(parent) : undefined;
+    const watch = setInterval(() => {
+      const gone = process.ppid !== parent ? parent : npm !== undefined && npm > 1 && parentOf(parent) !== npm ? npm : undefined;
+      if (gone !== undefined) {
+        clearInterval(watch);
+        stopFor(`the npm process that started it (pid ${gone}) is gone`);
+      }
+    }, PARENT_CHECK_MS);
+    watch.unref();
+    void done.then(() => clearInterval(watch));
+  }
 
   // Wait until every replica answers /status (or has exited).
   const deadline = Date.now() + READY_TIMEOUT_MS;
@@ -268,7 +362,7 @@ export async function runStartCommand(flags: StartFlags, io: CliIo): Promise<num
     `  npx pbft client${keysFlag} get a`,
     `  npx pbft status${keysFlag}`,
     `  curl ${httpBaseOf(children[0]!.url)}/metrics`,
-    'Press Ctrl-C to stop the cluster.',
+    `Press Ctrl-C to stop the cluster (or send SIGTERM to pbft start, pid ${process.pid}).`,
   ];
   io.out(lines.join('\n'));
   return done;

@@ -1,7 +1,10 @@
 /**
  * `pbft status [--keys keys] [--json]`: asks every replica in cluster.json for GET /status
- * (2 s timeout each) and prints a table, or the JSON array with --json. Unreachable replicas are
- * shown as such (exit 0); only an unreadable keyring is an error.
+ * (2 s timeout each) and prints a table, or the JSON array with --json. A replica counts as
+ * reachable only when its /status names this keyring's cluster id and its own replica id (another
+ * cluster's replica at the same address does not count). Exit status 0 when at least a quorum
+ * (2f+1) is reachable; STATUS_EXIT_NO_QUORUM (2) with one line on stderr when fewer are (the cluster
+ * cannot order requests); 1 for an unreadable keyring or a bad flag.
  */
 import { join } from 'node:path';
 import type { Command } from 'commander';
@@ -15,11 +18,16 @@ export interface StatusFlags {
 }
 
 export const STATUS_TIMEOUT_MS = 2_000;
+/** Exit status when fewer than 2f+1 replicas are reachable (1 stays for errors). */
+export const STATUS_EXIT_NO_QUORUM = 2;
 
 export function addStatusCommand(program: Command, action: (flags: StatusFlags) => Promise<number>, done: (code: number) => void): Command {
   return program
     .command('status')
-    .description('show the status of every replica in the keyring')
+    .description(
+      'show the status of every replica in the keyring; exit status 0 when at least 2f+1 replicas of this cluster are reachable, ' +
+        `${STATUS_EXIT_NO_QUORUM} when fewer are, 1 on an error`,
+    )
     .option('--keys <dir>', 'keyring directory (cluster.json)', 'keys')
     .option('--json', 'print the statuses as a JSON array')
     .action(async (flags: Omit<StatusFlags, 'timeout'>) => {
@@ -29,6 +37,8 @@ export function addStatusCommand(program: Command, action: (flags: StatusFlags) 
 
 /** What /status returns (the fields the table shows; the JSON output keeps everything). */
 interface RemoteStatus {
+  clusterId?: string;
+  id?: number;
   view?: number;
   primary?: number;
   viewChanging?: boolean;
@@ -43,14 +53,30 @@ export type ReplicaReport =
   | ({ replica: number; url: string; reachable: true } & RemoteStatus & Record<string, unknown>)
   | { replica: number; url: string; reachable: false; error: string };
 
-async function fetchStatus(replica: number, url: string, timeoutMs: number): Promise<ReplicaReport> {
+/** Why a /status answer is not this replica of this cluster, or undefined when it is. */
+function identityMismatch(body: Record<string, unknown>, clusterId: string, replica: number): string | undefined {
+  if (typeof body.clusterId !== 'string') return 'its /status does not name a cluster id (not a pbft replica, or an older version)';
+  if (body.clusterId !== clusterId) return `answers as replica ${String(body.id)} of cluster ${body.clusterId}, not of this keyring's cluster ${clusterId}`;
+  if (body.id !== replica) return `answers as replica ${String(body.id)} of this cluster, not replica ${replica}`;
+  return undefined;
+}
+
+async function fetchStatus(clusterId: string, replica: number, url: string, timeoutMs: number): Promise<ReplicaReport> {
   const target = `${httpBaseOf(url)}/status`;
   try {
     const res = await fetch(target, { signal: AbortSignal.timeout(timeoutMs) });
     const text = await res.text();
     if (!res.ok) return { replica, url, reachable: false, error: `HTTP ${res.status} from ${target}` };
-    const body = JSON.parse(text) as Record<string, unknown>;
-    return { ...body, replica, url, reachable: true };
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      return { replica, url, reachable: false, error: `${target} did not answer JSON` };
+    }
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) return { replica, url, reachable: false, error: `${target} did not answer a JSON object` };
+    const wrong = identityMismatch(body as Record<string, unknown>, clusterId, replica);
+    if (wrong !== undefined) return { replica, url, reachable: false, error: wrong };
+    return { ...(body as Record<string, unknown>), replica, url, reachable: true };
   } catch (err) {
     const cause = (err as { cause?: { code?: string } }).cause?.code;
     const why = (err as { name?: string }).name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : cause ?? errorMessage(err);
@@ -71,10 +97,19 @@ export async function runStatusCommand(flags: StatusFlags, io: CliIo): Promise<n
     if (err instanceof KeyringError) throw new CliError(err.message);
     throw err;
   }
-  const reports = await Promise.all(cluster.replicas.map((r) => fetchStatus(r.id, r.url, flags.timeout)));
+  const reports = await Promise.all(cluster.replicas.map((r) => fetchStatus(cluster.clusterId, r.id, r.url, flags.timeout)));
+  const up = reports.filter((r) => r.reachable).length;
+  const quorum = 2 * cluster.f + 1;
+  const verdict = (): number => {
+    if (up >= quorum) return 0;
+    io.err(
+      `pbft status: ${up} of ${reports.length} replicas of cluster ${cluster.clusterId} reachable, fewer than a quorum (2f+1 = ${quorum}): the cluster cannot order requests`,
+    );
+    return STATUS_EXIT_NO_QUORUM;
+  };
   if (flags.json === true) {
     io.out(JSON.stringify(reports, null, 2));
-    return 0;
+    return verdict();
   }
   const rows: string[][] = [['replica', 'url', 'reachable', 'view', 'primary', 'last executed', 'stable checkpoint', 'state digest', 'divergences']];
   for (const r of reports) {
@@ -96,8 +131,7 @@ export async function runStatusCommand(flags: StatusFlags, io: CliIo): Promise<n
       String(r.divergences ?? '?'),
     ]);
   }
-  const up = reports.filter((r) => r.reachable).length;
   io.out(`cluster ${cluster.clusterId}: ${up} of ${reports.length} replicas reachable (f = ${cluster.f})`);
   io.out(table(rows));
-  return 0;
+  return verdict();
 }

@@ -7,7 +7,7 @@ import type { AnyReply } from '../core/messages.ts';
 
 export type PbftClientErrorCode =
   | 'QUORUM_FAILURE'
-  | 'TIMEOUT'
+  | 'TIMEOUT_OUTCOME_UNKNOWN'
   | 'CLIENT_CLOSED'
   | 'CONNECT_FAILED'
   | 'BAD_CONFIG'
@@ -48,16 +48,26 @@ export class QuorumFailure extends PbftClientError {
   }
 }
 
-/** The deadline passed before f+1 replicas sent matching replies. */
+/**
+ * The deadline passed before f+1 replicas sent matching replies. The outcome is unknown: the request
+ * may have been ordered and may take effect (now or later) even though no result reached the client;
+ * the code says so. Retrying a non-idempotent operation (a put over a value someone else may have
+ * written since, a cas, a del) can apply it twice: read the state first, or retry only what is
+ * idempotent.
+ */
 export class TimeoutError extends PbftClientError {
-  override readonly code = 'TIMEOUT' as const;
+  override readonly code = 'TIMEOUT_OUTCOME_UNKNOWN' as const;
   constructor(
     readonly timeoutMs: number,
     /** Valid signed replies received before the deadline (fewer than f+1 matching). */
     readonly replies: AnyReply[],
     readonly timestamp: number,
   ) {
-    super('TIMEOUT', `timed out after ${timeoutMs} ms without matching replies from f+1 replicas; got ${describeReplies(replies)}`);
+    super(
+      'TIMEOUT_OUTCOME_UNKNOWN',
+      `timed out after ${timeoutMs} ms without matching replies from f+1 replicas; the operation may still take effect ` +
+        `(it may have been ordered, and executes even though no result arrived): check the state before retrying it; got ${describeReplies(replies)}`,
+    );
     this.name = 'TimeoutError';
   }
 }

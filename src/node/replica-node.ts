@@ -41,7 +41,8 @@ import {
 import type { Logger } from '../util/log.ts';
 import { compress, countedCrypto, decompress, type CryptoWork } from './core-deps.ts';
 import { recoverFromStorage, StorageDisk } from './disk.ts';
-import { renderMetrics, serveHttp, type NodeStatus } from './http.ts';
+import { serveHttp, type NodeStatus } from './http.ts';
+import { NodeMetrics } from './metrics.ts';
 import { errorText, gatedLogger, logCoreEvent, LogLimiter, RejectedSummary, REJECTED_SUMMARY_MS, stackLine } from './log.ts';
 import { TICK_MS_DEFAULT, TurnLoop } from './loop.ts';
 import type { Sent, SentReply } from './pipeline.ts';
@@ -150,6 +151,7 @@ export class ReplicaNode {
   private storedStateCorruptions = 0;
   private storedStateLosses = 0;
   private stateTransfersCompleted = 0;
+  private readonly metricsRegistry: NodeMetrics;
 
   constructor(
     private readonly options: ReplicaNodeOptions,
@@ -169,7 +171,8 @@ export class ReplicaNode {
     this.createTransport = deps.createTransport ?? createReplicaTransport;
     this.now = deps.now ?? (() => performance.now());
     this.rejectedSummary = new RejectedSummary(this.log);
-    this.disk = new StorageDisk(this.storage, this.now);
+    this.metricsRegistry = new NodeMetrics(this.now);
+    this.disk = new StorageDisk(this.storage, this.now, (ms) => this.metricsRegistry.syncedWrite(ms));
     this.loop = new TurnLoop(
       this.disk,
       {
@@ -218,14 +221,19 @@ export class ReplicaNode {
       ...(o.listenHost !== undefined ? { host: o.listenHost } : {}),
       ...(o.listenPort !== undefined ? { port: o.listenPort } : {}),
       limits,
-      httpHandler: (req, res) => serveHttp(req, res, { started: () => this.replica !== undefined, status: () => this.status() }),
+      httpHandler: (req, res) =>
+        serveHttp(req, res, { started: () => this.replica !== undefined, status: () => this.status(), metrics: () => this.metrics() }),
       log: gatedLogger(this.log, () => this.listening),
     });
     const workers = o.verifyWorkers ?? 0;
     if (workers > 0) {
       this.pool = new VerifyPool(o.cluster, workers, (from, frame) => this.loop.enqueue(from, frame), (err) => this.fatal(err));
     }
-    this.transport.onFrame(this.loop.frameHandler(this.pool));
+    const toLoop = this.loop.frameHandler(this.pool);
+    this.transport.onFrame((from, frame) => {
+      if (from.kind === 'client') this.metricsRegistry.requestArrived(frame);
+      toLoop(from, frame);
+    });
 
     // The loop runs before the transport accepts anything: the first turn persists what recovery
     // produced (and queues its messages, which the transport sends once peers are connected).
@@ -299,6 +307,7 @@ export class ReplicaNode {
     };
     return {
       ...replica.status(),
+      clusterId: this.options.cluster.clusterId,
       pid: process.pid,
       listen: this.listenAddress,
       counters: { ...replica.counters },
@@ -326,13 +335,14 @@ export class ReplicaNode {
     };
   }
 
-  /** Prometheus text exposition of the replica's counters (what GET /metrics serves). */
-  metrics(): string {
-    return renderMetrics(this.status());
+  /** Prometheus text exposition (what GET /metrics serves): see metrics.ts. */
+  metrics(): Promise<string> {
+    return this.metricsRegistry.render(this.status());
   }
 
   /** Effects whose writes are durable (from the pipeline): messages, replies, then events. */
   private perform(messages: Sent[], replies: SentReply[], events: CoreEvent[]): void {
+    this.metricsRegistry.released(messages, replies, events);
     const transport = this.transport;
     if (transport !== undefined) {
       const drop = this.options.hooks?.dropOutgoing;

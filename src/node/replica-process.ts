@@ -2,7 +2,7 @@
  * Running a replica as a process (used by `pbft replica` and the integration test fixtures): signals,
  * uncaught errors and exit codes around one ReplicaNode.
  *
- *   exit 0   stopped after SIGTERM or SIGINT
+ *   exit 0   stopped after SIGTERM, SIGINT or SIGHUP
  *   exit 1   cannot start (one line on stderr), a fatal loop error (ReplicaNode's default onFatal),
  *            an uncaught exception or unhandled rejection, a failed stop, a stop that took longer
  *            than 10 s, or another signal later than 2 s after the first
@@ -16,7 +16,8 @@ export interface ReplicaProcessOptions extends ReplicaNodeOptions {
 }
 
 /**
- * Starts a ReplicaNode and keeps it running until SIGTERM or SIGINT, then stops it and exits 0.
+ * Starts a ReplicaNode and keeps it running until SIGTERM, SIGINT or SIGHUP (a closed terminal), then
+ * stops it and exits 0.
  * A start failure prints one line and exits 1; a fatal loop error exits 1 (see ReplicaNode).
  */
 export async function runReplicaProcess(options: ReplicaProcessOptions): Promise<ReplicaNode> {
@@ -64,5 +65,7 @@ export async function runReplicaProcess(options: ReplicaProcessOptions): Promise
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // A closed terminal: without a handler the process would die at once, skipping the clean stop.
+  process.on('SIGHUP', onSignal);
   return node;
 }

@@ -123,9 +123,10 @@ test('pbft start runs a cluster that the client and status commands reach; SIGTE
   assert.equal(await exited, 0, `pbft start exit status; stderr:\n${stderr.slice(-2000)}`);
   for (const pid of replicaPids) assert.equal(alive(pid), false, `replica process ${pid} is gone`);
 
-  // With the cluster down, status still exits 0 and shows the replicas as unreachable.
+  // With the cluster down, status shows the replicas as unreachable and exits 2 (fewer than 2f+1).
   const down = await pbft(['status', '--json']);
-  assert.equal(down.code, 0);
+  assert.equal(down.code, 2);
+  assert.match(down.stderr, /0 of 4 replicas of cluster \S+ reachable, fewer than a quorum/);
   assert.ok((JSON.parse(down.stdout) as Array<{ reachable: boolean }>).every((r) => !r.reachable));
 });
 
