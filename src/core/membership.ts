@@ -2,7 +2,7 @@
  * Membership as replicated state: which replicas (id, URL, public key) and which clients make up
  * the cluster, in numbered epochs, changed only by requests ordered through consensus.
  *
- * The rules (the argument is in docs/DESIGN.md, "Membership"):
+ * The rules (README, "How it stays correct": Membership):
  *
  *   - Reconfiguration requests come from the operator (the principal OPERATOR_CLIENT, whose key is
  *     part of the configuration) and are executed like any request, at some sequence number s. One
