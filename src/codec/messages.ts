@@ -116,6 +116,10 @@ function linkArray(m: LinkMessage): unknown[] {
       return [25, m.seq, stateReplyArray(m.reply)];
     case 'newviewreq':
       return [26, m.view];
+    case 'epochsreq':
+      return [27, m.epoch];
+    case 'epochs':
+      return [28, m.proofs.map(epochProofArray)];
     default:
       return assertNever(m);
   }
@@ -238,6 +242,10 @@ function linkFrom(v: unknown): LinkMessage {
       return { type: 'state', seq: asUint(arr[1], 'state.seq'), reply: stateReplyFrom(arr[2]) };
     case 26:
       return { type: 'newviewreq', view: asUint(arr[1], 'newviewreq.view') };
+    case 27:
+      return { type: 'epochsreq', epoch: asUint(arr[1], 'epochsreq.epoch') };
+    case 28:
+      return { type: 'epochs', proofs: asArray(arr[1], 'epochs.proofs', 16).map((p) => epochProofFrom(p, 'epochs.proof')) };
     default:
       return fail('link: unknown type');
   }

@@ -220,7 +220,13 @@ export type LinkMessage =
   | { type: 'statereq'; seq: number; part: StatePart }
   | { type: 'state'; seq: number; reply: StateReply }
   /** Ask the receiver to resend its NEW-VIEW for its current view (sent by a replica stuck in a lower view). */
-  | { type: 'newviewreq'; view: number };
+  | { type: 'newviewreq'; view: number }
+  /**
+   * From a client (or a replica): the proofs of the configurations after `epoch` (membership.ts),
+   * answered with `epochs`; each proof is checked against the one before, so any replica may answer.
+   */
+  | { type: 'epochsreq'; epoch: number }
+  | { type: 'epochs'; proofs: EpochProof[] };
 
 export type StatePart =
   | { kind: 'meta' }

@@ -28,7 +28,7 @@ import { ReplicaState, slotRecord, assertNever, type Slot } from './state.ts';
 import type { Batch } from './batch.ts';
 import type { CheckpointCert } from './messages.ts';
 import { ProtocolInvariantError, type Source, type Ready, type ReplicaStatus } from './types.ts';
-import type { CheckpointSnapshot } from './state.ts';
+import { UNKNOWN_EPOCH, type CheckpointSnapshot } from './state.ts';
 
 export { ProtocolInvariantError } from './types.ts';
 export type { CoreEvent, ExecutedRequest, OutMessage, OutReply, Ready, ReplicaDeps, ReplicaStatus, Source } from './types.ts';
@@ -47,6 +47,8 @@ export class Replica extends ReplicaState {
     if (!decoded.ok) return this.reject('malformed');
     const frame = decoded.value;
     if (frame.kind === 'link') {
+      // A client following the membership asks for the proofs of the configurations it has not seen.
+      if (from.kind === 'client' && frame.msg.type === 'epochsreq') return this.serveEpochs({ client: from.id }, frame.msg.epoch);
       // Members, and replicas of the next configuration (joining: they catch up before they vote).
       if (from.kind !== 'replica' || from.id === this.id || !this.isKnownReplica(from.id)) return this.reject('link-from-non-replica');
       return this.onLink(from.id, frame.msg);
@@ -184,9 +186,31 @@ export class Replica extends ReplicaState {
       case 'newviewreq':
         if (!this.viewChanging && this.newViewFrame && msg.view <= this.view) this.sendTo(from, this.newViewFrame);
         return;
+      case 'epochsreq':
+        return this.serveEpochs({ replica: from }, msg.epoch);
+      case 'epochs':
+        for (const proof of msg.proofs) {
+          const reason = this.learnEpochProof(proof);
+          if (reason === UNKNOWN_EPOCH) break;
+          if (reason) return this.misbehaved(from, 'invalid-epoch-proof', reason);
+        }
+        return;
       default:
         return assertNever(msg);
     }
+  }
+
+  /** The proofs of the configurations after `epoch`, up to the stable checkpoint's (at most 16). */
+  private serveEpochs(to: { client: number } | { replica: number }, epoch: number): void {
+    const proofs = [];
+    for (let e = epoch + 1; e <= this.stable.epoch && proofs.length < 16; e++) {
+      const p = this.epochProofs.get(e);
+      if (!p) break;
+      proofs.push(p);
+    }
+    const frame = this.frames.encodeLinkFrame({ type: 'epochs', proofs });
+    if ('replica' in to) return this.sendTo(to.replica, frame);
+    this.replies.push({ client: to.client, frame, after: this.durability.messageAfter, seq: this.lastExecuted });
   }
 
   /**

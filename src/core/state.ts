@@ -17,7 +17,7 @@ import { DurabilityTracker } from './durability.ts';
 import type { Misbehaviour, RejectReason } from './rejections.ts';
 import { quorumFor, type Quorum } from './quorum.ts';
 import type { ClusterConfig } from './cluster.ts';
-import { clusterOf, decodeMembership, encodeMembership, genesisMembership, type MemberConfig, type Membership } from './membership.ts';
+import { clusterOf, encodeMembership, genesisMembership, type MemberConfig, type Membership } from './membership.ts';
 import type { EpochProof, CheckpointCert, CheckpointMsg, CommitMsg, PrePrepareMsg, PrepareMsg, PreparedCert, RequestMsg, Signed, ViewChangeMsg } from './messages.ts';
 import { KEYS, WriteSet, encodeBatch, encodeCheckpointState, encodeEpochProof, encodeViewState } from './persist.ts';
 import { resolveOptions, type ReplicaOptions } from './options.ts';
@@ -26,9 +26,10 @@ import { checkCheckpointCert, primaryOf, type QuorumContext } from './newview.ts
 
 /** checkStableCert's reason for a certificate of a configuration we have not learned yet. */
 export const UNKNOWN_EPOCH = 'checkpoint of a configuration not known yet';
-import { StateTree, leafDigest, stateDigest, clientsDigest, membershipDigest, stateDigestOfParts } from './statetree.ts';
+import { StateTree, leafDigest, stateDigest, clientsDigest } from './statetree.ts';
+import { verifyEpochProof } from './epochproof.ts';
 import { TransferSession } from './transfer.ts';
-import type { ReplicaDeps, CoreEvent, OutMessage, Ready, FrameCodec } from './types.ts';
+import { ProtocolInvariantError, type ReplicaDeps, type CoreEvent, type OutMessage, type Ready, type FrameCodec } from './types.ts';
 
 export interface Slot {
   seq: number;
@@ -351,18 +352,17 @@ export abstract class ReplicaState {
    */
   learnEpochProof(proof: EpochProof): string | undefined {
     if (this.configs.has(proof.epoch) && this.epochProofs.has(proof.epoch)) return undefined;
-    const before = this.ctxFor(proof.epoch - 1);
-    if (!before || proof.epoch === 0) return UNKNOWN_EPOCH;
-    if (proof.cert.epoch !== proof.epoch) return 'epoch proof: certificate of another epoch';
-    const reason = checkCheckpointCert(proof.cert, before);
-    if (reason) return `epoch proof: ${reason}`;
-    const digest = stateDigestOfParts(this.hash, proof.root, proof.clients, membershipDigest(this.hash, proof.membership));
-    if (!bytesEqual(digest, proof.cert.digest)) return 'epoch proof: membership does not open the certified digest';
-    const m = decodeMembership(proof.membership);
-    if (!m.ok) return `epoch proof: ${m.reason}`;
-    const config = m.value.current;
-    if (config.epoch !== proof.epoch || config.since !== proof.cert.seq || m.value.next) return 'epoch proof: membership is not the start of its epoch';
-    this.learnConfig(config);
+    const prev = this.configs.get(proof.epoch - 1);
+    if (!prev || proof.epoch === 0) return UNKNOWN_EPOCH;
+    if (proof.cert.seq % this.opts.checkpointInterval !== 0) return `epoch proof ${proof.epoch}: checkpoint seq is not a multiple of the interval`;
+    const r = verifyEpochProof(this.cluster.clusterId, prev, proof, this.deps.crypto);
+    if (!r.ok) return r.reason;
+    const known = this.configs.get(proof.epoch);
+    if (known && (known.since !== r.config.since || !bytesEqual(encodeMembership({ current: known }), encodeMembership({ current: r.config })))) {
+      // Two certified configurations for one epoch: more than f of the previous one are faulty.
+      throw new ProtocolInvariantError(`epoch ${proof.epoch}: a proof certifies another configuration than the one this replica executed`);
+    }
+    this.learnConfig(r.config);
     this.storeEpochProof(proof);
     return undefined;
   }

@@ -734,6 +734,10 @@ export class ScriptWorld {
         return { type: 'state', seq: m.seq, text: `state s=${m.seq} ${m.reply.kind}` };
       case 'newviewreq':
         return { type: 'newviewreq', view: m.view, text: `newviewreq v=${m.view}` };
+      case 'epochsreq':
+        return { type: 'epochsreq', text: `epochsreq e>${m.epoch}` };
+      case 'epochs':
+        return { type: 'epochs', text: `epochs [${m.proofs.map((p) => p.epoch).join(',')}]` };
     }
   }
 
