@@ -21,12 +21,14 @@ import { CliError, errorMessage, oneLine, processIo, type CliIo } from './common
 import { addReplicaCommand, runReplicaCommand, type ReplicaFlags } from './replica.ts';
 import { addStartCommand, runStartCommand, type StartFlags } from './start.ts';
 import { addStatusCommand, runStatusCommand, type StatusFlags } from './status.ts';
+import { addMemberCommands, runMemberCommand, type MemberAction, type MemberFlags } from './member.ts';
 
 export interface CliActions {
   replica(flags: ReplicaFlags): Promise<number>;
   start(flags: StartFlags): Promise<number>;
   client(op: ClientOp, flags: ClientFlags): Promise<number>;
   status(flags: StatusFlags): Promise<number>;
+  member(action: MemberAction, flags: MemberFlags): Promise<number>;
 }
 
 export function defaultActions(io: CliIo): CliActions {
@@ -35,6 +37,7 @@ export function defaultActions(io: CliIo): CliActions {
     start: (flags) => runStartCommand(flags, io),
     client: (op, flags) => runClientCommand(op, flags, io),
     status: (flags) => runStatusCommand(flags, io),
+    member: (action, flags) => runMemberCommand(action, flags, io),
   };
 }
 
@@ -66,6 +69,7 @@ export function createProgram(io: CliIo, actions: CliActions, done: (code: numbe
   addStartCommand(program, actions.start, done);
   addClientCommand(program, actions.client, done);
   addStatusCommand(program, actions.status, done);
+  addMemberCommands(program, actions.member, done);
   addSimCommand(program);
   return program;
 }
@@ -75,7 +79,7 @@ const HELP_CODES = new Set(['commander.helpDisplayed', 'commander.help', 'comman
 /** Runs the CLI; resolves with the exit status (long-running commands resolve when they stop). */
 export async function main(argv: readonly string[] = process.argv, io: CliIo = processIo): Promise<number> {
   if (argv.length <= 2) {
-    io.err('pbft: missing command (keygen, replica, start, client, status, sim); see pbft --help');
+    io.err('pbft: missing command (keygen, replica, start, client, status, member, client-key, sim); see pbft --help');
     return 1;
   }
   let code = 0;

@@ -38,6 +38,10 @@ export function addStatusCommand(program: Command, action: (flags: StatusFlags) 
 /** What /status returns (the fields the table shows; the JSON output keeps everything). */
 interface RemoteStatus {
   clusterId?: string;
+  epoch?: number;
+  members?: number[];
+  member?: boolean;
+  memberUrls?: Record<string, string>;
   id?: number;
   view?: number;
   primary?: number;
@@ -98,12 +102,37 @@ export async function runStatusCommand(flags: StatusFlags, io: CliIo): Promise<n
     throw err;
   }
   const reports = await Promise.all(cluster.replicas.map((r) => fetchStatus(cluster.clusterId, r.id, r.url, flags.timeout)));
-  const up = reports.filter((r) => r.reachable).length;
-  const quorum = 2 * cluster.f + 1;
+  // Replicas that joined after the keyring was made: the members name them (with their addresses).
+  const known = new Set(reports.map((r) => r.replica));
+  const joined = new Map<number, string>();
+  for (const r of reports) {
+    if (!r.reachable || typeof r.memberUrls !== 'object' || r.memberUrls === null) continue;
+    for (const [id, url] of Object.entries(r.memberUrls as Record<string, unknown>)) {
+      if (!known.has(Number(id)) && typeof url === 'string') joined.set(Number(id), url);
+    }
+  }
+  reports.push(...(await Promise.all([...joined].map(([id, url]) => fetchStatus(cluster.clusterId, id, url, flags.timeout)))));
+  reports.sort((a, b) => a.replica - b.replica);
+  // The configuration in force: the newest epoch the reachable replicas report (its members decide
+  // the quorum; the keyring's replicas before any membership change).
+  let epoch = 0;
+  let members = cluster.replicas.map((r) => r.id);
+  for (const r of reports) {
+    if (r.reachable && typeof r.epoch === 'number' && r.epoch > epoch && Array.isArray(r.members)) {
+      epoch = r.epoch;
+      members = r.members as number[];
+    }
+  }
+  const memberSet = new Set(members);
+  const up = reports.filter((r) => r.reachable && memberSet.has(r.replica)).length;
+  const n = members.length;
+  const quorum = Math.ceil((n + Math.floor((n - 1) / 3) + 1) / 2);
   const verdict = (): number => {
     if (up >= quorum) return 0;
+    const f = Math.floor((n - 1) / 3);
+    const quorumText = n === 3 * f + 1 ? `2f+1 = ${quorum}` : `${quorum} of ${n}`;
     io.err(
-      `pbft status: ${up} of ${reports.length} replicas of cluster ${cluster.clusterId} reachable, fewer than a quorum (2f+1 = ${quorum}): the cluster cannot order requests`,
+      `pbft status: ${up} of ${n} replicas of cluster ${cluster.clusterId} reachable, fewer than a quorum (${quorumText}) of epoch ${epoch}: the cluster cannot order requests`,
     );
     return STATUS_EXIT_NO_QUORUM;
   };
@@ -111,18 +140,20 @@ export async function runStatusCommand(flags: StatusFlags, io: CliIo): Promise<n
     io.out(JSON.stringify(reports, null, 2));
     return verdict();
   }
-  const rows: string[][] = [['replica', 'url', 'reachable', 'view', 'primary', 'last executed', 'stable checkpoint', 'state digest', 'divergences']];
+  const rows: string[][] = [['replica', 'url', 'reachable', 'epoch', 'view', 'primary', 'last executed', 'stable checkpoint', 'state digest', 'divergences']];
   for (const r of reports) {
     if (!r.reachable) {
-      rows.push([String(r.replica), r.url, `no (${r.error})`, '-', '-', '-', '-', '-', '-']);
+      rows.push([String(r.replica), r.url, `no (${r.error})`, '-', '-', '-', '-', '-', '-', '-']);
       continue;
     }
+    const memberText = `${r.epoch ?? '?'}${r.member === false ? ' (not a member)' : ''}`;
     const view = `${r.view ?? '?'}${r.viewChanging === true ? ' (changing)' : ''}`;
     const digest = r.lastCheckpoint?.digest !== undefined ? `${r.lastCheckpoint.digest.slice(0, 12)} @${r.lastCheckpoint.seq ?? '?'}` : '?';
     rows.push([
       String(r.replica),
       r.url,
       'yes',
+      memberText,
       view,
       String(r.primary ?? '?'),
       `${r.lastExecuted ?? '?'}${r.transferring === true ? ' (transferring)' : ''}`,
@@ -131,7 +162,7 @@ export async function runStatusCommand(flags: StatusFlags, io: CliIo): Promise<n
       String(r.divergences ?? '?'),
     ]);
   }
-  io.out(`cluster ${cluster.clusterId}: ${up} of ${reports.length} replicas reachable (f = ${cluster.f})`);
+  io.out(`cluster ${cluster.clusterId}: ${up} of ${n} replicas reachable (f = ${Math.floor((n - 1) / 3)}); epoch ${epoch}: replicas ${members.join(', ')}`);
   io.out(table(rows));
   return verdict();
 }

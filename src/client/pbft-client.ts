@@ -21,7 +21,7 @@
  * so there the cluster and key are objects (see src/client/config.ts) and signing uses @noble.
  */
 import { decodeResult, encodeOp, type KvOp, type KvResult, type Value } from '../app/kv-ops.ts';
-import type { ClusterConfig } from '../core/cluster.ts';
+import { OPERATOR_CLIENT, type ClusterConfig } from '../core/cluster.ts';
 import type { AnyReply } from '../core/messages.ts';
 import { decodeFrame, encodeSignedFrame } from '../codec/messages.ts';
 import { createNobleSigner, NobleVerifier } from '../crypto/noble.ts';
@@ -232,7 +232,8 @@ export class PbftClient {
     const cluster = await loadClusterOption(options.cluster);
     const key = await loadKeyOption(options.key, cluster);
     const { signer, verifier, hash } = await loadCrypto(options.crypto ?? 'auto', key.secretKey);
-    const entry = cluster.clients.find((c) => c.id === key.id);
+    // The operator signs membership changes as the reserved client OPERATOR_CLIENT (membership.ts).
+    const entry = key.id === OPERATOR_CLIENT && cluster.operatorKey ? { id: key.id, publicKey: cluster.operatorKey } : cluster.clients.find((c) => c.id === key.id);
     if (entry === undefined) throw new ClientConfigError(`client ${key.id} is not in the keyring of cluster "${cluster.clusterId}"`);
     if (!bytesEqual(entry.publicKey, signer.publicKey)) {
       throw new ClientConfigError(`the key of client ${key.id} does not match its entry in the keyring of cluster "${cluster.clusterId}"`);

@@ -29,6 +29,7 @@ import type { Batch } from './batch.ts';
 import type { CheckpointCert } from './messages.ts';
 import { ProtocolInvariantError, type Source, type Ready, type ReplicaStatus } from './types.ts';
 import { UNKNOWN_EPOCH, type CheckpointSnapshot } from './state.ts';
+import type { ClientInfo, ReplicaInfo } from './cluster.ts';
 
 export { ProtocolInvariantError } from './types.ts';
 export type { CoreEvent, ExecutedRequest, OutMessage, OutReply, Ready, ReplicaDeps, ReplicaStatus, Source } from './types.ts';
@@ -152,11 +153,35 @@ export class Replica extends ReplicaState {
       suspicions: [...this.suspicions.keys()].sort((a, b) => a - b),
       epoch: this.epoch.epoch,
       members: [...this.members],
+      memberUrls: Object.fromEntries(this.epoch.replicas.map((r) => [String(r.id), r.url])),
       member: this.isMember(this.id),
       ...(this.epochEnd !== Infinity ? { nextEpoch: { epoch: this.epoch.epoch + 1, since: this.epochEnd, replicas: this.configs.get(this.epoch.epoch + 1)!.replicas.map((r) => r.id) } } : {}),
       timers: Object.values(this.timers).map((t) => t.describe(this.now)),
       ...(this.floor ? { recovering: { ...this.floor } } : {}),
     };
+  }
+
+  /**
+   * The replicas and clients the shell must let in and connect to: those of the configuration in
+   * force, and of the next one once known (a joining replica catches up before it votes); a key
+   * identifies each, so this changes only when the membership does (see `membershipEpoch`).
+   */
+  knownMembership(): { replicas: ReplicaInfo[]; clients: ClientInfo[]; operatorKey?: Uint8Array } {
+    const configs = [this.epoch, this.configs.get(this.epoch.epoch + 1), this.membership.next, this.membership.current];
+    const replicas = new Map<number, ReplicaInfo>();
+    const clients = new Map<number, ClientInfo>();
+    for (const c of configs) {
+      if (!c) continue;
+      for (const r of c.replicas) if (!replicas.has(r.id)) replicas.set(r.id, r);
+      for (const k of c.clients) if (!clients.has(k.id)) clients.set(k.id, k);
+    }
+    const operatorKey = this.epoch.operator;
+    return { replicas: [...replicas.values()], clients: [...clients.values()], ...(operatorKey ? { operatorKey } : {}) };
+  }
+
+  /** Changes whenever knownMembership() may have changed. */
+  get membershipEpoch(): string {
+    return `${this.epoch.epoch}/${this.latestEpoch}/${this.membership.current.epoch}/${this.membership.next?.epoch ?? '-'}`;
   }
 
   /** Number of log slots held in memory (bounded by the window). */

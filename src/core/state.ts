@@ -319,7 +319,9 @@ export abstract class ReplicaState {
     this.epoch = config;
     const cluster = clusterOf(this.cluster.clusterId, config);
     this.auth.setCluster(cluster);
-    this.contexts.delete(config.epoch);
+    // The shared Authenticator now holds this configuration's keys: every other epoch's context
+    // (the previous one checks the checkpoint this epoch began at) gets its own again.
+    this.contexts.clear();
     const ctx = this.ctxFor(config.epoch)!;
     ctx.auth = this.auth;
     this.ctx = ctx;

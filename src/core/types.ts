@@ -144,6 +144,8 @@ export interface ReplicaStatus {
   /** The operating configuration (membership.ts): its epoch and replica ids, and whether we are one. */
   epoch: number;
   members: number[];
+  /** Their addresses (by id), as the configuration names them. */
+  memberUrls: Record<string, string>;
   member: boolean;
   /** A reconfiguration executed and not yet in force: it takes effect after checkpoint `since`. */
   nextEpoch?: { epoch: number; since: number; replicas: number[] };

@@ -13,7 +13,8 @@ import { PUBLIC_KEY_BYTES, SECRET_KEY_BYTES } from './types.ts';
 export const KEYRING_VERSION = 1;
 export const CLUSTER_ID_CHARS_MAX = 128;
 
-export type Principal = 'replica' | 'client';
+/** Who a private key file belongs to; the operator (membership changes) has one key, id 0. */
+export type Principal = 'replica' | 'client' | 'operator';
 
 export type KeyringErrorCode =
   | 'NOT_FOUND'
@@ -171,7 +172,7 @@ export function parseReplicaUrl(value: unknown): { address: string } | { problem
 /** Validates a parsed cluster.json strictly; `source` names it in error messages. */
 export function parseCluster(json: unknown, source: string): ClusterConfig {
   if (!isObject(json)) throw malformed(source, `must be a JSON object, got ${describe(json)}`);
-  checkFields(json, ['version', 'clusterId', 'f', 'replicas', 'clients'], '', source);
+  checkFields(json, ['version', 'clusterId', 'f', 'replicas', 'clients', 'operator'], '', source);
   if (json.version !== KEYRING_VERSION) {
     throw malformed(source, `unsupported version ${describe(json.version)} (expected ${KEYRING_VERSION})`);
   }
@@ -230,7 +231,14 @@ export function parseCluster(json: unknown, source: string): ClusterConfig {
     return { id: entry.id, publicKey };
   });
 
-  return { clusterId, f, replicas, clients };
+  let operatorKey: Uint8Array | undefined;
+  if (json.operator !== undefined) {
+    if (!isObject(json.operator)) throw malformed(source, `operator must be an object, got ${describe(json.operator)}`);
+    checkFields(json.operator, ['publicKey'], 'operator: ', source);
+    operatorKey = parsePublicKey(json.operator.publicKey, 'operator', source);
+    claimKey(operatorKey, 'the operator');
+  }
+  return { clusterId, f, replicas, clients, ...(operatorKey ? { operatorKey } : {}) };
 }
 
 /** cluster.json text: stable key order, two-space indent, trailing newline. Validates first. */
@@ -241,6 +249,7 @@ export function serializeCluster(cluster: ClusterConfig): string {
     f: cluster.f,
     replicas: cluster.replicas.map((r) => ({ id: r.id, url: r.url, publicKey: bytesToHex(r.publicKey) })),
     clients: cluster.clients.map((c) => ({ id: c.id, publicKey: bytesToHex(c.publicKey) })),
+    ...(cluster.operatorKey ? { operator: { publicKey: bytesToHex(cluster.operatorKey) } } : {}),
   };
   // Never write a keyring that cannot be read back.
   parseCluster(json, 'cluster to serialize');
@@ -266,8 +275,8 @@ export function parsePrivateKey(json: unknown, source: string, expected?: Expect
   if (idProblem !== null) throw malformed(path, `clusterId ${idProblem}`);
   const clusterId = json.clusterId as string;
   const principal = json.principal;
-  if (principal !== 'replica' && principal !== 'client') {
-    throw malformed(path, `principal must be "replica" or "client", got ${describe(principal)}`);
+  if (principal !== 'replica' && principal !== 'client' && principal !== 'operator') {
+    throw malformed(path, `principal must be "replica", "client" or "operator", got ${describe(principal)}`);
   }
   const id = json.id;
   if (!isNonNegativeInteger(id)) throw malformed(path, `id must be a non-negative integer, got ${describe(id)}`);
@@ -311,6 +320,11 @@ export function checkExpected(path: string, key: PrivateKey, expected: ExpectedK
       `private key ${path} belongs to cluster "${key.clusterId}", not to cluster "${cluster.clusterId}"`,
       path,
     );
+  }
+  if (key.principal === 'operator') {
+    if (cluster.operatorKey === undefined) throw new KeyringError('KEY_MISMATCH', `private key ${path}: the cluster keyring has no operator key`, path);
+    if (!bytesEqual(cluster.operatorKey, key.publicKey)) throw new KeyringError('KEY_MISMATCH', `private key ${path}: public key differs from the keyring's operator key`, path);
+    return;
   }
   const entries: readonly { id: number; publicKey: Uint8Array }[] =
     key.principal === 'replica' ? cluster.replicas : cluster.clients;

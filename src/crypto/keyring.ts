@@ -28,6 +28,7 @@ import {
   unlinkSync,
   writeSync,
   chmodSync,
+  existsSync,
 } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -72,6 +73,8 @@ const KEY_FILE_BYTES_MAX = 64 * 1024;
 export interface Identity {
   cluster: ClusterConfig;
   key: PrivateKey;
+  /** Not in the keyring's own lists: a replica or client that a membership change adds. */
+  added?: boolean;
 }
 
 export interface GenerateKeyringOptions {
@@ -104,8 +107,11 @@ export interface GeneratedKeyring {
 }
 
 export function keyFileName(principal: Principal, id: number): string {
-  return `${principal}-${id}.key`;
+  return principal === 'operator' ? OPERATOR_KEY_FILE : `${principal}-${id}.key`;
 }
+
+/** The operator's private key: it signs membership changes (`pbft member`, `pbft client-key`). */
+export const OPERATOR_KEY_FILE = 'operator.key';
 
 // ---------------------------------------------------------------------------------------------
 // cluster.json
@@ -249,20 +255,50 @@ export function loadPrivateKey(path: string, expected?: ExpectedKey): PrivateKey
 
 /** Loads `<keysDir>/cluster.json` and `<keysDir>/<principal>-<id>.key` and checks them together. */
 export function loadIdentity(keysDir: string, principal: Principal, id: number): Identity {
-  if (principal !== 'replica' && principal !== 'client') {
-    throw new KeyringError('BAD_OPTION', `principal must be "replica" or "client", got ${describe(principal)}`);
+  if (principal !== 'replica' && principal !== 'client' && principal !== 'operator') {
+    throw new KeyringError('BAD_OPTION', `principal must be "replica", "client" or "operator", got ${describe(principal)}`);
   }
   if (!isNonNegativeInteger(id)) throw new KeyringError('BAD_OPTION', `${principal} id must be a non-negative integer, got ${describe(id)}`);
   const cluster = loadCluster(join(keysDir, CLUSTER_FILE));
-  const key = loadPrivateKey(join(keysDir, keyFileName(principal, id)), { principal, id, cluster });
-  return { cluster, key };
+  const path = join(keysDir, keyFileName(principal, id));
+  const listed = principal === 'operator' || (principal === 'replica' ? cluster.replicas : cluster.clients).some((e) => e.id === id);
+  if (listed) return { cluster, key: loadPrivateKey(path, { principal, id, cluster }) };
+  // Not in the keyring it starts from: a replica or client added later by a membership change. Its
+  // key is checked against the configuration that admitted it (the replicas refuse a wrong one).
+  const key = loadPrivateKey(path, { principal, id });
+  if (key.clusterId !== cluster.clusterId) {
+    key.secretKey.fill(0);
+    throw new KeyringError('KEY_MISMATCH', `private key ${path} belongs to cluster "${key.clusterId}", not to cluster "${cluster.clusterId}"`, path);
+  }
+  return { cluster, key, added: true };
+}
+
+/**
+ * Writes a new private key file (for a replica or client a membership change adds); refuses to
+ * overwrite one. Returns the public key.
+ */
+export function writeNewKey(dir: string, clusterId: string, principal: Principal, id: number): { path: string; publicKey: Uint8Array } {
+  const path = join(dir, keyFileName(principal, id));
+  if (existsSync(path)) throw new KeyringError('EXISTS', `${path} already exists; use its public key (or remove it first)`, path);
+  const secretKey = randomSecretKey();
+  const publicKey = nobleDerivePublicKey(secretKey);
+  const body = { version: KEYRING_VERSION, clusterId, principal, id, publicKey: bytesToHex(publicKey), secretKey: bytesToHex(secretKey) };
+  const bytes = Buffer.from(JSON.stringify(body, null, 2) + '\n', 'utf8');
+  try {
+    writeFileAtomic(path, bytes, 0o600);
+  } finally {
+    bytes.fill(0);
+    secretKey.fill(0);
+  }
+  fsyncDirectory(dir);
+  return { path, publicKey };
 }
 
 // ---------------------------------------------------------------------------------------------
 // Generation
 
 const KEY_FILE_PATTERN = /^(replica|client)-(0|[1-9][0-9]*)\.key$/;
-const TEMP_FILE_PATTERN = /^(?:(?:replica|client)-(?:0|[1-9][0-9]*)\.key|cluster\.json)\.tmp-[0-9a-f]{12}$/;
+const TEMP_FILE_PATTERN = /^(?:(?:replica|client)-(?:0|[1-9][0-9]*)\.key|cluster\.json|operator\.key)\.tmp-[0-9a-f]{12}$/;
 
 function writeError(path: string, err: unknown): KeyringError {
   return new KeyringError('WRITE_FAILED', `cannot write ${path}: ${errnoMessage(err)}`, path);
@@ -453,7 +489,8 @@ export function generateKeyring(options: GenerateKeyringOptions): GeneratedKeyri
   const clientInfos: ClientInfo[] = [];
   for (let id = 0; id < clients; id++) clientInfos.push({ id, publicKey: makeKey('client', id) });
 
-  const cluster: ClusterConfig = { clusterId, f: (replicas - 1) / 3, replicas: replicaInfos, clients: clientInfos };
+  const operatorKey = makeKey('operator', 0);
+  const cluster: ClusterConfig = { clusterId, f: (replicas - 1) / 3, replicas: replicaInfos, clients: clientInfos, operatorKey };
   // cluster.json is public: readable by all once the directory permits it.
   writeFileAtomic(clusterPath, serializeCluster(cluster), 0o644);
   written.push(clusterPath);

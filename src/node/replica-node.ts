@@ -199,7 +199,9 @@ export class ReplicaNode {
     const verifier = new NodeVerifier();
     const self = o.cluster.replicas.find((r) => r.id === o.id);
     try {
-      if (self === undefined) throw new Error(`replica ${o.id} is not in cluster ${o.cluster.clusterId}`);
+      if (self === undefined && (o.listenHost === undefined || o.listenPort === undefined)) {
+        throw new Error(`replica ${o.id} is not in the keyring of cluster ${o.cluster.clusterId}; a replica that joins later needs its listen address (--listen host:port)`);
+      }
       const crypto = countedCrypto(signer, verifier, this.cryptoWork, () => this.pool);
       const app = asReplicatedApp(o.app ?? new KvStore());
       this.replica = new Replica(o.cluster, o.id, o.replica ?? {}, { crypto, app, frames: FRAME_CODEC, compress, decompress });
@@ -255,13 +257,15 @@ export class ReplicaNode {
       throw new ReplicaNodeError('LISTEN_FAILED', `replica ${o.id}: ${errorText(err)}`);
     }
     this.listening = true;
-    const defaults = new URL(self!.url);
+    this.syncMembership();
+    const defaults = self !== undefined ? new URL(self.url) : { hostname: o.listenHost!, port: String(o.listenPort!) };
     const host = o.listenHost ?? defaults.hostname;
     this.listenAddress = `${host}:${o.listenPort ?? defaults.port}`;
     const s = replica.status();
-    this.log.info('replica started', {
+    this.log.info(s.member ? 'replica started' : 'replica started; not a member of the configuration in force yet: following', {
       listen: this.listenAddress,
-      url: self!.url,
+      url: self?.url ?? `(joining) ws://${this.listenAddress}`,
+      epoch: s.epoch,
       dataDir: o.dataDir,
       view: s.view,
       lastExecuted: s.lastExecuted,
@@ -345,6 +349,8 @@ export class ReplicaNode {
     this.metricsRegistry.released(messages, replies, events);
     const transport = this.transport;
     if (transport !== undefined) {
+      // Before the messages: some may be for a replica that just joined the configuration.
+      this.syncMembership();
       const drop = this.options.hooks?.dropOutgoing;
       for (const m of messages) {
         if (drop !== undefined && drop(m.to, m.frame)) continue;
@@ -355,6 +361,18 @@ export class ReplicaNode {
     }
     for (const event of events) this.onEvent(event);
   }
+
+  /** Tells the transport whom to connect to and let in, when the membership changed. */
+  private syncMembership(): void {
+    const replica = this.replica;
+    if (replica === undefined || this.transport === undefined) return;
+    const mark = replica.membershipEpoch;
+    if (mark === this.membershipMark) return;
+    this.membershipMark = mark;
+    this.transport.setMembership(replica.knownMembership());
+  }
+
+  private membershipMark = '';
 
   /** A core event: counted for /status, logged, then shown to the test hook. */
   private onEvent(event: CoreEvent): void {

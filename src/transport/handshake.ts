@@ -19,7 +19,7 @@
  * Decoding never throws on peer input: it returns `{ ok: false, reason }`.
  */
 import { Encoder } from 'cbor-x/encode'; // the pure-JavaScript build (see src/core/encoding.ts)
-import type { ClusterConfig } from '../core/cluster.ts';
+import { OPERATOR_CLIENT, type ClusterConfig } from '../core/cluster.ts';
 import type { Signer, Verifier } from '../crypto/types.ts';
 import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from '../crypto/types.ts';
 import type { Principal } from './portable.ts';
@@ -271,6 +271,8 @@ export function keyringLookup(cluster: ClusterConfig): PublicKeyLookup {
   for (const r of cluster.replicas) replicas.set(r.id, r.publicKey);
   const clients = new Map<number, Uint8Array>();
   for (const c of cluster.clients) clients.set(c.id, c.publicKey);
+  // The operator connects as a client under its reserved id (membership.ts).
+  if (cluster.operatorKey) clients.set(OPERATOR_CLIENT, cluster.operatorKey);
   return (kind, id) => (kind === 'replica' ? replicas.get(id) : clients.get(id));
 }
 

@@ -47,7 +47,9 @@ import {
   type ReplicaTransportOptions,
   type TransportLimits,
   type TransportStats,
+  type Membership,
 } from './types.ts';
+import { OPERATOR_CLIENT } from '../core/cluster.ts';
 
 /** Above this many bytes buffered in a WebSocket, sends wait in the peer queue (or fail, for clients). */
 export const SEND_BUFFERED_BYTES_MAX = 4 * 1024 * 1024;
@@ -119,17 +121,22 @@ export function createReplicaTransport(options: ReplicaTransportOptions): Replic
   const limits: TransportLimits = { ...DEFAULT_TRANSPORT_LIMITS, ...options.limits };
   const log: Logger = (options.log ?? silentLogger).child({ component: 'transport', replica: selfId });
   const self = cluster.replicas.find((r) => r.id === selfId);
-  if (self === undefined) throw new RangeError(`replica ${selfId} is not in cluster ${cluster.clusterId}`);
-  const defaults = listenAddressOf(self.url);
+  // A replica that joins is not in the keyring it starts with: it needs its listen address.
+  if (self === undefined && (options.host === undefined || options.port === undefined)) {
+    throw new RangeError(`replica ${selfId} is not in cluster ${cluster.clusterId}: a joining replica needs its listen address`);
+  }
+  const defaults = self !== undefined ? listenAddressOf(self.url) : { host: options.host!, port: options.port! };
   const host = options.host ?? defaults.host;
   const port = options.port ?? defaults.port;
 
+  // Who may connect: the keyring's replicas and clients, then whatever setMembership says.
+  let lookup = keyringLookup(cluster);
   const serverCtx: ServerHandshakeContext = {
     clusterId: cluster.clusterId,
     selfId,
     signer,
     verifier,
-    publicKeyOf: keyringLookup(cluster),
+    publicKeyOf: (kind, id) => lookup(kind, id),
   };
 
   const counters = {
@@ -147,8 +154,10 @@ export function createReplicaTransport(options: ReplicaTransportOptions): Replic
   const clients = new Map<number, InboundConn>();
   const replicaInbound = new Map<number, InboundConn>();
   const peers = new Map<number, Peer>();
-  for (const r of cluster.replicas) {
-    if (r.id === selfId) continue;
+  for (const r of cluster.replicas) addPeer(r);
+
+  function addPeer(r: { id: number; url: string; publicKey: Uint8Array }): Peer | undefined {
+    if (r.id === selfId) return undefined;
     const peer: Peer = {
       id: r.id,
       url: r.url,
@@ -172,6 +181,17 @@ export function createReplicaTransport(options: ReplicaTransportOptions): Replic
       },
     };
     peers.set(r.id, peer);
+    return peer;
+  }
+
+  function removePeer(peer: Peer): void {
+    peers.delete(peer.id);
+    if (peer.reconnectTimer !== null) clearTimeout(peer.reconnectTimer);
+    peer.reconnectTimer = null;
+    clearQueue(peer);
+    const conn = peer.conn;
+    peer.conn = null;
+    if (conn !== null) closeOutbound(conn, 'replaced');
   }
 
   let state: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
@@ -662,6 +682,27 @@ export function createReplicaTransport(options: ReplicaTransportOptions): Replic
     onFrame(handler: (from: Principal, frame: Uint8Array) => void): void {
       frameHandler = handler;
     },
+    setMembership(m: Membership): void {
+      const replicaKeys = new Map<number, Uint8Array>();
+      for (const r of m.replicas) replicaKeys.set(r.id, r.publicKey);
+      const clientKeys = new Map<number, Uint8Array>();
+      for (const c of m.clients) clientKeys.set(c.id, c.publicKey);
+      if (m.operatorKey) clientKeys.set(OPERATOR_CLIENT, m.operatorKey);
+      lookup = (kind, id) => (kind === 'replica' ? replicaKeys.get(id) : clientKeys.get(id));
+      for (const peer of [...peers.values()]) {
+        const now = replicaKeys.get(peer.id);
+        if (now === undefined || !keysEqual(now, peer.handshake.serverPublicKey)) {
+          log.info('replica left the configuration; link closed', { peer: peer.id });
+          removePeer(peer);
+        }
+      }
+      for (const r of m.replicas) {
+        if (r.id === selfId || peers.has(r.id)) continue;
+        const peer = addPeer(r);
+        log.info('replica joined the configuration; dialing it', { peer: r.id, url: r.url });
+        if (peer !== undefined && state === 'running') dial(peer);
+      }
+    },
     stats(): TransportStats {
       const replicasConnected: number[] = [];
       for (const peer of peers.values()) {
@@ -677,4 +718,10 @@ export function createReplicaTransport(options: ReplicaTransportOptions): Replic
       };
     },
   };
+}
+
+function keysEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

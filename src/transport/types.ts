@@ -7,7 +7,7 @@
  * private key of the principal it claims, and the cluster ids must match. After it, each WebSocket
  * binary message carries exactly one frame.
  */
-import type { ClusterConfig } from '../core/cluster.ts';
+import type { ClientInfo, ClusterConfig, ReplicaInfo } from '../core/cluster.ts';
 import type { Signer, Verifier } from '../crypto/types.ts';
 import type { Logger } from '../util/log.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -57,5 +57,16 @@ export interface ReplicaTransport {
   sendToClient(id: number, frame: Uint8Array): boolean;
   /** Handler for every frame received from an authenticated principal. */
   onFrame(handler: (from: Principal, frame: Uint8Array) => void): void;
+  /**
+   * The replicas and clients of the configurations the replica knows (membership.ts): links to
+   * replicas that left are closed, new ones dialed; handshakes are checked against these keys.
+   */
+  setMembership(m: Membership): void;
   stats(): TransportStats;
+}
+
+export interface Membership {
+  replicas: readonly ReplicaInfo[];
+  clients: readonly ClientInfo[];
+  operatorKey?: Uint8Array;
 }

@@ -58,6 +58,7 @@ class ManualTransport implements ReplicaTransport {
   readonly toReplicas: Array<{ to: number; frame: Uint8Array }> = [];
   readonly toClients: Array<{ client: number; frame: Uint8Array }> = [];
   async start(): Promise<void> {}
+  setMembership(): void {}
   async stop(): Promise<void> {}
   sendToReplica(to: number, f: Uint8Array): void {
     this.toReplicas.push({ to, frame: f });

@@ -50,7 +50,8 @@ function mode(path: string): number {
 }
 
 function expectedNames(replicas: number, clients: number): string[] {
-  const names = [CLUSTER_FILE];
+  // The operator's key signs membership changes.
+  const names = [CLUSTER_FILE, 'operator.key'];
   for (let i = 0; i < replicas; i++) names.push(keyFileName('replica', i));
   for (let i = 0; i < clients; i++) names.push(keyFileName('client', i));
   return names.sort();
@@ -267,7 +268,7 @@ describe('loadPrivateKey', () => {
 
     const variants: [string, (j: Record<string, unknown>) => void, RegExp][] = [
       ['short secret', (j) => { j.secretKey = secret.slice(0, 62); }, /secretKey must be 64 hex characters$/],
-      ['bad principal', (j) => { j.principal = 'admin'; }, /principal must be "replica" or "client"/],
+      ['bad principal', (j) => { j.principal = 'admin'; }, /principal must be "replica", "client" or "operator"/],
       ['negative id', (j) => { j.id = -1; }, /id must be a non-negative integer/],
       ['missing clusterId', (j) => { delete j.clusterId; }, /missing field "clusterId"/],
       ['version 2', (j) => { j.version = 2; }, /unsupported version 2/],
