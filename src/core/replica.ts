@@ -163,11 +163,14 @@ export class Replica extends ReplicaState {
 
   /**
    * The replicas and clients the shell must let in and connect to: those of the configuration in
-   * force, and of the next one once known (a joining replica catches up before it votes); a key
+   * force, of the next one once known (a joining replica catches up before it votes), and of the
+   * previous one (a removed replica learns it was removed); a key
    * identifies each, so this changes only when the membership does (see `membershipEpoch`).
    */
   knownMembership(): { replicas: ReplicaInfo[]; clients: ClientInfo[]; operatorKey?: Uint8Array } {
-    const configs = [this.epoch, this.configs.get(this.epoch.epoch + 1), this.membership.next, this.membership.current];
+    // (The previous configuration's replicas too: one that was removed while it was down still
+    // reaches the others, learns the new configuration and that it is out.)
+    const configs = [this.epoch, this.configs.get(this.epoch.epoch + 1), this.membership.next, this.membership.current, this.configs.get(this.epoch.epoch - 1)];
     const replicas = new Map<number, ReplicaInfo>();
     const clients = new Map<number, ClientInfo>();
     for (const c of configs) {

@@ -401,11 +401,15 @@ export abstract class ReplicaState {
     this.epochEntered();
   }
 
-  /** A replica in a configuration we know of (operating, or the next): links from it are served. */
+  /**
+   * A replica in a configuration we know of (operating, the next, or the previous one): its fetches
+   * and state requests are served (a joining replica catches up, a removed one learns it is out).
+   */
   isKnownReplica(id: number): boolean {
     if (this.isMember(id)) return true;
     const next = this.configs.get(this.epoch.epoch + 1) ?? this.membership.next;
-    return next !== undefined && next.replicas.some((r) => r.id === id);
+    const previous = this.configs.get(this.epoch.epoch - 1);
+    return [next, previous].some((c) => c !== undefined && c.replicas.some((r) => r.id === id));
   }
 
   get h(): number {

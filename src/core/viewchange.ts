@@ -24,10 +24,25 @@ export function suspect(rs: ReplicaState, reason: string): void {
   if (rs.suspectSentAt === undefined || rs.now - rs.suspectSentAt >= rs.opts.retransmitTicks) {
     rs.suspectSentAt = rs.now;
     rs.broadcast(rs.frames.encodeSignedFrame(rs.auth.sign<SuspectMsg>({ type: 'suspect', view: rs.view, replica: rs.id })));
+    relayWaiting(rs);
   }
   if (first) rs.events.push({ type: 'primary-suspected', view: rs.view, reason });
   checkSuspicions(rs, reason);
 }
+
+/**
+ * The requests we wait for go to every member with our SUSPECT (the oldest few, as their clients
+ * signed them): a client that reaches only some replicas (it knows an older configuration, or its
+ * links to the others are down) must not leave one correct replica alone in suspecting a primary
+ * that ignores its request; the others start their timers too, and f+1 can agree to move on.
+ */
+function relayWaiting(rs: ReplicaState): void {
+  const oldest = [...rs.waiting.values()].sort((a, b) => a.since - b.since).slice(0, RELAYED_REQUESTS_MAX);
+  for (const w of oldest) rs.broadcast(rs.frames.encodeSignedFrame(w.req));
+}
+
+/** Requests relayed with each SUSPECT, at most. */
+const RELAYED_REQUESTS_MAX = 16;
 
 /** Our timer no longer says so: our suspicion ends (others' expire unless they resend theirs). */
 export function unsuspect(rs: ReplicaState): void {

@@ -257,7 +257,7 @@ export class ReplicaNode {
       throw new ReplicaNodeError('LISTEN_FAILED', `replica ${o.id}: ${errorText(err)}`);
     }
     this.listening = true;
-    this.syncMembership();
+    this.syncMembership('all');
     const defaults = self !== undefined ? new URL(self.url) : { hostname: o.listenHost!, port: String(o.listenPort!) };
     const host = o.listenHost ?? defaults.hostname;
     this.listenAddress = `${host}:${o.listenPort ?? defaults.port}`;
@@ -349,8 +349,10 @@ export class ReplicaNode {
     this.metricsRegistry.released(messages, replies, events);
     const transport = this.transport;
     if (transport !== undefined) {
-      // Before the messages: some may be for a replica that just joined the configuration.
-      this.syncMembership();
+      // Before the messages: links to replicas that joined (some messages may be for them); links
+      // to replicas that left are closed only after (the last CHECKPOINT of their configuration
+      // may be among the messages).
+      this.syncMembership('add');
       const drop = this.options.hooks?.dropOutgoing;
       for (const m of messages) {
         if (drop !== undefined && drop(m.to, m.frame)) continue;
@@ -358,20 +360,38 @@ export class ReplicaNode {
       }
       const mutate = this.options.hooks?.mutateReply;
       for (const r of replies) transport.sendToClient(r.client, mutate ? mutate(r.client, r.frame) : r.frame);
+      this.syncMembership('all');
     }
     for (const event of events) this.onEvent(event);
   }
 
-  /** Tells the transport whom to connect to and let in, when the membership changed. */
-  private syncMembership(): void {
+  /**
+   * Tells the transport whom to connect to and let in, when the membership changed: 'add' keeps the
+   * replicas and clients it had too, 'all' is exactly what the core knows now.
+   */
+  private syncMembership(phase: 'add' | 'all'): void {
     const replica = this.replica;
     if (replica === undefined || this.transport === undefined) return;
     const mark = replica.membershipEpoch;
     if (mark === this.membershipMark) return;
+    const now = replica.knownMembership();
+    if (phase === 'add' && this.membershipApplied !== undefined) {
+      const before = this.membershipApplied;
+      const ids = new Set(now.replicas.map((r) => r.id));
+      const clientIds = new Set(now.clients.map((c) => c.id));
+      this.transport.setMembership({
+        replicas: [...now.replicas, ...before.replicas.filter((r) => !ids.has(r.id))],
+        clients: [...now.clients, ...before.clients.filter((c) => !clientIds.has(c.id))],
+        ...(now.operatorKey ? { operatorKey: now.operatorKey } : {}),
+      });
+      return;
+    }
     this.membershipMark = mark;
-    this.transport.setMembership(replica.knownMembership());
+    this.membershipApplied = now;
+    this.transport.setMembership(now);
   }
 
+  private membershipApplied?: ReturnType<Replica['knownMembership']>;
   private membershipMark = '';
 
   /** A core event: counted for /status, logged, then shown to the test hook. */

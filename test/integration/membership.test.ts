@@ -1,0 +1,140 @@
+/**
+ * Membership with real replica processes, real WebSockets and RocksDB (issue 13's check): start 4
+ * replicas, run a workload, JOIN a fifth, sixth and seventh replica (n = 7, f = 2) with `pbft member
+ * add`, QUIT one of the original four, then kill -9 two replicas at once. Every operation goes into
+ * a history checked for linearizability; the clients were started before the first JOIN and keep
+ * working throughout; the remaining replicas end with the same state digest.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CLUSTER_FILE, generateKeyring, serializeCluster, writeFileAtomic } from '../../src/crypto/keyring.ts';
+import { freePorts } from '../../src/transport/free-ports.ts';
+import { runMemberCommand, type MemberAction } from '../../src/cli/member.ts';
+import { Workload } from '../../src/nemesis/workload.ts';
+import { Prng } from '../../src/sim/prng.ts';
+import { checkLinearizable, formatViolation } from '../../src/check/linearizability.ts';
+import { LAUNCHER, REPO_ROOT, alive, sleep, track, waitFor } from './helpers.ts';
+
+interface Status {
+  clusterId: string;
+  id: number;
+  epoch: number;
+  member: boolean;
+  members: number[];
+  lastExecuted: number;
+  view: number;
+  viewChanging: boolean;
+  stableCheckpoint: { seq: number; digest: string };
+  lastCheckpoint: { seq: number; digest: string };
+}
+
+test('4 -> 7 replicas by JOIN, QUIT one of the first four, kill two at once: linearizable, a client from before the first JOIN keeps working, digests agree', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbft-membership-'));
+  const keys = join(dir, 'keys');
+  const ports = await freePorts(7);
+  const url = (id: number): string => `ws://127.0.0.1:${ports[id]}`;
+  const { cluster } = generateKeyring({ replicas: 4, clients: 4, out: keys, clusterId: 'test-membership' });
+  writeFileAtomic(join(keys, CLUSTER_FILE), serializeCluster({ ...cluster, replicas: cluster.replicas.map((r) => ({ ...r, url: url(r.id) })) }), 0o644);
+  const procs = new Map<number, { proc: ChildProcess; output: string[] }>();
+  const start = (id: number, joining: boolean): void => {
+    const args = [LAUNCHER, 'replica', '--id', String(id), '--keys', keys, '--data', join(dir, `data-${id}`), '--log-level', 'warn'];
+    if (joining) args.push('--listen', `127.0.0.1:${ports[id]}`);
+    const proc = track(spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] }));
+    const output: string[] = [];
+    const keep = (b: Buffer): void => {
+      output.push(...b.toString('utf8').split('\n').filter((l) => l !== ''));
+      if (output.length > 300) output.splice(0, output.length - 300);
+    };
+    proc.stdout?.on('data', keep);
+    proc.stderr?.on('data', keep);
+    procs.set(id, { proc, output });
+  };
+  const status = async (id: number): Promise<Status | undefined> => {
+    try {
+      const res = await fetch(`http://127.0.0.1:${ports[id]}/status`, { signal: AbortSignal.timeout(2_000) });
+      return res.ok ? ((await res.json()) as Status) : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const lines: string[] = [];
+  const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(`ERR ${l}`) };
+  const member = async (action: MemberAction): Promise<void> => {
+    const code = await runMemberCommand(action, { keys, timeout: 15_000, wait: true, waitTimeout: 90_000 }, io);
+    assert.equal(code, 0, lines.join('\n'));
+  };
+  const kill9 = async (id: number): Promise<void> => {
+    const p = procs.get(id)!;
+    const pid = p.proc.pid!;
+    const exited = new Promise((resolve) => p.proc.once('exit', resolve));
+    p.proc.kill('SIGKILL');
+    await exited;
+    assert.equal(alive(pid), false, `replica ${id} (pid ${pid}) is gone`);
+    procs.delete(id);
+  };
+  let workload: Workload | undefined;
+  try {
+    for (const id of [0, 1, 2, 3]) start(id, false);
+    await waitFor(async () => (await Promise.all([0, 1, 2, 3].map(status))).every((s) => s !== undefined), 'the four replicas to answer');
+    const t0 = Date.now();
+    workload = new Workload(keys, { clients: 4, keys: 4, opTimeoutMs: 10_000 }, new Prng(13), () => Date.now() - t0);
+    await workload.start();
+    await sleep(1_500);
+    // JOIN: 5, 6, 7 replicas (n = 7, f = 2). Each joins while the workload runs.
+    for (const id of [4, 5, 6]) {
+      await member({ kind: 'add-replica', id, url: url(id) });
+      start(id, true);
+      await waitFor(async () => {
+        const s = await status(id);
+        return s !== undefined && s.member && s.epoch === id - 3 && s.lastExecuted >= s.stableCheckpoint.seq && s.stableCheckpoint.seq > 0;
+      }, `replica ${id} to catch up and vote in epoch ${id - 3}`, 90_000);
+    }
+    const seven = await status(0);
+    assert.deepEqual(seven?.members, [0, 1, 2, 3, 4, 5, 6]);
+    // QUIT one of the original four: n = 6 (f = 1, quorums of 4).
+    await member({ kind: 'remove-replica', id: 3 });
+    await waitFor(async () => (await status(3))?.member === false, 'replica 3 to see it was removed', 90_000);
+    await kill9(3);
+    // Two replicas at once, the primary among them: four of six remain, a quorum.
+    const before = workload.outcomes.ok;
+    const s1 = (await status(1))!;
+    const primary = s1.members[s1.view % s1.members.length]!;
+    // (One of the first four and one that joined: the clients know only the keyring's replicas for
+    // now, and need f+1 = 2 of them to answer.)
+    const victims = primary === 0 || primary === 1 || primary === 2 ? [primary, 4] : [primary, 0];
+    const killedAt = Date.now() - t0;
+    for (const v of victims) await kill9(v);
+    await waitFor(() => workload!.completions.filter((t) => t > killedAt + 500).length >= 50 || undefined, 'the workload to go on with two of six replicas down', 60_000);
+    await workload.stop();
+    const ops = workload.history.ops();
+    const result = checkLinearizable(ops);
+    assert.ok(result.ok, formatViolation(result));
+    assert.ok(workload.outcomes.ok > before + 50, `operations completed after the kills: ${JSON.stringify(workload.outcomes)}`);
+    // The remaining members agree on the state.
+    const rest = [0, 1, 2, 4, 5, 6].filter((r) => !victims.includes(r));
+    const final = await waitFor(async () => {
+      const all = await Promise.all(rest.map(status));
+      if (all.some((s) => s === undefined)) return undefined;
+      const last = new Set(all.map((s) => `${s!.lastCheckpoint.seq}:${s!.lastCheckpoint.digest}`));
+      return last.size === 1 ? all : undefined;
+    }, 'the remaining replicas to agree on their latest checkpoint', 60_000);
+    assert.ok(final.every((s) => s!.epoch === 4 && s!.member));
+    process.stderr.write(`membership: ${JSON.stringify(workload.outcomes)} ops; killed ${victims.join(', ')} after removing 3; final checkpoint ${final[0]!.lastCheckpoint.seq}\n`);
+  } catch (err) {
+    for (const id of procs.keys()) process.stderr.write(`--- status ${id}: ${JSON.stringify(await status(id))}\n`);
+    for (const [id, p] of procs) process.stderr.write(`--- replica ${id}\n${p.output.slice(-40).join('\n')}\n`);
+    process.stderr.write(`--- member commands\n${lines.join('\n')}\n`);
+    throw err;
+  } finally {
+    await workload?.stop().catch(() => undefined);
+    for (const p of procs.values()) {
+      p.proc.kill('SIGKILL');
+    }
+    await sleep(200);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
