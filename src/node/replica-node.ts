@@ -60,6 +60,11 @@ export interface ReplicaNodeHooks {
   onEvent?(event: CoreEvent): void;
   /** Returns true to drop a frame to replica `to` instead of sending it (e.g. a primary silent towards one backup). */
   dropOutgoing?(to: number, frame: Uint8Array): boolean;
+  /**
+   * Milliseconds to hold a frame to replica `to` before sending it (e.g. a slow primary that delays
+   * its pre-prepares). Frames to one replica keep their order: a frame after a held one waits for it.
+   */
+  delayOutgoingMs?(to: number, frame: Uint8Array): number;
 }
 
 export interface ReplicaNodeOptions {
@@ -150,6 +155,8 @@ export class ReplicaNode {
   private storedStateCorruptions = 0;
   private storedStateLosses = 0;
   private stateTransfersCompleted = 0;
+  /** Test-only (hooks.delayOutgoingMs): per replica, when its last held frame leaves (ms, this.now). */
+  private readonly heldUntil = new Map<number, number>();
 
   constructor(
     private readonly options: ReplicaNodeOptions,
@@ -336,8 +343,18 @@ export class ReplicaNode {
     const transport = this.transport;
     if (transport !== undefined) {
       const drop = this.options.hooks?.dropOutgoing;
+      const delay = this.options.hooks?.delayOutgoingMs;
       for (const m of messages) {
         if (drop !== undefined && drop(m.to, m.frame)) continue;
+        if (delay !== undefined) {
+          const now = this.now();
+          const at = Math.max(now + delay(m.to, m.frame), this.heldUntil.get(m.to) ?? 0);
+          if (at > now) {
+            this.heldUntil.set(m.to, at);
+            setTimeout(() => transport.sendToReplica(m.to, m.frame), at - now);
+            continue;
+          }
+        }
         transport.sendToReplica(m.to, m.frame);
       }
       const mutate = this.options.hooks?.mutateReply;
