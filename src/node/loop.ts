@@ -32,6 +32,7 @@ import type { CoreEvent, Ready, Replica, Source } from '../core/replica.ts';
 import type { Principal } from '../transport/types.ts';
 import { DEFAULT_PIPELINE_OPTIONS, TurnPipeline, type PipelineDisk, type Sent, type SentReply } from './pipeline.ts';
 import type { VerifyPool } from './verify-pool.ts';
+import { clientFaultCounts, newClientFault } from './cutoff.ts';
 
 export const TICK_MS_DEFAULT = 10;
 /** A turn that starts late runs at most this many ticks (a stalled process does not spin). */
@@ -59,6 +60,11 @@ export interface TurnLoopHost {
   perform(messages: Sent[], replies: SentReply[], events: CoreEvent[]): void;
   /** The core threw or a write failed; running() is expected to turn false. */
   fatal(err: unknown): void;
+  /**
+   * A client sent a frame that only a faulty client sends (cutoff.ts, CLIENT_FAULTS): the owner
+   * cuts it off. Its frames still queued are dropped, also those later in the same turn.
+   */
+  clientMisbehaved?(client: number, reason: string): void;
 }
 
 export interface TurnLoopOptions {
@@ -234,6 +240,19 @@ export class TurnLoop {
     return new Promise((resolve) => this.pipeline.drain(resolve));
   }
 
+  /** Forgets the frames waiting from one sender. */
+  dropSource(from: Source): void {
+    const key = `${from.kind}:${from.id}`;
+    const q = this.sources.get(key);
+    if (q === undefined) return;
+    for (let i = q.head; i < q.frames.length; i++) {
+      this.queuedCount--;
+      this.queuedBytes -= q.frames[i]!.length;
+    }
+    this.sources.delete(key);
+    this.ready = this.ready.filter((r) => r !== q);
+  }
+
   /** Forgets the frames waiting (the owner stopped). */
   clearQueue(): void {
     this.sources.clear();
@@ -296,7 +315,21 @@ export class TurnLoop {
     }
     for (let i = 0; i < ticks; i++) replica.tick();
 
-    for (const f of this.takeFrames()) replica.receive(f.from, f.frame);
+    let faulty: Set<number> | undefined;
+    for (const f of this.takeFrames()) {
+      if (f.from.kind !== 'client' || this.host.clientMisbehaved === undefined) {
+        replica.receive(f.from, f.frame);
+        continue;
+      }
+      if (faulty?.has(f.from.id)) continue;
+      const before = clientFaultCounts(replica.rejected);
+      replica.receive(f.from, f.frame);
+      const fault = newClientFault(before, replica.rejected);
+      if (fault === undefined) continue;
+      (faulty ??= new Set()).add(f.from.id);
+      this.dropSource(f.from);
+      this.host.clientMisbehaved(f.from.id, fault);
+    }
     return replica.flush();
   }
 }

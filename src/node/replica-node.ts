@@ -46,6 +46,7 @@ import { errorText, gatedLogger, logCoreEvent, LogLimiter, RejectedSummary, REJE
 import { TICK_MS_DEFAULT, TurnLoop } from './loop.ts';
 import type { Sent, SentReply } from './pipeline.ts';
 import { VerifyPool } from './verify-pool.ts';
+import { ClientCutOffs } from './cutoff.ts';
 
 export { compress, decompress } from './core-deps.ts';
 export type { NodeStatus } from './http.ts';
@@ -157,6 +158,7 @@ export class ReplicaNode {
   private stateTransfersCompleted = 0;
   /** Test-only (hooks.delayOutgoingMs): per replica, when its last held frame leaves (ms, this.now). */
   private readonly heldUntil = new Map<number, number>();
+  private readonly cutOffs = new ClientCutOffs();
 
   constructor(
     private readonly options: ReplicaNodeOptions,
@@ -183,6 +185,7 @@ export class ReplicaNode {
         running: () => this.state === 'running',
         perform: (messages, replies, events) => this.perform(messages, replies, events),
         fatal: (err) => this.fatal(err),
+        clientMisbehaved: (client, reason) => this.cutOffClient(client, reason),
       },
       { tickMs: this.tickMs, now: this.now, pipelineTurns: options.pipelineTurns ?? true, deferWrites: options.deferWrites ?? true },
     );
@@ -370,6 +373,14 @@ export class ReplicaNode {
     else if (event.type === 'stored-state-lost') this.storedStateLosses++;
     logCoreEvent(this.log, event, this.tickMs, this.logLimiter);
     this.options.hooks?.onEvent?.(event);
+  }
+
+  /** A client sent what only a faulty client sends (cutoff.ts): close its connections and refuse it for a while. */
+  private cutOffClient(client: number, reason: string): void {
+    const forMs = this.cutOffs.cutOff(client);
+    this.transport?.refuseClient?.(client, forMs);
+    // At most one line per client per cut-off (a cut-off lasts at least CUT_OFF_MS_MIN).
+    this.log.warn('client misbehaved; cut off', { client, reason, forMs });
   }
 
   private fatal(err: unknown): void {
