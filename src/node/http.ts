@@ -23,6 +23,8 @@ export interface NodeStatus extends ReplicaStatus {
   loop: {
     turns: number;
     inboundFramesDropped: number;
+    /** Link requests from replicas dropped because the sender was over its budget of loop time (budget.ts). */
+    linkFramesOverBudget?: number;
     queuedFrames: number;
     storageWrites: number;
     /** Wall time spent awaiting synced writes, milliseconds (summed over turns). */
@@ -134,6 +136,7 @@ export function renderMetrics(s: NodeStatus): string {
   metric('pbft_loop_turns_total', 'counter', 'Loop turns run.', one(s.loop.turns));
   metric('pbft_storage_synced_writes_total', 'counter', 'Synced write batches.', one(s.loop.storageWrites));
   metric('pbft_loop_inbound_frames_dropped_total', 'counter', 'Frames dropped because the loop queue was full.', one(s.loop.inboundFramesDropped));
+  metric('pbft_loop_link_frames_over_budget_total', 'counter', 'Link requests from replicas dropped because the sender was over its budget of loop time.', one(s.loop.linkFramesOverBudget ?? 0));
   metric('pbft_uptime_seconds', 'gauge', 'Seconds since the replica started.', one(s.uptimeSeconds));
   return lines.join('\n') + '\n';
 }

@@ -33,6 +33,7 @@ import type { Principal } from '../transport/types.ts';
 import { DEFAULT_PIPELINE_OPTIONS, TurnPipeline, type PipelineDisk, type Sent, type SentReply } from './pipeline.ts';
 import type { VerifyPool } from './verify-pool.ts';
 import { clientFaultCounts, newClientFault } from './cutoff.ts';
+import { chargedToBudget, PeerBudgets } from './budget.ts';
 
 export const TICK_MS_DEFAULT = 10;
 /** A turn that starts late runs at most this many ticks (a stalled process does not spin). */
@@ -93,6 +94,8 @@ export class TurnLoop {
   turns = 0;
   /** Frames dropped because the inbound queue was full. */
   inboundFramesDropped = 0;
+  /** Link requests from replicas over their budget of loop time (budget.ts) are dropped: counted here. */
+  readonly linkBudgets = new PeerBudgets();
   /** Set by attach(), after recovery. */
   private replica: Replica | undefined;
   /** Frames waiting, per sender; `ready` lists the senders with frames, in round-robin order. */
@@ -317,7 +320,19 @@ export class TurnLoop {
 
     let faulty: Set<number> | undefined;
     for (const f of this.takeFrames()) {
-      if (f.from.kind !== 'client' || this.host.clientMisbehaved === undefined) {
+      if (f.from.kind === 'replica') {
+        if (!chargedToBudget(f.frame)) {
+          replica.receive(f.from, f.frame);
+          continue;
+        }
+        // Link requests: charged to the sender's budget of loop time (budget.ts).
+        const start = now();
+        if (!this.linkBudgets.allows(f.from.id, start)) continue;
+        replica.receive(f.from, f.frame);
+        this.linkBudgets.charge(f.from.id, now() - start, start);
+        continue;
+      }
+      if (this.host.clientMisbehaved === undefined) {
         replica.receive(f.from, f.frame);
         continue;
       }

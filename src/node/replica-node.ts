@@ -318,6 +318,7 @@ export class ReplicaNode {
       loop: {
         turns: this.loop.turns,
         inboundFramesDropped: this.loop.inboundFramesDropped,
+        linkFramesOverBudget: this.loop.linkBudgets.dropped,
         queuedFrames: this.loop.queuedFrames,
         storageWrites: this.disk.writes,
         storageWriteMs: Math.round(this.disk.writeMs * 1000) / 1000,
