@@ -67,13 +67,17 @@ export interface AttackStats {
   /** Slowloris: connections open now, and opened in all. */
   open: number;
   opened: number;
+  /** Slowloris: age of the oldest connection still open (s). */
+  oldestOpenSeconds: number;
   cpuSeconds: number;
 }
 
 const SEND_BUFFER_MAX = 8 * 1024 * 1024;
 const PACE_MS = 10;
 
-const stats: AttackStats = { framesSent: 0, bytesSent: 0, backpressured: 0, closedByReplica: 0, open: 0, opened: 0, cpuSeconds: 0 };
+const stats: AttackStats = { framesSent: 0, bytesSent: 0, backpressured: 0, closedByReplica: 0, open: 0, opened: 0, oldestOpenSeconds: 0, cpuSeconds: 0 };
+/** Slowloris: when each open connection was opened. */
+const openedAt = new Map<object, number>();
 
 function toBytes(data: RawData): Uint8Array {
   if (Array.isArray(data)) return new Uint8Array(Buffer.concat(data));
@@ -199,6 +203,9 @@ async function main(): Promise<void> {
   const report = (): void => {
     const cpu = process.cpuUsage(cpuAtStart);
     stats.cpuSeconds = (cpu.user + cpu.system) / 1e6;
+    let oldest = Infinity;
+    for (const t of openedAt.values()) oldest = Math.min(oldest, t);
+    stats.oldestOpenSeconds = Number.isFinite(oldest) ? Math.round(performance.now() - oldest) / 1000 : 0;
     process.stdout.write(`stats ${JSON.stringify(stats)}\n`);
   };
   timers.push(setInterval(report, 1_000));
@@ -344,20 +351,24 @@ async function main(): Promise<void> {
       if (i % 2 === 0) {
         const s = net.connect({ host: url.hostname, port: Number(url.port) });
         sockets.add(s);
+        openedAt.set(s, performance.now());
         s.on('error', () => undefined);
         s.on('connect', () => s.write(`GET /status HTTP/1.1\r\nHost: ${url.host}\r\n`));
         const drip = setInterval(() => s.writable && s.write(`X-${i}: ${Date.now()}\r\n`), 1_000);
         s.on('close', () => {
           clearInterval(drip);
           sockets.delete(s);
+          openedAt.delete(s);
           reopen();
         });
       } else {
         const ws = new WebSocket(replicaUrl(target), { perMessageDeflate: false });
         sockets.add(ws);
+        openedAt.set(ws, performance.now());
         ws.on('error', () => undefined);
         ws.on('close', () => {
           sockets.delete(ws);
+          openedAt.delete(ws);
           reopen();
         });
       }

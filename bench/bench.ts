@@ -1112,7 +1112,7 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
         at === undefined
           ? '-'
           : `${fmt(at.framesSent)} frames ${fmt(at.bytesSent / MiB, 1)} MiB, ${fmt(at.cpuSeconds, 1)} CPU s, closed ${fmt(at.closedByReplica)}` +
-            (a.scenario === 'slowloris' ? `, open at end ${fmt(at.open)} of ${fmt(at.opened)} opened` : ''),
+            (a.scenario === 'slowloris' ? `; ${fmt(at.opened)} opened, the oldest still open ${fmt(at.oldestOpenSeconds, 1)} s old` : ''),
       ]);
     }
     const widths = header.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
