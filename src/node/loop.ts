@@ -33,7 +33,7 @@ import type { Principal } from '../transport/types.ts';
 import { DEFAULT_PIPELINE_OPTIONS, TurnPipeline, type PipelineDisk, type Sent, type SentReply } from './pipeline.ts';
 import type { VerifyPool } from './verify-pool.ts';
 import { clientFaultCounts, newClientFault } from './cutoff.ts';
-import { chargedToBudget, PeerBudgets } from './budget.ts';
+import { isLinkRequest, isSignedFrame, PeerBudgets, refusalCount } from './budget.ts';
 
 export const TICK_MS_DEFAULT = 10;
 /** A turn that starts late runs at most this many ticks (a stalled process does not spin). */
@@ -321,15 +321,18 @@ export class TurnLoop {
     let faulty: Set<number> | undefined;
     for (const f of this.takeFrames()) {
       if (f.from.kind === 'replica') {
-        if (!chargedToBudget(f.frame)) {
+        if (isSignedFrame(f.frame)) {
           replica.receive(f.from, f.frame);
           continue;
         }
-        // Link requests: charged to the sender's budget of loop time (budget.ts).
+        // Link messages: a request, or a reply the core refuses (nobody asked for it, or it is
+        // invalid), is charged to the sender's budget of loop time (budget.ts).
         const start = now();
         if (!this.linkBudgets.allows(f.from.id, start)) continue;
+        const request = isLinkRequest(f.frame);
+        const refusals = request ? 0 : refusalCount(replica);
         replica.receive(f.from, f.frame);
-        this.linkBudgets.charge(f.from.id, now() - start, start);
+        if (request || refusalCount(replica) !== refusals) this.linkBudgets.charge(f.from.id, now() - start, start);
         continue;
       }
       if (this.host.clientMisbehaved === undefined) {
