@@ -317,15 +317,21 @@ async function main(): Promise<void> {
       }
       case 'batch-flood': {
         // A batch body of 60 requests of ~1 KiB each (client signatures it cannot make: random), for
-        // sequence numbers in and beyond the window; ~64 KiB a frame.
+        // sequence numbers in and beyond the window; ~64 KiB a frame. A pool of 64 frames, rebuilt
+        // every second as the window moves, so that the attacker's own CPU (on the same machine)
+        // stays small.
         const op = new Uint8Array(1_000).fill(7);
-        pace((round) => {
+        const build = (k: number): Uint8Array => {
+          const sigs = randomBytes(64 * 60);
           const batch: Signed<RequestMsg>[] = Array.from({ length: 60 }, (_, i) => {
-            const msg: RequestMsg = { type: 'request', client: i % cluster.clients.length, timestamp: round * 100 + i + 1, op };
-            return { msg, body: encodeBody(msg), sig: new Uint8Array(randomBytes(64)) };
+            const msg: RequestMsg = { type: 'request', client: i % cluster.clients.length, timestamp: Date.now() * 100 + k * 60 + i, op };
+            return { msg, body: encodeBody(msg), sig: new Uint8Array(sigs.subarray(i * 64, i * 64 + 64)) };
           });
-          return [{ frame: encodeLinkFrame({ type: 'batch', seq: status.lastExecuted + 1 + (round % (2 * L)), digest: digest(), batch }) }];
-        }, config.rate);
+          return encodeLinkFrame({ type: 'batch', seq: status.lastExecuted + 1 + ((k * 8) % (2 * L)), digest: digest(), batch });
+        };
+        let pool = Array.from({ length: 64 }, (_, k) => build(k));
+        timers.push(setInterval(() => (pool = pool.map((_, k) => build(k))), 1_000));
+        pace((round) => [{ frame: pool[round % pool.length]! }], config.rate);
         break;
       }
     }
