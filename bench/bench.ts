@@ -1094,7 +1094,7 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
         (ff !== undefined && ff.runs.length > 1 ? `, the mean of ${ff.runs.map((r) => `${fmt(r.requestsPerSecond, 1)} (${r.run})`).join(' and ')}` : ` (${ff?.runs[0]?.run ?? '?'} run)`) +
         `; target: >= ${ATTACK_TARGET_FRACTION * 100}% of it under each attack`,
     );
-    const header = ['scenario', 'req/s', 'of fault-free', '', 'p99 ms', 'RSS MiB before->after (max)', 'data MiB before->after', 'log KiB', 'view changes', 'attacker'];
+    const header = ['scenario', 'req/s', 'of fault-free', '', 'p99 ms', 'CPU ms/req', 'RSS MiB before->after (max)', 'data MiB before->after', 'log KiB', 'view changes', 'attacker'];
     const rows: string[][] = [header];
     const mib = (b: number): string => fmt(b / MiB, 0);
     for (const a of report.attacks) {
@@ -1105,6 +1105,7 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
         a.fraction !== undefined ? pct(a.fraction) : '-',
         a.met === true ? '[MET]' : '[MISSED]',
         a.load !== undefined ? fmt(a.load.latencyMs.p99, 1) : '-',
+        a.load !== undefined && Number.isFinite(a.load.cpuSecondsPerRequest) ? fmt(a.load.cpuSecondsPerRequest * 1000, 2) : '-',
         a.rss.map((r) => `${mib(r.before)}->${mib(r.after)} (${mib(r.max)})`).join(' '),
         a.disk.map((d) => `${fmt(d.before / MiB, 1)}->${fmt(d.after / MiB, 1)}`).join(' '),
         a.logBytes.map((l) => fmt(l.bytes / 1024, 0)).join(' '),
@@ -1116,8 +1117,12 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
       ]);
     }
     const widths = header.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-    for (const r of rows) out.push('  ' + r.map((cell, c) => (c === 0 || c >= 5 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ').trimEnd());
-    out.push('  (RSS, data and log per running replica, in replica order; log: bytes written on stdout/stderr at --log-level warn from the attack\'s start to the end of the window)');
+    for (const r of rows) out.push('  ' + r.map((cell, c) => (c === 0 || c >= 6 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ').trimEnd());
+    const ffCpu = report.loads.filter((l) => ff?.runs.some((r) => r.run === l.run)).map((l) => fmt(l.cpuSecondsPerRequest * 1000, 2));
+    out.push(
+      `  (CPU ms/req: CPU of the replicas and the client workers over the window per request completed, the attacker not included; fault-free ${ffCpu.join(' and ')}.` +
+        ' RSS, data and log per running replica, in replica order; log: bytes written on stdout/stderr at --log-level warn from the attack\'s start to the end of the window)',
+    );
     for (const a of report.attacks) if (a.failure !== undefined) out.push(`  ${a.scenario}: ${a.failure}`);
     for (const a of report.attacks) if (a.load !== undefined && a.load.errors > 0) out.push(`  ${a.scenario}: ${a.load.errors} requests failed, e.g. ${a.load.errorSamples[0] ?? '?'}`);
   }

@@ -34,7 +34,8 @@ test('npm run bench -- --only attacks: one scenario reports its throughput as a 
   const row = stdout.split('\n').find((l) => l.trim().startsWith('vc-flood '));
   assert.ok(row !== undefined, `a row for vc-flood in:\n${stdout}`);
   const cells = row.trim().split(/\s{2,}/);
-  const [, perSecond, fraction, verdict, , rss, disk, log, , attacker] = cells;
+  const [, perSecond, fraction, verdict, , cpu, rss, disk, log, , attacker] = cells;
+  assert.ok(num(cpu) > 0, `CPU ms per request (${cpu})`);
   assert.ok(num(perSecond) > 0, `requests completed under attack (${perSecond})`);
   assert.ok(Number.isFinite(num(fraction)) && num(fraction) > 0, `a fraction (${fraction})`);
   assert.match(verdict!, /^\[(MET|MISSED)\]$/);
