@@ -728,7 +728,7 @@ async function stopAfter(proc: ChildProcess, ms: number): Promise<void> {
 const ATTACK_SCENARIOS = [
   { name: 'silent-replica', description: 'one replica (the last) never started', kind: 'silent' },
   { name: 'paused-replica', description: 'one replica (the last) SIGSTOPped once connected: its links stay open, it reads nothing', kind: 'paused' },
-  { name: 'slow-primary', description: 'the primary holds every PRE-PREPARE for 90% of the view-change timeout (test fixture)', kind: 'slow-primary' },
+  { name: 'slow-primary', description: 'the primary holds every PRE-PREPARE for 90% of the view-change timeout, 64 batches in flight (test fixture)', kind: 'slow-primary' },
   { name: 'vc-flood', description: 'byzantine replica: signed VIEW-CHANGEs for ever higher views and CHECKPOINTs, 2,000/s per replica', kind: 'replica', rate: 2_000 },
   { name: 'future-votes', description: 'byzantine replica: signed PRE-PREPARE/PREPARE/COMMIT far beyond the window and view, 2,000/s', kind: 'replica', rate: 2_000 },
   { name: 'state-requests', description: 'byzantine replica: state-transfer requests (meta, all leaves, 64 partitions) and fetches, 500/s', kind: 'replica', rate: 500 },
@@ -745,6 +745,8 @@ type Scenario = (typeof ATTACK_SCENARIOS)[number];
 const ATTACK_CLIENTS = 8;
 /** The slow primary holds each PRE-PREPARE this fraction of the base view-change timeout. */
 const SLOW_PRIMARY_FRACTION = 0.9;
+/** ... and keeps this many batches in flight (the default 4 would get it replaced: see runScenario). */
+const SLOW_PRIMARY_IN_FLIGHT = 64;
 /** Aardvark's criterion. */
 const ATTACK_TARGET_FRACTION = 0.5;
 
@@ -828,7 +830,10 @@ async function runScenario(o: Options, scenario: Scenario, faultFree: number | u
   if (scenario.kind === 'silent' || scenario.kind === 'replica') spec.skip = [byzantine];
   if (scenario.kind === 'slow-primary') {
     const ticks = DEFAULT_REPLICA_OPTIONS.viewChangeTimeoutTicks;
-    spec.fixture = new Map([[0, { prePrepareDelayMs: Math.round(ticks * TICK_MS_DEFAULT * SLOW_PRIMARY_FRACTION) }]]);
+    // With the default 4 batches in flight, requests would queue behind the held batches, wait longer
+    // than the timeout at the backups and get the primary replaced: a slow primary keeps enough
+    // batches in flight that no request waits much longer than its delay.
+    spec.fixture = new Map([[0, { prePrepareDelayMs: Math.round(ticks * TICK_MS_DEFAULT * SLOW_PRIMARY_FRACTION), replica: { inFlightBatchesMax: SLOW_PRIMARY_IN_FLIGHT } }]]);
   }
   const result: AttackResult = { scenario: scenario.name, description: scenario.description, rss: [], disk: [], logBytes: [] };
   const server = await startCluster(o, `attack-${scenario.name}`, n, clientIds, spec);
