@@ -12,7 +12,10 @@
  *      process was paused arrives at the end of the missed time, not before it): at most
  *      TURN_FRAMES_MAX, one per sender at a time, round-robin (each sender's frames wait in their own
  *      queue, at most SOURCE_QUEUE_BYTES_MAX): a flooding peer or client cannot starve the others,
- *      and the sockets and /status are served between turns,
+ *      and the sockets and /status are served between turns. A replica's link requests (and link
+ *      replies the core refuses) are charged the loop time they take against a budget per peer
+ *      (budget.ts; over it they are dropped); a client frame the core refuses as only a faulty client
+ *      sends gets the client cut off (cutoff.ts: the owner's clientMisbehaved),
  *   3. `flush()`es the core and submits its Ready to the pipeline: the turn's writes go to the disk
  *      (src/node/disk.ts) in one synced batch together with those of the other turns waiting, and
  *      each message, reply and event leaves once the writes it depends on are durable
