@@ -7,6 +7,11 @@
  *   baseline   ONE server with the same transport, signed requests and replies, KvStore and synced
  *              RocksDB writes, no agreement: 1 client (latency) and N clients (throughput)
  *   cluster7   7 replica processes x N clients: how throughput scales with n
+ *   attacks    (not in the default suite; --only cluster,attacks) the main cluster under attack, one
+ *              fresh cluster per scenario (Aardvark's list: a silent replica, a slow primary, a
+ *              byzantine replica flooding, byzantine clients, slowloris; see ATTACK_SCENARIOS), each
+ *              scenario's throughput as a fraction of the fault-free cluster's, with replica RSS, data
+ *              directory size and log volume before and after
  *
  * Replicas run as `bin/pbft.mjs replica` child processes (real WebSockets, RocksDB with sync), each
  * with a data directory in a fresh temporary directory; clients run in worker processes
@@ -16,7 +21,7 @@
  * See `npm run bench -- --help` for the options.
  */
 import { spawn, fork, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, type Dirent } from 'node:fs';
 import { arch, availableParallelism, cpus, loadavg, platform, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,13 +33,22 @@ import { measureCryptoFloor, type CryptoFloor } from './crypto-floor.ts';
 import { benchKeyring, clusterToJson, type ClusterJson } from './lib/keys.ts';
 import { freePorts } from '../src/transport/free-ports.ts';
 import { Histogram, processCpuSeconds, processRssBytes } from './lib/stats.ts';
+import type { Attack, AttackConfig, AttackStats } from './attacker.ts';
+import type { FixtureConfig } from '../test/integration/fixtures/faults.ts';
+import { DEFAULT_REPLICA_OPTIONS } from '../src/core/options.ts';
+import { TICK_MS_DEFAULT } from '../src/node/loop.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const LAUNCHER = join(REPO_ROOT, 'bin', 'pbft.mjs');
 const WORKER = join(REPO_ROOT, 'bench', 'client-worker.ts');
 const BASELINE = join(REPO_ROOT, 'bench', 'baseline-server.ts');
 const RESULTS_DIR = join(REPO_ROOT, 'bench', 'results');
-const PARTS = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7'] as const;
+const ATTACKER = join(REPO_ROOT, 'bench', 'attacker.ts');
+/** The integration tests' replica fixture: the slow primary (test-only behaviour, not in the CLI). */
+const FIXTURE = join(REPO_ROOT, 'test', 'integration', 'fixtures', 'replica.ts');
+const PARTS = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7', 'attacks'] as const;
+/** What runs without --only (the attack part takes a few minutes more: ask for it). */
+const DEFAULT_PARTS: readonly Part[] = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7'];
 type Part = (typeof PARTS)[number];
 
 // =================================================================================================
@@ -64,6 +78,9 @@ interface Options {
   profile?: string;
   retransmitMs: number;
   timeoutMs: number;
+  attacks: ScenarioName[];
+  attackDuration: number;
+  attackRate?: number;
 }
 
 function positiveNumber(value: string): number {
@@ -108,6 +125,17 @@ function partList(value: string): Part[] {
   return out;
 }
 
+function scenarioList(value: string): ScenarioName[] {
+  const names = ATTACK_SCENARIOS.map((s) => s.name);
+  const out: ScenarioName[] = [];
+  for (const raw of value.split(',').map((s) => s.trim()).filter((s) => s !== '')) {
+    if (!(names as string[]).includes(raw)) throw new InvalidArgumentError(`unknown attack "${raw}"; attacks: ${names.join(', ')}`);
+    if (!out.includes(raw as ScenarioName)) out.push(raw as ScenarioName);
+  }
+  if (out.length === 0) throw new InvalidArgumentError('name at least one attack.');
+  return out;
+}
+
 function parseOptions(argv: string[]): Options {
   const program = new Command('npm run bench --')
     .description(
@@ -130,7 +158,10 @@ function parseOptions(argv: string[]): Options {
     .addOption(new Option('--verify-workers <n>', 'replica tuning: signature-verification worker threads (default 0: on the loop)').argParser(nonNegativeInt))
     .addOption(new Option('--no-pipeline-turns', 'replica tuning: no turns computed while a synced write is in flight'))
     .addOption(new Option('--no-defer-writes', 'replica tuning: every turn with writes syncs, also one that sends nothing'))
-    .addOption(new Option('--only <parts>', `comma-separated parts to run: ${PARTS.join(', ')}`).argParser(partList))
+    .addOption(new Option('--only <parts>', `comma-separated parts to run: ${PARTS.join(', ')} (default: all but attacks)`).argParser(partList))
+    .addOption(new Option('--attacks <names>', `attack scenarios of the attacks part: ${ATTACK_SCENARIOS.map((s) => s.name).join(', ')} (default: all)`).argParser(scenarioList))
+    .addOption(new Option('--attack-duration <s>', 'measured seconds of each attack scenario').argParser(positiveNumber).default(8))
+    .addOption(new Option('--attack-rate <n>', 'flood rate: frames per second per attacked replica (slowloris: connections per replica); default per scenario').argParser(positiveInt))
     .addOption(new Option('--rss', 'memory mode: the main cluster only, --warmup default 30, --duration default 300, replica RSS sampled every --rss-interval'))
     .addOption(new Option('--rss-interval <s>', 'seconds between RSS samples').argParser(positiveNumber).default(5))
     .addOption(new Option('--floor-seconds <s>', 'seconds per crypto micro-benchmark operation').argParser(positiveNumber).default(1))
@@ -145,13 +176,17 @@ function parseOptions(argv: string[]): Options {
         '  npm run bench -- --duration 10                     the default suite, 10 s windows\n' +
         '  npm run bench -- --only cluster,latency --json     some parts; record in bench/results/\n' +
         '  npm run bench -- --rss                             5-minute replica memory run\n' +
-        '  npm run bench -- --only cluster --profile /tmp/p   CPU profiles (see bench/profile-top.ts)\n',
+        '  npm run bench -- --only cluster --profile /tmp/p   CPU profiles (see bench/profile-top.ts)\n' +
+        '  npm run bench -- --only cluster,attacks            every attack scenario against the fault-free cluster\n' +
+        '  npm run bench -- --only attacks --attacks silent-replica,vc-flood --attack-duration 5\n' +
+        '\nAttack scenarios (each on a fresh cluster, the attacker speaks the wire format with keys of the bench keyring):\n' +
+        ATTACK_SCENARIOS.map((s) => `  ${s.name.padEnd(16)} ${s.description}\n`).join(''),
     )
     .exitOverride((err) => process.exit(err.exitCode))
     .parse(argv, { from: 'node' });
   const o = program.opts<Record<string, unknown>>();
   const rss = o.rss === true;
-  const only = (o.only as Part[] | undefined) ?? (rss ? ['cluster'] : [...PARTS]);
+  const only = (o.only as Part[] | undefined) ?? (rss ? ['cluster'] : [...DEFAULT_PARTS]);
   return {
     replicas: o.replicas as number,
     clients: o.clients as number,
@@ -176,6 +211,9 @@ function parseOptions(argv: string[]): Options {
     ...(o.profile !== undefined ? { profile: resolve(o.profile as string) } : {}),
     retransmitMs: o.retransmitMs as number,
     timeoutMs: o.timeoutMs as number,
+    attacks: (o.attacks as ScenarioName[] | undefined) ?? ATTACK_SCENARIOS.map((s) => s.name),
+    attackDuration: o.attackDuration as number,
+    ...(o.attackRate !== undefined ? { attackRate: o.attackRate as number } : {}),
   };
 }
 
@@ -259,14 +297,19 @@ interface Server {
   procs: ChildProcess[];
   statusUrls: string[];
   output: string[][];
+  /** Bytes each process wrote on stdout and stderr so far (its log volume). */
+  outputBytes: number[];
+  /** Data directory of each process (replicas; '' where none). */
+  dataDirs: string[];
   /** The cluster clients talk to (the one-replica cluster for the baseline). */
   cluster: ClusterJson;
   keysDir: string;
   stop(): Promise<void>;
 }
 
-function collectOutput(proc: ChildProcess, into: string[]): void {
+function collectOutput(proc: ChildProcess, into: string[], bytes?: { n: number }): void {
   const add = (chunk: Buffer): void => {
+    if (bytes !== undefined) bytes.n += chunk.length;
     into.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''));
     if (into.length > 200) into.splice(0, into.length - 200);
   };
@@ -295,7 +338,15 @@ function profileArgs(o: Options, run: string, name: string): string[] {
   return ['--cpu-prof', `--cpu-prof-dir=${dir}`];
 }
 
-async function startCluster(o: Options, run: string, n: number, clientIdentities: number): Promise<Server> {
+/** How a scenario changes the cluster: a replica not started, a replica run by the test fixture. */
+interface ClusterSpec {
+  /** Replicas not started (a silent replica, or one whose identity the attacker takes). */
+  skip?: number[];
+  /** Replicas run by the integration tests' fixture with this configuration (PBFT_TEST_NODE). */
+  fixture?: Map<number, FixtureConfig>;
+}
+
+async function startCluster(o: Options, run: string, n: number, clientIdentities: number, spec: ClusterSpec = {}): Promise<Server> {
   const dir = mkdtempSync(join(tmpdir(), `pbft-bench-${run}-`));
   tempDirs.add(dir);
   const keyring = await benchKeyring(dir, n, clientIdentities, `bench-${run}-${process.pid}`);
@@ -309,7 +360,26 @@ async function startCluster(o: Options, run: string, n: number, clientIdentities
   ];
   const procs: ChildProcess[] = [];
   const output: string[][] = [];
+  const counters: Array<{ n: number }> = [];
+  const running: number[] = [];
+  const dataDirs: string[] = [];
   for (let id = 0; id < n; id++) {
+    if (spec.skip?.includes(id)) continue;
+    running.push(id);
+    dataDirs.push(join(dir, `data-${id}`));
+    const fixture = spec.fixture?.get(id);
+    if (fixture !== undefined) {
+      const args = [...profileArgs(o, run, `replica-${id}`), '--import', 'tsx', FIXTURE, '--keys', keyring.keysDir, '--id', String(id), '--data', join(dir, `data-${id}`)];
+      const env = { ...process.env, PBFT_EXIT_WITH_PARENT: '1', PBFT_TEST_NODE: JSON.stringify({ logLevel: 'warn', ...fixture }) };
+      const proc = track(spawn(process.execPath, args, { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] }));
+      const lines: string[] = [];
+      const bytes = { n: 0 };
+      collectOutput(proc, lines, bytes);
+      procs.push(proc);
+      output.push(lines);
+      counters.push(bytes);
+      continue;
+    }
     const args = [
       ...profileArgs(o, run, `replica-${id}`),
       LAUNCHER,
@@ -326,21 +396,23 @@ async function startCluster(o: Options, run: string, n: number, clientIdentities
     ];
     const proc = track(spawn(process.execPath, args, { cwd: REPO_ROOT, env: { ...process.env, PBFT_EXIT_WITH_PARENT: '1' }, stdio: ['ignore', 'pipe', 'pipe'] }));
     const lines: string[] = [];
-    collectOutput(proc, lines);
+    const bytes = { n: 0 };
+    collectOutput(proc, lines, bytes);
     procs.push(proc);
     output.push(lines);
+    counters.push(bytes);
   }
-  const statusUrls = keyring.ports.map((p) => `http://127.0.0.1:${p}/status`);
+  const statusUrls = running.map((id) => `http://127.0.0.1:${keyring.ports[id]}/status`);
   const deadline = Date.now() + 60_000;
   for (;;) {
-    for (let id = 0; id < n; id++) {
-      const p = procs[id]!;
+    for (let k = 0; k < procs.length; k++) {
+      const p = procs[k]!;
       if (p.exitCode !== null || p.signalCode !== null) {
-        throw new Error(`replica ${id} exited during startup:\n${output[id]!.join('\n')}`);
+        throw new Error(`replica ${running[k]} exited during startup:\n${output[k]!.join('\n')}`);
       }
     }
     const all = await Promise.all(statusUrls.map((u) => getJson<NodeStatus>(u)));
-    if (all.every((s) => s !== undefined && s.transport.replicasConnected.length === n - 1)) break;
+    if (all.every((s) => s !== undefined && s.transport.replicasConnected.length === running.length - 1)) break;
     if (Date.now() > deadline) throw new Error(`${run}: replicas did not connect within 60 s`);
     await sleep(100);
   }
@@ -349,6 +421,10 @@ async function startCluster(o: Options, run: string, n: number, clientIdentities
     procs,
     statusUrls,
     output,
+    get outputBytes() {
+      return counters.map((c) => c.n);
+    },
+    dataDirs,
     cluster: clusterToJson(keyring.cluster),
     keysDir: keyring.keysDir,
     async stop() {
@@ -376,7 +452,8 @@ async function startBaseline(o: Options, clientIdentities: number): Promise<Serv
     }),
   );
   const lines: string[] = [];
-  collectOutput(proc, lines);
+  const bytes = { n: 0 };
+  collectOutput(proc, lines, bytes);
   const deadline = Date.now() + 60_000;
   while (!lines.some((l) => l.startsWith('ready '))) {
     if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`baseline server exited during startup:\n${lines.join('\n')}`);
@@ -388,6 +465,10 @@ async function startBaseline(o: Options, clientIdentities: number): Promise<Serv
     procs: [proc],
     statusUrls: [],
     output: [lines],
+    get outputBytes() {
+      return [bytes.n];
+    },
+    dataDirs: [join(dir, 'data')],
     cluster,
     keysDir: keyring.keysDir,
     async stop() {
@@ -476,8 +557,16 @@ async function sampleStatus(server: Server): Promise<Array<NodeStatus | undefine
   return Promise.all(server.statusUrls.slice(0, 2).map((u) => getJson<NodeStatus>(u)));
 }
 
-async function runLoad(o: Options, server: Server, run: string, clientCount: number, firstClientId: number): Promise<LoadResult> {
+interface LoadOptions {
+  /** Measured seconds (default o.duration). */
+  duration?: number;
+  /** Replicas the clients can reach (default all). */
+  expectReplicas?: number;
+}
+
+async function runLoad(o: Options, server: Server, run: string, clientCount: number, firstClientId: number, lo: LoadOptions = {}): Promise<LoadResult> {
   const label = `[${run}: ${server.cluster.replicas.length === 1 ? 'baseline server' : `${server.cluster.replicas.length} replicas`}, ${clientCount} client${clientCount === 1 ? '' : 's'}]`;
+  const duration = lo.duration ?? o.duration;
   progress(`${label} connecting clients`, true);
   const procsCount = Math.min(o.clientProcs, clientCount);
   const workers: WorkerHandle[] = [];
@@ -495,6 +584,7 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
           keysPerClient: o.keysPerClient,
           timeoutMs: o.timeoutMs,
           retransmitMs: o.retransmitMs,
+          expectReplicas: lo.expectReplicas ?? server.cluster.replicas.length,
         };
         const ready = w.next('ready');
         post(w, { type: 'init', ...init });
@@ -528,7 +618,7 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
     const statusStart = await sampleStatus(server);
     for (const w of workers) post(w, { type: 'mark' });
     const windowStart = performance.now();
-    const windowEnd = windowStart + o.duration * 1000;
+    const windowEnd = windowStart + duration * 1000;
     const rssSamples: LoadResult['rssSamples'] = [{ t: 0, bytes: rssStart }];
     let nextRssSample = windowStart + o.rssInterval * 1000;
     while (performance.now() < windowEnd) {
@@ -544,7 +634,7 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
       for (const p of server.procs) {
         if (p.exitCode !== null || p.signalCode !== null) throw new Error(`${run}: a server process exited during the run:\n${server.output.flat().slice(-20).join('\n')}`);
       }
-      progress(`${label} measuring ${((now - windowStart) / 1000).toFixed(0)}/${o.duration} s  ${rate()}`);
+      progress(`${label} measuring ${((now - windowStart) / 1000).toFixed(0)}/${duration} s  ${rate()}`);
     }
     const results = workers.map((w) => w.next('result'));
     for (const w of workers) post(w, { type: 'stop' });
@@ -630,6 +720,177 @@ async function stopAfter(proc: ChildProcess, ms: number): Promise<void> {
   await stopProcess(proc, 3_000);
 }
 
+
+// =================================================================================================
+// Attack scenarios (Aardvark, NSDI 2009: throughput under attack >= 50% of fault-free)
+
+/** Replica 3 of 4 (the last) is the byzantine replica: its process is not started; the attacker takes its identity. */
+const ATTACK_SCENARIOS = [
+  { name: 'silent-replica', description: 'one replica (the last) never started', kind: 'silent' },
+  { name: 'paused-replica', description: 'one replica (the last) SIGSTOPped once connected: its links stay open, it reads nothing', kind: 'paused' },
+  { name: 'slow-primary', description: 'the primary holds every PRE-PREPARE for 90% of the view-change timeout, 64 batches in flight (test fixture)', kind: 'slow-primary' },
+  { name: 'vc-flood', description: 'byzantine replica: signed VIEW-CHANGEs for ever higher views and CHECKPOINTs, 2,000/s per replica', kind: 'replica', rate: 2_000 },
+  { name: 'future-votes', description: 'byzantine replica: signed PRE-PREPARE/PREPARE/COMMIT far beyond the window and view, 2,000/s', kind: 'replica', rate: 2_000 },
+  { name: 'state-requests', description: 'byzantine replica: state-transfer requests (meta, all leaves, 64 partitions) and fetches, 500/s', kind: 'replica', rate: 500 },
+  { name: 'garbage', description: 'byzantine replica: random bytes, truncated CBOR, bad signatures, one invalid VIEW-CHANGE re-sent, 2,000/s', kind: 'replica', rate: 2_000 },
+  { name: 'batch-flood', description: 'byzantine replica: unrequested ~64 KiB batch bodies, 200/s per replica', kind: 'replica', rate: 200 },
+  { name: 'bad-sigs', description: '8 byzantine clients: requests with invalid signatures, 2,000/s per replica', kind: 'client', rate: 2_000 },
+  { name: 'deep-cbor', description: '8 byzantine clients: 20,000-level nested CBOR frames, 2,000/s per replica', kind: 'client', rate: 2_000 },
+  { name: 'same-timestamp', description: '8 byzantine clients: signed requests, one to the primary and another to the backups per timestamp, 500/s', kind: 'client', rate: 500 },
+  { name: 'slowloris', description: '200 connections per replica that never finish HTTP headers or the WebSocket handshake', kind: 'client', rate: 200 },
+] as const;
+type ScenarioName = (typeof ATTACK_SCENARIOS)[number]['name'];
+type Scenario = (typeof ATTACK_SCENARIOS)[number];
+/** Byzantine client identities of the client scenarios. */
+const ATTACK_CLIENTS = 8;
+/** The slow primary holds each PRE-PREPARE this fraction of the base view-change timeout. */
+const SLOW_PRIMARY_FRACTION = 0.9;
+/** ... and keeps this many batches in flight (the default 4 would get it replaced: see runScenario). */
+const SLOW_PRIMARY_IN_FLIGHT = 64;
+/** Aardvark's criterion. */
+const ATTACK_TARGET_FRACTION = 0.5;
+
+interface AttackResult {
+  scenario: ScenarioName;
+  description: string;
+  load?: LoadResult;
+  /** Throughput / the fault-free cluster's. */
+  fraction?: number;
+  met?: boolean;
+  failure?: string;
+  /** Per running replica: resident memory when the attack started and at the end of the window, and the highest sample. */
+  rss: Array<{ replica: number; before: number; after: number; max: number }>;
+  /** Per running replica: bytes of its data directory when the attack started and at the end. */
+  disk: Array<{ replica: number; before: number; after: number }>;
+  /** Per running replica: bytes it wrote on stdout/stderr from the attack's start to the end of the window. */
+  logBytes: Array<{ replica: number; bytes: number }>;
+  attacker?: AttackStats;
+  /** From the replicas' /status at the end: view changes, rejected frames, frames dropped. */
+  viewChanges?: number;
+  rejected?: number;
+  dropped?: number;
+}
+
+/** The scenario's throughput as a fraction of `faultFree`, and whether it meets the target. */
+function judge(result: AttackResult, faultFree: number | undefined): void {
+  if (result.load !== undefined && faultFree !== undefined && faultFree > 0) {
+    result.fraction = result.load.requestsPerSecond / faultFree;
+    result.met = result.fraction >= ATTACK_TARGET_FRACTION;
+  } else {
+    delete result.fraction;
+    result.met = false;
+  }
+}
+
+/** Bytes of the files under `path` (recursively); 0 when it does not exist. */
+function dirBytes(path: string): number {
+  let total = 0;
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(path, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const e of entries) {
+    const p = join(path, e.name);
+    try {
+      if (e.isDirectory()) total += dirBytes(p);
+      else total += statSync(p).size;
+    } catch {
+      // removed meanwhile (RocksDB compaction)
+    }
+  }
+  return total;
+}
+
+interface AttackerHandle {
+  proc: ChildProcess;
+  last?: AttackStats;
+  lines: string[];
+}
+
+function startAttacker(config: AttackConfig): AttackerHandle {
+  const proc = track(spawn(process.execPath, ['--import', 'tsx', ATTACKER, JSON.stringify(config)], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] }));
+  const handle: AttackerHandle = { proc, lines: [] };
+  let buffered = '';
+  proc.stdout!.on('data', (chunk: Buffer) => {
+    buffered += chunk.toString('utf8');
+    const lines = buffered.split('\n');
+    buffered = lines.pop()!;
+    for (const l of lines) if (l.startsWith('stats ')) handle.last = JSON.parse(l.slice(6)) as AttackStats;
+  });
+  collectOutput(proc, handle.lines);
+  return handle;
+}
+
+async function runScenario(o: Options, scenario: Scenario, faultFree: number | undefined, firstAttackClient: number, clientIds: number): Promise<AttackResult> {
+  const n = o.replicas;
+  const byzantine = n - 1;
+  const spec: ClusterSpec = {};
+  if (scenario.kind === 'silent' || scenario.kind === 'replica') spec.skip = [byzantine];
+  if (scenario.kind === 'slow-primary') {
+    const ticks = DEFAULT_REPLICA_OPTIONS.viewChangeTimeoutTicks;
+    // With the default 4 batches in flight, requests would queue behind the held batches, wait longer
+    // than the timeout at the backups and get the primary replaced: a slow primary keeps enough
+    // batches in flight that no request waits much longer than its delay.
+    spec.fixture = new Map([[0, { prePrepareDelayMs: Math.round(ticks * TICK_MS_DEFAULT * SLOW_PRIMARY_FRACTION), replica: { inFlightBatchesMax: SLOW_PRIMARY_IN_FLIGHT } }]]);
+  }
+  const result: AttackResult = { scenario: scenario.name, description: scenario.description, rss: [], disk: [], logBytes: [] };
+  const server = await startCluster(o, `attack-${scenario.name}`, n, clientIds, spec);
+  const running = Array.from({ length: n }, (_, i) => i).filter((i) => !spec.skip?.includes(i));
+  let attacker: AttackerHandle | undefined;
+  try {
+    const pids = server.procs.map((p) => p.pid!);
+    const rssBefore = pids.map((pid) => processRssBytes(pid) ?? 0);
+    const diskBefore = server.dataDirs.map(dirBytes);
+    const logBefore = server.outputBytes;
+    if (scenario.kind === 'paused') server.procs[byzantine]!.kill('SIGSTOP');
+    if (scenario.kind === 'replica' || scenario.kind === 'client') {
+      attacker = startAttacker({
+        attack: scenario.name as Attack,
+        cluster: server.cluster,
+        keysDir: server.keysDir,
+        replica: byzantine,
+        clients: Array.from({ length: ATTACK_CLIENTS }, (_, i) => firstAttackClient + i),
+        targets: running,
+        rate: o.attackRate ?? scenario.rate,
+      });
+    }
+    try {
+      const expectReplicas = scenario.kind === 'paused' ? n - 1 : running.length;
+      result.load = await runLoad(o, server, scenario.name, o.clients, 0, { duration: o.attackDuration, expectReplicas });
+    } catch (err) {
+      result.failure = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    }
+    const rssAfter = pids.map((pid) => processRssBytes(pid) ?? 0);
+    const maxes = result.load?.rssBytes.map((b) => b.max) ?? rssAfter;
+    result.rss = running.map((replica, k) => ({ replica, before: rssBefore[k]!, after: rssAfter[k]!, max: Math.max(maxes[k] ?? 0, rssAfter[k]!) }));
+    result.disk = running.map((replica, k) => ({ replica, before: diskBefore[k]!, after: dirBytes(server.dataDirs[k]!) }));
+    const logAfter = server.outputBytes;
+    result.logBytes = running.map((replica, k) => ({ replica, bytes: logAfter[k]! - logBefore[k]! }));
+    const statuses = await Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u)));
+    const live = statuses.filter((st): st is NodeStatus => st !== undefined);
+    result.viewChanges = Math.max(0, ...live.map((st) => st.counters.viewChanges));
+    result.rejected = live.reduce((sum, st) => sum + Object.values(st.rejected).reduce((a, b) => a + b, 0), 0);
+    result.dropped = live.reduce((sum, st) => sum + st.loop.inboundFramesDropped + st.transport.framesDropped, 0);
+    if (attacker !== undefined) {
+      await stopProcess(attacker.proc, 3_000);
+      result.attacker = attacker.last;
+    }
+  } finally {
+    if (attacker !== undefined) await stopProcess(attacker.proc, 3_000);
+    if (scenario.kind === 'paused') server.procs[byzantine]!.kill('SIGCONT');
+    await server.stop();
+  }
+  judge(result, faultFree);
+  progressDone(
+    `[attack ${scenario.name}] ` +
+      (result.load !== undefined ? `${fmt(result.load.requestsPerSecond, 1)} req/s` : `failed: ${result.failure}`) +
+      (result.fraction !== undefined ? ` = ${pct(result.fraction)} of the first fault-free run` : ''),
+  );
+  return result;
+}
+
 // =================================================================================================
 // Report
 
@@ -654,6 +915,12 @@ interface Target {
 interface Report {
   floor?: CryptoFloor;
   loads: LoadResult[];
+  attacks: AttackResult[];
+  /**
+   * The fault-free throughput the attack scenarios are compared with: the mean of the fault-free
+   * runs before and after them (the machine's other load moves in between), and each run's figure.
+   */
+  faultFree?: { requestsPerSecond: number; runs: Array<{ run: string; requestsPerSecond: number }> };
   ratios: Record<string, number>;
   targets: Target[];
 }
@@ -705,6 +972,17 @@ function evaluate(o: Options, report: Report): void {
   }
   const floor7 = report.floor?.byReplicas[7];
   if (cluster7 !== undefined && floor7 !== undefined) r.cluster7ToCryptoFloor = cluster7.requestsPerSecond / floor7.requestsPerSecond;
+  for (const a of report.attacks) {
+    const ff = report.faultFree;
+    t.push({
+      name: `attack ${a.scenario}: throughput >= ${ATTACK_TARGET_FRACTION * 100}% of fault-free`,
+      met: a.met === true,
+      detail:
+        a.load === undefined
+          ? `no measurement: ${a.failure ?? '?'}`
+          : `${fmt(a.load.requestsPerSecond)} of ${fmt(ff?.requestsPerSecond ?? NaN)} req/s = ${pct(a.fraction ?? NaN)}`,
+    });
+  }
   if (o.rss && cluster !== undefined) {
     const growth = Math.max(...cluster.rssBytes.map((b) => b.end / b.start - 1));
     const peak = Math.max(...cluster.rssBytes.map((b) => b.max / b.start - 1));
@@ -809,6 +1087,50 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
     out.push('targets');
     for (const t of report.targets) out.push(`  [${t.met === true ? 'met' : 'MISSED'}] ${t.name}: ${t.detail}`);
   }
+  if (report.attacks.length > 0) {
+    const ff = report.faultFree;
+    out.push('');
+    out.push(
+      `attacks (${o.replicas} replicas x ${o.clients} clients, a fresh cluster per scenario, ${o.warmup} s warm-up + ${o.attackDuration} s measured, ` +
+        `the attacker running throughout)`,
+    );
+    out.push(
+      `  fault-free: ${fmt(ff?.requestsPerSecond ?? NaN, 1)} req/s` +
+        (ff !== undefined && ff.runs.length > 1 ? `, the mean of ${ff.runs.map((r) => `${fmt(r.requestsPerSecond, 1)} (${r.run})`).join(' and ')}` : ` (${ff?.runs[0]?.run ?? '?'} run)`) +
+        `; target: >= ${ATTACK_TARGET_FRACTION * 100}% of it under each attack`,
+    );
+    const header = ['scenario', 'req/s', 'of fault-free', '', 'p99 ms', 'CPU ms/req', 'RSS MiB before->after (max)', 'data MiB before->after', 'log KiB', 'view changes', 'attacker'];
+    const rows: string[][] = [header];
+    const mib = (b: number): string => fmt(b / MiB, 0);
+    for (const a of report.attacks) {
+      const at = a.attacker;
+      rows.push([
+        a.scenario,
+        a.load !== undefined ? fmt(a.load.requestsPerSecond, 1) : '-',
+        a.fraction !== undefined ? pct(a.fraction) : '-',
+        a.met === true ? '[MET]' : '[MISSED]',
+        a.load !== undefined ? fmt(a.load.latencyMs.p99, 1) : '-',
+        a.load !== undefined && Number.isFinite(a.load.cpuSecondsPerRequest) ? fmt(a.load.cpuSecondsPerRequest * 1000, 2) : '-',
+        a.rss.map((r) => `${mib(r.before)}->${mib(r.after)} (${mib(r.max)})`).join(' '),
+        a.disk.map((d) => `${fmt(d.before / MiB, 1)}->${fmt(d.after / MiB, 1)}`).join(' '),
+        a.logBytes.map((l) => fmt(l.bytes / 1024, 0)).join(' '),
+        String(a.viewChanges ?? '-'),
+        at === undefined
+          ? '-'
+          : `${fmt(at.framesSent)} frames ${fmt(at.bytesSent / MiB, 1)} MiB, ${fmt(at.cpuSeconds, 1)} CPU s, closed ${fmt(at.closedByReplica)}` +
+            (a.scenario === 'slowloris' ? `; ${fmt(at.opened)} opened, the oldest still open ${fmt(at.oldestOpenSeconds, 1)} s old` : ''),
+      ]);
+    }
+    const widths = header.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+    for (const r of rows) out.push('  ' + r.map((cell, c) => (c === 0 || c >= 6 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ').trimEnd());
+    const ffCpu = report.loads.filter((l) => ff?.runs.some((r) => r.run === l.run)).map((l) => fmt(l.cpuSecondsPerRequest * 1000, 2));
+    out.push(
+      `  (CPU ms/req: CPU of the replicas and the client workers over the window per request completed, the attacker not included; fault-free ${ffCpu.join(' and ')}.` +
+        ' RSS, data and log per running replica, in replica order; log: bytes written on stdout/stderr at --log-level warn from the attack\'s start to the end of the window)',
+    );
+    for (const a of report.attacks) if (a.failure !== undefined) out.push(`  ${a.scenario}: ${a.failure}`);
+    for (const a of report.attacks) if (a.load !== undefined && a.load.errors > 0) out.push(`  ${a.scenario}: ${a.load.errors} requests failed, e.g. ${a.load.errorSamples[0] ?? '?'}`);
+  }
   const rssLoad = o.rss ? find(report, 'cluster') : undefined;
   if (rssLoad !== undefined) {
     out.push('');
@@ -847,9 +1169,10 @@ async function main(): Promise<void> {
   const o = parseOptions(process.argv);
   const command = ['npm run bench --', ...process.argv.slice(2)].join(' ');
   const m = machine();
-  const report: Report = { loads: [], ratios: {}, targets: [] };
+  const report: Report = { loads: [], attacks: [], ratios: {}, targets: [] };
   const parts = new Set(o.only);
-  const clientIds = o.clients + 1; // the throughput clients, plus one for the latency run
+  // The throughput clients, one for the latency run, and the byzantine clients of the attack scenarios.
+  const clientIds = o.clients + 1 + (parts.has('attacks') ? ATTACK_CLIENTS : 0);
 
   if (parts.has('crypto')) {
     progress('[crypto floor] measuring sign / verify / verify reply', true);
@@ -884,6 +1207,39 @@ async function main(): Promise<void> {
       await server.stop();
     }
   }
+  if (parts.has('attacks')) {
+    let reference = find(report, 'cluster');
+    if (reference === undefined || reference.replicas !== o.replicas) {
+      // No fault-free cluster in this run: measure one, like the scenarios (fresh cluster, same window).
+      const server = await startCluster(o, 'attack-fault-free', o.replicas, clientIds);
+      try {
+        reference = await runLoad(o, server, 'fault-free', o.clients, 0, { duration: o.attackDuration });
+        report.loads.push(reference);
+      } finally {
+        await server.stop();
+      }
+    }
+    const runs = [{ run: reference.run, requestsPerSecond: reference.requestsPerSecond }];
+    for (const name of o.attacks) {
+      if (interrupted) break;
+      const scenario = ATTACK_SCENARIOS.find((s) => s.name === name)!;
+      report.attacks.push(await runScenario(o, scenario, reference.requestsPerSecond, o.clients + 1, clientIds));
+    }
+    if (o.attacks.length > 1 && !interrupted) {
+      // Measured again after the scenarios: the machine's other load may have moved meanwhile.
+      const server = await startCluster(o, 'attack-fault-free-end', o.replicas, clientIds);
+      try {
+        const end = await runLoad(o, server, 'fault-free-end', o.clients, 0, { duration: o.attackDuration });
+        report.loads.push(end);
+        runs.push({ run: end.run, requestsPerSecond: end.requestsPerSecond });
+      } finally {
+        await server.stop();
+      }
+    }
+    const mean = runs.reduce((sum, r) => sum + r.requestsPerSecond, 0) / runs.length;
+    report.faultFree = { requestsPerSecond: mean, runs };
+    for (const a of report.attacks) judge(a, mean);
+  }
   m.loadAverage.end = loadavg()[0]!;
   evaluate(o, report);
   printReport(o, report, m, command);
@@ -895,6 +1251,8 @@ async function main(): Promise<void> {
       options: o,
       cryptoFloor: report.floor,
       runs: report.loads,
+      attacks: report.attacks,
+      faultFree: report.faultFree,
       ratios: report.ratios,
       targets: report.targets,
     };

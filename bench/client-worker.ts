@@ -32,6 +32,8 @@ export interface WorkerInit {
   keysPerClient: number;
   timeoutMs: number;
   retransmitMs: number;
+  /** Replicas expected to answer (fewer than n when one is silent); default n. */
+  expectReplicas?: number;
 }
 
 export interface WorkerResult {
@@ -92,7 +94,7 @@ async function init(m: WorkerInit): Promise<void> {
     }),
   );
   // Connected to f+1 at least; give the rest a moment so that the first requests see every link.
-  const n = cluster.replicas.length;
+  const n = m.expectReplicas ?? cluster.replicas.length;
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline && clients.some((c) => c.connectedReplicas().length < n)) await new Promise((r) => setTimeout(r, 20));
   const value = new Uint8Array(m.valueBytes);

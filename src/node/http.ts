@@ -26,6 +26,8 @@ export interface NodeStatus extends ReplicaStatus {
   loop: {
     turns: number;
     inboundFramesDropped: number;
+    /** Link requests from replicas dropped because the sender was over its budget of loop time (budget.ts). */
+    linkFramesOverBudget?: number;
     queuedFrames: number;
     storageWrites: number;
     /** Wall time spent awaiting synced writes, milliseconds (summed over turns). */

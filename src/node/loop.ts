@@ -12,7 +12,10 @@
  *      process was paused arrives at the end of the missed time, not before it): at most
  *      TURN_FRAMES_MAX, one per sender at a time, round-robin (each sender's frames wait in their own
  *      queue, at most SOURCE_QUEUE_BYTES_MAX): a flooding peer or client cannot starve the others,
- *      and the sockets and /status are served between turns,
+ *      and the sockets and /status are served between turns. A replica's link requests (and link
+ *      replies the core refuses) are charged the loop time they take against a budget per peer
+ *      (budget.ts; over it they are dropped); a client frame the core refuses as only a faulty client
+ *      sends gets the client cut off (cutoff.ts: the owner's clientMisbehaved),
  *   3. `flush()`es the core and submits its Ready to the pipeline: the turn's writes go to the disk
  *      (src/node/disk.ts) in one synced batch together with those of the other turns waiting, and
  *      each message, reply and event leaves once the writes it depends on are durable
@@ -32,6 +35,8 @@ import type { CoreEvent, Ready, Replica, Source } from '../core/replica.ts';
 import type { Principal } from '../transport/types.ts';
 import { DEFAULT_PIPELINE_OPTIONS, TurnPipeline, type PipelineDisk, type Sent, type SentReply } from './pipeline.ts';
 import type { VerifyPool } from './verify-pool.ts';
+import { clientFaultCounts, newClientFault } from './cutoff.ts';
+import { isLinkRequest, isSignedFrame, PeerBudgets, refusalCount } from './budget.ts';
 
 export const TICK_MS_DEFAULT = 10;
 /** A turn that starts late runs at most this many ticks (a stalled process does not spin). */
@@ -59,6 +64,11 @@ export interface TurnLoopHost {
   perform(messages: Sent[], replies: SentReply[], events: CoreEvent[]): void;
   /** The core threw or a write failed; running() is expected to turn false. */
   fatal(err: unknown): void;
+  /**
+   * A client sent a frame that only a faulty client sends (cutoff.ts, CLIENT_FAULTS): the owner
+   * cuts it off. Its frames still queued are dropped, also those later in the same turn.
+   */
+  clientMisbehaved?(client: number, reason: string): void;
 }
 
 export interface TurnLoopOptions {
@@ -87,6 +97,8 @@ export class TurnLoop {
   turns = 0;
   /** Frames dropped because the inbound queue was full. */
   inboundFramesDropped = 0;
+  /** Link requests from replicas over their budget of loop time (budget.ts) are dropped: counted here. */
+  readonly linkBudgets = new PeerBudgets();
   /** Set by attach(), after recovery. */
   private replica: Replica | undefined;
   /** Frames waiting, per sender; `ready` lists the senders with frames, in round-robin order. */
@@ -234,6 +246,19 @@ export class TurnLoop {
     return new Promise((resolve) => this.pipeline.drain(resolve));
   }
 
+  /** Forgets the frames waiting from one sender. */
+  dropSource(from: Source): void {
+    const key = `${from.kind}:${from.id}`;
+    const q = this.sources.get(key);
+    if (q === undefined) return;
+    for (let i = q.head; i < q.frames.length; i++) {
+      this.queuedCount--;
+      this.queuedBytes -= q.frames[i]!.length;
+    }
+    this.sources.delete(key);
+    this.ready = this.ready.filter((r) => r !== q);
+  }
+
   /** Forgets the frames waiting (the owner stopped). */
   clearQueue(): void {
     this.sources.clear();
@@ -296,7 +321,36 @@ export class TurnLoop {
     }
     for (let i = 0; i < ticks; i++) replica.tick();
 
-    for (const f of this.takeFrames()) replica.receive(f.from, f.frame);
+    let faulty: Set<number> | undefined;
+    for (const f of this.takeFrames()) {
+      if (f.from.kind === 'replica') {
+        if (isSignedFrame(f.frame)) {
+          replica.receive(f.from, f.frame);
+          continue;
+        }
+        // Link messages: a request, or a reply the core refuses (nobody asked for it, or it is
+        // invalid), is charged to the sender's budget of loop time (budget.ts).
+        const start = now();
+        if (!this.linkBudgets.allows(f.from.id, start)) continue;
+        const request = isLinkRequest(f.frame);
+        const refusals = request ? 0 : refusalCount(replica);
+        replica.receive(f.from, f.frame);
+        if (request || refusalCount(replica) !== refusals) this.linkBudgets.charge(f.from.id, now() - start, start);
+        continue;
+      }
+      if (this.host.clientMisbehaved === undefined) {
+        replica.receive(f.from, f.frame);
+        continue;
+      }
+      if (faulty?.has(f.from.id)) continue;
+      const before = clientFaultCounts(replica.rejected);
+      replica.receive(f.from, f.frame);
+      const fault = newClientFault(before, replica.rejected);
+      if (fault === undefined) continue;
+      (faulty ??= new Set()).add(f.from.id);
+      this.dropSource(f.from);
+      this.host.clientMisbehaved(f.from.id, fault);
+    }
     return replica.flush();
   }
 }

@@ -296,6 +296,13 @@ export class NodeMetrics {
     counter('pbft_loop_turns_total', 'Loop turns run.', (s) => s.loop.turns);
     counter('pbft_storage_synced_writes_total', 'Synced write batches.', (s) => s.loop.storageWrites);
     counter('pbft_loop_inbound_frames_dropped_total', 'Frames dropped because the loop queue was full.', (s) => s.loop.inboundFramesDropped);
+    counter(
+      'pbft_loop_link_frames_over_budget_total',
+      'Link requests from replicas dropped because the sender was over its budget of loop time.',
+      (s) => s.loop.linkFramesOverBudget ?? 0,
+    );
+    counter('pbft_transport_clients_cut_off_total', 'Clients cut off for sending what only a faulty client sends.', (s) => s.transport.clientsCutOff ?? 0);
+    counter('pbft_transport_cut_off_handshakes_refused_total', 'Handshakes refused because the client was cut off.', (s) => s.transport.cutOffHandshakesRefused ?? 0);
     counter('pbft_crypto_signs_total', 'Signatures made on the loop for the core.', (s) => s.crypto.signs);
     counter('pbft_crypto_sign_seconds_total', 'Time spent signing on the loop.', (s) => s.crypto.signMs / 1000);
     counter('pbft_crypto_verifies_total', 'Signatures verified on the loop for the core.', (s) => s.crypto.verifies);

@@ -47,6 +47,7 @@ import { errorText, gatedLogger, logCoreEvent, LogLimiter, RejectedSummary, REJE
 import { TICK_MS_DEFAULT, TurnLoop } from './loop.ts';
 import type { Sent, SentReply } from './pipeline.ts';
 import { VerifyPool } from './verify-pool.ts';
+import { ClientCutOffs } from './cutoff.ts';
 
 export { compress, decompress } from './core-deps.ts';
 export type { NodeStatus } from './http.ts';
@@ -61,6 +62,11 @@ export interface ReplicaNodeHooks {
   onEvent?(event: CoreEvent): void;
   /** Returns true to drop a frame to replica `to` instead of sending it (e.g. a primary silent towards one backup). */
   dropOutgoing?(to: number, frame: Uint8Array): boolean;
+  /**
+   * Milliseconds to hold a frame to replica `to` before sending it (e.g. a slow primary that delays
+   * its pre-prepares). Frames to one replica keep their order: a frame after a held one waits for it.
+   */
+  delayOutgoingMs?(to: number, frame: Uint8Array): number;
 }
 
 export interface ReplicaNodeOptions {
@@ -152,6 +158,9 @@ export class ReplicaNode {
   private storedStateLosses = 0;
   private stateTransfersCompleted = 0;
   private readonly metricsRegistry: NodeMetrics;
+  /** Test-only (hooks.delayOutgoingMs): per replica, when its last held frame leaves (ms, this.now). */
+  private readonly heldUntil = new Map<number, number>();
+  private readonly cutOffs = new ClientCutOffs();
 
   constructor(
     private readonly options: ReplicaNodeOptions,
@@ -179,6 +188,7 @@ export class ReplicaNode {
         running: () => this.state === 'running',
         perform: (messages, replies, events) => this.perform(messages, replies, events),
         fatal: (err) => this.fatal(err),
+        clientMisbehaved: (client, reason) => this.cutOffClient(client, reason),
       },
       { tickMs: this.tickMs, now: this.now, pipelineTurns: options.pipelineTurns ?? true, deferWrites: options.deferWrites ?? true },
     );
@@ -321,6 +331,7 @@ export class ReplicaNode {
       loop: {
         turns: this.loop.turns,
         inboundFramesDropped: this.loop.inboundFramesDropped,
+        linkFramesOverBudget: this.loop.linkBudgets.dropped,
         queuedFrames: this.loop.queuedFrames,
         storageWrites: this.disk.writes,
         storageWriteMs: Math.round(this.disk.writeMs * 1000) / 1000,
@@ -354,8 +365,18 @@ export class ReplicaNode {
       // may be among the messages).
       this.syncMembership('add');
       const drop = this.options.hooks?.dropOutgoing;
+      const delay = this.options.hooks?.delayOutgoingMs;
       for (const m of messages) {
         if (drop !== undefined && drop(m.to, m.frame)) continue;
+        if (delay !== undefined) {
+          const now = this.now();
+          const at = Math.max(now + delay(m.to, m.frame), this.heldUntil.get(m.to) ?? 0);
+          if (at > now) {
+            this.heldUntil.set(m.to, at);
+            setTimeout(() => transport.sendToReplica(m.to, m.frame), at - now);
+            continue;
+          }
+        }
         transport.sendToReplica(m.to, m.frame);
       }
       const mutate = this.options.hooks?.mutateReply;
@@ -401,6 +422,14 @@ export class ReplicaNode {
     else if (event.type === 'stored-state-lost') this.storedStateLosses++;
     logCoreEvent(this.log, event, this.tickMs, this.logLimiter);
     this.options.hooks?.onEvent?.(event);
+  }
+
+  /** A client sent what only a faulty client sends (cutoff.ts): close its connections and refuse it for a while. */
+  private cutOffClient(client: number, reason: string): void {
+    const forMs = this.cutOffs.cutOff(client);
+    this.transport?.refuseClient?.(client, forMs);
+    // At most one line per client per cut-off (a cut-off lasts at least CUT_OFF_MS_MIN).
+    this.log.warn('client misbehaved; cut off', { client, reason, forMs });
   }
 
   private fatal(err: unknown): void {

@@ -129,6 +129,16 @@ export function createReplicaTransport(options: ReplicaTransportOptions): Replic
   const host = options.host ?? defaults.host;
   const port = options.port ?? defaults.port;
 
+  // Clients cut off (refuseClient) until this time (performance.now()): their handshakes fail as if
+  // they were not in the keyring, before the signature is checked.
+  const refusedUntil = new Map<number, number>();
+  const isRefused = (id: number): boolean => {
+    const until = refusedUntil.get(id);
+    if (until === undefined) return false;
+    if (performance.now() < until) return true;
+    refusedUntil.delete(id);
+    return false;
+  };
   // Who may connect: the keyring's replicas and clients, then whatever setMembership says.
   let lookup = keyringLookup(cluster);
   const serverCtx: ServerHandshakeContext = {
@@ -136,7 +146,13 @@ export function createReplicaTransport(options: ReplicaTransportOptions): Replic
     selfId,
     signer,
     verifier,
-    publicKeyOf: (kind, id) => lookup(kind, id),
+    publicKeyOf: (kind, id) => {
+      if (kind === 'client' && isRefused(id)) {
+        counters.cutOffHandshakesRefused++;
+        return undefined;
+      }
+      return lookup(kind, id);
+    },
   };
 
   const counters = {
@@ -146,6 +162,8 @@ export function createReplicaTransport(options: ReplicaTransportOptions): Replic
     bytesOut: 0,
     framesDropped: 0,
     silentLinksClosed: 0,
+    clientsCutOff: 0,
+    cutOffHandshakesRefused: 0,
   };
   const handshakesRejected: Record<string, number> = {};
   let frameHandler: ((from: Principal, frame: Uint8Array) => void) | null = null;
@@ -351,6 +369,7 @@ export function createReplicaTransport(options: ReplicaTransportOptions): Replic
       closeInbound(conn, 'protocol');
       return;
     }
+    if (principal.kind === 'client' && refusedUntil.size > 0 && isRefused(principal.id)) return;
     deliver(principal, toBytes(data));
   }
 
@@ -678,6 +697,12 @@ export function createReplicaTransport(options: ReplicaTransportOptions): Replic
       counters.bytesOut += frame.length;
       conn.ws.send(frame, { binary: true });
       return true;
+    },
+    refuseClient(id: number, forMs: number): void {
+      counters.clientsCutOff++;
+      refusedUntil.set(id, Math.max(refusedUntil.get(id) ?? 0, performance.now() + forMs));
+      // Every connection it has (the registry holds only the latest).
+      for (const conn of inbound) if (conn.principal?.kind === 'client' && conn.principal.id === id) closeInbound(conn, 'protocol');
     },
     onFrame(handler: (from: Principal, frame: Uint8Array) => void): void {
       frameHandler = handler;

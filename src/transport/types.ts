@@ -30,6 +30,9 @@ export interface TransportStats {
   /** Replica ids with an open authenticated outbound connection. */
   replicasConnected: number[];
   clientsConnected: number;
+  /** Clients cut off (refuseClient) and handshakes refused because the client was cut off. */
+  clientsCutOff?: number;
+  cutOffHandshakesRefused?: number;
 }
 
 export interface ReplicaTransportOptions {
@@ -55,6 +58,11 @@ export interface ReplicaTransport {
   sendToReplica(id: number, frame: Uint8Array): void;
   /** Sends a frame to a client's most recent authenticated connection; false if none is open. */
   sendToClient(id: number, frame: Uint8Array): boolean;
+  /**
+   * Cuts a client off: closes its connections, drops frames still arriving on them, and refuses its
+   * handshakes for `forMs` (before any signature is checked).
+   */
+  refuseClient?(id: number, forMs: number): void;
   /** Handler for every frame received from an authenticated principal. */
   onFrame(handler: (from: Principal, frame: Uint8Array) => void): void;
   /**

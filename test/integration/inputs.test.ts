@@ -1,7 +1,10 @@
 /**
  * Hostile inputs against real replica processes: each is rejected, counted where an operator can
  * see it (GET /status: `rejected` from the core, `transport.handshakesRejected` and
- * `transport.framesDropped` from the transport; GET /metrics), and the cluster keeps serving.
+ * `transport.framesDropped` from the transport; GET /metrics), and the cluster keeps serving. A
+ * client that sends what only a faulty client sends (a frame that does not decode or is too large, a
+ * request whose signature does not verify) is cut off (src/node/cutoff.ts): each such test sends
+ * from its own client identity and checks that the replicas closed it and refuse it.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -35,7 +38,7 @@ const REPLICAS = [0, 1, 2, 3];
 
 let tc: TestCluster;
 let client: PbftClient;
-/** An authenticated connection of client 3 that sends whatever a test wants. */
+/** An authenticated connection of client 3 that sends whatever a test wants (and never misbehaves: it is not cut off). */
 let raw: ClientTransport;
 let rawSigner: Signer;
 const replies: Array<{ from: number; reply: Signed<ReplyMsg> }> = [];
@@ -43,6 +46,7 @@ const replies: Array<{ from: number; reply: Signed<ReplyMsg> }> = [];
 before(async () => {
   tc = await TestCluster.create({
     name: 'inputs',
+    clients: 8,
     node: { replica: { frameBytesMax: CORE_FRAME_BYTES_MAX }, transportLimits: { frameBytesMax: TRANSPORT_FRAME_BYTES_MAX } },
   });
   await tc.startAll();
@@ -63,6 +67,28 @@ after(async () => {
 
 function connectAs(clientId: number, signer: Signer): ClientTransport {
   return createClientTransport({ cluster: tc.cluster, clientId, signer, verifier: new NodeVerifier() });
+}
+
+const signerOf = (clientId: number): Signer => createNodeSigner(loadPrivateKey(join(tc.keysDir, keyFileName('client', clientId))).secretKey);
+
+/** A connection of `clientId` to every replica, for a test that sends what only a faulty client sends. */
+async function faultyClient(clientId: number): Promise<ClientTransport> {
+  const c = connectAs(clientId, signerOf(clientId));
+  await c.waitConnected(4, 30_000);
+  return c;
+}
+
+/** Every replica cut the client off: it counted the cut-off, and the client's handshake is refused. */
+async function expectCutOff(before: NodeStatus[], clientId: number): Promise<void> {
+  await waitFor(async () => {
+    const now = await statuses();
+    return now.every((s, i) => (s.transport.clientsCutOff ?? 0) > (before[i]!.transport.clientsCutOff ?? 0));
+  }, `every replica to cut client ${clientId} off`);
+  assert.equal(
+    await handshake(tc.ports[0]!, { clusterId: tc.cluster.clusterId, kind: 'client', id: clientId, signer: signerOf(clientId), serverId: 0 }),
+    TRANSPORT_CLOSE_CODES['unknown-principal'],
+    'a cut-off client is refused at the handshake, with its own valid key',
+  );
 }
 
 async function statuses(): Promise<NodeStatus[]> {
@@ -120,10 +146,13 @@ async function execute(signer: RequestSigner, ts: number, frame: Uint8Array): Pr
   }, `request ${ts} to execute`);
 }
 
-test('a malformed frame is rejected and counted by every replica', async () => {
+test('a malformed frame is rejected and counted by every replica, and its client is cut off', async () => {
   const before = await statuses();
-  assert.equal(raw.broadcast(Uint8Array.of(0xde, 0xad, 0xbe, 0xef, 0x00, 0xff)), 4);
+  const faulty = await faultyClient(4);
+  assert.equal(faulty.broadcast(Uint8Array.of(0xde, 0xad, 0xbe, 0xef, 0x00, 0xff)), 4);
   await expectRejectedEverywhere(before, 'malformed');
+  await expectCutOff(before, 4);
+  await faulty.close();
   const metrics = await tc.metrics(0);
   assert.match(metrics, /^pbft_rejected_messages_total\{reason="malformed"\} [1-9]/m);
   await stillServing('malformed');
@@ -131,11 +160,14 @@ test('a malformed frame is rejected and counted by every replica', async () => {
 
 test('a frame above the core limit is rejected before decoding; one above the transport limit is dropped with its connection', async () => {
   const before = await statuses();
-  assert.equal(raw.broadcast(new Uint8Array(CORE_FRAME_BYTES_MAX + 1024)), 4);
+  const faulty = await faultyClient(5);
+  assert.equal(faulty.broadcast(new Uint8Array(CORE_FRAME_BYTES_MAX + 1024)), 4);
   await expectRejectedEverywhere(before, 'oversized-frame');
+  await expectCutOff(before, 5);
+  await faulty.close();
 
   // Above the WebSocket maxPayload: the replica closes that connection (1009) and counts the frame.
-  const big = connectAs(2, createNodeSigner(loadPrivateKey(join(tc.keysDir, keyFileName('client', 2))).secretKey));
+  const big = connectAs(2, signerOf(2));
   try {
     await big.waitConnected(4, 30_000);
     const dropped0 = before[0]!.transport.framesDropped;
@@ -154,10 +186,13 @@ test('a wrong cluster id is refused at the handshake and in a request signature'
   const after = await tc.status(0);
   assert.equal(after.transport.handshakesRejected['cluster-mismatch'], (before[0]!.transport.handshakesRejected['cluster-mismatch'] ?? 0) + 1);
 
-  // A request signed for another cluster (its domain tag names the cluster) by client 3's own key.
-  const otherCluster = new RequestSigner({ ...tc.cluster, clusterId: 'some-other-cluster' }, 3, rawSigner, new NodeVerifier());
-  raw.broadcast(encodeSignedFrame(otherCluster.sign(++timestamp, encodeOp({ type: 'put', key: 'x', value: 'evil' }))));
+  // A request signed for another cluster (its domain tag names the cluster) by client 6's own key.
+  const faulty = await faultyClient(6);
+  const otherCluster = new RequestSigner({ ...tc.cluster, clusterId: 'some-other-cluster' }, 6, signerOf(6), new NodeVerifier());
+  faulty.broadcast(encodeSignedFrame(otherCluster.sign(++timestamp, encodeOp({ type: 'put', key: 'x', value: 'evil' }))));
   await expectRejectedEverywhere(before, 'bad-request-signature');
+  await expectCutOff(before, 6);
+  await faulty.close();
   await stillServing('wrong-cluster');
 });
 
@@ -175,10 +210,13 @@ test('a valid signature by a key outside the keyring is refused at the handshake
   assert.equal(after.transport.handshakesRejected['bad-signature'], (hs['bad-signature'] ?? 0) + 2);
   assert.equal(after.transport.handshakesRejected['unknown-principal'], (hs['unknown-principal'] ?? 0) + 1);
 
-  // A request of client 3 validly signed by a foreign key, sent on client 3's authenticated connection.
-  const forger = new RequestSigner(tc.cluster, 3, foreign, new NodeVerifier());
-  raw.broadcast(encodeSignedFrame(forger.sign(++timestamp, encodeOp({ type: 'put', key: 'x', value: 'evil' }))));
+  // A request of client 7 validly signed by a foreign key, sent on client 7's authenticated connection.
+  const faulty = await faultyClient(7);
+  const forger = new RequestSigner(tc.cluster, 7, foreign, new NodeVerifier());
+  faulty.broadcast(encodeSignedFrame(forger.sign(++timestamp, encodeOp({ type: 'put', key: 'x', value: 'evil' }))));
   await expectRejectedEverywhere(before, 'bad-request-signature');
+  await expectCutOff(before, 7);
+  await faulty.close();
   assert.notEqual(await client.get('x'), 'evil');
   await stillServing('foreign-key');
 });
