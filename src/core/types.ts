@@ -43,7 +43,14 @@ export interface ReplicaDeps {
    * Deliberately broken rules, for the simulator's negative controls only (a checker that cannot
    * catch a broken build proves nothing). Never set by the shell or the CLI.
    */
-  unsafeTestOnly?: { quorum?: UnsafeQuorum; recoveryQuorum?: UnsafeQuorum; replyBeforeWrite?: boolean; ignoreLostData?: boolean };
+  unsafeTestOnly?: {
+    quorum?: UnsafeQuorum;
+    recoveryQuorum?: UnsafeQuorum;
+    replyBeforeWrite?: boolean;
+    ignoreLostData?: boolean;
+    /** Negative control: a configuration is taken from an epoch proof without checking it (without consensus). */
+    trustEpochProofs?: boolean;
+  };
 }
 
 export interface ExecutedRequest {

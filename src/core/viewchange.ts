@@ -95,11 +95,13 @@ export function startViewChange(rs: ReplicaState, view: number, reason: string):
 
 /**
  * The operating configuration changed during a view change: the VIEW-CHANGEs gathered were the old
- * configuration's, so ours is signed again with the new stable checkpoint, for the same view.
+ * configuration's, so we ask for the next view in the new one (with the new stable checkpoint; a
+ * second, different VIEW-CHANGE for the same view would be an equivocation), and the f+1 rule
+ * brings the others along.
  */
 export function renewViewChange(rs: ReplicaState): void {
   if (!rs.viewChanging || !rs.isMember(rs.id)) return;
-  sendViewChange(rs, rs.view, 'configuration changed');
+  startViewChange(rs, rs.view + 1, 'configuration changed');
 }
 
 function sendViewChange(rs: ReplicaState, view: number, reason: string): void {

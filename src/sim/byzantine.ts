@@ -8,7 +8,9 @@ import { makeBatch } from '../core/batch.ts';
 import { decodeFrame, encodeBody, encodeLinkFrame, encodeSignedFrame } from '../codec/messages.ts';
 import type { Replica } from '../core/replica.ts';
 import type { Sent as OutMessage, SentReply } from '../node/pipeline.ts';
-import type { RequestMsg, Signed, SignedMessage } from '../core/messages.ts';
+import type { CheckpointMsg, EpochProof, RequestMsg, Signed, SignedMessage } from '../core/messages.ts';
+import { encodeMembership } from '../core/membership.ts';
+import { membershipDigest, stateDigestOfParts } from '../core/statetree.ts';
 import type { World, WorldHost } from './world.ts';
 import { sha256 } from './crypto.ts';
 import { forgeReply } from './forge.ts';
@@ -337,6 +339,48 @@ class CorruptTransfer implements Behavior {
       return m;
     });
     return { messages: out, replies };
+  }
+}
+
+/**
+ * Lies about the membership (issue 13's byzantine replica): every fetch reply and epoch-proof
+ * answer carries a forged proof of a next configuration in which this replica and keys of its own
+ * making are the members, certified by its signature alone. Not among BEHAVIOR_NAMES (the general
+ * swarm's draws stay as they were): the membership swarm uses it.
+ */
+export class ConfigLiar implements Behavior {
+  readonly name = 'config-liar';
+  constructor(private readonly prng: Prng) {}
+  outgoing(sim: World, host: WorldHost, replica: Replica, messages: OutMessage[], replies: Replies) {
+    const out = mapMessages(messages, (m) => {
+      const d = decodeFrame(m.frame);
+      if (!d.ok || d.value.kind !== 'link') return m;
+      const msg = d.value.msg;
+      if (msg.type === 'fetched') return { to: m.to, frame: encodeLinkFrame({ ...msg, proofs: [...msg.proofs, this.forge(sim, host, replica)] }) };
+      if (msg.type === 'epochs') return { to: m.to, frame: encodeLinkFrame({ ...msg, proofs: [this.forge(sim, host, replica)] }) };
+      return m;
+    });
+    const liedTo = replies.map((r) => {
+      const d = decodeFrame(r.frame);
+      if (!d.ok || d.value.kind !== 'link' || d.value.msg.type !== 'epochs') return r;
+      return { ...r, frame: encodeLinkFrame({ type: 'epochs', proofs: [this.forge(sim, host, replica)] }) };
+    });
+    return { messages: out, replies: liedTo };
+  }
+
+  private forge(sim: World, host: WorldHost, replica: Replica): EpochProof {
+    const epoch = replica.latestEpoch + 1;
+    const k = sim.opts.replica.checkpointInterval ?? 128;
+    const since = (Math.floor(replica.h / k) + 2) * k;
+    const fake = (id: number): { id: number; url: string; publicKey: Uint8Array } => ({ id, url: `sim://fake-${id}`, publicKey: sha256(new Uint8Array([id, this.prng.int(256), 7])) });
+    const replicas = [{ id: host.id, url: `sim://${host.id}`, publicKey: host.signer.publicKey }, fake(90), fake(91), fake(92)].sort((a, b) => a.id - b.id);
+    const membership = encodeMembership({ current: { epoch, since, replicas, clients: sim.cluster.clients, operator: sim.cluster.operatorKey } });
+    const root = sha256(new Uint8Array([1, this.prng.int(256)]));
+    const clients = sha256(new Uint8Array([2]));
+    const digest = stateDigestOfParts(sha256, root, clients, membershipDigest(sha256, membership));
+    const vote = signAs(sim, host, { type: 'checkpoint', seq: since, digest, replica: host.id, epoch }) as Signed<CheckpointMsg>;
+    sim.count('byzantine-config-lie');
+    return { epoch, cert: { epoch, seq: since, digest, proof: [vote, vote, vote] }, root, clients, membership };
   }
 }
 

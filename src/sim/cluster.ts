@@ -58,6 +58,8 @@ export interface SimOptions {
   unsafeReplyBeforeWrite?: boolean;
   /** Negative controls: a replica whose durable state is behind its horizon record votes as if nothing was lost. */
   unsafeIgnoreLostData?: boolean;
+  /** Negative controls: configurations are taken from epoch proofs without checking them. */
+  unsafeTrustEpochProofs?: boolean;
   /** Client workload: the op of client c's i-th request (default: random ops over keySpace). */
   workload?: (client: number, index: number) => KvOp;
   /**
@@ -231,8 +233,9 @@ export class SimCluster {
     const app = new KvStore({ partitionCount: this.opts.partitionCount });
     const o = this.opts;
     const unsafe: ReplicaDeps['unsafeTestOnly'] =
-      o.unsafeQuorum || o.unsafeRecoveryQuorum || o.unsafeReplyBeforeWrite || o.unsafeIgnoreLostData
+      o.unsafeQuorum || o.unsafeRecoveryQuorum || o.unsafeReplyBeforeWrite || o.unsafeIgnoreLostData || o.unsafeTrustEpochProofs
         ? {
+            ...(o.unsafeTrustEpochProofs ? { trustEpochProofs: true } : {}),
             ...(o.unsafeQuorum ? { quorum: o.unsafeQuorum } : {}),
             ...(o.unsafeRecoveryQuorum ? { recoveryQuorum: o.unsafeRecoveryQuorum } : {}),
             ...(o.unsafeReplyBeforeWrite ? { replyBeforeWrite: true } : {}),
