@@ -45,7 +45,10 @@ export interface FollowOutcome {
 
 export class MembershipFollower {
   private current: MemberConfig;
+  /** The last ask made through shouldAsk (throttles urgent asks). */
   private lastAskAt = Number.NEGATIVE_INFINITY;
+  /** The last ask of any kind (the refresh counts from it). */
+  private lastAnyAskAt = Number.NEGATIVE_INFINITY;
   private askAgain = false;
   /** Answers that carried a proof that did not verify. */
   invalidAnswers = 0;
@@ -111,12 +114,20 @@ export class MembershipFollower {
    * the ask when it says yes.
    */
   shouldAsk(now: number, urgent: boolean): boolean {
-    const since = now - this.lastAskAt;
-    const due = this.askAgain || (urgent ? since >= this.minIntervalMs : since >= this.refreshMs);
+    const due = this.askAgain || (urgent ? now - this.lastAskAt >= this.minIntervalMs : now - this.lastAnyAskAt >= this.refreshMs);
     if (!due) return false;
     this.lastAskAt = now;
+    this.lastAnyAskAt = now;
     this.askAgain = false;
     return true;
+  }
+
+  /**
+   * An ask made outside shouldAsk (to a replica whose connection just opened): it postpones the
+   * refresh, not the urgent asks (a connection opening says nothing about a retransmission's cause).
+   */
+  noteAsked(now: number): void {
+    this.lastAnyAskAt = now;
   }
 
   /** The link frame asking for the proofs after the client's epoch. */

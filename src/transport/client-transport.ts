@@ -73,6 +73,8 @@ export interface ClientTransport {
   broadcast(frame: Uint8Array): number;
   /** Handler for every frame received from an authenticated replica. */
   onFrame(handler: (replicaId: number, frame: Uint8Array) => void): void;
+  /** Handler called each time a connection to a replica opens (authenticated), reconnections too. */
+  onConnected(handler: (replicaId: number) => void): void;
   /** Ids of the replicas with an open authenticated connection, ascending. */
   connectedReplicas(): number[];
   /**
@@ -173,6 +175,7 @@ export function createClientTransport(options: ClientTransportOptions): ClientTr
   for (const r of cluster.replicas) links.set(r.id, newLink(r));
 
   let frameHandler: ((replicaId: number, frame: Uint8Array) => void) | null = null;
+  let connectedHandler: ((replicaId: number) => void) | null = null;
   const waiters = new Set<Waiter>();
   let closed = false;
   let closePromise: Promise<void> | null = null;
@@ -268,6 +271,13 @@ export function createClientTransport(options: ClientTransportOptions): ClientTr
       link.lastError = '';
       log.debug('connected to replica', { replica: link.id });
       checkWaiters();
+      if (connectedHandler !== null) {
+        try {
+          connectedHandler(link.id);
+        } catch (err) {
+          log.error('connected handler threw', { err, replica: link.id });
+        }
+      }
       return;
     }
     const result = dialerAnswerHello(link.handshake, link.dialerNonce, bytes);
@@ -505,6 +515,9 @@ export function createClientTransport(options: ClientTransportOptions): ClientTr
     },
     onFrame(handler) {
       frameHandler = handler;
+    },
+    onConnected(handler) {
+      connectedHandler = handler;
     },
     connectedReplicas,
     setReplicas,
