@@ -21,7 +21,8 @@
  * request is retransmitted (its replies may be missing because the members changed), when a reply
  * or frame comes from a replica id the client does not know (a joined replica), and when the last
  * ask is older than `refreshMs`; never more often than once per `minIntervalMs` unless the previous
- * answer advanced the client and was full (at most 16 proofs per answer: more may follow).
+ * answer advanced the client and was full (at most 16 proofs per answer: more may follow). A keyring
+ * without an operator key can never change (membership.ts): then the client never asks.
  */
 import { encodeLinkFrame } from '../codec/messages.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
@@ -70,6 +71,11 @@ export class MembershipFollower {
     return new MembershipFollower(cluster.clusterId, genesisMembership(cluster).current, crypto, minIntervalMs, refreshMs);
   }
 
+  /** False when the configuration has no operator key: no reconfiguration can ever be ordered. */
+  get canChange(): boolean {
+    return this.current.operator !== undefined;
+  }
+
   /** The configuration in force, as far as the client knows. */
   get config(): MemberConfig {
     return this.current;
@@ -114,6 +120,7 @@ export class MembershipFollower {
    * the ask when it says yes.
    */
   shouldAsk(now: number, urgent: boolean): boolean {
+    if (!this.canChange) return false;
     const due = this.askAgain || (urgent ? now - this.lastAskAt >= this.minIntervalMs : now - this.lastAnyAskAt >= this.refreshMs);
     if (!due) return false;
     this.lastAskAt = now;

@@ -534,7 +534,7 @@ export class PbftClient {
 
   /** A connection opened: ask that replica (whatever the throttle says: one frame per connection). */
   private askEpochsOf(replica: number): void {
-    if (this.closed) return;
+    if (this.closed || !this.follower.canChange) return;
     if (!this.transport.send(replica, this.follower.request())) return;
     this.epochsAsked.add(replica);
     this.follower.noteAsked(Date.now());

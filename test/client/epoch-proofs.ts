@@ -26,7 +26,8 @@ export class TestKeyring {
       this.clientSecrets.set(id, secret);
       return { id, publicKey: createNodeSigner(secret).publicKey };
     });
-    this.cluster = { clusterId, f: 1, replicas, clients: clientInfos };
+    // An operator key: without one the membership cannot change and clients never ask.
+    this.cluster = { clusterId, f: 1, replicas, clients: clientInfos, operatorKey: createNodeSigner(randomSecretKey()).publicKey };
   }
 
   /** A replica identity (a new key for an id not seen yet; the same key after that). */

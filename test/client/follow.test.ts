@@ -97,3 +97,10 @@ test('asking is throttled, except to fetch the rest after a full answer', () => 
   assert.equal(fl.shouldAsk(31_001, true), true);
   assert.equal(fl.shouldAsk(31_002, true), false);
 });
+
+test('a keyring without an operator key can never change: the follower never asks', () => {
+  const fl = MembershipFollower.fromKeyring({ ...k.cluster, operatorKey: undefined }, signer().proofCrypto(), 1000);
+  assert.equal(fl.canChange, false);
+  assert.equal(fl.shouldAsk(0, true), false);
+  assert.equal(fl.shouldAsk(1e9, false), false);
+});
