@@ -104,3 +104,9 @@ test('a keyring without an operator key can never change: the follower never ask
   assert.equal(fl.shouldAsk(0, true), false);
   assert.equal(fl.shouldAsk(1e9, false), false);
 });
+
+test('the operator counts as registered while the configuration has an operator key', () => {
+  const fl = MembershipFollower.fromKeyring(k.cluster, signer().proofCrypto(), 1000);
+  assert.equal(fl.hasClient(0xffff_ffff), true);
+  assert.equal(fl.hasClient(99), false);
+});
