@@ -273,7 +273,7 @@ export class PbftClient {
     this.acceptFirstReply = options.acceptFirstReply;
     this.follower = MembershipFollower.fromKeyring(cluster, requests.proofCrypto(), MEMBERSHIP_ASK_INTERVAL_MS, options.membershipRefreshMs);
     transport.onFrame((replica, frame) => this.onFrame(replica, frame));
-    transport.onConnected((replica) => this.askEpochsOf(replica));
+    transport.onConnected((replica) => this.onConnected(replica));
   }
 
   /** f of the configuration in force: floor((n-1)/3). */
@@ -532,7 +532,18 @@ export class PbftClient {
     for (const id of this.transport.connectedReplicas()) if (this.transport.send(id, frame)) this.epochsAsked.add(id);
   }
 
-  /** A connection opened: ask that replica (whatever the throttle says: one frame per connection). */
+  /**
+   * A connection opened (a reconnection, or a replica of a newer configuration): ask it for newer
+   * configurations, and hand it the outstanding request if that was already broadcast (a joined
+   * replica's reply may be what the request still lacks; the retransmission would come later).
+   */
+  private onConnected(replica: number): void {
+    this.askEpochsOf(replica);
+    const p = this.pending;
+    if (p !== undefined && p.attempt > 0) this.transport.send(replica, p.frame);
+  }
+
+  /** Asks one replica (whatever the throttle says: one frame per connection). */
   private askEpochsOf(replica: number): void {
     if (this.closed || !this.follower.canChange) return;
     if (!this.transport.send(replica, this.follower.request())) return;
@@ -564,6 +575,7 @@ export class PbftClient {
     const ids = next.replicas.map((r) => r.id);
     this.requests.setReplicas(next.replicas);
     this.transport.setReplicas(next.replicas);
+    for (const id of [...this.epochsAsked]) if (!ids.includes(id)) this.epochsAsked.delete(id);
     const change: MembershipChange = {
       epoch: next.epoch,
       previousEpoch: previous.epoch,
