@@ -20,6 +20,8 @@ export {
   type ClientKey,
   type CryptoChoice,
   type FaultyReplyEvidence,
+  type InvalidEpochProof,
+  type MembershipChange,
   type PbftClientEvents,
   type PbftClientOptions,
 } from './pbft-client.ts';
@@ -39,5 +41,6 @@ export {
 export { OP_BYTES_MAX } from '../core/limits.ts';
 export { decodeResult, encodeOp, encodeResult, decodeOp, type KvOp, type KvResult, type Value } from '../app/kv-ops.ts';
 export type { ClusterConfig, ClientInfo, ReplicaInfo } from '../core/cluster.ts';
+export type { MemberConfig } from '../core/membership.ts';
 export type { AnyReply, ReplyMsg, RequestMsg, Signed } from '../core/messages.ts';
 export type { Logger } from '../util/log.ts';

@@ -3,9 +3,13 @@
  *
  * A result is accepted once f+1 distinct replicas sent valid, matching, signed replies for the
  * request: at least one of them is correct, so the result is the one the agreed order produced.
- * Replies with bad signatures, from ids outside the keyring, for another request, or repeated by one
- * replica count for nothing. When no result can still reach f+1 (too many replicas answered with
- * disagreeing results), the answer is FAIL, carrying every reply seen.
+ * Replies with bad signatures, from ids outside the configuration, for another request, or repeated
+ * by one replica count for nothing. When no result can still reach f+1 (too many replicas answered
+ * with disagreeing results), the answer is FAIL, carrying every reply seen.
+ *
+ * The replicas are a set of ids, not 0..n-1: after a reconfiguration (src/core/membership.ts) the
+ * members may be e.g. [0, 1, 2, 4, 5, 6]. When the client learns a newer configuration while a
+ * request is outstanding, rebase() re-judges what arrived: see there for why that is safe.
  */
 import { bytesKey } from '../core/auth.ts';
 import type { AnyReply, RefusalMsg, Signed } from '../core/messages.ts';
@@ -16,25 +20,40 @@ export type CollectOutcome =
   | { kind: 'accepted'; result: Uint8Array; replicas: number[]; view: number }
   | { kind: 'failed' };
 
+/** The replicas whose replies count: n (ids 0..n-1, a genesis keyring) or the member ids. */
+export type ReplicaIds = number | readonly number[];
+
+function idSet(replicas: ReplicaIds): Set<number> {
+  if (typeof replicas === 'number') return new Set(Array.from({ length: Math.max(0, replicas) }, (_, i) => i));
+  return new Set(replicas);
+}
+
 export class ReplyCollector {
   /** First valid reply of each replica. */
   readonly replies = new Map<number, AnyReply>();
-  private readonly byResult = new Map<string, number[]>();
+  private byResult = new Map<string, number[]>();
+  private members: Set<number>;
   settled = false;
 
   constructor(
-    private readonly n: number,
-    private readonly f: number,
+    replicas: ReplicaIds,
+    private f: number,
     readonly client: number,
     readonly timestamp: number,
-    private readonly verify: (reply: AnyReply) => boolean,
-  ) {}
+    private verify: (reply: AnyReply) => boolean,
+  ) {
+    this.members = idSet(replicas);
+  }
+
+  private get n(): number {
+    return this.members.size;
+  }
 
   /** Adds a reply that arrived on the link of replica `from`. */
   add(reply: AnyReply, from: number): CollectOutcome {
     if (this.settled) return { kind: 'ignored', reason: 'settled' };
     const m = reply.msg;
-    if (!Number.isInteger(from) || from < 0 || from >= this.n) return { kind: 'ignored', reason: 'unknown replica' };
+    if (!this.members.has(from)) return { kind: 'ignored', reason: 'unknown replica' };
     if (m.replica !== from) return { kind: 'ignored', reason: 'reply signer is not the sender' };
     if (m.client !== this.client || m.timestamp !== this.timestamp) return { kind: 'ignored', reason: 'reply for another request' };
     if (this.replies.has(from)) return { kind: 'ignored', reason: 'repeated reply' };
@@ -44,17 +63,59 @@ export class ReplyCollector {
     const group = this.byResult.get(key) ?? [];
     group.push(from);
     this.byResult.set(key, group);
-    if (group.length >= this.f + 1) {
+    return this.judge(group.length >= this.f + 1 ? group : undefined);
+  }
+
+  /** Accepts `group` (f+1 matching replies) if given; otherwise fails once no result can reach f+1. */
+  private judge(group: number[] | undefined): CollectOutcome {
+    if (group !== undefined) {
       this.settled = true;
+      const result = this.replies.get(group[0]!)!.msg.result;
       // The view reported by at least one correct replica among the f+1.
       const views = group.map((r) => this.replies.get(r)!.msg.view).sort((a, b) => b - a);
-      return { kind: 'accepted', result: m.result, replicas: group, view: views[this.f]! };
+      return { kind: 'accepted', result, replicas: group, view: views[this.f]! };
     }
     if (this.impossible()) {
       this.settled = true;
       return { kind: 'failed' };
     }
     return { kind: 'pending' };
+  }
+
+  /**
+   * The client now trusts a newer configuration (replicas `replicas`, tolerating `f`, their keys
+   * behind `verify`): the request is judged by it alone from here on. Replies of replicas that are
+   * no longer members are dropped, and so are those that no longer verify (an id removed and added
+   * again with another key); the rest are counted again against the new f. May accept or fail at
+   * once. Nothing changes once the request is settled.
+   *
+   * Why this is safe: a result is accepted only on f+1 matching replies from members of ONE
+   * configuration, the one the client holds when it accepts, which has at most f faulty members, so
+   * one of the f+1 is correct and reports the agreed order's result. Mixing would not be: f_old
+   * replies of a configuration that is no longer in force (its removed replicas may since have been
+   * compromised; their keys are no longer vouched for) plus one of the new one is not f+1 of either.
+   * A correct replica's reply does not depend on the configuration that ordered the request (every
+   * correct replica executes the same order), so replies signed before the switch by replicas that
+   * are still members keep their weight.
+   */
+  rebase(replicas: ReplicaIds, f: number, verify: (reply: AnyReply) => boolean = this.verify): CollectOutcome {
+    if (this.settled) return { kind: 'ignored', reason: 'settled' };
+    this.members = idSet(replicas);
+    this.f = f;
+    this.verify = verify;
+    const kept = [...this.replies].filter(([id, reply]) => this.members.has(id) && verify(reply));
+    this.replies.clear();
+    this.byResult = new Map();
+    let winner: number[] | undefined;
+    for (const [id, reply] of kept) {
+      this.replies.set(id, reply);
+      const key = bytesKey(reply.msg.result);
+      const group = this.byResult.get(key) ?? [];
+      group.push(id);
+      this.byResult.set(key, group);
+      if (winner === undefined && group.length >= f + 1) winner = group;
+    }
+    return this.judge(winner);
   }
 
   /** True when no result can reach f+1, even if every replica yet to answer agreed with the best one. */
@@ -78,13 +139,14 @@ export class ReplyCollector {
  */
 export class RefusalCollector {
   readonly refusedBy = new Set<number>();
+  private readonly refusals = new Map<number, Signed<RefusalMsg>>();
 
   constructor(
-    private readonly f: number,
+    private f: number,
     readonly client: number,
     readonly timestamp: number,
     /** True when the refusal is validly signed and names exactly this request. */
-    private readonly verify: (refusal: Signed<RefusalMsg>) => boolean,
+    private verify: (refusal: Signed<RefusalMsg>) => boolean,
   ) {}
 
   /** Adds a refusal that arrived on the link of replica `from`; true once f+1 replicas refused. */
@@ -93,6 +155,23 @@ export class RefusalCollector {
     if (m.replica !== from || m.client !== this.client || m.timestamp !== this.timestamp || this.refusedBy.has(from)) return false;
     if (!this.verify(refusal)) return false;
     this.refusedBy.add(from);
+    this.refusals.set(from, refusal);
+    return this.refusedBy.size >= this.f + 1;
+  }
+
+  /**
+   * A newer configuration is in force (as ReplyCollector.rebase): only refusals of its members that
+   * still verify count, against its f. True once f+1 of them refused.
+   */
+  rebase(replicas: readonly number[], f: number, verify: (refusal: Signed<RefusalMsg>) => boolean = this.verify): boolean {
+    this.f = f;
+    this.verify = verify;
+    const members = new Set(replicas);
+    for (const [id, refusal] of [...this.refusals]) {
+      if (members.has(id) && verify(refusal)) continue;
+      this.refusals.delete(id);
+      this.refusedBy.delete(id);
+    }
     return this.refusedBy.size >= this.f + 1;
   }
 }

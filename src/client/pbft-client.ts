@@ -4,12 +4,21 @@
  * - Each request is signed with a strictly increasing timestamp (microseconds since the epoch,
  *   at least previous + 1). Requests from one client are serialized: replicas order a client's
  *   requests by timestamp and keep only its latest, so one is outstanding at a time; later calls queue.
- * - A request goes to the primary the client believes in (view mod n, learned from accepted replies);
- *   when no result is accepted after `retransmitMs` it is broadcast to every replica, again with
- *   exponential backoff (the backups forward it to the primary and start their view-change timers).
- * - A result is accepted once f+1 distinct replicas sent valid, matching, signed replies
- *   (ReplyCollector): at least one of them is correct. As soon as no result can still reach f+1,
- *   the call fails with QuorumFailure carrying every reply; at the deadline with TimeoutError.
+ * - A request goes to the primary the client believes in (the member at view mod n in ascending id
+ *   order, the view learned from accepted replies); when no result is accepted after `retransmitMs`
+ *   it is broadcast to every replica, again with exponential backoff (the backups forward it to the
+ *   primary and start their view-change timers).
+ * - A result is accepted once f+1 distinct members of the configuration in force sent valid,
+ *   matching, signed replies (ReplyCollector): at least one of them is correct. As soon as no result
+ *   can still reach f+1, the call fails with QuorumFailure carrying every reply; at the deadline
+ *   with TimeoutError.
+ * - The client follows the membership on its own (src/client/follow.ts): it starts from the
+ *   keyring's configuration (epoch 0) and learns each later one only from an epoch proof signed by
+ *   a quorum of the one before, asking its replicas (`epochsreq`) when a connection opens, when a
+ *   request is retransmitted, when something arrives from a replica it does not know, and every
+ *   `refreshMs`. A newer configuration replaces the replica keys, n, f and the primary rotation,
+ *   the transport connects to joined replicas and drops removed ones, and the outstanding request
+ *   is re-judged by the new configuration (ReplyCollector.rebase says why that is safe).
  * - Every valid reply that differs from an accepted result, including ones arriving just after
  *   acceptance, is reported as 'faulty-reply' evidence: a signed statement of a wrong result.
  *
@@ -29,7 +38,11 @@ import type { Signer, Verifier } from '../crypto/types.ts';
 import { createClientTransport, type ClientTransport, type WebSocketConstructor } from '../transport/client-transport.ts';
 import type { TransportLimits } from '../transport/portable.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
-import { RefusalCollector, ReplyCollector } from './collector.ts';
+import { RefusalCollector, ReplyCollector, type CollectOutcome } from './collector.ts';
+import { MembershipFollower } from './follow.ts';
+import type { MemberConfig } from '../core/membership.ts';
+import type { EpochProof } from '../core/messages.ts';
+import type { ClientTransportOptions } from '../transport/client-transport.ts';
 import {
   ClientClosedError,
   ClientConfigError,
@@ -50,6 +63,12 @@ export const RETRANSMIT_MS_DEFAULT = 300;
 const RETRANSMIT_BACKOFF_MAX = 8;
 /** Accepted requests remembered for judging replies that arrive after acceptance. */
 const SETTLED_REMEMBERED_MAX = 64;
+/** At most one urgent `epochsreq` round (retransmission, unknown replica) per this interval. */
+export const MEMBERSHIP_ASK_INTERVAL_MS = 1_000;
+/** Without any sign of a change, ask again when the last ask is this old (checked when a request starts). */
+export const MEMBERSHIP_REFRESH_MS_DEFAULT = 30_000;
+/** How often connect() looks whether f+1 members of the configuration in force are connected. */
+const CONNECT_POLL_MS = 20;
 
 export type CryptoChoice = 'auto' | 'node' | 'noble';
 
@@ -75,6 +94,13 @@ export interface PbftClientOptions {
   connectTimeoutMs?: number;
   /** WebSocket constructor (default: globalThis.WebSocket, else the `ws` package). */
   WebSocketImpl?: WebSocketConstructor;
+  /**
+   * Without a sign of a change, the client asks its replicas for newer configurations when the last
+   * ask is older than this (default 30,000 ms; checked when a request starts).
+   */
+  membershipRefreshMs?: number;
+  /** Replaces the WebSocket transport (tests, embedders with their own links); default createClientTransport. */
+  createTransport?: (options: ClientTransportOptions) => ClientTransport;
   transportLimits?: Partial<TransportLimits>;
   /**
    * Deliberately broken acceptance, for negative controls only (a checker that cannot catch a
@@ -94,9 +120,31 @@ export interface FaultyReplyEvidence {
   accepted: Uint8Array;
 }
 
+/** The client moved to a newer configuration (learned from epoch proofs). */
+export interface MembershipChange {
+  epoch: number;
+  previousEpoch: number;
+  /** Member ids of the new configuration, ascending. */
+  replicas: number[];
+  added: number[];
+  removed: number[];
+  /** False when this client is no longer registered (its requests will be refused). */
+  clientRegistered: boolean;
+}
+
+/** A replica answered `epochsreq` with a proof that does not verify (it is faulty, or its link is). */
+export interface InvalidEpochProof {
+  replica: number;
+  reason: string;
+}
+
 export interface PbftClientEvents {
   'faulty-reply': (evidence: FaultyReplyEvidence) => void;
+  membership: (change: MembershipChange) => void;
+  'invalid-epoch-proof': (evidence: InvalidEpochProof) => void;
 }
+
+const EVENTS: ReadonlyArray<keyof PbftClientEvents> = ['faulty-reply', 'membership', 'invalid-epoch-proof'];
 
 export interface CasResult {
   swapped: boolean;
@@ -189,20 +237,25 @@ async function loadCrypto(
 
 export class PbftClient {
   readonly clientId: number;
+  /** The keyring the client started from (epoch 0); `configuration` is the one in force. */
   readonly cluster: ClusterConfig;
   readonly timeoutMs: number;
   readonly retransmitMs: number;
-  private readonly n: number;
-  private readonly f: number;
   private readonly log: Logger;
   private readonly acceptFirstReply: boolean;
-  /** The view the client believes the cluster is in (its primary is view mod n). */
+  /** The configuration in force as far as the client knows, and when to ask for newer ones. */
+  private readonly follower: MembershipFollower;
+  /** Replicas asked for epoch proofs whose answer has not arrived: only solicited answers are verified. */
+  private readonly epochsAsked = new Set<number>();
+  /** Answers to `epochsreq` that carried a proof that did not verify. */
+  private invalidProofAnswers = 0;
+  /** The view the client believes the cluster is in (its primary is the member at view mod n). */
   private currentView = 0;
   private lastTimestamp = 0;
   private tail: Promise<unknown> = Promise.resolve();
   private pending: Pending | undefined;
   private readonly settled = new Map<number, Settled>();
-  private readonly listeners = new Set<PbftClientEvents['faulty-reply']>();
+  private readonly listeners = new Map<keyof PbftClientEvents, Set<(arg: never) => void>>();
   private closed = false;
 
   private constructor(
@@ -210,24 +263,35 @@ export class PbftClient {
     clientId: number,
     private readonly requests: RequestSigner,
     private readonly transport: ClientTransport,
-    options: { timeoutMs: number; retransmitMs: number; log: Logger; acceptFirstReply: boolean },
+    options: { timeoutMs: number; retransmitMs: number; log: Logger; acceptFirstReply: boolean; membershipRefreshMs: number },
   ) {
     this.cluster = cluster;
     this.clientId = clientId;
-    this.n = cluster.replicas.length;
-    this.f = cluster.f;
     this.timeoutMs = options.timeoutMs;
     this.retransmitMs = options.retransmitMs;
     this.log = options.log;
     this.acceptFirstReply = options.acceptFirstReply;
+    this.follower = MembershipFollower.fromKeyring(cluster, requests.proofCrypto(), MEMBERSHIP_ASK_INTERVAL_MS, options.membershipRefreshMs);
     transport.onFrame((replica, frame) => this.onFrame(replica, frame));
+    transport.onConnected((replica) => this.onConnected(replica));
   }
 
-  /** Loads the keyring entries, connects to the replicas and waits until f+1 of them are connected. */
+  /** f of the configuration in force: floor((n-1)/3). */
+  private get f(): number {
+    return this.follower.f;
+  }
+
+  /**
+   * Loads the keyring entries, connects to the replicas and waits until f+1 members of the
+   * configuration in force are connected: those of the keyring, or of a newer configuration learned
+   * meanwhile from the first replicas that answered (so a client started from an old cluster.json
+   * still connects when most of its replicas have left).
+   */
   static async connect(options: PbftClientOptions): Promise<PbftClient> {
     const timeoutMs = positive('timeoutMs', options.timeoutMs ?? TIMEOUT_MS_DEFAULT);
     const retransmitMs = positive('retransmitMs', options.retransmitMs ?? RETRANSMIT_MS_DEFAULT);
     const connectTimeoutMs = positive('connectTimeoutMs', options.connectTimeoutMs ?? timeoutMs);
+    const membershipRefreshMs = positive('membershipRefreshMs', options.membershipRefreshMs ?? MEMBERSHIP_REFRESH_MS_DEFAULT);
     const log = (options.log ?? silentLogger).child({ component: 'client' });
     const cluster = await loadClusterOption(options.cluster);
     const key = await loadKeyOption(options.key, cluster);
@@ -238,7 +302,7 @@ export class PbftClient {
     if (!bytesEqual(entry.publicKey, signer.publicKey)) {
       throw new ClientConfigError(`the key of client ${key.id} does not match its entry in the keyring of cluster "${cluster.clusterId}"`);
     }
-    const transport = createClientTransport({
+    const transport = (options.createTransport ?? createClientTransport)({
       cluster,
       clientId: key.id,
       signer,
@@ -247,39 +311,67 @@ export class PbftClient {
       ...(options.transportLimits !== undefined ? { limits: options.transportLimits } : {}),
       ...(options.WebSocketImpl !== undefined ? { WebSocketImpl: options.WebSocketImpl } : {}),
     });
+    const requests = new RequestSigner(cluster, key.id, signer, verifier, hash);
+    // Built before any connection opens, so that every connection is asked for newer configurations.
+    const client = new PbftClient(cluster, key.id, requests, transport, {
+      timeoutMs,
+      retransmitMs,
+      log,
+      acceptFirstReply: options.unsafeTestOnly?.acceptFirstReply === true,
+      membershipRefreshMs,
+    });
     try {
-      await transport.waitConnected(cluster.f + 1, connectTimeoutMs);
+      await client.waitForMembers(Date.now() + connectTimeoutMs);
     } catch (err) {
-      await transport.close();
+      await client.close();
       throw new ConnectError(`cannot reach the cluster: ${err instanceof Error ? err.message : String(err)}`);
     }
-    const requests = new RequestSigner(cluster, key.id, signer, verifier, hash);
-    return new PbftClient(cluster, key.id, requests, transport, { timeoutMs, retransmitMs, log, acceptFirstReply: options.unsafeTestOnly?.acceptFirstReply === true });
+    return client;
+  }
+
+  /** Until f+1 members of the configuration in force are connected (it may change meanwhile). */
+  private async waitForMembers(deadline: number): Promise<void> {
+    for (;;) {
+      if (this.closed) throw new ClientClosedError();
+      if (this.transport.connectedReplicas().filter((id) => this.follower.isMember(id)).length >= this.f + 1) return;
+      if (Date.now() >= deadline) {
+        // The transport names the replicas it could not reach.
+        await this.transport.waitConnected(this.f + 1, 0);
+        throw new Error(`fewer than ${this.f + 1} replicas of epoch ${this.follower.epoch} connected`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(CONNECT_POLL_MS, Math.max(1, deadline - Date.now()))));
+    }
   }
 
   // ----------------------------------------------------------------------------------------------
   // Events
 
   on<E extends keyof PbftClientEvents>(event: E, listener: PbftClientEvents[E]): this {
-    if (event !== 'faulty-reply') throw new TypeError(`unknown event ${String(event)}`);
-    this.listeners.add(listener);
+    if (!EVENTS.includes(event)) throw new TypeError(`unknown event ${String(event)}`);
+    let set = this.listeners.get(event);
+    if (set === undefined) this.listeners.set(event, (set = new Set()));
+    set.add(listener as (arg: never) => void);
     return this;
   }
 
   off<E extends keyof PbftClientEvents>(event: E, listener: PbftClientEvents[E]): this {
-    if (event === 'faulty-reply') this.listeners.delete(listener);
+    this.listeners.get(event)?.delete(listener as (arg: never) => void);
     return this;
+  }
+
+  private emit<E extends keyof PbftClientEvents>(event: E, arg: Parameters<PbftClientEvents[E]>[0]): void {
+    for (const listener of [...(this.listeners.get(event) ?? [])]) {
+      try {
+        (listener as (a: typeof arg) => void)(arg);
+      } catch (err) {
+        this.log.error(`${event} listener threw`, { err });
+      }
+    }
   }
 
   private emitFaulty(evidence: FaultyReplyEvidence): void {
     this.log.warn('replica sent a reply that differs from the accepted result', { replica: evidence.replica, timestamp: evidence.reply.msg.timestamp });
-    for (const listener of [...this.listeners]) {
-      try {
-        listener(evidence);
-      } catch (err) {
-        this.log.error('faulty-reply listener threw', { err });
-      }
-    }
+    this.emit('faulty-reply', evidence);
   }
 
   // ----------------------------------------------------------------------------------------------
@@ -337,6 +429,7 @@ export class PbftClient {
     if (this.closed) return Promise.reject(new ClientClosedError());
     // The replicas would refuse it (src/core/limits.ts): say so without signing or sending anything.
     if (op.length > OP_BYTES_MAX) return Promise.reject(new RequestTooLargeError(op.length, OP_BYTES_MAX));
+    this.askEpochs(false);
     const timestamp = this.nextTimestamp();
     const request = this.requests.sign(timestamp, op);
     const frame = encodeSignedFrame(request);
@@ -346,14 +439,13 @@ export class PbftClient {
         request,
         frame,
         refusals: new RefusalCollector(this.f, this.clientId, timestamp, (r) => this.requests.verifyRefusal(r, request)),
-        collector: new ReplyCollector(this.n, this.acceptFirstReply ? 0 : this.f, this.clientId, timestamp, (r) => this.requests.verifyReply(r)),
+        collector: new ReplyCollector(this.follower.members, this.acceptFirstReply ? 0 : this.f, this.clientId, timestamp, (r) => this.requests.verifyReply(r)),
         attempt: 0,
         resolve,
         reject,
       };
       this.pending = p;
-      const primary = this.currentView % this.n;
-      if (!this.transport.send(primary, frame)) this.transport.broadcast(frame);
+      if (!this.transport.send(this.primary, frame)) this.transport.broadcast(frame);
       this.scheduleRetransmit(p);
       p.deadlineTimer = setTimeout(() => {
         if (this.pending !== p) return;
@@ -368,6 +460,8 @@ export class PbftClient {
     p.retransmitTimer = setTimeout(() => {
       if (this.pending !== p) return;
       p.attempt++;
+      // No result yet: perhaps the members changed (the ones it sends to left, or there are new ones).
+      this.askEpochs(true);
       const sent = this.transport.broadcast(p.frame);
       this.log.debug('retransmitted request to every replica', { timestamp: p.timestamp, attempt: p.attempt, sent });
       this.scheduleRetransmit(p);
@@ -383,26 +477,20 @@ export class PbftClient {
   private onFrame(replica: number, bytes: Uint8Array): void {
     const decoded = decodeFrame(bytes);
     if (!decoded.ok) return;
-    const refusal = refusalOf(decoded.value);
+    const frame = decoded.value;
+    if (frame.kind === 'link') {
+      if (frame.msg.type === 'epochs') this.onEpochs(replica, frame.msg.proofs);
+      return;
+    }
+    // Something from a replica the client does not know: a configuration it has not learned yet.
+    if (!this.follower.isMember(replica)) this.askEpochs(true);
+    const refusal = refusalOf(frame);
     if (refusal !== undefined) return this.onRefusal(replica, refusal);
-    const reply = replyOf(decoded.value);
+    const reply = replyOf(frame);
     if (reply === undefined) return;
     const p = this.pending;
     if (p !== undefined && reply.msg.timestamp === p.timestamp) {
-      const outcome = p.collector.add(reply, replica);
-      if (outcome.kind === 'accepted') {
-        this.finish(p);
-        if (outcome.view > this.currentView) this.currentView = outcome.view;
-        const settled: Settled = { result: outcome.result, judged: new Set(p.collector.replies.keys()) };
-        this.remember(p.timestamp, settled);
-        p.resolve(outcome.result);
-        for (const dissent of p.collector.dissenters(outcome.result)) {
-          this.emitFaulty({ replica: dissent.msg.replica, reply: dissent, accepted: outcome.result });
-        }
-      } else if (outcome.kind === 'failed') {
-        this.finish(p);
-        p.reject(new QuorumFailure([...p.collector.replies.values()], p.timestamp, this.f + 1));
-      }
+      this.conclude(p, p.collector.add(reply, replica));
       return;
     }
     // A reply for a request accepted already: still evidence if it differs. One that agrees with the
@@ -415,6 +503,101 @@ export class PbftClient {
     if (!this.requests.verifyReply(reply)) return;
     settled.judged.add(replica);
     this.emitFaulty({ replica, reply, accepted: settled.result });
+  }
+
+  /** Settles the outstanding request once its collector accepted a result or found none possible. */
+  private conclude(p: Pending, outcome: CollectOutcome): void {
+    if (outcome.kind === 'accepted') {
+      this.finish(p);
+      if (outcome.view > this.currentView) this.currentView = outcome.view;
+      const settled: Settled = { result: outcome.result, judged: new Set(p.collector.replies.keys()) };
+      this.remember(p.timestamp, settled);
+      p.resolve(outcome.result);
+      for (const dissent of p.collector.dissenters(outcome.result)) {
+        this.emitFaulty({ replica: dissent.msg.replica, reply: dissent, accepted: outcome.result });
+      }
+    } else if (outcome.kind === 'failed') {
+      this.finish(p);
+      p.reject(new QuorumFailure([...p.collector.replies.values()], p.timestamp, this.f + 1));
+    }
+  }
+
+  // ----------------------------------------------------------------------------------------------
+  // Membership (src/client/follow.ts)
+
+  /** Asks every connected replica for the proofs after the client's epoch, if due (see follow.ts). */
+  private askEpochs(urgent: boolean): void {
+    if (this.closed || !this.follower.shouldAsk(Date.now(), urgent)) return;
+    const frame = this.follower.request();
+    for (const id of this.transport.connectedReplicas()) if (this.transport.send(id, frame)) this.epochsAsked.add(id);
+  }
+
+  /**
+   * A connection opened (a reconnection, or a replica of a newer configuration): ask it for newer
+   * configurations, and hand it the outstanding request if that was already broadcast (a joined
+   * replica's reply may be what the request still lacks; the retransmission would come later).
+   */
+  private onConnected(replica: number): void {
+    this.askEpochsOf(replica);
+    const p = this.pending;
+    if (p !== undefined && p.attempt > 0) this.transport.send(replica, p.frame);
+  }
+
+  /** Asks one replica (whatever the throttle says: one frame per connection). */
+  private askEpochsOf(replica: number): void {
+    if (this.closed || !this.follower.canChange) return;
+    if (!this.transport.send(replica, this.follower.request())) return;
+    this.epochsAsked.add(replica);
+    this.follower.noteAsked(Date.now());
+  }
+
+  /**
+   * An answer to `epochsreq`. Only answers the client asked for are verified (an unasked flood of
+   * proofs would only cost signature checks); each proof is checked against the configuration
+   * before it, so the sender need not be trusted. A proof that does not verify is reported and
+   * the answer's valid prefix kept.
+   */
+  private onEpochs(replica: number, proofs: EpochProof[]): void {
+    if (!this.epochsAsked.delete(replica)) return;
+    const outcome = this.follower.offer(proofs);
+    if (outcome.invalid !== undefined) {
+      this.invalidProofAnswers++;
+      this.log.warn('replica sent an epoch proof that does not verify', { replica, reason: outcome.invalid });
+      this.emit('invalid-epoch-proof', { replica, reason: outcome.invalid });
+    }
+    if (outcome.previous !== undefined) this.enter(outcome.previous, outcome.config);
+    if (outcome.more) this.askEpochs(true);
+  }
+
+  /** The client now holds configuration `next`: keys, connections, n, f and the outstanding request follow it. */
+  private enter(previous: MemberConfig, next: MemberConfig): void {
+    const before = new Set(previous.replicas.map((r) => r.id));
+    const ids = next.replicas.map((r) => r.id);
+    this.requests.setReplicas(next.replicas);
+    this.transport.setReplicas(next.replicas);
+    for (const id of [...this.epochsAsked]) if (!ids.includes(id)) this.epochsAsked.delete(id);
+    const change: MembershipChange = {
+      epoch: next.epoch,
+      previousEpoch: previous.epoch,
+      replicas: ids,
+      added: ids.filter((id) => !before.has(id)),
+      removed: [...before].filter((id) => !ids.includes(id)),
+      clientRegistered: this.follower.hasClient(this.clientId),
+    };
+    this.log.info('following a new configuration', { ...change });
+    if (!change.clientRegistered) this.log.warn('this client is not registered in the configuration in force: replicas will refuse its requests', { epoch: next.epoch });
+    const p = this.pending;
+    if (p !== undefined) {
+      // Judged by the new configuration alone from now on (ReplyCollector.rebase says why).
+      const request = p.request;
+      if (p.refusals.rebase(ids, this.f, (r) => this.requests.verifyRefusal(r, request))) {
+        this.finish(p);
+        p.reject(new RequestTooLargeError(request.msg.op.length, OP_BYTES_MAX, [...p.refusals.refusedBy].sort((a, b) => a - b)));
+      } else {
+        this.conclude(p, p.collector.rebase(ids, this.acceptFirstReply ? 0 : this.f));
+      }
+    }
+    this.emit('membership', change);
   }
 
   /** f+1 valid refusals of the outstanding request: at least one correct replica will never order it. */
@@ -438,9 +621,29 @@ export class PbftClient {
     return this.currentView;
   }
 
-  /** The replica the client sends new requests to first: view mod n. */
+  /** The replica the client sends new requests to first: the member at view mod n, ids ascending. */
   get primary(): number {
-    return this.currentView % this.n;
+    return this.follower.primaryOf(this.currentView);
+  }
+
+  /** The epoch of the configuration in force as far as the client knows (0: the keyring's). */
+  get epoch(): number {
+    return this.follower.epoch;
+  }
+
+  /** Member replica ids of that configuration, ascending (not necessarily 0..n-1). */
+  get members(): number[] {
+    return this.follower.members;
+  }
+
+  /** That configuration: replicas (id, URL, key), clients, the checkpoint after which it orders. */
+  get configuration(): MemberConfig {
+    return this.follower.config;
+  }
+
+  /** Answers to `epochsreq` that carried a proof that did not verify (also 'invalid-epoch-proof' events). */
+  get invalidEpochProofs(): number {
+    return this.invalidProofAnswers;
   }
 
   /** Replica ids with an open connection. */
@@ -458,6 +661,7 @@ export class PbftClient {
       p.reject(new ClientClosedError());
     }
     this.listeners.clear();
+    this.epochsAsked.clear();
     await this.transport.close();
   }
 }

@@ -2,7 +2,8 @@
 import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
 import { bytesEqual, concatBytes, domainTag } from '../core/auth.ts';
 import { encodeBody } from '../codec/messages.ts';
-import type { ClusterConfig } from '../core/cluster.ts';
+import type { ClusterConfig, ReplicaInfo } from '../core/cluster.ts';
+import type { ProofCrypto } from '../core/epochproof.ts';
 import type { AnyReply, BatchedReply, Frame, RefusalMsg, ReplyMsg, RequestMsg, Signed } from '../core/messages.ts';
 import { replyLeaf, replyRootFromPath } from '../core/replytree.ts';
 import type { Signer, Verifier } from '../crypto/types.ts';
@@ -29,7 +30,8 @@ export class RequestSigner {
   private readonly replyTag: Uint8Array;
   private readonly replyBatchTag: Uint8Array;
   private readonly refusalTag: Uint8Array;
-  private readonly replicaKeys: Uint8Array[];
+  /** The public key of each replica of the configuration in force, by id (ids need not be dense). */
+  private replicaKeys = new Map<number, Uint8Array>();
 
   constructor(
     readonly cluster: ClusterConfig,
@@ -43,7 +45,20 @@ export class RequestSigner {
     this.replyTag = domainTag(cluster.clusterId, 'reply');
     this.replyBatchTag = domainTag(cluster.clusterId, 'replybatch');
     this.refusalTag = domainTag(cluster.clusterId, 'refusal');
-    this.replicaKeys = cluster.replicas.map((r) => r.publicKey);
+    this.setReplicas(cluster.replicas);
+  }
+
+  /**
+   * The replicas whose signatures count from now on: those of the configuration the client follows
+   * (the keyring's at first; then each one learned from an epoch proof, src/client/follow.ts).
+   */
+  setReplicas(replicas: readonly ReplicaInfo[]): void {
+    this.replicaKeys = new Map(replicas.map((r) => [r.id, r.publicKey]));
+  }
+
+  /** Signature checks and SHA-256 for verifying epoch proofs (src/core/epochproof.ts). */
+  proofCrypto(): ProofCrypto {
+    return { verify: (key, data, sig) => this.verifier.verify(key, data, sig), hash: this.hash };
   }
 
   sign(timestamp: number, op: Uint8Array): Signed<RequestMsg> {
@@ -55,7 +70,7 @@ export class RequestSigner {
   /** True when the replica named in the refusal signed it, and it refuses exactly `request`. */
   verifyRefusal(refusal: Signed<RefusalMsg>, request: Signed<RequestMsg>): boolean {
     const m = refusal.msg;
-    const key = this.replicaKeys[m.replica];
+    const key = this.replicaKeys.get(m.replica);
     if (key === undefined || m.client !== request.msg.client || m.timestamp !== request.msg.timestamp) return false;
     if (!bytesEqual(m.digest, this.hash(request.body))) return false;
     return this.verifier.verify(key, concatBytes(this.refusalTag, refusal.body), refusal.sig);
@@ -66,7 +81,7 @@ export class RequestSigner {
    * batch's reply tree that this reply's path leads to.
    */
   verifyReply(reply: AnyReply): boolean {
-    const key = this.replicaKeys[reply.msg.replica];
+    const key = this.replicaKeys.get(reply.msg.replica);
     if (key === undefined) return false;
     if (!isBatchedReply(reply)) return this.verifier.verify(key, concatBytes(this.replyTag, reply.body), reply.sig);
     const b = reply.batch.msg;

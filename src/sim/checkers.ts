@@ -232,8 +232,10 @@ export class Checker {
   onReplySent(replica: number, frame: Uint8Array, seq: number, stable: number, disks: readonly SimDisk[], tick: number): void {
     const d = decodeFrame(frame);
     if (d.ok && refusalOf(d.value)) return;
+    // The answer to a client's epochsreq: proofs the client verifies itself (src/client/follow.ts).
+    if (d.ok && d.value.kind === 'link' && d.value.msg.type === 'epochs') return;
     const reply = d.ok ? replyOf(d.value) : undefined;
-    if (!reply) return this.violation('correctness', 'reply', `replica ${replica} sent a frame to a client that is neither a reply nor a refusal`, tick);
+    if (!reply) return this.violation('correctness', 'reply', `replica ${replica} sent a frame to a client that is neither a reply, a refusal nor epoch proofs`, tick);
     this.checked.replies++;
     const m = reply.msg;
     const key = `${m.client}:${m.timestamp}`;

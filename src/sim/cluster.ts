@@ -69,6 +69,11 @@ export interface SimOptions {
   spareReplicas?: number;
   /** The keyring has an operator key (reconfiguration requests: SimCluster.reconfigure). */
   operator?: boolean;
+  /**
+   * Clients follow the membership with epoch proofs (default true, src/client/follow.ts); false
+   * keeps every client on the keyring's configuration (a negative control).
+   */
+  clientsFollowMembership?: boolean;
 }
 
 export const DEFAULT_SIM_OPTIONS: SimOptions = {
@@ -193,7 +198,7 @@ export class SimCluster {
     const clientPrng = this.prng.fork();
     for (let c = 0; c < this.opts.clients; c++) {
       this.clients.push(
-        new SimClient(c, this.clientNodeBase + c, this.cluster, clientSigners[c]!, this.keys.verifier, clientPrng.fork(), this.opts.requestsPerClient, this.opts.clientTimeoutTicks, this.opts.keySpace, this.opts.workload),
+        new SimClient(c, this.clientNodeBase + c, this.cluster, clientSigners[c]!, this.keys.verifier, clientPrng.fork(), this.opts.requestsPerClient, this.opts.clientTimeoutTicks, this.opts.keySpace, this.opts.workload, this.opts.clientsFollowMembership ?? true),
       );
       this.acceptedSeen.push(0);
     }

@@ -11,8 +11,12 @@
  *
  * No queuing: send() returns false when that replica's connection is not open (the SDK
  * retransmits), or when the socket already buffers more than SEND_BUFFERED_BYTES_MAX.
+ *
+ * The replicas are those of the keyring at first; setReplicas() replaces them when the client has
+ * learned a newer configuration (src/client/follow.ts): it dials the new members and closes the
+ * connections to removed ones (and stops reconnecting to them). Ids need not be dense.
  */
-import type { ClusterConfig } from '../core/cluster.ts';
+import type { ClusterConfig, ReplicaInfo } from '../core/cluster.ts';
 import type { Signer, Verifier } from '../crypto/types.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
 import {
@@ -69,8 +73,16 @@ export interface ClientTransport {
   broadcast(frame: Uint8Array): number;
   /** Handler for every frame received from an authenticated replica. */
   onFrame(handler: (replicaId: number, frame: Uint8Array) => void): void;
+  /** Handler called each time a connection to a replica opens (authenticated), reconnections too. */
+  onConnected(handler: (replicaId: number) => void): void;
   /** Ids of the replicas with an open authenticated connection, ascending. */
   connectedReplicas(): number[];
+  /**
+   * The replicas to be connected to from now on (a newer configuration): connects to the ones not
+   * connected yet, closes the connections to those no longer listed, and redials one whose URL or
+   * public key changed. Frames already delivered are not recalled.
+   */
+  setReplicas(replicas: readonly ReplicaInfo[]): void;
   /**
    * Resolves once at least `count` replicas are connected; rejects with
    * TransportError('CONNECT_FAILED') naming the unreachable replicas after `timeoutMs`,
@@ -97,6 +109,9 @@ interface Link {
   attempt: number;
   /** Why the last attempt failed, for CONNECT_FAILED messages. */
   lastError: string;
+  /** No longer a replica of the configuration: never redialled. */
+  removed: boolean;
+  publicKey: Uint8Array;
 }
 
 interface Waiter {
@@ -131,8 +146,8 @@ export function createClientTransport(options: ClientTransportOptions): ClientTr
   const log: Logger = (options.log ?? silentLogger).child({ component: 'client-transport', client: clientId });
 
   const links = new Map<number, Link>();
-  for (const r of cluster.replicas) {
-    links.set(r.id, {
+  function newLink(r: ReplicaInfo): Link {
+    return {
       id: r.id,
       url: r.url,
       handshake: {
@@ -153,10 +168,14 @@ export function createClientTransport(options: ClientTransportOptions): ClientTr
       reconnectTimer: null,
       attempt: 0,
       lastError: 'not connected yet',
-    });
+      removed: false,
+      publicKey: r.publicKey,
+    };
   }
+  for (const r of cluster.replicas) links.set(r.id, newLink(r));
 
   let frameHandler: ((replicaId: number, frame: Uint8Array) => void) | null = null;
+  let connectedHandler: ((replicaId: number) => void) | null = null;
   const waiters = new Set<Waiter>();
   let closed = false;
   let closePromise: Promise<void> | null = null;
@@ -252,6 +271,13 @@ export function createClientTransport(options: ClientTransportOptions): ClientTr
       link.lastError = '';
       log.debug('connected to replica', { replica: link.id });
       checkWaiters();
+      if (connectedHandler !== null) {
+        try {
+          connectedHandler(link.id);
+        } catch (err) {
+          log.error('connected handler threw', { err, replica: link.id });
+        }
+      }
       return;
     }
     const result = dialerAnswerHello(link.handshake, link.dialerNonce, bytes);
@@ -270,7 +296,7 @@ export function createClientTransport(options: ClientTransportOptions): ClientTr
 
   function dial(link: Link): void {
     link.reconnectTimer = null;
-    if (closed || Impl === null) return;
+    if (closed || Impl === null || link.removed) return;
     let ws: WebSocketLike;
     try {
       ws = new Impl(link.url, [], { perMessageDeflate: false, maxPayload: limits.frameBytesMax } as never);
@@ -339,7 +365,7 @@ export function createClientTransport(options: ClientTransportOptions): ClientTr
   }
 
   function scheduleReconnect(link: Link): void {
-    if (closed || link.reconnectTimer !== null || link.ws !== null) return;
+    if (closed || link.removed || link.reconnectTimer !== null || link.ws !== null) return;
     const exponent = Math.min(link.attempt, 30);
     link.attempt++;
     const ceiling = Math.min(limits.reconnectDelayMsMax, limits.reconnectDelayMsMin * 2 ** exponent);
@@ -370,6 +396,43 @@ export function createClientTransport(options: ClientTransportOptions): ClientTr
     } catch {
       return false;
     }
+  }
+
+  function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+    return a.length === b.length && a.every((x, i) => x === b[i]);
+  }
+
+  /** Stops a link for good: closes its connection, cancels its timers, forgets it. */
+  function removeLink(link: Link): void {
+    link.removed = true;
+    links.delete(link.id);
+    if (link.reconnectTimer !== null) clearTimeout(link.reconnectTimer);
+    link.reconnectTimer = null;
+    if (link.ws !== null) closeLink(link, 'shutdown');
+    else if (link.timer !== null) {
+      clearTimeout(link.timer);
+      link.timer = null;
+    }
+  }
+
+  function setReplicas(replicas: readonly ReplicaInfo[]): void {
+    if (closed) return;
+    const wanted = new Map(replicas.map((r) => [r.id, r]));
+    for (const link of [...links.values()]) {
+      const r = wanted.get(link.id);
+      if (r === undefined || r.url !== link.url || !sameBytes(r.publicKey, link.publicKey)) {
+        log.debug('closing the connection to a replica that left the configuration', { replica: link.id });
+        removeLink(link);
+      }
+    }
+    for (const r of replicas) {
+      if (links.has(r.id)) continue;
+      const link = newLink(r);
+      links.set(r.id, link);
+      log.debug('connecting to a replica of the new configuration', { replica: r.id, url: r.url });
+      if (Impl !== null) dial(link);
+    }
+    checkWaiters();
   }
 
   function waitConnected(count: number, timeoutMs: number): Promise<void> {
@@ -453,7 +516,11 @@ export function createClientTransport(options: ClientTransportOptions): ClientTr
     onFrame(handler) {
       frameHandler = handler;
     },
+    onConnected(handler) {
+      connectedHandler = handler;
+    },
     connectedReplicas,
+    setReplicas,
     waitConnected,
     close(): Promise<void> {
       if (closePromise === null) closePromise = doClose();
