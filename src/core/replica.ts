@@ -49,7 +49,15 @@ export class Replica extends ReplicaState {
     const frame = decoded.value;
     if (frame.kind === 'link') {
       // A client following the membership asks for the proofs of the configurations it has not seen.
-      if (from.kind === 'client' && frame.msg.type === 'epochsreq') return this.serveEpochs({ client: from.id }, frame.msg.epoch);
+      if (from.kind === 'client' && frame.msg.type === 'epochsreq') {
+        // At most one answer per client per retransmit period: a client cannot make us send proofs
+        // in a loop (it learns the same from any replica, and asks again when it retransmits).
+        const last = this.epochsAnsweredAt.get(from.id);
+        if (last !== undefined && this.now - last < this.opts.retransmitTicks) return this.reject('duplicate');
+        if (this.epochsAnsweredAt.size >= 100_000) this.epochsAnsweredAt.clear();
+        this.epochsAnsweredAt.set(from.id, this.now);
+        return this.serveEpochs({ client: from.id }, frame.msg.epoch);
+      }
       // Members, and replicas of the next configuration (joining: they catch up before they vote).
       if (from.kind !== 'replica' || from.id === this.id || !this.isKnownReplica(from.id)) return this.reject('link-from-non-replica');
       return this.onLink(from.id, frame.msg);
@@ -227,6 +235,9 @@ export class Replica extends ReplicaState {
         return assertNever(msg);
     }
   }
+
+  /** When each client was last sent epoch proofs (rate limit). */
+  private readonly epochsAnsweredAt = new Map<number, number>();
 
   /** The proofs of the configurations after `epoch`, up to the stable checkpoint's (at most 16). */
   private serveEpochs(to: { client: number } | { replica: number }, epoch: number): void {
