@@ -280,6 +280,16 @@ export function loadIdentity(keysDir: string, principal: Principal, id: number):
 export function writeNewKey(dir: string, clusterId: string, principal: Principal, id: number): { path: string; publicKey: Uint8Array } {
   const path = join(dir, keyFileName(principal, id));
   if (existsSync(path)) throw new KeyringError('EXISTS', `${path} already exists; use its public key (or remove it first)`, path);
+  const publicKey = writeKeyFile(path, clusterId, principal, id);
+  fsyncDirectory(dir);
+  return { path, publicKey };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generation
+
+/** A fresh key pair written as a private key file (atomically, mode 0600); returns the public key. */
+function writeKeyFile(path: string, clusterId: string, principal: Principal, id: number): Uint8Array {
   const secretKey = randomSecretKey();
   const publicKey = nobleDerivePublicKey(secretKey);
   const body = { version: KEYRING_VERSION, clusterId, principal, id, publicKey: bytesToHex(publicKey), secretKey: bytesToHex(secretKey) };
@@ -290,12 +300,8 @@ export function writeNewKey(dir: string, clusterId: string, principal: Principal
     bytes.fill(0);
     secretKey.fill(0);
   }
-  fsyncDirectory(dir);
-  return { path, publicKey };
+  return publicKey;
 }
-
-// ---------------------------------------------------------------------------------------------
-// Generation
 
 const KEY_FILE_PATTERN = /^(replica|client)-(0|[1-9][0-9]*)\.key$/;
 const TEMP_FILE_PATTERN = /^(?:(?:replica|client)-(?:0|[1-9][0-9]*)\.key|cluster\.json|operator\.key)\.tmp-[0-9a-f]{12}$/;
@@ -460,24 +466,8 @@ export function generateKeyring(options: GenerateKeyringOptions): GeneratedKeyri
 
   const written: string[] = [];
   const makeKey = (principal: Principal, id: number): Uint8Array => {
-    const secretKey = randomSecretKey();
-    const publicKey = nobleDerivePublicKey(secretKey);
     const path = join(out, keyFileName(principal, id));
-    const body = {
-      version: KEYRING_VERSION,
-      clusterId,
-      principal,
-      id,
-      publicKey: bytesToHex(publicKey),
-      secretKey: bytesToHex(secretKey),
-    };
-    const bytes = Buffer.from(JSON.stringify(body, null, 2) + '\n', 'utf8');
-    try {
-      writeFileAtomic(path, bytes, 0o600);
-    } finally {
-      bytes.fill(0);
-      secretKey.fill(0);
-    }
+    const publicKey = writeKeyFile(path, clusterId, principal, id);
     written.push(path);
     return publicKey;
   };

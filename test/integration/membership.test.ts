@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLUSTER_FILE, generateKeyring, serializeCluster, writeFileAtomic } from '../../src/crypto/keyring.ts';
@@ -80,6 +80,23 @@ test('4 -> 7 replicas by JOIN, QUIT one of the first four, kill two at once: lin
   try {
     for (const id of [0, 1, 2, 3]) start(id, false);
     await waitFor(async () => (await Promise.all([0, 1, 2, 3].map(status))).every((s) => s !== undefined), 'the four replicas to answer');
+    // What the replicas refuse, with the reason the command prints (in the agreed order, signed by
+    // the operator): fewer than four replicas, an unknown id, a member's id again.
+    const refused = async (action: MemberAction, reason: RegExp): Promise<void> => {
+      await assert.rejects(runMemberCommand(action, { keys, timeout: 15_000, wait: false, waitTimeout: 1_000 }, io), (err: Error) => {
+        assert.match(err.message, /refused by the replicas/);
+        assert.match(err.message, reason);
+        return true;
+      });
+    };
+    await refused({ kind: 'remove-replica', id: 3 }, /would leave 3 replicas; at least 4 are needed/);
+    await refused({ kind: 'remove-replica', id: 9 }, /replica 9 is not a member/);
+    await refused({ kind: 'add-replica', id: 2, url: url(2) }, /replica 2 is already a member/);
+    // Without the operator's key nothing is even sent.
+    const noOperator = join(dir, 'keys-without-operator');
+    mkdirSync(noOperator);
+    copyFileSync(join(keys, CLUSTER_FILE), join(noOperator, CLUSTER_FILE));
+    await assert.rejects(runMemberCommand({ kind: 'remove-replica', id: 1 }, { keys: noOperator, timeout: 5_000, wait: false, waitTimeout: 1_000 }, io), /operator\.key is missing/);
     const t0 = Date.now();
     workload = new Workload(keys, { clients: 4, keys: 4, opTimeoutMs: 10_000 }, new Prng(13), () => Date.now() - t0);
     await workload.start();
