@@ -56,6 +56,8 @@ export interface ReplicaFlags {
   /** Loop tuning (benchmarks; see ReplicaNodeOptions): commander's --no-* flags set them false. */
   pipelineTurns?: boolean;
   deferWrites?: boolean;
+  /** Ask to leave the configuration when the audit finds this replica's state faulty (membership). */
+  quitOnDivergence?: boolean;
 }
 
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
@@ -75,6 +77,7 @@ const CONFIG_KEYS: Record<string, (v: unknown) => unknown> = {
   verifyWorkers: (v) => parseNonNegativeInt(integerText(v)),
   pipelineTurns: (v) => bool(v),
   deferWrites: (v) => bool(v),
+  quitOnDivergence: (v) => bool(v),
 };
 
 function text(v: unknown): string {
@@ -189,6 +192,7 @@ export function addReplicaCommand(program: Command, action: (flags: ReplicaFlags
         .argParser(parseNonNegativeInt)
         .env(env.verifyWorkers),
     )
+    .option('--quit-on-divergence', 'when the audit finds this replica\'s state faulty, it also asks to leave the configuration (a QUIT signed with its key; the operator adds it again after the repair; config file: "quitOnDivergence": true)')
     .option('--no-pipeline-turns', 'tuning: do not compute turns while a synced write is in flight (config file: "pipelineTurns": false)')
     .option('--no-defer-writes', 'tuning: sync the writes of every turn, also of turns that send nothing (config file: "deferWrites": false)')
     .addHelpText('after', HELP_AFTER)
@@ -214,6 +218,7 @@ export async function runReplicaCommand(flags: ReplicaFlags): Promise<number> {
     ...(flags.batchRequestsMax !== undefined ? { batchRequestsMax: flags.batchRequestsMax } : {}),
     ...(flags.batchBytesMax !== undefined ? { batchBytesMax: flags.batchBytesMax } : {}),
     ...(flags.inFlightBatchesMax !== undefined ? { inFlightBatchesMax: flags.inFlightBatchesMax } : {}),
+    ...(flags.quitOnDivergence === true ? { quitOnDivergence: true } : {}),
   };
   await runReplicaProcess({
     cluster: identity.cluster,

@@ -4,7 +4,7 @@
  * (a request seen directly and again inside a pre-prepare, prepares seen again inside a VIEW-CHANGE).
  */
 import { encodeBody } from './body.ts';
-import { OPERATOR_CLIENT, type ClusterConfig } from './cluster.ts';
+import { OPERATOR_CLIENT, replicaOfPrincipal, type ClusterConfig } from './cluster.ts';
 import type { Signed, SignedMessage, SignedType } from './messages.ts';
 
 /** Cryptography the core needs; pure functions of their inputs (no I/O). */
@@ -123,13 +123,18 @@ export class Authenticator {
     for (const r of cluster.replicas) this.replicaKeys.set(r.id, r.publicKey);
   }
 
+  /** A registered client, the operator, or a member replica signing its own request (its QUIT). */
   hasClient(id: number): boolean {
-    return this.clientKeys.has(id);
+    if (this.clientKeys.has(id)) return true;
+    const replica = replicaOfPrincipal(id);
+    return replica !== undefined && this.replicaKeys.has(replica);
   }
 
   /** Public key of the principal that must have signed this message, or undefined if unknown. */
   signerKey(msg: SignedMessage): Uint8Array | undefined {
-    return msg.type === 'request' ? this.clientKeys.get(msg.client) : this.replicaKeys.get(msg.replica);
+    if (msg.type !== 'request') return this.replicaKeys.get(msg.replica);
+    const replica = replicaOfPrincipal(msg.client);
+    return replica !== undefined ? this.replicaKeys.get(replica) : this.clientKeys.get(msg.client);
   }
 
   sign<T extends SignedMessage>(msg: T): Signed<T> {

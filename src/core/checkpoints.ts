@@ -80,6 +80,7 @@ export function onStableCert(rs: ReplicaState, cert: CheckpointCert): void {
     // Audit: our state after executing cert.seq differs from what 2f+1 replicas computed.
     rs.counters.divergences++;
     rs.events.push({ type: 'state-diverged', seq: cert.seq, own: own.digest, agreed: cert.digest });
+    if (rs.opts.quitOnDivergence) rs.quitSelf(`own state at ${cert.seq} differs from the stable checkpoint`);
     rs.ownCheckpoints.delete(cert.seq);
     return rs.startTransfer(cert, 'state diverged from the stable checkpoint');
   }

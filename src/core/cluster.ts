@@ -33,3 +33,18 @@ export interface ClusterConfig {
 
 /** The client id under which the operator signs reconfiguration requests (never a client's). */
 export const OPERATOR_CLIENT = 0xffff_ffff;
+
+/**
+ * A replica signs its own reconfiguration requests (its QUIT) as the client id
+ * REPLICA_PRINCIPAL_BASE + its replica id, with its replica key; client ids stay below it.
+ */
+export const REPLICA_PRINCIPAL_BASE = 0xffff_0000;
+
+export function replicaPrincipal(replica: number): number {
+  return REPLICA_PRINCIPAL_BASE + replica;
+}
+
+/** The replica id of a replica principal, or undefined for a client (or the operator). */
+export function replicaOfPrincipal(client: number): number | undefined {
+  return client >= REPLICA_PRINCIPAL_BASE && client < OPERATOR_CLIENT ? client - REPLICA_PRINCIPAL_BASE : undefined;
+}

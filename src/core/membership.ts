@@ -24,11 +24,11 @@
  *
  * Pure data and pure functions: no I/O, no clocks.
  */
-import { OPERATOR_CLIENT, type ClientInfo, type ClusterConfig, type ReplicaInfo } from './cluster.ts';
+import { OPERATOR_CLIENT, REPLICA_PRINCIPAL_BASE, replicaOfPrincipal, type ClientInfo, type ClusterConfig, type ReplicaInfo } from './cluster.ts';
 import { bytesEqual } from './auth.ts';
 import { asArray, asBytes, asString, asUint, decodeCbor, encodeCbor, fail, guarded, type Decoded } from './encoding.ts';
 
-export { OPERATOR_CLIENT };
+export { OPERATOR_CLIENT, REPLICA_PRINCIPAL_BASE };
 /** The fewest replicas a configuration may have (f = 1). */
 export const REPLICAS_MIN = 4;
 /** The most replicas a configuration may have. */
@@ -60,7 +60,9 @@ export type ReconfigOp =
   | { kind: 'add-replica'; replica: ReplicaInfo }
   | { kind: 'remove-replica'; id: number }
   | { kind: 'add-client'; client: ClientInfo }
-  | { kind: 'remove-client'; id: number };
+  | { kind: 'remove-client'; id: number }
+  /** A replica leaves, signed by itself (e.g. when its audit found its state faulty). */
+  | { kind: 'quit'; id: number };
 
 export type ReconfigResult =
   | { ok: true; epoch: number; since: number; replicas: number[] }
@@ -115,7 +117,7 @@ function configFromCbor(v: unknown, what: string): MemberConfig {
   prev = -1;
   const clients = asArray(a[3], `${what}.clients`, CLIENTS_MAX).map((k, i) => {
     const x = asArray(k, `${what}.clients[${i}]`, 2);
-    const id = asUint(x[0], 'client id', OPERATOR_CLIENT - 1);
+    const id = asUint(x[0], 'client id', REPLICA_PRINCIPAL_BASE - 1);
     if (id <= prev) fail(`${what}: client ids not ascending`);
     prev = id;
     return { id, publicKey: asBytes(x[1], 'client key', 32) };
@@ -156,6 +158,8 @@ export function encodeReconfigOp(op: ReconfigOp): Uint8Array {
       return encodeCbor(['add-client', op.client.id, op.client.publicKey]);
     case 'remove-client':
       return encodeCbor(['remove-client', op.id]);
+    case 'quit':
+      return encodeCbor(['quit', op.id]);
   }
 }
 
@@ -171,9 +175,11 @@ export function decodeReconfigOp(bytes: Uint8Array): Decoded<ReconfigOp> {
       case 'remove-replica':
         return { kind, id: asUint(a[1], 'replica id', 0xffff) };
       case 'add-client':
-        return { kind, client: { id: asUint(a[1], 'client id', OPERATOR_CLIENT - 1), publicKey: asBytes(a[2], 'client key', 32) } };
+        return { kind, client: { id: asUint(a[1], 'client id', REPLICA_PRINCIPAL_BASE - 1), publicKey: asBytes(a[2], 'client key', 32) } };
       case 'remove-client':
-        return { kind, id: asUint(a[1], 'client id', OPERATOR_CLIENT - 1) };
+        return { kind, id: asUint(a[1], 'client id', REPLICA_PRINCIPAL_BASE - 1) };
+      case 'quit':
+        return { kind, id: asUint(a[1], 'replica id', 0xfffe) };
       default:
         return fail(`unknown reconfiguration '${kind.slice(0, 32)}'`);
     }
@@ -206,12 +212,24 @@ export function switchPoint(seq: number, checkpointInterval: number, windowSize:
  * Executes one reconfiguration request (deterministic; every refusal is a result, never a throw).
  * Returns the membership after it (unchanged on refusal) and the result for the operator.
  */
-export function applyReconfig(m: Membership, opBytes: Uint8Array, seq: number, checkpointInterval: number, windowSize: number): { membership: Membership; result: ReconfigResult } {
+export function applyReconfig(
+  m: Membership,
+  opBytes: Uint8Array,
+  seq: number,
+  checkpointInterval: number,
+  windowSize: number,
+  /** Who signed the request: OPERATOR_CLIENT, or a replica principal (cluster.ts). */
+  requester: number = OPERATOR_CLIENT,
+): { membership: Membership; result: ReconfigResult } {
   const refuse = (reason: string): { membership: Membership; result: ReconfigResult } => ({ membership: m, result: { ok: false, reason } });
   if (m.next) return refuse(`a reconfiguration to epoch ${m.next.epoch} is pending (takes effect after checkpoint ${m.next.since})`);
   const decoded = decodeReconfigOp(opBytes);
   if (!decoded.ok) return refuse(`malformed reconfiguration: ${decoded.reason}`);
   const op = decoded.value;
+  // The operator changes anything; a replica only quits, itself.
+  const self = replicaOfPrincipal(requester);
+  if (self !== undefined && (op.kind !== 'quit' || op.id !== self)) return refuse(`replica ${self} may only quit itself`);
+  if (self === undefined && op.kind === 'quit') return refuse('quit is signed by the replica that leaves (the operator removes: remove-replica)');
   const cur = m.current;
   let replicas = cur.replicas;
   let clients = cur.clients;
@@ -226,7 +244,8 @@ export function applyReconfig(m: Membership, opBytes: Uint8Array, seq: number, c
       replicas = [...replicas, op.replica].sort((a, b) => a.id - b.id);
       break;
     }
-    case 'remove-replica': {
+    case 'remove-replica':
+    case 'quit': {
       if (!replicas.some((r) => r.id === op.id)) return refuse(`replica ${op.id} is not a member`);
       if (replicas.length - 1 < REPLICAS_MIN) return refuse(`removing replica ${op.id} would leave ${replicas.length - 1} replicas; at least ${REPLICAS_MIN} are needed`);
       replicas = replicas.filter((r) => r.id !== op.id);
@@ -234,6 +253,7 @@ export function applyReconfig(m: Membership, opBytes: Uint8Array, seq: number, c
     }
     case 'add-client': {
       if (clients.some((c) => c.id === op.client.id)) return refuse(`client ${op.client.id} is already registered`);
+      if (op.client.id >= REPLICA_PRINCIPAL_BASE) return refuse(`client ids are below ${REPLICA_PRINCIPAL_BASE}`);
       if (clients.length >= CLIENTS_MAX) return refuse(`a configuration has at most ${CLIENTS_MAX} clients`);
       if (keyInUse(op.client.publicKey)) return refuse('that public key is already in use');
       clients = [...clients, op.client].sort((a, b) => a.id - b.id);
@@ -252,4 +272,12 @@ export function applyReconfig(m: Membership, opBytes: Uint8Array, seq: number, c
 /** After executing `seq`: the pending configuration becomes the current one at its switch point. */
 export function advanceMembership(m: Membership, seq: number): Membership {
   return m.next && m.next.since === seq ? { current: m.next } : m;
+}
+
+/** Whether the client table of a state with this configuration may hold `client`'s entry. */
+export function mayHoldClient(config: MemberConfig, client: number): boolean {
+  if (client === OPERATOR_CLIENT) return true;
+  const replica = replicaOfPrincipal(client);
+  if (replica !== undefined) return config.replicas.some((r) => r.id === replica);
+  return config.clients.some((c) => c.id === client);
 }

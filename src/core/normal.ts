@@ -13,7 +13,8 @@ import { primaryOf } from './newview.ts';
 import { type ReplicaState, type Slot } from './state.ts';
 import type { Source, ExecutedRequest } from './types.ts';
 import { ProtocolInvariantError } from './types.ts';
-import { OPERATOR_CLIENT, advanceMembership, applyReconfig, encodeReconfigResult, type Membership } from './membership.ts';
+import { OPERATOR_CLIENT, advanceMembership, applyReconfig, encodeReconfigOp, encodeReconfigResult, mayHoldClient, type Membership } from './membership.ts';
+import { replicaOfPrincipal, replicaPrincipal } from './cluster.ts';
 
 export function onRequest(rs: ReplicaState, signed: Signed<RequestMsg>, from: Source): void {
   const m = signed.msg;
@@ -288,7 +289,8 @@ function executeBatch(rs: ReplicaState, seq: number, digest: Uint8Array, batch: 
     const m = req.msg;
     const record = rs.clients.get(m.client);
     if (record && m.timestamp <= record.timestamp) continue; // at most once
-    const result = m.client === OPERATOR_CLIENT ? reconfigure(rs, seq, m.op) : rs.app.execute(m.op, { seq, client: m.client, timestamp: m.timestamp });
+    const system = m.client === OPERATOR_CLIENT || replicaOfPrincipal(m.client) !== undefined;
+    const result = system ? reconfigure(rs, seq, m.op, m.client) : rs.app.execute(m.op, { seq, client: m.client, timestamp: m.timestamp });
     rs.clients.set(m.client, { timestamp: m.timestamp, result });
     const w = rs.waiting.get(m.client);
     if (w && w.req.msg.timestamp <= m.timestamp) rs.waiting.delete(m.client);
@@ -373,8 +375,8 @@ function resendReply(rs: ReplicaState, client: number): void {
 }
 
 /** The operator's request: a change of the membership, executed like any request (membership.ts). */
-function reconfigure(rs: ReplicaState, seq: number, op: Uint8Array): Uint8Array {
-  const { membership, result } = applyReconfig(rs.membership, op, seq, rs.opts.checkpointInterval, rs.opts.windowSize);
+function reconfigure(rs: ReplicaState, seq: number, op: Uint8Array, requester: number): Uint8Array {
+  const { membership, result } = applyReconfig(rs.membership, op, seq, rs.opts.checkpointInterval, rs.opts.windowSize, requester);
   rs.membership = membership;
   if (membership.next) rs.learnConfig(membership.next);
   rs.events.push({ type: 'reconfiguration', seq, result });
@@ -388,12 +390,28 @@ function reconfigure(rs: ReplicaState, seq: number, op: Uint8Array): Uint8Array 
  */
 function switchMembership(rs: ReplicaState, membership: Membership): void {
   rs.membership = membership;
-  const registered = new Set(membership.current.clients.map((c) => c.id));
   for (const id of [...rs.clients.records.keys()]) {
-    if (id !== OPERATOR_CLIENT && !registered.has(id)) {
+    if (!mayHoldClient(membership.current, id)) {
       rs.clients.records.delete(id);
       rs.waiting.delete(id);
       rs.replyFrames.delete(id);
     }
   }
+}
+
+/**
+ * The audit found our state faulty (options.quitOnDivergence): we ask to leave, with a QUIT signed
+ * by our own key as our replica principal (cluster.ts), sent to every member and kept waiting here
+ * like any request (its timer, and the relay with a SUSPECT, see it through a faulty primary).
+ */
+export function quitSelf(rs: ReplicaState, reason: string): void {
+  if (!rs.isMember(rs.id)) return;
+  const principal = replicaPrincipal(rs.id);
+  if (rs.waiting.has(principal)) return;
+  const last = rs.clients.get(principal)?.timestamp ?? 0;
+  const timestamp = Math.max(last, rs.lastExecuted) + 1;
+  const req = rs.auth.sign<RequestMsg>({ type: 'request', client: principal, timestamp, op: encodeReconfigOp({ kind: 'quit', id: rs.id }) });
+  rs.events.push({ type: 'quitting', reason });
+  rs.broadcast(rs.frames.encodeSignedFrame(req));
+  onRequest(rs, req, { kind: 'replica', id: rs.id });
 }

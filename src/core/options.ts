@@ -36,6 +36,12 @@ export interface ReplicaOptions {
   stateChunkBytesMax: number;
   /** Largest frame the core accepts. */
   frameBytesMax: number;
+  /**
+   * When the audit finds this replica's state diverged from a stable checkpoint (membership.ts):
+   * besides repairing itself by state transfer, it asks to leave the configuration (a QUIT signed
+   * with its own key); the operator adds it again after the repair. Off by default.
+   */
+  quitOnDivergence: boolean;
 }
 
 export const DEFAULT_REPLICA_OPTIONS: ReplicaOptions = {
@@ -53,15 +59,20 @@ export const DEFAULT_REPLICA_OPTIONS: ReplicaOptions = {
   probeTicks: 200,
   stateChunkBytesMax: 1024 * 1024,
   frameBytesMax: 32 * 1024 * 1024,
+  quitOnDivergence: false,
 };
 
 export function resolveOptions(partial: Partial<ReplicaOptions> = {}): ReplicaOptions {
   const o = { ...DEFAULT_REPLICA_OPTIONS, ...partial };
   const positive = (name: keyof ReplicaOptions): void => {
-    const v = o[name];
+    const v = o[name] as number;
     if (!Number.isSafeInteger(v) || v <= 0) throw new RangeError(`${name} must be a positive integer, got ${v}`);
   };
-  for (const k of Object.keys(DEFAULT_REPLICA_OPTIONS) as Array<keyof ReplicaOptions>) positive(k);
+  for (const k of Object.keys(DEFAULT_REPLICA_OPTIONS) as Array<keyof ReplicaOptions>) {
+    if (typeof DEFAULT_REPLICA_OPTIONS[k] === 'boolean') {
+      if (typeof o[k] !== 'boolean') throw new RangeError(`${k} must be true or false, got ${String(o[k])}`);
+    } else positive(k);
+  }
   if (o.windowSize % o.checkpointInterval !== 0 || o.windowSize < 2 * o.checkpointInterval) {
     throw new RangeError(`windowSize (${o.windowSize}) must be a multiple of checkpointInterval (${o.checkpointInterval}) and at least twice it`);
   }

@@ -9,7 +9,7 @@ import { ClientTable } from './clienttable.ts';
 import { preparedCertificate, quorumFor } from './quorum.ts';
 import type { CommitMsg } from './messages.ts';
 import { KEYS, decodeBatch, decodeCheckpointCert, decodeCheckpointState, decodeEpochProof, decodePair, decodeSlot, decodeViewState } from './persist.ts';
-import { OPERATOR_CLIENT, decodeMembership } from './membership.ts';
+import { decodeMembership, mayHoldClient } from './membership.ts';
 import { decodeHorizon, decodeSignFloor, encodeSignFloor, lostAgainst, type Horizon, type SignFloor } from './horizon.ts';
 import { stateDigest } from './statetree.ts';
 import { type ReplicaState, type Slot } from './state.ts';
@@ -130,8 +130,7 @@ export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>)
   if (stateBytes) {
     const st = decodeCheckpointState(stateBytes);
     const membership = st.ok ? decodeMembership(st.value.membership) : undefined;
-    const registered = membership?.ok ? new Set([...membership.value.current.clients.map((c) => c.id), OPERATOR_CLIENT]) : undefined;
-    const table = st.ok && registered ? ClientTable.decode(st.value.clients, (c) => registered.has(c)) : undefined;
+    const table = st.ok && membership?.ok ? ClientTable.decode(st.value.clients, (c) => mayHoldClient(membership.value.current, c)) : undefined;
     if (st.ok && table && membership?.ok) {
       for (const [key, value] of byKey) {
         if (!key.startsWith(KEYS.partitionPrefix)) continue;

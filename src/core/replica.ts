@@ -327,4 +327,7 @@ export class Replica extends ReplicaState {
   epochEntered(): void {
     return viewchange.renewViewChange(this);
   }
+  quitSelf(reason: string): void {
+    return normal.quitSelf(this, reason);
+  }
 }

@@ -611,6 +611,8 @@ export abstract class ReplicaState {
   abstract takeCheckpoint(seq: number): void;
   /** The operating configuration changed (a view change in progress must be asked again in it). */
   abstract epochEntered(): void;
+  /** Asks to leave the configuration (the audit found our state faulty). */
+  abstract quitSelf(reason: string): void;
 }
 
 export function slotRecord(slot: Slot): import('./persist.ts').SlotRecord {

@@ -5,7 +5,7 @@
 import { bytesEqual } from './auth.ts';
 import { ClientTable } from './clienttable.ts';
 import type { CheckpointCert, Digest, StatePart, StateReply } from './messages.ts';
-import { OPERATOR_CLIENT, decodeMembership, type Membership } from './membership.ts';
+import { decodeMembership, mayHoldClient } from './membership.ts';
 import { leafDigest, stateDigest } from './statetree.ts';
 import { TransferSession, checkGroupLeaves, checkMeta, differingGroups, differingPositions, leafKey, leafPrefixes, mergeLeaves, packPartitions, partitionMatches, unpackPartitions } from './transfer.ts';
 import { assertNever, type ReplicaState } from './state.ts';
@@ -128,8 +128,7 @@ export function onStateReply(rs: ReplicaState, peer: number, seq: number, reply:
       if (reason) return bad(reason);
       const membership = decodeMembership(reply.membership);
       if (!membership.ok || membership.value.current.epoch !== t.target.epoch) return bad('state meta with a malformed membership');
-      const registered = registeredClients(membership.value);
-      if (!ClientTable.decode(reply.clients, (c) => registered.has(c))) return bad('state meta with a malformed client table');
+      if (!ClientTable.decode(reply.clients, (c) => mayHoldClient(membership.value.current, c))) return bad('state meta with a malformed client table');
       t.bytesReceived += reply.clients.length + reply.membership.length + 32 * reply.groupDigests.length;
       t.meta = { groupDigests: reply.groupDigests, clients: reply.clients, membership: reply.membership };
       t.groupsNeeded = differingGroups(reply.groupDigests, rs.liveTree);
@@ -212,8 +211,7 @@ function installTransfer(rs: ReplicaState, t: TransferSession): void {
   }
   const membership = decodeMembership(meta.membership);
   if (!membership.ok) throw new ProtocolInvariantError(`certified membership does not decode: ${membership.reason}`);
-  const registered = registeredClients(membership.value);
-  const table = ClientTable.decode(meta.clients, (c) => registered.has(c))!;
+  const table = ClientTable.decode(meta.clients, (c) => mayHoldClient(membership.value.current, c))!;
   rs.clients.records.clear();
   for (const [c, r] of table.records) rs.clients.set(c, r);
   rs.replyFrames.clear();
@@ -262,7 +260,3 @@ function installTransfer(rs: ReplicaState, t: TransferSession): void {
   }
 }
 
-/** Client ids a client table of this membership may hold (the operator's too). */
-function registeredClients(m: Membership): Set<number> {
-  return new Set([...m.current.clients.map((c) => c.id), OPERATOR_CLIENT]);
-}

@@ -96,7 +96,9 @@ export type CoreEvent =
   /** The stable checkpoint reached a new configuration: quorums, keys and the primary rotation follow it. */
   | { type: 'epoch-entered'; epoch: number; since: number; replicas: number[]; member: boolean; was: number }
   /** This replica is not a member of the configuration it entered: it votes no more (its data can go). */
-  | { type: 'replica-removed'; epoch: number };
+  | { type: 'replica-removed'; epoch: number }
+  /** This replica asked to leave (options.quitOnDivergence): its audit found its state faulty. */
+  | { type: 'quitting'; reason: string };
 
 export interface OutMessage {
   to: number;

@@ -14,6 +14,7 @@ import { KvStore } from '../app/kv.ts';
 import { decodeFrame, encodeSignedFrame, FRAME_CODEC } from '../codec/messages.ts';
 import { replyOf, RequestSigner } from '../client/request.ts';
 import { OPERATOR_CLIENT, encodeReconfigOp, type ReconfigOp } from '../core/membership.ts';
+import { replicaOfPrincipal } from '../core/cluster.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
 import { Replica, type CoreEvent, type ReplicaDeps } from '../core/replica.ts';
 import type { UnsafeQuorum } from '../core/quorum.ts';
@@ -185,7 +186,11 @@ export class SimCluster {
     this.clientNodeBase = this.n + spares;
     this.checker = new Checker(this.opts.f, (client, ts) => {
       const single = this.clients[client]?.issued.get(ts) ?? this.extraIssued.get(client)?.get(ts);
-      return single ? [single] : this.extraIssuedAlternatives.get(`${client}:${ts}`);
+      if (single) return [single];
+      // A replica's own QUIT (options.quitOnDivergence): valid once that replica said it asked.
+      const replica = replicaOfPrincipal(client);
+      if (replica !== undefined && this.quitAsked.has(replica)) return [encodeReconfigOp({ kind: 'quit', id: replica })];
+      return this.extraIssuedAlternatives.get(`${client}:${ts}`);
     });
     // Drawn from its own stream, so that disk timing does not shift the other random choices.
     this.diskPrng = this.prng.fork();
@@ -424,8 +429,12 @@ export class SimCluster {
     for (const event of events) this.onEvent(host, replica, event);
   }
 
+  /** Replicas that asked to quit (their 'quitting' event): their QUIT requests are theirs. */
+  private readonly quitAsked = new Set<number>();
+
   private onEvent(host: Host, replica: Replica, event: CoreEvent): void {
     if (this.keepEvents) this.events.push({ replica: host.id, tick: this.now, event });
+    if (event.type === 'quitting') this.quitAsked.add(host.id);
     const correct = this.isCorrect(host.id);
     switch (event.type) {
       case 'executed':

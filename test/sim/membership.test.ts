@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { SimCluster } from '../../src/sim/cluster.ts';
 import { decodeReconfigResult } from '../../src/core/membership.ts';
 import type { Replica } from '../../src/core/replica.ts';
+import { encodeOp } from '../../src/app/kv-ops.ts';
 
 function replicaOf(sim: SimCluster, id: number): Replica | undefined {
   return sim.hosts[id]!.replica;
@@ -158,4 +159,48 @@ test('a view change right after a switch: the stable checkpoint is the one the o
     assert.ok(sim.events.some((e) => e.event.type === 'view-entered' && e.event.view > 0), `seed ${seed}: no view change happened`);
   }
   assert.equal(tested, 3, 'three seeds with the removed replica in the boundary certificate');
+});
+
+test('a replica whose audit finds its state faulty quits by itself (a QUIT signed with its own key), repairs, and is added again', () => {
+  for (const seed of [41, 42, 43]) {
+    const sim = new SimCluster({ seed, f: 1, spareReplicas: 1, operator: true, clients: 3, requestsPerClient: 400, keySpace: 6, replica: { quitOnDivergence: true } });
+    sim.run(100);
+    sim.reconfigure({ kind: 'add-replica', replica: sim.replicaInfo[4]! });
+    assert.ok(sim.runUntil(() => entered(sim, 1, [0, 1, 2, 3, 4]), 4_000), `seed ${seed}: epoch 1`);
+    // Replica 2's state changes outside the agreed order (a bit flip, a bug): a key no client uses.
+    sim.hosts[2]!.app!.execute(encodeOp({ type: 'put', key: 'corrupted', value: 'x' }), { seq: 0, client: 0, timestamp: 0 });
+    assert.ok(sim.runUntil(() => replicaOf(sim, 0)!.status().epoch === 2, 6_000), `seed ${seed}: replica 2 did not leave: ${JSON.stringify(replicaOf(sim, 2)!.status())}`);
+    assert.ok(sim.events.some((e) => e.replica === 2 && e.event.type === 'state-diverged'), `seed ${seed}: no divergence seen`);
+    assert.ok(sim.events.some((e) => e.replica === 2 && e.event.type === 'quitting'), `seed ${seed}: replica 2 did not ask to quit`);
+    assert.deepEqual(membersOf(sim, 0), [0, 1, 3, 4]);
+    const quit = sim.events.find((e) => e.replica === 0 && e.event.type === 'reconfiguration' && e.event.result.ok && e.event.result.epoch === 2);
+    assert.ok(quit, `seed ${seed}: the quit was ordered`);
+    // After its repair (state transfer), the operator adds it again.
+    assert.ok(sim.runUntil(() => replicaOf(sim, 2)!.status().member === false && !replicaOf(sim, 2)!.status().transferring, 4_000));
+    sim.reconfigure({ kind: 'add-replica', replica: sim.replicaInfo[2]! });
+    assert.ok(sim.runUntil(() => entered(sim, 3, [0, 1, 2, 3, 4]) && replicaOf(sim, 2)!.status().member, 6_000), `seed ${seed}: replica 2 not back`);
+    sim.runUntil(() => sim.allClientsDone(), 30_000);
+    assert.ok(sim.allClientsDone(), `seed ${seed}: clients did not finish`);
+    sim.finish();
+    // The checkers see the corruption (replica 2 diverged: it was faulty), and nothing else.
+    const [diverged, ...others] = sim.checker.violations;
+    assert.match(diverged?.detail ?? '', /replica 2 diverged/);
+    assert.deepEqual(others.filter((v) => !/replica 2 diverged/.test(v.detail)), [], `seed ${seed}`);
+    // Back in, with the agreed state: its checkpoints match the others'.
+    const r2 = replicaOf(sim, 2)!;
+    const r0 = replicaOf(sim, 0)!;
+    sim.settle(300);
+    assert.equal(r2.h, r0.h);
+    assert.deepEqual(r2.stable.digest, r0.stable.digest);
+  }
+});
+
+test('a replica may quit only itself, and the operator does not sign a quit', () => {
+  const sim = new SimCluster({ seed: 51, f: 1, spareReplicas: 1, operator: true, clients: 1, requestsPerClient: 5 });
+  sim.run(50);
+  sim.reconfigure({ kind: 'quit', id: 1 });
+  sim.run(200);
+  const results = sim.events.filter((e) => e.replica === 0 && e.event.type === 'reconfiguration').map((e) => (e.event.type === 'reconfiguration' && !e.event.result.ok ? e.event.result.reason : 'ok'));
+  assert.equal(results.length, 1);
+  assert.match(results[0]!, /quit is signed by the replica that leaves/);
 });
