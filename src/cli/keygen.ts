@@ -89,6 +89,7 @@ function runKeygen(flags: KeygenFlags, io: KeygenIo): void {
   io.out(`  f = ${cluster.f}, ${cluster.replicas.length} replicas:`);
   for (const r of cluster.replicas) io.out(`    replica ${r.id}  ${r.url}`);
   io.out(`  ${cluster.clients.length} client${cluster.clients.length === 1 ? '' : 's'}`);
+  io.out('  operator.key: signs membership changes (pbft member, pbft client-key); keep it on the operator\'s machine only');
   if (result.removed.length > 0) io.out(`  removed ${result.removed.length} stale file(s)`);
 }
 
@@ -98,7 +99,7 @@ function runKeygen(flags: KeygenFlags, io: KeygenIo): void {
  */
 function configureKeygenCommand(command: Command, io: KeygenIo): Command {
   return command
-    .description('generate a keyring: cluster.json (public) and one private key file per replica and client')
+    .description('generate a keyring: cluster.json (public), one private key file per replica and client, and the operator key (operator.key) that signs membership changes')
     .option('--replicas <n>', 'number of replicas, 3f+1 with f >= 1 (default: 4, or the number of URLs given)')
     .option('--clients <n>', 'number of clients', '4')
     .option('--out <dir>', 'directory to write the keyring to', 'keys')
