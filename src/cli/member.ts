@@ -13,12 +13,12 @@
  * here. The change takes effect after a checkpoint; `--wait` (default) waits until a quorum of the
  * new configuration reports it.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { CLUSTER_FILE, KeyringError, OPERATOR_KEY_FILE, keyFileName, loadCluster, loadIdentity, loadPrivateKey, writeNewKey } from '../crypto/keyring.ts';
-import { hexToBytes, parseReplicaUrl } from '../crypto/keyring-json.ts';
-import { OPERATOR_CLIENT, decodeReconfigResult, encodeReconfigOp, faultsFor, type ReconfigOp } from '../core/membership.ts';
+import { CLUSTER_FILE, KeyringError, OPERATOR_KEY_FILE, keyFileName, loadCluster, loadIdentity, loadPrivateKey, writeFileAtomic, writeNewKey } from '../crypto/keyring.ts';
+import { bytesToHex, hexToBytes, parseReplicaUrl } from '../crypto/keyring-json.ts';
+import { OPERATOR_CLIENT, admissionBytes, decodeReconfigResult, encodeReconfigOp, faultsFor, type ReconfigOp } from '../core/membership.ts';
 import { quorumFor } from '../core/quorum.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
 import { PbftClient } from '../client/client.ts';
@@ -38,7 +38,8 @@ export type MemberAction =
   | { kind: 'add-replica'; id: number; url: string; publicKey?: Uint8Array }
   | { kind: 'remove-replica'; id: number }
   | { kind: 'add-client'; id: number; publicKey?: Uint8Array }
-  | { kind: 'remove-client'; id: number };
+  | { kind: 'remove-client'; id: number }
+  | { kind: 'admit'; id: number; url: string; publicKey?: Uint8Array; out?: string };
 
 function parseUrl(value: string): string {
   const r = parseReplicaUrl(value);
@@ -80,6 +81,17 @@ export function addMemberCommands(program: Command, action: (a: MemberAction, fl
       .option('--public-key <hex>', 'its public key, if its host made the key (default: make keys/replica-<id>.key here; copy it to that host only)', parseKeyHex),
   ).action((o: { id: number; url: string; publicKey?: Uint8Array }, cmd: Command) =>
     run({ kind: 'add-replica', id: o.id, url: o.url, ...(o.publicKey ? { publicKey: o.publicKey } : {}) }, cmd),
+  );
+  common(
+    member
+      .command('admit')
+      .description('admit a replica that joins by itself: write the operator-signed admission it starts with (pbft replica --id N --join FILE); its JOIN is then signed with its own key')
+      .requiredOption('--id <n>', 'the new replica id (not a member)', parseId)
+      .requiredOption('--url <ws://host:port>', 'where the other replicas and clients reach it', parseUrl)
+      .option('--public-key <hex>', 'its public key, if its host made the key (default: make keys/replica-<id>.key here)', parseKeyHex)
+      .option('--out <file>', 'where to write the admission (default: keys/admission-<id>.json)'),
+  ).action((o: { id: number; url: string; publicKey?: Uint8Array; out?: string }, cmd: Command) =>
+    run({ kind: 'admit', id: o.id, url: o.url, ...(o.publicKey ? { publicKey: o.publicKey } : {}), ...(o.out ? { out: o.out } : {}) }, cmd),
   );
   common(member.command('remove').description('remove a replica (at least 4 remain): it stops voting once the change is in force; then stop it and delete its data').requiredOption('--id <n>', 'the replica id', parseId)).action(
     (o: { id: number }, cmd: Command) => run({ kind: 'remove-replica', id: o.id }, cmd),
@@ -193,27 +205,13 @@ export async function runMemberCommand(action: MemberAction, flags: MemberFlags,
     if (err instanceof KeyringError) throw new CliError(err.message);
     throw err;
   }
+  if (action.kind === 'admit') return admit(action, cluster, operator.secretKey, flags, io);
   let op: ReconfigOp;
-  let made: string | undefined;
   switch (action.kind) {
     case 'add-replica':
     case 'add-client': {
       const principal = action.kind === 'add-replica' ? 'replica' : 'client';
-      let publicKey = action.publicKey;
-      if (publicKey === undefined) {
-        const path = join(flags.keys, keyFileName(principal, action.id));
-        try {
-          if (existsSync(path)) publicKey = loadPrivateKey(path, { principal, id: action.id }).publicKey;
-          else {
-            const w = writeNewKey(flags.keys, cluster.clusterId, principal, action.id);
-            publicKey = w.publicKey;
-            made = w.path;
-          }
-        } catch (err) {
-          if (err instanceof KeyringError) throw new CliError(err.message);
-          throw err;
-        }
-      }
+      const publicKey = keyFor(flags, cluster.clusterId, principal, action.id, action.publicKey, io);
       op = action.kind === 'add-replica' ? { kind: 'add-replica', replica: { id: action.id, url: action.url, publicKey } } : { kind: 'add-client', client: { id: action.id, publicKey } };
       break;
     }
@@ -224,7 +222,6 @@ export async function runMemberCommand(action: MemberAction, flags: MemberFlags,
       op = { kind: 'remove-client', id: action.id };
       break;
   }
-  if (made !== undefined) io.out(`made ${made} (its private key: copy it to that ${action.kind === 'add-replica' ? 'replica' : 'client'}'s host only)`);
   let client: PbftClient;
   try {
     client = await PbftClient.connect({ cluster, key: { id: OPERATOR_CLIENT, secretKey: operator.secretKey }, timeoutMs: flags.timeout });
@@ -264,4 +261,78 @@ export async function runMemberCommand(action: MemberAction, flags: MemberFlags,
     }
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
+}
+
+/** The key of a replica or client a change adds: given, from its key file here, or made here. */
+function keyFor(flags: MemberFlags, clusterId: string, principal: 'replica' | 'client', id: number, given: Uint8Array | undefined, io: CliIo): Uint8Array {
+  if (given !== undefined) return given;
+  const path = join(flags.keys, keyFileName(principal, id));
+  try {
+    if (existsSync(path)) return loadPrivateKey(path, { principal, id }).publicKey;
+    const w = writeNewKey(flags.keys, clusterId, principal, id);
+    io.out(`made ${w.path} (its private key: copy it to that ${principal}'s host only)`);
+    return w.publicKey;
+  } catch (err) {
+    if (err instanceof KeyringError) throw new CliError(err.message);
+    throw err;
+  }
+}
+
+/** `pbft member admit`: the operator's admission, for a replica that then joins by itself. */
+async function admit(action: Extract<MemberAction, { kind: 'admit' }>, cluster: ClusterConfig, operatorSecret: Uint8Array, flags: MemberFlags, io: CliIo): Promise<number> {
+  if (cluster.replicas.some((r) => r.id === action.id)) throw new CliError(`replica ${action.id} is in the keyring already`);
+  const publicKey = keyFor(flags, cluster.clusterId, 'replica', action.id, action.publicKey, io);
+  const { createNodeSigner } = await import('../crypto/node.ts');
+  const signer = createNodeSigner(operatorSecret);
+  const replica = { id: action.id, url: action.url, publicKey };
+  const file = {
+    version: 1,
+    clusterId: cluster.clusterId,
+    id: action.id,
+    url: action.url,
+    publicKey: bytesToHex(publicKey),
+    admission: bytesToHex(signer.sign(admissionBytes(cluster.clusterId, replica))),
+    // The JOIN's timestamp: above any earlier request of this replica (one that quit comes back).
+    timestamp: Date.now(),
+  };
+  const out = action.out ?? join(flags.keys, `admission-${action.id}.json`);
+  writeFileAtomic(out, JSON.stringify(file, null, 2) + '\n', 0o644);
+  io.out(`wrote ${out}: copy it with cluster.json and replica-${action.id}.key to that host, then: pbft replica --id ${action.id} --keys <dir> --join ${out.split('/').pop()}`);
+  return 0;
+}
+
+export interface AdmissionFile {
+  clusterId: string;
+  id: number;
+  url: string;
+  publicKey: Uint8Array;
+  admission: Uint8Array;
+  timestamp: number;
+}
+
+/** Reads an admission file (pbft replica --join); one-line errors. */
+export function readAdmission(path: string, cluster: ClusterConfig, id: number, publicKey: Uint8Array): AdmissionFile {
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+  } catch (err) {
+    throw new CliError(`cannot read the admission ${path}: ${errorMessage(err)}`);
+  }
+  const hex = (v: unknown, bytes: number, what: string): Uint8Array => {
+    if (typeof v !== 'string' || !new RegExp(`^[0-9a-fA-F]{${bytes * 2}}$`).test(v)) throw new CliError(`${path}: ${what} must be ${bytes * 2} hex characters`);
+    return hexToBytes(v);
+  };
+  if (json.clusterId !== cluster.clusterId) throw new CliError(`${path} admits a replica of cluster ${String(json.clusterId)}, not of ${cluster.clusterId}`);
+  if (json.id !== id) throw new CliError(`${path} admits replica ${String(json.id)}, not replica ${id}`);
+  const url = typeof json.url === 'string' ? json.url : '';
+  if ('problem' in parseReplicaUrl(url)) throw new CliError(`${path}: url must be ws://host:port`);
+  const key = hex(json.publicKey, 32, 'publicKey');
+  if (!bytesEqualKey(key, publicKey)) throw new CliError(`${path} admits another key than this replica's`);
+  const timestamp = json.timestamp;
+  if (typeof timestamp !== 'number' || !Number.isSafeInteger(timestamp) || timestamp <= 0) throw new CliError(`${path}: timestamp must be a positive integer`);
+  return { clusterId: cluster.clusterId, id, url, publicKey: key, admission: hex(json.admission, 64, 'admission'), timestamp };
+}
+
+function bytesEqualKey(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

@@ -7,6 +7,7 @@
  * beats the file, which beats the default. Relative "keys" and "data" paths in the file are relative
  * to the file's directory. Unknown keys and bad values in the file are errors (one line, exit 1).
  */
+import { readAdmission } from './member.ts';
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
@@ -14,7 +15,7 @@ import { KeyringError, loadIdentity } from '../crypto/keyring.ts';
 import { runReplicaProcess } from '../node/replica-process.ts';
 import { createLogger, type LogLevel } from '../util/log.ts';
 import type { ReplicaOptions } from '../core/options.ts';
-import { CliError, parseListen, parseNonNegativeInt, parsePositiveInt } from './common.ts';
+import { CliError, hostPortOf, parseListen, parseNonNegativeInt, parsePositiveInt } from './common.ts';
 
 /** Set by `pbft start` for its children: a replica exits when the process that started it is gone. */
 export const EXIT_WITH_PARENT_ENV = 'PBFT_EXIT_WITH_PARENT';
@@ -58,6 +59,8 @@ export interface ReplicaFlags {
   deferWrites?: boolean;
   /** Ask to leave the configuration when the audit finds this replica's state faulty (membership). */
   quitOnDivergence?: boolean;
+  /** An admission file (pbft member admit): this replica joins by itself. */
+  join?: string;
 }
 
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
@@ -78,6 +81,7 @@ const CONFIG_KEYS: Record<string, (v: unknown) => unknown> = {
   pipelineTurns: (v) => bool(v),
   deferWrites: (v) => bool(v),
   quitOnDivergence: (v) => bool(v),
+  join: (v) => text(v),
 };
 
 function text(v: unknown): string {
@@ -122,7 +126,7 @@ export function loadReplicaConfig(path: string): Partial<ReplicaFlags> {
       throw new CliError(`config file ${path}: "${key}" ${(err as Error).message}`);
     }
   }
-  for (const key of ['keys', 'data'] as const) {
+  for (const key of ['keys', 'data', 'join'] as const) {
     const p = out[key];
     if (typeof p === 'string' && !isAbsolute(p)) out[key] = join(dirname(resolve(path)), p);
   }
@@ -192,6 +196,7 @@ export function addReplicaCommand(program: Command, action: (flags: ReplicaFlags
         .argParser(parseNonNegativeInt)
         .env(env.verifyWorkers),
     )
+    .option('--join <file>', 'join by itself with the operator\'s admission (pbft member admit): its JOIN is signed with this replica\'s key; --listen defaults to the admitted URL (config file: "join")')
     .option('--quit-on-divergence', 'when the audit finds this replica\'s state faulty, it also asks to leave the configuration (a QUIT signed with its key; the operator adds it again after the repair; config file: "quitOnDivergence": true)')
     .option('--no-pipeline-turns', 'tuning: do not compute turns while a synced write is in flight (config file: "pipelineTurns": false)')
     .option('--no-defer-writes', 'tuning: sync the writes of every turn, also of turns that send nothing (config file: "deferWrites": false)')
@@ -220,6 +225,8 @@ export async function runReplicaCommand(flags: ReplicaFlags): Promise<number> {
     ...(flags.inFlightBatchesMax !== undefined ? { inFlightBatchesMax: flags.inFlightBatchesMax } : {}),
     ...(flags.quitOnDivergence === true ? { quitOnDivergence: true } : {}),
   };
+  const admission = flags.join !== undefined ? readAdmission(flags.join, identity.cluster, flags.id, identity.key.publicKey) : undefined;
+  const listen = flags.listen ?? (admission !== undefined ? hostPortOf(admission.url) : undefined);
   await runReplicaProcess({
     cluster: identity.cluster,
     id: flags.id,
@@ -230,8 +237,9 @@ export async function runReplicaCommand(flags: ReplicaFlags): Promise<number> {
     ...(flags.verifyWorkers !== undefined ? { verifyWorkers: flags.verifyWorkers } : {}),
     ...(flags.pipelineTurns === false ? { pipelineTurns: false } : {}),
     ...(flags.deferWrites === false ? { deferWrites: false } : {}),
-    ...(flags.listen !== undefined ? { listenHost: flags.listen.host } : {}),
-    ...(flags.listen?.port !== undefined ? { listenPort: flags.listen.port } : {}),
+    ...(listen !== undefined ? { listenHost: listen.host } : {}),
+    ...(listen?.port !== undefined ? { listenPort: listen.port } : {}),
+    ...(admission !== undefined ? { join: { url: admission.url, admission: admission.admission, timestamp: admission.timestamp } } : {}),
   });
   if (process.env[EXIT_WITH_PARENT_ENV] === '1') {
     // Started by `pbft start`: do not outlive it (e.g. when it was killed with SIGKILL).

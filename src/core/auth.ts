@@ -5,6 +5,7 @@
  */
 import { encodeBody } from './body.ts';
 import { OPERATOR_CLIENT, replicaOfPrincipal, type ClusterConfig } from './cluster.ts';
+import { admissionBytes, decodeReconfigOp } from './membership.ts';
 import type { Signed, SignedMessage, SignedType } from './messages.ts';
 
 /** Cryptography the core needs; pure functions of their inputs (no I/O). */
@@ -123,18 +124,33 @@ export class Authenticator {
     for (const r of cluster.replicas) this.replicaKeys.set(r.id, r.publicKey);
   }
 
-  /** A registered client, the operator, or a member replica signing its own request (its QUIT). */
+  /**
+   * A registered client, the operator, or a replica signing its own request (its QUIT, or the JOIN
+   * of a replica the operator admitted: its key is checked with the request, signerKey).
+   */
   hasClient(id: number): boolean {
-    if (this.clientKeys.has(id)) return true;
-    const replica = replicaOfPrincipal(id);
-    return replica !== undefined && this.replicaKeys.has(replica);
+    return this.clientKeys.has(id) || replicaOfPrincipal(id) !== undefined;
   }
 
   /** Public key of the principal that must have signed this message, or undefined if unknown. */
   signerKey(msg: SignedMessage): Uint8Array | undefined {
     if (msg.type !== 'request') return this.replicaKeys.get(msg.replica);
     const replica = replicaOfPrincipal(msg.client);
-    return replica !== undefined ? this.replicaKeys.get(replica) : this.clientKeys.get(msg.client);
+    if (replica === undefined) return this.clientKeys.get(msg.client);
+    return this.replicaKeys.get(replica) ?? this.admittedKey(replica, msg.op);
+  }
+
+  /**
+   * The key of a replica that is not a member, from the JOIN it signs: the one the operator's
+   * admission names (membership.ts), when the admission verifies with the operator's key.
+   */
+  private admittedKey(replica: number, op: Uint8Array): Uint8Array | undefined {
+    const operator = this.cluster.operatorKey;
+    if (operator === undefined) return undefined;
+    const d = decodeReconfigOp(op);
+    if (!d.ok || d.value.kind !== 'join' || d.value.replica.id !== replica) return undefined;
+    const join = d.value;
+    return this.crypto.verify(operator, admissionBytes(this.cluster.clusterId, join.replica), join.admission) ? join.replica.publicKey : undefined;
   }
 
   sign<T extends SignedMessage>(msg: T): Signed<T> {

@@ -25,7 +25,6 @@
  * Pure data and pure functions: no I/O, no clocks.
  */
 import { OPERATOR_CLIENT, REPLICA_PRINCIPAL_BASE, replicaOfPrincipal, type ClientInfo, type ClusterConfig, type ReplicaInfo } from './cluster.ts';
-import { bytesEqual } from './auth.ts';
 import { asArray, asBytes, asString, asUint, decodeCbor, encodeCbor, fail, guarded, type Decoded } from './encoding.ts';
 
 export { OPERATOR_CLIENT, REPLICA_PRINCIPAL_BASE };
@@ -62,7 +61,12 @@ export type ReconfigOp =
   | { kind: 'add-client'; client: ClientInfo }
   | { kind: 'remove-client'; id: number }
   /** A replica leaves, signed by itself (e.g. when its audit found its state faulty). */
-  | { kind: 'quit'; id: number };
+  | { kind: 'quit'; id: number }
+  /**
+   * A replica joins, signed by itself (its key is the one in `replica`), carrying the operator's
+   * admission: the operator's signature over admissionBytes(clusterId, replica).
+   */
+  | { kind: 'join'; replica: ReplicaInfo; admission: Uint8Array };
 
 export type ReconfigResult =
   | { ok: true; epoch: number; since: number; replicas: number[] }
@@ -160,6 +164,8 @@ export function encodeReconfigOp(op: ReconfigOp): Uint8Array {
       return encodeCbor(['remove-client', op.id]);
     case 'quit':
       return encodeCbor(['quit', op.id]);
+    case 'join':
+      return encodeCbor(['join', op.replica.id, op.replica.url, op.replica.publicKey, op.admission]);
   }
 }
 
@@ -167,7 +173,7 @@ export function decodeReconfigOp(bytes: Uint8Array): Decoded<ReconfigOp> {
   const d = decodeCbor(bytes);
   if (!d.ok) return d;
   return guarded((): ReconfigOp => {
-    const a = asArray(d.value, 'reconfiguration', 4);
+    const a = asArray(d.value, 'reconfiguration', 5);
     const kind = asString(a[0], 'reconfiguration kind', 32);
     switch (kind) {
       case 'add-replica':
@@ -180,6 +186,12 @@ export function decodeReconfigOp(bytes: Uint8Array): Decoded<ReconfigOp> {
         return { kind, id: asUint(a[1], 'client id', REPLICA_PRINCIPAL_BASE - 1) };
       case 'quit':
         return { kind, id: asUint(a[1], 'replica id', 0xfffe) };
+      case 'join':
+        return {
+          kind,
+          replica: { id: asUint(a[1], 'replica id', 0xfffe), url: asString(a[2], 'replica url', URL_BYTES_MAX), publicKey: asBytes(a[3], 'replica key', 32) },
+          admission: asBytes(a[4], 'admission', 64),
+        };
       default:
         return fail(`unknown reconfiguration '${kind.slice(0, 32)}'`);
     }
@@ -203,6 +215,24 @@ export function decodeReconfigResult(bytes: Uint8Array): Decoded<ReconfigResult>
   });
 }
 
+const admissionEncoder = new TextEncoder();
+
+/**
+ * What the operator signs to admit a replica (the JOIN it then signs itself carries the signature):
+ * a domain tag of its own (never a message of the protocol) and the replica's id, URL and key.
+ */
+export function admissionBytes(clusterId: string, replica: ReplicaInfo): Uint8Array {
+  const tag = admissionEncoder.encode(`pbft/1/admission/${clusterId}\0`);
+  const body = encodeCbor([replica.id, replica.url, replica.publicKey]);
+  const out = new Uint8Array(tag.length + body.length);
+  out.set(tag, 0);
+  out.set(body, tag.length);
+  return out;
+}
+
+/** Checks an admission with the operator key of `config` (deterministic: it runs at execution). */
+export type AdmissionCheck = (operator: Uint8Array, replica: ReplicaInfo, admission: Uint8Array) => boolean;
+
 /** The checkpoint after which a change executed at `seq` takes effect. */
 export function switchPoint(seq: number, checkpointInterval: number, windowSize: number): number {
   return Math.ceil((seq + windowSize) / checkpointInterval) * checkpointInterval;
@@ -220,22 +250,31 @@ export function applyReconfig(
   windowSize: number,
   /** Who signed the request: OPERATOR_CLIENT, or a replica principal (cluster.ts). */
   requester: number = OPERATOR_CLIENT,
+  checkAdmission: AdmissionCheck = () => false,
 ): { membership: Membership; result: ReconfigResult } {
   const refuse = (reason: string): { membership: Membership; result: ReconfigResult } => ({ membership: m, result: { ok: false, reason } });
   if (m.next) return refuse(`a reconfiguration to epoch ${m.next.epoch} is pending (takes effect after checkpoint ${m.next.since})`);
   const decoded = decodeReconfigOp(opBytes);
   if (!decoded.ok) return refuse(`malformed reconfiguration: ${decoded.reason}`);
   const op = decoded.value;
-  // The operator changes anything; a replica only quits, itself.
+  // The operator changes anything; a replica only joins (admitted by the operator) or quits, itself.
   const self = replicaOfPrincipal(requester);
-  if (self !== undefined && (op.kind !== 'quit' || op.id !== self)) return refuse(`replica ${self} may only quit itself`);
-  if (self === undefined && op.kind === 'quit') return refuse('quit is signed by the replica that leaves (the operator removes: remove-replica)');
+  if (self !== undefined && !((op.kind === 'quit' && op.id === self) || (op.kind === 'join' && op.replica.id === self))) {
+    return refuse(`replica ${self} may only join or quit itself`);
+  }
+  if (self === undefined && (op.kind === 'quit' || op.kind === 'join')) {
+    return refuse(`${op.kind} is signed by the replica itself (the operator uses ${op.kind === 'quit' ? 'remove-replica' : 'add-replica'})`);
+  }
   const cur = m.current;
   let replicas = cur.replicas;
   let clients = cur.clients;
   const keyInUse = (key: Uint8Array): boolean => replicas.some((r) => bytesEqual(r.publicKey, key)) || clients.some((c) => bytesEqual(c.publicKey, key)) || (cur.operator !== undefined && bytesEqual(cur.operator, key));
   switch (op.kind) {
+    case 'join':
     case 'add-replica': {
+      if (op.kind === 'join' && (cur.operator === undefined || !checkAdmission(cur.operator, op.replica, op.admission))) {
+        return refuse(`the admission of replica ${op.replica.id} is not signed by the operator`);
+      }
       if (replicas.some((r) => r.id === op.replica.id)) return refuse(`replica ${op.replica.id} is already a member`);
       if (replicas.length >= REPLICAS_MAX) return refuse(`a configuration has at most ${REPLICAS_MAX} replicas`);
       if (keyInUse(op.replica.publicKey)) return refuse('that public key is already in use');
@@ -280,4 +319,10 @@ export function mayHoldClient(config: MemberConfig, client: number): boolean {
   const replica = replicaOfPrincipal(client);
   if (replica !== undefined) return config.replicas.some((r) => r.id === replica);
   return config.clients.some((c) => c.id === client);
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

@@ -13,8 +13,8 @@ import { primaryOf } from './newview.ts';
 import { type ReplicaState, type Slot } from './state.ts';
 import type { Source, ExecutedRequest } from './types.ts';
 import { ProtocolInvariantError } from './types.ts';
-import { OPERATOR_CLIENT, advanceMembership, applyReconfig, encodeReconfigOp, encodeReconfigResult, mayHoldClient, type Membership } from './membership.ts';
-import { replicaOfPrincipal, replicaPrincipal } from './cluster.ts';
+import { OPERATOR_CLIENT, admissionBytes, advanceMembership, applyReconfig, encodeReconfigOp, encodeReconfigResult, mayHoldClient, type Membership } from './membership.ts';
+import { replicaOfPrincipal, replicaPrincipal, type ReplicaInfo } from './cluster.ts';
 
 export function onRequest(rs: ReplicaState, signed: Signed<RequestMsg>, from: Source): void {
   const m = signed.msg;
@@ -376,7 +376,9 @@ function resendReply(rs: ReplicaState, client: number): void {
 
 /** The operator's request: a change of the membership, executed like any request (membership.ts). */
 function reconfigure(rs: ReplicaState, seq: number, op: Uint8Array, requester: number): Uint8Array {
-  const { membership, result } = applyReconfig(rs.membership, op, seq, rs.opts.checkpointInterval, rs.opts.windowSize, requester);
+  const check = (operator: Uint8Array, replica: ReplicaInfo, admission: Uint8Array): boolean =>
+    rs.deps.crypto.verify(operator, admissionBytes(rs.cluster.clusterId, replica), admission);
+  const { membership, result } = applyReconfig(rs.membership, op, seq, rs.opts.checkpointInterval, rs.opts.windowSize, requester, check);
   rs.membership = membership;
   if (membership.next) rs.learnConfig(membership.next);
   rs.events.push({ type: 'reconfiguration', seq, result });
@@ -414,4 +416,28 @@ export function quitSelf(rs: ReplicaState, reason: string): void {
   rs.events.push({ type: 'quitting', reason });
   rs.broadcast(rs.frames.encodeSignedFrame(req));
   onRequest(rs, req, { kind: 'replica', id: rs.id });
+}
+
+/**
+ * A replica that is not a member asks to join, with the operator's admission (membership.ts): a JOIN
+ * signed with its own key, sent to every member of the configuration in force (it is not one, so
+ * it does not broadcast). The shell calls this until the replica is a member; the request is the
+ * same each time, so resending it is harmless. `timestamp` comes with the admission (the operator
+ * picks it, above any earlier request of this replica: a replica that quit may be admitted again).
+ */
+export function requestJoin(rs: ReplicaState, self: ReplicaInfo, admission: Uint8Array, timestamp: number): void {
+  if (rs.isMember(rs.id) || self.id !== rs.id) return;
+  const principal = replicaPrincipal(rs.id);
+  if (!rs.joinRequest || rs.joinRequest.msg.timestamp !== timestamp) {
+    rs.joinRequest = rs.auth.sign<RequestMsg>({ type: 'request', client: principal, timestamp, op: encodeReconfigOp({ kind: 'join', replica: self, admission }) });
+  }
+  const frame = rs.frames.encodeSignedFrame(rs.joinRequest);
+  // With the configurations since ours: the members we send to may have changed since the keyring.
+  const ask = rs.frames.encodeLinkFrame({ type: 'epochsreq', epoch: rs.latestEpoch });
+  const latest = rs.configs.get(rs.latestEpoch);
+  const to = new Set([...rs.members, ...(latest ? latest.replicas.map((r) => r.id) : [])]);
+  for (const r of to) {
+    rs.sendTo(r, frame);
+    rs.sendTo(r, ask);
+  }
 }

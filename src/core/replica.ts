@@ -49,14 +49,16 @@ export class Replica extends ReplicaState {
     const frame = decoded.value;
     if (frame.kind === 'link') {
       // A client following the membership asks for the proofs of the configurations it has not seen.
-      if (from.kind === 'client' && frame.msg.type === 'epochsreq') {
-        // At most one answer per client per retransmit period: a client cannot make us send proofs
-        // in a loop (it learns the same from any replica, and asks again when it retransmits).
-        const last = this.epochsAnsweredAt.get(from.id);
+      // (So does a replica that joins and is not known yet: it follows the configurations too.)
+      if (frame.msg.type === 'epochsreq' && !(from.kind === 'replica' && this.isKnownReplica(from.id))) {
+        // At most one answer per asker per retransmit period: nobody can make us send proofs in a
+        // loop (they are the same from any replica, and the asker asks again when it retransmits).
+        const key = from.kind === 'client' ? from.id : -1 - from.id;
+        const last = this.epochsAnsweredAt.get(key);
         if (last !== undefined && this.now - last < this.opts.retransmitTicks) return this.reject('duplicate');
         if (this.epochsAnsweredAt.size >= 100_000) this.epochsAnsweredAt.clear();
-        this.epochsAnsweredAt.set(from.id, this.now);
-        return this.serveEpochs({ client: from.id }, frame.msg.epoch);
+        this.epochsAnsweredAt.set(key, this.now);
+        return this.serveEpochs(from.kind === 'client' ? { client: from.id } : { replica: from.id }, frame.msg.epoch);
       }
       // Members, and replicas of the next configuration (joining: they catch up before they vote).
       if (from.kind !== 'replica' || from.id === this.id || !this.isKnownReplica(from.id)) return this.reject('link-from-non-replica');
@@ -236,7 +238,7 @@ export class Replica extends ReplicaState {
     }
   }
 
-  /** When each client was last sent epoch proofs (rate limit). */
+  /** When each client (id) or unknown replica (-1 - id) was last sent epoch proofs (rate limit). */
   private readonly epochsAnsweredAt = new Map<number, number>();
 
   /** The proofs of the configurations after `epoch`, up to the stable checkpoint's (at most 16). */
@@ -329,5 +331,13 @@ export class Replica extends ReplicaState {
   }
   quitSelf(reason: string): void {
     return normal.quitSelf(this, reason);
+  }
+
+  /**
+   * Asks to join with the operator's admission (a replica that is not a member): the shell calls
+   * it every few seconds until `status().member`; the effects leave with the next flush().
+   */
+  requestJoin(self: ReplicaInfo, admission: Uint8Array, timestamp: number): void {
+    return normal.requestJoin(this, self, admission, timestamp);
   }
 }

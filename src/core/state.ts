@@ -151,6 +151,8 @@ export abstract class ReplicaState {
    * SUSPECT arrived (ours refreshed every tick while our timer says so); cleared on a view change.
    */
   readonly suspicions = new Map<number, number>();
+  /** Our JOIN (requestJoin), signed once and resent until we are a member. */
+  joinRequest?: Signed<RequestMsg>;
   /** When our SUSPECT for the current view was last sent (it is resent every retransmit period). */
   suspectSentAt?: number;
   /** VIEW-CHANGEs by sender and view (views above ours, a few per sender). */

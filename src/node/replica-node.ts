@@ -69,6 +69,9 @@ export interface ReplicaNodeHooks {
   delayOutgoingMs?(to: number, frame: Uint8Array): number;
 }
 
+/** A joining replica sends its JOIN again this often until it is a member. */
+const JOIN_RETRY_MS = 2_000;
+
 export interface ReplicaNodeOptions {
   cluster: ClusterConfig;
   id: number;
@@ -84,6 +87,11 @@ export interface ReplicaNodeOptions {
   /** Listen address; defaults to the host and port of this replica's URL in the cluster. */
   listenHost?: string;
   listenPort?: number;
+  /**
+   * A replica that joins by itself (membership.ts): its address, the operator's admission and the
+   * timestamp of its JOIN. The replica sends its JOIN until it is a member.
+   */
+  join?: { url: string; admission: Uint8Array; timestamp: number };
   log: Logger;
   /** The replicated application; default a fresh KvStore. */
   app?: StateMachine;
@@ -149,6 +157,7 @@ export class ReplicaNode {
   private readonly loop: TurnLoop;
   private pool: VerifyPool | undefined;
   private summaryTimer: ReturnType<typeof setInterval> | undefined;
+  private joinTimer: ReturnType<typeof setInterval> | undefined;
   private readonly rejectedSummary: RejectedSummary;
   /** One 'peer misbehaved' line per peer and code per 10 s (the rest counted into the next line). */
   private readonly logLimiter = new LogLimiter();
@@ -232,6 +241,7 @@ export class ReplicaNode {
       verifier,
       ...(o.listenHost !== undefined ? { host: o.listenHost } : {}),
       ...(o.listenPort !== undefined ? { port: o.listenPort } : {}),
+      ...(o.join !== undefined ? { admission: { url: o.join.url, publicKey: signer.publicKey, sig: o.join.admission } } : {}),
       limits,
       httpHandler: (req, res) =>
         serveHttp(req, res, { started: () => this.replica !== undefined, status: () => this.status(), metrics: () => this.metrics() }),
@@ -256,6 +266,24 @@ export class ReplicaNode {
     this.loop.startTicking();
     this.summaryTimer = setInterval(() => this.rejectedSummary.summarize(this.replica?.rejected), REJECTED_SUMMARY_MS);
     this.summaryTimer.unref();
+    const join = o.join;
+    if (join !== undefined) {
+      // Between turns (the next turn sends what it queued): until the configuration names us.
+      const self = { id: o.id, url: join.url, publicKey: signer.publicKey };
+      const ask = (): void => {
+        const r = this.replica;
+        if (r === undefined || this.state !== 'running') return;
+        if (r.status().member) {
+          if (this.joinTimer !== undefined) clearInterval(this.joinTimer);
+          this.joinTimer = undefined;
+          return;
+        }
+        r.requestJoin(self, join.admission, join.timestamp);
+      };
+      this.joinTimer = setInterval(ask, JOIN_RETRY_MS);
+      this.joinTimer.unref();
+      setTimeout(ask, 200).unref();
+    }
 
     try {
       await this.transport.start();
@@ -296,6 +324,8 @@ export class ReplicaNode {
     this.loop.stopTicking();
     if (this.summaryTimer !== undefined) clearInterval(this.summaryTimer);
     this.summaryTimer = undefined;
+    if (this.joinTimer !== undefined) clearInterval(this.joinTimer);
+    this.joinTimer = undefined;
     if (this.transport !== undefined) await this.transport.stop();
     if (this.pool !== undefined) await this.pool.stop();
     // Deferred writes are written too (their effects go to a stopped transport: they are merely kept).

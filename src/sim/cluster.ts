@@ -13,8 +13,8 @@
 import { KvStore } from '../app/kv.ts';
 import { decodeFrame, encodeSignedFrame, FRAME_CODEC } from '../codec/messages.ts';
 import { replyOf, RequestSigner } from '../client/request.ts';
-import { OPERATOR_CLIENT, encodeReconfigOp, type ReconfigOp } from '../core/membership.ts';
-import { replicaOfPrincipal } from '../core/cluster.ts';
+import { OPERATOR_CLIENT, admissionBytes, encodeReconfigOp, type ReconfigOp } from '../core/membership.ts';
+import { replicaOfPrincipal, replicaPrincipal } from '../core/cluster.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
 import { Replica, type CoreEvent, type ReplicaDeps } from '../core/replica.ts';
 import type { UnsafeQuorum } from '../core/quorum.ts';
@@ -217,6 +217,27 @@ export class SimCluster {
   /** Every host's id, URL and public key (members and spares). */
   readonly replicaInfo: Array<{ id: number; url: string; publicKey: Uint8Array }>;
   private operatorTimestamp = 0;
+
+  /**
+   * Replica `id` (not a member) asks to join with an admission the operator signed, as `pbft
+   * replica --join` does: its own JOIN, resent by the caller until it is a member. Registered as
+   * issued for the checkers. `forged` signs the admission with another key (refused).
+   */
+  requestJoin(id: number, timestamp: number, forged = false): void {
+    if (!this.operatorSigner) throw new Error('requestJoin: the simulated keyring has no operator key (opts.operator)');
+    const self = this.replicaInfo[id]!;
+    const signer = forged ? this.hosts[id]!.signer : this.operatorSigner;
+    const admission = signer.sign(admissionBytes(this.cluster.clusterId, self));
+    const op = encodeReconfigOp({ kind: 'join', replica: self, admission });
+    const principal = replicaPrincipal(id);
+    let issued = this.extraIssued.get(principal);
+    if (!issued) this.extraIssued.set(principal, (issued = new Map()));
+    issued.set(timestamp, op);
+    const host = this.hosts[id]!;
+    if (!host.main) return;
+    // (Its messages leave with the host's next turn.)
+    host.main.replica.requestJoin(self, admission, timestamp);
+  }
 
   /**
    * Submits a reconfiguration signed with the operator's key to every host (as the operator's

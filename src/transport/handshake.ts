@@ -86,7 +86,22 @@ export interface AuthMessage {
   id: number;
   nonce: Uint8Array;
   sig: Uint8Array;
+  /**
+   * A replica the server does not know yet (it joins): the operator's admission of its id, URL and
+   * key (src/core/membership.ts admissionBytes); the server checks it with the operator's key and
+   * then the AUTH signature with the admitted key. Such a link carries only the replica's JOIN until
+   * the configuration names it.
+   */
+  admission?: Admission;
 }
+
+export interface Admission {
+  url: string;
+  publicKey: Uint8Array;
+  sig: Uint8Array;
+}
+
+const ADMISSION_URL_LENGTH_MAX = 512;
 
 export interface WelcomeMessage {
   type: 'welcome';
@@ -114,6 +129,7 @@ export function encodeHandshakeMessage(m: HandshakeMessage): Uint8Array {
       break;
     case 'auth':
       value = ['auth', m.clusterId, m.kind, m.id, m.nonce, m.sig];
+      if (m.admission) value.push([m.admission.url, m.admission.publicKey, m.admission.sig]);
       break;
     case 'welcome':
       value = ['welcome', m.sig];
@@ -170,7 +186,7 @@ export function decodeHandshakeMessage(bytes: Uint8Array): HandshakeResult<Hands
       return { ok: true, value: { type: 'hello', version, clusterId, replicaId, nonce } };
     }
     case 'auth': {
-      if (value.length !== 6) return fail('malformed', 'auth: wrong length');
+      if (value.length !== 6 && value.length !== 7) return fail('malformed', 'auth: wrong length');
       const clusterId = clusterIdOf(value[1]);
       if (clusterId === undefined) return fail('malformed', 'auth: bad cluster id');
       const kind: unknown = value[2];
@@ -181,6 +197,15 @@ export function decodeHandshakeMessage(bytes: Uint8Array): HandshakeResult<Hands
       if (nonce === undefined) return fail('malformed', 'auth: bad nonce');
       const sig = bytesOf(value[5], SIGNATURE_BYTES);
       if (sig === undefined) return fail('malformed', 'auth: bad signature length');
+      if (value.length === 7) {
+        const a: unknown = value[6];
+        if (!Array.isArray(a) || a.length !== 3) return fail('malformed', 'auth: bad admission');
+        const url: unknown = a[0];
+        const publicKey = bytesOf(a[1], PUBLIC_KEY_BYTES);
+        const admissionSig = bytesOf(a[2], SIGNATURE_BYTES);
+        if (typeof url !== 'string' || url.length === 0 || url.length > ADMISSION_URL_LENGTH_MAX || !publicKey || !admissionSig) return fail('malformed', 'auth: bad admission');
+        return { ok: true, value: { type: 'auth', clusterId, kind, id, nonce, sig, admission: { url, publicKey, sig: admissionSig } } };
+      }
       return { ok: true, value: { type: 'auth', clusterId, kind, id, nonce, sig } };
     }
     case 'welcome': {
@@ -286,6 +311,8 @@ export interface ServerHandshakeContext {
   signer: Signer;
   verifier: Verifier;
   publicKeyOf: PublicKeyLookup;
+  /** The admitted key of a replica that is not in the keyring yet, when its admission verifies. */
+  admit?: (id: number, admission: Admission) => Uint8Array | undefined;
 }
 
 /** Step 1: HELLO bytes for a fresh connection. `serverNonce` must be fresh (randomNonce()). */
@@ -315,7 +342,10 @@ export function serverAcceptAuth(
   if (auth.clusterId !== ctx.clusterId) return fail('cluster-mismatch', `dialer is in cluster ${JSON.stringify(auth.clusterId)}`);
   // A replica never dials itself: a dialer claiming our own id is refused like an unknown one.
   if (auth.kind === 'replica' && auth.id === ctx.selfId) return fail('unknown-principal', 'dialer claims to be this replica');
-  const publicKey = ctx.publicKeyOf(auth.kind, auth.id);
+  let publicKey = ctx.publicKeyOf(auth.kind, auth.id);
+  if (publicKey === undefined && auth.kind === 'replica' && auth.admission !== undefined && ctx.admit !== undefined) {
+    publicKey = ctx.admit(auth.id, auth.admission);
+  }
   if (publicKey === undefined || publicKey.length !== PUBLIC_KEY_BYTES) {
     return fail('unknown-principal', `${auth.kind} ${auth.id} is not in the keyring`);
   }
@@ -340,6 +370,8 @@ export interface DialerHandshakeContext {
   id: number;
   signer: Signer;
   verifier: Verifier;
+  /** Sent with AUTH by a replica that joins (AuthMessage.admission). */
+  admission?: Admission;
 }
 
 /** What the dialer remembers between sending AUTH and receiving WELCOME. */
@@ -364,7 +396,7 @@ export function dialerAnswerHello(
     return fail('unknown-principal', `expected replica ${ctx.serverId}, server says it is replica ${hello.replicaId}`);
   }
   const sig = ctx.signer.sign(dialerSignedBytes(ctx.clusterId, hello.nonce, dialerNonce, ctx.kind, ctx.id, ctx.serverId));
-  const auth = encodeHandshakeMessage({ type: 'auth', clusterId: ctx.clusterId, kind: ctx.kind, id: ctx.id, nonce: dialerNonce, sig });
+  const auth = encodeHandshakeMessage({ type: 'auth', clusterId: ctx.clusterId, kind: ctx.kind, id: ctx.id, nonce: dialerNonce, sig, ...(ctx.admission ? { admission: ctx.admission } : {}) });
   return { ok: true, value: { auth, pending: { serverNonce: hello.nonce, dialerNonce } } };
 }
 

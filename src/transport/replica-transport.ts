@@ -35,6 +35,7 @@ import {
   TRANSPORT_CLOSE_CODES,
   type DialerHandshakeContext,
   type DialerPending,
+  type Admission,
   type HandshakeRejectReason,
   type ServerHandshakeContext,
   type TransportCloseReason,
@@ -50,6 +51,7 @@ import {
   type Membership,
 } from './types.ts';
 import { OPERATOR_CLIENT } from '../core/cluster.ts';
+import { admissionBytes } from '../core/membership.ts';
 
 /** Above this many bytes buffered in a WebSocket, sends wait in the peer queue (or fail, for clients). */
 export const SEND_BUFFERED_BYTES_MAX = 4 * 1024 * 1024;
@@ -139,8 +141,15 @@ export function createReplicaTransport(options: ReplicaTransportOptions): Replic
     refusedUntil.delete(id);
     return false;
   };
-  // Who may connect: the keyring's replicas and clients, then whatever setMembership says.
+  // Who may connect: the keyring's replicas and clients, then whatever setMembership says; and a
+  // replica the operator admitted (it joins), by its admission.
   let lookup = keyringLookup(cluster);
+  let operatorKey = cluster.operatorKey;
+  const admit = (id: number, a: Admission): Uint8Array | undefined => {
+    if (operatorKey === undefined) return undefined;
+    const replica = { id, url: a.url, publicKey: a.publicKey };
+    return verifier.verify(operatorKey, admissionBytes(cluster.clusterId, replica), a.sig) ? a.publicKey : undefined;
+  };
   const serverCtx: ServerHandshakeContext = {
     clusterId: cluster.clusterId,
     selfId,
@@ -153,6 +162,7 @@ export function createReplicaTransport(options: ReplicaTransportOptions): Replic
       }
       return lookup(kind, id);
     },
+    admit,
   };
 
   const counters = {
@@ -187,6 +197,7 @@ export function createReplicaTransport(options: ReplicaTransportOptions): Replic
         id: selfId,
         signer,
         verifier,
+        ...(options.admission ? { admission: options.admission } : {}),
       },
       conn: null,
       reconnectTimer: null,
@@ -713,6 +724,7 @@ export function createReplicaTransport(options: ReplicaTransportOptions): Replic
       const clientKeys = new Map<number, Uint8Array>();
       for (const c of m.clients) clientKeys.set(c.id, c.publicKey);
       if (m.operatorKey) clientKeys.set(OPERATOR_CLIENT, m.operatorKey);
+      operatorKey = m.operatorKey ?? operatorKey;
       lookup = (kind, id) => (kind === 'replica' ? replicaKeys.get(id) : clientKeys.get(id));
       for (const peer of [...peers.values()]) {
         const now = replicaKeys.get(peer.id);

@@ -44,6 +44,8 @@ export interface ReplicaTransportOptions {
   host?: string;
   port?: number;
   limits?: Partial<TransportLimits>;
+  /** A replica that joins: the operator's admission, sent with its AUTH to replicas that do not know it yet. */
+  admission?: { url: string; publicKey: Uint8Array; sig: Uint8Array };
   /** Serves plain HTTP requests on the same port (e.g. GET /status). */
   httpHandler?: (req: IncomingMessage, res: ServerResponse) => void;
   log?: Logger;

@@ -32,7 +32,7 @@ interface Status {
   lastCheckpoint: { seq: number; digest: string };
 }
 
-test('4 -> 7 replicas by JOIN, QUIT one of the first four, kill two at once: linearizable, a client from before the first JOIN keeps working, digests agree', async () => {
+test('4 -> 7 replicas by JOIN (the last one joining by itself with an admission), QUIT one of the first four, kill two at once: linearizable, a client from before the first JOIN keeps working, digests agree', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pbft-membership-'));
   const keys = join(dir, 'keys');
   const ports = await freePorts(7);
@@ -40,9 +40,11 @@ test('4 -> 7 replicas by JOIN, QUIT one of the first four, kill two at once: lin
   const { cluster } = generateKeyring({ replicas: 4, clients: 4, out: keys, clusterId: 'test-membership' });
   writeFileAtomic(join(keys, CLUSTER_FILE), serializeCluster({ ...cluster, replicas: cluster.replicas.map((r) => ({ ...r, url: url(r.id) })) }), 0o644);
   const procs = new Map<number, { proc: ChildProcess; output: string[] }>();
-  const start = (id: number, joining: boolean): void => {
+  const start = (id: number, joining: false | 'added' | 'admitted'): void => {
     const args = [LAUNCHER, 'replica', '--id', String(id), '--keys', keys, '--data', join(dir, `data-${id}`), '--log-level', 'warn'];
-    if (joining) args.push('--listen', `127.0.0.1:${ports[id]}`);
+    if (joining === 'added') args.push('--listen', `127.0.0.1:${ports[id]}`);
+    // (It joins by itself: its JOIN, signed with its key, carries the operator's admission.)
+    if (joining === 'admitted') args.push('--join', join(keys, `admission-${id}.json`));
     const proc = track(spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] }));
     const output: string[] = [];
     const keep = (b: Buffer): void => {
@@ -101,10 +103,16 @@ test('4 -> 7 replicas by JOIN, QUIT one of the first four, kill two at once: lin
     workload = new Workload(keys, { clients: 4, keys: 4, opTimeoutMs: 10_000 }, new Prng(13), () => Date.now() - t0);
     await workload.start();
     await sleep(1_500);
-    // JOIN: 5, 6, 7 replicas (n = 7, f = 2). Each joins while the workload runs.
+    // JOIN: 5, 6, 7 replicas (n = 7, f = 2). Each joins while the workload runs: 4 and 5 added by
+    // the operator, 6 admitted by the operator and joining by itself.
     for (const id of [4, 5, 6]) {
-      await member({ kind: 'add-replica', id, url: url(id) });
-      start(id, true);
+      if (id === 6) {
+        await member({ kind: 'admit', id, url: url(id) });
+        start(id, 'admitted');
+      } else {
+        await member({ kind: 'add-replica', id, url: url(id) });
+        start(id, 'added');
+      }
       await waitFor(async () => {
         const s = await status(id);
         return s !== undefined && s.member && s.epoch === id - 3 && s.lastExecuted >= s.stableCheckpoint.seq && s.stableCheckpoint.seq > 0;

@@ -202,5 +202,33 @@ test('a replica may quit only itself, and the operator does not sign a quit', ()
   sim.run(200);
   const results = sim.events.filter((e) => e.replica === 0 && e.event.type === 'reconfiguration').map((e) => (e.event.type === 'reconfiguration' && !e.event.result.ok ? e.event.result.reason : 'ok'));
   assert.equal(results.length, 1);
-  assert.match(results[0]!, /quit is signed by the replica that leaves/);
+  assert.match(results[0]!, /quit is signed by the replica itself \(the operator uses remove-replica\)/);
+});
+
+test('a replica joins by itself: its JOIN is signed with its own key and carries the operator admission; a forged admission is refused', () => {
+  for (const seed of [61, 62, 63]) {
+    const sim = new SimCluster({ seed, f: 1, spareReplicas: 2, operator: true, clients: 3, requestsPerClient: 300, keySpace: 6 });
+    sim.run(100);
+    // Replica 5 with an admission signed by itself, not by the operator: refused, with the reason.
+    sim.requestJoin(5, 1_000, true);
+    const refused = (): string | undefined =>
+      sim.events
+        .filter((e) => e.replica === 0 && e.event.type === 'reconfiguration' && !e.event.result.ok)
+        .map((e) => (e.event.type === 'reconfiguration' && !e.event.result.ok ? e.event.result.reason : ''))[0];
+    // (The forged admission does not even verify as the request's signer: the replicas drop it.)
+    sim.run(300);
+    assert.equal(refused(), undefined, 'a JOIN whose admission is not the operator\'s is not ordered');
+    assert.equal(replicaOf(sim, 0)!.status().epoch, 0);
+    // Replica 4 with the operator's admission: it sends its JOIN until it is a member.
+    for (let i = 0; i < 40 && !replicaOf(sim, 4)!.status().member; i++) {
+      sim.requestJoin(4, 2_000);
+      sim.run(100);
+    }
+    assert.ok(sim.runUntil(() => entered(sim, 1, [0, 1, 2, 3, 4]), 4_000) && replicaOf(sim, 4)!.status().member, `seed ${seed}: replica 4 did not join: ${JSON.stringify(replicaOf(sim, 4)!.status())}`);
+    assert.deepEqual(membersOf(sim, 0), [0, 1, 2, 3, 4]);
+    sim.runUntil(() => sim.allClientsDone(), 30_000);
+    assert.ok(sim.allClientsDone());
+    sim.finish();
+    assert.deepEqual(sim.checker.violations, [], `seed ${seed}`);
+  }
 });
