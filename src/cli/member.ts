@@ -20,7 +20,7 @@ import { CLUSTER_FILE, KeyringError, OPERATOR_KEY_FILE, keyFileName, loadCluster
 import { bytesToHex, hexToBytes, parseReplicaUrl } from '../crypto/keyring-json.ts';
 import { OPERATOR_CLIENT, admissionBytes, decodeReconfigResult, encodeReconfigOp, faultsFor, type ReconfigOp } from '../core/membership.ts';
 import { quorumFor } from '../core/quorum.ts';
-import type { ClusterConfig } from '../core/cluster.ts';
+import { replicaPrincipal, type ClusterConfig } from '../core/cluster.ts';
 import { PbftClient } from '../client/client.ts';
 import { PbftClientError } from '../client/errors.ts';
 import { CliError, errorMessage, httpBaseOf, parseNonNegativeInt, type CliIo } from './common.ts';
@@ -39,7 +39,8 @@ export type MemberAction =
   | { kind: 'remove-replica'; id: number }
   | { kind: 'add-client'; id: number; publicKey?: Uint8Array }
   | { kind: 'remove-client'; id: number }
-  | { kind: 'admit'; id: number; url: string; publicKey?: Uint8Array; out?: string };
+  | { kind: 'admit'; id: number; url: string; publicKey?: Uint8Array; out?: string }
+  | { kind: 'quit'; id: number };
 
 function parseUrl(value: string): string {
   const r = parseReplicaUrl(value);
@@ -93,6 +94,12 @@ export function addMemberCommands(program: Command, action: (a: MemberAction, fl
   ).action((o: { id: number; url: string; publicKey?: Uint8Array; out?: string }, cmd: Command) =>
     run({ kind: 'admit', id: o.id, url: o.url, ...(o.publicKey ? { publicKey: o.publicKey } : {}), ...(o.out ? { out: o.out } : {}) }, cmd),
   );
+  common(
+    member
+      .command('quit')
+      .description('on a replica\'s own host: it leaves, with a QUIT signed with its own key (keys/replica-<id>.key; no operator key needed); then stop it and delete its data')
+      .requiredOption('--id <n>', 'this replica\'s id', parseId),
+  ).action((o: { id: number }, cmd: Command) => run({ kind: 'quit', id: o.id }, cmd));
   common(member.command('remove').description('remove a replica (at least 4 remain): it stops voting once the change is in force; then stop it and delete its data').requiredOption('--id <n>', 'the replica id', parseId)).action(
     (o: { id: number }, cmd: Command) => run({ kind: 'remove-replica', id: o.id }, cmd),
   );
@@ -192,6 +199,7 @@ export async function runMemberCommand(action: MemberAction, flags: MemberFlags,
     }
     return force ? 0 : 2;
   }
+  if (action.kind === 'quit') return quit(action.id, cluster, flags, io);
   if (!cluster.operatorKey) {
     throw new CliError(`the keyring in ${flags.keys} has no operator key: it was made before membership changes existed; make a new keyring with pbft keygen`);
   }
@@ -222,17 +230,38 @@ export async function runMemberCommand(action: MemberAction, flags: MemberFlags,
       op = { kind: 'remove-client', id: action.id };
       break;
   }
+  const epoch = await submit(cluster, { id: OPERATOR_CLIENT, secretKey: operator.secretKey }, op, flags, io);
+  if (action.kind === 'add-replica') {
+    io.out(`start it on its host with its own key and this keyring's cluster.json: pbft replica --id ${action.id} --keys <dir> --listen <host:port of ${action.url}>`);
+  }
+  return flags.wait ? waitInForce(cluster, epoch, action.kind === 'remove-replica' ? action.id : undefined, flags, io) : 0;
+}
+
+/** `pbft member quit`: the replica's own QUIT, signed with its key as its replica principal. */
+async function quit(id: number, cluster: ClusterConfig, flags: MemberFlags, io: CliIo): Promise<number> {
+  let key;
+  try {
+    key = loadIdentity(flags.keys, 'replica', id).key;
+  } catch (err) {
+    if (err instanceof KeyringError) throw new CliError(`${err.message} (pbft member quit runs where the replica's key is)`);
+    throw err;
+  }
+  const epoch = await submit(cluster, { id: replicaPrincipal(id), secretKey: key.secretKey }, { kind: 'quit', id }, flags, io);
+  return flags.wait ? waitInForce(cluster, epoch, id, flags, io) : 0;
+}
+
+/** Sends one reconfiguration and prints its result; returns the epoch it makes (throws if refused). */
+async function submit(cluster: ClusterConfig, key: { id: number; secretKey: Uint8Array }, op: ReconfigOp, flags: MemberFlags, io: CliIo): Promise<number> {
   let client: PbftClient;
   try {
-    client = await PbftClient.connect({ cluster, key: { id: OPERATOR_CLIENT, secretKey: operator.secretKey }, timeoutMs: flags.timeout });
+    client = await PbftClient.connect({ cluster, key, timeoutMs: flags.timeout });
   } catch (err) {
     if (err instanceof PbftClientError) throw new CliError(err.message);
     throw err;
   }
   let result;
   try {
-    const bytes = await client.invoke(encodeReconfigOp(op));
-    result = decodeReconfigResult(bytes);
+    result = decodeReconfigResult(await client.invoke(encodeReconfigOp(op)));
   } catch (err) {
     if (err instanceof PbftClientError) throw new CliError(err.message);
     throw err;
@@ -243,20 +272,21 @@ export async function runMemberCommand(action: MemberAction, flags: MemberFlags,
   const r = result.value;
   if (!r.ok) throw new CliError(`refused by the replicas: ${r.reason}`);
   io.out(`ordered: epoch ${r.epoch} (replicas ${r.replicas.join(', ')}) takes effect after checkpoint ${r.since}`);
-  if (action.kind === 'add-replica') {
-    io.out(`start it on its host with its own key and this keyring's cluster.json: pbft replica --id ${action.id} --keys <dir> --listen <host:port of ${action.url}>`);
-  }
-  if (!flags.wait) return 0;
+  return r.epoch;
+}
+
+/** Waits until a quorum of the configuration `epoch` (or a later one) reports it in force. */
+async function waitInForce(cluster: ClusterConfig, epoch: number, removed: number | undefined, flags: MemberFlags, io: CliIo): Promise<number> {
   const deadline = Date.now() + flags.waitTimeout;
   for (;;) {
     const force = inForce(await survey(cluster, flags.timeout));
-    if (force && force.epoch >= r.epoch) {
+    if (force && force.epoch >= epoch) {
       io.out(`in force: epoch ${force.epoch}, replicas ${force.members.join(', ')}`);
-      if (action.kind === 'remove-replica') io.out(`replica ${action.id} votes no more: stop it and delete its data directory`);
+      if (removed !== undefined) io.out(`replica ${removed} votes no more: stop it and delete its data directory`);
       return 0;
     }
     if (Date.now() > deadline) {
-      io.err(`pbft: epoch ${r.epoch} is ordered but not yet in force after ${flags.waitTimeout} ms (is the new replica started? check pbft member list)`);
+      io.err(`pbft: epoch ${epoch} is ordered but not yet in force after ${flags.waitTimeout} ms (is the new replica started? check pbft member list)`);
       return 2;
     }
     await new Promise((resolve) => setTimeout(resolve, 500));

@@ -27,7 +27,7 @@
 import { encodeLinkFrame } from '../codec/messages.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
 import { followEpochProofs, type ProofCrypto } from '../core/epochproof.ts';
-import { faultsFor, genesisMembership, OPERATOR_CLIENT, type MemberConfig } from '../core/membership.ts';
+import { faultsFor, genesisMembership, mayHoldClient, OPERATOR_CLIENT, type MemberConfig } from '../core/membership.ts';
 import type { EpochProof } from '../core/messages.ts';
 
 /** A replica answers with at most this many proofs (src/core/replica.ts, serveEpochs). */
@@ -107,7 +107,7 @@ export class MembershipFollower {
   hasClient(client: number): boolean {
     // The operator signs as the reserved OPERATOR_CLIENT with the configuration's operator key.
     if (client === OPERATOR_CLIENT) return this.current.operator !== undefined;
-    return this.current.clients.some((c) => c.id === client);
+    return mayHoldClient(this.current, client);
   }
 
   /** The primary of `view`: the member at view mod n in ascending id order (src/core/newview.ts). */

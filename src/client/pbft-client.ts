@@ -30,7 +30,7 @@
  * so there the cluster and key are objects (see src/client/config.ts) and signing uses @noble.
  */
 import { decodeResult, encodeOp, type KvOp, type KvResult, type Value } from '../app/kv-ops.ts';
-import { OPERATOR_CLIENT, type ClusterConfig } from '../core/cluster.ts';
+import { OPERATOR_CLIENT, replicaOfPrincipal, type ClusterConfig } from '../core/cluster.ts';
 import type { AnyReply } from '../core/messages.ts';
 import { decodeFrame, encodeSignedFrame } from '../codec/messages.ts';
 import { createNobleSigner, NobleVerifier } from '../crypto/noble.ts';
@@ -297,7 +297,14 @@ export class PbftClient {
     const key = await loadKeyOption(options.key, cluster);
     const { signer, verifier, hash } = await loadCrypto(options.crypto ?? 'auto', key.secretKey);
     // The operator signs membership changes as the reserved client OPERATOR_CLIENT (membership.ts).
-    const entry = key.id === OPERATOR_CLIENT && cluster.operatorKey ? { id: key.id, publicKey: cluster.operatorKey } : cluster.clients.find((c) => c.id === key.id);
+    // A replica sends its own QUIT as its replica principal: the replicas check that key (the
+    // keyring may not name it: it joined later).
+    const entry =
+      key.id === OPERATOR_CLIENT && cluster.operatorKey
+        ? { id: key.id, publicKey: cluster.operatorKey }
+        : replicaOfPrincipal(key.id) !== undefined
+          ? { id: key.id, publicKey: signer.publicKey }
+          : cluster.clients.find((c) => c.id === key.id);
     if (entry === undefined) throw new ClientConfigError(`client ${key.id} is not in the keyring of cluster "${cluster.clusterId}"`);
     if (!bytesEqual(entry.publicKey, signer.publicKey)) {
       throw new ClientConfigError(`the key of client ${key.id} does not match its entry in the keyring of cluster "${cluster.clusterId}"`);

@@ -1,7 +1,7 @@
 /**
  * The membership swarm: each seed draws a sequence of reconfigurations (replicas join from the
- * spare hosts, members quit, a client is added) and the faults that run beside them (crashes and
- * restarts, an isolated replica, lossy links, at most one byzantine replica: one that lies about
+ * spare hosts, members quit) and the faults that run beside them (crashes and restarts, a replica
+ * cut off by a partition, lossy links, at most one byzantine replica: one that lies about
  * the configuration, or another of the swarm's behaviours), then a liveness phase in which every
  * client must finish. Besides every checker of the simulator, a configuration-agreement check: no
  * correct replica may know, for an epoch, another configuration than the one correct replicas
@@ -67,6 +67,9 @@ export function runMembershipSeed(seed: number, options: { negative?: 'trust-epo
   // Faults beside the changes: only when they keep the cluster within f (no crash with a byzantine
   // replica at f = 1).
   const down = new Map<number, number>();
+  // A partition: one replica cut off from every other node (replicas and clients) for a while.
+  let isolated: { id: number; until: number } | undefined;
+  const nodes = sim.hosts.length + sim.clients.length;
   const faultStep = (): void => {
     for (const [id, until] of [...down]) {
       if (sim.now >= until) {
@@ -74,15 +77,29 @@ export function runMembershipSeed(seed: number, options: { negative?: 'trust-epo
         down.delete(id);
       }
     }
+    if (isolated && sim.now >= isolated.until) {
+      sim.net.heal();
+      isolated = undefined;
+    }
     const n = members().length;
     const f = Math.floor((n - 1) / 3);
-    const budget = f - (byzantine ? 1 : 0) - down.size;
-    if (budget > 0 && prng.chance(0.004)) {
+    const budget = f - (byzantine ? 1 : 0) - down.size - (isolated ? 1 : 0);
+    if (budget > 0 && prng.chance(0.006)) {
       const candidates = members().filter((id) => correct(id) && !down.has(id) && sim.hosts[id]!.replica);
       if (candidates.length > 0) {
         const id = prng.pick(candidates);
-        sim.crash(id);
-        down.set(id, sim.now + 50 + prng.int(400));
+        if (prng.chance(0.5)) {
+          sim.crash(id);
+          down.set(id, sim.now + 50 + prng.int(400));
+        } else {
+          for (let x = 0; x < nodes; x++) {
+            if (x === id) continue;
+            sim.net.cutLink(id, x);
+            sim.net.cutLink(x, id);
+          }
+          isolated = { id, until: sim.now + 100 + prng.int(500) };
+          sim.count('partition-isolate');
+        }
       }
     }
   };
@@ -124,9 +141,10 @@ export function runMembershipSeed(seed: number, options: { negative?: 'trust-epo
     }
     runFor(prng.int(150));
   }
-  // Liveness phase: every crashed replica back, the network calm; every client finishes.
+  // Liveness phase: every crashed replica back, the network healed and calm; every client finishes.
   for (const id of [...down.keys()]) sim.restart(id);
   down.clear();
+  sim.net.heal();
   sim.net.faults = { ...sim.net.faults, loss: 0, duplication: 0 };
   if (disagreement.length === 0 && !sim.runUntil(() => sim.allClientsDone(), 40_000)) {
     violations.push({ kind: 'liveness', check: 'clients', detail: `seed ${seed}: clients did not finish`, tick: sim.now });

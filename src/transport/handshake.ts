@@ -19,7 +19,7 @@
  * Decoding never throws on peer input: it returns `{ ok: false, reason }`.
  */
 import { Encoder } from 'cbor-x/encode'; // the pure-JavaScript build (see src/core/encoding.ts)
-import { OPERATOR_CLIENT, type ClusterConfig } from '../core/cluster.ts';
+import { OPERATOR_CLIENT, replicaPrincipal, type ClusterConfig } from '../core/cluster.ts';
 import type { Signer, Verifier } from '../crypto/types.ts';
 import { PUBLIC_KEY_BYTES, SIGNATURE_BYTES } from '../crypto/types.ts';
 import type { Principal } from './portable.ts';
@@ -296,8 +296,10 @@ export function keyringLookup(cluster: ClusterConfig): PublicKeyLookup {
   for (const r of cluster.replicas) replicas.set(r.id, r.publicKey);
   const clients = new Map<number, Uint8Array>();
   for (const c of cluster.clients) clients.set(c.id, c.publicKey);
-  // The operator connects as a client under its reserved id (membership.ts).
+  // The operator connects as a client under its reserved id (membership.ts), and a replica under its
+  // replica principal (to send its own QUIT: pbft member quit).
   if (cluster.operatorKey) clients.set(OPERATOR_CLIENT, cluster.operatorKey);
+  for (const r of cluster.replicas) clients.set(replicaPrincipal(r.id), r.publicKey);
   return (kind, id) => (kind === 'replica' ? replicas.get(id) : clients.get(id));
 }
 

@@ -50,7 +50,7 @@ import {
   type TransportStats,
   type Membership,
 } from './types.ts';
-import { OPERATOR_CLIENT } from '../core/cluster.ts';
+import { OPERATOR_CLIENT, replicaPrincipal } from '../core/cluster.ts';
 import { admissionBytes } from '../core/membership.ts';
 
 /** Above this many bytes buffered in a WebSocket, sends wait in the peer queue (or fail, for clients). */
@@ -724,6 +724,7 @@ export function createReplicaTransport(options: ReplicaTransportOptions): Replic
       const clientKeys = new Map<number, Uint8Array>();
       for (const c of m.clients) clientKeys.set(c.id, c.publicKey);
       if (m.operatorKey) clientKeys.set(OPERATOR_CLIENT, m.operatorKey);
+      for (const r of m.replicas) clientKeys.set(replicaPrincipal(r.id), r.publicKey);
       operatorKey = m.operatorKey ?? operatorKey;
       lookup = (kind, id) => (kind === 'replica' ? replicaKeys.get(id) : clientKeys.get(id));
       for (const peer of [...peers.values()]) {

@@ -1,6 +1,6 @@
 /**
- * The membership swarm (src/sim/membership-swarm.ts): joins and removals under crashes, lossy links
- * and a byzantine replica (one that lies about the configuration, among others); every checker of
+ * The membership swarm (src/sim/membership-swarm.ts): joins and removals under crashes, partitions,
+ * lossy links and a byzantine replica (one that lies about the configuration, among others); every checker of
  * the simulator plus configuration agreement. Its negative control — configurations taken from
  * epoch proofs without checking them, a configuration in force without consensus — must be caught.
  */
@@ -13,6 +13,7 @@ const SEEDS = 16;
 test(`membership swarm: ${SEEDS} seeds of joins and removals under faults, no violation`, () => {
   let liars = 0;
   let changes = 0;
+  let faults = { crash: 0, partition: 0 };
   for (let seed = 1; seed <= SEEDS; seed++) {
     const r = runMembershipSeed(seed);
     assert.deepEqual(r.violations, [], `seed ${seed} (${r.changes.join(' ')}; byzantine ${r.byzantine ?? 'none'}): replay with runMembershipSeed(${seed})`);
@@ -20,9 +21,11 @@ test(`membership swarm: ${SEEDS} seeds of joins and removals under faults, no vi
     assert.ok(r.epoch >= 3, `seed ${seed}: only epoch ${r.epoch}`);
     if (r.byzantine?.includes('config-liar')) liars++;
     changes += r.changes.length;
+    faults = { crash: faults.crash + (r.faults['crash'] ?? 0), partition: faults.partition + (r.faults['partition-isolate'] ?? 0) };
   }
   assert.ok(liars >= 3, `the configuration liar ran in ${liars} seeds`);
-  process.stderr.write(`membership swarm: ${SEEDS} seeds, ${changes} changes in force, ${liars} with a replica lying about the configuration\n`);
+  assert.ok(faults.crash >= 3 && faults.partition >= 3, `crashes and partitions ran beside the changes: ${JSON.stringify(faults)}`);
+  process.stderr.write(`membership swarm: ${SEEDS} seeds, ${changes} changes in force, ${liars} with a replica lying about the configuration, ${faults.crash} crashes, ${faults.partition} partitions\n`);
 });
 
 test('negative control: a build that takes configurations from epoch proofs without checking them is caught (configuration agreement)', () => {
