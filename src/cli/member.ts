@@ -17,7 +17,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { CLUSTER_FILE, KeyringError, OPERATOR_KEY_FILE, keyFileName, loadCluster, loadIdentity, loadPrivateKey, writeFileAtomic, writeNewKey } from '../crypto/keyring.ts';
-import { bytesToHex, hexToBytes, parseReplicaUrl } from '../crypto/keyring-json.ts';
+import { bytesEqual, bytesToHex, hexToBytes, parseReplicaUrl } from '../crypto/keyring-json.ts';
 import { OPERATOR_CLIENT, admissionBytes, decodeReconfigResult, encodeReconfigOp, faultsFor, type ReconfigOp } from '../core/membership.ts';
 import { quorumFor } from '../core/quorum.ts';
 import { replicaPrincipal, type ClusterConfig } from '../core/cluster.ts';
@@ -357,12 +357,9 @@ export function readAdmission(path: string, cluster: ClusterConfig, id: number, 
   const url = typeof json.url === 'string' ? json.url : '';
   if ('problem' in parseReplicaUrl(url)) throw new CliError(`${path}: url must be ws://host:port`);
   const key = hex(json.publicKey, 32, 'publicKey');
-  if (!bytesEqualKey(key, publicKey)) throw new CliError(`${path} admits another key than this replica's`);
+  if (!bytesEqual(key, publicKey)) throw new CliError(`${path} admits another key than this replica's`);
   const timestamp = json.timestamp;
   if (typeof timestamp !== 'number' || !Number.isSafeInteger(timestamp) || timestamp <= 0) throw new CliError(`${path}: timestamp must be a positive integer`);
   return { clusterId: cluster.clusterId, id, url, publicKey: key, admission: hex(json.admission, 64, 'admission'), timestamp };
 }
 
-function bytesEqualKey(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
-}

@@ -328,7 +328,7 @@ export class PbftClient {
       membershipRefreshMs,
     });
     try {
-      await client.waitForMembers(Date.now() + connectTimeoutMs);
+      await client.waitForMembers(Date.now() + connectTimeoutMs, connectTimeoutMs);
     } catch (err) {
       await client.close();
       throw new ConnectError(`cannot reach the cluster: ${err instanceof Error ? err.message : String(err)}`);
@@ -337,13 +337,13 @@ export class PbftClient {
   }
 
   /** Until f+1 members of the configuration in force are connected (it may change meanwhile). */
-  private async waitForMembers(deadline: number): Promise<void> {
+  private async waitForMembers(deadline: number, waitedMs: number): Promise<void> {
     for (;;) {
       if (this.closed) throw new ClientClosedError();
       if (this.transport.connectedReplicas().filter((id) => this.follower.isMember(id)).length >= this.f + 1) return;
       if (Date.now() >= deadline) {
         // The transport names the replicas it could not reach.
-        await this.transport.waitConnected(this.f + 1, 0);
+        await this.transport.waitConnected(this.f + 1, 0, waitedMs);
         throw new Error(`fewer than ${this.f + 1} replicas of epoch ${this.follower.epoch} connected`);
       }
       await new Promise((resolve) => setTimeout(resolve, Math.min(CONNECT_POLL_MS, Math.max(1, deadline - Date.now()))));

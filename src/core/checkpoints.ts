@@ -7,13 +7,12 @@ import { firstQuorum } from './quorum.ts';
 import type { CheckpointCert, CheckpointMsg, Signed } from './messages.ts';
 import { KEYS, encodeCheckpointCert, encodePair } from './persist.ts';
 import { stateDigest } from './statetree.ts';
-import { decodeMembership, encodeMembership, type MemberConfig } from './membership.ts';
 import { type ReplicaState, type CheckpointSnapshot } from './state.ts';
 
 export function takeCheckpoint(rs: ReplicaState, seq: number): void {
   rs.syncTree();
   const clients = rs.clients.encode();
-  const membership = encodeMembership(rs.membership);
+  const membership = rs.membershipBytes();
   const digest = stateDigest(rs.hash, rs.liveTree.root, clients, membership);
   const snapshot = rs.snapshotNow(seq, digest, clients, membership);
   rs.ownCheckpoints.set(seq, snapshot);
@@ -106,7 +105,7 @@ export function advanceStable(rs: ReplicaState, cert: CheckpointCert, snapshot: 
   if (snapshot) {
     rs.stableSnapshot = snapshot;
     rs.persistSnapshot(snapshot);
-    const config = configAt(snapshot);
+    const config = rs.configOf(snapshot.membership);
     if (config) {
       rs.learnConfig(config);
       if (config.since === cert.seq && config.epoch > 0) rs.storeEpochProof(rs.proofOf(cert, snapshot));
@@ -125,10 +124,5 @@ export function advanceStable(rs: ReplicaState, cert: CheckpointCert, snapshot: 
   if (rs.pendingStable && rs.pendingStable.seq <= cert.seq) rs.pendingStable = undefined;
   rs.events.push({ type: 'checkpoint-stable', seq: cert.seq, digest: cert.digest });
   rs.installNewViewAhead();
-}
-
-function configAt(snapshot: CheckpointSnapshot): MemberConfig | undefined {
-  const m = decodeMembership(snapshot.membership);
-  return m.ok ? m.value.current : undefined;
 }
 

@@ -151,3 +151,10 @@ export function guarded<T>(run: () => T): Decoded<T> {
     return { ok: false, reason: `malformed: ${err instanceof Error ? err.message.slice(0, 80) : 'unknown'}` };
   }
 }
+
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

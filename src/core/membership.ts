@@ -25,15 +25,15 @@
  * Pure data and pure functions: no I/O, no clocks.
  */
 import { OPERATOR_CLIENT, REPLICA_PRINCIPAL_BASE, replicaOfPrincipal, type ClientInfo, type ClusterConfig, type ReplicaInfo } from './cluster.ts';
-import { asArray, asBytes, asString, asUint, decodeCbor, encodeCbor, fail, guarded, type Decoded } from './encoding.ts';
+import { asArray, asBytes, asString, asUint, bytesEqual, decodeCbor, encodeCbor, fail, guarded, type Decoded } from './encoding.ts';
 
 export { OPERATOR_CLIENT, REPLICA_PRINCIPAL_BASE };
 /** The fewest replicas a configuration may have (f = 1). */
-export const REPLICAS_MIN = 4;
+const REPLICAS_MIN = 4;
 /** The most replicas a configuration may have. */
-export const REPLICAS_MAX = 64;
+const REPLICAS_MAX = 64;
 /** The most clients a configuration may register. */
-export const CLIENTS_MAX = 100_000;
+const CLIENTS_MAX = 100_000;
 const URL_BYTES_MAX = 512;
 
 export interface MemberConfig {
@@ -234,7 +234,7 @@ export function admissionBytes(clusterId: string, replica: ReplicaInfo): Uint8Ar
 export type AdmissionCheck = (operator: Uint8Array, replica: ReplicaInfo, admission: Uint8Array) => boolean;
 
 /** The checkpoint after which a change executed at `seq` takes effect. */
-export function switchPoint(seq: number, checkpointInterval: number, windowSize: number): number {
+function switchPoint(seq: number, checkpointInterval: number, windowSize: number): number {
   return Math.ceil((seq + windowSize) / checkpointInterval) * checkpointInterval;
 }
 
@@ -321,8 +321,3 @@ export function mayHoldClient(config: MemberConfig, client: number): boolean {
   return config.clients.some((c) => c.id === client);
 }
 
-function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}

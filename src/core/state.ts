@@ -93,15 +93,9 @@ export interface Timers {
 
 export abstract class ReplicaState {
   // --- the configuration that orders the window (h, ...]: membership.ts ------------------------
-  /** Members of the operating configuration, and its f. */
-  n!: number;
-  f!: number;
-  /** Member ids, ascending (the primary rotation). */
-  members: readonly number[] = [];
-  /** The vote thresholds (src/core/quorum.ts). */
-  q!: Quorum;
   /** The operating configuration: the one that orders the sequence numbers above the stable checkpoint. */
   epoch!: MemberConfig;
+  /** Its verification context: members, thresholds, keys (set by useConfig). */
   ctx!: QuorumContext;
   readonly opts: ReplicaOptions;
   /** Checks signatures against the operating configuration's keys. */
@@ -327,10 +321,24 @@ export abstract class ReplicaState {
     const ctx = this.ctxFor(config.epoch)!;
     ctx.auth = this.auth;
     this.ctx = ctx;
-    this.n = ctx.n;
-    this.f = ctx.f;
-    this.q = ctx.q;
-    this.members = ctx.members;
+  }
+
+  /** Members of the operating configuration, its f and its vote thresholds (src/core/quorum.ts). */
+  get n(): number {
+    return this.ctx.n;
+  }
+
+  get f(): number {
+    return this.ctx.f;
+  }
+
+  get q(): Quorum {
+    return this.ctx.q;
+  }
+
+  /** Member ids, ascending (the primary rotation). */
+  get members(): readonly number[] {
+    return this.ctx.members;
   }
 
   /** The last sequence number the operating configuration orders (Infinity until a change is known). */
@@ -341,6 +349,30 @@ export abstract class ReplicaState {
   isMember(id: number): boolean {
     return this.ctx.isMember(id);
   }
+
+  /**
+   * Canonical bytes of the live membership, encoded once per membership (it changes only with a
+   * reconfiguration; every checkpoint digest covers it).
+   */
+  membershipBytes(): Uint8Array {
+    if (this.encodedMembership?.of !== this.membership) {
+      const bytes = encodeMembership(this.membership);
+      this.encodedMembership = { of: this.membership, bytes };
+      this.membershipOfBytes.set(bytes, this.membership);
+    }
+    return this.encodedMembership.bytes;
+  }
+
+  /** The configuration in a snapshot's membership bytes (decoded only if they are not ours). */
+  configOf(bytes: Uint8Array): MemberConfig | undefined {
+    const known = this.membershipOfBytes.get(bytes);
+    if (known) return known.current;
+    const m = decodeMembership(bytes);
+    return m.ok ? m.value.current : undefined;
+  }
+
+  private encodedMembership?: { of: Membership; bytes: Uint8Array };
+  private readonly membershipOfBytes = new WeakMap<Uint8Array, Membership>();
 
   /** The newest configuration known (a fetch tells peers, whose reply brings the proofs of later ones). */
   get latestEpoch(): number {

@@ -86,9 +86,10 @@ export interface ClientTransport {
   /**
    * Resolves once at least `count` replicas are connected; rejects with
    * TransportError('CONNECT_FAILED') naming the unreachable replicas after `timeoutMs`,
-   * or TransportError('CLOSED') when the transport is closed first.
+   * or TransportError('CLOSED') when the transport is closed first (`waitedMs`: the time the message
+   * reports, when the caller waited before calling).
    */
-  waitConnected(count: number, timeoutMs: number): Promise<void>;
+  waitConnected(count: number, timeoutMs: number, waitedMs?: number): Promise<void>;
   /** Closes every connection and stops reconnecting. */
   close(): Promise<void>;
 }
@@ -435,7 +436,7 @@ export function createClientTransport(options: ClientTransportOptions): ClientTr
     checkWaiters();
   }
 
-  function waitConnected(count: number, timeoutMs: number): Promise<void> {
+  function waitConnected(count: number, timeoutMs: number, waitedMs = timeoutMs): Promise<void> {
     if (closed) return Promise.reject(new TransportError('CLOSED', 'client transport is closed'));
     if (count > links.size) {
       return Promise.reject(
@@ -457,7 +458,7 @@ export function createClientTransport(options: ClientTransportOptions): ClientTr
           reject(
             new TransportError(
               'CONNECT_FAILED',
-              `connected to ${connected} of ${links.size} replicas within ${timeoutMs} ms, needed ${count}; not reachable: ${missing.join('; ')}`.replace(/\s*\n\s*/g, ' '),
+              `connected to ${connected} of ${links.size} replicas within ${waitedMs} ms, needed ${count}; not reachable: ${missing.join('; ')}`.replace(/\s*\n\s*/g, ' '),
             ),
           );
         }, timeoutMs),

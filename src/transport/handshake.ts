@@ -290,8 +290,11 @@ export function randomNonce(): Uint8Array {
 /** Public key of a principal, or undefined when it is not in the cluster's keyring. */
 export type PublicKeyLookup = (kind: PrincipalKind, id: number) => Uint8Array | undefined;
 
-/** Builds a lookup over the cluster's replicas and clients (maps built once). */
-export function keyringLookup(cluster: ClusterConfig): PublicKeyLookup {
+/**
+ * Builds a lookup over a configuration's replicas and clients (maps built once): the keyring's, or
+ * a later one the membership changed to (the replica transport's setMembership).
+ */
+export function keyringLookup(cluster: Pick<ClusterConfig, 'replicas' | 'clients' | 'operatorKey'>): PublicKeyLookup {
   const replicas = new Map<number, Uint8Array>();
   for (const r of cluster.replicas) replicas.set(r.id, r.publicKey);
   const clients = new Map<number, Uint8Array>();

@@ -50,8 +50,8 @@ import {
   type TransportStats,
   type Membership,
 } from './types.ts';
-import { OPERATOR_CLIENT, replicaPrincipal } from '../core/cluster.ts';
 import { admissionBytes } from '../core/membership.ts';
+import { bytesEqual } from '../core/auth.ts';
 
 /** Above this many bytes buffered in a WebSocket, sends wait in the peer queue (or fail, for clients). */
 export const SEND_BUFFERED_BYTES_MAX = 4 * 1024 * 1024;
@@ -719,17 +719,11 @@ export function createReplicaTransport(options: ReplicaTransportOptions): Replic
       frameHandler = handler;
     },
     setMembership(m: Membership): void {
-      const replicaKeys = new Map<number, Uint8Array>();
-      for (const r of m.replicas) replicaKeys.set(r.id, r.publicKey);
-      const clientKeys = new Map<number, Uint8Array>();
-      for (const c of m.clients) clientKeys.set(c.id, c.publicKey);
-      if (m.operatorKey) clientKeys.set(OPERATOR_CLIENT, m.operatorKey);
-      for (const r of m.replicas) clientKeys.set(replicaPrincipal(r.id), r.publicKey);
       operatorKey = m.operatorKey ?? operatorKey;
-      lookup = (kind, id) => (kind === 'replica' ? replicaKeys.get(id) : clientKeys.get(id));
+      lookup = keyringLookup({ replicas: [...m.replicas], clients: [...m.clients], ...(m.operatorKey ? { operatorKey: m.operatorKey } : {}) });
       for (const peer of [...peers.values()]) {
-        const now = replicaKeys.get(peer.id);
-        if (now === undefined || !keysEqual(now, peer.handshake.serverPublicKey)) {
+        const now = lookup('replica', peer.id);
+        if (now === undefined || !bytesEqual(now, peer.handshake.serverPublicKey)) {
           log.info('replica left the configuration; link closed', { peer: peer.id });
           removePeer(peer);
         }
@@ -758,8 +752,3 @@ export function createReplicaTransport(options: ReplicaTransportOptions): Replic
   };
 }
 
-function keysEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
