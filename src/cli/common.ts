@@ -8,10 +8,31 @@ export interface CliIo {
   err(text: string): void;
 }
 
+/**
+ * A reader that stopped reading (`pbft status | head -1`) is not an error of the command: the
+ * output ends there, quietly, as with any Unix tool (instead of an EPIPE stack trace).
+ */
+function endQuietlyOnClosedPipe(stream: NodeJS.WriteStream): void {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
+}
+
+let pipesGuarded = false;
+
 export const processIo: CliIo = {
   out: (text) => process.stdout.write(text + '\n'),
   err: (text) => process.stderr.write(text + '\n'),
 };
+
+/** Called once by the CLI's main (every command, whatever it writes with). */
+export function guardClosedPipes(): void {
+  if (pipesGuarded) return;
+  pipesGuarded = true;
+  endQuietlyOnClosedPipe(process.stdout);
+  endQuietlyOnClosedPipe(process.stderr);
+}
 
 /** A failure the CLI reports as one line `pbft <command>: <message>` and exit status 1. */
 export class CliError extends Error {

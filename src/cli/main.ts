@@ -17,7 +17,7 @@ import { Command, CommanderError } from 'commander';
 import { addKeygenCommand } from './keygen.ts';
 import { addSimCommand } from './sim.ts';
 import { addClientCommand, runClientCommand, type ClientFlags, type ClientOp } from './client.ts';
-import { CliError, errorMessage, oneLine, processIo, type CliIo } from './common.ts';
+import { CliError, errorMessage, guardClosedPipes, oneLine, processIo, type CliIo } from './common.ts';
 import { addReplicaCommand, runReplicaCommand, type ReplicaFlags } from './replica.ts';
 import { addStartCommand, runStartCommand, type StartFlags } from './start.ts';
 import { addStatusCommand, runStatusCommand, type StatusFlags } from './status.ts';
@@ -78,6 +78,7 @@ const HELP_CODES = new Set(['commander.helpDisplayed', 'commander.help', 'comman
 
 /** Runs the CLI; resolves with the exit status (long-running commands resolve when they stop). */
 export async function main(argv: readonly string[] = process.argv, io: CliIo = processIo): Promise<number> {
+  if (io === processIo) guardClosedPipes();
   if (argv.length <= 2) {
     io.err('pbft: missing command (keygen, replica, start, client, status, member, client-key, sim); see pbft --help');
     return 1;
