@@ -22,7 +22,8 @@ import { decodeCheckpointCert, KEYS } from '../../src/core/persist.ts';
 import { RocksStorage } from '../../src/storage/rocksdb.ts';
 import { CORRUPTED_STATE_LINE } from './fixtures/faults.ts';
 import { prng, sleep, TestCluster, waitFor } from './helpers.ts';
-import { assertAlive, checkAgainstModel, converge, KEYS_DEFAULT, quiesce, summary, testLogLevel, testSeed, withEvidence, Workload } from './workload.ts';
+import { assertAlive, checkAgainstModel, converge, KEYS_DEFAULT, quiesce, statuses, summary, testLogLevel, testSeed, withEvidence, Workload } from './workload.ts';
+import type { NodeStatus } from '../../src/node/http.ts';
 
 const CLIENTS = 4;
 const K = 16;
@@ -182,7 +183,16 @@ test('a backup SIGKILLed at 20 random moments under load: it catches up, every d
     await workload.stop();
     t.diagnostic(`seed ${seed}; kill delays (ms): ${killedAfterMs.join(' ')}; ${workload.completed} operations`);
 
-    const converged = await converge(tc, roundRobin(workload), { checkpointInterval: K, aboveSeq: restartedAt, what: `replica ${VICTIM} to catch up and every digest to agree` });
+    const running = c.tc;
+    await converge(running, roundRobin(workload), { checkpointInterval: K, aboveSeq: restartedAt, what: `replica ${VICTIM} to catch up and every digest to agree` });
+    // The same checkpoint also becomes stable at the victim: with the votes it got, or (votes sent
+    // while it was down are gone) from the stable certificate a probe brings within seconds.
+    const converged = await waitFor(async () => {
+      const all = await statuses(running);
+      if (all.some((s) => s === undefined)) return undefined;
+      const s = all as NodeStatus[];
+      return s.every((x) => x.stableCheckpoint.seq === s[0]!.lastCheckpoint.seq) ? s : undefined;
+    }, 'every replica to hold the last checkpoint as stable', 30_000);
     for (const s of converged) t.diagnostic(summary(s));
     for (const s of converged) {
       assert.deepEqual(s.lastCheckpoint, converged[0]!.lastCheckpoint, `replica ${s.id} last checkpoint (seq and state digest)`);
