@@ -6,7 +6,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,7 +14,7 @@ import type { ClusterConfig } from '../../src/core/cluster.ts';
 import { generateKeyring, serializeCluster, writeFileAtomic, CLUSTER_FILE, keyFileName } from '../../src/crypto/keyring.ts';
 import type { NodeStatus } from '../../src/node/replica-node.ts';
 import type { FaultMode, FixtureConfig } from './fixtures/faults.ts';
-import { freePorts } from '../../src/transport/free-ports.ts';
+import { freeConsecutivePorts, freePorts } from '../../src/transport/free-ports.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const FIXTURE = fileURLToPath(new URL('./fixtures/replica.ts', import.meta.url));
@@ -46,27 +45,8 @@ export async function waitFor<T>(probe: () => Promise<T | undefined | false> | T
   }
 }
 
-/** A base port p such that p..p+count-1 were all free a moment ago (for `pbft keygen --base-port`). */
-export async function freeConsecutivePorts(count: number): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const [candidate] = await freePorts(1);
-    const base = candidate!;
-    if (base + count - 1 > 65535) continue;
-    const servers: net.Server[] = [];
-    let ok = true;
-    for (let p = base; p < base + count && ok; p++) {
-      const s = net.createServer();
-      ok = await new Promise<boolean>((resolve) => {
-        s.once('error', () => resolve(false));
-        s.listen(p, '127.0.0.1', () => resolve(true));
-      });
-      if (ok) servers.push(s);
-    }
-    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-    if (ok) return base;
-  }
-  throw new Error('no run of free consecutive ports found');
-}
+/** A base port p such that p..p+count-1 are claimed for this test process (src/transport/free-ports.ts). */
+export { freeConsecutivePorts };
 
 const live = new Set<ChildProcess>();
 process.once('exit', () => {
