@@ -105,19 +105,24 @@ const SCRIPT = String.raw`
   function clock(ms) { if (ms === undefined || ms === null) return '-'; var d = new Date(ms); return pad(d.getHours()) + ':' + pad(d.getMinutes()) + ':' + pad(d.getSeconds()); }
   function ago(ms, now) { if (ms === undefined) return 'never'; var s = Math.max(0, Math.round((now - ms) / 1000)); return s < 90 ? s + ' s ago' : Math.round(s / 60) + ' min ago'; }
   function dur(ms) { if (ms === undefined) return '-'; return ms < 1000 ? Math.round(ms) + ' ms' : (ms / 1000).toFixed(1) + ' s'; }
+  function span(ms) { var s = Math.round(ms / 1000); return s < 120 ? s + ' s' : Math.round(s / 60) + ' min'; }
   function fmt(v, digits) { if (v === undefined || v === null) return '-'; return Number(v).toFixed(digits === undefined ? 0 : digits); }
   function ids(list) { return list && list.length ? list.join(', ') : 'none'; }
   function lastValue(arr) { for (var i = arr.length - 1; i >= 0; i--) if (arr[i] !== null) return arr[i]; return null; }
   function stateText(st) { return { 'normal': 'normal', 'view-change': 'view change', 'state-transfer': 'state transfer', 'recovering': 'recovering', 'unreachable': 'unreachable', 'unknown': 'unknown', 'no-quorum': 'no quorum', 'degraded': 'degraded' }[st] || st; }
 
   // A small time plot: each series a polyline (null values break it), view changes as dashed lines.
-  function plot(title, unit, lines, snap, height) {
+  // It spans the history window, or less while the dashboard has less (at least 10 s).
+  function plot(title, unit, lines, snap, height, id) {
     var W = 300, H = height || 48;
-    var t1 = snap.atMs, t0 = t1 - snap.historyMs;
+    var t1 = snap.atMs, t0 = Math.max(t1 - snap.historyMs, snap.times.length ? snap.times[0] : 0);
+    if (t1 - t0 < 10000) t0 = t1 - 10000;
+    var points = 0;
     var max = 0;
     lines.forEach(function (l) { l.values.forEach(function (v) { if (v !== null && v > max) max = v; }); });
     var top = max > 0 ? max * 1.15 : 1;
     var svg = s('svg', { viewBox: '0 0 ' + W + ' ' + H, preserveAspectRatio: 'none', height: H, role: 'img', 'aria-label': title });
+    if (id) svg.setAttribute('id', id);
     snap.viewChanges.forEach(function (vc) {
       if (vc.startedAtMs === undefined || vc.startedAtMs < t0) return;
       var x = (vc.startedAtMs - t0) / (t1 - t0) * W;
@@ -129,27 +134,29 @@ const SCRIPT = String.raw`
       for (var i = 0; i < snap.times.length; i++) {
         var v = l.values[i];
         if (v === null || v === undefined) { flush(); continue; }
+        points++;
         var x = (snap.times[i] - t0) / (t1 - t0) * W;
         var y = H - 2 - (v / top) * (H - 4);
         pts.push(x.toFixed(1) + ',' + y.toFixed(1));
       }
       flush();
     });
-    // Each line's key carries its latest value.
+    svg.setAttribute('data-points', String(points));
+    // Each line's key carries its value of the latest round ('-': none, e.g. the replica did not answer).
     var keys = lines.map(function (l) {
-      var v = lastValue(l.values);
+      var v = l.values.length ? l.values[l.values.length - 1] : null;
       var k = h('span', { 'class': 'key' });
       k.style.background = l.color;
-      return h('span', { 'class': 'k' }, [k, (lines.length > 1 ? l.name + ' ' : ''), h('b', { text: v === null ? '-' : fmt(v, v < 10 ? 1 : 0) })]);
+      return h('span', { 'class': 'k' }, [' ', k, (lines.length > 1 ? l.name + ' ' : ''), h('b', { text: v === null ? '-' : fmt(v, v < 10 ? 1 : 0) })]);
     });
     return h('div', { 'class': 'plot' }, [
       h('div', { 'class': 'label' }, [h('span', { text: title + ' (' + unit + ')' }), h('span', null, keys)]),
       svg,
-      h('div', { 'class': 'axis' }, [h('span', { text: '-' + Math.round(snap.historyMs / 60000) + ' min' }), h('span', { text: 'max ' + fmt(max, max < 10 ? 1 : 0) + ' ' + unit }), h('span', { text: 'now' })]),
+      h('div', { 'class': 'axis' }, [h('span', { text: '-' + span(t1 - t0) }), h('span', { text: 'max ' + fmt(max, max < 10 ? 1 : 0) + ' ' + unit }), h('span', { text: 'now' })]),
     ]);
   }
 
-  function tile(k, v, small) { return h('div', { 'class': 'tile' }, [h('div', { 'class': 'k', text: k }), h('div', { 'class': 'v' }, [v, small ? h('small', { text: small }) : null])]); }
+  function tile(k, v, small, id) { return h('div', { 'class': 'tile' }, [h('div', { 'class': 'k', text: k }), h('div', { 'class': 'v', id: id }, [v, small ? h('small', { text: small }) : null])]); }
 
   function renderSummary(snap) {
     var c = snap.cluster;
@@ -158,11 +165,11 @@ const SCRIPT = String.raw`
     replace('summary', [
       tile('cluster', st),
       h('div', { 'class': 'tile' }, [h('div', { 'class': 'k', text: 'view' }), h('div', { 'class': 'v', id: 'cluster-view', 'data-view': c.view, text: c.view === undefined ? '-' : String(c.view) }, [])]),
-      tile('primary', c.primary === undefined ? '-' : 'replica ' + c.primary),
-      tile('replicas up', c.up + ' of ' + c.n, 'quorum ' + c.quorum + ', f = ' + c.f),
-      tile('epoch', String(c.epoch), 'members ' + c.members.join(', ')),
-      tile('throughput', tput === null ? '-' : fmt(tput, tput < 10 ? 1 : 0), 'req/s'),
-      tile('latency', lat === null ? '-' : fmt(lat, 1), p99 === null ? 'ms' : 'ms mean, p99 ' + fmt(p99, 1) + ' ms'),
+      tile('primary', c.primary === undefined ? '-' : 'replica ' + c.primary, null, 'cluster-primary'),
+      tile('replicas up', c.up + ' of ' + c.n, 'quorum ' + c.quorum + ', f = ' + c.f, 'cluster-up'),
+      tile('epoch', String(c.epoch), 'members ' + c.members.join(', '), 'cluster-epoch'),
+      tile('throughput', tput === null ? '-' : fmt(tput, tput < 10 ? 1 : 0), 'req/s', 'cluster-throughput'),
+      tile('latency', lat === null ? '-' : fmt(lat, 1), p99 === null ? 'ms' : 'ms mean, p99 ' + fmt(p99, 1) + ' ms', 'cluster-latency'),
     ]);
   }
 
@@ -207,12 +214,12 @@ const SCRIPT = String.raw`
 
   function renderClusterPlots(snap) {
     replace('cluster-plots', [
-      plot('throughput (median of the members)', 'req/s', [{ name: 'executed', color: '#2563eb', values: snap.series.throughput }], snap, 90),
+      plot('throughput (median of the members)', 'req/s', [{ name: 'executed', color: '#2563eb', values: snap.series.throughput }], snap, 90, 'plot-throughput'),
       plot('latency', 'ms', [
         { name: 'request', color: '#d97706', values: snap.series.latencyMeanMs },
         { name: 'p99', color: '#dc2626', values: snap.series.latencyP99Ms },
         { name: 'agreement', color: '#7c3aed', values: snap.series.agreementMs },
-      ], snap, 90),
+      ], snap, 90, 'plot-latency'),
       h('div', { 'class': 'reason', text: 'request: a client request arriving at a replica to its reply leaving it (measured where clients send requests: the primary). agreement: per batch, a replica\u2019s PRE-PREPARE or PREPARE leaving to the batch committing there (median of the members).' }),
     ]);
   }
