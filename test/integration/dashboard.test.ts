@@ -68,6 +68,9 @@ interface DashboardProc {
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
+/** Every dashboard process started here (stopped in `after`, even one that never printed its URL). */
+const dashboards: Array<{ proc: ChildProcess; exit: Promise<unknown> }> = [];
+
 /** Starts `pbft dashboard --port 0` and reads the URL it prints once it listens. */
 async function startDashboard(keysDir: string): Promise<DashboardProc> {
   const proc = track(
@@ -78,6 +81,7 @@ async function startDashboard(keysDir: string): Promise<DashboardProc> {
   );
   const output: string[] = [];
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+  dashboards.push({ proc, exit });
   let exited = false;
   void exit.then(() => (exited = true));
   let url: string | undefined;
@@ -119,9 +123,10 @@ before(async () => {
 after(async () => {
   await load?.stop().catch(() => undefined);
   await browser?.close().catch(() => undefined);
-  if (dashboard !== undefined && dashboard.proc.exitCode === null && dashboard.proc.signalCode === null) {
-    dashboard.proc.kill('SIGKILL');
-    await dashboard.exit;
+  for (const d of dashboards) {
+    if (d.proc.exitCode !== null || d.proc.signalCode !== null) continue;
+    d.proc.kill('SIGKILL');
+    await d.exit;
   }
   await tc?.destroy();
 });
