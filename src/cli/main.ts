@@ -6,6 +6,7 @@
  *   pbft start     run a local cluster (one process per replica)
  *   pbft client    one key-value operation: put, get, del, cas
  *   pbft status    status of every replica
+ *   pbft dashboard a live web page of the cluster
  *   pbft sim       the deterministic simulator
  *
  * Every error, including a bad flag, is ONE line on stderr and a non-zero exit status; never a
@@ -21,6 +22,7 @@ import { CliError, errorMessage, guardClosedPipes, oneLine, processIo, type CliI
 import { addReplicaCommand, runReplicaCommand, type ReplicaFlags } from './replica.ts';
 import { addStartCommand, runStartCommand, type StartFlags } from './start.ts';
 import { addStatusCommand, runStatusCommand, type StatusFlags } from './status.ts';
+import { addDashboardCommand, runDashboardCommand, type DashboardFlags } from './dashboard.ts';
 import { addMemberCommands, runMemberCommand, type MemberAction, type MemberFlags } from './member.ts';
 
 export interface CliActions {
@@ -28,6 +30,7 @@ export interface CliActions {
   start(flags: StartFlags): Promise<number>;
   client(op: ClientOp, flags: ClientFlags): Promise<number>;
   status(flags: StatusFlags): Promise<number>;
+  dashboard(flags: DashboardFlags): Promise<number>;
   member(action: MemberAction, flags: MemberFlags): Promise<number>;
 }
 
@@ -37,6 +40,7 @@ export function defaultActions(io: CliIo): CliActions {
     start: (flags) => runStartCommand(flags, io),
     client: (op, flags) => runClientCommand(op, flags, io),
     status: (flags) => runStatusCommand(flags, io),
+    dashboard: (flags) => runDashboardCommand(flags, io),
     member: (action, flags) => runMemberCommand(action, flags, io),
   };
 }
@@ -69,6 +73,7 @@ export function createProgram(io: CliIo, actions: CliActions, done: (code: numbe
   addStartCommand(program, actions.start, done);
   addClientCommand(program, actions.client, done);
   addStatusCommand(program, actions.status, done);
+  addDashboardCommand(program, actions.dashboard, done);
   addMemberCommands(program, actions.member, done);
   addSimCommand(program);
   return program;
@@ -80,7 +85,7 @@ const HELP_CODES = new Set(['commander.helpDisplayed', 'commander.help', 'comman
 export async function main(argv: readonly string[] = process.argv, io: CliIo = processIo): Promise<number> {
   if (io === processIo) guardClosedPipes();
   if (argv.length <= 2) {
-    io.err('pbft: missing command (keygen, replica, start, client, status, member, client-key, sim); see pbft --help');
+    io.err('pbft: missing command (keygen, replica, start, client, status, dashboard, member, client-key, sim); see pbft --help');
     return 1;
   }
   let code = 0;

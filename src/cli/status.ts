@@ -8,6 +8,7 @@
  */
 import { join } from 'node:path';
 import type { Command } from 'commander';
+import type { ClusterConfig } from '../core/cluster.ts';
 import { CLUSTER_FILE, KeyringError, loadCluster } from '../crypto/keyring.ts';
 import { CliError, errorMessage, httpBaseOf, type CliIo } from './common.ts';
 
@@ -36,7 +37,7 @@ export function addStatusCommand(program: Command, action: (flags: StatusFlags) 
 }
 
 /** What /status returns (the fields the table shows; the JSON output keeps everything). */
-interface RemoteStatus {
+export interface RemoteStatus {
   clusterId?: string;
   epoch?: number;
   members?: number[];
@@ -65,7 +66,7 @@ function identityMismatch(body: Record<string, unknown>, clusterId: string, repl
   return undefined;
 }
 
-async function fetchStatus(clusterId: string, replica: number, url: string, timeoutMs: number): Promise<ReplicaReport> {
+export async function fetchStatus(clusterId: string, replica: number, url: string, timeoutMs: number): Promise<ReplicaReport> {
   const target = `${httpBaseOf(url)}/status`;
   try {
     const res = await fetch(target, { signal: AbortSignal.timeout(timeoutMs) });
@@ -93,15 +94,38 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((cell, col) => cell.padEnd(widths[col]!)).join('  ').trimEnd()).join('\n');
 }
 
-export async function runStatusCommand(flags: StatusFlags, io: CliIo): Promise<number> {
-  let cluster;
+/** cluster.json of a keyring directory; a missing or malformed keyring is a CliError (one line). */
+export function loadKeyringCluster(keysDir: string): ClusterConfig {
   try {
-    cluster = loadCluster(join(flags.keys, CLUSTER_FILE));
+    return loadCluster(join(keysDir, CLUSTER_FILE));
   } catch (err) {
     if (err instanceof KeyringError) throw new CliError(err.message);
     throw err;
   }
-  const reports = await Promise.all(cluster.replicas.map((r) => fetchStatus(cluster.clusterId, r.id, r.url, flags.timeout)));
+}
+
+/** One round of /status answers from a cluster, and the configuration in force they report. */
+export interface ClusterPoll {
+  /** Every replica of the keyring and every replica the reachable ones name as members, by id. */
+  reports: ReplicaReport[];
+  /** The newest epoch the reachable replicas report (0: the keyring's), and its members. */
+  epoch: number;
+  members: number[];
+  n: number;
+  f: number;
+  /** Replicas needed to order requests in that configuration (2f+1 when n = 3f+1). */
+  quorum: number;
+  /** Members that answered as themselves. */
+  up: number;
+}
+
+/**
+ * Asks every replica of the keyring for /status, then the replicas that joined after the keyring
+ * was made (the reachable ones name them, with their addresses, in memberUrls); `pbft status` and
+ * `pbft dashboard` both see the cluster through this.
+ */
+export async function pollCluster(cluster: ClusterConfig, timeoutMs: number): Promise<ClusterPoll> {
+  const reports = await Promise.all(cluster.replicas.map((r) => fetchStatus(cluster.clusterId, r.id, r.url, timeoutMs)));
   // Replicas that joined after the keyring was made: the members name them (with their addresses).
   const known = new Set(reports.map((r) => r.replica));
   const joined = new Map<number, string>();
@@ -111,7 +135,7 @@ export async function runStatusCommand(flags: StatusFlags, io: CliIo): Promise<n
       if (!known.has(Number(id)) && typeof url === 'string') joined.set(Number(id), url);
     }
   }
-  reports.push(...(await Promise.all([...joined].map(([id, url]) => fetchStatus(cluster.clusterId, id, url, flags.timeout)))));
+  reports.push(...(await Promise.all([...joined].map(([id, url]) => fetchStatus(cluster.clusterId, id, url, timeoutMs)))));
   reports.sort((a, b) => a.replica - b.replica);
   // The configuration in force: the newest epoch the reachable replicas report (its members decide
   // the quorum; the keyring's replicas before any membership change).
@@ -126,10 +150,16 @@ export async function runStatusCommand(flags: StatusFlags, io: CliIo): Promise<n
   const memberSet = new Set(members);
   const up = reports.filter((r) => r.reachable && memberSet.has(r.replica)).length;
   const n = members.length;
-  const quorum = Math.ceil((n + Math.floor((n - 1) / 3) + 1) / 2);
+  const f = Math.floor((n - 1) / 3);
+  const quorum = Math.ceil((n + f + 1) / 2);
+  return { reports, epoch, members, n, f, quorum, up };
+}
+
+export async function runStatusCommand(flags: StatusFlags, io: CliIo): Promise<number> {
+  const cluster = loadKeyringCluster(flags.keys);
+  const { reports, epoch, members, n, f, quorum, up } = await pollCluster(cluster, flags.timeout);
   const verdict = (): number => {
     if (up >= quorum) return 0;
-    const f = Math.floor((n - 1) / 3);
     const quorumText = n === 3 * f + 1 ? `2f+1 = ${quorum}` : `${quorum} of ${n}`;
     io.err(
       `pbft status: ${up} of ${n} replicas of cluster ${cluster.clusterId} reachable, fewer than a quorum (${quorumText}) of epoch ${epoch}: the cluster cannot order requests`,
@@ -162,7 +192,7 @@ export async function runStatusCommand(flags: StatusFlags, io: CliIo): Promise<n
       String(r.divergences ?? '?'),
     ]);
   }
-  io.out(`cluster ${cluster.clusterId}: ${up} of ${n} replicas reachable (f = ${Math.floor((n - 1) / 3)}); epoch ${epoch}: replicas ${members.join(', ')}`);
+  io.out(`cluster ${cluster.clusterId}: ${up} of ${n} replicas reachable (f = ${f}); epoch ${epoch}: replicas ${members.join(', ')}`);
   io.out(table(rows));
   return verdict();
 }

@@ -12,6 +12,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Replica, ReplicaStatus } from '../core/replica.ts';
 import type { Misbehaviour, RejectReason } from '../core/rejections.ts';
 import type { TransportStats } from '../transport/types.ts';
+import type { MisbehaviourRecord, ViewChangeRecord } from './history.ts';
 
 export interface NodeStatus extends ReplicaStatus {
   /** The keyring's cluster id: who asks can check it reached a replica of its own cluster. */
@@ -45,6 +46,10 @@ export interface NodeStatus extends ReplicaStatus {
   /** Horizon record writes (src/core/horizon.ts). */
   horizonWrites: number;
   stateTransfersCompleted: number;
+  /** The last view changes this replica took part in, oldest first, with wall-clock times (history.ts). */
+  viewChangeHistory: ViewChangeRecord[];
+  /** Misbehaviour seen from peers, per peer and code: the last reason, a count, first and last time (history.ts). */
+  misbehaviourHistory: MisbehaviourRecord[];
   /** process.memoryUsage() in bytes: rss, heapTotal, heapUsed, external, arrayBuffers. */
   memory: NodeJS.MemoryUsage;
   uptimeSeconds: number;

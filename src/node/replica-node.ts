@@ -48,6 +48,7 @@ import { TICK_MS_DEFAULT, TurnLoop } from './loop.ts';
 import type { Sent, SentReply } from './pipeline.ts';
 import { VerifyPool } from './verify-pool.ts';
 import { ClientCutOffs } from './cutoff.ts';
+import { EventHistory } from './history.ts';
 
 export { compress, decompress } from './core-deps.ts';
 export type { NodeStatus } from './http.ts';
@@ -120,6 +121,8 @@ export interface ReplicaNodeDeps {
   onFatal?: (err: unknown) => void;
   /** Clock in milliseconds (monotonic); default performance.now. */
   now?: () => number;
+  /** Wall clock in milliseconds since the Unix epoch (the times of /status histories); default Date.now. */
+  wallClockMs?: () => number;
 }
 
 export type ReplicaNodeErrorCode = 'BAD_OPTIONS' | 'STORAGE_OPEN_FAILED' | 'RECOVERY_FAILED' | 'ADDRESS_IN_USE' | 'LISTEN_FAILED' | 'BAD_STATE';
@@ -170,6 +173,8 @@ export class ReplicaNode {
   /** Test-only (hooks.delayOutgoingMs): per replica, when its last held frame leaves (ms, this.now). */
   private readonly heldUntil = new Map<number, number>();
   private readonly cutOffs = new ClientCutOffs();
+  /** The last view changes and the misbehaviour seen, with times (/status viewChangeHistory, misbehaviourHistory). */
+  private readonly history: EventHistory;
 
   constructor(
     private readonly options: ReplicaNodeOptions,
@@ -188,6 +193,7 @@ export class ReplicaNode {
     this.onFatal = deps.onFatal ?? defaultFatal;
     this.createTransport = deps.createTransport ?? createReplicaTransport;
     this.now = deps.now ?? (() => performance.now());
+    this.history = new EventHistory(deps.wallClockMs ?? Date.now);
     this.rejectedSummary = new RejectedSummary(this.log);
     this.metricsRegistry = new NodeMetrics(this.now);
     this.disk = new StorageDisk(this.storage, this.now, (ms) => this.metricsRegistry.syncedWrite(ms));
@@ -225,6 +231,7 @@ export class ReplicaNode {
       const app = asReplicatedApp(o.app ?? new KvStore());
       this.replica = new Replica(o.cluster, o.id, o.replica ?? {}, { crypto, app, frames: FRAME_CODEC, compress, decompress });
       const horizonOnDisk = await recoverFromStorage(this.replica, this.storage);
+      this.history.setView(this.replica.status().view);
       this.loop.attach(this.replica, horizonOnDisk);
     } catch (err) {
       this.state = 'stopped';
@@ -375,6 +382,8 @@ export class ReplicaNode {
       storedStateLosses: this.storedStateLosses,
       horizonWrites: this.disk.horizonWrites,
       stateTransfersCompleted: this.stateTransfersCompleted,
+      viewChangeHistory: this.history.viewChangeHistory(),
+      misbehaviourHistory: this.history.misbehaviourHistory(),
       memory: process.memoryUsage(),
       uptimeSeconds: Math.round((this.now() - this.startedAt) / 100) / 10,
     };
@@ -450,6 +459,7 @@ export class ReplicaNode {
     if (event.type === 'stored-state-corrupt') this.storedStateCorruptions++;
     else if (event.type === 'state-transfer-completed') this.stateTransfersCompleted++;
     else if (event.type === 'stored-state-lost') this.storedStateLosses++;
+    this.history.observe(event);
     logCoreEvent(this.log, event, this.tickMs, this.logLimiter);
     this.options.hooks?.onEvent?.(event);
   }

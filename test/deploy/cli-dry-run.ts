@@ -9,7 +9,7 @@ import { CommanderError } from 'commander';
 import { createProgram, type CliActions } from '../../src/cli/main.ts';
 
 export interface DryRun {
-  command: 'replica' | 'start' | 'client' | 'status' | 'member';
+  command: 'replica' | 'start' | 'client' | 'status' | 'dashboard' | 'member';
   /** The flags object the action receives (for `client`: [op, flags]). */
   flags: unknown;
 }
@@ -21,7 +21,7 @@ export async function dryRun(args: readonly string[]): Promise<DryRun> {
     seen = { command, flags: a.length === 1 ? a[0] : a };
     return 0;
   };
-  const actions: CliActions = { replica: record('replica'), start: record('start'), client: record('client'), status: record('status'), member: record('member') };
+  const actions: CliActions = { replica: record('replica'), start: record('start'), client: record('client'), status: record('status'), dashboard: record('dashboard'), member: record('member') };
   const errors: string[] = [];
   const program = createProgram({ out: () => undefined, err: (line) => errors.push(line) }, actions, () => undefined);
   try {

@@ -1,7 +1,8 @@
 /**
  * Headless Chromium driven over the DevTools protocol (CDP) with the `ws` package: launch with
  * --remote-debugging-port=0 (Chromium picks a free port and prints the browser's WebSocket URL on
- * stderr, so no port is chosen here), open a page, evaluate expressions in it, close.
+ * stderr, so no port is chosen here), open a page, evaluate expressions in it, size its viewport,
+ * take a PNG screenshot of it, close.
  *
  * The binary is $CHROMIUM, else `chromium` (Debian's package; .ci/run installs it where missing).
  * As root (CI containers) Chromium needs --no-sandbox.
@@ -171,6 +172,30 @@ export class Page {
       throw new Error(`in the page: ${res.exceptionDetails.exception?.description ?? res.exceptionDetails.text ?? 'exception'}\npage log:\n${this.browser.pageLog.join('\n')}`);
     }
     return res.result.value as T;
+  }
+
+  /** Sets the page's viewport (CSS pixels) and device scale factor (Emulation.setDeviceMetricsOverride). */
+  async setViewport(width: number, height: number, deviceScaleFactor = 1): Promise<void> {
+    await this.browser.send('Emulation.setDeviceMetricsOverride', { width, height, deviceScaleFactor, mobile: false }, this.sessionId);
+  }
+
+  /**
+   * A PNG of the page (Page.captureScreenshot): the viewport, or with `fullPage` the whole document,
+   * below the fold included.
+   */
+  async screenshot(options: { fullPage?: boolean } = {}): Promise<Buffer> {
+    const params: Record<string, unknown> = { format: 'png' };
+    if (options.fullPage === true) {
+      const metrics = (await this.browser.send('Page.getLayoutMetrics', {}, this.sessionId)) as {
+        cssContentSize?: { width: number; height: number };
+        contentSize: { width: number; height: number };
+      };
+      const size = metrics.cssContentSize ?? metrics.contentSize;
+      params.clip = { x: 0, y: 0, width: Math.ceil(size.width), height: Math.ceil(size.height), scale: 1 };
+      params.captureBeyondViewport = true;
+    }
+    const { data } = (await this.browser.send('Page.captureScreenshot', params, this.sessionId)) as { data: string };
+    return Buffer.from(data, 'base64');
   }
 
   /** Resolves once `expression` evaluates truthy in the page (polled; bounded by timeoutMs). */
