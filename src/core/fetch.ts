@@ -183,4 +183,6 @@ export function acceptBatch(rs: ReplicaState, slot: Slot, digest: Uint8Array, re
   }
   rs.addBatch(slot, batch);
   rs.markDirty(slot);
+  // Its requests are ordered (a PRE-PREPARE or a certificate names the batch): they wait for the primary no longer.
+  rs.noteOrdered(batch.requests, false);
 }

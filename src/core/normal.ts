@@ -39,7 +39,9 @@ export function onRequest(rs: ReplicaState, signed: Signed<RequestMsg>, from: So
   if (known && !bytesEqual(w.req.body, signed.body)) return rs.reject('conflicting-request');
   if (!known) {
     if (!rs.auth.verify(signed)) return rs.reject('bad-request-signature');
-    rs.waiting.set(m.client, { req: signed, since: rs.now });
+    // A backup that knows a request before its PRE-PREPARE times how long the primary takes (monitor.ts).
+    const timed = rs.opts.slowPrimaryCheck && !rs.isPrimary();
+    rs.waiting.set(m.client, timed ? { req: signed, since: rs.now, unorderedSince: rs.now } : { req: signed, since: rs.now });
   }
   if (rs.viewChanging) return;
   if (rs.isPrimary()) rs.enqueue(m.client);
@@ -98,6 +100,7 @@ function proposeBatch(rs: ReplicaState, requests: Signed<RequestMsg>[]): void {
   const pp = rs.auth.sign<PrePrepareMsg>({ type: 'preprepare', view: rs.view, seq, digest: batch.digest, replica: rs.id });
   const slot = rs.slotFor(seq);
   slot.prePrepare = pp;
+  slot.prePreparedAt = rs.now;
   rs.addBatch(slot, batch);
   rs.markDirty(slot);
   rs.broadcast(rs.frames.encodeSignedFrame(pp, batch.requests));
@@ -148,8 +151,10 @@ export function onPrePrepare(rs: ReplicaState, signed: Signed<PrePrepareMsg>, re
   const batch = checkBatch(rs, m.digest, requests, m.replica);
   if (!batch) return;
   slot.prePrepare = signed;
+  slot.prePreparedAt = rs.now;
   rs.addBatch(slot, batch);
   rs.markDirty(slot);
+  rs.noteOrdered(batch.requests, true);
   for (const r of batch.requests) noteWaiting(rs, r);
   if (rs.mayVote(m.view, m.seq)) {
     const prepare = rs.auth.sign<PrepareMsg>({ type: 'prepare', view: m.view, seq: m.seq, digest: m.digest, replica: rs.id });
@@ -279,6 +284,7 @@ export function executeReady(rs: ReplicaState): void {
       return;
     }
     rs.durability.executed(slot.ownCommitTurn);
+    if (slot.prePreparedAt !== undefined) rs.monitor.executed(rs.now - slot.prePreparedAt);
     executeBatch(rs, seq, slot.committedDigest, batch);
   }
 }

@@ -42,6 +42,23 @@ export interface ReplicaOptions {
    * with its own key); the operator adds it again after the repair. Off by default.
    */
   quitOnDivergence: boolean;
+  /**
+   * Aardvark's check on the primary (src/core/monitor.ts): a backup times how long the requests it
+   * knows (from their clients, or relayed) wait for a PRE-PREPARE, and suspects the primary (the
+   * SUSPECT pre-vote: f+1 start the view change) when at least half of the last
+   * `slowPrimarySamples` PRE-PREPAREs that carried such requests came later than the bound and one
+   * it knows is waiting longer than the bound now. The bound is the larger of
+   * `slowPrimaryDelayFloorPercent` percent of viewChangeTimeoutTicks and `slowPrimaryDelayFactor`
+   * times the median time from PRE-PREPARE to execution of the last batches here (how fast this
+   * cluster orders once the primary has spoken). Off: only the request timer replaces a primary.
+   */
+  slowPrimaryCheck: boolean;
+  /** The floor of the bound, in percent of viewChangeTimeoutTicks (1-100). */
+  slowPrimaryDelayFloorPercent: number;
+  /** The bound is at least this many times the median PRE-PREPARE-to-execution time (1-1000). */
+  slowPrimaryDelayFactor: number;
+  /** The count-based window: the last this many PRE-PREPAREs timed (1-1024); half of them late suspects. */
+  slowPrimarySamples: number;
 }
 
 export const DEFAULT_REPLICA_OPTIONS: ReplicaOptions = {
@@ -60,6 +77,10 @@ export const DEFAULT_REPLICA_OPTIONS: ReplicaOptions = {
   stateChunkBytesMax: 1024 * 1024,
   frameBytesMax: 32 * 1024 * 1024,
   quitOnDivergence: false,
+  slowPrimaryCheck: true,
+  slowPrimaryDelayFloorPercent: 20,
+  slowPrimaryDelayFactor: 4,
+  slowPrimarySamples: 8,
 };
 
 export function resolveOptions(partial: Partial<ReplicaOptions> = {}): ReplicaOptions {
@@ -78,8 +99,14 @@ export function resolveOptions(partial: Partial<ReplicaOptions> = {}): ReplicaOp
   }
   if (o.batchBytesMax > BATCH_BYTES_LIMIT) throw new RangeError(`batchBytesMax (${o.batchBytesMax}) must be at most ${BATCH_BYTES_LIMIT}`);
   if (o.batchRequestsMax > BATCH_REQUESTS_LIMIT) throw new RangeError(`batchRequestsMax (${o.batchRequestsMax}) must be at most ${BATCH_REQUESTS_LIMIT}`);
-    if (o.viewChangeTimeoutTicksMax < o.viewChangeTimeoutTicks) {
+  if (o.viewChangeTimeoutTicksMax < o.viewChangeTimeoutTicks) {
     throw new RangeError('viewChangeTimeoutTicksMax must be at least viewChangeTimeoutTicks');
   }
+  const atMost = (name: 'slowPrimaryDelayFloorPercent' | 'slowPrimaryDelayFactor' | 'slowPrimarySamples', max: number, what: string): void => {
+    if (o[name] > max) throw new RangeError(`${name} must be an integer from 1 to ${max} (${what}), got ${o[name]}`);
+  };
+  atMost('slowPrimaryDelayFloorPercent', 100, 'a percent of viewChangeTimeoutTicks');
+  atMost('slowPrimaryDelayFactor', 1000, 'a multiple of the median PRE-PREPARE-to-execution ticks');
+  atMost('slowPrimarySamples', 1024, 'PRE-PREPAREs timed');
   return o;
 }

@@ -104,7 +104,8 @@ export class Replica extends ReplicaState {
     } else {
       let oldest = Infinity;
       if (!this.transfer) for (const w of this.waiting.values()) if (w.since < oldest) oldest = w.since;
-      if (this.now - oldest >= this.timers.viewChange.after) viewchange.suspect(this, 'request timeout');
+      const slow = this.now - oldest >= this.timers.viewChange.after ? 'request timeout' : viewchange.slowPrimary(this);
+      if (slow !== undefined) viewchange.suspect(this, slow);
       else if (this.suspicions.has(this.id)) viewchange.unsuspect(this);
     }
     if (this.timers.retransmit.fired(this.now)) {

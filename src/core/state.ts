@@ -29,6 +29,7 @@ export const UNKNOWN_EPOCH = 'checkpoint of a configuration not known yet';
 import { StateTree, leafDigest, stateDigest, clientsDigest } from './statetree.ts';
 import { verifyEpochProof } from './epochproof.ts';
 import { TransferSession } from './transfer.ts';
+import { PrimaryMonitor } from './monitor.ts';
 import { ProtocolInvariantError, type ReplicaDeps, type CoreEvent, type OutMessage, type Ready, type FrameCodec } from './types.ts';
 
 export interface Slot {
@@ -51,11 +52,19 @@ export interface Slot {
   /** The Ready that wrote our own COMMIT for this slot (replies of its execution wait for it). */
   ownCommitTurn?: number;
   batchRequestedAt?: number;
+  /** Tick our PRE-PREPARE of this view arrived (proposed, at the primary): the monitor times execution from it. */
+  prePreparedAt?: number;
 }
 
 export interface Waiting {
   req: Signed<RequestMsg>;
   since: number;
+  /**
+   * A backup knew this request (from its client, or relayed) before any PRE-PREPARE of the current
+   * view carried it: the tick it learned it (or entered the view). Cleared when a PRE-PREPARE
+   * carries it; the wait is timed by the primary monitor (monitor.ts).
+   */
+  unorderedSince?: number;
 }
 
 export interface CheckpointSnapshot {
@@ -165,6 +174,8 @@ export abstract class ReplicaState {
    * SUSPECT are helpedAt, Slot.batchRequestedAt and suspectSentAt.
    */
   readonly timers: Timers;
+  /** Aardvark's check on the primary's progress (monitor.ts; options.slowPrimaryCheck). */
+  readonly monitor: PrimaryMonitor;
   transfer?: TransferSession;
   readonly transferCache = new Map<string, Uint8Array>();
   peerCursor = 0;
@@ -229,6 +240,11 @@ export abstract class ReplicaState {
     };
     this.timers.retransmit.start(0);
     this.timers.catchUp.start(0);
+    this.monitor = new PrimaryMonitor({
+      floorTicks: Math.max(1, Math.ceil((this.opts.viewChangeTimeoutTicks * this.opts.slowPrimaryDelayFloorPercent) / 100)),
+      factor: this.opts.slowPrimaryDelayFactor,
+      samples: this.opts.slowPrimarySamples,
+    });
     this.durability = new DurabilityTracker(deps.unsafeTestOnly?.replyBeforeWrite === true);
     this.hash = deps.crypto.hash;
     this.frames = deps.frames;
@@ -553,10 +569,28 @@ export abstract class ReplicaState {
   resetSlotView(slot: Slot, view: number): void {
     slot.view = view;
     slot.prePrepare = undefined;
+    slot.prePreparedAt = undefined;
     slot.prepares.clear();
     slot.commits.clear();
     slot.preparedInView = false;
     this.markDirty(slot);
+  }
+
+  /**
+   * Requests a PRE-PREPARE carries: those we knew before it no longer wait for the primary. With
+   * `timed` (a PRE-PREPARE of the current view, just arrived), the PRE-PREPARE is timed by the
+   * longest wait of those requests (monitor.ts): one sample per PRE-PREPARE, so that one stall
+   * of the primary, answered with one large batch, counts once.
+   */
+  noteOrdered(requests: readonly Signed<RequestMsg>[], timed: boolean): void {
+    let waited = -1;
+    for (const r of requests) {
+      const w = this.waiting.get(r.msg.client);
+      if (!w || w.unorderedSince === undefined || w.req.msg.timestamp > r.msg.timestamp) continue;
+      if (w.req.msg.timestamp === r.msg.timestamp) waited = Math.max(waited, this.now - w.unorderedSince);
+      w.unorderedSince = undefined;
+    }
+    if (timed && waited >= 0) this.monitor.timed(waited, this.counters.requestsExecuted);
   }
 
   pickPeer(cursor: number): number {

@@ -44,6 +44,22 @@ function relayWaiting(rs: ReplicaState): void {
 /** Requests relayed with each SUSPECT, at most. */
 const RELAYED_REQUESTS_MAX = 16;
 
+/**
+ * Aardvark's check (monitor.ts): the reason to suspect the primary of being too slow, when a request
+ * this backup knows has waited longer than the bound for its PRE-PREPARE, and at least half of the
+ * last PRE-PREPAREs it timed came later than that too. Undefined otherwise.
+ */
+export function slowPrimary(rs: ReplicaState): string | undefined {
+  if (!rs.opts.slowPrimaryCheck || rs.viewChanging || rs.isPrimary() || rs.transfer) return undefined;
+  rs.monitor.expire(rs.counters.requestsExecuted);
+  if (!rs.monitor.slow) return undefined;
+  let oldest = Infinity;
+  for (const w of rs.waiting.values()) if (w.unorderedSince !== undefined && w.unorderedSince < oldest) oldest = w.unorderedSince;
+  const s = rs.monitor.status();
+  if (rs.now - oldest <= s.boundTicks) return undefined;
+  return `slow primary: ${s.late} of the last ${s.timed} PRE-PREPAREs of requests known before came later than ${s.boundTicks} ticks, and a request waits longer`;
+}
+
 /** Our timer no longer says so: our suspicion ends (others' expire unless they resend theirs). */
 export function unsuspect(rs: ReplicaState): void {
   rs.suspicions.delete(rs.id);
@@ -288,9 +304,12 @@ function enterView(rs: ReplicaState, nv: Signed<NewViewMsg>, checkpoint: Checkpo
     else if (seq > rs.h) rs.newViewAhead.push(pp);
   }
   rs.nextSeq = Math.max(maxSeq, rs.lastExecuted) + 1;
-  // Requests still waiting get a full timeout in the new view; the new primary proposes them.
+  // Requests still waiting get a full timeout in the new view; the new primary proposes them. The
+  // primary monitor starts afresh: the new primary is timed from now, by its backups only.
+  rs.monitor.newView();
   for (const w of rs.waiting.values()) {
     w.since = rs.now;
+    if (w.unorderedSince !== undefined) w.unorderedSince = rs.isPrimary() ? undefined : rs.now;
     if (rs.isPrimary() && rs.assigned.get(w.req.msg.client) !== w.req.msg.timestamp) rs.enqueue(w.req.msg.client);
   }
   rs.events.push({ type: 'view-entered', view, primary: rs.primary });
@@ -309,6 +328,7 @@ function installNewViewPrePrepare(rs: ReplicaState, pp: Signed<PrePrepareMsg>): 
   const batch = rs.batchFor(slot, pp.msg.digest);
   if (batch) {
     for (const r of batch.requests) rs.assigned.set(r.msg.client, r.msg.timestamp);
+    rs.noteOrdered(batch.requests, false);
   }
   if (!rs.isPrimary() && rs.mayVote(pp.msg.view, pp.msg.seq)) {
     const prepare = rs.auth.sign<PrepareMsg>({ type: 'prepare', view: pp.msg.view, seq: pp.msg.seq, digest: pp.msg.digest, replica: rs.id });

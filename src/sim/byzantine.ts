@@ -156,7 +156,8 @@ class Equivocate implements Behavior {
 }
 
 /** Delays its pre-prepares to just under the view-change timeout. */
-class SlowPrimary implements Behavior {
+/** Holds every PRE-PREPARE (with its batch) `delayTicks` before sending it; everything else leaves at once. */
+export class SlowPrimary implements Behavior {
   readonly name = 'slow-primary';
   private readonly held: Array<{ at: number; m: OutMessage }> = [];
   constructor(private readonly delayTicks: number) {}

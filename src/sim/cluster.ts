@@ -45,6 +45,8 @@ export interface SimOptions {
   keySpace: number;
   partitionCount: number;
   replica: Partial<ReplicaOptions>;
+  /** Options of single replicas on top of `replica` (e.g. a byzantine primary's own pipeline depth). */
+  replicaOverrides?: Record<number, Partial<ReplicaOptions>>;
   network: NetworkFaults;
   clientTimeoutTicks: number;
   /** Compress state-transfer chunks with zlib (as the shell does) or not. */
@@ -273,7 +275,7 @@ export class SimCluster {
             ...(o.unsafeIgnoreLostData ? { ignoreLostData: true } : {}),
           }
         : undefined;
-    const replica = new Replica(this.cluster, host.id, this.opts.replica, {
+    const replica = new Replica(this.cluster, host.id, { ...this.opts.replica, ...this.opts.replicaOverrides?.[host.id] }, {
       frames: FRAME_CODEC,
       crypto: coreCrypto(host.signer, this.keys.verifier),
       app,

@@ -8,6 +8,7 @@ import type { PreparedCert, Signed, ViewChangeMsg } from '../../src/core/message
 import { checkPreparedCert, checkViewChange, checkViewChangeSet, planNewView } from '../../src/core/newview.ts';
 import {
   agree,
+  enterViewByNewView,
   frame,
   hex,
   linkFrame,
@@ -600,5 +601,118 @@ describe('view change: the pre-vote (f+1 suspicions before anyone leaves a view)
     const out = node.flush();
     assert.equal(out.of('viewchange').length, 0, 'one replica suspecting twice is one suspicion');
     assert.deepEqual(node.replica.status().suspicions, [2]);
+  });
+});
+
+describe('view change: a slow primary (Aardvark, NSDI 2009; src/core/monitor.ts)', () => {
+  // The production timeout (100 ticks): the bound's floor is 20% of it, 20 ticks. A window of 4.
+  const SLOW = { viewChangeTimeoutTicks: 100, slowPrimarySamples: 4 };
+  let ts = 0;
+  /** A request that `node` learns from its client `client` (a client retransmitting to every replica). */
+  const known = (node: Node, client: number): ReturnType<TestCluster['request']> => {
+    const r = k.request(client, ++ts, put(`k${ts}`, 'v'));
+    node.fromClient(client, frame(r));
+    node.flush();
+    return r;
+  };
+  const suspected = (outs: Out[]): string[] => outs.flatMap((o) => o.eventsOf('primary-suspected').map((e) => e.reason));
+
+  test('a backup that knew requests before their PRE-PREPARE, and saw half of the last such PRE-PREPAREs come later than the bound, suspects the primary once a request it knows waits longer than the bound again; f+1 such backups change the view long before any request timer', () => {
+    const node = k.node(2, SLOW);
+    // Two requests, each pre-prepared 30 ticks after the backup learned it (bound 20), and executed.
+    for (let seq = 1; seq <= 2; seq++) {
+      const r = known(node, seq);
+      assert.deepEqual(suspected(node.tick(30)), [], 'one PRE-PREPARE late or none: no verdict yet');
+      agree(node, 0, seq, [r]);
+    }
+    assert.deepEqual(node.replica.monitor.status(), { boundTicks: 20, timed: 2, late: 2 });
+    assert.deepEqual(suspected(node.tick(50)), [], 'nothing waits: no suspicion (an idle cluster is never suspected)');
+    known(node, 3);
+    assert.deepEqual(suspected(node.tick(20)), [], 'a request that has waited no longer than the bound: not yet');
+    const outs = node.tick();
+    assert.deepEqual(suspected(outs), ['slow primary: 2 of the last 2 PRE-PREPAREs of requests known before came later than 20 ticks, and a request waits longer']);
+    assert.equal(outs[0]!.distinct('suspect').length, 1, 'it says so: a signed SUSPECT');
+    assert.equal(node.replica.viewChanging, false, 'alone, it stays in the view (the pre-vote)');
+    node.fromReplica(3, frame(k.suspect(3, 0)));
+    const out = node.flush();
+    assert.deepEqual(out.distinct('viewchange').map((v) => v.signed.msg.view), [1], 'with f other suspicions: VIEW-CHANGE for view 1');
+  });
+
+  test('PRE-PREPAREs within the bound, fewer than half late, or nothing waiting: no suspicion', () => {
+    const node = k.node(2, SLOW);
+    const waits = [5, 30, 20, 10, 3];
+    for (let i = 0; i < waits.length; i++) {
+      const r = known(node, i % 4);
+      node.tick(waits[i]!);
+      agree(node, 0, i + 1, [r]);
+    }
+    // The window holds [30, 20, 10, 3]: one late (a wait equal to the bound is on time).
+    assert.deepEqual(node.replica.monitor.status(), { boundTicks: 20, timed: 4, late: 1 });
+    known(node, 0);
+    assert.deepEqual(suspected(node.tick(30)), []);
+  });
+
+  test('one PRE-PREPARE is one sample, however many known requests it carries: a primary that stalls once and then proposes everything in one batch is late once', () => {
+    const node = k.node(2, SLOW);
+    const rs = [0, 1, 2, 3].map((c) => known(node, c));
+    node.tick(40);
+    agree(node, 0, 1, rs);
+    assert.deepEqual(node.replica.monitor.status(), { boundTicks: 20, timed: 1, late: 1 });
+    known(node, 0);
+    assert.deepEqual(suspected(node.tick(30)), [], 'one late of a window of 4: not slow');
+  });
+
+  test('the bound follows this cluster: it is at least 4x the median time from PRE-PREPARE to execution of recent batches', () => {
+    const node = k.node(2, SLOW);
+    // Batches that take 10 ticks from PRE-PREPARE to execution (a loaded cluster): bound 40.
+    for (let seq = 1; seq <= 3; seq++) {
+      const r = k.request(0, ++ts, put('x', 'y'));
+      const d = k.digest([r]);
+      node.fromReplica(0, frame(k.prePrepare(0, seq, d), [r]));
+      node.flush();
+      node.tick(10);
+      agree(node, 0, seq, [r], { sendPrePrepare: false });
+    }
+    assert.equal(node.replica.monitor.boundTicks(), 40);
+    for (let seq = 4; seq <= 7; seq++) {
+      const r = known(node, 1);
+      node.tick(30);
+      agree(node, 0, seq, [r]);
+    }
+    const { timed, late } = node.replica.monitor.status();
+    assert.deepEqual({ timed, late }, { timed: 4, late: 0 }, 'waits of 30 ticks were on time here (bound 40 when each was timed)');
+  });
+
+  test('the primary does not judge itself; with slowPrimaryCheck off only the request timer replaces a primary; a new view starts with a clean record', () => {
+    const primary = k.node(0, SLOW);
+    known(primary, 1);
+    assert.deepEqual(suspected(primary.tick(99)), [], 'the primary is not its own backup');
+
+    const off = k.node(2, { ...SLOW, slowPrimaryCheck: false });
+    for (let seq = 1; seq <= 4; seq++) {
+      const r = known(off, seq % 4);
+      off.tick(60);
+      agree(off, 0, seq, [r]);
+    }
+    known(off, 0);
+    assert.deepEqual(suspected(off.tick(99)), [], 'waits of 60 ticks: nothing without the check');
+    assert.deepEqual(suspected(off.tick()), ['request timeout'], 'the request timer still runs');
+
+    const node = k.node(2, SLOW);
+    for (let seq = 1; seq <= 2; seq++) {
+      const r = known(node, seq);
+      node.tick(30);
+      agree(node, 0, seq, [r]);
+    }
+    assert.equal(node.replica.monitor.slow, true);
+    // View 1 (primary 1): f+1 suspicions elsewhere, then the NEW-VIEW.
+    node.fromReplica(1, frame(k.suspect(1, 0)));
+    node.fromReplica(3, frame(k.suspect(3, 0)));
+    node.flush();
+    enterViewByNewView(node, 1);
+    assert.equal(node.replica.view, 1);
+    assert.deepEqual(node.replica.monitor.status(), { boundTicks: 20, timed: 0, late: 0 });
+    known(node, 3);
+    assert.deepEqual(suspected(node.tick(20)), [], 'the new primary is judged on its own record');
   });
 });
