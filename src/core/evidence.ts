@@ -3,11 +3,12 @@
  * together. Pure data and pure functions (no I/O): the core keeps what it sees, the shell serves it,
  * the CLI and the simulator verify it with `EvidenceVerifier`, the SDK builds reply evidence.
  *
- *   votes    two PRE-PREPAREs, two PREPAREs or two COMMITs with the same signer, view and sequence
- *            number and different digests. A correct replica accepts one pre-prepare per (view, seq)
- *            and signs at most one statement of each kind for it, across crashes too (it writes what
- *            it signs before sending it, and a replica that lost data signs nothing it may have
- *            signed before: horizon.ts). CometBFT's DuplicateVoteEvidence is the same idea.
+ *   votes    two PRE-PREPAREs, PREPAREs or COMMITs (of one kind, or of two: `mixed`) with the same
+ *            signer, view and sequence number and different digests. A correct replica accepts one
+ *            pre-prepare per (view, seq) and every vote it signs for that slot names its digest (the
+ *            primary's PRE-PREPARE and COMMIT, a backup's PREPARE and COMMIT), across crashes too (it
+ *            writes what it signs before sending it, and a replica that lost data signs nothing it
+ *            may have signed before: horizon.ts). CometBFT's DuplicateVoteEvidence is the same idea.
  *   replies  two signed replies of one replica for one (client, timestamp) with different results.
  *            A correct replica executes each (client, timestamp) at most once and re-sends the cached
  *            result (re-signed with its current view: a different view alone is no conflict). A reply
@@ -23,7 +24,7 @@
  *   { "format": "pbft-evidence", "version": 1, "clusterId": "...",
  *     "evidence": [ item, ... ],
  *     "epochProofs": [ "<hex of a CBOR epoch proof>", ... ] }          (epochs 1.., oldest first)
- *   item, votes:   { "kind": "preprepare" | "prepare" | "commit", "signer", "epoch", "view", "seq",
+ *   item, votes:   { "kind": "preprepare" | "prepare" | "commit" | "mixed", "signer", "epoch", "view", "seq",
  *                    "messages": [ { "body": hex, "sig": hex }, { "body": hex, "sig": hex } ],
  *                    "reportedBy": "replica 1" }                          (reportedBy: informative)
  *   item, replies: { "kind": "reply", "signer", "epoch", "client", "timestamp",
@@ -49,7 +50,8 @@ import { replyLeaf, replyRootFromPath } from './replytree.ts';
 export const EVIDENCE_FORMAT = 'pbft-evidence';
 export const EVIDENCE_VERSION = 1;
 
-export const VOTE_KINDS = ['preprepare', 'prepare', 'commit'] as const;
+/** Vote evidence: two messages of one kind, or `mixed` (e.g. a PRE-PREPARE and a COMMIT). */
+export const VOTE_KINDS = ['preprepare', 'prepare', 'commit', 'mixed'] as const;
 export type VoteKind = (typeof VOTE_KINDS)[number];
 export type VoteMsg = PrePrepareMsg | PrepareMsg | CommitMsg;
 export const EVIDENCE_KINDS = [...VOTE_KINDS, 'reply'] as const;
@@ -80,7 +82,7 @@ export interface ReplyEvidence {
 
 export type Evidence = VoteEvidence | ReplyEvidence;
 
-const NAMES: Record<EvidenceKind, string> = { preprepare: 'PRE-PREPARE', prepare: 'PREPARE', commit: 'COMMIT', reply: 'REPLY' };
+const NAMES: Record<VoteMsg['type'] | 'reply', string> = { preprepare: 'PRE-PREPARE', prepare: 'PREPARE', commit: 'COMMIT', reply: 'REPLY' };
 
 export function isVote(m: SignedMessage): m is VoteMsg {
   return m.type === 'preprepare' || m.type === 'prepare' || m.type === 'commit';
@@ -101,7 +103,6 @@ export function voteConflict(a: Signed, b: Signed): string | undefined {
   const x = a.msg;
   const y = b.msg;
   if (!isVote(x) || !isVote(y)) return 'not PRE-PREPARE, PREPARE or COMMIT messages';
-  if (x.type !== y.type) return `a ${NAMES[x.type]} and a ${NAMES[y.type]} are different statements`;
   if (x.replica !== y.replica) return `signed by two different replicas (${x.replica} and ${y.replica})`;
   if (x.view !== y.view || x.seq !== y.seq) return `different slots (view ${x.view}, seq ${x.seq} and view ${y.view}, seq ${y.seq})`;
   if (bytesEqual(x.digest, y.digest)) return 'the same digest: the two messages agree';
@@ -118,11 +119,16 @@ export function replyConflict(a: AnyReply, b: AnyReply): string | undefined {
   return undefined;
 }
 
+/** The kind of evidence two votes make: their type, or `mixed`. */
+export function voteKindOf(a: VoteMsg, b: VoteMsg): VoteKind {
+  return a.type === b.type ? a.type : 'mixed';
+}
+
 /** Evidence from two conflicting votes (voteConflict must hold). */
 export function voteEvidence(a: Signed<VoteMsg>, b: Signed<VoteMsg>, epoch: number): VoteEvidence {
   const [first, second] = compareBytes(a.msg.digest, b.msg.digest) <= 0 ? [a, b] : [b, a];
   const m = first.msg;
-  return { kind: m.type, signer: m.replica, epoch, view: m.view, seq: m.seq, messages: [first, second] };
+  return { kind: voteKindOf(a.msg, b.msg), signer: m.replica, epoch, view: m.view, seq: m.seq, messages: [first, second] };
 }
 
 /** Evidence from two conflicting replies (replyConflict must hold). */
@@ -143,7 +149,8 @@ export function describeEvidence(e: Evidence): string {
     return `replica ${e.signer} signed two different results for the request of client ${e.client} at timestamp ${e.timestamp}`;
   }
   const [a, b] = e.messages;
-  return `replica ${e.signer} signed two different ${NAMES[e.kind]}s for view ${e.view}, seq ${e.seq} (digests ${toHex(a.msg.digest).slice(0, 12)} and ${toHex(b.msg.digest).slice(0, 12)})`;
+  const what = e.kind === 'mixed' ? `a ${NAMES[a.msg.type]} and a ${NAMES[b.msg.type]} with different digests` : `two different ${NAMES[e.kind]}s`;
+  return `replica ${e.signer} signed ${what} for view ${e.view}, seq ${e.seq} (digests ${toHex(a.msg.digest).slice(0, 12)} and ${toHex(b.msg.digest).slice(0, 12)})`;
 }
 
 // --- the core's bounded store ----------------------------------------------------------------------
@@ -200,7 +207,7 @@ export class EvidenceStore {
 
   /** Held evidence by kind, and the replicas it names (ascending). */
   summary(): { held: number; byKind: Record<VoteKind, number>; signers: number[]; notKept: number } {
-    const byKind: Record<VoteKind, number> = { preprepare: 0, prepare: 0, commit: 0 };
+    const byKind: Record<VoteKind, number> = { preprepare: 0, prepare: 0, commit: 0, mixed: 0 };
     for (const e of this.byKey.values()) byKind[e.kind]++;
     return { held: this.byKey.size, byKind, signers: [...this.perSigner.keys()].sort((a, b) => a - b), notKept: this.notKept };
   }
@@ -478,7 +485,7 @@ export class EvidenceVerifier {
       conflict = voteConflict(e.messages[0], e.messages[1]);
       if (conflict === undefined) {
         const m = e.messages[0].msg as VoteMsg;
-        if (m.type !== e.kind || m.replica !== e.signer || m.view !== e.view || m.seq !== e.seq) conflict = 'the evidence names another kind, signer or slot than its messages';
+        if (voteKindOf(m, e.messages[1].msg as VoteMsg) !== e.kind || m.replica !== e.signer || m.view !== e.view || m.seq !== e.seq) conflict = 'the evidence names another kind, signer or slot than its messages';
       }
     }
     if (conflict !== undefined) return no(`no conflict: ${conflict}`);
@@ -487,9 +494,30 @@ export class EvidenceVerifier {
     const member = config.replicas.find((r) => r.id === e.signer);
     if (member === undefined) return no(`unknown signer: replica ${e.signer} is not a member of epoch ${e.epoch}`);
     for (const [i, m] of e.messages.entries()) {
-      const bad = e.kind === 'reply' ? this.replySignatureOk(member.publicKey, m as AnyReply) : this.signatureOk(member.publicKey, m as Signed) ? undefined : `the signature of the ${NAMES[e.kind]} does not verify`;
+      const bad =
+        e.kind === 'reply'
+          ? this.replySignatureOk(member.publicKey, m as AnyReply)
+          : this.signatureOk(member.publicKey, m as Signed)
+            ? undefined
+            : `the signature of the ${NAMES[(m as Signed<VoteMsg>).msg.type]} does not verify`;
       if (bad !== undefined) return no(`message ${i + 1}: ${bad} with replica ${e.signer}'s key of epoch ${e.epoch}`);
     }
     return { ok: true, signer: e.signer, epoch: e.epoch, publicKey: member.publicKey, verdict: `${describeEvidence(e)}; both signatures verify with its key ${toHex(member.publicKey).slice(0, 16)} of epoch ${e.epoch}` };
   }
+}
+
+export type FileVerdict = { ok: true; file: EvidenceFile; verdicts: EvidenceVerdict[] } | { ok: false; reason: string };
+
+/**
+ * What `pbft evidence verify` does with a file (parsed JSON) and the keyring: reads it, checks that
+ * it speaks of the keyring's cluster and holds evidence, and verifies every piece (EvidenceVerifier).
+ */
+export function verifyEvidenceFile(json: unknown, genesis: ClusterConfig, crypto: ProofCrypto): FileVerdict {
+  const parsed = parseEvidenceFile(json);
+  if (!parsed.ok) return { ok: false, reason: parsed.reason };
+  const file = parsed.value;
+  if (file.clusterId !== genesis.clusterId) return { ok: false, reason: `the evidence is about cluster "${file.clusterId}", the keyring is of cluster "${genesis.clusterId}"` };
+  if (file.items.length === 0) return { ok: false, reason: 'the file holds no evidence' };
+  const verifier = new EvidenceVerifier(genesis, file.proofs, crypto);
+  return { ok: true, file, verdicts: file.items.map((i) => verifier.verify(i.evidence)) };
 }

@@ -128,9 +128,18 @@ describe('vote evidence', () => {
     }
   });
 
-  it('two kinds of statement, or two signers, are no conflict', () => {
-    const v1 = verifyOne(raw(vote('prepare', 2, 3, 17, 'a'), vote('commit', 2, 3, 17, 'b')));
-    assert.match(v1.ok ? '' : v1.reason, /different statements/);
+  it('a PREPARE and a COMMIT (or a PRE-PREPARE and a COMMIT) with different digests verify as mixed', () => {
+    const v1 = verifyOne(voteEvidence(vote('prepare', 2, 3, 17, 'a'), vote('commit', 2, 3, 17, 'b'), 0));
+    assert.ok(v1.ok, v1.ok ? '' : v1.reason);
+    assert.match(v1.verdict, /replica 2 signed a (PREPARE and a COMMIT|COMMIT and a PREPARE) with different digests for view 3, seq 17/);
+    const v2 = verifyOne(voteEvidence(vote('preprepare', 3, 3, 17, 'a'), vote('commit', 3, 3, 17, 'b'), 0));
+    assert.ok(v2.ok, v2.ok ? '' : v2.reason);
+    assert.equal(voteEvidence(vote('preprepare', 3, 3, 17, 'a'), vote('commit', 3, 3, 17, 'b'), 0).kind, 'mixed');
+  });
+
+  it('a PREPARE and a COMMIT with the same digest, or votes of two signers, are no conflict', () => {
+    const v1 = verifyOne(raw(vote('prepare', 2, 3, 17, 'a'), vote('commit', 2, 3, 17, 'a'), { kind: 'mixed' }));
+    assert.match(v1.ok ? '' : v1.reason, /same digest/);
     const v2 = verifyOne(raw(vote('prepare', 2, 3, 17, 'a'), vote('prepare', 1, 3, 17, 'b')));
     assert.match(v2.ok ? '' : v2.reason, /two different replicas/);
   });
@@ -145,7 +154,7 @@ describe('vote evidence', () => {
   it('a header that names another signer or slot than the messages does not verify', () => {
     const a = vote('prepare', 2, 3, 17, 'a');
     const b = vote('prepare', 2, 3, 17, 'b');
-    for (const header of [{ signer: 1 }, { seq: 18 }, { view: 4 }, { kind: 'commit' as const }]) {
+    for (const header of [{ signer: 1 }, { seq: 18 }, { view: 4 }, { kind: 'commit' as const }, { kind: 'mixed' as const }]) {
       const v = verifyOne(raw(a, b, header));
       assert.equal(v.ok, false, JSON.stringify(header));
       assert.match(v.ok ? '' : v.reason, /names another/);
@@ -265,7 +274,7 @@ describe('EvidenceStore', () => {
     assert.equal(store.add(ev(3, 1)), 'added');
     assert.equal(store.add(ev(0, 1)), 'added');
     assert.equal(store.wants('prepare/2/0/9', 2), false);
-    assert.deepEqual(store.summary(), { held: 5, byKind: { preprepare: 0, prepare: 5, commit: 0 }, signers: [0, 1, 2, 3], notKept: 2 });
+    assert.deepEqual(store.summary(), { held: 5, byKind: { preprepare: 0, prepare: 5, commit: 0, mixed: 0 }, signers: [0, 1, 2, 3], notKept: 2 });
   });
 
   it('round-trips its durable record', () => {
