@@ -7,6 +7,7 @@
  *   pbft client    one key-value operation: put, get, del, cas
  *   pbft status    status of every replica
  *   pbft dashboard a live web page of the cluster
+ *   pbft evidence  equivocation evidence: list, export, verify
  *   pbft sim       the deterministic simulator
  *
  * Every error, including a bad flag, is ONE line on stderr and a non-zero exit status; never a
@@ -24,6 +25,7 @@ import { addStartCommand, runStartCommand, type StartFlags } from './start.ts';
 import { addStatusCommand, runStatusCommand, type StatusFlags } from './status.ts';
 import { addDashboardCommand, runDashboardCommand, type DashboardFlags } from './dashboard.ts';
 import { addMemberCommands, runMemberCommand, type MemberAction, type MemberFlags } from './member.ts';
+import { addEvidenceCommand } from './evidence.ts';
 
 export interface CliActions {
   replica(flags: ReplicaFlags): Promise<number>;
@@ -75,6 +77,7 @@ export function createProgram(io: CliIo, actions: CliActions, done: (code: numbe
   addStatusCommand(program, actions.status, done);
   addDashboardCommand(program, actions.dashboard, done);
   addMemberCommands(program, actions.member, done);
+  addEvidenceCommand(program, io, done);
   addSimCommand(program);
   return program;
 }
@@ -85,7 +88,7 @@ const HELP_CODES = new Set(['commander.helpDisplayed', 'commander.help', 'comman
 export async function main(argv: readonly string[] = process.argv, io: CliIo = processIo): Promise<number> {
   if (io === processIo) guardClosedPipes();
   if (argv.length <= 2) {
-    io.err('pbft: missing command (keygen, replica, start, client, status, dashboard, member, client-key, sim); see pbft --help');
+    io.err('pbft: missing command (keygen, replica, start, client, status, dashboard, member, client-key, evidence, sim); see pbft --help');
     return 1;
   }
   let code = 0;

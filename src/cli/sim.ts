@@ -102,6 +102,7 @@ Examples:
           write(`seed ${r.seed}: ${r.replicas} replicas, ${r.ticks} ticks, ${r.requestsCommitted} requests committed, ${r.viewChanges} view changes, ${r.elapsedMs} ms`);
           write(`byzantine: ${r.byzantine.join(', ') || 'none'}`);
           write(`faults: ${formatFaults(r.faults)}`);
+          write(`equivocation evidence: ${formatFaults(r.evidence.byKind)}${r.evidence.signers.length > 0 ? ` (against replica${r.evidence.signers.length > 1 ? 's' : ''} ${r.evidence.signers.join(', ')})` : ''}`);
           if (r.kind) describeFailure(r, opts.replicas, opts.negative, write);
           else write('no violations');
         }
@@ -127,6 +128,7 @@ Examples:
         write(`view changes: ${summary.viewChanges}`);
         if (summary.faults.pause) write(`pauses: ${summary.faults.pause}; longest time a resumed replica was out of the others' view: ${summary.pauseRecoveryTicksMax} ticks (${summary.pauseRecoveryTicksMax * 10} ms)`);
         write(`faults injected: ${formatFaults(summary.faults)}`);
+        write(`equivocation evidence (correct replicas and clients): ${formatFaults(summary.evidence)} in ${summary.seedsWithEvidence} seed${summary.seedsWithEvidence === 1 ? '' : 's'} (each piece must verify and name a byzantine or wiped replica)`);
         write(`violations: ${violations} (${summary.failures.length} failing seed${summary.failures.length === 1 ? '' : 's'}${summary.failures.length ? ': ' + summary.failures.map((r) => `${r.seed} ${r.kind}`).join(', ') : ''})`);
       }
       process.exitCode = summary.failures.length > 0 ? 1 : 0;

@@ -52,6 +52,8 @@ export interface RemoteStatus {
   lastCheckpoint?: { seq?: number; digest?: string };
   transferring?: boolean;
   divergences?: number;
+  /** Equivocation evidence held (src/core/evidence.ts; `pbft evidence list` shows it). */
+  evidence?: { held?: number; signers?: number[] };
 }
 
 export type ReplicaReport =
@@ -170,12 +172,15 @@ export async function runStatusCommand(flags: StatusFlags, io: CliIo): Promise<n
     io.out(JSON.stringify(reports, null, 2));
     return verdict();
   }
-  const rows: string[][] = [['replica', 'url', 'reachable', 'epoch', 'view', 'primary', 'last executed', 'stable checkpoint', 'state digest', 'divergences']];
+  const rows: string[][] = [['replica', 'url', 'reachable', 'epoch', 'view', 'primary', 'last executed', 'stable checkpoint', 'state digest', 'divergences', 'evidence']];
   for (const r of reports) {
     if (!r.reachable) {
-      rows.push([String(r.replica), r.url, `no (${r.error})`, '-', '-', '-', '-', '-', '-', '-']);
+      rows.push([String(r.replica), r.url, `no (${r.error})`, '-', '-', '-', '-', '-', '-', '-', '-']);
       continue;
     }
+    const held = r.evidence?.held;
+    const signers = Array.isArray(r.evidence?.signers) ? r.evidence.signers : [];
+    const evidence = held === undefined ? '?' : held === 0 ? '0' : `${held} (against ${signers.join(', ')})`;
     const memberText = `${r.epoch ?? '?'}${r.member === false ? ' (not a member)' : ''}`;
     const view = `${r.view ?? '?'}${r.viewChanging === true ? ' (changing)' : ''}`;
     const digest = r.lastCheckpoint?.digest !== undefined ? `${r.lastCheckpoint.digest.slice(0, 12)} @${r.lastCheckpoint.seq ?? '?'}` : '?';
@@ -190,9 +195,15 @@ export async function runStatusCommand(flags: StatusFlags, io: CliIo): Promise<n
       String(r.stableCheckpoint?.seq ?? '?'),
       digest,
       String(r.divergences ?? '?'),
+      evidence,
     ]);
   }
   io.out(`cluster ${cluster.clusterId}: ${up} of ${n} replicas reachable (f = ${f}); epoch ${epoch}: replicas ${members.join(', ')}`);
   io.out(table(rows));
+  const accused = new Set<number>();
+  for (const r of reports) if (r.reachable && Array.isArray(r.evidence?.signers)) for (const s of r.evidence.signers) accused.add(s);
+  if (accused.size > 0) {
+    io.out(`equivocation evidence held against replica${accused.size === 1 ? '' : 's'} ${[...accused].sort((a, b) => a - b).join(', ')}: pbft evidence list, pbft evidence export --out FILE`);
+  }
   return verdict();
 }

@@ -11,12 +11,13 @@
  * members may be e.g. [0, 1, 2, 4, 5, 6]. When the client learns a newer configuration while a
  * request is outstanding, rebase() re-judges what arrived: see there for why that is safe.
  */
-import { bytesKey } from '../core/auth.ts';
+import { bytesEqual, bytesKey } from '../core/auth.ts';
 import type { AnyReply, RefusalMsg, Signed } from '../core/messages.ts';
 
 export type CollectOutcome =
   | { kind: 'pending' }
-  | { kind: 'ignored'; reason: string }
+  /** `conflict`: the replica had sent another, different result for this request (conflictOf). */
+  | { kind: 'ignored'; reason: string; conflict?: readonly [AnyReply, AnyReply] }
   | { kind: 'accepted'; result: Uint8Array; replicas: number[]; view: number }
   | { kind: 'failed' };
 
@@ -33,6 +34,10 @@ export class ReplyCollector {
   readonly replies = new Map<number, AnyReply>();
   private byResult = new Map<string, number[]>();
   private members: Set<number>;
+  /** Replicas already caught signing two results for this request (reported once each). */
+  private readonly conflicted = new Set<number>();
+  /** Replies kept after settling without a signature check (noteLate): checked only if contradicted. */
+  private readonly unverified = new Set<number>();
   settled = false;
 
   constructor(
@@ -51,6 +56,8 @@ export class ReplyCollector {
 
   /** Adds a reply that arrived on the link of replica `from`. */
   add(reply: AnyReply, from: number): CollectOutcome {
+    const conflict = this.conflictOf(reply, from);
+    if (conflict !== undefined) return { kind: 'ignored', reason: 'conflicting reply', conflict };
     if (this.settled) return { kind: 'ignored', reason: 'settled' };
     const m = reply.msg;
     if (!this.members.has(from)) return { kind: 'ignored', reason: 'unknown replica' };
@@ -124,6 +131,38 @@ export class ReplyCollector {
     for (const g of this.byResult.values()) best = Math.max(best, g.length);
     const silent = this.n - this.replies.size;
     return best + silent < this.f + 1;
+  }
+
+  /**
+   * A reply of `from` for this request whose result differs from the one `from` sent first (kept in
+   * `replies`), with a valid signature: the two replies are equivocation evidence (src/core/evidence.ts),
+   * once per replica. A re-sent reply with the same result (in another view, say) is no conflict.
+   * Works after settling too, as long as the collector is kept.
+   */
+  conflictOf(reply: AnyReply, from: number): readonly [AnyReply, AnyReply] | undefined {
+    const first = this.replies.get(from);
+    const m = reply.msg;
+    if (first === undefined || m.replica !== from || m.client !== this.client || m.timestamp !== this.timestamp) return undefined;
+    if (this.conflicted.has(from) || bytesEqual(first.msg.result, m.result) || !this.verify(reply)) return undefined;
+    if (this.unverified.delete(from) && !this.verify(first)) {
+      // What it sent first was not signed by it after all: this reply takes its place.
+      this.replies.set(from, reply);
+      return undefined;
+    }
+    this.conflicted.add(from);
+    return [first, reply];
+  }
+
+  /**
+   * After settling: the first reply of a replica that had not answered before, kept (unverified: a
+   * reply that agrees costs no signature check) so that a later, different one is caught by conflictOf.
+   */
+  noteLate(reply: AnyReply, from: number): void {
+    const m = reply.msg;
+    if (!this.settled || this.replies.has(from) || !this.members.has(from)) return;
+    if (m.replica !== from || m.client !== this.client || m.timestamp !== this.timestamp) return;
+    this.replies.set(from, reply);
+    this.unverified.add(from);
   }
 
   /** Replicas whose reply differs from an accepted result (evidence of a faulty replica). */

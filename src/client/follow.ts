@@ -53,6 +53,8 @@ export class MembershipFollower {
   private askAgain = false;
   /** Answers that carried a proof that did not verify. */
   invalidAnswers = 0;
+  /** The proofs that took the client from the keyring's configuration to the one in force, by epoch. */
+  private readonly chain = new Map<number, EpochProof>();
 
   constructor(
     readonly clusterId: string,
@@ -74,6 +76,11 @@ export class MembershipFollower {
   /** False when the configuration has no operator key: no reconfiguration can ever be ordered. */
   get canChange(): boolean {
     return this.current.operator !== undefined;
+  }
+
+  /** Epoch proofs of epochs 1.. up to the one in force (what a third party needs for later keys). */
+  get proofs(): ReadonlyMap<number, EpochProof> {
+    return this.chain;
   }
 
   /** The configuration in force, as far as the client knows. */
@@ -155,7 +162,13 @@ export class MembershipFollower {
     const r = followEpochProofs(this.clusterId, previous, proofs, this.crypto);
     if (r.reason !== undefined) this.invalidAnswers++;
     const advanced = r.config.epoch > previous.epoch;
-    if (advanced) this.current = r.config;
+    if (advanced) {
+      this.current = r.config;
+      // (Those followEpochProofs went through: the first proof of each epoch it reached.)
+      for (const p of [...proofs].sort((a, b) => a.epoch - b.epoch)) {
+        if (p.epoch > previous.epoch && p.epoch <= r.config.epoch && !this.chain.has(p.epoch)) this.chain.set(p.epoch, p);
+      }
+    }
     const more = advanced && proofs.length >= EPOCH_PROOFS_PER_ANSWER_MAX && r.reason === undefined;
     if (more) this.askAgain = true;
     return {

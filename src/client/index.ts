@@ -45,3 +45,15 @@ export type { ClusterConfig, ClientInfo, ReplicaInfo } from '../core/cluster.ts'
 export type { MemberConfig } from '../core/membership.ts';
 export type { AnyReply, ReplyMsg, RequestMsg, Signed } from '../core/messages.ts';
 export type { Logger } from '../util/log.ts';
+export {
+  EvidenceVerifier,
+  evidenceFileJson,
+  parseEvidenceFile,
+  EVIDENCE_FORMAT,
+  EVIDENCE_VERSION,
+  type Evidence,
+  type EvidenceFileJson,
+  type EvidenceVerdict,
+  type ReplyEvidence,
+  type VoteEvidence,
+} from '../core/evidence.ts';

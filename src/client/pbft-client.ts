@@ -21,6 +21,10 @@
  *   is re-judged by the new configuration (ReplyCollector.rebase says why that is safe).
  * - Every valid reply that differs from an accepted result, including ones arriving just after
  *   acceptance, is reported as 'faulty-reply' evidence: a signed statement of a wrong result.
+ * - A replica that signs two different results for one request (two replies to this client's
+ *   request with different results, both validly signed) is caught: 'equivocation' event with the
+ *   evidence (src/core/evidence.ts), kept (at most EVIDENCE_KEPT_MAX) for `evidence()` and
+ *   `evidenceFile()`, the file `pbft evidence verify` checks offline with cluster.json.
  *
  * Portable: no module reached from here imports node:*, statically or through import(), so a
  * bundler targeting browsers follows no import into node:* (the `ws` package, imported only where
@@ -56,6 +60,7 @@ import {
 import { RequestSigner, refusalOf, replyOf } from './request.ts';
 import { OP_BYTES_MAX } from '../core/limits.ts';
 import type { RefusalMsg, RequestMsg, Signed } from '../core/messages.ts';
+import { evidenceFileJson, replyEvidence, type EvidenceFileJson, type ReplyEvidence } from '../core/evidence.ts';
 
 export const TIMEOUT_MS_DEFAULT = 10_000;
 export const RETRANSMIT_MS_DEFAULT = 300;
@@ -63,6 +68,10 @@ export const RETRANSMIT_MS_DEFAULT = 300;
 const RETRANSMIT_BACKOFF_MAX = 8;
 /** Accepted requests remembered for judging replies that arrive after acceptance. */
 const SETTLED_REMEMBERED_MAX = 64;
+/** Of those, the newest whose replies are kept to catch a replica that later signs another result. */
+const SETTLED_REPLIES_KEPT_MAX = 8;
+/** Reply equivocations kept (the first ones); later ones are counted in `evidenceNotKept`. */
+export const EVIDENCE_KEPT_MAX = 64;
 /** At most one urgent `epochsreq` round (retransmission, unknown replica) per this interval. */
 export const MEMBERSHIP_ASK_INTERVAL_MS = 1_000;
 /** Without any sign of a change, ask again when the last ask is this old (checked when a request starts). */
@@ -142,9 +151,11 @@ export interface PbftClientEvents {
   'faulty-reply': (evidence: FaultyReplyEvidence) => void;
   membership: (change: MembershipChange) => void;
   'invalid-epoch-proof': (evidence: InvalidEpochProof) => void;
+  /** A replica signed two different results for one of this client's requests (src/core/evidence.ts). */
+  equivocation: (evidence: ReplyEvidence) => void;
 }
 
-const EVENTS: ReadonlyArray<keyof PbftClientEvents> = ['faulty-reply', 'membership', 'invalid-epoch-proof'];
+const EVENTS: ReadonlyArray<keyof PbftClientEvents> = ['faulty-reply', 'membership', 'invalid-epoch-proof', 'equivocation'];
 
 export interface CasResult {
   swapped: boolean;
@@ -169,6 +180,8 @@ interface Settled {
   result: Uint8Array;
   /** Replicas whose reply was already judged (accepted or reported). */
   judged: Set<number>;
+  /** The request's replies (the newest SETTLED_REPLIES_KEPT_MAX requests only): a later, different one is evidence. */
+  collector?: ReplyCollector;
 }
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
@@ -255,6 +268,8 @@ export class PbftClient {
   private tail: Promise<unknown> = Promise.resolve();
   private pending: Pending | undefined;
   private readonly settled = new Map<number, Settled>();
+  private readonly equivocations: ReplyEvidence[] = [];
+  private equivocationsNotKept = 0;
   private readonly listeners = new Map<keyof PbftClientEvents, Set<(arg: never) => void>>();
   private closed = false;
 
@@ -497,14 +512,20 @@ export class PbftClient {
     if (reply === undefined) return;
     const p = this.pending;
     if (p !== undefined && reply.msg.timestamp === p.timestamp) {
-      this.conclude(p, p.collector.add(reply, replica));
+      const outcome = p.collector.add(reply, replica);
+      if (outcome.kind === 'ignored' && outcome.conflict !== undefined) this.equivocated(outcome.conflict);
+      this.conclude(p, outcome);
       return;
     }
     // A reply for a request accepted already: still evidence if it differs. One that agrees with the
     // accepted result says nothing new, so its signature is not checked (the client verifies f+1
     // replies per request, not n); one that differs is evidence only with a valid signature.
     const settled = this.settled.get(reply.msg.timestamp);
-    if (settled === undefined || settled.judged.has(replica)) return;
+    if (settled === undefined) return;
+    const conflict = settled.collector?.conflictOf(reply, replica);
+    if (conflict !== undefined) return this.equivocated(conflict);
+    settled.collector?.noteLate(reply, replica);
+    if (settled.judged.has(replica)) return;
     const m = reply.msg;
     if (m.replica !== replica || m.client !== this.clientId || bytesEqual(m.result, settled.result)) return;
     if (!this.requests.verifyReply(reply)) return;
@@ -517,7 +538,7 @@ export class PbftClient {
     if (outcome.kind === 'accepted') {
       this.finish(p);
       if (outcome.view > this.currentView) this.currentView = outcome.view;
-      const settled: Settled = { result: outcome.result, judged: new Set(p.collector.replies.keys()) };
+      const settled: Settled = { result: outcome.result, judged: new Set(p.collector.replies.keys()), collector: p.collector };
       this.remember(p.timestamp, settled);
       p.resolve(outcome.result);
       for (const dissent of p.collector.dissenters(outcome.result)) {
@@ -621,6 +642,41 @@ export class PbftClient {
       const oldest = this.settled.keys().next().value;
       if (oldest !== undefined) this.settled.delete(oldest);
     }
+    // Replies are kept for the newest few only (bounded memory: a result can be megabytes).
+    let newer = 0;
+    for (const s of [...this.settled.values()].reverse()) if (s.collector !== undefined && ++newer > SETTLED_REPLIES_KEPT_MAX) s.collector = undefined;
+  }
+
+  /**
+   * A replica signed two different results for one of our requests: evidence (both replies are
+   * verified again with the keys in force, whose epoch the evidence names). Kept, reported, logged.
+   */
+  private equivocated(conflict: readonly [AnyReply, AnyReply]): void {
+    const [a, b] = conflict;
+    if (!this.requests.verifyReply(a) || !this.requests.verifyReply(b)) return;
+    const evidence = replyEvidence(a, b, this.follower.epoch);
+    if (this.equivocations.length < EVIDENCE_KEPT_MAX) this.equivocations.push(evidence);
+    else this.equivocationsNotKept++;
+    this.log.warn('replica signed two different results for one request: kept as evidence', { replica: evidence.signer, timestamp: evidence.timestamp });
+    this.emit('equivocation', evidence);
+  }
+
+  /** Reply equivocations seen (the first EVIDENCE_KEPT_MAX), oldest first. */
+  evidence(): ReplyEvidence[] {
+    return [...this.equivocations];
+  }
+
+  /** Equivocations seen once EVIDENCE_KEPT_MAX were kept (reported by the event, not kept). */
+  get evidenceNotKept(): number {
+    return this.equivocationsNotKept;
+  }
+
+  /**
+   * The evidence as the file `pbft evidence verify FILE --cluster cluster.json` checks (JSON; write
+   * it with JSON.stringify), with the epoch proofs a verifier needs for keys of later configurations.
+   */
+  evidenceFile(): EvidenceFileJson {
+    return evidenceFileJson(this.cluster.clusterId, this.equivocations.map((evidence) => ({ evidence, reportedBy: `client ${this.clientId}` })), this.follower.proofs);
   }
 
   /** The view the client believes the cluster is in (learned from accepted replies). */

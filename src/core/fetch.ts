@@ -132,6 +132,7 @@ export function onFetched(rs: ReplicaState, peer: number, entries: CommittedEntr
     if (slot.committedDigest) continue;
     const digest = checkCommitCert(rs, e);
     if (!digest) return rs.misbehaved(peer, 'invalid-commit-certificate', 'fetched entry with an invalid commit certificate');
+    for (const c of e.commits) rs.crossCheck(c);
     const batch = rs.checkBatch(digest, e.batch, peer);
     if (!batch) return;
     rs.addBatch(slot, batch);

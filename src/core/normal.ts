@@ -140,7 +140,11 @@ export function onPrePrepare(rs: ReplicaState, signed: Signed<PrePrepareMsg>, re
   if (!admitPhase(rs, m)) return;
   const slot = rs.slotFor(m.seq);
   if (slot.prePrepare) {
-    if (!bytesEqual(slot.prePrepare.msg.digest, m.digest)) return rs.reject('conflicting-preprepare');
+    if (!bytesEqual(slot.prePrepare.msg.digest, m.digest)) {
+      // The primary signed two pre-prepares for (view, seq): evidence (its signature is checked there).
+      rs.noteEquivocation(slot.prePrepare, signed);
+      return rs.reject('conflicting-preprepare');
+    }
     // A retransmission: it may bring the batch we lack.
     if (requests && !rs.batchFor(slot, m.digest)) rs.acceptBatch(slot, m.digest, requests, m.replica);
     return;
@@ -207,7 +211,15 @@ export function onPrepare(rs: ReplicaState, signed: Signed<PrepareMsg>): void {
   if (m.replica === primaryOf(m.view, rs.members)) return rs.reject('prepare-from-primary');
   if (!admitPhase(rs, m)) return;
   const slot = rs.slotFor(m.seq);
-  if (slot.prepares.has(m.replica)) return rs.reject('duplicate');
+  const held = slot.prepares.get(m.replica);
+  if (held) {
+    if (bytesEqual(held.msg.digest, m.digest)) return rs.reject('duplicate');
+    rs.noteEquivocation(held, signed);
+    return rs.reject('conflicting-vote');
+  }
+  // Its COMMIT for this slot, if we hold one, names the digest it prepared.
+  const commit = slot.commits.get(m.replica);
+  if (commit && !bytesEqual(commit.msg.digest, m.digest)) rs.noteEquivocation(commit, signed);
   // Prepared already: a further prepare changes nothing, so its signature is not worth checking.
   if (slot.preparedInView) {
     rs.counters.surplusVotes++;
@@ -223,7 +235,15 @@ export function onCommit(rs: ReplicaState, signed: Signed<CommitMsg>): void {
   const m = signed.msg;
   if (!admitPhase(rs, m)) return;
   const slot = rs.slotFor(m.seq);
-  if (slot.commits.has(m.replica)) return rs.reject('duplicate');
+  const held = slot.commits.get(m.replica);
+  if (held) {
+    if (bytesEqual(held.msg.digest, m.digest)) return rs.reject('duplicate');
+    rs.noteEquivocation(held, signed);
+    return rs.reject('conflicting-vote');
+  }
+  // A COMMIT names the digest its sender prepared: its PREPARE (a backup) or PRE-PREPARE (the primary).
+  const vote = slot.prepares.get(m.replica) ?? (slot.prePrepare?.msg.replica === m.replica ? slot.prePrepare : undefined);
+  if (vote && !bytesEqual(vote.msg.digest, m.digest)) rs.noteEquivocation(vote, signed);
   // Committed already (a commit certificate is kept): a further commit is not worth a signature check.
   if (slot.committedDigest) {
     rs.counters.surplusVotes++;

@@ -12,6 +12,7 @@
  *   c/v/<seq 16>/<replica 4>   CHECKPOINT votes [body, sig]
  *   l/<seq 16>/s               log slot record (see SlotRecord)
  *   l/<seq 16>/b/<digest hex>  batch: [[body, sig], ...]
+ *   x/<kind>/<signer 5>/<view 12>/<seq 16>  equivocation evidence [epoch, [[body, sig], [body, sig]]] (evidence.ts)
  */
 import { asArray, asBytes, asUint, decodeCbor, encodeCbor, fail, guarded, type Decoded } from './encoding.ts';
 import { decodeBody, epochProofArray, epochProofFrom } from './body.ts';
@@ -50,6 +51,8 @@ export const KEYS = {
   batch: (seq: number, digestHex: string) => `l/${pad(seq, 16)}/b/${digestHex}`,
   logPrefix: 'l/',
   logBelow: (seq: number) => `l/${pad(seq, 16)}`,
+  evidence: (kind: string, signer: number, view: number, seq: number) => `x/${kind}/${pad(signer, 5)}/${pad(view, 12)}/${pad(seq, 16)}`,
+  evidencePrefix: 'x/',
 } as const;
 
 export type Pair = [Uint8Array, Uint8Array];

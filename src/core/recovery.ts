@@ -8,6 +8,7 @@ import { makeBatch } from './batch.ts';
 import { ClientTable } from './clienttable.ts';
 import { preparedCertificate, quorumFor } from './quorum.ts';
 import type { CommitMsg } from './messages.ts';
+import { decodeVoteEvidence } from './evidence.ts';
 import { KEYS, decodeBatch, decodeCheckpointCert, decodeCheckpointState, decodeEpochProof, decodePair, decodeSlot, decodeViewState } from './persist.ts';
 import { decodeMembership, mayHoldClient } from './membership.ts';
 import { decodeHorizon, decodeSignFloor, encodeSignFloor, lostAgainst, type Horizon, type SignFloor } from './horizon.ts';
@@ -212,6 +213,13 @@ export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>)
       rs.storeViewChange(vc.value);
       rs.ownViewChangeFrame = frame;
     }
+  }
+  // Equivocation evidence we kept (evidence.ts): verified when it was written.
+  for (const [key, value] of byKey) {
+    if (!key.startsWith(KEYS.evidencePrefix)) continue;
+    const e = decodeVoteEvidence(value);
+    if (e.ok) rs.evidence.add(e.value);
+    else corrupt(`equivocation evidence ${key}`);
   }
   const floorBytes = byKey.get(KEYS.floor);
   if (floorBytes) {

@@ -33,6 +33,8 @@ export const REJECT_REASONS = [
   'batch-with-bad-request',
   'unexpected-batch',
   'duplicate',
+  /** A second PREPARE or COMMIT of one replica for one (view, seq) with another digest (kept as evidence, evidence.ts). */
+  'conflicting-vote',
   'bad-signature',
   // checkpoints
   'checkpoint-not-on-interval',
@@ -68,6 +70,8 @@ export const MISBEHAVIOURS = [
   'new-view-mismatch',
   'bad-state-transfer',
   'invalid-epoch-proof',
+  /** Two PRE-PREPAREs, PREPAREs or COMMITs of one replica for one (view, seq) with different digests (evidence.ts). */
+  'equivocation',
 ] as const;
 
 export type Misbehaviour = (typeof MISBEHAVIOURS)[number];

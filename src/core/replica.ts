@@ -30,6 +30,8 @@ import type { CheckpointCert } from './messages.ts';
 import { ProtocolInvariantError, type Source, type Ready, type ReplicaStatus } from './types.ts';
 import { UNKNOWN_EPOCH, type CheckpointSnapshot } from './state.ts';
 import type { ClientInfo, ReplicaInfo } from './cluster.ts';
+import type { VoteEvidence } from './evidence.ts';
+import type { EpochProof } from './messages.ts';
 
 export { ProtocolInvariantError } from './types.ts';
 export type { CoreEvent, ExecutedRequest, OutMessage, OutReply, Ready, ReplicaDeps, ReplicaStatus, Source } from './types.ts';
@@ -169,7 +171,16 @@ export class Replica extends ReplicaState {
       ...(this.epochEnd !== Infinity ? { nextEpoch: { epoch: this.epoch.epoch + 1, since: this.epochEnd, replicas: this.configs.get(this.epoch.epoch + 1)!.replicas.map((r) => r.id) } } : {}),
       timers: Object.values(this.timers).map((t) => t.describe(this.now)),
       ...(this.floor ? { recovering: { ...this.floor } } : {}),
+      evidence: this.evidence.summary(),
     };
+  }
+
+  /**
+   * The equivocation evidence this replica holds (evidence.ts), oldest first, and the epoch proofs
+   * it knows (a third party needs those of epochs 1.. to learn the keys of a later configuration).
+   */
+  heldEvidence(): { evidence: VoteEvidence[]; proofs: ReadonlyMap<number, EpochProof> } {
+    return { evidence: this.evidence.list(), proofs: this.epochProofs };
   }
 
   /**

@@ -30,6 +30,7 @@ import { StateTree, leafDigest, stateDigest, clientsDigest } from './statetree.t
 import { verifyEpochProof } from './epochproof.ts';
 import { TransferSession } from './transfer.ts';
 import { PrimaryMonitor } from './monitor.ts';
+import { EvidenceStore, describeEvidence, encodeVoteEvidence, voteConflict, voteEvidence, voteKindOf, type VoteMsg } from './evidence.ts';
 import { ProtocolInvariantError, type ReplicaDeps, type CoreEvent, type OutMessage, type Ready, type FrameCodec } from './types.ts';
 
 export interface Slot {
@@ -207,6 +208,8 @@ export abstract class ReplicaState {
   readonly rejected = new Map<RejectReason, number>();
   /** Misbehaviour seen from peers, by code (rejections.ts). */
   readonly misbehaviours = new Map<Misbehaviour, number>();
+  /** Equivocation evidence held (evidence.ts), bounded; written under KEYS.evidence, restored by recovery. */
+  readonly evidence = new EvidenceStore();
   readonly counters = {
     requestsExecuted: 0,
     batchesExecuted: 0,
@@ -662,6 +665,45 @@ export abstract class ReplicaState {
   misbehaved(peer: number, code: Misbehaviour, reason: string): void {
     this.misbehaviours.set(code, (this.misbehaviours.get(code) ?? 0) + 1);
     this.events.push({ type: 'peer-misbehaved', peer, code, reason });
+  }
+
+  /**
+   * `conflicting` names the same signer and slot as `held` (a vote we hold) with another digest: the
+   * signer equivocated. Both are kept as evidence (evidence.ts), once both signatures verify under
+   * the operating configuration's keys; one piece per (kind, signer, view, seq), within the store's
+   * caps (beyond them nothing is verified, only counted). The evidence is written in this turn's
+   * batch and survives restarts.
+   */
+  noteEquivocation(held: Signed<VoteMsg>, conflicting: Signed<VoteMsg>): void {
+    const m = conflicting.msg;
+    if (m.replica === this.id || voteConflict(held, conflicting) !== undefined) return;
+    if (!this.evidence.wants(`${voteKindOf(held.msg, m)}/${m.replica}/${m.view}/${m.seq}`, m.replica)) return;
+    if (!this.auth.verify(held) || !this.auth.verify(conflicting)) return;
+    const e = voteEvidence(held, conflicting, this.epoch.epoch);
+    if (this.evidence.add(e) !== 'added') return;
+    this.writes.put(KEYS.evidence(e.kind, e.signer, e.view, e.seq), encodeVoteEvidence(e));
+    this.misbehaved(e.signer, 'equivocation', `${describeEvidence(e)}; kept as evidence`);
+    this.events.push({ type: 'evidence', evidence: e });
+  }
+
+  /**
+   * A vote of another replica that reached us inside a certificate (a prepared certificate of a
+   * VIEW-CHANGE, a commit certificate of a fetched entry, a NEW-VIEW's pre-prepare): evidence if it
+   * contradicts a vote of the same signer for the same (view, seq) that we hold, in the slot or in
+   * its certificates. Lookups only; signatures are checked when there is a contradiction.
+   */
+  crossCheck(signed: Signed<VoteMsg>): void {
+    const m = signed.msg;
+    if (m.replica === this.id) return;
+    const slot = this.slots.get(m.seq);
+    if (!slot) return;
+    const held: Array<Signed<VoteMsg> | undefined> = [slot.prePrepare, slot.prepares.get(m.replica), slot.commits.get(m.replica), slot.cert?.prePrepare];
+    for (const s of held) {
+      if (s !== undefined && s.msg.replica === m.replica && s.msg.view === m.view && !bytesEqual(s.msg.digest, m.digest)) return this.noteEquivocation(s, signed);
+    }
+    for (const s of [...(slot.cert?.prepares ?? []), ...(slot.commitCert ?? [])]) {
+      if (s.msg.replica === m.replica && s.msg.view === m.view && !bytesEqual(s.msg.digest, m.digest)) return this.noteEquivocation(s, signed);
+    }
   }
 
   // --- hooks: one concern calling another (wired in replica.ts) ---------------------------------

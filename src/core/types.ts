@@ -12,6 +12,7 @@ import type { CoreCrypto } from './auth.ts';
 import type { UnsafeQuorum } from './quorum.ts';
 import type { ReconfigResult } from './membership.ts';
 import type { Horizon, SignFloor } from './horizon.ts';
+import type { VoteEvidence, VoteKind } from './evidence.ts';
 
 export interface Source {
   kind: 'replica' | 'client';
@@ -98,7 +99,12 @@ export type CoreEvent =
   /** This replica is not a member of the configuration it entered: it votes no more (its data can go). */
   | { type: 'replica-removed'; epoch: number }
   /** This replica asked to leave (options.quitOnDivergence): its audit found its state faulty. */
-  | { type: 'quitting'; reason: string };
+  | { type: 'quitting'; reason: string }
+  /**
+   * A peer signed two conflicting votes for one (view, seq) and we keep both (evidence.ts): written
+   * in this turn's batch, so the event leaves once the evidence is durable.
+   */
+  | { type: 'evidence'; evidence: VoteEvidence };
 
 export interface OutMessage {
   to: number;
@@ -162,6 +168,11 @@ export interface ReplicaStatus {
   timers: Array<{ name: TimeoutName; after: number; attempts: number; remaining?: number }>;
   /** Set while recovering from lost durable state: what it does not sign yet. */
   recovering?: SignFloor;
+  /**
+   * Equivocation evidence held (evidence.ts): pieces by kind, the replicas they name, and conflicts
+   * not kept because a cap was reached.
+   */
+  evidence: { held: number; byKind: Record<VoteKind, number>; signers: number[]; notKept: number };
 }
 
 export class ProtocolInvariantError extends Error {}

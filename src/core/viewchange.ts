@@ -167,6 +167,7 @@ export function onViewChange(rs: ReplicaState, signed: Signed<ViewChangeMsg>): v
     return rs.reject('invalid-view-change');
   }
   rs.storeViewChange(signed);
+  noteCertificates(rs, m);
   rs.noteAhead(m.replica, m.view);
   // Its checkpoint certificate is as good as our own votes.
   if (m.checkpoint.seq > rs.h) rs.onStableCert(m.checkpoint);
@@ -185,6 +186,14 @@ export function onViewChange(rs: ReplicaState, signed: Signed<ViewChangeMsg>): v
   // A replica that left our view counts against its primary, with the suspicions (pre-vote).
   if (!rs.viewChanging && m.view > rs.view) checkSuspicions(rs, 'suspected, and a replica left the view');
   afterViewChangeVote(rs);
+}
+
+/** The votes a valid VIEW-CHANGE carries, checked against ours (evidence of equivocation). */
+function noteCertificates(rs: ReplicaState, vc: ViewChangeMsg): void {
+  for (const cert of vc.prepared) {
+    rs.crossCheck(cert.prePrepare);
+    for (const p of cert.prepares) rs.crossCheck(p);
+  }
 }
 
 /** Forgets VIEW-CHANGEs for views below `view`. */
@@ -271,6 +280,7 @@ export function onNewView(rs: ReplicaState, signed: Signed<NewViewMsg>, from: nu
       return rs.reject('invalid-new-view');
     }
   }
+  for (const vc of m.viewChanges) noteCertificates(rs, vc.msg);
   enterView(rs, signed, plan.checkpoint);
 }
 
@@ -319,7 +329,7 @@ function enterView(rs: ReplicaState, nv: Signed<NewViewMsg>, checkpoint: Checkpo
 /** A pre-prepare of the current view's NEW-VIEW, in our window: adopt it and prepare it. */
 function installNewViewPrePrepare(rs: ReplicaState, pp: Signed<PrePrepareMsg>): void {
   const slot = rs.slotFor(pp.msg.seq);
-  if (slot.prePrepare && slot.prePrepare.msg.view === pp.msg.view) return;
+  if (slot.prePrepare && slot.prePrepare.msg.view === pp.msg.view) return rs.crossCheck(pp);
   slot.prePrepare = pp;
   rs.markDirty(slot);
   if (bytesEqual(pp.msg.digest, rs.ctx.nullDigest) && !rs.batchFor(slot, pp.msg.digest)) {

@@ -4,6 +4,8 @@
  *   GET /status    NodeStatus as JSON (ReplicaNode.status())
  *   GET /metrics   Prometheus text (metrics.ts: the status's counters and gauges, latency
  *                  histograms, process metrics; ReplicaNode.metrics())
+ *   GET /evidence  the equivocation evidence this replica holds, as the JSON file that `pbft evidence
+ *                  verify` checks (src/core/evidence.ts; ReplicaNode.evidence())
  *
  * HEAD is answered as GET; any other method gets 405. Until the replica has its core every path gets
  * 503; any other path gets 404. Responses are never cached (cache-control: no-store).
@@ -13,6 +15,7 @@ import type { Replica, ReplicaStatus } from '../core/replica.ts';
 import type { Misbehaviour, RejectReason } from '../core/rejections.ts';
 import type { TransportStats } from '../transport/types.ts';
 import type { MisbehaviourRecord, ViewChangeRecord } from './history.ts';
+import type { EvidenceFileJson } from '../core/evidence.ts';
 
 export interface NodeStatus extends ReplicaStatus {
   /** The keyring's cluster id: who asks can check it reached a replica of its own cluster. */
@@ -65,6 +68,8 @@ export interface StatusSource {
   status(): NodeStatus;
   /** The Prometheus text exposition. */
   metrics(): Promise<string>;
+  /** The equivocation evidence held, in the file format of src/core/evidence.ts. */
+  evidence(): EvidenceFileJson;
 }
 
 /** The request handler of a replica's port (ReplicaTransportOptions.httpHandler). */
@@ -82,6 +87,7 @@ export function serveHttp(req: IncomingMessage, res: ServerResponse, source: Sta
   }
   if (!source.started()) return send(503, 'text/plain; charset=utf-8', 'starting\n');
   if (path === '/status') return send(200, 'application/json', JSON.stringify(source.status()) + '\n');
+  if (path === '/evidence') return send(200, 'application/json', JSON.stringify(source.evidence()) + '\n');
   if (path === '/metrics') {
     source.metrics().then(
       (text) => send(200, METRICS_CONTENT_TYPE, text),
@@ -89,5 +95,5 @@ export function serveHttp(req: IncomingMessage, res: ServerResponse, source: Sta
     );
     return;
   }
-  return send(404, 'text/plain; charset=utf-8', 'not found; try /status or /metrics\n');
+  return send(404, 'text/plain; charset=utf-8', 'not found; try /status, /metrics or /evidence\n');
 }

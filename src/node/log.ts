@@ -143,6 +143,9 @@ export function logCoreEvent(log: Logger, event: CoreEvent, tickMs: number, limi
     case 'quitting':
       log.warn('asking to leave the configuration (quit on divergence); the operator adds it again after the repair', { reason: event.reason });
       break;
+    case 'evidence':
+      // Its 'peer-misbehaved' event (code 'equivocation') says so in the log.
+      break;
     case 'replica-removed':
       log.warn('this replica is no longer a member: it votes no more; stop it and delete its data when convenient', { epoch: event.epoch });
       break;

@@ -26,6 +26,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { CoreEvent } from '../core/replica.ts';
 import { MISBEHAVIOURS, REJECT_REASONS } from '../core/rejections.ts';
+import { VOTE_KINDS } from '../core/evidence.ts';
 import type { NodeStatus } from './http.ts';
 import { BODY_TAG, peekAnswer, peekRequest, peekVote } from './frame-peek.ts';
 import type { Sent, SentReply } from './pipeline.ts';
@@ -271,6 +272,18 @@ export class NodeMetrics {
       'code',
       (s) => MISBEHAVIOURS.map((code) => [code, s.misbehaviour[code] ?? 0]),
     );
+    labelled(
+      'pbft_equivocation_evidence_total',
+      'Equivocation evidence held (kept on disk, so it survives restarts), by kind: two PRE-PREPAREs, PREPAREs or COMMITs of one replica for one (view, seq), or mixed (GET /evidence, pbft evidence).',
+      'kind',
+      (s) => VOTE_KINDS.map((kind) => [kind, s.evidence.byKind[kind]]),
+    );
+    counter(
+      'pbft_equivocation_evidence_not_kept_total',
+      'Equivocations seen once the evidence caps were reached (per signer or in all): counted, not kept, signatures not checked.',
+      (s) => s.evidence.notKept,
+    );
+    gauge('pbft_equivocation_evidence_signers', 'Replicas named by the equivocation evidence held.', (s) => s.evidence.signers.length);
     counter('pbft_divergences_total', 'Own checkpoints that differed from the agreed stable checkpoint.', (s) => s.counters.divergences);
     counter('pbft_state_transfers_total', 'State transfers started.', (s) => s.counters.stateTransfers);
     gauge('pbft_state_transferring', '1 while a state transfer is in progress.', (s) => flag(s.transferring));

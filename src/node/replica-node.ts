@@ -49,6 +49,7 @@ import type { Sent, SentReply } from './pipeline.ts';
 import { VerifyPool } from './verify-pool.ts';
 import { ClientCutOffs } from './cutoff.ts';
 import { EventHistory } from './history.ts';
+import { evidenceFileJson, type EvidenceFileJson } from '../core/evidence.ts';
 
 export { compress, decompress } from './core-deps.ts';
 export type { NodeStatus } from './http.ts';
@@ -68,6 +69,10 @@ export interface ReplicaNodeHooks {
    * its pre-prepares). Frames to one replica keep their order: a frame after a held one waits for it.
    */
   delayOutgoingMs?(to: number, frame: Uint8Array): number;
+  /** Frames to send to replica `to` right after `frame` (e.g. a second, conflicting vote: a replica that equivocates). */
+  extraOutgoing?(to: number, frame: Uint8Array): Uint8Array[];
+  /** Frames to send to client `client` right after the reply `frame` (e.g. a second, different reply). */
+  extraReplies?(client: number, frame: Uint8Array): Uint8Array[];
 }
 
 /** A joining replica sends its JOIN again this often until it is a member. */
@@ -251,7 +256,7 @@ export class ReplicaNode {
       ...(o.join !== undefined ? { admission: { url: o.join.url, publicKey: signer.publicKey, sig: o.join.admission } } : {}),
       limits,
       httpHandler: (req, res) =>
-        serveHttp(req, res, { started: () => this.replica !== undefined, status: () => this.status(), metrics: () => this.metrics() }),
+        serveHttp(req, res, { started: () => this.replica !== undefined, status: () => this.status(), metrics: () => this.metrics(), evidence: () => this.evidence() }),
       log: gatedLogger(this.log, () => this.listening),
     });
     const workers = o.verifyWorkers ?? 0;
@@ -389,6 +394,21 @@ export class ReplicaNode {
     };
   }
 
+  /**
+   * The equivocation evidence this replica holds (what GET /evidence serves): the file that
+   * `pbft evidence verify` checks with cluster.json, with the epoch proofs of later configurations.
+   */
+  evidence(): EvidenceFileJson {
+    const replica = this.replica;
+    if (replica === undefined) throw new ReplicaNodeError('BAD_STATE', `replica ${this.id} is not started`);
+    const held = replica.heldEvidence();
+    return evidenceFileJson(
+      this.options.cluster.clusterId,
+      held.evidence.map((evidence) => ({ evidence, reportedBy: `replica ${this.id}` })),
+      held.proofs,
+    );
+  }
+
   /** Prometheus text exposition (what GET /metrics serves): see metrics.ts. */
   metrics(): Promise<string> {
     return this.metricsRegistry.render(this.status());
@@ -405,6 +425,11 @@ export class ReplicaNode {
       this.syncMembership('add');
       const drop = this.options.hooks?.dropOutgoing;
       const delay = this.options.hooks?.delayOutgoingMs;
+      const extra = this.options.hooks?.extraOutgoing;
+      const send = (to: number, frame: Uint8Array): void => {
+        transport.sendToReplica(to, frame);
+        if (extra !== undefined) for (const x of extra(to, frame)) transport.sendToReplica(to, x);
+      };
       for (const m of messages) {
         if (drop !== undefined && drop(m.to, m.frame)) continue;
         if (delay !== undefined) {
@@ -412,14 +437,19 @@ export class ReplicaNode {
           const at = Math.max(now + delay(m.to, m.frame), this.heldUntil.get(m.to) ?? 0);
           if (at > now) {
             this.heldUntil.set(m.to, at);
-            setTimeout(() => transport.sendToReplica(m.to, m.frame), at - now);
+            setTimeout(() => send(m.to, m.frame), at - now);
             continue;
           }
         }
-        transport.sendToReplica(m.to, m.frame);
+        send(m.to, m.frame);
       }
       const mutate = this.options.hooks?.mutateReply;
-      for (const r of replies) transport.sendToClient(r.client, mutate ? mutate(r.client, r.frame) : r.frame);
+      const extraReplies = this.options.hooks?.extraReplies;
+      for (const r of replies) {
+        const frame = mutate ? mutate(r.client, r.frame) : r.frame;
+        transport.sendToClient(r.client, frame);
+        if (extraReplies !== undefined) for (const x of extraReplies(r.client, frame)) transport.sendToClient(r.client, x);
+      }
       this.syncMembership('all');
     }
     for (const event of events) this.onEvent(event);

@@ -21,6 +21,9 @@
  * - no regression: a correct replica's view and executed sequence number never go back;
  * - sequential model: every executed result, and every result a client accepted, equals what one
  *   sequential key-value store gives for the agreed order;
+ * - evidence: every piece of equivocation evidence a correct replica or client holds verifies (with
+ *   the verifier of `pbft evidence verify`, through the file format) and names a faulty replica: a
+ *   byzantine one, or one whose disk was wiped (it forgot what it signed); never a correct one;
  * - liveness (checked by the cluster): after faults stop, every request is answered within a bound.
  */
 import { decodeOp, encodeResult } from '../app/kv-ops.ts';
@@ -29,6 +32,7 @@ import { decodeCbor } from '../codec/cbor.ts';
 import { decodeBody, decodeFrame } from '../codec/messages.ts';
 import { bytesEqual, toHex } from '../core/auth.ts';
 import type { ExecutedRequest } from '../core/replica.ts';
+import { EVIDENCE_KINDS, type Evidence, type EvidenceKind, type EvidenceVerdict } from '../core/evidence.ts';
 import type { SimClient } from './client.ts';
 import type { SimDisk } from './disk.ts';
 import { KvModel } from './kv-model.ts';
@@ -81,6 +85,10 @@ export class Checker {
   private readonly statements = new Map<string, string>();
   /** Counts of what the output checks looked at (proof that they ran). */
   readonly checked = { messages: 0, replies: 0, accepted: 0 };
+  /** Equivocation evidence produced (by correct replicas and clients), by kind; and against wiped replicas. */
+  readonly evidence: Record<EvidenceKind, number> & { againstWiped: number } = { ...(Object.fromEntries(EVIDENCE_KINDS.map((k) => [k, 0])) as Record<EvidenceKind, number>), againstWiped: 0 };
+  /** Replicas named by the evidence. */
+  readonly evidenceSigners = new Set<number>();
 
   constructor(
     private readonly f: number,
@@ -202,6 +210,26 @@ export class Checker {
     const before = this.statements.get(key);
     if (before === undefined) this.statements.set(key, says);
     else if (before !== says) this.violation('correctness', 'equivocation', `replica ${replica} signed two different ${m.type} messages (${key.split(':').slice(2).join(', ')})`, tick);
+  }
+
+  /**
+   * A correct replica or client (`holder`) now holds equivocation evidence, `verdict` being what
+   * `pbft evidence verify` says of it. It must verify, and its signer must be faulty: byzantine
+   * (`signerFaulty`) or wiped (it forgot what it signed and counts as faulty until caught up).
+   */
+  onEvidence(holder: string, e: Evidence, verdict: EvidenceVerdict, signerFaulty: boolean, tick: number): void {
+    this.evidence[e.kind]++;
+    this.evidenceSigners.add(e.signer);
+    if (!verdict.ok) {
+      this.violation('correctness', 'evidence-invalid', `${holder} holds ${e.kind} evidence against replica ${e.signer} that does not verify: ${verdict.reason}`, tick);
+      return;
+    }
+    if (signerFaulty) return;
+    if (this.forgetful.has(e.signer)) {
+      this.evidence.againstWiped++;
+      return;
+    }
+    this.violation('correctness', 'evidence-against-correct', `${holder} holds verified ${e.kind} evidence against correct replica ${e.signer}: ${verdict.verdict}`, tick);
   }
 
   /**

@@ -18,6 +18,7 @@ import { RequestSigner, replyOf } from '../client/request.ts';
 import { encodeSignedFrame } from '../codec/messages.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
 import type { AnyReply } from '../core/messages.ts';
+import { replyEvidence, type ReplyEvidence } from '../core/evidence.ts';
 import type { Signer, Verifier } from '../crypto/types.ts';
 import type { Prng } from './prng.ts';
 
@@ -46,6 +47,9 @@ interface Outstanding {
   attempt: number;
 }
 
+/** Reply equivocations a simulated client keeps at most. */
+const EVIDENCE_MAX = 256;
+
 export class SimClient {
   readonly completed: CompletedRequest[] = [];
   readonly failed: FailedRequest[] = [];
@@ -71,6 +75,10 @@ export class SimClient {
   readonly epochsEntered: Array<{ epoch: number; tick: number }> = [];
   /** Replicas whose replies made accepted results, per request (the f+1 that matched). */
   readonly acceptedFrom: number[][] = [];
+  /** Replicas caught signing two results for one request (src/core/evidence.ts), the first EVIDENCE_MAX. */
+  readonly evidence: ReplyEvidence[] = [];
+  /** The collector of the last request settled: a reply that arrives later may still contradict. */
+  private lastSettled?: ReplyCollector;
 
   constructor(
     readonly id: number,
@@ -187,14 +195,29 @@ export class SimClient {
     }
     // From a replica it does not know (one that joined): ask for the configurations it missed.
     if (!this.follower.isMember(fromReplica) && this.follower.canChange) this.wantEpochs = true;
-    const o = this.outstanding;
-    if (!o) return;
     const reply = replyOf(decoded.value);
     if (!reply) return;
-    this.conclude(now, o, o.collector.add(reply, fromReplica));
+    const o = this.outstanding;
+    if (!o || o.timestamp !== reply.msg.timestamp) {
+      const late = this.lastSettled?.conflictOf(reply, fromReplica);
+      if (late) this.equivocated(late);
+      else this.lastSettled?.noteLate(reply, fromReplica);
+      return;
+    }
+    const outcome = o.collector.add(reply, fromReplica);
+    if (outcome.kind === 'ignored' && outcome.conflict) this.equivocated(outcome.conflict);
+    this.conclude(now, o, outcome);
+  }
+
+  /** Two signed replies of one replica with different results for one request: evidence (as the SDK keeps it). */
+  private equivocated(conflict: readonly [AnyReply, AnyReply]): void {
+    const [a, b] = conflict;
+    if (this.evidence.length >= EVIDENCE_MAX || !this.signer.verifyReply(a) || !this.signer.verifyReply(b)) return;
+    this.evidence.push(replyEvidence(a, b, this.follower.epoch));
   }
 
   private conclude(now: number, o: Outstanding, outcome: CollectOutcome): void {
+    if (outcome.kind === 'accepted' || outcome.kind === 'failed') this.lastSettled = o.collector;
     if (outcome.kind === 'accepted') {
       this.view = Math.max(this.view, outcome.view);
       this.completed.push({ client: this.id, timestamp: o.timestamp, op: o.op, result: outcome.result, sentAt: o.sentAt, acceptedAt: now });

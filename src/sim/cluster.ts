@@ -30,6 +30,9 @@ import { SimDisk } from './disk.ts';
 import { SimNetwork, type NetworkFaults, CALM_NETWORK } from './network.ts';
 import { Prng } from './prng.ts';
 import { inflateRawSync, deflateRawSync } from 'node:zlib';
+import { evidenceFileJson, verifyEvidenceFile, type Evidence } from '../core/evidence.ts';
+import type { EpochProof } from '../core/messages.ts';
+import { sha256 } from './crypto.ts';
 
 export { SimDisk };
 
@@ -163,6 +166,8 @@ export class SimCluster {
   private readonly diskPrng: Prng;
   /** Results clients accepted so far, per client (checked as they arrive). */
   private readonly acceptedSeen: number[] = [];
+  /** Reply evidence of each client checked so far. */
+  private readonly evidenceSeen: number[] = [];
 
   constructor(options: Partial<SimOptions> = {}) {
     this.opts = { ...DEFAULT_SIM_OPTIONS, ...options, replica: { ...DEFAULT_SIM_OPTIONS.replica, ...options.replica } };
@@ -484,6 +489,9 @@ export class SimCluster {
       case 'state-diverged':
         if (correct) this.checker.violation('correctness', 'divergence', `replica ${host.id} diverged at ${event.seq}`, this.now);
         break;
+      case 'evidence':
+        if (correct) this.checkEvidence(`replica ${host.id}`, event.evidence, replica.heldEvidence().proofs);
+        break;
       case 'state-transfer-completed':
         this.count('state-transfer');
         break;
@@ -576,6 +584,18 @@ export class SimCluster {
     this.checkInvariants();
   }
 
+  /**
+   * Evidence a correct replica or client holds, checked as `pbft evidence verify` checks it: written
+   * to the file format, read back from its JSON text, verified with the keyring (and epoch proofs).
+   */
+  private checkEvidence(holder: string, evidence: Evidence, proofs: ReadonlyMap<number, EpochProof>): void {
+    const text = JSON.stringify(evidenceFileJson(this.cluster.clusterId, [{ evidence, reportedBy: holder }], proofs));
+    const v = verifyEvidenceFile(JSON.parse(text), this.cluster, { verify: (k, d, s) => this.keys.verifier.verify(k, d, s), hash: sha256 });
+    const verdict = v.ok ? v.verdicts[0]! : { ok: false as const, reason: v.reason };
+    const host = this.hosts[evidence.signer];
+    this.checker.onEvidence(holder, evidence, verdict, host === undefined || !this.isCorrect(host.id), this.now);
+  }
+
   /** After every step: each correct replica's own invariants, and every result a client accepted. */
   private checkInvariants(): void {
     for (const host of this.hosts) {
@@ -595,6 +615,8 @@ export class SimCluster {
         this.checker.onAccepted(done.client, done.timestamp, done.result, this.now);
       }
       this.acceptedSeen[i] = c.completed.length;
+      for (let k = this.evidenceSeen[i] ?? 0; k < c.evidence.length; k++) this.checkEvidence(`client ${c.id}`, c.evidence[k]!, c.follower.proofs);
+      this.evidenceSeen[i] = c.evidence.length;
     });
   }
 

@@ -12,6 +12,7 @@ import { BEHAVIOR_NAMES, Combined, makeBehavior, type BehaviorName } from './byz
 import { CRASH_KINDS, SimCluster, type SimOptions } from './cluster.ts';
 import type { Violation, ViolationKind } from './checkers.ts';
 import { Prng } from './prng.ts';
+import { EVIDENCE_KINDS, type EvidenceKind } from '../core/evidence.ts';
 
 export const NEGATIVE_CONTROLS = ['commit-quorum', 'prepare-quorum', 'recovery-quorum', 'too-many-byzantine', 'reply-before-write', 'ignore-lost-data'] as const;
 export type NegativeControl = (typeof NEGATIVE_CONTROLS)[number];
@@ -41,6 +42,11 @@ export interface SeedReport {
   violations: Violation[];
   /** The first violation's kind, if any. */
   kind?: ViolationKind;
+  /**
+   * Equivocation evidence that correct replicas (votes) and clients (replies) produced, by kind; how
+   * much named a wiped replica; the replicas named (all byzantine or wiped, or a violation says so).
+   */
+  evidence: { byKind: Record<EvidenceKind, number>; againstWiped: number; signers: number[] };
   elapsedMs: number;
 }
 
@@ -327,6 +333,11 @@ export function runSeed(seed: number, options: SwarmOptions): SeedReport {
     pauseRecoveryTicksMax: Math.max(0, ...sim.pauseRecoveries),
     violations,
     kind,
+    evidence: {
+      byKind: Object.fromEntries(EVIDENCE_KINDS.map((k) => [k, sim.checker.evidence[k]])) as Record<EvidenceKind, number>,
+      againstWiped: sim.checker.evidence.againstWiped,
+      signers: [...sim.checker.evidenceSigners].sort((a, b) => a - b),
+    },
     elapsedMs: Date.now() - started,
   };
 }
@@ -341,12 +352,27 @@ export interface SwarmSummary {
   /** The longest time (ticks) a paused replica took, after it resumed, to be in the others' view again. */
   pauseRecoveryTicksMax: number;
   failures: SeedReport[];
+  /** Equivocation evidence produced over all seeds, by kind, and the seeds that produced any. */
+  evidence: Record<EvidenceKind, number>;
+  seedsWithEvidence: number;
   elapsedMs: number;
 }
 
 export function runSwarm(firstSeed: number, count: number, options: SwarmOptions, onSeed?: (r: SeedReport) => void): SwarmSummary {
   const started = Date.now();
-  const summary: SwarmSummary = { seeds: 0, replicas: options.replicas, ticks: 0, faults: {}, requestsCommitted: 0, viewChanges: 0, pauseRecoveryTicksMax: 0, failures: [], elapsedMs: 0 };
+  const summary: SwarmSummary = {
+    seeds: 0,
+    replicas: options.replicas,
+    ticks: 0,
+    faults: {},
+    requestsCommitted: 0,
+    viewChanges: 0,
+    pauseRecoveryTicksMax: 0,
+    failures: [],
+    evidence: Object.fromEntries(EVIDENCE_KINDS.map((k) => [k, 0])) as Record<EvidenceKind, number>,
+    seedsWithEvidence: 0,
+    elapsedMs: 0,
+  };
   for (let seed = firstSeed; seed < firstSeed + count; seed++) {
     const r = runSeed(seed, options);
     summary.seeds++;
@@ -355,6 +381,12 @@ export function runSwarm(firstSeed: number, count: number, options: SwarmOptions
     summary.viewChanges += r.viewChanges;
     summary.pauseRecoveryTicksMax = Math.max(summary.pauseRecoveryTicksMax, r.pauseRecoveryTicksMax);
     for (const [k, v] of Object.entries(r.faults)) summary.faults[k] = (summary.faults[k] ?? 0) + v;
+    let found = 0;
+    for (const k of EVIDENCE_KINDS) {
+      summary.evidence[k] += r.evidence.byKind[k];
+      found += r.evidence.byKind[k];
+    }
+    if (found > 0) summary.seedsWithEvidence++;
     if (r.kind) summary.failures.push(r);
     onSeed?.(r);
   }

@@ -186,7 +186,8 @@ export function traceSeed(seed: number, options: SwarmOptions): SeedTrace {
       continue;
     }
     const s = r.status();
-    lines.push(`  ${h.id}${label}: view=${s.view}${s.viewChanging ? ' view-changing' : ''} executed=${s.lastExecuted} stable=${s.stableCheckpoint.seq}${s.transferring ? ' transferring' : ''}`);
+    const evidence = s.evidence.held > 0 ? ` evidence=${s.evidence.held} (against ${s.evidence.signers.join(',')})` : '';
+    lines.push(`  ${h.id}${label}: view=${s.view}${s.viewChanging ? ' view-changing' : ''} executed=${s.lastExecuted} stable=${s.stableCheckpoint.seq}${s.transferring ? ' transferring' : ''}${evidence}`);
   }
   const clients = sim.clients.map((c) => `${c.completed.length}`).join(',');
   lines.push(`clients completed ${clients} requests; ${report.requestsCommitted} requests executed; ${report.viewChanges} views entered`);

@@ -91,6 +91,10 @@ test('/metrics parses strictly and has latency, phase, batch and synced-write hi
   }
   assert.ok(familyNamed(m, 'pbft_requests_executed_total', 'counter').samples[0]!.value >= 20);
   assert.ok(familyNamed(m, 'pbft_crypto_verifies_total', 'counter').samples[0]!.value > 0);
+  // Equivocation evidence: one series per kind, none held in a fault-free run.
+  const evidence = familyNamed(m, 'pbft_equivocation_evidence_total', 'counter').samples;
+  assert.deepEqual(evidence.map((x) => x.labels.kind).sort(), ['commit', 'mixed', 'prepare', 'preprepare']);
+  assert.ok(evidence.every((x) => x.value === 0));
 
   // Process metrics: CPU, RSS, event-loop lag, GC.
   assert.ok(familyNamed(m, 'process_cpu_seconds_total', 'counter').samples[0]!.value > 0);

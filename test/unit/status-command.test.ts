@@ -93,6 +93,17 @@ test('a replica answering with another id, or with no cluster id, does not count
   assert.match(r.out, /3 of 4 replicas reachable/);
 });
 
+test('equivocation evidence a replica holds is shown, with the replicas it names', async () => {
+  for (let i = 0; i < 4; i++) answers[i] = { ...replicaStatus(i), evidence: { held: 0, signers: [] } };
+  answers[1] = { ...replicaStatus(1), evidence: { held: 2, signers: [3] } };
+  const r = await status(false);
+  assert.equal(r.code, 0, r.err.join('\n'));
+  const lines = r.out.split('\n');
+  assert.match(lines[1]!, /evidence$/);
+  assert.match(lines.find((l) => l.startsWith('1 '))!, /2 \(against 3\)$/);
+  assert.equal(lines[lines.length - 1], 'equivocation evidence held against replica 3: pbft evidence list, pbft evidence export --out FILE');
+});
+
 test('0 of 4 reachable (nothing listening, or every replica still starting): exit non-zero', async () => {
   for (let i = 0; i < 4; i++) answers[i] = undefined;
   let r = await status(false);
