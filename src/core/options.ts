@@ -42,6 +42,12 @@ export interface ReplicaOptions {
    * with its own key); the operator adds it again after the repair. Off by default.
    */
   quitOnDivergence: boolean;
+  /**
+   * A read-only request waits at most this long for the replica to execute what it had prepared
+   * when the read arrived (src/core/reads.ts); then it is dropped unanswered (the client falls back
+   * to an ordered request).
+   */
+  readHoldTicksMax: number;
 }
 
 export const DEFAULT_REPLICA_OPTIONS: ReplicaOptions = {
@@ -60,6 +66,7 @@ export const DEFAULT_REPLICA_OPTIONS: ReplicaOptions = {
   stateChunkBytesMax: 1024 * 1024,
   frameBytesMax: 32 * 1024 * 1024,
   quitOnDivergence: false,
+  readHoldTicksMax: 100,
 };
 
 export function resolveOptions(partial: Partial<ReplicaOptions> = {}): ReplicaOptions {
