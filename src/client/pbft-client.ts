@@ -511,7 +511,8 @@ export class PbftClient {
   private readUnordered(op: Uint8Array): Promise<Parameters<PendingRead['done']>[0]> {
     const timestamp = this.nextTimestamp();
     const read = this.requests.signRead(timestamp, op);
-    const quorum = quorumFor(this.follower.n, this.f).reads;
+    // (The negative control acceptFirstReply takes the first answer here too.)
+    const quorum = this.acceptFirstReply ? 1 : quorumFor(this.follower.n, this.f).reads;
     return new Promise((resolve) => {
       const collector = new ReadCollector(this.follower.members, quorum, this.follower.epoch, this.clientId, timestamp, (r) => this.requests.verifyReadReply(r));
       const r: PendingRead = {
