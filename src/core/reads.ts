@@ -28,7 +28,8 @@
  *
  * What a read does not touch: the client table (the replicated at-most-once record) and the
  * request timers. A replica remembers the newest read timestamp per client, locally, to drop
- * repeated and older reads before any signature work; it holds one read per client.
+ * repeated and older reads before any signature work; it takes one read per client per turn and
+ * holds one read per client.
  */
 import type { ReadMsg, ReadReplyMsg, RefusalMsg, Signed } from './messages.ts';
 import { OP_BYTES_MAX, type RefusalReason } from './limits.ts';
@@ -52,7 +53,11 @@ export function onRead(rs: ReplicaState, signed: Signed<ReadMsg>, from: Source):
   if (record && m.timestamp <= record.timestamp) return rs.reject('stale-request');
   const last = rs.lastReads.get(m.client);
   if (last !== undefined && m.timestamp <= last) return rs.reject(m.timestamp === last ? 'duplicate' : 'stale-request');
+  // One read per client per turn: a client sends its next read only after 2f+1 answers to the last
+  // one, which leave at the end of a turn; more in one turn is a flood, dropped before any signature work.
+  if (rs.readsThisTurn.has(m.client)) return rs.reject('reads-per-turn');
   if (!rs.auth.verify(signed)) return rs.reject('bad-request-signature');
+  rs.readsThisTurn.add(m.client);
   rs.lastReads.set(m.client, m.timestamp);
   if (m.op.length > OP_BYTES_MAX) {
     rs.reject('request-too-large');

@@ -22,6 +22,7 @@ export const REJECT_REASONS = [
   // read-only requests (reads.ts)
   'unordered-not-read-only',
   'read-from-system-principal',
+  'reads-per-turn',
   'reads-held-max',
   // normal case
   'old-view',

@@ -124,6 +124,7 @@ export class Replica extends ReplicaState {
   flush(): Ready {
     normal.propose(this);
     reads.releaseReads(this);
+    this.readsThisTurn.clear();
     const floor = this.floor;
     if (floor && this.h >= floor.seq) {
       this.floor = undefined;

@@ -149,6 +149,8 @@ export abstract class ReplicaState {
    * see different ones (the client table, which is replicated, never records a read).
    */
   readonly lastReads = new Map<number, number>();
+  /** Clients whose read-only request this turn took (one per client per turn; cleared by flush). */
+  readonly readsThisTurn = new Set<number>();
   readonly checkpointVotes = new Map<number, Map<number, Signed<CheckpointMsg>>>();
   readonly ownCheckpoints = new Map<number, CheckpointSnapshot>();
   stableSnapshot?: CheckpointSnapshot;

@@ -150,6 +150,7 @@ describe('read-only requests: a replica answers on its committed state', () => {
     node.fromReplica(2, frame(k.prepare(2, 0, 1, digest)));
     node.flush();
     node.fromClient(1, frame(k.read(1, 10, get('a'))));
+    node.flush();
     node.fromClient(1, frame(k.read(1, 11, get('a'))));
     node.flush();
     assert.equal(node.replica.heldReads.size, 1);
@@ -200,6 +201,20 @@ describe('read-only requests: what a replica refuses', () => {
     assert.equal(node.flush().readReplies.length, 0);
     assert.equal(node.rejected('bad-request-signature'), 1);
     assert.equal(node.rejected('request-client-mismatch'), 1);
+  });
+
+  test('a client\'s second read in one turn is a flood: dropped before its signature is checked', () => {
+    const node = k.node(1);
+    node.fromClient(1, frame(k.read(1, 10, get('a'))));
+    const verifications = node.replica.auth.verifications;
+    for (let ts = 11; ts < 20; ts++) node.fromClient(1, frame(k.read(1, ts, get('a'))));
+    node.fromClient(2, frame(k.read(2, 10, get('a'))));
+    assert.deepEqual(node.flush().readReplies.map((r) => [r.client, r.signed.msg.timestamp]), [[1, 10], [2, 10]]);
+    assert.equal(node.rejected('reads-per-turn'), 9);
+    assert.equal(node.replica.auth.verifications, verifications + 1, "only client 2's read was verified");
+    // The next turn takes the client's next read again.
+    node.fromClient(1, frame(k.read(1, 20, get('a'))));
+    assert.equal(node.flush().readReplies.length, 1);
   });
 
   test('a read at or below the client\'s last ordered timestamp is stale', () => {
