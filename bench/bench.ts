@@ -7,6 +7,9 @@
  *   baseline   ONE server with the same transport, signed requests and replies, KvStore and synced
  *              RocksDB writes, no agreement: 1 client (latency) and N clients (throughput)
  *   cluster7   7 replica processes x N clients: how throughput scales with n
+ *   reads      gets of existing keys on a fresh n-replica cluster, ordered (a request like any other)
+ *              against read-only (src/core/reads.ts: one round trip, 2f+1 matching answers): N clients
+ *              (throughput) and 1 client (latency) each
  *   attacks    (not in the default suite; --only cluster,attacks) the main cluster under attack, one
  *              fresh cluster per scenario (Aardvark's list: a silent replica, a slow primary, a
  *              byzantine replica flooding, byzantine clients, slowloris; see ATTACK_SCENARIOS), each
@@ -46,9 +49,11 @@ const RESULTS_DIR = join(REPO_ROOT, 'bench', 'results');
 const ATTACKER = join(REPO_ROOT, 'bench', 'attacker.ts');
 /** The integration tests' replica fixture: the slow primary (test-only behaviour, not in the CLI). */
 const FIXTURE = join(REPO_ROOT, 'test', 'integration', 'fixtures', 'replica.ts');
-const PARTS = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7', 'attacks'] as const;
+const PARTS = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7', 'reads', 'attacks'] as const;
 /** What runs without --only (the attack part takes a few minutes more: ask for it). */
-const DEFAULT_PARTS: readonly Part[] = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7'];
+const DEFAULT_PARTS: readonly Part[] = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7', 'reads'];
+/** Keys each client of the reads part writes before its run and then reads (at most --keys-per-client). */
+const READ_KEYS_PER_CLIENT = 16;
 type Part = (typeof PARTS)[number];
 
 // =================================================================================================
@@ -142,7 +147,8 @@ function parseOptions(argv: string[]): Options {
       'Benchmark of the PBFT key-value store against its own limits: a real cluster (replica processes, WebSockets,\n' +
         'synced RocksDB) under closed-loop clients, the unreplicated baseline, and the crypto floor, in one run.\n' +
         'Default suite: crypto floor, cluster (4 replicas x 64 clients), latency (1 client), baseline (1 and 64\n' +
-        'clients), cluster7 (7 replicas x 64 clients); one table with the ratios and the targets.',
+        'clients), cluster7 (7 replicas x 64 clients), reads (ordered against read-only gets, 64 clients and 1);\n' +
+        'one table with the ratios and the targets.',
     )
     .addOption(new Option('--replicas <n>', 'replicas of the main cluster (3f+1)').argParser(replicaCount).default(4))
     .addOption(new Option('--clients <n>', 'closed-loop clients of the throughput runs').argParser(positiveInt).default(64))
@@ -175,6 +181,7 @@ function parseOptions(argv: string[]): Options {
       '\nExamples:\n' +
         '  npm run bench -- --duration 10                     the default suite, 10 s windows\n' +
         '  npm run bench -- --only cluster,latency --json     some parts; record in bench/results/\n' +
+        '  npm run bench -- --only reads                      ordered against read-only gets\n' +
         '  npm run bench -- --rss                             5-minute replica memory run\n' +
         '  npm run bench -- --only cluster --profile /tmp/p   CPU profiles (see bench/profile-top.ts)\n' +
         '  npm run bench -- --only cluster,attacks            every attack scenario against the fault-free cluster\n' +
@@ -501,6 +508,10 @@ interface LoadResult {
   /** Work per completed request of replica 0 (the primary) and replica 1 (a backup), from /status. */
   work?: Array<{ replica: number; verifies: number; verifiesOffloaded: number; signs: number; verifyUs: number; signUs: number; syncedWrites: number; writeWaitUs: number; turns: number }>;
   errorSamples: string[];
+  /** The clients' operation: put (default), or get ordered / read-only (the reads part). */
+  workload?: NonNullable<WorkerInit['workload']>;
+  /** Read-only gets answered unordered and fallen back to ordered requests, in the window. */
+  reads?: { unordered: number; fellBack: number };
 }
 
 interface WorkerHandle {
@@ -562,6 +573,10 @@ interface LoadOptions {
   duration?: number;
   /** Replicas the clients can reach (default all). */
   expectReplicas?: number;
+  /** The clients' operation (default put). */
+  workload?: NonNullable<WorkerInit['workload']>;
+  /** Distinct keys per client (default o.keysPerClient). */
+  keysPerClient?: number;
 }
 
 async function runLoad(o: Options, server: Server, run: string, clientCount: number, firstClientId: number, lo: LoadOptions = {}): Promise<LoadResult> {
@@ -581,10 +596,11 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
           clientIds: ids.filter((_, i) => i % procsCount === k),
           keyBytes: o.keyBytes,
           valueBytes: o.payload,
-          keysPerClient: o.keysPerClient,
+          keysPerClient: lo.keysPerClient ?? o.keysPerClient,
           timeoutMs: o.timeoutMs,
           retransmitMs: o.retransmitMs,
           expectReplicas: lo.expectReplicas ?? server.cluster.replicas.length,
+          ...(lo.workload !== undefined ? { workload: lo.workload } : {}),
         };
         const ready = w.next('ready');
         post(w, { type: 'init', ...init });
@@ -668,7 +684,11 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
       rssBytes: pids.map((_, i) => ({ start: rssStart[i]!, end: rssEnd[i]!, max: rssMax[i]! })),
       rssSamples: [...rssSamples, { t: Math.round(seconds * 10) / 10, bytes: rssEnd }],
       errorSamples: parts.flatMap((p) => p.errorSamples).slice(0, 5),
+      ...(lo.workload !== undefined ? { workload: lo.workload } : {}),
     };
+    if (lo.workload === 'get-readonly') {
+      result.reads = parts.reduce((t, p) => ({ unordered: t.unordered + (p.reads?.unordered ?? 0), fellBack: t.fellBack + (p.reads?.fellBack ?? 0) }), { unordered: 0, fellBack: 0 });
+    }
     const s0 = statusStart[0];
     const e0 = statusEnd[0];
     if (s0 !== undefined && e0 !== undefined) {
@@ -970,6 +990,12 @@ function evaluate(o: Options, report: Report): void {
       detail: `${fmt(cluster7.requestsPerSecond)} vs ${fmt(cluster.requestsPerSecond)} req/s = ${pct(r.cluster7ToCluster)}`,
     });
   }
+  const ordered = find(report, 'get-ordered');
+  const readOnly = find(report, 'get-readonly');
+  const ordered1 = find(report, 'get-ordered-1');
+  const readOnly1 = find(report, 'get-readonly-1');
+  if (ordered !== undefined && readOnly !== undefined) r.readOnlyToOrderedThroughput = readOnly.requestsPerSecond / ordered.requestsPerSecond;
+  if (ordered1 !== undefined && readOnly1 !== undefined) r.readOnlyToOrderedP50 = readOnly1.latencyMs.p50 / ordered1.latencyMs.p50;
   const floor7 = report.floor?.byReplicas[7];
   if (cluster7 !== undefined && floor7 !== undefined) r.cluster7ToCryptoFloor = cluster7.requestsPerSecond / floor7.requestsPerSecond;
   for (const a of report.attacks) {
@@ -1081,6 +1107,32 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
     if (r.cluster7ToCluster !== undefined) out.push(`  cluster7 / cluster throughput               ${fmt(r.cluster7ToCluster, 2)}`);
     if (r.cluster7ToCryptoFloor !== undefined) out.push(`  cluster7 / crypto floor n=7                 ${fmt(r.cluster7ToCryptoFloor, 2)}`);
     if (r.replicaRssGrowth !== undefined) out.push(`  replica RSS growth over the window          ${pct(r.replicaRssGrowth)}`);
+    if (r.readOnlyToOrderedThroughput !== undefined) out.push(`  gets: read-only / ordered throughput        ${fmt(r.readOnlyToOrderedThroughput, 2)}`);
+    if (r.readOnlyToOrderedP50 !== undefined) out.push(`  gets, 1 client: read-only / ordered p50     ${fmt(r.readOnlyToOrderedP50, 2)}`);
+  }
+  const readRuns = (['get-ordered', 'get-readonly', 'get-ordered-1', 'get-readonly-1'] as const).map((name) => find(report, name));
+  if (readRuns.some((l) => l !== undefined)) {
+    const [ordered, readOnly, ordered1, readOnly1] = readRuns;
+    out.push('');
+    out.push(`reads: gets of ${o.keyBytes}-byte keys holding ${o.payload}-byte values (${READ_KEYS_PER_CLIENT} per client, written before each run), ordered vs read-only`);
+    out.push('  (PBFT, TOCS 2002 section 8: read-only 1.62 ms vs read-write 3.35 ms, one client, null operations)');
+    const cell = (l: LoadResult | undefined, f: (l: LoadResult) => string): string => (l === undefined ? '-' : f(l));
+    const ratio = (a: LoadResult | undefined, b: LoadResult | undefined, f: (l: LoadResult) => number): string => (a === undefined || b === undefined ? '-' : `${fmt(f(b) / f(a), 2)}x`);
+    const rows = [
+      ['', 'ordered', 'read-only', 'read-only / ordered'],
+      [`${o.clients} clients: req/s`, cell(ordered, (l) => fmt(l.requestsPerSecond, 1)), cell(readOnly, (l) => fmt(l.requestsPerSecond, 1)), ratio(ordered, readOnly, (l) => l.requestsPerSecond)],
+      [`${o.clients} clients: p50 ms`, cell(ordered, (l) => fmt(l.latencyMs.p50, 2)), cell(readOnly, (l) => fmt(l.latencyMs.p50, 2)), ratio(ordered, readOnly, (l) => l.latencyMs.p50)],
+      ['1 client: p50 ms', cell(ordered1, (l) => fmt(l.latencyMs.p50, 2)), cell(readOnly1, (l) => fmt(l.latencyMs.p50, 2)), ratio(ordered1, readOnly1, (l) => l.latencyMs.p50)],
+      ['1 client: p99 ms', cell(ordered1, (l) => fmt(l.latencyMs.p99, 2)), cell(readOnly1, (l) => fmt(l.latencyMs.p99, 2)), ratio(ordered1, readOnly1, (l) => l.latencyMs.p99)],
+      ['CPU ms/req (N clients)', cell(ordered, (l) => fmt(l.cpuSecondsPerRequest * 1000, 3)), cell(readOnly, (l) => fmt(l.cpuSecondsPerRequest * 1000, 3)), ratio(ordered, readOnly, (l) => l.cpuSecondsPerRequest)],
+    ];
+    const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+    for (const r of rows) out.push('  ' + r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  '));
+    for (const l of [readOnly, readOnly1]) {
+      if (l?.reads === undefined) continue;
+      const total = l.reads.unordered + l.reads.fellBack;
+      out.push(`  ${l.run}: ${fmt(l.reads.unordered)} of ${fmt(total)} read-only gets answered unordered, ${fmt(l.reads.fellBack)} fell back to ordered`);
+    }
   }
   if (report.targets.length > 0) {
     out.push('');
@@ -1203,6 +1255,19 @@ async function main(): Promise<void> {
     const server = await startCluster(o, 'cluster7', 7, clientIds);
     try {
       report.loads.push(await runLoad(o, server, 'cluster7', o.clients, 0));
+    } finally {
+      await server.stop();
+    }
+  }
+  if (parts.has('reads')) {
+    // A fresh cluster: the keys are written by the clients before each run (READ_KEYS_PER_CLIENT).
+    const server = await startCluster(o, 'reads', o.replicas, clientIds);
+    const keysPerClient = Math.min(o.keysPerClient, READ_KEYS_PER_CLIENT);
+    try {
+      report.loads.push(await runLoad(o, server, 'get-ordered', o.clients, 0, { workload: 'get-ordered', keysPerClient }));
+      report.loads.push(await runLoad(o, server, 'get-readonly', o.clients, 0, { workload: 'get-readonly', keysPerClient }));
+      report.loads.push(await runLoad(o, server, 'get-ordered-1', 1, o.clients, { workload: 'get-ordered', keysPerClient }));
+      report.loads.push(await runLoad(o, server, 'get-readonly-1', 1, o.clients, { workload: 'get-readonly', keysPerClient }));
     } finally {
       await server.stop();
     }

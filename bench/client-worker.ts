@@ -5,6 +5,7 @@
  *   parent -> worker   { type: 'init', ...WorkerInit }   connect every client
  *   worker -> parent   { type: 'ready' }
  *   parent -> worker   { type: 'run' }                   every client starts its loop: put, await, put, ...
+ *                                                        (or get: see WorkerInit.workload)
  *   parent -> worker   { type: 'mark' }                  start of the measured window: counters reset
  *   worker -> parent   { type: 'progress', completed }   every second: requests completed since 'run'
  *   parent -> worker   { type: 'stop' }                  end of the window
@@ -34,11 +35,20 @@ export interface WorkerInit {
   retransmitMs: number;
   /** Replicas expected to answer (fewer than n when one is silent); default n. */
   expectReplicas?: number;
+  /**
+   * 'put' (default): each client cycles through puts of its keys. 'get-ordered' / 'get-readonly':
+   * each client first puts its keys (before 'ready'), then cycles through gets of them, ordered
+   * (invoke: a request like any other) or read-only (get: src/core/reads.ts, falling back to an
+   * ordered request when 2f+1 answers do not match).
+   */
+  workload?: 'put' | 'get-ordered' | 'get-readonly';
 }
 
 export interface WorkerResult {
   completed: number;
   errors: number;
+  /** Read-only gets answered unordered and fallen back to ordered, in the window. */
+  reads?: { unordered: number; fellBack: number };
   histogram: HistogramData;
   cpuSeconds: number;
   windowSeconds: number;
@@ -100,21 +110,36 @@ async function init(m: WorkerInit): Promise<void> {
   const value = new Uint8Array(m.valueBytes);
   for (let i = 0; i < value.length; i++) value[i] = (i * 31 + 7) & 0xff;
   // Pre-encode the operations: the loop measures the service, not string formatting.
-  const ops = clients.map((c) => Array.from({ length: m.keysPerClient }, (_, i) => encodeOp({ type: 'put', key: benchKey(c.clientId, i, m.keyBytes), value })));
+  const puts = clients.map((c) => Array.from({ length: m.keysPerClient }, (_, i) => encodeOp({ type: 'put', key: benchKey(c.clientId, i, m.keyBytes), value })));
+  const workload = m.workload ?? 'put';
+  if (workload !== 'put') {
+    // The keys a client reads hold values: written here, before the run.
+    await Promise.all(clients.map(async (c, i) => {
+      for (const op of puts[i]!) await c.invoke(op);
+    }));
+  }
+  const ops = workload === 'put' ? puts : clients.map((c) => Array.from({ length: m.keysPerClient }, (_, i) => encodeOp({ type: 'get', key: benchKey(c.clientId, i, m.keyBytes) })));
+  const call = (c: PbftClient, op: Uint8Array): Promise<Uint8Array> => (workload === 'get-readonly' ? c.invokeReadOnly(op) : c.invoke(op));
   loopsReady = () => {
-    for (let i = 0; i < clients.length; i++) loops.push(loop(clients[i]!, ops[i]!));
+    for (let i = 0; i < clients.length; i++) loops.push(loop(clients[i]!, ops[i]!, call));
   };
 }
 
+function readTotals(): { unordered: number; fellBack: number } {
+  return clients.reduce((t, c) => ({ unordered: t.unordered + c.readStats.unordered, fellBack: t.fellBack + c.readStats.fellBack }), { unordered: 0, fellBack: 0 });
+}
+
+let readsAtMark = { unordered: 0, fellBack: 0 };
+
 let loopsReady: (() => void) | undefined;
 
-async function loop(client: PbftClient, ops: Uint8Array[]): Promise<void> {
+async function loop(client: PbftClient, ops: Uint8Array[], call: (c: PbftClient, op: Uint8Array) => Promise<Uint8Array>): Promise<void> {
   let i = 0;
   while (running) {
     const op = ops[i++ % ops.length]!;
     const start = performance.now();
     try {
-      await client.invoke(op);
+      await call(client, op);
       completedTotal++;
       if (measuring) {
         completed++;
@@ -149,15 +174,18 @@ process.on('message', (raw: unknown) => {
       histogram.reset();
       markCpu = process.cpuUsage();
       markAt = performance.now();
+      readsAtMark = readTotals();
       measuring = true;
       break;
     case 'stop': {
       measuring = false;
       const cpu = process.cpuUsage(markCpu);
+      const reads = readTotals();
       send({
         type: 'result',
         completed,
         errors,
+        reads: { unordered: reads.unordered - readsAtMark.unordered, fellBack: reads.fellBack - readsAtMark.fellBack },
         histogram: histogram.toData(),
         cpuSeconds: (cpu.user + cpu.system) / 1e6,
         windowSeconds: (performance.now() - markAt) / 1000,

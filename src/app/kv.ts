@@ -308,6 +308,15 @@ export class KvStore implements StateMachine, PartitionedState {
     return encodeResult(this.applyOwned(decoded.value));
   }
 
+  /**
+   * `get` is the store's read-only operation (StateMachine.isReadOnly): the SDK sends it unordered
+   * (a read-only request) and each replica executes it on its own committed state.
+   */
+  isReadOnly(op: Uint8Array): boolean {
+    const decoded = decodeOp(op);
+    return decoded.ok && decoded.value.type === 'get';
+  }
+
   snapshot(): Uint8Array {
     const n = this.partitionCount;
     const parts: Uint8Array[] = new Array<Uint8Array>(n);

@@ -28,12 +28,15 @@ function isPartitioned(sm: StateMachine): sm is ReplicatedApp {
 export function asReplicatedApp(sm: StateMachine): ReplicatedApp {
   if (isPartitioned(sm)) return sm;
   let dirty = true;
+  const readOnly = sm.isReadOnly?.bind(sm);
   return {
     partitionCount: 1,
     execute(op, ctx) {
-      dirty = true;
+      // A read-only operation leaves the state as it was (StateMachine.isReadOnly).
+      if (ctx.readOnly !== true) dirty = true;
       return sm.execute(op, ctx);
     },
+    ...(readOnly ? { isReadOnly: readOnly } : {}),
     snapshot: () => sm.snapshot(),
     restore(bytes) {
       dirty = true;

@@ -14,6 +14,7 @@
  */
 export {
   PbftClient,
+  READ_TIMEOUT_MS_DEFAULT,
   RETRANSMIT_MS_DEFAULT,
   TIMEOUT_MS_DEFAULT,
   type CasResult,
@@ -24,8 +25,10 @@ export {
   type MembershipChange,
   type PbftClientEvents,
   type PbftClientOptions,
+  type ReadFallback,
 } from './pbft-client.ts';
 export { clientKeyFromJson, clusterFromJson } from './config.ts';
+export type { ReadFallbackReason } from './collector.ts';
 export {
   ClientClosedError,
   ClientConfigError,

@@ -12,7 +12,7 @@
  * request is outstanding, rebase() re-judges what arrived: see there for why that is safe.
  */
 import { bytesEqual, bytesKey } from '../core/auth.ts';
-import type { AnyReply, RefusalMsg, Signed } from '../core/messages.ts';
+import type { AnyReply, ReadReplyMsg, RefusalMsg, Signed } from '../core/messages.ts';
 
 export type CollectOutcome =
   | { kind: 'pending' }
@@ -212,5 +212,111 @@ export class RefusalCollector {
       this.refusedBy.delete(id);
     }
     return this.refusedBy.size >= this.f + 1;
+  }
+}
+
+/** Why a read-only request fell back to an ordered one (see ReadCollector and the SDK). */
+export type ReadFallbackReason =
+  /** The answers disagree (a concurrent write, a replica behind or faulty): no result can reach the quorum. */
+  | 'disagreement'
+  /** Replicas refused the operation as not read-only. */
+  | 'refused'
+  /** Answers name a newer membership epoch than the client's (it learns it meanwhile). */
+  | 'epoch'
+  /** The client learned a newer configuration while the read was out. */
+  | 'membership'
+  /** Fewer replicas were connected than the quorum needs. */
+  | 'unreachable'
+  /** No quorum of matching answers within readTimeoutMs. */
+  | 'timeout';
+
+export type ReadOutcome =
+  | { kind: 'pending' }
+  | { kind: 'ignored'; reason: string }
+  | { kind: 'accepted'; result: Uint8Array; replicas: number[] }
+  | { kind: 'failed'; reason: Extract<ReadFallbackReason, 'disagreement' | 'refused' | 'epoch'> };
+
+/**
+ * The client's rule for a read-only request (src/core/reads.ts): a result is accepted once `quorum`
+ * (Quorum.reads: 2f+1 of 3f+1) distinct members of the configuration the client holds sent valid
+ * signed READ-REPLYs for this read that match in result and name the client's epoch. Not f+1: a
+ * write that completed on f+1 replies may be known to a single correct replica, and f faulty
+ * replicas plus one correct replica that has not heard of the write would agree on a stale value;
+ * any 2f+1 include a correct replica that prepared the write, and it answers only after executing it.
+ *
+ * A reply naming another epoch, and a refusal, count against the quorum (the replica answered,
+ * without a matching result). As soon as no result can still reach the quorum, the read fails and
+ * the caller falls back to an ordered request. Differing answers are not evidence of a faulty
+ * replica here: correct replicas may answer from different committed states.
+ */
+export class ReadCollector {
+  /** First valid answer of each replica. */
+  readonly replies = new Map<number, Signed<ReadReplyMsg>>();
+  /** Replicas that refused the read. */
+  readonly refusedBy = new Set<number>();
+  /** Some answer named a newer epoch than the client's. */
+  newerEpoch = false;
+  private readonly byResult = new Map<string, number[]>();
+  private readonly members: Set<number>;
+  settled = false;
+
+  constructor(
+    replicas: ReplicaIds,
+    readonly quorum: number,
+    readonly epoch: number,
+    readonly client: number,
+    readonly timestamp: number,
+    private readonly verify: (reply: Signed<ReadReplyMsg>) => boolean,
+  ) {
+    this.members = idSet(replicas);
+  }
+
+  /** Adds an answer that arrived on the link of replica `from`. */
+  add(reply: Signed<ReadReplyMsg>, from: number): ReadOutcome {
+    if (this.settled) return { kind: 'ignored', reason: 'settled' };
+    const m = reply.msg;
+    if (!this.members.has(from)) return { kind: 'ignored', reason: 'unknown replica' };
+    if (m.replica !== from) return { kind: 'ignored', reason: 'reply signer is not the sender' };
+    if (m.client !== this.client || m.timestamp !== this.timestamp) return { kind: 'ignored', reason: 'reply for another request' };
+    if (this.replies.has(from) || this.refusedBy.has(from)) return { kind: 'ignored', reason: 'repeated reply' };
+    if (!this.verify(reply)) return { kind: 'ignored', reason: 'bad signature' };
+    this.replies.set(from, reply);
+    if (m.epoch !== this.epoch) {
+      if (m.epoch > this.epoch) this.newerEpoch = true;
+      return this.judge(undefined);
+    }
+    const key = bytesKey(m.result);
+    const group = this.byResult.get(key) ?? [];
+    group.push(from);
+    this.byResult.set(key, group);
+    return this.judge(group.length >= this.quorum ? group : undefined);
+  }
+
+  /** A member refused the read (its signed REFUSAL, checked by the caller). */
+  refuse(from: number): ReadOutcome {
+    if (this.settled) return { kind: 'ignored', reason: 'settled' };
+    if (!this.members.has(from) || this.replies.has(from) || this.refusedBy.has(from)) return { kind: 'ignored', reason: 'repeated or unknown' };
+    this.refusedBy.add(from);
+    return this.judge(undefined);
+  }
+
+  private judge(group: number[] | undefined): ReadOutcome {
+    if (group !== undefined) {
+      this.settled = true;
+      return { kind: 'accepted', result: this.replies.get(group[0]!)!.msg.result, replicas: group };
+    }
+    if (this.impossible()) {
+      this.settled = true;
+      return { kind: 'failed', reason: this.refusedBy.size > 0 ? 'refused' : this.newerEpoch ? 'epoch' : 'disagreement' };
+    }
+    return { kind: 'pending' };
+  }
+
+  /** True when no result can reach the quorum, even if every member yet to answer agreed with the best one. */
+  impossible(): boolean {
+    let best = 0;
+    for (const g of this.byResult.values()) best = Math.max(best, g.length);
+    const silent = this.members.size - this.replies.size - this.refusedBy.size;
+    return best + silent < this.quorum;
   }
 }

@@ -13,6 +13,7 @@
  */
 export {
   PbftClient,
+  READ_TIMEOUT_MS_DEFAULT,
   RETRANSMIT_MS_DEFAULT,
   TIMEOUT_MS_DEFAULT,
   type CasResult,
@@ -23,6 +24,7 @@ export {
   type MembershipChange,
   type PbftClientEvents,
   type PbftClientOptions,
+  type ReadFallback,
 } from './client.ts';
 export { clientKeyFromJson, clusterFromJson } from './config.ts';
 export {
@@ -37,7 +39,7 @@ export {
   UnexpectedResultError,
   type PbftClientErrorCode,
 } from './errors.ts';
-export { ReplyCollector, type CollectOutcome } from './collector.ts';
+export { ReadCollector, ReplyCollector, type CollectOutcome, type ReadFallbackReason, type ReadOutcome } from './collector.ts';
 export { RequestSigner } from './request.ts';
 export { OP_BYTES_MAX } from '../core/limits.ts';
 export { decodeResult, encodeOp, encodeResult, decodeOp, type KvOp, type KvResult, type Value } from '../app/kv-ops.ts';

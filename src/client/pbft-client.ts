@@ -42,7 +42,7 @@ import type { Signer, Verifier } from '../crypto/types.ts';
 import { createClientTransport, type ClientTransport, type WebSocketConstructor } from '../transport/client-transport.ts';
 import type { TransportLimits } from '../transport/portable.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
-import { RefusalCollector, ReplyCollector, type CollectOutcome } from './collector.ts';
+import { ReadCollector, RefusalCollector, ReplyCollector, type CollectOutcome, type ReadFallbackReason, type ReadOutcome } from './collector.ts';
 import { MembershipFollower } from './follow.ts';
 import type { MemberConfig } from '../core/membership.ts';
 import type { EpochProof } from '../core/messages.ts';
@@ -57,13 +57,16 @@ import {
   TimeoutError,
   UnexpectedResultError,
 } from './errors.ts';
-import { RequestSigner, refusalOf, replyOf } from './request.ts';
+import { RequestSigner, readReplyOf, refusalOf, replyOf } from './request.ts';
 import { OP_BYTES_MAX } from '../core/limits.ts';
-import type { RefusalMsg, RequestMsg, Signed } from '../core/messages.ts';
+import { quorumFor } from '../core/quorum.ts';
+import type { ReadMsg, ReadReplyMsg, RefusalMsg, RequestMsg, Signed } from '../core/messages.ts';
 import { evidenceFileJson, replyEvidence, type EvidenceFileJson, type ReplyEvidence } from '../core/evidence.ts';
 
 export const TIMEOUT_MS_DEFAULT = 10_000;
 export const RETRANSMIT_MS_DEFAULT = 300;
+/** A read-only request without a quorum of matching answers this long falls back to an ordered one. */
+export const READ_TIMEOUT_MS_DEFAULT = 1_000;
 /** Retransmissions back off up to this multiple of retransmitMs. */
 const RETRANSMIT_BACKOFF_MAX = 8;
 /** Accepted requests remembered for judging replies that arrive after acceptance. */
@@ -96,6 +99,11 @@ export interface PbftClientOptions {
   timeoutMs?: number;
   /** First retransmission (to every replica) after this long; default 300 ms, then backoff. */
   retransmitMs?: number;
+  /**
+   * How long a read-only request (get, invokeReadOnly) waits for 2f+1 matching answers before it
+   * falls back to an ordered request; default 1,000 ms. Disagreeing answers fall back at once.
+   */
+  readTimeoutMs?: number;
   /** Signature backend: 'auto' (node:crypto through the Node entry, else @noble), 'node' or 'noble'. */
   crypto?: CryptoChoice;
   log?: Logger;
@@ -147,15 +155,26 @@ export interface InvalidEpochProof {
   reason: string;
 }
 
+/** A read-only request could not be answered unordered: the SDK sends it ordered (with a fresh timestamp). */
+export interface ReadFallback {
+  /** The timestamp of the read-only request that fell back. */
+  timestamp: number;
+  reason: ReadFallbackReason;
+  /** Replicas that answered it (matching or not) and that refused it. */
+  answered: number[];
+  refused: number[];
+}
+
 export interface PbftClientEvents {
   'faulty-reply': (evidence: FaultyReplyEvidence) => void;
   membership: (change: MembershipChange) => void;
   'invalid-epoch-proof': (evidence: InvalidEpochProof) => void;
   /** A replica signed two different results for one of this client's requests (src/core/evidence.ts). */
   equivocation: (evidence: ReplyEvidence) => void;
+  'read-fallback': (fallback: ReadFallback) => void;
 }
 
-const EVENTS: ReadonlyArray<keyof PbftClientEvents> = ['faulty-reply', 'membership', 'invalid-epoch-proof', 'equivocation'];
+const EVENTS: ReadonlyArray<keyof PbftClientEvents> = ['faulty-reply', 'membership', 'invalid-epoch-proof', 'equivocation', 'read-fallback'];
 
 export interface CasResult {
   swapped: boolean;
@@ -174,6 +193,16 @@ interface Pending {
   deadlineTimer?: ReturnType<typeof setTimeout>;
   resolve(result: Uint8Array): void;
   reject(err: Error): void;
+}
+
+/** The outstanding read-only request (at most one: calls are serialized, like ordered ones). */
+interface PendingRead {
+  timestamp: number;
+  read: Signed<ReadMsg>;
+  collector: ReadCollector;
+  timer?: ReturnType<typeof setTimeout>;
+  /** Ends the unordered attempt: the agreed result, a reason to fall back, or the client closed. */
+  done(outcome: { kind: 'accepted'; result: Uint8Array } | { kind: 'fallback'; reason: ReadFallbackReason; timestamp: number } | { kind: 'closed' }): void;
 }
 
 interface Settled {
@@ -254,6 +283,7 @@ export class PbftClient {
   readonly cluster: ClusterConfig;
   readonly timeoutMs: number;
   readonly retransmitMs: number;
+  readonly readTimeoutMs: number;
   private readonly log: Logger;
   private readonly acceptFirstReply: boolean;
   /** The configuration in force as far as the client knows, and when to ask for newer ones. */
@@ -267,6 +297,9 @@ export class PbftClient {
   private lastTimestamp = 0;
   private tail: Promise<unknown> = Promise.resolve();
   private pending: Pending | undefined;
+  private pendingRead: PendingRead | undefined;
+  private readsUnordered = 0;
+  private readsFellBack = 0;
   private readonly settled = new Map<number, Settled>();
   private readonly equivocations: ReplyEvidence[] = [];
   private equivocationsNotKept = 0;
@@ -278,12 +311,13 @@ export class PbftClient {
     clientId: number,
     private readonly requests: RequestSigner,
     private readonly transport: ClientTransport,
-    options: { timeoutMs: number; retransmitMs: number; log: Logger; acceptFirstReply: boolean; membershipRefreshMs: number },
+    options: { timeoutMs: number; retransmitMs: number; readTimeoutMs: number; log: Logger; acceptFirstReply: boolean; membershipRefreshMs: number },
   ) {
     this.cluster = cluster;
     this.clientId = clientId;
     this.timeoutMs = options.timeoutMs;
     this.retransmitMs = options.retransmitMs;
+    this.readTimeoutMs = options.readTimeoutMs;
     this.log = options.log;
     this.acceptFirstReply = options.acceptFirstReply;
     this.follower = MembershipFollower.fromKeyring(cluster, requests.proofCrypto(), MEMBERSHIP_ASK_INTERVAL_MS, options.membershipRefreshMs);
@@ -305,6 +339,7 @@ export class PbftClient {
   static async connect(options: PbftClientOptions): Promise<PbftClient> {
     const timeoutMs = positive('timeoutMs', options.timeoutMs ?? TIMEOUT_MS_DEFAULT);
     const retransmitMs = positive('retransmitMs', options.retransmitMs ?? RETRANSMIT_MS_DEFAULT);
+    const readTimeoutMs = positive('readTimeoutMs', options.readTimeoutMs ?? READ_TIMEOUT_MS_DEFAULT);
     const connectTimeoutMs = positive('connectTimeoutMs', options.connectTimeoutMs ?? timeoutMs);
     const membershipRefreshMs = positive('membershipRefreshMs', options.membershipRefreshMs ?? MEMBERSHIP_REFRESH_MS_DEFAULT);
     const log = (options.log ?? silentLogger).child({ component: 'client' });
@@ -338,6 +373,7 @@ export class PbftClient {
     const client = new PbftClient(cluster, key.id, requests, transport, {
       timeoutMs,
       retransmitMs,
+      readTimeoutMs,
       log,
       acceptFirstReply: options.unsafeTestOnly?.acceptFirstReply === true,
       membershipRefreshMs,
@@ -403,6 +439,10 @@ export class PbftClient {
     await this.kv({ type: 'put', key, value }, 'put');
   }
 
+  /**
+   * The value of `key` (null when absent), as a read-only request: one round trip to every replica,
+   * accepted on 2f+1 matching answers, else sent ordered (see invokeReadOnly). Linearizable.
+   */
   async get(key: string): Promise<Value | null> {
     const r = await this.kv({ type: 'get', key }, 'get');
     return r.value;
@@ -421,7 +461,8 @@ export class PbftClient {
   }
 
   private async kv<T extends Exclude<KvResult['type'], 'error'>>(op: KvOp, type: T): Promise<Extract<KvResult, { type: T }>> {
-    const bytes = await this.invoke(encodeOp(op));
+    const encoded = encodeOp(op);
+    const bytes = await (op.type === 'get' ? this.invokeReadOnly(encoded) : this.invoke(encoded));
     const decoded = decodeResult(bytes);
     if (!decoded.ok) throw new UnexpectedResultError(`the agreed result of ${op.type} is not a key-value result: ${decoded.reason}`, bytes);
     const result = decoded.value;
@@ -441,13 +482,90 @@ export class PbftClient {
     return run;
   }
 
+  /**
+   * Executes an operation the state machine declares read-only (StateMachine.isReadOnly; the
+   * key-value store's get) without ordering it: signed as a READ and sent to every replica, each
+   * answers from its own committed state once it has executed everything it had prepared; the
+   * result is accepted once 2f+1 members of the configuration in force (Quorum.reads) sent matching
+   * signed answers naming its epoch. Otherwise (answers that disagree, e.g. with a concurrent write;
+   * a refusal; a newer epoch; no quorum within readTimeoutMs) the operation is sent as an ordered
+   * request with a fresh timestamp, within what is left of timeoutMs: a 'read-fallback' event says
+   * why. Either way the result is linearizable (README, "Read-only requests").
+   */
+  invokeReadOnly(op: Uint8Array): Promise<Uint8Array> {
+    if (this.closed) return Promise.reject(new ClientClosedError());
+    const run = this.tail.then(() => this.executeReadOnly(op));
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Read-only requests answered unordered, and those that fell back to an ordered request. */
+  get readStats(): { unordered: number; fellBack: number } {
+    return { unordered: this.readsUnordered, fellBack: this.readsFellBack };
+  }
+
+  private async executeReadOnly(op: Uint8Array): Promise<Uint8Array> {
+    if (this.closed) throw new ClientClosedError();
+    if (op.length > OP_BYTES_MAX) throw new RequestTooLargeError(op.length, OP_BYTES_MAX);
+    const startedAt = Date.now();
+    this.askEpochs(false);
+    const outcome = await this.readUnordered(op);
+    if (outcome.kind === 'closed') throw new ClientClosedError();
+    if (outcome.kind === 'accepted') {
+      this.readsUnordered++;
+      return outcome.result;
+    }
+    this.readsFellBack++;
+    const remainingMs = this.timeoutMs - (Date.now() - startedAt);
+    // (A read has no effect: at the deadline nothing is left to wait for.)
+    if (remainingMs <= 0) throw new TimeoutError(this.timeoutMs, [], outcome.timestamp);
+    return this.execute(op, remainingMs);
+  }
+
+  /** One unordered attempt: sends the READ to every replica and collects the answers (ReadCollector). */
+  private readUnordered(op: Uint8Array): Promise<Parameters<PendingRead['done']>[0]> {
+    const timestamp = this.nextTimestamp();
+    const read = this.requests.signRead(timestamp, op);
+    // (The negative control acceptFirstReply takes the first answer here too.)
+    const quorum = this.acceptFirstReply ? 1 : quorumFor(this.follower.n, this.f).reads;
+    return new Promise((resolve) => {
+      const collector = new ReadCollector(this.follower.members, quorum, this.follower.epoch, this.clientId, timestamp, (r) => this.requests.verifyReadReply(r));
+      const r: PendingRead = {
+        timestamp,
+        read,
+        collector,
+        done: (outcome) => {
+          if (this.pendingRead !== r) return;
+          this.pendingRead = undefined;
+          if (r.timer !== undefined) clearTimeout(r.timer);
+          if (outcome.kind === 'fallback') {
+            const fallback: ReadFallback = { timestamp, reason: outcome.reason, answered: [...collector.replies.keys()].sort((a, b) => a - b), refused: [...collector.refusedBy].sort((a, b) => a - b) };
+            this.log.debug('read-only request falls back to an ordered request', { ...fallback });
+            this.emit('read-fallback', fallback);
+          }
+          resolve(outcome);
+        },
+      };
+      this.pendingRead = r;
+      const sent = this.transport.broadcast(encodeSignedFrame(read));
+      if (sent < quorum) return r.done({ kind: 'fallback', reason: 'unreachable', timestamp });
+      r.timer = setTimeout(() => r.done({ kind: 'fallback', reason: 'timeout', timestamp }), Math.min(this.readTimeoutMs, this.timeoutMs));
+    });
+  }
+
+  /** Settles the outstanding read-only request once its collector accepted a result or found none possible. */
+  private concludeRead(r: PendingRead, outcome: ReadOutcome): void {
+    if (outcome.kind === 'accepted') r.done({ kind: 'accepted', result: outcome.result });
+    else if (outcome.kind === 'failed') r.done({ kind: 'fallback', reason: outcome.reason, timestamp: r.timestamp });
+  }
+
   private nextTimestamp(): number {
     const t = Math.max(Date.now() * 1000, this.lastTimestamp + 1);
     this.lastTimestamp = t;
     return t;
   }
 
-  private execute(op: Uint8Array): Promise<Uint8Array> {
+  private execute(op: Uint8Array, timeoutMs = this.timeoutMs): Promise<Uint8Array> {
     if (this.closed) return Promise.reject(new ClientClosedError());
     // The replicas would refuse it (src/core/limits.ts): say so without signing or sending anything.
     if (op.length > OP_BYTES_MAX) return Promise.reject(new RequestTooLargeError(op.length, OP_BYTES_MAX));
@@ -473,7 +591,7 @@ export class PbftClient {
         if (this.pending !== p) return;
         this.finish(p);
         p.reject(new TimeoutError(this.timeoutMs, [...p.collector.replies.values()], timestamp));
-      }, this.timeoutMs);
+      }, timeoutMs);
     });
   }
 
@@ -508,6 +626,8 @@ export class PbftClient {
     if (!this.follower.isMember(replica)) this.askEpochs(true);
     const refusal = refusalOf(frame);
     if (refusal !== undefined) return this.onRefusal(replica, refusal);
+    const readReply = readReplyOf(frame);
+    if (readReply !== undefined) return this.onReadReply(replica, readReply);
     const reply = replyOf(frame);
     if (reply === undefined) return;
     const p = this.pending;
@@ -614,6 +734,8 @@ export class PbftClient {
     };
     this.log.info('following a new configuration', { ...change });
     if (!change.clientRegistered) this.log.warn('this client is not registered in the configuration in force: replicas will refuse its requests', { epoch: next.epoch });
+    // A read judged by the old configuration's quorum and epoch: sent ordered instead.
+    if (this.pendingRead !== undefined) this.pendingRead.done({ kind: 'fallback', reason: 'membership', timestamp: this.pendingRead.timestamp });
     const p = this.pending;
     if (p !== undefined) {
       // Judged by the new configuration alone from now on (ReplyCollector.rebase says why).
@@ -628,8 +750,24 @@ export class PbftClient {
     this.emit('membership', change);
   }
 
+  /** An answer to a read-only request: counted if it is the outstanding one's. */
+  private onReadReply(replica: number, reply: Signed<ReadReplyMsg>): void {
+    const r = this.pendingRead;
+    if (r === undefined || reply.msg.timestamp !== r.timestamp) return;
+    const outcome = r.collector.add(reply, replica);
+    // A replica whose state is of a newer configuration: learn it (the read falls back meanwhile).
+    if (reply.msg.epoch > this.follower.epoch && outcome.kind !== 'ignored') this.askEpochs(true);
+    this.concludeRead(r, outcome);
+  }
+
   /** f+1 valid refusals of the outstanding request: at least one correct replica will never order it. */
   private onRefusal(replica: number, refusal: Signed<RefusalMsg>): void {
+    const r = this.pendingRead;
+    if (r !== undefined && refusal.msg.timestamp === r.timestamp) {
+      // A read-only request refused (not read-only for this state machine): it is sent ordered.
+      if (refusal.msg.replica === replica && this.requests.verifyRefusal(refusal, r.read)) this.concludeRead(r, r.collector.refuse(replica));
+      return;
+    }
     const p = this.pending;
     if (p === undefined || !p.refusals.add(refusal, replica)) return;
     this.finish(p);
@@ -718,6 +856,7 @@ export class PbftClient {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.pendingRead?.done({ kind: 'closed' });
     const p = this.pending;
     if (p !== undefined) {
       this.finish(p);

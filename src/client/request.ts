@@ -4,7 +4,7 @@ import { bytesEqual, concatBytes, domainTag } from '../core/auth.ts';
 import { encodeBody } from '../codec/messages.ts';
 import type { ClusterConfig, ReplicaInfo } from '../core/cluster.ts';
 import type { ProofCrypto } from '../core/epochproof.ts';
-import type { AnyReply, BatchedReply, Frame, RefusalMsg, ReplyMsg, RequestMsg, Signed } from '../core/messages.ts';
+import type { AnyReply, BatchedReply, Frame, ReadMsg, ReadReplyMsg, RefusalMsg, ReplyMsg, RequestMsg, Signed } from '../core/messages.ts';
 import { replyLeaf, replyRootFromPath } from '../core/replytree.ts';
 import type { Signer, Verifier } from '../crypto/types.ts';
 
@@ -12,6 +12,12 @@ import type { Signer, Verifier } from '../crypto/types.ts';
 export function replyOf(frame: Frame): AnyReply | undefined {
   if (frame.kind === 'reply') return frame.reply;
   if (frame.kind === 'signed' && frame.signed.msg.type === 'reply') return frame.signed as Signed<ReplyMsg>;
+  return undefined;
+}
+
+/** The signed READ-REPLY (the answer to a read-only request) a frame carries, if any. */
+export function readReplyOf(frame: Frame): Signed<ReadReplyMsg> | undefined {
+  if (frame.kind === 'signed' && frame.signed.msg.type === 'readreply') return frame.signed as Signed<ReadReplyMsg>;
   return undefined;
 }
 
@@ -30,6 +36,8 @@ export class RequestSigner {
   private readonly replyTag: Uint8Array;
   private readonly replyBatchTag: Uint8Array;
   private readonly refusalTag: Uint8Array;
+  private readonly readTag: Uint8Array;
+  private readonly readReplyTag: Uint8Array;
   /** The public key of each replica of the configuration in force, by id (ids need not be dense). */
   private replicaKeys = new Map<number, Uint8Array>();
 
@@ -45,6 +53,8 @@ export class RequestSigner {
     this.replyTag = domainTag(cluster.clusterId, 'reply');
     this.replyBatchTag = domainTag(cluster.clusterId, 'replybatch');
     this.refusalTag = domainTag(cluster.clusterId, 'refusal');
+    this.readTag = domainTag(cluster.clusterId, 'read');
+    this.readReplyTag = domainTag(cluster.clusterId, 'readreply');
     this.setReplicas(cluster.replicas);
   }
 
@@ -67,8 +77,21 @@ export class RequestSigner {
     return { msg, body, sig: this.signer.sign(concatBytes(this.requestTag, body)) };
   }
 
-  /** True when the replica named in the refusal signed it, and it refuses exactly `request`. */
-  verifyRefusal(refusal: Signed<RefusalMsg>, request: Signed<RequestMsg>): boolean {
+  /** A read-only request (src/core/reads.ts): its own message type and domain tag, never ordered. */
+  signRead(timestamp: number, op: Uint8Array): Signed<ReadMsg> {
+    const msg: ReadMsg = { type: 'read', client: this.clientId, timestamp, op };
+    const body = encodeBody(msg);
+    return { msg, body, sig: this.signer.sign(concatBytes(this.readTag, body)) };
+  }
+
+  /** True when the replica named in the READ-REPLY signed it (a member of the configuration in force). */
+  verifyReadReply(reply: Signed<ReadReplyMsg>): boolean {
+    const key = this.replicaKeys.get(reply.msg.replica);
+    return key !== undefined && this.verifier.verify(key, concatBytes(this.readReplyTag, reply.body), reply.sig);
+  }
+
+  /** True when the replica named in the refusal signed it, and it refuses exactly `request` (ordered or read-only). */
+  verifyRefusal(refusal: Signed<RefusalMsg>, request: Signed<RequestMsg | ReadMsg>): boolean {
     const m = refusal.msg;
     const key = this.replicaKeys.get(m.replica);
     if (key === undefined || m.client !== request.msg.client || m.timestamp !== request.msg.timestamp) return false;

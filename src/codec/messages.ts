@@ -17,8 +17,10 @@
  *   view-change [7, view, replica, checkpointCert, [[prePrepare, [prepare, ...]], ...]]
  *   new-view    [8, view, replica, [viewChange, ...], [prePrepare, ...]]
  *   reply-batch [9, view, replica, seq, count, root]
- *   refusal     [10, replica, client, timestamp, digest, reason, limit]
+ *   refusal     [10, replica, client, timestamp, digest, reason, limit]   reason 0 op-too-large, 1 not-read-only
  *   suspect     [11, view, replica]
+ *   read        [12, client, timestamp, op]                        (a read-only request, unordered)
+ *   read-reply  [13, client, timestamp, replica, epoch, result]   (its answer; not a REPLY)
  * where a nested signed message is [body, sig] and checkpointCert is [seq, digest, [checkpoint, ...], epoch].
  *
  * Decoding never throws on peer input: it returns { ok: false, reason }.

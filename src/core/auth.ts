@@ -69,6 +69,8 @@ const TYPE_SET: Record<SignedType, true> = {
   newview: true,
   refusal: true,
   suspect: true,
+  read: true,
+  readreply: true,
 };
 const TYPES = Object.keys(TYPE_SET) as SignedType[];
 
@@ -130,6 +132,8 @@ export class Authenticator {
 
   /** Public key of the principal that must have signed this message, or undefined if unknown. */
   signerKey(msg: SignedMessage): Uint8Array | undefined {
+    // A read-only request: registered clients only (the operator and replica principals order).
+    if (msg.type === 'read') return replicaOfPrincipal(msg.client) === undefined && msg.client !== OPERATOR_CLIENT ? this.clientKeys.get(msg.client) : undefined;
     if (msg.type !== 'request') return this.replicaKeys.get(msg.replica);
     const replica = replicaOfPrincipal(msg.client);
     if (replica === undefined) return this.clientKeys.get(msg.client);

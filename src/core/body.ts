@@ -36,9 +36,12 @@ const TAG: Record<SignedType, number> = {
   replybatch: 9,
   refusal: 10,
   suspect: 11,
+  read: 12,
+  readreply: 13,
 };
 
-const REFUSAL_REASONS: readonly RefusalReason[] = ['op-too-large'];
+/** Encoded by position: a new reason is appended. */
+const REFUSAL_REASONS: readonly RefusalReason[] = ['op-too-large', 'not-read-only'];
 
 export const pair = (s: Signed): [Uint8Array, Uint8Array] => [s.body, s.sig];
 
@@ -88,6 +91,10 @@ function bodyArray(msg: SignedMessage): unknown[] {
       return [TAG.replybatch, msg.view, msg.replica, msg.seq, msg.count, msg.root];
     case 'suspect':
       return [TAG.suspect, msg.view, msg.replica];
+    case 'read':
+      return [TAG.read, msg.client, msg.timestamp, msg.op];
+    case 'readreply':
+      return [TAG.readreply, msg.client, msg.timestamp, msg.replica, msg.epoch, msg.result];
     case 'refusal':
       return [TAG.refusal, msg.replica, msg.client, msg.timestamp, msg.digest, REFUSAL_REASONS.indexOf(msg.reason), msg.limit];
     default:
@@ -187,6 +194,24 @@ function bodyFrom(arr: unknown[]): SignedMessage {
     case TAG.suspect:
       if (arr.length !== 3) fail('suspect: wrong arity');
       return { type: 'suspect', view: asUint(arr[1], 'suspect.view'), replica: asUint(arr[2], 'suspect.replica') };
+    case TAG.read:
+      if (arr.length !== 4) fail('read: wrong arity');
+      return {
+        type: 'read',
+        client: asUint(arr[1], 'read.client'),
+        timestamp: asUint(arr[2], 'read.timestamp'),
+        op: asBytes(arr[3], 'read.op', undefined, CODEC_LIMITS.opBytesMax),
+      };
+    case TAG.readreply:
+      if (arr.length !== 6) fail('readreply: wrong arity');
+      return {
+        type: 'readreply',
+        client: asUint(arr[1], 'readreply.client'),
+        timestamp: asUint(arr[2], 'readreply.timestamp'),
+        replica: asUint(arr[3], 'readreply.replica'),
+        epoch: asUint(arr[4], 'readreply.epoch'),
+        result: asBytes(arr[5], 'readreply.result', undefined, CODEC_LIMITS.resultBytesMax),
+      };
     case TAG.refusal: {
       if (arr.length !== 7) fail('refusal: wrong arity');
       const reason = REFUSAL_REASONS[asUint(arr[5], 'refusal.reason', REFUSAL_REASONS.length - 1)]!;

@@ -30,5 +30,8 @@ export const BATCH_BYTES_LIMIT = 4 * 1024 * 1024;
 /** The most requests in one batch any replica accepts from a primary. */
 export const BATCH_REQUESTS_LIMIT = 4096;
 
-/** Why a replica refuses a request (carried in a signed REFUSAL). */
-export type RefusalReason = 'op-too-large';
+/**
+ * Why a replica refuses a request (carried in a signed REFUSAL): an operation above OP_BYTES_MAX,
+ * or a read-only request whose operation the state machine does not declare read-only.
+ */
+export type RefusalReason = 'op-too-large' | 'not-read-only';

@@ -49,6 +49,38 @@ export interface ReplyBatchMsg {
   root: Digest;
 }
 
+/**
+ * A read-only request (PBFT §5.1.3; BFT-SMaRt `invokeUnordered`), sent by a client to every replica
+ * and executed by each on its own committed state without ordering (src/core/reads.ts). Its own
+ * type, and so its own domain tag: a replica can never take it for an ordered request, nor put it
+ * in a batch. `timestamp` comes from the client's one increasing sequence (it matches the replies);
+ * a read never enters the replicated client table.
+ */
+export interface ReadMsg {
+  type: 'read';
+  client: number;
+  timestamp: number;
+  /** An application operation that the state machine declares read-only (StateMachine.isReadOnly). */
+  op: Uint8Array;
+}
+
+/**
+ * A replica's answer to a read-only request: the result of the operation on its state after
+ * executing every sequence number up to at least every one it had prepared when the read arrived.
+ * Not an ordered REPLY (another type, another domain tag): it cannot stand for the reply to an
+ * ordered request with the same timestamp. `epoch` is the membership epoch of the state the
+ * result was computed on (the replicated membership as of the replica's last executed sequence
+ * number): a client accepts only 2f+1 replies that match in result and name its own epoch.
+ */
+export interface ReadReplyMsg {
+  type: 'readreply';
+  client: number;
+  timestamp: number;
+  replica: number;
+  epoch: number;
+  result: Uint8Array;
+}
+
 /** A reply proven by a signed REPLY-BATCH and a Merkle path (what the client checks). */
 export interface BatchedReply {
   /** The reply it states (view and replica from the batch). */
@@ -60,8 +92,10 @@ export interface BatchedReply {
 
 /**
  * A replica's refusal to order a request (e.g. its operation is larger than the protocol allows),
- * sent to the client in place of a reply. `digest` is the SHA-256 of the request's body, so that a
- * refusal speaks only of the request the client signed. A client gives up once f+1 replicas refused.
+ * or to answer a read-only request (its operation is not read-only), sent to the client in place of
+ * a reply. `digest` is the SHA-256 of the request's body, so that a refusal speaks only of the
+ * request the client signed. A client gives up an ordered request once f+1 replicas refused; a
+ * refused read falls back to an ordered request.
  */
 export interface RefusalMsg {
   type: 'refusal';
@@ -70,7 +104,7 @@ export interface RefusalMsg {
   timestamp: number;
   digest: Digest;
   reason: RefusalReason;
-  /** The limit the request exceeded (bytes). */
+  /** The limit the request exceeded (bytes); 0 for 'not-read-only'. */
   limit: number;
 }
 
@@ -185,7 +219,9 @@ export type SignedMessage =
   | ViewChangeMsg
   | NewViewMsg
   | RefusalMsg
-  | SuspectMsg;
+  | SuspectMsg
+  | ReadMsg
+  | ReadReplyMsg;
 
 export type SignedType = SignedMessage['type'];
 

@@ -59,6 +59,12 @@ export interface ReplicaOptions {
   slowPrimaryDelayFactor: number;
   /** The count-based window: the last this many PRE-PREPAREs timed (1-1024); half of them late suspects. */
   slowPrimarySamples: number;
+  /**
+   * A read-only request waits at most this long for the replica to execute what it had prepared
+   * when the read arrived (src/core/reads.ts); then it is dropped unanswered (the client falls back
+   * to an ordered request).
+   */
+  readHoldTicksMax: number;
 }
 
 export const DEFAULT_REPLICA_OPTIONS: ReplicaOptions = {
@@ -81,6 +87,7 @@ export const DEFAULT_REPLICA_OPTIONS: ReplicaOptions = {
   slowPrimaryDelayFloorPercent: 20,
   slowPrimaryDelayFactor: 4,
   slowPrimarySamples: 8,
+  readHoldTicksMax: 100,
 };
 
 export function resolveOptions(partial: Partial<ReplicaOptions> = {}): ReplicaOptions {

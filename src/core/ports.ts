@@ -21,6 +21,12 @@ export interface ExecuteContext {
   client: number;
   /** The request's client timestamp. */
   timestamp: number;
+  /**
+   * True for a read-only request (see StateMachine.isReadOnly): executed unordered on the current
+   * committed state, where `seq` is the last executed sequence number. `execute` must then leave the
+   * state exactly as it was.
+   */
+  readOnly?: boolean;
 }
 
 export type Result<T = void> = { ok: true; value: T } | { ok: false; reason: string };
@@ -34,6 +40,15 @@ export interface StateMachine {
   restore(snapshot: Uint8Array): Result;
   /** Digest of the whole state (equal states give equal digests). */
   digest(): Uint8Array;
+  /**
+   * Optional: true when `op` only reads the state. Such an operation may be sent as a read-only
+   * request (PBFT §5.1.3): each replica executes it on its own committed state, without ordering,
+   * with `ctx.readOnly` set, and the client accepts a result only when 2f+1 replicas agree on it.
+   * A replica refuses a read-only request whose operation is not declared here (a state machine
+   * without this method declares none). Must be deterministic, and `execute` of such an operation
+   * must not change the state (no counters, caches that leak into results, or dirty marks).
+   */
+  isReadOnly?(op: Uint8Array): boolean;
 }
 
 /**

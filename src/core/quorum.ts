@@ -11,6 +11,8 @@
  *   new view         `viewChanges` (2f+1) VIEW-CHANGEs for one view from distinct replicas
  *   join             `join` (f+1) replicas in views above ours: at least one of them is correct
  *   suspected        `suspicions` (f+1) replicas suspect the primary of our view: one is correct
+ *   read-only        `reads` (2f+1) matching answers to a read-only request (the client's rule,
+ *                    src/client/collector.ts ReadCollector; why not f+1: src/core/reads.ts)
  *
  * Any two sets of 2f+1 replicas share at least f+1, of which at least one is correct; that is what
  * every rule above rests on. Nothing else in src/core writes a threshold.
@@ -33,6 +35,8 @@ export interface Quorum {
   readonly join: number;
   /** Replicas suspecting the primary of a view that start its view change (the pre-vote). */
   readonly suspicions: number;
+  /** Matching answers a client needs to accept the result of a read-only request (reads.ts). */
+  readonly reads: number;
 }
 
 /**
@@ -58,6 +62,7 @@ export function quorumFor(n: number, f: number, unsafe: UnsafeQuorum = {}): Quor
     viewChanges: strong,
     join: f + 1,
     suspicions: f + 1,
+    reads: strong,
   };
 }
 

@@ -19,6 +19,11 @@ export const REJECT_REASONS = [
   'stale-request',
   'conflicting-request',
   'bad-request-signature',
+  // read-only requests (reads.ts)
+  'unordered-not-read-only',
+  'read-from-system-principal',
+  'reads-per-turn',
+  'reads-held-max',
   // normal case
   'old-view',
   'future-view',

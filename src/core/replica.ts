@@ -19,10 +19,11 @@
  *   fetch.ts          retransmission, fetching committed entries and batches
  *   statetransfer.ts  state transfer of differing partitions
  *   recovery.ts       restart from stored records, the horizon check
+ *   reads.ts          read-only requests: answered unordered once the replica executed what it prepared
  *   quorum.ts         every vote threshold and certificate rule
  */
 import { toHex } from './auth.ts';
-import type { CheckpointMsg, CommitMsg, LinkMessage, NewViewMsg, PrePrepareMsg, PrepareMsg, RequestMsg, Signed, SuspectMsg, ViewChangeMsg } from './messages.ts';
+import type { CheckpointMsg, CommitMsg, LinkMessage, NewViewMsg, PrePrepareMsg, PrepareMsg, ReadMsg, RequestMsg, Signed, SuspectMsg, ViewChangeMsg } from './messages.ts';
 import { KEYS, encodeSlot } from './persist.ts';
 import { ReplicaState, slotRecord, assertNever, type Slot } from './state.ts';
 import type { Batch } from './batch.ts';
@@ -41,6 +42,7 @@ import * as viewchange from './viewchange.ts';
 import * as fetch from './fetch.ts';
 import * as statetransfer from './statetransfer.ts';
 import * as recovery from './recovery.ts';
+import * as reads from './reads.ts';
 
 export class Replica extends ReplicaState {
   /** A frame from an authenticated link. Never throws on peer input. */
@@ -70,6 +72,7 @@ export class Replica extends ReplicaState {
     const signed = frame.signed;
     const msg = signed.msg;
     if (msg.type === 'request') return normal.onRequest(this, signed as Signed<RequestMsg>, from);
+    if (msg.type === 'read') return reads.onRead(this, signed as Signed<ReadMsg>, from);
     if (from.kind !== 'replica' || from.id === this.id || !this.isMember(from.id)) return this.reject('protocol-message-from-non-replica');
     // Replica messages come from their signer, except a NEW-VIEW relayed to a replica that missed it.
     if (msg.type !== 'newview' && msg.replica !== from.id) return this.reject('sender-mismatch');
@@ -91,6 +94,7 @@ export class Replica extends ReplicaState {
       case 'reply':
       case 'replybatch':
       case 'refusal':
+      case 'readreply':
         return this.reject('unexpected-reply');
       default:
         return assertNever(msg);
@@ -116,11 +120,14 @@ export class Replica extends ReplicaState {
     }
     fetch.catchUp(this);
     statetransfer.driveTransfer(this);
+    reads.expireReads(this);
   }
 
   /** Runs deferred work and returns the effects accumulated since the last flush. */
   flush(): Ready {
     normal.propose(this);
+    reads.releaseReads(this);
+    this.readsThisTurn.clear();
     const floor = this.floor;
     if (floor && this.h >= floor.seq) {
       this.floor = undefined;

@@ -18,7 +18,7 @@ import type { Misbehaviour, RejectReason } from './rejections.ts';
 import { quorumFor, type Quorum } from './quorum.ts';
 import type { ClusterConfig } from './cluster.ts';
 import { clusterOf, decodeMembership, encodeMembership, genesisMembership, type MemberConfig, type Membership } from './membership.ts';
-import type { EpochProof, CheckpointCert, CheckpointMsg, CommitMsg, PrePrepareMsg, PrepareMsg, PreparedCert, RequestMsg, Signed, ViewChangeMsg } from './messages.ts';
+import type { EpochProof, CheckpointCert, CheckpointMsg, CommitMsg, PrePrepareMsg, PrepareMsg, PreparedCert, ReadMsg, RequestMsg, Signed, ViewChangeMsg } from './messages.ts';
 import { KEYS, WriteSet, encodeBatch, encodeCheckpointState, encodeEpochProof, encodeViewState } from './persist.ts';
 import { resolveOptions, type ReplicaOptions } from './options.ts';
 import type { SignFloor } from './horizon.ts';
@@ -66,6 +66,13 @@ export interface Waiting {
    * carries it; the wait is timed by the primary monitor (monitor.ts).
    */
   unorderedSince?: number;
+}
+
+/** A read-only request held until the replica has executed through `barrier` (reads.ts). */
+export interface HeldRead {
+  req: Signed<ReadMsg>;
+  barrier: number;
+  since: number;
 }
 
 export interface CheckpointSnapshot {
@@ -141,6 +148,19 @@ export abstract class ReplicaState {
   lastBatchSize = 0;
   /** Requests proposed in the current view and not yet executed: client -> timestamp. */
   readonly assigned = new Map<number, number>();
+  /**
+   * Read-only requests waiting for this replica to execute what it had prepared when they arrived
+   * (reads.ts), at most one per client (its newest).
+   */
+  readonly heldReads = new Map<number, HeldRead>();
+  /**
+   * The timestamp of each client's newest read-only request taken: an older or repeated one is
+   * dropped before any signature work. Local, not replicated: reads are not ordered, so replicas
+   * see different ones (the client table, which is replicated, never records a read).
+   */
+  readonly lastReads = new Map<number, number>();
+  /** Clients whose read-only request this turn took (one per client per turn; cleared by flush). */
+  readonly readsThisTurn = new Set<number>();
   readonly checkpointVotes = new Map<number, Map<number, Signed<CheckpointMsg>>>();
   readonly ownCheckpoints = new Map<number, CheckpointSnapshot>();
   stableSnapshot?: CheckpointSnapshot;
@@ -223,6 +243,12 @@ export abstract class ReplicaState {
     surplusVotes: 0,
     /** Signatures that covered the replies of a whole batch (instead of one per reply). */
     replyBatchesSigned: 0,
+    /** Read-only requests answered (reads.ts). */
+    readsAnswered: 0,
+    /** Read-only requests dropped unanswered after readHoldTicksMax. */
+    readsExpired: 0,
+    /** Read-only requests refused (the operation is not read-only). */
+    readsRefused: 0,
   };
 
 

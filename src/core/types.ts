@@ -51,6 +51,8 @@ export interface ReplicaDeps {
     ignoreLostData?: boolean;
     /** Negative control: a configuration is taken from an epoch proof without checking it (without consensus). */
     trustEpochProofs?: boolean;
+    /** Negative control: read-only requests are answered at once, not held until what was prepared is executed (reads.ts). */
+    readsWithoutHold?: boolean;
   };
 }
 

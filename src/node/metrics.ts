@@ -293,6 +293,9 @@ export class NodeMetrics {
     gauge('pbft_recovering', '1 while recovering from lost durable state (signing restricted).', (s) => flag(s.recovering !== undefined));
     counter('pbft_entries_fetched_total', 'Committed log entries fetched from peers.', (s) => s.counters.entriesFetched);
     counter('pbft_retransmissions_total', 'Protocol retransmissions.', (s) => s.counters.retransmissions);
+    counter('pbft_reads_answered_total', 'Read-only requests answered unordered.', (s) => s.counters.readsAnswered);
+    counter('pbft_reads_expired_total', 'Read-only requests dropped unanswered after readHoldTicksMax.', (s) => s.counters.readsExpired);
+    counter('pbft_reads_refused_total', 'Read-only requests refused (the operation is not read-only).', (s) => s.counters.readsRefused);
     counter('pbft_transport_frames_received_total', 'Frames received.', (s) => s.transport.framesIn);
     counter('pbft_transport_frames_sent_total', 'Frames sent.', (s) => s.transport.framesOut);
     counter('pbft_transport_received_bytes_total', 'Bytes of frames received.', (s) => s.transport.bytesIn);

@@ -15,6 +15,8 @@ import type { World, WorldHost } from './world.ts';
 import { sha256 } from './crypto.ts';
 import { forgeReply } from './forge.ts';
 import type { Prng } from './prng.ts';
+import type { ExecuteContext } from '../app/types.ts';
+import { KvStore } from '../app/kv.ts';
 
 type Replies = SentReply[];
 
@@ -24,6 +26,11 @@ export interface Behavior {
   outgoing(sim: World, host: WorldHost, replica: Replica, messages: OutMessage[], replies: Replies): { messages: OutMessage[]; replies: Replies };
   /** Called every tick (to release delayed messages, inject forgeries, ...). */
   tick?(sim: World, host: WorldHost, replica: Replica): void;
+  /**
+   * The result the replica signs for a read-only request (src/core/reads.ts), in place of executing
+   * it on its state; undefined: the honest result.
+   */
+  readOnly?(op: Uint8Array, ctx: ExecuteContext): Uint8Array | undefined;
 }
 
 export const BEHAVIOR_NAMES = [
@@ -398,6 +405,56 @@ export class Combined implements Behavior {
   }
   tick(sim: World, host: WorldHost, replica: Replica): void {
     for (const p of this.parts) p.tick?.(sim, host, replica);
+  }
+  readOnly(op: Uint8Array, ctx: ExecuteContext): Uint8Array | undefined {
+    for (const p of this.parts) {
+      const answer = p.readOnly?.(op, ctx);
+      if (answer !== undefined) return answer;
+    }
+    return undefined;
+  }
+}
+
+/**
+ * Serves stale state on reads: answers every read-only request from a copy of its state taken when
+ * it last refreshed (`freeze()`, or every `refreshTicks` when given), validly signed, while it
+ * orders and executes honestly. A correct client must never accept such an answer for a read that
+ * started after a write completed (src/core/reads.ts). Not among BEHAVIOR_NAMES: the swarm's
+ * clients send no reads; test/sim/reads.test.ts uses it.
+ */
+export class StaleReads implements Behavior {
+  readonly name = 'stale-reads';
+  private frozen?: KvStore;
+  private frozenAt = -Infinity;
+  private freezeWanted = true;
+  /** Answers served from the stale copy. */
+  served = 0;
+  constructor(private readonly refreshTicks?: number) {}
+
+  /** Takes a copy of the replica's state at its next tick, served from then on. */
+  freeze(): void {
+    this.freezeWanted = true;
+  }
+
+  outgoing(_s: World, _h: WorldHost, _r: Replica, messages: OutMessage[], replies: Replies) {
+    return { messages, replies };
+  }
+
+  tick(sim: World, _host: WorldHost, replica: Replica): void {
+    const due = this.refreshTicks !== undefined && sim.now - this.frozenAt >= this.refreshTicks;
+    if (!this.freezeWanted && !due) return;
+    this.freezeWanted = false;
+    this.frozenAt = sim.now;
+    const copy = new KvStore({ partitionCount: replica.app.partitionCount });
+    const r = copy.restore(replica.app.snapshot());
+    if (!r.ok) throw new Error(`stale-reads: ${r.reason}`);
+    this.frozen = copy;
+  }
+
+  readOnly(op: Uint8Array, ctx: ExecuteContext): Uint8Array | undefined {
+    if (!this.frozen) return undefined;
+    this.served++;
+    return this.frozen.execute(op, ctx);
   }
 }
 

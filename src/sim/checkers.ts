@@ -27,7 +27,7 @@
  * - liveness (checked by the cluster): after faults stop, every request is answered within a bound.
  */
 import { decodeOp, encodeResult } from '../app/kv-ops.ts';
-import { refusalOf, replyOf } from '../client/request.ts';
+import { readReplyOf, refusalOf, replyOf } from '../client/request.ts';
 import { decodeCbor } from '../codec/cbor.ts';
 import { decodeBody, decodeFrame } from '../codec/messages.ts';
 import { bytesEqual, toHex } from '../core/auth.ts';
@@ -84,7 +84,7 @@ export class Checker {
   /** What each correct replica signed, by statement: "replica:type:view:seq" -> digest (or body hash). */
   private readonly statements = new Map<string, string>();
   /** Counts of what the output checks looked at (proof that they ran). */
-  readonly checked = { messages: 0, replies: 0, accepted: 0 };
+  readonly checked = { messages: 0, replies: 0, accepted: 0, readReplies: 0 };
   /** Equivocation evidence produced (by correct replicas and clients), by kind; and against wiped replicas. */
   readonly evidence: Record<EvidenceKind, number> & { againstWiped: number } = { ...(Object.fromEntries(EVIDENCE_KINDS.map((k) => [k, 0])) as Record<EvidenceKind, number>), againstWiped: 0 };
   /** Replicas named by the evidence. */
@@ -262,6 +262,19 @@ export class Checker {
     if (d.ok && refusalOf(d.value)) return;
     // The answer to a client's epochsreq: proofs the client verifies itself (src/client/follow.ts).
     if (d.ok && d.value.kind === 'link' && d.value.msg.type === 'epochs') return;
+    // The answer to a read-only request: computed on the state after `seq`, so it waits like a reply
+    // to a request executed at `seq` (what it returns is judged by linearizability, test/sim/reads.test.ts).
+    const read = d.ok ? readReplyOf(d.value) : undefined;
+    if (read) {
+      this.checked.readReplies++;
+      for (let s = Math.max(stable, this.stableKnown) + 1; s <= seq; s++) {
+        if (!this.decided(s, disks)) {
+          this.violation('correctness', 'reply-before-decided', `replica ${replica} answered read ${read.msg.client}:${read.msg.timestamp} on the state after seq ${seq} while fewer than f+1 correct replicas held a COMMIT for seq ${s} on disk`, tick);
+          return;
+        }
+      }
+      return;
+    }
     const reply = d.ok ? replyOf(d.value) : undefined;
     if (!reply) return this.violation('correctness', 'reply', `replica ${replica} sent a frame to a client that is neither a reply, a refusal nor epoch proofs`, tick);
     this.checked.replies++;
@@ -360,6 +373,8 @@ export class Checker {
     }
     for (const c of clients) {
       for (const done of c.completed) {
+        // A read answered unordered was never executed: judged by linearizability, not by the order.
+        if (done.unordered) continue;
         const key = `${done.client}:${done.timestamp}`;
         const exp = expected.get(key);
         if (!exp) {

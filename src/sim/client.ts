@@ -8,13 +8,19 @@
  * at its first tick, on every retransmission and when something arrives from a replica it does not
  * know (at most once per timeoutTicks). A newer configuration replaces the replica keys, the
  * members it sends to, n, f and the primary rotation, and re-judges the outstanding request.
+ *
+ * With `readOnlyGets`, a get is first a read-only request like the SDK's (src/core/reads.ts): a READ
+ * to every member, accepted on Quorum.reads matching READ-REPLYs naming the client's epoch (the same
+ * ReadCollector), else, at once when no result can reach the quorum or after `timeoutTicks`, sent
+ * ordered with a fresh timestamp. The operation's invocation is the READ's.
  */
 import { decodeFrame } from '../codec/messages.ts';
 import { encodeOp, type KvOp } from '../app/kv-ops.ts';
 export type { KvOp };
-import { ReplyCollector, type CollectOutcome } from '../client/collector.ts';
+import { ReadCollector, ReplyCollector, type CollectOutcome, type ReadFallbackReason, type ReadOutcome } from '../client/collector.ts';
 import { MembershipFollower } from '../client/follow.ts';
-import { RequestSigner, replyOf } from '../client/request.ts';
+import { RequestSigner, readReplyOf, refusalOf, replyOf } from '../client/request.ts';
+import { quorumFor } from '../core/quorum.ts';
 import { encodeSignedFrame } from '../codec/messages.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
 import type { AnyReply } from '../core/messages.ts';
@@ -27,8 +33,29 @@ export interface CompletedRequest {
   timestamp: number;
   op: Uint8Array;
   result: Uint8Array;
+  /** When the operation started (for a read that fell back: when its READ was sent). */
   sentAt: number;
   acceptedAt: number;
+  /** Answered by a quorum of READ-REPLYs, never ordered (timestamp: the READ's). */
+  unordered?: boolean;
+}
+
+/** Options of the read-only path (src/core/reads.ts). */
+export interface SimReadOptions {
+  /** Gets go unordered first (the SDK's get). */
+  readOnlyGets: boolean;
+  /** Negative control: accept a read on this many matching answers instead of Quorum.reads. */
+  unsafeReadQuorum?: number;
+}
+
+interface OutstandingRead {
+  timestamp: number;
+  op: Uint8Array;
+  frame: Uint8Array;
+  collector: ReadCollector;
+  read: Parameters<RequestSigner['verifyRefusal']>[1];
+  sentAt: number;
+  giveUpAt: number;
 }
 
 export interface FailedRequest {
@@ -79,6 +106,10 @@ export class SimClient {
   readonly evidence: ReplyEvidence[] = [];
   /** The collector of the last request settled: a reply that arrives later may still contradict. */
   private lastSettled?: ReplyCollector;
+  private reading?: OutstandingRead;
+  /** Reads answered unordered, and fallbacks to ordered requests by reason. */
+  readsUnordered = 0;
+  readonly readFallbacks: Partial<Record<ReadFallbackReason, number>> = {};
 
   constructor(
     readonly id: number,
@@ -94,6 +125,7 @@ export class SimClient {
     private readonly workload?: (client: number, index: number) => KvOp,
     /** Follow the membership (default); false keeps the keyring's configuration (negative controls). */
     private readonly follow = true,
+    private readonly reads: SimReadOptions = { readOnlyGets: false },
   ) {
     this.signer = new RequestSigner(cluster, id, signer, verifier);
     this.follower = MembershipFollower.fromKeyring(cluster, this.signer.proofCrypto(), timeoutTicks);
@@ -120,26 +152,29 @@ export class SimClient {
     if (out.previous === undefined) return;
     this.signer.setReplicas(out.config.replicas);
     this.epochsEntered.push({ epoch: out.config.epoch, tick: now });
+    // A read judged by the old configuration: ordered instead (as the SDK does).
+    if (this.reading) this.fallBack(this.reading, 'membership');
     const o = this.outstanding;
     if (o) this.conclude(now, o, o.collector.rebase(this.follower.members, this.follower.f));
   }
 
   get idle(): boolean {
-    return this.outstanding === undefined;
+    return this.outstanding === undefined && this.reading === undefined && this.pendingFallback === undefined;
   }
 
   get done(): boolean {
-    return this.remaining === 0 && this.outstanding === undefined;
+    return this.remaining === 0 && this.idle;
   }
 
   /** How long the current request has waited (0 when idle). */
   waitingFor(now: number): number {
-    return this.outstanding ? now - this.outstanding.sentAt : 0;
+    return this.outstanding ? now - this.outstanding.sentAt : this.reading ? now - this.reading.sentAt : 0;
   }
 
-  private randomOp(): KvOp {
+  /** A random operation; `timestamp` (the one it will be sent with) makes its value unique. */
+  private randomOp(timestamp: number): KvOp {
     const key = `k${this.prng.int(this.keySpace)}`;
-    const value = `v${this.id}.${this.timestamp}`;
+    const value = `v${this.id}.${timestamp}`;
     switch (this.prng.int(4)) {
       case 0:
         return { type: 'put', key, value };
@@ -152,26 +187,84 @@ export class SimClient {
     }
   }
 
+  /** Signs `op` as an ordered request with a fresh timestamp and sends it to the primary. */
+  private order(now: number, op: Uint8Array, sentAt: number, send: (to: number, frame: Uint8Array) => void): void {
+    this.timestamp++;
+    const signed = this.signer.sign(this.timestamp, op);
+    this.issued.set(this.timestamp, op);
+    const frame = encodeSignedFrame(signed);
+    this.outstanding = {
+      timestamp: this.timestamp,
+      op,
+      frame,
+      collector: new ReplyCollector(this.follower.members, this.follower.f, this.id, this.timestamp, (r) => this.signer.verifyReply(r)),
+      sentAt,
+      retryAt: now + this.timeoutTicks,
+      attempt: 0,
+    };
+    send(this.follower.primaryOf(this.view), frame);
+  }
+
+  /** Sends `op` (a get) as a READ to every member (src/core/reads.ts). */
+  private readUnordered(now: number, op: Uint8Array, send: (to: number, frame: Uint8Array) => void): void {
+    this.timestamp++;
+    const read = this.signer.signRead(this.timestamp, op);
+    const quorum = this.reads.unsafeReadQuorum ?? quorumFor(this.follower.n, this.follower.f).reads;
+    this.reading = {
+      timestamp: this.timestamp,
+      op,
+      frame: encodeSignedFrame(read),
+      read,
+      collector: new ReadCollector(this.follower.members, quorum, this.follower.epoch, this.id, this.timestamp, (r) => this.signer.verifyReadReply(r)),
+      sentAt: now,
+      giveUpAt: now + this.timeoutTicks,
+    };
+    for (const r of this.follower.members) send(r, this.reading.frame);
+  }
+
+  /** The read gets no quorum: the same operation is ordered, with a fresh timestamp, at the client's next tick. */
+  private fallBack(r: OutstandingRead, reason: ReadFallbackReason): void {
+    if (this.reading !== r) return;
+    this.reading = undefined;
+    this.readFallbacks[reason] = (this.readFallbacks[reason] ?? 0) + 1;
+    this.pendingFallback = { op: r.op, sentAt: r.sentAt };
+  }
+
+  /** Operations started (the workload's index). */
+  private opsStarted = 0;
+
+  /** A read that fell back, to be ordered at the next tick. */
+  private pendingFallback?: { op: Uint8Array; sentAt: number };
+
+  private concludeRead(now: number, r: OutstandingRead, outcome: ReadOutcome): void {
+    if (outcome.kind === 'accepted') {
+      this.reading = undefined;
+      this.readsUnordered++;
+      this.completed.push({ client: this.id, timestamp: r.timestamp, op: r.op, result: outcome.result, sentAt: r.sentAt, acceptedAt: now, unordered: true });
+      this.acceptedFrom.push(outcome.replicas);
+    } else if (outcome.kind === 'failed') {
+      this.fallBack(r, outcome.reason);
+    }
+  }
+
   tick(now: number, send: (to: number, frame: Uint8Array) => void): void {
     this.askEpochs(now, send);
+    if (this.reading && now >= this.reading.giveUpAt) this.fallBack(this.reading, 'timeout');
+    if (this.pendingFallback) {
+      const f = this.pendingFallback;
+      this.pendingFallback = undefined;
+      this.order(now, f.op, f.sentAt, send);
+      return;
+    }
+    if (this.reading) return;
     if (!this.outstanding) {
       if (this.remaining === 0) return;
       this.remaining--;
-      this.timestamp++;
-      const op = encodeOp(this.workload ? this.workload(this.id, this.timestamp - 1) : this.randomOp());
-      const signed = this.signer.sign(this.timestamp, op);
-      this.issued.set(this.timestamp, op);
-      const frame = encodeSignedFrame(signed);
-      this.outstanding = {
-        timestamp: this.timestamp,
-        op,
-        frame,
-        collector: new ReplyCollector(this.follower.members, this.follower.f, this.id, this.timestamp, (r) => this.signer.verifyReply(r)),
-        sentAt: now,
-        retryAt: now + this.timeoutTicks,
-        attempt: 0,
-      };
-      send(this.follower.primaryOf(this.view), frame);
+      const index = this.opsStarted++;
+      const kvOp = this.workload ? this.workload(this.id, index) : this.randomOp(this.timestamp + 1);
+      const op = encodeOp(kvOp);
+      if (this.reads.readOnlyGets && kvOp.type === 'get') this.readUnordered(now, op, send);
+      else this.order(now, op, now, send);
       return;
     }
     const o = this.outstanding;
@@ -195,6 +288,18 @@ export class SimClient {
     }
     // From a replica it does not know (one that joined): ask for the configurations it missed.
     if (!this.follower.isMember(fromReplica) && this.follower.canChange) this.wantEpochs = true;
+    const r = this.reading;
+    if (r) {
+      const readReply = readReplyOf(decoded.value);
+      if (readReply && readReply.msg.timestamp === r.timestamp) {
+        if (readReply.msg.epoch > this.follower.epoch && this.follower.canChange) this.wantEpochs = true;
+        return this.concludeRead(now, r, r.collector.add(readReply, fromReplica));
+      }
+      const refusal = refusalOf(decoded.value);
+      if (refusal && refusal.msg.timestamp === r.timestamp && refusal.msg.replica === fromReplica && this.signer.verifyRefusal(refusal, r.read)) {
+        return this.concludeRead(now, r, r.collector.refuse(fromReplica));
+      }
+    }
     const reply = replyOf(decoded.value);
     if (!reply) return;
     const o = this.outstanding;

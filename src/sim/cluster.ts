@@ -23,6 +23,7 @@ import type { ReplicaOptions } from '../core/options.ts';
 import type { Signer } from '../crypto/types.ts';
 import { DEFAULT_PIPELINE_OPTIONS, TurnPipeline, type Sent, type SentReply } from '../node/pipeline.ts';
 import type { Behavior } from './byzantine.ts';
+import type { ExecuteContext } from '../app/types.ts';
 import { Checker } from './checkers.ts';
 import { SimClient, type KvOp } from './client.ts';
 import { coreCrypto, SimKeyring } from './crypto.ts';
@@ -80,6 +81,12 @@ export interface SimOptions {
    * keeps every client on the keyring's configuration (a negative control).
    */
   clientsFollowMembership?: boolean;
+  /** Clients send gets as read-only requests first, as the SDK does (src/core/reads.ts); default false. */
+  readOnlyGets?: boolean;
+  /** Negative control: clients accept a read on this many matching answers (f+1: stale reads). */
+  unsafeReadQuorum?: number;
+  /** Negative control: replicas answer reads at once, without executing what they prepared first. */
+  unsafeReadsWithoutHold?: boolean;
 }
 
 export const DEFAULT_SIM_OPTIONS: SimOptions = {
@@ -135,6 +142,27 @@ export interface Host {
   inbox?: Array<{ from: number; bytes: Uint8Array }>;
   /** After a pause: the tick it resumed, until it is back in the view of the others (see pauseRecoveries). */
   resumedAt?: number;
+}
+
+/**
+ * The simulator's application: the key-value store, whose answers to read-only requests a byzantine
+ * behaviour may replace (Behavior.readOnly: e.g. answering from a stale copy of the state).
+ */
+class SimApp extends KvStore {
+  constructor(
+    options: ConstructorParameters<typeof KvStore>[0],
+    private readonly host: Host,
+  ) {
+    super(options);
+  }
+
+  override execute(op: Uint8Array, ctx: ExecuteContext): Uint8Array {
+    if (ctx.readOnly === true) {
+      const answer = this.host.byzantine?.readOnly?.(op, ctx);
+      if (answer !== undefined) return answer;
+    }
+    return super.execute(op, ctx);
+  }
 }
 
 /** Ticks a replica runs at most in its first turn after a pause (the shell's CATCH_UP_TICKS_MAX). */
@@ -210,7 +238,10 @@ export class SimCluster {
     const clientPrng = this.prng.fork();
     for (let c = 0; c < this.opts.clients; c++) {
       this.clients.push(
-        new SimClient(c, this.clientNodeBase + c, this.cluster, clientSigners[c]!, this.keys.verifier, clientPrng.fork(), this.opts.requestsPerClient, this.opts.clientTimeoutTicks, this.opts.keySpace, this.opts.workload, this.opts.clientsFollowMembership ?? true),
+        new SimClient(c, this.clientNodeBase + c, this.cluster, clientSigners[c]!, this.keys.verifier, clientPrng.fork(), this.opts.requestsPerClient, this.opts.clientTimeoutTicks, this.opts.keySpace, this.opts.workload, this.opts.clientsFollowMembership ?? true, {
+          readOnlyGets: this.opts.readOnlyGets === true,
+          ...(this.opts.unsafeReadQuorum !== undefined ? { unsafeReadQuorum: this.opts.unsafeReadQuorum } : {}),
+        }),
       );
       this.acceptedSeen.push(0);
     }
@@ -268,11 +299,12 @@ export class SimCluster {
   }
 
   private newInstance(host: Host, disk: SimDisk): Instance {
-    const app = new KvStore({ partitionCount: this.opts.partitionCount });
+    const app = new SimApp({ partitionCount: this.opts.partitionCount }, host);
     const o = this.opts;
     const unsafe: ReplicaDeps['unsafeTestOnly'] =
-      o.unsafeQuorum || o.unsafeRecoveryQuorum || o.unsafeReplyBeforeWrite || o.unsafeIgnoreLostData || o.unsafeTrustEpochProofs
+      o.unsafeQuorum || o.unsafeRecoveryQuorum || o.unsafeReplyBeforeWrite || o.unsafeIgnoreLostData || o.unsafeTrustEpochProofs || o.unsafeReadsWithoutHold
         ? {
+            ...(o.unsafeReadsWithoutHold ? { readsWithoutHold: true } : {}),
             ...(o.unsafeTrustEpochProofs ? { trustEpochProofs: true } : {}),
             ...(o.unsafeQuorum ? { quorum: o.unsafeQuorum } : {}),
             ...(o.unsafeRecoveryQuorum ? { recoveryQuorum: o.unsafeRecoveryQuorum } : {}),

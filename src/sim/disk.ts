@@ -12,7 +12,7 @@
 import { toHex } from '../core/auth.ts';
 import type { SlotRecord } from '../core/persist.ts';
 import { decodeCheckpointCert, decodeSlot, decodeViewState, KEYS } from '../core/persist.ts';
-import type { RefusalMsg, SuspectMsg, ReplyBatchMsg, ReplyMsg, RequestMsg, Signed, SignedMessage } from '../core/messages.ts';
+import type { ReadMsg, ReadReplyMsg, RefusalMsg, SuspectMsg, ReplyBatchMsg, ReplyMsg, RequestMsg, Signed, SignedMessage } from '../core/messages.ts';
 import type { KeyRange, WriteOp } from '../storage/types.ts';
 
 export interface DiskWrite {
@@ -130,7 +130,7 @@ export class SimDisk {
   private readonly decoded = new WeakMap<Uint8Array, SlotRecord>();
 
   /** True when the durable record where the core keeps this signed message of the replica holds it. */
-  holds(signed: Signed<Exclude<SignedMessage, RequestMsg | ReplyMsg | ReplyBatchMsg | RefusalMsg | SuspectMsg>>): boolean {
+  holds(signed: Signed<Exclude<SignedMessage, RequestMsg | ReplyMsg | ReplyBatchMsg | RefusalMsg | SuspectMsg | ReadMsg | ReadReplyMsg>>): boolean {
     const m = signed.msg;
     let key: string;
     switch (m.type) {

@@ -85,6 +85,9 @@ export class SimNetwork {
   readonly recent: InFlight[] = [];
   deliveredCount = 0;
 
+  /** Drops the messages it returns true for (tests that aim a fault at one kind of message). */
+  dropIf?: (from: number, to: number, bytes: Uint8Array) => boolean;
+
   constructor(private readonly prng: Prng) {}
 
   cutLink(from: number, to: number): void {
@@ -105,7 +108,7 @@ export class SimNetwork {
 
   send(now: number, from: number, to: number, bytes: Uint8Array): void {
     this.sent++;
-    if (this.isCut(from, to) || this.prng.chance(this.faults.loss)) {
+    if (this.isCut(from, to) || this.dropIf?.(from, to, bytes) === true || this.prng.chance(this.faults.loss)) {
       this.dropped++;
       return;
     }

@@ -1,6 +1,7 @@
 /**
  * Smoke run of `npm run bench`: every part of the default suite (crypto floor, baseline with 1 and N
- * clients, a 4-replica cluster with N clients and with 1 client, a 7-replica cluster) with a few
+ * clients, a 4-replica cluster with N clients and with 1 client, a 7-replica cluster, ordered and
+ * read-only gets with N clients and with 1) with a few
  * clients for about a second each. It checks that the run completes, prints every figure of the
  * report and writes its JSON record, and that requests completed. No timing assertions: the numbers
  * of a run this short on a busy machine mean nothing, only that they are there.
@@ -29,6 +30,9 @@ function run(args: string[]): Promise<{ code: number | null; stdout: string; std
   });
 }
 
+/** Every run of the default suite (a row each in the table). */
+const RUNS = ['baseline-1', 'baseline', 'cluster', 'latency', 'cluster7', 'get-ordered', 'get-readonly', 'get-ordered-1', 'get-readonly-1'];
+
 /** The number in a table cell such as "1,234.5", or NaN. */
 const num = (cell: string | undefined): number => Number((cell ?? '').replace(/,/g, ''));
 
@@ -50,9 +54,9 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
     for (const line of stdout.split('\n')) {
       const cells = line.trim().split(/\s{2,}/);
       // The first line naming a run is its table row (later sections name runs too).
-      if (['baseline-1', 'baseline', 'cluster', 'latency', 'cluster7'].includes(cells[0]!) && !rows.has(cells[0]!)) rows.set(cells[0]!, cells);
+      if (RUNS.includes(cells[0]!) && !rows.has(cells[0]!)) rows.set(cells[0]!, cells);
     }
-    for (const name of ['baseline-1', 'baseline', 'cluster', 'latency', 'cluster7']) {
+    for (const name of RUNS) {
       const cells = rows.get(name);
       assert.ok(cells !== undefined, `a row for ${name} in:\n${stdout}`);
       const [, , clients, requests, perSecond, p50, p99, max, cpuPerRequest] = cells;
@@ -66,6 +70,12 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
     assert.match(stdout, /cluster throughput \/ baseline throughput\s+[\d.]+/);
     assert.match(stdout, /1-client p50: cluster \/ baseline\s+[\d.]+/);
     assert.match(stdout, /cluster7 \/ cluster throughput\s+[\d.]+/);
+    // The reads part: ordered against read-only gets, throughput and 1-client latency side by side.
+    assert.match(stdout, /gets: read-only \/ ordered throughput\s+[\d.]+/);
+    assert.match(stdout, /gets, 1 client: read-only \/ ordered p50\s+[\d.]+/);
+    assert.match(stdout, /^\s+4 clients: req\/s\s+[\d.,]+\s+[\d.,]+\s+[\d.]+x$/m);
+    assert.match(stdout, /^\s+1 client: p50 ms\s+[\d.,]+\s+[\d.,]+\s+[\d.]+x$/m);
+    assert.match(stdout, /get-readonly-1: [\d,]+ of [\d,]+ read-only gets answered unordered/);
     assert.match(stdout, /^targets$/m);
     assert.equal((stdout.match(/^\s+\[(met|MISSED)\] /gm) ?? []).length, 4, 'four targets judged');
     assert.match(stderr, /measuring/, 'a progress line');
@@ -80,7 +90,7 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
     assert.ok(json.machine.cores >= 1 && json.machine.cpuModel !== '' && json.machine.node.startsWith('v'));
     assert.match(json.command, /--duration 1/);
     assert.ok(json.cryptoFloor.byReplicas['4']!.requestsPerSecond > 0);
-    assert.deepEqual(json.runs.map((r) => r.run).sort(), ['baseline', 'baseline-1', 'cluster', 'cluster7', 'latency']);
+    assert.deepEqual(json.runs.map((r) => r.run).sort(), [...RUNS].sort());
     for (const r of json.runs) assert.ok(r.requests > 0, `${r.run}: requests in the record`);
   } finally {
     rmSync(dir, { recursive: true, force: true });

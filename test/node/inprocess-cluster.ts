@@ -139,7 +139,7 @@ export class InProcessCluster {
         const d = decodeFrame(frame);
         if (!d.ok || d.value.kind !== 'signed') return;
         const msg = d.value.signed.msg;
-        if (msg.type === 'request' || msg.type === 'reply' || msg.type === 'refusal' || msg.replica !== id) return;
+        if (msg.type === 'request' || msg.type === 'reply' || msg.type === 'refusal' || msg.type === 'read' || msg.type === 'readreply' || msg.replica !== id) return;
         replica.sentOwnSigned++;
         if (!storage.holds(d.value.signed.sig)) replica.sentBeforeDurable.push(`${msg.type} ${'seq' in msg ? msg.seq : msg.view}`);
       };

@@ -72,9 +72,10 @@ test('GET /status and GET /metrics', async () => {
   assert.equal(s.view, 0);
   assert.equal(s.primary, 0);
   assert.equal(s.viewChanging, false);
-  assert.ok(s.lastExecuted >= 31);
+  // 30 puts (the get of the test before is a read-only request: executed, but not ordered).
+  assert.ok(s.lastExecuted >= 30);
   assert.ok(s.stableCheckpoint.seq >= 8 && /^[0-9a-f]{64}$/.test(s.stableCheckpoint.digest));
-  assert.ok(s.counters.requestsExecuted >= 31);
+  assert.ok(s.counters.requestsExecuted >= 30);
   assert.equal(typeof s.rejected, 'object');
   assert.deepEqual(s.transport.replicasConnected, [0, 2, 3]);
   assert.ok(s.uptimeSeconds >= 0);

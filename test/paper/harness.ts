@@ -23,6 +23,8 @@ import type {
   PreparedCert,
   PrepareMsg,
   PrePrepareMsg,
+  ReadMsg,
+  ReadReplyMsg,
   RefusalMsg,
   AnyReply,
   RequestMsg,
@@ -44,7 +46,7 @@ import { coreCrypto, sha256, SimKeyring } from '../../src/sim/crypto.ts';
 import { Prng } from '../../src/sim/prng.ts';
 
 export type MsgOf<K extends SignedType> = Extract<SignedMessage, { type: K }>;
-type ReplicaSigned = Exclude<SignedMessage, RequestMsg>;
+type ReplicaSigned = Exclude<SignedMessage, RequestMsg | ReadMsg>;
 
 export interface ClusterSpec {
   f?: number;
@@ -88,6 +90,8 @@ export class Out {
   readonly sent: Sent[];
   readonly replies: SentReply[];
   readonly refusals: Array<{ client: number; signed: Signed<RefusalMsg> }>;
+  /** Answers to read-only requests (src/core/reads.ts). */
+  readonly readReplies: Array<{ client: number; signed: Signed<ReadReplyMsg>; seq: number; after: number }>;
   readonly events: CoreEvent[];
   constructor(readonly ready: Ready) {
     this.sent = ready.messages.map((m) => {
@@ -102,8 +106,13 @@ export class Out {
     });
     this.replies = [];
     this.refusals = [];
+    this.readReplies = [];
     for (const r of ready.replies) {
       const d = decodeFrame(r.frame);
+      if (d.ok && d.value.kind === 'signed' && d.value.signed.msg.type === 'readreply') {
+        this.readReplies.push({ client: r.client, signed: d.value.signed as Signed<ReadReplyMsg>, seq: r.seq, after: r.after });
+        continue;
+      }
       const refusal = d.ok ? refusalOf(d.value) : undefined;
       if (refusal) {
         this.refusals.push({ client: r.client, signed: refusal });
@@ -403,6 +412,14 @@ export class TestCluster {
     return { msg, body, sig };
   }
 
+  /** A read-only request (src/core/reads.ts) signed by `client`. */
+  read(client: number, timestamp: number, op: KvOp | Uint8Array): Signed<ReadMsg> {
+    const msg: ReadMsg = { type: 'read', client, timestamp, op: op instanceof Uint8Array ? op : encodeOp(op) };
+    const body = encodeBody(msg);
+    const sig = this.clientSigners[client]!.sign(concatBytes(domainTag(this.cluster.clusterId, 'read'), body));
+    return { msg, body, sig };
+  }
+
   /** A request claiming to come from `client` but signed by `bySigner` (another client's key). */
   forgedRequest(client: number, bySigner: number, timestamp: number, op: KvOp): Signed<RequestMsg> {
     const msg: RequestMsg = { type: 'request', client, timestamp, op: encodeOp(op) };
@@ -464,8 +481,8 @@ export class TestCluster {
   /** Verifies any replica-signed message with the public key of the replica named in its body. */
   verifySigned(signed: Signed): boolean {
     const m = signed.msg;
-    const id = m.type === 'request' ? undefined : m.replica;
-    const key = m.type === 'request' ? this.cluster.clients.find((c) => c.id === m.client)?.publicKey : this.cluster.replicas[id!]?.publicKey;
+    const id = m.type === 'request' || m.type === 'read' ? undefined : m.replica;
+    const key = m.type === 'request' || m.type === 'read' ? this.cluster.clients.find((c) => c.id === m.client)?.publicKey : this.cluster.replicas[id!]?.publicKey;
     if (!key) return false;
     return this.verifier.verify(key, concatBytes(domainTag(this.cluster.clusterId, m.type), signed.body), signed.sig);
   }

@@ -715,6 +715,10 @@ export class ScriptWorld {
         return { type: 'refusal', text: `refusal c${m.client}:${m.timestamp} ${m.reason}` };
       case 'suspect':
         return { type: 'suspect', view: m.view, text: `suspect v=${m.view}` };
+      case 'read':
+        return { type: 'read', text: `read c${m.client}:${m.timestamp} ${decodeOpSafe(m.op)}` };
+      case 'readreply':
+        return { type: 'readreply', text: `readreply c${m.client}:${m.timestamp} epoch=${m.epoch} ${resultOf(m.result)}` };
     }
   }
 
