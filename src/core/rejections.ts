@@ -31,6 +31,9 @@ export const REJECT_REASONS = [
   'batch-digest-mismatch',
   'batch-with-oversized-request',
   'batch-with-bad-request',
+  'batch-time-backwards',
+  'batch-time-ahead',
+  'batch-time-behind',
   'unexpected-batch',
   'duplicate',
   'bad-signature',
@@ -61,6 +64,8 @@ export const MISBEHAVIOURS = [
   'batch-digest-mismatch',
   'batch-with-oversized-request',
   'batch-with-bad-request',
+  /** A pre-prepare whose batch time goes backwards or too far from the backup's clock (normal.ts checkBatchTime). */
+  'bad-batch-time',
   'invalid-commit-certificate',
   'invalid-checkpoint-certificate',
   'invalid-view-change',

@@ -50,6 +50,8 @@ export interface ReplicaDeps {
     ignoreLostData?: boolean;
     /** Negative control: a configuration is taken from an epoch proof without checking it (without consensus). */
     trustEpochProofs?: boolean;
+    /** Negative control: a backup prepares a pre-prepare whatever its batch time (normal.ts checkBatchTime). */
+    ignoreBatchTimeBounds?: boolean;
   };
 }
 
@@ -61,7 +63,8 @@ export interface ExecutedRequest {
 }
 
 export type CoreEvent =
-  | { type: 'executed'; seq: number; view: number; digest: Uint8Array; requests: ExecutedRequest[] }
+  /** `timeMs`: the batch's agreed time (what the application was given). */
+  | { type: 'executed'; seq: number; view: number; digest: Uint8Array; requests: ExecutedRequest[]; timeMs: number }
   /** A batch became committed here (with our own COMMIT counted, or on a commit certificate of others). */
   | { type: 'committed'; seq: number; digest: Uint8Array }
   | { type: 'view-change-started'; view: number; reason: string }
