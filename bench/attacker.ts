@@ -328,7 +328,7 @@ async function main(): Promise<void> {
             const msg: RequestMsg = { type: 'request', client: i % cluster.clients.length, timestamp: Date.now() * 100 + k * 60 + i, op };
             return { msg, body: encodeBody(msg), sig: new Uint8Array(sigs.subarray(i * 64, i * 64 + 64)) };
           });
-          return encodeLinkFrame({ type: 'batch', seq: status.lastExecuted + 1 + ((k * 8) % (2 * L)), digest: digest(), batch });
+          return encodeLinkFrame({ type: 'batch', seq: status.lastExecuted + 1 + ((k * 8) % (2 * L)), digest: digest(), batch, time: Date.now() });
         };
         let pool = Array.from({ length: 64 }, (_, k) => build(k));
         timers.push(setInterval(() => (pool = pool.map((_, k) => build(k))), 1_000));

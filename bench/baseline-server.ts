@@ -80,7 +80,7 @@ async function turn(): Promise<void> {
     const key = clientKeys.get(m.client);
     if (key === undefined || !verifier.verify(key, concatBytes(requestTag, req.body), req.sig)) continue;
     lastTimestamp.set(m.client, m.timestamp);
-    const result = kv.execute(m.op, { seq: ++recordSeq, client: m.client, timestamp: m.timestamp });
+    const result = kv.execute(m.op, { seq: ++recordSeq, client: m.client, timestamp: m.timestamp, timeMs: Date.now() });
     writes.push({ type: 'put', key: `r/${m.client}`, value: encodeCbor([m.timestamp, m.op, result]) });
     const msg: ReplyMsg = { type: 'reply', view: 0, client: m.client, timestamp: m.timestamp, replica: 0, result };
     const body = encodeBody(msg);

@@ -10,7 +10,7 @@
  * Signed bodies:
  *   request     [1, client, timestamp, op]
  *   reply       [2, view, client, timestamp, replica, result]
- *   pre-prepare [3, view, seq, digest, replica]
+ *   pre-prepare [3, view, seq, digest, replica, time]      (time: ms since the Unix epoch, in the digest)
  *   prepare     [4, view, seq, digest, replica]
  *   commit      [5, view, seq, digest, replica]
  *   checkpoint  [6, seq, digest, replica, epoch]
@@ -22,6 +22,10 @@
  *   read        [12, client, timestamp, op]                        (a read-only request, unordered)
  *   read-reply  [13, client, timestamp, replica, epoch, result]   (its answer; not a REPLY)
  * where a nested signed message is [body, sig] and checkpointCert is [seq, digest, [checkpoint, ...], epoch].
+ *
+ * Link messages that carry a batch carry its time too (the committed digest covers both):
+ *   fetched     [21, [[seq, [commit, ...], [request, ...], time], ...], checkpointCert, [epochProof, ...]]
+ *   batch       [23, seq, digest, [request, ...], time]
  *
  * Decoding never throws on peer input: it returns { ok: false, reason }.
  */
@@ -71,7 +75,7 @@ export function encodeSignedFrame(signed: Signed, batch?: readonly Signed<Reques
 }
 
 function committedEntryArray(e: CommittedEntry): unknown[] {
-  return [e.seq, e.commits.map(pair), e.batch.map(pair)];
+  return [e.seq, e.commits.map(pair), e.batch.map(pair), e.time];
 }
 
 function statePartArray(p: StatePart): unknown[] {
@@ -111,7 +115,7 @@ function linkArray(m: LinkMessage): unknown[] {
     case 'batchreq':
       return [22, m.seq, m.digest];
     case 'batch':
-      return [23, m.seq, m.digest, m.batch.map(pair)];
+      return [23, m.seq, m.digest, m.batch.map(pair), m.time];
     case 'statereq':
       return [24, m.seq, statePartArray(m.part)];
     case 'state':
@@ -134,8 +138,8 @@ export function encodeLinkFrame(msg: LinkMessage): Uint8Array {
 // --- decoding ----------------------------------------------------------------------------------
 
 function committedEntryFrom(v: unknown): CommittedEntry {
-  const arr = asArray(v, 'entry', 3);
-  if (arr.length !== 3) fail('entry: wrong arity');
+  const arr = asArray(v, 'entry', 4);
+  if (arr.length !== 4) fail('entry: wrong arity');
   return {
     seq: asUint(arr[0], 'entry.seq'),
     commits: asArray(arr[1], 'entry.commits', CODEC_LIMITS.signaturesMax).map((p) =>
@@ -144,6 +148,7 @@ function committedEntryFrom(v: unknown): CommittedEntry {
     batch: asArray(arr[2], 'entry.batch', CODEC_LIMITS.batchRequestsMax).map((p) =>
       nestedSigned(p, 'request', 'entry.request'),
     ) as Signed<RequestMsg>[],
+    time: asUint(arr[3], 'entry.time'),
   };
 }
 
@@ -216,7 +221,7 @@ function stateReplyFrom(v: unknown): StateReply {
 }
 
 function linkFrom(v: unknown): LinkMessage {
-  const arr = asArray(v, 'link', 4);
+  const arr = asArray(v, 'link', 5);
   switch (asUint(arr[0], 'link.type', 255)) {
     case 20:
       return { type: 'fetch', from: asUint(arr[1], 'fetch.from'), to: asUint(arr[2], 'fetch.to'), epoch: asUint(arr[3], 'fetch.epoch') };
@@ -237,6 +242,7 @@ function linkFrom(v: unknown): LinkMessage {
         batch: asArray(arr[3], 'batch.requests', CODEC_LIMITS.batchRequestsMax).map((p) =>
           nestedSigned(p, 'request', 'batch.request'),
         ) as Signed<RequestMsg>[],
+        time: asUint(arr[4], 'batch.time'),
       };
     case 24:
       return { type: 'statereq', seq: asUint(arr[1], 'statereq.seq'), part: statePartFrom(arr[2]) };

@@ -72,6 +72,7 @@ function bodyArray(msg: SignedMessage): unknown[] {
     case 'reply':
       return [TAG.reply, msg.view, msg.client, msg.timestamp, msg.replica, msg.result];
     case 'preprepare':
+      return [TAG.preprepare, msg.view, msg.seq, msg.digest, msg.replica, msg.time];
     case 'prepare':
     case 'commit':
       return [TAG[msg.type], msg.view, msg.seq, msg.digest, msg.replica];
@@ -135,10 +136,19 @@ function bodyFrom(arr: unknown[]): SignedMessage {
         result: asBytes(arr[5], 'reply.result', undefined, CODEC_LIMITS.resultBytesMax),
       };
     case TAG.preprepare:
+      if (arr.length !== 6) fail('preprepare: wrong arity');
+      return {
+        type: 'preprepare',
+        view: asUint(arr[1], 'preprepare.view'),
+        seq: asUint(arr[2], 'preprepare.seq'),
+        digest: asDigest(arr[3], 'preprepare.digest'),
+        replica: asUint(arr[4], 'preprepare.replica'),
+        time: asUint(arr[5], 'preprepare.time'),
+      };
     case TAG.prepare:
     case TAG.commit: {
       if (arr.length !== 5) fail('phase message: wrong arity');
-      const type = tag === TAG.preprepare ? 'preprepare' : tag === TAG.prepare ? 'prepare' : 'commit';
+      const type = tag === TAG.prepare ? 'prepare' : 'commit';
       return {
         type,
         view: asUint(arr[1], `${type}.view`),

@@ -1,9 +1,11 @@
 /**
- * The per-client reply cache: the last executed timestamp of each client and its result.
+ * The execution record beside the application: the per-client reply cache (the last executed
+ * timestamp of each client and its result) and the agreed time of the last executed batch.
  * It is part of the replicated state (covered by checkpoint digests, moved by state transfer),
- * which is what makes execution at-most-once across view changes and state transfers.
+ * which is what makes execution at-most-once across view changes and state transfers, and what
+ * keeps the agreed time monotonic for a replica that restarts or installs a checkpoint it fetched.
  *
- * Canonical encoding: u32 count, then per client in ascending id order:
+ * Canonical encoding: u64 agreed time (ms), u32 count, then per client in ascending id order:
  *   u32 id, u64 timestamp, u32 result length, result bytes.
  */
 export interface ClientRecord {
@@ -13,6 +15,11 @@ export interface ClientRecord {
 
 export class ClientTable {
   readonly records = new Map<number, ClientRecord>();
+  /**
+   * The agreed time of the last executed batch (ms since the Unix epoch; 0 before the first):
+   * batches execute with the later of their proposed time and this one (normal.ts executeBatch).
+   */
+  timeMs = 0;
 
   get(client: number): ClientRecord | undefined {
     return this.records.get(client);
@@ -22,14 +29,22 @@ export class ClientTable {
     this.records.set(client, record);
   }
 
+  /** Replaces the whole record with `other`'s (a checkpoint restored or transferred). */
+  assign(other: ClientTable): void {
+    this.records.clear();
+    for (const [c, r] of other.records) this.records.set(c, r);
+    this.timeMs = other.timeMs;
+  }
+
   encode(): Uint8Array {
     const ids = [...this.records.keys()].sort((a, b) => a - b);
-    let len = 4;
+    let len = 12;
     for (const id of ids) len += 16 + this.records.get(id)!.result.length;
     const out = new Uint8Array(len);
     const view = new DataView(out.buffer);
-    view.setUint32(0, ids.length);
-    let off = 4;
+    view.setBigUint64(0, BigInt(this.timeMs));
+    view.setUint32(8, ids.length);
+    let off = 12;
     for (const id of ids) {
       const r = this.records.get(id)!;
       view.setUint32(off, id);
@@ -43,11 +58,14 @@ export class ClientTable {
 
   /** Parses canonical bytes; undefined if malformed or not canonical. */
   static decode(bytes: Uint8Array, isKnownClient: (id: number) => boolean): ClientTable | undefined {
-    if (bytes.length < 4) return undefined;
+    if (bytes.length < 12) return undefined;
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const count = view.getUint32(0);
+    const time = view.getBigUint64(0);
+    if (time > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
+    const count = view.getUint32(8);
     const table = new ClientTable();
-    let off = 4;
+    table.timeMs = Number(time);
+    let off = 12;
     let prev = -1;
     for (let i = 0; i < count; i++) {
       if (off + 16 > bytes.length) return undefined;

@@ -100,7 +100,7 @@ export function serveFetch(rs: ReplicaState, peer: number, from: number, to: num
     const batch = rs.batchFor(slot, slot.committedDigest);
     if (!batch || (entries.length > 0 && bytes + batch.bytes > bytesMax)) break;
     bytes += batch.bytes;
-    entries.push({ seq, commits: slot.commitCert, batch: batch.requests });
+    entries.push({ seq, commits: slot.commitCert, batch: batch.requests, time: batch.time });
   }
   // The configurations the asker has not learned, up to our stable checkpoint's (it verifies each
   // from the one before: membership.ts).
@@ -133,7 +133,7 @@ export function onFetched(rs: ReplicaState, peer: number, entries: CommittedEntr
     const digest = checkCommitCert(rs, e);
     if (!digest) return rs.misbehaved(peer, 'invalid-commit-certificate', 'fetched entry with an invalid commit certificate');
     for (const c of e.commits) rs.crossCheck(c);
-    const batch = rs.checkBatch(digest, e.batch, peer);
+    const batch = rs.checkBatch(digest, e.batch, e.time, peer);
     if (!batch) return;
     rs.addBatch(slot, batch);
     slot.committedDigest = digest;
@@ -162,7 +162,7 @@ function checkCommitCert(rs: ReplicaState, e: CommittedEntry): Uint8Array | unde
 export function serveBatch(rs: ReplicaState, peer: number, seq: number, digest: Uint8Array): void {
   const slot = rs.slots.get(seq);
   const batch = slot && rs.batchFor(slot, digest);
-  if (batch) rs.sendTo(peer, rs.frames.encodeLinkFrame({ type: 'batch', seq, digest, batch: batch.requests }));
+  if (batch) rs.sendTo(peer, rs.frames.encodeLinkFrame({ type: 'batch', seq, digest, batch: batch.requests, time: batch.time }));
 }
 
 /** True when the slot's pre-prepare, prepared certificate or commit names this digest and its batch is missing. */
@@ -174,8 +174,8 @@ export function expectsBatch(rs: ReplicaState, slot: Slot, digest: Uint8Array): 
   return false;
 }
 
-export function acceptBatch(rs: ReplicaState, slot: Slot, digest: Uint8Array, requests: Signed<RequestMsg>[], from: number): void {
-  const batch = makeBatch(rs.hash, requests);
+export function acceptBatch(rs: ReplicaState, slot: Slot, digest: Uint8Array, requests: Signed<RequestMsg>[], time: number, from: number): void {
+  const batch = makeBatch(rs.hash, requests, time);
   if (!bytesEqual(batch.digest, digest)) return rs.misbehaved(from, 'batch-digest-mismatch', 'batch does not match its digest');
   // A batch named by a certificate was accepted by at least f+1 correct replicas, which checked its
   // client signatures; checking them again here keeps only signed requests in our log regardless.

@@ -125,8 +125,17 @@ export interface PrePrepareMsg {
   type: 'preprepare';
   view: number;
   seq: number;
+  /** Digest of the batch, which covers its requests and `time` (batch.ts). */
   digest: Digest;
   replica: number;
+  /**
+   * The batch time the primary proposes, in milliseconds since the Unix epoch (0 for the null
+   * request of a NEW-VIEW): part of the digest, so the replicas that prepare `digest` agree on it.
+   * A backup prepares a fresh pre-prepare only if its time is within bounds of its own clock and
+   * not below the times before it (normal.ts checkBatchTime). What the application is given is the
+   * batch's agreed time: this time, or the previous batch's if that is later (monotonic).
+   */
+  time: number;
 }
 
 export interface PrepareMsg {
@@ -237,6 +246,8 @@ export interface CommittedEntry {
   seq: number;
   commits: Signed<CommitMsg>[];
   batch: Signed<RequestMsg>[];
+  /** The batch's proposed time (the committed digest covers it). */
+  time: number;
 }
 
 /** Link messages: unsigned, between replicas on authenticated links. */
@@ -251,7 +262,8 @@ export type LinkMessage =
   | { type: 'fetched'; entries: CommittedEntry[]; stable: CheckpointCert; proofs: EpochProof[] }
   /** Ask for the batch with this digest (e.g. re-issued in a NEW-VIEW), for sequence number `seq`. */
   | { type: 'batchreq'; seq: number; digest: Digest }
-  | { type: 'batch'; seq: number; digest: Digest; batch: Signed<RequestMsg>[] }
+  /** The batch with this digest and its proposed time (the digest covers both). */
+  | { type: 'batch'; seq: number; digest: Digest; batch: Signed<RequestMsg>[]; time: number }
   /** State transfer, step 1: the digest tree's upper level and the client table of checkpoint `seq`. */
   | { type: 'statereq'; seq: number; part: StatePart }
   | { type: 'state'; seq: number; reply: StateReply }

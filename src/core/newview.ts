@@ -126,14 +126,18 @@ export function checkViewChange(signed: Signed<ViewChangeMsg>, ctx: QuorumContex
 export interface NewViewPlan {
   /** The latest stable checkpoint among the VIEW-CHANGEs (min-s) with its proof. */
   checkpoint: CheckpointCert;
-  /** One entry per sequence number in (min-s, max-s]: the digest to re-propose (null digest for gaps). */
-  entries: Array<{ seq: number; digest: Uint8Array }>;
+  /**
+   * One entry per sequence number in (min-s, max-s]: the digest to re-propose and the batch time
+   * its pre-prepare carried (the digest covers it), or the null request (null digest, time 0) for gaps.
+   */
+  entries: Array<{ seq: number; digest: Uint8Array; time: number }>;
 }
 
 /**
  * PBFT's NEW-VIEW computation: min-s is the highest stable checkpoint in the set, max-s the highest
- * prepared sequence number; every sequence number in between gets the digest of its prepared
- * certificate with the highest view, or the null request when none prepared.
+ * prepared sequence number; every sequence number in between gets the digest (and batch time) of its
+ * prepared certificate with the highest view, or the null request when none prepared. A re-proposed
+ * batch keeps the time it prepared with: the time is part of its digest.
  */
 export function planNewView(viewChanges: readonly ViewChangeMsg[], ctx: QuorumContext): NewViewPlan {
   let checkpoint = viewChanges[0]!.checkpoint;
@@ -153,7 +157,7 @@ export function planNewView(viewChanges: readonly ViewChangeMsg[], ctx: QuorumCo
   const entries: NewViewPlan['entries'] = [];
   for (let seq = minS + 1; seq <= maxS; seq++) {
     const cert = best.get(seq);
-    entries.push({ seq, digest: cert ? cert.prePrepare.msg.digest : ctx.nullDigest });
+    entries.push(cert ? { seq, digest: cert.prePrepare.msg.digest, time: cert.prePrepare.msg.time } : { seq, digest: ctx.nullDigest, time: 0 });
   }
   return { checkpoint, entries };
 }

@@ -9,6 +9,7 @@ import { makeBatch, type Batch } from './batch.ts';
 import { commitQuorum, preparedCertificate } from './quorum.ts';
 import type { BatchedReply, CommitMsg, PrePrepareMsg, PrepareMsg, RefusalMsg, ReplyBatchMsg, ReplyMsg, RequestMsg, Signed } from './messages.ts';
 import { BATCH_BYTES_LIMIT, BATCH_REQUESTS_LIMIT, OP_BYTES_MAX, type RefusalReason } from './limits.ts';
+import type { RejectReason } from './rejections.ts';
 import { primaryOf } from './newview.ts';
 import { type ReplicaState, type Slot } from './state.ts';
 import type { Source, ExecutedRequest } from './types.ts';
@@ -95,9 +96,12 @@ export function propose(rs: ReplicaState): void {
 }
 
 function proposeBatch(rs: ReplicaState, requests: Signed<RequestMsg>[]): void {
-  const batch = makeBatch(rs.hash, requests);
   const seq = rs.nextSeq++;
-  const pp = rs.auth.sign<PrePrepareMsg>({ type: 'preprepare', view: rs.view, seq, digest: batch.digest, replica: rs.id });
+  // Our clock, but never below the times before this batch: time does not go back when our clock
+  // steps back or when an earlier primary's clock ran ahead of ours (within the backups' bound).
+  const time = Math.max(rs.clockMs ?? 0, batchTimeNeighbours(rs, seq).floor);
+  const batch = makeBatch(rs.hash, requests, time);
+  const pp = rs.auth.sign<PrePrepareMsg>({ type: 'preprepare', view: rs.view, seq, digest: batch.digest, replica: rs.id, time });
   const slot = rs.slotFor(seq);
   slot.prePrepare = pp;
   slot.prePreparedAt = rs.now;
@@ -145,15 +149,29 @@ export function onPrePrepare(rs: ReplicaState, signed: Signed<PrePrepareMsg>, re
       rs.noteEquivocation(slot.prePrepare, signed);
       return rs.reject('conflicting-preprepare');
     }
+    // (The digest covers the time: equal digests with different times cannot both be genuine.)
+    if (slot.prePrepare.msg.time !== m.time) return rs.reject('conflicting-preprepare');
     // A retransmission: it may bring the batch we lack.
-    if (requests && !rs.batchFor(slot, m.digest)) rs.acceptBatch(slot, m.digest, requests, m.replica);
+    if (requests && !rs.batchFor(slot, m.digest)) rs.acceptBatch(slot, m.digest, requests, m.time, m.replica);
     return;
   }
   if (!requests) return rs.reject('preprepare-without-batch');
   if (requests.length > BATCH_REQUESTS_LIMIT) return rs.reject('batch-too-large');
   if (!rs.auth.verify(signed)) return rs.reject('bad-signature');
-  const batch = checkBatch(rs, m.digest, requests, m.replica);
+  const batch = checkBatch(rs, m.digest, requests, m.time, m.replica);
   if (!batch) return;
+  const wrongTime = rs.deps.unsafeTestOnly?.ignoreBatchTimeBounds ? undefined : checkBatchTime(rs, m);
+  if (wrongTime) {
+    // Not prepared: a primary that moves time too far (or back) is suspected like any faulty one.
+    // Its requests are signed and we now wait for them: unless the others prepare the batch and
+    // we catch up, their timers run out and we suspect the primary (f+1 of us change the view).
+    // A time too far behind is not counted as misbehaviour: a pre-prepare that was long on its way
+    // (a partition, a pause, a retransmission) looks the same as one from a primary that froze time.
+    rs.reject(wrongTime.code);
+    if (wrongTime.code !== 'batch-time-behind') rs.misbehaved(m.replica, 'bad-batch-time', `pre-prepare ${m.view}/${m.seq}: ${wrongTime.reason}`);
+    for (const r of batch.requests) noteWaiting(rs, r);
+    return;
+  }
   slot.prePrepare = signed;
   slot.prePreparedAt = rs.now;
   rs.addBatch(slot, batch);
@@ -168,9 +186,49 @@ export function onPrePrepare(rs: ReplicaState, signed: Signed<PrePrepareMsg>, re
   checkPrepared(rs, slot);
 }
 
+/**
+ * The batch times a pre-prepare for `seq` of the current view must lie between: not below the
+ * agreed time of what we executed (when `seq` is above it) nor below the time of any pre-prepare
+ * for a lower sequence number, and not above the time of a pre-prepare for a higher one (a correct
+ * primary proposes times that never decrease with the sequence number). The null request of a
+ * NEW-VIEW (time 0) constrains nothing.
+ */
+export function batchTimeNeighbours(rs: ReplicaState, seq: number): { floor: number; ceiling: number } {
+  let floor = seq > rs.lastExecuted ? rs.clients.timeMs : 0;
+  let ceiling = Infinity;
+  for (const slot of rs.slots.values()) {
+    const pp = slot.prePrepare?.msg;
+    if (!pp || pp.view !== rs.view || pp.time === 0) continue;
+    if (slot.seq < seq) floor = Math.max(floor, pp.time);
+    else if (slot.seq > seq) ceiling = Math.min(ceiling, pp.time);
+  }
+  return { floor, ceiling };
+}
+
+/**
+ * A backup's check of the time a fresh pre-prepare proposes (NEW-VIEW pre-prepares keep the time
+ * they prepared with and are checked against the VIEW-CHANGEs instead): monotonic with its
+ * neighbours (batchTimeNeighbours), at most batchTimeAheadMsMax ahead of our clock and at most
+ * batchTimeBehindMsMax behind it. Undefined when it is acceptable.
+ */
+export function checkBatchTime(rs: ReplicaState, m: PrePrepareMsg): { code: RejectReason; reason: string } | undefined {
+  const { floor, ceiling } = batchTimeNeighbours(rs, m.seq);
+  if (m.time < floor) return { code: 'batch-time-backwards', reason: `time ${m.time} is below ${floor}, the time of an earlier batch` };
+  if (m.time > ceiling) return { code: 'batch-time-backwards', reason: `time ${m.time} is above ${ceiling}, the time of a later batch` };
+  const clock = rs.clockMs;
+  if (clock === undefined) return undefined;
+  if (m.time > clock + rs.opts.batchTimeAheadMsMax) {
+    return { code: 'batch-time-ahead', reason: `time ${m.time} is ${m.time - clock} ms ahead of our clock (at most ${rs.opts.batchTimeAheadMsMax})` };
+  }
+  if (m.time < clock - rs.opts.batchTimeBehindMsMax) {
+    return { code: 'batch-time-behind', reason: `time ${m.time} is ${clock - m.time} ms behind our clock (at most ${rs.opts.batchTimeBehindMsMax})` };
+  }
+  return undefined;
+}
+
 /** Digest and client signatures of a batch proposed by `proposer`; undefined (and counted) if invalid. */
-export function checkBatch(rs: ReplicaState, digest: Uint8Array, requests: Signed<RequestMsg>[], proposer: number): Batch | undefined {
-  const batch = makeBatch(rs.hash, requests);
+export function checkBatch(rs: ReplicaState, digest: Uint8Array, requests: Signed<RequestMsg>[], time: number, proposer: number): Batch | undefined {
+  const batch = makeBatch(rs.hash, requests, time);
   if (batch.bytes > BATCH_BYTES_LIMIT) {
     rs.reject('batch-too-large');
     rs.misbehaved(proposer, 'batch-too-large', 'batch larger than the protocol allows');
@@ -311,12 +369,16 @@ export function executeReady(rs: ReplicaState): void {
 
 function executeBatch(rs: ReplicaState, seq: number, digest: Uint8Array, batch: Batch): void {
   const executed: ExecutedRequest[] = [];
+  // The agreed time: the batch's, unless an earlier batch's was later (the same on every replica:
+  // the digest covers the batch's time, and the previous agreed time is replicated state).
+  const timeMs = Math.max(batch.time, rs.clients.timeMs);
+  rs.clients.timeMs = timeMs;
   for (const req of batch.requests) {
     const m = req.msg;
     const record = rs.clients.get(m.client);
     if (record && m.timestamp <= record.timestamp) continue; // at most once
     const system = m.client === OPERATOR_CLIENT || replicaOfPrincipal(m.client) !== undefined;
-    const result = system ? reconfigure(rs, seq, m.op, m.client) : rs.app.execute(m.op, { seq, client: m.client, timestamp: m.timestamp });
+    const result = system ? reconfigure(rs, seq, m.op, m.client) : rs.app.execute(m.op, { seq, client: m.client, timestamp: m.timestamp, timeMs });
     rs.clients.set(m.client, { timestamp: m.timestamp, result });
     const w = rs.waiting.get(m.client);
     if (w && w.req.msg.timestamp <= m.timestamp) rs.waiting.delete(m.client);
@@ -335,7 +397,7 @@ function executeBatch(rs: ReplicaState, seq: number, digest: Uint8Array, batch: 
     // waiting keep their own timers (no restart: a primary must not starve any client).
     rs.timers.viewChange.reset();
   }
-  rs.events.push({ type: 'executed', seq, view: rs.view, digest, requests: executed });
+  rs.events.push({ type: 'executed', seq, view: rs.view, digest, requests: executed, timeMs });
   if (seq % rs.opts.checkpointInterval === 0) rs.takeCheckpoint(seq);
   // A stable certificate learned ahead of execution (from a VIEW-CHANGE, a NEW-VIEW or a peer) now
   // applies: it moves the window (or, if our checkpoint differs, reveals a divergence).

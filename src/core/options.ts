@@ -37,6 +37,16 @@ export interface ReplicaOptions {
   /** Largest frame the core accepts. */
   frameBytesMax: number;
   /**
+   * The batch time (normal.ts checkBatchTime): a backup prepares a fresh pre-prepare only if the
+   * time it proposes is at most `batchTimeAheadMsMax` ahead of the backup's own clock (a primary
+   * cannot run time forward, e.g. expire leases early) and at most `batchTimeBehindMsMax` behind it
+   * (a primary cannot freeze time, e.g. keep leases alive forever). Milliseconds, compared with the
+   * clock the shell gives the core (Replica.setClockMs); they bound clock skew plus the delay of a
+   * pre-prepare on its way, so the behind bound is the larger.
+   */
+  batchTimeAheadMsMax: number;
+  batchTimeBehindMsMax: number;
+  /**
    * When the audit finds this replica's state diverged from a stable checkpoint (membership.ts):
    * besides repairing itself by state transfer, it asks to leave the configuration (a QUIT signed
    * with its own key); the operator adds it again after the repair. Off by default.
@@ -82,6 +92,8 @@ export const DEFAULT_REPLICA_OPTIONS: ReplicaOptions = {
   probeTicks: 200,
   stateChunkBytesMax: 1024 * 1024,
   frameBytesMax: 32 * 1024 * 1024,
+  batchTimeAheadMsMax: 2_000,
+  batchTimeBehindMsMax: 10_000,
   quitOnDivergence: false,
   slowPrimaryCheck: true,
   slowPrimaryDelayFloorPercent: 20,

@@ -11,7 +11,7 @@
  *   a/<index 6>                application partition bytes as of c/state
  *   c/v/<seq 16>/<replica 4>   CHECKPOINT votes [body, sig]
  *   l/<seq 16>/s               log slot record (see SlotRecord)
- *   l/<seq 16>/b/<digest hex>  batch: [[body, sig], ...]
+ *   l/<seq 16>/b/<digest hex>  batch: [time, [[body, sig], ...]]
  *   x/<kind>/<signer 5>/<view 12>/<seq 16>  equivocation evidence [epoch, [[body, sig], [body, sig]]] (evidence.ts)
  */
 import { asArray, asBytes, asUint, decodeCbor, encodeCbor, fail, guarded, type Decoded } from './encoding.ts';
@@ -151,13 +151,15 @@ export function decodeSlot(bytes: Uint8Array): Decoded<SlotRecord> {
   });
 }
 
-export const encodeBatch = (requests: readonly Signed<RequestMsg>[]): Uint8Array => encodeCbor(requests.map(toPair));
+export const encodeBatch = (requests: readonly Signed<RequestMsg>[], time: number): Uint8Array => encodeCbor([time, requests.map(toPair)]);
 
-export function decodeBatch(bytes: Uint8Array): Decoded<Signed<RequestMsg>[]> {
+export function decodeBatch(bytes: Uint8Array): Decoded<{ requests: Signed<RequestMsg>[]; time: number }> {
   return guarded(() => {
     const d = decodeCbor(bytes);
     if (!d.ok) fail(d.reason);
-    return asArray(d.value, 'batch').map((p) => signedFromPair(p, 'request'));
+    const a = asArray(d.value, 'batch', 2);
+    if (a.length !== 2) fail('batch: wrong arity (a data directory from an older version?)');
+    return { time: asUint(a[0], 'batch.time'), requests: asArray(a[1], 'batch.requests').map((p) => signedFromPair(p, 'request')) };
   });
 }
 

@@ -27,6 +27,15 @@ export interface ExecuteContext {
    * state exactly as it was.
    */
   readOnly?: boolean;
+  /**
+   * The batch's agreed time, in milliseconds since the Unix epoch: the time its primary proposed
+   * (covered by the batch digest, so every replica has the same) within bounds of the backups'
+   * clocks, and never below the previous batch's (0 only before any batch had a time). The same for
+   * every request of a batch. Use it, never a clock of your own, for anything that depends on time
+   * (leases, expiry): it is what every replica agrees on. A read-only request (above) gets the
+   * agreed time of the last batch executed, the state it reads.
+   */
+  timeMs: number;
 }
 
 export type Result<T = void> = { ok: true; value: T } | { ok: false; reason: string };

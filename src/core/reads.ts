@@ -119,7 +119,7 @@ function answer(rs: ReplicaState, req: Signed<ReadMsg>): void {
   const m = req.msg;
   const seq = rs.lastExecuted;
   // (The application promises not to change its state for an operation it declares read-only.)
-  const result = rs.app.execute(m.op, { seq, client: m.client, timestamp: m.timestamp, readOnly: true });
+  const result = rs.app.execute(m.op, { seq, client: m.client, timestamp: m.timestamp, timeMs: rs.clients.timeMs, readOnly: true });
   const reply = rs.auth.sign<ReadReplyMsg>({ type: 'readreply', client: m.client, timestamp: m.timestamp, replica: rs.id, epoch: rs.membership.current.epoch, result });
   rs.counters.readsAnswered++;
   // The state answered from is the one an ordered reply at `seq` would come from: same dependency.

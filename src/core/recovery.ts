@@ -139,7 +139,7 @@ export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>)
         const res = Number.isInteger(index) ? rs.app.writePartition(index, value) : { ok: false as const, reason: 'bad key' };
         if (!res.ok) unusable ??= `stored partition ${key} is malformed: ${res.reason}`;
       }
-      for (const [c, r] of table.records) rs.clients.set(c, r);
+      rs.clients.assign(table);
       rs.membership = membership.value;
       rs.learnConfig(membership.value.current);
       if (membership.value.next) rs.learnConfig(membership.value.next);
@@ -185,7 +185,7 @@ export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>)
         corrupt(`log batch ${seq}`);
         continue;
       }
-      rs.addBatch(rs.slotFor(seq), makeBatch(rs.hash, b.value));
+      rs.addBatch(rs.slotFor(seq), makeBatch(rs.hash, b.value.requests, b.value.time));
     }
   }
   for (const [key, value] of byKey) {

@@ -36,6 +36,9 @@ export const REJECT_REASONS = [
   'batch-digest-mismatch',
   'batch-with-oversized-request',
   'batch-with-bad-request',
+  'batch-time-backwards',
+  'batch-time-ahead',
+  'batch-time-behind',
   'unexpected-batch',
   'duplicate',
   /** A second PREPARE or COMMIT of one replica for one (view, seq) with another digest (kept as evidence, evidence.ts). */
@@ -68,6 +71,8 @@ export const MISBEHAVIOURS = [
   'batch-digest-mismatch',
   'batch-with-oversized-request',
   'batch-with-bad-request',
+  /** A pre-prepare whose batch time goes backwards or too far from the backup's clock (normal.ts checkBatchTime). */
+  'bad-batch-time',
   'invalid-commit-certificate',
   'invalid-checkpoint-certificate',
   'invalid-view-change',

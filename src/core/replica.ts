@@ -3,6 +3,7 @@
  *
  *   receive(from, bytes)   a frame from an authenticated link (replica or client)
  *   tick()                 time passes (the shell maps a tick to 10 ms)
+ *   setClockMs(ms)         the wall clock, for batch times (the shell gives it every turn)
  *   flush() -> Ready       effects of everything since the last flush: `writes` (one synced batch,
  *                          all or nothing), then `clears`; messages, replies and events, each sent
  *                          once the writes it depends on are durable (`after`: see durability.ts,
@@ -99,6 +100,16 @@ export class Replica extends ReplicaState {
       default:
         return assertNever(msg);
     }
+  }
+
+  /**
+   * The wall clock, in milliseconds since the Unix epoch (the shell's Date.now(), the simulator's
+   * simulated time): the primary proposes batch times from it and backups bound those times by it.
+   * The shell gives it at the start of every turn; the core never reads a clock itself.
+   */
+  setClockMs(ms: number): void {
+    if (!Number.isSafeInteger(ms) || ms < 0) throw new RangeError(`clock ${ms} ms is not an integer >= 0`);
+    this.clockMs = ms;
   }
 
   tick(): void {
@@ -233,7 +244,7 @@ export class Replica extends ReplicaState {
         // Only a batch that a slot of ours names and lacks: a peer cannot make us store anything else.
         const slot = this.slots.get(msg.seq);
         if (!slot || !fetch.expectsBatch(this, slot, msg.digest)) return this.reject('unexpected-batch');
-        this.acceptBatch(slot, msg.digest, msg.batch, from);
+        this.acceptBatch(slot, msg.digest, msg.batch, msg.time, from);
         return this.executeReady();
       }
       case 'statereq':
@@ -309,14 +320,14 @@ export class Replica extends ReplicaState {
   }
 
   // --- hooks ---
-  acceptBatch(slot: Slot, digest: Uint8Array, requests: Signed<RequestMsg>[], from: number): void {
-    return fetch.acceptBatch(this, slot, digest, requests, from);
+  acceptBatch(slot: Slot, digest: Uint8Array, requests: Signed<RequestMsg>[], time: number, from: number): void {
+    return fetch.acceptBatch(this, slot, digest, requests, time, from);
   }
   advanceStable(cert: CheckpointCert, snapshot: CheckpointSnapshot | undefined): void {
     return checkpoints.advanceStable(this, cert, snapshot);
   }
-  checkBatch(digest: Uint8Array, requests: Signed<RequestMsg>[], proposer: number): Batch | undefined {
-    return normal.checkBatch(this, digest, requests, proposer);
+  checkBatch(digest: Uint8Array, requests: Signed<RequestMsg>[], time: number, proposer: number): Batch | undefined {
+    return normal.checkBatch(this, digest, requests, time, proposer);
   }
   checkCommitted(slot: Slot): void {
     return normal.checkCommitted(this, slot);

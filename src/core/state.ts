@@ -131,6 +131,13 @@ export abstract class ReplicaState {
 
   // --- protocol state -------------------------------------------------------------------------
   now = 0;
+  /**
+   * The shell's wall clock (ms since the Unix epoch) as last given (Replica.setClockMs): the only
+   * way wall time enters the core. The primary proposes batch times from it and backups bound the
+   * times they prepare by it (normal.ts). Undefined until given: then the primary proposes no
+   * later time than the ones before, and backups check only that times do not go backwards.
+   */
+  clockMs?: number;
   view = 0;
   /** PBFT's view status: 'view-change' from sending a VIEW-CHANGE until entering the new view. */
   viewStatus: ViewStatus = 'normal';
@@ -324,7 +331,7 @@ export abstract class ReplicaState {
       checkpointInterval: this.opts.checkpointInterval,
       windowSize: this.opts.windowSize,
       genesisDigest: this.genesisDigest,
-      nullDigest: batchDigest(this.hash, []),
+      nullDigest: batchDigest(this.hash, [], 0),
       auth: isOperating ? this.auth : new Authenticator(cluster, this.deps.crypto),
     };
     const next = this.configs.get(epoch + 1);
@@ -665,7 +672,7 @@ export abstract class ReplicaState {
       }
     }
     slot.batches.set(key, batch);
-    this.writes.put(KEYS.batch(slot.seq, toHex(batch.digest)), encodeBatch(batch.requests));
+    this.writes.put(KEYS.batch(slot.seq, toHex(batch.digest)), encodeBatch(batch.requests, batch.time));
   }
 
   markDirty(slot: Slot): void {
@@ -733,9 +740,9 @@ export abstract class ReplicaState {
   }
 
   // --- hooks: one concern calling another (wired in replica.ts) ---------------------------------
-  abstract acceptBatch(slot: Slot, digest: Uint8Array, requests: Signed<RequestMsg>[], from: number): void;
+  abstract acceptBatch(slot: Slot, digest: Uint8Array, requests: Signed<RequestMsg>[], time: number, from: number): void;
   abstract advanceStable(cert: CheckpointCert, snapshot: CheckpointSnapshot | undefined): void;
-  abstract checkBatch(digest: Uint8Array, requests: Signed<RequestMsg>[], proposer: number): Batch | undefined;
+  abstract checkBatch(digest: Uint8Array, requests: Signed<RequestMsg>[], time: number, proposer: number): Batch | undefined;
   abstract checkCommitted(slot: Slot): void;
   abstract checkPrepared(slot: Slot): void;
   abstract executeReady(): void;

@@ -212,8 +212,7 @@ function installTransfer(rs: ReplicaState, t: TransferSession): void {
   const membership = decodeMembership(meta.membership);
   if (!membership.ok) throw new ProtocolInvariantError(`certified membership does not decode: ${membership.reason}`);
   const table = ClientTable.decode(meta.clients, (c) => mayHoldClient(membership.value.current, c))!;
-  rs.clients.records.clear();
-  for (const [c, r] of table.records) rs.clients.set(c, r);
+  rs.clients.assign(table);
   rs.replyFrames.clear();
   rs.membership = membership.value;
   rs.learnConfig(membership.value.current);

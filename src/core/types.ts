@@ -53,6 +53,8 @@ export interface ReplicaDeps {
     trustEpochProofs?: boolean;
     /** Negative control: read-only requests are answered at once, not held until what was prepared is executed (reads.ts). */
     readsWithoutHold?: boolean;
+    /** Negative control: a backup prepares a pre-prepare whatever its batch time (normal.ts checkBatchTime). */
+    ignoreBatchTimeBounds?: boolean;
   };
 }
 
@@ -64,7 +66,8 @@ export interface ExecutedRequest {
 }
 
 export type CoreEvent =
-  | { type: 'executed'; seq: number; view: number; digest: Uint8Array; requests: ExecutedRequest[] }
+  /** `timeMs`: the batch's agreed time (what the application was given). */
+  | { type: 'executed'; seq: number; view: number; digest: Uint8Array; requests: ExecutedRequest[]; timeMs: number }
   /** A batch became committed here (with our own COMMIT counted, or on a commit certificate of others). */
   | { type: 'committed'; seq: number; digest: Uint8Array }
   | { type: 'view-change-started'; view: number; reason: string }

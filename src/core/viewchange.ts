@@ -243,7 +243,7 @@ function sendNewView(rs: ReplicaState, votes: Signed<ViewChangeMsg>[]): void {
   const chosen = [own, ...votes.filter((v) => v !== own).sort((a, b) => a.msg.replica - b.msg.replica)].slice(0, rs.q.viewChanges);
   const plan = planNewView(chosen.map((v) => v.msg), rs.ctx);
   const prePrepares = plan.entries.map((e) =>
-    rs.auth.sign<PrePrepareMsg>({ type: 'preprepare', view: rs.view, seq: e.seq, digest: e.digest, replica: rs.id }),
+    rs.auth.sign<PrePrepareMsg>({ type: 'preprepare', view: rs.view, seq: e.seq, digest: e.digest, replica: rs.id, time: e.time }),
   );
   const nv = rs.auth.sign<NewViewMsg>({ type: 'newview', view: rs.view, replica: rs.id, viewChanges: chosen, prePrepares });
   enterView(rs, nv, plan.checkpoint);
@@ -274,6 +274,7 @@ export function onNewView(rs: ReplicaState, signed: Signed<NewViewMsg>, from: nu
       pp.msg.replica !== m.replica ||
       pp.msg.seq !== e.seq ||
       !bytesEqual(pp.msg.digest, e.digest) ||
+      pp.msg.time !== e.time ||
       !rs.auth.verify(pp)
     ) {
       rs.misbehaved(from, 'new-view-mismatch', 'new-view pre-prepares differ from the view-changes');
@@ -333,7 +334,7 @@ function installNewViewPrePrepare(rs: ReplicaState, pp: Signed<PrePrepareMsg>): 
   slot.prePrepare = pp;
   rs.markDirty(slot);
   if (bytesEqual(pp.msg.digest, rs.ctx.nullDigest) && !rs.batchFor(slot, pp.msg.digest)) {
-    rs.addBatch(slot, makeBatch(rs.hash, []));
+    rs.addBatch(slot, makeBatch(rs.hash, [], 0));
   }
   const batch = rs.batchFor(slot, pp.msg.digest);
   if (batch) {

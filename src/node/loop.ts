@@ -6,6 +6,7 @@
  * they first pass the verify pool, which counts against the same bound; above it, frames are dropped
  * and counted). A turn is scheduled when frames wait or a tick is due (a timer checks every tickMs),
  * and it:
+ *   0. gives the core the wall clock (`replica.setClockMs(Date.now())`: batch times),
  *   1. calls `replica.tick()` once per `tickMs` of wall time elapsed since the last tick (at most
  *      CATCH_UP_TICKS_MAX in one turn: a stalled process does not spin),
  *   2. hands queued frames to `replica.receive` (after the ticks: a frame that waited while the
@@ -75,6 +76,8 @@ export interface TurnLoopOptions {
   tickMs: number;
   /** Clock in milliseconds (monotonic). */
   now: () => number;
+  /** Wall clock in milliseconds since the Unix epoch: given to the core every turn, for batch times. */
+  wallClockMs: () => number;
   pipelineTurns: boolean;
   deferWrites: boolean;
 }
@@ -311,6 +314,8 @@ export class TurnLoop {
     // long turn, a restart) arrive at the end of the missed time, so a request seen only now does not
     // find its timer already expired by the ticks of that same turn.
     const { now, tickMs } = this.options;
+    // The wall clock, the only clock the core sees (the primary's batch times, the backups' bounds).
+    replica.setClockMs(Math.max(0, Math.floor(this.options.wallClockMs())));
     const elapsed = now() - this.lastTickAt;
     let ticks = Math.floor(elapsed / tickMs);
     if (ticks > CATCH_UP_TICKS_MAX) {

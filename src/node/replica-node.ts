@@ -126,7 +126,7 @@ export interface ReplicaNodeDeps {
   onFatal?: (err: unknown) => void;
   /** Clock in milliseconds (monotonic); default performance.now. */
   now?: () => number;
-  /** Wall clock in milliseconds since the Unix epoch (the times of /status histories); default Date.now. */
+  /** Wall clock in milliseconds since the Unix epoch (the core's batch times, the times of /status histories); default Date.now. */
   wallClockMs?: () => number;
 }
 
@@ -198,7 +198,8 @@ export class ReplicaNode {
     this.onFatal = deps.onFatal ?? defaultFatal;
     this.createTransport = deps.createTransport ?? createReplicaTransport;
     this.now = deps.now ?? (() => performance.now());
-    this.history = new EventHistory(deps.wallClockMs ?? Date.now);
+    const wallClockMs = deps.wallClockMs ?? Date.now;
+    this.history = new EventHistory(wallClockMs);
     this.rejectedSummary = new RejectedSummary(this.log);
     this.metricsRegistry = new NodeMetrics(this.now);
     this.disk = new StorageDisk(this.storage, this.now, (ms) => this.metricsRegistry.syncedWrite(ms));
@@ -210,7 +211,7 @@ export class ReplicaNode {
         fatal: (err) => this.fatal(err),
         clientMisbehaved: (client, reason) => this.cutOffClient(client, reason),
       },
-      { tickMs: this.tickMs, now: this.now, pipelineTurns: options.pipelineTurns ?? true, deferWrites: options.deferWrites ?? true },
+      { tickMs: this.tickMs, now: this.now, wallClockMs, pipelineTurns: options.pipelineTurns ?? true, deferWrites: options.deferWrites ?? true },
     );
   }
 

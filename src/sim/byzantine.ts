@@ -151,12 +151,41 @@ class Equivocate implements Behavior {
         // or, for larger batches, sometimes keep them all in another order.
         const requests =
           d.batch.length > 1 && this.prng.chance(0.5) ? [...d.batch.slice(1), d.batch[0]!] : d.batch.slice(0, d.batch.length - 1);
-        const batch = makeBatch(sha256, requests);
+        const batch = makeBatch(sha256, requests, d.signed.msg.time);
         const pp = signAs(sim, host, { ...d.signed.msg, digest: batch.digest });
         frame = encodeSignedFrame(pp, batch.requests);
         alternates.set(d.signed.msg.seq, frame);
       }
       return { to: m.to, frame };
+    });
+    return { messages: out, replies };
+  }
+}
+
+/**
+ * As primary: moves the time of its batches (not in BEHAVIOR_NAMES: the swarm's plans stay as
+ * they were; test/sim/batch-time.test.ts uses it). 'ahead' adds `jumpMs` to every proposed time
+ * (leases would expire early); 'frozen' proposes the first time it proposed, forever (leases would
+ * never expire). Each pre-prepare is re-signed with its batch's digest recomputed for the new time.
+ */
+export class BatchTimeLiar implements Behavior {
+  readonly name = 'batch-time-liar';
+  private frozenMs?: number;
+  constructor(
+    private readonly mode: 'ahead' | 'frozen',
+    private readonly jumpMs: number,
+  ) {}
+  outgoing(sim: World, host: WorldHost, _r: Replica, messages: OutMessage[], replies: Replies) {
+    const out = mapMessages(messages, (m) => {
+      const d = decodeSigned(m.frame);
+      if (!d || d.signed.msg.type !== 'preprepare' || !d.batch) return m;
+      const pp = d.signed.msg;
+      this.frozenMs ??= pp.time;
+      const time = this.mode === 'ahead' ? pp.time + this.jumpMs : this.frozenMs;
+      if (time === pp.time) return m;
+      const batch = makeBatch(sha256, d.batch, time);
+      sim.count('batch-time-lie');
+      return { to: m.to, frame: encodeSignedFrame(signAs(sim, host, { ...pp, digest: batch.digest, time }), batch.requests) };
     });
     return { messages: out, replies };
   }
@@ -214,8 +243,9 @@ class Forge implements Behavior {
       default: {
         // a pre-prepare carrying a forged request, as if we were primary
         const req = signAs(sim, host, { type: 'request', client: 0, timestamp: Number.MAX_SAFE_INTEGER, op: this.prng.bytes(8) }) as Signed<RequestMsg>;
-        const batch = makeBatch(sha256, [req]);
-        frame = encodeSignedFrame(signAs(sim, host, { type: 'preprepare', view: replica.view, seq, digest: batch.digest, replica: host.id }), [req]);
+        const time = replica.clockMs ?? 0;
+        const batch = makeBatch(sha256, [req], time);
+        frame = encodeSignedFrame(signAs(sim, host, { type: 'preprepare', view: replica.view, seq, digest: batch.digest, replica: host.id, time }), [req]);
       }
     }
     sim.count('forged');

@@ -19,6 +19,9 @@
  * - determinism: correct replicas executing the same batch produce byte-identical results;
  * - validity: only requests a client signed are executed, each (client, timestamp) at most once;
  * - no regression: a correct replica's view and executed sequence number never go back;
+ * - batch time: correct replicas execute each sequence number with the same agreed time, never
+ *   below the previous one's, and never further ahead of the executing replica's clock than the
+ *   backups' bound allows (batchTimeSlackMs: the bound plus the spread of the clocks' skews);
  * - sequential model: every executed result, and every result a client accepted, equals what one
  *   sequential key-value store gives for the agreed order;
  * - evidence: every piece of equivocation evidence a correct replica or client holds verifies (with
@@ -94,6 +97,33 @@ export class Checker {
     private readonly f: number,
     private readonly issuedBy: (client: number, timestamp: number) => Uint8Array[] | undefined,
   ) {}
+
+  /** How far ahead of a correct replica's clock an agreed batch time may be (see onBatchTime). */
+  batchTimeSlackMs = Infinity;
+  /** seq -> the agreed time it was first executed with by a correct replica, and by whom. */
+  private readonly batchTimes = new Map<number, { timeMs: number; replica: number }>();
+
+  /**
+   * A correct replica executed `seq` with agreed time `timeMs` while its clock read `clockMs`.
+   * A batch time is accepted by correct backups only within batchTimeAheadMsMax of their clocks, and
+   * execution comes after that (clocks only move forward), so a time further ahead than the slack
+   * means a backup prepared a time it should have refused.
+   */
+  onBatchTime(replica: number, seq: number, timeMs: number, clockMs: number, tick: number): void {
+    const prev = this.batchTimes.get(seq);
+    if (prev && prev.timeMs !== timeMs) {
+      this.violation('correctness', 'batch-time-agreement', `seq ${seq}: replica ${replica} executed with time ${timeMs}, replica ${prev.replica} with ${prev.timeMs}`, tick);
+      return;
+    }
+    if (!prev) this.batchTimes.set(seq, { timeMs, replica });
+    const before = this.batchTimes.get(seq - 1);
+    if (before && before.timeMs > timeMs) {
+      this.violation('correctness', 'batch-time-monotonic', `seq ${seq}: agreed time ${timeMs} below seq ${seq - 1}'s ${before.timeMs}`, tick);
+    }
+    if (timeMs > clockMs + this.batchTimeSlackMs) {
+      this.violation('correctness', 'batch-time-ahead', `seq ${seq}: replica ${replica} executed with time ${timeMs}, ${timeMs - clockMs} ms ahead of its clock (slack ${this.batchTimeSlackMs} ms)`, tick);
+    }
+  }
 
   violation(kind: ViolationKind, check: string, detail: string, tick: number): void {
     if (this.violations.length < 50) this.violations.push({ kind, check, detail, tick });

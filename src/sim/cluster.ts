@@ -19,7 +19,7 @@ import type { ClusterConfig } from '../core/cluster.ts';
 import { Replica, type CoreEvent, type ReplicaDeps } from '../core/replica.ts';
 import type { UnsafeQuorum } from '../core/quorum.ts';
 import { decodeHorizon } from '../core/horizon.ts';
-import type { ReplicaOptions } from '../core/options.ts';
+import { DEFAULT_REPLICA_OPTIONS, type ReplicaOptions } from '../core/options.ts';
 import type { Signer } from '../crypto/types.ts';
 import { DEFAULT_PIPELINE_OPTIONS, TurnPipeline, type Sent, type SentReply } from '../node/pipeline.ts';
 import type { Behavior } from './byzantine.ts';
@@ -37,8 +37,13 @@ import { sha256 } from './crypto.ts';
 
 export { SimDisk };
 
-/** Simulated milliseconds per tick (the pipeline's clock, for deferred writes). */
+/** Simulated milliseconds per tick (the pipeline's clock, for deferred writes, and the replicas' wall clocks). */
 export const SIM_TICK_MS = 10;
+/**
+ * The simulated wall clock at tick 0 (ms since the Unix epoch, 2023-11-14): replica i's clock
+ * (Replica.setClockMs, for batch times) reads SIM_EPOCH_MS + tick x SIM_TICK_MS + clockSkewsMs[i].
+ */
+export const SIM_EPOCH_MS = 1_700_000_000_000;
 
 export interface SimOptions {
   seed: number;
@@ -67,6 +72,10 @@ export interface SimOptions {
   unsafeIgnoreLostData?: boolean;
   /** Negative controls: configurations are taken from epoch proofs without checking them. */
   unsafeTrustEpochProofs?: boolean;
+  /** Negative controls: backups prepare any batch time (no bounds against their clocks, no monotonicity). */
+  unsafeIgnoreBatchTimeBounds?: boolean;
+  /** Per replica id, how far its wall clock is off (ms, may be negative; default 0). */
+  clockSkewsMs?: number[];
   /** Client workload: the op of client c's i-th request (default: random ops over keySpace). */
   workload?: (client: number, index: number) => KvOp;
   /**
@@ -227,6 +236,9 @@ export class SimCluster {
       if (replica !== undefined && this.quitAsked.has(replica)) return [encodeReconfigOp({ kind: 'quit', id: replica })];
       return this.extraIssuedAlternatives.get(`${client}:${ts}`);
     });
+    const skews = this.opts.clockSkewsMs ?? [0];
+    const aheadMsMax = this.opts.replica.batchTimeAheadMsMax ?? DEFAULT_REPLICA_OPTIONS.batchTimeAheadMsMax;
+    this.checker.batchTimeSlackMs = aheadMsMax + Math.max(0, ...skews) - Math.min(0, ...skews);
     // Drawn from its own stream, so that disk timing does not shift the other random choices.
     this.diskPrng = this.prng.fork();
     for (let id = 0; id < this.n + spares; id++) {
@@ -302,10 +314,11 @@ export class SimCluster {
     const app = new SimApp({ partitionCount: this.opts.partitionCount }, host);
     const o = this.opts;
     const unsafe: ReplicaDeps['unsafeTestOnly'] =
-      o.unsafeQuorum || o.unsafeRecoveryQuorum || o.unsafeReplyBeforeWrite || o.unsafeIgnoreLostData || o.unsafeTrustEpochProofs || o.unsafeReadsWithoutHold
+      o.unsafeQuorum || o.unsafeRecoveryQuorum || o.unsafeReplyBeforeWrite || o.unsafeIgnoreLostData || o.unsafeTrustEpochProofs || o.unsafeReadsWithoutHold || o.unsafeIgnoreBatchTimeBounds
         ? {
             ...(o.unsafeReadsWithoutHold ? { readsWithoutHold: true } : {}),
             ...(o.unsafeTrustEpochProofs ? { trustEpochProofs: true } : {}),
+            ...(o.unsafeIgnoreBatchTimeBounds ? { ignoreBatchTimeBounds: true } : {}),
             ...(o.unsafeQuorum ? { quorum: o.unsafeQuorum } : {}),
             ...(o.unsafeRecoveryQuorum ? { recoveryQuorum: o.unsafeRecoveryQuorum } : {}),
             ...(o.unsafeReplyBeforeWrite ? { replyBeforeWrite: true } : {}),
@@ -329,6 +342,7 @@ export class SimCluster {
       unsafeTestOnly: unsafe,
     });
     replica.now = this.now;
+    replica.setClockMs(this.clockMsOf(host.id));
     replica.recover(disk.entries(), disk.horizon !== undefined ? { horizon: disk.horizon } : {});
     const onDisk = disk.horizon === undefined ? undefined : decodeHorizon(disk.horizon);
     const instance: Instance = { replica, app, disk, owedTicks: 0, pipeline: undefined as unknown as TurnPipeline };
@@ -355,6 +369,11 @@ export class SimCluster {
     host.incarnation++;
     host.armed = undefined;
     this.computeTurn(host, inst, 0);
+  }
+
+  /** Replica `id`'s wall clock now (see SIM_EPOCH_MS). */
+  clockMsOf(id: number): number {
+    return SIM_EPOCH_MS + this.now * SIM_TICK_MS + (this.opts.clockSkewsMs?.[id] ?? 0);
   }
 
   isCorrect(id: number): boolean {
@@ -500,6 +519,7 @@ export class SimCluster {
       case 'executed':
         if (correct) {
           this.checker.onExecuted(host.id, event.seq, event.digest, event.requests, this.now);
+          this.checker.onBatchTime(host.id, event.seq, event.timeMs, this.clockMsOf(host.id), this.now);
           this.checker.onDurable(host.id, { executed: event.seq });
         }
         break;
@@ -556,6 +576,10 @@ export class SimCluster {
    */
   step(): void {
     this.now++;
+    // Every replica's clock first (the shell gives it at the start of each turn).
+    for (const host of this.hosts) {
+      for (const r of [host.main?.replica, host.twin]) r?.setClockMs(this.clockMsOf(host.id));
+    }
     for (const m of this.net.due(this.now)) this.deliver(m.from, m.to, m.bytes);
     for (const host of this.hosts) {
       for (const inst of [host.main, host.twinInstance]) {

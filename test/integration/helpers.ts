@@ -79,6 +79,11 @@ export interface TestClusterOptions {
   executedLog?: boolean;
   faults?: boolean;
   clients?: number;
+  /**
+   * The replica program (default: the fixture, FIXTURE): run as `node --import tsx <script> --keys
+   * DIR --id N --data DIR ...args`, e.g. an example's replica with its own state machine.
+   */
+  entry?: { script: string; args?: string[] };
 }
 
 export class TestCluster {
@@ -131,7 +136,7 @@ export class TestCluster {
       ...(this.options.faults === true ? { faultFile: this.faultPath(id) } : {}),
     };
     const proc = track(
-      spawn(process.execPath, ['--import', 'tsx', FIXTURE, '--keys', this.keysDir, '--id', String(id), '--data', this.dataDir(id)], {
+      spawn(process.execPath, ['--import', 'tsx', this.options.entry?.script ?? FIXTURE, '--keys', this.keysDir, '--id', String(id), '--data', this.dataDir(id), ...(this.options.entry?.args ?? [])], {
         cwd: REPO_ROOT,
         env: { ...process.env, PBFT_TEST_NODE: JSON.stringify(config) },
         stdio: ['ignore', 'pipe', 'pipe'],

@@ -28,7 +28,7 @@ import { StorageError, type WriteOp } from '../../src/storage/types.ts';
 import { ForwardingStorage } from './inprocess-cluster.ts';
 import type { Principal, ReplicaTransport, TransportStats } from '../../src/transport/types.ts';
 import { silentLogger } from '../../src/util/log.ts';
-import { cas, frame, put, TestCluster } from '../paper/harness.ts';
+import { cas, frame, PAPER_TIME_MS, put, TestCluster } from '../paper/harness.ts';
 
 /** A disk whose synced writes can be held (never completing): a crash then loses them. */
 class HeldDisk extends ForwardingStorage {
@@ -118,7 +118,8 @@ test('a crash between compute and write cannot make a correct replica sign two r
   const start = async (transport: ManualTransport): Promise<ReplicaNode> => {
     const node = new ReplicaNode(
       { cluster: k.cluster, id: 1, secretKey: k.replicaSecretKeys[1]!, dataDir: '(memory)', log: silentLogger, replica: k.options, app: new KvStore({ partitionCount: k.partitionCount }) },
-      { storage: disk, createTransport: () => transport, onFatal: (err) => fatal.push(err) },
+      // The wall clock of the harness's batch times (PAPER_TIME_MS): its pre-prepares are within bounds.
+      { storage: disk, createTransport: () => transport, onFatal: (err) => fatal.push(err), wallClockMs: () => PAPER_TIME_MS },
     );
     await node.start();
     return node;

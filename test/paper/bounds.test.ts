@@ -5,7 +5,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { frame, linkFrame, put, TestCluster } from './harness.ts';
+import { frame, linkFrame, PAPER_TIME_MS, put, TestCluster } from './harness.ts';
 
 const k = new TestCluster({ f: 1, clients: 4 });
 
@@ -25,7 +25,7 @@ describe('bounds on what a peer can make a replica store', () => {
     for (let i = 1; i < pool.length; i++) {
       for (const seq of [1, 2, 5]) {
         const batch = pool.slice(0, i);
-        node.fromReplica(3, linkFrame({ type: 'batch', seq, digest: k.digest(batch), batch }));
+        node.fromReplica(3, linkFrame({ type: 'batch', seq, digest: k.digest(batch), batch, time: PAPER_TIME_MS }));
         sent++;
       }
     }
@@ -47,13 +47,13 @@ describe('bounds on what a peer can make a replica store', () => {
     assert.equal(batchKeys(node.disk.data).length, 0);
     // Another batch for the slot is not the one it names.
     const other = [k.request(1, 1, put('b', 'other'))];
-    node.fromReplica(3, linkFrame({ type: 'batch', seq: 1, digest: k.digest(other), batch: other }));
+    node.fromReplica(3, linkFrame({ type: 'batch', seq: 1, digest: k.digest(other), batch: other, time: PAPER_TIME_MS }));
     node.flush();
     assert.equal(batchKeys(node.disk.data).length, 0);
-    node.fromReplica(3, linkFrame({ type: 'batch', seq: 1, digest, batch: [req] }));
+    node.fromReplica(3, linkFrame({ type: 'batch', seq: 1, digest, batch: [req], time: PAPER_TIME_MS }));
     node.flush();
     assert.deepEqual(batchKeys(node.disk.data).length, 1, 'the named batch is stored');
-    node.fromReplica(0, linkFrame({ type: 'batch', seq: 1, digest, batch: [req] }));
+    node.fromReplica(0, linkFrame({ type: 'batch', seq: 1, digest, batch: [req], time: PAPER_TIME_MS }));
     assert.equal(node.flush().ready.writes.length, 0, 'and not again');
   });
 

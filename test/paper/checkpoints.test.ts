@@ -5,7 +5,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KEYS } from '../../src/core/persist.ts';
-import { agree, frame, hex, linkFrame, othersThan, ownCheckpoint, put, sameBytes, sha256, TestCluster, type Node, type Out } from './harness.ts';
+import { agree, frame, hex, linkFrame, PAPER_TIME_MS, othersThan, ownCheckpoint, put, sameBytes, sha256, TestCluster, type Node, type Out } from './harness.ts';
 
 const k = new TestCluster({ f: 1 });
 const K = 4;
@@ -202,7 +202,7 @@ describe('stable certificates learned ahead of execution', () => {
     for (let seq = 1; seq <= L; seq++) {
       const batch = [k.request(seq % 4, seq, put(`key${seq}`, `value${seq}`))];
       const digest = k.digest(batch);
-      entries.push({ seq, batch, commits: [0, 2, 3].map((r) => k.commit(r, 0, seq, digest)) });
+      entries.push({ seq, batch, commits: [0, 2, 3].map((r) => k.commit(r, 0, seq, digest)), time: PAPER_TIME_MS });
     }
     node.fromReplica(3, linkFrame({ type: 'fetched', entries, stable: k.genesis, proofs: [] }));
     const caught = node.flush();

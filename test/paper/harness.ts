@@ -58,6 +58,13 @@ export interface ClusterSpec {
   partitionCount?: number;
 }
 
+/**
+ * The wall clock every test replica reads (Replica.setClockMs) and the batch time every pre-prepare
+ * the harness signs carries, unless a test says otherwise: with both equal, every batch time is
+ * within the backups' bounds and never goes back, so tests of other rules need not think of it.
+ */
+export const PAPER_TIME_MS = 1_700_000_000_000;
+
 /** Small options: a checkpoint every 4, a window of 8; timers that do not fire unless a test ticks on purpose. */
 export const SMALL_OPTIONS: Partial<ReplicaOptions> = {
   checkpointInterval: 4,
@@ -221,6 +228,12 @@ export class Node {
     readonly options: Partial<ReplicaOptions>,
   ) {}
 
+  /** Sets the replica's wall clock (ms since the Unix epoch), as the shell does every turn. */
+  clock(ms: number): this {
+    this.replica.setClockMs(ms);
+    return this;
+  }
+
   /** A frame from replica `from` (over its authenticated link). */
   fromReplica(from: number, bytes: Uint8Array): this {
     this.replica.receive({ kind: 'replica', id: from }, bytes);
@@ -279,6 +292,7 @@ export class Node {
   restart(stored: { records?: Map<string, Uint8Array>; horizon?: Horizon | null; damage?: string } = {}): { node: Node; out: Out } {
     const app = new KvStore({ partitionCount: this.app.partitionCount });
     const replica = this.keys.newCore(this.id, app, this.options);
+    replica.setClockMs(this.replica.clockMs ?? PAPER_TIME_MS);
     const records = stored.records ?? this.disk.data;
     const horizon = stored.horizon === null ? undefined : (stored.horizon ?? this.disk.horizon);
     replica.recover(
@@ -342,7 +356,7 @@ export class TestCluster {
       replicas: this.replicaSigners.map((s, id) => ({ id, url: `test://${id}`, publicKey: s.publicKey })),
       clients: this.clientSigners.map((s, id) => ({ id, publicKey: s.publicKey })),
     };
-    this.nullDigest = batchDigest(sha256, []);
+    this.nullDigest = batchDigest(sha256, [], 0);
   }
 
   newCore(id: number, app: KvStore, options: Partial<ReplicaOptions> = this.options): Replica {
@@ -359,7 +373,9 @@ export class TestCluster {
   node(id: number, extra: Partial<ReplicaOptions> = {}): Node {
     const options = { ...this.options, ...extra };
     const app = new KvStore({ partitionCount: this.partitionCount });
-    return new Node(this, id, this.newCore(id, app, options), app, new Disk(), options);
+    const core = this.newCore(id, app, options);
+    core.setClockMs(PAPER_TIME_MS);
+    return new Node(this, id, core, app, new Disk(), options);
   }
 
   primaryOf(view: number): number {
@@ -428,12 +444,15 @@ export class TestCluster {
     return { msg, body, sig };
   }
 
-  digest(requests: readonly Signed<RequestMsg>[]): Uint8Array {
-    return batchDigest(sha256, requests);
+  /** The digest of a batch proposed with `time` (default PAPER_TIME_MS). */
+  digest(requests: readonly Signed<RequestMsg>[], time = PAPER_TIME_MS): Uint8Array {
+    return batchDigest(sha256, requests, time);
   }
 
-  prePrepare(view: number, seq: number, digest: Uint8Array, signer = this.primaryOf(view), claimed = signer): Signed<PrePrepareMsg> {
-    return this.signAs(signer, { type: 'preprepare', view, seq, digest, replica: claimed });
+  /** A PRE-PREPARE; its time defaults to PAPER_TIME_MS, or 0 for the null digest (the null request of a NEW-VIEW). */
+  prePrepare(view: number, seq: number, digest: Uint8Array, signer = this.primaryOf(view), claimed = signer, time?: number): Signed<PrePrepareMsg> {
+    const t = time ?? (sameBytes(digest, this.nullDigest) ? 0 : PAPER_TIME_MS);
+    return this.signAs(signer, { type: 'preprepare', view, seq, digest, replica: claimed, time: t });
   }
 
   prepare(from: number, view: number, seq: number, digest: Uint8Array): Signed<PrepareMsg> {
@@ -456,15 +475,16 @@ export class TestCluster {
     return this.signAs(from, { type: 'viewchange', view, replica: from, checkpoint, prepared });
   }
 
-  newView(view: number, viewChanges: Signed<ViewChangeMsg>[], entries: Array<{ seq: number; digest: Uint8Array }>, signer = this.primaryOf(view)): Signed<NewViewMsg> {
-    const prePrepares = entries.map((e) => this.prePrepare(view, e.seq, e.digest, signer));
+  newView(view: number, viewChanges: Signed<ViewChangeMsg>[], entries: Array<{ seq: number; digest: Uint8Array; time?: number }>, signer = this.primaryOf(view)): Signed<NewViewMsg> {
+    const prePrepares = entries.map((e) => this.prePrepare(view, e.seq, e.digest, signer, signer, e.time));
     return this.signAs(signer, { type: 'newview', view, replica: signer, viewChanges, prePrepares });
   }
 
   /** A prepared certificate for (view, seq, digest): the primary's pre-prepare and prepares from `from` (default: the first 2f backups). */
-  preparedCert(view: number, seq: number, digest: Uint8Array, from?: number[]): PreparedCert {
+  preparedCert(view: number, seq: number, digest: Uint8Array, from?: number[], time?: number): PreparedCert {
     const backups = from ?? this.backups(view).slice(0, 2 * this.f);
-    return { prePrepare: this.prePrepare(view, seq, digest), prepares: backups.map((b) => this.prepare(b, view, seq, digest)) };
+    const primary = this.primaryOf(view);
+    return { prePrepare: this.prePrepare(view, seq, digest, primary, primary, time), prepares: backups.map((b) => this.prepare(b, view, seq, digest)) };
   }
 
   /** Replica ids other than the primary of `view`, ascending. */
@@ -508,16 +528,17 @@ export function result(reply: AnyReply): KvResult {
 
 /**
  * Brings (view, seq) to committed-local at `node` with the quorum of other replicas: the
- * pre-prepare (unless `node` is the primary and already proposed), 2f matching prepares counting
- * the node's own, and 2f+1 commits counting the node's own. Returns the output of the last flush.
+ * pre-prepare (unless `node` is the primary and already proposed; its batch time `opts.time`,
+ * default PAPER_TIME_MS), 2f matching prepares counting the node's own, and 2f+1 commits counting
+ * the node's own. Returns the output of the last flush.
  */
-export function agree(node: Node, view: number, seq: number, requests: Signed<RequestMsg>[], opts: { sendPrePrepare?: boolean } = {}): Out {
+export function agree(node: Node, view: number, seq: number, requests: Signed<RequestMsg>[], opts: { sendPrePrepare?: boolean; time?: number } = {}): Out {
   const k = node.keys;
   const primary = k.primaryOf(view);
-  const digest = k.digest(requests);
+  const digest = k.digest(requests, opts.time);
   const outs: Out[] = [];
   if (node.id !== primary && opts.sendPrePrepare !== false) {
-    node.fromReplica(primary, frame(k.prePrepare(view, seq, digest), requests));
+    node.fromReplica(primary, frame(k.prePrepare(view, seq, digest, primary, primary, opts.time), requests));
   }
   const needed = 2 * k.f - (node.id === primary ? 0 : 1);
   for (const b of k.backups(view).filter((b) => b !== node.id).slice(0, needed)) node.fromReplica(b, frame(k.prepare(b, view, seq, digest)));

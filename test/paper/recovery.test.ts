@@ -13,6 +13,7 @@ import {
   hex,
   linkFrame,
   ownCheckpoint,
+  PAPER_TIME_MS,
   plannedNewView,
   put,
   result,
@@ -246,7 +247,7 @@ describe('recovery from lost durable state (a damaged or truncated log)', () => 
     for (let seq = 2; seq <= 8; seq++) {
       const batch = [history[seq - 1]!];
       const d = k.digest(batch);
-      entries.push({ seq, batch, commits: [0, 1, 3].map((r) => k.commit(r, view, seq, d)) });
+      entries.push({ seq, batch, commits: [0, 1, 3].map((r) => k.commit(r, view, seq, d)), time: PAPER_TIME_MS });
     }
     again.fromReplica(3, linkFrame({ type: 'fetched', entries, stable: k.genesis, proofs: [] }));
     again.flush();

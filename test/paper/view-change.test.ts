@@ -13,6 +13,7 @@ import {
   hex,
   linkFrame,
   othersThan,
+  PAPER_TIME_MS,
   ownCheckpoint,
   put,
   sameBytes,
@@ -535,7 +536,7 @@ describe('view change: safety', () => {
     const committed = n3.flush();
     const ask = committed.links('batchreq');
     assert.equal(ask.length, 1, 'asks for the batch it lacks');
-    n3.fromReplica(ask[0]!.to, linkFrame({ type: 'batch', seq: 1, digest: d1, batch: [r1] }));
+    n3.fromReplica(ask[0]!.to, linkFrame({ type: 'batch', seq: 1, digest: d1, batch: [r1], time: PAPER_TIME_MS }));
     const executed = n3.flush().eventsOf('executed');
     assert.deepEqual(executed.map((e) => [e.seq, e.requests.map((r) => [r.client, r.timestamp])]), [[1, [[0, 1]]]]);
     assert.equal(hex(n3.app.digest()), digestAt2, 'same state as the replica that committed in view 0');

@@ -26,7 +26,7 @@ import type { ReplicaOptions } from '../../src/core/options.ts';
 import { decodeHorizon } from '../../src/core/horizon.ts';
 import { DEFAULT_PIPELINE_OPTIONS, TurnPipeline, type Sent, type SentReply } from '../../src/node/pipeline.ts';
 import { SimDisk } from '../../src/sim/disk.ts';
-import { frame, hex, SMALL_OPTIONS, TestCluster } from '../paper/harness.ts';
+import { frame, hex, PAPER_TIME_MS, SMALL_OPTIONS, TestCluster } from '../paper/harness.ts';
 import { ScriptError, type Arg, type Directive } from './datadriven.ts';
 
 /** A message in the network: sent, not yet delivered or dropped. */
@@ -495,6 +495,9 @@ export class ScriptWorld {
     const app = new KvStore({ partitionCount: this.k.partitionCount });
     const core = this.k.newCore(host.id, app, this.options);
     core.now = host.ticks;
+    // A wall clock that stands still: every batch time is PAPER_TIME_MS, so digests are named by
+    // their requests alone (the rules of batch times have their own tests: test/paper/batch-time.test.ts).
+    core.setClockMs(PAPER_TIME_MS);
     const disk = host.disk;
     core.recover(disk.entries(), disk.horizon !== undefined ? { horizon: disk.horizon } : {});
     const onDisk = disk.horizon === undefined ? undefined : decodeHorizon(disk.horizon);

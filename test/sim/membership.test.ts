@@ -168,7 +168,7 @@ test('a replica whose audit finds its state faulty quits by itself (a QUIT signe
     sim.reconfigure({ kind: 'add-replica', replica: sim.replicaInfo[4]! });
     assert.ok(sim.runUntil(() => entered(sim, 1, [0, 1, 2, 3, 4]), 4_000), `seed ${seed}: epoch 1`);
     // Replica 2's state changes outside the agreed order (a bit flip, a bug): a key no client uses.
-    sim.hosts[2]!.app!.execute(encodeOp({ type: 'put', key: 'corrupted', value: 'x' }), { seq: 0, client: 0, timestamp: 0 });
+    sim.hosts[2]!.app!.execute(encodeOp({ type: 'put', key: 'corrupted', value: 'x' }), { seq: 0, client: 0, timestamp: 0, timeMs: 0 });
     assert.ok(sim.runUntil(() => replicaOf(sim, 0)!.status().epoch === 2, 6_000), `seed ${seed}: replica 2 did not leave: ${JSON.stringify(replicaOf(sim, 2)!.status())}`);
     assert.ok(sim.events.some((e) => e.replica === 2 && e.event.type === 'state-diverged'), `seed ${seed}: no divergence seen`);
     assert.ok(sim.events.some((e) => e.replica === 2 && e.event.type === 'quitting'), `seed ${seed}: replica 2 did not ask to quit`);

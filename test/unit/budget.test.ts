@@ -25,7 +25,7 @@ test('link requests are told from signed messages and replies to link requests; 
   ];
   const replies: LinkMessage[] = [
     { type: 'fetched', entries: [], stable: cert, proofs: [] },
-    { type: 'batch', seq: 3, digest, batch: [] },
+    { type: 'batch', seq: 3, digest, batch: [], time: 0 },
     { type: 'state', seq: 128, reply: { kind: 'unavailable', stable: cert } },
   ];
   for (const m of requests) assert.equal(isLinkRequest(encodeLinkFrame(m)), true, m.type);
@@ -73,12 +73,13 @@ test("the loop drops a flooding peer's link requests over budget; its signed fra
       received.push({ from, kind: isLinkRequest(frame) ? 'request' : 'other' });
     },
     tick: () => undefined,
+    setClockMs: () => undefined,
     flush: (): Ready => ({ index: ++index, writes: [], clears: [], messages: [], replies: [], events: [], horizon: { view: 0, stable: 0, executed: 0 } }),
   } as unknown as Replica;
   const loop = new TurnLoop(
     { write: (_ops, _clears, _horizon, done) => setImmediate(() => done()) },
     { running: () => true, perform: () => undefined, fatal: (err) => assert.fail(String(err)) },
-    { tickMs: 1_000_000, now: () => clock, pipelineTurns: true, deferWrites: true },
+    { tickMs: 1_000_000, now: () => clock, wallClockMs: () => 0, pipelineTurns: true, deferWrites: true },
   );
   loop.attach(replica, undefined);
   const request = encodeLinkFrame({ type: 'statereq', seq: 0, part: { kind: 'meta' } });
@@ -113,16 +114,17 @@ test('replies the core refuses are charged; replies it accepts are not', async (
       else rejected.set('unexpected-batch', (rejected.get('unexpected-batch') ?? 0) + 1);
     },
     tick: () => undefined,
+    setClockMs: () => undefined,
     flush: (): Ready => ({ index: ++index, writes: [], clears: [], messages: [], replies: [], events: [], horizon: { view: 0, stable: 0, executed: 0 } }),
   } as unknown as Replica;
   const loop = new TurnLoop(
     { write: (_ops, _clears, _horizon, done) => setImmediate(() => done()) },
     { running: () => true, perform: () => undefined, fatal: (err) => assert.fail(String(err)) },
-    { tickMs: 1_000_000, now: () => clock, pipelineTurns: true, deferWrites: true },
+    { tickMs: 1_000_000, now: () => clock, wallClockMs: () => 0, pipelineTurns: true, deferWrites: true },
   );
   loop.attach(replica, undefined);
-  const wanted = encodeLinkFrame({ type: 'batch', seq: 1, digest, batch: [] });
-  const unwanted = encodeLinkFrame({ type: 'batch', seq: 2, digest, batch: [] });
+  const wanted = encodeLinkFrame({ type: 'batch', seq: 1, digest, batch: [], time: 0 });
+  const unwanted = encodeLinkFrame({ type: 'batch', seq: 2, digest, batch: [], time: 0 });
   assert.equal(wanted[4], 1, "[1, [23, seq, ...]]: seq is the fifth byte");
   // A peer sending only replies we asked for is never charged, however many.
   for (let i = 0; i < 200; i++) loop.enqueue({ kind: 'replica', id: 1 }, wanted);

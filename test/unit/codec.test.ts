@@ -8,7 +8,7 @@ import { encodeCbor } from '../../src/codec/cbor.ts';
 import { decodeBody, decodeFrame, encodeBody, encodeLinkFrame, encodeSignedFrame } from '../../src/codec/messages.ts';
 import { Authenticator, concatBytes, domainTag } from '../../src/core/auth.ts';
 import type { ClusterConfig } from '../../src/core/cluster.ts';
-import type { LinkMessage, PrePrepareMsg, RequestMsg, Signed, SignedMessage } from '../../src/core/messages.ts';
+import type { CommitMsg, LinkMessage, PrePrepareMsg, RequestMsg, Signed, SignedMessage } from '../../src/core/messages.ts';
 import { createNodeSigner, NodeVerifier, sha256 } from '../../src/crypto/node.ts';
 import { createNobleSigner, NobleVerifier, randomSecretKey } from '../../src/crypto/noble.ts';
 import { Prng } from '../../src/sim/prng.ts';
@@ -41,7 +41,7 @@ function request(ts: number): Signed<RequestMsg> {
 function samples(): Signed[] {
   const a1 = authAs(1);
   const a2 = authAs(2);
-  const pp = a1.sign<PrePrepareMsg>({ type: 'preprepare', view: 1, seq: 7, digest: digest(7), replica: 1 });
+  const pp = a1.sign<PrePrepareMsg>({ type: 'preprepare', view: 1, seq: 7, digest: digest(7), replica: 1, time: 1_700_000_000_123 });
   const prep = a2.sign({ type: 'prepare', view: 1, seq: 7, digest: digest(7), replica: 2 });
   const ck = a2.sign({ type: 'checkpoint', seq: 128, digest: digest(9), replica: 2, epoch: 0 });
   const vc = a2.sign({
@@ -87,7 +87,8 @@ test('link messages round-trip', () => {
   const links: LinkMessage[] = [
     { type: 'fetch', from: 1, to: 64, epoch: 0 },
     { type: 'batchreq', seq: 5, digest: digest(1) },
-    { type: 'batch', seq: 5, digest: digest(1), batch: [request(1)] },
+    { type: 'batch', seq: 5, digest: digest(1), batch: [request(1)], time: 1_700_000_000_123 },
+    { type: 'batch', seq: 6, digest: digest(1), batch: [], time: 0 },
     { type: 'statereq', seq: 128, part: { kind: 'leaves', groups: [0, 3] } },
     { type: 'statereq', seq: 128, part: { kind: 'leaves', groups: [0, 3], have: [new Uint8Array([1, 2, 3, 4]), new Uint8Array(8)] } },
     { type: 'state', seq: 128, reply: { kind: 'leaves', groups: [{ group: 0, leaves: [digest(1), digest(2)] }] } },
@@ -101,6 +102,31 @@ test('link messages round-trip', () => {
     if (d.value.kind === 'link') assert.deepEqual(plain(d.value.msg), plain(m));
   }
 });
+
+test('the batch time travels in the pre-prepare body and with every batch a link carries', () => {
+  const [pp] = samples().filter((s) => s.msg.type === 'preprepare');
+  const d = decodeBody(pp!.body);
+  assert.ok(d.ok && d.value.type === 'preprepare');
+  assert.equal(d.value.type === 'preprepare' && d.value.time, 1_700_000_000_123);
+  // A pre-prepare body without a time (the five fields of a prepare or commit) is refused.
+  const old = encodeCbor([3, 1, 7, digest(7), 1]);
+  const r = decodeBody(old);
+  assert.ok(!r.ok && /preprepare: wrong arity/.test(r.reason), r.ok ? 'decoded' : r.reason);
+  const negative = encodeCbor([3, 1, 7, digest(7), 1, -1]);
+  assert.equal(decodeBody(negative).ok, false, 'a negative time');
+  const commit = a2Commit();
+  const entry = { seq: 7, commits: [commit], batch: [request(1)], time: 1_700_000_000_123 };
+  const fetched = decodeFrame(encodeLinkFrame({ type: 'fetched', entries: [entry], stable: { epoch: 0, seq: 0, digest: digest(0), proof: [] }, proofs: [] }));
+  assert.ok(fetched.ok && fetched.value.kind === 'link' && fetched.value.msg.type === 'fetched');
+  if (fetched.value.kind === 'link' && fetched.value.msg.type === 'fetched') assert.equal(fetched.value.msg.entries[0]!.time, 1_700_000_000_123);
+  const noTime = encodeCbor([1, [21, [[7, [[commit.body, commit.sig]], [[request(1).body, request(1).sig]]]], [0, digest(0), [], 0], []]]);
+  const bad = decodeFrame(noTime);
+  assert.ok(!bad.ok && /entry: wrong arity/.test(bad.reason), bad.ok ? 'decoded' : bad.reason);
+});
+
+function a2Commit(): Signed<CommitMsg> {
+  return authAs(2).sign<CommitMsg>({ type: 'commit', view: 1, seq: 7, digest: digest(7), replica: 2 });
+}
 
 test('a request for leaves needs one prefix string per group, and sparse leaves one position per leaf', () => {
   const badHave = encodeLinkFrame({ type: 'statereq', seq: 1, part: { kind: 'leaves', groups: [0, 1], have: [new Uint8Array(4)] } });

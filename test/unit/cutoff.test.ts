@@ -30,6 +30,7 @@ function fakeReplica(received: Array<{ from: Source; tag: number }>): Replica {
       received.push({ from, tag: frame[0]! });
     },
     tick: () => undefined,
+    setClockMs: () => undefined,
     flush: (): Ready => ({ index: ++index, writes: [], clears: [], messages: [], replies: [], events: [], horizon: { view: 0, stable: 0, executed: 0 } }),
   } as unknown as Replica;
 }
@@ -40,7 +41,7 @@ test('a client frame refused as malformed cuts the client off: its other frames 
   const loop = new TurnLoop(
     { write: (_ops, _clears, _horizon, done) => setImmediate(() => done()) },
     { running: () => true, perform: () => undefined, fatal: (err) => assert.fail(String(err)), clientMisbehaved: (client, reason) => cutOff.push({ client, reason }) },
-    { tickMs: 1_000_000, now: () => 0, pipelineTurns: true, deferWrites: true },
+    { tickMs: 1_000_000, now: () => 0, wallClockMs: () => 0, pipelineTurns: true, deferWrites: true },
   );
   loop.attach(fakeReplica(received), undefined);
   const bad = { kind: 'client', id: 7 } as const;

@@ -47,7 +47,7 @@ class Rng {
   }
 }
 
-const ctx: ExecuteContext = { seq: 1, client: 0, timestamp: 0 };
+const ctx: ExecuteContext = { seq: 1, client: 0, timestamp: 0, timeMs: 0 };
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
 const bytes = (...b: number[]): Uint8Array => Uint8Array.from(b);
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');

@@ -16,6 +16,7 @@ function fakeReplica(received: Array<{ from: Source; tag: number }>): Replica {
   return {
     receive: (from: Source, frame: Uint8Array) => received.push({ from, tag: frame[0]! }),
     tick: () => undefined,
+    setClockMs: () => undefined,
     flush: (): Ready => (turnEnds.push(received.length), { index: ++index, writes: [], clears: [], messages: [], replies: [], events: [], horizon: { view: 0, stable: 0, executed: 0 } }),
   } as unknown as Replica;
 }
@@ -24,7 +25,7 @@ function loopWith(received: Array<{ from: Source; tag: number }>): TurnLoop {
   const loop = new TurnLoop(
     { write: (_ops, _clears, _horizon, done) => setImmediate(() => done()) },
     { running: () => true, perform: () => undefined, fatal: (err) => assert.fail(String(err)) },
-    { tickMs: 1_000_000, now: () => 0, pipelineTurns: true, deferWrites: true },
+    { tickMs: 1_000_000, now: () => 0, wallClockMs: () => 0, pipelineTurns: true, deferWrites: true },
   );
   loop.attach(fakeReplica(received), undefined);
   return loop;
@@ -65,4 +66,34 @@ test('one sender cannot fill the whole inbound bound: beyond its share its frame
   assert.equal(loop.inboundFramesDropped, 5, 'another sender still gets in');
   assert.equal(loop.queuedFrames, fits + 1);
   loop.clearQueue();
+});
+
+test('every turn gives the core the wall clock before its ticks and frames (batch times: Replica.setClockMs)', async () => {
+  const calls: string[] = [];
+  let wall = 1_700_000_000_000.7;
+  let index = 0;
+  const replica = {
+    receive: () => calls.push('receive'),
+    tick: () => calls.push('tick'),
+    setClockMs: (ms: number) => calls.push(`clock ${ms}`),
+    flush: (): Ready => ({ index: ++index, writes: [], clears: [], messages: [], replies: [], events: [], horizon: { view: 0, stable: 0, executed: 0 } }),
+  } as unknown as Replica;
+  let now = 0;
+  const loop = new TurnLoop(
+    { write: (_ops, _clears, _horizon, done) => setImmediate(() => done()) },
+    { running: () => true, perform: () => undefined, fatal: (err) => assert.fail(String(err)) },
+    { tickMs: 10, now: () => now, wallClockMs: () => wall, pipelineTurns: true, deferWrites: true },
+  );
+  loop.attach(replica, undefined);
+  await loop.runFirstTurn();
+  assert.deepEqual(calls, ['clock 1700000000000'], 'whole milliseconds');
+  calls.length = 0;
+  now = 20;
+  wall += 20;
+  loop.enqueue({ kind: 'client', id: 1 }, Uint8Array.of(1));
+  await new Promise<void>((resolve) => {
+    const poll = (): void => (calls.includes('receive') ? resolve() : void setTimeout(poll, 2));
+    poll();
+  });
+  assert.deepEqual(calls.slice(0, 4), ['clock 1700000000020', 'tick', 'tick', 'receive']);
 });
