@@ -59,7 +59,7 @@ function vote(type: VoteMsg['type'], replica: number, view: number, seq: number,
   const { key } = loadIdentity(keys, 'replica', keyOf);
   const signer = createNodeSigner(key.secretKey);
   const auth = new Authenticator(cluster, { sign: (d) => signer.sign(d), verify: (k, d, s) => verifier.verify(k, d, s), hash: sha256 });
-  return auth.sign<VoteMsg>({ type, view, seq, digest: sha256(new TextEncoder().encode(label)), replica } as VoteMsg);
+  return auth.sign<VoteMsg>((type === 'preprepare' ? { type, view, seq, digest: sha256(new TextEncoder().encode(label)), replica, time: 1_000 } : { type, view, seq, digest: sha256(new TextEncoder().encode(label)), replica }) as VoteMsg);
 }
 
 function file(items: VoteEvidence[], clusterId = cluster.clusterId): unknown {

@@ -55,7 +55,7 @@ function authOf(key: ReturnType<typeof createNodeSigner>, clusterId = CLUSTER_ID
 const digest = (label: string): Uint8Array => sha256(utf8(label));
 
 function vote(type: VoteMsg['type'], replica: number, view: number, seq: number, d: string, key = replicaKeys[replica]!, clusterId = CLUSTER_ID): Signed<VoteMsg> {
-  return authOf(key, clusterId).sign<VoteMsg>({ type, view, seq, digest: digest(d), replica } as VoteMsg);
+  return authOf(key, clusterId).sign<VoteMsg>((type === 'preprepare' ? { type, view, seq, digest: digest(d), replica, time: 1_000 } : { type, view, seq, digest: digest(d), replica }) as VoteMsg);
 }
 
 /** Through the file format and JSON text, as the CLI reads it. */
