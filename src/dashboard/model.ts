@@ -164,6 +164,8 @@ export interface Snapshot {
     divergences: Array<{ replica: number; count: number }>;
     storedState: Array<{ replica: number; corruptions: number; losses: number }>;
     clientsCutOff: Array<{ replica: number; count: number }>;
+    /** Equivocation evidence each replica holds (/status `evidence`; the pieces: GET /evidence). */
+    equivocation: Array<{ observer: number; held: number; signers: number[] }>;
   };
 }
 
@@ -735,6 +737,7 @@ export class DashboardModel {
     const divergences: Snapshot['evidence']['divergences'] = [];
     const storedState: Snapshot['evidence']['storedState'] = [];
     const clientsCutOff: Snapshot['evidence']['clientsCutOff'] = [];
+    const equivocation: Snapshot['evidence']['equivocation'] = [];
     for (const r of round.replicas) {
       const s = r.reachable ? r.status : undefined;
       if (s === undefined) continue;
@@ -765,12 +768,18 @@ export class DashboardModel {
       if (corruptions > 0 || losses > 0) storedState.push({ replica: r.replica, corruptions, losses });
       const cut = num(obj(s.transport)?.clientsCutOff) ?? 0;
       if (cut > 0) clientsCutOff.push({ replica: r.replica, count: cut });
+      const ev = obj(s.evidence);
+      const held = num(ev?.held) ?? 0;
+      if (held > 0) {
+        const signers = Array.isArray(ev?.signers) ? ev.signers.filter((x): x is number => typeof x === 'number' && Number.isInteger(x)) : [];
+        equivocation.push({ observer: r.replica, held, signers: [...signers].sort((a, b) => a - b) });
+      }
     }
     const misbehaviour = [...merged.values()]
       .map((m) => ({ ...m, reportedBy: m.reportedBy.sort((a, b) => a - b) }))
       .sort((a, b) => (b.lastAtMs ?? 0) - (a.lastAtMs ?? 0))
       .slice(0, MISBEHAVIOUR_SHOWN_MAX);
-    return { misbehaviour, counts: countsOut, divergences, storedState, clientsCutOff };
+    return { misbehaviour, counts: countsOut, divergences, storedState, clientsCutOff, equivocation };
   }
 }
 

@@ -283,6 +283,7 @@ const SCRIPT = String.raw`
     if (!e.misbehaviour.length) e.counts.forEach(function (c) { items.push(h('div', { 'class': 'ev' }, [h('b', { text: c.code }), ' \u00d7 ' + c.count + ' seen by replica ' + c.observer])); });
     e.divergences.forEach(function (d) { items.push(h('div', { 'class': 'ev' }, [h('b', { text: 'replica ' + d.replica }), ': own checkpoint differed from the agreed one ' + d.count + ' time(s)'])); });
     e.storedState.forEach(function (d) { items.push(h('div', { 'class': 'ev' }, [h('b', { text: 'replica ' + d.replica }), ': stored state corrupt ' + d.corruptions + ', lost ' + d.losses])); });
+    (e.equivocation || []).forEach(function (d) { items.push(h('div', { 'class': 'ev' }, [h('b', { text: 'equivocation' }), ': replica ' + d.observer + ' holds ' + d.held + ' piece(s) of signed evidence against ' + (d.signers.length ? 'replica(s) ' + ids(d.signers) : 'unknown signers') + ' (pbft evidence export)'])); });
     e.clientsCutOff.forEach(function (d) { items.push(h('div', { 'class': 'ev' }, ['replica ' + d.replica + ' cut off misbehaving clients ' + d.count + ' time(s)'])); });
     replace('evidence', items.length ? items : [h('div', { 'class': 'empty', text: 'no evidence of faults' })]);
   }

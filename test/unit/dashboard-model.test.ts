@@ -43,6 +43,7 @@ interface Fake {
   misbehaviourHistory?: unknown[];
   misbehaviour?: Record<string, number>;
   divergences?: number;
+  evidence?: unknown;
   down?: boolean;
 }
 
@@ -72,6 +73,7 @@ function replica(id: number, f: Fake): ReplicaInput {
       viewChangeHistory: f.viewChangeHistory ?? [],
       misbehaviourHistory: f.misbehaviourHistory ?? [],
       transport: { replicasConnected: [1, 2, 3], clientsConnected: 2 },
+      ...(f.evidence !== undefined ? { evidence: f.evidence } : {}),
     },
     ...(f.request !== undefined ? { metrics: { request: f.request } } : {}),
   };
@@ -282,6 +284,17 @@ test('evidence: misbehaviour merged per accused replica and code across the repl
   assert.deepEqual(e.misbehaviour, [{ peer: 3, code: 'invalid-view-change', reason: 'newest', count: 4, reportedBy: [0, 1], firstAtMs: T0, lastAtMs: T0 + 105 }]);
   assert.deepEqual(e.counts, [{ observer: 0, code: 'invalid-view-change', count: 2 }]);
   assert.deepEqual(e.divergences, [{ replica: 1, count: 1 }]);
+  assert.deepEqual(e.equivocation, [], 'no replica holds equivocation evidence');
+});
+
+test('evidence: the equivocation evidence each replica holds, with the replicas it names; malformed summaries are ignored', () => {
+  const m = new DashboardModel('c');
+  const summary = (held: number, signers: unknown) => ({ held, byKind: { preprepare: 0, prepare: held, commit: 0, mixed: 0 }, signers, notKept: 0 });
+  m.ingest(round([{ evidence: summary(2, [3]) }, { evidence: summary(0, []) }, { evidence: summary(1, [3, 'x', 2.5]) }, { evidence: 'none' }]), T0);
+  assert.deepEqual(m.snapshot(T0).evidence.equivocation, [
+    { observer: 0, held: 2, signers: [3] },
+    { observer: 2, held: 1, signers: [3] },
+  ]);
 });
 
 test('bounded memory: the series keep the history window, the ring never grows past its capacity', () => {
