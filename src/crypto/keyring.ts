@@ -396,8 +396,8 @@ function isReplicaCount(n: number, model: FaultModel): boolean {
   return Number.isSafeInteger(n) && n >= replicasMin(model) && n === replicasFor(faultsOf(n, model), model);
 }
 
-function replicaCountRule(model: FaultModel): string {
-  return model === 'crash' ? '2f+1 with f >= 1 for --fault-model crash (3, 5, 7, ...)' : '3f+1 with f >= 1 (4, 7, 10, ...)';
+function replicaCountRule(model: FaultModel, what = ''): string {
+  return model === 'crash' ? `2f+1${what} with f >= 1 for --fault-model crash (3, 5, 7, ...)` : `3f+1${what} with f >= 1 (4, 7, 10, ...)`;
 }
 
 /**
@@ -422,7 +422,7 @@ export function generateKeyring(options: GenerateKeyringOptions): GeneratedKeyri
     const even = model === 'crash' && replicas !== undefined && replicas >= 4 && replicas % 2 === 0
       ? ` (${replicas} replicas tolerate no more crashes than ${replicas - 1} and need one more vote)`
       : model === 'crash' && replicas !== undefined && replicas < 3 ? ' (fewer than 3 replicas cannot survive one crash)' : '';
-    if (urls !== undefined) throw new KeyringError('BAD_REPLICA_COUNT', `give ${replicaCountRule(model)} replica URLs; got ${urls.length}${even}`);
+    if (urls !== undefined) throw new KeyringError('BAD_REPLICA_COUNT', `give ${replicaCountRule(model, ' replica URLs')}; got ${urls.length}${even}`);
     throw new KeyringError('BAD_REPLICA_COUNT', `--replicas must be ${replicaCountRule(model)}; got ${replicas}${even}`);
   }
   if (!Number.isSafeInteger(clients) || clients < 0) {
