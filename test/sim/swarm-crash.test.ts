@@ -15,21 +15,21 @@ import { test } from 'node:test';
 import { runSwarm } from '../../src/sim/swarm.ts';
 import { describeFailures, swarmWithoutViolations } from './swarm-helpers.ts';
 
-test('crash-mode swarm n=3 (f = 1): seeds 1..12 show no violation', () => {
-  const s = swarmWithoutViolations(1, 12, { replicas: 3, faultModel: 'crash' });
+test('crash-mode swarm n=3 (f = 1): seeds 1..30 show no violation', () => {
+  const s = swarmWithoutViolations(1, 30, { replicas: 3, faultModel: 'crash' });
   assert.equal(Object.values(s.evidence).reduce((a, b) => a + b, 0), 0, 'no replica lies, so no equivocation evidence');
   for (const kind of ['partition-isolate', 'partition-primary', 'restart']) assert.ok((s.faults[kind] ?? 0) > 0, `no ${kind}`);
   assert.equal(Object.keys(s.faults).filter((k) => k.startsWith('byzantine-') || k === 'wipe' || k === 'disk-damage').length, 0, `byzantine faults drawn: ${Object.keys(s.faults).join(', ')}`);
-  process.stderr.write(`crash swarm n=3 seeds 1..12: ${s.requestsCommitted} requests, ${s.viewChanges} view changes, ${s.ticks} ticks, ${(s.elapsedMs / 1000).toFixed(1)} s\n`);
+  process.stderr.write(`crash swarm n=3 seeds 1..30: ${s.requestsCommitted} requests, ${s.viewChanges} view changes, ${s.ticks} ticks, ${(s.elapsedMs / 1000).toFixed(1)} s\n`);
 });
 
-test('crash-mode swarm n=5 (f = 2): seeds 1..3 show no violation', () => {
+test('crash-mode swarm n=5 (f = 2): seeds 1..6 show no violation', () => {
   // (Too few seeds for swarmWithoutViolations' "every crash point happened" check; n=3 covers that.)
   const options = { replicas: 5, faultModel: 'crash' } as const;
-  const s = runSwarm(1, 3, options);
+  const s = runSwarm(1, 6, options);
   assert.equal(s.failures.length, 0, describeFailures(s, options));
-  assert.ok(s.requestsCommitted > 3 * 40 && s.viewChanges > 0 && (s.faults['restart'] ?? 0) > 0, JSON.stringify(s.faults));
-  process.stderr.write(`crash swarm n=5 seeds 1..3: ${s.requestsCommitted} requests, ${s.viewChanges} view changes, ${(s.elapsedMs / 1000).toFixed(1)} s\n`);
+  assert.ok(s.requestsCommitted > 6 * 40 && s.viewChanges > 0 && (s.faults['restart'] ?? 0) > 0, JSON.stringify(s.faults));
+  process.stderr.write(`crash swarm n=5 seeds 1..6: ${s.requestsCommitted} requests, ${s.viewChanges} view changes, ${(s.elapsedMs / 1000).toFixed(1)} s\n`);
 });
 
 test('negative control: crash-mode quorums of f instead of f+1 are caught by the checkers', () => {
