@@ -39,7 +39,7 @@
  *
  * Each strong quorum is at most n-f in both modes, so the f faulty replicas cannot block progress.
  */
-import { bytesEqual } from './auth.ts';
+import { bytesEqual } from './encoding.ts';
 import type { FaultModel } from './cluster.ts';
 import type { CommitMsg, PrepareMsg, PrePrepareMsg, PreparedCert, Signed } from './messages.ts';
 
