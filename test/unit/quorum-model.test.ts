@@ -19,6 +19,9 @@ import { applyReconfig, clusterOf, decodeMembership, encodeMembership, encodeRec
 import { faultsOf, quorumFor, replicasFor, replicasMin } from '../../src/core/quorum.ts';
 import { decodeCbor } from '../../src/core/encoding.ts';
 import { loadCluster } from '../../src/crypto/keyring.ts';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { SimCluster } from '../../src/sim/cluster.ts';
+import { verifyEpochProof, type ProofCrypto } from '../../src/core/epochproof.ts';
 
 test('byzantine thresholds are unchanged: 2f+1 of 3f+1, f+1 for join and suspicions', () => {
   const cases: Array<[number, number, number]> = [
@@ -186,4 +189,27 @@ test('keygen --fault-model crash writes a 2f+1 keyring that loads as crash; byza
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('crash mode through a reconfiguration: 3 -> 4 replicas keeps the model, its epoch proof needs f+1 = 2 signatures and is refused by a byzantine reader', () => {
+  const sim = new SimCluster({ seed: 5, f: 1, faultModel: 'crash', spareReplicas: 1, operator: true, clients: 2, requestsPerClient: 300 });
+  assert.equal(sim.n, 3);
+  sim.run(100);
+  sim.reconfigure({ kind: 'add-replica', replica: sim.replicaInfo[3]! });
+  assert.ok(sim.runUntil(() => sim.hosts[0]!.replica!.status().epoch === 1, 3_000), 'the crash-mode cluster reached epoch 1');
+  const proof = sim.hosts[0]!.replica!.epochProofs.get(1)!;
+  const crypto: ProofCrypto = { verify: (k, d, s) => sim.keys.verifier.verify(k, d, s), hash: (d) => sha256(d) };
+  const genesis = genesisMembership(sim.cluster).current;
+  assert.equal(genesis.faultModel, 'crash');
+  const ok = verifyEpochProof(sim.cluster.clusterId, genesis, proof, crypto);
+  assert.ok(ok.ok, ok.ok ? '' : ok.reason);
+  assert.equal(ok.config.faultModel, 'crash');
+  assert.deepEqual(ok.config.replicas.map((r) => r.id), [0, 1, 2, 3]);
+  // A majority of the 3 signs it; one signature is not enough.
+  const one = verifyEpochProof(sim.cluster.clusterId, genesis, { ...proof, cert: { ...proof.cert, proof: proof.cert.proof.slice(0, 1) } }, crypto);
+  assert.ok(!one.ok && /1 signatures; epoch 0 needs 2/.test(one.reason), one.ok ? '' : one.reason);
+  // A reader that holds the configuration as byzantine does not take a crash one from a proof.
+  const asByzantine = { ...genesis, faultModel: undefined };
+  const refused = verifyEpochProof(sim.cluster.clusterId, asByzantine, proof, crypto);
+  assert.ok(!refused.ok && /changes the fault model from byzantine to crash/.test(refused.reason), refused.ok ? '' : refused.reason);
 });
