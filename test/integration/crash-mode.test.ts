@@ -123,4 +123,12 @@ test('a 3-replica crash-mode cluster started with pbft start keeps answering aft
   process.kill(startPid, 'SIGTERM');
   assert.equal(await exited, 0, stderr.slice(-2000));
   for (const pid of replicaPids.values()) await waitFor(() => !running(pid), `replica process ${pid} to be gone`, 30_000);
+
+  // pbft start refuses flags that contradict the keyring: one line, exit 1, nothing started.
+  const wrongModel = pbft(['start', '--keys', keys, '--data', join(dir, 'data'), '--fault-model', 'byzantine']);
+  assert.equal(wrongModel.code, 1);
+  assert.match(wrongModel.stderr, /^pbft start: \S+cluster\.json is a crash-fault keyring but --fault-model byzantine was given/);
+  const wrongCount = pbft(['start', '--keys', keys, '--data', join(dir, 'data'), '--replicas', '4']);
+  assert.equal(wrongCount.code, 1);
+  assert.match(wrongCount.stderr, /has 3 replicas but --replicas 4 was given/);
 });
