@@ -35,6 +35,8 @@ export interface SwarmOptions {
   planOnly?: boolean;
   /** Ticks of the liveness phase before a liveness violation is declared. */
   livenessTicksMax?: number;
+  /** Negative controls only: checks whose violations are not recorded (Checker.ignoredChecks). */
+  ignoreChecks?: readonly string[];
   /** Called with the cluster before the run starts (src/sim/trace.ts records a seed's timeline). */
   observe?: (sim: SimCluster) => void;
 }
@@ -252,6 +254,7 @@ export function runSeed(seed: number, options: SwarmOptions): SeedReport {
   if (broken === 'crash-quorum-f') simOptions.unsafeQuorum = { prepares: f - 1, commits: f };
   const sim = new SimCluster(simOptions);
   sim.keepEvents = false;
+  for (const check of options.ignoreChecks ?? []) sim.checker.ignoredChecks.add(check);
   options.observe?.(sim);
   if (plan.loss > 0) sim.count('network-loss');
   if (plan.duplication > 0) sim.count('network-duplication');

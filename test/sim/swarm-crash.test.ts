@@ -7,7 +7,9 @@
  * zero violations of agreement, validity, at-most-once execution, the sequential model, durability
  * and liveness after healing, through the same checkers as the byzantine swarm.
  *
- * And its negative control: the same plans with every vote quorum of f instead of f+1 must be caught.
+ * And its negative control: the same plans with every vote quorum of f instead of f+1 must be caught,
+ * by the durability checker (a reply before f+1 replicas hold the COMMIT) and, with that checker
+ * silenced, by agreement itself: correct replicas commit different batches at one sequence number.
  * `npm test` runs the seeds below; `npm run test:long` runs many more (test/long/swarm-crash.test.ts).
  */
 import assert from 'node:assert/strict';
@@ -39,6 +41,12 @@ test('negative control: crash-mode quorums of f instead of f+1 are caught by the
   assert.ok(caught.length >= SEEDS / 2, `only ${caught.length} of ${SEEDS} seeds caught quorums of f`);
   const checks = new Set(caught.flatMap((r) => r.violations.map((v) => v.check)));
   process.stderr.write(`crash quorum f: caught in ${caught.length}/${SEEDS} seeds by ${[...checks].join(', ')}\n`);
+  // Not only the durability rule: with it silenced, quorums of f let two correct replicas commit or
+  // execute different batches at one sequence number (or sign different results for one request).
+  const silenced = runSwarm(1, 20, { replicas: 3, faultModel: 'crash', negative: 'crash-quorum-f', ignoreChecks: ['reply-before-decided'] });
+  const diverged = silenced.failures.filter((r) => r.violations.some((v) => v.check === 'agreement' || v.check === 'reply-conflict'));
+  assert.ok(diverged.length >= 3, `only ${diverged.length} of 20 seeds diverged: ${describeFailures(silenced, { replicas: 3, faultModel: 'crash' })}`);
+  process.stderr.write(`crash quorum f, durability check silenced: agreement broken in ${diverged.length}/20 seeds\n`);
   // n = 5: quorums of 2 of 5.
   const five = runSwarm(1, 3, { replicas: 5, faultModel: 'crash', negative: 'crash-quorum-f' });
   assert.ok(five.failures.some((r) => r.kind === 'correctness' || r.kind === 'crash'), 'quorums of 2 of 5 not caught');
