@@ -35,7 +35,9 @@
  *   client replies   f+1 matching (collector.ts), unchanged: with no liars one reply from a replica
  *                    that committed would do, but f+1 keeps a single rule for both modes and is what
  *                    makes `reads` = f+1 linearizable: a completed write was executed by f+1
- *                    replicas, and any f+1 read answers include one of them.
+ *                    replicas, and any f+1 read answers include one of them. (Accepting the
+ *                    primary's one reply would leave a write executed by one replica, which f+1
+ *                    read answers can miss.)
  *
  * Each strong quorum is at most n-f in both modes, so the f faulty replicas cannot block progress.
  */
