@@ -10,6 +10,9 @@
  *   reads      gets of existing keys on a fresh n-replica cluster, ordered (a request like any other)
  *              against read-only (src/core/reads.ts: one round trip, 2f+1 matching answers): N clients
  *              (throughput) and 1 client (latency) each
+ *   crash      the crash-fault mode (keygen --fault-model crash): 2f+1 replica processes for the main
+ *              cluster's f (3 for 4), majority quorums, same N clients and 1 client, printed next to the
+ *              byzantine cluster's throughput and p50 (BFT-SMaRt's system.bft=false is the anchor)
  *   attacks    (not in the default suite; --only cluster,attacks) the main cluster under attack, one
  *              fresh cluster per scenario (Aardvark's list: a silent replica, a slow primary, a
  *              byzantine replica flooding, byzantine clients, slowloris; see ATTACK_SCENARIOS), each
@@ -40,6 +43,8 @@ import type { Attack, AttackConfig, AttackStats } from './attacker.ts';
 import type { FixtureConfig } from '../test/integration/fixtures/faults.ts';
 import { DEFAULT_REPLICA_OPTIONS } from '../src/core/options.ts';
 import { TICK_MS_DEFAULT } from '../src/node/loop.ts';
+import type { FaultModel } from '../src/core/cluster.ts';
+import { faultsOf, replicasFor } from '../src/core/quorum.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const LAUNCHER = join(REPO_ROOT, 'bin', 'pbft.mjs');
@@ -49,9 +54,9 @@ const RESULTS_DIR = join(REPO_ROOT, 'bench', 'results');
 const ATTACKER = join(REPO_ROOT, 'bench', 'attacker.ts');
 /** The integration tests' replica fixture: the slow primary (test-only behaviour, not in the CLI). */
 const FIXTURE = join(REPO_ROOT, 'test', 'integration', 'fixtures', 'replica.ts');
-const PARTS = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7', 'reads', 'attacks'] as const;
+const PARTS = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7', 'reads', 'crash', 'attacks'] as const;
 /** What runs without --only (the attack part takes a few minutes more: ask for it). */
-const DEFAULT_PARTS: readonly Part[] = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7', 'reads'];
+const DEFAULT_PARTS: readonly Part[] = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7', 'reads', 'crash'];
 /** Keys each client of the reads part writes before its run and then reads (at most --keys-per-client). */
 const READ_KEYS_PER_CLIENT = 16;
 type Part = (typeof PARTS)[number];
@@ -147,7 +152,8 @@ function parseOptions(argv: string[]): Options {
       'Benchmark of the PBFT key-value store against its own limits: a real cluster (replica processes, WebSockets,\n' +
         'synced RocksDB) under closed-loop clients, the unreplicated baseline, and the crypto floor, in one run.\n' +
         'Default suite: crypto floor, cluster (4 replicas x 64 clients), latency (1 client), baseline (1 and 64\n' +
-        'clients), cluster7 (7 replicas x 64 clients), reads (ordered against read-only gets, 64 clients and 1);\n' +
+        'clients), cluster7 (7 replicas x 64 clients), reads (ordered against read-only gets, 64 clients and 1),\n' +
+        'crash (the crash-fault mode: 2f+1 replicas x 64 clients and 1 client, next to the byzantine cluster);\n' +
         'one table with the ratios and the targets.',
     )
     .addOption(new Option('--replicas <n>', 'replicas of the main cluster (3f+1)').argParser(replicaCount).default(4))
@@ -182,6 +188,7 @@ function parseOptions(argv: string[]): Options {
         '  npm run bench -- --duration 10                     the default suite, 10 s windows\n' +
         '  npm run bench -- --only cluster,latency --json     some parts; record in bench/results/\n' +
         '  npm run bench -- --only reads                      ordered against read-only gets\n' +
+        '  npm run bench -- --only cluster,latency,crash      crash-fault mode next to the byzantine mode\n' +
         '  npm run bench -- --rss                             5-minute replica memory run\n' +
         '  npm run bench -- --only cluster --profile /tmp/p   CPU profiles (see bench/profile-top.ts)\n' +
         '  npm run bench -- --only cluster,attacks            every attack scenario against the fault-free cluster\n' +
@@ -351,12 +358,14 @@ interface ClusterSpec {
   skip?: number[];
   /** Replicas run by the integration tests' fixture with this configuration (PBFT_TEST_NODE). */
   fixture?: Map<number, FixtureConfig>;
+  /** The keyring's fault model (default byzantine). */
+  faultModel?: FaultModel;
 }
 
 async function startCluster(o: Options, run: string, n: number, clientIdentities: number, spec: ClusterSpec = {}): Promise<Server> {
   const dir = mkdtempSync(join(tmpdir(), `pbft-bench-${run}-`));
   tempDirs.add(dir);
-  const keyring = await benchKeyring(dir, n, clientIdentities, `bench-${run}-${process.pid}`);
+  const keyring = await benchKeyring(dir, n, clientIdentities, `bench-${run}-${process.pid}`, spec.faultModel);
   const tuning = [
     ...(o.batchRequestsMax !== undefined ? ['--batch-requests-max', String(o.batchRequestsMax)] : []),
     ...(o.batchBytesMax !== undefined ? ['--batch-bytes-max', String(o.batchBytesMax)] : []),
@@ -1110,6 +1119,24 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
     if (r.readOnlyToOrderedThroughput !== undefined) out.push(`  gets: read-only / ordered throughput        ${fmt(r.readOnlyToOrderedThroughput, 2)}`);
     if (r.readOnlyToOrderedP50 !== undefined) out.push(`  gets, 1 client: read-only / ordered p50     ${fmt(r.readOnlyToOrderedP50, 2)}`);
   }
+  const modeRuns = (['cluster', 'crash', 'latency', 'crash-1'] as const).map((name) => find(report, name));
+  if (modeRuns[1] !== undefined || modeRuns[3] !== undefined) {
+    const [byz, crash, byz1, crash1] = modeRuns;
+    out.push('');
+    out.push(`fault models: byzantine (n = 3f+1, quorums 2f+1) vs crash (n = 2f+1, quorums f+1), f = ${faultsOf(o.replicas)}, same machine and clients`);
+    out.push('  (BFT-SMaRt system.bft=false is the anchor; the crash cluster has fewer replicas, smaller quorums, and the same signatures)');
+    const cell = (l: LoadResult | undefined, f: (l: LoadResult) => string): string => (l === undefined ? '-' : f(l));
+    const ratio = (a: LoadResult | undefined, b: LoadResult | undefined, f: (l: LoadResult) => number): string => (a === undefined || b === undefined ? '-' : `${fmt(f(b) / f(a), 2)}x`);
+    const rows = [
+      ['', `byzantine (${byz?.replicas ?? byz1?.replicas ?? o.replicas})`, `crash (${crash?.replicas ?? crash1?.replicas ?? '-'})`, 'crash / byzantine'],
+      [`${o.clients} clients: req/s`, cell(byz, (l) => fmt(l.requestsPerSecond, 1)), cell(crash, (l) => fmt(l.requestsPerSecond, 1)), ratio(byz, crash, (l) => l.requestsPerSecond)],
+      [`${o.clients} clients: p50 ms`, cell(byz, (l) => fmt(l.latencyMs.p50, 2)), cell(crash, (l) => fmt(l.latencyMs.p50, 2)), ratio(byz, crash, (l) => l.latencyMs.p50)],
+      ['1 client: p50 ms', cell(byz1, (l) => fmt(l.latencyMs.p50, 2)), cell(crash1, (l) => fmt(l.latencyMs.p50, 2)), ratio(byz1, crash1, (l) => l.latencyMs.p50)],
+      ['CPU ms/req (N clients)', cell(byz, (l) => fmt(l.cpuSecondsPerRequest * 1000, 3)), cell(crash, (l) => fmt(l.cpuSecondsPerRequest * 1000, 3)), ratio(byz, crash, (l) => l.cpuSecondsPerRequest)],
+    ];
+    const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+    for (const r of rows) out.push('  ' + r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  '));
+  }
   const readRuns = (['get-ordered', 'get-readonly', 'get-ordered-1', 'get-readonly-1'] as const).map((name) => find(report, name));
   if (readRuns.some((l) => l !== undefined)) {
     const [ordered, readOnly, ordered1, readOnly1] = readRuns;
@@ -1268,6 +1295,17 @@ async function main(): Promise<void> {
       report.loads.push(await runLoad(o, server, 'get-readonly', o.clients, 0, { workload: 'get-readonly', keysPerClient }));
       report.loads.push(await runLoad(o, server, 'get-ordered-1', 1, o.clients, { workload: 'get-ordered', keysPerClient }));
       report.loads.push(await runLoad(o, server, 'get-readonly-1', 1, o.clients, { workload: 'get-readonly', keysPerClient }));
+    } finally {
+      await server.stop();
+    }
+  }
+  if (parts.has('crash')) {
+    // The crash-fault mode with the main cluster's f: 2f+1 replicas (3 for 4), same clients.
+    const n = replicasFor(faultsOf(o.replicas), 'crash');
+    const server = await startCluster(o, 'crash', n, clientIds, { faultModel: 'crash' });
+    try {
+      report.loads.push(await runLoad(o, server, 'crash', o.clients, 0));
+      report.loads.push(await runLoad(o, server, 'crash-1', 1, o.clients));
     } finally {
       await server.stop();
     }

@@ -5,6 +5,7 @@
  *   pbft keygen --replicas 7 --host 10.0.0.5 --base-port 9000 --force
  *   pbft keygen --replica-urls ws://10.0.0.11:7001,ws://10.0.0.12:7001,ws://10.0.0.13:7001,ws://10.0.0.14:7001
  *   pbft keygen --hosts-file hosts.config        (lines "<id> <host> <port>" or "<id> ws://host:port")
+ *   pbft keygen --fault-model crash --replicas 3   (crash faults only: n = 2f+1, see README)
  *
  * Every failure, including a bad flag, prints exactly one line `keygen: <message>` on stderr and
  * exits with status 1.
@@ -34,6 +35,7 @@ interface KeygenFlags {
   replicaUrls?: string;
   hostsFile?: string;
   clusterId?: string;
+  faultModel: string;
   force?: boolean;
 }
 
@@ -62,6 +64,10 @@ function errorMessage(err: unknown): string {
 /** Runs keygen with parsed flags and prints the summary; throws on any failure. */
 function runKeygen(flags: KeygenFlags, io: KeygenIo): void {
   const clients = parseCount('--clients', flags.clients);
+  const model = flags.faultModel;
+  if (model !== 'byzantine' && model !== 'crash') {
+    throw new FlagError(`--fault-model must be "byzantine" (n = 3f+1) or "crash" (n = 2f+1); got "${model.length > 40 ? model.slice(0, 40) + '...' : model}"`);
+  }
   if (flags.replicaUrls !== undefined && flags.hostsFile !== undefined) throw new FlagError('give --replica-urls or --hosts-file, not both');
   let replicaUrls: string[] | undefined;
   if (flags.replicaUrls !== undefined) replicaUrls = flags.replicaUrls.split(',').map((u) => u.trim()).filter((u) => u !== '');
@@ -75,7 +81,8 @@ function runKeygen(flags: KeygenFlags, io: KeygenIo): void {
     replicaUrls = parseHostsFile(text, flags.hostsFile);
   }
   const result = generateKeyring({
-    ...(flags.replicas !== undefined ? { replicas: parseCount('--replicas', flags.replicas) } : replicaUrls === undefined ? { replicas: 4 } : {}),
+    ...(flags.replicas !== undefined ? { replicas: parseCount('--replicas', flags.replicas) } : replicaUrls === undefined ? { replicas: model === 'crash' ? 3 : 4 } : {}),
+    faultModel: model,
     clients,
     out: flags.out,
     ...(flags.host !== undefined ? { host: flags.host } : {}),
@@ -86,7 +93,11 @@ function runKeygen(flags: KeygenFlags, io: KeygenIo): void {
   });
   const { cluster } = result;
   io.out(`keygen: wrote keyring to ${flags.out} (cluster ${cluster.clusterId})`);
-  io.out(`  f = ${cluster.f}, ${cluster.replicas.length} replicas:`);
+  io.out(
+    model === 'crash'
+      ? `  crash faults: f = ${cluster.f} (n = 2f+1, quorum f+1 = ${cluster.f + 1}), ${cluster.replicas.length} replicas; a replica that lies is not tolerated:`
+      : `  byzantine faults: f = ${cluster.f} (n = 3f+1, quorum 2f+1 = ${2 * cluster.f + 1}), ${cluster.replicas.length} replicas:`,
+  );
   for (const r of cluster.replicas) io.out(`    replica ${r.id}  ${r.url}`);
   io.out(`  ${cluster.clients.length} client${cluster.clients.length === 1 ? '' : 's'}`);
   io.out('  operator.key: signs membership changes (pbft member, pbft client-key); keep it on the operator\'s machine only');
@@ -100,7 +111,12 @@ function runKeygen(flags: KeygenFlags, io: KeygenIo): void {
 function configureKeygenCommand(command: Command, io: KeygenIo): Command {
   return command
     .description('generate a keyring: cluster.json (public), one private key file per replica and client, and the operator key (operator.key) that signs membership changes')
-    .option('--replicas <n>', 'number of replicas, 3f+1 with f >= 1 (default: 4, or the number of URLs given)')
+    .option('--replicas <n>', 'number of replicas, 3f+1 with f >= 1; with --fault-model crash 2f+1 (default: 4, crash 3, or the number of URLs given)')
+    .option(
+      '--fault-model <model>',
+      'byzantine: n = 3f+1 replicas, up to f may lie or crash. crash: n = 2f+1 replicas (3, 5, 7, ...) and majority quorums, up to f may crash or be cut off, but a single replica that lies (a bug, a compromised machine) can break safety',
+      'byzantine',
+    )
     .option('--clients <n>', 'number of clients', '4')
     .option('--out <dir>', 'directory to write the keyring to', 'keys')
     .option('--host <host>', 'one machine: host in every replica URL (default: 127.0.0.1)')

@@ -18,9 +18,9 @@ import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { CLUSTER_FILE, KeyringError, OPERATOR_KEY_FILE, keyFileName, loadCluster, loadIdentity, loadPrivateKey, writeFileAtomic, writeNewKey } from '../crypto/keyring.ts';
 import { bytesEqual, bytesToHex, hexToBytes, parseReplicaUrl } from '../crypto/keyring-json.ts';
-import { OPERATOR_CLIENT, admissionBytes, decodeReconfigResult, encodeReconfigOp, faultsFor, type ReconfigOp } from '../core/membership.ts';
+import { OPERATOR_CLIENT, admissionBytes, decodeReconfigResult, encodeReconfigOp, faultsFor, modelOf, type ReconfigOp } from '../core/membership.ts';
 import { quorumFor } from '../core/quorum.ts';
-import { replicaPrincipal, type ClusterConfig } from '../core/cluster.ts';
+import { replicaPrincipal, type ClusterConfig, type FaultModel } from '../core/cluster.ts';
 import { PbftClient } from '../client/client.ts';
 import { PbftClientError } from '../client/errors.ts';
 import { CliError, errorMessage, httpBaseOf, parseNonNegativeInt, type CliIo } from './common.ts';
@@ -159,7 +159,7 @@ async function survey(cluster: ClusterConfig, timeoutMs: number): Promise<Member
 }
 
 /** The newest configuration that a quorum of its own members reports. */
-function inForce(statuses: MemberStatus[]): { epoch: number; members: number[] } | undefined {
+function inForce(statuses: MemberStatus[], model: FaultModel): { epoch: number; members: number[] } | undefined {
   const byEpoch = new Map<string, { epoch: number; members: number[]; count: number }>();
   for (const s of statuses) {
     if (s.epoch === undefined || !s.members || s.member !== true) continue;
@@ -171,7 +171,7 @@ function inForce(statuses: MemberStatus[]): { epoch: number; members: number[] }
   let best: { epoch: number; members: number[] } | undefined;
   for (const e of byEpoch.values()) {
     const n = e.members.length;
-    if (e.count >= quorumFor(n, faultsFor(n)).checkpoints && (!best || e.epoch > best.epoch)) best = e;
+    if (e.count >= quorumFor(n, faultsFor(n, model), {}, model).checkpoints && (!best || e.epoch > best.epoch)) best = e;
   }
   return best;
 }
@@ -186,13 +186,13 @@ export async function runMemberCommand(action: MemberAction, flags: MemberFlags,
   }
   if (action.kind === 'list') {
     const statuses = await survey(cluster, flags.timeout);
-    const force = inForce(statuses);
+    const force = inForce(statuses, modelOf(cluster));
     if (flags.json === true) {
       io.out(JSON.stringify({ inForce: force ?? null, replicas: statuses }, null, 2));
       return force ? 0 : 2;
     }
     if (!force) io.err('pbft member list: no configuration is reported by a quorum of its members (replicas down or still switching)');
-    else io.out(`epoch ${force.epoch}: replicas ${force.members.join(', ')} (n = ${force.members.length}, f = ${faultsFor(force.members.length)})`);
+    else io.out(`epoch ${force.epoch}: replicas ${force.members.join(', ')} (n = ${force.members.length}, f = ${faultsFor(force.members.length, modelOf(cluster))}, ${modelOf(cluster)} faults)`);
     for (const s of statuses) {
       const state = s.error !== undefined ? `unreachable (${s.error})` : `epoch ${s.epoch}${s.member ? '' : ', not a member'}${s.nextEpoch ? `, epoch ${s.nextEpoch.epoch} pending after checkpoint ${s.nextEpoch.since}: ${s.nextEpoch.replicas.join(',')}` : ''}`;
       io.out(`  replica ${s.replica}  ${s.url}  ${state}`);
@@ -279,7 +279,7 @@ async function submit(cluster: ClusterConfig, key: { id: number; secretKey: Uint
 async function waitInForce(cluster: ClusterConfig, epoch: number, removed: number | undefined, flags: MemberFlags, io: CliIo): Promise<number> {
   const deadline = Date.now() + flags.waitTimeout;
   for (;;) {
-    const force = inForce(await survey(cluster, flags.timeout));
+    const force = inForce(await survey(cluster, flags.timeout), modelOf(cluster));
     if (force && force.epoch >= epoch) {
       io.out(`in force: epoch ${force.epoch}, replicas ${force.members.join(', ')}`);
       if (removed !== undefined) io.out(`replica ${removed} votes no more: stop it and delete its data directory`);

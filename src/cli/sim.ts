@@ -6,7 +6,9 @@
  * On a failure it prints the seed, the kind (crash, liveness, correctness) and the command that
  * replays it, and exits non-zero.
  */
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import type { FaultModel } from '../core/cluster.ts';
+import { faultsOf, replicasFor } from '../core/quorum.ts';
 import { NEGATIVE_CONTROLS, runSeed, runSwarm, type SeedReport, type SwarmOptions } from '../sim/swarm.ts';
 import { traceSeed } from '../sim/trace.ts';
 
@@ -20,14 +22,15 @@ function positiveInt(name: string) {
 
 function replicaCount(value: string): number {
   const n = Number(value);
-  if (!/^\d+$/.test(value) || (n - 1) % 3 !== 0 || n < 4) throw new InvalidArgumentError('must be 3f+1 with f >= 1 (4, 7, 10, ...)');
+  // 3f+1, or 2f+1 with --fault-model crash (checked against the model in the action).
+  if (!/^\d+$/.test(value) || n < 3) throw new InvalidArgumentError('must be 3f+1 with f >= 1 (4, 7, 10, ...), or 2f+1 (3, 5, 7, ...) with --fault-model crash');
   return n;
 }
 
-function describeFailure(r: SeedReport, replicas: number, negative: string | undefined, write: (line: string) => void): void {
+function describeFailure(r: SeedReport, replicas: number, negative: string | undefined, write: (line: string) => void, model: FaultModel = 'byzantine'): void {
   write(`FAILED seed ${r.seed}: ${r.kind} (${r.violations.length} violation${r.violations.length === 1 ? '' : 's'}); byzantine: ${r.byzantine.join(', ') || 'none'}`);
   for (const v of r.violations.slice(0, 5)) write(`  [${v.kind}] ${v.check} at tick ${v.tick}: ${v.detail.split('\n')[0]}`);
-  write(`  replay: npx pbft sim --seed ${r.seed} --replicas ${replicas}${negative ? ` --negative ${negative}` : ''}`);
+  write(`  replay: npx pbft sim --seed ${r.seed} --replicas ${replicas}${model === 'crash' ? ' --fault-model crash' : ''}${negative ? ` --negative ${negative}` : ''}`);
 }
 
 function formatFaults(faults: Record<string, number>): string {
@@ -44,7 +47,8 @@ export function addSimCommand(program: Command): Command {
     .option('--seed <n>', 'replay one seed', positiveInt('--seed'))
     .option('--seeds <count>', 'run a swarm of this many seeds', positiveInt('--seeds'))
     .option('--first <n>', 'first seed of the swarm', positiveInt('--first'), 1)
-    .option('--replicas <n>', 'replicas (3f+1)', replicaCount, 4)
+    .option('--replicas <n>', 'replicas (3f+1; crash: 2f+1)', replicaCount)
+    .addOption(new Option('--fault-model <model>', 'byzantine (default; 4 replicas) or crash (n = 2f+1, default 3 replicas: crashes, restarts, pauses and partitions, no byzantine replica or wiped disk)').choices(['byzantine', 'crash']).default('byzantine'))
     .option('--negative <control>', `run a deliberately broken build: ${NEGATIVE_CONTROLS.join(' | ')}`)
     .option('--json', 'print the summary as JSON')
     .option('--trace', 'with --seed: print the timeline of the run (faults, view changes, checkpoints, state transfers) and every replica\'s end state')
@@ -68,16 +72,25 @@ Negative controls (deliberately broken builds the checkers must catch):
   too-many-byzantine   f+1 colluding replicas
   reply-before-write   replies sent before the COMMIT they depend on is durable (the old shell)
   ignore-lost-data     a replica behind its horizon record votes as if nothing was lost
+  crash-quorum-f       (--fault-model crash) every vote quorum f instead of f+1
 
 Examples:
   npx pbft sim --seeds 1000
   npx pbft sim --seeds 200 --replicas 7
   npx pbft sim --seed 42
   npx pbft sim --seed 279 --trace
-  npx pbft sim --seeds 2000 --negative reply-before-write`,
+  npx pbft sim --seeds 2000 --negative reply-before-write
+  npx pbft sim --seeds 200 --fault-model crash --replicas 3`,
     )
-    .action((opts: { seed?: number; seeds?: number; first: number; replicas: number; negative?: string; json?: boolean; trace?: boolean }) => {
+    .action((opts: { seed?: number; seeds?: number; first: number; replicas?: number; faultModel: FaultModel; negative?: string; json?: boolean; trace?: boolean }) => {
       const write = (line: string): void => void process.stdout.write(line + '\n');
+      const model = opts.faultModel;
+      const replicas = opts.replicas ?? (model === 'crash' ? 3 : 4);
+      if (replicasFor(faultsOf(replicas, model), model) !== replicas) {
+        process.stderr.write(`sim: --replicas must be ${model === 'crash' ? '2f+1 (3, 5, 7, ...) with --fault-model crash' : '3f+1 (4, 7, 10, ...)'}; got ${replicas}\n`);
+        process.exitCode = 1;
+        return;
+      }
       if (opts.seed === undefined && opts.seeds === undefined) {
         process.stderr.write('sim: give --seed N (replay one) or --seeds COUNT (run a swarm)\n');
         process.exitCode = 1;
@@ -88,7 +101,7 @@ Examples:
         process.exitCode = 1;
         return;
       }
-      const swarmOptions: SwarmOptions = { replicas: opts.replicas, negative: opts.negative as SwarmOptions['negative'] };
+      const swarmOptions: SwarmOptions = { replicas, faultModel: model, negative: opts.negative as SwarmOptions['negative'] };
       if (opts.seed !== undefined && opts.trace) {
         const t = traceSeed(opts.seed, swarmOptions);
         write(t.text);
@@ -103,7 +116,7 @@ Examples:
           write(`byzantine: ${r.byzantine.join(', ') || 'none'}`);
           write(`faults: ${formatFaults(r.faults)}`);
           write(`equivocation evidence: ${formatFaults(r.evidence.byKind)}${r.evidence.signers.length > 0 ? ` (against replica${r.evidence.signers.length > 1 ? 's' : ''} ${r.evidence.signers.join(', ')})` : ''}`);
-          if (r.kind) describeFailure(r, opts.replicas, opts.negative, write);
+          if (r.kind) describeFailure(r, replicas, opts.negative, write, model);
           else write('no violations');
         }
         process.exitCode = r.kind ? 1 : 0;
@@ -114,7 +127,7 @@ Examples:
       const progress = process.stderr.isTTY;
       const summary = runSwarm(opts.first, count, swarmOptions, (r) => {
         done++;
-        if (r.kind && !opts.json) describeFailure(r, opts.replicas, opts.negative, write);
+        if (r.kind && !opts.json) describeFailure(r, replicas, opts.negative, write, model);
         if (progress && (done % 10 === 0 || done === count)) process.stderr.write(`\r${done}/${count} seeds`);
       });
       if (progress) process.stderr.write('\n');
@@ -122,7 +135,7 @@ Examples:
       if (opts.json) {
         write(JSON.stringify({ ...summary, violations, failures: summary.failures.map((r) => ({ seed: r.seed, kind: r.kind, violations: r.violations })) }));
       } else {
-        write(`seeds: ${summary.seeds} (first ${opts.first}), replicas: ${summary.replicas}, elapsed: ${(summary.elapsedMs / 1000).toFixed(1)} s`);
+        write(`seeds: ${summary.seeds} (first ${opts.first}), replicas: ${summary.replicas} (${model} faults), elapsed: ${(summary.elapsedMs / 1000).toFixed(1)} s`);
         write(`simulated ticks: ${summary.ticks}`);
         write(`requests committed: ${summary.requestsCommitted}`);
         write(`view changes: ${summary.viewChanges}`);

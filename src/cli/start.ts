@@ -18,14 +18,17 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Option, type Command } from 'commander';
-import type { ClusterConfig } from '../core/cluster.ts';
+import type { ClusterConfig, FaultModel } from '../core/cluster.ts';
 import { CLUSTER_FILE, generateKeyring, KeyringError, loadCluster, loadIdentity } from '../crypto/keyring.ts';
 import type { LogLevel } from '../util/log.ts';
 import { EXIT_WITH_PARENT_ENV, REPLICA_ENV_VARS } from './replica.ts';
 import { CliError, hostPortOf, httpBaseOf, parseNonNegativeInt, parsePort, parsePositiveInt, type CliIo } from './common.ts';
 
 export interface StartFlags {
-  replicas: number;
+  /** Default: the existing keyring's count, or 4 (crash: 3) for a generated one. */
+  replicas?: number;
+  /** Fault model of a generated keyring (default byzantine); with an existing keyring it must match it. */
+  faultModel?: FaultModel;
   /** Clients in a generated keyring (default CLIENTS_DEFAULT); given with an existing keyring, it must match it. */
   clients?: number;
   keys: string;
@@ -54,7 +57,13 @@ export function addStartCommand(program: Command, action: (flags: StartFlags) =>
       'run a local cluster: one child process per replica (generates a development keyring if there is none); ' +
         'Ctrl-C, SIGTERM or SIGHUP stops every replica (so does the end of the npm process that ran it)',
     )
-    .option('--replicas <n>', 'number of replicas (3f+1)', parsePositiveInt, 4)
+    .option('--replicas <n>', 'number of replicas, 3f+1 (crash: 2f+1) (default: the keyring\'s; for a generated keyring 4, crash 3)', parsePositiveInt)
+    .addOption(
+      new Option('--fault-model <model>', 'fault model of a generated keyring (default: byzantine; crash: n = 2f+1, tolerates crashes but no lying replica, see pbft keygen --help); with an existing keyring it must match it').choices([
+        'byzantine',
+        'crash',
+      ]),
+    )
     .option('--clients <n>', `clients in a generated keyring (default: ${CLIENTS_DEFAULT}; with an existing keyring it must match it)`, parseNonNegativeInt)
     .option('--keys <dir>', 'keyring directory', 'keys')
     .option('--data <dir>', 'data directory: replica i stores in <dir>/replica-<i>', 'data')
@@ -120,7 +129,8 @@ function prepareKeyring(flags: StartFlags, io: CliIo): ClusterConfig {
   if (!existsSync(clusterPath)) {
     try {
       cluster = generateKeyring({
-        replicas: flags.replicas,
+        replicas: flags.replicas ?? (flags.faultModel === 'crash' ? 3 : 4),
+        ...(flags.faultModel !== undefined ? { faultModel: flags.faultModel } : {}),
         clients: flags.clients ?? CLIENTS_DEFAULT,
         out: flags.keys,
         basePort: flags.basePort ?? BASE_PORT_DEFAULT,
@@ -131,7 +141,7 @@ function prepareKeyring(flags: StartFlags, io: CliIo): ClusterConfig {
     const first = cluster.replicas[0]!.url;
     const last = cluster.replicas[cluster.replicas.length - 1]!.url;
     io.out(
-      `pbft start: generated a development keyring in ${flags.keys}/ (cluster ${cluster.clusterId}, ${cluster.replicas.length} replicas ${first} .. ${last}, ${cluster.clients.length} clients)`,
+      `pbft start: generated a development keyring in ${flags.keys}/ (cluster ${cluster.clusterId}, ${cluster.replicas.length} replicas ${first} .. ${last}, ${cluster.clients.length} clients${cluster.faultModel === 'crash' ? ', crash faults only' : ''})`,
     );
   } else {
     try {
@@ -139,10 +149,14 @@ function prepareKeyring(flags: StartFlags, io: CliIo): ClusterConfig {
     } catch (err) {
       keyringError(err);
     }
-    if (cluster.replicas.length !== flags.replicas) {
+    if (flags.replicas !== undefined && cluster.replicas.length !== flags.replicas) {
       throw new CliError(
         `${clusterPath} has ${cluster.replicas.length} replicas but --replicas ${flags.replicas} was given; pass --replicas ${cluster.replicas.length} or use another --keys directory`,
       );
+    }
+    const model = cluster.faultModel ?? 'byzantine';
+    if (flags.faultModel !== undefined && flags.faultModel !== model) {
+      throw new CliError(`${clusterPath} is a ${model}-fault keyring but --fault-model ${flags.faultModel} was given; drop --fault-model or use another --keys directory`);
     }
     // --base-port and --clients shape a generated keyring only: given with an existing one that
     // differs, they would be ignored, so they are refused instead.
@@ -353,7 +367,7 @@ export async function runStartCommand(flags: StartFlags, io: CliIo): Promise<num
   }
   const keysFlag = flags.keys === 'keys' ? '' : ` --keys ${flags.keys}`;
   const lines = [
-    `pbft start: cluster ${cluster.clusterId} is ready: ${ready.length} of ${children.length} replicas running (f = ${cluster.f})`,
+    `pbft start: cluster ${cluster.clusterId} is ready: ${ready.length} of ${children.length} replicas running (${cluster.faultModel ?? 'byzantine'} faults, f = ${cluster.f})`,
     ...children.map(
       (c) => `  replica ${c.id}  ${c.url}  ${c.ready ? `status ${httpBaseOf(c.url)}/status  pid ${c.proc.pid}` : 'NOT RUNNING'}  data ${c.dataDir}`,
     ),

@@ -8,7 +8,9 @@
  */
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import type { ClusterConfig } from '../core/cluster.ts';
+import type { ClusterConfig, FaultModel } from '../core/cluster.ts';
+import { faultsFor, modelOf } from '../core/membership.ts';
+import { quorumFor } from '../core/quorum.ts';
 import { CLUSTER_FILE, KeyringError, loadCluster } from '../crypto/keyring.ts';
 import { CliError, errorMessage, httpBaseOf, type CliIo } from './common.ts';
 
@@ -115,7 +117,9 @@ export interface ClusterPoll {
   members: number[];
   n: number;
   f: number;
-  /** Replicas needed to order requests in that configuration (2f+1 when n = 3f+1). */
+  /** The keyring's fault model (cluster.json; reconfigurations keep it). */
+  model: FaultModel;
+  /** Replicas needed to order requests in that configuration (2f+1 when n = 3f+1, f+1 when crash n = 2f+1). */
   quorum: number;
   /** Members that answered as themselves. */
   up: number;
@@ -152,17 +156,18 @@ export async function pollCluster(cluster: ClusterConfig, timeoutMs: number): Pr
   const memberSet = new Set(members);
   const up = reports.filter((r) => r.reachable && memberSet.has(r.replica)).length;
   const n = members.length;
-  const f = Math.floor((n - 1) / 3);
-  const quorum = Math.ceil((n + f + 1) / 2);
-  return { reports, epoch, members, n, f, quorum, up };
+  const model = modelOf(cluster);
+  const f = faultsFor(n, model);
+  const quorum = quorumFor(n, f, {}, model).commits;
+  return { reports, epoch, members, n, f, model, quorum, up };
 }
 
 export async function runStatusCommand(flags: StatusFlags, io: CliIo): Promise<number> {
   const cluster = loadKeyringCluster(flags.keys);
-  const { reports, epoch, members, n, f, quorum, up } = await pollCluster(cluster, flags.timeout);
+  const { reports, epoch, members, n, f, model, quorum, up } = await pollCluster(cluster, flags.timeout);
   const verdict = (): number => {
     if (up >= quorum) return 0;
-    const quorumText = n === 3 * f + 1 ? `2f+1 = ${quorum}` : `${quorum} of ${n}`;
+    const quorumText = model === 'byzantine' && n === 3 * f + 1 ? `2f+1 = ${quorum}` : model === 'crash' && n === 2 * f + 1 ? `f+1 = ${quorum}` : `${quorum} of ${n}`;
     io.err(
       `pbft status: ${up} of ${n} replicas of cluster ${cluster.clusterId} reachable, fewer than a quorum (${quorumText}) of epoch ${epoch}: the cluster cannot order requests`,
     );
@@ -198,7 +203,7 @@ export async function runStatusCommand(flags: StatusFlags, io: CliIo): Promise<n
       evidence,
     ]);
   }
-  io.out(`cluster ${cluster.clusterId}: ${up} of ${n} replicas reachable (f = ${f}); epoch ${epoch}: replicas ${members.join(', ')}`);
+  io.out(`cluster ${cluster.clusterId}: ${up} of ${n} replicas reachable (${model} faults, f = ${f}, quorum ${quorum}); epoch ${epoch}: replicas ${members.join(', ')}`);
   io.out(table(rows));
   const accused = new Set<number>();
   for (const r of reports) if (r.reachable && Array.isArray(r.evidence?.signers)) for (const s of r.evidence.signers) accused.add(s);

@@ -25,9 +25,9 @@
  * without an operator key can never change (membership.ts): then the client never asks.
  */
 import { encodeLinkFrame } from '../codec/messages.ts';
-import type { ClusterConfig } from '../core/cluster.ts';
+import type { ClusterConfig, FaultModel } from '../core/cluster.ts';
 import { followEpochProofs, type ProofCrypto } from '../core/epochproof.ts';
-import { faultsFor, genesisMembership, mayHoldClient, OPERATOR_CLIENT, type MemberConfig } from '../core/membership.ts';
+import { faultsFor, genesisMembership, mayHoldClient, modelOf, OPERATOR_CLIENT, type MemberConfig } from '../core/membership.ts';
 import type { EpochProof } from '../core/messages.ts';
 
 /** A replica answers with at most this many proofs (src/core/replica.ts, serveEpochs). */
@@ -101,9 +101,14 @@ export class MembershipFollower {
     return this.current.replicas.length;
   }
 
-  /** floor((n-1)/3): a result needs f+1 matching replies of members. */
+  /** floor((n-1)/3) (crash mode: floor((n-1)/2)): a result needs f+1 matching replies of members. */
   get f(): number {
-    return faultsFor(this.current.replicas.length);
+    return faultsFor(this.current.replicas.length, modelOf(this.current));
+  }
+
+  /** The cluster's fault model (cluster.json; every epoch keeps it). */
+  get model(): FaultModel {
+    return modelOf(this.current);
   }
 
   isMember(replica: number): boolean {

@@ -527,7 +527,7 @@ export class PbftClient {
     const timestamp = this.nextTimestamp();
     const read = this.requests.signRead(timestamp, op);
     // (The negative control acceptFirstReply takes the first answer here too.)
-    const quorum = this.acceptFirstReply ? 1 : quorumFor(this.follower.n, this.f).reads;
+    const quorum = this.acceptFirstReply ? 1 : quorumFor(this.follower.n, this.f, {}, this.follower.model).reads;
     return new Promise((resolve) => {
       const collector = new ReadCollector(this.follower.members, quorum, this.follower.epoch, this.clientId, timestamp, (r) => this.requests.verifyReadReply(r));
       const r: PendingRead = {

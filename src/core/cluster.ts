@@ -16,11 +16,22 @@ export interface ClientInfo {
   publicKey: Uint8Array;
 }
 
+/**
+ * What the replicas are trusted to do (src/core/quorum.ts chooses every threshold from it and n):
+ *   byzantine  n = 3f+1: up to f replicas may lie, equivocate, stay silent or crash (PBFT).
+ *   crash      n = 2f+1: up to f replicas may crash, restart, or be cut off, but none ever lies
+ *              (the Paxos / Raft setting); a single replica that does lie can break safety.
+ * A property of the cluster, fixed at keygen: reconfiguration keeps it.
+ */
+export type FaultModel = 'byzantine' | 'crash';
+
 export interface ClusterConfig {
   /** Names this cluster; part of every signature's domain tag, so messages cannot cross clusters. */
   clusterId: string;
   f: number;
-  /** The keyring's replicas: n = 3f + 1 entries, ids 0..n-1 in order (membership.ts changes them later). */
+  /** Absent: 'byzantine' (keyrings written before the crash mode existed). */
+  faultModel?: FaultModel;
+  /** The keyring's replicas: n = 3f+1 (crash: 2f+1) entries, ids 0..n-1 in order (membership.ts changes them later). */
   replicas: ReplicaInfo[];
   /** Clients allowed to submit requests; ids unique, not necessarily dense. */
   clients: ClientInfo[];

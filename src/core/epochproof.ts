@@ -10,7 +10,7 @@
  */
 import { bytesEqual, bytesKey, concatBytes, domainTag } from './auth.ts';
 import type { EpochProof } from './messages.ts';
-import { decodeMembership, faultsFor, type MemberConfig } from './membership.ts';
+import { decodeMembership, faultsFor, modelOf, type MemberConfig } from './membership.ts';
 import { quorumFor } from './quorum.ts';
 import { membershipDigest, stateDigestOfParts } from './statetree.ts';
 
@@ -38,7 +38,8 @@ export function verifyEpochProof(clusterId: string, prev: MemberConfig, proof: E
     signers.add(m.replica);
   }
   const n = prev.replicas.length;
-  const q = quorumFor(n, faultsFor(n));
+  const model = modelOf(prev);
+  const q = quorumFor(n, faultsFor(n, model), {}, model);
   if (signers.size < q.checkpoints) return fail(`${signers.size} signatures; epoch ${prev.epoch} needs ${q.checkpoints}`);
   const digest = stateDigestOfParts(crypto.hash, proof.root, proof.clients, membershipDigest(crypto.hash, proof.membership));
   if (!bytesEqual(digest, cert.digest)) return fail('the membership does not open the certified state digest');
@@ -46,6 +47,7 @@ export function verifyEpochProof(clusterId: string, prev: MemberConfig, proof: E
   if (!m.ok) return fail(m.reason);
   const config = m.value.current;
   if (config.epoch !== proof.epoch || config.since !== cert.seq || m.value.next) return fail('the membership is not the start of its epoch');
+  if (modelOf(config) !== model) return fail(`the membership changes the fault model from ${model} to ${modelOf(config)}`);
   return { ok: true, config };
 }
 

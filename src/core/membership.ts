@@ -20,16 +20,17 @@
  *     so follows any number of reconfigurations from the genesis keyring (never from a file it is
  *     handed later).
  *   - f follows n: f = floor((n-1)/3), and every quorum is ceil((n+f+1)/2) (2f+1 when n = 3f+1),
- *     so that any two quorums share a correct replica for n = 3f+1 .. 3f+3.
+ *     so that any two quorums share a correct replica for n = 3f+1 .. 3f+3. In the crash-fault mode
+ *     f = floor((n-1)/2) and every quorum is a majority (quorum.ts chooses both). The fault model is
+ *     part of the configuration (and so of the certified state digest) and no change alters it.
  *
  * Pure data and pure functions: no I/O, no clocks.
  */
-import { OPERATOR_CLIENT, REPLICA_PRINCIPAL_BASE, replicaOfPrincipal, type ClientInfo, type ClusterConfig, type ReplicaInfo } from './cluster.ts';
+import { OPERATOR_CLIENT, REPLICA_PRINCIPAL_BASE, replicaOfPrincipal, type ClientInfo, type ClusterConfig, type FaultModel, type ReplicaInfo } from './cluster.ts';
 import { asArray, asBytes, asString, asUint, bytesEqual, decodeCbor, encodeCbor, fail, guarded, type Decoded } from './encoding.ts';
+import { faultsOf, replicasMin } from './quorum.ts';
 
 export { OPERATOR_CLIENT, REPLICA_PRINCIPAL_BASE };
-/** The fewest replicas a configuration may have (f = 1). */
-const REPLICAS_MIN = 4;
 /** The most replicas a configuration may have. */
 const REPLICAS_MAX = 64;
 /** The most clients a configuration may register. */
@@ -47,6 +48,8 @@ export interface MemberConfig {
   clients: ClientInfo[];
   /** The operator's public key (32 bytes), or undefined when the keyring has none (no reconfiguration). */
   operator?: Uint8Array;
+  /** The keyring's fault model, carried unchanged through every epoch; absent: byzantine. */
+  faultModel?: FaultModel;
 }
 
 /** The replicated membership: the configuration in force, and the next one once a change executed. */
@@ -72,9 +75,14 @@ export type ReconfigResult =
   | { ok: true; epoch: number; since: number; replicas: number[] }
   | { ok: false; reason: string };
 
-/** The largest f that n replicas tolerate. */
-export function faultsFor(n: number): number {
-  return Math.floor((n - 1) / 3);
+/** The largest f that n replicas tolerate in the fault model (quorum.ts decides). */
+export function faultsFor(n: number, model: FaultModel = 'byzantine'): number {
+  return faultsOf(n, model);
+}
+
+/** The fault model of a configuration ('byzantine' when it names none). */
+export function modelOf(c: { faultModel?: FaultModel }): FaultModel {
+  return c.faultModel ?? 'byzantine';
 }
 
 export function genesisMembership(cluster: ClusterConfig): Membership {
@@ -86,30 +94,37 @@ export function genesisMembership(cluster: ClusterConfig): Membership {
       replicas: sorted(cluster.replicas),
       clients: sorted(cluster.clients),
       operator: cluster.operatorKey,
+      ...(cluster.faultModel === 'crash' ? { faultModel: 'crash' as const } : {}),
     },
   };
 }
 
 /** The configuration as the ClusterConfig the Authenticator and the shell know. */
 export function clusterOf(clusterId: string, c: MemberConfig): ClusterConfig {
-  return { clusterId, f: faultsFor(c.replicas.length), replicas: c.replicas, clients: c.clients, operatorKey: c.operator };
+  const model = modelOf(c);
+  return { clusterId, f: faultsFor(c.replicas.length, model), ...(model === 'crash' ? { faultModel: model } : {}), replicas: c.replicas, clients: c.clients, operatorKey: c.operator };
 }
 
 // --- canonical encoding ---------------------------------------------------------------------------
 
 function configToCbor(c: MemberConfig): unknown[] {
-  return [
+  const fields: unknown[] = [
     c.epoch,
     c.since,
     c.replicas.map((r) => [r.id, r.url, r.publicKey]),
     c.clients.map((k) => [k.id, k.publicKey]),
     c.operator ?? new Uint8Array(0),
   ];
+  // A sixth field only in the crash mode: a byzantine configuration encodes (and digests) exactly as
+  // it did before the mode existed.
+  if (c.faultModel === 'crash') fields.push('crash');
+  return fields;
 }
 
 function configFromCbor(v: unknown, what: string): MemberConfig {
-  const a = asArray(v, what, 5);
-  if (a.length !== 5) fail(`${what}: expected 5 fields`);
+  const a = asArray(v, what, 6);
+  if (a.length !== 5 && !(a.length === 6 && a[5] === 'crash')) fail(`${what}: expected 5 fields, or 6 ending in "crash"`);
+  const faultModel: FaultModel = a.length === 6 ? 'crash' : 'byzantine';
   let prev = -1;
   const replicas = asArray(a[2], `${what}.replicas`, REPLICAS_MAX).map((r, i) => {
     const x = asArray(r, `${what}.replicas[${i}]`, 3);
@@ -128,8 +143,15 @@ function configFromCbor(v: unknown, what: string): MemberConfig {
   });
   const op = asBytes(a[4], 'operator key', undefined, 32);
   if (op.length !== 0 && op.length !== 32) fail(`${what}: operator key must be 32 bytes`);
-  if (replicas.length < REPLICAS_MIN) fail(`${what}: fewer than ${REPLICAS_MIN} replicas`);
-  return { epoch: asUint(a[0], 'epoch'), since: asUint(a[1], 'since'), replicas, clients, operator: op.length === 32 ? op : undefined };
+  if (replicas.length < replicasMin(faultModel)) fail(`${what}: fewer than ${replicasMin(faultModel)} replicas`);
+  return {
+    epoch: asUint(a[0], 'epoch'),
+    since: asUint(a[1], 'since'),
+    replicas,
+    clients,
+    operator: op.length === 32 ? op : undefined,
+    ...(faultModel === 'crash' ? { faultModel } : {}),
+  };
 }
 
 /** Canonical bytes of the membership (covered by the checkpoint digest). */
@@ -146,6 +168,7 @@ export function decodeMembership(bytes: Uint8Array): Decoded<Membership> {
     const current = configFromCbor(a[0], 'membership.current');
     const next = a[1] === null ? undefined : configFromCbor(a[1], 'membership.next');
     if (next && next.epoch !== current.epoch + 1) fail('membership: next epoch is not current + 1');
+    if (next && modelOf(next) !== modelOf(current)) fail('membership: a reconfiguration cannot change the fault model');
     return { current, next };
   });
 }
@@ -286,7 +309,8 @@ export function applyReconfig(
     case 'remove-replica':
     case 'quit': {
       if (!replicas.some((r) => r.id === op.id)) return refuse(`replica ${op.id} is not a member`);
-      if (replicas.length - 1 < REPLICAS_MIN) return refuse(`removing replica ${op.id} would leave ${replicas.length - 1} replicas; at least ${REPLICAS_MIN} are needed`);
+      const min = replicasMin(modelOf(cur));
+      if (replicas.length - 1 < min) return refuse(`removing replica ${op.id} would leave ${replicas.length - 1} replicas; at least ${min} are needed`);
       replicas = replicas.filter((r) => r.id !== op.id);
       break;
     }
@@ -304,7 +328,7 @@ export function applyReconfig(
       break;
     }
   }
-  const next: MemberConfig = { epoch: cur.epoch + 1, since: switchPoint(seq, checkpointInterval, windowSize), replicas, clients, operator: cur.operator };
+  const next: MemberConfig = { epoch: cur.epoch + 1, since: switchPoint(seq, checkpointInterval, windowSize), replicas, clients, operator: cur.operator, ...(cur.faultModel === 'crash' ? { faultModel: cur.faultModel } : {}) };
   return { membership: { current: cur, next }, result: { ok: true, epoch: next.epoch, since: next.since, replicas: replicas.map((r) => r.id) } };
 }
 

@@ -16,13 +16,40 @@
  *
  * Any two sets of 2f+1 replicas share at least f+1, of which at least one is correct; that is what
  * every rule above rests on. Nothing else in src/core writes a threshold.
+ *
+ * The crash-fault mode (FaultModel 'crash', n = 2f+1: replicas crash, restart and get cut off, but
+ * never lie; the Paxos / Raft setting) runs the same rules with other numbers, chosen here:
+ *
+ *   f                floor((n-1)/2): a majority must survive.
+ *   strong quorums   prepared (the PRE-PREPARE and f PREPAREs), committed-local, commit cert,
+ *                    stable, new view and read-only: a majority, floor(n/2)+1 (f+1 of 2f+1). Any two
+ *                    majorities share a replica, and with no liars one shared replica is enough: it
+ *                    carries what the earlier quorum did (its prepared certificate into the view
+ *                    change, its executed state into a read). The byzantine rule needs f+1 shared
+ *                    replicas only so that one of them is correct.
+ *   join, suspected  f+1, as in the byzantine mode. Every replica is correct here, so one would be
+ *                    enough to know the view is real; f+1 is kept because these are the pre-vote: a
+ *                    replica that can send but not receive (or whose clock runs fast) must not push
+ *                    the others into view changes alone, and that hazard is a crash-mode one too.
+ *                    f+1 <= n-f, so the f replicas that may be down cannot block them.
+ *   client replies   f+1 matching (collector.ts), unchanged: with no liars one reply from a replica
+ *                    that committed would do, but f+1 keeps a single rule for both modes and is what
+ *                    makes `reads` = f+1 linearizable: a completed write was executed by f+1
+ *                    replicas, and any f+1 read answers include one of them. (Accepting the
+ *                    primary's one reply would leave a write executed by one replica, which f+1
+ *                    read answers can miss.)
+ *
+ * Each strong quorum is at most n-f in both modes, so the f faulty replicas cannot block progress.
  */
-import { bytesEqual } from './auth.ts';
+import { bytesEqual } from './encoding.ts';
+import type { FaultModel } from './cluster.ts';
 import type { CommitMsg, PrepareMsg, PrePrepareMsg, PreparedCert, Signed } from './messages.ts';
 
 export interface Quorum {
   readonly n: number;
   readonly f: number;
+  /** The fault model the thresholds are for. */
+  readonly model: FaultModel;
   /** PREPAREs (besides the PRE-PREPARE) that make a replica prepared. */
   readonly prepares: number;
   /** COMMITs that make a prepared request committed-local, and a commit certificate. */
@@ -48,14 +75,38 @@ export interface UnsafeQuorum {
   commits?: number;
 }
 
-export function quorumFor(n: number, f: number, unsafe: UnsafeQuorum = {}): Quorum {
-  if (!Number.isInteger(f) || f < 0 || n < 3 * f + 1 || n > 3 * f + 3) throw new RangeError(`cluster has ${n} replicas; expected 3f+1..3f+3 for f = ${f}`);
-  // Two quorums of `strong` replicas share 2*strong - n >= f+1 of them, so at least one correct
-  // replica: strong = ceil((n+f+1)/2), which is 2f+1 for n = 3f+1 (n = 5, 6 keep f = 1: 4 votes).
-  const strong = Math.ceil((n + f + 1) / 2);
+/** The largest f that n replicas tolerate in the fault model: floor((n-1)/3), crash floor((n-1)/2). */
+export function faultsOf(n: number, model: FaultModel = 'byzantine'): number {
+  return model === 'crash' ? Math.floor((n - 1) / 2) : Math.floor((n - 1) / 3);
+}
+
+/** The fewest replicas a configuration may have in the fault model (f = 1): 4, crash 3. */
+export function replicasMin(model: FaultModel = 'byzantine'): number {
+  return model === 'crash' ? 3 : 4;
+}
+
+/** Replicas per tolerated fault plus one: n = 3f+1, crash 2f+1 (for messages and keygen). */
+export function replicasFor(f: number, model: FaultModel = 'byzantine'): number {
+  return model === 'crash' ? 2 * f + 1 : 3 * f + 1;
+}
+
+export function quorumFor(n: number, f: number, unsafe: UnsafeQuorum = {}, model: FaultModel = 'byzantine'): Quorum {
+  let strong: number;
+  if (model === 'crash') {
+    // Majorities: any two share a replica, and none of them lies (see the header). n = 2f+2 (after a
+    // reconfiguration) keeps f and needs f+2.
+    if (!Number.isInteger(f) || f < 0 || n < 2 * f + 1 || n > 2 * f + 2) throw new RangeError(`crash-mode cluster has ${n} replicas; expected 2f+1..2f+2 for f = ${f}`);
+    strong = Math.floor(n / 2) + 1;
+  } else {
+    if (!Number.isInteger(f) || f < 0 || n < 3 * f + 1 || n > 3 * f + 3) throw new RangeError(`cluster has ${n} replicas; expected 3f+1..3f+3 for f = ${f}`);
+    // Two quorums of `strong` replicas share 2*strong - n >= f+1 of them, so at least one correct
+    // replica: strong = ceil((n+f+1)/2), which is 2f+1 for n = 3f+1 (n = 5, 6 keep f = 1: 4 votes).
+    strong = Math.ceil((n + f + 1) / 2);
+  }
   return {
     n,
     f,
+    model,
     prepares: unsafe.prepares ?? strong - 1,
     commits: unsafe.commits ?? strong,
     checkpoints: strong,

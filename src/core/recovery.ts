@@ -23,7 +23,7 @@ import { ProtocolInvariantError } from './types.ts';
  */
 export function resumePrepared(rs: ReplicaState): void {
   if (rs.transfer) return;
-  const q = rs.deps.unsafeTestOnly?.recoveryQuorum ? quorumFor(rs.n, rs.f, rs.deps.unsafeTestOnly.recoveryQuorum) : rs.q;
+  const q = rs.deps.unsafeTestOnly?.recoveryQuorum ? quorumFor(rs.n, rs.f, rs.deps.unsafeTestOnly.recoveryQuorum, rs.q.model) : rs.q;
   for (const slot of [...rs.slots.values()].sort((a, b) => a.seq - b.seq)) {
     if (slot.view !== rs.view || slot.preparedInView || slot.seq <= rs.lastExecuted) continue;
     if (!preparedCertificate(q, slot.prePrepare, slot.prepares.values())) continue;

@@ -327,7 +327,7 @@ export abstract class ReplicaState {
       f,
       members,
       isMember: (r) => memberSet.has(r),
-      q: quorumFor(n, f, this.deps.unsafeTestOnly?.quorum),
+      q: quorumFor(n, f, this.deps.unsafeTestOnly?.quorum, cluster.faultModel),
       checkpointInterval: this.opts.checkpointInterval,
       windowSize: this.opts.windowSize,
       genesisDigest: this.genesisDigest,

@@ -7,6 +7,7 @@
  */
 import * as ed from '@noble/ed25519';
 import type { ClientInfo, ClusterConfig, ReplicaInfo } from '../core/cluster.ts';
+import { replicasFor } from '../core/quorum.ts';
 import { nobleDerivePublicKey } from './noble.ts';
 import { PUBLIC_KEY_BYTES, SECRET_KEY_BYTES } from './types.ts';
 
@@ -172,7 +173,12 @@ export function parseReplicaUrl(value: unknown): { address: string } | { problem
 /** Validates a parsed cluster.json strictly; `source` names it in error messages. */
 export function parseCluster(json: unknown, source: string): ClusterConfig {
   if (!isObject(json)) throw malformed(source, `must be a JSON object, got ${describe(json)}`);
-  checkFields(json, ['version', 'clusterId', 'f', 'replicas', 'clients', 'operator'], '', source);
+  // faultModel is optional: keyrings written before the crash mode existed have none (byzantine).
+  checkFields(json, ['version', 'clusterId', 'f', ...('faultModel' in json ? ['faultModel'] : []), 'replicas', 'clients', 'operator'], '', source);
+  const faultModel = json.faultModel ?? 'byzantine';
+  if (faultModel !== 'byzantine' && faultModel !== 'crash') {
+    throw malformed(source, `faultModel must be "byzantine" or "crash", got ${describe(json.faultModel)}`);
+  }
   if (json.version !== KEYRING_VERSION) {
     throw malformed(source, `unsupported version ${describe(json.version)} (expected ${KEYRING_VERSION})`);
   }
@@ -184,9 +190,9 @@ export function parseCluster(json: unknown, source: string): ClusterConfig {
     throw malformed(source, `f must be an integer >= 1, got ${describe(f)}`);
   }
   if (!Array.isArray(json.replicas)) throw malformed(source, `replicas must be an array, got ${describe(json.replicas)}`);
-  const n = 3 * f + 1;
+  const n = replicasFor(f, faultModel);
   if (json.replicas.length !== n) {
-    throw malformed(source, `f = ${f} needs n = 3f+1 = ${n} replicas, got ${json.replicas.length}`);
+    throw malformed(source, `f = ${f} needs n = ${faultModel === 'crash' ? '2f+1 (crash faults)' : '3f+1'} = ${n} replicas, got ${json.replicas.length}`);
   }
   if (!Array.isArray(json.clients)) throw malformed(source, `clients must be an array, got ${describe(json.clients)}`);
 
@@ -238,7 +244,7 @@ export function parseCluster(json: unknown, source: string): ClusterConfig {
     operatorKey = parsePublicKey(json.operator.publicKey, 'operator', source);
     claimKey(operatorKey, 'the operator');
   }
-  return { clusterId, f, replicas, clients, ...(operatorKey ? { operatorKey } : {}) };
+  return { clusterId, f, ...(faultModel === 'crash' ? { faultModel } : {}), replicas, clients, ...(operatorKey ? { operatorKey } : {}) };
 }
 
 /** cluster.json text: stable key order, two-space indent, trailing newline. Validates first. */
@@ -247,6 +253,8 @@ export function serializeCluster(cluster: ClusterConfig): string {
     version: KEYRING_VERSION,
     clusterId: cluster.clusterId,
     f: cluster.f,
+    // Written only for the crash mode, so a byzantine keyring reads as it always did.
+    ...(cluster.faultModel === 'crash' ? { faultModel: 'crash' } : {}),
     replicas: cluster.replicas.map((r) => ({ id: r.id, url: r.url, publicKey: bytesToHex(r.publicKey) })),
     clients: cluster.clients.map((c) => ({ id: c.id, publicKey: bytesToHex(c.publicKey) })),
     ...(cluster.operatorKey ? { operator: { publicKey: bytesToHex(cluster.operatorKey) } } : {}),

@@ -2,9 +2,10 @@
  * Keyrings on disk: the public `cluster.json` and one private key file per replica and client.
  *
  * `cluster.json` (public, shared by every replica and client):
- *   { "version": 1, "clusterId": "...", "f": 1,
+ *   { "version": 1, "clusterId": "...", "f": 1, ["faultModel": "crash",]
  *     "replicas": [{ "id": 0, "url": "ws://127.0.0.1:7001", "publicKey": "<64 hex>" }, ...],
  *     "clients":  [{ "id": 0, "publicKey": "<64 hex>" }, ...] }
+ *   n = 3f+1 replicas; with "faultModel": "crash" (absent: byzantine), n = 2f+1 (src/core/quorum.ts).
  *
  * `replica-<id>.key` / `client-<id>.key` (private, mode 0600):
  *   { "version": 1, "clusterId": "...", "principal": "replica", "id": 0,
@@ -32,7 +33,8 @@ import {
 } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import type { ClientInfo, ClusterConfig, ReplicaInfo } from '../core/cluster.ts';
+import type { ClientInfo, ClusterConfig, FaultModel, ReplicaInfo } from '../core/cluster.ts';
+import { faultsOf, replicasFor, replicasMin } from '../core/quorum.ts';
 import {
   bytesToHex,
   clusterIdProblem,
@@ -78,8 +80,10 @@ export interface Identity {
 }
 
 export interface GenerateKeyringOptions {
-  /** 3f+1; with replicaUrls, optional (their count). */
+  /** 3f+1 (crash: 2f+1); with replicaUrls, optional (their count). */
   replicas?: number;
+  /** Default 'byzantine' (n = 3f+1); 'crash' makes a crash-fault cluster of n = 2f+1 (src/core/quorum.ts). */
+  faultModel?: FaultModel;
   clients: number;
   out: string;
   /** Host in every replica URL; default 127.0.0.1. IPv6 literals may be given with or without brackets. */
@@ -382,8 +386,18 @@ function validateHost(host: string): string {
   return urlHost;
 }
 
-function isReplicaCount(n: number): boolean {
-  return Number.isSafeInteger(n) && n >= 4 && (n - 1) % 3 === 0;
+/**
+ * n = 3f+1 (crash: 2f+1) with f >= 1. The counts in between are refused: 3f+2 and 3f+3 replicas
+ * tolerate no more faults than 3f+1 (f is floor((n-1)/3)) but need a larger quorum, and in the crash
+ * mode 2f+2 tolerates no more crashes than 2f+1 but needs f+2 votes: each extra machine only adds
+ * one that must be up. (A reconfiguration may still reach such a count; quorum.ts handles it.)
+ */
+function isReplicaCount(n: number, model: FaultModel): boolean {
+  return Number.isSafeInteger(n) && n >= replicasMin(model) && n === replicasFor(faultsOf(n, model), model);
+}
+
+function replicaCountRule(model: FaultModel, what = ''): string {
+  return model === 'crash' ? `2f+1${what} with f >= 1 for --fault-model crash (3, 5, 7, ...)` : `3f+1${what} with f >= 1 (4, 7, 10, ...)`;
 }
 
 /**
@@ -402,9 +416,14 @@ export function generateKeyring(options: GenerateKeyringOptions): GeneratedKeyri
     }
   }
   const replicas = urls?.length ?? options.replicas;
-  if (replicas === undefined || !isReplicaCount(replicas)) {
-    if (urls !== undefined) throw new KeyringError('BAD_REPLICA_COUNT', `give 3f+1 replica URLs with f >= 1 (4, 7, 10, ...); got ${urls.length}`);
-    throw new KeyringError('BAD_REPLICA_COUNT', `--replicas must be 3f+1 with f >= 1 (4, 7, 10, ...); got ${replicas}`);
+  const model = options.faultModel ?? 'byzantine';
+  if (model !== 'byzantine' && model !== 'crash') throw new KeyringError('BAD_OPTION', `--fault-model must be byzantine or crash; got ${describe(model)}`);
+  if (replicas === undefined || !isReplicaCount(replicas, model)) {
+    const even = model === 'crash' && replicas !== undefined && replicas >= 4 && replicas % 2 === 0
+      ? ` (${replicas} replicas tolerate no more crashes than ${replicas - 1} and need one more vote)`
+      : model === 'crash' && replicas !== undefined && replicas < 3 ? ' (fewer than 3 replicas cannot survive one crash)' : '';
+    if (urls !== undefined) throw new KeyringError('BAD_REPLICA_COUNT', `give ${replicaCountRule(model, ' replica URLs')}; got ${urls.length}${even}`);
+    throw new KeyringError('BAD_REPLICA_COUNT', `--replicas must be ${replicaCountRule(model)}; got ${replicas}${even}`);
   }
   if (!Number.isSafeInteger(clients) || clients < 0) {
     throw new KeyringError('BAD_OPTION', `--clients must be a non-negative integer; got ${clients}`);
@@ -480,7 +499,7 @@ export function generateKeyring(options: GenerateKeyringOptions): GeneratedKeyri
   for (let id = 0; id < clients; id++) clientInfos.push({ id, publicKey: makeKey('client', id) });
 
   const operatorKey = makeKey('operator', 0);
-  const cluster: ClusterConfig = { clusterId, f: (replicas - 1) / 3, replicas: replicaInfos, clients: clientInfos, operatorKey };
+  const cluster: ClusterConfig = { clusterId, f: faultsOf(replicas, model), ...(model === 'crash' ? { faultModel: model } : {}), replicas: replicaInfos, clients: clientInfos, operatorKey };
   // cluster.json is public: readable by all once the directory permits it.
   writeFileAtomic(clusterPath, serializeCluster(cluster), 0o644);
   written.push(clusterPath);

@@ -209,7 +209,7 @@ export class SimClient {
   private readUnordered(now: number, op: Uint8Array, send: (to: number, frame: Uint8Array) => void): void {
     this.timestamp++;
     const read = this.signer.signRead(this.timestamp, op);
-    const quorum = this.reads.unsafeReadQuorum ?? quorumFor(this.follower.n, this.follower.f).reads;
+    const quorum = this.reads.unsafeReadQuorum ?? quorumFor(this.follower.n, this.follower.f, {}, this.follower.model).reads;
     this.reading = {
       timestamp: this.timestamp,
       op,

@@ -15,9 +15,9 @@ import { decodeFrame, encodeSignedFrame, FRAME_CODEC } from '../codec/messages.t
 import { replyOf, RequestSigner } from '../client/request.ts';
 import { OPERATOR_CLIENT, admissionBytes, encodeReconfigOp, type ReconfigOp } from '../core/membership.ts';
 import { replicaOfPrincipal, replicaPrincipal } from '../core/cluster.ts';
-import type { ClusterConfig } from '../core/cluster.ts';
+import type { ClusterConfig, FaultModel } from '../core/cluster.ts';
 import { Replica, type CoreEvent, type ReplicaDeps } from '../core/replica.ts';
-import type { UnsafeQuorum } from '../core/quorum.ts';
+import { replicasFor, type UnsafeQuorum } from '../core/quorum.ts';
 import { decodeHorizon } from '../core/horizon.ts';
 import { DEFAULT_REPLICA_OPTIONS, type ReplicaOptions } from '../core/options.ts';
 import type { Signer } from '../crypto/types.ts';
@@ -48,6 +48,8 @@ export const SIM_EPOCH_MS = 1_700_000_000_000;
 export interface SimOptions {
   seed: number;
   f: number;
+  /** The cluster's fault model (default byzantine: n = 3f+1; crash: n = 2f+1). */
+  faultModel?: FaultModel;
   clients: number;
   requestsPerClient: number;
   /** Distinct keys the clients use (small: more conflicts). */
@@ -211,7 +213,8 @@ export class SimCluster {
     this.prng = new Prng(this.opts.seed);
     this.net = new SimNetwork(this.prng.fork());
     this.net.faults = this.opts.network;
-    this.n = 3 * this.opts.f + 1;
+    const model = this.opts.faultModel ?? 'byzantine';
+    this.n = replicasFor(this.opts.f, model);
     const keyPrng = this.prng.fork();
     const spares = this.opts.spareReplicas ?? 0;
     const replicaSigners = Array.from({ length: this.n }, () => this.keys.newKey(keyPrng));
@@ -222,6 +225,7 @@ export class SimCluster {
     this.cluster = {
       clusterId: `sim-${this.opts.seed}`,
       f: this.opts.f,
+      ...(model === 'crash' ? { faultModel: model } : {}),
       replicas: replicaSigners.slice(0, this.n).map((s, id) => ({ id, url: `sim://${id}`, publicKey: s.publicKey })),
       clients: clientSigners.map((s, id) => ({ id, publicKey: s.publicKey })),
       ...(this.operatorSigner ? { operatorKey: this.operatorSigner.publicKey } : {}),

@@ -4,6 +4,12 @@
  * clients), runs a fault phase, then a liveness phase (faults stop, the network heals, crashed
  * replicas restart) in which every request must be answered within a bound. The same seed always
  * replays the same run.
+ *
+ * In the crash-fault mode (`faultModel: 'crash'`, n = 2f+1) the replicas only crash (at every point
+ * of the turn pipeline, losing what was not synced), restart, pause, and get cut off or lose,
+ * duplicate and reorder messages: no byzantine replica, no wiped or damaged disk (a replica that
+ * forgets what it promised is not a crash fault; Paxos and Raft do not survive it either). Clients
+ * may still misbehave: signatures keep them from hurting anyone but themselves in both modes.
  */
 import { encodeOp } from '../app/kv-ops.ts';
 import { RequestSigner } from '../client/request.ts';
@@ -13,18 +19,24 @@ import { CRASH_KINDS, SimCluster, type SimOptions } from './cluster.ts';
 import type { Violation, ViolationKind } from './checkers.ts';
 import { Prng } from './prng.ts';
 import { EVIDENCE_KINDS, type EvidenceKind } from '../core/evidence.ts';
+import type { FaultModel } from '../core/cluster.ts';
+import { faultsOf, replicasFor } from '../core/quorum.ts';
 
-export const NEGATIVE_CONTROLS = ['commit-quorum', 'prepare-quorum', 'recovery-quorum', 'too-many-byzantine', 'reply-before-write', 'ignore-lost-data'] as const;
+export const NEGATIVE_CONTROLS = ['commit-quorum', 'prepare-quorum', 'recovery-quorum', 'too-many-byzantine', 'reply-before-write', 'ignore-lost-data', 'crash-quorum-f'] as const;
 export type NegativeControl = (typeof NEGATIVE_CONTROLS)[number];
 
 export interface SwarmOptions {
   replicas: number;
+  /** Default byzantine (replicas = 3f+1); crash: replicas = 2f+1 and only crash faults (see above). */
+  faultModel?: FaultModel;
   /** Negative controls: a broken build that the checkers must catch. */
   negative?: NegativeControl;
   /** With `negative`: draw that control's faults but run the correct build (which must pass). */
   planOnly?: boolean;
   /** Ticks of the liveness phase before a liveness violation is declared. */
   livenessTicksMax?: number;
+  /** Negative controls only: checks whose violations are not recorded (Checker.ignoredChecks). */
+  ignoreChecks?: readonly string[];
   /** Called with the cluster before the run starts (src/sim/trace.ts records a seed's timeline). */
   observe?: (sim: SimCluster) => void;
 }
@@ -71,10 +83,13 @@ interface Plan {
   requestsPerClient: number;
 }
 
-function drawPlan(prng: Prng, n: number, f: number, negative: SwarmOptions['negative']): Plan {
+function drawPlan(prng: Prng, n: number, f: number, negative: SwarmOptions['negative'], model: FaultModel): Plan {
   const ids = prng.shuffle(Array.from({ length: n }, (_, i) => i));
   const byzantine: Plan['byzantine'] = [];
-  if (negative === 'too-many-byzantine') {
+  const crashOnly = model === 'crash';
+  if (crashOnly) {
+    // No byzantine replica: the mode does not claim to survive one.
+  } else if (negative === 'too-many-byzantine') {
     // f+1 colluders: the primary of view 0 equivocates and, with f accomplices, votes for everything.
     byzantine.push({ id: 0, behaviors: ['equivocate', 'vote-all'], twins: false });
     for (const id of ids.filter((i) => i !== 0).slice(0, f)) byzantine.push({ id, behaviors: ['vote-all'], twins: false });
@@ -98,15 +113,16 @@ function drawPlan(prng: Prng, n: number, f: number, negative: SwarmOptions['nega
   // A wiped disk forgets what the replica signed: it counts against f like a byzantine replica. A
   // damaged one must notice and stay safe; it stays silent in view changes for a while, so it too is
   // drawn only where that leaves a quorum of correct replicas (liveness).
-  const wipe = negative !== 'ignore-lost-data' && byzCount < f && prng.chance(0.25);
-  const damage = negative === 'ignore-lost-data' || (!wipe && byzCount < f && prng.chance(0.25));
+  const wipe = !crashOnly && negative !== 'ignore-lost-data' && byzCount < f && prng.chance(0.25);
+  const damage = !crashOnly && (negative === 'ignore-lost-data' || (!wipe && byzCount < f && prng.chance(0.25)));
   return {
     loss: prng.chance(0.2) ? 0 : prng.float() * 0.3,
     duplication: prng.chance(0.3) ? 0 : prng.float() * 0.5,
     delayMax: prng.range(2, 25),
     faultTicks: prng.range(1500, 5000),
     partitions: prng.chance(0.6),
-    crashes: negative === 'reply-before-write' || negative === 'recovery-quorum' || prng.chance(0.5),
+    // (crash mode: crashes are what it is about, so every seed has them)
+    crashes: crashOnly || negative === 'reply-before-write' || negative === 'recovery-quorum' || prng.chance(0.5),
     // (recovery-quorum: frequent, short crashes, so that restarts fall within a view, between a
     // pre-prepare and its quorum of prepares)
     crashRate: negative === 'recovery-quorum' ? 0.03 : 0.0005 + prng.float() * 0.003,
@@ -209,13 +225,18 @@ function byzantineClientTick(sim: SimCluster, prng: Prng, signer: RequestSigner,
 export function runSeed(seed: number, options: SwarmOptions): SeedReport {
   const started = Date.now();
   const n = options.replicas;
-  const f = (n - 1) / 3;
-  if (!Number.isInteger(f) || f < 1) throw new RangeError(`replicas must be 3f+1 with f >= 1, got ${n}`);
+  const model = options.faultModel ?? 'byzantine';
+  const f = faultsOf(n, model);
+  if (f < 1 || replicasFor(f, model) !== n) throw new RangeError(`replicas must be ${model === 'crash' ? '2f+1' : '3f+1'} with f >= 1, got ${n}`);
+  if (options.negative !== undefined && (options.negative === 'crash-quorum-f') !== (model === 'crash')) {
+    throw new RangeError(`negative control ${options.negative} is for the ${options.negative === 'crash-quorum-f' ? 'crash' : 'byzantine'} fault model`);
+  }
   const prng = new Prng(seed ^ 0x5eed);
-  const plan = drawPlan(prng, n, f, options.negative);
+  const plan = drawPlan(prng, n, f, options.negative, model);
   const simOptions: Partial<SimOptions> = {
     seed,
     f,
+    ...(model === 'crash' ? { faultModel: model } : {}),
     clients: plan.clients,
     requestsPerClient: plan.requestsPerClient,
     network: { loss: plan.loss, duplication: plan.duplication, delayTicksMin: 1, delayTicksMax: plan.delayMax },
@@ -228,8 +249,12 @@ export function runSeed(seed: number, options: SwarmOptions): SeedReport {
   if (broken === 'recovery-quorum') simOptions.unsafeRecoveryQuorum = { prepares: 0 };
   if (broken === 'reply-before-write') simOptions.unsafeReplyBeforeWrite = true;
   if (broken === 'ignore-lost-data') simOptions.unsafeIgnoreLostData = true;
+  // Crash mode with quorums of f instead of f+1: a prepared certificate of f replicas (the
+  // PRE-PREPARE and f-1 PREPAREs) and f COMMITs. Two such quorums need not share a replica.
+  if (broken === 'crash-quorum-f') simOptions.unsafeQuorum = { prepares: f - 1, commits: f };
   const sim = new SimCluster(simOptions);
   sim.keepEvents = false;
+  for (const check of options.ignoreChecks ?? []) sim.checker.ignoredChecks.add(check);
   options.observe?.(sim);
   if (plan.loss > 0) sim.count('network-loss');
   if (plan.duplication > 0) sim.count('network-duplication');

@@ -1,7 +1,7 @@
 /**
  * Smoke run of `npm run bench`: every part of the default suite (crypto floor, baseline with 1 and N
  * clients, a 4-replica cluster with N clients and with 1 client, a 7-replica cluster, ordered and
- * read-only gets with N clients and with 1) with a few
+ * read-only gets with N clients and with 1, the crash-fault mode with N clients and with 1) with a few
  * clients for about a second each. It checks that the run completes, prints every figure of the
  * report and writes its JSON record, and that requests completed. No timing assertions: the numbers
  * of a run this short on a busy machine mean nothing, only that they are there.
@@ -31,7 +31,7 @@ function run(args: string[]): Promise<{ code: number | null; stdout: string; std
 }
 
 /** Every run of the default suite (a row each in the table). */
-const RUNS = ['baseline-1', 'baseline', 'cluster', 'latency', 'cluster7', 'get-ordered', 'get-readonly', 'get-ordered-1', 'get-readonly-1'];
+const RUNS = ['baseline-1', 'baseline', 'cluster', 'latency', 'cluster7', 'get-ordered', 'get-readonly', 'get-ordered-1', 'get-readonly-1', 'crash', 'crash-1'];
 
 /** The number in a table cell such as "1,234.5", or NaN. */
 const num = (cell: string | undefined): number => Number((cell ?? '').replace(/,/g, ''));
@@ -76,6 +76,9 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
     assert.match(stdout, /^\s+4 clients: req\/s\s+[\d.,]+\s+[\d.,]+\s+[\d.]+x$/m);
     assert.match(stdout, /^\s+1 client: p50 ms\s+[\d.,]+\s+[\d.,]+\s+[\d.]+x$/m);
     assert.match(stdout, /get-readonly-1: [\d,]+ of [\d,]+ read-only gets answered unordered/);
+    // The crash part: a 3-replica crash-mode cluster next to the byzantine one.
+    assert.match(stdout, /^fault models: byzantine \(n = 3f\+1, quorums 2f\+1\) vs crash \(n = 2f\+1, quorums f\+1\), f = 1/m);
+    assert.match(stdout, /^\s+byzantine \(4\)\s+crash \(3\)\s+crash \/ byzantine$/m);
     assert.match(stdout, /^targets$/m);
     assert.equal((stdout.match(/^\s+\[(met|MISSED)\] /gm) ?? []).length, 4, 'four targets judged');
     assert.match(stderr, /measuring/, 'a progress line');

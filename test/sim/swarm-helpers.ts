@@ -6,7 +6,7 @@ export function describeFailures(summary: SwarmSummary, options: SwarmOptions): 
   return summary.failures
     .map((r) => {
       const first = r.violations[0];
-      const replay = `npx pbft sim --seed ${r.seed} --replicas ${options.replicas}${options.negative ? ` --negative ${options.negative}` : ''}`;
+      const replay = `npx pbft sim --seed ${r.seed} --replicas ${options.replicas}${options.faultModel === 'crash' ? ' --fault-model crash' : ''}${options.negative ? ` --negative ${options.negative}` : ''}`;
       return `seed ${r.seed} (${r.kind}): ${first ? `${first.check}: ${first.detail.split('\n')[0]}` : ''}\n  replay: ${replay}`;
     })
     .join('\n');
