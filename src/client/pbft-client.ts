@@ -579,7 +579,7 @@ export class PbftClient {
         request,
         frame,
         refusals: new RefusalCollector(this.f, this.clientId, timestamp, (r) => this.requests.verifyRefusal(r, request)),
-        collector: new ReplyCollector(this.follower.members, this.acceptFirstReply ? 0 : this.f, this.clientId, timestamp, (r) => this.requests.verifyReply(r)),
+        collector: new ReplyCollector(this.follower.members, this.acceptFirstReply ? 0 : quorumFor(this.follower.n, this.f, {}, this.follower.model).replies - 1, this.clientId, timestamp, (r) => this.requests.verifyReply(r)),
         attempt: 0,
         resolve,
         reject,

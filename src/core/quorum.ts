@@ -32,12 +32,13 @@
  *                    replica that can send but not receive (or whose clock runs fast) must not push
  *                    the others into view changes alone, and that hazard is a crash-mode one too.
  *                    f+1 <= n-f, so the f replicas that may be down cannot block them.
- *   client replies   f+1 matching (collector.ts), unchanged: with no liars one reply from a replica
- *                    that committed would do, but f+1 keeps a single rule for both modes and is what
- *                    makes `reads` = f+1 linearizable: a completed write was executed by f+1
- *                    replicas, and any f+1 read answers include one of them. (Accepting the
- *                    primary's one reply would leave a write executed by one replica, which f+1
- *                    read answers can miss.)
+ *   client replies   f+1 matching in the byzantine mode; ONE reply in the crash mode. A replica
+ *                    that lies is not in the model, and a correct one replies only after executing
+ *                    the request with a commit certificate (a majority M had PREPARED it, durably),
+ *                    so its result is the agreed one. Reads stay linearizable with that: any f+1
+ *                    read answers include a replica of M, which holds a read until it has executed
+ *                    what it prepared (reads.ts), exactly the byzantine argument with one shared
+ *                    replica instead of one correct among f+1.
  *
  * Each strong quorum is at most n-f in both modes, so the f faulty replicas cannot block progress.
  */
@@ -64,6 +65,8 @@ export interface Quorum {
   readonly suspicions: number;
   /** Matching answers a client needs to accept the result of a read-only request (reads.ts). */
   readonly reads: number;
+  /** Matching replies a client needs to accept the result of an ordered request (collector.ts). */
+  readonly replies: number;
 }
 
 /**
@@ -114,6 +117,7 @@ export function quorumFor(n: number, f: number, unsafe: UnsafeQuorum = {}, model
     join: f + 1,
     suspicions: f + 1,
     reads: strong,
+    replies: model === 'crash' ? 1 : f + 1,
   };
 }
 

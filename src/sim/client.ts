@@ -197,7 +197,7 @@ export class SimClient {
       timestamp: this.timestamp,
       op,
       frame,
-      collector: new ReplyCollector(this.follower.members, this.follower.f, this.id, this.timestamp, (r) => this.signer.verifyReply(r)),
+      collector: new ReplyCollector(this.follower.members, quorumFor(this.follower.n, this.follower.f, {}, this.follower.model).replies - 1, this.id, this.timestamp, (r) => this.signer.verifyReply(r)),
       sentAt,
       retryAt: now + this.timeoutTicks,
       attempt: 0,

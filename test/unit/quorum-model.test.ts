@@ -37,8 +37,8 @@ test('byzantine thresholds are unchanged: 2f+1 of 3f+1, f+1 for join and suspici
     assert.equal(faultsFor(n, 'byzantine'), f);
     const q = quorumFor(n, f);
     assert.deepEqual(
-      { model: q.model, prepares: q.prepares, commits: q.commits, checkpoints: q.checkpoints, viewChanges: q.viewChanges, reads: q.reads, join: q.join, suspicions: q.suspicions },
-      { model: 'byzantine', prepares: strong - 1, commits: strong, checkpoints: strong, viewChanges: strong, reads: strong, join: f + 1, suspicions: f + 1 },
+      { model: q.model, prepares: q.prepares, commits: q.commits, checkpoints: q.checkpoints, viewChanges: q.viewChanges, reads: q.reads, join: q.join, suspicions: q.suspicions, replies: q.replies },
+      { model: 'byzantine', prepares: strong - 1, commits: strong, checkpoints: strong, viewChanges: strong, reads: strong, join: f + 1, suspicions: f + 1, replies: f + 1 },
       `n = ${n}`,
     );
   }
@@ -59,8 +59,8 @@ test('crash thresholds: f = floor((n-1)/2), majorities f+1 of 2f+1 (f+2 of 2f+2)
     assert.equal(faultsOf(n, 'crash'), f);
     const q = quorumFor(n, f, {}, 'crash');
     assert.deepEqual(
-      { model: q.model, prepares: q.prepares, commits: q.commits, checkpoints: q.checkpoints, viewChanges: q.viewChanges, reads: q.reads, join: q.join, suspicions: q.suspicions },
-      { model: 'crash', prepares: strong - 1, commits: strong, checkpoints: strong, viewChanges: strong, reads: strong, join: f + 1, suspicions: f + 1 },
+      { model: q.model, prepares: q.prepares, commits: q.commits, checkpoints: q.checkpoints, viewChanges: q.viewChanges, reads: q.reads, join: q.join, suspicions: q.suspicions, replies: q.replies },
+      { model: 'crash', prepares: strong - 1, commits: strong, checkpoints: strong, viewChanges: strong, reads: strong, join: f + 1, suspicions: f + 1, replies: 1 },
       `n = ${n}`,
     );
   }
