@@ -273,6 +273,12 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
+/**
+ * Microseconds of CLOCK_MONOTONIC, the clock of V8 CPU profiles' timestamps (startTime, endTime and
+ * the samples' times) in every process of this machine.
+ */
+const monotonicUs = (): number => Number(process.hrtime.bigint() / 1000n);
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 // =================================================================================================
@@ -442,8 +448,7 @@ async function startCluster(o: Options, run: string, n: number, clientIdentities
   };
 }
 
-async function startBaseline(o: Options, clientIdentities: number): Promise<Server> {
-  const run = 'baseline';
+async function startBaseline(o: Options, clientIdentities: number, run = 'baseline'): Promise<Server> {
   const dir = mkdtempSync(join(tmpdir(), 'pbft-bench-baseline-'));
   tempDirs.add(dir);
   // A regular keyring provides the keys; the server is replica 0 of a one-replica cluster (f = 0).
@@ -634,6 +639,7 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
     const statusStart = await sampleStatus(server);
     for (const w of workers) post(w, { type: 'mark' });
     const windowStart = performance.now();
+    const windowStartUs = monotonicUs();
     const windowEnd = windowStart + duration * 1000;
     const rssSamples: LoadResult['rssSamples'] = [{ t: 0, bytes: rssStart }];
     let nextRssSample = windowStart + o.rssInterval * 1000;
@@ -658,6 +664,7 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
     const rssEnd = pids.map((pid) => processRssBytes(pid) ?? 0);
     rssEnd.forEach((b, i) => (rssMax[i] = Math.max(rssMax[i]!, b)));
     const seconds = (performance.now() - windowStart) / 1000;
+    const windowEndUs = monotonicUs();
     const parts = (await Promise.all(results)) as Array<{ type: 'result' } & WorkerResult>;
     const statusEnd = await sampleStatus(server);
 
@@ -686,6 +693,12 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
       errorSamples: parts.flatMap((p) => p.errorSamples).slice(0, 5),
       ...(lo.workload !== undefined ? { workload: lo.workload } : {}),
     };
+    if (o.profile !== undefined) {
+      // The measured window on the clock of the profiles' timestamps: profile-top.ts counts only it.
+      const dir = join(o.profile, run);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'window.json'), JSON.stringify({ run, startUs: windowStartUs, endUs: windowEndUs, requests }) + '\n');
+    }
     if (lo.workload === 'get-readonly') {
       result.reads = parts.reduce((t, p) => ({ unordered: t.unordered + (p.reads?.unordered ?? 0), fellBack: t.fellBack + (p.reads?.fellBack ?? 0) }), { unordered: 0, fellBack: 0 });
     }
@@ -1232,10 +1245,17 @@ async function main(): Promise<void> {
     const fl = report.floor.byReplicas[o.replicas]!;
     progressDone(`[crypto floor] n=${o.replicas}: ${fmt(fl.cpuUsPerRequest, 1)} us of signature work per request -> ${fmt(fl.requestsPerSecond)} requests/s`);
   }
+  // With --profile every run gets servers of its own, so <dir>/<run>/ holds that run's profiles only
+  // (the server processes write theirs when they stop); without it, runs share them as before.
+  const separate = o.profile !== undefined;
   if (parts.has('baseline')) {
-    const server = await startBaseline(o, clientIds);
+    let server = await startBaseline(o, clientIds, separate ? 'baseline-1' : 'baseline');
     try {
       report.loads.push(await runLoad(o, server, 'baseline-1', 1, o.clients));
+      if (separate) {
+        await server.stop();
+        server = await startBaseline(o, clientIds, 'baseline');
+      }
       report.loads.push(await runLoad(o, server, 'baseline', o.clients, 0));
     } finally {
       await server.stop();
@@ -1243,10 +1263,16 @@ async function main(): Promise<void> {
   }
   if (parts.has('cluster') || parts.has('latency')) {
     const run = `cluster${o.replicas}`;
-    const server = await startCluster(o, run, o.replicas, clientIds);
+    let server = await startCluster(o, separate ? (parts.has('cluster') ? 'cluster' : 'latency') : run, o.replicas, clientIds);
     try {
       if (parts.has('cluster')) report.loads.push(await runLoad(o, server, 'cluster', o.clients, 0));
-      if (parts.has('latency')) report.loads.push(await runLoad(o, server, 'latency', 1, o.clients));
+      if (parts.has('latency')) {
+        if (separate && parts.has('cluster')) {
+          await server.stop();
+          server = await startCluster(o, 'latency', o.replicas, clientIds);
+        }
+        report.loads.push(await runLoad(o, server, 'latency', 1, o.clients));
+      }
     } finally {
       await server.stop();
     }
@@ -1329,7 +1355,9 @@ async function main(): Promise<void> {
     writeFileSync(path, JSON.stringify(record, null, 2) + '\n');
     process.stdout.write(`\nrecord written to ${path}\n`);
   }
-  if (o.profile !== undefined) process.stdout.write(`CPU profiles in ${o.profile}/<run>/ (summarize: node --import tsx bench/profile-top.ts <file.cpuprofile>)\n`);
+  if (o.profile !== undefined) {
+    process.stdout.write(`CPU profiles in ${o.profile}/<run>/<process>/ (summarize the measured window: node --import tsx bench/profile-top.ts ${o.profile}/<run>/replica-1)\n`);
+  }
 }
 
 main().then(
