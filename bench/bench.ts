@@ -10,6 +10,8 @@
  *   reads      gets of existing keys on a fresh n-replica cluster, ordered (a request like any other)
  *              against read-only (src/core/reads.ts: one round trip, 2f+1 matching answers): N clients
  *              (throughput) and 1 client (latency) each
+ *   pool       the main cluster again with --pool-workers verify worker threads per replica (verify-pool.ts):
+ *              whether moving signature checks off the loop helps or costs on this machine
  *   attacks    (not in the default suite; --only cluster,attacks) the main cluster under attack, one
  *              fresh cluster per scenario (Aardvark's list: a silent replica, a slow primary, a
  *              byzantine replica flooding, byzantine clients, slowloris; see ATTACK_SCENARIOS), each
@@ -49,9 +51,9 @@ const RESULTS_DIR = join(REPO_ROOT, 'bench', 'results');
 const ATTACKER = join(REPO_ROOT, 'bench', 'attacker.ts');
 /** The integration tests' replica fixture: the slow primary (test-only behaviour, not in the CLI). */
 const FIXTURE = join(REPO_ROOT, 'test', 'integration', 'fixtures', 'replica.ts');
-const PARTS = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7', 'reads', 'attacks'] as const;
+const PARTS = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7', 'reads', 'pool', 'attacks'] as const;
 /** What runs without --only (the attack part takes a few minutes more: ask for it). */
-const DEFAULT_PARTS: readonly Part[] = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7', 'reads'];
+const DEFAULT_PARTS: readonly Part[] = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7', 'reads', 'pool'];
 /** Keys each client of the reads part writes before its run and then reads (at most --keys-per-client). */
 const READ_KEYS_PER_CLIENT = 16;
 type Part = (typeof PARTS)[number];
@@ -72,6 +74,7 @@ interface Options {
   batchBytesMax?: number;
   inFlightBatchesMax?: number;
   verifyWorkers?: number;
+  poolWorkers: number;
   pipelineTurns: boolean;
   deferWrites: boolean;
   only: Part[];
@@ -162,6 +165,7 @@ function parseOptions(argv: string[]): Options {
     .addOption(new Option('--batch-bytes-max <n>', 'replica tuning: request bytes per batch, at most (core default 1 MiB)').argParser(positiveInt))
     .addOption(new Option('--in-flight-batches-max <n>', 'replica tuning: batches in flight, at most (core default 4)').argParser(positiveInt))
     .addOption(new Option('--verify-workers <n>', 'replica tuning: signature-verification worker threads (default 0: on the loop)').argParser(nonNegativeInt))
+    .addOption(new Option('--pool-workers <n>', 'verify worker threads per replica of the pool part').argParser(positiveInt).default(1))
     .addOption(new Option('--no-pipeline-turns', 'replica tuning: no turns computed while a synced write is in flight'))
     .addOption(new Option('--no-defer-writes', 'replica tuning: every turn with writes syncs, also one that sends nothing'))
     .addOption(new Option('--only <parts>', `comma-separated parts to run: ${PARTS.join(', ')} (default: all but attacks)`).argParser(partList))
@@ -207,6 +211,7 @@ function parseOptions(argv: string[]): Options {
     ...(o.batchBytesMax !== undefined ? { batchBytesMax: o.batchBytesMax as number } : {}),
     ...(o.inFlightBatchesMax !== undefined ? { inFlightBatchesMax: o.inFlightBatchesMax as number } : {}),
     ...(o.verifyWorkers !== undefined ? { verifyWorkers: o.verifyWorkers as number } : {}),
+    poolWorkers: o.poolWorkers as number,
     pipelineTurns: o.pipelineTurns !== false,
     deferWrites: o.deferWrites !== false,
     only,
@@ -979,6 +984,11 @@ function evaluate(o: Options, report: Report): void {
       detail: `${fmt(cluster.requestsPerSecond)} of ${fmt(floor.requestsPerSecond)} req/s = ${pct(r.clusterToCryptoFloor)}`,
     });
   }
+  const pool = find(report, 'pool');
+  if (cluster !== undefined && pool !== undefined) {
+    r.poolToClusterThroughput = pool.requestsPerSecond / cluster.requestsPerSecond;
+    r.poolToClusterCpuPerRequest = pool.cpuSecondsPerRequest / cluster.cpuSecondsPerRequest;
+  }
   if (cluster !== undefined && baselineN !== undefined) r.clusterToBaselineThroughput = cluster.requestsPerSecond / baselineN.requestsPerSecond;
   if (latency !== undefined) {
     t.push({
@@ -1119,6 +1129,10 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
     if (r.latencyP50ToBaseline !== undefined) out.push(`  1-client p50: cluster / baseline            ${fmt(r.latencyP50ToBaseline, 2)}`);
     if (r.cluster7ToCluster !== undefined) out.push(`  cluster7 / cluster throughput               ${fmt(r.cluster7ToCluster, 2)}`);
     if (r.cluster7ToCryptoFloor !== undefined) out.push(`  cluster7 / crypto floor n=7                 ${fmt(r.cluster7ToCryptoFloor, 2)}`);
+    if (r.poolToClusterThroughput !== undefined) {
+      const helps = r.poolToClusterThroughput > 1.05 ? 'helps' : r.poolToClusterThroughput < 0.95 ? 'costs' : 'changes nothing (within 5%)';
+      out.push(`  verify pool (${o.poolWorkers} worker${o.poolWorkers === 1 ? '' : 's'} per replica) / on the loop: throughput ${fmt(r.poolToClusterThroughput, 2)}, CPU per request ${fmt(r.poolToClusterCpuPerRequest!, 2)}: the pool ${helps} here`);
+    }
     if (r.replicaRssGrowth !== undefined) out.push(`  replica RSS growth over the window          ${pct(r.replicaRssGrowth)}`);
     if (r.readOnlyToOrderedThroughput !== undefined) out.push(`  gets: read-only / ordered throughput        ${fmt(r.readOnlyToOrderedThroughput, 2)}`);
     if (r.readOnlyToOrderedP50 !== undefined) out.push(`  gets, 1 client: read-only / ordered p50     ${fmt(r.readOnlyToOrderedP50, 2)}`);
@@ -1271,8 +1285,23 @@ async function main(): Promise<void> {
           await server.stop();
           server = await startCluster(o, 'latency', o.replicas, clientIds);
         }
+        if (separate || !parts.has('cluster')) {
+          // A fresh cluster: one client's warm-up (a few hundred requests) leaves most of the code to
+          // V8's compilers, whose work then counts as the replicas' CPU in the window (a third of it,
+          // measured). Load it like the cluster run does first in the default suite (not recorded).
+          await runLoad(o, server, 'latency-warmup', o.clients, 0, { duration: Math.max(1, o.warmup) });
+        }
         report.loads.push(await runLoad(o, server, 'latency', 1, o.clients));
       }
+    } finally {
+      await server.stop();
+    }
+  }
+  if (parts.has('pool')) {
+    // The same cluster with signature checks in worker threads: does the pool help on this machine?
+    const server = await startCluster({ ...o, verifyWorkers: o.poolWorkers }, 'pool', o.replicas, clientIds);
+    try {
+      report.loads.push(await runLoad(o, server, 'pool', o.clients, 0));
     } finally {
       await server.stop();
     }
