@@ -54,6 +54,8 @@ const FIXTURE = join(REPO_ROOT, 'test', 'integration', 'fixtures', 'replica.ts')
 const PARTS = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7', 'reads', 'pool', 'attacks'] as const;
 /** What runs without --only (the attack part takes a few minutes more: ask for it). */
 const DEFAULT_PARTS: readonly Part[] = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7', 'reads', 'pool'];
+/** Seconds of load before each measured window, unless --warmup or --rss says otherwise. */
+const WARMUP_S_DEFAULT = 10;
 /** Keys each client of the reads part writes before its run and then reads (at most --keys-per-client). */
 const READ_KEYS_PER_CLIENT = 16;
 type Part = (typeof PARTS)[number];
@@ -156,7 +158,7 @@ function parseOptions(argv: string[]): Options {
     .addOption(new Option('--replicas <n>', 'replicas of the main cluster (3f+1)').argParser(replicaCount).default(4))
     .addOption(new Option('--clients <n>', 'closed-loop clients of the throughput runs').argParser(positiveInt).default(64))
     .addOption(new Option('--duration <s>', 'measured seconds of each run').argParser(positiveNumber))
-    .addOption(new Option('--warmup <s>', 'seconds of load before each measured window (default 2; 30 with --rss)').argParser(nonNegativeNumber))
+    .addOption(new Option('--warmup <s>', 'seconds of load before each measured window (default 10; 30 with --rss)').argParser(nonNegativeNumber))
     .addOption(new Option('--payload <bytes>', 'value bytes of each put').argParser(nonNegativeInt).default(16))
     .addOption(new Option('--key-bytes <bytes>', 'key bytes of each put').argParser(positiveInt).default(16))
     .addOption(new Option('--keys-per-client <n>', 'distinct keys each client cycles through').argParser(positiveInt).default(256))
@@ -202,7 +204,10 @@ function parseOptions(argv: string[]): Options {
     replicas: o.replicas as number,
     clients: o.clients as number,
     duration: (o.duration as number | undefined) ?? (rss ? 300 : 10),
-    warmup: (o.warmup as number | undefined) ?? (rss ? 30 : 2),
+    // 10 s: V8 is still compiling the replicas' code seconds into a run (18% of their CPU 5-13 s
+    // after start, perf); 64 clients measured 1,362 and 1,386 req/s after 2 s, 1,566 and 1,539
+    // after 10 s, 1,601 and 1,588 after 20 s, 1,647 after 30 s (one quiet window).
+    warmup: (o.warmup as number | undefined) ?? (rss ? 30 : WARMUP_S_DEFAULT),
     payload: o.payload as number,
     keyBytes: o.keyBytes as number,
     keysPerClient: o.keysPerClient as number,
