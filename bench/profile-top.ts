@@ -1,17 +1,17 @@
 /**
  * Top functions by self time of V8 CPU profiles (node --cpu-prof), e.g. from `npm run bench -- --profile DIR`.
  *
- *   node --import tsx bench/profile-top.ts [--top N] [--by-file] PATH [PATH ...]
+ *   node --import tsx bench/profile-top.ts [--top N] [--by-file] [--whole] PATH [PATH ...]
  *
- * A PATH is a .cpuprofile file or a directory searched for them (e.g. DIR/cluster4/replica-0, or
- * DIR/cluster4 for every replica of that run); profiles of tsx's module-loader thread are skipped
- * in directories. Several profiles are summed. Self time of a function is the time samples spent in
+ * A PATH is a .cpuprofile file or a directory searched for them (e.g. DIR/cluster/replica-0, or
+ * DIR/cluster for every process of that run, replicas and client workers together); profiles of
+ * tsx's module-loader thread are skipped in directories. Several profiles are summed. Self time of a function is the time samples spent in
  * it and not in its callees; "(garbage collector)", "(program)" and "(idle)" are V8's own buckets.
  * With --by-file, self time is grouped by source file instead.
  *
  * Profiles made by `npm run bench -- --profile DIR` cover the whole life of each process (start-up,
  * module loading, warm-up); the bench writes the measured window of each run to DIR/<run>/window.json,
- * and a PATH inside DIR/<run>/ counts only the samples in that window, with the run's completed
+ * and a first PATH inside DIR/<run>/ counts only the samples in that window, with the run's completed
  * requests: the figures per request (ms of the process's main thread per request) come from there.
  * --whole counts every sample.
  */
