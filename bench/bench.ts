@@ -13,6 +13,8 @@
  *   crash      the crash-fault mode (keygen --fault-model crash): 2f+1 replica processes for the main
  *              cluster's f (3 for 4), majority quorums, same N clients and 1 client, printed next to the
  *              byzantine cluster's throughput and p50 (BFT-SMaRt's system.bft=false is the anchor)
+ *   pool       the main cluster again with --pool-workers verify worker threads per replica (verify-pool.ts):
+ *              whether moving signature checks off the loop helps or costs on this machine
  *   attacks    (not in the default suite; --only cluster,attacks) the main cluster under attack, one
  *              fresh cluster per scenario (Aardvark's list: a silent replica, a slow primary, a
  *              byzantine replica flooding, byzantine clients, slowloris; see ATTACK_SCENARIOS), each
@@ -54,9 +56,11 @@ const RESULTS_DIR = join(REPO_ROOT, 'bench', 'results');
 const ATTACKER = join(REPO_ROOT, 'bench', 'attacker.ts');
 /** The integration tests' replica fixture: the slow primary (test-only behaviour, not in the CLI). */
 const FIXTURE = join(REPO_ROOT, 'test', 'integration', 'fixtures', 'replica.ts');
-const PARTS = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7', 'reads', 'crash', 'attacks'] as const;
+const PARTS = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7', 'reads', 'crash', 'pool', 'attacks'] as const;
 /** What runs without --only (the attack part takes a few minutes more: ask for it). */
-const DEFAULT_PARTS: readonly Part[] = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7', 'reads', 'crash'];
+const DEFAULT_PARTS: readonly Part[] = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7', 'reads', 'crash', 'pool'];
+/** Seconds of load before each measured window, unless --warmup or --rss says otherwise. */
+const WARMUP_S_DEFAULT = 10;
 /** Keys each client of the reads part writes before its run and then reads (at most --keys-per-client). */
 const READ_KEYS_PER_CLIENT = 16;
 type Part = (typeof PARTS)[number];
@@ -77,6 +81,7 @@ interface Options {
   batchBytesMax?: number;
   inFlightBatchesMax?: number;
   verifyWorkers?: number;
+  poolWorkers: number;
   pipelineTurns: boolean;
   deferWrites: boolean;
   only: Part[];
@@ -159,7 +164,7 @@ function parseOptions(argv: string[]): Options {
     .addOption(new Option('--replicas <n>', 'replicas of the main cluster (3f+1)').argParser(replicaCount).default(4))
     .addOption(new Option('--clients <n>', 'closed-loop clients of the throughput runs').argParser(positiveInt).default(64))
     .addOption(new Option('--duration <s>', 'measured seconds of each run').argParser(positiveNumber))
-    .addOption(new Option('--warmup <s>', 'seconds of load before each measured window (default 2; 30 with --rss)').argParser(nonNegativeNumber))
+    .addOption(new Option('--warmup <s>', 'seconds of load before each measured window (default 10; 30 with --rss)').argParser(nonNegativeNumber))
     .addOption(new Option('--payload <bytes>', 'value bytes of each put').argParser(nonNegativeInt).default(16))
     .addOption(new Option('--key-bytes <bytes>', 'key bytes of each put').argParser(positiveInt).default(16))
     .addOption(new Option('--keys-per-client <n>', 'distinct keys each client cycles through').argParser(positiveInt).default(256))
@@ -168,6 +173,7 @@ function parseOptions(argv: string[]): Options {
     .addOption(new Option('--batch-bytes-max <n>', 'replica tuning: request bytes per batch, at most (core default 1 MiB)').argParser(positiveInt))
     .addOption(new Option('--in-flight-batches-max <n>', 'replica tuning: batches in flight, at most (core default 4)').argParser(positiveInt))
     .addOption(new Option('--verify-workers <n>', 'replica tuning: signature-verification worker threads (default 0: on the loop)').argParser(nonNegativeInt))
+    .addOption(new Option('--pool-workers <n>', 'verify worker threads per replica of the pool part').argParser(positiveInt).default(1))
     .addOption(new Option('--no-pipeline-turns', 'replica tuning: no turns computed while a synced write is in flight'))
     .addOption(new Option('--no-defer-writes', 'replica tuning: every turn with writes syncs, also one that sends nothing'))
     .addOption(new Option('--only <parts>', `comma-separated parts to run: ${PARTS.join(', ')} (default: all but attacks)`).argParser(partList))
@@ -205,7 +211,10 @@ function parseOptions(argv: string[]): Options {
     replicas: o.replicas as number,
     clients: o.clients as number,
     duration: (o.duration as number | undefined) ?? (rss ? 300 : 10),
-    warmup: (o.warmup as number | undefined) ?? (rss ? 30 : 2),
+    // 10 s: V8 is still compiling the replicas' code seconds into a run (18% of their CPU 5-13 s
+    // after start, perf); 64 clients measured 1,362 and 1,386 req/s after 2 s, 1,566 and 1,539
+    // after 10 s, 1,601 and 1,588 after 20 s, 1,647 after 30 s (one quiet window).
+    warmup: (o.warmup as number | undefined) ?? (rss ? 30 : WARMUP_S_DEFAULT),
     payload: o.payload as number,
     keyBytes: o.keyBytes as number,
     keysPerClient: o.keysPerClient as number,
@@ -214,6 +223,7 @@ function parseOptions(argv: string[]): Options {
     ...(o.batchBytesMax !== undefined ? { batchBytesMax: o.batchBytesMax as number } : {}),
     ...(o.inFlightBatchesMax !== undefined ? { inFlightBatchesMax: o.inFlightBatchesMax as number } : {}),
     ...(o.verifyWorkers !== undefined ? { verifyWorkers: o.verifyWorkers as number } : {}),
+    poolWorkers: o.poolWorkers as number,
     pipelineTurns: o.pipelineTurns !== false,
     deferWrites: o.deferWrites !== false,
     only,
@@ -279,6 +289,12 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     });
   });
 }
+
+/**
+ * Microseconds of CLOCK_MONOTONIC, the clock of V8 CPU profiles' timestamps (startTime, endTime and
+ * the samples' times) in every process of this machine.
+ */
+const monotonicUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -451,8 +467,7 @@ async function startCluster(o: Options, run: string, n: number, clientIdentities
   };
 }
 
-async function startBaseline(o: Options, clientIdentities: number): Promise<Server> {
-  const run = 'baseline';
+async function startBaseline(o: Options, clientIdentities: number, run = 'baseline'): Promise<Server> {
   const dir = mkdtempSync(join(tmpdir(), 'pbft-bench-baseline-'));
   tempDirs.add(dir);
   // A regular keyring provides the keys; the server is replica 0 of a one-replica cluster (f = 0).
@@ -643,6 +658,7 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
     const statusStart = await sampleStatus(server);
     for (const w of workers) post(w, { type: 'mark' });
     const windowStart = performance.now();
+    const windowStartUs = monotonicUs();
     const windowEnd = windowStart + duration * 1000;
     const rssSamples: LoadResult['rssSamples'] = [{ t: 0, bytes: rssStart }];
     let nextRssSample = windowStart + o.rssInterval * 1000;
@@ -667,6 +683,7 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
     const rssEnd = pids.map((pid) => processRssBytes(pid) ?? 0);
     rssEnd.forEach((b, i) => (rssMax[i] = Math.max(rssMax[i]!, b)));
     const seconds = (performance.now() - windowStart) / 1000;
+    const windowEndUs = monotonicUs();
     const parts = (await Promise.all(results)) as Array<{ type: 'result' } & WorkerResult>;
     const statusEnd = await sampleStatus(server);
 
@@ -695,6 +712,12 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
       errorSamples: parts.flatMap((p) => p.errorSamples).slice(0, 5),
       ...(lo.workload !== undefined ? { workload: lo.workload } : {}),
     };
+    if (o.profile !== undefined) {
+      // The measured window on the clock of the profiles' timestamps: profile-top.ts counts only it.
+      const dir = join(o.profile, run);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'window.json'), JSON.stringify({ run, startUs: windowStartUs, endUs: windowEndUs, requests }) + '\n');
+    }
     if (lo.workload === 'get-readonly') {
       result.reads = parts.reduce((t, p) => ({ unordered: t.unordered + (p.reads?.unordered ?? 0), fellBack: t.fellBack + (p.reads?.fellBack ?? 0) }), { unordered: 0, fellBack: 0 });
     }
@@ -975,6 +998,11 @@ function evaluate(o: Options, report: Report): void {
       detail: `${fmt(cluster.requestsPerSecond)} of ${fmt(floor.requestsPerSecond)} req/s = ${pct(r.clusterToCryptoFloor)}`,
     });
   }
+  const pool = find(report, 'pool');
+  if (cluster !== undefined && pool !== undefined) {
+    r.poolToClusterThroughput = pool.requestsPerSecond / cluster.requestsPerSecond;
+    r.poolToClusterCpuPerRequest = pool.cpuSecondsPerRequest / cluster.cpuSecondsPerRequest;
+  }
   if (cluster !== undefined && baselineN !== undefined) r.clusterToBaselineThroughput = cluster.requestsPerSecond / baselineN.requestsPerSecond;
   if (latency !== undefined) {
     t.push({
@@ -1115,6 +1143,10 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
     if (r.latencyP50ToBaseline !== undefined) out.push(`  1-client p50: cluster / baseline            ${fmt(r.latencyP50ToBaseline, 2)}`);
     if (r.cluster7ToCluster !== undefined) out.push(`  cluster7 / cluster throughput               ${fmt(r.cluster7ToCluster, 2)}`);
     if (r.cluster7ToCryptoFloor !== undefined) out.push(`  cluster7 / crypto floor n=7                 ${fmt(r.cluster7ToCryptoFloor, 2)}`);
+    if (r.poolToClusterThroughput !== undefined) {
+      const helps = r.poolToClusterThroughput > 1.05 ? 'helps' : r.poolToClusterThroughput < 0.95 ? 'costs' : 'changes nothing (within 5%)';
+      out.push(`  verify pool (${o.poolWorkers} worker${o.poolWorkers === 1 ? '' : 's'} per replica) / on the loop: throughput ${fmt(r.poolToClusterThroughput, 2)}, CPU per request ${fmt(r.poolToClusterCpuPerRequest!, 2)}: the pool ${helps} here`);
+    }
     if (r.replicaRssGrowth !== undefined) out.push(`  replica RSS growth over the window          ${pct(r.replicaRssGrowth)}`);
     if (r.readOnlyToOrderedThroughput !== undefined) out.push(`  gets: read-only / ordered throughput        ${fmt(r.readOnlyToOrderedThroughput, 2)}`);
     if (r.readOnlyToOrderedP50 !== undefined) out.push(`  gets, 1 client: read-only / ordered p50     ${fmt(r.readOnlyToOrderedP50, 2)}`);
@@ -1259,10 +1291,17 @@ async function main(): Promise<void> {
     const fl = report.floor.byReplicas[o.replicas]!;
     progressDone(`[crypto floor] n=${o.replicas}: ${fmt(fl.cpuUsPerRequest, 1)} us of signature work per request -> ${fmt(fl.requestsPerSecond)} requests/s`);
   }
+  // With --profile every run gets servers of its own, so <dir>/<run>/ holds that run's profiles only
+  // (the server processes write theirs when they stop); without it, runs share them as before.
+  const separate = o.profile !== undefined;
   if (parts.has('baseline')) {
-    const server = await startBaseline(o, clientIds);
+    let server = await startBaseline(o, clientIds, separate ? 'baseline-1' : 'baseline');
     try {
       report.loads.push(await runLoad(o, server, 'baseline-1', 1, o.clients));
+      if (separate) {
+        await server.stop();
+        server = await startBaseline(o, clientIds, 'baseline');
+      }
       report.loads.push(await runLoad(o, server, 'baseline', o.clients, 0));
     } finally {
       await server.stop();
@@ -1270,10 +1309,31 @@ async function main(): Promise<void> {
   }
   if (parts.has('cluster') || parts.has('latency')) {
     const run = `cluster${o.replicas}`;
-    const server = await startCluster(o, run, o.replicas, clientIds);
+    let server = await startCluster(o, separate ? (parts.has('cluster') ? 'cluster' : 'latency') : run, o.replicas, clientIds);
     try {
       if (parts.has('cluster')) report.loads.push(await runLoad(o, server, 'cluster', o.clients, 0));
-      if (parts.has('latency')) report.loads.push(await runLoad(o, server, 'latency', 1, o.clients));
+      if (parts.has('latency')) {
+        if (separate && parts.has('cluster')) {
+          await server.stop();
+          server = await startCluster(o, 'latency', o.replicas, clientIds);
+        }
+        if (separate || !parts.has('cluster')) {
+          // A fresh cluster: one client's warm-up (a few hundred requests) leaves most of the code to
+          // V8's compilers, whose work then counts as the replicas' CPU in the window (a third of it,
+          // measured). Load it like the cluster run does first in the default suite (not recorded).
+          await runLoad(o, server, 'latency-warmup', o.clients, 0, { duration: Math.max(1, o.warmup) });
+        }
+        report.loads.push(await runLoad(o, server, 'latency', 1, o.clients));
+      }
+    } finally {
+      await server.stop();
+    }
+  }
+  if (parts.has('pool')) {
+    // The same cluster with signature checks in worker threads: does the pool help on this machine?
+    const server = await startCluster({ ...o, verifyWorkers: o.poolWorkers }, 'pool', o.replicas, clientIds);
+    try {
+      report.loads.push(await runLoad(o, server, 'pool', o.clients, 0));
     } finally {
       await server.stop();
     }
@@ -1367,7 +1427,9 @@ async function main(): Promise<void> {
     writeFileSync(path, JSON.stringify(record, null, 2) + '\n');
     process.stdout.write(`\nrecord written to ${path}\n`);
   }
-  if (o.profile !== undefined) process.stdout.write(`CPU profiles in ${o.profile}/<run>/ (summarize: node --import tsx bench/profile-top.ts <file.cpuprofile>)\n`);
+  if (o.profile !== undefined) {
+    process.stdout.write(`CPU profiles in ${o.profile}/<run>/<process>/ (summarize the measured window: node --import tsx bench/profile-top.ts ${o.profile}/<run>/replica-1)\n`);
+  }
 }
 
 main().then(

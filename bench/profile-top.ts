@@ -1,16 +1,22 @@
 /**
  * Top functions by self time of V8 CPU profiles (node --cpu-prof), e.g. from `npm run bench -- --profile DIR`.
  *
- *   node --import tsx bench/profile-top.ts [--top N] [--by-file] PATH [PATH ...]
+ *   node --import tsx bench/profile-top.ts [--top N] [--by-file] [--whole] PATH [PATH ...]
  *
- * A PATH is a .cpuprofile file or a directory searched for them (e.g. DIR/cluster4/replica-0, or
- * DIR/cluster4 for every replica of that run); profiles of tsx's module-loader thread are skipped
- * in directories. Several profiles are summed. Self time of a function is the time samples spent in
+ * A PATH is a .cpuprofile file or a directory searched for them (e.g. DIR/cluster/replica-0, or
+ * DIR/cluster for every process of that run, replicas and client workers together); profiles of
+ * tsx's module-loader thread are skipped in directories. Several profiles are summed. Self time of a function is the time samples spent in
  * it and not in its callees; "(garbage collector)", "(program)" and "(idle)" are V8's own buckets.
  * With --by-file, self time is grouped by source file instead.
+ *
+ * Profiles made by `npm run bench -- --profile DIR` cover the whole life of each process (start-up,
+ * module loading, warm-up); the bench writes the measured window of each run to DIR/<run>/window.json,
+ * and a first PATH inside DIR/<run>/ counts only the samples in that window, with the run's completed
+ * requests: the figures per request (ms of the process's main thread per request) come from there.
+ * --whole counts every sample.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 interface ProfileNode {
@@ -63,16 +69,40 @@ export interface TopEntry {
   share: number;
 }
 
-export function topSelf(files: string[], options: { byFile?: boolean } = {}): { totalMs: number; entries: TopEntry[] } {
+/** The measured window of a bench run (bench.ts writes it with --profile), CLOCK_MONOTONIC microseconds. */
+export interface ProfileWindow {
+  run: string;
+  startUs: number;
+  endUs: number;
+  requests: number;
+}
+
+/** window.json in `path` or the nearest directory above it (up to two levels), if any. */
+export function findWindow(path: string): ProfileWindow | undefined {
+  let dir = statSync(path).isDirectory() ? resolve(path) : dirname(resolve(path));
+  for (let up = 0; up < 3; up++) {
+    try {
+      return JSON.parse(readFileSync(join(dir, 'window.json'), 'utf8')) as ProfileWindow;
+    } catch {
+      dir = dirname(dir);
+    }
+  }
+  return undefined;
+}
+
+export function topSelf(files: string[], options: { byFile?: boolean; window?: ProfileWindow } = {}): { totalMs: number; entries: TopEntry[] } {
   const self = new Map<string, number>();
   let totalMs = 0;
   for (const file of files) {
     const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
     const byId = new Map<number, ProfileNode>(profile.nodes.map((n) => [n.id, n]));
     // timeDeltas[i] is the time between sample i-1 and sample i: attribute it to sample i.
+    let at = profile.startTime;
     for (let i = 0; i < profile.samples.length; i++) {
       const node = byId.get(profile.samples[i]!);
       const dt = (profile.timeDeltas[i] ?? 0) / 1000;
+      at += profile.timeDeltas[i] ?? 0;
+      if (options.window !== undefined && (at < options.window.startUs || at > options.window.endUs)) continue;
       if (node === undefined || dt <= 0) continue;
       const f = node.callFrame;
       const file = where(f.url);
@@ -88,16 +118,19 @@ export function topSelf(files: string[], options: { byFile?: boolean } = {}): { 
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
+  process.stdout.on('error', () => process.exit(0)); // e.g. piped into head
   const args = process.argv.slice(2);
   let top = 25;
   let byFile = false;
+  let whole = false;
   const files: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     if (a === '--top') top = Number(args[++i]);
     else if (a === '--by-file') byFile = true;
+    else if (a === '--whole') whole = true;
     else if (a === '--help' || a === '-h') {
-      process.stdout.write('usage: node --import tsx bench/profile-top.ts [--top N] [--by-file] FILE.cpuprofile [...]\n');
+      process.stdout.write('usage: node --import tsx bench/profile-top.ts [--top N] [--by-file] [--whole] PATH [...]\n');
       process.exit(0);
     } else files.push(a);
   }
@@ -105,12 +138,25 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     process.stderr.write('profile-top: name at least one .cpuprofile file or directory\n');
     process.exit(1);
   }
-  const { totalMs, entries } = topSelf(profileFiles(files), { byFile });
+  const window = whole ? undefined : findWindow(files[0]!);
+  const found = profileFiles(files);
+  const { totalMs, entries } = topSelf(found, { byFile, ...(window !== undefined ? { window } : {}) });
   const idle = entries.find((e) => e.name.startsWith('(idle)'))?.selfMs ?? 0;
-  process.stdout.write(`${profileFiles(files).length} profile(s), ${(totalMs / 1000).toFixed(2)} s sampled, ${((totalMs - idle) / 1000).toFixed(2)} s not idle\n`);
-  process.stdout.write(`${'self ms'.padStart(10)} ${'%'.padStart(6)} ${'% busy'.padStart(7)}  function\n`);
+  const perRequest = window !== undefined && window.requests > 0 ? window.requests : undefined;
+  process.stdout.write(`${found.length} profile(s), ${(totalMs / 1000).toFixed(2)} s sampled, ${((totalMs - idle) / 1000).toFixed(2)} s not idle`);
+  if (window !== undefined) {
+    process.stdout.write(
+      ` in the measured window of run ${window.run} (${((window.endUs - window.startUs) / 1e6).toFixed(1)} s, ${window.requests} requests` +
+        (perRequest !== undefined ? `: ${((totalMs - idle) / perRequest).toFixed(3)} ms not idle per request` : '') +
+        ')',
+    );
+  }
+  process.stdout.write('\n');
+  process.stdout.write(`${'self ms'.padStart(10)} ${'%'.padStart(6)} ${'% busy'.padStart(7)}${perRequest !== undefined ? ` ${'us/req'.padStart(7)}` : ''}  function\n`);
   for (const e of entries.slice(0, top)) {
-    const busy = e.name.startsWith('(idle)') ? '' : `${((e.selfMs / Math.max(1, totalMs - idle)) * 100).toFixed(1)}`;
-    process.stdout.write(`${e.selfMs.toFixed(0).padStart(10)} ${(e.share * 100).toFixed(1).padStart(6)} ${busy.padStart(7)}  ${e.name}\n`);
+    const isIdle = e.name.startsWith('(idle)');
+    const busy = isIdle ? '' : `${((e.selfMs / Math.max(1, totalMs - idle)) * 100).toFixed(1)}`;
+    const us = perRequest === undefined ? '' : ` ${(isIdle ? '' : ((e.selfMs * 1000) / perRequest).toFixed(0)).padStart(7)}`;
+    process.stdout.write(`${e.selfMs.toFixed(0).padStart(10)} ${(e.share * 100).toFixed(1).padStart(6)} ${busy.padStart(7)}${us}  ${e.name}\n`);
   }
 }

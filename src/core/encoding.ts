@@ -32,24 +32,12 @@ export const CBOR_DEPTH_MAX = 24;
  * reading string contents; Infinity past `limit` (the scan stops there) or on a truncated header.
  */
 export function cborDepth(bytes: Uint8Array, limit = CBOR_DEPTH_MAX): number {
+  // No closures here: this runs on every frame a replica or a client decodes, and a closure per
+  // call (two, before) is an allocation each, and under tsx a defineProperty each (its __name).
   // Each open container: items it still holds (-1: indefinite length, until a break byte).
   const open: number[] = [];
   let deepest = 0;
   let i = 0;
-  const readUint = (info: number): number => {
-    if (info < 24) return info;
-    const width = info === 24 ? 1 : info === 25 ? 2 : info === 26 ? 4 : info === 27 ? 8 : -1;
-    if (width < 0 || i + width > bytes.length) return -1;
-    let v = 0;
-    for (let k = 0; k < width; k++) v = v * 256 + bytes[i + k]!;
-    i += width;
-    return v;
-  };
-  const enter = (count: number): boolean => {
-    open.push(count);
-    deepest = Math.max(deepest, open.length);
-    return deepest <= limit;
-  };
   for (;;) {
     if (i >= bytes.length) return Infinity;
     const head = bytes[i++]!;
@@ -61,24 +49,36 @@ export function cborDepth(bytes: Uint8Array, limit = CBOR_DEPTH_MAX): number {
     } else if (info >= 28 && info <= 30) {
       return Infinity;
     } else if (major === 6) {
-      if (readUint(info) < 0) return Infinity;
+      const width = uintWidth(info);
+      if (width < 0 || i + width > bytes.length) return Infinity;
+      i += width;
       continue; // a tag: its content is the next item
     } else if (info === 31) {
       if (major < 2 || major > 5) {
         if (major !== 7) return Infinity; // (0xff handled above)
       }
-      if (!enter(-1)) return Infinity;
+      open.push(-1);
+      if (open.length > deepest) deepest = open.length;
+      if (deepest > limit) return Infinity;
       continue;
     } else {
-      const value = readUint(info);
-      if (value < 0) return Infinity;
+      const width = uintWidth(info);
+      if (width < 0 || i + width > bytes.length) return Infinity;
+      let value = info;
+      if (width > 0) {
+        value = 0;
+        for (let k = 0; k < width; k++) value = value * 256 + bytes[i + k]!;
+        i += width;
+      }
       if (major === 2 || major === 3) {
         if (i + value > bytes.length) return Infinity;
         i += value;
       } else if (major === 4 || major === 5) {
         const count = major === 5 ? 2 * value : value;
         if (count > bytes.length - i) return Infinity; // more items than bytes left
-        if (!enter(count)) return Infinity;
+        open.push(count);
+        if (open.length > deepest) deepest = open.length;
+        if (deepest > limit) return Infinity;
         if (count > 0) continue;
         open.pop(); // empty: complete at once
       }
@@ -95,6 +95,11 @@ export function cborDepth(bytes: Uint8Array, limit = CBOR_DEPTH_MAX): number {
     }
     if (open.length === 0) return deepest;
   }
+}
+
+/** Bytes of the unsigned integer that follows a CBOR head with additional info `info` (0: in the head; -1: invalid). */
+function uintWidth(info: number): number {
+  return info < 24 ? 0 : info === 24 ? 1 : info === 25 ? 2 : info === 26 ? 4 : info === 27 ? 8 : -1;
 }
 
 /** Decodes one CBOR item; never throws. */

@@ -1,7 +1,8 @@
 /**
  * Smoke run of `npm run bench`: every part of the default suite (crypto floor, baseline with 1 and N
  * clients, a 4-replica cluster with N clients and with 1 client, a 7-replica cluster, ordered and
- * read-only gets with N clients and with 1, the crash-fault mode with N clients and with 1) with a few
+ * read-only gets with N clients and with 1, the crash-fault mode with N clients and with 1, the
+ * cluster with verify worker threads) with a few
  * clients for about a second each. It checks that the run completes, prints every figure of the
  * report and writes its JSON record, and that requests completed. No timing assertions: the numbers
  * of a run this short on a busy machine mean nothing, only that they are there.
@@ -31,7 +32,7 @@ function run(args: string[]): Promise<{ code: number | null; stdout: string; std
 }
 
 /** Every run of the default suite (a row each in the table). */
-const RUNS = ['baseline-1', 'baseline', 'cluster', 'latency', 'cluster7', 'get-ordered', 'get-readonly', 'get-ordered-1', 'get-readonly-1', 'crash', 'crash-1'];
+const RUNS = ['baseline-1', 'baseline', 'cluster', 'latency', 'cluster7', 'get-ordered', 'get-readonly', 'get-ordered-1', 'get-readonly-1', 'crash', 'crash-1', 'pool'];
 
 /** The number in a table cell such as "1,234.5", or NaN. */
 const num = (cell: string | undefined): number => Number((cell ?? '').replace(/,/g, ''));
@@ -72,6 +73,7 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
     assert.match(stdout, /cluster7 \/ cluster throughput\s+[\d.]+/);
     // The reads part: ordered against read-only gets, throughput and 1-client latency side by side.
     assert.match(stdout, /gets: read-only \/ ordered throughput\s+[\d.]+/);
+    assert.match(stdout, /verify pool \(1 worker per replica\) \/ on the loop: throughput [\d.]+, CPU per request [\d.]+: the pool (helps|costs|changes nothing)/);
     assert.match(stdout, /gets, 1 client: read-only \/ ordered p50\s+[\d.]+/);
     assert.match(stdout, /^\s+4 clients: req\/s\s+[\d.,]+\s+[\d.,]+\s+[\d.]+x$/m);
     assert.match(stdout, /^\s+1 client: p50 ms\s+[\d.,]+\s+[\d.,]+\s+[\d.]+x$/m);

@@ -81,5 +81,9 @@ test('a SIGKILLed backup does not stop the cluster; restarted on its data direct
   for (let i = 0; i < 10; i++) await step();
   const after = await tc.status(victim);
   assert.ok(after.counters.requestsExecuted >= executedBefore + 10, 'the restarted replica executes the ten new puts (gets are answered unordered)');
-  assert.equal(after.lastExecuted, (await tc.status(primary)).lastExecuted);
+  // The two are read one after the other, so the primary may be a step ahead: wait for equality.
+  await waitFor(async () => {
+    const [mine, theirs] = await Promise.all([tc.status(victim), tc.status(primary)]);
+    return mine.lastExecuted === theirs.lastExecuted;
+  }, `replica ${victim} to have executed what the primary has`);
 });
