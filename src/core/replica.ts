@@ -103,7 +103,7 @@ export class Replica extends ReplicaState {
   }
 
   /**
-   * The wall clock, in milliseconds since the Unix epoch (the shell's Date.now(), the simulator's
+   * The wall clock, in milliseconds since the Unix epoch (the shell's wall clock, the simulator's
    * simulated time): the primary proposes batch times from it and backups bound those times by it.
    * The shell gives it at the start of every turn; the core never reads a clock itself.
    */
