@@ -579,7 +579,7 @@ export class PbftClient {
         request,
         frame,
         refusals: new RefusalCollector(this.f, this.clientId, timestamp, (r) => this.requests.verifyRefusal(r, request)),
-        collector: new ReplyCollector(this.follower.members, this.acceptFirstReply ? 0 : quorumFor(this.follower.n, this.f, {}, this.follower.model).replies - 1, this.clientId, timestamp, (r) => this.requests.verifyReply(r)),
+        collector: new ReplyCollector(this.follower.members, this.replyFaults(), this.clientId, timestamp, (r) => this.requests.verifyReply(r)),
         attempt: 0,
         resolve,
         reject,
@@ -654,6 +654,15 @@ export class PbftClient {
   }
 
   /** Settles the outstanding request once its collector accepted a result or found none possible. */
+  /**
+   * The collector's f: it accepts f+1 matching replies, so this is Quorum.replies - 1 for the
+   * configuration held (f in the byzantine mode, 0 in the crash mode: one reply), or 0 for the
+   * acceptFirstReply negative control.
+   */
+  private replyFaults(): number {
+    return this.acceptFirstReply ? 0 : quorumFor(this.follower.n, this.f, {}, this.follower.model).replies - 1;
+  }
+
   private conclude(p: Pending, outcome: CollectOutcome): void {
     if (outcome.kind === 'accepted') {
       this.finish(p);
@@ -744,7 +753,7 @@ export class PbftClient {
         this.finish(p);
         p.reject(new RequestTooLargeError(request.msg.op.length, OP_BYTES_MAX, [...p.refusals.refusedBy].sort((a, b) => a - b)));
       } else {
-        this.conclude(p, p.collector.rebase(ids, this.acceptFirstReply ? 0 : this.f));
+        this.conclude(p, p.collector.rebase(ids, this.replyFaults()));
       }
     }
     this.emit('membership', change);

@@ -155,7 +155,7 @@ export class SimClient {
     // A read judged by the old configuration: ordered instead (as the SDK does).
     if (this.reading) this.fallBack(this.reading, 'membership');
     const o = this.outstanding;
-    if (o) this.conclude(now, o, o.collector.rebase(this.follower.members, this.follower.f));
+    if (o) this.conclude(now, o, o.collector.rebase(this.follower.members, this.replyFaults()));
   }
 
   get idle(): boolean {
@@ -197,7 +197,7 @@ export class SimClient {
       timestamp: this.timestamp,
       op,
       frame,
-      collector: new ReplyCollector(this.follower.members, quorumFor(this.follower.n, this.follower.f, {}, this.follower.model).replies - 1, this.id, this.timestamp, (r) => this.signer.verifyReply(r)),
+      collector: new ReplyCollector(this.follower.members, this.replyFaults(), this.id, this.timestamp, (r) => this.signer.verifyReply(r)),
       sentAt,
       retryAt: now + this.timeoutTicks,
       attempt: 0,
@@ -277,6 +277,11 @@ export class SimClient {
       this.wantEpochs = true;
       this.askEpochs(now, send);
     }
+  }
+
+  /** The collector's f (it accepts f+1 matching replies): Quorum.replies - 1 of the configuration held. */
+  private replyFaults(): number {
+    return quorumFor(this.follower.n, this.follower.f, {}, this.follower.model).replies - 1;
   }
 
   onFrame(now: number, fromReplica: number, bytes: Uint8Array): void {
