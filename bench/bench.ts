@@ -1051,8 +1051,8 @@ function evaluate(o: Options, report: Report): void {
     const peak = Math.max(...cluster.rssBytes.map((b) => b.max / b.start - 1));
     r.replicaRssGrowth = growth;
     t.push({
-      name: `memory: replica RSS flat (within 20%) over ${fmt(cluster.seconds / 60, 1)} min`,
-      met: growth <= 0.2 && peak <= 0.2,
+      name: `memory: replica RSS flat (within 10%) over ${fmt(cluster.seconds / 60, 1)} min`,
+      met: growth <= 0.1 && peak <= 0.1,
       detail: `largest growth start->end ${pct(growth)}, start->peak ${pct(peak)}`,
     });
   }
