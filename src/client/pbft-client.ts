@@ -301,6 +301,10 @@ export class PbftClient {
   private readsUnordered = 0;
   private readsFellBack = 0;
   private readonly settled = new Map<number, Settled>();
+  /** The settled requests whose collectors are kept (the newest SETTLED_REPLIES_KEPT_MAX), oldest first. */
+  private readonly keptReplies: Settled[] = [];
+  /** The member ids and the collector's f of the configuration in force, computed once per configuration. */
+  private memberCache: { config: MemberConfig; ids: ReadonlySet<number>; replyFaults: number } | undefined;
   private readonly equivocations: ReplyEvidence[] = [];
   private equivocationsNotKept = 0;
   private readonly listeners = new Map<keyof PbftClientEvents, Set<(arg: never) => void>>();
@@ -573,13 +577,14 @@ export class PbftClient {
     const timestamp = this.nextTimestamp();
     const request = this.requests.sign(timestamp, op);
     const frame = encodeSignedFrame(request);
+    const members = this.memberView();
     return new Promise<Uint8Array>((resolve, reject) => {
       const p: Pending = {
         timestamp,
         request,
         frame,
         refusals: new RefusalCollector(this.f, this.clientId, timestamp, (r) => this.requests.verifyRefusal(r, request)),
-        collector: new ReplyCollector(this.follower.members, this.replyFaults(), this.clientId, timestamp, (r) => this.requests.verifyReply(r)),
+        collector: new ReplyCollector(members.ids, members.replyFaults, this.clientId, timestamp, this.verifyReply),
         attempt: 0,
         resolve,
         reject,
@@ -659,6 +664,15 @@ export class PbftClient {
    * configuration held (f in the byzantine mode, 0 in the crash mode: one reply), or 0 for the
    * acceptFirstReply negative control.
    */
+  private memberView(): { ids: ReadonlySet<number>; replyFaults: number } {
+    const config = this.follower.config;
+    if (this.memberCache?.config !== config) this.memberCache = { config, ids: new Set(this.follower.members), replyFaults: this.replyFaults() };
+    return this.memberCache;
+  }
+
+  /** RequestSigner.verifyReply, bound once (a collector per request holds it). */
+  private readonly verifyReply = (reply: AnyReply): boolean => this.requests.verifyReply(reply);
+
   private replyFaults(): number {
     return this.acceptFirstReply ? 0 : quorumFor(this.follower.n, this.f, {}, this.follower.model).replies - 1;
   }
@@ -789,9 +803,10 @@ export class PbftClient {
       const oldest = this.settled.keys().next().value;
       if (oldest !== undefined) this.settled.delete(oldest);
     }
-    // Replies are kept for the newest few only (bounded memory: a result can be megabytes).
-    let newer = 0;
-    for (const s of [...this.settled.values()].reverse()) if (s.collector !== undefined && ++newer > SETTLED_REPLIES_KEPT_MAX) s.collector = undefined;
+    // Replies are kept for the newest few only (bounded memory: a result can be megabytes). Each
+    // settled request comes with its collector, so the newest few are the last few remembered.
+    if (settled.collector !== undefined) this.keptReplies.push(settled);
+    if (this.keptReplies.length > SETTLED_REPLIES_KEPT_MAX) this.keptReplies.shift()!.collector = undefined;
   }
 
   /**
