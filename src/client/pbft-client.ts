@@ -6,6 +6,7 @@
  *   requests by timestamp and keep only its latest, so one is outstanding at a time; later calls queue.
  * - A request goes to the primary the client believes in (the member at view mod n in ascending id
  *   order, the view learned from accepted replies); when no result is accepted after `retransmitMs`
+ *   (or longer, up to 8x, when this client's requests have been taking longer: src/client/rto.ts)
  *   it is broadcast to every replica, again with exponential backoff (the backups forward it to the
  *   primary and start their view-change timers).
  * - A result is accepted once f+1 distinct members of the configuration in force sent valid,
@@ -44,6 +45,7 @@ import type { TransportLimits } from '../transport/portable.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
 import { ReadCollector, RefusalCollector, ReplyCollector, type CollectOutcome, type ReadFallbackReason, type ReadOutcome } from './collector.ts';
 import { MembershipFollower } from './follow.ts';
+import { RetransmitEstimator } from './rto.ts';
 import type { MemberConfig } from '../core/membership.ts';
 import type { EpochProof } from '../core/messages.ts';
 import type { ClientTransportOptions } from '../transport/client-transport.ts';
@@ -97,7 +99,10 @@ export interface PbftClientOptions {
   key: string | ClientKey;
   /** Deadline of each operation; default 10,000 ms. Also bounds connect(). */
   timeoutMs?: number;
-  /** First retransmission (to every replica) after this long; default 300 ms, then backoff. */
+  /**
+   * First retransmission (to every replica) after this long, then backoff; default 300 ms. Longer
+   * (up to 8x) while accepted requests take longer than that (src/client/rto.ts).
+   */
   retransmitMs?: number;
   /**
    * How long a read-only request (get, invokeReadOnly) waits for 2f+1 matching answers before it
@@ -189,6 +194,8 @@ interface Pending {
   refusals: RefusalCollector;
   collector: ReplyCollector;
   attempt: number;
+  /** Date.now() when it was first sent (a latency sample if it is accepted without a retransmission). */
+  sentAt: number;
   retransmitTimer?: ReturnType<typeof setTimeout>;
   deadlineTimer?: ReturnType<typeof setTimeout>;
   resolve(result: Uint8Array): void;
@@ -283,6 +290,8 @@ export class PbftClient {
   readonly cluster: ClusterConfig;
   readonly timeoutMs: number;
   readonly retransmitMs: number;
+  /** The wait before a request's first retransmission, from this client's accepted requests. */
+  private readonly retransmits: RetransmitEstimator;
   readonly readTimeoutMs: number;
   private readonly log: Logger;
   private readonly acceptFirstReply: boolean;
@@ -321,6 +330,7 @@ export class PbftClient {
     this.clientId = clientId;
     this.timeoutMs = options.timeoutMs;
     this.retransmitMs = options.retransmitMs;
+    this.retransmits = new RetransmitEstimator(options.retransmitMs, options.retransmitMs * RETRANSMIT_BACKOFF_MAX);
     this.readTimeoutMs = options.readTimeoutMs;
     this.log = options.log;
     this.acceptFirstReply = options.acceptFirstReply;
@@ -586,6 +596,7 @@ export class PbftClient {
         refusals: new RefusalCollector(this.f, this.clientId, timestamp, (r) => this.requests.verifyRefusal(r, request)),
         collector: new ReplyCollector(members.ids, members.replyFaults, this.clientId, timestamp, this.verifyReply),
         attempt: 0,
+        sentAt: Date.now(),
         resolve,
         reject,
       };
@@ -601,7 +612,7 @@ export class PbftClient {
   }
 
   private scheduleRetransmit(p: Pending): void {
-    const delayMs = this.retransmitMs * Math.min(2 ** p.attempt, RETRANSMIT_BACKOFF_MAX);
+    const delayMs = Math.min(this.retransmits.timeoutMs * 2 ** p.attempt, this.retransmitMs * RETRANSMIT_BACKOFF_MAX);
     p.retransmitTimer = setTimeout(() => {
       if (this.pending !== p) return;
       p.attempt++;
@@ -680,6 +691,8 @@ export class PbftClient {
   private conclude(p: Pending, outcome: CollectOutcome): void {
     if (outcome.kind === 'accepted') {
       this.finish(p);
+      if (p.attempt === 0) this.retransmits.sample(Date.now() - p.sentAt);
+      else this.retransmits.retransmitted();
       if (outcome.view > this.currentView) this.currentView = outcome.view;
       const settled: Settled = { result: outcome.result, judged: new Set(p.collector.replies.keys()), collector: p.collector };
       this.remember(p.timestamp, settled);
