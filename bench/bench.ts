@@ -2,7 +2,8 @@
  * `npm run bench`: the service measured against its own limits, in one run.
  *
  *   crypto     the crypto floor: requests/s of nothing but the signature work every request needs
- *   cluster    n replica processes (default 4) x N closed-loop clients (default 64): throughput
+ *   cluster    n replica processes (default 4) x N closed-loop clients (default 64): throughput, and
+ *              the client workers' CPU per request against one sign + f+1 reply verifies (the SDK target)
  *   latency    the same cluster, one closed-loop client: latency
  *   baseline   ONE server with the same transport, signed requests and replies, KvStore and synced
  *              RocksDB writes, no agreement: 1 client (latency) and N clients (throughput)
