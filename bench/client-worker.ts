@@ -51,6 +51,9 @@ export interface WorkerResult {
   reads?: { unordered: number; fellBack: number };
   histogram: HistogramData;
   cpuSeconds: number;
+  /** The user and system (kernel: socket reads and writes) parts of cpuSeconds. */
+  cpuUserSeconds: number;
+  cpuSystemSeconds: number;
   windowSeconds: number;
   errorSamples: string[];
 }
@@ -188,6 +191,8 @@ process.on('message', (raw: unknown) => {
         reads: { unordered: reads.unordered - readsAtMark.unordered, fellBack: reads.fellBack - readsAtMark.fellBack },
         histogram: histogram.toData(),
         cpuSeconds: (cpu.user + cpu.system) / 1e6,
+        cpuUserSeconds: cpu.user / 1e6,
+        cpuSystemSeconds: cpu.system / 1e6,
         windowSeconds: (performance.now() - markAt) / 1000,
         errorSamples,
       });

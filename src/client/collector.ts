@@ -21,19 +21,20 @@ export type CollectOutcome =
   | { kind: 'accepted'; result: Uint8Array; replicas: number[]; view: number }
   | { kind: 'failed' };
 
-/** The replicas whose replies count: n (ids 0..n-1, a genesis keyring) or the member ids. */
-export type ReplicaIds = number | readonly number[];
+/** The replicas whose replies count: n (ids 0..n-1, a genesis keyring) or the member ids (a set is used as given, never changed). */
+export type ReplicaIds = number | readonly number[] | ReadonlySet<number>;
 
-function idSet(replicas: ReplicaIds): Set<number> {
+function idSet(replicas: ReplicaIds): ReadonlySet<number> {
   if (typeof replicas === 'number') return new Set(Array.from({ length: Math.max(0, replicas) }, (_, i) => i));
-  return new Set(replicas);
+  if (replicas instanceof Set) return replicas;
+  return new Set(replicas as readonly number[]);
 }
 
 export class ReplyCollector {
   /** First valid reply of each replica. */
   readonly replies = new Map<number, AnyReply>();
   private byResult = new Map<string, number[]>();
-  private members: Set<number>;
+  private members: ReadonlySet<number>;
   /** Replicas already caught signing two results for this request (reported once each). */
   private readonly conflicted = new Set<number>();
   /** Replies kept after settling without a signature check (noteLate): checked only if contradicted. */
@@ -257,7 +258,7 @@ export class ReadCollector {
   /** Some answer named a newer epoch than the client's. */
   newerEpoch = false;
   private readonly byResult = new Map<string, number[]>();
-  private readonly members: Set<number>;
+  private readonly members: ReadonlySet<number>;
   settled = false;
 
   constructor(

@@ -6,6 +6,7 @@
  *   requests by timestamp and keep only its latest, so one is outstanding at a time; later calls queue.
  * - A request goes to the primary the client believes in (the member at view mod n in ascending id
  *   order, the view learned from accepted replies); when no result is accepted after `retransmitMs`
+ *   (or longer, up to 8x, when this client's requests have been taking longer: src/client/rto.ts)
  *   it is broadcast to every replica, again with exponential backoff (the backups forward it to the
  *   primary and start their view-change timers).
  * - A result is accepted once f+1 distinct members of the configuration in force sent valid,
@@ -44,6 +45,7 @@ import type { TransportLimits } from '../transport/portable.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
 import { ReadCollector, RefusalCollector, ReplyCollector, type CollectOutcome, type ReadFallbackReason, type ReadOutcome } from './collector.ts';
 import { MembershipFollower } from './follow.ts';
+import { RetransmitEstimator } from './rto.ts';
 import type { MemberConfig } from '../core/membership.ts';
 import type { EpochProof } from '../core/messages.ts';
 import type { ClientTransportOptions } from '../transport/client-transport.ts';
@@ -97,7 +99,10 @@ export interface PbftClientOptions {
   key: string | ClientKey;
   /** Deadline of each operation; default 10,000 ms. Also bounds connect(). */
   timeoutMs?: number;
-  /** First retransmission (to every replica) after this long; default 300 ms, then backoff. */
+  /**
+   * First retransmission (to every replica) after this long, then backoff; default 300 ms. Longer
+   * (up to 8x) while accepted requests take longer than that (src/client/rto.ts).
+   */
   retransmitMs?: number;
   /**
    * How long a read-only request (get, invokeReadOnly) waits for 2f+1 matching answers before it
@@ -189,6 +194,8 @@ interface Pending {
   refusals: RefusalCollector;
   collector: ReplyCollector;
   attempt: number;
+  /** Date.now() when it was first sent (a latency sample if it is accepted without a retransmission). */
+  sentAt: number;
   retransmitTimer?: ReturnType<typeof setTimeout>;
   deadlineTimer?: ReturnType<typeof setTimeout>;
   resolve(result: Uint8Array): void;
@@ -283,6 +290,8 @@ export class PbftClient {
   readonly cluster: ClusterConfig;
   readonly timeoutMs: number;
   readonly retransmitMs: number;
+  /** The wait before a request's first retransmission, from this client's accepted requests. */
+  private readonly retransmits: RetransmitEstimator;
   readonly readTimeoutMs: number;
   private readonly log: Logger;
   private readonly acceptFirstReply: boolean;
@@ -301,6 +310,10 @@ export class PbftClient {
   private readsUnordered = 0;
   private readsFellBack = 0;
   private readonly settled = new Map<number, Settled>();
+  /** The settled requests whose collectors are kept (the newest SETTLED_REPLIES_KEPT_MAX), oldest first. */
+  private readonly keptReplies: Settled[] = [];
+  /** The member ids and the collector's f of the configuration in force, computed once per configuration. */
+  private memberCache: { config: MemberConfig; ids: ReadonlySet<number>; replyFaults: number } | undefined;
   private readonly equivocations: ReplyEvidence[] = [];
   private equivocationsNotKept = 0;
   private readonly listeners = new Map<keyof PbftClientEvents, Set<(arg: never) => void>>();
@@ -317,6 +330,7 @@ export class PbftClient {
     this.clientId = clientId;
     this.timeoutMs = options.timeoutMs;
     this.retransmitMs = options.retransmitMs;
+    this.retransmits = new RetransmitEstimator(options.retransmitMs, options.retransmitMs * RETRANSMIT_BACKOFF_MAX);
     this.readTimeoutMs = options.readTimeoutMs;
     this.log = options.log;
     this.acceptFirstReply = options.acceptFirstReply;
@@ -573,14 +587,16 @@ export class PbftClient {
     const timestamp = this.nextTimestamp();
     const request = this.requests.sign(timestamp, op);
     const frame = encodeSignedFrame(request);
+    const members = this.memberView();
     return new Promise<Uint8Array>((resolve, reject) => {
       const p: Pending = {
         timestamp,
         request,
         frame,
         refusals: new RefusalCollector(this.f, this.clientId, timestamp, (r) => this.requests.verifyRefusal(r, request)),
-        collector: new ReplyCollector(this.follower.members, this.replyFaults(), this.clientId, timestamp, (r) => this.requests.verifyReply(r)),
+        collector: new ReplyCollector(members.ids, members.replyFaults, this.clientId, timestamp, this.verifyReply),
         attempt: 0,
+        sentAt: Date.now(),
         resolve,
         reject,
       };
@@ -596,7 +612,7 @@ export class PbftClient {
   }
 
   private scheduleRetransmit(p: Pending): void {
-    const delayMs = this.retransmitMs * Math.min(2 ** p.attempt, RETRANSMIT_BACKOFF_MAX);
+    const delayMs = Math.min(this.retransmits.timeoutMs * 2 ** p.attempt, this.retransmitMs * RETRANSMIT_BACKOFF_MAX);
     p.retransmitTimer = setTimeout(() => {
       if (this.pending !== p) return;
       p.attempt++;
@@ -659,6 +675,15 @@ export class PbftClient {
    * configuration held (f in the byzantine mode, 0 in the crash mode: one reply), or 0 for the
    * acceptFirstReply negative control.
    */
+  private memberView(): { ids: ReadonlySet<number>; replyFaults: number } {
+    const config = this.follower.config;
+    if (this.memberCache?.config !== config) this.memberCache = { config, ids: new Set(this.follower.members), replyFaults: this.replyFaults() };
+    return this.memberCache;
+  }
+
+  /** RequestSigner.verifyReply, bound once (a collector per request holds it). */
+  private readonly verifyReply = (reply: AnyReply): boolean => this.requests.verifyReply(reply);
+
   private replyFaults(): number {
     return this.acceptFirstReply ? 0 : quorumFor(this.follower.n, this.f, {}, this.follower.model).replies - 1;
   }
@@ -666,6 +691,8 @@ export class PbftClient {
   private conclude(p: Pending, outcome: CollectOutcome): void {
     if (outcome.kind === 'accepted') {
       this.finish(p);
+      if (p.attempt === 0) this.retransmits.sample(Date.now() - p.sentAt);
+      else this.retransmits.retransmitted();
       if (outcome.view > this.currentView) this.currentView = outcome.view;
       const settled: Settled = { result: outcome.result, judged: new Set(p.collector.replies.keys()), collector: p.collector };
       this.remember(p.timestamp, settled);
@@ -789,9 +816,10 @@ export class PbftClient {
       const oldest = this.settled.keys().next().value;
       if (oldest !== undefined) this.settled.delete(oldest);
     }
-    // Replies are kept for the newest few only (bounded memory: a result can be megabytes).
-    let newer = 0;
-    for (const s of [...this.settled.values()].reverse()) if (s.collector !== undefined && ++newer > SETTLED_REPLIES_KEPT_MAX) s.collector = undefined;
+    // Replies are kept for the newest few only (bounded memory: a result can be megabytes). Each
+    // settled request comes with its collector, so the newest few are the last few remembered.
+    if (settled.collector !== undefined) this.keptReplies.push(settled);
+    if (this.keptReplies.length > SETTLED_REPLIES_KEPT_MAX) this.keptReplies.shift()!.collector = undefined;
   }
 
   /**

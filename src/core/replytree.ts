@@ -11,16 +11,27 @@ export type Hash = (data: Uint8Array) => Uint8Array;
 
 export function replyLeaf(hash: Hash, client: number, timestamp: number, result: Uint8Array): Uint8Array {
   const buf = new Uint8Array(13 + result.length);
-  const view = new DataView(buf.buffer);
   buf[0] = 0x20;
-  view.setUint32(1, client);
-  view.setBigUint64(5, BigInt(timestamp));
+  writeUint32(buf, 1, client);
+  // u64 big-endian without a BigInt: timestamps are safe integers (below 2^53).
+  writeUint32(buf, 5, Math.floor(timestamp / 0x1_0000_0000));
+  writeUint32(buf, 9, timestamp >>> 0);
   buf.set(result, 13);
   return hash(buf);
 }
 
+function writeUint32(buf: Uint8Array, at: number, v: number): void {
+  buf[at] = v >>> 24;
+  buf[at + 1] = (v >>> 16) & 0xff;
+  buf[at + 2] = (v >>> 8) & 0xff;
+  buf[at + 3] = v & 0xff;
+}
+
+/** The input of an inner node over two 32-byte digests, reused: a hash reads its input and keeps none of it. */
+const innerInput = new Uint8Array(65);
+
 function inner(hash: Hash, left: Uint8Array, right: Uint8Array): Uint8Array {
-  const buf = new Uint8Array(1 + left.length + right.length);
+  const buf = left.length === 32 && right.length === 32 ? innerInput : new Uint8Array(1 + left.length + right.length);
   buf[0] = 0x21;
   buf.set(left, 1);
   buf.set(right, 1 + left.length);

@@ -82,7 +82,9 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
     assert.match(stdout, /^fault models: byzantine \(n = 3f\+1, quorums 2f\+1\) vs crash \(n = 2f\+1, quorums f\+1\), f = 1/m);
     assert.match(stdout, /^\s+byzantine \(4\)\s+crash \(3\)\s+crash \/ byzantine$/m);
     assert.match(stdout, /^targets$/m);
-    assert.equal((stdout.match(/^\s+\[(met|MISSED)\] /gm) ?? []).length, 4, 'four targets judged');
+    assert.equal((stdout.match(/^\s+\[(met|MISSED)\] /gm) ?? []).length, 5, 'five targets judged');
+    // The client SDK's CPU per request against its signature work, both from this run.
+    assert.match(stdout, /^\s+\[(met|MISSED)\] client SDK: CPU per request <= 1\.5 x its signature work \(1 sign \+ f\+1 verifies\): [\d.,]+ us per request \(client workers: .*\) vs [\d.,]+ us \(sign [\d.,]+ \+ 2 x verify reply [\d.,]+\) = [\d.]+x$/m);
     assert.match(stderr, /measuring/, 'a progress line');
 
     // The JSON record: machine, command, every run.

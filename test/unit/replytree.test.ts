@@ -87,3 +87,23 @@ test('a client accepts a batched reply only if its path leads to a root the repl
   sig[0]! ^= 1;
   assert.equal(client.verifyReply({ ...r, batch: { ...batch, sig } }), false, 'a bad batch signature');
 });
+
+test('a leaf hashes 0x20 || u32 client || u64 timestamp || result, big-endian, for timestamps up to 2^53 - 1', () => {
+  const seen: Uint8Array[] = [];
+  const capture = (data: Uint8Array): Uint8Array => {
+    seen.push(Uint8Array.from(data));
+    return new Uint8Array(32);
+  };
+  const result = Uint8Array.of(0x82, 0x01, 0xf6);
+  for (const [client, timestamp] of [[0, 0], [3, 1_764_700_000_000_000], [0xffff_ffff, Number.MAX_SAFE_INTEGER], [7, 0x1_0000_0000], [7, 0xffff_ffff], [0x8000_0000, 0x8000_0000]] as const) {
+    seen.length = 0;
+    replyLeaf(capture, client, timestamp, result);
+    const expected = new Uint8Array(13 + result.length);
+    const view = new DataView(expected.buffer);
+    expected[0] = 0x20;
+    view.setUint32(1, client);
+    view.setBigUint64(5, BigInt(timestamp));
+    expected.set(result, 13);
+    assert.deepEqual(seen, [expected], `client ${client} timestamp ${timestamp}`);
+  }
+});
