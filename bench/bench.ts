@@ -976,7 +976,7 @@ async function runScenario(o: Options, scenario: Scenario, faultFree: number | u
 // The keys part: scale with state size
 
 /** Loader clients of the keys part (client ids after the throughput and latency clients). */
-const KEY_LOADERS = 4;
+const KEY_LOADERS = 8;
 /** The restart target (issue 15): a replica with 10M keys recovers from its own disk in under 30 s. */
 const RESTART_TARGET_S = 30;
 /** Throughput with the keys loaded, at least this fraction of the empty store's. */
