@@ -534,7 +534,7 @@ const STORE_FORMAT = `kv/partitions=${NODE_PARTITION_COUNT}`;
  * Refuses a data directory whose key-value state was written with another partition count (before
  * the record existed: 4096) instead of failing later on digests that cannot match; marks a new one.
  */
-async function checkStoreFormat(storage: Storage): Promise<void> {
+export async function checkStoreFormat(storage: Storage): Promise<void> {
   const marker = await storage.get(STORE_FORMAT_KEY);
   if (marker !== undefined) {
     const found = new TextDecoder().decode(marker);
