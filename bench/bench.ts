@@ -21,6 +21,10 @@
  *              byzantine replica flooding, byzantine clients, slowloris; see ATTACK_SCENARIOS), each
  *              scenario's throughput as a fraction of the fault-free cluster's, with replica RSS, data
  *              directory size and log volume before and after
+ *   keys       (--keys N; not in the default suite) scale with state size: an empty-store cluster under
+ *              N clients, then a fresh cluster loaded with N keys of 100-byte values through the protocol
+ *              (put-many operations), the same N clients, one replica SIGKILLed and restarted from its
+ *              own disk; load time, throughput against the empty store, restart time, replica RSS
  *
  * Replicas run as `bin/pbft.mjs replica` child processes (real WebSockets, RocksDB with sync), each
  * with a data directory in a fresh temporary directory; clients run in worker processes
@@ -48,6 +52,7 @@ import { DEFAULT_REPLICA_OPTIONS } from '../src/core/options.ts';
 import { TICK_MS_DEFAULT } from '../src/node/loop.ts';
 import type { FaultModel } from '../src/core/cluster.ts';
 import { faultsOf, replicasFor } from '../src/core/quorum.ts';
+import { connectLoader, LOAD_VALUE_BYTES } from './keys-load.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const LAUNCHER = join(REPO_ROOT, 'bin', 'pbft.mjs');
@@ -57,7 +62,7 @@ const RESULTS_DIR = join(REPO_ROOT, 'bench', 'results');
 const ATTACKER = join(REPO_ROOT, 'bench', 'attacker.ts');
 /** The integration tests' replica fixture: the slow primary (test-only behaviour, not in the CLI). */
 const FIXTURE = join(REPO_ROOT, 'test', 'integration', 'fixtures', 'replica.ts');
-const PARTS = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7', 'reads', 'crash', 'pool', 'attacks'] as const;
+const PARTS = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7', 'reads', 'crash', 'pool', 'attacks', 'keys'] as const;
 /** What runs without --only (the attack part takes a few minutes more: ask for it). */
 const DEFAULT_PARTS: readonly Part[] = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7', 'reads', 'crash', 'pool'];
 /** Seconds of load before each measured window, unless --warmup or --rss says otherwise. */
@@ -97,6 +102,8 @@ interface Options {
   attacks: ScenarioName[];
   attackDuration: number;
   attackRate?: number;
+  /** --keys: keys the keys part loads (undefined: the part does not run). */
+  keys?: number;
 }
 
 function positiveNumber(value: string): number {
@@ -181,6 +188,7 @@ function parseOptions(argv: string[]): Options {
     .addOption(new Option('--attacks <names>', `attack scenarios of the attacks part: ${ATTACK_SCENARIOS.map((s) => s.name).join(', ')} (default: all)`).argParser(scenarioList))
     .addOption(new Option('--attack-duration <s>', 'measured seconds of each attack scenario').argParser(positiveNumber).default(8))
     .addOption(new Option('--attack-rate <n>', 'flood rate: frames per second per attacked replica (slowloris: connections per replica); default per scenario').argParser(positiveInt))
+    .addOption(new Option('--keys <n>', 'scale with state size (the keys part; alone unless --only names more): load n keys of 100-byte values, then throughput against an empty store, a replica restart, RSS').argParser(positiveInt))
     .addOption(new Option('--rss', 'memory mode: the main cluster only, --warmup default 30, --duration default 300, replica RSS sampled every --rss-interval'))
     .addOption(new Option('--rss-interval <s>', 'seconds between RSS samples').argParser(positiveNumber).default(5))
     .addOption(new Option('--floor-seconds <s>', 'seconds per crypto micro-benchmark operation').argParser(positiveNumber).default(1))
@@ -200,6 +208,7 @@ function parseOptions(argv: string[]): Options {
         '  npm run bench -- --only cluster --profile /tmp/p   CPU profiles (see bench/profile-top.ts)\n' +
         '  npm run bench -- --only cluster,attacks            every attack scenario against the fault-free cluster\n' +
         '  npm run bench -- --only attacks --attacks silent-replica,vc-flood --attack-duration 5\n' +
+        '  npm run bench -- --keys 1000000                    1M keys loaded: throughput vs empty, restart time, RSS\n' +
         '\nAttack scenarios (each on a fresh cluster, the attacker speaks the wire format with keys of the bench keyring):\n' +
         ATTACK_SCENARIOS.map((s) => `  ${s.name.padEnd(16)} ${s.description}\n`).join(''),
     )
@@ -207,7 +216,13 @@ function parseOptions(argv: string[]): Options {
     .parse(argv, { from: 'node' });
   const o = program.opts<Record<string, unknown>>();
   const rss = o.rss === true;
-  const only = (o.only as Part[] | undefined) ?? (rss ? ['cluster'] : [...DEFAULT_PARTS]);
+  const keys = o.keys as number | undefined;
+  let only = (o.only as Part[] | undefined) ?? (rss ? ['cluster'] : keys !== undefined ? ['keys'] : [...DEFAULT_PARTS]);
+  if (keys !== undefined && !only.includes('keys')) only = [...only, 'keys'];
+  if (keys === undefined && only.includes('keys')) {
+    process.stderr.write('npm run bench: the keys part needs --keys <n>\n');
+    process.exit(2);
+  }
   return {
     replicas: o.replicas as number,
     clients: o.clients as number,
@@ -239,6 +254,7 @@ function parseOptions(argv: string[]): Options {
     attacks: (o.attacks as ScenarioName[] | undefined) ?? ATTACK_SCENARIOS.map((s) => s.name),
     attackDuration: o.attackDuration as number,
     ...(o.attackRate !== undefined ? { attackRate: o.attackRate as number } : {}),
+    ...(keys !== undefined ? { keys } : {}),
   };
 }
 
@@ -336,6 +352,8 @@ interface Server {
   cluster: ClusterJson;
   keysDir: string;
   stop(): Promise<void>;
+  /** Starts process k again with the arguments it was started with (its data directory kept); replaces procs[k]. */
+  respawn?(k: number): ChildProcess;
 }
 
 function collectOutput(proc: ChildProcess, into: string[], bytes?: { n: number }): void {
@@ -396,6 +414,8 @@ async function startCluster(o: Options, run: string, n: number, clientIdentities
   const counters: Array<{ n: number }> = [];
   const running: number[] = [];
   const dataDirs: string[] = [];
+  /** The launcher's arguments of each replica process (by index in procs; not the fixture's). */
+  const spawnArgs = new Map<number, string[]>();
   for (let id = 0; id < n; id++) {
     if (spec.skip?.includes(id)) continue;
     running.push(id);
@@ -431,6 +451,7 @@ async function startCluster(o: Options, run: string, n: number, clientIdentities
     const lines: string[] = [];
     const bytes = { n: 0 };
     collectOutput(proc, lines, bytes);
+    spawnArgs.set(procs.length, args);
     procs.push(proc);
     output.push(lines);
     counters.push(bytes);
@@ -464,6 +485,14 @@ async function startCluster(o: Options, run: string, n: number, clientIdentities
       await Promise.all(procs.map((p) => stopProcess(p)));
       rmSync(dir, { recursive: true, force: true });
       tempDirs.delete(dir);
+    },
+    respawn(k: number): ChildProcess {
+      const args = spawnArgs.get(k);
+      if (args === undefined) throw new Error(`${run}: process ${k} cannot be restarted`);
+      const proc = track(spawn(process.execPath, args, { cwd: REPO_ROOT, env: { ...process.env, PBFT_EXIT_WITH_PARENT: '1' }, stdio: ['ignore', 'pipe', 'pipe'] }));
+      collectOutput(proc, output[k]!, counters[k]!);
+      procs[k] = proc;
+      return proc;
     },
   };
 }
@@ -948,6 +977,204 @@ async function runScenario(o: Options, scenario: Scenario, faultFree: number | u
 }
 
 // =================================================================================================
+// The keys part: scale with state size
+
+/** Loader clients of the keys part (client ids after the throughput and latency clients). */
+const KEY_LOADERS = 8;
+/** The restart target (issue 15): a replica with 10M keys recovers from its own disk in under 30 s. */
+const RESTART_TARGET_S = 30;
+/** Throughput with the keys loaded, at least this fraction of the empty store's. */
+const KEYS_THROUGHPUT_FRACTION = 0.8;
+/**
+ * The replica RSS bound the README states: RSS_BASE_MIB plus RSS_BYTES_PER_KEY per loaded key
+ * (keys of 15 bytes, values of 100 bytes: 115 bytes of data, 126 encoded with the index). Measured
+ * (README, Scale with state size): about 170 MiB empty; a replica restarted on 1M keys 418 MiB; the
+ * replicas that took the load up to 1,326 MiB (the load's high-water: checkpoints holding the old
+ * bytes of every partition the load changed, whole-state synced writes, an allocator that keeps
+ * what it freed).
+ */
+const RSS_BASE_MIB = 400;
+const RSS_BYTES_PER_KEY = 1200;
+
+interface KeysResult {
+  keys: number;
+  loadSeconds: number;
+  empty: LoadResult;
+  loaded: LoadResult;
+  /** Replica RSS (bytes, replica order) once every replica executed the load. */
+  rssAfterLoad: number[];
+  /** Replica RSS after the restarted replica executes again. */
+  rssAfterRestart: number[];
+  /** V8 heap used and array buffers of each replica (its /status) after the load and after the restart. */
+  memoryAfterLoad: Array<{ heapUsed: number; arrayBuffers: number }>;
+  memoryAfterRestart: Array<{ heapUsed: number; arrayBuffers: number }>;
+  /** Data directory bytes of each replica after the load. */
+  dataBytes: number[];
+  restart: {
+    replica: number;
+    /** Seconds from the restart to its first /status answer (its disk read and recovered). */
+    statusSeconds: number;
+    /** Seconds from the restart until it had executed what the cluster had at the kill. */
+    caughtUpSeconds: number;
+    /** Seconds from the restart until it executed a request sent after it was up. */
+    executingSeconds: number;
+  };
+}
+
+/** Waits until every replica answers /status with lastExecuted >= seq (all of `urls`). */
+async function waitExecuted(urls: string[], seq: number, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const all = await Promise.all(urls.map((u) => getJson<NodeStatus>(u)));
+    if (all.every((s) => s !== undefined && s.lastExecuted >= seq)) return;
+    if (Date.now() > deadline) throw new Error(`${what}: replicas did not execute ${seq} within ${timeoutMs / 1000} s (${all.map((s) => s?.lastExecuted ?? '-').join(' ')})`);
+    await sleep(50);
+  }
+}
+
+function processGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
+async function runKeys(o: Options, report: Report): Promise<void> {
+  const n = o.keys!;
+  const identities = o.clients + 1 + KEY_LOADERS;
+  // The empty store first: a fresh cluster under the standard put workload.
+  let empty: LoadResult;
+  {
+    const server = await startCluster(o, 'keys-empty', o.replicas, identities);
+    try {
+      empty = await runLoad(o, server, 'keys-empty', o.clients, 0);
+      report.loads.push(empty);
+    } finally {
+      await server.stop();
+    }
+  }
+  const server = await startCluster(o, 'keys', o.replicas, identities);
+  try {
+    const loader = await connectLoader({
+      cluster: server.cluster,
+      keysDir: server.keysDir,
+      clientIds: Array.from({ length: KEY_LOADERS }, (_, i) => o.clients + 1 + i),
+      keys: n,
+      timeoutMs: Math.max(o.timeoutMs, 120_000),
+      retransmitMs: Math.max(o.retransmitMs, 5_000),
+    });
+    try {
+      const label = `[keys: ${o.replicas} replicas, ${fmt(n)} keys]`;
+      progress(`${label} loading`, true);
+      const t0 = performance.now();
+      await loader.load((loaded) => progress(`${label} loading ${fmt(loaded)}/${fmt(n)} keys, ${fmt((loaded * 1000) / (performance.now() - t0))} keys/s`));
+      const loadSeconds = (performance.now() - t0) / 1000;
+      progressDone(`${label} loaded ${fmt(n)} keys in ${fmt(loadSeconds, 1)} s (${fmt(n / loadSeconds)} keys/s)`);
+      // Every replica executes the load (a backup may trail the quorum that answered).
+      const head = (await getJson<NodeStatus>(server.statusUrls[0]!))?.lastExecuted ?? 0;
+      await waitExecuted(server.statusUrls, head, 300_000, 'keys load');
+      const rssAfterLoad = server.procs.map((p) => processRssBytes(p.pid!) ?? 0);
+      const memoryAfterLoad = (await Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u)))).map((st) => ({ heapUsed: st?.memory.heapUsed ?? NaN, arrayBuffers: st?.memory.arrayBuffers ?? NaN }));
+      const dataBytes = server.dataDirs.map((d) => dirBytes(d));
+      progressDone(`${label} replica RSS after the load: ${rssAfterLoad.map((b) => fmt(b / MiB)).join(' ')} MiB; data ${dataBytes.map((b) => fmt(b / MiB)).join(' ')} MiB`);
+
+      const loaded = await runLoad(o, server, `keys-${n}`, o.clients, 0);
+      report.loads.push(loaded);
+
+      // SIGKILL one backup (not the primary of view 0) and restart it on its own data directory.
+      const k = server.procs.length - 1;
+      const victim = server.procs[k]!;
+      const pid = victim.pid!;
+      const headAtKill = (await getJson<NodeStatus>(server.statusUrls[0]!))?.lastExecuted ?? 0;
+      victim.kill('SIGKILL');
+      await exited(victim);
+      if (!processGone(pid)) throw new Error(`keys: replica ${k} (pid ${pid}) still exists after SIGKILL`);
+      progressDone(`${label} replica ${k} (pid ${pid}) killed with SIGKILL at seq ${headAtKill}; restarting it`);
+      const r0 = performance.now();
+      const proc = server.respawn!(k);
+      let statusSeconds = NaN;
+      let caughtUpSeconds = NaN;
+      const deadline = Date.now() + 600_000;
+      for (;;) {
+        if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`keys: restarted replica ${k} exited:\n${server.output[k]!.slice(-20).join('\n')}`);
+        const st = await getJson<NodeStatus>(server.statusUrls[k]!);
+        const now = (performance.now() - r0) / 1000;
+        if (st !== undefined && Number.isNaN(statusSeconds)) statusSeconds = now;
+        if (st !== undefined && st.lastExecuted >= headAtKill) {
+          caughtUpSeconds = now;
+          break;
+        }
+        if (Date.now() > deadline) throw new Error(`keys: restarted replica ${k} did not catch up within 600 s`);
+        progress(`${label} restarting replica ${k}: ${fmt(now, 1)} s, ${st === undefined ? 'not answering' : `${st.status}, executed ${st.lastExecuted}/${headAtKill}`}`);
+        await sleep(50);
+      }
+      // Executing again: a request sent now is executed by the restarted replica too.
+      await loader.put('keys/after-restart', new Uint8Array(8));
+      const after = (await getJson<NodeStatus>(server.statusUrls[0]!))?.lastExecuted ?? 0;
+      await waitExecuted([server.statusUrls[k]!], after, 600_000, 'keys restart');
+      const executingSeconds = (performance.now() - r0) / 1000;
+      const rssAfterRestart = server.procs.map((p) => processRssBytes(p.pid!) ?? 0);
+      progressDone(
+        `${label} replica ${k} answered /status ${fmt(statusSeconds, 1)} s after its restart, caught up at ${fmt(caughtUpSeconds, 1)} s, executing at ${fmt(executingSeconds, 1)} s; RSS ${rssAfterRestart.map((b) => fmt(b / MiB)).join(' ')} MiB`,
+      );
+      const memoryAfterRestart = (await Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u)))).map((st) => ({ heapUsed: st?.memory.heapUsed ?? NaN, arrayBuffers: st?.memory.arrayBuffers ?? NaN }));
+      report.keys = { keys: n, loadSeconds, empty, loaded, rssAfterLoad, rssAfterRestart, memoryAfterLoad, memoryAfterRestart, dataBytes, restart: { replica: k, statusSeconds, caughtUpSeconds, executingSeconds } };
+    } finally {
+      await loader.close();
+    }
+  } finally {
+    await server.stop();
+  }
+}
+
+function rssBoundBytes(keys: number): number {
+  return RSS_BASE_MIB * MiB + RSS_BYTES_PER_KEY * keys;
+}
+
+function evaluateKeys(report: Report): void {
+  const k = report.keys;
+  if (k === undefined) return;
+  const ratio = k.loaded.requestsPerSecond / k.empty.requestsPerSecond;
+  report.ratios.keysLoadedToEmptyThroughput = ratio;
+  report.targets.push({
+    name: `${fmt(k.keys)} keys: throughput >= ${KEYS_THROUGHPUT_FRACTION * 100}% of the empty store`,
+    met: ratio >= KEYS_THROUGHPUT_FRACTION,
+    detail: `${fmt(k.loaded.requestsPerSecond)} vs ${fmt(k.empty.requestsPerSecond)} req/s = ${pct(ratio)}`,
+  });
+  report.targets.push({
+    name: `${fmt(k.keys)} keys: a replica restarts from its own disk and executes again in < ${RESTART_TARGET_S} s (the target is for 10M keys)`,
+    met: k.restart.executingSeconds < RESTART_TARGET_S,
+    detail: `${fmt(k.restart.executingSeconds, 1)} s (status ${fmt(k.restart.statusSeconds, 1)} s, caught up ${fmt(k.restart.caughtUpSeconds, 1)} s)`,
+  });
+  const peak = Math.max(...k.rssAfterLoad, ...k.rssAfterRestart, ...k.loaded.rssBytes.map((b) => b.max));
+  report.targets.push({
+    name: `${fmt(k.keys)} keys: replica RSS <= ${RSS_BASE_MIB} MiB + ${RSS_BYTES_PER_KEY} bytes/key (README)`,
+    met: peak <= rssBoundBytes(k.keys),
+    detail: `largest ${fmt(peak / MiB)} MiB of ${fmt(rssBoundBytes(k.keys) / MiB)} MiB`,
+  });
+}
+
+function keysLines(report: Report): string[] {
+  const k = report.keys;
+  if (k === undefined) return [];
+  const mib = (xs: number[]): string => xs.map((b) => fmt(b / MiB)).join(' ');
+  return [
+    '',
+    `keys (scale with state size): ${fmt(k.keys)} keys of ${LOAD_VALUE_BYTES}-byte values loaded through the protocol (put-many)`,
+    `  load time                         ${fmt(k.loadSeconds, 1)} s (${fmt(k.keys / k.loadSeconds)} keys/s)`,
+    `  throughput, ${k.loaded.clients} clients: empty -> loaded   ${fmt(k.empty.requestsPerSecond, 1)} -> ${fmt(k.loaded.requestsPerSecond, 1)} req/s (${pct(k.loaded.requestsPerSecond / k.empty.requestsPerSecond)})`,
+    `  restart of replica ${k.restart.replica} (SIGKILL)      /status ${fmt(k.restart.statusSeconds, 1)} s, caught up ${fmt(k.restart.caughtUpSeconds, 1)} s, executing ${fmt(k.restart.executingSeconds, 1)} s`,
+    `  replica RSS after load (MiB)      ${mib(k.rssAfterLoad)}  (${fmt(Math.max(...k.rssAfterLoad) / k.keys, 0)} bytes/key at the largest)`,
+    `  replica RSS after restart (MiB)   ${mib(k.rssAfterRestart)}`,
+    `  heap used + array buffers (MiB)   after load ${k.memoryAfterLoad.map((x) => `${fmt(x.heapUsed / MiB)}+${fmt(x.arrayBuffers / MiB)}`).join(' ')}; after restart ${k.memoryAfterRestart.map((x) => `${fmt(x.heapUsed / MiB)}+${fmt(x.arrayBuffers / MiB)}`).join(' ')}`,
+    `  replica RSS during the load run   max ${mib(k.loaded.rssBytes.map((b) => b.max))} MiB`,
+    `  data directory after load (MiB)   ${mib(k.dataBytes)}`,
+  ];
+}
+
+// =================================================================================================
 // Report
 
 function fmt(x: number, digits = 0): string {
@@ -979,6 +1206,8 @@ interface Report {
   faultFree?: { requestsPerSecond: number; runs: Array<{ run: string; requestsPerSecond: number }> };
   ratios: Record<string, number>;
   targets: Target[];
+  /** The keys part (--keys N). */
+  keys?: KeysResult;
 }
 
 function find(report: Report, run: string): LoadResult | undefined {
@@ -1238,6 +1467,7 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
     out.push('targets');
     for (const t of report.targets) out.push(`  [${t.met === undefined ? 'not judged' : t.met ? 'met' : 'MISSED'}] ${t.name}: ${t.detail}`);
   }
+  out.push(...keysLines(report));
   if (report.attacks.length > 0) {
     const ff = report.faultFree;
     out.push('');
@@ -1443,8 +1673,10 @@ async function main(): Promise<void> {
     report.faultFree = { requestsPerSecond: mean, runs };
     for (const a of report.attacks) judge(a, mean);
   }
+  if (parts.has('keys') && !interrupted) await runKeys(o, report);
   m.loadAverage.end = loadavg()[0]!;
   evaluate(o, report);
+  evaluateKeys(report);
   printReport(o, report, m, command);
   if (o.json) {
     const record = {
@@ -1458,6 +1690,7 @@ async function main(): Promise<void> {
       faultFree: report.faultFree,
       ratios: report.ratios,
       targets: report.targets,
+      ...(report.keys !== undefined ? { keys: { ...report.keys, empty: report.keys.empty.run, loaded: report.keys.loaded.run } } : {}),
     };
     let path = o.jsonFile;
     if (path === undefined) {

@@ -24,7 +24,7 @@ export {
 export { runReplicaProcess, type ReplicaProcessOptions } from './node/replica-process.ts';
 export { asReplicatedApp, type ExecuteContext, type PartitionedState, type ReplicatedApp, type Result, type StateMachine } from './app/types.ts';
 export { KvStore, type KvStoreOptions } from './app/kv.ts';
-export { decodeOp, decodeResult, encodeOp, encodeResult, type KvOp, type KvResult, type Value } from './app/kv-ops.ts';
+export { decodeOp, decodePutMany, decodeResult, encodeOp, encodePutMany, encodeResult, PUT_MANY_ENTRIES_MAX, type KvOp, type KvPutMany, type KvResult, type Value } from './app/kv-ops.ts';
 export { DEFAULT_REPLICA_OPTIONS, type ReplicaOptions } from './core/options.ts';
 export type { ClientInfo, ClusterConfig, ReplicaInfo } from './core/cluster.ts';
 export { StorageError, type KeyRange, type Storage, type WriteOp } from './storage/types.ts';

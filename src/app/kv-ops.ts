@@ -6,6 +6,7 @@
  * as CBOR null:
  *
  *   op      put [0, key, value]    get [1, key]    del [2, key]    cas [3, key, expected|null, next|null]
+ *           put-many [4, [[key, value], ...]]   (1..PUT_MANY_ENTRIES_MAX pairs; answered with the put result)
  *   result  put [0]    get [1, value|null]    del [2, existed]    cas [3, swapped, current|null]
  *           error [4, code, message]
  *
@@ -242,6 +243,66 @@ const OP_HEADS = [0x82, 0x83, 0x84];
 /** Decodes an operation; never throws. Byte values are fresh plain Uint8Arrays. */
 export function decodeOp(bytes: Uint8Array): Result<KvOp> {
   return decodeCanonical(bytes, 'kv op', OP_HEADS, buildOp, opItems);
+}
+
+// --- put-many (bulk load) -----------------------------------------------------------------------
+
+/**
+ * Several puts in one operation, applied in order, all or none: a store answers a pair over the key
+ * or value limits with that error and applies none of them. For loading many keys: one request,
+ * one signature and one agreement slot for up to PUT_MANY_ENTRIES_MAX keys. The whole operation is
+ * still bounded by the request size limit (OP_BYTES_MAX, about 1 MiB).
+ */
+export interface KvPutMany {
+  type: 'put-many';
+  entries: Array<[string, Value]>;
+}
+
+/** The most pairs one put-many carries. */
+export const PUT_MANY_ENTRIES_MAX = 4096;
+const PUT_MANY_TAG = 4;
+
+function putManyItems(op: KvPutMany): unknown[] {
+  return [PUT_MANY_TAG, op.entries.map(([k, v]) => [k, v])];
+}
+
+/** Encodes a put-many. Throws TypeError on invalid fields or a pair count outside 1..PUT_MANY_ENTRIES_MAX. */
+export function encodePutMany(entries: ReadonlyArray<readonly [string, Value]>): Uint8Array {
+  if (!Array.isArray(entries) || entries.length < 1 || entries.length > PUT_MANY_ENTRIES_MAX) {
+    throw new TypeError(`put-many carries 1..${PUT_MANY_ENTRIES_MAX} pairs`);
+  }
+  for (const [k, v] of entries) {
+    checkKey(k);
+    checkValue(v, false);
+  }
+  return encodeArray(putManyItems({ type: 'put-many', entries: entries.map(([k, v]) => [k, v]) }));
+}
+
+function buildPutMany(items: unknown[]): KvPutMany | string {
+  if (items.length !== 2 || items[0] !== PUT_MANY_TAG) return 'put-many has 2 fields';
+  const list = items[1];
+  if (!Array.isArray(list)) return 'put-many pairs must be an array';
+  if (list.length < 1 || list.length > PUT_MANY_ENTRIES_MAX) return `put-many carries 1..${PUT_MANY_ENTRIES_MAX} pairs`;
+  const entries: Array<[string, Value]> = new Array<[string, Value]>(list.length);
+  for (let i = 0; i < list.length; i++) {
+    const pair: unknown = list[i];
+    if (!Array.isArray(pair) || pair.length !== 2) return 'put-many pair has 2 fields';
+    const [key, value] = pair as unknown[];
+    if (typeof key !== 'string' || !isWellFormed(key)) return 'put-many key must be well-formed text';
+    if (!isValue(value)) return 'put-many value must be text or bytes';
+    entries[i] = [key, ownValue(value)];
+  }
+  return { type: 'put-many', entries };
+}
+
+/** True when the bytes are (or claim to be) a put-many: a 2-item array whose first item is its tag. */
+export function isPutMany(bytes: Uint8Array): boolean {
+  return bytes.length > 2 && bytes[0] === 0x82 && bytes[1] === PUT_MANY_TAG;
+}
+
+/** Decodes a put-many; never throws. Byte values are fresh plain Uint8Arrays. */
+export function decodePutMany(bytes: Uint8Array): Result<KvPutMany> {
+  return decodeCanonical(bytes, 'kv put-many', [0x82], buildPutMany, putManyItems);
 }
 
 // --- results ------------------------------------------------------------------------------------

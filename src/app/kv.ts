@@ -2,8 +2,13 @@
  * The built-in deterministic key-value store, replicated by PBFT.
  *
  * Keys are spread over a fixed number of partitions (the first 4 bytes of sha256(utf8 key) as a
- * big-endian uint32, modulo partitionCount). Each partition's canonical bytes are cached and
- * rebuilt only after a change; the state digest is built from cached per-partition digests.
+ * big-endian uint32, modulo partitionCount). The store holds each partition as its canonical bytes
+ * (below) and nothing else per key: lookups binary-search an index of entry offsets; changes wait in
+ * a small per-partition overlay and are merged, in one linear pass, when the partition's bytes are
+ * next read (the core reads the changed partitions at each checkpoint). So memory is about the
+ * encoded size of the data (key + value + 7 bytes + 4 bytes of index per key), a checkpoint costs
+ * a merge of each changed partition, and recovery adopts the bytes read from disk as they are.
+ * The state digest is built from cached per-partition digests.
  *
  * Partition bytes (format version 1; all integers big-endian, fixed width):
  *
@@ -19,19 +24,22 @@
  *
  * Returned byte arrays (readPartition) are the cached copies: callers must not modify them.
  */
+import { isUtf8 as nodeIsUtf8 } from 'node:buffer';
 import { sha256 } from '../crypto/node.ts';
 import {
   KEY_BYTES_MAX,
   VALUE_BYTES_MAX,
-  bytesEqual,
   decodeOp,
+  decodePutMany,
   encodeResult,
+  isPutMany,
   isWellFormed,
   kvError,
   valueByteLength,
   valuesEqual,
   type KvErrorCode,
   type KvOp,
+  type KvPutMany,
   type KvResult,
   type Value,
 } from './kv-ops.ts';
@@ -56,55 +64,28 @@ const SNAPSHOT_HEADER_BYTES = 1 + 4;
 /** Bytes of every empty partition (shared: never modified). */
 const EMPTY_PARTITION: Uint8Array = Uint8Array.of(FORMAT_VERSION, 0, 0, 0, 0);
 
-interface Entry {
-  readonly key: string;
-  readonly keyBytes: Uint8Array;
-  readonly partition: number;
-  /** The key has a code unit >= U+D800, where UTF-16 order and UTF-8 byte order differ. */
-  readonly wide: boolean;
-  value: Value;
-  /** UTF-8 length for text. */
-  valueBytes: number;
-}
-
-/** One partition's entries. */
-class Partition {
-  readonly map = new Map<string, Entry>();
-  /** Entries in key-byte order; dropped on insert or delete (value updates keep the order). */
-  sorted: Entry[] | undefined;
-  /** `entries` must be in key-byte order. */
-  constructor(entries?: Entry[]) {
-    if (entries !== undefined) {
-      for (const e of entries) this.map.set(e.key, e);
-      this.sorted = entries;
-    }
-  }
-}
-
-const WIDE = /[\uD800-\uFFFF]/;
-
-function makeEntry(key: string, keyBytes: Uint8Array, partition: number, value: Value, valueBytes: number): Entry {
-  return { key, keyBytes, partition, wide: WIDE.test(key), value, valueBytes };
-}
-
 const utf8Encoder = new TextEncoder();
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
-/** Byte-wise comparison; a JS loop beats the native call for the short keys that are typical. */
-function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  const n = a.length < b.length ? a.length : b.length;
-  if (n > 64) return Buffer.compare(a, b);
-  for (let i = 0; i < n; i++) {
-    const d = a[i]! - b[i]!;
-    if (d !== 0) return d;
+/**
+ * One partition: its canonical bytes as of the last merge (`base`, immutable once made: snapshots
+ * and the core's digest tree share it), an index of its entries, and the changes since (`overlay`:
+ * key -> new value, null for deleted), merged into a new `base` when the partition's bytes are next
+ * read (at a checkpoint). So the store holds each key and value once, as bytes, and a checkpoint
+ * costs one linear merge per changed partition.
+ */
+class Partition {
+  /** Start of each entry of `base`; built on first lookup. */
+  offsets: Uint32Array | undefined;
+  overlay: Map<string, Value | null> | undefined;
+  constructor(
+    public base: Uint8Array,
+    /** Keys now (base and overlay). */
+    public count: number,
+    offsets?: Uint32Array,
+  ) {
+    this.offsets = offsets;
   }
-  return a.length - b.length;
-}
-
-/** UTF-8 byte order. Below U+D800 it equals UTF-16 order, so plain string comparison serves. */
-function compareEntries(a: Entry, b: Entry): number {
-  if (a.wide || b.wide) return compareBytes(a.keyBytes, b.keyBytes);
-  return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
 }
 
 function copyOf(bytes: Uint8Array, start: number, end: number): Uint8Array {
@@ -119,6 +100,73 @@ function copyValue(v: Value): Value {
 
 function fail(reason: string): { ok: false; reason: string } {
   return { ok: false, reason };
+}
+
+function getU16(b: Uint8Array, pos: number): number {
+  return (b[pos]! << 8) | b[pos + 1]!;
+}
+
+function getU32(b: Uint8Array, pos: number): number {
+  return ((b[pos]! << 24) | (b[pos + 1]! << 16) | (b[pos + 2]! << 8) | b[pos + 3]!) >>> 0;
+}
+
+/** Compares key bytes `k` with the key of `b` at [pos, pos + len), byte-wise (UTF-8 order). */
+function compareKeyAt(k: Uint8Array, b: Uint8Array, pos: number, len: number): number {
+  const n = k.length < len ? k.length : len;
+  for (let i = 0; i < n; i++) {
+    const d = k[i]! - b[pos + i]!;
+    if (d !== 0) return d;
+  }
+  return k.length - len;
+}
+
+/** Byte-wise comparison of two key byte arrays. */
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  return compareKeyAt(a, b, 0, b.length);
+}
+
+/** Entry starts of trusted partition bytes (made by this store or validated). */
+function indexPartition(bytes: Uint8Array): Uint32Array {
+  const count = getU32(bytes, 1);
+  const offsets = new Uint32Array(count);
+  let pos = PARTITION_HEADER_BYTES;
+  for (let n = 0; n < count; n++) {
+    offsets[n] = pos;
+    pos += 2 + getU16(bytes, pos);
+    pos += 5 + getU32(bytes, pos + 1);
+  }
+  return offsets;
+}
+
+/** Index of the entry with key bytes `k` in `part.base`, or -(insertion point) - 1. */
+function findInBase(part: Partition, k: Uint8Array): number {
+  const offsets = (part.offsets ??= indexPartition(part.base));
+  const b = part.base;
+  let lo = 0;
+  let hi = offsets.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const off = offsets[mid]!;
+    const c = compareKeyAt(k, b, off + 2, getU16(b, off));
+    if (c === 0) return mid;
+    if (c > 0) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -lo - 1;
+}
+
+/** The value of entry `i` of trusted bytes: text decoded, bytes as a view into `b` (do not modify). */
+function valueAt(b: Uint8Array, off: number): Value {
+  const vpos = off + 2 + getU16(b, off);
+  const length = getU32(b, vpos + 1);
+  const bytes = b.subarray(vpos + 5, vpos + 5 + length);
+  return b[vpos] === VALUE_TYPE_TEXT ? utf8Decoder.decode(bytes) : bytes;
+}
+
+/** Bytes entry `i` of trusted bytes takes. */
+function entryEnd(b: Uint8Array, off: number): number {
+  const vpos = off + 2 + getU16(b, off);
+  return vpos + 5 + getU32(b, vpos + 1);
 }
 
 /** The partition of a key (given as UTF-8 bytes). */
@@ -151,92 +199,130 @@ function putBytes(out: Uint8Array, pos: number, src: Uint8Array): void {
   else for (let i = 0; i < n; i++) out[pos + i] = src[i]!;
 }
 
-function encodePartition(part: Partition | undefined): Uint8Array {
-  if (part === undefined || part.map.size === 0) return EMPTY_PARTITION;
-  const entries = (part.sorted ??= Array.from(part.map.values()).sort(compareEntries));
-  let size = PARTITION_HEADER_BYTES;
+interface Change {
+  key: Uint8Array;
+  value: Value | null;
+  valueBytes: number;
+  /** findInBase's answer for the key. */
+  at: number;
+}
+
+/**
+ * The partition's bytes with its overlay applied: a copy of the unchanged runs of `base` and the
+ * changed entries in key order (one linear pass). Clears the overlay.
+ */
+function mergePartition(part: Partition): void {
+  const overlay = part.overlay;
+  if (overlay === undefined || overlay.size === 0) return;
+  const changes: Change[] = [];
+  for (const [key, value] of overlay) {
+    const keyBytes = utf8Encoder.encode(key);
+    changes.push({ key: keyBytes, value, valueBytes: value === null ? 0 : valueByteLength(value), at: findInBase(part, keyBytes) });
+  }
+  changes.sort((a, b) => compareBytes(a.key, b.key));
+  const base = part.base;
+  const offsets = part.offsets!;
+  let size = base.length;
   let hasText = false;
-  for (const e of entries) {
-    size += ENTRY_OVERHEAD_BYTES + e.keyBytes.length + e.valueBytes;
-    if (typeof e.value === 'string') hasText = true;
+  for (const c of changes) {
+    if (c.at >= 0) {
+      const off = offsets[c.at]!;
+      size -= entryEnd(base, off) - off;
+    }
+    if (c.value !== null) {
+      size += ENTRY_OVERHEAD_BYTES + c.key.length + c.valueBytes;
+      if (typeof c.value === 'string') hasText = true;
+    }
   }
   const out = new Uint8Array(size);
   const buf = hasText ? Buffer.from(out.buffer, out.byteOffset, out.length) : undefined;
   out[0] = FORMAT_VERSION;
-  putU32(out, 1, entries.length);
+  putU32(out, 1, part.count);
   let pos = PARTITION_HEADER_BYTES;
-  for (const e of entries) {
-    putU16(out, pos, e.keyBytes.length);
-    putBytes(out, pos + 2, e.keyBytes);
-    pos += 2 + e.keyBytes.length;
-    const v = e.value;
+  /** Where the next unchanged run of base starts. */
+  let from = PARTITION_HEADER_BYTES;
+  for (const c of changes) {
+    // Base entries before this key are unchanged: one copy.
+    const runEnd = c.at >= 0 ? offsets[c.at]! : -c.at - 1 < offsets.length ? offsets[-c.at - 1]! : base.length;
+    if (runEnd > from) {
+      out.set(base.subarray(from, runEnd), pos);
+      pos += runEnd - from;
+    }
+    from = c.at >= 0 ? entryEnd(base, runEnd) : runEnd;
+    const v = c.value;
+    if (v === null) continue;
+    putU16(out, pos, c.key.length);
+    putBytes(out, pos + 2, c.key);
+    pos += 2 + c.key.length;
     out[pos] = typeof v === 'string' ? VALUE_TYPE_TEXT : VALUE_TYPE_BYTES;
-    putU32(out, pos + 1, e.valueBytes);
+    putU32(out, pos + 1, c.valueBytes);
     pos += 5;
     if (typeof v === 'string') {
-      if (buf!.write(v, pos, e.valueBytes, 'utf8') !== e.valueBytes) throw new Error('kv: text value length changed');
+      if (buf!.write(v, pos, c.valueBytes, 'utf8') !== c.valueBytes) throw new Error('kv: text value length changed');
     } else {
       putBytes(out, pos, v);
     }
-    pos += e.valueBytes;
+    pos += c.valueBytes;
+  }
+  if (base.length > from) {
+    out.set(base.subarray(from), pos);
+    pos += base.length - from;
   }
   if (pos !== size) throw new Error('kv: partition size mismatch');
-  return out;
+  part.base = part.count === 0 ? EMPTY_PARTITION : out;
+  part.offsets = undefined;
+  part.overlay = undefined;
 }
 
-/** Parses and fully validates one partition's bytes; never throws. */
-function parsePartition(index: number, partitionCount: number, bytes: Uint8Array): Result<Entry[]> {
+/**
+ * Checks one partition's bytes completely (structure, limits, strictly ascending keys, valid UTF-8,
+ * every key in this partition) and returns its entry starts; never throws. Without `full`, keys are
+ * not checked for UTF-8 nor for the partition they hash to (loadPartition).
+ */
+function parsePartition(index: number, partitionCount: number, bytes: Uint8Array, full = true): Result<Uint32Array> {
   const end = bytes.length;
   if (end < PARTITION_HEADER_BYTES) return fail(`partition ${index}: truncated header`);
   if (bytes[0] !== FORMAT_VERSION) return fail(`partition ${index}: unknown format version ${bytes[0]}`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const count = view.getUint32(1);
+  const count = getU32(bytes, 1);
   // Each entry needs at least its fixed part and one key byte: reject absurd counts early.
   if (count > (end - PARTITION_HEADER_BYTES) / (ENTRY_OVERHEAD_BYTES + 1)) return fail(`partition ${index}: entry count ${count} exceeds the data`);
-  const entries: Entry[] = new Array<Entry>(count);
+  const offsets = new Uint32Array(count);
   let pos = PARTITION_HEADER_BYTES;
-  let prev: Uint8Array | undefined;
+  let prevPos = -1;
+  let prevLength = 0;
   for (let n = 0; n < count; n++) {
+    offsets[n] = pos;
     if (pos + 2 > end) return fail(`partition ${index}: entry ${n}: truncated key length`);
-    const keyLength = view.getUint16(pos);
+    const keyLength = getU16(bytes, pos);
     pos += 2;
     if (keyLength < 1 || keyLength > KEY_BYTES_MAX) return fail(`partition ${index}: entry ${n}: key length ${keyLength} out of range`);
     if (pos + keyLength > end) return fail(`partition ${index}: entry ${n}: truncated key`);
     const keyView = bytes.subarray(pos, pos + keyLength);
+    if (prevPos >= 0 && compareKeyAt(keyView, bytes, prevPos, prevLength) <= 0) return fail(`partition ${index}: entry ${n}: keys not strictly ascending`);
+    if (full && !isUtf8(keyView)) return fail(`partition ${index}: entry ${n}: key is not valid UTF-8`);
+    prevPos = pos;
+    prevLength = keyLength;
     pos += keyLength;
-    if (prev !== undefined && compareBytes(prev, keyView) >= 0) return fail(`partition ${index}: entry ${n}: keys not strictly ascending`);
-    let key: string;
-    try {
-      key = utf8Decoder.decode(keyView);
-    } catch {
-      return fail(`partition ${index}: entry ${n}: key is not valid UTF-8`);
-    }
     if (pos + 5 > end) return fail(`partition ${index}: entry ${n}: truncated value header`);
     const valueType = bytes[pos]!;
-    const valueLength = view.getUint32(pos + 1);
+    const valueLength = getU32(bytes, pos + 1);
     pos += 5;
     if (valueType !== VALUE_TYPE_BYTES && valueType !== VALUE_TYPE_TEXT) return fail(`partition ${index}: entry ${n}: unknown value type ${valueType}`);
     if (valueLength > VALUE_BYTES_MAX) return fail(`partition ${index}: entry ${n}: value length ${valueLength} exceeds ${VALUE_BYTES_MAX}`);
     if (pos + valueLength > end) return fail(`partition ${index}: entry ${n}: truncated value`);
-    let value: Value;
-    if (valueType === VALUE_TYPE_TEXT) {
-      try {
-        value = utf8Decoder.decode(bytes.subarray(pos, pos + valueLength));
-      } catch {
-        return fail(`partition ${index}: entry ${n}: text value is not valid UTF-8`);
-      }
-    } else {
-      value = copyOf(bytes, pos, pos + valueLength);
-    }
+    if (valueType === VALUE_TYPE_TEXT && !isUtf8(bytes.subarray(pos, pos + valueLength))) return fail(`partition ${index}: entry ${n}: text value is not valid UTF-8`);
     pos += valueLength;
-    const keyBytes = copyOf(keyView, 0, keyLength);
-    const partition = partitionOfKeyBytes(keyBytes, partitionCount);
+    if (!full) continue;
+    const partition = partitionOfKeyBytes(keyView, partitionCount);
     if (partition !== index) return fail(`partition ${index}: entry ${n}: key belongs to partition ${partition}`);
-    entries[n] = makeEntry(key, keyBytes, partition, value, valueLength);
-    prev = keyBytes;
   }
   if (pos !== end) return fail(`partition ${index}: ${end - pos} trailing bytes`);
-  return { ok: true, value: entries };
+  return { ok: true, value: offsets };
+}
+
+/** Whether the bytes are valid UTF-8 (what the fatal TextDecoder accepts). */
+function isUtf8(bytes: Uint8Array): boolean {
+  return nodeIsUtf8(bytes);
 }
 
 /** A sorted set of small integers with O(1) insert and sorted take. */
@@ -270,12 +356,10 @@ class IndexSet {
 
 export class KvStore implements StateMachine, PartitionedState {
   readonly partitionCount: number;
-  /** Every entry by key. */
-  private entries = new Map<string, Entry>();
-  /** Entries of each partition (created on first use, dropped when empty). */
+  /** Each partition (undefined: empty and unchanged since it was last read). */
   private parts: (Partition | undefined)[];
-  /** Cached readPartition bytes; undefined after a change. */
-  private encoded: (Uint8Array | undefined)[];
+  /** Number of keys. */
+  private keys = 0;
   /** sha256 of each partition's bytes, concatenated (the digest preimage). */
   private readonly partitionDigests: Uint8Array;
   /** Partitions whose entry in `partitionDigests` is out of date. */
@@ -291,7 +375,6 @@ export class KvStore implements StateMachine, PartitionedState {
     }
     this.partitionCount = n;
     this.parts = new Array<Partition | undefined>(n).fill(undefined);
-    this.encoded = new Array<Uint8Array | undefined>(n).fill(EMPTY_PARTITION);
     this.partitionDigests = new Uint8Array(n * DIGEST_BYTES);
     const emptyDigest = sha256(EMPTY_PARTITION);
     for (let i = 0; i < n; i++) this.partitionDigests.set(emptyDigest, i * DIGEST_BYTES);
@@ -302,6 +385,10 @@ export class KvStore implements StateMachine, PartitionedState {
   // --- StateMachine -----------------------------------------------------------------------------
 
   execute(op: Uint8Array, _ctx: ExecuteContext): Uint8Array {
+    if (isPutMany(op)) {
+      const many = decodePutMany(op);
+      return encodeResult(many.ok ? this.putManyOwned(many.value) : kvError('MALFORMED_OP'));
+    }
     const decoded = decodeOp(op);
     if (!decoded.ok) return encodeResult(kvError('MALFORMED_OP'));
     // decodeOp returns fresh byte values and the result is encoded at once: no copies needed.
@@ -344,37 +431,28 @@ export class KvStore implements StateMachine, PartitionedState {
     const end = snapshot.length;
     if (end < SNAPSHOT_HEADER_BYTES) return fail('snapshot: truncated header');
     if (snapshot[0] !== FORMAT_VERSION) return fail(`snapshot: unknown format version ${snapshot[0]}`);
-    const view = new DataView(snapshot.buffer, snapshot.byteOffset, snapshot.byteLength);
-    const n = view.getUint32(1);
+    const n = getU32(snapshot, 1);
     if (n !== this.partitionCount) return fail(`snapshot: ${n} partitions, this store has ${this.partitionCount}`);
-    const parsed: Entry[][] = new Array<Entry[]>(n);
-    const encoded: Uint8Array[] = new Array<Uint8Array>(n);
+    const parts = new Array<Partition | undefined>(n).fill(undefined);
+    let keys = 0;
     let pos = SNAPSHOT_HEADER_BYTES;
     for (let i = 0; i < n; i++) {
       if (pos + 4 > end) return fail(`snapshot: partition ${i}: truncated length`);
-      const length = view.getUint32(pos);
+      const length = getU32(snapshot, pos);
       pos += 4;
       if (pos + length > end) return fail(`snapshot: partition ${i}: truncated`);
       const bytes = snapshot.subarray(pos, pos + length);
       pos += length;
       const r = parsePartition(i, n, bytes);
       if (!r.ok) return fail(`snapshot: ${r.reason}`);
-      parsed[i] = r.value;
-      encoded[i] = isEmptyPartition(bytes) ? EMPTY_PARTITION : copyOf(bytes, 0, length);
+      if (r.value.length === 0) continue;
+      parts[i] = new Partition(copyOf(bytes, 0, length), r.value.length, r.value);
+      keys += r.value.length;
     }
     if (pos !== end) return fail(`snapshot: ${end - pos} trailing bytes`);
     // Valid: replace the whole state.
-    const entries = new Map<string, Entry>();
-    const parts = new Array<Partition | undefined>(n).fill(undefined);
-    for (let i = 0; i < n; i++) {
-      const list = parsed[i]!;
-      if (list.length === 0) continue;
-      for (const e of list) entries.set(e.key, e);
-      parts[i] = new Partition(list);
-    }
-    this.entries = entries;
     this.parts = parts;
-    this.encoded = encoded;
+    this.keys = keys;
     this.staleDigests.addAll();
     this.dirty.addAll();
     this.stateDigest = undefined;
@@ -397,12 +475,14 @@ export class KvStore implements StateMachine, PartitionedState {
   /** Canonical bytes of one partition, cached until it changes. Do not modify the result. */
   readPartition(index: number): Uint8Array {
     this.checkIndex(index);
-    let bytes = this.encoded[index];
-    if (bytes === undefined) {
-      bytes = encodePartition(this.parts[index]);
-      this.encoded[index] = bytes;
+    const part = this.parts[index];
+    if (part === undefined) return EMPTY_PARTITION;
+    mergePartition(part);
+    if (part.count === 0) {
+      this.parts[index] = undefined;
+      return EMPTY_PARTITION;
     }
-    return bytes;
+    return part.base;
   }
 
   writePartition(index: number, bytes: Uint8Array): Result {
@@ -412,13 +492,32 @@ export class KvStore implements StateMachine, PartitionedState {
     if (!(bytes instanceof Uint8Array)) return fail(`partition ${index}: expected bytes`);
     const r = parsePartition(index, this.partitionCount, bytes);
     if (!r.ok) return r;
-    const old = this.parts[index];
-    if (old !== undefined) for (const key of old.map.keys()) this.entries.delete(key);
-    for (const e of r.value) this.entries.set(e.key, e);
-    this.parts[index] = r.value.length > 0 ? new Partition(r.value) : undefined;
+    this.keys -= this.parts[index]?.count ?? 0;
+    this.keys += r.value.length;
+    // The bytes were validated as canonical: a copy serves as the partition's bytes.
+    this.parts[index] = r.value.length > 0 ? new Partition(copyOf(bytes, 0, bytes.length), r.value.length, r.value) : undefined;
     this.touch(index);
-    // The bytes were validated as canonical: keep a copy in place of re-encoding later.
-    this.encoded[index] = isEmptyPartition(bytes) ? EMPTY_PARTITION : copyOf(bytes, 0, bytes.length);
+    return { ok: true, value: undefined };
+  }
+
+  /**
+   * Recovery from this replica's own disk (PartitionedState.loadPartition): keeps `bytes` without a
+   * copy and checks their structure, limits, key order and text values (what lookups and `execute`
+   * rely on), but not which partition each key hashes to nor that keys are UTF-8: the core checks
+   * the whole state against its stored digest next, and a key in the wrong partition is only never
+   * found. At 10M keys this skips a sha256 per key.
+   */
+  loadPartition(index: number, bytes: Uint8Array): Result {
+    if (!Number.isInteger(index) || index < 0 || index >= this.partitionCount) {
+      return fail(`partition ${index} out of range (${this.partitionCount} partitions)`);
+    }
+    if (!(bytes instanceof Uint8Array)) return fail(`partition ${index}: expected bytes`);
+    const r = parsePartition(index, this.partitionCount, bytes, false);
+    if (!r.ok) return r;
+    this.keys -= this.parts[index]?.count ?? 0;
+    this.keys += r.value.length;
+    this.parts[index] = r.value.length > 0 ? new Partition(bytes, r.value.length, r.value) : undefined;
+    this.touch(index);
     return { ok: true, value: undefined };
   }
 
@@ -430,19 +529,19 @@ export class KvStore implements StateMachine, PartitionedState {
 
   /** Number of keys. */
   get size(): number {
-    return this.entries.size;
+    return this.keys;
   }
 
   /** Read-only lookup (a copy for byte values); null when absent. */
   get(key: string): Value | null {
-    const e = this.entries.get(key);
-    return e === undefined ? null : copyValue(e.value);
+    const v = this.lookup(key, utf8Encoder.encode(key)).value;
+    return v === null ? null : copyValue(v);
   }
 
   /** Number of keys in one partition. */
   keyCount(partition: number): number {
     this.checkIndex(partition);
-    return this.parts[partition]?.map.size ?? 0;
+    return this.parts[partition]?.count ?? 0;
   }
 
   /** The partition a key belongs to. */
@@ -477,6 +576,15 @@ export class KvStore implements StateMachine, PartitionedState {
     return r;
   }
 
+  /**
+   * Applies a put-many (kv-ops.ts): every pair's limits are checked first; on the first pair over a
+   * limit the store answers that error and applies none. Otherwise the pairs are applied in order
+   * (a key given twice ends with its last value). Byte values are copied in.
+   */
+  putMany(entries: ReadonlyArray<readonly [string, Value]>): KvResult {
+    return this.putManyOwned({ type: 'put-many', entries: entries.map(([k, v]) => [k, copyValue(v)]) });
+  }
+
   // --- internals --------------------------------------------------------------------------------
 
   private checkIndex(index: number): void {
@@ -486,10 +594,23 @@ export class KvStore implements StateMachine, PartitionedState {
   }
 
   private touch(partition: number): void {
-    this.encoded[partition] = undefined;
     this.staleDigests.add(partition);
     this.dirty.add(partition);
     this.stateDigest = undefined;
+  }
+
+  /**
+   * The key's partition and current value (null when absent). A byte value is a view into the
+   * partition's bytes or the stored array: do not modify it.
+   */
+  private lookup(key: string, keyBytes: Uint8Array): { partition: number; value: Value | null } {
+    const partition = partitionOfKeyBytes(keyBytes, this.partitionCount);
+    const part = this.parts[partition];
+    if (part === undefined) return { partition, value: null };
+    const pending = part.overlay?.get(key);
+    if (pending !== undefined) return { partition, value: pending };
+    const at = findInBase(part, keyBytes);
+    return { partition, value: at < 0 ? null : valueAt(part.base, part.offsets![at]!) };
   }
 
   /** Limits, checked before any state is read: key, then every value in the op. */
@@ -513,29 +634,36 @@ export class KvStore implements StateMachine, PartitionedState {
     return v.length > VALUE_BYTES_MAX ? 'VALUE_TOO_LARGE' : null;
   }
 
+  private putManyOwned(op: KvPutMany): KvResult {
+    for (const [key, value] of op.entries) {
+      const err = KvStore.limitError({ type: 'put', key, value });
+      if (err !== null) return kvError(err);
+    }
+    for (const [key, value] of op.entries) {
+      const at = this.lookup(key, utf8Encoder.encode(key));
+      this.write(key, at.partition, at.value, value);
+    }
+    return PUT_RESULT;
+  }
+
   /** Applies an op whose byte values the store may keep. Results may reference stored values. */
   private applyOwned(op: KvOp): KvResult {
     const err = KvStore.limitError(op);
     if (err !== null) return kvError(err);
-    const e = this.entries.get(op.key);
+    const { partition, value: current } = this.lookup(op.key, utf8Encoder.encode(op.key));
     switch (op.type) {
       case 'put':
-        this.set(op.key, e, op.value);
+        this.write(op.key, partition, current, op.value);
         return PUT_RESULT;
       case 'get':
-        return { type: 'get', value: e === undefined ? null : e.value };
+        return { type: 'get', value: current };
       case 'del':
-        if (e === undefined) return DEL_ABSENT;
-        this.remove(e);
+        if (current === null) return DEL_ABSENT;
+        this.write(op.key, partition, current, null);
         return DEL_EXISTED;
       case 'cas': {
-        const current = e === undefined ? null : e.value;
         if (!valuesEqual(current, op.expected)) return { type: 'cas', swapped: false, current };
-        if (op.next === null) {
-          if (e !== undefined) this.remove(e);
-        } else {
-          this.set(op.key, e, op.next);
-        }
+        this.write(op.key, partition, current, op.next);
         return { type: 'cas', swapped: true, current: op.next };
       }
       default:
@@ -543,44 +671,22 @@ export class KvStore implements StateMachine, PartitionedState {
     }
   }
 
-  private set(key: string, e: Entry | undefined, value: Value): void {
-    if (e !== undefined) {
-      if (valuesEqual(e.value, value)) return; // no change
-      e.value = value;
-      e.valueBytes = valueByteLength(value);
-      this.touch(e.partition);
-      return;
-    }
-    const keyBytes = utf8Encoder.encode(key);
-    const partition = partitionOfKeyBytes(keyBytes, this.partitionCount);
-    const entry = makeEntry(key, keyBytes, partition, value, valueByteLength(value));
-    this.entries.set(key, entry);
+  /** Sets the key (current value `current`) to `value` (null: deletes it). */
+  private write(key: string, partition: number, current: Value | null, value: Value | null): void {
+    if (valuesEqual(current, value)) return; // no change
     let part = this.parts[partition];
     if (part === undefined) {
-      part = new Partition();
+      part = new Partition(EMPTY_PARTITION, 0, new Uint32Array(0));
       this.parts[partition] = part;
     }
-    part.map.set(key, entry);
-    part.sorted = undefined;
+    (part.overlay ??= new Map()).set(key, value);
+    const delta = (value === null ? 0 : 1) - (current === null ? 0 : 1);
+    part.count += delta;
+    this.keys += delta;
     this.touch(partition);
-  }
-
-  private remove(e: Entry): void {
-    this.entries.delete(e.key);
-    const part = this.parts[e.partition];
-    if (part !== undefined) {
-      part.map.delete(e.key);
-      part.sorted = undefined;
-      if (part.map.size === 0) this.parts[e.partition] = undefined;
-    }
-    this.touch(e.partition);
   }
 }
 
 const PUT_RESULT: KvResult = Object.freeze({ type: 'put' });
 const DEL_ABSENT: KvResult = Object.freeze({ type: 'del', existed: false });
 const DEL_EXISTED: KvResult = Object.freeze({ type: 'del', existed: true });
-
-function isEmptyPartition(bytes: Uint8Array): boolean {
-  return bytesEqual(bytes, EMPTY_PARTITION);
-}

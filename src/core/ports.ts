@@ -73,6 +73,15 @@ export interface PartitionedState {
   /** Replace one partition with bytes produced by `readPartition` on another replica.
    *  Validates them; leaves the state unchanged on failure. */
   writePartition(index: number, bytes: Uint8Array): Result;
+  /**
+   * Optional: like writePartition, for bytes this replica's own `readPartition` produced and it reads
+   * back from its own disk at recovery. The core then checks the whole state against the checkpoint
+   * digest it stored with them (and fetches the partitions that differ when it does not match), so an
+   * implementation may skip checks that only that digest can fail (it must still never leave a state
+   * on which `execute` throws), and may keep `bytes` without copying (the core does not touch them
+   * again).
+   */
+  loadPartition?(index: number, bytes: Uint8Array): Result;
   /** Indices (ascending) of partitions changed since the last call; clears the set. */
   takeDirtyPartitions(): number[];
 }

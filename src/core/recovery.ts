@@ -136,7 +136,12 @@ export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>)
       for (const [key, value] of byKey) {
         if (!key.startsWith(KEYS.partitionPrefix)) continue;
         const index = Number(key.slice(KEYS.partitionPrefix.length));
-        const res = Number.isInteger(index) ? rs.app.writePartition(index, value) : { ok: false as const, reason: 'bad key' };
+        // Our own bytes, checked against the stored checkpoint digest below.
+        const res = !Number.isInteger(index)
+          ? { ok: false as const, reason: 'bad key' }
+          : rs.app.loadPartition !== undefined
+            ? rs.app.loadPartition(index, value)
+            : rs.app.writePartition(index, value);
         if (!res.ok) unusable ??= `stored partition ${key} is malformed: ${res.reason}`;
       }
       rs.clients.assign(table);

@@ -22,7 +22,7 @@
  * and closes the storage. Signals and exit codes of a replica process: replica-process.ts.
  */
 import { FRAME_CODEC } from '../codec/messages.ts';
-import { KvStore } from '../app/kv.ts';
+import { KvStore, PARTITION_COUNT_MAX } from '../app/kv.ts';
 import { asReplicatedApp, type StateMachine } from '../app/types.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
 import { resolveOptions, type ReplicaOptions } from '../core/options.ts';
@@ -41,6 +41,7 @@ import {
 import type { Logger } from '../util/log.ts';
 import { compress, countedCrypto, decompress, type CryptoWork } from './core-deps.ts';
 import { recoverFromStorage, StorageDisk } from './disk.ts';
+import { KEYS } from '../core/persist.ts';
 import { serveHttp, type NodeStatus } from './http.ts';
 import { NodeMetrics } from './metrics.ts';
 import { errorText, gatedLogger, logCoreEvent, LogLimiter, RejectedSummary, REJECTED_SUMMARY_MS, stackLine } from './log.ts';
@@ -234,7 +235,8 @@ export class ReplicaNode {
         throw new Error(`replica ${o.id} is not in the keyring of cluster ${o.cluster.clusterId}; a replica that joins later needs its listen address (--listen host:port)`);
       }
       const crypto = countedCrypto(signer, verifier, this.cryptoWork, () => this.pool);
-      const app = asReplicatedApp(o.app ?? new KvStore());
+      if (o.app === undefined) await checkStoreFormat(this.storage);
+      const app = asReplicatedApp(o.app ?? new KvStore({ partitionCount: NODE_PARTITION_COUNT }));
       this.replica = new Replica(o.cluster, o.id, o.replica ?? {}, { crypto, app, frames: FRAME_CODEC, compress, decompress });
       const horizonOnDisk = await recoverFromStorage(this.replica, this.storage);
       this.history.setView(this.replica.status().view);
@@ -513,4 +515,36 @@ export class ReplicaNode {
     this.log.error(`${what}; stopping`, { err: errorText(err), code: (err as { code?: unknown })?.code, stack });
     this.onFatal(err);
   }
+}
+
+/**
+ * Partitions of the built-in key-value store in a replica process: the most there can be, so that
+ * a partition stays small with a large state (10M keys: about 150 keys, 19 KB), and a checkpoint
+ * hashes and writes, and a state transfer moves, little more than what changed. (The class's
+ * default, 4096, serves the simulator and small in-process stores.) Every replica of a cluster must
+ * use the same count: it is part of the state digest.
+ */
+export const NODE_PARTITION_COUNT = PARTITION_COUNT_MAX;
+
+/** The record naming the layout of the built-in store's state in a data directory. */
+const STORE_FORMAT_KEY = 'n/app-format';
+const STORE_FORMAT = `kv/partitions=${NODE_PARTITION_COUNT}`;
+
+/**
+ * Refuses a data directory whose key-value state was written with another partition count (before
+ * the record existed: 4096) instead of failing later on digests that cannot match; marks a new one.
+ */
+export async function checkStoreFormat(storage: Storage): Promise<void> {
+  const marker = await storage.get(STORE_FORMAT_KEY);
+  if (marker !== undefined) {
+    const found = new TextDecoder().decode(marker);
+    if (found !== STORE_FORMAT) {
+      throw new Error(`the data directory holds key-value state in format "${found}", this version reads "${STORE_FORMAT}": move it away and start with an empty data directory (the replica then fetches the state from its peers)`);
+    }
+    return;
+  }
+  if ((await storage.get(KEYS.checkpointState)) !== undefined) {
+    throw new Error(`the data directory holds key-value state written by an older version (4096 partitions), this version reads "${STORE_FORMAT}": move it away and start with an empty data directory (the replica then fetches the state from its peers)`);
+  }
+  await storage.write([{ type: 'put', key: STORE_FORMAT_KEY, value: new TextEncoder().encode(STORE_FORMAT) }], { sync: true });
 }

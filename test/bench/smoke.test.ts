@@ -104,10 +104,34 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
   }
 });
 
+test('npm run bench -- --keys 2000: loads the keys, compares with the empty store, restarts a replica, prints RSS and three targets', { timeout: 300_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbft-bench-keys-smoke-'));
+  try {
+    const record = join(dir, 'record.json');
+    const args = ['--keys', '2000', '--duration', '1', '--warmup', '0.3', '--clients', '4', '--client-procs', '1', '--json-file', record];
+    const { code, stdout, stderr } = await run(args);
+    assert.equal(code, 0, `bench exited with ${code}\nstdout:\n${stdout}\nstderr:\n${stderr}`);
+    assert.match(stdout, /^keys-empty\s+4\s+4\s+[\d,]+\s+[\d.,]+/m);
+    assert.match(stdout, /^keys-2000\s+4\s+4\s+[\d,]+\s+[\d.,]+/m);
+    assert.match(stdout, /^\s+load time\s+[\d.,]+ s \([\d,]+ keys\/s\)$/m);
+    assert.match(stdout, /^\s+throughput, 4 clients: empty -> loaded\s+[\d.,]+ -> [\d.,]+ req\/s \([\d.]+%\)$/m);
+    assert.match(stdout, /^\s+restart of replica 3 \(SIGKILL\)\s+\/status [\d.]+ s, caught up [\d.]+ s, executing [\d.]+ s$/m);
+    assert.match(stdout, /^\s+replica RSS after load \(MiB\)\s+[\d,]+ [\d,]+ [\d,]+ [\d,]+/m);
+    assert.match(stdout, /^\s+replica RSS after restart \(MiB\)\s+[\d,]+ [\d,]+ [\d,]+ [\d,]+$/m);
+    assert.equal((stdout.match(/^\s+\[(met|MISSED)\] 2,000 keys: /gm) ?? []).length, 3, 'three targets judged');
+    assert.match(stderr, /replica 3 \(pid \d+\) killed with SIGKILL/);
+    const json = JSON.parse(readFileSync(record, 'utf8')) as { keys: { keys: number; loadSeconds: number; restart: { executingSeconds: number } } };
+    assert.equal(json.keys.keys, 2000);
+    assert.ok(json.keys.loadSeconds > 0 && json.keys.restart.executingSeconds > 0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('npm run bench -- --help describes the options', async () => {
   const { code, stdout } = await run(['--help']);
   assert.equal(code, 0);
-  for (const flag of ['--replicas', '--clients', '--duration', '--payload', '--batch-requests-max', '--in-flight-batches-max', '--json', '--only', '--rss', '--profile']) {
+  for (const flag of ['--replicas', '--clients', '--duration', '--payload', '--batch-requests-max', '--in-flight-batches-max', '--json', '--only', '--rss', '--profile', '--keys']) {
     assert.ok(stdout.includes(flag), `--help mentions ${flag}`);
   }
 });

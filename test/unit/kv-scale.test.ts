@@ -1,0 +1,224 @@
+/**
+ * The key-value store at scale: the put-many operation (bulk load) and the store's compact state
+ * (each partition's canonical bytes plus the changes since they were last read, merged at a read).
+ */
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  PUT_MANY_ENTRIES_MAX,
+  VALUE_BYTES_MAX,
+  decodePutMany,
+  decodeResult,
+  encodeOp,
+  encodePutMany,
+  isPutMany,
+  type Value,
+} from '../../src/app/kv-ops.ts';
+import { KvStore } from '../../src/app/kv.ts';
+import type { ExecuteContext } from '../../src/app/types.ts';
+
+const CTX: ExecuteContext = { seq: 1, client: 0, timestamp: 1, timeMs: 0 };
+
+function result(store: KvStore, op: Uint8Array): unknown {
+  const r = decodeResult(store.execute(op, CTX));
+  assert.ok(r.ok);
+  return r.value;
+}
+
+/** xorshift32. */
+function rng(seed: number): (n: number) => number {
+  let s = seed >>> 0 || 1;
+  return (n) => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s % n;
+  };
+}
+
+describe('put-many', () => {
+  test('round-trips canonically and is recognised by its head', () => {
+    const op = encodePutMany([
+      ['a', 'text'],
+      ['b', Uint8Array.of(1, 2, 3)],
+    ]);
+    assert.ok(isPutMany(op));
+    assert.ok(!isPutMany(encodeOp({ type: 'put', key: 'a', value: 'x' })));
+    const d = decodePutMany(op);
+    assert.ok(d.ok);
+    assert.deepEqual(d.value.entries, [
+      ['a', 'text'],
+      ['b', Uint8Array.of(1, 2, 3)],
+    ]);
+  });
+
+  test('carries 1..PUT_MANY_ENTRIES_MAX pairs', () => {
+    assert.throws(() => encodePutMany([]), TypeError);
+    const many = Array.from({ length: PUT_MANY_ENTRIES_MAX + 1 }, (_, i): [string, Value] => [`k${i}`, 'v']);
+    assert.throws(() => encodePutMany(many), TypeError);
+    assert.ok(decodePutMany(encodePutMany(many.slice(0, PUT_MANY_ENTRIES_MAX))).ok);
+    const store = new KvStore({ partitionCount: 4 });
+    // An over-long list built by hand is a malformed op.
+    const over = encodePutMany(many.slice(0, PUT_MANY_ENTRIES_MAX));
+    assert.ok(decodePutMany(over).ok);
+    assert.deepEqual(result(store, Uint8Array.of(0x82, 0x04, 0x80)), { type: 'error', code: 'MALFORMED_OP', message: 'operation is not a valid encoded key-value operation' });
+    assert.equal(store.size, 0);
+  });
+
+  test('applies every pair in order, answers the put result, and is not read-only', () => {
+    const store = new KvStore({ partitionCount: 4 });
+    const op = encodePutMany([
+      ['a', '1'],
+      ['b', Uint8Array.of(2)],
+      ['a', '3'],
+    ]);
+    assert.equal(store.isReadOnly(op), false);
+    assert.deepEqual(result(store, op), { type: 'put' });
+    assert.equal(store.size, 2);
+    assert.equal(store.get('a'), '3');
+    assert.deepEqual(store.get('b'), Uint8Array.of(2));
+  });
+
+  test('a pair over a limit fails the whole operation and changes nothing', () => {
+    const store = new KvStore({ partitionCount: 4 });
+    store.apply({ type: 'put', key: 'x', value: 'old' });
+    const before = store.digest();
+    const big = new Uint8Array(VALUE_BYTES_MAX + 1);
+    assert.deepEqual((result(store, encodePutMany([['x', 'new'], ['y', big]])) as { code: string }).code, 'VALUE_TOO_LARGE');
+    assert.deepEqual((result(store, encodePutMany([['x', 'new'], ['', 'v']])) as { code: string }).code, 'KEY_EMPTY');
+    assert.equal(store.get('x'), 'old');
+    assert.equal(store.size, 1);
+    assert.deepEqual(store.digest(), before);
+  });
+
+  test('equals the same puts one by one (same partitions and digest)', () => {
+    const a = new KvStore({ partitionCount: 16 });
+    const b = new KvStore({ partitionCount: 16 });
+    const pairs = Array.from({ length: 500 }, (_, i): [string, Value] => [`key-${(i * 7919) % 1000}`, i % 3 === 0 ? `t${i}` : Uint8Array.of(i & 0xff, i >> 8)]);
+    result(a, encodePutMany(pairs));
+    for (const [key, value] of pairs) result(b, encodeOp({ type: 'put', key, value }));
+    assert.deepEqual(a.digest(), b.digest());
+    for (let i = 0; i < 16; i++) assert.deepEqual(a.readPartition(i), b.readPartition(i));
+  });
+});
+
+describe('compact state: changes merged when a partition is read', () => {
+  const KEYS = Array.from({ length: 300 }, (_, i) => (i % 10 === 0 ? `wide-\u{1F600}-${i}` : i % 7 === 0 ? `\uFB01-${i}` : `k${i}`));
+  const value = (r: (n: number) => number): Value => (r(2) === 0 ? `v${r(1000)}` : Uint8Array.from({ length: r(5) }, () => r(256)));
+
+  for (const seed of [1, 2, 3, 4, 5]) {
+    test(`seed ${seed}: reads at random moments change nothing; state equals a fresh store's and a restored one's`, () => {
+      const r = rng(seed);
+      const a = new KvStore({ partitionCount: 4 });
+      const b = new KvStore({ partitionCount: 4 });
+      const model = new Map<string, Value>();
+      for (let step = 0; step < 4000; step++) {
+        const key = KEYS[r(KEYS.length)]!;
+        let op: Uint8Array;
+        switch (r(5)) {
+          case 0:
+          case 1: {
+            const v = value(r);
+            op = encodeOp({ type: 'put', key, value: v });
+            model.set(key, v);
+            break;
+          }
+          case 2:
+            op = encodeOp({ type: 'del', key });
+            model.delete(key);
+            break;
+          case 3: {
+            const expected = model.get(key) ?? null;
+            const next = r(3) === 0 ? null : value(r);
+            op = encodeOp({ type: 'cas', key, expected, next });
+            if (next === null) model.delete(key);
+            else model.set(key, next);
+            break;
+          }
+          default: {
+            const pairs = Array.from({ length: 1 + r(20) }, (): [string, Value] => [KEYS[r(KEYS.length)]!, value(r)]);
+            op = encodePutMany(pairs);
+            for (const [k, v] of pairs) model.set(k, v);
+          }
+        }
+        assert.deepEqual(a.execute(op, CTX), b.execute(op, CTX));
+        // Store a is read at random moments (checkpoints); b only at the end.
+        if (r(20) === 0) a.readPartition(r(4));
+        if (r(200) === 0) a.digest();
+        if (r(50) === 0) assert.equal(a.size, model.size);
+      }
+      assert.equal(a.size, model.size);
+      assert.equal(b.size, model.size);
+      for (const [k, v] of model) assert.deepEqual(a.get(k), v);
+      assert.deepEqual(a.digest(), b.digest());
+      for (let i = 0; i < 4; i++) assert.deepEqual(a.readPartition(i), b.readPartition(i));
+      // A fresh store holding the same keys, written in another order, has the same bytes.
+      const c = new KvStore({ partitionCount: 4 });
+      for (const [k, v] of [...model].reverse()) c.apply({ type: 'put', key: k, value: v });
+      assert.deepEqual(c.snapshot(), a.snapshot());
+      const d = new KvStore({ partitionCount: 4 });
+      assert.ok(d.restore(a.snapshot()).ok);
+      assert.deepEqual(d.digest(), a.digest());
+      for (const [k, v] of model) assert.deepEqual(d.get(k), v);
+      let keys = 0;
+      for (let i = 0; i < 4; i++) keys += d.keyCount(i);
+      assert.equal(keys, model.size);
+    });
+  }
+
+  test('bytes returned by readPartition stay as they were after later changes', () => {
+    const s = new KvStore({ partitionCount: 1 });
+    s.apply({ type: 'put', key: 'a', value: 'x' });
+    const before = s.readPartition(0);
+    const copy = before.slice();
+    s.apply({ type: 'put', key: 'a', value: 'y' });
+    s.apply({ type: 'put', key: 'b', value: 'z' });
+    assert.notDeepEqual(s.readPartition(0), copy);
+    assert.deepEqual(before, copy);
+  });
+
+  test('byte values handed out by get() are copies', () => {
+    const s = new KvStore({ partitionCount: 1 });
+    s.apply({ type: 'put', key: 'a', value: Uint8Array.of(1, 2) });
+    s.readPartition(0);
+    const v = s.get('a') as Uint8Array;
+    v[0] = 9;
+    assert.deepEqual(s.get('a'), Uint8Array.of(1, 2));
+  });
+});
+
+describe('loadPartition (recovery from the replica\'s own disk)', () => {
+  test('loads what readPartition produced, with the same digest, without copying', () => {
+    const a = new KvStore({ partitionCount: 8 });
+    for (let i = 0; i < 200; i++) a.apply({ type: 'put', key: `k${i}`, value: i % 2 === 0 ? `t${i}` : Uint8Array.of(i) });
+    const b = new KvStore({ partitionCount: 8 });
+    for (let i = 0; i < 8; i++) assert.ok(b.loadPartition(i, a.readPartition(i).slice()).ok);
+    assert.deepEqual(b.digest(), a.digest());
+    assert.equal(b.size, 200);
+    assert.equal(b.get('k10'), 't10');
+    assert.deepEqual(b.takeDirtyPartitions(), [0, 1, 2, 3, 4, 5, 6, 7]);
+  });
+
+  test('refuses bytes that execute could trip on: truncation, disorder, bad text', () => {
+    const s = new KvStore({ partitionCount: 1 });
+    s.apply({ type: 'put', key: 'a', value: 'x' });
+    s.apply({ type: 'put', key: 'b', value: 'y' });
+    const good = s.readPartition(0);
+    const b = new KvStore({ partitionCount: 1 });
+    assert.equal(b.loadPartition(0, good.subarray(0, good.length - 1)).ok, false);
+    const badText = good.slice();
+    badText[good.length - 1] = 0xff; // the last text value is no longer UTF-8
+    assert.equal(b.loadPartition(0, badText).ok, false);
+    const swapped = good.slice();
+    swapped[7] = 'c'.charCodeAt(0); // first key 'a' -> 'c', after 'b'
+    assert.equal(b.loadPartition(0, swapped).ok, false);
+    assert.equal(b.size, 0);
+    // A key in the wrong partition is not checked here (the digest is): it is only never found.
+    const eight = new KvStore({ partitionCount: 8 });
+    const p = eight.partitionOf('a');
+    assert.ok(eight.loadPartition((p + 1) % 8, good).ok);
+    assert.equal(eight.get('a'), null);
+    assert.equal(eight.writePartition((p + 1) % 8, good).ok, false);
+  });
+});
