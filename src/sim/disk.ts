@@ -129,6 +129,24 @@ export class SimDisk {
 
   private readonly decoded = new WeakMap<Uint8Array, SlotRecord>();
 
+  /**
+   * The PRE-PREPAREs, PREPAREs and COMMITs of this replica that its log slot records hold (votes and
+   * prepared certificates), as "type:view:seq:digest": what it may resend after a restart.
+   */
+  ownVotes(): Set<string> {
+    const out = new Set<string>();
+    for (const [key, record] of this.data) {
+      if (!key.startsWith(KEYS.logPrefix) || !key.endsWith('/s')) continue;
+      const r = decodeSlot(record);
+      if (!r.ok) continue;
+      const votes = [r.value.prePrepare, ...r.value.prepares, ...r.value.commits, r.value.cert?.prePrepare, ...(r.value.cert?.prepares ?? [])];
+      for (const v of votes) {
+        if (v && v.msg.replica === this.owner) out.add(`${v.msg.type}:${v.msg.view}:${v.msg.seq}:${toHex(v.msg.digest)}`);
+      }
+    }
+    return out;
+  }
+
   /** True when the durable record where the core keeps this signed message of the replica holds it. */
   holds(signed: Signed<Exclude<SignedMessage, RequestMsg | ReplyMsg | ReplyBatchMsg | RefusalMsg | SuspectMsg | ReadMsg | ReadReplyMsg>>): boolean {
     const m = signed.msg;
