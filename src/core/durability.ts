@@ -15,8 +15,9 @@
  *    that crashes and restarts therefore never contradicts such a statement.
  *
  * 1a. A PRE-PREPARE or PREPARE waits only for the horizon (horizon.ts) that covers it: the Ready in
- *    which the replica's view or stable checkpoint last moved, once that Ready's writes and the
- *    horizon record written with them are durable (voteAfter). Its own writes may be deferred
+ *    which the replica's view, its entry into that view (the NEW-VIEW it sent or took), or its
+ *    stable checkpoint last moved, once that Ready's writes and the horizon record written with them
+ *    are durable (voteAfter). Its own writes may be deferred
  *    (pipeline.ts) and lost in a crash. What stands in for them: a replica that restarts ABSTAINS
  *    (recovery.ts, `abstain`): it signs no PRE-PREPARE, PREPARE or COMMIT in a view up to the
  *    recorded horizon view for a sequence number up to the recorded stable checkpoint + L. Every
@@ -25,7 +26,9 @@
  *    restarted replica cannot sign a second, different one for the same (view, seq); it keeps
  *    receiving, executing on the others' commit certificates, checkpointing, fetching, transferring
  *    state and changing views (VIEW-CHANGE and NEW-VIEW keep rule 1), and votes again in a later
- *    view or above the range. Why it is enough:
+ *    view or above the range. A NEW-VIEW it signs there (rule 1) is safe: a PRE-PREPARE of a primary
+ *    leaves only once its NEW-VIEW for the view is durable, so a restarted primary still changing to
+ *    the view sent neither. Why it is enough:
  *    - prepared certificates: two for different digests at one (view, seq) need a correct replica to
  *      send two different PRE-PREPAREs or PREPAREs there; an amnesiac one abstains there instead;
  *    - committed requests survive view changes: unchanged, a COMMIT still leaves only with its
@@ -78,7 +81,10 @@ export class DurabilityTracker {
   turn = 1;
   /** Replies depend on this Ready (rule 2): the running maximum over executed sequence numbers. */
   private replyAfter = 0;
-  /** The horizon (view, stable checkpoint) of the latest Ready that moved it, and that Ready (rule 1a). */
+  /**
+   * Rule 1a: the position in the views (2 x view, + 1 once the view is entered: its NEW-VIEW taken or
+   * sent) and the stable checkpoint of the latest Ready that moved either, and that Ready.
+   */
   private horizonView = -1;
   private horizonStable = -1;
   private horizonTurn = 0;
@@ -91,12 +97,16 @@ export class DurabilityTracker {
   }
 
   /**
-   * Rule 1a: what a PRE-PREPARE or PREPARE signed now waits for, `view` and `stable` being the
-   * replica's current view and stable checkpoint (the horizon its Ready will carry): this turn when
-   * either moved past the last Ready's, else the Ready that last moved them.
+   * Rule 1a: what a PRE-PREPARE or PREPARE signed now waits for, given the replica's current view,
+   * whether it is still changing to it, and its stable checkpoint: this turn when one of them moved
+   * past the last Ready's, else the Ready that last moved them. That Ready wrote the horizon record
+   * (view, stable checkpoint) and the view's entry: a PRE-PREPARE of a new primary never overtakes
+   * its NEW-VIEW (a restarted primary that finds no NEW-VIEW of its own for the view sent none, and
+   * no PRE-PREPARE there either, so the one it then signs contradicts nothing).
    */
-  voteAfter(view: number, stable: number): number {
-    return view > this.horizonView || stable > this.horizonStable ? this.turn : this.horizonTurn;
+  voteAfter(view: number, viewChanging: boolean, stable: number): number {
+    const at = 2 * view + (viewChanging ? 0 : 1);
+    return at > this.horizonView || stable > this.horizonStable ? this.turn : this.horizonTurn;
   }
 
   /** Called when a sequence number executes; `ownCommitTurn` is the Ready that wrote our own COMMIT for it, if any. */
@@ -112,10 +122,11 @@ export class DurabilityTracker {
   /** Rule 4. */
   readonly refusalAfter = 0;
 
-  /** Ends the current Ready, whose horizon is (`view`, `stable`); returns its number. */
-  next(view: number, stable: number): number {
-    if (view > this.horizonView || stable > this.horizonStable) {
-      this.horizonView = Math.max(view, this.horizonView);
+  /** Ends the current Ready, after which the replica is in `view` (entered or changing to it) at `stable`; returns its number. */
+  next(view: number, viewChanging: boolean, stable: number): number {
+    const at = 2 * view + (viewChanging ? 0 : 1);
+    if (at > this.horizonView || stable > this.horizonStable) {
+      this.horizonView = Math.max(at, this.horizonView);
       this.horizonStable = Math.max(stable, this.horizonStable);
       this.horizonTurn = this.turn;
     }

@@ -157,7 +157,7 @@ export class Replica extends ReplicaState {
     this.dirtySlots.clear();
     this.assertInvariants();
     const ready: Ready = {
-      index: this.durability.next(this.view, this.h),
+      index: this.durability.next(this.view, this.viewChanging, this.h),
       writes: this.writes.take(),
       clears: this.clears,
       messages: this.messages,

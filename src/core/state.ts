@@ -702,7 +702,7 @@ export abstract class ReplicaState {
   /** A PRE-PREPARE or PREPARE signed in this turn: it waits for the horizon that covers it (durability.ts, rule 1a). */
   broadcastVote(frame: Uint8Array): void {
     if (!this.isMember(this.id)) return;
-    const after = this.durability.voteAfter(this.view, this.h);
+    const after = this.durability.voteAfter(this.view, this.viewChanging, this.h);
     for (const r of this.members) if (r !== this.id) this.messages.push({ to: r, frame, after });
   }
 

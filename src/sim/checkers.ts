@@ -246,11 +246,13 @@ export class Checker {
     // signs in that view again; its prepared certificates are kept apart from the votes).
     const covered = ('seq' in m && m.seq <= disk.stableSeq) || ('view' in m && m.view < disk.view);
     if (m.type === 'preprepare' || m.type === 'prepare') {
-      // Rule 1a: the horizon record on disk covers its view and window.
+      // Rule 1a: the horizon record on disk covers its view and window, and the view record says the
+      // replica entered the view (for a primary: its NEW-VIEW is on disk).
       const h = this.horizonOf(disk);
-      if (!covered && (h === undefined || h.view < m.view || m.seq > h.stable + this.windowSize)) {
-        const on = h === undefined ? 'no horizon record' : `horizon view ${h.view}, stable ${h.stable}`;
-        this.violation('correctness', 'sent-before-durable', `replica ${replica} sent its ${m.type} (view ${m.view}, seq ${m.seq}) before its disk's horizon covered it (${on})`, tick);
+      const entered = disk.view > m.view || (disk.view === m.view && !disk.viewChanging);
+      if (!covered && (h === undefined || h.view < m.view || m.seq > h.stable + this.windowSize || !entered)) {
+        const on = h === undefined ? 'no horizon record' : `horizon view ${h.view}, stable ${h.stable}; view record ${disk.view}${disk.viewChanging ? ' (changing)' : ''}`;
+        this.violation('correctness', 'sent-before-durable', `replica ${replica} sent its ${m.type} (view ${m.view}, seq ${m.seq}) before its disk covered it (${on})`, tick);
       }
     } else if (!covered && !disk.holds(signed as Parameters<SimDisk['holds']>[0])) {
       const where = 'seq' in m ? `seq ${m.seq}` : 'view' in m ? `view ${m.view}` : '';

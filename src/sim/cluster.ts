@@ -562,9 +562,6 @@ export class SimCluster {
       case 'signing-resumed':
         this.count('signing-resumed');
         break;
-      case 'abstaining':
-        this.count('abstaining');
-        break;
       default:
         break;
     }

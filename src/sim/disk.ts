@@ -33,6 +33,8 @@ export class SimDisk {
   /** Sequence number of the stable checkpoint certificate on disk, and the view record's view. */
   stableSeq = 0;
   view = 0;
+  /** Whether the view record says the replica was still changing to `view` (not entered). */
+  viewChanging = false;
   batchesWritten = 0;
   constructor(readonly owner = -1) {}
 
@@ -84,6 +86,7 @@ export class SimDisk {
     this.data.clear();
     this.stableSeq = 0;
     this.view = 0;
+    this.viewChanging = false;
     this.horizon = undefined;
   }
 
@@ -93,6 +96,7 @@ export class SimDisk {
     this.data.clear();
     this.stableSeq = 0;
     this.view = 0;
+    this.viewChanging = false;
     for (const [k, v] of image) {
       this.data.set(k, v);
       this.index(k, v);
@@ -177,7 +181,10 @@ export class SimDisk {
       if (c.ok) this.stableSeq = c.value.seq;
     } else if (key === KEYS.view) {
       const v = decodeViewState(value);
-      if (v.ok) this.view = v.value.view;
+      if (v.ok) {
+        this.view = v.value.view;
+        this.viewChanging = v.value.viewChanging;
+      }
     }
   }
 }
