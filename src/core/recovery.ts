@@ -63,7 +63,8 @@ export function checkHorizon(rs: ReplicaState, stored: { horizon?: Uint8Array; d
   // Restarted (a record means an earlier incarnation may have voted): its PRE-PREPAREs and PREPAREs
   // left before their writes (durability.ts, rule 1a), and all of them lie within the recorded view
   // and window. It abstains there.
-  if (recorded && !rs.deps.unsafeTestOnly?.noAbstain) {
+  // (The negative control ignoreLostData trusts its disk as complete: it does not abstain either.)
+  if (recorded && !rs.deps.unsafeTestOnly?.noAbstain && !rs.deps.unsafeTestOnly?.ignoreLostData) {
     rs.abstain = { view: recorded.view, seq: recorded.stable + rs.opts.windowSize };
     rs.events.push({ type: 'abstaining', abstain: { ...rs.abstain } });
   }

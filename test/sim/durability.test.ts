@@ -102,7 +102,9 @@ test('a replica whose records went back to an older image (its horizon record in
 });
 
 test('a build that ignores lost durable state is caught (a damaged replica contradicts what it signed)', () => {
-  const broken = runSwarm(1, 40, { replicas: 4, negative: 'ignore-lost-data' });
+  // (The broken build does not abstain after restarts either: it trusts its disk as complete. The
+  // direct check of abstaining is left out, so what catches it is what the lost data does.)
+  const broken = runSwarm(1, 40, { replicas: 4, negative: 'ignore-lost-data', ignoreChecks: ['abstained-vote'] });
   const caught = broken.failures.filter((r) => r.kind === 'correctness');
   assert.ok(caught.length >= 5, `only ${caught.length} of 40 seeds caught a replica that ignored its lost state`);
   const checks = new Set(caught.flatMap((r) => r.violations.map((v) => v.check)));
