@@ -85,7 +85,7 @@ export class DurabilityTracker {
    * Rule 1a: the position in the views (2 x view, + 1 once the view is entered: its NEW-VIEW taken or
    * sent) and the stable checkpoint of the latest Ready that moved either, and that Ready.
    */
-  private horizonView = -1;
+  private horizonAt = -1;
   private horizonStable = -1;
   private horizonTurn = 0;
 
@@ -106,7 +106,7 @@ export class DurabilityTracker {
    */
   voteAfter(view: number, viewChanging: boolean, stable: number): number {
     const at = 2 * view + (viewChanging ? 0 : 1);
-    return at > this.horizonView || stable > this.horizonStable ? this.turn : this.horizonTurn;
+    return at > this.horizonAt || stable > this.horizonStable ? this.turn : this.horizonTurn;
   }
 
   /** Called when a sequence number executes; `ownCommitTurn` is the Ready that wrote our own COMMIT for it, if any. */
@@ -125,8 +125,8 @@ export class DurabilityTracker {
   /** Ends the current Ready, after which the replica is in `view` (entered or changing to it) at `stable`; returns its number. */
   next(view: number, viewChanging: boolean, stable: number): number {
     const at = 2 * view + (viewChanging ? 0 : 1);
-    if (at > this.horizonView || stable > this.horizonStable) {
-      this.horizonView = Math.max(at, this.horizonView);
+    if (at > this.horizonAt || stable > this.horizonStable) {
+      this.horizonAt = Math.max(at, this.horizonAt);
       this.horizonStable = Math.max(stable, this.horizonStable);
       this.horizonTurn = this.turn;
     }
