@@ -37,6 +37,14 @@ export function retransmit(rs: ReplicaState): void {
       slot.touched = rs.now;
     }
   }
+  // A configuration whose proof we lack (a state transfer took us past its boundary checkpoint): ask
+  // a peer for the proofs from there on, so that evidence we hold in later epochs can be verified by
+  // a third party (membership.ts: each epoch is proven from the one before).
+  for (let e = 1; e <= rs.stable.epoch; e++) {
+    if (rs.epochProofs.has(e)) continue;
+    if (rs.configs.has(e - 1)) rs.sendTo(rs.pickPeer(rs.peerCursor++), rs.frames.encodeLinkFrame({ type: 'epochsreq', epoch: e - 1 }));
+    break;
+  }
   // Replicas that run a view we have not entered: ask one of them for its NEW-VIEW.
   const ahead = [...rs.aheadViews.entries()].filter(([, v]) => v > rs.view || (v === rs.view && rs.viewChanging));
   if (ahead.length >= rs.q.join) {

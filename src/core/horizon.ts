@@ -11,6 +11,10 @@
  * a turn's durable write, before any effect of that turn leaves, whenever the view or the stable
  * checkpoint moved past it (mustPrecede); `executed` rides along at most every HORIZON_LAZY_MS.
  *
+ * The record is also what a PRE-PREPARE or PREPARE waits for (durability.ts, rule 1a: their own
+ * writes may come later), and at every start it bounds where the replica abstains: no PRE-PREPARE,
+ * PREPARE or COMMIT in a view up to `view` for a sequence number up to `stable` + L.
+ *
  * At start the replica compares what it recovered with the record (lostAgainst). Recovering less means
  * the durable state is missing or damaged: the replica forgot what it may have signed. It then
  * rejoins as a recovering replica (see SignFloor) instead of voting again on what it may have voted

@@ -107,7 +107,7 @@ function proposeBatch(rs: ReplicaState, requests: Signed<RequestMsg>[]): void {
   slot.prePreparedAt = rs.now;
   rs.addBatch(slot, batch);
   rs.markDirty(slot);
-  rs.broadcast(rs.frames.encodeSignedFrame(pp, batch.requests));
+  rs.broadcastVote(rs.frames.encodeSignedFrame(pp, batch.requests));
   checkPrepared(rs, slot);
 }
 
@@ -181,7 +181,7 @@ export function onPrePrepare(rs: ReplicaState, signed: Signed<PrePrepareMsg>, re
   if (rs.mayVote(m.view, m.seq)) {
     const prepare = rs.auth.sign<PrepareMsg>({ type: 'prepare', view: m.view, seq: m.seq, digest: m.digest, replica: rs.id });
     slot.prepares.set(rs.id, prepare);
-    rs.broadcast(rs.frames.encodeSignedFrame(prepare));
+    rs.broadcastVote(rs.frames.encodeSignedFrame(prepare));
   }
   checkPrepared(rs, slot);
 }

@@ -60,6 +60,14 @@ export function checkHorizon(rs: ReplicaState, stored: { horizon?: Uint8Array; d
     if (!h.ok) throw new ProtocolInvariantError(`the horizon record is damaged (${h.reason}): cannot tell what this replica signed before`);
     recorded = h.value;
   }
+  // Restarted (a record means an earlier incarnation may have voted): its PRE-PREPAREs and PREPAREs
+  // left before their writes (durability.ts, rule 1a), and all of them lie within the recorded view
+  // and window. It abstains there.
+  // (The negative control ignoreLostData trusts its disk as complete: it does not abstain either.)
+  if (recorded && !rs.deps.unsafeTestOnly?.noAbstain && !rs.deps.unsafeTestOnly?.ignoreLostData) {
+    rs.abstain = { view: recorded.view, seq: recorded.stable + rs.opts.windowSize };
+    rs.events.push({ type: 'abstaining', abstain: { ...rs.abstain } });
+  }
   // A stable checkpoint above what was executed covers it (state transfer brings it back).
   const found = { view: rs.view, stable: rs.h, executed: Math.max(rs.lastExecuted, rs.h) };
   const reasons = recorded ? lostAgainst(recorded, found) : [];

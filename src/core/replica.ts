@@ -145,6 +145,11 @@ export class Replica extends ReplicaState {
       this.writes.del(KEYS.floor);
       this.events.push({ type: 'signing-resumed', view: this.view, stable: this.h });
     }
+    const abstain = this.abstain;
+    if (abstain && (this.view > abstain.view || this.h >= abstain.seq)) {
+      this.abstain = undefined;
+      this.events.push({ type: 'abstaining-ended', view: this.view, stable: this.h });
+    }
     for (const seq of this.dirtySlots) {
       const slot = this.slots.get(seq);
       if (slot) this.writes.put(KEYS.slot(seq), encodeSlot(slotRecord(slot)));
@@ -152,7 +157,7 @@ export class Replica extends ReplicaState {
     this.dirtySlots.clear();
     this.assertInvariants();
     const ready: Ready = {
-      index: this.durability.next(),
+      index: this.durability.next(this.view, this.viewChanging, this.h),
       writes: this.writes.take(),
       clears: this.clears,
       messages: this.messages,
@@ -189,6 +194,7 @@ export class Replica extends ReplicaState {
       ...(this.epochEnd !== Infinity ? { nextEpoch: { epoch: this.epoch.epoch + 1, since: this.epochEnd, replicas: this.configs.get(this.epoch.epoch + 1)!.replicas.map((r) => r.id) } } : {}),
       timers: Object.values(this.timers).map((t) => t.describe(this.now)),
       ...(this.floor ? { recovering: { ...this.floor } } : {}),
+      ...(this.abstain ? { abstaining: { ...this.abstain } } : {}),
       evidence: this.evidence.summary(),
     };
   }

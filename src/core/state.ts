@@ -175,6 +175,13 @@ export abstract class ReplicaState {
   pendingStable?: CheckpointCert;
   /** Set while recovering from lost durable state (see SignFloor in horizon.ts). */
   floor?: SignFloor;
+  /**
+   * Set by a restart (recovery.ts): the votes of an earlier incarnation that may have left without
+   * being written lie in views up to `view`, sequence numbers up to `seq`; it signs no PRE-PREPARE,
+   * PREPARE or COMMIT there (durability.ts, rule 1a). In memory only: every start derives it anew
+   * from the horizon record.
+   */
+  abstain?: SignFloor;
   /** Pre-prepares of the current view's NEW-VIEW above our window: installed when the window reaches them. */
   newViewAhead: Signed<PrePrepareMsg>[] = [];
   /**
@@ -516,9 +523,14 @@ export abstract class ReplicaState {
     this.queue.push(client);
   }
 
-  /** False while recovering from lost durable state, for (view, seq) it may have voted on before (see SignFloor). */
+  /**
+   * False for (view, seq) it may have voted on before and no longer knows how: while recovering from
+   * lost durable state (see SignFloor), and after a restart (abstain: durability.ts, rule 1a).
+   */
   mayVote(view: number, seq: number): boolean {
     if (!this.isMember(this.id)) return false;
+    const a = this.abstain;
+    if (a !== undefined && view <= a.view && seq <= a.seq) return false;
     return this.floor === undefined || view > this.floor.view || seq > this.floor.seq;
   }
 
@@ -684,6 +696,13 @@ export abstract class ReplicaState {
     // Only members speak: a replica that is joining (or has left) signs no protocol message.
     if (!this.isMember(this.id)) return;
     const after = this.durability.messageAfter;
+    for (const r of this.members) if (r !== this.id) this.messages.push({ to: r, frame, after });
+  }
+
+  /** A PRE-PREPARE or PREPARE signed in this turn: it waits for the horizon that covers it (durability.ts, rule 1a). */
+  broadcastVote(frame: Uint8Array): void {
+    if (!this.isMember(this.id)) return;
+    const after = this.durability.voteAfter(this.view, this.viewChanging, this.h);
     for (const r of this.members) if (r !== this.id) this.messages.push({ to: r, frame, after });
   }
 

@@ -49,6 +49,8 @@ export interface ReplicaDeps {
     recoveryQuorum?: UnsafeQuorum;
     replyBeforeWrite?: boolean;
     ignoreLostData?: boolean;
+    /** Negative control: a restarted replica votes at once, though votes it sent unwritten may be lost (durability.ts, rule 1a). */
+    noAbstain?: boolean;
     /** Negative control: a configuration is taken from an epoch proof without checking it (without consensus). */
     trustEpochProofs?: boolean;
     /** Negative control: read-only requests are answered at once, not held until what was prepared is executed (reads.ts). */
@@ -82,6 +84,14 @@ export type CoreEvent =
    * damaged): it rejoins as a recovering replica that signs nothing below `floor` (see SignFloor).
    */
   | { type: 'stored-state-lost'; reasons: string[]; floor: SignFloor }
+  /**
+   * Restarted: votes of an earlier incarnation may have left unwritten (durability.ts, rule 1a), so
+   * it signs no PRE-PREPARE, PREPARE or COMMIT in a view up to `abstain.view` for a sequence number up
+   * to `abstain.seq` (it follows, executes and changes views meanwhile).
+   */
+  | { type: 'abstaining'; abstain: SignFloor }
+  /** A restarted replica reached a view above the one it abstains in, or a stable checkpoint at or above its seq. */
+  | { type: 'abstaining-ended'; view: number; stable: number }
   /** A recovering replica reached a view above its floor and a stable checkpoint at or above floor.seq. */
   | { type: 'signing-resumed'; view: number; stable: number }
   | { type: 'state-transfer-started'; seq: number; reason: string }
@@ -173,6 +183,8 @@ export interface ReplicaStatus {
   timers: Array<{ name: TimeoutName; after: number; attempts: number; remaining?: number }>;
   /** Set while recovering from lost durable state: what it does not sign yet. */
   recovering?: SignFloor;
+  /** Set after a restart (durability.ts, rule 1a): the votes it does not sign yet. */
+  abstaining?: SignFloor;
   /**
    * Equivocation evidence held (evidence.ts): pieces by kind, the replicas they name, and conflicts
    * not kept because a cap was reached.

@@ -344,7 +344,7 @@ function installNewViewPrePrepare(rs: ReplicaState, pp: Signed<PrePrepareMsg>): 
   if (!rs.isPrimary() && rs.mayVote(pp.msg.view, pp.msg.seq)) {
     const prepare = rs.auth.sign<PrepareMsg>({ type: 'prepare', view: pp.msg.view, seq: pp.msg.seq, digest: pp.msg.digest, replica: rs.id });
     slot.prepares.set(rs.id, prepare);
-    rs.broadcast(rs.frames.encodeSignedFrame(prepare));
+    rs.broadcastVote(rs.frames.encodeSignedFrame(prepare));
   }
   rs.checkPrepared(slot);
 }

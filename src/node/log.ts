@@ -129,6 +129,15 @@ export function logCoreEvent(log: Logger, event: CoreEvent, tickMs: number, limi
         noViewChangeBeforeStable: event.floor.seq,
       });
       break;
+    case 'abstaining':
+      log.info('restarted: no PRE-PREPARE, PREPARE or COMMIT where votes of the last run may have been lost unwritten', {
+        noVotesUpToView: event.abstain.view,
+        noVotesUpToSeq: event.abstain.seq,
+      });
+      break;
+    case 'abstaining-ended':
+      log.info('restarted: voting again', { view: event.view, stable: event.stable });
+      break;
     case 'signing-resumed':
       log.info('recovered: signing again', { view: event.view, stable: event.stable });
       break;

@@ -4,8 +4,13 @@
  *
  * - agreement: no two correct replicas commit, or execute, different batches at one sequence number
  *   (commits and executions are reported once the writes that record them are durable);
- * - durability: a signed protocol message leaves a correct replica only when its simulated disk holds
- *   it; a reply leaves only when the result is decided: every sequence number up to the one that
+ * - durability (src/core/durability.ts): a COMMIT, CHECKPOINT, VIEW-CHANGE or NEW-VIEW leaves a
+ *   correct replica only when its simulated disk holds it; a PRE-PREPARE or PREPARE only when the
+ *   horizon record on its disk covers its view and sequence number (rule 1a: its own write may come
+ *   later, or be lost in a crash); a restarted replica signs no PRE-PREPARE, PREPARE or COMMIT in the
+ *   range the horizon record on its disk gave at the restart (views up to the recorded view, sequence
+ *   numbers up to the recorded stable checkpoint + L) other than those its disk then held; a reply
+ *   leaves only when the result is decided: every sequence number up to the one that
  *   produced it is covered by a stable checkpoint or by COMMITs that f+1 correct replicas hold on
  *   their disks (with the prepared certificate they imply, so that every view-change quorum
  *   preserves it);
@@ -39,8 +44,12 @@ import { EVIDENCE_KINDS, type Evidence, type EvidenceKind, type EvidenceVerdict 
 import type { SimClient } from './client.ts';
 import type { SimDisk } from './disk.ts';
 import { KvModel } from './kv-model.ts';
+import { decodeHorizon } from '../core/horizon.ts';
 
-/** Signed messages a replica must hold on its disk before they leave it (durability.ts, rule 1). */
+/**
+ * Signed messages a replica must hold on its disk before they leave it (durability.ts, rule 1), or,
+ * for PRE-PREPAREs and PREPAREs, the horizon that covers them (rule 1a).
+ */
 const DURABLE_TYPES = new Set(['preprepare', 'prepare', 'commit', 'checkpoint', 'viewchange', 'newview']);
 
 export type ViolationKind = 'correctness' | 'liveness' | 'crash';
@@ -92,6 +101,30 @@ export class Checker {
   readonly evidence: Record<EvidenceKind, number> & { againstWiped: number } = { ...(Object.fromEntries(EVIDENCE_KINDS.map((k) => [k, 0])) as Record<EvidenceKind, number>), againstWiped: 0 };
   /** Replicas named by the evidence. */
   readonly evidenceSigners = new Set<number>();
+
+  /** The log window L of the replicas (what a horizon's stable checkpoint bounds: rule 1a). */
+  windowSize = Infinity;
+  /** Restarted replicas: the range they abstain in (from the horizon on disk at the restart) and the votes their disk then held. */
+  private readonly abstaining = new Map<number, { view: number; seq: number; held: Set<string> }>();
+  private horizonCache?: { bytes: Uint8Array; view: number; stable: number };
+
+  /** A correct replica starts (or restarts) on `disk`. */
+  onBoot(replica: number, disk: SimDisk): void {
+    const h = this.horizonOf(disk);
+    if (h === undefined) this.abstaining.delete(replica);
+    else this.abstaining.set(replica, { view: h.view, seq: h.stable + this.windowSize, held: disk.ownVotes() });
+  }
+
+  private horizonOf(disk: SimDisk): { view: number; stable: number } | undefined {
+    const bytes = disk.horizon;
+    if (bytes === undefined) return undefined;
+    if (this.horizonCache?.bytes !== bytes) {
+      const h = decodeHorizon(bytes);
+      if (!h.ok) return undefined;
+      this.horizonCache = { bytes, view: h.value.view, stable: h.value.stable };
+    }
+    return this.horizonCache;
+  }
 
   constructor(
     private readonly f: number,
@@ -212,9 +245,31 @@ export class Checker {
     // stable checkpoint on disk, or a message of a view older than the view on disk (the replica never
     // signs in that view again; its prepared certificates are kept apart from the votes).
     const covered = ('seq' in m && m.seq <= disk.stableSeq) || ('view' in m && m.view < disk.view);
-    if (!covered && !disk.holds(signed as Parameters<SimDisk['holds']>[0])) {
+    if (m.type === 'preprepare' || m.type === 'prepare') {
+      // Rule 1a: the horizon record on disk covers its view and window, and the view record says the
+      // replica entered the view (for a primary: its NEW-VIEW is on disk).
+      const h = this.horizonOf(disk);
+      const entered = disk.view > m.view || (disk.view === m.view && !disk.viewChanging);
+      if (!covered && (h === undefined || h.view < m.view || m.seq > h.stable + this.windowSize || !entered)) {
+        const on = h === undefined ? 'no horizon record' : `horizon view ${h.view}, stable ${h.stable}; view record ${disk.view}${disk.viewChanging ? ' (changing)' : ''}`;
+        this.violation('correctness', 'sent-before-durable', `replica ${replica} sent its ${m.type} (view ${m.view}, seq ${m.seq}) before its disk covered it (${on})`, tick);
+      }
+    } else if (!covered && !disk.holds(signed as Parameters<SimDisk['holds']>[0])) {
       const where = 'seq' in m ? `seq ${m.seq}` : 'view' in m ? `view ${m.view}` : '';
       this.violation('correctness', 'sent-before-durable', `replica ${replica} sent its ${m.type} (${where}) before its disk held it`, tick);
+    }
+    if (m.type === 'newview') {
+      // Its pre-prepares are signed under rule 1 (the NEW-VIEW is on disk, and a second, different
+      // NEW-VIEW for the view is an equivocation): the primary may resend them on their own.
+      const a = this.abstaining.get(replica);
+      if (a !== undefined) for (const pp of m.prePrepares) a.held.add(`preprepare:${pp.msg.view}:${pp.msg.seq}:${toHex(pp.msg.digest)}`);
+    }
+    if (m.type === 'preprepare' || m.type === 'prepare' || m.type === 'commit') {
+      // Rule 1a: after a restart, no vote in the range where an earlier incarnation's may have been lost.
+      const a = this.abstaining.get(replica);
+      if (a !== undefined && m.view <= a.view && m.seq <= a.seq && !a.held.has(`${m.type}:${m.view}:${m.seq}:${toHex(m.digest)}`)) {
+        this.violation('correctness', 'abstained-vote', `replica ${replica} signed a ${m.type} (view ${m.view}, seq ${m.seq}) after a restart, in the range it abstains in (views <= ${a.view}, seqs <= ${a.seq})`, tick);
+      }
     }
     // The statement and what it says; a second, different one is an equivocation.
     let key: string;

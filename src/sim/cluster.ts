@@ -72,6 +72,8 @@ export interface SimOptions {
   unsafeReplyBeforeWrite?: boolean;
   /** Negative controls: a replica whose durable state is behind its horizon record votes as if nothing was lost. */
   unsafeIgnoreLostData?: boolean;
+  /** Negative controls: a restarted replica votes at once, though votes it sent unwritten were lost (durability.ts, rule 1a). */
+  unsafeNoAbstain?: boolean;
   /** Negative controls: configurations are taken from epoch proofs without checking them. */
   unsafeTrustEpochProofs?: boolean;
   /** Negative controls: backups prepare any batch time (no bounds against their clocks, no monotonicity). */
@@ -242,6 +244,7 @@ export class SimCluster {
     });
     const skews = this.opts.clockSkewsMs ?? [0];
     const aheadMsMax = this.opts.replica.batchTimeAheadMsMax ?? DEFAULT_REPLICA_OPTIONS.batchTimeAheadMsMax;
+    this.checker.windowSize = this.opts.replica.windowSize ?? DEFAULT_REPLICA_OPTIONS.windowSize;
     this.checker.batchTimeSlackMs = aheadMsMax + Math.max(0, ...skews) - Math.min(0, ...skews);
     // Drawn from its own stream, so that disk timing does not shift the other random choices.
     this.diskPrng = this.prng.fork();
@@ -318,7 +321,7 @@ export class SimCluster {
     const app = new SimApp({ partitionCount: this.opts.partitionCount }, host);
     const o = this.opts;
     const unsafe: ReplicaDeps['unsafeTestOnly'] =
-      o.unsafeQuorum || o.unsafeRecoveryQuorum || o.unsafeReplyBeforeWrite || o.unsafeIgnoreLostData || o.unsafeTrustEpochProofs || o.unsafeReadsWithoutHold || o.unsafeIgnoreBatchTimeBounds
+      o.unsafeQuorum || o.unsafeRecoveryQuorum || o.unsafeReplyBeforeWrite || o.unsafeIgnoreLostData || o.unsafeNoAbstain || o.unsafeTrustEpochProofs || o.unsafeReadsWithoutHold || o.unsafeIgnoreBatchTimeBounds
         ? {
             ...(o.unsafeReadsWithoutHold ? { readsWithoutHold: true } : {}),
             ...(o.unsafeTrustEpochProofs ? { trustEpochProofs: true } : {}),
@@ -327,6 +330,7 @@ export class SimCluster {
             ...(o.unsafeRecoveryQuorum ? { recoveryQuorum: o.unsafeRecoveryQuorum } : {}),
             ...(o.unsafeReplyBeforeWrite ? { replyBeforeWrite: true } : {}),
             ...(o.unsafeIgnoreLostData ? { ignoreLostData: true } : {}),
+            ...(o.unsafeNoAbstain ? { noAbstain: true } : {}),
           }
         : undefined;
     const replica = new Replica(this.cluster, host.id, { ...this.opts.replica, ...this.opts.replicaOverrides?.[host.id] }, {
@@ -366,6 +370,7 @@ export class SimCluster {
   }
 
   private boot(host: Host): void {
+    if (this.isCorrect(host.id)) this.checker.onBoot(host.id, host.disk);
     const inst = this.newInstance(host, host.disk);
     host.main = inst;
     host.replica = inst.replica;

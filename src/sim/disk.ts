@@ -33,6 +33,8 @@ export class SimDisk {
   /** Sequence number of the stable checkpoint certificate on disk, and the view record's view. */
   stableSeq = 0;
   view = 0;
+  /** Whether the view record says the replica was still changing to `view` (not entered). */
+  viewChanging = false;
   batchesWritten = 0;
   constructor(readonly owner = -1) {}
 
@@ -84,6 +86,7 @@ export class SimDisk {
     this.data.clear();
     this.stableSeq = 0;
     this.view = 0;
+    this.viewChanging = false;
     this.horizon = undefined;
   }
 
@@ -93,6 +96,7 @@ export class SimDisk {
     this.data.clear();
     this.stableSeq = 0;
     this.view = 0;
+    this.viewChanging = false;
     for (const [k, v] of image) {
       this.data.set(k, v);
       this.index(k, v);
@@ -129,6 +133,24 @@ export class SimDisk {
 
   private readonly decoded = new WeakMap<Uint8Array, SlotRecord>();
 
+  /**
+   * The PRE-PREPAREs, PREPAREs and COMMITs of this replica that its log slot records hold (votes and
+   * prepared certificates), as "type:view:seq:digest": what it may resend after a restart.
+   */
+  ownVotes(): Set<string> {
+    const out = new Set<string>();
+    for (const [key, record] of this.data) {
+      if (!key.startsWith(KEYS.logPrefix) || !key.endsWith('/s')) continue;
+      const r = decodeSlot(record);
+      if (!r.ok) continue;
+      const votes = [r.value.prePrepare, ...r.value.prepares, ...r.value.commits, r.value.cert?.prePrepare, ...(r.value.cert?.prepares ?? [])];
+      for (const v of votes) {
+        if (v && v.msg.replica === this.owner) out.add(`${v.msg.type}:${v.msg.view}:${v.msg.seq}:${toHex(v.msg.digest)}`);
+      }
+    }
+    return out;
+  }
+
   /** True when the durable record where the core keeps this signed message of the replica holds it. */
   holds(signed: Signed<Exclude<SignedMessage, RequestMsg | ReplyMsg | ReplyBatchMsg | RefusalMsg | SuspectMsg | ReadMsg | ReadReplyMsg>>): boolean {
     const m = signed.msg;
@@ -159,7 +181,10 @@ export class SimDisk {
       if (c.ok) this.stableSeq = c.value.seq;
     } else if (key === KEYS.view) {
       const v = decodeViewState(value);
-      if (v.ok) this.view = v.value.view;
+      if (v.ok) {
+        this.view = v.value.view;
+        this.viewChanging = v.value.viewChanging;
+      }
     }
   }
 }

@@ -22,7 +22,7 @@ import { EVIDENCE_KINDS, type EvidenceKind } from '../core/evidence.ts';
 import type { FaultModel } from '../core/cluster.ts';
 import { faultsOf, replicasFor } from '../core/quorum.ts';
 
-export const NEGATIVE_CONTROLS = ['commit-quorum', 'prepare-quorum', 'recovery-quorum', 'too-many-byzantine', 'reply-before-write', 'ignore-lost-data', 'crash-quorum-f'] as const;
+export const NEGATIVE_CONTROLS = ['commit-quorum', 'prepare-quorum', 'recovery-quorum', 'too-many-byzantine', 'reply-before-write', 'ignore-lost-data', 'crash-quorum-f', 'no-abstain'] as const;
 export type NegativeControl = (typeof NEGATIVE_CONTROLS)[number];
 
 export interface SwarmOptions {
@@ -122,11 +122,11 @@ function drawPlan(prng: Prng, n: number, f: number, negative: SwarmOptions['nega
     faultTicks: prng.range(1500, 5000),
     partitions: prng.chance(0.6),
     // (crash mode: crashes are what it is about, so every seed has them)
-    crashes: crashOnly || negative === 'reply-before-write' || negative === 'recovery-quorum' || prng.chance(0.5),
-    // (recovery-quorum: frequent, short crashes, so that restarts fall within a view, between a
-    // pre-prepare and its quorum of prepares)
-    crashRate: negative === 'recovery-quorum' ? 0.03 : 0.0005 + prng.float() * 0.003,
-    downTicksMax: negative === 'recovery-quorum' ? 30 : 1000,
+    crashes: crashOnly || negative === 'reply-before-write' || negative === 'recovery-quorum' || negative === 'no-abstain' || prng.chance(0.5),
+    // (recovery-quorum, no-abstain: frequent, short crashes, so that restarts fall within a view,
+    // between a pre-prepare and its quorum of prepares)
+    crashRate: negative === 'recovery-quorum' || negative === 'no-abstain' ? 0.03 : 0.0005 + prng.float() * 0.003,
+    downTicksMax: negative === 'recovery-quorum' || negative === 'no-abstain' ? 30 : 1000,
     diskLatencyMax: prng.pick([0, 0, 1, 2, 4]),
     wipe,
     damage,
@@ -249,6 +249,8 @@ export function runSeed(seed: number, options: SwarmOptions): SeedReport {
   if (broken === 'recovery-quorum') simOptions.unsafeRecoveryQuorum = { prepares: 0 };
   if (broken === 'reply-before-write') simOptions.unsafeReplyBeforeWrite = true;
   if (broken === 'ignore-lost-data') simOptions.unsafeIgnoreLostData = true;
+  // A restarted replica votes at once, though PRE-PREPAREs and PREPAREs it sent unwritten are lost.
+  if (broken === 'no-abstain') simOptions.unsafeNoAbstain = true;
   // Crash mode with quorums of f instead of f+1: a prepared certificate of f replicas (the
   // PRE-PREPARE and f-1 PREPAREs) and f COMMITs. Two such quorums need not share a replica.
   if (broken === 'crash-quorum-f') simOptions.unsafeQuorum = { prepares: f - 1, commits: f };

@@ -122,6 +122,12 @@ class Recorder {
       case 'stored-state-lost':
         this.lines.push(`${t} ${e.replica} stored-state-lost floor v=${ev.floor.view} s=${ev.floor.seq}`);
         break;
+      case 'abstaining':
+        this.lines.push(`${t} ${e.replica} abstaining v<=${ev.abstain.view} s<=${ev.abstain.seq}`);
+        break;
+      case 'abstaining-ended':
+        this.lines.push(`${t} ${e.replica} abstaining-ended v=${ev.view} stable=${ev.stable}`);
+        break;
       case 'signing-resumed':
         this.lines.push(`${t} ${e.replica} signing-resumed v=${ev.view} stable=${ev.stable}`);
         break;

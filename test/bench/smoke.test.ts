@@ -81,6 +81,9 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
     // The crash part: a 3-replica crash-mode cluster next to the byzantine one.
     assert.match(stdout, /^fault models: byzantine \(n = 3f\+1, quorums 2f\+1\) vs crash \(n = 2f\+1, quorums f\+1\), f = 1/m);
     assert.match(stdout, /^\s+byzantine \(4\)\s+crash \(3\)\s+crash \/ byzantine$/m);
+    // The synced write the 1-client target adds to the baseline, measured in the same run.
+    assert.match(stdout, /^synced write \(RocksDB write\(ops, \{ sync: true \}\), .*\): p50 [\d.]+ ms, p99 [\d.]+ ms/m);
+    assert.match(stdout, /^\s+\[(met|MISSED)\] 1 client: p50 latency <= 1\.5 x \(baseline p50 \+ one synced write\): [\d.]+ ms vs 1\.5 x \([\d.]+ \+ [\d.]+\) = [\d.]+ ms$/m);
     assert.match(stdout, /^targets$/m);
     assert.equal((stdout.match(/^\s+\[(met|MISSED)\] /gm) ?? []).length, 5, 'five targets judged');
     // The client SDK's CPU per request against its signature work, both from this run.
@@ -92,11 +95,13 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
       command: string;
       machine: { cores: number; cpuModel: string; node: string };
       cryptoFloor: { byReplicas: Record<string, { requestsPerSecond: number }> };
+      syncedWrite: { count: number; ms: { p50: number } };
       runs: Array<{ run: string; requests: number; cpuSecondsPerRequest: number }>;
     };
     assert.ok(json.machine.cores >= 1 && json.machine.cpuModel !== '' && json.machine.node.startsWith('v'));
     assert.match(json.command, /--duration 1/);
     assert.ok(json.cryptoFloor.byReplicas['4']!.requestsPerSecond > 0);
+    assert.ok(json.syncedWrite.count > 0 && json.syncedWrite.ms.p50 > 0, 'the synced write in the record');
     assert.deepEqual(json.runs.map((r) => r.run).sort(), [...RUNS].sort());
     for (const r of json.runs) assert.ok(r.requests > 0, `${r.run}: requests in the record`);
   } finally {

@@ -4,7 +4,8 @@
  * that tests can observe sends. Fatal errors are recorded instead of exiting the process.
  */
 import type { ClusterConfig } from '../../src/core/cluster.ts';
-import type { ReplicaOptions } from '../../src/core/options.ts';
+import { DEFAULT_REPLICA_OPTIONS, type ReplicaOptions } from '../../src/core/options.ts';
+import { decodeHorizon } from '../../src/core/horizon.ts';
 import { decodeFrame } from '../../src/codec/messages.ts';
 import { createNodeSigner } from '../../src/crypto/node.ts';
 import { randomSecretKey } from '../../src/crypto/noble.ts';
@@ -16,7 +17,8 @@ import type { ReplicaTransport } from '../../src/transport/types.ts';
 import { createLogger, silentLogger, type LogLevel } from '../../src/util/log.ts';
 import { freePorts } from '../../src/transport/free-ports.ts';
 
-export type EffectEvent = 'write-begin' | 'write-end' | 'clear' | 'send' | 'reply';
+/** 'send-vote': a PRE-PREPARE or PREPARE, which waits only for the horizon covering it (durability.ts, rule 1a). */
+export type EffectEvent = 'write-begin' | 'write-end' | 'clear' | 'send' | 'send-vote' | 'reply';
 
 /** A Storage that forwards everything to another (tests override what they watch or change). */
 export class ForwardingStorage implements Storage {
@@ -81,6 +83,15 @@ export class ObservedStorage extends ForwardingStorage {
     this.events.push('write-end');
   }
 
+  /** The horizon record as last written (view, stable checkpoint). */
+  horizon: { view: number; stable: number } | undefined;
+
+  override async writeHorizon(bytes: Uint8Array): Promise<void> {
+    await this.inner.writeHorizon(bytes);
+    const h = decodeHorizon(bytes);
+    if (h.ok) this.horizon = { view: h.value.view, stable: h.value.stable };
+  }
+
   /** True when some durable protocol record contains these bytes (e.g. a signature). */
   holds(bytes: Uint8Array): boolean {
     for (const value of this.durable.values()) if (Buffer.from(value.buffer, value.byteOffset, value.byteLength).indexOf(bytes) >= 0) return true;
@@ -135,13 +146,20 @@ export class InProcessCluster {
       const hooks: ReplicaNodeHooks = {};
       const storage = new ObservedStorage(new MemoryStorage(), events);
       const replica: InProcessReplica = { node: undefined as unknown as ReplicaNode, storage, events, fatal, hooks, sentOwnSigned: 0, sentBeforeDurable: [] };
+      const windowSize = options.replica?.windowSize ?? DEFAULT_REPLICA_OPTIONS.windowSize;
+      /** Records the send; a PRE-PREPARE or PREPARE must be covered by the horizon, anything else held by the disk. */
       const checkDurable = (frame: Uint8Array): void => {
         const d = decodeFrame(frame);
-        if (!d.ok || d.value.kind !== 'signed') return;
-        const msg = d.value.signed.msg;
+        const msg = d.ok && d.value.kind === 'signed' ? d.value.signed.msg : undefined;
+        const vote = msg?.type === 'preprepare' || msg?.type === 'prepare';
+        events.push(vote ? 'send-vote' : 'send');
+        if (!d.ok || d.value.kind !== 'signed' || msg === undefined) return;
         if (msg.type === 'request' || msg.type === 'reply' || msg.type === 'refusal' || msg.type === 'read' || msg.type === 'readreply' || msg.replica !== id) return;
         replica.sentOwnSigned++;
-        if (!storage.holds(d.value.signed.sig)) replica.sentBeforeDurable.push(`${msg.type} ${'seq' in msg ? msg.seq : msg.view}`);
+        if (msg.type === 'preprepare' || msg.type === 'prepare') {
+          const h = storage.horizon;
+          if (h === undefined || h.view < msg.view || msg.seq > h.stable + windowSize) replica.sentBeforeDurable.push(`${msg.type} ${msg.seq} (horizon ${JSON.stringify(h)})`);
+        } else if (!storage.holds(d.value.signed.sig)) replica.sentBeforeDurable.push(`${msg.type} ${'seq' in msg ? msg.seq : msg.view}`);
       };
       const node = new ReplicaNode(
         {
@@ -164,7 +182,6 @@ export class InProcessCluster {
             return {
               ...t,
               sendToReplica(to, frame) {
-                events.push('send');
                 checkDurable(frame);
                 t.sendToReplica(to, frame);
               },

@@ -29,7 +29,9 @@ after(async () => {
  * True when no message to a replica left while a write was in flight, and writes always completed.
  * A reply may leave while a later turn's write is in flight (it waits only for the write of the COMMIT
  * it depends on: src/core/durability.ts), so replies are not checked here; the simulator checks them
- * (src/sim/checkers.ts) and test/node/durability-scenario.test.ts checks the shell.
+ * (src/sim/checkers.ts) and test/node/durability-scenario.test.ts checks the shell. Neither are
+ * PRE-PREPAREs and PREPAREs ('send-vote'): they wait only for the horizon that covers them (rule 1a),
+ * which the test checks when they leave (sentBeforeDurable).
  */
 function persistedBeforeSent(events: EffectEvent[]): string | undefined {
   let writing = false;
@@ -47,10 +49,12 @@ function persistedBeforeSent(events: EffectEvent[]): string | undefined {
   return undefined;
 }
 
-test('every turn persists its writes before it sends anything to a replica', async () => {
+test('every turn persists its writes before it sends a replica anything but a PRE-PREPARE or PREPARE (those wait for their horizon)', async () => {
   for (let i = 0; i < 30; i++) {
     await client.put(`k${i % 5}`, `v${i}`);
   }
+  // Rule 1a: PRE-PREPAREs and PREPAREs left without waiting for their own writes (checked below).
+  assert.ok(ipc.replicas.every((r) => r.events.includes('send-vote')));
   assert.equal(await client.get('k4'), 'v29');
   for (const [id, r] of ipc.replicas.entries()) {
     assert.ok(r.events.includes('write-begin') && r.events.includes('send'), `replica ${id} wrote and sent`);

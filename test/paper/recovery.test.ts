@@ -2,6 +2,9 @@
  * Recovery from stable storage: a replica rebuilt from what it persisted (every flush's writes and
  * clears, applied in order) is the same replica, and never signs a statement that conflicts with one
  * it signed before the crash (TOCS 2002 §2.3 on the log being kept in stable storage; DESIGN.md).
+ * Its PRE-PREPAREs and PREPAREs may leave before their own writes (durability.ts, rule 1a), so a
+ * restarted replica abstains: no PRE-PREPARE, PREPARE or COMMIT in a view up to its recorded horizon
+ * view for a sequence number up to the recorded stable checkpoint + L.
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -67,8 +70,17 @@ describe('recovery', () => {
       [5, 6, 7],
       'the committed log above the checkpoint is executed again into the application',
     );
-    // And it carries on: seq 8 in view 1 commits and executes.
-    assert.deepEqual(agree(again, 1, 8, [k.request(0, 8, put('eight', '8'))]).eventsOf('executed').map((e) => e.seq), [8]);
+    // It abstains in view 1 (it may have sent votes there that it no longer holds), and carries on:
+    // seq 8 in view 1 executes on the others' certificate, without a vote of its own.
+    assert.deepEqual(again.replica.status().abstaining, { view: 1, seq: 4 + again.replica.opts.windowSize });
+    const r8 = k.request(0, 8, put('eight', '8'));
+    const d8 = k.digest([r8]);
+    again.fromReplica(1, frame(k.prePrepare(1, 8, d8, 1), [r8]));
+    for (const r of [0, 3]) again.fromReplica(r, frame(k.prepare(r, 1, 8, d8)));
+    const voted = again.flush();
+    assert.equal(voted.of('prepare').length + voted.of('commit').length, 0, 'no vote while it abstains');
+    for (const r of [0, 1, 3]) again.fromReplica(r, frame(k.commit(r, 1, 8, d8)));
+    assert.deepEqual(again.flush().eventsOf('executed').map((e) => e.seq), [8]);
   });
 
   test('after sending PREPARE(v, n, d) and restarting, a PRE-PREPARE for (v, n) with another digest is rejected and no PREPARE for it is sent', () => {
@@ -85,10 +97,12 @@ describe('recovery', () => {
     const out = again.flush();
     assert.equal(out.of('prepare').length, 0);
     assert.equal(again.rejected('conflicting-preprepare'), 1);
-    // Its own PREPARE still counts: one more matching PREPARE makes it prepared, with digest da.
+    // Its own PREPARE still counts: one more matching PREPARE makes it prepared, with digest da; it
+    // abstains in view 0 (no COMMIT) and executes da on the others' COMMITs.
     again.fromReplica(2, frame(k.prepare(2, 0, 1, da)));
-    const commits = again.flush().distinct('commit');
-    assert.deepEqual(commits.map((c) => [c.signed.msg.seq, hex(c.signed.msg.digest)]), [[1, hex(da)]]);
+    assert.equal(again.flush().of('commit').length, 0);
+    for (const r of [0, 2, 3]) again.fromReplica(r, frame(k.commit(r, 0, 1, da)));
+    assert.deepEqual(again.flush().eventsOf('executed').map((e) => [e.seq, hex(e.digest)]), [[1, hex(da)]]);
   });
 
   test('after sending COMMIT(v, n, d) and restarting, the replica still commits d at n and executes it once', () => {
@@ -115,8 +129,10 @@ describe('recovery', () => {
     assert.deepEqual(assigned, [1, 2]);
     const { node: again } = node.restart();
     again.fromClient(2, frame(k.request(2, 1, put('k2', 'v'))));
-    const pps = again.flush().distinct('preprepare');
-    assert.deepEqual(pps.map((p) => [p.signed.msg.view, p.signed.msg.seq]), [[0, 3]]);
+    // It abstains in view 0 (a PRE-PREPARE it sent may be lost): it proposes nothing there, and its
+    // next sequence number is above what it assigned, for when it may propose again.
+    assert.equal(again.flush().distinct('preprepare').length, 0);
+    assert.equal(again.replica.nextSeq, 3);
   });
 
   test('a restarted primary that executed part of what it assigned still does not reuse a sequence number', () => {
@@ -131,7 +147,8 @@ describe('recovery', () => {
     const { node: again } = node.restart();
     assert.equal(again.replica.lastExecuted, 1);
     again.fromClient(3, frame(k.request(3, 1, put('k3', 'v'))));
-    assert.deepEqual(again.flush().distinct('preprepare').map((p) => p.signed.msg.seq), [4]);
+    assert.equal(again.flush().distinct('preprepare').length, 0, 'it abstains in view 0');
+    assert.equal(again.replica.nextSeq, 4);
   });
 
   test('a replica that sent VIEW-CHANGE for v+1 and restarted stays in the view change and rejects messages of view v', () => {

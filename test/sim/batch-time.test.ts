@@ -102,6 +102,9 @@ test('clocks within the bounds of each other change nothing; one replica with a 
   assert.ok(off.done);
   assert.ok(off.sim.hosts[3]!.replica!.rejected.get('batch-time-behind')! > 0);
   assert.equal(off.view, 0, 'the primary was not replaced');
+  // (It may end a fetch behind when the clients finish: give it a few catch-up periods.)
+  const behind = (): boolean => off.sim.hosts[3]!.replica!.lastExecuted < Math.min(...off.sim.hosts.slice(0, 3).map((h) => h.replica!.lastExecuted)) - 4;
+  off.sim.runUntil(() => !behind(), 4 * off.sim.opts.replica.catchUpTicks!);
   const executed = off.sim.hosts.map((h) => h.replica!.lastExecuted);
-  assert.ok(executed[3]! >= Math.min(...executed.slice(0, 3)) - 4, `replica 3 kept up: ${executed.join(', ')}`);
+  assert.ok(!behind(), `replica 3 kept up: ${executed.join(', ')}`);
 });

@@ -33,6 +33,10 @@ test('negative control: a build that takes configurations from epoch proofs with
     const r = runMembershipSeed(seed, { negative: 'trust-epoch-proofs' });
     const caught = r.violations.filter((v) => v.check === 'configuration-agreement');
     assert.ok(caught.length > 0, `seed ${seed}: not caught: ${JSON.stringify(r.violations.slice(0, 2))}`);
-    assert.match(caught[0]!.detail, /90,91,92/, 'the forged configuration (the liar and keys of its own making)');
+    // (Whichever replica the check took as the reference may be the fooled one: some violation names the forgery.)
+    assert.ok(
+      caught.some((v) => /90,91,92/.test(v.detail)),
+      `the forged configuration (the liar and keys of its own making): ${JSON.stringify(caught.slice(0, 3).map((v) => v.detail))}`,
+    );
   }
 });
