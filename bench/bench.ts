@@ -559,7 +559,8 @@ interface LoadResult {
   cpuSecondsPerRequest: number;
   /** Replica (or baseline server) resident memory at the start and the end of the window, bytes. */
   rssBytes: Array<{ start: number; end: number; max: number }>;
-  rssSamples: Array<{ t: number; bytes: number[] }>;
+  /** RSS per replica at each sample; with --rss also heap used + array buffers from /status (NaN if it did not answer). */
+  rssSamples: Array<{ t: number; bytes: number[]; heap?: number[] }>;
   /** From replica 0's /status over the window (replicated runs only). */
   replica0?: { batches: number; requestsPerBatch: number; syncedWrites: number; turns: number; viewChanges: number; retransmissions: number };
   /** Work per completed request of replica 0 (the primary) and replica 1 (a backup), from /status. */
@@ -702,8 +703,12 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
         nextRssSample += o.rssInterval * 1000;
         const bytes = pids.map((pid) => processRssBytes(pid) ?? 0);
         bytes.forEach((b, i) => (rssMax[i] = Math.max(rssMax[i]!, b)));
-        rssSamples.push({ t: Math.round((now - windowStart) / 100) / 10, bytes });
-        if (o.rss) progress(`${label} RSS MiB: ${bytes.map((b) => (b / 2 ** 20).toFixed(1)).join(' ')}`, true);
+        // With --rss, the heap as well: RSS alone cannot tell a leak from pages the allocator keeps.
+        const heap = o.rss
+          ? (await Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u)))).map((st) => (st === undefined ? NaN : st.memory.heapUsed + st.memory.arrayBuffers))
+          : undefined;
+        rssSamples.push({ t: Math.round((now - windowStart) / 100) / 10, bytes, ...(heap !== undefined ? { heap } : {}) });
+        if (o.rss) progress(`${label} RSS MiB: ${bytes.map((b) => (b / 2 ** 20).toFixed(1)).join(' ')}  heap+array buffers MiB: ${heap!.map((b) => (b / 2 ** 20).toFixed(1)).join(' ')}`, true);
       }
       for (const p of server.procs) {
         if (p.exitCode !== null || p.signalCode !== null) throw new Error(`${run}: a server process exited during the run:\n${server.output.flat().slice(-20).join('\n')}`);
@@ -1566,9 +1571,12 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
   const rssLoad = o.rss ? find(report, 'cluster') : undefined;
   if (rssLoad !== undefined) {
     out.push('');
-    out.push(`replica RSS (MiB) every ${o.rssInterval} s of the window:`);
-    out.push(`  ${'t s'.padStart(6)}  ${rssLoad.rssBytes.map((_, i) => `replica ${i}`.padStart(10)).join('')}`);
-    for (const s of rssLoad.rssSamples) out.push(`  ${fmt(s.t, 1).padStart(6)}  ${s.bytes.map((b) => fmt(b / MiB, 1).padStart(10)).join('')}`);
+    out.push(`replica RSS (MiB) every ${o.rssInterval} s of the window, and (after /) heap used + array buffers from /status:`);
+    out.push(`  ${'t s'.padStart(6)}  ${rssLoad.rssBytes.map((_, i) => `replica ${i}`.padStart(16)).join('')}`);
+    for (const s of rssLoad.rssSamples) {
+      const cells = s.bytes.map((b, i) => `${fmt(b / MiB, 1)}${s.heap !== undefined ? ` / ${fmt(s.heap[i]! / MiB, 1)}` : ''}`.padStart(16));
+      out.push(`  ${fmt(s.t, 1).padStart(6)}  ${cells.join('')}`);
+    }
   }
   process.stdout.write(out.join('\n') + '\n');
 }

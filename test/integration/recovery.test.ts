@@ -16,7 +16,8 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync, existsSync } from 'node:fs';
-import { partitionOfKey, PARTITION_COUNT_DEFAULT } from '../../src/app/kv.ts';
+import { partitionOfKey } from '../../src/app/kv.ts';
+import { NODE_PARTITION_COUNT } from '../../src/node/replica-node.ts';
 import type { PbftClient } from '../../src/client/client.ts';
 import { decodeCheckpointCert, KEYS } from '../../src/core/persist.ts';
 import { RocksStorage } from '../../src/storage/rocksdb.ts';
@@ -114,7 +115,7 @@ async function readLayout(dataDir: string): Promise<StoredLayout> {
   return layout;
 }
 
-const PARTITIONS_USED = new Set(KEYS_DEFAULT.map((k) => partitionOfKey(k, PARTITION_COUNT_DEFAULT))).size;
+const PARTITIONS_USED = new Set(KEYS_DEFAULT.map((k) => partitionOfKey(k, NODE_PARTITION_COUNT))).size;
 const VOTES_PER_REPLICA_MAX = L / K + 2;
 /** The core keeps a few batches per sequence number (a byzantine primary can offer many). */
 const BATCHES_PER_SLOT_MAX = 4;
@@ -135,7 +136,7 @@ function storageBound(windows: number): number {
 function assertCleanLayout(layout: StoredLayout): void {
   const { h } = layout;
   assert.deepEqual(layout.unexpected, [], 'no unexpected records');
-  for (const i of layout.partitionIndices) assert.ok(i >= 0 && i < PARTITION_COUNT_DEFAULT, `partition record ${i}`);
+  for (const i of layout.partitionIndices) assert.ok(i >= 0 && i < NODE_PARTITION_COUNT, `partition record ${i}`);
   assert.ok(layout.byKind.partitions <= PARTITIONS_USED, `${layout.byKind.partitions} partition records, the workload's keys use ${PARTITIONS_USED}`);
   for (const seq of layout.logSeqs) assert.ok(seq > h && seq <= h + L, `log slot ${seq} is inside the window (${h}, ${h + L}]`);
   for (const [seq, count] of layout.batchesBySeq) {
