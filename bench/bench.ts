@@ -54,6 +54,7 @@ import type { FaultModel } from '../src/core/cluster.ts';
 import { faultsOf, replicasFor } from '../src/core/quorum.ts';
 import { connectLoader, LOAD_VALUE_BYTES } from './keys-load.ts';
 import { RocksStorage } from '../src/storage/rocksdb.ts';
+import { alive } from '../src/transport/free-ports.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const LAUNCHER = join(REPO_ROOT, 'bin', 'pbft.mjs');
@@ -1038,15 +1039,6 @@ async function waitExecuted(urls: string[], seq: number, timeoutMs: number, what
   }
 }
 
-function processGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH';
-  }
-}
-
 async function runKeys(o: Options, report: Report): Promise<void> {
   const n = o.keys!;
   const identities = o.clients + 1 + KEY_LOADERS;
@@ -1096,7 +1088,7 @@ async function runKeys(o: Options, report: Report): Promise<void> {
       const headAtKill = (await getJson<NodeStatus>(server.statusUrls[0]!))?.lastExecuted ?? 0;
       victim.kill('SIGKILL');
       await exited(victim);
-      if (!processGone(pid)) throw new Error(`keys: replica ${k} (pid ${pid}) still exists after SIGKILL`);
+      if (alive(pid)) throw new Error(`keys: replica ${k} (pid ${pid}) still exists after SIGKILL`);
       progressDone(`${label} replica ${k} (pid ${pid}) killed with SIGKILL at seq ${headAtKill}; restarting it`);
       const r0 = performance.now();
       const proc = server.respawn!(k);

@@ -37,7 +37,8 @@ function ephemeralLow(): number {
   return EPHEMERAL_LOW_DEFAULT;
 }
 
-function alive(pid: number): boolean {
+/** True while a process with this pid exists (signal 0 checks without sending anything). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
