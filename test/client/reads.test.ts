@@ -100,7 +100,10 @@ test('answers that disagree: the SDK falls back to an ordered read at once (reas
     assert.ok(Date.now() - started < 30_000, 'no read timeout was waited for');
     assert.equal(seen.length, 1);
     assert.equal(seen[0]!.reason, 'disagreement');
-    assert.deepEqual(seen[0]!.answered, [0, 1, 2, 3]);
+    // It falls back as soon as no answer can reach 2f+1: once both lies and one truth are in (which
+    // honest replica answered by then, and whether the other did, depends on arrival order).
+    const answered = seen[0]!.answered;
+    assert.ok(answered.includes(2) && answered.includes(3) && answered.length >= 3, `answered: ${answered.join(',')}`);
     assert.deepEqual(c.readStats, { unordered: 0, fellBack: 1 });
     // Differing read answers are not evidence: correct replicas may answer from different states.
     assert.deepEqual(faulty, []);
