@@ -70,14 +70,14 @@ const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 /**
  * One partition: its canonical bytes as of the last merge (`base`, immutable once made: snapshots
  * and the core's digest tree share it), an index of its entries, and the changes since (`overlay`:
- * key -> new value, null for deleted), merged into a new `base` when the partition's bytes are next
+ * key -> its UTF-8 bytes and new value, null for deleted), merged into a new `base` when the partition's bytes are next
  * read (at a checkpoint). So the store holds each key and value once, as bytes, and a checkpoint
  * costs one linear merge per changed partition.
  */
 class Partition {
   /** Start of each entry of `base`; built on first lookup. */
   offsets: Uint32Array | undefined;
-  overlay: Map<string, Value | null> | undefined;
+  overlay: Map<string, Pending> | undefined;
   constructor(
     public base: Uint8Array,
     /** Keys now (base and overlay). */
@@ -86,6 +86,12 @@ class Partition {
   ) {
     this.offsets = offsets;
   }
+}
+
+/** A change waiting in a partition's overlay: the key's UTF-8 bytes (kept for the merge) and its new value, null for deleted. */
+interface Pending {
+  keyBytes: Uint8Array;
+  value: Value | null;
 }
 
 function copyOf(bytes: Uint8Array, start: number, end: number): Uint8Array {
@@ -215,8 +221,7 @@ function mergePartition(part: Partition): void {
   const overlay = part.overlay;
   if (overlay === undefined || overlay.size === 0) return;
   const changes: Change[] = [];
-  for (const [key, value] of overlay) {
-    const keyBytes = utf8Encoder.encode(key);
+  for (const { keyBytes, value } of overlay.values()) {
     changes.push({ key: keyBytes, value, valueBytes: value === null ? 0 : valueByteLength(value), at: findInBase(part, keyBytes) });
   }
   changes.sort((a, b) => compareBytes(a.key, b.key));
@@ -608,7 +613,7 @@ export class KvStore implements StateMachine, PartitionedState {
     const part = this.parts[partition];
     if (part === undefined) return { partition, value: null };
     const pending = part.overlay?.get(key);
-    if (pending !== undefined) return { partition, value: pending };
+    if (pending !== undefined) return { partition, value: pending.value };
     const at = findInBase(part, keyBytes);
     return { partition, value: at < 0 ? null : valueAt(part.base, part.offsets![at]!) };
   }
@@ -640,8 +645,9 @@ export class KvStore implements StateMachine, PartitionedState {
       if (err !== null) return kvError(err);
     }
     for (const [key, value] of op.entries) {
-      const at = this.lookup(key, utf8Encoder.encode(key));
-      this.write(key, at.partition, at.value, value);
+      const keyBytes = utf8Encoder.encode(key);
+      const at = this.lookup(key, keyBytes);
+      this.write(key, keyBytes, at.partition, at.value, value);
     }
     return PUT_RESULT;
   }
@@ -650,20 +656,21 @@ export class KvStore implements StateMachine, PartitionedState {
   private applyOwned(op: KvOp): KvResult {
     const err = KvStore.limitError(op);
     if (err !== null) return kvError(err);
-    const { partition, value: current } = this.lookup(op.key, utf8Encoder.encode(op.key));
+    const keyBytes = utf8Encoder.encode(op.key);
+    const { partition, value: current } = this.lookup(op.key, keyBytes);
     switch (op.type) {
       case 'put':
-        this.write(op.key, partition, current, op.value);
+        this.write(op.key, keyBytes, partition, current, op.value);
         return PUT_RESULT;
       case 'get':
         return { type: 'get', value: current };
       case 'del':
         if (current === null) return DEL_ABSENT;
-        this.write(op.key, partition, current, null);
+        this.write(op.key, keyBytes, partition, current, null);
         return DEL_EXISTED;
       case 'cas': {
         if (!valuesEqual(current, op.expected)) return { type: 'cas', swapped: false, current };
-        this.write(op.key, partition, current, op.next);
+        this.write(op.key, keyBytes, partition, current, op.next);
         return { type: 'cas', swapped: true, current: op.next };
       }
       default:
@@ -671,15 +678,15 @@ export class KvStore implements StateMachine, PartitionedState {
     }
   }
 
-  /** Sets the key (current value `current`) to `value` (null: deletes it). */
-  private write(key: string, partition: number, current: Value | null, value: Value | null): void {
+  /** Sets the key (UTF-8 `keyBytes`, current value `current`) to `value` (null: deletes it). */
+  private write(key: string, keyBytes: Uint8Array, partition: number, current: Value | null, value: Value | null): void {
     if (valuesEqual(current, value)) return; // no change
     let part = this.parts[partition];
     if (part === undefined) {
       part = new Partition(EMPTY_PARTITION, 0, new Uint32Array(0));
       this.parts[partition] = part;
     }
-    (part.overlay ??= new Map()).set(key, value);
+    (part.overlay ??= new Map()).set(key, { keyBytes, value });
     const delta = (value === null ? 0 : 1) - (current === null ? 0 : 1);
     part.count += delta;
     this.keys += delta;

@@ -13,6 +13,7 @@
  * A replica behind compares group digests first, then the leaves of differing groups, and fetches
  * only partitions whose leaves differ.
  */
+/** A synchronous hash that keeps nothing of its input (callers reuse the input's memory). */
 export type Hash = (data: Uint8Array) => Uint8Array;
 
 export function groupSizeFor(partitionCount: number): number {
@@ -38,8 +39,25 @@ function prefixed(tag: number, parts: readonly Uint8Array[], extra?: Uint8Array)
   return out;
 }
 
+/**
+ * Preimages of leaves up to this size are assembled in one reused buffer: a checkpoint after a bulk
+ * load hashes every partition, and a fresh array per leaf was a third of that (allocation and GC).
+ * Safe because a Hash is synchronous and keeps nothing of its input.
+ */
+const LEAF_SCRATCH_MAX = 1 << 20;
+let leafScratch = new Uint8Array(4096);
+
 export function leafDigest(hash: Hash, partition: Uint8Array): Uint8Array {
-  return hash(prefixed(0x00, [partition]));
+  const len = 1 + partition.length;
+  if (len > LEAF_SCRATCH_MAX) return hash(prefixed(0x00, [partition]));
+  if (len > leafScratch.length) {
+    let size = leafScratch.length;
+    while (size < len) size *= 2;
+    leafScratch = new Uint8Array(size);
+  }
+  leafScratch[0] = 0x00;
+  leafScratch.set(partition, 1);
+  return hash(leafScratch.subarray(0, len));
 }
 
 export function groupDigest(hash: Hash, leaves: readonly Uint8Array[]): Uint8Array {

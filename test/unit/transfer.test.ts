@@ -119,3 +119,19 @@ test('partitions: packed and unpacked exactly, checked one by one against their 
   assert.ok(!partitionMatches(sha256, parts[3]!, leafDigest(sha256, parts[2]!)));
   assert.notDeepEqual(groupDigest(sha256, [leafDigest(sha256, parts[0]!)]), leafDigest(sha256, parts[0]!), 'domain-separated');
 });
+
+test('leafDigest is H(0x00 || partition) at every size, across the reused preimage buffer growing and the large-partition path', () => {
+  const sizes = [0, 1, 4095, 4096, 5000, 70_000, 1 << 20, (1 << 20) + 5, 3000];
+  for (const n of sizes) {
+    const bytes = new Uint8Array(n);
+    for (let i = 0; i < n; i++) bytes[i] = (i * 31 + n) & 0xff;
+    const preimage = new Uint8Array(1 + n);
+    preimage.set(bytes, 1);
+    assert.deepEqual(leafDigest(sha256, bytes), sha256(preimage), `size ${n}`);
+  }
+  // A digest is not a view into the reused buffer: the next leaf leaves it unchanged.
+  const first = leafDigest(sha256, Uint8Array.of(1, 2, 3));
+  const copy = first.slice();
+  leafDigest(sha256, Uint8Array.of(9, 9, 9));
+  assert.deepEqual(first, copy);
+});
