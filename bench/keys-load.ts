@@ -3,7 +3,7 @@
  * protocol, as put-many operations (src/app/kv-ops.ts), from a few closed-loop clients in this
  * process. Keys and values are a function of the key's index, so every run loads the same state.
  */
-import { encodeOp, encodePutMany, PUT_MANY_ENTRIES_MAX } from '../src/app/kv-ops.ts';
+import { encodeOp, PUT_MANY_ENTRIES_MAX } from '../src/app/kv-ops.ts';
 import { PbftClient } from '../src/client/client.ts';
 import { loadPrivateKey, keyFileName } from '../src/crypto/keyring.ts';
 import { join } from 'node:path';
@@ -67,7 +67,7 @@ export async function connectLoader(c: LoadConfig): Promise<Loader> {
           next = end;
           const pairs: Array<[string, Uint8Array]> = [];
           for (let i = start; i < end; i++) pairs.push([loadKey(i), loadValue(i)]);
-          await client.invoke(encodePutMany(pairs));
+          await client.putMany(pairs);
           loaded += end - start;
           onProgress?.(loaded);
         }

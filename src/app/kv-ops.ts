@@ -271,9 +271,10 @@ export function encodePutMany(entries: ReadonlyArray<readonly [string, Value]>):
   if (!Array.isArray(entries) || entries.length < 1 || entries.length > PUT_MANY_ENTRIES_MAX) {
     throw new TypeError(`put-many carries 1..${PUT_MANY_ENTRIES_MAX} pairs`);
   }
-  for (const [k, v] of entries) {
-    checkKey(k);
-    checkValue(v, false);
+  for (const pair of entries) {
+    if (!Array.isArray(pair) || pair.length !== 2) throw new TypeError('put-many pair must be [key, value]');
+    checkKey(pair[0]);
+    checkValue(pair[1], false);
   }
   return encodeArray(putManyItems({ type: 'put-many', entries: entries.map(([k, v]) => [k, v]) }));
 }

@@ -34,7 +34,7 @@
  * (src/client/client.ts, the package's `.`); the browser entry (src/client/browser.ts) installs none,
  * so there the cluster and key are objects (see src/client/config.ts) and signing uses @noble.
  */
-import { decodeResult, encodeOp, type KvOp, type KvResult, type Value } from '../app/kv-ops.ts';
+import { decodeResult, encodeOp, encodePutMany, type KvOp, type KvResult, type Value } from '../app/kv-ops.ts';
 import { OPERATOR_CLIENT, replicaOfPrincipal, type ClusterConfig } from '../core/cluster.ts';
 import type { AnyReply } from '../core/messages.ts';
 import { decodeFrame, encodeSignedFrame } from '../codec/messages.ts';
@@ -474,14 +474,28 @@ export class PbftClient {
     return { swapped: r.swapped, current: r.current };
   }
 
-  private async kv<T extends Exclude<KvResult['type'], 'error'>>(op: KvOp, type: T): Promise<Extract<KvResult, { type: T }>> {
-    const encoded = encodeOp(op);
-    const bytes = await (op.type === 'get' ? this.invokeReadOnly(encoded) : this.invoke(encoded));
+  /**
+   * Writes every pair in one request (a bulk load: one signature and one agreement slot for up to
+   * PUT_MANY_ENTRIES_MAX = 4,096 pairs), applied in order, all or none: a pair over a key or value
+   * limit fails the whole operation with that KvError and changes nothing. A TypeError for a count
+   * outside 1..4,096 or a malformed pair, RequestTooLargeError when the pairs exceed the request
+   * limit (OP_BYTES_MAX, about 1 MiB): nothing is sent then.
+   */
+  async putMany(entries: ReadonlyArray<readonly [string, Value]>): Promise<void> {
+    await this.kvEncoded(encodePutMany(entries), 'put-many', 'put', false);
+  }
+
+  private kv<T extends Exclude<KvResult['type'], 'error'>>(op: KvOp, type: T): Promise<Extract<KvResult, { type: T }>> {
+    return this.kvEncoded(encodeOp(op), op.type, type, op.type === 'get');
+  }
+
+  private async kvEncoded<T extends Exclude<KvResult['type'], 'error'>>(encoded: Uint8Array, name: string, type: T, readOnly: boolean): Promise<Extract<KvResult, { type: T }>> {
+    const bytes = await (readOnly ? this.invokeReadOnly(encoded) : this.invoke(encoded));
     const decoded = decodeResult(bytes);
-    if (!decoded.ok) throw new UnexpectedResultError(`the agreed result of ${op.type} is not a key-value result: ${decoded.reason}`, bytes);
+    if (!decoded.ok) throw new UnexpectedResultError(`the agreed result of ${name} is not a key-value result: ${decoded.reason}`, bytes);
     const result = decoded.value;
     if (result.type === 'error') throw new KvError(result.code, result.message);
-    if (result.type !== type) throw new UnexpectedResultError(`the agreed result of ${op.type} is a ${result.type} result`, bytes);
+    if (result.type !== type) throw new UnexpectedResultError(`the agreed result of ${name} is a ${result.type} result`, bytes);
     return result as Extract<KvResult, { type: T }>;
   }
 
