@@ -37,9 +37,13 @@
  *      back, and the abstaining replica adds no vote to the range; a second restart abstains over
  *      a range that contains the first one's;
  *    - liveness: a restarted primary proposes nothing in its view, the backups' request timers run
- *      out and the view changes (a whole-cluster restart costs one view change); a restarted backup
+ *      out and the view changes (a whole-cluster restart after a crash costs one view change); a restarted backup
  *      counts as silent in the range: the others order without it, or the view changes.
  *    The crash-fault mode (quorum.ts, majority quorums) rests on the same two facts.
+ *    A clean stop (horizon.ts, `clean`) writes every turn, deferred writes included, then a token
+ *    and the record naming it: the next start, finding both, holds every vote it sent and does not
+ *    abstain; its first turn rewrites the record without the token before any effect leaves
+ *    (mustPrecede). A replica that is abstaining records no clean stop.
  *
  * 2. A reply (REPLY, or a REPLY-BATCH root with its Merkle path) waits for the Ready in which the
  *    replica wrote its own COMMIT and prepared certificate for the sequence number that produced the
@@ -71,8 +75,9 @@
  * PREPARE that its durable horizon does not cover, a vote in the range it abstains over after a
  * restart, or a reply whose COMMIT is not on disk) and crashes replicas between compute and write,
  * during the write, and after the write before the sends; the simulated disk loses deferred writes.
- * The negative controls `--negative reply-before-write` (rule 2) and `--negative no-abstain` (rule
- * 1a without abstaining) must be caught.
+ * The negative controls `--negative reply-before-write` (rule 2), `--negative no-abstain` (rule
+ * 1a without abstaining) and `--negative clean-before-drain` (a clean stop recorded before its
+ * writes) must be caught.
  */
 
 /** Numbers the Readys of one incarnation and computes the `after` of each outbound effect. */

@@ -26,42 +26,72 @@ export interface Horizon {
   view: number;
   stable: number;
   executed: number;
+  /**
+   * Written by a clean stop (src/node/pipeline.ts markClean), as the incarnation's last write: every
+   * turn it computed is durable (deferred writes included), so every PRE-PREPARE and PREPARE it sent
+   * is on its disk, and it sends nothing after. The value is a token the same stop wrote into the
+   * database (KEYS.cleanStop) just before: the next start votes at once only if its database holds
+   * that token, so a database that went back to an older image (damage, a restored backup) still
+   * abstains. The first turn of that start rewrites the record without the token before any of its
+   * effects leave (mustPrecede).
+   */
+  clean?: number;
 }
 
 /** How often (ms) the pipeline refreshes `executed` on its own, at most. */
 export const HORIZON_LAZY_MS = 200;
 
 export function encodeHorizon(h: Horizon): Uint8Array {
-  return encodeCbor([1, h.view, h.stable, h.executed]);
+  return encodeCbor(h.clean !== undefined ? [1, h.view, h.stable, h.executed, h.clean] : [1, h.view, h.stable, h.executed]);
 }
 
 export function decodeHorizon(bytes: Uint8Array): Decoded<Horizon> {
   return guarded(() => {
     const d = decodeCbor(bytes);
     if (!d.ok) fail(d.reason);
-    const a = asArray(d.value, 'horizon', 4);
-    if (a.length !== 4 || a[0] !== 1) fail('horizon: unknown version');
-    return { view: asUint(a[1], 'horizon.view'), stable: asUint(a[2], 'horizon.stable'), executed: asUint(a[3], 'horizon.executed') };
+    const a = asArray(d.value, 'horizon', 5);
+    if (a.length < 4 || a[0] !== 1) fail('horizon: unknown version');
+    const h: Horizon = { view: asUint(a[1], 'horizon.view'), stable: asUint(a[2], 'horizon.stable'), executed: asUint(a[3], 'horizon.executed') };
+    if (a.length === 5) h.clean = asUint(a[4], 'horizon.clean');
+    return h;
   });
 }
 
-/** True when `next` must be on disk before the effects of its turn leave (an upper bound moved). */
+/**
+ * True when `next` must be on disk before the effects of its turn leave: an upper bound moved, or the
+ * record on disk says the replica stopped cleanly (it must not say so once this incarnation sent anything).
+ */
 export function mustPrecede(onDisk: Horizon | undefined, next: Horizon): boolean {
-  return onDisk === undefined || next.view > onDisk.view || next.stable > onDisk.stable;
+  return onDisk === undefined || onDisk.clean !== undefined || next.view > onDisk.view || next.stable > onDisk.stable;
 }
 
 /**
  * The record to write after `next`: never lower than the one on disk in any field (a recovering
  * replica's state is behind its record until it catches up, and the record must keep bounding what
- * it signed before).
+ * it signed before), and never marked clean (only markClean writes that).
  */
 export function advance(onDisk: Horizon | undefined, next: Horizon): Horizon {
-  if (onDisk === undefined) return next;
+  if (onDisk === undefined) return { view: next.view, stable: next.stable, executed: next.executed };
   return {
     view: Math.max(onDisk.view, next.view),
     stable: Math.max(onDisk.stable, next.stable),
     executed: Math.max(onDisk.executed, next.executed),
   };
+}
+
+/** The database record of a clean stop's token (KEYS.cleanStop). */
+export function encodeCleanToken(token: number): Uint8Array {
+  return encodeCbor([1, token]);
+}
+
+export function decodeCleanToken(bytes: Uint8Array): Decoded<number> {
+  return guarded(() => {
+    const d = decodeCbor(bytes);
+    if (!d.ok) fail(d.reason);
+    const a = asArray(d.value, 'clean stop', 2);
+    if (a.length !== 2 || a[0] !== 1) fail('clean stop: unknown version');
+    return asUint(a[1], 'clean stop token');
+  });
 }
 
 /** Why what recovery found is behind the horizon (empty: nothing is missing). */

@@ -39,6 +39,8 @@ export const KEYS = {
   newView: 'm/nv',
   stable: 'm/stable',
   floor: 'm/floor',
+  /** The token of the last clean stop (horizon.ts, `clean`). */
+  cleanStop: 'm/clean-stop',
   checkpointState: 'c/state',
   epochProof: (epoch: number) => `e/${pad(epoch, 10)}`,
   epochProofPrefix: 'e/',

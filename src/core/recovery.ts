@@ -11,7 +11,7 @@ import type { CommitMsg } from './messages.ts';
 import { decodeVoteEvidence } from './evidence.ts';
 import { KEYS, decodeBatch, decodeCheckpointCert, decodeCheckpointState, decodeEpochProof, decodePair, decodeSlot, decodeViewState } from './persist.ts';
 import { decodeMembership, mayHoldClient } from './membership.ts';
-import { decodeHorizon, decodeSignFloor, encodeSignFloor, lostAgainst, type Horizon, type SignFloor } from './horizon.ts';
+import { decodeCleanToken, decodeHorizon, decodeSignFloor, encodeSignFloor, lostAgainst, type Horizon, type SignFloor } from './horizon.ts';
 import { stateDigest } from './statetree.ts';
 import { type ReplicaState, type Slot } from './state.ts';
 import { ProtocolInvariantError } from './types.ts';
@@ -53,7 +53,7 @@ function unsafePrepared(rs: ReplicaState, slot: Slot): void {
  * report. Less than recorded: the durable state is missing or damaged, and the replica rejoins as a
  * recovering replica. Damage that no horizon record can bound: it refuses to start (throws).
  */
-export function checkHorizon(rs: ReplicaState, stored: { horizon?: Uint8Array; damage?: string }): void {
+export function checkHorizon(rs: ReplicaState, stored: { horizon?: Uint8Array; damage?: string; cleanStop?: Uint8Array | undefined }): void {
   let recorded: Horizon | undefined;
   if (stored.horizon !== undefined) {
     const h = decodeHorizon(stored.horizon);
@@ -62,9 +62,13 @@ export function checkHorizon(rs: ReplicaState, stored: { horizon?: Uint8Array; d
   }
   // Restarted (a record means an earlier incarnation may have voted): its PRE-PREPAREs and PREPAREs
   // left before their writes (durability.ts, rule 1a), and all of them lie within the recorded view
-  // and window. It abstains there.
+  // and window. It abstains there, unless the record says the last incarnation stopped cleanly and
+  // the database is the one that stop left (it holds the stop's token): then every vote it sent is
+  // on disk, like any other statement (horizon.ts, `clean`).
   // (The negative control ignoreLostData trusts its disk as complete: it does not abstain either.)
-  if (recorded && !rs.deps.unsafeTestOnly?.noAbstain && !rs.deps.unsafeTestOnly?.ignoreLostData) {
+  const token = stored.cleanStop === undefined ? undefined : decodeCleanToken(stored.cleanStop);
+  const clean = recorded?.clean !== undefined && token?.ok === true && token.value === recorded.clean;
+  if (recorded && !clean && !rs.deps.unsafeTestOnly?.noAbstain && !rs.deps.unsafeTestOnly?.ignoreLostData) {
     rs.abstain = { view: recorded.view, seq: recorded.stable + rs.opts.windowSize };
     rs.events.push({ type: 'abstaining', abstain: { ...rs.abstain } });
   }
@@ -248,9 +252,13 @@ export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>)
       rs.newViewAhead = nv.value.msg.prePrepares.filter((pp) => pp.msg.seq > rs.h + rs.opts.windowSize);
     }
   }
-  // A primary never reuses a sequence number it assigned in this view.
+  // A primary never reuses a sequence number it assigned in this view: those of its slots, and those
+  // its NEW-VIEW re-proposed above its window (installed as the window moves). Without the latter, a
+  // restarted primary whose window then moved (a checkpoint, a state transfer) proposed new batches
+  // at sequence numbers its NEW-VIEW had already assigned (simulator seed 103, n=4).
   let maxSeq = Math.max(rs.h, rs.lastExecuted);
   for (const slot of rs.slots.values()) if (slot.prePrepare && slot.seq > maxSeq) maxSeq = slot.seq;
+  for (const pp of rs.newViewAhead) if (pp.msg.seq > maxSeq) maxSeq = pp.msg.seq;
   rs.nextSeq = maxSeq + 1;
   rs.dirtySlots.clear();
   const needTransfer = unusable !== undefined;

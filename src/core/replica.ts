@@ -296,8 +296,9 @@ export class Replica extends ReplicaState {
    * other input. Records that do not decode are reported and skipped.
    */
   recover(records: Iterable<[string, Uint8Array]>, stored: { horizon?: Uint8Array; damage?: string } = {}): void {
-    recovery.recoverRecords(this, new Map(records));
-    recovery.checkHorizon(this, stored);
+    const byKey = new Map(records);
+    recovery.recoverRecords(this, byKey);
+    recovery.checkHorizon(this, { ...stored, cleanStop: byKey.get(KEYS.cleanStop) });
     recovery.resumePrepared(this);
   }
 

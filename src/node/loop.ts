@@ -249,6 +249,11 @@ export class TurnLoop {
     return new Promise((resolve) => this.pipeline.drain(resolve));
   }
 
+  /** After drain(), with no turn computed since: the clean stop's horizon record (TurnPipeline.markClean). */
+  markClean(token: number): Promise<void> {
+    return new Promise((resolve, reject) => this.pipeline.markClean(token, (err) => (err === undefined ? resolve() : reject(err instanceof Error ? err : new Error(String(err))))));
+  }
+
   /** Forgets the frames waiting from one sender. */
   dropSource(from: Source): void {
     const key = `${from.kind}:${from.id}`;

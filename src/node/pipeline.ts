@@ -24,7 +24,8 @@
  * No timers and no promises: the disk calls back, and the owner calls kick() on its clock (every
  * loop turn in the shell, every step in the simulator), so the simulator drives it deterministically.
  */
-import { advance, encodeHorizon, HORIZON_LAZY_MS, mustPrecede, type Horizon } from '../core/horizon.ts';
+import { advance, encodeCleanToken, encodeHorizon, HORIZON_LAZY_MS, mustPrecede, type Horizon } from '../core/horizon.ts';
+import { KEYS } from '../core/persist.ts';
 import type { CoreEvent, Ready } from '../core/replica.ts';
 import type { KeyRange, WriteOp } from '../storage/types.ts';
 
@@ -127,6 +128,8 @@ export class TurnPipeline {
   private horizonInFlight: Horizon | undefined;
   private groupHorizon: Horizon | undefined;
   private latestSubmittedHorizon: Horizon | undefined;
+  /** After markClean: nothing more is taken or written. */
+  private closed = false;
 
   constructor(
     private readonly disk: PipelineDisk,
@@ -148,7 +151,7 @@ export class TurnPipeline {
 
   /** False while the owner should not compute another turn (a batch in flight and no room). */
   get canCompute(): boolean {
-    if (this.failed) return false;
+    if (this.failed || this.closed) return false;
     if (!this.inFlight) return true;
     return this.options.pipelineTurns && this.pending.length < this.options.pendingTurnsMax;
   }
@@ -172,7 +175,7 @@ export class TurnPipeline {
   }
 
   submit(ready: Ready): void {
-    if (this.failed) return;
+    if (this.failed || this.closed) return;
     if (ready.index !== this.submitted + 1) throw new Error(`turn ${ready.index} submitted after turn ${this.submitted}`);
     this.submitted = ready.index;
     this.latestSubmittedHorizon = ready.horizon;
@@ -206,7 +209,7 @@ export class TurnPipeline {
    * enough, deferring is off, or the pipeline is draining. Call on every turn and clock tick.
    */
   kick(): void {
-    if (this.failed || this.inFlight) return;
+    if (this.failed || this.inFlight || this.closed) return;
     if (this.pending.length === 0) return this.refreshHorizon();
     const due =
       this.draining.length > 0 ||
@@ -241,6 +244,30 @@ export class TurnPipeline {
   private refreshHorizon(): void {
     const h = this.latestDurableHorizon;
     if (h !== undefined && this.lazyHorizonDue(h)) this.write([], [], h, h);
+  }
+
+  /**
+   * A clean stop's last write, once drain() finished: the horizon record marked clean (horizon.ts):
+   * every turn submitted is durable, so every message released was on disk before it left. The
+   * pipeline takes no turn and writes nothing after it. `done(err)` when the record is durable or
+   * the write failed; an error and no write when the pipeline failed or turns are still undurable.
+   */
+  markClean(token: number, done: (err?: unknown) => void): void {
+    if (this.failed) return done(new Error('the pipeline failed: not a clean stop'));
+    if (!this.idle || this.durableThrough !== this.submitted) return done(new Error('turns are not yet durable: drain first'));
+    if (!Number.isSafeInteger(token) || token < 1) return done(new Error(`clean stop token ${token} is not a positive integer`));
+    const latest = this.latestDurableHorizon ?? this.horizonOnDisk;
+    this.closed = true;
+    if (latest === undefined) return done(); // no turn and no record: the next start has nothing to abstain from
+    const clean: Horizon = { ...advance(this.horizonOnDisk, latest), clean: token };
+    this.inFlight = true;
+    // The token into the database (synced), then the record naming it (recovery.ts honours the record
+    // only with a database that holds the token).
+    this.disk.write([{ type: 'put', key: KEYS.cleanStop, value: encodeCleanToken(token) }], [], encodeHorizon(clean), (err) => {
+      this.inFlight = false;
+      if (err === undefined) this.horizonOnDisk = clean;
+      done(err);
+    });
   }
 
   /** Writes everything pending (deferred turns too); `done` runs once nothing is left or the pipeline failed. */

@@ -21,6 +21,7 @@
  * transport and the verify pool, lets every computed turn be written (unless the replica failed),
  * and closes the storage. Signals and exit codes of a replica process: replica-process.ts.
  */
+import { randomInt } from 'node:crypto';
 import { FRAME_CODEC } from '../codec/messages.ts';
 import { KvStore, PARTITION_COUNT_MAX } from '../app/kv.ts';
 import { asReplicatedApp, type StateMachine } from '../app/types.ts';
@@ -239,6 +240,7 @@ export class ReplicaNode {
       const app = asReplicatedApp(o.app ?? new KvStore({ partitionCount: NODE_PARTITION_COUNT }));
       this.replica = new Replica(o.cluster, o.id, o.replica ?? {}, { crypto, app, frames: FRAME_CODEC, compress, decompress });
       const horizonOnDisk = await recoverFromStorage(this.replica, this.storage);
+      if (horizonOnDisk?.clean !== undefined && this.replica.status().abstaining === undefined) this.log.info('the last stop was clean: votes at once (the record loses its clean mark before anything leaves)');
       this.history.setView(this.replica.status().view);
       this.loop.attach(this.replica, horizonOnDisk);
     } catch (err) {
@@ -345,6 +347,14 @@ export class ReplicaNode {
     if (this.pool !== undefined) await this.pool.stop();
     // Deferred writes are written too (their effects go to a stopped transport: they are merely kept).
     if (!failed) await this.loop.drain();
+    // Then, unless it is abstaining (its record still has to bound what an earlier incarnation may
+    // have sent and lost), the record that lets the next start vote at once (horizon.ts, `clean`).
+    if (!failed && this.replica !== undefined && this.replica.status().abstaining === undefined) {
+      await this.loop.markClean(randomInt(1, 2 ** 47)).then(
+        () => this.log.info('stopped cleanly: every vote it sent is on disk, so the next start need not abstain'),
+        (err: unknown) => this.log.warn('no clean stop record: the next start abstains', { err: errorText(err) }),
+      );
+    }
     this.loop.clearQueue();
     await this.storage.close().catch((err: unknown) => this.log.warn('closing storage failed', { err: errorText(err) }));
     this.state = failed ? 'failed' : 'stopped';

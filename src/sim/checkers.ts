@@ -44,7 +44,8 @@ import { EVIDENCE_KINDS, type Evidence, type EvidenceKind, type EvidenceVerdict 
 import type { SimClient } from './client.ts';
 import type { SimDisk } from './disk.ts';
 import { KvModel } from './kv-model.ts';
-import { decodeHorizon } from '../core/horizon.ts';
+import { decodeCleanToken, decodeHorizon } from '../core/horizon.ts';
+import { KEYS } from '../core/persist.ts';
 
 /**
  * Signed messages a replica must hold on its disk before they leave it (durability.ts, rule 1), or,
@@ -106,22 +107,42 @@ export class Checker {
   windowSize = Infinity;
   /** Restarted replicas: the range they abstain in (from the horizon on disk at the restart) and the votes their disk then held. */
   private readonly abstaining = new Map<number, { view: number; seq: number; held: Set<string> }>();
-  private horizonCache?: { bytes: Uint8Array; view: number; stable: number };
+  private horizonCache?: { bytes: Uint8Array; view: number; stable: number; clean?: number };
 
-  /** A correct replica starts (or restarts) on `disk`. */
-  onBoot(replica: number, disk: SimDisk): void {
+  /** The PRE-PREPAREs, PREPAREs and COMMITs each correct replica sent: "type:view:seq" -> digest. */
+  private readonly votesSent = new Map<number, Map<string, string>>();
+
+  /**
+   * A correct replica starts (or restarts) on `disk`. After a clean stop (a record with the token
+   * its database holds: horizon.ts, `clean`) it does not abstain, and the stop's claim is checked
+   * directly: every vote it sent that its disk does not supersede is on its disk.
+   */
+  onBoot(replica: number, disk: SimDisk, tick: number): void {
     const h = this.horizonOf(disk);
-    if (h === undefined) this.abstaining.delete(replica);
+    const token = disk.data.get(KEYS.cleanStop);
+    const t = token === undefined ? undefined : decodeCleanToken(token);
+    const clean = h?.clean !== undefined && t?.ok === true && t.value === h.clean;
+    if (h === undefined || clean) this.abstaining.delete(replica);
     else this.abstaining.set(replica, { view: h.view, seq: h.stable + this.windowSize, held: disk.ownVotes() });
+    if (!clean) return;
+    const held = disk.ownVotes();
+    for (const [vote, digest] of this.votesSent.get(replica) ?? []) {
+      const [type, view, seq] = vote.split(':');
+      if (Number(seq) <= disk.stableSeq || Number(view) < disk.view) continue;
+      if (!held.has(`${vote}:${digest}`)) {
+        this.violation('correctness', 'clean-stop-lost-vote', `replica ${replica} restarts after a clean stop without its ${type} (view ${view}, seq ${seq}) on disk: it would not abstain, and may sign another`, tick);
+        return;
+      }
+    }
   }
 
-  private horizonOf(disk: SimDisk): { view: number; stable: number } | undefined {
+  private horizonOf(disk: SimDisk): { view: number; stable: number; clean?: number } | undefined {
     const bytes = disk.horizon;
     if (bytes === undefined) return undefined;
     if (this.horizonCache?.bytes !== bytes) {
       const h = decodeHorizon(bytes);
       if (!h.ok) return undefined;
-      this.horizonCache = { bytes, view: h.value.view, stable: h.value.stable };
+      this.horizonCache = { bytes, view: h.value.view, stable: h.value.stable, ...(h.value.clean !== undefined ? { clean: h.value.clean } : {}) };
     }
     return this.horizonCache;
   }
@@ -277,10 +298,14 @@ export class Checker {
     switch (m.type) {
       case 'preprepare':
       case 'prepare':
-      case 'commit':
+      case 'commit': {
         key = `${replica}:${m.type}:${m.view}:${m.seq}`;
         says = toHex(m.digest);
+        let votes = this.votesSent.get(replica);
+        if (votes === undefined) this.votesSent.set(replica, (votes = new Map()));
+        votes.set(`${m.type}:${m.view}:${m.seq}`, says);
         break;
+      }
       case 'checkpoint':
         key = `${replica}:checkpoint:${m.seq}`;
         says = toHex(m.digest);
@@ -438,6 +463,7 @@ export class Checker {
     this.durable.delete(replica);
     if (!forgets) return;
     this.forgetful.add(replica);
+    this.votesSent.delete(replica);
     for (const key of [...this.statements.keys()]) if (key.startsWith(`${replica}:`)) this.statements.delete(key);
   }
 

@@ -18,7 +18,8 @@ import { replicaOfPrincipal, replicaPrincipal } from '../core/cluster.ts';
 import type { ClusterConfig, FaultModel } from '../core/cluster.ts';
 import { Replica, type CoreEvent, type ReplicaDeps } from '../core/replica.ts';
 import { replicasFor, type UnsafeQuorum } from '../core/quorum.ts';
-import { decodeHorizon } from '../core/horizon.ts';
+import { decodeHorizon, encodeCleanToken, encodeHorizon } from '../core/horizon.ts';
+import { KEYS } from '../core/persist.ts';
 import { DEFAULT_REPLICA_OPTIONS, type ReplicaOptions } from '../core/options.ts';
 import type { Signer } from '../crypto/types.ts';
 import { DEFAULT_PIPELINE_OPTIONS, TurnPipeline, type Sent, type SentReply } from '../node/pipeline.ts';
@@ -74,6 +75,8 @@ export interface SimOptions {
   unsafeIgnoreLostData?: boolean;
   /** Negative controls: a restarted replica votes at once, though votes it sent unwritten were lost (durability.ts, rule 1a). */
   unsafeNoAbstain?: boolean;
+  /** Negative control: a clean stop writes its record at once, without draining (deferred writes are lost). */
+  unsafeCleanBeforeDrain?: boolean;
   /** Negative controls: configurations are taken from epoch proofs without checking them. */
   unsafeTrustEpochProofs?: boolean;
   /** Negative controls: backups prepare any batch time (no bounds against their clocks, no monotonicity). */
@@ -155,6 +158,10 @@ export interface Host {
   inbox?: Array<{ from: number; bytes: Uint8Array }>;
   /** After a pause: the tick it resumed, until it is back in the view of the others (see pauseRecoveries). */
   resumedAt?: number;
+  /** Stopping cleanly (stopCleanly): no turns, nothing received or sent, its pipeline draining. */
+  stopping?: boolean;
+  /** Clean stops so far: the token of the next one (horizon.ts, `clean`). */
+  cleanStops: number;
 }
 
 /**
@@ -250,7 +257,7 @@ export class SimCluster {
     this.diskPrng = this.prng.fork();
     for (let id = 0; id < this.n + spares; id++) {
       const disk = new SimDisk(id);
-      const host: Host = { id, signer: replicaSigners[id]!, disk, incarnation: 0, crashes: 0 };
+      const host: Host = { id, signer: replicaSigners[id]!, disk, incarnation: 0, crashes: 0, cleanStops: 0 };
       this.hosts.push(host);
       this.boot(host);
     }
@@ -370,8 +377,9 @@ export class SimCluster {
   }
 
   private boot(host: Host): void {
-    if (this.isCorrect(host.id)) this.checker.onBoot(host.id, host.disk);
+    if (this.isCorrect(host.id)) this.checker.onBoot(host.id, host.disk, this.now);
     const inst = this.newInstance(host, host.disk);
+    if (host.incarnation > 0 && inst.pipeline.horizon?.clean !== undefined && inst.replica.status().abstaining === undefined) this.count('clean-restart');
     host.main = inst;
     host.replica = inst.replica;
     host.app = inst.app;
@@ -438,12 +446,52 @@ export class SimCluster {
     if (!inst) return;
     // During a write the batch lands whole or not at all; before the write nothing of it lands.
     host.disk.crash(kind === 'crash-during-write' ? this.diskPrng.chance(0.5) : false);
+    this.down(host);
+    host.crashes++;
+    this.count(kind);
+  }
+
+  private down(host: Host): void {
     host.main = undefined;
     host.replica = undefined;
     host.app = undefined;
     host.armed = undefined;
-    host.crashes++;
-    this.count(kind);
+    host.stopping = undefined;
+  }
+
+  /**
+   * Stops replica `id` as SIGTERM does (src/node/replica-node.ts stop): it takes no more turns and
+   * neither receives nor sends (its transport is closed), its pipeline drains (deferred writes land),
+   * then, unless it is abstaining, the pipeline writes the clean stop's token and record
+   * (TurnPipeline.markClean); then it is down until restart(). A crash meanwhile is an ordinary crash.
+   */
+  stopCleanly(id: number): void {
+    const host = this.hosts[id]!;
+    const inst = host.main;
+    if (!inst || host.stopping || host.twin || host.pausedUntil !== undefined) return;
+    host.stopping = true;
+    host.armed = undefined;
+    this.count('clean-stop');
+    const token = ++host.cleanStops;
+    if (this.opts.unsafeCleanBeforeDrain) {
+      // The broken shell: the record first (the disk has turns it has not written), then it is gone.
+      const onDisk = host.disk.horizon === undefined ? undefined : decodeHorizon(host.disk.horizon);
+      if (onDisk?.ok) {
+        host.disk.data.set(KEYS.cleanStop, encodeCleanToken(token));
+        host.disk.horizon = encodeHorizon({ ...onDisk.value, clean: token });
+      }
+      this.crashAt(host, 'crash');
+      return;
+    }
+    inst.pipeline.drain(() => {
+      if (host.main !== inst) return; // crashed meanwhile
+      if (inst.replica.status().abstaining !== undefined) return this.down(host);
+      inst.pipeline.markClean(token, (err) => {
+        if (host.main !== inst) return;
+        if (err === undefined) this.count('clean-stopped');
+        this.down(host);
+      });
+    });
   }
 
   restart(id: number): void {
@@ -497,6 +545,11 @@ export class SimCluster {
   /** What the pipeline of one instance releases: checked (correct replicas), then sent. */
   private release(host: Host, inst: Instance, messages: Sent[], replies: SentReply[], events: CoreEvent[]): void {
     const replica = inst.replica;
+    // Stopping: the transport is closed, what the drain releases is not sent.
+    if (host.stopping && inst === host.main) {
+      messages = [];
+      replies = [];
+    }
     const correct = this.isCorrect(host.id);
     if (correct) {
       for (const m of messages) this.checker.onSent(host.id, m.frame, inst.disk, this.now);
@@ -600,6 +653,7 @@ export class SimCluster {
             this.resume(host, inst);
             continue;
           }
+          if (inst === host.main && host.stopping) continue;
           if (!inst.pipeline.canCompute) {
             inst.owedTicks++;
             continue;
@@ -693,6 +747,7 @@ export class SimCluster {
     host.replica = undefined;
     host.twin = undefined;
     host.twinInstance = undefined;
+    host.stopping = undefined;
   }
 
   /**
@@ -758,7 +813,7 @@ export class SimCluster {
       return;
     }
     const host = this.hosts[to];
-    if (!host) return;
+    if (!host || host.stopping) return;
     if (host.pausedUntil !== undefined) {
       host.inbox!.push({ from, bytes });
       return;

@@ -22,7 +22,7 @@ import { EVIDENCE_KINDS, type EvidenceKind } from '../core/evidence.ts';
 import type { FaultModel } from '../core/cluster.ts';
 import { faultsOf, replicasFor } from '../core/quorum.ts';
 
-export const NEGATIVE_CONTROLS = ['commit-quorum', 'prepare-quorum', 'recovery-quorum', 'too-many-byzantine', 'reply-before-write', 'ignore-lost-data', 'crash-quorum-f', 'no-abstain'] as const;
+export const NEGATIVE_CONTROLS = ['commit-quorum', 'prepare-quorum', 'recovery-quorum', 'too-many-byzantine', 'reply-before-write', 'ignore-lost-data', 'crash-quorum-f', 'no-abstain', 'clean-before-drain'] as const;
 export type NegativeControl = (typeof NEGATIVE_CONTROLS)[number];
 
 export interface SwarmOptions {
@@ -37,6 +37,11 @@ export interface SwarmOptions {
   livenessTicksMax?: number;
   /** Negative controls only: checks whose violations are not recorded (Checker.ignoredChecks). */
   ignoreChecks?: readonly string[];
+  /**
+   * Clean stops of correct replicas (SimCluster.stopCleanly) in about 40% of the seeds, drawn from a
+   * stream of their own (default true; false replays a seed as it ran before they existed).
+   */
+  cleanStops?: boolean;
   /** Called with the cluster before the run starts (src/sim/trace.ts records a seed's timeline). */
   observe?: (sim: SimCluster) => void;
 }
@@ -251,6 +256,8 @@ export function runSeed(seed: number, options: SwarmOptions): SeedReport {
   if (broken === 'ignore-lost-data') simOptions.unsafeIgnoreLostData = true;
   // A restarted replica votes at once, though PRE-PREPAREs and PREPAREs it sent unwritten are lost.
   if (broken === 'no-abstain') simOptions.unsafeNoAbstain = true;
+  // A clean stop writes its record before its deferred writes: the restart votes at once without them.
+  if (broken === 'clean-before-drain') simOptions.unsafeCleanBeforeDrain = true;
   // Crash mode with quorums of f instead of f+1: a prepared certificate of f replicas (the
   // PRE-PREPARE and f-1 PREPAREs) and f COMMITs. Two such quorums need not share a replica.
   if (broken === 'crash-quorum-f') simOptions.unsafeQuorum = { prepares: f - 1, commits: f };
@@ -287,6 +294,12 @@ export function runSeed(seed: number, options: SwarmOptions): SeedReport {
   // that adding them left every other draw of a seed as it was.
   const pausePrng = new Prng(seed ^ 0x9a05e);
   const pauses = !options.planOnly && pausePrng.chance(0.4);
+  // Clean stops (SIGTERM: the pipeline drains, then the clean record; the restart votes at once), from
+  // a stream of their own as well; frequent and short for their negative control.
+  const stopPrng = new Prng(seed ^ 0xc1ea5);
+  const stopControl = options.negative === 'clean-before-drain';
+  const cleanStops = stopControl || (!options.planOnly && options.cleanStops !== false && stopPrng.chance(0.4));
+  const cleanStopRate = stopControl ? 0.03 : 1 / 800;
 
   const violationsAfter = (): boolean => sim.checker.violations.length > 0;
   // Fault phase.
@@ -331,12 +344,22 @@ export function runSeed(seed: number, options: SwarmOptions): SeedReport {
     }
     if (plan.byzantineClient) byzantineClientTick(sim, prng, byzSigner, byzState);
     if (pauses && pausePrng.chance(1 / 700)) sim.pause(pausePrng.pick(correctIds), pausePrng.range(50, 1_500));
+    if (cleanStops && stopPrng.chance(cleanStopRate)) {
+      const id = stopPrng.pick(correctIds);
+      const host = sim.hosts[id]!;
+      if (host.replica && !host.stopping && !host.armed && !downUntil.has(id)) {
+        sim.stopCleanly(id);
+        downUntil.set(id, sim.now + stopPrng.range(5, stopControl ? 30 : 300));
+      }
+    }
     sim.step();
   }
   // Liveness phase: faults stop (byzantine replicas stay byzantine), the network heals.
   sim.net.heal();
   sim.net.faults = { loss: 0, duplication: 0, delayTicksMin: 1, delayTicksMax: 3 };
   for (const h of sim.hosts) h.armed = undefined;
+  // (a replica still stopping cleanly is cut short: a crash during a stop is an ordinary crash)
+  for (const h of sim.hosts) if (h.stopping) sim.crash(h.id);
   for (const h of sim.hosts) if (!h.replica && !byzantineIds.has(h.id)) sim.restart(h.id);
   const healedAt = sim.now;
   const bound = options.livenessTicksMax ?? 20_000;

@@ -24,6 +24,8 @@ import {
   TestCluster,
   type Node,
 } from './harness.ts';
+import { encodeCleanToken } from '../../src/core/horizon.ts';
+import { KEYS } from '../../src/core/persist.ts';
 
 const k = new TestCluster({ f: 1 });
 
@@ -103,6 +105,37 @@ describe('recovery', () => {
     assert.equal(again.flush().of('commit').length, 0);
     for (const r of [0, 2, 3]) again.fromReplica(r, frame(k.commit(r, 0, 1, da)));
     assert.deepEqual(again.flush().eventsOf('executed').map((e) => [e.seq, hex(e.digest)]), [[1, hex(da)]]);
+  });
+
+  test('after a clean stop (the record names the token its database holds) it votes at once; with an older database it abstains', () => {
+    const node = k.node(1);
+    const a = k.request(0, 1, put('a', '1'));
+    const da = k.digest([a]);
+    node.fromReplica(0, frame(k.prePrepare(0, 1, da), [a]));
+    assert.equal(node.flush().distinct('prepare').length, 1);
+    // The stop drained (this harness writes every turn at once), then wrote its token and the record.
+    const older = new Map(node.disk.data);
+    const records = new Map(node.disk.data);
+    records.set(KEYS.cleanStop, encodeCleanToken(41));
+    const clean = { ...node.disk.horizon!, clean: 41 };
+
+    const { node: again } = node.restart({ records, horizon: clean });
+    assert.equal(again.replica.status().abstaining, undefined, 'no abstaining after a clean stop');
+    // Its PREPARE for da is on disk: a conflicting PRE-PREPARE is still refused, and da commits with its vote.
+    again.fromReplica(0, frame(k.prePrepare(0, 1, k.digest([k.request(1, 1, put('b', '1'))]))));
+    assert.equal(again.flush().of('prepare').length, 0);
+    assert.equal(again.rejected('conflicting-preprepare'), 1);
+    again.fromReplica(2, frame(k.prepare(2, 0, 1, da)));
+    assert.deepEqual(again.flush().distinct('commit').map((c) => hex(c.signed.msg.digest)), [hex(da)], 'it commits at once (it abstained before)');
+
+    // The same record over a database without that token (an older image, a restored backup): abstains.
+    for (const [db, what] of [
+      [older, 'no token'],
+      [new Map([...records, [KEYS.cleanStop, encodeCleanToken(40)]]), 'an older token'],
+    ] as const) {
+      const { node: restored } = node.restart({ records: db, horizon: clean });
+      assert.deepEqual(restored.replica.status().abstaining, { view: 0, seq: restored.replica.opts.windowSize }, what);
+    }
   });
 
   test('after sending COMMIT(v, n, d) and restarting, the replica still commits d at n and executes it once', () => {

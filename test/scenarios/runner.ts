@@ -61,7 +61,8 @@
  *   status [r=...]           one line per replica: view, primary, executed, stable, last checkpoint,
  *                            log slots, waiting requests (and view-changing, unsynced turns)
  *   kv a b [r=...]           the value of keys at each replica
- *   seed 54 [replicas=4]     (src/sim/trace.ts) runs a swarm seed and prints its timeline and end state
+ *   seed 54 [replicas=4] [clean-stops]   (src/sim/trace.ts) runs a swarm seed and prints its timeline
+ *                            and end state (clean stops only with clean-stops: SwarmOptions.cleanStops)
  */
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -89,7 +90,9 @@ export function scriptHandler(): (d: Directive) => string {
       const seed = Number(d.args[0]?.key);
       const replicas = Number(d.args.find((a) => a.key === 'replicas')?.vals[0] ?? 4);
       if (!Number.isInteger(seed)) throw new ScriptError('seed: which seed?');
-      return traceSeed(seed, { replicas }).text;
+      // Seeds recorded before clean stops existed replay without them, unless the step says clean-stops.
+      const cleanStops = d.args.some((a) => a.key === 'clean-stops');
+      return traceSeed(seed, { replicas, cleanStops }).text;
     }
     if (!world) throw new ScriptError(`${d.cmd}: the first step must be 'cluster'`);
     return world.handle(d);

@@ -9,7 +9,7 @@ import { basename } from 'node:path';
 import { test } from 'node:test';
 import { goldenFiles, runGoldenFile } from './runner.ts';
 
-const SEEDS = [54, 57, 71, 90, 110, 147, 279, 6341];
+const SEEDS = [54, 57, 71, 90, 103, 110, 147, 279, 6341];
 
 test('every regression seed has a script', () => {
   const have = goldenFiles('seed-').map((f) => basename(f));

@@ -171,3 +171,21 @@ test('negative control: a restarted replica that votes at once (no abstaining) i
   const fixed = runSwarm(1, 20, { replicas: 4, negative: 'no-abstain', planOnly: true });
   assert.deepEqual(fixed.failures.map((r) => `${r.seed} ${r.kind}`), []);
 });
+
+test('clean stops: a replica stopped like SIGTERM (drain, then the clean record) votes at once after its restart, safely; writing the record before draining is caught', () => {
+  // The correct build, with frequent short clean stops (and crashes, partitions, byzantine replicas):
+  // the checkers include the direct one (clean-stop-lost-vote: every vote it sent is on its disk).
+  const fixed = runSwarm(1, 20, { replicas: 4, negative: 'clean-before-drain', planOnly: true });
+  assert.deepEqual(fixed.failures.map((r) => `${r.seed} ${r.kind} ${r.violations[0]?.check}`), []);
+  assert.ok((fixed.faults['clean-stopped'] ?? 0) >= 100, `clean stops that wrote their record: ${fixed.faults['clean-stopped']}`);
+  assert.ok((fixed.faults['clean-restart'] ?? 0) >= 100, `restarts that did not abstain: ${fixed.faults['clean-restart']}`);
+  // The broken shell: the record first, its deferred writes lost. Caught directly, and without the
+  // direct check by what a lost vote does (a second, different PRE-PREPARE or PREPARE).
+  const broken = runSwarm(1, 20, { replicas: 4, negative: 'clean-before-drain' });
+  const direct = broken.failures.filter((r) => r.violations.some((v) => v.check === 'clean-stop-lost-vote'));
+  assert.ok(direct.length >= 10, `only ${direct.length} of 20 seeds caught the clean record written before the drain`);
+  const indirect = runSwarm(1, 20, { replicas: 4, negative: 'clean-before-drain', ignoreChecks: ['clean-stop-lost-vote'] });
+  const checks = new Set(indirect.failures.flatMap((r) => r.violations.map((v) => v.check)));
+  process.stderr.write(`clean record before the drain: caught directly in ${direct.length}/20 seeds; without that check in ${indirect.failures.length}/20 by ${[...checks].join(', ')}\n`);
+  assert.ok(checks.has('equivocation') || checks.has('abstained-vote'), `caught by ${[...checks].join(', ')}`);
+});

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { runSeed } from '../../src/sim/swarm.ts';
 
-const cases: Array<{ seed: number; replicas: number; bug: string }> = [
+// Seeds kept before clean stops existed replay without them (cleanStops: false), as they ran then.
+const cases: Array<{ seed: number; replicas: number; bug: string; cleanStops?: boolean }> = [
   // A replica that timed out of view v+1 dropped its VIEW-CHANGE for v+1 (only the latest per sender
   // was kept in memory, only the latest own one on disk), so the others stayed one vote short of
   // 2f+1 for v+1 forever while it waited alone in v+2. Fixed by keeping VIEW-CHANGEs per (sender,
@@ -28,11 +29,16 @@ const cases: Array<{ seed: number; replicas: number; bug: string }> = [
   // checkpoint 24, the window (16, 32] filled, and nothing moved again. Fixed by persisting the
   // state of the stable checkpoint (with its certificate and the log truncation, in one batch).
   { seed: 6341, replicas: 4, bug: 'nobody could serve the stable checkpoint after restarts (crashes and a wipe, no byzantine)' },
+  // A restarted primary took its NEW-VIEW back from disk, whose re-proposals for 25 and 26 lay above
+  // its window (stable 8, L 16), but computed its next sequence number from its slots alone. A state
+  // transfer then moved the window, those re-proposals were installed, and it proposed a new batch
+  // at 25 too: two PRE-PREPAREs for (view 1, seq 25). Fixed in recovery (src/core/recovery.ts).
+  { seed: 103, replicas: 4, bug: 'restarted primary reused a sequence number its NEW-VIEW had assigned above its window', cleanStops: true },
 ];
 
 for (const c of cases) {
   test(`seed ${c.seed} (n=${c.replicas}): ${c.bug}`, () => {
-    const r = runSeed(c.seed, { replicas: c.replicas });
+    const r = runSeed(c.seed, { replicas: c.replicas, cleanStops: c.cleanStops === true });
     assert.equal(r.kind, undefined, r.violations.map((v) => `${v.check}: ${v.detail}`).join('\n'));
     assert.ok(r.viewChanges > 0, 'the scenario must still involve view changes');
   });

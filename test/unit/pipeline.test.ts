@@ -236,3 +236,61 @@ test('the executed sequence number in the horizon is refreshed lazily, also when
   h.pipeline.kick();
   assert.equal(h.writes.length, 3, 'nothing new to record');
 });
+
+test('a clean stop: markClean only after everything is durable, writes the token then the record naming it, and takes nothing after', () => {
+  const h = harness();
+  // A PREPARE left before its own (deferred) write: rule 1a.
+  h.pipeline.submit(ready(1, { writes: ['vote'], messages: [['prepare', 0]], horizon: { view: 0, stable: 0, executed: 3 } }));
+  assert.deepEqual(h.out, ['m:prepare']);
+  let result: unknown = 'pending';
+  h.pipeline.markClean(7, (err) => (result = err));
+  assert.match(String(result), /drain first/, 'refused while the vote is not on disk');
+  assert.equal(h.writes.length, 0);
+  let drained = false;
+  h.pipeline.drain(() => (drained = true));
+  h.writes.shift()!.done();
+  assert.ok(drained);
+  result = 'pending';
+  h.pipeline.markClean(7, (err) => (result = err));
+  assert.equal(h.writes.length, 1, 'one write: the token, with the record after it');
+  const w = h.writes.shift()!;
+  assert.deepEqual(w.ops.map((o) => o.key), ['m/clean-stop']);
+  const record = decodeHorizon(w.horizon!);
+  assert.ok(record.ok);
+  assert.deepEqual(record.value, { view: 0, stable: 0, executed: 3, clean: 7 });
+  assert.equal(result, 'pending', 'done waits for the write');
+  w.done();
+  assert.equal(result, undefined);
+  assert.equal(h.pipeline.horizon?.clean, 7);
+  // Nothing after it: a turn is ignored, nothing is written or sent.
+  assert.equal(h.pipeline.canCompute, false);
+  h.pipeline.submit(ready(2, { writes: ['late'], messages: [['commit', 2]] }));
+  assert.equal(h.writes.length, 0);
+  assert.deepEqual(h.out, ['m:prepare']);
+});
+
+test('after a clean stop, the first turn rewrites the record without the token before any effect leaves, even with nothing else to write', () => {
+  const h = harness({ horizonOnDisk: { view: 2, stable: 128, executed: 140, clean: 7 } });
+  // A turn without writes whose PREPARE depends on nothing older: it still waits for the record.
+  h.pipeline.submit(ready(1, { messages: [['prepare', 1]], horizon: { view: 2, stable: 128, executed: 140 } }));
+  assert.deepEqual(h.out, [], 'nothing leaves while the record on disk says clean');
+  assert.equal(h.writes.length, 1);
+  const record = decodeHorizon(h.writes[0]!.horizon!);
+  assert.ok(record.ok);
+  assert.deepEqual(record.value, { view: 2, stable: 128, executed: 140 }, 'the record loses its token');
+  h.writes.shift()!.done();
+  assert.deepEqual(h.out, ['m:prepare']);
+  assert.equal(h.pipeline.horizon?.clean, undefined);
+});
+
+test('markClean: a failed pipeline or a bad token writes nothing', () => {
+  const bad = harness();
+  let result: unknown;
+  bad.pipeline.markClean(0, (err) => (result = err));
+  assert.match(String(result), /token 0/);
+  bad.pipeline.submit(ready(1, { writes: ['a'], messages: [['m', 1]] }));
+  bad.writes.shift()!.done(new Error('disk full'));
+  bad.pipeline.markClean(3, (err) => (result = err));
+  assert.match(String(result), /failed/);
+  assert.equal(bad.writes.length, 0);
+});
