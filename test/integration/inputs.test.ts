@@ -97,6 +97,18 @@ async function statuses(): Promise<NodeStatus[]> {
 
 const rejected = (s: NodeStatus, reason: RejectReason): number => s.rejected[reason] ?? 0;
 
+/**
+ * The statuses once every replica has executed everything ordered so far. A result is accepted on
+ * f+1 matching replies, so when a request returns the other replicas may still be executing it.
+ */
+async function executedEverywhere(): Promise<NodeStatus[]> {
+  return waitFor(async () => {
+    const now = await statuses();
+    const top = Math.max(...now.map((s) => s.lastExecuted));
+    return now.every((s) => s.lastExecuted === top) ? now : undefined;
+  }, 'every replica to execute what was ordered so far');
+}
+
 /** Waits until every replica counted one more rejection for `reason` than in `before`. */
 async function expectRejectedEverywhere(before: NodeStatus[], reason: RejectReason): Promise<void> {
   await waitFor(async () => {
@@ -229,7 +241,9 @@ test('a replayed old request is rejected as stale and not executed again', async
   const t2 = ++timestamp;
   await execute(signer, t2, encodeSignedFrame(signer.sign(t2, encodeOp({ type: 'put', key: 'replayed', value: 'second' }))));
 
-  const before = await statuses();
+  // Counted once every replica executed t2 (it returned on f+1 replies: a replica still executing it
+  // would count it between the two snapshots, which is not the replay being executed).
+  const before = await executedEverywhere();
   assert.equal(raw.broadcast(old), 4);
   await expectRejectedEverywhere(before, 'stale-request');
   const after = await statuses();
