@@ -154,6 +154,9 @@ export interface MembershipChange {
   clientRegistered: boolean;
 }
 
+/** Asks for epoch proofs counted as out to one replica, at most (see PbftClient.epochsAsked). */
+const EPOCHS_ASKS_OUT_MAX = 4;
+
 /** A replica answered `epochsreq` with a proof that does not verify (it is faulty, or its link is). */
 export interface InvalidEpochProof {
   replica: number;
@@ -297,8 +300,13 @@ export class PbftClient {
   private readonly acceptFirstReply: boolean;
   /** The configuration in force as far as the client knows, and when to ask for newer ones. */
   private readonly follower: MembershipFollower;
-  /** Replicas asked for epoch proofs whose answer has not arrived: only solicited answers are verified. */
-  private readonly epochsAsked = new Set<number>();
+  /**
+   * Asks for epoch proofs whose answer has not arrived, per replica: only solicited answers are
+   * verified. A count, not a flag: two asks can be out at once (at connect and on the next request),
+   * and the answer to the second (the one that may carry the new configuration) must not be dropped
+   * as unasked once the first answer arrived.
+   */
+  private readonly epochsAsked = new Map<number, number>();
   /** Answers to `epochsreq` that carried a proof that did not verify. */
   private invalidProofAnswers = 0;
   /** The view the client believes the cluster is in (its primary is the member at view mod n). */
@@ -727,7 +735,7 @@ export class PbftClient {
   private askEpochs(urgent: boolean): void {
     if (this.closed || !this.follower.shouldAsk(Date.now(), urgent)) return;
     const frame = this.follower.request();
-    for (const id of this.transport.connectedReplicas()) if (this.transport.send(id, frame)) this.epochsAsked.add(id);
+    for (const id of this.transport.connectedReplicas()) if (this.transport.send(id, frame)) this.notedAsk(id);
   }
 
   /**
@@ -745,8 +753,22 @@ export class PbftClient {
   private askEpochsOf(replica: number): void {
     if (this.closed || !this.follower.canChange) return;
     if (!this.transport.send(replica, this.follower.request())) return;
-    this.epochsAsked.add(replica);
+    this.notedAsk(replica);
     this.follower.noteAsked(Date.now());
+  }
+
+  /** One more ask out to `replica` (at most EPOCHS_ASKS_OUT_MAX counted: a replica that never answers costs nothing more). */
+  private notedAsk(replica: number): void {
+    this.epochsAsked.set(replica, Math.min(EPOCHS_ASKS_OUT_MAX, (this.epochsAsked.get(replica) ?? 0) + 1));
+  }
+
+  /** An answer from `replica`: true (and one ask fewer) when one was out. */
+  private takeAsk(replica: number): boolean {
+    const out = this.epochsAsked.get(replica);
+    if (out === undefined) return false;
+    if (out <= 1) this.epochsAsked.delete(replica);
+    else this.epochsAsked.set(replica, out - 1);
+    return true;
   }
 
   /**
@@ -756,7 +778,7 @@ export class PbftClient {
    * the answer's valid prefix kept.
    */
   private onEpochs(replica: number, proofs: EpochProof[]): void {
-    if (!this.epochsAsked.delete(replica)) return;
+    if (!this.takeAsk(replica)) return;
     const outcome = this.follower.offer(proofs);
     if (outcome.invalid !== undefined) {
       this.invalidProofAnswers++;
@@ -773,7 +795,7 @@ export class PbftClient {
     const ids = next.replicas.map((r) => r.id);
     this.requests.setReplicas(next.replicas);
     this.transport.setReplicas(next.replicas);
-    for (const id of [...this.epochsAsked]) if (!ids.includes(id)) this.epochsAsked.delete(id);
+    for (const id of [...this.epochsAsked.keys()]) if (!ids.includes(id)) this.epochsAsked.delete(id);
     const change: MembershipChange = {
       epoch: next.epoch,
       previousEpoch: previous.epoch,

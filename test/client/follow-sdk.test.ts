@@ -30,6 +30,8 @@ class World {
   /** Who replied to each request (client:timestamp). */
   readonly repliedBy = new Map<string, number[]>();
   readonly transports: FakeTransport[] = [];
+  /** Answers to epochsreq reach the client this much later (ms; in order). */
+  epochsDelayMs = 0;
 
   get current(): MemberConfig {
     return this.configs[this.configs.length - 1]!;
@@ -61,7 +63,7 @@ class World {
         const { proof } = this.k.proof(this.current, [...this.current.replicas, this.k.replica(9)]);
         proofs.push({ ...proof, cert: { ...proof.cert, proof: proof.cert.proof.map((c) => ({ ...c, sig: new Uint8Array(64).fill(1) })) } });
       }
-      t.deliver(id, encodeLinkFrame({ type: 'epochs', proofs }));
+      t.deliver(id, encodeLinkFrame({ type: 'epochs', proofs }), this.epochsDelayMs);
       return;
     }
     if (frame.kind !== 'signed' || frame.signed.msg.type !== 'request') return;
@@ -113,12 +115,14 @@ class FakeTransport implements ClientTransport {
   /** Replicas whose frames reached the client. */
   readonly received: number[] = [];
 
-  deliver(id: number, frame: Uint8Array): void {
-    setImmediate(() => {
+  deliver(id: number, frame: Uint8Array, delayMs = 0): void {
+    const arrive = (): void => {
       if (!this.connected.has(id)) return;
       this.received.push(id);
       this.frameHandler?.(id, frame);
-    });
+    };
+    if (delayMs > 0) setTimeout(arrive, delayMs);
+    else setImmediate(arrive);
   }
 
   send(id: number, frame: Uint8Array): boolean {
@@ -252,6 +256,27 @@ test('a client started from the old cluster.json connects through the one origin
     assert.equal(client.epoch, 4);
     assert.deepEqual(client.members, [3, 4, 5, 6]);
     assert.deepEqual(await client.invoke(op('x')), concatBytes(Uint8Array.of(7), op('x')));
+  } finally {
+    await client.close();
+  }
+});
+
+test('two asks for epoch proofs out to a replica at once: the answer to the second, which carries the change, is not dropped as unasked', async () => {
+  const world = new World();
+  // Answers take 100 ms: the one to the ask at connect (nothing new then) is still on its way when
+  // the request asks again (membershipRefreshMs 1: on every request), and that answer has epochs 1 and 2.
+  world.epochsDelayMs = 100;
+  const client = await connect(world, [], { membershipRefreshMs: 1 });
+  const changes: number[] = [];
+  client.on('membership', (c) => changes.push(c.epoch));
+  try {
+    world.reconfigure([0, 1, 2, 3, 4]);
+    world.reconfigure([0, 1, 2, 4]);
+    world.stop(3);
+    await client.invoke(op('y'));
+    await until(() => client.epoch === 2);
+    assert.deepEqual(changes, [2]);
+    assert.deepEqual(client.members, [0, 1, 2, 4]);
   } finally {
     await client.close();
   }
