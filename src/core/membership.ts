@@ -337,6 +337,21 @@ export function advanceMembership(m: Membership, seq: number): Membership {
   return m.next && m.next.since === seq ? { current: m.next } : m;
 }
 
+/**
+ * Whether a client table that goes with this membership (a checkpoint's state, stored or
+ * transferred) may hold `client`'s entry: the operator, a client of the configuration in force or
+ * of the pending one, and any replica principal. A replica that is not a member gets an entry from
+ * its JOIN (admitted by the operator), executed like any request whether it is granted or refused;
+ * the entry stays until the next configuration takes effect (switchMembership drops what
+ * mayHoldClient no longer allows). Checking only the configuration in force rejected every
+ * checkpoint taken in between: no lagging replica could fetch the state, and a restarted one took
+ * its own stored state for corrupt.
+ */
+export function mayHoldInTable(membership: Membership, client: number): boolean {
+  if (replicaOfPrincipal(client) !== undefined) return true;
+  return mayHoldClient(membership.current, client) || (membership.next !== undefined && mayHoldClient(membership.next, client));
+}
+
 /** Whether the client table of a state with this configuration may hold `client`'s entry. */
 export function mayHoldClient(config: MemberConfig, client: number): boolean {
   if (client === OPERATOR_CLIENT) return true;

@@ -10,7 +10,7 @@ import { preparedCertificate, quorumFor } from './quorum.ts';
 import type { CommitMsg } from './messages.ts';
 import { decodeVoteEvidence } from './evidence.ts';
 import { KEYS, decodeBatch, decodeCheckpointCert, decodeCheckpointState, decodeEpochProof, decodePair, decodeSlot, decodeViewState } from './persist.ts';
-import { decodeMembership, mayHoldClient } from './membership.ts';
+import { decodeMembership, mayHoldInTable } from './membership.ts';
 import { decodeCleanToken, decodeHorizon, decodeSignFloor, encodeSignFloor, lostAgainst, type Horizon, type SignFloor } from './horizon.ts';
 import { stateDigest } from './statetree.ts';
 import { type ReplicaState, type Slot } from './state.ts';
@@ -143,7 +143,7 @@ export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>)
   if (stateBytes) {
     const st = decodeCheckpointState(stateBytes);
     const membership = st.ok ? decodeMembership(st.value.membership) : undefined;
-    const table = st.ok && membership?.ok ? ClientTable.decode(st.value.clients, (c) => mayHoldClient(membership.value.current, c)) : undefined;
+    const table = st.ok && membership?.ok ? ClientTable.decode(st.value.clients, (c) => mayHoldInTable(membership.value, c)) : undefined;
     if (st.ok && table && membership?.ok) {
       for (const [key, value] of byKey) {
         if (!key.startsWith(KEYS.partitionPrefix)) continue;

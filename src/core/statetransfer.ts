@@ -5,7 +5,7 @@
 import { bytesEqual } from './auth.ts';
 import { ClientTable } from './clienttable.ts';
 import type { CheckpointCert, Digest, StatePart, StateReply } from './messages.ts';
-import { decodeMembership, mayHoldClient } from './membership.ts';
+import { decodeMembership, mayHoldInTable } from './membership.ts';
 import { leafDigest, stateDigest } from './statetree.ts';
 import { TransferSession, checkGroupLeaves, checkMeta, differingGroups, differingPositions, leafKey, leafPrefixes, mergeLeaves, packPartitions, partitionMatches, unpackPartitions } from './transfer.ts';
 import { assertNever, type ReplicaState } from './state.ts';
@@ -128,7 +128,7 @@ export function onStateReply(rs: ReplicaState, peer: number, seq: number, reply:
       if (reason) return bad(reason);
       const membership = decodeMembership(reply.membership);
       if (!membership.ok || membership.value.current.epoch !== t.target.epoch) return bad('state meta with a malformed membership');
-      if (!ClientTable.decode(reply.clients, (c) => mayHoldClient(membership.value.current, c))) return bad('state meta with a malformed client table');
+      if (!ClientTable.decode(reply.clients, (c) => mayHoldInTable(membership.value, c))) return bad('state meta with a malformed client table');
       t.bytesReceived += reply.clients.length + reply.membership.length + 32 * reply.groupDigests.length;
       t.meta = { groupDigests: reply.groupDigests, clients: reply.clients, membership: reply.membership };
       t.groupsNeeded = differingGroups(reply.groupDigests, rs.liveTree);
@@ -211,7 +211,7 @@ function installTransfer(rs: ReplicaState, t: TransferSession): void {
   }
   const membership = decodeMembership(meta.membership);
   if (!membership.ok) throw new ProtocolInvariantError(`certified membership does not decode: ${membership.reason}`);
-  const table = ClientTable.decode(meta.clients, (c) => mayHoldClient(membership.value.current, c))!;
+  const table = ClientTable.decode(meta.clients, (c) => mayHoldInTable(membership.value, c))!;
   rs.clients.assign(table);
   rs.replyFrames.clear();
   rs.membership = membership.value;

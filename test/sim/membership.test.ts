@@ -232,3 +232,36 @@ test('a replica joins by itself: its JOIN is signed with its own key and carries
     assert.deepEqual(sim.checker.violations, [], `seed ${seed}`);
   }
 });
+
+test('checkpoints taken between a JOIN and its switch (the joiner is in the client table, not yet a member) can be fetched by a wiped replica', () => {
+  for (const seed of [64, 65]) {
+    const sim = new SimCluster({ seed, f: 1, spareReplicas: 1, operator: true, clients: 3, requestsPerClient: 300, keySpace: 6 });
+    sim.run(100);
+    const joinAt = (): number | undefined => {
+      for (const e of sim.events) if (e.replica === 0 && e.event.type === 'reconfiguration' && e.event.result.ok) return e.event.seq;
+      return undefined;
+    };
+    for (let i = 0; i < 60 && joinAt() === undefined; i++) {
+      sim.requestJoin(4, 2_000);
+      sim.run(20);
+    }
+    const seq = joinAt();
+    assert.ok(seq !== undefined, `seed ${seed}: the JOIN executed`);
+    const switchAt = replicaOf(sim, 0)!.status().nextEpoch?.since;
+    // A backup loses its disk right away and comes back once a checkpoint above the JOIN is stable,
+    // before the switch: it must fetch that checkpoint's state (its table holds the joiner's entry).
+    const victim = 3;
+    sim.crash(victim);
+    sim.wipe(victim);
+    assert.ok(sim.runUntil(() => replicaOf(sim, 0)!.status().stableCheckpoint.seq > seq, 4_000), `seed ${seed}: a checkpoint above the JOIN (${seq}) became stable`);
+    const stable = replicaOf(sim, 0)!.status().stableCheckpoint.seq;
+    assert.ok(switchAt === undefined || stable < switchAt, `seed ${seed}: checkpoint ${stable} is before the switch at ${switchAt}`);
+    sim.restart(victim);
+    assert.ok(sim.runUntil(() => (replicaOf(sim, victim)?.status().lastExecuted ?? 0) >= stable, 4_000), `seed ${seed}: replica ${victim} fetched the state of ${stable}`);
+    const bad = sim.events.filter((e) => e.event.type === 'peer-misbehaved' && e.event.code === 'bad-state-transfer');
+    assert.deepEqual(bad.map((e) => (e.event.type === 'peer-misbehaved' ? e.event.reason : '')), [], `seed ${seed}: no correct peer was blamed for its state`);
+    sim.runUntil(() => sim.allClientsDone(), 30_000);
+    sim.finish();
+    assert.deepEqual(sim.checker.violations, [], `seed ${seed}`);
+  }
+});
