@@ -138,6 +138,25 @@ describe('recovery', () => {
     }
   });
 
+  test('a primary restarted in its view never reuses a sequence number its NEW-VIEW assigned above its window', () => {
+    // Replica 1, primary of view 1, at h = 0 (L = 8): the view changes carry a stable checkpoint at
+    // 8 and prepared certificates at 9 and 10, so its NEW-VIEW re-proposes 9 and 10 above its window.
+    const node = k.node(1);
+    const stateDigest = new Uint8Array(32).fill(7);
+    const cert = { epoch: 0, seq: 8, digest: stateDigest, proof: [0, 2, 3].map((r) => k.checkpoint(r, 8, stateDigest)) };
+    const reqs = [9, 10].map((ts) => k.request(0, ts, put(`k${ts}`, 'v')));
+    const prepared = [9, 10].map((seq, i) => k.preparedCert(0, seq, k.digest([reqs[i]!])));
+    for (const r of [0, 2, 3]) node.fromReplica(r, frame(k.viewChange(r, 1, prepared, cert)));
+    const nv = node.flush().distinct('newview');
+    assert.equal(nv.length, 1, 'it sent its NEW-VIEW');
+    assert.deepEqual(nv[0]!.signed.msg.prePrepares.map((pp) => pp.msg.seq), [9, 10]);
+    assert.equal(node.replica.nextSeq, 11);
+
+    const { node: again } = node.restart();
+    assert.equal(again.replica.view, 1);
+    assert.equal(again.replica.nextSeq, 11, 'its next proposal comes after the re-proposals it took back from disk');
+  });
+
   test('after sending COMMIT(v, n, d) and restarting, the replica still commits d at n and executes it once', () => {
     const node = k.node(1);
     const a = k.request(0, 1, cas('lock', null, 'a'));
