@@ -331,11 +331,12 @@ export class ReplicaNode {
   /** Stops ticking, the transport and the verify pool, waits until every computed turn is written (unless failed), closes storage. */
   async stop(): Promise<void> {
     if (this.state === 'stopped' || this.state === 'stopping') return;
-    await this.stopInternal();
-    this.log.info('replica stopped');
+    const clean = await this.stopInternal();
+    this.log.info(clean ? 'replica stopped cleanly: every vote it sent is on disk, so the next start need not abstain' : 'replica stopped');
   }
 
-  private async stopInternal(): Promise<void> {
+  /** Stops everything; true when the clean stop was recorded (horizon.ts, `clean`). */
+  private async stopInternal(): Promise<boolean> {
     const failed = this.state === 'failed';
     this.state = 'stopping';
     this.loop.stopTicking();
@@ -349,15 +350,17 @@ export class ReplicaNode {
     if (!failed) await this.loop.drain();
     // Then, unless it is abstaining (its record still has to bound what an earlier incarnation may
     // have sent and lost), the record that lets the next start vote at once (horizon.ts, `clean`).
+    let clean = false;
     if (!failed && this.replica !== undefined && this.replica.status().abstaining === undefined) {
       await this.loop.markClean(randomInt(1, 2 ** 47)).then(
-        () => this.log.info('stopped cleanly: every vote it sent is on disk, so the next start need not abstain'),
+        () => (clean = true),
         (err: unknown) => this.log.warn('no clean stop record: the next start abstains', { err: errorText(err) }),
       );
     }
     this.loop.clearQueue();
     await this.storage.close().catch((err: unknown) => this.log.warn('closing storage failed', { err: errorText(err) }));
     this.state = failed ? 'failed' : 'stopped';
+    return clean;
   }
 
   status(): NodeStatus {
