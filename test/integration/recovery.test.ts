@@ -93,7 +93,7 @@ async function readLayout(dataDir: string): Promise<StoredLayout> {
     unexpected: [],
   };
   for (const [key] of records) {
-    if (key === KEYS.view || key === KEYS.newView || key === KEYS.stable || key === KEYS.checkpointState) layout.byKind.meta++;
+    if (key === KEYS.view || key === KEYS.newView || key === KEYS.stable || key === KEYS.checkpointState || key === KEYS.cleanStop) layout.byKind.meta++;
     else if (key.startsWith(KEYS.viewChangePrefix)) layout.byKind.viewChanges++;
     else if (key.startsWith(KEYS.partitionPrefix)) {
       layout.partitionIndices.push(Number(key.slice(KEYS.partitionPrefix.length)));
@@ -121,7 +121,7 @@ const VOTES_PER_REPLICA_MAX = L / K + 2;
 const BATCHES_PER_SLOT_MAX = 4;
 
 /**
- * Records a replica may hold for `windows` log windows: m/view, m/nv, m/stable, c/state; its own
+ * Records a replica may hold for `windows` log windows: m/view, m/nv, m/stable, c/state, m/clean-stop; its own
  * VIEW-CHANGEs of the last 5 views; the partitions the workload's keys live in; CHECKPOINT votes
  * (L/K+2 per replica per window); per log window L slot records with a few batches each.
  * A clean stop leaves one window. A SIGKILL between a turn's synced write and its range clears (not
@@ -129,7 +129,7 @@ const BATCHES_PER_SLOT_MAX = 4;
  * checkpoint clears everything below it: allow 3 windows there.
  */
 function storageBound(windows: number): number {
-  return 4 + 5 + PARTITIONS_USED + windows * (4 * VOTES_PER_REPLICA_MAX + L * (1 + BATCHES_PER_SLOT_MAX));
+  return 5 + 5 + PARTITIONS_USED + windows * (4 * VOTES_PER_REPLICA_MAX + L * (1 + BATCHES_PER_SLOT_MAX));
 }
 
 /** After a clean stop: exactly the window (h, h+L] of log records, votes above h, bounded counts. */
@@ -247,7 +247,9 @@ test('a replica whose data directory is wiped after the log was truncated catche
 
     await tc.start(VICTIM);
     const fresh = await tc.status(VICTIM);
-    assert.ok(fresh.lastExecuted < wipedAt, `replica ${VICTIM} restarted with nothing (lastExecuted ${fresh.lastExecuted})`);
+    // Nothing yet, or (when the transfer beat the first /status poll, as it did once in CI) what it
+    // has came by state transfer.
+    assert.ok(fresh.lastExecuted < wipedAt || fresh.stateTransfersCompleted >= 1, `replica ${VICTIM} restarted with nothing (lastExecuted ${fresh.lastExecuted}, transfers ${fresh.stateTransfersCompleted})`);
     const opsAtRestart = workload.completed;
     // The cluster keeps serving while it catches up (the load never stops).
     const caughtUp = await waitFor(async () => {
