@@ -291,6 +291,15 @@ export class Replica extends ReplicaState {
   }
 
   /**
+   * Whether a stop now may be recorded as clean (horizon.ts, `clean`; the shells' stop, after every
+   * turn is durable): not while abstaining, since the horizon record must keep bounding what an
+   * earlier incarnation may have sent and lost, and a clean record would let the next start vote there.
+   */
+  get cleanStopAllowed(): boolean {
+    return this.abstain === undefined;
+  }
+
+  /**
    * Rebuilds the replica from what it persisted: view, stable checkpoint, application state at the
    * stable checkpoint, the log above it; then re-executes committed entries. Call once, before any
    * other input. Records that do not decode are reported and skipped.

@@ -240,7 +240,7 @@ export class ReplicaNode {
       const app = asReplicatedApp(o.app ?? new KvStore({ partitionCount: NODE_PARTITION_COUNT }));
       this.replica = new Replica(o.cluster, o.id, o.replica ?? {}, { crypto, app, frames: FRAME_CODEC, compress, decompress });
       const horizonOnDisk = await recoverFromStorage(this.replica, this.storage);
-      if (horizonOnDisk?.clean !== undefined && this.replica.status().abstaining === undefined) this.log.info('the last stop was clean: votes at once (the record loses its clean mark before anything leaves)');
+      if (horizonOnDisk?.clean !== undefined && this.replica.abstain === undefined) this.log.info('the last stop was clean: votes at once (the record loses its clean mark before anything leaves)');
       this.history.setView(this.replica.status().view);
       this.loop.attach(this.replica, horizonOnDisk);
     } catch (err) {
@@ -348,10 +348,10 @@ export class ReplicaNode {
     if (this.pool !== undefined) await this.pool.stop();
     // Deferred writes are written too (their effects go to a stopped transport: they are merely kept).
     if (!failed) await this.loop.drain();
-    // Then, unless it is abstaining (its record still has to bound what an earlier incarnation may
-    // have sent and lost), the record that lets the next start vote at once (horizon.ts, `clean`).
+    // Then, when the core allows it (not while abstaining), the record that lets the next start vote
+    // at once (horizon.ts, `clean`).
     let clean = false;
-    if (!failed && this.replica !== undefined && this.replica.status().abstaining === undefined) {
+    if (!failed && this.replica !== undefined && this.replica.cleanStopAllowed) {
       await this.loop.markClean(randomInt(1, 2 ** 47)).then(
         () => (clean = true),
         (err: unknown) => this.log.warn('no clean stop record: the next start abstains', { err: errorText(err) }),

@@ -109,9 +109,6 @@ export class Checker {
   private readonly abstaining = new Map<number, { view: number; seq: number; held: Set<string> }>();
   private horizonCache?: { bytes: Uint8Array; view: number; stable: number; clean?: number };
 
-  /** The PRE-PREPAREs, PREPAREs and COMMITs each correct replica sent: "type:view:seq" -> digest. */
-  private readonly votesSent = new Map<number, Map<string, string>>();
-
   /**
    * A correct replica starts (or restarts) on `disk`. After a clean stop (a record with the token
    * its database holds: horizon.ts, `clean`) it does not abstain, and the stop's claim is checked
@@ -126,10 +123,11 @@ export class Checker {
     else this.abstaining.set(replica, { view: h.view, seq: h.stable + this.windowSize, held: disk.ownVotes() });
     if (!clean) return;
     const held = disk.ownVotes();
-    for (const [vote, digest] of this.votesSent.get(replica) ?? []) {
-      const [type, view, seq] = vote.split(':');
+    for (const [key, digest] of this.statements) {
+      const [signer, type, view, seq] = key.split(':');
+      if (Number(signer) !== replica || (type !== 'preprepare' && type !== 'prepare' && type !== 'commit')) continue;
       if (Number(seq) <= disk.stableSeq || Number(view) < disk.view) continue;
-      if (!held.has(`${vote}:${digest}`)) {
+      if (!held.has(`${type}:${view}:${seq}:${digest}`)) {
         this.violation('correctness', 'clean-stop-lost-vote', `replica ${replica} restarts after a clean stop without its ${type} (view ${view}, seq ${seq}) on disk: it would not abstain, and may sign another`, tick);
         return;
       }
@@ -298,14 +296,10 @@ export class Checker {
     switch (m.type) {
       case 'preprepare':
       case 'prepare':
-      case 'commit': {
+      case 'commit':
         key = `${replica}:${m.type}:${m.view}:${m.seq}`;
         says = toHex(m.digest);
-        let votes = this.votesSent.get(replica);
-        if (votes === undefined) this.votesSent.set(replica, (votes = new Map()));
-        votes.set(`${m.type}:${m.view}:${m.seq}`, says);
         break;
-      }
       case 'checkpoint':
         key = `${replica}:checkpoint:${m.seq}`;
         says = toHex(m.digest);
@@ -463,7 +457,6 @@ export class Checker {
     this.durable.delete(replica);
     if (!forgets) return;
     this.forgetful.add(replica);
-    this.votesSent.delete(replica);
     for (const key of [...this.statements.keys()]) if (key.startsWith(`${replica}:`)) this.statements.delete(key);
   }
 

@@ -379,7 +379,7 @@ export class SimCluster {
   private boot(host: Host): void {
     if (this.isCorrect(host.id)) this.checker.onBoot(host.id, host.disk, this.now);
     const inst = this.newInstance(host, host.disk);
-    if (host.incarnation > 0 && inst.pipeline.horizon?.clean !== undefined && inst.replica.status().abstaining === undefined) this.count('clean-restart');
+    if (host.incarnation > 0 && inst.pipeline.horizon?.clean !== undefined && inst.replica.abstain === undefined) this.count('clean-restart');
     host.main = inst;
     host.replica = inst.replica;
     host.app = inst.app;
@@ -485,7 +485,7 @@ export class SimCluster {
     }
     inst.pipeline.drain(() => {
       if (host.main !== inst) return; // crashed meanwhile
-      if (inst.replica.status().abstaining !== undefined) return this.down(host);
+      if (!inst.replica.cleanStopAllowed) return this.down(host);
       inst.pipeline.markClean(token, (err) => {
         if (host.main !== inst) return;
         if (err === undefined) this.count('clean-stopped');

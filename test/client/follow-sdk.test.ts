@@ -199,6 +199,13 @@ function connect(world: World, transports: FakeTransport[] = [], options: { memb
 
 const op = (s: string): Uint8Array => new TextEncoder().encode(s);
 
+/** Epoch 1 adds replica 4, epoch 2 removes replica 3, which then stops: members 0, 1, 2, 4. */
+function addFourThenRemoveThree(world: World): void {
+  world.reconfigure([0, 1, 2, 3, 4]);
+  world.reconfigure([0, 1, 2, 4]);
+  world.stop(3);
+}
+
 test('a long-lived client follows JOINs and QUITs until only one keyring replica is left, and its requests still complete', async () => {
   const world = new World();
   const transports: FakeTransport[] = [];
@@ -270,9 +277,7 @@ test('two asks for epoch proofs out to a replica at once: the answer to the seco
   const changes: number[] = [];
   client.on('membership', (c) => changes.push(c.epoch));
   try {
-    world.reconfigure([0, 1, 2, 3, 4]);
-    world.reconfigure([0, 1, 2, 4]);
-    world.stop(3);
+    addFourThenRemoveThree(world);
     await client.invoke(op('y'));
     await until(() => client.epoch === 2);
     assert.deepEqual(changes, [2]);
@@ -292,9 +297,7 @@ test('a replica answering with a forged proof is reported and ignored; the clien
   client.on('invalid-epoch-proof', (e) => invalid.push(e));
   client.on('membership', (c) => changes.push(c.epoch));
   try {
-    world.reconfigure([0, 1, 2, 3, 4]);
-    world.reconfigure([0, 1, 2, 4]);
-    world.stop(3);
+    addFourThenRemoveThree(world);
     await client.invoke(op('y'));
     await until(() => client.epoch === 2 && invalid.length > 0);
     // Asked at connect (a forged epoch 1) and on the request (the real 1 and 2, then a forged 3).

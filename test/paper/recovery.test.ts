@@ -40,18 +40,23 @@ function snapshot(node: Node) {
   };
 }
 
+/** Agrees on `reqs` at sequence numbers 1, 2, ... in view 0; checkpoint 4 becomes stable (with replicas 0 and 1). */
+function agreeWithStableCheckpointAt4(node: Node, reqs: ReturnType<typeof k.request>[]): void {
+  for (let seq = 1; seq <= reqs.length; seq++) {
+    const out = agree(node, 0, seq, [reqs[seq - 1]!]);
+    if (seq === 4) {
+      const d = ownCheckpoint(out)!.msg.digest;
+      for (const r of [0, 1]) node.fromReplica(r, frame(k.checkpoint(r, 4, d)));
+      node.flush();
+    }
+  }
+}
+
 describe('recovery', () => {
   test('a replica rebuilt from its persisted writes has the same view, last executed sequence number, stable checkpoint and state digest', () => {
     const node = k.node(2);
     const reqs = [1, 2, 3, 4, 5, 6].map((seq) => k.request(seq % 4, seq, put(`key${seq % 3}`, `value${seq}`)));
-    for (let seq = 1; seq <= 6; seq++) {
-      const out = agree(node, 0, seq, [reqs[seq - 1]!]);
-      if (seq === 4) {
-        const d = ownCheckpoint(out)!.msg.digest;
-        for (const r of [0, 1]) node.fromReplica(r, frame(k.checkpoint(r, 4, d)));
-        node.flush();
-      }
-    }
+    agreeWithStableCheckpointAt4(node, reqs);
     assert.equal(node.replica.h, 4);
     // Move to view 1 with a NEW-VIEW that carries the stable checkpoint and re-proposes 5 and 6.
     const cert = node.replica.stable;
@@ -176,14 +181,7 @@ describe('recovery', () => {
     // stored checkpoint digest, checked right after, is what must catch a changed partition.
     const node = k.node(2);
     const reqs = [1, 2, 3, 4].map((seq) => k.request(seq % 4, seq, put(`key${seq}`, `value${seq}`)));
-    for (let seq = 1; seq <= 4; seq++) {
-      const out = agree(node, 0, seq, [reqs[seq - 1]!]);
-      if (seq === 4) {
-        const d = ownCheckpoint(out)!.msg.digest;
-        for (const r of [0, 1]) node.fromReplica(r, frame(k.checkpoint(r, 4, d)));
-        node.flush();
-      }
-    }
+    agreeWithStableCheckpointAt4(node, reqs);
     assert.equal(node.replica.h, 4);
     const records = new Map(node.disk.data);
     const stored = [...records.keys()].filter((key) => key.startsWith('a/'));
