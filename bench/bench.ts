@@ -1017,6 +1017,13 @@ interface KeysResult {
   memoryAfterRestart: Array<{ heapUsed: number; arrayBuffers: number }>;
   /** Data directory bytes of each replica after the load. */
   dataBytes: number[];
+  /**
+   * Longest event-loop stall of each replica (seconds, prom-client's nodejs_eventloop_lag_max_seconds,
+   * which restarts at each scrape): during the load, and during the throughput run after it (its
+   * warm-up holds the first checkpoints after the load, which merge, hash and write what it changed).
+   */
+  stallDuringLoad: number[];
+  stallAfterLoad: number[];
   restart: {
     replica: number;
     /** Seconds from the restart to its first /status answer (its disk read and recovered). */
@@ -1026,6 +1033,25 @@ interface KeysResult {
     /** Seconds from the restart until it executed a request sent after it was up. */
     executingSeconds: number;
   };
+}
+
+/**
+ * Each replica's longest event-loop stall since the last call (seconds; NaN when its /metrics does
+ * not answer): prom-client's nodejs_eventloop_lag_max_seconds, whose measurement restarts at each scrape.
+ */
+async function loopStalls(statusUrls: string[]): Promise<number[]> {
+  return Promise.all(
+    statusUrls.map(async (u) => {
+      try {
+        const res = await fetch(u.replace(/\/status$/, '/metrics'), { signal: AbortSignal.timeout(5_000) });
+        if (!res.ok) return NaN;
+        const m = /^nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(await res.text());
+        return m === null ? NaN : Number(m[1]);
+      } catch {
+        return NaN;
+      }
+    }),
+  );
 }
 
 /** Waits until every replica answers /status with lastExecuted >= seq (all of `urls`). */
@@ -1065,6 +1091,7 @@ async function runKeys(o: Options, report: Report): Promise<void> {
     });
     try {
       const label = `[keys: ${o.replicas} replicas, ${fmt(n)} keys]`;
+      await loopStalls(server.statusUrls); // restarts the measurement
       progress(`${label} loading`, true);
       const t0 = performance.now();
       await loader.load((loaded) => progress(`${label} loading ${fmt(loaded)}/${fmt(n)} keys, ${fmt((loaded * 1000) / (performance.now() - t0))} keys/s`));
@@ -1073,6 +1100,7 @@ async function runKeys(o: Options, report: Report): Promise<void> {
       // Every replica executes the load (a backup may trail the quorum that answered).
       const head = (await getJson<NodeStatus>(server.statusUrls[0]!))?.lastExecuted ?? 0;
       await waitExecuted(server.statusUrls, head, 300_000, 'keys load');
+      const stallDuringLoad = await loopStalls(server.statusUrls);
       const rssAfterLoad = server.procs.map((p) => processRssBytes(p.pid!) ?? 0);
       const memoryAfterLoad = (await Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u)))).map((st) => ({ heapUsed: st?.memory.heapUsed ?? NaN, arrayBuffers: st?.memory.arrayBuffers ?? NaN }));
       const dataBytes = server.dataDirs.map((d) => dirBytes(d));
@@ -1080,6 +1108,8 @@ async function runKeys(o: Options, report: Report): Promise<void> {
 
       const loaded = await runLoad(o, server, `keys-${n}`, o.clients, 0);
       report.loads.push(loaded);
+      const stallAfterLoad = await loopStalls(server.statusUrls);
+      progressDone(`${label} longest event-loop stall of each replica: ${stallDuringLoad.map((x) => fmt(x, 2)).join(' ')} s during the load, ${stallAfterLoad.map((x) => fmt(x, 2)).join(' ')} s in the throughput run after it`);
 
       // SIGKILL one backup (not the primary of view 0) and restart it on its own data directory.
       const k = server.procs.length - 1;
@@ -1118,7 +1148,7 @@ async function runKeys(o: Options, report: Report): Promise<void> {
         `${label} replica ${k} answered /status ${fmt(statusSeconds, 1)} s after its restart, caught up at ${fmt(caughtUpSeconds, 1)} s, executing at ${fmt(executingSeconds, 1)} s; RSS ${rssAfterRestart.map((b) => fmt(b / MiB)).join(' ')} MiB`,
       );
       const memoryAfterRestart = (await Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u)))).map((st) => ({ heapUsed: st?.memory.heapUsed ?? NaN, arrayBuffers: st?.memory.arrayBuffers ?? NaN }));
-      report.keys = { keys: n, loadSeconds, empty, loaded, rssAfterLoad, rssAfterRestart, memoryAfterLoad, memoryAfterRestart, dataBytes, restart: { replica: k, statusSeconds, caughtUpSeconds, executingSeconds } };
+      report.keys = { keys: n, loadSeconds, empty, loaded, rssAfterLoad, rssAfterRestart, memoryAfterLoad, memoryAfterRestart, dataBytes, stallDuringLoad, stallAfterLoad, restart: { replica: k, statusSeconds, caughtUpSeconds, executingSeconds } };
     } finally {
       await loader.close();
     }
@@ -1169,6 +1199,7 @@ function keysLines(report: Report): string[] {
     `  heap used + array buffers (MiB)   after load ${k.memoryAfterLoad.map((x) => `${fmt(x.heapUsed / MiB)}+${fmt(x.arrayBuffers / MiB)}`).join(' ')}; after restart ${k.memoryAfterRestart.map((x) => `${fmt(x.heapUsed / MiB)}+${fmt(x.arrayBuffers / MiB)}`).join(' ')}`,
     `  replica RSS during the load run   max ${mib(k.loaded.rssBytes.map((b) => b.max))} MiB`,
     `  data directory after load (MiB)   ${mib(k.dataBytes)}`,
+    `  longest event-loop stall (s)      during the load ${k.stallDuringLoad.map((x) => fmt(x, 2)).join(' ')}; throughput run after it ${k.stallAfterLoad.map((x) => fmt(x, 2)).join(' ')}`,
   ];
 }
 

@@ -123,6 +123,10 @@ function ownValue(v: Value): Value {
   return typeof v === 'string' ? v : new Uint8Array(v);
 }
 
+function sameValue(v: Value): Value {
+  return v;
+}
+
 /** cbor-x returns Buffers that share a large backing store: return an exact-size plain copy. */
 function encodeArray(items: unknown[]): Uint8Array {
   return new Uint8Array(encodeCbor(items));
@@ -203,7 +207,8 @@ export function encodeOp(op: KvOp): Uint8Array {
   return encodeArray(opItems(op));
 }
 
-function buildOp(items: unknown[]): KvOp | string {
+function buildOp(items: unknown[], own = true): KvOp | string {
+  const keep = own ? ownValue : sameValue;
   const [tag, key] = items;
   if (typeof key !== 'string') return 'key must be text';
   if (!isWellFormed(key)) return 'key is not well-formed';
@@ -212,7 +217,7 @@ function buildOp(items: unknown[]): KvOp | string {
       if (items.length !== 3) return 'put has 3 fields';
       const value = items[2];
       if (!isValue(value)) return 'put value must be text or bytes';
-      return { type: 'put', key, value: ownValue(value) };
+      return { type: 'put', key, value: keep(value) };
     }
     case OP_TAG.get:
       if (items.length !== 2) return 'get has 2 fields';
@@ -229,8 +234,8 @@ function buildOp(items: unknown[]): KvOp | string {
       return {
         type: 'cas',
         key,
-        expected: expected === null ? null : ownValue(expected),
-        next: next === null ? null : ownValue(next),
+        expected: expected === null ? null : keep(expected),
+        next: next === null ? null : keep(next),
       };
     }
     default:
@@ -243,6 +248,18 @@ const OP_HEADS = [0x82, 0x83, 0x84];
 /** Decodes an operation; never throws. Byte values are fresh plain Uint8Arrays. */
 export function decodeOp(bytes: Uint8Array): Result<KvOp> {
   return decodeCanonical(bytes, 'kv op', OP_HEADS, buildOp, opItems);
+}
+
+/**
+ * decodeOp without copies: byte values are views into `bytes`, valid while `bytes` is unchanged
+ * (for a caller that copies what it keeps, like KvStore.execute).
+ */
+export function decodeOpView(bytes: Uint8Array): Result<KvOp> {
+  return decodeCanonical(bytes, 'kv op', OP_HEADS, buildOpView, opItems);
+}
+
+function buildOpView(items: unknown[]): KvOp | string {
+  return buildOp(items, false);
 }
 
 // --- put-many (bulk load) -----------------------------------------------------------------------
@@ -279,7 +296,8 @@ export function encodePutMany(entries: ReadonlyArray<readonly [string, Value]>):
   return encodeArray(putManyItems({ type: 'put-many', entries: entries.map(([k, v]) => [k, v]) }));
 }
 
-function buildPutMany(items: unknown[]): KvPutMany | string {
+function buildPutMany(items: unknown[], own = true): KvPutMany | string {
+  const keep = own ? ownValue : sameValue;
   if (items.length !== 2 || items[0] !== PUT_MANY_TAG) return 'put-many has 2 fields';
   const list = items[1];
   if (!Array.isArray(list)) return 'put-many pairs must be an array';
@@ -291,7 +309,7 @@ function buildPutMany(items: unknown[]): KvPutMany | string {
     const [key, value] = pair as unknown[];
     if (typeof key !== 'string' || !isWellFormed(key)) return 'put-many key must be well-formed text';
     if (!isValue(value)) return 'put-many value must be text or bytes';
-    entries[i] = [key, ownValue(value)];
+    entries[i] = [key, keep(value)];
   }
   return { type: 'put-many', entries };
 }
@@ -304,6 +322,15 @@ export function isPutMany(bytes: Uint8Array): boolean {
 /** Decodes a put-many; never throws. Byte values are fresh plain Uint8Arrays. */
 export function decodePutMany(bytes: Uint8Array): Result<KvPutMany> {
   return decodeCanonical(bytes, 'kv put-many', [0x82], buildPutMany, putManyItems);
+}
+
+/** decodePutMany without copies: byte values are views into `bytes` (see decodeOpView). */
+export function decodePutManyView(bytes: Uint8Array): Result<KvPutMany> {
+  return decodeCanonical(bytes, 'kv put-many', [0x82], buildPutManyView, putManyItems);
+}
+
+function buildPutManyView(items: unknown[]): KvPutMany | string {
+  return buildPutMany(items, false);
 }
 
 // --- results ------------------------------------------------------------------------------------

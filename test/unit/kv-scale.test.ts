@@ -180,6 +180,46 @@ describe('compact state: changes merged when a partition is read', () => {
     assert.deepEqual(before, copy);
   });
 
+  test('the store keeps copies: changing the op bytes or the caller\'s arrays afterwards changes nothing', () => {
+    // execute() decodes without copies and the store copies what it keeps (small arrays into shared
+    // chunks, large ones on their own): sizes around the chunking limits, keys around the scratch size.
+    const sizes = [0, 1, 100, 4095, 4096, 4097, 65536, 70000];
+    const longKey = '\u20ac'.repeat(341); // 1,023 UTF-8 bytes
+    const s = new KvStore({ partitionCount: 8 });
+    const model = new Map<string, Value>();
+    const ops: Uint8Array[] = [];
+    for (let round = 0; round < 3; round++) {
+      for (const size of sizes) {
+        const key = `${round}-${size}`;
+        const value = Uint8Array.from({ length: size }, (_, i) => (i * 31 + size + round) & 0xff);
+        const op = encodeOp({ type: 'put', key, value });
+        result(s, op);
+        ops.push(op);
+        model.set(key, value.slice());
+      }
+      // Enough values to fill several 64 KiB chunks, through put-many (views into one request).
+      const pairs = Array.from({ length: 2000 }, (_, i): [string, Value] => [`many-${round}-${i}`, Uint8Array.from({ length: 100 }, (_, j) => (i + j + round) & 0xff)]);
+      const many = encodePutMany(pairs);
+      result(s, many);
+      ops.push(many);
+      for (const [k, v] of pairs) model.set(k, (v as Uint8Array).slice());
+      const direct = Uint8Array.of(1, 2, 3);
+      s.apply({ type: 'put', key: longKey, value: direct });
+      direct[0] = 99;
+      model.set(longKey, Uint8Array.of(1, 2, 3));
+      // Scribble over every request the store has executed.
+      for (const op of ops) op.fill(0xee);
+      if (round === 1) for (let i = 0; i < 8; i++) s.readPartition(i); // merge half-way
+    }
+    for (const [k, v] of model) assert.deepEqual(s.get(k), v, k);
+    assert.equal(s.size, model.size);
+    const fresh = new KvStore({ partitionCount: 8 });
+    for (const [k, v] of model) fresh.apply({ type: 'put', key: k, value: v });
+    assert.deepEqual(s.digest(), fresh.digest());
+    // A lookup key longer than the encoding scratch is simply absent.
+    assert.equal(s.get('x'.repeat(5000)), null);
+  });
+
   test('byte values handed out by get() are copies', () => {
     const s = new KvStore({ partitionCount: 1 });
     s.apply({ type: 'put', key: 'a', value: Uint8Array.of(1, 2) });
