@@ -89,10 +89,25 @@ class Partition {
   }
 }
 
-/** A change waiting in a partition's overlay: the key's UTF-8 bytes (kept for the merge) and its new value, null for deleted. */
+/**
+ * A change waiting in a partition's overlay, as one small object (a bulk load holds a million of
+ * them until the next checkpoint, and the GC marks each): the key's UTF-8 bytes at
+ * [start, start + keyLength) of `chunk`, then, for a byte value, its bytes (valueLength of them).
+ */
 interface Pending {
-  keyBytes: Uint8Array;
-  value: Value | null;
+  chunk: Uint8Array;
+  start: number;
+  keyLength: number;
+  valueLength: number;
+  /** The new value when it is text; null when the key is deleted; undefined for bytes (in `chunk`). */
+  text: string | null | undefined;
+}
+
+/** The pending change's value (bytes as a view into its chunk: do not modify), null for deleted. */
+function pendingValue(p: Pending): Value | null {
+  if (p.text !== undefined) return p.text;
+  const from = p.start + p.keyLength;
+  return p.chunk.subarray(from, from + p.valueLength);
 }
 
 function copyOf(bytes: Uint8Array, start: number, end: number): Uint8Array {
@@ -119,17 +134,17 @@ function getU32(b: Uint8Array, pos: number): number {
 
 /** Compares key bytes `k` with the key of `b` at [pos, pos + len), byte-wise (UTF-8 order). */
 function compareKeyAt(k: Uint8Array, b: Uint8Array, pos: number, len: number): number {
-  const n = k.length < len ? k.length : len;
-  for (let i = 0; i < n; i++) {
-    const d = k[i]! - b[pos + i]!;
-    if (d !== 0) return d;
-  }
-  return k.length - len;
+  return compareRanges(k, 0, k.length, b, pos, len);
 }
 
-/** Byte-wise comparison of two key byte arrays. */
-function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  return compareKeyAt(a, b, 0, b.length);
+/** Compares a[aPos, aPos + aLen) with b[bPos, bPos + bLen), byte-wise (UTF-8 order). */
+function compareRanges(a: Uint8Array, aPos: number, aLen: number, b: Uint8Array, bPos: number, bLen: number): number {
+  const n = aLen < bLen ? aLen : bLen;
+  for (let i = 0; i < n; i++) {
+    const d = a[aPos + i]! - b[bPos + i]!;
+    if (d !== 0) return d;
+  }
+  return aLen - bLen;
 }
 
 /** Entry starts of trusted partition bytes (made by this store or validated). */
@@ -147,6 +162,11 @@ function indexPartition(bytes: Uint8Array): Uint32Array {
 
 /** Index of the entry with key bytes `k` in `part.base`, or -(insertion point) - 1. */
 function findInBase(part: Partition, k: Uint8Array): number {
+  return findRangeInBase(part, k, 0, k.length);
+}
+
+/** findInBase for the key bytes src[from, from + len). */
+function findRangeInBase(part: Partition, src: Uint8Array, from: number, len: number): number {
   const offsets = (part.offsets ??= indexPartition(part.base));
   const b = part.base;
   let lo = 0;
@@ -154,7 +174,7 @@ function findInBase(part: Partition, k: Uint8Array): number {
   while (lo <= hi) {
     const mid = (lo + hi) >>> 1;
     const off = offsets[mid]!;
-    const c = compareKeyAt(k, b, off + 2, getU16(b, off));
+    const c = compareRanges(src, from, len, b, off + 2, getU16(b, off));
     if (c === 0) return mid;
     if (c > 0) lo = mid + 1;
     else hi = mid - 1;
@@ -199,6 +219,12 @@ function putU32(out: Uint8Array, pos: number, x: number): void {
   out[pos + 3] = x & 0xff;
 }
 
+/** Copies src[from, to) to out at pos: small ranges with a loop (cheaper than the native call), large ones with set(). */
+function copyRange(out: Uint8Array, pos: number, src: Uint8Array, from: number, to: number): void {
+  if (to - from > 32) out.set(src.subarray(from, to), pos);
+  else for (let i = from; i < to; i++) out[pos++] = src[i]!;
+}
+
 /** Copies small arrays with a loop (cheaper than the native call), large ones with set(). */
 function putBytes(out: Uint8Array, pos: number, src: Uint8Array): void {
   const n = src.length;
@@ -206,33 +232,30 @@ function putBytes(out: Uint8Array, pos: number, src: Uint8Array): void {
   else for (let i = 0; i < n; i++) out[pos + i] = src[i]!;
 }
 
-/** Byte arrays of at most this size that the overlay keeps share chunks (ByteArena). */
+/** Overlay entries (key and byte value) of at most this size share chunks (ByteArena). */
 const ARENA_ITEM_MAX = 4096;
 const ARENA_CHUNK_BYTES = 64 * 1024;
 
 /**
- * Where the overlay keeps key bytes and small byte values: copied into shared 64 KiB chunks, not
- * into an ArrayBuffer each. V8 tracks every ArrayBuffer for the GC, and a bulk load of 1M keys made
- * 2M of them: sweeping them ran inside the next checkpoint's merge (its allocations waited for it),
- * 2.4 of the merge's 3.2 s. A chunk is freed once every change it holds is merged or replaced (a
- * replica merges every changed partition at each checkpoint). Larger values get their own array.
+ * Where the overlay keeps key bytes and byte values: copied into shared 64 KiB chunks, not into an
+ * ArrayBuffer each. V8 tracks every ArrayBuffer for the GC, and a bulk load of 1M keys made 2M of
+ * them: sweeping them ran inside the next checkpoint's merge (its allocations waited for it). A
+ * chunk is freed once every change it holds is merged or replaced (a replica merges every changed
+ * partition at each checkpoint). Larger entries get an array of their own.
  */
 class ByteArena {
-  private chunk = new Uint8Array(0);
+  chunk = new Uint8Array(0);
   private pos = 0;
 
-  /** A copy of `src` (the caller must not modify it). */
-  copy(src: Uint8Array): Uint8Array {
-    const n = src.length;
-    if (n > ARENA_ITEM_MAX) return new Uint8Array(src);
+  /** Room for n bytes (n <= ARENA_ITEM_MAX): they are at the returned offset of `chunk`. */
+  reserve(n: number): number {
     if (this.pos + n > this.chunk.length) {
       this.chunk = new Uint8Array(ARENA_CHUNK_BYTES);
       this.pos = 0;
     }
     const start = this.pos;
-    putBytes(this.chunk, start, src);
     this.pos = start + n;
-    return this.chunk.subarray(start, start + n);
+    return start;
   }
 }
 
@@ -247,11 +270,17 @@ function encodeKey(key: string): Uint8Array {
 }
 
 interface Change {
-  key: Uint8Array;
-  value: Value | null;
+  pending: Pending;
+  /** Encoded value bytes; -1 for a deleted key. */
   valueBytes: number;
   /** findInBase's answer for the key. */
   at: number;
+}
+
+function byKey(a: Change, b: Change): number {
+  const p = a.pending;
+  const q = b.pending;
+  return compareRanges(p.chunk, p.start, p.keyLength, q.chunk, q.start, q.keyLength);
 }
 
 /**
@@ -262,10 +291,11 @@ function mergePartition(part: Partition): void {
   const overlay = part.overlay;
   if (overlay === undefined || overlay.size === 0) return;
   const changes: Change[] = [];
-  for (const { keyBytes, value } of overlay.values()) {
-    changes.push({ key: keyBytes, value, valueBytes: value === null ? 0 : valueByteLength(value), at: findInBase(part, keyBytes) });
+  for (const p of overlay.values()) {
+    const valueBytes = p.text === undefined ? p.valueLength : p.text === null ? -1 : valueByteLength(p.text);
+    changes.push({ pending: p, valueBytes, at: findRangeInBase(part, p.chunk, p.start, p.keyLength) });
   }
-  changes.sort((a, b) => compareBytes(a.key, b.key));
+  changes.sort(byKey);
   const base = part.base;
   const offsets = part.offsets!;
   let size = base.length;
@@ -275,9 +305,9 @@ function mergePartition(part: Partition): void {
       const off = offsets[c.at]!;
       size -= entryEnd(base, off) - off;
     }
-    if (c.value !== null) {
-      size += ENTRY_OVERHEAD_BYTES + c.key.length + c.valueBytes;
-      if (typeof c.value === 'string') hasText = true;
+    if (c.valueBytes >= 0) {
+      size += ENTRY_OVERHEAD_BYTES + c.pending.keyLength + c.valueBytes;
+      if (typeof c.pending.text === 'string') hasText = true;
     }
   }
   const out = new Uint8Array(size);
@@ -295,18 +325,20 @@ function mergePartition(part: Partition): void {
       pos += runEnd - from;
     }
     from = c.at >= 0 ? entryEnd(base, runEnd) : runEnd;
-    const v = c.value;
-    if (v === null) continue;
-    putU16(out, pos, c.key.length);
-    putBytes(out, pos + 2, c.key);
-    pos += 2 + c.key.length;
-    out[pos] = typeof v === 'string' ? VALUE_TYPE_TEXT : VALUE_TYPE_BYTES;
+    if (c.valueBytes < 0) continue; // deleted
+    const p = c.pending;
+    putU16(out, pos, p.keyLength);
+    copyRange(out, pos + 2, p.chunk, p.start, p.start + p.keyLength);
+    pos += 2 + p.keyLength;
+    const text = p.text;
+    out[pos] = typeof text === 'string' ? VALUE_TYPE_TEXT : VALUE_TYPE_BYTES;
     putU32(out, pos + 1, c.valueBytes);
     pos += 5;
-    if (typeof v === 'string') {
-      if (buf!.write(v, pos, c.valueBytes, 'utf8') !== c.valueBytes) throw new Error('kv: text value length changed');
+    if (typeof text === 'string') {
+      if (buf!.write(text, pos, c.valueBytes, 'utf8') !== c.valueBytes) throw new Error('kv: text value length changed');
     } else {
-      putBytes(out, pos, v);
+      const from = p.start + p.keyLength;
+      copyRange(out, pos, p.chunk, from, from + p.valueLength);
     }
     pos += c.valueBytes;
   }
@@ -640,7 +672,7 @@ export class KvStore implements StateMachine, PartitionedState {
     const part = this.parts[partition];
     if (part === undefined) return { partition, value: null };
     const pending = part.overlay?.get(key);
-    if (pending !== undefined) return { partition, value: pending.value };
+    if (pending !== undefined) return { partition, value: pendingValue(pending) };
     const at = findInBase(part, keyBytes);
     return { partition, value: at < 0 ? null : valueAt(part.base, part.offsets![at]!) };
   }
@@ -719,10 +751,21 @@ export class KvStore implements StateMachine, PartitionedState {
       part = new Partition(EMPTY_PARTITION, 0, new Uint32Array(0));
       this.parts[partition] = part;
     }
-    const overlay = (part.overlay ??= new Map());
-    // A key changed again before the merge already has its bytes in the overlay.
-    const kept = overlay.get(key)?.keyBytes ?? this.arena.copy(keyBytes);
-    overlay.set(key, { keyBytes: kept, value: value instanceof Uint8Array ? this.arena.copy(value) : value });
+    const keyLength = keyBytes.length;
+    const valueLength = value instanceof Uint8Array ? value.length : 0;
+    const n = keyLength + valueLength;
+    let chunk: Uint8Array;
+    let start: number;
+    if (n > ARENA_ITEM_MAX) {
+      chunk = new Uint8Array(n);
+      start = 0;
+    } else {
+      start = this.arena.reserve(n);
+      chunk = this.arena.chunk;
+    }
+    putBytes(chunk, start, keyBytes);
+    if (value instanceof Uint8Array) putBytes(chunk, start + keyLength, value);
+    (part.overlay ??= new Map()).set(key, { chunk, start, keyLength, valueLength, text: value instanceof Uint8Array ? undefined : value });
     const delta = (value === null ? 0 : 1) - (current === null ? 0 : 1);
     part.count += delta;
     this.keys += delta;
