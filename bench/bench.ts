@@ -89,6 +89,9 @@ interface Options {
   batchBytesMax?: number;
   inFlightBatchesMax?: number;
   verifyWorkers?: number;
+  /** Extra node flags for the replica and baseline-server processes, and for the client workers. */
+  serverNodeFlags: string[];
+  clientNodeFlags: string[];
   poolWorkers: number;
   pipelineTurns: boolean;
   deferWrites: boolean;
@@ -183,6 +186,8 @@ function parseOptions(argv: string[]): Options {
     .addOption(new Option('--batch-bytes-max <n>', 'replica tuning: request bytes per batch, at most (core default 1 MiB)').argParser(positiveInt))
     .addOption(new Option('--in-flight-batches-max <n>', 'replica tuning: batches in flight, at most (core default 4)').argParser(positiveInt))
     .addOption(new Option('--verify-workers <n>', 'replica tuning: signature-verification worker threads (default 0: on the loop)').argParser(nonNegativeInt))
+    .addOption(new Option('--server-node-flags <flags>', 'node flags for every replica and the baseline server, e.g. "--max-semi-space-size=32" (space-separated)').argParser(nodeFlags).default([]))
+    .addOption(new Option('--client-node-flags <flags>', 'node flags for the client worker processes (the SDK\'s host), e.g. "--max-semi-space-size=32"').argParser(nodeFlags).default([]))
     .addOption(new Option('--pool-workers <n>', 'verify worker threads per replica of the pool part').argParser(positiveInt).default(1))
     .addOption(new Option('--no-pipeline-turns', 'replica tuning: no turns computed while a synced write is in flight'))
     .addOption(new Option('--no-defer-writes', 'replica tuning: every turn with writes syncs, also one that sends nothing'))
@@ -241,6 +246,8 @@ function parseOptions(argv: string[]): Options {
     ...(o.batchBytesMax !== undefined ? { batchBytesMax: o.batchBytesMax as number } : {}),
     ...(o.inFlightBatchesMax !== undefined ? { inFlightBatchesMax: o.inFlightBatchesMax as number } : {}),
     ...(o.verifyWorkers !== undefined ? { verifyWorkers: o.verifyWorkers as number } : {}),
+    serverNodeFlags: o.serverNodeFlags as string[],
+    clientNodeFlags: o.clientNodeFlags as string[],
     poolWorkers: o.poolWorkers as number,
     pipelineTurns: o.pipelineTurns !== false,
     deferWrites: o.deferWrites !== false,
@@ -389,6 +396,18 @@ function profileArgs(o: Options, run: string, name: string): string[] {
   return ['--cpu-prof', `--cpu-prof-dir=${dir}`];
 }
 
+/** Node's own arguments for a replica or the baseline server: profiling, then --server-node-flags. */
+function serverNodeArgs(o: Options, run: string, name: string): string[] {
+  return [...profileArgs(o, run, name), ...o.serverNodeFlags];
+}
+
+/** --server-node-flags / --client-node-flags: space-separated, each an option (starts with --). */
+function nodeFlags(value: string): string[] {
+  const flags = value.split(/\s+/).filter((f) => f !== '');
+  for (const f of flags) if (!f.startsWith('--')) throw new InvalidArgumentError(`"${f}" is not a node option (options start with --)`);
+  return flags;
+}
+
 /** How a scenario changes the cluster: a replica not started, a replica run by the test fixture. */
 interface ClusterSpec {
   /** Replicas not started (a silent replica, or one whose identity the attacker takes). */
@@ -424,7 +443,7 @@ async function startCluster(o: Options, run: string, n: number, clientIdentities
     dataDirs.push(join(dir, `data-${id}`));
     const fixture = spec.fixture?.get(id);
     if (fixture !== undefined) {
-      const args = [...profileArgs(o, run, `replica-${id}`), '--import', 'tsx', FIXTURE, '--keys', keyring.keysDir, '--id', String(id), '--data', join(dir, `data-${id}`)];
+      const args = [...serverNodeArgs(o, run, `replica-${id}`), '--import', 'tsx', FIXTURE, '--keys', keyring.keysDir, '--id', String(id), '--data', join(dir, `data-${id}`)];
       const env = { ...process.env, PBFT_EXIT_WITH_PARENT: '1', PBFT_TEST_NODE: JSON.stringify({ logLevel: 'warn', ...fixture }) };
       const proc = track(spawn(process.execPath, args, { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] }));
       const lines: string[] = [];
@@ -436,7 +455,7 @@ async function startCluster(o: Options, run: string, n: number, clientIdentities
       continue;
     }
     const args = [
-      ...profileArgs(o, run, `replica-${id}`),
+      ...serverNodeArgs(o, run, `replica-${id}`),
       LAUNCHER,
       'replica',
       '--id',
@@ -509,7 +528,7 @@ async function startBaseline(o: Options, clientIdentities: number, run = 'baseli
   const cluster: ClusterJson = { ...full, f: 0, replicas: [{ ...full.replicas[0]!, url: `ws://127.0.0.1:${port}` }] };
   const config: BaselineConfig = { cluster, keysDir: keyring.keysDir, dataDir: join(dir, 'data') };
   const proc = track(
-    spawn(process.execPath, [...profileArgs(o, run, 'baseline-server'), '--import', 'tsx', BASELINE, JSON.stringify(config)], {
+    spawn(process.execPath, [...serverNodeArgs(o, run, 'baseline-server'), '--import', 'tsx', BASELINE, JSON.stringify(config)], {
       cwd: REPO_ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     }),
@@ -583,7 +602,7 @@ function startWorker(o: Options, run: string, index: number): WorkerHandle {
   const proc = track(
     fork(WORKER, [], {
       cwd: REPO_ROOT,
-      execArgv: [...profileArgs(o, run, `client-worker-${index}`), '--import', 'tsx'],
+      execArgv: [...profileArgs(o, run, `client-worker-${index}`), ...o.clientNodeFlags, '--import', 'tsx'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     }),
   );
@@ -1413,6 +1432,8 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
       o.verifyWorkers !== undefined ? `verifyWorkers ${o.verifyWorkers}` : '',
       o.pipelineTurns ? '' : 'no turn pipelining',
       o.deferWrites ? '' : 'no deferred writes',
+      o.serverNodeFlags.length > 0 ? `server node flags ${o.serverNodeFlags.join(' ')}` : '',
+      o.clientNodeFlags.length > 0 ? `client node flags ${o.clientNodeFlags.join(' ')}` : '',
     ]
       .filter((s) => s !== '')
       .join(', ') || 'replica defaults';
