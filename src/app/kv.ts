@@ -239,7 +239,8 @@ const ARENA_CHUNK_BYTES = 64 * 1024;
 /**
  * Where the overlay keeps key bytes and byte values: copied into shared 64 KiB chunks, not into an
  * ArrayBuffer each. V8 tracks every ArrayBuffer for the GC, and a bulk load of 1M keys made 2M of
- * them: sweeping them ran inside the next checkpoint's merge (its allocations waited for it). A
+ * them: the collector's work (incremental marking steps, run by allocations) sat inside the next
+ * checkpoint's merge, three quarters of it. A
  * chunk is freed once every change it holds is merged or replaced (a replica merges every changed
  * partition at each checkpoint). Larger entries get an array of their own.
  */
