@@ -123,11 +123,15 @@ test('npm run bench -- --keys 2000: loads the keys, compares with the empty stor
     assert.match(stdout, /^\s+restart of replica 3 \(SIGKILL\)\s+\/status [\d.]+ s, caught up [\d.]+ s, executing [\d.]+ s$/m);
     assert.match(stdout, /^\s+replica RSS after load \(MiB\)\s+[\d,]+ [\d,]+ [\d,]+ [\d,]+/m);
     assert.match(stdout, /^\s+replica RSS after restart \(MiB\)\s+[\d,]+ [\d,]+ [\d,]+ [\d,]+$/m);
+    // Each replica's longest event-loop stall, read from its /metrics (a '-' would be a failed read).
+    assert.match(stdout, /^\s+longest event-loop stall \(s\)\s+during the load [\d.]+ [\d.]+ [\d.]+ [\d.]+; throughput run after it [\d.]+ [\d.]+ [\d.]+ [\d.]+$/m);
     assert.equal((stdout.match(/^\s+\[(MET|MISSED)\] 2,000 keys: /gm) ?? []).length, 3, 'three targets judged');
     assert.match(stderr, /replica 3 \(pid \d+\) killed with SIGKILL/);
-    const json = JSON.parse(readFileSync(record, 'utf8')) as { keys: { keys: number; loadSeconds: number; restart: { executingSeconds: number } } };
+    const json = JSON.parse(readFileSync(record, 'utf8')) as { keys: { keys: number; loadSeconds: number; restart: { executingSeconds: number }; stallDuringLoad: number[] } };
     assert.equal(json.keys.keys, 2000);
     assert.ok(json.keys.loadSeconds > 0 && json.keys.restart.executingSeconds > 0);
+    assert.equal(json.keys.stallDuringLoad.length, 4);
+    for (const x of json.keys.stallDuringLoad) assert.ok(Number.isFinite(x) && x >= 0, `stall ${x}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
