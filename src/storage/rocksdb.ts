@@ -49,11 +49,19 @@ interface RocksIterator {
   end(callback: Callback): void;
 }
 
+/** A batch built op by op (abstract-leveldown's chained batch): one atomic write at the end. */
+interface RocksChainedBatch {
+  put(key: Buffer, value: Buffer): void;
+  del(key: Buffer): void;
+  write(options: { sync: boolean }, callback: Callback): void;
+}
+
 interface RocksDb {
   open(options: { createIfMissing: boolean; errorIfExists: boolean }, callback: Callback): void;
   close(callback: Callback): void;
   get(key: Buffer, options: { asBuffer: true }, callback: GetCallback): void;
   batch(ops: RocksBatchOp[], options: { sync: boolean }, callback: Callback): void;
+  batch(): RocksChainedBatch;
   iterator(options: RocksIteratorOptions): RocksIterator;
   clear(options: RocksRangeOptions, callback: Callback): void;
 }
@@ -209,8 +217,48 @@ type State = 'new' | 'opening' | 'open' | 'closing' | 'closed';
 /** The horizon record's file, in the database directory (RocksDB leaves files it does not know alone). */
 export const HORIZON_FILE = 'PBFT-HORIZON';
 
+/**
+ * A batch of more ops or bytes than this is handed to RocksDB in slices of at most this size, one
+ * event-loop turn apart, and written at the end as one atomic batch (a chained batch): the binding
+ * copies every op into the batch on the calling thread, and a stable checkpoint after a bulk load
+ * writes every partition (65,536 records, 350 MiB at 3M keys: 0.6-2.0 s of the loop in one call).
+ */
+const SLICE_OPS = 2048;
+const SLICE_BYTES = 4 * 2 ** 20;
+
+function batchBytes(batch: readonly RocksBatchOp[]): number {
+  let n = 0;
+  for (const op of batch) n += op.key.length + (op.type === 'put' ? op.value.length : 0);
+  return n;
+}
+
+/** Builds one chained batch from `batch` in slices (SLICE_OPS, SLICE_BYTES), yielding between them, then writes it. */
+async function writeInSlices(db: RocksDb, batch: readonly RocksBatchOp[], sync: boolean): Promise<void> {
+  const chained = db.batch();
+  let i = 0;
+  while (i < batch.length) {
+    let ops = 0;
+    let bytes = 0;
+    while (i < batch.length && ops < SLICE_OPS && bytes < SLICE_BYTES) {
+      const op = batch[i++]!;
+      if (op.type === 'put') {
+        chained.put(op.key, op.value);
+        bytes += op.key.length + op.value.length;
+      } else {
+        chained.del(op.key);
+        bytes += op.key.length;
+      }
+      ops++;
+    }
+    if (i < batch.length) await new Promise<void>((resolvePromise) => setImmediate(resolvePromise));
+  }
+  await callVoid((cb) => chained.write({ sync }, cb));
+}
+
 export class RocksStorage implements Storage {
   readonly path: string;
+  /** Writes handed to RocksDB in slices (SLICE_OPS, SLICE_BYTES), since open. */
+  slicedWrites = 0;
   /** Damage checkWal found in the write-ahead log at the last open (see Storage.damage). */
   damage: string | undefined;
   readonly #createIfMissing: boolean;
@@ -310,7 +358,12 @@ export class RocksStorage implements Storage {
         throw new StorageError('WRITE_FAILED', `op ${i} has unknown type ${JSON.stringify((op as { type: unknown }).type)}`);
       }
     }
-    await this.#run('WRITE_FAILED', 'write', () => callVoid((cb) => db.batch(batch, { sync: options.sync }, cb)));
+    if (batch.length <= SLICE_OPS && batchBytes(batch) <= SLICE_BYTES) {
+      await this.#run('WRITE_FAILED', 'write', () => callVoid((cb) => db.batch(batch, { sync: options.sync }, cb)));
+      return;
+    }
+    this.slicedWrites++;
+    await this.#run('WRITE_FAILED', 'write', () => writeInSlices(db, batch, options.sync));
   }
 
   async get(key: string): Promise<Uint8Array | undefined> {

@@ -12,7 +12,11 @@ export type { KeyRange, WriteOp } from '../core/ports.ts';
 export interface Storage {
   open(): Promise<void>;
   close(): Promise<void>;
-  /** Applies every op of the batch atomically, in order. With `sync`, durable when the promise resolves. */
+  /**
+   * Applies every op of the batch atomically, in order. With `sync`, durable when the promise
+   * resolves. The ops' values must not change until the promise settles (RocksStorage reads a large
+   * batch in slices, between event-loop turns).
+   */
   write(ops: WriteOp[], options: { sync: boolean }): Promise<void>;
   /** The value, or undefined when the key is absent. */
   get(key: string): Promise<Uint8Array | undefined>;

@@ -156,6 +156,19 @@ function describeStorageCompliance(name: string, makeStorage: (dir: string) => S
       assert.deepEqual(keysOf(await store.scan({})), ['y', 'z']);
     });
 
+    it('a large batch (more ops and bytes than RocksStorage hands over at once) is applied whole, in order', async () => {
+      await store.write([put('big/00000', 'old'), put('gone', 'x')], { sync: true });
+      const ops: WriteOp[] = [];
+      for (let i = 0; i < 5000; i++) ops.push(put(`big/${String(i).padStart(5, '0')}`, new Uint8Array(1200).fill(i & 0xff)));
+      ops.push(del('gone'), put('big/00001', 'last wins'));
+      await store.write(ops, { sync: true });
+      assert.equal(await store.count({ gte: 'big/', lt: 'big0' }), 5000);
+      assert.deepEqual(await store.get('big/00000'), new Uint8Array(1200).fill(0));
+      assert.deepEqual(await store.get('big/04999'), new Uint8Array(1200).fill(4999 & 0xff));
+      assert.deepEqual(await store.get('big/00001'), text('last wins'));
+      assert.equal(await store.get('gone'), undefined);
+    });
+
     it('resolves an empty write and changes nothing', async () => {
       await store.write([put('k', 'v')], { sync: true });
       await store.write([], { sync: true });
@@ -416,6 +429,40 @@ describe('RocksStorage', () => {
 
   afterEach(async () => {
     await rm(dir, { recursive: true, force: true });
+  });
+
+  it('hands a large batch to RocksDB in slices, letting the event loop run between them, and a restart finds it whole', async () => {
+    const path = join(dir, 'db');
+    let store = new RocksStorage({ path });
+    await store.open();
+    await store.write([put('small', 'v')], { sync: true });
+    assert.equal(store.slicedWrites, 0);
+    const ops: WriteOp[] = [];
+    for (let i = 0; i < 3000; i++) ops.push(put(`p/${String(i).padStart(5, '0')}`, new Uint8Array(3000).fill(i & 0xff)));
+    let turns = 0;
+    let done = false;
+    const tick = (): void => {
+      if (done) return;
+      turns++;
+      setImmediate(tick);
+    };
+    setImmediate(tick);
+    const writing = store.write(ops, { sync: true });
+    // Between the slices, readers see the state before the batch: it is one atomic write.
+    await new Promise<void>((r) => setImmediate(r));
+    assert.equal(await store.get('p/00000'), undefined);
+    assert.deepEqual(await store.get('small'), text('v'));
+    await writing;
+    done = true;
+    assert.equal(store.slicedWrites, 1);
+    // 9 MB in slices of at most 4 MiB: at least two turns of the loop ran while it was built.
+    assert.ok(turns >= 2, `the loop ran ${turns} turns during the write`);
+    await store.close();
+    store = new RocksStorage({ path });
+    await store.open();
+    assert.equal(await store.count({ gte: 'p/', lt: 'p0' }), 3000);
+    assert.deepEqual(await store.get('p/02999'), new Uint8Array(3000).fill(2999 & 0xff));
+    await store.close();
   });
 
   it('reports a write-ahead log damaged in the middle (acknowledged writes lost) when it opens, but not a clean one', async () => {
