@@ -225,12 +225,6 @@ function copyRange(out: Uint8Array, pos: number, src: Uint8Array, from: number, 
   else for (let i = from; i < to; i++) out[pos++] = src[i]!;
 }
 
-/** Copies small arrays with a loop (cheaper than the native call), large ones with set(). */
-function putBytes(out: Uint8Array, pos: number, src: Uint8Array): void {
-  const n = src.length;
-  if (n > 32) out.set(src, pos);
-  else for (let i = 0; i < n; i++) out[pos + i] = src[i]!;
-}
 
 /** Overlay entries (key and byte value) of at most this size share chunks (ByteArena). */
 const ARENA_ITEM_MAX = 4096;
@@ -764,7 +758,8 @@ export class KvStore implements StateMachine, PartitionedState {
       this.parts[partition] = part;
     }
     const keyLength = keyBytes.length;
-    const valueLength = value instanceof Uint8Array ? value.length : 0;
+    const bytes = value instanceof Uint8Array ? value : undefined;
+    const valueLength = bytes?.length ?? 0;
     const n = keyLength + valueLength;
     let chunk: Uint8Array;
     let start: number;
@@ -775,9 +770,9 @@ export class KvStore implements StateMachine, PartitionedState {
       start = this.arena.reserve(n);
       chunk = this.arena.chunk;
     }
-    putBytes(chunk, start, keyBytes);
-    if (value instanceof Uint8Array) putBytes(chunk, start + keyLength, value);
-    (part.overlay ??= new Map()).set(key, { chunk, start, keyLength, valueLength, text: value instanceof Uint8Array ? undefined : value });
+    copyRange(chunk, start, keyBytes, 0, keyLength);
+    if (bytes !== undefined) copyRange(chunk, start + keyLength, bytes, 0, valueLength);
+    (part.overlay ??= new Map()).set(key, { chunk, start, keyLength, valueLength, text: bytes === undefined ? (value as string | null) : undefined });
     const delta = (value === null ? 0 : 1) - (current === null ? 0 : 1);
     part.count += delta;
     this.keys += delta;
