@@ -17,7 +17,7 @@
  * this process's own (process.cpuUsage) over the window. The worker exits if the parent goes away.
  */
 import { encodeOp } from '../src/app/kv-ops.ts';
-import { PbftClient } from '../src/client/client.ts';
+import { PbftClient, verifyCacheStats } from '../src/client/client.ts';
 import { loadPrivateKey, keyFileName } from '../src/crypto/keyring.ts';
 import { join } from 'node:path';
 import { clusterFromJson, type ClusterJson } from './lib/keys.ts';
@@ -54,6 +54,12 @@ export interface WorkerResult {
   /** The user and system (kernel: socket reads and writes) parts of cpuSeconds. */
   cpuUserSeconds: number;
   cpuSystemSeconds: number;
+  /**
+   * Signature checks the process's clients asked for in the window (requests, replies, handshakes),
+   * and how many of them the signature cache they share answered without checking again.
+   */
+  signatureChecks: number;
+  signatureCacheHits: number;
   windowSeconds: number;
   errorSamples: string[];
 }
@@ -87,6 +93,7 @@ const errorSamples: string[] = [];
 const histogram = new Histogram();
 let markCpu: NodeJS.CpuUsage | undefined;
 let markAt = 0;
+let cacheAtMark = verifyCacheStats();
 const loops: Promise<void>[] = [];
 let progressTimer: ReturnType<typeof setInterval> | undefined;
 
@@ -178,12 +185,14 @@ process.on('message', (raw: unknown) => {
       markCpu = process.cpuUsage();
       markAt = performance.now();
       readsAtMark = readTotals();
+      cacheAtMark = verifyCacheStats();
       measuring = true;
       break;
     case 'stop': {
       measuring = false;
       const cpu = process.cpuUsage(markCpu);
       const reads = readTotals();
+      const cache = verifyCacheStats();
       send({
         type: 'result',
         completed,
@@ -193,6 +202,8 @@ process.on('message', (raw: unknown) => {
         cpuSeconds: (cpu.user + cpu.system) / 1e6,
         cpuUserSeconds: cpu.user / 1e6,
         cpuSystemSeconds: cpu.system / 1e6,
+        signatureChecks: cache.checks - cacheAtMark.checks,
+        signatureCacheHits: cache.hits - cacheAtMark.hits,
         windowSeconds: (performance.now() - markAt) / 1000,
         errorSamples,
       });

@@ -10,7 +10,13 @@
  * cluster run of bench/bench.ts counts those). Meant for A/B comparisons of SDK changes: CPU time,
  * so the machine's other load moves it less than it moves wall-clock figures.
  *
- *   node --import tsx bench/sdk-cpu.ts [--clients 64] [--seconds 5] [--rounds 3]
+ * The clients share the SDK's cache of valid signatures (src/crypto/verify-cache.ts): the clients of
+ * one batch check each replica's batch signature once between them. A round answers every request
+ * that arrived in it in batches of --batch requests (default 0: one batch for all, where nearly no
+ * verification is left); --batch 1 gives every request a batch of its own, so each client verifies
+ * f+1 signatures as a process with one client does.
+ *
+ *   node --import tsx bench/sdk-cpu.ts [--clients 64] [--seconds 5] [--rounds 3] [--batch 0]
  */
 import nodeCrypto, { randomBytes } from 'node:crypto';
 import { syncBuiltinESMExports } from 'node:module';
@@ -32,6 +38,7 @@ const arg = (name: string, fallback: number): number => {
 const CLIENTS = arg('--clients', 64);
 const SECONDS = arg('--seconds', 5);
 const ROUNDS = arg('--rounds', 3);
+const BATCH = arg('--batch', 0);
 const N = 4;
 
 const replicaSecrets = Array.from({ length: N }, () => new Uint8Array(randomBytes(32)));
@@ -78,7 +85,17 @@ function answer(): Array<{ client: number; replica: number; frame: Uint8Array }>
     if (d.ok && d.value.kind === 'signed' && d.value.signed.msg.type === 'request') requests.push(d.value.signed.msg as RequestMsg);
   }
   const out: Array<{ client: number; replica: number; frame: Uint8Array }> = [];
-  if (requests.length > 0) {
+  const size = BATCH > 0 ? BATCH : Math.max(1, requests.length);
+  for (let from = 0; from < requests.length; from += size) out.push(...answerBatch(requests.slice(from, from + size)));
+  inAnswer = false;
+  replicaCpuUs += cpuUs() - start;
+  return out;
+}
+
+/** The four fake replicas' REPLY-BATCHes for one batch of requests. */
+function answerBatch(requests: RequestMsg[]): Array<{ client: number; replica: number; frame: Uint8Array }> {
+  const out: Array<{ client: number; replica: number; frame: Uint8Array }> = [];
+  {
     seq++;
     const leaves = requests.map((r) => replyLeaf(sha256, r.client, r.timestamp, RESULT));
     const tree = buildReplyTree(sha256, leaves);
@@ -92,8 +109,6 @@ function answer(): Array<{ client: number; replica: number; frame: Uint8Array }>
       });
     }
   }
-  inAnswer = false;
-  replicaCpuUs += cpuUs() - start;
   return out;
 }
 

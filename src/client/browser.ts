@@ -26,6 +26,7 @@ export {
   type PbftClientEvents,
   type PbftClientOptions,
   type ReadFallback,
+  verifyCacheStats,
 } from './pbft-client.ts';
 export { clientKeyFromJson, clusterFromJson } from './config.ts';
 export type { ReadFallbackReason } from './collector.ts';
@@ -41,6 +42,7 @@ export {
   UnexpectedResultError,
   type PbftClientErrorCode,
 } from './errors.ts';
+export type { VerifyCacheStats } from '../crypto/verify-cache.ts';
 export { OP_BYTES_MAX } from '../core/limits.ts';
 export { decodeResult, encodeOp, encodeResult, decodeOp, type KvOp, type KvResult, type Value } from '../app/kv-ops.ts';
 export type { ClusterConfig, ClientInfo, ReplicaInfo } from '../core/cluster.ts';

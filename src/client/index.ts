@@ -25,6 +25,7 @@ export {
   type PbftClientEvents,
   type PbftClientOptions,
   type ReadFallback,
+  verifyCacheStats,
 } from './client.ts';
 export { clientKeyFromJson, clusterFromJson } from './config.ts';
 export {
@@ -41,6 +42,7 @@ export {
 } from './errors.ts';
 export { ReadCollector, ReplyCollector, type CollectOutcome, type ReadFallbackReason, type ReadOutcome } from './collector.ts';
 export { RequestSigner } from './request.ts';
+export type { VerifyCacheStats } from '../crypto/verify-cache.ts';
 export { OP_BYTES_MAX } from '../core/limits.ts';
 export { decodeResult, encodeOp, encodeResult, decodeOp, type KvOp, type KvResult, type Value } from '../app/kv-ops.ts';
 export type { ClusterConfig, ClientInfo, ReplicaInfo } from '../core/cluster.ts';

@@ -40,6 +40,7 @@ import type { AnyReply } from '../core/messages.ts';
 import { decodeFrame, encodeSignedFrame } from '../codec/messages.ts';
 import { createNobleSigner, NobleVerifier } from '../crypto/noble.ts';
 import type { Signer, Verifier } from '../crypto/types.ts';
+import { CachingVerifier, type VerifyCacheStats } from '../crypto/verify-cache.ts';
 import { createClientTransport, type ClientTransport, type WebSocketConstructor } from '../transport/client-transport.ts';
 import type { TransportLimits } from '../transport/portable.ts';
 import { silentLogger, type Logger } from '../util/log.ts';
@@ -270,6 +271,27 @@ async function loadKeyOption(key: string | ClientKey, cluster: ClusterConfig): P
   return nodeSupport.loadKey(key, cluster);
 }
 
+/**
+ * The signature checkers the clients of this process share, one per backend: each remembers the
+ * signatures it found valid (src/crypto/verify-cache.ts), so that the clients answered by one
+ * signed REPLY-BATCH check its signature once between them, not once each.
+ */
+const sharedVerifiers: { node?: CachingVerifier; noble?: CachingVerifier } = {};
+
+/**
+ * What the signature cache the clients of this process share has done since the process loaded
+ * the SDK (both backends together): signature checks asked for, and how many of them the cache
+ * answered without checking again.
+ */
+export function verifyCacheStats(): VerifyCacheStats {
+  const all = [sharedVerifiers.node, sharedVerifiers.noble].flatMap((v) => (v === undefined ? [] : [v.stats()]));
+  return {
+    checks: all.reduce((s, x) => s + x.checks, 0),
+    hits: all.reduce((s, x) => s + x.hits, 0),
+    entries: all.reduce((s, x) => s + x.entries, 0),
+  };
+}
+
 async function loadCrypto(
   choice: CryptoChoice,
   secretKey: Uint8Array,
@@ -277,14 +299,17 @@ async function loadCrypto(
   if (choice === 'node' || (choice === 'auto' && nodeSupport !== undefined)) {
     try {
       if (nodeSupport === undefined) throw new Error('the SDK was not loaded through its Node entry');
-      return await nodeSupport.nodeCrypto(secretKey);
+      const loaded = await nodeSupport.nodeCrypto(secretKey);
+      sharedVerifiers.node ??= new CachingVerifier(loaded.verifier);
+      return { ...loaded, verifier: sharedVerifiers.node };
     } catch (err) {
       if (choice === 'node') {
         throw new ClientConfigError(`crypto 'node' is not available here: ${err instanceof Error ? err.message : String(err)}`);
       }
     }
   }
-  return { signer: createNobleSigner(secretKey), verifier: new NobleVerifier() };
+  sharedVerifiers.noble ??= new CachingVerifier(new NobleVerifier());
+  return { signer: createNobleSigner(secretKey), verifier: sharedVerifiers.noble };
 }
 
 export class PbftClient {
