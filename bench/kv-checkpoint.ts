@@ -5,7 +5,14 @@
  * changed is merged (readPartition) and its leaf digest computed, as a checkpoint's syncTree does.
  * Prints the last three checkpoints' merge and leaf times (CPU on one thread; no RocksDB write).
  *
+ * With --steady P, P single puts follow the load, as the throughput run of `npm run bench -- --keys`
+ * makes them (64 clients cycling through 256 keys each, 16-byte keys), with a checkpoint every
+ * --steady-every puts (default 3,200: 128 sequence numbers of 25-request batches); prints what
+ * executing, merging and hashing cost per put there. That is the cost the loaded state adds to
+ * every write: a changed partition is merged and hashed whole.
+ *
  *   node --import tsx bench/kv-checkpoint.ts [--keys 1000000] [--every 262144] [--pairs 512]
+ *                                             [--steady 0] [--steady-every 3200]
  */
 import { KvStore } from '../src/app/kv.ts';
 import { leafDigest } from '../src/core/statetree.ts';
@@ -23,9 +30,11 @@ function arg(name: string, fallback: number): number {
   }
   return n;
 }
-const keys = arg('--keys', 1_000_000);
+const keys = args.includes('--keys') && Number(args[args.indexOf('--keys') + 1]) === 0 ? 0 : arg('--keys', 1_000_000);
 const every = arg('--every', 262_144);
 const pairs = Math.min(arg('--pairs', 512), 4096);
+const steady = args.includes('--steady') ? arg('--steady', 1) : 0;
+const steadyEvery = arg('--steady-every', 3_200);
 
 const store = new KvStore({ partitionCount: NODE_PARTITION_COUNT });
 const value = new Uint8Array(100).fill(7);
@@ -52,3 +61,43 @@ for (let from = 0; from < keys; from += pairs) {
 }
 process.stdout.write(`${keys.toLocaleString('en-US')} keys in put-many of ${pairs}, a checkpoint every ${every.toLocaleString('en-US')} keys; executing the puts took ${(executeMs / 1000).toFixed(1)} s in all\n`);
 for (const l of lines.slice(-3)) process.stdout.write(`  ${l}\n`);
+
+if (steady > 0) {
+  // The bench's throughput run: clients c0..c63, 256 keys each, 16-byte keys and values.
+  const steadyValue = new Uint8Array(16).fill(9);
+  const ops = Array.from({ length: 64 * 256 }, (_, i) => {
+    const base = `c${i % 64}k`;
+    const index = String(Math.floor(i / 64));
+    return base + '0'.repeat(16 - base.length - index.length) + index;
+  });
+  let execute = 0;
+  let merge = 0;
+  let leaves = 0;
+  let merged = 0;
+  let mergedBytes = 0;
+  const takeCheckpoint = (): void => {
+    const t1 = performance.now();
+    const dirty = store.takeDirtyPartitions();
+    const parts = dirty.map((i) => store.readPartition(i));
+    const t2 = performance.now();
+    for (const p of parts) leafDigest(sha256, p);
+    merge += t2 - t1;
+    leaves += performance.now() - t2;
+    merged += dirty.length;
+    mergedBytes += parts.reduce((n, p) => n + p.length, 0);
+  };
+  takeCheckpoint();
+  execute = merge = leaves = merged = mergedBytes = 0;
+  for (let i = 0; i < steady; i++) {
+    const t0 = performance.now();
+    store.putMany([[ops[i % ops.length]!, steadyValue]]);
+    execute += performance.now() - t0;
+    if ((i + 1) % steadyEvery === 0) takeCheckpoint();
+  }
+  const checkpoints = Math.floor(steady / steadyEvery);
+  const per = (ms: number): string => `${((ms * 1000) / steady).toFixed(1)} us`;
+  process.stdout.write(
+    `then ${steady.toLocaleString('en-US')} single puts, a checkpoint every ${steadyEvery.toLocaleString('en-US')}: per put execute ${per(execute)}, merge ${per(merge)}, leaf digests ${per(leaves)}` +
+      ` (${Math.round(merged / Math.max(1, checkpoints)).toLocaleString('en-US')} partitions of ${(mergedBytes / Math.max(1, merged) / 1024).toFixed(1)} KiB on average per checkpoint)\n`,
+  );
+}
