@@ -1028,6 +1028,14 @@ const RSS_BYTES_PER_KEY = 1200;
 interface KeysResult {
   keys: number;
   loadSeconds: number;
+  /** Seconds from the load's start until every replica had executed it. */
+  executedSeconds: number;
+  /**
+   * Seconds from the load's start until the checkpoint covering it was stable at every replica
+   * (taken there by `settlePuts` single puts): the throughput run starts after it.
+   */
+  checkpointedSeconds: number;
+  settlePuts: number;
   empty: LoadResult;
   loaded: LoadResult;
   /** Replica RSS (bytes, replica order) once every replica executed the load. */
@@ -1041,8 +1049,8 @@ interface KeysResult {
   dataBytes: number[];
   /**
    * Longest event-loop stall of each replica (seconds, prom-client's nodejs_eventloop_lag_max_seconds,
-   * which restarts at each scrape): during the load, and during the throughput run after it (its
-   * warm-up holds the first checkpoints after the load, which merge, hash and write what it changed).
+   * which restarts at each scrape): during the load (until the checkpoint covering it was stable),
+   * and during the throughput run after it.
    */
   stallDuringLoad: number[];
   stallAfterLoad: number[];
@@ -1122,6 +1130,22 @@ async function runKeys(o: Options, report: Report): Promise<void> {
       // Every replica executes the load (a backup may trail the quorum that answered).
       const head = (await getJson<NodeStatus>(server.statusUrls[0]!))?.lastExecuted ?? 0;
       await waitExecuted(server.statusUrls, head, 300_000, 'keys load');
+      const executedSeconds = (performance.now() - t0) / 1000;
+      // The load is in place once the checkpoint covering it is stable at every replica: the changes
+      // of its last checkpoint interval are then merged, hashed and written, as every earlier
+      // interval's were during the load. Single puts (one sequence number each, in an idle
+      // cluster) take the cluster to that checkpoint.
+      let settlePuts = 0;
+      const settleDeadline = Date.now() + 600_000;
+      for (;;) {
+        const all = await Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u)));
+        if (all.every((st) => st !== undefined && st.stableCheckpoint.seq >= head)) break;
+        if (Date.now() > settleDeadline) throw new Error(`keys: no stable checkpoint at or after seq ${head} within 600 s of the load`);
+        await loader.put(`keys/settle-${settlePuts++}`, new Uint8Array(8));
+        progress(`${label} taking the load to a stable checkpoint: ${settlePuts} puts`);
+      }
+      const checkpointedSeconds = (performance.now() - t0) / 1000;
+      progressDone(`${label} every replica executed the load at ${fmt(executedSeconds, 1)} s; the checkpoint covering it was stable at ${fmt(checkpointedSeconds, 1)} s (${settlePuts} single puts after the load)`);
       const stallDuringLoad = await loopStalls(server.statusUrls);
       const rssAfterLoad = server.procs.map((p) => processRssBytes(p.pid!) ?? 0);
       const memoryAfterLoad = (await Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u)))).map((st) => ({ heapUsed: st?.memory.heapUsed ?? NaN, arrayBuffers: st?.memory.arrayBuffers ?? NaN }));
@@ -1170,7 +1194,7 @@ async function runKeys(o: Options, report: Report): Promise<void> {
         `${label} replica ${k} answered /status ${fmt(statusSeconds, 1)} s after its restart, caught up at ${fmt(caughtUpSeconds, 1)} s, executing at ${fmt(executingSeconds, 1)} s; RSS ${rssAfterRestart.map((b) => fmt(b / MiB)).join(' ')} MiB`,
       );
       const memoryAfterRestart = (await Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u)))).map((st) => ({ heapUsed: st?.memory.heapUsed ?? NaN, arrayBuffers: st?.memory.arrayBuffers ?? NaN }));
-      report.keys = { keys: n, loadSeconds, empty, loaded, rssAfterLoad, rssAfterRestart, memoryAfterLoad, memoryAfterRestart, dataBytes, stallDuringLoad, stallAfterLoad, restart: { replica: k, statusSeconds, caughtUpSeconds, executingSeconds } };
+      report.keys = { keys: n, loadSeconds, executedSeconds, checkpointedSeconds, settlePuts, empty, loaded, rssAfterLoad, rssAfterRestart, memoryAfterLoad, memoryAfterRestart, dataBytes, stallDuringLoad, stallAfterLoad, restart: { replica: k, statusSeconds, caughtUpSeconds, executingSeconds } };
     } finally {
       await loader.close();
     }
@@ -1213,7 +1237,7 @@ function keysLines(report: Report): string[] {
   return [
     '',
     `keys (scale with state size): ${fmt(k.keys)} keys of ${LOAD_VALUE_BYTES}-byte values loaded through the protocol (put-many)`,
-    `  load time                         ${fmt(k.loadSeconds, 1)} s (${fmt(k.keys / k.loadSeconds)} keys/s)`,
+    `  load time                         ${fmt(k.loadSeconds, 1)} s (${fmt(k.keys / k.loadSeconds)} keys/s); executed everywhere at ${fmt(k.executedSeconds, 1)} s, its checkpoint stable at ${fmt(k.checkpointedSeconds, 1)} s (${k.settlePuts} puts)`,
     `  throughput, ${k.loaded.clients} clients: empty -> loaded   ${fmt(k.empty.requestsPerSecond, 1)} -> ${fmt(k.loaded.requestsPerSecond, 1)} req/s (${pct(k.loaded.requestsPerSecond / k.empty.requestsPerSecond)})`,
     `  restart of replica ${k.restart.replica} (SIGKILL)      /status ${fmt(k.restart.statusSeconds, 1)} s, caught up ${fmt(k.restart.caughtUpSeconds, 1)} s, executing ${fmt(k.restart.executingSeconds, 1)} s`,
     `  replica RSS after load (MiB)      ${mib(k.rssAfterLoad)}  (${fmt(Math.max(...k.rssAfterLoad) / k.keys, 0)} bytes/key at the largest)`,
@@ -1454,7 +1478,7 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
       .filter((s) => s !== '')
       .join(', ') || 'replica defaults';
   out.push(
-    `workload: put, ${o.keyBytes}-byte keys, ${o.payload}-byte values, ${o.keysPerClient} keys per client; ${o.warmup} s warm-up + ${o.duration} s measured per run; ${tuning}`,
+    `workload: put, ${o.keyBytes}-byte keys, ${o.payload}-byte values, ${o.keysPerClient} keys per client, each put changing its key's value; ${o.warmup} s warm-up + ${o.duration} s measured per run; ${tuning}`,
   );
   const f = report.floor;
   if (f !== undefined) {

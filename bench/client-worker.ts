@@ -36,7 +36,8 @@ export interface WorkerInit {
   /** Replicas expected to answer (fewer than n when one is silent); default n. */
   expectReplicas?: number;
   /**
-   * 'put' (default): each client cycles through puts of its keys. 'get-ordered' / 'get-readonly':
+   * 'put' (default): each client cycles through puts of its keys, alternating two values from one pass
+   * to the next, so that every put changes the state. 'get-ordered' / 'get-readonly':
    * each client first puts its keys (before 'ready'), then cycles through gets of them, ordered
    * (invoke: a request like any other) or read-only (get: src/core/reads.ts, falling back to an
    * ordered request when 2f+1 answers do not match).
@@ -117,15 +118,24 @@ async function init(m: WorkerInit): Promise<void> {
   const n = m.expectReplicas ?? cluster.replicas.length;
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline && clients.some((c) => c.connectedReplicas().length < n)) await new Promise((r) => setTimeout(r, 20));
-  const value = new Uint8Array(m.valueBytes);
-  for (let i = 0; i < value.length; i++) value[i] = (i * 31 + 7) & 0xff;
+  // Two values, one per pass over a client's keys (A on the first pass, B on the second, A again...):
+  // every put changes the state, as a user's put does. With one value, every pass after the first
+  // wrote what the key already held: the store changes nothing then (no partition to merge, hash or
+  // write at the next checkpoint), and a measured window after the first pass timed those no-ops.
+  const values = [0, 1].map((variant) => {
+    const value = new Uint8Array(m.valueBytes);
+    for (let i = 0; i < value.length; i++) value[i] = (i * 31 + 7 + variant) & 0xff;
+    return value;
+  });
   // Pre-encode the operations: the loop measures the service, not string formatting.
-  const puts = clients.map((c) => Array.from({ length: m.keysPerClient }, (_, i) => encodeOp({ type: 'put', key: benchKey(c.clientId, i, m.keyBytes), value })));
+  const puts = clients.map((c) =>
+    Array.from({ length: 2 * m.keysPerClient }, (_, i) => encodeOp({ type: 'put', key: benchKey(c.clientId, i % m.keysPerClient, m.keyBytes), value: values[Math.floor(i / m.keysPerClient)]! })),
+  );
   const workload = m.workload ?? 'put';
   if (workload !== 'put') {
     // The keys a client reads hold values: written here, before the run.
     await Promise.all(clients.map(async (c, i) => {
-      for (const op of puts[i]!) await c.invoke(op);
+      for (const op of puts[i]!.slice(0, m.keysPerClient)) await c.invoke(op);
     }));
   }
   const ops = workload === 'put' ? puts : clients.map((c) => Array.from({ length: m.keysPerClient }, (_, i) => encodeOp({ type: 'get', key: benchKey(c.clientId, i, m.keyBytes) })));

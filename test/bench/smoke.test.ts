@@ -119,7 +119,7 @@ test('npm run bench -- --keys 2000: loads the keys, compares with the empty stor
     assert.equal(code, 0, `bench exited with ${code}\nstdout:\n${stdout}\nstderr:\n${stderr}`);
     assert.match(stdout, /^keys-empty\s+4\s+4\s+[\d,]+\s+[\d.,]+/m);
     assert.match(stdout, /^keys-2000\s+4\s+4\s+[\d,]+\s+[\d.,]+/m);
-    assert.match(stdout, /^\s+load time\s+[\d.,]+ s \([\d,]+ keys\/s\)$/m);
+    assert.match(stdout, /^\s+load time\s+[\d.,]+ s \([\d,]+ keys\/s\); executed everywhere at [\d.,]+ s, its checkpoint stable at [\d.,]+ s \(\d+ puts\)$/m);
     assert.match(stdout, /^\s+throughput, 4 clients: empty -> loaded\s+[\d.,]+ -> [\d.,]+ req\/s \([\d.]+%\)$/m);
     assert.match(stdout, /^\s+restart of replica 3 \(SIGKILL\)\s+\/status [\d.]+ s, caught up [\d.]+ s, executing [\d.]+ s$/m);
     assert.match(stdout, /^\s+replica RSS after load \(MiB\)\s+[\d,]+ [\d,]+ [\d,]+ [\d,]+/m);
@@ -128,9 +128,10 @@ test('npm run bench -- --keys 2000: loads the keys, compares with the empty stor
     assert.match(stdout, /^\s+longest event-loop stall \(s\)\s+during the load [\d.]+ [\d.]+ [\d.]+ [\d.]+; throughput run after it [\d.]+ [\d.]+ [\d.]+ [\d.]+$/m);
     assert.equal((stdout.match(/^\s+\[(MET|MISSED)\] 2,000 keys: /gm) ?? []).length, 3, 'three targets judged');
     assert.match(stderr, /replica 3 \(pid \d+\) killed with SIGKILL/);
-    const json = JSON.parse(readFileSync(record, 'utf8')) as { keys: { keys: number; loadSeconds: number; restart: { executingSeconds: number }; stallDuringLoad: number[] } };
+    const json = JSON.parse(readFileSync(record, 'utf8')) as { keys: { keys: number; loadSeconds: number; executedSeconds: number; checkpointedSeconds: number; restart: { executingSeconds: number }; stallDuringLoad: number[] } };
     assert.equal(json.keys.keys, 2000);
     assert.ok(json.keys.loadSeconds > 0 && json.keys.restart.executingSeconds > 0);
+    assert.ok(json.keys.checkpointedSeconds >= json.keys.executedSeconds && json.keys.executedSeconds >= json.keys.loadSeconds, 'load, executed, checkpointed in order');
     assert.equal(json.keys.stallDuringLoad.length, 4);
     for (const x of json.keys.stallDuringLoad) assert.ok(Number.isFinite(x) && x >= 0, `stall ${x}`);
   } finally {
