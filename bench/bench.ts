@@ -23,8 +23,9 @@
  *              directory size and log volume before and after
  *   keys       (--keys N; not in the default suite) scale with state size: an empty-store cluster under
  *              N clients, then a fresh cluster loaded with N keys of 100-byte values through the protocol
- *              (put-many operations), the same N clients, one replica SIGKILLed and restarted from its
- *              own disk; load time, throughput against the empty store, restart time, replica RSS
+ *              (put-many operations) and taken to the stable checkpoint that covers the load, the
+ *              same N clients, one replica SIGKILLed and restarted from its own disk; load time,
+ *              throughput against the empty store, restart time, replica RSS
  *
  * Replicas run as `bin/pbft.mjs replica` child processes (real WebSockets, RocksDB with sync), each
  * with a data directory in a fresh temporary directory; clients run in worker processes
