@@ -17,6 +17,7 @@ import { PbftClient } from '../../src/client/client.ts';
 import { createNodeSigner, NodeVerifier, sha256 } from '../../src/crypto/node.ts';
 import type { ClientTransport } from '../../src/transport/client-transport.ts';
 import { TestKeyring } from './epoch-proofs.ts';
+import { countVerifies } from './count-verifies.ts';
 
 const k = new TestKeyring('collector-verify');
 const cid = k.cluster.clusterId;
@@ -120,22 +121,6 @@ async function sdk(options: { forge?: (replica: number) => boolean } = {}): Prom
     close: async () => undefined,
   };
   return PbftClient.connect({ cluster: k.cluster, key: { id: 0, secretKey: k.clientSecrets.get(0)! }, crypto: 'node', createTransport: () => transport });
-}
-
-/** Counts NodeVerifier.verify calls while `body` runs. */
-async function countVerifies(body: () => Promise<void>): Promise<number> {
-  const original = NodeVerifier.prototype.verify;
-  let calls = 0;
-  NodeVerifier.prototype.verify = function (this: NodeVerifier, key, data, sig) {
-    calls++;
-    return original.call(this, key, data, sig);
-  };
-  try {
-    await body();
-  } finally {
-    NodeVerifier.prototype.verify = original;
-  }
-  return calls;
 }
 
 test('the SDK checks f+1 reply signatures per request when the replicas agree (4 replies each)', async () => {

@@ -17,6 +17,7 @@ import { CachingVerifier } from '../../src/crypto/verify-cache.ts';
 import type { Verifier } from '../../src/crypto/types.ts';
 import type { ClientTransport } from '../../src/transport/client-transport.ts';
 import { TestKeyring } from './epoch-proofs.ts';
+import { countVerifies } from './count-verifies.ts';
 
 /** A NodeVerifier that counts the checks it runs. */
 function counting(): { verifier: Verifier; calls: () => number } {
@@ -170,22 +171,6 @@ function batchingReplicas(expect: number, forge: (replica: number) => boolean): 
       close: async () => undefined,
     }),
   };
-}
-
-/** Counts NodeVerifier.verify calls (the checks that really ran) while `body` runs. */
-async function countVerifies(body: () => Promise<void>): Promise<number> {
-  const original = NodeVerifier.prototype.verify;
-  let calls = 0;
-  NodeVerifier.prototype.verify = function (this: NodeVerifier, key, data, sig) {
-    calls++;
-    return original.call(this, key, data, sig);
-  };
-  try {
-    await body();
-  } finally {
-    NodeVerifier.prototype.verify = original;
-  }
-  return calls;
 }
 
 async function twoClients(forge: (replica: number) => boolean): Promise<PbftClient[]> {
