@@ -1037,6 +1037,9 @@ interface KeysResult {
    */
   checkpointedSeconds: number;
   settlePuts: number;
+  /** The primary's last executed sequence number after the load, and each replica's stable checkpoint when the run began. */
+  loadHead: number;
+  stableSeqs: number[];
   empty: LoadResult;
   loaded: LoadResult;
   /** Replica RSS (bytes, replica order) once every replica executed the load. */
@@ -1137,10 +1140,12 @@ async function runKeys(o: Options, report: Report): Promise<void> {
       // interval's were during the load. Single puts (one sequence number each, in an idle
       // cluster) take the cluster to that checkpoint.
       let settlePuts = 0;
+      let stableSeqs: number[] = [];
       const settleDeadline = Date.now() + 600_000;
       for (;;) {
         const all = await Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u)));
-        if (all.every((st) => st !== undefined && st.stableCheckpoint.seq >= head)) break;
+        stableSeqs = all.map((st) => st?.stableCheckpoint.seq ?? -1);
+        if (stableSeqs.every((seq) => seq >= head)) break;
         if (Date.now() > settleDeadline) throw new Error(`keys: no stable checkpoint at or after seq ${head} within 600 s of the load`);
         await loader.put(`keys/settle-${settlePuts++}`, new Uint8Array(8));
         progress(`${label} taking the load to a stable checkpoint: ${settlePuts} puts`);
@@ -1195,7 +1200,7 @@ async function runKeys(o: Options, report: Report): Promise<void> {
         `${label} replica ${k} answered /status ${fmt(statusSeconds, 1)} s after its restart, caught up at ${fmt(caughtUpSeconds, 1)} s, executing at ${fmt(executingSeconds, 1)} s; RSS ${rssAfterRestart.map((b) => fmt(b / MiB)).join(' ')} MiB`,
       );
       const memoryAfterRestart = (await Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u)))).map((st) => ({ heapUsed: st?.memory.heapUsed ?? NaN, arrayBuffers: st?.memory.arrayBuffers ?? NaN }));
-      report.keys = { keys: n, loadSeconds, executedSeconds, checkpointedSeconds, settlePuts, empty, loaded, rssAfterLoad, rssAfterRestart, memoryAfterLoad, memoryAfterRestart, dataBytes, stallDuringLoad, stallAfterLoad, restart: { replica: k, statusSeconds, caughtUpSeconds, executingSeconds } };
+      report.keys = { keys: n, loadSeconds, executedSeconds, checkpointedSeconds, settlePuts, loadHead: head, stableSeqs, empty, loaded, rssAfterLoad, rssAfterRestart, memoryAfterLoad, memoryAfterRestart, dataBytes, stallDuringLoad, stallAfterLoad, restart: { replica: k, statusSeconds, caughtUpSeconds, executingSeconds } };
     } finally {
       await loader.close();
     }
@@ -1360,15 +1365,14 @@ function sdkTarget(o: Options, report: Report, cluster: LoadResult | undefined):
   // those answered by one REPLY-BATCH check its signature once between them. Say how many checks
   // ran, and what the CPU outside the signatures that did run comes to.
   const checks = cluster.clientSignatureChecks;
-  const shared =
-    checks === undefined || checks.checks === 0
-      ? ''
-      : (() => {
-          const verified = (checks.checks - checks.cacheHits) / cluster.requests;
-          const other = sdkUs - f.signRequestUs - verified * f.verifyReplyUs;
-          return `; signature checks ${fmt(checks.checks / cluster.requests, 2)} per request, ${fmt((100 * checks.cacheHits) / checks.checks, 1)}% answered by the workers' shared cache` +
-            ` (${cluster.clients} clients in ${Math.min(o.clientProcs, cluster.clients)} processes), so ${fmt(verified, 2)} verifies ran per request and the CPU outside the signatures that ran is ${fmt(other, 1)} us`;
-        })();
+  let shared = '';
+  if (checks !== undefined && checks.checks > 0) {
+    const verified = (checks.checks - checks.cacheHits) / cluster.requests;
+    const other = sdkUs - f.signRequestUs - verified * f.verifyReplyUs;
+    shared =
+      `; signature checks ${fmt(checks.checks / cluster.requests, 2)} per request, ${fmt((100 * checks.cacheHits) / checks.checks, 1)}% answered by the workers' shared cache` +
+      ` (${cluster.clients} clients in ${Math.min(o.clientProcs, cluster.clients)} processes), so ${fmt(verified, 2)} verifies ran per request and the CPU outside the signatures that ran is ${fmt(other, 1)} us`;
+  }
   report.targets.push({
     name,
     met: ratio <= SDK_CPU_TO_SIGNATURES_MAX,

@@ -21,6 +21,7 @@ import { PbftClient, verifyCacheStats } from '../src/client/client.ts';
 import { loadPrivateKey, keyFileName } from '../src/crypto/keyring.ts';
 import { join } from 'node:path';
 import { clusterFromJson, type ClusterJson } from './lib/keys.ts';
+import { benchKey, putCycle } from './lib/workload.ts';
 import { Histogram, type HistogramData } from './lib/stats.ts';
 
 export interface WorkerInit {
@@ -76,13 +77,6 @@ function send(m: FromWorker): void {
   process.send?.(m);
 }
 
-/** A key of exactly `bytes` ASCII bytes, distinct per (client, index). */
-export function benchKey(client: number, index: number, bytes: number): string {
-  const base = `c${client}k${index}`;
-  if (base.length > bytes) throw new RangeError(`key bytes ${bytes} too small for ${base}`);
-  return `c${client}k${'0'.repeat(bytes - base.length)}${index}`;
-}
-
 let clients: PbftClient[] = [];
 let running = false;
 let measuring = false;
@@ -118,19 +112,8 @@ async function init(m: WorkerInit): Promise<void> {
   const n = m.expectReplicas ?? cluster.replicas.length;
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline && clients.some((c) => c.connectedReplicas().length < n)) await new Promise((r) => setTimeout(r, 20));
-  // Two values, one per pass over a client's keys (A on the first pass, B on the second, A again...):
-  // every put changes the state, as a user's put does. With one value, every pass after the first
-  // wrote what the key already held: the store changes nothing then (no partition to merge, hash or
-  // write at the next checkpoint), and a measured window after the first pass timed those no-ops.
-  const values = [0, 1].map((variant) => {
-    const value = new Uint8Array(m.valueBytes);
-    for (let i = 0; i < value.length; i++) value[i] = (i * 31 + 7 + variant) & 0xff;
-    return value;
-  });
   // Pre-encode the operations: the loop measures the service, not string formatting.
-  const puts = clients.map((c) =>
-    Array.from({ length: 2 * m.keysPerClient }, (_, i) => encodeOp({ type: 'put', key: benchKey(c.clientId, i % m.keysPerClient, m.keyBytes), value: values[Math.floor(i / m.keysPerClient)]! })),
-  );
+  const puts = clients.map((c) => putCycle(c.clientId, m.keysPerClient, m.keyBytes, m.valueBytes));
   const workload = m.workload ?? 'put';
   if (workload !== 'put') {
     // The keys a client reads hold values: written here, before the run.

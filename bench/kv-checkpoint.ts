@@ -18,22 +18,15 @@ import { KvStore } from '../src/app/kv.ts';
 import { leafDigest } from '../src/core/statetree.ts';
 import { sha256 } from '../src/crypto/node.ts';
 import { NODE_PARTITION_COUNT } from '../src/node/replica-node.ts';
+import { benchKey } from './lib/workload.ts';
+import { intArg } from './lib/args.ts';
 
 const args = process.argv.slice(2);
-function arg(name: string, fallback: number): number {
-  const i = args.indexOf(name);
-  if (i < 0) return fallback;
-  const n = Number(args[i + 1]);
-  if (!Number.isSafeInteger(n) || n < 1) {
-    process.stderr.write(`kv-checkpoint: ${name} takes a positive integer, got ${args[i + 1] ?? 'nothing'}\n`);
-    process.exit(2);
-  }
-  return n;
-}
-const keys = args.includes('--keys') && Number(args[args.indexOf('--keys') + 1]) === 0 ? 0 : arg('--keys', 1_000_000);
+const arg = (name: string, fallback: number, min = 1): number => intArg('kv-checkpoint', args, name, fallback, min);
+const keys = arg('--keys', 1_000_000, 0);
 const every = arg('--every', 262_144);
 const pairs = Math.min(arg('--pairs', 512), 4096);
-const steady = args.includes('--steady') ? arg('--steady', 1) : 0;
+const steady = arg('--steady', 0, 0);
 const steadyEvery = arg('--steady-every', 3_200);
 
 const store = new KvStore({ partitionCount: NODE_PARTITION_COUNT });
@@ -64,12 +57,10 @@ for (const l of lines.slice(-3)) process.stdout.write(`  ${l}\n`);
 
 if (steady > 0) {
   // The bench's throughput run: clients c0..c63, 256 keys each, 16-byte keys and values.
-  const steadyValue = new Uint8Array(16).fill(9);
-  const ops = Array.from({ length: 64 * 256 }, (_, i) => {
-    const base = `c${i % 64}k`;
-    const index = String(Math.floor(i / 64));
-    return base + '0'.repeat(16 - base.length - index.length) + index;
-  });
+  // Two values, alternating from one pass over the keys to the next (as the bench's clients do), so
+  // that every put changes the state: the store skips a write of the value a key already holds.
+  const steadyValues = [new Uint8Array(16).fill(9), new Uint8Array(16).fill(10)];
+  const ops = Array.from({ length: 64 * 256 }, (_, i) => benchKey(i % 64, Math.floor(i / 64), 16));
   let execute = 0;
   let merge = 0;
   let leaves = 0;
@@ -90,7 +81,7 @@ if (steady > 0) {
   execute = merge = leaves = merged = mergedBytes = 0;
   for (let i = 0; i < steady; i++) {
     const t0 = performance.now();
-    store.putMany([[ops[i % ops.length]!, steadyValue]]);
+    store.putMany([[ops[i % ops.length]!, steadyValues[Math.floor(i / ops.length) % 2]!]]);
     execute += performance.now() - t0;
     if ((i + 1) % steadyEvery === 0) takeCheckpoint();
   }

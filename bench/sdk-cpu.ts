@@ -29,16 +29,14 @@ import { buildReplyTree, replyLeaf } from '../src/core/replytree.ts';
 import { decodeFrame, encodeBatchedReplyFrame, encodeBody } from '../src/codec/messages.ts';
 import { createNodeSigner, nodeDerivePublicKey, sha256 } from '../src/crypto/node.ts';
 import type { ClientTransport } from '../src/transport/client-transport.ts';
+import { intArg } from './lib/args.ts';
 
 const args = process.argv.slice(2);
-const arg = (name: string, fallback: number): number => {
-  const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : fallback;
-};
+const arg = (name: string, fallback: number, min = 1): number => intArg('sdk-cpu', args, name, fallback, min);
 const CLIENTS = arg('--clients', 64);
 const SECONDS = arg('--seconds', 5);
 const ROUNDS = arg('--rounds', 3);
-const BATCH = arg('--batch', 0);
+const BATCH = arg('--batch', 0, 0);
 const N = 4;
 
 const replicaSecrets = Array.from({ length: N }, () => new Uint8Array(randomBytes(32)));
@@ -95,19 +93,17 @@ function answer(): Array<{ client: number; replica: number; frame: Uint8Array }>
 /** The four fake replicas' REPLY-BATCHes for one batch of requests. */
 function answerBatch(requests: RequestMsg[]): Array<{ client: number; replica: number; frame: Uint8Array }> {
   const out: Array<{ client: number; replica: number; frame: Uint8Array }> = [];
-  {
-    seq++;
-    const leaves = requests.map((r) => replyLeaf(sha256, r.client, r.timestamp, RESULT));
-    const tree = buildReplyTree(sha256, leaves);
-    for (let replica = 0; replica < N; replica++) {
-      const msg: ReplyBatchMsg = { type: 'replybatch', view, replica, seq, count: leaves.length, root: tree.root };
-      const body = encodeBody(msg);
-      const batch: Signed<ReplyBatchMsg> = { msg, body, sig: replicaSigners[replica]!.sign(concatBytes(batchTag, body)) };
-      requests.forEach((r, index) => {
-        const reply: BatchedReply = { msg: { type: 'reply', view, replica, client: r.client, timestamp: r.timestamp, result: RESULT }, batch, index, path: tree.paths[index]! };
-        out.push({ client: r.client, replica, frame: encodeBatchedReplyFrame(reply) });
-      });
-    }
+  seq++;
+  const leaves = requests.map((r) => replyLeaf(sha256, r.client, r.timestamp, RESULT));
+  const tree = buildReplyTree(sha256, leaves);
+  for (let replica = 0; replica < N; replica++) {
+    const msg: ReplyBatchMsg = { type: 'replybatch', view, replica, seq, count: leaves.length, root: tree.root };
+    const body = encodeBody(msg);
+    const batch: Signed<ReplyBatchMsg> = { msg, body, sig: replicaSigners[replica]!.sign(concatBytes(batchTag, body)) };
+    requests.forEach((r, index) => {
+      const reply: BatchedReply = { msg: { type: 'reply', view, replica, client: r.client, timestamp: r.timestamp, result: RESULT }, batch, index, path: tree.paths[index]! };
+      out.push({ client: r.client, replica, frame: encodeBatchedReplyFrame(reply) });
+    });
   }
   return out;
 }

@@ -128,10 +128,14 @@ test('npm run bench -- --keys 2000: loads the keys, compares with the empty stor
     assert.match(stdout, /^\s+longest event-loop stall \(s\)\s+during the load [\d.]+ [\d.]+ [\d.]+ [\d.]+; throughput run after it [\d.]+ [\d.]+ [\d.]+ [\d.]+$/m);
     assert.equal((stdout.match(/^\s+\[(MET|MISSED)\] 2,000 keys: /gm) ?? []).length, 3, 'three targets judged');
     assert.match(stderr, /replica 3 \(pid \d+\) killed with SIGKILL/);
-    const json = JSON.parse(readFileSync(record, 'utf8')) as { keys: { keys: number; loadSeconds: number; executedSeconds: number; checkpointedSeconds: number; restart: { executingSeconds: number }; stallDuringLoad: number[] } };
+    const json = JSON.parse(readFileSync(record, 'utf8')) as { keys: { keys: number; loadSeconds: number; executedSeconds: number; checkpointedSeconds: number; loadHead: number; stableSeqs: number[]; restart: { executingSeconds: number }; stallDuringLoad: number[] } };
     assert.equal(json.keys.keys, 2000);
     assert.ok(json.keys.loadSeconds > 0 && json.keys.restart.executingSeconds > 0);
     assert.ok(json.keys.checkpointedSeconds >= json.keys.executedSeconds && json.keys.executedSeconds >= json.keys.loadSeconds, 'load, executed, checkpointed in order');
+    // The throughput run began once every replica's stable checkpoint covered the load.
+    assert.ok(json.keys.loadHead > 0);
+    assert.equal(json.keys.stableSeqs.length, 4);
+    for (const seq of json.keys.stableSeqs) assert.ok(seq >= json.keys.loadHead, `stable checkpoint ${seq} below the load's ${json.keys.loadHead}`);
     assert.equal(json.keys.stallDuringLoad.length, 4);
     for (const x of json.keys.stallDuringLoad) assert.ok(Number.isFinite(x) && x >= 0, `stall ${x}`);
   } finally {
