@@ -1,6 +1,6 @@
 /**
  * What one checkpoint of a bulk load costs the built-in store, without a cluster: a KvStore of
- * 65,536 partitions (a replica's) is fed put-many operations of `--pairs` pairs (100-byte values,
+ * 65,536 partitions (a replica's; --partitions sets another power of two) is fed put-many operations of `--pairs` pairs (100-byte values,
  * keys as `npm run bench -- --keys` makes them) and, every `--every` keys, every partition that
  * changed is merged (readPartition) and its leaf digest computed, as a checkpoint's syncTree does.
  * Prints the last three checkpoints' merge and leaf times (CPU on one thread; no RocksDB write).
@@ -8,14 +8,16 @@
  * With --steady P, P single puts follow the load, as the throughput run of `npm run bench -- --keys`
  * makes them (64 clients cycling through 256 keys each, 16-byte keys), with a checkpoint every
  * --steady-every puts (default 3,200: 128 sequence numbers of 25-request batches); prints what
- * executing, merging and hashing cost per put there. That is the cost the loaded state adds to
- * every write: a changed partition is merged and hashed whole.
+ * executing, merging, hashing (leaves and the digest tree) and finding the records to store
+ * (diffPartition against the partition as last stored) cost per put there, and how many bytes of
+ * records a replica stores per put against the whole partitions it stored before records. A
+ * changed partition is still merged and hashed whole: that is the cost the loaded state adds.
  *
  *   node --import tsx bench/kv-checkpoint.ts [--keys 1000000] [--every 262144] [--pairs 512]
- *                                             [--steady 0] [--steady-every 3200]
+ *                                             [--steady 0] [--steady-every 3200] [--partitions 65536]
  */
 import { KvStore } from '../src/app/kv.ts';
-import { leafDigest } from '../src/core/statetree.ts';
+import { StateTree, leafDigest } from '../src/core/statetree.ts';
 import { sha256 } from '../src/crypto/node.ts';
 import { NODE_PARTITION_COUNT } from '../src/node/replica-node.ts';
 import { benchKey } from './lib/workload.ts';
@@ -28,8 +30,9 @@ const every = arg('--every', 262_144);
 const pairs = Math.min(arg('--pairs', 512), 4096);
 const steady = arg('--steady', 0, 0);
 const steadyEvery = arg('--steady-every', 3_200);
+const partitionCount = arg('--partitions', NODE_PARTITION_COUNT);
 
-const store = new KvStore({ partitionCount: NODE_PARTITION_COUNT });
+const store = new KvStore({ partitionCount });
 const value = new Uint8Array(100).fill(7);
 const lines: string[] = [];
 let sinceCheckpoint = 0;
@@ -64,21 +67,40 @@ if (steady > 0) {
   let execute = 0;
   let merge = 0;
   let leaves = 0;
+  let treeMs = 0;
   let merged = 0;
+  let diffMs = 0;
+  let records = 0;
+  let recordBytes = 0;
+  /** The partition bytes a replica last stored (it writes the records that differ from them). */
+  const stored = new Map<number, Uint8Array>();
+  const tree = StateTree.fromPartitions(sha256, Array.from({ length: partitionCount }, (_, i) => store.readPartition(i)));
   let mergedBytes = 0;
   const takeCheckpoint = (): void => {
     const t1 = performance.now();
     const dirty = store.takeDirtyPartitions();
     const parts = dirty.map((i) => store.readPartition(i));
     const t2 = performance.now();
-    for (const p of parts) leafDigest(sha256, p);
+    const digests = parts.map((p) => leafDigest(sha256, p));
+    const t3 = performance.now();
+    for (let k = 0; k < dirty.length; k++) tree.setLeaf(dirty[k]!, digests[k]!);
+    tree.commit();
     merge += t2 - t1;
-    leaves += performance.now() - t2;
+    leaves += t3 - t2;
+    const t4 = performance.now();
+    treeMs += t4 - t3;
+    for (let k = 0; k < dirty.length; k++) {
+      const d = store.diffPartition(stored.get(dirty[k]!), parts[k]!);
+      records += d.put.length + d.del.length;
+      for (const [name, value] of d.put) recordBytes += name.length + value.length;
+      stored.set(dirty[k]!, parts[k]!);
+    }
+    diffMs += performance.now() - t4;
     merged += dirty.length;
     mergedBytes += parts.reduce((n, p) => n + p.length, 0);
   };
   takeCheckpoint();
-  execute = merge = leaves = merged = mergedBytes = 0;
+  execute = merge = leaves = treeMs = merged = mergedBytes = diffMs = records = recordBytes = 0;
   for (let i = 0; i < steady; i++) {
     const t0 = performance.now();
     store.putMany([[ops[i % ops.length]!, steadyValues[Math.floor(i / ops.length) % 2]!]]);
@@ -88,7 +110,8 @@ if (steady > 0) {
   const checkpoints = Math.floor(steady / steadyEvery);
   const per = (ms: number): string => `${((ms * 1000) / steady).toFixed(1)} us`;
   process.stdout.write(
-    `then ${steady.toLocaleString('en-US')} single puts, a checkpoint every ${steadyEvery.toLocaleString('en-US')}: per put execute ${per(execute)}, merge ${per(merge)}, leaf digests ${per(leaves)}` +
-      ` (${Math.round(merged / Math.max(1, checkpoints)).toLocaleString('en-US')} partitions of ${(mergedBytes / Math.max(1, merged) / 1024).toFixed(1)} KiB on average per checkpoint)\n`,
+    `then ${steady.toLocaleString('en-US')} single puts, a checkpoint every ${steadyEvery.toLocaleString('en-US')}: per put execute ${per(execute)}, merge ${per(merge)}, leaf digests ${per(leaves)}, digest tree ${per(treeMs)}` +
+      ` (${Math.round(merged / Math.max(1, checkpoints)).toLocaleString('en-US')} partitions of ${(mergedBytes / Math.max(1, merged) / 1024).toFixed(1)} KiB on average per checkpoint);` +
+      ` records to store ${per(diffMs)}: ${(records / steady).toFixed(2)} records of ${Math.round(recordBytes / Math.max(1, records))} bytes per put, where whole partitions would be ${Math.round(mergedBytes / steady).toLocaleString('en-US')} bytes\n`,
   );
 }

@@ -44,7 +44,7 @@ import {
   type KvResult,
   type Value,
 } from './kv-ops.ts';
-import type { ExecuteContext, PartitionedState, Result, StateMachine } from './types.ts';
+import type { ExecuteContext, PartitionDiff, PartitionedState, Result, StateMachine } from './types.ts';
 
 export interface KvStoreOptions {
   /** Power of two in 1..65536; default 4096. */
@@ -194,6 +194,22 @@ function valueAt(b: Uint8Array, off: number): Value {
 function entryEnd(b: Uint8Array, off: number): number {
   const vpos = off + 2 + getU16(b, off);
   return vpos + 5 + getU32(b, vpos + 1);
+}
+
+/** Whether a[aFrom, aTo) and b[bFrom, bTo) hold the same bytes. */
+function sameRange(a: Uint8Array, aFrom: number, aTo: number, b: Uint8Array, bFrom: number, bTo: number): boolean {
+  if (aTo - aFrom !== bTo - bFrom) return false;
+  for (let k = 0; k < aTo - aFrom; k++) if (a[aFrom + k] !== b[bFrom + k]) return false;
+  return true;
+}
+
+/** The record of the entry whose value header starts at vpos: u8 valueType | value (a view into `b`). */
+function recordOf(b: Uint8Array, vpos: number, end: number): Uint8Array {
+  // The record drops the u32 length (the record's size gives it): type byte, then the value.
+  const rec = new Uint8Array(end - vpos - 4);
+  rec[0] = b[vpos]!;
+  rec.set(b.subarray(vpos + 5, end), 1);
+  return rec;
 }
 
 /** The partition of a key (given as UTF-8 bytes). */
@@ -609,6 +625,73 @@ export class KvStore implements StateMachine, PartitionedState {
 
   takeDirtyPartitions(): number[] {
     return this.dirty.take();
+  }
+
+  /**
+   * The records that differ between two versions of a partition's bytes (PartitionedState.diffPartition):
+   * one record per key, named by the key, holding u8 valueType | value bytes. `before` undefined
+   * means nothing is stored: every record of `after` is listed. Both must be bytes this store
+   * produced (readPartition) or validated. The record values are new arrays.
+   */
+  diffPartition(before: Uint8Array | undefined, after: Uint8Array): PartitionDiff {
+    const put: Array<[string, Uint8Array]> = [];
+    const del: string[] = [];
+    const a = before ?? EMPTY_PARTITION;
+    const b = after;
+    let i = PARTITION_HEADER_BYTES;
+    let j = PARTITION_HEADER_BYTES;
+    while (i < a.length || j < b.length) {
+      const aLen = i < a.length ? getU16(a, i) : 0;
+      const bLen = j < b.length ? getU16(b, j) : 0;
+      const c = i >= a.length ? 1 : j >= b.length ? -1 : compareRanges(a, i + 2, aLen, b, j + 2, bLen);
+      if (c < 0) {
+        del.push(utf8Decoder.decode(a.subarray(i + 2, i + 2 + aLen)));
+        i = entryEnd(a, i);
+        continue;
+      }
+      const bEnd = entryEnd(b, j);
+      if (c > 0 || !sameRange(a, i + 2 + aLen, entryEnd(a, i), b, j + 2 + bLen, bEnd)) {
+        put.push([utf8Decoder.decode(b.subarray(j + 2, j + 2 + bLen)), recordOf(b, j + 2 + bLen, bEnd)]);
+      }
+      if (c === 0) i = entryEnd(a, i);
+      j = bEnd;
+    }
+    return { put, del };
+  }
+
+  /**
+   * A partition's bytes from all its records (PartitionedState.joinPartition), as diffPartition named
+   * them, ascending by the key's UTF-8 bytes. Checks the record values' framing; the result is then
+   * given to loadPartition, which checks the rest (order, limits, text).
+   */
+  joinPartition(index: number, records: ReadonlyArray<readonly [string, Uint8Array]>): Result<Uint8Array> {
+    let size = PARTITION_HEADER_BYTES;
+    const keys: Uint8Array[] = new Array<Uint8Array>(records.length);
+    for (let n = 0; n < records.length; n++) {
+      const [key, value] = records[n]!;
+      const k = utf8Encoder.encode(key);
+      if (k.length < 1 || k.length > KEY_BYTES_MAX) return fail(`partition ${index}: record ${n}: key length ${k.length} out of range`);
+      if (value.length < 1) return fail(`partition ${index}: record ${n}: empty record`);
+      if (value.length - 1 > VALUE_BYTES_MAX) return fail(`partition ${index}: record ${n}: value exceeds ${VALUE_BYTES_MAX} bytes`);
+      keys[n] = k;
+      size += ENTRY_OVERHEAD_BYTES + k.length + value.length - 1;
+    }
+    const out = new Uint8Array(size);
+    out[0] = FORMAT_VERSION;
+    putU32(out, 1, records.length);
+    let pos = PARTITION_HEADER_BYTES;
+    for (let n = 0; n < records.length; n++) {
+      const k = keys[n]!;
+      const value = records[n]![1];
+      putU16(out, pos, k.length);
+      out.set(k, pos + 2);
+      pos += 2 + k.length;
+      out[pos] = value[0]!;
+      putU32(out, pos + 1, value.length - 1);
+      out.set(value.subarray(1), pos + 5);
+      pos += 5 + value.length - 1;
+    }
+    return { ok: true, value: out };
   }
 
   // --- accessors --------------------------------------------------------------------------------

@@ -9,7 +9,7 @@
 import type { PartitionedState, ReplicatedApp, StateMachine } from '../core/ports.ts';
 
 // The application's interfaces are the core's port (src/core/ports.ts).
-export type { ExecuteContext, PartitionedState, ReplicatedApp, Result, StateMachine } from '../core/ports.ts';
+export type { ExecuteContext, PartitionDiff, PartitionedState, ReplicatedApp, Result, StateMachine } from '../core/ports.ts';
 
 function isPartitioned(sm: StateMachine): sm is ReplicatedApp {
   const candidate = sm as Partial<PartitionedState>;

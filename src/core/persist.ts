@@ -8,7 +8,11 @@
  *   m/stable                   stable checkpoint certificate [seq, digest, [[body, sig], ...]]
  *   m/floor                    while recovering from lost state: [view, seq] it may not sign below (horizon.ts)
  *   c/state                    own latest checkpoint: [seq, digest, client table bytes]
- *   a/<index 6>                application partition bytes as of c/state
+ *   a/<index 6>/<name>         one record of an application partition as of c/state, for an application
+ *                              with records (PartitionedState.diffPartition: the key-value store, one per key)
+ *   a/<index 6>                a whole application partition as of c/state (an application without
+ *                              records; or written by an earlier version: read, and replaced by records
+ *                              when the partition next changes)
  *   c/v/<seq 16>/<replica 4>   CHECKPOINT votes [body, sig]
  *   l/<seq 16>/s               log slot record (see SlotRecord)
  *   l/<seq 16>/b/<digest hex>  batch: [time, [[body, sig], ...]]
@@ -45,6 +49,7 @@ export const KEYS = {
   epochProof: (epoch: number) => `e/${pad(epoch, 10)}`,
   epochProofPrefix: 'e/',
   partition: (i: number) => `a/${pad(i, 6)}`,
+  partitionRecord: (i: number, name: string) => `a/${pad(i, 6)}/${name}`,
   partitionPrefix: 'a/',
   checkpointVote: (seq: number, replica: number) => `c/v/${pad(seq, 16)}/${pad(replica, 4)}`,
   checkpointVotePrefix: 'c/v/',

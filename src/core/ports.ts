@@ -84,6 +84,26 @@ export interface PartitionedState {
   loadPartition?(index: number, bytes: Uint8Array): Result;
   /** Indices (ascending) of partitions changed since the last call; clears the set. */
   takeDirtyPartitions(): number[];
+  /**
+   * Optional, with joinPartition: a partition as named records (the key-value store: one per key),
+   * so that a replica stores only the records a checkpoint changed rather than whole partitions
+   * (a put into a large partition then writes a few bytes, not the partition). Lists the records
+   * that differ between two versions of a partition (both `readPartition` bytes; `before` undefined:
+   * nothing stored, list every record). Record names are non-empty strings, unique in a partition.
+   */
+  diffPartition?(before: Uint8Array | undefined, after: Uint8Array): PartitionDiff;
+  /**
+   * Optional, with diffPartition: the partition's bytes from every one of its records, ascending by
+   * name (compared as UTF-8 bytes), as this replica stored them. The result is then given to
+   * loadPartition (writePartition), which validates it; fails rather than throws on bad records.
+   */
+  joinPartition?(index: number, records: ReadonlyArray<readonly [string, Uint8Array]>): Result<Uint8Array>;
+}
+
+/** Records to store and to delete for one partition (PartitionedState.diffPartition). */
+export interface PartitionDiff {
+  put: Array<[string, Uint8Array]>;
+  del: string[];
 }
 
 export type ReplicatedApp = StateMachine & PartitionedState;

@@ -98,6 +98,60 @@ export function checkHorizon(rs: ReplicaState, stored: { horizon?: Uint8Array; d
   rs.events.push({ type: 'stored-state-lost', reasons, floor: { ...floor } });
 }
 
+/** A leaf no partition has: a partition marked with it is written at the next stable checkpoint. */
+const NOT_STORED = new Uint8Array(0);
+
+/**
+ * Loads the application partitions stored as of c/state (persist.ts: records `a/<index>/<name>`
+ * joined by the application, or a partition stored whole as `a/<index>`). Returns why the stored
+ * state cannot be used (undefined: nothing wrong so far; the caller checks the digest next) and the
+ * partitions that could not be read. For each of those, and for a partition stored whole by an
+ * application that has records, rs.dropOnPersist lists its stored keys: they are deleted when the
+ * partition is next written, which writes it out in full.
+ */
+function loadPartitions(rs: ReplicaState, byKey: Map<string, Uint8Array>): { unusable?: string; unreadable: number[] } {
+  const app = rs.app;
+  const withRecords = app.diffPartition !== undefined && app.joinPartition !== undefined;
+  const load = (index: number, bytes: Uint8Array) => (app.loadPartition !== undefined ? app.loadPartition(index, bytes) : app.writePartition(index, bytes));
+  const stored = new Map<number, { keys: string[]; whole?: Uint8Array; records: Array<[string, Uint8Array]>; bad?: string }>();
+  const prefix = KEYS.partitionPrefix.length;
+  for (const [key, value] of byKey) {
+    if (!key.startsWith(KEYS.partitionPrefix)) continue;
+    const digits = key.slice(prefix, prefix + 6);
+    const parsed = /^[0-9]{6}$/.test(digits) ? Number(digits) : -1;
+    // A key naming no partition is deleted with partition 0.
+    const index = parsed >= 0 && parsed < app.partitionCount ? parsed : 0;
+    let entry = stored.get(index);
+    if (entry === undefined) stored.set(index, (entry = { keys: [], records: [] }));
+    entry.keys.push(key);
+    const rest = key.slice(prefix + 6);
+    if (index !== parsed || (rest !== '' && (rest[0] !== '/' || rest.length === 1))) entry.bad ??= `stored partition key ${JSON.stringify(key)} is malformed`;
+    else if (rest === '') entry.whole = value;
+    else entry.records.push([rest.slice(1), value]);
+  }
+  let unusable: string | undefined;
+  const unreadable: number[] = [];
+  for (const [index, entry] of stored) {
+    let reason = entry.bad;
+    if (reason === undefined && entry.whole !== undefined && entry.records.length > 0) reason = `partition ${index} is stored both whole and as records`;
+    if (reason === undefined && entry.whole === undefined && !withRecords) reason = `partition ${index} is stored as records, which this application does not read`;
+    if (reason === undefined) {
+      // Our own bytes, checked against the stored checkpoint digest by the caller.
+      const joined = entry.whole !== undefined ? { ok: true as const, value: entry.whole } : app.joinPartition!(index, entry.records);
+      const res = joined.ok ? load(index, joined.value) : joined;
+      if (!res.ok) reason = `stored partition ${index} is malformed: ${res.reason}`;
+    }
+    if (reason !== undefined) {
+      unusable ??= reason;
+      unreadable.push(index);
+      rs.dropOnPersist.set(index, entry.keys);
+    } else if (entry.whole !== undefined && withRecords) {
+      rs.dropOnPersist.set(index, entry.keys);
+    }
+  }
+  return unusable === undefined ? { unreadable } : { unusable, unreadable };
+}
+
 export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>): void {
   const corrupt = (what: string): void => {
     rs.events.push({ type: 'stored-state-corrupt', seq: rs.lastExecuted, reason: what });
@@ -145,23 +199,18 @@ export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>)
     const membership = st.ok ? decodeMembership(st.value.membership) : undefined;
     const table = st.ok && membership?.ok ? ClientTable.decode(st.value.clients, (c) => mayHoldInTable(membership.value, c)) : undefined;
     if (st.ok && table && membership?.ok) {
-      for (const [key, value] of byKey) {
-        if (!key.startsWith(KEYS.partitionPrefix)) continue;
-        const index = Number(key.slice(KEYS.partitionPrefix.length));
-        // Our own bytes, checked against the stored checkpoint digest below.
-        const res = !Number.isInteger(index)
-          ? { ok: false as const, reason: 'bad key' }
-          : rs.app.loadPartition !== undefined
-            ? rs.app.loadPartition(index, value)
-            : rs.app.writePartition(index, value);
-        if (!res.ok) unusable ??= `stored partition ${key} is malformed: ${res.reason}`;
-      }
+      const loaded = loadPartitions(rs, byKey);
+      if (loaded.unusable !== undefined) unusable ??= loaded.unusable;
       rs.clients.assign(table);
       rs.membership = membership.value;
       rs.learnConfig(membership.value.current);
       if (membership.value.next) rs.learnConfig(membership.value.next);
       rs.syncTree();
       rs.persistedLeaves = rs.liveTree.leaves.slice();
+      rs.persistedPartitions = rs.livePartitions.slice();
+      for (const index of rs.dropOnPersist.keys()) rs.persistedPartitions[index] = undefined;
+      // Unreadable on disk: written again at the next stable checkpoint whatever its digest then.
+      for (const index of loaded.unreadable) rs.persistedLeaves[index] = NOT_STORED;
       const digest = stateDigest(rs.hash, rs.liveTree.root, st.value.clients, st.value.membership);
       rs.lastExecuted = st.value.seq;
       if (!bytesEqual(digest, st.value.digest)) unusable ??= `stored application state does not match its checkpoint digest (seq ${st.value.seq})`;

@@ -224,6 +224,13 @@ export abstract class ReplicaState {
    * a snapshot of (so that after a restart we can still serve it to replicas that are behind).
    */
   persistedLeaves: Uint8Array[];
+  /**
+   * The partition bytes on disk, with persistedLeaves (undefined: not known, e.g. stored by an earlier
+   * version as one record, or unreadable): what the next write of a partition diffs against.
+   */
+  persistedPartitions: (Uint8Array | undefined)[];
+  /** Storage keys to delete when a partition is next written (its stored form is replaced whole). */
+  readonly dropOnPersist = new Map<number, string[]>();
   lastCheckpoint: { seq: number; digest: Uint8Array };
   /** Our latest CHECKPOINT message: retransmitted until that checkpoint is stable. */
   ownCheckpointFrame?: { seq: number; frame: Uint8Array };
@@ -301,6 +308,7 @@ export abstract class ReplicaState {
     for (let i = 0; i < this.app.partitionCount; i++) this.livePartitions.push(this.app.readPartition(i));
     this.liveTree = StateTree.fromPartitions(this.hash, this.livePartitions);
     this.persistedLeaves = this.liveTree.leaves.slice();
+    this.persistedPartitions = this.livePartitions.slice();
     const genesisClients = this.clients.encode();
     const genesisMembers = encodeMembership(this.membership);
     const genesis = stateDigest(this.hash, this.liveTree.root, genesisClients, genesisMembers);
@@ -592,10 +600,32 @@ export abstract class ReplicaState {
       const leaf = leaves[i]!;
       const onDisk = this.persistedLeaves[i]!;
       if (leaf === onDisk || bytesEqual(leaf, onDisk)) continue;
-      this.writes.put(KEYS.partition(i), snap.partitions[i]!);
+      this.persistPartition(i, snap.partitions[i]!);
       this.persistedLeaves[i] = leaf;
     }
     this.writes.put(KEYS.checkpointState, encodeCheckpointState(snap.seq, snap.digest, snap.clients, snap.membership));
+  }
+
+  /**
+   * Writes partition i as `bytes`: the records that differ from what is on disk (an application with
+   * records, PartitionedState.diffPartition), else the whole partition as one record. Storage keys
+   * listed in dropOnPersist go first (the same batch: all or nothing).
+   */
+  private persistPartition(i: number, bytes: Uint8Array): void {
+    const drop = this.dropOnPersist.get(i);
+    if (drop !== undefined) {
+      for (const key of drop) this.writes.del(key);
+      this.dropOnPersist.delete(i);
+    }
+    const app = this.app;
+    if (app.diffPartition === undefined || app.joinPartition === undefined) {
+      this.writes.put(KEYS.partition(i), bytes);
+    } else {
+      const diff = app.diffPartition(drop === undefined ? this.persistedPartitions[i] : undefined, bytes);
+      for (const name of diff.del) this.writes.del(KEYS.partitionRecord(i, name));
+      for (const [name, value] of diff.put) this.writes.put(KEYS.partitionRecord(i, name), value);
+    }
+    this.persistedPartitions[i] = bytes;
   }
 
   get viewChanging(): boolean {

@@ -541,16 +541,26 @@ export const NODE_PARTITION_COUNT = PARTITION_COUNT_MAX;
 
 /** The record naming the layout of the built-in store's state in a data directory. */
 const STORE_FORMAT_KEY = 'n/app-format';
-const STORE_FORMAT = `kv/partitions=${NODE_PARTITION_COUNT}`;
+/** One record per key (persist.ts: a/<partition>/<key>); partitions stored whole are read too. */
+export const STORE_FORMAT = `kv/partitions=${NODE_PARTITION_COUNT}/records`;
+/** Whole partitions only (a/<partition>): what versions before per-key records wrote and read. */
+const STORE_FORMAT_WHOLE = `kv/partitions=${NODE_PARTITION_COUNT}`;
 
 /**
  * Refuses a data directory whose key-value state was written with another partition count (before
  * the record existed: 4096) instead of failing later on digests that cannot match; marks a new one.
+ * A directory of whole partitions (STORE_FORMAT_WHOLE) is read as it is and marked with the current
+ * format: from then on partitions that change are stored as records, which the earlier version
+ * would not read (the mark makes it refuse the directory with a message instead).
  */
 export async function checkStoreFormat(storage: Storage): Promise<void> {
   const marker = await storage.get(STORE_FORMAT_KEY);
   if (marker !== undefined) {
     const found = new TextDecoder().decode(marker);
+    if (found === STORE_FORMAT_WHOLE) {
+      await storage.write([{ type: 'put', key: STORE_FORMAT_KEY, value: new TextEncoder().encode(STORE_FORMAT) }], { sync: true });
+      return;
+    }
     if (found !== STORE_FORMAT) {
       throw new Error(`the data directory holds key-value state in format "${found}", this version reads "${STORE_FORMAT}": move it away and start with an empty data directory (the replica then fetches the state from its peers)`);
     }

@@ -11,7 +11,7 @@
  *    transfer while the cluster keeps serving.
  * 5. Corrupted state is detected and repaired by state transfer: (a) the application state of a
  *    running replica changed outside consensus (divergence at the next checkpoint); (b) a partition
- *    record overwritten in a stopped replica's RocksDB (with another partition's bytes, then garbage).
+ *    record of the store damaged in a stopped replica's RocksDB (another key's value, garbage, a stray record, a deleted record).
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -56,7 +56,8 @@ interface StoredLayout {
   /** Sequence number of the stored stable checkpoint. */
   h: number;
   byKind: { meta: number; viewChanges: number; partitions: number; votes: number; slots: number; batches: number };
-  partitionIndices: number[];
+  /** The keys of the store's records a/<partition>/<key> (persist.ts), and any other a/ key. */
+  partitionRecords: string[];
   voteSeqs: number[];
   votesByReplica: Map<number, number>;
   logSeqs: number[];
@@ -85,7 +86,7 @@ async function readLayout(dataDir: string): Promise<StoredLayout> {
     total: records.length,
     h,
     byKind: { meta: 0, viewChanges: 0, partitions: 0, votes: 0, slots: 0, batches: 0 },
-    partitionIndices: [],
+    partitionRecords: [],
     voteSeqs: [],
     votesByReplica: new Map(),
     logSeqs: [],
@@ -96,7 +97,7 @@ async function readLayout(dataDir: string): Promise<StoredLayout> {
     if (key === KEYS.view || key === KEYS.newView || key === KEYS.stable || key === KEYS.checkpointState || key === KEYS.cleanStop) layout.byKind.meta++;
     else if (key.startsWith(KEYS.viewChangePrefix)) layout.byKind.viewChanges++;
     else if (key.startsWith(KEYS.partitionPrefix)) {
-      layout.partitionIndices.push(Number(key.slice(KEYS.partitionPrefix.length)));
+      layout.partitionRecords.push(key);
       layout.byKind.partitions++;
     } else if (key.startsWith(KEYS.checkpointVotePrefix)) {
       const [seq, replica] = key.slice(KEYS.checkpointVotePrefix.length).split('/').map(Number) as [number, number];
@@ -115,29 +116,29 @@ async function readLayout(dataDir: string): Promise<StoredLayout> {
   return layout;
 }
 
-const PARTITIONS_USED = new Set(KEYS_DEFAULT.map((k) => partitionOfKey(k, NODE_PARTITION_COUNT))).size;
+/** One record per key of the store (persist.ts: a/<partition>/<key>). */
+const STORE_RECORDS = new Map(KEYS_DEFAULT.map((k) => [KEYS.partitionRecord(partitionOfKey(k, NODE_PARTITION_COUNT), k), k]));
 const VOTES_PER_REPLICA_MAX = L / K + 2;
 /** The core keeps a few batches per sequence number (a byzantine primary can offer many). */
 const BATCHES_PER_SLOT_MAX = 4;
 
 /**
  * Records a replica may hold for `windows` log windows: m/view, m/nv, m/stable, c/state, m/clean-stop; its own
- * VIEW-CHANGEs of the last 5 views; the partitions the workload's keys live in; CHECKPOINT votes
+ * VIEW-CHANGEs of the last 5 views; one record per key of the workload; CHECKPOINT votes
  * (L/K+2 per replica per window); per log window L slot records with a few batches each.
  * A clean stop leaves one window. A SIGKILL between a turn's synced write and its range clears (not
  * atomic with it; see ReplicaNode) leaves what the clears would have removed until the next
  * checkpoint clears everything below it: allow 3 windows there.
  */
 function storageBound(windows: number): number {
-  return 5 + 5 + PARTITIONS_USED + windows * (4 * VOTES_PER_REPLICA_MAX + L * (1 + BATCHES_PER_SLOT_MAX));
+  return 5 + 5 + STORE_RECORDS.size + windows * (4 * VOTES_PER_REPLICA_MAX + L * (1 + BATCHES_PER_SLOT_MAX));
 }
 
 /** After a clean stop: exactly the window (h, h+L] of log records, votes above h, bounded counts. */
 function assertCleanLayout(layout: StoredLayout): void {
   const { h } = layout;
   assert.deepEqual(layout.unexpected, [], 'no unexpected records');
-  for (const i of layout.partitionIndices) assert.ok(i >= 0 && i < NODE_PARTITION_COUNT, `partition record ${i}`);
-  assert.ok(layout.byKind.partitions <= PARTITIONS_USED, `${layout.byKind.partitions} partition records, the workload's keys use ${PARTITIONS_USED}`);
+  for (const key of layout.partitionRecords) assert.ok(STORE_RECORDS.has(key), `store record ${key} is a workload key's, in its partition`);
   for (const seq of layout.logSeqs) assert.ok(seq > h && seq <= h + L, `log slot ${seq} is inside the window (${h}, ${h + L}]`);
   for (const [seq, count] of layout.batchesBySeq) {
     assert.ok(seq > h && seq <= h + L, `batch of seq ${seq} is inside the window (${h}, ${h + L}]`);
@@ -322,7 +323,7 @@ test('a running replica whose application state is changed outside consensus rep
   });
 });
 
-test('a partition record overwritten at rest (another partition, an empty partition, garbage) is detected at restart and repaired by state transfer', async (t) => {
+test('a store record damaged at rest (another key\'s value, garbage, a stray record, a deleted record) is detected at restart and repaired by state transfer', async (t) => {
   const seed = testSeed();
   let tc: TestCluster | undefined;
   await withEvidence(() => tc, seed, async () => {
@@ -350,31 +351,35 @@ test('a partition record overwritten at rest (another partition, an empty partit
       return at[0]!.lastCheckpoint.seq;
     };
 
-    // Another partition's bytes fail validation (its keys belong elsewhere); garbage does not decode;
-    // an empty partition is valid bytes with the wrong content (only the digest tells).
-    const variants = ['another partition', 'garbage', 'an empty partition'] as const;
-    let previous: { key: string; bytes: Uint8Array } | undefined;
+    // The store keeps one record per key (persist.ts: a/<partition>/<key>, value type then value).
+    // Garbage does not decode (an unknown value type); another key's value, a stray record and a
+    // deleted record are well-formed with the wrong content: only the checkpoint digest tells.
+    const variants = ["another key's value", 'garbage', 'a stray record', 'a deleted record'] as const;
+    const recordOf = (key: string): string => KEYS.partitionRecord(partitionOfKey(key, NODE_PARTITION_COUNT), key);
+    const [victimKey, otherKey] = [recordOf(KEYS_DEFAULT[0]!), recordOf(KEYS_DEFAULT[1]!)];
+    const strayKey = `${victimKey.slice(0, 9)}zz-stray`;
+    /** Checks, at the next stop, that the previous round's damage was repaired on disk. */
+    let repaired: ((records: Map<string, Uint8Array>) => void) | undefined;
     for (const variant of variants) {
       const stoppedAt = await stopAtCheckpoint();
       const storage = new RocksStorage({ path: tc.dataDir(VICTIM), createIfMissing: false });
       await storage.open();
-      const parts = await storage.scan({ gte: KEYS.partitionPrefix, lt: 'a0' });
-      if (previous !== undefined) {
-        // The repair of the previous round was persisted over the corrupt record (bytes that are never
-        // valid for it: the empty partition, which can be, comes last and the clean restart checks it).
-        const now = parts.find(([key]) => key === previous!.key);
-        assert.ok(now !== undefined && Buffer.compare(Buffer.from(now[1]), Buffer.from(previous.bytes)) !== 0, `the record corrupted before ${variant} was repaired on disk`);
-      }
-      // Two records holding keys (an emptied partition stays stored as the 5-byte empty encoding).
-      const nonEmpty = parts.filter(([, bytes]) => bytes.length > 5);
-      assert.ok(nonEmpty.length >= 2, `two partition records with keys are stored (${nonEmpty.length} of ${parts.length})`);
-      const [victimKey] = nonEmpty[0]!;
-      const other = nonEmpty[1]!;
-      const replacement =
-        variant === 'another partition' ? other[1] : variant === 'an empty partition' ? Uint8Array.of(1, 0, 0, 0, 0) : Uint8Array.of(0xff, 0x00, 0x13, 0x37, 0x42);
-      await storage.write([{ type: 'put', key: victimKey, value: replacement }], { sync: true });
+      const records = new Map(await storage.scan({ gte: KEYS.partitionPrefix, lt: 'a0' }));
+      repaired?.(records);
+      assert.ok(records.has(victimKey) && records.has(otherKey), `the records of ${KEYS_DEFAULT[0]} and ${KEYS_DEFAULT[1]} are stored (${[...records.keys()].join(', ')})`);
+      const corrupt = variant === "another key's value" ? records.get(otherKey)! : Uint8Array.of(0xff, 0x00, 0x13, 0x37, 0x42);
+      if (variant === 'a deleted record') await storage.write([{ type: 'del', key: victimKey }], { sync: true });
+      else if (variant === 'a stray record') await storage.write([{ type: 'put', key: strayKey, value: Uint8Array.of(1, 0x78) }], { sync: true });
+      else await storage.write([{ type: 'put', key: victimKey, value: corrupt }], { sync: true });
       await storage.close();
-      previous = { key: victimKey, bytes: replacement };
+      repaired = (now) => {
+        if (variant === 'a stray record') assert.equal(now.has(strayKey), false, `${variant}: the stray record was deleted on disk`);
+        else {
+          const bytes = now.get(victimKey);
+          assert.ok(bytes !== undefined, `${variant}: the record is stored again`);
+          if (variant !== 'a deleted record') assert.notDeepEqual(bytes, corrupt, `${variant}: the record was repaired on disk`);
+        }
+      };
 
       await tc.start(VICTIM);
       const restarted = await tc.status(VICTIM);
@@ -390,6 +395,12 @@ test('a partition record overwritten at rest (another partition, an empty partit
 
     // The last repair is durable too: restarted untouched, its stored state matches its checkpoint.
     await stopAtCheckpoint();
+    {
+      const storage = new RocksStorage({ path: tc.dataDir(VICTIM), createIfMissing: false });
+      await storage.open();
+      repaired!(new Map(await storage.scan({ gte: KEYS.partitionPrefix, lt: 'a0' })));
+      await storage.close();
+    }
     await tc.start(VICTIM);
     const clean = await tc.status(VICTIM);
     assert.equal(clean.storedStateCorruptions, 0, `after the repairs its stored state is sound: ${summary(clean)}`);

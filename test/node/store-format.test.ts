@@ -1,11 +1,12 @@
 /**
  * A replica process's data directory names the layout of the key-value state it holds
  * (checkStoreFormat in src/node/replica-node.ts): a new one is marked, one written with another
- * partition count (or before the mark existed: 4,096 partitions) is refused with a message.
+ * partition count (or before the mark existed: 4,096 partitions) is refused with a message; one of
+ * whole partitions (before per-key records) is read and marked with the records format.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkStoreFormat, NODE_PARTITION_COUNT } from '../../src/node/replica-node.ts';
+import { checkStoreFormat, NODE_PARTITION_COUNT, STORE_FORMAT } from '../../src/node/replica-node.ts';
 import { MemoryStorage } from '../../src/storage/memory.ts';
 import { KEYS } from '../../src/core/persist.ts';
 
@@ -13,7 +14,17 @@ test('a new data directory is marked with the partition count, and accepted agai
   const s = new MemoryStorage();
   await s.open();
   await checkStoreFormat(s);
-  assert.equal(new TextDecoder().decode(await s.get('n/app-format')), `kv/partitions=${NODE_PARTITION_COUNT}`);
+  assert.equal(new TextDecoder().decode(await s.get('n/app-format')), `kv/partitions=${NODE_PARTITION_COUNT}/records`);
+  assert.equal(STORE_FORMAT, `kv/partitions=${NODE_PARTITION_COUNT}/records`);
+  await checkStoreFormat(s);
+});
+
+test('a directory of whole partitions (the format before per-key records) is accepted and marked with the records format', async () => {
+  const s = new MemoryStorage();
+  await s.open();
+  await s.write([{ type: 'put', key: 'n/app-format', value: new TextEncoder().encode(`kv/partitions=${NODE_PARTITION_COUNT}`) }], { sync: true });
+  await checkStoreFormat(s);
+  assert.equal(new TextDecoder().decode(await s.get('n/app-format')), STORE_FORMAT, 'an earlier version now refuses it with a message');
   await checkStoreFormat(s);
 });
 
@@ -28,5 +39,5 @@ test('another format is refused with a message naming both', async () => {
   const s = new MemoryStorage();
   await s.open();
   await s.write([{ type: 'put', key: 'n/app-format', value: new TextEncoder().encode('kv/partitions=4096') }], { sync: true });
-  await assert.rejects(checkStoreFormat(s), /format "kv\/partitions=4096", this version reads "kv\/partitions=65536"/);
+  await assert.rejects(checkStoreFormat(s), /format "kv\/partitions=4096", this version reads "kv\/partitions=65536\/records"/);
 });

@@ -865,6 +865,107 @@ describe('KvStore state', () => {
   });
 });
 
+describe('KvStore partition records (what a replica stores)', () => {
+  /** Records of a partition as a replica stores them: every record of `bytes`, by name. */
+  const recordsOf = (s: KvStore, bytes: Uint8Array): Map<string, Uint8Array> => {
+    const d = s.diffPartition(undefined, bytes);
+    assert.deepEqual(d.del, []);
+    return new Map(d.put);
+  };
+  /** Record names in storage order (ascending by UTF-8 bytes, as RocksDB and MemoryStorage scan). */
+  const inStorageOrder = (m: Map<string, Uint8Array>): Array<[string, Uint8Array]> =>
+    [...m].sort(([a], [b]) => Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8')));
+
+  test('applying each diff to the stored records and joining them gives the partition bytes exactly (random ops, unicode keys, text and bytes)', () => {
+    const seed = 4242;
+    const rng = new Rng(seed);
+    const alphabet = ['a', 'b', '~', '\u00e9', '\u0800', '\uE000', '\uFFFF', '\u{10000}', '\u{1F600}'];
+    const n = 4;
+    const s = new KvStore({ partitionCount: n });
+    const stored = Array.from({ length: n }, () => new Map<string, Uint8Array>());
+    const before: (Uint8Array | undefined)[] = Array.from({ length: n }, () => undefined);
+    let puts = 0;
+    let dels = 0;
+    for (let round = 0; round < 40; round++) {
+      for (let i = 0; i < 25; i++) {
+        let key = '';
+        for (let k = 1 + rng.int(3); k > 0; k--) key += rng.pick(alphabet);
+        const op: KvOp = rng.int(4) === 0 ? { type: 'del', key } : { type: 'put', key, value: randomValue(rng) };
+        exec(s, op);
+      }
+      for (const p of s.takeDirtyPartitions()) {
+        const after = s.readPartition(p);
+        const d = s.diffPartition(before[p], after);
+        for (const name of d.del) assert.ok(stored[p]!.delete(name), `seed ${seed}: deleted record ${name} was stored`);
+        for (const [name, value] of d.put) stored[p]!.set(name, value);
+        puts += d.put.length;
+        dels += d.del.length;
+        const joined = s.joinPartition(p, inStorageOrder(stored[p]!));
+        assert.ok(joined.ok);
+        assert.deepEqual(joined.value, after, `seed ${seed} round ${round} partition ${p}`);
+        assert.deepEqual(stored[p], recordsOf(s, after), 'the stored records are the partition\'s records');
+        before[p] = after;
+      }
+    }
+    assert.ok(puts > 100 && dels > 20, `the ops changed and deleted records (${puts} puts, ${dels} deletes)`);
+    // A fresh store loads what was stored and has the same state.
+    const copy = new KvStore({ partitionCount: n });
+    for (let p = 0; p < n; p++) {
+      const joined = copy.joinPartition(p, inStorageOrder(stored[p]!));
+      assert.ok(joined.ok && copy.loadPartition(p, joined.value).ok);
+    }
+    assert.deepEqual(copy.digest(), s.digest());
+  });
+
+  test('a diff names exactly the keys whose entry changed: value, value type, added, deleted; none for an unchanged partition', () => {
+    const s = new KvStore({ partitionCount: 1 });
+    for (const k of ['a', 'b', 'c', 'd']) exec(s, { type: 'put', key: k, value: 'v' });
+    const v1 = s.readPartition(0);
+    assert.deepEqual(s.diffPartition(v1, v1), { put: [], del: [] });
+    exec(s, { type: 'put', key: 'a', value: 'w' }); // same length, other value
+    exec(s, { type: 'put', key: 'b', value: new TextEncoder().encode('v') }); // same bytes, now bytes not text
+    exec(s, { type: 'del', key: 'c' });
+    exec(s, { type: 'put', key: 'e', value: '' }); // added, empty value
+    const v2 = s.readPartition(0);
+    const d = s.diffPartition(v1, v2);
+    assert.deepEqual(d.put.map(([name]) => name), ['a', 'b', 'e']);
+    assert.deepEqual(d.del, ['c']);
+    assert.deepEqual([...d.put[0]![1]], [1, 0x77], 'a record is the value type, then the value');
+    assert.deepEqual([...d.put[1]![1]], [0, 0x76]);
+    assert.deepEqual([...d.put[2]![1]], [1]);
+    // Emptied: every record deleted; joining no records gives the empty partition.
+    for (const k of ['a', 'b', 'd', 'e']) exec(s, { type: 'del', key: k });
+    const v3 = s.readPartition(0);
+    assert.deepEqual(s.diffPartition(v2, v3), { put: [], del: ['a', 'b', 'd', 'e'] });
+    const empty = s.joinPartition(0, []);
+    assert.ok(empty.ok);
+    assert.deepEqual(empty.value, v3);
+  });
+
+  test('bad records are refused by joinPartition or by loadPartition after it, never thrown, and the store is unchanged', () => {
+    const s = new KvStore({ partitionCount: 1 });
+    exec(s, { type: 'put', key: 'keep', value: 'v' });
+    const digest = s.digest();
+    const text = (t: string): Uint8Array => Uint8Array.of(1, ...new TextEncoder().encode(t));
+    const cases: Array<[string, Array<[string, Uint8Array]>]> = [
+      ['an empty record', [['a', new Uint8Array(0)]]],
+      ['an empty name', [['', text('v')]]],
+      ['a name over the key limit', [['k'.repeat(1025), text('v')]]],
+      ['names out of order', [['b', text('v')], ['a', text('v')]]],
+      ['a name given twice', [['a', text('v')], ['a', text('w')]]],
+      ['an unknown value type', [['a', Uint8Array.of(7, 1)]]],
+      ['text that is not UTF-8', [['a', Uint8Array.of(1, 0xff)]]],
+    ];
+    for (const [what, records] of cases) {
+      const joined = s.joinPartition(0, records);
+      const res = joined.ok ? s.loadPartition(0, joined.value) : joined;
+      assert.equal(res.ok, false, what);
+    }
+    assert.deepEqual(s.digest(), digest);
+    assert.equal(s.get('keep'), 'v');
+  });
+});
+
 test('the portable UTF-8 length (used where Buffer does not exist, e.g. browsers) equals the real UTF-8 length', async () => {
   const { utf8Length } = await import('../../src/app/kv-ops.ts');
   const samples = ['', 'a', 'é', '€', '😀', 'a😀b€é', '\u07ff\u0800\uffff', 'x'.repeat(1000) + '😀'.repeat(50)];
