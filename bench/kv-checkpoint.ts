@@ -100,6 +100,8 @@ if (steady > 0) {
     mergedBytes += parts.reduce((n, p) => n + p.length, 0);
   };
   takeCheckpoint();
+  // What a replica has stored after the load: every partition as it is now.
+  for (let i = 0; i < partitionCount; i++) stored.set(i, store.readPartition(i));
   execute = merge = leaves = treeMs = merged = mergedBytes = diffMs = records = recordBytes = 0;
   for (let i = 0; i < steady; i++) {
     const t0 = performance.now();

@@ -196,11 +196,9 @@ function entryEnd(b: Uint8Array, off: number): number {
   return vpos + 5 + getU32(b, vpos + 1);
 }
 
-/** Whether a[aFrom, aTo) and b[bFrom, bTo) hold the same bytes. */
-function sameRange(a: Uint8Array, aFrom: number, aTo: number, b: Uint8Array, bFrom: number, bTo: number): boolean {
-  if (aTo - aFrom !== bTo - bFrom) return false;
-  for (let k = 0; k < aTo - aFrom; k++) if (a[aFrom + k] !== b[bFrom + k]) return false;
-  return true;
+/** The same bytes as a Buffer (no copy), for native comparisons. */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /** The record of the entry whose value header starts at vpos: u8 valueType | value (a view into `b`). */
@@ -636,53 +634,89 @@ export class KvStore implements StateMachine, PartitionedState {
   diffPartition(before: Uint8Array | undefined, after: Uint8Array): PartitionDiff {
     const put: Array<[string, Uint8Array]> = [];
     const del: string[] = [];
-    const a = before ?? EMPTY_PARTITION;
-    const b = after;
+    const a = asBuffer(before ?? EMPTY_PARTITION);
+    const b = asBuffer(after);
     let i = PARTITION_HEADER_BYTES;
     let j = PARTITION_HEADER_BYTES;
     while (i < a.length || j < b.length) {
+      const aEnd = i < a.length ? entryEnd(a, i) : i;
+      const bEnd = j < b.length ? entryEnd(b, j) : j;
+      // The same entry (key and value) in both: one native comparison, and on to the next.
+      if (i < a.length && j < b.length && aEnd - i === bEnd - j && a.compare(b, j, bEnd, i, aEnd) === 0) {
+        i = aEnd;
+        j = bEnd;
+        continue;
+      }
       const aLen = i < a.length ? getU16(a, i) : 0;
       const bLen = j < b.length ? getU16(b, j) : 0;
       const c = i >= a.length ? 1 : j >= b.length ? -1 : compareRanges(a, i + 2, aLen, b, j + 2, bLen);
       if (c < 0) {
         del.push(utf8Decoder.decode(a.subarray(i + 2, i + 2 + aLen)));
-        i = entryEnd(a, i);
+        i = aEnd;
         continue;
       }
-      const bEnd = entryEnd(b, j);
-      if (c > 0 || !sameRange(a, i + 2 + aLen, entryEnd(a, i), b, j + 2 + bLen, bEnd)) {
-        put.push([utf8Decoder.decode(b.subarray(j + 2, j + 2 + bLen)), recordOf(b, j + 2 + bLen, bEnd)]);
-      }
-      if (c === 0) i = entryEnd(a, i);
+      // Added, or the same key with another value.
+      put.push([utf8Decoder.decode(b.subarray(j + 2, j + 2 + bLen)), recordOf(b, j + 2 + bLen, bEnd)]);
+      if (c === 0) i = aEnd;
       j = bEnd;
     }
     return { put, del };
   }
 
   /**
-   * A partition's bytes from all its records (PartitionedState.joinPartition), as diffPartition named
-   * them, ascending by the key's UTF-8 bytes. Checks the record values' framing; the result is then
-   * given to loadPartition, which checks the rest (order, limits, text).
+   * A partition's bytes from what a replica stored (PartitionedState.joinPartition): `base`, whole
+   * partition bytes or undefined (empty), with `records` applied: records as diffPartition names
+   * them, ascending by the key's UTF-8 bytes, each replacing or adding its key; an empty record
+   * deletes its key. Checks the base's structure and the records' names, order and framing; the
+   * result then goes to loadPartition, which checks the rest (limits, key order, text). Never throws.
    */
-  joinPartition(index: number, records: ReadonlyArray<readonly [string, Uint8Array]>): Result<Uint8Array> {
-    let size = PARTITION_HEADER_BYTES;
-    const keys: Uint8Array[] = new Array<Uint8Array>(records.length);
+  joinPartition(index: number, base: Uint8Array | undefined, records: ReadonlyArray<readonly [string, Uint8Array]>): Result<Uint8Array> {
+    const from = base ?? EMPTY_PARTITION;
+    if (records.length === 0) return { ok: true, value: from };
+    const parsed = parsePartition(index, this.partitionCount, from, false);
+    if (!parsed.ok) return parsed;
+    const offsets = parsed.value;
+    const names: Uint8Array[] = new Array<Uint8Array>(records.length);
+    let size = from.length;
+    let count = offsets.length;
+    let at = 0; // the first base entry not below the current record
     for (let n = 0; n < records.length; n++) {
-      const [key, value] = records[n]!;
-      const k = utf8Encoder.encode(key);
+      const [name, value] = records[n]!;
+      const k = utf8Encoder.encode(name);
       if (k.length < 1 || k.length > KEY_BYTES_MAX) return fail(`partition ${index}: record ${n}: key length ${k.length} out of range`);
-      if (value.length < 1) return fail(`partition ${index}: record ${n}: empty record`);
+      if (n > 0 && compareRanges(names[n - 1]!, 0, names[n - 1]!.length, k, 0, k.length) >= 0) return fail(`partition ${index}: record ${n}: records not strictly ascending`);
       if (value.length - 1 > VALUE_BYTES_MAX) return fail(`partition ${index}: record ${n}: value exceeds ${VALUE_BYTES_MAX} bytes`);
-      keys[n] = k;
-      size += ENTRY_OVERHEAD_BYTES + k.length + value.length - 1;
+      names[n] = k;
+      while (at < offsets.length && compareKeyAt(k, from, offsets[at]! + 2, getU16(from, offsets[at]!)) > 0) at++;
+      const replaces = at < offsets.length && compareKeyAt(k, from, offsets[at]! + 2, getU16(from, offsets[at]!)) === 0;
+      if (replaces) {
+        size -= entryEnd(from, offsets[at]!) - offsets[at]!;
+        count--;
+      }
+      if (value.length > 0) {
+        size += ENTRY_OVERHEAD_BYTES + k.length + value.length - 1;
+        count++;
+      }
     }
     const out = new Uint8Array(size);
     out[0] = FORMAT_VERSION;
-    putU32(out, 1, records.length);
+    putU32(out, 1, count);
     let pos = PARTITION_HEADER_BYTES;
+    let run = PARTITION_HEADER_BYTES; // where the next unchanged run of the base starts
+    at = 0;
     for (let n = 0; n < records.length; n++) {
-      const k = keys[n]!;
+      const k = names[n]!;
       const value = records[n]![1];
+      while (at < offsets.length && compareKeyAt(k, from, offsets[at]! + 2, getU16(from, offsets[at]!)) > 0) at++;
+      const runEnd = at < offsets.length ? offsets[at]! : from.length;
+      out.set(from.subarray(run, runEnd), pos);
+      pos += runEnd - run;
+      run = runEnd;
+      if (at < offsets.length && compareKeyAt(k, from, offsets[at]! + 2, getU16(from, offsets[at]!)) === 0) {
+        run = entryEnd(from, offsets[at]!);
+        at++;
+      }
+      if (value.length === 0) continue; // deleted
       putU16(out, pos, k.length);
       out.set(k, pos + 2);
       pos += 2 + k.length;
@@ -691,6 +725,9 @@ export class KvStore implements StateMachine, PartitionedState {
       out.set(value.subarray(1), pos + 5);
       pos += 5 + value.length - 1;
     }
+    out.set(from.subarray(run), pos);
+    pos += from.length - run;
+    if (pos !== size) return fail(`partition ${index}: records do not fit the base`);
     return { ok: true, value: out };
   }
 

@@ -8,11 +8,13 @@
  *   m/stable                   stable checkpoint certificate [seq, digest, [[body, sig], ...]]
  *   m/floor                    while recovering from lost state: [view, seq] it may not sign below (horizon.ts)
  *   c/state                    own latest checkpoint: [seq, digest, client table bytes]
- *   a/<index 6>/<name>         one record of an application partition as of c/state, for an application
- *                              with records (PartitionedState.diffPartition: the key-value store, one per key)
- *   a/<index 6>                a whole application partition as of c/state (an application without
- *                              records; or written by an earlier version: read, and replaced by records
- *                              when the partition next changes)
+ *   a/<index 6>                an application partition, whole: as of c/state, or the base its records apply to
+ *   a/<index 6>/<name>         for an application with records (PartitionedState.diffPartition: the
+ *                              key-value store, one per key): a record that differs from the base
+ *                              (empty: deleted). The partition as of c/state is the base with its
+ *                              records applied (joinPartition). When more than DELTA_RECORDS_MAX
+ *                              would differ, the partition is written whole again and its records
+ *                              deleted, so a partition never has more than that many records.
  *   c/v/<seq 16>/<replica 4>   CHECKPOINT votes [body, sig]
  *   l/<seq 16>/s               log slot record (see SlotRecord)
  *   l/<seq 16>/b/<digest hex>  batch: [time, [[body, sig], ...]]
@@ -35,6 +37,15 @@ import type {
 } from './messages.ts';
 
 export const pad = (n: number, width: number): string => n.toString().padStart(width, '0');
+
+/**
+ * Records a partition may have beside its base (a/<index 6>/<name>) before it is written whole again:
+ * a put writes a record of its own key instead of its whole partition, and a restart reads at most
+ * this many records per partition on top of the bases.
+ */
+export const DELTA_RECORDS_MAX = 16;
+/** The value of a record whose name is deleted from the base. */
+export const DELETED_RECORD: Uint8Array = new Uint8Array(0);
 
 export const KEYS = {
   view: 'm/view',

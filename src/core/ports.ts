@@ -86,18 +86,21 @@ export interface PartitionedState {
   takeDirtyPartitions(): number[];
   /**
    * Optional, with joinPartition: a partition as named records (the key-value store: one per key),
-   * so that a replica stores only the records a checkpoint changed rather than whole partitions
-   * (a put into a large partition then writes a few bytes, not the partition). Lists the records
-   * that differ between two versions of a partition (both `readPartition` bytes; `before` undefined:
-   * nothing stored, list every record). Record names are non-empty strings, unique in a partition.
+   * so that a replica stores what a checkpoint changed as a few records beside the partition's last
+   * whole bytes, rather than the whole partition again (persist.ts). Lists the records that differ
+   * between two versions of a partition (both `readPartition` bytes; `before` undefined: nothing,
+   * list every record of `after`). Record names are non-empty strings, unique in a partition; record
+   * values are non-empty (an empty record means "deleted" to joinPartition).
    */
   diffPartition?(before: Uint8Array | undefined, after: Uint8Array): PartitionDiff;
   /**
-   * Optional, with diffPartition: the partition's bytes from every one of its records, ascending by
-   * name (compared as UTF-8 bytes), as this replica stored them. The result is then given to
-   * loadPartition (writePartition), which validates it; fails rather than throws on bad records.
+   * Optional, with diffPartition: the partition's bytes from what this replica stored: `base`, whole
+   * bytes (undefined: the empty partition), with `records` applied in order (ascending by name,
+   * compared as UTF-8 bytes), each replacing or adding its name's entry, an empty one deleting it.
+   * The result then goes to loadPartition (writePartition), which validates it; fails rather than
+   * throws on bad input.
    */
-  joinPartition?(index: number, records: ReadonlyArray<readonly [string, Uint8Array]>): Result<Uint8Array>;
+  joinPartition?(index: number, base: Uint8Array | undefined, records: ReadonlyArray<readonly [string, Uint8Array]>): Result<Uint8Array>;
 }
 
 /** Records to store and to delete for one partition (PartitionedState.diffPartition). */

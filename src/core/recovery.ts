@@ -9,7 +9,7 @@ import { ClientTable } from './clienttable.ts';
 import { preparedCertificate, quorumFor } from './quorum.ts';
 import type { CommitMsg } from './messages.ts';
 import { decodeVoteEvidence } from './evidence.ts';
-import { KEYS, decodeBatch, decodeCheckpointCert, decodeCheckpointState, decodeEpochProof, decodePair, decodeSlot, decodeViewState } from './persist.ts';
+import { DELTA_RECORDS_MAX, KEYS, decodeBatch, decodeCheckpointCert, decodeCheckpointState, decodeEpochProof, decodePair, decodeSlot, decodeViewState } from './persist.ts';
 import { decodeMembership, mayHoldInTable } from './membership.ts';
 import { decodeCleanToken, decodeHorizon, decodeSignFloor, encodeSignFloor, lostAgainst, type Horizon, type SignFloor } from './horizon.ts';
 import { stateDigest } from './statetree.ts';
@@ -102,18 +102,18 @@ export function checkHorizon(rs: ReplicaState, stored: { horizon?: Uint8Array; d
 const NOT_STORED = new Uint8Array(0);
 
 /**
- * Loads the application partitions stored as of c/state (persist.ts: records `a/<index>/<name>`
- * joined by the application, or a partition stored whole as `a/<index>`). Returns why the stored
- * state cannot be used (undefined: nothing wrong so far; the caller checks the digest next) and the
- * partitions that could not be read. For each of those, and for a partition stored whole by an
- * application that has records, rs.dropOnPersist lists its stored keys: they are deleted when the
- * partition is next written, which writes it out in full.
+ * Loads the application partitions stored as of c/state (persist.ts: a base a/<index>, whole bytes,
+ * and for an application with records the records a/<index>/<name> applied to it by joinPartition).
+ * Returns why the stored state cannot be used (undefined: nothing wrong so far; the caller checks
+ * the digest next) and the partitions that could not be read. For each of those, rs.dropOnPersist
+ * lists its stored keys: they are deleted when the partition is next written, which writes it out in
+ * full. Notes which readable partitions have a base and their records' names (for persistPartition).
  */
 function loadPartitions(rs: ReplicaState, byKey: Map<string, Uint8Array>): { unusable?: string; unreadable: number[] } {
   const app = rs.app;
   const withRecords = app.diffPartition !== undefined && app.joinPartition !== undefined;
   const load = (index: number, bytes: Uint8Array) => (app.loadPartition !== undefined ? app.loadPartition(index, bytes) : app.writePartition(index, bytes));
-  const stored = new Map<number, { keys: string[]; whole?: Uint8Array; records: Array<[string, Uint8Array]>; bad?: string }>();
+  const stored = new Map<number, { keys: string[]; base?: Uint8Array; records: Array<[string, Uint8Array]>; bad?: string }>();
   const prefix = KEYS.partitionPrefix.length;
   for (const [key, value] of byKey) {
     if (!key.startsWith(KEYS.partitionPrefix)) continue;
@@ -126,18 +126,18 @@ function loadPartitions(rs: ReplicaState, byKey: Map<string, Uint8Array>): { unu
     entry.keys.push(key);
     const rest = key.slice(prefix + 6);
     if (index !== parsed || (rest !== '' && (rest[0] !== '/' || rest.length === 1))) entry.bad ??= `stored partition key ${JSON.stringify(key)} is malformed`;
-    else if (rest === '') entry.whole = value;
+    else if (rest === '') entry.base = value;
     else entry.records.push([rest.slice(1), value]);
   }
   let unusable: string | undefined;
   const unreadable: number[] = [];
   for (const [index, entry] of stored) {
     let reason = entry.bad;
-    if (reason === undefined && entry.whole !== undefined && entry.records.length > 0) reason = `partition ${index} is stored both whole and as records`;
-    if (reason === undefined && entry.whole === undefined && !withRecords) reason = `partition ${index} is stored as records, which this application does not read`;
+    if (reason === undefined && entry.records.length > 0 && !withRecords) reason = `partition ${index} is stored with records, which this application does not read`;
+    if (reason === undefined && entry.records.length > DELTA_RECORDS_MAX) reason = `partition ${index} has ${entry.records.length} records stored, more than ${DELTA_RECORDS_MAX}`;
     if (reason === undefined) {
       // Our own bytes, checked against the stored checkpoint digest by the caller.
-      const joined = entry.whole !== undefined ? { ok: true as const, value: entry.whole } : app.joinPartition!(index, entry.records);
+      const joined = entry.records.length === 0 ? { ok: true as const, value: entry.base! } : app.joinPartition!(index, entry.base, entry.records);
       const res = joined.ok ? load(index, joined.value) : joined;
       if (!res.ok) reason = `stored partition ${index} is malformed: ${res.reason}`;
     }
@@ -145,9 +145,10 @@ function loadPartitions(rs: ReplicaState, byKey: Map<string, Uint8Array>): { unu
       unusable ??= reason;
       unreadable.push(index);
       rs.dropOnPersist.set(index, entry.keys);
-    } else if (entry.whole !== undefined && withRecords) {
-      rs.dropOnPersist.set(index, entry.keys);
+      continue;
     }
+    rs.persistedBase[index] = entry.base !== undefined;
+    if (entry.records.length > 0) rs.persistedRecords.set(index, new Set(entry.records.map(([name]) => name)));
   }
   return unusable === undefined ? { unreadable } : { unusable, unreadable };
 }
@@ -208,7 +209,7 @@ export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>)
       rs.syncTree();
       rs.persistedLeaves = rs.liveTree.leaves.slice();
       rs.persistedPartitions = rs.livePartitions.slice();
-      for (const index of rs.dropOnPersist.keys()) rs.persistedPartitions[index] = undefined;
+      for (const index of loaded.unreadable) rs.persistedPartitions[index] = undefined;
       // Unreadable on disk: written again at the next stable checkpoint whatever its digest then.
       for (const index of loaded.unreadable) rs.persistedLeaves[index] = NOT_STORED;
       const digest = stateDigest(rs.hash, rs.liveTree.root, st.value.clients, st.value.membership);

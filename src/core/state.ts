@@ -19,7 +19,7 @@ import { quorumFor, type Quorum } from './quorum.ts';
 import type { ClusterConfig } from './cluster.ts';
 import { clusterOf, decodeMembership, encodeMembership, genesisMembership, type MemberConfig, type Membership } from './membership.ts';
 import type { EpochProof, CheckpointCert, CheckpointMsg, CommitMsg, PrePrepareMsg, PrepareMsg, PreparedCert, ReadMsg, RequestMsg, Signed, ViewChangeMsg } from './messages.ts';
-import { KEYS, WriteSet, encodeBatch, encodeCheckpointState, encodeEpochProof, encodeViewState } from './persist.ts';
+import { DELETED_RECORD, DELTA_RECORDS_MAX, KEYS, WriteSet, encodeBatch, encodeCheckpointState, encodeEpochProof, encodeViewState } from './persist.ts';
 import { resolveOptions, type ReplicaOptions } from './options.ts';
 import type { SignFloor } from './horizon.ts';
 import { checkCheckpointCert, primaryOf, type QuorumContext } from './newview.ts';
@@ -225,11 +225,14 @@ export abstract class ReplicaState {
    */
   persistedLeaves: Uint8Array[];
   /**
-   * The partition bytes on disk, with persistedLeaves (undefined: not known, e.g. stored by an earlier
-   * version as one record, or unreadable): what the next write of a partition diffs against.
+   * For an application with records (persist.ts): each partition as on disk (undefined: unreadable),
+   * whether it has a base there (its whole bytes at a/<index>), and the names of the records stored
+   * beside it (a/<index>/<name>).
    */
   persistedPartitions: (Uint8Array | undefined)[];
-  /** Storage keys to delete when a partition is next written (its stored form is replaced whole). */
+  readonly persistedBase: boolean[] = [];
+  readonly persistedRecords = new Map<number, Set<string>>();
+  /** Storage keys to delete when a partition is next written (what is stored for it is unreadable). */
   readonly dropOnPersist = new Map<number, string[]>();
   lastCheckpoint: { seq: number; digest: Uint8Array };
   /** Our latest CHECKPOINT message: retransmitted until that checkpoint is stable. */
@@ -607,25 +610,42 @@ export abstract class ReplicaState {
   }
 
   /**
-   * Writes partition i as `bytes`: the records that differ from what is on disk (an application with
-   * records, PartitionedState.diffPartition), else the whole partition as one record. Storage keys
-   * listed in dropOnPersist go first (the same batch: all or nothing).
+   * Writes partition i as `bytes` (persist.ts). For an application with records: a record for each
+   * key that changed since the partition was last written (an empty one for a deleted key), beside
+   * the records already there; or, when the partition would then have more than DELTA_RECORDS_MAX,
+   * the whole bytes as its new base, with its records deleted. For another application: the whole
+   * bytes. Storage keys listed in dropOnPersist are deleted first (the same batch: all or nothing).
    */
   private persistPartition(i: number, bytes: Uint8Array): void {
     const drop = this.dropOnPersist.get(i);
     if (drop !== undefined) {
       for (const key of drop) this.writes.del(key);
       this.dropOnPersist.delete(i);
+      this.persistedPartitions[i] = undefined;
+      this.persistedBase[i] = false;
+      this.persistedRecords.delete(i);
     }
     const app = this.app;
     if (app.diffPartition === undefined || app.joinPartition === undefined) {
       this.writes.put(KEYS.partition(i), bytes);
-    } else {
-      const diff = app.diffPartition(drop === undefined ? this.persistedPartitions[i] : undefined, bytes);
-      for (const name of diff.del) this.writes.del(KEYS.partitionRecord(i, name));
-      for (const [name, value] of diff.put) this.writes.put(KEYS.partitionRecord(i, name), value);
+      return;
     }
+    const diff = app.diffPartition(this.persistedPartitions[i], bytes);
     this.persistedPartitions[i] = bytes;
+    const stored = this.persistedRecords.get(i);
+    const names = new Set(stored);
+    for (const [name] of diff.put) names.add(name);
+    for (const name of diff.del) names.add(name);
+    if (names.size > DELTA_RECORDS_MAX) {
+      this.writes.put(KEYS.partition(i), bytes);
+      if (stored !== undefined) for (const name of stored) this.writes.del(KEYS.partitionRecord(i, name));
+      this.persistedBase[i] = true;
+      this.persistedRecords.delete(i);
+      return;
+    }
+    for (const [name, value] of diff.put) this.writes.put(KEYS.partitionRecord(i, name), value);
+    for (const name of diff.del) this.writes.put(KEYS.partitionRecord(i, name), DELETED_RECORD);
+    if (names.size > 0) this.persistedRecords.set(i, names);
   }
 
   get viewChanging(): boolean {

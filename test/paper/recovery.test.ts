@@ -25,7 +25,9 @@ import {
   type Node,
 } from './harness.ts';
 import { encodeCleanToken } from '../../src/core/horizon.ts';
-import { KEYS } from '../../src/core/persist.ts';
+import { DELTA_RECORDS_MAX, KEYS } from '../../src/core/persist.ts';
+import { encodePutMany } from '../../src/app/kv-ops.ts';
+import type { WriteOp } from '../../src/core/ports.ts';
 
 const k = new TestCluster({ f: 1 });
 
@@ -214,7 +216,7 @@ describe('recovery', () => {
       k.request(3, 7, put('key3', 'value3')),
       k.request(0, 8, put('key5', 'value5')),
     ];
-    let writesAt8: Array<{ type: string; key: string }> = [];
+    let writesAt8: WriteOp[] = [];
     for (let seq = 5; seq <= 8; seq++) {
       const out = agree(node, 0, seq, [more[seq - 5]!]);
       if (seq === 8) {
@@ -224,10 +226,11 @@ describe('recovery', () => {
       }
     }
     assert.equal(node.replica.h, 8);
-    const named = (w: { type: string; key: string }): string => `${w.type} ${w.key.slice(9)}`;
-    assert.deepEqual(writesAt8.map(named).sort(), ['del key2', 'put key1', 'put key5'], 'only the changed records are written');
+    // A deleted key's record is empty (persist.ts): it stays until its partition is next written whole.
+    const named = (w: WriteOp): string => `${w.type === 'put' && w.value.length === 0 ? 'deleted' : w.type} ${w.key.slice(9)}`;
+    assert.deepEqual(writesAt8.map(named).sort(), ['deleted key2', 'put key1', 'put key5'], 'only the changed records are written');
     const at8 = partitionRecords();
-    assert.deepEqual([...at8.keys()].map((key) => key.slice(9)).sort(), ['key1', 'key3', 'key4', 'key5']);
+    assert.deepEqual([...at8.keys()].map((key) => key.slice(9)).sort(), ['key1', 'key2', 'key3', 'key4', 'key5']);
     const digest = hex(node.app.digest());
     const { node: again, out } = node.restart();
     assert.deepEqual(out.eventsOf('stored-state-corrupt'), []);
@@ -236,7 +239,47 @@ describe('recovery', () => {
     assert.equal(again.app.get('key2'), null);
   });
 
-  test('a partition stored whole (by an earlier version) is read at restart, and replaced by its records when it next changes', () => {
+  test('a partition is written whole again, its records deleted, once more than DELTA_RECORDS_MAX of its keys would have records', () => {
+    const node = k.node(2);
+    const n = node.app.partitionCount;
+    // Keys of partition 0 only: 2 at first, then a few more per checkpoint until the records overflow.
+    const keysOf0 = Array.from({ length: 400 }, (_, i) => `p0-${i}`).filter((key) => node.app.partitionOf(key) === 0);
+    assert.ok(keysOf0.length > DELTA_RECORDS_MAX + 4, `${keysOf0.length} keys in partition 0 of ${n}`);
+    const forms: string[] = [];
+    let seq = 0;
+    let written = 0;
+    for (const batch of [2, 5, 5, 5, 5, 3]) {
+      const keys = keysOf0.slice(written, written + batch);
+      written += batch;
+      const reqs = [k.request(0, 100 + seq, encodePutMany(keys.map((key) => [key, 'v']))), ...[1, 2, 3].map((c) => k.request(c, 100 + seq, { type: 'get', key: 'p0-0' }))];
+      for (const r of reqs) {
+        seq++;
+        const out = agree(node, 0, seq, [r]);
+        if (seq % 4 === 0) {
+          const d = ownCheckpoint(out)!.msg.digest;
+          for (const r2 of [0, 1]) node.fromReplica(r2, frame(k.checkpoint(r2, seq, d)));
+          node.flush();
+        }
+      }
+      assert.equal(node.replica.h, seq, 'each round ends at a stable checkpoint');
+      const base = node.disk.data.get(KEYS.partition(0));
+      // In storage order (ascending by UTF-8 bytes, as a scan returns them).
+      const records = [...node.disk.data.keys()].filter((key) => key.startsWith(`${KEYS.partition(0)}/`)).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+      assert.ok(records.length <= DELTA_RECORDS_MAX, `${records.length} records`);
+      forms.push(base === undefined ? `records ${records.length}` : records.length === 0 ? 'base' : `base + ${records.length}`);
+      // What is on disk is the partition: base and records joined.
+      const joined = node.app.joinPartition(0, base, records.map((key) => [key.slice(9), node.disk.data.get(key)!] as [string, Uint8Array]));
+      assert.ok(joined.ok);
+      assert.deepEqual(joined.value, node.app.readPartition(0));
+    }
+    assert.deepEqual(forms, ['records 2', 'records 7', 'records 12', 'base', 'base + 5', 'base + 8']);
+    const digest = hex(node.app.digest());
+    const { node: again, out } = node.restart();
+    assert.deepEqual(out.eventsOf('stored-state-corrupt'), []);
+    assert.equal(hex(again.app.digest()), digest);
+  });
+
+  test('partitions stored whole (as an earlier version did) serve as bases: a change adds a record beside the base, and a restart joins them', () => {
     const node = k.node(2);
     const reqs = [1, 2, 3, 4].map((seq) => k.request(seq % 4, seq, put(`key${seq}`, `value${seq}`)));
     agreeWithStableCheckpointAt4(node, reqs);
@@ -268,12 +311,12 @@ describe('recovery', () => {
       }
     }
     assert.equal(again.replica.h, 8);
-    assert.equal(again.disk.data.has(KEYS.partition(changed)), false, 'the whole record of the changed partition is gone');
+    assert.ok(again.disk.data.has(KEYS.partition(changed)), 'the base of the changed partition stays');
+    assert.deepEqual(again.disk.data.get(KEYS.partition(changed)), node.app.readPartition(changed), 'unchanged');
     const records = [...again.disk.data.keys()].filter((key) => key.startsWith(`${KEYS.partition(changed)}/`));
-    const expected = [1, 2, 3, 4].map((i) => `key${i}`).filter((key) => node.app.partitionOf(key) === changed);
-    for (const key of expected) assert.ok(records.includes(KEYS.partitionRecord(changed, key)), `record of ${key} written`);
-    // The partitions that did not change stay whole, and every one is read at the next restart.
-    for (const i of indices) if (i !== changed && ![6, 7, 8].some((n) => node.app.partitionOf(`other${n}`) === i)) assert.ok(again.disk.data.has(KEYS.partition(i)));
+    assert.ok(records.includes(KEYS.partitionRecord(changed, 'key1')), `the changed key is a record beside it (${records.join(', ')})`);
+    const unchanged = [2, 3, 4].map((i) => `key${i}`).filter((key) => node.app.partitionOf(key) === changed);
+    for (const key of unchanged) assert.ok(!records.includes(KEYS.partitionRecord(changed, key)), `no record of the unchanged ${key}`);
     const finalDigest = hex(again.app.digest());
     const { node: third, out: out3 } = again.restart();
     assert.deepEqual(out3.eventsOf('stored-state-corrupt'), []);
@@ -298,6 +341,8 @@ describe('recovery', () => {
     const index = Number(victim.slice(2, 8));
     assert.deepEqual(again.replica.dropOnPersist.get(index)?.slice().sort(), [victim, stray].sort());
     assert.equal(again.replica.persistedPartitions[index], undefined);
+    assert.equal(again.replica.persistedBase[index] ?? false, false);
+    assert.equal(again.replica.persistedRecords.has(index), false);
   });
 
   test('a restarted primary does not reuse a sequence number it already assigned', () => {

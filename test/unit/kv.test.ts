@@ -876,18 +876,22 @@ describe('KvStore partition records (what a replica stores)', () => {
   const inStorageOrder = (m: Map<string, Uint8Array>): Array<[string, Uint8Array]> =>
     [...m].sort(([a], [b]) => Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8')));
 
-  test('applying each diff to the stored records and joining them gives the partition bytes exactly (random ops, unicode keys, text and bytes)', () => {
+  test('a base with the records that differ from it (empty: deleted) joins to the partition bytes exactly, as a replica stores them (random ops, unicode keys, text and bytes)', () => {
     const seed = 4242;
     const rng = new Rng(seed);
     const alphabet = ['a', 'b', '~', '\u00e9', '\u0800', '\uE000', '\uFFFF', '\u{10000}', '\u{1F600}'];
     const n = 4;
     const s = new KvStore({ partitionCount: n });
-    const stored = Array.from({ length: n }, () => new Map<string, Uint8Array>());
-    const before: (Uint8Array | undefined)[] = Array.from({ length: n }, () => undefined);
-    let puts = 0;
-    let dels = 0;
-    for (let round = 0; round < 40; round++) {
-      for (let i = 0; i < 25; i++) {
+    // What persistPartition (src/core/state.ts) stores: a base, and the records that differ from it,
+    // or the whole bytes as a new base once more than `limit` differ.
+    const limit = 6;
+    const base: (Uint8Array | undefined)[] = Array.from({ length: n }, () => undefined);
+    const records = Array.from({ length: n }, () => new Map<string, Uint8Array>());
+    let rebased = 0;
+    let withRecords = 0;
+    let tombstones = 0;
+    for (let round = 0; round < 60; round++) {
+      for (let i = 0; i < 1 + rng.int(12); i++) {
         let key = '';
         for (let k = 1 + rng.int(3); k > 0; k--) key += rng.pick(alphabet);
         const op: KvOp = rng.int(4) === 0 ? { type: 'del', key } : { type: 'put', key, value: randomValue(rng) };
@@ -895,26 +899,36 @@ describe('KvStore partition records (what a replica stores)', () => {
       }
       for (const p of s.takeDirtyPartitions()) {
         const after = s.readPartition(p);
-        const d = s.diffPartition(before[p], after);
-        for (const name of d.del) assert.ok(stored[p]!.delete(name), `seed ${seed}: deleted record ${name} was stored`);
-        for (const [name, value] of d.put) stored[p]!.set(name, value);
-        puts += d.put.length;
-        dels += d.del.length;
-        const joined = s.joinPartition(p, inStorageOrder(stored[p]!));
-        assert.ok(joined.ok);
+        const d = s.diffPartition(base[p], after);
+        records[p]!.clear();
+        if (d.put.length + d.del.length > limit) {
+          base[p] = after;
+          rebased++;
+        } else {
+          for (const [name, value] of d.put) records[p]!.set(name, value);
+          for (const name of d.del) records[p]!.set(name, new Uint8Array(0));
+          tombstones += d.del.length;
+          if (records[p]!.size > 0) withRecords++;
+        }
+        const joined = s.joinPartition(p, base[p], inStorageOrder(records[p]!));
+        assert.ok(joined.ok, joined.ok ? '' : joined.reason);
         assert.deepEqual(joined.value, after, `seed ${seed} round ${round} partition ${p}`);
-        assert.deepEqual(stored[p], recordsOf(s, after), 'the stored records are the partition\'s records');
-        before[p] = after;
       }
     }
-    assert.ok(puts > 100 && dels > 20, `the ops changed and deleted records (${puts} puts, ${dels} deletes)`);
+    assert.ok(rebased > 5 && withRecords > 20 && tombstones > 5, `both forms and deletions occurred (${rebased} rebased, ${withRecords} with records, ${tombstones} deletions)`);
     // A fresh store loads what was stored and has the same state.
     const copy = new KvStore({ partitionCount: n });
     for (let p = 0; p < n; p++) {
-      const joined = copy.joinPartition(p, inStorageOrder(stored[p]!));
+      const joined = copy.joinPartition(p, base[p], inStorageOrder(records[p]!));
       assert.ok(joined.ok && copy.loadPartition(p, joined.value).ok);
     }
     assert.deepEqual(copy.digest(), s.digest());
+    // Every record of a partition against no base joins to it too.
+    for (let p = 0; p < n; p++) {
+      const all = s.joinPartition(p, undefined, inStorageOrder(recordsOf(s, s.readPartition(p))));
+      assert.ok(all.ok);
+      assert.deepEqual(all.value, s.readPartition(p));
+    }
   });
 
   test('a diff names exactly the keys whose entry changed: value, value type, added, deleted; none for an unchanged partition', () => {
@@ -937,18 +951,21 @@ describe('KvStore partition records (what a replica stores)', () => {
     for (const k of ['a', 'b', 'd', 'e']) exec(s, { type: 'del', key: k });
     const v3 = s.readPartition(0);
     assert.deepEqual(s.diffPartition(v2, v3), { put: [], del: ['a', 'b', 'd', 'e'] });
-    const empty = s.joinPartition(0, []);
+    const empty = s.joinPartition(0, undefined, []);
     assert.ok(empty.ok);
     assert.deepEqual(empty.value, v3);
+    // The base v2 with deletions of its keys: empty too.
+    const deleted = s.joinPartition(0, v2, ['a', 'b', 'd', 'e'].map((k) => [k, new Uint8Array(0)] as [string, Uint8Array]));
+    assert.ok(deleted.ok);
+    assert.deepEqual(deleted.value, v3);
   });
 
-  test('bad records are refused by joinPartition or by loadPartition after it, never thrown, and the store is unchanged', () => {
+  test('bad records and bad bases are refused by joinPartition or by loadPartition after it, never thrown, and the store is unchanged', () => {
     const s = new KvStore({ partitionCount: 1 });
     exec(s, { type: 'put', key: 'keep', value: 'v' });
     const digest = s.digest();
     const text = (t: string): Uint8Array => Uint8Array.of(1, ...new TextEncoder().encode(t));
     const cases: Array<[string, Array<[string, Uint8Array]>]> = [
-      ['an empty record', [['a', new Uint8Array(0)]]],
       ['an empty name', [['', text('v')]]],
       ['a name over the key limit', [['k'.repeat(1025), text('v')]]],
       ['names out of order', [['b', text('v')], ['a', text('v')]]],
@@ -956,8 +973,13 @@ describe('KvStore partition records (what a replica stores)', () => {
       ['an unknown value type', [['a', Uint8Array.of(7, 1)]]],
       ['text that is not UTF-8', [['a', Uint8Array.of(1, 0xff)]]],
     ];
+    // A base that is not partition bytes, with records to apply to it.
+    for (const bad of [Uint8Array.of(9), Uint8Array.of(1, 0, 0, 0, 5), Uint8Array.of(1, 0, 0, 0, 1, 0, 1, 0x61, 1, 0, 0, 0, 9)]) {
+      const joined = s.joinPartition(0, bad, [['a', text('v')]]);
+      assert.equal(joined.ok, false, `base ${[...bad]}`);
+    }
     for (const [what, records] of cases) {
-      const joined = s.joinPartition(0, records);
+      const joined = s.joinPartition(0, undefined, records);
       const res = joined.ok ? s.loadPartition(0, joined.value) : joined;
       assert.equal(res.ok, false, what);
     }
