@@ -54,6 +54,15 @@ function agreeWithStableCheckpointAt4(node: Node, reqs: ReturnType<typeof k.requ
   }
 }
 
+/** Restarts `node` from its disk: no damage reported, the same state digest. Returns the new node. */
+function restartsClean(node: Node): Node {
+  const digest = hex(node.app.digest());
+  const { node: again, out } = node.restart();
+  assert.deepEqual(out.eventsOf('stored-state-corrupt'), []);
+  assert.equal(hex(again.app.digest()), digest);
+  return again;
+}
+
 describe('recovery', () => {
   test('a replica rebuilt from its persisted writes has the same view, last executed sequence number, stable checkpoint and state digest', () => {
     const node = k.node(2);
@@ -231,10 +240,7 @@ describe('recovery', () => {
     assert.deepEqual(writesAt8.map(named).sort(), ['deleted key2', 'put key1', 'put key5'], 'only the changed records are written');
     const at8 = partitionRecords();
     assert.deepEqual([...at8.keys()].map((key) => key.slice(9)).sort(), ['key1', 'key2', 'key3', 'key4', 'key5']);
-    const digest = hex(node.app.digest());
-    const { node: again, out } = node.restart();
-    assert.deepEqual(out.eventsOf('stored-state-corrupt'), []);
-    assert.equal(hex(again.app.digest()), digest);
+    const again = restartsClean(node);
     assert.equal(again.app.get('key1'), 'changed');
     assert.equal(again.app.get('key2'), null);
   });
@@ -273,10 +279,7 @@ describe('recovery', () => {
       assert.deepEqual(joined.value, node.app.readPartition(0));
     }
     assert.deepEqual(forms, ['records 2', 'records 7', 'records 12', 'base', 'base + 5', 'base + 8']);
-    const digest = hex(node.app.digest());
-    const { node: again, out } = node.restart();
-    assert.deepEqual(out.eventsOf('stored-state-corrupt'), []);
-    assert.equal(hex(again.app.digest()), digest);
+    restartsClean(node);
   });
 
   test('partitions stored whole (as an earlier version did) serve as bases: a change adds a record beside the base, and a restart joins them', () => {
@@ -317,10 +320,7 @@ describe('recovery', () => {
     assert.ok(records.includes(KEYS.partitionRecord(changed, 'key1')), `the changed key is a record beside it (${records.join(', ')})`);
     const unchanged = [2, 3, 4].map((i) => `key${i}`).filter((key) => node.app.partitionOf(key) === changed);
     for (const key of unchanged) assert.ok(!records.includes(KEYS.partitionRecord(changed, key)), `no record of the unchanged ${key}`);
-    const finalDigest = hex(again.app.digest());
-    const { node: third, out: out3 } = again.restart();
-    assert.deepEqual(out3.eventsOf('stored-state-corrupt'), []);
-    assert.equal(hex(third.app.digest()), finalDigest);
+    restartsClean(again);
   });
 
   test('an unreadable partition record is reported at restart, the state fetched, and the partition stored again in full at the next stable checkpoint', () => {
