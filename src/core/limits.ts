@@ -35,3 +35,9 @@ export const BATCH_REQUESTS_LIMIT = 4096;
  * or a read-only request whose operation the state machine does not declare read-only.
  */
 export type RefusalReason = 'op-too-large' | 'not-read-only';
+
+/**
+ * Records a partition may have stored beside its base (persist.ts; ReplicaOptions.storedRecordsMax is
+ * at most this): a restart refuses more as damage, whatever the option is now.
+ */
+export const STORED_RECORDS_LIMIT = 1024;

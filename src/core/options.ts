@@ -1,4 +1,4 @@
-import { BATCH_BYTES_LIMIT, BATCH_REQUESTS_LIMIT } from './limits.ts';
+import { BATCH_BYTES_LIMIT, BATCH_REQUESTS_LIMIT, STORED_RECORDS_LIMIT } from './limits.ts';
 
 /** Tunables of the protocol core. Times are in ticks; the shell maps a tick to wall time (10 ms). */
 export interface ReplicaOptions {
@@ -75,6 +75,12 @@ export interface ReplicaOptions {
    * to an ordered request).
    */
   readHoldTicksMax: number;
+  /**
+   * For an application with records (src/core/persist.ts): a partition is stored as its base and
+   * the records of the keys changed since, at most this many (1-1024); one that would have more is
+   * written whole again. Fewer: less to read at a restart; more: fewer whole partitions written.
+   */
+  storedRecordsMax: number;
 }
 
 export const DEFAULT_REPLICA_OPTIONS: ReplicaOptions = {
@@ -100,6 +106,7 @@ export const DEFAULT_REPLICA_OPTIONS: ReplicaOptions = {
   slowPrimaryDelayFactor: 4,
   slowPrimarySamples: 8,
   readHoldTicksMax: 100,
+  storedRecordsMax: 16,
 };
 
 export function resolveOptions(partial: Partial<ReplicaOptions> = {}): ReplicaOptions {
@@ -121,11 +128,12 @@ export function resolveOptions(partial: Partial<ReplicaOptions> = {}): ReplicaOp
   if (o.viewChangeTimeoutTicksMax < o.viewChangeTimeoutTicks) {
     throw new RangeError('viewChangeTimeoutTicksMax must be at least viewChangeTimeoutTicks');
   }
-  const atMost = (name: 'slowPrimaryDelayFloorPercent' | 'slowPrimaryDelayFactor' | 'slowPrimarySamples', max: number, what: string): void => {
+  const atMost = (name: 'slowPrimaryDelayFloorPercent' | 'slowPrimaryDelayFactor' | 'slowPrimarySamples' | 'storedRecordsMax', max: number, what: string): void => {
     if (o[name] > max) throw new RangeError(`${name} must be an integer from 1 to ${max} (${what}), got ${o[name]}`);
   };
   atMost('slowPrimaryDelayFloorPercent', 100, 'a percent of viewChangeTimeoutTicks');
   atMost('slowPrimaryDelayFactor', 1000, 'a multiple of the median PRE-PREPARE-to-execution ticks');
   atMost('slowPrimarySamples', 1024, 'PRE-PREPAREs timed');
+  atMost('storedRecordsMax', STORED_RECORDS_LIMIT, 'records stored per partition');
   return o;
 }

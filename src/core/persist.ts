@@ -12,9 +12,9 @@
  *   a/<index 6>/<name>         for an application with records (PartitionedState.diffPartition: the
  *                              key-value store, one per key): a record that differs from the base
  *                              (empty: deleted). The partition as of c/state is the base with its
- *                              records applied (joinPartition). When more than DELTA_RECORDS_MAX
- *                              would differ, the partition is written whole again and its records
- *                              deleted, so a partition never has more than that many records.
+ *                              records applied (joinPartition). When more than
+ *                              ReplicaOptions.storedRecordsMax (16) would differ, the partition is
+ *                              written whole again and its records deleted.
  *   c/v/<seq 16>/<replica 4>   CHECKPOINT votes [body, sig]
  *   l/<seq 16>/s               log slot record (see SlotRecord)
  *   l/<seq 16>/b/<digest hex>  batch: [time, [[body, sig], ...]]
@@ -38,12 +38,6 @@ import type {
 
 export const pad = (n: number, width: number): string => n.toString().padStart(width, '0');
 
-/**
- * Records a partition may have beside its base (a/<index 6>/<name>) before it is written whole again:
- * a put writes a record of its own key instead of its whole partition, and a restart reads at most
- * this many records per partition on top of the bases.
- */
-export const DELTA_RECORDS_MAX = 16;
 /** The value of a record whose name is deleted from the base. */
 export const DELETED_RECORD: Uint8Array = new Uint8Array(0);
 

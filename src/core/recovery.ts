@@ -9,12 +9,13 @@ import { ClientTable } from './clienttable.ts';
 import { preparedCertificate, quorumFor } from './quorum.ts';
 import type { CommitMsg } from './messages.ts';
 import { decodeVoteEvidence } from './evidence.ts';
-import { DELTA_RECORDS_MAX, KEYS, decodeBatch, decodeCheckpointCert, decodeCheckpointState, decodeEpochProof, decodePair, decodeSlot, decodeViewState } from './persist.ts';
+import { KEYS, decodeBatch, decodeCheckpointCert, decodeCheckpointState, decodeEpochProof, decodePair, decodeSlot, decodeViewState } from './persist.ts';
 import { decodeMembership, mayHoldInTable } from './membership.ts';
 import { decodeCleanToken, decodeHorizon, decodeSignFloor, encodeSignFloor, lostAgainst, type Horizon, type SignFloor } from './horizon.ts';
 import { stateDigest } from './statetree.ts';
 import { type ReplicaState, type Slot } from './state.ts';
 import { ProtocolInvariantError } from './types.ts';
+import { STORED_RECORDS_LIMIT } from './limits.ts';
 
 /**
  * The slots of the current view that are prepared by the same rule as the normal case (quorum.ts)
@@ -134,7 +135,7 @@ function loadPartitions(rs: ReplicaState, byKey: Map<string, Uint8Array>): { unu
   for (const [index, entry] of stored) {
     let reason = entry.bad;
     if (reason === undefined && entry.records.length > 0 && !withRecords) reason = `partition ${index} is stored with records, which this application does not read`;
-    if (reason === undefined && entry.records.length > DELTA_RECORDS_MAX) reason = `partition ${index} has ${entry.records.length} records stored, more than ${DELTA_RECORDS_MAX}`;
+    if (reason === undefined && entry.records.length > STORED_RECORDS_LIMIT) reason = `partition ${index} has ${entry.records.length} records stored, more than ${STORED_RECORDS_LIMIT}`;
     if (reason === undefined) {
       // Our own bytes, checked against the stored checkpoint digest by the caller.
       const joined = entry.records.length === 0 ? { ok: true as const, value: entry.base! } : app.joinPartition!(index, entry.base, entry.records);

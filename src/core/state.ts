@@ -19,7 +19,7 @@ import { quorumFor, type Quorum } from './quorum.ts';
 import type { ClusterConfig } from './cluster.ts';
 import { clusterOf, decodeMembership, encodeMembership, genesisMembership, type MemberConfig, type Membership } from './membership.ts';
 import type { EpochProof, CheckpointCert, CheckpointMsg, CommitMsg, PrePrepareMsg, PrepareMsg, PreparedCert, ReadMsg, RequestMsg, Signed, ViewChangeMsg } from './messages.ts';
-import { DELETED_RECORD, DELTA_RECORDS_MAX, KEYS, WriteSet, encodeBatch, encodeCheckpointState, encodeEpochProof, encodeViewState } from './persist.ts';
+import { DELETED_RECORD, KEYS, WriteSet, encodeBatch, encodeCheckpointState, encodeEpochProof, encodeViewState } from './persist.ts';
 import { resolveOptions, type ReplicaOptions } from './options.ts';
 import type { SignFloor } from './horizon.ts';
 import { checkCheckpointCert, primaryOf, type QuorumContext } from './newview.ts';
@@ -612,7 +612,7 @@ export abstract class ReplicaState {
   /**
    * Writes partition i as `bytes` (persist.ts). For an application with records: a record for each
    * key that changed since the partition was last written (an empty one for a deleted key), beside
-   * the records already there; or, when the partition would then have more than DELTA_RECORDS_MAX,
+   * the records already there; or, when the partition would then have more than opts.storedRecordsMax,
    * the whole bytes as its new base, with its records deleted. For another application: the whole
    * bytes. Storage keys listed in dropOnPersist are deleted first (the same batch: all or nothing).
    */
@@ -636,7 +636,7 @@ export abstract class ReplicaState {
     const names = new Set(stored);
     for (const [name] of diff.put) names.add(name);
     for (const name of diff.del) names.add(name);
-    if (names.size > DELTA_RECORDS_MAX) {
+    if (names.size > this.opts.storedRecordsMax) {
       this.writes.put(KEYS.partition(i), bytes);
       if (stored !== undefined) for (const name of stored) this.writes.del(KEYS.partitionRecord(i, name));
       this.persistedBase[i] = true;

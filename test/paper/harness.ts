@@ -287,11 +287,13 @@ export class Node {
   /** A fresh Replica and KvStore rebuilt from this node's disk (a crash and restart). */
   /**
    * A fresh Replica and KvStore rebuilt from this node's disk (a crash and restart). `records` replaces
-   * what the disk holds (damage); the horizon record is the disk's unless given.
+   * what the disk holds (damage); the horizon record is the disk's unless given; `options` change
+   * the replica's options from now on.
    */
-  restart(stored: { records?: Map<string, Uint8Array>; horizon?: Horizon | null; damage?: string } = {}): { node: Node; out: Out } {
+  restart(stored: { records?: Map<string, Uint8Array>; horizon?: Horizon | null; damage?: string; options?: Partial<ReplicaOptions> } = {}): { node: Node; out: Out } {
     const app = new KvStore({ partitionCount: this.app.partitionCount });
-    const replica = this.keys.newCore(this.id, app, this.options);
+    const options = stored.options ? { ...this.options, ...stored.options } : this.options;
+    const replica = this.keys.newCore(this.id, app, options);
     replica.setClockMs(this.replica.clockMs ?? PAPER_TIME_MS);
     const records = stored.records ?? this.disk.data;
     const horizon = stored.horizon === null ? undefined : (stored.horizon ?? this.disk.horizon);
@@ -302,7 +304,7 @@ export class Node {
     const disk = new Disk();
     for (const [k, v] of records) disk.data.set(k, v);
     if (horizon) disk.horizon = horizon;
-    const node = new Node(this.keys, this.id, replica, app, disk, this.options);
+    const node = new Node(this.keys, this.id, replica, app, disk, options);
     return { node, out: node.flush() };
   }
 

@@ -25,7 +25,9 @@ import {
   type Node,
 } from './harness.ts';
 import { encodeCleanToken } from '../../src/core/horizon.ts';
-import { DELTA_RECORDS_MAX, KEYS } from '../../src/core/persist.ts';
+import { KEYS } from '../../src/core/persist.ts';
+import { resolveOptions } from '../../src/core/options.ts';
+import { STORED_RECORDS_LIMIT } from '../../src/core/limits.ts';
 import { encodePutMany } from '../../src/app/kv-ops.ts';
 import type { WriteOp } from '../../src/core/ports.ts';
 
@@ -245,8 +247,10 @@ describe('recovery', () => {
     assert.equal(again.app.get('key2'), null);
   });
 
-  test('a partition is written whole again, its records deleted, once more than DELTA_RECORDS_MAX of its keys would have records', () => {
+  test('a partition is written whole again, its records deleted, once more than storedRecordsMax of its keys would have records', () => {
     const node = k.node(2);
+    const DELTA_RECORDS_MAX = node.replica.opts.storedRecordsMax;
+    assert.equal(DELTA_RECORDS_MAX, 16, 'the default');
     const n = node.app.partitionCount;
     // Keys of partition 0 only: 2 at first, then a few more per checkpoint until the records overflow.
     const keysOf0 = Array.from({ length: 400 }, (_, i) => `p0-${i}`).filter((key) => node.app.partitionOf(key) === 0);
@@ -280,6 +284,23 @@ describe('recovery', () => {
     }
     assert.deepEqual(forms, ['records 2', 'records 7', 'records 12', 'base', 'base + 5', 'base + 8']);
     restartsClean(node);
+  });
+
+  test('storedRecordsMax is 1-1024; a restart reads up to 1,024 records per partition whatever it is set to now', () => {
+    assert.throws(() => resolveOptions({ storedRecordsMax: 0 }), /storedRecordsMax must be a positive integer/);
+    assert.throws(() => resolveOptions({ storedRecordsMax: STORED_RECORDS_LIMIT + 1 }), /storedRecordsMax must be an integer from 1 to 1024/);
+    assert.equal(resolveOptions({ storedRecordsMax: 1 }).storedRecordsMax, 1);
+    // 5 keys of partition 0 stored as 5 records with the default; restarted with storedRecordsMax 1.
+    const node = k.node(2);
+    const keysOf0 = Array.from({ length: 100 }, (_, i) => `p0-${i}`).filter((key) => node.app.partitionOf(key) === 0).slice(0, 5);
+    const first = k.request(0, 1, encodePutMany(keysOf0.map((key) => [key, 'v'])));
+    agreeWithStableCheckpointAt4(node, [first, ...[1, 2, 3].map((c) => k.request(c, 1, { type: 'get', key: 'p0-0' }))]);
+    assert.equal([...node.disk.data.keys()].filter((key) => key.startsWith(`${KEYS.partition(0)}/`)).length, 5);
+    const digest = hex(node.app.digest());
+    const { node: again, out } = node.restart({ options: { storedRecordsMax: 1 } });
+    assert.equal(again.replica.opts.storedRecordsMax, 1);
+    assert.deepEqual(out.eventsOf('stored-state-corrupt'), []);
+    assert.equal(hex(again.app.digest()), digest);
   });
 
   test('partitions stored whole (as an earlier version did) serve as bases: a change adds a record beside the base, and a restart joins them', () => {
