@@ -366,7 +366,7 @@ function mergePartition(part: Partition): void {
  * every key in this partition) and returns its entry starts; never throws. Without `full`, keys are
  * not checked for UTF-8 nor for the partition they hash to (loadPartition).
  */
-function parsePartition(index: number, partitionCount: number, bytes: Uint8Array, full = true): Result<Uint32Array> {
+function parsePartition(index: number, partitionCount: number, bytes: Uint8Array, full = true, content = true): Result<Uint32Array> {
   const end = bytes.length;
   if (end < PARTITION_HEADER_BYTES) return fail(`partition ${index}: truncated header`);
   if (bytes[0] !== FORMAT_VERSION) return fail(`partition ${index}: unknown format version ${bytes[0]}`);
@@ -385,7 +385,7 @@ function parsePartition(index: number, partitionCount: number, bytes: Uint8Array
     if (keyLength < 1 || keyLength > KEY_BYTES_MAX) return fail(`partition ${index}: entry ${n}: key length ${keyLength} out of range`);
     if (pos + keyLength > end) return fail(`partition ${index}: entry ${n}: truncated key`);
     const keyView = bytes.subarray(pos, pos + keyLength);
-    if (prevPos >= 0 && compareKeyAt(keyView, bytes, prevPos, prevLength) <= 0) return fail(`partition ${index}: entry ${n}: keys not strictly ascending`);
+    if (content && prevPos >= 0 && compareKeyAt(keyView, bytes, prevPos, prevLength) <= 0) return fail(`partition ${index}: entry ${n}: keys not strictly ascending`);
     if (full && !isUtf8(keyView)) return fail(`partition ${index}: entry ${n}: key is not valid UTF-8`);
     prevPos = pos;
     prevLength = keyLength;
@@ -397,7 +397,7 @@ function parsePartition(index: number, partitionCount: number, bytes: Uint8Array
     if (valueType !== VALUE_TYPE_BYTES && valueType !== VALUE_TYPE_TEXT) return fail(`partition ${index}: entry ${n}: unknown value type ${valueType}`);
     if (valueLength > VALUE_BYTES_MAX) return fail(`partition ${index}: entry ${n}: value length ${valueLength} exceeds ${VALUE_BYTES_MAX}`);
     if (pos + valueLength > end) return fail(`partition ${index}: entry ${n}: truncated value`);
-    if (valueType === VALUE_TYPE_TEXT && !isUtf8(bytes.subarray(pos, pos + valueLength))) return fail(`partition ${index}: entry ${n}: text value is not valid UTF-8`);
+    if (content && valueType === VALUE_TYPE_TEXT && !isUtf8(bytes.subarray(pos, pos + valueLength))) return fail(`partition ${index}: entry ${n}: text value is not valid UTF-8`);
     pos += valueLength;
     if (!full) continue;
     const partition = partitionOfKeyBytes(keyView, partitionCount);
@@ -405,6 +405,17 @@ function parsePartition(index: number, partitionCount: number, bytes: Uint8Array
   }
   if (pos !== end) return fail(`partition ${index}: ${end - pos} trailing bytes`);
   return { ok: true, value: offsets };
+}
+
+/** Key bytes of joinPartition's records, two alternating (the current and the previous one). */
+const nameScratchA = Buffer.alloc(3 * KEY_BYTES_MAX);
+const nameScratchB = Buffer.alloc(3 * KEY_BYTES_MAX);
+let joinArea = Buffer.alloc(64 * 1024);
+
+/** joinPartition's work area, at least `bytes` long (reused; contents undefined). */
+function joinScratch(bytes: number): Buffer {
+  if (joinArea.length < bytes) joinArea = Buffer.alloc(Math.max(bytes, 2 * joinArea.length));
+  return joinArea;
 }
 
 /** Whether the bytes are valid UTF-8 (what the fatal TextDecoder accepts). */
@@ -673,63 +684,63 @@ export class KvStore implements StateMachine, PartitionedState {
   joinPartition(index: number, base: Uint8Array | undefined, records: ReadonlyArray<readonly [string, Uint8Array]>): Result<Uint8Array> {
     const from = base ?? EMPTY_PARTITION;
     if (records.length === 0) return { ok: true, value: from };
-    const parsed = parsePartition(index, this.partitionCount, from, false);
+    // Its structure only: loadPartition checks the joined bytes' content (key order, text) next.
+    const parsed = parsePartition(index, this.partitionCount, from, false, false);
     if (!parsed.ok) return parsed;
     const offsets = parsed.value;
-    const names: Uint8Array[] = new Array<Uint8Array>(records.length);
-    let size = from.length;
+    // One pass into a reused work area (a restart joins every partition with records: no allocation
+    // per record), then one copy of the exact size. Bounded above by the base plus every record.
+    let bound = from.length;
+    for (const [name, value] of records) bound += ENTRY_OVERHEAD_BYTES + 3 * name.length + value.length;
+    const out = joinScratch(bound);
+    const source = asBuffer(from);
+    let names = nameScratchA;
+    let previous = nameScratchB;
+    let previousLength = -1;
     let count = offsets.length;
+    let pos = PARTITION_HEADER_BYTES;
+    let run = PARTITION_HEADER_BYTES; // where the next unchanged run of the base starts
     let at = 0; // the first base entry not below the current record
     for (let n = 0; n < records.length; n++) {
       const [name, value] = records[n]!;
-      const k = utf8Encoder.encode(name);
-      if (k.length < 1 || k.length > KEY_BYTES_MAX) return fail(`partition ${index}: record ${n}: key length ${k.length} out of range`);
-      if (n > 0 && compareRanges(names[n - 1]!, 0, names[n - 1]!.length, k, 0, k.length) >= 0) return fail(`partition ${index}: record ${n}: records not strictly ascending`);
+      // A name of more than KEY_BYTES_MAX UTF-16 units has more UTF-8 bytes than that; shorter ones fit the scratch.
+      if (typeof name !== 'string' || name.length > KEY_BYTES_MAX) return fail(`partition ${index}: record ${n}: key out of range`);
+      const kLength = names.write(name, 0, 'utf8');
+      if (kLength < 1 || kLength > KEY_BYTES_MAX) return fail(`partition ${index}: record ${n}: key length ${kLength} out of range`);
+      if (previousLength >= 0 && compareRanges(previous, 0, previousLength, names, 0, kLength) >= 0) return fail(`partition ${index}: record ${n}: records not strictly ascending`);
       if (value.length - 1 > VALUE_BYTES_MAX) return fail(`partition ${index}: record ${n}: value exceeds ${VALUE_BYTES_MAX} bytes`);
-      names[n] = k;
-      while (at < offsets.length && compareKeyAt(k, from, offsets[at]! + 2, getU16(from, offsets[at]!)) > 0) at++;
-      const replaces = at < offsets.length && compareKeyAt(k, from, offsets[at]! + 2, getU16(from, offsets[at]!)) === 0;
-      if (replaces) {
-        size -= entryEnd(from, offsets[at]!) - offsets[at]!;
-        count--;
-      }
-      if (value.length > 0) {
-        size += ENTRY_OVERHEAD_BYTES + k.length + value.length - 1;
-        count++;
-      }
-    }
-    const out = new Uint8Array(size);
-    out[0] = FORMAT_VERSION;
-    putU32(out, 1, count);
-    let pos = PARTITION_HEADER_BYTES;
-    let run = PARTITION_HEADER_BYTES; // where the next unchanged run of the base starts
-    at = 0;
-    for (let n = 0; n < records.length; n++) {
-      const k = names[n]!;
-      const value = records[n]![1];
-      while (at < offsets.length && compareKeyAt(k, from, offsets[at]! + 2, getU16(from, offsets[at]!)) > 0) at++;
+      while (at < offsets.length && compareRanges(names, 0, kLength, from, offsets[at]! + 2, getU16(from, offsets[at]!)) > 0) at++;
       const runEnd = at < offsets.length ? offsets[at]! : from.length;
-      out.set(from.subarray(run, runEnd), pos);
+      source.copy(out, pos, run, runEnd);
       pos += runEnd - run;
       run = runEnd;
-      if (at < offsets.length && compareKeyAt(k, from, offsets[at]! + 2, getU16(from, offsets[at]!)) === 0) {
+      if (at < offsets.length && compareRanges(names, 0, kLength, from, offsets[at]! + 2, getU16(from, offsets[at]!)) === 0) {
         run = entryEnd(from, offsets[at]!);
         at++;
+        count--;
       }
+      [previous, names] = [names, previous];
+      previousLength = kLength;
       if (value.length === 0) continue; // deleted
-      putU16(out, pos, k.length);
-      out.set(k, pos + 2);
-      pos += 2 + k.length;
-      out[pos] = value[0]!;
+      putU16(out, pos, kLength);
+      previous.copy(out, pos + 2, 0, kLength);
+      pos += 2 + kLength;
+      // The record is type | value; the entry is type | u32 length | value: copy the record 4 bytes on,
+      // then move its type byte back and write the length over the gap.
+      out.set(value, pos + 4);
+      out[pos] = out[pos + 4]!;
       putU32(out, pos + 1, value.length - 1);
-      out.set(value.subarray(1), pos + 5);
       pos += 5 + value.length - 1;
+      count++;
     }
-    out.set(from.subarray(run), pos);
+    source.copy(out, pos, run, from.length);
     pos += from.length - run;
-    if (pos !== size) return fail(`partition ${index}: records do not fit the base`);
-    return { ok: true, value: out };
+    out[0] = FORMAT_VERSION;
+    putU32(out, 1, count);
+    // A copy (Buffer's slice would be a view of the reused area).
+    return { ok: true, value: copyOf(out, 0, pos) };
   }
+
 
   // --- accessors --------------------------------------------------------------------------------
 

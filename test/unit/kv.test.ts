@@ -978,6 +978,16 @@ describe('KvStore partition records (what a replica stores)', () => {
       const joined = s.joinPartition(0, bad, [['a', text('v')]]);
       assert.equal(joined.ok, false, `base ${[...bad]}`);
     }
+    // A well-framed base whose keys are out of order (c, a): joined without a throw, refused by loadPartition.
+    const unordered = rawPartition([
+      { key: new TextEncoder().encode('c'), type: 1, value: new TextEncoder().encode('x') },
+      { key: new TextEncoder().encode('a'), type: 1, value: new TextEncoder().encode('y') },
+    ]);
+    for (const records of [[['a', text('z')]], [['b', text('z')]], [['a', new Uint8Array(0)], ['c', text('z')]], [['d', text('z')]]] as Array<Array<[string, Uint8Array]>>) {
+      const joined = s.joinPartition(0, unordered, records);
+      const res = joined.ok ? s.loadPartition(0, joined.value) : joined;
+      assert.equal(res.ok, false, `unordered base with ${records.map(([n]) => n).join(', ')}`);
+    }
     for (const [what, records] of cases) {
       const joined = s.joinPartition(0, undefined, records);
       const res = joined.ok ? s.loadPartition(0, joined.value) : joined;
