@@ -16,7 +16,7 @@
  *   node --import tsx bench/kv-checkpoint.ts [--keys 1000000] [--every 262144] [--pairs 512]
  *                                             [--steady 0] [--steady-every 3200] [--partitions 65536]
  */
-import { KvStore } from '../src/app/kv.ts';
+import { KvStore, PARTITION_COUNT_MAX } from '../src/app/kv.ts';
 import { StateTree, leafDigest } from '../src/core/statetree.ts';
 import { sha256 } from '../src/crypto/node.ts';
 import { NODE_PARTITION_COUNT } from '../src/node/replica-node.ts';
@@ -31,6 +31,10 @@ const pairs = Math.min(arg('--pairs', 512), 4096);
 const steady = arg('--steady', 0, 0);
 const steadyEvery = arg('--steady-every', 3_200);
 const partitionCount = arg('--partitions', NODE_PARTITION_COUNT);
+if (partitionCount > PARTITION_COUNT_MAX || (partitionCount & (partitionCount - 1)) !== 0) {
+  process.stderr.write(`kv-checkpoint: --partitions takes a power of two in 1..${PARTITION_COUNT_MAX}, got ${partitionCount}\n`);
+  process.exit(2);
+}
 
 const store = new KvStore({ partitionCount });
 const value = new Uint8Array(100).fill(7);

@@ -22,7 +22,7 @@
  */
 import { asArray, asBytes, asUint, decodeCbor, encodeCbor, fail, guarded, type Decoded } from './encoding.ts';
 import { decodeBody, epochProofArray, epochProofFrom } from './body.ts';
-import type { WriteOp } from './ports.ts';
+import type { PartitionedState, WriteOp } from './ports.ts';
 import type {
   EpochProof,
   CheckpointCert,
@@ -40,6 +40,11 @@ export const pad = (n: number, width: number): string => n.toString().padStart(w
 
 /** The value of a record whose name is deleted from the base. */
 export const DELETED_RECORD: Uint8Array = new Uint8Array(0);
+
+/** Whether the application's partitions are stored as a base and records (both methods present). */
+export function storesRecords(app: PartitionedState): app is PartitionedState & Required<Pick<PartitionedState, 'diffPartition' | 'joinPartition'>> {
+  return app.diffPartition !== undefined && app.joinPartition !== undefined;
+}
 
 export const KEYS = {
   view: 'm/view',

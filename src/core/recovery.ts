@@ -9,7 +9,7 @@ import { ClientTable } from './clienttable.ts';
 import { preparedCertificate, quorumFor } from './quorum.ts';
 import type { CommitMsg } from './messages.ts';
 import { decodeVoteEvidence } from './evidence.ts';
-import { KEYS, decodeBatch, decodeCheckpointCert, decodeCheckpointState, decodeEpochProof, decodePair, decodeSlot, decodeViewState } from './persist.ts';
+import { KEYS, storesRecords, decodeBatch, decodeCheckpointCert, decodeCheckpointState, decodeEpochProof, decodePair, decodeSlot, decodeViewState } from './persist.ts';
 import { decodeMembership, mayHoldInTable } from './membership.ts';
 import { decodeCleanToken, decodeHorizon, decodeSignFloor, encodeSignFloor, lostAgainst, type Horizon, type SignFloor } from './horizon.ts';
 import { stateDigest } from './statetree.ts';
@@ -108,11 +108,11 @@ const NOT_STORED = new Uint8Array(0);
  * Returns why the stored state cannot be used (undefined: nothing wrong so far; the caller checks
  * the digest next) and the partitions that could not be read. For each of those, rs.dropOnPersist
  * lists its stored keys: they are deleted when the partition is next written, which writes it out in
- * full. Notes which readable partitions have a base and their records' names (for persistPartition).
+ * full. Notes the names of each readable partition's records (for persistPartition).
  */
 function loadPartitions(rs: ReplicaState, byKey: Map<string, Uint8Array>): { unusable?: string; unreadable: number[] } {
   const app = rs.app;
-  const withRecords = app.diffPartition !== undefined && app.joinPartition !== undefined;
+  const withRecords = storesRecords(app);
   const load = (index: number, bytes: Uint8Array) => (app.loadPartition !== undefined ? app.loadPartition(index, bytes) : app.writePartition(index, bytes));
   const stored = new Map<number, { keys: string[]; base?: Uint8Array; records: Array<[string, Uint8Array]>; bad?: string }>();
   const prefix = KEYS.partitionPrefix.length;
@@ -148,7 +148,6 @@ function loadPartitions(rs: ReplicaState, byKey: Map<string, Uint8Array>): { unu
       rs.dropOnPersist.set(index, entry.keys);
       continue;
     }
-    rs.persistedBase[index] = entry.base !== undefined;
     if (entry.records.length > 0) rs.persistedRecords.set(index, new Set(entry.records.map(([name]) => name)));
   }
   return unusable === undefined ? { unreadable } : { unusable, unreadable };
@@ -210,9 +209,11 @@ export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>)
       rs.syncTree();
       rs.persistedLeaves = rs.liveTree.leaves.slice();
       rs.persistedPartitions = rs.livePartitions.slice();
-      for (const index of loaded.unreadable) rs.persistedPartitions[index] = undefined;
       // Unreadable on disk: written again at the next stable checkpoint whatever its digest then.
-      for (const index of loaded.unreadable) rs.persistedLeaves[index] = NOT_STORED;
+      for (const index of loaded.unreadable) {
+        rs.persistedPartitions[index] = undefined;
+        rs.persistedLeaves[index] = NOT_STORED;
+      }
       const digest = stateDigest(rs.hash, rs.liveTree.root, st.value.clients, st.value.membership);
       rs.lastExecuted = st.value.seq;
       if (!bytesEqual(digest, st.value.digest)) unusable ??= `stored application state does not match its checkpoint digest (seq ${st.value.seq})`;

@@ -19,7 +19,7 @@ import { quorumFor, type Quorum } from './quorum.ts';
 import type { ClusterConfig } from './cluster.ts';
 import { clusterOf, decodeMembership, encodeMembership, genesisMembership, type MemberConfig, type Membership } from './membership.ts';
 import type { EpochProof, CheckpointCert, CheckpointMsg, CommitMsg, PrePrepareMsg, PrepareMsg, PreparedCert, ReadMsg, RequestMsg, Signed, ViewChangeMsg } from './messages.ts';
-import { DELETED_RECORD, KEYS, WriteSet, encodeBatch, encodeCheckpointState, encodeEpochProof, encodeViewState } from './persist.ts';
+import { DELETED_RECORD, KEYS, WriteSet, storesRecords, encodeBatch, encodeCheckpointState, encodeEpochProof, encodeViewState } from './persist.ts';
 import { resolveOptions, type ReplicaOptions } from './options.ts';
 import type { SignFloor } from './horizon.ts';
 import { checkCheckpointCert, primaryOf, type QuorumContext } from './newview.ts';
@@ -226,11 +226,9 @@ export abstract class ReplicaState {
   persistedLeaves: Uint8Array[];
   /**
    * For an application with records (persist.ts): each partition as on disk (undefined: unreadable),
-   * whether it has a base there (its whole bytes at a/<index>), and the names of the records stored
-   * beside it (a/<index>/<name>).
+   * and the names of the records stored beside its base (a/<index>/<name>).
    */
   persistedPartitions: (Uint8Array | undefined)[];
-  readonly persistedBase: boolean[] = [];
   readonly persistedRecords = new Map<number, Set<string>>();
   /** Storage keys to delete when a partition is next written (what is stored for it is unreadable). */
   readonly dropOnPersist = new Map<number, string[]>();
@@ -622,11 +620,10 @@ export abstract class ReplicaState {
       for (const key of drop) this.writes.del(key);
       this.dropOnPersist.delete(i);
       this.persistedPartitions[i] = undefined;
-      this.persistedBase[i] = false;
       this.persistedRecords.delete(i);
     }
     const app = this.app;
-    if (app.diffPartition === undefined || app.joinPartition === undefined) {
+    if (!storesRecords(app)) {
       this.writes.put(KEYS.partition(i), bytes);
       return;
     }
@@ -639,7 +636,6 @@ export abstract class ReplicaState {
     if (names.size > this.opts.storedRecordsMax) {
       this.writes.put(KEYS.partition(i), bytes);
       if (stored !== undefined) for (const name of stored) this.writes.del(KEYS.partitionRecord(i, name));
-      this.persistedBase[i] = true;
       this.persistedRecords.delete(i);
       return;
     }
