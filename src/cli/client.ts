@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import type { Value } from '../app/kv-ops.ts';
 import { PbftClient } from '../client/client.ts';
-import { PbftClientError } from '../client/errors.ts';
+import { PbftClientError, TimeoutError } from '../client/errors.ts';
 import { CLUSTER_FILE, KeyringError, keyFileName } from '../crypto/keyring.ts';
 import { CliError, parseNonNegativeInt, parsePositiveInt, type CliIo } from './common.ts';
 
@@ -61,6 +61,13 @@ export function addClientCommand(
   return client;
 }
 
+/**
+ * Said with a timeout: every `pbft client` process signs as client 0 unless told otherwise, and a
+ * replica orders one request per client at a time (by timestamp), so two calls that run at once with
+ * the same id can lose each other's answers.
+ */
+const SHARED_ID_HINT = 'if another process runs as client <id> at the same time, give each its own --client (a replica answers one request per client at a time)';
+
 function show(value: Value | null): string {
   if (value === null) return '(nil)';
   if (typeof value === 'string') return value;
@@ -99,6 +106,7 @@ export async function runClientCommand(op: ClientOp, flags: ClientFlags, io: Cli
     }
     return 0;
   } catch (err) {
+    if (err instanceof TimeoutError) throw new CliError(`${err.message}; ${SHARED_ID_HINT.replace('<id>', String(flags.client))}`);
     if (err instanceof PbftClientError) throw new CliError(err.message);
     throw err;
   } finally {

@@ -128,6 +128,22 @@ test('pbft start runs a cluster that the client and status commands reach; SIGTE
   assert.equal(down.code, 2);
   assert.match(down.stderr, /0 of 4 replicas of cluster \S+ reachable, fewer than a quorum/);
   assert.ok((JSON.parse(down.stdout) as Array<{ reachable: boolean }>).every((r) => !r.reachable));
+  // A client call that gets no answer: two of the four replicas run (the client connects to f+1 = 2,
+  // but ordering needs 2f+1 = 3), so the deadline passes. One line, which also names a shared client
+  // id as a possible cause.
+  const two = [0, 1].map((id) => track(spawn(process.execPath, [LAUNCHER, 'replica', '--id', String(id)], { cwd: dir, stdio: ['ignore', 'ignore', 'ignore'] })));
+  try {
+    await waitFor(async () => /2 of 4 replicas/.test((await pbft(['status'])).stderr), 'replicas 0 and 1 to answer /status');
+    assertOneLineError(
+      await pbft(['client', '--client', '0', '--timeout', '1000', 'put', 'a', 'b']),
+      /timed out after 1000 ms .*if another process runs as client 0 at the same time, give each its own --client/,
+      'client timeout',
+    );
+  } finally {
+    for (const p of two) p.kill('SIGTERM');
+    await Promise.all(two.map((p) => (p.exitCode !== null ? Promise.resolve() : new Promise((resolve) => p.once('exit', resolve)))));
+  }
+  for (const p of two) assert.equal(alive(p.pid!), false, `replica process ${p.pid} is gone`);
 });
 
 test('bad flags and unknown commands: one line, non-zero exit', async () => {
