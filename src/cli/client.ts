@@ -66,7 +66,9 @@ export function addClientCommand(
  * replica orders one request per client at a time (by timestamp), so two calls that run at once with
  * the same id can lose each other's answers.
  */
-const SHARED_ID_HINT = 'if another process runs as client <id> at the same time, give each its own --client (a replica answers one request per client at a time)';
+function sharedIdHint(client: number): string {
+  return `if another process runs as client ${client} at the same time, give each its own --client (a replica answers one request per client at a time)`;
+}
 
 function show(value: Value | null): string {
   if (value === null) return '(nil)';
@@ -106,7 +108,7 @@ export async function runClientCommand(op: ClientOp, flags: ClientFlags, io: Cli
     }
     return 0;
   } catch (err) {
-    if (err instanceof TimeoutError) throw new CliError(`${err.message}; ${SHARED_ID_HINT.replace('<id>', String(flags.client))}`);
+    if (err instanceof TimeoutError) throw new CliError(`${err.message}; ${sharedIdHint(flags.client)}`);
     if (err instanceof PbftClientError) throw new CliError(err.message);
     throw err;
   } finally {
