@@ -489,7 +489,16 @@ async function startCluster(o: Options, run: string, n: number, clientIdentities
     }
     const all = await Promise.all(statusUrls.map((u) => getJson<NodeStatus>(u)));
     if (all.every((s) => s !== undefined && s.transport.replicasConnected.length === running.length - 1)) break;
-    if (Date.now() > deadline) throw new Error(`${run}: replicas did not connect within 60 s`);
+    if (Date.now() > deadline) {
+      // Name what is missing, so that a failure (seen once in CI, not reproduced) says which links were down.
+      const detail = all.map((s, k) => {
+        const id = running[k]!;
+        const state = s === undefined ? '/status did not answer' : `connected to [${s.transport.replicasConnected.join(', ')}]`;
+        const tail = output[k]!.slice(-5).join('\n    ');
+        return `  replica ${id} (port ${keyring.ports[id]}): ${state}${tail ? `; last output:\n    ${tail}` : ''}`;
+      });
+      throw new Error(`${run}: replicas did not connect within 60 s:\n${detail.join('\n')}`);
+    }
     await sleep(100);
   }
   return {

@@ -960,6 +960,63 @@ describe('KvStore partition records (what a replica stores)', () => {
     assert.deepEqual(deleted.value, v3);
   });
 
+  test('a diff of large partitions skips the runs both share and still names exactly what changed (random edits at the start, middle and end; repetitive values)', () => {
+    /** Every entry of partition bytes as [key, record] (u16 key length | key | u8 type | u32 length | value). */
+    const entriesOf = (bytes: Uint8Array): Map<string, string> => {
+      const out = new Map<string, string>();
+      const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      let pos = 5;
+      while (pos < bytes.length) {
+        const keyLength = view.getUint16(pos);
+        const key = new TextDecoder().decode(bytes.subarray(pos + 2, pos + 2 + keyLength));
+        pos += 2 + keyLength;
+        const valueLength = view.getUint32(pos + 1);
+        out.set(key, Buffer.from([bytes[pos]!, ...bytes.subarray(pos + 5, pos + 5 + valueLength)]).toString('hex'));
+        pos += 5 + valueLength;
+      }
+      return out;
+    };
+    const seed = 777;
+    const rng = new Rng(seed);
+    const s = new KvStore({ partitionCount: 1 });
+    // Values of one repeated byte make runs that match at shifted offsets too; 16-byte values are
+    // replaced by values of the same length (the partition's length then stays the same).
+    const value = (): Value => {
+      const kind = rng.int(4);
+      return kind === 0 ? new Uint8Array(rng.int(300)).fill(rng.int(2)) : kind === 1 ? 'v'.repeat(rng.int(40)) : kind === 2 ? rng.bytes(16) : rng.bytes(rng.int(200));
+    };
+    const keys: string[] = [];
+    for (let k = 0; k < 300; k++) {
+      keys.push(`key-${String(k).padStart(4, '0')}`);
+      exec(s, { type: 'put', key: keys[k]!, value: value() });
+    }
+    let before = s.readPartition(0);
+    let changed = 0;
+    for (let round = 0; round < 300; round++) {
+      for (let e = 1 + rng.int(3); e > 0; e--) {
+        // Edits near either end as often as in the middle.
+        const where = rng.int(3);
+        const k = where === 0 ? rng.int(3) : where === 1 ? keys.length - 1 - rng.int(3) : rng.int(keys.length);
+        const key = rng.int(5) === 0 ? `key-${String(k).padStart(4, '0')}x` : keys[Math.max(0, Math.min(keys.length - 1, k))]!;
+        exec(s, rng.int(4) === 0 ? { type: 'del', key } : { type: 'put', key, value: value() });
+      }
+      const after = s.readPartition(0);
+      const d = s.diffPartition(before, after);
+      const a = entriesOf(before);
+      const b = entriesOf(after);
+      const expectPut = [...b].filter(([k, r]) => a.get(k) !== r).map(([k]) => k);
+      const expectDel = [...a.keys()].filter((k) => !b.has(k));
+      assert.deepEqual(d.put.map(([k]) => k), expectPut, `seed ${seed} round ${round}: put`);
+      assert.deepEqual(d.del, expectDel, `seed ${seed} round ${round}: del`);
+      for (const [k, record] of d.put) assert.equal(Buffer.from(record).toString('hex'), b.get(k), `seed ${seed} round ${round}: record of ${k}`);
+      assert.deepEqual(s.diffPartition(after, after), { put: [], del: [] });
+      changed += expectPut.length + expectDel.length;
+      before = after;
+    }
+    assert.ok(changed > 300, `edits changed entries (${changed})`);
+    assert.ok(before.length > 20_000, `the partition stayed large (${before.length} bytes)`);
+  });
+
   test('bad records and bad bases are refused by joinPartition or by loadPartition after it, never thrown, and the store is unchanged', () => {
     const s = new KvStore({ partitionCount: 1 });
     exec(s, { type: 'put', key: 'keep', value: 'v' });
