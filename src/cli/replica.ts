@@ -16,6 +16,7 @@ import { runReplicaProcess } from '../node/replica-process.ts';
 import { createLogger, type LogLevel } from '../util/log.ts';
 import type { ReplicaOptions } from '../core/options.ts';
 import { CliError, hostPortOf, parseListen, parseNonNegativeInt, parsePositiveInt } from './common.ts';
+import { WRITE_BUFFER_BYTES_DEFAULT, WRITE_BUFFER_BYTES_MAX, WRITE_BUFFER_BYTES_MIN } from '../storage/rocksdb.ts';
 
 /** Set by `pbft start` for its children: a replica exits when the process that started it is gone. */
 export const EXIT_WITH_PARENT_ENV = 'PBFT_EXIT_WITH_PARENT';
@@ -33,6 +34,7 @@ export const REPLICA_ENV = {
   batchBytesMax: 'PBFT_BATCH_BYTES_MAX',
   inFlightBatchesMax: 'PBFT_IN_FLIGHT_BATCHES_MAX',
   verifyWorkers: 'PBFT_VERIFY_WORKERS',
+  writeBufferMib: 'PBFT_WRITE_BUFFER_MIB',
 } as const;
 
 /** Every variable `pbft replica` reads its settings from (`pbft start` keeps them from its children). */
@@ -54,6 +56,8 @@ export interface ReplicaFlags {
   inFlightBatchesMax?: number;
   /** Worker threads that verify signatures off the loop; 0 (default) verifies on the loop. */
   verifyWorkers?: number;
+  /** RocksDB's write buffer in MiB (default 16: WRITE_BUFFER_BYTES_DEFAULT in src/storage/rocksdb.ts). */
+  writeBufferMib?: number;
   /** Loop tuning (benchmarks; see ReplicaNodeOptions): commander's --no-* flags set them false. */
   pipelineTurns?: boolean;
   deferWrites?: boolean;
@@ -78,11 +82,23 @@ const CONFIG_KEYS: Record<string, (v: unknown) => unknown> = {
   batchBytesMax: (v) => parsePositiveInt(integerText(v)),
   inFlightBatchesMax: (v) => parsePositiveInt(integerText(v)),
   verifyWorkers: (v) => parseNonNegativeInt(integerText(v)),
+  writeBufferMib: (v) => parseWriteBufferMib(integerText(v)),
   pipelineTurns: (v) => bool(v),
   deferWrites: (v) => bool(v),
   quitOnDivergence: (v) => bool(v),
   join: (v) => text(v),
 };
+
+/** commander argument parser: RocksDB's write buffer in MiB, within RocksStorage's bounds. */
+function parseWriteBufferMib(value: string): number {
+  const n = parseNonNegativeInt(value);
+  const min = WRITE_BUFFER_BYTES_MIN / MIB;
+  const max = WRITE_BUFFER_BYTES_MAX / MIB;
+  if (n < min || n > max) throw new InvalidArgumentError(`must be an integer from ${min} to ${max}.`);
+  return n;
+}
+
+const MIB = 1024 * 1024;
 
 function text(v: unknown): string {
   if (typeof v !== 'string' || v === '') throw new InvalidArgumentError('must be a non-empty string.');
@@ -158,7 +174,7 @@ file (--config FILE or ${REPLICA_ENV.config}), in this order of precedence: flag
 file > default. The file is one object whose keys are the flags' long names in camelCase, e.g.
   { "id": 0, "keys": "/etc/pbft/keys", "data": "/var/lib/pbft", "listen": "0.0.0.0:7001",
     "logLevel": "info", "logFormat": "json", "batchRequestsMax": 512, "pipelineTurns": true }
-(also: batchBytesMax, inFlightBatchesMax, verifyWorkers, deferWrites). Relative "keys" and "data"
+(also: batchBytesMax, inFlightBatchesMax, verifyWorkers, writeBufferMib, deferWrites). Relative "keys" and "data"
 paths are relative to the file's directory. An unknown key or a bad value is an error.`;
 
 export function addReplicaCommand(program: Command, action: (flags: ReplicaFlags) => Promise<number>, done: (code: number) => void): Command {
@@ -195,6 +211,11 @@ export function addReplicaCommand(program: Command, action: (flags: ReplicaFlags
       new Option('--verify-workers <n>', 'tuning: worker threads verifying signatures off the loop (default 0: on the loop)')
         .argParser(parseNonNegativeInt)
         .env(env.verifyWorkers),
+    )
+    .addOption(
+      new Option('--write-buffer-mib <n>', `RocksDB's write buffer in MiB, ${WRITE_BUFFER_BYTES_MIN / MIB}..${WRITE_BUFFER_BYTES_MAX / MIB} (default ${WRITE_BUFFER_BYTES_DEFAULT / MIB}): a larger one merges stored files less often; a replica holds up to two in memory`)
+        .argParser(parseWriteBufferMib)
+        .env(env.writeBufferMib),
     )
     .option('--join <file>', 'join by itself with the operator\'s admission (pbft member admit): its JOIN is signed with this replica\'s key; --listen defaults to the admitted URL (config file: "join")')
     .option('--quit-on-divergence', 'when the audit finds this replica\'s state faulty, it also asks to leave the configuration (a QUIT signed with its key; the operator adds it again after the repair; config file: "quitOnDivergence": true)')
@@ -235,6 +256,7 @@ export async function runReplicaCommand(flags: ReplicaFlags): Promise<number> {
     log,
     replica: tuning,
     ...(flags.verifyWorkers !== undefined ? { verifyWorkers: flags.verifyWorkers } : {}),
+    ...(flags.writeBufferMib !== undefined ? { writeBufferBytes: flags.writeBufferMib * MIB } : {}),
     ...(flags.pipelineTurns === false ? { pipelineTurns: false } : {}),
     ...(flags.deferWrites === false ? { deferWrites: false } : {}),
     ...(listen !== undefined ? { listenHost: listen.host } : {}),

@@ -107,6 +107,8 @@ export interface ReplicaNodeOptions {
   hooks?: ReplicaNodeHooks;
   /** Worker threads that verify signatures before frames reach the loop; 0 (default): on the loop. */
   verifyWorkers?: number;
+  /** RocksDB's write buffer (RocksStorageOptions.writeBufferBytes); only for the default storage. */
+  writeBufferBytes?: number;
   /**
    * Compute the next turns while the synced write of earlier ones is in flight (default true). Their
    * writes then go to disk together in the next synced batch, and their effects follow in order.
@@ -196,7 +198,11 @@ export class ReplicaNode {
     } catch (err) {
       throw new ReplicaNodeError('BAD_OPTIONS', `bad protocol options: ${errorText(err)}`);
     }
-    this.storage = deps.storage ?? new RocksStorage({ path: options.dataDir });
+    try {
+      this.storage = deps.storage ?? new RocksStorage({ path: options.dataDir, ...(options.writeBufferBytes !== undefined ? { writeBufferBytes: options.writeBufferBytes } : {}) });
+    } catch (err) {
+      throw new ReplicaNodeError('BAD_OPTIONS', errorText(err));
+    }
     this.onFatal = deps.onFatal ?? defaultFatal;
     this.createTransport = deps.createTransport ?? createReplicaTransport;
     this.now = deps.now ?? (() => performance.now());

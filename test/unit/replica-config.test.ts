@@ -67,6 +67,7 @@ const FILE = {
   listen: '0.0.0.0:7005',
   batchRequestsMax: 64,
   verifyWorkers: 1,
+  writeBufferMib: 16,
   pipelineTurns: false,
 };
 
@@ -81,6 +82,7 @@ test('a config file alone gives every setting; relative paths are relative to th
   assert.deepEqual(f.listen, { host: '0.0.0.0', port: 7005 });
   assert.equal(f.batchRequestsMax, 64);
   assert.equal(f.verifyWorkers, 1);
+  assert.equal(f.writeBufferMib, 16);
   assert.equal(f.pipelineTurns, false);
   assert.equal(f.deferWrites, true);
 });
@@ -123,6 +125,10 @@ test('errors: no id anywhere, an unknown key, a bad value, bad JSON, a missing f
   await assert.rejects(replicaFlags(['--config', writeConfig('broken.json', '{ "id": ')]), /invalid JSON/);
   await assert.rejects(replicaFlags(['--config', join(dir, 'nowhere.json')]), /nowhere\.json: not found/);
   await assert.rejects(replicaFlags([], { PBFT_ID: 'zero' }), /PBFT_ID/);
+  await assert.rejects(replicaFlags(['--config', writeConfig('buffer.json', { id: 0, writeBufferMib: 0 })]), /"writeBufferMib" must be an integer from 1 to 1024/);
+  await assert.rejects(replicaFlags(['--id', '0', '--write-buffer-mib', '2048']), /must be an integer from 1 to 1024/);
+  await assert.rejects(replicaFlags([], { PBFT_ID: '0', PBFT_WRITE_BUFFER_MIB: 'lots' }), /PBFT_WRITE_BUFFER_MIB/);
+  assert.equal((await replicaFlags(['--id', '0', '--write-buffer-mib', '8'])).writeBufferMib, 8);
 });
 
 test('pbft start does not pass the replica settings of its own environment to its replicas', () => {

@@ -431,6 +431,30 @@ describe('RocksStorage', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  it('opens RocksDB with the write buffer it was given (default 16 MiB), and refuses one out of bounds before opening anything', async () => {
+    /** write_buffer_size in the OPTIONS file RocksDB writes at every open (the newest one). */
+    const writeBufferOf = async (path: string): Promise<number> => {
+      const files = (await readdir(path)).filter((f) => f.startsWith('OPTIONS-')).sort();
+      const text = await readFile(join(path, files[files.length - 1]!), 'utf8');
+      const m = /^\s*write_buffer_size=(\d+)$/m.exec(text);
+      assert.ok(m, 'OPTIONS names write_buffer_size');
+      return Number(m[1]);
+    };
+    const byDefault = new RocksStorage({ path: join(dir, 'default') });
+    await byDefault.open();
+    await byDefault.write([put('k', 'v')], { sync: true });
+    await byDefault.close();
+    assert.equal(await writeBufferOf(join(dir, 'default')), 16 * 1024 * 1024);
+    const small = new RocksStorage({ path: join(dir, 'small'), writeBufferBytes: 8 * 1024 * 1024 });
+    await small.open();
+    await small.close();
+    assert.equal(await writeBufferOf(join(dir, 'small')), 8 * 1024 * 1024);
+    for (const bad of [0, 1024 * 1024 - 1, 1024 * 1024 * 1024 + 1, 1024 * 1024 + 0.5, Number.NaN]) {
+      assert.throws(() => new RocksStorage({ path: join(dir, 'bad'), writeBufferBytes: bad }), /writeBufferBytes must be an integer in 1048576\.\.1073741824/);
+    }
+    assert.deepEqual((await readdir(dir)).sort(), ['default', 'small'], 'nothing was created for a refused option');
+  });
+
   it('hands a large batch to RocksDB in slices, letting the event loop run between them, and a restart finds it whole', async () => {
     const path = join(dir, 'db');
     let store = new RocksStorage({ path });
