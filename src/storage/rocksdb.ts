@@ -223,7 +223,7 @@ export interface RocksStorageOptions {
  * next level they overlap, and a replica's writes (log entries, state records under partition
  * numbers spread evenly) overlap all of it: so the merging costs the size of the stored state, once
  * per 4 buffers. At 10M keys (220-360 MiB stored) that was 0.30 of the 2 cores in the loaded window
- * with 4 MiB, none with 64 MiB (README, Scale with state size). A replica holds up to two buffers in
+ * with 4 MiB, none with 16 or 64 MiB (README, Scale with state size). A replica holds up to two buffers in
  * memory (one being written out), and a full one is RSS too: 64 MiB made a small store's replica
  * peak at 429 MiB under full load, against 391 MiB with 4 MiB.
  */
