@@ -89,16 +89,16 @@ const CONFIG_KEYS: Record<string, (v: unknown) => unknown> = {
   join: (v) => text(v),
 };
 
+const MIB = 1024 * 1024;
+
 /** commander argument parser: RocksDB's write buffer in MiB, within RocksStorage's bounds. */
 function parseWriteBufferMib(value: string): number {
-  const n = parseNonNegativeInt(value);
   const min = WRITE_BUFFER_BYTES_MIN / MIB;
   const max = WRITE_BUFFER_BYTES_MAX / MIB;
-  if (n < min || n > max) throw new InvalidArgumentError(`must be an integer from ${min} to ${max}.`);
+  const n = /^[0-9]{1,5}$/.test(value) ? Number(value) : Number.NaN;
+  if (!(n >= min && n <= max)) throw new InvalidArgumentError(`must be an integer from ${min} to ${max}.`);
   return n;
 }
-
-const MIB = 1024 * 1024;
 
 function text(v: unknown): string {
   if (typeof v !== 'string' || v === '') throw new InvalidArgumentError('must be a non-empty string.');

@@ -127,7 +127,8 @@ test('errors: no id anywhere, an unknown key, a bad value, bad JSON, a missing f
   await assert.rejects(replicaFlags([], { PBFT_ID: 'zero' }), /PBFT_ID/);
   await assert.rejects(replicaFlags(['--config', writeConfig('buffer.json', { id: 0, writeBufferMib: 0 })]), /"writeBufferMib" must be an integer from 1 to 1024/);
   await assert.rejects(replicaFlags(['--id', '0', '--write-buffer-mib', '2048']), /must be an integer from 1 to 1024/);
-  await assert.rejects(replicaFlags([], { PBFT_ID: '0', PBFT_WRITE_BUFFER_MIB: 'lots' }), /PBFT_WRITE_BUFFER_MIB/);
+  await assert.rejects(replicaFlags([], { PBFT_ID: '0', PBFT_WRITE_BUFFER_MIB: 'lots' }), /PBFT_WRITE_BUFFER_MIB.*must be an integer from 1 to 1024/);
+  await assert.rejects(replicaFlags(['--config', writeConfig('negative.json', { id: 0, writeBufferMib: -1 })]), /"writeBufferMib" must be an integer from 1 to 1024/);
   assert.equal((await replicaFlags(['--id', '0', '--write-buffer-mib', '8'])).writeBufferMib, 8);
 });
 
