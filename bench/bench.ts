@@ -46,7 +46,7 @@ import type { BaselineConfig } from './baseline-server.ts';
 import { measureCryptoFloor, type CryptoFloor } from './crypto-floor.ts';
 import { benchKeyring, clusterToJson, type ClusterJson } from './lib/keys.ts';
 import { freePorts } from '../src/transport/free-ports.ts';
-import { Histogram, processCpuSeconds, processRssBytes } from './lib/stats.ts';
+import { Histogram, meanMsBetween, processCpuSeconds, processRssBytes, promValue } from './lib/stats.ts';
 import type { Attack, AttackConfig, AttackStats } from './attacker.ts';
 import type { FixtureConfig } from '../test/integration/fixtures/faults.ts';
 import { DEFAULT_REPLICA_OPTIONS } from '../src/core/options.ts';
@@ -597,6 +597,11 @@ interface LoadResult {
   replica0?: { batches: number; requestsPerBatch: number; syncedWrites: number; turns: number; viewChanges: number; retransmissions: number };
   /** Work per completed request of replica 0 (the primary) and replica 1 (a backup), from /status. */
   work?: Array<{ replica: number; verifies: number; verifiesOffloaded: number; signs: number; verifyUs: number; signUs: number; syncedWrites: number; writeWaitUs: number; turns: number }>;
+  /**
+   * Where a request's time went at replica 0 (the primary) and replica 1 (a backup): means over the
+   * window of the replica's latency histograms (its /metrics), milliseconds (NaN: none observed).
+   */
+  phases?: Array<{ replica: number; requestMs: number; prepareMs: number; commitMs: number; executeMs: number; writeMs: number }>;
   errorSamples: string[];
   /** The clients' operation: put (default), or get ordered / read-only (the reads part). */
   workload?: NonNullable<WorkerInit['workload']>;
@@ -722,6 +727,7 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
     const rssStart = pids.map((pid) => processRssBytes(pid) ?? 0);
     const rssMax = [...rssStart];
     const statusStart = await sampleStatus(server);
+    const phasesStart = server.cluster.replicas.length > 1 ? await phaseSums(server.statusUrls.slice(0, 2)) : [];
     for (const w of workers) post(w, { type: 'mark' });
     const windowStart = performance.now();
     const windowStartUs = monotonicUs();
@@ -756,6 +762,7 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
     const windowEndUs = monotonicUs();
     const parts = (await Promise.all(results)) as Array<{ type: 'result' } & WorkerResult>;
     const statusEnd = await sampleStatus(server);
+    const phasesEnd = phasesStart.length > 0 ? await phaseSums(server.statusUrls.slice(0, 2)) : [];
 
     const histogram = Histogram.merge(parts.map((p) => p.histogram));
     const requests = parts.reduce((s, p) => s + p.completed, 0);
@@ -827,6 +834,20 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
         });
       }
     }
+    const phases: NonNullable<LoadResult['phases']> = [];
+    phasesStart.forEach((a, i) => {
+      const b = phasesEnd[i];
+      if (a === undefined || b === undefined) return;
+      phases.push({
+        replica: i,
+        requestMs: meanMsBetween(a.request, b.request),
+        prepareMs: meanMsBetween(a.prepare, b.prepare),
+        commitMs: meanMsBetween(a.commit, b.commit),
+        executeMs: meanMsBetween(a.execute, b.execute),
+        writeMs: meanMsBetween(a.write, b.write),
+      });
+    });
+    if (phases.length > 0) result.phases = phases;
     progressDone(
       `${label} ${fmt(result.requestsPerSecond, 1)} req/s, p50 ${fmt(result.latencyMs.p50, 2)} ms, p99 ${fmt(result.latencyMs.p99, 2)} ms` +
         (result.errors > 0 ? `, ${result.errors} errors (${result.errorSamples[0] ?? ''})` : ''),
@@ -1092,6 +1113,41 @@ async function loopStalls(statusUrls: string[]): Promise<number[]> {
         return m === null ? NaN : Number(m[1]);
       } catch {
         return NaN;
+      }
+    }),
+  );
+}
+
+/** Sums and counts of the replica's latency histograms (src/node/metrics.ts), read from its /metrics. */
+interface PhaseSums {
+  /** pbft_request_duration_seconds: a client's request arriving here -> its answer leaving (requests this replica got from the client). */
+  request: { sum: number; count: number };
+  /** pbft_phase_duration_seconds by phase: prepare (PRE-PREPARE or PREPARE out -> COMMIT out), commit (-> committed here), execute (-> executed). */
+  prepare: { sum: number; count: number };
+  commit: { sum: number; count: number };
+  execute: { sum: number; count: number };
+  /** pbft_storage_synced_write_duration_seconds. */
+  write: { sum: number; count: number };
+}
+
+/** PhaseSums of each replica (undefined when its /metrics does not answer). */
+async function phaseSums(statusUrls: string[]): Promise<Array<PhaseSums | undefined>> {
+  return Promise.all(
+    statusUrls.map(async (u) => {
+      try {
+        const res = await fetch(u.replace(/\/status$/, '/metrics'), { signal: AbortSignal.timeout(5_000) });
+        if (!res.ok) return undefined;
+        const text = await res.text();
+        const pair = (name: string, labels = ''): { sum: number; count: number } => ({ sum: promValue(text, `${name}_sum`, labels), count: promValue(text, `${name}_count`, labels) });
+        return {
+          request: pair('pbft_request_duration_seconds'),
+          prepare: pair('pbft_phase_duration_seconds', 'phase="prepare"'),
+          commit: pair('pbft_phase_duration_seconds', 'phase="commit"'),
+          execute: pair('pbft_phase_duration_seconds', 'phase="execute"'),
+          write: pair('pbft_storage_synced_write_duration_seconds'),
+        };
+      } catch {
+        return undefined;
       }
     }),
   );
@@ -1548,6 +1604,21 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
               (w.verifiesOffloaded > 0 ? ` + ${fmt(w.verifiesOffloaded, 2)} in workers` : '') +
               `, ${fmt(w.signs, 2)} signs (${fmt(w.signUs)} us), ` +
               `${fmt(w.syncedWrites, 3)} synced writes (${fmt(w.writeWaitUs)} us each), ${fmt(w.turns, 2)} loop turns`,
+          );
+        }
+      }
+    }
+    const withPhases = report.loads.filter((l) => l.phases !== undefined && l.phases.length > 0);
+    if (withPhases.length > 0) {
+      out.push('');
+      out.push("where a request's time goes (means over the window, ms, from the replica's /metrics histograms; the clients' mean for comparison):");
+      out.push('  request: from a client\'s request arriving at the replica to its answer leaving it (the primary: the requests sent to it);');
+      out.push('  prepare: its PRE-PREPARE or PREPARE made -> its COMMIT made (prepared); commit: -> committed here (with the COMMITs\' synced writes); execute: -> executed');
+      for (const l of withPhases) {
+        for (const p of l.phases!) {
+          out.push(
+            `  ${l.run.padEnd(9)} replica ${p.replica}: request ${fmt(p.requestMs, 2)}, prepare ${fmt(p.prepareMs, 2)}, commit ${fmt(p.commitMs, 2)}, ` +
+              `execute ${fmt(p.executeMs, 2)}; synced write ${fmt(p.writeMs, 2)}` + (p.replica === 0 ? `; the clients' mean ${fmt(l.latencyMs.mean, 2)}` : ''),
           );
         }
       }

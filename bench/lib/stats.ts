@@ -1,6 +1,7 @@
 /**
  * Measurement helpers of the benchmark: a mergeable latency histogram (about 1% relative
- * precision, exact maximum) and per-process CPU time and resident memory read from /proc.
+ * precision, exact maximum), per-process CPU time and resident memory read from /proc, and
+ * histogram means read from a replica's Prometheus text.
  */
 import { readFileSync } from 'node:fs';
 
@@ -97,4 +98,17 @@ export function processRssBytes(pid: number): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** One series' value from Prometheus text (`name{labels} value`, or `name value` without labels); NaN when absent. */
+export function promValue(text: string, name: string, labels = ''): number {
+  const escaped = (name + (labels === '' ? '' : `{${labels}}`)).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const m = new RegExp(`^${escaped} (\\S+)$`, 'm').exec(text);
+  return m === null ? NaN : Number(m[1]);
+}
+
+/** Mean milliseconds of one histogram between two scrapes (NaN without observations in between). */
+export function meanMsBetween(a: { sum: number; count: number }, b: { sum: number; count: number }): number {
+  const n = b.count - a.count;
+  return n > 0 ? ((b.sum - a.sum) * 1000) / n : NaN;
 }

@@ -63,6 +63,13 @@ export interface TurnLoopHost {
   running(): boolean;
   /** Effects whose writes are durable, in turn order: messages, replies, then events. */
   perform(messages: Sent[], replies: SentReply[], events: CoreEvent[]): void;
+  /**
+   * A turn the core computed, before its effects wait for the disk: when the core decided what it
+   * holds (its votes sent, a batch committed or executed). The metrics time the protocol's phases
+   * here; an event is performed only once its turn's writes are durable, which a turn whose writes
+   * are deferred (deferWrites) leaves to a later turn.
+   */
+  computed?(ready: Ready): void;
   /** The core threw or a write failed; running() is expected to turn false. */
   fatal(err: unknown): void;
   /**
@@ -309,6 +316,7 @@ export class TurnLoop {
       this.host.fatal(err);
       return;
     }
+    this.host.computed?.(ready);
     this.pipeline.submit(ready);
   }
 

@@ -7,10 +7,11 @@
  *     pbft_request_duration_seconds               a client's REQUEST arriving at this replica to the
  *                                                 answer (reply or refusal) leaving it
  *     pbft_phase_duration_seconds{phase}          per sequence number, between the moments this
- *                                                 replica's own statements left it: `prepare`, its
- *                                                 PRE-PREPARE (primary) or PREPARE (backup) to its
- *                                                 COMMIT (it is prepared); `commit`, its COMMIT to the
- *                                                 batch committing here; `execute`, committed to executed
+ *                                                 replica's core made its statements and decisions:
+ *                                                 `prepare`, its PRE-PREPARE (primary) or PREPARE
+ *                                                 (backup) to its COMMIT (it is prepared); `commit`, its
+ *                                                 COMMIT to the batch committing here; `execute`,
+ *                                                 committed to executed
  *     pbft_batch_size_requests, pbft_batch_size_bytes   executed batches (null batches left out):
  *                                                 requests, and bytes of their operations
  *     pbft_storage_synced_write_duration_seconds  each synced write batch (src/node/disk.ts)
@@ -19,9 +20,11 @@
  *                     (nodejs_eventloop_lag_seconds, _p50/_p90/_p99), GC (nodejs_gc_duration_seconds),
  *                     heap, handles, file descriptors
  *
- * Outbound messages and replies are seen when the pipeline releases them (after the writes they
- * depend on are durable), events likewise: a phase includes the synced writes it waits for.
- * Frames are read with frame-peek.ts (a few header bytes, no decoding).
+ * The phases are timed when the core computes a turn (TurnLoopHost.computed), before its effects
+ * wait for the disk: the commit phase includes the wait for this replica's COMMIT to be written and
+ * for the others' COMMITs (which each wait for their own write). Replies are seen when the pipeline
+ * releases them (after the writes they depend on are durable): a request's duration ends when its
+ * answer leaves. Frames are read with frame-peek.ts (a few header bytes, no decoding).
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { CoreEvent } from '../core/replica.ts';
@@ -29,7 +32,7 @@ import { MISBEHAVIOURS, REJECT_REASONS } from '../core/rejections.ts';
 import { VOTE_KINDS } from '../core/evidence.ts';
 import type { NodeStatus } from './http.ts';
 import { BODY_TAG, peekAnswer, peekRequest, peekVote } from './frame-peek.ts';
-import type { Sent, SentReply } from './pipeline.ts';
+import type { SentReply } from './pipeline.ts';
 
 /** Requests waiting for their answer that are remembered, at most (the oldest are forgotten). */
 export const ARRIVALS_MAX = 16_384;
@@ -90,8 +93,8 @@ export class NodeMetrics {
     this.phaseDuration = new Histogram({
       name: 'pbft_phase_duration_seconds',
       help:
-        'Per sequence number, as seen by this replica: phase="prepare" from its PRE-PREPARE or PREPARE leaving to its COMMIT leaving (prepared), ' +
-        'phase="commit" from there to the batch committing here, phase="execute" from committed to executed.',
+        'Per sequence number, as seen by this replica\'s core: phase="prepare" from its PRE-PREPARE or PREPARE to its COMMIT (prepared), ' +
+        'phase="commit" from there to the batch committing here (with the synced writes of the COMMITs), phase="execute" from committed to executed.',
       labelNames: ['phase'],
       buckets: LATENCY_BUCKETS_SECONDS,
       registers,
@@ -139,8 +142,14 @@ export class NodeMetrics {
     this.syncedWriteDuration.observe(ms / 1000);
   }
 
-  /** Effects the pipeline released (their writes are durable), in the order they leave. */
-  released(messages: readonly Sent[], replies: readonly SentReply[], events: readonly CoreEvent[]): void {
+  /**
+   * A turn the core computed (TurnLoopHost.computed), before its effects wait for the disk: its
+   * PRE-PREPAREs, PREPAREs and COMMITs (the phases' boundaries) and its events are timed here, when
+   * the core decided them. Timed when they were performed instead, a turn whose writes were deferred
+   * to the next turn that sends something showed its commit as late as that turn (with one client,
+   * the next request's).
+   */
+  computed(messages: readonly { frame: Uint8Array }[], events: readonly CoreEvent[]): void {
     const t = this.now();
     let previous: Uint8Array | undefined;
     for (const m of messages) {
@@ -156,15 +165,6 @@ export class NodeMetrics {
       if (v.tag === BODY_TAG.commit) p.prepared ??= t;
       else p.prePrepared ??= t;
     }
-    for (const r of replies) {
-      const a = peekAnswer(r.frame);
-      if (a === undefined) continue;
-      const key = `${a.client}:${a.timestamp}`;
-      const at = this.arrivals.get(key);
-      if (at === undefined) continue;
-      this.arrivals.delete(key);
-      this.requestDuration.observe(Math.max(0, t - at) / 1000);
-    }
     for (const e of events) {
       if (e.type === 'committed') {
         if (e.seq <= this.executedThrough) continue;
@@ -178,6 +178,20 @@ export class NodeMetrics {
       } else if (e.type === 'state-transfer-completed') {
         this.forgetThrough(e.seq);
       }
+    }
+  }
+
+  /** Answers the pipeline released (their writes are durable), as they leave: a request's duration ends. */
+  released(replies: readonly SentReply[]): void {
+    const t = this.now();
+    for (const r of replies) {
+      const a = peekAnswer(r.frame);
+      if (a === undefined) continue;
+      const key = `${a.client}:${a.timestamp}`;
+      const at = this.arrivals.get(key);
+      if (at === undefined) continue;
+      this.arrivals.delete(key);
+      this.requestDuration.observe(Math.max(0, t - at) / 1000);
     }
   }
 
