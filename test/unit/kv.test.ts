@@ -427,6 +427,27 @@ describe('KvStore semantics', () => {
     assert.ok(model.size > 0);
   });
 
+  test('lookups after merges find every key (the merge hands the next lookup the entries\' new starts): 6,000 random ops, a merge every few', () => {
+    const seed = 20261204;
+    const rng = new Rng(seed);
+    const store = new KvStore({ partitionCount: 2 });
+    const model = new KvModel();
+    for (let i = 0; i < 6000; i++) {
+      // 200 keys over 2 partitions (about 100 entries each), a fifth of the ops deletes.
+      const key = rng.int(50) === 0 ? rng.pick(SAMPLE_KEYS) : `key-${rng.int(200)}`;
+      const op: KvOp = rng.int(5) === 0 ? { type: 'del', key } : { type: 'put', key, value: randomValue(rng) };
+      const got = store.execute(encodeOp(op), ctx);
+      assert.deepEqual(got, encodeResult(model.apply(op)), `seed ${seed} op ${i}: ${JSON.stringify(op)}`);
+      if (rng.int(7) === 0) {
+        // A checkpoint's read merges every changed partition; then every key is looked up again.
+        for (const p of store.takeDirtyPartitions()) store.readPartition(p);
+        for (const key of model.keys()) assert.deepEqual(store.get(key), model.get(key), `seed ${seed} after op ${i}: key ${key}`);
+        assert.deepEqual(store.get('\u0000absent'), null);
+      }
+    }
+    assert.ok(model.size > 100, `the partitions held many entries (${model.size})`);
+  });
+
   test('the direct apply() agrees with execute() and does not alias caller arrays', () => {
     const s = new KvStore({ partitionCount: 2 });
     const v = bytes(1, 2, 3);
