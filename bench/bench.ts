@@ -1077,7 +1077,8 @@ interface KeysResult {
   /** Replica RSS after the restarted replica executes again. */
   rssAfterRestart: number[];
   /** V8 heap used and array buffers of each replica (its /status) after the load and after the restart. */
-  memoryAfterLoad: Array<{ heapUsed: number; arrayBuffers: number }>;
+  /** From each replica's /status; heapGrowingPercent: the heap policy's percent in force (src/node/heap.ts), when reported. */
+  memoryAfterLoad: Array<{ heapUsed: number; arrayBuffers: number; heapGrowingPercent?: number }>;
   memoryAfterRestart: Array<{ heapUsed: number; arrayBuffers: number }>;
   /** Data directory bytes of each replica after the load. */
   dataBytes: number[];
@@ -1219,7 +1220,11 @@ async function runKeys(o: Options, report: Report): Promise<void> {
       progressDone(`${label} every replica executed the load at ${fmt(executedSeconds, 1)} s; the checkpoint covering it was stable at ${fmt(checkpointedSeconds, 1)} s (${settlePuts} single puts after the load)`);
       const stallDuringLoad = await loopStalls(server.statusUrls);
       const rssAfterLoad = server.procs.map((p) => processRssBytes(p.pid!) ?? 0);
-      const memoryAfterLoad = (await Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u)))).map((st) => ({ heapUsed: st?.memory.heapUsed ?? NaN, arrayBuffers: st?.memory.arrayBuffers ?? NaN }));
+      const memoryAfterLoad = (await Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u)))).map((st) => ({
+        heapUsed: st?.memory.heapUsed ?? NaN,
+        arrayBuffers: st?.memory.arrayBuffers ?? NaN,
+        ...(st?.memory.heapGrowingPercent !== undefined ? { heapGrowingPercent: st.memory.heapGrowingPercent } : {}),
+      }));
       const dataBytes = server.dataDirs.map((d) => dirBytes(d));
       progressDone(`${label} replica RSS after the load: ${rssAfterLoad.map((b) => fmt(b / MiB)).join(' ')} MiB; data ${dataBytes.map((b) => fmt(b / MiB)).join(' ')} MiB`);
 
@@ -1314,6 +1319,7 @@ function keysLines(report: Report): string[] {
     `  replica RSS after load (MiB)      ${mib(k.rssAfterLoad)}  (${fmt(Math.max(...k.rssAfterLoad) / k.keys, 0)} bytes/key at the largest)`,
     `  replica RSS after restart (MiB)   ${mib(k.rssAfterRestart)}`,
     `  heap used + array buffers (MiB)   after load ${k.memoryAfterLoad.map((x) => `${fmt(x.heapUsed / MiB)}+${fmt(x.arrayBuffers / MiB)}`).join(' ')}; after restart ${k.memoryAfterRestart.map((x) => `${fmt(x.heapUsed / MiB)}+${fmt(x.arrayBuffers / MiB)}`).join(' ')}`,
+    `  heap growing percent after load   ${k.memoryAfterLoad.map((x) => (x.heapGrowingPercent === undefined ? '-' : String(x.heapGrowingPercent))).join(' ')}  (the replicas' heap policy, src/node/heap.ts; 0: V8 decides)`,
     `  replica RSS during the load run   max ${mib(k.loaded.rssBytes.map((b) => b.max))} MiB`,
     `  data directory after load (MiB)   ${mib(k.dataBytes)}`,
     `  longest event-loop stall (s)      during the load ${k.stallDuringLoad.map((x) => fmt(x, 2)).join(' ')}; throughput run after it ${k.stallAfterLoad.map((x) => fmt(x, 2)).join(' ')}`,

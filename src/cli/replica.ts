@@ -17,6 +17,7 @@ import { createLogger, type LogLevel } from '../util/log.ts';
 import type { ReplicaOptions } from '../core/options.ts';
 import { CliError, hostPortOf, parseListen, parseNonNegativeInt, parsePositiveInt } from './common.ts';
 import { WRITE_BUFFER_BYTES_DEFAULT, WRITE_BUFFER_BYTES_MAX, WRITE_BUFFER_BYTES_MIN } from '../storage/rocksdb.ts';
+import { HEAP_GROWING_PERCENT_DEFAULT, HEAP_GROWING_PERCENT_MAX, HEAP_POLICY_LARGE_BYTES, startHeapPolicy } from '../node/heap.ts';
 
 /** Set by `pbft start` for its children: a replica exits when the process that started it is gone. */
 export const EXIT_WITH_PARENT_ENV = 'PBFT_EXIT_WITH_PARENT';
@@ -35,6 +36,7 @@ export const REPLICA_ENV = {
   inFlightBatchesMax: 'PBFT_IN_FLIGHT_BATCHES_MAX',
   verifyWorkers: 'PBFT_VERIFY_WORKERS',
   writeBufferMib: 'PBFT_WRITE_BUFFER_MIB',
+  heapGrowingPercent: 'PBFT_HEAP_GROWING_PERCENT',
 } as const;
 
 /** Every variable `pbft replica` reads its settings from (`pbft start` keeps them from its children). */
@@ -58,6 +60,8 @@ export interface ReplicaFlags {
   verifyWorkers?: number;
   /** RocksDB's write buffer in MiB (default 16: WRITE_BUFFER_BYTES_DEFAULT in src/storage/rocksdb.ts). */
   writeBufferMib?: number;
+  /** V8's heap growth between major collections while little is live, percent (default 100: src/node/heap.ts; 0: V8 decides). */
+  heapGrowingPercent?: number;
   /** Loop tuning (benchmarks; see ReplicaNodeOptions): commander's --no-* flags set them false. */
   pipelineTurns?: boolean;
   deferWrites?: boolean;
@@ -83,6 +87,7 @@ const CONFIG_KEYS: Record<string, (v: unknown) => unknown> = {
   inFlightBatchesMax: (v) => parsePositiveInt(integerText(v)),
   verifyWorkers: (v) => parseNonNegativeInt(integerText(v)),
   writeBufferMib: (v) => parseWriteBufferMib(integerText(v)),
+  heapGrowingPercent: (v) => parseHeapGrowingPercent(integerText(v)),
   pipelineTurns: (v) => bool(v),
   deferWrites: (v) => bool(v),
   quitOnDivergence: (v) => bool(v),
@@ -97,6 +102,13 @@ function parseWriteBufferMib(value: string): number {
   const max = WRITE_BUFFER_BYTES_MAX / MIB;
   const n = /^[0-9]{1,5}$/.test(value) ? Number(value) : Number.NaN;
   if (!(n >= min && n <= max)) throw new InvalidArgumentError(`must be an integer from ${min} to ${max}.`);
+  return n;
+}
+
+/** commander argument parser: V8's heap growing percent, 0..HEAP_GROWING_PERCENT_MAX. */
+function parseHeapGrowingPercent(value: string): number {
+  const n = /^[0-9]{1,4}$/.test(value) ? Number(value) : Number.NaN;
+  if (!(n >= 0 && n <= HEAP_GROWING_PERCENT_MAX)) throw new InvalidArgumentError(`must be an integer from 0 to ${HEAP_GROWING_PERCENT_MAX}.`);
   return n;
 }
 
@@ -174,7 +186,7 @@ file (--config FILE or ${REPLICA_ENV.config}), in this order of precedence: flag
 file > default. The file is one object whose keys are the flags' long names in camelCase, e.g.
   { "id": 0, "keys": "/etc/pbft/keys", "data": "/var/lib/pbft", "listen": "0.0.0.0:7001",
     "logLevel": "info", "logFormat": "json", "batchRequestsMax": 512, "pipelineTurns": true }
-(also: batchBytesMax, inFlightBatchesMax, verifyWorkers, writeBufferMib, deferWrites). Relative "keys" and "data"
+(also: batchBytesMax, inFlightBatchesMax, verifyWorkers, writeBufferMib, heapGrowingPercent, deferWrites). Relative "keys" and "data"
 paths are relative to the file's directory. An unknown key or a bad value is an error.`;
 
 export function addReplicaCommand(program: Command, action: (flags: ReplicaFlags) => Promise<number>, done: (code: number) => void): Command {
@@ -217,6 +229,14 @@ export function addReplicaCommand(program: Command, action: (flags: ReplicaFlags
         .argParser(parseWriteBufferMib)
         .env(env.writeBufferMib),
     )
+    .addOption(
+      new Option(
+        '--heap-growing-percent <n>',
+        `how far V8 lets the JavaScript heap grow between major collections while little is live (up to ${HEAP_POLICY_LARGE_BYTES / MIB} MiB after a major collection; above, V8 decides), 0..${HEAP_GROWING_PERCENT_MAX} percent of what is live (default ${HEAP_GROWING_PERCENT_DEFAULT}; 0: V8 decides, up to 4x): keeps the replica's memory flat under load`,
+      )
+        .argParser(parseHeapGrowingPercent)
+        .env(env.heapGrowingPercent),
+    )
     .option('--join <file>', 'join by itself with the operator\'s admission (pbft member admit): its JOIN is signed with this replica\'s key; --listen defaults to the admitted URL (config file: "join")')
     .option('--quit-on-divergence', 'when the audit finds this replica\'s state faulty, it also asks to leave the configuration (a QUIT signed with its key; the operator adds it again after the repair; config file: "quitOnDivergence": true)')
     .option('--no-pipeline-turns', 'tuning: do not compute turns while a synced write is in flight (config file: "pipelineTurns": false)')
@@ -240,6 +260,7 @@ export async function runReplicaCommand(flags: ReplicaFlags): Promise<number> {
     throw err;
   }
   const log = createLogger({ level: flags.logLevel, format: flags.logFormat });
+  startHeapPolicy(flags.heapGrowingPercent ?? HEAP_GROWING_PERCENT_DEFAULT);
   const tuning: Partial<ReplicaOptions> = {
     ...(flags.batchRequestsMax !== undefined ? { batchRequestsMax: flags.batchRequestsMax } : {}),
     ...(flags.batchBytesMax !== undefined ? { batchBytesMax: flags.batchBytesMax } : {}),

@@ -53,8 +53,12 @@ export interface NodeStatus extends ReplicaStatus {
   viewChangeHistory: ViewChangeRecord[];
   /** Misbehaviour seen from peers, per peer and code: the last reason, a count, first and last time (history.ts). */
   misbehaviourHistory: MisbehaviourRecord[];
-  /** process.memoryUsage() in bytes: rss, heapTotal, heapUsed, external, arrayBuffers. */
-  memory: NodeJS.MemoryUsage;
+  /**
+   * process.memoryUsage() in bytes: rss, heapTotal, heapUsed, external, arrayBuffers; and, when the
+   * process runs the heap policy (pbft replica: src/node/heap.ts), the heap growing percent in force
+   * (0: V8 decides).
+   */
+  memory: NodeJS.MemoryUsage & { heapGrowingPercent?: number };
   uptimeSeconds: number;
 }
 

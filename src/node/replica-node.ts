@@ -44,6 +44,7 @@ import { compress, countedCrypto, decompress, type CryptoWork } from './core-dep
 import { recoverFromStorage, StorageDisk } from './disk.ts';
 import { KEYS } from '../core/persist.ts';
 import { serveHttp, type NodeStatus } from './http.ts';
+import { heapGrowingPercentInForce } from './heap.ts';
 import { NodeMetrics } from './metrics.ts';
 import { errorText, gatedLogger, logCoreEvent, LogLimiter, RejectedSummary, REJECTED_SUMMARY_MS, stackLine } from './log.ts';
 import { TICK_MS_DEFAULT, TurnLoop } from './loop.ts';
@@ -412,7 +413,7 @@ export class ReplicaNode {
       stateTransfersCompleted: this.stateTransfersCompleted,
       viewChangeHistory: this.history.viewChangeHistory(),
       misbehaviourHistory: this.history.misbehaviourHistory(),
-      memory: process.memoryUsage(),
+      memory: memoryStatus(),
       uptimeSeconds: Math.round((this.now() - this.startedAt) / 100) / 10,
     };
   }
@@ -535,6 +536,12 @@ export class ReplicaNode {
     this.log.error(`${what}; stopping`, { err: errorText(err), code: (err as { code?: unknown })?.code, stack });
     this.onFatal(err);
   }
+}
+
+/** process.memoryUsage(), with the heap growing percent in force when the heap policy runs. */
+function memoryStatus(): NodeStatus['memory'] {
+  const percent = heapGrowingPercentInForce();
+  return percent === undefined ? process.memoryUsage() : { ...process.memoryUsage(), heapGrowingPercent: percent };
 }
 
 /**

@@ -68,6 +68,7 @@ const FILE = {
   batchRequestsMax: 64,
   verifyWorkers: 1,
   writeBufferMib: 16,
+  heapGrowingPercent: 50,
   pipelineTurns: false,
 };
 
@@ -83,6 +84,7 @@ test('a config file alone gives every setting; relative paths are relative to th
   assert.equal(f.batchRequestsMax, 64);
   assert.equal(f.verifyWorkers, 1);
   assert.equal(f.writeBufferMib, 16);
+  assert.equal(f.heapGrowingPercent, 50);
   assert.equal(f.pipelineTurns, false);
   assert.equal(f.deferWrites, true);
 });
@@ -130,6 +132,13 @@ test('errors: no id anywhere, an unknown key, a bad value, bad JSON, a missing f
   await assert.rejects(replicaFlags([], { PBFT_ID: '0', PBFT_WRITE_BUFFER_MIB: 'lots' }), /PBFT_WRITE_BUFFER_MIB.*must be an integer from 1 to 1024/);
   await assert.rejects(replicaFlags(['--config', writeConfig('negative.json', { id: 0, writeBufferMib: -1 })]), /"writeBufferMib" must be an integer from 1 to 1024/);
   assert.equal((await replicaFlags(['--id', '0', '--write-buffer-mib', '8'])).writeBufferMib, 8);
+  await assert.rejects(replicaFlags(['--id', '0', '--heap-growing-percent', '301']), /must be an integer from 0 to 300/);
+  await assert.rejects(replicaFlags(['--id', '0', '--heap-growing-percent', '-5']), /must be an integer from 0 to 300/);
+  await assert.rejects(replicaFlags([], { PBFT_ID: '0', PBFT_HEAP_GROWING_PERCENT: 'half' }), /PBFT_HEAP_GROWING_PERCENT.*must be an integer from 0 to 300/);
+  await assert.rejects(replicaFlags(['--config', writeConfig('heap.json', { id: 0, heapGrowingPercent: 1.5 })]), /"heapGrowingPercent" must be an integer from 0 to 300/);
+  assert.equal((await replicaFlags(['--id', '0', '--heap-growing-percent', '0'])).heapGrowingPercent, 0, "0: V8's own choice");
+  assert.equal((await replicaFlags([], { PBFT_ID: '0', PBFT_HEAP_GROWING_PERCENT: '20' })).heapGrowingPercent, 20);
+  assert.equal((await replicaFlags(['--id', '0'])).heapGrowingPercent, undefined, 'unset: the replica applies HEAP_GROWING_PERCENT_DEFAULT');
 });
 
 test('pbft start does not pass the replica settings of its own environment to its replicas', () => {
