@@ -46,7 +46,8 @@ import type { BaselineConfig } from './baseline-server.ts';
 import { measureCryptoFloor, type CryptoFloor } from './crypto-floor.ts';
 import { benchKeyring, clusterToJson, type ClusterJson } from './lib/keys.ts';
 import { freePorts } from '../src/transport/free-ports.ts';
-import { Histogram, meanMsBetween, processCpuSeconds, processRssBytes, promValue } from './lib/stats.ts';
+import { Histogram, meanMsBetween, processCpuSeconds, processRssBytes } from './lib/stats.ts';
+import { parseHistogram, type Histogram as PromHistogram } from '../src/dashboard/model.ts';
 import type { Attack, AttackConfig, AttackStats } from './attacker.ts';
 import type { FixtureConfig } from '../test/integration/fixtures/faults.ts';
 import { DEFAULT_REPLICA_OPTIONS } from '../src/core/options.ts';
@@ -727,7 +728,7 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
     const rssStart = pids.map((pid) => processRssBytes(pid) ?? 0);
     const rssMax = [...rssStart];
     const statusStart = await sampleStatus(server);
-    const phasesStart = server.cluster.replicas.length > 1 ? await phaseSums(server.statusUrls.slice(0, 2)) : [];
+    const phasesStart = server.cluster.replicas.length > 1 ? await phaseHistograms(server.statusUrls.slice(0, 2)) : [];
     for (const w of workers) post(w, { type: 'mark' });
     const windowStart = performance.now();
     const windowStartUs = monotonicUs();
@@ -762,7 +763,7 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
     const windowEndUs = monotonicUs();
     const parts = (await Promise.all(results)) as Array<{ type: 'result' } & WorkerResult>;
     const statusEnd = await sampleStatus(server);
-    const phasesEnd = phasesStart.length > 0 ? await phaseSums(server.statusUrls.slice(0, 2)) : [];
+    const phasesEnd = phasesStart.length > 0 ? await phaseHistograms(server.statusUrls.slice(0, 2)) : [];
 
     const histogram = Histogram.merge(parts.map((p) => p.histogram));
     const requests = parts.reduce((s, p) => s + p.completed, 0);
@@ -1119,33 +1120,33 @@ async function loopStalls(statusUrls: string[]): Promise<number[]> {
   );
 }
 
-/** Sums and counts of the replica's latency histograms (src/node/metrics.ts), read from its /metrics. */
-interface PhaseSums {
+/** The replica's latency histograms (src/node/metrics.ts), parsed from its /metrics. */
+interface PhaseHistograms {
   /** pbft_request_duration_seconds: a client's request arriving here -> its answer leaving (requests this replica got from the client). */
-  request: { sum: number; count: number };
-  /** pbft_phase_duration_seconds by phase: prepare (PRE-PREPARE or PREPARE out -> COMMIT out), commit (-> committed here), execute (-> executed). */
-  prepare: { sum: number; count: number };
-  commit: { sum: number; count: number };
-  execute: { sum: number; count: number };
+  request: PromHistogram | undefined;
+  /** pbft_phase_duration_seconds by phase, as the core decided them: prepare, commit, execute. */
+  prepare: PromHistogram | undefined;
+  commit: PromHistogram | undefined;
+  execute: PromHistogram | undefined;
   /** pbft_storage_synced_write_duration_seconds. */
-  write: { sum: number; count: number };
+  write: PromHistogram | undefined;
 }
 
-/** PhaseSums of each replica (undefined when its /metrics does not answer). */
-async function phaseSums(statusUrls: string[]): Promise<Array<PhaseSums | undefined>> {
+/** PhaseHistograms of each replica (undefined when its /metrics does not answer). */
+async function phaseHistograms(statusUrls: string[]): Promise<Array<PhaseHistograms | undefined>> {
   return Promise.all(
     statusUrls.map(async (u) => {
       try {
         const res = await fetch(u.replace(/\/status$/, '/metrics'), { signal: AbortSignal.timeout(5_000) });
         if (!res.ok) return undefined;
         const text = await res.text();
-        const pair = (name: string, labels = ''): { sum: number; count: number } => ({ sum: promValue(text, `${name}_sum`, labels), count: promValue(text, `${name}_count`, labels) });
+        const phase = (p: string): PromHistogram | undefined => parseHistogram(text, 'pbft_phase_duration_seconds', { phase: p });
         return {
-          request: pair('pbft_request_duration_seconds'),
-          prepare: pair('pbft_phase_duration_seconds', 'phase="prepare"'),
-          commit: pair('pbft_phase_duration_seconds', 'phase="commit"'),
-          execute: pair('pbft_phase_duration_seconds', 'phase="execute"'),
-          write: pair('pbft_storage_synced_write_duration_seconds'),
+          request: parseHistogram(text, 'pbft_request_duration_seconds'),
+          prepare: phase('prepare'),
+          commit: phase('commit'),
+          execute: phase('execute'),
+          write: parseHistogram(text, 'pbft_storage_synced_write_duration_seconds'),
         };
       } catch {
         return undefined;

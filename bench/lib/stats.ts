@@ -1,9 +1,10 @@
 /**
  * Measurement helpers of the benchmark: a mergeable latency histogram (about 1% relative
- * precision, exact maximum), per-process CPU time and resident memory read from /proc, and
- * histogram means read from a replica's Prometheus text.
+ * precision, exact maximum), per-process CPU time and resident memory read from /proc, and the
+ * mean of a replica's Prometheus histogram between two scrapes.
  */
 import { readFileSync } from 'node:fs';
+import { histogramDelta, type Histogram as PromHistogram } from '../../src/dashboard/model.ts';
 
 /** Bucket i holds latencies in (GROWTH^(i-1), GROWTH^i] microseconds. */
 const GROWTH = 1.01;
@@ -100,15 +101,12 @@ export function processRssBytes(pid: number): number | undefined {
   }
 }
 
-/** One series' value from Prometheus text (`name{labels} value`, or `name value` without labels); NaN when absent. */
-export function promValue(text: string, name: string, labels = ''): number {
-  const escaped = (name + (labels === '' ? '' : `{${labels}}`)).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  const m = new RegExp(`^${escaped} (\\S+)$`, 'm').exec(text);
-  return m === null ? NaN : Number(m[1]);
-}
-
-/** Mean milliseconds of one histogram between two scrapes (NaN without observations in between). */
-export function meanMsBetween(a: { sum: number; count: number }, b: { sum: number; count: number }): number {
-  const n = b.count - a.count;
-  return n > 0 ? ((b.sum - a.sum) * 1000) / n : NaN;
+/**
+ * Mean milliseconds of one of a replica's histograms between two scrapes (parseHistogram of its
+ * /metrics, src/dashboard/model.ts); NaN when a scrape lacks it, nothing was observed in between, or
+ * the counts went back (a restarted replica).
+ */
+export function meanMsBetween(a: PromHistogram | undefined, b: PromHistogram | undefined): number {
+  const d = a !== undefined && b !== undefined ? histogramDelta(a, b) : undefined;
+  return d !== undefined && d.count > 0 ? (d.sumSeconds * 1000) / d.count : NaN;
 }

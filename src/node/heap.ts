@@ -27,6 +27,9 @@ export const HEAP_POLICY_LARGE_BYTES = 128 * 1024 * 1024;
 /** Live heap below which the percent applies again (hysteresis: no flapping around one threshold). */
 export const HEAP_POLICY_SMALL_BYTES = 96 * 1024 * 1024;
 
+/** The percent this process last set (undefined: never set, V8 decides). */
+let inForce: number | undefined;
+
 function checkPercent(percent: number): void {
   if (!Number.isInteger(percent) || percent < 0 || percent > HEAP_GROWING_PERCENT_MAX) {
     throw new RangeError(`heap growing percent must be an integer from 0 to ${HEAP_GROWING_PERCENT_MAX}, got ${String(percent)}`);
@@ -40,6 +43,7 @@ function checkPercent(percent: number): void {
 export function setHeapGrowingPercent(percent: number): void {
   checkPercent(percent);
   setFlagsFromString(`--heap-growing-percent=${percent}`);
+  inForce = percent;
 }
 
 /**
@@ -52,10 +56,7 @@ export function heapPolicyPercent(percent: number, liveBytes: number, current: n
   return liveBytes < small ? percent : 0;
 }
 
-/** The percent this process's policy has in force (undefined: no policy started, V8 decides). */
-let inForce: number | undefined;
-
-/** The percent in force in this process (GET /status: memory.heapGrowingPercent), if a policy runs. */
+/** The percent in force in this process (GET /status: memory.heapGrowingPercent), if it set one. */
 export function heapGrowingPercentInForce(): number | undefined {
   return inForce;
 }
@@ -88,19 +89,17 @@ export const PROCESS_HEAP: HeapWatch = {
  * the heap in use then as what is live; returns what stops it. With 0, V8 decides and nothing is
  * watched.
  */
-export function startHeapPolicy(percent: number, watch: HeapWatch = PROCESS_HEAP): { current: () => number; check: () => void; stop: () => void } {
+export function startHeapPolicy(percent: number, watch: HeapWatch = PROCESS_HEAP): { current: () => number; stop: () => void } {
   checkPercent(percent);
   let current = percent;
   watch.set(current);
-  if (watch === PROCESS_HEAP) inForce = current;
   const check = (): void => {
     const next = heapPolicyPercent(percent, watch.usedBytes(), current);
     if (next !== current) {
       current = next;
       watch.set(current);
-      if (watch === PROCESS_HEAP) inForce = current;
     }
   };
   const stop = percent === 0 ? () => {} : watch.afterMajorGc(check);
-  return { current: () => current, check, stop };
+  return { current: () => current, stop };
 }

@@ -1,31 +1,31 @@
 /**
- * The bench's reading of a replica's Prometheus text (bench/lib/stats.ts): one series' value, and a
- * histogram's mean between two scrapes.
+ * The bench's phase means (bench/lib/stats.ts meanMsBetween): the mean of a replica's histogram
+ * between two scrapes of its /metrics, as parsed by the dashboard's parseHistogram.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { meanMsBetween, promValue } from '../../bench/lib/stats.ts';
+import { meanMsBetween } from '../../bench/lib/stats.ts';
+import { parseHistogram } from '../../src/dashboard/model.ts';
 
-const TEXT = [
-  '# TYPE pbft_phase_duration_seconds histogram',
-  'pbft_phase_duration_seconds_sum{phase="prepare"} 2.5',
-  'pbft_phase_duration_seconds_count{phase="prepare"} 1000',
-  'pbft_phase_duration_seconds_sum{phase="commit"} 4',
-  'pbft_request_duration_seconds_sum 3.82',
-  'pbft_request_duration_seconds_count 1000',
-  'pbft_request_duration_seconds_count_extra 7',
-].join('\n');
+function scrape(sum: number, count: number): string {
+  return [
+    '# TYPE pbft_phase_duration_seconds histogram',
+    `pbft_phase_duration_seconds_bucket{le="0.01",phase="prepare"} ${count}`,
+    `pbft_phase_duration_seconds_bucket{le="+Inf",phase="prepare"} ${count}`,
+    `pbft_phase_duration_seconds_sum{phase="prepare"} ${sum}`,
+    `pbft_phase_duration_seconds_count{phase="prepare"} ${count}`,
+  ].join('\n');
+}
 
-test('promValue reads the series named, with or without labels, and NaN when it is absent', () => {
-  assert.equal(promValue(TEXT, 'pbft_phase_duration_seconds_sum', 'phase="prepare"'), 2.5);
-  assert.equal(promValue(TEXT, 'pbft_phase_duration_seconds_sum', 'phase="commit"'), 4);
-  assert.equal(promValue(TEXT, 'pbft_request_duration_seconds_count'), 1000);
-  assert.ok(Number.isNaN(promValue(TEXT, 'pbft_phase_duration_seconds_count', 'phase="commit"')));
-  assert.ok(Number.isNaN(promValue(TEXT, 'pbft_phase_duration_seconds_sum', 'phase="execute"')));
-  assert.ok(Number.isNaN(promValue(TEXT, 'pbft_request_duration')), 'a prefix of a name is not the name');
+const prepare = (text: string) => parseHistogram(text, 'pbft_phase_duration_seconds', { phase: 'prepare' });
+
+test('the mean between two scrapes counts only what was observed in between, in milliseconds', () => {
+  assert.equal(meanMsBetween(prepare(scrape(2.5, 1000)), prepare(scrape(3.5, 1500))), 2);
 });
 
-test('meanMsBetween is the mean of the observations between two scrapes, in milliseconds', () => {
-  assert.equal(meanMsBetween({ sum: 2.5, count: 1000 }, { sum: 3.5, count: 1500 }), 2);
-  assert.ok(Number.isNaN(meanMsBetween({ sum: 1, count: 10 }, { sum: 1, count: 10 })), 'nothing observed');
+test('NaN when nothing was observed, a scrape lacks the series, or the counts went back', () => {
+  assert.ok(Number.isNaN(meanMsBetween(prepare(scrape(1, 10)), prepare(scrape(1, 10)))), 'nothing observed');
+  assert.ok(Number.isNaN(meanMsBetween(undefined, prepare(scrape(1, 10)))), 'a missing scrape');
+  assert.ok(Number.isNaN(meanMsBetween(prepare(scrape(1, 10)), parseHistogram(scrape(1, 10), 'pbft_phase_duration_seconds', { phase: 'commit' }))), 'another phase is not this one');
+  assert.ok(Number.isNaN(meanMsBetween(prepare(scrape(5, 100)), prepare(scrape(1, 10)))), 'a restarted replica');
 });
