@@ -21,7 +21,7 @@ import type { ReplyMsg, RequestMsg, Signed } from '../src/core/messages.ts';
 import { encodeCbor } from '../src/codec/cbor.ts';
 import { decodeFrame, encodeBody, encodeSignedFrame } from '../src/codec/messages.ts';
 import { loadPrivateKey, keyFileName } from '../src/crypto/keyring.ts';
-import { createNodeSigner, NodeVerifier } from '../src/crypto/node.ts';
+import { createSigner, createVerifier, hotPathBackend } from '../src/crypto/index.ts';
 import { RocksStorage } from '../src/storage/rocksdb.ts';
 import type { WriteOp } from '../src/storage/types.ts';
 import { createReplicaTransport } from '../src/transport/replica-transport.ts';
@@ -39,8 +39,10 @@ export interface BaselineConfig {
 const config = JSON.parse(process.argv[2] ?? '{}') as BaselineConfig;
 const cluster = clusterFromJson(config.cluster);
 const secret = loadPrivateKey(join(config.keysDir, keyFileName('replica', 0))).secretKey;
-const signer = createNodeSigner(secret);
-const verifier = new NodeVerifier();
+// The replicas' ed25519 backend (libsodium where it loads; PBFT_CRYPTO chooses another).
+const backend = hotPathBackend();
+const signer = createSigner(secret, backend);
+const verifier = createVerifier(backend);
 const requestTag = domainTag(cluster.clusterId, 'request');
 const replyTag = domainTag(cluster.clusterId, 'reply');
 const clientKeys = new Map<number, Uint8Array>(cluster.clients.map((c) => [c.id, c.publicKey]));

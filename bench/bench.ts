@@ -111,6 +111,8 @@ interface Options {
   attackRate?: number;
   /** --keys: keys the keys part loads (undefined: the part does not run). */
   keys?: number;
+  /** --crypto: the ed25519 backend of every process of the run (PBFT_CRYPTO); undefined: auto. */
+  crypto?: 'sodium' | 'node';
 }
 
 function positiveNumber(value: string): number {
@@ -190,6 +192,7 @@ function parseOptions(argv: string[]): Options {
     .addOption(new Option('--verify-workers <n>', 'replica tuning: signature-verification worker threads (default 0: on the loop)').argParser(nonNegativeInt))
     .addOption(new Option('--server-node-flags <flags>', 'node flags for every replica and the baseline server, e.g. "--max-semi-space-size=32" (space-separated)').argParser(nodeFlags).default([]))
     .addOption(new Option('--client-node-flags <flags>', 'node flags for the client worker processes (the SDK\'s host), e.g. "--max-semi-space-size=32"').argParser(nodeFlags).default([]))
+    .addOption(new Option('--crypto <backend>', 'ed25519 backend of replicas, clients, baseline and floor: sodium (libsodium) or node (node:crypto); default: libsodium where it loads').choices(['sodium', 'node']))
     .addOption(new Option('--pool-workers <n>', 'verify worker threads per replica of the pool part').argParser(positiveInt).default(1))
     .addOption(new Option('--no-pipeline-turns', 'replica tuning: no turns computed while a synced write is in flight'))
     .addOption(new Option('--no-defer-writes', 'replica tuning: every turn with writes syncs, also one that sends nothing'))
@@ -248,6 +251,7 @@ function parseOptions(argv: string[]): Options {
     ...(o.batchBytesMax !== undefined ? { batchBytesMax: o.batchBytesMax as number } : {}),
     ...(o.inFlightBatchesMax !== undefined ? { inFlightBatchesMax: o.inFlightBatchesMax as number } : {}),
     ...(o.verifyWorkers !== undefined ? { verifyWorkers: o.verifyWorkers as number } : {}),
+    ...(o.crypto !== undefined ? { crypto: o.crypto as 'sodium' | 'node' } : {}),
     serverNodeFlags: o.serverNodeFlags as string[],
     clientNodeFlags: o.clientNodeFlags as string[],
     poolWorkers: o.poolWorkers as number,
@@ -1387,6 +1391,8 @@ async function measureSyncedWrite(count = 200): Promise<SyncedWrite> {
 
 interface Report {
   floor?: CryptoFloor;
+  /** With libsodium in use: node:crypto's floor too, the backend of the records before 2026-12-04. */
+  floorNode?: CryptoFloor;
   syncedWrite?: SyncedWrite;
   loads: LoadResult[];
   attacks: AttackResult[];
@@ -1463,6 +1469,8 @@ function evaluate(o: Options, report: Report): void {
   const t = report.targets;
   if (cluster !== undefined && floor !== undefined) {
     r.clusterToCryptoFloor = cluster.requestsPerSecond / floor.requestsPerSecond;
+    const nodeFloor = report.floorNode?.byReplicas[o.replicas];
+    if (nodeFloor !== undefined) r.clusterToNodeCryptoFloor = cluster.requestsPerSecond / nodeFloor.requestsPerSecond;
     t.push({
       name: `${o.replicas} replicas x ${cluster.clients} clients: throughput >= 60% of the crypto floor`,
       met: r.clusterToCryptoFloor >= 0.6,
@@ -1561,7 +1569,7 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
   if (f !== undefined) {
     out.push('');
     out.push(
-      `crypto floor (node:crypto ed25519, one core): sign request ${fmt(f.signRequestUs, 1)} us, verify request ${fmt(f.verifyRequestUs, 1)} us, verify reply ${fmt(f.verifyReplyUs, 1)} us`,
+      `crypto floor (${f.backend === 'sodium' ? 'libsodium' : 'node:crypto'} ed25519, the backend of every process of this run; one core): sign request ${fmt(f.signRequestUs, 1)} us, verify request ${fmt(f.verifyRequestUs, 1)} us, verify reply ${fmt(f.verifyReplyUs, 1)} us`,
     );
     for (const [n, v] of Object.entries(f.byReplicas)) {
       const fn = (Number(n) - 1) / 3;
@@ -1569,6 +1577,13 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
         `  n=${n}: sign + ${n} verify + ${fn + 1} reply verify = ${fmt(v.cpuUsPerRequest, 1)} us CPU per request -> floor ${fmt(v.requestsPerSecond)} requests/s on ${f.cores} cores`,
       );
     }
+  }
+  const fnode = report.floorNode;
+  if (fnode !== undefined) {
+    const v = fnode.byReplicas[o.replicas]!;
+    out.push(
+      `  for comparison, node:crypto (the backend before libsodium): sign request ${fmt(fnode.signRequestUs, 1)} us, verify request ${fmt(fnode.verifyRequestUs, 1)} us, verify reply ${fmt(fnode.verifyReplyUs, 1)} us; n=${o.replicas}: ${fmt(v.cpuUsPerRequest, 1)} us -> ${fmt(v.requestsPerSecond)} requests/s`,
+    );
   }
   const sw = report.syncedWrite;
   if (sw !== undefined) {
@@ -1639,6 +1654,9 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
     out.push('');
     out.push('ratios');
     if (r.clusterToCryptoFloor !== undefined) out.push(`  cluster (${o.replicas} replicas) / crypto floor n=${o.replicas}      ${fmt(r.clusterToCryptoFloor, 2)}`);
+    if (r.clusterToNodeCryptoFloor !== undefined) {
+      out.push(`  cluster (${o.replicas} replicas) / node:crypto's floor n=${o.replicas}  ${fmt(r.clusterToNodeCryptoFloor, 2)}   (the floor of the records before libsodium)`);
+    }
     if (r.clusterToBaselineThroughput !== undefined) out.push(`  cluster throughput / baseline throughput    ${fmt(r.clusterToBaselineThroughput, 2)}`);
     if (r.latencyP50ToBaseline !== undefined) out.push(`  1-client p50: cluster / baseline            ${fmt(r.latencyP50ToBaseline, 2)}`);
     if (r.latencyP50ToTarget !== undefined) out.push(`  1-client p50 / 1.5 x (baseline + sync)      ${fmt(r.latencyP50ToTarget, 2)}`);
@@ -1783,6 +1801,8 @@ function machine(): Machine {
 
 async function main(): Promise<void> {
   const o = parseOptions(process.argv);
+  // Every process of the run (replicas, client workers, baseline server) inherits it.
+  if (o.crypto !== undefined) process.env.PBFT_CRYPTO = o.crypto;
   const command = ['npm run bench --', ...process.argv.slice(2)].join(' ');
   const m = machine();
   const report: Report = { loads: [], attacks: [], ratios: {}, targets: [] };
@@ -1793,6 +1813,9 @@ async function main(): Promise<void> {
   if (parts.has('crypto')) {
     progress('[crypto floor] measuring sign / verify / verify reply', true);
     report.floor = measureCryptoFloor({ seconds: o.floorSeconds, replicaCounts: [...new Set([o.replicas, 7])].sort((a, b) => a - b), valueBytes: o.payload, keyBytes: o.keyBytes });
+    if (report.floor.backend === 'sodium') {
+      report.floorNode = measureCryptoFloor({ seconds: o.floorSeconds, replicaCounts: [o.replicas], valueBytes: o.payload, keyBytes: o.keyBytes, backend: 'node' });
+    }
     const fl = report.floor.byReplicas[o.replicas]!;
     progressDone(`[crypto floor] n=${o.replicas}: ${fmt(fl.cpuUsPerRequest, 1)} us of signature work per request -> ${fmt(fl.requestsPerSecond)} requests/s`);
   }

@@ -100,7 +100,8 @@ async function init(m: WorkerInit): Promise<void> {
       return PbftClient.connect({
         cluster,
         key: { id, secretKey: key.secretKey },
-        crypto: 'node',
+        // The SDK's default: libsodium where it loads, else node:crypto (PBFT_CRYPTO, set by --crypto, chooses).
+        crypto: 'auto',
         timeoutMs: m.timeoutMs,
         retransmitMs: m.retransmitMs,
         // Wait for every replica: requests then reach all of them from the start.

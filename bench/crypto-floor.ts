@@ -2,9 +2,12 @@
  * The crypto floor: the requests/s this machine could reach doing nothing but the signature work
  * every request needs at minimum, measured with the code the clients and replicas run:
  *
- *   1. the client signs its request       RequestSigner.sign (encode body, domain tag, node:crypto sign)
- *   2. each of the n replicas verifies it  NodeVerifier.verify over tag || raw body (cached KeyObject)
+ *   1. the client signs its request       RequestSigner.sign (encode body, domain tag, sign)
+ *   2. each of the n replicas verifies it  Verifier.verify over tag || raw body
  *   3. the client verifies f+1 replies      RequestSigner.verifyReply
+ *
+ * with the ed25519 backend the replicas and the SDK use (src/crypto/index.ts hotPathBackend:
+ * libsodium where it loads; `backend` or PBFT_CRYPTO chooses another).
  *
  *   floor requests/s = cores x 1 s / (sign + n x verify + (f+1) x verifyReply)
  *
@@ -17,10 +20,13 @@ import { concatBytes, domainTag } from '../src/core/auth.ts';
 import type { ClusterConfig } from '../src/core/cluster.ts';
 import type { ReplyMsg, RequestMsg, Signed } from '../src/core/messages.ts';
 import { encodeBody } from '../src/codec/messages.ts';
-import { nodeDerivePublicKey, createNodeSigner, NodeVerifier } from '../src/crypto/node.ts';
+import { createSigner, createVerifier, hotPathBackend } from '../src/crypto/index.ts';
+import { nodeDerivePublicKey } from '../src/crypto/node.ts';
 import { randomBytes } from 'node:crypto';
 
 export interface CryptoFloor {
+  /** The ed25519 implementation measured. */
+  backend: 'sodium' | 'node';
   cores: number;
   /** Microseconds per operation, one core. */
   signRequestUs: number;
@@ -47,8 +53,11 @@ function timeOp(seconds: number, op: (i: number) => void): number {
   return (cpu.user + cpu.system) / calls;
 }
 
-export function measureCryptoFloor(options: { seconds?: number; replicaCounts?: number[]; valueBytes?: number; keyBytes?: number } = {}): CryptoFloor {
+export function measureCryptoFloor(
+  options: { seconds?: number; replicaCounts?: number[]; valueBytes?: number; keyBytes?: number; backend?: 'sodium' | 'node' } = {},
+): CryptoFloor {
   const seconds = options.seconds ?? 1;
+  const backend = options.backend ?? hotPathBackend();
   const replicaCounts = options.replicaCounts ?? [4, 7];
   const clientSecret = new Uint8Array(randomBytes(32));
   const replicaSecret = new Uint8Array(randomBytes(32));
@@ -58,10 +67,10 @@ export function measureCryptoFloor(options: { seconds?: number; replicaCounts?: 
     replicas: [0, 1, 2, 3].map((id) => ({ id, url: `ws://127.0.0.1:${7001 + id}`, publicKey: nodeDerivePublicKey(replicaSecret) })),
     clients: [{ id: 0, publicKey: nodeDerivePublicKey(clientSecret) }],
   };
-  const clientSigner = createNodeSigner(clientSecret);
-  const replicaSigner = createNodeSigner(replicaSecret);
-  const requests = new RequestSigner(cluster, 0, clientSigner, new NodeVerifier());
-  const verifier = new NodeVerifier();
+  const clientSigner = createSigner(clientSecret, backend);
+  const replicaSigner = createSigner(replicaSecret, backend);
+  const requests = new RequestSigner(cluster, 0, clientSigner, createVerifier(backend));
+  const verifier = createVerifier(backend);
   const requestTag = domainTag(cluster.clusterId, 'request');
   const replyTag = domainTag(cluster.clusterId, 'reply');
 
@@ -96,7 +105,7 @@ export function measureCryptoFloor(options: { seconds?: number; replicaCounts?: 
     const cpuUsPerRequest = signRequestUs + n * verifyRequestUs + (f + 1) * verifyReplyUs;
     byReplicas[n] = { cpuUsPerRequest, requestsPerSecond: (cores * 1e6) / cpuUsPerRequest };
   }
-  return { cores, signRequestUs, verifyRequestUs, verifyReplyUs, byReplicas };
+  return { backend, cores, signRequestUs, verifyRequestUs, verifyReplyUs, byReplicas };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { KeyringError, loadIdentity } from '../crypto/keyring.ts';
+import { CRYPTO_CHOICES, type CryptoChoice } from '../crypto/index.ts';
 import { runReplicaProcess } from '../node/replica-process.ts';
 import { createLogger, type LogLevel } from '../util/log.ts';
 import type { ReplicaOptions } from '../core/options.ts';
@@ -37,6 +38,7 @@ export const REPLICA_ENV = {
   verifyWorkers: 'PBFT_VERIFY_WORKERS',
   writeBufferMib: 'PBFT_WRITE_BUFFER_MIB',
   heapGrowingPercent: 'PBFT_HEAP_GROWING_PERCENT',
+  crypto: 'PBFT_CRYPTO',
 } as const;
 
 /** Every variable `pbft replica` reads its settings from (`pbft start` keeps them from its children). */
@@ -62,6 +64,8 @@ export interface ReplicaFlags {
   writeBufferMib?: number;
   /** V8's heap growth between major collections while little is live, percent (default 100: src/node/heap.ts; 0: V8 decides). */
   heapGrowingPercent?: number;
+  /** The ed25519 backend: auto (libsodium where it loads, else node:crypto), sodium or node. */
+  crypto?: CryptoChoice;
   /** Loop tuning (benchmarks; see ReplicaNodeOptions): commander's --no-* flags set them false. */
   pipelineTurns?: boolean;
   deferWrites?: boolean;
@@ -88,6 +92,7 @@ const CONFIG_KEYS: Record<string, (v: unknown) => unknown> = {
   verifyWorkers: (v) => parseNonNegativeInt(integerText(v)),
   writeBufferMib: (v) => parseWriteBufferMib(integerText(v)),
   heapGrowingPercent: (v) => parseHeapGrowingPercent(integerText(v)),
+  crypto: (v) => oneOf(v, CRYPTO_CHOICES),
   pipelineTurns: (v) => bool(v),
   deferWrites: (v) => bool(v),
   quitOnDivergence: (v) => bool(v),
@@ -186,7 +191,7 @@ file (--config FILE or ${REPLICA_ENV.config}), in this order of precedence: flag
 file > default. The file is one object whose keys are the flags' long names in camelCase, e.g.
   { "id": 0, "keys": "/etc/pbft/keys", "data": "/var/lib/pbft", "listen": "0.0.0.0:7001",
     "logLevel": "info", "logFormat": "json", "batchRequestsMax": 512, "pipelineTurns": true }
-(also: batchBytesMax, inFlightBatchesMax, verifyWorkers, writeBufferMib, heapGrowingPercent, deferWrites). Relative "keys" and "data"
+(also: batchBytesMax, inFlightBatchesMax, verifyWorkers, writeBufferMib, heapGrowingPercent, crypto, deferWrites). Relative "keys" and "data"
 paths are relative to the file's directory. An unknown key or a bad value is an error.`;
 
 export function addReplicaCommand(program: Command, action: (flags: ReplicaFlags) => Promise<number>, done: (code: number) => void): Command {
@@ -237,6 +242,15 @@ export function addReplicaCommand(program: Command, action: (flags: ReplicaFlags
         .argParser(parseHeapGrowingPercent)
         .env(env.heapGrowingPercent),
     )
+    .addOption(
+      new Option(
+        '--crypto <backend>',
+        'ed25519 implementation: auto (libsodium where its binding loads, else node:crypto), sodium (an error where it cannot load) or node; every backend accepts exactly the same signatures',
+      )
+        .choices(CRYPTO_CHOICES)
+        .default('auto')
+        .env(env.crypto),
+    )
     .option('--join <file>', 'join by itself with the operator\'s admission (pbft member admit): its JOIN is signed with this replica\'s key; --listen defaults to the admitted URL (config file: "join")')
     .option('--quit-on-divergence', 'when the audit finds this replica\'s state faulty, it also asks to leave the configuration (a QUIT signed with its key; the operator adds it again after the repair; config file: "quitOnDivergence": true)')
     .option('--no-pipeline-turns', 'tuning: do not compute turns while a synced write is in flight (config file: "pipelineTurns": false)')
@@ -277,6 +291,7 @@ export async function runReplicaCommand(flags: ReplicaFlags): Promise<number> {
     log,
     replica: tuning,
     ...(flags.verifyWorkers !== undefined ? { verifyWorkers: flags.verifyWorkers } : {}),
+    ...(flags.crypto !== undefined ? { crypto: flags.crypto } : {}),
     ...(flags.writeBufferMib !== undefined ? { writeBufferBytes: flags.writeBufferMib * MIB } : {}),
     ...(flags.pipelineTurns === false ? { pipelineTurns: false } : {}),
     ...(flags.deferWrites === false ? { deferWrites: false } : {}),

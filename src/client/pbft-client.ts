@@ -85,7 +85,7 @@ export const MEMBERSHIP_REFRESH_MS_DEFAULT = 30_000;
 /** How often connect() looks whether f+1 members of the configuration in force are connected. */
 const CONNECT_POLL_MS = 20;
 
-export type CryptoChoice = 'auto' | 'node' | 'noble';
+export type CryptoChoice = 'auto' | 'sodium' | 'node' | 'noble';
 
 export interface ClientKey {
   id: number;
@@ -110,7 +110,10 @@ export interface PbftClientOptions {
    * falls back to an ordered request; default 1,000 ms. Disagreeing answers fall back at once.
    */
   readTimeoutMs?: number;
-  /** Signature backend: 'auto' (node:crypto through the Node entry, else @noble), 'node' or 'noble'. */
+  /**
+   * Signature backend: 'auto' (through the Node entry: libsodium where its binding loads, else
+   * node:crypto, or what PBFT_CRYPTO names; from the browser entry: @noble), 'sodium', 'node' or 'noble'.
+   */
   crypto?: CryptoChoice;
   log?: Logger;
   /** How long connect() waits for f+1 replicas; default timeoutMs. */
@@ -242,8 +245,14 @@ function positive(name: string, value: number): number {
 export interface NodeSupport {
   loadCluster(path: string): Promise<ClusterConfig>;
   loadKey(path: string, cluster: ClusterConfig): Promise<ClientKey>;
-  /** Signer, verifier and SHA-256 on node:crypto; throws where that is not available. */
-  nodeCrypto(secretKey: Uint8Array): Promise<{ signer: Signer; verifier: Verifier; hash: (data: Uint8Array) => Uint8Array }>;
+  /**
+   * Signer, verifier and SHA-256 of a Node backend ('auto': libsodium where it loads, else
+   * node:crypto; see src/crypto/index.ts hotPathBackend); throws where the one asked for is not available.
+   */
+  nodeCrypto(
+    secretKey: Uint8Array,
+    choice: 'auto' | 'sodium' | 'node',
+  ): Promise<{ backend: 'sodium' | 'node'; signer: Signer; verifier: Verifier; hash: (data: Uint8Array) => Uint8Array }>;
 }
 
 let nodeSupport: NodeSupport | undefined;
@@ -276,15 +285,15 @@ async function loadKeyOption(key: string | ClientKey, cluster: ClusterConfig): P
  * signatures it found valid (src/crypto/verify-cache.ts), so that the clients answered by one
  * signed REPLY-BATCH check its signature once between them, not once each.
  */
-const sharedVerifiers: { node?: CachingVerifier; noble?: CachingVerifier } = {};
+const sharedVerifiers: { sodium?: CachingVerifier; node?: CachingVerifier; noble?: CachingVerifier } = {};
 
 /**
  * What the signature cache the clients of this process share has done since the process loaded
- * the SDK (both backends together): signature checks asked for, and how many of them the cache
+ * the SDK (every backend together): signature checks asked for, and how many of them the cache
  * answered without checking again.
  */
 export function verifyCacheStats(): VerifyCacheStats {
-  const all = [sharedVerifiers.node, sharedVerifiers.noble].flatMap((v) => (v === undefined ? [] : [v.stats()]));
+  const all = [sharedVerifiers.sodium, sharedVerifiers.node, sharedVerifiers.noble].flatMap((v) => (v === undefined ? [] : [v.stats()]));
   return {
     checks: all.reduce((s, x) => s + x.checks, 0),
     hits: all.reduce((s, x) => s + x.hits, 0),
@@ -296,15 +305,18 @@ async function loadCrypto(
   choice: CryptoChoice,
   secretKey: Uint8Array,
 ): Promise<{ signer: Signer; verifier: Verifier; hash?: (data: Uint8Array) => Uint8Array }> {
-  if (choice === 'node' || (choice === 'auto' && nodeSupport !== undefined)) {
+  if (!(['auto', 'sodium', 'node', 'noble'] as unknown[]).includes(choice)) {
+    throw new ClientConfigError(`crypto must be 'auto', 'sodium', 'node' or 'noble', got ${JSON.stringify(choice)}`);
+  }
+  if (choice === 'node' || choice === 'sodium' || (choice === 'auto' && nodeSupport !== undefined)) {
     try {
       if (nodeSupport === undefined) throw new Error('the SDK was not loaded through its Node entry');
-      const loaded = await nodeSupport.nodeCrypto(secretKey);
-      sharedVerifiers.node ??= new CachingVerifier(loaded.verifier);
-      return { ...loaded, verifier: sharedVerifiers.node };
+      const loaded = await nodeSupport.nodeCrypto(secretKey, choice);
+      const verifier = (sharedVerifiers[loaded.backend] ??= new CachingVerifier(loaded.verifier));
+      return { signer: loaded.signer, verifier, hash: loaded.hash };
     } catch (err) {
-      if (choice === 'node') {
-        throw new ClientConfigError(`crypto 'node' is not available here: ${err instanceof Error ? err.message : String(err)}`);
+      if (choice !== 'auto') {
+        throw new ClientConfigError(`crypto '${choice}' is not available here: ${err instanceof Error ? err.message : String(err)}`);
       }
     }
   }

@@ -2,13 +2,13 @@
  * ed25519 and SHA-256 through @noble (pure JavaScript): portable to browsers, used for key
  * generation, the client SDK's fallback path and cross-checks. No node-only imports here.
  *
- * Verification uses the strict RFC 8032 branch (`zip215: false`), which accepts the signatures
- * OpenSSL accepts for honestly generated keys. Replicas always verify with one backend
- * (node:crypto), so that every correct replica judges a client's signature the same way.
+ * Verification uses the strict RFC 8032 branch (`zip215: false`) after the acceptance rules every
+ * backend applies (rules.ts), so that it judges every signature as libsodium and node:crypto do.
  */
 import * as ed from '@noble/ed25519';
 import { sha256 as nobleSha256, sha512 } from '@noble/hashes/sha2.js';
-import { PUBLIC_KEY_BYTES, SECRET_KEY_BYTES, SIGNATURE_BYTES, type Signer, type Verifier } from './types.ts';
+import { passesSignatureRules } from './rules.ts';
+import { PUBLIC_KEY_BYTES, SECRET_KEY_BYTES, type Signer, type Verifier } from './types.ts';
 
 ed.hashes.sha512 = sha512;
 
@@ -28,7 +28,7 @@ export function createNobleSigner(secretKey: Uint8Array): Signer {
 
 export class NobleVerifier implements Verifier {
   verify(publicKey: Uint8Array, data: Uint8Array, signature: Uint8Array): boolean {
-    if (publicKey.length !== PUBLIC_KEY_BYTES || signature.length !== SIGNATURE_BYTES) return false;
+    if (publicKey.length !== PUBLIC_KEY_BYTES || !passesSignatureRules(publicKey, signature)) return false;
     try {
       return ed.verify(signature, data, publicKey, { zip215: false });
     } catch {

@@ -3,7 +3,8 @@
  * KeyObjects are built once per key and cached; rebuilding them per call halves the speed.
  */
 import crypto, { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
-import { PUBLIC_KEY_BYTES, SECRET_KEY_BYTES, SIGNATURE_BYTES, type Signer, type Verifier } from './types.ts';
+import { passesSignatureRules } from './rules.ts';
+import { PUBLIC_KEY_BYTES, SECRET_KEY_BYTES, type Signer, type Verifier } from './types.ts';
 
 // DER prefixes that wrap a raw 32-byte ed25519 key as PKCS#8 (private) or SPKI (public).
 const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
@@ -34,13 +35,13 @@ export function createNodeSigner(secretKey: Uint8Array): Signer {
   };
 }
 
-/** Verifier with a bounded cache of public KeyObjects (keyed by the raw key's hex). */
+/** Verifier with a bounded cache of public KeyObjects (keyed by the raw key's hex); applies rules.ts first. */
 export class NodeVerifier implements Verifier {
   private readonly keys = new Map<string, KeyObject | null>();
   constructor(private readonly cacheKeysMax = 4096) {}
 
   verify(publicKey: Uint8Array, data: Uint8Array, signature: Uint8Array): boolean {
-    if (publicKey.length !== PUBLIC_KEY_BYTES || signature.length !== SIGNATURE_BYTES) return false;
+    if (publicKey.length !== PUBLIC_KEY_BYTES || !passesSignatureRules(publicKey, signature)) return false;
     const id = Buffer.from(publicKey.buffer, publicKey.byteOffset, publicKey.length).toString('hex');
     let key = this.keys.get(id);
     if (key === undefined) {

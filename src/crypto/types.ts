@@ -1,8 +1,9 @@
 /**
- * Signing and verification behind one interface, with two backends:
- * `node:crypto` (OpenSSL, the replica hot path, cached KeyObjects) and
- * `@noble/ed25519` (portable: browsers, key generation, cross-checks).
- * Both produce byte-identical ed25519 signatures for the same key and message.
+ * Signing and verification behind one interface, with three backends: libsodium (`sodium-native`,
+ * the hot path of replicas and the Node SDK where its binding loads), `node:crypto` (OpenSSL, cached
+ * KeyObjects: the fallback) and `@noble/ed25519` (portable: browsers, key generation, cross-checks).
+ * All produce byte-identical ed25519 signatures for the same key and message, and all apply the same
+ * acceptance rules (rules.ts) before the equation, so they judge every signature alike.
  */
 
 /** Holds one private key. `sign` is deterministic (ed25519). */
@@ -18,7 +19,7 @@ export interface Verifier {
   verify(publicKey: Uint8Array, data: Uint8Array, signature: Uint8Array): boolean;
 }
 
-export type CryptoBackend = 'node' | 'noble';
+export type CryptoBackend = 'node' | 'noble' | 'sodium';
 
 export const PUBLIC_KEY_BYTES = 32;
 export const SECRET_KEY_BYTES = 32;

@@ -7,6 +7,7 @@
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { CoreCrypto } from '../core/auth.ts';
 import { sha256 } from '../crypto/node.ts';
+import { passesSignatureRules } from '../crypto/rules.ts';
 import type { Signer, Verifier } from '../crypto/types.ts';
 import type { VerifyPool } from './verify-pool.ts';
 
@@ -35,7 +36,9 @@ export function countedCrypto(signer: Signer, verifier: Verifier, work: CryptoWo
     },
     verify: (key, data, sig) => {
       const p = pool();
-      if (p !== undefined && p.take(key, data, sig)) {
+      // The pool's workers run node:crypto's equation alone; the acceptance rules every backend
+      // applies (src/crypto/rules.ts) are checked here, so the pool never accepts what the loop would not.
+      if (p !== undefined && passesSignatureRules(key, sig) && p.take(key, data, sig)) {
         work.verifiesOffloaded++;
         return true;
       }

@@ -39,9 +39,10 @@ export interface NodeStatus extends ReplicaStatus {
   };
   /**
    * Signature work done on the loop for the core (counts and milliseconds); `verifiesOffloaded`:
-   * verifications the core asked for that worker threads had done (option verifyWorkers).
+   * verifications the core asked for that worker threads had done (option verifyWorkers); `backend`:
+   * the ed25519 implementation on the loop ('sodium': libsodium, 'node': node:crypto).
    */
-  crypto: { signs: number; verifies: number; signMs: number; verifyMs: number; verifiesOffloaded: number };
+  crypto: { backend: 'sodium' | 'node'; signs: number; verifies: number; signMs: number; verifyMs: number; verifiesOffloaded: number };
   /** Times this process found its stored state corrupt (at recovery) and state transfers it completed. */
   storedStateCorruptions: number;
   /** Times this process found its durable state behind its horizon record or its log damaged (it then recovers). */

@@ -28,7 +28,7 @@ import { asReplicatedApp, type StateMachine } from '../app/types.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
 import { resolveOptions, type ReplicaOptions } from '../core/options.ts';
 import { ProtocolInvariantError, Replica, type CoreEvent } from '../core/replica.ts';
-import { createNodeSigner, NodeVerifier } from '../crypto/node.ts';
+import { createSigner, createVerifier, hotPathBackend, type CryptoChoice } from '../crypto/index.ts';
 import { RocksStorage } from '../storage/rocksdb.ts';
 import type { Storage } from '../storage/types.ts';
 import { createReplicaTransport } from '../transport/replica-transport.ts';
@@ -111,6 +111,11 @@ export interface ReplicaNodeOptions {
   /** RocksDB's write buffer (RocksStorageOptions.writeBufferBytes); only for the default storage. */
   writeBufferBytes?: number;
   /**
+   * The ed25519 backend (src/crypto/index.ts hotPathBackend): 'auto' (default: PBFT_CRYPTO, else
+   * libsodium where it loads, else node:crypto), 'sodium' (an error where it cannot load) or 'node'.
+   */
+  crypto?: CryptoChoice;
+  /**
    * Compute the next turns while the synced write of earlier ones is in flight (default true). Their
    * writes then go to disk together in the next synced batch, and their effects follow in order.
    */
@@ -175,6 +180,8 @@ export class ReplicaNode {
   /** One 'peer misbehaved' line per peer and code per 10 s (the rest counted into the next line). */
   private readonly logLimiter = new LogLimiter();
   private startedAt = 0;
+  /** The ed25519 implementation on the loop (hotPathBackend). */
+  readonly cryptoBackend: 'sodium' | 'node';
   private readonly cryptoWork: CryptoWork = { signs: 0, verifies: 0, signMs: 0, verifyMs: 0, verifiesOffloaded: 0 };
   private storedStateCorruptions = 0;
   private storedStateLosses = 0;
@@ -198,6 +205,11 @@ export class ReplicaNode {
       resolveOptions(options.replica);
     } catch (err) {
       throw new ReplicaNodeError('BAD_OPTIONS', `bad protocol options: ${errorText(err)}`);
+    }
+    try {
+      this.cryptoBackend = hotPathBackend(options.crypto);
+    } catch (err) {
+      throw new ReplicaNodeError('BAD_OPTIONS', `crypto: ${errorText(err)}`);
     }
     try {
       this.storage = deps.storage ?? new RocksStorage({ path: options.dataDir, ...(options.writeBufferBytes !== undefined ? { writeBufferBytes: options.writeBufferBytes } : {}) });
@@ -236,8 +248,8 @@ export class ReplicaNode {
       this.state = 'stopped';
       throw new ReplicaNodeError('STORAGE_OPEN_FAILED', `cannot open data directory ${o.dataDir}: ${errorText(err)}`);
     }
-    const signer = createNodeSigner(o.secretKey);
-    const verifier = new NodeVerifier();
+    const signer = createSigner(o.secretKey, this.cryptoBackend);
+    const verifier = createVerifier(this.cryptoBackend);
     const self = o.cluster.replicas.find((r) => r.id === o.id);
     try {
       if (self === undefined && (o.listenHost === undefined || o.listenPort === undefined)) {
@@ -333,6 +345,7 @@ export class ReplicaNode {
       view: s.view,
       lastExecuted: s.lastExecuted,
       stableCheckpoint: s.stableCheckpoint.seq,
+      crypto: this.cryptoBackend === 'sodium' ? 'libsodium' : 'node:crypto',
     });
   }
 
@@ -403,6 +416,7 @@ export class ReplicaNode {
         storageWriteMs: Math.round(this.disk.writeMs * 1000) / 1000,
       },
       crypto: {
+        backend: this.cryptoBackend,
         ...this.cryptoWork,
         signMs: Math.round(this.cryptoWork.signMs * 1000) / 1000,
         verifyMs: Math.round(this.cryptoWork.verifyMs * 1000) / 1000,

@@ -41,7 +41,7 @@ function lie(id: number, tag: string | null): void {
 }
 
 before(async () => {
-  ipc = await InProcessCluster.create({ replica: { viewChangeTimeoutTicks: 50 } });
+  ipc = await InProcessCluster.create({ replica: { viewChangeTimeoutTicks: 50 }, clients: 5 });
 });
 
 after(async () => {
@@ -108,6 +108,18 @@ test("the portable signer ('noble') talks to the same replicas", async () => {
   const c = await connect(2, { crypto: 'noble' });
   await c.put('noble', 'yes');
   assert.equal(await c.get('noble'), 'yes');
+});
+
+test("every signer ('sodium', 'node') talks to the same replicas; an unknown crypto name is refused", async () => {
+  for (const [id, crypto] of [[3, 'sodium'], [4, 'node']] as const) {
+    const c = await connect(id, { crypto });
+    await c.put(`signed-by-${crypto}`, 'yes');
+    assert.equal(await c.get(`signed-by-${crypto}`), 'yes');
+  }
+  await assert.rejects(
+    PbftClient.connect({ cluster: ipc.cluster, key: ipc.clientKey(0), crypto: 'openssl' as never }),
+    (err: unknown) => err instanceof ClientConfigError && /crypto must be 'auto', 'sodium', 'node' or 'noble', got "openssl"/.test(err.message),
+  );
 });
 
 test('cluster and key from files; a key that is not in the keyring is refused', async () => {

@@ -2,8 +2,8 @@
  * The package as a user gets it: `npm pack` (which builds dist/ through `prepack`), the tarball
  * installed into a fresh project in a temporary directory, then
  * - plain `node` (no tsx) imports `pbft-kv`, `pbft-kv/browser` and `pbft-kv/server`; the client
- *   entry loads no native addon, and neither rocksdb nor any dev tool (tsx, esbuild, typescript) was
- *   installed;
+ *   entry loads no native addon (connecting loads libsodium's, sodium-native, unless PBFT_CRYPTO=node),
+ *   and neither rocksdb nor any dev tool (tsx, esbuild, typescript) was installed;
  * - the installed `pbft` bin runs the built JavaScript (`--help`, `keygen`), and a client built from
  *   the installed SDK reads that keyring by path and fails to reach the (absent) replicas with a
  *   coded ConnectError;
@@ -68,7 +68,7 @@ test('a client install has no rocksdb, no tsx, esbuild or typescript', () => {
   assert.ok(existsSync(join(project, 'node_modules', 'pbft-kv', 'dist', 'client', 'index.js')));
 });
 
-test('plain node imports the three entries; the client entry loads no native addon; the installed SDK reads a keyring by path', () => {
+test('plain node imports the three entries; the client entry loads no native addon (connecting: libsodium only); the installed SDK reads a keyring by path', () => {
   writeFileSync(
     join(project, 'use.mjs'),
     `
@@ -92,7 +92,11 @@ await assert.rejects(
   sdk.PbftClient.connect({ cluster: 'keys/cluster.json', key: 'keys/client-0.key', timeoutMs: 300 }),
   (e) => e instanceof sdk.ConnectError && e.code === 'CONNECT_FAILED',
 );
-assert.deepEqual(natives(), [], 'nor does connecting (keyring loader, node:crypto, ws)');
+// Connecting loads the signature backend: libsodium's prebuilt addon (sodium-native, an optional
+// dependency) unless PBFT_CRYPTO=node; never rocksdb or anything else native.
+const expected = process.env.PBFT_CRYPTO === 'node' ? [] : ['sodium-native.node'];
+assert.deepEqual(natives().map((k) => k.split('/').pop()), expected, 'connecting (keyring loader, signature backend, ws)');
+assert.ok(natives().every((k) => k.includes('/node_modules/sodium-native/')), natives().join(', '));
 
 const browser = await import('pbft-kv/browser');
 assert.equal(browser.PbftClient, sdk.PbftClient, 'one client class');
@@ -105,6 +109,7 @@ console.log('OK');
   );
   run(join(project, 'node_modules', '.bin', 'pbft'), ['keygen', '--out', 'keys', '--replicas', '4', '--clients', '1', '--base-port', '1'], { cwd: project });
   assert.match(run(process.execPath, ['use.mjs'], { cwd: project }), /^OK$/m);
+  assert.match(run(process.execPath, ['use.mjs'], { cwd: project, env: { ...process.env, PBFT_CRYPTO: 'node' } }), /^OK$/m, 'node:crypto: no native addon at all');
 });
 
 test('the installed pbft bin runs the built JavaScript; a replica without rocksdb says what to install', () => {

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { createNodeSigner, NodeVerifier, nodeDerivePublicKey, sha256, sha256Parts } from '../../src/crypto/node.ts';
 import { createNobleSigner, NobleVerifier, nobleDerivePublicKey, randomSecretKey, sha256Portable } from '../../src/crypto/noble.ts';
 import { createSigner, createVerifier, type Signer, type Verifier } from '../../src/crypto/index.ts';
+import { createSodiumSigner, sodiumDerivePublicKey, SodiumVerifier } from '../../src/crypto/sodium.ts';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 const utf8 = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -16,6 +17,7 @@ function seed(label: string): Uint8Array {
 const verifiers: [string, Verifier][] = [
   ['node', new NodeVerifier()],
   ['noble', new NobleVerifier()],
+  ['sodium', new SodiumVerifier()],
 ];
 
 /** A copy of `bytes` with one bit of byte `index` flipped. */
@@ -29,7 +31,9 @@ describe('ed25519 backends agree', () => {
   it('derive the same public key from the same seed', () => {
     for (const sk of [seed('a'), seed('b'), randomSecretKey(), randomSecretKey()]) {
       assert.equal(hex(nodeDerivePublicKey(sk)), hex(nobleDerivePublicKey(sk)));
+      assert.equal(hex(sodiumDerivePublicKey(sk)), hex(nobleDerivePublicKey(sk)));
       assert.equal(hex(createNodeSigner(sk).publicKey), hex(createNobleSigner(sk).publicKey));
+      assert.equal(hex(createSodiumSigner(sk).publicKey), hex(createNobleSigner(sk).publicKey));
     }
   });
 
@@ -38,11 +42,14 @@ describe('ed25519 backends agree', () => {
     for (const sk of [seed('c'), randomSecretKey(), randomSecretKey()]) {
       const node = createNodeSigner(sk);
       const noble = createNobleSigner(sk);
+      const sodium = createSodiumSigner(sk);
       for (const message of messages) {
         const sigNode = node.sign(message);
         const sigNoble = noble.sign(message);
         assert.equal(sigNode.length, 64);
         assert.equal(hex(sigNode), hex(sigNoble), `signature over ${message.length} bytes differs`);
+        assert.equal(hex(sodium.sign(message)), hex(sigNode), `libsodium's signature over ${message.length} bytes differs`);
+        assert.equal(new SodiumVerifier().verify(noble.publicKey, message, sigNoble), true, 'sodium verifies noble');
         assert.equal(new NobleVerifier().verify(node.publicKey, message, sigNode), true, 'noble verifies node');
         assert.equal(new NodeVerifier().verify(noble.publicKey, message, sigNoble), true, 'node verifies noble');
       }
@@ -55,7 +62,7 @@ describe('ed25519 backends agree', () => {
     const expectedSig =
       '92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00';
     const message = Buffer.from('72', 'hex');
-    for (const signer of [createNodeSigner(sk), createNobleSigner(sk), createSigner(sk, 'node'), createSigner(sk, 'noble')]) {
+    for (const signer of [createNodeSigner(sk), createNobleSigner(sk), createSodiumSigner(sk), createSigner(sk, 'node'), createSigner(sk, 'noble'), createSigner(sk, 'sodium')]) {
       assert.equal(hex(signer.publicKey), expectedPub);
       assert.equal(hex(signer.sign(message)), expectedSig);
     }
@@ -64,10 +71,10 @@ describe('ed25519 backends agree', () => {
   it('createSigner / createVerifier select working backends', () => {
     const sk = seed('d');
     const message = utf8('hello');
-    const signers: Signer[] = [createSigner(sk), createSigner(sk, 'node'), createSigner(sk, 'noble')];
+    const signers: Signer[] = [createSigner(sk), createSigner(sk, 'node'), createSigner(sk, 'noble'), createSigner(sk, 'sodium')];
     for (const signer of signers) {
       const sig = signer.sign(message);
-      for (const verifier of [createVerifier(), createVerifier('node'), createVerifier('noble')]) {
+      for (const verifier of [createVerifier(), createVerifier('node'), createVerifier('noble'), createVerifier('sodium')]) {
         assert.equal(verifier.verify(signer.publicKey, message, sig), true);
         assert.equal(verifier.verify(signer.publicKey, utf8('hellO'), sig), false);
       }

@@ -139,6 +139,12 @@ test('errors: no id anywhere, an unknown key, a bad value, bad JSON, a missing f
   assert.equal((await replicaFlags(['--id', '0', '--heap-growing-percent', '0'])).heapGrowingPercent, 0, "0: V8's own choice");
   assert.equal((await replicaFlags([], { PBFT_ID: '0', PBFT_HEAP_GROWING_PERCENT: '20' })).heapGrowingPercent, 20);
   assert.equal((await replicaFlags(['--id', '0'])).heapGrowingPercent, undefined, 'unset: the replica applies HEAP_GROWING_PERCENT_DEFAULT');
+  await assert.rejects(replicaFlags(['--id', '0', '--crypto', 'openssl']), /Allowed choices are auto, sodium, node/);
+  await assert.rejects(replicaFlags([], { PBFT_ID: '0', PBFT_CRYPTO: 'fast' }), /Allowed choices are auto, sodium, node/);
+  await assert.rejects(replicaFlags(['--config', writeConfig('crypto.json', { id: 0, crypto: 'libsodium' })]), /"crypto" must be one of auto, sodium, node/);
+  assert.equal((await replicaFlags(['--id', '0'])).crypto, 'auto', 'default: the fastest backend that loads');
+  assert.equal((await replicaFlags([], { PBFT_ID: '0', PBFT_CRYPTO: 'node' })).crypto, 'node');
+  assert.equal((await replicaFlags(['--config', writeConfig('crypto-ok.json', { id: 0, crypto: 'sodium' })])).crypto, 'sodium');
 });
 
 test('pbft start does not pass the replica settings of its own environment to its replicas', () => {
