@@ -8,6 +8,7 @@ import { DEFAULT_REPLICA_OPTIONS, type ReplicaOptions } from '../../src/core/opt
 import { decodeHorizon } from '../../src/core/horizon.ts';
 import { decodeFrame } from '../../src/codec/messages.ts';
 import { createNodeSigner } from '../../src/crypto/node.ts';
+import type { CryptoChoice } from '../../src/crypto/index.ts';
 import { randomSecretKey } from '../../src/crypto/noble.ts';
 import { ReplicaNode, type ReplicaNodeHooks } from '../../src/node/replica-node.ts';
 import { MemoryStorage } from '../../src/storage/memory.ts';
@@ -128,7 +129,8 @@ export class InProcessCluster {
     readonly clientSecrets: Map<number, Uint8Array>,
   ) {}
 
-  static async create(options: { replica?: Partial<ReplicaOptions>; clients?: number } = {}): Promise<InProcessCluster> {
+  /** `crypto(id)`: replica id's ed25519 backend (default: the ReplicaNode default, auto). */
+  static async create(options: { replica?: Partial<ReplicaOptions>; clients?: number; crypto?: (id: number) => CryptoChoice } = {}): Promise<InProcessCluster> {
     const ports = await freePorts(4);
     const replicaSecrets = ports.map(() => randomSecretKey());
     const clientIds = Array.from({ length: options.clients ?? 3 }, (_, i) => i);
@@ -173,6 +175,7 @@ export class InProcessCluster {
             : silentLogger,
           hooks,
           ...(options.replica !== undefined ? { replica: options.replica } : {}),
+          ...(options.crypto !== undefined ? { crypto: options.crypto(id) } : {}),
         },
         {
           storage,

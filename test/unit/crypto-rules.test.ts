@@ -5,75 +5,15 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { verify as opensslVerify, createPublicKey } from 'node:crypto';
 import { createRequire } from 'node:module';
 import * as ed from '@noble/ed25519';
-import { sha512 } from '@noble/hashes/sha2.js';
 import { createNodeSigner, NodeVerifier, sha256 } from '../../src/crypto/node.ts';
 import { NobleVerifier } from '../../src/crypto/noble.ts';
 import { createSodiumSigner, loadSodium, SodiumVerifier } from '../../src/crypto/sodium.ts';
 import { CryptoChoiceError, hotPathBackend, parseCryptoChoice } from '../../src/crypto/index.ts';
 import { isCanonicalPointEncoding, isCanonicalScalar, isSmallOrderEncoding, passesSignatureRules } from '../../src/crypto/rules.ts';
 import type { Verifier } from '../../src/crypto/types.ts';
-
-ed.hashes.sha512 = sha512;
-
-const L = 2n ** 252n + 27742317777372353535851937790883648493n;
-const P = 2n ** 255n - 19n;
-
-function le(n: bigint, bytes = 32): Uint8Array {
-  const out = new Uint8Array(bytes);
-  for (let i = 0; i < bytes; i++) {
-    out[i] = Number(n & 0xffn);
-    n >>= 8n;
-  }
-  return out;
-}
-
-function fromLe(b: Uint8Array): bigint {
-  let n = 0n;
-  for (let i = b.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(b[i]!);
-  return n;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
-const IDENTITY = le(1n);
-const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
-
-/** OpenSSL's verdict alone (no rules): the negative control that shows each crafted edge is real. */
-function rawOpenssl(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
-  try {
-    const key = createPublicKey({ key: Buffer.concat([SPKI_PREFIX, publicKey]), format: 'der', type: 'spki' });
-    return opensslVerify(null, message, key, signature);
-  } catch {
-    return false;
-  }
-}
-
-/**
- * A signature whose R is the identity, made by the holder of `seed`: S = k * a (mod L) with
- * k = H(R || A || M), so that [S]B - [k]A = identity = R and the bare equation holds.
- */
-function identityRSignature(seed: Uint8Array, message: Uint8Array): { publicKey: Uint8Array; signature: Uint8Array } {
-  const h = sha512(seed);
-  const scalar = h.slice(0, 32);
-  scalar[0]! &= 248;
-  scalar[31]! &= 127;
-  scalar[31]! |= 64;
-  const a = fromLe(scalar);
-  const publicKey = ed.getPublicKey(seed);
-  const k = fromLe(sha512(concat(IDENTITY, publicKey, message))) % L;
-  return { publicKey, signature: concat(IDENTITY, le((k * a) % L)) };
-}
+import { concat, fromLe, IDENTITY, identityRSignature, L, le, P, rawOpenssl } from './ed25519-edges.ts';
 
 const sodiumLoads = !('error' in loadSodium());
 const backends: Array<[string, Verifier]> = [
