@@ -22,6 +22,15 @@ interface SodiumBinding {
 
 let loaded: { binding: SodiumBinding } | { error: string } | undefined;
 
+/** Where sodium-native resolves from here (for worker threads that load it by path), or undefined. */
+export function sodiumModulePath(): string | undefined {
+  try {
+    return createRequire(import.meta.url).resolve('sodium-native');
+  } catch {
+    return undefined;
+  }
+}
+
 /** The binding, or why it could not be loaded (cached: loaded once per process). */
 export function loadSodium(): { binding: SodiumBinding } | { error: string } {
   if (loaded !== undefined) return loaded;

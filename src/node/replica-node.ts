@@ -286,7 +286,7 @@ export class ReplicaNode {
     });
     const workers = o.verifyWorkers ?? 0;
     if (workers > 0) {
-      this.pool = new VerifyPool(o.cluster, workers, (from, frame) => this.loop.enqueue(from, frame), (err) => this.fatal(err));
+      this.pool = new VerifyPool(o.cluster, workers, (from, frame) => this.loop.enqueue(from, frame), (err) => this.fatal(err), this.cryptoBackend);
     }
     const toLoop = this.loop.frameHandler(this.pool);
     this.transport.onFrame((from, frame) => {

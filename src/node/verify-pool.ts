@@ -6,7 +6,7 @@
  * core uses; a frame that does not decode is passed on untouched for the core to reject), collects
  * the signatures the core will check in the normal case (the envelope of a request, pre-prepare,
  * prepare, commit or checkpoint, and every request of a pre-prepare's batch), and sends them to a
- * worker. A worker verifies with node:crypto and cached KeyObjects. Frames are handed to `deliver`
+ * worker. A worker verifies with the replica's backend: libsodium, or node:crypto with cached KeyObjects. Frames are handed to `deliver`
  * in arrival order, each once its signatures were checked.
  *
  * The core still verifies everything itself through CoreCrypto.verify: the shell's verify first
@@ -15,19 +15,26 @@
  * certificate of a VIEW-CHANGE, a frame that did not decode here) is verified on the loop as
  * without the pool. So the pool changes where the work runs, never what is accepted.
  *
- * The worker code is plain JavaScript evaluated in the thread: it needs node:crypto only, and does
- * not depend on the TypeScript loader of the main thread.
+ * The worker code is plain JavaScript evaluated in the thread: it needs node:crypto (and
+ * sodium-native, by the path the main thread resolved), not the TypeScript loader of the main thread.
  */
 import { Worker } from 'node:worker_threads';
 import { bytesEqual, bytesKey, concatBytes, domainTag } from '../core/auth.ts';
 import type { ClusterConfig } from '../core/cluster.ts';
 import type { SignedType } from '../core/messages.ts';
 import { decodeFrame } from '../codec/messages.ts';
+import { sodiumModulePath } from '../crypto/sodium.ts';
 import type { Principal } from '../transport/types.ts';
 
 const WORKER_SOURCE = `
-const { parentPort } = require('node:worker_threads');
+const { parentPort, workerData } = require('node:worker_threads');
 const { createPublicKey, verify } = require('node:crypto');
+// libsodium when the main thread found it (its resolved path), node:crypto otherwise; the acceptance
+// rules of src/crypto/rules.ts are checked on the main thread before a result is taken.
+let sodium = null;
+if (workerData && workerData.sodiumPath) {
+  try { sodium = require(workerData.sodiumPath); } catch { sodium = null; }
+}
 const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 const keys = new Map();
 function keyOf(raw) {
@@ -40,12 +47,17 @@ function keyOf(raw) {
   }
   return key;
 }
+function check(it) {
+  if (it.key.length !== 32 || it.sig.length !== 64) return false;
+  if (sodium !== null) return sodium.crypto_sign_verify_detached(it.sig, it.data, it.key);
+  const key = keyOf(it.key);
+  return key !== null && verify(null, it.data, key, it.sig);
+}
+parentPort.postMessage({ backend: sodium !== null ? 'sodium' : 'node' });
 parentPort.on('message', (job) => {
   const ok = new Uint8Array(job.items.length);
   for (let i = 0; i < job.items.length; i++) {
-    const it = job.items[i];
-    const key = it.key.length === 32 && it.sig.length === 64 ? keyOf(it.key) : null;
-    try { ok[i] = key !== null && verify(null, it.data, key, it.sig) ? 1 : 0; } catch { ok[i] = 0; }
+    try { ok[i] = check(job.items[i]) ? 1 : 0; } catch { ok[i] = 0; }
   }
   parentPort.postMessage({ id: job.id, ok }, [ok.buffer]);
 });
@@ -98,6 +110,8 @@ export class VerifyPool {
   private stopped = false;
   /** Bytes of frames waiting for their verification. */
   pendingBytes = 0;
+  /** The backend each worker loaded, as each reported it once started. */
+  readonly workerBackends: Array<'sodium' | 'node'> = [];
   readonly stats: VerifyPoolStats = { framesSubmitted: 0, signaturesVerified: 0, signaturesTaken: 0 };
 
   constructor(
@@ -105,13 +119,18 @@ export class VerifyPool {
     workers: number,
     private readonly deliver: (from: Principal, frame: Uint8Array) => void,
     private readonly onError: (err: unknown) => void,
+    /** The replica's ed25519 backend: the workers use the same. */
+    backend: 'sodium' | 'node' = 'node',
   ) {
     for (const t of ['request', 'preprepare', 'prepare', 'commit', 'checkpoint'] as const) this.tags.set(t, domainTag(cluster.clusterId, t));
     for (const c of cluster.clients) this.clientKeys.set(c.id, c.publicKey);
     this.replicaKeys = cluster.replicas.map((r) => r.publicKey);
     for (let i = 0; i < workers; i++) {
-      const w = new Worker(WORKER_SOURCE, { eval: true });
-      w.on('message', (m: { id: number; ok: Uint8Array }) => this.onResult(m.id, m.ok));
+      const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { sodiumPath: backend === 'sodium' ? sodiumModulePath() : undefined } });
+      w.on('message', (m: { id: number; ok: Uint8Array } | { backend: 'sodium' | 'node' }) => {
+        if ('backend' in m) this.workerBackends.push(m.backend);
+        else this.onResult(m.id, m.ok);
+      });
       w.on('error', (err) => this.onError(err));
       w.unref();
       this.workers.push(w);
