@@ -315,7 +315,8 @@ async function loadCrypto(
       const verifier = (sharedVerifiers[loaded.backend] ??= new CachingVerifier(loaded.verifier));
       return { signer: loaded.signer, verifier, hash: loaded.hash };
     } catch (err) {
-      if (choice !== 'auto') {
+      // A PBFT_CRYPTO that names no backend is the caller's mistake, never a reason to fall back.
+      if (choice !== 'auto' || (err instanceof Error && err.name === 'CryptoChoiceError')) {
         throw new ClientConfigError(`crypto '${choice}' is not available here: ${err instanceof Error ? err.message : String(err)}`);
       }
     }

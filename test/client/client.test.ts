@@ -120,6 +120,16 @@ test("every signer ('sodium', 'node') talks to the same replicas; an unknown cry
     PbftClient.connect({ cluster: ipc.cluster, key: ipc.clientKey(0), crypto: 'openssl' as never }),
     (err: unknown) => err instanceof ClientConfigError && /crypto must be 'auto', 'sodium', 'node' or 'noble', got "openssl"/.test(err.message),
   );
+  // A PBFT_CRYPTO naming no backend is an error too, not a silent fall back to @noble.
+  process.env.PBFT_CRYPTO = 'fast';
+  try {
+    await assert.rejects(
+      PbftClient.connect({ cluster: ipc.cluster, key: ipc.clientKey(0) }),
+      (err: unknown) => err instanceof ClientConfigError && /PBFT_CRYPTO \/ crypto must be one of auto, sodium, node, got "fast"/.test(err.message),
+    );
+  } finally {
+    delete process.env.PBFT_CRYPTO;
+  }
 });
 
 test('cluster and key from files; a key that is not in the keyring is refused', async () => {

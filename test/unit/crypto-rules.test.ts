@@ -13,7 +13,8 @@ import { createSodiumSigner, loadSodium, SodiumVerifier } from '../../src/crypto
 import { CryptoChoiceError, hotPathBackend, parseCryptoChoice } from '../../src/crypto/index.ts';
 import { isCanonicalPointEncoding, isCanonicalScalar, isSmallOrderEncoding, passesSignatureRules } from '../../src/crypto/rules.ts';
 import type { Verifier } from '../../src/crypto/types.ts';
-import { concat, fromLe, IDENTITY, identityRSignature, L, le, P, rawOpenssl } from './ed25519-edges.ts';
+import { concatBytes } from '../../src/core/auth.ts';
+import { fromLe, IDENTITY, identityRSignature, L, le, P, rawOpenssl } from './ed25519-edges.ts';
 
 const sodiumLoads = !('error' in loadSodium());
 const backends: Array<[string, Verifier]> = [
@@ -85,7 +86,7 @@ describe('every backend gives the same verdict', () => {
   });
 
   it('a small-order public key (the identity, S = 0): OpenSSL alone accepts any message, every backend refuses', () => {
-    const signature = concat(IDENTITY, le(0n));
+    const signature = concatBytes(IDENTITY, le(0n));
     assert.equal(rawOpenssl(IDENTITY, message, signature), true, 'control: OpenSSL alone accepts it');
     for (const [name, v] of backends) assert.equal(v.verify(IDENTITY, message, signature), false, name);
   });
@@ -94,7 +95,7 @@ describe('every backend gives the same verdict', () => {
     const signer = createNodeSigner(sha256(Uint8Array.of(3)));
     const sig = signer.sign(message);
     const s = fromLe(sig.subarray(32));
-    const malleated = concat(sig.subarray(0, 32), le(s + L));
+    const malleated = concatBytes(sig.subarray(0, 32), le(s + L));
     for (const [name, v] of backends) {
       assert.equal(v.verify(signer.publicKey, message, sig), true, `${name}: the honest signature`);
       assert.equal(v.verify(signer.publicKey, message, malleated), false, `${name}: S + L`);

@@ -3,7 +3,9 @@
  * mixed-backend cluster test): a key holder's signature with the identity as R, and little-endian
  * helpers. Computed with @noble's hash and plain bigint arithmetic.
  */
-import { verify as opensslVerify, createPublicKey } from 'node:crypto';
+import { verify as opensslVerify } from 'node:crypto';
+import { concatBytes } from '../../src/core/auth.ts';
+import { nodePublicKey } from '../../src/crypto/node.ts';
 import * as ed from '@noble/ed25519';
 import { sha512 } from '@noble/hashes/sha2.js';
 
@@ -27,24 +29,13 @@ export function fromLe(b: Uint8Array): bigint {
   return n;
 }
 
-export function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 export const IDENTITY = le(1n);
-const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 
 /** OpenSSL's verdict alone (no rules): the negative control that shows each crafted edge is real. */
 export function rawOpenssl(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
   try {
-    const key = createPublicKey({ key: Buffer.concat([SPKI_PREFIX, publicKey]), format: 'der', type: 'spki' });
-    return opensslVerify(null, message, key, signature);
+    return opensslVerify(null, message, nodePublicKey(publicKey), signature);
   } catch {
     return false;
   }
@@ -62,7 +53,7 @@ export function identityRSignature(seed: Uint8Array, message: Uint8Array): { pub
   scalar[31]! |= 64;
   const a = fromLe(scalar);
   const publicKey = ed.getPublicKey(seed);
-  const k = fromLe(sha512(concat(IDENTITY, publicKey, message))) % L;
-  return { publicKey, signature: concat(IDENTITY, le((k * a) % L)) };
+  const k = fromLe(sha512(concatBytes(concatBytes(IDENTITY, publicKey), message))) % L;
+  return { publicKey, signature: concatBytes(IDENTITY, le((k * a) % L)) };
 }
 
