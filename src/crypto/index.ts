@@ -32,8 +32,9 @@ export function parseCryptoChoice(value: string): CryptoChoice {
 /**
  * The backend for a Node process's hot path (replicas, the Node SDK, the bench): libsodium when its
  * binding loads (verify about 2.3x and sign about 2.2x faster than node:crypto on this machine
- * class), node:crypto otherwise. Both judge every signature alike (rules.ts). `choice` (default: the
- * PBFT_CRYPTO environment variable, else auto) forces one; `sodium` where it cannot load is an error.
+ * class), node:crypto otherwise. Both judge every signature alike (rules.ts). `choice` 'sodium' or
+ * 'node' forces one; 'auto' (or none) takes what the PBFT_CRYPTO environment variable names, if set.
+ * 'sodium' where it cannot load is an error, as is a PBFT_CRYPTO naming none of CRYPTO_CHOICES.
  */
 export function hotPathBackend(choice?: CryptoChoice): 'sodium' | 'node' {
   const env = process.env.PBFT_CRYPTO;

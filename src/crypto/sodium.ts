@@ -5,7 +5,7 @@
  * portable 32-bit field arithmetic; libsodium's uses 64-bit limbs.
  *
  * Loaded on demand: a platform without the prebuilt binary (or a bundle without the package) falls
- * back to node:crypto (`fastestBackend`), which applies the same acceptance rules (rules.ts), so
+ * back to node:crypto (`hotPathBackend` in index.ts), which applies the same acceptance rules (rules.ts), so
  * replicas on different backends judge every signature alike. Signatures are ed25519's, byte for
  * byte the same as the other backends' for the same key and message.
  */
@@ -57,16 +57,6 @@ function binding(): SodiumBinding {
   const s = loadSodium();
   if ('error' in s) throw new Error(`libsodium (sodium-native) is not available: ${s.error}`);
   return s.binding;
-}
-
-/** Raw 32-byte public key of a 32-byte secret key (seed). */
-export function sodiumDerivePublicKey(secretKey: Uint8Array): Uint8Array {
-  if (secretKey.length !== SECRET_KEY_BYTES) throw new RangeError(`ed25519 secret key must be ${SECRET_KEY_BYTES} bytes`);
-  const pk = new Uint8Array(PUBLIC_KEY_BYTES);
-  const sk = new Uint8Array(64);
-  binding().crypto_sign_seed_keypair(pk, sk, secretKey);
-  sk.fill(0);
-  return pk;
 }
 
 export function createSodiumSigner(secretKey: Uint8Array): Signer {
