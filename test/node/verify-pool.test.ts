@@ -12,6 +12,8 @@ import { concatBytes, domainTag } from '../../src/core/auth.ts';
 import type { ClusterConfig } from '../../src/core/cluster.ts';
 import { createNodeSigner, NodeVerifier, sha256 } from '../../src/crypto/node.ts';
 import { VerifyPool } from '../../src/node/verify-pool.ts';
+import { countedCrypto, type CryptoWork } from '../../src/node/core-deps.ts';
+import { identityRSignature } from '../unit/ed25519-edges.ts';
 
 const client = createNodeSigner(sha256(Uint8Array.of(1)));
 const cluster: ClusterConfig = {
@@ -50,3 +52,25 @@ for (const backend of ['sodium', 'node'] as const) {
     }
   });
 }
+
+test("a worker's node:crypto accepts a crafted identity-R request; the core's verify still refuses it (the rules are checked before a result is taken)", async () => {
+  const seed = sha256(Uint8Array.of(2));
+  const crafting = { publicKey: createNodeSigner(seed).publicKey, sign: (data: Uint8Array) => identityRSignature(seed, data).signature };
+  const withCrafted: ClusterConfig = { ...cluster, clients: [{ id: 0, publicKey: crafting.publicKey }] };
+  const delivered: Uint8Array[] = [];
+  const pool = new VerifyPool(withCrafted, 1, (_from, frame) => delivered.push(frame), () => undefined, 'node');
+  try {
+    const signed = new RequestSigner(withCrafted, 0, crafting, new NodeVerifier()).sign(1, encodeOp({ type: 'put', key: 'c', value: 'x' }));
+    pool.submit({ kind: 'client', id: 0 }, encodeSignedFrame(signed));
+    const end = Date.now() + 10_000;
+    while (delivered.length < 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(pool.stats.signaturesVerified, 1, "control: the worker's bare equation accepted it");
+    const work: CryptoWork = { signs: 0, verifies: 0, signMs: 0, verifyMs: 0, verifiesOffloaded: 0 };
+    const crypto = countedCrypto(createNodeSigner(seed), new NodeVerifier(), work, () => pool);
+    const data = concatBytes(domainTag(withCrafted.clusterId, 'request'), signed.body);
+    assert.equal(crypto.verify(crafting.publicKey, data, signed.sig), false);
+    assert.equal(work.verifiesOffloaded, 0, 'not taken from the pool');
+  } finally {
+    await pool.stop();
+  }
+});
