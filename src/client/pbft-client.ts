@@ -316,9 +316,9 @@ async function loadCrypto(
       return { signer: loaded.signer, verifier, hash: loaded.hash };
     } catch (err) {
       // A PBFT_CRYPTO that names no backend is the caller's mistake, never a reason to fall back.
-      if (choice !== 'auto' || (err instanceof Error && err.name === 'CryptoChoiceError')) {
-        throw new ClientConfigError(`crypto '${choice}' is not available here: ${err instanceof Error ? err.message : String(err)}`);
-      }
+      const reason = err instanceof Error ? err.message : String(err);
+      if (choice === 'auto' && err instanceof Error && err.name === 'CryptoChoiceError') throw new ClientConfigError(reason);
+      if (choice !== 'auto') throw new ClientConfigError(`crypto '${choice}' is not available here: ${reason}`);
     }
   }
   sharedVerifiers.noble ??= new CachingVerifier(new NobleVerifier());
