@@ -596,8 +596,12 @@ interface LoadResult {
   cpuSecondsPerRequest: number;
   /** Replica (or baseline server) resident memory at the start and the end of the window, bytes. */
   rssBytes: Array<{ start: number; end: number; max: number }>;
-  /** RSS per replica at each sample; with --rss also heap used + array buffers from /status (NaN if it did not answer). */
-  rssSamples: Array<{ t: number; bytes: number[]; heap?: number[] }>;
+  /**
+   * RSS per replica at each sample; with --rss also heap used + array buffers from /status, and
+   * RocksDB's memory by its own accounting (memtables + table readers + block cache) (NaN if it did
+   * not answer).
+   */
+  rssSamples: Array<{ t: number; bytes: number[]; heap?: number[]; rocks?: number[] }>;
   /** From replica 0's /status over the window (replicated runs only). */
   replica0?: { batches: number; requestsPerBatch: number; syncedWrites: number; turns: number; viewChanges: number; retransmissions: number };
   /** Work per completed request of replica 0 (the primary) and replica 1 (a backup), from /status. */
@@ -747,11 +751,15 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
         const bytes = pids.map((pid) => processRssBytes(pid) ?? 0);
         bytes.forEach((b, i) => (rssMax[i] = Math.max(rssMax[i]!, b)));
         // With --rss, the heap as well: RSS alone cannot tell a leak from pages the allocator keeps.
-        const heap = o.rss
-          ? (await Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u)))).map((st) => (st === undefined ? NaN : st.memory.heapUsed + st.memory.arrayBuffers))
-          : undefined;
-        rssSamples.push({ t: Math.round((now - windowStart) / 100) / 10, bytes, ...(heap !== undefined ? { heap } : {}) });
-        if (o.rss) progress(`${label} RSS MiB: ${bytes.map((b) => (b / 2 ** 20).toFixed(1)).join(' ')}  heap+array buffers MiB: ${heap!.map((b) => (b / 2 ** 20).toFixed(1)).join(' ')}`, true);
+        const statuses = o.rss ? await Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u))) : undefined;
+        const heap = statuses?.map((st) => (st === undefined ? NaN : st.memory.heapUsed + st.memory.arrayBuffers));
+        const rocks = statuses?.map((st) => {
+          const m = st?.memory.storage;
+          return m === undefined ? NaN : m.memtables + m.tableReaders + m.blockCache;
+        });
+        rssSamples.push({ t: Math.round((now - windowStart) / 100) / 10, bytes, ...(heap !== undefined ? { heap, rocks } : {}) });
+        const mib = (xs: number[]): string => xs.map((b) => (b / 2 ** 20).toFixed(1)).join(' ');
+        if (o.rss) progress(`${label} RSS MiB: ${mib(bytes)}  heap+array buffers MiB: ${mib(heap!)}  RocksDB MiB: ${mib(rocks!)}`, true);
       }
       for (const p of server.procs) {
         if (p.exitCode !== null || p.signalCode !== null) throw new Error(`${run}: a server process exited during the run:\n${server.output.flat().slice(-20).join('\n')}`);
@@ -1765,10 +1773,14 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
   const rssLoad = o.rss ? find(report, 'cluster') : undefined;
   if (rssLoad !== undefined) {
     out.push('');
-    out.push(`replica RSS (MiB) every ${o.rssInterval} s of the window, and (after /) heap used + array buffers from /status:`);
-    out.push(`  ${'t s'.padStart(6)}  ${rssLoad.rssBytes.map((_, i) => `replica ${i}`.padStart(16)).join('')}`);
+    out.push(
+      `replica RSS (MiB) every ${o.rssInterval} s of the window, and (after /) heap used + array buffers from /status, and RocksDB's memory (memtables + table readers + block cache, its own accounting):`,
+    );
+    out.push(`  ${'t s'.padStart(6)}  ${rssLoad.rssBytes.map((_, i) => `replica ${i}`.padStart(24)).join('')}`);
     for (const s of rssLoad.rssSamples) {
-      const cells = s.bytes.map((b, i) => `${fmt(b / MiB, 1)}${s.heap !== undefined ? ` / ${fmt(s.heap[i]! / MiB, 1)}` : ''}`.padStart(16));
+      const cells = s.bytes.map((b, i) =>
+        `${fmt(b / MiB, 1)}${s.heap !== undefined ? ` / ${fmt(s.heap[i]! / MiB, 1)}` : ''}${s.rocks !== undefined ? ` / ${fmt(s.rocks[i]! / MiB, 1)}` : ''}`.padStart(24),
+      );
       out.push(`  ${fmt(s.t, 1).padStart(6)}  ${cells.join('')}`);
     }
   }

@@ -13,6 +13,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Replica, ReplicaStatus } from '../core/replica.ts';
 import type { Misbehaviour, RejectReason } from '../core/rejections.ts';
+import type { StorageMemory } from '../storage/types.ts';
 import type { TransportStats } from '../transport/types.ts';
 import type { MisbehaviourRecord, ViewChangeRecord } from './history.ts';
 import type { EvidenceFileJson } from '../core/evidence.ts';
@@ -57,9 +58,10 @@ export interface NodeStatus extends ReplicaStatus {
   /**
    * process.memoryUsage() in bytes: rss, heapTotal, heapUsed, external, arrayBuffers; and, when the
    * process runs the heap policy (pbft replica: src/node/heap.ts), the heap growing percent in force
-   * (0: V8 decides).
+   * (0: V8 decides); `storage`: RocksDB's own accounting of its memory (src/storage/types.ts
+   * StorageMemory), when the store can tell.
    */
-  memory: NodeJS.MemoryUsage & { heapGrowingPercent?: number };
+  memory: NodeJS.MemoryUsage & { heapGrowingPercent?: number; storage?: StorageMemory };
   uptimeSeconds: number;
 }
 

@@ -15,6 +15,9 @@
  *     pbft_batch_size_requests, pbft_batch_size_bytes   executed batches (null batches left out):
  *                                                 requests, and bytes of their operations
  *     pbft_storage_synced_write_duration_seconds  each synced write batch (src/node/disk.ts)
+ *   storage memory    RocksDB's own accounting (GET /status memory.storage): pbft_storage_memtable_bytes,
+ *                     pbft_storage_table_readers_bytes, pbft_storage_block_cache_bytes, and
+ *                     pbft_storage_sst_bytes (on disk)
  *   process metrics   prom-client's default collectors, once per process: CPU
  *                     (process_cpu_seconds_total), RSS (process_resident_memory_bytes), event-loop lag
  *                     (nodejs_eventloop_lag_seconds, _p50/_p90/_p99), GC (nodejs_gc_duration_seconds),
@@ -338,5 +341,9 @@ export class NodeMetrics {
     counter('pbft_crypto_verifies_total', 'Signatures verified on the loop for the core.', (s) => s.crypto.verifies);
     counter('pbft_crypto_verify_seconds_total', 'Time spent verifying signatures on the loop.', (s) => s.crypto.verifyMs / 1000);
     gauge('pbft_uptime_seconds', 'Seconds since the replica started.', (s) => s.uptimeSeconds);
+    gauge('pbft_storage_memtable_bytes', "RocksDB's write buffers (memtables) in memory.", (s) => s.memory.storage?.memtables ?? 0);
+    gauge('pbft_storage_table_readers_bytes', "RocksDB's table readers (index and filter blocks of open SST files) in memory.", (s) => s.memory.storage?.tableReaders ?? 0);
+    gauge('pbft_storage_block_cache_bytes', "RocksDB's block cache in use.", (s) => s.memory.storage?.blockCache ?? 0);
+    gauge('pbft_storage_sst_bytes', "RocksDB's live SST files on disk.", (s) => s.memory.storage?.sstBytes ?? 0);
   }
 }

@@ -427,7 +427,7 @@ export class ReplicaNode {
       stateTransfersCompleted: this.stateTransfersCompleted,
       viewChangeHistory: this.history.viewChangeHistory(),
       misbehaviourHistory: this.history.misbehaviourHistory(),
-      memory: memoryStatus(),
+      memory: memoryStatus(this.storage),
       uptimeSeconds: Math.round((this.now() - this.startedAt) / 100) / 10,
     };
   }
@@ -552,10 +552,18 @@ export class ReplicaNode {
   }
 }
 
-/** process.memoryUsage(), with the heap growing percent in force when the heap policy runs. */
-function memoryStatus(): NodeStatus['memory'] {
+/**
+ * process.memoryUsage(), with the heap growing percent in force when the heap policy runs and the
+ * store's own accounting of its memory when it keeps one (RocksDB).
+ */
+function memoryStatus(storage: Storage): NodeStatus['memory'] {
   const percent = heapGrowingPercentInForce();
-  return percent === undefined ? process.memoryUsage() : { ...process.memoryUsage(), heapGrowingPercent: percent };
+  const stored = storage.memoryUsage?.();
+  return {
+    ...process.memoryUsage(),
+    ...(percent !== undefined ? { heapGrowingPercent: percent } : {}),
+    ...(stored !== undefined ? { storage: stored } : {}),
+  };
 }
 
 /**

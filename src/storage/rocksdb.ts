@@ -21,7 +21,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { checkWal } from './rocksdb-wal.ts';
 import { StorageError } from './types.ts';
-import type { KeyRange, Storage, WriteOp } from './types.ts';
+import type { KeyRange, Storage, StorageMemory, WriteOp } from './types.ts';
 
 // ---------------------------------------------------------------------------------------------------
 // Local declaration of the few binding functions used (rocksdb 5.2.1 / abstract-leveldown 7.2.0).
@@ -64,6 +64,8 @@ interface RocksDb {
   batch(): RocksChainedBatch;
   iterator(options: RocksIteratorOptions): RocksIterator;
   clear(options: RocksRangeOptions, callback: Callback): void;
+  /** RocksDB's DB::GetProperty as a string ('' for a property it does not know). */
+  getProperty(property: string): string;
 }
 
 type RocksFactory = (location: string) => RocksDb;
@@ -337,6 +339,27 @@ export class RocksStorage implements Storage {
     }
     this.#db = db;
     this.#state = 'open';
+  }
+
+  /** RocksDB's memory by its own accounting (see StorageMemory); undefined when not open. */
+  memoryUsage(): StorageMemory | undefined {
+    const db = this.#db;
+    if (this.#state !== 'open' || db === undefined) return undefined;
+    const read = (property: string): number => {
+      try {
+        const n = Number(db.getProperty(property));
+        return Number.isSafeInteger(n) && n >= 0 ? n : 0;
+      } catch {
+        return 0;
+      }
+    };
+    return {
+      memtables: read('rocksdb.cur-size-all-mem-tables'),
+      tableReaders: read('rocksdb.estimate-table-readers-mem'),
+      blockCache: read('rocksdb.block-cache-usage'),
+      blockCachePinned: read('rocksdb.block-cache-pinned-usage'),
+      sstBytes: read('rocksdb.total-sst-files-size'),
+    };
   }
 
   /** Waits for operations in flight, then closes. Resolves at once when not open. */

@@ -39,6 +39,22 @@ export interface Storage {
    * with valid records after it, i.e. acknowledged writes lost), or undefined.
    */
   readonly damage?: string | undefined;
+  /** What the store holds in memory outside the JavaScript heap, when it can tell (RocksDB), in bytes. */
+  memoryUsage?(): StorageMemory | undefined;
+}
+
+/**
+ * RocksDB's own accounting of its memory (GET /status memory.storage, /metrics): the write buffers
+ * (memtables, the one filling and those waiting to be flushed), the table readers (index and filter
+ * blocks of the open SST files) and the block cache; `sstBytes` is the size of the live SST files on
+ * disk, for comparison.
+ */
+export interface StorageMemory {
+  memtables: number;
+  tableReaders: number;
+  blockCache: number;
+  blockCachePinned: number;
+  sstBytes: number;
 }
 
 /** Error with a code, thrown by storage implementations for failures callers handle. */

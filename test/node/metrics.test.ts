@@ -91,6 +91,11 @@ test('/metrics parses strictly and has latency, phase, batch and synced-write hi
     ['pbft_transport_frames_received_total', 'counter'],
     ['pbft_storage_synced_writes_total', 'counter'],
     ['pbft_uptime_seconds', 'gauge'],
+    // RocksDB's memory (0 here: these replicas run on MemoryStorage; test/unit/storage.compliance.test.ts reads it from RocksDB).
+    ['pbft_storage_memtable_bytes', 'gauge'],
+    ['pbft_storage_table_readers_bytes', 'gauge'],
+    ['pbft_storage_block_cache_bytes', 'gauge'],
+    ['pbft_storage_sst_bytes', 'gauge'],
   ] as const) {
     familyNamed(m, name, type);
   }

@@ -455,6 +455,28 @@ describe('RocksStorage', () => {
     assert.deepEqual((await readdir(dir)).sort(), ['default', 'small'], 'nothing was created for a refused option');
   });
 
+  it("reports RocksDB's memory by its own accounting: the write buffer fills with writes, a flushed file shows on disk, nothing once closed", async () => {
+    const path = join(dir, 'db');
+    let store = new RocksStorage({ path });
+    assert.equal(store.memoryUsage(), undefined, 'not open yet');
+    await store.open();
+    const empty = store.memoryUsage()!;
+    assert.equal(empty.sstBytes, 0);
+    const value = new Uint8Array(1000).fill(7);
+    await store.write(Array.from({ length: 2000 }, (_, i) => put(`k/${String(i).padStart(5, '0')}`, value)), { sync: true });
+    const written = store.memoryUsage()!;
+    assert.ok(written.memtables >= empty.memtables + 2000 * 1000, `the memtables hold the 2 MB written (${empty.memtables} -> ${written.memtables})`);
+    for (const n of Object.values(written)) assert.ok(Number.isSafeInteger(n) && n >= 0);
+    await store.close();
+    assert.equal(store.memoryUsage(), undefined, 'closed');
+    // Reopened: RocksDB recovered the write-ahead log into an SST file.
+    store = new RocksStorage({ path });
+    await store.open();
+    const reopened = store.memoryUsage()!;
+    assert.ok(reopened.sstBytes > 0, `the writes are in an SST file now (${reopened.sstBytes} bytes)`);
+    await store.close();
+  });
+
   it('hands a large batch to RocksDB in slices, letting the event loop run between them, and a restart finds it whole', async () => {
     const path = join(dir, 'db');
     let store = new RocksStorage({ path });
