@@ -88,6 +88,49 @@ test('a client accepts a batched reply only if its path leads to a root the repl
   assert.equal(client.verifyReply({ ...r, batch: { ...batch, sig } }), false, 'a bad batch signature');
 });
 
+test("the f+1 replies of one request share the root's computation, and only when every input is equal", () => {
+  const secrets = Array.from({ length: 4 }, () => randomSecretKey());
+  const cluster: ClusterConfig = {
+    clusterId: 'replytree-memo',
+    f: 1,
+    replicas: secrets.map((s, id) => ({ id, url: `ws://127.0.0.1:${9000 + id}`, publicKey: createNodeSigner(s).publicKey })),
+    clients: [0, 1, 2].map((id) => ({ id, publicKey: createNodeSigner(randomSecretKey()).publicKey })),
+  };
+  const verifier = new NodeVerifier();
+  const results = [Uint8Array.of(1), Uint8Array.of(2, 2), Uint8Array.of(3, 3, 3)];
+  const tree = buildReplyTree(sha256, results.map((r, c) => replyLeaf(sha256, c, 100 + c, r)));
+  // Two correct replicas executed the same batch: the same tree, each signing its root.
+  const replyOfReplica = (replica: number): BatchedReply => {
+    const auth = new Authenticator(cluster, { sign: (d) => createNodeSigner(secrets[replica]!).sign(d), verify: (k, d, s) => verifier.verify(k, d, s), hash: sha256 });
+    const batch = auth.sign<ReplyBatchMsg>({ type: 'replybatch', view: 0, replica, seq: 7, count: 3, root: tree.root });
+    return { msg: { type: 'reply', view: 0, replica, client: 1, timestamp: 101, result: results[1]!.slice() }, batch, index: 1, path: tree.paths[1]!.map((p) => p.slice()) };
+  };
+  let hashes = 0;
+  const counting = (data: Uint8Array): Uint8Array => {
+    hashes++;
+    return sha256(data);
+  };
+  const client = new RequestSigner(cluster, 1, createNodeSigner(randomSecretKey()), verifier, counting);
+  const first = replyOfReplica(0);
+  assert.ok(client.verifyReply(first));
+  const perReply = hashes;
+  assert.equal(perReply, 1 + tree.paths[1]!.length, 'the leaf and one hash per path element');
+  assert.ok(client.verifyReply(replyOfReplica(2)));
+  assert.equal(hashes, perReply, "the second replica's reply reuses the root: no hash");
+  // Inputs that differ in one byte are computed again, and fail.
+  const flipped = replyOfReplica(3);
+  flipped.path[0]![0]! ^= 1;
+  assert.equal(client.verifyReply(flipped), false, 'a changed path element');
+  assert.equal(hashes, 2 * perReply);
+  const otherResult = replyOfReplica(3);
+  otherResult.msg.result[0]! ^= 1;
+  assert.equal(client.verifyReply(otherResult), false, 'a changed result');
+  // What was remembered is a copy: changing the first reply's arrays afterwards changes nothing.
+  assert.ok(client.verifyReply(first));
+  first.path[1]![5]! ^= 1;
+  assert.equal(client.verifyReply(first), false, 'the same arrays, changed in place after they were checked');
+});
+
 test('a leaf hashes 0x20 || u32 client || u64 timestamp || result, big-endian, for timestamps up to 2^53 - 1', () => {
   const seen: Uint8Array[] = [];
   const capture = (data: Uint8Array): Uint8Array => {
