@@ -47,15 +47,20 @@ test('a path does not fit another leaf, index, count or a changed sibling', () =
   assert.equal(replyRootFromPath(sha256, leaves[0]!, 9, 9, paths[0]!), undefined, 'index out of range');
 });
 
-test('a client accepts a batched reply only if its path leads to a root the replica signed', () => {
+/** Four replicas (f = 1) and three clients with fresh keys, and a verifier. */
+function testCluster(clusterId: string): { secrets: Uint8Array[]; cluster: ClusterConfig; verifier: NodeVerifier } {
   const secrets = Array.from({ length: 4 }, () => randomSecretKey());
   const cluster: ClusterConfig = {
-    clusterId: 'replytree',
+    clusterId,
     f: 1,
     replicas: secrets.map((s, id) => ({ id, url: `ws://127.0.0.1:${9000 + id}`, publicKey: createNodeSigner(s).publicKey })),
     clients: [0, 1, 2].map((id) => ({ id, publicKey: createNodeSigner(randomSecretKey()).publicKey })),
   };
-  const verifier = new NodeVerifier();
+  return { secrets, cluster, verifier: new NodeVerifier() };
+}
+
+test('a client accepts a batched reply only if its path leads to a root the replica signed', () => {
+  const { secrets, cluster, verifier } = testCluster('replytree');
   const replica = 2;
   const auth = new Authenticator(cluster, { sign: (d) => createNodeSigner(secrets[replica]!).sign(d), verify: (k, d, s) => verifier.verify(k, d, s), hash: sha256 });
   const results = [Uint8Array.of(1), Uint8Array.of(2, 2), Uint8Array.of(3, 3, 3)];
@@ -89,14 +94,7 @@ test('a client accepts a batched reply only if its path leads to a root the repl
 });
 
 test("the f+1 replies of one request share the root's computation, and only when every input is equal", () => {
-  const secrets = Array.from({ length: 4 }, () => randomSecretKey());
-  const cluster: ClusterConfig = {
-    clusterId: 'replytree-memo',
-    f: 1,
-    replicas: secrets.map((s, id) => ({ id, url: `ws://127.0.0.1:${9000 + id}`, publicKey: createNodeSigner(s).publicKey })),
-    clients: [0, 1, 2].map((id) => ({ id, publicKey: createNodeSigner(randomSecretKey()).publicKey })),
-  };
-  const verifier = new NodeVerifier();
+  const { secrets, cluster, verifier } = testCluster('replytree-memo');
   const results = [Uint8Array.of(1), Uint8Array.of(2, 2), Uint8Array.of(3, 3, 3)];
   const tree = buildReplyTree(sha256, results.map((r, c) => replyLeaf(sha256, c, 100 + c, r)));
   // Two correct replicas executed the same batch: the same tree, each signing its root.
