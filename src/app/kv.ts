@@ -79,6 +79,15 @@ class Partition {
   /** Start of each entry of `base`; built on first lookup. */
   offsets: Uint32Array | undefined;
   overlay: Map<string, Pending> | undefined;
+  /**
+   * Changes up to the last freezePartitions() (older than `overlay`), until merged into `base`;
+   * lookups see `overlay`, then these, then `base`.
+   */
+  frozen: Map<string, Pending> | undefined;
+  /** Keys as of the freeze while the frozen version is not taken (readFrozenPartition); else -1. */
+  frozenCount = -1;
+  /** The frozen version's bytes once merged, until readFrozenPartition takes them. */
+  frozenBytes: Uint8Array | undefined;
   constructor(
     public base: Uint8Array,
     /** Keys now (base and overlay). */
@@ -347,12 +356,31 @@ function byKey(a: Change, b: Change): number {
 }
 
 /**
- * The partition's bytes with its overlay applied: a copy of the unchanged runs of `base` and the
- * changed entries in key order (one linear pass). Clears the overlay.
+ * The partition's bytes with its changes applied (a frozen version first, then the overlay): a new
+ * `base`. Keeps the frozen version's bytes for readFrozenPartition. Clears both.
  */
 function mergePartition(part: Partition): void {
+  mergeFrozen(part);
   const overlay = part.overlay;
   if (overlay === undefined || overlay.size === 0) return;
+  mergeInto(part, overlay, part.count);
+  part.overlay = undefined;
+}
+
+/** Merges a frozen version not merged yet into `base` and keeps its bytes in `frozenBytes`. */
+function mergeFrozen(part: Partition): void {
+  if (part.frozenCount < 0 || part.frozenBytes !== undefined) return;
+  const frozen = part.frozen;
+  if (frozen !== undefined && frozen.size > 0) mergeInto(part, frozen, part.frozenCount);
+  part.frozen = undefined;
+  part.frozenBytes = part.frozenCount === 0 ? EMPTY_PARTITION : part.base;
+}
+
+/**
+ * `base` with `changes` applied, as the new `base` whose header counts `count` keys: a copy of the
+ * unchanged runs of `base` and the changed entries in key order (one linear pass).
+ */
+function mergeInto(part: Partition, overlay: Map<string, Pending>, count: number): void {
   const changes: Change[] = [];
   for (const p of overlay.values()) {
     const valueBytes = p.text === undefined ? p.valueLength : p.text === null ? -1 : valueByteLength(p.text);
@@ -376,7 +404,7 @@ function mergePartition(part: Partition): void {
   const out = new Uint8Array(size);
   const buf = hasText ? Buffer.from(out.buffer, out.byteOffset, out.length) : undefined;
   out[0] = FORMAT_VERSION;
-  putU32(out, 1, part.count);
+  putU32(out, 1, count);
   let pos = PARTITION_HEADER_BYTES;
   /** Where the next unchanged run of base starts. */
   let from = PARTITION_HEADER_BYTES;
@@ -410,9 +438,8 @@ function mergePartition(part: Partition): void {
     pos += base.length - from;
   }
   if (pos !== size) throw new Error('kv: partition size mismatch');
-  part.base = part.count === 0 ? EMPTY_PARTITION : out;
+  part.base = count === 0 ? EMPTY_PARTITION : out;
   part.offsets = undefined;
-  part.overlay = undefined;
 }
 
 /**
@@ -532,6 +559,8 @@ export class KvStore implements StateMachine, PartitionedState {
   private readonly dirty: IndexSet;
   /** Copies of the key bytes and byte values the overlays hold. */
   private readonly arena = new ByteArena();
+  /** Partitions the last freezePartitions() fixed whose frozen version is not taken yet. */
+  private frozenParts = new Set<number>();
 
   constructor(options: KvStoreOptions = {}) {
     const n = options.partitionCount ?? PARTITION_COUNT_DEFAULT;
@@ -615,8 +644,9 @@ export class KvStore implements StateMachine, PartitionedState {
       keys += r.value.length;
     }
     if (pos !== end) return fail(`snapshot: ${end - pos} trailing bytes`);
-    // Valid: replace the whole state.
+    // Valid: replace the whole state (and drop what a freeze fixed: it was of the state replaced).
     this.parts = parts;
+    this.frozenParts.clear();
     this.keys = keys;
     this.staleDigests.addAll();
     this.dirty.addAll();
@@ -644,10 +674,60 @@ export class KvStore implements StateMachine, PartitionedState {
     if (part === undefined) return EMPTY_PARTITION;
     mergePartition(part);
     if (part.count === 0) {
-      this.parts[index] = undefined;
+      if (part.frozenCount < 0) this.parts[index] = undefined;
       return EMPTY_PARTITION;
     }
     return part.base;
+  }
+
+  /**
+   * takeDirtyPartitions(), and fixes those partitions' contents as they are now for
+   * readFrozenPartition, while `execute` goes on changing them (PartitionedState.freezePartitions).
+   * What an earlier freeze fixed and nobody took is dropped. Costs nothing per key: each partition's
+   * overlay becomes its frozen changes, and a fresh overlay takes what comes next.
+   */
+  freezePartitions(): number[] {
+    for (const i of this.frozenParts) {
+      const part = this.parts[i];
+      if (part !== undefined) this.unfreeze(part);
+    }
+    this.frozenParts.clear();
+    const dirty = this.dirty.take();
+    for (const i of dirty) {
+      let part = this.parts[i];
+      if (part === undefined) {
+        part = new Partition(EMPTY_PARTITION, 0, new Uint32Array(0));
+        this.parts[i] = part;
+      }
+      part.frozen = part.overlay;
+      part.overlay = undefined;
+      part.frozenCount = part.count;
+      part.frozenBytes = undefined;
+      this.frozenParts.add(i);
+    }
+    return dirty;
+  }
+
+  /**
+   * The bytes partition `index` had at the last freezePartitions(), which must have returned it;
+   * once per index (PartitionedState.readFrozenPartition). Do not modify the result.
+   */
+  readFrozenPartition(index: number): Uint8Array {
+    this.checkIndex(index);
+    const part = this.parts[index];
+    if (part === undefined || !this.frozenParts.has(index)) throw new RangeError(`partition ${index} is not frozen (or was taken already)`);
+    mergeFrozen(part);
+    const bytes = part.frozenBytes!;
+    this.unfreeze(part);
+    this.frozenParts.delete(index);
+    return bytes;
+  }
+
+  /** Forgets a partition's frozen version (merged into `base` first: its changes are older than the overlay's). */
+  private unfreeze(part: Partition): void {
+    mergeFrozen(part);
+    part.frozenBytes = undefined;
+    part.frozenCount = -1;
   }
 
   writePartition(index: number, bytes: Uint8Array): Result {
@@ -661,6 +741,7 @@ export class KvStore implements StateMachine, PartitionedState {
     this.keys += r.value.length;
     // The bytes were validated as canonical: a copy serves as the partition's bytes.
     this.parts[index] = r.value.length > 0 ? new Partition(copyOf(bytes, 0, bytes.length), r.value.length, r.value) : undefined;
+    this.frozenParts.delete(index);
     this.touch(index);
     return { ok: true, value: undefined };
   }
@@ -682,6 +763,7 @@ export class KvStore implements StateMachine, PartitionedState {
     this.keys -= this.parts[index]?.count ?? 0;
     this.keys += r.value.length;
     this.parts[index] = r.value.length > 0 ? new Partition(bytes, r.value.length, r.value) : undefined;
+    this.frozenParts.delete(index);
     this.touch(index);
     return { ok: true, value: undefined };
   }
@@ -875,7 +957,7 @@ export class KvStore implements StateMachine, PartitionedState {
     const partition = partitionOfKeyBytes(keyBytes, this.partitionCount);
     const part = this.parts[partition];
     if (part === undefined) return { partition, value: null };
-    const pending = part.overlay?.get(key);
+    const pending = part.overlay?.get(key) ?? part.frozen?.get(key);
     if (pending !== undefined) return { partition, value: pendingValue(pending) };
     const at = findInBase(part, keyBytes);
     return { partition, value: at < 0 ? null : valueAt(part.base, part.offsets![at]!) };

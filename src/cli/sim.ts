@@ -51,6 +51,7 @@ export function addSimCommand(program: Command): Command {
     .addOption(new Option('--fault-model <model>', 'byzantine (default; 4 replicas) or crash (n = 2f+1, default 3 replicas: crashes, restarts, pauses and partitions, no byzantine replica or wiped disk)').choices(['byzantine', 'crash']).default('byzantine'))
     .option('--negative <control>', `run a deliberately broken build: ${NEGATIVE_CONTROLS.join(' | ')}`)
     .option('--json', 'print the summary as JSON')
+    .option('--no-checkpoint-slices', 'no seed computes its checkpoints over several turns (the replica option checkpointSliceBytes; about half the seeds do by default): replays a seed as it ran before they existed, as test/sim/regression-seeds.test.ts does')
     .option('--trace', 'with --seed: print the timeline of the run (faults, view changes, checkpoints, state transfers) and every replica\'s end state')
     .addHelpText(
       'after',
@@ -58,7 +59,8 @@ export function addSimCommand(program: Command): Command {
 Each seed draws its own faults (loss, duplication, reordering, partitions, crashes at every point
 of the turn pipeline: crash, crash-before-write, crash-during-write, crash-after-write-before-send;
 slow disks, a wiped disk, a damaged disk, pauses (like SIGSTOP, then a burst of the missed ticks), up
-to f byzantine replicas and a byzantine client), then
+to f byzantine replicas and a byzantine client; in about half the seeds the replicas compute their
+checkpoints over several turns, a partition or a few per turn, while execution goes on), then
 heals the network and checks that every request is answered. Checkers, run as things happen:
 agreement, durability (nothing leaves a replica before what it depends on is on its disk), no
 equivocation, one result per request, accepted results equal executed ones, stable checkpoints
@@ -82,7 +84,7 @@ Examples:
   npx pbft sim --seeds 2000 --negative reply-before-write
   npx pbft sim --seeds 200 --fault-model crash --replicas 3`,
     )
-    .action((opts: { seed?: number; seeds?: number; first: number; replicas?: number; faultModel: FaultModel; negative?: string; json?: boolean; trace?: boolean }) => {
+    .action((opts: { seed?: number; seeds?: number; first: number; replicas?: number; faultModel: FaultModel; negative?: string; json?: boolean; trace?: boolean; checkpointSlices: boolean }) => {
       const write = (line: string): void => void process.stdout.write(line + '\n');
       const model = opts.faultModel;
       const replicas = opts.replicas ?? (model === 'crash' ? 3 : 4);
@@ -101,7 +103,7 @@ Examples:
         process.exitCode = 1;
         return;
       }
-      const swarmOptions: SwarmOptions = { replicas, faultModel: model, negative: opts.negative as SwarmOptions['negative'] };
+      const swarmOptions: SwarmOptions = { replicas, faultModel: model, negative: opts.negative as SwarmOptions['negative'], checkpointSlices: opts.checkpointSlices };
       if (opts.seed !== undefined && opts.trace) {
         const t = traceSeed(opts.seed, swarmOptions);
         write(t.text);

@@ -7,20 +7,92 @@ import { firstQuorum } from './quorum.ts';
 import type { CheckpointCert, CheckpointMsg, Signed } from './messages.ts';
 import { KEYS, encodeCheckpointCert, encodePair } from './persist.ts';
 import { stateDigest } from './statetree.ts';
-import { type ReplicaState, type CheckpointSnapshot } from './state.ts';
+import { type ReplicaState, type CheckpointSnapshot, type CheckpointWork } from './state.ts';
 
+/**
+ * Our checkpoint at `seq`, just executed. With an application that can freeze its partitions
+ * (PartitionedState.freezePartitions) the partitions changed since the last checkpoint are fixed
+ * as they are now and read and hashed a bounded number of bytes per turn (opts.checkpointSliceBytes:
+ * advanceCheckpoint, from flush()), while execution goes on; the CHECKPOINT is sent when the
+ * digest is done. A bulk load that changed every partition then no longer stops the replica for
+ * the whole state's merge and hash in one turn. Small checkpoints finish in this turn, as before.
+ * An earlier checkpoint still computing is finished first; so is one that a reconfiguration or a
+ * stable certificate reaches (finishCheckpoint).
+ */
 export function takeCheckpoint(rs: ReplicaState, seq: number): void {
-  rs.syncTree();
-  const clients = rs.clients.encode();
-  const membership = rs.membershipBytes();
+  if (rs.checkpointWork) finishCheckpoint(rs);
+  const app = rs.app;
+  const work: CheckpointWork = {
+    seq,
+    partitions: [],
+    next: 0,
+    fresh: true,
+    clients: rs.clients.encode(),
+    membership: rs.membershipBytes(),
+    // Signed by the members of the configuration that ordered `seq` (the operating one): a joining
+    // replica computes its checkpoints too, and says nothing until it is a member.
+    member: rs.isMember(rs.id),
+    epoch: rs.membership.current.epoch,
+  };
+  // While a reconfiguration is under way, in one turn (the next configuration starts at a checkpoint).
+  if (app.freezePartitions === undefined || app.readFrozenPartition === undefined || rs.membership.next !== undefined) {
+    rs.syncTree();
+    return completeCheckpoint(rs, work);
+  }
+  work.partitions = app.freezePartitions();
+  rs.checkpointWork = work;
+  advanceCheckpoint(rs, rs.opts.checkpointSliceBytes);
+}
+
+/** A turn's share of the checkpoint being computed (from flush(): none in the turn that started it). */
+export function checkpointTurn(rs: ReplicaState): void {
+  const work = rs.checkpointWork;
+  if (work === undefined) return;
+  if (work.fresh) {
+    work.fresh = false;
+    return;
+  }
+  advanceCheckpoint(rs, rs.opts.checkpointSliceBytes);
+}
+
+/**
+ * Frozen partitions read and hashed until `budget` bytes (at least one partition); completes the
+ * checkpoint when none is left.
+ */
+export function advanceCheckpoint(rs: ReplicaState, budget: number): void {
+  const work = rs.checkpointWork;
+  if (work === undefined) return;
+  const read = rs.app.readFrozenPartition!.bind(rs.app);
+  let bytes = 0;
+  while (work.next < work.partitions.length && bytes < budget) {
+    const i = work.partitions[work.next++]!;
+    const b = read(i);
+    rs.setLivePartition(i, b);
+    bytes += b.length;
+  }
+  if (work.next < work.partitions.length) {
+    if (work.fresh) rs.counters.checkpointsOverTurns++;
+    return;
+  }
+  rs.checkpointWork = undefined;
+  rs.liveTree.commit();
+  completeCheckpoint(rs, work);
+}
+
+/** Completes the checkpoint being computed now, in this turn. */
+export function finishCheckpoint(rs: ReplicaState): void {
+  advanceCheckpoint(rs, Infinity);
+}
+
+/** The live tree holds the state at work.seq: its digest, snapshot and our CHECKPOINT. */
+function completeCheckpoint(rs: ReplicaState, work: CheckpointWork): void {
+  const { seq, clients, membership } = work;
   const digest = stateDigest(rs.hash, rs.liveTree.root, clients, membership);
   const snapshot = rs.snapshotNow(seq, digest, clients, membership);
   rs.ownCheckpoints.set(seq, snapshot);
   rs.lastCheckpoint = { seq, digest };
-  // Signed by the members of the configuration that ordered `seq` (the operating one): a joining
-  // replica computes its checkpoints too, and says nothing until it is a member.
-  if (!rs.isMember(rs.id)) return checkStable(rs, seq);
-  const msg = rs.auth.sign<CheckpointMsg>({ type: 'checkpoint', seq, digest, replica: rs.id, epoch: rs.membership.current.epoch });
+  if (!work.member) return checkStable(rs, seq);
+  const msg = rs.auth.sign<CheckpointMsg>({ type: 'checkpoint', seq, digest, replica: rs.id, epoch: work.epoch });
   addCheckpointVote(rs, msg);
   rs.ownCheckpointFrame = { seq, frame: rs.frames.encodeSignedFrame(msg) };
   rs.broadcast(rs.ownCheckpointFrame.frame);
@@ -73,6 +145,12 @@ function checkStable(rs: ReplicaState, seq: number): void {
 /** A verified stable checkpoint certificate, from votes, a VIEW-CHANGE, a NEW-VIEW or a peer. */
 export function onStableCert(rs: ReplicaState, cert: CheckpointCert): void {
   if (cert.seq <= rs.h) return;
+  // Our own checkpoint at or below it, still being computed, is needed now: to audit ours against
+  // the certificate and to make the state on disk the stable one.
+  if (rs.checkpointWork && rs.checkpointWork.seq <= cert.seq) {
+    finishCheckpoint(rs);
+    if (cert.seq <= rs.h) return;
+  }
   const own = rs.ownCheckpoints.get(cert.seq);
   if (own && !rs.transfer) {
     if (bytesEqual(own.digest, cert.digest)) return advanceStable(rs, cert, own);

@@ -81,6 +81,13 @@ export interface ReplicaOptions {
    * written whole again. Fewer: less to read at a restart; more: fewer whole partitions written.
    */
   storedRecordsMax: number;
+  /**
+   * A checkpoint whose changed partitions hold more bytes than this is computed over several turns
+   * while execution goes on (checkpoints.ts; with an application that can freeze its partitions):
+   * each turn reads and hashes about this many bytes of them. Bounds the turn a checkpoint takes
+   * after a bulk load (every partition changed).
+   */
+  checkpointSliceBytes: number;
 }
 
 export const DEFAULT_REPLICA_OPTIONS: ReplicaOptions = {
@@ -107,6 +114,7 @@ export const DEFAULT_REPLICA_OPTIONS: ReplicaOptions = {
   slowPrimarySamples: 8,
   readHoldTicksMax: 100,
   storedRecordsMax: 16,
+  checkpointSliceBytes: 4 * 1024 * 1024,
 };
 
 export function resolveOptions(partial: Partial<ReplicaOptions> = {}): ReplicaOptions {

@@ -85,6 +85,18 @@ export interface PartitionedState {
   /** Indices (ascending) of partitions changed since the last call; clears the set. */
   takeDirtyPartitions(): number[];
   /**
+   * Optional, with readFrozenPartition: a checkpoint computed over several turns while `execute`
+   * goes on. Returns what takeDirtyPartitions() would (and clears the set the same way), and fixes
+   * those partitions' contents as they are now: readFrozenPartition(i), once for each index
+   * returned, gives the bytes readPartition(i) would give now, however `execute` changes the state
+   * meanwhile. A later call drops what an earlier one fixed and was not read; writePartition,
+   * loadPartition and restore drop it for what they replace. readPartition stays the current state.
+   * Without these the core computes each checkpoint in the turn that executed its sequence number.
+   */
+  freezePartitions?(): number[];
+  /** Optional, with freezePartitions: partition `index` as it was at the last freezePartitions(). */
+  readFrozenPartition?(index: number): Uint8Array;
+  /**
    * Optional, with joinPartition: a partition as named records (the key-value store: one per key),
    * so that a replica stores what a checkpoint changed as a few records beside the partition's last
    * whole bytes, rather than the whole partition again (persist.ts). Lists the records that differ

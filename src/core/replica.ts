@@ -4,7 +4,8 @@
  *   receive(from, bytes)   a frame from an authenticated link (replica or client)
  *   tick()                 time passes (the shell maps a tick to 10 ms)
  *   setClockMs(ms)         the wall clock, for batch times (the shell gives it every turn)
- *   flush() -> Ready       effects of everything since the last flush: `writes` (one synced batch,
+ *   flush() -> Ready       a share of a checkpoint being computed (checkpointPending), then the
+ *                          effects of everything since the last flush: `writes` (one synced batch,
  *                          all or nothing), then `clears`; messages, replies and events, each sent
  *                          once the writes it depends on are durable (`after`: see durability.ts,
  *                          the one place that states what must be on disk before what leaves)
@@ -136,6 +137,7 @@ export class Replica extends ReplicaState {
 
   /** Runs deferred work and returns the effects accumulated since the last flush. */
   flush(): Ready {
+    checkpoints.checkpointTurn(this);
     normal.propose(this);
     reads.releaseReads(this);
     this.readsThisTurn.clear();
@@ -182,6 +184,7 @@ export class Replica extends ReplicaState {
       lastExecuted: this.lastExecuted,
       stableCheckpoint: { seq: this.stable.seq, digest: toHex(this.stable.digest) },
       lastCheckpoint: { seq: this.lastCheckpoint.seq, digest: toHex(this.lastCheckpoint.digest) },
+      checkpointInProgress: this.checkpointWork?.seq ?? null,
       transferring: this.transfer !== undefined,
       divergences: this.counters.divergences,
       logSlots: this.slots.size,
@@ -371,6 +374,17 @@ export class Replica extends ReplicaState {
   }
   takeCheckpoint(seq: number): void {
     return checkpoints.takeCheckpoint(this, seq);
+  }
+  finishCheckpoint(): void {
+    return checkpoints.finishCheckpoint(this);
+  }
+
+  /**
+   * True while our checkpoint is computed over several turns (checkpoints.ts): each flush() does a
+   * share of it, so the shell runs turns without waiting for a frame or a tick.
+   */
+  get checkpointPending(): boolean {
+    return this.checkpointWork !== undefined;
   }
   epochEntered(): void {
     return viewchange.renewViewChange(this);

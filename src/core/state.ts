@@ -85,6 +85,26 @@ export interface CheckpointSnapshot {
   membership: Uint8Array;
 }
 
+/**
+ * A checkpoint being computed over several turns (checkpoints.ts): the application froze the
+ * partitions changed up to `seq` (PartitionedState.freezePartitions) and execution goes on; each
+ * turn reads and hashes a bounded number of bytes of them; the rest is what the checkpoint covers,
+ * taken when `seq` was executed.
+ */
+export interface CheckpointWork {
+  seq: number;
+  /** The frozen partitions, ascending; those before `next` are in the live tree. */
+  partitions: number[];
+  next: number;
+  /** Started in this turn, which did its first share (flush() then leaves it for the next turn). */
+  fresh: boolean;
+  clients: Uint8Array;
+  membership: Uint8Array;
+  /** Whether this replica was a member of the configuration that ordered `seq` (it signs then). */
+  member: boolean;
+  epoch: number;
+}
+
 export type { EpochProof } from './messages.ts';
 
 export const GENESIS_SEQ = 0;
@@ -235,6 +255,8 @@ export abstract class ReplicaState {
   lastCheckpoint: { seq: number; digest: Uint8Array };
   /** Our latest CHECKPOINT message: retransmitted until that checkpoint is stable. */
   ownCheckpointFrame?: { seq: number; frame: Uint8Array };
+  /** Our checkpoint still being computed, while execution goes on (checkpoints.ts). */
+  checkpointWork: CheckpointWork | undefined = undefined;
 
   // --- effects of the current turn ------------------------------------------------------------
   readonly durability: DurabilityTracker;
@@ -271,6 +293,8 @@ export abstract class ReplicaState {
     readsExpired: 0,
     /** Read-only requests refused (the operation is not read-only). */
     readsRefused: 0,
+    /** Own checkpoints computed over several turns while execution went on (checkpoints.ts). */
+    checkpointsOverTurns: 0,
   };
 
 
@@ -561,20 +585,32 @@ export abstract class ReplicaState {
     if (seq !== undefined && seq > this.highestSeqSeen) this.highestSeqSeen = seq;
   }
 
-  /** Brings the digest tree up to date with the partitions the application changed. */
+  /**
+   * Brings the digest tree up to date with the partitions the application changed. A checkpoint
+   * still being computed is abandoned (a state transfer replaces the state it covered): the
+   * partitions it had not read yet are read as they are now, with the rest.
+   */
   syncTree(): void {
-    const dirty = this.app.takeDirtyPartitions();
+    let dirty = this.app.takeDirtyPartitions();
+    const work = this.checkpointWork;
+    if (work !== undefined) {
+      this.checkpointWork = undefined;
+      const unread = work.partitions.slice(work.next);
+      if (unread.length > 0) dirty = [...new Set([...unread, ...dirty])].sort((a, b) => a - b);
+    }
     if (dirty.length === 0) return;
+    for (const i of dirty) this.setLivePartition(i, this.app.readPartition(i));
+    this.liveTree.commit();
+  }
+
+  /** Partition i's bytes and leaf in the live tree (its groups and root: at the next commit()). */
+  setLivePartition(i: number, bytes: Uint8Array): void {
     if (this.livePartitionsShared) {
       this.livePartitions = this.livePartitions.slice();
       this.livePartitionsShared = false;
     }
-    for (const i of dirty) {
-      const bytes = this.app.readPartition(i);
-      this.livePartitions[i] = bytes;
-      this.liveTree.setLeaf(i, leafDigest(this.hash, bytes));
-    }
-    this.liveTree.commit();
+    this.livePartitions[i] = bytes;
+    this.liveTree.setLeaf(i, leafDigest(this.hash, bytes));
   }
 
   /** The live state as a checkpoint snapshot; `clients` are the client-table bytes `digest` covers. */
@@ -817,6 +853,7 @@ export abstract class ReplicaState {
   abstract requestBatch(slot: Slot, digest: Uint8Array): void;
   abstract startTransfer(target: CheckpointCert, reason: string): void;
   abstract takeCheckpoint(seq: number): void;
+  abstract finishCheckpoint(): void;
   /** The operating configuration changed (a view change in progress must be asked again in it). */
   abstract epochEntered(): void;
   /** Asks to leave the configuration (the audit found our state faulty). */

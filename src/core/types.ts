@@ -165,6 +165,8 @@ export interface ReplicaStatus {
   lastExecuted: number;
   stableCheckpoint: { seq: number; digest: string };
   lastCheckpoint: { seq: number; digest: string };
+  /** The sequence number of our checkpoint still being computed over several turns (null: none). */
+  checkpointInProgress: number | null;
   transferring: boolean;
   divergences: number;
   logSlots: number;

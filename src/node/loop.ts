@@ -4,8 +4,9 @@
  *
  * Frames from the transport wait in a bounded queue (INBOUND_QUEUE_BYTES_MAX; with verifyWorkers
  * they first pass the verify pool, which counts against the same bound; above it, frames are dropped
- * and counted). A turn is scheduled when frames wait or a tick is due (a timer checks every tickMs),
- * and it:
+ * and counted). A turn is scheduled when frames wait, a tick is due (a timer checks every tickMs)
+ * or the core computes a checkpoint over several turns (`checkpointPending`: each flush() takes a
+ * share of it), and it:
  *   0. gives the core the wall clock (`replica.setClockMs(Date.now())`: batch times),
  *   1. calls `replica.tick()` once per `tickMs` of wall time elapsed since the last tick (at most
  *      CATCH_UP_TICKS_MAX in one turn: a stalled process does not spin),
@@ -292,7 +293,8 @@ export class TurnLoop {
    */
   private schedule(): void {
     if (!this.host.running() || this.turnScheduled) return;
-    if (this.queuedCount === 0 && !this.tickDue()) return;
+    // (A checkpoint computed over several turns takes a share of every turn: the next one runs now.)
+    if (this.queuedCount === 0 && !this.tickDue() && this.replica?.checkpointPending !== true) return;
     if (!this.pipeline.canCompute) return;
     this.turnScheduled = true;
     setImmediate(() => {

@@ -275,6 +275,7 @@ export class NodeMetrics {
     gauge('pbft_last_executed_seq', 'Highest sequence number executed.', (s) => s.lastExecuted);
     gauge('pbft_stable_checkpoint_seq', 'Sequence number of the stable checkpoint.', (s) => s.stableCheckpoint.seq);
     counter('pbft_checkpoints_stable_total', 'Checkpoints that became stable.', (s) => s.counters.checkpointsStable);
+    counter('pbft_checkpoints_over_turns_total', 'Own checkpoints computed over several loop turns while execution went on (a large change: after a bulk load).', (s) => s.counters.checkpointsOverTurns);
     gauge('pbft_log_slots', 'Log slots held in memory.', (s) => s.logSlots);
     gauge('pbft_waiting_requests', 'Requests waiting to be executed.', (s) => s.waitingRequests);
     labelled(

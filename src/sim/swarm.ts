@@ -42,6 +42,12 @@ export interface SwarmOptions {
    * stream of their own (default true; false replays a seed as it ran before they existed).
    */
   cleanStops?: boolean;
+  /**
+   * Checkpoints computed over several turns, a partition or a few per turn (the replica option
+   * checkpointSliceBytes), in about half the seeds, drawn from a stream of their own (default true;
+   * false replays a seed as it ran before they existed).
+   */
+  checkpointSlices?: boolean;
   /** Called with the cluster before the run starts (src/sim/trace.ts records a seed's timeline). */
   observe?: (sim: SimCluster) => void;
 }
@@ -248,6 +254,11 @@ export function runSeed(seed: number, options: SwarmOptions): SeedReport {
     compress: prng.chance(0.3),
     diskLatencyTicksMax: plan.diskLatencyMax,
   };
+  // Half the seeds compute their checkpoints over several turns (a partition or a few per turn)
+  // while execution goes on, so crashes, transfers, view changes and reconfigurations meet one
+  // in progress. Drawn from a generator of its own: the plans, and so the regression seeds, stay.
+  const slices = new Prng(seed ^ 0xc4ec);
+  if (options.checkpointSlices !== false && slices.chance(0.5)) simOptions.replica = { checkpointSliceBytes: 1 + slices.int(48) };
   const broken = options.planOnly ? undefined : options.negative;
   if (broken === 'commit-quorum') simOptions.unsafeQuorum = { commits: 2 * f };
   if (broken === 'prepare-quorum') simOptions.unsafeQuorum = { prepares: 2 * f - 1 };

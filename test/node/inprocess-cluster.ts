@@ -129,8 +129,10 @@ export class InProcessCluster {
     readonly clientSecrets: Map<number, Uint8Array>,
   ) {}
 
-  /** `crypto(id)`: replica id's ed25519 backend (default: the ReplicaNode default, auto). */
-  static async create(options: { replica?: Partial<ReplicaOptions>; clients?: number; crypto?: (id: number) => CryptoChoice } = {}): Promise<InProcessCluster> {
+  /** `crypto(id)`: replica id's ed25519 backend (default: the ReplicaNode default, auto); `replicaOverrides[id]`: its options on top of `replica`. */
+  static async create(
+    options: { replica?: Partial<ReplicaOptions>; replicaOverrides?: Record<number, Partial<ReplicaOptions>>; clients?: number; crypto?: (id: number) => CryptoChoice } = {},
+  ): Promise<InProcessCluster> {
     const ports = await freePorts(4);
     const replicaSecrets = ports.map(() => randomSecretKey());
     const clientIds = Array.from({ length: options.clients ?? 3 }, (_, i) => i);
@@ -174,7 +176,7 @@ export class InProcessCluster {
             ? createLogger({ level: process.env.PBFT_TEST_LOG_LEVEL as LogLevel, format: 'text', fields: { replica: id } })
             : silentLogger,
           hooks,
-          ...(options.replica !== undefined ? { replica: options.replica } : {}),
+          ...(options.replica !== undefined || options.replicaOverrides?.[id] !== undefined ? { replica: { ...options.replica, ...options.replicaOverrides?.[id] } } : {}),
           ...(options.crypto !== undefined ? { crypto: options.crypto(id) } : {}),
         },
         {

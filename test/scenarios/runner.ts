@@ -61,8 +61,10 @@
  *   status [r=...]           one line per replica: view, primary, executed, stable, last checkpoint,
  *                            log slots, waiting requests (and view-changing, unsynced turns)
  *   kv a b [r=...]           the value of keys at each replica
- *   seed 54 [replicas=4] [clean-stops]   (src/sim/trace.ts) runs a swarm seed and prints its timeline
- *                            and end state (clean stops only with clean-stops: SwarmOptions.cleanStops)
+ *   seed 54 [replicas=4] [clean-stops] [checkpoint-slices]   (src/sim/trace.ts) runs a swarm seed
+ *                            and prints its timeline and end state (clean stops only with clean-stops:
+ *                            SwarmOptions.cleanStops; checkpoints over several turns only with
+ *                            checkpoint-slices: SwarmOptions.checkpointSlices)
  */
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -90,9 +92,11 @@ export function scriptHandler(): (d: Directive) => string {
       const seed = Number(d.args[0]?.key);
       const replicas = Number(d.args.find((a) => a.key === 'replicas')?.vals[0] ?? 4);
       if (!Number.isInteger(seed)) throw new ScriptError('seed: which seed?');
-      // Seeds recorded before clean stops existed replay without them, unless the step says clean-stops.
+      // Seeds recorded before clean stops existed replay without them, unless the step says
+      // clean-stops; the same for checkpoints computed over several turns (checkpoint-slices).
       const cleanStops = d.args.some((a) => a.key === 'clean-stops');
-      return traceSeed(seed, { replicas, cleanStops }).text;
+      const checkpointSlices = d.args.some((a) => a.key === 'checkpoint-slices');
+      return traceSeed(seed, { replicas, cleanStops, checkpointSlices }).text;
     }
     if (!world) throw new ScriptError(`${d.cmd}: the first step must be 'cluster'`);
     return world.handle(d);

@@ -886,6 +886,74 @@ describe('KvStore state', () => {
   });
 });
 
+describe('KvStore frozen partitions (a checkpoint computed while execution goes on)', () => {
+  test('readFrozenPartition gives the bytes of the freeze while ops go on; lookups, live reads and later freezes see the newest (random ops, deletes emptying partitions, live reads and dropped freezes between)', () => {
+    for (const seed of [1, 2, 3, 20261204]) {
+      const rng = new Rng(seed);
+      // A: frozen now and then; frozenAt: a store that stopped at A's last freeze; live: every op.
+      const a = new KvStore({ partitionCount: 4 });
+      const live = new KvStore({ partitionCount: 4 });
+      let frozenAt = new KvStore({ partitionCount: 4 });
+      let frozen: number[] = [];
+      let taken = 0;
+      let checked = 0;
+      for (let i = 0; i < 3000; i++) {
+        // 40 keys over 4 partitions: a partition empties and fills again.
+        const key = `key-${rng.int(40)}`;
+        const op: KvOp = rng.int(3) === 0 ? { type: 'del', key } : rng.int(8) === 0 ? { type: 'get', key } : { type: 'put', key, value: randomValue(rng) };
+        const got = a.execute(encodeOp(op), ctx);
+        assert.deepEqual(got, live.execute(encodeOp(op), ctx), `seed ${seed} op ${i}`);
+        const r = rng.int(40);
+        if (r === 0) {
+          // A freeze: what it returns is what the stopped store reports as changed since the last one.
+          frozen = a.freezePartitions();
+          frozenAt = new KvStore({ partitionCount: 4 });
+          assert.equal(frozenAt.restore(live.snapshot()).ok, true);
+          taken = 0;
+        } else if (r < 6 && taken < frozen.length) {
+          const index = frozen[taken++]!;
+          assert.deepEqual(a.readFrozenPartition(index), frozenAt.readPartition(index), `seed ${seed} op ${i}: frozen partition ${index}`);
+          assert.throws(() => a.readFrozenPartition(index), /not frozen/);
+          checked++;
+        } else if (r === 6) {
+          // A live read of a partition (frozen or not) keeps the frozen version for later.
+          const index = rng.int(4);
+          assert.deepEqual(a.readPartition(index), live.readPartition(index), `seed ${seed} op ${i}: live partition ${index}`);
+        }
+        if (i % 97 === 0) for (let k = 0; k < 40; k++) assert.deepEqual(a.get(`key-${k}`), live.get(`key-${k}`), `seed ${seed} op ${i}: key-${k}`);
+      }
+      assert.ok(checked > 20, `seed ${seed}: ${checked} frozen partitions compared`);
+      for (let index = 0; index < 4; index++) assert.deepEqual(a.readPartition(index), live.readPartition(index));
+      assert.deepEqual(a.digest(), live.digest());
+      assert.equal(a.size, live.size);
+    }
+  });
+
+  test('a freeze returns exactly the partitions changed since the last one (as takeDirtyPartitions does), and only those are frozen', () => {
+    const a = new KvStore({ partitionCount: 16 });
+    const keys = keysIn(3, 16, 2).concat(keysIn(9, 16, 1));
+    for (const k of keys) exec(a, { type: 'put', key: k, value: 'v' });
+    assert.deepEqual(a.freezePartitions(), [3, 9]);
+    assert.throws(() => a.readFrozenPartition(4), /not frozen/);
+    exec(a, { type: 'put', key: keysIn(4, 16, 1)[0]!, value: 'w' });
+    exec(a, { type: 'del', key: keys[0]! });
+    // Partition 3 as frozen holds both keys; the live one has lost one.
+    assert.equal(readRawPartition(a.readFrozenPartition(3)).length, 2);
+    assert.equal(readRawPartition(a.readPartition(3)).length, 1);
+    // A second freeze drops what the first fixed and nobody took (9) and fixes what changed since.
+    assert.deepEqual(a.freezePartitions(), [3, 4]);
+    assert.throws(() => a.readFrozenPartition(9), /not frozen/);
+    assert.equal(readRawPartition(a.readFrozenPartition(3)).length, 1);
+    assert.equal(readRawPartition(a.readFrozenPartition(4)).length, 1);
+    assert.deepEqual(a.freezePartitions(), []);
+    // Replacing a partition (a state transfer) drops its freeze.
+    exec(a, { type: 'put', key: keys[2]!, value: 'x' });
+    assert.deepEqual(a.freezePartitions(), [9]);
+    assert.equal(a.writePartition(9, new KvStore({ partitionCount: 16 }).readPartition(9)).ok, true);
+    assert.throws(() => a.readFrozenPartition(9), /not frozen/);
+  });
+});
+
 describe('KvStore partition records (what a replica stores)', () => {
   /** Records of a partition as a replica stores them: every record of `bytes`, by name. */
   const recordsOf = (s: KvStore, bytes: Uint8Array): Map<string, Uint8Array> => {

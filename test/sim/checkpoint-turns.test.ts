@@ -1,0 +1,106 @@
+/**
+ * Checkpoints computed over several turns (src/core/checkpoints.ts): with a slice budget of one
+ * byte every checkpoint reads and hashes one frozen partition per turn while execution goes on.
+ * Replica 3 keeps the default budget (each checkpoint in one turn, the state exactly as at its
+ * sequence number), so every digest the others compute over several turns is compared with one
+ * computed the old way; the sim's checkers watch agreement, the model and what leaves each replica.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { SimCluster } from '../../src/sim/cluster.ts';
+import { toHex } from '../../src/core/auth.ts';
+
+const SLICED = { checkpointSliceBytes: 1 };
+
+function slicedCluster(seed: number): SimCluster {
+  return new SimCluster({
+    seed,
+    clients: 8,
+    requestsPerClient: 60,
+    keySpace: 64,
+    replica: SLICED,
+    replicaOverrides: { 3: { checkpointSliceBytes: 4 * 1024 * 1024 } },
+  });
+}
+
+/** Every own checkpoint digest each live replica holds, by seq: all must be equal. */
+function collectDigests(sim: SimCluster, into: Map<number, Map<number, string>>): void {
+  for (const host of sim.hosts) {
+    const r = host.main?.replica;
+    if (!r) continue;
+    for (const [seq, snap] of r.ownCheckpoints) {
+      let bySeq = into.get(seq);
+      if (!bySeq) into.set(seq, (bySeq = new Map()));
+      bySeq.set(host.id, toHex(snap.digest));
+    }
+  }
+}
+
+function assertAgree(digests: Map<number, Map<number, string>>): number {
+  let compared = 0;
+  for (const [seq, byReplica] of digests) {
+    const distinct = new Set(byReplica.values());
+    assert.equal(distinct.size, 1, `checkpoint ${seq}: digests differ between replicas: ${JSON.stringify([...byReplica])}`);
+    if (byReplica.size > 1) compared++;
+  }
+  return compared;
+}
+
+test('a checkpoint computed one partition per turn while execution goes on has the digest of the state at its sequence number', () => {
+  const sim = slicedCluster(21);
+  const digests = new Map<number, Map<number, string>>();
+  /** Turns in which a replica had executed past the checkpoint it was still computing. */
+  let executedWhilePending = 0;
+  /** A stable checkpoint without its state (which the replica then neither stores nor can serve). */
+  const stableWithoutState: string[] = [];
+  const done = sim.runUntil(() => {
+    collectDigests(sim, digests);
+    for (const host of sim.hosts) {
+      const r = host.main?.replica;
+      const work = r?.checkpointWork;
+      if (r && work && r.lastExecuted > work.seq) executedWhilePending++;
+      if (r && r.stable.seq > 0 && r.stableSnapshot?.seq !== r.stable.seq) stableWithoutState.push(`replica ${r.id} at ${r.stable.seq}`);
+    }
+    return sim.allClientsDone() || sim.checker.violations.length > 0;
+  }, 40_000);
+  assert.ok(done, 'clients did not finish');
+  sim.finish();
+  assert.deepEqual(sim.checker.violations, []);
+  const replicas = sim.hosts.map((h) => h.main!.replica);
+  const overTurns = replicas.slice(0, 3).reduce((n, r) => n + r.counters.checkpointsOverTurns, 0);
+  assert.ok(overTurns >= 10, `checkpoints computed over several turns: ${overTurns}`);
+  assert.equal(replicas[3]!.counters.checkpointsOverTurns, 0, 'the reference replica computes each checkpoint in one turn');
+  assert.ok(executedWhilePending > 0, 'execution went on while a checkpoint was computed');
+  assert.deepEqual(stableWithoutState.slice(0, 5), [], 'every stable checkpoint came with its state (our own, finished when the certificate came first)');
+  for (const r of replicas) assert.equal(r.counters.divergences, 0, `replica ${r.id} found its state diverged`);
+  for (const r of replicas) assert.ok(r.counters.checkpointsStable >= 5, `replica ${r.id}: ${r.counters.checkpointsStable} stable checkpoints`);
+  assert.ok(assertAgree(digests) >= 5, 'checkpoints compared between replicas');
+});
+
+test('replicas crashed while computing a checkpoint over several turns restart, and the cluster stays correct', () => {
+  const sim = slicedCluster(22);
+  const digests = new Map<number, Map<number, string>>();
+  let crashes = 0;
+  for (let round = 0; round < 9 && !sim.allClientsDone(); round++) {
+    const id = round % 3;
+    const reached = sim.runUntil(() => {
+      collectDigests(sim, digests);
+      return sim.hosts[id]!.main?.replica.checkpointPending === true;
+    }, 4_000);
+    if (!reached) break;
+    sim.crash(id);
+    crashes++;
+    sim.run(15 + round * 5);
+    sim.restart(id);
+  }
+  assert.ok(crashes >= 5, `crashes while a checkpoint was computed: ${crashes}`);
+  const done = sim.runUntil(() => {
+    collectDigests(sim, digests);
+    return sim.allClientsDone() || sim.checker.violations.length > 0;
+  }, 40_000);
+  assert.ok(done, 'clients did not finish');
+  sim.finish();
+  assert.deepEqual(sim.checker.violations, []);
+  for (const host of sim.hosts) assert.equal(host.main!.replica.counters.divergences, 0, `replica ${host.id} found its state diverged`);
+  assertAgree(digests);
+});
