@@ -33,7 +33,12 @@ const ORIGINAL = 4;
 export function runMembershipSeed(seed: number, options: { negative?: 'trust-epoch-proofs' } = {}): MembershipSeedReport {
   const prng = new Prng(seed ^ 0x3e3b);
   const negative = options.negative === 'trust-epoch-proofs';
+  // Half the seeds compute their checkpoints over several turns (a partition or a few per turn),
+  // so joins and removals meet checkpoints in progress; drawn from a stream of their own.
+  const slices = new Prng(seed ^ 0xc4ec);
+  const sliced = slices.chance(0.5) ? { replica: { checkpointSliceBytes: 1 + slices.int(48) } } : {};
   const sim = new SimCluster({
+    ...sliced,
     seed,
     f: 1,
     spareReplicas: SPARES,
