@@ -16,8 +16,10 @@ import { type ReplicaState, type CheckpointSnapshot, type CheckpointWork } from 
  * advanceCheckpoint, from flush()), while execution goes on; the CHECKPOINT is sent when the
  * digest is done. A bulk load that changed every partition then no longer stops the replica for
  * the whole state's merge and hash in one turn. Small checkpoints finish in this turn, as before.
- * An earlier checkpoint still computing is finished first; so is one that a reconfiguration or a
- * stable certificate reaches (finishCheckpoint).
+ * Everything the checkpoint covers besides the partitions (client table, membership, whether we
+ * sign, the epoch) is taken now, so a reconfiguration executed meanwhile does not change it
+ * (test/sim/checkpoint-turns.test.ts orders a JOIN during one). An earlier checkpoint still
+ * computing is finished first; so is one that a stable certificate reaches (finishCheckpoint).
  */
 export function takeCheckpoint(rs: ReplicaState, seq: number): void {
   if (rs.checkpointWork) finishCheckpoint(rs);
@@ -34,7 +36,8 @@ export function takeCheckpoint(rs: ReplicaState, seq: number): void {
     member: rs.isMember(rs.id),
     epoch: rs.membership.current.epoch,
   };
-  // While a reconfiguration is under way, in one turn (the next configuration starts at a checkpoint).
+  // While a reconfiguration is under way, in one turn as before (conservative: the next configuration
+  // starts at a checkpoint; the simulator's JOIN during a checkpoint in progress passes either way).
   if (app.freezePartitions === undefined || app.readFrozenPartition === undefined || rs.membership.next !== undefined) {
     rs.syncTree();
     return completeCheckpoint(rs, work);

@@ -378,8 +378,6 @@ function executeBatch(rs: ReplicaState, seq: number, digest: Uint8Array, batch: 
     const record = rs.clients.get(m.client);
     if (record && m.timestamp <= record.timestamp) continue; // at most once
     const system = m.client === OPERATOR_CLIENT || replicaOfPrincipal(m.client) !== undefined;
-    // A reconfiguration waits for our checkpoint still being computed (it covers the configuration before).
-    if (system && rs.checkpointWork) rs.finishCheckpoint();
     const result = system ? reconfigure(rs, seq, m.op, m.client) : rs.app.execute(m.op, { seq, client: m.client, timestamp: m.timestamp, timeMs });
     rs.clients.set(m.client, { timestamp: m.timestamp, result });
     const w = rs.waiting.get(m.client);
@@ -390,10 +388,7 @@ function executeBatch(rs: ReplicaState, seq: number, digest: Uint8Array, batch: 
   replyToBatch(rs, seq, executed);
   rs.lastExecuted = seq;
   const membership = advanceMembership(rs.membership, seq);
-  if (membership !== rs.membership) {
-    if (rs.checkpointWork) rs.finishCheckpoint();
-    switchMembership(rs, membership);
-  }
+  if (membership !== rs.membership) switchMembership(rs, membership);
   rs.timers.catchUp.start(rs.now);
   rs.counters.batchesExecuted++;
   if (executed.length > 0) {

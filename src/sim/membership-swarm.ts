@@ -14,6 +14,7 @@ import { Combined, ConfigLiar, makeBehavior, type Behavior } from './byzantine.t
 import { SimCluster } from './cluster.ts';
 import type { Violation } from './checkers.ts';
 import { Prng } from './prng.ts';
+import { drawCheckpointSlices } from './swarm.ts';
 
 export interface MembershipSeedReport {
   seed: number;
@@ -33,12 +34,10 @@ const ORIGINAL = 4;
 export function runMembershipSeed(seed: number, options: { negative?: 'trust-epoch-proofs' } = {}): MembershipSeedReport {
   const prng = new Prng(seed ^ 0x3e3b);
   const negative = options.negative === 'trust-epoch-proofs';
-  // Half the seeds compute their checkpoints over several turns (a partition or a few per turn),
-  // so joins and removals meet checkpoints in progress; drawn from a stream of their own.
-  const slices = new Prng(seed ^ 0xc4ec);
-  const sliced = slices.chance(0.5) ? { replica: { checkpointSliceBytes: 1 + slices.int(48) } } : {};
+  // Joins and removals meet checkpoints in progress in half the seeds.
+  const slices = drawCheckpointSlices(seed);
   const sim = new SimCluster({
-    ...sliced,
+    ...(slices !== undefined ? { replica: slices } : {}),
     seed,
     f: 1,
     spareReplicas: SPARES,

@@ -233,6 +233,17 @@ function byzantineClientTick(sim: SimCluster, prng: Prng, signer: RequestSigner,
   }
 }
 
+/**
+ * Half the seeds compute their checkpoints over several turns (a partition or a few per turn) while
+ * execution goes on, so crashes, transfers, view changes and reconfigurations meet one in progress:
+ * the replica options for `seed`, or undefined. Drawn from a generator of its own, so a seed's other
+ * draws (its plan, and so the regression seeds) stay what they were.
+ */
+export function drawCheckpointSlices(seed: number): { checkpointSliceBytes: number } | undefined {
+  const prng = new Prng(seed ^ 0xc4ec);
+  return prng.chance(0.5) ? { checkpointSliceBytes: 1 + prng.int(48) } : undefined;
+}
+
 export function runSeed(seed: number, options: SwarmOptions): SeedReport {
   const started = Date.now();
   const n = options.replicas;
@@ -254,11 +265,8 @@ export function runSeed(seed: number, options: SwarmOptions): SeedReport {
     compress: prng.chance(0.3),
     diskLatencyTicksMax: plan.diskLatencyMax,
   };
-  // Half the seeds compute their checkpoints over several turns (a partition or a few per turn)
-  // while execution goes on, so crashes, transfers, view changes and reconfigurations meet one
-  // in progress. Drawn from a generator of its own: the plans, and so the regression seeds, stay.
-  const slices = new Prng(seed ^ 0xc4ec);
-  if (options.checkpointSlices !== false && slices.chance(0.5)) simOptions.replica = { checkpointSliceBytes: 1 + slices.int(48) };
+  const slices = options.checkpointSlices !== false ? drawCheckpointSlices(seed) : undefined;
+  if (slices !== undefined) simOptions.replica = slices;
   const broken = options.planOnly ? undefined : options.negative;
   if (broken === 'commit-quorum') simOptions.unsafeQuorum = { commits: 2 * f };
   if (broken === 'prepare-quorum') simOptions.unsafeQuorum = { prepares: 2 * f - 1 };

@@ -104,3 +104,50 @@ test('replicas crashed while computing a checkpoint over several turns restart, 
   for (const host of sim.hosts) assert.equal(host.main!.replica.counters.divergences, 0, `replica ${host.id} found its state diverged`);
   assertAgree(digests);
 });
+
+test('a reconfiguration ordered while a checkpoint is computed over several turns: the checkpoint keeps the configuration it was taken in, and the new one starts on agreed state', () => {
+  // 256 partitions and 400 keys: a checkpoint changes many partitions, each read in a turn of its own.
+  const sim = new SimCluster({
+    seed: 23,
+    clients: 8,
+    requestsPerClient: 80,
+    keySpace: 400,
+    partitionCount: 256,
+    spareReplicas: 1,
+    operator: true,
+    replica: SLICED,
+    replicaOverrides: { 3: { checkpointSliceBytes: 4 * 1024 * 1024 } },
+  });
+  const digests = new Map<number, Map<number, string>>();
+  const reached = sim.runUntil(() => {
+    collectDigests(sim, digests);
+    const w = sim.hosts[0]!.main?.replica.checkpointWork;
+    return w !== undefined && w.partitions.length - w.next > 12;
+  }, 5_000);
+  assert.ok(reached, 'replica 0 computes a checkpoint over many turns');
+  sim.reconfigure({ kind: 'add-replica', replica: sim.replicaInfo[4]! });
+  /** Steps in which a replica's configuration changed while it had a checkpoint in progress before. */
+  let metPending = 0;
+  const before = new Map<number, { pending: boolean; membership: unknown }>();
+  const done = sim.runUntil(() => {
+    collectDigests(sim, digests);
+    for (const host of sim.hosts.slice(0, 4)) {
+      const r = host.main?.replica;
+      if (!r) continue;
+      const b = before.get(host.id);
+      if (b?.pending && b.membership !== r.membership) metPending++;
+      before.set(host.id, { pending: r.checkpointWork !== undefined, membership: r.membership });
+    }
+    return (sim.allClientsDone() && sim.hosts.every((h) => (h.main?.replica.status().epoch ?? 1) >= 1)) || sim.checker.violations.length > 0;
+  }, 40_000);
+  assert.ok(done, 'clients did not finish, or a replica did not enter epoch 1');
+  sim.finish();
+  assert.deepEqual(sim.checker.violations, []);
+  assert.ok(metPending > 0, 'the JOIN executed while a checkpoint was in progress');
+  for (const host of sim.hosts) {
+    const r = host.main!.replica;
+    assert.equal(r.counters.divergences, 0, `replica ${host.id} found its state diverged`);
+    assert.deepEqual(r.status().members, [0, 1, 2, 3, 4], `replica ${host.id}'s members`);
+  }
+  assertAgree(digests);
+});
