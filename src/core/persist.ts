@@ -60,6 +60,8 @@ export const KEYS = {
   epochProofPrefix: 'e/',
   partition: (i: number) => `a/${pad(i, 6)}`,
   partitionRecord: (i: number, name: string) => `a/${pad(i, 6)}/${name}`,
+  /** partitionRecord(i, name) is partitionRecordPrefix(i) + name. */
+  partitionRecordPrefix: (i: number) => `a/${pad(i, 6)}/`,
   partitionPrefix: 'a/',
   checkpointVote: (seq: number, replica: number) => `c/v/${pad(seq, 16)}/${pad(replica, 4)}`,
   checkpointVotePrefix: 'c/v/',
@@ -221,15 +223,17 @@ export function decodeEpochProof(bytes: Uint8Array): Decoded<EpochProof> {
   });
 }
 
-/** Collects the writes of one turn; later writes of a key replace earlier ones. */
+/**
+ * Collects the writes of one turn; later writes of a key replace earlier ones (one op per key, so
+ * their order in the batch, which is written all or nothing, does not matter: a replaced op keeps
+ * its first place).
+ */
 export class WriteSet {
   private readonly ops = new Map<string, WriteOp>();
   put(key: string, value: Uint8Array): void {
-    this.ops.delete(key);
     this.ops.set(key, { type: 'put', key, value });
   }
   del(key: string): void {
-    this.ops.delete(key);
     this.ops.set(key, { type: 'del', key });
   }
   get size(): number {

@@ -18,7 +18,7 @@
  * Values are copied on write and on read: callers cannot change stored bytes.
  * Every operation takes effect synchronously when called; the returned promise only reports the outcome.
  */
-import { StorageError } from './types.ts';
+import { StorageError, hasUtf8Encoding } from './types.ts';
 import type { KeyRange, Storage, WriteOp } from './types.ts';
 
 /** Orders two well-formed strings as their UTF-8 encodings would be ordered. */
@@ -44,15 +44,12 @@ function rankCodeUnit(c: number): number {
   return c;
 }
 
-/** Matches an unpaired surrogate (in `u` mode a surrogate pair is one code point and does not match). */
-const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
-
 type FailureCode = 'READ_FAILED' | 'WRITE_FAILED';
 
 function checkKey(key: unknown, code: FailureCode): asserts key is string {
   if (typeof key !== 'string') throw new StorageError(code, `key must be a string, got ${typeof key}`);
   if (key.length === 0) throw new StorageError(code, 'key must not be empty');
-  if (LONE_SURROGATE.test(key)) throw new StorageError(code, 'key contains a lone surrogate and has no UTF-8 encoding');
+  if (!hasUtf8Encoding(key)) throw new StorageError(code, 'key contains a lone surrogate and has no UTF-8 encoding');
 }
 
 /** Normalized bounds, or undefined when the range is empty (`lt: ''`). */
@@ -66,7 +63,7 @@ function checkRange(range: KeyRange, code: FailureCode): KeyRange | undefined {
       if (name === 'lt') return undefined;
       continue;
     }
-    if (LONE_SURROGATE.test(bound)) {
+    if (!hasUtf8Encoding(bound)) {
       throw new StorageError(code, `range bound ${name} contains a lone surrogate and has no UTF-8 encoding`);
     }
     out[name] = bound;

@@ -20,7 +20,7 @@ import { mkdir, open as openFile, readFile, rename } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { checkWal } from './rocksdb-wal.ts';
-import { StorageError } from './types.ts';
+import { StorageError, hasUtf8Encoding } from './types.ts';
 import type { KeyRange, Storage, StorageMemory, WriteOp } from './types.ts';
 
 // ---------------------------------------------------------------------------------------------------
@@ -151,15 +151,12 @@ function dbIterate(
 // ---------------------------------------------------------------------------------------------------
 // Keys, values and ranges.
 
-/** Matches an unpaired surrogate (in `u` mode a surrogate pair is one code point and does not match). */
-const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
-
 type FailureCode = 'READ_FAILED' | 'WRITE_FAILED';
 
 function keyProblem(key: unknown): string | undefined {
   if (typeof key !== 'string') return `key must be a string, got ${typeof key}`;
   if (key.length === 0) return 'key must not be empty';
-  if (LONE_SURROGATE.test(key)) return 'key contains a lone surrogate and has no UTF-8 encoding';
+  if (!hasUtf8Encoding(key)) return 'key contains a lone surrogate and has no UTF-8 encoding';
   return undefined;
 }
 
@@ -184,7 +181,7 @@ function encodeRange(range: KeyRange, code: FailureCode): RocksRangeOptions | un
       if (name === 'lt') return undefined; // nothing is below the empty key
       continue; // gte '' is no lower bound; the binding would read '' as "unbounded" anyway
     }
-    if (LONE_SURROGATE.test(bound)) {
+    if (!hasUtf8Encoding(bound)) {
       throw new StorageError(code, `range bound ${name} contains a lone surrogate and has no UTF-8 encoding`);
     }
     out[name] = Buffer.from(bound, 'utf8');

@@ -57,6 +57,16 @@ export interface StorageMemory {
   sstBytes: number;
 }
 
+/**
+ * Whether a key or bound has exactly one UTF-8 encoding (no lone surrogate), as stored keys must.
+ * String.prototype.isWellFormed (Node 20+): a native scan, several times faster than a regular
+ * expression per key, which counted when a stable checkpoint after a bulk load writes a batch of
+ * hundreds of thousands of records.
+ */
+export function hasUtf8Encoding(s: string): boolean {
+  return (s as string & { isWellFormed(): boolean }).isWellFormed();
+}
+
 /** Error with a code, thrown by storage implementations for failures callers handle. */
 export class StorageError extends Error {
   constructor(
