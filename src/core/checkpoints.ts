@@ -43,14 +43,18 @@ export function takeCheckpoint(rs: ReplicaState, seq: number): void {
     return completeCheckpoint(rs, work);
   }
   work.partitions = app.freezePartitions();
+  work.records = new Map();
   rs.checkpointWork = work;
   advanceCheckpoint(rs, rs.opts.checkpointSliceBytes);
 }
 
-/** A turn's share of the checkpoint being computed (from flush(): none in the turn that started it). */
+/**
+ * A turn's share of the checkpoint being computed (from flush(): none in the turn that started it);
+ * with none computing, of the records our next stable checkpoint will write (prepareRecordsAhead).
+ */
 export function checkpointTurn(rs: ReplicaState): void {
   const work = rs.checkpointWork;
-  if (work === undefined) return;
+  if (work === undefined) return rs.prepareRecordsAhead(rs.opts.checkpointSliceBytes);
   if (work.fresh) {
     work.fresh = false;
     return;
@@ -71,6 +75,9 @@ export function advanceCheckpoint(rs: ReplicaState, budget: number): void {
     const i = work.partitions[work.next++]!;
     const b = read(i);
     rs.setLivePartition(i, b);
+    // The records its stable checkpoint will write, found now: the certificate's turn then only
+    // writes them (state.ts prepareRecordsAhead finds the rest, and those gone stale, before it).
+    if (work.records !== undefined) rs.findRecords(work.records, i, b);
     bytes += b.length;
   }
   if (work.next < work.partitions.length) {
@@ -91,7 +98,7 @@ export function finishCheckpoint(rs: ReplicaState): void {
 function completeCheckpoint(rs: ReplicaState, work: CheckpointWork): void {
   const { seq, clients, membership } = work;
   const digest = stateDigest(rs.hash, rs.liveTree.root, clients, membership);
-  const snapshot = rs.snapshotNow(seq, digest, clients, membership);
+  const snapshot = rs.snapshotNow(seq, digest, clients, membership, work.records);
   rs.ownCheckpoints.set(seq, snapshot);
   rs.lastCheckpoint = { seq, digest };
   if (!work.member) return checkStable(rs, seq);

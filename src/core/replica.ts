@@ -380,11 +380,12 @@ export class Replica extends ReplicaState {
   }
 
   /**
-   * True while our checkpoint is computed over several turns (checkpoints.ts): each flush() does a
-   * share of it, so the shell runs turns without waiting for a frame or a tick.
+   * True while our checkpoint is computed over several turns, or the records its stable checkpoint
+   * will write are found ahead of its certificate (checkpoints.ts, state.ts prepareRecordsAhead):
+   * each flush() does a share of it, so the shell runs turns without waiting for a frame or a tick.
    */
   get checkpointPending(): boolean {
-    return this.checkpointWork !== undefined;
+    return this.checkpointWork !== undefined || this.recordsAheadPending;
   }
   epochEntered(): void {
     return viewchange.renewViewChange(this);

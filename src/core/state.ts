@@ -8,7 +8,7 @@
  * core's modules, not an API: the shell reads `Replica`'s documented members only.
  */
 import { Timeout } from './timeout.ts';
-import type { ReplicatedApp } from './ports.ts';
+import type { PartitionDiff, ReplicatedApp } from './ports.ts';
 import type { KeyRange } from './ports.ts';
 import { Authenticator, bytesEqual, bytesKey, toHex } from './auth.ts';
 import { batchDigest, type Batch } from './batch.ts';
@@ -83,7 +83,16 @@ export interface CheckpointSnapshot {
   clients: Uint8Array;
   /** Canonical membership bytes (membership.ts) that `digest` covers. */
   membership: Uint8Array;
+  /**
+   * For an application with records: the records its stable checkpoint will write, found before its
+   * certificate (by the checkpoint's own turns as they read each changed partition, and by
+   * ReplicaState.prepareRecordsAhead); dropped once written.
+   */
+  records?: RecordsFound;
 }
+
+/** Per partition: the diff (diffPartition) from `before` (the bytes on disk then, by identity) to the snapshot's bytes. */
+export type RecordsFound = Map<number, { before: Uint8Array | undefined; diff: PartitionDiff }>;
 
 /**
  * A checkpoint being computed over several turns (checkpoints.ts): the application froze the
@@ -103,6 +112,21 @@ export interface CheckpointWork {
   /** Whether this replica was a member of the configuration that ordered `seq` (it signs then). */
   member: boolean;
   epoch: number;
+  /** For an application with records: those found as each partition is read (snapshot.records). */
+  records?: RecordsFound;
+}
+
+/**
+ * ReplicaState.prepareRecordsAhead's progress through our next checkpoint to become stable: the
+ * partitions that differ from the ones on disk, whose records it finds (into snapshot.records).
+ */
+export interface RecordsAhead {
+  snapshot: CheckpointSnapshot;
+  /** rs.h when `partitions` was listed (a stable checkpoint since changes what is on disk). */
+  stable: number;
+  /** The partitions that differed from the disk's then, ascending; those before `next` are done. */
+  partitions: number[];
+  next: number;
 }
 
 export type { EpochProof } from './messages.ts';
@@ -252,6 +276,8 @@ export abstract class ReplicaState {
   readonly persistedRecords = new Map<number, Set<string>>();
   /** Storage keys to delete when a partition is next written (what is stored for it is unreadable). */
   readonly dropOnPersist = new Map<number, string[]>();
+  /** Progress through the next stable checkpoint's records, found ahead of its certificate (prepareRecordsAhead). */
+  recordsAhead: RecordsAhead | undefined = undefined;
   lastCheckpoint: { seq: number; digest: Uint8Array };
   /** Our latest CHECKPOINT message: retransmitted until that checkpoint is stable. */
   ownCheckpointFrame?: { seq: number; frame: Uint8Array };
@@ -295,6 +321,14 @@ export abstract class ReplicaState {
     readsRefused: 0,
     /** Own checkpoints computed over several turns while execution went on (checkpoints.ts). */
     checkpointsOverTurns: 0,
+    /**
+     * Partitions a stable checkpoint wrote as records: their records found in the turns before its
+     * certificate (prepareRecordsAhead), or in the certificate's own turn.
+     */
+    recordsFoundAhead: 0,
+    recordsFoundInTurn: 0,
+    /** Records found ahead again: the partition on disk changed after they were found (a stable checkpoint since). */
+    recordsFoundAgain: 0,
   };
 
 
@@ -614,9 +648,9 @@ export abstract class ReplicaState {
   }
 
   /** The live state as a checkpoint snapshot; `clients` are the client-table bytes `digest` covers. */
-  snapshotNow(seq: number, digest: Uint8Array, clients: Uint8Array, membership: Uint8Array): CheckpointSnapshot {
+  snapshotNow(seq: number, digest: Uint8Array, clients: Uint8Array, membership: Uint8Array, records?: RecordsFound): CheckpointSnapshot {
     this.livePartitionsShared = true;
-    return { seq, digest, tree: this.liveTree.clone(), partitions: this.livePartitions, clients, membership };
+    return { seq, digest, tree: this.liveTree.clone(), partitions: this.livePartitions, clients, membership, ...(records !== undefined ? { records } : {}) };
   }
 
   /** The epoch proof a snapshot at the start of its configuration gives. */
@@ -632,15 +666,88 @@ export abstract class ReplicaState {
    * the stable checkpoint's state to replicas that are behind.
    */
   persistSnapshot(snap: CheckpointSnapshot): void {
+    const found = snap.records;
+    snap.records = undefined;
+    if (this.recordsAhead?.snapshot === snap) this.recordsAhead = undefined;
     const leaves = snap.tree.leaves;
     for (let i = 0; i < leaves.length; i++) {
       const leaf = leaves[i]!;
       const onDisk = this.persistedLeaves[i]!;
       if (leaf === onDisk || bytesEqual(leaf, onDisk)) continue;
-      this.persistPartition(i, snap.partitions[i]!);
+      this.persistPartition(i, snap.partitions[i]!, found?.get(i));
       this.persistedLeaves[i] = leaf;
     }
     this.writes.put(KEYS.checkpointState, encodeCheckpointState(snap.seq, snap.digest, snap.clients, snap.membership));
+  }
+
+  /**
+   * Partition i's records for a checkpoint whose bytes for it are `after` (into `into`), against
+   * what is on disk now; kept when already found against the same bytes. Returns whether it diffed.
+   */
+  findRecords(into: RecordsFound, i: number, after: Uint8Array): boolean {
+    if (!storesRecords(this.app)) return false;
+    const before = this.dropOnPersist.has(i) ? undefined : this.persistedPartitions[i];
+    const found = into.get(i);
+    if (found !== undefined && found.before === before) return false;
+    if (found !== undefined) this.counters.recordsFoundAgain++;
+    into.set(i, { before, diff: this.app.diffPartition(before, after) });
+    return true;
+  }
+
+  /**
+   * The own checkpoint that is to become stable next (the lowest above h), while its partitions'
+   * records are still to be found ahead of its certificate; undefined when there is nothing to do.
+   */
+  private recordsAheadTarget(): CheckpointSnapshot | undefined {
+    if (this.transfer || !storesRecords(this.app)) return undefined;
+    let target: CheckpointSnapshot | undefined;
+    for (const [seq, snap] of this.ownCheckpoints) if (seq > this.h && (target === undefined || seq < target.seq)) target = snap;
+    if (target === undefined) return undefined;
+    const ahead = this.recordsAhead;
+    if (ahead !== undefined && ahead.snapshot === target && ahead.stable === this.h && ahead.next >= ahead.partitions.length) return undefined;
+    return target;
+  }
+
+  /** Whether prepareRecordsAhead has work left (the loop then runs turns for it). */
+  get recordsAheadPending(): boolean {
+    return this.recordsAheadTarget() !== undefined;
+  }
+
+  /**
+   * Finds, in the turns between our checkpoint and its certificate, the records its stable
+   * checkpoint will write (diffPartition against each changed partition as on disk), `budget` bytes
+   * of partitions per turn, beside those the checkpoint's own turns found (checkpoints.ts). The
+   * turn that lists the partitions (a new checkpoint, or a stable one since) diffs none of them.
+   *
+   * persistSnapshot uses each diff whose `before` is still what is on disk (the identical bytes
+   * object: a diff is a function of its two partitions only) and computes the others, so what it
+   * writes is the same either way; only the certificate's turn is shorter (after a bulk load the
+   * diffs of every partition took seconds there). A diff goes stale when the checkpoint before
+   * became stable after it was found: the checkpoint's own turns find them while that one may still
+   * wait for its certificate; this lists the partitions again after each stable checkpoint.
+   */
+  prepareRecordsAhead(budget: number): void {
+    const target = this.recordsAheadTarget();
+    if (target === undefined) return;
+    const ahead = this.recordsAhead;
+    if (ahead === undefined || ahead.snapshot !== target || ahead.stable !== this.h) {
+      const partitions: number[] = [];
+      const leaves = target.tree.leaves;
+      for (let i = 0; i < leaves.length; i++) {
+        const onDisk = this.persistedLeaves[i]!;
+        if (leaves[i] !== onDisk && !bytesEqual(leaves[i]!, onDisk)) partitions.push(i);
+      }
+      target.records ??= new Map();
+      this.recordsAhead = { snapshot: target, stable: this.h, partitions, next: 0 };
+      return;
+    }
+    const records = (target.records ??= new Map());
+    let bytes = 0;
+    while (ahead.next < ahead.partitions.length && bytes < budget) {
+      const i = ahead.partitions[ahead.next++]!;
+      const after = target.partitions[i]!;
+      if (this.findRecords(records, i, after)) bytes += after.length;
+    }
   }
 
   /**
@@ -649,8 +756,9 @@ export abstract class ReplicaState {
    * the records already there; or, when the partition would then have more than opts.storedRecordsMax,
    * the whole bytes as its new base, with its records deleted. For another application: the whole
    * bytes. Storage keys listed in dropOnPersist are deleted first (the same batch: all or nothing).
+   * `ahead`: the diff prepareRecordsAhead found, used when it was computed from what is on disk now.
    */
-  private persistPartition(i: number, bytes: Uint8Array): void {
+  private persistPartition(i: number, bytes: Uint8Array, ahead?: { before: Uint8Array | undefined; diff: PartitionDiff }): void {
     const drop = this.dropOnPersist.get(i);
     if (drop !== undefined) {
       for (const key of drop) this.writes.del(key);
@@ -663,7 +771,10 @@ export abstract class ReplicaState {
       this.writes.put(KEYS.partition(i), bytes);
       return;
     }
-    const diff = app.diffPartition(this.persistedPartitions[i], bytes);
+    const before = this.persistedPartitions[i];
+    const early = ahead !== undefined && ahead.before === before;
+    const diff = early ? ahead.diff : app.diffPartition(before, bytes);
+    this.counters[early ? 'recordsFoundAhead' : 'recordsFoundInTurn']++;
     this.persistedPartitions[i] = bytes;
     const stored = this.persistedRecords.get(i);
     const names = new Set(stored);
@@ -675,8 +786,9 @@ export abstract class ReplicaState {
       this.persistedRecords.delete(i);
       return;
     }
-    for (const [name, value] of diff.put) this.writes.put(KEYS.partitionRecord(i, name), value);
-    for (const name of diff.del) this.writes.put(KEYS.partitionRecord(i, name), DELETED_RECORD);
+    const prefix = KEYS.partitionRecordPrefix(i);
+    for (const [name, value] of diff.put) this.writes.put(prefix + name, value);
+    for (const name of diff.del) this.writes.put(prefix + name, DELETED_RECORD);
     if (names.size > 0) this.persistedRecords.set(i, names);
   }
 

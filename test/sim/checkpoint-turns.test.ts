@@ -85,7 +85,7 @@ test('replicas crashed while computing a checkpoint over several turns restart, 
     const id = round % 3;
     const reached = sim.runUntil(() => {
       collectDigests(sim, digests);
-      return sim.hosts[id]!.main?.replica.checkpointPending === true;
+      return sim.hosts[id]!.main?.replica.checkpointWork !== undefined;
     }, 4_000);
     if (!reached) break;
     sim.crash(id);
