@@ -64,6 +64,8 @@ const SNAPSHOT_HEADER_BYTES = 1 + 4;
 
 /** Bytes of every empty partition (shared: never modified). */
 const EMPTY_PARTITION: Uint8Array = Uint8Array.of(FORMAT_VERSION, 0, 0, 0, 0);
+/** A placeholder in diffPartition until fillRecords sets the record. */
+const EMPTY_RECORD = new Uint8Array(0);
 
 const utf8Encoder = new TextEncoder();
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
@@ -264,13 +266,26 @@ function commonSuffixLength(a: Buffer, b: Buffer, floor: number): number {
   return len;
 }
 
-/** The record of the entry whose value header starts at vpos: u8 valueType | value (a view into `b`). */
-function recordOf(b: Uint8Array, vpos: number, end: number): Uint8Array {
-  // The record drops the u32 length (the record's size gives it): type byte, then the value.
-  const rec = new Uint8Array(end - vpos - 4);
-  rec[0] = b[vpos]!;
-  rec.set(b.subarray(vpos + 5, end), 1);
-  return rec;
+/**
+ * The records of the entries whose value headers start at spans[2k] and end at spans[2k+1], into
+ * put[k][1]: u8 valueType | value (the u32 length dropped: the record's size gives it). One buffer
+ * holds them all, each record a view into it: a stable checkpoint after a bulk load finds hundreds
+ * of thousands of records, and a buffer of its own for each (an allocation outside the heap, freed
+ * by the collector) was most of what finding them cost.
+ */
+function fillRecords(b: Buffer, spans: number[], put: Array<[string, Uint8Array]>): void {
+  let total = 0;
+  for (let k = 0; k < spans.length; k += 2) total += spans[k + 1]! - spans[k]! - 4;
+  const slab = Buffer.allocUnsafeSlow(total);
+  let at = 0;
+  for (let k = 0; k < spans.length; k += 2) {
+    const vpos = spans[k]!;
+    const end = spans[k + 1]!;
+    slab[at] = b[vpos]!;
+    b.copy(slab, at + 1, vpos + 5, end);
+    put[k >> 1]![1] = new Uint8Array(slab.buffer, slab.byteOffset + at, end - vpos - 4);
+    at += end - vpos - 4;
+  }
 }
 
 /** The partition of a key (given as UTF-8 bytes). */
@@ -781,6 +796,8 @@ export class KvStore implements StateMachine, PartitionedState {
   diffPartition(before: Uint8Array | undefined, after: Uint8Array): PartitionDiff {
     const put: Array<[string, Uint8Array]> = [];
     const del: string[] = [];
+    /** Where each put's value header starts and its entry ends in `b` (fillRecords). */
+    const spans: number[] = [];
     const a = asBuffer(before ?? EMPTY_PARTITION);
     const b = asBuffer(after);
     // A put changes one entry of a partition of many: the bytes before and after it are the same in
@@ -816,10 +833,12 @@ export class KvStore implements StateMachine, PartitionedState {
         continue;
       }
       // Added, or the same key with another value.
-      put.push([utf8Decoder.decode(b.subarray(j + 2, j + 2 + bLen)), recordOf(b, j + 2 + bLen, bEnd)]);
+      put.push([utf8Decoder.decode(b.subarray(j + 2, j + 2 + bLen)), EMPTY_RECORD]);
+      spans.push(j + 2 + bLen, bEnd);
       if (c === 0) i = aEnd;
       j = bEnd;
     }
+    if (spans.length > 0) fillRecords(b, spans, put);
     return { put, del };
   }
 

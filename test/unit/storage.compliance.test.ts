@@ -511,6 +511,24 @@ describe('RocksStorage', () => {
     await store.close();
   });
 
+  it('a large batch with a malformed op after several slices applies nothing (each op is encoded in its slice)', async () => {
+    const path = join(dir, 'db');
+    const store = new RocksStorage({ path });
+    await store.open();
+    // 10,000 ops: five slices of 2,048 are handed over before the lone surrogate's.
+    const ops: WriteOp[] = [];
+    for (let i = 0; i < 10_000; i++) ops.push(put(`r/${String(i).padStart(5, '0')}`, 'v'));
+    ops[9_999] = put('r/\ud800', 'v');
+    const error = await rejectsWithCode(store.write(ops, { sync: true }), 'WRITE_FAILED');
+    assert.match(error.message, /lone surrogate/);
+    assert.equal(store.slicedWrites, 1);
+    assert.equal(await store.count({}), 0);
+    ops[9_999] = put('r/09999', 'v');
+    await store.write(ops, { sync: true });
+    assert.equal(await store.count({}), 10_000);
+    await store.close();
+  });
+
   it('reports a write-ahead log damaged in the middle (acknowledged writes lost) when it opens, but not a clean one', async () => {
     const path = join(dir, 'db');
     let store = new RocksStorage({ path });
