@@ -77,7 +77,8 @@ export function advanceCheckpoint(rs: ReplicaState, budget: number): void {
     rs.setLivePartition(i, b);
     // The records its stable checkpoint will write, found now: the certificate's turn then only
     // writes them (state.ts prepareRecordsAhead finds the rest, and those gone stale, before it).
-    if (work.records !== undefined) rs.findRecords(work.records, i, b);
+    // Finding them is a second pass over the partition: it counts as one in the budget.
+    if (work.records !== undefined && rs.findRecords(work.records, i, b)) bytes += b.length;
     bytes += b.length;
   }
   if (work.next < work.partitions.length) {

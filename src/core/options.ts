@@ -84,8 +84,10 @@ export interface ReplicaOptions {
   /**
    * A checkpoint whose changed partitions hold more bytes than this is computed over several turns
    * while execution goes on (checkpoints.ts; with an application that can freeze its partitions):
-   * each turn reads and hashes about this many bytes of them. Bounds the turn a checkpoint takes
-   * after a bulk load (every partition changed).
+   * each turn reads and hashes about this many bytes of them (finding a partition's records for
+   * the stable checkpoint's write counts as a second pass over its bytes). Bounds the turn a
+   * checkpoint takes after a bulk load (every partition changed). The records still to find after
+   * it (state.ts prepareRecordsAhead) are found this many bytes per turn too.
    */
   checkpointSliceBytes: number;
 }

@@ -226,22 +226,36 @@ export function decodeEpochProof(bytes: Uint8Array): Decoded<EpochProof> {
 /**
  * Collects the writes of one turn; later writes of a key replace earlier ones (one op per key, so
  * their order in the batch, which is written all or nothing, does not matter: a replaced op keeps
- * its first place).
+ * its first place). A partition's writes (persistPartition: its records, or its whole bytes) go to
+ * a second lane, `record`: appended in order without a lookup per key, after every op of the first
+ * lane in the batch, and a later one of the same key applies after an earlier one (Storage.write
+ * applies a batch's ops in order). A stable checkpoint after a bulk load writes hundreds of
+ * thousands of records, and hashing each new key string into the map was a large part of that
+ * turn. Only keys that no op of the first lane touches after a write of the same turn in the second
+ * may go there (a partition's keys are written by persistPartition alone; the deletes of
+ * dropOnPersist, in the first lane, must precede its writes).
  */
 export class WriteSet {
   private readonly ops = new Map<string, WriteOp>();
+  private records: WriteOp[] = [];
   put(key: string, value: Uint8Array): void {
     this.ops.set(key, { type: 'put', key, value });
   }
   del(key: string): void {
     this.ops.set(key, { type: 'del', key });
   }
+  /** A write of a partition record: in the second lane (see above). */
+  record(op: WriteOp): void {
+    this.records.push(op);
+  }
   get size(): number {
-    return this.ops.size;
+    return this.ops.size + this.records.length;
   }
   take(): WriteOp[] {
     const out = [...this.ops.values()];
     this.ops.clear();
+    for (const op of this.records) out.push(op);
+    this.records = [];
     return out;
   }
 }

@@ -8,7 +8,7 @@
  * core's modules, not an API: the shell reads `Replica`'s documented members only.
  */
 import { Timeout } from './timeout.ts';
-import type { PartitionDiff, ReplicatedApp } from './ports.ts';
+import type { ReplicatedApp, WriteOp } from './ports.ts';
 import type { KeyRange } from './ports.ts';
 import { Authenticator, bytesEqual, bytesKey, toHex } from './auth.ts';
 import { batchDigest, type Batch } from './batch.ts';
@@ -91,8 +91,19 @@ export interface CheckpointSnapshot {
   records?: RecordsFound;
 }
 
-/** Per partition: the diff (diffPartition) from `before` (the bytes on disk then, by identity) to the snapshot's bytes. */
-export type RecordsFound = Map<number, { before: Uint8Array | undefined; diff: PartitionDiff }>;
+/**
+ * What writing one partition of a snapshot takes, planned from what is on disk (`before`, by
+ * identity, and the records stored beside it then): the ops (records, or the whole bytes with the
+ * stored records deleted) and the names of the records stored after them (undefined: none).
+ */
+export interface PartitionWrite {
+  before: Uint8Array | undefined;
+  ops: WriteOp[];
+  names: Set<string> | undefined;
+}
+
+/** Per partition: its write, planned before the certificate (valid while `before` is what is on disk). */
+export type RecordsFound = Map<number, PartitionWrite>;
 
 /**
  * A checkpoint being computed over several turns (checkpoints.ts): the application froze the
@@ -681,17 +692,41 @@ export abstract class ReplicaState {
   }
 
   /**
-   * Partition i's records for a checkpoint whose bytes for it are `after` (into `into`), against
-   * what is on disk now; kept when already found against the same bytes. Returns whether it diffed.
+   * Partition i's write for a checkpoint whose bytes for it are `after` (into `into`), planned from
+   * what is on disk now; kept when already planned from the same bytes. Returns whether it diffed.
    */
   findRecords(into: RecordsFound, i: number, after: Uint8Array): boolean {
     if (!storesRecords(this.app)) return false;
-    const before = this.dropOnPersist.has(i) ? undefined : this.persistedPartitions[i];
+    const dropped = this.dropOnPersist.has(i);
+    const before = dropped ? undefined : this.persistedPartitions[i];
     const found = into.get(i);
     if (found !== undefined && found.before === before) return false;
     if (found !== undefined) this.counters.recordsFoundAgain++;
-    into.set(i, { before, diff: this.app.diffPartition(before, after) });
+    into.set(i, this.planPartition(i, before, dropped ? undefined : this.persistedRecords.get(i), after));
     return true;
+  }
+
+  /**
+   * How partition i goes from `before` (on disk, with the records `stored` beside it) to `after`:
+   * a record for each key that changed (an empty one for a deleted key), beside the records already
+   * there; or, when the partition would then have more than opts.storedRecordsMax, the whole bytes
+   * as its new base, with its records deleted.
+   */
+  private planPartition(i: number, before: Uint8Array | undefined, stored: Set<string> | undefined, after: Uint8Array): PartitionWrite {
+    const diff = (this.app as Required<ReplicatedApp>).diffPartition(before, after);
+    const names = new Set(stored);
+    for (const [name] of diff.put) names.add(name);
+    for (const name of diff.del) names.add(name);
+    const prefix = KEYS.partitionRecordPrefix(i);
+    const ops: WriteOp[] = [];
+    if (names.size > this.opts.storedRecordsMax) {
+      ops.push({ type: 'put', key: KEYS.partition(i), value: after });
+      if (stored !== undefined) for (const name of stored) ops.push({ type: 'del', key: prefix + name });
+      return { before, ops, names: undefined };
+    }
+    for (const [name, value] of diff.put) ops.push({ type: 'put', key: prefix + name, value });
+    for (const name of diff.del) ops.push({ type: 'put', key: prefix + name, value: DELETED_RECORD });
+    return { before, ops, names: names.size > 0 ? names : undefined };
   }
 
   /**
@@ -751,14 +786,12 @@ export abstract class ReplicaState {
   }
 
   /**
-   * Writes partition i as `bytes` (persist.ts). For an application with records: a record for each
-   * key that changed since the partition was last written (an empty one for a deleted key), beside
-   * the records already there; or, when the partition would then have more than opts.storedRecordsMax,
-   * the whole bytes as its new base, with its records deleted. For another application: the whole
-   * bytes. Storage keys listed in dropOnPersist are deleted first (the same batch: all or nothing).
-   * `ahead`: the diff prepareRecordsAhead found, used when it was computed from what is on disk now.
+   * Writes partition i as `bytes` (persist.ts). For an application with records: as planPartition
+   * says; for another application: the whole bytes. Storage keys listed in dropOnPersist are deleted
+   * first (the same batch: all or nothing). `ahead`: the write planned before the certificate
+   * (findRecords), used when it was planned from what is on disk now.
    */
-  private persistPartition(i: number, bytes: Uint8Array, ahead?: { before: Uint8Array | undefined; diff: PartitionDiff }): void {
+  private persistPartition(i: number, bytes: Uint8Array, ahead?: PartitionWrite): void {
     const drop = this.dropOnPersist.get(i);
     if (drop !== undefined) {
       for (const key of drop) this.writes.del(key);
@@ -766,30 +799,18 @@ export abstract class ReplicaState {
       this.persistedPartitions[i] = undefined;
       this.persistedRecords.delete(i);
     }
-    const app = this.app;
-    if (!storesRecords(app)) {
+    if (!storesRecords(this.app)) {
       this.writes.put(KEYS.partition(i), bytes);
       return;
     }
     const before = this.persistedPartitions[i];
     const early = ahead !== undefined && ahead.before === before;
-    const diff = early ? ahead.diff : app.diffPartition(before, bytes);
+    const plan = early ? ahead : this.planPartition(i, before, this.persistedRecords.get(i), bytes);
     this.counters[early ? 'recordsFoundAhead' : 'recordsFoundInTurn']++;
     this.persistedPartitions[i] = bytes;
-    const stored = this.persistedRecords.get(i);
-    const names = new Set(stored);
-    for (const [name] of diff.put) names.add(name);
-    for (const name of diff.del) names.add(name);
-    if (names.size > this.opts.storedRecordsMax) {
-      this.writes.put(KEYS.partition(i), bytes);
-      if (stored !== undefined) for (const name of stored) this.writes.del(KEYS.partitionRecord(i, name));
-      this.persistedRecords.delete(i);
-      return;
-    }
-    const prefix = KEYS.partitionRecordPrefix(i);
-    for (const [name, value] of diff.put) this.writes.put(prefix + name, value);
-    for (const name of diff.del) this.writes.put(prefix + name, DELETED_RECORD);
-    if (names.size > 0) this.persistedRecords.set(i, names);
+    for (const op of plan.ops) this.writes.record(op);
+    if (plan.names !== undefined) this.persistedRecords.set(i, plan.names);
+    else this.persistedRecords.delete(i);
   }
 
   get viewChanging(): boolean {

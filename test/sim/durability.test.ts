@@ -104,11 +104,14 @@ test('a replica whose records went back to an older image (its horizon record in
 test('a build that ignores lost durable state is caught (a damaged replica contradicts what it signed)', () => {
   // (The broken build does not abstain after restarts either: it trusts its disk as complete. The
   // direct check of abstaining is left out, so what catches it is what the lost data does.)
-  const broken = runSwarm(1, 40, { replicas: 4, negative: 'ignore-lost-data', ignoreChecks: ['abstained-vote'] });
+  // About one seed in five catches it (24 of seeds 1-120 on 2026-12-04, 27 before that day's
+  // changes to checkpoint timing); 40 seeds gave 4 or 5, at the edge of the bound of 5, so the same
+  // rate (one in eight) is asked of 80 seeds (15 s).
+  const broken = runSwarm(1, 80, { replicas: 4, negative: 'ignore-lost-data', ignoreChecks: ['abstained-vote'] });
   const caught = broken.failures.filter((r) => r.kind === 'correctness');
-  assert.ok(caught.length >= 5, `only ${caught.length} of 40 seeds caught a replica that ignored its lost state`);
+  assert.ok(caught.length >= 10, `only ${caught.length} of 80 seeds caught a replica that ignored its lost state`);
   const checks = new Set(caught.flatMap((r) => r.violations.map((v) => v.check)));
-  process.stderr.write(`ignore lost data: caught in ${caught.length}/40 seeds by ${[...checks].join(', ')}\n`);
+  process.stderr.write(`ignore lost data: caught in ${caught.length}/80 seeds by ${[...checks].join(', ')}\n`);
 });
 
 test('rule 1a: with one client PRE-PREPAREs and PREPAREs leave before their own writes', () => {
