@@ -38,6 +38,10 @@ import type {
 
 export const pad = (n: number, width: number): string => n.toString().padStart(width, '0');
 
+function partitionRecordPrefix(i: number): string {
+  return `a/${pad(i, 6)}/`;
+}
+
 /** The value of a record whose name is deleted from the base. */
 export const DELETED_RECORD: Uint8Array = new Uint8Array(0);
 
@@ -59,9 +63,9 @@ export const KEYS = {
   epochProof: (epoch: number) => `e/${pad(epoch, 10)}`,
   epochProofPrefix: 'e/',
   partition: (i: number) => `a/${pad(i, 6)}`,
-  partitionRecord: (i: number, name: string) => `a/${pad(i, 6)}/${name}`,
-  /** partitionRecord(i, name) is partitionRecordPrefix(i) + name. */
-  partitionRecordPrefix: (i: number) => `a/${pad(i, 6)}/`,
+  partitionRecord: (i: number, name: string) => partitionRecordPrefix(i) + name,
+  /** The prefix of partition i's record keys (a stable checkpoint builds many keys from one). */
+  partitionRecordPrefix,
   partitionPrefix: 'a/',
   checkpointVote: (seq: number, replica: number) => `c/v/${pad(seq, 16)}/${pad(replica, 4)}`,
   checkpointVotePrefix: 'c/v/',
