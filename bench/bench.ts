@@ -46,7 +46,7 @@ import type { BaselineConfig } from './baseline-server.ts';
 import { measureCryptoFloor, type CryptoFloor } from './crypto-floor.ts';
 import { benchKeyring, clusterToJson, type ClusterJson } from './lib/keys.ts';
 import { freePorts } from '../src/transport/free-ports.ts';
-import { Histogram, meanMsBetween, processCpuSeconds, processRssBytes } from './lib/stats.ts';
+import { Histogram, meanMsBetween, processCpuSeconds, processRssBytes, threadCpuSeconds } from './lib/stats.ts';
 import { parseHistogram, type Histogram as PromHistogram } from '../src/dashboard/model.ts';
 import type { Attack, AttackConfig, AttackStats } from './attacker.ts';
 import type { FixtureConfig } from '../test/integration/fixtures/faults.ts';
@@ -1102,6 +1102,17 @@ interface KeysResult {
    */
   stallDuringLoad: number[];
   stallAfterLoad: number[];
+  /** CPU seconds of each replica from the load's start until its checkpoint was stable everywhere. */
+  cpuDuringLoad: number[];
+  /** GC seconds of each replica in the same window (minor: scavenges; major: mark-compact). */
+  gcDuringLoad: Array<{ minor: number; major: number }>;
+  /**
+   * Each replica's /status counters when the load was checkpointed: partitions whose stable write was
+   * planned ahead of its certificate, planned in its turn, and plans made again (gone stale).
+   */
+  /** CPU seconds of each replica's threads by name over the loaded throughput run (its warm-up included). */
+  threadCpuLoaded: Array<Record<string, number>>;
+  recordsFound: Array<{ ahead: number; inTurn: number; again: number; batches: number; checkpointsStable: number; checkpointsOverTurns: number }>;
   restart: {
     replica: number;
     /** Seconds from the restart to its first /status answer (its disk read and recovered). */
@@ -1128,6 +1139,26 @@ async function loopStalls(statusUrls: string[]): Promise<number[]> {
       } catch {
         return NaN;
       }
+    }),
+  );
+}
+
+/**
+ * Each replica's GC seconds so far by kind (prom-client's nodejs_gc_duration_seconds_sum: minor,
+ * major, incremental, weakcb); an empty object when its /metrics does not answer.
+ */
+async function gcSeconds(statusUrls: string[]): Promise<Array<Record<string, number>>> {
+  return Promise.all(
+    statusUrls.map(async (u) => {
+      const out: Record<string, number> = {};
+      try {
+        const res = await fetch(u.replace(/\/status$/, '/metrics'), { signal: AbortSignal.timeout(5_000) });
+        if (!res.ok) return out;
+        for (const m of (await res.text()).matchAll(/^nodejs_gc_duration_seconds_sum\{kind="(\w+)"\} (\S+)$/gm)) out[m[1]!] = Number(m[2]);
+      } catch {
+        // no figures from this replica
+      }
+      return out;
     }),
   );
 }
@@ -1206,6 +1237,8 @@ async function runKeys(o: Options, report: Report): Promise<void> {
       const label = `[keys: ${o.replicas} replicas, ${fmt(n)} keys]`;
       await loopStalls(server.statusUrls); // restarts the measurement
       progress(`${label} loading`, true);
+      const cpu0 = server.procs.map((p) => processCpuSeconds(p.pid!) ?? NaN);
+      const gc0 = await gcSeconds(server.statusUrls);
       const t0 = performance.now();
       await loader.load((loaded) => progress(`${label} loading ${fmt(loaded)}/${fmt(n)} keys, ${fmt((loaded * 1000) / (performance.now() - t0))} keys/s`));
       const loadSeconds = (performance.now() - t0) / 1000;
@@ -1232,6 +1265,18 @@ async function runKeys(o: Options, report: Report): Promise<void> {
       const checkpointedSeconds = (performance.now() - t0) / 1000;
       progressDone(`${label} every replica executed the load at ${fmt(executedSeconds, 1)} s; the checkpoint covering it was stable at ${fmt(checkpointedSeconds, 1)} s (${settlePuts} single puts after the load)`);
       const stallDuringLoad = await loopStalls(server.statusUrls);
+      const cpuDuringLoad = server.procs.map((p, i) => (processCpuSeconds(p.pid!) ?? NaN) - cpu0[i]!);
+      const gc1 = await gcSeconds(server.statusUrls);
+      const gcDuringLoad = gc1.map((g, i) => ({ minor: (g.minor ?? NaN) - (gc0[i]!.minor ?? 0), major: (g.major ?? NaN) - (gc0[i]!.major ?? 0) }));
+      const recordsFound = (await Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u)))).map((st) => ({
+        ahead: st?.counters.recordsFoundAhead ?? NaN,
+        inTurn: st?.counters.recordsFoundInTurn ?? NaN,
+        again: st?.counters.recordsFoundAgain ?? NaN,
+        batches: st?.counters.batchesExecuted ?? NaN,
+        checkpointsStable: st?.counters.checkpointsStable ?? NaN,
+        checkpointsOverTurns: st?.counters.checkpointsOverTurns ?? NaN,
+      }));
+      progressDone(`${label} replica CPU until then: ${cpuDuringLoad.map((x) => fmt(x, 1)).join(' ')} s (GC minor+major ${gcDuringLoad.map((g) => `${fmt(g.minor, 1)}+${fmt(g.major, 1)}`).join(' ')} s); partitions planned ahead/in the certificate's turn/again: ${recordsFound.map((r) => `${r.ahead}/${r.inTurn}/${r.again}`).join(' ')}; batches ${recordsFound.map((r) => r.batches).join(' ')}; stable checkpoints ${recordsFound.map((r) => r.checkpointsStable).join(' ')} (over turns ${recordsFound.map((r) => r.checkpointsOverTurns).join(' ')})`);
       const rssAfterLoad = server.procs.map((p) => processRssBytes(p.pid!) ?? 0);
       const memoryAfterLoad = (await Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u)))).map((st) => ({
         heapUsed: st?.memory.heapUsed ?? NaN,
@@ -1241,7 +1286,10 @@ async function runKeys(o: Options, report: Report): Promise<void> {
       const dataBytes = server.dataDirs.map((d) => dirBytes(d));
       progressDone(`${label} replica RSS after the load: ${rssAfterLoad.map((b) => fmt(b / MiB)).join(' ')} MiB; data ${dataBytes.map((b) => fmt(b / MiB)).join(' ')} MiB`);
 
+      const threads0 = server.procs.map((p) => threadCpuSeconds(p.pid!));
       const loaded = await runLoad(o, server, `keys-${n}`, o.clients, 0);
+      const threadCpuLoaded = server.procs.map((p, i) => threadDelta(threads0[i]!, threadCpuSeconds(p.pid!)));
+      progressDone(`${label} replica CPU by thread in the throughput run (warm-up included): ${threadCpuLoaded.map(threadLine).join('; ')}`);
       report.loads.push(loaded);
       const stallAfterLoad = await loopStalls(server.statusUrls);
       progressDone(`${label} longest event-loop stall of each replica: ${stallDuringLoad.map((x) => fmt(x, 2)).join(' ')} s during the load, ${stallAfterLoad.map((x) => fmt(x, 2)).join(' ')} s in the throughput run after it`);
@@ -1283,13 +1331,31 @@ async function runKeys(o: Options, report: Report): Promise<void> {
         `${label} replica ${k} answered /status ${fmt(statusSeconds, 1)} s after its restart, caught up at ${fmt(caughtUpSeconds, 1)} s, executing at ${fmt(executingSeconds, 1)} s; RSS ${rssAfterRestart.map((b) => fmt(b / MiB)).join(' ')} MiB`,
       );
       const memoryAfterRestart = (await Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u)))).map((st) => ({ heapUsed: st?.memory.heapUsed ?? NaN, arrayBuffers: st?.memory.arrayBuffers ?? NaN }));
-      report.keys = { keys: n, loadSeconds, executedSeconds, checkpointedSeconds, settlePuts, loadHead: head, stableSeqs, empty, loaded, rssAfterLoad, rssAfterRestart, memoryAfterLoad, memoryAfterRestart, dataBytes, stallDuringLoad, stallAfterLoad, restart: { replica: k, statusSeconds, caughtUpSeconds, executingSeconds } };
+      report.keys = { keys: n, loadSeconds, executedSeconds, checkpointedSeconds, settlePuts, loadHead: head, stableSeqs, empty, loaded, rssAfterLoad, rssAfterRestart, memoryAfterLoad, memoryAfterRestart, dataBytes, stallDuringLoad, stallAfterLoad, cpuDuringLoad, gcDuringLoad, recordsFound, threadCpuLoaded, restart: { replica: k, statusSeconds, caughtUpSeconds, executingSeconds } };
     } finally {
       await loader.close();
     }
   } finally {
     await server.stop();
   }
+}
+
+/** CPU seconds per thread name between two threadCpuSeconds readings (names with at least 0.01 s). */
+function threadDelta(before: Map<string, number>, after: Map<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [name, s] of after) {
+    const d = s - (before.get(name) ?? 0);
+    if (d >= 0.01) out[name] = d;
+  }
+  return out;
+}
+
+/** "main 5.1, rocksdb:low 2.0, ..." by CPU seconds, largest first. */
+function threadLine(t: Record<string, number>): string {
+  return Object.entries(t)
+    .sort((a, b) => b[1] - a[1])
+    .map(([name, s]) => `${name} ${fmt(s, 1)}`)
+    .join(', ');
 }
 
 function rssBoundBytes(keys: number): number {
@@ -1335,6 +1401,9 @@ function keysLines(report: Report): string[] {
     `  heap growing percent after load   ${k.memoryAfterLoad.map((x) => (x.heapGrowingPercent === undefined ? '-' : String(x.heapGrowingPercent))).join(' ')}  (the replicas' heap policy, src/node/heap.ts; 0: V8 decides)`,
     `  replica RSS during the load run   max ${mib(k.loaded.rssBytes.map((b) => b.max))} MiB`,
     `  data directory after load (MiB)   ${mib(k.dataBytes)}`,
+    `  replica CPU during the load (s)   ${k.cpuDuringLoad.map((x) => fmt(x, 1)).join(' ')}  (until its checkpoint was stable everywhere; GC minor+major ${k.gcDuringLoad.map((g) => `${fmt(g.minor, 1)}+${fmt(g.major, 1)}`).join(' ')})`,
+    `  replica CPU by thread, throughput run (s)   ${k.threadCpuLoaded.map(threadLine).join('; ')}`,
+    `  stable writes planned ahead/in the certificate's turn/again   ${k.recordsFound.map((r) => `${fmt(r.ahead)}/${fmt(r.inTurn)}/${fmt(r.again)}`).join('  ')}`,
     `  longest event-loop stall (s)      during the load ${k.stallDuringLoad.map((x) => fmt(x, 2)).join(' ')}; throughput run after it ${k.stallAfterLoad.map((x) => fmt(x, 2)).join(' ')}`,
   ];
 }

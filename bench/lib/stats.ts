@@ -3,7 +3,7 @@
  * precision, exact maximum), per-process CPU time and resident memory read from /proc, and the
  * mean of a replica's Prometheus histogram between two scrapes.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { histogramDelta, type Histogram as PromHistogram } from '../../src/dashboard/model.ts';
 
 /** Bucket i holds latencies in (GROWTH^(i-1), GROWTH^i] microseconds. */
@@ -88,6 +88,33 @@ export function processCpuSeconds(pid: number): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * User + system CPU seconds of each thread of a process, summed by thread name (/proc/<pid>/task/
+ * <tid>/comm: the main thread carries the process's name, libuv's pool threads and RocksDB's
+ * background threads their own); an empty map when the process is gone. A thread that ended is
+ * not counted.
+ */
+export function threadCpuSeconds(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const name = tid === String(pid) ? 'main' : readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+      out.set(name, (out.get(name) ?? 0) + (Number(rest[11]) + Number(rest[12])) / CLOCK_TICKS_PER_SECOND);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out;
 }
 
 /** Resident set size of a process in bytes (VmRSS), or undefined when it is gone. */

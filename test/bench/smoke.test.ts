@@ -126,9 +126,11 @@ test('npm run bench -- --keys 2000: loads the keys, compares with the empty stor
     assert.match(stdout, /^\s+replica RSS after restart \(MiB\)\s+[\d,]+ [\d,]+ [\d,]+ [\d,]+$/m);
     // Each replica's longest event-loop stall, read from its /metrics (a '-' would be a failed read).
     assert.match(stdout, /^\s+longest event-loop stall \(s\)\s+during the load [\d.]+ [\d.]+ [\d.]+ [\d.]+; throughput run after it [\d.]+ [\d.]+ [\d.]+ [\d.]+$/m);
+    assert.match(stdout, /^\s+replica CPU during the load \(s\)\s+[\d.]+ [\d.]+ [\d.]+ [\d.]+  \(until its checkpoint was stable everywhere; GC minor\+major [\d.]+\+[\d.]+ [\d.]+\+[\d.]+ [\d.]+\+[\d.]+ [\d.]+\+[\d.]+\)$/m);
+    assert.match(stdout, /^\s+replica CPU by thread, throughput run \(s\)\s+main [\d.]+/m);
     assert.equal((stdout.match(/^\s+\[(MET|MISSED)\] 2,000 keys: /gm) ?? []).length, 3, 'three targets judged');
     assert.match(stderr, /replica 3 \(pid \d+\) killed with SIGKILL/);
-    const json = JSON.parse(readFileSync(record, 'utf8')) as { keys: { keys: number; loadSeconds: number; executedSeconds: number; checkpointedSeconds: number; loadHead: number; stableSeqs: number[]; restart: { executingSeconds: number }; stallDuringLoad: number[] } };
+    const json = JSON.parse(readFileSync(record, 'utf8')) as { keys: { keys: number; loadSeconds: number; executedSeconds: number; checkpointedSeconds: number; loadHead: number; stableSeqs: number[]; restart: { executingSeconds: number }; stallDuringLoad: number[]; cpuDuringLoad: number[]; gcDuringLoad: Array<{ minor: number; major: number }>; threadCpuLoaded: Array<Record<string, number>>; recordsFound: Array<{ ahead: number; inTurn: number; again: number; batches: number; checkpointsStable: number }> } };
     assert.equal(json.keys.keys, 2000);
     assert.ok(json.keys.loadSeconds > 0 && json.keys.restart.executingSeconds > 0);
     assert.ok(json.keys.checkpointedSeconds >= json.keys.executedSeconds && json.keys.executedSeconds >= json.keys.loadSeconds, 'load, executed, checkpointed in order');
@@ -138,6 +140,15 @@ test('npm run bench -- --keys 2000: loads the keys, compares with the empty stor
     for (const seq of json.keys.stableSeqs) assert.ok(seq >= json.keys.loadHead, `stable checkpoint ${seq} below the load's ${json.keys.loadHead}`);
     assert.equal(json.keys.stallDuringLoad.length, 4);
     for (const x of json.keys.stallDuringLoad) assert.ok(Number.isFinite(x) && x >= 0, `stall ${x}`);
+    // The replicas' CPU and GC over the load (/proc and /metrics), and their counters when it was checkpointed.
+    assert.equal(json.keys.cpuDuringLoad.length, 4);
+    for (const x of json.keys.cpuDuringLoad) assert.ok(Number.isFinite(x) && x > 0, `CPU ${x}`);
+    for (const g of json.keys.gcDuringLoad) assert.ok(Number.isFinite(g.minor) && g.minor >= 0 && Number.isFinite(g.major) && g.major >= 0, `GC ${JSON.stringify(g)}`);
+    for (const t of json.keys.threadCpuLoaded) assert.ok((t.main ?? 0) > 0, `thread CPU ${JSON.stringify(t)}`);
+    for (const r of json.keys.recordsFound) {
+      assert.ok(r.batches > 0 && r.checkpointsStable >= 1, `counters ${JSON.stringify(r)}`);
+      assert.ok(r.ahead + r.inTurn > 0 && r.again >= 0, `records found ${JSON.stringify(r)}`);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { meanMsBetween } from '../../bench/lib/stats.ts';
+import { meanMsBetween, processCpuSeconds, threadCpuSeconds } from '../../bench/lib/stats.ts';
 import { parseHistogram } from '../../src/dashboard/model.ts';
 
 function scrape(sum: number, count: number): string {
@@ -28,4 +28,19 @@ test('NaN when nothing was observed, a scrape lacks the series, or the counts we
   assert.ok(Number.isNaN(meanMsBetween(undefined, prepare(scrape(1, 10)))), 'a missing scrape');
   assert.ok(Number.isNaN(meanMsBetween(prepare(scrape(1, 10)), parseHistogram(scrape(1, 10), 'pbft_phase_duration_seconds', { phase: 'commit' }))), 'another phase is not this one');
   assert.ok(Number.isNaN(meanMsBetween(prepare(scrape(5, 100)), prepare(scrape(1, 10)))), 'a restarted replica');
+});
+
+test('CPU by thread: the main thread named main, the sum no more than the process; nothing for a process that is gone', () => {
+  const end = performance.now() + 200;
+  let x = 0;
+  while (performance.now() < end) x += Math.sqrt(x + 1);
+  assert.ok(x > 0);
+  const threads = threadCpuSeconds(process.pid);
+  const all = processCpuSeconds(process.pid)!;
+  assert.ok((threads.get('main') ?? 0) >= 0.1, `main thread ${threads.get('main')} s after 0.2 s of work`);
+  let sum = 0;
+  for (const s of threads.values()) sum += s;
+  // Threads that ended are in the process's figure and not in the sum; a tick of rounding per thread.
+  assert.ok(sum <= all + 0.01 * threads.size, `threads ${sum} s, process ${all} s`);
+  assert.equal(threadCpuSeconds(2 ** 22 + 12345).size, 0);
 });
