@@ -420,18 +420,28 @@ function mergeInto(part: Partition, overlay: Map<string, Pending>, count: number
   const buf = hasText ? Buffer.from(out.buffer, out.byteOffset, out.length) : undefined;
   out[0] = FORMAT_VERSION;
   putU32(out, 1, count);
+  // The new base's entry starts, built as it is written (the next lookup would otherwise walk every
+  // entry of it again: at 10M keys a partition holds 150).
+  const starts = new Uint32Array(count);
+  let n = 0;
   let pos = PARTITION_HEADER_BYTES;
-  /** Where the next unchanged run of base starts. */
+  /** Where the next unchanged run of base starts, and the index of its first entry. */
   let from = PARTITION_HEADER_BYTES;
+  let next = 0;
   for (const c of changes) {
     // Base entries before this key are unchanged: one copy.
-    const runEnd = c.at >= 0 ? offsets[c.at]! : -c.at - 1 < offsets.length ? offsets[-c.at - 1]! : base.length;
+    const runEndIndex = c.at >= 0 ? c.at : -c.at - 1;
+    const runEnd = runEndIndex < offsets.length ? offsets[runEndIndex]! : base.length;
     if (runEnd > from) {
       out.set(base.subarray(from, runEnd), pos);
+      const shift = pos - from;
+      for (; next < runEndIndex; next++) starts[n++] = offsets[next]! + shift;
       pos += runEnd - from;
     }
     from = c.at >= 0 ? entryEnd(base, runEnd) : runEnd;
+    next = c.at >= 0 ? c.at + 1 : runEndIndex;
     if (c.valueBytes < 0) continue; // deleted
+    starts[n++] = pos;
     const p = c.pending;
     putU16(out, pos, p.keyLength);
     copyRange(out, pos + 2, p.chunk, p.start, p.start + p.keyLength);
@@ -450,11 +460,13 @@ function mergeInto(part: Partition, overlay: Map<string, Pending>, count: number
   }
   if (base.length > from) {
     out.set(base.subarray(from), pos);
+    const shift = pos - from;
+    for (; next < offsets.length; next++) starts[n++] = offsets[next]! + shift;
     pos += base.length - from;
   }
-  if (pos !== size) throw new Error('kv: partition size mismatch');
+  if (pos !== size || n !== count) throw new Error('kv: partition size mismatch');
   part.base = count === 0 ? EMPTY_PARTITION : out;
-  part.offsets = undefined;
+  part.offsets = starts;
 }
 
 /**
