@@ -93,22 +93,41 @@ export class StateTree {
   readonly groups: Uint8Array[];
   root: Uint8Array;
   private readonly dirtyGroups = new Set<number>();
+  /**
+   * Each group's digest preimage, 0x01 || its leaves, kept up to date by setLeaf, so that commit
+   * hashes it as it is (undefined for a group whose leaves differ in length: commit assembles that
+   * one). Assembling every changed group from its leaf objects took a loaded replica about 150 ms
+   * per checkpoint (65,536 leaves scattered over a heap of gigabytes: a few cache misses each, and
+   * most groups change at every checkpoint); the preimages are 2 MiB in one place per group.
+   * Shared with clones until written (`owned`: copy on write).
+   */
+  private readonly preimages: Array<Uint8Array | undefined>;
+  private readonly owned: Uint8Array;
 
   constructor(
     private readonly hash: Hash,
     readonly partitionCount: number,
     leaves: Uint8Array[],
     groups?: Uint8Array[],
+    preimages?: Array<Uint8Array | undefined>,
   ) {
     if (leaves.length !== partitionCount) throw new RangeError('leaf count differs from partition count');
     this.groupSize = groupSizeFor(partitionCount);
     this.groupCount = Math.ceil(partitionCount / this.groupSize);
     this.leaves = leaves;
+    this.owned = new Uint8Array(this.groupCount);
+    if (preimages !== undefined && preimages.length === this.groupCount) {
+      this.preimages = preimages;
+    } else {
+      this.preimages = [];
+      for (let j = 0; j < this.groupCount; j++) this.preimages.push(groupPreimage(this.groupLeaves(j)));
+      this.owned.fill(1);
+    }
     if (groups) {
       this.groups = groups;
     } else {
       this.groups = [];
-      for (let j = 0; j < this.groupCount; j++) this.groups.push(groupDigest(hash, this.groupLeaves(j)));
+      for (let j = 0; j < this.groupCount; j++) this.groups.push(this.digestOfGroup(j));
     }
     this.root = rootDigest(hash, partitionCount, this.groups);
   }
@@ -123,13 +142,28 @@ export class StateTree {
 
   setLeaf(index: number, digest: Uint8Array): void {
     this.leaves[index] = digest;
-    this.dirtyGroups.add(Math.floor(index / this.groupSize));
+    const j = Math.floor(index / this.groupSize);
+    this.dirtyGroups.add(j);
+    let pre = this.preimages[j];
+    if (pre === undefined) return;
+    const slot = index - j * this.groupSize;
+    const size = (pre.length - 1) / (Math.min(this.partitionCount, (j + 1) * this.groupSize) - j * this.groupSize);
+    if (digest.length !== size) {
+      // A leaf of another length: this group is assembled from its leaves from now on.
+      this.preimages[j] = undefined;
+      return;
+    }
+    if (this.owned[j] === 0) {
+      pre = this.preimages[j] = pre.slice();
+      this.owned[j] = 1;
+    }
+    pre.set(digest, 1 + slot * size);
   }
 
   /** Recomputes dirty groups and the root; returns the root. */
   commit(): Uint8Array {
     if (this.dirtyGroups.size === 0) return this.root;
-    for (const j of this.dirtyGroups) this.groups[j] = groupDigest(this.hash, this.groupLeaves(j));
+    for (const j of this.dirtyGroups) this.groups[j] = this.digestOfGroup(j);
     this.dirtyGroups.clear();
     this.root = rootDigest(this.hash, this.partitionCount, this.groups);
     return this.root;
@@ -137,6 +171,22 @@ export class StateTree {
 
   clone(): StateTree {
     this.commit();
-    return new StateTree(this.hash, this.partitionCount, this.leaves.slice(), this.groups.slice());
+    const copy = new StateTree(this.hash, this.partitionCount, this.leaves.slice(), this.groups.slice(), this.preimages.slice());
+    this.owned.fill(0);
+    return copy;
   }
+
+  /** groupDigest of group j's leaves: from its preimage when it has one. */
+  private digestOfGroup(j: number): Uint8Array {
+    const pre = this.preimages[j];
+    if (pre === undefined) return groupDigest(this.hash, this.groupLeaves(j));
+    return this.hash(pre);
+  }
+}
+
+/** 0x01 || leaves (groupDigest's preimage) when every leaf has the same length; else undefined. */
+function groupPreimage(leaves: readonly Uint8Array[]): Uint8Array | undefined {
+  const size = leaves[0]?.length ?? 0;
+  for (const leaf of leaves) if (leaf.length !== size) return undefined;
+  return prefixed(0x01, leaves);
 }

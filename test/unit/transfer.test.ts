@@ -135,3 +135,34 @@ test('leafDigest is H(0x00 || partition) at every size, across the reused preima
   leafDigest(sha256, Uint8Array.of(9, 9, 9));
   assert.deepEqual(first, copy);
 });
+
+test('the digest tree kept incrementally (group preimages updated in place, shared with clones until written) equals the tree computed from its leaves: random leaf changes, clones written on both sides, leaves of another length', () => {
+  // 100 partitions: groups of 16, the last one short (4 leaves).
+  const n = 100;
+  let state = 20261205;
+  const rand = (k: number): number => {
+    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+    return (state >>> 8) % k;
+  };
+  const leafOf = (tag: string): Uint8Array => sha256(enc.encode(tag));
+  const check = (tree: StateTree, what: string): void => {
+    tree.commit();
+    for (let j = 0; j < tree.groupCount; j++) assert.deepEqual(tree.groups[j], groupDigest(sha256, tree.groupLeaves(j)), `${what}: group ${j}`);
+    assert.deepEqual(tree.root, new StateTree(sha256, n, tree.leaves.slice()).root, `${what}: root`);
+  };
+  const trees: StateTree[] = [new StateTree(sha256, n, Array.from({ length: n }, (_, i) => leafOf(`start-${i}`)))];
+  for (let step = 0; step < 400; step++) {
+    const t = trees[rand(trees.length)]!;
+    const r = rand(20);
+    if (r === 0 && trees.length < 6) {
+      trees.push(t.clone());
+    } else {
+      const i = rand(n);
+      // Now and then a leaf of another length (its group is then assembled from its leaves).
+      t.setLeaf(i, r === 1 ? enc.encode(`short-${step}`) : leafOf(`step-${step}`));
+    }
+    if (rand(4) === 0) for (const [k, tree] of trees.entries()) check(tree, `step ${step}, tree ${k}`);
+  }
+  for (const [k, tree] of trees.entries()) check(tree, `the end, tree ${k}`);
+  assert.ok(trees.length >= 3, 'clones were made');
+});
