@@ -8,7 +8,7 @@
  * core's modules, not an API: the shell reads `Replica`'s documented members only.
  */
 import { Timeout } from './timeout.ts';
-import type { ReplicatedApp, WriteOp } from './ports.ts';
+import type { ReplicatedApp } from './ports.ts';
 import type { KeyRange } from './ports.ts';
 import { Authenticator, bytesEqual, bytesKey, toHex } from './auth.ts';
 import { batchDigest, type Batch } from './batch.ts';
@@ -93,14 +93,25 @@ export interface CheckpointSnapshot {
 
 /**
  * What writing one partition of a snapshot takes, planned from what is on disk (`before`, by
- * identity, and the records stored beside it then): the ops (records, or the whole bytes with the
- * stored records deleted) and the names of the records stored after them (undefined: none).
+ * identity, and the records stored beside it then): the records that differ (`putNames` with
+ * `putValues`, and `delNames`), or, with `whole` set, the whole bytes with the records `stored`
+ * deleted; and the names of the records stored after it (undefined: none). Kept as arrays, not as
+ * write ops: a plan waits for its certificate over many turns, and a bulk load's plans hold
+ * hundreds of thousands of records, each object of which the young generation's collections copy
+ * (persistPartition makes the ops, in the certificate's turn).
  */
 export interface PartitionWrite {
   before: Uint8Array | undefined;
-  ops: WriteOp[];
+  whole: Uint8Array | undefined;
+  stored: Set<string> | undefined;
+  putNames: string[];
+  putValues: Uint8Array[];
+  delNames: string[];
   names: Set<string> | undefined;
 }
+
+const NO_NAMES: string[] = [];
+const NO_VALUES: Uint8Array[] = [];
 
 /** Per partition: its write, planned before the certificate (valid while `before` is what is on disk). */
 export type RecordsFound = Map<number, PartitionWrite>;
@@ -717,16 +728,30 @@ export abstract class ReplicaState {
     const names = new Set(stored);
     for (const [name] of diff.put) names.add(name);
     for (const name of diff.del) names.add(name);
-    const prefix = KEYS.partitionRecordPrefix(i);
-    const ops: WriteOp[] = [];
     if (names.size > this.opts.storedRecordsMax) {
-      ops.push({ type: 'put', key: KEYS.partition(i), value: after });
-      if (stored !== undefined) for (const name of stored) ops.push({ type: 'del', key: prefix + name });
-      return { before, ops, names: undefined };
+      return { before, whole: after, stored, putNames: NO_NAMES, putValues: NO_VALUES, delNames: NO_NAMES, names: undefined };
     }
-    for (const [name, value] of diff.put) ops.push({ type: 'put', key: prefix + name, value });
-    for (const name of diff.del) ops.push({ type: 'put', key: prefix + name, value: DELETED_RECORD });
-    return { before, ops, names: names.size > 0 ? names : undefined };
+    const putNames: string[] = new Array<string>(diff.put.length);
+    const putValues: Uint8Array[] = new Array<Uint8Array>(diff.put.length);
+    for (let k = 0; k < diff.put.length; k++) {
+      const [name, value] = diff.put[k]!;
+      putNames[k] = name;
+      putValues[k] = value;
+    }
+    return { before, whole: undefined, stored: undefined, putNames, putValues, delNames: diff.del, names: names.size > 0 ? names : undefined };
+  }
+
+  /** The write ops of a plan, in order, into the WriteSet's second lane. */
+  private writePlan(i: number, plan: PartitionWrite): void {
+    const prefix = KEYS.partitionRecordPrefix(i);
+    if (plan.whole !== undefined) {
+      this.writes.record({ type: 'put', key: KEYS.partition(i), value: plan.whole });
+      if (plan.stored !== undefined) for (const name of plan.stored) this.writes.record({ type: 'del', key: prefix + name });
+      return;
+    }
+    const { putNames, putValues } = plan;
+    for (let k = 0; k < putNames.length; k++) this.writes.record({ type: 'put', key: prefix + putNames[k]!, value: putValues[k]! });
+    for (const name of plan.delNames) this.writes.record({ type: 'put', key: prefix + name, value: DELETED_RECORD });
   }
 
   /**
@@ -808,7 +833,7 @@ export abstract class ReplicaState {
     const plan = early ? ahead : this.planPartition(i, before, this.persistedRecords.get(i), bytes);
     this.counters[early ? 'recordsFoundAhead' : 'recordsFoundInTurn']++;
     this.persistedPartitions[i] = bytes;
-    for (const op of plan.ops) this.writes.record(op);
+    this.writePlan(i, plan);
     if (plan.names !== undefined) this.persistedRecords.set(i, plan.names);
     else this.persistedRecords.delete(i);
   }
