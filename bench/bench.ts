@@ -1124,23 +1124,29 @@ interface KeysResult {
   };
 }
 
+/** Each replica's /metrics text (its /status URL with /metrics instead), undefined when it does not answer. */
+async function metricsTexts(statusUrls: string[]): Promise<Array<string | undefined>> {
+  return Promise.all(
+    statusUrls.map(async (u) => {
+      try {
+        const res = await fetch(u.replace(/\/status$/, '/metrics'), { signal: AbortSignal.timeout(5_000) });
+        return res.ok ? await res.text() : undefined;
+      } catch {
+        return undefined;
+      }
+    }),
+  );
+}
+
 /**
  * Each replica's longest event-loop stall since the last call (seconds; NaN when its /metrics does
  * not answer): prom-client's nodejs_eventloop_lag_max_seconds, whose measurement restarts at each scrape.
  */
 async function loopStalls(statusUrls: string[]): Promise<number[]> {
-  return Promise.all(
-    statusUrls.map(async (u) => {
-      try {
-        const res = await fetch(u.replace(/\/status$/, '/metrics'), { signal: AbortSignal.timeout(5_000) });
-        if (!res.ok) return NaN;
-        const m = /^nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(await res.text());
-        return m === null ? NaN : Number(m[1]);
-      } catch {
-        return NaN;
-      }
-    }),
-  );
+  return (await metricsTexts(statusUrls)).map((text) => {
+    const m = text === undefined ? null : /^nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(text);
+    return m === null ? NaN : Number(m[1]);
+  });
 }
 
 /**
@@ -1148,19 +1154,11 @@ async function loopStalls(statusUrls: string[]): Promise<number[]> {
  * major, incremental, weakcb); an empty object when its /metrics does not answer.
  */
 async function gcSeconds(statusUrls: string[]): Promise<Array<Record<string, number>>> {
-  return Promise.all(
-    statusUrls.map(async (u) => {
-      const out: Record<string, number> = {};
-      try {
-        const res = await fetch(u.replace(/\/status$/, '/metrics'), { signal: AbortSignal.timeout(5_000) });
-        if (!res.ok) return out;
-        for (const m of (await res.text()).matchAll(/^nodejs_gc_duration_seconds_sum\{kind="(\w+)"\} (\S+)$/gm)) out[m[1]!] = Number(m[2]);
-      } catch {
-        // no figures from this replica
-      }
-      return out;
-    }),
-  );
+  return (await metricsTexts(statusUrls)).map((text) => {
+    const out: Record<string, number> = {};
+    for (const m of text?.matchAll(/^nodejs_gc_duration_seconds_sum\{kind="(\w+)"\} (\S+)$/gm) ?? []) out[m[1]!] = Number(m[2]);
+    return out;
+  });
 }
 
 /** The replica's latency histograms (src/node/metrics.ts), parsed from its /metrics. */
@@ -1177,25 +1175,17 @@ interface PhaseHistograms {
 
 /** PhaseHistograms of each replica (undefined when its /metrics does not answer). */
 async function phaseHistograms(statusUrls: string[]): Promise<Array<PhaseHistograms | undefined>> {
-  return Promise.all(
-    statusUrls.map(async (u) => {
-      try {
-        const res = await fetch(u.replace(/\/status$/, '/metrics'), { signal: AbortSignal.timeout(5_000) });
-        if (!res.ok) return undefined;
-        const text = await res.text();
-        const phase = (p: string): PromHistogram | undefined => parseHistogram(text, 'pbft_phase_duration_seconds', { phase: p });
-        return {
-          request: parseHistogram(text, 'pbft_request_duration_seconds'),
-          prepare: phase('prepare'),
-          commit: phase('commit'),
-          execute: phase('execute'),
-          write: parseHistogram(text, 'pbft_storage_synced_write_duration_seconds'),
-        };
-      } catch {
-        return undefined;
-      }
-    }),
-  );
+  return (await metricsTexts(statusUrls)).map((text) => {
+    if (text === undefined) return undefined;
+    const phase = (p: string): PromHistogram | undefined => parseHistogram(text, 'pbft_phase_duration_seconds', { phase: p });
+    return {
+      request: parseHistogram(text, 'pbft_request_duration_seconds'),
+      prepare: phase('prepare'),
+      commit: phase('commit'),
+      execute: phase('execute'),
+      write: parseHistogram(text, 'pbft_storage_synced_write_duration_seconds'),
+    };
+  });
 }
 
 /** Waits until every replica answers /status with lastExecuted >= seq (all of `urls`). */

@@ -75,16 +75,18 @@ export class Histogram {
 /** Clock ticks per second of /proc/<pid>/stat times (USER_HZ: 100 on Linux). */
 export const CLOCK_TICKS_PER_SECOND = 100;
 
+/** User + system CPU seconds in the text of a /proc stat file (of a process or of one thread). */
+function statCpuSeconds(stat: string): number {
+  // Fields after the command name, which is in parentheses and may contain spaces.
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // rest[0] is field 3 (state); utime is field 14, stime field 15.
+  return (Number(rest[11]) + Number(rest[12])) / CLOCK_TICKS_PER_SECOND;
+}
+
 /** User + system CPU seconds of a process (every thread), or undefined when it is gone. */
 export function processCpuSeconds(pid: number): number | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // rest[0] is field 3 (state); utime is field 14, stime field 15.
-    const utime = Number(rest[11]);
-    const stime = Number(rest[12]);
-    return (utime + stime) / CLOCK_TICKS_PER_SECOND;
+    return statCpuSeconds(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return undefined;
   }
@@ -106,10 +108,9 @@ export function threadCpuSeconds(pid: number): Map<string, number> {
   }
   for (const tid of tids) {
     try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const seconds = statCpuSeconds(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'));
       const name = tid === String(pid) ? 'main' : readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
-      out.set(name, (out.get(name) ?? 0) + (Number(rest[11]) + Number(rest[12])) / CLOCK_TICKS_PER_SECOND);
+      out.set(name, (out.get(name) ?? 0) + seconds);
     } catch {
       // the thread ended meanwhile
     }
