@@ -21,6 +21,15 @@ RUN npm run build \
 FROM node:20-slim
 WORKDIR /app
 ENV NODE_ENV=production
+# jemalloc for every process of the image (README, "Performance": about 8% more requests per second
+# than glibc's malloc, which Node calls for every socket read). Linked at one path on any
+# architecture; `pbft replica` reports it in GET /status (memory.malloc). To run on glibc's malloc:
+# docker run -e LD_PRELOAD= ...
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libjemalloc2 \
+ && rm -rf /var/lib/apt/lists/* \
+ && ln -s "$(ls /usr/lib/*-linux-gnu/libjemalloc.so.2 | head -n 1)" /usr/local/lib/libjemalloc.so.2
+ENV LD_PRELOAD=/usr/local/lib/libjemalloc.so.2
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist

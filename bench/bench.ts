@@ -57,6 +57,7 @@ import { faultsOf, replicasFor } from '../src/core/quorum.ts';
 import { connectLoader, LOAD_VALUE_BYTES } from './keys-load.ts';
 import { RocksStorage } from '../src/storage/rocksdb.ts';
 import { alive } from '../src/transport/free-ports.ts';
+import { MALLOC_CHOICES, mallocEnv, type MallocChoice, type MallocEnv } from '../src/node/malloc.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const LAUNCHER = join(REPO_ROOT, 'bin', 'pbft.mjs');
@@ -113,6 +114,8 @@ interface Options {
   keys?: number;
   /** --crypto: the ed25519 backend of every process of the run (PBFT_CRYPTO); undefined: auto. */
   crypto?: 'sodium' | 'node';
+  /** --malloc: the C allocator of every process the run starts (src/node/malloc.ts). */
+  malloc: MallocChoice;
 }
 
 function positiveNumber(value: string): number {
@@ -193,6 +196,11 @@ function parseOptions(argv: string[]): Options {
     .addOption(new Option('--server-node-flags <flags>', 'node flags for every replica and the baseline server, e.g. "--max-semi-space-size=32" (space-separated)').argParser(nodeFlags).default([]))
     .addOption(new Option('--client-node-flags <flags>', 'node flags for the client worker processes (the SDK\'s host), e.g. "--max-semi-space-size=32"').argParser(nodeFlags).default([]))
     .addOption(new Option('--crypto <backend>', 'ed25519 backend of replicas, clients, baseline and floor: sodium (libsodium) or node (node:crypto); default: libsodium where it loads').choices(['sodium', 'node']))
+    .addOption(
+      new Option('--malloc <allocator>', 'C allocator of every replica, server and client process: auto (jemalloc where installed, as pbft start), jemalloc (required) or system')
+        .choices([...MALLOC_CHOICES])
+        .default('auto'),
+    )
     .addOption(new Option('--pool-workers <n>', 'verify worker threads per replica of the pool part').argParser(positiveInt).default(1))
     .addOption(new Option('--no-pipeline-turns', 'replica tuning: no turns computed while a synced write is in flight'))
     .addOption(new Option('--no-defer-writes', 'replica tuning: every turn with writes syncs, also one that sends nothing'))
@@ -252,6 +260,7 @@ function parseOptions(argv: string[]): Options {
     ...(o.inFlightBatchesMax !== undefined ? { inFlightBatchesMax: o.inFlightBatchesMax as number } : {}),
     ...(o.verifyWorkers !== undefined ? { verifyWorkers: o.verifyWorkers as number } : {}),
     ...(o.crypto !== undefined ? { crypto: o.crypto as 'sodium' | 'node' } : {}),
+    malloc: o.malloc as MallocChoice,
     serverNodeFlags: o.serverNodeFlags as string[],
     clientNodeFlags: o.clientNodeFlags as string[],
     poolWorkers: o.poolWorkers as number,
@@ -424,6 +433,9 @@ interface ClusterSpec {
   faultModel?: FaultModel;
 }
 
+/** The malloc the first replica started in this run reports (GET /status memory.malloc). */
+let mallocSeen: 'jemalloc' | 'system' | 'unknown' | undefined;
+
 async function startCluster(o: Options, run: string, n: number, clientIdentities: number, spec: ClusterSpec = {}): Promise<Server> {
   const dir = mkdtempSync(join(tmpdir(), `pbft-bench-${run}-`));
   tempDirs.add(dir);
@@ -493,7 +505,10 @@ async function startCluster(o: Options, run: string, n: number, clientIdentities
       }
     }
     const all = await Promise.all(statusUrls.map((u) => getJson<NodeStatus>(u)));
-    if (all.every((s) => s !== undefined && s.transport.replicasConnected.length === running.length - 1)) break;
+    if (all.every((s) => s !== undefined && s.transport.replicasConnected.length === running.length - 1)) {
+      mallocSeen ??= all[0]?.memory.malloc;
+      break;
+    }
     if (Date.now() > deadline) {
       // Name what is missing, so that a failure (seen once in CI, not reproduced) says which links were down.
       const detail = all.map((s, k) => {
@@ -1626,6 +1641,11 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
   out.push(`pbft-kv benchmark  ${new Date().toISOString()}`);
   out.push(`machine: ${machine.cores} cores (${machine.cpuModel}), ${fmt(machine.memoryBytes / 2 ** 30, 1)} GiB, node ${machine.node}, ${machine.platform}`);
   out.push(`command: ${command}`);
+  const mc = machine.malloc;
+  out.push(
+    `malloc of every process started: ${mc.allocator === 'jemalloc' ? `jemalloc (${mc.path}, LD_PRELOAD)` : "the system's"}` +
+      (mc.seen !== undefined ? `; a replica's memory map shows ${mc.seen === 'jemalloc' ? 'jemalloc' : mc.seen === 'system' ? 'no jemalloc' : 'nothing (not readable)'}` : ''),
+  );
   out.push(`load average (1 min) of the machine: ${fmt(machine.loadAverage.start, 2)} at the start, ${fmt(machine.loadAverage.end ?? NaN, 2)} at the end (this run adds about its own process count)`);
   const tuning =
     [
@@ -1865,6 +1885,11 @@ interface Machine {
   memoryBytes: number;
   node: string;
   platform: string;
+  /**
+   * The C allocator of the processes the run started (--malloc): what was asked, the library
+   * preloaded, and what the memory map of the first replica started showed (malloc.ts mallocInUse).
+   */
+  malloc: { allocator: 'jemalloc' | 'system'; path?: string; seen?: 'jemalloc' | 'system' | 'unknown' };
 }
 
 function machine(): Machine {
@@ -1875,6 +1900,7 @@ function machine(): Machine {
     memoryBytes: totalmem(),
     node: process.version,
     platform: `${platform()} ${arch()}`,
+    malloc: { allocator: 'system' },
   };
 }
 
@@ -1885,8 +1911,19 @@ async function main(): Promise<void> {
   const o = parseOptions(process.argv);
   // Every process of the run (replicas, client workers, baseline server) inherits it.
   if (o.crypto !== undefined) process.env.PBFT_CRYPTO = o.crypto;
+  // So does the allocator (LD_PRELOAD; this process keeps the one it started with).
+  let alloc: MallocEnv;
+  try {
+    alloc = mallocEnv(process.env, o.malloc);
+  } catch (err) {
+    process.stderr.write(`npm run bench: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  if (alloc.env.LD_PRELOAD === undefined) delete process.env.LD_PRELOAD;
+  else process.env.LD_PRELOAD = alloc.env.LD_PRELOAD;
   const command = ['npm run bench --', ...process.argv.slice(2)].join(' ');
   const m = machine();
+  m.malloc = { allocator: alloc.allocator, ...(alloc.path !== undefined ? { path: alloc.path } : {}) };
   const report: Report = { loads: [], attacks: [], ratios: {}, targets: [] };
   const parts = new Set(o.only);
   // The throughput clients, one for the latency run, and the byzantine clients of the attack scenarios.
@@ -2022,6 +2059,7 @@ async function main(): Promise<void> {
   m.loadAverage.end = loadavg()[0]!;
   evaluate(o, report);
   evaluateKeys(report);
+  if (mallocSeen !== undefined) m.malloc.seen = mallocSeen;
   printReport(o, report, m, command);
   if (o.json) {
     const record = {

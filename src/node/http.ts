@@ -56,12 +56,13 @@ export interface NodeStatus extends ReplicaStatus {
   /** Misbehaviour seen from peers, per peer and code: the last reason, a count, first and last time (history.ts). */
   misbehaviourHistory: MisbehaviourRecord[];
   /**
-   * process.memoryUsage() in bytes: rss, heapTotal, heapUsed, external, arrayBuffers; and, when the
+   * process.memoryUsage() in bytes: rss, heapTotal, heapUsed, external, arrayBuffers; `malloc`: the C
+   * allocator the process runs on ('jemalloc' when preloaded, 'system', 'unknown' off Linux; malloc.ts); and, when the
    * process runs the heap policy (pbft replica: src/node/heap.ts), the heap growing percent in force
    * (0: V8 decides); `storage`: RocksDB's own accounting of its memory (src/storage/types.ts
    * StorageMemory), when the store can tell.
    */
-  memory: NodeJS.MemoryUsage & { heapGrowingPercent?: number; storage?: StorageMemory };
+  memory: NodeJS.MemoryUsage & { malloc?: 'jemalloc' | 'system' | 'unknown'; heapGrowingPercent?: number; storage?: StorageMemory };
   uptimeSeconds: number;
 }
 

@@ -2,7 +2,7 @@
  * The Dockerfile, checked without a Docker engine: it parses strictly (./dockerfile.ts); the image
  * runs as a numeric non-root user (nothing runs as root after the build steps); it has one
  * HEALTHCHECK, in exec form, with sane timings, whose script is copied into the image (and not
- * excluded by .dockerignore); and that script, run as Docker runs it, calls a replica healthy or
+ * excluded by .dockerignore); the runtime stage preloads jemalloc that it installs; and that script, run as Docker runs it, calls a replica healthy or
  * unhealthy correctly (servers on 127.0.0.1 play the replica; test/unit/replica-config.test.ts
  * runs it against a real replica too).
  */
@@ -15,6 +15,7 @@ import type { AddressInfo } from 'node:net';
 import { posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { goDurationSeconds, healthcheckOf, parseDockerfile, type Instruction } from './dockerfile.ts';
+import { JEMALLOC_PATHS } from '../../src/node/malloc.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const STEPS = parseDockerfile(readFileSync(`${ROOT}/Dockerfile`, 'utf8'));
@@ -32,6 +33,22 @@ test('the image runs as a numeric non-root user, set after every build step', ()
   assert.ok(last.line > lastBuildStep, 'USER comes after the last RUN/COPY (nothing after it runs as root)');
   const entrypoint = named('ENTRYPOINT').at(-1);
   assert.ok(entrypoint !== undefined && entrypoint.line > last.line, 'ENTRYPOINT after USER');
+});
+
+test('the runtime image preloads jemalloc, installed and linked by a step of the same stage', () => {
+  const stages = STEPS.filter((s) => s.name === 'FROM').map((s) => s.line);
+  const runtimeFrom = stages[stages.length - 1]!;
+  const env = named('ENV').filter((e) => e.line > runtimeFrom && /^LD_PRELOAD[= ]/.test(e.args));
+  assert.equal(env.length, 1, 'one ENV LD_PRELOAD in the runtime stage');
+  const lib = env[0]!.args.replace(/^LD_PRELOAD[= ]/, '').trim();
+  assert.ok(JEMALLOC_PATHS.includes(lib), `${lib} is a path where the replica looks for jemalloc (src/node/malloc.ts)`);
+  const installs = named('RUN').filter((r) => r.line > runtimeFrom && r.line < env[0]!.line);
+  assert.ok(
+    installs.some((r) => /apt-get install\b.*\blibjemalloc2\b/.test(r.args) && r.args.includes(`ln -s`) && r.args.includes(lib)),
+    'a RUN before it installs libjemalloc2 and links it at that path',
+  );
+  const user = named('USER').at(-1)!;
+  assert.ok(installs.every((r) => r.line < user.line), 'installed as root, before USER');
 });
 
 test('one HEALTHCHECK, exec form, sane timings, its script copied into the image', () => {

@@ -6,6 +6,8 @@
  *   - a replica stopped cleanly by someone else (SIGTERM, exit 0) is reported as stopped cleanly, one
  *     killed with SIGKILL as exited unexpectedly; SIGHUP to pbft start stops the rest
  *   - --base-port or --clients that an existing keyring contradicts: one line, exit 1, nothing started
+ *   - --malloc: by default the replicas run on jemalloc where it is installed (their memory maps
+ *     show it), on the system's malloc under --malloc system; an unknown allocator is refused
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,6 +16,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { alive, freeConsecutivePorts, LAUNCHER, REPO_ROOT, track, waitFor } from './helpers.ts';
+import { findJemalloc, mallocInUse } from '../../src/node/malloc.ts';
 
 let dir: string;
 const pids: number[] = [];
@@ -73,6 +76,10 @@ for (const signal of ['SIGTERM', 'SIGHUP'] as const) {
     const args = ['start', '--', '--keys', keys, '--data', join(dir, `npm-data-${signal}`), '--base-port', String(base)];
     const c = await startCluster('npm', args, REPO_ROOT);
     assert.ok(existsSync(join(keys, 'cluster.json')));
+    // --malloc auto (the default): jemalloc where it is installed, and the replicas really run on it.
+    const lib = findJemalloc();
+    assert.match(c.stdout(), lib !== undefined ? new RegExp(`^ {2}malloc: jemalloc \\(${lib.replace(/\./g, '\\.')}, preloaded\\)$`, 'm') : /^ {2}malloc: the system's \(jemalloc is not installed/m);
+    for (const pid of c.replicaPids) assert.equal(mallocInUse(pid), lib !== undefined ? 'jemalloc' : 'system', `replica process ${pid}`);
     const npmExited = new Promise<number | null>((resolve) => c.proc.once('exit', (code) => resolve(code)));
     c.proc.kill(signal);
     await npmExited;
@@ -85,7 +92,9 @@ for (const signal of ['SIGTERM', 'SIGHUP'] as const) {
 
 test('a replica stopped by someone else is reported as such; SIGHUP stops pbft start and the rest', async () => {
   const base = await freeConsecutivePorts(4);
-  const c = await startCluster(process.execPath, [LAUNCHER, 'start', '--keys', 'hup-keys', '--data', 'hup-data', '--base-port', String(base)], dir);
+  const c = await startCluster(process.execPath, [LAUNCHER, 'start', '--keys', 'hup-keys', '--data', 'hup-data', '--base-port', String(base), '--malloc', 'system'], dir);
+  assert.match(c.stdout(), /^ {2}malloc: the system's$/m);
+  for (const pid of c.replicaPids) assert.equal(mallocInUse(pid), 'system', `replica process ${pid} under --malloc system`);
   const [r0, r1, r2, r3] = c.replicaPids as [number, number, number, number];
   process.kill(r1, 'SIGTERM');
   await waitFor(() => /replica 1 stopped cleanly \(exit status 0/.test(c.stderr()), 'the clean stop of replica 1 to be reported');
@@ -101,7 +110,7 @@ test('a replica stopped by someone else is reported as such; SIGHUP stops pbft s
   for (const pid of c.replicaPids) await waitFor(() => !running(pid), `replica process ${pid} to be gone`, 30_000);
 });
 
-test('--base-port or --clients contradicting an existing keyring: one line, exit 1, nothing started', async () => {
+test('--base-port or --clients contradicting an existing keyring, or an unknown --malloc: exit 1, nothing started', async () => {
   const run = (args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
     new Promise((resolve) => {
       const proc = track(spawn(process.execPath, [LAUNCHER, 'start', '--keys', 'hup-keys', '--data', 'hup-data', ...args], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] }));
@@ -123,4 +132,7 @@ test('--base-port or --clients contradicting an existing keyring: one line, exit
   r = await run(['--clients', '9']);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /^pbft start: hup-keys\/cluster.json exists and has 4 clients: --clients 9 applies only to a generated keyring/);
+  r = await run(['--malloc', 'tcmalloc']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /option '--malloc <allocator>' argument 'tcmalloc' is invalid\. Allowed choices are auto, jemalloc, system/);
 });
