@@ -21,7 +21,7 @@ RUN npm run build \
 FROM node:20-slim
 WORKDIR /app
 ENV NODE_ENV=production
-# jemalloc for every process of the image (README, "Performance": about 8% more requests per second
+# jemalloc for every process of the image (README, "Performance": about 7% more requests per second
 # than glibc's malloc, which Node calls for every socket read). Linked at one path on any
 # architecture; `pbft replica` reports it in GET /status (memory.malloc). To run on glibc's malloc:
 # docker run -e LD_PRELOAD= ...

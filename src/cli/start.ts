@@ -80,7 +80,7 @@ export function addStartCommand(program: Command, action: (flags: StartFlags) =>
     .addOption(
       new Option(
         '--malloc <allocator>',
-        'C allocator of the replica processes: auto preloads jemalloc where it is installed (Debian/Ubuntu: apt-get install libjemalloc2; about 8% more throughput), jemalloc requires it, system keeps the C library\'s',
+        'C allocator of the replica processes: auto preloads jemalloc where it is installed (Debian/Ubuntu: apt-get install libjemalloc2; about 7% more throughput), jemalloc requires it, system keeps the C library\'s',
       )
         .choices([...MALLOC_CHOICES])
         .default('auto'),
@@ -390,7 +390,7 @@ export async function runStartCommand(flags: StartFlags, io: CliIo): Promise<num
     ),
     malloc.allocator === 'jemalloc'
       ? `  malloc: jemalloc (${malloc.path}, preloaded)`
-      : `  malloc: the system's${flags.malloc === 'system' ? '' : ' (jemalloc is not installed; with it, apt-get install libjemalloc2, replicas do about 8% more requests per second)'}`,
+      : `  malloc: the system's${flags.malloc === 'system' ? '' : ' (jemalloc is not installed; with it, apt-get install libjemalloc2, replicas do about 7% more requests per second)'}`,
     'Try:',
     `  npx pbft client${keysFlag} put a 1`,
     `  npx pbft client${keysFlag} get a`,

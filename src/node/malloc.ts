@@ -3,11 +3,12 @@
  *
  * Why: Node allocates the backing store of every socket read (64 KiB, shrunk to what was read),
  * every Buffer above its pool's size and every native call's output with the C library's malloc.
- * On glibc a replica spends about 6% of its CPU in malloc and free (perf over a loaded cluster;
- * `malloc_consolidate` runs on the 64 KiB allocations of the socket reads), the clients 11%. With
- * jemalloc preloaded in every process of `npm run bench -- --only crypto,cluster`, seven runs
- * alternating with glibc gave 1,978-2,281 req/s (mean 2,112) against 1,866-2,031 (mean 1,955):
- * README, "Performance". A process cannot switch its allocator once it runs, so the parent that
+ * On glibc a replica's main thread spends 7-9% of its CPU in the C library, most of it malloc and
+ * free (perf over a loaded cluster; `malloc_consolidate` runs on the 64 KiB allocations of the
+ * socket reads), the clients' 9-11%. With jemalloc preloaded in every process of the bench's
+ * 64-client cluster, nine runs alternating with glibc gave 1,978-2,301 req/s (mean 2,138) against
+ * 1,866-2,263 (mean 2,001), 7% more: README, "Performance". A process cannot switch its allocator
+ * once it runs, so the parent that
  * starts a replica (`pbft start`, the bench) preloads it with LD_PRELOAD; the container image sets
  * LD_PRELOAD itself.
  *
