@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import test from 'node:test';
+import { findJemalloc } from '../../src/node/malloc.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -90,16 +91,25 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
     // signature checks the workers' shared cache answered.
     assert.match(stdout, /^\s+\[(MET|MISSED)\] client SDK: CPU per request <= 1\.5 x its signature work \(1 sign \+ f\+1 verifies\): [\d.,]+ us per request \(client workers: .*\) vs [\d.,]+ us \(sign [\d.,]+ \+ 2 x verify reply [\d.,]+\) = [\d.]+x; signature checks [\d.]+ per request, [\d.]+% answered by the workers' shared cache \(4 clients in 1 processes\), so [\d.]+ verifies ran per request and the CPU outside the signatures that ran is -?[\d.,]+ us$/m);
     assert.match(stderr, /measuring/, 'a progress line');
+    // The allocator (--malloc auto): jemalloc where installed, and the replicas' own word for it.
+    const lib = findJemalloc();
+    assert.match(
+      stdout,
+      lib !== undefined
+        ? /^malloc of every process started: jemalloc \(.*libjemalloc\.so\.2, LD_PRELOAD\); a replica's memory map shows jemalloc$/m
+        : /^malloc of every process started: the system's; a replica's memory map shows no jemalloc$/m,
+    );
 
     // The JSON record: machine, command, every run.
     const json = JSON.parse(readFileSync(record, 'utf8')) as {
       command: string;
-      machine: { cores: number; cpuModel: string; node: string };
+      machine: { cores: number; cpuModel: string; node: string; malloc: { allocator: string; seen?: string } };
       cryptoFloor: { byReplicas: Record<string, { requestsPerSecond: number }> };
       syncedWrite: { count: number; ms: { p50: number } };
       runs: Array<{ run: string; requests: number; cpuSecondsPerRequest: number }>;
     };
     assert.ok(json.machine.cores >= 1 && json.machine.cpuModel !== '' && json.machine.node.startsWith('v'));
+    assert.deepEqual([json.machine.malloc.allocator, json.machine.malloc.seen], lib !== undefined ? ['jemalloc', 'jemalloc'] : ['system', 'system']);
     assert.match(json.command, /--duration 1/);
     assert.ok(json.cryptoFloor.byReplicas['4']!.requestsPerSecond > 0);
     assert.ok(json.syncedWrite.count > 0 && json.syncedWrite.ms.p50 > 0, 'the synced write in the record');
