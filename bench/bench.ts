@@ -57,7 +57,7 @@ import { faultsOf, replicasFor } from '../src/core/quorum.ts';
 import { connectLoader, LOAD_VALUE_BYTES } from './keys-load.ts';
 import { RocksStorage } from '../src/storage/rocksdb.ts';
 import { alive } from '../src/transport/free-ports.ts';
-import { MALLOC_CHOICES, mallocEnv, type MallocChoice, type MallocEnv } from '../src/node/malloc.ts';
+import { MALLOC_CHOICES, mallocEnv, type MallocChoice, type MallocEnv, type MallocInUse } from '../src/node/malloc.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const LAUNCHER = join(REPO_ROOT, 'bin', 'pbft.mjs');
@@ -434,7 +434,7 @@ interface ClusterSpec {
 }
 
 /** The malloc the first replica started in this run reports (GET /status memory.malloc). */
-let mallocSeen: 'jemalloc' | 'system' | 'unknown' | undefined;
+let mallocSeen: MallocInUse | undefined;
 
 async function startCluster(o: Options, run: string, n: number, clientIdentities: number, spec: ClusterSpec = {}): Promise<Server> {
   const dir = mkdtempSync(join(tmpdir(), `pbft-bench-${run}-`));
@@ -1889,7 +1889,7 @@ interface Machine {
    * The C allocator of the processes the run started (--malloc): what was asked, the library
    * preloaded, and what the memory map of the first replica started showed (malloc.ts mallocInUse).
    */
-  malloc: { allocator: 'jemalloc' | 'system'; path?: string; seen?: 'jemalloc' | 'system' | 'unknown' };
+  malloc: { allocator: MallocEnv['allocator']; path?: string; seen?: MallocInUse };
 }
 
 function machine(): Machine {

@@ -17,6 +17,7 @@ import type { StorageMemory } from '../storage/types.ts';
 import type { TransportStats } from '../transport/types.ts';
 import type { MisbehaviourRecord, ViewChangeRecord } from './history.ts';
 import type { EvidenceFileJson } from '../core/evidence.ts';
+import type { MallocInUse } from './malloc.ts';
 
 export interface NodeStatus extends ReplicaStatus {
   /** The keyring's cluster id: who asks can check it reached a replica of its own cluster. */
@@ -56,13 +57,12 @@ export interface NodeStatus extends ReplicaStatus {
   /** Misbehaviour seen from peers, per peer and code: the last reason, a count, first and last time (history.ts). */
   misbehaviourHistory: MisbehaviourRecord[];
   /**
-   * process.memoryUsage() in bytes: rss, heapTotal, heapUsed, external, arrayBuffers; `malloc`: the C
-   * allocator the process runs on ('jemalloc' when preloaded, 'system', 'unknown' off Linux; malloc.ts); and, when the
-   * process runs the heap policy (pbft replica: src/node/heap.ts), the heap growing percent in force
-   * (0: V8 decides); `storage`: RocksDB's own accounting of its memory (src/storage/types.ts
+   * process.memoryUsage() in bytes: rss, heapTotal, heapUsed, external, arrayBuffers; `malloc`: the
+   * C allocator the process runs on (malloc.ts); and, when the process runs the heap policy (pbft
+   * replica: src/node/heap.ts), the heap growing percent in force (0: V8 decides); `storage`: RocksDB's own accounting of its memory (src/storage/types.ts
    * StorageMemory), when the store can tell.
    */
-  memory: NodeJS.MemoryUsage & { malloc?: 'jemalloc' | 'system' | 'unknown'; heapGrowingPercent?: number; storage?: StorageMemory };
+  memory: NodeJS.MemoryUsage & { malloc?: MallocInUse; heapGrowingPercent?: number; storage?: StorageMemory };
   uptimeSeconds: number;
 }
 

@@ -76,12 +76,15 @@ export function mallocEnv(env: NodeJS.ProcessEnv, choice: MallocChoice, found: (
   return { env: out, allocator: 'jemalloc', path };
 }
 
+/** What a process's memory map says about its allocator (mallocInUse). */
+export type MallocInUse = 'jemalloc' | 'system' | 'unknown';
+
 /**
  * The malloc a running process uses, from its memory map (Linux): 'jemalloc' when the library is
  * mapped, 'system' when the map can be read and does not hold it, 'unknown' where it cannot be read
  * (another OS, a process that is gone).
  */
-export function mallocInUse(pid: number | 'self' = 'self', read: (path: string) => string = (p) => readFileSync(p, 'utf8')): 'jemalloc' | 'system' | 'unknown' {
+export function mallocInUse(pid: number | 'self' = 'self', read: (path: string) => string = (p) => readFileSync(p, 'utf8')): MallocInUse {
   let maps: string;
   try {
     maps = read(`/proc/${pid}/maps`);
@@ -89,4 +92,11 @@ export function mallocInUse(pid: number | 'self' = 'self', read: (path: string) 
     return 'unknown';
   }
   return maps.split('\n').some((line) => isJemalloc(line.trim().split(/\s+/)[5] ?? '')) ? 'jemalloc' : 'system';
+}
+
+let ownMalloc: MallocInUse | undefined;
+/** This process's malloc: it cannot change while the process runs, so the map is read once. */
+export function processMalloc(): MallocInUse {
+  ownMalloc ??= mallocInUse();
+  return ownMalloc;
 }

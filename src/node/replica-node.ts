@@ -45,7 +45,7 @@ import { recoverFromStorage, StorageDisk } from './disk.ts';
 import { KEYS } from '../core/persist.ts';
 import { serveHttp, type NodeStatus } from './http.ts';
 import { heapGrowingPercentInForce } from './heap.ts';
-import { mallocInUse } from './malloc.ts';
+import { processMalloc } from './malloc.ts';
 import { NodeMetrics } from './metrics.ts';
 import { errorText, gatedLogger, logCoreEvent, LogLimiter, RejectedSummary, REJECTED_SUMMARY_MS, stackLine } from './log.ts';
 import { TICK_MS_DEFAULT, TurnLoop } from './loop.ts';
@@ -553,16 +553,10 @@ export class ReplicaNode {
   }
 }
 
-let mallocOfProcess: ReturnType<typeof mallocInUse> | undefined;
-/** This process's malloc (it cannot change while the process runs: read the memory map once). */
-function processMalloc(): ReturnType<typeof mallocInUse> {
-  mallocOfProcess ??= mallocInUse();
-  return mallocOfProcess;
-}
-
 /**
- * process.memoryUsage(), with the malloc this process runs on (malloc.ts), the heap growing percent in force when the heap policy runs and the
- * store's own accounting of its memory when it keeps one (RocksDB).
+ * process.memoryUsage(), with the malloc this process runs on (malloc.ts), the heap growing percent
+ * in force when the heap policy runs and the store's own accounting of its memory when it keeps one
+ * (RocksDB).
  */
 function memoryStatus(storage: Storage): NodeStatus['memory'] {
   const percent = heapGrowingPercentInForce();
