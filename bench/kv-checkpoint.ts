@@ -15,6 +15,7 @@
  *
  *   node --import tsx bench/kv-checkpoint.ts [--keys 1000000] [--every 262144] [--pairs 512]
  *                                             [--steady 0] [--steady-every 3200] [--partitions 65536]
+ *                                             [--uncounted-mib M]   (see PartitionBytes; 0: V8 counts all)
  */
 import { KvStore, PARTITION_COUNT_MAX } from '../src/app/kv.ts';
 import { StateTree, leafDigest } from '../src/core/statetree.ts';
@@ -22,6 +23,7 @@ import { sha256 } from '../src/crypto/node.ts';
 import { NODE_PARTITION_COUNT } from '../src/node/replica-node.ts';
 import { benchKey } from './lib/workload.ts';
 import { intArg } from './lib/args.ts';
+import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 
 const args = process.argv.slice(2);
 const arg = (name: string, fallback: number, min = 1): number => intArg('kv-checkpoint', args, name, fallback, min);
@@ -36,7 +38,10 @@ if (partitionCount > PARTITION_COUNT_MAX || (partitionCount & (partitionCount - 
   process.exit(2);
 }
 
-const store = new KvStore({ partitionCount });
+// --uncounted-mib M: the store's budget of merged partitions V8 does not count (PartitionBytes in
+// src/app/kv.ts); -1 (default) the store's default, 0 counts them all (V8's own behaviour).
+const uncountedMib = intArg('kv-checkpoint', args, '--uncounted-mib', -1, -1);
+const store = new KvStore({ partitionCount, ...(uncountedMib >= 0 ? { uncountedBytes: () => uncountedMib * 2 ** 20 } : {}) });
 const value = new Uint8Array(100).fill(7);
 const lines: string[] = [];
 let sinceCheckpoint = 0;
@@ -107,17 +112,45 @@ if (steady > 0) {
   // What a replica has stored after the load: every partition as it is now.
   for (let i = 0; i < partitionCount; i++) stored.set(i, store.readPartition(i));
   execute = merge = leaves = treeMs = merged = mergedBytes = diffMs = records = recordBytes = 0;
+  // Garbage collections and the CPU of every thread of the process (V8's helper threads mark and
+  // sweep concurrently: their time is not in the per-step figures, which are the main thread's).
+  const gcs = { minor: 0, major: 0, minorMs: 0, majorMs: 0 };
+  const observer = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = (e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind;
+      if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) {
+        gcs.major++;
+        gcs.majorMs += e.duration;
+      } else if (kind === constants.NODE_PERFORMANCE_GC_MINOR) {
+        gcs.minor++;
+        gcs.minorMs += e.duration;
+      }
+    }
+  });
+  observer.observe({ entryTypes: ['gc'] });
+  const cpu0 = process.cpuUsage();
+  const wall0 = performance.now();
   for (let i = 0; i < steady; i++) {
     const t0 = performance.now();
     store.putMany([[ops[i % ops.length]!, steadyValues[Math.floor(i / ops.length) % 2]!]]);
     execute += performance.now() - t0;
     if ((i + 1) % steadyEvery === 0) takeCheckpoint();
   }
+  const cpu = process.cpuUsage(cpu0);
+  const wallMs = performance.now() - wall0;
+  await new Promise((r) => setTimeout(r, 200));
+  observer.disconnect();
   const checkpoints = Math.floor(steady / steadyEvery);
   const per = (ms: number): string => `${((ms * 1000) / steady).toFixed(1)} us`;
   process.stdout.write(
     `then ${steady.toLocaleString('en-US')} single puts, a checkpoint every ${steadyEvery.toLocaleString('en-US')}: per put execute ${per(execute)}, merge ${per(merge)}, leaf digests ${per(leaves)}, digest tree ${per(treeMs)}` +
       ` (${Math.round(merged / Math.max(1, checkpoints)).toLocaleString('en-US')} partitions of ${(mergedBytes / Math.max(1, merged) / 1024).toFixed(1)} KiB on average per checkpoint);` +
       ` records to store ${per(diffMs)}: ${(records / steady).toFixed(2)} records of ${Math.round(recordBytes / Math.max(1, records))} bytes per put, where whole partitions would be ${Math.round(mergedBytes / steady).toLocaleString('en-US')} bytes\n`,
+  );
+  process.stdout.write(
+    `  the steady phase: ${per(wallMs)} of wall time per put, ${per((cpu.user + cpu.system) / 1000)} of CPU per put over every thread of the process;` +
+      ` garbage collections ${gcs.minor} minor (${gcs.minorMs.toFixed(0)} ms), ${gcs.major} major (${gcs.majorMs.toFixed(0)} ms);` +
+      ` merged partitions allocated uncounted by V8 ${(store.partitionBytes.uncountedTotal / 2 ** 20).toFixed(0)} MiB, counted ${(store.partitionBytes.countedTotal / 2 ** 20).toFixed(0)} MiB` +
+      ` (since the start); RSS now ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB, at most ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB\n`,
   );
 }

@@ -49,6 +49,12 @@ import type { ExecuteContext, PartitionDiff, PartitionedState, Result, StateMach
 export interface KvStoreOptions {
   /** Power of two in 1..65536; default 4096. */
   partitionCount?: number;
+  /**
+   * How many bytes of merged partitions may be allocated where V8 does not count them toward its
+   * next full collection, between two stretches of counted ones (PartitionBytes); default
+   * `PartitionBytes.defaultBudget(keys)`, 0 counts them all (V8's default behaviour).
+   */
+  uncountedBytes?: (keys: number) => number;
 }
 
 export const PARTITION_COUNT_DEFAULT = 4096;
@@ -69,6 +75,60 @@ const EMPTY_RECORD = new Uint8Array(0);
 
 const utf8Encoder = new TextEncoder();
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * Where merged partitions' bytes are allocated. A checkpoint replaces every partition changed since
+ * the last one with new bytes (mergeInto): with 10M keys in 65,536 partitions, 18 KiB for about
+ * every put. V8 counts each new ArrayBuffer's bytes as external memory and starts a full
+ * mark-compact of the heap each time 64 MiB more of it has been allocated since the last one: with
+ * a replica's 170 MiB heap that was a full collection every 3,500 puts or so, and perf put V8's
+ * concurrent markers and sweepers at 22% of a loaded replica's CPU, its main thread's share of the
+ * collections at 6% more (bench/results/issue15-2026-12-05-gc.txt).
+ *
+ * A SharedArrayBuffer's bytes are not counted (V8 excludes shared backing stores from that
+ * accounting): the same memory, freed by the same collections, and a view on it reads and writes as
+ * any Uint8Array does (zlib, hashing, CBOR, RocksDB take it alike; only this store writes it, while
+ * merging). So up to `budget` bytes are allocated there, then 64 MiB the counted way, which makes
+ * V8 collect (freeing the replaced partitions of both kinds), and so on: one full collection per
+ * budget + 64 MiB of merged partitions instead of per 64 MiB, and at most that much memory held by
+ * replaced partitions until it comes. Deterministic: it depends on the bytes allocated only, and
+ * either kind holds the same bytes.
+ */
+export class PartitionBytes {
+  /** V8's step of external memory between full collections (Heap::kExternalAllocationSoftLimit). */
+  static readonly COUNTED_STRETCH = 64 * 2 ** 20;
+  /** Budget cap: what a replica may hold in replaced partitions beyond V8's own 64 MiB. */
+  static readonly BUDGET_MAX = 512 * 2 ** 20;
+  /** The default: 32 bytes per key (a quarter of a 10M-key store's partition bytes, 320 MiB), at most BUDGET_MAX. */
+  static defaultBudget(keys: number): number {
+    return Math.min(PartitionBytes.BUDGET_MAX, keys * 32);
+  }
+  constructor(
+    /** Counted bytes that end a cycle (tests take less). */
+    private readonly stretch = PartitionBytes.COUNTED_STRETCH,
+  ) {}
+  /** Bytes allocated uncounted in this cycle, and counted ones since the budget was used up. */
+  private uncounted = 0;
+  private counted = 0;
+  /** Totals, for tests and figures. */
+  uncountedTotal = 0;
+  countedTotal = 0;
+
+  allocate(size: number, budget: number): Uint8Array {
+    if (this.uncounted + size <= budget) {
+      this.uncounted += size;
+      this.uncountedTotal += size;
+      return new Uint8Array(new SharedArrayBuffer(size));
+    }
+    this.counted += size;
+    this.countedTotal += size;
+    if (this.counted >= this.stretch) {
+      this.counted = 0;
+      this.uncounted = 0;
+    }
+    return new Uint8Array(size);
+  }
+}
 
 /**
  * One partition: its canonical bytes as of the last merge (`base`, immutable once made: snapshots
@@ -374,19 +434,19 @@ function byKey(a: Change, b: Change): number {
  * The partition's bytes with its changes applied (a frozen version first, then the overlay): a new
  * `base`. Keeps the frozen version's bytes for readFrozenPartition. Clears both.
  */
-function mergePartition(part: Partition): void {
-  mergeFrozen(part);
+function mergePartition(part: Partition, alloc: Allocate): void {
+  mergeFrozen(part, alloc);
   const overlay = part.overlay;
   if (overlay === undefined || overlay.size === 0) return;
-  mergeInto(part, overlay, part.count);
+  mergeInto(part, overlay, part.count, alloc);
   part.overlay = undefined;
 }
 
 /** Merges a frozen version not merged yet into `base` and keeps its bytes in `frozenBytes`. */
-function mergeFrozen(part: Partition): void {
+function mergeFrozen(part: Partition, alloc: Allocate): void {
   if (part.frozenCount < 0 || part.frozenBytes !== undefined) return;
   const frozen = part.frozen;
-  if (frozen !== undefined && frozen.size > 0) mergeInto(part, frozen, part.frozenCount);
+  if (frozen !== undefined && frozen.size > 0) mergeInto(part, frozen, part.frozenCount, alloc);
   part.frozen = undefined;
   part.frozenBytes = part.frozenCount === 0 ? EMPTY_PARTITION : part.base;
 }
@@ -395,7 +455,10 @@ function mergeFrozen(part: Partition): void {
  * `base` with `changes` applied, as the new `base` whose header counts `count` keys: a copy of the
  * unchanged runs of `base` and the changed entries in key order (one linear pass).
  */
-function mergeInto(part: Partition, overlay: Map<string, Pending>, count: number): void {
+/** New bytes for a merged partition (PartitionBytes). */
+type Allocate = (size: number) => Uint8Array;
+
+function mergeInto(part: Partition, overlay: Map<string, Pending>, count: number, alloc: Allocate): void {
   const changes: Change[] = [];
   for (const p of overlay.values()) {
     const valueBytes = p.text === undefined ? p.valueLength : p.text === null ? -1 : valueByteLength(p.text);
@@ -416,7 +479,7 @@ function mergeInto(part: Partition, overlay: Map<string, Pending>, count: number
       if (typeof c.pending.text === 'string') hasText = true;
     }
   }
-  const out = new Uint8Array(size);
+  const out = alloc(size);
   const buf = hasText ? Buffer.from(out.buffer, out.byteOffset, out.length) : undefined;
   out[0] = FORMAT_VERSION;
   putU32(out, 1, count);
@@ -588,6 +651,10 @@ export class KvStore implements StateMachine, PartitionedState {
   private readonly arena = new ByteArena();
   /** Partitions the last freezePartitions() fixed whose frozen version is not taken yet. */
   private frozenParts = new Set<number>();
+  /** Where merged partitions are allocated (PartitionBytes: counted by V8 or not). */
+  readonly partitionBytes = new PartitionBytes();
+  private readonly uncountedBytes: (keys: number) => number;
+  private readonly allocate: Allocate = (size) => this.partitionBytes.allocate(size, this.uncountedBytes(this.keys));
 
   constructor(options: KvStoreOptions = {}) {
     const n = options.partitionCount ?? PARTITION_COUNT_DEFAULT;
@@ -595,6 +662,7 @@ export class KvStore implements StateMachine, PartitionedState {
       throw new RangeError(`partitionCount must be a power of two in 1..${PARTITION_COUNT_MAX}, got ${n}`);
     }
     this.partitionCount = n;
+    this.uncountedBytes = options.uncountedBytes ?? PartitionBytes.defaultBudget;
     this.parts = new Array<Partition | undefined>(n).fill(undefined);
     this.partitionDigests = new Uint8Array(n * DIGEST_BYTES);
     const emptyDigest = sha256(EMPTY_PARTITION);
@@ -699,7 +767,7 @@ export class KvStore implements StateMachine, PartitionedState {
     this.checkIndex(index);
     const part = this.parts[index];
     if (part === undefined) return EMPTY_PARTITION;
-    mergePartition(part);
+    mergePartition(part, this.allocate);
     if (part.count === 0) {
       if (part.frozenCount < 0) this.parts[index] = undefined;
       return EMPTY_PARTITION;
@@ -743,7 +811,7 @@ export class KvStore implements StateMachine, PartitionedState {
     this.checkIndex(index);
     const part = this.parts[index];
     if (part === undefined || !this.frozenParts.has(index)) throw new RangeError(`partition ${index} is not frozen (or was taken already)`);
-    mergeFrozen(part);
+    mergeFrozen(part, this.allocate);
     const bytes = part.frozenBytes!;
     this.unfreeze(part);
     this.frozenParts.delete(index);
@@ -752,7 +820,7 @@ export class KvStore implements StateMachine, PartitionedState {
 
   /** Forgets a partition's frozen version (merged into `base` first: its changes are older than the overlay's). */
   private unfreeze(part: Partition): void {
-    mergeFrozen(part);
+    mergeFrozen(part, this.allocate);
     part.frozenBytes = undefined;
     part.frozenCount = -1;
   }

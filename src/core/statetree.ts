@@ -13,8 +13,11 @@
  * A replica behind compares group digests first, then the leaves of differing groups, and fetches
  * only partitions whose leaves differ.
  */
-/** A synchronous hash that keeps nothing of its input (callers reuse the input's memory). */
-export type Hash = (data: Uint8Array) => Uint8Array;
+/**
+ * A synchronous hash that keeps nothing of its input (callers reuse the input's memory); `parts`,
+ * where the implementation has it, hashes the concatenation of several arrays without making it.
+ */
+export type Hash = ((data: Uint8Array) => Uint8Array) & { parts?: (parts: readonly Uint8Array[]) => Uint8Array };
 
 export function groupSizeFor(partitionCount: number): number {
   let g = 1;
@@ -46,8 +49,12 @@ function prefixed(tag: number, parts: readonly Uint8Array[], extra?: Uint8Array)
  */
 const LEAF_SCRATCH_MAX = 1 << 20;
 let leafScratch = new Uint8Array(4096);
+const LEAF_TAG = Uint8Array.of(0x00);
 
 export function leafDigest(hash: Hash, partition: Uint8Array): Uint8Array {
+  // Partition bytes on shared memory (the key-value store's PartitionBytes): V8 copies them with
+  // relaxed atomics, 5 us for 18 KiB against 0.35 us for an ordinary array; hash them in place.
+  if (hash.parts !== undefined && partition.buffer instanceof SharedArrayBuffer) return hash.parts([LEAF_TAG, partition]);
   const len = 1 + partition.length;
   if (len > LEAF_SCRATCH_MAX) return hash(prefixed(0x00, [partition]));
   if (len > leafScratch.length) {

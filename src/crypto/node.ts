@@ -76,3 +76,4 @@ export function sha256Parts(parts: readonly Uint8Array[]): Uint8Array {
   for (const p of parts) h.update(p);
   return new Uint8Array(h.digest());
 }
+sha256.parts = sha256Parts;

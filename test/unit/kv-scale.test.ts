@@ -14,7 +14,10 @@ import {
   isPutMany,
   type Value,
 } from '../../src/app/kv-ops.ts';
-import { KvStore } from '../../src/app/kv.ts';
+import { KvStore, PartitionBytes } from '../../src/app/kv.ts';
+import { leafDigest } from '../../src/core/statetree.ts';
+import { sha256 as nodeSha256 } from '../../src/crypto/node.ts';
+import { sha256 as simSha256 } from '../../src/sim/crypto.ts';
 import { encodeCbor } from '../../src/core/encoding.ts';
 import type { ExecuteContext } from '../../src/app/types.ts';
 
@@ -263,4 +266,87 @@ describe('loadPartition (recovery from the replica\'s own disk)', () => {
     assert.equal(eight.get('a'), null);
     assert.equal(eight.writePartition((p + 1) % 8, good).ok, false);
   });
+});
+
+describe('merged partitions allocated where V8 does not count them (PartitionBytes)', () => {
+  const shared = (b: Uint8Array): boolean => b.buffer instanceof SharedArrayBuffer;
+
+  test('the budget uncounted, then a stretch counted, then the budget again', () => {
+    const p = new PartitionBytes(100);
+    const kinds = [40, 40, 40, 30, 40, 40, 10, 40].map((size) => {
+      const b = p.allocate(size, 90);
+      assert.equal(b.length, size);
+      assert.ok(b.every((x) => x === 0));
+      return shared(b) ? 'u' : 'c';
+    });
+    // 40 + 40 uncounted (80 <= 90); 40 more would pass 90: counted 40, 70, 110 >= 100 ends the
+    // stretch; then uncounted again from 0: 40, 80, 90.
+    assert.deepEqual(kinds.join(''), 'uucccuuu');
+    assert.equal(p.uncountedTotal, 40 + 40 + 40 + 40 + 10);
+    assert.equal(p.countedTotal, 40 + 30 + 40);
+    // A budget of 0 counts everything (V8's own behaviour).
+    const q = new PartitionBytes(100);
+    assert.ok([1, 50, 100, 1].every((size) => !shared(q.allocate(size, 0))));
+  });
+
+  test('a leaf digest of bytes on shared memory (hashed in place) equals the digest of the same bytes copied', () => {
+    const sizes = [0, 1, 4095, 18_000, (1 << 20) + 5];
+    for (const hash of [nodeSha256, simSha256]) {
+      assert.ok(hash.parts !== undefined);
+      for (const size of sizes) {
+        const plain = Uint8Array.from({ length: size }, (_, i) => (i * 13 + size) & 0xff);
+        const onShared = new Uint8Array(new SharedArrayBuffer(size + 3)).subarray(3);
+        onShared.set(plain);
+        const expected = nodeSha256(Uint8Array.of(0, ...plain.subarray(0, Math.min(size, 100_000))));
+        const got = leafDigest(hash, onShared);
+        assert.deepEqual(got, leafDigest(hash, plain), `size ${size}`);
+        assert.deepEqual(leafDigest((d) => nodeSha256(d), onShared), got, 'without parts: copied, same digest');
+        if (size <= 100_000) assert.deepEqual(got, expected, 'H(0x00 || bytes)');
+      }
+    }
+  });
+
+  test('the default budget: 32 bytes per key, at most 512 MiB', () => {
+    assert.equal(PartitionBytes.defaultBudget(0), 0);
+    assert.equal(PartitionBytes.defaultBudget(1_000_000), 32_000_000);
+    assert.equal(PartitionBytes.defaultBudget(100_000_000), 512 * 2 ** 20);
+  });
+
+  for (const seed of [11, 12, 13]) {
+    test(`seed ${seed}: either kind of bytes, the same partitions, digests, snapshots and reads`, () => {
+      const r = rng(seed);
+      // a: every merge counted (V8's behaviour); b: a small budget, so its merges mix both kinds.
+      const a = new KvStore({ partitionCount: 8, uncountedBytes: () => 0 });
+      const b = new KvStore({ partitionCount: 8, uncountedBytes: (keys) => keys * 4 });
+      const kinds = new Set<boolean>();
+      for (let step = 0; step < 3000; step++) {
+        const key = `k${r(400)}`;
+        const op =
+          r(6) === 0
+            ? encodeOp({ type: 'del', key })
+            : encodePutMany(Array.from({ length: 1 + r(4) }, (): [string, Value] => [`k${r(400)}`, r(2) === 0 ? `t${r(99)}` : Uint8Array.from({ length: r(40) }, () => r(256))]));
+        assert.deepEqual(a.execute(op, CTX), b.execute(op, CTX));
+        if (r(15) === 0) {
+          const i = r(8);
+          const pa = a.readPartition(i);
+          const pb = b.readPartition(i);
+          assert.equal(shared(pa), false);
+          if (pb.length > 5) kinds.add(shared(pb));
+          assert.equal(Buffer.compare(pa, pb), 0);
+          // What a replica stores and what recovery joins back are the same for either kind.
+          assert.ok(b.loadPartition(i, pb).ok);
+        }
+        if (r(100) === 0) assert.deepEqual(a.digest(), b.digest());
+      }
+      assert.deepEqual([...kinds].sort(), [false, true], 'both kinds were allocated');
+      assert.ok(b.partitionBytes.uncountedTotal > 0 && b.partitionBytes.countedTotal > 0);
+      assert.equal(a.partitionBytes.uncountedTotal, 0);
+      assert.deepEqual(a.digest(), b.digest());
+      assert.equal(Buffer.compare(a.snapshot(), b.snapshot()), 0);
+      for (let k = 0; k < 400; k++) assert.deepEqual(a.get(`k${k}`), b.get(`k${k}`));
+      const c = new KvStore({ partitionCount: 8 });
+      assert.ok(c.restore(b.snapshot()).ok);
+      assert.deepEqual(c.digest(), a.digest());
+    });
+  }
 });

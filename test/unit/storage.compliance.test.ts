@@ -263,6 +263,20 @@ function describeStorageCompliance(name: string, makeStorage: (dir: string) => S
       assert.equal(Buffer.compare(scanned.get('big')!, big), 0);
     });
 
+    it('keeps values on a SharedArrayBuffer byte-exact (the key-value store merges partitions there)', async () => {
+      const shared = new Uint8Array(new SharedArrayBuffer(20_000));
+      const random = prng(7);
+      for (let i = 0; i < shared.length; i++) shared[i] = Math.floor(random() * 256);
+      const copy = new Uint8Array(shared);
+      await store.write([put('shared', shared), put('shared-view', shared.subarray(100, 103))], { sync: true });
+      const got = await store.get('shared');
+      assert.ok(got !== undefined && Buffer.compare(got, copy) === 0, 'value on a SharedArrayBuffer differs');
+      assert.deepEqual(await store.get('shared-view'), copy.subarray(100, 103));
+      // Stored, not aliased: a later change of the shared memory does not reach the stored value.
+      shared[0] = shared[0]! ^ 0xff;
+      assert.equal((await store.get('shared'))![0], copy[0]);
+    });
+
     it('copies values: neither the written array nor a returned one aliases the stored bytes', async () => {
       const value = bytes(1, 2, 3);
       await store.write([put('k', value)], { sync: true });
