@@ -115,7 +115,7 @@ export class PartitionBytes {
   countedTotal = 0;
 
   allocate(size: number, budget: number): Uint8Array {
-    if (this.uncounted + size <= budget) {
+    if (this.uncounted + size <= budget && typeof SharedArrayBuffer === 'function') {
       this.uncounted += size;
       this.uncountedTotal += size;
       return new Uint8Array(new SharedArrayBuffer(size));
