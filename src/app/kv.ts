@@ -76,6 +76,9 @@ const EMPTY_RECORD = new Uint8Array(0);
 const utf8Encoder = new TextEncoder();
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+/** Whether SharedArrayBuffer is offered (not in a browser page that is not cross-origin isolated). */
+const HAS_SHARED_MEMORY = typeof SharedArrayBuffer === 'function';
+
 /**
  * Where merged partitions' bytes are allocated. A checkpoint replaces every partition changed since
  * the last one with new bytes (mergeInto): with 10M keys in 65,536 partitions, 18 KiB for about
@@ -115,7 +118,7 @@ export class PartitionBytes {
   countedTotal = 0;
 
   allocate(size: number, budget: number): Uint8Array {
-    if (this.uncounted + size <= budget && typeof SharedArrayBuffer === 'function') {
+    if (HAS_SHARED_MEMORY && this.uncounted + size <= budget) {
       this.uncounted += size;
       this.uncountedTotal += size;
       return new Uint8Array(new SharedArrayBuffer(size));
@@ -451,13 +454,13 @@ function mergeFrozen(part: Partition, alloc: Allocate): void {
   part.frozenBytes = part.frozenCount === 0 ? EMPTY_PARTITION : part.base;
 }
 
+/** New bytes for a merged partition (PartitionBytes). */
+type Allocate = (size: number) => Uint8Array;
+
 /**
  * `base` with `changes` applied, as the new `base` whose header counts `count` keys: a copy of the
  * unchanged runs of `base` and the changed entries in key order (one linear pass).
  */
-/** New bytes for a merged partition (PartitionBytes). */
-type Allocate = (size: number) => Uint8Array;
-
 function mergeInto(part: Partition, overlay: Map<string, Pending>, count: number, alloc: Allocate): void {
   const changes: Change[] = [];
   for (const p of overlay.values()) {

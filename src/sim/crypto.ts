@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import type { CoreCrypto } from '../core/auth.ts';
 import type { Signer, Verifier } from '../crypto/types.ts';
+import { sha256Parts } from '../crypto/node.ts';
 import type { Prng } from './prng.ts';
 
 export class SimKeyring {
@@ -35,11 +36,7 @@ function simSign(secret: Uint8Array, data: Uint8Array): Uint8Array {
 export function sha256(data: Uint8Array): Uint8Array {
   return new Uint8Array(createHash('sha256').update(data).digest());
 }
-sha256.parts = (parts: readonly Uint8Array[]): Uint8Array => {
-  const h = createHash('sha256');
-  for (const p of parts) h.update(p);
-  return new Uint8Array(h.digest());
-};
+sha256.parts = sha256Parts;
 
 export function coreCrypto(signer: Signer, verifier: Verifier): CoreCrypto {
   return { sign: (d) => signer.sign(d), verify: (k, d, s) => verifier.verify(k, d, s), hash: sha256 };
