@@ -185,6 +185,12 @@ export class Authenticator {
     return { msg, body, sig };
   }
 
+  /** True when this signature was verified (or made) here and is still remembered; no crypto. */
+  isVerified(signed: Signed): boolean {
+    const known = this.verifiedNew.get(bytesKey(signed.sig)) ?? this.verifiedOld.get(bytesKey(signed.sig));
+    return known !== undefined && bytesEqual(known, signed.body) && this.signerKey(signed.msg) !== undefined;
+  }
+
   /** True when the signature is valid for the signer named in the body. */
   verify(signed: Signed): boolean {
     const key = this.signerKey(signed.msg);

@@ -6,7 +6,7 @@
 import { buildReplyTree, replyLeaf } from './replytree.ts';
 import { bytesEqual } from './auth.ts';
 import { makeBatch, type Batch } from './batch.ts';
-import { commitQuorum, preparedCertificate } from './quorum.ts';
+import { commitQuorum, preparedCertificate, skipsClientSignatures } from './quorum.ts';
 import type { BatchedReply, CommitMsg, PrePrepareMsg, PrepareMsg, RefusalMsg, ReplyBatchMsg, ReplyMsg, RequestMsg, Signed } from './messages.ts';
 import { BATCH_BYTES_LIMIT, BATCH_REQUESTS_LIMIT, OP_BYTES_MAX, type RefusalReason } from './limits.ts';
 import type { RejectReason } from './rejections.ts';
@@ -158,7 +158,11 @@ export function onPrePrepare(rs: ReplicaState, signed: Signed<PrePrepareMsg>, re
   if (!requests) return rs.reject('preprepare-without-batch');
   if (requests.length > BATCH_REQUESTS_LIMIT) return rs.reject('batch-too-large');
   if (!rs.auth.verify(signed)) return rs.reject('bad-signature');
-  const batch = checkBatch(rs, m.digest, requests, m.time, m.replica);
+  // One of the backups that need not check the client signatures of this batch (quorum.ts,
+  // skipsClientSignatures): its requests are used only once a prepared certificate shows that a
+  // correct replica checked them; until then they move none of our request timers.
+  const unchecked = skipsClientSignatures(rs.q, rs.members, m.view, m.seq, rs.id);
+  const batch = checkBatch(rs, m.digest, requests, m.time, m.replica, !unchecked);
   if (!batch) return;
   const wrongTime = rs.deps.unsafeTestOnly?.ignoreBatchTimeBounds ? undefined : checkBatchTime(rs, m);
   if (wrongTime) {
@@ -169,15 +173,19 @@ export function onPrePrepare(rs: ReplicaState, signed: Signed<PrePrepareMsg>, re
     // (a partition, a pause, a retransmission) looks the same as one from a primary that froze time.
     rs.reject(wrongTime.code);
     if (wrongTime.code !== 'batch-time-behind') rs.misbehaved(m.replica, 'bad-batch-time', `pre-prepare ${m.view}/${m.seq}: ${wrongTime.reason}`);
-    for (const r of batch.requests) noteWaiting(rs, r);
+    // Refused, so nothing else checks its requests: a skipping backup checks them now (rarely) so
+    // that it waits for them like every other backup.
+    for (const r of batch.requests) if (!unchecked || rs.auth.verify(r)) noteWaiting(rs, r);
     return;
   }
+  const known = unchecked ? batch.requests.filter((r) => rs.auth.isVerified(r)) : batch.requests;
+  if (unchecked) rs.counters.clientSignaturesUnchecked += batch.requests.length - known.length;
   slot.prePrepare = signed;
   slot.prePreparedAt = rs.now;
   rs.addBatch(slot, batch);
   rs.markDirty(slot);
-  rs.noteOrdered(batch.requests, true);
-  for (const r of batch.requests) noteWaiting(rs, r);
+  rs.noteOrdered(known, true);
+  for (const r of known) noteWaiting(rs, r);
   if (rs.mayVote(m.view, m.seq)) {
     const prepare = rs.auth.sign<PrepareMsg>({ type: 'prepare', view: m.view, seq: m.seq, digest: m.digest, replica: rs.id });
     slot.prepares.set(rs.id, prepare);
@@ -226,8 +234,11 @@ export function checkBatchTime(rs: ReplicaState, m: PrePrepareMsg): { code: Reje
   return undefined;
 }
 
-/** Digest and client signatures of a batch proposed by `proposer`; undefined (and counted) if invalid. */
-export function checkBatch(rs: ReplicaState, digest: Uint8Array, requests: Signed<RequestMsg>[], time: number, proposer: number): Batch | undefined {
+/**
+ * Digest and client signatures of a batch proposed by `proposer`; undefined (and counted) if invalid.
+ * `signatures` false: the client signatures are not checked (onPrePrepare, a skipping backup).
+ */
+export function checkBatch(rs: ReplicaState, digest: Uint8Array, requests: Signed<RequestMsg>[], time: number, proposer: number, signatures = true): Batch | undefined {
   const batch = makeBatch(rs.hash, requests, time);
   if (batch.bytes > BATCH_BYTES_LIMIT) {
     rs.reject('batch-too-large');
@@ -245,7 +256,7 @@ export function checkBatch(rs: ReplicaState, digest: Uint8Array, requests: Signe
       rs.misbehaved(proposer, 'batch-with-oversized-request', 'batch with a request larger than the protocol allows');
       return undefined;
     }
-    if (!rs.auth.hasClient(r.msg.client) || !rs.auth.verify(r)) {
+    if (!rs.auth.hasClient(r.msg.client) || (signatures && !rs.auth.verify(r))) {
       rs.reject('batch-with-bad-request');
       rs.misbehaved(proposer, 'batch-with-bad-request', 'batch with an unsigned request');
       return undefined;

@@ -67,6 +67,11 @@ export interface Quorum {
   readonly reads: number;
   /** Matching replies a client needs to accept the result of an ordered request (collector.ts). */
   readonly replies: number;
+  /**
+   * Backups that prepare a fresh PRE-PREPARE without checking its requests' client signatures
+   * (clientSignaturesUnchecked below): `prepares` - f in the byzantine mode, none in the crash mode.
+   */
+  readonly signatureSkippers: number;
 }
 
 /**
@@ -76,6 +81,7 @@ export interface Quorum {
 export interface UnsafeQuorum {
   prepares?: number;
   commits?: number;
+  signatureSkippers?: number;
 }
 
 /** The largest f that n replicas tolerate in the fault model: floor((n-1)/3), crash floor((n-1)/2). */
@@ -118,7 +124,41 @@ export function quorumFor(n: number, f: number, unsafe: UnsafeQuorum = {}, model
     suspicions: f + 1,
     reads: strong,
     replies: model === 'crash' ? 1 : f + 1,
+    signatureSkippers: unsafe.signatureSkippers ?? (model === 'crash' ? 0 : strong - 1 - f),
   };
+}
+
+/**
+ * Whether replica `id` prepares the fresh PRE-PREPARE of (view, seq) without checking the client
+ * signatures of its requests. Every request costs each replica one ed25519 verify, the largest
+ * single item of a replica's CPU; only 2f+1 of them are needed (n - q.signatureSkippers, with the
+ * primary among them), and which backups skip rotates with the sequence number so that each backup
+ * saves alike.
+ *
+ * Why it is safe. A prepared certificate holds the PRE-PREPARE and `prepares` PREPAREs from
+ * distinct replicas: `prepares` + 1 = strong replicas. The replicas that check are n - s of them,
+ * s = strong - 1 - f. Any certificate and the checking set share at least strong + (n - s) - n =
+ * f + 1 replicas, so at least one correct replica that checked: either a correct primary that
+ * proposed only requests whose signatures it had checked, or a correct backup that checked them
+ * before its PREPARE. A batch with a request its client did not sign can therefore never become
+ * prepared, committed (a commit certificate holds f+1 correct replicas that prepared), executed or
+ * carried into a NEW-VIEW, at any replica, skipping or not. One more skipper (s = strong - f) and a
+ * byzantine primary with the skippers' PREPAREs and its own COMMIT commits a forged request at
+ * them: the simulator's negative control (test/sim/client-signatures.test.ts).
+ *
+ * What a skipper must not do with requests it did not check: count them as checked (its verify
+ * cache is not touched), or let them move its request timers (normal.ts onPrePrepare). PRE-PREPAREs
+ * of a NEW-VIEW, retransmitted batches and fetched entries are checked in full, as before.
+ */
+export function skipsClientSignatures(q: Quorum, members: readonly number[], view: number, seq: number, id: number): boolean {
+  if (q.signatureSkippers <= 0) return false;
+  const n = members.length;
+  const primary = view % n;
+  const me = members.indexOf(id);
+  if (me < 0 || me === primary || n < 2) return false;
+  const backups = n - 1;
+  const position = (me - primary - 1 + n) % n;
+  return (position - (seq % backups) + backups) % backups < q.signatureSkippers;
 }
 
 /**

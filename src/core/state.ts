@@ -333,6 +333,8 @@ export abstract class ReplicaState {
     retransmissions: 0,
     /** Prepares and commits that arrived after their quorum was complete (not verified). */
     surplusVotes: 0,
+    /** Requests of fresh PRE-PREPAREs whose client signatures we did not check (quorum.ts, skipsClientSignatures). */
+    clientSignaturesUnchecked: 0,
     /** Signatures that covered the replies of a whole batch (instead of one per reply). */
     replyBatchesSigned: 0,
     /** Read-only requests answered (reads.ts). */

@@ -191,6 +191,40 @@ export class BatchTimeLiar implements Behavior {
   }
 }
 
+/**
+ * A primary that puts a request its client never signed into every batch it proposes: the first
+ * request keeps its client and timestamp but gets another operation, signed with the primary's own
+ * key. Every backup receives the same forged batch (one per sequence number) and the primary's
+ * COMMIT for it, so the backups that skip client signatures (quorum.ts, skipsClientSignatures)
+ * prepare it and need only their own COMMITs besides; the checking ones must refuse it.
+ */
+export class RequestForger implements Behavior {
+  readonly name = 'request-forger';
+  private readonly forged = new Map<string, Uint8Array[]>();
+  outgoing(sim: World, host: WorldHost, _r: Replica, messages: OutMessage[], replies: Replies) {
+    const out = mapMessages(messages, (m) => {
+      const d = decodeSigned(m.frame);
+      if (!d || d.signed.msg.type !== 'preprepare' || !d.batch || d.batch.length === 0) return m;
+      const pp = d.signed.msg;
+      const key = `${pp.view}/${pp.seq}/${Buffer.from(pp.digest).toString('hex')}`;
+      let forged = this.forged.get(key);
+      if (forged === undefined) {
+        const first = d.batch[0]!.msg;
+        const fake = signAs(sim, host, { ...first, op: concatBytes(first.op, new Uint8Array([0x66])) }) as Signed<RequestMsg>;
+        const batch = makeBatch(sha256, [fake, ...d.batch.slice(1)], pp.time);
+        forged = [
+          encodeSignedFrame(signAs(sim, host, { ...pp, digest: batch.digest }), batch.requests),
+          encodeSignedFrame(signAs(sim, host, { type: 'commit', view: pp.view, seq: pp.seq, digest: batch.digest, replica: host.id })),
+        ];
+        this.forged.set(key, forged);
+        sim.count('forged-request');
+      }
+      return forged.map((frame) => ({ to: m.to, frame }));
+    });
+    return { messages: out, replies };
+  }
+}
+
 /** Delays its pre-prepares to just under the view-change timeout. */
 /** Holds every PRE-PREPARE (with its batch) `delayTicks` before sending it; everything else leaves at once. */
 export class SlowPrimary implements Behavior {

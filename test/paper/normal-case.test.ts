@@ -190,6 +190,39 @@ describe('normal case: a backup accepts a PRE-PREPARE only', () => {
     assert.equal(node.rejected('batch-with-bad-request'), 2);
   });
 
+  test('except at the backups that skip client signatures (quorum.ts): one per batch for n = 4, rotating with seq; the others refuse', () => {
+    // View 0, seq 1: the backups 1, 2, 3 in order from the primary, the rotation at seq % 3 = 1 -> replica 2 skips.
+    const good = k1.request(0, 1, put('a', '1'));
+    const forged = k1.forgedRequest(1, 2, 1, put('b', '1'));
+    const pp = frame(k1.prePrepare(0, 1, k1.digest([good, forged])), [good, forged]);
+    const skipper = k1.node(2);
+    skipper.fromReplica(0, pp);
+    assert.equal(skipper.flush().distinct('prepare').length, 1, 'the skipper prepares without checking');
+    assert.equal(skipper.rejected('batch-with-bad-request'), 0);
+    assert.equal(skipper.replica.counters.clientSignaturesUnchecked, 2);
+    assert.equal(skipper.replica.waiting.size, 0, 'unchecked requests start no timers');
+    for (const id of [1, 3]) {
+      const checker = k1.node(id);
+      checker.fromReplica(0, pp);
+      assert.equal(checker.flush().of('prepare').length, 0, `replica ${id} checks and refuses`);
+      assert.equal(checker.rejected('batch-with-bad-request'), 1);
+    }
+    // A request the skipper checked itself (it came from its client) is waited for as before.
+    const other = k1.node(2);
+    other.fromClient(0, frame(good));
+    other.flush();
+    assert.notEqual(other.replica.waiting.get(0)?.unorderedSince, undefined, 'waiting for the primary to order it');
+    other.fromReplica(0, frame(k1.prePrepare(0, 1, k1.digest([good])), [good]));
+    assert.equal(other.flush().distinct('prepare').length, 1);
+    assert.equal(other.replica.counters.clientSignaturesUnchecked, 0);
+    assert.equal(other.replica.waiting.get(0)?.unorderedSince, undefined, 'ordered: the pre-prepare counts for it');
+    // At seq 2 the rotation moves on (replica 3 skips): replica 2 checks and refuses.
+    const next = k1.node(2);
+    next.fromReplica(0, frame(k1.prePrepare(0, 2, k1.digest([forged])), [forged]));
+    assert.equal(next.flush().of('prepare').length, 0);
+    assert.equal(next.rejected('batch-with-bad-request'), 1);
+  });
+
   test('a request with a bad client signature never enters a batch at the primary', () => {
     const node = k1.node(0);
     const forged = k1.forgedRequest(1, 2, 1, put('b', '1'));
