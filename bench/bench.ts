@@ -1551,6 +1551,8 @@ function evaluate(o: Options, report: Report): void {
   const t = report.targets;
   if (cluster !== undefined && floor !== undefined) {
     r.clusterToCryptoFloor = cluster.requestsPerSecond / floor.requestsPerSecond;
+    const checking = report.floor?.byReplicasChecking?.[o.replicas];
+    if (checking !== undefined) r.clusterToCheckingFloor = cluster.requestsPerSecond / checking.requestsPerSecond;
     const nodeFloor = report.floorNode?.byReplicas[o.replicas];
     if (nodeFloor !== undefined) r.clusterToNodeCryptoFloor = cluster.requestsPerSecond / nodeFloor.requestsPerSecond;
     t.push({
@@ -1675,6 +1677,12 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
         `  n=${n}: sign + ${n} verify + ${fn + 1} reply verify = ${fmt(v.cpuUsPerRequest, 1)} us CPU per request -> floor ${fmt(v.requestsPerSecond)} requests/s on ${f.cores} cores`,
       );
     }
+    for (const [n, v] of Object.entries(f.byReplicasChecking ?? {})) {
+      const fn = (Number(n) - 1) / 3;
+      out.push(
+        `  (the replicas' own minimum since 2026-12-05, only ${v.checkers} of ${n} verify a request: sign + ${v.checkers} verify + ${fn + 1} reply verify = ${fmt(v.cpuUsPerRequest, 1)} us -> ${fmt(v.requestsPerSecond)} requests/s)`,
+      );
+    }
   }
   const fnode = report.floorNode;
   if (fnode !== undefined) {
@@ -1752,6 +1760,7 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
     out.push('');
     out.push('ratios');
     if (r.clusterToCryptoFloor !== undefined) out.push(`  cluster (${o.replicas} replicas) / crypto floor n=${o.replicas}      ${fmt(r.clusterToCryptoFloor, 2)}`);
+    if (r.clusterToCheckingFloor !== undefined) out.push(`  cluster (${o.replicas} replicas) / 2f+1-verify minimum n=${o.replicas}  ${fmt(r.clusterToCheckingFloor, 2)}   (information; the target is judged on the floor above)`);
     if (r.clusterToNodeCryptoFloor !== undefined) {
       out.push(`  cluster (${o.replicas} replicas) / node:crypto's floor n=${o.replicas}  ${fmt(r.clusterToNodeCryptoFloor, 2)}   (the floor of the records before libsodium)`);
     }
