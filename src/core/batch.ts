@@ -12,6 +12,13 @@ export interface Batch {
   digest: Uint8Array;
   /** Sum of request body and signature bytes. */
   bytes: number;
+  /**
+   * Set when this replica holds the batch without having checked every client signature in it: a
+   * backup that skipped them (quorum.ts, skipsClientSignatures), or a batch restored from disk.
+   * The bodies are what the digest covers; the signatures are checked before the batch is served
+   * to a peer (fetch.ts), and the flag is cleared once they all verify.
+   */
+  unchecked?: boolean;
 }
 
 const BATCH_TAG = new TextEncoder().encode('pbft/1/batch\0');

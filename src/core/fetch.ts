@@ -3,7 +3,7 @@
  * committed log entries (with their commit certificates) and missing batches from peers.
  */
 import { bytesEqual } from './auth.ts';
-import { makeBatch } from './batch.ts';
+import { makeBatch, type Batch } from './batch.ts';
 import type { CheckpointCert, CommittedEntry, EpochProof, RequestMsg, Signed } from './messages.ts';
 import { UNKNOWN_EPOCH, type ReplicaState, type Slot } from './state.ts';
 
@@ -106,7 +106,7 @@ export function serveFetch(rs: ReplicaState, peer: number, from: number, to: num
     const slot = rs.slots.get(seq);
     if (!slot?.committedDigest || !slot.commitCert) break;
     const batch = rs.batchFor(slot, slot.committedDigest);
-    if (!batch || (entries.length > 0 && bytes + batch.bytes > bytesMax)) break;
+    if (!batch || (entries.length > 0 && bytes + batch.bytes > bytesMax) || !signedByClients(rs, batch)) break;
     bytes += batch.bytes;
     entries.push({ seq, commits: slot.commitCert, batch: batch.requests, time: batch.time });
   }
@@ -167,10 +167,27 @@ function checkCommitCert(rs: ReplicaState, e: CommittedEntry): Uint8Array | unde
   return senders.size >= rs.q.commits ? first.digest : undefined;
 }
 
+/**
+ * Whether every client signature of a batch we hold checks out, before we hand it to a peer. A
+ * backup that skipped the client signatures of a fresh PRE-PREPARE (quorum.ts,
+ * skipsClientSignatures) holds what the primary sent: the digest covers the request bodies, which a
+ * certificate proves genuine, but not the signatures, so a faulty primary could have sent it bodies
+ * with signatures of its own. Serving those would make the peer (acceptBatch, onFetched) report us,
+ * a correct replica, as misbehaving. Only batches marked `unchecked` (those, and batches restored
+ * from disk: at most a log window of them) are verified, once; a batch that fails is not served,
+ * and the peer asks another.
+ */
+function signedByClients(rs: ReplicaState, batch: Batch): boolean {
+  if (!batch.unchecked || rs.deps.unsafeTestOnly?.serveUncheckedBatches === true) return true;
+  for (const r of batch.requests) if (!rs.auth.hasClient(r.msg.client) || !rs.auth.verify(r)) return false;
+  batch.unchecked = false;
+  return true;
+}
+
 export function serveBatch(rs: ReplicaState, peer: number, seq: number, digest: Uint8Array): void {
   const slot = rs.slots.get(seq);
   const batch = slot && rs.batchFor(slot, digest);
-  if (batch) rs.sendTo(peer, rs.frames.encodeLinkFrame({ type: 'batch', seq, digest, batch: batch.requests, time: batch.time }));
+  if (batch && signedByClients(rs, batch)) rs.sendTo(peer, rs.frames.encodeLinkFrame({ type: 'batch', seq, digest, batch: batch.requests, time: batch.time }));
 }
 
 /** True when the slot's pre-prepare, prepared certificate or commit names this digest and its batch is missing. */

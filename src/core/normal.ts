@@ -179,7 +179,10 @@ export function onPrePrepare(rs: ReplicaState, signed: Signed<PrePrepareMsg>, re
     return;
   }
   const known = unchecked ? batch.requests.filter((r) => rs.auth.isVerified(r)) : batch.requests;
-  if (unchecked) rs.counters.clientSignaturesUnchecked += batch.requests.length - known.length;
+  if (known.length < batch.requests.length) {
+    batch.unchecked = true;
+    rs.counters.clientSignaturesUnchecked += batch.requests.length - known.length;
+  }
   slot.prePrepare = signed;
   slot.prePreparedAt = rs.now;
   rs.addBatch(slot, batch);

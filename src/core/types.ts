@@ -57,6 +57,8 @@ export interface ReplicaDeps {
     readsWithoutHold?: boolean;
     /** Negative control: a backup prepares a pre-prepare whatever its batch time (normal.ts checkBatchTime). */
     ignoreBatchTimeBounds?: boolean;
+    /** Negative control: batches whose client signatures were not checked here are served to peers unchecked (fetch.ts signedByClients). */
+    serveUncheckedBatches?: boolean;
   };
 }
 

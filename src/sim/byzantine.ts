@@ -201,11 +201,29 @@ export class BatchTimeLiar implements Behavior {
 export class RequestForger implements Behavior {
   readonly name = 'request-forger';
   private readonly forged = new Map<string, Uint8Array[]>();
+  /**
+   * `resign`: instead, the backups in `resignTo(view, seq, backup)` (the skippers, say) get the
+   * genuine batch with the primary's own signature on every request: the same bodies, so the same
+   * digest, and the others the genuine batch. Everyone prepares and commits it; the skippers hold
+   * requests with signatures no client made. It then serves no fetched entries or batches itself,
+   * so that a replica catching up asks the others, the skippers among them.
+   */
+  constructor(private readonly resignTo?: (view: number, seq: number, backup: number) => boolean) {}
   outgoing(sim: World, host: WorldHost, _r: Replica, messages: OutMessage[], replies: Replies) {
     const out = mapMessages(messages, (m) => {
+      if (this.resignTo !== undefined) {
+        const l = decodeFrame(m.frame);
+        if (l.ok && l.value.kind === 'link' && (l.value.msg.type === 'fetched' || l.value.msg.type === 'batch')) return undefined;
+      }
       const d = decodeSigned(m.frame);
       if (!d || d.signed.msg.type !== 'preprepare' || !d.batch || d.batch.length === 0) return m;
       const pp = d.signed.msg;
+      if (this.resignTo !== undefined) {
+        if (!this.resignTo(pp.view, pp.seq, m.to)) return m;
+        sim.count('resigned-batch');
+        const resigned = d.batch.map((r) => ({ ...signAs(sim, host, r.msg), body: r.body }) as Signed<RequestMsg>);
+        return { to: m.to, frame: encodeSignedFrame(d.signed, resigned) };
+      }
       const key = `${pp.view}/${pp.seq}/${Buffer.from(pp.digest).toString('hex')}`;
       let forged = this.forged.get(key);
       if (forged === undefined) {

@@ -81,6 +81,8 @@ export interface SimOptions {
   unsafeTrustEpochProofs?: boolean;
   /** Negative controls: backups prepare any batch time (no bounds against their clocks, no monotonicity). */
   unsafeIgnoreBatchTimeBounds?: boolean;
+  /** Negative control: replicas serve batches whose client signatures they did not check (fetch.ts signedByClients). */
+  unsafeServeUncheckedBatches?: boolean;
   /** Per replica id, how far its wall clock is off (ms, may be negative; default 0). */
   clockSkewsMs?: number[];
   /** Client workload: the op of client c's i-th request (default: random ops over keySpace). */
@@ -330,11 +332,12 @@ export class SimCluster {
     const app = new SimApp({ partitionCount: this.opts.partitionCount }, host);
     const o = this.opts;
     const unsafe: ReplicaDeps['unsafeTestOnly'] =
-      o.unsafeQuorum || o.unsafeRecoveryQuorum || o.unsafeReplyBeforeWrite || o.unsafeIgnoreLostData || o.unsafeNoAbstain || o.unsafeTrustEpochProofs || o.unsafeReadsWithoutHold || o.unsafeIgnoreBatchTimeBounds
+      o.unsafeQuorum || o.unsafeRecoveryQuorum || o.unsafeReplyBeforeWrite || o.unsafeIgnoreLostData || o.unsafeNoAbstain || o.unsafeTrustEpochProofs || o.unsafeReadsWithoutHold || o.unsafeIgnoreBatchTimeBounds || o.unsafeServeUncheckedBatches
         ? {
             ...(o.unsafeReadsWithoutHold ? { readsWithoutHold: true } : {}),
             ...(o.unsafeTrustEpochProofs ? { trustEpochProofs: true } : {}),
             ...(o.unsafeIgnoreBatchTimeBounds ? { ignoreBatchTimeBounds: true } : {}),
+            ...(o.unsafeServeUncheckedBatches ? { serveUncheckedBatches: true } : {}),
             ...(o.unsafeQuorum ? { quorum: o.unsafeQuorum } : {}),
             ...(o.unsafeRecoveryQuorum ? { recoveryQuorum: o.unsafeRecoveryQuorum } : {}),
             ...(o.unsafeReplyBeforeWrite ? { replyBeforeWrite: true } : {}),

@@ -15,6 +15,7 @@ import {
   frame,
   get,
   hex,
+  linkFrame,
   othersThan,
   put,
   result,
@@ -221,6 +222,31 @@ describe('normal case: a backup accepts a PRE-PREPARE only', () => {
     next.fromReplica(0, frame(k1.prePrepare(0, 2, k1.digest([forged])), [forged]));
     assert.equal(next.flush().of('prepare').length, 0);
     assert.equal(next.rejected('batch-with-bad-request'), 1);
+  });
+
+  test('a skipping backup serves a batch to a peer only once its client signatures check out (the digest covers bodies, not signatures)', () => {
+    // The primary sends replica 2 (the skipper of seq 1) the genuine body with another key's signature.
+    const good = k1.request(0, 1, put('a', '1'));
+    const resigned = k1.forgedRequest(0, 2, 1, put('a', '1'));
+    assert.ok(sameBytes(resigned.body, good.body) && !sameBytes(resigned.sig, good.sig));
+    const digest = k1.digest([good]);
+    assert.equal(hex(k1.digest([resigned])), hex(digest), 'same digest');
+    const asked = (node: Node): number => {
+      node.fromReplica(3, linkFrame({ type: 'batchreq', seq: 1, digest }));
+      return node.flush().links('batch').length;
+    };
+    const bad = k1.node(2);
+    bad.fromReplica(0, frame(k1.prePrepare(0, 1, digest), [resigned]));
+    assert.equal(bad.flush().distinct('prepare').length, 1, 'prepared without checking');
+    assert.equal(asked(bad), 0, 'not served: replica 3 would report us for its signature');
+    assert.equal(asked(bad), 0, 'nor later');
+    // The genuine batch, also unchecked at first, is served once it verifies.
+    const ok = k1.node(2);
+    ok.fromReplica(0, frame(k1.prePrepare(0, 1, digest), [good]));
+    ok.flush();
+    assert.equal(ok.replica.counters.clientSignaturesUnchecked, 1);
+    assert.equal(asked(ok), 1);
+    assert.equal(asked(ok), 1);
   });
 
   test('a request with a bad client signature never enters a batch at the primary', () => {

@@ -150,3 +150,44 @@ test('negative control, f=2: three skippers per batch (one more than the bound) 
   const r = run({ seed: 6, f: 2, unsafeQuorum: { signatureSkippers: 3 } }, forgingPrimaryAndVoter, 60_000);
   assert.ok(r.violations.some((v) => v.startsWith('validity:')), r.violations.join('\n') || 'no violation');
 });
+
+/** A primary that re-signs the skippers' copies and serves nothing; replica 3 is down while 10 batches commit. */
+function resignRun(unsafeServeUncheckedBatches: boolean): { sim: SimCluster; done: boolean; blamed: string[] } {
+  const sim = new SimCluster({
+    seed: 8,
+    f: 1,
+    clients: 4,
+    requestsPerClient: 100,
+    // A window larger than the outage, so that replica 3 catches up by fetching entries.
+    replica: { checkpointInterval: 64, windowSize: 128, viewChangeTimeoutTicks: 120, retransmitTicks: 20, catchUpTicks: 25, fetchTimeoutTicks: 40, storedRecordsMax: 2 },
+    ...(unsafeServeUncheckedBatches ? { unsafeServeUncheckedBatches } : {}),
+  });
+  const q = quorumFor(4, 1);
+  sim.hosts[0]!.byzantine = new RequestForger((view, seq, to) => skipsClientSignatures(q, [0, 1, 2, 3], view, seq, to));
+  sim.run(200);
+  sim.crash(3);
+  sim.run(60);
+  sim.restart(3);
+  const done = sim.runUntil(() => sim.allClientsDone(), 40_000);
+  sim.finish();
+  const blamed = sim.events
+    .filter(({ replica, event }) => event.type === 'peer-misbehaved' && sim.isCorrect(replica) && sim.isCorrect(event.peer))
+    .map(({ replica, event }) => `${replica} blames ${event.type === 'peer-misbehaved' ? `${event.peer}: ${event.code}` : ''}`);
+  return { sim, done, blamed };
+}
+
+test('a primary that re-signs the skippers\' copies (same bodies, same digest): a replica catching up gets every entry, and no correct replica is blamed', () => {
+  const { sim, done, blamed } = resignRun(false);
+  assert.deepEqual(sim.checker.violations.map((v) => `${v.check}: ${v.detail}`), []);
+  assert.ok(done, 'every client completed');
+  assert.ok((sim.faults['resigned-batch'] ?? 0) > 0, 'the primary re-signed batches');
+  const unchecked = [1, 2].reduce((sum, id) => sum + sim.hosts[id]!.replica!.counters.clientSignaturesUnchecked, 0);
+  assert.ok(unchecked > 0, 'the skippers held requests they had not checked');
+  assert.equal(sim.hosts[3]!.replica!.lastExecuted, sim.hosts[1]!.replica!.lastExecuted, 'replica 3 caught up');
+  assert.deepEqual(blamed, []);
+});
+
+test('negative control: skippers that serve what they did not check get a correct replica blamed by the one catching up', () => {
+  const { blamed } = resignRun(true);
+  assert.ok(blamed.some((b) => b.endsWith('batch-with-bad-request')), blamed.join('\n') || 'nobody blamed');
+});
