@@ -27,8 +27,9 @@ export function retransmit(rs: ReplicaState): void {
       budget--;
       rs.counters.retransmissions++;
       if (slot.prePrepare.msg.replica === rs.id) {
+        // (A PRE-PREPARE of our NEW-VIEW may name a batch we hold unchecked: it goes without it then.)
         const batch = rs.batchFor(slot, slot.prePrepare.msg.digest);
-        rs.broadcast(rs.frames.encodeSignedFrame(slot.prePrepare, batch?.requests));
+        rs.broadcast(rs.frames.encodeSignedFrame(slot.prePrepare, batch && signedByClients(rs, batch) ? batch.requests : undefined));
       }
       const own = slot.prepares.get(rs.id);
       if (own) rs.broadcast(rs.frames.encodeSignedFrame(own));
