@@ -80,6 +80,12 @@ test('GET /status and GET /metrics', async () => {
   assert.ok(s.lastExecuted >= 30);
   assert.ok(s.stableCheckpoint.seq >= 8 && /^[0-9a-f]{64}$/.test(s.stableCheckpoint.digest));
   assert.ok(s.counters.requestsExecuted >= 30);
+  // Only 2f+1 replicas check each client signature (src/core/quorum.ts): the primary checks all, the
+  // backups skip one batch in three between them (whose requests they had not seen from the client).
+  const all = await Promise.all(ipc.ports.map(async (port) => (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as NodeStatus));
+  assert.equal(all[0]!.counters.clientSignaturesUnchecked, 0, 'the primary checks every request');
+  const unchecked = all.slice(1).reduce((sum, r) => sum + r.counters.clientSignaturesUnchecked, 0);
+  assert.ok(unchecked > 0 && unchecked <= s.counters.requestsExecuted, `backups left ${unchecked} client signatures unchecked`);
   assert.equal(typeof s.rejected, 'object');
   assert.deepEqual(s.transport.replicasConnected, [0, 2, 3]);
   assert.ok(s.uptimeSeconds >= 0);
