@@ -187,7 +187,8 @@ export class Authenticator {
 
   /** True when this signature was verified (or made) here and is still remembered; no crypto. */
   isVerified(signed: Signed): boolean {
-    const known = this.verifiedNew.get(bytesKey(signed.sig)) ?? this.verifiedOld.get(bytesKey(signed.sig));
+    const cacheKey = bytesKey(signed.sig);
+    const known = this.verifiedNew.get(cacheKey) ?? this.verifiedOld.get(cacheKey);
     return known !== undefined && bytesEqual(known, signed.body) && this.signerKey(signed.msg) !== undefined;
   }
 
