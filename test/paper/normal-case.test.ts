@@ -247,6 +247,29 @@ describe('normal case: a backup accepts a PRE-PREPARE only', () => {
     assert.equal(ok.replica.counters.clientSignaturesUnchecked, 1);
     assert.equal(asked(ok), 1);
     assert.equal(asked(ok), 1);
+
+    // Restored from disk, a batch counts as unchecked again: the re-signed one is still not served,
+    // the genuine one is, once it verifies.
+    assert.equal(asked(bad.restart().node), 0, 'restored: still not served');
+    assert.equal(asked(ok.restart().node), 1);
+
+    // Retransmitting its own PRE-PREPARE (as the primary of a later view whose NEW-VIEW carried this
+    // digest), a replica attaches the batch only if its client signatures check out.
+    const retransmitted = (node: Node): number => {
+      const slot = node.replica.slots.get(1)!;
+      (slot as { prePrepare?: unknown }).prePrepare = k1.prePrepare(2, 1, digest, 2, 2);
+      const pps = node.tick(k1.options.retransmitTicks! + 1).flatMap((o) => o.of('preprepare'));
+      assert.ok(pps.length > 0, 'the PRE-PREPARE was retransmitted');
+      return pps.filter((p) => p.batch !== undefined).length;
+    };
+    const bad2 = k1.node(2);
+    bad2.fromReplica(0, frame(k1.prePrepare(0, 1, digest), [resigned]));
+    bad2.flush();
+    assert.equal(retransmitted(bad2), 0, 'sent without the re-signed batch');
+    const ok2 = k1.node(2);
+    ok2.fromReplica(0, frame(k1.prePrepare(0, 1, digest), [good]));
+    ok2.flush();
+    assert.ok(retransmitted(ok2) > 0, 'sent with the genuine batch');
   });
 
   test('a request with a bad client signature never enters a batch at the primary', () => {
