@@ -187,9 +187,12 @@ export class Authenticator {
 
   /** True when this signature was verified (or made) here and is still remembered; no crypto. */
   isVerified(signed: Signed): boolean {
-    const cacheKey = bytesKey(signed.sig);
+    return this.signerKey(signed.msg) !== undefined && this.remembered(signed, bytesKey(signed.sig));
+  }
+
+  private remembered(signed: Signed, cacheKey: string): boolean {
     const known = this.verifiedNew.get(cacheKey) ?? this.verifiedOld.get(cacheKey);
-    return known !== undefined && bytesEqual(known, signed.body) && this.signerKey(signed.msg) !== undefined;
+    return known !== undefined && bytesEqual(known, signed.body);
   }
 
   /** True when the signature is valid for the signer named in the body. */
@@ -197,8 +200,7 @@ export class Authenticator {
     const key = this.signerKey(signed.msg);
     if (key === undefined) return false;
     const cacheKey = bytesKey(signed.sig);
-    const known = this.verifiedNew.get(cacheKey) ?? this.verifiedOld.get(cacheKey);
-    if (known !== undefined && bytesEqual(known, signed.body)) {
+    if (this.remembered(signed, cacheKey)) {
       this.cacheHits++;
       return true;
     }

@@ -12,7 +12,7 @@ import { test } from 'node:test';
 import { faultsOf, quorumFor, skipsClientSignatures } from '../../src/core/quorum.ts';
 import { makeBehavior, RequestForger } from '../../src/sim/byzantine.ts';
 import { Prng } from '../../src/sim/prng.ts';
-import { SimCluster, type SimOptions } from '../../src/sim/cluster.ts';
+import { DEFAULT_SIM_OPTIONS, SimCluster, type SimOptions } from '../../src/sim/cluster.ts';
 
 const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
@@ -159,7 +159,7 @@ function resignRun(unsafeServeUncheckedBatches: boolean): { sim: SimCluster; don
     clients: 4,
     requestsPerClient: 100,
     // A window larger than the outage, so that replica 3 catches up by fetching entries.
-    replica: { checkpointInterval: 64, windowSize: 128, viewChangeTimeoutTicks: 120, retransmitTicks: 20, catchUpTicks: 25, fetchTimeoutTicks: 40, storedRecordsMax: 2 },
+    replica: { ...DEFAULT_SIM_OPTIONS.replica, checkpointInterval: 64, windowSize: 128 },
     ...(unsafeServeUncheckedBatches ? { unsafeServeUncheckedBatches } : {}),
   });
   const q = quorumFor(4, 1);
