@@ -44,6 +44,7 @@ import type { NodeStatus } from '../src/node/replica-node.ts';
 import type { FromWorker, ToWorker, WorkerInit, WorkerResult } from './client-worker.ts';
 import type { BaselineConfig } from './baseline-server.ts';
 import { measureCryptoFloor, type CryptoFloor } from './crypto-floor.ts';
+import { measureFrameCost, type FrameCost } from './frame-cost.ts';
 import { benchKeyring, clusterToJson, type ClusterJson } from './lib/keys.ts';
 import { freePorts } from '../src/transport/free-ports.ts';
 import { Histogram, meanMsBetween, processCpuSeconds, processRssBytes, threadCpuSeconds } from './lib/stats.ts';
@@ -620,7 +621,27 @@ interface LoadResult {
   /** From replica 0's /status over the window (replicated runs only). */
   replica0?: { batches: number; requestsPerBatch: number; syncedWrites: number; turns: number; viewChanges: number; retransmissions: number };
   /** Work per completed request of replica 0 (the primary) and replica 1 (a backup), from /status. */
-  work?: Array<{ replica: number; verifies: number; verifiesOffloaded: number; signs: number; verifyUs: number; signUs: number; syncedWrites: number; writeWaitUs: number; turns: number }>;
+  work?: Array<{
+    replica: number;
+    verifies: number;
+    verifiesOffloaded: number;
+    signs: number;
+    verifyUs: number;
+    signUs: number;
+    syncedWrites: number;
+    writeWaitUs: number;
+    turns: number;
+    /** WebSocket frames per request: sent (of them to clients), received (of them from clients). */
+    framesOut?: number;
+    clientFramesOut?: number;
+    framesIn?: number;
+    clientFramesIn?: number;
+  }>;
+  /**
+   * Every frame of the window once (each has one sender): what the replicas sent plus what they
+   * received from clients, per request; undefined when a replica's /status was missing.
+   */
+  framesPerRequest?: number;
   /**
    * Where a request's time went at replica 0 (the primary) and replica 1 (a backup): means over the
    * window of the replica's latency histograms (its /metrics), milliseconds (NaN: none observed).
@@ -683,8 +704,23 @@ function post(w: WorkerHandle, m: ToWorker): void {
 }
 
 /** /status of replicas 0 (the primary in view 0) and 1. */
+/** Every replica's /status (the work lines print replicas 0 and 1; the frame count needs them all). */
+/** Frames per request between two /status samples (undefined fields: a replica without the client counters). */
+function framesOf(a: NodeStatus, b: NodeStatus, requests: number): { framesOut?: number; clientFramesOut?: number; framesIn?: number; clientFramesIn?: number } {
+  const ta = a.transport;
+  const tb = b.transport;
+  if (ta === undefined || tb === undefined) return {};
+  const out: { framesOut?: number; clientFramesOut?: number; framesIn?: number; clientFramesIn?: number } = {
+    framesOut: (tb.framesOut - ta.framesOut) / requests,
+    framesIn: (tb.framesIn - ta.framesIn) / requests,
+  };
+  if (ta.clientFramesOut !== undefined && tb.clientFramesOut !== undefined) out.clientFramesOut = (tb.clientFramesOut - ta.clientFramesOut) / requests;
+  if (ta.clientFramesIn !== undefined && tb.clientFramesIn !== undefined) out.clientFramesIn = (tb.clientFramesIn - ta.clientFramesIn) / requests;
+  return out;
+}
+
 async function sampleStatus(server: Server): Promise<Array<NodeStatus | undefined>> {
-  return Promise.all(server.statusUrls.slice(0, 2).map((u) => getJson<NodeStatus>(u)));
+  return Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u)));
 }
 
 interface LoadOptions {
@@ -859,7 +895,12 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
           syncedWrites: writes / requests,
           writeWaitUs: writes > 0 ? ((b.loop.storageWriteMs - a.loop.storageWriteMs) * 1000) / writes : 0,
           turns: (b.loop.turns - a.loop.turns) / requests,
+          ...framesOf(a, b, requests),
         });
+      }
+      const counted = result.work.filter((w) => w.framesOut !== undefined && w.clientFramesIn !== undefined);
+      if (counted.length === statusStart.length && counted.length === server.cluster.replicas.length) {
+        result.framesPerRequest = counted.reduce((t, w) => t + w.framesOut! + w.clientFramesIn!, 0);
       }
     }
     const phases: NonNullable<LoadResult['phases']> = [];
@@ -1476,6 +1517,8 @@ interface Report {
   /** With libsodium in use: node:crypto's floor too, the backend of the records before 2026-12-04. */
   floorNode?: CryptoFloor;
   syncedWrite?: SyncedWrite;
+  /** CPU of one WebSocket frame over loopback (bench/frame-cost.ts), measured with the crypto floor. */
+  frameCost?: FrameCost;
   loads: LoadResult[];
   attacks: AttackResult[];
   /**
@@ -1487,6 +1530,28 @@ interface Report {
   targets: Target[];
   /** The keys part (--keys N). */
   keys?: KeysResult;
+}
+
+/**
+ * A run's CPU per request split into signatures, frames and the rest (printed under the work lines);
+ * undefined without the crypto part (the prices) or the frame count.
+ */
+function cpuAccount(report: Report, l: LoadResult): { totalUs: number; signaturesUs: number; frames: number; frameUs: number; framesUs: number; restUs: number } | undefined {
+  const floor = report.floor;
+  const cost = report.frameCost;
+  if (floor === undefined || cost === undefined || l.framesPerRequest === undefined || l.work === undefined || l.requests === 0) return undefined;
+  if (!Number.isFinite(l.cpuSecondsPerRequest)) return undefined;
+  const totalUs = l.cpuSecondsPerRequest * 1e6;
+  // Priced by the floor (CPU time of one operation), not by the replicas' timers: those are wall
+  // time on a loop that shares 2 cores with every other process, and under load a timed verify
+  // often includes time the process was not running.
+  const replicaUs = l.work.reduce((t, w) => t + (w.verifies + w.verifiesOffloaded) * floor.verifyRequestUs + w.signs * floor.signRequestUs, 0);
+  const checks = l.clientSignatureChecks;
+  const clientVerifies = checks !== undefined ? (checks.checks - checks.cacheHits) / l.requests : 0;
+  const signaturesUs = replicaUs + floor.signRequestUs + clientVerifies * floor.verifyReplyUs;
+  const frameUs = l.clients === 1 ? cost.oneInFlightUs : cost.manyInFlightUs;
+  const framesUs = l.framesPerRequest * frameUs;
+  return { totalUs, signaturesUs, frames: l.framesPerRequest, frameUs, framesUs, restUs: totalUs - signaturesUs - framesUs };
 }
 
 function find(report: Report, run: string): LoadResult | undefined {
@@ -1691,6 +1756,14 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
       `  for comparison, node:crypto (the backend before libsodium): sign request ${fmt(fnode.signRequestUs, 1)} us, verify request ${fmt(fnode.verifyRequestUs, 1)} us, verify reply ${fmt(fnode.verifyReplyUs, 1)} us; n=${o.replicas}: ${fmt(v.cpuUsPerRequest, 1)} us -> ${fmt(v.requestsPerSecond)} requests/s`,
     );
   }
+  const fc = report.frameCost;
+  if (fc !== undefined) {
+    out.push('');
+    out.push(
+      `frame cost (bench/frame-cost.ts: ${fc.payloadBytes}-byte binary WebSocket frames over loopback between two processes, the sender's and the receiver's CPU): ` +
+        `${fmt(fc.oneInFlightUs, 1)} us per frame with one in flight, ${fmt(fc.manyInFlightUs, 1)} us with ${fc.connectionsMany} connections`,
+    );
+  }
   const sw = report.syncedWrite;
   if (sw !== undefined) {
     out.push('');
@@ -1726,12 +1799,32 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
       out.push('');
       out.push('replica work per request (replica 0 = primary, replica 1 = a backup; from /status over the window)');
       for (const l of withWork) {
-        for (const w of l.work!) {
+        for (const w of l.work!.filter((x) => x.replica <= 1)) {
           out.push(
             `  ${l.run.padEnd(9)} replica ${w.replica}: ${fmt(w.verifies, 2)} verifies on the loop (${fmt(w.verifyUs)} us)` +
               (w.verifiesOffloaded > 0 ? ` + ${fmt(w.verifiesOffloaded, 2)} in workers` : '') +
               `, ${fmt(w.signs, 2)} signs (${fmt(w.signUs)} us), ` +
-              `${fmt(w.syncedWrites, 3)} synced writes (${fmt(w.writeWaitUs)} us each), ${fmt(w.turns, 2)} loop turns`,
+              `${fmt(w.syncedWrites, 3)} synced writes (${fmt(w.writeWaitUs)} us each), ${fmt(w.turns, 2)} loop turns` +
+              (w.framesOut !== undefined && w.framesIn !== undefined
+                ? `, frames ${fmt(w.framesOut, 2)} out` + (w.clientFramesOut !== undefined ? ` (${fmt(w.clientFramesOut, 2)} to clients)` : '') +
+                  ` / ${fmt(w.framesIn, 2)} in` + (w.clientFramesIn !== undefined ? ` (${fmt(w.clientFramesIn, 2)} from clients)` : '')
+                : ''),
+          );
+        }
+      }
+      const accounts = withWork.map((l) => ({ l, a: cpuAccount(report, l) })).filter((x) => x.a !== undefined);
+      if (accounts.length > 0) {
+        out.push('');
+        out.push("where a request's CPU goes (CPU s/req of every process, split: signatures = the replicas' signs and verifies");
+        out.push('  (counted by every replica) + the clients\' sign and the reply verifies their cache did not answer, each priced by the');
+        out.push('  floor above; frames = every frame of the window once (what the replicas sent + what clients sent them) x the frame');
+        out.push('  cost above (one in flight for a 1-client run); the rest: JavaScript, GC, storage calls, the runtime)');
+        for (const { l, a } of accounts) {
+          const pct = (us: number): string => `${fmt((100 * us) / a!.totalUs)}%`;
+          out.push(
+            `  ${l.run.padEnd(9)} ${fmt(a!.totalUs)} us = signatures ${fmt(a!.signaturesUs)} us (${pct(a!.signaturesUs)})` +
+              ` + frames ${fmt(a!.frames, 2)} x ${fmt(a!.frameUs, 1)} us = ${fmt(a!.framesUs)} us (${pct(a!.framesUs)})` +
+              ` + the rest ${fmt(a!.restUs)} us (${pct(a!.restUs)})`,
           );
         }
       }
@@ -1946,6 +2039,9 @@ async function main(): Promise<void> {
     }
     const fl = report.floor.byReplicas[o.replicas]!;
     progressDone(`[crypto floor] n=${o.replicas}: ${fmt(fl.cpuUsPerRequest, 1)} us of signature work per request -> ${fmt(fl.requestsPerSecond)} requests/s`);
+    progress('[frame cost] measuring WebSocket frames over loopback', true);
+    const fc = (report.frameCost = await measureFrameCost({ seconds: 2 * o.floorSeconds }));
+    progressDone(`[frame cost] ${fmt(fc.oneInFlightUs, 1)} us per frame with one in flight, ${fmt(fc.manyInFlightUs, 1)} us with ${fc.connectionsMany}`);
   }
   // With --profile every run gets servers of its own, so <dir>/<run>/ holds that run's profiles only
   // (the server processes write theirs when they stop); without it, runs share them as before.
@@ -2077,6 +2173,7 @@ async function main(): Promise<void> {
       machine: m,
       options: o,
       cryptoFloor: report.floor,
+      frameCost: report.frameCost,
       syncedWrite: report.syncedWrite,
       runs: report.loads,
       attacks: report.attacks,

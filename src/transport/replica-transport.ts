@@ -168,6 +168,8 @@ export function createReplicaTransport(options: ReplicaTransportOptions): Replic
   const counters = {
     framesIn: 0,
     framesOut: 0,
+    clientFramesIn: 0,
+    clientFramesOut: 0,
     bytesIn: 0,
     bytesOut: 0,
     framesDropped: 0,
@@ -264,6 +266,7 @@ export function createReplicaTransport(options: ReplicaTransportOptions): Replic
 
   function deliver(from: Principal, frame: Uint8Array): void {
     counters.framesIn++;
+    if (from.kind === 'client') counters.clientFramesIn++;
     counters.bytesIn += frame.length;
     if (frameHandler === null) return;
     try {
@@ -705,6 +708,7 @@ export function createReplicaTransport(options: ReplicaTransportOptions): Replic
         return false;
       }
       counters.framesOut++;
+      counters.clientFramesOut++;
       counters.bytesOut += frame.length;
       conn.ws.send(frame, { binary: true });
       return true;

@@ -30,6 +30,9 @@ export interface TransportStats {
   /** Replica ids with an open authenticated outbound connection. */
   replicasConnected: number[];
   clientsConnected: number;
+  /** Of framesIn and framesOut: those from and to clients (requests in; replies and refusals out). */
+  clientFramesIn?: number;
+  clientFramesOut?: number;
   /** Clients cut off (refuseClient) and handshakes refused because the client was cut off. */
   clientsCutOff?: number;
   cutOffHandshakesRefused?: number;

@@ -91,6 +91,12 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
     // signature checks the workers' shared cache answered.
     assert.match(stdout, /^\s+\[(MET|MISSED)\] client SDK: CPU per request <= 1\.5 x its signature work \(1 sign \+ f\+1 verifies\): [\d.,]+ us per request \(client workers: .*\) vs [\d.,]+ us \(sign [\d.,]+ \+ 2 x verify reply [\d.,]+\) = [\d.]+x; signature checks [\d.]+ per request, [\d.]+% answered by the workers' shared cache \(4 clients in 1 processes\), so [\d.]+ verifies ran per request and the CPU outside the signatures that ran is -?[\d.,]+ us$/m);
     assert.match(stderr, /measuring/, 'a progress line');
+    // The frame cost beside the crypto floor, and each run's CPU per request split with it.
+    assert.match(stdout, /^frame cost \(bench\/frame-cost\.ts: 320-byte binary WebSocket frames .*\): [\d.]+ us per frame with one in flight, [\d.]+ us with 64 connections$/m);
+    for (const name of ['cluster', 'latency', 'cluster7']) {
+      assert.match(stdout, new RegExp(`^  ${name}\\s+[\\d,]+ us = signatures [\\d,]+ us \\(\\d+%\\) \\+ frames [\\d.]+ x [\\d.]+ us = [\\d,]+ us \\(\\d+%\\) \\+ the rest -?[\\d,]+ us \\(-?\\d+%\\)$`, 'm'), `${name}: the CPU split`);
+    }
+    assert.match(stdout, /^\s+cluster\s+replica 1: .* loop turns, frames [\d.]+ out \([\d.]+ to clients\) \/ [\d.]+ in \([\d.]+ from clients\)$/m);
     // The allocator (--malloc auto): jemalloc where installed, and the replicas' own word for it.
     const lib = findJemalloc();
     assert.match(
@@ -105,6 +111,7 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
       command: string;
       machine: { cores: number; cpuModel: string; node: string; malloc: { allocator: string; seen?: string } };
       cryptoFloor: { byReplicas: Record<string, { requestsPerSecond: number }> };
+      frameCost: { oneInFlightUs: number; manyInFlightUs: number };
       syncedWrite: { count: number; ms: { p50: number } };
       runs: Array<{ run: string; requests: number; cpuSecondsPerRequest: number }>;
     };
@@ -115,6 +122,10 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
     assert.ok(json.syncedWrite.count > 0 && json.syncedWrite.ms.p50 > 0, 'the synced write in the record');
     assert.deepEqual(json.runs.map((r) => r.run).sort(), [...RUNS].sort());
     for (const r of json.runs) assert.ok(r.requests > 0, `${r.run}: requests in the record`);
+    assert.ok(json.frameCost.oneInFlightUs > 0 && json.frameCost.manyInFlightUs > 0, 'the frame cost in the record');
+    // Every frame of a cluster run once: at least the request and f+1 replies per request.
+    const cluster = json.runs.find((r) => r.run === 'cluster') as { framesPerRequest?: number } | undefined;
+    assert.ok(cluster?.framesPerRequest !== undefined && cluster.framesPerRequest >= 3, `frames per request in the record (${cluster?.framesPerRequest})`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -280,6 +280,8 @@ describe('replica and client transports', () => {
       );
       assert.equal(replica(j).transport.stats().framesIn, 3);
       assert.equal(replica(j).transport.stats().framesOut, 3);
+      assert.equal(replica(j).transport.stats().clientFramesIn, 0);
+      assert.equal(replica(j).transport.stats().clientFramesOut, 0);
     }
     // Sending to itself is ignored: the shell delivers locally.
     replica(0).transport.sendToReplica(0, frameOf('self'));
@@ -319,6 +321,13 @@ describe('replica and client transports', () => {
       got.sort((a, b) => a.replicaId - b.replicaId),
       [0, 1, 2, 3].map((j) => ({ replicaId: j, text: `reply from ${j}` })),
     );
+    // The client's frames and the replies are counted apart from the replicas' own (the bench's frame count).
+    for (let j = 0; j < 4; j++) {
+      const stats = replica(j).transport.stats();
+      assert.equal(stats.clientFramesIn, j === 2 ? 2 : 1);
+      assert.equal(stats.clientFramesOut, 1); // the frames for clients that are not connected were not sent
+      assert.equal(stats.framesIn - stats.clientFramesIn!, 3); // the previous test's replica frames
+    }
     for (const r of replicas) r.received.length = 0;
   });
 
