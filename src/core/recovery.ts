@@ -207,8 +207,8 @@ export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>)
       rs.learnConfig(membership.value.current);
       if (membership.value.next) rs.learnConfig(membership.value.next);
       rs.syncTree();
-      rs.persistedLeaves = rs.liveTree.leaves.slice();
-      rs.persistedPartitions = rs.livePartitions.slice();
+      rs.persistedLeaves = rs.liveTree.leaves.toArray();
+      rs.persistedPartitions = rs.livePartitions.toArray();
       // Unreadable on disk: written again at the next stable checkpoint whatever its digest then.
       for (const index of loaded.unreadable) {
         rs.persistedPartitions[index] = undefined;

@@ -26,6 +26,7 @@ import { checkCheckpointCert, primaryOf, type QuorumContext } from './newview.ts
 
 /** checkStableCert's reason for a certificate of a configuration we have not learned yet. */
 export const UNKNOWN_EPOCH = 'checkpoint of a configuration not known yet';
+import { CowArray } from './cow.ts';
 import { StateTree, leafDigest, stateDigest, clientsDigest } from './statetree.ts';
 import { verifyEpochProof } from './epochproof.ts';
 import { TransferSession } from './transfer.ts';
@@ -79,7 +80,8 @@ export interface CheckpointSnapshot {
   seq: number;
   digest: Uint8Array;
   tree: StateTree;
-  partitions: Uint8Array[];
+  /** Partition bytes, shared chunk by chunk with the live state and other snapshots (cow.ts). */
+  partitions: CowArray<Uint8Array>;
   clients: Uint8Array;
   /** Canonical membership bytes (membership.ts) that `digest` covers. */
   membership: Uint8Array;
@@ -283,8 +285,7 @@ export abstract class ReplicaState {
 
   // --- state digest bookkeeping ---------------------------------------------------------------
   liveTree: StateTree;
-  livePartitions: Uint8Array[];
-  livePartitionsShared = false;
+  livePartitions: CowArray<Uint8Array>;
   /**
    * Leaf digests of the application state on disk: the state of the last stable checkpoint we hold
    * a snapshot of (so that after a restart we can still serve it to replicas that are behind).
@@ -387,11 +388,12 @@ export abstract class ReplicaState {
     this.configs.set(0, this.membership.current);
     // Genesis: the application starts empty on every replica, so its digest is the same everywhere.
     this.app.takeDirtyPartitions();
-    this.livePartitions = [];
-    for (let i = 0; i < this.app.partitionCount; i++) this.livePartitions.push(this.app.readPartition(i));
-    this.liveTree = StateTree.fromPartitions(this.hash, this.livePartitions);
-    this.persistedLeaves = this.liveTree.leaves.slice();
-    this.persistedPartitions = this.livePartitions.slice();
+    const partitions: Uint8Array[] = [];
+    for (let i = 0; i < this.app.partitionCount; i++) partitions.push(this.app.readPartition(i));
+    this.livePartitions = new CowArray(partitions);
+    this.liveTree = StateTree.fromPartitions(this.hash, partitions);
+    this.persistedLeaves = this.liveTree.leaves.toArray();
+    this.persistedPartitions = partitions.slice();
     const genesisClients = this.clients.encode();
     const genesisMembers = encodeMembership(this.membership);
     const genesis = stateDigest(this.hash, this.liveTree.root, genesisClients, genesisMembers);
@@ -663,18 +665,13 @@ export abstract class ReplicaState {
 
   /** Partition i's bytes and leaf in the live tree (its groups and root: at the next commit()). */
   setLivePartition(i: number, bytes: Uint8Array): void {
-    if (this.livePartitionsShared) {
-      this.livePartitions = this.livePartitions.slice();
-      this.livePartitionsShared = false;
-    }
-    this.livePartitions[i] = bytes;
+    this.livePartitions.set(i, bytes);
     this.liveTree.setLeaf(i, leafDigest(this.hash, bytes));
   }
 
   /** The live state as a checkpoint snapshot; `clients` are the client-table bytes `digest` covers. */
   snapshotNow(seq: number, digest: Uint8Array, clients: Uint8Array, membership: Uint8Array, records?: RecordsFound): CheckpointSnapshot {
-    this.livePartitionsShared = true;
-    return { seq, digest, tree: this.liveTree.clone(), partitions: this.livePartitions, clients, membership, ...(records !== undefined ? { records } : {}) };
+    return { seq, digest, tree: this.liveTree.clone(), partitions: this.livePartitions.share(), clients, membership, ...(records !== undefined ? { records } : {}) };
   }
 
   /** The epoch proof a snapshot at the start of its configuration gives. */
@@ -695,10 +692,10 @@ export abstract class ReplicaState {
     if (this.recordsAhead?.snapshot === snap) this.recordsAhead = undefined;
     const leaves = snap.tree.leaves;
     for (let i = 0; i < leaves.length; i++) {
-      const leaf = leaves[i]!;
+      const leaf = leaves.get(i);
       const onDisk = this.persistedLeaves[i]!;
       if (leaf === onDisk || bytesEqual(leaf, onDisk)) continue;
-      this.persistPartition(i, snap.partitions[i]!, found?.get(i));
+      this.persistPartition(i, snap.partitions.get(i), found?.get(i));
       this.persistedLeaves[i] = leaf;
     }
     this.writes.put(KEYS.checkpointState, encodeCheckpointState(snap.seq, snap.digest, snap.clients, snap.membership));
@@ -796,8 +793,9 @@ export abstract class ReplicaState {
       const partitions: number[] = [];
       const leaves = target.tree.leaves;
       for (let i = 0; i < leaves.length; i++) {
+        const leaf = leaves.get(i);
         const onDisk = this.persistedLeaves[i]!;
-        if (leaves[i] !== onDisk && !bytesEqual(leaves[i]!, onDisk)) partitions.push(i);
+        if (leaf !== onDisk && !bytesEqual(leaf, onDisk)) partitions.push(i);
       }
       target.records ??= new Map();
       this.recordsAhead = { snapshot: target, stable: this.h, partitions, next: 0 };
@@ -807,7 +805,7 @@ export abstract class ReplicaState {
     let bytes = 0;
     while (ahead.next < ahead.partitions.length && bytes < budget) {
       const i = ahead.partitions[ahead.next++]!;
-      const after = target.partitions[i]!;
+      const after = target.partitions.get(i);
       if (this.findRecords(records, i, after)) bytes += after.length;
     }
   }

@@ -90,7 +90,7 @@ export function serveState(rs: ReplicaState, peer: number, seq: number, part: St
       const parts: Uint8Array[] = [];
       let bytes = 0;
       for (const i of part.indices) {
-        const p = snap.partitions[i];
+        const p = snap.partitions.at(i);
         if (p === undefined) continue;
         if (indices.length > 0 && bytes + p.length > rs.opts.stateChunkBytesMax) break;
         indices.push(i);
@@ -156,7 +156,7 @@ export function onStateReply(rs: ReplicaState, peer: number, seq: number, reply:
         t.leaves.set(g.group, leaves);
         const base = g.group * rs.liveTree.groupSize;
         leaves.forEach((leaf, k) => {
-          if (!bytesEqual(leaf, rs.liveTree.leaves[base + k]!)) t.partitionsNeeded.set(base + k, leaf);
+          if (!bytesEqual(leaf, rs.liveTree.leaves.get(base + k))) t.partitionsNeeded.set(base + k, leaf);
         });
       }
       t.groupsNeeded = t.groupsNeeded.filter((g) => !t.leaves.has(g));

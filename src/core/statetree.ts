@@ -13,6 +13,8 @@
  * A replica behind compares group digests first, then the leaves of differing groups, and fetches
  * only partitions whose leaves differ.
  */
+import { CowArray } from './cow.ts';
+
 /**
  * A synchronous hash that keeps nothing of its input (callers reuse the input's memory); `parts`,
  * where the implementation has it, hashes the concatenation of several arrays without making it.
@@ -98,7 +100,8 @@ export function stateDigestOfParts(hash: Hash, root: Uint8Array, clients: Uint8A
 export class StateTree {
   readonly groupSize: number;
   readonly groupCount: number;
-  readonly leaves: Uint8Array[];
+  /** Leaf digests, shared with clones chunk by chunk until written (cow.ts). */
+  readonly leaves: CowArray<Uint8Array>;
   readonly groups: Uint8Array[];
   root: Uint8Array;
   private readonly dirtyGroups = new Set<number>();
@@ -116,14 +119,14 @@ export class StateTree {
   constructor(
     private readonly hash: Hash,
     readonly partitionCount: number,
-    leaves: Uint8Array[],
+    leaves: Uint8Array[] | CowArray<Uint8Array>,
     groups?: Uint8Array[],
     preimages?: Array<Uint8Array | undefined>,
   ) {
     if (leaves.length !== partitionCount) throw new RangeError('leaf count differs from partition count');
     this.groupSize = groupSizeFor(partitionCount);
     this.groupCount = Math.ceil(partitionCount / this.groupSize);
-    this.leaves = leaves;
+    this.leaves = leaves instanceof CowArray ? leaves : new CowArray(leaves);
     this.owned = new Uint8Array(this.groupCount);
     if (preimages !== undefined && preimages.length === this.groupCount) {
       this.preimages = preimages;
@@ -150,7 +153,7 @@ export class StateTree {
   }
 
   setLeaf(index: number, digest: Uint8Array): void {
-    this.leaves[index] = digest;
+    this.leaves.set(index, digest);
     const j = Math.floor(index / this.groupSize);
     this.dirtyGroups.add(j);
     let pre = this.preimages[j];
@@ -180,7 +183,7 @@ export class StateTree {
 
   clone(): StateTree {
     this.commit();
-    const copy = new StateTree(this.hash, this.partitionCount, this.leaves.slice(), this.groups.slice(), this.preimages.slice());
+    const copy = new StateTree(this.hash, this.partitionCount, this.leaves.share(), this.groups.slice(), this.preimages.slice());
     this.owned.fill(0);
     return copy;
   }

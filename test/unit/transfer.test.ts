@@ -148,7 +148,7 @@ test('the digest tree kept incrementally (group preimages updated in place, shar
   const check = (tree: StateTree, what: string): void => {
     tree.commit();
     for (let j = 0; j < tree.groupCount; j++) assert.deepEqual(tree.groups[j], groupDigest(sha256, tree.groupLeaves(j)), `${what}: group ${j}`);
-    assert.deepEqual(tree.root, new StateTree(sha256, n, tree.leaves.slice()).root, `${what}: root`);
+    assert.deepEqual(tree.root, new StateTree(sha256, n, tree.leaves.toArray()).root, `${what}: root`);
   };
   const trees: StateTree[] = [new StateTree(sha256, n, Array.from({ length: n }, (_, i) => leafOf(`start-${i}`)))];
   for (let step = 0; step < 400; step++) {
