@@ -60,6 +60,19 @@ export class CowArray<T> {
     chunk[index & MASK] = value;
   }
 
+  get chunkCount(): number {
+    return this.chunks.length;
+  }
+
+  /**
+   * Whether chunk `c` (entries c x COW_CHUNK ..) is one and the same in both arrays: then every entry
+   * of it is the same. A chunk held by two arrays is never written in place (each copies it first),
+   * so a loop comparing a snapshot with what is on disk can skip it.
+   */
+  sharesChunk(other: CowArray<T>, c: number): boolean {
+    return this.chunks[c] !== undefined && this.chunks[c] === other.chunks[c];
+  }
+
   /** A copy sharing every chunk with this array; from now on each copies a chunk before writing it. */
   share(): CowArray<T> {
     this.owned.fill(0);

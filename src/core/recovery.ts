@@ -207,12 +207,12 @@ export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>)
       rs.learnConfig(membership.value.current);
       if (membership.value.next) rs.learnConfig(membership.value.next);
       rs.syncTree();
-      rs.persistedLeaves = rs.liveTree.leaves.toArray();
+      rs.persistedLeaves = rs.liveTree.leaves.share();
       rs.persistedPartitions = rs.livePartitions.toArray();
       // Unreadable on disk: written again at the next stable checkpoint whatever its digest then.
       for (const index of loaded.unreadable) {
         rs.persistedPartitions[index] = undefined;
-        rs.persistedLeaves[index] = NOT_STORED;
+        rs.persistedLeaves.set(index, NOT_STORED);
       }
       const digest = stateDigest(rs.hash, rs.liveTree.root, st.value.clients, st.value.membership);
       rs.lastExecuted = st.value.seq;

@@ -26,7 +26,7 @@ import { checkCheckpointCert, primaryOf, type QuorumContext } from './newview.ts
 
 /** checkStableCert's reason for a certificate of a configuration we have not learned yet. */
 export const UNKNOWN_EPOCH = 'checkpoint of a configuration not known yet';
-import { CowArray } from './cow.ts';
+import { COW_CHUNK, CowArray } from './cow.ts';
 import { StateTree, leafDigest, stateDigest, clientsDigest } from './statetree.ts';
 import { verifyEpochProof } from './epochproof.ts';
 import { TransferSession } from './transfer.ts';
@@ -290,7 +290,7 @@ export abstract class ReplicaState {
    * Leaf digests of the application state on disk: the state of the last stable checkpoint we hold
    * a snapshot of (so that after a restart we can still serve it to replicas that are behind).
    */
-  persistedLeaves: Uint8Array[];
+  persistedLeaves: CowArray<Uint8Array>;
   /**
    * For an application with records (persist.ts): each partition as on disk (undefined: unreadable),
    * and the names of the records stored beside its base (a/<index>/<name>).
@@ -392,7 +392,7 @@ export abstract class ReplicaState {
     for (let i = 0; i < this.app.partitionCount; i++) partitions.push(this.app.readPartition(i));
     this.livePartitions = new CowArray(partitions);
     this.liveTree = StateTree.fromPartitions(this.hash, partitions);
-    this.persistedLeaves = this.liveTree.leaves.toArray();
+    this.persistedLeaves = this.liveTree.leaves.share();
     this.persistedPartitions = partitions.slice();
     const genesisClients = this.clients.encode();
     const genesisMembers = encodeMembership(this.membership);
@@ -691,13 +691,20 @@ export abstract class ReplicaState {
     snap.records = undefined;
     if (this.recordsAhead?.snapshot === snap) this.recordsAhead = undefined;
     const leaves = snap.tree.leaves;
-    for (let i = 0; i < leaves.length; i++) {
-      const leaf = leaves.get(i);
-      const onDisk = this.persistedLeaves[i]!;
-      if (leaf === onDisk || bytesEqual(leaf, onDisk)) continue;
-      this.persistPartition(i, snap.partitions.get(i), found?.get(i));
-      this.persistedLeaves[i] = leaf;
+    const persisted = this.persistedLeaves;
+    for (let c = 0; c < leaves.chunkCount; c++) {
+      // Unchanged since the snapshot on disk: nothing of this chunk to compare.
+      if (leaves.sharesChunk(persisted, c)) continue;
+      const end = Math.min(leaves.length, (c + 1) * COW_CHUNK);
+      for (let i = c * COW_CHUNK; i < end; i++) {
+        const leaf = leaves.get(i);
+        const onDisk = persisted.get(i);
+        if (leaf === onDisk || bytesEqual(leaf, onDisk)) continue;
+        this.persistPartition(i, snap.partitions.get(i), found?.get(i));
+      }
     }
+    // Every leaf on disk is now the snapshot's (written above, or equal already).
+    this.persistedLeaves = leaves.share();
     this.writes.put(KEYS.checkpointState, encodeCheckpointState(snap.seq, snap.digest, snap.clients, snap.membership));
   }
 
@@ -792,10 +799,15 @@ export abstract class ReplicaState {
     if (ahead === undefined || ahead.snapshot !== target || ahead.stable !== this.h) {
       const partitions: number[] = [];
       const leaves = target.tree.leaves;
-      for (let i = 0; i < leaves.length; i++) {
-        const leaf = leaves.get(i);
-        const onDisk = this.persistedLeaves[i]!;
-        if (leaf !== onDisk && !bytesEqual(leaf, onDisk)) partitions.push(i);
+      const persisted = this.persistedLeaves;
+      for (let c = 0; c < leaves.chunkCount; c++) {
+        if (leaves.sharesChunk(persisted, c)) continue;
+        const end = Math.min(leaves.length, (c + 1) * COW_CHUNK);
+        for (let i = c * COW_CHUNK; i < end; i++) {
+          const leaf = leaves.get(i);
+          const onDisk = persisted.get(i);
+          if (leaf !== onDisk && !bytesEqual(leaf, onDisk)) partitions.push(i);
+        }
       }
       target.records ??= new Map();
       this.recordsAhead = { snapshot: target, stable: this.h, partitions, next: 0 };

@@ -79,3 +79,21 @@ test('against a model of full copies: random writes and shares over several gene
   assert.ok(versions.length > 10, 'shares happened');
   for (const [k, v] of versions.entries()) assert.deepEqual(v.cow.toArray(), v.model, `version ${k}`);
 });
+
+test('sharesChunk: true exactly for the chunks neither side wrote since the share', () => {
+  const items = Array.from({ length: 3 * COW_CHUNK }, (_, i) => i);
+  const live = new CowArray(items);
+  assert.equal(live.chunkCount, 3);
+  const snap = live.share();
+  assert.deepEqual([0, 1, 2].map((c) => snap.sharesChunk(live, c)), [true, true, true]);
+  live.set(COW_CHUNK + 3, -1); // chunk 1, by the live side
+  snap.set(2 * COW_CHUNK, -2); // chunk 2, by the snapshot
+  assert.deepEqual([0, 1, 2].map((c) => snap.sharesChunk(live, c)), [true, false, false]);
+  // Equal contents are not the same chunk: an array built apart shares nothing.
+  const apart = new CowArray(items);
+  assert.deepEqual([0, 1, 2].map((c) => apart.sharesChunk(new CowArray(items), c)), [false, false, false]);
+  assert.equal(live.sharesChunk(snap, 3), false, 'no chunk 3');
+  // A share of a share still shares what nobody wrote.
+  const third = snap.share();
+  assert.deepEqual([0, 1, 2].map((c) => third.sharesChunk(live, c)), [true, false, false]);
+});
