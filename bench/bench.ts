@@ -621,8 +621,8 @@ interface LoadResult {
   rssSamples: Array<{ t: number; bytes: number[]; heap?: number[]; rocks?: number[] }>;
   /** From replica 0's /status over the window (replicated runs only). */
   replica0?: { batches: number; requestsPerBatch: number; syncedWrites: number; turns: number; viewChanges: number; retransmissions: number };
-  /** Work per completed request of replica 0 (the primary) and replica 1 (a backup), from /status. */
-  work?: Array<{
+  /** Work per completed request of every replica (0: the primary in view 0), from /status; printed for 0 and 1. */
+  work?: Array<FrameCounts & {
     replica: number;
     verifies: number;
     verifiesOffloaded: number;
@@ -632,11 +632,6 @@ interface LoadResult {
     syncedWrites: number;
     writeWaitUs: number;
     turns: number;
-    /** WebSocket frames per request: sent (of them to clients), received (of them from clients). */
-    framesOut?: number;
-    clientFramesOut?: number;
-    framesIn?: number;
-    clientFramesIn?: number;
   }>;
   /**
    * Every frame of the window once (each has one sender): what the replicas sent plus what they
@@ -704,14 +699,20 @@ function post(w: WorkerHandle, m: ToWorker): void {
   w.proc.send(m);
 }
 
-/** /status of replicas 0 (the primary in view 0) and 1. */
-/** Every replica's /status (the work lines print replicas 0 and 1; the frame count needs them all). */
+/** WebSocket frames per request: sent (of them to clients), received (of them from clients). */
+interface FrameCounts {
+  framesOut?: number;
+  clientFramesOut?: number;
+  framesIn?: number;
+  clientFramesIn?: number;
+}
+
 /** Frames per request between two /status samples (undefined fields: a replica without the client counters). */
-function framesOf(a: NodeStatus, b: NodeStatus, requests: number): { framesOut?: number; clientFramesOut?: number; framesIn?: number; clientFramesIn?: number } {
+function framesOf(a: NodeStatus, b: NodeStatus, requests: number): FrameCounts {
   const ta = a.transport;
   const tb = b.transport;
   if (ta === undefined || tb === undefined) return {};
-  const out: { framesOut?: number; clientFramesOut?: number; framesIn?: number; clientFramesIn?: number } = {
+  const out: FrameCounts = {
     framesOut: (tb.framesOut - ta.framesOut) / requests,
     framesIn: (tb.framesIn - ta.framesIn) / requests,
   };
@@ -720,6 +721,7 @@ function framesOf(a: NodeStatus, b: NodeStatus, requests: number): { framesOut?:
   return out;
 }
 
+/** Every replica's /status (the work lines print replicas 0 and 1; the frame count needs them all). */
 async function sampleStatus(server: Server): Promise<Array<NodeStatus | undefined>> {
   return Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u)));
 }

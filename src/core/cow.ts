@@ -23,6 +23,7 @@ export class CowArray<T> {
   /** 1 where this array's chunk is its own (written in place), 0 where it may be shared. */
   private readonly owned: Uint8Array;
 
+  /** A new array holding a copy of `items`. (The second form is share()'s: chunks taken as they are, none owned.) */
   constructor(items: readonly T[]);
   constructor(items: readonly T[] | undefined, length: number, chunks: T[][]);
   constructor(items: readonly T[] | undefined, length?: number, chunks?: T[][]) {

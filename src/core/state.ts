@@ -23,10 +23,10 @@ import { DELETED_RECORD, KEYS, WriteSet, storesRecords, encodeBatch, encodeCheck
 import { resolveOptions, type ReplicaOptions } from './options.ts';
 import type { SignFloor } from './horizon.ts';
 import { checkCheckpointCert, primaryOf, type QuorumContext } from './newview.ts';
+import { COW_CHUNK, CowArray } from './cow.ts';
 
 /** checkStableCert's reason for a certificate of a configuration we have not learned yet. */
 export const UNKNOWN_EPOCH = 'checkpoint of a configuration not known yet';
-import { COW_CHUNK, CowArray } from './cow.ts';
 import { StateTree, leafDigest, stateDigest, clientsDigest } from './statetree.ts';
 import { verifyEpochProof } from './epochproof.ts';
 import { TransferSession } from './transfer.ts';
