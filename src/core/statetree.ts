@@ -111,10 +111,14 @@ export class StateTree {
    * one). Assembling every changed group from its leaf objects took a loaded replica about 150 ms
    * per checkpoint (65,536 leaves scattered over a heap of gigabytes: a few cache misses each, and
    * most groups change at every checkpoint); the preimages are 2 MiB in one place per group.
-   * Shared with clones until written (`owned`: copy on write).
+   * Never shared: setLeaf writes them in place. A clone (a checkpoint's snapshot, never written in
+   * production) gets none, and assembles a group from its leaves if it is ever written. Sharing
+   * them copy-on-write cost every checkpoint a new 8 KiB buffer per group it touched, about 20 us
+   * each in a replica (with one client, 128 partitions in about 100 groups: a third of the
+   * checkpoint's turn; the README's Performance section). test/unit/transfer.test.ts writes both
+   * clones and originals and checks each against its leaves.
    */
   private readonly preimages: Array<Uint8Array | undefined>;
-  private readonly owned: Uint8Array;
 
   constructor(
     private readonly hash: Hash,
@@ -127,13 +131,11 @@ export class StateTree {
     this.groupSize = groupSizeFor(partitionCount);
     this.groupCount = Math.ceil(partitionCount / this.groupSize);
     this.leaves = leaves instanceof CowArray ? leaves : new CowArray(leaves);
-    this.owned = new Uint8Array(this.groupCount);
     if (preimages !== undefined && preimages.length === this.groupCount) {
       this.preimages = preimages;
     } else {
       this.preimages = [];
       for (let j = 0; j < this.groupCount; j++) this.preimages.push(groupPreimage(this.groupLeaves(j)));
-      this.owned.fill(1);
     }
     if (groups) {
       this.groups = groups;
@@ -156,7 +158,7 @@ export class StateTree {
     this.leaves.set(index, digest);
     const j = Math.floor(index / this.groupSize);
     this.dirtyGroups.add(j);
-    let pre = this.preimages[j];
+    const pre = this.preimages[j];
     if (pre === undefined) return;
     const slot = index - j * this.groupSize;
     const size = (pre.length - 1) / (Math.min(this.partitionCount, (j + 1) * this.groupSize) - j * this.groupSize);
@@ -164,10 +166,6 @@ export class StateTree {
       // A leaf of another length: this group is assembled from its leaves from now on.
       this.preimages[j] = undefined;
       return;
-    }
-    if (this.owned[j] === 0) {
-      pre = this.preimages[j] = pre.slice();
-      this.owned[j] = 1;
     }
     pre.set(digest, 1 + slot * size);
   }
@@ -183,9 +181,7 @@ export class StateTree {
 
   clone(): StateTree {
     this.commit();
-    const copy = new StateTree(this.hash, this.partitionCount, this.leaves.share(), this.groups.slice(), this.preimages.slice());
-    this.owned.fill(0);
-    return copy;
+    return new StateTree(this.hash, this.partitionCount, this.leaves.share(), this.groups.slice(), new Array<undefined>(this.groupCount).fill(undefined));
   }
 
   /** groupDigest of group j's leaves: from its preimage when it has one. */
