@@ -207,8 +207,14 @@ export function advanceStable(rs: ReplicaState, cert: CheckpointCert, snapshot: 
   for (const seq of [...rs.checkpointVotes.keys()]) if (seq <= cert.seq) rs.checkpointVotes.delete(seq);
   for (const seq of [...rs.ownCheckpoints.keys()]) if (seq < cert.seq) rs.ownCheckpoints.delete(seq);
   for (const seq of rs.dirtySlots) if (seq <= cert.seq) rs.dirtySlots.delete(seq);
-  rs.clears.push({ gte: KEYS.logPrefix, lt: KEYS.logBelow(cert.seq + 1) });
-  rs.clears.push({ gte: KEYS.checkpointVotePrefix, lt: KEYS.checkpointVotesBelow(cert.seq + 1) });
+  // From where this incarnation's last clear ended: nothing at or below it is written again (the
+  // log and the votes take nothing at or below h), and a range clear that starts at the prefix
+  // walks every key the clears before deleted, until RocksDB compacts them away (with one client
+  // 1 ms at the start of a run, 4 ms thirty checkpoints later).
+  const from = rs.clearedThrough;
+  rs.clears.push({ gte: from === undefined ? KEYS.logPrefix : KEYS.logBelow(from + 1), lt: KEYS.logBelow(cert.seq + 1) });
+  rs.clears.push({ gte: from === undefined ? KEYS.checkpointVotePrefix : KEYS.checkpointVotesBelow(from + 1), lt: KEYS.checkpointVotesBelow(cert.seq + 1) });
+  rs.clearedThrough = cert.seq;
   if (rs.nextSeq <= cert.seq) rs.nextSeq = cert.seq + 1;
   if (rs.pendingStable && rs.pendingStable.seq <= cert.seq) rs.pendingStable = undefined;
   rs.events.push({ type: 'checkpoint-stable', seq: cert.seq, digest: cert.digest });

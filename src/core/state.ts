@@ -211,6 +211,12 @@ export abstract class ReplicaState {
   viewStatus: ViewStatus = 'normal';
   lastExecuted = GENESIS_SEQ;
   stable: CheckpointCert;
+  /**
+   * The stable checkpoint up to which this incarnation cleared the log and the checkpoint votes
+   * on disk (advanceStable); undefined until its first clear, which starts at the prefixes: the
+   * clears of an earlier incarnation are not synced, and a crash may have lost them.
+   */
+  clearedThrough: number | undefined;
   readonly slots = new Map<number, Slot>();
   nextSeq = 1;
   readonly clients = new ClientTable();

@@ -125,6 +125,35 @@ describe('checkpoints', () => {
     assert.ok(node.disk.data.has(KEYS.stable));
   });
 
+  test('the next stable checkpoint clears the storage from where the one before ended, and leaves nothing at or below it', () => {
+    const node = k.node(1);
+    const stabilize = (seq: number, digest: Uint8Array): Out => {
+      node.fromReplica(2, frame(k.checkpoint(2, seq, digest)));
+      node.fromReplica(3, frame(k.checkpoint(3, seq, digest)));
+      const out = node.flush();
+      assert.equal(node.replica.h, seq);
+      return out;
+    };
+    const first = stabilize(K, ownCheckpoint(executeUpTo(node, K)[K - 1]!)!.msg.digest);
+    // The first clear of an incarnation starts at the prefixes (an earlier one's clears were not synced).
+    assert.deepEqual(first.ready.clears, [
+      { gte: KEYS.logPrefix, lt: KEYS.logBelow(K + 1) },
+      { gte: KEYS.checkpointVotePrefix, lt: KEYS.checkpointVotesBelow(K + 1) },
+    ]);
+    const second = stabilize(2 * K, ownCheckpoint(executeUpTo(node, 2 * K, K + 1)[K - 1]!)!.msg.digest);
+    // The next from where it ended: a range from the prefix would walk every key deleted before.
+    assert.deepEqual(second.ready.clears, [
+      { gte: KEYS.logBelow(K + 1), lt: KEYS.logBelow(2 * K + 1) },
+      { gte: KEYS.checkpointVotesBelow(K + 1), lt: KEYS.checkpointVotesBelow(2 * K + 1) },
+    ]);
+    const stale = [...node.disk.data.keys()].filter(
+      (key) => (key.startsWith(KEYS.logPrefix) && key < KEYS.logBelow(2 * K + 1)) || (key.startsWith(KEYS.checkpointVotePrefix) && key < KEYS.checkpointVotesBelow(2 * K + 1)),
+    );
+    assert.deepEqual(stale, [], 'no log entry or checkpoint vote at or below the second stable checkpoint is left');
+    executeUpTo(node, 2 * K + 1, 2 * K + 1);
+    assert.ok([...node.disk.data.keys()].some((key) => key.startsWith(KEYS.logBelow(2 * K + 1))), 'the log above it is kept');
+  });
+
   test('CHECKPOINT votes that arrive before the replica reaches K count once it executes K', () => {
     const node = k.node(1);
     // Learn the digest from a twin that executes the same history.
