@@ -16,9 +16,10 @@
  * - `close()` while iterators are open ends them under the caller; here close waits for operations in flight.
  * - `db.clear()` writes with sync: false.
  */
-import { mkdir, open as openFile, readFile, rename } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
+import { HORIZON_FILE, HorizonFile, horizonRecordOf } from './horizon-file.ts';
 import { checkWal } from './rocksdb-wal.ts';
 import { StorageError, hasUtf8Encoding } from './types.ts';
 import type { KeyRange, Storage, StorageMemory, WriteOp } from './types.ts';
@@ -233,7 +234,7 @@ export const WRITE_BUFFER_BYTES_MAX = 1024 * 1024 * 1024;
 type State = 'new' | 'opening' | 'open' | 'closing' | 'closed';
 
 /** The horizon record's file, in the database directory (RocksDB leaves files it does not know alone). */
-export const HORIZON_FILE = 'PBFT-HORIZON';
+export { HORIZON_FILE } from './horizon-file.ts';
 
 /**
  * A batch of more ops or bytes than this is handed to RocksDB in slices of at most this size, one
@@ -307,6 +308,8 @@ export class RocksStorage implements Storage {
   #closing: Promise<void> | undefined;
   /** Operations in flight; close() waits for them before closing the handle. */
   readonly #inFlight = new Set<Promise<unknown>>();
+  /** The horizon record's file, open from this incarnation's first write of it until close(). */
+  #horizon: HorizonFile | undefined;
 
   constructor(options: RocksStorageOptions) {
     this.path = resolve(options.path);
@@ -397,6 +400,9 @@ export class RocksStorage implements Storage {
     const db = this.#db;
     this.#db = undefined;
     this.#state = 'closed';
+    const horizon = this.#horizon;
+    this.#horizon = undefined;
+    await horizon?.close().catch(() => undefined);
     if (db === undefined) return;
     try {
       await callVoid((cb) => db.close(cb));
@@ -463,37 +469,31 @@ export class RocksStorage implements Storage {
 
   async readHorizon(): Promise<Uint8Array | undefined> {
     this.#handle();
+    let file: Uint8Array;
     try {
       const bytes = await readFile(join(this.path, HORIZON_FILE));
-      return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      file = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw new StorageError('READ_FAILED', `cannot read ${HORIZON_FILE} in ${this.path}: ${oneLine(asError(err).message)}`);
     }
+    const found = horizonRecordOf(file);
+    if ('error' in found) throw new StorageError('READ_FAILED', `${HORIZON_FILE} in ${this.path} is damaged: ${found.error}`);
+    return found.record;
   }
 
-  /** Write a temporary file, sync it, rename it over the record, sync the directory. */
+  /** Two slots written in turn, the first write of each open atomically (horizon-file.ts). */
   async writeHorizon(bytes: Uint8Array): Promise<void> {
     this.#handle();
-    const target = join(this.path, HORIZON_FILE);
-    const tmp = `${target}.tmp`;
+    const horizon = (this.#horizon ??= new HorizonFile(this.path));
+    const promise = horizon.write(bytes);
+    this.#inFlight.add(promise);
     try {
-      const file = await openFile(tmp, 'w', 0o600);
-      try {
-        await file.writeFile(bytes);
-        await file.sync();
-      } finally {
-        await file.close();
-      }
-      await rename(tmp, target);
-      const dir = await openFile(this.path, 'r');
-      try {
-        await dir.sync();
-      } finally {
-        await dir.close();
-      }
+      await promise;
     } catch (err) {
       throw new StorageError('WRITE_FAILED', `cannot write ${HORIZON_FILE} in ${this.path}: ${oneLine(asError(err).message)}`);
+    } finally {
+      this.#inFlight.delete(promise);
     }
   }
 

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import type { PbftClient } from '../../src/client/client.ts';
 import { decodeHorizon } from '../../src/core/horizon.ts';
 import { HORIZON_FILE } from '../../src/storage/rocksdb.ts';
+import { horizonRecordOf } from '../../src/storage/horizon-file.ts';
 import { TestCluster, waitFor } from './helpers.ts';
 
 let tc: TestCluster;
@@ -41,8 +42,9 @@ async function runAndRecord(id: number, from: number, count: number): Promise<nu
   const executed = Math.max(...(await Promise.all(others.map((r) => tc.status(r)))).map((s) => s.lastExecuted));
   await waitFor(async () => (await tc.status(id)).lastExecuted >= executed, `replica ${id} to execute ${executed}`);
   await waitFor(() => {
-    const bytes = readFileSync(join(tc.dataDir(id), HORIZON_FILE));
-    const h = decodeHorizon(new Uint8Array(bytes));
+    const found = horizonRecordOf(new Uint8Array(readFileSync(join(tc.dataDir(id), HORIZON_FILE))));
+    if (!('record' in found)) return false;
+    const h = decodeHorizon(found.record);
     return h.ok && h.value.executed >= executed;
   }, `replica ${id}'s horizon record to say it executed ${executed}`);
   return executed;
