@@ -631,6 +631,9 @@ interface LoadResult {
     signUs: number;
     syncedWrites: number;
     writeWaitUs: number;
+    /** Horizon record writes per request and the wait for each (us; 0 with none). */
+    horizonWrites: number;
+    horizonWaitUs: number;
     turns: number;
   }>;
   /**
@@ -888,6 +891,7 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
         const b = statusEnd[i];
         if (a?.crypto === undefined || b?.crypto === undefined) continue;
         const writes = b.loop.storageWrites - a.loop.storageWrites;
+        const horizonWrites = b.horizonWrites - a.horizonWrites;
         result.work.push({
           replica: i,
           verifies: (b.crypto.verifies - a.crypto.verifies) / requests,
@@ -897,6 +901,8 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
           signUs: ((b.crypto.signMs - a.crypto.signMs) * 1000) / requests,
           syncedWrites: writes / requests,
           writeWaitUs: writes > 0 ? ((b.loop.storageWriteMs - a.loop.storageWriteMs) * 1000) / writes : 0,
+          horizonWrites: horizonWrites / requests,
+          horizonWaitUs: horizonWrites > 0 ? (((b.horizonWriteMs ?? 0) - (a.horizonWriteMs ?? 0)) * 1000) / horizonWrites : 0,
           turns: (b.loop.turns - a.loop.turns) / requests,
           ...framesOf(a, b, requests),
         });
@@ -1807,7 +1813,7 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
             `  ${l.run.padEnd(9)} replica ${w.replica}: ${fmt(w.verifies, 2)} verifies on the loop (${fmt(w.verifyUs)} us)` +
               (w.verifiesOffloaded > 0 ? ` + ${fmt(w.verifiesOffloaded, 2)} in workers` : '') +
               `, ${fmt(w.signs, 2)} signs (${fmt(w.signUs)} us), ` +
-              `${fmt(w.syncedWrites, 3)} synced writes (${fmt(w.writeWaitUs)} us each), ${fmt(w.turns, 2)} loop turns` +
+              `${fmt(w.syncedWrites, 3)} synced writes (${fmt(w.writeWaitUs)} us each), ${fmt(w.horizonWrites, 3)} horizon records (${fmt(w.horizonWaitUs)} us each), ${fmt(w.turns, 2)} loop turns` +
               (w.framesOut !== undefined && w.framesIn !== undefined
                 ? `, frames ${fmt(w.framesOut, 2)} out` + (w.clientFramesOut !== undefined ? ` (${fmt(w.clientFramesOut, 2)} to clients)` : '') +
                   ` / ${fmt(w.framesIn, 2)} in` + (w.clientFramesIn !== undefined ? ` (${fmt(w.clientFramesIn, 2)} from clients)` : '')

@@ -34,6 +34,8 @@ export class StorageDisk implements PipelineDisk {
   writeMs = 0;
   /** Horizon record writes. */
   horizonWrites = 0;
+  /** Wall time spent awaiting horizon record writes, milliseconds. */
+  horizonWriteMs = 0;
 
   constructor(
     private readonly storage: Storage,
@@ -58,7 +60,9 @@ export class StorageDisk implements PipelineDisk {
     }
     for (const range of clears) await this.storage.clear(range);
     if (horizon !== undefined) {
+      const t0 = this.now();
       await this.storage.writeHorizon(horizon);
+      this.horizonWriteMs += this.now() - t0;
       this.horizonWrites++;
     }
   }

@@ -49,8 +49,9 @@ export interface NodeStatus extends ReplicaStatus {
   storedStateCorruptions: number;
   /** Times this process found its durable state behind its horizon record or its log damaged (it then recovers). */
   storedStateLosses: number;
-  /** Horizon record writes (src/core/horizon.ts). */
+  /** Horizon record writes (src/core/horizon.ts), and the milliseconds spent awaiting them. */
   horizonWrites: number;
+  horizonWriteMs: number;
   stateTransfersCompleted: number;
   /** The last view changes this replica took part in, oldest first, with wall-clock times (history.ts). */
   viewChangeHistory: ViewChangeRecord[];

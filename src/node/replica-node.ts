@@ -425,6 +425,7 @@ export class ReplicaNode {
       storedStateCorruptions: this.storedStateCorruptions,
       storedStateLosses: this.storedStateLosses,
       horizonWrites: this.disk.horizonWrites,
+      horizonWriteMs: Math.round(this.disk.horizonWriteMs * 1000) / 1000,
       stateTransfersCompleted: this.stateTransfersCompleted,
       viewChangeHistory: this.history.viewChangeHistory(),
       misbehaviourHistory: this.history.misbehaviourHistory(),

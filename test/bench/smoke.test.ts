@@ -96,7 +96,7 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
     for (const name of ['cluster', 'latency', 'cluster7']) {
       assert.match(stdout, new RegExp(`^  ${name}\\s+[\\d,]+ us = signatures [\\d,]+ us \\(\\d+%\\) \\+ frames [\\d.]+ x [\\d.]+ us = [\\d,]+ us \\(\\d+%\\) \\+ the rest -?[\\d,]+ us \\(-?\\d+%\\)$`, 'm'), `${name}: the CPU split`);
     }
-    assert.match(stdout, /^\s+cluster\s+replica 1: .* loop turns, frames [\d.]+ out \([\d.]+ to clients\) \/ [\d.]+ in \([\d.]+ from clients\)$/m);
+    assert.match(stdout, /^\s+cluster\s+replica 1: .* synced writes \([\d,]+ us each\), [\d.]+ horizon records \([\d,]+ us each\), [\d.]+ loop turns, frames [\d.]+ out \([\d.]+ to clients\) \/ [\d.]+ in \([\d.]+ from clients\)$/m);
     // The allocator (--malloc auto): jemalloc where installed, and the replicas' own word for it.
     const lib = findJemalloc();
     assert.match(
@@ -124,8 +124,11 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
     for (const r of json.runs) assert.ok(r.requests > 0, `${r.run}: requests in the record`);
     assert.ok(json.frameCost.oneInFlightUs > 0 && json.frameCost.manyInFlightUs > 0, 'the frame cost in the record');
     // Every frame of a cluster run once: at least the request and f+1 replies per request.
-    const cluster = json.runs.find((r) => r.run === 'cluster') as { framesPerRequest?: number } | undefined;
+    const cluster = json.runs.find((r) => r.run === 'cluster') as { framesPerRequest?: number; work?: Array<{ horizonWrites: number; horizonWaitUs: number }> } | undefined;
     assert.ok(cluster?.framesPerRequest !== undefined && cluster.framesPerRequest >= 3, `frames per request in the record (${cluster?.framesPerRequest})`);
+    // The horizon record is rewritten at least every stable checkpoint and lazily as execution moves.
+    const horizon = cluster?.work?.filter((w) => w.horizonWrites > 0 && w.horizonWaitUs > 0) ?? [];
+    assert.ok(horizon.length > 0, `horizon record writes and their wait in the record: ${JSON.stringify(cluster?.work)}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
