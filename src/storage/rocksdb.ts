@@ -478,7 +478,12 @@ export class RocksStorage implements Storage {
       throw new StorageError('READ_FAILED', `cannot read ${HORIZON_FILE} in ${this.path}: ${oneLine(asError(err).message)}`);
     }
     const found = horizonRecordOf(file);
-    if ('error' in found) throw new StorageError('READ_FAILED', `${HORIZON_FILE} in ${this.path} is damaged: ${found.error}`);
+    if ('error' in found) {
+      throw new StorageError(
+        'READ_FAILED',
+        `${HORIZON_FILE} in ${this.path} is damaged: ${found.error}, so nothing bounds what this replica signed before (move the data directory aside to start it as a new, empty replica)`,
+      );
+    }
     return found.record;
   }
 
