@@ -5,6 +5,7 @@
 import { bytesEqual, bytesKey } from './auth.ts';
 import { firstQuorum } from './quorum.ts';
 import type { CheckpointCert, CheckpointMsg, Signed } from './messages.ts';
+import { CHECKPOINT_PARTITION_COST_BYTES } from './options.ts';
 import { KEYS, encodeCheckpointCert, encodePair } from './persist.ts';
 import { stateDigest } from './statetree.ts';
 import { type ReplicaState, type CheckpointSnapshot, type CheckpointWork } from './state.ts';
@@ -15,7 +16,9 @@ import { type ReplicaState, type CheckpointSnapshot, type CheckpointWork } from 
  * as they are now and read and hashed a bounded number of bytes per turn (opts.checkpointSliceBytes:
  * advanceCheckpoint, from flush()), while execution goes on; the CHECKPOINT is sent when the
  * digest is done. A bulk load that changed every partition then no longer stops the replica for
- * the whole state's merge and hash in one turn. Small checkpoints finish in this turn, as before.
+ * the whole state's merge and hash in one turn. Every partition counts a fixed cost besides its
+ * bytes (CHECKPOINT_PARTITION_COST_BYTES), so a checkpoint of many small partitions is spread too.
+ * Small checkpoints finish in this turn, as before.
  * Everything the checkpoint covers besides the partitions (client table, membership, whether we
  * sign, the epoch) is taken now, so a reconfiguration executed meanwhile does not change it
  * (test/sim/checkpoint-turns.test.ts orders a JOIN during one). An earlier checkpoint still
@@ -79,7 +82,7 @@ export function advanceCheckpoint(rs: ReplicaState, budget: number): void {
     // writes them (state.ts prepareRecordsAhead finds the rest, and those gone stale, before it).
     // Finding them is a second pass over the partition: it counts as one in the budget.
     if (work.records !== undefined && rs.findRecords(work.records, i, b)) bytes += b.length;
-    bytes += b.length;
+    bytes += b.length + CHECKPOINT_PARTITION_COST_BYTES;
   }
   if (work.next < work.partitions.length) {
     if (work.fresh) rs.counters.checkpointsOverTurns++;

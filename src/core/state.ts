@@ -20,7 +20,7 @@ import type { ClusterConfig } from './cluster.ts';
 import { clusterOf, decodeMembership, encodeMembership, genesisMembership, type MemberConfig, type Membership } from './membership.ts';
 import type { EpochProof, CheckpointCert, CheckpointMsg, CommitMsg, PrePrepareMsg, PrepareMsg, PreparedCert, ReadMsg, RequestMsg, Signed, ViewChangeMsg } from './messages.ts';
 import { DELETED_RECORD, KEYS, WriteSet, storesRecords, encodeBatch, encodeCheckpointState, encodeEpochProof, encodeViewState } from './persist.ts';
-import { resolveOptions, type ReplicaOptions } from './options.ts';
+import { CHECKPOINT_PARTITION_COST_BYTES, resolveOptions, type ReplicaOptions } from './options.ts';
 import type { SignFloor } from './horizon.ts';
 import { checkCheckpointCert, primaryOf, type QuorumContext } from './newview.ts';
 import { COW_CHUNK, CowArray } from './cow.ts';
@@ -821,7 +821,7 @@ export abstract class ReplicaState {
     while (ahead.next < ahead.partitions.length && bytes < budget) {
       const i = ahead.partitions[ahead.next++]!;
       const after = target.partitions.get(i);
-      if (this.findRecords(records, i, after)) bytes += after.length;
+      if (this.findRecords(records, i, after)) bytes += after.length + CHECKPOINT_PARTITION_COST_BYTES;
     }
   }
 
