@@ -36,6 +36,20 @@ function collectDigests(sim: SimCluster, into: Map<number, Map<number, string>>)
   }
 }
 
+/**
+ * Runs `sim` until its clients are done or a checker finds a violation, collecting every own
+ * checkpoint digest into `digests`; asserts the clients finished and nothing was violated.
+ */
+function runToEnd(sim: SimCluster, digests: Map<number, Map<number, string>>, ticks: number): void {
+  const done = sim.runUntil(() => {
+    collectDigests(sim, digests);
+    return sim.allClientsDone() || sim.checker.violations.length > 0;
+  }, ticks);
+  assert.ok(done, 'clients did not finish');
+  sim.finish();
+  assert.deepEqual(sim.checker.violations, []);
+}
+
 function assertAgree(digests: Map<number, Map<number, string>>): number {
   let compared = 0;
   for (const [seq, byReplica] of digests) {
@@ -90,13 +104,7 @@ test('with the default budget, a checkpoint of many small partitions is spread o
     replicaOverrides: { 3: { checkpointSliceBytes: Number.MAX_SAFE_INTEGER } },
   });
   const digests = new Map<number, Map<number, string>>();
-  const done = sim.runUntil(() => {
-    collectDigests(sim, digests);
-    return sim.allClientsDone() || sim.checker.violations.length > 0;
-  }, 60_000);
-  assert.ok(done, 'clients did not finish');
-  sim.finish();
-  assert.deepEqual(sim.checker.violations, []);
+  runToEnd(sim, digests, 60_000);
   const replicas = sim.hosts.map((h) => h.main!.replica);
   for (const r of replicas.slice(0, 3)) {
     assert.equal(r.opts.checkpointSliceBytes, 4 * 1024 * 1024, 'the default budget');
@@ -124,13 +132,7 @@ test('replicas crashed while computing a checkpoint over several turns restart, 
     sim.restart(id);
   }
   assert.ok(crashes >= 5, `crashes while a checkpoint was computed: ${crashes}`);
-  const done = sim.runUntil(() => {
-    collectDigests(sim, digests);
-    return sim.allClientsDone() || sim.checker.violations.length > 0;
-  }, 40_000);
-  assert.ok(done, 'clients did not finish');
-  sim.finish();
-  assert.deepEqual(sim.checker.violations, []);
+  runToEnd(sim, digests, 40_000);
   for (const host of sim.hosts) assert.equal(host.main!.replica.counters.divergences, 0, `replica ${host.id} found its state diverged`);
   assertAgree(digests);
 });
