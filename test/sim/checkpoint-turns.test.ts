@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { SimCluster } from '../../src/sim/cluster.ts';
 import { toHex } from '../../src/core/auth.ts';
+import { KEYS } from '../../src/core/persist.ts';
 
 const SLICED = { checkpointSliceBytes: 1 };
 
@@ -38,7 +39,10 @@ function collectDigests(sim: SimCluster, into: Map<number, Map<number, string>>)
 
 /**
  * Runs `sim` until its clients are done or a checker finds a violation, collecting every own
- * checkpoint digest into `digests`; asserts the clients finished and nothing was violated.
+ * checkpoint digest into `digests`; asserts the clients finished and nothing was violated, and that
+ * no replica's disk keeps a log record or checkpoint vote at or below its stable checkpoint (each
+ * stable checkpoint clears only from where the last clear of the incarnation ended: checkpoints.ts
+ * advanceStable).
  */
 function runToEnd(sim: SimCluster, digests: Map<number, Map<number, string>>, ticks: number): void {
   const done = sim.runUntil(() => {
@@ -48,6 +52,14 @@ function runToEnd(sim: SimCluster, digests: Map<number, Map<number, string>>, ti
   assert.ok(done, 'clients did not finish');
   sim.finish();
   assert.deepEqual(sim.checker.violations, []);
+  for (const host of sim.hosts) {
+    const h = host.main?.replica.h;
+    if (h === undefined || h === 0) continue;
+    const stale = [...host.disk.data.keys()].filter(
+      (k) => (k.startsWith(KEYS.logPrefix) && k < KEYS.logBelow(h + 1)) || (k.startsWith(KEYS.checkpointVotePrefix) && k < KEYS.checkpointVotesBelow(h + 1)),
+    );
+    assert.deepEqual(stale.slice(0, 5), [], `replica ${host.id}: records at or below its stable checkpoint ${h} left on disk`);
+  }
 }
 
 function assertAgree(digests: Map<number, Map<number, string>>): number {
