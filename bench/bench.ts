@@ -34,6 +34,7 @@
  *
  * See `npm run bench -- --help` for the options.
  */
+import type { RepliesMode } from '../src/client/repliers.ts';
 import { spawn, fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, type Dirent } from 'node:fs';
 import { arch, availableParallelism, cpus, loadavg, platform, tmpdir, totalmem } from 'node:os';
@@ -107,6 +108,8 @@ interface Options {
   jsonFile?: string;
   profile?: string;
   retransmitMs: number;
+  /** The SDK's `replies` option for the measured clients. */
+  replies: RepliesMode;
   timeoutMs: number;
   attacks: ScenarioName[];
   attackDuration: number;
@@ -218,6 +221,7 @@ function parseOptions(argv: string[]): Options {
     .addOption(new Option('--json-file <path>', 'write the JSON record to this file instead'))
     .addOption(new Option('--profile <dir>', 'run replicas, baseline server and client workers with node --cpu-prof into <dir>/<run>/'))
     .addOption(new Option('--retransmit-ms <ms>', 'client retransmission delay').argParser(positiveInt).default(300))
+    .addOption(new Option('--replies <mode>', "which replicas send a reply when a request executes (the SDK's replies option): quorum (f+1 named by the client) or all").choices(['quorum', 'all']).default('quorum'))
     .addOption(new Option('--timeout-ms <ms>', 'client deadline per request').argParser(positiveInt).default(10_000))
     .addHelpText(
       'after',
@@ -276,6 +280,7 @@ function parseOptions(argv: string[]): Options {
     ...(o.jsonFile !== undefined ? { jsonFile: resolve(o.jsonFile as string) } : {}),
     ...(o.profile !== undefined ? { profile: resolve(o.profile as string) } : {}),
     retransmitMs: o.retransmitMs as number,
+    replies: o.replies as RepliesMode,
     timeoutMs: o.timeoutMs as number,
     attacks: (o.attacks as ScenarioName[] | undefined) ?? ATTACK_SCENARIOS.map((s) => s.name),
     attackDuration: o.attackDuration as number,
@@ -760,6 +765,7 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
           keysPerClient: lo.keysPerClient ?? o.keysPerClient,
           timeoutMs: o.timeoutMs,
           retransmitMs: o.retransmitMs,
+          replies: o.replies,
           expectReplicas: lo.expectReplicas ?? server.cluster.replicas.length,
           ...(lo.workload !== undefined ? { workload: lo.workload } : {}),
         };
@@ -1733,6 +1739,7 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
       o.deferWrites ? '' : 'no deferred writes',
       o.serverNodeFlags.length > 0 ? `server node flags ${o.serverNodeFlags.join(' ')}` : '',
       o.clientNodeFlags.length > 0 ? `client node flags ${o.clientNodeFlags.join(' ')}` : '',
+      o.replies === 'quorum' ? '' : `clients ask ${o.replies} replicas to reply`,
     ]
       .filter((s) => s !== '')
       .join(', ') || 'replica defaults';

@@ -16,6 +16,7 @@
  * from just before it was signed to its acceptance (f+1 matching signed replies). CPU time is
  * this process's own (process.cpuUsage) over the window. The worker exits if the parent goes away.
  */
+import type { RepliesMode } from '../src/client/repliers.ts';
 import { encodeOp } from '../src/app/kv-ops.ts';
 import { PbftClient, verifyCacheStats } from '../src/client/client.ts';
 import { loadPrivateKey, keyFileName } from '../src/crypto/keyring.ts';
@@ -34,6 +35,8 @@ export interface WorkerInit {
   keysPerClient: number;
   timeoutMs: number;
   retransmitMs: number;
+  /** The SDK's replies option (default 'quorum'). */
+  replies?: RepliesMode;
   /** Replicas expected to answer (fewer than n when one is silent); default n. */
   expectReplicas?: number;
   /**
@@ -104,6 +107,7 @@ async function init(m: WorkerInit): Promise<void> {
         crypto: 'auto',
         timeoutMs: m.timeoutMs,
         retransmitMs: m.retransmitMs,
+        replies: m.replies ?? 'quorum',
         // Wait for every replica: requests then reach all of them from the start.
         connectTimeoutMs: 60_000,
       });

@@ -16,10 +16,14 @@
  * verification is left); --batch 1 gives every request a batch of its own, so each client verifies
  * f+1 signatures as a process with one client does.
  *
- *   node --import tsx bench/sdk-cpu.ts [--clients 64] [--seconds 5] [--rounds 3] [--batch 0]
+ * The fake replicas honour the repliers a request names (RequestMsg.repliers): with the SDK's default
+ * `--replies quorum` each client gets f+1 = 2 reply frames per request, with `--replies all` four.
+ *
+ *   node --import tsx bench/sdk-cpu.ts [--clients 64] [--seconds 5] [--rounds 3] [--batch 0] [--replies quorum|all]
  */
 import nodeCrypto, { randomBytes } from 'node:crypto';
 import { syncBuiltinESMExports } from 'node:module';
+import type { RepliesMode } from '../src/client/repliers.ts';
 import { PbftClient } from '../src/client/client.ts';
 import { encodeOp } from '../src/app/kv-ops.ts';
 import { concatBytes, domainTag } from '../src/core/auth.ts';
@@ -37,6 +41,16 @@ const CLIENTS = arg('--clients', 64);
 const SECONDS = arg('--seconds', 5);
 const ROUNDS = arg('--rounds', 3);
 const BATCH = arg('--batch', 0, 0);
+const REPLIES = ((): RepliesMode => {
+  const i = args.indexOf('--replies');
+  if (i < 0) return 'quorum';
+  const v = args[i + 1];
+  if (v !== 'quorum' && v !== 'all') {
+    process.stderr.write(`sdk-cpu: --replies must be quorum or all, got ${String(v)}\n`);
+    process.exit(2);
+  }
+  return v;
+})();
 const N = 4;
 
 const replicaSecrets = Array.from({ length: N }, () => new Uint8Array(randomBytes(32)));
@@ -101,6 +115,7 @@ function answerBatch(requests: RequestMsg[]): Array<{ client: number; replica: n
     const body = encodeBody(msg);
     const batch: Signed<ReplyBatchMsg> = { msg, body, sig: replicaSigners[replica]!.sign(concatBytes(batchTag, body)) };
     requests.forEach((r, index) => {
+      if (r.repliers !== undefined && !r.repliers.includes(replica)) return;
       const reply: BatchedReply = { msg: { type: 'reply', view, replica, client: r.client, timestamp: r.timestamp, result: RESULT }, batch, index, path: tree.paths[index]! };
       out.push({ client: r.client, replica, frame: encodeBatchedReplyFrame(reply) });
     });
@@ -173,7 +188,7 @@ function priceSignatures(): { signUs: number; verifyUs: number } {
 
 async function main(): Promise<void> {
   const clients = await Promise.all(
-    clientSecrets.map((secretKey, id) => PbftClient.connect({ cluster, key: { id, secretKey }, crypto: 'node', createTransport: () => fakeTransport(id) })),
+    clientSecrets.map((secretKey, id) => PbftClient.connect({ cluster, key: { id, secretKey }, crypto: 'node', replies: REPLIES, createTransport: () => fakeTransport(id) })),
   );
   const value = new Uint8Array(16).fill(7);
   const ops = clients.map((c) => Array.from({ length: 256 }, (_, i) => encodeOp({ type: 'put', key: `c${c.clientId}k${String(i).padStart(12, '0')}`, value })));

@@ -47,6 +47,7 @@ import { silentLogger, type Logger } from '../util/log.ts';
 import { ReadCollector, RefusalCollector, ReplyCollector, type CollectOutcome, type ReadFallbackReason, type ReadOutcome } from './collector.ts';
 import { MembershipFollower } from './follow.ts';
 import { RetransmitEstimator } from './rto.ts';
+import { ReplierChoice, REPLIES_MODES, type RepliesMode } from './repliers.ts';
 import type { MemberConfig } from '../core/membership.ts';
 import type { EpochProof } from '../core/messages.ts';
 import type { ClientTransportOptions } from '../transport/client-transport.ts';
@@ -125,6 +126,13 @@ export interface PbftClientOptions {
    * ask is older than this (default 30,000 ms; checked when a request starts).
    */
   membershipRefreshMs?: number;
+  /**
+   * Which replicas send their reply when a request executes: 'quorum' (the default) names as many as
+   * a result needs (f+1), backups first, rotating, and leaves out for a while one that missed
+   * (src/client/repliers.ts); the rest reply only to a retransmission. 'all': every replica replies
+   * (the client then waits for the fastest f+1 of n, and compares every reply).
+   */
+  replies?: RepliesMode;
   /** Replaces the WebSocket transport (tests, embedders with their own links); default createClientTransport. */
   createTransport?: (options: ClientTransportOptions) => ClientTransport;
   transportLimits?: Partial<TransportLimits>;
@@ -196,6 +204,7 @@ export interface CasResult {
 
 interface Pending {
   timestamp: number;
+  /** Signed; names the replicas asked to reply (request.msg.repliers, absent: all). */
   request: Signed<RequestMsg>;
   frame: Uint8Array;
   refusals: RefusalCollector;
@@ -226,6 +235,8 @@ interface Settled {
   /** The request's replies (the newest SETTLED_REPLIES_KEPT_MAX requests only): a later, different one is evidence. */
   collector?: ReplyCollector;
 }
+
+const NONE: ReadonlySet<number> = new Set();
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
@@ -333,6 +344,7 @@ export class PbftClient {
   readonly retransmitMs: number;
   /** The wait before a request's first retransmission, from this client's accepted requests. */
   private readonly retransmits: RetransmitEstimator;
+  private readonly repliers: ReplierChoice;
   readonly readTimeoutMs: number;
   private readonly log: Logger;
   private readonly acceptFirstReply: boolean;
@@ -354,6 +366,8 @@ export class PbftClient {
   private pending: Pending | undefined;
   private pendingRead: PendingRead | undefined;
   private readsUnordered = 0;
+  /** Ordered requests sent again to every replica at least once. */
+  private requestsRetransmitted = 0;
   private readsFellBack = 0;
   private readonly settled = new Map<number, Settled>();
   /** The settled requests whose collectors are kept (the newest SETTLED_REPLIES_KEPT_MAX), oldest first. */
@@ -370,7 +384,7 @@ export class PbftClient {
     clientId: number,
     private readonly requests: RequestSigner,
     private readonly transport: ClientTransport,
-    options: { timeoutMs: number; retransmitMs: number; readTimeoutMs: number; log: Logger; acceptFirstReply: boolean; membershipRefreshMs: number },
+    options: { timeoutMs: number; retransmitMs: number; readTimeoutMs: number; log: Logger; acceptFirstReply: boolean; membershipRefreshMs: number; replies: RepliesMode },
   ) {
     this.cluster = cluster;
     this.clientId = clientId;
@@ -380,6 +394,7 @@ export class PbftClient {
     this.readTimeoutMs = options.readTimeoutMs;
     this.log = options.log;
     this.acceptFirstReply = options.acceptFirstReply;
+    this.repliers = new ReplierChoice(options.replies, clientId);
     this.follower = MembershipFollower.fromKeyring(cluster, requests.proofCrypto(), MEMBERSHIP_ASK_INTERVAL_MS, options.membershipRefreshMs);
     transport.onFrame((replica, frame) => this.onFrame(replica, frame));
     transport.onConnected((replica) => this.onConnected(replica));
@@ -402,6 +417,8 @@ export class PbftClient {
     const readTimeoutMs = positive('readTimeoutMs', options.readTimeoutMs ?? READ_TIMEOUT_MS_DEFAULT);
     const connectTimeoutMs = positive('connectTimeoutMs', options.connectTimeoutMs ?? timeoutMs);
     const membershipRefreshMs = positive('membershipRefreshMs', options.membershipRefreshMs ?? MEMBERSHIP_REFRESH_MS_DEFAULT);
+    const replies = options.replies ?? 'quorum';
+    if (!REPLIES_MODES.includes(replies)) throw new ClientConfigError(`replies must be one of ${REPLIES_MODES.join(', ')}, got ${String(replies)}`);
     const log = (options.log ?? silentLogger).child({ component: 'client' });
     const cluster = await loadClusterOption(options.cluster);
     const key = await loadKeyOption(options.key, cluster);
@@ -437,6 +454,7 @@ export class PbftClient {
       log,
       acceptFirstReply: options.unsafeTestOnly?.acceptFirstReply === true,
       membershipRefreshMs,
+      replies,
     });
     try {
       await client.waitForMembers(Date.now() + connectTimeoutMs, connectTimeoutMs);
@@ -573,6 +591,16 @@ export class PbftClient {
     return run;
   }
 
+  /**
+   * How ordered requests got their replies: the `replies` mode, the requests that had to be sent to
+   * every replica again (no f+1 matching replies in time), and the replicas left out of the repliers
+   * for now because they did not answer when named (src/client/repliers.ts): a replica that stays
+   * there is worth a look.
+   */
+  get replyStats(): { mode: RepliesMode; retransmitted: number; leftOut: number[] } {
+    return { mode: this.repliers.mode, retransmitted: this.requestsRetransmitted, leftOut: this.repliers.suspected() };
+  }
+
   /** Read-only requests answered unordered, and those that fell back to an ordered request. */
   get readStats(): { unordered: number; fellBack: number } {
     return { unordered: this.readsUnordered, fellBack: this.readsFellBack };
@@ -645,9 +673,9 @@ export class PbftClient {
     if (op.length > OP_BYTES_MAX) return Promise.reject(new RequestTooLargeError(op.length, OP_BYTES_MAX));
     this.askEpochs(false);
     const timestamp = this.nextTimestamp();
-    const request = this.requests.sign(timestamp, op);
-    const frame = encodeSignedFrame(request);
     const members = this.memberView();
+    const request = this.requests.sign(timestamp, op, this.chooseRepliers(members.replyFaults + 1));
+    const frame = encodeSignedFrame(request);
     return new Promise<Uint8Array>((resolve, reject) => {
       const p: Pending = {
         timestamp,
@@ -666,9 +694,21 @@ export class PbftClient {
       p.deadlineTimer = setTimeout(() => {
         if (this.pending !== p) return;
         this.finish(p);
+        this.repliers.settled(request.msg.repliers, NONE);
         p.reject(new TimeoutError(this.timeoutMs, [...p.collector.replies.values()], timestamp));
       }, timeoutMs);
     });
+  }
+
+  /**
+   * The repliers of the next request (src/client/repliers.ts), among the members whose connection is
+   * open: a replica that is down is not named, so its absence costs no retransmission.
+   */
+  private chooseRepliers(needed: number): number[] | undefined {
+    if (this.repliers.mode === 'all') return undefined;
+    const connected = this.transport.connectedReplicas();
+    const members = this.follower.members.filter((id) => connected.includes(id));
+    return this.repliers.choose(members, this.primary, needed);
   }
 
   private scheduleRetransmit(p: Pending): void {
@@ -676,6 +716,7 @@ export class PbftClient {
     p.retransmitTimer = setTimeout(() => {
       if (this.pending !== p) return;
       p.attempt++;
+      if (p.attempt === 1) this.requestsRetransmitted++;
       // No result yet: perhaps the members changed (the ones it sends to left, or there are new ones).
       this.askEpochs(true);
       const sent = this.transport.broadcast(p.frame);
@@ -754,6 +795,7 @@ export class PbftClient {
       if (p.attempt === 0) this.retransmits.sample(Date.now() - p.sentAt);
       else this.retransmits.retransmitted();
       if (outcome.view > this.currentView) this.currentView = outcome.view;
+      this.repliers.settled(p.request.msg.repliers, new Set(outcome.replicas));
       const settled: Settled = { result: outcome.result, judged: new Set(p.collector.replies.keys()), collector: p.collector };
       this.remember(p.timestamp, settled);
       p.resolve(outcome.result);
@@ -762,6 +804,7 @@ export class PbftClient {
       }
     } else if (outcome.kind === 'failed') {
       this.finish(p);
+      this.repliers.settled(p.request.msg.repliers, NONE);
       p.reject(new QuorumFailure([...p.collector.replies.values()], p.timestamp, this.f + 1));
     }
   }

@@ -73,8 +73,9 @@ export class RequestSigner {
     return { verify: (key, data, sig) => this.verifier.verify(key, data, sig), hash: this.hash };
   }
 
-  sign(timestamp: number, op: Uint8Array): Signed<RequestMsg> {
-    const msg: RequestMsg = { type: 'request', client: this.clientId, timestamp, op };
+  /** A signed request; `repliers` names the replicas asked to reply (RequestMsg.repliers), undefined: all. */
+  sign(timestamp: number, op: Uint8Array, repliers?: readonly number[]): Signed<RequestMsg> {
+    const msg: RequestMsg = repliers === undefined ? { type: 'request', client: this.clientId, timestamp, op } : { type: 'request', client: this.clientId, timestamp, op, repliers };
     const body = encodeBody(msg);
     return { msg, body, sig: this.signer.sign(concatBytes(this.requestTag, body)) };
   }

@@ -8,7 +8,8 @@
  *   link message          [1, [tag, ...fields]]
  *
  * Signed bodies:
- *   request     [1, client, timestamp, op]
+ *   request     [1, client, timestamp, op] or [1, client, timestamp, op, [replica, ...]]
+ *                                                                (the replicas asked to reply; absent: all)
  *   reply       [2, view, client, timestamp, replica, result]
  *   pre-prepare [3, view, seq, digest, replica, time]      (time: ms since the Unix epoch, in the digest)
  *   prepare     [4, view, seq, digest, replica]

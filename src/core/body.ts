@@ -6,7 +6,7 @@
  *
  * Decoding never throws on peer input: it returns { ok: false, reason }.
  */
-import type { CheckpointCert, EpochProof, PreparedCert, Signed, SignedMessage, SignedType } from './messages.ts';
+import type { CheckpointCert, EpochProof, PreparedCert, RequestMsg, Signed, SignedMessage, SignedType } from './messages.ts';
 import type { RefusalReason } from './limits.ts';
 import { asArray, asBytes, asUint, decodeCbor, encodeCbor, fail, guarded, type Decoded } from './encoding.ts';
 
@@ -22,6 +22,7 @@ export const CODEC_LIMITS = {
   signaturesMax: 1024,
   listMax: 1 << 20,
   blobBytesMax: 64 * 1024 * 1024,
+  repliersMax: 256,
 } as const;
 
 const TAG: Record<SignedType, number> = {
@@ -68,7 +69,7 @@ export function checkpointCertArray(c: CheckpointCert): unknown[] {
 function bodyArray(msg: SignedMessage): unknown[] {
   switch (msg.type) {
     case 'request':
-      return [TAG.request, msg.client, msg.timestamp, msg.op];
+      return msg.repliers === undefined ? [TAG.request, msg.client, msg.timestamp, msg.op] : [TAG.request, msg.client, msg.timestamp, msg.op, msg.repliers];
     case 'reply':
       return [TAG.reply, msg.view, msg.client, msg.timestamp, msg.replica, msg.result];
     case 'preprepare':
@@ -103,6 +104,15 @@ function bodyArray(msg: SignedMessage): unknown[] {
   }
 }
 
+/** A request's repliers: 1..repliersMax replica ids, strictly increasing (one encoding per set). */
+function repliersFrom(v: unknown): number[] {
+  const a = asArray(v, 'request.repliers', CODEC_LIMITS.repliersMax);
+  if (a.length === 0) fail('request.repliers: empty');
+  const ids = a.map((x, i) => asUint(x, `request.repliers[${i}]`, 0xffff));
+  for (let i = 1; i < ids.length; i++) if (ids[i]! <= ids[i - 1]!) fail('request.repliers: not strictly increasing');
+  return ids;
+}
+
 export function assertNever(x: never): never {
   throw new Error(`unexpected value ${JSON.stringify(x)}`);
 }
@@ -117,14 +127,17 @@ export const asDigest = (v: unknown, what: string): Uint8Array => asBytes(v, wha
 function bodyFrom(arr: unknown[]): SignedMessage {
   const tag = asUint(arr[0], 'type', 255);
   switch (tag) {
-    case TAG.request:
-      if (arr.length !== 4) fail('request: wrong arity');
-      return {
+    case TAG.request: {
+      if (arr.length !== 4 && arr.length !== 5) fail('request: wrong arity');
+      const msg: RequestMsg = {
         type: 'request',
         client: asUint(arr[1], 'request.client'),
         timestamp: asUint(arr[2], 'request.timestamp'),
         op: asBytes(arr[3], 'request.op', undefined, CODEC_LIMITS.opBytesMax),
       };
+      if (arr.length === 5) msg.repliers = repliersFrom(arr[4]);
+      return msg;
+    }
     case TAG.reply:
       if (arr.length !== 6) fail('reply: wrong arity');
       return {

@@ -23,6 +23,14 @@ export interface RequestMsg {
   timestamp: number;
   /** Application operation, opaque to the protocol. */
   op: Uint8Array;
+  /**
+   * The replicas asked to send their reply when the request executes (ids, strictly increasing);
+   * absent: every replica. The others keep theirs for a retransmission: a replica resends its reply
+   * to a request it executed whenever the client sends it again, and one the client sent the
+   * request to itself (a retransmission) replies when it executes it. The client names as many as
+   * a result needs (f+1), so the others send no frame and the client decodes none.
+   */
+  repliers?: readonly number[];
 }
 
 export interface ReplyMsg {

@@ -44,6 +44,9 @@ export function onRequest(rs: ReplicaState, signed: Signed<RequestMsg>, from: So
     const timed = rs.opts.slowPrimaryCheck && !rs.isPrimary();
     rs.waiting.set(m.client, timed ? { req: signed, since: rs.now, unorderedSince: rs.now } : { req: signed, since: rs.now });
   }
+  // The client sends a request to the primary first and to every replica when it retransmits: a
+  // backup that has it from the client, or a primary that has it a second time, is asked to reply.
+  if (from.kind === 'client' && (known || !rs.isPrimary())) rs.waiting.get(m.client)!.asked = true;
   if (rs.viewChanging) return;
   if (rs.isPrimary()) rs.enqueue(m.client);
   else if (from.kind === 'client') rs.sendTo(rs.primary, rs.frames.encodeSignedFrame(signed));
@@ -387,6 +390,7 @@ function executeBatch(rs: ReplicaState, seq: number, digest: Uint8Array, batch: 
   // the digest covers the batch's time, and the previous agreed time is replicated state).
   const timeMs = Math.max(batch.time, rs.clients.timeMs);
   rs.clients.timeMs = timeMs;
+  const send: boolean[] = [];
   for (const req of batch.requests) {
     const m = req.msg;
     const record = rs.clients.get(m.client);
@@ -395,11 +399,13 @@ function executeBatch(rs: ReplicaState, seq: number, digest: Uint8Array, batch: 
     const result = system ? reconfigure(rs, seq, m.op, m.client) : rs.app.execute(m.op, { seq, client: m.client, timestamp: m.timestamp, timeMs });
     rs.clients.set(m.client, { timestamp: m.timestamp, result });
     const w = rs.waiting.get(m.client);
+    const asked = w !== undefined && w.req.msg.timestamp === m.timestamp && w.asked === true;
     if (w && w.req.msg.timestamp <= m.timestamp) rs.waiting.delete(m.client);
     rs.assigned.delete(m.client);
     executed.push({ client: m.client, timestamp: m.timestamp, op: m.op, result });
+    send.push(asked || m.repliers === undefined || m.repliers.includes(rs.id));
   }
-  replyToBatch(rs, seq, executed);
+  replyToBatch(rs, seq, executed, send);
   rs.lastExecuted = seq;
   const membership = advanceMembership(rs.membership, seq);
   if (membership !== rs.membership) switchMembership(rs, membership);
@@ -425,13 +431,19 @@ function executeBatch(rs: ReplicaState, seq: number, digest: Uint8Array, batch: 
 /**
  * Replies to the requests a batch executed: one signed REPLY for a single request; for several,
  * one signed REPLY-BATCH over a Merkle tree of the replies, each client getting its path (one
- * signature per batch instead of one per request).
+ * signature per batch instead of one per request). A reply goes out where `send` says so (the
+ * request named this replica among its repliers, or none, or the client asked this replica
+ * itself); every one is kept for a retransmission.
  */
-function replyToBatch(rs: ReplicaState, seq: number, executed: ExecutedRequest[]): void {
+function replyToBatch(rs: ReplicaState, seq: number, executed: ExecutedRequest[], send: readonly boolean[]): void {
   if (executed.length === 0) return;
+  const out = (client: number, frame: Uint8Array, index: number): void => {
+    if (send[index]) pushReply(rs, client, frame, seq);
+    else rs.counters.repliesLeftToOthers++;
+  };
   if (executed.length === 1) {
     const r = executed[0]!;
-    pushReply(rs, r.client, signReply(rs, r.client, r.timestamp, seq, r.result), seq);
+    out(r.client, signReply(rs, r.client, r.timestamp, seq, r.result), 0);
     return;
   }
   const leaves = executed.map((r) => replyLeaf(rs.hash, r.client, r.timestamp, r.result));
@@ -447,7 +459,7 @@ function replyToBatch(rs: ReplicaState, seq: number, executed: ExecutedRequest[]
     };
     const frame = rs.frames.encodeBatchedReplyFrame(reply);
     rs.replyFrames.set(r.client, { view: rs.view, timestamp: r.timestamp, seq, frame });
-    pushReply(rs, r.client, frame, seq);
+    out(r.client, frame, index);
   });
 }
 

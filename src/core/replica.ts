@@ -205,9 +205,16 @@ export class Replica extends ReplicaState {
   /**
    * The equivocation evidence this replica holds (evidence.ts), oldest first, and the epoch proofs
    * it knows (a third party needs those of epochs 1.. to learn the keys of a later configuration).
+   * Evidence signed in an epoch whose proof this replica does not hold yet is held back (`unproven`):
+   * a replica that adopted a stable checkpoint of a new epoch without computing it has no proof of
+   * that epoch until it learns one, and a file with that evidence would not verify meanwhile.
    */
-  heldEvidence(): { evidence: VoteEvidence[]; proofs: ReadonlyMap<number, EpochProof> } {
-    return { evidence: this.evidence.list(), proofs: this.epochProofs };
+  heldEvidence(): { evidence: VoteEvidence[]; proofs: ReadonlyMap<number, EpochProof>; unproven: number } {
+    let proven = 0;
+    while (this.epochProofs.has(proven + 1)) proven++;
+    const all = this.evidence.list();
+    const evidence = all.filter((e) => e.epoch <= proven);
+    return { evidence, proofs: this.epochProofs, unproven: all.length - evidence.length };
   }
 
   /**

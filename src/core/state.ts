@@ -67,6 +67,11 @@ export interface Waiting {
    * carries it; the wait is timed by the primary monitor (monitor.ts).
    */
   unorderedSince?: number;
+  /**
+   * Its client sent it to this replica itself as a retransmission (to a backup, or to the primary
+   * again): this replica replies when it executes it even if the request names other repliers.
+   */
+  asked?: boolean;
 }
 
 /** A read-only request held until the replica has executed through `barrier` (reads.ts). */
@@ -344,6 +349,8 @@ export abstract class ReplicaState {
     clientSignaturesUnchecked: 0,
     /** Signatures that covered the replies of a whole batch (instead of one per reply). */
     replyBatchesSigned: 0,
+    /** Replies not sent when their request executed: it named other repliers (kept for a retransmission). */
+    repliesLeftToOthers: 0,
     /** Read-only requests answered (reads.ts). */
     readsAnswered: 0,
     /** Read-only requests dropped unanswered after readHoldTicksMax. */

@@ -78,6 +78,18 @@ class Silent implements Behavior {
   }
 }
 
+/**
+ * Votes, checkpoints and transfers like a correct replica but never replies to a client: what a
+ * client that names its repliers (src/client/repliers.ts) must get past. Not among BEHAVIOR_NAMES
+ * (that list's order and length draw the swarm's plans: the kept seeds would change meaning).
+ */
+export class MuteReplies implements Behavior {
+  readonly name = 'mute-replies';
+  outgoing(_s: World, _h: WorldHost, _r: Replica, messages: OutMessage[]) {
+    return { messages, replies: [] as Replies };
+  }
+}
+
 class SelectiveSilent implements Behavior {
   readonly name = 'selective-silent';
   constructor(private readonly mutedPeers: Set<number>) {}

@@ -14,6 +14,7 @@
  * ReadCollector), else, at once when no result can reach the quorum or after `timeoutTicks`, sent
  * ordered with a fresh timestamp. The operation's invocation is the READ's.
  */
+import { ReplierChoice, type RepliesMode } from '../client/repliers.ts';
 import { decodeFrame } from '../codec/messages.ts';
 import { encodeOp, type KvOp } from '../app/kv-ops.ts';
 export type { KvOp };
@@ -67,6 +68,8 @@ export interface FailedRequest {
 interface Outstanding {
   timestamp: number;
   op: Uint8Array;
+  /** The replicas it asked to reply (undefined: all). */
+  repliers: readonly number[] | undefined;
   frame: Uint8Array;
   collector: ReplyCollector;
   sentAt: number;
@@ -83,6 +86,8 @@ export class SimClient {
   /** Every request this client signed, by timestamp (for the validity checker). */
   readonly issued = new Map<number, Uint8Array>();
   private readonly signer: RequestSigner;
+  /** Which replicas each request asks to reply (as the SDK chooses them). */
+  readonly repliers: ReplierChoice;
   private outstanding?: Outstanding;
   private timestamp = 0;
   private view = 0;
@@ -126,9 +131,15 @@ export class SimClient {
     /** Follow the membership (default); false keeps the keyring's configuration (negative controls). */
     private readonly follow = true,
     private readonly reads: SimReadOptions = { readOnlyGets: false },
+    replies: RepliesMode = 'quorum',
+    unsafeNeverSuspect = false,
   ) {
     this.signer = new RequestSigner(cluster, id, signer, verifier);
-    this.follower = MembershipFollower.fromKeyring(cluster, this.signer.proofCrypto(), timeoutTicks);
+    this.repliers = new ReplierChoice(replies, id, unsafeNeverSuspect);
+    // As the SDK: urgent asks at most once per retransmission period, a refresh when the last ask is
+    // 100 of them old (the SDK's 30 s against its 300 ms): with repliers named, a joined replica never
+    // answers a client that does not know it, so only a retransmission or the refresh tells it.
+    this.follower = MembershipFollower.fromKeyring(cluster, this.signer.proofCrypto(), timeoutTicks, timeoutTicks * 100);
     this.remaining = requests;
   }
 
@@ -136,6 +147,10 @@ export class SimClient {
   private askEpochs(now: number, send: (to: number, frame: Uint8Array) => void): void {
     if (!this.follow || !this.wantEpochs || !this.follower.shouldAsk(now, true)) return;
     this.wantEpochs = false;
+    this.sendAsks(send);
+  }
+
+  private sendAsks(send: (to: number, frame: Uint8Array) => void): void {
     this.epochsAsks++;
     const frame = this.follower.request();
     for (const r of this.follower.members) {
@@ -189,13 +204,16 @@ export class SimClient {
 
   /** Signs `op` as an ordered request with a fresh timestamp and sends it to the primary. */
   private order(now: number, op: Uint8Array, sentAt: number, send: (to: number, frame: Uint8Array) => void): void {
+    // The refresh, checked when a request starts (as the SDK does).
+    if (this.follow && this.follower.shouldAsk(now, false)) this.sendAsks(send);
     this.timestamp++;
-    const signed = this.signer.sign(this.timestamp, op);
+    const signed = this.signer.sign(this.timestamp, op, this.repliers.choose(this.follower.members, this.follower.primaryOf(this.view), this.replyFaults() + 1));
     this.issued.set(this.timestamp, op);
     const frame = encodeSignedFrame(signed);
     this.outstanding = {
       timestamp: this.timestamp,
       op,
+      repliers: signed.msg.repliers,
       frame,
       collector: new ReplyCollector(this.follower.members, this.replyFaults(), this.id, this.timestamp, (r) => this.signer.verifyReply(r)),
       sentAt,
@@ -332,8 +350,10 @@ export class SimClient {
       this.view = Math.max(this.view, outcome.view);
       this.completed.push({ client: this.id, timestamp: o.timestamp, op: o.op, result: outcome.result, sentAt: o.sentAt, acceptedAt: now });
       this.acceptedFrom.push(outcome.replicas);
+      this.repliers.settled(o.repliers, new Set(outcome.replicas));
       this.outstanding = undefined;
     } else if (outcome.kind === 'failed') {
+      this.repliers.settled(o.repliers, new Set());
       this.failed.push({ client: this.id, timestamp: o.timestamp, replies: [...o.collector.replies.values()] });
       this.outstanding = undefined;
     }

@@ -10,6 +10,7 @@
  * the turn's effects left (`crash-after-write-before-send`). The checkers run on what leaves each
  * replica, at the moment it leaves (src/sim/checkers.ts).
  */
+import type { RepliesMode } from '../client/repliers.ts';
 import { KvStore } from '../app/kv.ts';
 import { decodeFrame, encodeSignedFrame, FRAME_CODEC } from '../codec/messages.ts';
 import { replyOf, RequestSigner } from '../client/request.ts';
@@ -32,7 +33,7 @@ import { SimDisk } from './disk.ts';
 import { SimNetwork, type NetworkFaults, CALM_NETWORK } from './network.ts';
 import { Prng } from './prng.ts';
 import { inflateRawSync, deflateRawSync } from 'node:zlib';
-import { evidenceFileJson, verifyEvidenceFile, type Evidence } from '../core/evidence.ts';
+import { evidenceFileJson, evidenceKey, verifyEvidenceFile, type Evidence } from '../core/evidence.ts';
 import type { EpochProof } from '../core/messages.ts';
 import { sha256 } from './crypto.ts';
 
@@ -99,6 +100,10 @@ export interface SimOptions {
    * keeps every client on the keyring's configuration (a negative control).
    */
   clientsFollowMembership?: boolean;
+  /** Which replicas the clients ask to reply (src/client/repliers.ts); default 'quorum', as the SDK. */
+  clientReplies?: RepliesMode;
+  /** Negative control: clients keep naming repliers that did not answer (src/client/repliers.ts). */
+  unsafeClientsNeverSuspect?: boolean;
   /** Clients send gets as read-only requests first, as the SDK does (src/core/reads.ts); default false. */
   readOnlyGets?: boolean;
   /** Negative control: clients accept a read on this many matching answers (f+1: stale reads). */
@@ -220,6 +225,10 @@ export class SimCluster {
   private readonly acceptedSeen: number[] = [];
   /** Reply evidence of each client checked so far. */
   private readonly evidenceSeen: number[] = [];
+  /** Evidence correct replicas found and do not serve yet (its epoch's proof is not theirs yet). */
+  private evidencePending: Array<{ host: number; key: string; waited?: boolean }> = [];
+  /** Evidence of replicas checked when served, and how many pieces waited for an epoch proof first. */
+  readonly evidenceServed = { checked: 0, waited: 0 };
 
   constructor(options: Partial<SimOptions> = {}) {
     this.opts = { ...DEFAULT_SIM_OPTIONS, ...options, replica: { ...DEFAULT_SIM_OPTIONS.replica, ...options.replica } };
@@ -271,7 +280,7 @@ export class SimCluster {
         new SimClient(c, this.clientNodeBase + c, this.cluster, clientSigners[c]!, this.keys.verifier, clientPrng.fork(), this.opts.requestsPerClient, this.opts.clientTimeoutTicks, this.opts.keySpace, this.opts.workload, this.opts.clientsFollowMembership ?? true, {
           readOnlyGets: this.opts.readOnlyGets === true,
           ...(this.opts.unsafeReadQuorum !== undefined ? { unsafeReadQuorum: this.opts.unsafeReadQuorum } : {}),
-        }),
+        }, this.opts.clientReplies ?? 'quorum', this.opts.unsafeClientsNeverSuspect === true),
       );
       this.acceptedSeen.push(0);
     }
@@ -612,7 +621,8 @@ export class SimCluster {
         if (correct) this.checker.violation('correctness', 'divergence', `replica ${host.id} diverged at ${event.seq}`, this.now);
         break;
       case 'evidence':
-        if (correct) this.checkEvidence(`replica ${host.id}`, event.evidence, replica.heldEvidence().proofs);
+        // Checked once the replica serves it (heldEvidence: once it holds the proof of its epoch).
+        if (correct) this.evidencePending.push({ host: host.id, key: evidenceKey(event.evidence) });
         break;
       case 'state-transfer-completed':
         this.count('state-transfer');
@@ -729,8 +739,34 @@ export class SimCluster {
     this.checker.onEvidence(holder, evidence, verdict, host === undefined || !this.isCorrect(host.id), this.now);
   }
 
+  /** Evidence a correct replica found, checked as soon as it serves it (GET /evidence: heldEvidence). */
+  private checkServedEvidence(): void {
+    if (this.evidencePending.length === 0) return;
+    const left: Array<{ host: number; key: string; waited?: boolean }> = [];
+    const served = new Map<number, ReturnType<Replica['heldEvidence']>>();
+    for (const p of this.evidencePending) {
+      const host = this.hosts[p.host]!;
+      if (!host.main || !this.isCorrect(host.id)) continue;
+      let held = served.get(p.host);
+      if (held === undefined) {
+        held = host.main.replica.heldEvidence();
+        served.set(p.host, held);
+      }
+      const e = held.evidence.find((x) => evidenceKey(x) === p.key);
+      if (e === undefined) {
+        left.push({ ...p, waited: true });
+        continue;
+      }
+      if (p.waited) this.evidenceServed.waited++;
+      this.evidenceServed.checked++;
+      this.checkEvidence(`replica ${p.host}`, e, held.proofs);
+    }
+    this.evidencePending = left;
+  }
+
   /** After every step: each correct replica's own invariants, and every result a client accepted. */
   private checkInvariants(): void {
+    this.checkServedEvidence();
     for (const host of this.hosts) {
       if (!host.main || !this.isCorrect(host.id)) continue;
       try {

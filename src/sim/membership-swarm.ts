@@ -25,6 +25,8 @@ export interface MembershipSeedReport {
   members: number[];
   requestsCommitted: number;
   faults: Record<string, number>;
+  /** Evidence of correct replicas checked when served, and of it what waited for an epoch proof first. */
+  evidence: { checked: number; waited: number };
   violations: Violation[];
 }
 
@@ -167,6 +169,7 @@ export function runMembershipSeed(seed: number, options: { negative?: 'trust-epo
     members: members(),
     requestsCommitted: committed,
     faults: { ...sim.faults },
+    evidence: { ...sim.evidenceServed },
     violations,
   };
 }

@@ -11,6 +11,7 @@
  * forgets what it promised is not a crash fault; Paxos and Raft do not survive it either). Clients
  * may still misbehave: signatures keep them from hurting anyone but themselves in both modes.
  */
+import type { RepliesMode } from '../client/repliers.ts';
 import { encodeOp } from '../app/kv-ops.ts';
 import { RequestSigner } from '../client/request.ts';
 import { encodeSignedFrame } from '../codec/messages.ts';
@@ -48,6 +49,11 @@ export interface SwarmOptions {
    * false replays a seed as it ran before they existed).
    */
   checkpointSlices?: boolean;
+  /**
+   * Which replicas the clients ask to reply (src/client/repliers.ts): default 'quorum', as the SDK;
+   * 'all' replays a seed as it ran before requests named their repliers.
+   */
+  clientReplies?: RepliesMode;
   /** Called with the cluster before the run starts (src/sim/trace.ts records a seed's timeline). */
   observe?: (sim: SimCluster) => void;
 }
@@ -267,6 +273,7 @@ export function runSeed(seed: number, options: SwarmOptions): SeedReport {
   };
   const slices = options.checkpointSlices !== false ? drawCheckpointSlices(seed) : undefined;
   if (slices !== undefined) simOptions.replica = slices;
+  if (options.clientReplies !== undefined) simOptions.clientReplies = options.clientReplies;
   const broken = options.planOnly ? undefined : options.negative;
   if (broken === 'commit-quorum') simOptions.unsafeQuorum = { commits: 2 * f };
   if (broken === 'prepare-quorum') simOptions.unsafeQuorum = { prepares: 2 * f - 1 };

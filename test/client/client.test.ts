@@ -192,6 +192,37 @@ test('one lying replica: correct result and a faulty-reply event; three liars: Q
   assert.equal(await c.get('q'), 'truth');
 });
 
+test("requests name f+1 backups as repliers; one that does not answer costs a retransmission and is left out; 'all' names nobody", async () => {
+  // A long retransmission delay: on a loaded machine no request here is retransmitted for slowness.
+  const c = await connect(3, { retransmitMs: 2_000 });
+  const left = (): number[] => ipc.replicas.map((r) => r.node.status().counters.repliesLeftToOthers);
+  const sum = (a: number[], b: number[]): number => a.reduce((t, x, i) => t + x - b[i]!, 0);
+  await c.put('rp/warm', '0');
+  let before = left();
+  for (let i = 0; i < 12; i++) await c.put(`rp/${i}`, String(i));
+  // Each put executed at the four replicas; two of them left the reply to the named two.
+  assert.equal(sum(left(), before), 2 * 12);
+  assert.deepEqual(c.replyStats, { mode: 'quorum', retransmitted: 0, leftOut: [] });
+  // A backup that stops answering this client (its replies are swallowed; it still votes).
+  const mute = [0, 1, 2, 3].find((id) => id !== c.primary)!;
+  ipc.replicas[mute]!.hooks.mutateReply = (client, frame) => (client === 3 ? new Uint8Array([0]) : frame);
+  try {
+    for (let i = 0; i < 12; i++) await c.put(`rp/m${i}`, String(i));
+    const stats = c.replyStats;
+    assert.equal(stats.retransmitted, 1, 'one retransmission: then the mute replica is left out');
+    assert.deepEqual(stats.leftOut, [mute]);
+    assert.equal(await c.get('rp/m11'), '11');
+  } finally {
+    delete ipc.replicas[mute]!.hooks.mutateReply;
+  }
+  const all = await connect(4, { replies: 'all' });
+  before = left();
+  for (let i = 0; i < 5; i++) await all.put(`rp/a${i}`, String(i));
+  assert.equal(sum(left(), before), 0, 'every replica replied');
+  assert.equal(all.replyStats.mode, 'all');
+  await assert.rejects(connect(4, { replies: 'some' as never }), (err: unknown) => err instanceof ClientConfigError && /replies must be one of quorum, all, got some/.test(err.message));
+});
+
 test('close() fails the outstanding and queued calls with ClientClosedError', async () => {
   const c = await connect(1, { timeoutMs: 60_000 });
   // Replica 0 (the primary) and replica 1 stay honest but nothing can commit without 3 of 4:

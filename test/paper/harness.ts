@@ -423,8 +423,9 @@ export class TestCluster {
   }
 
   /** A request signed by `client` (op: a KvOp, or raw bytes). */
-  request(client: number, timestamp: number, op: KvOp | Uint8Array): Signed<RequestMsg> {
-    const msg: RequestMsg = { type: 'request', client, timestamp, op: op instanceof Uint8Array ? op : encodeOp(op) };
+  /** A request signed by `client`; `repliers` names the replicas asked to reply (absent: all). */
+  request(client: number, timestamp: number, op: KvOp | Uint8Array, repliers?: number[]): Signed<RequestMsg> {
+    const msg: RequestMsg = { type: 'request', client, timestamp, op: op instanceof Uint8Array ? op : encodeOp(op), ...(repliers !== undefined ? { repliers } : {}) };
     const body = encodeBody(msg);
     const sig = this.clientSigners[client]!.sign(concatBytes(domainTag(this.cluster.clusterId, 'request'), body));
     return { msg, body, sig };

@@ -659,4 +659,50 @@ describe('normal case: replies', () => {
     const moved = { ...out.replies[0]!.signed, msg: { ...out.replies[0]!.signed.msg, client: 3 } };
     assert.equal(k.verifyReply(moved), false);
   });
+
+  test('a request that names its repliers gets a reply at execution from those only; every replica keeps one for a retransmission', () => {
+    const k = new TestCluster({ f: 1, clients: 4 });
+    // Client 0 names replicas 2 and 3, client 1 names 1 and 2, client 2 names nobody in particular.
+    const reqs = [k.request(0, 1, put('a', '1'), [2, 3]), k.request(1, 1, put('b', '1'), [1, 2]), k.request(2, 1, put('c', '1'))];
+    for (const id of [1, 2, 3]) {
+      const node = k.node(id);
+      const out = agree(node, 0, 1, reqs);
+      const expected = [0, 1, 2].filter((c) => c === 2 || reqs[c]!.msg.repliers!.includes(id));
+      assert.deepEqual(out.replies.map((r) => r.client).sort(), expected, `replica ${id} replies to the clients that named it, and to the one that named nobody`);
+      assert.equal(node.replica.counters.repliesLeftToOthers, 3 - expected.length);
+      for (const r of out.replies) assert.ok(k.verifyReply(r.signed));
+      // The client retransmits to every replica: each resends its reply, named or not.
+      node.fromClient(0, frame(reqs[0]!));
+      const again = node.flush();
+      assert.deepEqual(again.replies.map((r) => r.client), [0], `replica ${id} resends client 0's reply`);
+      assert.ok(k.verifyReply(again.replies[0]!.signed));
+      assert.deepEqual(result(again.replies[0]!.signed), { type: 'put' });
+    }
+  });
+
+  test('a replica the client sent its request to itself (a retransmission) replies when it executes it, named or not', () => {
+    const k = new TestCluster({ f: 1, clients: 2 });
+    // A backup that has the request from the client before the PRE-PREPARE: the client retransmitted.
+    const backup = k.node(1);
+    const req = k.request(0, 1, put('a', '1'), [2, 3]);
+    backup.fromClient(0, frame(req));
+    backup.flush();
+    assert.deepEqual(agree(backup, 0, 1, [req]).replies.map((r) => r.client), [0]);
+    // The primary replies when it has the request from the client a second time, not the first.
+    const primaryFirst = k.node(0);
+    const first = k.request(0, 1, put('a', '1'), [2, 3]);
+    primaryFirst.fromClient(0, frame(first));
+    assert.equal(agree(primaryFirst, 0, 1, [first], { sendPrePrepare: false }).replies.length, 0);
+    const primaryAgain = k.node(0);
+    primaryAgain.fromClient(0, frame(first));
+    primaryAgain.flush();
+    primaryAgain.fromClient(0, frame(first));
+    assert.deepEqual(agree(primaryAgain, 0, 1, [first], { sendPrePrepare: false }).replies.map((r) => r.client), [0]);
+    // A request relayed by a backup does not count: only the client's own sending asks.
+    const relayed = k.node(2);
+    const other = k.request(1, 1, put('b', '1'), [1, 3]);
+    relayed.fromReplica(1, frame(other));
+    relayed.flush();
+    assert.equal(agree(relayed, 0, 1, [other]).replies.length, 0);
+  });
 });

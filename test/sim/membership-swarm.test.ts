@@ -14,6 +14,7 @@ test(`membership swarm: ${SEEDS} seeds of joins and removals under faults, no vi
   let liars = 0;
   let changes = 0;
   let faults = { crash: 0, partition: 0 };
+  const evidence = { checked: 0, waited: 0 };
   for (let seed = 1; seed <= SEEDS; seed++) {
     const r = runMembershipSeed(seed);
     assert.deepEqual(r.violations, [], `seed ${seed} (${r.changes.join(' ')}; byzantine ${r.byzantine ?? 'none'}): replay with runMembershipSeed(${seed})`);
@@ -21,11 +22,13 @@ test(`membership swarm: ${SEEDS} seeds of joins and removals under faults, no vi
     assert.ok(r.epoch >= 3, `seed ${seed}: only epoch ${r.epoch}`);
     if (r.byzantine?.includes('config-liar')) liars++;
     changes += r.changes.length;
+    evidence.checked += r.evidence.checked;
+    evidence.waited += r.evidence.waited;
     faults = { crash: faults.crash + (r.faults['crash'] ?? 0), partition: faults.partition + (r.faults['partition-isolate'] ?? 0) };
   }
   assert.ok(liars >= 3, `the configuration liar ran in ${liars} seeds`);
   assert.ok(faults.crash >= 3 && faults.partition >= 3, `crashes and partitions ran beside the changes: ${JSON.stringify(faults)}`);
-  process.stderr.write(`membership swarm: ${SEEDS} seeds, ${changes} changes in force, ${liars} with a replica lying about the configuration, ${faults.crash} crashes, ${faults.partition} partitions\n`);
+  process.stderr.write(`membership swarm: ${SEEDS} seeds, ${changes} changes in force, ${liars} with a replica lying about the configuration, ${faults.crash} crashes, ${faults.partition} partitions; replicas' evidence checked when served: ${evidence.checked} pieces, ${evidence.waited} of them after waiting for an epoch proof\n`);
 });
 
 test('negative control: a build that takes configurations from epoch proofs without checking them is caught (configuration agreement)', () => {

@@ -8,8 +8,10 @@ import { test } from 'node:test';
 import { runSeed } from '../../src/sim/swarm.ts';
 
 // Seeds kept before clean stops existed replay without them (cleanStops: false), as they ran then;
-// all of them replay without checkpoints computed over several turns (checkpointSlices: false).
-// The swarm files attack those with every seed.
+// all of them replay without checkpoints computed over several turns (checkpointSlices: false) and
+// with every replica replying to the clients (clientReplies: 'all'), as they ran when they failed.
+// The swarm files attack those with every seed; each seed also runs with the clients' default
+// repliers (a different schedule, so another run, not the original one).
 const cases: Array<{ seed: number; replicas: number; bug: string; cleanStops?: boolean }> = [
   // A replica that timed out of view v+1 dropped its VIEW-CHANGE for v+1 (only the latest per sender
   // was kept in memory, only the latest own one on disk), so the others stayed one vote short of
@@ -40,8 +42,10 @@ const cases: Array<{ seed: number; replicas: number; bug: string; cleanStops?: b
 
 for (const c of cases) {
   test(`seed ${c.seed} (n=${c.replicas}): ${c.bug}`, () => {
-    const r = runSeed(c.seed, { replicas: c.replicas, cleanStops: c.cleanStops === true, checkpointSlices: false });
+    const r = runSeed(c.seed, { replicas: c.replicas, cleanStops: c.cleanStops === true, checkpointSlices: false, clientReplies: 'all' });
     assert.equal(r.kind, undefined, r.violations.map((v) => `${v.check}: ${v.detail}`).join('\n'));
     assert.ok(r.viewChanges > 0, 'the scenario must still involve view changes');
+    const q = runSeed(c.seed, { replicas: c.replicas, cleanStops: c.cleanStops === true, checkpointSlices: false });
+    assert.equal(q.kind, undefined, `with named repliers: ${q.violations.map((v) => `${v.check}: ${v.detail}`).join('\n')}`);
   });
 }

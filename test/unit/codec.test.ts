@@ -32,8 +32,8 @@ const digest = (n: number) => new Uint8Array(32).fill(n);
 const plain = (v: unknown): unknown =>
   JSON.parse(JSON.stringify(v, (_k, x) => (x && typeof x === 'object' && (x.type === 'Buffer' || x instanceof Uint8Array) ? { bytes: Array.from(x.data ?? x) } : x)));
 
-function request(ts: number): Signed<RequestMsg> {
-  const msg: RequestMsg = { type: 'request', client: 0, timestamp: ts, op: new Uint8Array([1, 2, 3, ts & 255]) };
+function request(ts: number, repliers?: number[]): Signed<RequestMsg> {
+  const msg: RequestMsg = { type: 'request', client: 0, timestamp: ts, op: new Uint8Array([1, 2, 3, ts & 255]), ...(repliers !== undefined ? { repliers } : {}) };
   const body = encodeBody(msg);
   return { msg, body, sig: clientSigner.sign(concatBytes(domainTag(cluster.clusterId, 'request'), body)) };
 }
@@ -56,7 +56,7 @@ function samples(): Signed[] {
     { type: 'commit', view: 1, seq: 7, digest: digest(7), replica: 2 },
     { type: 'refusal', replica: 2, client: 0, timestamp: 2 ** 50, digest: digest(3), reason: 'op-too-large', limit: 1_064_960 },
   ];
-  return [request(1), request(2 ** 52), pp, prep, ck, vc, ...msgs.map((m) => a2.sign(m))];
+  return [request(1), request(2 ** 52), request(3, [1, 2]), request(4, [0, 65_535]), pp, prep, ck, vc, ...msgs.map((m) => a2.sign(m))];
 }
 
 test('every signed message type round-trips through a frame, with its raw body bytes kept', () => {
@@ -222,6 +222,13 @@ test('structurally wrong but well-formed CBOR is rejected with a reason naming t
     ['a fractional view', [4, 0.5, 1, digest(1), 1], /view/],
     ['an unknown message type', [99, 1, 2], /unknown message type/],
     ['a request with text instead of bytes as op', [1, 0, 1, 'op'], /op/],
+    ['a request naming no repliers', [1, 0, 1, new Uint8Array(1), []], /repliers: empty/],
+    ['a request naming repliers out of order', [1, 0, 1, new Uint8Array(1), [2, 1]], /repliers: not strictly increasing/],
+    ['a request naming a replier twice', [1, 0, 1, new Uint8Array(1), [1, 1]], /repliers: not strictly increasing/],
+    ['a request naming a replica id over 65535', [1, 0, 1, new Uint8Array(1), [65_536]], /repliers\[0\]/],
+    ['a request naming 257 repliers', [1, 0, 1, new Uint8Array(1), Array.from({ length: 257 }, (_, i) => i)], /257 items exceeds 256/],
+    ['a request whose repliers are not a list', [1, 0, 1, new Uint8Array(1), 3], /repliers: expected array/],
+    ['a request with six fields', [1, 0, 1, new Uint8Array(1), [1], 0], /request: wrong arity/],
   ];
   for (const [what, value, reason] of bodies) {
     const d = decodeBody(encodeCbor(value));

@@ -1,0 +1,104 @@
+/**
+ * Which replicas a request asks to reply (RequestMsg.repliers), shared by the SDK and the
+ * simulator's client. No node-only imports, no clock: it counts requests.
+ *
+ * A client accepts a result once f+1 replicas sent matching replies (Quorum.replies), so only that
+ * many need to send one: the others skip a frame each, and the client decodes none of theirs. Each
+ * request names `needed` replicas, the backups first (the primary does the most work per request),
+ * rotating over them so that the replies of many clients spread evenly. The client waits for the
+ * named replicas only until its retransmission: then it sends the request to every replica, and each
+ * one replies (src/core/normal.ts). So a replica that does not answer when named costs that request a
+ * retransmission; the client then leaves it out of its choices for a while (32 requests, doubling on
+ * each miss up to 4,096, reset when it answers when named again), which bounds what a silent or lying
+ * replica can cost. Too few replicas left to name: the request asks every replica.
+ *
+ * Naming fewer repliers trades the wait for the second-fastest of n replies for the wait for the
+ * slower of the f+1 named ones; `mode: 'all'` keeps every replica replying (and every reply compared
+ * for fault detection).
+ */
+export type RepliesMode = 'quorum' | 'all';
+
+export const REPLIES_MODES: readonly RepliesMode[] = ['quorum', 'all'];
+
+/** Requests a replica stays unnamed after its first miss; doubled per further miss. */
+export const SUSPECT_REQUESTS_MIN = 32;
+export const SUSPECT_REQUESTS_MAX = 4096;
+
+interface Suspect {
+  /** Unnamed until the client's request count reaches this. */
+  until: number;
+  /** Misses since it last answered when named. */
+  strikes: number;
+}
+
+export class ReplierChoice {
+  private requests = 0;
+  private rotation = 0;
+  private readonly suspects = new Map<number, Suspect>();
+
+  constructor(
+    readonly mode: RepliesMode,
+    /** Where the rotation starts (the client id: clients of one process start apart). */
+    start = 0,
+    /** Negative control only: keep naming replicas that did not answer (the simulator shows the cost). */
+    private readonly unsafeNeverSuspect = false,
+  ) {
+    if (!REPLIES_MODES.includes(mode)) throw new TypeError(`replies must be one of ${REPLIES_MODES.join(', ')}, not ${String(mode)}`);
+    this.rotation = Math.abs(Math.trunc(start)) || 0;
+  }
+
+  /**
+   * The repliers for the next request (strictly increasing ids), or undefined: every replica.
+   * `members` are the replica ids of the configuration the client follows, `needed` how many
+   * matching replies accept a result.
+   */
+  choose(members: readonly number[], primary: number, needed: number): number[] | undefined {
+    this.requests++;
+    if (this.mode === 'all' || needed <= 0 || needed >= members.length) return undefined;
+    const backups: number[] = [];
+    let primaryUsable = false;
+    for (const id of members) {
+      if (this.isSuspect(id)) continue;
+      if (id === primary) primaryUsable = true;
+      else backups.push(id);
+    }
+    const chosen: number[] = [];
+    if (backups.length >= needed) {
+      const from = this.rotation++ % backups.length;
+      for (let k = 0; k < needed; k++) chosen.push(backups[(from + k) % backups.length]!);
+    } else if (primaryUsable && backups.length + 1 >= needed) {
+      chosen.push(...backups, primary);
+    } else {
+      return undefined;
+    }
+    return chosen.sort((a, b) => a - b);
+  }
+
+  /**
+   * A request settled: `named` its repliers (undefined: every replica), `answered` the replicas whose
+   * replies agreed with the accepted result (none when no result was accepted).
+   */
+  settled(named: readonly number[] | undefined, answered: ReadonlySet<number>): void {
+    if (named === undefined || this.unsafeNeverSuspect) return;
+    for (const id of named) {
+      if (answered.has(id)) {
+        this.suspects.delete(id);
+        continue;
+      }
+      const s = this.suspects.get(id);
+      const strikes = (s?.strikes ?? 0) + 1;
+      const span = Math.min(SUSPECT_REQUESTS_MIN * 2 ** (strikes - 1), SUSPECT_REQUESTS_MAX);
+      this.suspects.set(id, { until: this.requests + span, strikes });
+    }
+  }
+
+  /** Replicas the client names no more for now (for status and tests). */
+  suspected(): number[] {
+    return [...this.suspects.keys()].filter((id) => this.isSuspect(id)).sort((a, b) => a - b);
+  }
+
+  private isSuspect(id: number): boolean {
+    const s = this.suspects.get(id);
+    return s !== undefined && this.requests < s.until;
+  }
+}
