@@ -269,6 +269,7 @@ export class NodeMetrics {
     const flag = (b: boolean | undefined): number => (b === true ? 1 : 0);
     counter('pbft_requests_executed_total', 'Client requests executed.', (s) => s.counters.requestsExecuted);
     counter('pbft_batches_executed_total', 'Batches (sequence numbers) executed.', (s) => s.counters.batchesExecuted);
+    counter('pbft_replies_left_to_others_total', 'Replies not sent when their request executed: it named other replicas to reply (kept for a retransmission).', (s) => s.counters.repliesLeftToOthers);
     gauge('pbft_view', 'Current view.', (s) => s.view);
     gauge('pbft_view_changing', '1 while a view change is in progress.', (s) => flag(s.viewChanging));
     counter('pbft_view_changes_total', 'View changes started.', (s) => s.counters.viewChanges);
