@@ -5,7 +5,8 @@
  *                     ...), read from one NodeStatus snapshot per scrape
  *   histograms        measured here, in the shell, from what the core hands it (the core has no clock):
  *     pbft_request_duration_seconds               a client's REQUEST arriving at this replica to the
- *                                                 answer (reply or refusal) leaving it
+ *                                                 answer (reply or refusal) leaving it, or to its
+ *                                                 execution released when it named other repliers
  *     pbft_phase_duration_seconds{phase}          per sequence number, between the moments this
  *                                                 replica's core made its statements and decisions:
  *                                                 `prepare`, its PRE-PREPARE (primary) or PREPARE
@@ -184,18 +185,29 @@ export class NodeMetrics {
     }
   }
 
-  /** Answers the pipeline released (their writes are durable), as they leave: a request's duration ends. */
-  released(replies: readonly SentReply[]): void {
+  /**
+   * Answers and events the pipeline released (their writes are durable), as they leave: a request's
+   * duration ends with its answer, or, when the request named other repliers, when its execution is
+   * released (the moment this replica's reply would have left).
+   */
+  released(replies: readonly SentReply[], events: readonly CoreEvent[] = []): void {
+    if (this.arrivals.size === 0) return;
     const t = this.now();
     for (const r of replies) {
       const a = peekAnswer(r.frame);
-      if (a === undefined) continue;
-      const key = `${a.client}:${a.timestamp}`;
-      const at = this.arrivals.get(key);
-      if (at === undefined) continue;
-      this.arrivals.delete(key);
-      this.requestDuration.observe(Math.max(0, t - at) / 1000);
+      if (a !== undefined) this.answered(`${a.client}:${a.timestamp}`, t);
     }
+    for (const e of events) {
+      if (e.type !== 'executed') continue;
+      for (const r of e.requests) this.answered(`${r.client}:${r.timestamp}`, t);
+    }
+  }
+
+  private answered(key: string, t: number): void {
+    const at = this.arrivals.get(key);
+    if (at === undefined) return;
+    this.arrivals.delete(key);
+    this.requestDuration.observe(Math.max(0, t - at) / 1000);
   }
 
   private executed(seq: number, requests: ReadonlyArray<{ op: Uint8Array }>, t: number): void {

@@ -456,7 +456,7 @@ export class ReplicaNode {
 
   /** Effects whose writes are durable (from the pipeline): messages, replies, then events. */
   private perform(messages: Sent[], replies: SentReply[], events: CoreEvent[]): void {
-    this.metricsRegistry.released(replies);
+    this.metricsRegistry.released(replies, events);
     const transport = this.transport;
     if (transport !== undefined) {
       // Before the messages: links to replicas that joined (some messages may be for them); links

@@ -67,3 +67,31 @@ test('a sequence number executed is forgotten: a late vote for it starts no phas
   assert.equal(s.prepare?.count, 1);
   assert.equal(s.commit?.count, 1);
 });
+
+test('a request timed from its arrival: to its reply leaving, or, when it named other repliers, to its execution released', async () => {
+  let now = 0;
+  const m = new NodeMetrics(() => now);
+  const request = (client: number, timestamp: number): Uint8Array => encodeCbor([0, encodeCbor([BODY_TAG.request, client, timestamp, new Uint8Array(3)]), new Uint8Array(64)]);
+  const reply = (client: number, timestamp: number): Uint8Array => encodeCbor([0, encodeCbor([BODY_TAG.reply, 0, client, timestamp, 1, new Uint8Array(1)]), new Uint8Array(64)]);
+  const digest = new Uint8Array(32);
+  m.requestArrived(request(1, 10));
+  m.requestArrived(request(2, 20));
+  now += 7;
+  // Client 1's reply leaves; client 2's request named other repliers: only its execution is released.
+  const executed: CoreEvent = {
+    type: 'executed',
+    seq: 1,
+    view: 0,
+    digest,
+    requests: [{ client: 1, timestamp: 10 }, { client: 2, timestamp: 20 }] as never,
+    timeMs: 0,
+  };
+  m.released([{ client: 1, frame: reply(1, 10) } as never], [executed]);
+  now += 100;
+  m.released([], [executed]); // nothing left to time: each request counted once
+  const metric = m.registry.getSingleMetric('pbft_request_duration_seconds');
+  assert.ok(metric !== undefined);
+  const values = (await metric.get()).values as Array<{ metricName?: string; value: number }>;
+  assert.equal(values.find((v) => v.metricName === 'pbft_request_duration_seconds_count')?.value, 2);
+  assert.ok(Math.abs(values.find((v) => v.metricName === 'pbft_request_duration_seconds_sum')!.value - 0.014) < 1e-9);
+});
