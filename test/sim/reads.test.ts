@@ -169,25 +169,29 @@ function seeded(seed: number, options: Partial<SimOptions> = {}, staleReplica = 
   return { sim, history: historyOf(sim), staleServed: stale.served };
 }
 
+/** Runs the seeds: every history must be linearizable and every checker quiet. The clients' totals. */
+function allLinearizable(seeds: number[], options: Partial<SimOptions> = {}, staleReplica = true): { unordered: number; fellBack: number; staleServed: number } {
+  const totals = { unordered: 0, fellBack: 0, staleServed: 0 };
+  for (const seed of seeds) {
+    const { sim, history, staleServed } = seeded(seed, options, staleReplica);
+    const verdict = checkLinearizable(history);
+    assert.ok(verdict.ok, `seed ${seed}: ${formatViolation(verdict)}`);
+    sim.finish();
+    assert.deepEqual(sim.checker.violations, [], `seed ${seed}`);
+    for (const c of sim.clients) {
+      totals.unordered += c.readsUnordered;
+      totals.fellBack += Object.values(c.readFallbacks).reduce((a, b) => a + b, 0);
+    }
+    totals.staleServed += staleServed;
+  }
+  return totals;
+}
+
 describe('read-only requests: seeded runs with a replica serving stale state', () => {
   const SEEDS = Array.from({ length: 60 }, (_, i) => i + 1);
 
   test('every history is linearizable; reads are answered unordered and fall back', () => {
-    let unordered = 0;
-    let fellBack = 0;
-    let staleServed = 0;
-    for (const seed of SEEDS) {
-      const { sim, history, staleServed: served } = seeded(seed);
-      const verdict = checkLinearizable(history);
-      assert.ok(verdict.ok, `seed ${seed}: ${formatViolation(verdict)}`);
-      sim.finish();
-      assert.deepEqual(sim.checker.violations, [], `seed ${seed}`);
-      for (const c of sim.clients) {
-        unordered += c.readsUnordered;
-        fellBack += Object.values(c.readFallbacks).reduce((a, b) => a + b, 0);
-      }
-      staleServed += served;
-    }
+    const { unordered, fellBack, staleServed } = allLinearizable(SEEDS);
     console.log(`# ${SEEDS.length} seeds: ${unordered} reads unordered, ${fellBack} fell back, ${staleServed} stale answers served`);
     assert.ok(unordered > 200, `reads answered unordered: ${unordered}`);
     assert.ok(fellBack > 10, `reads that fell back: ${fellBack}`);
@@ -195,15 +199,7 @@ describe('read-only requests: seeded runs with a replica serving stale state', (
   });
 
   test('with f+1 named repliers (the default) too, every history is linearizable', () => {
-    let unordered = 0;
-    for (const seed of SEEDS) {
-      const { sim, history } = seeded(seed, { clientReplies: 'quorum' });
-      const verdict = checkLinearizable(history);
-      assert.ok(verdict.ok, `seed ${seed}: ${formatViolation(verdict)}`);
-      sim.finish();
-      assert.deepEqual(sim.checker.violations, [], `seed ${seed}`);
-      for (const c of sim.clients) unordered += c.readsUnordered;
-    }
+    const { unordered } = allLinearizable(SEEDS, { clientReplies: 'quorum' });
     assert.ok(unordered > 200, `reads answered unordered: ${unordered}`);
   });
 
@@ -226,15 +222,7 @@ describe('read-only requests in the crash-fault mode: writes accepted on one rep
   const crash = { replicas: 3, faultModel: 'crash' } as const;
 
   test('every history is linearizable (quorum.ts: any majority of answers includes a replica that prepared the write)', () => {
-    let unordered = 0;
-    for (const seed of SEEDS) {
-      const { sim, history } = seeded(seed, crash, false);
-      const verdict = checkLinearizable(history);
-      assert.ok(verdict.ok, `seed ${seed}: ${formatViolation(verdict)}`);
-      sim.finish();
-      assert.deepEqual(sim.checker.violations, [], `seed ${seed}`);
-      for (const c of sim.clients) unordered += c.readsUnordered;
-    }
+    const { unordered } = allLinearizable(SEEDS, crash, false);
     assert.ok(unordered > 100, `reads answered unordered: ${unordered}`);
   });
 
