@@ -694,7 +694,8 @@ export class PbftClient {
       p.deadlineTimer = setTimeout(() => {
         if (this.pending !== p) return;
         this.finish(p);
-        this.repliers.settled(request.msg.repliers, NONE);
+        // Named replicas that answered at all were not silent; the others are left out for a while.
+        this.repliers.settled(request.msg.repliers, new Set(p.collector.replies.keys()));
         p.reject(new TimeoutError(this.timeoutMs, [...p.collector.replies.values()], timestamp));
       }, timeoutMs);
     });
