@@ -615,6 +615,11 @@ interface LoadResult {
   clientCpuSplit?: { user: number; system: number };
   /** Signature checks of the client workers in the window, and those their shared cache answered. */
   clientSignatureChecks?: { checks: number; cacheHits: number };
+  /**
+   * Requests the clients sent again to every replica in the window (no f+1 matching replies in
+   * time), and the replicas some client left out of its named repliers at its end.
+   */
+  clientRetransmits?: { requests: number; leftOut: number[] };
   cpuSecondsPerRequest: number;
   /** Replica (or baseline server) resident memory at the start and the end of the window, bytes. */
   rssBytes: Array<{ start: number; end: number; max: number }>;
@@ -861,6 +866,7 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
       cpuSeconds: { servers: serverCpu, clients: clientCpu, total: serverCpu + clientCpu },
       clientCpuSplit: { user: parts.reduce((s, p) => s + p.cpuUserSeconds, 0), system: parts.reduce((s, p) => s + p.cpuSystemSeconds, 0) },
       clientSignatureChecks: { checks: parts.reduce((s, p) => s + p.signatureChecks, 0), cacheHits: parts.reduce((s, p) => s + p.signatureCacheHits, 0) },
+      clientRetransmits: { requests: parts.reduce((s, p) => s + p.retransmitted, 0), leftOut: [...new Set(parts.flatMap((p) => p.leftOut))].sort((a, b) => a - b) },
       cpuSecondsPerRequest: requests > 0 ? (serverCpu + clientCpu) / requests : NaN,
       rssBytes: pids.map((_, i) => ({ start: rssStart[i]!, end: rssEnd[i]!, max: rssMax[i]! })),
       rssSamples: [...rssSamples, { t: Math.round(seconds * 10) / 10, bytes: rssEnd }],
@@ -1825,6 +1831,13 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
                 ? `, frames ${fmt(w.framesOut, 2)} out` + (w.clientFramesOut !== undefined ? ` (${fmt(w.clientFramesOut, 2)} to clients)` : '') +
                   ` / ${fmt(w.framesIn, 2)} in` + (w.clientFramesIn !== undefined ? ` (${fmt(w.clientFramesIn, 2)} from clients)` : '')
                 : ''),
+          );
+        }
+        const rt = l.clientRetransmits;
+        if (rt !== undefined && l.requests > 0) {
+          out.push(
+            `  ${l.run.padEnd(9)} clients: ${fmt((100 * rt.requests) / l.requests, 2)}% of the requests retransmitted (${fmt(rt.requests)} of ${fmt(l.requests)}, --replies ${o.replies})` +
+              (rt.leftOut.length > 0 ? `; replicas left out of the repliers at the end: ${rt.leftOut.join(', ')}` : ''),
           );
         }
       }

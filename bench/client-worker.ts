@@ -65,6 +65,10 @@ export interface WorkerResult {
    */
   signatureChecks: number;
   signatureCacheHits: number;
+  /** Ordered requests sent again to every replica in the window (PbftClient.replyStats.retransmitted). */
+  retransmitted: number;
+  /** Replicas some client of this process leaves out of its repliers at the end of the window. */
+  leftOut: number[];
   windowSeconds: number;
   errorSamples: string[];
 }
@@ -139,6 +143,12 @@ function readTotals(): { unordered: number; fellBack: number } {
 
 let readsAtMark = { unordered: 0, fellBack: 0 };
 
+function retransmittedTotal(): number {
+  return clients.reduce((t, c) => t + c.replyStats.retransmitted, 0);
+}
+
+let retransmittedAtMark = 0;
+
 let loopsReady: (() => void) | undefined;
 
 async function loop(client: PbftClient, ops: Uint8Array[], call: (c: PbftClient, op: Uint8Array) => Promise<Uint8Array>): Promise<void> {
@@ -183,6 +193,7 @@ process.on('message', (raw: unknown) => {
       markCpu = process.cpuUsage();
       markAt = performance.now();
       readsAtMark = readTotals();
+      retransmittedAtMark = retransmittedTotal();
       cacheAtMark = verifyCacheStats();
       measuring = true;
       break;
@@ -202,6 +213,8 @@ process.on('message', (raw: unknown) => {
         cpuSystemSeconds: cpu.system / 1e6,
         signatureChecks: cache.checks - cacheAtMark.checks,
         signatureCacheHits: cache.hits - cacheAtMark.hits,
+        retransmitted: retransmittedTotal() - retransmittedAtMark,
+        leftOut: [...new Set(clients.flatMap((c) => c.replyStats.leftOut))].sort((a, b) => a - b),
         windowSeconds: (performance.now() - markAt) / 1000,
         errorSamples,
       });

@@ -96,6 +96,8 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
     for (const name of ['cluster', 'latency', 'cluster7']) {
       assert.match(stdout, new RegExp(`^  ${name}\\s+[\\d,]+ us = signatures [\\d,]+ us \\(\\d+%\\) \\+ frames [\\d.]+ x [\\d.]+ us = [\\d,]+ us \\(\\d+%\\) \\+ the rest -?[\\d,]+ us \\(-?\\d+%\\)$`, 'm'), `${name}: the CPU split`);
     }
+    // The clients' retransmissions (the requests named their repliers: --replies quorum, the default).
+    assert.match(stdout, /^\s+cluster\s+clients: [\d.]+% of the requests retransmitted \([\d,]+ of [\d,]+, --replies quorum\)/m);
     assert.match(stdout, /^\s+cluster\s+replica 1: .* synced writes \([\d,]+ us each\), [\d.]+ horizon records \([\d,]+ us each\), [\d.]+ loop turns, frames [\d.]+ out \([\d.]+ to clients\) \/ [\d.]+ in \([\d.]+ from clients\)$/m);
     // The allocator (--malloc auto): jemalloc where installed, and the replicas' own word for it.
     const lib = findJemalloc();
