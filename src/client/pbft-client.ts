@@ -695,7 +695,7 @@ export class PbftClient {
         if (this.pending !== p) return;
         this.finish(p);
         // Named replicas that answered at all were not silent; the others are left out for a while.
-        this.repliers.settled(request.msg.repliers, new Set(p.collector.replies.keys()));
+        this.repliers.settled(request.msg.repliers, new Set(p.collector.replies.keys()), timestamp);
         p.reject(new TimeoutError(this.timeoutMs, [...p.collector.replies.values()], timestamp));
       }, timeoutMs);
     });
@@ -763,8 +763,10 @@ export class PbftClient {
     const conflict = settled.collector?.conflictOf(reply, replica);
     if (conflict !== undefined) return this.equivocated(conflict);
     settled.collector?.noteLate(reply, replica);
-    if (settled.judged.has(replica)) return;
     const m = reply.msg;
+    // A named replica that missed the request but replies now was slow, not silent (repliers.ts).
+    if (m.replica === replica && m.client === this.clientId && bytesEqual(m.result, settled.result)) this.repliers.answeredLate(replica, m.timestamp);
+    if (settled.judged.has(replica)) return;
     if (m.replica !== replica || m.client !== this.clientId || bytesEqual(m.result, settled.result)) return;
     if (!this.requests.verifyReply(reply)) return;
     settled.judged.add(replica);
@@ -796,7 +798,7 @@ export class PbftClient {
       if (p.attempt === 0) this.retransmits.sample(Date.now() - p.sentAt);
       else this.retransmits.retransmitted();
       if (outcome.view > this.currentView) this.currentView = outcome.view;
-      this.repliers.settled(p.request.msg.repliers, new Set(outcome.replicas));
+      this.repliers.settled(p.request.msg.repliers, new Set(outcome.replicas), p.timestamp);
       const settled: Settled = { result: outcome.result, judged: new Set(p.collector.replies.keys()), collector: p.collector };
       this.remember(p.timestamp, settled);
       p.resolve(outcome.result);
@@ -805,7 +807,7 @@ export class PbftClient {
       }
     } else if (outcome.kind === 'failed') {
       this.finish(p);
-      this.repliers.settled(p.request.msg.repliers, NONE);
+      this.repliers.settled(p.request.msg.repliers, NONE, p.timestamp);
       p.reject(new QuorumFailure([...p.collector.replies.values()], p.timestamp, this.f + 1));
     }
   }

@@ -12,6 +12,11 @@
  * each miss up to 4,096, reset when it answers when named again), which bounds what a silent or lying
  * replica can cost. Too few replicas left to name: the request asks every replica.
  *
+ * A miss is judged one request late: a named replica whose reply to the missed request still arrives
+ * (agreeing with the accepted result) before the client's next request settles was slow, not silent
+ * (a stall of the whole cluster, which makes every client retransmit at once), and is named again
+ * without a strike; meanwhile it is not named.
+ *
  * Naming fewer repliers trades the wait for the second-fastest of n replies for the wait for the
  * slower of the f+1 named ones; `mode: 'all'` keeps every replica replying (and every reply compared
  * for fault detection).
@@ -35,6 +40,8 @@ export class ReplierChoice {
   private requests = 0;
   private rotation = 0;
   private readonly suspects = new Map<number, Suspect>();
+  /** Named replicas that missed the last settled request (by its timestamp): judged at the next settle. */
+  private readonly missed = new Map<number, number>();
 
   constructor(
     readonly mode: RepliesMode,
@@ -58,7 +65,7 @@ export class ReplierChoice {
     const backups: number[] = [];
     let primaryUsable = false;
     for (const id of members) {
-      if (this.isSuspect(id)) continue;
+      if (this.isSuspect(id) || this.missed.has(id)) continue;
       if (id === primary) primaryUsable = true;
       else backups.push(id);
     }
@@ -76,25 +83,39 @@ export class ReplierChoice {
 
   /**
    * A request settled: `named` its repliers (undefined: every replica), `answered` the replicas whose
-   * replies agreed with the accepted result (none when no result was accepted).
+   * replies agreed with the accepted result (none when no result was accepted), `timestamp` the
+   * request's. The misses of the request settled before, not taken back by a late reply, count now.
    */
-  settled(named: readonly number[] | undefined, answered: ReadonlySet<number>): void {
+  settled(named: readonly number[] | undefined, answered: ReadonlySet<number>, timestamp: number): void {
+    for (const id of this.missed.keys()) this.strike(id);
+    this.missed.clear();
     if (named === undefined || this.unsafeNeverSuspect) return;
     for (const id of named) {
-      if (answered.has(id)) {
-        this.suspects.delete(id);
-        continue;
-      }
-      const s = this.suspects.get(id);
-      const strikes = (s?.strikes ?? 0) + 1;
-      const span = Math.min(SUSPECT_REQUESTS_MIN * 2 ** (strikes - 1), SUSPECT_REQUESTS_MAX);
-      this.suspects.set(id, { until: this.requests + span, strikes });
+      if (answered.has(id)) this.suspects.delete(id);
+      else this.missed.set(id, timestamp);
     }
   }
 
-  /** Replicas the client names no more for now (for status and tests). */
+  /**
+   * Replica `id` replied, agreeing with the accepted result, to the settled request `timestamp` after
+   * it settled: if it had missed that request, it was slow, not silent, and the miss does not count.
+   */
+  answeredLate(id: number, timestamp: number): void {
+    if (this.missed.get(id) === timestamp) this.missed.delete(id);
+  }
+
+  /** Replicas the client names no more for now, its last misses included (for status and tests). */
   suspected(): number[] {
-    return [...this.suspects.keys()].filter((id) => this.isSuspect(id)).sort((a, b) => a - b);
+    const ids = new Set([...this.suspects.keys()].filter((id) => this.isSuspect(id)));
+    for (const id of this.missed.keys()) ids.add(id);
+    return [...ids].sort((a, b) => a - b);
+  }
+
+  private strike(id: number): void {
+    const s = this.suspects.get(id);
+    const strikes = (s?.strikes ?? 0) + 1;
+    const span = Math.min(SUSPECT_REQUESTS_MIN * 2 ** (strikes - 1), SUSPECT_REQUESTS_MAX);
+    this.suspects.set(id, { until: this.requests + span, strikes });
   }
 
   private isSuspect(id: number): boolean {

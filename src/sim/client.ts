@@ -14,6 +14,7 @@
  * ReadCollector), else, at once when no result can reach the quorum or after `timeoutTicks`, sent
  * ordered with a fresh timestamp. The operation's invocation is the READ's.
  */
+import { bytesEqual } from '../core/auth.ts';
 import { ReplierChoice, type RepliesMode } from '../client/repliers.ts';
 import { decodeFrame } from '../codec/messages.ts';
 import { encodeOp, type KvOp } from '../app/kv-ops.ts';
@@ -111,6 +112,8 @@ export class SimClient {
   readonly evidence: ReplyEvidence[] = [];
   /** The collector of the last request settled: a reply that arrives later may still contradict. */
   private lastSettled?: ReplyCollector;
+  /** The result accepted for it (undefined when it failed). */
+  private lastAccepted?: Uint8Array;
   private reading?: OutstandingRead;
   /** Reads answered unordered, and fallbacks to ordered requests by reason. */
   readsUnordered = 0;
@@ -330,6 +333,11 @@ export class SimClient {
       const late = this.lastSettled?.conflictOf(reply, fromReplica);
       if (late) this.equivocated(late);
       else this.lastSettled?.noteLate(reply, fromReplica);
+      // A named replica that missed the last request but replies now was slow, not silent (as the SDK).
+      const m = reply.msg;
+      if (this.lastAccepted !== undefined && this.lastSettled?.timestamp === m.timestamp && m.replica === fromReplica && m.client === this.id && bytesEqual(m.result, this.lastAccepted)) {
+        this.repliers.answeredLate(fromReplica, m.timestamp);
+      }
       return;
     }
     const outcome = o.collector.add(reply, fromReplica);
@@ -350,10 +358,12 @@ export class SimClient {
       this.view = Math.max(this.view, outcome.view);
       this.completed.push({ client: this.id, timestamp: o.timestamp, op: o.op, result: outcome.result, sentAt: o.sentAt, acceptedAt: now });
       this.acceptedFrom.push(outcome.replicas);
-      this.repliers.settled(o.repliers, new Set(outcome.replicas));
+      this.repliers.settled(o.repliers, new Set(outcome.replicas), o.timestamp);
+      this.lastAccepted = outcome.result;
       this.outstanding = undefined;
     } else if (outcome.kind === 'failed') {
-      this.repliers.settled(o.repliers, new Set());
+      this.repliers.settled(o.repliers, new Set(), o.timestamp);
+      this.lastAccepted = undefined;
       this.failed.push({ client: this.id, timestamp: o.timestamp, replies: [...o.collector.replies.values()] });
       this.outstanding = undefined;
     }

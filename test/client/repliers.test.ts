@@ -1,6 +1,6 @@
 /**
  * The client's choice of repliers (src/client/repliers.ts): how many, which, and how a replica that
- * does not answer when named is left out for a while.
+ * does not answer when named is left out for a while (and one that was only slow is not).
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -35,50 +35,78 @@ test("every replica replies when the mode is 'all', when every member is needed,
   assert.throws(() => new ReplierChoice('some' as never), /replies must be one of quorum, all/);
 });
 
-test('a named replica that did not answer is left out for 32 requests, twice as long after each further miss, up to 4,096', () => {
+test('a named replica that did not answer is left out of the next 32 requests, twice as many after each further miss, up to 4,096', () => {
+  // Two backups, two repliers: the rotation always names both, so only a miss leaves one out (the
+  // primary takes its place).
+  const THREE = [0, 1, 2];
   const c = new ReplierChoice('quorum');
-  const named = c.choose(FOUR, 0, 2)!;
-  assert.deepEqual(named, [1, 2]);
-  // Replica 2 did not answer: the result came from 1 and, after the retransmission, from 3.
-  c.settled(named, new Set([1, 3]));
+  let ts = 1;
+  /**
+   * Requests (each answered by its named repliers) until one names replica 2 again; that one is
+   * left to the caller to settle.
+   */
+  const leftOut = (): number => {
+    let n = 0;
+    for (;;) {
+      const named = c.choose(THREE, 0, 2)!;
+      if (named.includes(2)) return n;
+      assert.deepEqual(named, [0, 1]);
+      c.settled(named, new Set(named), ts++);
+      n++;
+    }
+  };
+  assert.deepEqual(c.choose(THREE, 0, 2), [1, 2]);
+  // Replica 2 does not answer: the result came from 1 and, after the retransmission, from 0.
+  c.settled([1, 2], new Set([0, 1]), ts++);
   assert.deepEqual(c.suspected(), [2]);
-  // Meanwhile the requests name the two other backups.
-  for (let i = 1; i < SUSPECT_REQUESTS_MIN; i++) assert.deepEqual(c.choose(FOUR, 0, 2), [1, 3], `request ${i}`);
-  assert.deepEqual(c.suspected(), [2]);
-  c.choose(FOUR, 0, 2);
-  assert.deepEqual(c.suspected(), [], 'named again after 32 requests');
-  // It misses again: 64 requests this time; and so on, up to the maximum.
+  assert.equal(leftOut(), SUSPECT_REQUESTS_MIN, 'the request that judges the miss, then 31 more');
+  // Named again, it misses again: 64 requests this time; and so on, up to the maximum.
   let span = SUSPECT_REQUESTS_MIN;
   for (let miss = 2; miss <= 10; miss++) {
     span = Math.min(span * 2, SUSPECT_REQUESTS_MAX);
-    c.settled([1, 2], new Set([1]));
-    let left = 0;
-    while (c.suspected().length > 0) {
-      c.choose(FOUR, 0, 2);
-      left++;
-    }
-    assert.equal(left, span, `after miss ${miss}`);
+    c.settled([1, 2], new Set([1]), ts++);
+    assert.equal(leftOut(), span, `after miss ${miss}`);
   }
   assert.equal(span, SUSPECT_REQUESTS_MAX);
-  // It answers when named: the count starts over.
-  c.settled([1, 2], new Set([1, 2]));
-  c.settled([1, 2], new Set([1]));
-  let left = 0;
-  while (c.suspected().length > 0) {
-    c.choose(FOUR, 0, 2);
-    left++;
-  }
-  assert.equal(left, SUSPECT_REQUESTS_MIN);
+  // Named again, it answers: the count starts over.
+  c.settled([1, 2], new Set([1, 2]), ts++);
+  c.settled([1, 2], new Set([1]), ts++);
+  assert.equal(leftOut(), SUSPECT_REQUESTS_MIN);
+});
+
+test('a named replica whose reply to the missed request arrives before the next request settles was slow, not silent: no strike', () => {
+  const c = new ReplierChoice('quorum');
+  c.settled([1, 2], new Set([1]), 7);
+  assert.deepEqual(c.suspected(), [2], 'not named while its miss is judged');
+  assert.deepEqual(c.choose(FOUR, 0, 2), [1, 3]);
+  c.answeredLate(2, 6); // a reply to an older request takes nothing back
+  assert.deepEqual(c.suspected(), [2]);
+  c.answeredLate(2, 7);
+  assert.deepEqual(c.suspected(), []);
+  c.settled([1, 3], new Set([1, 3]), 8);
+  assert.deepEqual(c.suspected(), [], 'no strike');
+  // A whole cluster that stalls: every named replica misses, and every one replies late.
+  c.settled([2, 3], new Set(), 9);
+  c.answeredLate(2, 9);
+  c.answeredLate(3, 9);
+  c.settled([1, 2], new Set([1, 2]), 10);
+  assert.deepEqual(c.suspected(), []);
+  // Too late: the next request settled first.
+  c.settled([1, 3], new Set([1]), 11);
+  c.settled([1, 2], new Set([1, 2]), 12);
+  c.answeredLate(3, 11);
+  assert.deepEqual(c.suspected(), [3]);
 });
 
 test('with too few backups left the primary is named, and with too few replicas left every replica is asked', () => {
   const c = new ReplierChoice('quorum');
-  c.settled([1, 2], new Set());
+  c.settled([1, 2], new Set(), 1);
   assert.deepEqual(c.choose(FOUR, 0, 2), [0, 3], 'one backup left: the primary and that backup');
-  c.settled([3], new Set());
+  c.settled([3], new Set(), 2);
   assert.equal(c.choose(FOUR, 0, 2), undefined, 'only the primary left: every replica replies');
   // A request without named repliers (every replica asked) suspects nobody.
   const d = new ReplierChoice('quorum');
-  d.settled(undefined, new Set());
+  d.settled(undefined, new Set(), 1);
+  d.settled(undefined, new Set(), 2);
   assert.deepEqual(d.suspected(), []);
 });
