@@ -342,8 +342,11 @@ test('a store record damaged at rest (another key\'s value, garbage, a stray rec
 
     /**
      * Stops the victim cleanly once all four agree on a checkpoint at which at least two partitions
-     * hold keys (k0 and k1 live in different partitions; only puts run until that checkpoint, since
-     * the stored partitions are the state as of the last checkpoint). Returns its seq.
+     * hold keys (k0 and k1 live in different partitions; only puts run until that checkpoint) and it
+     * is the victim's stable checkpoint: the stored partitions are the state as of the stable one, so
+     * k0 and k1 then hold the two different values just put (before, a stop with an older stable
+     * checkpoint could find both keys deleted or equal there, and "another key's value" was no
+     * damage at all). Returns its seq.
      */
     let puts = 0;
     const put = (): Promise<void> => workload.apply(0, { type: 'put', key: KEYS_DEFAULT[puts % 2]!, value: `kept-${puts++}` });
@@ -352,6 +355,8 @@ test('a store record damaged at rest (another key\'s value, garbage, a stray rec
       await put();
       const from = (await quiesce(tc!)).at(0)!.lastExecuted;
       const at = await converge(tc!, put, { checkpointInterval: K, aboveSeq: from, what: 'the replicas to agree on a checkpoint before the victim stops' });
+      const seq = at[0]!.lastCheckpoint.seq;
+      await waitFor(async () => ((await tc!.tryStatus(VICTIM))?.stableCheckpoint.seq ?? 0) >= seq, `checkpoint ${seq} stable at the victim before it stops`);
       const stopped = await tc!.stop(VICTIM, 'SIGTERM');
       assert.equal(stopped.code, 0, `replica ${VICTIM} stopped cleanly`);
       return at[0]!.lastCheckpoint.seq;
@@ -374,6 +379,7 @@ test('a store record damaged at rest (another key\'s value, garbage, a stray rec
       repaired?.(records);
       assert.ok(records.has(victimKey) && records.has(otherKey), `the records of ${KEYS_DEFAULT[0]} and ${KEYS_DEFAULT[1]} are stored (${[...records.keys()].join(', ')})`);
       const corrupt = variant === "another key's value" ? records.get(otherKey)! : Uint8Array.of(0xff, 0x00, 0x13, 0x37, 0x42);
+      assert.notDeepEqual(corrupt, records.get(victimKey), `${variant}: the bytes written differ from the record's`);
       if (variant === 'a deleted record') await storage.write([{ type: 'del', key: victimKey }], { sync: true });
       else if (variant === 'a stray record') await storage.write([{ type: 'put', key: strayKey, value: Uint8Array.of(1, 0x78) }], { sync: true });
       else await storage.write([{ type: 'put', key: victimKey, value: corrupt }], { sync: true });
