@@ -21,6 +21,8 @@
  * slower of the f+1 named ones; `mode: 'all'` keeps every replica replying (and every reply compared
  * for fault detection).
  */
+import { CODEC_LIMITS } from '../core/body.ts';
+
 export type RepliesMode = 'quorum' | 'all';
 
 export const REPLIES_MODES: readonly RepliesMode[] = ['quorum', 'all'];
@@ -61,7 +63,7 @@ export class ReplierChoice {
    */
   choose(members: readonly number[], primary: number, needed: number): number[] | undefined {
     this.requests++;
-    if (this.mode === 'all' || needed <= 0 || needed >= members.length) return undefined;
+    if (this.mode === 'all' || needed <= 0 || needed >= members.length || needed > CODEC_LIMITS.repliersMax) return undefined;
     const backups: number[] = [];
     let primaryUsable = false;
     for (const id of members) {

@@ -32,6 +32,10 @@ test("every replica replies when the mode is 'all', when every member is needed,
   assert.equal(new ReplierChoice('all').choose(FOUR, 0, 2), undefined);
   assert.equal(new ReplierChoice('quorum').choose([0, 1], 0, 2), undefined);
   assert.equal(new ReplierChoice('quorum').choose([0], 0, 1), undefined);
+  // More repliers than a request may name (over 768 replicas): every replica.
+  const many = Array.from({ length: 1_000 }, (_, i) => i);
+  assert.equal(new ReplierChoice('quorum').choose(many, 0, 334), undefined);
+  assert.equal(new ReplierChoice('quorum').choose(many, 0, 256)!.length, 256);
   assert.throws(() => new ReplierChoice('some' as never), /replies must be one of quorum, all/);
 });
 
