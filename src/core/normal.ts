@@ -11,7 +11,7 @@ import type { BatchedReply, CommitMsg, PrePrepareMsg, PrepareMsg, RefusalMsg, Re
 import { BATCH_BYTES_LIMIT, BATCH_REQUESTS_LIMIT, OP_BYTES_MAX, type RefusalReason } from './limits.ts';
 import type { RejectReason } from './rejections.ts';
 import { primaryOf } from './newview.ts';
-import { type ReplicaState, type Slot } from './state.ts';
+import { type CachedReply, type PendingReplyBatch, type ReplicaState, type Slot } from './state.ts';
 import type { Source, ExecutedRequest } from './types.ts';
 import { ProtocolInvariantError } from './types.ts';
 import { OPERATOR_CLIENT, admissionBytes, advanceMembership, applyReconfig, encodeReconfigOp, encodeReconfigResult, mayHoldClient, type Membership } from './membership.ts';
@@ -433,40 +433,60 @@ function executeBatch(rs: ReplicaState, seq: number, digest: Uint8Array, batch: 
  * one signed REPLY-BATCH over a Merkle tree of the replies, each client getting its path (one
  * signature per batch instead of one per request). A reply goes out where `send` says so (the
  * request named this replica among its repliers, or none, or the client asked this replica
- * itself); every one is kept for a retransmission.
+ * itself); every one is kept for a retransmission. A reply not sent now is kept unmade (no tree, no
+ * signature, no encoding) and made when a retransmission asks for it (replyFrameOf): with named
+ * repliers the primary sends almost none, and a backup a third of each batch's.
  */
 function replyToBatch(rs: ReplicaState, seq: number, executed: ExecutedRequest[], send: readonly boolean[]): void {
   if (executed.length === 0) return;
-  const out = (client: number, frame: Uint8Array, index: number): void => {
-    if (send[index]) pushReply(rs, client, frame, seq);
-    else rs.counters.repliesLeftToOthers++;
-  };
-  if (executed.length === 1) {
-    const r = executed[0]!;
-    out(r.client, signReply(rs, r.client, r.timestamp, seq, r.result), 0);
-    return;
-  }
-  const leaves = executed.map((r) => replyLeaf(rs.hash, r.client, r.timestamp, r.result));
-  const tree = buildReplyTree(rs.hash, leaves);
-  const batch = rs.auth.sign<ReplyBatchMsg>({ type: 'replybatch', view: rs.view, replica: rs.id, seq, count: leaves.length, root: tree.root });
-  rs.counters.replyBatchesSigned++;
+  const pending: PendingReplyBatch | undefined = executed.length > 1 ? { view: rs.view, seq, executed, made: undefined } : undefined;
   executed.forEach((r, index) => {
-    const reply: BatchedReply = {
-      msg: { type: 'reply', view: rs.view, replica: rs.id, client: r.client, timestamp: r.timestamp, result: r.result },
-      batch,
-      index,
-      path: tree.paths[index]!,
-    };
-    const frame = rs.frames.encodeBatchedReplyFrame(reply);
-    rs.replyFrames.set(r.client, { view: rs.view, timestamp: r.timestamp, seq, frame });
-    out(r.client, frame, index);
+    const reply: CachedReply['reply'] =
+      pending !== undefined ? { batch: pending, index } : { type: 'reply', view: rs.view, client: r.client, timestamp: r.timestamp, replica: rs.id, result: r.result };
+    const cached: CachedReply = { view: rs.view, timestamp: r.timestamp, seq, frame: undefined, reply };
+    rs.replyFrames.set(r.client, cached);
+    if (send[index]) pushReply(rs, r.client, replyFrameOf(rs, cached), seq);
+    else rs.counters.repliesLeftToOthers++;
   });
+}
+
+/**
+ * The frame of a cached reply, made on first use: a single REPLY signed; a reply in a batch encoded
+ * with its path, the batch's tree built and its REPLY-BATCH signed by the first of its replies sent.
+ * ed25519 signatures are deterministic, and everything signed was fixed at execution: the same
+ * bytes as if made then.
+ */
+function replyFrameOf(rs: ReplicaState, cached: CachedReply): Uint8Array {
+  if (cached.frame !== undefined) return cached.frame;
+  const reply = cached.reply!;
+  cached.reply = undefined;
+  if ('type' in reply) {
+    cached.frame = rs.frames.encodeSignedFrame(rs.auth.sign<ReplyMsg>(reply));
+    return cached.frame;
+  }
+  const pending = reply.batch;
+  if (pending.made === undefined) {
+    const leaves = pending.executed.map((r) => replyLeaf(rs.hash, r.client, r.timestamp, r.result));
+    const tree = buildReplyTree(rs.hash, leaves);
+    const batch = rs.auth.sign<ReplyBatchMsg>({ type: 'replybatch', view: pending.view, replica: rs.id, seq: pending.seq, count: leaves.length, root: tree.root });
+    rs.counters.replyBatchesSigned++;
+    pending.made = { batch, paths: tree.paths };
+  }
+  const r = pending.executed[reply.index]!;
+  const batched: BatchedReply = {
+    msg: { type: 'reply', view: pending.view, replica: rs.id, client: r.client, timestamp: r.timestamp, result: r.result },
+    batch: pending.made.batch,
+    index: reply.index,
+    path: pending.made.paths[reply.index]!,
+  };
+  cached.frame = rs.frames.encodeBatchedReplyFrame(batched);
+  return cached.frame;
 }
 
 function signReply(rs: ReplicaState, client: number, timestamp: number, seq: number, result: Uint8Array): Uint8Array {
   const reply = rs.auth.sign<ReplyMsg>({ type: 'reply', view: rs.view, client, timestamp, replica: rs.id, result });
   const frame = rs.frames.encodeSignedFrame(reply);
-  rs.replyFrames.set(client, { view: rs.view, timestamp, seq, frame });
+  rs.replyFrames.set(client, { view: rs.view, timestamp, seq, frame, reply: undefined });
   return frame;
 }
 
@@ -483,7 +503,7 @@ function resendReply(rs: ReplicaState, client: number): void {
   const seq = cached && cached.timestamp === record.timestamp ? cached.seq : rs.lastExecuted;
   const frame =
     cached && cached.view === rs.view && cached.timestamp === record.timestamp
-      ? cached.frame
+      ? replyFrameOf(rs, cached)
       : signReply(rs, client, record.timestamp, seq, record.result);
   pushReply(rs, client, frame, seq);
 }

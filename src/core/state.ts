@@ -18,7 +18,7 @@ import type { Misbehaviour, RejectReason } from './rejections.ts';
 import { quorumFor, type Quorum } from './quorum.ts';
 import type { ClusterConfig } from './cluster.ts';
 import { clusterOf, decodeMembership, encodeMembership, genesisMembership, type MemberConfig, type Membership } from './membership.ts';
-import type { EpochProof, CheckpointCert, CheckpointMsg, CommitMsg, PrePrepareMsg, PrepareMsg, PreparedCert, ReadMsg, RequestMsg, Signed, ViewChangeMsg } from './messages.ts';
+import type { ReplyBatchMsg, ReplyMsg, EpochProof, CheckpointCert, CheckpointMsg, CommitMsg, PrePrepareMsg, PrepareMsg, PreparedCert, ReadMsg, RequestMsg, Signed, ViewChangeMsg } from './messages.ts';
 import { DELETED_RECORD, KEYS, WriteSet, storesRecords, encodeBatch, encodeCheckpointState, encodeEpochProof, encodeViewState } from './persist.ts';
 import { CHECKPOINT_PARTITION_COST_BYTES, resolveOptions, type ReplicaOptions } from './options.ts';
 import type { SignFloor } from './horizon.ts';
@@ -32,7 +32,7 @@ import { verifyEpochProof } from './epochproof.ts';
 import { TransferSession } from './transfer.ts';
 import { PrimaryMonitor } from './monitor.ts';
 import { EvidenceStore, describeEvidence, encodeVoteEvidence, voteConflict, voteEvidence, voteKindOf, type VoteMsg } from './evidence.ts';
-import { ProtocolInvariantError, type ReplicaDeps, type CoreEvent, type OutMessage, type Ready, type FrameCodec } from './types.ts';
+import { ProtocolInvariantError, type ReplicaDeps, type CoreEvent, type OutMessage, type Ready, type FrameCodec, type ExecutedRequest } from './types.ts';
 
 export interface Slot {
   seq: number;
@@ -181,6 +181,30 @@ export interface Timers {
   fetch: Timeout;
 }
 
+/**
+ * The replies of one executed batch of several requests, before their REPLY-BATCH is made: the
+ * Merkle tree and its signature are made when the first of them is sent (normal.ts replyFrameOf),
+ * with the view and the results of the execution, so the bytes are those an eager replica sends.
+ */
+export interface PendingReplyBatch {
+  view: number;
+  seq: number;
+  executed: readonly ExecutedRequest[];
+  made: { batch: Signed<ReplyBatchMsg>; paths: Uint8Array[][] } | undefined;
+}
+
+/**
+ * A client's last reply (ReplicaState.replyFrames): its frame, or what it is made from when first
+ * sent: its place in a REPLY-BATCH, or the REPLY a batch of one request signs on its own.
+ */
+export interface CachedReply {
+  view: number;
+  timestamp: number;
+  seq: number;
+  frame: Uint8Array | undefined;
+  reply: { batch: PendingReplyBatch; index: number } | ReplyMsg | undefined;
+}
+
 export abstract class ReplicaState {
   // --- the configuration that orders the window (h, ...]: membership.ts ------------------------
   /** The operating configuration: the one that orders the sequence numbers above the stable checkpoint. */
@@ -225,7 +249,12 @@ export abstract class ReplicaState {
   readonly slots = new Map<number, Slot>();
   nextSeq = 1;
   readonly clients = new ClientTable();
-  readonly replyFrames = new Map<number, { view: number; timestamp: number; seq: number; frame: Uint8Array }>();
+  /**
+   * Each client's last reply, kept for retransmissions. A reply in a REPLY-BATCH that is not sent
+   * when executed (the request named other repliers) keeps its parts, and is encoded when it is
+   * first sent (normal.ts replyFrameOf): most of them never are.
+   */
+  readonly replyFrames = new Map<number, CachedReply>();
   readonly waiting = new Map<number, Waiting>();
   /** Primary: clients with a waiting request not yet proposed, in arrival order. */
   queue: number[] = [];

@@ -680,6 +680,52 @@ describe('normal case: replies', () => {
     }
   });
 
+  test('a reply not sent at execution is made when a retransmission asks for it, byte for byte as if made then', () => {
+    const k = new TestCluster({ f: 1, clients: 4, real: true });
+    const ops = [put('a', '1'), put('b', '2'), put('c', '3')];
+    // Replica 1 is named by none of the three: no tree, no REPLY-BATCH signature, nothing encoded.
+    const lazy = k.node(1);
+    const unnamed = ops.map((op, c) => k.request(c, 1, op, [2, 3]));
+    const out = agree(lazy, 0, 1, unnamed);
+    assert.equal(out.replies.length, 0);
+    assert.equal(lazy.replica.counters.replyBatchesSigned, 0, 'no REPLY-BATCH signed while nobody asked for a reply');
+    assert.equal(lazy.replica.counters.repliesLeftToOthers, 3);
+    // Client 0 retransmits: the batch's REPLY-BATCH is made and signed now, once for the batch.
+    lazy.fromClient(0, frame(unnamed[0]!));
+    const first = lazy.flush().replies;
+    lazy.fromClient(2, frame(unnamed[2]!));
+    const second = lazy.flush().replies;
+    assert.deepEqual([...first, ...second].map((r) => r.client), [0, 2]);
+    assert.equal(lazy.replica.counters.replyBatchesSigned, 1, 'one signature for the batch, made on the first reply asked for');
+    // A replica named by all three makes them at execution: the frames are the same bytes.
+    const eager = k.node(1);
+    const eagerOut = agree(eager, 0, 1, ops.map((op, c) => k.request(c, 1, op, [1, 2])));
+    const eagerBytes = new Map(eagerOut.replies.map((r) => [r.client, r.bytes]));
+    for (const r of [...first, ...second]) {
+      assert.ok(k.verifyReply(r.signed));
+      assert.ok(sameBytes(r.bytes, eagerBytes.get(r.client)!), `client ${r.client}: the reply made late is the one made at execution`);
+    }
+    // A batch of one request: its REPLY is signed when first asked for, with the same bytes too.
+    const single = k.node(2);
+    const crypto = (single.replica.auth as unknown as { crypto: { sign(data: Uint8Array): Uint8Array } }).crypto;
+    const sign = crypto.sign.bind(crypto);
+    const signed: string[] = [];
+    crypto.sign = (data) => {
+      signed.push(Buffer.from(data).toString('latin1'));
+      return sign(data);
+    };
+    const replyTag = Buffer.from(domainTag(k.cluster.clusterId, 'reply')).toString('latin1');
+    const alone = k.request(3, 1, put('d', '4'), [1, 3]);
+    assert.equal(agree(single, 0, 1, [alone]).replies.length, 0);
+    assert.equal(signed.filter((d) => d.startsWith(replyTag)).length, 0, 'no REPLY signed at execution');
+    single.fromClient(3, frame(alone));
+    const late = single.flush().replies;
+    assert.equal(late.length, 1);
+    assert.equal(signed.filter((d) => d.startsWith(replyTag)).length, 1, 'the REPLY is signed when asked for');
+    const eagerSingle = agree(k.node(2), 0, 1, [k.request(3, 1, put('d', '4'), [2, 3])]).replies;
+    assert.ok(sameBytes(late[0]!.bytes, eagerSingle[0]!.bytes));
+  });
+
   test('a replica the client sent its request to itself (a retransmission) replies when it executes it, named or not', () => {
     const k = new TestCluster({ f: 1, clients: 2 });
     // A backup that has the request from the client before the PRE-PREPARE: the client retransmitted.
