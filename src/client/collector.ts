@@ -79,9 +79,8 @@ export class ReplyCollector {
     if (group !== undefined) {
       this.settled = true;
       const result = this.replies.get(group[0]!)!.msg.result;
-      // The view reported by at least one correct replica among the f+1.
-      const views = group.map((r) => this.replies.get(r)!.msg.view).sort((a, b) => b - a);
-      return { kind: 'accepted', result, replicas: group, view: views[this.f]! };
+      // The view reported by at least one correct replica among the f+1: the (f+1)-th highest.
+      return { kind: 'accepted', result, replicas: group, view: this.agreedView(group) };
     }
     if (this.impossible()) {
       this.settled = true;
@@ -124,6 +123,15 @@ export class ReplyCollector {
       if (winner === undefined && group.length >= f + 1) winner = group;
     }
     return this.judge(winner);
+  }
+
+  /** The (f+1)-th highest view among `group`'s replies (f+1 of them or more). */
+  private agreedView(group: readonly number[]): number {
+    const first = this.replies.get(group[0]!)!.msg.view;
+    if (group.length === 2 && this.f === 1) return Math.min(first, this.replies.get(group[1]!)!.msg.view);
+    if (group.length === 1) return first;
+    const views = group.map((r) => this.replies.get(r)!.msg.view).sort((a, b) => b - a);
+    return views[this.f]!;
   }
 
   /** True when no result can reach f+1, even if every replica yet to answer agreed with the best one. */

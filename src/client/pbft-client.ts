@@ -207,7 +207,8 @@ interface Pending {
   /** Signed; names the replicas asked to reply (request.msg.repliers, absent: all). */
   request: Signed<RequestMsg>;
   frame: Uint8Array;
-  refusals: RefusalCollector;
+  /** Made by the first refusal (rare: a request over a replica's limits). */
+  refusals: RefusalCollector | undefined;
   collector: ReplyCollector;
   attempt: number;
   /** Date.now() when it was first sent (a latency sample if it is accepted without a retransmission). */
@@ -374,6 +375,7 @@ export class PbftClient {
   private readonly keptReplies: Settled[] = [];
   /** The member ids and the collector's f of the configuration in force, computed once per configuration. */
   private memberCache: { config: MemberConfig; ids: ReadonlySet<number>; replyFaults: number } | undefined;
+  private memberIdsCache: { config: MemberConfig; ids: readonly number[] } | undefined;
   private readonly equivocations: ReplyEvidence[] = [];
   private equivocationsNotKept = 0;
   private readonly listeners = new Map<keyof PbftClientEvents, Set<(arg: never) => void>>();
@@ -681,7 +683,7 @@ export class PbftClient {
         timestamp,
         request,
         frame,
-        refusals: new RefusalCollector(this.f, this.clientId, timestamp, (r) => this.requests.verifyRefusal(r, request)),
+        refusals: undefined,
         collector: new ReplyCollector(members.ids, members.replyFaults, this.clientId, timestamp, this.verifyReply),
         attempt: 0,
         sentAt: Date.now(),
@@ -707,9 +709,18 @@ export class PbftClient {
    */
   private chooseRepliers(needed: number): number[] | undefined {
     if (this.repliers.mode === 'all') return undefined;
-    const connected = this.transport.connectedReplicas();
-    const members = this.follower.members.filter((id) => connected.includes(id));
-    return this.repliers.choose(members, this.primary, needed);
+    const transport = this.transport;
+    const members = this.memberIds();
+    if (transport.isConnected !== undefined) return this.repliers.choose(members, this.primary, needed, (id) => transport.isConnected!(id));
+    const connected = transport.connectedReplicas();
+    return this.repliers.choose(members, this.primary, needed, (id) => connected.includes(id));
+  }
+
+  /** The member ids, ascending (follower.members, kept while the configuration is the same). */
+  private memberIds(): readonly number[] {
+    const config = this.follower.config;
+    if (this.memberIdsCache?.config !== config) this.memberIdsCache = { config, ids: this.follower.members };
+    return this.memberIdsCache.ids;
   }
 
   private scheduleRetransmit(p: Pending): void {
@@ -896,7 +907,7 @@ export class PbftClient {
     if (p !== undefined) {
       // Judged by the new configuration alone from now on (ReplyCollector.rebase says why).
       const request = p.request;
-      if (p.refusals.rebase(ids, this.f, (r) => this.requests.verifyRefusal(r, request))) {
+      if (p.refusals?.rebase(ids, this.f, (r) => this.requests.verifyRefusal(r, request))) {
         this.finish(p);
         p.reject(new RequestTooLargeError(request.msg.op.length, OP_BYTES_MAX, [...p.refusals.refusedBy].sort((a, b) => a - b)));
       } else {
@@ -925,7 +936,10 @@ export class PbftClient {
       return;
     }
     const p = this.pending;
-    if (p === undefined || !p.refusals.add(refusal, replica)) return;
+    if (p === undefined) return;
+    const request = p.request;
+    p.refusals ??= new RefusalCollector(this.f, this.clientId, p.timestamp, (r) => this.requests.verifyRefusal(r, request));
+    if (!p.refusals.add(refusal, replica)) return;
     this.finish(p);
     p.reject(new RequestTooLargeError(p.request.msg.op.length, refusal.msg.limit, [...p.refusals.refusedBy].sort((a, b) => a - b)));
   }

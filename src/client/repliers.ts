@@ -58,29 +58,39 @@ export class ReplierChoice {
 
   /**
    * The repliers for the next request (strictly increasing ids), or undefined: every replica.
-   * `members` are the replica ids of the configuration the client follows, `needed` how many
-   * matching replies accept a result.
+   * `members` are the replica ids of the configuration the client follows (ascending), `needed` how
+   * many matching replies accept a result, `reachable` whether a replica can be named at all (the
+   * SDK: its connection is open).
    */
-  choose(members: readonly number[], primary: number, needed: number): number[] | undefined {
+  choose(members: readonly number[], primary: number, needed: number, reachable: (id: number) => boolean = () => true): number[] | undefined {
     this.requests++;
     if (this.mode === 'all' || needed <= 0 || needed >= members.length || needed > CODEC_LIMITS.repliersMax) return undefined;
-    const backups: number[] = [];
+    // Two passes over the (ascending) members instead of building lists: this runs for every
+    // request, and the only array made is the answer, in ascending order as it is built.
+    const usable = (id: number): boolean => reachable(id) && !this.isSuspect(id) && !this.missed.has(id);
+    let backups = 0;
     let primaryUsable = false;
     for (const id of members) {
-      if (this.isSuspect(id) || this.missed.has(id)) continue;
+      if (!usable(id)) continue;
       if (id === primary) primaryUsable = true;
-      else backups.push(id);
+      else backups++;
     }
     const chosen: number[] = [];
-    if (backups.length >= needed) {
-      const from = this.rotation++ % backups.length;
-      for (let k = 0; k < needed; k++) chosen.push(backups[(from + k) % backups.length]!);
-    } else if (primaryUsable && backups.length + 1 >= needed) {
-      chosen.push(...backups, primary);
+    if (backups >= needed) {
+      // The backups of ranks from, from+1, ..., from+needed-1 (mod their count), in id order.
+      const from = this.rotation++ % backups;
+      let rank = 0;
+      for (const id of members) {
+        if (id === primary || !usable(id)) continue;
+        if ((rank - from + backups) % backups < needed) chosen.push(id);
+        rank++;
+      }
+    } else if (primaryUsable && backups + 1 >= needed) {
+      for (const id of members) if (usable(id)) chosen.push(id);
     } else {
       return undefined;
     }
-    return chosen.sort((a, b) => a - b);
+    return chosen;
   }
 
   /**

@@ -77,6 +77,8 @@ export interface ClientTransport {
   onConnected(handler: (replicaId: number) => void): void;
   /** Ids of the replicas with an open authenticated connection, ascending. */
   connectedReplicas(): number[];
+  /** Whether the connection to one replica is open and authenticated (connectedReplicas without the list). */
+  isConnected?(replicaId: number): boolean;
   /**
    * The replicas to be connected to from now on (a newer configuration): connects to the ones not
    * connected yet, closes the connections to those no longer listed, and redials one whose URL or
@@ -521,6 +523,10 @@ export function createClientTransport(options: ClientTransportOptions): ClientTr
       connectedHandler = handler;
     },
     connectedReplicas,
+    isConnected(replicaId: number): boolean {
+      const link = links.get(replicaId);
+      return link !== undefined && isOpen(link);
+    },
     setReplicas,
     waitConnected,
     close(): Promise<void> {

@@ -10,7 +10,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { concatBytes, domainTag } from '../../src/core/auth.ts';
 import { decodeFrame, encodeBody, encodeSignedFrame } from '../../src/codec/messages.ts';
-import type { AnyReply, ReplyMsg, RequestMsg, Signed } from '../../src/core/messages.ts';
+import type { AnyReply, RefusalMsg, ReplyMsg, RequestMsg, Signed } from '../../src/core/messages.ts';
+import { RequestTooLargeError } from '../../src/client/errors.ts';
 import { ReplyCollector } from '../../src/client/collector.ts';
 import { RequestSigner } from '../../src/client/request.ts';
 import { PbftClient } from '../../src/client/client.ts';
@@ -147,6 +148,52 @@ test('the SDK drops a forged reply and accepts on the correct replicas that foll
     });
     // 0 forged (checked, dropped), 1 good, 2 forged (checked, dropped), 3 good: accepted on {1, 3}.
     assert.equal(calls, 4);
+  } finally {
+    await c.close();
+  }
+});
+
+test('f+1 signed refusals of an ordered request reject it with RequestTooLargeError naming them; a forged one counts for nothing', async () => {
+  const refusalTag = domainTag(cid, 'refusal');
+  let deliver: (replica: number, frame: Uint8Array) => void = () => undefined;
+  const refuse = (frame: Uint8Array): void => {
+    const d = decodeFrame(frame);
+    if (!d.ok || d.value.kind !== 'signed' || d.value.signed.msg.type !== 'request') return;
+    const req = d.value.signed as Signed<RequestMsg>;
+    setImmediate(() => {
+      // Replica 1's refusal is signed with replica 2's key (forged); 3 and 0 refuse correctly.
+      for (const [id, key] of [[1, 2], [3, 3], [0, 0]] as const) {
+        const msg: RefusalMsg = { type: 'refusal', replica: id, client: req.msg.client, timestamp: req.msg.timestamp, digest: sha256(req.body), reason: 'op-too-large', limit: 10 };
+        const body = encodeBody(msg);
+        deliver(id, encodeSignedFrame({ msg, body, sig: k.replicaSigners.get(key)!.sign(concatBytes(refusalTag, body)) }));
+      }
+    });
+  };
+  const transport: ClientTransport = {
+    send: (replica, frame) => {
+      if (replica === 0) refuse(frame);
+      return true;
+    },
+    broadcast: (frame) => {
+      refuse(frame);
+      return 4;
+    },
+    onFrame: (h) => void (deliver = h),
+    onConnected: () => undefined,
+    connectedReplicas: () => [0, 1, 2, 3],
+    setReplicas: () => undefined,
+    waitConnected: async () => undefined,
+    close: async () => undefined,
+  };
+  const c = await PbftClient.connect({ cluster: k.cluster, key: { id: 0, secretKey: k.clientSecrets.get(0)! }, crypto: 'node', createTransport: () => transport });
+  try {
+    const err = await c.invoke(Uint8Array.of(1, 2, 3)).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof RequestTooLargeError, String(err));
+    assert.equal(err.limit, 10);
+    assert.deepEqual(err.refusedBy, [0, 3], 'the two correct refusals; the forged one is not counted');
   } finally {
     await c.close();
   }

@@ -24,6 +24,20 @@ test('a request names f+1 backups, rotating over them; the primary is left out w
   assert.deepEqual(new ReplierChoice('quorum').choose([0, 1, 2], 0, 1), [1]);
 });
 
+test('only reachable replicas are named (the SDK: an open connection); the rotation is over those', () => {
+  const c = new ReplierChoice('quorum');
+  const reachable = (id: number): boolean => id !== 2;
+  // Backups 1 and 3 are the only ones usable: both, every time.
+  assert.deepEqual(Array.from({ length: 3 }, () => c.choose(FOUR, 0, 2, reachable)), [[1, 3], [1, 3], [1, 3]]);
+  // Seven replicas with two unreachable: three of the four reachable backups, rotating, ascending.
+  const seven = new ReplierChoice('quorum');
+  const up = (id: number): boolean => id !== 3 && id !== 5;
+  assert.deepEqual(Array.from({ length: 4 }, () => seven.choose([0, 1, 2, 3, 4, 5, 6], 0, 3, up)), [[1, 2, 4], [2, 4, 6], [1, 4, 6], [1, 2, 6]]);
+  // Too few reachable backups: the primary too; too few replicas at all: everyone is asked.
+  assert.deepEqual(new ReplierChoice('quorum').choose(FOUR, 0, 2, (id) => id === 0 || id === 3), [0, 3]);
+  assert.equal(new ReplierChoice('quorum').choose(FOUR, 0, 2, (id) => id === 3), undefined);
+});
+
 test('clients of one process start their rotation apart', () => {
   assert.notDeepEqual(new ReplierChoice('quorum', 0).choose(FOUR, 0, 2), new ReplierChoice('quorum', 1).choose(FOUR, 0, 2));
 });
