@@ -645,6 +645,12 @@ interface LoadResult {
     horizonWrites: number;
     horizonWaitUs: number;
     turns: number;
+    /**
+     * The share of the window in which the replica's own checkpoint was pending (/status
+     * loop.checkpointMs), and the batches it executed per second then and otherwise: what the
+     * checkpoint's work costs the protocol, within one run (absent from replicas without it).
+     */
+    checkpoint?: { share: number; batchesPerSecond: number; otherwisePerSecond: number };
   }>;
   /**
    * Every frame of the window once (each has one sender): what the replicas sent plus what they
@@ -735,6 +741,21 @@ function framesOf(a: NodeStatus, b: NodeStatus, requests: number): FrameCounts {
 }
 
 /** Every replica's /status (the work lines print replicas 0 and 1; the frame count needs them all). */
+/** The window's share with the replica's own checkpoint pending, and its batch rates then and otherwise. */
+function checkpointOf(a: NodeStatus, b: NodeStatus, seconds: number): { checkpoint?: { share: number; batchesPerSecond: number; otherwisePerSecond: number } } {
+  if (a.loop.checkpointMs === undefined || b.loop.checkpointMs === undefined || seconds <= 0) return {};
+  const pendingS = Math.min(seconds, (b.loop.checkpointMs - a.loop.checkpointMs) / 1000);
+  const during = (b.loop.checkpointBatches ?? 0) - (a.loop.checkpointBatches ?? 0);
+  const all = b.counters.batchesExecuted - a.counters.batchesExecuted;
+  return {
+    checkpoint: {
+      share: pendingS / seconds,
+      batchesPerSecond: pendingS > 0 ? during / pendingS : NaN,
+      otherwisePerSecond: seconds - pendingS > 0 ? (all - during) / (seconds - pendingS) : NaN,
+    },
+  };
+}
+
 async function sampleStatus(server: Server): Promise<Array<NodeStatus | undefined>> {
   return Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u)));
 }
@@ -917,6 +938,7 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
           horizonWaitUs: horizonWrites > 0 ? (((b.horizonWriteMs ?? 0) - (a.horizonWriteMs ?? 0)) * 1000) / horizonWrites : 0,
           turns: (b.loop.turns - a.loop.turns) / requests,
           ...framesOf(a, b, requests),
+          ...checkpointOf(a, b, seconds),
         });
       }
       const counted = result.work.filter((w) => w.framesOut !== undefined && w.clientFramesIn !== undefined);
@@ -1830,6 +1852,9 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
               (w.framesOut !== undefined && w.framesIn !== undefined
                 ? `, frames ${fmt(w.framesOut, 2)} out` + (w.clientFramesOut !== undefined ? ` (${fmt(w.clientFramesOut, 2)} to clients)` : '') +
                   ` / ${fmt(w.framesIn, 2)} in` + (w.clientFramesIn !== undefined ? ` (${fmt(w.clientFramesIn, 2)} from clients)` : '')
+                : '') +
+              (w.checkpoint !== undefined && w.checkpoint.share > 0
+                ? `; own checkpoint pending ${fmt(100 * w.checkpoint.share, 1)}% of the window, ${fmt(w.checkpoint.batchesPerSecond, 1)} batches/s then, ${fmt(w.checkpoint.otherwisePerSecond, 1)} otherwise`
                 : ''),
           );
         }

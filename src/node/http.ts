@@ -38,6 +38,12 @@ export interface NodeStatus extends ReplicaStatus {
     storageWrites: number;
     /** Wall time spent awaiting synced writes, milliseconds (summed over turns). */
     storageWriteMs: number;
+    /**
+     * Wall time (ms) the replica's own checkpoint was pending (computed over turns, or its records
+     * found ahead of its certificate), and the batches it executed meanwhile.
+     */
+    checkpointMs?: number;
+    checkpointBatches?: number;
   };
   /**
    * Signature work done on the loop for the core (counts and milliseconds); `verifiesOffloaded`:

@@ -110,6 +110,15 @@ export class TurnLoop {
   inboundFramesDropped = 0;
   /** Link requests from replicas over their budget of loop time (budget.ts) are dropped: counted here. */
   readonly linkBudgets = new PeerBudgets();
+  /**
+   * Wall time (ms) from the end of a turn that left the replica's own checkpoint pending (computed
+   * over turns, or its records found ahead of the certificate: Replica.checkpointPending) to the end
+   * of the turn that finished it, and the batches executed meanwhile: what the checkpoint's work
+   * costs the rest of the protocol shows as a lower rate of batches then (checkpointStats()).
+   */
+  private checkpointMs = 0;
+  private checkpointBatches = 0;
+  private checkpointSince: { at: number; batches: number } | undefined;
   /** Set by attach(), after recovery. */
   private replica: Replica | undefined;
   /** Frames waiting, per sender; `ready` lists the senders with frames, in round-robin order. */
@@ -320,6 +329,29 @@ export class TurnLoop {
     }
     this.host.computed?.(ready);
     this.pipeline.submit(ready);
+    this.noteCheckpoint();
+  }
+
+  private noteCheckpoint(): void {
+    const replica = this.replica!;
+    const pending = replica.checkpointPending;
+    if (pending === (this.checkpointSince !== undefined)) return;
+    const at = this.options.now();
+    const batches = replica.counters.batchesExecuted;
+    if (pending) {
+      this.checkpointSince = { at, batches };
+      return;
+    }
+    this.checkpointMs += at - this.checkpointSince!.at;
+    this.checkpointBatches += batches - this.checkpointSince!.batches;
+    this.checkpointSince = undefined;
+  }
+
+  /** Time with the replica's own checkpoint pending (ms, the one in progress included) and the batches executed then. */
+  checkpointStats(): { ms: number; batches: number } {
+    const since = this.checkpointSince;
+    if (since === undefined || this.replica === undefined) return { ms: this.checkpointMs, batches: this.checkpointBatches };
+    return { ms: this.checkpointMs + this.options.now() - since.at, batches: this.checkpointBatches + this.replica.counters.batchesExecuted - since.batches };
   }
 
   private stepCore(): Ready {

@@ -344,6 +344,12 @@ export class NodeMetrics {
     gauge('pbft_transport_clients_connected', 'Authenticated client connections.', (s) => s.transport.clientsConnected);
     counter('pbft_loop_turns_total', 'Loop turns run.', (s) => s.loop.turns);
     counter('pbft_storage_synced_writes_total', 'Synced write batches.', (s) => s.loop.storageWrites);
+    counter(
+      'pbft_loop_checkpoint_pending_seconds_total',
+      "Wall time with the replica's own checkpoint pending (computed over turns, or its records found ahead of the certificate).",
+      (s) => (s.loop.checkpointMs ?? 0) / 1000,
+    );
+    counter('pbft_loop_checkpoint_pending_batches_total', "Batches executed while the replica's own checkpoint was pending.", (s) => s.loop.checkpointBatches ?? 0);
     counter('pbft_loop_inbound_frames_dropped_total', 'Frames dropped because the loop queue was full.', (s) => s.loop.inboundFramesDropped);
     counter(
       'pbft_loop_link_frames_over_budget_total',

@@ -399,6 +399,7 @@ export class ReplicaNode {
       replicasConnected: [],
       clientsConnected: 0,
     };
+    const checkpoint = this.loop.checkpointStats();
     return {
       ...replica.status(),
       clusterId: this.options.cluster.clusterId,
@@ -415,6 +416,8 @@ export class ReplicaNode {
         queuedFrames: this.loop.queuedFrames,
         storageWrites: this.disk.writes,
         storageWriteMs: Math.round(this.disk.writeMs * 1000) / 1000,
+        checkpointMs: Math.round(checkpoint.ms * 1000) / 1000,
+        checkpointBatches: checkpoint.batches,
       },
       crypto: {
         backend: this.cryptoBackend,

@@ -89,6 +89,17 @@ test('bulk puts with single puts alongside: replicas compute checkpoints over ma
     assert.equal(x.counters.divergences, 0, `replica ${x.id} found its state diverged`);
   }
   for (const r of ipc.replicas) assert.deepEqual(r.fatal, []);
+  // /status says how long each replica's own checkpoints were pending and what it executed meanwhile;
+  // with none pending now, the time no longer grows.
+  for (const x of s.slice(0, 3)) {
+    assert.ok(x.loop.checkpointMs! > 0, `replica ${x.id}: checkpoints pending ${x.loop.checkpointMs} ms`);
+    assert.ok(x.loop.checkpointBatches! > 0, `replica ${x.id}: ${x.loop.checkpointBatches} batches executed while one was pending`);
+  }
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.deepEqual(
+    statuses().map((x) => x.loop.checkpointMs),
+    s.map((x) => x.loop.checkpointMs),
+  );
   assert.equal(await a.get(`bulk/5/${(0 + 19 * 7) % 750}`), 'v19');
   assert.deepEqual(await b.get('bulk/3/1499'), value);
 });
