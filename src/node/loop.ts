@@ -334,7 +334,7 @@ export class TurnLoop {
 
   private noteCheckpoint(): void {
     const replica = this.replica!;
-    const pending = replica.checkpointPending;
+    const pending = replica.checkpointPending === true;
     if (pending === (this.checkpointSince !== undefined)) return;
     const at = this.options.now();
     const batches = replica.counters.batchesExecuted;
