@@ -339,16 +339,41 @@ function commonSuffixLength(a: Buffer, b: Buffer, floor: number): number {
 function fillRecords(b: Buffer, spans: number[], put: Array<[string, Uint8Array]>): void {
   let total = 0;
   for (let k = 0; k < spans.length; k += 2) total += spans[k + 1]! - spans[k]! - 4;
-  const slab = Buffer.allocUnsafeSlow(total);
-  let at = 0;
+  const slab = recordSlab(total);
+  let at = slab.byteOffset;
   for (let k = 0; k < spans.length; k += 2) {
     const vpos = spans[k]!;
     const end = spans[k + 1]!;
-    slab[at] = b[vpos]!;
-    b.copy(slab, at + 1, vpos + 5, end);
-    put[k >> 1]![1] = new Uint8Array(slab.buffer, slab.byteOffset + at, end - vpos - 4);
+    const record = new Uint8Array(slab.buffer, at, end - vpos - 4);
+    record[0] = b[vpos]!;
+    record.set(b.subarray(vpos + 5, end), 1);
+    put[k >> 1]![1] = record;
     at += end - vpos - 4;
   }
+}
+
+/** Records of this size or less share 64 KiB chunks (recordSlab). */
+const RECORD_SLAB_ITEM_MAX = 4096;
+const RECORD_SLAB_CHUNK_BYTES = 64 * 1024;
+let recordChunk = new Uint8Array(0);
+let recordChunkPos = 0;
+
+/**
+ * Room for one partition's records: a view into a shared 64 KiB chunk for the small ones. The
+ * records of a checkpoint live until its stable checkpoint writes them, all at once, so a chunk is
+ * freed soon after its last record is written; an ArrayBuffer for each partition's records (a
+ * steady workload changes a few thousand partitions per checkpoint, most with one record) cost the
+ * collector more than finding them.
+ */
+function recordSlab(n: number): Uint8Array {
+  if (n > RECORD_SLAB_ITEM_MAX) return new Uint8Array(n);
+  if (recordChunkPos + n > recordChunk.length) {
+    recordChunk = new Uint8Array(RECORD_SLAB_CHUNK_BYTES);
+    recordChunkPos = 0;
+  }
+  const out = recordChunk.subarray(recordChunkPos, recordChunkPos + n);
+  recordChunkPos += n;
+  return out;
 }
 
 /** The partition of a key (given as UTF-8 bytes). */
