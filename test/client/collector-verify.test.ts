@@ -96,22 +96,31 @@ test('forged replies never make a request fail, nor accept it', () => {
  * replies (result `result(replica)`, or a forged signature where `forge(replica)`), in replica order.
  */
 async function sdk(options: { forge?: (replica: number) => boolean } = {}): Promise<PbftClient> {
+  return sdkAnswering((req, deliver) => {
+    for (const id of [0, 1, 2, 3]) deliver(id, encodeSignedFrame(reply(id, 'ok', { client: req.msg.client, timestamp: req.msg.timestamp, forged: options.forge?.(id) === true })));
+  });
+}
+
+/**
+ * A PbftClient (client 0) whose transport is four in-memory replicas: `answer` gets each request
+ * sent (to the primary, or to everyone on a retransmission), on a later turn, and delivers frames
+ * as from any replica.
+ */
+async function sdkAnswering(answer: (request: Signed<RequestMsg>, deliver: (replica: number, frame: Uint8Array) => void) => void): Promise<PbftClient> {
   let deliver: (replica: number, frame: Uint8Array) => void = () => undefined;
-  const answer = (frame: Uint8Array): void => {
+  const onRequest = (frame: Uint8Array): void => {
     const d = decodeFrame(frame);
     if (!d.ok || d.value.kind !== 'signed' || d.value.signed.msg.type !== 'request') return;
-    const m = d.value.signed.msg as RequestMsg;
-    setImmediate(() => {
-      for (const id of [0, 1, 2, 3]) deliver(id, encodeSignedFrame(reply(id, 'ok', { client: m.client, timestamp: m.timestamp, forged: options.forge?.(id) === true })));
-    });
+    const request = d.value.signed as Signed<RequestMsg>;
+    setImmediate(() => answer(request, deliver));
   };
   const transport: ClientTransport = {
     send: (replica, frame) => {
-      if (replica === 0) answer(frame);
+      if (replica === 0) onRequest(frame);
       return true;
     },
     broadcast: (frame) => {
-      answer(frame);
+      onRequest(frame);
       return 4;
     },
     onFrame: (h) => void (deliver = h),
@@ -155,37 +164,14 @@ test('the SDK drops a forged reply and accepts on the correct replicas that foll
 
 test('f+1 signed refusals of an ordered request reject it with RequestTooLargeError naming them; a forged one counts for nothing', async () => {
   const refusalTag = domainTag(cid, 'refusal');
-  let deliver: (replica: number, frame: Uint8Array) => void = () => undefined;
-  const refuse = (frame: Uint8Array): void => {
-    const d = decodeFrame(frame);
-    if (!d.ok || d.value.kind !== 'signed' || d.value.signed.msg.type !== 'request') return;
-    const req = d.value.signed as Signed<RequestMsg>;
-    setImmediate(() => {
-      // Replica 1's refusal is signed with replica 2's key (forged); 3 and 0 refuse correctly.
-      for (const [id, key] of [[1, 2], [3, 3], [0, 0]] as const) {
-        const msg: RefusalMsg = { type: 'refusal', replica: id, client: req.msg.client, timestamp: req.msg.timestamp, digest: sha256(req.body), reason: 'op-too-large', limit: 10 };
-        const body = encodeBody(msg);
-        deliver(id, encodeSignedFrame({ msg, body, sig: k.replicaSigners.get(key)!.sign(concatBytes(refusalTag, body)) }));
-      }
-    });
-  };
-  const transport: ClientTransport = {
-    send: (replica, frame) => {
-      if (replica === 0) refuse(frame);
-      return true;
-    },
-    broadcast: (frame) => {
-      refuse(frame);
-      return 4;
-    },
-    onFrame: (h) => void (deliver = h),
-    onConnected: () => undefined,
-    connectedReplicas: () => [0, 1, 2, 3],
-    setReplicas: () => undefined,
-    waitConnected: async () => undefined,
-    close: async () => undefined,
-  };
-  const c = await PbftClient.connect({ cluster: k.cluster, key: { id: 0, secretKey: k.clientSecrets.get(0)! }, crypto: 'node', createTransport: () => transport });
+  const c = await sdkAnswering((req, deliver) => {
+    // Replica 1's refusal is signed with replica 2's key (forged); 3 and 0 refuse correctly.
+    for (const [id, key] of [[1, 2], [3, 3], [0, 0]] as const) {
+      const msg: RefusalMsg = { type: 'refusal', replica: id, client: req.msg.client, timestamp: req.msg.timestamp, digest: sha256(req.body), reason: 'op-too-large', limit: 10 };
+      const body = encodeBody(msg);
+      deliver(id, encodeSignedFrame({ msg, body, sig: k.replicaSigners.get(key)!.sign(concatBytes(refusalTag, body)) }));
+    }
+  });
   try {
     const err = await c.invoke(Uint8Array.of(1, 2, 3)).then(
       () => undefined,
