@@ -439,15 +439,30 @@ function executeBatch(rs: ReplicaState, seq: number, digest: Uint8Array, batch: 
  */
 function replyToBatch(rs: ReplicaState, seq: number, executed: ExecutedRequest[], send: readonly boolean[]): void {
   if (executed.length === 0) return;
-  const pending: PendingReplyBatch | undefined = executed.length > 1 ? { view: rs.view, seq, executed, made: undefined } : undefined;
+  // Only what the replies are made of: not the operations (a put-many may be 1 MiB), which a
+  // cached reply would otherwise keep until every client of the batch sends its next request.
+  const pending: PendingReplyBatch | undefined =
+    executed.length > 1
+      ? { view: rs.view, seq, replies: executed.map((r) => ({ client: r.client, timestamp: r.timestamp, result: r.result })), made: undefined, dropped: false }
+      : undefined;
   executed.forEach((r, index) => {
     const reply: CachedReply['reply'] =
       pending !== undefined ? { batch: pending, index } : { type: 'reply', view: rs.view, client: r.client, timestamp: r.timestamp, replica: rs.id, result: r.result };
     const cached: CachedReply = { view: rs.view, timestamp: r.timestamp, seq, frame: undefined, reply };
     rs.replyFrames.set(r.client, cached);
-    if (send[index]) pushReply(rs, r.client, replyFrameOf(rs, cached), seq);
+    if (send[index]) pushReply(rs, r.client, replyFrameOf(rs, cached)!, seq);
     else rs.counters.repliesLeftToOthers++;
   });
+  if (pending !== undefined && send.includes(false)) {
+    const unsent = rs.unsentReplyBatches;
+    unsent.push(pending);
+    while (unsent.length > rs.opts.windowSize) {
+      const old = unsent.shift()!;
+      old.dropped = true;
+      old.replies = [];
+      old.made = undefined;
+    }
+  }
 }
 
 /**
@@ -456,23 +471,25 @@ function replyToBatch(rs: ReplicaState, seq: number, executed: ExecutedRequest[]
  * ed25519 signatures are deterministic, and everything signed was fixed at execution: the same
  * bytes as if made then.
  */
-function replyFrameOf(rs: ReplicaState, cached: CachedReply): Uint8Array {
+function replyFrameOf(rs: ReplicaState, cached: CachedReply): Uint8Array | undefined {
   if (cached.frame !== undefined) return cached.frame;
-  const reply = cached.reply!;
+  const reply = cached.reply;
   cached.reply = undefined;
+  if (reply === undefined) return undefined;
   if ('type' in reply) {
     cached.frame = rs.frames.encodeSignedFrame(rs.auth.sign<ReplyMsg>(reply));
     return cached.frame;
   }
   const pending = reply.batch;
+  if (pending.dropped) return undefined;
   if (pending.made === undefined) {
-    const leaves = pending.executed.map((r) => replyLeaf(rs.hash, r.client, r.timestamp, r.result));
+    const leaves = pending.replies.map((r) => replyLeaf(rs.hash, r.client, r.timestamp, r.result));
     const tree = buildReplyTree(rs.hash, leaves);
     const batch = rs.auth.sign<ReplyBatchMsg>({ type: 'replybatch', view: pending.view, replica: rs.id, seq: pending.seq, count: leaves.length, root: tree.root });
     rs.counters.replyBatchesSigned++;
     pending.made = { batch, paths: tree.paths };
   }
-  const r = pending.executed[reply.index]!;
+  const r = pending.replies[reply.index]!;
   const batched: BatchedReply = {
     msg: { type: 'reply', view: pending.view, replica: rs.id, client: r.client, timestamp: r.timestamp, result: r.result },
     batch: pending.made.batch,
@@ -501,10 +518,10 @@ function resendReply(rs: ReplicaState, client: number): void {
   const cached = rs.replyFrames.get(client);
   // After a state transfer the sequence number of the cached result is unknown: at most lastExecuted.
   const seq = cached && cached.timestamp === record.timestamp ? cached.seq : rs.lastExecuted;
+  // A reply whose batch was let go (unsentReplyBatches) is signed on its own, as after a view change.
   const frame =
-    cached && cached.view === rs.view && cached.timestamp === record.timestamp
-      ? replyFrameOf(rs, cached)
-      : signReply(rs, client, record.timestamp, seq, record.result);
+    (cached && cached.view === rs.view && cached.timestamp === record.timestamp ? replyFrameOf(rs, cached) : undefined) ??
+    signReply(rs, client, record.timestamp, seq, record.result);
   pushReply(rs, client, frame, seq);
 }
 

@@ -334,6 +334,9 @@ export class Replica extends ReplicaState {
     if (this.lastExecuted > this.h + this.opts.windowSize && !this.transfer) {
       throw new ProtocolInvariantError(`executed ${this.lastExecuted} beyond the window of the stable checkpoint ${this.h}`);
     }
+    if (this.unsentReplyBatches.length > this.opts.windowSize) {
+      throw new ProtocolInvariantError(`${this.unsentReplyBatches.length} batches of unsent replies kept, more than the window (${this.opts.windowSize})`);
+    }
   }
 
   assertInvariants(): void {

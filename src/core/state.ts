@@ -32,7 +32,7 @@ import { verifyEpochProof } from './epochproof.ts';
 import { TransferSession } from './transfer.ts';
 import { PrimaryMonitor } from './monitor.ts';
 import { EvidenceStore, describeEvidence, encodeVoteEvidence, voteConflict, voteEvidence, voteKindOf, type VoteMsg } from './evidence.ts';
-import { ProtocolInvariantError, type ReplicaDeps, type CoreEvent, type OutMessage, type Ready, type FrameCodec, type ExecutedRequest } from './types.ts';
+import { ProtocolInvariantError, type ReplicaDeps, type CoreEvent, type OutMessage, type Ready, type FrameCodec } from './types.ts';
 
 export interface Slot {
   seq: number;
@@ -189,8 +189,14 @@ export interface Timers {
 export interface PendingReplyBatch {
   view: number;
   seq: number;
-  executed: readonly ExecutedRequest[];
+  /** Each executed request's client, timestamp and result, in the batch's order. */
+  replies: ReadonlyArray<{ client: number; timestamp: number; result: Uint8Array }>;
   made: { batch: Signed<ReplyBatchMsg>; paths: Uint8Array[][] } | undefined;
+  /**
+   * Let go to bound memory (ReplicaState.unsentReplyBatches): a reply of it asked for later is
+   * signed on its own instead (normal.ts resendReply).
+   */
+  dropped: boolean;
 }
 
 /**
@@ -255,6 +261,12 @@ export abstract class ReplicaState {
    * first sent (normal.ts replyFrameOf): most of them never are.
    */
   readonly replyFrames = new Map<number, CachedReply>();
+  /**
+   * The batches with replies not sent, oldest first: at most opts.windowSize (as many batches as
+   * the log holds), the oldest let go beyond (PendingReplyBatch.dropped). Without the bound, a client
+   * that stays idle would keep its last batch's results (up to 512 of them) as long as it stays idle.
+   */
+  readonly unsentReplyBatches: PendingReplyBatch[] = [];
   readonly waiting = new Map<number, Waiting>();
   /** Primary: clients with a waiting request not yet proposed, in arrival order. */
   queue: number[] = [];

@@ -214,6 +214,7 @@ function installTransfer(rs: ReplicaState, t: TransferSession): void {
   const table = ClientTable.decode(meta.clients, (c) => mayHoldInTable(membership.value, c))!;
   rs.clients.assign(table);
   rs.replyFrames.clear();
+  rs.unsentReplyBatches.length = 0;
   rs.membership = membership.value;
   rs.learnConfig(membership.value.current);
   if (membership.value.next) rs.learnConfig(membership.value.next);

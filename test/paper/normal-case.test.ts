@@ -17,6 +17,7 @@ import {
   hex,
   linkFrame,
   othersThan,
+  ownCheckpoint,
   put,
   result,
   sameBytes,
@@ -724,6 +725,44 @@ describe('normal case: replies', () => {
     assert.equal(signed.filter((d) => d.startsWith(replyTag)).length, 1, 'the REPLY is signed when asked for');
     const eagerSingle = agree(k.node(2), 0, 1, [k.request(3, 1, put('d', '4'), [2, 3])]).replies;
     assert.ok(sameBytes(late[0]!.bytes, eagerSingle[0]!.bytes));
+  });
+
+  test('unsent replies are kept for the last windowSize batches; an older one asked for is signed on its own', () => {
+    const k = new TestCluster({ f: 1, clients: 4 });
+    const node = k.node(1);
+    // Batch 1: clients 0 and 1; batches 2..9: clients 2 and 3. Nobody names replica 1.
+    const batches = Array.from({ length: 9 }, (_, i) => {
+      const seq = i + 1;
+      const clients = seq === 1 ? [0, 1] : [2, 3];
+      return clients.map((c) => k.request(c, seq, put(`k${c}`, `v${seq}`), [2, 3]));
+    });
+    for (let seq = 1; seq <= 9; seq++) {
+      const out = agree(node, 0, seq, batches[seq - 1]!);
+      assert.equal(out.replies.length, 0);
+      const own = ownCheckpoint(out);
+      if (own !== undefined) for (const r of [2, 3]) node.fromReplica(r, frame(k.checkpoint(r, own.msg.seq, own.msg.digest)));
+      node.flush();
+    }
+    assert.equal(node.replica.h, 8, 'checkpoint 8 is stable');
+    // The window is 8: batch 1's unsent replies were let go, batches 2..9 are kept.
+    assert.equal(node.replica.unsentReplyBatches.length, 8);
+    assert.deepEqual(
+      node.replica.unsentReplyBatches.map((b) => b.seq),
+      [2, 3, 4, 5, 6, 7, 8, 9],
+    );
+    // Client 0 asks again for its reply of batch 1: a REPLY signed on its own, still its result.
+    node.fromClient(0, frame(batches[0]![0]!));
+    const old = node.flush().replies;
+    assert.equal(old.length, 1);
+    assert.ok(!('batch' in old[0]!.signed), 'a single REPLY');
+    assert.ok(k.verifyReply(old[0]!.signed));
+    assert.deepEqual(result(old[0]!.signed), { type: 'put' });
+    // Client 2's reply of batch 9 is still made from its batch.
+    node.fromClient(2, frame(batches[8]![0]!));
+    const recent = node.flush().replies;
+    assert.equal(recent.length, 1);
+    assert.ok('batch' in recent[0]!.signed, 'a reply of its REPLY-BATCH');
+    assert.ok(k.verifyReply(recent[0]!.signed));
   });
 
   test('a replica the client sent its request to itself (a retransmission) replies when it executes it, named or not', () => {
