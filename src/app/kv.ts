@@ -352,28 +352,17 @@ function fillRecords(b: Buffer, spans: number[], put: Array<[string, Uint8Array]
   }
 }
 
-/** Records of this size or less share 64 KiB chunks (recordSlab). */
-const RECORD_SLAB_ITEM_MAX = 4096;
-const RECORD_SLAB_CHUNK_BYTES = 64 * 1024;
-let recordChunk = new Uint8Array(0);
-let recordChunkPos = 0;
-
 /**
- * Room for one partition's records: a view into a shared 64 KiB chunk for the small ones. The
- * records of a checkpoint live until its stable checkpoint writes them, all at once, so a chunk is
- * freed soon after its last record is written; an ArrayBuffer for each partition's records (a
- * steady workload changes a few thousand partitions per checkpoint, most with one record) cost the
- * collector more than finding them.
+ * Room for one partition's records: small ones share the chunks of a ByteArena (as the overlay's
+ * keys and values do). The records of a checkpoint live until its stable checkpoint writes them,
+ * all at once, so a chunk is freed soon after its last record is written; an ArrayBuffer for each
+ * partition's records (a steady workload changes a few thousand partitions per checkpoint, most
+ * with one record) cost the collector more than finding them.
  */
 function recordSlab(n: number): Uint8Array {
-  if (n > RECORD_SLAB_ITEM_MAX) return new Uint8Array(n);
-  if (recordChunkPos + n > recordChunk.length) {
-    recordChunk = new Uint8Array(RECORD_SLAB_CHUNK_BYTES);
-    recordChunkPos = 0;
-  }
-  const out = recordChunk.subarray(recordChunkPos, recordChunkPos + n);
-  recordChunkPos += n;
-  return out;
+  if (n > ARENA_ITEM_MAX) return new Uint8Array(n);
+  const at = recordArena.reserve(n);
+  return recordArena.chunk.subarray(at, at + n);
 }
 
 /** The partition of a key (given as UTF-8 bytes). */
@@ -433,6 +422,9 @@ class ByteArena {
     return start;
   }
 }
+
+/** Where a checkpoint's records are copied (recordSlab). */
+const recordArena = new ByteArena();
 
 /** Key bytes for a lookup are encoded here (valid until the next encodeKey), most keys without an allocation. */
 const keyScratch = new Uint8Array(3 * KEY_BYTES_MAX);

@@ -125,13 +125,14 @@ export class ReplyCollector {
     return this.judge(winner);
   }
 
-  /** The (f+1)-th highest view among `group`'s replies (f+1 of them or more). */
+  /**
+   * The (f+1)-th highest view among `group`'s replies (f+1 of them or more): with exactly f+1, as
+   * a reply settles a request, their lowest.
+   */
   private agreedView(group: readonly number[]): number {
-    const first = this.replies.get(group[0]!)!.msg.view;
-    if (group.length === 2 && this.f === 1) return Math.min(first, this.replies.get(group[1]!)!.msg.view);
-    if (group.length === 1) return first;
-    const views = group.map((r) => this.replies.get(r)!.msg.view).sort((a, b) => b - a);
-    return views[this.f]!;
+    const view = (r: number): number => this.replies.get(r)!.msg.view;
+    if (group.length === this.f + 1) return group.reduce((low, r) => Math.min(low, view(r)), Infinity);
+    return group.map(view).sort((a, b) => b - a)[this.f]!;
   }
 
   /** True when no result can reach f+1, even if every replica yet to answer agreed with the best one. */

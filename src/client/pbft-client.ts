@@ -374,8 +374,7 @@ export class PbftClient {
   /** The settled requests whose collectors are kept (the newest SETTLED_REPLIES_KEPT_MAX), oldest first. */
   private readonly keptReplies: Settled[] = [];
   /** The member ids and the collector's f of the configuration in force, computed once per configuration. */
-  private memberCache: { config: MemberConfig; ids: ReadonlySet<number>; replyFaults: number } | undefined;
-  private memberIdsCache: { config: MemberConfig; ids: readonly number[] } | undefined;
+  private memberCache: { config: MemberConfig; ids: ReadonlySet<number>; list: readonly number[]; replyFaults: number } | undefined;
   private readonly equivocations: ReplyEvidence[] = [];
   private equivocationsNotKept = 0;
   private readonly listeners = new Map<keyof PbftClientEvents, Set<(arg: never) => void>>();
@@ -710,17 +709,9 @@ export class PbftClient {
   private chooseRepliers(needed: number): number[] | undefined {
     if (this.repliers.mode === 'all') return undefined;
     const transport = this.transport;
-    const members = this.memberIds();
-    if (transport.isConnected !== undefined) return this.repliers.choose(members, this.primary, needed, (id) => transport.isConnected!(id));
-    const connected = transport.connectedReplicas();
-    return this.repliers.choose(members, this.primary, needed, (id) => connected.includes(id));
-  }
-
-  /** The member ids, ascending (follower.members, kept while the configuration is the same). */
-  private memberIds(): readonly number[] {
-    const config = this.follower.config;
-    if (this.memberIdsCache?.config !== config) this.memberIdsCache = { config, ids: this.follower.members };
-    return this.memberIdsCache.ids;
+    const connected = transport.isConnected === undefined ? transport.connectedReplicas() : undefined;
+    const reachable = (id: number): boolean => (connected === undefined ? transport.isConnected!(id) : connected.includes(id));
+    return this.repliers.choose(this.memberView().list, this.primary, needed, reachable);
   }
 
   private scheduleRetransmit(p: Pending): void {
@@ -790,9 +781,12 @@ export class PbftClient {
    * configuration held (f in the byzantine mode, 0 in the crash mode: one reply), or 0 for the
    * acceptFirstReply negative control.
    */
-  private memberView(): { ids: ReadonlySet<number>; replyFaults: number } {
+  private memberView(): { ids: ReadonlySet<number>; list: readonly number[]; replyFaults: number } {
     const config = this.follower.config;
-    if (this.memberCache?.config !== config) this.memberCache = { config, ids: new Set(this.follower.members), replyFaults: this.replyFaults() };
+    if (this.memberCache?.config !== config) {
+      const list = this.follower.members;
+      this.memberCache = { config, ids: new Set(list), list, replyFaults: this.replyFaults() };
+    }
     return this.memberCache;
   }
 
