@@ -96,6 +96,8 @@ export function propose(rs: ReplicaState): void {
     proposeBatch(rs, requests);
   }
   rs.queue = rs.queue.slice(head);
+  // (A queue of requests already ordered or gone is empty now: the fill goes in this turn, not the next.)
+  if (rs.queue.length === 0) fillToSwitch(rs);
 }
 
 function proposeBatch(rs: ReplicaState, requests: Signed<RequestMsg>[]): void {

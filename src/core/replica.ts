@@ -135,12 +135,33 @@ export class Replica extends ReplicaState {
     reads.expireReads(this);
   }
 
+  /**
+   * How many of the next ticks would only advance the clock if no frame came in meanwhile: the
+   * shell may run them late, all in one turn before the next frame (the loop does so for missed
+   * ticks anyway), so an idle replica sleeps until its next timer instead of waking every tick.
+   * 0 while anything waits on time: a request or read waiting, our suspicion of the primary, a
+   * view change, a state transfer, a checkpoint being computed, entries known to be missing. Else
+   * the ticks before the first of the retransmission timer, the catch-up timer (armed at each
+   * execution) or, once it ran out, the probe timer fires. The simulator checks the promise after
+   * every turn: a quiet tick yields an empty turn (src/sim/cluster.ts).
+   */
+  quietTicks(): number {
+    if (this.viewChanging || this.transfer || this.checkpointPending) return 0;
+    if (this.waiting.size > 0 || this.heldReads.size > 0 || this.suspicions.has(this.id)) return 0;
+    if (this.highestSeqSeen > this.lastExecuted || (this.pendingStable && this.lastExecuted < this.pendingStable.seq)) return 0;
+    const { retransmit, catchUp, probe } = this.timers;
+    let next = retransmit.remaining(this.now) ?? Infinity;
+    const stalledIn = catchUp.remaining(this.now);
+    if (stalledIn !== undefined && stalledIn > 0) next = Math.min(next, stalledIn);
+    else if (stalledIn === 0) next = Math.min(next, probe.remaining(this.now) ?? 0);
+    return next === Infinity ? Number.MAX_SAFE_INTEGER : Math.max(0, next - 1);
+  }
+
   /** Runs deferred work and returns the effects accumulated since the last flush. */
   flush(): Ready {
     checkpoints.checkpointTurn(this);
-    normal.propose(this);
-    reads.releaseReads(this);
-    this.readsThisTurn.clear();
+    // A floor or an abstention that ended lets this turn's proposals go (before propose(): else they
+    // would wait for the next turn, which an idle replica's loop may sleep through, see quietTicks).
     const floor = this.floor;
     if (floor && this.h >= floor.seq) {
       this.floor = undefined;
@@ -152,6 +173,9 @@ export class Replica extends ReplicaState {
       this.abstain = undefined;
       this.events.push({ type: 'abstaining-ended', view: this.view, stable: this.h });
     }
+    normal.propose(this);
+    reads.releaseReads(this);
+    this.readsThisTurn.clear();
     for (const seq of this.dirtySlots) {
       const slot = this.slots.get(seq);
       if (slot) this.writes.put(KEYS.slot(seq), encodeSlot(slotRecord(slot)));

@@ -60,6 +60,11 @@ export class Timeout {
     return this.armedAt === undefined || now - this.armedAt >= this.armedFor;
   }
 
+  /** Ticks until it fires (0 once it has; undefined while stopped). */
+  remaining(now: number): number | undefined {
+    return this.armedAt === undefined ? undefined : Math.max(0, this.armedAt + this.armedFor - now);
+  }
+
   /** Ticks since it was armed (Infinity while stopped). */
   elapsed(now: number): number {
     return this.armedAt === undefined ? Infinity : now - this.armedAt;
@@ -77,7 +82,8 @@ export class Timeout {
   /** For status: name, current length, attempts, and whether it is running. */
   describe(now: number): { name: TimeoutName; after: number; attempts: number; remaining?: number } {
     const out: { name: TimeoutName; after: number; attempts: number; remaining?: number } = { name: this.name, after: this.after, attempts: this.attempts };
-    if (this.armedAt !== undefined) out.remaining = Math.max(0, this.armedAt + this.armedFor - now);
+    const remaining = this.remaining(now);
+    if (remaining !== undefined) out.remaining = remaining;
     return out;
   }
 }

@@ -17,7 +17,7 @@ import { replyOf, RequestSigner } from '../client/request.ts';
 import { OPERATOR_CLIENT, admissionBytes, encodeReconfigOp, type ReconfigOp } from '../core/membership.ts';
 import { replicaOfPrincipal, replicaPrincipal } from '../core/cluster.ts';
 import type { ClusterConfig, FaultModel } from '../core/cluster.ts';
-import { Replica, type CoreEvent, type ReplicaDeps } from '../core/replica.ts';
+import { Replica, type CoreEvent, type Ready, type ReplicaDeps } from '../core/replica.ts';
 import { replicasFor, type UnsafeQuorum } from '../core/quorum.ts';
 import { decodeHorizon, encodeCleanToken, encodeHorizon } from '../core/horizon.ts';
 import { KEYS } from '../core/persist.ts';
@@ -140,6 +140,11 @@ export interface Instance {
   disk: SimDisk;
   /** Ticks owed while the pipeline had no room for a turn (the shell's loop runs them late, too). */
   owedTicks: number;
+  /**
+   * What the replica said after its last turn (Replica.quietTicks): up to tick `until` a turn with no
+   * frame delivered in between changes nothing. Cleared by a delivery.
+   */
+  quiet?: { at: number; until: number };
 }
 
 export interface Host {
@@ -314,6 +319,7 @@ export class SimCluster {
     if (!host.main) return;
     // (Its messages leave with the host's next turn.)
     host.main.replica.requestJoin(self, admission, timestamp);
+    host.main.quiet = undefined; // (an input, like a frame: the shell runs a turn for it)
   }
 
   /**
@@ -652,7 +658,30 @@ export class SimCluster {
       replica.tick();
       if (host.byzantine) host.byzantine.tick?.(this, host, replica);
     }
-    inst.pipeline.submit(replica.flush());
+    const ready = replica.flush();
+    if (inst === host.main && !host.byzantine) this.checkQuiet(host, inst, ready);
+    inst.pipeline.submit(ready);
+  }
+
+  /**
+   * The shell's loop sleeps through the ticks a replica says are quiet (Replica.quietTicks) and runs
+   * them in one later turn: that is only the same as ticking each of them if none of those turns
+   * would have done anything. Here every tick has its turn, so each is checked against the promise
+   * the loop would sleep on: the one made at the turn it last ran (a delivery, or the first tick
+   * after the promise, is such a turn), not a newer one.
+   */
+  private checkQuiet(host: Host, inst: Instance, ready: Ready): void {
+    const replica = inst.replica;
+    const q = inst.quiet;
+    if (q !== undefined && replica.now <= q.until) {
+      const did = ready.messages.length + ready.replies.length + ready.events.length + ready.writes.length + ready.clears.length;
+      if (did > 0) {
+        const what = `${ready.messages.length} messages, ${ready.replies.length} replies, ${ready.events.length} events (${ready.events.map((e) => e.type).join(', ')}), ${ready.writes.length} writes`;
+        this.checker.violation('liveness', 'quiet-ticks', `replica ${host.id} said at tick ${q.at} that its ticks up to ${q.until} would be quiet, but its turn at tick ${replica.now} made ${what}`, this.now);
+      }
+      return;
+    }
+    inst.quiet = { at: replica.now, until: replica.now + replica.quietTicks() };
   }
 
   /**
@@ -825,6 +854,7 @@ export class SimCluster {
     host.pausedSince = undefined;
     host.inbox = undefined;
     host.resumedAt = this.now;
+    inst.quiet = undefined;
     const replica = inst.replica;
     for (let i = 0; i < Math.min(missed, PAUSE_BURST_TICKS_MAX); i++) replica.tick();
     for (const m of inbox) this.deliver(m.from, host.id, m.bytes);
@@ -872,6 +902,7 @@ export class SimCluster {
     let target = host.replica;
     if (host.twin && from < this.clientNodeBase && host.twinPeers!.has(from)) target = host.twin;
     if (!target) return;
+    if (target === host.main?.replica) host.main.quiet = undefined;
     try {
       target.receive(source, bytes);
     } catch (err) {
