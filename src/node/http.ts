@@ -31,6 +31,8 @@ export interface NodeStatus extends ReplicaStatus {
   transport: TransportStats;
   loop: {
     turns: number;
+    /** Wake-ups of the tick timer: one per tick while anything waits on time, few while idle (loop.ts). */
+    tickWakeups?: number;
     inboundFramesDropped: number;
     /** Link requests from replicas dropped because the sender was over its budget of loop time (budget.ts). */
     linkFramesOverBudget?: number;

@@ -4,7 +4,7 @@
  *
  * Frames from the transport wait in a bounded queue (INBOUND_QUEUE_BYTES_MAX; with verifyWorkers
  * they first pass the verify pool, which counts against the same bound; above it, frames are dropped
- * and counted). A turn is scheduled when frames wait, a tick is due (a timer checks every tickMs)
+ * and counted). A turn is scheduled when frames wait, a tick is due (a timer wakes the loop for it)
  * or the core computes a checkpoint over several turns (`checkpointPending`: each flush() takes a
  * share of it), and it:
  *   0. gives the core the wall clock (`replica.setClockMs(Date.now())`: batch times),
@@ -27,6 +27,12 @@
  * PENDING_TURNS_MAX wait) and not at all without it. With `deferWrites` (default) a turn with
  * nothing waiting for the disk does not start a write: its writes join the next batch, which goes at
  * the latest with the first turn DEFERRED_WRITES_MS_MAX after them (a tick runs a turn every tickMs).
+ *
+ * An idle replica sleeps: when the core says its next ticks are quiet (Replica.quietTicks: nothing
+ * waits on time but a timer some ticks away) and nothing waits for the disk, the timer wakes the loop
+ * for the first tick that may act, at most CATCH_UP_TICKS_MAX ticks later, instead of every tickMs.
+ * The ticks slept through run in the next turn, before its frames, as late ticks always do; the
+ * simulator checks after every turn that a tick the core called quiet would have done nothing.
  *
  * An exception from the core (e.g. a broken invariant) or a failed write goes to the owner's `fatal`;
  * the owner then stops running, so no further turn is computed (and after a failed write nothing
@@ -130,7 +136,14 @@ export class TurnLoop {
   /** Computed turns on their way to the disk and out (see pipeline.ts). */
   private pipeline: TurnPipeline;
   private lastTickAt = 0;
-  private tickTimer: ReturnType<typeof setInterval> | undefined;
+  /** Wakes the loop for the next tick due (armTick); `tickTimerAt` is when (options.now). */
+  private tickTimer: ReturnType<typeof setTimeout> | undefined;
+  private tickTimerAt = 0;
+  private ticking = false;
+  /** A turn is wanted though no frame waits and no tick is due (runTurnSoon). */
+  private turnWanted = false;
+  /** Wake-ups of the tick timer (status: an idle replica's should be few). */
+  tickWakeups = 0;
 
   constructor(
     private readonly disk: PipelineDisk,
@@ -251,14 +264,60 @@ export class TurnLoop {
     return this.drain();
   }
 
-  /** From now on a timer schedules a turn every tickMs (it runs when a tick is due or frames wait). */
+  /** From now on a timer schedules a turn for each tick due (past the ticks the core says are quiet). */
   startTicking(): void {
-    this.tickTimer = setInterval(() => this.schedule(), this.options.tickMs);
+    this.ticking = true;
+    this.armTick(false);
   }
 
   stopTicking(): void {
-    if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
+    this.ticking = false;
+    if (this.tickTimer !== undefined) clearTimeout(this.tickTimer);
     this.tickTimer = undefined;
+  }
+
+  /** A turn soon, though no frame waits and no tick is due: the owner queued effects in the core between turns. */
+  runTurnSoon(): void {
+    this.turnWanted = true;
+    this.schedule();
+  }
+
+  /**
+   * Ticks the loop may sleep through: those the core says are quiet, when nothing waits for the disk
+   * either (deferred writes, the horizon's lazy refresh: both go with a later turn), at most
+   * CATCH_UP_TICKS_MAX - 1 (a late turn runs that many ticks at most).
+   */
+  private quietTicks(): number {
+    const replica = this.replica;
+    if (replica === undefined || !this.pipeline.settled) return 0;
+    return Math.max(0, Math.min(replica.quietTicks(), CATCH_UP_TICKS_MAX - 1));
+  }
+
+  /**
+   * Arms the tick timer for the next tick due: the first tick after the quiet ones. An earlier
+   * wake-up already armed stays (when it comes, the turn or the retry arms the next). `retry`: the
+   * timer came and no turn could run (the pipeline had no room: a finished write schedules one):
+   * look again a tick later rather than at once.
+   */
+  private armTick(retry: boolean): void {
+    if (!this.ticking) return;
+    const { now, tickMs } = this.options;
+    const due = this.lastTickAt + (1 + this.quietTicks()) * tickMs;
+    if (this.tickTimer !== undefined) {
+      if (this.tickTimerAt <= due) return;
+      clearTimeout(this.tickTimer);
+    }
+    const wait = due - now();
+    this.tickTimerAt = due;
+    this.tickTimer = setTimeout(() => this.onTickTimer(), wait > 0 ? Math.ceil(wait) : retry ? tickMs : 0);
+  }
+
+  private onTickTimer(): void {
+    this.tickTimer = undefined;
+    this.tickWakeups++;
+    this.schedule();
+    // (A scheduled turn arms the timer when it ends.)
+    if (!this.turnScheduled) this.armTick(true);
   }
 
   /** Resolves once every computed turn is written and its effects performed (or the pipeline failed). */
@@ -303,14 +362,16 @@ export class TurnLoop {
   private schedule(): void {
     if (!this.host.running() || this.turnScheduled) return;
     // (A checkpoint computed over several turns takes a share of every turn: the next one runs now.)
-    if (this.queuedCount === 0 && !this.tickDue() && this.replica?.checkpointPending !== true) return;
+    if (this.queuedCount === 0 && !this.turnWanted && !this.tickDue() && this.replica?.checkpointPending !== true) return;
     if (!this.pipeline.canCompute) return;
     this.turnScheduled = true;
     setImmediate(() => {
       this.turnScheduled = false;
       if (!this.host.running()) return;
+      this.turnWanted = false;
       this.computeTurn();
       this.schedule();
+      if (!this.turnScheduled) this.armTick(false);
     });
   }
 

@@ -161,6 +161,17 @@ export class TurnPipeline {
     return !this.inFlight && this.pending.length === 0;
   }
 
+  /**
+   * Nothing will be due by time alone: no write pending or in flight, and the horizon's `executed`
+   * needs no lazy refresh (kick() would start none). The loop may sleep through quiet ticks then.
+   */
+  get settled(): boolean {
+    if (!this.idle) return false;
+    const h = this.latestDurableHorizon;
+    const onDisk = this.horizonOnDisk;
+    return h === undefined || onDisk === undefined || h.executed <= onDisk.executed;
+  }
+
   /** Turns whose writes are not yet durable (pending or in flight). */
   get undurableTurns(): number {
     return this.submitted - this.durableThrough;

@@ -317,6 +317,7 @@ export class ReplicaNode {
           return;
         }
         r.requestJoin(self, join.admission, join.timestamp);
+        this.loop.runTurnSoon();
       };
       this.joinTimer = setInterval(ask, JOIN_RETRY_MS);
       this.joinTimer.unref();
@@ -411,6 +412,7 @@ export class ReplicaNode {
       transport,
       loop: {
         turns: this.loop.turns,
+        tickWakeups: this.loop.tickWakeups,
         inboundFramesDropped: this.loop.inboundFramesDropped,
         linkFramesOverBudget: this.loop.linkBudgets.dropped,
         queuedFrames: this.loop.queuedFrames,

@@ -97,3 +97,61 @@ test('every turn gives the core the wall clock before its ticks and frames (batc
   });
   assert.deepEqual(calls.slice(0, 4), ['clock 1700000000020', 'tick', 'tick', 'receive']);
 });
+
+test('an idle loop sleeps through the ticks its core calls quiet, and still runs every tick (late, before the next frames)', async () => {
+  const calls: string[] = [];
+  let quiet = 0;
+  let ticks = 0;
+  let index = 0;
+  const replica = {
+    receive: () => calls.push(`receive after ${ticks} ticks`),
+    tick: () => void ticks++,
+    setClockMs: () => undefined,
+    quietTicks: () => quiet,
+    flush: (): Ready => ({ index: ++index, writes: [], clears: [], messages: [], replies: [], events: [], horizon: { view: 0, stable: 0, executed: 0 } }),
+  } as unknown as Replica;
+  const tickMs = 5;
+  const loop = new TurnLoop(
+    { write: (_ops, _clears, _horizon, done) => setImmediate(() => done()) },
+    { running: () => true, perform: () => undefined, fatal: (err) => assert.fail(String(err)) },
+    { tickMs, now: () => performance.now(), wallClockMs: () => Date.now(), pipelineTurns: true, deferWrites: true },
+  );
+  loop.attach(replica, undefined);
+  await loop.runFirstTurn();
+  const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+  const phase = async (ms: number): Promise<{ wakeups: number; ticks: number; elapsed: number }> => {
+    const w0 = loop.tickWakeups;
+    const t0 = ticks;
+    const start = performance.now();
+    await sleep(ms);
+    return { wakeups: loop.tickWakeups - w0, ticks: ticks - t0, elapsed: performance.now() - start };
+  };
+  loop.startTicking();
+  try {
+    // Nothing quiet: a wake-up for every tick.
+    const busy = await phase(300);
+    assert.ok(busy.wakeups >= 20, `${busy.wakeups} wake-ups in ${busy.elapsed.toFixed(0)} ms with ticks of ${tickMs} ms`);
+    // The core says its next 39 ticks are quiet: a wake-up every 40 ticks (200 ms).
+    quiet = 39;
+    await sleep(50); // (the wake-up armed before may still come)
+    const idle = await phase(600);
+    assert.ok(idle.wakeups <= 6, `${idle.wakeups} wake-ups in ${idle.elapsed.toFixed(0)} ms while every 40 ticks of ${tickMs} ms are quiet`);
+    // The ticks are not lost: they run late, each wake-up (or turn) runs those elapsed since the last.
+    const expected = idle.elapsed / tickMs;
+    assert.ok(idle.ticks >= expected - 45 && idle.ticks <= expected + 45, `${idle.ticks} ticks in ${idle.elapsed.toFixed(0)} ms (about ${expected.toFixed(0)} elapsed)`);
+    // A frame does not wait for the wake-up: its turn runs at once, after the ticks elapsed. (Just
+    // after a wake-up, with 99 quiet ticks: the next one is half a second away.)
+    quiet = 99;
+    const woke = loop.tickWakeups;
+    while (loop.tickWakeups === woke) await sleep(1);
+    await sleep(4 * tickMs);
+    const wakeups = loop.tickWakeups;
+    const before = ticks;
+    loop.enqueue({ kind: 'client', id: 1 }, Uint8Array.of(1));
+    while (calls.length === 0) await sleep(1);
+    assert.equal(loop.tickWakeups, wakeups, 'the frame was received before the next wake-up');
+    assert.ok(ticks - before >= 3, `the ticks elapsed ran first: ${ticks - before}`);
+  } finally {
+    loop.stopTicking();
+  }
+});
