@@ -104,6 +104,8 @@ interface Options {
   rss: boolean;
   rssInterval: number;
   floorSeconds: number;
+  /** Seconds the cluster of the cluster / latency runs is left without clients, its CPU measured (0: not at all). */
+  idleSeconds: number;
   json: boolean;
   jsonFile?: string;
   profile?: string;
@@ -217,6 +219,7 @@ function parseOptions(argv: string[]): Options {
     .addOption(new Option('--rss', 'memory mode: the main cluster only, --warmup default 30, --duration default 300, replica RSS sampled every --rss-interval'))
     .addOption(new Option('--rss-interval <s>', 'seconds between RSS samples').argParser(positiveNumber).default(5))
     .addOption(new Option('--floor-seconds <s>', 'seconds per crypto micro-benchmark operation').argParser(positiveNumber).default(1))
+    .addOption(new Option('--idle-seconds <s>', 'after the cluster and latency runs, the same replicas without clients: their CPU over this many seconds (0: skip)').argParser(nonNegativeNumber).default(5))
     .addOption(new Option('--json', 'write a JSON record to bench/results/'))
     .addOption(new Option('--json-file <path>', 'write the JSON record to this file instead'))
     .addOption(new Option('--profile <dir>', 'run replicas, baseline server and client workers with node --cpu-prof into <dir>/<run>/'))
@@ -276,6 +279,7 @@ function parseOptions(argv: string[]): Options {
     rss,
     rssInterval: o.rssInterval as number,
     floorSeconds: o.floorSeconds as number,
+    idleSeconds: o.idleSeconds as number,
     json: o.json === true || o.jsonFile !== undefined,
     ...(o.jsonFile !== undefined ? { jsonFile: resolve(o.jsonFile as string) } : {}),
     ...(o.profile !== undefined ? { profile: resolve(o.profile as string) } : {}),
@@ -1573,6 +1577,46 @@ interface Report {
   targets: Target[];
   /** The keys part (--keys N). */
   keys?: KeysResult;
+  /** The cluster of the cluster / latency runs left without clients (--idle-seconds). */
+  idle?: IdleResult;
+}
+
+/** What replicas with nothing to do cost: each one's CPU, and its loop's tick timer (/status loop.tickWakeups). */
+interface IdleResult {
+  run: string;
+  seconds: number;
+  /** Per replica: CPU seconds per second (share of one core). */
+  cores: number[];
+  /** Per replica: tick-timer wake-ups per second (undefined where /status did not say). */
+  tickWakeupsPerSecond: Array<number | undefined>;
+}
+
+/**
+ * Leaves the cluster without clients: IDLE_SETTLE_MS for the last replies, checkpoints and timers
+ * to settle, then each replica's CPU (/proc) and tick-timer wake-ups (/status) over `seconds`.
+ */
+const IDLE_SETTLE_MS = 2_000;
+async function measureIdle(server: Server, run: string, seconds: number): Promise<IdleResult | undefined> {
+  await new Promise((r) => setTimeout(r, IDLE_SETTLE_MS));
+  const pids = server.procs.map((p) => p.pid);
+  const wakeups = async (): Promise<Array<number | undefined>> =>
+    Promise.all(server.statusUrls.map(async (u) => (await getJson<{ loop?: { tickWakeups?: number } }>(u))?.loop?.tickWakeups));
+  const cpu0 = pids.map((pid) => (pid === undefined ? undefined : processCpuSeconds(pid)));
+  const w0 = await wakeups();
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  const cpu1 = pids.map((pid) => (pid === undefined ? undefined : processCpuSeconds(pid)));
+  const w1 = await wakeups();
+  const elapsed = (performance.now() - t0) / 1000;
+  const cores: number[] = [];
+  for (let k = 0; k < pids.length; k++) {
+    const a = cpu0[k];
+    const b = cpu1[k];
+    if (a === undefined || b === undefined) return undefined;
+    cores.push((b - a) / elapsed);
+  }
+  const tickWakeupsPerSecond = w0.map((a, k) => (a === undefined || w1[k] === undefined ? undefined : (w1[k]! - a) / elapsed));
+  return { run, seconds: elapsed, cores, tickWakeupsPerSecond };
 }
 
 /**
@@ -1902,6 +1946,16 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
     for (const l of errors) out.push(`  ${l.run}: ${l.errors} requests failed, e.g. ${l.errorSamples[0] ?? '?'}`);
     out.push('  (CPU s/req: CPU seconds of every replica/server and client process in the window / requests completed in it)');
   }
+  const idle = report.idle;
+  if (idle !== undefined) {
+    out.push('');
+    out.push(
+      `idle: the ${idle.run} run's replicas without clients (after ${IDLE_SETTLE_MS / 1000} s to settle, ${fmt(idle.seconds, 1)} s, /proc): ` +
+        idle.cores.map((c, k) => `replica ${k} ${fmt(100 * c, 2)}%`).join(', ') +
+        ' of a core; tick-timer wake-ups per second ' +
+        idle.tickWakeupsPerSecond.map((w) => (w === undefined ? '-' : fmt(w, 1))).join(', '),
+    );
+  }
   const r = report.ratios;
   if (Object.keys(r).length > 0) {
     out.push('');
@@ -2136,6 +2190,12 @@ async function main(): Promise<void> {
         }
         report.loads.push(await runLoad(o, server, 'latency', 1, o.clients));
       }
+      if (o.idleSeconds > 0) {
+        const run = parts.has('latency') ? 'latency' : 'cluster';
+        progress(`[idle] the ${run} cluster without clients for ${fmt(o.idleSeconds, 1)} s`, true);
+        report.idle = await measureIdle(server, run, o.idleSeconds);
+        progressDone(`[idle] ${report.idle === undefined ? 'a replica was gone' : `${fmt((100 * report.idle.cores.reduce((a, b) => a + b, 0)) / report.idle.cores.length, 2)}% of a core per replica`}`);
+      }
     } finally {
       await server.stop();
     }
@@ -2234,6 +2294,7 @@ async function main(): Promise<void> {
       faultFree: report.faultFree,
       ratios: report.ratios,
       targets: report.targets,
+      ...(report.idle !== undefined ? { idle: report.idle } : {}),
       ...(report.keys !== undefined ? { keys: { ...report.keys, empty: report.keys.empty.run, loaded: report.keys.loaded.run } } : {}),
     };
     let path = o.jsonFile;

@@ -42,7 +42,7 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
   const dir = mkdtempSync(join(tmpdir(), 'pbft-bench-smoke-'));
   try {
     const record = join(dir, 'record.json');
-    const args = ['--duration', '1', '--warmup', '0.3', '--clients', '4', '--client-procs', '1', '--floor-seconds', '0.1', '--json-file', record];
+    const args = ['--duration', '1', '--warmup', '0.3', '--clients', '4', '--client-procs', '1', '--floor-seconds', '0.1', '--idle-seconds', '1', '--json-file', record];
     const { code, stdout, stderr } = await run(args);
     assert.equal(code, 0, `bench exited with ${code}\nstdout:\n${stdout}\nstderr:\n${stderr}`);
 
@@ -72,6 +72,8 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
     assert.match(stdout, /cluster throughput \/ baseline throughput\s+[\d.]+/);
     assert.match(stdout, /1-client p50: cluster \/ baseline\s+[\d.]+/);
     assert.match(stdout, /cluster7 \/ cluster throughput\s+[\d.]+/);
+    // The cluster left without clients: each replica's CPU and tick-timer wake-ups.
+    assert.match(stdout, /idle: the latency run's replicas without clients .*replica 0 [\d.]+%, replica 1 [\d.]+%, replica 2 [\d.]+%, replica 3 [\d.]+% of a core; tick-timer wake-ups per second [\d.]+, [\d.]+, [\d.]+, [\d.]+/);
     // The reads part: ordered against read-only gets, throughput and 1-client latency side by side.
     assert.match(stdout, /gets: read-only \/ ordered throughput\s+[\d.]+/);
     assert.match(stdout, /verify pool \(1 worker per replica\) \/ on the loop: throughput [\d.]+, CPU per request [\d.]+: the pool (helps|costs|changes nothing)/);
@@ -98,7 +100,7 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
     }
     // The clients' retransmissions (the requests named their repliers: --replies quorum, the default).
     assert.match(stdout, /^\s+cluster\s+clients: [\d.]+% of the requests retransmitted \([\d,]+ of [\d,]+, --replies quorum\)/m);
-    assert.match(stdout, /^\s+cluster\s+replica 1: .* synced writes \([\d,]+ us each\), [\d.]+ horizon records \([\d,]+ us each\), [\d.]+ loop turns, frames [\d.]+ out \([\d.]+ to clients\) \/ [\d.]+ in \([\d.]+ from clients\)$/m);
+    assert.match(stdout, /^\s+cluster\s+replica 1: .* synced writes \([\d,]+ us each\), [\d.]+ horizon records \([\d,]+ us each\), [\d.]+ loop turns, frames [\d.]+ out \([\d.]+ to clients\) \/ [\d.]+ in \([\d.]+ from clients\)(; own checkpoint pending [\d.]+% of the window, [\d.]+ batches\/s then, [\d.]+ otherwise)?$/m);
     // The allocator (--malloc auto): jemalloc where installed, and the replicas' own word for it.
     const lib = findJemalloc();
     assert.match(
@@ -116,12 +118,16 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
       frameCost: { oneInFlightUs: number; manyInFlightUs: number };
       syncedWrite: { count: number; ms: { p50: number } };
       runs: Array<{ run: string; requests: number; cpuSecondsPerRequest: number }>;
+      idle: { run: string; cores: number[]; tickWakeupsPerSecond: number[] };
     };
     assert.ok(json.machine.cores >= 1 && json.machine.cpuModel !== '' && json.machine.node.startsWith('v'));
     assert.deepEqual([json.machine.malloc.allocator, json.machine.malloc.seen], lib !== undefined ? ['jemalloc', 'jemalloc'] : ['system', 'system']);
     assert.match(json.command, /--duration 1/);
     assert.ok(json.cryptoFloor.byReplicas['4']!.requestsPerSecond > 0);
     assert.ok(json.syncedWrite.count > 0 && json.syncedWrite.ms.p50 > 0, 'the synced write in the record');
+    assert.equal(json.idle.run, 'latency');
+    assert.equal(json.idle.cores.length, 4);
+    assert.ok(json.idle.cores.every((c) => Number.isFinite(c) && c >= 0) && json.idle.tickWakeupsPerSecond.every((w) => w > 0), JSON.stringify(json.idle));
     assert.deepEqual(json.runs.map((r) => r.run).sort(), [...RUNS].sort());
     for (const r of json.runs) assert.ok(r.requests > 0, `${r.run}: requests in the record`);
     assert.ok(json.frameCost.oneInFlightUs > 0 && json.frameCost.manyInFlightUs > 0, 'the frame cost in the record');
