@@ -150,11 +150,12 @@ export class Replica extends ReplicaState {
     if (this.waiting.size > 0 || this.heldReads.size > 0 || this.suspicions.has(this.id)) return 0;
     if (this.highestSeqSeen > this.lastExecuted || (this.pendingStable && this.lastExecuted < this.pendingStable.seq)) return 0;
     const { retransmit, catchUp, probe } = this.timers;
-    let next = retransmit.remaining(this.now) ?? Infinity;
+    // (The retransmission timer always runs: armed at construction, re-armed each time it fires.)
+    let next = retransmit.remaining(this.now) ?? 0;
     const stalledIn = catchUp.remaining(this.now);
     if (stalledIn !== undefined && stalledIn > 0) next = Math.min(next, stalledIn);
     else if (stalledIn === 0) next = Math.min(next, probe.remaining(this.now) ?? 0);
-    return next === Infinity ? Number.MAX_SAFE_INTEGER : Math.max(0, next - 1);
+    return Math.max(0, next - 1);
   }
 
   /** Runs deferred work and returns the effects accumulated since the last flush. */

@@ -290,7 +290,7 @@ export class TurnLoop {
   private quietTicks(): number {
     const replica = this.replica;
     if (replica === undefined || !this.pipeline.settled) return 0;
-    return Math.max(0, Math.min(replica.quietTicks(), CATCH_UP_TICKS_MAX - 1));
+    return Math.min(replica.quietTicks(), CATCH_UP_TICKS_MAX - 1);
   }
 
   /**

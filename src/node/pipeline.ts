@@ -166,10 +166,8 @@ export class TurnPipeline {
    * needs no lazy refresh (kick() would start none). The loop may sleep through quiet ticks then.
    */
   get settled(): boolean {
-    if (!this.idle) return false;
     const h = this.latestDurableHorizon;
-    const onDisk = this.horizonOnDisk;
-    return h === undefined || onDisk === undefined || h.executed <= onDisk.executed;
+    return this.idle && (h === undefined || !this.executedAhead(h));
   }
 
   /** Turns whose writes are not yet durable (pending or in flight). */
@@ -247,8 +245,13 @@ export class TurnPipeline {
   }
 
   private lazyHorizonDue(h: Horizon): boolean {
+    return this.executedAhead(h) && this.options.now() - this.horizonWrittenAt >= HORIZON_LAZY_MS;
+  }
+
+  /** `h` executed past the horizon record on disk: its `executed` is refreshed lazily (lazyHorizonDue). */
+  private executedAhead(h: Horizon): boolean {
     const onDisk = this.horizonOnDisk;
-    return onDisk !== undefined && h.executed > onDisk.executed && this.options.now() - this.horizonWrittenAt >= HORIZON_LAZY_MS;
+    return onDisk !== undefined && h.executed > onDisk.executed;
   }
 
   /** Nothing else to write: refresh the horizon's `executed` on its own when due. */
