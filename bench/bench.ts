@@ -35,8 +35,8 @@
  * See `npm run bench -- --help` for the options.
  */
 import type { RepliesMode } from '../src/client/repliers.ts';
-import { spawn, fork, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, type Dirent } from 'node:fs';
+import { spawn, spawnSync, fork, type ChildProcess } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, type Dirent } from 'node:fs';
 import { arch, availableParallelism, cpus, loadavg, platform, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,6 +46,7 @@ import type { FromWorker, ToWorker, WorkerInit, WorkerResult } from './client-wo
 import type { BaselineConfig } from './baseline-server.ts';
 import { measureCryptoFloor, type CryptoFloor } from './crypto-floor.ts';
 import { measureFrameCost, type FrameCost } from './frame-cost.ts';
+import { formatSplit, splitRecording, type PerfRun, type Split } from './perf-split.ts';
 import { benchKeyring, clusterToJson, type ClusterJson } from './lib/keys.ts';
 import { freePorts } from '../src/transport/free-ports.ts';
 import { Histogram, meanMsBetween, processCpuSeconds, processRssBytes, threadCpuSeconds } from './lib/stats.ts';
@@ -109,6 +110,8 @@ interface Options {
   json: boolean;
   jsonFile?: string;
   profile?: string;
+  /** perf record over every run's measured window into <perf>/<run>/ (bench/perf-split.ts). */
+  perf?: string;
   retransmitMs: number;
   /** The SDK's `replies` option for the measured clients. */
   replies: RepliesMode;
@@ -223,6 +226,7 @@ function parseOptions(argv: string[]): Options {
     .addOption(new Option('--json', 'write a JSON record to bench/results/'))
     .addOption(new Option('--json-file <path>', 'write the JSON record to this file instead'))
     .addOption(new Option('--profile <dir>', 'run replicas, baseline server and client workers with node --cpu-prof into <dir>/<run>/'))
+    .addOption(new Option('--perf <dir>', 'record every thread and the kernel with Linux perf over each measured window into <dir>/<run>/ and print where the CPU goes (bench/perf-split.ts; needs perf, as root)'))
     .addOption(new Option('--retransmit-ms <ms>', 'client retransmission delay').argParser(positiveInt).default(300))
     .addOption(new Option('--replies <mode>', "which replicas send a reply when a request executes (the SDK's replies option): quorum (f+1 named by the client) or all").choices(['quorum', 'all']).default('quorum'))
     .addOption(new Option('--timeout-ms <ms>', 'client deadline per request').argParser(positiveInt).default(10_000))
@@ -235,6 +239,7 @@ function parseOptions(argv: string[]): Options {
         '  npm run bench -- --only cluster,latency,crash      crash-fault mode next to the byzantine mode\n' +
         '  npm run bench -- --rss                             5-minute replica memory run\n' +
         '  npm run bench -- --only cluster --profile /tmp/p   CPU profiles (see bench/profile-top.ts)\n' +
+        '  npm run bench -- --only cluster --perf /tmp/q      CPU by category over every thread and the kernel (see bench/perf-split.ts)\n' +
         '  npm run bench -- --only cluster,attacks            every attack scenario against the fault-free cluster\n' +
         '  npm run bench -- --only attacks --attacks silent-replica,vc-flood --attack-duration 5\n' +
         '  npm run bench -- --keys 1000000                    1M keys loaded: throughput vs empty, restart time, RSS\n' +
@@ -283,6 +288,7 @@ function parseOptions(argv: string[]): Options {
     json: o.json === true || o.jsonFile !== undefined,
     ...(o.jsonFile !== undefined ? { jsonFile: resolve(o.jsonFile as string) } : {}),
     ...(o.profile !== undefined ? { profile: resolve(o.profile as string) } : {}),
+    ...(o.perf !== undefined ? { perf: resolve(o.perf as string) } : {}),
     retransmitMs: o.retransmitMs as number,
     replies: o.replies as RepliesMode,
     timeoutMs: o.timeoutMs as number,
@@ -424,7 +430,85 @@ function profileArgs(o: Options, run: string, name: string): string[] {
 
 /** Node's own arguments for a replica or the baseline server: profiling, then --server-node-flags. */
 function serverNodeArgs(o: Options, run: string, name: string): string[] {
-  return [...profileArgs(o, run, name), ...o.serverNodeFlags];
+  return [...profileArgs(o, run, name), ...perfArgs(o), ...o.serverNodeFlags];
+}
+
+/** perf record's sampling rate with --perf (per CPU): a sample stands for about 1 ms of a thread's CPU. */
+const PERF_FREQUENCY = 999;
+
+interface PerfRecorder {
+  /** Stops the recording (SIGINT: perf then writes its file); resolves once perf has exited. */
+  stop(): Promise<void>;
+  /** Writes pids.json, runs perf script over the recording and adds it up (then moves the JIT maps beside it). */
+  split(run: PerfRun): Promise<Split>;
+}
+
+/**
+ * `perf record -a -g` into dir/perf.data, every CPU, from now until stop(). Resolves once perf
+ * runs (it prints nothing when it starts: half a second is what its setup takes here).
+ */
+async function startPerf(dir: string): Promise<PerfRecorder> {
+  mkdirSync(dir, { recursive: true });
+  const data = join(dir, 'perf.data');
+  const proc = track(spawn('perf', ['record', '-a', '-g', '-F', String(PERF_FREQUENCY), '-o', data], { stdio: ['ignore', 'ignore', 'pipe'] }));
+  let stderr = '';
+  proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<void>((resolveExit, reject) => {
+    proc.on('error', reject);
+    proc.on('exit', (code, signal) => {
+      if (code === 0 || signal === 'SIGINT' || code === 130 || code === null) resolveExit();
+      else reject(new Error(`perf record exited with ${code}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`));
+    });
+  });
+  exited.catch(() => undefined);
+  await Promise.race([sleep(500), exited]);
+  if (proc.exitCode !== null) await exited.then(() => Promise.reject(new Error(`perf record stopped at once: ${stderr.trim()}`)));
+  return {
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGINT');
+      await exited;
+    },
+    async split(run) {
+      writeFileSync(join(dir, 'pids.json'), JSON.stringify(run) + '\n');
+      const result = await splitRecording(dir);
+      // The JIT maps V8 wrote for perf (--perf-basic-prof): beside the recording, where
+      // perf-split.ts finds them again, instead of piling up in /tmp.
+      mkdirSync(join(dir, 'maps'), { recursive: true });
+      for (const pid of Object.keys(run.kinds)) {
+        const map = `/tmp/perf-${pid}.map`;
+        if (existsSync(map)) renameOrCopy(map, join(dir, 'maps', `perf-${pid}.map`));
+      }
+      return result;
+    },
+  };
+}
+
+/** Moves a file (a copy and an unlink across file systems). */
+function renameOrCopy(from: string, to: string): void {
+  try {
+    renameSync(from, to);
+  } catch {
+    copyFileSync(from, to);
+    rmSync(from, { force: true });
+  }
+}
+
+/** --perf: perf must be there and allowed to record every CPU (root, or perf_event_paranoid <= -1). */
+function checkPerf(): void {
+  const r = spawnSync('perf', ['record', '-a', '-o', '/dev/null', '--', 'true'], { encoding: 'utf8' });
+  if (r.error !== undefined) {
+    process.stderr.write(`npm run bench: --perf needs Linux perf, which is not installed here (${r.error.message}; Debian: apt-get install linux-perf)\n`);
+    process.exit(2);
+  }
+  if (r.status !== 0) {
+    process.stderr.write(`npm run bench: --perf: perf cannot record every CPU here (run as root, or lower /proc/sys/kernel/perf_event_paranoid): ${(r.stderr ?? '').trim().split('\n').slice(-2).join(' | ')}\n`);
+    process.exit(2);
+  }
+}
+
+/** With --perf, V8 names its compiled JavaScript for perf (/tmp/perf-<pid>.map). */
+function perfArgs(o: Options): string[] {
+  return o.perf === undefined ? [] : ['--perf-basic-prof'];
 }
 
 /** --server-node-flags / --client-node-flags: space-separated, each an option (starts with --). */
@@ -671,6 +755,8 @@ interface LoadResult {
   workload?: NonNullable<WorkerInit['workload']>;
   /** Read-only gets answered unordered and fallen back to ordered requests, in the window. */
   reads?: { unordered: number; fellBack: number };
+  /** With --perf: the window's CPU by process kind and category (bench/perf-split.ts). */
+  perf?: Split;
 }
 
 interface WorkerHandle {
@@ -683,7 +769,7 @@ function startWorker(o: Options, run: string, index: number): WorkerHandle {
   const proc = track(
     fork(WORKER, [], {
       cwd: REPO_ROOT,
-      execArgv: [...profileArgs(o, run, `client-worker-${index}`), ...o.clientNodeFlags, '--import', 'tsx'],
+      execArgv: [...profileArgs(o, run, `client-worker-${index}`), ...perfArgs(o), ...o.clientNodeFlags, '--import', 'tsx'],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     }),
   );
@@ -830,6 +916,7 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
     const rssMax = [...rssStart];
     const statusStart = await sampleStatus(server);
     const phasesStart = server.cluster.replicas.length > 1 ? await phaseHistograms(server.statusUrls.slice(0, 2)) : [];
+    const recorder = o.perf !== undefined ? await startPerf(join(o.perf, run)) : undefined;
     for (const w of workers) post(w, { type: 'mark' });
     const windowStart = performance.now();
     const windowStartUs = monotonicUs();
@@ -861,6 +948,8 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
     }
     const results = workers.map((w) => w.next('result'));
     for (const w of workers) post(w, { type: 'stop' });
+    const recorded = recorder?.stop();
+    recorded?.catch(() => undefined); // awaited below, after the results
     const cpuEnd = pids.map((pid) => processCpuSeconds(pid) ?? 0);
     const rssEnd = pids.map((pid) => processRssBytes(pid) ?? 0);
     rssEnd.forEach((b, i) => (rssMax[i] = Math.max(rssMax[i]!, b)));
@@ -903,6 +992,13 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
       const dir = join(o.profile, run);
       mkdirSync(dir, { recursive: true });
       writeFileSync(join(dir, 'window.json'), JSON.stringify({ run, startUs: windowStartUs, endUs: windowEndUs, requests }) + '\n');
+    }
+    if (recorder !== undefined) {
+      await recorded;
+      const kinds: Record<string, string> = {};
+      for (const pid of pids) kinds[String(pid)] = server.cluster.replicas.length === 1 ? 'server' : 'replicas';
+      for (const w of workers) if (w.proc.pid !== undefined) kinds[String(w.proc.pid)] = 'clients';
+      result.perf = await recorder.split({ run, kinds, requests, seconds, frequency: PERF_FREQUENCY });
     }
     if (lo.workload === 'get-readonly') {
       result.reads = parts.reduce((t, p) => ({ unordered: t.unordered + (p.reads?.unordered ?? 0), fellBack: t.fellBack + (p.reads?.fellBack ?? 0) }), { unordered: 0, fellBack: 0 });
@@ -1927,6 +2023,13 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
         }
       }
     }
+    const withPerf = report.loads.filter((l) => l.perf !== undefined);
+    if (withPerf.length > 0) {
+      out.push('');
+      out.push('where the CPU goes by category (perf over every thread and the kernel, the measured window; each sample is put in one');
+      out.push('  category by the function it was in: bench/perf-split.ts; recordings in --perf DIR/<run>/)');
+      for (const l of withPerf) out.push(...formatSplit(l.perf!));
+    }
     const withPhases = report.loads.filter((l) => l.phases !== undefined && l.phases.length > 0);
     if (withPhases.length > 0) {
       out.push('');
@@ -2119,6 +2222,7 @@ function machine(): Machine {
 
 async function main(): Promise<void> {
   const o = parseOptions(process.argv);
+  if (o.perf !== undefined) checkPerf();
   // Every process of the run (replicas, client workers, baseline server) inherits it.
   if (o.crypto !== undefined) process.env.PBFT_CRYPTO = o.crypto;
   // So does the allocator (LD_PRELOAD; this process keeps the one it started with).

@@ -15,7 +15,7 @@
  * requests: the figures per request (ms of the process's main thread per request) come from there.
  * --whole counts every sample.
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -137,6 +137,16 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   if (files.length === 0) {
     process.stderr.write('profile-top: name at least one .cpuprofile file or directory\n');
     process.exit(1);
+  }
+  if (!Number.isInteger(top) || top < 1) {
+    process.stderr.write(`profile-top: --top must be a positive integer, got ${String(args[args.indexOf('--top') + 1])}\n`);
+    process.exit(1);
+  }
+  for (const f of files) {
+    if (!existsSync(f)) {
+      process.stderr.write(`profile-top: ${f} does not exist (bench --profile DIR writes DIR/<run>/<process>/, e.g. DIR/cluster/replica-1)\n`);
+      process.exit(1);
+    }
   }
   const window = whole ? undefined : findWindow(files[0]!);
   const found = profileFiles(files);
