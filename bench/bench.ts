@@ -73,8 +73,15 @@ const FIXTURE = join(REPO_ROOT, 'test', 'integration', 'fixtures', 'replica.ts')
 const PARTS = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7', 'reads', 'crash', 'pool', 'attacks', 'keys'] as const;
 /** What runs without --only (the attack part takes a few minutes more: ask for it). */
 const DEFAULT_PARTS: readonly Part[] = ['crypto', 'cluster', 'latency', 'baseline', 'cluster7', 'reads', 'crash', 'pool'];
-/** Seconds of load before each measured window, unless --warmup or --rss says otherwise. */
-const WARMUP_S_DEFAULT = 10;
+/**
+ * Seconds of load before each measured window, unless --warmup says otherwise (also with --rss). V8 compiles
+ * the replicas' code for a long time under load (TurboFan, concurrently, on the same two cores):
+ * perf (--perf) counted its compiler at 10.8-11.8% of the replicas' CPU 10-18 s into a run and
+ * 5.7% 30-38 s in; three alternating pairs (--only cluster --duration 8) gave 1,099 / 1,510 /
+ * 1,584 req/s after 10 s against 1,280 / 1,712 / 2,128 after 30 s. A replica that runs for days
+ * pays that once.
+ */
+const WARMUP_S_DEFAULT = 30;
 /** Keys each client of the reads part writes before its run and then reads (at most --keys-per-client). */
 const READ_KEYS_PER_CLIENT = 16;
 type Part = (typeof PARTS)[number];
@@ -194,7 +201,7 @@ function parseOptions(argv: string[]): Options {
     .addOption(new Option('--replicas <n>', 'replicas of the main cluster (3f+1)').argParser(replicaCount).default(4))
     .addOption(new Option('--clients <n>', 'closed-loop clients of the throughput runs').argParser(positiveInt).default(64))
     .addOption(new Option('--duration <s>', 'measured seconds of each run').argParser(positiveNumber))
-    .addOption(new Option('--warmup <s>', 'seconds of load before each measured window (default 10; 30 with --rss)').argParser(nonNegativeNumber))
+    .addOption(new Option('--warmup <s>', 'seconds of load before each measured window (default 30: V8 is still compiling the replicas\' code 10 s into a run)').argParser(nonNegativeNumber))
     .addOption(new Option('--payload <bytes>', 'value bytes of each put').argParser(nonNegativeInt).default(16))
     .addOption(new Option('--key-bytes <bytes>', 'key bytes of each put').argParser(positiveInt).default(16))
     .addOption(new Option('--keys-per-client <n>', 'distinct keys each client cycles through').argParser(positiveInt).default(256))
@@ -219,7 +226,7 @@ function parseOptions(argv: string[]): Options {
     .addOption(new Option('--attack-duration <s>', 'measured seconds of each attack scenario').argParser(positiveNumber).default(8))
     .addOption(new Option('--attack-rate <n>', 'flood rate: frames per second per attacked replica (slowloris: connections per replica); default per scenario').argParser(positiveInt))
     .addOption(new Option('--keys <n>', 'scale with state size (the keys part; alone unless --only names more): load n keys of 100-byte values, then throughput against an empty store, a replica restart, RSS').argParser(positiveInt))
-    .addOption(new Option('--rss', 'memory mode: the main cluster only, --warmup default 30, --duration default 300, replica RSS sampled every --rss-interval'))
+    .addOption(new Option('--rss', 'memory mode: the main cluster only, --duration default 300, replica RSS sampled every --rss-interval'))
     .addOption(new Option('--rss-interval <s>', 'seconds between RSS samples').argParser(positiveNumber).default(5))
     .addOption(new Option('--floor-seconds <s>', 'seconds per crypto micro-benchmark operation').argParser(positiveNumber).default(1))
     .addOption(new Option('--idle-seconds <s>', 'after the cluster and latency runs, the same replicas without clients: their CPU over this many seconds (0: skip)').argParser(nonNegativeNumber).default(5))
@@ -261,10 +268,7 @@ function parseOptions(argv: string[]): Options {
     replicas: o.replicas as number,
     clients: o.clients as number,
     duration: (o.duration as number | undefined) ?? (rss ? 300 : 10),
-    // 10 s: V8 is still compiling the replicas' code seconds into a run (18% of their CPU 5-13 s
-    // after start, perf); 64 clients measured 1,362 and 1,386 req/s after 2 s, 1,566 and 1,539
-    // after 10 s, 1,601 and 1,588 after 20 s, 1,647 after 30 s (one quiet window).
-    warmup: (o.warmup as number | undefined) ?? (rss ? 30 : WARMUP_S_DEFAULT),
+    warmup: (o.warmup as number | undefined) ?? WARMUP_S_DEFAULT,
     payload: o.payload as number,
     keyBytes: o.keyBytes as number,
     keysPerClient: o.keysPerClient as number,
