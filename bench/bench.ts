@@ -36,7 +36,7 @@
  */
 import type { RepliesMode } from '../src/client/repliers.ts';
 import { spawn, spawnSync, fork, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, type Dirent } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, type Dirent } from 'node:fs';
 import { arch, availableParallelism, cpus, loadavg, platform, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -308,6 +308,8 @@ function parseOptions(argv: string[]): Options {
 
 const children = new Set<ChildProcess>();
 const tempDirs = new Set<string>();
+/** The JIT maps V8 writes for perf with --perf (/tmp/perf-<pid>.map): removed on exit, copies kept. */
+const perfMaps = new Set<string>();
 
 function track<T extends ChildProcess>(proc: T): T {
   children.add(proc);
@@ -337,6 +339,7 @@ function removeTempDirs(): void {
 process.once('exit', () => {
   for (const p of children) p.kill('SIGKILL');
   removeTempDirs();
+  for (const map of perfMaps) rmSync(map, { force: true });
 });
 
 let interrupted = false;
@@ -475,26 +478,19 @@ async function startPerf(dir: string): Promise<PerfRecorder> {
     async split(run) {
       writeFileSync(join(dir, 'pids.json'), JSON.stringify(run) + '\n');
       const result = await splitRecording(dir);
-      // The JIT maps V8 wrote for perf (--perf-basic-prof): beside the recording, where
-      // perf-split.ts finds them again, instead of piling up in /tmp.
+      // The JIT maps V8 wrote for perf (--perf-basic-prof): copied beside the recording, where
+      // perf-split.ts finds them again. The originals stay while the bench runs (a replica of a
+      // later run on the same cluster goes on appending to its own) and are removed at its exit.
       mkdirSync(join(dir, 'maps'), { recursive: true });
       for (const pid of Object.keys(run.kinds)) {
         const map = `/tmp/perf-${pid}.map`;
-        if (existsSync(map)) renameOrCopy(map, join(dir, 'maps', `perf-${pid}.map`));
+        if (!existsSync(map)) continue;
+        copyFileSync(map, join(dir, 'maps', `perf-${pid}.map`));
+        perfMaps.add(map);
       }
       return result;
     },
   };
-}
-
-/** Moves a file (a copy and an unlink across file systems). */
-function renameOrCopy(from: string, to: string): void {
-  try {
-    renameSync(from, to);
-  } catch {
-    copyFileSync(from, to);
-    rmSync(from, { force: true });
-  }
 }
 
 /** --perf: perf must be there and allowed to record every CPU (root, or perf_event_paranoid <= -1). */

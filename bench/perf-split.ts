@@ -10,7 +10,11 @@
  * window (`perf record -a -g`) with the run's process ids in DIR/<run>/pids.json, and prints this
  * split after the run; `node --import tsx bench/perf-split.ts DIR/<run>` prints it again (it runs
  * `perf script` on the recording). The bench starts replicas and client workers with
- * --perf-basic-prof then, so that their JavaScript frames have names (a category of their own).
+ * --perf-basic-prof then, so that their JavaScript frames have names (a category of their own), and
+ * copies the maps V8 writes (/tmp/perf-<pid>.map) into DIR/<run>/maps/, where this script finds them
+ * again. The categories depend on the native functions and on which code is JavaScript, not on the
+ * JavaScript functions' names, which perf gets only approximately (V8 reuses the addresses of code
+ * it frees, and the map keeps every function that was ever there).
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
