@@ -1164,17 +1164,28 @@ interface AttackerHandle {
   proc: ChildProcess;
   last?: AttackStats;
   lines: string[];
+  /** Resolves once the attacker reports a frame sent or a connection opened, or has exited. */
+  attacking: Promise<void>;
 }
+
+/** How long a scenario waits for its attacker to start attacking before the clients' load starts anyway. */
+const ATTACK_START_TIMEOUT_MS = 30_000;
 
 function startAttacker(config: AttackConfig): AttackerHandle {
   const proc = track(spawn(process.execPath, ['--import', 'tsx', ATTACKER, JSON.stringify(config)], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] }));
-  const handle: AttackerHandle = { proc, lines: [] };
+  let started: () => void = () => undefined;
+  const handle: AttackerHandle = { proc, lines: [], attacking: new Promise<void>((resolveStart) => (started = resolveStart)) };
+  proc.once('exit', () => started());
   let buffered = '';
   proc.stdout!.on('data', (chunk: Buffer) => {
     buffered += chunk.toString('utf8');
     const lines = buffered.split('\n');
     buffered = lines.pop()!;
-    for (const l of lines) if (l.startsWith('stats ')) handle.last = JSON.parse(l.slice(6)) as AttackStats;
+    for (const l of lines) {
+      if (!l.startsWith('stats ')) continue;
+      handle.last = JSON.parse(l.slice(6)) as AttackStats;
+      if (handle.last.framesSent > 0 || handle.last.opened > 0) started();
+    }
   });
   collectOutput(proc, handle.lines);
   return handle;
@@ -1214,6 +1225,9 @@ async function runScenario(o: Options, scenario: Scenario, faultFree: number | u
       });
     }
     try {
+      // The attacker (a process of its own, started through tsx) first loads and dials: on a busy
+      // machine that took longer than a short window, which then measured no attack at all.
+      if (attacker !== undefined) await Promise.race([attacker.attacking, sleep(ATTACK_START_TIMEOUT_MS)]);
       const expectReplicas = scenario.kind === 'paused' ? n - 1 : running.length;
       result.load = await runLoad(o, server, scenario.name, o.clients, 0, { duration: o.attackDuration, expectReplicas });
     } catch (err) {
