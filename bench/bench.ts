@@ -446,7 +446,7 @@ const PERF_FREQUENCY = 999;
 interface PerfRecorder {
   /** Stops the recording (SIGINT: perf then writes its file); resolves once perf has exited. */
   stop(): Promise<void>;
-  /** Writes pids.json, runs perf script over the recording and adds it up (then moves the JIT maps beside it). */
+  /** Writes pids.json, runs perf script over the recording and adds it up, then copies the JIT maps beside it. */
   split(run: PerfRun): Promise<Split>;
 }
 

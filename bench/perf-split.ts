@@ -189,7 +189,7 @@ export async function splitPerfScript(lines: AsyncIterable<string> | Iterable<st
   return { run: run.run, requests: run.requests, seconds: run.seconds, outsideSamples: outside, idleSamples: idle, totalSamples: total, kinds };
 }
 
-/** Lines of `perf script` on `data` (spawned; its stderr is kept for the error). */
+/** The split of a recording the bench wrote in `dir` (perf.data, pids.json, maps/): runs `perf script` on it. */
 export async function splitRecording(dir: string): Promise<Split> {
   const pidsFile = join(dir, 'pids.json');
   const data = join(dir, 'perf.data');
@@ -212,6 +212,7 @@ export async function splitRecording(dir: string): Promise<Split> {
   }
 }
 
+/** `perf script` on `data`, added up as it streams (its stderr is kept for the error). */
 async function scriptSplit(data: string, run: PerfRun): Promise<Split> {
   const child = spawn('perf', ['script', '-i', data, '-F', 'comm,pid,tid,ip,sym,dso'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
