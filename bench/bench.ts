@@ -42,6 +42,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { NodeStatus } from '../src/node/replica-node.ts';
+import type { RecoveryStats } from '../src/node/http.ts';
 import type { FromWorker, ToWorker, WorkerInit, WorkerResult } from './client-worker.ts';
 import type { BaselineConfig } from './baseline-server.ts';
 import { measureCryptoFloor, type CryptoFloor } from './crypto-floor.ts';
@@ -1334,6 +1335,8 @@ interface KeysResult {
     caughtUpSeconds: number;
     /** Seconds from the restart until it executed a request sent after it was up. */
     executingSeconds: number;
+    /** Its /status `recovery`: records read, seconds reading them and rebuilding from them (records since 2026-12-06). */
+    recovery?: RecoveryStats;
   };
 }
 
@@ -1533,8 +1536,11 @@ async function runKeys(o: Options, report: Report): Promise<void> {
       progressDone(
         `${label} replica ${k} answered /status ${fmt(statusSeconds, 1)} s after its restart, caught up at ${fmt(caughtUpSeconds, 1)} s, executing at ${fmt(executingSeconds, 1)} s; RSS ${rssAfterRestart.map((b) => fmt(b / MiB)).join(' ')} MiB`,
       );
-      const memoryAfterRestart = (await Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u)))).map((st) => ({ heapUsed: st?.memory.heapUsed ?? NaN, arrayBuffers: st?.memory.arrayBuffers ?? NaN }));
-      report.keys = { keys: n, loadSeconds, executedSeconds, checkpointedSeconds, settlePuts, loadHead: head, stableSeqs, empty, loaded, rssAfterLoad, rssAfterRestart, memoryAfterLoad, memoryAfterRestart, dataBytes, stallDuringLoad, stallAfterLoad, cpuDuringLoad, gcDuringLoad, recordsFound, threadCpuLoaded, restart: { replica: k, statusSeconds, caughtUpSeconds, executingSeconds } };
+      const statusesAfterRestart = await Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u)));
+      const memoryAfterRestart = statusesAfterRestart.map((st) => ({ heapUsed: st?.memory.heapUsed ?? NaN, arrayBuffers: st?.memory.arrayBuffers ?? NaN }));
+      const recovery = statusesAfterRestart[k]?.recovery;
+      if (recovery !== undefined) progressDone(`${label} replica ${k} read ${fmt(recovery.records)} records in ${fmt(recovery.readSeconds, 2)} s and rebuilt itself from them in ${fmt(recovery.rebuildSeconds, 2)} s`);
+      report.keys = { keys: n, loadSeconds, executedSeconds, checkpointedSeconds, settlePuts, loadHead: head, stableSeqs, empty, loaded, rssAfterLoad, rssAfterRestart, memoryAfterLoad, memoryAfterRestart, dataBytes, stallDuringLoad, stallAfterLoad, cpuDuringLoad, gcDuringLoad, recordsFound, threadCpuLoaded, restart: { replica: k, statusSeconds, caughtUpSeconds, executingSeconds, ...(recovery !== undefined ? { recovery } : {}) } };
     } finally {
       await loader.close();
     }
@@ -1597,7 +1603,8 @@ function keysLines(report: Report): string[] {
     `keys (scale with state size): ${fmt(k.keys)} keys of ${LOAD_VALUE_BYTES}-byte values loaded through the protocol (put-many)`,
     `  load time                         ${fmt(k.loadSeconds, 1)} s (${fmt(k.keys / k.loadSeconds)} keys/s); executed everywhere at ${fmt(k.executedSeconds, 1)} s, its checkpoint stable at ${fmt(k.checkpointedSeconds, 1)} s (${k.settlePuts} puts)`,
     `  throughput, ${k.loaded.clients} clients: empty -> loaded   ${fmt(k.empty.requestsPerSecond, 1)} -> ${fmt(k.loaded.requestsPerSecond, 1)} req/s (${pct(k.loaded.requestsPerSecond / k.empty.requestsPerSecond)})`,
-    `  restart of replica ${k.restart.replica} (SIGKILL)      /status ${fmt(k.restart.statusSeconds, 1)} s, caught up ${fmt(k.restart.caughtUpSeconds, 1)} s, executing ${fmt(k.restart.executingSeconds, 1)} s`,
+    `  restart of replica ${k.restart.replica} (SIGKILL)      /status ${fmt(k.restart.statusSeconds, 1)} s, caught up ${fmt(k.restart.caughtUpSeconds, 1)} s, executing ${fmt(k.restart.executingSeconds, 1)} s` +
+      (k.restart.recovery === undefined ? '' : `; of it reading ${fmt(k.restart.recovery.records)} records ${fmt(k.restart.recovery.readSeconds, 2)} s, rebuilding from them ${fmt(k.restart.recovery.rebuildSeconds, 2)} s`),
     `  replica RSS after load (MiB)      ${mib(k.rssAfterLoad)}  (${fmt(Math.max(...k.rssAfterLoad) / k.keys, 0)} bytes/key at the largest)`,
     `  replica RSS after restart (MiB)   ${mib(k.rssAfterRestart)}`,
     `  heap used + array buffers (MiB)   after load ${k.memoryAfterLoad.map((x) => `${fmt(x.heapUsed / MiB)}+${fmt(x.arrayBuffers / MiB)}`).join(' ')}; after restart ${k.memoryAfterRestart.map((x) => `${fmt(x.heapUsed / MiB)}+${fmt(x.arrayBuffers / MiB)}`).join(' ')}`,

@@ -206,11 +206,6 @@ function getU32(b: Uint8Array, pos: number): number {
   return ((b[pos]! << 24) | (b[pos + 1]! << 16) | (b[pos + 2]! << 8) | b[pos + 3]!) >>> 0;
 }
 
-/** Compares key bytes `k` with the key of `b` at [pos, pos + len), byte-wise (UTF-8 order). */
-function compareKeyAt(k: Uint8Array, b: Uint8Array, pos: number, len: number): number {
-  return compareRanges(k, 0, k.length, b, pos, len);
-}
-
 /** Compares a[aPos, aPos + aLen) with b[bPos, bPos + bLen), byte-wise (UTF-8 order). */
 function compareRanges(a: Uint8Array, aPos: number, aLen: number, b: Uint8Array, bPos: number, bLen: number): number {
   const n = aLen < bLen ? aLen : bLen;
@@ -575,9 +570,10 @@ function parsePartition(index: number, partitionCount: number, bytes: Uint8Array
     pos += 2;
     if (keyLength < 1 || keyLength > KEY_BYTES_MAX) return fail(`partition ${index}: entry ${n}: key length ${keyLength} out of range`);
     if (pos + keyLength > end) return fail(`partition ${index}: entry ${n}: truncated key`);
-    const keyView = bytes.subarray(pos, pos + keyLength);
-    if (content && prevPos >= 0 && compareKeyAt(keyView, bytes, prevPos, prevLength) <= 0) return fail(`partition ${index}: entry ${n}: keys not strictly ascending`);
-    if (full && !isUtf8(keyView)) return fail(`partition ${index}: entry ${n}: key is not valid UTF-8`);
+    // No view per key unless it is needed (a restart parses every key of the state: 10M views at 10M keys).
+    if (content && prevPos >= 0 && compareRanges(bytes, pos, keyLength, bytes, prevPos, prevLength) <= 0) return fail(`partition ${index}: entry ${n}: keys not strictly ascending`);
+    const keyView = full ? bytes.subarray(pos, pos + keyLength) : undefined;
+    if (keyView !== undefined && !isUtf8(keyView)) return fail(`partition ${index}: entry ${n}: key is not valid UTF-8`);
     prevPos = pos;
     prevLength = keyLength;
     pos += keyLength;
@@ -590,7 +586,7 @@ function parsePartition(index: number, partitionCount: number, bytes: Uint8Array
     if (pos + valueLength > end) return fail(`partition ${index}: entry ${n}: truncated value`);
     if (content && valueType === VALUE_TYPE_TEXT && !isUtf8(bytes.subarray(pos, pos + valueLength))) return fail(`partition ${index}: entry ${n}: text value is not valid UTF-8`);
     pos += valueLength;
-    if (!full) continue;
+    if (keyView === undefined) continue;
     const partition = partitionOfKeyBytes(keyView, partitionCount);
     if (partition !== index) return fail(`partition ${index}: entry ${n}: key belongs to partition ${partition}`);
   }
@@ -1005,8 +1001,10 @@ export class KvStore implements StateMachine, PartitionedState {
     pos += from.length - run;
     out[0] = FORMAT_VERSION;
     putU32(out, 1, count);
-    // A copy (Buffer's slice would be a view of the reused area).
-    return { ok: true, value: copyOf(out, 0, pos) };
+    // A copy (Buffer's slice would be a view of the reused area), allocated as merged partitions are.
+    const joined = this.allocate(pos);
+    joined.set(out.subarray(0, pos));
+    return { ok: true, value: joined };
   }
 
 

@@ -13,18 +13,32 @@ import type { Replica } from '../core/replica.ts';
 import type { KeyRange, Storage, WriteOp } from '../storage/types.ts';
 import type { PipelineDisk } from './pipeline.ts';
 
+/** What recovery found and how long it took (the replica's start log line). */
+export interface Recovered {
+  /** The horizon record on disk, decoded (undefined when there is none). */
+  horizon: Horizon | undefined;
+  /** Records read. */
+  records: number;
+  /** Milliseconds reading them (the storage's scan). */
+  readMs: number;
+  /** Milliseconds rebuilding the replica from them (Replica.recover: joining, checking the state digest). */
+  rebuildMs: number;
+}
+
 /**
- * Reads the whole durable state into `replica` (Replica.recover) and returns the horizon record on
- * disk, decoded (undefined when there is none). Throws what the storage or recover() throws (recover()
- * refuses a horizon record that does not decode).
+ * Reads the whole durable state into `replica` (Replica.recover). Throws what the storage or
+ * recover() throws (recover() refuses a horizon record that does not decode).
  */
-export async function recoverFromStorage(replica: Replica, storage: Storage): Promise<Horizon | undefined> {
+export async function recoverFromStorage(replica: Replica, storage: Storage, now: () => number = () => performance.now()): Promise<Recovered> {
+  const t0 = now();
   const records = await storage.scan({});
   const horizon = await storage.readHorizon();
   const damage = storage.damage;
+  const t1 = now();
   replica.recover(records, { ...(horizon !== undefined ? { horizon } : {}), ...(damage !== undefined ? { damage } : {}) });
+  const rebuildMs = now() - t1;
   const onDisk = horizon === undefined ? undefined : decodeHorizon(horizon);
-  return onDisk?.ok ? onDisk.value : undefined;
+  return { horizon: onDisk?.ok ? onDisk.value : undefined, records: records.length, readMs: t1 - t0, rebuildMs };
 }
 
 export class StorageDisk implements PipelineDisk {

@@ -61,6 +61,11 @@ export interface NodeStatus extends ReplicaStatus {
   horizonWrites: number;
   horizonWriteMs: number;
   stateTransfersCompleted: number;
+  /**
+   * This process's start from its data directory: records read, seconds reading them (the storage's
+   * scan) and rebuilding the replica from them (joining partitions, checking the state digest).
+   */
+  recovery: RecoveryStats;
   /** The last view changes this replica took part in, oldest first, with wall-clock times (history.ts). */
   viewChangeHistory: ViewChangeRecord[];
   /** Misbehaviour seen from peers, per peer and code: the last reason, a count, first and last time (history.ts). */
@@ -73,6 +78,13 @@ export interface NodeStatus extends ReplicaStatus {
    */
   memory: NodeJS.MemoryUsage & { malloc?: MallocInUse; heapGrowingPercent?: number; storage?: StorageMemory };
   uptimeSeconds: number;
+}
+
+/** NodeStatus.recovery. */
+export interface RecoveryStats {
+  records: number;
+  readSeconds: number;
+  rebuildSeconds: number;
 }
 
 /** The Prometheus text format that GET /metrics serves (prom-client renders it). */

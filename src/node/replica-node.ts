@@ -43,7 +43,7 @@ import type { Logger } from '../util/log.ts';
 import { compress, countedCrypto, decompress, type CryptoWork } from './core-deps.ts';
 import { recoverFromStorage, StorageDisk } from './disk.ts';
 import { KEYS } from '../core/persist.ts';
-import { serveHttp, type NodeStatus } from './http.ts';
+import { serveHttp, type NodeStatus, type RecoveryStats } from './http.ts';
 import { heapGrowingPercentInForce } from './heap.ts';
 import { processMalloc } from './malloc.ts';
 import { NodeMetrics } from './metrics.ts';
@@ -187,6 +187,8 @@ export class ReplicaNode {
   private storedStateCorruptions = 0;
   private storedStateLosses = 0;
   private stateTransfersCompleted = 0;
+  /** The start from the data directory (NodeStatus.recovery). */
+  private recovered: RecoveryStats = { records: 0, readSeconds: 0, rebuildSeconds: 0 };
   private readonly metricsRegistry: NodeMetrics;
   /** Test-only (hooks.delayOutgoingMs): per replica, when its last held frame leaves (ms, this.now). */
   private readonly heldUntil = new Map<number, number>();
@@ -260,7 +262,9 @@ export class ReplicaNode {
       if (o.app === undefined) await checkStoreFormat(this.storage);
       const app = asReplicatedApp(o.app ?? new KvStore({ partitionCount: NODE_PARTITION_COUNT }));
       this.replica = new Replica(o.cluster, o.id, o.replica ?? {}, { crypto, app, frames: FRAME_CODEC, compress, decompress });
-      const horizonOnDisk = await recoverFromStorage(this.replica, this.storage);
+      const recovered = await recoverFromStorage(this.replica, this.storage, this.now);
+      const horizonOnDisk = recovered.horizon;
+      this.recovered = { records: recovered.records, readSeconds: Math.round(recovered.readMs) / 1000, rebuildSeconds: Math.round(recovered.rebuildMs) / 1000 };
       if (horizonOnDisk?.clean !== undefined && this.replica.abstain === undefined) this.log.info('the last stop was clean: votes at once (the record loses its clean mark before anything leaves)');
       this.history.setView(this.replica.status().view);
       this.loop.attach(this.replica, horizonOnDisk);
@@ -348,6 +352,7 @@ export class ReplicaNode {
       lastExecuted: s.lastExecuted,
       stableCheckpoint: s.stableCheckpoint.seq,
       crypto: this.cryptoBackend === 'sodium' ? 'libsodium' : 'node:crypto',
+      recovered: this.recovered,
     });
   }
 
@@ -432,6 +437,7 @@ export class ReplicaNode {
       horizonWrites: this.disk.horizonWrites,
       horizonWriteMs: Math.round(this.disk.horizonWriteMs * 1000) / 1000,
       stateTransfersCompleted: this.stateTransfersCompleted,
+      recovery: { ...this.recovered },
       viewChangeHistory: this.history.viewChangeHistory(),
       misbehaviourHistory: this.history.misbehaviourHistory(),
       memory: memoryStatus(this.storage),

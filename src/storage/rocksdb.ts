@@ -43,7 +43,18 @@ interface RocksIteratorOptions extends RocksRangeOptions {
   values: boolean;
   keyAsBuffer: boolean;
   valueAsBuffer: boolean;
+  /** Bytes the binding reads ahead per call on its thread pool (at most 1,000 entries); its default is 16 KiB. */
+  highWaterMark?: number;
 }
+
+/**
+ * How far a scan reads ahead per call into the binding. Its default, 16 KiB, makes one call per
+ * stored partition base of a large store (about 19 KB each at 10M keys): 65,536 round trips through
+ * the thread pool on a restart. Reading 1.2 GB of bases and half a million records
+ * took 3.6 s with the default and 1.5 s with 4 MiB (one process, this machine; README, Scale with
+ * state size). The scan keeps everything it reads anyway, so this bounds only one call's buffer.
+ */
+export const SCAN_READ_AHEAD_BYTES = 4 * 1024 * 1024;
 
 interface RocksIterator {
   next(callback: NextCallback): void;
@@ -437,7 +448,7 @@ export class RocksStorage implements Storage {
     const bounds = encodeRange(range, 'READ_FAILED');
     if (bounds === undefined) return [];
     const out: Array<[string, Uint8Array]> = [];
-    const options: RocksIteratorOptions = { ...bounds, keys: true, values: true, keyAsBuffer: false, valueAsBuffer: true };
+    const options: RocksIteratorOptions = { ...bounds, keys: true, values: true, keyAsBuffer: false, valueAsBuffer: true, highWaterMark: SCAN_READ_AHEAD_BYTES };
     await this.#run('READ_FAILED', 'scan', () =>
       dbIterate(db, options, (key, value) => {
         out.push([key, value === undefined ? new Uint8Array(0) : toPlain(value)]);

@@ -32,6 +32,7 @@ test('SIGTERM of the whole cluster, then a start: no replica abstains and the vi
   const target = (await tc.status(0)).lastExecuted;
   await waitFor(async () => (await Promise.all(REPLICAS.map((id) => tc.status(id)))).every((s) => s.lastExecuted >= target), 'every replica to execute the puts');
   const viewBefore = (await tc.status(0)).view;
+  const firstStart = await Promise.all(REPLICAS.map((id) => tc.status(id)));
   await client.close();
 
   for (const id of REPLICAS) {
@@ -44,6 +45,10 @@ test('SIGTERM of the whole cluster, then a start: no replica abstains and the vi
     const s = await tc.status(id);
     assert.equal(s.abstaining, undefined, `replica ${id} does not abstain after a clean stop`);
     assert.match(tc.output(id), /the last stop was clean/);
+    // /status recovery: what the start read from the data directory, and how long reading and rebuilding took.
+    const r = s.recovery;
+    assert.ok(r.records > firstStart[id]!.recovery.records, `replica ${id} read more records (${r.records}) than at its first start on an empty directory (${firstStart[id]!.recovery.records})`);
+    assert.ok(r.readSeconds >= 0 && r.rebuildSeconds >= 0 && r.readSeconds + r.rebuildSeconds < 60, `replica ${id}: ${JSON.stringify(r)}`);
   }
   client = await tc.client(0);
   await client.put('after', 'restart');

@@ -1007,11 +1007,19 @@ describe('KvStore partition records (what a replica stores)', () => {
     assert.ok(rebased > 5 && withRecords > 20 && tombstones > 5, `both forms and deletions occurred (${rebased} rebased, ${withRecords} with records, ${tombstones} deletions)`);
     // A fresh store loads what was stored and has the same state.
     const copy = new KvStore({ partitionCount: n });
+    const allocated = (): number => copy.partitionBytes.uncountedTotal + copy.partitionBytes.countedTotal;
+    const joinedAll: Uint8Array[] = [];
     for (let p = 0; p < n; p++) {
+      const before = allocated();
       const joined = copy.joinPartition(p, base[p], inStorageOrder(records[p]!));
       assert.ok(joined.ok && copy.loadPartition(p, joined.value).ok);
+      // A joined partition is allocated as merged ones are (PartitionBytes), and only when records changed the base.
+      assert.equal(allocated() - before, records[p]!.size > 0 ? joined.value.length : 0, `partition ${p}`);
+      joinedAll.push(joined.value);
     }
     assert.deepEqual(copy.digest(), s.digest());
+    // Each join's bytes are its own (not the reused work area): all still equal the partitions.
+    for (let p = 0; p < n; p++) assert.deepEqual(joinedAll[p], s.readPartition(p), `partition ${p} after later joins`);
     // Every record of a partition against no base joins to it too.
     for (let p = 0; p < n; p++) {
       const all = s.joinPartition(p, undefined, inStorageOrder(recordsOf(s, s.readPartition(p))));
