@@ -78,6 +78,9 @@ export const KEYS = {
   evidencePrefix: 'x/',
 } as const;
 
+/** Every stored key of the application partitions (KEYS.partitionPrefix): 'a/' <= key < 'a0'. */
+export const PARTITION_RANGE = { gte: KEYS.partitionPrefix, lt: 'a0' } as const;
+
 export type Pair = [Uint8Array, Uint8Array];
 export const toPair = (s: Signed): Pair => [s.body, s.sig];
 

@@ -10,7 +10,7 @@ import { preparedCertificate, quorumFor } from './quorum.ts';
 import type { CommitMsg } from './messages.ts';
 import { decodeVoteEvidence } from './evidence.ts';
 import { KEYS, storesRecords, decodeBatch, decodeCheckpointCert, decodeCheckpointState, decodeEpochProof, decodePair, decodeSlot, decodeViewState } from './persist.ts';
-import { decodeMembership, mayHoldInTable } from './membership.ts';
+import { decodeMembership, mayHoldInTable, type Membership } from './membership.ts';
 import { decodeCleanToken, decodeHorizon, decodeSignFloor, encodeSignFloor, lostAgainst, type Horizon, type SignFloor } from './horizon.ts';
 import { stateDigest } from './statetree.ts';
 import { type ReplicaState, type Slot } from './state.ts';
@@ -104,59 +104,124 @@ const NOT_STORED = new Uint8Array(0);
 
 /**
  * Loads the application partitions stored as of c/state (persist.ts: a base a/<index>, whole bytes,
- * and for an application with records the records a/<index>/<name> applied to it by joinPartition).
- * Returns why the stored state cannot be used (undefined: nothing wrong so far; the caller checks
- * the digest next) and the partitions that could not be read. For each of those, rs.dropOnPersist
- * lists its stored keys: they are deleted when the partition is next written, which writes it out in
- * full. Notes the names of each readable partition's records (for persistPartition).
+ * and for an application with records the records a/<index>/<name> applied to it by joinPartition),
+ * one partition at a time as their keys arrive: the shell streams them from its disk (the largest
+ * part of the state by far), so that what a partition's join replaces is garbage at once rather
+ * than held with the whole state until the end. Keys must arrive ascending by their UTF-8 bytes, as
+ * a Storage returns them (a partition's base, then its records); a key of a partition already
+ * loaded is refused with a throw (the storage broke its contract). A key that names no partition
+ * counts against partition 0, which is therefore loaded last.
+ *
+ * finish() returns why the stored state cannot be used (undefined: nothing wrong so far; the caller
+ * checks the digest next) and the partitions that could not be read. For each of those,
+ * rs.dropOnPersist lists its stored keys: they are deleted when the partition is next written,
+ * which writes it out in full. Notes the names of each readable partition's records (for
+ * persistPartition).
  */
-function loadPartitions(rs: ReplicaState, byKey: Map<string, Uint8Array>): { unusable?: string; unreadable: number[] } {
-  const app = rs.app;
-  const withRecords = storesRecords(app);
-  const load = (index: number, bytes: Uint8Array) => (app.loadPartition !== undefined ? app.loadPartition(index, bytes) : app.writePartition(index, bytes));
-  const stored = new Map<number, { keys: string[]; base?: Uint8Array; records: Array<[string, Uint8Array]>; bad?: string }>();
-  const prefix = KEYS.partitionPrefix.length;
-  for (const [key, value] of byKey) {
-    if (!key.startsWith(KEYS.partitionPrefix)) continue;
+export class PartitionLoader {
+  private readonly withRecords: boolean;
+  private unusable: string | undefined;
+  private readonly unreadable: number[] = [];
+  /** The partition whose keys are arriving (-1: none yet). */
+  private index = -1;
+  private current: StoredPartition | undefined;
+  /** Partition 0, kept until finish(): keys that name no partition count against it. */
+  private zero: StoredPartition | undefined;
+  /** Entries seen. */
+  entries = 0;
+
+  constructor(private readonly rs: ReplicaState) {
+    this.withRecords = storesRecords(rs.app);
+  }
+
+  /** One stored key of the partition range (KEYS.partitionPrefix) and its value. */
+  add(key: string, value: Uint8Array): void {
+    if (!key.startsWith(KEYS.partitionPrefix)) throw new ProtocolInvariantError(`recovery: ${JSON.stringify(key)} is not a partition key`);
+    this.entries++;
+    const prefix = KEYS.partitionPrefix.length;
     const digits = key.slice(prefix, prefix + 6);
     const parsed = /^[0-9]{6}$/.test(digits) ? Number(digits) : -1;
     // A key naming no partition is deleted with partition 0.
-    const index = parsed >= 0 && parsed < app.partitionCount ? parsed : 0;
-    let entry = stored.get(index);
-    if (entry === undefined) stored.set(index, (entry = { keys: [], records: [] }));
+    const index = parsed >= 0 && parsed < this.rs.app.partitionCount ? parsed : 0;
+    let entry: StoredPartition;
+    if (index === 0) entry = this.zero ??= { keys: [], records: [] };
+    else {
+      if (index !== this.index) {
+        if (index < this.index) throw new ProtocolInvariantError(`recovery: stored partition key ${JSON.stringify(key)} arrived after partition ${this.index}'s (the storage must return keys in order)`);
+        if (this.current !== undefined) this.load(this.index, this.current);
+        this.index = index;
+        this.current = { keys: [], records: [] };
+      }
+      entry = this.current!;
+    }
     entry.keys.push(key);
     const rest = key.slice(prefix + 6);
     if (index !== parsed || (rest !== '' && (rest[0] !== '/' || rest.length === 1))) entry.bad ??= `stored partition key ${JSON.stringify(key)} is malformed`;
     else if (rest === '') entry.base = value;
     else entry.records.push([rest.slice(1), value]);
   }
-  let unusable: string | undefined;
-  const unreadable: number[] = [];
-  for (const [index, entry] of stored) {
+
+  finish(): { unusable?: string; unreadable: number[] } {
+    if (this.current !== undefined) this.load(this.index, this.current);
+    this.current = undefined;
+    if (this.zero !== undefined) this.load(0, this.zero);
+    this.zero = undefined;
+    return this.unusable === undefined ? { unreadable: this.unreadable } : { unusable: this.unusable, unreadable: this.unreadable };
+  }
+
+  private load(index: number, entry: StoredPartition): void {
+    const rs = this.rs;
+    const app = rs.app;
     let reason = entry.bad;
-    if (reason === undefined && entry.records.length > 0 && !withRecords) reason = `partition ${index} is stored with records, which this application does not read`;
+    if (reason === undefined && entry.records.length > 0 && !this.withRecords) reason = `partition ${index} is stored with records, which this application does not read`;
     if (reason === undefined && entry.records.length > STORED_RECORDS_LIMIT) reason = `partition ${index} has ${entry.records.length} records stored, more than ${STORED_RECORDS_LIMIT}`;
     if (reason === undefined) {
       // Our own bytes, checked against the stored checkpoint digest by the caller.
       const joined = entry.records.length === 0 ? { ok: true as const, value: entry.base! } : app.joinPartition!(index, entry.base, entry.records);
-      const res = joined.ok ? load(index, joined.value) : joined;
+      const res = joined.ok ? (app.loadPartition !== undefined ? app.loadPartition(index, joined.value) : app.writePartition(index, joined.value)) : joined;
       if (!res.ok) reason = `stored partition ${index} is malformed: ${res.reason}`;
     }
     if (reason !== undefined) {
-      unusable ??= reason;
-      unreadable.push(index);
+      this.unusable ??= reason;
+      this.unreadable.push(index);
       rs.dropOnPersist.set(index, entry.keys);
-      continue;
+      return;
     }
     if (entry.records.length > 0) rs.persistedRecords.set(index, new Set(entry.records.map(([name]) => name)));
   }
-  return unusable === undefined ? { unreadable } : { unusable, unreadable };
 }
 
-export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>): void {
-  const corrupt = (what: string): void => {
-    rs.events.push({ type: 'stored-state-corrupt', seq: rs.lastExecuted, reason: what });
-  };
+/** One partition's stored keys as they arrive (PartitionLoader). */
+interface StoredPartition {
+  keys: string[];
+  base?: Uint8Array;
+  records: Array<[string, Uint8Array]>;
+  bad?: string;
+}
+
+/** What recovery's first step decoded, for its second (beginRecovery, finishRecovery). */
+export interface RecoveryStep {
+  /** Every stored record outside the partitions, by key. */
+  readonly byKey: Map<string, Uint8Array>;
+  /** Reads the partitions when the stored checkpoint record is usable; undefined: none are read. */
+  readonly partitions: PartitionLoader | undefined;
+  /** The checkpoint record, its membership and client table, decoded (when `partitions` is set). */
+  readonly state?: { st: { seq: number; digest: Uint8Array; clients: Uint8Array; membership: Uint8Array }; membership: Membership; table: ClientTable };
+  /** Why the stored application state cannot be used, as far as the first step can tell. */
+  readonly unusable?: string;
+}
+
+function corrupt(rs: ReplicaState, what: string): void {
+  rs.events.push({ type: 'stored-state-corrupt', seq: rs.lastExecuted, reason: what });
+}
+
+/**
+ * Restart, first step: every stored record outside the application partitions (`byKey`: the view,
+ * the configurations, the stable certificate, the checkpoint record, the log). Decides whether the
+ * partitions are read at all (the checkpoint record they belong to is usable); the caller then gives
+ * their keys to `partitions`, in order, and calls finishRecovery.
+ */
+export function beginRecovery(rs: ReplicaState, byKey: Map<string, Uint8Array>): RecoveryStep {
   const viewBytes = byKey.get(KEYS.view);
   if (viewBytes) {
     const v = decodeViewState(viewBytes);
@@ -164,7 +229,7 @@ export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>)
       rs.view = v.value.view;
       rs.viewStatus = v.value.viewChanging ? 'view-change' : 'normal';
       rs.timers.viewChange.attempts = v.value.attempts;
-    } else corrupt('view state');
+    } else corrupt(rs, 'view state');
   }
   // Configurations proven earlier (each was checked when stored), in epoch order.
   const proofs = [...byKey].filter(([k]) => k.startsWith(KEYS.epochProofPrefix)).sort(([a], [b]) => (a < b ? -1 : 1));
@@ -172,7 +237,7 @@ export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>)
     const p = decodeEpochProof(value);
     const m = p.ok ? decodeMembership(p.value.membership) : undefined;
     if (!p.ok || !m?.ok) {
-      corrupt(`epoch proof ${key}`);
+      corrupt(rs, `epoch proof ${key}`);
       continue;
     }
     rs.epochProofs.set(p.value.epoch, p.value);
@@ -191,39 +256,46 @@ export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>)
   if (stableBytes) {
     const s = decodeCheckpointCert(stableBytes);
     if (s.ok && !rs.checkStableCert(s.value)) rs.stable = s.value;
-    else corrupt('stable checkpoint');
+    else corrupt(rs, 'stable checkpoint');
   }
+  if (!stateBytes) return { byKey, partitions: undefined };
+  const st = decodeCheckpointState(stateBytes);
+  const membership = st.ok ? decodeMembership(st.value.membership) : undefined;
+  const table = st.ok && membership?.ok ? ClientTable.decode(st.value.clients, (c) => mayHoldInTable(membership.value, c)) : undefined;
+  if (!st.ok || !table || !membership?.ok) return { byKey, partitions: undefined, unusable: 'stored checkpoint record is malformed' };
+  return { byKey, partitions: new PartitionLoader(rs), state: { st: st.value, membership: membership.value, table } };
+}
+
+/** Restart, second step: the application state from the partitions read, the log above it, and the rest. */
+export function finishRecovery(rs: ReplicaState, step: RecoveryStep): void {
+  const byKey = step.byKey;
   /** Why the stored application state cannot be used (undefined: it can). */
-  let unusable: string | undefined;
-  if (stateBytes) {
-    const st = decodeCheckpointState(stateBytes);
-    const membership = st.ok ? decodeMembership(st.value.membership) : undefined;
-    const table = st.ok && membership?.ok ? ClientTable.decode(st.value.clients, (c) => mayHoldInTable(membership.value, c)) : undefined;
-    if (st.ok && table && membership?.ok) {
-      const loaded = loadPartitions(rs, byKey);
-      if (loaded.unusable !== undefined) unusable ??= loaded.unusable;
-      rs.clients.assign(table);
-      rs.membership = membership.value;
-      rs.learnConfig(membership.value.current);
-      if (membership.value.next) rs.learnConfig(membership.value.next);
-      rs.syncTree();
-      rs.persistedLeaves = rs.liveTree.leaves.share();
-      rs.persistedPartitions = rs.livePartitions.toArray();
-      // Unreadable on disk: written again at the next stable checkpoint whatever its digest then.
-      for (const index of loaded.unreadable) {
-        rs.persistedPartitions[index] = undefined;
-        rs.persistedLeaves.set(index, NOT_STORED);
-      }
-      const digest = stateDigest(rs.hash, rs.liveTree.root, st.value.clients, st.value.membership);
-      rs.lastExecuted = st.value.seq;
-      if (!bytesEqual(digest, st.value.digest)) unusable ??= `stored application state does not match its checkpoint digest (seq ${st.value.seq})`;
-      else {
-        rs.lastCheckpoint = { seq: st.value.seq, digest };
-        const snap = rs.snapshotNow(st.value.seq, digest, st.value.clients, st.value.membership);
-        rs.ownCheckpoints.set(st.value.seq, snap);
-        if (st.value.seq === rs.stable.seq) rs.stableSnapshot = snap;
-      }
-    } else unusable = 'stored checkpoint record is malformed';
+  let unusable = step.unusable;
+  if (step.partitions !== undefined && step.state !== undefined) {
+    const { st, membership, table } = step.state;
+    const loaded = step.partitions.finish();
+    if (loaded.unusable !== undefined) unusable ??= loaded.unusable;
+    rs.clients.assign(table);
+    rs.membership = membership;
+    rs.learnConfig(membership.current);
+    if (membership.next) rs.learnConfig(membership.next);
+    rs.syncTree();
+    rs.persistedLeaves = rs.liveTree.leaves.share();
+    rs.persistedPartitions = rs.livePartitions.toArray();
+    // Unreadable on disk: written again at the next stable checkpoint whatever its digest then.
+    for (const index of loaded.unreadable) {
+      rs.persistedPartitions[index] = undefined;
+      rs.persistedLeaves.set(index, NOT_STORED);
+    }
+    const digest = stateDigest(rs.hash, rs.liveTree.root, st.clients, st.membership);
+    rs.lastExecuted = st.seq;
+    if (!bytesEqual(digest, st.digest)) unusable ??= `stored application state does not match its checkpoint digest (seq ${st.seq})`;
+    else {
+      rs.lastCheckpoint = { seq: st.seq, digest };
+      const snap = rs.snapshotNow(st.seq, digest, st.clients, st.membership);
+      rs.ownCheckpoints.set(st.seq, snap);
+      if (st.seq === rs.stable.seq) rs.stableSnapshot = snap;
+    }
   }
   rs.enterEpoch();
   if (rs.stable.seq > 0 && rs.stableSnapshot?.seq !== rs.stable.seq) rs.stableSnapshot = undefined;
@@ -235,7 +307,7 @@ export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>)
     if (key.endsWith('/s')) {
       const rec = decodeSlot(value);
       if (!rec.ok) {
-        corrupt(`log slot ${seq}`);
+        corrupt(rs, `log slot ${seq}`);
         continue;
       }
       const slot = rs.slotFor(seq);
@@ -251,7 +323,7 @@ export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>)
     } else {
       const b = decodeBatch(value);
       if (!b.ok) {
-        corrupt(`log batch ${seq}`);
+        corrupt(rs, `log batch ${seq}`);
         continue;
       }
       // Restored without checking the client signatures (their bodies match the digest the log
@@ -275,7 +347,7 @@ export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>)
     if (!key.startsWith(KEYS.viewChangePrefix)) continue;
     const vc = decodePair(value, 'viewchange');
     if (!vc.ok || vc.value.msg.replica !== rs.id) {
-      corrupt(`own view-change ${key}`);
+      corrupt(rs, `own view-change ${key}`);
       continue;
     }
     const frame = rs.frames.encodeSignedFrame(vc.value);
@@ -290,7 +362,7 @@ export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>)
     if (!key.startsWith(KEYS.evidencePrefix)) continue;
     const e = decodeVoteEvidence(value);
     if (e.ok) rs.evidence.add(e.value);
-    else corrupt(`equivocation evidence ${key}`);
+    else corrupt(rs, `equivocation evidence ${key}`);
   }
   const floorBytes = byKey.get(KEYS.floor);
   if (floorBytes) {
@@ -317,7 +389,7 @@ export function recoverRecords(rs: ReplicaState, byKey: Map<string, Uint8Array>)
   rs.dirtySlots.clear();
   const needTransfer = unusable !== undefined;
   if (needTransfer || rs.lastExecuted < rs.h) {
-    if (unusable) corrupt(unusable);
+    if (unusable) corrupt(rs, unusable);
     rs.lastExecuted = Math.min(rs.lastExecuted, rs.h);
     rs.startTransfer(rs.stable, needTransfer ? 'stored state corrupt' : 'stored state older than the stable checkpoint');
     return;

@@ -340,9 +340,43 @@ export class Replica extends ReplicaState {
    * other input. Records that do not decode are reported and skipped.
    */
   recover(records: Iterable<[string, Uint8Array]>, stored: { horizon?: Uint8Array; damage?: string } = {}): void {
+    const rest = new Map<string, Uint8Array>();
+    const partitions: Array<[string, Uint8Array]> = [];
+    for (const [key, value] of records) {
+      if (key.startsWith(KEYS.partitionPrefix)) partitions.push([key, value]);
+      else rest.set(key, value);
+    }
+    const step = this.beginRecovery(rest);
+    if (step.partitions !== undefined) {
+      // In the order of the partitions they name, each partition's keys in the order given (a
+      // Storage gives them so already; a stable sort keeps it). Keys that name none count for 0.
+      const indexOf = (key: string): number => {
+        const digits = key.slice(KEYS.partitionPrefix.length, KEYS.partitionPrefix.length + 6);
+        const n = /^[0-9]{6}$/.test(digits) ? Number(digits) : 0;
+        return n < this.app.partitionCount ? n : 0;
+      };
+      const ordered = partitions.map(([key, value]) => ({ index: indexOf(key), key, value })).sort((a, b) => a.index - b.index);
+      for (const { key, value } of ordered) step.partitions.add(key, value);
+    }
+    this.finishRecovery(step, stored);
+  }
+
+  /**
+   * recover() in two steps, for a shell that streams the application partitions from its disk
+   * (the largest part of the state; src/node/disk.ts): first every record outside them (keys not
+   * starting with KEYS.partitionPrefix); then, if the returned step has a `partitions` loader, every
+   * stored partition key with its value, ascending by key (a Storage's order); then finishRecovery.
+   */
+  beginRecovery(records: Iterable<[string, Uint8Array]>): recovery.RecoveryStep {
     const byKey = new Map(records);
-    recovery.recoverRecords(this, byKey);
-    recovery.checkHorizon(this, { ...stored, cleanStop: byKey.get(KEYS.cleanStop) });
+    for (const key of byKey.keys()) if (key.startsWith(KEYS.partitionPrefix)) throw new ProtocolInvariantError(`beginRecovery: ${JSON.stringify(key)} is a partition key (give it to the step's partitions loader)`);
+    return recovery.beginRecovery(this, byKey);
+  }
+
+  /** The second step of recover() (beginRecovery). */
+  finishRecovery(step: recovery.RecoveryStep, stored: { horizon?: Uint8Array; damage?: string } = {}): void {
+    recovery.finishRecovery(this, step);
+    recovery.checkHorizon(this, { ...stored, cleanStop: step.byKey.get(KEYS.cleanStop) });
     recovery.resumePrepared(this);
   }
 

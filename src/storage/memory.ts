@@ -224,6 +224,10 @@ export class MemoryStorage implements Storage {
     return this.#current.entries(checked).map(([key, value]) => [key, new Uint8Array(value)]);
   }
 
+  async forEach(range: KeyRange, onEntry: (key: string, value: Uint8Array) => void): Promise<void> {
+    for (const [key, value] of await this.scan(range)) onEntry(key, value);
+  }
+
   async clear(range: KeyRange): Promise<void> {
     this.#checkOpen();
     const checked = checkRange(range, 'WRITE_FAILED');

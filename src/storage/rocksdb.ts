@@ -457,6 +457,27 @@ export class RocksStorage implements Storage {
     return out;
   }
 
+  async forEach(range: KeyRange, onEntry: (key: string, value: Uint8Array) => void): Promise<void> {
+    const db = this.#handle();
+    const bounds = encodeRange(range, 'READ_FAILED');
+    if (bounds === undefined) return;
+    const options: RocksIteratorOptions = { ...bounds, keys: true, values: true, keyAsBuffer: false, valueAsBuffer: true, highWaterMark: SCAN_READ_AHEAD_BYTES };
+    // Not through #run: a throw from onEntry is the caller's, not a storage failure.
+    let thrown: { error: unknown } | undefined;
+    await this.#run('READ_FAILED', 'scan', () =>
+      dbIterate(db, options, (key, value) => {
+        try {
+          onEntry(key, value === undefined ? new Uint8Array(0) : toPlain(value));
+        } catch (error) {
+          thrown = { error };
+          throw error;
+        }
+      }),
+    ).catch((err: unknown) => {
+      throw thrown !== undefined ? thrown.error : err;
+    });
+  }
+
   async clear(range: KeyRange): Promise<void> {
     const db = this.#handle();
     const bounds = encodeRange(range, 'WRITE_FAILED');

@@ -22,6 +22,12 @@ export interface Storage {
   get(key: string): Promise<Uint8Array | undefined>;
   /** Every entry in the range, ascending by key. */
   scan(range: KeyRange): Promise<Array<[string, Uint8Array]>>;
+  /**
+   * What scan returns, one entry at a time without collecting them: `onEntry` for every entry in the
+   * range, ascending by key; a throw from it ends the iteration and rejects the promise. Optional (a
+   * replica scans where it is missing): a restart streams the application partitions through it.
+   */
+  forEach?(range: KeyRange, onEntry: (key: string, value: Uint8Array) => void): Promise<void>;
   /** Deletes every key in the range (not atomic with `write`; used for garbage collection). */
   clear(range: KeyRange): Promise<void>;
   /** Number of keys in the range (for tests and status; may scan). */

@@ -39,6 +39,10 @@ export class ForwardingStorage implements Storage {
   scan(range: KeyRange): Promise<Array<[string, Uint8Array]>> {
     return this.inner.scan(range);
   }
+  async forEach(range: KeyRange, onEntry: (key: string, value: Uint8Array) => void): Promise<void> {
+    if (this.inner.forEach !== undefined) return this.inner.forEach(range, onEntry);
+    for (const [key, value] of await this.inner.scan(range)) onEntry(key, value);
+  }
   clear(range: KeyRange): Promise<void> {
     return this.inner.clear(range);
   }

@@ -36,6 +36,7 @@ import type {
 } from '../../src/core/messages.ts';
 import type { ReplicaOptions } from '../../src/core/options.ts';
 import { advance, encodeHorizon, type Horizon } from '../../src/core/horizon.ts';
+import { KEYS } from '../../src/core/persist.ts';
 import { quorumFor } from '../../src/core/quorum.ts';
 import type { RejectReason } from '../../src/core/rejections.ts';
 import { Replica, type CoreEvent, type Ready } from '../../src/core/replica.ts';
@@ -290,17 +291,22 @@ export class Node {
    * what the disk holds (damage); the horizon record is the disk's unless given; `options` change
    * the replica's options from now on.
    */
-  restart(stored: { records?: Map<string, Uint8Array>; horizon?: Horizon | null; damage?: string; options?: Partial<ReplicaOptions> } = {}): { node: Node; out: Out } {
+  restart(stored: { records?: Map<string, Uint8Array>; horizon?: Horizon | null; damage?: string; options?: Partial<ReplicaOptions>; streamed?: boolean } = {}): { node: Node; out: Out } {
     const app = new KvStore({ partitionCount: this.app.partitionCount });
     const options = stored.options ? { ...this.options, ...stored.options } : this.options;
     const replica = this.keys.newCore(this.id, app, options);
     replica.setClockMs(this.replica.clockMs ?? PAPER_TIME_MS);
     const records = stored.records ?? this.disk.data;
     const horizon = stored.horizon === null ? undefined : (stored.horizon ?? this.disk.horizon);
-    replica.recover(
-      [...records.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)),
-      { ...(horizon ? { horizon: encodeHorizon(horizon) } : {}), ...(stored.damage ? { damage: stored.damage } : {}) },
-    );
+    const sorted = [...records.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1));
+    const storedMarks = { ...(horizon ? { horizon: encodeHorizon(horizon) } : {}), ...(stored.damage ? { damage: stored.damage } : {}) };
+    if (stored.streamed) {
+      // As the replica shell does (src/node/disk.ts): the records outside the partitions, then the
+      // partition keys in key order, one at a time, then the second step.
+      const step = replica.beginRecovery(sorted.filter(([key]) => !key.startsWith(KEYS.partitionPrefix)));
+      if (step.partitions) for (const [key, value] of sorted) if (key.startsWith(KEYS.partitionPrefix)) step.partitions.add(key, value);
+      replica.finishRecovery(step, storedMarks);
+    } else replica.recover(sorted, storedMarks);
     const disk = new Disk();
     for (const [k, v] of records) disk.data.set(k, v);
     if (horizon) disk.horizon = horizon;

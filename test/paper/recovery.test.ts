@@ -26,6 +26,7 @@ import {
 } from './harness.ts';
 import { encodeCleanToken } from '../../src/core/horizon.ts';
 import { KEYS } from '../../src/core/persist.ts';
+import { KvStore } from '../../src/app/kv.ts';
 import { resolveOptions } from '../../src/core/options.ts';
 import { STORED_RECORDS_LIMIT } from '../../src/core/limits.ts';
 import { encodePutMany } from '../../src/app/kv-ops.ts';
@@ -363,6 +364,58 @@ describe('recovery', () => {
     assert.deepEqual(again.replica.dropOnPersist.get(index)?.slice().sort(), [victim, stray].sort());
     assert.equal(again.replica.persistedPartitions[index], undefined);
     assert.equal(again.replica.persistedRecords.has(index), false);
+  });
+
+  test('recovery in two steps, the partitions given one key at a time in key order (as the replica shell streams them), rebuilds the same replica', () => {
+    const node = k.node(2);
+    const reqs = [1, 2, 3, 4].map((seq) => k.request(seq % 4, seq, put(`key${seq}`, `value${seq}`)));
+    agreeWithStableCheckpointAt4(node, reqs);
+    // Records beside bases: key1 changed after the stable checkpoint at 4, then checkpoint 8 stable.
+    for (let seq = 5; seq <= 8; seq++) {
+      const out = agree(node, 0, seq, [k.request(seq % 4, seq, put('key1', `v${seq}`))]);
+      if (seq === 8) {
+        const d = ownCheckpoint(out)!.msg.digest;
+        for (const r of [0, 1]) node.fromReplica(r, frame(k.checkpoint(r, 8, d)));
+        node.flush();
+      }
+    }
+    assert.ok([...node.disk.data.keys()].some((key) => key.startsWith(KEYS.partitionPrefix) && key.length > 8), 'a partition record is stored');
+    const { node: once, out: onceOut } = node.restart();
+    const { node: streamed, out: streamedOut } = node.restart({ streamed: true });
+    assert.deepEqual(streamedOut.eventsOf('stored-state-corrupt'), []);
+    assert.deepEqual(snapshot(streamed), snapshot(once));
+    assert.deepEqual(snapshot(streamed), snapshot(node));
+    assert.deepEqual([...streamed.replica.persistedRecords.entries()].map(([i, names]) => [i, [...names].sort()]), [...once.replica.persistedRecords.entries()].map(([i, names]) => [i, [...names].sort()]));
+    assert.deepEqual(onceOut.eventsOf('stored-state-corrupt'), []);
+    assert.equal(streamed.app.get('key1'), 'v8');
+  });
+
+  test('streamed recovery: a stored key naming no partition counts against partition 0 wherever it arrives; a key after its partition\'s turn is refused', () => {
+    const node = k.node(2);
+    const reqs = [1, 2, 3, 4].map((seq) => k.request(seq % 4, seq, put(`key${seq}`, `value${seq}`)));
+    agreeWithStableCheckpointAt4(node, reqs);
+    // 'a/zz-stray' sorts after every partition's keys: partition 0 is loaded last, so it still counts.
+    const records = new Map(node.disk.data);
+    records.set('a/zz-stray', Uint8Array.of(1, 0x41));
+    for (const streamed of [false, true]) {
+      const { node: again, out } = node.restart({ records, streamed });
+      const reports = out.eventsOf('stored-state-corrupt');
+      assert.equal(reports.length, 1, `streamed ${streamed}`);
+      assert.match(reports[0]!.reason, /stored partition key "a\/zz-stray" is malformed/);
+      assert.ok(again.replica.dropOnPersist.get(0)?.includes('a/zz-stray'), `streamed ${streamed}: deleted with partition 0`);
+      assert.equal(again.replica.status().transferring, true);
+    }
+    // Keys out of order: a storage that broke its contract. Refused with a throw (the shell refuses to start).
+    const core = k.newCore(2, new KvStore({ partitionCount: node.app.partitionCount }));
+    const step = core.beginRecovery([...node.disk.data].filter(([key]) => !key.startsWith(KEYS.partitionPrefix)));
+    assert.ok(step.partitions !== undefined);
+    step.partitions.add(KEYS.partition(2), node.app.readPartition(2));
+    assert.throws(() => step.partitions!.add(KEYS.partition(1), node.app.readPartition(1)), /arrived after partition 2's \(the storage must return keys in order\)/);
+    const partitionKeys = [...node.disk.data].filter(([key]) => key.startsWith(KEYS.partitionPrefix));
+    assert.ok(partitionKeys.length > 0);
+    // The first step takes no partition key.
+    const fresh = k.newCore(2, new KvStore({ partitionCount: node.app.partitionCount }));
+    assert.throws(() => fresh.beginRecovery(partitionKeys), /is a partition key/);
   });
 
   test('a restarted primary does not reuse a sequence number it already assigned', () => {

@@ -217,6 +217,27 @@ function describeStorageCompliance(name: string, makeStorage: (dir: string) => S
       assert.ok(Buffer.from(entries[2]![1]).equals(Buffer.from(big[2]!)));
     });
 
+    it('forEach gives what scan returns, one entry at a time, in order; a throw from the callback stops it and rejects with that error', async () => {
+      await store.write(shuffled(ORDERED_KEYS, 2).map((k) => put(k, k)), { sync: true });
+      assert.ok(store.forEach !== undefined, 'both storages stream');
+      for (const range of [{}, { gte: 'b', lt: '\uffff' }, { gte: 'c', lt: 'c' }, { gte: 'a\ue000' }]) {
+        const seen: Array<[string, Uint8Array]> = [];
+        await store.forEach(range, (key, value) => seen.push([key, value]));
+        assert.deepEqual(seen, await store.scan(range), JSON.stringify(range));
+      }
+      const stop = new Error('enough');
+      let calls = 0;
+      await assert.rejects(
+        store.forEach({}, () => {
+          if (++calls === 3) throw stop;
+        }),
+        (err) => err === stop,
+      );
+      assert.equal(calls, 3, 'no entry after the throw');
+      // The store is still usable.
+      assert.equal((await store.scan({})).length, ORDERED_KEYS.length);
+    });
+
     it('orders keys by their UTF-8 bytes, multi-byte characters and prefixes included', async () => {
       // The expected order is written by hand; check it against the byte oracle too.
       assert.deepEqual(ORDERED_KEYS.slice().sort(byUtf8Bytes), ORDERED_KEYS);
