@@ -153,7 +153,7 @@ test('npm run bench -- --keys 2000: loads the keys, compares with the empty stor
     assert.match(stdout, /^keys-2000\s+4\s+4\s+[\d,]+\s+[\d.,]+/m);
     assert.match(stdout, /^\s+load time\s+[\d.,]+ s \([\d,]+ keys\/s\); executed everywhere at [\d.,]+ s, its checkpoint stable at [\d.,]+ s \(\d+ puts\)$/m);
     assert.match(stdout, /^\s+throughput, 4 clients: empty -> loaded\s+[\d.,]+ -> [\d.,]+ req\/s \([\d.]+%\)$/m);
-    assert.match(stdout, /^\s+restart of replica 3 \(SIGKILL\)\s+\/status [\d.]+ s, caught up [\d.]+ s, executing [\d.]+ s$/m);
+    assert.match(stdout, /^\s+restart of replica 3 \(SIGKILL\)\s+\/status [\d.]+ s, caught up [\d.]+ s, executing [\d.]+ s; of it reading [\d,]+ records [\d.]+ s, rebuilding from them [\d.]+ s$/m);
     assert.match(stdout, /^\s+replica RSS after load \(MiB\)\s+[\d,]+ [\d,]+ [\d,]+ [\d,]+/m);
     assert.match(stdout, /^\s+replica RSS after restart \(MiB\)\s+[\d,]+ [\d,]+ [\d,]+ [\d,]+$/m);
     // Each replica's longest event-loop stall, read from its /metrics (a '-' would be a failed read).
@@ -162,9 +162,12 @@ test('npm run bench -- --keys 2000: loads the keys, compares with the empty stor
     assert.match(stdout, /^\s+replica CPU by thread, throughput run \(s\)\s+main [\d.]+/m);
     assert.equal((stdout.match(/^\s+\[(MET|MISSED)\] 2,000 keys: /gm) ?? []).length, 3, 'three targets judged');
     assert.match(stderr, /replica 3 \(pid \d+\) killed with SIGKILL/);
-    const json = JSON.parse(readFileSync(record, 'utf8')) as { keys: { keys: number; loadSeconds: number; executedSeconds: number; checkpointedSeconds: number; loadHead: number; stableSeqs: number[]; restart: { executingSeconds: number }; stallDuringLoad: number[]; cpuDuringLoad: number[]; gcDuringLoad: Array<{ minor: number; major: number }>; threadCpuLoaded: Array<Record<string, number>>; recordsFound: Array<{ ahead: number; inTurn: number; again: number; batches: number; checkpointsStable: number }> } };
+    const json = JSON.parse(readFileSync(record, 'utf8')) as { keys: { keys: number; loadSeconds: number; executedSeconds: number; checkpointedSeconds: number; loadHead: number; stableSeqs: number[]; restart: { executingSeconds: number; recovery?: { records: number; readSeconds: number; rebuildSeconds: number } }; stallDuringLoad: number[]; cpuDuringLoad: number[]; gcDuringLoad: Array<{ minor: number; major: number }>; threadCpuLoaded: Array<Record<string, number>>; recordsFound: Array<{ ahead: number; inTurn: number; again: number; batches: number; checkpointsStable: number }> } };
     assert.equal(json.keys.keys, 2000);
     assert.ok(json.keys.loadSeconds > 0 && json.keys.restart.executingSeconds > 0);
+    // The restarted replica's /status recovery: it read at least the 2,000 keys' partitions and the log.
+    const recovery = json.keys.restart.recovery;
+    assert.ok(recovery !== undefined && recovery.records > 100 && recovery.readSeconds >= 0 && recovery.rebuildSeconds >= 0, JSON.stringify(recovery));
     assert.ok(json.keys.checkpointedSeconds >= json.keys.executedSeconds && json.keys.executedSeconds >= json.keys.loadSeconds, 'load, executed, checkpointed in order');
     // The throughput run began once every replica's stable checkpoint covered the load.
     assert.ok(json.keys.loadHead > 0);
