@@ -352,7 +352,9 @@ export class ReplicaNode {
       lastExecuted: s.lastExecuted,
       stableCheckpoint: s.stableCheckpoint.seq,
       crypto: this.cryptoBackend === 'sodium' ? 'libsodium' : 'node:crypto',
-      recovered: this.recovered,
+      recoveredRecords: this.recovered.records,
+      recoveryReadSeconds: this.recovered.readSeconds,
+      recoveryRebuildSeconds: this.recovered.rebuildSeconds,
     });
   }
 

@@ -49,6 +49,8 @@ test('SIGTERM of the whole cluster, then a start: no replica abstains and the vi
     const r = s.recovery;
     assert.ok(r.records > firstStart[id]!.recovery.records, `replica ${id} read more records (${r.records}) than at its first start on an empty directory (${firstStart[id]!.recovery.records})`);
     assert.ok(r.readSeconds >= 0 && r.rebuildSeconds >= 0 && r.readSeconds + r.rebuildSeconds < 60, `replica ${id}: ${JSON.stringify(r)}`);
+    // The same in the start's log line, as values (not a nested object).
+    assert.match(tc.output(id), new RegExp(`replica started .*recoveredRecords=${r.records} recoveryReadSeconds=[0-9.]+ recoveryRebuildSeconds=[0-9.]+`));
   }
   client = await tc.client(0);
   await client.put('after', 'restart');
