@@ -138,11 +138,9 @@ export class PartitionLoader {
   add(key: string, value: Uint8Array): void {
     if (!key.startsWith(KEYS.partitionPrefix)) throw new ProtocolInvariantError(`recovery: ${JSON.stringify(key)} is not a partition key`);
     this.entries++;
-    const prefix = KEYS.partitionPrefix.length;
-    const digits = key.slice(prefix, prefix + 6);
-    const parsed = /^[0-9]{6}$/.test(digits) ? Number(digits) : -1;
+    const parsed = partitionNamedBy(key, this.rs.app.partitionCount);
     // A key naming no partition is deleted with partition 0.
-    const index = parsed >= 0 && parsed < this.rs.app.partitionCount ? parsed : 0;
+    const index = parsed >= 0 ? parsed : 0;
     let entry: StoredPartition;
     if (index === 0) entry = this.zero ??= { keys: [], records: [] };
     else {
@@ -155,7 +153,7 @@ export class PartitionLoader {
       entry = this.current!;
     }
     entry.keys.push(key);
-    const rest = key.slice(prefix + 6);
+    const rest = key.slice(KEYS.partitionPrefix.length + 6);
     if (index !== parsed || (rest !== '' && (rest[0] !== '/' || rest.length === 1))) entry.bad ??= `stored partition key ${JSON.stringify(key)} is malformed`;
     else if (rest === '') entry.base = value;
     else entry.records.push([rest.slice(1), value]);
@@ -189,6 +187,14 @@ export class PartitionLoader {
     }
     if (entry.records.length > 0) rs.persistedRecords.set(index, new Set(entry.records.map(([name]) => name)));
   }
+}
+
+/** The partition a stored key names (`a/<6 digits>`, then nothing or `/<record>`), or -1 when it names none of `count`. */
+export function partitionNamedBy(key: string, count: number): number {
+  const at = KEYS.partitionPrefix.length;
+  const digits = key.slice(at, at + 6);
+  const n = /^[0-9]{6}$/.test(digits) ? Number(digits) : -1;
+  return n < count ? n : -1;
 }
 
 /** One partition's stored keys as they arrive (PartitionLoader). */

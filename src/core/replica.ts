@@ -350,12 +350,8 @@ export class Replica extends ReplicaState {
     if (step.partitions !== undefined) {
       // In the order of the partitions they name, each partition's keys in the order given (a
       // Storage gives them so already; a stable sort keeps it). Keys that name none count for 0.
-      const indexOf = (key: string): number => {
-        const digits = key.slice(KEYS.partitionPrefix.length, KEYS.partitionPrefix.length + 6);
-        const n = /^[0-9]{6}$/.test(digits) ? Number(digits) : 0;
-        return n < this.app.partitionCount ? n : 0;
-      };
-      const ordered = partitions.map(([key, value]) => ({ index: indexOf(key), key, value })).sort((a, b) => a.index - b.index);
+      const count = this.app.partitionCount;
+      const ordered = partitions.map(([key, value]) => ({ index: Math.max(0, recovery.partitionNamedBy(key, count)), key, value })).sort((a, b) => a.index - b.index);
       for (const { key, value } of ordered) step.partitions.add(key, value);
     }
     this.finishRecovery(step, stored);

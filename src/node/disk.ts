@@ -45,6 +45,8 @@ export async function recoverFromStorage(replica: Replica, storage: Storage, now
     }
   };
   const t0 = now();
+  // Several reads, not one snapshot: nothing writes to the storage until recovery has finished (the
+  // loop is attached and the transport started after it: ReplicaNode.start).
   const rest = [...(await timed(() => storage.scan({ lt: PARTITION_RANGE.gte }))), ...(await timed(() => storage.scan({ gte: PARTITION_RANGE.lt })))];
   const horizon = await timed(() => storage.readHorizon());
   const damage = storage.damage;

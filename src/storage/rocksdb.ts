@@ -444,16 +444,10 @@ export class RocksStorage implements Storage {
   }
 
   async scan(range: KeyRange): Promise<Array<[string, Uint8Array]>> {
-    const db = this.#handle();
-    const bounds = encodeRange(range, 'READ_FAILED');
-    if (bounds === undefined) return [];
     const out: Array<[string, Uint8Array]> = [];
-    const options: RocksIteratorOptions = { ...bounds, keys: true, values: true, keyAsBuffer: false, valueAsBuffer: true, highWaterMark: SCAN_READ_AHEAD_BYTES };
-    await this.#run('READ_FAILED', 'scan', () =>
-      dbIterate(db, options, (key, value) => {
-        out.push([key, value === undefined ? new Uint8Array(0) : toPlain(value)]);
-      }),
-    );
+    await this.forEach(range, (key, value) => {
+      out.push([key, value]);
+    });
     return out;
   }
 
@@ -462,7 +456,8 @@ export class RocksStorage implements Storage {
     const bounds = encodeRange(range, 'READ_FAILED');
     if (bounds === undefined) return;
     const options: RocksIteratorOptions = { ...bounds, keys: true, values: true, keyAsBuffer: false, valueAsBuffer: true, highWaterMark: SCAN_READ_AHEAD_BYTES };
-    // Not through #run: a throw from onEntry is the caller's, not a storage failure.
+    // A throw from onEntry is the caller's, not a storage failure: it is rethrown as it was, not
+    // wrapped as READ_FAILED by #run.
     let thrown: { error: unknown } | undefined;
     await this.#run('READ_FAILED', 'scan', () =>
       dbIterate(db, options, (key, value) => {
