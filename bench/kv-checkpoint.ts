@@ -23,6 +23,7 @@ import { sha256 } from '../src/crypto/node.ts';
 import { NODE_PARTITION_COUNT } from '../src/node/replica-node.ts';
 import { benchKey } from './lib/workload.ts';
 import { intArg } from './lib/args.ts';
+import { partitionBudgetFor, processMalloc } from '../src/node/malloc.ts';
 import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 
 const args = process.argv.slice(2);
@@ -39,9 +40,15 @@ if (partitionCount > PARTITION_COUNT_MAX || (partitionCount & (partitionCount - 
 }
 
 // --uncounted-mib M: the store's budget of merged partitions V8 does not count (PartitionBytes in
-// src/app/kv.ts); -1 (default) the store's default, 0 counts them all (V8's own behaviour).
+// src/app/kv.ts); -1 (default) what a replica on this process's malloc takes (none on jemalloc,
+// malloc.ts partitionBudgetFor), 0 counts them all (V8's own behaviour).
 const uncountedMib = intArg('kv-checkpoint', args, '--uncounted-mib', -1, -1);
-const store = new KvStore({ partitionCount, ...(uncountedMib >= 0 ? { uncountedBytes: () => uncountedMib * 2 ** 20 } : {}) });
+const malloc = processMalloc();
+const uncountedBytes = uncountedMib >= 0 ? () => uncountedMib * 2 ** 20 : partitionBudgetFor(malloc);
+const store = new KvStore({ partitionCount, uncountedBytes });
+process.stdout.write(
+  `malloc: ${malloc}; merged partitions on shared memory: ${uncountedMib >= 0 ? `up to ${uncountedMib} MiB per cycle (--uncounted-mib)` : uncountedBytes === undefined ? 'the store\'s default budget' : 'none (a replica on this malloc takes none)'}\n`,
+);
 const value = new Uint8Array(100).fill(7);
 const lines: string[] = [];
 let sinceCheckpoint = 0;
@@ -129,6 +136,7 @@ if (steady > 0) {
   });
   observer.observe({ entryTypes: ['gc'] });
   const cpu0 = process.cpuUsage();
+  const faults0 = process.resourceUsage().minorPageFault;
   const wall0 = performance.now();
   for (let i = 0; i < steady; i++) {
     const t0 = performance.now();
@@ -137,6 +145,7 @@ if (steady > 0) {
     if ((i + 1) % steadyEvery === 0) takeCheckpoint();
   }
   const cpu = process.cpuUsage(cpu0);
+  const faults = process.resourceUsage().minorPageFault - faults0;
   const wallMs = performance.now() - wall0;
   await new Promise((r) => setTimeout(r, 200));
   observer.disconnect();
@@ -148,7 +157,7 @@ if (steady > 0) {
       ` records to store ${per(diffMs)}: ${(records / steady).toFixed(2)} records of ${Math.round(recordBytes / Math.max(1, records))} bytes per put, where whole partitions would be ${Math.round(mergedBytes / steady).toLocaleString('en-US')} bytes\n`,
   );
   process.stdout.write(
-    `  the steady phase: ${per(wallMs)} of wall time per put, ${per((cpu.user + cpu.system) / 1000)} of CPU per put over every thread of the process;` +
+    `  the steady phase: ${per(wallMs)} of wall time per put, ${per((cpu.user + cpu.system) / 1000)} of CPU per put over every thread of the process, ${(faults / steady).toFixed(1)} minor page faults per put;` +
       ` garbage collections ${gcs.minor} minor (${gcs.minorMs.toFixed(0)} ms), ${gcs.major} major (${gcs.majorMs.toFixed(0)} ms);` +
       ` merged partitions allocated uncounted by V8 ${(store.partitionBytes.uncountedTotal / 2 ** 20).toFixed(0)} MiB, counted ${(store.partitionBytes.countedTotal / 2 ** 20).toFixed(0)} MiB` +
       ` (since the start); RSS now ${(process.memoryUsage().rss / 2 ** 20).toFixed(0)} MiB, at most ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB\n`,

@@ -96,6 +96,16 @@ const HAS_SHARED_MEMORY = typeof SharedArrayBuffer === 'function';
  * budget + 64 MiB of merged partitions instead of per 64 MiB, and at most that much memory held by
  * replaced partitions until it comes. Deterministic: it depends on the bytes allocated only, and
  * either kind holds the same bytes.
+ *
+ * Counted bytes are not zeroed (mergeInto and the join write every byte and check that they did).
+ * A SharedArrayBuffer always is, and where the C library serves zeroed memory of this size from
+ * pages it returned to the kernel (jemalloc does: it purges an extent to zero it, unless it runs
+ * with transparent huge pages always on), every shared partition costs a page fault per 4 KiB on
+ * first touch, which on this project's VMs costs more than the collections the budget saves: one
+ * store alone at 10M keys, 64,000 single puts, CPU per put over every thread 173 us with the budget
+ * against 93 us without, where glibc gives 70 us with it and 106 us without (README, "Scale with
+ * state size"). So a replica takes no budget when it runs on jemalloc (replica-node.ts,
+ * malloc.ts partitionBudgetFor).
  */
 export class PartitionBytes {
   /** V8's step of external memory between full collections (Heap::kExternalAllocationSoftLimit). */
@@ -117,6 +127,10 @@ export class PartitionBytes {
   uncountedTotal = 0;
   countedTotal = 0;
 
+  /**
+   * `size` bytes for a merged or joined partition, on shared memory while this cycle's uncounted
+   * bytes stay within `budget`. Their contents are unspecified: the caller writes every byte.
+   */
   allocate(size: number, budget: number): Uint8Array {
     if (HAS_SHARED_MEMORY && this.uncounted + size <= budget) {
       this.uncounted += size;
@@ -129,8 +143,21 @@ export class PartitionBytes {
       this.counted = 0;
       this.uncounted = 0;
     }
-    return new Uint8Array(size);
+    return uninitialized(size);
   }
+}
+
+/**
+ * `size` bytes of memory, not zeroed: for callers that write every byte (mergeInto and the join
+ * check that they did). `new Uint8Array(size)` asks the C library for zeroed memory (calloc), and
+ * jemalloc zeroes a reused extent of this size by returning its pages to the kernel: a page fault
+ * per 4 KiB on first touch again, 5.5 per merged 18 KiB partition (PartitionBytes). A plain
+ * Uint8Array over the Buffer's own ArrayBuffer (never a pooled one), so that slice() copies as
+ * everywhere else in the store.
+ */
+function uninitialized(size: number): Uint8Array {
+  const b = Buffer.allocUnsafeSlow(size);
+  return new Uint8Array(b.buffer, b.byteOffset, size);
 }
 
 /**

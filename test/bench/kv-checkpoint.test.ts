@@ -9,14 +9,15 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import test from 'node:test';
+import { findJemalloc, mallocEnv } from '../../src/node/malloc.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
-function run(extra: string[]): string {
+function run(extra: string[], env: NodeJS.ProcessEnv = process.env): string {
   return execFileSync(
     process.execPath,
     ['--import', 'tsx', join(REPO_ROOT, 'bench', 'kv-checkpoint.ts'), '--keys', '20000', '--every', '8192', '--steady', '2000', '--steady-every', '200', '--partitions', '64', ...extra],
-    { cwd: REPO_ROOT, encoding: 'utf8', timeout: 60_000 },
+    { cwd: REPO_ROOT, encoding: 'utf8', timeout: 60_000, env },
   );
 }
 
@@ -27,10 +28,22 @@ test('kv-checkpoint prints the load, the steady phase, its collections and where
   assert.match(out, /^20,000 keys in put-many of 512, a checkpoint every 8,192 keys/m);
   assert.match(out, /at 20,000 keys: \d+ partitions changed/);
   assert.match(out, /then 2,000 single puts, a checkpoint every 200: per put execute [\d.]+ us, merge [\d.]+ us, leaf digests [\d.]+ us/);
-  assert.match(out, /the steady phase: [\d.]+ us of wall time per put, [\d.]+ us of CPU per put over every thread of the process; garbage collections \d+ minor \(\d+ ms\), \d+ major \(\d+ ms\)/);
+  assert.match(out, /the steady phase: [\d.]+ us of wall time per put, [\d.]+ us of CPU per put over every thread of the process, [\d.]+ minor page faults per put; garbage collections \d+ minor \(\d+ ms\), \d+ major \(\d+ ms\)/);
   assert.match(out, /counted \d+ MiB \(since the start\); RSS now \d+ MiB, at most \d+ MiB/);
   assert.ok(uncounted(out) >= 1, out);
   assert.equal(uncounted(run(['--uncounted-mib', '0'])), 0);
+});
+
+test('without --uncounted-mib it takes what a replica on its malloc takes: no budget on jemalloc, the default on the system malloc', () => {
+  const system = mallocEnv(process.env, 'system').env;
+  const out = run([], system);
+  assert.match(out, /^malloc: system; merged partitions on shared memory: the store's default budget$/m);
+  assert.ok(uncounted(out) >= 1, out);
+  const jemalloc = findJemalloc();
+  if (jemalloc === undefined) return; // not installed here: .ci/run installs it
+  const onJemalloc = run([], mallocEnv(process.env, 'jemalloc').env);
+  assert.match(onJemalloc, /^malloc: jemalloc; merged partitions on shared memory: none \(a replica on this malloc takes none\)$/m);
+  assert.equal(uncounted(onJemalloc), 0);
 });
 
 test('kv-checkpoint refuses a bad option value with one line', () => {

@@ -276,7 +276,10 @@ describe('merged partitions allocated where V8 does not count them (PartitionByt
     const kinds = [40, 40, 40, 30, 40, 40, 10, 40].map((size) => {
       const b = p.allocate(size, 90);
       assert.equal(b.length, size);
-      assert.ok(b.every((x) => x === 0));
+      // Its own memory: the whole of its ArrayBuffer (never a view into a pool another allocation shares).
+      assert.equal(b.byteOffset, 0);
+      assert.equal(b.buffer.byteLength, size);
+      assert.equal(Object.getPrototypeOf(b), Uint8Array.prototype, 'a plain Uint8Array: slice() copies');
       return shared(b) ? 'u' : 'c';
     });
     // 40 + 40 uncounted (80 <= 90); 40 more would pass 90: counted 40, 70, 110 >= 100 ends the
@@ -310,6 +313,48 @@ describe('merged partitions allocated where V8 does not count them (PartitionByt
     assert.equal(PartitionBytes.defaultBudget(0), 0);
     assert.equal(PartitionBytes.defaultBudget(1_000_000), 32_000_000);
     assert.equal(PartitionBytes.defaultBudget(100_000_000), 512 * 2 ** 20);
+  });
+
+  test('counted bytes are not zeroed, and the store writes every byte of them: the same partitions and digests from memory full of garbage', () => {
+    const allocUnsafeSlow = Buffer.allocUnsafeSlow;
+    let handedOut = 0;
+    // Every counted allocation comes back full of 0xa5, as reused memory may.
+    Buffer.allocUnsafeSlow = (size: number): Buffer<ArrayBuffer> => {
+      handedOut++;
+      return allocUnsafeSlow(size).fill(0xa5);
+    };
+    try {
+      const r = rng(21);
+      const zeroed = new KvStore({ partitionCount: 8 }); // shared memory (zeroed) up to its budget
+      const dirty = new KvStore({ partitionCount: 8, uncountedBytes: () => 0 });
+      const stored = new KvStore({ partitionCount: 8, uncountedBytes: () => 0 });
+      for (let step = 0; step < 2000; step++) {
+        const op =
+          r(5) === 0
+            ? encodeOp({ type: 'del', key: `k${r(300)}` })
+            : encodePutMany(Array.from({ length: 1 + r(4) }, (): [string, Value] => [`k${r(300)}`, r(2) === 0 ? `t${r(99)}é` : Uint8Array.from({ length: r(40) }, () => r(256))]));
+        assert.deepEqual(dirty.execute(op, CTX), zeroed.execute(op, CTX));
+        if (r(20) === 0) {
+          const i = r(8);
+          const bytes = dirty.readPartition(i);
+          assert.equal(Buffer.compare(bytes, zeroed.readPartition(i)), 0, `partition ${i} at step ${step}`);
+          // A join from a base and the records that differ from it (recovery) writes every byte too.
+          const base = stored.readPartition(i);
+          const diff = dirty.diffPartition(base, bytes);
+          assert.ok(stored.loadPartition(i, base).ok);
+          const records = [...diff.put, ...diff.del.map((k): [string, Uint8Array] => [k, new Uint8Array(0)])].sort((x, y) => Buffer.compare(Buffer.from(x[0]), Buffer.from(y[0])));
+          const joined = stored.joinPartition(i, base, records);
+          assert.ok(joined.ok, joined.ok ? '' : joined.reason);
+          assert.equal(Buffer.compare(joined.value, bytes), 0, `joined partition ${i} at step ${step}`);
+          assert.ok(stored.loadPartition(i, bytes).ok);
+        }
+      }
+      assert.ok(handedOut > 0 && dirty.partitionBytes.countedTotal > 0);
+      assert.deepEqual(dirty.digest(), zeroed.digest());
+      assert.equal(Buffer.compare(dirty.snapshot(), zeroed.snapshot()), 0);
+    } finally {
+      Buffer.allocUnsafeSlow = allocUnsafeSlow;
+    }
   });
 
   for (const seed of [11, 12, 13]) {
