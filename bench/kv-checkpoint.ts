@@ -23,7 +23,7 @@ import { sha256 } from '../src/crypto/node.ts';
 import { NODE_PARTITION_COUNT } from '../src/node/replica-node.ts';
 import { benchKey } from './lib/workload.ts';
 import { intArg } from './lib/args.ts';
-import { partitionBudgetFor, processMalloc } from '../src/node/malloc.ts';
+import { processMalloc } from '../src/node/malloc.ts';
 import { constants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 
 const args = process.argv.slice(2);
@@ -40,15 +40,10 @@ if (partitionCount > PARTITION_COUNT_MAX || (partitionCount & (partitionCount - 
 }
 
 // --uncounted-mib M: the store's budget of merged partitions V8 does not count (PartitionBytes in
-// src/app/kv.ts); -1 (default) what a replica on this process's malloc takes (none on jemalloc,
-// malloc.ts partitionBudgetFor), 0 counts them all (V8's own behaviour).
+// src/app/kv.ts); -1 (default) the store's default, 0 counts them all (V8's own behaviour).
 const uncountedMib = intArg('kv-checkpoint', args, '--uncounted-mib', -1, -1);
-const malloc = processMalloc();
-const uncountedBytes = uncountedMib >= 0 ? () => uncountedMib * 2 ** 20 : partitionBudgetFor(malloc);
-const store = new KvStore({ partitionCount, uncountedBytes });
-process.stdout.write(
-  `malloc: ${malloc}; merged partitions on shared memory: ${uncountedMib >= 0 ? `up to ${uncountedMib} MiB per cycle (--uncounted-mib)` : uncountedBytes === undefined ? 'the store\'s default budget' : 'none (a replica on this malloc takes none)'}\n`,
-);
+const store = new KvStore({ partitionCount, ...(uncountedMib >= 0 ? { uncountedBytes: () => uncountedMib * 2 ** 20 } : {}) });
+process.stdout.write(`malloc: ${processMalloc()}; merged partitions on shared memory: ${uncountedMib >= 0 ? `up to ${uncountedMib} MiB per cycle (--uncounted-mib)` : "the store's default budget"}\n`);
 const value = new Uint8Array(100).fill(7);
 const lines: string[] = [];
 let sinceCheckpoint = 0;

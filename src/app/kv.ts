@@ -97,15 +97,13 @@ const HAS_SHARED_MEMORY = typeof SharedArrayBuffer === 'function';
  * replaced partitions until it comes. Deterministic: it depends on the bytes allocated only, and
  * either kind holds the same bytes.
  *
- * Counted bytes are not zeroed (mergeInto and the join write every byte and check that they did).
- * A SharedArrayBuffer always is, and where the C library serves zeroed memory of this size from
- * pages it returned to the kernel (jemalloc does: it purges an extent to zero it, unless it runs
- * with transparent huge pages always on), every shared partition costs a page fault per 4 KiB on
- * first touch, which on this project's VMs costs more than the collections the budget saves: one
- * store alone at 10M keys, 64,000 single puts, CPU per put over every thread 173 us with the budget
- * against 93 us without, where glibc gives 70 us with it and 106 us without (README, "Scale with
- * state size"). So a replica takes no budget when it runs on jemalloc (replica-node.ts,
- * malloc.ts partitionBudgetFor).
+ * Counted bytes are not zeroed (mergeInto and the join write every byte and check that they did):
+ * jemalloc zeroes an allocation of its large size classes (16 KiB and up) by returning the pages to
+ * the kernel, so a zeroed 18 KiB partition (10M keys) faulted its pages in again on first touch, 80-130
+ * us per allocation against 7 us not zeroed (bench/alloc-cost.ts). A SharedArrayBuffer is always
+ * zeroed and pays that too on jemalloc; the budget stays all the same, since counting those
+ * partitions costs a replica more in collections (README, "Scale with state size": 1.88 against
+ * 1.41 ms of CPU per request with 10M keys).
  */
 export class PartitionBytes {
   /** V8's step of external memory between full collections (Heap::kExternalAllocationSoftLimit). */

@@ -100,14 +100,3 @@ export function processMalloc(): MallocInUse {
   ownMalloc ??= mallocInUse();
   return ownMalloc;
 }
-
-/**
- * The built-in store's budget of merged partitions on shared memory (PartitionBytes in
- * src/app/kv.ts) for a process on `malloc`: none under jemalloc, whose zeroed allocations of a
- * partition's size fault their pages in again (5.5 faults and about 75 us more per 18 KiB
- * partition on this project's VMs), so that V8's extra full collections cost less than the
- * budget saves; the store's default otherwise. Undefined means the default.
- */
-export function partitionBudgetFor(malloc: MallocInUse): ((keys: number) => number) | undefined {
-  return malloc === 'jemalloc' ? () => 0 : undefined;
-}

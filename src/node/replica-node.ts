@@ -45,7 +45,7 @@ import { recoverFromStorage, StorageDisk } from './disk.ts';
 import { KEYS } from '../core/persist.ts';
 import { serveHttp, type NodeStatus, type RecoveryStats } from './http.ts';
 import { heapGrowingPercentInForce } from './heap.ts';
-import { partitionBudgetFor, processMalloc } from './malloc.ts';
+import { processMalloc } from './malloc.ts';
 import { NodeMetrics } from './metrics.ts';
 import { errorText, gatedLogger, logCoreEvent, LogLimiter, RejectedSummary, REJECTED_SUMMARY_MS, stackLine } from './log.ts';
 import { TICK_MS_DEFAULT, TurnLoop } from './loop.ts';
@@ -260,7 +260,7 @@ export class ReplicaNode {
       }
       const crypto = countedCrypto(signer, verifier, this.cryptoWork, () => this.pool);
       if (o.app === undefined) await checkStoreFormat(this.storage);
-      const app = asReplicatedApp(o.app ?? new KvStore({ partitionCount: NODE_PARTITION_COUNT, uncountedBytes: partitionBudgetFor(processMalloc()) }));
+      const app = asReplicatedApp(o.app ?? new KvStore({ partitionCount: NODE_PARTITION_COUNT }));
       this.replica = new Replica(o.cluster, o.id, o.replica ?? {}, { crypto, app, frames: FRAME_CODEC, compress, decompress });
       const recovered = await recoverFromStorage(this.replica, this.storage, this.now);
       const horizonOnDisk = recovered.horizon;

@@ -6,8 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { findJemalloc, JEMALLOC_PATHS, mallocEnv, mallocInUse, partitionBudgetFor } from '../../src/node/malloc.ts';
-import { KvStore } from '../../src/app/kv.ts';
+import { findJemalloc, JEMALLOC_PATHS, mallocEnv, mallocInUse } from '../../src/node/malloc.ts';
 
 const LIB = '/usr/lib/x86_64-linux-gnu/libjemalloc.so.2';
 const found = (): string => LIB;
@@ -101,18 +100,4 @@ test('a child started with the environment runs on what it says (real processes,
     assert.equal(await childMalloc(mallocEnv(auto.env, 'system').env), 'system');
   }
   assert.equal(mallocInUse(2 ** 22 + 12345), 'unknown', 'a pid that does not exist');
-});
-
-test('partitionBudgetFor: no shared-memory budget for the store on jemalloc, the store\'s default otherwise', () => {
-  const onJemalloc = partitionBudgetFor('jemalloc');
-  assert.ok(onJemalloc !== undefined);
-  assert.equal(onJemalloc(10_000_000), 0);
-  assert.equal(partitionBudgetFor('system'), undefined);
-  assert.equal(partitionBudgetFor('unknown'), undefined);
-  // What the store then does with it: every merged partition counted, none on shared memory.
-  const store = new KvStore({ partitionCount: 4, uncountedBytes: onJemalloc });
-  store.putMany(Array.from({ length: 100 }, (_, i): [string, string] => [`k${i}`, 'v']));
-  for (let i = 0; i < 4; i++) store.readPartition(i);
-  assert.equal(store.partitionBytes.uncountedTotal, 0);
-  assert.ok(store.partitionBytes.countedTotal > 0);
 });
