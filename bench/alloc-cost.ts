@@ -5,8 +5,8 @@
  * so that the replaced ones die and the collector frees them while new ones are made.
  *
  * Kinds: `shared` (a SharedArrayBuffer: what PartitionBytes takes within its budget; always zeroed),
- * `zeroed` (new Uint8Array(size): calloc), `uninitialized` (Buffer.allocUnsafeSlow: malloc; what
- * PartitionBytes takes outside its budget). Prints per allocation: minor page faults, CPU and wall
+ * `zeroed` (new Uint8Array(size): calloc), `uninitialized` (the store's own `uninitialized`,
+ * Buffer.allocUnsafeSlow: malloc; what PartitionBytes takes outside its budget). Prints per allocation: minor page faults, CPU and wall
  * time, and RSS at the end. No assertion on time: a measurement (README, "Scale with state size").
  *
  *   node --import tsx bench/alloc-cost.ts [--size 18650] [--steps 400000] [--kinds shared,zeroed,uninitialized]
@@ -14,6 +14,7 @@
  */
 import { intArg } from './lib/args.ts';
 import { processMalloc } from '../src/node/malloc.ts';
+import { uninitialized } from '../src/app/kv.ts';
 
 const args = process.argv.slice(2);
 const size = intArg('alloc-cost', args, '--size', 18_650);
@@ -33,10 +34,7 @@ const PARTITIONS = 65_536;
 const make: Record<Kind, (n: number) => Uint8Array> = {
   shared: (n) => new Uint8Array(new SharedArrayBuffer(n)),
   zeroed: (n) => new Uint8Array(n),
-  uninitialized: (n) => {
-    const b = Buffer.allocUnsafeSlow(n);
-    return new Uint8Array(b.buffer, b.byteOffset, n);
-  },
+  uninitialized,
 };
 
 process.stdout.write(`malloc: ${processMalloc()}; ${PARTITIONS.toLocaleString('en-US')} partitions of ${size.toLocaleString('en-US')} bytes, ${steps.toLocaleString('en-US')} replacements per kind (after a quarter as many to warm up)\n`);

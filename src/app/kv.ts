@@ -153,7 +153,7 @@ export class PartitionBytes {
  * Uint8Array over the Buffer's own ArrayBuffer (never a pooled one), so that slice() copies as
  * everywhere else in the store.
  */
-function uninitialized(size: number): Uint8Array {
+export function uninitialized(size: number): Uint8Array {
   const b = Buffer.allocUnsafeSlow(size);
   return new Uint8Array(b.buffer, b.byteOffset, size);
 }
