@@ -56,7 +56,7 @@ import type { Attack, AttackConfig, AttackStats } from './attacker.ts';
 import type { FixtureConfig } from '../test/integration/fixtures/faults.ts';
 import { DEFAULT_REPLICA_OPTIONS } from '../src/core/options.ts';
 import { TICK_MS_DEFAULT } from '../src/node/loop.ts';
-import { STORE_PARTITIONS_DEFAULT, STORE_PARTITIONS_MAX, STORE_PARTITIONS_MIN, storePartitionsProblem, type FaultModel } from '../src/core/cluster.ts';
+import type { FaultModel } from '../src/core/cluster.ts';
 import { faultsOf, replicasFor } from '../src/core/quorum.ts';
 import { connectLoader, LOAD_VALUE_BYTES } from './keys-load.ts';
 import { RocksStorage } from '../src/storage/rocksdb.ts';
@@ -129,8 +129,6 @@ interface Options {
   attackRate?: number;
   /** --keys: keys the keys part loads (undefined: the part does not run). */
   keys?: number;
-  /** --partitions: the keyrings' `partitions` (undefined: the default). */
-  partitions?: number;
   /** --crypto: the ed25519 backend of every process of the run (PBFT_CRYPTO); undefined: auto. */
   crypto?: 'sodium' | 'node';
   /** --malloc: the C allocator of every process the run starts (src/node/malloc.ts). */
@@ -164,13 +162,6 @@ function nonNegativeInt(value: string): number {
 function replicaCount(value: string): number {
   const n = positiveInt(value);
   if (n < 4 || (n - 1) % 3 !== 0) throw new InvalidArgumentError('must be 3f+1 with f >= 1 (4, 7, ...).');
-  return n;
-}
-
-function storePartitions(value: string): number {
-  const n = positiveInt(value);
-  const problem = storePartitionsProblem(n);
-  if (problem !== undefined) throw new InvalidArgumentError(`${problem}.`);
   return n;
 }
 
@@ -236,7 +227,6 @@ function parseOptions(argv: string[]): Options {
     .addOption(new Option('--attack-duration <s>', 'measured seconds of each attack scenario').argParser(positiveNumber).default(8))
     .addOption(new Option('--attack-rate <n>', 'flood rate: frames per second per attacked replica (slowloris: connections per replica); default per scenario').argParser(positiveInt))
     .addOption(new Option('--keys <n>', 'scale with state size (the keys part; alone unless --only names more): load n keys of 100-byte values, then throughput against an empty store, a replica restart, RSS').argParser(positiveInt))
-    .addOption(new Option('--partitions <n>', `the built-in store's partitions in every cluster's keyring (pbft keygen --partitions): a power of two from ${STORE_PARTITIONS_MIN} to ${STORE_PARTITIONS_MAX}; default ${STORE_PARTITIONS_DEFAULT}`).argParser(storePartitions))
     .addOption(new Option('--rss', 'memory mode: the main cluster only, --duration default 300, replica RSS sampled every --rss-interval'))
     .addOption(new Option('--rss-interval <s>', 'seconds between RSS samples').argParser(positiveNumber).default(5))
     .addOption(new Option('--floor-seconds <s>', 'seconds per crypto micro-benchmark operation').argParser(positiveNumber).default(1))
@@ -311,7 +301,6 @@ function parseOptions(argv: string[]): Options {
     attackDuration: o.attackDuration as number,
     ...(o.attackRate !== undefined ? { attackRate: o.attackRate as number } : {}),
     ...(keys !== undefined ? { keys } : {}),
-    ...(o.partitions !== undefined ? { partitions: o.partitions as number } : {}),
   };
 }
 
@@ -546,7 +535,7 @@ let mallocSeen: MallocInUse | undefined;
 async function startCluster(o: Options, run: string, n: number, clientIdentities: number, spec: ClusterSpec = {}): Promise<Server> {
   const dir = mkdtempSync(join(tmpdir(), `pbft-bench-${run}-`));
   tempDirs.add(dir);
-  const keyring = await benchKeyring(dir, n, clientIdentities, `bench-${run}-${process.pid}`, spec.faultModel, o.partitions);
+  const keyring = await benchKeyring(dir, n, clientIdentities, `bench-${run}-${process.pid}`, spec.faultModel);
   const tuning = [
     ...(o.batchRequestsMax !== undefined ? ['--batch-requests-max', String(o.batchRequestsMax)] : []),
     ...(o.batchBytesMax !== undefined ? ['--batch-bytes-max', String(o.batchBytesMax)] : []),
@@ -1940,7 +1929,6 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
       o.serverNodeFlags.length > 0 ? `server node flags ${o.serverNodeFlags.join(' ')}` : '',
       o.clientNodeFlags.length > 0 ? `client node flags ${o.clientNodeFlags.join(' ')}` : '',
       o.replies === 'quorum' ? '' : `clients ask ${o.replies} replicas to reply`,
-      o.partitions !== undefined ? `the store in ${o.partitions} partitions (cluster.json)` : '',
     ]
       .filter((s) => s !== '')
       .join(', ') || 'replica defaults';

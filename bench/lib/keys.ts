@@ -45,14 +45,11 @@ export interface BenchKeyring {
   ports: number[];
 }
 
-/**
- * A keyring for `replicas` replicas (on free ports) and `clients` clients in `<dir>/keys`;
- * `partitions`: the built-in store's (default STORE_PARTITIONS_DEFAULT).
- */
-export async function benchKeyring(dir: string, replicas: number, clients: number, clusterId: string, faultModel: FaultModel = 'byzantine', partitions?: number): Promise<BenchKeyring> {
+/** A keyring for `replicas` replicas (on free ports) and `clients` clients in `<dir>/keys`. */
+export async function benchKeyring(dir: string, replicas: number, clients: number, clusterId: string, faultModel: FaultModel = 'byzantine'): Promise<BenchKeyring> {
   const keysDir = join(dir, 'keys');
   const ports = await freePorts(replicas);
-  const { cluster } = generateKeyring({ replicas, clients, out: keysDir, clusterId, faultModel, ...(partitions !== undefined ? { partitions } : {}) });
+  const { cluster } = generateKeyring({ replicas, clients, out: keysDir, clusterId, faultModel });
   const withPorts: ClusterConfig = { ...cluster, replicas: cluster.replicas.map((r, i) => ({ ...r, url: `ws://127.0.0.1:${ports[i]}` })) };
   writeFileAtomic(join(keysDir, CLUSTER_FILE), serializeCluster(withPorts), 0o644);
   return { keysDir, cluster: withPorts, ports };

@@ -25,7 +25,6 @@
  * Returned byte arrays (readPartition) are the cached copies: callers must not modify them.
  */
 import { isUtf8 as nodeIsUtf8 } from 'node:buffer';
-import { STORE_PARTITIONS_MAX } from '../core/cluster.ts';
 import { sha256 } from '../crypto/node.ts';
 import {
   KEY_BYTES_MAX,
@@ -48,7 +47,7 @@ import {
 import type { ExecuteContext, PartitionDiff, PartitionedState, Result, StateMachine } from './types.ts';
 
 export interface KvStoreOptions {
-  /** Power of two in 1..PARTITION_COUNT_MAX; default 4096. */
+  /** Power of two in 1..65536; default 4096. */
   partitionCount?: number;
   /**
    * How many bytes of merged partitions may be allocated where V8 does not count them toward its
@@ -59,8 +58,7 @@ export interface KvStoreOptions {
 }
 
 export const PARTITION_COUNT_DEFAULT = 4096;
-/** As many as a cluster may name (cluster.json `partitions`, src/core/cluster.ts). */
-export const PARTITION_COUNT_MAX = STORE_PARTITIONS_MAX;
+export const PARTITION_COUNT_MAX = 65536;
 const FORMAT_VERSION = 1;
 const VALUE_TYPE_BYTES = 0;
 const VALUE_TYPE_TEXT = 1;

@@ -6,14 +6,12 @@
  *   pbft keygen --replica-urls ws://10.0.0.11:7001,ws://10.0.0.12:7001,ws://10.0.0.13:7001,ws://10.0.0.14:7001
  *   pbft keygen --hosts-file hosts.config        (lines "<id> <host> <port>" or "<id> ws://host:port")
  *   pbft keygen --fault-model crash --replicas 3   (crash faults only: n = 2f+1, see README)
- *   pbft keygen --partitions 131072                (a large state: the built-in store's partitions)
  *
  * Every failure, including a bad flag, prints exactly one line `keygen: <message>` on stderr and
  * exits with status 1.
  */
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
-import { STORE_PARTITIONS_DEFAULT, STORE_PARTITIONS_MAX, STORE_PARTITIONS_MIN } from '../core/cluster.ts';
 import { generateKeyring, KeyringError, parseHostsFile } from '../crypto/keyring.ts';
 
 export interface KeygenIo {
@@ -38,7 +36,6 @@ interface KeygenFlags {
   hostsFile?: string;
   clusterId?: string;
   faultModel: string;
-  partitions?: string;
   force?: boolean;
 }
 
@@ -92,7 +89,6 @@ function runKeygen(flags: KeygenFlags, io: KeygenIo): void {
     ...(flags.basePort !== undefined ? { basePort: parseCount('--base-port', flags.basePort) } : {}),
     ...(replicaUrls !== undefined ? { replicaUrls } : {}),
     ...(flags.clusterId !== undefined ? { clusterId: flags.clusterId } : {}),
-    ...(flags.partitions !== undefined ? { partitions: parseCount('--partitions', flags.partitions) } : {}),
     force: flags.force === true,
   });
   const { cluster } = result;
@@ -104,7 +100,6 @@ function runKeygen(flags: KeygenFlags, io: KeygenIo): void {
   );
   for (const r of cluster.replicas) io.out(`    replica ${r.id}  ${r.url}`);
   io.out(`  ${cluster.clients.length} client${cluster.clients.length === 1 ? '' : 's'}`);
-  if (cluster.partitions !== undefined) io.out(`  the built-in store's state in ${cluster.partitions} partitions (default ${STORE_PARTITIONS_DEFAULT})`);
   io.out('  operator.key: signs membership changes (pbft member, pbft client-key); keep it on the operator\'s machine only');
   if (result.removed.length > 0) io.out(`  removed ${result.removed.length} stale file(s)`);
 }
@@ -129,10 +124,6 @@ function configureKeygenCommand(command: Command, io: KeygenIo): Command {
     .option('--replica-urls <urls>', 'many hosts: one ws://host:port per replica, comma-separated, in id order')
     .option('--hosts-file <path>', 'many hosts: a file with one replica per line, "<id> <host> <port>" or "<id> ws://host:port"')
     .option('--cluster-id <id>', 'cluster id (default: 16 random bytes, hex)')
-    .option(
-      '--partitions <n>',
-      `the built-in key-value store's partitions, a power of two from ${STORE_PARTITIONS_MIN} to ${STORE_PARTITIONS_MAX} (default: ${STORE_PARTITIONS_DEFAULT}); fixed for the cluster's life. Each changed partition is merged and hashed whole at a checkpoint: for more than about 10M keys, 131072 or 262144 make that cheaper (README, Scale with state size)`,
-    )
     .option('--force', 'overwrite an existing keyring and remove stale key files')
     .allowExcessArguments(false)
     .configureOutput({

@@ -40,30 +40,6 @@ export interface ClusterConfig {
    * its private key. Absent: the membership cannot change.
    */
   operatorKey?: Uint8Array;
-  /**
-   * Partitions of the built-in key-value store's state (src/app/kv.ts): a power of two from
-   * STORE_PARTITIONS_MIN to STORE_PARTITIONS_MAX. Absent: STORE_PARTITIONS_DEFAULT (keyrings written
-   * before the setting existed). Part of every checkpoint's state digest and of the data directory's
-   * format, so every replica must have the same value: fixed at keygen, kept by reconfiguration.
-   * A replica whose application is not the built-in store ignores it.
-   */
-  partitions?: number;
-}
-
-/** The built-in store's partitions when cluster.json names none: a partition of 10M keys holds about 150 (18 KiB). */
-export const STORE_PARTITIONS_DEFAULT = 65_536;
-/** The fewest `partitions` a cluster.json may name. */
-export const STORE_PARTITIONS_MIN = 1;
-/**
- * The most: 262,144 partitions of 4.6 KiB for 10M keys. More cost memory per partition (its object,
- * its leaf digest) and a larger digest tree for every state, however small.
- */
-export const STORE_PARTITIONS_MAX = 262_144;
-
-/** Why `value` cannot be a cluster's `partitions`, or undefined if it can. */
-export function storePartitionsProblem(value: unknown): string | undefined {
-  const ok = typeof value === 'number' && Number.isSafeInteger(value) && value >= STORE_PARTITIONS_MIN && value <= STORE_PARTITIONS_MAX && (value & (value - 1)) === 0;
-  return ok ? undefined : `must be a power of two from ${STORE_PARTITIONS_MIN} to ${STORE_PARTITIONS_MAX}`;
 }
 
 /** The client id under which the operator signs reconfiguration requests (never a client's). */

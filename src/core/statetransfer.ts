@@ -123,9 +123,7 @@ export function onStateReply(rs: ReplicaState, peer: number, seq: number, reply:
     }
     case 'meta': {
       if (t.outstanding.kind !== 'meta') return;
-      if (reply.partitionCount !== rs.app.partitionCount) {
-        return bad(`state meta with ${reply.partitionCount} partitions, this replica's state has ${rs.app.partitionCount} (a byzantine peer, or cluster.json files that differ in "partitions")`);
-      }
+      if (reply.partitionCount !== rs.app.partitionCount) return bad('state meta with a wrong partition count');
       const reason = checkMeta(rs.hash, reply.partitionCount, t.target, reply.groupDigests, reply.clients, reply.membership);
       if (reason) return bad(reason);
       const membership = decodeMembership(reply.membership);

@@ -6,7 +6,7 @@
  * message that names the source and what is wrong; secret key material never appears in a message.
  */
 import * as ed from '@noble/ed25519';
-import { STORE_PARTITIONS_DEFAULT, storePartitionsProblem, type ClientInfo, type ClusterConfig, type ReplicaInfo } from '../core/cluster.ts';
+import type { ClientInfo, ClusterConfig, ReplicaInfo } from '../core/cluster.ts';
 import { replicasFor } from '../core/quorum.ts';
 import { nobleDerivePublicKey } from './noble.ts';
 import { PUBLIC_KEY_BYTES, SECRET_KEY_BYTES } from './types.ts';
@@ -174,15 +174,11 @@ export function parseReplicaUrl(value: unknown): { address: string } | { problem
 export function parseCluster(json: unknown, source: string): ClusterConfig {
   if (!isObject(json)) throw malformed(source, `must be a JSON object, got ${describe(json)}`);
   // faultModel is optional: keyrings written before the crash mode existed have none (byzantine).
-  // partitions is optional too: keyrings written before it existed have none (STORE_PARTITIONS_DEFAULT).
-  checkFields(json, ['version', 'clusterId', 'f', ...('faultModel' in json ? ['faultModel'] : []), ...('partitions' in json ? ['partitions'] : []), 'replicas', 'clients', 'operator'], '', source);
+  checkFields(json, ['version', 'clusterId', 'f', ...('faultModel' in json ? ['faultModel'] : []), 'replicas', 'clients', 'operator'], '', source);
   const faultModel = json.faultModel ?? 'byzantine';
   if (faultModel !== 'byzantine' && faultModel !== 'crash') {
     throw malformed(source, `faultModel must be "byzantine" or "crash", got ${describe(json.faultModel)}`);
   }
-  const partitions = 'partitions' in json ? json.partitions : STORE_PARTITIONS_DEFAULT;
-  const partitionsProblem = storePartitionsProblem(partitions);
-  if (partitionsProblem !== undefined) throw malformed(source, `partitions ${partitionsProblem}, got ${describe(json.partitions)}`);
   if (json.version !== KEYRING_VERSION) {
     throw malformed(source, `unsupported version ${describe(json.version)} (expected ${KEYRING_VERSION})`);
   }
@@ -248,15 +244,7 @@ export function parseCluster(json: unknown, source: string): ClusterConfig {
     operatorKey = parsePublicKey(json.operator.publicKey, 'operator', source);
     claimKey(operatorKey, 'the operator');
   }
-  return {
-    clusterId,
-    f,
-    ...(faultModel === 'crash' ? { faultModel } : {}),
-    replicas,
-    clients,
-    ...(operatorKey ? { operatorKey } : {}),
-    ...(partitions !== STORE_PARTITIONS_DEFAULT ? { partitions: partitions as number } : {}),
-  };
+  return { clusterId, f, ...(faultModel === 'crash' ? { faultModel } : {}), replicas, clients, ...(operatorKey ? { operatorKey } : {}) };
 }
 
 /** cluster.json text: stable key order, two-space indent, trailing newline. Validates first. */
@@ -267,8 +255,6 @@ export function serializeCluster(cluster: ClusterConfig): string {
     f: cluster.f,
     // Written only for the crash mode, so a byzantine keyring reads as it always did.
     ...(cluster.faultModel === 'crash' ? { faultModel: 'crash' } : {}),
-    // Written only when it is not the default, for the same reason.
-    ...(cluster.partitions !== undefined && cluster.partitions !== STORE_PARTITIONS_DEFAULT ? { partitions: cluster.partitions } : {}),
     replicas: cluster.replicas.map((r) => ({ id: r.id, url: r.url, publicKey: bytesToHex(r.publicKey) })),
     clients: cluster.clients.map((c) => ({ id: c.id, publicKey: bytesToHex(c.publicKey) })),
     ...(cluster.operatorKey ? { operator: { publicKey: bytesToHex(cluster.operatorKey) } } : {}),

@@ -2,11 +2,10 @@
  * Keyrings on disk: the public `cluster.json` and one private key file per replica and client.
  *
  * `cluster.json` (public, shared by every replica and client):
- *   { "version": 1, "clusterId": "...", "f": 1, ["faultModel": "crash",] ["partitions": 131072,]
+ *   { "version": 1, "clusterId": "...", "f": 1, ["faultModel": "crash",]
  *     "replicas": [{ "id": 0, "url": "ws://127.0.0.1:7001", "publicKey": "<64 hex>" }, ...],
  *     "clients":  [{ "id": 0, "publicKey": "<64 hex>" }, ...] }
  *   n = 3f+1 replicas; with "faultModel": "crash" (absent: byzantine), n = 2f+1 (src/core/quorum.ts).
- *   "partitions": the built-in store's partitions (absent: 65,536; src/core/cluster.ts).
  *
  * `replica-<id>.key` / `client-<id>.key` (private, mode 0600):
  *   { "version": 1, "clusterId": "...", "principal": "replica", "id": 0,
@@ -34,7 +33,7 @@ import {
 } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { STORE_PARTITIONS_DEFAULT, storePartitionsProblem, type ClientInfo, type ClusterConfig, type FaultModel, type ReplicaInfo } from '../core/cluster.ts';
+import type { ClientInfo, ClusterConfig, FaultModel, ReplicaInfo } from '../core/cluster.ts';
 import { faultsOf, replicasFor, replicasMin } from '../core/quorum.ts';
 import {
   bytesToHex,
@@ -85,8 +84,6 @@ export interface GenerateKeyringOptions {
   replicas?: number;
   /** Default 'byzantine' (n = 3f+1); 'crash' makes a crash-fault cluster of n = 2f+1 (src/core/quorum.ts). */
   faultModel?: FaultModel;
-  /** The built-in store's partitions (ClusterConfig.partitions); default STORE_PARTITIONS_DEFAULT. */
-  partitions?: number;
   clients: number;
   out: string;
   /** Host in every replica URL; default 127.0.0.1. IPv6 literals may be given with or without brackets. */
@@ -443,9 +440,6 @@ export function generateKeyring(options: GenerateKeyringOptions): GeneratedKeyri
       `--base-port ${basePort} with ${replicas} replicas needs ports up to ${basePort + replicas - 1}; the maximum is 65535`,
     );
   }
-  const partitions = options.partitions ?? STORE_PARTITIONS_DEFAULT;
-  const partitionsProblem = storePartitionsProblem(partitions);
-  if (partitionsProblem !== undefined) throw new KeyringError('BAD_OPTION', `--partitions ${partitionsProblem}; got ${describe(partitions)}`);
   const clusterId = options.clusterId ?? randomBytes(16).toString('hex');
   const idProblem = clusterIdProblem(clusterId);
   if (idProblem !== null) throw new KeyringError('BAD_OPTION', `--cluster-id ${idProblem}`);
@@ -505,15 +499,7 @@ export function generateKeyring(options: GenerateKeyringOptions): GeneratedKeyri
   for (let id = 0; id < clients; id++) clientInfos.push({ id, publicKey: makeKey('client', id) });
 
   const operatorKey = makeKey('operator', 0);
-  const cluster: ClusterConfig = {
-    clusterId,
-    f: faultsOf(replicas, model),
-    ...(model === 'crash' ? { faultModel: model } : {}),
-    replicas: replicaInfos,
-    clients: clientInfos,
-    operatorKey,
-    ...(partitions !== STORE_PARTITIONS_DEFAULT ? { partitions } : {}),
-  };
+  const cluster: ClusterConfig = { clusterId, f: faultsOf(replicas, model), ...(model === 'crash' ? { faultModel: model } : {}), replicas: replicaInfos, clients: clientInfos, operatorKey };
   // cluster.json is public: readable by all once the directory permits it.
   writeFileAtomic(clusterPath, serializeCluster(cluster), 0o644);
   written.push(clusterPath);

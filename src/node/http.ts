@@ -22,8 +22,6 @@ import type { MallocInUse } from './malloc.ts';
 export interface NodeStatus extends ReplicaStatus {
   /** The keyring's cluster id: who asks can check it reached a replica of its own cluster. */
   clusterId: string;
-  /** Partitions of the application's state (the built-in store: cluster.json `partitions`, default 65,536); the same at every replica of a cluster. */
-  partitions: number;
   pid: number;
   listen: string;
   counters: Replica['counters'];

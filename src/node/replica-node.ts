@@ -23,9 +23,9 @@
  */
 import { randomInt } from 'node:crypto';
 import { FRAME_CODEC } from '../codec/messages.ts';
-import { KvStore } from '../app/kv.ts';
+import { KvStore, PARTITION_COUNT_MAX } from '../app/kv.ts';
 import { asReplicatedApp, type StateMachine } from '../app/types.ts';
-import { STORE_PARTITIONS_DEFAULT, type ClusterConfig } from '../core/cluster.ts';
+import type { ClusterConfig } from '../core/cluster.ts';
 import { resolveOptions, type ReplicaOptions } from '../core/options.ts';
 import { ProtocolInvariantError, Replica, type CoreEvent } from '../core/replica.ts';
 import { createSigner, createVerifier, hotPathBackend, type CryptoChoice } from '../crypto/index.ts';
@@ -259,9 +259,8 @@ export class ReplicaNode {
         throw new Error(`replica ${o.id} is not in the keyring of cluster ${o.cluster.clusterId}; a replica that joins later needs its listen address (--listen host:port)`);
       }
       const crypto = countedCrypto(signer, verifier, this.cryptoWork, () => this.pool);
-      const partitions = o.cluster.partitions ?? NODE_PARTITION_COUNT;
-      if (o.app === undefined) await checkStoreFormat(this.storage, partitions);
-      const app = asReplicatedApp(o.app ?? new KvStore({ partitionCount: partitions }));
+      if (o.app === undefined) await checkStoreFormat(this.storage);
+      const app = asReplicatedApp(o.app ?? new KvStore({ partitionCount: NODE_PARTITION_COUNT }));
       this.replica = new Replica(o.cluster, o.id, o.replica ?? {}, { crypto, app, frames: FRAME_CODEC, compress, decompress });
       const recovered = await recoverFromStorage(this.replica, this.storage, this.now);
       const horizonOnDisk = recovered.horizon;
@@ -412,7 +411,6 @@ export class ReplicaNode {
     return {
       ...replica.status(),
       clusterId: this.options.cluster.clusterId,
-      partitions: replica.app.partitionCount,
       pid: process.pid,
       listen: this.listenAddress,
       counters: { ...replica.counters },
@@ -586,56 +584,43 @@ function memoryStatus(storage: Storage): NodeStatus['memory'] {
 }
 
 /**
- * Partitions of the built-in key-value store in a replica process, unless cluster.json names
- * another count (`partitions`, `pbft keygen --partitions`): 65,536, so that a partition stays small
- * with a large state (10M keys: about 150 keys, 18 KiB), and a checkpoint hashes and writes, and a
- * state transfer moves, little more than what changed. (The class's default, 4096, serves the
- * simulator and small in-process stores.) Every replica of a cluster must use the same count: it is
- * part of the state digest.
+ * Partitions of the built-in key-value store in a replica process: the most there can be, so that
+ * a partition stays small with a large state (10M keys: about 150 keys, 19 KB), and a checkpoint
+ * hashes and writes, and a state transfer moves, little more than what changed. (The class's
+ * default, 4096, serves the simulator and small in-process stores.) Every replica of a cluster must
+ * use the same count: it is part of the state digest.
  */
-export const NODE_PARTITION_COUNT = STORE_PARTITIONS_DEFAULT;
+export const NODE_PARTITION_COUNT = PARTITION_COUNT_MAX;
 
 /** The record naming the layout of the built-in store's state in a data directory. */
 const STORE_FORMAT_KEY = 'n/app-format';
 /** One record per key (persist.ts: a/<partition>/<key>); partitions stored whole are read too. */
-export function storeFormat(partitions: number): string {
-  return `kv/partitions=${partitions}/records`;
-}
-/** The default cluster's format. */
-export const STORE_FORMAT = storeFormat(NODE_PARTITION_COUNT);
+export const STORE_FORMAT = `kv/partitions=${NODE_PARTITION_COUNT}/records`;
 /** Whole partitions only (a/<partition>): what versions before per-key records wrote and read. */
-function storeFormatWhole(partitions: number): string {
-  return `kv/partitions=${partitions}`;
-}
+const STORE_FORMAT_WHOLE = `kv/partitions=${NODE_PARTITION_COUNT}`;
 
 /**
  * Refuses a data directory whose key-value state was written with another partition count (before
  * the record existed: 4096) instead of failing later on digests that cannot match; marks a new one.
- * A directory of whole partitions (storeFormatWhole) is read as it is and marked with the current
+ * A directory of whole partitions (STORE_FORMAT_WHOLE) is read as it is and marked with the current
  * format: from then on partitions that change are stored as records, which the earlier version
- * would not read (the mark makes it refuse the directory with a message instead). `partitions` is
- * the cluster's (cluster.json), NODE_PARTITION_COUNT by default.
+ * would not read (the mark makes it refuse the directory with a message instead).
  */
-export async function checkStoreFormat(storage: Storage, partitions = NODE_PARTITION_COUNT): Promise<void> {
-  const format = storeFormat(partitions);
+export async function checkStoreFormat(storage: Storage): Promise<void> {
   const marker = await storage.get(STORE_FORMAT_KEY);
   if (marker !== undefined) {
     const found = new TextDecoder().decode(marker);
-    if (found === storeFormatWhole(partitions)) {
-      await storage.write([{ type: 'put', key: STORE_FORMAT_KEY, value: new TextEncoder().encode(format) }], { sync: true });
+    if (found === STORE_FORMAT_WHOLE) {
+      await storage.write([{ type: 'put', key: STORE_FORMAT_KEY, value: new TextEncoder().encode(STORE_FORMAT) }], { sync: true });
       return;
     }
-    if (found !== format) {
-      const other = /^kv\/partitions=(\d+)(\/records)?$/.exec(found);
-      if (other !== null && Number(other[1]) !== partitions) {
-        throw new Error(`the data directory holds key-value state in ${other[1]} partitions ("${found}"), the cluster's keyring (cluster.json) says ${partitions}: every replica of a cluster must use the same cluster.json; with the right one the directory is read as it is (or move it away and start with an empty data directory: the replica then fetches the state from its peers)`);
-      }
-      throw new Error(`the data directory holds key-value state in format "${found}", this version reads "${format}": move it away and start with an empty data directory (the replica then fetches the state from its peers)`);
+    if (found !== STORE_FORMAT) {
+      throw new Error(`the data directory holds key-value state in format "${found}", this version reads "${STORE_FORMAT}": move it away and start with an empty data directory (the replica then fetches the state from its peers)`);
     }
     return;
   }
   if ((await storage.get(KEYS.checkpointState)) !== undefined) {
-    throw new Error(`the data directory holds key-value state written by an older version (4096 partitions), this version reads "${format}": move it away and start with an empty data directory (the replica then fetches the state from its peers)`);
+    throw new Error(`the data directory holds key-value state written by an older version (4096 partitions), this version reads "${STORE_FORMAT}": move it away and start with an empty data directory (the replica then fetches the state from its peers)`);
   }
-  await storage.write([{ type: 'put', key: STORE_FORMAT_KEY, value: new TextEncoder().encode(format) }], { sync: true });
+  await storage.write([{ type: 'put', key: STORE_FORMAT_KEY, value: new TextEncoder().encode(STORE_FORMAT) }], { sync: true });
 }

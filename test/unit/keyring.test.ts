@@ -339,12 +339,6 @@ describe('parseCluster / loadCluster', () => {
     ['clients not an array', (j) => { j.clients = {}; }, /clients must be an array/],
     ['replica not an object', (j) => { j.replicas[0] = 'r0'; }, /replicas\[0\] must be an object/],
     ['empty object', (j) => { for (const k of Object.keys(j)) delete j[k]; }, /missing field "version"/],
-    ['partitions not a power of two', (j) => { j.partitions = 1000; }, /partitions must be a power of two from 1 to 262144, got 1000/],
-    ['partitions above the most', (j) => { j.partitions = 524288; }, /partitions must be a power of two from 1 to 262144, got 524288/],
-    ['partitions 0', (j) => { j.partitions = 0; }, /partitions must be a power of two from 1 to 262144, got 0/],
-    ['partitions a string', (j) => { j.partitions = '1024'; }, /partitions must be a power of two from 1 to 262144, got "1024"/],
-    ['partitions fractional', (j) => { j.partitions = 1024.5; }, /partitions must be a power of two from 1 to 262144, got 1024\.5/],
-    ['partitions null', (j) => { j.partitions = null; }, /partitions must be a power of two from 1 to 262144, got null/],
   ];
   for (const [name, mutate, message] of variants) {
     it(`refuses ${name} with MALFORMED`, () => {
@@ -356,23 +350,6 @@ describe('parseCluster / loadCluster', () => {
       throwsKeyring(() => loadCluster(path), 'MALFORMED', message);
     });
   }
-
-  it('reads "partitions" (the built-in store\'s), absent as the default, and writes it only when it is not the default', () => {
-    const json = validClusterJson();
-    assert.equal(parseCluster(json, 'src').partitions, undefined, 'a keyring without it: the default');
-    json.partitions = 131072;
-    const cluster = parseCluster(json, 'src');
-    assert.equal(cluster.partitions, 131072);
-    const text = serializeCluster(cluster);
-    assert.equal(JSON.parse(text).partitions, 131072);
-    assert.equal(parseCluster(JSON.parse(text), 'again').partitions, 131072);
-    for (const edge of [1, 262144]) assert.equal(parseCluster({ ...json, partitions: edge }, 'src').partitions, edge);
-    // The default, written out, reads as a keyring without it, and is not written back.
-    const withDefault = parseCluster({ ...json, partitions: 65536 }, 'src');
-    assert.equal(withDefault.partitions, undefined);
-    assert.equal('partitions' in JSON.parse(serializeCluster(withDefault)), false);
-    assert.equal('partitions' in JSON.parse(serializeCluster({ ...cluster, partitions: 65536 })), false);
-  });
 
   it('refuses a JSON value that is not an object', () => {
     throwsKeyring(() => parseCluster([], 'src'), 'MALFORMED', /^src: must be a JSON object, got an array/);
@@ -451,10 +428,6 @@ describe('keygen CLI', () => {
       [['--clients', '-1'], /--clients must be a non-negative integer; got "-1"/],
       [['--clients', '2.5'], /--clients must be a non-negative integer; got "2\.5"/],
       [['--base-port', '70000'], /--base-port must be an integer from 1 to 65535; got 70000/],
-      [['--partitions', '1000'], /--partitions must be a power of two from 1 to 262144; got 1000$/],
-      [['--partitions', '524288'], /--partitions must be a power of two from 1 to 262144; got 524288$/],
-      [['--partitions', '0'], /--partitions must be a power of two from 1 to 262144; got 0$/],
-      [['--partitions', 'many'], /--partitions must be a non-negative integer; got "many"/],
       [['--replicas'], /argument missing/],
       [['surplus'], /too many arguments/],
     ];
@@ -492,19 +465,5 @@ describe('keygen CLI', () => {
     assert.deepEqual(readdirSync(out).sort(), expectedNames(7, 0));
     assert.ok(lines.some((l) => l.includes('f = 2')));
     assert.ok(lines.some((l) => l.includes('0 clients')));
-    assert.ok(!lines.some((l) => l.includes('partitions')), 'the default count is not announced');
-  });
-
-  it('keygenMain --partitions writes the count to cluster.json and says so (in process)', () => {
-    const out = join(dir, 'keys');
-    const lines: string[] = [];
-    const status = keygenMain(['node', 'keygen', '--out', out, '--clients', '1', '--partitions', '131072'], {
-      out: (l) => lines.push(l),
-      err: (l) => assert.fail(l),
-    });
-    assert.equal(status, 0);
-    assert.equal(JSON.parse(readFileSync(join(out, CLUSTER_FILE), 'utf8')).partitions, 131072);
-    assert.equal(loadCluster(join(out, CLUSTER_FILE)).partitions, 131072);
-    assert.ok(lines.some((l) => l.includes("the built-in store's state in 131072 partitions (default 65536)")), lines.join('\n'));
   });
 });
