@@ -2432,6 +2432,9 @@ async function main(): Promise<void> {
   }
   if (o.profile !== undefined) {
     process.stdout.write(`CPU profiles in ${o.profile}/<run>/<process>/ (summarize the measured window: node --import tsx bench/profile-top.ts ${o.profile}/<run>/replica-1)\n`);
+    if (o.keys !== undefined) {
+      process.stdout.write(`  the loaded store's replicas are in ${o.profile}/keys/, its window in ${o.profile}/keys-${o.keys}/: profile-top.ts --window ${o.profile}/keys-${o.keys}/window.json ${o.profile}/keys/replica-1\n`);
+    }
   }
 }
 
