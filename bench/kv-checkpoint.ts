@@ -89,9 +89,8 @@ if (steady > 0) {
   let mergedBytes = 0;
   const takeCheckpoint = (): void => {
     const t1 = performance.now();
-    // As a replica's checkpoint: the changed partitions fixed, then each read as of then.
-    const dirty = store.freezePartitions();
-    const parts = dirty.map((i) => store.readFrozenPartition(i));
+    const dirty = store.takeDirtyPartitions();
+    const parts = dirty.map((i) => store.readPartition(i));
     const t2 = performance.now();
     const digests = parts.map((p) => leafDigest(sha256, p));
     const t3 = performance.now();
@@ -102,7 +101,7 @@ if (steady > 0) {
     const t4 = performance.now();
     treeMs += t4 - t3;
     for (let k = 0; k < dirty.length; k++) {
-      const d = store.diffPartition(stored.get(dirty[k]!), parts[k]!, dirty[k]!);
+      const d = store.diffPartition(stored.get(dirty[k]!), parts[k]!);
       records += d.put.length + d.del.length;
       for (const [name, value] of d.put) recordBytes += name.length + value.length;
       stored.set(dirty[k]!, parts[k]!);

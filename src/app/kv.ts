@@ -178,8 +178,6 @@ class Partition {
   frozenCount = -1;
   /** The frozen version's bytes once merged, until readFrozenPartition takes them. */
   frozenBytes: Uint8Array | undefined;
-  /** What the last merge changed, until diffPartition takes it (MergeRecords). */
-  merged: MergeRecords | undefined;
   constructor(
     public base: Uint8Array,
     /** Keys now (base and overlay). */
@@ -387,59 +385,6 @@ function recordSlab(n: number): Uint8Array {
   return recordArena.chunk.subarray(at, at + n);
 }
 
-/**
- * The records that differ between two versions of a partition's bytes, found by reading both
- * (KvStore.diffPartition when no merge noted them).
- */
-function diffBytes(before: Uint8Array | undefined, after: Uint8Array): PartitionDiff {
-  const put: Array<[string, Uint8Array]> = [];
-  const del: string[] = [];
-  /** Where each put's value header starts and its entry ends in `b` (fillRecords). */
-  const spans: number[] = [];
-  const a = asBuffer(before ?? EMPTY_PARTITION);
-  const b = asBuffer(after);
-  // A put changes one entry of a partition of many: the bytes before and after it are the same in
-  // both versions. Those runs are found with a few native comparisons (commonPrefixLength), and
-  // only the entries between them are compared one by one (at 10M keys a partition holds 150).
-  const prefix = commonPrefixLength(a, b, PARTITION_HEADER_BYTES);
-  const suffix = commonSuffixLength(a, b, PARTITION_HEADER_BYTES + prefix);
-  // Entries wholly inside the common prefix start at the same offset in both and are equal.
-  let i = PARTITION_HEADER_BYTES;
-  while (i < a.length) {
-    const end = entryEnd(a, i);
-    if (end > PARTITION_HEADER_BYTES + prefix) break;
-    i = end;
-  }
-  let j = i;
-  while (i < a.length || j < b.length) {
-    // The rest of both is the same bytes (within the common suffix), so the same entries.
-    if (a.length - i === b.length - j && a.length - i <= suffix) break;
-    const aEnd = i < a.length ? entryEnd(a, i) : i;
-    const bEnd = j < b.length ? entryEnd(b, j) : j;
-    // The same entry (key and value) in both: one native comparison, and on to the next.
-    if (i < a.length && j < b.length && aEnd - i === bEnd - j && a.compare(b, j, bEnd, i, aEnd) === 0) {
-      i = aEnd;
-      j = bEnd;
-      continue;
-    }
-    const aLen = i < a.length ? getU16(a, i) : 0;
-    const bLen = j < b.length ? getU16(b, j) : 0;
-    const c = i >= a.length ? 1 : j >= b.length ? -1 : compareRanges(a, i + 2, aLen, b, j + 2, bLen);
-    if (c < 0) {
-      del.push(utf8Decoder.decode(a.subarray(i + 2, i + 2 + aLen)));
-      i = aEnd;
-      continue;
-    }
-    // Added, or the same key with another value.
-    put.push([utf8Decoder.decode(b.subarray(j + 2, j + 2 + bLen)), EMPTY_RECORD]);
-    spans.push(j + 2 + bLen, bEnd);
-    if (c === 0) i = aEnd;
-    j = bEnd;
-  }
-  if (spans.length > 0) fillRecords(b, spans, put);
-  return { put, del };
-}
-
 /** The partition of a key (given as UTF-8 bytes). */
 export function partitionOfKeyBytes(keyBytes: Uint8Array, partitionCount: number): number {
   const h = sha256(keyBytes);
@@ -511,27 +456,7 @@ function encodeKey(key: string): Uint8Array {
   return keyScratch.subarray(0, written);
 }
 
-/**
- * The records one merge changed (diffPartition's answer for the merge's `before` and `after`
- * bytes), noted while merging: the keys whose entry is new or different, with where each entry's
- * value header starts and its entry ends in `after`, and the keys it deleted, each list ascending
- * by the key's UTF-8 bytes. A replica diffs each changed partition against its bytes on disk, which
- * are most often the bytes this merge started from: then the diff needs neither version read again
- * (at 10M keys a partition is 18 KiB, and its version on disk is no longer in any cache). Only a
- * checkpoint's merges note them (of a frozen version: mergeFrozen), kept on the partition until a
- * diff takes them or the next freezePartitions() drops them, so they hold old versions for one
- * checkpoint at most, and those the replica holds anyway (its checkpoint's bytes, what is on disk).
- */
-interface MergeRecords {
-  before: Uint8Array;
-  after: Uint8Array;
-  names: string[];
-  spans: number[];
-  del: string[];
-}
-
 interface Change {
-  name: string;
   pending: Pending;
   /** Encoded value bytes; -1 for a deleted key. */
   valueBytes: number;
@@ -549,19 +474,19 @@ function byKey(a: Change, b: Change): number {
  * The partition's bytes with its changes applied (a frozen version first, then the overlay): a new
  * `base`. Keeps the frozen version's bytes for readFrozenPartition. Clears both.
  */
-function mergePartition(part: Partition, alloc: Allocate, noted: Partition[]): void {
-  mergeFrozen(part, alloc, noted);
+function mergePartition(part: Partition, alloc: Allocate): void {
+  mergeFrozen(part, alloc);
   const overlay = part.overlay;
   if (overlay === undefined || overlay.size === 0) return;
-  mergeInto(part, overlay, part.count, alloc, false);
+  mergeInto(part, overlay, part.count, alloc);
   part.overlay = undefined;
 }
 
 /** Merges a frozen version not merged yet into `base` and keeps its bytes in `frozenBytes`. */
-function mergeFrozen(part: Partition, alloc: Allocate, noted: Partition[]): void {
+function mergeFrozen(part: Partition, alloc: Allocate): void {
   if (part.frozenCount < 0 || part.frozenBytes !== undefined) return;
   const frozen = part.frozen;
-  if (frozen !== undefined && frozen.size > 0 && mergeInto(part, frozen, part.frozenCount, alloc, true)) noted.push(part);
+  if (frozen !== undefined && frozen.size > 0) mergeInto(part, frozen, part.frozenCount, alloc);
   part.frozen = undefined;
   part.frozenBytes = part.frozenCount === 0 ? EMPTY_PARTITION : part.base;
 }
@@ -573,11 +498,11 @@ type Allocate = (size: number) => Uint8Array;
  * `base` with `changes` applied, as the new `base` whose header counts `count` keys: a copy of the
  * unchanged runs of `base` and the changed entries in key order (one linear pass).
  */
-function mergeInto(part: Partition, overlay: Map<string, Pending>, count: number, alloc: Allocate, note: boolean): boolean {
+function mergeInto(part: Partition, overlay: Map<string, Pending>, count: number, alloc: Allocate): void {
   const changes: Change[] = [];
-  for (const [name, p] of overlay) {
+  for (const p of overlay.values()) {
     const valueBytes = p.text === undefined ? p.valueLength : p.text === null ? -1 : valueByteLength(p.text);
-    changes.push({ name, pending: p, valueBytes, at: findRangeInBase(part, p.chunk, p.start, p.keyLength) });
+    changes.push({ pending: p, valueBytes, at: findRangeInBase(part, p.chunk, p.start, p.keyLength) });
   }
   changes.sort(byKey);
   const base = part.base;
@@ -606,10 +531,6 @@ function mergeInto(part: Partition, overlay: Map<string, Pending>, count: number
   /** Where the next unchanged run of base starts, and the index of its first entry. */
   let from = PARTITION_HEADER_BYTES;
   let next = 0;
-  // The records this merge changes (MergeRecords).
-  const names: string[] = [];
-  const spans: number[] = [];
-  const del: string[] = [];
   for (const c of changes) {
     // Base entries before this key are unchanged: one copy.
     const runEndIndex = c.at >= 0 ? c.at : -c.at - 1;
@@ -622,11 +543,7 @@ function mergeInto(part: Partition, overlay: Map<string, Pending>, count: number
     }
     from = c.at >= 0 ? entryEnd(base, runEnd) : runEnd;
     next = c.at >= 0 ? c.at + 1 : runEndIndex;
-    if (c.valueBytes < 0) {
-      if (note && c.at >= 0) del.push(c.name);
-      continue; // deleted
-    }
-    const entryStart = pos;
+    if (c.valueBytes < 0) continue; // deleted
     starts[n++] = pos;
     const p = c.pending;
     putU16(out, pos, p.keyLength);
@@ -643,11 +560,6 @@ function mergeInto(part: Partition, overlay: Map<string, Pending>, count: number
       copyRange(out, pos, p.chunk, from, from + p.valueLength);
     }
     pos += c.valueBytes;
-    // A record unless the key had this very entry before (its old one is base[runEnd, from)).
-    if (note && (c.at < 0 || !rangesEqual(base, runEnd, from, out, entryStart, pos))) {
-      names.push(c.name);
-      spans.push(entryStart + 2 + p.keyLength, pos);
-    }
   }
   if (base.length > from) {
     out.set(base.subarray(from), pos);
@@ -656,18 +568,8 @@ function mergeInto(part: Partition, overlay: Map<string, Pending>, count: number
     pos += base.length - from;
   }
   if (pos !== size || n !== count) throw new Error('kv: partition size mismatch');
-  const noting = note && count !== 0;
-  if (noting) part.merged = { before: base, after: out, names, spans, del };
   part.base = count === 0 ? EMPTY_PARTITION : out;
   part.offsets = starts;
-  return noting;
-}
-
-/** Whether a[aFrom, aTo) and b[bFrom, bTo) hold the same bytes. */
-function rangesEqual(a: Uint8Array, aFrom: number, aTo: number, b: Uint8Array, bFrom: number, bTo: number): boolean {
-  if (aTo - aFrom !== bTo - bFrom) return false;
-  for (let i = aFrom, j = bFrom; i < aTo; i++, j++) if (a[i] !== b[j]) return false;
-  return true;
 }
 
 /**
@@ -790,10 +692,6 @@ export class KvStore implements StateMachine, PartitionedState {
   private readonly arena = new ByteArena();
   /** Partitions the last freezePartitions() fixed whose frozen version is not taken yet. */
   private frozenParts = new Set<number>();
-  /** Partitions whose checkpoint merge noted its records since the last freeze (MergeRecords). */
-  private noted: Partition[] = [];
-  /** diffPartition's answers: taken from what a merge noted, or found by reading both versions. */
-  readonly diffs = { noted: 0, read: 0 };
   /** Where merged partitions are allocated (PartitionBytes: counted by V8 or not). */
   readonly partitionBytes = new PartitionBytes();
   private readonly uncountedBytes: (keys: number) => number;
@@ -885,7 +783,6 @@ export class KvStore implements StateMachine, PartitionedState {
     // Valid: replace the whole state (and drop what a freeze fixed: it was of the state replaced).
     this.parts = parts;
     this.frozenParts.clear();
-    this.noted = [];
     this.keys = keys;
     this.staleDigests.addAll();
     this.dirty.addAll();
@@ -911,7 +808,7 @@ export class KvStore implements StateMachine, PartitionedState {
     this.checkIndex(index);
     const part = this.parts[index];
     if (part === undefined) return EMPTY_PARTITION;
-    mergePartition(part, this.allocate, this.noted);
+    mergePartition(part, this.allocate);
     if (part.count === 0) {
       if (part.frozenCount < 0) this.parts[index] = undefined;
       return EMPTY_PARTITION;
@@ -926,9 +823,6 @@ export class KvStore implements StateMachine, PartitionedState {
    * overlay becomes its frozen changes, and a fresh overlay takes what comes next.
    */
   freezePartitions(): number[] {
-    // What the last checkpoint's merges noted and no diff took is of no use now (MergeRecords).
-    for (const part of this.noted) part.merged = undefined;
-    this.noted = [];
     for (const i of this.frozenParts) {
       const part = this.parts[i];
       if (part !== undefined) this.unfreeze(part);
@@ -958,7 +852,7 @@ export class KvStore implements StateMachine, PartitionedState {
     this.checkIndex(index);
     const part = this.parts[index];
     if (part === undefined || !this.frozenParts.has(index)) throw new RangeError(`partition ${index} is not frozen (or was taken already)`);
-    mergeFrozen(part, this.allocate, this.noted);
+    mergeFrozen(part, this.allocate);
     const bytes = part.frozenBytes!;
     this.unfreeze(part);
     this.frozenParts.delete(index);
@@ -967,7 +861,7 @@ export class KvStore implements StateMachine, PartitionedState {
 
   /** Forgets a partition's frozen version (merged into `base` first: its changes are older than the overlay's). */
   private unfreeze(part: Partition): void {
-    mergeFrozen(part, this.allocate, this.noted);
+    mergeFrozen(part, this.allocate);
     part.frozenBytes = undefined;
     part.frozenCount = -1;
   }
@@ -1018,28 +912,55 @@ export class KvStore implements StateMachine, PartitionedState {
    * The records that differ between two versions of a partition's bytes (PartitionedState.diffPartition):
    * one record per key, named by the key, holding u8 valueType | value bytes. `before` undefined
    * means nothing is stored: every record of `after` is listed. Both must be bytes this store
-   * produced (readPartition) or validated. The record values are new arrays. With the partition's
-   * `index`, a diff of the versions its last merge went between is what the merge noted
-   * (MergeRecords); any other is found by reading both.
+   * produced (readPartition) or validated. The record values are new arrays.
    */
-  diffPartition(before: Uint8Array | undefined, after: Uint8Array, index?: number): PartitionDiff {
-    // The merge that made `after` from `before` noted its records (MergeRecords): taken once.
-    const part = index === undefined ? undefined : this.parts[index];
-    const merged = part?.merged;
-    if (merged !== undefined && merged.after === after && merged.before === (before ?? EMPTY_PARTITION)) {
-      part!.merged = undefined;
-      this.diffs.noted++;
-      const put: Array<[string, Uint8Array]> = merged.names.map((name) => [name, EMPTY_RECORD]);
-      if (put.length > 0) fillRecords(asBuffer(after), merged.spans, put);
-      return { put, del: merged.del };
+  diffPartition(before: Uint8Array | undefined, after: Uint8Array): PartitionDiff {
+    const put: Array<[string, Uint8Array]> = [];
+    const del: string[] = [];
+    /** Where each put's value header starts and its entry ends in `b` (fillRecords). */
+    const spans: number[] = [];
+    const a = asBuffer(before ?? EMPTY_PARTITION);
+    const b = asBuffer(after);
+    // A put changes one entry of a partition of many: the bytes before and after it are the same in
+    // both versions. Those runs are found with a few native comparisons (commonPrefixLength), and
+    // only the entries between them are compared one by one (at 10M keys a partition holds 150).
+    const prefix = commonPrefixLength(a, b, PARTITION_HEADER_BYTES);
+    const suffix = commonSuffixLength(a, b, PARTITION_HEADER_BYTES + prefix);
+    // Entries wholly inside the common prefix start at the same offset in both and are equal.
+    let i = PARTITION_HEADER_BYTES;
+    while (i < a.length) {
+      const end = entryEnd(a, i);
+      if (end > PARTITION_HEADER_BYTES + prefix) break;
+      i = end;
     }
-    this.diffs.read++;
-    return diffBytes(before, after);
-  }
-
-  /** The records another store would diff (test hook): diffPartition without what merges noted. */
-  static diffBytes(before: Uint8Array | undefined, after: Uint8Array): PartitionDiff {
-    return diffBytes(before, after);
+    let j = i;
+    while (i < a.length || j < b.length) {
+      // The rest of both is the same bytes (within the common suffix), so the same entries.
+      if (a.length - i === b.length - j && a.length - i <= suffix) break;
+      const aEnd = i < a.length ? entryEnd(a, i) : i;
+      const bEnd = j < b.length ? entryEnd(b, j) : j;
+      // The same entry (key and value) in both: one native comparison, and on to the next.
+      if (i < a.length && j < b.length && aEnd - i === bEnd - j && a.compare(b, j, bEnd, i, aEnd) === 0) {
+        i = aEnd;
+        j = bEnd;
+        continue;
+      }
+      const aLen = i < a.length ? getU16(a, i) : 0;
+      const bLen = j < b.length ? getU16(b, j) : 0;
+      const c = i >= a.length ? 1 : j >= b.length ? -1 : compareRanges(a, i + 2, aLen, b, j + 2, bLen);
+      if (c < 0) {
+        del.push(utf8Decoder.decode(a.subarray(i + 2, i + 2 + aLen)));
+        i = aEnd;
+        continue;
+      }
+      // Added, or the same key with another value.
+      put.push([utf8Decoder.decode(b.subarray(j + 2, j + 2 + bLen)), EMPTY_RECORD]);
+      spans.push(j + 2 + bLen, bEnd);
+      if (c === 0) i = aEnd;
+      j = bEnd;
+    }
+    if (spans.length > 0) fillRecords(b, spans, put);
+    return { put, del };
   }
 
   /**

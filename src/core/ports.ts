@@ -102,10 +102,9 @@ export interface PartitionedState {
    * whole bytes, rather than the whole partition again (persist.ts). Lists the records that differ
    * between two versions of a partition (both `readPartition` bytes; `before` undefined: nothing,
    * list every record of `after`). Record names are non-empty strings, unique in a partition; record
-   * values are non-empty (an empty record means "deleted" to joinPartition). `index` is the
-   * partition's (a hint: the answer depends on the two versions only).
+   * values are non-empty (an empty record means "deleted" to joinPartition).
    */
-  diffPartition?(before: Uint8Array | undefined, after: Uint8Array, index?: number): PartitionDiff;
+  diffPartition?(before: Uint8Array | undefined, after: Uint8Array): PartitionDiff;
   /**
    * Optional, with diffPartition: the partition's bytes from what this replica stored: `base`, whole
    * bytes (undefined: the empty partition), with `records` applied in order (ascending by name,

@@ -792,7 +792,7 @@ export abstract class ReplicaState {
    * as its new base, with its records deleted.
    */
   private planPartition(i: number, before: Uint8Array | undefined, stored: Set<string> | undefined, after: Uint8Array): PartitionWrite {
-    const diff = (this.app as Required<ReplicatedApp>).diffPartition(before, after, i);
+    const diff = (this.app as Required<ReplicatedApp>).diffPartition(before, after);
     const names = new Set(stored);
     for (const [name] of diff.put) names.add(name);
     for (const name of diff.del) names.add(name);
