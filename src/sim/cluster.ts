@@ -46,6 +46,12 @@ export const SIM_TICK_MS = 10;
  * (Replica.setClockMs, for batch times) reads SIM_EPOCH_MS + tick x SIM_TICK_MS + clockSkewsMs[i].
  */
 export const SIM_EPOCH_MS = 1_700_000_000_000;
+/**
+ * The simulator's turns write a few ops each, far below the pipeline's lookup bound for merged
+ * batches (MERGE_LOOKUP_OPS_MAX): with this bound a turn of more than two ops passes without lookups,
+ * so crashes attack both ways of merging a batch.
+ */
+export const SIM_MERGE_LOOKUP_OPS_MAX = 2;
 
 export interface SimOptions {
   seed: number;
@@ -391,7 +397,7 @@ export class SimCluster {
         release: (messages, replies, events) => this.release(host, instance, messages, replies, events),
         fatal: (err) => this.onCrashError(host, err),
       },
-      { ...DEFAULT_PIPELINE_OPTIONS, now: () => this.now * SIM_TICK_MS, ...(onDisk?.ok ? { horizonOnDisk: onDisk.value } : {}) },
+      { ...DEFAULT_PIPELINE_OPTIONS, mergeLookupOpsMax: SIM_MERGE_LOOKUP_OPS_MAX, now: () => this.now * SIM_TICK_MS, ...(onDisk?.ok ? { horizonOnDisk: onDisk.value } : {}) },
     );
     return instance;
   }

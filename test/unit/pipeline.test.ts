@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { CoreEvent, Ready } from '../../src/core/replica.ts';
 import { decodeHorizon, type Horizon } from '../../src/core/horizon.ts';
-import { TurnPipeline, type PipelineOptions } from '../../src/node/pipeline.ts';
+import { MERGE_LOOKUP_OPS_MAX, mergeWrites, TurnPipeline, type PipelineOptions } from '../../src/node/pipeline.ts';
 import type { KeyRange, WriteOp } from '../../src/storage/types.ts';
 
 interface Harness {
@@ -293,4 +293,67 @@ test('markClean: a failed pipeline or a bad token writes nothing', () => {
   bad.pipeline.markClean(3, (err) => (result = err));
   assert.match(String(result), /failed/);
   assert.equal(bad.writes.length, 0);
+});
+
+/** What a batch leaves: its ops applied in order to a map (Storage.write's contract). */
+function applyInOrder(ops: readonly WriteOp[], into = new Map<string, string>()): Map<string, string> {
+  for (const op of ops) {
+    if (op.type === 'put') into.set(op.key, new TextDecoder().decode(op.value));
+    else into.delete(op.key);
+  }
+  return into;
+}
+
+test('merging turns into one batch leaves what writing them one by one would; a large turn passes without lookups', () => {
+  // A deterministic PRNG (xorshift32), so that a failure names its case.
+  let state = 0x9e3779b9;
+  const next = (n: number): number => {
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    return (state >>> 0) % n;
+  };
+  let value = 0;
+  const op = (keys: number): WriteOp => {
+    const key = `k${next(keys)}`;
+    return next(4) === 0 ? { type: 'del', key } : { type: 'put', key, value: bytes(`v${value++}`) };
+  };
+  for (let c = 0; c < 300; c++) {
+    const keys = 1 + next(40);
+    const turns = Array.from({ length: 2 + next(5) }, () => {
+      // Some turns are larger than the lookup bound (a stable checkpoint's records after a bulk load).
+      const size = next(6) === 0 ? MERGE_LOOKUP_OPS_MAX + 1 + next(50) : next(12);
+      return { writes: Array.from({ length: size }, () => op(keys)) };
+    });
+    const merged = mergeWrites(turns);
+    const oneByOne = new Map<string, string>();
+    for (const t of turns) applyInOrder(t.writes, oneByOne);
+    assert.deepEqual(applyInOrder(merged), oneByOne, `case ${c}: the merged batch leaves another state`);
+    const large = turns.filter((t) => t.writes.length > MERGE_LOOKUP_OPS_MAX);
+    const smallKeys = new Set(turns.filter((t) => t.writes.length <= MERGE_LOOKUP_OPS_MAX).flatMap((t) => t.writes.map((o) => o.key)));
+    // Every op of a large turn is there, in its order (duplicates of a key in it too); of the small
+    // turns' ops, one per key.
+    const largeOps = new Set(large.flatMap((t) => t.writes));
+    assert.deepEqual(merged.filter((o) => largeOps.has(o)), large.flatMap((t) => t.writes), `case ${c}: a large turn's ops`);
+    assert.equal(merged.length, largeOps.size + smallKeys.size, `case ${c}: one op per key of the small turns`);
+  }
+});
+
+test('a group with a large turn goes to disk in one batch that leaves the same state', () => {
+  const h = harness();
+  h.pipeline.submit(ready(1, { writes: ['a'], messages: [['x', 1]] }));
+  const large = Array.from({ length: MERGE_LOOKUP_OPS_MAX + 10 }, (_, i) => put(`r${i % (MERGE_LOOKUP_OPS_MAX + 5)}`));
+  h.pipeline.submit(ready(2, { writes: ['s'], messages: [['y', 2]] }));
+  h.pipeline.submit({ ...ready(3, { messages: [['z', 3]] }), writes: large });
+  h.pipeline.submit({ ...ready(4, { messages: [['w', 4]] }), writes: [{ type: 'del', key: 'r3' }, { type: 'put', key: 's', value: bytes('s2') }] });
+  h.writes[0]!.done();
+  assert.equal(h.writes.length, 2, 'turns 2, 3 and 4 in one batch');
+  const ops = h.writes[1]!.ops;
+  assert.equal(ops.length, large.length + 2, "the large turn's ops all pass (its repeated keys too); of turn 2's and 4's, the later s");
+  const state = applyInOrder(ops);
+  assert.equal(state.get('s'), 's2');
+  assert.equal(state.has('r3'), false, 'the later delete applies after the large turn');
+  assert.equal(state.get('r4'), 'r4');
+  h.writes[1]!.done();
+  assert.deepEqual(h.out, ['m:x', 'm:y', 'm:z', 'm:w']);
 });
