@@ -142,7 +142,7 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
   }
 });
 
-test('npm run bench -- --keys 2000: loads the keys, compares with the empty store, restarts a replica, prints RSS and three targets', { timeout: 300_000 }, async () => {
+test('npm run bench -- --keys 2000: loads the keys, compares with the empty store before and after, restarts a replica, prints RSS and three targets', { timeout: 300_000 }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'pbft-bench-keys-smoke-'));
   try {
     const record = join(dir, 'record.json');
@@ -151,8 +151,11 @@ test('npm run bench -- --keys 2000: loads the keys, compares with the empty stor
     assert.equal(code, 0, `bench exited with ${code}\nstdout:\n${stdout}\nstderr:\n${stderr}`);
     assert.match(stdout, /^keys-empty\s+4\s+4\s+[\d,]+\s+[\d.,]+/m);
     assert.match(stdout, /^keys-2000\s+4\s+4\s+[\d,]+\s+[\d.,]+/m);
+    assert.match(stdout, /^keys-empty-after\s+4\s+4\s+[\d,]+\s+[\d.,]+/m);
     assert.match(stdout, /^\s+load time\s+[\d.,]+ s \([\d,]+ keys\/s\); executed everywhere at [\d.,]+ s, its checkpoint stable at [\d.,]+ s \(\d+ puts\)$/m);
-    assert.match(stdout, /^\s+throughput, 4 clients: empty -> loaded\s+[\d.,]+ -> [\d.,]+ req\/s \([\d.]+%\)$/m);
+    assert.match(stdout, /^\s+throughput, 4 clients: empty -> loaded -> empty again\s+[\d.,]+ -> [\d.,]+ -> [\d.,]+ req\/s \(loaded [\d.]+% of the mean of both empty runs; [\d.]+% of the first alone\)$/m);
+    // The target is judged against the mean of the two empty runs, each named in its line.
+    assert.match(stdout, /^\s+\[(MET|MISSED)\] 2,000 keys: throughput >= 80% of the empty store: [\d,]+ vs [\d,]+ req\/s \(the empty store [\d,]+ before the load, [\d,]+ after it\) = [\d.]+%$/m);
     assert.match(stdout, /^\s+restart of replica 3 \(SIGKILL\)\s+\/status [\d.]+ s, caught up [\d.]+ s, executing [\d.]+ s; of it reading [\d,]+ records [\d.]+ s, rebuilding from them [\d.]+ s$/m);
     assert.match(stdout, /^\s+replica RSS after load \(MiB\)\s+[\d,]+ [\d,]+ [\d,]+ [\d,]+/m);
     assert.match(stdout, /^\s+replica RSS after restart \(MiB\)\s+[\d,]+ [\d,]+ [\d,]+ [\d,]+$/m);
@@ -162,8 +165,13 @@ test('npm run bench -- --keys 2000: loads the keys, compares with the empty stor
     assert.match(stdout, /^\s+replica CPU by thread, throughput run \(s\)\s+main [\d.]+/m);
     assert.equal((stdout.match(/^\s+\[(MET|MISSED)\] 2,000 keys: /gm) ?? []).length, 3, 'three targets judged');
     assert.match(stderr, /replica 3 \(pid \d+\) killed with SIGKILL/);
-    const json = JSON.parse(readFileSync(record, 'utf8')) as { keys: { keys: number; loadSeconds: number; executedSeconds: number; checkpointedSeconds: number; loadHead: number; stableSeqs: number[]; restart: { executingSeconds: number; recovery?: { records: number; readSeconds: number; rebuildSeconds: number } }; stallDuringLoad: number[]; cpuDuringLoad: number[]; gcDuringLoad: Array<{ minor: number; major: number }>; threadCpuLoaded: Array<Record<string, number>>; recordsFound: Array<{ ahead: number; inTurn: number; again: number; batches: number; checkpointsStable: number }> } };
+    const json = JSON.parse(readFileSync(record, 'utf8')) as { runs: Array<{ run: string; requestsPerSecond: number }>; ratios: Record<string, number>; keys: { empty: string; loaded: string; emptyAfter: string; keys: number; loadSeconds: number; executedSeconds: number; checkpointedSeconds: number; loadHead: number; stableSeqs: number[]; restart: { executingSeconds: number; recovery?: { records: number; readSeconds: number; rebuildSeconds: number } }; stallDuringLoad: number[]; cpuDuringLoad: number[]; gcDuringLoad: Array<{ minor: number; major: number }>; threadCpuLoaded: Array<Record<string, number>>; recordsFound: Array<{ ahead: number; inTurn: number; again: number; batches: number; checkpointsStable: number }> } };
     assert.equal(json.keys.keys, 2000);
+    assert.deepEqual([json.keys.empty, json.keys.loaded, json.keys.emptyAfter], ['keys-empty', 'keys-2000', 'keys-empty-after']);
+    const rps = (name: string): number => json.runs.find((r) => r.run === name)!.requestsPerSecond;
+    const mean = (rps('keys-empty') + rps('keys-empty-after')) / 2;
+    assert.ok(Math.abs(json.ratios.keysLoadedToEmptyThroughput! - rps('keys-2000') / mean) < 1e-9, 'the ratio is against the mean of both empty runs');
+    assert.ok(Math.abs(json.ratios.keysLoadedToEmptyBeforeThroughput! - rps('keys-2000') / rps('keys-empty')) < 1e-9);
     assert.ok(json.keys.loadSeconds > 0 && json.keys.restart.executingSeconds > 0);
     // The restarted replica's /status recovery: it read at least the 2,000 keys' partitions and the log.
     const recovery = json.keys.restart.recovery;
