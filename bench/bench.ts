@@ -1425,17 +1425,18 @@ async function waitExecuted(urls: string[], seq: number, timeoutMs: number, what
 async function runKeys(o: Options, report: Report): Promise<void> {
   const n = o.keys!;
   const identities = o.clients + 1 + KEY_LOADERS;
-  // The empty store first: a fresh cluster under the standard put workload.
-  let empty: LoadResult;
-  {
-    const server = await startCluster(o, 'keys-empty', o.replicas, identities);
+  // The empty store: a fresh cluster under the standard put workload (first, and again after the load).
+  const measureEmpty = async (run: string): Promise<LoadResult> => {
+    const server = await startCluster(o, run, o.replicas, identities);
     try {
-      empty = await runLoad(o, server, 'keys-empty', o.clients, 0);
-      report.loads.push(empty);
+      const result = await runLoad(o, server, run, o.clients, 0);
+      report.loads.push(result);
+      return result;
     } finally {
       await server.stop();
     }
-  }
+  };
+  const empty = await measureEmpty('keys-empty');
   const server = await startCluster(o, 'keys', o.replicas, identities);
   try {
     const loader = await connectLoader({
@@ -1554,17 +1555,9 @@ async function runKeys(o: Options, report: Report): Promise<void> {
   } finally {
     await server.stop();
   }
-  // The empty store again, with the loaded cluster stopped: a fresh cluster, the same workload.
-  {
-    const again = await startCluster(o, 'keys-empty-after', o.replicas, identities);
-    try {
-      const emptyAfter = await runLoad(o, again, 'keys-empty-after', o.clients, 0);
-      report.loads.push(emptyAfter);
-      if (report.keys !== undefined) report.keys.emptyAfter = emptyAfter;
-    } finally {
-      await again.stop();
-    }
-  }
+  // The empty store again, with the loaded cluster stopped.
+  const emptyAfter = await measureEmpty('keys-empty-after');
+  if (report.keys !== undefined) report.keys.emptyAfter = emptyAfter;
 }
 
 /** The empty store's throughput the loaded one is judged against: the mean of the runs before and after the load. */

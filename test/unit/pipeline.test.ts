@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import type { CoreEvent, Ready } from '../../src/core/replica.ts';
 import { decodeHorizon, type Horizon } from '../../src/core/horizon.ts';
 import { MERGE_LOOKUP_OPS_MAX, mergeWrites, TurnPipeline, type PipelineOptions } from '../../src/node/pipeline.ts';
+import { Prng } from '../../src/sim/prng.ts';
 import type { KeyRange, WriteOp } from '../../src/storage/types.ts';
 
 interface Harness {
@@ -305,14 +306,9 @@ function applyInOrder(ops: readonly WriteOp[], into = new Map<string, string>())
 }
 
 test('merging turns into one batch leaves what writing them one by one would; a large turn passes without lookups', () => {
-  // A deterministic PRNG (xorshift32), so that a failure names its case.
-  let state = 0x9e3779b9;
-  const next = (n: number): number => {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    return (state >>> 0) % n;
-  };
+  // The simulator's deterministic PRNG, so that a failure names a case that repeats.
+  const prng = new Prng(0x9e3779b9);
+  const next = (n: number): number => prng.int(n);
   let value = 0;
   const op = (keys: number): WriteOp => {
     const key = `k${next(keys)}`;
