@@ -1,5 +1,6 @@
 // A node:test reporter used by scripts/run-tests.mjs beside `spec`: it writes one JSON line per
-// test file it saw (passed, failed, skipped, todo, and the names of failed tests) when the run ends.
+// test file it saw (passed, failed, skipped, todo, and the names of failed tests with the first
+// lines of their errors) when the run ends: the run's last lines then say why, not only what, failed.
 // A file that fails to load shows up as one failed test named after the file.
 export default async function* summary(source) {
   const files = new Map();
@@ -23,8 +24,17 @@ export default async function* summary(source) {
     else if (event.type === 'test:pass') f.passed++;
     else {
       f.failed++;
-      f.failures.push(d.name);
+      f.failures.push(`${d.name}: ${reason(d.details?.error)}`);
     }
   }
   for (const { childSeen, ...f } of files.values()) yield JSON.stringify(f) + '\n';
+}
+
+/** The first lines of a failed test's error (node:test wraps a thrown error in its `cause`). */
+function reason(error) {
+  const e = error?.cause ?? error;
+  const text = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const short = lines.slice(0, 8).join(' | ');
+  return short.length > 600 ? `${short.slice(0, 600)}...` : short;
 }

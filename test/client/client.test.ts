@@ -195,13 +195,25 @@ test('one lying replica: correct result and a faulty-reply event; three liars: Q
 test("requests name f+1 backups as repliers; one that does not answer costs a retransmission and is left out; 'all' names nobody", async () => {
   // A long retransmission delay: on a loaded machine no request here is retransmitted for slowness.
   const c = await connect(3, { retransmitMs: 2_000 });
-  const left = (): number[] => ipc.replicas.map((r) => r.node.status().counters.repliesLeftToOthers);
+  // A reply leaves once f+1 replicas executed the request; the fourth may execute it (and count it)
+  // later on a loaded machine: counters are read once every replica executed as far as any has.
+  const left = async (): Promise<number[]> => {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const executed = ipc.replicas.map((r) => r.node.status().lastExecuted);
+      if (executed.every((n) => n === executed[0])) break;
+      assert.ok(Date.now() < deadline, `replicas did not catch up: last executed ${executed.join(', ')}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return ipc.replicas.map((r) => r.node.status().counters.repliesLeftToOthers);
+  };
   const sum = (a: number[], b: number[]): number => a.reduce((t, x, i) => t + x - b[i]!, 0);
+  for (const r of ipc.replicas) r.hooks.delayOutgoingMs = (to) => (to === 3 ? 40 : 0);
   await c.put('rp/warm', '0');
-  let before = left();
+  let before = await left();
   for (let i = 0; i < 12; i++) await c.put(`rp/${i}`, String(i));
   // Each put executed at the four replicas; two of them left the reply to the named two.
-  assert.equal(sum(left(), before), 2 * 12);
+  assert.equal(sum(await left(), before), 2 * 12);
   assert.deepEqual(c.replyStats, { mode: 'quorum', retransmitted: 0, leftOut: [] });
   // A backup that stops answering this client (its replies are swallowed; it still votes).
   const mute = [0, 1, 2, 3].find((id) => id !== c.primary)!;
@@ -216,9 +228,9 @@ test("requests name f+1 backups as repliers; one that does not answer costs a re
     delete ipc.replicas[mute]!.hooks.mutateReply;
   }
   const all = await connect(4, { replies: 'all' });
-  before = left();
+  before = await left();
   for (let i = 0; i < 5; i++) await all.put(`rp/a${i}`, String(i));
-  assert.equal(sum(left(), before), 0, 'every replica replied');
+  assert.equal(sum(await left(), before), 0, 'every replica replied');
   assert.equal(all.replyStats.mode, 'all');
   await assert.rejects(connect(4, { replies: 'some' as never }), (err: unknown) => err instanceof ClientConfigError && /replies must be one of quorum, all, got some/.test(err.message));
 });
