@@ -25,7 +25,7 @@ import { type ReplicaState, type CheckpointSnapshot, type CheckpointWork } from 
  * computing is finished first; so is one that a stable certificate reaches (finishCheckpoint).
  */
 export function takeCheckpoint(rs: ReplicaState, seq: number): void {
-  if (rs.checkpointWork) finishCheckpoint(rs);
+  if (rs.checkpointWork) finishCheckpoint(rs, 'next');
   const app = rs.app;
   const work: CheckpointWork = {
     seq,
@@ -93,8 +93,17 @@ export function advanceCheckpoint(rs: ReplicaState, budget: number): void {
   completeCheckpoint(rs, work);
 }
 
-/** Completes the checkpoint being computed now, in this turn. */
-export function finishCheckpoint(rs: ReplicaState): void {
+/**
+ * Completes the checkpoint being computed now, in this turn; `why` (the next checkpoint is due, a
+ * stable certificate reached it) is counted when partitions were left (counters.checkpointsRushed*).
+ */
+export function finishCheckpoint(rs: ReplicaState, why?: 'next' | 'stable'): void {
+  const work = rs.checkpointWork;
+  if (work !== undefined && why !== undefined && work.next < work.partitions.length) {
+    if (why === 'next') rs.counters.checkpointsRushedByNext++;
+    else rs.counters.checkpointsRushedByStable++;
+    rs.counters.checkpointPartitionsRushed += work.partitions.length - work.next;
+  }
   advanceCheckpoint(rs, Infinity);
 }
 
@@ -162,7 +171,7 @@ export function onStableCert(rs: ReplicaState, cert: CheckpointCert): void {
   // Our own checkpoint at or below it, still being computed, is needed now: to audit ours against
   // the certificate and to make the state on disk the stable one.
   if (rs.checkpointWork && rs.checkpointWork.seq <= cert.seq) {
-    finishCheckpoint(rs);
+    finishCheckpoint(rs, 'stable');
     if (cert.seq <= rs.h) return;
   }
   const own = rs.ownCheckpoints.get(cert.seq);

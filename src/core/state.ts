@@ -401,6 +401,15 @@ export abstract class ReplicaState {
     /** Own checkpoints computed over several turns while execution went on (checkpoints.ts). */
     checkpointsOverTurns: 0,
     /**
+     * Own checkpoints still computing over turns whose remaining partitions were then computed in
+     * one turn (finishCheckpoint): because the next checkpoint was due, or because a stable
+     * certificate reached it first (the other replicas were faster); and the partitions so computed.
+     * Such a turn is as long as the rest of the checkpoint's work: after a bulk load, seconds.
+     */
+    checkpointsRushedByNext: 0,
+    checkpointsRushedByStable: 0,
+    checkpointPartitionsRushed: 0,
+    /**
      * Partitions a stable checkpoint wrote as records: their records found in the turns before its
      * certificate (prepareRecordsAhead), or in the certificate's own turn.
      */

@@ -297,6 +297,9 @@ export class NodeMetrics {
     gauge('pbft_stable_checkpoint_seq', 'Sequence number of the stable checkpoint.', (s) => s.stableCheckpoint.seq);
     counter('pbft_checkpoints_stable_total', 'Checkpoints that became stable.', (s) => s.counters.checkpointsStable);
     counter('pbft_checkpoints_over_turns_total', 'Own checkpoints computed over several loop turns while execution went on (a large change: after a bulk load).', (s) => s.counters.checkpointsOverTurns);
+    counter('pbft_checkpoints_rushed_by_next_total', 'Own checkpoints computing over turns whose remaining partitions were computed in one turn because the next checkpoint was due.', (s) => s.counters.checkpointsRushedByNext);
+    counter('pbft_checkpoints_rushed_by_stable_total', 'Own checkpoints computing over turns whose remaining partitions were computed in one turn because a stable certificate reached them first.', (s) => s.counters.checkpointsRushedByStable);
+    counter('pbft_checkpoint_partitions_rushed_total', 'Partitions of own checkpoints computed in one turn by the two counters before.', (s) => s.counters.checkpointPartitionsRushed);
     counter('pbft_records_found_ahead_total', 'Partitions a stable checkpoint wrote as records whose records were found in the turns before its certificate.', (s) => s.counters.recordsFoundAhead);
     counter('pbft_records_found_in_turn_total', "Partitions a stable checkpoint wrote as records whose records were found in the certificate's own turn.", (s) => s.counters.recordsFoundInTurn);
     gauge('pbft_log_slots', 'Log slots held in memory.', (s) => s.logSlots);

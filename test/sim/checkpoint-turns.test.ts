@@ -98,6 +98,15 @@ test('a checkpoint computed one partition per turn while execution goes on has t
   assert.equal(replicas[3]!.counters.checkpointsOverTurns, 0, 'the reference replica computes each checkpoint in one turn');
   assert.ok(executedWhilePending > 0, 'execution went on while a checkpoint was computed');
   assert.deepEqual(stableWithoutState.slice(0, 5), [], 'every stable checkpoint came with its state (our own, finished when the certificate came first)');
+  // One partition per turn is slower than the reference replica: the certificate (or the next
+  // checkpoint) comes first, and the rest is computed in that turn; the counters say how often.
+  const rushed = replicas.slice(0, 3).map((r) => r.counters.checkpointsRushedByNext + r.counters.checkpointsRushedByStable);
+  assert.ok(rushed.reduce((a, b) => a + b, 0) >= 1, `checkpoints finished at once: ${rushed.join(', ')}`);
+  for (const r of replicas) {
+    const c = r.counters;
+    assert.ok(c.checkpointPartitionsRushed >= c.checkpointsRushedByNext + c.checkpointsRushedByStable, `replica ${r.id}: at least one partition per rushed checkpoint`);
+    assert.ok(c.checkpointsRushedByNext + c.checkpointsRushedByStable <= c.checkpointsOverTurns, `replica ${r.id}: only a checkpoint computing over turns is rushed`);
+  }
   for (const r of replicas) assert.equal(r.counters.divergences, 0, `replica ${r.id} found its state diverged`);
   for (const r of replicas) assert.ok(r.counters.checkpointsStable >= 5, `replica ${r.id}: ${r.counters.checkpointsStable} stable checkpoints`);
   assert.ok(assertAgree(digests) >= 5, 'checkpoints compared between replicas');
