@@ -1333,7 +1333,7 @@ interface KeysResult {
    */
   /** CPU seconds of each replica's threads by name over the loaded throughput run (its warm-up included). */
   threadCpuLoaded: Array<Record<string, number>>;
-  recordsFound: Array<{ ahead: number; inTurn: number; again: number; batches: number; checkpointsStable: number; checkpointsOverTurns: number; rushedByNext: number; rushedByStable: number; partitionsRushed: number }>;
+  recordsFound: Array<{ ahead: number; inTurn: number; again: number; batches: number; checkpointsStable: number; checkpointsOverTurns: number; rushedByNext: number; rushedByStable: number; partitionsRushed: number; viewChanges: number }>;
   restart: {
     replica: number;
     /** Seconds from the restart to its first /status answer (its disk read and recovered). */
@@ -1492,6 +1492,7 @@ async function runKeys(o: Options, report: Report): Promise<void> {
         rushedByNext: st?.counters.checkpointsRushedByNext ?? NaN,
         rushedByStable: st?.counters.checkpointsRushedByStable ?? NaN,
         partitionsRushed: st?.counters.checkpointPartitionsRushed ?? NaN,
+        viewChanges: st?.counters.viewChanges ?? NaN,
       }));
       progressDone(`${label} replica CPU until then: ${cpuDuringLoad.map((x) => fmt(x, 1)).join(' ')} s (GC minor+major ${gcDuringLoad.map((g) => `${fmt(g.minor, 1)}+${fmt(g.major, 1)}`).join(' ')} s); partitions planned ahead/in the certificate's turn/again: ${recordsFound.map((r) => `${r.ahead}/${r.inTurn}/${r.again}`).join(' ')}; batches ${recordsFound.map((r) => r.batches).join(' ')}; stable checkpoints ${recordsFound.map((r) => r.checkpointsStable).join(' ')} (over turns ${recordsFound.map((r) => r.checkpointsOverTurns).join(' ')}; finished in one turn for the next / a stable certificate, partitions: ${recordsFound.map((r) => `${r.rushedByNext}/${r.rushedByStable}, ${r.partitionsRushed}`).join('; ')})`);
       const rssAfterLoad = server.procs.map((p) => processRssBytes(p.pid!) ?? 0);
@@ -1641,6 +1642,7 @@ function keysLines(report: Report): string[] {
     `  replica CPU during the load (s)   ${k.cpuDuringLoad.map((x) => fmt(x, 1)).join(' ')}  (until its checkpoint was stable everywhere; GC minor+major ${k.gcDuringLoad.map((g) => `${fmt(g.minor, 1)}+${fmt(g.major, 1)}`).join(' ')})`,
     `  replica CPU by thread, throughput run (s)   ${k.threadCpuLoaded.map(threadLine).join('; ')}`,
     `  stable writes planned ahead/in the certificate's turn/again   ${k.recordsFound.map((r) => `${fmt(r.ahead)}/${fmt(r.inTurn)}/${fmt(r.again)}`).join('  ')}`,
+    `  view changes during the load      ${k.recordsFound.map((r) => fmt(r.viewChanges)).join(' ')}  (the cluster started with the load)`,
     `  own checkpoints finished at once   ${k.recordsFound.map((r) => `${fmt(r.rushedByNext)}/${fmt(r.rushedByStable)} (${fmt(r.partitionsRushed)} partitions)`).join('  ')}  (the rest of a checkpoint computing over turns, in one turn: the next one was due / a stable certificate reached it)`,
     `  longest event-loop stall (s)      during the load ${k.stallDuringLoad.map((x) => fmt(x, 2)).join(' ')}; throughput run after it ${k.stallAfterLoad.map((x) => fmt(x, 2)).join(' ')}`,
   ];
