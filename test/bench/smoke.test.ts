@@ -159,10 +159,10 @@ test('npm run bench -- --keys 2000: loads the keys, compares with the empty stor
     assert.match(stdout, /^\s+restart of replica 3 \(SIGKILL\)\s+\/status [\d.]+ s, caught up [\d.]+ s, executing [\d.]+ s; of it reading [\d,]+ records [\d.]+ s, rebuilding from them [\d.]+ s$/m);
     assert.match(stdout, /^\s+replica RSS after load \(MiB\)\s+[\d,]+ [\d,]+ [\d,]+ [\d,]+/m);
     assert.match(stdout, /^\s+replica RSS after restart \(MiB\)\s+[\d,]+ [\d,]+ [\d,]+ [\d,]+$/m);
-    // Each replica's longest event-loop stall, read from its /metrics (a '-' would be a failed read).
     // Read from each replica's /status counters at the load's end (a '-' would be a failed read).
     assert.match(stdout, /^\s+view changes during the load\s+\d+ \d+ \d+ \d+  \(the cluster started with the load\)$/m);
     assert.match(stdout, /^\s+own checkpoints finished at once\s+(\d+\/\d+ \(\d+ partitions\)\s+){4}\(/m);
+    // Each replica's longest event-loop stall, read from its /metrics (a '-' would be a failed read).
     assert.match(stdout, /^\s+longest event-loop stall \(s\)\s+during the load [\d.]+ [\d.]+ [\d.]+ [\d.]+; throughput run after it [\d.]+ [\d.]+ [\d.]+ [\d.]+$/m);
     assert.match(stdout, /^\s+replica CPU during the load \(s\)\s+[\d.]+ [\d.]+ [\d.]+ [\d.]+  \(until its checkpoint was stable everywhere; GC minor\+major [\d.]+\+[\d.]+ [\d.]+\+[\d.]+ [\d.]+\+[\d.]+ [\d.]+\+[\d.]+\)$/m);
     assert.match(stdout, /^\s+replica CPU by thread, throughput run \(s\)\s+main [\d.]+/m);

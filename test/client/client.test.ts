@@ -208,7 +208,6 @@ test("requests name f+1 backups as repliers; one that does not answer costs a re
     return ipc.replicas.map((r) => r.node.status().counters.repliesLeftToOthers);
   };
   const sum = (a: number[], b: number[]): number => a.reduce((t, x, i) => t + x - b[i]!, 0);
-  for (const r of ipc.replicas) r.hooks.delayOutgoingMs = (to) => (to === 3 ? 40 : 0);
   await c.put('rp/warm', '0');
   let before = await left();
   for (let i = 0; i < 12; i++) await c.put(`rp/${i}`, String(i));
