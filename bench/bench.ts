@@ -1333,7 +1333,7 @@ interface KeysResult {
    */
   /** CPU seconds of each replica's threads by name over the loaded throughput run (its warm-up included). */
   threadCpuLoaded: Array<Record<string, number>>;
-  recordsFound: Array<{ ahead: number; inTurn: number; again: number; batches: number; checkpointsStable: number; checkpointsOverTurns: number; rushedByNext: number; rushedByStable: number; partitionsRushed: number; viewChanges: number }>;
+  recordsFound: Array<{ ahead: number; inTurn: number; again: number; batches: number; checkpointsStable: number; checkpointsOverTurns: number; rushedByNext: number; rushedByStable: number; partitionsRushed: number; viewChanges: number; lateTurns?: number; lateTicksDropped?: number }>;
   restart: {
     replica: number;
     /** Seconds from the restart to its first /status answer (its disk read and recovered). */
@@ -1493,6 +1493,8 @@ async function runKeys(o: Options, report: Report): Promise<void> {
         rushedByStable: st?.counters.checkpointsRushedByStable ?? NaN,
         partitionsRushed: st?.counters.checkpointPartitionsRushed ?? NaN,
         viewChanges: st?.counters.viewChanges ?? NaN,
+        lateTurns: st?.loop.lateTurns ?? NaN,
+        lateTicksDropped: st?.loop.lateTicksDropped ?? NaN,
       }));
       progressDone(`${label} replica CPU until then: ${cpuDuringLoad.map((x) => fmt(x, 1)).join(' ')} s (GC minor+major ${gcDuringLoad.map((g) => `${fmt(g.minor, 1)}+${fmt(g.major, 1)}`).join(' ')} s); partitions planned ahead/in the certificate's turn/again: ${recordsFound.map((r) => `${r.ahead}/${r.inTurn}/${r.again}`).join(' ')}; batches ${recordsFound.map((r) => r.batches).join(' ')}; stable checkpoints ${recordsFound.map((r) => r.checkpointsStable).join(' ')} (over turns ${recordsFound.map((r) => r.checkpointsOverTurns).join(' ')}; finished in one turn for the next / a stable certificate, partitions: ${recordsFound.map((r) => `${r.rushedByNext}/${r.rushedByStable}, ${r.partitionsRushed}`).join('; ')})`);
       const rssAfterLoad = server.procs.map((p) => processRssBytes(p.pid!) ?? 0);
@@ -1643,6 +1645,7 @@ function keysLines(report: Report): string[] {
     `  replica CPU by thread, throughput run (s)   ${k.threadCpuLoaded.map(threadLine).join('; ')}`,
     `  stable writes planned ahead/in the certificate's turn/again   ${k.recordsFound.map((r) => `${fmt(r.ahead)}/${fmt(r.inTurn)}/${fmt(r.again)}`).join('  ')}`,
     `  view changes during the load      ${k.recordsFound.map((r) => fmt(r.viewChanges)).join(' ')}  (the cluster started with the load)`,
+    `  late turns during the load        ${k.recordsFound.map((r) => `${fmt(r.lateTurns ?? NaN)} (${fmt((r.lateTicksDropped ?? NaN) / 100, 1)} s dropped)`).join('  ')}  (turns that came more than 100 ms late: the replica's own stalls, not counted by its timers)`,
     `  own checkpoints finished at once   ${k.recordsFound.map((r) => `${fmt(r.rushedByNext)}/${fmt(r.rushedByStable)} (${fmt(r.partitionsRushed)} partitions)`).join('  ')}  (the rest of a checkpoint computing over turns, in one turn: the next one was due / a stable certificate reached it)`,
     `  longest event-loop stall (s)      during the load ${k.stallDuringLoad.map((x) => fmt(x, 2)).join(' ')}; throughput run after it ${k.stallAfterLoad.map((x) => fmt(x, 2)).join(' ')}`,
   ];

@@ -7,6 +7,22 @@
  * place (and shows in status by name).
  */
 
+/**
+ * The shell's side of the timers' contract: a tick is time this replica could act in. A turn that
+ * starts late (a long turn before it, a synced write that held the pipeline, garbage collection, a
+ * paused process) runs the ticks the loop slept through on the core's word (Replica.quietTicks) and
+ * at most this many more; the rest is not run. A replica's own stall is thus not evidence against
+ * anyone: its request timer (a suspicion of the primary), the new-view timer, the fetch and read
+ * timers count at most LATE_TICKS_MAX ticks of it per turn. Without the cap, a stall as long as the
+ * view-change timeout made every request that waited across it overdue at once: under a bulk load
+ * into a large store, the four replicas' checkpoint writes held their pipelines together for 1-2 s,
+ * each found its requests overdue when it resumed, and the cluster changed views every 15-20 s
+ * with nothing faulty. A replica that stalls continuously counts LATE_TICKS_MAX ticks a turn, so
+ * its timers still run, slower by its own slowness; the others' timers run at their own pace. Only
+ * liveness depends on ticks (no safety rule reads a timer).
+ */
+export const LATE_TICKS_MAX = 10;
+
 export type TimeoutName = 'view-change' | 'retransmit' | 'probe' | 'catch-up' | 'fetch';
 
 export class Timeout {

@@ -33,6 +33,12 @@ export interface NodeStatus extends ReplicaStatus {
     turns: number;
     /** Wake-ups of the tick timer: one per tick while anything waits on time, few while idle (loop.ts). */
     tickWakeups?: number;
+    /**
+     * Ticks not run because a turn came later than the loop's quiet ticks plus LATE_TICKS_MAX
+     * (core/timeout.ts): the replica's own stalls, which its timers do not count; and the turns so late.
+     */
+    lateTicksDropped?: number;
+    lateTurns?: number;
     inboundFramesDropped: number;
     /** Link requests from replicas dropped because the sender was over its budget of loop time (budget.ts). */
     linkFramesOverBudget?: number;

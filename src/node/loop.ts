@@ -8,8 +8,10 @@
  * or the core computes a checkpoint over several turns (`checkpointPending`: each flush() takes a
  * share of it), and it:
  *   0. gives the core the wall clock (`replica.setClockMs(Date.now())`: batch times),
- *   1. calls `replica.tick()` once per `tickMs` of wall time elapsed since the last tick (at most
- *      CATCH_UP_TICKS_MAX in one turn: a stalled process does not spin),
+ *   1. calls `replica.tick()` once per `tickMs` of wall time elapsed since the last tick: the ticks
+ *      the loop slept through on the core's word (quietTicks below) and at most LATE_TICKS_MAX more
+ *      (core/timeout.ts): the process's own stall is not time the core saw (counted in
+ *      lateTicksDropped),
  *   2. hands queued frames to `replica.receive` (after the ticks: a frame that waited while the
  *      process was paused arrives at the end of the missed time, not before it): at most
  *      TURN_FRAMES_MAX, one per sender at a time, round-robin (each sender's frames wait in their own
@@ -43,11 +45,12 @@ import type { CoreEvent, Ready, Replica, Source } from '../core/replica.ts';
 import type { Principal } from '../transport/types.ts';
 import { DEFAULT_PIPELINE_OPTIONS, TurnPipeline, type PipelineDisk, type Sent, type SentReply } from './pipeline.ts';
 import type { VerifyPool } from './verify-pool.ts';
+import { LATE_TICKS_MAX } from '../core/timeout.ts';
 import { clientFaultCounts, newClientFault } from './cutoff.ts';
 import { isLinkRequest, isSignedFrame, PeerBudgets, refusalCount } from './budget.ts';
 
 export const TICK_MS_DEFAULT = 10;
-/** A turn that starts late runs at most this many ticks (a stalled process does not spin). */
+/** The loop sleeps through at most this many quiet ticks minus one (Replica.quietTicks), and runs them late. */
 export const CATCH_UP_TICKS_MAX = 100;
 /** Frames waiting for the loop, at most (bytes); above it, new frames are dropped and counted. */
 export const INBOUND_QUEUE_BYTES_MAX = 256 * 1024 * 1024;
@@ -144,6 +147,18 @@ export class TurnLoop {
   private turnWanted = false;
   /** Wake-ups of the tick timer (status: an idle replica's should be few). */
   tickWakeups = 0;
+  /**
+   * The quiet ticks the core promised when the tick timer was last armed (Replica.quietTicks): the
+   * next turn may run that many ticks late without any of them counting as lateness.
+   */
+  private quietPromised = 0;
+  /**
+   * Ticks not run because the turn came later than the quiet ticks allowed plus LATE_TICKS_MAX (a
+   * long turn, a synced write that held the pipeline, a paused process): time the core did not see.
+   */
+  lateTicksDropped = 0;
+  /** The turns that dropped ticks so. */
+  lateTurns = 0;
 
   constructor(
     private readonly disk: PipelineDisk,
@@ -285,7 +300,7 @@ export class TurnLoop {
   /**
    * Ticks the loop may sleep through: those the core says are quiet, when nothing waits for the disk
    * either (deferred writes, the horizon's lazy refresh: both go with a later turn), at most
-   * CATCH_UP_TICKS_MAX - 1 (a late turn runs that many ticks at most).
+   * CATCH_UP_TICKS_MAX - 1 (the loop wakes at least every CATCH_UP_TICKS_MAX ticks).
    */
   private quietTicks(): number {
     const replica = this.replica;
@@ -302,7 +317,9 @@ export class TurnLoop {
   private armTick(retry: boolean): void {
     if (!this.ticking) return;
     const { now, tickMs } = this.options;
-    const due = this.lastTickAt + (1 + this.quietTicks()) * tickMs;
+    const quiet = this.quietTicks();
+    this.quietPromised = quiet;
+    const due = this.lastTickAt + (1 + quiet) * tickMs;
     if (this.tickTimer !== undefined) {
       if (this.tickTimerAt <= due) return;
       clearTimeout(this.tickTimer);
@@ -426,8 +443,14 @@ export class TurnLoop {
     replica.setClockMs(Math.max(0, Math.floor(this.options.wallClockMs())));
     const elapsed = now() - this.lastTickAt;
     let ticks = Math.floor(elapsed / tickMs);
-    if (ticks > CATCH_UP_TICKS_MAX) {
-      ticks = CATCH_UP_TICKS_MAX;
+    // The ticks the loop slept through on the core's word, and at most LATE_TICKS_MAX more: the
+    // rest of the time since the last tick was this process's own stall (core/timeout.ts).
+    const allowed = this.quietPromised + LATE_TICKS_MAX;
+    this.quietPromised = 0;
+    if (ticks > allowed) {
+      this.lateTicksDropped += ticks - allowed;
+      this.lateTurns++;
+      ticks = allowed;
       this.lastTickAt = now();
     } else {
       this.lastTickAt += ticks * tickMs;

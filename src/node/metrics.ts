@@ -361,6 +361,12 @@ export class NodeMetrics {
       (s) => (s.loop.checkpointMs ?? 0) / 1000,
     );
     counter('pbft_loop_checkpoint_pending_batches_total', "Batches executed while the replica's own checkpoint was pending.", (s) => s.loop.checkpointBatches ?? 0);
+    counter(
+      'pbft_loop_late_ticks_dropped_total',
+      "Ticks not run because a turn came later than the replica's quiet ticks allowed plus LATE_TICKS_MAX: its own stalls, which its timers do not count.",
+      (s) => s.loop.lateTicksDropped ?? 0,
+    );
+    counter('pbft_loop_late_turns_total', 'Turns that dropped late ticks (each one a stall of the replica of its own).', (s) => s.loop.lateTurns ?? 0);
     counter('pbft_loop_inbound_frames_dropped_total', 'Frames dropped because the loop queue was full.', (s) => s.loop.inboundFramesDropped);
     counter(
       'pbft_loop_link_frames_over_budget_total',

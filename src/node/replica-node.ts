@@ -420,6 +420,8 @@ export class ReplicaNode {
       loop: {
         turns: this.loop.turns,
         tickWakeups: this.loop.tickWakeups,
+        lateTicksDropped: this.loop.lateTicksDropped,
+        lateTurns: this.loop.lateTurns,
         inboundFramesDropped: this.loop.inboundFramesDropped,
         linkFramesOverBudget: this.loop.linkBudgets.dropped,
         queuedFrames: this.loop.queuedFrames,

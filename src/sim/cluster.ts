@@ -22,6 +22,7 @@ import { replicasFor, type UnsafeQuorum } from '../core/quorum.ts';
 import { decodeHorizon, encodeCleanToken, encodeHorizon } from '../core/horizon.ts';
 import { KEYS } from '../core/persist.ts';
 import { DEFAULT_REPLICA_OPTIONS, type ReplicaOptions } from '../core/options.ts';
+import { LATE_TICKS_MAX } from '../core/timeout.ts';
 import type { Signer } from '../crypto/types.ts';
 import { DEFAULT_PIPELINE_OPTIONS, TurnPipeline, type Sent, type SentReply } from '../node/pipeline.ts';
 import type { Behavior } from './byzantine.ts';
@@ -205,8 +206,12 @@ class SimApp extends KvStore {
   }
 }
 
-/** Ticks a replica runs at most in its first turn after a pause (the shell's CATCH_UP_TICKS_MAX). */
-export const PAUSE_BURST_TICKS_MAX = 100;
+/**
+ * Ticks a replica runs at most in its first turn after a pause, or after turns its full pipeline
+ * held back: the shell's rule (LATE_TICKS_MAX, src/core/timeout.ts), a stall of its own is not time
+ * its timers see.
+ */
+export const PAUSE_BURST_TICKS_MAX = LATE_TICKS_MAX;
 
 export type FaultCounter = Record<string, number>;
 
@@ -717,7 +722,7 @@ export class SimCluster {
             inst.owedTicks++;
             continue;
           }
-          const ticks = 1 + inst.owedTicks;
+          const ticks = Math.min(1 + inst.owedTicks, LATE_TICKS_MAX);
           inst.owedTicks = 0;
           this.computeTurn(host, inst, ticks);
           if (host.armed === 'crash-before-write' && inst === host.main && inst.pipeline.undurableTurns > 0) this.crashAt(host, 'crash-before-write');
@@ -838,7 +843,7 @@ export class SimCluster {
   /**
    * Pauses replica `id` (like SIGSTOP) for `ticks`: it computes nothing, its disk completes nothing it
    * could see, and what arrives waits. When it resumes it runs, in one turn, a burst of the missed
-   * ticks (at most PAUSE_BURST_TICKS_MAX) and then the messages that waited: the shell's order
+   * ticks (at most PAUSE_BURST_TICKS_MAX, the rest is not run) and then the messages that waited: the shell's order
    * (src/node/loop.ts). The time until it is back in the view of the others is recorded.
    */
   pause(id: number, ticks: number): void {

@@ -161,6 +161,7 @@ test('npm run bench -- --keys 2000: loads the keys, compares with the empty stor
     assert.match(stdout, /^\s+replica RSS after restart \(MiB\)\s+[\d,]+ [\d,]+ [\d,]+ [\d,]+$/m);
     // Read from each replica's /status counters at the load's end (a '-' would be a failed read).
     assert.match(stdout, /^\s+view changes during the load\s+\d+ \d+ \d+ \d+  \(the cluster started with the load\)$/m);
+    assert.match(stdout, /^\s+late turns during the load\s+([\d,]+ \([\d,]+\.\d s dropped\)\s+){3}[\d,]+ \([\d,]+\.\d s dropped\)  \(turns that came more than 100 ms late/m);
     assert.match(stdout, /^\s+own checkpoints finished at once\s+(\d+\/\d+ \(\d+ partitions\)\s+){4}\(/m);
     // Each replica's longest event-loop stall, read from its /metrics (a '-' would be a failed read).
     assert.match(stdout, /^\s+longest event-loop stall \(s\)\s+during the load [\d.]+ [\d.]+ [\d.]+ [\d.]+; throughput run after it [\d.]+ [\d.]+ [\d.]+ [\d.]+$/m);
