@@ -9,6 +9,20 @@ import { SOURCE_QUEUE_BYTES_MAX, TURN_FRAMES_MAX, TurnLoop } from '../../src/nod
 import { LATE_TICKS_MAX } from '../../src/core/timeout.ts';
 import type { Ready, Replica, Source } from '../../src/core/replica.ts';
 
+/** A loop on the real clock (ticks of `tickMs`) around `replica`, its first turn run. */
+async function realTimeLoop(replica: Replica, tickMs: number): Promise<TurnLoop> {
+  const loop = new TurnLoop(
+    { write: (_ops, _clears, _horizon, done) => setImmediate(() => done()) },
+    { running: () => true, perform: () => undefined, fatal: (err) => assert.fail(String(err)) },
+    { tickMs, now: () => performance.now(), wallClockMs: () => Date.now(), pipelineTurns: true, deferWrites: true },
+  );
+  loop.attach(replica, undefined);
+  await loop.runFirstTurn();
+  return loop;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
 /** Frames received before each flush (one turn each). */
 const turnEnds: number[] = [];
 
@@ -116,14 +130,7 @@ test('an idle loop sleeps through the ticks its core calls quiet, and still runs
     },
   } as unknown as Replica;
   const tickMs = 5;
-  const loop = new TurnLoop(
-    { write: (_ops, _clears, _horizon, done) => setImmediate(() => done()) },
-    { running: () => true, perform: () => undefined, fatal: (err) => assert.fail(String(err)) },
-    { tickMs, now: () => performance.now(), wallClockMs: () => Date.now(), pipelineTurns: true, deferWrites: true },
-  );
-  loop.attach(replica, undefined);
-  await loop.runFirstTurn();
-  const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+  const loop = await realTimeLoop(replica, tickMs);
   /** A turn now (runTurnSoon); resolves with the time it ran, once it has. */
   const turnNow = async (): Promise<number> => {
     const before = index;
@@ -204,14 +211,7 @@ test("a turn that starts late because of the process's own stall runs at most LA
     },
   } as unknown as Replica;
   const tickMs = 5;
-  const loop = new TurnLoop(
-    { write: (_ops, _clears, _horizon, done) => setImmediate(() => done()) },
-    { running: () => true, perform: () => undefined, fatal: (err) => assert.fail(String(err)) },
-    { tickMs, now: () => performance.now(), wallClockMs: () => Date.now(), pipelineTurns: true, deferWrites: true },
-  );
-  loop.attach(replica, undefined);
-  await loop.runFirstTurn();
-  const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+  const loop = await realTimeLoop(replica, tickMs);
   loop.startTicking();
   try {
     await sleep(50);
