@@ -402,7 +402,10 @@ function executeBatch(rs: ReplicaState, seq: number, digest: Uint8Array, batch: 
     rs.clients.set(m.client, { timestamp: m.timestamp, result });
     const w = rs.waiting.get(m.client);
     const asked = w !== undefined && w.req.msg.timestamp === m.timestamp && w.asked === true;
-    if (w && w.req.msg.timestamp <= m.timestamp) rs.waiting.delete(m.client);
+    if (w && w.req.msg.timestamp <= m.timestamp) {
+      rs.noteExecutedWait(rs.now - w.since);
+      rs.waiting.delete(m.client);
+    }
     rs.assigned.delete(m.client);
     executed.push({ client: m.client, timestamp: m.timestamp, op: m.op, result });
     send.push(asked || m.repliers === undefined || m.repliers.includes(rs.id));
@@ -420,7 +423,10 @@ function executeBatch(rs: ReplicaState, seq: number, digest: Uint8Array, batch: 
     rs.timers.viewChange.reset();
   }
   rs.events.push({ type: 'executed', seq, view: rs.view, digest, requests: executed, timeMs });
-  if (seq % rs.opts.checkpointInterval === 0) rs.takeCheckpoint(seq);
+  if (seq % rs.opts.checkpointInterval === 0) {
+    rs.rollExecutedWaits();
+    rs.takeCheckpoint(seq);
+  }
   // A stable certificate learned ahead of execution (from a VIEW-CHANGE, a NEW-VIEW or a peer) now
   // applies: it moves the window (or, if our checkpoint differs, reveals a divergence).
   const pending = rs.pendingStable;

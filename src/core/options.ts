@@ -70,6 +70,13 @@ export interface ReplicaOptions {
   /** The count-based window: the last this many PRE-PREPAREs timed (1-1024); half of them late suspects. */
   slowPrimarySamples: number;
   /**
+   * The request timer learns from the requests executed here (ReplicaState.requestTimeoutTicks):
+   * twice the longest wait of the current and the previous checkpoint interval, when longer than the
+   * view-change timeout, but at most this many times viewChangeTimeoutTicks (1-64; 1: it learns
+   * nothing). Bounds how far a primary that delays requests can raise it.
+   */
+  requestTimeoutLearnedMaxFactor: number;
+  /**
    * A read-only request waits at most this long for the replica to execute what it had prepared
    * when the read arrived (src/core/reads.ts); then it is dropped unanswered (the client falls back
    * to an ordered request).
@@ -123,6 +130,7 @@ export const DEFAULT_REPLICA_OPTIONS: ReplicaOptions = {
   slowPrimaryDelayFloorPercent: 20,
   slowPrimaryDelayFactor: 4,
   slowPrimarySamples: 8,
+  requestTimeoutLearnedMaxFactor: 8,
   readHoldTicksMax: 100,
   storedRecordsMax: 16,
   checkpointSliceBytes: 4 * 1024 * 1024,
@@ -147,12 +155,13 @@ export function resolveOptions(partial: Partial<ReplicaOptions> = {}): ReplicaOp
   if (o.viewChangeTimeoutTicksMax < o.viewChangeTimeoutTicks) {
     throw new RangeError('viewChangeTimeoutTicksMax must be at least viewChangeTimeoutTicks');
   }
-  const atMost = (name: 'slowPrimaryDelayFloorPercent' | 'slowPrimaryDelayFactor' | 'slowPrimarySamples' | 'storedRecordsMax', max: number, what: string): void => {
+  const atMost = (name: 'slowPrimaryDelayFloorPercent' | 'slowPrimaryDelayFactor' | 'slowPrimarySamples' | 'requestTimeoutLearnedMaxFactor' | 'storedRecordsMax', max: number, what: string): void => {
     if (o[name] > max) throw new RangeError(`${name} must be an integer from 1 to ${max} (${what}), got ${o[name]}`);
   };
   atMost('slowPrimaryDelayFloorPercent', 100, 'a percent of viewChangeTimeoutTicks');
   atMost('slowPrimaryDelayFactor', 1000, 'a multiple of the median PRE-PREPARE-to-execution ticks');
   atMost('slowPrimarySamples', 1024, 'PRE-PREPAREs timed');
+  atMost('requestTimeoutLearnedMaxFactor', 64, 'a multiple of viewChangeTimeoutTicks');
   atMost('storedRecordsMax', STORED_RECORDS_LIMIT, 'records stored per partition');
   return o;
 }

@@ -122,7 +122,7 @@ export class Replica extends ReplicaState {
     } else {
       let oldest = Infinity;
       if (!this.transfer) for (const w of this.waiting.values()) if (w.since < oldest) oldest = w.since;
-      const slow = this.now - oldest >= this.timers.viewChange.after ? 'request timeout' : viewchange.slowPrimary(this);
+      const slow = this.now - oldest >= this.requestTimeoutTicks() ? 'request timeout' : viewchange.slowPrimary(this);
       if (slow !== undefined) viewchange.suspect(this, slow);
       else if (this.suspicions.has(this.id)) viewchange.unsuspect(this);
     }
@@ -214,6 +214,7 @@ export class Replica extends ReplicaState {
       divergences: this.counters.divergences,
       logSlots: this.slots.size,
       waitingRequests: this.waiting.size,
+      requestTimeoutTicks: this.requestTimeoutTicks(),
       suspicions: [...this.suspicions.keys()].sort((a, b) => a - b),
       epoch: this.epoch.epoch,
       members: [...this.members],

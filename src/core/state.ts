@@ -74,6 +74,9 @@ export interface Waiting {
   asked?: boolean;
 }
 
+
+/** The request timer allows this many times the longest recent wait of an executed request (requestTimeoutTicks). */
+export const LEARNED_WAIT_FACTOR = 2;
 /** A read-only request held until the replica has executed through `barrier` (reads.ts). */
 export interface HeldRead {
   req: Signed<ReadMsg>;
@@ -268,6 +271,12 @@ export abstract class ReplicaState {
    */
   readonly unsentReplyBatches: PendingReplyBatch[] = [];
   readonly waiting = new Map<number, Waiting>();
+  /**
+   * The longest a request executed here waited (ticks from `since`, its arrival or the start of the
+   * view, to its execution), in the current and in the previous checkpoint interval: what the
+   * request timer learns from (requestTimeoutTicks).
+   */
+  private readonly waitedLongest = { current: 0, previous: 0 };
   /** Primary: clients with a waiting request not yet proposed, in arrival order. */
   queue: number[] = [];
   readonly queued = new Set<number>();
@@ -667,6 +676,33 @@ export abstract class ReplicaState {
 
   get primary(): number {
     return primaryOf(this.view, this.members);
+  }
+
+  /** A request we waited for executed after `ticks` (see waitedLongest). */
+  noteExecutedWait(ticks: number): void {
+    if (ticks > this.waitedLongest.current) this.waitedLongest.current = ticks;
+  }
+
+  /** Our checkpoint interval ended: the one before it is forgotten. */
+  rollExecutedWaits(): void {
+    this.waitedLongest.previous = this.waitedLongest.current;
+    this.waitedLongest.current = 0;
+  }
+
+  /**
+   * How long a request may wait before we suspect the primary: the view-change timeout (with its
+   * backoff), or, when longer, LEARNED_WAIT_FACTOR times the longest a request executed here waited
+   * in this or the previous checkpoint interval, at most requestTimeoutLearnedMaxFactor times the
+   * base timeout. A cluster whose requests take long (a bulk load into a large store, whose
+   * checkpoints hold every replica for 1-2 s at once) is not a faulty primary: the timer learns its
+   * pace from the requests that executed, and forgets it two checkpoints after it passed. What a
+   * faulty primary gains by delaying requests to raise it is bounded by the cap, and a primary that
+   * holds PRE-PREPAREs back is caught by the slow-primary check, which this does not change.
+   */
+  requestTimeoutTicks(): number {
+    const base = this.timers.viewChange.after;
+    const learned = Math.min(LEARNED_WAIT_FACTOR * Math.max(this.waitedLongest.current, this.waitedLongest.previous), this.opts.requestTimeoutLearnedMaxFactor * this.opts.viewChangeTimeoutTicks);
+    return Math.max(base, learned);
   }
 
   isPrimary(): boolean {

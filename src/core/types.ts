@@ -173,6 +173,8 @@ export interface ReplicaStatus {
   divergences: number;
   logSlots: number;
   waitingRequests: number;
+  /** How long a request may wait before this replica suspects the primary (ticks; ReplicaState.requestTimeoutTicks). */
+  requestTimeoutTicks: number;
   /** Replicas that suspect the primary of the current view (the view changes once f+1 do). */
   suspicions: number[];
   /** The operating configuration (membership.ts): its epoch and replica ids, and whether we are one. */

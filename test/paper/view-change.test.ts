@@ -94,7 +94,8 @@ describe('view change: starting it', () => {
     // The issue asks for "a timer for each request it has verified and is waiting on". PBFT's single
     // timer restarts whenever any request executes, which lets a primary serve some clients and starve
     // another forever; a per-request timer expires T after that request was verified, whatever else runs.
-    const node = k.node(2);
+    // (Learning off: r1's wait would otherwise lengthen r2's timeout, see the describe block below.)
+    const node = k.node(2, { requestTimeoutLearnedMaxFactor: 1 });
     const r1 = k.request(0, 1, put('a', '1'));
     const r2 = k.request(1, 1, put('b', '1'));
     node.fromClient(0, frame(r1));
@@ -109,7 +110,7 @@ describe('view change: starting it', () => {
   });
 
   test('a request verified later gets its full timeout', () => {
-    const node = k.node(2);
+    const node = k.node(2, { requestTimeoutLearnedMaxFactor: 1 });
     const r1 = k.request(0, 1, put('a', '1'));
     node.fromClient(0, frame(r1));
     node.flush();
@@ -239,6 +240,51 @@ describe('view change: timeouts', () => {
     assert.deepEqual(node.flush().of('request').map((m) => m.to), [1], 'forwarded to the primary of view 1');
     const next = tickUntilViewChange(node, 2);
     assert.equal(next.ticks, T, 'back to T');
+  });
+});
+
+describe('view change: the request timer learns the pace of this cluster', () => {
+  test('a request waits up to twice the longest wait of a request executed in this or the previous checkpoint interval before the backup suspects the primary', () => {
+    const node = k.node(2);
+    const r1 = k.request(0, 1, put('a', '1'));
+    node.fromClient(0, frame(r1));
+    node.flush();
+    node.tick(T - 1);
+    agree(node, 0, 1, [r1]);
+    assert.equal(node.replica.status().requestTimeoutTicks, 2 * (T - 1), 'it waited T - 1 ticks');
+    node.fromClient(1, frame(k.request(1, 1, put('b', '1'))));
+    node.flush();
+    const quiet = node.tick(2 * (T - 1) - 1);
+    assert.ok(quiet.every((o) => o.of('suspect').length === 0), 'no suspicion at T ticks: the learned timeout is longer');
+    const due = node.tick()[0]!;
+    assert.deepEqual(due.eventsOf('primary-suspected').map((e) => e.reason), ['request timeout']);
+  });
+
+  test('what it learned is forgotten two checkpoints later', () => {
+    const node = k.node(2);
+    const r1 = k.request(0, 1, put('a', '1'));
+    node.fromClient(0, frame(r1));
+    node.flush();
+    node.tick(T - 1);
+    agree(node, 0, 1, [r1]);
+    // Requests this backup did not wait for (it never had them from their client) teach it nothing.
+    for (let seq = 2; seq <= 7; seq++) agree(node, 0, seq, [k.request(1, seq, put('b', String(seq)))]);
+    assert.equal(node.replica.status().requestTimeoutTicks, 2 * (T - 1), 'the interval before the checkpoint at 4 still counts');
+    agree(node, 0, 8, [k.request(1, 8, put('b', '8'))]);
+    assert.equal(node.replica.status().requestTimeoutTicks, T, 'after the checkpoint at 8, back to the view-change timeout');
+  });
+
+  test('it is at most requestTimeoutLearnedMaxFactor times the view-change timeout (1: it learns nothing)', () => {
+    for (const [factor, expected] of [[8, 8 * T], [1, T]] as const) {
+      const node = k.node(2, { requestTimeoutLearnedMaxFactor: factor });
+      const r1 = k.request(0, 1, put('a', '1'));
+      node.fromClient(0, frame(r1));
+      node.flush();
+      // A long wait (suspected alone, so the view stays), then it executes.
+      node.tick(6 * T);
+      agree(node, 0, 1, [r1]);
+      assert.equal(node.replica.status().requestTimeoutTicks, expected, `factor ${factor}`);
+    }
   });
 });
 
@@ -689,7 +735,8 @@ describe('view change: a slow primary (Aardvark, NSDI 2009; src/core/monitor.ts)
     known(primary, 1);
     assert.deepEqual(suspected(primary.tick(99)), [], 'the primary is not its own backup');
 
-    const off = k.node(2, { ...SLOW, slowPrimaryCheck: false });
+    // (The request timer's learning off too: waits of 60 ticks would teach it 120.)
+    const off = k.node(2, { ...SLOW, slowPrimaryCheck: false, requestTimeoutLearnedMaxFactor: 1 });
     for (let seq = 1; seq <= 4; seq++) {
       const r = known(off, seq % 4);
       off.tick(60);
