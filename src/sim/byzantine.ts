@@ -256,16 +256,29 @@ export class RequestForger implements Behavior {
 }
 
 /** Delays its pre-prepares to just under the view-change timeout. */
-/** Holds every PRE-PREPARE (with its batch) `delayTicks` before sending it; everything else leaves at once. */
+/**
+ * Holds every PRE-PREPARE (with its batch) `delayTicks` before sending it; everything else leaves at
+ * once. With `growth`, the hold grows `factor` times every `everyTicks` ticks of the run: a primary
+ * that ratchets up the request timer's learned timeout (ReplicaState.requestTimeoutTicks) step by step.
+ */
 export class SlowPrimary implements Behavior {
   readonly name = 'slow-primary';
   private readonly held: Array<{ at: number; m: OutMessage }> = [];
-  constructor(private readonly delayTicks: number) {}
+  constructor(
+    private readonly delayTicks: number,
+    private readonly growth?: { everyTicks: number; factor: number },
+  ) {}
+  /** The hold of a PRE-PREPARE sent at tick `now`. */
+  holdTicks(now: number): number {
+    const g = this.growth;
+    return g === undefined ? this.delayTicks : Math.round(this.delayTicks * g.factor ** Math.floor(now / g.everyTicks));
+  }
   outgoing(sim: World, _h: WorldHost, _r: Replica, messages: OutMessage[], replies: Replies) {
     const out = mapMessages(messages, (m) => {
       const d = decodeSigned(m.frame);
       if (d && d.signed.msg.type === 'preprepare' && d.batch) {
-        this.held.push({ at: sim.now + this.delayTicks, m });
+        // (Holds only grow, so the queue stays in release order.)
+        this.held.push({ at: sim.now + this.holdTicks(sim.now), m });
         return undefined;
       }
       return m;

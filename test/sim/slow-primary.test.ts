@@ -4,7 +4,8 @@
  * timer to expire. Aardvark's check (src/core/monitor.ts) must replace it and the throughput must
  * recover; with the check off (the negative control) the same run keeps it and loses most of its
  * throughput, which shows this test can tell. Fault-free runs, calm or lossy, loaded or idle, must
- * not change views at all.
+ * not change views at all. A primary that ratchets its hold up slowly, to raise the request timer's
+ * learned timeout, gains at most the timeout's cap, and the check replaces it long before.
  *
  * The timings are the production ones: a view-change timeout of 100 ticks (1 s) and clients that
  * send to the primary and retransmit to every replica after 30 ticks (the SDK's 300 ms).
@@ -109,5 +110,51 @@ test('fault-free runs never suspect a primary of being slow: calm or jittery and
     assert.equal(suspicions, 0, c.name);
     assert.equal(viewChanges, 0, c.name);
   }
+  process.stderr.write(lines.join('\n') + '\n');
+});
+
+/**
+ * A primary that ratchets the request timer's learned timeout (ReplicaState.requestTimeoutTicks): it
+ * holds PRE-PREPAREs 30 ticks at first and 1.2 times longer every 300 ticks, so that each request
+ * waits a little longer than the ones the backups learned from. Runs until the first view change.
+ */
+function ratchet(seed: number, replica: Partial<SimOptions['replica']>): { sim: SimCluster; learnedMax: number; replacedAt: number | undefined } {
+  const sim = new SimCluster({
+    seed,
+    f: 1,
+    clients: 16,
+    requestsPerClient: 2_000,
+    clientTimeoutTicks: 30,
+    network: CALM,
+    replica: { viewChangeTimeoutTicks: 100, ...replica },
+    replicaOverrides: { 0: { inFlightBatchesMax: 64 } },
+  });
+  sim.hosts[0]!.byzantine = new SlowPrimary(30, { everyTicks: 300, factor: 1.2 });
+  let learnedMax = 0;
+  const replaced = sim.runUntil(() => {
+    for (const h of sim.hosts) if (sim.isCorrect(h.id) && h.replica && !h.replica.viewChanging) learnedMax = Math.max(learnedMax, h.replica.status().requestTimeoutTicks);
+    return sim.viewChanges > 0;
+  }, 20_000);
+  assert.ok(replaced, `seed ${seed}: the primary was replaced`);
+  sim.finish();
+  assert.deepEqual(sim.checker.violations, [], `seed ${seed}`);
+  return { sim, learnedMax, replacedAt: firstViewChangeTick(sim) };
+}
+
+test('a primary that ratchets the learned request timeout gains at most its cap (8x the timeout), and the slow-primary check replaces it long before', () => {
+  const lines: string[] = [];
+  for (let seed = 1; seed <= 2; seed++) {
+    const off = ratchet(seed, { slowPrimaryCheck: false });
+    assert.ok(reasons(off.sim).includes('request timeout'), `seed ${seed}: the request timer replaced it (${reasons(off.sim).join('; ')})`);
+    assert.equal(off.learnedMax, 8 * 100, `seed ${seed}: the learned timeout rose to the cap and no further`);
+    const on = ratchet(seed, {});
+    assert.ok(reasons(on.sim).some((r) => r.startsWith('slow primary:')), `seed ${seed}: suspected as slow (${reasons(on.sim).join('; ')})`);
+    assert.ok(on.replacedAt! * 2 <= off.replacedAt!, `seed ${seed}: with the check, view change at tick ${on.replacedAt}, less than half the ${off.replacedAt} without`);
+    lines.push(`ratcheting primary, seed ${seed}: check off -> replaced at tick ${off.replacedAt}, learned timeout at most ${off.learnedMax}; check on -> tick ${on.replacedAt}`);
+  }
+  // Negative control: a higher cap lets the same primary raise the timeout further (so the cap above is what held it).
+  const loose = ratchet(1, { slowPrimaryCheck: false, requestTimeoutLearnedMaxFactor: 64 });
+  assert.ok(loose.learnedMax > 8 * 100, `with a cap of 64x the learned timeout went past 800 ticks: ${loose.learnedMax}`);
+  lines.push(`ratcheting primary, cap 64x, check off: replaced at tick ${loose.replacedAt}, learned timeout at most ${loose.learnedMax}`);
   process.stderr.write(lines.join('\n') + '\n');
 });
