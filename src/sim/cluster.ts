@@ -206,12 +206,6 @@ class SimApp extends KvStore {
   }
 }
 
-/**
- * Ticks a replica runs at most in its first turn after a pause, or after turns its full pipeline
- * held back: the shell's rule (LATE_TICKS_MAX, src/core/timeout.ts), a stall of its own is not time
- * its timers see.
- */
-export const PAUSE_BURST_TICKS_MAX = LATE_TICKS_MAX;
 
 export type FaultCounter = Record<string, number>;
 
@@ -722,6 +716,7 @@ export class SimCluster {
             inst.owedTicks++;
             continue;
           }
+          // (The shell's rule, src/core/timeout.ts: a stall of its own is not time its timers see.)
           const ticks = Math.min(1 + inst.owedTicks, LATE_TICKS_MAX);
           inst.owedTicks = 0;
           this.computeTurn(host, inst, ticks);
@@ -843,7 +838,7 @@ export class SimCluster {
   /**
    * Pauses replica `id` (like SIGSTOP) for `ticks`: it computes nothing, its disk completes nothing it
    * could see, and what arrives waits. When it resumes it runs, in one turn, a burst of the missed
-   * ticks (at most PAUSE_BURST_TICKS_MAX, the rest is not run) and then the messages that waited: the shell's order
+   * ticks (at most LATE_TICKS_MAX, src/core/timeout.ts: the rest is not run) and then the messages that waited: the shell's order
    * (src/node/loop.ts). The time until it is back in the view of the others is recorded.
    */
   pause(id: number, ticks: number): void {
@@ -867,7 +862,7 @@ export class SimCluster {
     host.resumedAt = this.now;
     inst.quiet = undefined;
     const replica = inst.replica;
-    for (let i = 0; i < Math.min(missed, PAUSE_BURST_TICKS_MAX); i++) replica.tick();
+    for (let i = 0; i < Math.min(missed, LATE_TICKS_MAX); i++) replica.tick();
     for (const m of inbox) this.deliver(m.from, host.id, m.bytes);
     inst.pipeline.submit(replica.flush());
   }

@@ -244,13 +244,18 @@ describe('view change: timeouts', () => {
 });
 
 describe('view change: the request timer learns the pace of this cluster', () => {
-  test('a request waits up to twice the longest wait of a request executed in this or the previous checkpoint interval before the backup suspects the primary', () => {
-    const node = k.node(2);
+  /** Client 0's request reaches `node` (a backup of view 0), waits `ticks`, then executes at seq 1. */
+  function executedAfterWaiting(node: Node, ticks: number): void {
     const r1 = k.request(0, 1, put('a', '1'));
     node.fromClient(0, frame(r1));
     node.flush();
-    node.tick(T - 1);
+    node.tick(ticks);
     agree(node, 0, 1, [r1]);
+  }
+
+  test('a request waits up to twice the longest wait of a request executed in this or the previous checkpoint interval before the backup suspects the primary', () => {
+    const node = k.node(2);
+    executedAfterWaiting(node, T - 1);
     assert.equal(node.replica.status().requestTimeoutTicks, 2 * (T - 1), 'it waited T - 1 ticks');
     node.fromClient(1, frame(k.request(1, 1, put('b', '1'))));
     node.flush();
@@ -262,11 +267,7 @@ describe('view change: the request timer learns the pace of this cluster', () =>
 
   test('what it learned is forgotten two checkpoints later', () => {
     const node = k.node(2);
-    const r1 = k.request(0, 1, put('a', '1'));
-    node.fromClient(0, frame(r1));
-    node.flush();
-    node.tick(T - 1);
-    agree(node, 0, 1, [r1]);
+    executedAfterWaiting(node, T - 1);
     // Requests this backup did not wait for (it never had them from their client) teach it nothing.
     for (let seq = 2; seq <= 7; seq++) agree(node, 0, seq, [k.request(1, seq, put('b', String(seq)))]);
     assert.equal(node.replica.status().requestTimeoutTicks, 2 * (T - 1), 'the interval before the checkpoint at 4 still counts');
@@ -277,12 +278,8 @@ describe('view change: the request timer learns the pace of this cluster', () =>
   test('it is at most requestTimeoutLearnedMaxFactor times the view-change timeout (1: it learns nothing)', () => {
     for (const [factor, expected] of [[8, 8 * T], [1, T]] as const) {
       const node = k.node(2, { requestTimeoutLearnedMaxFactor: factor });
-      const r1 = k.request(0, 1, put('a', '1'));
-      node.fromClient(0, frame(r1));
-      node.flush();
       // A long wait (suspected alone, so the view stays), then it executes.
-      node.tick(6 * T);
-      agree(node, 0, 1, [r1]);
+      executedAfterWaiting(node, 6 * T);
       assert.equal(node.replica.status().requestTimeoutTicks, expected, `factor ${factor}`);
     }
   });
