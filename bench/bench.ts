@@ -43,6 +43,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { NodeStatus } from '../src/node/replica-node.ts';
+import type { StorageLsm } from '../src/storage/types.ts';
 import type { RecoveryStats } from '../src/node/http.ts';
 import type { FromWorker, ToWorker, WorkerInit, WorkerResult } from './client-worker.ts';
 import type { BaselineConfig } from './baseline-server.ts';
@@ -1317,6 +1318,12 @@ interface KeysResult {
   /** Data directory bytes of each replica after the load. */
   dataBytes: number[];
   /**
+   * Each replica's RocksDB tree and compactions (its /status `storage`) once it executed the load, and
+   * after the loaded throughput run: its compactions during that run are the difference.
+   */
+  lsmAfterLoad?: Array<StorageLsm | undefined>;
+  lsmAfterLoadedRun?: Array<StorageLsm | undefined>;
+  /**
    * Longest event-loop stall of each replica (seconds, prom-client's nodejs_eventloop_lag_max_seconds,
    * which restarts at each scrape): during the load (until the checkpoint covering it was stable),
    * and during the throughput run after it.
@@ -1504,11 +1511,13 @@ async function runKeys(o: Options, report: Report): Promise<void> {
         ...(st?.memory.heapGrowingPercent !== undefined ? { heapGrowingPercent: st.memory.heapGrowingPercent } : {}),
       }));
       const dataBytes = server.dataDirs.map((d) => dirBytes(d));
+      const lsmAfterLoad = (await Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u)))).map((st) => st?.storage);
       progressDone(`${label} replica RSS after the load: ${rssAfterLoad.map((b) => fmt(b / MiB)).join(' ')} MiB; data ${dataBytes.map((b) => fmt(b / MiB)).join(' ')} MiB`);
 
       const threads0 = server.procs.map((p) => threadCpuSeconds(p.pid!));
       const loaded = await runLoad(o, server, `keys-${n}`, o.clients, 0);
       const threadCpuLoaded = server.procs.map((p, i) => threadDelta(threads0[i]!, threadCpuSeconds(p.pid!)));
+      const lsmAfterLoadedRun = (await Promise.all(server.statusUrls.map((u) => getJson<NodeStatus>(u)))).map((st) => st?.storage);
       progressDone(`${label} replica CPU by thread in the throughput run (warm-up included): ${threadCpuLoaded.map(threadLine).join('; ')}`);
       report.loads.push(loaded);
       const stallAfterLoad = await loopStalls(server.statusUrls);
@@ -1554,7 +1563,7 @@ async function runKeys(o: Options, report: Report): Promise<void> {
       const memoryAfterRestart = statusesAfterRestart.map((st) => ({ heapUsed: st?.memory.heapUsed ?? NaN, arrayBuffers: st?.memory.arrayBuffers ?? NaN }));
       const recovery = statusesAfterRestart[k]?.recovery;
       if (recovery !== undefined) progressDone(`${label} replica ${k} read ${fmt(recovery.records)} records in ${fmt(recovery.readSeconds, 2)} s and rebuilt itself from them in ${fmt(recovery.rebuildSeconds, 2)} s`);
-      report.keys = { keys: n, loadSeconds, executedSeconds, checkpointedSeconds, settlePuts, loadHead: head, stableSeqs, empty, loaded, rssAfterLoad, rssAfterRestart, memoryAfterLoad, memoryAfterRestart, dataBytes, stallDuringLoad, stallAfterLoad, cpuDuringLoad, gcDuringLoad, recordsFound, threadCpuLoaded, restart: { replica: k, statusSeconds, caughtUpSeconds, executingSeconds, ...(recovery !== undefined ? { recovery } : {}) } };
+      report.keys = { keys: n, loadSeconds, executedSeconds, checkpointedSeconds, settlePuts, loadHead: head, stableSeqs, empty, loaded, rssAfterLoad, rssAfterRestart, memoryAfterLoad, memoryAfterRestart, dataBytes, lsmAfterLoad, lsmAfterLoadedRun, stallDuringLoad, stallAfterLoad, cpuDuringLoad, gcDuringLoad, recordsFound, threadCpuLoaded, restart: { replica: k, statusSeconds, caughtUpSeconds, executingSeconds, ...(recovery !== undefined ? { recovery } : {}) } };
     } finally {
       await loader.close();
     }
@@ -1641,6 +1650,7 @@ function keysLines(report: Report): string[] {
     `  heap growing percent after load   ${k.memoryAfterLoad.map((x) => (x.heapGrowingPercent === undefined ? '-' : String(x.heapGrowingPercent))).join(' ')}  (the replicas' heap policy, src/node/heap.ts; 0: V8 decides)`,
     `  replica RSS during the load run   max ${mib(k.loaded.rssBytes.map((b) => b.max))} MiB`,
     `  data directory after load (MiB)   ${mib(k.dataBytes)}`,
+    ...lsmLines(k),
     `  replica CPU during the load (s)   ${k.cpuDuringLoad.map((x) => fmt(x, 1)).join(' ')}  (until its checkpoint was stable everywhere; GC minor+major ${k.gcDuringLoad.map((g) => `${fmt(g.minor, 1)}+${fmt(g.major, 1)}`).join(' ')})`,
     `  replica CPU by thread, throughput run (s)   ${k.threadCpuLoaded.map(threadLine).join('; ')}`,
     `  stable writes planned ahead/in the certificate's turn/again   ${k.recordsFound.map((r) => `${fmt(r.ahead)}/${fmt(r.inTurn)}/${fmt(r.again)}`).join('  ')}`,
@@ -1648,6 +1658,28 @@ function keysLines(report: Report): string[] {
     `  late turns during the load        ${k.recordsFound.map((r) => `${fmt(r.lateTurns ?? NaN)} (${fmt((r.lateTicksDropped ?? NaN) / 100, 1)} s dropped)`).join('  ')}  (turns that came more than 100 ms late: the replica's own stalls, not counted by its timers)`,
     `  own checkpoints finished at once   ${k.recordsFound.map((r) => `${fmt(r.rushedByNext)}/${fmt(r.rushedByStable)} (${fmt(r.partitionsRushed)} partitions)`).join('  ')}  (the rest of a checkpoint computing over turns, in one turn: the next one was due / a stable certificate reached it)`,
     `  longest event-loop stall (s)      during the load ${k.stallDuringLoad.map((x) => fmt(x, 2)).join(' ')}; throughput run after it ${k.stallAfterLoad.map((x) => fmt(x, 2)).join(' ')}`,
+  ];
+}
+
+/** The keys part's RocksDB lines: each replica's levels after the load, and what its compactions did over the load and the loaded run. */
+function lsmLines(k: KeysResult): string[] {
+  const after = k.lsmAfterLoad;
+  const run = k.lsmAfterLoadedRun;
+  if (after === undefined || after.every((x) => x === undefined)) return [];
+  const gb = (b: number): string => fmt(b / 2 ** 30, 2);
+  return [
+    `  RocksDB after the load (MiB per level, from level 0)   ${after.map((x) => (x === undefined ? '-' : x.levelBytes.map((b) => fmt(b / MiB)).join('/'))).join('  ')}`,
+    `  RocksDB compactions over the load   ${after.map((x) => (x === undefined ? '-' : `${gb(x.compactionWrittenBytes)} GB written in ${fmt(x.compactionSeconds, 1)} s, ${fmt(x.writeStalls)} write stalls`)).join('; ')}`,
+    ...(run === undefined
+      ? []
+      : [
+          `  RocksDB compactions in the throughput run (warm-up included)   ${run
+            .map((x, i) => {
+              const a = after[i];
+              return x === undefined || a === undefined ? '-' : `${gb(x.compactionWrittenBytes - a.compactionWrittenBytes)} GB written in ${fmt(x.compactionSeconds - a.compactionSeconds, 1)} s`;
+            })
+            .join('; ')}`,
+        ]),
   ];
 }
 

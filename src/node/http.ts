@@ -13,7 +13,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Replica, ReplicaStatus } from '../core/replica.ts';
 import type { Misbehaviour, RejectReason } from '../core/rejections.ts';
-import type { StorageMemory } from '../storage/types.ts';
+import type { StorageLsm, StorageMemory } from '../storage/types.ts';
 import type { TransportStats } from '../transport/types.ts';
 import type { MisbehaviourRecord, ViewChangeRecord } from './history.ts';
 import type { EvidenceFileJson } from '../core/evidence.ts';
@@ -83,6 +83,12 @@ export interface NodeStatus extends ReplicaStatus {
    * StorageMemory), when the store can tell.
    */
   memory: NodeJS.MemoryUsage & { malloc?: MallocInUse; heapGrowingPercent?: number; storage?: StorageMemory };
+  /**
+   * RocksDB's tree of table files and its compactions (src/storage/types.ts StorageLsm): bytes per
+   * level, level-0 files, pending and running compactions, what compactions wrote, read and took
+   * since the start, write stalls; absent with another store.
+   */
+  storage?: StorageLsm;
   uptimeSeconds: number;
 }
 

@@ -19,6 +19,11 @@
  *   storage memory    RocksDB's own accounting (GET /status memory.storage): pbft_storage_memtable_bytes,
  *                     pbft_storage_table_readers_bytes, pbft_storage_block_cache_bytes, and
  *                     pbft_storage_sst_bytes (on disk)
+ *   storage tree      RocksDB's levels and compactions (GET /status storage): pbft_storage_level_bytes{level},
+ *                     pbft_storage_level0_files, pbft_storage_pending_compaction_bytes,
+ *                     pbft_storage_running_compactions, pbft_storage_compaction_written_bytes_total,
+ *                     pbft_storage_compaction_read_bytes_total, pbft_storage_compaction_seconds_total,
+ *                     pbft_storage_write_stalls_total, pbft_storage_write_stopped
  *   process metrics   prom-client's default collectors, once per process: CPU
  *                     (process_cpu_seconds_total), RSS (process_resident_memory_bytes), event-loop lag
  *                     (nodejs_eventloop_lag_seconds, _p50/_p90/_p99, sampled every EVENT_LOOP_SAMPLE_MS),
@@ -384,5 +389,23 @@ export class NodeMetrics {
     gauge('pbft_storage_table_readers_bytes', "RocksDB's table readers (index and filter blocks of open SST files) in memory.", (s) => s.memory.storage?.tableReaders ?? 0);
     gauge('pbft_storage_block_cache_bytes', "RocksDB's block cache in use.", (s) => s.memory.storage?.blockCache ?? 0);
     gauge('pbft_storage_sst_bytes', "RocksDB's live SST files on disk.", (s) => s.memory.storage?.sstBytes ?? 0);
+    const levels: Gauge<string> = new Gauge({
+      name: 'pbft_storage_level_bytes',
+      help: "Bytes of RocksDB's live table files per level (whole MiB).",
+      labelNames: ['level'],
+      registers,
+      collect: () => {
+        levels.reset();
+        (snap().storage?.levelBytes ?? []).forEach((b, level) => levels.set({ level: String(level) }, b));
+      },
+    });
+    gauge('pbft_storage_level0_files', "RocksDB's table files at level 0.", (s) => s.storage?.level0Files ?? 0);
+    gauge('pbft_storage_pending_compaction_bytes', "RocksDB's estimate of the bytes its compactions must still rewrite.", (s) => s.storage?.pendingCompactionBytes ?? 0);
+    gauge('pbft_storage_running_compactions', 'RocksDB compactions running now.', (s) => s.storage?.runningCompactions ?? 0);
+    counter('pbft_storage_compaction_written_bytes_total', 'Bytes RocksDB compactions wrote since the database was opened.', (s) => s.storage?.compactionWrittenBytes ?? 0);
+    counter('pbft_storage_compaction_read_bytes_total', 'Bytes RocksDB compactions read since the database was opened.', (s) => s.storage?.compactionReadBytes ?? 0);
+    counter('pbft_storage_compaction_seconds_total', 'Seconds RocksDB compactions ran since the database was opened.', (s) => s.storage?.compactionSeconds ?? 0);
+    counter('pbft_storage_write_stalls_total', 'Times RocksDB slowed or stopped writes for its compactions since the database was opened.', (s) => s.storage?.writeStalls ?? 0);
+    gauge('pbft_storage_write_stopped', 'RocksDB has stopped writes until its compactions catch up (1) or not (0).', (s) => flag(s.storage?.writeStopped));
   }
 }

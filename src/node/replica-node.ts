@@ -30,7 +30,7 @@ import { resolveOptions, type ReplicaOptions } from '../core/options.ts';
 import { ProtocolInvariantError, Replica, type CoreEvent } from '../core/replica.ts';
 import { createSigner, createVerifier, hotPathBackend, type CryptoChoice } from '../crypto/index.ts';
 import { RocksStorage } from '../storage/rocksdb.ts';
-import type { Storage } from '../storage/types.ts';
+import type { Storage, StorageLsm } from '../storage/types.ts';
 import { createReplicaTransport } from '../transport/replica-transport.ts';
 import {
   TransportError,
@@ -445,6 +445,7 @@ export class ReplicaNode {
       viewChangeHistory: this.history.viewChangeHistory(),
       misbehaviourHistory: this.history.misbehaviourHistory(),
       memory: memoryStatus(this.storage),
+      ...lsmStatus(this.storage),
       uptimeSeconds: Math.round((this.now() - this.startedAt) / 100) / 10,
     };
   }
@@ -583,6 +584,12 @@ function memoryStatus(storage: Storage): NodeStatus['memory'] {
     ...(percent !== undefined ? { heapGrowingPercent: percent } : {}),
     ...(stored !== undefined ? { storage: stored } : {}),
   };
+}
+
+/** NodeStatus.storage: RocksDB's tree and compactions, when the store has them. */
+function lsmStatus(storage: Storage): { storage?: StorageLsm } {
+  const lsm = storage.lsm?.();
+  return lsm === undefined ? {} : { storage: lsm };
 }
 
 /**

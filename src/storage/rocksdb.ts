@@ -22,7 +22,7 @@ import { dirname, join, resolve } from 'node:path';
 import { HORIZON_FILE, HorizonFile, horizonRecordOf } from './horizon-file.ts';
 import { checkWal } from './rocksdb-wal.ts';
 import { StorageError, hasUtf8Encoding } from './types.ts';
-import type { KeyRange, Storage, StorageMemory, WriteOp } from './types.ts';
+import type { KeyRange, Storage, StorageLsm, StorageMemory, WriteOp } from './types.ts';
 
 // ---------------------------------------------------------------------------------------------------
 // Local declaration of the few binding functions used (rocksdb 5.2.1 / abstract-leveldown 7.2.0).
@@ -180,6 +180,42 @@ function encodeKey(key: string, code: FailureCode): Buffer {
 
 function toBuffer(value: Uint8Array): Buffer {
   return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+}
+
+/**
+ * Bytes per level from the text of RocksDB's `rocksdb.levelstats` (a header, then one line per level:
+ * level, files, size in MiB); undefined when it has no level line.
+ */
+export function parseLevelStats(text: string): number[] | undefined {
+  const out: number[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^\s*(\d+)\s+(\d+)\s+(\d+)\s*$/.exec(line);
+    if (m === null) continue;
+    const level = Number(m[1]);
+    if (level !== out.length) return undefined;
+    out.push(Number(m[3]) * 2 ** 20);
+  }
+  return out.length > 0 ? out : undefined;
+}
+
+/**
+ * From the text of RocksDB's `rocksdb.cfstats`: the cumulative compaction line ("Cumulative
+ * compaction: 1.23 GB write, ... 0.45 GB read, ... 6.7 seconds") and the stall counts ("Stalls(count):
+ * 0 level0_slowdown, ... interval 0 total count", whose counts before "interval" are summed). What
+ * is missing counts 0.
+ */
+export function parseCompactionStats(text: string): { compactionWrittenBytes: number; compactionReadBytes: number; compactionSeconds: number; writeStalls: number } {
+  const GB = 2 ** 30;
+  const cumulative = /Cumulative compaction:\s*([\d.]+) GB write,[^,]*,\s*([\d.]+) GB read,[^,]*,\s*([\d.]+) seconds/.exec(text);
+  const stalls = /Stalls\(count\):([^\n]*?)interval/.exec(text);
+  let writeStalls = 0;
+  if (stalls !== null) for (const m of stalls[1]!.matchAll(/(\d+) [a-z_0-9]+/g)) writeStalls += Number(m[1]);
+  return {
+    compactionWrittenBytes: cumulative === null ? 0 : Math.round(Number(cumulative[1]) * GB),
+    compactionReadBytes: cumulative === null ? 0 : Math.round(Number(cumulative[2]) * GB),
+    compactionSeconds: cumulative === null ? 0 : Number(cumulative[3]),
+    writeStalls,
+  };
 }
 
 /** The binding's range options, or undefined when the range is empty (`lt: ''`). */
@@ -391,6 +427,30 @@ export class RocksStorage implements Storage {
       blockCachePinned: read('rocksdb.block-cache-pinned-usage'),
       sstBytes: read('rocksdb.total-sst-files-size'),
     };
+  }
+
+  /** RocksDB's tree of table files and its compactions (see StorageLsm); undefined when not open or unreadable. */
+  lsm(): StorageLsm | undefined {
+    const db = this.#db;
+    if (this.#state !== 'open' || db === undefined) return undefined;
+    try {
+      const levelBytes = parseLevelStats(db.getProperty('rocksdb.levelstats'));
+      if (levelBytes === undefined) return undefined;
+      const count = (property: string): number => {
+        const n = Number(db.getProperty(property));
+        return Number.isSafeInteger(n) && n >= 0 ? n : 0;
+      };
+      return {
+        levelBytes,
+        level0Files: count('rocksdb.num-files-at-level0'),
+        pendingCompactionBytes: count('rocksdb.estimate-pending-compaction-bytes'),
+        runningCompactions: count('rocksdb.num-running-compactions'),
+        ...parseCompactionStats(db.getProperty('rocksdb.cfstats')),
+        writeStopped: count('rocksdb.is-write-stopped') > 0,
+      };
+    } catch {
+      return undefined;
+    }
   }
 
   /** Waits for operations in flight, then closes. Resolves at once when not open. */

@@ -47,6 +47,8 @@ export interface Storage {
   readonly damage?: string | undefined;
   /** What the store holds in memory outside the JavaScript heap, when it can tell (RocksDB), in bytes. */
   memoryUsage?(): StorageMemory | undefined;
+  /** The store's log-structured tree and its compactions (RocksDB), when it has one and is open. */
+  lsm?(): StorageLsm | undefined;
 }
 
 /**
@@ -61,6 +63,30 @@ export interface StorageMemory {
   blockCache: number;
   blockCachePinned: number;
   sstBytes: number;
+}
+
+/**
+ * RocksDB's tree of table files and the merging (compaction) that keeps it in shape, by its own
+ * properties (GET /status storage, /metrics). Every 4 files written from memory to level 0 are merged
+ * with the files of level 1 their keys overlap; a replica's writes (log entries, and state records
+ * spread over every partition) overlap all of level 1, so `levelBytes[1]` is about what each such
+ * merge rewrites (README, Scale with state size).
+ */
+export interface StorageLsm {
+  /** Bytes of live table files per level, level 0 first (RocksDB counts whole MiB here). */
+  levelBytes: number[];
+  level0Files: number;
+  /** RocksDB's estimate of the bytes its compactions must still rewrite to bring every level to its target size. */
+  pendingCompactionBytes: number;
+  runningCompactions: number;
+  /** Since the database was opened: bytes compactions wrote and read, and the seconds they ran. */
+  compactionWrittenBytes: number;
+  compactionReadBytes: number;
+  compactionSeconds: number;
+  /** Since the database was opened: times RocksDB slowed or stopped writes to let compaction catch up. */
+  writeStalls: number;
+  /** Writes are stopped now (too many level-0 files or too much pending compaction). */
+  writeStopped: boolean;
 }
 
 /**

@@ -96,6 +96,15 @@ test('/metrics parses strictly and has latency, phase, batch and synced-write hi
     ['pbft_storage_table_readers_bytes', 'gauge'],
     ['pbft_storage_block_cache_bytes', 'gauge'],
     ['pbft_storage_sst_bytes', 'gauge'],
+    // RocksDB's tree and compactions (0 here, on MemoryStorage: storage.compliance.test.ts reads them from RocksDB).
+    ['pbft_storage_level0_files', 'gauge'],
+    ['pbft_storage_pending_compaction_bytes', 'gauge'],
+    ['pbft_storage_running_compactions', 'gauge'],
+    ['pbft_storage_compaction_written_bytes_total', 'counter'],
+    ['pbft_storage_compaction_read_bytes_total', 'counter'],
+    ['pbft_storage_compaction_seconds_total', 'counter'],
+    ['pbft_storage_write_stalls_total', 'counter'],
+    ['pbft_storage_write_stopped', 'gauge'],
   ] as const) {
     familyNamed(m, name, type);
   }

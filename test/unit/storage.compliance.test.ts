@@ -9,12 +9,13 @@
 import { after, afterEach, beforeEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { compareUtf8, MemoryStorage } from '../../src/storage/memory.ts';
-import { RocksStorage } from '../../src/storage/rocksdb.ts';
+import { RocksStorage, parseCompactionStats, parseLevelStats } from '../../src/storage/rocksdb.ts';
 import { StorageError } from '../../src/storage/types.ts';
 import type { Storage, WriteOp } from '../../src/storage/types.ts';
 
@@ -535,6 +536,52 @@ describe('RocksStorage', () => {
     const reopened = store.memoryUsage()!;
     assert.ok(reopened.sstBytes > 0, `the writes are in an SST file now (${reopened.sstBytes} bytes)`);
     await store.close();
+  });
+
+  it("reports RocksDB's tree of files and its compactions: level 0 files merged into level 1, what the merging wrote, nothing once closed", async () => {
+    const path = join(dir, 'db');
+    // The smallest write buffer: each 1 MiB of writes becomes a level-0 file, and 4 of them are merged into level 1.
+    const store = new RocksStorage({ path, writeBufferBytes: 1024 * 1024 });
+    assert.equal(store.lsm(), undefined, 'not open yet');
+    await store.open();
+    const empty = store.lsm()!;
+    assert.deepEqual(empty.levelBytes.slice(0, 2), [0, 0]);
+    assert.equal(empty.compactionWrittenBytes, 0);
+    // Random (incompressible) values, the same 4,000 keys again in each round: 4 MB per round, 48 MB in
+    // all, so that the merging writes more than RocksDB's statistics resolve (0.01 GB).
+    for (let round = 0; round < 12; round++) {
+      for (let from = 0; from < 4000; from += 500) {
+        await store.write(Array.from({ length: 500 }, (_, j) => put(`k/${String(from + j).padStart(5, '0')}`, new Uint8Array(randomBytes(1000)))), { sync: false });
+      }
+    }
+    const deadline = Date.now() + 20_000;
+    let lsm = store.lsm()!;
+    while ((lsm.compactionWrittenBytes < 0.02 * 2 ** 30 || lsm.runningCompactions > 0 || lsm.level0Files >= 4) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+      lsm = store.lsm()!;
+    }
+    assert.ok(lsm.compactionWrittenBytes >= 0.02 * 2 ** 30, `compactions wrote the merged files (${lsm.compactionWrittenBytes} bytes)`);
+    assert.ok(lsm.compactionReadBytes >= lsm.compactionWrittenBytes, `and read at least as much (${lsm.compactionReadBytes})`);
+    assert.ok(lsm.levelBytes[1]! >= 3 * 2 ** 20, `level 1 holds the 4 MB of distinct keys, in whole MiB (${lsm.levelBytes[1]})`);
+    assert.ok(lsm.level0Files < 4, `level 0 was merged down (${lsm.level0Files} files left)`);
+    assert.equal(lsm.writeStopped, false);
+    for (const n of [lsm.pendingCompactionBytes, lsm.runningCompactions, lsm.compactionSeconds, lsm.writeStalls]) assert.ok(Number.isFinite(n) && n >= 0);
+    await store.close();
+    assert.equal(store.lsm(), undefined, 'closed');
+  });
+
+  it("reads RocksDB's level and compaction statistics from its property texts, and nothing from text it does not recognise", () => {
+    const levels = 'Level Files Size(MB)\n--------------------\n  0       10        6\n  1        2       84\n  2        0        0\n';
+    assert.deepEqual(parseLevelStats(levels), [6 * 2 ** 20, 84 * 2 ** 20, 0]);
+    assert.equal(parseLevelStats(''), undefined);
+    assert.equal(parseLevelStats('Level Files Size(MB)\n  1  2  84\n'), undefined, 'levels must start at 0 and follow in order');
+    const cf =
+      'Uptime(secs): 60.0 total, 0.0 interval\n' +
+      'Cumulative compaction: 1.50 GB write, 25.60 MB/s write, 2.25 GB read, 38.40 MB/s read, 12.5 seconds\n' +
+      'Interval compaction: 0.00 GB write, 0.00 MB/s write, 0.00 GB read, 0.00 MB/s read, 0.0 seconds\n' +
+      'Stalls(count): 2 level0_slowdown, 1 level0_slowdown_with_compaction, 0 level0_numfiles, 0 level0_numfiles_with_compaction, 3 stop for pending_compaction_bytes, 0 slowdown for pending_compaction_bytes, 0 memtable_compaction, 4 memtable_slowdown, interval 0 total count\n';
+    assert.deepEqual(parseCompactionStats(cf), { compactionWrittenBytes: 1.5 * 2 ** 30, compactionReadBytes: 2.25 * 2 ** 30, compactionSeconds: 12.5, writeStalls: 10 });
+    assert.deepEqual(parseCompactionStats('nothing here'), { compactionWrittenBytes: 0, compactionReadBytes: 0, compactionSeconds: 0, writeStalls: 0 });
   });
 
   it('hands a large batch to RocksDB in slices, letting the event loop run between them, and a restart finds it whole', async () => {
