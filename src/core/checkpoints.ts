@@ -81,7 +81,7 @@ export function advanceCheckpoint(rs: ReplicaState, budget: number): void {
     // The records its stable checkpoint will write, found now: the certificate's turn then only
     // writes them (state.ts prepareRecordsAhead finds the rest, and those gone stale, before it).
     // Finding them is a second pass over the partition: it counts as one in the budget.
-    if (work.records !== undefined && rs.findRecords(work.records, i, b)) bytes += b.length;
+    if (work.records !== undefined && rs.findRecords(work.records, work.seq, i, b)) bytes += b.length;
     bytes += b.length + CHECKPOINT_PARTITION_COST_BYTES;
   }
   if (work.next < work.partitions.length) {

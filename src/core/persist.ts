@@ -50,6 +50,13 @@ export function storesRecords(app: PartitionedState): app is PartitionedState & 
   return app.diffPartition !== undefined && app.joinPartition !== undefined;
 }
 
+/**
+ * The seq a stored record's key carries when it was written in the older layout, under its partition
+ * (`a/<partition>/<name>`, before records were keyed by checkpoint): still read, and deleted when the
+ * record is next replaced.
+ */
+export const LEGACY_RECORD_SEQ = -1;
+
 export const KEYS = {
   view: 'm/view',
   viewChange: (view: number) => `m/vc/${pad(view, 12)}`,
@@ -67,6 +74,14 @@ export const KEYS = {
   /** The prefix of partition i's record keys (a stable checkpoint builds many keys from one). */
   partitionRecordPrefix,
   partitionPrefix: 'a/',
+  /**
+   * A record as the stable checkpoint at `seq` wrote it: under the checkpoint first, so that the
+   * records of each checkpoint sort together and after those of the ones before. New records then
+   * land at the end of their range, beside the log, and RocksDB's merges of new files into level 1
+   * do not rewrite the partitions' bases and older records (README, Scale with state size).
+   */
+  record: (seq: number, i: number, name: string) => `b/${pad(seq, 16)}/${pad(i, 6)}/${name}`,
+  recordPrefix: 'b/',
   checkpointVote: (seq: number, replica: number) => `c/v/${pad(seq, 16)}/${pad(replica, 4)}`,
   checkpointVotePrefix: 'c/v/',
   checkpointVotesBelow: (seq: number) => `c/v/${pad(seq, 16)}`,
@@ -77,6 +92,24 @@ export const KEYS = {
   evidence: (kind: string, signer: number, view: number, seq: number) => `x/${kind}/${pad(signer, 5)}/${pad(view, 12)}/${pad(seq, 16)}`,
   evidencePrefix: 'x/',
 } as const;
+
+/** A stored record's key: by the checkpoint that wrote it, or under its partition for LEGACY_RECORD_SEQ. */
+export function recordKey(i: number, name: string, seq: number): string {
+  return seq === LEGACY_RECORD_SEQ ? KEYS.partitionRecord(i, name) : KEYS.record(seq, i, name);
+}
+
+/**
+ * What a key of the records range (KEYS.recordPrefix) names: the checkpoint, the partition (below
+ * `partitionCount`) and the record's name (non-empty); undefined when it names none.
+ */
+export function recordNamedBy(key: string, partitionCount: number): { seq: number; partition: number; name: string } | undefined {
+  const m = /^b\/([0-9]{16})\/([0-9]{6})\/(.+)$/s.exec(key);
+  if (m === null) return undefined;
+  const seq = Number(m[1]);
+  const partition = Number(m[2]);
+  if (!Number.isSafeInteger(seq) || partition >= partitionCount) return undefined;
+  return { seq, partition, name: m[3]! };
+}
 
 /** Every stored key of the application partitions (KEYS.partitionPrefix): 'a/' <= key < 'a0'. */
 export const PARTITION_RANGE = { gte: KEYS.partitionPrefix, lt: 'a0' } as const;

@@ -9,11 +9,11 @@ import { ClientTable } from './clienttable.ts';
 import { preparedCertificate, quorumFor } from './quorum.ts';
 import type { CommitMsg } from './messages.ts';
 import { decodeVoteEvidence } from './evidence.ts';
-import { KEYS, storesRecords, decodeBatch, decodeCheckpointCert, decodeCheckpointState, decodeEpochProof, decodePair, decodeSlot, decodeViewState } from './persist.ts';
+import { KEYS, LEGACY_RECORD_SEQ, recordNamedBy, storesRecords, decodeBatch, decodeCheckpointCert, decodeCheckpointState, decodeEpochProof, decodePair, decodeSlot, decodeViewState } from './persist.ts';
 import { decodeMembership, mayHoldInTable, type Membership } from './membership.ts';
 import { decodeCleanToken, decodeHorizon, decodeSignFloor, encodeSignFloor, lostAgainst, type Horizon, type SignFloor } from './horizon.ts';
 import { stateDigest } from './statetree.ts';
-import { type ReplicaState, type Slot } from './state.ts';
+import { type ReplicaState, type Slot, type StoredRecords } from './state.ts';
 import { ProtocolInvariantError } from './types.ts';
 import { STORED_RECORDS_LIMIT } from './limits.ts';
 
@@ -104,7 +104,9 @@ const NOT_STORED = new Uint8Array(0);
 
 /**
  * Loads the application partitions stored as of c/state (persist.ts: a base a/<index>, whole bytes,
- * and for an application with records the records a/<index>/<name> applied to it by joinPartition),
+ * and for an application with records the records applied to it by joinPartition: each under the
+ * checkpoint that wrote it, b/<seq>/<index>/<name>, given to the constructor from the records outside
+ * the partition range, or in the older layout a/<index>/<name>, streamed with the base),
  * one partition at a time as their keys arrive: the shell streams them from its disk (the largest
  * part of the state by far), so that what a partition's join replaces is garbage at once rather
  * than held with the whole state until the end. Keys must arrive ascending by their UTF-8 bytes, as
@@ -129,9 +131,23 @@ export class PartitionLoader {
   private zero: StoredPartition | undefined;
   /** Entries seen. */
   entries = 0;
+  /** The records keyed by checkpoint (KEYS.record), by partition, until their partition loads. */
+  private readonly byCheckpoint = new Map<number, CheckpointRecord[]>();
 
-  constructor(private readonly rs: ReplicaState) {
+  /** `records`: the stored keys of the records range (KEYS.recordPrefix) with their values. */
+  constructor(
+    private readonly rs: ReplicaState,
+    records: Iterable<[string, Uint8Array]> = [],
+  ) {
     this.withRecords = storesRecords(rs.app);
+    for (const [key, value] of records) {
+      const named = recordNamedBy(key, rs.app.partitionCount);
+      // A key that names no record of a partition is deleted with partition 0.
+      const index = named?.partition ?? 0;
+      let list = this.byCheckpoint.get(index);
+      if (list === undefined) this.byCheckpoint.set(index, (list = []));
+      list.push(named === undefined ? { seq: LEGACY_RECORD_SEQ, name: '', key, value, bad: `stored record key ${JSON.stringify(key)} is malformed` } : { seq: named.seq, name: named.name, key, value });
+    }
   }
 
   /** One stored key of the partition range (KEYS.partitionPrefix) and its value. */
@@ -162,7 +178,9 @@ export class PartitionLoader {
   finish(): { unusable?: string; unreadable: number[] } {
     if (this.current !== undefined) this.load(this.index, this.current);
     this.current = undefined;
-    if (this.zero !== undefined) this.load(0, this.zero);
+    // Partitions stored as records alone (no base), and those after the last base streamed.
+    for (const index of [...this.byCheckpoint.keys()].sort((a, b) => a - b)) if (index !== 0) this.load(index, { keys: [], records: [] });
+    if (this.zero !== undefined || this.byCheckpoint.has(0)) this.load(0, this.zero ?? { keys: [], records: [] });
     this.zero = undefined;
     return this.unusable === undefined ? { unreadable: this.unreadable } : { unusable: this.unusable, unreadable: this.unreadable };
   }
@@ -170,6 +188,7 @@ export class PartitionLoader {
   private load(index: number, entry: StoredPartition): void {
     const rs = this.rs;
     const app = rs.app;
+    const stored = this.records(index, entry);
     let reason = entry.bad;
     if (reason === undefined && entry.records.length > 0 && !this.withRecords) reason = `partition ${index} is stored with records, which this application does not read`;
     if (reason === undefined && entry.records.length > STORED_RECORDS_LIMIT) reason = `partition ${index} has ${entry.records.length} records stored, more than ${STORED_RECORDS_LIMIT}`;
@@ -185,8 +204,57 @@ export class PartitionLoader {
       rs.dropOnPersist.set(index, entry.keys);
       return;
     }
-    if (entry.records.length > 0) rs.persistedRecords.set(index, new Set(entry.records.map(([name]) => name)));
+    if (stored.size > 0) rs.persistedRecords.set(index, stored);
   }
+
+  /**
+   * Partition `index`'s records of both layouts into `entry.records`, ascending by name as
+   * joinPartition takes them, their keys into `entry.keys`; returns the seq of each one's key. A
+   * name stored twice (never written so: a record replaces the key of its name) marks the entry bad.
+   */
+  private records(index: number, entry: StoredPartition): StoredRecords {
+    const stored: StoredRecords = new Map();
+    for (const [name] of entry.records) stored.set(name, LEGACY_RECORD_SEQ);
+    const later = this.byCheckpoint.get(index);
+    if (later === undefined) return stored;
+    this.byCheckpoint.delete(index);
+    for (const r of later) {
+      entry.keys.push(r.key);
+      if (r.bad !== undefined) {
+        entry.bad ??= r.bad;
+        continue;
+      }
+      if (stored.has(r.name)) {
+        entry.bad ??= `partition ${index}: record ${JSON.stringify(r.name)} is stored twice`;
+        continue;
+      }
+      stored.set(r.name, r.seq);
+      entry.records.push([r.name, r.value]);
+    }
+    entry.records.sort(([a], [b]) => compareUtf8Names(a, b));
+    return stored;
+  }
+}
+
+/** A record keyed by checkpoint, as read (PartitionLoader). */
+interface CheckpointRecord {
+  seq: number;
+  name: string;
+  key: string;
+  value: Uint8Array;
+  bad?: string;
+}
+
+const nameEncoder = new TextEncoder();
+
+/** Record names ordered by their UTF-8 bytes (the order joinPartition takes and storage keys sort in). */
+function compareUtf8Names(a: string, b: string): number {
+  if (a === b) return 0;
+  const x = nameEncoder.encode(a);
+  const y = nameEncoder.encode(b);
+  const n = Math.min(x.length, y.length);
+  for (let i = 0; i < n; i++) if (x[i] !== y[i]) return x[i]! - y[i]!;
+  return x.length - y.length;
 }
 
 /** The partition a stored key names (`a/<6 digits>`, then nothing or `/<record>`), or -1 when it names none of `count`. */
@@ -269,7 +337,8 @@ export function beginRecovery(rs: ReplicaState, byKey: Map<string, Uint8Array>):
   const membership = st.ok ? decodeMembership(st.value.membership) : undefined;
   const table = st.ok && membership?.ok ? ClientTable.decode(st.value.clients, (c) => mayHoldInTable(membership.value, c)) : undefined;
   if (!st.ok || !table || !membership?.ok) return { byKey, partitions: undefined, unusable: 'stored checkpoint record is malformed' };
-  return { byKey, partitions: new PartitionLoader(rs), state: { st: st.value, membership: membership.value, table } };
+  const records = [...byKey].filter(([key]) => key.startsWith(KEYS.recordPrefix));
+  return { byKey, partitions: new PartitionLoader(rs, records), state: { st: st.value, membership: membership.value, table } };
 }
 
 /** Restart, second step: the application state from the partitions read, the log above it, and the rest. */

@@ -19,7 +19,7 @@ import { quorumFor, type Quorum } from './quorum.ts';
 import type { ClusterConfig } from './cluster.ts';
 import { clusterOf, decodeMembership, encodeMembership, genesisMembership, type MemberConfig, type Membership } from './membership.ts';
 import type { ReplyBatchMsg, ReplyMsg, EpochProof, CheckpointCert, CheckpointMsg, CommitMsg, PrePrepareMsg, PrepareMsg, PreparedCert, ReadMsg, RequestMsg, Signed, ViewChangeMsg } from './messages.ts';
-import { DELETED_RECORD, KEYS, WriteSet, storesRecords, encodeBatch, encodeCheckpointState, encodeEpochProof, encodeViewState } from './persist.ts';
+import { DELETED_RECORD, KEYS, WriteSet, recordKey, storesRecords, encodeBatch, encodeCheckpointState, encodeEpochProof, encodeViewState } from './persist.ts';
 import { CHECKPOINT_PARTITION_COST_BYTES, resolveOptions, type ReplicaOptions } from './options.ts';
 import type { SignFloor } from './horizon.ts';
 import { checkCheckpointCert, primaryOf, type QuorumContext } from './newview.ts';
@@ -102,23 +102,28 @@ export interface CheckpointSnapshot {
 }
 
 /**
- * What writing one partition of a snapshot takes, planned from what is on disk (`before`, by
- * identity, and the records stored beside it then): the records that differ (`putNames` with
- * `putValues`, and `delNames`), or, with `whole` set, the whole bytes with the records `stored`
- * deleted; and the names of the records stored after it (undefined: none). Kept as arrays, not as
- * write ops: a plan waits for its certificate over many turns, and a bulk load's plans hold
- * hundreds of thousands of records, each object of which the young generation's collections copy
- * (persistPartition makes the ops, in the certificate's turn).
+ * What writing one partition of the snapshot at `seq` takes, planned from what is on disk (`before`,
+ * by identity, and the records `stored` beside it then, by name, each with the seq its key carries:
+ * persist.ts recordKey): the records that differ (`putNames` with `putValues`, and `delNames`),
+ * written under `seq`, each replacing the key of a record of the same name stored before; or, with
+ * `whole` set, the whole bytes with the records `stored` deleted; and the records stored after it
+ * (undefined: none). Kept as arrays, not as write ops: a plan waits for its certificate over many
+ * turns, and a bulk load's plans hold hundreds of thousands of records, each object of which the
+ * young generation's collections copy (persistPartition makes the ops, in the certificate's turn).
  */
 export interface PartitionWrite {
+  seq: number;
   before: Uint8Array | undefined;
   whole: Uint8Array | undefined;
-  stored: Set<string> | undefined;
+  stored: StoredRecords | undefined;
   putNames: string[];
   putValues: Uint8Array[];
   delNames: string[];
-  names: Set<string> | undefined;
+  names: StoredRecords | undefined;
 }
+
+/** A partition's records on disk: name -> the seq its key carries (persist.ts recordKey). */
+export type StoredRecords = Map<string, number>;
 
 const NO_NAMES: string[] = [];
 const NO_VALUES: Uint8Array[] = [];
@@ -354,10 +359,10 @@ export abstract class ReplicaState {
   persistedLeaves: CowArray<Uint8Array>;
   /**
    * For an application with records (persist.ts): each partition as on disk (undefined: unreadable),
-   * and the names of the records stored beside its base (a/<index>/<name>).
+   * and the records stored beside its base (persist.ts recordKey), by name.
    */
   persistedPartitions: (Uint8Array | undefined)[];
-  readonly persistedRecords = new Map<number, Set<string>>();
+  readonly persistedRecords = new Map<number, StoredRecords>();
   /** Storage keys to delete when a partition is next written (what is stored for it is unreadable). */
   readonly dropOnPersist = new Map<number, string[]>();
   /** Progress through the next stable checkpoint's records, found ahead of its certificate (prepareRecordsAhead). */
@@ -789,7 +794,7 @@ export abstract class ReplicaState {
     const found = snap.records;
     snap.records = undefined;
     if (this.recordsAhead?.snapshot === snap) this.recordsAhead = undefined;
-    for (const i of this.differingFromDisk(snap.tree.leaves)) this.persistPartition(i, snap.partitions.get(i), found?.get(i));
+    for (const i of this.differingFromDisk(snap.tree.leaves)) this.persistPartition(snap.seq, i, snap.partitions.get(i), found?.get(i));
     // Every leaf on disk is now the snapshot's (written above, or equal already).
     this.persistedLeaves = snap.tree.leaves.share();
     this.writes.put(KEYS.checkpointState, encodeCheckpointState(snap.seq, snap.digest, snap.clients, snap.membership));
@@ -819,14 +824,14 @@ export abstract class ReplicaState {
    * Partition i's write for a checkpoint whose bytes for it are `after` (into `into`), planned from
    * what is on disk now; kept when already planned from the same bytes. Returns whether it diffed.
    */
-  findRecords(into: RecordsFound, i: number, after: Uint8Array): boolean {
+  findRecords(into: RecordsFound, seq: number, i: number, after: Uint8Array): boolean {
     if (!storesRecords(this.app)) return false;
     const dropped = this.dropOnPersist.has(i);
     const before = dropped ? undefined : this.persistedPartitions[i];
     const found = into.get(i);
-    if (found !== undefined && found.before === before) return false;
+    if (found !== undefined && found.before === before && found.seq === seq) return false;
     if (found !== undefined) this.counters.recordsFoundAgain++;
-    into.set(i, this.planPartition(i, before, dropped ? undefined : this.persistedRecords.get(i), after));
+    into.set(i, this.planPartition(seq, before, dropped ? undefined : this.persistedRecords.get(i), after));
     return true;
   }
 
@@ -836,13 +841,13 @@ export abstract class ReplicaState {
    * there; or, when the partition would then have more than opts.storedRecordsMax, the whole bytes
    * as its new base, with its records deleted.
    */
-  private planPartition(i: number, before: Uint8Array | undefined, stored: Set<string> | undefined, after: Uint8Array): PartitionWrite {
+  private planPartition(seq: number, before: Uint8Array | undefined, stored: StoredRecords | undefined, after: Uint8Array): PartitionWrite {
     const diff = (this.app as Required<ReplicatedApp>).diffPartition(before, after);
-    const names = new Set(stored);
-    for (const [name] of diff.put) names.add(name);
-    for (const name of diff.del) names.add(name);
+    const names: StoredRecords = new Map(stored);
+    for (const [name] of diff.put) names.set(name, seq);
+    for (const name of diff.del) names.set(name, seq);
     if (names.size > this.opts.storedRecordsMax) {
-      return { before, whole: after, stored, putNames: NO_NAMES, putValues: NO_VALUES, delNames: NO_NAMES, names: undefined };
+      return { seq, before, whole: after, stored, putNames: NO_NAMES, putValues: NO_VALUES, delNames: NO_NAMES, names: undefined };
     }
     const putNames: string[] = new Array<string>(diff.put.length);
     const putValues: Uint8Array[] = new Array<Uint8Array>(diff.put.length);
@@ -851,20 +856,27 @@ export abstract class ReplicaState {
       putNames[k] = name;
       putValues[k] = value;
     }
-    return { before, whole: undefined, stored: undefined, putNames, putValues, delNames: diff.del, names: names.size > 0 ? names : undefined };
+    return { seq, before, whole: undefined, stored, putNames, putValues, delNames: diff.del, names: names.size > 0 ? names : undefined };
   }
 
   /** The write ops of a plan, in order, into the WriteSet's second lane. */
   private writePlan(i: number, plan: PartitionWrite): void {
-    const prefix = KEYS.partitionRecordPrefix(i);
+    const { seq, stored } = plan;
     if (plan.whole !== undefined) {
       this.writes.record({ type: 'put', key: KEYS.partition(i), value: plan.whole });
-      if (plan.stored !== undefined) for (const name of plan.stored) this.writes.record({ type: 'del', key: prefix + name });
+      if (stored !== undefined) for (const [name, at] of stored) this.writes.record({ type: 'del', key: recordKey(i, name, at) });
       return;
     }
+    // Each record under this checkpoint; the key of the same name's record before it goes.
+    const prefix = KEYS.record(seq, i, '');
+    const replace = (name: string, value: Uint8Array): void => {
+      const at = stored?.get(name);
+      if (at !== undefined && at !== seq) this.writes.record({ type: 'del', key: recordKey(i, name, at) });
+      this.writes.record({ type: 'put', key: prefix + name, value });
+    };
     const { putNames, putValues } = plan;
-    for (let k = 0; k < putNames.length; k++) this.writes.record({ type: 'put', key: prefix + putNames[k]!, value: putValues[k]! });
-    for (const name of plan.delNames) this.writes.record({ type: 'put', key: prefix + name, value: DELETED_RECORD });
+    for (let k = 0; k < putNames.length; k++) replace(putNames[k]!, putValues[k]!);
+    for (const name of plan.delNames) replace(name, DELETED_RECORD);
   }
 
   /**
@@ -914,7 +926,7 @@ export abstract class ReplicaState {
     while (ahead.next < ahead.partitions.length && bytes < budget) {
       const i = ahead.partitions[ahead.next++]!;
       const after = target.partitions.get(i);
-      if (this.findRecords(records, i, after)) bytes += after.length + CHECKPOINT_PARTITION_COST_BYTES;
+      if (this.findRecords(records, target.seq, i, after)) bytes += after.length + CHECKPOINT_PARTITION_COST_BYTES;
     }
   }
 
@@ -924,7 +936,7 @@ export abstract class ReplicaState {
    * first (the same batch: all or nothing). `ahead`: the write planned before the certificate
    * (findRecords), used when it was planned from what is on disk now.
    */
-  private persistPartition(i: number, bytes: Uint8Array, ahead?: PartitionWrite): void {
+  private persistPartition(seq: number, i: number, bytes: Uint8Array, ahead?: PartitionWrite): void {
     const drop = this.dropOnPersist.get(i);
     if (drop !== undefined) {
       for (const key of drop) this.writes.del(key);
@@ -937,8 +949,8 @@ export abstract class ReplicaState {
       return;
     }
     const before = this.persistedPartitions[i];
-    const early = ahead !== undefined && ahead.before === before;
-    const plan = early ? ahead : this.planPartition(i, before, this.persistedRecords.get(i), bytes);
+    const early = ahead !== undefined && ahead.before === before && ahead.seq === seq;
+    const plan = early ? ahead : this.planPartition(seq, before, this.persistedRecords.get(i), bytes);
     this.counters[early ? 'recordsFoundAhead' : 'recordsFoundInTurn']++;
     this.persistedPartitions[i] = bytes;
     this.writePlan(i, plan);

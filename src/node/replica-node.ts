@@ -603,23 +603,30 @@ export const NODE_PARTITION_COUNT = PARTITION_COUNT_MAX;
 
 /** The record naming the layout of the built-in store's state in a data directory. */
 const STORE_FORMAT_KEY = 'n/app-format';
-/** One record per key (persist.ts: a/<partition>/<key>); partitions stored whole are read too. */
-export const STORE_FORMAT = `kv/partitions=${NODE_PARTITION_COUNT}/records`;
+/**
+ * One record per key, keyed by the checkpoint that wrote it (persist.ts: b/<seq>/<partition>/<key>);
+ * partitions stored whole (a/<partition>) and records in the older layout are read too.
+ */
+export const STORE_FORMAT = `kv/partitions=${NODE_PARTITION_COUNT}/records-by-checkpoint`;
+/** Records under their partition (a/<partition>/<key>): what versions before records by checkpoint wrote and read. */
+const STORE_FORMAT_RECORDS = `kv/partitions=${NODE_PARTITION_COUNT}/records`;
 /** Whole partitions only (a/<partition>): what versions before per-key records wrote and read. */
 const STORE_FORMAT_WHOLE = `kv/partitions=${NODE_PARTITION_COUNT}`;
 
 /**
  * Refuses a data directory whose key-value state was written with another partition count (before
  * the record existed: 4096) instead of failing later on digests that cannot match; marks a new one.
- * A directory of whole partitions (STORE_FORMAT_WHOLE) is read as it is and marked with the current
- * format: from then on partitions that change are stored as records, which the earlier version
- * would not read (the mark makes it refuse the directory with a message instead).
+ * A directory of an older layout (whole partitions, STORE_FORMAT_WHOLE, or records under their
+ * partition, STORE_FORMAT_RECORDS) is read as it is and marked with the current format: from then on
+ * partitions that change are stored as records keyed by checkpoint, which the earlier versions would
+ * not read (the mark makes them refuse the directory with a message instead). An older record is
+ * deleted when its key's next record replaces it, or when its partition is written whole.
  */
 export async function checkStoreFormat(storage: Storage): Promise<void> {
   const marker = await storage.get(STORE_FORMAT_KEY);
   if (marker !== undefined) {
     const found = new TextDecoder().decode(marker);
-    if (found === STORE_FORMAT_WHOLE) {
+    if (found === STORE_FORMAT_WHOLE || found === STORE_FORMAT_RECORDS) {
       await storage.write([{ type: 'put', key: STORE_FORMAT_KEY, value: new TextEncoder().encode(STORE_FORMAT) }], { sync: true });
       return;
     }

@@ -19,7 +19,7 @@ import { rmSync, existsSync } from 'node:fs';
 import { partitionOfKey } from '../../src/app/kv.ts';
 import { NODE_PARTITION_COUNT } from '../../src/node/replica-node.ts';
 import type { PbftClient } from '../../src/client/client.ts';
-import { decodeCheckpointCert, KEYS } from '../../src/core/persist.ts';
+import { decodeCheckpointCert, KEYS, recordNamedBy } from '../../src/core/persist.ts';
 import { RocksStorage } from '../../src/storage/rocksdb.ts';
 import { CORRUPTED_STATE_LINE } from './fixtures/faults.ts';
 import { prng, sleep, TestCluster, waitFor } from './helpers.ts';
@@ -56,7 +56,7 @@ interface StoredLayout {
   /** Sequence number of the stored stable checkpoint. */
   h: number;
   byKind: { meta: number; viewChanges: number; partitions: number; votes: number; slots: number; batches: number };
-  /** The keys of the store's records a/<partition>/<key> (persist.ts), and any other a/ key. */
+  /** The keys of the store's bases a/<partition> and records b/<checkpoint>/<partition>/<key> (persist.ts), and any other a/ or b/ key. */
   partitionRecords: string[];
   voteSeqs: number[];
   votesByReplica: Map<number, number>;
@@ -96,7 +96,7 @@ async function readLayout(dataDir: string): Promise<StoredLayout> {
   for (const [key] of records) {
     if (key === KEYS.view || key === KEYS.newView || key === KEYS.stable || key === KEYS.checkpointState || key === KEYS.cleanStop) layout.byKind.meta++;
     else if (key.startsWith(KEYS.viewChangePrefix)) layout.byKind.viewChanges++;
-    else if (key.startsWith(KEYS.partitionPrefix)) {
+    else if (key.startsWith(KEYS.partitionPrefix) || key.startsWith(KEYS.recordPrefix)) {
       layout.partitionRecords.push(key);
       layout.byKind.partitions++;
     } else if (key.startsWith(KEYS.checkpointVotePrefix)) {
@@ -117,13 +117,26 @@ async function readLayout(dataDir: string): Promise<StoredLayout> {
 }
 
 /**
- * What the store may have on disk (persist.ts): a record per key (a/<partition>/<key>) and a base
- * (a/<partition>) for each partition the workload's keys live in.
+ * What the store may have on disk (persist.ts): a record per key (b/<checkpoint>/<partition>/<key>,
+ * under one checkpoint at a time) and a base (a/<partition>) for each partition the workload's keys live in.
  */
 const STORE_RECORDS = new Set([
-  ...KEYS_DEFAULT.map((k) => KEYS.partitionRecord(partitionOfKey(k, NODE_PARTITION_COUNT), k)),
+  ...KEYS_DEFAULT.map((k) => `${partitionOfKey(k, NODE_PARTITION_COUNT)}/${k}`),
   ...KEYS_DEFAULT.map((k) => KEYS.partition(partitionOfKey(k, NODE_PARTITION_COUNT))),
 ]);
+
+/** A stored key of the store as STORE_RECORDS names it: a base as it is, a record as <partition>/<key> (its checkpoint, at most h, aside). */
+function storeRecordName(key: string, h: number): string {
+  if (key.startsWith(KEYS.partitionPrefix)) return key;
+  const r = recordNamedBy(key, NODE_PARTITION_COUNT);
+  return r === undefined || r.seq > h ? key : `${r.partition}/${r.name}`;
+}
+
+/** The key a workload key's record is stored under now (any checkpoint), if any. */
+function storedRecordKey(records: Map<string, Uint8Array>, workloadKey: string): string | undefined {
+  for (const key of records.keys()) if (recordNamedBy(key, NODE_PARTITION_COUNT)?.name === workloadKey) return key;
+  return undefined;
+}
 const VOTES_PER_REPLICA_MAX = L / K + 2;
 /** The core keeps a few batches per sequence number (a byzantine primary can offer many). */
 const BATCHES_PER_SLOT_MAX = 4;
@@ -144,7 +157,7 @@ function storageBound(windows: number): number {
 function assertCleanLayout(layout: StoredLayout): void {
   const { h } = layout;
   assert.deepEqual(layout.unexpected, [], 'no unexpected records');
-  for (const key of layout.partitionRecords) assert.ok(STORE_RECORDS.has(key), `store record ${key} is a workload key's or its partition's base`);
+  for (const key of layout.partitionRecords) assert.ok(STORE_RECORDS.has(storeRecordName(key, h)), `store record ${key} is a workload key's (of a checkpoint at most ${h}) or its partition's base`);
   for (const seq of layout.logSeqs) assert.ok(seq > h && seq <= h + L, `log slot ${seq} is inside the window (${h}, ${h + L}]`);
   for (const [seq, count] of layout.batchesBySeq) {
     assert.ok(seq > h && seq <= h + L, `batch of seq ${seq} is inside the window (${h}, ${h + L}]`);
@@ -362,22 +375,22 @@ test('a store record damaged at rest (another key\'s value, garbage, a stray rec
       return at[0]!.lastCheckpoint.seq;
     };
 
-    // The store keeps one record per key (persist.ts: a/<partition>/<key>, value type then value).
-    // Garbage does not decode (an unknown value type); another key's value, a stray record and a
-    // deleted record are well-formed with the wrong content: only the checkpoint digest tells.
+    // The store keeps one record per key (persist.ts: b/<checkpoint>/<partition>/<key>, value type
+    // then value). Garbage does not decode (an unknown value type); another key's value, a stray
+    // record and a deleted record are well-formed with the wrong content: only the checkpoint digest tells.
     const variants = ["another key's value", 'garbage', 'a stray record', 'a deleted record'] as const;
-    const recordOf = (key: string): string => KEYS.partitionRecord(partitionOfKey(key, NODE_PARTITION_COUNT), key);
-    const [victimKey, otherKey] = [recordOf(KEYS_DEFAULT[0]!), recordOf(KEYS_DEFAULT[1]!)];
-    const strayKey = `${victimKey.slice(0, 9)}zz-stray`;
     /** Checks, at the next stop, that the previous round's damage was repaired on disk. */
     let repaired: ((records: Map<string, Uint8Array>) => void) | undefined;
     for (const variant of variants) {
       const stoppedAt = await stopAtCheckpoint();
       const storage = new RocksStorage({ path: tc.dataDir(VICTIM), createIfMissing: false });
       await storage.open();
-      const records = new Map(await storage.scan({ gte: KEYS.partitionPrefix, lt: 'a0' }));
+      const records = new Map(await storage.scan({ gte: KEYS.recordPrefix, lt: 'b0' }));
       repaired?.(records);
-      assert.ok(records.has(victimKey) && records.has(otherKey), `the records of ${KEYS_DEFAULT[0]} and ${KEYS_DEFAULT[1]} are stored (${[...records.keys()].join(', ')})`);
+      const [victimKey, otherKey] = [storedRecordKey(records, KEYS_DEFAULT[0]!), storedRecordKey(records, KEYS_DEFAULT[1]!)];
+      assert.ok(victimKey !== undefined && otherKey !== undefined, `the records of ${KEYS_DEFAULT[0]} and ${KEYS_DEFAULT[1]} are stored (${[...records.keys()].join(', ')})`);
+      const victim = recordNamedBy(victimKey, NODE_PARTITION_COUNT)!;
+      const strayKey = KEYS.record(victim.seq, victim.partition, 'zz-stray');
       const corrupt = variant === "another key's value" ? records.get(otherKey)! : Uint8Array.of(0xff, 0x00, 0x13, 0x37, 0x42);
       assert.notDeepEqual(corrupt, records.get(victimKey), `${variant}: the bytes written differ from the record's`);
       if (variant === 'a deleted record') await storage.write([{ type: 'del', key: victimKey }], { sync: true });
@@ -388,7 +401,8 @@ test('a store record damaged at rest (another key\'s value, garbage, a stray rec
         // A key the state does not hold has no record, or an empty one (deleted: persist.ts).
         if (variant === 'a stray record') assert.ok((now.get(strayKey)?.length ?? 0) === 0, `${variant}: the stray record was deleted on disk`);
         else {
-          const bytes = now.get(victimKey);
+          const at = storedRecordKey(now, KEYS_DEFAULT[0]!);
+          const bytes = at === undefined ? undefined : now.get(at);
           assert.ok(bytes !== undefined, `${variant}: the record is stored again`);
           if (variant !== 'a deleted record') assert.notDeepEqual(bytes, corrupt, `${variant}: the record was repaired on disk`);
         }
@@ -411,7 +425,7 @@ test('a store record damaged at rest (another key\'s value, garbage, a stray rec
     {
       const storage = new RocksStorage({ path: tc.dataDir(VICTIM), createIfMissing: false });
       await storage.open();
-      repaired!(new Map(await storage.scan({ gte: KEYS.partitionPrefix, lt: 'a0' })));
+      repaired!(new Map(await storage.scan({ gte: KEYS.recordPrefix, lt: 'b0' })));
       await storage.close();
     }
     await tc.start(VICTIM);

@@ -25,7 +25,7 @@ import {
   type Node,
 } from './harness.ts';
 import { encodeCleanToken } from '../../src/core/horizon.ts';
-import { KEYS } from '../../src/core/persist.ts';
+import { KEYS, recordNamedBy } from '../../src/core/persist.ts';
 import { KvStore } from '../../src/app/kv.ts';
 import { resolveOptions } from '../../src/core/options.ts';
 import { STORED_RECORDS_LIMIT } from '../../src/core/limits.ts';
@@ -55,6 +55,12 @@ function agreeWithStableCheckpointAt4(node: Node, reqs: ReturnType<typeof k.requ
       node.flush();
     }
   }
+}
+
+/** The stored records keyed by checkpoint (persist.ts KEYS.record), ascending by key: key -> what it names. */
+function recordsOnDisk(node: Node): Map<string, { seq: number; partition: number; name: string }> {
+  const keys = [...node.disk.data.keys()].filter((key) => key.startsWith(KEYS.recordPrefix)).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+  return new Map(keys.map((key) => [key, recordNamedBy(key, node.app.partitionCount)!]));
 }
 
 /** Restarts `node` from its disk: no damage reported, the same state digest. Returns the new node. */
@@ -198,8 +204,8 @@ describe('recovery', () => {
     agreeWithStableCheckpointAt4(node, reqs);
     assert.equal(node.replica.h, 4);
     const records = new Map(node.disk.data);
-    const stored = [...records.keys()].filter((key) => key.startsWith('a/'));
-    // One record per key (persist.ts): a/<partition>/<key>.
+    const stored = [...records.keys()].filter((key) => key.startsWith(KEYS.recordPrefix));
+    // One record per key (persist.ts): b/<checkpoint>/<partition>/<key>.
     assert.equal(stored.length, 4, 'the checkpoint wrote one record per key');
     // Give one key's record another key's value: well-formed, but not what was certified.
     const [victim, donor] = [stored[0]!, stored[1]!];
@@ -217,10 +223,11 @@ describe('recovery', () => {
     const node = k.node(2);
     const reqs = [1, 2, 3, 4].map((seq) => k.request(seq % 4, seq, put(`key${seq}`, `value${seq}`)));
     agreeWithStableCheckpointAt4(node, reqs);
-    const partitionRecords = (): Map<string, Uint8Array> => new Map([...node.disk.data].filter(([key]) => key.startsWith(KEYS.partitionPrefix)));
-    const at4 = partitionRecords();
-    assert.deepEqual([...at4.keys()].map((key) => key.slice(9)).sort(), ['key1', 'key2', 'key3', 'key4']);
-    for (const key of at4.keys()) assert.equal(key, KEYS.partitionRecord(node.app.partitionOf(key.slice(9)), key.slice(9)));
+    // No partition has more than storedRecordsMax keys: no base, one record per key, under checkpoint 4.
+    assert.deepEqual([...node.disk.data.keys()].filter((key) => key.startsWith(KEYS.partitionPrefix)), []);
+    const at4 = recordsOnDisk(node);
+    assert.deepEqual([...at4.values()].map((r) => r.name).sort(), ['key1', 'key2', 'key3', 'key4']);
+    for (const [key, r] of at4) assert.equal(key, KEYS.record(4, node.app.partitionOf(r.name), r.name));
     // Seqs 5-8 change key1, delete key2 and add key5 (key3 is written with its own value: no change).
     const more = [
       k.request(1, 5, put('key1', 'changed')),
@@ -234,15 +241,19 @@ describe('recovery', () => {
       if (seq === 8) {
         const d = ownCheckpoint(out)!.msg.digest;
         for (const r of [0, 1]) node.fromReplica(r, frame(k.checkpoint(r, 8, d)));
-        writesAt8 = node.flush().ready.writes.filter((w) => w.key.startsWith(KEYS.partitionPrefix));
+        writesAt8 = node.flush().ready.writes.filter((w) => w.key.startsWith(KEYS.partitionPrefix) || w.key.startsWith(KEYS.recordPrefix));
       }
     }
     assert.equal(node.replica.h, 8);
     // A deleted key's record is empty (persist.ts): it stays until its partition is next written whole.
-    const named = (w: WriteOp): string => `${w.type === 'put' && w.value.length === 0 ? 'deleted' : w.type} ${w.key.slice(9)}`;
-    assert.deepEqual(writesAt8.map(named).sort(), ['deleted key2', 'put key1', 'put key5'], 'only the changed records are written');
-    const at8 = partitionRecords();
-    assert.deepEqual([...at8.keys()].map((key) => key.slice(9)).sort(), ['key1', 'key2', 'key3', 'key4', 'key5']);
+    // A record written again replaces its key: the one under checkpoint 4 goes, one under 8 comes.
+    const named = (w: WriteOp): string => {
+      const r = recordNamedBy(w.key, node.app.partitionCount)!;
+      return `${w.type === 'put' && w.value.length === 0 ? 'deleted' : w.type} ${r.name} at ${r.seq}`;
+    };
+    assert.deepEqual(writesAt8.map(named).sort(), ['del key1 at 4', 'del key2 at 4', 'deleted key2 at 8', 'put key1 at 8', 'put key5 at 8'], 'only the changed records are written');
+    const at8 = recordsOnDisk(node);
+    assert.deepEqual([...at8.values()].map((r) => `${r.name} at ${r.seq}`).sort(), ['key1 at 8', 'key2 at 8', 'key3 at 4', 'key4 at 4', 'key5 at 8']);
     const again = restartsClean(node);
     assert.equal(again.app.get('key1'), 'changed');
     assert.equal(again.app.get('key2'), null);
@@ -275,11 +286,13 @@ describe('recovery', () => {
       assert.equal(node.replica.h, seq, 'each round ends at a stable checkpoint');
       const base = node.disk.data.get(KEYS.partition(0));
       // In storage order (ascending by UTF-8 bytes, as a scan returns them).
-      const records = [...node.disk.data.keys()].filter((key) => key.startsWith(`${KEYS.partition(0)}/`)).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+      // Partition 0's records, ascending by name (as joinPartition takes them).
+      const records = [...recordsOnDisk(node)].filter(([, r]) => r.partition === 0).sort(([, a], [, b]) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
+      assert.equal([...node.disk.data.keys()].filter((key) => key.startsWith(`${KEYS.partition(0)}/`)).length, 0, 'no record in the older layout');
       assert.ok(records.length <= DELTA_RECORDS_MAX, `${records.length} records`);
       forms.push(base === undefined ? `records ${records.length}` : records.length === 0 ? 'base' : `base + ${records.length}`);
       // What is on disk is the partition: base and records joined.
-      const joined = node.app.joinPartition(0, base, records.map((key) => [key.slice(9), node.disk.data.get(key)!] as [string, Uint8Array]));
+      const joined = node.app.joinPartition(0, base, records.map(([key, r]) => [r.name, node.disk.data.get(key)!] as [string, Uint8Array]));
       assert.ok(joined.ok);
       assert.deepEqual(joined.value, node.app.readPartition(0));
     }
@@ -296,7 +309,7 @@ describe('recovery', () => {
     const keysOf0 = Array.from({ length: 100 }, (_, i) => `p0-${i}`).filter((key) => node.app.partitionOf(key) === 0).slice(0, 5);
     const first = k.request(0, 1, encodePutMany(keysOf0.map((key) => [key, 'v'])));
     agreeWithStableCheckpointAt4(node, [first, ...[1, 2, 3].map((c) => k.request(c, 1, { type: 'get', key: 'p0-0' }))]);
-    assert.equal([...node.disk.data.keys()].filter((key) => key.startsWith(`${KEYS.partition(0)}/`)).length, 5);
+    assert.equal([...recordsOnDisk(node).values()].filter((r) => r.partition === 0).length, 5);
     const digest = hex(node.app.digest());
     const { node: again, out } = node.restart({ options: { storedRecordsMax: 1 } });
     assert.equal(again.replica.opts.storedRecordsMax, 1);
@@ -309,7 +322,7 @@ describe('recovery', () => {
     const reqs = [1, 2, 3, 4].map((seq) => k.request(seq % 4, seq, put(`key${seq}`, `value${seq}`)));
     agreeWithStableCheckpointAt4(node, reqs);
     // The disk as an earlier version wrote it: each partition as one record a/<index>.
-    const old = new Map([...node.disk.data].filter(([key]) => !key.startsWith(KEYS.partitionPrefix)));
+    const old = new Map([...node.disk.data].filter(([key]) => !key.startsWith(KEYS.partitionPrefix) && !key.startsWith(KEYS.recordPrefix)));
     const indices = new Set([1, 2, 3, 4].map((i) => node.app.partitionOf(`key${i}`)));
     for (const i of indices) old.set(KEYS.partition(i), node.app.readPartition(i));
     const digest = hex(node.app.digest());
@@ -338,11 +351,73 @@ describe('recovery', () => {
     assert.equal(again.replica.h, 8);
     assert.ok(again.disk.data.has(KEYS.partition(changed)), 'the base of the changed partition stays');
     assert.deepEqual(again.disk.data.get(KEYS.partition(changed)), node.app.readPartition(changed), 'unchanged');
-    const records = [...again.disk.data.keys()].filter((key) => key.startsWith(`${KEYS.partition(changed)}/`));
-    assert.ok(records.includes(KEYS.partitionRecord(changed, 'key1')), `the changed key is a record beside it (${records.join(', ')})`);
+    const records = [...recordsOnDisk(again)].filter(([, r]) => r.partition === changed).map(([key]) => key);
+    assert.ok(records.includes(KEYS.record(8, changed, 'key1')), `the changed key is a record beside it (${records.join(', ')})`);
     const unchanged = [2, 3, 4].map((i) => `key${i}`).filter((key) => node.app.partitionOf(key) === changed);
-    for (const key of unchanged) assert.ok(!records.includes(KEYS.partitionRecord(changed, key)), `no record of the unchanged ${key}`);
+    for (const key of unchanged) assert.ok(!records.some((r) => recordNamedBy(r, node.app.partitionCount)!.name === key), `no record of the unchanged ${key}`);
     restartsClean(again);
+  });
+
+  test('records stored under their partition (as the version before records by checkpoint did) are read; a record replacing one deletes its older key', () => {
+    const node = k.node(2);
+    const reqs = [1, 2, 3, 4].map((seq) => k.request(seq % 4, seq, put(`key${seq}`, `value${seq}`)));
+    agreeWithStableCheckpointAt4(node, reqs);
+    // The disk as that version wrote it: each record as a/<partition>/<name>.
+    const old = new Map([...node.disk.data].filter(([key]) => !key.startsWith(KEYS.recordPrefix)));
+    for (const [key, r] of recordsOnDisk(node)) old.set(KEYS.partitionRecord(r.partition, r.name), node.disk.data.get(key)!);
+    const digest = hex(node.app.digest());
+    const { node: again, out } = node.restart({ records: old });
+    assert.deepEqual(out.eventsOf('stored-state-corrupt'), [], 'the older layout recovers cleanly');
+    assert.equal(hex(again.app.digest()), digest);
+    // key1 changes at seq 5; checkpoint 8 becomes stable.
+    const p1 = node.app.partitionOf('key1');
+    let writesAt8: WriteOp[] = [];
+    for (let seq = 5; seq <= 8; seq++) {
+      const reqsOf = [k.request(seq % 4, seq + 10, put(seq === 5 ? 'key1' : `other${seq}`, 'new'))];
+      const digestOf = k.digest(reqsOf);
+      again.fromReplica(0, frame(k.prePrepare(0, seq, digestOf, 0, 0), reqsOf));
+      for (const r of [1, 3]) again.fromReplica(r, frame(k.prepare(r, 0, seq, digestOf)));
+      again.flush();
+      for (const r of [0, 1, 3]) again.fromReplica(r, frame(k.commit(r, 0, seq, digestOf)));
+      again.flush();
+      if (seq === 8) {
+        const d = again.replica.lastCheckpoint.digest;
+        for (const r of [0, 1, 3]) again.fromReplica(r, frame(k.checkpoint(r, 8, d)));
+        writesAt8 = again.flush().ready.writes;
+      }
+    }
+    assert.equal(again.replica.h, 8);
+    const ops = writesAt8.map((w) => `${w.type} ${w.key}`);
+    assert.ok(ops.includes(`del ${KEYS.partitionRecord(p1, 'key1')}`), `the older key of key1 is deleted (${ops.join(', ')})`);
+    assert.ok(ops.includes(`put ${KEYS.record(8, p1, 'key1')}`), 'and its record written under checkpoint 8');
+    assert.equal(again.disk.data.has(KEYS.partitionRecord(p1, 'key1')), false);
+    // Unchanged keys keep their older records, and both layouts are read together.
+    const key3 = node.app.partitionOf('key3');
+    if (key3 !== p1) assert.ok(again.disk.data.has(KEYS.partitionRecord(key3, 'key3')));
+    const third = restartsClean(again);
+    assert.equal(third.app.get('key1'), 'new');
+    assert.equal(third.app.get('key3'), 'value3');
+  });
+
+  test('a record key that names no record of a partition, or a name stored twice, makes the stored state unusable: reported, and the state fetched', () => {
+    const node = k.node(2);
+    const reqs = [1, 2, 3, 4].map((seq) => k.request(seq % 4, seq, put(`key${seq}`, `value${seq}`)));
+    agreeWithStableCheckpointAt4(node, reqs);
+    const [key, r] = [...recordsOnDisk(node)][0]!;
+    const cases: Array<[string, Map<string, Uint8Array>, RegExp, number]> = [
+      ['a malformed key', new Map([...node.disk.data, ['b/zz-stray', Uint8Array.of(1, 0x41)]]), /stored record key "b\/zz-stray" is malformed/, 0],
+      ['a name twice', new Map([...node.disk.data, [KEYS.partitionRecord(r.partition, r.name), node.disk.data.get(key)!]]), /is stored twice/, r.partition],
+    ];
+    for (const [what, records, reason, index] of cases) {
+      for (const streamed of [false, true]) {
+        const { node: again, out } = node.restart({ records, streamed });
+        const reports = out.eventsOf('stored-state-corrupt');
+        assert.equal(reports.length, 1, `${what}, streamed ${streamed}`);
+        assert.match(reports[0]!.reason, reason);
+        assert.ok((again.replica.dropOnPersist.get(index)?.length ?? 0) > 0, `${what}: the partition's keys are deleted when it is next written`);
+        assert.equal(again.replica.status().transferring, true);
+      }
+    }
   });
 
   test('an unreadable partition record is reported at restart, the state fetched, and the partition stored again in full at the next stable checkpoint', () => {
@@ -350,8 +425,9 @@ describe('recovery', () => {
     const reqs = [1, 2, 3, 4].map((seq) => k.request(seq % 4, seq, put(`key${seq}`, `value${seq}`)));
     agreeWithStableCheckpointAt4(node, reqs);
     const records = new Map(node.disk.data);
-    const victim = [...records.keys()].find((key) => key.startsWith(KEYS.partitionPrefix))!;
-    const stray = `${victim.slice(0, 8)}/zzz-stray`;
+    const victim = [...records.keys()].find((key) => key.startsWith(KEYS.recordPrefix))!;
+    const index = recordNamedBy(victim, node.app.partitionCount)!.partition;
+    const stray = KEYS.record(4, index, 'zzz-stray');
     records.set(victim, Uint8Array.of(0xff, 0x13)); // an unknown value type
     records.set(stray, Uint8Array.of(1, 0x41));
     const { node: again, out } = node.restart({ records });
@@ -360,7 +436,6 @@ describe('recovery', () => {
     assert.match(reports[0]!.reason, /stored partition \d+ is malformed/);
     assert.equal(again.replica.status().transferring, true, 'it fetches the certified state');
     // Its stored keys are deleted when it is next written (persistPartition), whatever the state then.
-    const index = Number(victim.slice(2, 8));
     assert.deepEqual(again.replica.dropOnPersist.get(index)?.slice().sort(), [victim, stray].sort());
     assert.equal(again.replica.persistedPartitions[index], undefined);
     assert.equal(again.replica.persistedRecords.has(index), false);
@@ -379,7 +454,7 @@ describe('recovery', () => {
         node.flush();
       }
     }
-    assert.ok([...node.disk.data.keys()].some((key) => key.startsWith(KEYS.partitionPrefix) && key.length > 8), 'a partition record is stored');
+    assert.ok(recordsOnDisk(node).size > 0, 'a partition record is stored');
     const { node: once, out: onceOut } = node.restart();
     const { node: streamed, out: streamedOut } = node.restart({ streamed: true });
     assert.deepEqual(streamedOut.eventsOf('stored-state-corrupt'), []);
@@ -411,9 +486,8 @@ describe('recovery', () => {
     assert.ok(step.partitions !== undefined);
     step.partitions.add(KEYS.partition(2), node.app.readPartition(2));
     assert.throws(() => step.partitions!.add(KEYS.partition(1), node.app.readPartition(1)), /arrived after partition 2's \(the storage must return keys in order\)/);
-    const partitionKeys = [...node.disk.data].filter(([key]) => key.startsWith(KEYS.partitionPrefix));
-    assert.ok(partitionKeys.length > 0);
     // The first step takes no partition key.
+    const partitionKeys: Array<[string, Uint8Array]> = [[KEYS.partition(1), node.app.readPartition(1)]];
     const fresh = k.newCore(2, new KvStore({ partitionCount: node.app.partitionCount }));
     assert.throws(() => fresh.beginRecovery(partitionKeys), /is a partition key/);
   });
