@@ -9,12 +9,19 @@
  *   m/floor                    while recovering from lost state: [view, seq] it may not sign below (horizon.ts)
  *   c/state                    own latest checkpoint: [seq, digest, client table bytes]
  *   a/<index 6>                an application partition, whole: as of c/state, or the base its records apply to
- *   a/<index 6>/<name>         for an application with records (PartitionedState.diffPartition: the
+ *   b/<seq 16>/<index 6>/<name>  for an application with records (PartitionedState.diffPartition: the
  *                              key-value store, one per key): a record that differs from the base
- *                              (empty: deleted). The partition as of c/state is the base with its
- *                              records applied (joinPartition). When more than
- *                              ReplicaOptions.storedRecordsMax (16) would differ, the partition is
- *                              written whole again and its records deleted.
+ *                              (empty: deleted), under the stable checkpoint that wrote it; a
+ *                              record written again replaces the key of the one before. The
+ *                              partition as of c/state is the base with its records applied
+ *                              (joinPartition). When more than ReplicaOptions.storedRecordsMax (16)
+ *                              would differ, the partition is written whole again and its records
+ *                              deleted. Keyed by checkpoint so that a checkpoint's records sort
+ *                              together after the older ones: RocksDB's merges of newly flushed
+ *                              files then overlap only the newest records and the log, not every
+ *                              partition's base.
+ *   a/<index 6>/<name>         the same record in the layout before records were keyed by checkpoint
+ *                              (LEGACY_RECORD_SEQ): read, and deleted when replaced.
  *   c/v/<seq 16>/<replica 4>   CHECKPOINT votes [body, sig]
  *   l/<seq 16>/s               log slot record (see SlotRecord)
  *   l/<seq 16>/b/<digest hex>  batch: [time, [[body, sig], ...]]

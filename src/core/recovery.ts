@@ -231,7 +231,14 @@ export class PartitionLoader {
       stored.set(r.name, r.seq);
       entry.records.push([r.name, r.value]);
     }
-    entry.records.sort(([a], [b]) => compareUtf8Names(a, b));
+    // Usually in order already (one checkpoint's records of a partition, ascending by key): checked in one pass.
+    const list = entry.records;
+    for (let k = 1; k < list.length; k++) {
+      if (compareUtf8Names(list[k - 1]![0], list[k]![0]) >= 0) {
+        list.sort(([a], [b]) => compareUtf8Names(a, b));
+        break;
+      }
+    }
     return stored;
   }
 }
@@ -247,9 +254,19 @@ interface CheckpointRecord {
 
 const nameEncoder = new TextEncoder();
 
-/** Record names ordered by their UTF-8 bytes (the order joinPartition takes and storage keys sort in). */
-function compareUtf8Names(a: string, b: string): number {
+/**
+ * Record names ordered by their UTF-8 bytes (the order joinPartition takes and storage keys sort in).
+ * UTF-16 code units below the surrogates order as their UTF-8 encodings do: compared as they are up
+ * to the first difference, and encoded only when it involves a surrogate or a unit above them.
+ */
+export function compareUtf8Names(a: string, b: string): number {
   if (a === b) return 0;
+  const n0 = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n0 && a.charCodeAt(i) === b.charCodeAt(i)) i++;
+  const ca = i < a.length ? a.charCodeAt(i) : -1;
+  const cb = i < b.length ? b.charCodeAt(i) : -1;
+  if (ca < 0xd800 && cb < 0xd800) return ca - cb;
   const x = nameEncoder.encode(a);
   const y = nameEncoder.encode(b);
   const n = Math.min(x.length, y.length);

@@ -27,6 +27,7 @@ import {
 import { encodeCleanToken } from '../../src/core/horizon.ts';
 import { KEYS, recordNamedBy } from '../../src/core/persist.ts';
 import { KvStore } from '../../src/app/kv.ts';
+import { compareUtf8Names } from '../../src/core/recovery.ts';
 import { resolveOptions } from '../../src/core/options.ts';
 import { STORED_RECORDS_LIMIT } from '../../src/core/limits.ts';
 import { encodePutMany } from '../../src/app/kv-ops.ts';
@@ -416,6 +417,16 @@ describe('recovery', () => {
         assert.match(reports[0]!.reason, reason);
         assert.ok((again.replica.dropOnPersist.get(index)?.length ?? 0) > 0, `${what}: the partition's keys are deleted when it is next written`);
         assert.equal(again.replica.status().transferring, true);
+      }
+    }
+  });
+
+  test('record names are ordered as their UTF-8 bytes, as storage keys are (ASCII, accents, the BMP above the surrogates, astral planes)', () => {
+    const names = ['a', 'ab', 'b', 'z', '~', 'é', 'ü', '\u07ff', '\u0800', '\ud7ff', '\ue000', '\uffff', '\u{10000}', '\u{1f600}', 'a\u{1f600}', 'a\uffff', 'a\ue000b', 'a\u{10000}z'];
+    for (const x of names) {
+      for (const y of names) {
+        const bytes = Math.sign(Buffer.compare(Buffer.from(x, 'utf8'), Buffer.from(y, 'utf8')));
+        assert.equal(Math.sign(compareUtf8Names(x, y)), bytes, `${JSON.stringify(x)} vs ${JSON.stringify(y)}`);
       }
     }
   });
