@@ -64,6 +64,24 @@ function recordsOnDisk(node: Node): Map<string, { seq: number; partition: number
   return new Map(keys.map((key) => [key, recordNamedBy(key, node.app.partitionCount)!]));
 }
 
+/**
+ * Replica 2, restarted (it abstains from voting in view 0), executes `reqs` at `seq` on the votes of
+ * the three others; at seq 8 their CHECKPOINTs make checkpoint 8 stable. Returns the last flush's writes.
+ */
+function executeOnOthersVotes(node: Node, seq: number, reqs: ReturnType<typeof k.request>[]): WriteOp[] {
+  const digestOf = k.digest(reqs);
+  node.fromReplica(0, frame(k.prePrepare(0, seq, digestOf, 0, 0), reqs));
+  for (const r of [1, 3]) node.fromReplica(r, frame(k.prepare(r, 0, seq, digestOf)));
+  node.flush();
+  for (const r of [0, 1, 3]) node.fromReplica(r, frame(k.commit(r, 0, seq, digestOf)));
+  const writes = node.flush().ready.writes;
+  if (seq !== 8) return writes;
+  assert.equal(node.replica.lastCheckpoint.seq, 8);
+  const d = node.replica.lastCheckpoint.digest;
+  for (const r of [0, 1, 3]) node.fromReplica(r, frame(k.checkpoint(r, 8, d)));
+  return node.flush().ready.writes;
+}
+
 /** Restarts `node` from its disk: no damage reported, the same state digest. Returns the new node. */
 function restartsClean(node: Node): Node {
   const digest = hex(node.app.digest());
@@ -333,22 +351,7 @@ describe('recovery', () => {
     // key1 changes at seq 5; checkpoint 8 becomes stable: key1's partition is now stored as records.
     const changed = node.app.partitionOf('key1');
     const more = [5, 6, 7, 8].map((seq) => k.request(seq % 4, seq + 10, put(seq === 5 ? 'key1' : `other${seq}`, 'new')));
-    for (let seq = 5; seq <= 8; seq++) {
-      // The restarted replica abstains from voting in view 0: the three others commit each.
-      const reqsOf = [more[seq - 5]!];
-      const digestOf = k.digest(reqsOf);
-      again.fromReplica(0, frame(k.prePrepare(0, seq, digestOf, 0, 0), reqsOf));
-      for (const r of [1, 3]) again.fromReplica(r, frame(k.prepare(r, 0, seq, digestOf)));
-      again.flush();
-      for (const r of [0, 1, 3]) again.fromReplica(r, frame(k.commit(r, 0, seq, digestOf)));
-      again.flush();
-      if (seq === 8) {
-        assert.equal(again.replica.lastCheckpoint.seq, 8);
-        const d = again.replica.lastCheckpoint.digest;
-        for (const r of [0, 1, 3]) again.fromReplica(r, frame(k.checkpoint(r, 8, d)));
-        again.flush();
-      }
-    }
+    for (let seq = 5; seq <= 8; seq++) executeOnOthersVotes(again, seq, [more[seq - 5]!]);
     assert.equal(again.replica.h, 8);
     assert.ok(again.disk.data.has(KEYS.partition(changed)), 'the base of the changed partition stays');
     assert.deepEqual(again.disk.data.get(KEYS.partition(changed)), node.app.readPartition(changed), 'unchanged');
@@ -373,20 +376,7 @@ describe('recovery', () => {
     // key1 changes at seq 5; checkpoint 8 becomes stable.
     const p1 = node.app.partitionOf('key1');
     let writesAt8: WriteOp[] = [];
-    for (let seq = 5; seq <= 8; seq++) {
-      const reqsOf = [k.request(seq % 4, seq + 10, put(seq === 5 ? 'key1' : `other${seq}`, 'new'))];
-      const digestOf = k.digest(reqsOf);
-      again.fromReplica(0, frame(k.prePrepare(0, seq, digestOf, 0, 0), reqsOf));
-      for (const r of [1, 3]) again.fromReplica(r, frame(k.prepare(r, 0, seq, digestOf)));
-      again.flush();
-      for (const r of [0, 1, 3]) again.fromReplica(r, frame(k.commit(r, 0, seq, digestOf)));
-      again.flush();
-      if (seq === 8) {
-        const d = again.replica.lastCheckpoint.digest;
-        for (const r of [0, 1, 3]) again.fromReplica(r, frame(k.checkpoint(r, 8, d)));
-        writesAt8 = again.flush().ready.writes;
-      }
-    }
+    for (let seq = 5; seq <= 8; seq++) writesAt8 = executeOnOthersVotes(again, seq, [k.request(seq % 4, seq + 10, put(seq === 5 ? 'key1' : `other${seq}`, 'new'))]);
     assert.equal(again.replica.h, 8);
     const ops = writesAt8.map((w) => `${w.type} ${w.key}`);
     assert.ok(ops.includes(`del ${KEYS.partitionRecord(p1, 'key1')}`), `the older key of key1 is deleted (${ops.join(', ')})`);
