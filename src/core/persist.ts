@@ -110,16 +110,47 @@ export function recordKey(i: number, name: string, seq: number): string {
  * `partitionCount`) and the record's name (non-empty); undefined when it names none.
  */
 export function recordNamedBy(key: string, partitionCount: number): { seq: number; partition: number; name: string } | undefined {
-  const m = /^b\/([0-9]{16})\/([0-9]{6})\/(.+)$/s.exec(key);
-  if (m === null) return undefined;
-  const seq = Number(m[1]);
-  const partition = Number(m[2]);
-  if (!Number.isSafeInteger(seq) || partition >= partitionCount) return undefined;
-  return { seq, partition, name: m[3]! };
+  const partition = recordPartitionOf(key, partitionCount);
+  return partition < 0 ? undefined : { seq: recordSeqOf(key), partition, name: key.slice(RECORD_NAME_AT) };
+}
+
+/**
+ * The partition a key of the records range names when the whole key is well formed (recordNamedBy),
+ * else -1: read by position, without allocating (a restart reads every record key).
+ */
+export function recordPartitionOf(key: string, partitionCount: number): number {
+  // 'b/', 16 digits, '/', 6 digits, '/', the name.
+  if (key.length <= RECORD_NAME_AT || !key.startsWith(KEYS.recordPrefix) || key.charCodeAt(RECORD_NAME_AT - 8) !== SLASH || key.charCodeAt(RECORD_NAME_AT - 1) !== SLASH) return -1;
+  const seq = digitsAt(key, 2, 16);
+  const partition = digitsAt(key, RECORD_NAME_AT - 7, 6);
+  return seq < 0 || !Number.isSafeInteger(seq) || partition < 0 || partition >= partitionCount ? -1 : partition;
+}
+
+/** The checkpoint a well-formed record key names (recordPartitionOf >= 0). */
+export function recordSeqOf(key: string): number {
+  return digitsAt(key, 2, 16);
+}
+
+/** Where a record key's name starts: after 'b/', the seq's 16 digits, '/', the partition's 6 digits and '/'. */
+export const RECORD_NAME_AT = 2 + 16 + 1 + 6 + 1;
+const SLASH = 0x2f;
+
+/** The decimal number of the `count` ASCII digits of `s` at `at`, or -1 when one of them is not a digit. */
+function digitsAt(s: string, at: number, count: number): number {
+  let n = 0;
+  for (let i = at; i < at + count; i++) {
+    const d = s.charCodeAt(i) - 0x30;
+    if (!(d >= 0 && d <= 9)) return -1;
+    n = n * 10 + d;
+  }
+  return n;
 }
 
 /** Every stored key of the application partitions (KEYS.partitionPrefix): 'a/' <= key < 'a0'. */
 export const PARTITION_RANGE = { gte: KEYS.partitionPrefix, lt: 'a0' } as const;
+
+/** Every stored key of the records keyed by checkpoint (KEYS.recordPrefix): 'b/' <= key < 'b0'. */
+export const RECORD_RANGE = { gte: KEYS.recordPrefix, lt: 'b0' } as const;
 
 export type Pair = [Uint8Array, Uint8Array];
 export const toPair = (s: Signed): Pair => [s.body, s.sig];

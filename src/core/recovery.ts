@@ -9,7 +9,7 @@ import { ClientTable } from './clienttable.ts';
 import { preparedCertificate, quorumFor } from './quorum.ts';
 import type { CommitMsg } from './messages.ts';
 import { decodeVoteEvidence } from './evidence.ts';
-import { KEYS, LEGACY_RECORD_SEQ, recordNamedBy, storesRecords, decodeBatch, decodeCheckpointCert, decodeCheckpointState, decodeEpochProof, decodePair, decodeSlot, decodeViewState } from './persist.ts';
+import { KEYS, LEGACY_RECORD_SEQ, RECORD_NAME_AT, recordPartitionOf, recordSeqOf, storesRecords, decodeBatch, decodeCheckpointCert, decodeCheckpointState, decodeEpochProof, decodePair, decodeSlot, decodeViewState } from './persist.ts';
 import { decodeMembership, mayHoldInTable, type Membership } from './membership.ts';
 import { decodeCleanToken, decodeHorizon, decodeSignFloor, encodeSignFloor, lostAgainst, type Horizon, type SignFloor } from './horizon.ts';
 import { stateDigest } from './statetree.ts';
@@ -105,8 +105,8 @@ const NOT_STORED = new Uint8Array(0);
 /**
  * Loads the application partitions stored as of c/state (persist.ts: a base a/<index>, whole bytes,
  * and for an application with records the records applied to it by joinPartition: each under the
- * checkpoint that wrote it, b/<seq>/<index>/<name>, given to the constructor from the records outside
- * the partition range, or in the older layout a/<index>/<name>, streamed with the base),
+ * checkpoint that wrote it, b/<seq>/<index>/<name>, streamed first through addRecord, or in the older
+ * layout a/<index>/<name>, streamed with the base through add),
  * one partition at a time as their keys arrive: the shell streams them from its disk (the largest
  * part of the state by far), so that what a partition's join replaces is garbage at once rather
  * than held with the whole state until the end. Keys must arrive ascending by their UTF-8 bytes, as
@@ -129,28 +129,29 @@ export class PartitionLoader {
   private current: StoredPartition | undefined;
   /** Partition 0, kept until finish(): keys that name no partition count against it. */
   private zero: StoredPartition | undefined;
-  /** Entries seen. */
+  /** Entries seen (records and partition keys). */
   entries = 0;
-  /** The records keyed by checkpoint (KEYS.record), by partition, until their partition loads. */
-  private readonly byCheckpoint = new Map<number, CheckpointRecord[]>();
+  /** The records keyed by checkpoint (KEYS.record), until their partitions load. */
+  private readonly held: HeldRecords;
 
-  /** `records`: the stored keys of the records range (KEYS.recordPrefix) with their values. */
-  constructor(
-    private readonly rs: ReplicaState,
-    records: Iterable<[string, Uint8Array]> = [],
-  ) {
+  constructor(private readonly rs: ReplicaState) {
     this.withRecords = storesRecords(rs.app);
-    for (const [key, value] of records) {
-      const named = recordNamedBy(key, rs.app.partitionCount);
-      // A key that names no record of a partition is deleted with partition 0.
-      const index = named?.partition ?? 0;
-      let list = this.byCheckpoint.get(index);
-      if (list === undefined) this.byCheckpoint.set(index, (list = []));
-      list.push(named === undefined ? { seq: LEGACY_RECORD_SEQ, name: '', key, value, bad: `stored record key ${JSON.stringify(key)} is malformed` } : { seq: named.seq, name: named.name, key, value });
-    }
+    this.held = new HeldRecords(rs.app.partitionCount);
   }
 
-  /** One stored key of the partition range (KEYS.partitionPrefix) and its value. */
+  /**
+   * One stored key of the records range (KEYS.recordPrefix, RECORD_RANGE) and its value, in any
+   * order, all of them before the first add(): a partition loads as soon as the next one's keys
+   * arrive, with the records it has by then.
+   */
+  addRecord(key: string, value: Uint8Array): void {
+    if (!key.startsWith(KEYS.recordPrefix)) throw new ProtocolInvariantError(`recovery: ${JSON.stringify(key)} is not a record key`);
+    if (this.index !== -1 || this.zero !== undefined) throw new ProtocolInvariantError(`recovery: record key ${JSON.stringify(key)} arrived after partition keys (give every record first)`);
+    this.entries++;
+    this.held.add(key, value);
+  }
+
+  /** One stored key of the partition range (KEYS.partitionPrefix) and its value, ascending by key, after every addRecord. */
   add(key: string, value: Uint8Array): void {
     if (!key.startsWith(KEYS.partitionPrefix)) throw new ProtocolInvariantError(`recovery: ${JSON.stringify(key)} is not a partition key`);
     this.entries++;
@@ -179,8 +180,9 @@ export class PartitionLoader {
     if (this.current !== undefined) this.load(this.index, this.current);
     this.current = undefined;
     // Partitions stored as records alone (no base), and those after the last base streamed.
-    for (const index of [...this.byCheckpoint.keys()].sort((a, b) => a - b)) if (index !== 0) this.load(index, { keys: [], records: [] });
-    if (this.zero !== undefined || this.byCheckpoint.has(0)) this.load(0, this.zero ?? { keys: [], records: [] });
+    for (const index of this.held.partitions()) if (index !== 0) this.load(index, { keys: [], records: [] });
+    if (this.zero !== undefined || this.held.has(0)) this.load(0, this.zero ?? { keys: [], records: [] });
+    this.held.clear();
     this.zero = undefined;
     return this.unusable === undefined ? { unreadable: this.unreadable } : { unusable: this.unusable, unreadable: this.unreadable };
   }
@@ -215,22 +217,20 @@ export class PartitionLoader {
   private records(index: number, entry: StoredPartition): StoredRecords {
     const stored: StoredRecords = new Map();
     for (const [name] of entry.records) stored.set(name, LEGACY_RECORD_SEQ);
-    const later = this.byCheckpoint.get(index);
-    if (later === undefined) return stored;
-    this.byCheckpoint.delete(index);
-    for (const r of later) {
-      entry.keys.push(r.key);
-      if (r.bad !== undefined) {
-        entry.bad ??= r.bad;
-        continue;
+    this.held.take(index, (key, seq, value) => {
+      entry.keys.push(key);
+      if (seq === MALFORMED_RECORD) {
+        entry.bad ??= `stored record key ${JSON.stringify(key)} is malformed`;
+        return;
       }
-      if (stored.has(r.name)) {
-        entry.bad ??= `partition ${index}: record ${JSON.stringify(r.name)} is stored twice`;
-        continue;
+      const name = key.slice(RECORD_NAME_AT);
+      if (stored.has(name)) {
+        entry.bad ??= `partition ${index}: record ${JSON.stringify(name)} is stored twice`;
+        return;
       }
-      stored.set(r.name, r.seq);
-      entry.records.push([r.name, r.value]);
-    }
+      stored.set(name, seq);
+      entry.records.push([name, value]);
+    });
     // Usually in order already (one checkpoint's records of a partition, ascending by key): checked in one pass.
     const list = entry.records;
     for (let k = 1; k < list.length; k++) {
@@ -243,14 +243,114 @@ export class PartitionLoader {
   }
 }
 
-/** A record keyed by checkpoint, as read (PartitionLoader). */
-interface CheckpointRecord {
-  seq: number;
-  name: string;
-  key: string;
-  value: Uint8Array;
-  bad?: string;
+/** The seq HeldRecords notes for a key of the records range that names no record of a partition. */
+const MALFORMED_RECORD = -2;
+
+/**
+ * The records keyed by checkpoint that a restart reads before the partitions they belong to
+ * (PartitionLoader.addRecord): held in columns, their values copied into a few large chunks, so
+ * that holding hundreds of thousands of them until their partitions load costs the garbage
+ * collector one string each (the key) rather than an object, a byte array and its buffer each.
+ * Records are taken per partition in the order they were added (a storage gives them ascending by
+ * key: by checkpoint, then name).
+ */
+class HeldRecords {
+  private keys: string[] = [];
+  private seqs: number[] = [];
+  /** The partition each record names (a malformed key: 0, deleted with partition 0). */
+  private parts: number[] = [];
+  /** Where each value is: its chunk, its offset in it and its length. */
+  private chunkOf: number[] = [];
+  private starts: number[] = [];
+  private lengths: number[] = [];
+  private chunks: Uint8Array[] = [];
+  private used = 0;
+  /** After the last add: the records of partition p are order[first[p] .. first[p + 1]). */
+  private first: Int32Array | undefined;
+  private order: Int32Array | undefined;
+  /** After the last add: 1 for each partition whose records were taken. */
+  private taken: Uint8Array | undefined;
+
+  constructor(private readonly partitionCount: number) {}
+
+  add(key: string, value: Uint8Array): void {
+    if (this.first !== undefined) throw new ProtocolInvariantError(`recovery: record key ${JSON.stringify(key)} arrived after its partitions began to load`);
+    const partition = recordPartitionOf(key, this.partitionCount);
+    this.keys.push(key);
+    this.seqs.push(partition < 0 ? MALFORMED_RECORD : recordSeqOf(key));
+    this.parts.push(partition < 0 ? 0 : partition);
+    let chunk = this.chunks[this.chunks.length - 1];
+    const length = value.length;
+    if (chunk === undefined || this.used + length > chunk.length) {
+      chunk = new Uint8Array(Math.max(HELD_CHUNK_BYTES, length));
+      this.chunks.push(chunk);
+      this.used = 0;
+    }
+    chunk.set(value, this.used);
+    this.chunkOf.push(this.chunks.length - 1);
+    this.starts.push(this.used);
+    this.lengths.push(length);
+    this.used += length;
+  }
+
+  /** Whether partition `index` has records held (not taken yet). */
+  has(index: number): boolean {
+    const first = this.index().first;
+    return first[index + 1]! > first[index]! && this.taken![index] === 0;
+  }
+
+  /** The partitions with records held (not taken yet), ascending. */
+  partitions(): number[] {
+    const out: number[] = [];
+    for (let p = 0; p < this.partitionCount; p++) if (this.has(p)) out.push(p);
+    return out;
+  }
+
+  /** Each record of partition `index`, in the order added (its value a view of the chunk, not a copy); then forgets them. */
+  take(index: number, each: (key: string, seq: number, value: Uint8Array) => void): void {
+    const { first, order } = this.index();
+    const end = first[index + 1]!;
+    for (let k = first[index]!; k < end; k++) {
+      const r = order[k]!;
+      const start = this.starts[r]!;
+      each(this.keys[r]!, this.seqs[r]!, this.chunks[this.chunkOf[r]!]!.subarray(start, start + this.lengths[r]!));
+    }
+    // Taken once: a partition loads once.
+    this.taken![index] = 1;
+  }
+
+  clear(): void {
+    this.keys = [];
+    this.seqs = [];
+    this.parts = [];
+    this.chunkOf = [];
+    this.starts = [];
+    this.lengths = [];
+    this.chunks = [];
+    this.first = undefined;
+    this.order = undefined;
+    this.taken = undefined;
+  }
+
+  /** The records grouped by partition (a stable counting sort), built once after the last add. */
+  private index(): { first: Int32Array; order: Int32Array } {
+    if (this.first !== undefined && this.order !== undefined) return { first: this.first, order: this.order };
+    const n = this.parts.length;
+    const first = new Int32Array(this.partitionCount + 1);
+    for (let r = 0; r < n; r++) first[this.parts[r]! + 1]!++;
+    for (let p = 0; p < this.partitionCount; p++) first[p + 1]! += first[p]!;
+    const next = first.slice(0, this.partitionCount);
+    const order = new Int32Array(n);
+    for (let r = 0; r < n; r++) order[next[this.parts[r]!]!++] = r;
+    this.first = first;
+    this.order = order;
+    this.taken = new Uint8Array(this.partitionCount);
+    return { first, order };
+  }
 }
+
+/** HeldRecords' value chunks: 4 MiB (a value larger than that gets a chunk of its own). */
+const HELD_CHUNK_BYTES = 4 << 20;
 
 const nameEncoder = new TextEncoder();
 
@@ -307,10 +407,11 @@ function corrupt(rs: ReplicaState, what: string): void {
 }
 
 /**
- * Restart, first step: every stored record outside the application partitions (`byKey`: the view,
- * the configurations, the stable certificate, the checkpoint record, the log). Decides whether the
- * partitions are read at all (the checkpoint record they belong to is usable); the caller then gives
- * their keys to `partitions`, in order, and calls finishRecovery.
+ * Restart, first step: every stored record outside the application partitions and their records
+ * (`byKey`: the view, the configurations, the stable certificate, the checkpoint record, the log).
+ * Decides whether the partitions are read at all (the checkpoint record they belong to is usable);
+ * the caller then gives `partitions` the records range's keys, then the partitions' keys in order,
+ * and calls finishRecovery.
  */
 export function beginRecovery(rs: ReplicaState, byKey: Map<string, Uint8Array>): RecoveryStep {
   const viewBytes = byKey.get(KEYS.view);
@@ -354,8 +455,7 @@ export function beginRecovery(rs: ReplicaState, byKey: Map<string, Uint8Array>):
   const membership = st.ok ? decodeMembership(st.value.membership) : undefined;
   const table = st.ok && membership?.ok ? ClientTable.decode(st.value.clients, (c) => mayHoldInTable(membership.value, c)) : undefined;
   if (!st.ok || !table || !membership?.ok) return { byKey, partitions: undefined, unusable: 'stored checkpoint record is malformed' };
-  const records = [...byKey].filter(([key]) => key.startsWith(KEYS.recordPrefix));
-  return { byKey, partitions: new PartitionLoader(rs, records), state: { st: st.value, membership: membership.value, table } };
+  return { byKey, partitions: new PartitionLoader(rs), state: { st: st.value, membership: membership.value, table } };
 }
 
 /** Restart, second step: the application state from the partitions read, the log above it, and the rest. */

@@ -343,12 +343,15 @@ export class Replica extends ReplicaState {
   recover(records: Iterable<[string, Uint8Array]>, stored: { horizon?: Uint8Array; damage?: string } = {}): void {
     const rest = new Map<string, Uint8Array>();
     const partitions: Array<[string, Uint8Array]> = [];
+    const partitionRecords: Array<[string, Uint8Array]> = [];
     for (const [key, value] of records) {
       if (key.startsWith(KEYS.partitionPrefix)) partitions.push([key, value]);
+      else if (key.startsWith(KEYS.recordPrefix)) partitionRecords.push([key, value]);
       else rest.set(key, value);
     }
     const step = this.beginRecovery(rest);
     if (step.partitions !== undefined) {
+      for (const [key, value] of partitionRecords) step.partitions.addRecord(key, value);
       // In the order of the partitions they name, each partition's keys in the order given (a
       // Storage gives them so already; a stable sort keeps it). Keys that name none count for 0.
       const count = this.app.partitionCount;
@@ -360,13 +363,18 @@ export class Replica extends ReplicaState {
 
   /**
    * recover() in two steps, for a shell that streams the application partitions from its disk
-   * (the largest part of the state; src/node/disk.ts): first every record outside them (keys not
-   * starting with KEYS.partitionPrefix); then, if the returned step has a `partitions` loader, every
-   * stored partition key with its value, ascending by key (a Storage's order); then finishRecovery.
+   * (the largest part of the state; src/node/disk.ts): first every record outside them and their
+   * records (keys starting with neither KEYS.partitionPrefix nor KEYS.recordPrefix); then, if the
+   * returned step has a `partitions` loader, every stored key of the records range (addRecord), then
+   * every stored partition key with its value, ascending by key (a Storage's order: add); then
+   * finishRecovery.
    */
   beginRecovery(records: Iterable<[string, Uint8Array]>): recovery.RecoveryStep {
     const byKey = new Map(records);
-    for (const key of byKey.keys()) if (key.startsWith(KEYS.partitionPrefix)) throw new ProtocolInvariantError(`beginRecovery: ${JSON.stringify(key)} is a partition key (give it to the step's partitions loader)`);
+    for (const key of byKey.keys()) {
+      if (key.startsWith(KEYS.partitionPrefix)) throw new ProtocolInvariantError(`beginRecovery: ${JSON.stringify(key)} is a partition key (give it to the step's partitions loader)`);
+      if (key.startsWith(KEYS.recordPrefix)) throw new ProtocolInvariantError(`beginRecovery: ${JSON.stringify(key)} is a partition record key (give it to the step's partitions loader: addRecord)`);
+    }
     return recovery.beginRecovery(this, byKey);
   }
 

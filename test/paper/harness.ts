@@ -301,10 +301,13 @@ export class Node {
     const sorted = [...records.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1));
     const storedMarks = { ...(horizon ? { horizon: encodeHorizon(horizon) } : {}), ...(stored.damage ? { damage: stored.damage } : {}) };
     if (stored.streamed) {
-      // As the replica shell does (src/node/disk.ts): the records outside the partitions, then the
-      // partition keys in key order, one at a time, then the second step.
-      const step = replica.beginRecovery(sorted.filter(([key]) => !key.startsWith(KEYS.partitionPrefix)));
-      if (step.partitions) for (const [key, value] of sorted) if (key.startsWith(KEYS.partitionPrefix)) step.partitions.add(key, value);
+      // As the replica shell does (src/node/disk.ts): the records outside the partitions, then their
+      // records, then the partition keys in key order, one at a time, then the second step.
+      const step = replica.beginRecovery(sorted.filter(([key]) => !key.startsWith(KEYS.partitionPrefix) && !key.startsWith(KEYS.recordPrefix)));
+      if (step.partitions) {
+        for (const [key, value] of sorted) if (key.startsWith(KEYS.recordPrefix)) step.partitions.addRecord(key, value);
+        for (const [key, value] of sorted) if (key.startsWith(KEYS.partitionPrefix)) step.partitions.add(key, value);
+      }
       replica.finishRecovery(step, storedMarks);
     } else replica.recover(sorted, storedMarks);
     const disk = new Disk();

@@ -21,6 +21,7 @@ import {
   put,
   result,
   sameBytes,
+  Out,
   TestCluster,
   type Node,
 } from './harness.ts';
@@ -30,7 +31,7 @@ import { KvStore } from '../../src/app/kv.ts';
 import { compareUtf8Names } from '../../src/core/recovery.ts';
 import { resolveOptions } from '../../src/core/options.ts';
 import { STORED_RECORDS_LIMIT } from '../../src/core/limits.ts';
-import { encodePutMany } from '../../src/app/kv-ops.ts';
+import { encodePutMany, VALUE_BYTES_MAX } from '../../src/app/kv-ops.ts';
 import type { WriteOp } from '../../src/core/ports.ts';
 
 const k = new TestCluster({ f: 1 });
@@ -411,6 +412,49 @@ describe('recovery', () => {
     }
   });
 
+  test('records whose values add up to more than one of the loader\'s 4 MiB chunks come back whole (streamed and not)', () => {
+    const node = k.node(2);
+    const big = (i: number): string => String.fromCharCode(0x61 + i).repeat(VALUE_BYTES_MAX);
+    const outs = [0, 1, 2, 3].map((i) => agree(node, 0, i + 1, [k.request(i, 1, put(`big${i}`, big(i)))]));
+    // A checkpoint over partitions this large is computed over several turns.
+    for (let turns = 0; node.replica.checkpointPending && turns < 100; turns++) outs.push(node.flush());
+    const d = ownCheckpoint(Out.merge(outs))!.msg.digest;
+    for (const r of [0, 1]) node.fromReplica(r, frame(k.checkpoint(r, 4, d)));
+    node.flush();
+    assert.equal(node.replica.h, 4, 'checkpoint 4 is stable');
+    const held = [...recordsOnDisk(node).keys()].reduce((n, key) => n + node.disk.data.get(key)!.length, 0);
+    assert.ok(held > 4 * 1024 * 1024, `records of ${held} bytes on disk`);
+    for (const streamed of [false, true]) {
+      const { node: again, out } = node.restart({ streamed });
+      assert.deepEqual(out.eventsOf('stored-state-corrupt'), [], `streamed ${streamed}`);
+      for (const i of [0, 1, 2, 3]) assert.equal(again.app.get(`big${i}`), big(i), `streamed ${streamed}: big${i}`);
+      assert.equal(hex(again.app.digest()), hex(node.app.digest()));
+    }
+  });
+
+  test('a record key names its checkpoint, partition and record by position; any other key of the records range names none', () => {
+    const count = 65536;
+    assert.deepEqual(recordNamedBy(KEYS.record(12, 345, 'k/é/\u{1f600}'), count), { seq: 12, partition: 345, name: 'k/é/\u{1f600}' });
+    assert.deepEqual(recordNamedBy(KEYS.record(Number.MAX_SAFE_INTEGER, count - 1, 'x'), count), { seq: Number.MAX_SAFE_INTEGER, partition: count - 1, name: 'x' });
+    const good = KEYS.record(12, 345, 'k');
+    const bad = [
+      KEYS.record(12, 345, ''), // no name
+      KEYS.record(12, count, 'k'), // no such partition
+      `b/${'9'.repeat(16)}/000345/k`, // a seq above 2^53
+      good.replace('/0000000000000012/', '/000000000000001x/'),
+      good.replace('/0000000000000012/', '/-000000000000012/'),
+      good.replace('/000345/', '/00 345/'),
+      good.replace('/000345/', '/0003456/'),
+      good.replace('/000345/', '-000345/'),
+      good.replace('/000345/', '/000345-'),
+      'b/0000000000000012/000345',
+      'b/12/345/k',
+      'b/',
+      'c/0000000000000012/000345/k',
+    ];
+    for (const key of bad) assert.equal(recordNamedBy(key, count), undefined, JSON.stringify(key));
+  });
+
   test('record names are ordered as their UTF-8 bytes, as storage keys are (ASCII, accents, the BMP above the surrogates, astral planes)', () => {
     const names = ['a', 'ab', 'b', 'z', '~', 'é', 'ü', '\u07ff', '\u0800', '\ud7ff', '\ue000', '\uffff', '\u{10000}', '\u{1f600}', 'a\u{1f600}', 'a\uffff', 'a\ue000b', 'a\u{10000}z'];
     for (const x of names) {
@@ -483,14 +527,18 @@ describe('recovery', () => {
     }
     // Keys out of order: a storage that broke its contract. Refused with a throw (the shell refuses to start).
     const core = k.newCore(2, new KvStore({ partitionCount: node.app.partitionCount }));
-    const step = core.beginRecovery([...node.disk.data].filter(([key]) => !key.startsWith(KEYS.partitionPrefix)));
-    assert.ok(step.partitions !== undefined);
+    const step = core.beginRecovery([...node.disk.data].filter(([key]) => !key.startsWith(KEYS.partitionPrefix) && !key.startsWith(KEYS.recordPrefix)));
+    assert.ok(step.partitions !== undefined, 'the stored checkpoint is usable');
     step.partitions.add(KEYS.partition(2), node.app.readPartition(2));
     assert.throws(() => step.partitions!.add(KEYS.partition(1), node.app.readPartition(1)), /arrived after partition 2's \(the storage must return keys in order\)/);
-    // The first step takes no partition key.
+    // Records come first: one given after a partition key is refused (its partition may have loaded without it).
+    assert.throws(() => step.partitions!.addRecord(KEYS.record(4, 1, 'k'), Uint8Array.of(1)), /arrived after partition keys \(give every record first\)/);
+    assert.throws(() => step.partitions!.addRecord(KEYS.partition(3), Uint8Array.of(1)), /is not a record key/);
+    // The first step takes neither a partition key nor a partition's record.
     const partitionKeys: Array<[string, Uint8Array]> = [[KEYS.partition(1), node.app.readPartition(1)]];
     const fresh = k.newCore(2, new KvStore({ partitionCount: node.app.partitionCount }));
     assert.throws(() => fresh.beginRecovery(partitionKeys), /is a partition key/);
+    assert.throws(() => fresh.beginRecovery([[KEYS.record(4, 1, 'k'), Uint8Array.of(1)]]), /is a partition record key \(give it to the step's partitions loader: addRecord\)/);
   });
 
   test('a restarted primary does not reuse a sequence number it already assigned', () => {

@@ -43,6 +43,16 @@ test('the digest tree: groups of sqrt(n) leaves, one changed partition changes e
   assert.notDeepEqual(a.root, b.root);
 });
 
+test('the digest tree from partitions: a partition equal to the one before it gets the same leaf, as its own copy', () => {
+  const a = Uint8Array.of(1, 2, 3);
+  const parts = [a, a, Uint8Array.of(1, 2, 3), Uint8Array.of(1, 2, 4), Uint8Array.of(1, 2), new Uint8Array(0), new Uint8Array(0), a];
+  const tree = StateTree.fromPartitions(sha256, parts);
+  const leaves = tree.leaves.toArray();
+  parts.forEach((p, i) => assert.deepEqual(leaves[i], leafDigest(sha256, p), `leaf ${i}`));
+  assert.equal(new Set(leaves).size, parts.length, 'no two leaves are the same array');
+  assert.deepEqual(tree.root, new StateTree(sha256, parts.length, parts.map((p) => leafDigest(sha256, p))).root);
+});
+
 test('meta: group digests, client table and membership are accepted only when they hash to the certified digest', () => {
   const tree = StateTree.fromPartitions(sha256, partitions('x'));
   const clients = new Uint8Array([1, 2, 3]);
