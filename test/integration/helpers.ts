@@ -163,10 +163,16 @@ export class TestCluster {
     void exit.then(() => {
       exited = true;
     });
-    await waitFor(async () => {
-      if (exited) throw new Error(`replica ${id} exited during startup:\n${output.join('\n')}`);
-      return (await this.tryStatus(id)) !== undefined;
-    }, `replica ${id} to answer /status`);
+    try {
+      await waitFor(async () => {
+        if (exited) throw new Error(`replica ${id} exited during startup:\n${output.join('\n')}`);
+        return (await this.tryStatus(id)) !== undefined;
+      }, `replica ${id} to answer /status`);
+    } catch (err) {
+      if (exited) throw err;
+      // Still running but not answering: what it printed says how far its start got.
+      throw new Error(`${(err as Error).message} (pid ${proc.pid} still running); its output:\n${output.slice(-40).join('\n') || '(none)'}`, { cause: err });
+    }
   }
 
   /** Starts every replica and waits until each has connections to all the others. */
