@@ -135,8 +135,8 @@ export function recordSeqOf(key: string): number {
 export const RECORD_NAME_AT = 2 + 16 + 1 + 6 + 1;
 const SLASH = 0x2f;
 
-/** The decimal number of the `count` ASCII digits of `s` at `at`, or -1 when one of them is not a digit. */
-function digitsAt(s: string, at: number, count: number): number {
+/** The decimal number of the `count` ASCII digits of `s` at `at`, or -1 when one of them is not a digit (or `s` ends first). */
+export function digitsAt(s: string, at: number, count: number): number {
   let n = 0;
   for (let i = at; i < at + count; i++) {
     const d = s.charCodeAt(i) - 0x30;

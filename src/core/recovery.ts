@@ -9,7 +9,7 @@ import { ClientTable } from './clienttable.ts';
 import { preparedCertificate, quorumFor } from './quorum.ts';
 import type { CommitMsg } from './messages.ts';
 import { decodeVoteEvidence } from './evidence.ts';
-import { KEYS, LEGACY_RECORD_SEQ, RECORD_NAME_AT, recordPartitionOf, recordSeqOf, storesRecords, decodeBatch, decodeCheckpointCert, decodeCheckpointState, decodeEpochProof, decodePair, decodeSlot, decodeViewState } from './persist.ts';
+import { digitsAt, KEYS, LEGACY_RECORD_SEQ, RECORD_NAME_AT, recordPartitionOf, recordSeqOf, storesRecords, decodeBatch, decodeCheckpointCert, decodeCheckpointState, decodeEpochProof, decodePair, decodeSlot, decodeViewState } from './persist.ts';
 import { decodeMembership, mayHoldInTable, type Membership } from './membership.ts';
 import { decodeCleanToken, decodeHorizon, decodeSignFloor, encodeSignFloor, lostAgainst, type Horizon, type SignFloor } from './horizon.ts';
 import { stateDigest } from './statetree.ts';
@@ -376,9 +376,7 @@ export function compareUtf8Names(a: string, b: string): number {
 
 /** The partition a stored key names (`a/<6 digits>`, then nothing or `/<record>`), or -1 when it names none of `count`. */
 export function partitionNamedBy(key: string, count: number): number {
-  const at = KEYS.partitionPrefix.length;
-  const digits = key.slice(at, at + 6);
-  const n = /^[0-9]{6}$/.test(digits) ? Number(digits) : -1;
+  const n = digitsAt(key, KEYS.partitionPrefix.length, 6);
   return n < count ? n : -1;
 }
 

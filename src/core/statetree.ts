@@ -14,6 +14,7 @@
  * only partitions whose leaves differ.
  */
 import { CowArray } from './cow.ts';
+import { bytesEqual } from './encoding.ts';
 
 /**
  * A synchronous hash that keeps nothing of its input (callers reuse the input's memory); `parts`,
@@ -97,13 +98,6 @@ export function stateDigestOfParts(hash: Hash, root: Uint8Array, clients: Uint8A
   return hash(prefixed(0x03, [root, clients, membership]));
 }
 
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a === b) return true;
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
 export class StateTree {
   readonly groupSize: number;
   readonly groupCount: number;
@@ -160,7 +154,7 @@ export class StateTree {
     for (let i = 0; i < partitions.length; i++) {
       const p = partitions[i]!;
       const before = i > 0 ? partitions[i - 1]! : undefined;
-      leaves.push(before !== undefined && sameBytes(before, p) ? leaves[i - 1]!.slice() : leafDigest(hash, p));
+      leaves.push(before !== undefined && bytesEqual(before, p) ? leaves[i - 1]!.slice() : leafDigest(hash, p));
     }
     return new StateTree(hash, partitions.length, leaves);
   }
