@@ -7,7 +7,7 @@
  * Kinds: `shared` (a SharedArrayBuffer: what PartitionBytes takes within its budget; always zeroed),
  * `zeroed` (new Uint8Array(size): calloc), `uninitialized` (the store's own `uninitialized`,
  * Buffer.allocUnsafeSlow: malloc; what PartitionBytes takes outside its budget). Prints per allocation: minor page faults, CPU and wall
- * time, and RSS at the end. No assertion on time: a measurement (README, "Scale with state size").
+ * time, and RSS at the end. No assertion on time: a measurement (docs/performance.md, "Scale with state size").
  *
  *   node --import tsx bench/alloc-cost.ts [--size 18650] [--steps 400000] [--kinds shared,zeroed,uninitialized]
  *   LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 node --import tsx bench/alloc-cost.ts

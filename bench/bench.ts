@@ -1277,7 +1277,7 @@ const KEYS_THROUGHPUT_FRACTION = 0.8;
 /**
  * The replica RSS bound the README states: RSS_BASE_MIB plus RSS_BYTES_PER_KEY per loaded key
  * (keys of 15 bytes, values of 100 bytes: 115 bytes of data, 126 encoded with the index). Measured
- * (README, Scale with state size): about 170 MiB empty; a replica restarted on 1M keys 418 MiB; the
+ * (docs/performance.md, Scale with state size): about 170 MiB empty; a replica restarted on 1M keys 418 MiB; the
  * replicas that took the load up to 1,326 MiB (the load's high-water: checkpoints holding the old
  * bytes of every partition the load changed, whole-state synced writes, an allocator that keeps
  * what it freed).

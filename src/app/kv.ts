@@ -102,7 +102,7 @@ const HAS_SHARED_MEMORY = typeof SharedArrayBuffer === 'function';
  * the kernel, so a zeroed 18 KiB partition (10M keys) faulted its pages in again on first touch, 80-130
  * us per allocation against 7 us not zeroed (bench/alloc-cost.ts). A SharedArrayBuffer is always
  * zeroed and pays that too on jemalloc; the budget stays all the same, since counting those
- * partitions costs a replica more in collections (README, "Scale with state size": 1.88 against
+ * partitions costs a replica more in collections (docs/performance.md, "Scale with state size": 1.88 against
  * 1.41 ms of CPU per request with 10M keys).
  */
 export class PartitionBytes {

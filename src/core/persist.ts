@@ -85,7 +85,7 @@ export const KEYS = {
    * A record as the stable checkpoint at `seq` wrote it: under the checkpoint first, so that the
    * records of each checkpoint sort together and after those of the ones before. New records then
    * land at the end of their range, beside the log, and RocksDB's merges of new files into level 1
-   * do not rewrite the partitions' bases and older records (README, Scale with state size).
+   * do not rewrite the partitions' bases and older records (docs/performance.md, Scale with state size).
    */
   record: (seq: number, i: number, name: string) => `b/${pad(seq, 16)}/${pad(i, 6)}/${name}`,
   recordPrefix: 'b/',

@@ -116,7 +116,7 @@ export class StateTree {
    * production) gets none, and assembles a group from its leaves if it is ever written. Sharing
    * them copy-on-write cost every checkpoint a new 8 KiB buffer per group it touched, about 20 us
    * each in a replica (with one client, 128 partitions in about 100 groups: a third of the
-   * checkpoint's turn; the README's Performance section). test/unit/transfer.test.ts writes both
+   * checkpoint's turn; docs/performance.md). test/unit/transfer.test.ts writes both
    * clones and originals and checks each against its leaves.
    */
   private readonly preimages: Array<Uint8Array | undefined>;

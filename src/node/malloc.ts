@@ -7,7 +7,7 @@
  * free (perf over a loaded cluster; `malloc_consolidate` runs on the 64 KiB allocations of the
  * socket reads), the clients' 9-11%. With jemalloc preloaded in every process of the bench's
  * 64-client cluster, nine runs alternating with glibc gave 1,978-2,301 req/s (mean 2,138) against
- * 1,866-2,263 (mean 2,001), 7% more: README, "Performance". A process cannot switch its allocator
+ * 1,866-2,263 (mean 2,001), 7% more: docs/performance.md, "On 2026-12-05". A process cannot switch its allocator
  * once it runs, so the parent that
  * starts a replica (`pbft start`, the bench) preloads it with LD_PRELOAD; the container image sets
  * LD_PRELOAD itself.

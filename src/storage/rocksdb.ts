@@ -51,7 +51,7 @@ interface RocksIteratorOptions extends RocksRangeOptions {
  * How far a scan reads ahead per call into the binding. Its default, 16 KiB, makes one call per
  * stored partition base of a large store (about 19 KB each at 10M keys): 65,536 round trips through
  * the thread pool on a restart. Reading 1.2 GB of bases and half a million records
- * took 3.6 s with the default and 1.5 s with 4 MiB (one process, this machine; README, Scale with
+ * took 3.6 s with the default and 1.5 s with 4 MiB (one process, this machine; docs/performance.md, Scale with
  * state size). The scan keeps everything it reads anyway, so this bounds only one call's buffer.
  */
 export const SCAN_READ_AHEAD_BYTES = 4 * 1024 * 1024;
@@ -270,7 +270,7 @@ export interface RocksStorageOptions {
  * next level they overlap, and a replica's writes (log entries, state records under partition
  * numbers spread evenly) overlap all of it: so the merging costs the size of the stored state, once
  * per 4 buffers. At 10M keys (220-360 MiB stored) that was 0.30 of the 2 cores in the loaded window
- * with 4 MiB, none with 16 or 64 MiB (README, Scale with state size). A replica holds up to two buffers in
+ * with 4 MiB, none with 16 or 64 MiB (docs/performance.md, Scale with state size). A replica holds up to two buffers in
  * memory (one being written out), and a full one is RSS too: 64 MiB made a small store's replica
  * peak at 429 MiB under full load, against 391 MiB with 4 MiB.
  */

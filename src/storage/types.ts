@@ -70,7 +70,7 @@ export interface StorageMemory {
  * properties (GET /status storage, /metrics). Every 4 files written from memory to level 0 are merged
  * with the files of level 1 their keys overlap; a replica's writes (log entries, and state records
  * spread over every partition) overlap all of level 1, so `levelBytes[1]` is about what each such
- * merge rewrites (README, Scale with state size).
+ * merge rewrites (docs/performance.md, Scale with state size).
  */
 export interface StorageLsm {
   /** Bytes of live table files per level, level 0 first (RocksDB counts whole MiB here). */
