@@ -66,9 +66,10 @@ export function parseNonNegativeInt(value: string): number {
 
 /** commander argument parser: a positive safe integer. */
 export function parsePositiveInt(value: string): number {
-  const n = parseNonNegativeInt(value);
-  if (n === 0) throw new InvalidArgumentError('must be a positive integer.');
-  return n;
+  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(Number(value)) || Number(value) === 0) {
+    throw new InvalidArgumentError('must be a positive integer.');
+  }
+  return Number(value);
 }
 
 /** commander argument parser: a TCP port. */

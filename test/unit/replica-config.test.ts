@@ -139,6 +139,12 @@ test('errors: no id anywhere, an unknown key, a bad value, bad JSON, a missing f
   assert.equal((await replicaFlags(['--id', '0', '--heap-growing-percent', '0'])).heapGrowingPercent, 0, "0: V8's own choice");
   assert.equal((await replicaFlags([], { PBFT_ID: '0', PBFT_HEAP_GROWING_PERCENT: '20' })).heapGrowingPercent, 20);
   assert.equal((await replicaFlags(['--id', '0'])).heapGrowingPercent, undefined, 'unset: the replica applies HEAP_GROWING_PERCENT_DEFAULT');
+  // A count that must be positive says so whatever the bad value is (not "non-negative" for a word).
+  for (const bad of ['0', 'abc', '-1', '2.5']) {
+    await assert.rejects(replicaFlags(['--id', '0', '--batch-requests-max', bad]), /--batch-requests-max.*must be a positive integer/, `--batch-requests-max ${bad}`);
+  }
+  await assert.rejects(replicaFlags([], { PBFT_ID: '0', PBFT_IN_FLIGHT_BATCHES_MAX: 'many' }), /PBFT_IN_FLIGHT_BATCHES_MAX.*must be a positive integer/);
+  await assert.rejects(replicaFlags(['--config', writeConfig('batch.json', { id: 0, batchBytesMax: 0 })]), /"batchBytesMax" must be a positive integer/);
   await assert.rejects(replicaFlags(['--id', '0', '--crypto', 'openssl']), /Allowed choices are auto, sodium, node/);
   await assert.rejects(replicaFlags([], { PBFT_ID: '0', PBFT_CRYPTO: 'fast' }), /Allowed choices are auto, sodium, node/);
   await assert.rejects(replicaFlags(['--config', writeConfig('crypto.json', { id: 0, crypto: 'libsodium' })]), /"crypto" must be one of auto, sodium, node/);
