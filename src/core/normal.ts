@@ -462,6 +462,12 @@ function replyToBatch(rs: ReplicaState, seq: number, executed: ExecutedRequest[]
     else rs.counters.repliesLeftToOthers++;
   });
   if (pending !== undefined && send.includes(false)) {
+    // Kept for the replies not sent: their values only. The tree and the REPLY-BATCH made for the
+    // replies sent now are let go, so they die young instead of living for windowSize batches (half
+    // of the objects a loaded backup's scavenges copied were the checkpoint's and these); a
+    // retransmission that asks makes them again, the same bytes (ed25519 signatures are
+    // deterministic), at the cost of the tree's hashes and one signature.
+    pending.made = undefined;
     const unsent = rs.unsentReplyBatches;
     unsent.push(pending);
     while (unsent.length > rs.opts.windowSize) {

@@ -199,6 +199,11 @@ export interface PendingReplyBatch {
   seq: number;
   /** Each executed request's client, timestamp and result, in the batch's order. */
   replies: ReadonlyArray<{ client: number; timestamp: number; result: Uint8Array }>;
+  /**
+   * The Merkle paths and the signed REPLY-BATCH, made by the first reply sent (normal.ts
+   * replyFrameOf); not kept past the executing turn while the batch waits in unsentReplyBatches
+   * (made again, the same bytes, for a retransmission).
+   */
   made: { batch: Signed<ReplyBatchMsg>; paths: Uint8Array[][] } | undefined;
   /**
    * Let go to bound memory (ReplicaState.unsentReplyBatches): a reply of it asked for later is

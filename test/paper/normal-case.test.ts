@@ -727,6 +727,31 @@ describe('normal case: replies', () => {
     assert.ok(sameBytes(late[0]!.bytes, eagerSingle[0]!.bytes));
   });
 
+  test('a batch whose replies were partly sent keeps its values, not its tree: a retransmission makes the same bytes again', () => {
+    const k = new TestCluster({ f: 1, clients: 4, real: true });
+    const ops = [put('a', '1'), put('b', '2'), put('c', '3')];
+    // Replica 1 is named by clients 0 and 1, not by client 2: two replies go at execution.
+    const node = k.node(1);
+    const out = agree(node, 0, 1, ops.map((op, c) => k.request(c, 1, op, c === 2 ? [2, 3] : [1, 2])));
+    assert.deepEqual(out.replies.map((r) => r.client).sort(), [0, 1]);
+    assert.equal(node.replica.counters.replyBatchesSigned, 1);
+    const kept = node.replica.unsentReplyBatches;
+    assert.equal(kept.length, 1, 'the batch waits for client 2 asking');
+    assert.equal(kept[0]!.made, undefined, 'its tree and REPLY-BATCH were let go after the sends');
+    assert.equal(kept[0]!.replies.length, 3, 'its values stay');
+    // Client 2 retransmits: the REPLY-BATCH is made again, and its frame is the one an eager replica made.
+    node.fromClient(2, frame(k.request(2, 1, ops[2]!, [2, 3])));
+    const late = node.flush().replies;
+    assert.deepEqual(late.map((r) => r.client), [2]);
+    assert.equal(node.replica.counters.replyBatchesSigned, 2, 'signed again: the same signature');
+    const eager = agree(k.node(1), 0, 1, ops.map((op, c) => k.request(c, 1, op, [1, 2]))).replies;
+    const eagerBytes = new Map(eager.map((r) => [r.client, r.bytes]));
+    assert.ok(k.verifyReply(late[0]!.signed));
+    assert.ok(sameBytes(late[0]!.bytes, eagerBytes.get(2)!), 'the reply made again is the one made at execution');
+    // The replies sent at execution are the eager ones too (one tree, one signature for the batch).
+    for (const r of out.replies) assert.ok(sameBytes(r.bytes, eagerBytes.get(r.client)!), `client ${r.client}`);
+  });
+
   test('unsent replies are kept for the last windowSize batches; an older one asked for is signed on its own', () => {
     const k = new TestCluster({ f: 1, clients: 4 });
     const node = k.node(1);
