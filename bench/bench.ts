@@ -63,7 +63,7 @@ import { faultsOf, replicasFor } from '../src/core/quorum.ts';
 import { connectLoader, LOAD_VALUE_BYTES } from './keys-load.ts';
 import { RocksStorage } from '../src/storage/rocksdb.ts';
 import { alive } from '../src/transport/free-ports.ts';
-import { MALLOC_CHOICES, mallocEnv, type MallocChoice, type MallocEnv, type MallocInUse } from '../src/node/malloc.ts';
+import { JEMALLOC_MISSING_HINT, MALLOC_CHOICES, mallocEnv, type MallocChoice, type MallocEnv, type MallocInUse } from '../src/node/malloc.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const LAUNCHER = join(REPO_ROOT, 'bin', 'pbft.mjs');
@@ -2327,7 +2327,7 @@ async function main(): Promise<void> {
   // As pbft start says in its ready lines: the figures recorded in the README ran on jemalloc.
   if (alloc.allocator === 'system' && o.malloc !== 'system') {
     process.stderr.write(
-      "npm run bench: jemalloc is not installed, so every process of this run uses the system's malloc; the README's runs used jemalloc, on which replicas do about 7% more requests per second (Debian/Ubuntu: apt-get install libjemalloc2; --malloc system to choose the system's)\n",
+      `npm run bench: every process of this run uses the system's malloc: ${JEMALLOC_MISSING_HINT}, and the README's runs used it (--malloc system chooses the system's without this line)\n`,
     );
   }
   const command = ['npm run bench --', ...process.argv.slice(2)].join(' ');

@@ -56,28 +56,26 @@ export function errorMessage(err: unknown): string {
   return oneLine(String(err));
 }
 
-/** commander argument parser: a non-negative safe integer. */
-export function parseNonNegativeInt(value: string): number {
-  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(Number(value))) {
-    throw new InvalidArgumentError('must be a non-negative integer.');
-  }
-  return Number(value);
+/**
+ * A commander argument parser for a safe integer from `min` to `max`: any other value, a word or a
+ * number out of range alike, gets `message` (so a flag says what it takes, whatever was wrong).
+ */
+export function intParser(min: number, max: number, message: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) throw new InvalidArgumentError(message);
+    return n;
+  };
 }
+
+/** commander argument parser: a non-negative safe integer. */
+export const parseNonNegativeInt = intParser(0, Number.MAX_SAFE_INTEGER, 'must be a non-negative integer.');
 
 /** commander argument parser: a positive safe integer. */
-export function parsePositiveInt(value: string): number {
-  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(Number(value)) || Number(value) === 0) {
-    throw new InvalidArgumentError('must be a positive integer.');
-  }
-  return Number(value);
-}
+export const parsePositiveInt = intParser(1, Number.MAX_SAFE_INTEGER, 'must be a positive integer.');
 
 /** commander argument parser: a TCP port. */
-export function parsePort(value: string): number {
-  const n = parseNonNegativeInt(value);
-  if (n < 1 || n > 65535) throw new InvalidArgumentError('must be a port number from 1 to 65535.');
-  return n;
-}
+export const parsePort = intParser(1, 65535, 'must be a port number from 1 to 65535.');
 
 /** `host`, `host:port` or `[v6]:port` for --listen. */
 export function parseListen(value: string): { host: string; port?: number } {

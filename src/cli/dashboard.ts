@@ -10,7 +10,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { DashboardError, DashboardServer, INTERVAL_MS_DEFAULT } from '../dashboard/server.ts';
 import { HISTORY_MS_DEFAULT } from '../dashboard/model.ts';
-import { CliError, parseNonNegativeInt, type CliIo } from './common.ts';
+import { CliError, intParser, type CliIo } from './common.ts';
 import { loadKeyringCluster } from './status.ts';
 
 export interface DashboardFlags {
@@ -25,11 +25,7 @@ export const DASHBOARD_PORT_DEFAULT = 7100;
 const INTERVAL_MS_MIN = 100;
 const STOP_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
-function parsePortOrZero(value: string): number {
-  const n = parseNonNegativeInt(value);
-  if (n > 65535) throw new InvalidArgumentError('must be a port number from 0 (any free port) to 65535.');
-  return n;
-}
+const parsePortOrZero = intParser(0, 65535, 'must be a port number from 0 (any free port) to 65535.');
 
 function parseHost(value: string): string {
   const v6 = /^\[([0-9a-fA-F:.]+)\]$/.exec(value);
@@ -38,17 +34,9 @@ function parseHost(value: string): string {
   return value;
 }
 
-function parseInterval(value: string): number {
-  const n = parseNonNegativeInt(value);
-  if (n < INTERVAL_MS_MIN) throw new InvalidArgumentError(`must be at least ${INTERVAL_MS_MIN} (milliseconds).`);
-  return n;
-}
+const parseInterval = intParser(INTERVAL_MS_MIN, Number.MAX_SAFE_INTEGER, `must be an integer of at least ${INTERVAL_MS_MIN} (milliseconds).`);
 
-function parseHistory(value: string): number {
-  const n = parseNonNegativeInt(value);
-  if (n < 10 || n > 3_600) throw new InvalidArgumentError('must be from 10 to 3600 (seconds).');
-  return n;
-}
+const parseHistory = intParser(10, 3_600, 'must be an integer from 10 to 3600 (seconds).');
 
 export function addDashboardCommand(program: Command, action: (flags: DashboardFlags) => Promise<number>, done: (code: number) => void): Command {
   return program

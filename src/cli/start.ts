@@ -22,7 +22,7 @@ import type { ClusterConfig, FaultModel } from '../core/cluster.ts';
 import { CLUSTER_FILE, generateKeyring, KeyringError, loadCluster, loadIdentity } from '../crypto/keyring.ts';
 import type { LogLevel } from '../util/log.ts';
 import { EXIT_WITH_PARENT_ENV, REPLICA_ENV_VARS } from './replica.ts';
-import { MALLOC_CHOICES, mallocEnv, type MallocChoice, type MallocEnv } from '../node/malloc.ts';
+import { JEMALLOC_MISSING_HINT, MALLOC_CHOICES, mallocEnv, type MallocChoice, type MallocEnv } from '../node/malloc.ts';
 import { CliError, hostPortOf, httpBaseOf, parseNonNegativeInt, parsePort, parsePositiveInt, type CliIo } from './common.ts';
 
 export interface StartFlags {
@@ -390,7 +390,7 @@ export async function runStartCommand(flags: StartFlags, io: CliIo): Promise<num
     ),
     malloc.allocator === 'jemalloc'
       ? `  malloc: jemalloc (${malloc.path}, preloaded)`
-      : `  malloc: the system's${flags.malloc === 'system' ? '' : ' (jemalloc is not installed; with it, apt-get install libjemalloc2, replicas do about 7% more requests per second)'}`,
+      : `  malloc: the system's${flags.malloc === 'system' ? '' : ` (${JEMALLOC_MISSING_HINT})`}`,
     'Try:',
     `  npx pbft client${keysFlag} put a 1`,
     `  npx pbft client${keysFlag} get a`,

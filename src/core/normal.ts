@@ -463,8 +463,8 @@ function replyToBatch(rs: ReplicaState, seq: number, executed: ExecutedRequest[]
   });
   if (pending !== undefined && send.includes(false)) {
     // Kept for the replies not sent: their values only. The tree and the REPLY-BATCH made for the
-    // replies sent now are let go, so they die young instead of living for windowSize batches (half
-    // of the objects a loaded backup's scavenges copied were the checkpoint's and these); a
+    // replies sent now are let go, so they die young instead of living for windowSize batches (they
+    // were a quarter of what a loaded backup's scavenges kept: bench/results/issue15-2026-12-07-session55.txt); a
     // retransmission that asks makes them again, the same bytes (ed25519 signatures are
     // deterministic), at the cost of the tree's hashes and one signature.
     pending.made = undefined;
