@@ -53,6 +53,7 @@ import { formatSplit, splitRecording, type PerfRun, type Split } from './perf-sp
 import { benchKeyring, clusterToJson, type ClusterJson } from './lib/keys.ts';
 import { freePorts } from '../src/transport/free-ports.ts';
 import { Histogram, meanMsBetween, processCpuSeconds, processRssBytes, threadCpuSeconds } from './lib/stats.ts';
+import { medianRatios, repeatedTargetLines, targetsOverRepetitions } from './lib/repeat.ts';
 import { parseHistogram, type Histogram as PromHistogram } from '../src/dashboard/model.ts';
 import type { Attack, AttackConfig, AttackStats } from './attacker.ts';
 import type { FixtureConfig } from '../test/integration/fixtures/faults.ts';
@@ -131,6 +132,8 @@ interface Options {
   attackRate?: number;
   /** --keys: keys the keys part loads (undefined: the part does not run). */
   keys?: number;
+  /** --repeat: the selected parts measured this many times in a row, each target judged in each (bench/lib/repeat.ts). */
+  repeat: number;
   /** --crypto: the ed25519 backend of every process of the run (PBFT_CRYPTO); undefined: auto. */
   crypto?: 'sodium' | 'node';
   /** --malloc: the C allocator of every process the run starts (src/node/malloc.ts). */
@@ -158,6 +161,15 @@ function positiveInt(value: string): number {
 function nonNegativeInt(value: string): number {
   const n = Number(value);
   if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('must be a non-negative integer.');
+  return n;
+}
+
+/** Repetitions at most (--repeat): a default suite takes about 8 minutes. */
+const REPEAT_MAX = 9;
+
+function repeatCount(value: string): number {
+  const n = positiveInt(value);
+  if (n > REPEAT_MAX) throw new InvalidArgumentError(`must be from 1 to ${REPEAT_MAX}.`);
   return n;
 }
 
@@ -233,6 +245,11 @@ function parseOptions(argv: string[]): Options {
     .addOption(new Option('--rss-interval <s>', 'seconds between RSS samples').argParser(positiveNumber).default(5))
     .addOption(new Option('--floor-seconds <s>', 'seconds per crypto micro-benchmark operation').argParser(positiveNumber).default(1))
     .addOption(new Option('--idle-seconds <s>', 'after the cluster and latency runs, the same replicas without clients: their CPU over this many seconds (0: skip)').argParser(nonNegativeNumber).default(5))
+    .addOption(
+      new Option('--repeat <n>', `measure the selected parts n times in a row (1-${REPEAT_MAX}), each time with its own crypto floor; each target is judged in every repetition, then [MET] over all when met in more than half`)
+        .argParser(repeatCount)
+        .default(1),
+    )
     .addOption(new Option('--json', 'write a JSON record to bench/results/'))
     .addOption(new Option('--json-file <path>', 'write the JSON record to this file instead'))
     .addOption(new Option('--profile <dir>', 'run replicas, baseline server and client workers with node --cpu-prof into <dir>/<run>/'))
@@ -253,6 +270,7 @@ function parseOptions(argv: string[]): Options {
         '  npm run bench -- --only cluster,attacks            every attack scenario against the fault-free cluster\n' +
         '  npm run bench -- --only attacks --attacks silent-replica,vc-flood --attack-duration 5\n' +
         '  npm run bench -- --keys 1000000                    1M keys loaded: throughput vs empty, restart time, RSS\n' +
+        '  npm run bench -- --only crypto,cluster --repeat 3  the floor and the cluster three times; targets judged over the three\n' +
         '\nAttack scenarios (each on a fresh cluster, the attacker speaks the wire format with keys of the bench keyring):\n' +
         ATTACK_SCENARIOS.map((s) => `  ${s.name.padEnd(16)} ${s.description}\n`).join(''),
     )
@@ -266,6 +284,21 @@ function parseOptions(argv: string[]): Options {
   if (keys === undefined && only.includes('keys')) {
     process.stderr.write('npm run bench: the keys part needs --keys <n>\n');
     process.exit(2);
+  }
+  const repeat = o.repeat as number;
+  if (repeat > 1) {
+    // Each of these writes per-run directories or runs for many minutes: one repetition each.
+    const alone = [
+      ...(o.profile !== undefined ? ['--profile'] : []),
+      ...(o.perf !== undefined ? ['--perf'] : []),
+      ...(rss ? ['--rss'] : []),
+      ...(only.includes('keys') ? ['the keys part (--keys)'] : []),
+      ...(only.includes('attacks') ? ['the attacks part'] : []),
+    ];
+    if (alone.length > 0) {
+      process.stderr.write(`npm run bench: --repeat ${repeat} cannot be combined with ${alone.join(', ')}; run those once\n`);
+      process.exit(2);
+    }
   }
   return {
     replicas: o.replicas as number,
@@ -303,6 +336,7 @@ function parseOptions(argv: string[]): Options {
     attackDuration: o.attackDuration as number,
     ...(o.attackRate !== undefined ? { attackRate: o.attackRate as number } : {}),
     ...(keys !== undefined ? { keys } : {}),
+    repeat,
   };
 }
 
@@ -2333,11 +2367,79 @@ async function main(): Promise<void> {
   const command = ['npm run bench --', ...process.argv.slice(2)].join(' ');
   const m = machine();
   m.malloc = { allocator: alloc.allocator, ...(alloc.path !== undefined ? { path: alloc.path } : {}) };
-  const report: Report = { loads: [], attacks: [], ratios: {}, targets: [] };
   const parts = new Set(o.only);
   // The throughput clients, one for the latency run, and the byzantine clients of the attack scenarios.
   const clientIds = o.clients + 1 + (parts.has('attacks') ? ATTACK_CLIENTS : 0);
+  const reports: Report[] = [];
+  for (let i = 0; i < o.repeat && !interrupted; i++) {
+    if (o.repeat > 1) progressDone(`[repeat] repetition ${i + 1} of ${o.repeat}`);
+    const report = await measure(o, parts, clientIds);
+    evaluate(o, report);
+    evaluateKeys(report);
+    reports.push(report);
+    if (o.repeat > 1) {
+      m.loadAverage.end = loadavg()[0]!;
+      process.stdout.write(`\n=== repetition ${i + 1} of ${o.repeat} ===\n`);
+      printReport(o, report, m, command);
+    }
+  }
+  if (reports.length === 0) return; // interrupted before the first measurement
+  m.loadAverage.end = loadavg()[0]!;
+  if (mallocSeen !== undefined) m.malloc.seen = mallocSeen;
+  const repeated = o.repeat > 1 ? targetsOverRepetitions(reports.map((r) => r.targets)) : undefined;
+  if (repeated === undefined) printReport(o, reports[0]!, m, command);
+  else process.stdout.write('\n' + repeatedTargetLines(repeated, reports.length).join('\n') + '\n');
+  if (o.json) {
+    const record =
+      repeated === undefined
+        ? { date: new Date().toISOString(), command, machine: m, options: o, ...recordOf(reports[0]!) }
+        : {
+            date: new Date().toISOString(),
+            command,
+            machine: m,
+            options: o,
+            repeat: reports.length,
+            targets: repeated,
+            ratios: medianRatios(reports.map((r) => r.ratios)),
+            repetitions: reports.map(recordOf),
+          };
+    let path = o.jsonFile;
+    if (path === undefined) {
+      mkdirSync(RESULTS_DIR, { recursive: true });
+      path = join(RESULTS_DIR, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+    }
+    writeFileSync(path, JSON.stringify(record, null, 2) + '\n');
+    process.stdout.write(`\nrecord written to ${path}\n`);
+  }
+  if (o.profile !== undefined) {
+    process.stdout.write(`CPU profiles in ${o.profile}/<run>/<process>/ (summarize the measured window: node --import tsx bench/profile-top.ts ${o.profile}/<run>/replica-1)\n`);
+    if (o.keys !== undefined) {
+      process.stdout.write(`  the loaded store's replicas are in ${o.profile}/keys/, its window in ${o.profile}/keys-${o.keys}/: profile-top.ts --window ${o.profile}/keys-${o.keys}/window.json ${o.profile}/keys/replica-1\n`);
+    }
+  }
+}
 
+/** A report's part of the JSON record (one repetition's, with --repeat). */
+function recordOf(report: Report): Record<string, unknown> {
+  return {
+    cryptoFloor: report.floor,
+    frameCost: report.frameCost,
+    syncedWrite: report.syncedWrite,
+    runs: report.loads,
+    attacks: report.attacks,
+    faultFree: report.faultFree,
+    ratios: report.ratios,
+    targets: report.targets,
+    ...(report.idle !== undefined ? { idle: report.idle } : {}),
+    ...(report.keys !== undefined
+      ? { keys: { ...report.keys, empty: report.keys.empty.run, loaded: report.keys.loaded.run, ...(report.keys.emptyAfter !== undefined ? { emptyAfter: report.keys.emptyAfter.run } : {}) } }
+      : {}),
+  };
+}
+
+/** One measurement of the selected parts (what `npm run bench` runs once, or --repeat times). */
+async function measure(o: Options, parts: ReadonlySet<Part>, clientIds: number): Promise<Report> {
+  const report: Report = { loads: [], attacks: [], ratios: {}, targets: [] };
   if (parts.has('crypto')) {
     progress('[crypto floor] measuring sign / verify / verify reply', true);
     report.floor = measureCryptoFloor({ seconds: o.floorSeconds, replicaCounts: [...new Set([o.replicas, 7])].sort((a, b) => a - b), valueBytes: o.payload, keyBytes: o.keyBytes });
@@ -2474,44 +2576,7 @@ async function main(): Promise<void> {
     for (const a of report.attacks) judge(a, mean);
   }
   if (parts.has('keys') && !interrupted) await runKeys(o, report);
-  m.loadAverage.end = loadavg()[0]!;
-  evaluate(o, report);
-  evaluateKeys(report);
-  if (mallocSeen !== undefined) m.malloc.seen = mallocSeen;
-  printReport(o, report, m, command);
-  if (o.json) {
-    const record = {
-      date: new Date().toISOString(),
-      command,
-      machine: m,
-      options: o,
-      cryptoFloor: report.floor,
-      frameCost: report.frameCost,
-      syncedWrite: report.syncedWrite,
-      runs: report.loads,
-      attacks: report.attacks,
-      faultFree: report.faultFree,
-      ratios: report.ratios,
-      targets: report.targets,
-      ...(report.idle !== undefined ? { idle: report.idle } : {}),
-      ...(report.keys !== undefined
-        ? { keys: { ...report.keys, empty: report.keys.empty.run, loaded: report.keys.loaded.run, ...(report.keys.emptyAfter !== undefined ? { emptyAfter: report.keys.emptyAfter.run } : {}) } }
-        : {}),
-    };
-    let path = o.jsonFile;
-    if (path === undefined) {
-      mkdirSync(RESULTS_DIR, { recursive: true });
-      path = join(RESULTS_DIR, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-    }
-    writeFileSync(path, JSON.stringify(record, null, 2) + '\n');
-    process.stdout.write(`\nrecord written to ${path}\n`);
-  }
-  if (o.profile !== undefined) {
-    process.stdout.write(`CPU profiles in ${o.profile}/<run>/<process>/ (summarize the measured window: node --import tsx bench/profile-top.ts ${o.profile}/<run>/replica-1)\n`);
-    if (o.keys !== undefined) {
-      process.stdout.write(`  the loaded store's replicas are in ${o.profile}/keys/, its window in ${o.profile}/keys-${o.keys}/: profile-top.ts --window ${o.profile}/keys-${o.keys}/window.json ${o.profile}/keys/replica-1\n`);
-    }
-  }
+  return report;
 }
 
 main().then(

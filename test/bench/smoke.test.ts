@@ -205,10 +205,59 @@ test('npm run bench -- --keys 2000: loads the keys, compares with the empty stor
   }
 });
 
+test('npm run bench -- --repeat 2: the floor and the cluster twice, every target judged in each and over both', { timeout: 300_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbft-bench-repeat-'));
+  try {
+    const record = join(dir, 'record.json');
+    const args = ['--only', 'crypto,cluster', '--repeat', '2', '--duration', '1', '--warmup', '0.3', '--clients', '4', '--client-procs', '1', '--floor-seconds', '0.1', '--idle-seconds', '0', '--json-file', record];
+    const { code, stdout, stderr } = await run(args);
+    assert.equal(code, 0, `bench exited with ${code}\nstdout:\n${stdout}\nstderr:\n${stderr}`);
+    assert.match(stdout, /=== repetition 1 of 2 ===/);
+    assert.match(stdout, /=== repetition 2 of 2 ===/);
+    assert.equal(stdout.match(/^cluster +4 +4 /gm)?.length, 2, `a cluster row per repetition:\n${stdout}`);
+    const summary = stdout.slice(stdout.indexOf('targets over 2 repetitions'));
+    assert.ok(summary.length > 0 && stdout.includes('targets over 2 repetitions'), `the verdicts over both:\n${stdout}`);
+    assert.match(summary, /\[(MET|MISSED)\] 4 replicas x 4 clients: throughput >= 60% of the crypto floor: met in [012] of 2/);
+    assert.match(summary, /\[(MET|MISSED)\] client SDK: .*: met in [012] of 2/);
+    const json = JSON.parse(readFileSync(record, 'utf8')) as {
+      repeat: number;
+      targets: Array<{ name: string; met: boolean; judged: number; metIn: number; details: string[] }>;
+      ratios: Record<string, number>;
+      repetitions: Array<{ runs: Array<{ run: string; requests: number }>; targets: Array<{ name: string; met: boolean }>; ratios: Record<string, number> }>;
+    };
+    assert.equal(json.repeat, 2);
+    assert.equal(json.repetitions.length, 2);
+    for (const r of json.repetitions) {
+      const cluster = r.runs.find((l) => l.run === 'cluster');
+      assert.ok(cluster !== undefined && cluster.requests > 0, `each repetition ran the cluster: ${JSON.stringify(r.runs.map((l) => [l.run, l.requests]))}`);
+      assert.ok(r.ratios.clusterToCryptoFloor! > 0, 'each repetition has its own ratio to its own floor');
+    }
+    const floorTarget = json.targets.find((x) => x.name.includes('crypto floor'))!;
+    assert.equal(floorTarget.judged, 2);
+    assert.equal(floorTarget.metIn, json.repetitions.filter((r) => r.targets.find((x) => x.name === floorTarget.name)?.met === true).length);
+    const ratios = json.repetitions.map((r) => r.ratios.clusterToCryptoFloor!).sort((a, b) => a - b);
+    assert.equal(json.ratios.clusterToCryptoFloor, (ratios[0]! + ratios[1]!) / 2, 'the record keeps the median ratio');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('npm run bench -- --repeat: a count out of range, or a part that runs once, is refused with one line', async () => {
+  const tooMany = await run(['--repeat', '10', '--only', 'crypto']);
+  assert.notEqual(tooMany.code, 0);
+  assert.match(tooMany.stderr, /--repeat.*must be from 1 to 9/);
+  const keys = await run(['--repeat', '2', '--keys', '100']);
+  assert.equal(keys.code, 2);
+  assert.match(keys.stderr, /--repeat 2 cannot be combined with the keys part/);
+  const profile = await run(['--repeat', '3', '--only', 'cluster', '--profile', join(tmpdir(), 'pbft-never-written')]);
+  assert.equal(profile.code, 2);
+  assert.match(profile.stderr, /--repeat 3 cannot be combined with --profile/);
+});
+
 test('npm run bench -- --help describes the options', async () => {
   const { code, stdout } = await run(['--help']);
   assert.equal(code, 0);
-  for (const flag of ['--replicas', '--clients', '--duration', '--payload', '--batch-requests-max', '--in-flight-batches-max', '--json', '--only', '--rss', '--profile', '--keys']) {
+  for (const flag of ['--replicas', '--clients', '--duration', '--payload', '--batch-requests-max', '--in-flight-batches-max', '--json', '--only', '--rss', '--profile', '--keys', '--repeat']) {
     assert.ok(stdout.includes(flag), `--help mentions ${flag}`);
   }
 });
