@@ -36,6 +36,7 @@
  * See `npm run bench -- --help` for the options.
  */
 import type { RepliesMode } from '../src/client/repliers.ts';
+import { intParser, parseNonNegativeInt, parsePositiveInt } from '../src/cli/common.ts';
 import { spawn, spawnSync, fork, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, type Dirent } from 'node:fs';
 import { arch, availableParallelism, cpus, loadavg, platform, tmpdir, totalmem } from 'node:os';
@@ -152,29 +153,12 @@ function nonNegativeNumber(value: string): number {
   return n;
 }
 
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('must be a positive integer.');
-  return n;
-}
-
-function nonNegativeInt(value: string): number {
-  const n = Number(value);
-  if (!/^[0-9]+$/.test(value) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('must be a non-negative integer.');
-  return n;
-}
-
 /** Repetitions at most (--repeat): a default suite takes about 8 minutes. */
 const REPEAT_MAX = 9;
-
-function repeatCount(value: string): number {
-  const n = positiveInt(value);
-  if (n > REPEAT_MAX) throw new InvalidArgumentError(`must be from 1 to ${REPEAT_MAX}.`);
-  return n;
-}
+const repeatCount = intParser(1, REPEAT_MAX, `must be from 1 to ${REPEAT_MAX}.`);
 
 function replicaCount(value: string): number {
-  const n = positiveInt(value);
+  const n = parsePositiveInt(value);
   if (n < 4 || (n - 1) % 3 !== 0) throw new InvalidArgumentError('must be 3f+1 with f >= 1 (4, 7, ...).');
   return n;
 }
@@ -214,17 +198,17 @@ function parseOptions(argv: string[]): Options {
         "split into signatures, frames and the rest of its CPU per request.",
     )
     .addOption(new Option('--replicas <n>', 'replicas of the main cluster (3f+1)').argParser(replicaCount).default(4))
-    .addOption(new Option('--clients <n>', 'closed-loop clients of the throughput runs').argParser(positiveInt).default(64))
+    .addOption(new Option('--clients <n>', 'closed-loop clients of the throughput runs').argParser(parsePositiveInt).default(64))
     .addOption(new Option('--duration <s>', 'measured seconds of each run').argParser(positiveNumber))
     .addOption(new Option('--warmup <s>', 'seconds of load before each measured window (default 30: V8 is still compiling the replicas\' code 10 s into a run)').argParser(nonNegativeNumber))
-    .addOption(new Option('--payload <bytes>', 'value bytes of each put').argParser(nonNegativeInt).default(16))
-    .addOption(new Option('--key-bytes <bytes>', 'key bytes of each put').argParser(positiveInt).default(16))
-    .addOption(new Option('--keys-per-client <n>', 'distinct keys each client cycles through').argParser(positiveInt).default(256))
-    .addOption(new Option('--client-procs <n>', 'worker processes hosting the clients').argParser(positiveInt).default(2))
-    .addOption(new Option('--batch-requests-max <n>', 'replica tuning: requests per batch, at most (core default 512)').argParser(positiveInt))
-    .addOption(new Option('--batch-bytes-max <n>', 'replica tuning: request bytes per batch, at most (core default 1 MiB)').argParser(positiveInt))
-    .addOption(new Option('--in-flight-batches-max <n>', 'replica tuning: batches in flight, at most (core default 4)').argParser(positiveInt))
-    .addOption(new Option('--verify-workers <n>', 'replica tuning: signature-verification worker threads (default 0: on the loop)').argParser(nonNegativeInt))
+    .addOption(new Option('--payload <bytes>', 'value bytes of each put').argParser(parseNonNegativeInt).default(16))
+    .addOption(new Option('--key-bytes <bytes>', 'key bytes of each put').argParser(parsePositiveInt).default(16))
+    .addOption(new Option('--keys-per-client <n>', 'distinct keys each client cycles through').argParser(parsePositiveInt).default(256))
+    .addOption(new Option('--client-procs <n>', 'worker processes hosting the clients').argParser(parsePositiveInt).default(2))
+    .addOption(new Option('--batch-requests-max <n>', 'replica tuning: requests per batch, at most (core default 512)').argParser(parsePositiveInt))
+    .addOption(new Option('--batch-bytes-max <n>', 'replica tuning: request bytes per batch, at most (core default 1 MiB)').argParser(parsePositiveInt))
+    .addOption(new Option('--in-flight-batches-max <n>', 'replica tuning: batches in flight, at most (core default 4)').argParser(parsePositiveInt))
+    .addOption(new Option('--verify-workers <n>', 'replica tuning: signature-verification worker threads (default 0: on the loop)').argParser(parseNonNegativeInt))
     .addOption(new Option('--server-node-flags <flags>', 'node flags for every replica and the baseline server, e.g. "--max-semi-space-size=32" (space-separated)').argParser(nodeFlags).default([]))
     .addOption(new Option('--client-node-flags <flags>', 'node flags for the client worker processes (the SDK\'s host), e.g. "--max-semi-space-size=32"').argParser(nodeFlags).default([]))
     .addOption(new Option('--crypto <backend>', 'ed25519 backend of replicas, clients, baseline and floor: sodium (libsodium) or node (node:crypto); default: libsodium where it loads').choices(['sodium', 'node']))
@@ -233,14 +217,14 @@ function parseOptions(argv: string[]): Options {
         .choices([...MALLOC_CHOICES])
         .default('auto'),
     )
-    .addOption(new Option('--pool-workers <n>', 'verify worker threads per replica of the pool part').argParser(positiveInt).default(1))
+    .addOption(new Option('--pool-workers <n>', 'verify worker threads per replica of the pool part').argParser(parsePositiveInt).default(1))
     .addOption(new Option('--no-pipeline-turns', 'replica tuning: no turns computed while a synced write is in flight'))
     .addOption(new Option('--no-defer-writes', 'replica tuning: every turn with writes syncs, also one that sends nothing'))
     .addOption(new Option('--only <parts>', `comma-separated parts to run: ${PARTS.join(', ')} (default: all but attacks)`).argParser(partList))
     .addOption(new Option('--attacks <names>', `attack scenarios of the attacks part: ${ATTACK_SCENARIOS.map((s) => s.name).join(', ')} (default: all)`).argParser(scenarioList))
     .addOption(new Option('--attack-duration <s>', 'measured seconds of each attack scenario').argParser(positiveNumber).default(8))
-    .addOption(new Option('--attack-rate <n>', 'flood rate: frames per second per attacked replica (slowloris: connections per replica); default per scenario').argParser(positiveInt))
-    .addOption(new Option('--keys <n>', 'scale with state size (the keys part; alone unless --only names more): load n keys of 100-byte values, then throughput against an empty store (measured before and after the load), a replica restart, RSS').argParser(positiveInt))
+    .addOption(new Option('--attack-rate <n>', 'flood rate: frames per second per attacked replica (slowloris: connections per replica); default per scenario').argParser(parsePositiveInt))
+    .addOption(new Option('--keys <n>', 'scale with state size (the keys part; alone unless --only names more): load n keys of 100-byte values, then throughput against an empty store (measured before and after the load), a replica restart, RSS').argParser(parsePositiveInt))
     .addOption(new Option('--rss', 'memory mode: the main cluster only, --duration default 300, replica RSS sampled every --rss-interval'))
     .addOption(new Option('--rss-interval <s>', 'seconds between RSS samples').argParser(positiveNumber).default(5))
     .addOption(new Option('--floor-seconds <s>', 'seconds per crypto micro-benchmark operation').argParser(positiveNumber).default(1))
@@ -254,9 +238,9 @@ function parseOptions(argv: string[]): Options {
     .addOption(new Option('--json-file <path>', 'write the JSON record to this file instead'))
     .addOption(new Option('--profile <dir>', 'run replicas, baseline server and client workers with node --cpu-prof into <dir>/<run>/'))
     .addOption(new Option('--perf <dir>', 'record every thread and the kernel with Linux perf over each measured window into <dir>/<run>/ and print where the CPU goes (bench/perf-split.ts; needs perf, as root)'))
-    .addOption(new Option('--retransmit-ms <ms>', 'client retransmission delay').argParser(positiveInt).default(300))
+    .addOption(new Option('--retransmit-ms <ms>', 'client retransmission delay').argParser(parsePositiveInt).default(300))
     .addOption(new Option('--replies <mode>', "which replicas send a reply when a request executes (the SDK's replies option): quorum (f+1 named by the client) or all").choices(['quorum', 'all']).default('quorum'))
-    .addOption(new Option('--timeout-ms <ms>', 'client deadline per request').argParser(positiveInt).default(10_000))
+    .addOption(new Option('--timeout-ms <ms>', 'client deadline per request').argParser(parsePositiveInt).default(10_000))
     .addHelpText(
       'after',
       '\nExamples:\n' +
@@ -2370,6 +2354,11 @@ async function main(): Promise<void> {
   const parts = new Set(o.only);
   // The throughput clients, one for the latency run, and the byzantine clients of the attack scenarios.
   const clientIds = o.clients + 1 + (parts.has('attacks') ? ATTACK_CLIENTS : 0);
+  /** The machine as of now: the load average at the end, the malloc the replicas reported. */
+  const stampMachine = (): void => {
+    m.loadAverage.end = loadavg()[0]!;
+    if (mallocSeen !== undefined) m.malloc.seen = mallocSeen;
+  };
   const reports: Report[] = [];
   for (let i = 0; i < o.repeat && !interrupted; i++) {
     if (o.repeat > 1) progressDone(`[repeat] repetition ${i + 1} of ${o.repeat}`);
@@ -2377,32 +2366,19 @@ async function main(): Promise<void> {
     evaluate(o, report);
     evaluateKeys(report);
     reports.push(report);
-    if (o.repeat > 1) {
-      m.loadAverage.end = loadavg()[0]!;
-      process.stdout.write(`\n=== repetition ${i + 1} of ${o.repeat} ===\n`);
-      printReport(o, report, m, command);
-    }
+    stampMachine();
+    if (o.repeat > 1) process.stdout.write(`\n=== repetition ${i + 1} of ${o.repeat} ===\n`);
+    printReport(o, report, m, command);
   }
   if (reports.length === 0) return; // interrupted before the first measurement
-  m.loadAverage.end = loadavg()[0]!;
-  if (mallocSeen !== undefined) m.malloc.seen = mallocSeen;
   const repeated = o.repeat > 1 ? targetsOverRepetitions(reports.map((r) => r.targets)) : undefined;
-  if (repeated === undefined) printReport(o, reports[0]!, m, command);
-  else process.stdout.write('\n' + repeatedTargetLines(repeated, reports.length).join('\n') + '\n');
+  if (repeated !== undefined) process.stdout.write('\n' + repeatedTargetLines(repeated, reports.length).join('\n') + '\n');
   if (o.json) {
+    const head = { date: new Date().toISOString(), command, machine: m, options: o };
     const record =
       repeated === undefined
-        ? { date: new Date().toISOString(), command, machine: m, options: o, ...recordOf(reports[0]!) }
-        : {
-            date: new Date().toISOString(),
-            command,
-            machine: m,
-            options: o,
-            repeat: reports.length,
-            targets: repeated,
-            ratios: medianRatios(reports.map((r) => r.ratios)),
-            repetitions: reports.map(recordOf),
-          };
+        ? { ...head, ...recordOf(reports[0]!) }
+        : { ...head, repeat: reports.length, targets: repeated, ratios: medianRatios(reports.map((r) => r.ratios)), repetitions: reports.map(recordOf) };
     let path = o.jsonFile;
     if (path === undefined) {
       mkdirSync(RESULTS_DIR, { recursive: true });
