@@ -1679,7 +1679,7 @@ function keysLines(report: Report): string[] {
   ];
 }
 
-/** The keys part's RocksDB lines: each replica's levels after the load, and what its compactions did over the load and the loaded run. */
+/** The keys part's RocksDB lines: each replica's levels after the load, and what its flushes and compactions did over the load and the loaded run. */
 function lsmLines(k: KeysResult): string[] {
   const after = k.lsmAfterLoad;
   const run = k.lsmAfterLoadedRun;
@@ -1687,14 +1687,14 @@ function lsmLines(k: KeysResult): string[] {
   const gb = (b: number): string => fmt(b / 2 ** 30, 2);
   return [
     `  RocksDB after the load (MiB per level, from level 0)   ${after.map((x) => (x === undefined ? '-' : x.levelBytes.map((b) => fmt(b / MiB)).join('/'))).join('  ')}`,
-    `  RocksDB compactions over the load   ${after.map((x) => (x === undefined ? '-' : `${gb(x.compactionWrittenBytes)} GB written in ${fmt(x.compactionSeconds, 1)} s, ${fmt(x.writeStalls)} write stalls`)).join('; ')}`,
+    `  RocksDB flushes and compactions over the load   ${after.map((x) => (x === undefined ? '-' : `${gb(x.compactionWrittenBytes)} GB written (${gb(x.flushWrittenBytes)} of it flushed) in ${fmt(x.compactionSeconds, 1)} s, ${fmt(x.writeStalls)} write stalls`)).join('; ')}`,
     ...(run === undefined
       ? []
       : [
-          `  RocksDB compactions in the throughput run (warm-up included)   ${run
+          `  RocksDB flushes and compactions in the throughput run (warm-up included)   ${run
             .map((x, i) => {
               const a = after[i];
-              return x === undefined || a === undefined ? '-' : `${gb(x.compactionWrittenBytes - a.compactionWrittenBytes)} GB written in ${fmt(x.compactionSeconds - a.compactionSeconds, 1)} s`;
+              return x === undefined || a === undefined ? '-' : `${gb(x.compactionWrittenBytes - a.compactionWrittenBytes)} GB written (${gb(x.flushWrittenBytes - a.flushWrittenBytes)} of it flushed) in ${fmt(x.compactionSeconds - a.compactionSeconds, 1)} s`;
             })
             .join('; ')}`,
         ]),

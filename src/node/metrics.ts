@@ -22,8 +22,9 @@
  *   storage tree      RocksDB's levels and compactions (GET /status storage): pbft_storage_level_bytes{level},
  *                     pbft_storage_level0_files, pbft_storage_pending_compaction_bytes,
  *                     pbft_storage_running_compactions, pbft_storage_compaction_written_bytes_total,
- *                     pbft_storage_compaction_read_bytes_total, pbft_storage_compaction_seconds_total,
- *                     pbft_storage_write_stalls_total, pbft_storage_write_stopped
+ *                     pbft_storage_flush_written_bytes_total, pbft_storage_compaction_read_bytes_total,
+ *                     pbft_storage_compaction_seconds_total, pbft_storage_write_stalls_total,
+ *                     pbft_storage_write_stopped
  *   process metrics   prom-client's default collectors, once per process: CPU
  *                     (process_cpu_seconds_total), RSS (process_resident_memory_bytes), event-loop lag
  *                     (nodejs_eventloop_lag_seconds, _p50/_p90/_p99, sampled every EVENT_LOOP_SAMPLE_MS),
@@ -402,7 +403,8 @@ export class NodeMetrics {
     gauge('pbft_storage_level0_files', "RocksDB's table files at level 0.", (s) => s.storage?.level0Files ?? 0);
     gauge('pbft_storage_pending_compaction_bytes', "RocksDB's estimate of the bytes its compactions must still rewrite.", (s) => s.storage?.pendingCompactionBytes ?? 0);
     gauge('pbft_storage_running_compactions', 'RocksDB compactions running now.', (s) => s.storage?.runningCompactions ?? 0);
-    counter('pbft_storage_compaction_written_bytes_total', 'Bytes RocksDB compactions wrote since the database was opened.', (s) => s.storage?.compactionWrittenBytes ?? 0);
+    counter('pbft_storage_compaction_written_bytes_total', 'Bytes RocksDB flushes and compactions wrote since the database was opened (RocksDB counts a flush as a level-0 write).', (s) => s.storage?.compactionWrittenBytes ?? 0);
+    counter('pbft_storage_flush_written_bytes_total', 'Bytes RocksDB memtable flushes wrote to level 0 since the database was opened.', (s) => s.storage?.flushWrittenBytes ?? 0);
     counter('pbft_storage_compaction_read_bytes_total', 'Bytes RocksDB compactions read since the database was opened.', (s) => s.storage?.compactionReadBytes ?? 0);
     counter('pbft_storage_compaction_seconds_total', 'Seconds RocksDB compactions ran since the database was opened.', (s) => s.storage?.compactionSeconds ?? 0);
     counter('pbft_storage_write_stalls_total', 'Times RocksDB slowed or stopped writes for its compactions since the database was opened.', (s) => s.storage?.writeStalls ?? 0);

@@ -200,18 +200,28 @@ export function parseLevelStats(text: string): number[] | undefined {
 
 /**
  * From the text of RocksDB's `rocksdb.cfstats`: the cumulative compaction line ("Cumulative
- * compaction: 1.23 GB write, ... 0.45 GB read, ... 6.7 seconds") and the stall counts ("Stalls(count):
- * 0 level0_slowdown, ... interval 0 total count", whose counts before "interval" are summed). What
- * is missing counts 0.
+ * compaction: 1.23 GB write, ... 0.45 GB read, ... 6.7 seconds"), whose write counts the flushes of
+ * memtables to level 0 as well as the compactions' output (RocksDB books a flush as a level-0
+ * write) while its read is the compactions' alone; the flushes' own figure ("Flush(GB): cumulative
+ * 0.045, ..."); and the stall counts ("Stalls(count): 0 level0_slowdown, ... interval 0 total
+ * count", whose counts before "interval" are summed). What is missing counts 0.
  */
-export function parseCompactionStats(text: string): { compactionWrittenBytes: number; compactionReadBytes: number; compactionSeconds: number; writeStalls: number } {
+export function parseCompactionStats(text: string): {
+  compactionWrittenBytes: number;
+  flushWrittenBytes: number;
+  compactionReadBytes: number;
+  compactionSeconds: number;
+  writeStalls: number;
+} {
   const GB = 2 ** 30;
   const cumulative = /Cumulative compaction:\s*([\d.]+) GB write,[^,]*,\s*([\d.]+) GB read,[^,]*,\s*([\d.]+) seconds/.exec(text);
+  const flush = /Flush\(GB\): cumulative ([\d.]+)/.exec(text);
   const stalls = /Stalls\(count\):([^\n]*?)interval/.exec(text);
   let writeStalls = 0;
   if (stalls !== null) for (const m of stalls[1]!.matchAll(/(\d+) [a-z_0-9]+/g)) writeStalls += Number(m[1]);
   return {
     compactionWrittenBytes: cumulative === null ? 0 : Math.round(Number(cumulative[1]) * GB),
+    flushWrittenBytes: flush === null ? 0 : Math.round(Number(flush[1]) * GB),
     compactionReadBytes: cumulative === null ? 0 : Math.round(Number(cumulative[2]) * GB),
     compactionSeconds: cumulative === null ? 0 : Number(cumulative[3]),
     writeStalls,

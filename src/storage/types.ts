@@ -79,8 +79,14 @@ export interface StorageLsm {
   /** RocksDB's estimate of the bytes its compactions must still rewrite to bring every level to its target size. */
   pendingCompactionBytes: number;
   runningCompactions: number;
-  /** Since the database was opened: bytes compactions wrote and read, and the seconds they ran. */
+  /**
+   * Since the database was opened, by RocksDB's own cumulative compaction figures (to 0.01 GB): bytes
+   * written by flushes and compactions together (RocksDB books a memtable flush as a write to level
+   * 0), bytes the compactions read, and the seconds both ran.
+   */
   compactionWrittenBytes: number;
+  /** Since the database was opened: bytes memtable flushes wrote to level 0 (to 0.001 GB); the compactions' own writes are compactionWrittenBytes less this. */
+  flushWrittenBytes: number;
   compactionReadBytes: number;
   compactionSeconds: number;
   /** Since the database was opened: times RocksDB slowed or stopped writes to let compaction catch up. */

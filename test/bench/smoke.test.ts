@@ -169,8 +169,8 @@ test('npm run bench -- --keys 2000: loads the keys, compares with the empty stor
     assert.match(stdout, /^\s+replica CPU by thread, throughput run \(s\)\s+main [\d.]+/m);
     // Each replica's RocksDB levels and compactions, from its /status storage (a '-' would be a failed read).
     assert.match(stdout, /^\s+RocksDB after the load \(MiB per level, from level 0\)\s+([\d,]+(\/[\d,]+)+\s+){3}[\d,]+(\/[\d,]+)+$/m);
-    assert.match(stdout, /^\s+RocksDB compactions over the load\s+([\d.]+ GB written in [\d.]+ s, [\d,]+ write stalls(; |$)){4}/m);
-    assert.match(stdout, /^\s+RocksDB compactions in the throughput run \(warm-up included\)\s+([-\d.]+ GB written in [-\d.]+ s(; |$)){4}/m);
+    assert.match(stdout, /^\s+RocksDB flushes and compactions over the load\s+([\d.]+ GB written \([\d.]+ of it flushed\) in [\d.]+ s, [\d,]+ write stalls(; |$)){4}/m);
+    assert.match(stdout, /^\s+RocksDB flushes and compactions in the throughput run \(warm-up included\)\s+([-\d.]+ GB written \([-\d.]+ of it flushed\) in [-\d.]+ s(; |$)){4}/m);
     assert.equal((stdout.match(/^\s+\[(MET|MISSED)\] 2,000 keys: /gm) ?? []).length, 3, 'three targets judged');
     assert.match(stderr, /replica 3 \(pid \d+\) killed with SIGKILL/);
     const json = JSON.parse(readFileSync(record, 'utf8')) as { runs: Array<{ run: string; requestsPerSecond: number }>; ratios: Record<string, number>; keys: { empty: string; loaded: string; emptyAfter: string; keys: number; loadSeconds: number; executedSeconds: number; checkpointedSeconds: number; loadHead: number; stableSeqs: number[]; restart: { executingSeconds: number; recovery?: { records: number; readSeconds: number; rebuildSeconds: number } }; stallDuringLoad: number[]; cpuDuringLoad: number[]; gcDuringLoad: Array<{ minor: number; major: number }>; threadCpuLoaded: Array<Record<string, number>>; recordsFound: Array<{ ahead: number; inTurn: number; again: number; batches: number; checkpointsStable: number }> } };

@@ -101,6 +101,7 @@ test('/metrics parses strictly and has latency, phase, batch and synced-write hi
     ['pbft_storage_pending_compaction_bytes', 'gauge'],
     ['pbft_storage_running_compactions', 'gauge'],
     ['pbft_storage_compaction_written_bytes_total', 'counter'],
+    ['pbft_storage_flush_written_bytes_total', 'counter'],
     ['pbft_storage_compaction_read_bytes_total', 'counter'],
     ['pbft_storage_compaction_seconds_total', 'counter'],
     ['pbft_storage_write_stalls_total', 'counter'],
