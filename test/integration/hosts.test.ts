@@ -79,7 +79,7 @@ async function exercise(name: string, deployment: Deployment): Promise<void> {
       return all.every((s) => s !== undefined && s.transport.replicasConnected.length === N - 1);
     }, `every replica to listen on its own address and reach the others\n${outputs()}`);
     for (let i = 0; i < N; i++) {
-      const s = (await status(deployment.urls[i]!))!;
+      const s = await waitFor(() => status(deployment.urls[i]!), `replica ${i}'s /status`);
       assert.equal(s.id, i);
       assert.equal(s.listen, new URL(deployment.urls[i]!).host, 'listens on the address its keyring gives it');
     }

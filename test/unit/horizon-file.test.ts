@@ -147,7 +147,9 @@ test('a writer killed (SIGKILL) while writing: the file holds the last record it
       child.stdout.on('data', check);
       child.on('exit', (code) => reject(new Error(`the writer exited (${code}) before ${target} writes`)));
     });
-    const exited = new Promise((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
+    // 'close', not 'exit': the numbers the writer printed before the kill may still be in the pipe
+    // when it exits, and a count read too early would make the last completed write look older.
+    const exited = new Promise((resolve) => child.on('close', (_code, signal) => resolve(signal)));
     child.kill('SIGKILL');
     assert.equal(await exited, 'SIGKILL');
     assert.throws(() => process.kill(child.pid!, 0), /ESRCH/, 'the writer is gone');
