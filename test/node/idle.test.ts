@@ -27,9 +27,17 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 
 test('idle replicas wake a few times a second, not every tick; a put while they sleep is answered', async () => {
   for (let i = 0; i < 5; i++) await client.put(`idle/${i}`, `v${i}`);
-  // Settle: the last replies, the catch-up timers (30 ticks after the last execution).
-  await sleep(1_000);
   const statuses = () => ipc.replicas.map((r) => r.node.status());
+  // Settle: the last replies, the catch-up timers (30 ticks after the last execution). Usually under a
+  // second; on a loaded machine later, so wait until every replica has slept through half a second
+  // (at most 5 tick wake-ups in it; one per tick would be 50), for up to 30 s. A replica that never
+  // sleeps fails here.
+  for (let settled = false, waited = 0; !settled; waited += 500) {
+    assert.ok(waited < 30_000, 'the replicas never went quiet after the puts');
+    const from = statuses().map((s) => s.loop.tickWakeups ?? 0);
+    await sleep(500);
+    settled = statuses().every((s, i) => (s.loop.tickWakeups ?? 0) - from[i]! <= 5);
+  }
   const before = statuses();
   const windowMs = 2_000;
   const start = performance.now();
