@@ -206,13 +206,9 @@ export function parseLevelStats(text: string): number[] | undefined {
  * 0.045, ..."); and the stall counts ("Stalls(count): 0 level0_slowdown, ... interval 0 total
  * count", whose counts before "interval" are summed). What is missing counts 0.
  */
-export function parseCompactionStats(text: string): {
-  compactionWrittenBytes: number;
-  flushWrittenBytes: number;
-  compactionReadBytes: number;
-  compactionSeconds: number;
-  writeStalls: number;
-} {
+export function parseCompactionStats(
+  text: string,
+): Pick<StorageLsm, 'compactionWrittenBytes' | 'flushWrittenBytes' | 'compactionReadBytes' | 'compactionSeconds' | 'writeStalls'> {
   const GB = 2 ** 30;
   const cumulative = /Cumulative compaction:\s*([\d.]+) GB write,[^,]*,\s*([\d.]+) GB read,[^,]*,\s*([\d.]+) seconds/.exec(text);
   const flush = /Flush\(GB\): cumulative ([\d.]+)/.exec(text);

@@ -554,13 +554,13 @@ describe('RocksStorage', () => {
         await store.write(Array.from({ length: 500 }, (_, j) => put(`k/${String(from + j).padStart(5, '0')}`, new Uint8Array(randomBytes(1000)))), { sync: false });
       }
     }
+    const GB = 2 ** 30;
     const deadline = Date.now() + 20_000;
     let lsm = store.lsm()!;
-    while ((lsm.compactionReadBytes < 0.02 * 2 ** 30 || lsm.runningCompactions > 0 || lsm.level0Files >= 4) && Date.now() < deadline) {
+    while ((lsm.compactionReadBytes < 0.02 * GB || lsm.runningCompactions > 0 || lsm.level0Files >= 4) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 50));
       lsm = store.lsm()!;
     }
-    const GB = 2 ** 30;
     // The 48 MB left memory in flushes (the last memtable, up to 1 MiB, may not have yet).
     assert.ok(lsm.flushWrittenBytes >= 40e6 && lsm.flushWrittenBytes <= 60e6, `flushes wrote the 48 MB to level 0 (${lsm.flushWrittenBytes} bytes)`);
     assert.ok(lsm.compactionReadBytes >= 0.02 * GB, `compactions read the level-0 and level-1 files they merged (${lsm.compactionReadBytes} bytes)`);
