@@ -5,8 +5,10 @@
  *                     ...), read from one NodeStatus snapshot per scrape
  *   histograms        measured here, in the shell, from what the core hands it (the core has no clock):
  *     pbft_request_duration_seconds               a client's REQUEST arriving at this replica to the
- *                                                 answer (reply or refusal) leaving it, or to its
- *                                                 execution released when it named other repliers
+ *                                                 answer (reply or refusal) leaving it, or, when this
+ *                                                 replica sends no answer (the request named other
+ *                                                 repliers: the primary's case), to the turn that
+ *                                                 executed it
  *     pbft_phase_duration_seconds{phase}          per sequence number, between the moments this
  *                                                 replica's core made its statements and decisions:
  *                                                 `prepare`, its PRE-PREPARE (primary) or PREPARE
@@ -104,7 +106,7 @@ export class NodeMetrics {
     const registers = [this.registry];
     this.requestDuration = new Histogram({
       name: 'pbft_request_duration_seconds',
-      help: "From a client's request arriving at this replica to its answer (reply or refusal) leaving it.",
+      help: "From a client's request arriving at this replica to its answer (reply or refusal) leaving it, or, when this replica sends it no answer (it named other repliers), to its execution here.",
       buckets: LATENCY_BUCKETS_SECONDS,
       registers,
     });
@@ -167,8 +169,9 @@ export class NodeMetrics {
    * to the next turn that sends something showed its commit as late as that turn (with one client,
    * the next request's).
    */
-  computed(messages: readonly { frame: Uint8Array }[], events: readonly CoreEvent[]): void {
+  computed(messages: readonly { frame: Uint8Array }[], events: readonly CoreEvent[], replies: readonly { frame: Uint8Array }[] = []): void {
     const t = this.now();
+    this.executedUnanswered(events, replies, t);
     let previous: Uint8Array | undefined;
     for (const m of messages) {
       if (m.frame === previous) continue; // a broadcast: one frame to every peer
@@ -200,20 +203,41 @@ export class NodeMetrics {
   }
 
   /**
-   * Answers and events the pipeline released (their writes are durable), as they leave: a request's
-   * duration ends with its answer, or, when the request named other repliers, when its execution is
-   * released (the moment this replica's reply would have left).
+   * A request this turn executed and answers with none of its replies (it named other repliers)
+   * ends its duration here, when it was executed. Timed at its release instead, it waited for the
+   * turn's write, which, with nothing to send, is deferred to the next turn that sends something (up
+   * to the pipeline's deferredWritesMsMax): with one client the primary's figure was the next
+   * request's arrival. A request answered in this turn waits for its answer to leave (released()).
    */
-  released(replies: readonly SentReply[], events: readonly CoreEvent[] = []): void {
+  private executedUnanswered(events: readonly CoreEvent[], replies: readonly { frame: Uint8Array }[], t: number): void {
+    if (this.arrivals.size === 0) return;
+    let answered: Set<string> | undefined;
+    for (const e of events) {
+      if (e.type !== 'executed') continue;
+      if (answered === undefined) {
+        answered = new Set();
+        for (const r of replies) {
+          const a = peekAnswer(r.frame);
+          if (a !== undefined) answered.add(`${a.client}:${a.timestamp}`);
+        }
+      }
+      for (const r of e.requests) {
+        const key = `${r.client}:${r.timestamp}`;
+        if (!answered.has(key)) this.answered(key, t);
+      }
+    }
+  }
+
+  /**
+   * Answers the pipeline released (their writes are durable), as they leave: a request's duration
+   * ends with its answer (requests this replica does not answer ended when executed: computed()).
+   */
+  released(replies: readonly SentReply[]): void {
     if (this.arrivals.size === 0) return;
     const t = this.now();
     for (const r of replies) {
       const a = peekAnswer(r.frame);
       if (a !== undefined) this.answered(`${a.client}:${a.timestamp}`, t);
-    }
-    for (const e of events) {
-      if (e.type !== 'executed') continue;
-      for (const r of e.requests) this.answered(`${r.client}:${r.timestamp}`, t);
     }
   }
 

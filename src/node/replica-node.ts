@@ -232,7 +232,7 @@ export class ReplicaNode {
       {
         running: () => this.state === 'running',
         perform: (messages, replies, events) => this.perform(messages, replies, events),
-        computed: (ready) => this.metricsRegistry.computed(ready.messages, ready.events),
+        computed: (ready) => this.metricsRegistry.computed(ready.messages, ready.events, ready.replies),
         fatal: (err) => this.fatal(err),
         clientMisbehaved: (client, reason) => this.cutOffClient(client, reason),
       },
@@ -472,7 +472,7 @@ export class ReplicaNode {
 
   /** Effects whose writes are durable (from the pipeline): messages, replies, then events. */
   private perform(messages: Sent[], replies: SentReply[], events: CoreEvent[]): void {
-    this.metricsRegistry.released(replies, events);
+    this.metricsRegistry.released(replies);
     const transport = this.transport;
     if (transport !== undefined) {
       // Before the messages: links to replicas that joined (some messages may be for them); links
