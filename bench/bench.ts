@@ -50,10 +50,11 @@ import type { FromWorker, ToWorker, WorkerInit, WorkerResult } from './client-wo
 import type { BaselineConfig } from './baseline-server.ts';
 import { measureCryptoFloor, type CryptoFloor } from './crypto-floor.ts';
 import { measureFrameCost, type FrameCost } from './frame-cost.ts';
+import { measureWakeupCost, type WakeupCost } from './wakeup-cost.ts';
 import { formatSplit, splitRecording, type PerfRun, type Split } from './perf-split.ts';
 import { benchKeyring, clusterToJson, type ClusterJson } from './lib/keys.ts';
 import { freePorts } from '../src/transport/free-ports.ts';
-import { Histogram, meanMsBetween, processCpuSeconds, processRssBytes, threadCpuSeconds } from './lib/stats.ts';
+import { Histogram, meanMsBetween, processCpuSeconds, processRssBytes, runQueueNs, runQueueSecondsBetween, threadCpuSeconds } from './lib/stats.ts';
 import { medianRatios, repeatedTargetLines, targetsOverRepetitions } from './lib/repeat.ts';
 import { parseHistogram, type Histogram as PromHistogram } from '../src/dashboard/model.ts';
 import type { Attack, AttackConfig, AttackStats } from './attacker.ts';
@@ -125,6 +126,8 @@ interface Options {
   /** perf record over every run's measured window into <perf>/<run>/ (bench/perf-split.ts). */
   perf?: string;
   retransmitMs: number;
+  /** Each client's pause after each answer before its next request, ms (0: a closed loop without pause). */
+  thinkMs: number;
   /** The SDK's `replies` option for the measured clients. */
   replies: RepliesMode;
   timeoutMs: number;
@@ -238,6 +241,7 @@ function parseOptions(argv: string[]): Options {
     .addOption(new Option('--json-file <path>', 'write the JSON record to this file instead'))
     .addOption(new Option('--profile <dir>', 'run replicas, baseline server and client workers with node --cpu-prof into <dir>/<run>/'))
     .addOption(new Option('--perf <dir>', 'record every thread and the kernel with Linux perf over each measured window into <dir>/<run>/ and print where the CPU goes (bench/perf-split.ts; needs perf, as root)'))
+    .addOption(new Option('--think-ms <ms>', 'each client pauses this long after each answer before its next request (0: a closed loop); e.g. --only crypto,baseline,latency --think-ms 20 for one client on an otherwise quiet machine').argParser(parseNonNegativeInt).default(0))
     .addOption(new Option('--retransmit-ms <ms>', 'client retransmission delay').argParser(parsePositiveInt).default(300))
     .addOption(new Option('--replies <mode>', "which replicas send a reply when a request executes (the SDK's replies option): quorum (f+1 named by the client) or all").choices(['quorum', 'all']).default('quorum'))
     .addOption(new Option('--timeout-ms <ms>', 'client deadline per request').argParser(parsePositiveInt).default(10_000))
@@ -314,6 +318,7 @@ function parseOptions(argv: string[]): Options {
     ...(o.profile !== undefined ? { profile: resolve(o.profile as string) } : {}),
     ...(o.perf !== undefined ? { perf: resolve(o.perf as string) } : {}),
     retransmitMs: o.retransmitMs as number,
+    thinkMs: o.thinkMs as number,
     replies: o.replies as RepliesMode,
     timeoutMs: o.timeoutMs as number,
     attacks: (o.attacks as ScenarioName[] | undefined) ?? ATTACK_SCENARIOS.map((s) => s.name),
@@ -778,6 +783,12 @@ interface LoadResult {
   reads?: { unordered: number; fellBack: number };
   /** With --perf: the window's CPU by process kind and category (bench/perf-split.ts). */
   perf?: Split;
+  /**
+   * Time spent runnable but waiting for a core over the window (Linux's /proc/<pid>/task/<tid>/
+   * schedstat), microseconds per request: each server process's main thread and all its threads,
+   * and the client workers' threads together. Absent where the kernel keeps no such figures.
+   */
+  runQueue?: { serversMainUs: number[]; serversAllUs: number[]; clientsUs: number };
 }
 
 interface WorkerHandle {
@@ -902,6 +913,7 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
           keysPerClient: lo.keysPerClient ?? o.keysPerClient,
           timeoutMs: o.timeoutMs,
           retransmitMs: o.retransmitMs,
+          ...(o.thinkMs > 0 ? { thinkMs: o.thinkMs } : {}),
           replies: o.replies,
           expectReplicas: lo.expectReplicas ?? server.cluster.replicas.length,
           ...(lo.workload !== undefined ? { workload: lo.workload } : {}),
@@ -933,6 +945,8 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
     // The measured window.
     const pids = server.procs.map((p) => p.pid!);
     const cpuStart = pids.map((pid) => processCpuSeconds(pid) ?? 0);
+    const workerPids = workers.map((w) => w.proc.pid!);
+    const waitStart = [...pids, ...workerPids].map((pid) => runQueueNs(pid));
     const rssStart = pids.map((pid) => processRssBytes(pid) ?? 0);
     const rssMax = [...rssStart];
     const statusStart = await sampleStatus(server);
@@ -972,6 +986,7 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
     const recorded = recorder?.stop();
     recorded?.catch(() => undefined); // awaited below, after the results
     const cpuEnd = pids.map((pid) => processCpuSeconds(pid) ?? 0);
+    const waited = [...pids, ...workerPids].map((pid, i) => runQueueSecondsBetween(pid, waitStart[i]!, runQueueNs(pid)));
     const rssEnd = pids.map((pid) => processRssBytes(pid) ?? 0);
     rssEnd.forEach((b, i) => (rssMax[i] = Math.max(rssMax[i]!, b)));
     const seconds = (performance.now() - windowStart) / 1000;
@@ -1081,6 +1096,16 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
       });
     });
     if (phases.length > 0) result.phases = phases;
+    if (requests > 0 && waited.every((w) => w !== undefined)) {
+      const us = (seconds: number): number => (seconds * 1e6) / requests;
+      const servers = waited.slice(0, pids.length) as Array<{ main: number; all: number }>;
+      const clients = waited.slice(pids.length) as Array<{ main: number; all: number }>;
+      result.runQueue = {
+        serversMainUs: servers.map((w) => us(w.main)),
+        serversAllUs: servers.map((w) => us(w.all)),
+        clientsUs: us(clients.reduce((t, w) => t + w.all, 0)),
+      };
+    }
     progressDone(
       `${label} ${fmt(result.requestsPerSecond, 1)} req/s, p50 ${fmt(result.latencyMs.p50, 2)} ms, p99 ${fmt(result.latencyMs.p99, 2)} ms` +
         (result.errors > 0 ? `, ${result.errors} errors (${result.errorSamples[0] ?? ''})` : ''),
@@ -1411,7 +1436,7 @@ async function gcSeconds(statusUrls: string[]): Promise<Array<Record<string, num
 
 /** The replica's latency histograms (src/node/metrics.ts), parsed from its /metrics. */
 interface PhaseHistograms {
-  /** pbft_request_duration_seconds: a client's request arriving here -> its answer leaving (requests this replica got from the client). */
+  /** pbft_request_duration_seconds: a client's request arriving here -> its answer leaving, or its execution here when it named other repliers (requests this replica got from the client). */
   request: PromHistogram | undefined;
   /** pbft_phase_duration_seconds by phase, as the core decided them: prepare, commit, execute. */
   prepare: PromHistogram | undefined;
@@ -1766,6 +1791,8 @@ interface Report {
   syncedWrite?: SyncedWrite;
   /** CPU of one WebSocket frame over loopback (bench/frame-cost.ts), measured with the crypto floor. */
   frameCost?: FrameCost;
+  /** CPU of a Node process's timer wake-up (bench/wakeup-cost.ts), measured with the crypto floor. */
+  wakeupCost?: WakeupCost;
   loads: LoadResult[];
   attacks: AttackResult[];
   /**
@@ -2016,7 +2043,7 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
       .filter((s) => s !== '')
       .join(', ') || 'replica defaults';
   out.push(
-    `workload: put, ${o.keyBytes}-byte keys, ${o.payload}-byte values, ${o.keysPerClient} keys per client, each put changing its key's value; ${o.warmup} s warm-up + ${o.duration} s measured per run; ${tuning}`,
+    `workload: put, ${o.keyBytes}-byte keys, ${o.payload}-byte values, ${o.keysPerClient} keys per client, each put changing its key's value${o.thinkMs > 0 ? `; each client pauses ${o.thinkMs} ms after each answer` : ''}; ${o.warmup} s warm-up + ${o.duration} s measured per run; ${tuning}`,
   );
   const f = report.floor;
   if (f !== undefined) {
@@ -2050,6 +2077,14 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
     out.push(
       `frame cost (bench/frame-cost.ts: ${fc.payloadBytes}-byte binary WebSocket frames over loopback between two processes, the sender's and the receiver's CPU): ` +
         `${fmt(fc.oneInFlightUs, 1)} us per frame with one in flight, ${fmt(fc.manyInFlightUs, 1)} us with ${fc.connectionsMany} connections`,
+    );
+  }
+  const wc = report.wakeupCost;
+  if (wc !== undefined) {
+    out.push('');
+    out.push(
+      `wake-up cost (bench/wakeup-cost.ts: the CPU a Node process is charged per timer wake-up that does nothing, ${wc.rounds} rounds each): ` +
+        `${fmt(wc.after1msUs, 1)} us after 1 ms asleep, ${fmt(wc.after20msUs, 1)} us after 20 ms (a process serving one client sleeps and wakes several times per request)`,
     );
   }
   const sw = report.syncedWrite;
@@ -2127,6 +2162,21 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
         }
       }
     }
+    const withWait = report.loads.filter((l) => l.runQueue !== undefined);
+    if (withWait.length > 0) {
+      out.push('');
+      out.push('waiting for a core (runnable but not running, /proc/<pid>/task/*/schedstat), us per request: each server\'s main');
+      out.push('  thread (replica 0 first), then all the servers\' threads and all the client workers\' threads');
+      for (const l of withWait) {
+        const q = l.runQueue!;
+        const sum = (xs: number[]): number => xs.reduce((t, x) => t + x, 0);
+        out.push(
+          `  ${l.run.padEnd(9)} main threads ${q.serversMainUs.map((x) => fmt(x)).join(' + ')} = ${fmt(sum(q.serversMainUs))} us;` +
+            ` all server threads ${fmt(sum(q.serversAllUs))} us; client workers ${fmt(q.clientsUs)} us` +
+            ` (p50 ${fmt(l.latencyMs.p50 * 1000)} us, mean ${fmt(l.latencyMs.mean * 1000)} us)`,
+        );
+      }
+    }
     const withPerf = report.loads.filter((l) => l.perf !== undefined);
     if (withPerf.length > 0) {
       out.push('');
@@ -2138,7 +2188,8 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
     if (withPhases.length > 0) {
       out.push('');
       out.push("where a request's time goes (means over the window, ms, from the replica's /metrics histograms; the clients' mean for comparison):");
-      out.push('  request: from a client\'s request arriving at the replica to its answer leaving it (the primary: the requests sent to it);');
+      out.push('  request: from a client\'s request arriving at the replica to its answer leaving it, or to its execution there when it named');
+      out.push('  other repliers (the primary: the requests sent to it, which it does not answer);');
       out.push('  prepare: its PRE-PREPARE or PREPARE made -> its COMMIT made (prepared); commit: -> committed here (with the COMMITs\' synced writes); execute: -> executed');
       for (const l of withPhases) {
         for (const p of l.phases!) {
@@ -2400,6 +2451,7 @@ function recordOf(report: Report): Record<string, unknown> {
   return {
     cryptoFloor: report.floor,
     frameCost: report.frameCost,
+    wakeupCost: report.wakeupCost,
     syncedWrite: report.syncedWrite,
     runs: report.loads,
     attacks: report.attacks,
@@ -2427,6 +2479,9 @@ async function measure(o: Options, parts: ReadonlySet<Part>, clientIds: number):
     progress('[frame cost] measuring WebSocket frames over loopback', true);
     const fc = (report.frameCost = await measureFrameCost({ seconds: 2 * o.floorSeconds }));
     progressDone(`[frame cost] ${fmt(fc.oneInFlightUs, 1)} us per frame with one in flight, ${fmt(fc.manyInFlightUs, 1)} us with ${fc.connectionsMany}`);
+    progress('[wake-up cost] measuring timer wake-ups of an idle process', true);
+    const wc = (report.wakeupCost = await measureWakeupCost({ rounds: Math.max(20, Math.round(200 * o.floorSeconds)) }));
+    progressDone(`[wake-up cost] ${fmt(wc.after1msUs, 1)} us of CPU per wake-up after 1 ms asleep, ${fmt(wc.after20msUs, 1)} us after 20 ms`);
   }
   // With --profile every run gets servers of its own, so <dir>/<run>/ holds that run's profiles only
   // (the server processes write theirs when they stop); without it, runs share them as before.

@@ -37,6 +37,8 @@ export interface WorkerInit {
   retransmitMs: number;
   /** The SDK's replies option (default 'quorum'). */
   replies?: RepliesMode;
+  /** Each client's pause after each answer before its next request, ms (default 0: none). */
+  thinkMs?: number;
   /** Replicas expected to answer (fewer than n when one is silent); default n. */
   expectReplicas?: number;
   /**
@@ -133,7 +135,7 @@ async function init(m: WorkerInit): Promise<void> {
   const ops = workload === 'put' ? puts : clients.map((c) => Array.from({ length: m.keysPerClient }, (_, i) => encodeOp({ type: 'get', key: benchKey(c.clientId, i, m.keyBytes) })));
   const call = (c: PbftClient, op: Uint8Array): Promise<Uint8Array> => (workload === 'get-readonly' ? c.invokeReadOnly(op) : c.invoke(op));
   loopsReady = () => {
-    for (let i = 0; i < clients.length; i++) loops.push(loop(clients[i]!, ops[i]!, call));
+    for (let i = 0; i < clients.length; i++) loops.push(loop(clients[i]!, ops[i]!, call, m.thinkMs ?? 0));
   };
 }
 
@@ -151,9 +153,12 @@ let retransmittedAtMark = 0;
 
 let loopsReady: (() => void) | undefined;
 
-async function loop(client: PbftClient, ops: Uint8Array[], call: (c: PbftClient, op: Uint8Array) => Promise<Uint8Array>): Promise<void> {
+async function loop(client: PbftClient, ops: Uint8Array[], call: (c: PbftClient, op: Uint8Array) => Promise<Uint8Array>, thinkMs: number): Promise<void> {
   let i = 0;
   while (running) {
+    // A pause between an answer and the next request (--think-ms), outside the latency recorded.
+    if (thinkMs > 0 && i > 0) await new Promise((resolve) => setTimeout(resolve, thinkMs));
+    if (!running) return;
     const op = ops[i++ % ops.length]!;
     const start = performance.now();
     try {

@@ -92,6 +92,15 @@ export function processCpuSeconds(pid: number): number | undefined {
   }
 }
 
+/** The thread ids of a process (/proc/<pid>/task), none when it is gone. */
+function threadIds(pid: number): string[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+}
+
 /**
  * User + system CPU seconds of each thread of a process, summed by thread name (/proc/<pid>/task/
  * <tid>/comm: the main thread carries the process's name, libuv's pool threads and RocksDB's
@@ -100,13 +109,7 @@ export function processCpuSeconds(pid: number): number | undefined {
  */
 export function threadCpuSeconds(pid: number): Map<string, number> {
   const out = new Map<string, number>();
-  let tids: string[];
-  try {
-    tids = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return out;
-  }
-  for (const tid of tids) {
+  for (const tid of threadIds(pid)) {
     try {
       const seconds = statCpuSeconds(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'));
       const name = tid === String(pid) ? 'main' : readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
@@ -116,6 +119,39 @@ export function threadCpuSeconds(pid: number): Map<string, number> {
     }
   }
   return out;
+}
+
+/**
+ * Time each thread of a process has spent runnable but waiting for a core (the second field of
+ * /proc/<pid>/task/<tid>/schedstat, nanoseconds), keyed by thread id; an empty map when the process
+ * is gone or the kernel keeps no such figures. `runQueueSecondsBetween` turns two of them into the
+ * window's wait.
+ */
+export function runQueueNs(pid: number): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const tid of threadIds(pid)) {
+    try {
+      const fields = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').trim().split(' ');
+      const waited = Number(fields[1]);
+      if (Number.isFinite(waited)) out.set(tid, waited);
+    } catch {
+      // the thread ended meanwhile, or no schedstat
+    }
+  }
+  return out;
+}
+
+/**
+ * The run-queue wait of a process between two `runQueueNs` readings, seconds: its main thread
+ * (tid = pid) and every thread alive at the end (a thread started in the window counts from 0; one
+ * that ended in it is not counted). Undefined when either reading is empty.
+ */
+export function runQueueSecondsBetween(pid: number, start: Map<string, number>, end: Map<string, number>): { main: number; all: number } | undefined {
+  if (start.size === 0 || end.size === 0) return undefined;
+  let all = 0;
+  for (const [tid, ns] of end) all += ns - (start.get(tid) ?? 0);
+  const main = (end.get(String(pid)) ?? 0) - (start.get(String(pid)) ?? 0);
+  return { main: main / 1e9, all: all / 1e9 };
 }
 
 /** Resident set size of a process in bytes (VmRSS), or undefined when it is gone. */

@@ -8,7 +8,7 @@
  * of a run this short on a busy machine mean nothing, only that they are there.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -95,6 +95,18 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
     assert.match(stderr, /measuring/, 'a progress line');
     // The frame cost beside the crypto floor, and each run's CPU per request split with it.
     assert.match(stdout, /^frame cost \(bench\/frame-cost\.ts: 320-byte binary WebSocket frames .*\): [\d.]+ us per frame with one in flight, [\d.]+ us with 64 connections$/m);
+    // The wake-up cost beside it, and each run's wait for a core (Linux schedstat: where it exists).
+    assert.match(stdout, /^wake-up cost \(bench\/wakeup-cost\.ts: .*, \d+ rounds each\): [\d.,]+ us after 1 ms asleep, [\d.,]+ us after 20 ms/m);
+    if (existsSync('/proc/self/schedstat')) {
+      for (const name of ['baseline-1', 'baseline', 'cluster', 'latency', 'cluster7']) {
+        const servers = name.startsWith('baseline') ? 1 : name === 'cluster7' ? 7 : 4;
+        assert.match(
+          stdout,
+          new RegExp(`^  ${name}\\s+main threads ${Array(servers).fill('[\\d,]+').join(' \\+ ')} = [\\d,]+ us; all server threads [\\d,]+ us; client workers [\\d,]+ us \\(p50 [\\d,]+ us, mean [\\d,]+ us\\)$`, 'm'),
+          `${name}: the wait for a core`,
+        );
+      }
+    }
     for (const name of ['cluster', 'latency', 'cluster7']) {
       assert.match(stdout, new RegExp(`^  ${name}\\s+[\\d,]+ us = signatures [\\d,]+ us \\(\\d+%\\) \\+ frames [\\d.]+ x [\\d.]+ us = [\\d,]+ us \\(\\d+%\\) \\+ the rest -?[\\d,]+ us \\(-?\\d+%\\)$`, 'm'), `${name}: the CPU split`);
     }
@@ -116,6 +128,7 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
       machine: { cores: number; cpuModel: string; node: string; malloc: { allocator: string; seen?: string } };
       cryptoFloor: { byReplicas: Record<string, { requestsPerSecond: number }> };
       frameCost: { oneInFlightUs: number; manyInFlightUs: number };
+      wakeupCost: { after1msUs: number; after20msUs: number };
       syncedWrite: { count: number; ms: { p50: number } };
       runs: Array<{ run: string; requests: number; cpuSecondsPerRequest: number }>;
       idle: { run: string; cores: number[]; tickWakeupsPerSecond: number[] };
@@ -131,6 +144,7 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
     assert.deepEqual(json.runs.map((r) => r.run).sort(), [...RUNS].sort());
     for (const r of json.runs) assert.ok(r.requests > 0, `${r.run}: requests in the record`);
     assert.ok(json.frameCost.oneInFlightUs > 0 && json.frameCost.manyInFlightUs > 0, 'the frame cost in the record');
+    assert.ok(json.wakeupCost.after1msUs > 0 && json.wakeupCost.after20msUs > 0, 'the wake-up cost in the record');
     // Every frame of a cluster run once: at least the request and f+1 replies per request.
     const cluster = json.runs.find((r) => r.run === 'cluster') as { framesPerRequest?: number; work?: Array<{ horizonWrites: number; horizonWaitUs: number }> } | undefined;
     assert.ok(cluster?.framesPerRequest !== undefined && cluster.framesPerRequest >= 3, `frames per request in the record (${cluster?.framesPerRequest})`);
@@ -243,6 +257,24 @@ test('npm run bench -- --repeat 2: the floor and the cluster twice, every target
   }
 });
 
+test('npm run bench -- --think-ms: each client pauses after each answer, so a window holds at most one request per pause', { timeout: 300_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pbft-bench-think-'));
+  try {
+    const record = join(dir, 'record.json');
+    const args = ['--only', 'latency', '--think-ms', '50', '--duration', '1', '--warmup', '0.3', '--idle-seconds', '0', '--json-file', record];
+    const { code, stdout, stderr } = await run(args);
+    assert.equal(code, 0, `bench exited with ${code}\nstdout:\n${stdout}\nstderr:\n${stderr}`);
+    assert.match(stdout, /^workload: put, .*; each client pauses 50 ms after each answer; /m);
+    const json = JSON.parse(readFileSync(record, 'utf8')) as { runs: Array<{ run: string; requests: number; seconds: number }> };
+    const latency = json.runs.find((r) => r.run === 'latency');
+    assert.ok(latency !== undefined && latency.requests > 0, `the latency run completed requests: ${JSON.stringify(json.runs)}`);
+    // One client, 50 ms between an answer and its next request: no more requests than pauses fit the window.
+    assert.ok(latency.requests <= Math.ceil((latency.seconds * 1000) / 50) + 1, `${latency.requests} requests in ${latency.seconds} s with 50 ms pauses`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('npm run bench -- --repeat: a count out of range, or a part that runs once, is refused with one line', async () => {
   const tooMany = await run(['--repeat', '10', '--only', 'crypto']);
   assert.notEqual(tooMany.code, 0);
@@ -258,7 +290,7 @@ test('npm run bench -- --repeat: a count out of range, or a part that runs once,
 test('npm run bench -- --help describes the options', async () => {
   const { code, stdout } = await run(['--help']);
   assert.equal(code, 0);
-  for (const flag of ['--replicas', '--clients', '--duration', '--payload', '--batch-requests-max', '--in-flight-batches-max', '--json', '--only', '--rss', '--profile', '--keys', '--repeat']) {
+  for (const flag of ['--replicas', '--clients', '--duration', '--payload', '--batch-requests-max', '--in-flight-batches-max', '--json', '--only', '--rss', '--profile', '--keys', '--repeat', '--think-ms']) {
     assert.ok(stdout.includes(flag), `--help mentions ${flag}`);
   }
 });
