@@ -1098,8 +1098,8 @@ async function runLoad(o: Options, server: Server, run: string, clientCount: num
     if (phases.length > 0) result.phases = phases;
     if (requests > 0 && waited.every((w) => w !== undefined)) {
       const us = (seconds: number): number => (seconds * 1e6) / requests;
-      const servers = waited.slice(0, pids.length) as Array<{ main: number; all: number }>;
-      const clients = waited.slice(pids.length) as Array<{ main: number; all: number }>;
+      const servers = waited.slice(0, pids.length);
+      const clients = waited.slice(pids.length);
       result.runQueue = {
         serversMainUs: servers.map((w) => us(w.main)),
         serversAllUs: servers.map((w) => us(w.all)),
