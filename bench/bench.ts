@@ -2078,6 +2078,10 @@ function printReport(o: Options, report: Report, machine: Machine, command: stri
       `frame cost (bench/frame-cost.ts: ${fc.payloadBytes}-byte binary WebSocket frames over loopback between two processes, the sender's and the receiver's CPU): ` +
         `${fmt(fc.oneInFlightUs, 1)} us per frame with one in flight, ${fmt(fc.manyInFlightUs, 1)} us with ${fc.connectionsMany} connections`,
     );
+    out.push(
+      `  the same over plain TCP streams (no WebSocket, a 4-byte length prefix per frame: what any transport on Node's streams pays): ` +
+        `${fmt(fc.plain.oneInFlightUs, 1)} us and ${fmt(fc.plain.manyInFlightUs, 1)} us; WebSocket framing (ws) adds ${fmt(fc.oneInFlightUs - fc.plain.oneInFlightUs, 1)} and ${fmt(fc.manyInFlightUs - fc.plain.manyInFlightUs, 1)} us`,
+    );
   }
   const wc = report.wakeupCost;
   if (wc !== undefined) {
@@ -2478,7 +2482,7 @@ async function measure(o: Options, parts: ReadonlySet<Part>, clientIds: number):
     progressDone(`[crypto floor] n=${o.replicas}: ${fmt(fl.cpuUsPerRequest, 1)} us of signature work per request -> ${fmt(fl.requestsPerSecond)} requests/s`);
     progress('[frame cost] measuring WebSocket frames over loopback', true);
     const fc = (report.frameCost = await measureFrameCost({ seconds: 2 * o.floorSeconds }));
-    progressDone(`[frame cost] ${fmt(fc.oneInFlightUs, 1)} us per frame with one in flight, ${fmt(fc.manyInFlightUs, 1)} us with ${fc.connectionsMany}`);
+    progressDone(`[frame cost] ${fmt(fc.oneInFlightUs, 1)} us per frame with one in flight, ${fmt(fc.manyInFlightUs, 1)} us with ${fc.connectionsMany} (plain TCP streams: ${fmt(fc.plain.oneInFlightUs, 1)} and ${fmt(fc.plain.manyInFlightUs, 1)} us)`);
     progress('[wake-up cost] measuring timer wake-ups of an idle process', true);
     const wc = (report.wakeupCost = await measureWakeupCost({ rounds: Math.max(20, Math.round(200 * o.floorSeconds)) }));
     progressDone(`[wake-up cost] ${fmt(wc.after1msUs, 1)} us of CPU per wake-up after 1 ms asleep, ${fmt(wc.after20msUs, 1)} us after 20 ms`);

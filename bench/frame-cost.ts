@@ -15,9 +15,15 @@
  * divided by the frames: the figure is send + receive of one frame, both ends together, including
  * node's stream machinery, `ws` framing and the kernel's TCP work done in the processes' context.
  *
+ * The same two patterns then run over plain TCP streams (net.Socket, no WebSocket: a 4-byte length
+ * prefix per frame, parsed in a few lines): what any transport built on Node's streams pays per
+ * frame on this machine, so the difference is all that replacing `ws` with a framing of our own
+ * could save.
+ *
  * Run alone: node --import tsx bench/frame-cost.ts [seconds per pattern, default 2] [payload bytes, default 320]
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { createServer, connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { WebSocket, WebSocketServer } from 'ws';
 
@@ -30,6 +36,41 @@ export interface FrameCost {
   connectionsMany: number;
   /** Round trips measured per pattern. */
   roundTrips: { one: number; many: number };
+  /** The same two patterns over plain TCP streams with a 4-byte length prefix per frame (no WebSocket). */
+  plain: { oneInFlightUs: number; manyInFlightUs: number; roundTrips: { one: number; many: number } };
+}
+
+/** One connection of either kind, as the patterns use it. */
+interface Conn {
+  send(payload: Buffer): void;
+  /** Replaces the frame handler. */
+  onFrame(handler: () => void): void;
+  close(): void;
+}
+
+/** Calls `onFrame` with each length-prefixed frame that arrives on `socket`. */
+function readFrames(socket: Socket, onFrame: (frame: Buffer) => void): void {
+  let pending: Buffer | undefined;
+  socket.on('data', (chunk: Buffer) => {
+    let buf = pending === undefined ? chunk : Buffer.concat([pending, chunk]);
+    pending = undefined;
+    while (buf.length >= 4) {
+      const end = 4 + buf.readUInt32BE(0);
+      if (buf.length < end) break;
+      onFrame(buf.subarray(4, end));
+      buf = buf.subarray(end);
+    }
+    if (buf.length > 0) pending = buf;
+  });
+}
+
+function writeFrame(socket: Socket, payload: Buffer): void {
+  const header = Buffer.allocUnsafe(4);
+  header.writeUInt32BE(payload.length, 0);
+  socket.cork();
+  socket.write(header);
+  socket.write(payload);
+  socket.uncork();
 }
 
 const ECHO_ARG = '--frame-cost-echo';
@@ -41,16 +82,30 @@ function runEcho(): void {
   wss.on('connection', (ws) => {
     ws.on('message', (data: Buffer) => ws.send(data, { binary: true }));
   });
-  wss.on('listening', () => {
-    const address = wss.address();
-    process.send!({ type: 'port', port: typeof address === 'object' && address !== null ? address.port : 0 });
+  const plain = createServer((socket) => {
+    socket.setNoDelay(true);
+    readFrames(socket, (frame) => writeFrame(socket, frame));
   });
+  let listening = 0;
+  const ready = (): void => {
+    if (++listening < 2) return;
+    const address = wss.address();
+    const plainAddress = plain.address();
+    process.send!({
+      type: 'port',
+      port: typeof address === 'object' && address !== null ? address.port : 0,
+      plainPort: typeof plainAddress === 'object' && plainAddress !== null ? plainAddress.port : 0,
+    });
+  };
+  wss.on('listening', ready);
+  plain.listen(0, '127.0.0.1', ready);
   process.on('message', (m: { type: string }) => {
     if (m.type === 'cpu') {
       const u = process.cpuUsage();
       process.send!({ type: 'cpu', us: u.user + u.system });
     } else if (m.type === 'exit') {
       wss.close();
+      plain.close();
       process.exit(0);
     }
   });
@@ -71,35 +126,56 @@ function ask<T>(child: ChildProcess, message: object, type: string): Promise<T> 
   });
 }
 
-function open(url: string): Promise<WebSocket> {
+function openWs(url: string): Promise<Conn> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, WS_OPTIONS);
-    ws.once('open', () => resolve(ws));
+    ws.once('open', () =>
+      resolve({
+        send: (payload) => ws.send(payload, { binary: true }),
+        onFrame: (handler) => {
+          ws.removeAllListeners('message');
+          ws.on('message', handler);
+        },
+        close: () => ws.terminate(),
+      }),
+    );
     ws.once('error', reject);
   });
 }
 
+function openPlain(port: number): Promise<Conn> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    let handler: () => void = () => undefined;
+    socket.once('connect', () => {
+      socket.setNoDelay(true);
+      readFrames(socket, () => handler());
+      resolve({ send: (payload) => writeFrame(socket, payload), onFrame: (h) => void (handler = h), close: () => socket.destroy() });
+    });
+    socket.once('error', reject);
+  });
+}
+
 /** Keeps one frame in flight on each connection for `seconds`; returns round trips and the CPU of both ends. */
-async function pattern(child: ChildProcess, sockets: WebSocket[], payload: Buffer, seconds: number): Promise<{ roundTrips: number; cpuUs: number }> {
+async function pattern(child: ChildProcess, sockets: Conn[], payload: Buffer, seconds: number): Promise<{ roundTrips: number; cpuUs: number }> {
   let roundTrips = 0;
   let measuring = false;
   let stopping = false;
   let inFlight = 0;
   let drained: (() => void) | undefined;
-  for (const ws of sockets) {
-    ws.removeAllListeners('message');
-    ws.on('message', () => {
+  for (const conn of sockets) {
+    conn.onFrame(() => {
       inFlight--;
       if (measuring) roundTrips++;
       if (!stopping) {
         inFlight++;
-        ws.send(payload, { binary: true });
+        conn.send(payload);
       } else if (inFlight === 0) drained?.();
     });
   }
-  for (const ws of sockets) {
+  for (const conn of sockets) {
     inFlight++;
-    ws.send(payload, { binary: true });
+    conn.send(payload);
   }
   await new Promise((r) => setTimeout(r, 300)); // warm-up
   const childStart = (await ask<{ us: number }>(child, { type: 'cpu' }, 'cpu')).us;
@@ -123,25 +199,42 @@ export async function measureFrameCost(options: { seconds?: number; payloadBytes
     throw new RangeError('frame-cost: seconds > 0, payload bytes and connections positive integers');
   }
   const child = fork(fileURLToPath(import.meta.url), [ECHO_ARG], { execArgv: process.execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
-  const sockets: WebSocket[] = [];
+  const sockets: Conn[] = [];
   try {
-    const { port } = await ask<{ port: number }>(child, {}, 'port');
-    const url = `ws://127.0.0.1:${port}`;
+    const { port, plainPort } = await ask<{ port: number; plainPort: number }>(child, {}, 'port');
     const payload = Buffer.alloc(payloadBytes, 7);
-    sockets.push(await open(url));
-    const one = await pattern(child, sockets, payload, seconds);
-    while (sockets.length < connections) sockets.push(await open(url));
-    const many = await pattern(child, sockets, payload, seconds);
-    if (one.roundTrips === 0 || many.roundTrips === 0) throw new Error('frame-cost: no round trip completed');
+    /** Both patterns over connections made by `open`: one, then `connections`. */
+    const both = async (open: () => Promise<Conn>): Promise<{ one: { roundTrips: number; cpuUs: number }; many: { roundTrips: number; cpuUs: number } }> => {
+      const mine: Conn[] = [];
+      const add = async (): Promise<void> => {
+        const conn = await open();
+        mine.push(conn);
+        sockets.push(conn);
+      };
+      await add();
+      const one = await pattern(child, mine, payload, seconds);
+      while (mine.length < connections) await add();
+      const many = await pattern(child, mine, payload, seconds);
+      if (one.roundTrips === 0 || many.roundTrips === 0) throw new Error('frame-cost: no round trip completed');
+      for (const conn of mine) conn.onFrame(() => undefined);
+      return { one, many };
+    };
+    const ws = await both(() => openWs(`ws://127.0.0.1:${port}`));
+    const plain = await both(() => openPlain(plainPort));
     return {
       payloadBytes,
-      oneInFlightUs: one.cpuUs / (2 * one.roundTrips),
-      manyInFlightUs: many.cpuUs / (2 * many.roundTrips),
+      oneInFlightUs: ws.one.cpuUs / (2 * ws.one.roundTrips),
+      manyInFlightUs: ws.many.cpuUs / (2 * ws.many.roundTrips),
       connectionsMany: connections,
-      roundTrips: { one: one.roundTrips, many: many.roundTrips },
+      roundTrips: { one: ws.one.roundTrips, many: ws.many.roundTrips },
+      plain: {
+        oneInFlightUs: plain.one.cpuUs / (2 * plain.one.roundTrips),
+        manyInFlightUs: plain.many.cpuUs / (2 * plain.many.roundTrips),
+        roundTrips: { one: plain.one.roundTrips, many: plain.many.roundTrips },
+      },
     };
   } finally {
-    for (const ws of sockets) ws.terminate();
+    for (const conn of sockets) conn.close();
     if (child.connected) child.send({ type: 'exit' });
     await new Promise<void>((r) => {
       if (child.exitCode !== null || child.signalCode !== null) return r();

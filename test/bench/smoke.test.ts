@@ -95,6 +95,7 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
     assert.match(stderr, /measuring/, 'a progress line');
     // The frame cost beside the crypto floor, and each run's CPU per request split with it.
     assert.match(stdout, /^frame cost \(bench\/frame-cost\.ts: 320-byte binary WebSocket frames .*\): [\d.]+ us per frame with one in flight, [\d.]+ us with 64 connections$/m);
+    assert.match(stdout, /^  the same over plain TCP streams \(no WebSocket, .*\): [\d.]+ us and [\d.]+ us; WebSocket framing \(ws\) adds -?[\d.]+ and -?[\d.]+ us$/m);
     // The wake-up cost beside it, and each run's wait for a core (Linux schedstat: where it exists).
     assert.match(stdout, /^wake-up cost \(bench\/wakeup-cost\.ts: .*, \d+ rounds each\): [\d.,]+ us after 1 ms asleep, [\d.,]+ us after 20 ms/m);
     if (existsSync('/proc/self/schedstat')) {
@@ -127,7 +128,7 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
       command: string;
       machine: { cores: number; cpuModel: string; node: string; malloc: { allocator: string; seen?: string } };
       cryptoFloor: { byReplicas: Record<string, { requestsPerSecond: number }> };
-      frameCost: { oneInFlightUs: number; manyInFlightUs: number };
+      frameCost: { oneInFlightUs: number; manyInFlightUs: number; plain: { oneInFlightUs: number; manyInFlightUs: number } };
       wakeupCost: { after1msUs: number; after20msUs: number };
       syncedWrite: { count: number; ms: { p50: number } };
       runs: Array<{ run: string; requests: number; cpuSecondsPerRequest: number }>;
@@ -144,6 +145,7 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
     assert.deepEqual(json.runs.map((r) => r.run).sort(), [...RUNS].sort());
     for (const r of json.runs) assert.ok(r.requests > 0, `${r.run}: requests in the record`);
     assert.ok(json.frameCost.oneInFlightUs > 0 && json.frameCost.manyInFlightUs > 0, 'the frame cost in the record');
+    assert.ok(json.frameCost.plain.oneInFlightUs > 0 && json.frameCost.plain.manyInFlightUs > 0, 'the plain-stream frame cost in the record');
     assert.ok(json.wakeupCost.after1msUs > 0 && json.wakeupCost.after20msUs > 0, 'the wake-up cost in the record');
     // Every frame of a cluster run once: at least the request and f+1 replies per request.
     const cluster = json.runs.find((r) => r.run === 'cluster') as { framesPerRequest?: number; work?: Array<{ horizonWrites: number; horizonWaitUs: number }> } | undefined;
