@@ -534,7 +534,12 @@ function checkPerf(): void {
 
 /** With --perf, V8 names its compiled JavaScript for perf (/tmp/perf-<pid>.map). */
 function perfArgs(o: Options): string[] {
-  return o.perf === undefined ? [] : ['--perf-basic-prof'];
+  if (o.perf === undefined) return [];
+  // --perf-basic-prof also turns on V8's event log, a file per isolate named by its process id, in
+  // the working directory (the repository) unless told where: DIR/v8-logs/.
+  const dir = join(o.perf, 'v8-logs');
+  mkdirSync(dir, { recursive: true });
+  return ['--perf-basic-prof', `--logfile=${join(dir, 'v8.log')}`];
 }
 
 /** --server-node-flags / --client-node-flags: space-separated, each an option (starts with --). */
