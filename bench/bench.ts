@@ -2485,7 +2485,7 @@ async function measure(o: Options, parts: ReadonlySet<Part>, clientIds: number):
     }
     const fl = report.floor.byReplicas[o.replicas]!;
     progressDone(`[crypto floor] n=${o.replicas}: ${fmt(fl.cpuUsPerRequest, 1)} us of signature work per request -> ${fmt(fl.requestsPerSecond)} requests/s`);
-    progress('[frame cost] measuring WebSocket frames over loopback', true);
+    progress('[frame cost] measuring WebSocket and plain TCP frames over loopback', true);
     const fc = (report.frameCost = await measureFrameCost({ seconds: 2 * o.floorSeconds }));
     progressDone(`[frame cost] ${fmt(fc.oneInFlightUs, 1)} us per frame with one in flight, ${fmt(fc.manyInFlightUs, 1)} us with ${fc.connectionsMany} (plain TCP streams: ${fmt(fc.plain.oneInFlightUs, 1)} and ${fmt(fc.plain.manyInFlightUs, 1)} us)`);
     progress('[wake-up cost] measuring timer wake-ups of an idle process', true);

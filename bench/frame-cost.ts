@@ -27,17 +27,22 @@ import { createServer, connect, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { WebSocket, WebSocketServer } from 'ws';
 
-export interface FrameCost {
-  payloadBytes: number;
+/** One transport's figures: the two patterns. */
+export interface PerFrame {
   /** CPU microseconds per frame (sender + receiver), one frame in flight. */
   oneInFlightUs: number;
-  /** The same with 64 connections, one frame each in flight. */
+  /** The same with `connectionsMany` connections, one frame each in flight. */
   manyInFlightUs: number;
-  connectionsMany: number;
   /** Round trips measured per pattern. */
   roundTrips: { one: number; many: number };
+}
+
+/** WebSocket frames (the top-level figures), and the same patterns over plain TCP streams. */
+export interface FrameCost extends PerFrame {
+  payloadBytes: number;
+  connectionsMany: number;
   /** The same two patterns over plain TCP streams with a 4-byte length prefix per frame (no WebSocket). */
-  plain: { oneInFlightUs: number; manyInFlightUs: number; roundTrips: { one: number; many: number } };
+  plain: PerFrame;
 }
 
 /** One connection of either kind, as the patterns use it. */
@@ -219,20 +224,15 @@ export async function measureFrameCost(options: { seconds?: number; payloadBytes
       for (const conn of mine) conn.onFrame(() => undefined);
       return { one, many };
     };
-    const ws = await both(() => openWs(`ws://127.0.0.1:${port}`));
-    const plain = await both(() => openPlain(plainPort));
-    return {
-      payloadBytes,
-      oneInFlightUs: ws.one.cpuUs / (2 * ws.one.roundTrips),
-      manyInFlightUs: ws.many.cpuUs / (2 * ws.many.roundTrips),
-      connectionsMany: connections,
-      roundTrips: { one: ws.one.roundTrips, many: ws.many.roundTrips },
-      plain: {
-        oneInFlightUs: plain.one.cpuUs / (2 * plain.one.roundTrips),
-        manyInFlightUs: plain.many.cpuUs / (2 * plain.many.roundTrips),
-        roundTrips: { one: plain.one.roundTrips, many: plain.many.roundTrips },
-      },
-    };
+    /** CPU per frame of each pattern (a round trip is two frames). */
+    const perFrame = (p: Awaited<ReturnType<typeof both>>): PerFrame => ({
+      oneInFlightUs: p.one.cpuUs / (2 * p.one.roundTrips),
+      manyInFlightUs: p.many.cpuUs / (2 * p.many.roundTrips),
+      roundTrips: { one: p.one.roundTrips, many: p.many.roundTrips },
+    });
+    const ws = perFrame(await both(() => openWs(`ws://127.0.0.1:${port}`)));
+    const plain = perFrame(await both(() => openPlain(plainPort)));
+    return { payloadBytes, ...ws, connectionsMany: connections, plain };
   } finally {
     for (const conn of sockets) conn.close();
     if (child.connected) child.send({ type: 'exit' });

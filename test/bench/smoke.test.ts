@@ -32,6 +32,22 @@ function run(args: string[]): Promise<{ code: number | null; stdout: string; std
   });
 }
 
+/**
+ * Runs the bench with `args` and a --json-file record in a fresh temporary directory, checks that it
+ * exited 0, hands `check` its output and the record's path, and removes the directory after.
+ */
+async function runRecorded(prefix: string, args: string[], check: (out: { stdout: string; stderr: string; record: string }) => void | Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  try {
+    const record = join(dir, 'record.json');
+    const { code, stdout, stderr } = await run([...args, '--json-file', record]);
+    assert.equal(code, 0, `bench exited with ${code}\nstdout:\n${stdout}\nstderr:\n${stderr}`);
+    await check({ stdout, stderr, record });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /** Every run of the default suite (a row each in the table). */
 const RUNS = ['baseline-1', 'baseline', 'cluster', 'latency', 'cluster7', 'get-ordered', 'get-readonly', 'get-ordered-1', 'get-readonly-1', 'crash', 'crash-1', 'pool'];
 
@@ -39,12 +55,7 @@ const RUNS = ['baseline-1', 'baseline', 'cluster', 'latency', 'cluster7', 'get-o
 const num = (cell: string | undefined): number => Number((cell ?? '').replace(/,/g, ''));
 
 test('npm run bench: a short run of the whole suite prints every figure and writes its record', { timeout: 300_000 }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'pbft-bench-smoke-'));
-  try {
-    const record = join(dir, 'record.json');
-    const args = ['--duration', '1', '--warmup', '0.3', '--clients', '4', '--client-procs', '1', '--floor-seconds', '0.1', '--idle-seconds', '1', '--json-file', record];
-    const { code, stdout, stderr } = await run(args);
-    assert.equal(code, 0, `bench exited with ${code}\nstdout:\n${stdout}\nstderr:\n${stderr}`);
+  await runRecorded('pbft-bench-smoke-', ['--duration', '1', '--warmup', '0.3', '--clients', '4', '--client-procs', '1', '--floor-seconds', '0.1', '--idle-seconds', '1'], async ({ stdout, stderr, record }) => {
 
     // The crypto floor: per-operation microseconds and requests/s for n = 4 and 7.
     assert.match(stdout, /sign request [\d.,]+ us, verify request [\d.,]+ us, verify reply [\d.,]+ us/);
@@ -153,18 +164,11 @@ test('npm run bench: a short run of the whole suite prints every figure and writ
     // The horizon record is rewritten at least every stable checkpoint and lazily as execution moves.
     const horizon = cluster?.work?.filter((w) => w.horizonWrites > 0 && w.horizonWaitUs > 0) ?? [];
     assert.ok(horizon.length > 0, `horizon record writes and their wait in the record: ${JSON.stringify(cluster?.work)}`);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('npm run bench -- --keys 2000: loads the keys, compares with the empty store before and after, restarts a replica, prints RSS and three targets', { timeout: 300_000 }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'pbft-bench-keys-smoke-'));
-  try {
-    const record = join(dir, 'record.json');
-    const args = ['--keys', '2000', '--duration', '1', '--warmup', '0.3', '--clients', '4', '--client-procs', '1', '--json-file', record];
-    const { code, stdout, stderr } = await run(args);
-    assert.equal(code, 0, `bench exited with ${code}\nstdout:\n${stdout}\nstderr:\n${stderr}`);
+  await runRecorded('pbft-bench-keys-smoke-', ['--keys', '2000', '--duration', '1', '--warmup', '0.3', '--clients', '4', '--client-procs', '1'], async ({ stdout, stderr, record }) => {
     assert.match(stdout, /^keys-empty\s+4\s+4\s+[\d,]+\s+[\d.,]+/m);
     assert.match(stdout, /^keys-2000\s+4\s+4\s+[\d,]+\s+[\d.,]+/m);
     assert.match(stdout, /^keys-empty-after\s+4\s+4\s+[\d,]+\s+[\d.,]+/m);
@@ -216,18 +220,11 @@ test('npm run bench -- --keys 2000: loads the keys, compares with the empty stor
       assert.ok(r.batches > 0 && r.checkpointsStable >= 1, `counters ${JSON.stringify(r)}`);
       assert.ok(r.ahead + r.inTurn > 0 && r.again >= 0, `records found ${JSON.stringify(r)}`);
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('npm run bench -- --repeat 2: the floor and the cluster twice, every target judged in each and over both', { timeout: 300_000 }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'pbft-bench-repeat-'));
-  try {
-    const record = join(dir, 'record.json');
-    const args = ['--only', 'crypto,cluster', '--repeat', '2', '--duration', '1', '--warmup', '0.3', '--clients', '4', '--client-procs', '1', '--floor-seconds', '0.1', '--idle-seconds', '0', '--json-file', record];
-    const { code, stdout, stderr } = await run(args);
-    assert.equal(code, 0, `bench exited with ${code}\nstdout:\n${stdout}\nstderr:\n${stderr}`);
+  await runRecorded('pbft-bench-repeat-', ['--only', 'crypto,cluster', '--repeat', '2', '--duration', '1', '--warmup', '0.3', '--clients', '4', '--client-procs', '1', '--floor-seconds', '0.1', '--idle-seconds', '0'], async ({ stdout, record }) => {
     assert.match(stdout, /=== repetition 1 of 2 ===/);
     assert.match(stdout, /=== repetition 2 of 2 ===/);
     assert.equal(stdout.match(/^cluster +4 +4 /gm)?.length, 2, `a cluster row per repetition:\n${stdout}`);
@@ -254,27 +251,18 @@ test('npm run bench -- --repeat 2: the floor and the cluster twice, every target
     assert.equal(floorTarget.metIn, json.repetitions.filter((r) => r.targets.find((x) => x.name === floorTarget.name)?.met === true).length);
     const ratios = json.repetitions.map((r) => r.ratios.clusterToCryptoFloor!).sort((a, b) => a - b);
     assert.equal(json.ratios.clusterToCryptoFloor, (ratios[0]! + ratios[1]!) / 2, 'the record keeps the median ratio');
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('npm run bench -- --think-ms: each client pauses after each answer, so a window holds at most one request per pause', { timeout: 300_000 }, async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'pbft-bench-think-'));
-  try {
-    const record = join(dir, 'record.json');
-    const args = ['--only', 'latency', '--think-ms', '50', '--duration', '1', '--warmup', '0.3', '--idle-seconds', '0', '--json-file', record];
-    const { code, stdout, stderr } = await run(args);
-    assert.equal(code, 0, `bench exited with ${code}\nstdout:\n${stdout}\nstderr:\n${stderr}`);
+  await runRecorded('pbft-bench-think-', ['--only', 'latency', '--think-ms', '50', '--duration', '1', '--warmup', '0.3', '--idle-seconds', '0'], async ({ stdout, record }) => {
     assert.match(stdout, /^workload: put, .*; each client pauses 50 ms after each answer; /m);
     const json = JSON.parse(readFileSync(record, 'utf8')) as { runs: Array<{ run: string; requests: number; seconds: number }> };
     const latency = json.runs.find((r) => r.run === 'latency');
     assert.ok(latency !== undefined && latency.requests > 0, `the latency run completed requests: ${JSON.stringify(json.runs)}`);
     // One client, 50 ms between an answer and its next request: no more requests than pauses fit the window.
     assert.ok(latency.requests <= Math.ceil((latency.seconds * 1000) / 50) + 1, `${latency.requests} requests in ${latency.seconds} s with 50 ms pauses`);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('npm run bench -- --repeat: a count out of range, or a part that runs once, is refused with one line', async () => {
